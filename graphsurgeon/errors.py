@@ -1,0 +1,53 @@
+"""Exceptions raised by graphsurgeon.
+
+Every error the library raises on bad input is a :class:`GraphSurgeonError`;
+its message names the file, tensor or pattern at fault and what was expected.
+The CLI prints that message as one line and exits with status 2.
+"""
+
+
+class GraphSurgeonError(Exception):
+    """Base class of every error graphsurgeon raises on bad input."""
+
+
+class CheckpointNotFoundError(GraphSurgeonError, FileNotFoundError):
+    """A path names no checkpoint, meta graph, frozen graph or SavedModel."""
+
+
+class WrongPathKindError(GraphSurgeonError):
+    """A directory was given where a file or prefix was meant, or the reverse."""
+
+
+class NoMetaGraphError(GraphSurgeonError):
+    """A checkpoint has no ``.meta`` file and no graph was given to restore into."""
+
+
+class UnregisteredOpError(GraphSurgeonError):
+    """A graph uses an op type that this TensorFlow binary does not know."""
+
+
+class CorruptCheckpointError(GraphSurgeonError):
+    """A checkpoint's index or data file is truncated or unreadable."""
+
+
+class PatternError(GraphSurgeonError):
+    """A scope pattern is malformed or matches nothing."""
+
+
+class TensorNotFoundError(GraphSurgeonError, KeyError):
+    """A tensor or op name is not in the graph."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PlanError(GraphSurgeonError):
+    """A restore or retrain plan cannot be carried out (shape mismatch, missing values)."""
+
+
+class DataError(GraphSurgeonError):
+    """A data set file or folder is missing, malformed or does not fit the model."""
+
+
+class ConfigError(GraphSurgeonError):
+    """A setting (CLI flag, TOML plan file, argument) is malformed."""

@@ -1,0 +1,188 @@
+"""Restore a legacy TF1 model: graph, session and variable values.
+
+>>> model = restore("model.ckpt-1000")                       # doctest: +SKIP
+>>> model.tensor("hidden2/Relu")                              # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon import select, subgraph
+from graphsurgeon.errors import CheckpointNotFoundError, UnregisteredOpError
+from graphsurgeon.model import Model
+from graphsurgeon.storage.checkpoint import CheckpointReader, read_meta_graph
+from graphsurgeon.storage.paths import resolve
+from graphsurgeon.storage.session import new_session
+from graphsurgeon.surgery.plan import make_plan
+
+tf1 = tf.compat.v1
+
+INPUTS_COLLECTION = "graphsurgeon_inputs"
+OUTPUTS_COLLECTION = "graphsurgeon_outputs"
+_FEED_CHUNK_BYTES = 256 << 20
+
+
+def import_meta_graph(meta, graph: tf.Graph, where: str = "graph"):
+    """Import a MetaGraphDef (or a bare GraphDef wrapped in one) into ``graph``.
+
+    Raises:
+      UnregisteredOpError: the graph uses an op type this TensorFlow lacks; names the op
+        and ``where`` it came from.
+    """
+    try:
+        with graph.as_default():
+            if meta.collection_def or meta.HasField("saver_def"):
+                tf1.train.import_meta_graph(meta, clear_devices=True)
+            else:
+                tf.graph_util.import_graph_def(meta.graph_def, name="")
+    except tf.errors.NotFoundError as e:
+        m = re.search(r"Op type not registered '([^']+)'", str(e))
+        if not m:
+            raise
+        op = m.group(1)
+        users = [n.name for n in meta.graph_def.node if n.op == op][:3]
+        raise UnregisteredOpError(
+            f"{where}: op type '{op}' (used by {', '.join(users)}) is not registered in TensorFlow "
+            f"{tf.__version__}; import the library that defines it (tf.load_op_library) before restoring, "
+            "or cut the graph below it"
+        ) from None
+
+
+def graph_variable_info(graph: tf.Graph) -> dict:
+    """``{name: (shape, dtype[, full_name, full_shape])}`` of the graph's global variables."""
+    out = {}
+    with graph.as_default():
+        for v in tf1.global_variables():
+            name = select.normalize_name(v.name)
+            shape = tuple(v.shape.as_list())
+            dtype = v.dtype.base_dtype.name
+            ssi = v.to_proto().save_slice_info_def
+            if ssi.full_name:
+                out[name] = (shape, dtype, ssi.full_name, tuple(ssi.full_shape), tuple(ssi.var_offset))
+            else:
+                out[name] = (shape, dtype)
+    return out
+
+
+def load_values(session, graph, reader: CheckpointReader, restore_map: dict, graph_info: dict) -> None:
+    """Initialize every global variable of ``graph``: those in ``restore_map``
+    (``{graph name: checkpoint name}``) from the checkpoint, fed through the variables'
+    initial-value tensors (no constants in the GraphDef, no new ops), the others with
+    their own initializers. Values are fed in chunks of at most 256 MiB.
+    """
+    with graph.as_default():
+        variables = {select.normalize_name(v.name): v for v in tf1.global_variables()}
+    fresh = [variables[n].initializer for n in variables if n not in restore_map]
+    if fresh:
+        session.run(fresh)
+    batch, feed, size = [], {}, 0
+    for name in sorted(restore_map):
+        v = variables[name]
+        value = reader.read(restore_map[name])
+        info = graph_info[name]
+        if len(info) > 2:  # one part of a partitioned variable
+            offset, shape = info[4], info[0]
+            value = value[tuple(slice(o, o + s) for o, s in zip(offset, shape))]
+        feed[v.initializer.inputs[1]] = np.asarray(value, dtype=v.dtype.base_dtype.as_numpy_dtype)
+        batch.append(v.initializer)
+        size += value.nbytes
+        if size >= _FEED_CHUNK_BYTES:
+            session.run(batch, feed)
+            batch, feed, size = [], {}, 0
+    if batch:
+        session.run(batch, feed)
+
+
+def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, rename=None, outputs=None,
+            restore_optimizer: bool = True, allow_missing: bool = False, values: bool = True,
+            threads: int = 0) -> Model:
+    """Restore a model from a checkpoint prefix or directory, a ``.meta`` file, a frozen
+    GraphDef or a TF1 SavedModel directory.
+
+    Args:
+      path: where the model is (see :func:`graphsurgeon.storage.paths.resolve`).
+      graph: a ``tf.Graph`` you built in Python; its variables are restored by name
+        (for checkpoints without a ``.meta`` file). It is not copied: the returned
+        model uses it.
+      tags: SavedModel tags.
+      include, exclude: patterns choosing which variables are restored (the rest are
+        initialized with their initializers), as TF-Slim's ``get_variables_to_restore``
+        but matched on ``/`` boundaries.
+      rename: ``{checkpoint scope or name: graph scope or name}`` as
+        ``tf.compat.v1.train.init_from_checkpoint`` takes.
+      outputs: tensor names to keep; if given the imported graph is pruned to what
+        computes them (old heads, training ops and stray copies are dropped).
+      restore_optimizer: if False, optimizer slots and ``global_step`` are initialized
+        anew instead of restored.
+      allow_missing: initialize graph variables the checkpoint lacks instead of raising.
+      values: if False, build the graph and plan only: no session, nothing read.
+      threads: session thread count (0: TensorFlow's default).
+
+    Returns:
+      A :class:`graphsurgeon.Model`; ``model.plan`` holds the per-variable plan.
+
+    Raises:
+      CheckpointNotFoundError, WrongPathKindError, NoMetaGraphError, UnregisteredOpError,
+      CorruptCheckpointError, PatternError, PlanError (shape mismatch, missing variables).
+    """
+    source = resolve(path, tags)
+    inputs, outs = [], []
+    if graph is None:
+        meta = read_meta_graph(source)
+        where = source.meta_path or source.graph_path or source.export_dir
+        if outputs:
+            outputs = [_check_node(meta, o, where) for o in select.as_list(outputs)]
+            meta = subgraph.prune_meta_graph(meta, outputs)
+        graph = tf.Graph()
+        import_meta_graph(meta, graph, where)
+        inputs, outs = _signature_of(meta)
+        if outputs:
+            outs = [o if ":" in o else o + ":0" for o in outputs]
+    info = graph_variable_info(graph)
+    reader = None
+    if info:
+        if not source.prefix:
+            raise CheckpointNotFoundError(
+                f"{source.path}: the graph has {len(info)} variables but there is no checkpoint data beside it "
+                f"(expected {source.meta_path[:-5] if source.meta_path else source.path}.index)"
+            )
+        reader = CheckpointReader(source.prefix)
+    entries = {n: (e.shape, e.dtype.name) for n, e in (reader.entries.items() if reader else ())}
+    plan = make_plan(info, entries, include=include, exclude=exclude, rename=rename,
+                     restore_optimizer=restore_optimizer, inputs=inputs, outputs=outs)
+    model = Model(graph, None, source, {v.name: v.status for v in plan.variables if v.status != "dropped"},
+                  plan.restore_map(), inputs, outs)
+    model.plan = plan
+    model.reader = reader
+    if not values:
+        return model
+    plan.check(allow_missing=allow_missing)
+    model.session = new_session(graph, threads)
+    if info:
+        load_values(model.session, graph, reader, plan.restore_map(), info)
+    return model
+
+
+def _check_node(meta, name: str, where: str) -> str:
+    name = str(getattr(name, "name", name))
+    op = subgraph.node_name(name)
+    if not any(n.name == op for n in meta.graph_def.node):
+        from graphsurgeon.errors import TensorNotFoundError
+        near = select.closest(op, [n.name for n in meta.graph_def.node])
+        raise TensorNotFoundError(f"{where}: no op '{op}' in the graph; closest: {', '.join(near)}")
+    return name
+
+
+def _signature_of(meta) -> tuple[list, list]:
+    """Inputs and outputs: graphsurgeon's own collections, a SavedModel signature, or guesses."""
+    col = meta.collection_def
+    if INPUTS_COLLECTION in col and OUTPUTS_COLLECTION in col:
+        return list(col[INPUTS_COLLECTION].node_list.value), list(col[OUTPUTS_COLLECTION].node_list.value)
+    for key in ("serving_default", *sorted(meta.signature_def)):
+        if key in meta.signature_def:
+            sig = meta.signature_def[key]
+            return ([sig.inputs[k].name for k in sorted(sig.inputs)], [sig.outputs[k].name for k in sorted(sig.outputs)])
+    return ([n.name + ":0" for n in subgraph.placeholders(meta.graph_def)], subgraph.likely_outputs(meta.graph_def))

@@ -1,0 +1,176 @@
+"""Load labelled data: ``.npz`` files and retrain.py's image-folder layout.
+
+Splits are decided by hashing, as retrain.py did: an image's split comes from the
+SHA-1 of its file name (ignoring any ``_nohash_`` suffix), an ``.npz`` row's from
+the SHA-1 of its bytes; adding examples never moves old ones between splits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import zipfile
+
+import numpy as np
+
+from graphsurgeon.errors import DataError
+
+MAX_NUM_IMAGES_PER_CLASS = 2 ** 27 - 1  # retrain.py's constant, so splits match it
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Examples with integer labels and a split per example.
+
+    Attributes:
+      x: inputs, ``[N, ...]`` float32 (images decoded and resized).
+      y: int64 labels ``[N]``.
+      split: ``[N]`` strings from :data:`SPLITS`.
+      keys: ``[N]`` stable identifiers (file path relative to the root, or row hash).
+      classes: class names (folder names), or None.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    keys: list
+    classes: list | None = None
+
+    def part(self, split: str):
+        """``(x, y)`` of one split."""
+        m = self.split == split
+        return self.x[m], self.y[m]
+
+    def __len__(self):
+        return len(self.y)
+
+
+def which_split(key: str, validation_pct: float, test_pct: float) -> str:
+    """retrain.py's ``which_set``: a stable split from the hash of a name."""
+    hash_name = re.sub(r"_nohash_.*$", "", key)
+    h = int(hashlib.sha1(hash_name.encode("utf-8")).hexdigest(), 16)
+    pct = (h % (MAX_NUM_IMAGES_PER_CLASS + 1)) * (100.0 / MAX_NUM_IMAGES_PER_CLASS)
+    if pct < validation_pct:
+        return "validation"
+    if pct < validation_pct + test_pct:
+        return "test"
+    return "train"
+
+
+def load(path: str, *, image_size=None, scale: str = "unit", validation_pct: float = 10.0,
+         test_pct: float = 10.0) -> Dataset:
+    """Load an ``.npz`` (arrays ``x``, ``y``, optional ``split``) or an image folder.
+
+    Raises:
+      DataError: missing path, missing arrays, lengths that differ, non-integer labels,
+        a class folder without images, an image that cannot be decoded; naming the file.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"data {path}: no such file or directory (expected an .npz file or an image folder)")
+    if os.path.isdir(path):
+        return load_image_folder(path, image_size=image_size, scale=scale, validation_pct=validation_pct,
+                                 test_pct=test_pct)
+    return load_npz(path, validation_pct=validation_pct, test_pct=test_pct)
+
+
+def load_npz(path: str, *, validation_pct: float = 10.0, test_pct: float = 10.0) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path}: cannot read as .npz ({e})") from None
+    for k in ("x", "y"):
+        if k not in arrays:
+            raise DataError(f"{path}: no array '{k}' (it has {', '.join(sorted(arrays)) or 'none'}); expected x and y")
+    x, y = arrays["x"], arrays["y"]
+    if len(x) != len(y):
+        raise DataError(f"{path}: x has {len(x)} rows but y has {len(y)}")
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0)):
+        raise DataError(f"{path}: y must be a 1-D array of integer class ids, got {y.dtype} {y.shape}")
+    x = x.astype(np.float32, copy=False) if x.dtype != np.float32 else x
+    keys = [hashlib.sha1(row.tobytes()).hexdigest() for row in x]
+    if "split" in arrays:
+        split = arrays["split"].astype(str)
+        bad = sorted(set(split) - set(SPLITS))
+        if bad or len(split) != len(y):
+            raise DataError(f"{path}: 'split' must hold one of {SPLITS} per row (found {bad[:3]})")
+    else:
+        split = np.array([which_split(k, validation_pct, test_pct) for k in keys])
+    return Dataset(x, y.astype(np.int64), split, keys)
+
+
+def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names (sorted sub-folders) and ``[(relative path, class id)]``.
+
+    Raises:
+      DataError: no class folders, or a class folder without images.
+    """
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
+    files = []
+    for ci, c in enumerate(classes):
+        names = sorted(f for f in os.listdir(os.path.join(root, c)) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not names:
+            raise DataError(f"{os.path.join(root, c)}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        files += [(os.path.join(c, n), ci) for n in names]
+    return classes, files
+
+
+def load_image_folder(root: str, *, image_size=None, scale: str = "unit", validation_pct: float = 10.0,
+                      test_pct: float = 10.0) -> Dataset:
+    """Decode and resize every image of retrain.py's layout (``root/<class>/<image>``)."""
+    if image_size is None:
+        raise DataError(f"{root}: an image folder needs the model's input height and width (pass --input)")
+    classes, files = list_image_folder(root)
+    decode = ImageDecoder(image_size, scale)
+    try:
+        x = np.stack([decode(os.path.join(root, rel)) for rel, _ in files])
+    finally:
+        decode.close()
+    y = np.array([c for _, c in files], dtype=np.int64)
+    split = np.array([which_split(os.path.basename(rel), validation_pct, test_pct) for rel, _ in files])
+    return Dataset(x, y, split, [rel for rel, _ in files], classes)
+
+
+class ImageDecoder:
+    """Decode an image file and resize it to ``(height, width)`` with 3 channels.
+
+    ``scale``: ``unit`` -> [0, 1], ``inception`` -> [-1, 1], ``raw`` -> [0, 255].
+    """
+
+    SCALES = {"unit": (1 / 255.0, 0.0), "inception": (2 / 255.0, -1.0), "raw": (1.0, 0.0)}
+
+    def __init__(self, image_size, scale: str = "unit"):
+        import tensorflow as tf
+        from graphsurgeon.storage.session import new_session
+
+        if scale not in self.SCALES:
+            raise DataError(f"unknown image scale '{scale}'; expected one of {', '.join(self.SCALES)}")
+        mul, add = self.SCALES[scale]
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            self._bytes = tf.compat.v1.placeholder(tf.string, [])
+            img = tf.io.decode_image(self._bytes, channels=3, expand_animations=False)
+            img = tf.image.resize(tf.cast(img, tf.float32), list(image_size))
+            self._out = img * mul + add
+        self._sess = new_session(self._graph, threads=1)
+        self._errors = (tf.errors.InvalidArgumentError, tf.errors.UnknownError)
+
+    def __call__(self, path: str) -> np.ndarray:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read image ({e.strerror})") from None
+        try:
+            return self._sess.run(self._out, {self._bytes: data})
+        except self._errors:
+            raise DataError(f"{path}: cannot decode as an image (jpeg, png, gif or bmp expected)") from None
+
+    def close(self):
+        self._sess.close()

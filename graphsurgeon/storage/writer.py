@@ -1,0 +1,94 @@
+"""Write models to disk atomically, and verify what was written."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon import select
+from graphsurgeon.errors import ConfigError, CorruptCheckpointError
+from graphsurgeon.storage.checkpoint import CheckpointReader
+from graphsurgeon.storage.session import new_session
+
+tf1 = tf.compat.v1
+CHECKPOINT_NAME = "model.ckpt"
+
+
+def _replace_dir(tmp: str, final: str, overwrite: bool) -> None:
+    if os.path.exists(final):
+        if not overwrite:
+            raise ConfigError(f"{final} exists; pass overwrite=True / --overwrite to replace it")
+        old = final + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, final)
+
+
+def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *, overwrite=False, verify=True):
+    """Import ``meta`` into a fresh graph, set its variables to ``values``, and write
+    ``out_dir/checkpoint`` (checkpoint + meta graph) and ``out_dir/saved_model``.
+
+    Returns:
+      ``(checkpoint prefix, saved model dir)``.
+    """
+    from graphsurgeon.restore import import_meta_graph
+
+    os.makedirs(out_dir, exist_ok=True)
+    ckpt_dir, sm_dir = os.path.join(out_dir, "checkpoint"), os.path.join(out_dir, "saved_model")
+    for d in (ckpt_dir, sm_dir):
+        if os.path.exists(d) and not overwrite:
+            raise ConfigError(f"{d} exists; pass overwrite=True / --overwrite to replace it")
+    graph = tf.Graph()
+    import_meta_graph(meta, graph, "exported graph")
+    with graph.as_default():
+        variables = {select.normalize_name(v.name): v for v in tf1.global_variables()}
+        saver = tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)
+    tmp_ckpt = tempfile.mkdtemp(prefix=".tmp-checkpoint-", dir=out_dir)
+    tmp_sm = os.path.join(tempfile.mkdtemp(prefix=".tmp-saved-model-", dir=out_dir), "sm")
+    try:
+        with new_session(graph) as sess:
+            ops = [variables[n].initializer for n in sorted(variables)]
+            feed = {variables[n].initializer.inputs[1]: values[n] for n in sorted(variables)}
+            sess.run(ops, feed)
+            prefix = saver.save(sess, os.path.join(tmp_ckpt, CHECKPOINT_NAME), write_meta_graph=True,
+                                write_state=False)
+            with open(os.path.join(tmp_ckpt, "checkpoint"), "w") as f:
+                f.write(f'model_checkpoint_path: "{CHECKPOINT_NAME}"\nall_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n')
+            sig = tf1.saved_model.signature_def_utils.predict_signature_def(
+                inputs={k: graph.get_tensor_by_name(v) for k, v in inputs.items()},
+                outputs={k: graph.get_tensor_by_name(v) for k, v in outputs.items()})
+            builder = tf1.saved_model.Builder(tmp_sm)
+            builder.add_meta_graph_and_variables(
+                sess, [tf1.saved_model.tag_constants.SERVING],
+                signature_def_map={"serving_default": sig}, saver=saver, strip_default_attrs=True)
+            builder.save()
+        if verify:
+            verify_checkpoint(prefix, values)
+            verify_checkpoint(os.path.join(tmp_sm, "variables", "variables"), values)
+        _replace_dir(tmp_ckpt, ckpt_dir, overwrite)
+        _replace_dir(tmp_sm, sm_dir, overwrite)
+    finally:
+        shutil.rmtree(tmp_ckpt, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(tmp_sm), ignore_errors=True)
+    return os.path.join(ckpt_dir, CHECKPOINT_NAME), sm_dir
+
+
+def verify_checkpoint(prefix: str, values: dict) -> None:
+    """Read ``prefix`` back and check every tensor equals ``values`` bit for bit.
+
+    Raises:
+      CorruptCheckpointError: a tensor is missing or differs.
+    """
+    reader = CheckpointReader(prefix)
+    for name, expected in values.items():
+        if name not in reader.entries:
+            raise CorruptCheckpointError(f"{prefix}: written checkpoint lacks '{name}'")
+        got = reader.read(name)
+        if got.dtype != expected.dtype or got.shape != expected.shape or got.tobytes() != np.asarray(expected).tobytes():
+            raise CorruptCheckpointError(f"{prefix}: '{name}' reads back different from what was written")

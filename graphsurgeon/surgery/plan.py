@@ -1,0 +1,224 @@
+"""The plan: what happens to every variable, decided before anything runs.
+
+Statuses:
+
+* ``restored`` — in the new graph and read from the checkpoint;
+* ``reinitialized`` — in the graph and in the checkpoint, but initialized anew
+  (excluded from the restore, or re-initialized in place);
+* ``new`` — created by surgery (a new head), initialized;
+* ``dropped`` — in the checkpoint, not in the new model (old head, optimizer
+  slots, ``global_step``, layers above the cut);
+* ``missing`` — in the graph, not in the checkpoint, not new;
+* ``shape_mismatch`` — in both, with different shapes (the classic "Assign
+  requires shapes of both tensors to match").
+
+Everything here works on names and shapes; nothing touches a session or disk.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+from graphsurgeon import select
+from graphsurgeon.errors import ConfigError, PlanError
+
+STATUSES = ("restored", "reinitialized", "new", "dropped", "missing", "shape_mismatch")
+
+# Optimizer bookkeeping written by tf.compat.v1.train optimizers.
+_SLOT_RE = re.compile(
+    r"(^|/)(Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|AdagradDA|Adadelta|Adadelta_\d+|Ftrl|Ftrl_\d+|"
+    r"ProximalAdagrad|Nadam|Nadam_\d+|LazyAdam|LazyAdam_\d+)$"
+)
+_ACCUMULATOR_RE = re.compile(r"(^|/)(beta[12]_power(_\d+)?|global_step)$")
+
+
+def is_optimizer_state(name: str) -> bool:
+    """True for optimizer slots (``w/Adam``, ``w/Momentum``), ``beta1_power``-style accumulators
+    and ``global_step``: what a previous training run left in its checkpoint."""
+    return bool(_SLOT_RE.search(name) or _ACCUMULATOR_RE.search(name))
+
+
+@dataclasses.dataclass
+class VariablePlan:
+    """What happens to one variable."""
+
+    name: str
+    shape: tuple
+    dtype: str
+    status: str
+    trainable: bool = False
+    checkpoint_name: str | None = None
+    checkpoint_shape: tuple | None = None
+    lr_mult: float | None = None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["shape"] = list(self.shape)
+        d["checkpoint_shape"] = list(self.checkpoint_shape) if self.checkpoint_shape is not None else None
+        return d
+
+
+@dataclasses.dataclass
+class Plan:
+    """A list of :class:`VariablePlan` (sorted by name) plus the update ops that would run."""
+
+    variables: list
+    update_ops: list = dataclasses.field(default_factory=list)
+    inputs: list = dataclasses.field(default_factory=list)
+    outputs: list = dataclasses.field(default_factory=list)
+
+    def by_status(self, status: str) -> list[str]:
+        return [v.name for v in self.variables if v.status == status]
+
+    @property
+    def trainable(self) -> list[str]:
+        return [v.name for v in self.variables if v.trainable]
+
+    def restore_map(self) -> dict[str, str]:
+        """``{graph variable name: checkpoint name}`` of the restored variables."""
+        return {v.name: v.checkpoint_name for v in self.variables if v.status == "restored"}
+
+    def problems(self) -> list[str]:
+        """Human-readable reasons this plan cannot run (empty when it can)."""
+        out = []
+        for v in self.variables:
+            if v.status == "shape_mismatch":
+                out.append(
+                    f"{v.name}: graph shape {list(v.shape)} but checkpoint '{v.checkpoint_name}' has "
+                    f"{list(v.checkpoint_shape)} (exclude it from the restore, or replace the layer with a new head)"
+                )
+        return out
+
+    def check(self, allow_missing: bool = False) -> None:
+        """Raise :class:`PlanError` if the plan cannot run."""
+        probs = self.problems()
+        if not allow_missing:
+            probs += [
+                f"{v.name}: not in the checkpoint (pass allow_missing=True / --allow-missing to initialize it)"
+                for v in self.variables if v.status == "missing"
+            ]
+        if probs:
+            raise PlanError(f"{len(probs)} variable(s) cannot be restored: " + "; ".join(probs[:6])
+                            + (" …" if len(probs) > 6 else ""))
+
+    def to_dict(self) -> dict:
+        counts = {s: len(self.by_status(s)) for s in STATUSES}
+        return {
+            "variables": [v.to_dict() for v in self.variables],
+            "counts": counts,
+            "trainable": self.trainable,
+            "update_ops": list(self.update_ops),
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def format_text(self) -> str:
+        width = max([len(v.name) for v in self.variables] + [8])
+        lines = [f"{'variable':<{width}}  {'status':<14} {'train':<5} shape"]
+        for v in self.variables:
+            extra = ""
+            if v.checkpoint_name and v.checkpoint_name != v.name:
+                extra = f"  <- {v.checkpoint_name}"
+            if v.status == "shape_mismatch":
+                extra += f"  (checkpoint {list(v.checkpoint_shape)})"
+            if v.lr_mult not in (None, 1.0) and v.trainable:
+                extra += f"  lr x{v.lr_mult:g}"
+            lines.append(f"{v.name:<{width}}  {v.status:<14} {'yes' if v.trainable else 'no':<5} {list(v.shape)}{extra}")
+        counts = ", ".join(f"{len(self.by_status(s))} {s}" for s in STATUSES if self.by_status(s))
+        lines.append(f"-- {len(self.variables)} variables: {counts}; {len(self.trainable)} trainable")
+        if self.update_ops:
+            lines.append(f"-- update ops that run while training: {', '.join(self.update_ops)}")
+        return "\n".join(lines)
+
+
+def parse_rename(rename) -> list[tuple[str, str]]:
+    """Normalize a rename map in ``init_from_checkpoint``'s form,
+    ``{checkpoint scope or name: graph scope or name}`` (``'old/': 'new/'``,
+    ``'old/w': 'new/w'``, ``'/': 'new/'`` for the root), into a list of pairs,
+    longest checkpoint key first.
+
+    Raises:
+      ConfigError: a scope mapped to a name or the reverse.
+    """
+    pairs = []
+    for ck, gr in dict(rename or {}).items():
+        ck, gr = select.normalize_name(ck), select.normalize_name(gr)
+        if ck.endswith("/") != gr.endswith("/"):
+            raise ConfigError(
+                f"rename '{ck}' -> '{gr}': map a scope to a scope (both ending in '/') or a name to a name"
+            )
+        pairs.append((ck, gr))
+    return sorted(pairs, key=lambda p: -len(p[1]))
+
+
+def checkpoint_name_for(graph_name: str, rename_pairs) -> str:
+    """The checkpoint name a graph variable restores from under ``rename_pairs``."""
+    for ck, gr in rename_pairs:
+        if gr.endswith("/"):
+            if gr == "/":
+                return (ck if ck != "/" else "") + graph_name
+            if graph_name.startswith(gr):
+                return ("" if ck == "/" else ck) + graph_name[len(gr):]
+        elif graph_name == gr:
+            return ck
+    return graph_name
+
+
+def make_plan(graph_vars: dict, entries: dict, *, include=None, exclude=None, rename=None,
+              restore_optimizer: bool = True, new=(), reinit=(), trainable=(), lr_mult=None,
+              update_ops=(), inputs=(), outputs=()) -> Plan:
+    """Decide every variable's fate.
+
+    Args:
+      graph_vars: ``{name: (shape tuple, dtype name)}`` of the new graph's variables.
+        A partitioned variable's part maps to ``(shape, dtype, full_name, full_shape)``.
+      entries: ``{checkpoint name: (shape, dtype name)}``.
+      include, exclude: patterns choosing which graph variables are restored.
+      rename: ``{checkpoint scope or name: graph scope or name}``.
+      restore_optimizer: if False, optimizer slots and ``global_step`` are neither restored nor
+        kept in the graph's restore set.
+      new: names of variables created by surgery.
+      reinit: names to initialize anew although the checkpoint has them.
+      trainable: names that train.
+      lr_mult: ``{name: multiplier}``.
+
+    Returns:
+      A :class:`Plan`; it does not raise on mismatches (see :meth:`Plan.check`).
+    """
+    pairs = parse_rename(rename)
+    new, reinit, trainable = set(new), set(reinit), set(trainable)
+    lr_mult = lr_mult or {}
+    restorable = set(select.select(sorted(set(graph_vars) - new), include, exclude)) if graph_vars else set()
+    used = set()
+    plans = []
+    for name in sorted(graph_vars):
+        info = graph_vars[name]
+        shape, dtype = tuple(info[0]), info[1]
+        full_name, full_shape = (info[2], tuple(info[3])) if len(info) > 2 else (name, shape)
+        ck = checkpoint_name_for(full_name, pairs)
+        vp = VariablePlan(name, shape, dtype, "missing", name in trainable, lr_mult=lr_mult.get(name))
+        if name in new:
+            vp.status = "new"
+        elif ck in entries:
+            vp.checkpoint_name = ck
+            vp.checkpoint_shape = tuple(entries[ck][0])
+            used.add(ck)
+            if name in reinit or name not in restorable or (not restore_optimizer and is_optimizer_state(name)):
+                vp.status = "reinitialized"
+            elif vp.checkpoint_shape != full_shape:
+                vp.status = "shape_mismatch"
+            else:
+                vp.status = "restored"
+        elif name in reinit or name not in restorable:
+            vp.status = "reinitialized" if name in reinit else "new"
+        plans.append(vp)
+    for ck in sorted(set(entries) - used):
+        shape, dtype = entries[ck][0], entries[ck][1]
+        plans.append(VariablePlan(ck, tuple(shape), dtype, "dropped", False, checkpoint_name=ck,
+                                  checkpoint_shape=tuple(shape)))
+    plans.sort(key=lambda v: v.name)
+    return Plan(plans, sorted(update_ops), list(inputs), list(outputs))

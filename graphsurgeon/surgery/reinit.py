@@ -1,0 +1,52 @@
+"""Re-initialize layers in place: keep their ops, give their variables fresh values."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphsurgeon import select
+from graphsurgeon.errors import ConfigError
+
+
+def fresh_value(name: str, shape, dtype, rng: np.random.Generator) -> np.ndarray:
+    """Glorot-uniform for kernels (rank >= 2), ones for batch-norm ``gamma`` and
+    ``moving_variance``, zeros otherwise."""
+    shape = tuple(shape)
+    leaf = name.rsplit("/", 1)[-1]
+    if len(shape) >= 2:
+        receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+        limit = np.sqrt(6.0 / max(1, fan_in + fan_out))
+        return rng.uniform(-limit, limit, size=shape).astype(dtype)
+    if leaf in ("gamma", "moving_variance"):
+        return np.ones(shape, dtype)
+    return np.zeros(shape, dtype)
+
+
+def reinitialize(model, patterns, *, seed: int = 0) -> list[str]:
+    """Give the variables matching ``patterns`` fresh values (see :func:`fresh_value`),
+    assigned by feeding each variable's initial-value tensor (no new ops, no constants).
+
+    Side effects: changes those variables' values in ``model.session`` and marks
+    them ``reinitialized`` in ``model.status``.
+
+    Returns:
+      The sorted names re-initialized.
+
+    Raises:
+      PatternError: a pattern matches no variable.
+      ConfigError: the model has no session.
+    """
+    if model.session is None:
+        raise ConfigError("reinitialize needs a restored model with a session (restore(..., values=True))")
+    variables = model.variables
+    names = select.match(patterns, variables)
+    rng = np.random.default_rng(seed)
+    feed, ops = {}, []
+    for n in names:
+        v = variables[n]
+        feed[v.initializer.inputs[1]] = fresh_value(n, v.shape.as_list(), v.dtype.base_dtype.as_numpy_dtype, rng)
+        ops.append(v.initializer)
+    model.session.run(ops, feed)
+    for n in names:
+        model.status[n] = "reinitialized"
+    return names

@@ -1,0 +1,146 @@
+"""Train op construction: which variables train, at which learning rate, and when.
+
+Freezing is simply not listing a variable in ``var_list`` (TF-Slim's rule): the
+train op is built from ``optimizer.compute_gradients(loss, var_list=trainable)``
+and ``apply_gradients``. Layers at a learning-rate multiplier get their own
+optimizer (so Adam's per-variable step sizes scale correctly, which scaling
+gradients would not do). Progressive unfreezing builds one train op per stage up
+front, so every optimizer slot exists and is initialized before the first step.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from graphsurgeon import select, subgraph
+from graphsurgeon.errors import ConfigError
+
+tf1 = tf.compat.v1
+
+OPTIMIZERS = {
+    "sgd": lambda lr: tf1.train.GradientDescentOptimizer(lr),
+    "momentum": lambda lr: tf1.train.MomentumOptimizer(lr, 0.9),
+    "adam": lambda lr: tf1.train.AdamOptimizer(lr),
+    "rmsprop": lambda lr: tf1.train.RMSPropOptimizer(lr),
+}
+
+
+@dataclasses.dataclass
+class Stage:
+    """From ``epoch`` on, the variables matching ``patterns`` train at ``lr_mult``."""
+
+    epoch: int
+    patterns: list
+    lr_mult: float = 1.0
+
+
+def parse_lr_mult(items) -> list[tuple[str, float]]:
+    """``['hidden3=0.1', ...]`` or ``{'hidden3': 0.1}`` -> ``[('hidden3', 0.1), ...]``."""
+    if isinstance(items, dict):
+        items = [f"{k}={v}" for k, v in items.items()]
+    out = []
+    for item in items or ():
+        pat, sep, val = str(item).rpartition("=")
+        try:
+            mult = float(val)
+        except ValueError:
+            mult = None
+        if not sep or not pat or mult is None or mult < 0:
+            raise ConfigError(f"learning-rate multiplier '{item}': expected PATTERN=FACTOR such as hidden3=0.1")
+        out.append((pat, mult))
+    return out
+
+
+def parse_stage(item) -> Stage:
+    """``'3:hidden3=0.1'`` / ``{'epoch': 3, 'scopes': [...], 'lr_mult': 0.1}`` -> :class:`Stage`."""
+    if isinstance(item, Stage):
+        return item
+    if isinstance(item, dict):
+        try:
+            pats = item.get("scopes", item.get("patterns"))
+            return Stage(int(item["epoch"]), select.as_list(pats), float(item.get("lr_mult", 1.0)))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"unfreeze stage {item!r}: expected epoch, scopes and optional lr_mult") from None
+    epoch, sep, rest = str(item).partition(":")
+    pat, _, mult = rest.partition("=")
+    try:
+        return Stage(int(epoch), [pat], float(mult) if mult else 1.0)
+    except ValueError:
+        raise ConfigError(f"unfreeze stage '{item}': expected EPOCH:PATTERN[=LR_MULT] such as 3:hidden3=0.1") from None
+
+
+def multipliers(names, lr_mult) -> dict[str, float]:
+    """``{name: multiplier}`` for ``names``; the last matching ``(pattern, mult)`` wins, default 1."""
+    out = {n: 1.0 for n in names}
+    for pat, mult in parse_lr_mult(lr_mult):
+        for n in select.match(pat, names, allow_empty=True):
+            out[n] = mult
+    return out
+
+
+def stage_sets(trainable, stages, all_names) -> list[tuple[int, dict]]:
+    """``[(first epoch, {name: mult})]`` for the initial set and every unfreezing stage."""
+    current = dict(trainable)
+    out = [(0, dict(current))]
+    for st in sorted(stages, key=lambda s: s.epoch):
+        for n in select.match(st.patterns, all_names):
+            current.setdefault(n, st.lr_mult)
+        out.append((st.epoch, dict(current)))
+    return out
+
+
+def update_ops_for(graph, trainable_names, trainable_patterns=()) -> list:
+    """The graph's ``UPDATE_OPS`` (batch-norm moving statistics) that belong to trainable layers.
+
+    An update op is kept when every variable it assigns lies in a scope that holds a trainable
+    variable or matches a trainable pattern; so frozen layers' moving statistics never change.
+    """
+    with graph.as_default():
+        ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    if not ops:
+        return []
+    gd = graph.as_graph_def()
+    by_name = {n.name: n for n in gd.node}
+    var_ops = {n.name for n in gd.node if n.op in subgraph.VARIABLE_OPS}
+    parents = {n.rsplit("/", 1)[0] for n in trainable_names}
+    preds = [select.compile_pattern(p) for p in trainable_patterns]
+    kept = []
+    for op in ops:
+        op = op if isinstance(op, tf.Operation) else op.op
+        touched = [u for u in subgraph.upstream(gd, [op.name], by_name) if u in var_ops]
+        moving = [t for t in touched if t not in trainable_names]
+        if moving and all(t.rsplit("/", 1)[0] in parents or any(p(t) for p in preds) for t in moving):
+            kept.append(op)
+    return kept
+
+
+def build_train_op(loss, variables: dict, mults: dict, *, optimizer: str = "sgd", lr: float = 0.01,
+                   update_ops=(), name: str = "train"):
+    """One train op: for each distinct multiplier, ``compute_gradients(loss, var_list=group)`` and
+    ``apply_gradients`` with an optimizer at ``lr * mult``; ``update_ops`` run first.
+
+    Args:
+      variables: ``{name: tf.Variable}``.
+      mults: ``{name: multiplier}`` of the variables that train; nothing else gets a gradient.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{optimizer}'; expected one of {', '.join(OPTIMIZERS)}")
+    groups = {}
+    for n, m in sorted(mults.items()):
+        if m > 0:
+            groups.setdefault(m, []).append(variables[n])
+    applies = []
+    with tf.control_dependencies(list(update_ops)):
+        for k, (m, var_list) in enumerate(sorted(groups.items())):
+            with tf1.variable_scope(f"{name}_opt{k}"):
+                opt = OPTIMIZERS[optimizer](lr * m)
+                grads = opt.compute_gradients(loss, var_list=var_list)
+                missing = [v.name for g, v in grads if g is None]
+                if missing:
+                    raise ConfigError(
+                        f"no gradient flows from the loss to {', '.join(missing[:4])}; they do not feed the "
+                        "logits being trained (are they above the cut?)"
+                    )
+                applies.append(opt.apply_gradients(grads))
+    return tf.group(*applies, name=name)
