@@ -1,2 +1,32 @@
-"""graphsurgeon: surgery on legacy TensorFlow 1 models for transfer learning."""
+"""graphsurgeon: surgery on legacy TensorFlow 1 models for transfer learning.
+
+>>> import graphsurgeon as gs
+>>> gs.match(["hidden[12]"], ["hidden1/weights", "hidden2/biases", "hidden3/weights"])
+['hidden1/weights', 'hidden2/biases']
+
+The public API is exactly ``__all__``; modules not listed there are internal.
+"""
+from graphsurgeon.errors import (CheckpointNotFoundError, ConfigError, CorruptCheckpointError, DataError,
+                                 GraphSurgeonError, NoMetaGraphError, PatternError, PlanError,
+                                 TensorNotFoundError, UnregisteredOpError, WrongPathKindError)
+from graphsurgeon.export import ExportResult, export
+from graphsurgeon.inspect import inspect
+from graphsurgeon.model import Model
+from graphsurgeon.restore import restore
+from graphsurgeon.retrain import RetrainConfig, RetrainResult, build, plan, retrain
+from graphsurgeon.select import match, select
+from graphsurgeon.storage.datasets import Dataset
+from graphsurgeon.storage.datasets import load as load_data
+from graphsurgeon.surgery import Head, Plan, VariablePlan, add_head, make_plan, reinitialize
+from graphsurgeon.train import Stage, build_train_op
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointNotFoundError", "ConfigError", "CorruptCheckpointError", "DataError", "GraphSurgeonError",
+    "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError", "UnregisteredOpError",
+    "WrongPathKindError",
+    "Dataset", "ExportResult", "Head", "Model", "Plan", "RetrainConfig", "RetrainResult", "Stage", "VariablePlan",
+    "add_head", "build", "build_train_op", "export", "inspect", "load_data", "make_plan", "match", "plan",
+    "reinitialize", "restore", "retrain", "select",
+]

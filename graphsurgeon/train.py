@@ -144,3 +144,81 @@ def build_train_op(loss, variables: dict, mults: dict, *, optimizer: str = "sgd"
                     )
                 applies.append(opt.apply_gradients(grads))
     return tf.group(*applies, name=name)
+
+
+def batches(n: int, batch_size: int, rng: "np.random.Generator | None"):
+    """Index arrays of minibatches over ``range(n)``; shuffled when ``rng`` is given."""
+    import numpy as np
+
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i:i + batch_size]
+
+
+def evaluate(session, loss, accuracy, feed_of, x, y, batch_size: int) -> dict:
+    """Mean loss and accuracy over ``(x, y)`` in batches."""
+    import numpy as np
+
+    if len(y) == 0:
+        return {}
+    tot_loss = tot_acc = 0.0
+    for idx in batches(len(y), batch_size, None):
+        l, a = session.run([loss, accuracy], feed_of(x[idx], y[idx], training=False))
+        tot_loss += float(l) * len(idx)
+        tot_acc += float(a) * len(idx)
+    return {"loss": tot_loss / len(y), "accuracy": tot_acc / len(y)}
+
+
+def fit(session, stage_ops, loss, accuracy, feed_of, train, validation=None, *, epochs: int, batch_size: int,
+        seed: int = 0, writer=None, patience: int = 0, snapshot=None, progress: bool = True) -> list[dict]:
+    """Run the training loop.
+
+    Args:
+      stage_ops: ``[(first epoch, train op)]``; the op of the latest stage begun runs.
+      feed_of: ``(x, y, training) -> feed_dict``.
+      train, validation: ``(x, y)`` arrays (validation may be None or empty).
+      writer: a :class:`graphsurgeon.storage.events.ScalarWriter` or None.
+      patience: stop after this many epochs without a lower validation loss (0: never),
+        then restore the best values through ``snapshot``.
+      snapshot: ``(save() -> state, load(state))`` used for early stopping.
+
+    Returns:
+      One dict per epoch: epoch, train loss/accuracy, validation loss/accuracy.
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    history, best, best_state, waited = [], None, None, 0
+    x, y = train
+    steps = (len(y) + batch_size - 1) // batch_size
+    for epoch in range(epochs):
+        op = [o for start, o in stage_ops if start <= epoch][-1]
+        rng = np.random.default_rng(seed + epoch)
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=False)
+        tl = ta = 0.0
+        for idx in batches(len(y), batch_size, rng):
+            _, l, a = session.run([op, loss, accuracy], feed_of(x[idx], y[idx], training=True))
+            tl += float(l) * len(idx)
+            ta += float(a) * len(idx)
+            bar.update(1)
+        bar.close()
+        row = {"epoch": epoch + 1, "train_loss": tl / max(1, len(y)), "train_accuracy": ta / max(1, len(y))}
+        if validation is not None and len(validation[1]):
+            ev = evaluate(session, loss, accuracy, feed_of, validation[0], validation[1], batch_size)
+            row.update({"validation_loss": ev["loss"], "validation_accuracy": ev["accuracy"]})
+        history.append(row)
+        if writer is not None:
+            writer.scalars(epoch + 1, {k.replace("_", "/", 1): v for k, v in row.items() if k != "epoch"})
+        if progress:
+            tqdm.write("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        if patience and "validation_loss" in row:
+            if best is None or row["validation_loss"] < best:
+                best, waited = row["validation_loss"], 0
+                best_state = snapshot[0]() if snapshot else None
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+    if best_state is not None and snapshot:
+        snapshot[1](best_state)
+    return history

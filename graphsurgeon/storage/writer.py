@@ -92,3 +92,13 @@ def verify_checkpoint(prefix: str, values: dict) -> None:
         got = reader.read(name)
         if got.dtype != expected.dtype or got.shape != expected.shape or got.tobytes() != np.asarray(expected).tobytes():
             raise CorruptCheckpointError(f"{prefix}: '{name}' reads back different from what was written")
+
+
+def write_json(path: str, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file, then rename)."""
+    import json
+
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)

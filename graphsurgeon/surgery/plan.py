@@ -119,7 +119,10 @@ class Plan:
     def format_text(self) -> str:
         width = max([len(v.name) for v in self.variables] + [8])
         lines = [f"{'variable':<{width}}  {'status':<14} {'train':<5} shape"]
+        slots = [v for v in self.variables if v.status == "dropped" and is_optimizer_state(v.name)]
         for v in self.variables:
+            if v in slots:
+                continue
             extra = ""
             if v.checkpoint_name and v.checkpoint_name != v.name:
                 extra = f"  <- {v.checkpoint_name}"
@@ -128,6 +131,9 @@ class Plan:
             if v.lr_mult not in (None, 1.0) and v.trainable:
                 extra += f"  lr x{v.lr_mult:g}"
             lines.append(f"{v.name:<{width}}  {v.status:<14} {'yes' if v.trainable else 'no':<5} {list(v.shape)}{extra}")
+        if slots:
+            lines.append(f"{'(old optimizer state)':<{width}}  {'dropped':<14} {'no':<5} {len(slots)} variables "
+                         "(optimizer slots, beta1_power-style accumulators, global_step)")
         counts = ", ".join(f"{len(self.by_status(s))} {s}" for s in STATUSES if self.by_status(s))
         lines.append(f"-- {len(self.variables)} variables: {counts}; {len(self.trainable)} trainable")
         if self.update_ops:
@@ -192,7 +198,14 @@ def make_plan(graph_vars: dict, entries: dict, *, include=None, exclude=None, re
     pairs = parse_rename(rename)
     new, reinit, trainable = set(new), set(reinit), set(trainable)
     lr_mult = lr_mult or {}
-    restorable = set(select.select(sorted(set(graph_vars) - new), include, exclude)) if graph_vars else set()
+    # Patterns must match something in the graph or the checkpoint (an excluded old head may
+    # already be pruned from the graph); they then apply to the graph's variables.
+    universe = sorted(set(graph_vars) | set(entries))
+    for p in select.as_list(include) + select.as_list(exclude):
+        select.match(p, universe)
+    candidates = sorted(set(graph_vars) - new)
+    restorable = set(select.match(include, candidates, allow_empty=True)) if include else set(candidates)
+    restorable -= set(select.match(exclude, candidates, allow_empty=True))
     used = set()
     plans = []
     for name in sorted(graph_vars):

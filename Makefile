@@ -1,0 +1,26 @@
+# `make demo` runs the main job; `make test` runs the test suite.
+# Each makes (once) its own virtual environment in .venv with only Python and pip.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TF_PACKAGE ?= tensorflow-cpu==2.21.0
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TF_PACKAGE)"
+	$(PY) -m pip install -q -e ".[test,demo]"
+	touch $@
+
+.PHONY: demo test bench clean
+demo: $(VENV)/.installed
+	$(PY) -m graphsurgeon demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/restore_bench.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

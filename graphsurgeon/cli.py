@@ -1,0 +1,165 @@
+"""The ``graphsurgeon`` command: a thin layer over the library.
+
+Errors on bad input are one line on stderr and exit status 2, with no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def _kv(items, what):
+    out = {}
+    for item in items or ():
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            from graphsurgeon.errors import ConfigError
+            raise ConfigError(f"{what} '{item}': expected NAME=VALUE")
+        out[k] = v
+    return out
+
+
+def _model_args(p):
+    p.add_argument("--model", required=False, help="checkpoint prefix or directory, .meta, .pb, SavedModel dir")
+    p.add_argument("--trainable", nargs="+", action="extend", metavar="PAT", help="restored scopes that train")
+    p.add_argument("--exclude", nargs="+", action="extend", metavar="PAT", help="scopes not restored")
+    p.add_argument("--reinit", nargs="+", action="extend", metavar="PAT", help="layers re-initialized in place")
+    p.add_argument("--head", metavar="TENSOR:N", help="cut at TENSOR, new head with N classes")
+    p.add_argument("--head-hidden", nargs="+", type=int, metavar="UNITS", help="hidden layers of the new head")
+    p.add_argument("--output", metavar="TENSOR", help="existing logits to fine-tune (instead of --head)")
+    p.add_argument("--input", metavar="TENSOR", help="input placeholder (guessed when there is one)")
+    p.add_argument("--rename", nargs="+", action="extend", metavar="CKPT=GRAPH",
+                   help="restore checkpoint scope/name CKPT into graph scope/name GRAPH")
+    p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F", help="learning-rate multiplier")
+    p.add_argument("--unfreeze", nargs="+", action="extend", metavar="EPOCH:PAT[=F]",
+                   help="from EPOCH on, PAT trains too (at multiplier F)")
+    p.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE",
+                   help="value of another placeholder (keep_prob, is_training) at inference")
+    p.add_argument("--train-feed", nargs="+", action="extend", metavar="NAME=VALUE",
+                   help="its value while training, if different")
+    p.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    p.add_argument("--restore-optimizer", action="store_true", default=None,
+                   help="also restore the old run's optimizer slots and global_step")
+    p.add_argument("--allow-missing", action="store_true", default=None,
+                   help="initialize variables the checkpoint lacks")
+    p.add_argument("--plan", dest="plan_file", metavar="FILE.toml", help="settings from a TOML plan file")
+
+
+def _config(args):
+    from graphsurgeon.retrain import RetrainConfig
+
+    overrides = dict(
+        model=args.model, head=args.head, head_hidden=args.head_hidden, output=args.output, input=args.input,
+        trainable=args.trainable, exclude=args.exclude, reinit=args.reinit,
+        rename=_kv(args.rename, "rename") or None, lr_mult=args.lr_mult, unfreeze=args.unfreeze,
+        feeds=_kv(args.feed, "feed") or None, train_feeds=_kv(args.train_feed, "train feed") or None,
+        tags=args.tags, restore_optimizer=args.restore_optimizer, allow_missing=args.allow_missing,
+    )
+    for name in ("epochs", "batch_size", "lr", "optimizer", "seed", "patience"):
+        overrides[name] = getattr(args, name, None)
+    if args.plan_file:
+        return RetrainConfig.from_toml(args.plan_file, **overrides)
+    return RetrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_inspect(args):
+    from graphsurgeon.inspect import format_text, inspect
+
+    report = inspect(args.path, tags=args.tags or ("serve",), depth=args.depth)
+    print(json.dumps(report, indent=2) if args.json else format_text(report))
+
+
+def cmd_plan(args):
+    from graphsurgeon.retrain import plan
+
+    p = plan(_config(args))
+    print(p.to_json() if args.json else p.format_text())
+    return 0
+
+
+def cmd_retrain(args):
+    from graphsurgeon.retrain import retrain
+
+    cfg = _config(args)
+    res = retrain(cfg, args.data, args.out, progress=not args.quiet, overwrite=args.overwrite)
+    summary = {"out": args.out, "checkpoint": res.export.checkpoint, "saved_model": res.export.saved_model,
+               "metrics": res.metrics, "epochs": len(res.history)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for split, m in res.metrics.items():
+            print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['examples']} examples)")
+        print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}")
+
+
+def cmd_demo(args):
+    from graphsurgeon.demo import run
+
+    run(args.out, progress=not args.quiet)
+
+
+def build_parser():
+    p = _Parser(prog="graphsurgeon", description="Surgery on legacy TensorFlow 1 models for transfer learning.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("inspect", help="variables, scopes, inputs and outputs of a checkpoint or graph")
+    s.add_argument("path")
+    s.add_argument("--depth", type=int, default=1, help="scope depth to group by")
+    s.add_argument("--tags", nargs="+")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("plan", help="dry run: what happens to every variable")
+    _model_args(s)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("retrain", help="restore, new head, train the chosen layers, export")
+    _model_args(s)
+    s.add_argument("--data", required=True, help=".npz (x, y) or an image folder (one sub-folder per class)")
+    s.add_argument("--out", required=True, help="output directory")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "rmsprop"])
+    s.add_argument("--seed", type=int)
+    s.add_argument("--patience", type=int, help="early stopping on validation loss")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_retrain)
+
+    s = sub.add_parser("demo", help="the embedded demo: digits 0-4 model retrained for digits 5-9")
+    s.add_argument("--out", default=None, help="where to write (default: a temporary directory)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from graphsurgeon.errors import GraphSurgeonError
+
+    try:
+        return args.func(args) or 0
+    except GraphSurgeonError as e:
+        msg = " ".join(str(e).split())
+        sys.stderr.write(f"graphsurgeon {args.command}: error: {msg}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("graphsurgeon: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

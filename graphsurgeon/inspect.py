@@ -1,0 +1,116 @@
+"""Inspect a checkpoint or graph: variables with shape, dtype and bytes, grouped by
+scope; for graphs, ops per scope and the likely input and output tensors.
+Reads names, shapes and graph protos only, never tensor values."""
+from __future__ import annotations
+
+import collections
+import re
+
+from graphsurgeon import subgraph
+from graphsurgeon.errors import NoMetaGraphError
+from graphsurgeon.storage.checkpoint import CheckpointReader, read_meta_graph
+from graphsurgeon.storage.paths import resolve
+from graphsurgeon.surgery.plan import is_optimizer_state
+
+_PART_RE = re.compile(r"/part_\d+$")
+
+
+def kind_of(name: str) -> str:
+    """``optimizer`` (slots, ``beta1_power``, ``global_step``), ``partition`` (``x/part_N``) or ``model``."""
+    if is_optimizer_state(name):
+        return "optimizer"
+    if _PART_RE.search(name):
+        return "partition"
+    return "model"
+
+
+def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
+    """A report on ``path`` (any form :func:`graphsurgeon.restore` accepts).
+
+    Returns:
+      ``{"path", "kind", "checkpoint", "variables": [{name, shape, dtype, bytes, kind}],
+      "scopes": {scope: {variables, bytes, optimizer_bytes}}, "total_bytes", "graph": {...} or None}``;
+      scopes are the first ``depth`` components of each name.
+    """
+    source = resolve(path, tags)
+    report = {"path": path, "kind": source.kind, "checkpoint": source.prefix, "variables": [], "scopes": {},
+              "total_bytes": 0, "graph": None}
+    if source.prefix:
+        reader = CheckpointReader(source.prefix)
+        for e in reader.entries.values():
+            report["variables"].append({"name": e.name, "shape": list(e.shape), "dtype": e.dtype.name,
+                                        "bytes": e.nbytes, "kind": kind_of(e.name)})
+    scopes = collections.OrderedDict()
+    for v in report["variables"]:
+        scope = "/".join(v["name"].split("/")[:depth])
+        s = scopes.setdefault(scope, {"variables": 0, "bytes": 0, "optimizer_bytes": 0})
+        s["variables"] += 1
+        s["bytes"] += v["bytes"]
+        if v["kind"] == "optimizer":
+            s["optimizer_bytes"] += v["bytes"]
+        report["total_bytes"] += v["bytes"]
+    report["scopes"] = dict(sorted(scopes.items()))
+    try:
+        meta = read_meta_graph(source)
+    except NoMetaGraphError:
+        meta = None
+    if meta is not None:
+        gd = meta.graph_def
+        ops = collections.Counter("/".join(n.name.split("/")[:depth]) if "/" in n.name else "(root)" for n in gd.node)
+        report["graph"] = {
+            "ops": len(gd.node),
+            "ops_per_scope": dict(sorted(ops.items())),
+            "inputs": [{"name": n.name + ":0", "dtype": _dtype(n), "shape": _shape(n)}
+                       for n in subgraph.placeholders(gd)],
+            "outputs": subgraph.likely_outputs(gd)[:10],
+            "op_types": dict(collections.Counter(n.op for n in gd.node).most_common(15)),
+        }
+        if not source.prefix:
+            vdefs = subgraph.variable_defs(meta)
+            report["graph"]["variables"] = sorted(vdefs)
+    return report
+
+
+def _dtype(node) -> str:
+    import tensorflow as tf
+
+    return tf.as_dtype(node.attr["dtype"].type).name
+
+
+def _shape(node):
+    s = node.attr["shape"].shape
+    return None if s.unknown_rank else [d.size if d.size >= 0 else None for d in s.dim]
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    return str(n)
+
+
+def format_text(report: dict) -> str:
+    """The report as text for a terminal."""
+    lines = [f"{report['path']}: {report['kind']}" + (f", checkpoint {report['checkpoint']}" if report["checkpoint"] else "")]
+    if report["variables"]:
+        lines.append(f"{len(report['variables'])} variables, {_human(report['total_bytes'])}")
+        width = max(len(v["name"]) for v in report["variables"])
+        by_scope = collections.defaultdict(list)
+        for v in report["variables"]:
+            by_scope[v["name"].split("/")[0]].append(v)
+        for scope, info in report["scopes"].items():
+            opt = f", optimizer state {_human(info['optimizer_bytes'])}" if info["optimizer_bytes"] else ""
+            lines.append(f"[{scope}] {info['variables']} variables, {_human(info['bytes'])}{opt}")
+            for v in report["variables"]:
+                if v["name"] == scope or v["name"].startswith(scope + "/"):
+                    tag = "" if v["kind"] == "model" else f"  ({v['kind']})"
+                    lines.append(f"  {v['name']:<{width}}  {v['dtype']:<8} {str(v['shape']):<18} {_human(v['bytes'])}{tag}")
+    g = report["graph"]
+    if g:
+        lines.append(f"graph: {g['ops']} ops")
+        for scope, n in g["ops_per_scope"].items():
+            lines.append(f"  {scope:<30} {n} ops")
+        lines.append("likely inputs: " + (", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in g["inputs"]) or "none"))
+        lines.append("likely outputs: " + (", ".join(g["outputs"]) or "none"))
+    return "\n".join(lines)

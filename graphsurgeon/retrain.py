@@ -1,0 +1,302 @@
+"""Retrain the top of a legacy model: restore, cut, new head, choose what trains, train, export.
+
+The same :class:`RetrainConfig` drives the dry-run plan (:func:`plan`) and the run
+(:func:`retrain`); the CLI and TOML plan files fill it in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon import select, subgraph, train
+from graphsurgeon.errors import ConfigError, DataError, TensorNotFoundError
+from graphsurgeon.restore import graph_variable_info, restore
+from graphsurgeon.surgery import add_head, make_plan, reinitialize
+
+tf1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class RetrainConfig:
+    """Every setting of a retraining run (CLI flags and TOML plan files map onto these fields).
+
+    ``head`` is ``'TENSOR:N_CLASSES'`` (cut at TENSOR, new head with N classes); without it
+    ``output`` names the existing logits to fine-tune. ``trainable`` patterns name the
+    restored variables that train (the new head always trains); everything else is frozen.
+    ``feeds`` are inference values for placeholders other than the input (``keep_prob``,
+    ``is_training``), ``train_feeds`` their values while training.
+    """
+
+    model: str = ""
+    head: str | None = None
+    head_hidden: list = dataclasses.field(default_factory=list)
+    head_activation: str = "relu"
+    head_scope: str = "head"
+    output: str | None = None
+    input: str | None = None
+    trainable: list = dataclasses.field(default_factory=list)
+    exclude: list = dataclasses.field(default_factory=list)
+    reinit: list = dataclasses.field(default_factory=list)
+    rename: dict = dataclasses.field(default_factory=dict)
+    lr_mult: list = dataclasses.field(default_factory=list)
+    unfreeze: list = dataclasses.field(default_factory=list)
+    feeds: dict = dataclasses.field(default_factory=dict)
+    train_feeds: dict = dataclasses.field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    seed: int = 0
+    patience: int = 0
+    restore_optimizer: bool = False
+    allow_missing: bool = False
+    tags: list = dataclasses.field(default_factory=lambda: ["serve"])
+    image_scale: str = "unit"
+
+    @classmethod
+    def from_toml(cls, path: str, **overrides) -> "RetrainConfig":
+        """Read a TOML plan file; keys are the field names (``lr-mult`` or ``lr_mult``);
+        ``[[unfreeze]]`` tables hold ``epoch``, ``scopes``, ``lr_mult``. ``overrides`` that
+        are not None win over the file."""
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"plan file {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"plan file {path}: not valid TOML ({e})") from None
+        data = {k.replace("-", "_"): v for k, v in data.items()}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"plan file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        data.update({k: v for k, v in overrides.items() if v not in (None, [], {})})
+        return cls(**data)
+
+    def head_spec(self):
+        """``(tensor name, n_classes)`` or None."""
+        if not self.head:
+            return None
+        tensor, sep, n = str(self.head).rpartition(":")
+        if not sep or not tensor or not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"head '{self.head}': expected TENSOR:N_CLASSES such as hidden3/Relu:2")
+        return tensor, int(n)
+
+
+@dataclasses.dataclass
+class Setup:
+    """A built retraining graph: the restored model with its head, the plan, and the tensors to feed."""
+
+    model: object
+    plan: object
+    input: tf.Tensor
+    logits: tf.Tensor
+    probabilities: tf.Tensor
+    head: object
+    trainable: dict
+    extra_placeholders: list
+
+
+def _parse_feeds(feeds: dict) -> dict:
+    out = {}
+    for k, v in (feeds or {}).items():
+        if isinstance(v, str):
+            low = v.strip().lower()
+            if low in ("true", "false"):
+                v = low == "true"
+            else:
+                try:
+                    v = float(v)
+                except ValueError:
+                    raise ConfigError(f"feed '{k}={v}': expected a number or true/false") from None
+        out[select.normalize_name(k)] = v
+    return out
+
+
+def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
+    """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains.
+
+    With ``values=False`` nothing is read and no session is made (the dry-run plan).
+    """
+    if not cfg.model:
+        raise ConfigError("no model given (--model PATH or model = '...' in the plan file)")
+    spec = cfg.head_spec()
+    cut = spec[0] if spec else cfg.output
+    if not cut:
+        raise ConfigError("give --head TENSOR:N_CLASSES (new head on TENSOR) or --output TENSOR (existing logits)")
+    keep = [cut] + ([cfg.input] if cfg.input else [])
+    model = restore(cfg.model, tags=cfg.tags, outputs=keep, exclude=cfg.exclude or None, rename=cfg.rename,
+                    restore_optimizer=cfg.restore_optimizer, allow_missing=cfg.allow_missing, values=values)
+    feeds = _parse_feeds(cfg.feeds)
+    inp, extra = _input_and_extras(model, cfg.input, cut, feeds)
+    reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
+    if reinit and values:
+        reinitialize(model, reinit, seed=cfg.seed)
+    if spec:
+        head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
+                        scope=cfg.head_scope, seed=cfg.seed)
+        logits, probs = head.logits, head.probabilities
+    else:
+        head = None
+        logits = model.tensor(cfg.output)
+        with model.graph.as_default():
+            probs = tf.nn.softmax(logits, name="graphsurgeon_probabilities")
+    names = list(model.variables)
+    new = head.variables if head else []
+    chosen = select.match(cfg.trainable, [n for n in names if n not in new]) if cfg.trainable else []
+    mults = train.multipliers(sorted(set(chosen) | set(new)), cfg.lr_mult)
+    stages = [train.parse_stage(s) for s in cfg.unfreeze]
+    final = train.stage_sets(mults, stages, names)[-1][1]
+    upd = train.update_ops_for(model.graph, set(final), list(cfg.trainable) + [s for st in stages for s in st.patterns])
+    entries = {n: (e.shape, e.dtype.name) for n, e in (model.reader.entries.items() if model.reader else ())}
+    plan = make_plan(graph_variable_info(model.graph), entries, exclude=cfg.exclude or None, rename=cfg.rename,
+                     restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit, trainable=final,
+                     lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
+                     outputs=[logits.name, probs.name])
+    model.plan = plan
+    return Setup(model, plan, inp, logits, probs, head, mults, extra)
+
+
+def _input_and_extras(model, input_name, cut, feeds):
+    """The input placeholder and the other placeholders the cut needs (which must have feeds)."""
+    gd = model.graph.as_graph_def()
+    needed = subgraph.upstream(gd, [cut])
+    phs = [n for n in subgraph.placeholders(gd) if n.name in needed]
+    if input_name:
+        inp = model.tensor(input_name)
+    else:
+        cands = [n for n in phs if n.name not in feeds and tf.as_dtype(n.attr["dtype"].type).is_floating
+                 and (n.attr["shape"].shape.unknown_rank or len(n.attr["shape"].shape.dim) >= 1)]
+        if len(cands) != 1:
+            names = ", ".join(n.name for n in phs) or "none"
+            raise ConfigError(
+                f"cannot tell the input of '{cut}' (placeholders it needs: {names}); pass --input TENSOR "
+                "and --feed NAME=VALUE for the others"
+            )
+        inp = model.tensor(cands[0].name)
+    extras = [n.name for n in phs if n.name != inp.op.name]
+    missing = [n for n in extras if n not in feeds]
+    if missing:
+        raise ConfigError(
+            f"'{cut}' also needs placeholder(s) {', '.join(missing)}; give their values with --feed NAME=VALUE "
+            "(and --train-feed NAME=VALUE if training differs, e.g. keep_prob)"
+        )
+    return inp, extras
+
+
+def plan(cfg: RetrainConfig):
+    """The dry-run :class:`graphsurgeon.surgery.Plan` of ``cfg``: nothing is read or run."""
+    return build(cfg, values=False).plan
+
+
+@dataclasses.dataclass
+class RetrainResult:
+    history: list
+    metrics: dict
+    plan: object
+    export: object
+    setup: object
+
+
+def retrain(cfg: RetrainConfig, data, out_dir: str, *, progress: bool = True, overwrite: bool = False,
+            logdir: str | None = None) -> RetrainResult:
+    """Build (see :func:`build`), train and export.
+
+    Args:
+      data: a :class:`graphsurgeon.storage.datasets.Dataset` or a path (``.npz`` / image folder).
+      out_dir: receives ``checkpoint/``, ``saved_model/``, ``plan.json``, ``metrics.json`` and
+        TensorBoard scalars under ``logs/`` (or ``logdir``).
+
+    Raises:
+      PlanError: shape mismatches or missing variables; ConfigError, DataError: bad settings/data.
+    """
+    from graphsurgeon.export import export
+    from graphsurgeon.storage import datasets
+    from graphsurgeon.storage.events import ScalarWriter
+
+    setup = build(cfg, values=True)
+    model = setup.model
+    if not isinstance(data, datasets.Dataset):
+        shape = setup.input.shape.as_list()
+        size = shape[1:3] if len(shape) == 4 else None
+        data = datasets.load(data, image_size=size, scale=cfg.image_scale)
+    n_classes = setup.logits.shape.as_list()[-1]
+    _check_data(data, setup.input, n_classes)
+    if not len(data.part("train")[1]):
+        raise DataError("the data has no training examples")
+    feeds, train_feeds = _parse_feeds(cfg.feeds), {**_parse_feeds(cfg.feeds), **_parse_feeds(cfg.train_feeds)}
+    with model.graph.as_default():
+        labels = tf1.placeholder(tf.int64, [None], name="graphsurgeon/labels")
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=setup.logits),
+                              name="graphsurgeon/loss")
+        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(setup.logits, 1), labels), tf.float32),
+                             name="graphsurgeon/accuracy")
+        before = set(tf1.global_variables())
+        variables = model.variables
+        upd = [model.graph.get_operation_by_name(n) for n in setup.plan.update_ops]
+        stage_ops = []
+        all_names = list(variables)
+        for k, (epoch, mults) in enumerate(train.stage_sets(setup.trainable,
+                                                            [train.parse_stage(s) for s in cfg.unfreeze], all_names)):
+            op = train.build_train_op(loss, variables, mults, optimizer=cfg.optimizer, lr=cfg.lr,
+                                      update_ops=upd, name=f"graphsurgeon/train_stage{k}")
+            stage_ops.append((epoch, op))
+        slots = sorted(set(tf1.global_variables()) - before, key=lambda v: v.name)
+        model.session.run([v.initializer for v in slots])  # new optimizer slots only
+
+    def feed_of(x, y, training):
+        f = {setup.input: x, labels: y}
+        for name, v in (train_feeds if training else feeds).items():
+            f[model.tensor(name)] = v
+        return f
+
+    trainable_vars = [variables[n] for n in setup.plan.trainable]
+
+    def save_state():
+        return model.session.run(trainable_vars)
+
+    def load_state(state):
+        model.session.run([v.initializer for v in trainable_vars],
+                          {v.initializer.inputs[1]: s for v, s in zip(trainable_vars, state)})
+
+    os.makedirs(out_dir, exist_ok=True)
+    writer = ScalarWriter(logdir or os.path.join(out_dir, "logs"))
+    try:
+        history = train.fit(model.session, stage_ops, loss, acc, feed_of, data.part("train"),
+                            data.part("validation"), epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+                            writer=writer, patience=cfg.patience, snapshot=(save_state, load_state),
+                            progress=progress)
+        metrics = {}
+        for split in ("train", "validation", "test"):
+            x, y = data.part(split)
+            if len(y):
+                ev = train.evaluate(model.session, loss, acc, feed_of, x, y, cfg.batch_size)
+                metrics[split] = {**ev, "examples": int(len(y))}
+                writer.scalars(len(history), {f"final/{split}_accuracy": ev["accuracy"]})
+    finally:
+        writer.close()
+    result = export(model, out_dir, inputs={"inputs": setup.input},
+                    outputs={"logits": setup.logits, "probabilities": setup.probabilities},
+                    defaults=feeds, overwrite=overwrite)
+    from graphsurgeon.storage.writer import write_json
+    write_json(os.path.join(out_dir, "plan.json"), setup.plan.to_dict())
+    write_json(os.path.join(out_dir, "metrics.json"), {"history": history, "metrics": metrics,
+                                                       "config": dataclasses.asdict(cfg)})
+    return RetrainResult(history, metrics, setup.plan, result, setup)
+
+
+def _check_data(data, inp, n_classes):
+    want = inp.shape.as_list()[1:]
+    got = list(data.x.shape[1:])
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+        raise DataError(f"examples have shape {got} but input '{inp.name}' takes {want}")
+    if len(data.y) and (data.y.min() < 0 or data.y.max() >= n_classes):
+        raise DataError(f"labels range over {int(data.y.min())}..{int(data.y.max())} but the head has {n_classes} classes")

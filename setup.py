@@ -1,0 +1,21 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tf1-graphsurgeon",  # the PyPI name "graphsurgeon" is taken by a placeholder
+    version="0.1.0",
+    description="Surgery on legacy TensorFlow 1 graphs and checkpoints for transfer learning",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["graphsurgeon", "graphsurgeon.*"]),
+    python_requires=">=3.10",
+    # TensorFlow is not pinned here so that any variant (tensorflow, tensorflow-cpu,
+    # tensorflow-macos, ...) satisfies it; pick one with an extra.
+    install_requires=["numpy>=1.23", "tqdm>=4.60", "tomli>=1.1; python_version<'3.11'"],
+    extras_require={
+        "tf": ["tensorflow>=2.12"],
+        "cpu": ["tensorflow-cpu>=2.12"],
+        "demo": ["scikit-learn>=1.0"],
+        "test": ["pytest>=7", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras"],
+    },
+    entry_points={"console_scripts": ["graphsurgeon=graphsurgeon.cli:main"]},
+)
