@@ -4,7 +4,7 @@
 >>> gs.match(["hidden[12]"], ["hidden1/weights", "hidden2/biases", "hidden3/weights"])
 ['hidden1/weights', 'hidden2/biases']
 
-The public API is exactly ``__all__``; modules not listed there are internal.
+The public API is exactly ``__all__``; other modules are internal.
 """
 from graphsurgeon.errors import (CheckpointNotFoundError, ConfigError, CorruptCheckpointError, DataError,
                                  GraphSurgeonError, NoMetaGraphError, PatternError, PlanError,
@@ -14,7 +14,7 @@ from graphsurgeon.inspect import inspect
 from graphsurgeon.model import Model
 from graphsurgeon.restore import restore
 from graphsurgeon.retrain import RetrainConfig, RetrainResult, build, plan, retrain
-from graphsurgeon.select import match, select
+from graphsurgeon.select import match
 from graphsurgeon.storage.datasets import Dataset
 from graphsurgeon.storage.datasets import load as load_data
 from graphsurgeon.surgery import Head, Plan, VariablePlan, add_head, make_plan, reinitialize
@@ -28,5 +28,5 @@ __all__ = [
     "WrongPathKindError",
     "Dataset", "ExportResult", "Head", "Model", "Plan", "RetrainConfig", "RetrainResult", "Stage", "VariablePlan",
     "add_head", "build", "build_train_op", "export", "inspect", "load_data", "make_plan", "match", "plan",
-    "reinitialize", "restore", "retrain", "select",
+    "reinitialize", "restore", "retrain",
 ]

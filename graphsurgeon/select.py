@@ -103,7 +103,10 @@ def closest(pattern: str, names: Iterable[str], n: int = 5) -> list[str]:
     """Existing scopes that look most like ``pattern`` (for error messages)."""
     key = pattern[3:] if pattern.startswith("re:") else pattern
     all_scopes = scopes(names)
-    hits = difflib.get_close_matches(key, all_scopes, n=n, cutoff=0.4)
+    # The same name under an extra scope first (slim's ops live under 'InceptionV3/InceptionV3/...').
+    hits = [s for s in all_scopes if s.endswith("/" + key)][:n]
+    hits += [h for h in difflib.get_close_matches(key, all_scopes, n=n, cutoff=0.4) if h not in hits]
+    hits = hits[:n]
     if not hits:
         top = sorted({s.split("/")[0] for s in all_scopes})
         hits = top[:n]

@@ -1,0 +1,66 @@
+"""TF-Slim inception_v3, saved as the model zoo's checkpoints were."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import graphsurgeon as gs
+from conftest import tree_hash
+from legacy_models import slim_restore_set
+
+tf1 = tf.compat.v1
+EXCLUDE = ["InceptionV3/Logits", "InceptionV3/AuxLogits"]
+
+
+@pytest.fixture(scope="module")
+def setup(inception):
+    cfg = gs.RetrainConfig(model=inception, head="InceptionV3/InceptionV3/Mixed_7c/concat:7", exclude=EXCLUDE,
+                           trainable=["InceptionV3/Mixed_7c"], lr=0.1)
+    s = gs.build(cfg)
+    yield inception, s
+    s.model.close()
+
+
+def test_plan_restores_exactly_slims_set(inception, setup):
+    _, s = setup
+    assert s.plan.by_status("restored") == slim_restore_set(EXCLUDE, size=107)
+    dropped = s.plan.by_status("dropped")
+    assert dropped and all(n.startswith(tuple(e + "/" for e in EXCLUDE)) for n in dropped)
+    assert not s.plan.by_status("shape_mismatch") and not s.plan.by_status("missing")
+
+
+def test_dry_run_plan_equals_the_built_plan(inception, setup):
+    _, s = setup
+    dry = gs.plan(gs.RetrainConfig(model=inception, head="InceptionV3/InceptionV3/Mixed_7c/concat:7", exclude=EXCLUDE,
+                                   trainable=["InceptionV3/Mixed_7c"]))
+    assert dry.to_dict() == s.plan.to_dict()
+
+
+def test_restored_values_equal_checkpoint_bit_for_bit(inception, setup):
+    _, s = setup
+    reader = tf.train.load_checkpoint(inception)
+    vals = s.model.values(s.plan.by_status("restored"))
+    for n, v in vals.items():
+        assert v.tobytes() == reader.get_tensor(n).tobytes(), n
+
+
+def test_var_list_is_exactly_mixed_7c_and_the_head(inception, setup):
+    _, s = setup
+    expected = sorted([n for n in s.model.variables if n.startswith("InceptionV3/Mixed_7c/")
+                       and not n.endswith(("moving_mean", "moving_variance"))] + ["head/logits/bias", "head/logits/kernel"])
+    # slim's batch norm has no gamma; moving statistics are not trainable variables
+    with s.model.graph.as_default():
+        trainable_in_graph = {v.op.name for v in tf1.trainable_variables()}
+    assert sorted(n for n in s.plan.trainable if n in trainable_in_graph or n.startswith("head/")) == expected
+    m = s.model
+    with m.graph.as_default():
+        labels = tf1.placeholder(tf.int64, [None])
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=s.logits))
+        before = set(tf1.global_variables())
+        op = gs.build_train_op(loss, m.variables, {n: 1.0 for n in expected}, lr=0.1)
+        m.session.run([v.initializer for v in set(tf1.global_variables()) - before])
+    old = m.values()
+    x = np.random.default_rng(0).normal(size=(2, 107, 107, 3)).astype(np.float32)
+    m.session.run(op, {s.input: x, labels: [1, 3]})
+    new = m.values()
+    changed = sorted(n for n in old if old[n].tobytes() != new[n].tobytes())
+    assert changed == expected

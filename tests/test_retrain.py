@@ -1,0 +1,163 @@
+"""Seed 004: restore, lock hidden1/hidden2, replace the output with 2 classes, train."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import graphsurgeon as gs
+from conftest import tree_hash
+from graphsurgeon.storage.datasets import Dataset
+
+tf1 = tf.compat.v1
+
+
+def two_class_data(x):
+    y = (x[:, 7] > 0).astype(np.int64)
+    split = np.array(["train"] * 200 + ["validation"] * 28 + ["test"] * (len(y) - 228))
+    return Dataset(x, y, split, [str(i) for i in range(len(y))])
+
+
+def ckpt(prefix):
+    r = tf.train.load_checkpoint(prefix)
+    return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
+
+
+@pytest.fixture(scope="module")
+def retrained(seed004, tmp_path_factory):
+    prefix, x, _ = seed004
+    out = str(tmp_path_factory.mktemp("retrained"))
+    before = tree_hash(prefix)
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", trainable=["hidden3"], lr_mult=["hidden3=0.5"],
+                           epochs=3, batch_size=32, lr=0.05)
+    res = gs.retrain(cfg, two_class_data(x), out, progress=False)
+    assert tree_hash(prefix) == before  # the source is never touched
+    return prefix, x, out, res
+
+
+def test_locked_layers_change_by_exactly_zero(retrained):
+    prefix, _, out, res = retrained
+    src, new = ckpt(prefix), ckpt(os.path.join(out, "checkpoint", "model.ckpt"))
+    for n in ("hidden1/weights", "hidden1/biases", "hidden2/weights", "hidden2/biases"):
+        assert new[n].tobytes() == src[n].tobytes(), n
+    assert np.abs(new["hidden3/weights"] - src["hidden3/weights"]).max() > 0
+    assert sorted(new) == ["head/logits/bias", "head/logits/kernel", "hidden1/biases", "hidden1/weights",
+                           "hidden2/biases", "hidden2/weights", "hidden3/biases", "hidden3/weights"]
+
+
+def test_plan_and_var_list(retrained):
+    _, _, out, res = retrained
+    p = res.plan
+    assert p.trainable == ["head/logits/bias", "head/logits/kernel", "hidden3/biases", "hidden3/weights"]
+    assert p.by_status("new") == ["head/logits/bias", "head/logits/kernel"]
+    assert p.by_status("dropped") == ["global_step", "output/biases", "output/weights"]
+    assert p.by_status("restored") == ["hidden1/biases", "hidden1/weights", "hidden2/biases", "hidden2/weights",
+                                       "hidden3/biases", "hidden3/weights"]
+    assert {v.name: v.lr_mult for v in p.variables if v.trainable}["hidden3/weights"] == 0.5
+    saved = json.load(open(os.path.join(out, "plan.json")))
+    assert saved["trainable"] == p.trainable
+
+
+def test_the_new_head_learned(retrained):
+    _, _, _, res = retrained
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    assert res.metrics["test"]["accuracy"] > 0.6
+
+
+def test_saved_result_restores_and_computes_the_same_outputs(retrained):
+    _, x, out, res = retrained
+    setup = res.setup
+    expected = setup.model.run(setup.logits, {setup.input: x[:16]})
+    for path in (os.path.join(out, "checkpoint"), os.path.join(out, "saved_model")):
+        with gs.restore(path) as m:
+            assert m.inputs == ["X:0"] and m.outputs[0] == setup.logits.name
+            np.testing.assert_array_equal(m.run(m.outputs[0], {"X": x[:16]}), expected)
+
+
+def test_saved_model_loads_with_tf2_api(retrained):
+    _, x, out, res = retrained
+    loaded = tf.saved_model.load(os.path.join(out, "saved_model"))
+    fn = loaded.signatures["serving_default"]
+    got = fn(inputs=tf.constant(x[:16]))
+    expected = res.setup.model.run(res.setup.probabilities, {res.setup.input: x[:16]})
+    np.testing.assert_allclose(got["probabilities"].numpy(), expected, rtol=0, atol=1e-6)
+
+
+def test_tensorboard_scalars_written(retrained):
+    _, _, out, _ = retrained
+    files = os.listdir(os.path.join(out, "logs"))
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    tags = set()
+    for f in files:
+        for e in tf1.train.summary_iterator(os.path.join(out, "logs", f)):
+            tags |= {v.tag for v in e.summary.value}
+    assert {"train/loss", "train/accuracy", "validation/loss", "validation/accuracy"} <= tags
+
+
+def test_progressive_unfreezing(seed004, tmp_path):
+    """Epoch 0 trains the head only; from epoch 1, hidden3 joins at lr x0.1."""
+    prefix, x, _ = seed004
+    data = two_class_data(x)
+    base = dict(model=prefix, head="hidden3/Relu:2", batch_size=64, lr=0.05)
+    r1 = gs.retrain(gs.RetrainConfig(**base, epochs=1, unfreeze=["1:hidden3=0.1"]), data, str(tmp_path / "a"), progress=False)
+    assert ckpt(str(tmp_path / "a/checkpoint/model.ckpt"))["hidden3/weights"].tobytes() == ckpt(prefix)["hidden3/weights"].tobytes()
+    r2 = gs.retrain(gs.RetrainConfig(**base, epochs=2, unfreeze=["1:hidden3=0.1"]), data, str(tmp_path / "b"), progress=False)
+    new = ckpt(str(tmp_path / "b/checkpoint/model.ckpt"))
+    assert new["hidden3/weights"].tobytes() != ckpt(prefix)["hidden3/weights"].tobytes()
+    assert new["hidden2/weights"].tobytes() == ckpt(prefix)["hidden2/weights"].tobytes()
+    assert r2.plan.trainable == ["head/logits/bias", "head/logits/kernel", "hidden3/biases", "hidden3/weights"]
+
+
+def test_reinitialize_in_place(seed004):
+    prefix, _, _ = seed004
+    with gs.restore(prefix) as m:
+        old = m.values(["hidden3/weights", "hidden2/weights"])
+        assert gs.reinitialize(m, ["hidden3"], seed=1) == ["hidden3/biases", "hidden3/weights"]
+        new = m.values(["hidden3/weights", "hidden2/weights", "hidden3/biases"])
+        assert not np.array_equal(new["hidden3/weights"], old["hidden3/weights"])
+        assert new["hidden2/weights"].tobytes() == old["hidden2/weights"].tobytes()
+        assert not new["hidden3/biases"].any()
+        assert m.status["hidden3/weights"] == "reinitialized"
+        n_ops = len(m.graph.get_operations())
+        gs.reinitialize(m, ["hidden3"], seed=2)
+        assert len(m.graph.get_operations()) == n_ops  # fed through the initial values: no new ops
+
+
+def test_extra_placeholders_need_feeds_and_become_defaults(tmp_path):
+    from legacy_models import seed004_mlp
+
+    prefix, x, _ = seed004_mlp(str(tmp_path / "src"), keep_prob=0.5)
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", epochs=1)
+    with pytest.raises(gs.ConfigError, match="keep_prob"):
+        gs.plan(cfg)
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", epochs=1, feeds={"keep_prob": 1.0},
+                           train_feeds={"keep_prob": "0.5"})
+    res = gs.retrain(cfg, two_class_data(x), str(tmp_path / "out"), progress=False)
+    with gs.restore(str(tmp_path / "out/saved_model")) as m:
+        assert m.inputs == ["X:0"]
+        a = m.run(m.outputs[0], {"X": x[:8]})
+        b = m.run(m.outputs[0], {"X": x[:8]})
+        np.testing.assert_array_equal(a, b)  # keep_prob defaults to 1.0: deterministic
+        np.testing.assert_array_equal(a, res.setup.model.run(res.setup.logits, {res.setup.input: x[:8], "keep_prob": 1.0}))
+
+
+def test_toml_plan_file(seed004, tmp_path):
+    prefix, _, _ = seed004
+    f = tmp_path / "plan.toml"
+    f.write_text(f'''model = "{prefix}"
+head = "hidden3/Relu:2"
+trainable = ["hidden3"]
+epochs = 1
+[[unfreeze]]
+epoch = 1
+scopes = ["hidden2"]
+lr_mult = 0.1
+''')
+    cfg = gs.RetrainConfig.from_toml(str(f), epochs=4)
+    assert cfg.epochs == 4 and cfg.unfreeze[0]["scopes"] == ["hidden2"]
+    p = gs.plan(cfg)
+    assert "hidden2/weights" in p.trainable and {v.name: v.lr_mult for v in p.variables}["hidden2/weights"] == 0.1
+    f.write_text('modle = "x"\n')
+    with pytest.raises(gs.ConfigError, match="unknown key.*modle"):
+        gs.RetrainConfig.from_toml(str(f))
