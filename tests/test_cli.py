@@ -1,0 +1,95 @@
+"""The CLI contract: inspect/plan/retrain with --json, errors as one line and exit code 2."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import tree_hash
+from graphsurgeon.cli import main
+
+
+def run_cli(*args, cwd=None):
+    p = subprocess.run([sys.executable, "-m", "graphsurgeon", *args], capture_output=True, text=True, cwd=cwd,
+                       env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))})
+    return p
+
+
+def our_stderr(text):
+    """stderr without TensorFlow's own C++ start-up banners."""
+    return [l for l in text.splitlines() if l and not l.startswith(("WARNING: All log", "I0000", "E0000", "W0000"))]
+
+
+def test_inspect_json(seed004_adam, capsys):
+    prefix, _, _ = seed004_adam
+    assert main(["inspect", prefix, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    names = {v["name"]: v for v in r["variables"]}
+    assert names["hidden1/weights"] == {"name": "hidden1/weights", "shape": [500, 300], "dtype": "float32",
+                                        "bytes": 600000, "kind": "model"}
+    assert names["hidden1/weights/Adam"]["kind"] == "optimizer" and names["global_step"]["kind"] == "optimizer"
+    assert r["scopes"]["hidden1"]["variables"] == 6
+    assert r["graph"]["inputs"][0]["name"] == "X:0" and r["graph"]["outputs"][0] == "output/BiasAdd:0"
+
+
+def test_inspect_text(seed004, capsys):
+    prefix, _, _ = seed004
+    assert main(["inspect", prefix]) == 0
+    out = capsys.readouterr().out
+    assert "[hidden1] 2 variables" in out and "likely inputs: X:0 float32 [None, 500]" in out
+
+
+def test_plan_json(seed004, capsys):
+    prefix, _, _ = seed004
+    assert main(["plan", "--model", prefix, "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    rows = {v["name"]: v for v in r["variables"]}
+    assert rows["hidden3/weights"]["status"] == "restored" and rows["hidden3/weights"]["trainable"] is True
+    assert rows["hidden2/weights"]["trainable"] is False
+    assert rows["output/weights"]["status"] == "dropped"
+    assert rows["head/logits/kernel"] == {"name": "head/logits/kernel", "shape": [50, 2], "dtype": "float32",
+                                          "status": "new", "trainable": True, "checkpoint_name": None,
+                                          "checkpoint_shape": None, "lr_mult": 1.0}
+    assert set(rows) >= {"name" for _ in ()}  # every row has the documented keys
+    assert all({"name", "shape", "status", "trainable"} <= set(v) for v in r["variables"])
+
+
+def test_retrain_from_npz_and_plan_file(seed004, tmp_path):
+    prefix, x, _ = seed004
+    y = (x[:, 3] > 0).astype(np.int64)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    (tmp_path / "plan.toml").write_text(f'model = "{prefix}"\nhead = "hidden3/Relu:2"\ntrainable = ["hidden3"]\n'
+                                        'lr-mult = ["hidden3=0.1"]\nepochs = 2\n')
+    before = tree_hash(prefix)
+    p = run_cli("retrain", "--plan", str(tmp_path / "plan.toml"), "--data", str(tmp_path / "data.npz"),
+                "--out", str(tmp_path / "out"), "--json", "--quiet")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["epochs"] == 2 and os.path.isdir(r["saved_model"]) and r["metrics"]["train"]["examples"] > 0
+    assert tree_hash(prefix) == before
+    # The out dir exists now: a second run refuses to overwrite without --overwrite.
+    p = run_cli("retrain", "--plan", str(tmp_path / "plan.toml"), "--data", str(tmp_path / "data.npz"),
+                "--out", str(tmp_path / "out"), "--quiet")
+    assert p.returncode == 2 and our_stderr(p.stderr)[-1].startswith("graphsurgeon retrain: error:") and "--overwrite" in p.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["inspect", "/nonexistent/model.ckpt"], "no checkpoint, graph or SavedModel at /nonexistent/model.ckpt"),
+    (["plan", "--model", "{prefix}", "--head", "hidden3/Relu:2", "--trainable", "hiden3"], "pattern 'hiden3' matches no variable; closest scopes: hidden3"),
+    (["plan", "--model", "{prefix}", "--head", "hidden3/Relu"], "head 'hidden3/Relu': expected TENSOR:N_CLASSES"),
+    (["plan", "--model", "{prefix}", "--head", "hidden9/Relu:2"], "no op 'hidden9/Relu'"),
+    (["retrain", "--model", "{prefix}", "--head", "hidden3/Relu:2", "--data", "/nope.npz", "--out", "{tmp}"], "data /nope.npz: no such file"),
+    (["plan", "--model", "{prefix}.index", "--head", "hidden3/Relu:2"], "is the index file of checkpoint prefix"),
+    (["plan", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_errors_are_one_line_exit_2(seed004, tmp_path, args, needle):
+    prefix, _, _ = seed004
+    args = [a.format(prefix=prefix, tmp=tmp_path / "o") for a in args]
+    p = run_cli(*args)
+    lines = our_stderr(p.stderr)
+    assert p.returncode == 2
+    assert len(lines) == 1, lines
+    assert needle in lines[0]
+    assert "Traceback" not in p.stderr

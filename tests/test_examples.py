@@ -1,0 +1,48 @@
+"""Every `$ ` command in examples/*/README.md runs and exits 0."""
+import glob
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+READMES = sorted(glob.glob(os.path.join(ROOT, "examples", "*", "README.md")))
+
+
+def commands(readme):
+    text = open(readme).read()
+    out = []
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        out += [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+    return out
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: os.path.basename(os.path.dirname(p)))
+def test_readme_commands_run(readme, tmp_path):
+    cmds = commands(readme)
+    assert cmds, f"{readme} has no commands"
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    for cmd in cmds:
+        argv = shlex.split(cmd.replace("/tmp/gs-example", str(tmp_path)))
+        if argv[0] == "graphsurgeon":
+            argv = [sys.executable, "-m", "graphsurgeon"] + argv[1:]
+        elif argv[0] == "python":
+            argv[0] = sys.executable
+        p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert p.returncode == 0, f"{cmd}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+
+
+def test_readme_python_snippets_run(tmp_path):
+    """The ```python blocks of example READMEs run too (after the commands made their inputs)."""
+    readme = os.path.join(ROOT, "examples", "01_retrain_upper_layers", "README.md")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    subprocess.run([sys.executable, "examples/01_retrain_upper_layers/make_model.py", str(tmp_path)], cwd=ROOT,
+                   env=env, check=True, capture_output=True)
+    code = "\n".join(re.findall(r"```python\n(.*?)```", open(readme).read(), re.S))
+    code = code.replace("/tmp/gs-example", str(tmp_path)).replace("epochs=40", "epochs=2")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert os.path.isdir(os.path.join(tmp_path, "new-py", "saved_model"))
