@@ -152,9 +152,15 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     names = list(model.variables)
     new = head.variables if head else []
     chosen = select.match(cfg.trainable, [n for n in names if n not in new]) if cfg.trainable else []
+    # Only variables in TRAINABLE_VARIABLES get gradients (batch-norm moving statistics are not);
+    # those move through the update ops of trainable layers instead.
+    with model.graph.as_default():
+        in_collection = {select.normalize_name(v.name) for v in tf1.trainable_variables()}
+    if in_collection:
+        chosen = [n for n in chosen if n in in_collection]
     mults = train.multipliers(sorted(set(chosen) | set(new)), cfg.lr_mult)
     stages = [train.parse_stage(s) for s in cfg.unfreeze]
-    final = train.stage_sets(mults, stages, names)[-1][1]
+    final = train.stage_sets(mults, stages, names, in_collection)[-1][1]
     upd = train.update_ops_for(model.graph, set(final), list(cfg.trainable) + [s for st in stages for s in st.patterns])
     entries = {n: (e.shape, e.dtype.name) for n, e in (model.reader.entries.items() if model.reader else ())}
     plan = make_plan(graph_variable_info(model.graph), entries, exclude=cfg.exclude or None, rename=cfg.rename,
@@ -244,8 +250,10 @@ def retrain(cfg: RetrainConfig, data, out_dir: str, *, progress: bool = True, ov
         upd = [model.graph.get_operation_by_name(n) for n in setup.plan.update_ops]
         stage_ops = []
         all_names = list(variables)
-        for k, (epoch, mults) in enumerate(train.stage_sets(setup.trainable,
-                                                            [train.parse_stage(s) for s in cfg.unfreeze], all_names)):
+        with model.graph.as_default():
+            in_collection = {select.normalize_name(v.name) for v in tf1.trainable_variables()}
+        stages = [train.parse_stage(s) for s in cfg.unfreeze]
+        for k, (epoch, mults) in enumerate(train.stage_sets(setup.trainable, stages, all_names, in_collection)):
             op = train.build_train_op(loss, variables, mults, optimizer=cfg.optimizer, lr=cfg.lr,
                                       update_ops=upd, name=f"graphsurgeon/train_stage{k}")
             stage_ops.append((epoch, op))

@@ -110,6 +110,14 @@ def prune_meta_graph(meta: meta_graph_pb2.MetaGraphDef, outputs, *, extra_nodes=
             touched = {var_of_op[o] for o in upstream(gd, [u], by_name) if o in var_of_op}
             if touched and touched <= kept_vars:
                 dest.add(u)
+    # A kept TF 1.x while loop keeps all its Enter and Exit ops: import_meta_graph rebuilds
+    # the WhileContext from the collection and needs every one it names.
+    if "while_context" in meta.collection_def:
+        for raw in meta.collection_def["while_context"].bytes_list.value:
+            ctx = control_flow_pb2.WhileContextDef()
+            ctx.ParseFromString(raw)
+            if node_name(ctx.pivot_name) in upstream(gd, dest):
+                dest.update(node_name(n) for n in list(ctx.loop_exit_names) + list(ctx.loop_enter_names))
     pruned_gd = extract_sub_graph(gd, dest)
     out = meta_graph_pb2.MetaGraphDef()
     out.meta_info_def.CopyFrom(meta.meta_info_def)

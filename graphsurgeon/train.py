@@ -79,12 +79,15 @@ def multipliers(names, lr_mult) -> dict[str, float]:
     return out
 
 
-def stage_sets(trainable, stages, all_names) -> list[tuple[int, dict]]:
-    """``[(first epoch, {name: mult})]`` for the initial set and every unfreezing stage."""
+def stage_sets(trainable, stages, all_names, trainable_names=None) -> list[tuple[int, dict]]:
+    """``[(first epoch, {name: mult})]`` for the initial set and every unfreezing stage.
+    ``trainable_names`` (the graph's TRAINABLE_VARIABLES) limits what a stage can unfreeze."""
     current = dict(trainable)
     out = [(0, dict(current))]
     for st in sorted(stages, key=lambda s: s.epoch):
         for n in select.match(st.patterns, all_names):
+            if trainable_names and n not in trainable_names:
+                continue
             current.setdefault(n, st.lr_mult)
         out.append((st.epoch, dict(current)))
     return out
@@ -108,8 +111,10 @@ def update_ops_for(graph, trainable_names, trainable_patterns=()) -> list:
     kept = []
     for op in ops:
         op = op if isinstance(op, tf.Operation) else op.op
-        touched = [u for u in subgraph.upstream(gd, [op.name], by_name) if u in var_ops]
-        moving = [t for t in touched if t not in trainable_names]
+        # The variables it assigns: the first input of every Assign* op it runs.
+        moving = sorted({subgraph.node_name(by_name[u].input[0]) for u in subgraph.upstream(gd, [op.name], by_name)
+                         if by_name[u].op.startswith("Assign") and by_name[u].input
+                         and subgraph.node_name(by_name[u].input[0]) in var_ops})
         if moving and all(t.rsplit("/", 1)[0] in parents or any(p(t) for p in preds) for t in moving):
             kept.append(op)
     return kept
