@@ -214,7 +214,7 @@ def fit(session, stage_ops, loss, accuracy, feed_of, train, validation=None, *, 
         history.append(row)
         if writer is not None:
             writer.scalars(epoch + 1, {k.replace("_", "/", 1): v for k, v in row.items() if k != "epoch"})
-        if progress:
+        if progress and (epoch + 1 == epochs or (epoch + 1) % max(1, epochs // 10) == 0):
             tqdm.write("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         if patience and "validation_loss" in row:
             if best is None or row["validation_loss"] < best:
