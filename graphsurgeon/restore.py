@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon import select, subgraph
-from graphsurgeon.errors import CheckpointNotFoundError, UnregisteredOpError
+from graphsurgeon.errors import CheckpointNotFoundError, TensorNotFoundError, UnregisteredOpError
 from graphsurgeon.model import Model
 from graphsurgeon.storage.checkpoint import CheckpointReader, read_meta_graph
 from graphsurgeon.storage.paths import resolve
@@ -170,7 +170,6 @@ def _check_node(meta, name: str, where: str) -> str:
     name = str(getattr(name, "name", name))
     op = subgraph.node_name(name)
     if not any(n.name == op for n in meta.graph_def.node):
-        from graphsurgeon.errors import TensorNotFoundError
         near = select.closest(op, [n.name for n in meta.graph_def.node])
         raise TensorNotFoundError(f"{where}: no op '{op}' in the graph; closest: {', '.join(near)}")
     return name

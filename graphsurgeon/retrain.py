@@ -6,14 +6,12 @@ The same :class:`RetrainConfig` drives the dry-run plan (:func:`plan`) and the r
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from graphsurgeon import select, subgraph, train
-from graphsurgeon.errors import ConfigError, DataError, TensorNotFoundError
+from graphsurgeon.errors import ConfigError, DataError
 from graphsurgeon.restore import graph_variable_info, restore
 from graphsurgeon.surgery import add_head, make_plan, reinitialize
 
@@ -101,7 +99,7 @@ class Setup:
     logits: tf.Tensor
     probabilities: tf.Tensor
     head: object
-    trainable: dict
+    stages: list  # [(first epoch, {variable name: lr multiplier})], stage 0 first
     extra_placeholders: list
 
 
@@ -160,7 +158,8 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
         chosen = [n for n in chosen if n in in_collection]
     mults = train.multipliers(sorted(set(chosen) | set(new)), cfg.lr_mult)
     stages = [train.parse_stage(s) for s in cfg.unfreeze]
-    final = train.stage_sets(mults, stages, names, in_collection)[-1][1]
+    stage_sets = train.stage_sets(mults, stages, names, in_collection)
+    final = stage_sets[-1][1]
     upd = train.update_ops_for(model.graph, set(final), list(cfg.trainable) + [s for st in stages for s in st.patterns])
     entries = {n: (e.shape, e.dtype.name) for n, e in (model.reader.entries.items() if model.reader else ())}
     plan = make_plan(graph_variable_info(model.graph), entries, exclude=cfg.exclude or None, rename=cfg.rename,
@@ -168,7 +167,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
                      lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
     model.plan = plan
-    return Setup(model, plan, inp, logits, probs, head, mults, extra)
+    return Setup(model, plan, inp, logits, probs, head, stage_sets, extra)
 
 
 def _input_and_extras(model, input_name, cut, feeds):
@@ -249,11 +248,7 @@ def retrain(cfg: RetrainConfig, data, out_dir: str, *, progress: bool = True, ov
         variables = model.variables
         upd = [model.graph.get_operation_by_name(n) for n in setup.plan.update_ops]
         stage_ops = []
-        all_names = list(variables)
-        with model.graph.as_default():
-            in_collection = {select.normalize_name(v.name) for v in tf1.trainable_variables()}
-        stages = [train.parse_stage(s) for s in cfg.unfreeze]
-        for k, (epoch, mults) in enumerate(train.stage_sets(setup.trainable, stages, all_names, in_collection)):
+        for k, (epoch, mults) in enumerate(setup.stages):
             op = train.build_train_op(loss, variables, mults, optimizer=cfg.optimizer, lr=cfg.lr,
                                       update_ops=upd, name=f"graphsurgeon/train_stage{k}")
             stage_ops.append((epoch, op))

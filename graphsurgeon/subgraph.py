@@ -113,10 +113,11 @@ def prune_meta_graph(meta: meta_graph_pb2.MetaGraphDef, outputs, *, extra_nodes=
     # A kept TF 1.x while loop keeps all its Enter and Exit ops: import_meta_graph rebuilds
     # the WhileContext from the collection and needs every one it names.
     if "while_context" in meta.collection_def:
+        reached = upstream(gd, dest)
         for raw in meta.collection_def["while_context"].bytes_list.value:
             ctx = control_flow_pb2.WhileContextDef()
             ctx.ParseFromString(raw)
-            if node_name(ctx.pivot_name) in upstream(gd, dest):
+            if node_name(ctx.pivot_name) in reached:
                 dest.update(node_name(n) for n in list(ctx.loop_exit_names) + list(ctx.loop_enter_names))
     pruned_gd = extract_sub_graph(gd, dest)
     out = meta_graph_pb2.MetaGraphDef()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from graphsurgeon import select, subgraph
 from graphsurgeon.errors import ConfigError
@@ -153,8 +155,6 @@ def build_train_op(loss, variables: dict, mults: dict, *, optimizer: str = "sgd"
 
 def batches(n: int, batch_size: int, rng: "np.random.Generator | None"):
     """Index arrays of minibatches over ``range(n)``; shuffled when ``rng`` is given."""
-    import numpy as np
-
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for i in range(0, n, batch_size):
         yield order[i:i + batch_size]
@@ -162,8 +162,6 @@ def batches(n: int, batch_size: int, rng: "np.random.Generator | None"):
 
 def evaluate(session, loss, accuracy, feed_of, x, y, batch_size: int) -> dict:
     """Mean loss and accuracy over ``(x, y)`` in batches."""
-    import numpy as np
-
     if len(y) == 0:
         return {}
     tot_loss = tot_acc = 0.0
@@ -190,9 +188,6 @@ def fit(session, stage_ops, loss, accuracy, feed_of, train, validation=None, *, 
     Returns:
       One dict per epoch: epoch, train loss/accuracy, validation loss/accuracy.
     """
-    import numpy as np
-    from tqdm import tqdm
-
     history, best, best_state, waited = [], None, None, 0
     x, y = train
     steps = (len(y) + batch_size - 1) // batch_size

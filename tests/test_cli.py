@@ -52,7 +52,6 @@ def test_plan_json(seed004, capsys):
     assert rows["head/logits/kernel"] == {"name": "head/logits/kernel", "shape": [50, 2], "dtype": "float32",
                                           "status": "new", "trainable": True, "checkpoint_name": None,
                                           "checkpoint_shape": None, "lr_mult": 1.0}
-    assert set(rows) >= {"name" for _ in ()}  # every row has the documented keys
     assert all({"name", "shape", "status", "trainable"} <= set(v) for v in r["variables"])
 
 

@@ -4,7 +4,6 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
-from conftest import tree_hash
 from legacy_models import slim_restore_set
 
 tf1 = tf.compat.v1

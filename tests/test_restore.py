@@ -91,7 +91,7 @@ def test_restore_by_name_into_a_python_graph_with_rename(seed004):
         with tf1.variable_scope("encoder"):
             h = fully_connected(X, 300, "hidden1")
             h = fully_connected(h, 100, "hidden2")
-        out = fully_connected(h, 7, "classifier", activation=None)
+        fully_connected(h, 7, "classifier", activation=None)
     m = gs.restore(prefix, graph=g, rename={"hidden1/": "encoder/hidden1/", "hidden2/": "encoder/hidden2/"},
                    exclude=["classifier"])
     assert m.status == {"encoder/hidden1/weights": "restored", "encoder/hidden1/biases": "restored",

@@ -100,7 +100,7 @@ def test_progressive_unfreezing(seed004, tmp_path):
     prefix, x, _ = seed004
     data = two_class_data(x)
     base = dict(model=prefix, head="hidden3/Relu:2", batch_size=64, lr=0.05)
-    r1 = gs.retrain(gs.RetrainConfig(**base, epochs=1, unfreeze=["1:hidden3=0.1"]), data, str(tmp_path / "a"), progress=False)
+    gs.retrain(gs.RetrainConfig(**base, epochs=1, unfreeze=["1:hidden3=0.1"]), data, str(tmp_path / "a"), progress=False)
     assert ckpt(str(tmp_path / "a/checkpoint/model.ckpt"))["hidden3/weights"].tobytes() == ckpt(prefix)["hidden3/weights"].tobytes()
     r2 = gs.retrain(gs.RetrainConfig(**base, epochs=2, unfreeze=["1:hidden3=0.1"]), data, str(tmp_path / "b"), progress=False)
     new = ckpt(str(tmp_path / "b/checkpoint/model.ckpt"))

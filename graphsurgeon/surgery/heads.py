@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon import select
-from graphsurgeon.errors import ConfigError, TensorNotFoundError
+from graphsurgeon.errors import ConfigError
 
 tf1 = tf.compat.v1
 
@@ -99,7 +99,7 @@ def add_head(model, at, num_classes: int, *, hidden=(), activation: str = "relu"
     if any(op.name == scope or op.name.startswith(scope + "/") for op in model.graph.get_operations()):
         raise ConfigError(f"scope '{scope}' already exists in the graph; choose another head scope")
     if not bottleneck.dtype.is_floating:
-        raise TensorNotFoundError(f"tensor '{bottleneck.name}' is {bottleneck.dtype.name}; a head needs a float tensor")
+        raise ConfigError(f"tensor '{bottleneck.name}' is {bottleneck.dtype.name}; a head needs a float tensor")
     with model.graph.as_default():
         before = set(tf1.global_variables())
         with tf1.variable_scope(scope, use_resource=True):
