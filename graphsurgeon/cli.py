@@ -36,6 +36,10 @@ def _model_args(p):
     p.add_argument("--reinit", nargs="+", action="extend", metavar="PAT", help="layers re-initialized in place")
     p.add_argument("--head", metavar="TENSOR:N", help="cut at TENSOR, new head with N classes")
     p.add_argument("--head-hidden", nargs="+", type=int, metavar="UNITS", help="hidden layers of the new head")
+    p.add_argument("--head-activation", choices=["relu", "tanh", "sigmoid", "elu", "linear"],
+                   help="activation of the head's hidden layers (default relu)")
+    p.add_argument("--head-init", choices=["glorot_uniform", "glorot_normal", "he_normal", "truncated_normal"],
+                   help="kernel initializer of the new head (default glorot_uniform)")
     p.add_argument("--output", metavar="TENSOR", help="existing logits to fine-tune (instead of --head)")
     p.add_argument("--input", metavar="TENSOR", help="input placeholder (guessed when there is one)")
     p.add_argument("--rename", nargs="+", action="extend", metavar="CKPT=GRAPH",
@@ -59,13 +63,14 @@ def _config(args):
     from graphsurgeon.retrain import RetrainConfig
 
     overrides = dict(
-        model=args.model, head=args.head, head_hidden=args.head_hidden, output=args.output, input=args.input,
+        model=args.model, head=args.head, head_hidden=args.head_hidden, head_activation=args.head_activation,
+        head_initializer=args.head_init, output=args.output, input=args.input,
         trainable=args.trainable, exclude=args.exclude, reinit=args.reinit,
         rename=_kv(args.rename, "rename") or None, lr_mult=args.lr_mult, unfreeze=args.unfreeze,
         feeds=_kv(args.feed, "feed") or None, train_feeds=_kv(args.train_feed, "train feed") or None,
         tags=args.tags, restore_optimizer=args.restore_optimizer, allow_missing=args.allow_missing,
     )
-    for name in ("epochs", "batch_size", "lr", "optimizer", "seed", "patience"):
+    for name in ("epochs", "batch_size", "lr", "optimizer", "seed", "patience", "image_scale"):
         overrides[name] = getattr(args, name, None)
     if args.plan_file:
         return RetrainConfig.from_toml(args.plan_file, **overrides)
@@ -134,6 +139,8 @@ def build_parser():
     s.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "rmsprop"])
     s.add_argument("--seed", type=int)
     s.add_argument("--patience", type=int, help="early stopping on validation loss")
+    s.add_argument("--image-scale", choices=["unit", "inception", "raw"],
+                   help="image folders: pixels to [0,1] (unit, default), [-1,1] (inception) or [0,255] (raw)")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")

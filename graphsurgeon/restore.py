@@ -138,9 +138,11 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
             meta = subgraph.prune_meta_graph(meta, outputs)
         graph = tf.Graph()
         import_meta_graph(meta, graph, where)
-        inputs, outs = _signature_of(meta)
         if outputs:
+            inputs = [n.name + ":0" for n in subgraph.placeholders(meta.graph_def)]
             outs = [o if ":" in o else o + ":0" for o in outputs]
+        else:
+            inputs, outs = _signature_of(meta)
     info = graph_variable_info(graph)
     reader = None
     if info:
@@ -157,12 +159,29 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
                   plan.restore_map(), inputs, outs)
     model.plan = plan
     model.reader = reader
-    if not values:
-        return model
+    return load(model, allow_missing=allow_missing, threads=threads) if values else model
+
+
+def load(model: Model, *, allow_missing: bool = False, threads: int = 0) -> Model:
+    """Carry out ``model.plan`` on a model built with ``restore(..., values=False)``: check it,
+    open a session, read the restored variables and initialize all others (new heads
+    included) in one pass.
+
+    Side effects: sets ``model.session``; updates ``model.status`` and
+    ``model.checkpoint_names`` from the plan. Returns ``model``.
+
+    Raises:
+      PlanError: shape mismatches, or missing variables unless ``allow_missing``.
+      CorruptCheckpointError: a tensor cannot be read.
+    """
+    plan = model.plan
     plan.check(allow_missing=allow_missing)
-    model.session = new_session(graph, threads)
+    info = graph_variable_info(model.graph)
+    model.status = {v.name: v.status for v in plan.variables if v.status != "dropped"}
+    model.checkpoint_names = plan.restore_map()
+    model.session = new_session(model.graph, threads)
     if info:
-        load_values(model.session, graph, reader, plan.restore_map(), info)
+        load_values(model.session, model.graph, model.reader, plan.restore_map(), info)
     return model
 
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from graphsurgeon import select, subgraph, train
 from graphsurgeon.errors import ConfigError, DataError
-from graphsurgeon.restore import graph_variable_info, restore
+from graphsurgeon.restore import graph_variable_info, load, restore
 from graphsurgeon.surgery import add_head, make_plan, reinitialize
 
 tf1 = tf.compat.v1
@@ -33,6 +33,7 @@ class RetrainConfig:
     head: str | None = None
     head_hidden: list = dataclasses.field(default_factory=list)
     head_activation: str = "relu"
+    head_initializer: str = "glorot_uniform"
     head_scope: str = "head"
     output: str | None = None
     input: str | None = None
@@ -131,16 +132,15 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     if not cut:
         raise ConfigError("give --head TENSOR:N_CLASSES (new head on TENSOR) or --output TENSOR (existing logits)")
     keep = [cut] + ([cfg.input] if cfg.input else [])
+    # The graph, head and plan come first; values are then loaded in one pass (new head included).
     model = restore(cfg.model, tags=cfg.tags, outputs=keep, exclude=cfg.exclude or None, rename=cfg.rename,
-                    restore_optimizer=cfg.restore_optimizer, allow_missing=cfg.allow_missing, values=values)
+                    restore_optimizer=cfg.restore_optimizer, values=False)
     feeds = _parse_feeds(cfg.feeds)
     inp, extra = _input_and_extras(model, cfg.input, cut, feeds)
     reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
-    if reinit and values:
-        reinitialize(model, reinit, seed=cfg.seed)
     if spec:
         head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
-                        scope=cfg.head_scope, seed=cfg.seed)
+                        kernel_initializer=cfg.head_initializer, scope=cfg.head_scope, seed=cfg.seed)
         logits, probs = head.logits, head.probabilities
     else:
         head = None
@@ -167,6 +167,10 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
                      lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
     model.plan = plan
+    if values:
+        load(model, allow_missing=cfg.allow_missing)
+        if reinit:
+            reinitialize(model, reinit, seed=cfg.seed)
     return Setup(model, plan, inp, logits, probs, head, stage_sets, extra)
 
 

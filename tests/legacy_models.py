@@ -99,3 +99,19 @@ def slim_restore_set(exclude, size=299):
         with slim.arg_scope(inception_v3.inception_v3_arg_scope()):
             inception_v3.inception_v3(x, num_classes=1001, is_training=False)
         return sorted(v.op.name for v in slim.get_variables_to_restore(exclude=exclude))
+
+
+def tiny_convnet(directory, size=8):
+    """A legacy conv net on RGB images: input 'images' [None, size, size, 3] -> conv1 -> 'pool' -> 'logits' (3)."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, size, size, 3], name="images")
+        with tf1.variable_scope("conv1", use_resource=False):
+            w = tf1.get_variable("weights", [3, 3, 3, 4], initializer=tf1.glorot_uniform_initializer(seed=0))
+            b = tf1.get_variable("biases", [4], initializer=tf1.zeros_initializer())
+        h = tf.nn.relu(tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME") + b)
+        pool = tf.reduce_mean(h, [1, 2], name="pool")
+        fully_connected(pool, 3, "logits", activation=None)
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, "convnet.ckpt"))

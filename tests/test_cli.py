@@ -92,3 +92,41 @@ def test_errors_are_one_line_exit_2(seed004, tmp_path, args, needle):
     assert len(lines) == 1, lines
     assert needle in lines[0]
     assert "Traceback" not in p.stderr
+
+
+def test_retrain_from_an_image_folder(tmp_path):
+    """retrain.py's layout end to end: decode, resize to the input size, hash split, train, export."""
+    import tensorflow as tf
+    from legacy_models import tiny_convnet
+
+    prefix = tiny_convnet(str(tmp_path))
+    rng = np.random.default_rng(0)
+    for c, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        for i in range(12):
+            img = (np.array(color, np.uint8) * rng.uniform(0.6, 1.0)).astype(np.uint8)
+            img = np.broadcast_to(img, (13, 11, 3)).copy()
+            (tmp_path / "photos" / c / f"{c}{i}.png").write_bytes(tf.io.encode_png(img).numpy())
+    p = run_cli("retrain", "--model", prefix, "--head", "pool:2", "--head-hidden", "8", "--head-activation", "tanh",
+                "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "out"), "--epochs", "3", "--json", "--quiet")
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout)
+    assert r["metrics"]["train"]["examples"] + r["metrics"].get("validation", {}).get("examples", 0) \
+        + r["metrics"].get("test", {}).get("examples", 0) == 24
+    plan = json.load(open(tmp_path / "out" / "plan.json"))
+    assert plan["trainable"] == ["head/dense_0/bias", "head/dense_0/kernel", "head/logits/bias", "head/logits/kernel"]
+
+
+def test_saved_model_cli_runs_the_export(seed004, tmp_path):
+    prefix, x, _ = seed004
+    np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    p = run_cli("retrain", "--model", prefix, "--head", "hidden3/Relu:2", "--data", str(tmp_path / "d.npz"),
+                "--out", str(tmp_path / "out"), "--epochs", "1", "--quiet")
+    assert p.returncode == 0, p.stderr[-2000:]
+    np.save(tmp_path / "in.npy", x[:2])
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    q = subprocess.run([cli, "run", "--dir", str(tmp_path / "out" / "saved_model"), "--tag_set", "serve",
+                        "--signature_def", "serving_default", "--inputs", f"inputs={tmp_path / 'in.npy'}"],
+                       capture_output=True, text=True)
+    assert q.returncode == 0, q.stderr[-2000:]
+    assert "Result for output key logits" in q.stdout and "Result for output key probabilities" in q.stdout

@@ -161,3 +161,18 @@ lr_mult = 0.1
     f.write_text('modle = "x"\n')
     with pytest.raises(gs.ConfigError, match="unknown key.*modle"):
         gs.RetrainConfig.from_toml(str(f))
+
+
+def test_adam_slots_are_new_and_restored_values_untouched(seed004_adam, tmp_path):
+    """An Adam-trained checkpoint retrained with Adam: the old slots are dropped, new slots are
+    initialized without touching restored values, and the locked layers change by exactly 0."""
+    prefix, x, _ = seed004_adam
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", trainable=["hidden3"], optimizer="adam",
+                           epochs=1, lr=0.01)
+    res = gs.retrain(cfg, two_class_data(x), str(tmp_path / "out"), progress=False)
+    assert "hidden1/weights/Adam" in res.plan.by_status("dropped") and "beta1_power" in res.plan.by_status("dropped")
+    src, new = ckpt(prefix), ckpt(str(tmp_path / "out/checkpoint/model.ckpt"))
+    assert not any("Adam" in n or "power" in n for n in new)  # no optimizer state exported
+    for n in ("hidden1/weights", "hidden1/biases", "hidden2/weights", "hidden2/biases"):
+        assert new[n].tobytes() == src[n].tobytes(), n
+    assert new["hidden3/weights"].tobytes() != src["hidden3/weights"].tobytes()
