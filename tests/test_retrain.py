@@ -176,3 +176,18 @@ def test_adam_slots_are_new_and_restored_values_untouched(seed004_adam, tmp_path
     for n in ("hidden1/weights", "hidden1/biases", "hidden2/weights", "hidden2/biases"):
         assert new[n].tobytes() == src[n].tobytes(), n
     assert new["hidden3/weights"].tobytes() != src["hidden3/weights"].tobytes()
+
+
+def test_lr_multiplier_zero_freezes_and_reinit_starts_fresh(seed004, tmp_path):
+    """hidden3 is listed as trainable but at lr x0 (so it must not move); hidden2 is re-initialized
+    in place and stays frozen (so it must hold its fresh values, not the checkpoint's)."""
+    prefix, x, _ = seed004
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", trainable=["hidden3"], lr_mult=["hidden3=0"],
+                           reinit=["hidden2"], epochs=1, lr=0.1)
+    res = gs.retrain(cfg, two_class_data(x), str(tmp_path / "out"), progress=False)
+    assert res.plan.by_status("reinitialized") == ["hidden2/biases", "hidden2/weights"]
+    src, new = ckpt(prefix), ckpt(str(tmp_path / "out/checkpoint/model.ckpt"))
+    assert new["hidden3/weights"].tobytes() == src["hidden3/weights"].tobytes()
+    assert new["hidden2/weights"].tobytes() != src["hidden2/weights"].tobytes()
+    assert not new["hidden2/biases"].any()
+    assert new["head/logits/kernel"].shape == (50, 2)

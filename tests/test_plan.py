@@ -1,0 +1,38 @@
+"""The plan's name mapping and statuses, on names alone."""
+import pytest
+
+import graphsurgeon as gs
+from graphsurgeon.surgery.plan import checkpoint_name_for, is_optimizer_state, parse_rename
+
+
+def test_rename_map_forms_of_init_from_checkpoint():
+    pairs = parse_rename({"old_scope/": "new_scope/", "old/var": "new/var", "/": "wrapped/"})
+    assert checkpoint_name_for("new_scope/dense/kernel", pairs) == "old_scope/dense/kernel"
+    assert checkpoint_name_for("new/var", pairs) == "old/var"
+    assert checkpoint_name_for("wrapped/hidden1/weights", pairs) == "hidden1/weights"
+    assert checkpoint_name_for("untouched/w", pairs) == "untouched/w"
+    with pytest.raises(gs.ConfigError, match="map a scope to a scope"):
+        parse_rename({"old/": "new/var"})
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("hidden1/weights/Adam", True), ("hidden1/weights/Adam_1", True), ("beta1_power", True), ("beta2_power_3", True),
+    ("global_step", True), ("w/Momentum", True), ("w/RMSProp_1", True), ("Adam/weights", False),
+    ("hidden1/weights", False), ("Variable_17", False),
+])
+def test_optimizer_state_names(name, expected):
+    assert is_optimizer_state(name) is expected
+
+
+def test_statuses_from_names_and_shapes():
+    graph = {"a/w": ((2, 3), "float32"), "b/w": ((3, 4), "float32"), "head/k": ((3, 2), "float32"),
+             "c/w": ((5,), "float32"), "d/w": ((1,), "float32")}
+    ckpt = {"a/w": ((2, 3), "float32"), "b/w": ((3, 5), "float32"), "d/w": ((1,), "float32"),
+            "old/w": ((9,), "float32")}
+    p = gs.make_plan(graph, ckpt, new=["head/k"], reinit=["d/w"], trainable=["head/k"])
+    assert {v.name: v.status for v in p.variables} == {
+        "a/w": "restored", "b/w": "shape_mismatch", "head/k": "new", "c/w": "missing", "d/w": "reinitialized",
+        "old/w": "dropped"}
+    assert p.trainable == ["head/k"]
+    with pytest.raises(gs.PlanError, match=r"b/w: graph shape \[3, 4\] but checkpoint 'b/w' has \[3, 5\]"):
+        p.check(allow_missing=True)
