@@ -51,3 +51,7 @@ class DataError(GraphSurgeonError):
 
 class ConfigError(GraphSurgeonError):
     """A setting (CLI flag, TOML plan file, argument) is malformed."""
+
+
+class CacheError(GraphSurgeonError):
+    """A bottleneck cache is damaged, stale (made by another model, tensor or preprocessing) or incomplete."""

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from graphsurgeon import select
-from graphsurgeon.errors import TensorNotFoundError
+from graphsurgeon import select, subgraph
+from graphsurgeon.errors import ConfigError, TensorNotFoundError
 
 tf1 = tf.compat.v1
 
@@ -107,3 +107,54 @@ class Model:
         for s in self.status.values():
             counts[s] = counts.get(s, 0) + 1
         return f"<graphsurgeon.Model from {self.source.path if self.source else '?'}: {len(self.status)} variables {counts}>"
+
+
+def find_input(model, input_name, cut, feeds):
+    """The input placeholder of tensor ``cut`` and the other placeholders it needs.
+
+    The input is ``input_name`` if given, else the one float placeholder of rank >= 1
+    that ``cut`` depends on and ``feeds`` does not cover.
+
+    Raises:
+      ConfigError: the input cannot be told, or another placeholder has no value in ``feeds``.
+    """
+    gd = model.graph.as_graph_def()
+    needed = subgraph.upstream(gd, [cut])
+    phs = [n for n in subgraph.placeholders(gd) if n.name in needed]
+    if input_name:
+        inp = model.tensor(input_name)
+    else:
+        cands = [n for n in phs if n.name not in feeds and tf.as_dtype(n.attr["dtype"].type).is_floating
+                 and (n.attr["shape"].shape.unknown_rank or len(n.attr["shape"].shape.dim) >= 1)]
+        if len(cands) != 1:
+            names = ", ".join(n.name for n in phs) or "none"
+            raise ConfigError(
+                f"cannot tell the input of '{cut}' (placeholders it needs: {names}); pass --input TENSOR "
+                "and --feed NAME=VALUE for the others"
+            )
+        inp = model.tensor(cands[0].name)
+    extras = [n.name for n in phs if n.name != inp.op.name]
+    missing = [n for n in extras if n not in feeds]
+    if missing:
+        raise ConfigError(
+            f"'{cut}' also needs placeholder(s) {', '.join(missing)}; give their values with --feed NAME=VALUE "
+            "(and --train-feed NAME=VALUE if training differs, e.g. keep_prob)"
+        )
+    return inp, extras
+
+
+def parse_feeds(feeds: dict) -> dict:
+    """``{placeholder: value}`` with string values ('1.0', 'true') converted and names normalized."""
+    out = {}
+    for k, v in (feeds or {}).items():
+        if isinstance(v, str):
+            low = v.strip().lower()
+            if low in ("true", "false"):
+                v = low == "true"
+            else:
+                try:
+                    v = float(v)
+                except ValueError:
+                    raise ConfigError(f"feed '{k}={v}': expected a number or true/false") from None
+        out[select.normalize_name(k)] = v
+    return out

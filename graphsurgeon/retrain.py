@@ -10,8 +10,9 @@ import os
 
 import tensorflow as tf
 
-from graphsurgeon import select, subgraph, train
+from graphsurgeon import select, train
 from graphsurgeon.errors import ConfigError, DataError
+from graphsurgeon.model import find_input, parse_feeds
 from graphsurgeon.restore import graph_variable_info, load, restore
 from graphsurgeon.surgery import add_head, make_plan, reinitialize
 
@@ -104,22 +105,6 @@ class Setup:
     extra_placeholders: list
 
 
-def _parse_feeds(feeds: dict) -> dict:
-    out = {}
-    for k, v in (feeds or {}).items():
-        if isinstance(v, str):
-            low = v.strip().lower()
-            if low in ("true", "false"):
-                v = low == "true"
-            else:
-                try:
-                    v = float(v)
-                except ValueError:
-                    raise ConfigError(f"feed '{k}={v}': expected a number or true/false") from None
-        out[select.normalize_name(k)] = v
-    return out
-
-
 def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains.
 
@@ -135,8 +120,8 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     # The graph, head and plan come first; values are then loaded in one pass (new head included).
     model = restore(cfg.model, tags=cfg.tags, outputs=keep, exclude=cfg.exclude or None, rename=cfg.rename,
                     restore_optimizer=cfg.restore_optimizer, values=False)
-    feeds = _parse_feeds(cfg.feeds)
-    inp, extra = _input_and_extras(model, cfg.input, cut, feeds)
+    feeds = parse_feeds(cfg.feeds)
+    inp, extra = find_input(model, cfg.input, cut, feeds)
     reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
     if spec:
         head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
@@ -174,33 +159,6 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     return Setup(model, plan, inp, logits, probs, head, stage_sets, extra)
 
 
-def _input_and_extras(model, input_name, cut, feeds):
-    """The input placeholder and the other placeholders the cut needs (which must have feeds)."""
-    gd = model.graph.as_graph_def()
-    needed = subgraph.upstream(gd, [cut])
-    phs = [n for n in subgraph.placeholders(gd) if n.name in needed]
-    if input_name:
-        inp = model.tensor(input_name)
-    else:
-        cands = [n for n in phs if n.name not in feeds and tf.as_dtype(n.attr["dtype"].type).is_floating
-                 and (n.attr["shape"].shape.unknown_rank or len(n.attr["shape"].shape.dim) >= 1)]
-        if len(cands) != 1:
-            names = ", ".join(n.name for n in phs) or "none"
-            raise ConfigError(
-                f"cannot tell the input of '{cut}' (placeholders it needs: {names}); pass --input TENSOR "
-                "and --feed NAME=VALUE for the others"
-            )
-        inp = model.tensor(cands[0].name)
-    extras = [n.name for n in phs if n.name != inp.op.name]
-    missing = [n for n in extras if n not in feeds]
-    if missing:
-        raise ConfigError(
-            f"'{cut}' also needs placeholder(s) {', '.join(missing)}; give their values with --feed NAME=VALUE "
-            "(and --train-feed NAME=VALUE if training differs, e.g. keep_prob)"
-        )
-    return inp, extras
-
-
 def plan(cfg: RetrainConfig):
     """The dry-run :class:`graphsurgeon.surgery.Plan` of ``cfg``: nothing is read or run."""
     return build(cfg, values=False).plan
@@ -215,33 +173,104 @@ class RetrainResult:
     setup: object
 
 
-def retrain(cfg: RetrainConfig, data, out_dir: str, *, progress: bool = True, overwrite: bool = False,
-            logdir: str | None = None) -> RetrainResult:
+class _ArraySource:
+    """Training data held in memory, fed at the model's input."""
+
+    def __init__(self, data, batch_size, seed):
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+
+    def steps(self):
+        return -(-len(self.data.part("train")[1]) // self.batch_size)
+
+    def train(self):
+        return train.array_batches(*self.data.part("train"), self.batch_size, self.seed)
+
+    def split(self, name):
+        x, y = self.data.part(name)
+        return (lambda: train.array_batches(x, y, self.batch_size)(0)) if len(y) else None
+
+
+class _CacheSource:
+    """Training data from a bottleneck cache, fed at the cached tensor."""
+
+    def __init__(self, reader, batch_size, seed):
+        self.reader, self.batch_size, self.seed = reader, batch_size, seed
+
+    def steps(self):
+        return -(-self.reader.count("train") // self.batch_size)
+
+    def train(self):
+        return lambda epoch: self.reader.batches("train", self.batch_size, seed=self.seed, epoch=epoch)
+
+    def split(self, name):
+        if not self.reader.count(name):
+            return None
+        return lambda: self.reader.batches(name, self.batch_size, shuffle=False)
+
+
+def _cache_source(setup, cache_dir, cfg):
+    from graphsurgeon import cache as cache_mod
+
+    reader = cache_mod.CacheReader(cache_dir)
+    cache_mod.check_matches(reader, setup.model)
+    below = cache_mod.variables_below(setup.model, reader.tensor, setup.plan.trainable)
+    if below:
+        raise ConfigError(
+            f"trainable variable(s) {', '.join(below[:4])} lie below the cached tensor '{reader.tensor}': they "
+            "cannot train from the cache; cache a lower tensor or leave them frozen"
+        )
+    n_classes = setup.logits.shape.as_list()[-1]
+    labels = reader._label
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"{cache_dir}: labels range over {int(labels.min())}..{int(labels.max())} but the head "
+                        f"has {n_classes} classes")
+    if not reader.count("train"):
+        raise DataError(f"{cache_dir}: the cache has no training examples")
+    return reader, _CacheSource(reader, cfg.batch_size, cfg.seed)
+
+
+def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | None = None, progress: bool = True,
+            overwrite: bool = False, logdir: str | None = None) -> RetrainResult:
     """Build (see :func:`build`), train and export.
 
     Args:
-      data: a :class:`graphsurgeon.storage.datasets.Dataset` or a path (``.npz`` / image folder).
+      data: a :class:`graphsurgeon.storage.datasets.Dataset` or a path (``.npz`` / image folder);
+        not needed with ``cache``.
       out_dir: receives ``checkpoint/``, ``saved_model/``, ``plan.json``, ``metrics.json`` and
         TensorBoard scalars under ``logs/`` (or ``logdir``).
+      cache: a bottleneck cache directory (``graphsurgeon cache``): its activations are fed at the
+        cached tensor, so only the layers above it run while training. The cache must come from this
+        model (same frozen subgraph and values) and no trainable variable may lie below it.
 
     Raises:
-      PlanError: shape mismatches or missing variables; ConfigError, DataError: bad settings/data.
+      PlanError: shape mismatches or missing variables; ConfigError, DataError, CacheError: bad
+      settings, data or cache.
     """
     from graphsurgeon.export import export
     from graphsurgeon.storage import datasets
     from graphsurgeon.storage.events import ScalarWriter
+    from graphsurgeon.storage.writer import write_json
 
+    if not out_dir:
+        raise ConfigError("no output directory given (--out DIR)")
     setup = build(cfg, values=True)
     model = setup.model
-    if not isinstance(data, datasets.Dataset):
-        shape = setup.input.shape.as_list()
-        size = shape[1:3] if len(shape) == 4 else None
-        data = datasets.load(data, image_size=size, scale=cfg.image_scale)
-    n_classes = setup.logits.shape.as_list()[-1]
-    _check_data(data, setup.input, n_classes)
-    if not len(data.part("train")[1]):
-        raise DataError("the data has no training examples")
-    feeds, train_feeds = _parse_feeds(cfg.feeds), {**_parse_feeds(cfg.feeds), **_parse_feeds(cfg.train_feeds)}
+    reader = None
+    if cache:
+        reader, source = _cache_source(setup, cache, cfg)
+        fed = model.tensor(reader.tensor)
+    else:
+        if data is None:
+            raise ConfigError("give training data (--data PATH) or a bottleneck cache (--cache DIR)")
+        if not isinstance(data, datasets.Dataset):
+            shape = setup.input.shape.as_list()
+            size = shape[1:3] if len(shape) == 4 else None
+            data = datasets.load(data, image_size=size, scale=cfg.image_scale)
+        _check_data(data, setup.input, setup.logits.shape.as_list()[-1])
+        if not len(data.part("train")[1]):
+            raise DataError("the data has no training examples")
+        source, fed = _ArraySource(data, cfg.batch_size, cfg.seed), setup.input
+    feeds, train_feeds = parse_feeds(cfg.feeds), {**parse_feeds(cfg.feeds), **parse_feeds(cfg.train_feeds)}
     with model.graph.as_default():
         labels = tf1.placeholder(tf.int64, [None], name="graphsurgeon/labels")
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=setup.logits),
@@ -258,12 +287,11 @@ def retrain(cfg: RetrainConfig, data, out_dir: str, *, progress: bool = True, ov
             stage_ops.append((epoch, op))
         slots = sorted(set(tf1.global_variables()) - before, key=lambda v: v.name)
         model.session.run([v.initializer for v in slots])  # new optimizer slots only
+    extra = {model.tensor(n): v for n, v in feeds.items()}
+    extra_train = {model.tensor(n): v for n, v in train_feeds.items()}
 
     def feed_of(x, y, training):
-        f = {setup.input: x, labels: y}
-        for name, v in (train_feeds if training else feeds).items():
-            f[model.tensor(name)] = v
-        return f
+        return {fed: x, labels: y, **(extra_train if training else extra)}
 
     trainable_vars = [variables[n] for n in setup.plan.trainable]
 
@@ -277,26 +305,26 @@ def retrain(cfg: RetrainConfig, data, out_dir: str, *, progress: bool = True, ov
     os.makedirs(out_dir, exist_ok=True)
     writer = ScalarWriter(logdir or os.path.join(out_dir, "logs"))
     try:
-        history = train.fit(model.session, stage_ops, loss, acc, feed_of, data.part("train"),
-                            data.part("validation"), epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                            writer=writer, patience=cfg.patience, snapshot=(save_state, load_state),
-                            progress=progress)
+        history = train.fit(model.session, stage_ops, loss, acc, feed_of, source.train(), source.steps(),
+                            source.split("validation"), epochs=cfg.epochs, writer=writer, patience=cfg.patience,
+                            snapshot=(save_state, load_state), progress=progress)
         metrics = {}
         for split in ("train", "validation", "test"):
-            x, y = data.part(split)
-            if len(y):
-                ev = train.evaluate(model.session, loss, acc, feed_of, x, y, cfg.batch_size)
-                metrics[split] = {**ev, "examples": int(len(y))}
+            batches = source.split(split)
+            ev = train.evaluate(model.session, loss, acc, feed_of, batches()) if batches else {}
+            if ev:
+                metrics[split] = ev
                 writer.scalars(len(history), {f"final/{split}_accuracy": ev["accuracy"]})
     finally:
         writer.close()
+        if reader is not None:
+            reader.close()
     result = export(model, out_dir, inputs={"inputs": setup.input},
                     outputs={"logits": setup.logits, "probabilities": setup.probabilities},
                     defaults=feeds, overwrite=overwrite)
-    from graphsurgeon.storage.writer import write_json
     write_json(os.path.join(out_dir, "plan.json"), setup.plan.to_dict())
     write_json(os.path.join(out_dir, "metrics.json"), {"history": history, "metrics": metrics,
-                                                       "config": dataclasses.asdict(cfg)})
+                                                       "config": dataclasses.asdict(cfg), "cache": cache})
     return RetrainResult(history, metrics, setup.plan, result, setup)
 
 

@@ -160,26 +160,35 @@ def batches(n: int, batch_size: int, rng: "np.random.Generator | None"):
         yield order[i:i + batch_size]
 
 
-def evaluate(session, loss, accuracy, feed_of, x, y, batch_size: int) -> dict:
-    """Mean loss and accuracy over ``(x, y)`` in batches."""
-    if len(y) == 0:
-        return {}
+def array_batches(x, y, batch_size: int, seed: int = 0):
+    """``epoch -> iterator of (x, y)`` over in-memory arrays, shuffled by ``default_rng(seed + epoch)``."""
+    def it(epoch):
+        for idx in batches(len(y), batch_size, np.random.default_rng(seed + epoch)):
+            yield x[idx], y[idx]
+    return it
+
+
+def evaluate(session, loss, accuracy, feed_of, batch_iter) -> dict:
+    """Mean loss and accuracy over the ``(x, y)`` batches of ``batch_iter`` ({} if it is empty)."""
     tot_loss = tot_acc = 0.0
-    for idx in batches(len(y), batch_size, None):
-        l, a = session.run([loss, accuracy], feed_of(x[idx], y[idx], training=False))
-        tot_loss += float(l) * len(idx)
-        tot_acc += float(a) * len(idx)
-    return {"loss": tot_loss / len(y), "accuracy": tot_acc / len(y)}
+    n = 0
+    for x, y in batch_iter:
+        l, a = session.run([loss, accuracy], feed_of(x, y, training=False))
+        tot_loss += float(l) * len(y)
+        tot_acc += float(a) * len(y)
+        n += len(y)
+    return {"loss": tot_loss / n, "accuracy": tot_acc / n, "examples": n} if n else {}
 
 
-def fit(session, stage_ops, loss, accuracy, feed_of, train, validation=None, *, epochs: int, batch_size: int,
-        seed: int = 0, writer=None, patience: int = 0, snapshot=None, progress: bool = True) -> list[dict]:
+def fit(session, stage_ops, loss, accuracy, feed_of, train_batches, steps: int, validation=None, *, epochs: int,
+        writer=None, patience: int = 0, snapshot=None, progress: bool = True) -> list[dict]:
     """Run the training loop.
 
     Args:
       stage_ops: ``[(first epoch, train op)]``; the op of the latest stage begun runs.
       feed_of: ``(x, y, training) -> feed_dict``.
-      train, validation: ``(x, y)`` arrays (validation may be None or empty).
+      train_batches: ``epoch -> iterator of (x, y)``; ``steps`` batches per epoch (for progress).
+      validation: ``() -> iterator of (x, y)``, or None.
       writer: a :class:`graphsurgeon.storage.events.ScalarWriter` or None.
       patience: stop after this many epochs without a lower validation loss (0: never),
         then restore the best values through ``snapshot``.
@@ -189,22 +198,21 @@ def fit(session, stage_ops, loss, accuracy, feed_of, train, validation=None, *, 
       One dict per epoch: epoch, train loss/accuracy, validation loss/accuracy.
     """
     history, best, best_state, waited = [], None, None, 0
-    x, y = train
-    steps = (len(y) + batch_size - 1) // batch_size
     for epoch in range(epochs):
         op = [o for start, o in stage_ops if start <= epoch][-1]
-        rng = np.random.default_rng(seed + epoch)
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=False)
         tl = ta = 0.0
-        for idx in batches(len(y), batch_size, rng):
-            _, l, a = session.run([op, loss, accuracy], feed_of(x[idx], y[idx], training=True))
-            tl += float(l) * len(idx)
-            ta += float(a) * len(idx)
+        n = 0
+        for x, y in train_batches(epoch):
+            _, l, a = session.run([op, loss, accuracy], feed_of(x, y, training=True))
+            tl += float(l) * len(y)
+            ta += float(a) * len(y)
+            n += len(y)
             bar.update(1)
         bar.close()
-        row = {"epoch": epoch + 1, "train_loss": tl / max(1, len(y)), "train_accuracy": ta / max(1, len(y))}
-        if validation is not None and len(validation[1]):
-            ev = evaluate(session, loss, accuracy, feed_of, validation[0], validation[1], batch_size)
+        row = {"epoch": epoch + 1, "train_loss": tl / max(1, n), "train_accuracy": ta / max(1, n)}
+        ev = evaluate(session, loss, accuracy, feed_of, validation()) if validation else {}
+        if ev:
             row.update({"validation_loss": ev["loss"], "validation_accuracy": ev["accuracy"]})
         history.append(row)
         if writer is not None:

@@ -137,10 +137,32 @@ def load_image_folder(root: str, *, image_size=None, scale: str = "unit", valida
     return Dataset(x, y, split, [rel for rel, _ in files], classes)
 
 
+AUGMENT_DEFAULTS = {"flip_left_right": True, "random_crop": 10.0, "random_scale": 10.0, "random_brightness": 10.0}
+
+
+def distortion(params: dict, rng: np.random.Generator):
+    """retrain.py's distortions drawn from ``rng``: ``(flip, box, brightness)``.
+
+    ``random_crop`` and ``random_scale`` (percent) give a crop box of relative size
+    ``1 / (margin * scale)`` at a random place; ``random_brightness`` (percent) a
+    multiplier in ``[1 - b, 1 + b]``.
+    """
+    flip = bool(params.get("flip_left_right")) and rng.random() < 0.5
+    margin = 1.0 + params.get("random_crop", 0.0) / 100.0
+    scale = margin * rng.uniform(1.0, 1.0 + params.get("random_scale", 0.0) / 100.0)
+    size = 1.0 / scale
+    y0, x0 = rng.uniform(0.0, 1.0 - size, size=2)
+    b = params.get("random_brightness", 0.0) / 100.0
+    return flip, [float(y0), float(x0), float(y0 + size), float(x0 + size)], float(rng.uniform(1.0 - b, 1.0 + b))
+
+
 class ImageDecoder:
-    """Decode an image file and resize it to ``(height, width)`` with 3 channels.
+    """Decode an image (file path or bytes) and resize it to ``(height, width)`` with 3 channels,
+    optionally distorted (flip, crop box, brightness) as retrain.py did.
 
     ``scale``: ``unit`` -> [0, 1], ``inception`` -> [-1, 1], ``raw`` -> [0, 255].
+    Resizing is bilinear over a crop box (the whole image when undistorted), so cached
+    and live inputs go through the same op.
     """
 
     SCALES = {"unit": (1 / 255.0, 0.0), "inception": (2 / 255.0, -1.0), "raw": (1.0, 0.0)}
@@ -152,25 +174,152 @@ class ImageDecoder:
         if scale not in self.SCALES:
             raise DataError(f"unknown image scale '{scale}'; expected one of {', '.join(self.SCALES)}")
         mul, add = self.SCALES[scale]
+        tf1 = tf.compat.v1
         self._graph = tf.Graph()
         with self._graph.as_default():
-            self._bytes = tf.compat.v1.placeholder(tf.string, [])
-            img = tf.io.decode_image(self._bytes, channels=3, expand_animations=False)
-            img = tf.image.resize(tf.cast(img, tf.float32), list(image_size))
+            self._bytes = tf1.placeholder(tf.string, [])
+            self._box = tf1.placeholder_with_default([0.0, 0.0, 1.0, 1.0], [4])
+            self._flip = tf1.placeholder_with_default(False, [])
+            self._bright = tf1.placeholder_with_default(1.0, [])
+            img = tf.cast(tf.io.decode_image(self._bytes, channels=3, expand_animations=False), tf.float32)
+            img = tf.image.crop_and_resize(img[None], self._box[None], [0], list(image_size))[0]
+            img = tf.cond(self._flip, lambda: tf.reverse(img, [1]), lambda: img)
+            img = tf.clip_by_value(img * self._bright, 0.0, 255.0)
             self._out = img * mul + add
         self._sess = new_session(self._graph, threads=1)
         self._errors = (tf.errors.InvalidArgumentError, tf.errors.UnknownError)
 
-    def __call__(self, path: str) -> np.ndarray:
+    def __call__(self, path_or_bytes, distort=None, name: str | None = None) -> np.ndarray:
+        if isinstance(path_or_bytes, bytes):
+            data, name = path_or_bytes, name or "image"
+        else:
+            name = path_or_bytes
+            try:
+                with open(path_or_bytes, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise DataError(f"{path_or_bytes}: cannot read image ({e.strerror})") from None
+        feed = {self._bytes: data}
+        if distort is not None:
+            flip, box, bright = distort
+            feed.update({self._flip: flip, self._box: box, self._bright: bright})
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise DataError(f"{path}: cannot read image ({e.strerror})") from None
-        try:
-            return self._sess.run(self._out, {self._bytes: data})
+            return self._sess.run(self._out, feed)
         except self._errors:
-            raise DataError(f"{path}: cannot decode as an image (jpeg, png, gif or bmp expected)") from None
+            raise DataError(f"{name}: cannot decode as an image (jpeg, png, gif or bmp expected)") from None
 
     def close(self):
         self._sess.close()
+
+
+@dataclasses.dataclass
+class Record:
+    """One example, not yet loaded: content ``key`` (sha256), ``label``, ``split`` and where it is."""
+
+    key: str
+    label: int
+    split: str
+    source: str
+    ref: object  # row index (npz), file path (images), encoded bytes or array (tfrecord)
+
+
+class RecordSource:
+    """Examples of a data set, listed without loading them, and loaded in batches.
+
+    ``preprocessing`` describes everything that turns a record into an input array; it is
+    part of a cache's key.
+    """
+
+    def __init__(self, kind, records, preprocessing, *, classes=None, array=None, image_size=None, scale="unit"):
+        self.kind, self.records, self.preprocessing, self.classes = kind, records, preprocessing, classes
+        self._array = array
+        self._decoder = ImageDecoder(image_size, scale) if kind in ("images", "tfrecord-images") else None
+
+    def load(self, records, distortions=None) -> np.ndarray:
+        """Input arrays of ``records``; ``distortions[i]`` (or None) distorts image ``i``."""
+        distortions = distortions or [None] * len(records)
+        if self.kind == "npz":
+            if any(d is not None for d in distortions):
+                raise DataError("distortions (--augment) need images (an image folder or TFRecord images)")
+            return self._array[[r.ref for r in records]]
+        if self.kind == "tfrecord-floats":
+            return np.stack([r.ref for r in records])
+        return np.stack([self._decoder(r.ref, d, name=r.source) for r, d in zip(records, distortions)])
+
+    def close(self):
+        if self._decoder:
+            self._decoder.close()
+
+
+def open_source(path: str, *, image_size=None, scale: str = "unit", validation_pct: float = 10.0,
+                test_pct: float = 10.0, image_feature: str = "image/encoded", label_feature: str = "image/class/label",
+                ) -> RecordSource:
+    """A :class:`RecordSource` over an ``.npz``, an image folder or TFRecord files of ``tf.train.Example``.
+
+    TFRecords: ``path`` is a file or a glob; ``image_feature`` holds encoded image bytes or a
+    float list, ``label_feature`` an int64.
+
+    Raises:
+      DataError: as :func:`load`, plus TFRecord features that are missing.
+    """
+    path = os.fspath(path)
+    split_args = {"validation_pct": validation_pct, "test_pct": test_pct}
+    if os.path.isdir(path):
+        if image_size is None:
+            raise DataError(f"{path}: an image folder needs the model's input height and width")
+        classes, files = list_image_folder(path)
+        records = []
+        for rel, label in files:
+            full = os.path.join(path, rel)
+            with open(full, "rb") as f:
+                key = hashlib.sha256(f.read()).hexdigest()
+            records.append(Record(key, label, which_split(os.path.basename(rel), **_pct(split_args)), rel, full))
+        prep = {"kind": "images", "image_size": list(image_size), "scale": scale}
+        return RecordSource("images", records, prep, classes=classes, image_size=image_size, scale=scale)
+    if path.endswith(".npz"):
+        d = load_npz(path, **split_args)
+        records = [Record(k, int(y), str(s), f"row {i}", i) for i, (k, y, s) in enumerate(zip(d.keys, d.y, d.split))]
+        return RecordSource("npz", records, {"kind": "npz"}, array=d.x)
+    return _tfrecord_source(path, image_size, scale, split_args, image_feature, label_feature)
+
+
+def _pct(split_args):
+    return {"validation_pct": split_args["validation_pct"], "test_pct": split_args["test_pct"]}
+
+
+def _tfrecord_source(path, image_size, scale, split_args, image_feature, label_feature):
+    import glob as _glob
+
+    import tensorflow as tf
+
+    files = sorted(_glob.glob(path)) if any(c in path for c in "*?[") else [path]
+    if not files or not all(os.path.isfile(f) for f in files):
+        raise DataError(f"data {path}: no such file (expected .npz, an image folder or TFRecord files)")
+    records, kind = [], None
+    for fname in files:
+        try:
+            for i, raw in enumerate(tf.data.TFRecordDataset(fname).as_numpy_iterator()):
+                ex = tf.train.Example.FromString(raw)
+                feats = ex.features.feature
+                if image_feature not in feats or label_feature not in feats:
+                    raise DataError(f"{fname} record {i}: needs features '{image_feature}' and '{label_feature}' "
+                                    f"(it has {', '.join(sorted(feats))})")
+                f = feats[image_feature]
+                if f.bytes_list.value:
+                    kind, ref = "tfrecord-images", f.bytes_list.value[0]
+                    key = hashlib.sha256(ref).hexdigest()
+                else:
+                    kind, ref = "tfrecord-floats", np.asarray(f.float_list.value, np.float32)
+                    key = hashlib.sha256(ref.tobytes()).hexdigest()
+                label = int(feats[label_feature].int64_list.value[0])
+                records.append(Record(key, label, which_split(key, **_pct(split_args)), f"{os.path.basename(fname)}#{i}", ref))
+        except tf.errors.OpError as e:
+            raise DataError(f"{fname}: not a readable TFRecord file ({str(e).splitlines()[0][:120]})") from None
+    if not records:
+        raise DataError(f"{path}: no records")
+    prep = {"kind": kind, "image_feature": image_feature, "label_feature": label_feature}
+    if kind == "tfrecord-images":
+        if image_size is None:
+            raise DataError(f"{path}: encoded images need the model's input height and width")
+        prep.update({"image_size": list(image_size), "scale": scale})
+    return RecordSource(kind, records, prep, image_size=image_size, scale=scale)

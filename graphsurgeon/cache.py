@@ -1,0 +1,345 @@
+"""Bottleneck caches: run the frozen layers once, store the activations, train the top from them.
+
+::
+
+    data ──> [frozen layers] ──> tensor T ──> shard-00000.npy, shard-00001.npy, … + manifest.json
+                                                 │
+    retrain --cache DIR:   feed T  ──> [trainable layers above T] ──> new head
+
+The cache is keyed by content. Its *fingerprint* is the frozen subgraph's GraphDef, the
+sha256 of every frozen variable's value, the tensor and input names, the preprocessing
+and the stored dtype; an existing cache with another fingerprint is never reused (the
+error names what changed). Each example is keyed by the sha256 of its content, so a second
+run computes only inputs it has not seen. Shards are fixed-size, filled in data order, and
+written atomically one at a time with the manifest replaced after each, so a run killed at
+any moment is completed by the next run into the same bytes an uninterrupted run writes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon import select, subgraph
+from graphsurgeon.errors import CacheError, ConfigError
+from graphsurgeon.model import find_input, parse_feeds
+from graphsurgeon.restore import restore
+from graphsurgeon.storage import cachefiles, datasets
+
+# Ops whose output differs run to run: a tensor that depends on one cannot be cached.
+RANDOM_OPS = frozenset({
+    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "RandomShuffle",
+    "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomCrop", "ParameterizedTruncatedNormal",
+})
+COLUMNS = ("key", "aug", "label", "split", "shard", "row", "source")
+
+
+def fingerprint(model, tensor: str, input_name: str) -> dict:
+    """What the cached activations depend on: the subgraph computing ``tensor`` (its GraphDef's
+    sha256) and the sha256 of each variable value it reads."""
+    gd = subgraph.extract_sub_graph(model.graph.as_graph_def(), [tensor])
+    for n in gd.node:  # placement does not change values
+        n.device = ""
+    var_ops = sorted(n.name for n in gd.node if n.op in subgraph.VARIABLE_OPS)
+    values = model.values(var_ops) if var_ops else {}
+    return {
+        "graph": hashlib.sha256(gd.SerializeToString(deterministic=True)).hexdigest(),
+        "variables": {n: hashlib.sha256(np.ascontiguousarray(values[n]).tobytes()).hexdigest() for n in var_ops},
+        "tensor": model.tensor(tensor).name,
+        "input": input_name,
+    }
+
+
+def random_ops_upstream(model, tensor: str) -> list[str]:
+    """Names of random ops (dropout's mask, noise) that ``tensor`` depends on."""
+    gd = model.graph.as_graph_def()
+    by_name = {n.name: n for n in gd.node}
+    return sorted(n for n in subgraph.upstream(gd, [tensor], by_name) if by_name[n].op in RANDOM_OPS)
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    out = []
+    ofp, nfp = old["fingerprint"], new["fingerprint"]
+    for key in ("tensor", "input"):
+        if ofp[key] != nfp[key]:
+            out.append(f"{key} {ofp[key]} -> {nfp[key]}")
+    changed = sorted(n for n in set(ofp["variables"]) | set(nfp["variables"])
+                     if ofp["variables"].get(n) != nfp["variables"].get(n))
+    if changed:
+        out.append(f"values of frozen variable(s) {', '.join(changed[:5])}" + (" …" if len(changed) > 5 else ""))
+    if ofp["graph"] != nfp["graph"] and not changed:
+        out.append("the frozen subgraph's ops")
+    for key in ("preprocessing", "dtype", "shape"):
+        if old[key] != new[key]:
+            out.append(f"{key} {old[key]} -> {new[key]}")
+    return out
+
+
+@dataclasses.dataclass
+class CacheReport:
+    """What a :func:`generate` run did."""
+
+    directory: str
+    computed: int
+    reused: int
+    shards_written: int
+    repaired: list
+    seconds: float
+    examples: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | None = None, feeds=None,
+             batch_size: int = 256, dtype: str = "float32", augment: int = 0, augment_params=None, seed: int = 0,
+             shard_size: int = 4096, repair: bool = False, allow_random: bool = False, image_scale: str = "unit",
+             tags=("serve",), progress: bool = True, **source_args) -> CacheReport:
+    """Compute (or complete) the cache of ``tensor`` over ``data`` in ``out_dir``.
+
+    Args:
+      model_path: any path :func:`graphsurgeon.restore` accepts.
+      tensor: the bottleneck tensor (the top frozen layer's output).
+      data: ``.npz``, image folder, TFRecord file or glob (see ``open_source``), or a ``RecordSource``.
+      augment: K distorted copies of every training image (flip, crop, scale, brightness as
+        retrain.py's flags, ``augment_params`` overriding ``AUGMENT_DEFAULTS``), drawn from
+        ``seed`` and each image's content hash, so they are the same on every run.
+      shard_size: examples per shard (a multiple of ``batch_size`` keeps batches inside shards).
+      repair: recompute shards whose checksum does not match instead of raising.
+      allow_random: cache a tensor that depends on random ops (dropout) anyway.
+
+    Side effects: creates ``out_dir`` and writes shards and ``manifest.json`` in it; removes
+    ``*.tmp`` files an interrupted run left there. Never touches the model's files.
+
+    Raises:
+      CacheError: a stale cache (another model, tensor, preprocessing), a damaged shard
+        (named) without ``repair``, a damaged manifest.
+      ConfigError: the tensor depends on random ops; bad settings.
+    """
+    from tqdm import tqdm
+
+    if dtype not in ("float32", "float16"):
+        raise ConfigError(f"dtype must be float32 or float16, not {dtype}")
+    if batch_size < 1 or shard_size < 1 or augment < 0:
+        raise ConfigError("batch_size and shard_size must be >= 1 and augment >= 0")
+    start = time.perf_counter()
+    feeds = parse_feeds(feeds)
+    keep = [tensor] + ([input] if input else [])
+    with restore(model_path, tags=tags, outputs=keep) as model:
+        inp, extra = find_input(model, input, tensor, feeds)
+        t = model.tensor(tensor)
+        rand = random_ops_upstream(model, tensor)
+        if rand and not allow_random:
+            raise ConfigError(
+                f"tensor '{t.name}' depends on random op(s) {', '.join(rand[:3])} (dropout with keep_prob baked in?): "
+                "its values differ every run and cannot be cached; cache a tensor below them, or pass "
+                "--allow-random if a feed makes them deterministic"
+            )
+        fp = fingerprint(model, tensor, inp.name)
+        shape = [int(d) if d is not None else None for d in t.shape.as_list()[1:]]
+        in_shape = inp.shape.as_list()
+        source = data if isinstance(data, datasets.RecordSource) else datasets.open_source(
+            data, image_size=in_shape[1:3] if len(in_shape) == 4 else None, scale=image_scale, **source_args)
+        params = dict(datasets.AUGMENT_DEFAULTS, **(augment_params or {})) if augment else None
+        header = {"version": cachefiles.VERSION, "fingerprint": fp, "preprocessing": source.preprocessing,
+                  "dtype": dtype, "shape": shape}
+        os.makedirs(out_dir, exist_ok=True)
+        cachefiles.remove_leftovers(out_dir)
+        manifest = cachefiles.read_manifest(out_dir)
+        repaired = []
+        if manifest is None:
+            manifest = dict(header, classes=source.classes, augment=params, shards=[],
+                            examples={c: [] for c in COLUMNS})
+        else:
+            diff = _differences(manifest, header)
+            if diff:
+                raise CacheError(f"{out_dir} holds a cache made with other settings ({'; '.join(diff)}); "
+                                 "it is not reused: choose another --out directory or delete this one")
+            if augment and manifest.get("augment") not in (None, params):
+                raise CacheError(f"{out_dir}: its distorted copies were made with {manifest['augment']}, not {params}")
+            if augment:
+                manifest["augment"] = params
+            bad = cachefiles.check_shards(out_dir, manifest["shards"])
+            if bad and not repair:
+                raise CacheError(f"{out_dir}: shard(s) {', '.join(bad)} do not match their checksums; "
+                                 "run again with --repair to recompute them")
+            if bad:
+                _drop_shards(out_dir, manifest, bad)
+                repaired = bad
+        cols = manifest["examples"]
+        known = set(zip(cols["key"], cols["aug"]))
+        reused = len(known)
+        pending = []
+        seen = set()
+        for r in source.records:
+            for a in range(0, (augment if r.split == "train" else 0) + 1):
+                if (r.key, a) not in known and (r.key, a) not in seen:
+                    seen.add((r.key, a))
+                    pending.append((r, a))
+        next_shard = max((int(s["file"][6:11]) for s in manifest["shards"]), default=-1) + 1
+        bar = tqdm(total=len(pending), unit="ex", desc="caching", disable=not progress, smoothing=0.1)
+        np_dtype = np.dtype(dtype)
+        fetch_feeds = {model.tensor(k): v for k, v in feeds.items() if k in extra}
+        written = 0
+        try:
+            for s0 in range(0, len(pending), shard_size):
+                chunk = pending[s0:s0 + shard_size]
+                parts = []
+                for b0 in range(0, len(chunk), batch_size):
+                    batch = chunk[b0:b0 + batch_size]
+                    dist = [None if a == 0 else datasets.distortion(params, _rng(seed, r.key, a)) for r, a in batch]
+                    x = source.load([r for r, _ in batch], dist)
+                    parts.append(model.session.run(t, {inp: x, **fetch_feeds}).astype(np_dtype, copy=False))
+                    bar.update(len(batch))
+                entry = cachefiles.write_shard(out_dir, next_shard, np.concatenate(parts))
+                manifest["shards"].append(entry)
+                for row, (r, a) in enumerate(chunk):
+                    for c, v in zip(COLUMNS, (r.key, a, int(r.label), r.split, entry["file"], row, r.source)):
+                        cols[c].append(v)
+                if source.classes and not manifest.get("classes"):
+                    manifest["classes"] = source.classes
+                cachefiles.write_manifest(out_dir, manifest)
+                next_shard += 1
+                written += 1
+        finally:
+            bar.close()
+            source.close()
+        if not pending and not os.path.exists(os.path.join(out_dir, cachefiles.MANIFEST)):
+            cachefiles.write_manifest(out_dir, manifest)
+    return CacheReport(out_dir, len(pending), reused, written, repaired, time.perf_counter() - start,
+                       len(cols["key"]))
+
+
+def _rng(seed: int, key: str, aug: int) -> np.random.Generator:
+    return np.random.default_rng([seed, int(key[:16], 16), aug])
+
+
+def _drop_shards(directory: str, manifest: dict, bad: list) -> None:
+    cols = manifest["examples"]
+    keep = [i for i, s in enumerate(cols["shard"]) if s not in bad]
+    manifest["examples"] = {c: [cols[c][i] for i in keep] for c in COLUMNS}
+    manifest["shards"] = [s for s in manifest["shards"] if s["file"] not in bad]
+    cachefiles.write_manifest(directory, manifest)
+    for name in bad:
+        p = os.path.join(directory, name)
+        if os.path.exists(p):
+            os.remove(p)
+
+
+class CacheReader:
+    """Minibatches from a cache's shards, read row by row with ``pread`` (memory stays flat).
+
+    Attributes:
+      tensor: the cached tensor's name; fingerprint, dtype, shape, classes: from the manifest.
+    """
+
+    def __init__(self, directory: str, *, verify: bool = True):
+        manifest = cachefiles.read_manifest(directory)
+        if manifest is None:
+            raise CacheError(f"{directory}: no {cachefiles.MANIFEST}; not a cache (make one with graphsurgeon cache)")
+        if verify:
+            bad = cachefiles.check_shards(directory, manifest["shards"])
+            if bad:
+                raise CacheError(f"{directory}: shard(s) {', '.join(bad)} do not match their checksums; "
+                                 "run graphsurgeon cache ... --repair")
+        self.directory, self.manifest = directory, manifest
+        self.fingerprint = manifest["fingerprint"]
+        self.tensor, self.dtype, self.shape = self.fingerprint["tensor"], manifest["dtype"], manifest["shape"]
+        self.classes = manifest.get("classes")
+        cols = manifest["examples"]
+        self._shard_ids = {s["file"]: i for i, s in enumerate(manifest["shards"])}
+        self._files = [cachefiles.ShardFile(os.path.join(directory, s["file"])) for s in manifest["shards"]]
+        self._shard = np.array([self._shard_ids[s] for s in cols["shard"]], np.int64)
+        self._row = np.array(cols["row"], np.int64)
+        self._label = np.array(cols["label"], np.int64)
+        self._aug = np.array(cols["aug"], np.int64)
+        self._split = np.array(cols["split"])
+        self._keys = np.array(cols["key"])
+
+    def examples(self, split: str) -> np.ndarray:
+        """Manifest positions of the undistorted examples of ``split``, in data order."""
+        return np.flatnonzero((self._split == split) & (self._aug == 0))
+
+    def count(self, split: str) -> int:
+        return len(self.examples(split))
+
+    def labels(self, split: str) -> np.ndarray:
+        return self._label[self.examples(split)]
+
+    def _epoch_rows(self, split: str, epoch: int, seed: int, augmented: bool) -> np.ndarray:
+        base = self.examples(split)
+        if not augmented or split != "train" or not (self._aug > 0).any():
+            return base
+        # one of each image's distorted copies per epoch, chosen by (seed, epoch)
+        copies = {}
+        for i in np.flatnonzero((self._split == split) & (self._aug > 0)):
+            copies.setdefault(self._keys[i], []).append(i)
+        rng = np.random.default_rng([seed, epoch, 7])
+        return np.array([copies[self._keys[i]][rng.integers(len(copies[self._keys[i]]))] if self._keys[i] in copies
+                         else i for i in base], np.int64)
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        """Activations at manifest ``positions``, as float32."""
+        out = np.empty((len(positions),) + tuple(self.shape), np.float32)
+        shards = self._shard[positions]
+        for s in np.unique(shards):
+            m = shards == s
+            out[m] = self._files[s].rows(self._row[positions[m]])
+        return out
+
+    def batches(self, split: str, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+                augmented: bool = True):
+        """``(x, y)`` minibatches of ``split``; shuffled with ``default_rng(seed + epoch)`` as the
+        in-memory training loop shuffles, so both see the same batches."""
+        from graphsurgeon.train import batches as index_batches
+
+        rows = self._epoch_rows(split, epoch, seed, augmented)
+        rng = np.random.default_rng(seed + epoch) if shuffle else None
+        for idx in index_batches(len(rows), batch_size, rng):
+            pos = rows[idx]
+            yield self.read(pos), self._label[pos]
+
+    def dataset(self, split: str, batch_size: int, *, seed: int = 0, epochs: int = 1) -> "tf.data.Dataset":
+        """The same batches as a ``tf.data.Dataset`` of ``(x, y)``, one pass per epoch."""
+        def gen():
+            for e in range(epochs):
+                yield from self.batches(split, batch_size, seed=seed, epoch=e)
+        spec = (tf.TensorSpec([None] + list(self.shape), tf.float32), tf.TensorSpec([None], tf.int64))
+        return tf.data.Dataset.from_generator(gen, output_signature=spec)
+
+    def close(self):
+        for f in self._files:
+            f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def check_matches(reader: CacheReader, model) -> None:
+    """Raise :class:`CacheError` unless ``model`` computes the cached tensor exactly as when it
+    was cached (same subgraph, same frozen values)."""
+    try:
+        model.tensor(reader.tensor)
+    except Exception:
+        raise CacheError(f"{reader.directory}: cached tensor '{reader.tensor}' is not in the model") from None
+    now = fingerprint(model, reader.tensor, reader.fingerprint["input"])
+    header = {"fingerprint": now, "preprocessing": reader.manifest["preprocessing"], "dtype": reader.dtype,
+              "shape": reader.shape}
+    diff = _differences(reader.manifest, header)
+    if diff:
+        raise CacheError(f"{reader.directory} was made from another model ({'; '.join(diff)}); its activations "
+                         "are stale: regenerate it with graphsurgeon cache")
+
+
+def variables_below(model, tensor: str, names) -> list[str]:
+    """Variables among ``names`` that ``tensor`` depends on (they cannot train from a cache of it)."""
+    gd = model.graph.as_graph_def()
+    up = subgraph.upstream(gd, [tensor])
+    return sorted(n for n in names if select.normalize_name(n) in up)
