@@ -6,7 +6,8 @@
 
 The public API is exactly ``__all__``; other modules are internal.
 """
-from graphsurgeon.errors import (CheckpointNotFoundError, ConfigError, CorruptCheckpointError, DataError,
+from graphsurgeon.cache import CacheReader, CacheReport, generate as generate_cache
+from graphsurgeon.errors import (CacheError, CheckpointNotFoundError, ConfigError, CorruptCheckpointError, DataError,
                                  GraphSurgeonError, NoMetaGraphError, PatternError, PlanError,
                                  TensorNotFoundError, UnregisteredOpError, WrongPathKindError)
 from graphsurgeon.export import ExportResult, export
@@ -23,10 +24,10 @@ from graphsurgeon.train import Stage, build_train_op
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointNotFoundError", "ConfigError", "CorruptCheckpointError", "DataError", "GraphSurgeonError",
+    "CacheError", "CheckpointNotFoundError", "ConfigError", "CorruptCheckpointError", "DataError", "GraphSurgeonError",
     "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError", "UnregisteredOpError",
     "WrongPathKindError",
-    "Dataset", "ExportResult", "Head", "Model", "Plan", "RetrainConfig", "RetrainResult", "Stage", "VariablePlan",
-    "add_head", "build", "build_train_op", "export", "inspect", "load_data", "make_plan", "match", "plan",
+    "CacheReader", "CacheReport", "Dataset", "ExportResult", "Head", "Model", "Plan", "RetrainConfig", "RetrainResult", "Stage", "VariablePlan",
+    "add_head", "build", "build_train_op", "export", "generate_cache", "inspect", "load_data", "make_plan", "match", "plan",
     "reinitialize", "restore", "retrain",
 ]

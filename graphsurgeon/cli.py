@@ -96,7 +96,7 @@ def cmd_retrain(args):
     from graphsurgeon.retrain import retrain
 
     cfg = _config(args)
-    res = retrain(cfg, args.data, args.out, progress=not args.quiet, overwrite=args.overwrite)
+    res = retrain(cfg, args.data, args.out, cache=args.cache, progress=not args.quiet, overwrite=args.overwrite)
     summary = {"out": args.out, "checkpoint": res.export.checkpoint, "saved_model": res.export.saved_model,
                "metrics": res.metrics, "epochs": len(res.history)}
     if args.json:
@@ -105,6 +105,25 @@ def cmd_retrain(args):
         for split, m in res.metrics.items():
             print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['examples']} examples)")
         print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}")
+
+
+def cmd_cache(args):
+    from graphsurgeon.cache import generate
+
+    aug = {k: getattr(args, k) for k in ("flip_left_right", "random_crop", "random_scale", "random_brightness")
+           if getattr(args, k) is not None}
+    rep = generate(args.model, args.tensor, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
+                   batch_size=args.batch_size, dtype=args.dtype, augment=args.augment, augment_params=aug,
+                   seed=args.seed, shard_size=args.shard_size, repair=args.repair, allow_random=args.allow_random,
+                   image_scale=args.image_scale, tags=args.tags or ("serve",), progress=not args.quiet,
+                   image_feature=args.image_feature, label_feature=args.label_feature)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        rate = rep.computed / rep.seconds if rep.seconds else 0.0
+        print(f"{rep.directory}: {rep.examples} cached activations; computed {rep.computed} "
+              f"({rate:.0f} examples/s), reused {rep.reused}, {rep.shards_written} shard(s) written"
+              + (f", repaired {', '.join(rep.repaired)}" if rep.repaired else ""))
 
 
 def cmd_demo(args):
@@ -131,7 +150,8 @@ def build_parser():
 
     s = sub.add_parser("retrain", help="restore, new head, train the chosen layers, export")
     _model_args(s)
-    s.add_argument("--data", required=True, help=".npz (x, y) or an image folder (one sub-folder per class)")
+    s.add_argument("--data", help=".npz (x, y) or an image folder (one sub-folder per class)")
+    s.add_argument("--cache", metavar="DIR", help="train from a bottleneck cache made by 'graphsurgeon cache'")
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--epochs", type=int)
     s.add_argument("--batch-size", type=int)
@@ -145,6 +165,32 @@ def build_parser():
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_retrain)
+
+    s = sub.add_parser("cache", help="run the frozen layers once over the data and store the bottleneck")
+    s.add_argument("--model", required=True)
+    s.add_argument("--tensor", required=True, help="the bottleneck tensor (top frozen layer's output)")
+    s.add_argument("--data", required=True, help=".npz, image folder, or TFRecord file/glob of tf.train.Example")
+    s.add_argument("--out", required=True, help="cache directory (created, or completed if it exists)")
+    s.add_argument("--input", metavar="TENSOR")
+    s.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--shard-size", type=int, default=4096, help="examples per shard")
+    s.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    s.add_argument("--augment", type=int, default=0, metavar="K", help="K distorted copies of each training image")
+    s.add_argument("--flip-left-right", type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
+    s.add_argument("--random-crop", type=float, metavar="PCT")
+    s.add_argument("--random-scale", type=float, metavar="PCT")
+    s.add_argument("--random-brightness", type=float, metavar="PCT")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--image-scale", choices=["unit", "inception", "raw"], default="unit")
+    s.add_argument("--image-feature", default="image/encoded", help="TFRecord feature with the image")
+    s.add_argument("--label-feature", default="image/class/label", help="TFRecord feature with the label")
+    s.add_argument("--tags", nargs="+")
+    s.add_argument("--repair", action="store_true", help="recompute shards whose checksum does not match")
+    s.add_argument("--allow-random", action="store_true", help="cache a tensor that depends on random ops")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_cache)
 
     s = sub.add_parser("demo", help="the embedded demo: digits 0-4 model retrained for digits 5-9")
     s.add_argument("--out", default=None, help="where to write (default: a temporary directory)")

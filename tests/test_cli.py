@@ -96,17 +96,10 @@ def test_errors_are_one_line_exit_2(seed004, tmp_path, args, needle):
 
 def test_retrain_from_an_image_folder(tmp_path):
     """retrain.py's layout end to end: decode, resize to the input size, hash split, train, export."""
-    import tensorflow as tf
     from legacy_models import tiny_convnet
 
     prefix = tiny_convnet(str(tmp_path))
-    rng = np.random.default_rng(0)
-    for c, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
-        (tmp_path / "photos" / c).mkdir(parents=True)
-        for i in range(12):
-            img = (np.array(color, np.uint8) * rng.uniform(0.6, 1.0)).astype(np.uint8)
-            img = np.broadcast_to(img, (13, 11, 3)).copy()
-            (tmp_path / "photos" / c / f"{c}{i}.png").write_bytes(tf.io.encode_png(img).numpy())
+    write_images(tmp_path / "photos", 12)
     p = run_cli("retrain", "--model", prefix, "--head", "pool:2", "--head-hidden", "8", "--head-activation", "tanh",
                 "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "out"), "--epochs", "3", "--json", "--quiet")
     assert p.returncode == 0, p.stderr[-2000:]
@@ -130,3 +123,16 @@ def test_saved_model_cli_runs_the_export(seed004, tmp_path):
                        capture_output=True, text=True)
     assert q.returncode == 0, q.stderr[-2000:]
     assert "Result for output key logits" in q.stdout and "Result for output key probabilities" in q.stdout
+
+
+def write_images(root, per_class):
+    """retrain.py's layout: root/red/*.png and root/blue/*.png, 13x11 pixels of varied shades."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for c, color in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        os.makedirs(os.path.join(root, c), exist_ok=True)
+        for i in range(per_class):
+            img = (np.array(color, np.float64) * rng.uniform(0.3, 1.0, size=(13, 11, 1))).astype(np.uint8)
+            with open(os.path.join(root, c, f"{c}{i}.png"), "wb") as f:
+                f.write(tf.io.encode_png(img).numpy())

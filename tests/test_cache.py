@@ -1,0 +1,297 @@
+"""Bottleneck caches: correctness against live training, content keys, crash safety, stale caches."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import graphsurgeon as gs
+from conftest import tree_hash
+from graphsurgeon.cache import CacheReader, generate
+from graphsurgeon.storage.datasets import load_npz
+
+tf1 = tf.compat.v1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ckpt(prefix):
+    r = tf.train.load_checkpoint(prefix)
+    return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
+
+
+@pytest.fixture(scope="module")
+def npz(seed004, tmp_path_factory):
+    prefix, x, _ = seed004
+    d = tmp_path_factory.mktemp("npz")
+    y = (x[:, 7] > 0).astype(np.int64)
+    np.savez(d / "data.npz", x=x, y=y)
+    return str(d / "data.npz")
+
+
+def test_seed004_cache_trains_like_the_live_graph(seed004, npz, tmp_path):
+    """hidden2 cached; hidden3 (copied, unlocked) and the new output train from the cache.
+    Same seed, same batches: the result equals training through the frozen layers every step."""
+    prefix, _, _ = seed004
+    rep = generate(prefix, "hidden2/Relu", npz, str(tmp_path / "cache"), batch_size=64, progress=False)
+    assert rep.computed == 256 and rep.reused == 0
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", trainable=["hidden3"], epochs=3, batch_size=32,
+                           lr=0.05, seed=3)
+    cached = gs.retrain(cfg, None, str(tmp_path / "from_cache"), cache=str(tmp_path / "cache"), progress=False)
+    live = gs.retrain(cfg, load_npz(npz), str(tmp_path / "live"), progress=False)
+    a, b = ckpt(str(tmp_path / "from_cache/checkpoint/model.ckpt")), ckpt(str(tmp_path / "live/checkpoint/model.ckpt"))
+    assert sorted(a) == sorted(b)
+    for n in a:
+        np.testing.assert_allclose(a[n], b[n], rtol=0, atol=1e-6, err_msg=n)
+    src = ckpt(prefix)
+    for n in ("hidden1/weights", "hidden2/weights", "hidden2/biases"):
+        assert a[n].tobytes() == src[n].tobytes()
+    assert a["hidden3/weights"].tobytes() != src["hidden3/weights"].tobytes()
+    assert [round(h["train_loss"], 5) for h in cached.history] == [round(h["train_loss"], 5) for h in live.history]
+    # the result is the whole model: it runs end to end on raw inputs
+    with gs.restore(str(tmp_path / "from_cache/saved_model")) as m:
+        assert m.run(m.outputs[0], {"X": np.zeros((2, 500), np.float32)}).shape == (2, 2)
+
+
+def test_content_keys_second_run_computes_nothing_and_new_rows_only_themselves(seed004, npz, tmp_path):
+    prefix, x, _ = seed004
+    out = str(tmp_path / "c")
+    generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=128, progress=False)
+    before = tree_hash(out)
+    again = generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=128, progress=False)
+    assert again.computed == 0 and again.reused == 256 and tree_hash(out) == before
+    more = np.concatenate([x, x[:10] + 1.0]).astype(np.float32)
+    np.savez(tmp_path / "more.npz", x=more, y=(more[:, 7] > 0).astype(np.int64))
+    grown = generate(prefix, "hidden2/Relu", str(tmp_path / "more.npz"), out, batch_size=64, shard_size=128,
+                     progress=False)
+    assert grown.computed == 10 and grown.examples == 266
+    with CacheReader(out) as r:
+        assert r.count("train") + r.count("validation") + r.count("test") == 266
+
+
+def _perturbed_copy(prefix, dst, name):
+    """A copy of the checkpoint with one frozen variable changed (the source is not touched)."""
+    os.makedirs(dst)
+    with gs.restore(prefix) as m:
+        v = m.variables[name]
+        m.session.run(v.initializer, {v.initializer.inputs[1]: m.values([name])[name] + 1e-3})
+        with m.graph.as_default():
+            return tf1.train.Saver().save(m.session, os.path.join(dst, "model.ckpt"))
+
+
+def test_stale_caches_are_never_reused(seed004, npz, tmp_path):
+    prefix, _, _ = seed004
+    out = str(tmp_path / "c")
+    generate(prefix, "hidden2/Relu", npz, out, progress=False)
+    before = tree_hash(out)
+    changed = _perturbed_copy(prefix, str(tmp_path / "changed"), "hidden1/weights")
+    with pytest.raises(gs.CacheError, match="values of frozen variable\\(s\\) hidden1/weights"):
+        generate(changed, "hidden2/Relu", npz, out, progress=False)
+    with pytest.raises(gs.CacheError, match="tensor hidden2/Relu:0 -> hidden1/Relu:0"):
+        generate(prefix, "hidden1/Relu", npz, out, progress=False)
+    with pytest.raises(gs.CacheError, match="dtype float32 -> float16"):
+        generate(prefix, "hidden2/Relu", npz, out, dtype="float16", progress=False)
+    assert tree_hash(out) == before
+    # retraining a changed model from the old cache is refused too
+    cfg = gs.RetrainConfig(model=changed, head="hidden3/Relu:2", epochs=1)
+    with pytest.raises(gs.CacheError, match="stale"):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=out, progress=False)
+
+
+def test_other_preprocessing_is_a_new_key(tmp_path):
+    from legacy_models import tiny_convnet
+    from test_cli import write_images
+
+    prefix = tiny_convnet(str(tmp_path))
+    write_images(tmp_path / "photos", 4)
+    generate(prefix, "pool", str(tmp_path / "photos"), str(tmp_path / "c"), progress=False)
+    with pytest.raises(gs.CacheError, match="preprocessing .*'scale': 'unit'.* -> .*'scale': 'inception'"):
+        generate(prefix, "pool", str(tmp_path / "photos"), str(tmp_path / "c"), image_scale="inception", progress=False)
+
+
+def test_trainable_layers_below_the_cache_are_refused(seed004, npz, tmp_path):
+    prefix, _, _ = seed004
+    generate(prefix, "hidden2/Relu", npz, str(tmp_path / "c"), progress=False)
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", trainable=["hidden2"], epochs=1)
+    with pytest.raises(gs.ConfigError, match="hidden2/biases, hidden2/weights lie below the cached tensor"):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c"), progress=False)
+
+
+def test_random_ops_below_the_tensor_are_refused(tmp_path):
+    from legacy_models import fully_connected
+
+    g = tf.Graph()
+    with g.as_default():
+        X = tf1.placeholder(tf.float32, (None, 6), name="X")
+        h = tf1.nn.dropout(fully_connected(X, 4, "hidden1"), keep_prob=0.5)  # keep_prob baked in
+        tf.identity(h, name="features")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver().save(s, str(tmp_path / "m.ckpt"))
+    np.savez(tmp_path / "d.npz", x=np.arange(24, dtype=np.float32).reshape(4, 6), y=np.zeros(4, np.int64))
+    with pytest.raises(gs.ConfigError, match="depends on random op.*dropout"):
+        generate(prefix, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)
+    rep = generate(prefix, "hidden1/Relu", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)
+    assert rep.computed == 4
+
+
+def test_corrupt_shard_is_named_and_repair_recomputes_it(seed004, npz, tmp_path):
+    prefix, _, _ = seed004
+    out = str(tmp_path / "c")
+    generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, progress=False)
+    good = tree_hash(out)
+    shard = os.path.join(out, "shard-00001.npy")
+    data = bytearray(open(shard, "rb").read())
+    data[-5] ^= 0xFF
+    open(shard, "wb").write(bytes(data))
+    with pytest.raises(gs.CacheError, match="shard-00001.npy do not match"):
+        CacheReader(out)
+    with pytest.raises(gs.CacheError, match="shard-00001.npy do not match.*--repair"):
+        generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, progress=False)
+    rep = generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, repair=True, progress=False)
+    assert rep.repaired == ["shard-00001.npy"] and rep.computed == 64
+    with CacheReader(out) as r:  # verified; same activations as before, in a new shard
+        assert r.count("train") + r.count("validation") + r.count("test") == 256
+    assert set(good) - set(tree_hash(out)) == {"shard-00001.npy"}
+
+
+def test_truncated_manifest_is_named(seed004, npz, tmp_path):
+    prefix, _, _ = seed004
+    out = str(tmp_path / "c")
+    generate(prefix, "hidden2/Relu", npz, out, progress=False)
+    m = os.path.join(out, "manifest.json")
+    open(m, "wb").write(open(m, "rb").read()[:100])
+    with pytest.raises(gs.CacheError, match="manifest.json: not a readable cache manifest"):
+        CacheReader(out)
+    with pytest.raises(gs.CacheError, match="manifest.json"):
+        generate(prefix, "hidden2/Relu", npz, out, progress=False)
+
+
+def test_bad_images_are_named_and_lose_nothing(tmp_path):
+    from legacy_models import tiny_convnet
+    from test_cli import write_images
+
+    prefix = tiny_convnet(str(tmp_path))
+    write_images(tmp_path / "photos", 4)
+    out = str(tmp_path / "c")
+    generate(prefix, "pool", str(tmp_path / "photos"), out, progress=False)
+    before = tree_hash(out)
+    (tmp_path / "photos" / "red" / "broken.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(gs.DataError, match="broken.png: cannot decode"):
+        generate(prefix, "pool", str(tmp_path / "photos"), out, progress=False)
+    os.remove(tmp_path / "photos" / "red" / "broken.png")
+    (tmp_path / "photos" / "green").mkdir()
+    with pytest.raises(gs.DataError, match="green: class folder holds no images"):
+        generate(prefix, "pool", str(tmp_path / "photos"), out, progress=False)
+    assert tree_hash(out) == before
+    with pytest.raises(gs.DataError, match="no such file"):
+        generate(prefix, "pool", str(tmp_path / "nowhere"), out, progress=False)
+
+
+def test_augmented_copies_are_deterministic_and_used_for_training(tmp_path):
+    from legacy_models import tiny_convnet
+    from test_cli import write_images
+
+    prefix = tiny_convnet(str(tmp_path))
+    write_images(tmp_path / "photos", 12)
+    a = generate(prefix, "pool", str(tmp_path / "photos"), str(tmp_path / "a"), augment=3, seed=5, progress=False)
+    generate(prefix, "pool", str(tmp_path / "photos"), str(tmp_path / "b"), augment=3, seed=5, progress=False)
+    assert tree_hash(str(tmp_path / "a")) == tree_hash(str(tmp_path / "b"))
+    with CacheReader(str(tmp_path / "a")) as r:
+        n_train = r.count("train")
+        assert a.examples == 24 + 3 * n_train
+        x0, _ = next(r.batches("train", 1000, shuffle=False, epoch=0))
+        xu = r.read(r.examples("train"))
+        assert not np.array_equal(x0, xu)  # training batches come from distorted copies
+    cfg = gs.RetrainConfig(model=prefix, head="pool:2", epochs=2)
+    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "a"), progress=False)
+    assert res.metrics["train"]["examples"] == n_train
+
+
+def test_tfrecord_input(tmp_path):
+    from legacy_models import tiny_convnet
+
+    prefix = tiny_convnet(str(tmp_path))
+    with tf.io.TFRecordWriter(str(tmp_path / "d.tfrecord")) as w:
+        for i in range(6):
+            img = np.full((9, 9, 3), 40 * i, np.uint8)
+            ex = tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.encode_png(img).numpy()])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2]))}))
+            w.write(ex.SerializeToString())
+    rep = generate(prefix, "pool", str(tmp_path / "d.tfrecord"), str(tmp_path / "c"), progress=False)
+    assert rep.computed == 6
+    manifest = json.load(open(tmp_path / "c" / "manifest.json"))
+    assert manifest["examples"]["label"] == [0, 1, 0, 1, 0, 1]
+    with pytest.raises(gs.DataError, match="needs features 'img'"):
+        generate(prefix, "pool", str(tmp_path / "d.tfrecord"), str(tmp_path / "c2"), image_feature="img",
+                 progress=False)
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+from graphsurgeon.cache import generate
+generate({prefix!r}, "hidden2/Relu", {data!r}, {out!r}, batch_size=32, shard_size=32, progress=False)
+"""
+
+
+@pytest.fixture(scope="module")
+def big_npz(tmp_path_factory):
+    d = tmp_path_factory.mktemp("big")
+    x = np.random.default_rng(1).normal(size=(6000, 500)).astype(np.float32)
+    np.savez(d / "big.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    return str(d / "big.npz")
+
+
+@pytest.mark.parametrize("kill_after_shards", [0, 3, 40, 120])
+def test_sigkill_then_resume_is_byte_identical(seed004, big_npz, tmp_path, kill_after_shards):
+    prefix, _, _ = seed004
+    ref = str(tmp_path / "ref")
+    generate(prefix, "hidden2/Relu", big_npz, ref, batch_size=32, shard_size=32, progress=False)
+    out = str(tmp_path / "killed")
+    code = KILL_SCRIPT.format(root=ROOT, prefix=prefix, data=big_npz, out=out)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = os.path.join(out, "manifest.json")
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:
+        if kill_after_shards == 0 and os.path.isdir(out):
+            break
+        if os.path.exists(manifest):
+            try:
+                if len(json.load(open(manifest))["shards"]) >= kill_after_shards:
+                    break
+            except ValueError:
+                pass
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    resumed = generate(prefix, "hidden2/Relu", big_npz, out, batch_size=32, shard_size=32, progress=False)
+    assert resumed.computed < 6000 or kill_after_shards == 0
+    assert tree_hash(out) == tree_hash(ref)
+
+
+def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
+    prefix, _, _ = seed004
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    p = subprocess.run([sys.executable, "-m", "graphsurgeon", "cache", "--model", prefix, "--tensor", "hidden2/Relu",
+                        "--data", npz, "--out", str(tmp_path / "c"), "--json", "--quiet"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["computed"] == 256
+    p = subprocess.run([sys.executable, "-m", "graphsurgeon", "retrain", "--model", prefix, "--head", "hidden3/Relu:2",
+                        "--trainable", "hidden3", "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o"),
+                        "--epochs", "2", "--json", "--quiet"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["metrics"]["train"]["examples"] > 0
+    shutil.rmtree(tmp_path / "c" / "shard-00000.npy", ignore_errors=True)
+    os.remove(tmp_path / "c" / "shard-00000.npy")
+    p = subprocess.run([sys.executable, "-m", "graphsurgeon", "retrain", "--model", prefix, "--head", "hidden3/Relu:2",
+                        "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o2"), "--quiet"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and "shard-00000.npy do not match" in p.stderr and "Traceback" not in p.stderr
