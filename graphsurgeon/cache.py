@@ -231,7 +231,8 @@ def _drop_shards(directory: str, manifest: dict, bad: list) -> None:
 
 
 class CacheReader:
-    """Minibatches from a cache's shards, read row by row with ``pread`` (memory stays flat).
+    """Minibatches from a cache's shards (memory-mapped, pages released as they are read, so
+    resident memory stays flat for caches larger than RAM).
 
     Attributes:
       tensor: the cached tensor's name; fingerprint, dtype, shape, classes: from the manifest.
@@ -283,12 +284,17 @@ class CacheReader:
                          else i for i in base], np.int64)
 
     def read(self, positions: np.ndarray) -> np.ndarray:
-        """Activations at manifest ``positions``, as float32."""
-        out = np.empty((len(positions),) + tuple(self.shape), np.float32)
+        """Activations at manifest ``positions``, in that order, as float32."""
+        positions = np.asarray(positions, np.int64)
         shards = self._shard[positions]
-        for s in np.unique(shards):
-            m = shards == s
-            out[m] = self._files[s].rows(self._row[positions[m]])
+        if len(positions) and (shards == shards[0]).all():
+            return self._files[shards[0]].rows(self._row[positions]).astype(np.float32, copy=False)
+        out = np.empty((len(positions),) + tuple(self.shape), np.float32)
+        order = np.argsort(shards, kind="stable")
+        bounds = np.flatnonzero(np.diff(shards[order])) + 1
+        for group in np.split(order, bounds):
+            if len(group):
+                out[group] = self._files[shards[group[0]]].rows(self._row[positions[group]])
         return out
 
     def batches(self, split: str, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,

@@ -2,15 +2,16 @@
 
 Every write goes to a temporary name, is flushed to disk and renamed into place,
 so a run killed at any moment leaves only complete shards and a complete
-manifest (plus ``*.tmp`` leftovers that the next run removes). Rows are read
-with ``os.pread`` at offsets computed from the ``.npy`` header, so reading a
-cache larger than memory keeps memory flat (no mapped pages counted as resident).
+manifest (plus ``*.tmp`` leftovers that the next run removes). Shards are read
+through memory maps whose pages are released as reading goes on, so a cache
+larger than memory is read with flat resident memory.
 """
 from __future__ import annotations
 
 import glob
 import hashlib
 import json
+import mmap
 import os
 
 import numpy as np
@@ -104,11 +105,16 @@ def check_shards(directory: str, shards: list, full: bool = True) -> list[str]:
 
 
 class ShardFile:
-    """Random row access to one ``.npy`` shard through ``os.pread``."""
+    """Random row access to one ``.npy`` shard.
 
-    def __init__(self, path: str):
+    The shard is memory-mapped and rows are gathered with numpy indexing (C speed); every
+    ``release_bytes`` read, the mapped pages are dropped from this process with
+    ``madvise(MADV_DONTNEED)`` (they stay in the OS page cache), so resident memory stays
+    flat however large the cache is.
+    """
+
+    def __init__(self, path: str, release_bytes: int = 64 << 20):
         self.path = path
-        self._fd = os.open(path, os.O_RDONLY)
         try:
             with open(path, "rb") as f:
                 version = np.lib.format.read_magic(f)
@@ -116,34 +122,35 @@ class ShardFile:
                     shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
                 else:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                self.offset = f.tell()
+                offset = f.tell()
+                size = os.fstat(f.fileno()).st_size
+                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         except (ValueError, OSError) as e:
-            os.close(self._fd)
             raise CacheError(f"{path}: not a readable .npy shard ({e}); run the cache command with --repair") from None
         if fortran:
-            os.close(self._fd)
             raise CacheError(f"{path}: Fortran-ordered shard; expected C order")
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        need = offset + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        if size < need:
+            raise CacheError(f"{path}: shard is shorter than its header says ({size} < {need} bytes); run with --repair")
+        self._array = np.frombuffer(self._mm, self.dtype, count=int(np.prod(self.shape)), offset=offset
+                                    ).reshape(self.shape) if self._mm else np.empty(self.shape, self.dtype)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self._release, self._since = release_bytes, 0
 
     def rows(self, index: np.ndarray) -> np.ndarray:
-        """Rows ``index`` (any order) as a new array; contiguous runs are read in one call."""
-        out = np.empty((len(index),) + self.shape[1:], self.dtype)
-        flat = out.reshape(len(index), -1).view(np.uint8)
-        order = np.argsort(index, kind="stable")
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and index[order[j + 1]] == index[order[j]] + 1:
-                j += 1
-            start = int(index[order[i]])
-            data = os.pread(self._fd, self.row_bytes * (j - i + 1), self.offset + start * self.row_bytes)
-            if len(data) != self.row_bytes * (j - i + 1):
-                raise CacheError(f"{self.path}: shard is shorter than its header says; run with --repair")
-            block = np.frombuffer(data, np.uint8).reshape(j - i + 1, self.row_bytes)
-            flat[order[i:j + 1]] = block
-            i = j + 1
+        """Rows ``index`` (any order) as a new array."""
+        out = self._array[index]
+        self._since += len(index) * self.row_bytes
+        if self._mm is not None and self._since >= self._release:
+            self._mm.madvise(mmap.MADV_DONTNEED)
+            self._since = 0
         return out
 
     def close(self):
-        os.close(self._fd)
+        self._array = None
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:  # a caller still holds a view; the map closes when it is dropped
+                pass
