@@ -201,6 +201,75 @@ def bench_epoch(d, gen2, batch_size, slice_steps):
     return res
 
 
+def bench_epoch_wide(d, rows, width, batch_size, slice_steps):
+    """A 2048-wide bottleneck (inception_v3's PreLogits width): cache vs RAM vs retrain.py style."""
+    prefix = expand_model(d, width, "wide")
+    x = np.random.default_rng(2).normal(size=(rows, 16)).astype(np.float32)
+    np.savez(os.path.join(d, "wide.npz"), x=x, y=np.arange(rows) % 2, split=np.array(["train"] * rows))
+    cache = os.path.join(d, "wide_cache")
+    generate(prefix, "features", os.path.join(d, "wide.npz"), cache, batch_size=1024, progress=False)
+    reader = CacheReader(cache)
+    acts = reader.read(reader.examples("train"))
+    labels_all = reader.labels("train")
+    txt = os.path.join(d, "wide_txt")
+    os.makedirs(txt)
+    for i in range(min(rows, 2000)):
+        with open(os.path.join(txt, f"{i}.txt"), "w") as f:
+            f.write(",".join(str(v) for v in acts[i]))
+    g = tf.Graph()
+    with g.as_default():
+        xb_t = tf1.placeholder(tf.float32, [None, width])
+        yb_t = tf1.placeholder(tf.int64, [None])
+        w = tf1.get_variable("w", [width, 2])
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb_t, logits=tf.matmul(xb_t, w)))
+        op = tf1.train.GradientDescentOptimizer(0.01).minimize(loss)
+        sess = tf1.Session(graph=g)
+        sess.run(tf1.global_variables_initializer())
+
+    def from_cache():
+        for xb, yb in reader.batches("train", batch_size):
+            sess.run(op, {xb_t: xb, yb_t: yb})
+        return rows
+
+    def from_ram():
+        for xb, yb in gs.train.array_batches(acts, labels_all, batch_size, 0)(0):
+            sess.run(op, {xb_t: xb, yb_t: yb})
+        return rows
+
+    def retrain_py_style():
+        rng = np.random.default_rng(0)
+        for _ in range(slice_steps):
+            picks = rng.integers(0, min(rows, 2000), batch_size)
+            xb = np.array([[float(v) for v in open(os.path.join(txt, f"{i}.txt")).read().split(",")] for i in picks],
+                          np.float32)
+            sess.run(op, {xb_t: xb, yb_t: picks % 2})
+        return slice_steps * batch_size
+
+    from_cache(), from_ram()
+    res = {}
+    for name, fn in (("cache", from_cache), ("ram", from_ram), ("retrain_py", retrain_py_style)):
+        t, n = timed(fn)
+        res[name + "_ex_per_s"] = n / t
+    reader.close()
+    sess.close()
+    res["cache_over_ram"] = res["cache_ex_per_s"] / res["ram_ex_per_s"]
+    res["cache_over_retrain_py"] = res["cache_ex_per_s"] / res["retrain_py_ex_per_s"]
+    return res
+
+
+def expand_model(d, width, name):
+    """A frozen layer 16 -> ``width`` (ReLU) saved with Saver: a stand-in bottleneck of any width."""
+    g = tf.Graph()
+    with g.as_default():
+        X = tf1.placeholder(tf.float32, [None, 16], name="X")
+        with tf1.variable_scope("expand", use_resource=False):
+            w = tf1.get_variable("weights", [16, width], initializer=tf1.glorot_uniform_initializer(seed=0))
+        tf.nn.relu(tf.matmul(X, w), name="features")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(d, name, "m.ckpt"))
+
+
 # ---- 4. peak RSS ----------------------------------------------------------------------------
 
 RSS_CHILD = r"""
@@ -212,6 +281,7 @@ tf1 = tf.compat.v1
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+before = round(rss_mb(), 1)
 reader = CacheReader({cache!r}, verify=False)
 g = tf.Graph()
 with g.as_default():
@@ -225,20 +295,13 @@ for xb, yb in reader.batches("train", 256):
     s.run(op, {{x: xb, y: yb % 2}}); seen += len(yb)
     if len(samples) < 10 and seen >= (len(samples) + 1) * n / 10:
         samples.append(round(rss_mb(), 1))
-print(json.dumps({{"samples_mb": samples, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+print(json.dumps({{"before_reader_mb": before, "samples_mb": samples,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
 def bench_rss(d, rows, width, budget_mb):
-    g = tf.Graph()
-    with g.as_default():
-        X = tf1.placeholder(tf.float32, [None, 16], name="X")
-        with tf1.variable_scope("expand", use_resource=False):
-            w = tf1.get_variable("weights", [16, width], initializer=tf1.glorot_uniform_initializer(seed=0))
-        tf.nn.relu(tf.matmul(X, w), name="features")
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            prefix = tf1.train.Saver().save(s, os.path.join(d, "expand", "m.ckpt"))
+    prefix = expand_model(d, width, "expand")
     x = np.random.default_rng(0).normal(size=(rows, 16)).astype(np.float32)
     np.savez(os.path.join(d, "rss.npz"), x=x, y=np.arange(rows) % 2)
     cache = os.path.join(d, "rss_cache")
@@ -277,11 +340,17 @@ def main():
               f"retrain.py style {ep['retrain_py_ex_per_s']:.0f} ex/s")
         print(f"   cache/RAM {ep['cache_over_ram']:.2f} (goal >= 0.8), cache/retrain.py "
               f"{ep['cache_over_retrain_py']:.0f}x (goal >= 50x), cache/live {ep['cache_over_live']:.2f}x")
+        wide = bench_epoch_wide(d, rows=5000 if q else 50000, width=2048, batch_size=256, slice_steps=2 if q else 8)
+        print(f"   2048-wide bottleneck (inception PreLogits width): cache {wide['cache_ex_per_s']:.0f} ex/s, RAM "
+              f"{wide['ram_ex_per_s']:.0f} ex/s, retrain.py style {wide['retrain_py_ex_per_s']:.0f} ex/s -> "
+              f"cache/RAM {wide['cache_over_ram']:.2f}, cache/retrain.py {wide['cache_over_retrain_py']:.0f}x")
         rss = bench_rss(d, rows=20000 if q else 400000, width=1024, budget_mb=512)
-        print(f"4. one epoch from a {rss['cache_mb']:.0f} MB cache, memory budget {rss['budget_mb']} MB: RSS at each "
-              f"tenth of the epoch {rss['samples_mb']} MB, peak {rss['peak_mb']:.0f} MB")
+        growth = max(rss["samples_mb"]) - rss["before_reader_mb"]
+        print(f"4. one epoch from a {rss['cache_mb']:.0f} MB cache: RSS before opening it {rss['before_reader_mb']} MB "
+              f"(TensorFlow itself), at each tenth of the epoch {rss['samples_mb']} MB; growth {growth:.0f} MB "
+              f"against a budget of {rss['budget_mb']} MB (process peak {rss['peak_mb']:.0f} MB)")
         for k, v in (("generation", gen), ("vs_retrain_py", gen2), ("vs_retrain_py_inception", inc), ("epoch", ep),
-                     ("rss", rss)):
+                     ("epoch_2048", wide), ("rss", rss)):
             report[k] = {a: b for a, b in v.items() if isinstance(b, (int, float, str, list))}
     print(json.dumps(report, indent=1))
 

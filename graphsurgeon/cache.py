@@ -45,10 +45,20 @@ def fingerprint(model, tensor: str, input_name: str) -> dict:
     for n in gd.node:  # placement does not change values
         n.device = ""
     var_ops = sorted(n.name for n in gd.node if n.op in subgraph.VARIABLE_OPS)
-    values = model.values(var_ops) if var_ops else {}
+    # Restored variables hold exactly the checkpoint's bytes: hash those (no session run, which on a
+    # large graph costs a Grappler pass); anything else is read from the session.
+    from_ckpt = {n: model.checkpoint_names[n] for n in var_ops
+                 if n in model.checkpoint_names and model.status.get(n) == "restored" and model.reader is not None}
+    others = [n for n in var_ops if n not in from_ckpt]
+    values = model.values(others) if others else {}
+
+    def digest(n):
+        v = model.reader.read(from_ckpt[n]) if n in from_ckpt else values[n]
+        return hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+
     return {
         "graph": hashlib.sha256(gd.SerializeToString(deterministic=True)).hexdigest(),
-        "variables": {n: hashlib.sha256(np.ascontiguousarray(values[n]).tobytes()).hexdigest() for n in var_ops},
+        "variables": {n: digest(n) for n in var_ops},
         "tensor": model.tensor(tensor).name,
         "input": input_name,
     }
