@@ -35,7 +35,7 @@ RANDOM_OPS = frozenset({
     "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "RandomShuffle",
     "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomCrop", "ParameterizedTruncatedNormal",
 })
-COLUMNS = ("key", "aug", "label", "split", "shard", "row", "source")
+COLUMNS = ("key", "aug", "label", "split", "source")  # per example, in each shard's index file
 
 
 def fingerprint(model, tensor: str, input_name: str) -> dict:
@@ -162,8 +162,7 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
         manifest = cachefiles.read_manifest(out_dir)
         repaired = []
         if manifest is None:
-            manifest = dict(header, classes=source.classes, augment=params, shards=[],
-                            examples={c: [] for c in COLUMNS})
+            manifest = dict(header, classes=source.classes, augment=params, shards=[])
         else:
             diff = _differences(manifest, header)
             if diff:
@@ -180,8 +179,10 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
             if bad:
                 _drop_shards(out_dir, manifest, bad)
                 repaired = bad
-        cols = manifest["examples"]
-        known = set(zip(cols["key"], cols["aug"]))
+        known = set()
+        for entry in manifest["shards"]:
+            idx = cachefiles.read_index(out_dir, entry)
+            known.update(zip(idx["key"], idx["aug"]))
         reused = len(known)
         pending = []
         seen = set()
@@ -205,11 +206,11 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
                     x = source.load([r for r, _ in batch], dist)
                     parts.append(model.session.run(t, {inp: x, **fetch_feeds}).astype(np_dtype, copy=False))
                     bar.update(len(batch))
-                entry = cachefiles.write_shard(out_dir, next_shard, np.concatenate(parts))
+                columns = {"key": [r.key for r, _ in chunk], "aug": [a for _, a in chunk],
+                           "label": [int(r.label) for r, _ in chunk], "split": [r.split for r, _ in chunk],
+                           "source": [r.source for r, _ in chunk]}
+                entry = cachefiles.write_shard(out_dir, next_shard, np.concatenate(parts), columns)
                 manifest["shards"].append(entry)
-                for row, (r, a) in enumerate(chunk):
-                    for c, v in zip(COLUMNS, (r.key, a, int(r.label), r.split, entry["file"], row, r.source)):
-                        cols[c].append(v)
                 if source.classes and not manifest.get("classes"):
                     manifest["classes"] = source.classes
                 cachefiles.write_manifest(out_dir, manifest)
@@ -221,7 +222,7 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
         if not pending and not os.path.exists(os.path.join(out_dir, cachefiles.MANIFEST)):
             cachefiles.write_manifest(out_dir, manifest)
     return CacheReport(out_dir, len(pending), reused, written, repaired, time.perf_counter() - start,
-                       len(cols["key"]))
+                       sum(s["rows"] for s in manifest["shards"]))
 
 
 def _rng(seed: int, key: str, aug: int) -> np.random.Generator:
@@ -229,26 +230,29 @@ def _rng(seed: int, key: str, aug: int) -> np.random.Generator:
 
 
 def _drop_shards(directory: str, manifest: dict, bad: list) -> None:
-    cols = manifest["examples"]
-    keep = [i for i, s in enumerate(cols["shard"]) if s not in bad]
-    manifest["examples"] = {c: [cols[c][i] for i in keep] for c in COLUMNS}
+    dropped = [s for s in manifest["shards"] if s["file"] in bad]
     manifest["shards"] = [s for s in manifest["shards"] if s["file"] not in bad]
     cachefiles.write_manifest(directory, manifest)
-    for name in bad:
-        p = os.path.join(directory, name)
-        if os.path.exists(p):
-            os.remove(p)
+    for s in dropped:
+        for name in (s["file"], s["index"]):
+            p = os.path.join(directory, name)
+            if os.path.exists(p):
+                os.remove(p)
 
 
 class CacheReader:
-    """Minibatches from a cache's shards (memory-mapped, pages released as they are read, so
-    resident memory stays flat for caches larger than RAM).
+    """Minibatches from a cache's shards with bounded memory.
+
+    A split whose activations fit in ``buffer_bytes`` is read once per epoch and shuffled
+    exactly as in-memory training shuffles (so both see the same batches). A larger split is
+    read a window of shards at a time, in a shard order shuffled every epoch, rows shuffled
+    within the window: resident memory stays near ``buffer_bytes`` however large the cache.
 
     Attributes:
       tensor: the cached tensor's name; fingerprint, dtype, shape, classes: from the manifest.
     """
 
-    def __init__(self, directory: str, *, verify: bool = True):
+    def __init__(self, directory: str, *, verify: bool = True, buffer_bytes: int = 256 << 20):
         manifest = cachefiles.read_manifest(directory)
         if manifest is None:
             raise CacheError(f"{directory}: no {cachefiles.MANIFEST}; not a cache (make one with graphsurgeon cache)")
@@ -257,19 +261,26 @@ class CacheReader:
             if bad:
                 raise CacheError(f"{directory}: shard(s) {', '.join(bad)} do not match their checksums; "
                                  "run graphsurgeon cache ... --repair")
-        self.directory, self.manifest = directory, manifest
+        self.directory, self.manifest, self.buffer_bytes = directory, manifest, buffer_bytes
         self.fingerprint = manifest["fingerprint"]
         self.tensor, self.dtype, self.shape = self.fingerprint["tensor"], manifest["dtype"], manifest["shape"]
         self.classes = manifest.get("classes")
-        cols = manifest["examples"]
-        self._shard_ids = {s["file"]: i for i, s in enumerate(manifest["shards"])}
+        cols = {c: [] for c in COLUMNS}
+        shard, row = [], []
+        for i, s in enumerate(manifest["shards"]):
+            idx = cachefiles.read_index(directory, s)
+            for c in COLUMNS:
+                cols[c].extend(idx[c])
+            shard.append(np.full(s["rows"], i, np.int64))
+            row.append(np.arange(s["rows"], dtype=np.int64))
         self._files = [cachefiles.ShardFile(os.path.join(directory, s["file"])) for s in manifest["shards"]]
-        self._shard = np.array([self._shard_ids[s] for s in cols["shard"]], np.int64)
-        self._row = np.array(cols["row"], np.int64)
+        self._shard = np.concatenate(shard) if shard else np.zeros(0, np.int64)
+        self._row = np.concatenate(row) if row else np.zeros(0, np.int64)
         self._label = np.array(cols["label"], np.int64)
         self._aug = np.array(cols["aug"], np.int64)
         self._split = np.array(cols["split"])
         self._keys = np.array(cols["key"])
+        self.row_bytes = int(np.prod(self.shape, dtype=np.int64)) * 4  # as float32 in memory
 
     def examples(self, split: str) -> np.ndarray:
         """Manifest positions of the undistorted examples of ``split``, in data order."""
@@ -294,30 +305,49 @@ class CacheReader:
                          else i for i in base], np.int64)
 
     def read(self, positions: np.ndarray) -> np.ndarray:
-        """Activations at manifest ``positions``, in that order, as float32."""
+        """Activations at manifest ``positions``, in that order, as float32 (each shard read once)."""
         positions = np.asarray(positions, np.int64)
-        shards = self._shard[positions]
-        if len(positions) and (shards == shards[0]).all():
-            return self._files[shards[0]].rows(self._row[positions]).astype(np.float32, copy=False)
         out = np.empty((len(positions),) + tuple(self.shape), np.float32)
-        order = np.argsort(shards, kind="stable")
-        bounds = np.flatnonzero(np.diff(shards[order])) + 1
-        for group in np.split(order, bounds):
-            if len(group):
-                out[group] = self._files[shards[group[0]]].rows(self._row[positions[group]])
+        shards = self._shard[positions]
+        for s in np.unique(shards):
+            m = np.flatnonzero(shards == s)
+            out[m] = self._files[s].rows(self._row[positions[m]])
         return out
 
     def batches(self, split: str, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
                 augmented: bool = True):
-        """``(x, y)`` minibatches of ``split``; shuffled with ``default_rng(seed + epoch)`` as the
-        in-memory training loop shuffles, so both see the same batches."""
+        """``(x, y)`` minibatches of ``split`` (see the class docstring for the order)."""
         from graphsurgeon.train import batches as index_batches
 
         rows = self._epoch_rows(split, epoch, seed, augmented)
-        rng = np.random.default_rng(seed + epoch) if shuffle else None
-        for idx in index_batches(len(rows), batch_size, rng):
-            pos = rows[idx]
-            yield self.read(pos), self._label[pos]
+        if len(rows) * self.row_bytes <= self.buffer_bytes:
+            x, y = self.read(rows), self._label[rows]
+            rng = np.random.default_rng(seed + epoch) if shuffle else None
+            for idx in index_batches(len(rows), batch_size, rng):
+                yield x[idx], y[idx]
+            return
+        rng = np.random.default_rng(seed + epoch)
+        shard_ids = np.unique(self._shard[rows])
+        order = rng.permutation(shard_ids) if shuffle else shard_ids
+        carry_x = np.empty((0,) + tuple(self.shape), np.float32)
+        carry_y = np.empty(0, np.int64)
+        window, size = [], 0
+        for i, s in enumerate(order):
+            window.append(s)
+            size += int((self._shard[rows] == s).sum()) * self.row_bytes
+            if size < self.buffer_bytes and i + 1 < len(order):
+                continue
+            part = rows[np.isin(self._shard[rows], window)]
+            x = np.concatenate([carry_x, self.read(part)])
+            y = np.concatenate([carry_y, self._label[part]])
+            perm = rng.permutation(len(y)) if shuffle else np.arange(len(y))
+            full = (len(y) // batch_size) * batch_size if i + 1 < len(order) else len(y)
+            for b in range(0, full, batch_size):
+                idx = perm[b:b + batch_size]
+                yield x[idx], y[idx]
+            carry_x, carry_y = x[perm[full:]], y[perm[full:]]
+            window, size = [], 0
+            del x, y
 
     def dataset(self, split: str, batch_size: int, *, seed: int = 0, epochs: int = 1) -> "tf.data.Dataset":
         """The same batches as a ``tf.data.Dataset`` of ``(x, y)``, one pass per epoch."""

@@ -157,7 +157,7 @@ def test_corrupt_shard_is_named_and_repair_recomputes_it(seed004, npz, tmp_path)
     assert rep.repaired == ["shard-00001.npy"] and rep.computed == 64
     with CacheReader(out) as r:  # verified; same activations as before, in a new shard
         assert r.count("train") + r.count("validation") + r.count("test") == 256
-    assert set(good) - set(tree_hash(out)) == {"shard-00001.npy"}
+    assert set(good) - set(tree_hash(out)) == {"shard-00001.npy", "shard-00001.index.json"}
 
 
 def test_truncated_manifest_is_named(seed004, npz, tmp_path):
@@ -226,8 +226,8 @@ def test_tfrecord_input(tmp_path):
             w.write(ex.SerializeToString())
     rep = generate(prefix, "pool", str(tmp_path / "d.tfrecord"), str(tmp_path / "c"), progress=False)
     assert rep.computed == 6
-    manifest = json.load(open(tmp_path / "c" / "manifest.json"))
-    assert manifest["examples"]["label"] == [0, 1, 0, 1, 0, 1]
+    with CacheReader(str(tmp_path / "c")) as r:
+        assert list(r._label) == [0, 1, 0, 1, 0, 1]
     with pytest.raises(gs.DataError, match="needs features 'img'"):
         generate(prefix, "pool", str(tmp_path / "d.tfrecord"), str(tmp_path / "c2"), image_feature="img",
                  progress=False)
@@ -295,3 +295,24 @@ def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
                         "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o2"), "--quiet"],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 2 and "shard-00000.npy do not match" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_cache_larger_than_the_buffer_is_read_in_windows(seed004, npz, tmp_path):
+    """Buffer of 20 rows over 8 shards of 32: every training example once per epoch, full batches
+    but the last, a new order every epoch; the same activations as a full read."""
+    prefix, _, _ = seed004
+    out = str(tmp_path / "c")
+    generate(prefix, "hidden2/Relu", npz, out, batch_size=32, shard_size=32, progress=False)
+    with CacheReader(out) as full:
+        expected = {tuple(np.round(r, 6)) for r in full.read(full.examples("train"))}
+        n = full.count("train")
+    with CacheReader(out, buffer_bytes=20 * 100 * 4) as small:
+        orders = []
+        for epoch in (0, 1):
+            batches = list(small.batches("train", 16, seed=0, epoch=epoch))
+            assert all(len(y) == 16 for _, y in batches[:-1])
+            rows = np.concatenate([x for x, _ in batches])
+            assert len(rows) == n
+            assert {tuple(np.round(r, 6)) for r in rows} == expected
+            orders.append(rows[:, :3].copy())
+        assert not np.array_equal(orders[0], orders[1])

@@ -3,7 +3,7 @@
 Every write goes to a temporary name, is flushed to disk and renamed into place,
 so a run killed at any moment leaves only complete shards and a complete
 manifest (plus ``*.tmp`` leftovers that the next run removes). Shards are read
-through memory maps whose pages are released as reading goes on, so a cache
+whole and sequentially into a bounded buffer (see ``CacheReader``), so a cache
 larger than memory is read with flat resident memory.
 """
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import mmap
 import os
 
 import numpy as np
@@ -24,6 +23,10 @@ VERSION = 1
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.npy"
+
+
+def index_name(index: int) -> str:
+    return f"shard-{index:05d}.index.json"
 
 
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:
@@ -46,8 +49,10 @@ def _fsync_write(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_shard(directory: str, index: int, array: np.ndarray) -> dict:
-    """Write ``array`` as shard ``index`` atomically; returns its manifest entry."""
+def write_shard(directory: str, index: int, array: np.ndarray, columns: dict) -> dict:
+    """Write ``array`` as shard ``index`` and its examples' ``columns`` (one list per column,
+    one item per row) as the shard's index file, each atomically; returns the manifest entry.
+    The manifest itself lists shards only, so appending a shard costs the same at any size."""
     path = os.path.join(directory, shard_name(index))
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -55,7 +60,23 @@ def write_shard(directory: str, index: int, array: np.ndarray) -> dict:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    return {"file": shard_name(index), "rows": int(array.shape[0]), "sha256": sha256_file(path)}
+    data = json.dumps(columns, sort_keys=True, separators=(",", ":")).encode()
+    _fsync_write(os.path.join(directory, index_name(index)), data)
+    return {"file": shard_name(index), "index": index_name(index), "rows": int(array.shape[0]),
+            "sha256": sha256_file(path), "index_sha256": hashlib.sha256(data).hexdigest()}
+
+
+def read_index(directory: str, entry: dict) -> dict:
+    """The example columns of one shard (checked against the manifest's sha256)."""
+    path = os.path.join(directory, entry["index"])
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise CacheError(f"{path}: cannot read shard index ({e.strerror}); run the cache command with --repair") from None
+    if hashlib.sha256(data).hexdigest() != entry["index_sha256"]:
+        raise CacheError(f"{path}: shard index does not match its checksum; run the cache command with --repair")
+    return json.loads(data.decode())
 
 
 def write_manifest(directory: str, manifest: dict) -> None:
@@ -78,7 +99,7 @@ def read_manifest(directory: str) -> dict | None:
     except (ValueError, UnicodeDecodeError) as e:
         raise CacheError(f"{path}: not a readable cache manifest ({e}); the file is truncated or damaged — "
                          "delete it to rebuild the cache (the shards are recomputed)") from None
-    if not isinstance(manifest, dict) or manifest.get("version") != VERSION or "examples" not in manifest:
+    if not isinstance(manifest, dict) or manifest.get("version") != VERSION or "shards" not in manifest:
         raise CacheError(f"{path}: not a graphsurgeon cache manifest (version {VERSION} expected)")
     return manifest
 
@@ -96,24 +117,23 @@ def check_shards(directory: str, shards: list, full: bool = True) -> list[str]:
     """Names of shards that are missing or whose size or sha256 differ from the manifest."""
     bad = []
     for s in shards:
-        path = os.path.join(directory, s["file"])
-        if not os.path.exists(path):
+        path, index = os.path.join(directory, s["file"]), os.path.join(directory, s["index"])
+        if not os.path.exists(path) or not os.path.exists(index):
             bad.append(s["file"])
-        elif full and sha256_file(path) != s["sha256"]:
+        elif full and (sha256_file(path) != s["sha256"] or sha256_file(index) != s["index_sha256"]):
             bad.append(s["file"])
     return bad
 
 
 class ShardFile:
-    """Random row access to one ``.npy`` shard.
+    """One ``.npy`` shard: its header, and its rows read with plain sequential reads.
 
-    The shard is memory-mapped and rows are gathered with numpy indexing (C speed); every
-    ``release_bytes`` read, the mapped pages are dropped from this process with
-    ``madvise(MADV_DONTNEED)`` (they stay in the OS page cache), so resident memory stays
-    flat however large the cache is.
+    No memory map: the kernel maps whole page-cache folios on a fault, so random row access
+    through a map grows resident memory far beyond the rows read. Reading a whole shard
+    sequentially is fast, and its buffer is freed as soon as the rows are taken.
     """
 
-    def __init__(self, path: str, release_bytes: int = 64 << 20):
+    def __init__(self, path: str):
         self.path = path
         try:
             with open(path, "rb") as f:
@@ -122,35 +142,30 @@ class ShardFile:
                     shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
                 else:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                offset = f.tell()
+                self.offset = f.tell()
                 size = os.fstat(f.fileno()).st_size
-                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         except (ValueError, OSError) as e:
             raise CacheError(f"{path}: not a readable .npy shard ({e}); run the cache command with --repair") from None
         if fortran:
             raise CacheError(f"{path}: Fortran-ordered shard; expected C order")
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-        need = offset + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        need = self.offset + self.shape[0] * self.row_bytes
         if size < need:
             raise CacheError(f"{path}: shard is shorter than its header says ({size} < {need} bytes); run with --repair")
-        self._array = np.frombuffer(self._mm, self.dtype, count=int(np.prod(self.shape)), offset=offset
-                                    ).reshape(self.shape) if self._mm else np.empty(self.shape, self.dtype)
-        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        self._release, self._since = release_bytes, 0
+
+    def read_all(self) -> np.ndarray:
+        """Every row, read sequentially."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            flat = np.fromfile(f, self.dtype, count=int(np.prod(self.shape, dtype=np.int64)))
+        if flat.size != int(np.prod(self.shape, dtype=np.int64)):
+            raise CacheError(f"{self.path}: shard is shorter than its header says; run with --repair")
+        return flat.reshape(self.shape)
 
     def rows(self, index: np.ndarray) -> np.ndarray:
-        """Rows ``index`` (any order) as a new array."""
-        out = self._array[index]
-        self._since += len(index) * self.row_bytes
-        if self._mm is not None and self._since >= self._release:
-            self._mm.madvise(mmap.MADV_DONTNEED)
-            self._since = 0
-        return out
+        """Rows ``index`` (any order), from one sequential read of the shard."""
+        return self.read_all()[index]
 
     def close(self):
-        self._array = None
-        if self._mm is not None:
-            try:
-                self._mm.close()
-            except BufferError:  # a caller still holds a view; the map closes when it is dropped
-                pass
+        pass
