@@ -243,10 +243,11 @@ def _drop_shards(directory: str, manifest: dict, bad: list) -> None:
 class CacheReader:
     """Minibatches from a cache's shards with bounded memory.
 
-    A split whose activations fit in ``buffer_bytes`` is read once per epoch and shuffled
-    exactly as in-memory training shuffles (so both see the same batches). A larger split is
-    read a window of shards at a time, in a shard order shuffled every epoch, rows shuffled
-    within the window: resident memory stays near ``buffer_bytes`` however large the cache.
+    A split whose activations fit in ``buffer_bytes`` is read once, kept while the reader is
+    open, and shuffled exactly as in-memory training shuffles (so both see the same batches). A larger split is
+    read in windows of about ``buffer_bytes / 2`` (the next one read in the background while
+    the current one trains), in a shard order shuffled every epoch, rows shuffled within the
+    window: resident memory stays near ``buffer_bytes`` however large the cache.
 
     Attributes:
       tensor: the cached tensor's name; fingerprint, dtype, shape, classes: from the manifest.
@@ -277,14 +278,17 @@ class CacheReader:
         self._shard = np.concatenate(shard) if shard else np.zeros(0, np.int64)
         self._row = np.concatenate(row) if row else np.zeros(0, np.int64)
         self._label = np.array(cols["label"], np.int64)
-        self._aug = np.array(cols["aug"], np.int64)
-        self._split = np.array(cols["split"])
-        self._keys = np.array(cols["key"])
+        self._aug = np.array(cols["aug"], np.int32)
+        self._split = np.array(cols["split"], "S10")  # bytes: a quarter of str arrays' memory
+        self._keys = np.array(cols["key"], "S64")
+        del cols
         self.row_bytes = int(np.prod(self.shape, dtype=np.int64)) * 4  # as float32 in memory
+        self._buffers = None   # the windowed reader's two read buffers
+        self._resident = None  # (split and rows, activations) of a split that fits in the buffer
 
     def examples(self, split: str) -> np.ndarray:
         """Manifest positions of the undistorted examples of ``split``, in data order."""
-        return np.flatnonzero((self._split == split) & (self._aug == 0))
+        return np.flatnonzero((self._split == split.encode()) & (self._aug == 0))
 
     def count(self, split: str) -> int:
         return len(self.examples(split))
@@ -298,7 +302,7 @@ class CacheReader:
             return base
         # one of each image's distorted copies per epoch, chosen by (seed, epoch)
         copies = {}
-        for i in np.flatnonzero((self._split == split) & (self._aug > 0)):
+        for i in np.flatnonzero((self._split == split.encode()) & (self._aug > 0)):
             copies.setdefault(self._keys[i], []).append(i)
         rng = np.random.default_rng([seed, epoch, 7])
         return np.array([copies[self._keys[i]][rng.integers(len(copies[self._keys[i]]))] if self._keys[i] in copies
@@ -321,33 +325,83 @@ class CacheReader:
 
         rows = self._epoch_rows(split, epoch, seed, augmented)
         if len(rows) * self.row_bytes <= self.buffer_bytes:
-            x, y = self.read(rows), self._label[rows]
+            # fits: read once and kept resident while the same rows are asked for again
+            key = (split, rows.tobytes())
+            if self._resident is None or self._resident[0] != key:
+                self._resident = None
+                self._resident = (key, self.read(rows))
+            x, y = self._resident[1], self._label[rows]
             rng = np.random.default_rng(seed + epoch) if shuffle else None
             for idx in index_batches(len(rows), batch_size, rng):
                 yield x[idx], y[idx]
             return
+        # Windowed: a few shards at a time, each read once, the next window read in the background
+        # while this one trains; batches are gathered straight from the shard arrays.
+        from concurrent.futures import ThreadPoolExecutor
+
         rng = np.random.default_rng(seed + epoch)
-        shard_ids = np.unique(self._shard[rows])
+        shard_of = self._shard[rows]
+        shard_ids = np.unique(shard_of)
         order = rng.permutation(shard_ids) if shuffle else shard_ids
-        carry_x = np.empty((0,) + tuple(self.shape), np.float32)
-        carry_y = np.empty(0, np.int64)
-        window, size = [], 0
+        windows, window, size = [], [], 0
         for i, s in enumerate(order):
-            window.append(s)
-            size += int((self._shard[rows] == s).sum()) * self.row_bytes
-            if size < self.buffer_bytes and i + 1 < len(order):
-                continue
-            part = rows[np.isin(self._shard[rows], window)]
-            x = np.concatenate([carry_x, self.read(part)])
-            y = np.concatenate([carry_y, self._label[part]])
-            perm = rng.permutation(len(y)) if shuffle else np.arange(len(y))
-            full = (len(y) // batch_size) * batch_size if i + 1 < len(order) else len(y)
-            for b in range(0, full, batch_size):
-                idx = perm[b:b + batch_size]
-                yield x[idx], y[idx]
-            carry_x, carry_y = x[perm[full:]], y[perm[full:]]
-            window, size = [], 0
-            del x, y
+            window.append(int(s))
+            size += int((shard_of == s).sum()) * self.row_bytes
+            if size >= self.buffer_bytes // 2 or i + 1 == len(order):
+                windows.append(window)
+                window, size = [], 0
+
+        # two buffers, kept for the reader's life (fresh memory costs page faults every epoch):
+        # one being trained on, one being filled
+        biggest = max(sum(self._files[s].nbytes for s in w) for w in windows)
+        if self._buffers is None or len(self._buffers[0]) < biggest:
+            self._buffers = [np.empty(biggest, np.uint8), np.empty(biggest, np.uint8)]
+        buffers = self._buffers
+
+        def read_window(w, buf):
+            out, off = [], 0
+            for s in w:
+                out.append(self._files[s].read_into(buf[off:]))
+                off += self._files[s].nbytes
+            return out
+
+        carry = None  # (x, y) rows left over from the previous window
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(read_window, windows[0], buffers[0])
+            for k, w in enumerate(windows):
+                arrays = pending.result()
+                pending = (pool.submit(read_window, windows[k + 1], buffers[(k + 1) % 2])
+                           if k + 1 < len(windows) else None)
+                last = pending is None
+                sources, labels, src, loc = [], [], [], []
+                if carry is not None:
+                    sources.append(carry[0])
+                    labels.append(carry[1])
+                    src.append(np.zeros(len(carry[1]), np.int64))
+                    loc.append(np.arange(len(carry[1])))
+                for s2, arr in zip(w, arrays):
+                    mine = rows[shard_of == s2]
+                    sources.append(arr)
+                    labels.append(self._label[mine])
+                    src.append(np.full(len(mine), len(sources) - 1, np.int64))
+                    loc.append(self._row[mine])
+                del arrays
+                src, loc, y_all = np.concatenate(src), np.concatenate(loc), np.concatenate(labels)
+                perm = rng.permutation(len(y_all)) if shuffle else np.arange(len(y_all))
+                full = len(y_all) if last else (len(y_all) // batch_size) * batch_size
+                for b in range(0, full, batch_size):
+                    idx = perm[b:b + batch_size]
+                    yield self._gather(sources, src[idx], loc[idx]), y_all[idx]
+                rest = perm[full:]
+                carry = (self._gather(sources, src[rest], loc[rest]), y_all[rest]) if len(rest) else None
+                del sources
+
+    def _gather(self, sources, src, loc) -> np.ndarray:
+        out = np.empty((len(src),) + tuple(self.shape), np.float32)
+        for k in np.unique(src):
+            m = src == k
+            out[m] = sources[k][loc[m]]
+        return out
 
     def dataset(self, split: str, batch_size: int, *, seed: int = 0, epochs: int = 1) -> "tf.data.Dataset":
         """The same batches as a ``tf.data.Dataset`` of ``(x, y)``, one pass per epoch."""
@@ -360,6 +414,7 @@ class CacheReader:
     def close(self):
         for f in self._files:
             f.close()
+        self._buffers = self._resident = None
 
     def __enter__(self):
         return self

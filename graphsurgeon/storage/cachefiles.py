@@ -163,6 +163,21 @@ class ShardFile:
             raise CacheError(f"{self.path}: shard is shorter than its header says; run with --repair")
         return flat.reshape(self.shape)
 
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.row_bytes
+
+    def read_into(self, buffer: np.ndarray) -> np.ndarray:
+        """Read every row into ``buffer`` (uint8, at least ``nbytes`` long; reused memory, no
+        page-fault cost) and return the rows as a view of it."""
+        view = buffer[:self.nbytes]
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            got = f.readinto(memoryview(view))
+        if got != self.nbytes:
+            raise CacheError(f"{self.path}: shard is shorter than its header says; run with --repair")
+        return view.view(self.dtype).reshape(self.shape)
+
     def rows(self, index: np.ndarray) -> np.ndarray:
         """Rows ``index`` (any order), from one sequential read of the shard."""
         return self.read_all()[index]
