@@ -196,20 +196,25 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
         np_dtype = np.dtype(dtype)
         fetch_feeds = {model.tensor(k): v for k, v in feeds.items() if k in extra}
         written = 0
+        buf = None  # one shard buffer, reused (fresh memory costs page faults)
         try:
             for s0 in range(0, len(pending), shard_size):
                 chunk = pending[s0:s0 + shard_size]
-                parts = []
+                filled = 0
                 for b0 in range(0, len(chunk), batch_size):
                     batch = chunk[b0:b0 + batch_size]
                     dist = [None if a == 0 else datasets.distortion(params, _rng(seed, r.key, a)) for r, a in batch]
                     x = source.load([r for r, _ in batch], dist)
-                    parts.append(model.session.run(t, {inp: x, **fetch_feeds}).astype(np_dtype, copy=False))
+                    act = model.session.run(t, {inp: x, **fetch_feeds})
+                    if buf is None or buf.shape[1:] != act.shape[1:]:
+                        buf = np.empty((min(shard_size, len(pending)),) + act.shape[1:], np_dtype)
+                    buf[filled:filled + len(act)] = act
+                    filled += len(act)
                     bar.update(len(batch))
                 columns = {"key": [r.key for r, _ in chunk], "aug": [a for _, a in chunk],
                            "label": [int(r.label) for r, _ in chunk], "split": [r.split for r, _ in chunk],
                            "source": [r.source for r, _ in chunk]}
-                entry = cachefiles.write_shard(out_dir, next_shard, np.concatenate(parts), columns)
+                entry = cachefiles.write_shard(out_dir, next_shard, buf[:filled], columns)
                 manifest["shards"].append(entry)
                 if source.classes and not manifest.get("classes"):
                     manifest["classes"] = source.classes

@@ -55,15 +55,27 @@ def write_shard(directory: str, index: int, array: np.ndarray, columns: dict) ->
     The manifest itself lists shards only, so appending a shard costs the same at any size."""
     path = os.path.join(directory, shard_name(index))
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with open(tmp, "wb") as raw:
+        f = _HashingWriter(raw)  # the checksum is taken as the bytes go out, not by reading them back
         np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
+        raw.flush()
+        os.fsync(raw.fileno())
     os.replace(tmp, path)
     data = json.dumps(columns, sort_keys=True, separators=(",", ":")).encode()
     _fsync_write(os.path.join(directory, index_name(index)), data)
     return {"file": shard_name(index), "index": index_name(index), "rows": int(array.shape[0]),
-            "sha256": sha256_file(path), "index_sha256": hashlib.sha256(data).hexdigest()}
+            "sha256": f.hash.hexdigest(), "index_sha256": hashlib.sha256(data).hexdigest()}
+
+
+class _HashingWriter:
+    """A file-like object that writes through and keeps a sha256 of everything written."""
+
+    def __init__(self, raw):
+        self.raw, self.hash = raw, hashlib.sha256()
+
+    def write(self, data):
+        self.hash.update(data)
+        return self.raw.write(data)
 
 
 def read_index(directory: str, entry: dict) -> dict:

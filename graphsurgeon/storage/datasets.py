@@ -241,7 +241,10 @@ class RecordSource:
         if self.kind == "npz":
             if any(d is not None for d in distortions):
                 raise DataError("distortions (--augment) need images (an image folder or TFRecord images)")
-            return self._array[[r.ref for r in records]]
+            refs = [r.ref for r in records]
+            if refs == list(range(refs[0], refs[0] + len(refs))):
+                return self._array[refs[0]:refs[0] + len(refs)]  # consecutive rows: a view, no copy
+            return self._array[refs]
         if self.kind == "tfrecord-floats":
             return np.stack([r.ref for r in records])
         return np.stack([self._decoder(r.ref, d, name=r.source) for r, d in zip(records, distortions)])
