@@ -316,3 +316,35 @@ def test_cache_larger_than_the_buffer_is_read_in_windows(seed004, npz, tmp_path)
             assert {tuple(np.round(r, 6)) for r in rows} == expected
             orders.append(rows[:, :3].copy())
         assert not np.array_equal(orders[0], orders[1])
+
+
+def test_reader_as_tf_data_and_early_stopping(seed004, npz, tmp_path):
+    prefix, _, _ = seed004
+    out = str(tmp_path / "c")
+    generate(prefix, "hidden2/Relu", npz, out, progress=False)
+    with CacheReader(out) as r:
+        ds = r.dataset("train", 32, seed=4, epochs=2)
+        from_ds = [(x.numpy(), y.numpy()) for x, y in ds]
+        direct = list(r.batches("train", 32, seed=4, epoch=0)) + list(r.batches("train", 32, seed=4, epoch=1))
+        assert len(from_ds) == len(direct)
+        for (a, b), (c, e) in zip(from_ds, direct):
+            np.testing.assert_array_equal(a, c)
+            np.testing.assert_array_equal(b, e)
+    # a learning rate that diverges: early stopping ends the run and keeps the best epoch's weights
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", epochs=30, lr=50.0, patience=2)
+    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=out, progress=False)
+    losses = [h["validation_loss"] for h in res.history]
+    assert len(res.history) < 30
+    assert res.metrics["validation"]["loss"] == pytest.approx(min(losses), rel=1e-5)
+
+
+def test_missing_image_is_named(tmp_path):
+    from legacy_models import tiny_convnet
+    from test_cli import write_images
+
+    prefix = tiny_convnet(str(tmp_path))
+    write_images(tmp_path / "photos", 3)
+    os.symlink(str(tmp_path / "gone.png"), str(tmp_path / "photos" / "red" / "gone.png"))
+    with pytest.raises(gs.DataError, match="gone.png"):
+        generate(prefix, "pool", str(tmp_path / "photos"), str(tmp_path / "c"), progress=False)
+    assert not os.path.exists(tmp_path / "c" / "manifest.json")

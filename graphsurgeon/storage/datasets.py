@@ -274,8 +274,11 @@ def open_source(path: str, *, image_size=None, scale: str = "unit", validation_p
         records = []
         for rel, label in files:
             full = os.path.join(path, rel)
-            with open(full, "rb") as f:
-                key = hashlib.sha256(f.read()).hexdigest()
+            try:
+                with open(full, "rb") as f:
+                    key = hashlib.sha256(f.read()).hexdigest()
+            except OSError as e:
+                raise DataError(f"{full}: cannot read image ({e.strerror})") from None
             records.append(Record(key, label, which_split(os.path.basename(rel), **_pct(split_args)), rel, full))
         prep = {"kind": "images", "image_size": list(image_size), "scale": scale}
         return RecordSource("images", records, prep, classes=classes, image_size=image_size, scale=scale)
