@@ -32,6 +32,14 @@ def inception(tmp_path_factory):
     return legacy_models.slim_inception_v3(str(d), size=107)
 
 
+def ckpt(prefix):
+    """``{name: ndarray}`` of every tensor of a checkpoint."""
+    import tensorflow as tf
+
+    r = tf.train.load_checkpoint(prefix)
+    return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
+
+
 def tree_hash(path):
     """sha256 of every file under ``path`` (or of the files of a prefix), to prove nothing changed."""
     h = {}

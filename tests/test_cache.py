@@ -12,17 +12,12 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
-from conftest import tree_hash
+from conftest import ckpt, tree_hash
 from graphsurgeon.cache import CacheReader, generate
 from graphsurgeon.storage.datasets import load_npz
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def ckpt(prefix):
-    r = tf.train.load_checkpoint(prefix)
-    return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,10 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
+from conftest import ckpt
 from graphsurgeon.storage.datasets import Dataset
 
 tf1 = tf.compat.v1
-
-
-def ckpt(prefix):
-    r = tf.train.load_checkpoint(prefix)
-    return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,11 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 import graphsurgeon as gs
-from conftest import tree_hash
+from conftest import ckpt, tree_hash
 from legacy_models import fully_connected
 
 tf1 = tf.compat.v1
 SEED004_VARS = sorted(f"{l}/{p}" for l in ("hidden1", "hidden2", "hidden3", "output") for p in ("weights", "biases"))
-
-
-def ckpt_values(prefix):
-    r = tf.train.load_checkpoint(prefix)
-    return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
 
 
 def test_restore_prefix_values_equal_checkpoint_bit_for_bit(seed004):
@@ -26,7 +21,7 @@ def test_restore_prefix_values_equal_checkpoint_bit_for_bit(seed004):
     with gs.restore(prefix) as m:
         assert sorted(m.variables) == sorted(SEED004_VARS + ["global_step"])
         vals = m.values()
-        for n, v in ckpt_values(prefix).items():
+        for n, v in ckpt(prefix).items():
             assert vals[n].tobytes() == v.tobytes(), n
         assert m.inputs[:1] == ["X:0"]
         assert m.outputs[0] == "output/BiasAdd:0"  # the logits fed to the cross-entropy
@@ -97,7 +92,7 @@ def test_restore_by_name_into_a_python_graph_with_rename(seed004):
     assert m.status == {"encoder/hidden1/weights": "restored", "encoder/hidden1/biases": "restored",
                         "encoder/hidden2/weights": "restored", "encoder/hidden2/biases": "restored",
                         "classifier/weights": "new", "classifier/biases": "new"}
-    vals = ckpt_values(prefix)
+    vals = ckpt(prefix)
     assert m.values(["encoder/hidden2/weights"])["encoder/hidden2/weights"].tobytes() == vals["hidden2/weights"].tobytes()
     assert m.plan.restore_map()["encoder/hidden1/weights"] == "hidden1/weights"
     # Values travel by feed: the GraphDef holds no constant of the weights' size.

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
-from conftest import tree_hash
+from conftest import ckpt, tree_hash
 from graphsurgeon.storage.datasets import Dataset
 
 tf1 = tf.compat.v1
@@ -17,11 +17,6 @@ def two_class_data(x):
     y = (x[:, 7] > 0).astype(np.int64)
     split = np.array(["train"] * 200 + ["validation"] * 28 + ["test"] * (len(y) - 228))
     return Dataset(x, y, split, [str(i) for i in range(len(y))])
-
-
-def ckpt(prefix):
-    r = tf.train.load_checkpoint(prefix)
-    return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
 
 
 @pytest.fixture(scope="module")
