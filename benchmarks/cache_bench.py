@@ -158,7 +158,7 @@ def bench_epoch(d, gen2, batch_size, slice_steps):
     rows = np.concatenate([reader.examples(s) for s in ("train", "validation", "test")])
     rows.sort()
     acts = reader.read(rows)  # the same activations in RAM
-    labels_all = reader._label[rows]
+    labels_all = reader.labels()[rows]
     sess = m.session
 
     def from_cache():

@@ -298,8 +298,9 @@ class CacheReader:
     def count(self, split: str) -> int:
         return len(self.examples(split))
 
-    def labels(self, split: str) -> np.ndarray:
-        return self._label[self.examples(split)]
+    def labels(self, split: str | None = None) -> np.ndarray:
+        """Labels of ``split``'s undistorted examples in data order, or of every row if None."""
+        return self._label if split is None else self._label[self.examples(split)]
 
     def _epoch_rows(self, split: str, epoch: int, seed: int, augmented: bool) -> np.ndarray:
         base = self.examples(split)

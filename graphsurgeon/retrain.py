@@ -220,7 +220,7 @@ def _cache_source(setup, cache_dir, cfg):
             "cannot train from the cache; cache a lower tensor or leave them frozen"
         )
     n_classes = setup.logits.shape.as_list()[-1]
-    labels = reader._label
+    labels = reader.labels()
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise DataError(f"{cache_dir}: labels range over {int(labels.min())}..{int(labels.max())} but the head "
                         f"has {n_classes} classes")

@@ -222,7 +222,7 @@ def test_tfrecord_input(tmp_path):
     rep = generate(prefix, "pool", str(tmp_path / "d.tfrecord"), str(tmp_path / "c"), progress=False)
     assert rep.computed == 6
     with CacheReader(str(tmp_path / "c")) as r:
-        assert list(r._label) == [0, 1, 0, 1, 0, 1]
+        assert list(r.labels()) == [0, 1, 0, 1, 0, 1]
     with pytest.raises(gs.DataError, match="needs features 'img'"):
         generate(prefix, "pool", str(tmp_path / "d.tfrecord"), str(tmp_path / "c2"), image_feature="img",
                  progress=False)
