@@ -126,6 +126,72 @@ def cmd_cache(args):
               + (f", repaired {', '.join(rep.repaired)}" if rep.repaired else ""))
 
 
+def _rules(args):
+    from graphsurgeon.errors import ConfigError
+    from graphsurgeon.migrate import Rules
+
+    def pairs(items, flag, sep="="):
+        out = []
+        for item in items or ():
+            a, s, b = item.rpartition(sep)
+            if not s or not a:
+                raise ConfigError(f"{flag} '{item}': expected LEFT{sep}RIGHT")
+            out.append((a, b))
+        return out
+
+    merges = []
+    for m in args.merge or ():
+        path, sep, prefix = m.rpartition(":")
+        if sep and (prefix == "" or prefix.endswith("/")) and path:
+            merges.append((path, prefix))
+        else:
+            merges.append((m, ""))
+    return Rules(rename=pairs(args.rename, "--rename"), map_scope=pairs(args.map_scope, "--map-scope"),
+                 drop=args.drop or [], keep=args.keep or [], cast=pairs(args.cast, "--cast"), merge=merges,
+                 presets=args.preset or [])
+
+
+def cmd_migrate(args):
+    from graphsurgeon.migrate import migrate
+
+    res = migrate(args.src, args.dst, _rules(args), dry_run=args.dry_run, verify=not args.no_verify,
+                  link=not args.copy)
+    if args.json:
+        print(json.dumps({"destination": res.destination, "dry_run": args.dry_run, "verified": res.verified,
+                          "cast": res.cast, "mapping": res.mapping}, indent=2))
+        return
+    for source, m in res.mapping.items():
+        width = max([len(o) for o in m] + [4])
+        print(f"# from {source}")
+        for old, new in m.items():
+            tag = "  (cast)" if new in res.cast else ""
+            print(f"{old:<{width}}  ->  {new}{tag}" if old != new else f"{old:<{width}}      (kept){tag}")
+    n = sum(len(m) for m in res.mapping.values())
+    print(f"-- {n} tensors{'; dry run, nothing written' if args.dry_run else f' written to {res.destination}'}"
+          + ("; verified against the source" if res.verified else ""))
+
+
+def cmd_diff(args):
+    from graphsurgeon.migrate import diff
+
+    d = diff(args.a, args.b)
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return
+    for key in ("added", "removed"):
+        for n in d[key]:
+            print(f"{'+' if key == 'added' else '-'} {n}")
+    for old, new in d["renamed"].items():
+        print(f"~ {old} -> {new}  (same dtype, shape and crc32c)")
+    for n, v in d["changed"].items():
+        print(f"! {n}  max abs difference {v}")
+    for key in ("dtype_changed", "shape_changed"):
+        for n, (x, y) in d[key].items():
+            print(f"! {n}  {key.split('_')[0]} {x} -> {y}")
+    if not any(d.values()):
+        print("no differences")
+
+
 def cmd_demo(args):
     from graphsurgeon.demo import run
 
@@ -191,6 +257,29 @@ def build_parser():
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_cache)
+
+    s = sub.add_parser("migrate", help="rename, drop, keep, cast, merge checkpoints into a new one")
+    s.add_argument("src")
+    s.add_argument("dst", help="destination prefix (must not exist)")
+    s.add_argument("--rename", nargs="+", action="extend", metavar="REGEX=REPLACEMENT")
+    s.add_argument("--map-scope", nargs="+", action="extend", metavar="OLD/=NEW/")
+    s.add_argument("--drop", nargs="+", action="extend", metavar="PAT")
+    s.add_argument("--keep", nargs="+", action="extend", metavar="PAT", help="keep only these (split out a scope)")
+    s.add_argument("--cast", nargs="+", action="extend", metavar="PAT=DTYPE", help="float16, bfloat16, float32")
+    s.add_argument("--merge", nargs="+", action="extend", metavar="OTHER[:PREFIX/]")
+    s.add_argument("--preset", nargs="+", action="extend",
+                   metavar="NAME", help="optimizer-slots, rnn-cell-names, strip-scope=NAME")
+    s.add_argument("--dry-run", action="store_true", help="print the old -> new table; write nothing")
+    s.add_argument("--no-verify", action="store_true")
+    s.add_argument("--copy", action="store_true", help="copy data files instead of hard-linking them")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_migrate)
+
+    s = sub.add_parser("diff", help="tensors added, removed, renamed, changed between two checkpoints")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_diff)
 
     s = sub.add_parser("demo", help="the embedded demo: digits 0-4 model retrained for digits 5-9")
     s.add_argument("--out", default=None, help="where to write (default: a temporary directory)")

@@ -55,3 +55,7 @@ class ConfigError(GraphSurgeonError):
 
 class CacheError(GraphSurgeonError):
     """A bottleneck cache is damaged, stale (made by another model, tensor or preprocessing) or incomplete."""
+
+
+class MigrateError(GraphSurgeonError):
+    """A checkpoint migration cannot be done as asked (a rule matches nothing, names collide, …)."""

@@ -96,8 +96,8 @@ def load_values(session, graph, reader: CheckpointReader, restore_map: dict, gra
         session.run(batch, feed)
 
 
-def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, rename=None, outputs=None,
-            restore_optimizer: bool = True, allow_missing: bool = False, values: bool = True,
+def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, rename=None, rules=None,
+            outputs=None, restore_optimizer: bool = True, allow_missing: bool = False, values: bool = True,
             threads: int = 0) -> Model:
     """Restore a model from a checkpoint prefix or directory, a ``.meta`` file, a frozen
     GraphDef or a TF1 SavedModel directory.
@@ -113,6 +113,8 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
         but matched on ``/`` boundaries.
       rename: ``{checkpoint scope or name: graph scope or name}`` as
         ``tf.compat.v1.train.init_from_checkpoint`` takes.
+      rules: a :class:`graphsurgeon.migrate.Rules` (regex renames, scope maps, presets such as
+        ``rnn-cell-names``) applied to the checkpoint's names at restore time, as ``migrate`` would.
       outputs: tensor names to keep; if given the imported graph is pruned to what
         computes them (old heads, training ops and stray copies are dropped).
       restore_optimizer: if False, optimizer slots and ``global_step`` are initialized
@@ -153,6 +155,8 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
             )
         reader = CheckpointReader(source.prefix)
     entries = {n: (e.shape, e.dtype.name) for n, e in (reader.entries.items() if reader else ())}
+    if rules is not None:  # checkpoint name -> the name the rules give it, as exact-name renames
+        rename = {**{o: n for o, n in ((o, rules.new_name(o)) for o in entries) if o != n}, **(rename or {})}
     plan = make_plan(info, entries, include=include, exclude=exclude, rename=rename,
                      restore_optimizer=restore_optimizer, inputs=inputs, outputs=outs)
     model = Model(graph, None, source, {v.name: v.status for v in plan.variables if v.status != "dropped"},

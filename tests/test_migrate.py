@@ -1,0 +1,244 @@
+"""Checkpoint migration: renames, presets, casts, merges, V1 -> V2; the source never changes."""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import graphsurgeon as gs
+from conftest import ckpt, tree_hash
+from graphsurgeon.migrate import Rules, migrate
+
+tf1 = tf.compat.v1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def save_vars(prefix, values, v1=False):
+    """A checkpoint holding ``values`` ({name: array}) written by tf.train.Saver."""
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    g = tf.Graph()
+    with g.as_default():
+        vs = [tf1.Variable(v, name=n, use_resource=False) for n, v in values.items()]
+        saver = tf1.train.Saver(vs, write_version=tf1.train.SaverDef.V1 if v1 else tf1.train.SaverDef.V2)
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return saver.save(s, prefix, write_meta_graph=False)
+
+
+def nothing_at(prefix):
+    return not glob.glob(prefix + "*")
+
+
+def test_rename_only_links_the_data_and_verifies(seed004_adam, tmp_path):
+    prefix, _, _ = seed004_adam
+    before = tree_hash(prefix)
+    res = migrate(prefix, str(tmp_path / "out/m"), Rules(rename=[(r"^hidden(\d)/", r"layer\1/")]))
+    assert res.verified
+    src, new = ckpt(prefix), ckpt(str(tmp_path / "out/m"))
+    assert res.mapping[prefix]["hidden1/weights/Adam"] == "layer1/weights/Adam"
+    for old, name in res.mapping[prefix].items():
+        assert new[name].tobytes() == src[old].tobytes() and new[name].dtype == src[old].dtype
+    assert os.path.samefile(glob.glob(prefix + ".data-*")[0], glob.glob(str(tmp_path / "out/m.data-*"))[0])
+    assert tree_hash(prefix) == before
+
+
+def test_optimizer_slot_preset_on_an_adam_checkpoint(seed004_adam, tmp_path):
+    prefix, _, _ = seed004_adam
+    migrate(prefix, str(tmp_path / "m"), Rules(presets=["optimizer-slots"]))
+    assert sorted(ckpt(str(tmp_path / "m"))) == sorted(
+        f"{l}/{p}" for l in ("hidden1", "hidden2", "hidden3", "output") for p in ("weights", "biases"))
+
+
+def test_v1_to_v2(tmp_path):
+    values = {"a/w": np.arange(12, dtype=np.float32).reshape(3, 4), "a/b": np.ones(4, np.float64),
+              "step": np.array(7, np.int64)}
+    p = save_vars(str(tmp_path / "v1" / "model.ckpt"), values, v1=True)
+    assert not os.path.exists(p + ".index")  # a V1 checkpoint: one file
+    before = tree_hash(p)
+    migrate(p, str(tmp_path / "v2/model"))
+    assert os.path.exists(str(tmp_path / "v2/model.index"))
+    got = ckpt(str(tmp_path / "v2/model"))
+    for n, v in values.items():
+        assert got[n].dtype == v.dtype and got[n].tobytes() == v.tobytes()
+    assert tree_hash(p) == before
+
+
+def test_old_rnn_names_restore_into_todays_graph(tmp_path):
+    """Names as TF 1.0 wrote them; after --preset rnn-cell-names they restore by name into a graph
+    whose variables carry the names TF 1.2+ cells create. Dense layers keep their names."""
+    rng = np.random.default_rng(0)
+    old = {
+        "rnn/MultiRNNCell/Cell0/BasicLSTMCell/Linear/Matrix": rng.normal(size=(8, 16)).astype(np.float32),
+        "rnn/MultiRNNCell/Cell0/BasicLSTMCell/Linear/Bias": rng.normal(size=(16,)).astype(np.float32),
+        "rnn/MultiRNNCell/Cell1/BasicLSTMCell/Linear/Matrix": rng.normal(size=(8, 16)).astype(np.float32),
+        "rnn/MultiRNNCell/Cell1/BasicLSTMCell/Linear/Bias": rng.normal(size=(16,)).astype(np.float32),
+        "enc/LSTMCell/W_0": rng.normal(size=(5, 8)).astype(np.float32),
+        "enc/LSTMCell/W_1": rng.normal(size=(5, 8)).astype(np.float32),
+        "enc/LSTMCell/B": rng.normal(size=(8,)).astype(np.float32),
+        "enc/LSTMCell/W_F_diag": rng.normal(size=(2,)).astype(np.float32),
+        "enc/LSTMCell/W_P_0": rng.normal(size=(2, 2)).astype(np.float32),
+        "dec/GRUCell/Gates/Linear/Matrix": rng.normal(size=(6, 4)).astype(np.float32),
+        "dec/GRUCell/Candidate/Linear/Bias": rng.normal(size=(2,)).astype(np.float32),
+        "cls/gru_cell/weights": rng.normal(size=(3, 3)).astype(np.float32),  # TF 1.1 form
+        "softmax/weights": rng.normal(size=(16, 3)).astype(np.float32),
+        "softmax/biases": rng.normal(size=(3,)).astype(np.float32),
+    }
+    p = save_vars(str(tmp_path / "old/model.ckpt"), old)
+    res = migrate(p, str(tmp_path / "new/model"), Rules(presets=["rnn-cell-names"]))
+    expected = {
+        "rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel", "rnn/multi_rnn_cell/cell_0/basic_lstm_cell/bias",
+        "rnn/multi_rnn_cell/cell_1/basic_lstm_cell/kernel", "rnn/multi_rnn_cell/cell_1/basic_lstm_cell/bias",
+        "enc/lstm_cell/kernel/part_0", "enc/lstm_cell/kernel/part_1", "enc/lstm_cell/bias",
+        "enc/lstm_cell/w_f_diag", "enc/lstm_cell/projection/kernel", "dec/gru_cell/gates/kernel",
+        "dec/gru_cell/candidate/bias", "cls/gru_cell/kernel", "softmax/weights", "softmax/biases"}
+    assert set(res.mapping[p].values()) == expected
+    g = tf.Graph()
+    with g.as_default():
+        for name in sorted(expected):
+            tf1.get_variable(name, shape=old[{v: k for k, v in res.mapping[p].items()}[name]].shape)
+    m = gs.restore(str(tmp_path / "new/model"), graph=g)
+    assert set(m.status.values()) == {"restored"} and len(m.status) == len(expected)
+    vals = m.values()
+    for o, n in res.mapping[p].items():
+        assert vals[n].tobytes() == old[o].tobytes()
+    m.close()
+
+
+def test_cast_streams_and_verifies_values(seed004, tmp_path):
+    prefix, _, _ = seed004
+    res = migrate(prefix, str(tmp_path / "h"), Rules(cast=[("hidden*", "float16")], drop=["global_step"]))
+    got, src = ckpt(str(tmp_path / "h")), ckpt(prefix)
+    assert res.cast == sorted(f"hidden{i}/{p}" for i in (1, 2, 3) for p in ("biases", "weights"))
+    assert got["hidden1/weights"].dtype == np.float16
+    assert got["hidden1/weights"].tobytes() == src["hidden1/weights"].astype(np.float16).tobytes()
+    assert got["output/weights"].tobytes() == src["output/weights"].tobytes()
+
+
+def test_merge_under_prefixes_then_split_back_bit_identical(seed004, seed004_adam, tmp_path):
+    a, _, _ = seed004
+    b, _, _ = seed004_adam
+    ha, hb = tree_hash(a), tree_hash(b)
+    merged = str(tmp_path / "merged/m")
+    res = migrate(a, merged, Rules(rename=[("^", "A/")], merge=[(b, "B/")]))
+    assert len(res.mapping) == 2
+    both = ckpt(merged)
+    assert len(both) == len(ckpt(a)) + len(ckpt(b))
+    for src, scope in ((a, "A"), (b, "B")):
+        out = str(tmp_path / f"split/{scope}")
+        migrate(merged, out, Rules(keep=[scope], presets=[f"strip-scope={scope}"]))
+        back, orig = ckpt(out), ckpt(src)
+        assert sorted(back) == sorted(orig)
+        for n in orig:
+            assert back[n].dtype == orig[n].dtype and back[n].tobytes() == orig[n].tobytes(), n
+    assert tree_hash(a) == ha and tree_hash(b) == hb
+
+
+def test_merge_clash_is_an_error(seed004, tmp_path):
+    a, _, _ = seed004
+    with pytest.raises(gs.MigrateError, match="comes from both"):
+        migrate(a, str(tmp_path / "m"), Rules(merge=[(a, "")]))
+    assert nothing_at(str(tmp_path / "m"))
+
+
+def test_dry_run_writes_nothing(seed004, tmp_path):
+    prefix, _, _ = seed004
+    res = migrate(prefix, str(tmp_path / "d"), Rules(map_scope=[("output/", "old_output/")]), dry_run=True)
+    assert res.mapping[prefix]["output/weights"] == "old_output/weights" and not res.verified
+    assert nothing_at(str(tmp_path / "d")) and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("rules,needle", [
+    (Rules(rename=[("^nothing/", "x/")]), "--rename '\\^nothing/=x/' matches no tensor"),
+    (Rules(map_scope=[("hiden1/", "x/")]), "--map-scope 'hiden1/=x/' matches no tensor; scopes: hidden1"),
+    (Rules(rename=[("^hidden[12]/", "same/")]), "would both be named 'same/"),
+    (Rules(cast=[("global_step", "float16")]), "'global_step' is int64; only float tensors are cast"),
+    (Rules(drop=["hidden9"]), "pattern 'hidden9' matches no tensor"),
+])
+def test_rule_errors_leave_nothing(seed004, tmp_path, rules, needle):
+    prefix, _, _ = seed004
+    with pytest.raises((gs.MigrateError, gs.PatternError), match=needle):
+        migrate(prefix, str(tmp_path / "m"), rules)
+    assert nothing_at(str(tmp_path / "m")) and os.listdir(tmp_path) == []
+
+
+def test_destination_equal_to_source_is_refused(seed004, tmp_path):
+    prefix, _, _ = seed004
+    d = tmp_path / "copy"
+    shutil.copytree(os.path.dirname(prefix), d)
+    p = str(d / os.path.basename(prefix))
+    before = tree_hash(p)
+    with pytest.raises(gs.MigrateError, match="is a source checkpoint"):
+        migrate(p, p, Rules(drop=["output"]))
+    migrate(p, str(tmp_path / "other"), Rules(drop=["output"]))
+    with pytest.raises(gs.MigrateError, match="already exists"):
+        migrate(p, str(tmp_path / "other"), Rules(drop=["hidden1"]))
+    assert tree_hash(p) == before
+
+
+@pytest.mark.parametrize("damage", ["truncate-index", "truncate-data", "missing-data"])
+def test_damaged_sources_leave_nothing(seed004, tmp_path, damage):
+    prefix, _, _ = seed004
+    d = tmp_path / "src"
+    shutil.copytree(os.path.dirname(prefix), d)
+    p = str(d / os.path.basename(prefix))
+    data = glob.glob(p + ".data-*")[0]
+    if damage == "truncate-index":
+        raw = open(p + ".index", "rb").read()
+        open(p + ".index", "wb").write(raw[:len(raw) // 2])
+        needle = "index"
+    elif damage == "truncate-data":
+        raw = open(data, "rb").read()
+        open(data, "wb").write(raw[:len(raw) // 2])
+        needle = "data shard is truncated"
+    else:
+        os.remove(data)
+        needle = "data shard is missing"
+    with pytest.raises(gs.CorruptCheckpointError, match=needle):
+        migrate(p, str(tmp_path / "out/m"))
+    assert nothing_at(str(tmp_path / "out/m")) and os.listdir(tmp_path / "out") == []
+
+
+def test_restore_accepts_migration_rules(seed004):
+    """restore() applies the same name rules: a checkpoint's 'hidden1/...' restores into 'enc/h1/...'."""
+    prefix, _, _ = seed004
+    from legacy_models import fully_connected
+
+    g = tf.Graph()
+    with g.as_default():
+        X = tf1.placeholder(tf.float32, (None, 500))
+        fully_connected(X, 300, "enc/h1")
+    m = gs.restore(prefix, graph=g, rules=Rules(rename=[(r"^hidden1/", "enc/h1/")]))
+    assert m.status == {"enc/h1/weights": "restored", "enc/h1/biases": "restored"}
+    assert m.values(["enc/h1/weights"])["enc/h1/weights"].tobytes() == ckpt(prefix)["hidden1/weights"].tobytes()
+    m.close()
+
+
+def test_cli_migrate_diff_and_errors(seed004_adam, tmp_path):
+    prefix, _, _ = seed004_adam
+    env = {**os.environ, "PYTHONPATH": ROOT}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "graphsurgeon", *args], capture_output=True, text=True, env=env)
+
+    p = run("migrate", prefix, str(tmp_path / "m"), "--preset", "optimizer-slots", "--map-scope", "output/=head/",
+            "--dry-run", "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["dry_run"] and r["mapping"][prefix]["output/weights"] == "head/weights" and nothing_at(str(tmp_path / "m"))
+    p = run("migrate", prefix, str(tmp_path / "m"), "--preset", "optimizer-slots", "--map-scope", "output/=head/")
+    assert p.returncode == 0 and "verified against the source" in p.stdout
+    p = run("diff", prefix, str(tmp_path / "m"), "--json")
+    d = json.loads(p.stdout)
+    assert d["renamed"] == {"output/biases": "head/biases", "output/weights": "head/weights"}
+    assert "global_step" in d["removed"] and d["changed"] == {}
+    p = run("migrate", prefix, str(tmp_path / "m2"), "--rename", "^nope/=x/")
+    lines = [l for l in p.stderr.splitlines() if l and not l.startswith(("WARNING: All log", "I0000", "E0000", "W0000"))]
+    assert p.returncode == 2 and len(lines) == 1 and "matches no tensor" in lines[0]
+    p = run("inspect", prefix, "--json")
+    kinds = {v["name"]: v["kind"] for v in json.loads(p.stdout)["variables"]}
+    assert kinds["beta1_power"] == "optimizer" and kinds["hidden1/weights"] == "model"
