@@ -155,7 +155,8 @@ def cmd_migrate(args):
     from graphsurgeon.migrate import migrate
 
     res = migrate(args.src, args.dst, _rules(args), dry_run=args.dry_run, verify=not args.no_verify,
-                  link=not args.copy)
+                  link=not args.copy, to=args.to, from_format=args.from_format,
+                  merge_partitions=args.merge_partitions)
     if args.json:
         print(json.dumps({"destination": res.destination, "dry_run": args.dry_run, "verified": res.verified,
                           "cast": res.cast, "mapping": res.mapping}, indent=2))
@@ -269,6 +270,11 @@ def build_parser():
     s.add_argument("--merge", nargs="+", action="extend", metavar="OTHER[:PREFIX/]")
     s.add_argument("--preset", nargs="+", action="extend",
                    metavar="NAME", help="optimizer-slots, rnn-cell-names, strip-scope=NAME")
+    s.add_argument("--to", choices=["tf1", "tf2"], default="tf1",
+                   help="tf2: what tf.train.Checkpoint(vars={name: variable}) writes")
+    s.add_argument("--from", dest="from_format", choices=["tf1", "tf2"], default="tf1",
+                   help="tf2: read an object-based checkpoint (or TF2 SavedModel variables) by variable name")
+    s.add_argument("--merge-partitions", action="store_true", help="join name/part_N tensors into one")
     s.add_argument("--dry-run", action="store_true", help="print the old -> new table; write nothing")
     s.add_argument("--no-verify", action="store_true")
     s.add_argument("--copy", action="store_true", help="copy data files instead of hard-linking them")

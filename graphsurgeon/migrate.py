@@ -218,7 +218,8 @@ def _sources_for(path: str, tmpdir: str, tag: str) -> list[Source]:
 
 @dataclasses.dataclass
 class MigrationResult:
-    """``mapping``: ``{old name: new name}`` per source (``{source path: {...}}``)."""
+    """``mapping``: ``{old name: new name}`` per source (``{source path: {...}}``);
+    ``cast``: names of the tensors whose bytes were computed (casts, joined partitions)."""
 
     destination: str
     mapping: dict
@@ -226,8 +227,58 @@ class MigrationResult:
     verified: bool
 
 
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
+SAVE_COUNTER_KEY = "save_counter/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def tf2_names(source_entries_prefix: str, keep_save_counter: bool = False) -> dict:
+    """``{checkpoint key: variable name}`` of a TF2 object-based checkpoint (each
+    ``.../.ATTRIBUTES/VARIABLE_VALUE`` key to its variable's ``full_name``); the root's
+    ``save_counter`` (bookkeeping of ``Checkpoint.save``) is left out unless asked for.
+
+    Raises:
+      MigrateError: the checkpoint has no object graph (it is not object-based).
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = CheckpointReader(source_entries_prefix)
+    if OBJECT_GRAPH_KEY not in reader.entries:
+        raise MigrateError(f"{source_entries_prefix}: no {OBJECT_GRAPH_KEY}; not a TF2 object-based checkpoint "
+                           "(drop --from tf2)")
+    raw = reader.read(OBJECT_GRAPH_KEY)
+    raw = raw if isinstance(raw, bytes) else np.asarray(raw).item()
+    graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(raw)
+    out = {}
+    for node in graph.nodes:
+        for attr in node.attributes:
+            if attr.name == "VARIABLE_VALUE":
+                if attr.checkpoint_key == SAVE_COUNTER_KEY and not keep_save_counter:
+                    continue
+                name = attr.full_name or attr.checkpoint_key.replace("/.ATTRIBUTES/VARIABLE_VALUE", "")
+                out[attr.checkpoint_key] = name
+    return out
+
+
+def _tf2_layout(names_dtypes: dict, tmpdir: str):
+    """What ``tf.train.Checkpoint(vars={name: variable})`` writes for these names: ``{name:
+    checkpoint key}`` and a bundle holding its object graph. Made by writing that checkpoint
+    with scalar stand-ins (the object graph records names, not shapes)."""
+    if not tf.executing_eagerly():
+        raise ConfigError("--to tf2 needs eager execution (TensorFlow 2's default); it is disabled in this process")
+    variables = {n: tf.Variable(tf.zeros([], dt), name=n) for n, dt in names_dtypes.items()}
+    # save(), as the migration guide's convert_tf1_to_tf2 does: it records save_counter too
+    path = tf.train.Checkpoint(vars=variables).save(os.path.join(tmpdir, "tf2-layout"))
+    keys = {n: k for k, n in tf2_names(path, keep_save_counter=True).items() if k != SAVE_COUNTER_KEY}
+    src = _open_v2(path)
+    src.temporary = True
+    return keys, src
+
+
 def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = False, verify: bool = True,
-            link: bool = True) -> MigrationResult:
+            link: bool = True, to: str = "tf1", from_format: str = "tf1",
+            merge_partitions: bool = False) -> MigrationResult:
     """Write checkpoint ``dst`` from ``src`` (and ``rules.merge`` sources) through ``rules``.
 
     Args:
@@ -237,6 +288,11 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
       verify: read the result back and check every tensor against its source (index
         fields and crc32c for unchanged bytes, values for cast tensors).
       link: hard-link unchanged data files (copy when linking is impossible).
+      to: ``"tf1"`` (name-based) or ``"tf2"``: what ``tf.train.Checkpoint(vars={name: variable})``
+        writes, so ``tf.train.Checkpoint(vars=...).restore(dst).assert_consumed()`` passes.
+      merge_partitions: join ``name/part_0..part_N`` into one tensor ``name`` (along the first axis).
+      from_format: ``"tf2"`` reads an object-based checkpoint (or a TF2 SavedModel's variables)
+        by its variables' names; its other objects are left out.
 
     Returns:
       A :class:`MigrationResult` with the old->new mapping.
@@ -245,6 +301,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
       MigrateError, ConfigError, CorruptCheckpointError: nothing is left at ``dst``.
     """
     rules = rules or Rules()
+    if to not in ("tf1", "tf2") or from_format not in ("tf1", "tf2"):
+        raise ConfigError(f"formats are tf1 or tf2, not to={to!r} from={from_format!r}")
     src_prefix = _source_prefix(src)
     dst = os.path.abspath(dst)
     if dst == os.path.abspath(src_prefix) or any(dst == os.path.abspath(_source_prefix(m)) for m, _ in rules.merge):
@@ -254,7 +312,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
     os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
     tmpdir = tempfile.mkdtemp(prefix=".tmp-migrate-", dir=os.path.dirname(dst) or ".")
     try:
-        return _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link)
+        return _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link, to, from_format,
+                        merge_partitions)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -268,7 +327,7 @@ def _source_prefix(path: str) -> str:
     return s.prefix
 
 
-def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link):
+def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link, to, from_format, merge_partitions):
     groups = [(src, "", _sources_for(src, tmpdir, "v1-main"))]
     for k, (other, prefix) in enumerate(rules.merge):
         groups.append((other, prefix, _sources_for(other, tmpdir, f"v1-merge{k}")))
@@ -278,7 +337,12 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link):
         entries = {n: (s, e) for s in sources for n, e in s.entries.items()}
         names = sorted(entries)
         # the rules shape the main checkpoint; a merged one comes in whole, under its prefix
-        m = plan_names(names, rules) if gi == 0 else {n: prefix + n for n in names}
+        if gi == 0 and from_format == "tf2":
+            keys = tf2_names(src_prefix)  # object-graph keys -> variable names, then the rules
+            by_name = {v: k for k, v in keys.items()}
+            m = {by_name[n]: new for n, new in plan_names(sorted(by_name), rules).items()}
+        else:
+            m = plan_names(names, rules) if gi == 0 else {n: prefix + n for n in names}
         for old, new in m.items():
             if new in taken:
                 raise MigrateError(f"'{new}' comes from both {taken[new]} and {path}; add a merge prefix "
@@ -286,35 +350,81 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link):
             taken[new] = path
             planned.append((old, new, entries[old][0], entries[old][1]))
         mapping[path] = m
-    casts = {}
-    for old, new, s, e in planned:
+    readers = {}
+
+    def read(src, name):
+        if src.prefix not in readers:
+            readers[src.prefix] = CheckpointReader(src.prefix)
+        return readers[src.prefix].read(name)
+
+    # tensors whose bytes change ("computed"): casts and joined partitions; each is a
+    # (dtype, producer) pair, produced one at a time when written and again when verified
+    cast_to = {}
+    for old, new, src, e in planned:
         for pat, dt in rules.cast:
             if select.compile_pattern(pat)(old):
                 src_dtype = tf.as_dtype(e.dtype)
                 if not src_dtype.is_floating:
                     raise MigrateError(f"--cast {pat}={dt}: '{old}' is {src_dtype.name}; only float tensors are cast")
                 if src_dtype != CAST_DTYPES[dt]:
-                    casts[new] = CAST_DTYPES[dt]
+                    cast_to[new] = CAST_DTYPES[dt]
+
+    def value(src, old, new):
+        v = read(src, old)
+        return v.astype(cast_to[new].as_numpy_dtype) if new in cast_to else v
+
+    computed = {}
+    for old, new, src, e in planned:
+        if new in cast_to:
+            computed[new] = (cast_to[new], lambda src=src, old=old, new=new: value(src, old, new))
+    if merge_partitions:
+        groups_of = {}
+        for old, new, src, e in planned:
+            m = re.match(r"^(.*)/part_(\d+)$", new)
+            if m:
+                groups_of.setdefault(m.group(1), []).append((int(m.group(2)), old, new, src, e))
+        for base, parts in groups_of.items():
+            parts.sort()
+            if [k for k, *_ in parts] != list(range(len(parts))):
+                raise MigrateError(f"partitions of '{base}' are {[k for k, *_ in parts]}; expected part_0..part_N")
+            if base in {new for _, new, _, _ in planned}:
+                raise MigrateError(f"'{base}' exists beside its partitions; cannot join them into it")
+            shapes = {tuple(d.size for d in e.shape.dim)[1:] for *_, e in parts}
+            if len(shapes) != 1:
+                raise MigrateError(f"partitions of '{base}' differ beyond their first axis: {sorted(shapes)}")
+            for _, old, new, src, e in parts:
+                computed.pop(new, None)
+            dt = cast_to.get(parts[0][2], tf.as_dtype(parts[0][4].dtype))
+            computed[base] = (dt, lambda parts=parts: np.concatenate([value(src, old, new)
+                                                                     for _, old, new, src, _ in parts]))
+            for group in mapping.values():
+                for _, old, *_ in parts:
+                    if old in group:
+                        group[old] = base
+        part_names = {new for parts in groups_of.values() for _, _, new, _, _ in parts}
+        planned = [p for p in planned if p[1] not in part_names]
+    extra = []
+    if to == "tf2":
+        dtypes = {new: tf.as_dtype(e.dtype) for _, new, _, e in planned}
+        dtypes.update({n: dt for n, (dt, _) in computed.items()})
+        keys, layout = _tf2_layout(dtypes, tmpdir)
+        planned = [(old, keys[new], src, e) for old, new, src, e in planned]
+        computed = {keys[n]: c for n, c in computed.items()}
+        for group in mapping.values():
+            for old in group:
+                group[old] = keys[group[old]]
+        extra = [(n, e) for n, e in layout.entries.items() if n not in set(keys.values())]
     if dry_run:
-        return MigrationResult(dst, mapping, sorted(casts), False)
-    # tensors whose bytes change: read, convert, write with SaveV2 (streamed in chunks)
-    readers = {}
-
-    def read(s, name):
-        if s.prefix not in readers:
-            readers[s.prefix] = CheckpointReader(s.prefix)
-        return readers[s.prefix].read(name)
-
-    cast_sources = _write_tensors(
-        ((new, read(s, old).astype(casts[new].as_numpy_dtype)) for old, new, s, _ in planned if new in casts),
-        tmpdir, "cast")
-    cast_entries = {n: (cs, e) for cs in cast_sources for n, e in cs.entries.items()}
+        return MigrationResult(dst, mapping, sorted(computed), False)
+    computed_sources = _write_tensors(((n, fn()) for n, (_, fn) in computed.items()), tmpdir, "computed")
+    computed_entries = {n: (cs, e) for cs in computed_sources for n, e in cs.entries.items()}
     # the destination: one data shard per (used source shard), entries remapped
     final = {}
     shard_of = {}
     used = []
-    for old, new, s, e in planned:
-        s2, e2 = cast_entries[new] if new in casts else (s, e)
+    items = [(new, src, e) for _, new, src, e in planned if new not in computed]
+    items += [(n, *computed_entries[n]) for n in computed]
+    for new, s2, e2 in items:
         key = (s2.prefix, e2.shard_id)
         if key not in shard_of:
             shard_of[key] = len(used)
@@ -323,6 +433,15 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link):
         ne.CopyFrom(e2)
         ne.shard_id = shard_of[key]
         final[new] = ne
+    for name, e in extra:  # the object graph (and anything else tf.train.Checkpoint writes)
+        key = (layout.prefix, e.shard_id)
+        if key not in shard_of:
+            shard_of[key] = len(used)
+            used.append((layout, e.shard_id))
+        ne = type(e)()
+        ne.CopyFrom(e)
+        ne.shard_id = shard_of[key]
+        final[name] = ne
     header = type(groups[0][2][0].header)()
     header.CopyFrom(groups[0][2][0].header)
     header.num_shards = max(1, len(used))
@@ -338,12 +457,12 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link):
         open(bundle.data_file(tmp_prefix, 0, 1), "wb").close()
     bundle.write_index(tmp_prefix + ".index", header, final)
     if verify:
-        _verify(tmp_prefix, planned, casts, final, read)
+        _verify(tmp_prefix, planned, computed, final)
     # move into place: data files first, the index last
     for i in range(header.num_shards):
         os.replace(bundle.data_file(tmp_prefix, i, header.num_shards), bundle.data_file(dst, i, header.num_shards))
     os.replace(tmp_prefix + ".index", dst + ".index")
-    return MigrationResult(dst, mapping, sorted(casts), verify)
+    return MigrationResult(dst, mapping, sorted(computed), verify)
 
 
 def _link_or_copy(a: str, b: str, link: bool) -> None:
@@ -356,29 +475,30 @@ def _link_or_copy(a: str, b: str, link: bool) -> None:
     shutil.copyfile(a, b)
 
 
-def _verify(prefix, planned, casts, final, read) -> None:
-    """Check the written checkpoint against its sources: TensorFlow opens it; unchanged
-    tensors have the source's dtype, shape, size and crc32c over data that is the source's
-    (the same file, or a copy read back through TensorFlow, which checks crc32c);
-    cast tensors equal the source values cast."""
+def _verify(prefix, planned, computed, final) -> None:
+    """Check the written checkpoint against its sources: TensorFlow opens it and holds exactly
+    the planned tensors; unchanged tensors have the source's dtype, shape, size and crc32c over
+    data that is the source's (the same file, or a copy read back through TensorFlow, which
+    checks crc32c); computed tensors (casts, joined partitions) equal their recomputed values."""
     try:
         reader = CheckpointReader(prefix)
     except CorruptCheckpointError as e:
         raise MigrateError(f"verification failed: the written index does not open ({e})") from None
     if set(reader.entries) != set(final):
         raise MigrateError("verification failed: the written checkpoint holds other tensors than planned")
+    for name, (_, fn) in computed.items():
+        expected, got = fn(), reader.read(name)
+        if got.dtype != expected.dtype or got.shape != expected.shape or got.tobytes() != expected.tobytes():
+            raise MigrateError(f"verification failed: '{name}' differs from its recomputed value")
+    n_shards = len({x.shard_id for x in final.values()}) or 1
     for old, new, s, e in planned:
-        if new in casts:
-            expected = read(s, old).astype(casts[new].as_numpy_dtype)
-            got = reader.read(new)
-            if got.dtype != expected.dtype or got.tobytes() != expected.tobytes():
-                raise MigrateError(f"verification failed: '{new}' is not '{old}' cast to {casts[new].name}")
+        if new in computed:
             continue
         ne = final[new]
         if (ne.dtype, list(ne.shape.dim), ne.size, ne.crc32c) != (e.dtype, list(e.shape.dim), e.size, e.crc32c):
             raise MigrateError(f"verification failed: '{new}' does not match '{old}' in {s.prefix}")
         src_file = bundle.data_file(s.prefix, e.shard_id, s.header.num_shards)
-        dst_file = bundle.data_file(prefix, ne.shard_id, len({x.shard_id for x in final.values()}) or 1)
+        dst_file = bundle.data_file(prefix, ne.shard_id, n_shards)
         if not (os.path.exists(src_file) and os.path.exists(dst_file) and os.path.samefile(src_file, dst_file)):
             reader.read(new)  # a copy: TensorFlow's reader checks the bytes against the crc32c
 
