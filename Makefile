@@ -22,6 +22,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/restore_bench.py
 	$(PY) benchmarks/cache_bench.py
+	$(PY) benchmarks/migrate_bench.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

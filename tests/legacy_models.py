@@ -115,3 +115,19 @@ def tiny_convnet(directory, size=8):
         with tf1.Session() as s:
             s.run(tf1.global_variables_initializer())
             return tf1.train.Saver().save(s, os.path.join(directory, "convnet.ckpt"))
+
+
+def slim_vgg_16(directory, num_classes=1000):
+    """TF-Slim vgg_16 built afresh and saved with Saver (553 MB, like the model zoo's vgg_16.ckpt)."""
+    use_legacy_keras()
+    import tf_slim as slim
+    from tf_slim.nets import vgg
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 224, 224, 3], name="input")
+        with slim.arg_scope(vgg.vgg_arg_scope()):
+            vgg.vgg_16(x, num_classes=num_classes, is_training=False)
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, "vgg_16.ckpt"), write_meta_graph=False)

@@ -285,3 +285,26 @@ def test_partitions_stay_together_and_join_on_request(tmp_path):
     assert sorted(got) == ["dense/w", "emb"]
     expected = np.concatenate([parts[f"emb/part_{k}"] for k in range(3)]).astype(np.float16)
     assert got["emb"].tobytes() == expected.tobytes() and res.mapping[p]["emb/part_2"] == "emb"
+
+
+def test_diff_reports_dtype_changes_and_value_changes(seed004, tmp_path):
+    prefix, _, _ = seed004
+    migrate(prefix, str(tmp_path / "half"), Rules(cast=[("hidden1", "float16")]))
+    d = gs.diff(prefix, str(tmp_path / "half"))
+    assert d["dtype_changed"] == {"hidden1/biases": ["float32", "float16"], "hidden1/weights": ["float32", "float16"]}
+    assert d["added"] == d["removed"] == [] and d["changed"] == {}
+    vals = ckpt(prefix)
+    vals["output/biases"] = vals["output/biases"] + 0.25
+    other = save_vars(str(tmp_path / "other/m.ckpt"), vals)
+    d = gs.diff(prefix, other)
+    assert list(d["changed"]) == ["output/biases"] and d["changed"]["output/biases"] == pytest.approx(0.25, abs=1e-6)
+
+
+def test_inspect_marks_partitions_slots_and_step(tmp_path):
+    p = save_vars(str(tmp_path / "m.ckpt"), {"emb/part_0": np.ones((2, 2), np.float32),
+                                             "w/Adam": np.ones(2, np.float32), "global_step": np.array(3, np.int64),
+                                             "w": np.ones(2, np.float32)})
+    r = gs.inspect(p)
+    assert {v["name"]: v["kind"] for v in r["variables"]} == {
+        "emb/part_0": "partition", "w/Adam": "optimizer", "global_step": "optimizer", "w": "model"}
+    assert r["scopes"]["w"] == {"variables": 2, "bytes": 16, "optimizer_bytes": 8}
