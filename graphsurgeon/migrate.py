@@ -429,6 +429,7 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link, to, fro
     used = []
     items = [(new, src, e) for _, new, src, e in planned if new not in computed]
     items += [(n, *computed_entries[n]) for n in computed]
+    items += [(n, layout, e) for n, e in extra]  # the object graph and save_counter (--to tf2)
     for new, s2, e2 in items:
         key = (s2.prefix, e2.shard_id)
         if key not in shard_of:
@@ -438,15 +439,6 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link, to, fro
         ne.CopyFrom(e2)
         ne.shard_id = shard_of[key]
         final[new] = ne
-    for name, e in extra:  # the object graph (and anything else tf.train.Checkpoint writes)
-        key = (layout.prefix, e.shard_id)
-        if key not in shard_of:
-            shard_of[key] = len(used)
-            used.append((layout, e.shard_id))
-        ne = type(e)()
-        ne.CopyFrom(e)
-        ne.shard_id = shard_of[key]
-        final[name] = ne
     header = type(groups[0][2][0].header)()
     header.CopyFrom(groups[0][2][0].header)
     header.num_shards = max(1, len(used))

@@ -69,22 +69,29 @@ def use_legacy_keras():
     sys.modules["tf_keras.legacy_tf_layers"] = tf_keras.src.legacy_tf_layers
 
 
-def slim_inception_v3(directory, size=299, num_classes=1001):
-    """A TF-Slim inception_v3 built afresh and saved with ``Saver`` as the model zoo's were
-    (``directory/inception_v3.ckpt`` + ``.meta``). Returns the prefix."""
+def _saved_slim_net(directory, filename, build, size, meta=True):
+    """Build a TF-Slim net with ``build(images)`` in a fresh graph, initialize it and save it with
+    ``Saver`` as the model zoo's checkpoints were. Returns the prefix."""
     use_legacy_keras()
-    import tf_slim as slim
-    from tf_slim.nets import inception_v3
-
     g = tf.Graph()
     with g.as_default():
         tf1.set_random_seed(0)
         x = tf1.placeholder(tf.float32, [None, size, size, 3], name="input")
-        with slim.arg_scope(inception_v3.inception_v3_arg_scope()):
-            inception_v3.inception_v3(x, num_classes=num_classes, is_training=False)
+        build(x)
         with tf1.Session() as s:
             s.run(tf1.global_variables_initializer())
-            return tf1.train.Saver().save(s, os.path.join(directory, "inception_v3.ckpt"))
+            return tf1.train.Saver().save(s, os.path.join(directory, filename), write_meta_graph=meta)
+
+
+def slim_inception_v3(directory, size=299, num_classes=1001):
+    """TF-Slim inception_v3 (``directory/inception_v3.ckpt`` + ``.meta``). Returns the prefix."""
+    def build(x):
+        import tf_slim as slim
+        from tf_slim.nets import inception_v3
+
+        with slim.arg_scope(inception_v3.inception_v3_arg_scope()):
+            inception_v3.inception_v3(x, num_classes=num_classes, is_training=False)
+    return _saved_slim_net(directory, "inception_v3.ckpt", build, size)
 
 
 def slim_restore_set(exclude, size=299):
@@ -118,16 +125,11 @@ def tiny_convnet(directory, size=8):
 
 
 def slim_vgg_16(directory, num_classes=1000):
-    """TF-Slim vgg_16 built afresh and saved with Saver (553 MB, like the model zoo's vgg_16.ckpt)."""
-    use_legacy_keras()
-    import tf_slim as slim
-    from tf_slim.nets import vgg
+    """TF-Slim vgg_16 (553 MB, like the model zoo's vgg_16.ckpt; no meta graph). Returns the prefix."""
+    def build(x):
+        import tf_slim as slim
+        from tf_slim.nets import vgg
 
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 224, 224, 3], name="input")
         with slim.arg_scope(vgg.vgg_arg_scope()):
             vgg.vgg_16(x, num_classes=num_classes, is_training=False)
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            return tf1.train.Saver().save(s, os.path.join(directory, "vgg_16.ckpt"), write_meta_graph=False)
+    return _saved_slim_net(directory, "vgg_16.ckpt", build, 224, meta=False)
