@@ -170,10 +170,6 @@ class Source:
 def _open_v2(prefix: str) -> Source:
     header, entries = bundle.read_index(prefix)
     bundle.check_data_files(prefix, header, entries)
-    if any(e.slices for e in entries.values()):
-        sliced = sorted(n for n, e in entries.items() if e.slices)[:3]
-        raise MigrateError(f"{prefix}: tensors saved in slices ({', '.join(sliced)}, from partitioned variables "
-                           "saved by a TF1 Saver) are not supported by migrate yet")
     return Source(prefix, header, entries)
 
 
@@ -336,9 +332,15 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link, to, fro
     for k, (other, prefix) in enumerate(rules.merge):
         groups.append((other, prefix, _sources_for(other, tmpdir, f"v1-merge{k}")))
     # name -> (source, entry) per group, then rules
-    planned, mapping, taken = [], {}, {}
+    planned, mapping, taken, sliced = [], {}, {}, []
     for gi, (path, prefix, sources) in enumerate(groups):
         entries = {n: (s, e) for s in sources for n, e in s.entries.items()}
+        # slices of TF1 partitioned variables travel with their variable's name
+        slices_of = {}
+        for n in list(entries):
+            owner = bundle.slice_key_name(n)
+            if owner is not None:
+                slices_of.setdefault(owner, []).append((n, entries.pop(n)))
         names = sorted(entries)
         # the rules shape the main checkpoint; a merged one comes in whole, under its prefix
         if gi == 0 and from_format == "tf2":
@@ -353,6 +355,8 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link, to, fro
                                    "(--merge OTHER:PREFIX/) or a rule that renames one of them")
             taken[new] = path
             planned.append((old, new, entries[old][0], entries[old][1]))
+            for key, (s_src, s_entry) in slices_of.get(old, ()):
+                sliced.append((key, bundle.rename_slice_key(key, new), s_src, s_entry, old))
         mapping[path] = m
     readers = {}
 
@@ -377,6 +381,12 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link, to, fro
         v = read(src, old)
         return v.astype(cast_to[new].as_numpy_dtype) if new in cast_to else v
 
+    sliced_vars = {old for *_, old in sliced}
+    if sliced_vars and (cast_to or to == "tf2" or merge_partitions):
+        if cast_to.keys() & {new for old, new, *_ in planned if old in sliced_vars} or to == "tf2" or merge_partitions:
+            raise MigrateError(f"{', '.join(sorted(sliced_vars)[:3])}: saved in slices (TF1 partitioned variables); "
+                               "renames, drops, keeps and merges keep them, but --cast, --to tf2 and "
+                               "--merge-partitions do not handle slices yet")
     computed = {}
     for old, new, src, e in planned:
         if new in cast_to:
@@ -430,6 +440,7 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link, to, fro
     items = [(new, src, e) for _, new, src, e in planned if new not in computed]
     items += [(n, *computed_entries[n]) for n in computed]
     items += [(n, layout, e) for n, e in extra]  # the object graph and save_counter (--to tf2)
+    items += [(new_key, s_src, s_entry) for _, new_key, s_src, s_entry, _ in sliced]
     for new, s2, e2 in items:
         key = (s2.prefix, e2.shard_id)
         if key not in shard_of:
@@ -454,7 +465,7 @@ def _migrate(src, src_prefix, dst, rules, tmpdir, dry_run, verify, link, to, fro
         open(bundle.data_file(tmp_prefix, 0, 1), "wb").close()
     bundle.write_index(tmp_prefix + ".index", header, final)
     if verify:
-        _verify(tmp_prefix, planned, digests, final)
+        _verify(tmp_prefix, planned, digests, final, sliced)
     # move into place: data files first, the index last
     for i in range(header.num_shards):
         os.replace(bundle.data_file(tmp_prefix, i, header.num_shards), bundle.data_file(dst, i, header.num_shards))
@@ -472,7 +483,7 @@ def _link_or_copy(a: str, b: str, link: bool) -> None:
     shutil.copyfile(a, b)
 
 
-def _verify(prefix, planned, computed, final) -> None:
+def _verify(prefix, planned, computed, final, sliced=()) -> None:
     """Check the written checkpoint against its sources: TensorFlow opens it and holds exactly
     the planned tensors; unchanged tensors have the source's dtype, shape, size and crc32c over
     data that is the source's (the same file, or a copy read back through TensorFlow, which
@@ -482,13 +493,17 @@ def _verify(prefix, planned, computed, final) -> None:
         reader = CheckpointReader(prefix)
     except CorruptCheckpointError as e:
         raise MigrateError(f"verification failed: the written index does not open ({e})") from None
-    if set(reader.entries) != set(final):
+    if set(reader.entries) != {n for n in final if bundle.slice_key_name(n) is None}:
         raise MigrateError("verification failed: the written checkpoint holds other tensors than planned")
     for name, (dtype, shape, digest) in computed.items():
         got = reader.read(name)
         if got.dtype != dtype or got.shape != shape or hashlib.sha256(np.ascontiguousarray(got)).hexdigest() != digest:
             raise MigrateError(f"verification failed: '{name}' differs from the value computed from the source")
     n_shards = len({x.shard_id for x in final.values()}) or 1
+    for key, new_key, s, e, _ in sliced:  # each slice: same bytes under its new key
+        ne = final[new_key]
+        if (ne.dtype, list(ne.shape.dim), ne.size, ne.crc32c) != (e.dtype, list(e.shape.dim), e.size, e.crc32c):
+            raise MigrateError(f"verification failed: a slice of '{bundle.slice_key_name(new_key)}' does not match")
     for old, new, s, e in planned:
         if new in computed:
             continue
@@ -544,7 +559,8 @@ def _entries_with_crc(path: str) -> dict:
     prefix = _source_prefix(path)
     if os.path.isfile(prefix + ".index"):
         _, entries = bundle.read_index(prefix)
-        return {n: (tf.as_dtype(e.dtype).name, tuple(d.size for d in e.shape.dim), e.size, e.crc32c)
-                for n, e in entries.items()}
+        return {n: (tf.as_dtype(e.dtype).name, tuple(d.size for d in e.shape.dim), e.size,
+                    None if e.slices else e.crc32c)  # a sliced variable is compared by value
+                for n, e in entries.items() if bundle.slice_key_name(n) is None}
     r = CheckpointReader(prefix)
     return {n: (e.dtype.name, e.shape, e.nbytes, None) for n, e in r.entries.items()}

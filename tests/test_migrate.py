@@ -308,3 +308,26 @@ def test_inspect_marks_partitions_slots_and_step(tmp_path):
     assert {v["name"]: v["kind"] for v in r["variables"]} == {
         "emb/part_0": "partition", "w/Adam": "optimizer", "global_step": "optimizer", "w": "model"}
     assert r["scopes"]["w"] == {"variables": 2, "bytes": 16, "optimizer_bytes": 8}
+
+
+def test_tf1_partitioned_variables_saved_in_slices_follow_their_renames(tmp_path):
+    """A PartitionedVariable saved by a TF1 Saver is stored as slices under binary keys."""
+    g = tf.Graph()
+    with g.as_default():
+        with tf1.variable_scope("emb", partitioner=tf1.fixed_size_partitioner(3), use_resource=False):
+            tf1.get_variable("table", [10, 4], initializer=tf1.random_normal_initializer(seed=1))
+        tf1.get_variable("w", [2], use_resource=False)
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            p = tf1.train.Saver().save(s, str(tmp_path / "src/m.ckpt"))
+    before = tree_hash(p)
+    res = migrate(p, str(tmp_path / "out/m"), Rules(map_scope=[("emb/", "embedding/")]))
+    assert res.mapping[p] == {"emb/table": "embedding/table", "w": "w"}
+    assert ckpt(str(tmp_path / "out/m"))["embedding/table"].tobytes() == ckpt(p)["emb/table"].tobytes()
+    migrate(p, str(tmp_path / "out/kept"), Rules(keep=["w"]))
+    assert sorted(ckpt(str(tmp_path / "out/kept"))) == ["w"]
+    with pytest.raises(gs.MigrateError, match="saved in slices"):
+        migrate(p, str(tmp_path / "out/half"), Rules(cast=[("emb", "float16")]))
+    d = gs.diff(p, str(tmp_path / "out/m"))
+    assert d["removed"] == ["emb/table"] and d["added"] == ["embedding/table"]
+    assert tree_hash(p) == before

@@ -145,7 +145,9 @@ def read_index(prefix: str):
                 if key == b"":
                     header = tensor_bundle_pb2.BundleHeaderProto.FromString(value)
                 else:
-                    entries[key.decode("utf-8")] = tensor_bundle_pb2.BundleEntryProto.FromString(value)
+                    # slice keys of partitioned variables are binary: kept byte for byte
+                    entries[key.decode("utf-8", "surrogateescape")] = \
+                        tensor_bundle_pb2.BundleEntryProto.FromString(value)
         if header is None:
             raise ValueError("no bundle header entry")
     except (ValueError, struct.error, UnicodeDecodeError) as e:
@@ -172,6 +174,38 @@ def check_data_files(prefix: str, header, entries) -> None:
         if size < ends.get(shard, 0):
             raise CorruptCheckpointError(f"{path}: data shard is truncated ({size} bytes, the index needs "
                                          f"{ends[shard]})")
+
+
+# ---- slice keys (TF1 partitioned variables saved by a Saver) -------------------------------
+# A sliced variable has a full-name entry listing its slices (no data) and one entry per slice
+# keyed "\x00" + escaped name + "\x00\x01" + an ordered code of the slice's extents.
+
+def slice_key_name(key: str):
+    """The variable name of a slice key, or None for an ordinary tensor name."""
+    raw = key.encode("utf-8", "surrogateescape")
+    if not raw.startswith(b"\x00"):
+        return None
+    end = _name_end(raw)
+    return raw[1:end].replace(b"\x00\xff", b"\x00").replace(b"\xff\x00", b"\xff").decode("utf-8", "surrogateescape")
+
+
+def rename_slice_key(key: str, new_name: str) -> str:
+    """The same slice of variable ``new_name``."""
+    raw = key.encode("utf-8", "surrogateescape")
+    end = _name_end(raw)
+    name = new_name.encode("utf-8", "surrogateescape").replace(b"\xff", b"\xff\x00").replace(b"\x00", b"\x00\xff")
+    return (b"\x00" + name + raw[end:]).decode("utf-8", "surrogateescape")
+
+
+def _name_end(raw: bytes) -> int:
+    i = 1
+    while True:
+        j = raw.find(b"\x00", i)
+        if j < 0 or j + 1 >= len(raw):
+            raise ValueError(f"malformed slice key {raw!r}")
+        if raw[j + 1] == 0x01:
+            return j
+        i = j + 2  # an escaped \x00 (\x00\xff)
 
 
 # ---- writing -----------------------------------------------------------------------------
@@ -220,7 +254,7 @@ def write_index(path: str, header, entries: dict) -> None:
 
     block = _BlockBuilder()
     items = [(b"", header.SerializeToString())] + sorted(
-        (k.encode("utf-8"), v.SerializeToString()) for k, v in entries.items())
+        (k.encode("utf-8", "surrogateescape"), v.SerializeToString()) for k, v in entries.items())
     for key, value in items:
         block.add(key, value)
         if block.size() >= BLOCK_SIZE:
