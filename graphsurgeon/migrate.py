@@ -283,7 +283,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
 
     Args:
       src: a checkpoint prefix or directory (V2 or V1).
-      dst: the destination prefix; it must not exist and must not be ``src``.
+      dst: the destination prefix (or a directory: the source's base name inside it); it must
+        not exist and must not be ``src``.
       dry_run: plan only; nothing is written.
       verify: read the result back and check every tensor against its source (index
         fields and crc32c for unchanged bytes, values for cast tensors).
@@ -304,6 +305,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
     if to not in ("tf1", "tf2") or from_format not in ("tf1", "tf2"):
         raise ConfigError(f"formats are tf1 or tf2, not to={to!r} from={from_format!r}")
     src_prefix = _source_prefix(src)
+    if os.path.isdir(dst) or dst.endswith(os.sep):  # a directory: the source's base name inside it
+        dst = os.path.join(dst, os.path.basename(src_prefix))
     dst = os.path.abspath(dst)
     if dst == os.path.abspath(src_prefix) or any(dst == os.path.abspath(_source_prefix(m)) for m, _ in rules.merge):
         raise MigrateError(f"destination {dst} is a source checkpoint; migrate never writes over its input")

@@ -331,3 +331,13 @@ def test_tf1_partitioned_variables_saved_in_slices_follow_their_renames(tmp_path
     d = gs.diff(p, str(tmp_path / "out/m"))
     assert d["removed"] == ["emb/table"] and d["added"] == ["embedding/table"]
     assert tree_hash(p) == before
+
+
+def test_destination_directory_takes_the_source_name(seed004, tmp_path):
+    prefix, _, _ = seed004
+    (tmp_path / "outdir").mkdir()
+    res = migrate(prefix, str(tmp_path / "outdir"), Rules(drop=["global_step"]))
+    assert res.destination == str(tmp_path / "outdir" / os.path.basename(prefix))
+    assert os.path.exists(res.destination + ".index")
+    with pytest.raises(gs.MigrateError, match="is a source checkpoint"):
+        migrate(prefix, os.path.dirname(prefix))
