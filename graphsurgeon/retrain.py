@@ -280,10 +280,10 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         before = set(tf1.global_variables())
         variables = model.variables
         upd = [model.graph.get_operation_by_name(n) for n in setup.plan.update_ops]
-        stage_ops = []
+        stage_ops, optimizers = [], {}  # optimizers shared by the stages: slots carry over
         for k, (epoch, mults) in enumerate(setup.stages):
             op = train.build_train_op(loss, variables, mults, optimizer=cfg.optimizer, lr=cfg.lr,
-                                      update_ops=upd, name=f"graphsurgeon/train_stage{k}")
+                                      update_ops=upd, name=f"graphsurgeon/train_stage{k}", optimizers=optimizers)
             stage_ops.append((epoch, op))
         slots = sorted(set(tf1.global_variables()) - before, key=lambda v: v.name)
         model.session.run([v.initializer for v in slots])  # new optimizer slots only

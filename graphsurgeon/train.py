@@ -123,13 +123,16 @@ def update_ops_for(graph, trainable_names, trainable_patterns=()) -> list:
 
 
 def build_train_op(loss, variables: dict, mults: dict, *, optimizer: str = "sgd", lr: float = 0.01,
-                   update_ops=(), name: str = "train"):
+                   update_ops=(), name: str = "train", optimizers: dict | None = None):
     """One train op: for each distinct multiplier, ``compute_gradients(loss, var_list=group)`` and
     ``apply_gradients`` with an optimizer at ``lr * mult``; ``update_ops`` run first.
 
     Args:
       variables: ``{name: tf.Variable}``.
       mults: ``{name: multiplier}`` of the variables that train; nothing else gets a gradient.
+      optimizers: ``{multiplier: optimizer}`` shared between calls (progressive unfreezing builds
+        one train op per stage): a variable keeps its slots (Adam's moments, momentum) from one
+        stage to the next instead of starting them over. Filled in as needed.
     """
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer '{optimizer}'; expected one of {', '.join(OPTIMIZERS)}")
@@ -138,10 +141,13 @@ def build_train_op(loss, variables: dict, mults: dict, *, optimizer: str = "sgd"
         if m > 0:
             groups.setdefault(m, []).append(variables[n])
     applies = []
+    optimizers = {} if optimizers is None else optimizers
     with tf.control_dependencies(list(update_ops)):
-        for k, (m, var_list) in enumerate(sorted(groups.items())):
-            with tf1.variable_scope(f"{name}_opt{k}"):
-                opt = OPTIMIZERS[optimizer](lr * m)
+        for m, var_list in sorted(groups.items()):
+            with tf1.variable_scope(f"{name}_lr{m:g}"):
+                if m not in optimizers:
+                    optimizers[m] = OPTIMIZERS[optimizer](lr * m)
+                opt = optimizers[m]
                 grads = opt.compute_gradients(loss, var_list=var_list)
                 missing = [v.name for g, v in grads if g is None]
                 if missing:

@@ -186,3 +186,16 @@ def test_lr_multiplier_zero_freezes_and_reinit_starts_fresh(seed004, tmp_path):
     assert new["hidden2/weights"].tobytes() != src["hidden2/weights"].tobytes()
     assert not new["hidden2/biases"].any()
     assert new["head/logits/kernel"].shape == (50, 2)
+
+
+def test_unfreezing_keeps_the_optimizer_state(seed004, tmp_path):
+    """With Adam, the head's moments carry over when hidden3 joins: one pair of slots per variable."""
+    prefix, x, _ = seed004
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", optimizer="adam", epochs=2,
+                           unfreeze=["1:hidden3=0.1"])
+    res = gs.retrain(cfg, two_class_data(x), str(tmp_path / "o"), progress=False)
+    with res.setup.model.graph.as_default():
+        names = [v.op.name for v in tf1.global_variables()]
+    head_slots = [n for n in names if n.startswith("graphsurgeon/") and "head/logits/kernel" in n]
+    assert len(head_slots) == 2, head_slots  # Adam's m and v, created once for both stages
+    assert len([n for n in names if "hidden3/weights" in n and n != "hidden3/weights"]) == 2
