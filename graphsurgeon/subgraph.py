@@ -53,6 +53,15 @@ def upstream(graph_def, names, by_name=None) -> set[str]:
     return seen
 
 
+def _loop_boundary(ctx) -> set[str]:
+    """Enter and Exit ops of a while context and of every loop nested in it."""
+    out = {node_name(n) for n in list(ctx.loop_exit_names) + list(ctx.loop_enter_names)}
+    for nested in ctx.nested_contexts:
+        if nested.WhichOneof("ctxt") == "while_ctxt":
+            out |= _loop_boundary(nested.while_ctxt)
+    return out
+
+
 def extract_sub_graph(graph_def, names):
     """A GraphDef with the nodes ``names`` need (in their original order), plus the
     function library and versions; ``graph_def`` is not changed."""
@@ -118,7 +127,7 @@ def prune_meta_graph(meta: meta_graph_pb2.MetaGraphDef, outputs, *, extra_nodes=
             ctx = control_flow_pb2.WhileContextDef()
             ctx.ParseFromString(raw)
             if node_name(ctx.pivot_name) in reached:
-                dest.update(node_name(n) for n in list(ctx.loop_exit_names) + list(ctx.loop_enter_names))
+                dest.update(_loop_boundary(ctx))
     pruned_gd = extract_sub_graph(gd, dest)
     out = meta_graph_pb2.MetaGraphDef()
     out.meta_info_def.CopyFrom(meta.meta_info_def)

@@ -119,3 +119,33 @@ def test_auto_named_variables_no_scopes(tmp_path):
     assert p.trainable == ["Variable_1", "head/logits/bias", "head/logits/kernel"]
     with pytest.raises(gs.PatternError, match="closest scopes: Variable"):
         gs.plan(gs.RetrainConfig(model=prefix, head="h:2", trainable=["Variable_9"]))
+
+
+def test_nested_tf1_while_loops_survive_pruning(tmp_path):
+    """A loop inside a loop (TF 1.x control flow), cut at the outer loop's result."""
+    tf1.disable_control_flow_v2()
+    try:
+        g = tf.Graph()
+        with g.as_default():
+            x = tf1.placeholder(tf.float32, [None, 3], name="x")
+            with tf1.variable_scope("cell", use_resource=False):
+                w = tf1.get_variable("w", [3, 3], initializer=tf1.glorot_uniform_initializer(seed=0))
+
+            def outer(i, h):
+                _, h2 = tf1.while_loop(lambda j, hh: j < 2, lambda j, hh: (j + 1, tf.tanh(tf.matmul(hh, w))), [0, h])
+                return i + 1, h2
+
+            _, h = tf1.while_loop(lambda i, h: i < 3, outer, [tf.constant(0), x])
+            tf.identity(h, name="state")
+            tf.matmul(h, tf1.get_variable("out", [3, 2], use_resource=False), name="logits")
+            with tf1.Session() as s:
+                s.run(tf1.global_variables_initializer())
+                prefix = tf1.train.Saver().save(s, str(tmp_path / "m.ckpt"))
+    finally:
+        tf1.enable_control_flow_v2()
+    xv = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    with gs.restore(prefix) as full:
+        expected = full.run("state", {"x": xv})
+    with gs.restore(prefix, outputs=["state"]) as cut:
+        assert sorted(cut.variables) == ["cell/w"]
+        np.testing.assert_array_equal(cut.run("state", {"x": xv}), expected)
