@@ -17,5 +17,5 @@ setup(
         "demo": ["scikit-learn>=1.0"],
         "test": ["pytest>=7", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras"],
     },
-    entry_points={"console_scripts": ["graphsurgeon=graphsurgeon.cli:main"]},
+    entry_points={"console_scripts": ["graphsurgeon=graphsurgeon._src.cli:main"]},
 )

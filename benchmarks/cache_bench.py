@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import graphsurgeon as gs  # noqa: E402
-from graphsurgeon.cache import CacheReader, generate  # noqa: E402
+from graphsurgeon._src.cache import CacheReader, generate  # noqa: E402
 
 tf1 = tf.compat.v1
 
@@ -288,7 +288,7 @@ RSS_CHILD = r"""
 import json, os, sys
 sys.path.insert(0, {root!r})
 import numpy as np, tensorflow as tf
-from graphsurgeon.cache import CacheReader
+from graphsurgeon._src.cache import CacheReader
 tf1 = tf.compat.v1
 def rss_mb():
     with open("/proc/self/statm") as f:

@@ -31,10 +31,10 @@ import tensorflow as tf
 mode, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
 t = time.perf_counter()
 if mode == "graphsurgeon-cast":
-    from graphsurgeon.migrate import Rules, migrate
+    from graphsurgeon._src.migrate import Rules, migrate
     migrate(src, dst, Rules(cast=[("re:.*", "float16")]))
 elif mode == "graphsurgeon-rename":
-    from graphsurgeon.migrate import Rules, migrate
+    from graphsurgeon._src.migrate import Rules, migrate
     migrate(src, dst, Rules(presets=["strip-scope=vgg_16"]))
 elif mode == "guide":  # the TF migration guide's convert_tf1_to_tf2
     reader = tf.train.load_checkpoint(src)
@@ -67,7 +67,7 @@ def main():
         prefix = slim_vgg_16(d)
         data = glob.glob(prefix + ".data-*")[0]
         size_mb = os.path.getsize(data) / 2**20
-        from graphsurgeon.migrate import Rules, migrate
+        from graphsurgeon._src.migrate import Rules, migrate
 
         cp, rename, cast = [], [], []
         for k in range(3):

@@ -4,31 +4,61 @@
 >>> gs.match(["hidden[12]"], ["hidden1/weights", "hidden2/biases", "hidden3/weights"])
 ['hidden1/weights', 'hidden2/biases']
 
-The public API is exactly ``__all__``; other modules are internal.
+The public API is exactly ``__all__``; other modules are internal. Names are imported on first
+use, so ``import graphsurgeon`` (and the command line's help and argument errors) do not load
+TensorFlow.
 """
-from graphsurgeon.cache import CacheReader, CacheReport, generate as generate_cache
-from graphsurgeon.errors import (CacheError, CheckpointNotFoundError, MigrateError, ConfigError, CorruptCheckpointError, DataError,
-                                 GraphSurgeonError, NoMetaGraphError, PatternError, PlanError,
-                                 TensorNotFoundError, UnregisteredOpError, WrongPathKindError)
-from graphsurgeon.export import ExportResult, export
-from graphsurgeon.inspect import inspect
-from graphsurgeon.migrate import MigrationResult, Rules, diff, migrate
-from graphsurgeon.model import Model
-from graphsurgeon.restore import restore
-from graphsurgeon.retrain import RetrainConfig, RetrainResult, build, plan, retrain
-from graphsurgeon.select import match
-from graphsurgeon.storage.datasets import Dataset
-from graphsurgeon.storage.datasets import load as load_data
-from graphsurgeon.surgery import Head, Plan, VariablePlan, add_head, make_plan, reinitialize
-from graphsurgeon.train import Stage, build_train_op
+import importlib as _importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CacheError", "CheckpointNotFoundError", "ConfigError", "MigrateError", "CorruptCheckpointError", "DataError", "GraphSurgeonError",
-    "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError", "UnregisteredOpError",
-    "WrongPathKindError",
-    "CacheReader", "CacheReport", "Dataset", "ExportResult", "Head", "MigrationResult", "Model", "Rules", "Plan", "RetrainConfig", "RetrainResult", "Stage", "VariablePlan",
-    "add_head", "build", "build_train_op", "diff", "export", "generate_cache", "inspect", "load_data", "make_plan", "match", "migrate", "plan",
-    "reinitialize", "restore", "retrain",
-]
+# public name -> (module, attribute)
+_EXPORTS = {
+    **{name: ("graphsurgeon._src.errors", name) for name in (
+        "CacheError", "CheckpointNotFoundError", "ConfigError", "MigrateError", "CorruptCheckpointError", "DataError",
+        "GraphSurgeonError", "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError",
+        "UnregisteredOpError", "WrongPathKindError")},
+    "CacheReader": ("graphsurgeon._src.cache", "CacheReader"),
+    "CacheReport": ("graphsurgeon._src.cache", "CacheReport"),
+    "generate_cache": ("graphsurgeon._src.cache", "generate"),
+    "ExportResult": ("graphsurgeon._src.export", "ExportResult"),
+    "export": ("graphsurgeon._src.export", "export"),
+    "inspect": ("graphsurgeon._src.inspect", "inspect"),
+    "MigrationResult": ("graphsurgeon._src.migrate", "MigrationResult"),
+    "Rules": ("graphsurgeon._src.migrate", "Rules"),
+    "diff": ("graphsurgeon._src.migrate", "diff"),
+    "migrate": ("graphsurgeon._src.migrate", "migrate"),
+    "Model": ("graphsurgeon._src.model", "Model"),
+    "restore": ("graphsurgeon._src.restore", "restore"),
+    "RetrainConfig": ("graphsurgeon._src.retrain", "RetrainConfig"),
+    "RetrainResult": ("graphsurgeon._src.retrain", "RetrainResult"),
+    "build": ("graphsurgeon._src.retrain", "build"),
+    "plan": ("graphsurgeon._src.retrain", "plan"),
+    "retrain": ("graphsurgeon._src.retrain", "retrain"),
+    "match": ("graphsurgeon._src.select", "match"),
+    "Dataset": ("graphsurgeon._src.storage.datasets", "Dataset"),
+    "load_data": ("graphsurgeon._src.storage.datasets", "load"),
+    "Head": ("graphsurgeon._src.surgery", "Head"),
+    "Plan": ("graphsurgeon._src.surgery", "Plan"),
+    "VariablePlan": ("graphsurgeon._src.surgery", "VariablePlan"),
+    "add_head": ("graphsurgeon._src.surgery", "add_head"),
+    "make_plan": ("graphsurgeon._src.surgery", "make_plan"),
+    "reinitialize": ("graphsurgeon._src.surgery", "reinitialize"),
+    "Stage": ("graphsurgeon._src.train", "Stage"),
+    "build_train_op": ("graphsurgeon._src.train", "build_train_op"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module, attr = _EXPORTS[name]
+        value = getattr(_importlib.import_module(module), attr)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'graphsurgeon' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(__all__) | {k for k in globals() if k.startswith("__")})

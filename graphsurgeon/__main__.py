@@ -1,5 +1,5 @@
 import sys
 
-from graphsurgeon.cli import main
+from graphsurgeon._src.cli import main
 
 sys.exit(main())

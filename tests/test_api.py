@@ -6,7 +6,7 @@ import pytest
 
 import graphsurgeon as gs
 
-MODULES = ["graphsurgeon", "graphsurgeon.select", "graphsurgeon.restore", "graphsurgeon.surgery.plan", "graphsurgeon.migrate"]
+MODULES = ["graphsurgeon", "graphsurgeon._src.select", "graphsurgeon._src.restore", "graphsurgeon._src.surgery.plan", "graphsurgeon._src.migrate"]
 
 
 def test_all_names_resolve_and_nothing_private_is_exported():

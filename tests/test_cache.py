@@ -13,8 +13,8 @@ import tensorflow as tf
 
 import graphsurgeon as gs
 from conftest import ckpt, tree_hash
-from graphsurgeon.cache import CacheReader, generate
-from graphsurgeon.storage.datasets import load_npz
+from graphsurgeon._src.cache import CacheReader, generate
+from graphsurgeon._src.storage.datasets import load_npz
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -231,7 +231,7 @@ def test_tfrecord_input(tmp_path):
 KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
-from graphsurgeon.cache import generate
+from graphsurgeon._src.cache import generate
 generate({prefix!r}, "hidden2/Relu", {data!r}, {out!r}, batch_size=32, shard_size=32, progress=False)
 """
 

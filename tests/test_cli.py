@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import tree_hash
-from graphsurgeon.cli import main
+from graphsurgeon._src.cli import main
 
 
 def run_cli(*args, cwd=None):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
-from graphsurgeon.storage.datasets import load, which_split
+from graphsurgeon._src.storage.datasets import load, which_split
 
 
 def write_png(path, value):

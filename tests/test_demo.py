@@ -1,6 +1,6 @@
 """The README's main command: `graphsurgeon demo` (run here with fewer epochs)."""
 
-from graphsurgeon import demo
+from graphsurgeon._src import demo
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):

@@ -68,8 +68,8 @@ def test_var_list_is_exactly_mixed_7c_and_the_head(inception, setup):
 def test_head_trained_from_cache_equals_live_training(inception, tmp_path):
     """Cache Mixed_7c's output at 107x107; a head trained from it equals one trained through the
     frozen network every step (same seed, same batches)."""
-    from graphsurgeon.cache import generate
-    from graphsurgeon.storage.datasets import load_npz
+    from graphsurgeon._src.cache import generate
+    from graphsurgeon._src.storage.datasets import load_npz
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(24, 107, 107, 3)).astype(np.float32)

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import graphsurgeon as gs
 from conftest import ckpt, tree_hash
-from graphsurgeon.migrate import Rules, migrate
+from graphsurgeon._src.migrate import Rules, migrate
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

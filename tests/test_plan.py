@@ -2,7 +2,7 @@
 import pytest
 
 import graphsurgeon as gs
-from graphsurgeon.surgery.plan import checkpoint_name_for, is_optimizer_state, parse_rename
+from graphsurgeon._src.surgery.plan import checkpoint_name_for, is_optimizer_state, parse_rename
 
 
 def test_rename_map_forms_of_init_from_checkpoint():

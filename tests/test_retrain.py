@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import graphsurgeon as gs
 from conftest import ckpt, tree_hash
-from graphsurgeon.storage.datasets import Dataset
+from graphsurgeon._src.storage.datasets import Dataset
 
 tf1 = tf.compat.v1
 

@@ -1,7 +1,7 @@
 import pytest
 
 import graphsurgeon as gs
-from graphsurgeon.select import match, select
+from graphsurgeon._src.select import match, select
 
 NAMES = [
     "vgg_16/fc7/weights", "vgg_16/fc8/weights", "vgg_16/fc8/biases", "vgg_16/fc8_new/weights",

@@ -11,13 +11,13 @@ import sys
 
 import numpy as np
 
-from graphsurgeon.demo import digits, train_mlp
+from graphsurgeon._src.demo import digits, train_mlp
 
 LAYERS = (("hidden1", 300), ("hidden2", 100), ("hidden3", 50))
 
 
 def main(out):
-    import graphsurgeon.demo as demo
+    import graphsurgeon._src.demo as demo
 
     demo.LAYERS = LAYERS  # seed 004's widths: 300 -> 100 -> 50 -> 5
     x, y = digits()

@@ -22,7 +22,7 @@ import struct
 
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
-from graphsurgeon.errors import CorruptCheckpointError
+from graphsurgeon._src.errors import CorruptCheckpointError
 
 MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48

@@ -23,7 +23,7 @@ import difflib
 import re
 from typing import Callable, Iterable
 
-from graphsurgeon.errors import PatternError
+from graphsurgeon._src.errors import PatternError
 
 
 def normalize_name(name) -> str:

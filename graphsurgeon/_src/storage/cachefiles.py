@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from graphsurgeon.errors import CacheError
+from graphsurgeon._src.errors import CacheError
 
 MANIFEST = "manifest.json"
 VERSION = 1

@@ -20,8 +20,8 @@ import dataclasses
 import json
 import re
 
-from graphsurgeon import select
-from graphsurgeon.errors import ConfigError, PlanError
+from graphsurgeon._src import select
+from graphsurgeon._src.errors import ConfigError, PlanError
 
 STATUSES = ("restored", "reinitialized", "new", "dropped", "missing", "shape_mismatch")
 

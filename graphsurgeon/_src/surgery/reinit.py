@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphsurgeon import select
-from graphsurgeon.errors import ConfigError
+from graphsurgeon._src import select
+from graphsurgeon._src.errors import ConfigError
 
 
 def fresh_value(name: str, shape, dtype, rng: np.random.Generator) -> np.ndarray:

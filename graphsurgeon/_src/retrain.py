@@ -8,13 +8,14 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
 import tensorflow as tf
 
-from graphsurgeon import select, train
-from graphsurgeon.errors import ConfigError, DataError
-from graphsurgeon.model import find_input, parse_feeds
-from graphsurgeon.restore import graph_variable_info, load, restore
-from graphsurgeon.surgery import add_head, make_plan, reinitialize
+from graphsurgeon._src import select, train
+from graphsurgeon._src.errors import ConfigError, DataError
+from graphsurgeon._src.feeds import Feeder, batch_size_for, find_input, fixed_batch, parse_feeds
+from graphsurgeon._src.restore import graph_variable_info, load, restore
+from graphsurgeon._src.surgery import add_head, make_plan, reinitialize
 
 tf1 = tf.compat.v1
 
@@ -47,7 +48,7 @@ class RetrainConfig:
     feeds: dict = dataclasses.field(default_factory=dict)
     train_feeds: dict = dataclasses.field(default_factory=dict)
     epochs: int = 10
-    batch_size: int = 32
+    batch_size: int | None = None  # None: the batch the graph fixes, else 32
     lr: float = 0.01
     optimizer: str = "sgd"
     seed: int = 0
@@ -93,21 +94,32 @@ class RetrainConfig:
 
 @dataclasses.dataclass
 class Setup:
-    """A built retraining graph: the restored model with its head, the plan, and the tensors to feed."""
+    """A built retraining graph: the restored model with its head, the plan, and the tensors to feed.
+
+    Without a cut (no ``head`` and no ``output``) only ``model``, ``plan`` and ``stages`` are set:
+    the plan of a plain restore.
+    """
 
     model: object
     plan: object
-    input: tf.Tensor
-    logits: tf.Tensor
-    probabilities: tf.Tensor
+    input: tf.Tensor | None
+    logits: tf.Tensor | None
+    probabilities: tf.Tensor | None
     head: object
     stages: list  # [(first epoch, {variable name: lr multiplier})], stage 0 first
     extra_placeholders: list
+    cut: str | None = None
+    feeds: dict = dataclasses.field(default_factory=dict)        # inference values of extra placeholders
+    train_feeds: dict = dataclasses.field(default_factory=dict)  # their values while training
+    fixed_batch: int | None = None                                 # the batch the static shapes fix
 
 
 def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains.
 
+    Without ``head`` or ``output`` the whole graph is restored and the plan says, for every
+    variable, whether it is restored and whether it would train (``trainable`` patterns), as
+    ``tf_slim.get_variables_to_restore(exclude=...)`` would restore it.
     With ``values=False`` nothing is read and no session is made (the dry-run plan).
     """
     if not cfg.model:
@@ -115,13 +127,21 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     spec = cfg.head_spec()
     cut = spec[0] if spec else cfg.output
     if not cut:
-        raise ConfigError("give --head TENSOR:N_CLASSES (new head on TENSOR) or --output TENSOR (existing logits)")
+        return _build_without_cut(cfg, values)
     keep = [cut] + ([cfg.input] if cfg.input else [])
     # The graph, head and plan come first; values are then loaded in one pass (new head included).
-    model = restore(cfg.model, tags=cfg.tags, outputs=keep, exclude=cfg.exclude or None, rename=cfg.rename,
-                    restore_optimizer=cfg.restore_optimizer, values=False)
-    feeds = parse_feeds(cfg.feeds)
+    model = restore(cfg.model, tags=cfg.tags, outputs=keep, inputs=[cfg.input] if cfg.input else None,
+                    exclude=cfg.exclude or None, rename=cfg.rename, restore_optimizer=cfg.restore_optimizer,
+                    values=False)
+    feeds, train_feeds = parse_feeds(cfg.feeds), parse_feeds(cfg.train_feeds)
     inp, extra = find_input(model, cfg.input, cut, feeds)
+    for name in sorted(set(feeds) | set(train_feeds)):
+        if name not in extra:
+            raise ConfigError(f"feed '{name}': '{cut}' does not read placeholder '{name}' (it reads "
+                              f"{', '.join(extra) or 'no placeholder'} besides its input); drop that --feed")
+    fixed = fixed_batch(inp, model.tensor(cut))
+    Feeder(model, inp, {n: feeds[n] for n in extra}, fixed)  # every feed fits its placeholder
+    Feeder(model, inp, {n: {**feeds, **train_feeds}[n] for n in extra}, fixed)
     reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
     if spec:
         head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
@@ -132,8 +152,29 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
         logits = model.tensor(cfg.output)
         with model.graph.as_default():
             probs = tf.nn.softmax(logits, name="graphsurgeon_probabilities")
-    names = list(model.variables)
     new = head.variables if head else []
+    final, stage_sets, upd = _trainable(cfg, model, new)
+    plan = make_plan(graph_variable_info(model.graph), _entries(model), exclude=cfg.exclude or None,
+                     rename=cfg.rename, restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit,
+                     trainable=final, lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
+                     outputs=[logits.name, probs.name])
+    model.plan = plan
+    if values:
+        load(model, allow_missing=cfg.allow_missing)
+        if reinit:
+            reinitialize(model, reinit, seed=cfg.seed)
+    return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
+                 feeds={n: feeds[n] for n in extra}, train_feeds={n: {**feeds, **train_feeds}[n] for n in extra},
+                 fixed_batch=fixed)
+
+
+def _entries(model) -> dict:
+    return {n: (e.shape, e.dtype.name) for n, e in (model.reader.entries.items() if model.reader else ())}
+
+
+def _trainable(cfg, model, new):
+    """``(final {name: lr multiplier}, stage sets, update ops)`` of what trains."""
+    names = list(model.variables)
     chosen = select.match(cfg.trainable, [n for n in names if n not in new]) if cfg.trainable else []
     # Only variables in TRAINABLE_VARIABLES get gradients (batch-norm moving statistics are not);
     # those move through the update ops of trainable layers instead.
@@ -146,21 +187,25 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     stage_sets = train.stage_sets(mults, stages, names, in_collection)
     final = stage_sets[-1][1]
     upd = train.update_ops_for(model.graph, set(final), list(cfg.trainable) + [s for st in stages for s in st.patterns])
-    entries = {n: (e.shape, e.dtype.name) for n, e in (model.reader.entries.items() if model.reader else ())}
-    plan = make_plan(graph_variable_info(model.graph), entries, exclude=cfg.exclude or None, rename=cfg.rename,
-                     restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit, trainable=final,
-                     lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
-                     outputs=[logits.name, probs.name])
+    return final, stage_sets, upd
+
+
+def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
+    """The whole graph restored: every variable's restore status and trainability, nothing new."""
+    model = restore(cfg.model, tags=cfg.tags, exclude=cfg.exclude or None, rename=cfg.rename,
+                    restore_optimizer=cfg.restore_optimizer, values=False)
+    final, stage_sets, upd = _trainable(cfg, model, [])
+    plan = make_plan(graph_variable_info(model.graph), _entries(model), exclude=cfg.exclude or None,
+                     rename=cfg.rename, restore_optimizer=cfg.restore_optimizer, trainable=final, lr_mult=final,
+                     update_ops=[o.name for o in upd], inputs=model.inputs, outputs=model.outputs)
     model.plan = plan
     if values:
         load(model, allow_missing=cfg.allow_missing)
-        if reinit:
-            reinitialize(model, reinit, seed=cfg.seed)
-    return Setup(model, plan, inp, logits, probs, head, stage_sets, extra)
+    return Setup(model, plan, None, None, None, None, stage_sets, [])
 
 
 def plan(cfg: RetrainConfig):
-    """The dry-run :class:`graphsurgeon.surgery.Plan` of ``cfg``: nothing is read or run."""
+    """The dry-run :class:`graphsurgeon._src.surgery.Plan` of ``cfg``: nothing is read or run."""
     return build(cfg, values=False).plan
 
 
@@ -208,8 +253,8 @@ class _CacheSource:
         return lambda: self.reader.batches(name, self.batch_size, shuffle=False)
 
 
-def _cache_source(setup, cache_dir, cfg):
-    from graphsurgeon import cache as cache_mod
+def _cache_source(setup, cache_dir, batch_size, seed):
+    from graphsurgeon._src import cache as cache_mod
 
     reader = cache_mod.CacheReader(cache_dir)
     cache_mod.check_matches(reader, setup.model)
@@ -226,7 +271,7 @@ def _cache_source(setup, cache_dir, cfg):
                         f"has {n_classes} classes")
     if not reader.count("train"):
         raise DataError(f"{cache_dir}: the cache has no training examples")
-    return reader, _CacheSource(reader, cfg.batch_size, cfg.seed)
+    return reader, _CacheSource(reader, batch_size, seed)
 
 
 def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | None = None, progress: bool = True,
@@ -234,7 +279,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     """Build (see :func:`build`), train and export.
 
     Args:
-      data: a :class:`graphsurgeon.storage.datasets.Dataset` or a path (``.npz`` / image folder);
+      data: a :class:`graphsurgeon._src.storage.datasets.Dataset` or a path (``.npz`` / image folder);
         not needed with ``cache``.
       out_dir: receives ``checkpoint/``, ``saved_model/``, ``plan.json``, ``metrics.json`` and
         TensorBoard scalars under ``logs/`` (or ``logdir``).
@@ -246,37 +291,46 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
       PlanError: shape mismatches or missing variables; ConfigError, DataError, CacheError: bad
       settings, data or cache.
     """
-    from graphsurgeon.export import export
-    from graphsurgeon.storage import datasets
-    from graphsurgeon.storage.events import ScalarWriter
-    from graphsurgeon.storage.writer import write_json
+    from graphsurgeon._src.export import export
+    from graphsurgeon._src.storage import datasets
+    from graphsurgeon._src.storage.events import ScalarWriter
+    from graphsurgeon._src.storage.writer import write_json
 
     if not out_dir:
         raise ConfigError("no output directory given (--out DIR)")
     setup = build(cfg, values=True)
+    if setup.logits is None:
+        raise ConfigError("nothing to train: give --head TENSOR:N_CLASSES (a new head on TENSOR) or --output TENSOR "
+                          "(existing logits to fine-tune)")
     model = setup.model
     reader = None
+    batch_size = batch_size_for(cfg.batch_size, setup.fixed_batch, 32, f"the graph of {cfg.model}")
     if cache:
-        reader, source = _cache_source(setup, cache, cfg)
+        reader, source = _cache_source(setup, cache, batch_size, cfg.seed)
         fed = model.tensor(reader.tensor)
+        infer = train_ = Feeder(model, fed, {}, setup.fixed_batch)  # the cached tensor needs nothing below it
     else:
         if data is None:
             raise ConfigError("give training data (--data PATH) or a bottleneck cache (--cache DIR)")
         if not isinstance(data, datasets.Dataset):
-            shape = setup.input.shape.as_list()
+            shape = setup.input.shape.as_list() if setup.input.shape.rank is not None else []
             size = shape[1:3] if len(shape) == 4 else None
             data = datasets.load(data, image_size=size, scale=cfg.image_scale)
         _check_data(data, setup.input, setup.logits.shape.as_list()[-1])
         if not len(data.part("train")[1]):
             raise DataError("the data has no training examples")
-        source, fed = _ArraySource(data, cfg.batch_size, cfg.seed), setup.input
-    feeds, train_feeds = parse_feeds(cfg.feeds), {**parse_feeds(cfg.feeds), **parse_feeds(cfg.train_feeds)}
+        source, fed = _ArraySource(data, batch_size, cfg.seed), setup.input
+        infer = Feeder(model, fed, setup.feeds, setup.fixed_batch)
+        train_ = Feeder(model, fed, setup.train_feeds, setup.fixed_batch)
     with model.graph.as_default():
         labels = tf1.placeholder(tf.int64, [None], name="graphsurgeon/labels")
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=setup.logits),
-                              name="graphsurgeon/loss")
-        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(setup.logits, 1), labels), tf.float32),
-                             name="graphsurgeon/accuracy")
+        # padding rows of a batch the graph fixes in size weigh nothing
+        weights = tf1.placeholder_with_default(tf.ones_like(labels, tf.float32), [None], name="graphsurgeon/weights")
+        total = tf.maximum(tf.reduce_sum(weights), 1.0)
+        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=setup.logits)
+        loss = tf.math.divide(tf.reduce_sum(weights * xent), total, name="graphsurgeon/loss")
+        hits = tf.cast(tf.equal(tf.argmax(setup.logits, 1), labels), tf.float32)
+        acc = tf.math.divide(tf.reduce_sum(weights * hits), total, name="graphsurgeon/accuracy")
         before = set(tf1.global_variables())
         variables = model.variables
         upd = [model.graph.get_operation_by_name(n) for n in setup.plan.update_ops]
@@ -287,11 +341,14 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
             stage_ops.append((epoch, op))
         slots = sorted(set(tf1.global_variables()) - before, key=lambda v: v.name)
         model.session.run([v.initializer for v in slots])  # new optimizer slots only
-    extra = {model.tensor(n): v for n, v in feeds.items()}
-    extra_train = {model.tensor(n): v for n, v in train_feeds.items()}
 
     def feed_of(x, y, training):
-        return {fed: x, labels: y, **(extra_train if training else extra)}
+        feed, n = (train_ if training else infer).feed(x)
+        if n == len(y) and len(feed[fed]) == n:
+            return {**feed, labels: y}
+        w = np.zeros(len(feed[fed]), np.float32)
+        w[:n] = 1.0
+        return {**feed, labels: np.take(y, np.arange(len(w)) % n), weights: w}
 
     trainable_vars = [variables[n] for n in setup.plan.trainable]
 
@@ -321,7 +378,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
             reader.close()
     result = export(model, out_dir, inputs={"inputs": setup.input},
                     outputs={"logits": setup.logits, "probabilities": setup.probabilities},
-                    defaults=feeds, overwrite=overwrite)
+                    defaults=setup.feeds, overwrite=overwrite)
     write_json(os.path.join(out_dir, "plan.json"), setup.plan.to_dict())
     write_json(os.path.join(out_dir, "metrics.json"), {"history": history, "metrics": metrics,
                                                        "config": dataclasses.asdict(cfg), "cache": cache})

@@ -1,10 +1,10 @@
-"""The model handle returned by :func:`graphsurgeon.restore`."""
+"""The model handle returned by :func:`graphsurgeon._src.restore`."""
 from __future__ import annotations
 
 import tensorflow as tf
 
-from graphsurgeon import select, subgraph
-from graphsurgeon.errors import ConfigError, TensorNotFoundError
+from graphsurgeon._src import select
+from graphsurgeon._src.errors import TensorNotFoundError
 
 tf1 = tf.compat.v1
 
@@ -16,13 +16,19 @@ class Model:
       graph: the ``tf.Graph``.
       session: a ``tf.compat.v1.Session`` on ``graph`` holding the variable values,
         or None for a model built without values (a dry-run plan).
-      source: the :class:`graphsurgeon.storage.paths.Source` it came from.
-      status: ``{variable name: status}`` (see :mod:`graphsurgeon.surgery.plan`).
+      source: the :class:`graphsurgeon._src.storage.paths.Source` it came from.
+      status: ``{variable name: status}`` (see :mod:`graphsurgeon._src.surgery.plan`).
       checkpoint_names: ``{variable name: checkpoint name}`` of restored variables.
       inputs, outputs: tensor names the model is fed and computes, when known.
+      plan: the :class:`graphsurgeon._src.surgery.Plan` of the restore (None for a model built by hand).
+      reader: the :class:`graphsurgeon._src.storage.checkpoint.CheckpointReader` values came from, or None.
+      aliases: ``{tensor name in the source graph: tensor name here}`` for tensors that restore
+        turned into placeholders (``random_shuffle_queue_DequeueMany:1`` -> its new placeholder);
+        :meth:`tensor` resolves them.
     """
 
-    def __init__(self, graph, session, source, status=None, checkpoint_names=None, inputs=(), outputs=()):
+    def __init__(self, graph, session, source, status=None, checkpoint_names=None, inputs=(), outputs=(), *,
+                 plan=None, reader=None, aliases=None):
         self.graph = graph
         self.session = session
         self.source = source
@@ -30,6 +36,9 @@ class Model:
         self.checkpoint_names = dict(checkpoint_names or {})
         self.inputs = list(inputs)
         self.outputs = list(outputs)
+        self.plan = plan
+        self.reader = reader
+        self.aliases = dict(aliases or {})
 
     # -- lookup -----------------------------------------------------------
     @property
@@ -53,6 +62,7 @@ class Model:
         if isinstance(name, tf.Tensor):
             return name
         name = str(name)
+        name = self.aliases.get(name, self.aliases.get(name + ":0", name))
         op_name, _, idx = name.partition(":")
         op = self.op(op_name)
         k = int(idx) if idx.isdigit() else 0
@@ -107,54 +117,3 @@ class Model:
         for s in self.status.values():
             counts[s] = counts.get(s, 0) + 1
         return f"<graphsurgeon.Model from {self.source.path if self.source else '?'}: {len(self.status)} variables {counts}>"
-
-
-def find_input(model, input_name, cut, feeds):
-    """The input placeholder of tensor ``cut`` and the other placeholders it needs.
-
-    The input is ``input_name`` if given, else the one float placeholder of rank >= 1
-    that ``cut`` depends on and ``feeds`` does not cover.
-
-    Raises:
-      ConfigError: the input cannot be told, or another placeholder has no value in ``feeds``.
-    """
-    gd = model.graph.as_graph_def()
-    needed = subgraph.upstream(gd, [cut])
-    phs = [n for n in subgraph.placeholders(gd) if n.name in needed]
-    if input_name:
-        inp = model.tensor(input_name)
-    else:
-        cands = [n for n in phs if n.name not in feeds and tf.as_dtype(n.attr["dtype"].type).is_floating
-                 and (n.attr["shape"].shape.unknown_rank or len(n.attr["shape"].shape.dim) >= 1)]
-        if len(cands) != 1:
-            names = ", ".join(n.name for n in phs) or "none"
-            raise ConfigError(
-                f"cannot tell the input of '{cut}' (placeholders it needs: {names}); pass --input TENSOR "
-                "and --feed NAME=VALUE for the others"
-            )
-        inp = model.tensor(cands[0].name)
-    extras = [n.name for n in phs if n.name != inp.op.name]
-    missing = [n for n in extras if n not in feeds]
-    if missing:
-        raise ConfigError(
-            f"'{cut}' also needs placeholder(s) {', '.join(missing)}; give their values with --feed NAME=VALUE "
-            "(and --train-feed NAME=VALUE if training differs, e.g. keep_prob)"
-        )
-    return inp, extras
-
-
-def parse_feeds(feeds: dict) -> dict:
-    """``{placeholder: value}`` with string values ('1.0', 'true') converted and names normalized."""
-    out = {}
-    for k, v in (feeds or {}).items():
-        if isinstance(v, str):
-            low = v.strip().lower()
-            if low in ("true", "false"):
-                v = low == "true"
-            else:
-                try:
-                    v = float(v)
-                except ValueError:
-                    raise ConfigError(f"feed '{k}={v}': expected a number or true/false") from None
-        out[select.normalize_name(k)] = v
-    return out

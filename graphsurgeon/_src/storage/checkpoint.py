@@ -11,8 +11,8 @@ from google.protobuf import text_format
 from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from graphsurgeon.errors import CheckpointNotFoundError, CorruptCheckpointError, NoMetaGraphError
-from graphsurgeon.storage.paths import Source, checkpoint_files
+from graphsurgeon._src.errors import CheckpointNotFoundError, CorruptCheckpointError, NoMetaGraphError
+from graphsurgeon._src.storage.paths import Source, checkpoint_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +90,7 @@ def read_meta_graph(source: Source) -> meta_graph_pb2.MetaGraphDef:
     if not source.meta_path:
         raise NoMetaGraphError(
             f"checkpoint {source.prefix} has no {source.prefix}.meta graph; build the model in Python, then call "
-            "graphsurgeon.restore(prefix, graph=your_graph) to restore into it by variable name "
+            "graphsurgeon._src.restore(prefix, graph=your_graph) to restore into it by variable name "
             "(graphsurgeon inspect shows the checkpoint's names)"
         )
     return _parse(source.meta_path, meta_graph_pb2.MetaGraphDef, "a MetaGraphDef (.meta)")

@@ -71,8 +71,8 @@ def train_mlp(x, y, n_classes, *, epochs, seed, lr=1e-2, save_to=None, eval_sets
 
 def run(out_dir=None, *, per_class: int = 20, epochs: int = 60, progress: bool = True, seed: int = 0) -> dict:
     """Run the demo; returns the accuracies. Writes only under ``out_dir`` (a temp dir if None)."""
-    from graphsurgeon.cache import generate as generate_cache
-    from graphsurgeon.retrain import RetrainConfig, retrain
+    from graphsurgeon._src.cache import generate as generate_cache
+    from graphsurgeon._src.retrain import RetrainConfig, retrain
 
     out_dir = out_dir or tempfile.mkdtemp(prefix="graphsurgeon-demo-")
     os.makedirs(os.path.join(out_dir, "original"), exist_ok=True)
@@ -127,13 +127,13 @@ def run(out_dir=None, *, per_class: int = 20, epochs: int = 60, progress: bool =
 
 
 def build_plan_text(cfg) -> str:
-    from graphsurgeon.retrain import plan
+    from graphsurgeon._src.retrain import plan
 
     return "\n".join("      " + line for line in plan(cfg).format_text().splitlines())
 
 
 def _saved_model_accuracy(export_dir, x, y) -> float:
-    from graphsurgeon.restore import restore
+    from graphsurgeon._src.restore import restore
 
     with restore(export_dir) as m:
         probs = m.run(m.outputs[1], {m.inputs[0]: x})

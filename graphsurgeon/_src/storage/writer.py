@@ -8,10 +8,10 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon import select
-from graphsurgeon.errors import ConfigError, CorruptCheckpointError
-from graphsurgeon.storage.checkpoint import CheckpointReader
-from graphsurgeon.storage.session import new_session
+from graphsurgeon._src import select
+from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError
+from graphsurgeon._src.storage.checkpoint import CheckpointReader
+from graphsurgeon._src.storage.session import new_session
 
 tf1 = tf.compat.v1
 CHECKPOINT_NAME = "model.ckpt"
@@ -37,7 +37,7 @@ def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *
     Returns:
       ``(checkpoint prefix, saved model dir)``.
     """
-    from graphsurgeon.restore import import_meta_graph
+    from graphsurgeon._src.restore import import_meta_graph
 
     os.makedirs(out_dir, exist_ok=True)
     ckpt_dir, sm_dir = os.path.join(out_dir, "checkpoint"), os.path.join(out_dir, "saved_model")

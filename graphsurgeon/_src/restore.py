@@ -10,13 +10,13 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon import select, subgraph
-from graphsurgeon.errors import CheckpointNotFoundError, TensorNotFoundError, UnregisteredOpError
-from graphsurgeon.model import Model
-from graphsurgeon.storage.checkpoint import CheckpointReader, read_meta_graph
-from graphsurgeon.storage.paths import resolve
-from graphsurgeon.storage.session import new_session
-from graphsurgeon.surgery.plan import make_plan
+from graphsurgeon._src import select, subgraph
+from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnregisteredOpError
+from graphsurgeon._src.model import Model
+from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
+from graphsurgeon._src.storage.paths import resolve
+from graphsurgeon._src.storage.session import new_session
+from graphsurgeon._src.surgery.plan import make_plan
 
 tf1 = tf.compat.v1
 
@@ -97,13 +97,13 @@ def load_values(session, graph, reader: CheckpointReader, restore_map: dict, gra
 
 
 def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, rename=None, rules=None,
-            outputs=None, restore_optimizer: bool = True, allow_missing: bool = False, values: bool = True,
-            threads: int = 0) -> Model:
+            outputs=None, inputs=None, restore_optimizer: bool = True, allow_missing: bool = False,
+            values: bool = True, threads: int = 0) -> Model:
     """Restore a model from a checkpoint prefix or directory, a ``.meta`` file, a frozen
     GraphDef or a TF1 SavedModel directory.
 
     Args:
-      path: where the model is (see :func:`graphsurgeon.storage.paths.resolve`).
+      path: where the model is (see :func:`graphsurgeon._src.storage.paths.resolve`).
       graph: a ``tf.Graph`` you built in Python; its variables are restored by name
         (for checkpoints without a ``.meta`` file). It is not copied: the returned
         model uses it.
@@ -113,10 +113,13 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
         but matched on ``/`` boundaries.
       rename: ``{checkpoint scope or name: graph scope or name}`` as
         ``tf.compat.v1.train.init_from_checkpoint`` takes.
-      rules: a :class:`graphsurgeon.migrate.Rules` (regex renames, scope maps, presets such as
+      rules: a :class:`graphsurgeon._src.migrate.Rules` (regex renames, scope maps, presets such as
         ``rnn-cell-names``) applied to the checkpoint's names at restore time, as ``migrate`` would.
       outputs: tensor names to keep; if given the imported graph is pruned to what
         computes them (old heads, training ops and stray copies are dropped).
+      inputs: tensor names to feed: any tensor (a queue's dequeue output, an inner layer) is
+        replaced by a placeholder of its dtype and static shape, and what only computed it is
+        pruned; ``model.tensor(name)`` then gives the placeholder (see ``Model.aliases``).
       restore_optimizer: if False, optimizer slots and ``global_step`` are initialized
         anew instead of restored.
       allow_missing: initialize graph variables the checkpoint lacks instead of raising.
@@ -131,20 +134,25 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
       CorruptCheckpointError, PatternError, PlanError (shape mismatch, missing variables).
     """
     source = resolve(path, tags)
-    inputs, outs = [], []
+    ins, outs, aliases = [], [], {}
     if graph is None:
         meta = read_meta_graph(source)
         where = source.meta_path or source.graph_path or source.export_dir
+        subgraph.fix_legacy_placeholder_shapes(meta.graph_def)
+        for name in select.as_list(inputs):
+            new = _as_placeholder(meta, _check_node(meta, name, where), where)
+            if new != _full(name):
+                aliases[_full(name)] = new
         if outputs:
             outputs = [_check_node(meta, o, where) for o in select.as_list(outputs)]
             meta = subgraph.prune_meta_graph(meta, outputs)
         graph = tf.Graph()
         import_meta_graph(meta, graph, where)
         if outputs:
-            inputs = [n.name + ":0" for n in subgraph.placeholders(meta.graph_def)]
-            outs = [o if ":" in o else o + ":0" for o in outputs]
+            ins = [n.name + ":0" for n in subgraph.placeholders(meta.graph_def)]
+            outs = [_full(o) for o in outputs]
         else:
-            inputs, outs = _signature_of(meta)
+            ins, outs = _signature_of(meta)
     info = graph_variable_info(graph)
     reader = None
     if info:
@@ -158,11 +166,9 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
     if rules is not None:  # checkpoint name -> the name the rules give it, as exact-name renames
         rename = {**{o: n for o, n in ((o, rules.new_name(o)) for o in entries) if o != n}, **(rename or {})}
     plan = make_plan(info, entries, include=include, exclude=exclude, rename=rename,
-                     restore_optimizer=restore_optimizer, inputs=inputs, outputs=outs)
+                     restore_optimizer=restore_optimizer, inputs=ins, outputs=outs)
     model = Model(graph, None, source, {v.name: v.status for v in plan.variables if v.status != "dropped"},
-                  plan.restore_map(), inputs, outs)
-    model.plan = plan
-    model.reader = reader
+                  plan.restore_map(), ins, outs, plan=plan, reader=reader, aliases=aliases)
     return load(model, allow_missing=allow_missing, threads=threads) if values else model
 
 
@@ -187,6 +193,30 @@ def load(model: Model, *, allow_missing: bool = False, threads: int = 0) -> Mode
     if info:
         load_values(model.session, model.graph, model.reader, plan.restore_map(), info)
     return model
+
+
+def _full(name: str) -> str:
+    return name if ":" in name else name + ":0"
+
+
+def _as_placeholder(meta, tensor: str, where: str) -> str:
+    """Turn ``tensor`` of ``meta`` into a placeholder of its dtype and static shape (in place);
+    returns the placeholder's tensor name."""
+    gd = meta.graph_def
+    op = subgraph.node_name(tensor)
+    node = next(n for n in gd.node if n.name == op)
+    if node.op == "Placeholder":
+        return f"{op}:0"
+    scratch = tf.Graph()
+    with scratch.as_default():  # the tensor's dtype and shape as TensorFlow infers them
+        tf.graph_util.import_graph_def(subgraph.extract_sub_graph(gd, [op]), name="")
+    try:
+        t = scratch.get_tensor_by_name(_full(tensor))
+    except (KeyError, ValueError):
+        raise TensorNotFoundError(f"{where}: op '{op}' has no output '{tensor}'") from None
+    if op in subgraph.loop_nodes(gd):
+        raise TensorNotFoundError(f"{where}: '{tensor}' is inside a while loop; an input must be outside it")
+    return subgraph.replace_with_placeholder(gd, _full(tensor), t.dtype, t.shape)
 
 
 def _check_node(meta, name: str, where: str) -> str:

@@ -1,4 +1,4 @@
-"""Export the new model: a checkpoint + meta graph that :func:`graphsurgeon.restore`
+"""Export the new model: a checkpoint + meta graph that :func:`graphsurgeon._src.restore`
 reads again, and a SavedModel with a ``serving_default`` signature.
 
 The exported graph holds only what computes the outputs: the frozen layers, the
@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2, tensor_pb2
 
-from graphsurgeon import select, subgraph
-from graphsurgeon.errors import ConfigError
-from graphsurgeon.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
+from graphsurgeon._src import select, subgraph
+from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
 
 tf1 = tf.compat.v1
 
@@ -64,28 +64,67 @@ def export_meta_graph(model, inputs: dict, outputs: dict, defaults=None):
                 f"the outputs need placeholder '{node.name}' ({tf.as_dtype(node.attr['dtype'].type).name}) besides "
                 f"the inputs; give its inference value (feeds {{'{node.name}': value}} / --feed {node.name}=VALUE)"
             )
-        _to_placeholder_with_default(pruned.graph_def, node, defaults[node.name])
+        batch_of = model.tensor(next(iter(inputs.values()))) if inputs else None
+        _to_placeholder_with_default(pruned.graph_def, node, defaults[node.name], batch_of)
     for key, names in ((INPUTS_COLLECTION, inputs.values()), (OUTPUTS_COLLECTION, outputs.values())):
         pruned.collection_def[key].node_list.value.extend(names)
     return pruned, inputs, outputs
 
 
-def _to_placeholder_with_default(graph_def, node, value) -> None:
+def _to_placeholder_with_default(graph_def, node, value, batch_of=None) -> None:
+    """Turn placeholder ``node`` into a ``PlaceholderWithDefault`` of ``value``. A value that must
+    grow with the batch (an RNN's initial state ``[None, 160]`` from a scalar or a ``[160]`` array)
+    becomes ``broadcast_to(value, [batch of batch_of, 160])``, so a server feeding only the inputs
+    gets the same values training and evaluation fed."""
     dtype = tf.as_dtype(node.attr["dtype"].type)
-    const = graph_def.node.add()
-    const.name = node.name + "/default"
-    const.op = "Const"
-    const.attr["dtype"].type = dtype.as_datatype_enum
+    dims = subgraph.placeholder_shape(node)
     arr = np.asarray(value, dtype=dtype.as_numpy_dtype)
-    const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(arr))
+    per_batch = dims is not None and dims and dims[0] is None and batch_of is not None and not (
+        arr.ndim == len(dims) and arr.shape[0] != 1)
+    if per_batch:
+        if any(d is None for d in dims[1:]) and arr.ndim < len(dims):
+            raise ConfigError(f"placeholder '{node.name}' has shape {dims}; its default {list(arr.shape)} cannot "
+                              "fill the unknown dimensions: give a value of the full shape")
+        base = arr[0] if arr.ndim == len(dims) else arr
+        default = _batch_broadcast(graph_def, node.name, base, dims, batch_of)
+    else:
+        const = graph_def.node.add()
+        const.name = node.name + "/default"
+        const.op = "Const"
+        const.attr["dtype"].type = dtype.as_datatype_enum
+        const.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(arr))
+        default = const.name
     shape = node.attr["shape"]
     node.op = "PlaceholderWithDefault"
     del node.input[:]
-    node.input.append(const.name)
+    node.input.append(default)
     node.attr.clear()
     node.attr["dtype"].type = dtype.as_datatype_enum
     node.attr["shape"].CopyFrom(shape if shape.shape.dim or shape.shape.unknown_rank else
                                 attr_value_pb2.AttrValue(shape=tensor_pb2.TensorProto().tensor_shape))
+
+
+def _batch_broadcast(graph_def, name: str, base: np.ndarray, dims, batch_of: tf.Tensor) -> str:
+    """Append to ``graph_def`` the ops of ``broadcast_to(base, [batch of batch_of] + dims[1:])``
+    (built in a scratch graph, then wired to ``batch_of``); returns the result's tensor name."""
+    scope = f"{name}/graphsurgeon_default"
+    scratch = tf.Graph()
+    with scratch.as_default():
+        src = tf1.placeholder(batch_of.dtype, batch_of.shape, name="batch_source")
+        with tf.name_scope(scope + "/"):
+            n = tf.shape(src, out_type=tf.int32)[:1]
+            tail = list(base.shape) if base.ndim == len(dims) - 1 else list(dims[1:])
+            target = tf.concat([n, tf.constant(tail, tf.int32)], 0) if tail else n
+            out = tf.broadcast_to(tf.constant(base), target, name="value")
+    taken = {n.name for n in graph_def.node}
+    for n in scratch.as_graph_def().node:
+        if n.name == "batch_source":
+            continue
+        if n.name in taken:
+            raise ConfigError(f"cannot add the default of '{name}': an op '{n.name}' exists")
+        n.input[:] = [batch_of.name if i in ("batch_source", "batch_source:0") else i for i in n.input]
+        graph_def.node.add().CopyFrom(n)
+    return out.name
 
 
 def export(model, out_dir: str, *, inputs: dict, outputs: dict, defaults=None, overwrite: bool = False,
@@ -99,7 +138,7 @@ def export(model, out_dir: str, *, inputs: dict, outputs: dict, defaults=None, o
     Raises:
       ConfigError: see :func:`export_meta_graph`; an output exists and ``overwrite`` is False.
     """
-    from graphsurgeon.storage.writer import write_model
+    from graphsurgeon._src.storage.writer import write_model
 
     meta, inputs, outputs = export_meta_graph(model, inputs, outputs, defaults)
     kept = sorted(subgraph.variable_defs(meta))

@@ -24,11 +24,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon import select, subgraph
-from graphsurgeon.errors import CacheError, ConfigError
-from graphsurgeon.model import find_input, parse_feeds
-from graphsurgeon.restore import restore
-from graphsurgeon.storage import cachefiles, datasets
+from graphsurgeon._src import select, subgraph
+from graphsurgeon._src.errors import CacheError, ConfigError
+from graphsurgeon._src.feeds import Feeder, batch_size_for, find_input, fixed_batch, parse_feeds
+from graphsurgeon._src.restore import restore
+from graphsurgeon._src.storage import cachefiles, datasets
 
 # Ops whose output differs run to run: a tensor that depends on one cannot be cached.
 RANDOM_OPS = frozenset({
@@ -71,6 +71,55 @@ def random_ops_upstream(model, tensor: str) -> list[str]:
     return sorted(n for n in subgraph.upstream(gd, [tensor], by_name) if by_name[n].op in RANDOM_OPS)
 
 
+# Reductions that mix the examples of a batch when they reduce over its first axis.
+_REDUCTIONS = frozenset({"Mean", "Sum", "Max", "Min", "Prod", "All", "Any", "EuclideanNorm"})
+_BATCH_NORMS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
+
+
+def batch_mixing_ops(model, tensor: str, input_op: str) -> list[str]:
+    """Ops between ``input_op`` and ``tensor`` that mix the examples of a batch: reductions over
+    axis 0 (``tf.nn.moments`` over the batch) and batch norm in training mode. Names, sorted."""
+    gd = model.graph.as_graph_def()
+    by_name = {n.name: n for n in gd.node}
+    up = subgraph.upstream(gd, [tensor], by_name)
+    out = []
+    for name in sorted(up):
+        node = by_name[name]
+        if node.op in _BATCH_NORMS and node.attr["is_training"].b:
+            fed = input_op in subgraph.upstream(gd, [node.input[0]], by_name)
+        elif node.op in _REDUCTIONS and len(node.input) > 1:
+            axes = by_name.get(subgraph.node_name(node.input[1]))
+            if axes is None or axes.op != "Const":
+                continue
+            values = tf.make_ndarray(axes.attr["value"].tensor).reshape(-1)
+            fed = 0 in values and input_op in subgraph.upstream(gd, [node.input[0]], by_name)
+        else:
+            continue
+        if fed:
+            out.append(name)
+    return out
+
+
+def check_batch_independent(model, t, feeder, x, act) -> None:
+    """Raise :class:`ConfigError` if ``t``'s value for the first example of batch ``x`` (``act[0]``)
+    changes when that example is run with other batch-mates (alone, or repeated to the batch the
+    graph fixes): cached values would then depend on how the data happened to be batched."""
+    if len(x) < 2:
+        return
+    feed, _ = feeder.feed(x[:1])
+    alone = model.session.run(t, feed)[0]
+    a, b = np.asarray(act[0], np.float64), np.asarray(alone, np.float64)
+    if a.shape == b.shape and np.allclose(a, b, rtol=1e-3, atol=1e-5 * (1.0 + np.abs(a).max(initial=0.0))):
+        return
+    ops = batch_mixing_ops(model, t.name, feeder.input.op.name)
+    because = f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
+    raise ConfigError(
+        f"tensor '{t.name}' depends on the other examples in its batch ({because}: batch statistics such as "
+        "tf.nn.moments or batch norm in training mode), so cached values would depend on how the data was "
+        "batched; cache a tensor below them, or pass --allow-batch-dependent"
+    )
+
+
 def _differences(old: dict, new: dict) -> list[str]:
     out = []
     ofp, nfp = old["fingerprint"], new["fingerprint"]
@@ -106,21 +155,30 @@ class CacheReport:
 
 
 def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | None = None, feeds=None,
-             batch_size: int = 256, dtype: str = "float32", augment: int = 0, augment_params=None, seed: int = 0,
-             shard_size: int = 4096, repair: bool = False, allow_random: bool = False, image_scale: str = "unit",
-             tags=("serve",), progress: bool = True, **source_args) -> CacheReport:
+             batch_size: int | None = None, dtype: str = "float32", augment: int = 0, augment_params=None,
+             seed: int = 0, shard_size: int = 4096, repair: bool = False, allow_random: bool = False,
+             allow_batch_dependent: bool = False, image_scale: str = "unit", tags=("serve",), progress: bool = True,
+             **source_args) -> CacheReport:
     """Compute (or complete) the cache of ``tensor`` over ``data`` in ``out_dir``.
 
     Args:
-      model_path: any path :func:`graphsurgeon.restore` accepts.
+      model_path: any path :func:`graphsurgeon._src.restore` accepts.
       tensor: the bottleneck tensor (the top frozen layer's output).
       data: ``.npz``, image folder, TFRecord file or glob (see ``open_source``), or a ``RecordSource``.
       augment: K distorted copies of every training image (flip, crop, scale, brightness as
         retrain.py's flags, ``augment_params`` overriding ``AUGMENT_DEFAULTS``), drawn from
         ``seed`` and each image's content hash, so they are the same on every run.
+      input: the tensor fed with the data: a placeholder, or any tensor (a queue's dequeue output),
+        which is then replaced by a placeholder (see :func:`graphsurgeon._src.restore`); default: the one
+        placeholder upstream of ``tensor`` that ``feeds`` does not cover.
+      feeds: values of the other placeholders ``tensor`` needs (see :mod:`graphsurgeon._src.feeds`).
+      batch_size: examples per ``session.run``: the batch the graph's static shapes fix if they do
+        (the last batch is padded and the padding dropped), else this, else 256.
       shard_size: examples per shard (a multiple of ``batch_size`` keeps batches inside shards).
       repair: recompute shards whose checksum does not match instead of raising.
       allow_random: cache a tensor that depends on random ops (dropout) anyway.
+      allow_batch_dependent: cache a tensor whose value for an example depends on the other examples
+        of its batch (batch statistics) anyway.
 
     Side effects: creates ``out_dir`` and writes shards and ``manifest.json`` in it; removes
     ``*.tmp`` files an interrupted run left there. Never touches the model's files.
@@ -128,20 +186,27 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
     Raises:
       CacheError: a stale cache (another model, tensor, preprocessing), a damaged shard
         (named) without ``repair``, a damaged manifest.
-      ConfigError: the tensor depends on random ops; bad settings.
+      ConfigError: the tensor depends on random ops or on its batch-mates; bad settings.
     """
     from tqdm import tqdm
 
     if dtype not in ("float32", "float16"):
         raise ConfigError(f"dtype must be float32 or float16, not {dtype}")
-    if batch_size < 1 or shard_size < 1 or augment < 0:
-        raise ConfigError("batch_size and shard_size must be >= 1 and augment >= 0")
+    if shard_size < 1 or augment < 0:
+        raise ConfigError("shard_size must be >= 1 and augment >= 0")
     start = time.perf_counter()
     feeds = parse_feeds(feeds)
     keep = [tensor] + ([input] if input else [])
-    with restore(model_path, tags=tags, outputs=keep) as model:
+    with restore(model_path, tags=tags, outputs=keep, inputs=[input] if input else None) as model:
         inp, extra = find_input(model, input, tensor, feeds)
+        unused = sorted(set(feeds) - set(extra))
+        if unused:
+            raise ConfigError(f"feed '{unused[0]}': '{tensor}' does not read placeholder '{unused[0]}' (it reads "
+                              f"{', '.join(extra) or 'no placeholder'} besides its input); drop that --feed")
         t = model.tensor(tensor)
+        fixed = fixed_batch(inp, t)
+        batch_size = batch_size_for(batch_size, fixed, 256, f"the graph of {model_path}")
+        feeder = Feeder(model, inp, {n: feeds[n] for n in extra}, fixed)
         rand = random_ops_upstream(model, tensor)
         if rand and not allow_random:
             raise ConfigError(
@@ -194,8 +259,7 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
         next_shard = max((int(s["file"][6:11]) for s in manifest["shards"]), default=-1) + 1
         bar = tqdm(total=len(pending), unit="ex", desc="caching", disable=not progress, smoothing=0.1)
         np_dtype = np.dtype(dtype)
-        fetch_feeds = {model.tensor(k): v for k, v in feeds.items() if k in extra}
-        written = 0
+        written, checked = 0, False
         buf = None  # one shard buffer, reused (fresh memory costs page faults)
         try:
             for s0 in range(0, len(pending), shard_size):
@@ -205,7 +269,12 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
                     batch = chunk[b0:b0 + batch_size]
                     dist = [None if a == 0 else datasets.distortion(params, _rng(seed, r.key, a)) for r, a in batch]
                     x = source.load([r for r, _ in batch], dist)
-                    act = model.session.run(t, {inp: x, **fetch_feeds})
+                    feed, n = feeder.feed(x)
+                    act = model.session.run(t, feed)[:n]
+                    if not checked:
+                        checked = True
+                        if not allow_batch_dependent and not (rand and allow_random):
+                            check_batch_independent(model, t, feeder, x, act)
                     if buf is None or buf.shape[1:] != act.shape[1:]:
                         buf = np.empty((min(shard_size, len(pending)),) + act.shape[1:], np_dtype)
                     buf[filled:filled + len(act)] = act
@@ -327,7 +396,7 @@ class CacheReader:
     def batches(self, split: str, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
                 augmented: bool = True):
         """``(x, y)`` minibatches of ``split`` (see the class docstring for the order)."""
-        from graphsurgeon.train import batches as index_batches
+        from graphsurgeon._src.train import batches as index_batches
 
         rows = self._epoch_rows(split, epoch, seed, augmented)
         if len(rows) * self.row_bytes <= self.buffer_bytes:

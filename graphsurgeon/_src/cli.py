@@ -23,7 +23,7 @@ def _kv(items, what):
     for item in items or ():
         k, sep, v = item.partition("=")
         if not sep or not k:
-            from graphsurgeon.errors import ConfigError
+            from graphsurgeon._src.errors import ConfigError
             raise ConfigError(f"{what} '{item}': expected NAME=VALUE")
         out[k] = v
     return out
@@ -41,14 +41,17 @@ def _model_args(p):
     p.add_argument("--head-init", choices=["glorot_uniform", "glorot_normal", "he_normal", "truncated_normal"],
                    help="kernel initializer of the new head (default glorot_uniform)")
     p.add_argument("--output", metavar="TENSOR", help="existing logits to fine-tune (instead of --head)")
-    p.add_argument("--input", metavar="TENSOR", help="input placeholder (guessed when there is one)")
+    p.add_argument("--input", metavar="TENSOR",
+                   help="the tensor fed with the data (a placeholder, or any tensor such as a queue's output; "
+                        "default: the one placeholder the cut reads)")
     p.add_argument("--rename", nargs="+", action="extend", metavar="CKPT=GRAPH",
                    help="restore checkpoint scope/name CKPT into graph scope/name GRAPH")
     p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F", help="learning-rate multiplier")
     p.add_argument("--unfreeze", nargs="+", action="extend", metavar="EPOCH:PAT[=F]",
                    help="from EPOCH on, PAT trains too (at multiplier F)")
     p.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE",
-                   help="value of another placeholder (keep_prob, is_training) at inference")
+                   help="value of another placeholder (keep_prob, is_training, an initial state) at inference: "
+                        "a number, true/false, or an .npy file, broadcast to its shape")
     p.add_argument("--train-feed", nargs="+", action="extend", metavar="NAME=VALUE",
                    help="its value while training, if different")
     p.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
@@ -60,7 +63,7 @@ def _model_args(p):
 
 
 def _config(args):
-    from graphsurgeon.retrain import RetrainConfig
+    from graphsurgeon._src.retrain import RetrainConfig
 
     overrides = dict(
         model=args.model, head=args.head, head_hidden=args.head_hidden, head_activation=args.head_activation,
@@ -78,14 +81,14 @@ def _config(args):
 
 
 def cmd_inspect(args):
-    from graphsurgeon.inspect import format_text, inspect
+    from graphsurgeon._src.inspect import format_text, inspect
 
     report = inspect(args.path, tags=args.tags or ("serve",), depth=args.depth)
     print(json.dumps(report, indent=2) if args.json else format_text(report))
 
 
 def cmd_plan(args):
-    from graphsurgeon.retrain import plan
+    from graphsurgeon._src.retrain import plan
 
     p = plan(_config(args))
     print(p.to_json() if args.json else p.format_text())
@@ -93,7 +96,7 @@ def cmd_plan(args):
 
 
 def cmd_retrain(args):
-    from graphsurgeon.retrain import retrain
+    from graphsurgeon._src.retrain import retrain
 
     cfg = _config(args)
     res = retrain(cfg, args.data, args.out, cache=args.cache, progress=not args.quiet, overwrite=args.overwrite)
@@ -108,13 +111,14 @@ def cmd_retrain(args):
 
 
 def cmd_cache(args):
-    from graphsurgeon.cache import generate
+    from graphsurgeon._src.cache import generate
 
     aug = {k: getattr(args, k) for k in ("flip_left_right", "random_crop", "random_scale", "random_brightness")
            if getattr(args, k) is not None}
     rep = generate(args.model, args.tensor, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
                    batch_size=args.batch_size, dtype=args.dtype, augment=args.augment, augment_params=aug,
                    seed=args.seed, shard_size=args.shard_size, repair=args.repair, allow_random=args.allow_random,
+                   allow_batch_dependent=args.allow_batch_dependent,
                    image_scale=args.image_scale, tags=args.tags or ("serve",), progress=not args.quiet,
                    image_feature=args.image_feature, label_feature=args.label_feature)
     if args.json:
@@ -127,8 +131,8 @@ def cmd_cache(args):
 
 
 def _rules(args):
-    from graphsurgeon.errors import ConfigError
-    from graphsurgeon.migrate import Rules
+    from graphsurgeon._src.errors import ConfigError
+    from graphsurgeon._src.migrate import Rules
 
     def pairs(items, flag, sep="="):
         out = []
@@ -152,7 +156,7 @@ def _rules(args):
 
 
 def cmd_migrate(args):
-    from graphsurgeon.migrate import migrate
+    from graphsurgeon._src.migrate import migrate
 
     res = migrate(args.src, args.dst, _rules(args), dry_run=args.dry_run, verify=not args.no_verify,
                   link=not args.copy, to=args.to, from_format=args.from_format,
@@ -173,7 +177,7 @@ def cmd_migrate(args):
 
 
 def cmd_diff(args):
-    from graphsurgeon.migrate import diff
+    from graphsurgeon._src.migrate import diff
 
     d = diff(args.a, args.b)
     if args.json:
@@ -194,7 +198,7 @@ def cmd_diff(args):
 
 
 def cmd_demo(args):
-    from graphsurgeon.demo import run
+    from graphsurgeon._src.demo import run
 
     run(args.out, progress=not args.quiet)
 
@@ -238,9 +242,11 @@ def build_parser():
     s.add_argument("--tensor", required=True, help="the bottleneck tensor (top frozen layer's output)")
     s.add_argument("--data", required=True, help=".npz, image folder, or TFRecord file/glob of tf.train.Example")
     s.add_argument("--out", required=True, help="cache directory (created, or completed if it exists)")
-    s.add_argument("--input", metavar="TENSOR")
-    s.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE")
-    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--input", metavar="TENSOR",
+                   help="the tensor fed with the data (default: the one placeholder the tensor reads)")
+    s.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE",
+                   help="value of another placeholder: a number, true/false, or an .npy file")
+    s.add_argument("--batch-size", type=int, help="examples per run (default: the batch the graph fixes, else 256)")
     s.add_argument("--shard-size", type=int, default=4096, help="examples per shard")
     s.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     s.add_argument("--augment", type=int, default=0, metavar="K", help="K distorted copies of each training image")
@@ -255,6 +261,8 @@ def build_parser():
     s.add_argument("--tags", nargs="+")
     s.add_argument("--repair", action="store_true", help="recompute shards whose checksum does not match")
     s.add_argument("--allow-random", action="store_true", help="cache a tensor that depends on random ops")
+    s.add_argument("--allow-batch-dependent", action="store_true",
+                   help="cache a tensor that depends on its batch-mates (batch statistics)")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_cache)
@@ -291,22 +299,71 @@ def build_parser():
     s.add_argument("--out", default=None, help="where to write (default: a temporary directory)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
+    for parser in [p, *sub.choices.values()]:
+        top = parser is p
+        parser.add_argument("--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                            help="also show TensorFlow's own log lines and warnings")
+        parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                            help="on failure, print the Python traceback too")
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from graphsurgeon.errors import GraphSurgeonError
+    """Run the command line; returns the exit status (0 ok, 2 bad input or failure, 130 interrupted).
 
+    Unless ``--verbose``, TensorFlow's start-up and logging noise never reaches stderr
+    (:mod:`graphsurgeon._src.terminal`). Every failure is one line on stderr; ``--debug`` adds the traceback.
+    """
+    args = build_parser().parse_args(argv)
+    from graphsurgeon._src import terminal
+
+    if not args.verbose:
+        terminal.quiet_stderr()
+    try:
+        return _run(args)
+    finally:
+        if not args.verbose:
+            terminal.restore_stderr()
+
+
+def _run(args) -> int:
+    from graphsurgeon._src import terminal
+
+    if not args.verbose:
+        terminal.silence_tensorflow_logger()
     try:
         return args.func(args) or 0
-    except GraphSurgeonError as e:
-        msg = " ".join(str(e).split())
-        sys.stderr.write(f"graphsurgeon {args.command}: error: {msg}\n")
-        return 2
     except KeyboardInterrupt:
         sys.stderr.write("graphsurgeon: interrupted\n")
         return 130
+    except Exception as e:  # every failure is one line; --debug shows where it came from
+        if args.debug:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(f"graphsurgeon {args.command}: error: {describe_error(e)}\n")
+        sys.stderr.flush()
+        return 2
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for any exception: ours as they are; TensorFlow's naming the op involved; others
+    with their type and a pointer to ``--debug``."""
+    from graphsurgeon._src.errors import GraphSurgeonError
+
+    text = " ".join(str(e).split())
+    if isinstance(e, GraphSurgeonError):
+        return text
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or text}"
+    tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")
+    if tf_errors is not None and isinstance(e, tf_errors.OpError):
+        first = (e.message or "").strip().splitlines()
+        where = f"op '{e.op.name}' ({e.op.type})" if getattr(e, "op", None) is not None else "TensorFlow"
+        return f"{where} failed: {first[0][:300] if first else type(e).__name__} (--debug shows the traceback)"
+    if isinstance(e, MemoryError):
+        return "out of memory (try a smaller --batch-size)"
+    return f"unexpected {type(e).__name__}: {text[:300]} (this is a graphsurgeon bug; --debug shows the traceback)"
 
 
 if __name__ == "__main__":

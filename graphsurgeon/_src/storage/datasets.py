@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-from graphsurgeon.errors import DataError
+from graphsurgeon._src.errors import DataError
 
 MAX_NUM_IMAGES_PER_CLASS = 2 ** 27 - 1  # retrain.py's constant, so splits match it
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
@@ -169,7 +169,7 @@ class ImageDecoder:
 
     def __init__(self, image_size, scale: str = "unit"):
         import tensorflow as tf
-        from graphsurgeon.storage.session import new_session
+        from graphsurgeon._src.storage.session import new_session
 
         if scale not in self.SCALES:
             raise DataError(f"unknown image scale '{scale}'; expected one of {', '.join(self.SCALES)}")

@@ -17,8 +17,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon import select
-from graphsurgeon.errors import ConfigError
+from graphsurgeon._src import select
+from graphsurgeon._src.errors import ConfigError
 
 tf1 = tf.compat.v1
 

@@ -9,14 +9,15 @@ front, so every optimizer slot exists and is initialized before the first step.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from graphsurgeon import select, subgraph
-from graphsurgeon.errors import ConfigError
+from graphsurgeon._src import select, subgraph
+from graphsurgeon._src.errors import ConfigError
 
 tf1 = tf.compat.v1
 
@@ -142,7 +143,7 @@ def build_train_op(loss, variables: dict, mults: dict, *, optimizer: str = "sgd"
             groups.setdefault(m, []).append(variables[n])
     applies = []
     optimizers = {} if optimizers is None else optimizers
-    with tf.control_dependencies(list(update_ops)):
+    with v1_control_flow(loss.graph), tf.control_dependencies(list(update_ops)):
         for m, var_list in sorted(groups.items()):
             with tf1.variable_scope(f"{name}_lr{m:g}"):
                 if m not in optimizers:
@@ -157,6 +158,23 @@ def build_train_op(loss, variables: dict, mults: dict, *, optimizer: str = "sgd"
                     )
                 applies.append(opt.apply_gradients(grads))
     return tf.group(*applies, name=name)
+
+
+@contextlib.contextmanager
+def v1_control_flow(graph):
+    """Build gradients through a TF 1.x while loop (``Enter``/``Exit`` ops, as ``dynamic_rnn``
+    made them) with TF 1.x control flow: TensorFlow 2's default builds TensorArray gradients the
+    v2 way, which cannot read a v1 loop's TensorArrays. The process-wide switch
+    (``tf.compat.v1.disable_control_flow_v2``) is restored on exit."""
+    v1_loops = any(op.type in ("Enter", "RefEnter") for op in graph.get_operations())
+    was_v2 = tf1.control_flow_v2_enabled()
+    if v1_loops and was_v2:
+        tf1.disable_control_flow_v2()
+    try:
+        yield
+    finally:
+        if v1_loops and was_v2:
+            tf1.enable_control_flow_v2()
 
 
 def batches(n: int, batch_size: int, rng: "np.random.Generator | None"):
@@ -195,7 +213,7 @@ def fit(session, stage_ops, loss, accuracy, feed_of, train_batches, steps: int, 
       feed_of: ``(x, y, training) -> feed_dict``.
       train_batches: ``epoch -> iterator of (x, y)``; ``steps`` batches per epoch (for progress).
       validation: ``() -> iterator of (x, y)``, or None.
-      writer: a :class:`graphsurgeon.storage.events.ScalarWriter` or None.
+      writer: a :class:`graphsurgeon._src.storage.events.ScalarWriter` or None.
       patience: stop after this many epochs without a lower validation loss (0: never),
         then restore the best values through ``snapshot``.
       snapshot: ``(save() -> state, load(state))`` used for early stopping.

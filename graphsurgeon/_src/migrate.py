@@ -24,12 +24,12 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon import select
-from graphsurgeon.errors import ConfigError, CorruptCheckpointError, MigrateError
-from graphsurgeon.storage import bundle
-from graphsurgeon.storage.checkpoint import CheckpointReader
-from graphsurgeon.storage.paths import checkpoint_files
-from graphsurgeon.surgery.plan import is_optimizer_state
+from graphsurgeon._src import select
+from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError, MigrateError
+from graphsurgeon._src.storage import bundle
+from graphsurgeon._src.storage.checkpoint import CheckpointReader
+from graphsurgeon._src.storage.paths import checkpoint_files
+from graphsurgeon._src.surgery.plan import is_optimizer_state
 
 _CELLS = ["basic_lstm_cell", "lstm_cell", "gru_cell", "basic_rnn_cell", "layer_norm_basic_lstm_cell", "ugrnn_cell",
           "nas_rnn", "intersection_rnn_cell", "phased_lstm_cell", "attention_cell_wrapper", "lstm_block_wrapper",
@@ -70,7 +70,7 @@ class Rules:
     """What a migration does. Name rules apply in this order: ``rename`` regexes (each
     ``(pattern, replacement)`` with ``re.sub`` on the whole name), ``map_scope`` pairs
     (``'old/' -> 'new/'``), then presets' renames. ``drop``, ``keep`` and ``cast`` patterns
-    (scope globs / ``re:``, see :mod:`graphsurgeon.select`) match the *source* names.
+    (scope globs / ``re:``, see :mod:`graphsurgeon._src.select`) match the *source* names.
     Name rules shape the main checkpoint; each ``merge`` checkpoint comes in whole under its
     prefix (a clash is an error unless a rule on the main checkpoint resolves it); ``cast``
     applies to both."""
@@ -205,7 +205,7 @@ def _write_tensors(items, tmpdir: str, tag: str, digests: dict | None = None) ->
 
 def _sources_for(path: str, tmpdir: str, tag: str) -> list[Source]:
     """V2 checkpoints are used in place; a V1 checkpoint is streamed into temporary V2 bundles."""
-    from graphsurgeon.storage.paths import resolve
+    from graphsurgeon._src.storage.paths import resolve
 
     src = resolve(path)
     if not src.prefix:
@@ -322,7 +322,7 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
 
 
 def _source_prefix(path: str) -> str:
-    from graphsurgeon.storage.paths import resolve
+    from graphsurgeon._src.storage.paths import resolve
 
     s = resolve(path)
     if not s.prefix:

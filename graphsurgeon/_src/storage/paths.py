@@ -10,7 +10,7 @@ import glob
 import os
 import re
 
-from graphsurgeon.errors import CheckpointNotFoundError, WrongPathKindError
+from graphsurgeon._src.errors import CheckpointNotFoundError, WrongPathKindError
 
 _DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")

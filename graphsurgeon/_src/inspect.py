@@ -6,11 +6,11 @@ from __future__ import annotations
 import collections
 import re
 
-from graphsurgeon import subgraph
-from graphsurgeon.errors import NoMetaGraphError
-from graphsurgeon.storage.checkpoint import CheckpointReader, read_meta_graph
-from graphsurgeon.storage.paths import resolve
-from graphsurgeon.surgery.plan import is_optimizer_state
+from graphsurgeon._src import subgraph
+from graphsurgeon._src.errors import NoMetaGraphError
+from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
+from graphsurgeon._src.storage.paths import resolve
+from graphsurgeon._src.surgery.plan import is_optimizer_state
 
 _PART_RE = re.compile(r"/part_\d+$")
 
@@ -25,7 +25,7 @@ def kind_of(name: str) -> str:
 
 
 def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
-    """A report on ``path`` (any form :func:`graphsurgeon.restore` accepts).
+    """A report on ``path`` (any form :func:`graphsurgeon._src.restore` accepts).
 
     Returns:
       ``{"path", "kind", "checkpoint", "variables": [{name, shape, dtype, bytes, kind}],
@@ -60,8 +60,7 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
         report["graph"] = {
             "ops": len(gd.node),
             "ops_per_scope": dict(sorted(ops.items())),
-            "inputs": [{"name": n.name + ":0", "dtype": _dtype(n), "shape": _shape(n)}
-                       for n in subgraph.placeholders(gd)],
+            "inputs": [_input(gd, t) for t in subgraph.likely_inputs(gd)],
             "outputs": subgraph.likely_outputs(gd)[:10],
             "op_types": dict(collections.Counter(n.op for n in gd.node).most_common(15)),
         }
@@ -71,15 +70,24 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
     return report
 
 
-def _dtype(node) -> str:
+def _input(graph_def, tensor: str) -> dict:
+    """``{name, dtype, shape}`` of an input tensor: a placeholder's declared shape (TF <= 1.1's
+    ``_output_shapes`` where that is the only record), or a pipeline op's recorded output shape."""
     import tensorflow as tf
 
-    return tf.as_dtype(node.attr["dtype"].type).name
-
-
-def _shape(node):
-    s = node.attr["shape"].shape
-    return None if s.unknown_rank else [d.size if d.size >= 0 else None for d in s.dim]
+    op, _, idx = tensor.partition(":")
+    node = next(n for n in graph_def.node if n.name == op)
+    k = int(idx or 0)
+    if node.op == "Placeholder":
+        return {"name": tensor, "dtype": tf.as_dtype(node.attr["dtype"].type).name,
+                "shape": subgraph.placeholder_shape(node)}
+    types = node.attr["component_types"].list.type or node.attr["output_types"].list.type
+    dtype = tf.as_dtype(types[k]).name if k < len(types) else None
+    shapes = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
+    shape = None
+    if k < len(shapes) and not shapes[k].unknown_rank:
+        shape = [d.size if d.size >= 0 else None for d in shapes[k].dim]
+    return {"name": tensor, "dtype": dtype, "shape": shape}
 
 
 def _human(n: int) -> str:

@@ -1,0 +1,1 @@
+"""graphsurgeon's implementation. Its modules are internal: the public API is ``graphsurgeon.__all__``."""

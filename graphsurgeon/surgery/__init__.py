@@ -1,6 +1,0 @@
-"""Surgery on a restored model: new heads, in-place re-initialization, the plan."""
-from graphsurgeon.surgery.heads import Head, add_head
-from graphsurgeon.surgery.plan import Plan, VariablePlan, make_plan
-from graphsurgeon.surgery.reinit import reinitialize
-
-__all__ = ["Head", "Plan", "VariablePlan", "add_head", "make_plan", "reinitialize"]
