@@ -133,3 +133,127 @@ def slim_vgg_16(directory, num_classes=1000):
         with slim.arg_scope(vgg.vgg_arg_scope()):
             vgg.vgg_16(x, num_classes=num_classes, is_training=False)
     return _saved_slim_net(directory, "vgg_16.ckpt", build, 224, meta=False)
+
+
+def _save(graph, session, directory, name):
+    with graph.as_default():
+        return tf1.train.Saver().save(session, os.path.join(directory, name))
+
+
+def v1_rnn_adam(directory, steps=5):
+    """A ``dynamic_rnn``-style net in TF 1.x control flow (``while_loop`` over a TensorArray),
+    trained with Adam: like the 2018 char-rnn, its while context also names the gradient ops
+    (stack pushes) the optimizer added inside the loop. Input ``seq`` [None, 6, 4] -> ``rnn``
+    (kernel, bias) -> ``outputs`` [None, 6, 5] -> ``dense`` logits per step."""
+    was_v2 = tf1.control_flow_v2_enabled()
+    tf1.disable_control_flow_v2()
+    try:
+        g = tf.Graph()
+        with g.as_default():
+            tf1.set_random_seed(0)
+            x = tf1.placeholder(tf.float32, [None, 6, 4], name="seq")
+            y = tf1.placeholder(tf.int64, [None], name="labels")
+            with tf1.variable_scope("rnn", use_resource=False):
+                w = tf1.get_variable("kernel", [4 + 5, 5], initializer=tf1.glorot_uniform_initializer(seed=0))
+                b = tf1.get_variable("bias", [5], initializer=tf1.zeros_initializer())
+            xs = tf.transpose(x, [1, 0, 2])
+            ta_in = tf.TensorArray(tf.float32, size=6).unstack(xs)
+            ta_out = tf.TensorArray(tf.float32, size=6)
+
+            def body(t, h, ta):
+                h = tf.tanh(tf.matmul(tf.concat([ta_in.read(t), h], 1), w) + b)
+                return t + 1, h, ta.write(t, h)
+
+            _, _, ta = tf1.while_loop(lambda t, h, ta: t < 6, body,
+                                      [tf.constant(0), tf.zeros([tf.shape(x)[0], 5]), ta_out])
+            outputs = tf.transpose(ta.stack(), [1, 0, 2], name="outputs")
+            pooled = tf.reduce_mean(outputs, 1)
+            logits = fully_connected(pooled, 3, "dense", activation=None)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+            train = tf1.train.AdamOptimizer(0.01).minimize(loss)
+            rng = np.random.default_rng(0)
+            xv = rng.normal(size=(16, 6, 4)).astype(np.float32)
+            with tf1.Session() as s:
+                s.run(tf1.global_variables_initializer())
+                for _ in range(steps):
+                    s.run(train, {x: xv, y: (xv[:, 0, 0] > 0).astype(np.int64)})
+                return _save(g, s, directory, "rnn.ckpt")
+    finally:
+        if was_v2:
+            tf1.enable_control_flow_v2()
+
+
+def fixed_batch_mlp(directory, batch=50, with_moments=False, with_state=False):
+    """An MLP whose input placeholder fixes the batch (``x`` [batch, 12]) as 2017 course code did.
+    ``hidden`` -> (``moments`` batch norm over the batch if ``with_moments``) -> ``features`` -> logits.
+    With ``with_state`` a second placeholder ``state`` [None, 6] (an RNN's initial state) is added
+    into ``features``."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [batch, 12], name="x")
+        h = fully_connected(x, 6, "hidden", activation=None)
+        if with_moments:
+            mean, var = tf.nn.moments(h, [0])
+            h = tf.nn.batch_normalization(h, mean, var, None, None, 1e-3)
+        if with_state:
+            s0 = tf1.placeholder(tf.float32, [None, 6], name="state")
+            h = h + s0
+        feats = tf.nn.relu(h, name="features")
+        fully_connected(feats, 3, "logits", activation=None)
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return _save(g, s, directory, "mlp.ckpt")
+
+
+def queue_fed_net(directory, batch=20):
+    """An input-queue graph (as ``numpy_input_fn`` built them): placeholders fill a FIFOQueue, the
+    model reads ``fifo_queue_DequeueMany:1`` [batch, 12]; no placeholder feeds the model itself."""
+    g = tf.Graph()
+    with g.as_default():
+        ids = tf1.placeholder(tf.int64, [None], name="enqueue/ids")
+        xs = tf1.placeholder(tf.float32, [None, 12], name="enqueue/x")
+        q = tf1.FIFOQueue(1000, [tf.int64, tf.float32], shapes=[[], [12]])
+        q.enqueue_many([ids, xs], name="enqueue/op")
+        _, x = q.dequeue_many(batch)
+        h = fully_connected(tf.reshape(x, [batch, 12]), 6, "hidden")
+        logits = fully_connected(h, 3, "logits", activation=None)
+        tf.nn.softmax(logits, name="probabilities")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return _save(g, s, directory, "queue.ckpt")
+
+
+def two_copies_net(directory):
+    """A re-run notebook: two copies of a net, each with its own input placeholder
+    (``Placeholder`` -> ``Relu``; ``Placeholder_1`` -> ``Relu_1``), auto-named variables."""
+    g = tf.Graph()
+    with g.as_default():
+        for _ in range(2):
+            x = tf1.placeholder(tf.float32, [None, 12])
+            w = tf1.Variable(tf1.truncated_normal([12, 6], seed=0))
+            tf.nn.relu(tf.matmul(x, w))
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return _save(g, s, directory, "copies.ckpt")
+
+
+def tf10_style_meta(prefix):
+    """Rewrite ``prefix.meta`` as TF 1.0/1.1 wrote it: placeholder shapes only in ``_output_shapes``
+    (the ``shape`` attr empty) and GraphDef producer 21. Returns the prefix."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta = meta_graph_pb2.MetaGraphDef()
+    with open(prefix + ".meta", "rb") as f:
+        meta.ParseFromString(f.read())
+    g = tf.Graph()
+    with g.as_default():
+        tf1.train.import_meta_graph(meta)
+        shaped = g.as_graph_def(add_shapes=True)
+    meta.graph_def.CopyFrom(shaped)
+    meta.graph_def.versions.producer = 21
+    for n in meta.graph_def.node:
+        if n.op == "Placeholder":
+            n.attr["shape"].shape.Clear()
+    with open(prefix + ".meta", "wb") as f:
+        f.write(meta.SerializeToString())
+    return prefix

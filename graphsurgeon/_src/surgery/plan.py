@@ -119,7 +119,7 @@ class Plan:
     def format_text(self) -> str:
         width = max([len(v.name) for v in self.variables] + [8])
         lines = [f"{'variable':<{width}}  {'status':<14} {'train':<5} shape"]
-        slots = [v for v in self.variables if v.status == "dropped" and is_optimizer_state(v.name)]
+        slots = [v for v in self.variables if v.status in ("dropped", "reinitialized") and is_optimizer_state(v.name)]
         for v in self.variables:
             if v in slots:
                 continue
@@ -131,9 +131,11 @@ class Plan:
             if v.lr_mult not in (None, 1.0) and v.trainable:
                 extra += f"  lr x{v.lr_mult:g}"
             lines.append(f"{v.name:<{width}}  {v.status:<14} {'yes' if v.trainable else 'no':<5} {list(v.shape)}{extra}")
-        if slots:
-            lines.append(f"{'(old optimizer state)':<{width}}  {'dropped':<14} {'no':<5} {len(slots)} variables "
-                         "(optimizer slots, beta1_power-style accumulators, global_step)")
+        for status in ("dropped", "reinitialized"):
+            group = [v for v in slots if v.status == status]
+            if group:
+                lines.append(f"{'(old optimizer state)':<{width}}  {status:<14} {'no':<5} {len(group)} variables "
+                             "(optimizer slots, beta1_power-style accumulators, global_step)")
         counts = ", ".join(f"{len(self.by_status(s))} {s}" for s in STATUSES if self.by_status(s))
         lines.append(f"-- {len(self.variables)} variables: {counts}; {len(self.trainable)} trainable")
         if self.update_ops:

@@ -1,0 +1,265 @@
+"""Every command on the real TF1 checkpoints in ../shared/realmodels (public 2017-2019 repositories).
+
+Each model is tried as a new user would: inspect, plan without and with a head, cache the cut
+tensor, retrain from the cache, migrate. The cached activations are compared with what plain
+TensorFlow computes on the original graph (``import_meta_graph`` + ``Saver.restore``, feeding
+the same tensors), frozen variables must come out bit for bit, and the exported SavedModel must
+answer like the retrained graph. The checkpoints are read where they are and never copied.
+Skipped where ../shared is absent (a user's clone).
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ckpt, tree_hash
+from graphsurgeon._src.cli import main
+
+tf1 = tf.compat.v1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REAL = os.path.join(ROOT, "..", "shared", "realmodels")
+pytestmark = pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")
+
+
+def _digits(n, size, channels=1, flat=False, low=0.0):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = d.images[:n, :, :, None].astype(np.float32) / 16.0
+    with tf.Graph().as_default(), tf1.Session() as s:
+        x = s.run(tf1.image.resize_bilinear(x, [size, size]))
+    x = np.repeat(x, channels, -1) if channels > 1 else x
+    x = x * (1.0 - low) + low
+    return (x.reshape(n, -1) if flat else x).astype(np.float32), d.target[:n].astype(np.int64)
+
+
+def _bits(n):
+    rng = np.random.default_rng(0)
+    codes = rng.permutation(1024)[:n]  # distinct 10-bit inputs
+    x = ((codes[:, None] >> np.arange(10)) & 1).astype(np.float32)[:, :, None]
+    return x, (x.sum((1, 2)) > 5).astype(np.int64)
+
+
+def _chars(n):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 65, (n, 50))
+    return np.eye(65, dtype=np.float32)[ids], (ids[:, 0] > 32).astype(np.int64)
+
+
+def _tokens(n):
+    rng = np.random.default_rng(0)
+    x = rng.integers(3, 13, (n, 12)).astype(np.int32)
+    return x, (x[:, 0] > 7).astype(np.int64)
+
+
+# model -> what a user would do with it. n rows chosen so the last batch is partial.
+CASES = {
+    "lenet_noyin": dict(cut="Elu_2", data=lambda: _digits(230, 32), input="Placeholder:0", classes=10,
+                        trainable=["Variable_4", "Variable_5"], trainable_below=True),
+    "lenet_maesla": dict(cut="Relu_18", data=lambda: _digits(230, 32, channels=3), input="Placeholder_4:0", classes=10),
+    "charrnn_kokkini": dict(cut="rnn/transpose_1", data=lambda: _chars(150), input="Placeholder:0", classes=2),
+    "seq2seq_gru": dict(cut="encoder/Add", data=lambda: _tokens(150), input="seq_inputs:0", classes=2,
+                        args=["--input", "seq_inputs", "--feed", "seq_inputs_length=12"],
+                        feed={"seq_inputs_length:0": lambda n: np.full(n, 12, np.int32)}),
+    "gan_chadpro": dict(cut="Relu_1", data=lambda: _digits(230, 28, flat=True, low=-1.0), input="x:0", classes=10),
+    "estimator_cnn_hsbarker": dict(cut="Reshape_1", data=lambda: _digits(250, 28, flat=True),
+                                   input="random_shuffle_queue_DequeueMany:1", classes=10, batch=100,
+                                   args=["--input", "random_shuffle_queue_DequeueMany:1"]),
+    "lstm_aplain": dict(cut="inference/rnn/basic_lstm_cell_9/mul_2", data=lambda: _bits(230), input="input:0",
+                        classes=2, args=["--feed", "istate=0"],
+                        feed={"istate:0": lambda n: np.zeros((n, 160), np.float32)}),
+    "mlp_bn_chen": dict(cut="add", data=lambda: _digits(250, 28, flat=True), input="Placeholder:0", classes=10,
+                        batch=100),
+}
+
+
+def cli(capfd, *args):
+    capfd.readouterr()  # drop what came before
+    code = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def reference(model, tensor, x, feed, batch=None):
+    """What plain TensorFlow computes: the original meta graph and checkpoint, fed directly."""
+    from graphsurgeon._src.storage.paths import resolve
+
+    src = resolve(os.path.join(REAL, model))
+    g = tf.Graph()
+    with g.as_default(), tf1.Session(graph=g) as s:
+        saver = tf1.train.import_meta_graph(src.meta_path, clear_devices=True)
+        saver.restore(s, src.prefix)
+        out = []
+        step = batch or len(x)
+        for i in range(0, len(x), step):
+            xb = x[i:i + step]
+            n = len(xb)
+            if batch and n < batch:
+                xb = np.concatenate([xb, np.repeat(xb[-1:], batch - n, 0)])
+            fd = {CASES[model]["input"]: xb, **{k: f(len(xb)) for k, f in (feed or {}).items()}}
+            out.append(s.run(tensor + ":0", fd)[:n])
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_every_command_on_a_real_checkpoint(model, tmp_path, capfd):
+    case = CASES[model]
+    path = os.path.join(REAL, model)
+    before = tree_hash(path)
+    x, y = case["data"]()
+    y = y % case["classes"]
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    data = str(tmp_path / "data.npz")
+    extra = case.get("args", [])
+
+    # inspect: the model's input is among the likely inputs, every checkpoint tensor listed
+    code, out, err = cli(capfd, "inspect", path, "--json")
+    assert code == 0 and err == "", err
+    rep = json.loads(out)
+    assert case["input"] in [i["name"] for i in rep["graph"]["inputs"]]
+    assert all(i["shape"] != [] for i in rep["graph"]["inputs"])  # TF 1.0/1.1 shapes read from _output_shapes
+    names = {v["name"] for v in rep["variables"]}
+    assert names == set(ckpt(rep["checkpoint"]))
+
+    # plan with no head: every model variable restored, nothing trains
+    code, out, err = cli(capfd, "plan", "--model", path, "--json")
+    assert code == 0, err
+    p = json.loads(out)
+    model_vars = {v["name"] for v in rep["variables"] if v["kind"] == "model"}
+    restored = {v["name"] for v in p["variables"] if v["status"] == "restored"}
+    assert restored >= model_vars - {"global_step"} and p["trainable"] == []
+
+    # plan with a head on the cut: the head is new and trains; what the cut reads is restored
+    head = f"{case['cut']}:{case['classes']}"
+    code, out, err = cli(capfd, "plan", "--model", path, "--head", head, *extra, "--json")
+    assert code == 0, err
+    p = json.loads(out)
+    assert sorted(p["trainable"]) == ["head/logits/bias", "head/logits/kernel"]
+    assert p["counts"]["restored"] >= 1 and p["counts"]["missing"] == 0
+
+    # cache: equal to plain TensorFlow on the original graph, padded batches included
+    cache = tmp_path / "cache"
+    code, out, err = cli(capfd, "cache", "--model", path, "--tensor", case["cut"], "--data", data,
+                         "--out", cache, *extra, "--quiet", "--json")
+    assert code == 0, err
+    assert json.loads(out)["examples"] == len(x)
+    from graphsurgeon._src.cache import CacheReader
+
+    with CacheReader(str(cache)) as r:
+        got = r.read(np.arange(len(x)))  # a new cache of distinct rows holds them in data order
+    want = reference(model, case["cut"], x, case.get("feed"), case.get("batch"))
+    np.testing.assert_allclose(got, want.reshape(got.shape), rtol=1e-5, atol=1e-5)
+
+    # retrain from the cache: frozen variables come out bit for bit, the head learned something
+    out_dir = tmp_path / "retrained"
+    code, out, err = cli(capfd, "retrain", "--model", path, "--head", head, "--cache", cache, "--out", out_dir,
+                         "--epochs", 3, *extra, "--quiet", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["metrics"]["train"]["examples"] > 0
+    new, src = ckpt(str(out_dir / "checkpoint/model.ckpt")), ckpt(rep["checkpoint"])
+    frozen = [n for n in new if not n.startswith("head/")]
+    assert frozen and all(new[n].tobytes() == src[n].tobytes() for n in frozen)
+    # the SavedModel answers like the retrained graph, from raw inputs, without the extra feeds
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+        meta = tf1.saved_model.loader.load(s, ["serve"], str(out_dir / "saved_model"))
+        sig = meta.signature_def["serving_default"]
+        probs = s.run(sig.outputs["probabilities"].name, {sig.inputs["inputs"].name: x[:case.get("batch", 7)]})
+    assert probs.shape == (case.get("batch", 7), case["classes"])
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+    # migrate: optimizer state dropped, every model tensor kept bit for bit
+    code, out, err = cli(capfd, "migrate", path, tmp_path / "migrated/", "--preset", "optimizer-slots", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    migrated = ckpt(res["destination"])
+    assert set(migrated) == model_vars
+    assert all(migrated[n].tobytes() == src[n].tobytes() for n in migrated)
+
+    assert tree_hash(path) == before  # the source checkpoint is untouched
+
+
+def test_char_rnn_trains_inside_its_while_loop(tmp_path, capfd):
+    """The char-rnn's dynamic_rnn: its second LSTM layer fine-tunes through the TF 1.x while loop
+    (gradients of a v1 loop in TensorFlow 2), the first stays bit for bit."""
+    x, y = _chars(120)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    path = os.path.join(REAL, "charrnn_kokkini")
+    code, _, err = cli(capfd, "retrain", "--model", path, "--head", "rnn/transpose_1:2", "--trainable",
+                       "rnn/multi_rnn_cell/cell_1", "--data", tmp_path / "d.npz", "--out", tmp_path / "o",
+                       "--epochs", 1, "--quiet")
+    assert code == 0, err
+    new, src = ckpt(str(tmp_path / "o/checkpoint/model.ckpt")), ckpt(os.path.join(path, "model.ckpt"))
+    cell0 = [n for n in new if n.startswith("rnn/multi_rnn_cell/cell_0/")]
+    cell1 = [n for n in new if n.startswith("rnn/multi_rnn_cell/cell_1/")]
+    assert cell0 and all(new[n].tobytes() == src[n].tobytes() for n in cell0)
+    assert cell1 and all(new[n].tobytes() != src[n].tobytes() for n in cell1 if n.endswith("kernel"))
+
+
+def test_queue_fed_estimator(tmp_path, capfd):
+    """The Estimator graph reads a RandomShuffleQueue: inspect suggests the dequeued tensor, a cut
+    without --input says which tensor to feed, and the batch of 100 fixed in its shapes is used."""
+    path = os.path.join(REAL, "estimator_cnn_hsbarker")
+    code, out, _ = cli(capfd, "inspect", path)
+    assert "likely inputs: random_shuffle_queue_DequeueMany:1 float32 [100, 784]" in out
+    assert "enqueue_input/Placeholder" not in out.split("likely inputs:")[1]
+    assert "softmax_tensor:0" in out.split("likely outputs:")[1]
+    code, _, err = cli(capfd, "plan", "--model", path, "--head", "Reshape_1:10")
+    assert code == 2 and "pass --input random_shuffle_queue_DequeueMany:1" in err
+    x, y = _digits(130, 28, flat=True)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    code, _, err = cli(capfd, "cache", "--model", path, "--tensor", "Reshape_1", "--input",
+                       "random_shuffle_queue_DequeueMany:1", "--data", tmp_path / "d.npz", "--out", tmp_path / "c",
+                       "--batch-size", 32, "--quiet")
+    assert code == 2 and "fixes the batch at 100" in err
+
+
+def test_gan_input_that_does_not_feed_the_cut_is_refused(capfd):
+    code, _, err = cli(capfd, "plan", "--model", os.path.join(REAL, "gan_chadpro"), "--head", "Relu_1:10",
+                       "--input", "z:0")
+    assert code == 2 and err.count("\n") == 1
+    assert "input 'z:0' does not feed 'Relu_1'; 'Relu_1' reads placeholder(s) x" in err
+
+
+def test_batch_statistics_are_not_cached(tmp_path, capfd):
+    """The hand-rolled batch norm (tf.nn.moments over the batch) makes Relu depend on its batch-mates."""
+    x, y = _digits(120, 28, flat=True)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    path = os.path.join(REAL, "mlp_bn_chen")
+    code, _, err = cli(capfd, "cache", "--model", path, "--tensor", "Relu", "--data", tmp_path / "d.npz",
+                       "--out", tmp_path / "c", "--quiet")
+    assert code == 2 and "depends on the other examples in its batch (through moments/mean, moments/variance" in err
+    code, _, err = cli(capfd, "cache", "--model", path, "--tensor", "Relu", "--data", tmp_path / "d.npz",
+                       "--out", tmp_path / "c", "--quiet", "--allow-batch-dependent")
+    assert code == 0, err
+
+
+def test_dropout_baked_in_is_not_cached(tmp_path, capfd):
+    x, y = _digits(40, 32)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    code, _, err = cli(capfd, "cache", "--model", os.path.join(REAL, "lenet_noyin"), "--tensor", "Elu_3",
+                       "--data", tmp_path / "d.npz", "--out", tmp_path / "c", "--quiet")
+    assert code == 2 and "depends on random op(s) dropout/random_uniform/RandomUniform" in err
+
+
+def test_rnn_initial_state_from_an_npy_file(tmp_path, capfd):
+    """istate (None, 160) fed from a (160,) .npy file: broadcast over the batch, in training and in
+    the exported SavedModel (where it becomes a default that follows the batch)."""
+    x, y = _bits(100)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    state = np.linspace(-0.5, 0.5, 160).astype(np.float32)
+    np.save(tmp_path / "state.npy", state)
+    path = os.path.join(REAL, "lstm_aplain")
+    cut = "inference/rnn/basic_lstm_cell_9/mul_2"
+    code, _, err = cli(capfd, "retrain", "--model", path, "--head", f"{cut}:2", "--feed",
+                       f"istate={tmp_path / 'state.npy'}", "--data", tmp_path / "d.npz", "--out", tmp_path / "o",
+                       "--epochs", 1, "--quiet")
+    assert code == 0, err
+    want = reference("lstm_aplain", cut, x[:5], {"istate:0": lambda n: np.tile(state, (n, 1))})
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+        tf1.saved_model.loader.load(s, ["serve"], str(tmp_path / "o/saved_model"))
+        for n in (1, 5):  # the default follows the batch size
+            got = s.run(cut + ":0", {"input:0": x[:n]})
+            np.testing.assert_allclose(got, want[:n], rtol=1e-5, atol=1e-6)
