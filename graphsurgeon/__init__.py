@@ -17,7 +17,7 @@ _EXPORTS = {
     **{name: ("graphsurgeon._src.errors", name) for name in (
         "CacheError", "CheckpointNotFoundError", "ConfigError", "MigrateError", "CorruptCheckpointError", "DataError",
         "GraphSurgeonError", "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError",
-        "UnregisteredOpError", "WrongPathKindError")},
+        "UnregisteredOpError", "UnsafeGraphError", "WrongPathKindError")},
     "CacheReader": ("graphsurgeon._src.cache", "CacheReader"),
     "CacheReport": ("graphsurgeon._src.cache", "CacheReport"),
     "generate_cache": ("graphsurgeon._src.cache", "generate"),

@@ -109,7 +109,10 @@ def slim_restore_set(exclude, size=299):
 
 
 def tiny_convnet(directory, size=8):
-    """A legacy conv net on RGB images: input 'images' [None, size, size, 3] -> conv1 -> 'pool' -> 'logits' (3)."""
+    """A legacy conv net on RGB images: input 'images' [None, size, size, 3] -> conv1 -> 'pool' -> 'logits' (3).
+    Saved as ``directory/model/convnet.ckpt`` (its own folder: outputs may go anywhere else in ``directory``)."""
+    directory = os.path.join(directory, "model")
+    os.makedirs(directory, exist_ok=True)
     g = tf.Graph()
     with g.as_default():
         x = tf1.placeholder(tf.float32, [None, size, size, 3], name="images")

@@ -51,7 +51,7 @@ def test_plan_json(seed004, capsys):
     assert rows["output/weights"]["status"] == "dropped"
     assert rows["head/logits/kernel"] == {"name": "head/logits/kernel", "shape": [50, 2], "dtype": "float32",
                                           "status": "new", "trainable": True, "checkpoint_name": None,
-                                          "checkpoint_shape": None, "lr_mult": 1.0}
+                                          "checkpoint_shape": None, "lr_mult": 1.0, "checkpoint_dtype": None}
     assert all({"name", "shape", "status", "trainable"} <= set(v) for v in r["variables"])
 
 
@@ -108,6 +108,17 @@ def test_retrain_from_an_image_folder(tmp_path):
         + r["metrics"].get("test", {}).get("examples", 0) == 24
     plan = json.load(open(tmp_path / "out" / "plan.json"))
     assert plan["trainable"] == ["head/dense_0/bias", "head/dense_0/kernel", "head/logits/bias", "head/logits/kernel"]
+    # the class names travel with the model: labels.txt and a `classes` output naming the top class
+    assert open(tmp_path / "out" / "labels.txt").read() == "blue\nred\n"
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(tmp_path / "out" / "saved_model")).signatures["serving_default"]
+    out = fn(inputs=tf.zeros([3, 8, 8, 3]))
+    top = out["probabilities"].numpy().argmax(1)
+    assert [c.decode() for c in out["classes"].numpy()] == [["blue", "red"][i] for i in top]
+    p = run_cli("retrain", "--model", prefix, "--head", "pool:2", "--data", str(tmp_path / "photos"),
+                "--out", os.path.join(os.path.dirname(prefix), "out"), "--epochs", "1", "--quiet")
+    assert p.returncode == 2 and "is inside the model's directory" in p.stderr
 
 
 def test_saved_model_cli_runs_the_export(seed004, tmp_path):
@@ -123,6 +134,7 @@ def test_saved_model_cli_runs_the_export(seed004, tmp_path):
                        capture_output=True, text=True)
     assert q.returncode == 0, q.stderr[-2000:]
     assert "Result for output key logits" in q.stdout and "Result for output key probabilities" in q.stdout
+    assert "Result for output key classes" in q.stdout
 
 
 def write_images(root, per_class):

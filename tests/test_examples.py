@@ -1,4 +1,8 @@
-"""Every `$ ` command in examples/*/README.md runs and exits 0."""
+"""Every `$ ` command in examples/*/README.md runs, exits 0 and prints what the README shows.
+
+In a ```console block, the lines after a `$ ` command (up to the next one) are output the
+command must print: each, with runs of spaces collapsed, must appear in its stdout.
+"""
 import glob
 import os
 import re
@@ -13,11 +17,25 @@ READMES = sorted(glob.glob(os.path.join(ROOT, "examples", "*", "README.md")))
 
 
 def commands(readme):
-    text = open(readme).read()
+    """``[(command, [expected output lines])]`` of a README's console blocks."""
     out = []
-    for block in re.findall(r"```console\n(.*?)```", text, re.S):
-        out += [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+    for block in re.findall(r"```console\n(.*?)```", open(readme).read(), re.S):
+        for line in block.splitlines():
+            if line.startswith("$ "):
+                out.append((line[2:], []))
+            elif line.strip() and out:
+                out[-1][1].append(line.strip())
     return out
+
+
+def _squeeze(text):
+    return re.sub(r"[ \t]+", " ", text)
+
+
+def test_expectations_are_parsed_and_can_fail():
+    cmds = commands(os.path.join(ROOT, "examples", "01_retrain_upper_layers", "README.md"))
+    assert cmds and all(expected for _, expected in cmds)
+    assert _squeeze("hidden3/weights    restored") != _squeeze("hidden3/weights dropped")
 
 
 @pytest.mark.parametrize("readme", READMES, ids=lambda p: os.path.basename(os.path.dirname(p)))
@@ -25,7 +43,8 @@ def test_readme_commands_run(readme, tmp_path):
     cmds = commands(readme)
     assert cmds, f"{readme} has no commands"
     env = {**os.environ, "PYTHONPATH": ROOT}
-    for cmd in cmds:
+    for cmd, expected in cmds:
+        assert expected, f"{readme}: `{cmd}` shows no output to check"
         argv = shlex.split(cmd.replace("/tmp/gs-example", str(tmp_path)))
         if argv[0] == "graphsurgeon":
             argv = [sys.executable, "-m", "graphsurgeon"] + argv[1:]
@@ -33,6 +52,9 @@ def test_readme_commands_run(readme, tmp_path):
             argv[0] = sys.executable
         p = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
         assert p.returncode == 0, f"{cmd}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+        got = _squeeze(p.stdout.replace(str(tmp_path), "/tmp/gs-example"))
+        for line in expected:
+            assert _squeeze(line) in got, f"{cmd}\nexpected: {line}\ngot:\n{p.stdout[-3000:]}"
 
 
 @pytest.mark.parametrize("readme", READMES, ids=lambda p: os.path.basename(os.path.dirname(p)))

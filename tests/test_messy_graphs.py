@@ -149,3 +149,24 @@ def test_nested_tf1_while_loops_survive_pruning(tmp_path):
     with gs.restore(prefix, outputs=["state"]) as cut:
         assert sorted(cut.variables) == ["cell/w"]
         np.testing.assert_array_equal(cut.run("state", {"x": xv}), expected)
+
+
+def test_each_unfreezing_stage_runs_only_its_own_update_ops(bn_net, tmp_path):
+    """conv2 trains from epoch 0, conv1 joins at epoch 1: during epoch 0 conv1's moving statistics
+    must not move (they did when every stage ran the final stage's update ops)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8, 8, 1)).astype(np.float32) + 3.0
+    data = Dataset(x, (x.mean(axis=(1, 2, 3)) > 3.0).astype(np.int64), np.array(["train"] * 32),
+                   [str(i) for i in range(32)])
+    src = ckpt(bn_net)
+    moving = ("conv1/BatchNorm/moving_mean", "conv1/BatchNorm/moving_variance")
+    for epochs, conv1_moves in ((1, False), (2, True)):
+        cfg = gs.RetrainConfig(model=bn_net, head="features:2", trainable=["conv2"], unfreeze=["1:conv1=0.5"],
+                               epochs=epochs, batch_size=16, lr=0.1)
+        res = gs.retrain(cfg, data, str(tmp_path / f"out{epochs}"), progress=False)
+        first, second = res.setup.stage_updates
+        assert first and all(n.startswith("conv2/") for n in first)
+        assert sorted({n.split("/")[0] for n in second}) == ["conv1", "conv2"] and len(second) == 2 * len(first)
+        new = ckpt(str(tmp_path / f"out{epochs}/checkpoint/model.ckpt"))
+        assert all((new[n].tobytes() != src[n].tobytes()) == conv1_moves for n in moving), epochs
+        assert new["conv2/BatchNorm/moving_mean"].tobytes() != src["conv2/BatchNorm/moving_mean"].tobytes()

@@ -224,3 +224,68 @@ def test_unknown_tensor_lists_close_names(seed004):
     with gs.restore(prefix) as m:
         with pytest.raises(gs.TensorNotFoundError, match="hidden2/Relu"):
             m.tensor("hidden2/Rellu")
+
+
+def _graph_with(tmp_path, extra):
+    """A small model ``x`` -> ``features``; ``extra(x, features_pre)`` adds ops and returns control deps."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf1.get_variable("w", [4, 3], use_resource=False, initializer=tf1.ones_initializer())
+        pre = tf.matmul(x, w)
+        deps = extra(x, pre)
+        with tf.control_dependencies(deps):
+            tf.identity(pre, name="features")
+        tf.nn.relu(pre, name="clean")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver([w]).save(s, str(tmp_path / "m.ckpt"))
+
+
+def test_graphs_that_touch_files_are_not_run_unless_allowed(tmp_path, capfd):
+    target = tmp_path / "written.txt"
+    prefix = _graph_with(tmp_path, lambda x, pre: [tf.io.write_file(str(target), "pwned", name="sneaky")])
+    with pytest.raises(gs.UnsafeGraphError, match=r"holds 1 op\(s\) that touch files or run Python: sneaky "
+                                                  r"\(WriteFile\);.*--allow-unsafe-ops"):
+        gs.restore(prefix, outputs=["features"])
+    assert not target.exists()
+    with gs.restore(prefix, outputs=["clean"]) as m:  # pruned away below the cut: nothing unsafe runs
+        assert m.unsafe_ops == []
+    with gs.restore(prefix, outputs=["features"], allow_unsafe_ops=True) as m:
+        m.run("features", {"x": np.ones((1, 4), np.float32)})
+    assert target.read_text() == "pwned"
+    from graphsurgeon._src.cli import main
+
+    capfd.readouterr()
+    assert main(["inspect", prefix]) == 0
+    assert "ops that touch files or run Python (1; restore refuses to run them without --allow-unsafe-ops): " \
+           "sneaky (WriteFile)" in capfd.readouterr().out
+
+
+def test_a_save_op_dressed_as_a_saver_and_python_callbacks_are_caught(tmp_path):
+    def extra(x, pre):
+        fake = tf.raw_ops.SaveV2(prefix=tf.constant(str(tmp_path / "leak"), name="save_9/Const"),
+                                 tensor_names=["x"], shape_and_slices=[""], tensors=[x], name="save_9/SaveV2")
+        cb = tf1.py_func(lambda a: a, [pre], tf.float32, name="callback")
+        return [fake, cb]
+
+    prefix = _graph_with(tmp_path, extra)
+    with gs.restore(prefix, outputs=["features"], values=False) as m:
+        assert m.unsafe_ops == [("callback", "PyFunc"), ("save_9/SaveV2", "SaveV2")]
+    with gs.restore(prefix, values=False) as full:  # the Saver's own save/restore ops are not listed
+        assert ("save/SaveV2", "SaveV2") not in full.unsafe_ops and ("save_9/SaveV2", "SaveV2") in full.unsafe_ops
+
+
+def test_ops_inside_functions_are_scanned(tmp_path):
+    @tf.function
+    def peek(t):
+        tf.io.read_file("/etc/hostname")
+        return t * 2.0
+
+    prefix = _graph_with(tmp_path, lambda x, pre: [peek(pre)])
+    from graphsurgeon._src import subgraph
+    from graphsurgeon._src.storage.checkpoint import read_meta_graph
+    from graphsurgeon._src.storage.paths import resolve
+
+    found = subgraph.unsafe_ops(read_meta_graph(resolve(prefix)))
+    assert [op for _, op in found] == ["ReadFile"] and found[0][0].startswith("__inference_peek")

@@ -41,9 +41,21 @@ def test_locked_layers_change_by_exactly_zero(retrained):
                            "hidden2/biases", "hidden2/weights", "hidden3/biases", "hidden3/weights"]
 
 
+def updated_variables(graph) -> list[str]:
+    """The variables the train ops update: the first input of every Apply* op they hold."""
+    out = set()
+    for op in graph.get_operations():
+        if op.name.startswith("graphsurgeon/train_stage") and "Apply" in op.type:
+            v = op.inputs[0]
+            out.add((v.op.inputs[0].op.name if v.op.type == "ReadVariableOp" else v.op.name))
+    return sorted(out)
+
+
 def test_plan_and_var_list(retrained):
     _, _, out, res = retrained
     p = res.plan
+    # what compute_gradients got as var_list is exactly what the plan says trains
+    assert updated_variables(res.setup.model.graph) == p.trainable
     assert p.trainable == ["head/logits/bias", "head/logits/kernel", "hidden3/biases", "hidden3/weights"]
     assert p.by_status("new") == ["head/logits/bias", "head/logits/kernel"]
     assert p.by_status("dropped") == ["global_step", "output/biases", "output/weights"]
@@ -199,3 +211,42 @@ def test_unfreezing_keeps_the_optimizer_state(seed004, tmp_path):
     head_slots = [n for n in names if n.startswith("graphsurgeon/") and "head/logits/kernel" in n]
     assert len(head_slots) == 2, head_slots  # Adam's m and v, created once for both stages
     assert len([n for n in names if "hidden3/weights" in n and n != "hidden3/weights"]) == 2
+
+
+def test_reinitialize_zeroes_optimizer_slots_under_the_scope(seed004_adam):
+    """Restored with its Adam state, hidden3 re-initialized: the kernel gets fresh Glorot values,
+    its Adam slots become zeros (a fresh optimizer), never random draws."""
+    prefix, _, _ = seed004_adam
+    with gs.restore(prefix, restore_optimizer=True) as m:
+        names = gs.reinitialize(m, ["hidden3"], seed=1)
+        assert names == ["hidden3/biases", "hidden3/biases/Adam", "hidden3/biases/Adam_1", "hidden3/weights",
+                         "hidden3/weights/Adam", "hidden3/weights/Adam_1"]
+        v = m.values(names)
+    assert all(not v[n].any() for n in names if "/Adam" in n)
+    limit = np.sqrt(6.0 / (100 + 50))
+    assert v["hidden3/weights"].std() > 0 and np.abs(v["hidden3/weights"]).max() <= limit
+
+
+def test_dtype_mismatch_is_reported_and_needs_allow_cast(seed004, tmp_path):
+    """A float16 checkpoint value for a float32 variable: the plan says so, restore refuses unless asked."""
+    prefix, x, _ = seed004
+    src = ckpt(prefix)
+    g = tf.Graph()
+    with g.as_default():  # the same names, hidden1/weights stored as float16
+        vs = [tf1.Variable(v.astype(np.float16) if n == "hidden1/weights" else v, name=n) for n, v in src.items()]
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            half = tf1.train.Saver(vs).save(s, str(tmp_path / "half.ckpt"), write_meta_graph=False)
+    import shutil
+
+    shutil.copy(prefix + ".meta", half + ".meta")
+    p = gs.plan(gs.RetrainConfig(model=half, head="hidden3/Relu:2"))
+    row = {v.name: v for v in p.variables}["hidden1/weights"]
+    assert row.cast and row.checkpoint_dtype == "float16" and p.to_dict()["counts"]["cast"] == 1
+    assert "hidden1/weights     restored       no    [500, 300]  (cast from float16)" in p.format_text()
+    with pytest.raises(gs.PlanError, match="hidden1/weights: the checkpoint holds float16 but the graph's variable is "
+                                           "float32 .pass allow_cast=True / --allow-cast"):
+        gs.restore(half, outputs=["hidden3/Relu"])
+    with gs.restore(half, outputs=["hidden3/Relu"], allow_cast=True) as m:
+        got = m.values(["hidden1/weights"])["hidden1/weights"]
+    assert got.dtype == np.float32 and got.tobytes() == src["hidden1/weights"].astype(np.float16).astype(np.float32).tobytes()

@@ -157,8 +157,8 @@ class CacheReport:
 def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | None = None, feeds=None,
              batch_size: int | None = None, dtype: str = "float32", augment: int = 0, augment_params=None,
              seed: int = 0, shard_size: int = 4096, repair: bool = False, allow_random: bool = False,
-             allow_batch_dependent: bool = False, image_scale: str = "unit", tags=("serve",), progress: bool = True,
-             **source_args) -> CacheReport:
+             allow_batch_dependent: bool = False, allow_cast: bool = False, allow_unsafe_ops: bool = False,
+             image_scale: str = "unit", tags=("serve",), progress: bool = True, **source_args) -> CacheReport:
     """Compute (or complete) the cache of ``tensor`` over ``data`` in ``out_dir``.
 
     Args:
@@ -179,6 +179,7 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
       allow_random: cache a tensor that depends on random ops (dropout) anyway.
       allow_batch_dependent: cache a tensor whose value for an example depends on the other examples
         of its batch (batch statistics) anyway.
+      allow_cast, allow_unsafe_ops: as :func:`graphsurgeon.restore`.
 
     Side effects: creates ``out_dir`` and writes shards and ``manifest.json`` in it; removes
     ``*.tmp`` files an interrupted run left there. Never touches the model's files.
@@ -197,7 +198,8 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
     start = time.perf_counter()
     feeds = parse_feeds(feeds)
     keep = [tensor] + ([input] if input else [])
-    with restore(model_path, tags=tags, outputs=keep, inputs=[input] if input else None) as model:
+    with restore(model_path, tags=tags, outputs=keep, inputs=[input] if input else None, allow_cast=allow_cast,
+                 allow_unsafe_ops=allow_unsafe_ops) as model:
         inp, extra = find_input(model, input, tensor, feeds)
         unused = sorted(set(feeds) - set(extra))
         if unused:

@@ -59,6 +59,10 @@ def _model_args(p):
                    help="also restore the old run's optimizer slots and global_step")
     p.add_argument("--allow-missing", action="store_true", default=None,
                    help="initialize variables the checkpoint lacks")
+    p.add_argument("--allow-cast", action="store_true", default=None,
+                   help="restore values whose checkpoint dtype differs from the variable's, cast")
+    p.add_argument("--allow-unsafe-ops", action="store_true", default=None,
+                   help="run a graph that holds file-system or Python-callback ops")
     p.add_argument("--plan", dest="plan_file", metavar="FILE.toml", help="settings from a TOML plan file")
 
 
@@ -72,6 +76,7 @@ def _config(args):
         rename=_kv(args.rename, "rename") or None, lr_mult=args.lr_mult, unfreeze=args.unfreeze,
         feeds=_kv(args.feed, "feed") or None, train_feeds=_kv(args.train_feed, "train feed") or None,
         tags=args.tags, restore_optimizer=args.restore_optimizer, allow_missing=args.allow_missing,
+        allow_cast=args.allow_cast, allow_unsafe_ops=args.allow_unsafe_ops,
     )
     for name in ("epochs", "batch_size", "lr", "optimizer", "seed", "patience", "image_scale"):
         overrides[name] = getattr(args, name, None)
@@ -118,7 +123,8 @@ def cmd_cache(args):
     rep = generate(args.model, args.tensor, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
                    batch_size=args.batch_size, dtype=args.dtype, augment=args.augment, augment_params=aug,
                    seed=args.seed, shard_size=args.shard_size, repair=args.repair, allow_random=args.allow_random,
-                   allow_batch_dependent=args.allow_batch_dependent,
+                   allow_batch_dependent=args.allow_batch_dependent, allow_cast=args.allow_cast,
+                   allow_unsafe_ops=args.allow_unsafe_ops,
                    image_scale=args.image_scale, tags=args.tags or ("serve",), progress=not args.quiet,
                    image_feature=args.image_feature, label_feature=args.label_feature)
     if args.json:
@@ -263,6 +269,9 @@ def build_parser():
     s.add_argument("--allow-random", action="store_true", help="cache a tensor that depends on random ops")
     s.add_argument("--allow-batch-dependent", action="store_true",
                    help="cache a tensor that depends on its batch-mates (batch statistics)")
+    s.add_argument("--allow-cast", action="store_true", help="restore values of another dtype, cast")
+    s.add_argument("--allow-unsafe-ops", action="store_true",
+                   help="run a graph that holds file-system or Python-callback ops")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_cache)
@@ -336,6 +345,10 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("graphsurgeon: interrupted\n")
         return 130
+    except BrokenPipeError:  # `graphsurgeon ... | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as e:  # every failure is one line; --debug shows where it came from
         if args.debug:
             import traceback

@@ -59,3 +59,7 @@ class CacheError(GraphSurgeonError):
 
 class MigrateError(GraphSurgeonError):
     """A checkpoint migration cannot be done as asked (a rule matches nothing, names collide, …)."""
+
+
+class UnsafeGraphError(GraphSurgeonError):
+    """A graph holds ops that touch the file system or call Python, and running it was not allowed."""

@@ -63,6 +63,7 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
             "inputs": [_input(gd, t) for t in subgraph.likely_inputs(gd)],
             "outputs": subgraph.likely_outputs(gd)[:10],
             "op_types": dict(collections.Counter(n.op for n in gd.node).most_common(15)),
+            "unsafe_ops": [{"name": n, "op": op} for n, op in subgraph.unsafe_ops(meta)],
         }
         if not source.prefix:
             vdefs = subgraph.variable_defs(meta)
@@ -121,4 +122,7 @@ def format_text(report: dict) -> str:
             lines.append(f"  {scope:<30} {n} ops")
         lines.append("likely inputs: " + (", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in g["inputs"]) or "none"))
         lines.append("likely outputs: " + (", ".join(g["outputs"]) or "none"))
+        if g["unsafe_ops"]:
+            lines.append(f"ops that touch files or run Python ({len(g['unsafe_ops'])}; restore refuses to run them "
+                         "without --allow-unsafe-ops): " + ", ".join(f"{u['name']} ({u['op']})" for u in g["unsafe_ops"]))
     return "\n".join(lines)

@@ -25,10 +25,13 @@ class Model:
       aliases: ``{tensor name in the source graph: tensor name here}`` for tensors that restore
         turned into placeholders (``random_shuffle_queue_DequeueMany:1`` -> its new placeholder);
         :meth:`tensor` resolves them.
+      unsafe_ops: ``[(op name, op type)]`` of ops in the restored graph that touch files or run
+        Python (see :func:`graphsurgeon._src.subgraph.unsafe_ops`); :func:`graphsurgeon.restore`
+        refuses to run them unless allowed.
     """
 
     def __init__(self, graph, session, source, status=None, checkpoint_names=None, inputs=(), outputs=(), *,
-                 plan=None, reader=None, aliases=None):
+                 plan=None, reader=None, aliases=None, unsafe_ops=()):
         self.graph = graph
         self.session = session
         self.source = source
@@ -39,6 +42,7 @@ class Model:
         self.plan = plan
         self.reader = reader
         self.aliases = dict(aliases or {})
+        self.unsafe_ops = list(unsafe_ops)
 
     # -- lookup -----------------------------------------------------------
     @property

@@ -1,7 +1,9 @@
 """Restore a legacy TF1 model: graph, session and variable values.
 
->>> model = restore("model.ckpt-1000")                       # doctest: +SKIP
->>> model.tensor("hidden2/Relu")                              # doctest: +SKIP
+::
+
+    model = restore("model.ckpt-1000")      # graph + session + values
+    model.tensor("hidden2/Relu")
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import select, subgraph
-from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnregisteredOpError
+from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnregisteredOpError, UnsafeGraphError
 from graphsurgeon._src.model import Model
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
 from graphsurgeon._src.storage.paths import resolve
@@ -98,7 +100,8 @@ def load_values(session, graph, reader: CheckpointReader, restore_map: dict, gra
 
 def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, rename=None, rules=None,
             outputs=None, inputs=None, restore_optimizer: bool = True, allow_missing: bool = False,
-            values: bool = True, threads: int = 0) -> Model:
+            allow_cast: bool = False, allow_unsafe_ops: bool = False, values: bool = True,
+            threads: int = 0) -> Model:
     """Restore a model from a checkpoint prefix or directory, a ``.meta`` file, a frozen
     GraphDef or a TF1 SavedModel directory.
 
@@ -123,6 +126,10 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
       restore_optimizer: if False, optimizer slots and ``global_step`` are initialized
         anew instead of restored.
       allow_missing: initialize graph variables the checkpoint lacks instead of raising.
+      allow_cast: restore values whose checkpoint dtype differs from the variable's, cast
+        (``plan`` reports each as "cast from ..."); without it that is a :class:`PlanError`.
+      allow_unsafe_ops: run a graph holding file-system or Python-callback ops (see
+        :func:`graphsurgeon._src.subgraph.unsafe_ops`); without it that is an :class:`UnsafeGraphError`.
       values: if False, build the graph and plan only: no session, nothing read.
       threads: session thread count (0: TensorFlow's default).
 
@@ -134,7 +141,7 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
       CorruptCheckpointError, PatternError, PlanError (shape mismatch, missing variables).
     """
     source = resolve(path, tags)
-    ins, outs, aliases = [], [], {}
+    ins, outs, aliases, unsafe = [], [], {}, []
     if graph is None:
         meta = read_meta_graph(source)
         where = source.meta_path or source.graph_path or source.export_dir
@@ -146,6 +153,7 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
         if outputs:
             outputs = [_check_node(meta, o, where) for o in select.as_list(outputs)]
             meta = subgraph.prune_meta_graph(meta, outputs)
+        unsafe = subgraph.unsafe_ops(meta)
         graph = tf.Graph()
         import_meta_graph(meta, graph, where)
         if outputs:
@@ -168,11 +176,13 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
     plan = make_plan(info, entries, include=include, exclude=exclude, rename=rename,
                      restore_optimizer=restore_optimizer, inputs=ins, outputs=outs)
     model = Model(graph, None, source, {v.name: v.status for v in plan.variables if v.status != "dropped"},
-                  plan.restore_map(), ins, outs, plan=plan, reader=reader, aliases=aliases)
-    return load(model, allow_missing=allow_missing, threads=threads) if values else model
+                  plan.restore_map(), ins, outs, plan=plan, reader=reader, aliases=aliases, unsafe_ops=unsafe)
+    return load(model, allow_missing=allow_missing, allow_cast=allow_cast, allow_unsafe_ops=allow_unsafe_ops,
+                threads=threads) if values else model
 
 
-def load(model: Model, *, allow_missing: bool = False, threads: int = 0) -> Model:
+def load(model: Model, *, allow_missing: bool = False, allow_cast: bool = False, allow_unsafe_ops: bool = False,
+         threads: int = 0) -> Model:
     """Carry out ``model.plan`` on a model built with ``restore(..., values=False)``: check it,
     open a session, read the restored variables and initialize all others (new heads
     included) in one pass.
@@ -181,11 +191,21 @@ def load(model: Model, *, allow_missing: bool = False, threads: int = 0) -> Mode
     ``model.checkpoint_names`` from the plan. Returns ``model``.
 
     Raises:
-      PlanError: shape mismatches, or missing variables unless ``allow_missing``.
+      PlanError: shape mismatches, missing variables unless ``allow_missing``, dtype casts unless
+        ``allow_cast``.
+      UnsafeGraphError: the graph holds file-system or Python-callback ops, unless ``allow_unsafe_ops``.
       CorruptCheckpointError: a tensor cannot be read.
     """
     plan = model.plan
-    plan.check(allow_missing=allow_missing)
+    plan.check(allow_missing=allow_missing, allow_cast=allow_cast)
+    if not allow_unsafe_ops:
+        found = model.unsafe_ops
+        if found:
+            listed = ", ".join(f"{name} ({op})" for name, op in found[:6]) + (" …" if len(found) > 6 else "")
+            raise UnsafeGraphError(
+                f"{model.source.path if model.source else 'the graph'} holds {len(found)} op(s) that touch files or "
+                f"run Python: {listed}; graphsurgeon runs a graph only when you trust it: pass "
+                "allow_unsafe_ops=True / --allow-unsafe-ops, or cut the graph below them")
     info = graph_variable_info(model.graph)
     model.status = {v.name: v.status for v in plan.variables if v.status != "dropped"}
     model.checkpoint_names = plan.restore_map()

@@ -15,6 +15,7 @@ from graphsurgeon._src import select, train
 from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.feeds import Feeder, batch_size_for, find_input, fixed_batch, parse_feeds
 from graphsurgeon._src.restore import graph_variable_info, load, restore
+from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.surgery import add_head, make_plan, reinitialize
 
 tf1 = tf.compat.v1
@@ -55,6 +56,8 @@ class RetrainConfig:
     patience: int = 0
     restore_optimizer: bool = False
     allow_missing: bool = False
+    allow_cast: bool = False
+    allow_unsafe_ops: bool = False
     tags: list = dataclasses.field(default_factory=lambda: ["serve"])
     image_scale: str = "unit"
 
@@ -112,6 +115,7 @@ class Setup:
     feeds: dict = dataclasses.field(default_factory=dict)        # inference values of extra placeholders
     train_feeds: dict = dataclasses.field(default_factory=dict)  # their values while training
     fixed_batch: int | None = None                                 # the batch the static shapes fix
+    stage_updates: list = dataclasses.field(default_factory=list)  # update op names per stage
 
 
 def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
@@ -153,19 +157,20 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
         with model.graph.as_default():
             probs = tf.nn.softmax(logits, name="graphsurgeon_probabilities")
     new = head.variables if head else []
-    final, stage_sets, upd = _trainable(cfg, model, new)
+    final, stage_sets, stage_updates = _trainable(cfg, model, new)
+    upd = stage_updates[-1]
     plan = make_plan(graph_variable_info(model.graph), _entries(model), exclude=cfg.exclude or None,
                      rename=cfg.rename, restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit,
                      trainable=final, lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
     model.plan = plan
     if values:
-        load(model, allow_missing=cfg.allow_missing)
+        load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)
         if reinit:
             reinitialize(model, reinit, seed=cfg.seed)
     return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
                  feeds={n: feeds[n] for n in extra}, train_feeds={n: {**feeds, **train_feeds}[n] for n in extra},
-                 fixed_batch=fixed)
+                 fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates])
 
 
 def _entries(model) -> dict:
@@ -186,21 +191,26 @@ def _trainable(cfg, model, new):
     stages = [train.parse_stage(s) for s in cfg.unfreeze]
     stage_sets = train.stage_sets(mults, stages, names, in_collection)
     final = stage_sets[-1][1]
-    upd = train.update_ops_for(model.graph, set(final), list(cfg.trainable) + [s for st in stages for s in st.patterns])
-    return final, stage_sets, upd
+    # each stage runs the update ops (batch-norm moving statistics) of its own trainable layers only
+    ordered = sorted(stages, key=lambda st: st.epoch)
+    stage_updates = [train.update_ops_for(model.graph, set(mults),
+                                          list(cfg.trainable) + [p for st in ordered[:k] for p in st.patterns])
+                     for k, (_, mults) in enumerate(stage_sets)]
+    return final, stage_sets, stage_updates
 
 
 def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
     """The whole graph restored: every variable's restore status and trainability, nothing new."""
     model = restore(cfg.model, tags=cfg.tags, exclude=cfg.exclude or None, rename=cfg.rename,
                     restore_optimizer=cfg.restore_optimizer, values=False)
-    final, stage_sets, upd = _trainable(cfg, model, [])
+    final, stage_sets, stage_updates = _trainable(cfg, model, [])
+    upd = stage_updates[-1]
     plan = make_plan(graph_variable_info(model.graph), _entries(model), exclude=cfg.exclude or None,
                      rename=cfg.rename, restore_optimizer=cfg.restore_optimizer, trainable=final, lr_mult=final,
                      update_ops=[o.name for o in upd], inputs=model.inputs, outputs=model.outputs)
     model.plan = plan
     if values:
-        load(model, allow_missing=cfg.allow_missing)
+        load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)
     return Setup(model, plan, None, None, None, None, stage_sets, [])
 
 
@@ -294,10 +304,11 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     from graphsurgeon._src.export import export
     from graphsurgeon._src.storage import datasets
     from graphsurgeon._src.storage.events import ScalarWriter
-    from graphsurgeon._src.storage.writer import write_json
+    from graphsurgeon._src.storage.writer import write_json, write_text
 
     if not out_dir:
         raise ConfigError("no output directory given (--out DIR)")
+    _check_out_dir(cfg, out_dir)
     setup = build(cfg, values=True)
     if setup.logits is None:
         raise ConfigError("nothing to train: give --head TENSOR:N_CLASSES (a new head on TENSOR) or --output TENSOR "
@@ -333,9 +344,9 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         acc = tf.math.divide(tf.reduce_sum(weights * hits), total, name="graphsurgeon/accuracy")
         before = set(tf1.global_variables())
         variables = model.variables
-        upd = [model.graph.get_operation_by_name(n) for n in setup.plan.update_ops]
         stage_ops, optimizers = [], {}  # optimizers shared by the stages: slots carry over
         for k, (epoch, mults) in enumerate(setup.stages):
+            upd = [model.graph.get_operation_by_name(n) for n in setup.stage_updates[k]]
             op = train.build_train_op(loss, variables, mults, optimizer=cfg.optimizer, lr=cfg.lr,
                                       update_ops=upd, name=f"graphsurgeon/train_stage{k}", optimizers=optimizers)
             stage_ops.append((epoch, op))
@@ -376,13 +387,44 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         writer.close()
         if reader is not None:
             reader.close()
+    names = class_names(reader.classes if reader is not None else data.classes, setup.logits.shape.as_list()[-1])
+    with model.graph.as_default():
+        classes = tf.gather(tf.constant(names), tf.argmax(setup.logits, 1), name="graphsurgeon/classes")
     result = export(model, out_dir, inputs={"inputs": setup.input},
-                    outputs={"logits": setup.logits, "probabilities": setup.probabilities},
+                    outputs={"logits": setup.logits, "probabilities": setup.probabilities, "classes": classes},
                     defaults=setup.feeds, overwrite=overwrite)
+    write_text(os.path.join(out_dir, "labels.txt"), "".join(n + "\n" for n in names))
     write_json(os.path.join(out_dir, "plan.json"), setup.plan.to_dict())
     write_json(os.path.join(out_dir, "metrics.json"), {"history": history, "metrics": metrics,
                                                        "config": dataclasses.asdict(cfg), "cache": cache})
     return RetrainResult(history, metrics, setup.plan, result, setup)
+
+
+def class_names(names, n_classes: int) -> list[str]:
+    """The head's class names: the data's (image folders' sub-folders, an ``.npz``'s ``classes``
+    array, a cache's manifest), else ``"0"``, ``"1"``, ...
+
+    Raises:
+      ConfigError: the data names another number of classes than the head has.
+    """
+    if not names:
+        return [str(i) for i in range(n_classes)]
+    names = [str(n) for n in names]
+    if len(names) != n_classes:
+        raise ConfigError(f"the head has {n_classes} classes but the data names {len(names)} "
+                          f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''})")
+    if any("\n" in n for n in names):
+        raise ConfigError("a class name holds a line break; labels.txt has one name per line")
+    return names
+
+
+def _check_out_dir(cfg, out_dir: str) -> None:
+    """Refuse an output directory that is, or lies inside, a directory the model is read from."""
+    out = os.path.realpath(out_dir)
+    for d in sorted({os.path.dirname(os.path.realpath(f)) for f in resolve(cfg.model, cfg.tags).files()}):
+        if out == d or out.startswith(d + os.sep):
+            raise ConfigError(f"--out {out_dir} is inside the model's directory {d}; graphsurgeon never writes "
+                              "next to or over its source: choose a directory elsewhere")
 
 
 def _check_data(data, inp, n_classes):

@@ -30,7 +30,7 @@ class Dataset:
       y: int64 labels ``[N]``.
       split: ``[N]`` strings from :data:`SPLITS`.
       keys: ``[N]`` stable identifiers (file path relative to the root, or row hash).
-      classes: class names (folder names), or None.
+      classes: class names (folder names, or an ``.npz``'s optional ``classes`` array), or None.
     """
 
     x: np.ndarray
@@ -100,7 +100,14 @@ def load_npz(path: str, *, validation_pct: float = 10.0, test_pct: float = 10.0)
             raise DataError(f"{path}: 'split' must hold one of {SPLITS} per row (found {bad[:3]})")
     else:
         split = np.array([which_split(k, validation_pct, test_pct) for k in keys])
-    return Dataset(x, y.astype(np.int64), split, keys)
+    classes = None
+    if "classes" in arrays:
+        names = arrays["classes"]
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise DataError(f"{path}: 'classes' must be a 1-D array of class names (strings), got {names.dtype} "
+                            f"{names.shape}")
+        classes = [str(c) for c in names.astype(str)]
+    return Dataset(x, y.astype(np.int64), split, keys, classes)
 
 
 def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
@@ -285,7 +292,7 @@ def open_source(path: str, *, image_size=None, scale: str = "unit", validation_p
     if path.endswith(".npz"):
         d = load_npz(path, **split_args)
         records = [Record(k, int(y), str(s), f"row {i}", i) for i, (k, y, s) in enumerate(zip(d.keys, d.y, d.split))]
-        return RecordSource("npz", records, {"kind": "npz"}, array=d.x)
+        return RecordSource("npz", records, {"kind": "npz"}, classes=d.classes, array=d.x)
     return _tfrecord_source(path, image_size, scale, split_args, image_feature, label_feature)
 
 

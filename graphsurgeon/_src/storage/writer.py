@@ -94,6 +94,16 @@ def verify_checkpoint(prefix: str, values: dict) -> None:
             raise CorruptCheckpointError(f"{prefix}: '{name}' reads back different from what was written")
 
 
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file, fsync, rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def write_json(path: str, obj) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (temp file, then rename)."""
     import json

@@ -13,6 +13,12 @@ Statuses:
   requires shapes of both tensors to match").
 
 Everything here works on names and shapes; nothing touches a session or disk.
+
+>>> p = make_plan({"w": ((2, 3), "float32"), "head/k": ((3, 2), "float32")},
+...               {"w": ((2, 3), "float32"), "w/Adam": ((2, 3), "float32"), "out": ((3, 5), "float32")},
+...               new=["head/k"], trainable=["head/k"])
+>>> p.by_status("restored"), p.by_status("new"), p.by_status("dropped"), p.trainable
+(['w'], ['head/k'], ['out', 'w/Adam'], ['head/k'])
 """
 from __future__ import annotations
 
@@ -51,6 +57,12 @@ class VariablePlan:
     checkpoint_name: str | None = None
     checkpoint_shape: tuple | None = None
     lr_mult: float | None = None
+    checkpoint_dtype: str | None = None
+
+    @property
+    def cast(self) -> bool:
+        """True when a restored value would be cast from the checkpoint's dtype to the graph's."""
+        return self.status == "restored" and self.checkpoint_dtype not in (None, self.dtype)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -90,9 +102,13 @@ class Plan:
                 )
         return out
 
-    def check(self, allow_missing: bool = False) -> None:
-        """Raise :class:`PlanError` if the plan cannot run."""
+    def check(self, allow_missing: bool = False, allow_cast: bool = False) -> None:
+        """Raise :class:`PlanError` if the plan cannot run: shape mismatches, variables the checkpoint
+        lacks (unless ``allow_missing``), values of another dtype (unless ``allow_cast``)."""
         probs = self.problems()
+        if not allow_cast:
+            probs += [f"{v.name}: the checkpoint holds {v.checkpoint_dtype} but the graph's variable is {v.dtype} "
+                      "(pass allow_cast=True / --allow-cast to cast it)" for v in self.variables if v.cast]
         if not allow_missing:
             probs += [
                 f"{v.name}: not in the checkpoint (pass allow_missing=True / --allow-missing to initialize it)"
@@ -104,6 +120,7 @@ class Plan:
 
     def to_dict(self) -> dict:
         counts = {s: len(self.by_status(s)) for s in STATUSES}
+        counts["cast"] = sum(v.cast for v in self.variables)
         return {
             "variables": [v.to_dict() for v in self.variables],
             "counts": counts,
@@ -128,6 +145,8 @@ class Plan:
                 extra = f"  <- {v.checkpoint_name}"
             if v.status == "shape_mismatch":
                 extra += f"  (checkpoint {list(v.checkpoint_shape)})"
+            if v.cast:
+                extra += f"  (cast from {v.checkpoint_dtype})"
             if v.lr_mult not in (None, 1.0) and v.trainable:
                 extra += f"  lr x{v.lr_mult:g}"
             lines.append(f"{v.name:<{width}}  {v.status:<14} {'yes' if v.trainable else 'no':<5} {list(v.shape)}{extra}")
@@ -221,6 +240,7 @@ def make_plan(graph_vars: dict, entries: dict, *, include=None, exclude=None, re
         elif ck in entries:
             vp.checkpoint_name = ck
             vp.checkpoint_shape = tuple(entries[ck][0])
+            vp.checkpoint_dtype = entries[ck][1]
             used.add(ck)
             if name in reinit or name not in restorable or (not restore_optimizer and is_optimizer_state(name)):
                 vp.status = "reinitialized"
@@ -234,6 +254,6 @@ def make_plan(graph_vars: dict, entries: dict, *, include=None, exclude=None, re
     for ck in sorted(set(entries) - used):
         shape, dtype = entries[ck][0], entries[ck][1]
         plans.append(VariablePlan(ck, tuple(shape), dtype, "dropped", False, checkpoint_name=ck,
-                                  checkpoint_shape=tuple(shape)))
+                                  checkpoint_shape=tuple(shape), checkpoint_dtype=dtype))
     plans.sort(key=lambda v: v.name)
     return Plan(plans, sorted(update_ops), list(inputs), list(outputs))

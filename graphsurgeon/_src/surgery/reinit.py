@@ -5,13 +5,17 @@ import numpy as np
 
 from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.surgery.plan import is_optimizer_state
 
 
 def fresh_value(name: str, shape, dtype, rng: np.random.Generator) -> np.ndarray:
-    """Glorot-uniform for kernels (rank >= 2), ones for batch-norm ``gamma`` and
-    ``moving_variance``, zeros otherwise."""
+    """Zeros for optimizer state (``w/Adam``, ``w/Momentum``: a fresh start of the optimizer),
+    Glorot-uniform for kernels (rank >= 2), ones for batch-norm ``gamma`` and ``moving_variance``,
+    zeros otherwise."""
     shape = tuple(shape)
     leaf = name.rsplit("/", 1)[-1]
+    if is_optimizer_state(name):
+        return np.zeros(shape, dtype)
     if len(shape) >= 2:
         receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
         fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
@@ -25,6 +29,8 @@ def fresh_value(name: str, shape, dtype, rng: np.random.Generator) -> np.ndarray
 def reinitialize(model, patterns, *, seed: int = 0) -> list[str]:
     """Give the variables matching ``patterns`` fresh values (see :func:`fresh_value`),
     assigned by feeding each variable's initial-value tensor (no new ops, no constants).
+    Optimizer slots under a matched scope (restored with ``restore_optimizer``) are matched too
+    and zeroed, never drawn.
 
     Side effects: changes those variables' values in ``model.session`` and marks
     them ``reinitialized`` in ``model.status``.
