@@ -77,7 +77,7 @@ def test_head_trained_from_cache_equals_live_training(inception, tmp_path):
     cut = "InceptionV3/InceptionV3/Mixed_7c/concat"
     rep = generate(inception, cut, str(tmp_path / "d.npz"), str(tmp_path / "cache"), batch_size=8, progress=False)
     assert rep.computed == 24
-    cfg = gs.RetrainConfig(model=inception, head=cut + ":3", epochs=2, batch_size=8, lr=0.05, seed=1)
+    cfg = gs.RetrainConfig(model=inception, head=cut + ":3", epochs=2, batch_size=8, lr=0.05, seed=1, optimizer="sgd")
     gs.retrain(cfg, None, str(tmp_path / "c"), cache=str(tmp_path / "cache"), progress=False)
     gs.retrain(cfg, load_npz(str(tmp_path / "d.npz")), str(tmp_path / "l"), progress=False)
     a = tf.train.load_checkpoint(str(tmp_path / "c/checkpoint/model.ckpt"))

@@ -105,11 +105,16 @@ def cmd_retrain(args):
 
     cfg = _config(args)
     res = retrain(cfg, args.data, args.out, cache=args.cache, progress=not args.quiet, overwrite=args.overwrite)
-    summary = {"out": args.out, "checkpoint": res.export.checkpoint, "saved_model": res.export.saved_model,
-               "metrics": res.metrics, "epochs": len(res.history)}
+    summary = {"version": 1, "out": args.out, "checkpoint": res.export.checkpoint,
+               "saved_model": res.export.saved_model, "metrics": res.metrics, "epochs": len(res.history),
+               "settings": res.settings}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
+        st = res.settings
+        print(f"trained {len(res.history)} of up to {st['epochs']} epochs ({st['optimizer']}, lr {st['lr']:g}"
+              + (f", early stopping after {st['patience']} epochs without improvement" if st["patience"] else "")
+              + ")")
         for split, m in res.metrics.items():
             print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['examples']} examples)")
         print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}")
@@ -230,12 +235,15 @@ def build_parser():
     s.add_argument("--data", help=".npz (x, y) or an image folder (one sub-folder per class)")
     s.add_argument("--cache", metavar="DIR", help="train from a bottleneck cache made by 'graphsurgeon cache'")
     s.add_argument("--out", required=True, help="output directory")
-    s.add_argument("--epochs", type=int)
+    s.add_argument("--epochs", type=int, help="epoch budget (default: 300 for a head from a cache, 30 for a head, "
+                                               "20 when restored layers train)")
     s.add_argument("--batch-size", type=int)
-    s.add_argument("--lr", type=float)
-    s.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "rmsprop"])
+    s.add_argument("--lr", type=float, help="learning rate (default 0.003 for a head alone, 0.001 when restored "
+                                            "layers train)")
+    s.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "rmsprop"], help="default adam")
     s.add_argument("--seed", type=int)
-    s.add_argument("--patience", type=int, help="early stopping on validation loss")
+    s.add_argument("--patience", type=int,
+                   help="stop after this many epochs without a better validation accuracy (0: never)")
     s.add_argument("--image-scale", choices=["unit", "inception", "raw"],
                    help="image folders: pixels to [0,1] (unit, default), [-1,1] (inception) or [0,255] (raw)")
     s.add_argument("--overwrite", action="store_true")
@@ -341,6 +349,7 @@ def _run(args) -> int:
     if not args.verbose:
         terminal.silence_tensorflow_logger()
     try:
+        _check_paths(args)
         return args.func(args) or 0
     except KeyboardInterrupt:
         sys.stderr.write("graphsurgeon: interrupted\n")
@@ -357,6 +366,21 @@ def _run(args) -> int:
         sys.stderr.write(f"graphsurgeon {args.command}: error: {describe_error(e)}\n")
         sys.stderr.flush()
         return 2
+
+
+# argument -> what names a model or checkpoint path, checked before TensorFlow is imported
+_PATH_ARGS = ("path", "model", "src", "a", "b")
+
+
+def _check_paths(args) -> None:
+    """Resolve every model/checkpoint path argument first: a wrong path fails in milliseconds,
+    without importing TensorFlow (:mod:`graphsurgeon._src.storage.paths` reads only file names)."""
+    from graphsurgeon._src.storage.paths import resolve
+
+    for name in _PATH_ARGS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            resolve(value, getattr(args, "tags", None) or ("serve",))
 
 
 def describe_error(e: BaseException) -> str:

@@ -29,7 +29,8 @@ class RetrainConfig:
     ``output`` names the existing logits to fine-tune. ``trainable`` patterns name the
     restored variables that train (the new head always trains); everything else is frozen.
     ``feeds`` are inference values for placeholders other than the input (``keep_prob``,
-    ``is_training``), ``train_feeds`` their values while training.
+    ``is_training``), ``train_feeds`` their values while training. ``epochs``, ``lr``,
+    ``optimizer`` and ``patience`` left None take the defaults of :func:`training_settings`.
     """
 
     model: str = ""
@@ -48,12 +49,12 @@ class RetrainConfig:
     unfreeze: list = dataclasses.field(default_factory=list)
     feeds: dict = dataclasses.field(default_factory=dict)
     train_feeds: dict = dataclasses.field(default_factory=dict)
-    epochs: int = 10
+    epochs: int | None = None      # None: see training_settings
     batch_size: int | None = None  # None: the batch the graph fixes, else 32
-    lr: float = 0.01
-    optimizer: str = "sgd"
+    lr: float | None = None
+    optimizer: str | None = None
     seed: int = 0
-    patience: int = 0
+    patience: int | None = None
     restore_optimizer: bool = False
     allow_missing: bool = False
     allow_cast: bool = False
@@ -221,11 +222,16 @@ def plan(cfg: RetrainConfig):
 
 @dataclasses.dataclass
 class RetrainResult:
+    """What :func:`retrain` did: per-epoch ``history``, final ``metrics`` per split, the ``plan``, the
+    ``export`` (:class:`graphsurgeon.ExportResult`), the built ``setup`` and the training
+    ``settings`` used (see :func:`training_settings`)."""
+
     history: list
     metrics: dict
     plan: object
     export: object
     setup: object
+    settings: dict = dataclasses.field(default_factory=dict)
 
 
 class _ArraySource:
@@ -333,6 +339,9 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         source, fed = _ArraySource(data, batch_size, cfg.seed), setup.input
         infer = Feeder(model, fed, setup.feeds, setup.fixed_batch)
         train_ = Feeder(model, fed, setup.train_feeds, setup.fixed_batch)
+    new = set(setup.head.variables if setup.head else ())
+    head_only = set(setup.plan.trainable) <= new and len(setup.stages) == 1
+    settings = training_settings(cfg, head_only=head_only, cached=reader is not None)
     with model.graph.as_default():
         labels = tf1.placeholder(tf.int64, [None], name="graphsurgeon/labels")
         # padding rows of a batch the graph fixes in size weigh nothing
@@ -347,7 +356,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         stage_ops, optimizers = [], {}  # optimizers shared by the stages: slots carry over
         for k, (epoch, mults) in enumerate(setup.stages):
             upd = [model.graph.get_operation_by_name(n) for n in setup.stage_updates[k]]
-            op = train.build_train_op(loss, variables, mults, optimizer=cfg.optimizer, lr=cfg.lr,
+            op = train.build_train_op(loss, variables, mults, optimizer=settings["optimizer"], lr=settings["lr"],
                                       update_ops=upd, name=f"graphsurgeon/train_stage{k}", optimizers=optimizers)
             stage_ops.append((epoch, op))
         slots = sorted(set(tf1.global_variables()) - before, key=lambda v: v.name)
@@ -374,7 +383,8 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     writer = ScalarWriter(logdir or os.path.join(out_dir, "logs"))
     try:
         history = train.fit(model.session, stage_ops, loss, acc, feed_of, source.train(), source.steps(),
-                            source.split("validation"), epochs=cfg.epochs, writer=writer, patience=cfg.patience,
+                            source.split("validation"), epochs=settings["epochs"], writer=writer,
+                            patience=settings["patience"],
                             snapshot=(save_state, load_state), progress=progress)
         metrics = {}
         for split in ("train", "validation", "test"):
@@ -395,9 +405,36 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
                     defaults=setup.feeds, overwrite=overwrite)
     write_text(os.path.join(out_dir, "labels.txt"), "".join(n + "\n" for n in names))
     write_json(os.path.join(out_dir, "plan.json"), setup.plan.to_dict())
-    write_json(os.path.join(out_dir, "metrics.json"), {"history": history, "metrics": metrics,
-                                                       "config": dataclasses.asdict(cfg), "cache": cache})
-    return RetrainResult(history, metrics, setup.plan, result, setup)
+    write_json(os.path.join(out_dir, "metrics.json"), {"version": 1, "history": history, "metrics": metrics,
+                                                       "settings": settings, "config": dataclasses.asdict(cfg),
+                                                       "cache": cache})
+    return RetrainResult(history, metrics, setup.plan, result, setup, settings)
+
+
+# Defaults by what trains. A head alone is a convex problem on fixed features: train it to
+# convergence (Adam, a large epoch budget, early stopping on validation accuracy), which on cached
+# features costs little; fine-tuning restored layers gets a smaller rate and budget.
+DEFAULTS = {
+    "head_from_cache": {"optimizer": "adam", "lr": 0.003, "epochs": 300, "patience": 30},
+    "head_live": {"optimizer": "adam", "lr": 0.003, "epochs": 30, "patience": 10},
+    "fine_tune": {"optimizer": "adam", "lr": 0.001, "epochs": 20, "patience": 5},
+}
+
+
+def training_settings(cfg: RetrainConfig, *, head_only: bool, cached: bool) -> dict:
+    """``{optimizer, lr, epochs, patience, kind}``: ``cfg``'s own values, the rest from
+    :data:`DEFAULTS` for ``kind`` ``head_from_cache`` (only new variables train, fed from a
+    cache), ``head_live`` (only new variables train) or ``fine_tune`` (restored variables train).
+    Early stopping needs a validation split; without one every epoch runs."""
+    kind = "fine_tune" if not head_only else ("head_from_cache" if cached else "head_live")
+    out = dict(DEFAULTS[kind], kind=kind)
+    for key in ("optimizer", "lr", "epochs", "patience"):
+        if getattr(cfg, key) is not None:
+            out[key] = getattr(cfg, key)
+    if out["epochs"] < 1 or out["lr"] < 0 or out["patience"] < 0:
+        raise ConfigError(f"epochs must be >= 1, lr and patience >= 0 (got {out['epochs']}, {out['lr']}, "
+                          f"{out['patience']})")
+    return out
 
 
 def class_names(names, n_classes: int) -> list[str]:

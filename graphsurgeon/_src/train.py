@@ -14,10 +14,10 @@ import dataclasses
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.progress import Progress
 
 tf1 = tf.compat.v1
 
@@ -206,7 +206,7 @@ def evaluate(session, loss, accuracy, feed_of, batch_iter) -> dict:
 
 def fit(session, stage_ops, loss, accuracy, feed_of, train_batches, steps: int, validation=None, *, epochs: int,
         writer=None, patience: int = 0, snapshot=None, progress: bool = True) -> list[dict]:
-    """Run the training loop.
+    """Run the training loop, with one progress display for the whole run (epochs x batches).
 
     Args:
       stage_ops: ``[(first epoch, train op)]``; the op of the latest stage begun runs.
@@ -214,43 +214,52 @@ def fit(session, stage_ops, loss, accuracy, feed_of, train_batches, steps: int, 
       train_batches: ``epoch -> iterator of (x, y)``; ``steps`` batches per epoch (for progress).
       validation: ``() -> iterator of (x, y)``, or None.
       writer: a :class:`graphsurgeon._src.storage.events.ScalarWriter` or None.
-      patience: stop after this many epochs without a lower validation loss (0: never),
-        then restore the best values through ``snapshot``.
+      patience: stop after this many epochs without a better validation result (higher accuracy,
+        or equal accuracy and lower loss; 0: never stop early), then restore the best epoch's
+        values through ``snapshot``.
       snapshot: ``(save() -> state, load(state))`` used for early stopping.
 
     Returns:
       One dict per epoch: epoch, train loss/accuracy, validation loss/accuracy.
     """
     history, best, best_state, waited = [], None, None, 0
-    for epoch in range(epochs):
-        op = [o for start, o in stage_ops if start <= epoch][-1]
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=False)
-        tl = ta = 0.0
-        n = 0
-        for x, y in train_batches(epoch):
-            _, l, a = session.run([op, loss, accuracy], feed_of(x, y, training=True))
-            tl += float(l) * len(y)
-            ta += float(a) * len(y)
-            n += len(y)
-            bar.update(1)
+    bar = Progress(epochs * steps, "training", "batches", enabled=progress)
+    try:
+        for epoch in range(epochs):
+            row = _epoch(session, stage_ops, loss, accuracy, feed_of, train_batches, epoch, bar)
+            ev = evaluate(session, loss, accuracy, feed_of, validation()) if validation else {}
+            if ev:
+                row.update({"validation_loss": ev["loss"], "validation_accuracy": ev["accuracy"]})
+            history.append(row)
+            bar.update(0, epoch=f"{epoch + 1}/{epochs}", **{k: v for k, v in row.items() if k != "epoch"})
+            if writer is not None:
+                writer.scalars(epoch + 1, {k.replace("_", "/", 1): v for k, v in row.items() if k != "epoch"})
+            if patience and ev:
+                score = (ev["accuracy"], -ev["loss"])
+                if best is None or score > best:
+                    best, waited = score, 0
+                    best_state = snapshot[0]() if snapshot else None
+                else:
+                    waited += 1
+                    if waited >= patience:
+                        bar.set_total(bar.done)
+                        break
+    finally:
         bar.close()
-        row = {"epoch": epoch + 1, "train_loss": tl / max(1, n), "train_accuracy": ta / max(1, n)}
-        ev = evaluate(session, loss, accuracy, feed_of, validation()) if validation else {}
-        if ev:
-            row.update({"validation_loss": ev["loss"], "validation_accuracy": ev["accuracy"]})
-        history.append(row)
-        if writer is not None:
-            writer.scalars(epoch + 1, {k.replace("_", "/", 1): v for k, v in row.items() if k != "epoch"})
-        if progress and (epoch + 1 == epochs or (epoch + 1) % max(1, epochs // 10) == 0):
-            tqdm.write("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        if patience and "validation_loss" in row:
-            if best is None or row["validation_loss"] < best:
-                best, waited = row["validation_loss"], 0
-                best_state = snapshot[0]() if snapshot else None
-            else:
-                waited += 1
-                if waited >= patience:
-                    break
     if best_state is not None and snapshot:
         snapshot[1](best_state)
     return history
+
+
+def _epoch(session, stage_ops, loss, accuracy, feed_of, train_batches, epoch, bar) -> dict:
+    """One pass over the training batches with the train op of the stage ``epoch`` is in."""
+    op = [o for start, o in stage_ops if start <= epoch][-1]
+    tl = ta = 0.0
+    n = 0
+    for x, y in train_batches(epoch):
+        _, l, a = session.run([op, loss, accuracy], feed_of(x, y, training=True))
+        tl += float(l) * len(y)
+        ta += float(a) * len(y)
+        n += len(y)
+        bar.update(1)
+    return {"epoch": epoch + 1, "train_loss": tl / max(1, n), "train_accuracy": ta / max(1, n)}
