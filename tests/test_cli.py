@@ -148,3 +148,35 @@ def write_images(root, per_class):
             img = (np.array(color, np.float64) * rng.uniform(0.3, 1.0, size=(13, 11, 1))).astype(np.uint8)
             with open(os.path.join(root, c, f"{c}{i}.png"), "wb") as f:
                 f.write(tf.io.encode_png(img).numpy())
+
+
+def test_help_usage_and_path_errors_do_not_import_tensorflow(tmp_path):
+    code = ("import sys\nfrom graphsurgeon._src.cli import main\n"
+            "for argv in (['inspect', '/nonexistent/model.ckpt'], ['plan', '--model', '/nope', '--head', 'x:2']):\n"
+            "    assert main(argv) == 2\n"
+            "try:\n    main(['retrain', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "print('tensorflow' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "False"
+    assert "example:\n  graphsurgeon retrain --model run/" in p.stdout
+
+
+def test_plan_draws_the_surgery(seed004, tmp_path, capsys):
+    prefix, _, _ = seed004
+    dot = tmp_path / "p.dot"
+    assert main(["plan", "--model", prefix, "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--lr-mult",
+                 "hidden3=0.5", "--dot", str(dot)]) == 0
+    text = dot.read_text()
+    from graphsurgeon._src.picture import count_boxes
+
+    assert count_boxes(text) == 6  # X, hidden1-3, head/logits, and the dropped old output
+    assert 'label="hidden3\\ntrainable\\nlr x0.5\\ncut: hidden3/Relu", fillcolor="#ffc870", penwidth=3' in text
+    assert 'label="hidden1\\nfrozen"' in text and 'label="head/logits\\nnew\\noutput: ' in text
+    assert 'label="output\\ndropped", style="rounded,dashed"' in text and 'label="X\\ninput: X:0"' in text
+    import shutil as sh
+
+    if sh.which("dot"):
+        assert main(["plan", "--model", prefix, "--head", "hidden3/Relu:2", "--svg", str(tmp_path / "p.svg")]) == 0
+        assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")

@@ -87,3 +87,17 @@ def test_head_trained_from_cache_equals_live_training(inception, tmp_path):
     src = tf.train.load_checkpoint(inception)
     name = "InceptionV3/Mixed_7c/Branch_0/Conv2d_0a_1x1/weights"
     assert a.get_tensor(name).tobytes() == src.get_tensor(name).tobytes()
+
+
+def test_picture_of_inception_stays_readable(inception, tmp_path):
+    from graphsurgeon._src.picture import count_boxes
+    from graphsurgeon._src.retrain import build, picture
+
+    setup = build(gs.RetrainConfig(model=inception, head="InceptionV3/InceptionV3/Mixed_7c/concat:5",
+                                   trainable=["InceptionV3/Mixed_7c"]), values=False)
+    dot = picture(setup)
+    assert 10 <= count_boxes(dot) <= 60
+    assert 'label="InceptionV3/InceptionV3/Mixed_7c\\ntrainable\\ncut: InceptionV3/InceptionV3/Mixed_7c/concat"' in dot
+    assert 'label="InceptionV3/InceptionV3/Mixed_6e\\nfrozen"' in dot
+    assert 'label="InceptionV3/Logits\\ndropped"' in dot
+    assert count_boxes(picture(setup, depth=4)) > 60  # --depth opens the scopes

@@ -91,6 +91,19 @@ def test_saved_model_loads_with_tf2_api(retrained):
     np.testing.assert_allclose(got["probabilities"].numpy(), expected, rtol=0, atol=1e-6)
 
 
+def test_retrain_writes_the_picture_and_the_graph_for_tensorboard(retrained):
+    _, _, out, _ = retrained
+    assert 'label="hidden3\\ntrainable\\nlr x0.5\\ncut: hidden3/Relu"' in open(os.path.join(out, "surgery.dot")).read()
+    graphs = []
+    for f in os.listdir(os.path.join(out, "logs")):
+        for e in tf1.train.summary_iterator(os.path.join(out, "logs", f)):
+            if e.graph_def:
+                graphs.append(tf1.GraphDef.FromString(e.graph_def))
+    assert len(graphs) == 1  # what TensorBoard's graph tab reads
+    names = {n.name for n in graphs[0].node}
+    assert {"head/logits/MatMul", "hidden3/Relu", "graphsurgeon/loss"} <= names
+
+
 def test_tensorboard_scalars_written(retrained):
     _, _, out, _ = retrained
     files = os.listdir(os.path.join(out, "logs"))

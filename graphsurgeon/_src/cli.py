@@ -93,10 +93,19 @@ def cmd_inspect(args):
 
 
 def cmd_plan(args):
-    from graphsurgeon._src.retrain import plan
+    from graphsurgeon._src.retrain import build, picture
 
-    p = plan(_config(args))
-    print(p.to_json() if args.json else p.format_text())
+    setup = build(_config(args), values=False)
+    dot = picture(setup, depth=args.depth) if (args.dot or args.svg) else None
+    if args.dot:
+        from graphsurgeon._src.storage.writer import write_text
+
+        write_text(args.dot, dot)
+    if args.svg:
+        from graphsurgeon._src.storage.graphviz import write_svg
+
+        write_svg(dot, args.svg)
+    print(setup.plan.to_json() if args.json else setup.plan.format_text())
     return 0
 
 
@@ -214,6 +223,20 @@ def cmd_demo(args):
     run(args.out, progress=not args.quiet)
 
 
+EXAMPLES = {
+    "inspect": "graphsurgeon inspect run/model.ckpt-1000 --json",
+    "plan": "graphsurgeon plan --model run/ --head hidden3/Relu:2 --trainable hidden3 --lr-mult hidden3=0.1",
+    "retrain": "graphsurgeon retrain --model run/ --head hidden3/Relu:2 --trainable hidden3 --data new.npz "
+               "--out retrained/",
+    "cache": "graphsurgeon cache --model run/ --tensor hidden2/Relu --data new.npz --out cache/\n"
+             "  graphsurgeon retrain --model run/ --head hidden3/Relu:2 --cache cache/ --out retrained/",
+    "migrate": "graphsurgeon migrate run/model.ckpt-1000 clean/model.ckpt --preset optimizer-slots "
+               "--map-scope hidden1/=encoder/ --dry-run",
+    "diff": "graphsurgeon diff run/model.ckpt-1000 clean/model.ckpt --json",
+    "demo": "graphsurgeon demo --out demo-out/",
+}
+
+
 def build_parser():
     p = _Parser(prog="graphsurgeon", description="Surgery on legacy TensorFlow 1 models for transfer learning.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -228,6 +251,9 @@ def build_parser():
     s = sub.add_parser("plan", help="dry run: what happens to every variable")
     _model_args(s)
     s.add_argument("--json", action="store_true")
+    s.add_argument("--dot", metavar="FILE", help="write a picture of the surgery as Graphviz DOT text")
+    s.add_argument("--svg", metavar="FILE", help="render that picture to SVG (needs Graphviz's dot on PATH)")
+    s.add_argument("--depth", type=int, help="scope depth of the picture's boxes (default: the deepest with <= 60)")
     s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("retrain", help="restore, new head, train the chosen layers, export")
@@ -316,6 +342,10 @@ def build_parser():
     s.add_argument("--out", default=None, help="where to write (default: a temporary directory)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
+    for name, parser in sub.choices.items():
+        if name in EXAMPLES:
+            parser.epilog = "example:\n  " + EXAMPLES[name]
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
     for parser in [p, *sub.choices.values()]:
         top = parser is p
         parser.add_argument("--verbose", action="store_true", default=False if top else argparse.SUPPRESS,

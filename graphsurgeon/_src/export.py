@@ -18,6 +18,7 @@ from tensorflow.core.framework import attr_value_pb2, tensor_pb2
 from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.errors import ConfigError
 from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
+from graphsurgeon._src.storage.writer import write_model
 
 tf1 = tf.compat.v1
 
@@ -138,8 +139,6 @@ def export(model, out_dir: str, *, inputs: dict, outputs: dict, defaults=None, o
     Raises:
       ConfigError: see :func:`export_meta_graph`; an output exists and ``overwrite`` is False.
     """
-    from graphsurgeon._src.storage.writer import write_model
-
     meta, inputs, outputs = export_meta_graph(model, inputs, outputs, defaults)
     kept = sorted(subgraph.variable_defs(meta))
     values = model.values(kept)

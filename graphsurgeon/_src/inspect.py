@@ -7,6 +7,7 @@ import collections
 import re
 
 from graphsurgeon._src import subgraph
+from graphsurgeon._src.select import natural_key
 from graphsurgeon._src.errors import NoMetaGraphError
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
 from graphsurgeon._src.storage.paths import resolve
@@ -28,16 +29,20 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
     """A report on ``path`` (any form :func:`graphsurgeon._src.restore` accepts).
 
     Returns:
-      ``{"path", "kind", "checkpoint", "variables": [{name, shape, dtype, bytes, kind}],
+      ``{"version": 1, "path", "kind", "checkpoint", "variables": [{name, shape, dtype, bytes, kind}],
       "scopes": {scope: {variables, bytes, optimizer_bytes}}, "total_bytes", "graph": {...} or None}``;
-      scopes are the first ``depth`` components of each name.
+      scopes are the first ``depth`` components of each name; names sort naturally (``Variable_2``
+      before ``Variable_10``). ``graph`` holds ``ops``, ``ops_per_scope``, ``inputs`` and
+      ``outputs`` (likely ones, ``[{name, dtype, shape}]`` and names), ``op_types``, ``unsafe_ops``
+      (``[{name, op}]``, see :func:`graphsurgeon._src.subgraph.unsafe_ops`) and ``signatures``
+      (a SavedModel's or meta graph's: ``{key: {method, inputs: {k: {name, dtype, shape}}, outputs}}``).
     """
     source = resolve(path, tags)
-    report = {"path": path, "kind": source.kind, "checkpoint": source.prefix, "variables": [], "scopes": {},
-              "total_bytes": 0, "graph": None}
+    report = {"version": 1, "path": path, "kind": source.kind, "checkpoint": source.prefix, "variables": [],
+              "scopes": {}, "total_bytes": 0, "graph": None}
     if source.prefix:
         reader = CheckpointReader(source.prefix)
-        for e in reader.entries.values():
+        for e in sorted(reader.entries.values(), key=lambda e: natural_key(e.name)):
             report["variables"].append({"name": e.name, "shape": list(e.shape), "dtype": e.dtype.name,
                                         "bytes": e.nbytes, "kind": kind_of(e.name)})
     scopes = collections.OrderedDict()
@@ -49,7 +54,7 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
         if v["kind"] == "optimizer":
             s["optimizer_bytes"] += v["bytes"]
         report["total_bytes"] += v["bytes"]
-    report["scopes"] = dict(sorted(scopes.items()))
+    report["scopes"] = dict(sorted(scopes.items(), key=lambda kv: natural_key(kv[0])))
     try:
         meta = read_meta_graph(source)
     except NoMetaGraphError:
@@ -59,16 +64,29 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
         ops = collections.Counter("/".join(n.name.split("/")[:depth]) if "/" in n.name else "(root)" for n in gd.node)
         report["graph"] = {
             "ops": len(gd.node),
-            "ops_per_scope": dict(sorted(ops.items())),
+            "ops_per_scope": dict(sorted(ops.items(), key=lambda kv: natural_key(kv[0]))),
             "inputs": [_input(gd, t) for t in subgraph.likely_inputs(gd)],
             "outputs": subgraph.likely_outputs(gd)[:10],
             "op_types": dict(collections.Counter(n.op for n in gd.node).most_common(15)),
             "unsafe_ops": [{"name": n, "op": op} for n, op in subgraph.unsafe_ops(meta)],
+            "signatures": {k: _signature(meta.signature_def[k]) for k in sorted(meta.signature_def)},
         }
         if not source.prefix:
             vdefs = subgraph.variable_defs(meta)
-            report["graph"]["variables"] = sorted(vdefs)
+            report["graph"]["variables"] = sorted(vdefs, key=natural_key)
     return report
+
+
+def _signature(sig) -> dict:
+    """A SignatureDef as ``{method, inputs: {key: {name, dtype, shape}}, outputs: {...}}``."""
+    import tensorflow as tf
+
+    def info(t):
+        shape = None if t.tensor_shape.unknown_rank else [d.size if d.size >= 0 else None for d in t.tensor_shape.dim]
+        return {"name": t.name, "dtype": tf.as_dtype(t.dtype).name if t.dtype else None, "shape": shape}
+
+    return {"method": sig.method_name, "inputs": {k: info(sig.inputs[k]) for k in sorted(sig.inputs)},
+            "outputs": {k: info(sig.outputs[k]) for k in sorted(sig.outputs)}}
 
 
 def _input(graph_def, tensor: str) -> dict:
@@ -122,6 +140,11 @@ def format_text(report: dict) -> str:
             lines.append(f"  {scope:<30} {n} ops")
         lines.append("likely inputs: " + (", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in g["inputs"]) or "none"))
         lines.append("likely outputs: " + (", ".join(g["outputs"]) or "none"))
+        for key, sig in g["signatures"].items():
+            lines.append(f"signature '{key}' ({sig['method']}):")
+            for side in ("inputs", "outputs"):
+                for k, t in sig[side].items():
+                    lines.append(f"  {side[:-1]:<6} {k:<16} {t['name']:<32} {t['dtype']} {t['shape']}")
         if g["unsafe_ops"]:
             lines.append(f"ops that touch files or run Python ({len(g['unsafe_ops'])}; restore refuses to run them "
                          "without --allow-unsafe-ops): " + ", ".join(f"{u['name']} ({u['op']})" for u in g["unsafe_ops"]))

@@ -15,7 +15,7 @@ import tensorflow as tf
 from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnregisteredOpError, UnsafeGraphError
 from graphsurgeon._src.model import Model
-from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
+from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph, read_meta_graph
 from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.storage.session import new_session
 from graphsurgeon._src.surgery.plan import make_plan
@@ -25,32 +25,6 @@ tf1 = tf.compat.v1
 INPUTS_COLLECTION = "graphsurgeon_inputs"
 OUTPUTS_COLLECTION = "graphsurgeon_outputs"
 _FEED_CHUNK_BYTES = 256 << 20
-
-
-def import_meta_graph(meta, graph: tf.Graph, where: str = "graph"):
-    """Import a MetaGraphDef (or a bare GraphDef wrapped in one) into ``graph``.
-
-    Raises:
-      UnregisteredOpError: the graph uses an op type this TensorFlow lacks; names the op
-        and ``where`` it came from.
-    """
-    try:
-        with graph.as_default():
-            if meta.collection_def or meta.HasField("saver_def"):
-                tf1.train.import_meta_graph(meta, clear_devices=True)
-            else:
-                tf.graph_util.import_graph_def(meta.graph_def, name="")
-    except tf.errors.NotFoundError as e:
-        m = re.search(r"Op type not registered '([^']+)'", str(e))
-        if not m:
-            raise
-        op = m.group(1)
-        users = [n.name for n in meta.graph_def.node if n.op == op][:3]
-        raise UnregisteredOpError(
-            f"{where}: op type '{op}' (used by {', '.join(users)}) is not registered in TensorFlow "
-            f"{tf.__version__}; import the library that defines it (tf.load_op_library) before restoring, "
-            "or cut the graph below it"
-        ) from None
 
 
 def graph_variable_info(graph: tf.Graph) -> dict:

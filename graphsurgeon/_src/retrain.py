@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
 
+from graphsurgeon._src import cache as cache_mod
+from graphsurgeon._src import picture as picture_mod
 from graphsurgeon._src import select, train
 from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.feeds import Feeder, batch_size_for, find_input, fixed_batch, parse_feeds
 from graphsurgeon._src.restore import graph_variable_info, load, restore
+from graphsurgeon._src.export import export
+from graphsurgeon._src.storage import datasets
+from graphsurgeon._src.storage.events import ScalarWriter
+from graphsurgeon._src.storage.graphviz import write_svg
 from graphsurgeon._src.storage.paths import resolve
+from graphsurgeon._src.storage.writer import write_json, write_text
 from graphsurgeon._src.surgery import add_head, make_plan, reinitialize
 
 tf1 = tf.compat.v1
@@ -215,6 +223,14 @@ def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
     return Setup(model, plan, None, None, None, None, stage_sets, [])
 
 
+def picture(setup: Setup, *, cache: str | None = None, depth: int | None = None, max_nodes: int = 60) -> str:
+    """Graphviz DOT text of ``setup``'s surgery (see :mod:`graphsurgeon._src.picture`)."""
+    outputs = [setup.logits.name] if setup.logits is not None else setup.model.outputs
+    inputs = [setup.input.name] if setup.input is not None else setup.model.inputs
+    return picture_mod.to_dot(setup.model.graph.as_graph_def(), setup.plan, cut=setup.cut, cache=cache,
+                              inputs=inputs, outputs=outputs, depth=depth, max_nodes=max_nodes)
+
+
 def plan(cfg: RetrainConfig):
     """The dry-run :class:`graphsurgeon._src.surgery.Plan` of ``cfg``: nothing is read or run."""
     return build(cfg, values=False).plan
@@ -270,8 +286,6 @@ class _CacheSource:
 
 
 def _cache_source(setup, cache_dir, batch_size, seed):
-    from graphsurgeon._src import cache as cache_mod
-
     reader = cache_mod.CacheReader(cache_dir)
     cache_mod.check_matches(reader, setup.model)
     below = cache_mod.variables_below(setup.model, reader.tensor, setup.plan.trainable)
@@ -307,11 +321,6 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
       PlanError: shape mismatches or missing variables; ConfigError, DataError, CacheError: bad
       settings, data or cache.
     """
-    from graphsurgeon._src.export import export
-    from graphsurgeon._src.storage import datasets
-    from graphsurgeon._src.storage.events import ScalarWriter
-    from graphsurgeon._src.storage.writer import write_json, write_text
-
     if not out_dir:
         raise ConfigError("no output directory given (--out DIR)")
     _check_out_dir(cfg, out_dir)
@@ -380,7 +389,12 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
                           {v.initializer.inputs[1]: s for v, s in zip(trainable_vars, state)})
 
     os.makedirs(out_dir, exist_ok=True)
+    dot = picture(setup, cache=reader.tensor if reader is not None else None)
+    write_text(os.path.join(out_dir, "surgery.dot"), dot)
+    if shutil.which("dot"):
+        write_svg(dot, os.path.join(out_dir, "surgery.svg"))
     writer = ScalarWriter(logdir or os.path.join(out_dir, "logs"))
+    writer.graph(model.graph.as_graph_def())
     try:
         history = train.fit(model.session, stage_ops, loss, acc, feed_of, source.train(), source.steps(),
                             source.split("validation"), epochs=settings["epochs"], writer=writer,

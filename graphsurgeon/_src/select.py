@@ -33,6 +33,15 @@ def normalize_name(name) -> str:
     return re.sub(r":\d+$", "", name)
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key that orders digits by value: ``Variable_2`` before ``Variable_10``.
+
+    >>> sorted(["Variable_10", "Variable_2", "Variable"], key=natural_key)
+    ['Variable', 'Variable_2', 'Variable_10']
+    """
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", name) if p != "")
+
+
 def as_list(patterns) -> list[str]:
     """``None``, one pattern, or an iterable of patterns -> a list of strings."""
     if patterns is None:

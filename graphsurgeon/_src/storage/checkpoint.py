@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -11,8 +12,11 @@ from google.protobuf import text_format
 from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from graphsurgeon._src.errors import CheckpointNotFoundError, CorruptCheckpointError, NoMetaGraphError
+from graphsurgeon._src.errors import (CheckpointNotFoundError, CorruptCheckpointError, NoMetaGraphError,
+                                     UnregisteredOpError)
 from graphsurgeon._src.storage.paths import Source, checkpoint_files
+
+tf1 = tf.compat.v1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,3 +131,29 @@ def _saved_model_meta_graph(source: Source) -> meta_graph_pb2.MetaGraphDef:
     raise CheckpointNotFoundError(
         f"{path}: no meta graph with tags {sorted(wanted)}; it has {available} (pass tags=...)"
     )
+
+
+def import_meta_graph(meta, graph: tf.Graph, where: str = "graph"):
+    """Import a MetaGraphDef (or a bare GraphDef wrapped in one) into ``graph``.
+
+    Raises:
+      UnregisteredOpError: the graph uses an op type this TensorFlow lacks; names the op
+        and ``where`` it came from.
+    """
+    try:
+        with graph.as_default():
+            if meta.collection_def or meta.HasField("saver_def"):
+                tf1.train.import_meta_graph(meta, clear_devices=True)
+            else:
+                tf.graph_util.import_graph_def(meta.graph_def, name="")
+    except tf.errors.NotFoundError as e:
+        m = re.search(r"Op type not registered '([^']+)'", str(e))
+        if not m:
+            raise
+        op = m.group(1)
+        users = [n.name for n in meta.graph_def.node if n.op == op][:3]
+        raise UnregisteredOpError(
+            f"{where}: op type '{op}' (used by {', '.join(users)}) is not registered in TensorFlow "
+            f"{tf.__version__}; import the library that defines it (tf.load_op_library) before restoring, "
+            "or cut the graph below it"
+        ) from None

@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 
 from graphsurgeon._src.errors import DataError
+from graphsurgeon._src.storage.session import new_session
 
 MAX_NUM_IMAGES_PER_CLASS = 2 ** 27 - 1  # retrain.py's constant, so splits match it
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
@@ -176,7 +177,6 @@ class ImageDecoder:
 
     def __init__(self, image_size, scale: str = "unit"):
         import tensorflow as tf
-        from graphsurgeon._src.storage.session import new_session
 
         if scale not in self.SCALES:
             raise DataError(f"unknown image scale '{scale}'; expected one of {', '.join(self.SCALES)}")

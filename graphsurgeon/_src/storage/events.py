@@ -19,5 +19,10 @@ class ScalarWriter:
         self._writer.add_summary(summary, step)
         self._writer.flush()
 
+    def graph(self, graph_def) -> None:
+        """Write ``graph_def`` for TensorBoard's graph tab."""
+        self._writer.add_graph(None, graph_def=graph_def)
+        self._writer.flush()
+
     def close(self) -> None:
         self._writer.close()

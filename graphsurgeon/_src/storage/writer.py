@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError
-from graphsurgeon._src.storage.checkpoint import CheckpointReader
+from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
 from graphsurgeon._src.storage.session import new_session
 
 tf1 = tf.compat.v1
@@ -37,8 +37,6 @@ def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *
     Returns:
       ``(checkpoint prefix, saved model dir)``.
     """
-    from graphsurgeon._src.restore import import_meta_graph
-
     os.makedirs(out_dir, exist_ok=True)
     ckpt_dir, sm_dir = os.path.join(out_dir, "checkpoint"), os.path.join(out_dir, "saved_model")
     for d in (ckpt_dir, sm_dir):

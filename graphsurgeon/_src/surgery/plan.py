@@ -122,6 +122,7 @@ class Plan:
         counts = {s: len(self.by_status(s)) for s in STATUSES}
         counts["cast"] = sum(v.cast for v in self.variables)
         return {
+            "version": 1,
             "variables": [v.to_dict() for v in self.variables],
             "counts": counts,
             "trainable": self.trainable,
