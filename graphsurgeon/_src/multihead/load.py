@@ -61,12 +61,18 @@ def _is_model_dir(path: str) -> bool:
     return len(glob.glob(os.path.join(glob.escape(path), "*.index"))) == 1
 
 
-def _models_in(directory: str) -> list[str]:
+def _models_in(directory: str, depth: int = 1) -> list[str]:
+    """Models in a directory: model directories, checkpoint prefixes and model files in it, and
+    each sub-directory that holds exactly one model (``tasks/sentiment/frozen.pb``)."""
     out = []
     for name in sorted(os.listdir(directory), key=select.natural_key):
         p = os.path.join(directory, name)
-        if os.path.isdir(p) and _is_model_dir(p):
-            out.append(p)
+        if os.path.isdir(p):
+            if _is_model_dir(p) or is_keras_path(p):
+                out.append(p)
+            elif depth > 0:
+                inner = _models_in(p, depth - 1)
+                out += inner if len(inner) == 1 else []
         elif name.endswith(".index"):
             out.append(p.removesuffix(".index"))
         elif name.endswith(_MODEL_FILES) and not (name.endswith(".meta") and os.path.isfile(p[:-5] + ".index")):
@@ -76,8 +82,9 @@ def _models_in(directory: str) -> list[str]:
 
 def expand(specs) -> list[str]:
     """Model paths from ``specs``: a glob gives its matches, a directory that is not itself a model
-    gives the models in it (model directories, checkpoint prefixes, ``.meta``, ``.pb``, ``.h5``),
-    anything else is one model. Order: as given, each expansion sorted naturally.
+    gives the models in it (model directories, checkpoint prefixes, ``.meta``, ``.pb``, ``.h5``,
+    and sub-directories holding exactly one model), anything else is one model. Order: as given,
+    each expansion sorted naturally.
 
     Raises:
       MergeHeadsError: no models at all, or a glob or directory that holds none.

@@ -41,6 +41,25 @@ class MergeResult:
     def to_dict(self) -> dict:
         return {"version": 1, **dataclasses.asdict(self)}
 
+    def format_text(self) -> str:
+        """A short report: the tasks (all of them up to 20), bytes, backbone groups, verification."""
+        lines = [f"{self.directory}: {len(self.tasks)} tasks, {len(self.groups)} backbone group(s)"]
+        shown = self.tasks if len(self.tasks) <= 20 else self.tasks[:3] + self.tasks[-2:]
+        for i, t in enumerate(shown):
+            if len(self.tasks) > 20 and i == 3:
+                lines.append(f"  … {len(self.tasks) - 5} more")
+            h = t["head"]
+            how = f"stack {h['stack']}" if h["kind"] == "dense" else "branch"
+            lines.append(f"  task {t['id']:<4} {t['name']:<24} {t['num_classes']:>3} classes  {how:<8} "
+                         f"{t['output']:<13} backbone {t['backbone_group']}  <- {t['source']}")
+        b = self.bytes
+        lines.append(f"SavedModel {b['saved_model']:,} bytes = {b['saved_model'] / (b['backbone'] + b['heads']):.3f} x "
+                     f"(backbone {b['backbone']:,} + heads {b['heads']:,})"
+                     + ("; backbone data linked from the previous version" if self.linked_backbone else ""))
+        if self.max_abs_diff is not None:
+            lines.append(f"verified: every task's output within {self.max_abs_diff:.2g} of its own head on probe inputs")
+        return "\n".join(lines)
+
 
 def _label_fn(names):
     return lambda i: f"{i} ({names[i]})" if len(names) <= 20 else str(i)
@@ -121,11 +140,11 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
     if len(names) != len(paths):
         raise MergeHeadsError(f"{len(names)} task names for {len(paths)} models")
     load.check_names(names, "task names")
-    loaded = []
-    with Progress(len(paths), "reading task models", "models", enabled=progress) as bar:
-        for p in paths:
-            loaded.append(load.load(p, features, input=input, output=output, tags=tags))
-            bar.update(1)
+    loaded, bar = [], Progress(len(paths), "reading task models", "models", enabled=progress)
+    for p in paths:
+        loaded.append(load.load(p, features, input=input, output=output, tags=tags))
+        bar.update(1)
+    bar.close()  # not on failure: an error stays one line
     backbones, group_of, bb_values, diffs = _backbones(loaded, names, atol, group_backbones)
     heads = [specs.head_of(m.head, m.read, m.path) for m in loaded]
     tasks = [specs.Task(i, names[i], _classes(m, h), m.path, group_of[i], h) for i, (m, h) in enumerate(zip(loaded, heads))]
