@@ -29,16 +29,22 @@ def mlp_weights(seed, sizes):
 
 
 def tf1_task(directory, classes, head_seed, *, backbone_seed=0, hidden=(), kind="checkpoint", resource=False,
-             in_dim=12, feat=8, perturb=None, extra_op=False):
+             in_dim=12, feat=8, perturb=None, extra_op=False, head="dense", labels=None):
     """A TF1 classifier: x[in_dim] -> hidden1 (relu) -> hidden2 (tanh, the features) -> head layers ->
     output/logits -> probabilities (softmax). Saved as ``kind``: checkpoint (Saver, with a loss and
     a train op as a training script leaves them), frozen (.pb), saved_model (TF1 builder).
-    ``perturb``: ``(layer index, delta)`` added to one backbone kernel. Returns the model's path."""
+    ``perturb``: ``(layer index, delta)`` added to one backbone kernel; ``extra_op``: a relu6 more in
+    the backbone; ``head``: ``dense``, ``branch`` (a leaky relu between two dense layers: not a dense
+    stack) or ``skip`` (the head also reads hidden1: not a head); ``labels``: written to labels.txt.
+    Returns the model's path."""
     os.makedirs(directory, exist_ok=True)
     bb = mlp_weights(backbone_seed, [in_dim, 16, feat])
     if perturb is not None:
         bb[perturb[0]] = (bb[perturb[0]][0] + perturb[1], bb[perturb[0]][1])
-    head = mlp_weights(head_seed, [feat, *hidden, classes])
+    head_w = mlp_weights(head_seed, [feat, *hidden, classes])
+    if labels:
+        with open(os.path.join(directory, "labels.txt"), "w") as fh:
+            fh.write("\n".join(labels) + "\n")
     g = tf.Graph()
     with g.as_default():
         x = tf1.placeholder(tf.float32, [None, in_dim], name="x")
@@ -47,9 +53,15 @@ def tf1_task(directory, classes, head_seed, *, backbone_seed=0, hidden=(), kind=
         if extra_op:
             h = tf.nn.relu6(h)
         f = _dense(h, *bb[1], "hidden2", tf.tanh, resource)
-        for i, (w, b) in enumerate(head[:-1]):
+        for i, (w, b) in enumerate(head_w[:-1]):
             f = _dense(f, w, b, f"head/hidden{i}", tf.nn.relu, resource)
-        logits = _dense(f, *head[-1], "output", None, resource)
+        if head == "branch":
+            w, b = mlp_weights(head_seed + 7, [feat, feat])[0]
+            f = tf.nn.leaky_relu(_dense(f, w, b, "head/extra", None, resource), alpha=0.1)
+        if head == "skip":
+            w, b = mlp_weights(head_seed + 7, [16, feat])[0]
+            f = f + _dense(h, w, b, "head/skip", None, resource)
+        logits = _dense(f, *head_w[-1], "output", None, resource)
         logits = tf.identity(logits, name="logits")
         probs = tf.nn.softmax(logits, name="probabilities")
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits), name="loss")
@@ -91,3 +103,42 @@ def run_tf1(path, x, output="probabilities:0", input="x:0"):
             with g.as_default():
                 tf1.train.import_meta_graph(path + ".meta").restore(s, path)
         return s.run(g.get_tensor_by_name(output), {g.get_tensor_by_name(input): x})
+
+
+def keras_task(path, classes, head_seed, *, backbone_seed=0, kind="h5", text=False, hidden=0):
+    """A tf_keras classifier as the seed's answer builds one: Conv2D -> BatchNormalization ->
+    GlobalAveragePooling2D(name='penultimate_layer') -> [Dense(hidden, relu)] -> Dense(classes, softmax),
+    or for ``text``: Embedding -> GlobalAveragePooling1D(name='penultimate_layer') -> Dense. Backbone
+    weights come from ``backbone_seed``, the head's from ``head_seed``. Saved as ``.h5`` or a
+    Keras-made SavedModel (``kind='saved_model'``). Returns ``(path, model)``."""
+    import tf_keras as K
+
+    rng = np.random.default_rng(backbone_seed)
+    if text:
+        inp = K.Input((6,), dtype="int32", name="tokens")
+        x = K.layers.Embedding(50, 8, name="embed")(inp)
+        x = K.layers.GlobalAveragePooling1D(name="penultimate_layer")(x)
+        backbone = ["embed"]
+    else:
+        inp = K.Input((8, 8, 3), name="data")
+        x = K.layers.Conv2D(4, 3, activation="relu", padding="same", name="conv")(inp)
+        x = K.layers.BatchNormalization(name="bn")(x)
+        x = K.layers.MaxPooling2D(2, name="pool")(x)
+        x = K.layers.GlobalAveragePooling2D(name="penultimate_layer")(x)
+        backbone = ["conv", "bn"]
+    if hidden:
+        x = K.layers.Dense(hidden, activation="relu", name="head_hidden")(x)
+    x = K.layers.Dropout(0.5, name="drop")(x)
+    out = K.layers.Dense(classes, activation="softmax", name="task")(x)
+    m = K.Model(inp, out)
+    for layer in m.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        r = rng if layer.name in backbone else np.random.default_rng(head_seed + hash(layer.name) % 1000)
+        new = [r.normal(0, 0.5, w.shape).astype(w.dtype) for w in ws]
+        if layer.name == "bn":
+            new[3] = np.abs(new[3]) + 0.5  # a variance
+        layer.set_weights(new)
+    m.save(path)
+    return path, m

@@ -27,25 +27,33 @@ def check_architecture(ref: pieces.Piece, ref_where: str, other: pieces.Piece, w
     ref_nodes, other_nodes = ref.by_name(), other.by_name()
     for (na, sa), (nb, sb) in zip(a, b):
         if sa != sb:
+            what = _what_differs(sa, sb)
             raise MergeHeadsError(
-                f"backbones differ in architecture: {where} has op {pieces.describe(other_nodes[nb])} where "
-                f"{ref_where} has {pieces.describe(ref_nodes[na])} ({_what_differs(sa, sb)}); only models that "
-                "share one backbone architecture can be merged")
+                f"backbones differ in architecture: {where} has op {_describe(other, nb, other_nodes)} where "
+                f"{ref_where} has {_describe(ref, na, ref_nodes)}{f' ({what})' if what else ''}; only models "
+                "that share one backbone architecture can be merged")
     if len(a) != len(b):
         longer, w, nodes = (a, ref_where, ref_nodes) if len(a) > len(b) else (b, where, other_nodes)
         extra = longer[min(len(a), len(b))][0]
-        raise MergeHeadsError(f"backbones differ in architecture: {w} has op {pieces.describe(nodes[extra])} "
+        raise MergeHeadsError(f"backbones differ in architecture: {w} has op {_describe(None, extra, nodes)} "
                               f"the other has not ({len(a)} vs {len(b)} ops below the features)")
     wa = [n for n, _ in a if n in ref.weights]
     wb = [n for n, _ in b if n in other.weights]
     return list(zip(wa, wb))
 
 
+def _describe(piece, name: str, nodes) -> str:
+    w = piece.weights.get(name) if piece is not None else None
+    if w is not None:
+        return f"'{name}' (a weight, {list(w.shape)} {w.dtype})"
+    return pieces.describe(nodes[name])
+
+
 def _what_differs(sa: tuple, sb: tuple) -> str:
     if sa[0] != sb[0]:
-        return f"{sa[0]} vs {sb[0]}"
+        return ""
     if sa[0] == "weight":
-        return f"weight shape {list(sa[2])} {sa[1]} vs {list(sb[2])} {sb[1]}"
+        return "weight shapes or dtypes"
     if sa[0] == "input":
         return "input dtype or shape"
     if len(sa) > 1 and sa[1] != sb[1]:

@@ -124,8 +124,10 @@ def rebuild(kfile: KerasFile, where: str) -> tuple[Piece, dict]:
             with tf.name_scope(name + "/"):
                 y = _build(layer, [tensors[i] for i in layer["inputs"]], params.get(name, {}), where)
             tensors[name] = tf.identity(y, name=f"{name}/output")
-    piece = Piece(graph.as_graph_def(), input_name(ins[0]), output_name(outs[0]), weights)
-    return piece, values
+    gd = graph.as_graph_def()
+    for node in gd.node:
+        node.attr.pop("_class", None)  # colocation with weights: they are placeholders here
+    return Piece(gd, input_name(ins[0]), output_name(outs[0]), weights), values
 
 
 def _need(params: dict, key: str, layer: str, where: str):

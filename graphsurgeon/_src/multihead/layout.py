@@ -133,6 +133,10 @@ def meta_graph(built):
             or n.name.startswith("serving/")]
     del meta.graph_def.node[:]
     meta.graph_def.node.extend(keep)
+    kept = {n.name for n in keep}
+    for n in keep:  # colocation with a dropped placeholder
+        if "_class" in n.attr and any(c.decode().removeprefix("loc:@") not in kept for c in n.attr["_class"].list.s):
+            del n.attr["_class"]
     meta.meta_info_def.tags.append("serve")
     for k, sig in sigs.items():
         meta.signature_def[k].CopyFrom(sig)

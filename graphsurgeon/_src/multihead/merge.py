@@ -65,27 +65,41 @@ def _label_fn(names):
     return lambda i: f"{i} ({names[i]})" if len(names) <= 20 else str(i)
 
 
-def _backbones(models, names, atol: float, group: bool):
-    """Backbone groups of the models: ``(backbones, group of each model, group values, differences)``."""
-    ref = models[0]
-    pairs0 = compare.check_architecture(ref.backbone, ref.path, ref.backbone, ref.path)
-    order = [a for a, _ in pairs0]
-    grouper = compare.Grouper(order, atol)
-    group_of = []
-    for i, m in enumerate(models):
-        pairs = compare.check_architecture(ref.backbone, ref.path, m.backbone, m.path)
-        group_of.append(grouper.add(i, m.values([b for _, b in pairs])))
-    diffs = grouper.differences()
-    if diffs and not group:
-        raise MergeHeadsError(f"backbone weights differ (atol {atol:g}): "
-                              f"{compare.report(diffs, order, _label_fn(names))}; pass --group-backbones to build one "
-                              "backbone per group, or --atol to accept differences this small")
-    backbones, values = [], []
-    for k, g in enumerate(grouper.groups):
-        prefix = "" if k == 0 else f"backbone_{k}/"
-        backbones.append(specs.Backbone(ref.backbone, {n: prefix + n for n in order}, g.checksum))
-        values.append(dict(zip(order, g.values)))
-    return backbones, group_of, values, diffs
+class _Reader:
+    """Reads task models one at a time, checking each backbone against the first model's (architecture)
+    and grouping its weights, so that memory holds one model's backbone weights per group."""
+
+    def __init__(self, names, atol: float):
+        self.names, self.atol = names, atol
+        self.ref, self.grouper, self.group_of, self.heads, self.models = None, None, [], [], []
+
+    def add(self, m) -> None:
+        if self.ref is None:
+            self.ref = m
+            self.grouper = compare.Grouper([a for a, _ in compare.check_architecture(m.backbone, m.path, m.backbone,
+                                                                                    m.path)], self.atol)
+        pairs = compare.check_architecture(self.ref.backbone, self.ref.path, m.backbone, m.path)
+        self.group_of.append(self.grouper.add(len(self.group_of), m.values([b for _, b in pairs])))
+        self.heads.append(specs.head_of(m.head, m.read, m.path))
+        self.models.append(m)
+
+    def backbones(self, group: bool):
+        """``(backbones, values per group, differences)``.
+
+        Raises:
+          MergeHeadsError: weights differ and ``group`` is False.
+        """
+        diffs, order = self.grouper.differences(), self.grouper.names
+        if diffs and not group:
+            raise MergeHeadsError(f"backbone weights differ (atol {self.atol:g}): "
+                                  f"{compare.report(diffs, order, _label_fn(self.names))}; pass --group-backbones to "
+                                  "build one backbone per group, or --atol to accept differences this small")
+        backbones, values = [], []
+        for k, g in enumerate(self.grouper.groups):
+            prefix = "" if k == 0 else f"backbone_{k}/"
+            backbones.append(specs.Backbone(self.ref.backbone, {n: prefix + n for n in order}, g.checksum))
+            values.append(dict(zip(order, g.values)))
+        return backbones, values, diffs
 
 
 def _write_version(out: str, backbones, tasks, backbone_shard, backbone_values, *, features, input, model_version,
@@ -140,14 +154,14 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
     if len(names) != len(paths):
         raise MergeHeadsError(f"{len(names)} task names for {len(paths)} models")
     load.check_names(names, "task names")
-    loaded, bar = [], Progress(len(paths), "reading task models", "models", enabled=progress)
+    reader, bar = _Reader(names, atol), Progress(len(paths), "reading task models", "models", enabled=progress)
     for p in paths:
-        loaded.append(load.load(p, features, input=input, output=output, tags=tags))
+        reader.add(load.load(p, features, input=input, output=output, tags=tags))
         bar.update(1)
-    bar.close()  # not on failure: an error stays one line
-    backbones, group_of, bb_values, diffs = _backbones(loaded, names, atol, group_backbones)
-    heads = [specs.head_of(m.head, m.read, m.path) for m in loaded]
-    tasks = [specs.Task(i, names[i], _classes(m, h), m.path, group_of[i], h) for i, (m, h) in enumerate(zip(loaded, heads))]
+    backbones, bb_values, diffs = reader.backbones(group_backbones)
+    tasks = [specs.Task(i, names[i], _classes(m, h), m.path, reader.group_of[i], h)
+             for i, (m, h) in enumerate(zip(reader.models, reader.heads))]
+    bar.close()  # after every check of the input: an error stays one line
     shard = {bb.names[n]: v for bb, vals in zip(backbones, bb_values) for n, v in vals.items()}
     linked, worst, tab = _write_version(out, backbones, tasks, shard, bb_values, features=features, input=input,
                                         model_version=1, previous=None, do_verify=verify)

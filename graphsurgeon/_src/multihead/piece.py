@@ -209,27 +209,40 @@ def order(piece: Piece) -> list[str]:
     return out
 
 
+_TRANSPARENT_OPS = ("Identity", "ReadVariableOp")
+
+
 def structure(piece: Piece) -> list[tuple[str, tuple]]:
     """``[(node name, signature)]`` in :func:`order`: a signature holds the op type, its attributes
     (not names, devices or colocation) and which earlier positions it reads; weights are
     ``("weight", dtype, shape)`` and the input ``("input", dtype, shape)``, so two models of one
-    architecture give equal signatures whatever their names."""
-    by_name, names = piece.by_name(), order(piece)
-    pos = {n: i for i, n in enumerate(names)}
+    architecture give equal signatures whatever their names. ``Identity`` and ``ReadVariableOp``
+    are looked through, so reference and resource variables compare equal."""
+    by_name = piece.by_name()
     fed = subgraph.node_name(piece.input)
+
+    def source(inp: str) -> str:
+        name = subgraph.node_name(inp)
+        while name in by_name and by_name[name].op in _TRANSPARENT_OPS and by_name[name].input \
+                and name not in piece.weights:
+            name = subgraph.node_name(by_name[name].input[0])
+        return name
+
+    names = [n for n in order(piece) if by_name[n].op not in _TRANSPARENT_OPS or n in piece.weights]
+    pos = {n: i for i, n in enumerate(names)}
     out = []
     for name in names:
         node = by_name[name]
         if name in piece.weights:
             w = piece.weights[name]
-            sig = ("weight", w.dtype, w.shape, w.handle)
+            sig = ("weight", w.dtype, w.shape)
         elif name == fed:
             sig = ("input", node.attr["dtype"].type, node.attr["shape"].SerializeToString(deterministic=True))
         else:
             attrs = tuple((k, node.attr[k].SerializeToString(deterministic=True))
                           for k in sorted(node.attr) if k not in _IGNORED_ATTRS)
-            reads = tuple((pos.get(subgraph.node_name(i)), i.startswith("^"), i.partition(":")[2])
-                          for i in node.input)
+            reads = tuple((pos.get(source(i)), i.startswith("^"), "" if subgraph.node_name(i) != source(i)
+                           else i.partition(":")[2]) for i in node.input)
             sig = (node.op, attrs, reads)
         out.append((name, sig))
     return out
