@@ -95,36 +95,46 @@ def build(backbones, tasks, values_dtype: dict) -> Built:
     return Built(graph, variables, {"inputs": inputs, "task_id": task_id, "task": task}, outputs, saver)
 
 
+def _assert(condition, data):
+    """The ``Assert`` op itself: a failed check fails the request with ``data`` in its message.
+    (``tf.compat.v1.Assert`` wraps it in a ``cond``, which costs more per request than the check.)"""
+    return tf.raw_ops.Assert(condition=condition, data=[tf.convert_to_tensor(d) for d in data], summarize=20)
+
+
 def _ids_from_names(names, tasks):
     """Task ids of task names; an unknown name fails with the name in the message."""
     with tf.name_scope("serving/task_names"):
         known = tf.constant(np.array([t.name for t in tasks], dtype=object), tf.string)
         eq = tf.equal(names[:, None], known[None, :])
         found = tf.reduce_any(eq, axis=1)
-        check = tf1.Assert(tf.reduce_all(found), ["graphsurgeon: unknown task name(s):",
-                                                  tf.boolean_mask(names, tf.logical_not(found)),
-                                                  "(tasks.json lists the task names)"], summarize=20)
+        check = _assert(tf.reduce_all(found), ["graphsurgeon: unknown task name(s):",
+                                               tf.gather(names, tf.reshape(tf.where(tf.logical_not(found)), [-1])),
+                                               "(tasks.json lists the task names)"])
         with tf.control_dependencies([check]):
             pos = tf.argmax(tf.cast(eq, tf.int32), axis=1, output_type=tf.int32)
             return tf.gather(tf.constant([t.id for t in tasks], tf.int64), pos)
+
+
+def _column(x, rank: int = 2):
+    """``x`` [n] as [n, 1] (or [n, 1, 1]): a reshape, fewer ops per request than ``x[:, None]``."""
+    return tf.reshape(x, [-1] + [1] * (rank - 1))
 
 
 def _checked_ids(task_id, inputs, tables: _Tables):
     """``task_id`` as int32, after checking one id per example and that every id exists."""
     with tf.name_scope("serving/check"):
         n = tables.exists.shape[0]
-        size_ok = tf.equal(tf.size(task_id, out_type=tf.int64), tf.shape(inputs, out_type=tf.int64)[0])
-        size_check = tf1.Assert(size_ok, ["graphsurgeon: task_id has", tf.size(task_id),
-                                          "value(s) for", tf.shape(inputs)[0], "input example(s); give one "
-                                          "task id per example"])
-        in_range = tf.logical_and(task_id >= 0, task_id < n)
-        safe = tf.where(in_range, task_id, tf.zeros_like(task_id))
-        ok = tf.logical_and(in_range, tf.gather(tf.constant(tables.exists), safe))
-        id_check = tf1.Assert(tf.reduce_all(ok), ["graphsurgeon: unknown task_id(s):",
-                                                  tf.boolean_mask(task_id, tf.logical_not(ok)),
-                                                  f"(known ids: {_id_ranges(tables.exists)})"], summarize=20)
+        size_ok = tf.equal(tf.size(task_id, out_type=tf.int32), tf.shape(inputs, out_type=tf.int32)[0])
+        size_check = _assert(size_ok, ["graphsurgeon: task_id has", tf.size(task_id), "value(s) for",
+                                       tf.shape(inputs)[0], "input example(s); give one task id per example"])
+        # known[id + 1] for ids clamped to [-1, n]: False for anything out of range
+        known = tf.constant(np.concatenate([[False], tables.exists, [False]]))
+        ok = tf.gather(known, tf.clip_by_value(task_id, -1, n) + 1)
+        bad = tf.gather(task_id, tf.reshape(tf.where(tf.logical_not(ok)), [-1]))
+        id_check = _assert(tf.reduce_all(ok), ["graphsurgeon: unknown task_id(s):", bad,
+                                               f"(known ids: {_id_ranges(tables.exists)})"])
         with tf.control_dependencies([size_check, id_check]):
-            return tf.identity(tf.cast(safe, tf.int32), name="ids")
+            return tf.cast(tf.clip_by_value(task_id, 0, n - 1), tf.int32, name="ids")
 
 
 def _id_ranges(exists: np.ndarray) -> str:
@@ -215,36 +225,37 @@ def _stack(route: specs.Route, x, rows, variables, width: int):
     with tf.name_scope(scope + "/"):
         for i, (_, bias, act) in enumerate(first.layers[:-1]):
             k = tf.gather(variables[f"{scope}/layer_{i}/kernel"], rows)
-            x = tf.squeeze(tf.matmul(x[:, None, :], k), 1)
+            x = tf.squeeze(tf.matmul(tf.expand_dims(x, 1), k), 1)
             if bias is not None:
                 x = x + tf.gather(variables[f"{scope}/layer_{i}/bias"], rows)
             x = _ACT[act](x)
         classes = np.array([t.head.num_classes for t in route.tasks], np.int32)
         koff, boff = specs.packed_offsets(route)
-        c = tf.gather(tf.constant(classes), rows)
-        cmax = int(classes.max())
-        cols = tf.range(cmax, dtype=tf.int32)
-        valid = cols[None, :] < c[:, None]
-        fan_in = int(first.layers[-1][0].shape[0])
-        kidx = (tf.gather(tf.constant(koff), rows)[:, None, None] + tf.range(fan_in)[None, :, None] * c[:, None, None]
-                + cols[None, None, :])
-        kidx = tf.where(tf.broadcast_to(valid[:, None, :], tf.shape(kidx)), kidx, tf.zeros_like(kidx))
-        y = tf.squeeze(tf.matmul(x[:, None, :], tf.gather(variables[f"{scope}/logits/kernel"], kidx)), 1)
+        c, k0, b0 = tf.unstack(tf.gather(tf.constant(np.stack([classes, koff, boff], 1)), rows), axis=1)
+        cmax, fan_in = int(classes.max()), int(first.layers[-1][0].shape[0])
+        kernel = variables[f"{scope}/logits/kernel"]
+        # an example's kernel is the [fan_in, classes] block at its offset; columns past its class
+        # count read neighbouring weights (clamped to the variable) and are masked in the outputs
+        kidx = (_column(k0, 3) + tf.constant(np.arange(fan_in, dtype=np.int32).reshape(1, -1, 1)) * _column(c, 3)
+                + tf.constant(np.arange(cmax, dtype=np.int32).reshape(1, 1, -1)))
+        w = tf.gather(kernel, tf.minimum(kidx, int(kernel.shape[0]) - 1))
+        y = tf.squeeze(tf.matmul(tf.expand_dims(x, 1), w), 1)
         if first.layers[-1][1] is not None:
-            bidx = tf.where(valid, tf.gather(tf.constant(boff), rows)[:, None] + cols[None, :], tf.zeros_like(valid,
-                                                                                                    tf.int32))
-            y = y + tf.gather(variables[f"{scope}/logits/bias"], bidx)
+            bias = variables[f"{scope}/logits/bias"]
+            bidx = _column(b0) + tf.constant(np.arange(cmax, dtype=np.int32).reshape(1, -1))
+            y = y + tf.gather(bias, tf.minimum(bidx, int(bias.shape[0]) - 1))
         y = tf.cast(_ACT[first.layers[-1][2]](y), tf.float32)
-        return tf.pad(y, [[0, 0], [0, width - cmax]], constant_values=PAD)
+        return tf.pad(y, [[0, 0], [0, width - cmax]], constant_values=PAD) if width > cmax else y
 
 
 def _outputs(logits, ids, tables: _Tables) -> dict:
+    """Logits of padded classes set to ``PAD``; softmax; the top valid class's name."""
     with tf.name_scope("serving/"):
         width = int(tables.names.shape[1])
         num = tf.gather(tf.constant(tables.classes), ids)
-        valid = tf.range(width, dtype=tf.int32)[None, :] < num[:, None]
-        logits = tf.where(valid, logits, tf.fill(tf.shape(logits), PAD))
-        top = tf.argmax(tf.where(valid, logits, tf.fill(tf.shape(logits), -np.inf)), axis=1, output_type=tf.int32)
+        valid = tf.constant(np.arange(width, dtype=np.int32).reshape(1, -1)) < _column(num)
+        logits = tf.where(valid, logits, tf.constant(PAD, tf.float32))
+        top = tf.argmax(tf.where(valid, logits, tf.constant(-np.inf, tf.float32)), axis=1, output_type=tf.int32)
         names = tf.constant(tables.names.astype(object), tf.string)
         return {"logits": tf.identity(logits, name="logits"),
                 "probabilities": tf.nn.softmax(logits, name="probabilities"),
