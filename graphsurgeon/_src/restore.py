@@ -7,24 +7,21 @@
 """
 from __future__ import annotations
 
-import re
 
-import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import select, subgraph
-from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnregisteredOpError, UnsafeGraphError
+from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnsafeGraphError
 from graphsurgeon._src.model import Model
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph, read_meta_graph
 from graphsurgeon._src.storage.paths import resolve
-from graphsurgeon._src.storage.session import new_session
+from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 from graphsurgeon._src.surgery.plan import make_plan
 
 tf1 = tf.compat.v1
 
 INPUTS_COLLECTION = "graphsurgeon_inputs"
 OUTPUTS_COLLECTION = "graphsurgeon_outputs"
-_FEED_CHUNK_BYTES = 256 << 20
 
 
 def graph_variable_info(graph: tf.Graph) -> dict:
@@ -45,31 +42,23 @@ def graph_variable_info(graph: tf.Graph) -> dict:
 
 def load_values(session, graph, reader: CheckpointReader, restore_map: dict, graph_info: dict) -> None:
     """Initialize every global variable of ``graph``: those in ``restore_map``
-    (``{graph name: checkpoint name}``) from the checkpoint, fed through the variables'
-    initial-value tensors (no constants in the GraphDef, no new ops), the others with
-    their own initializers. Values are fed in chunks of at most 256 MiB.
+    (``{graph name: checkpoint name}``) from the checkpoint (see :func:`~graphsurgeon._src.storage.session.assign`),
+    the others with their own initializers.
     """
-    with graph.as_default():
-        variables = {select.normalize_name(v.name): v for v in tf1.global_variables()}
+    variables = variables_by_name(graph)
     fresh = [variables[n].initializer for n in variables if n not in restore_map]
     if fresh:
         session.run(fresh)
-    batch, feed, size = [], {}, 0
-    for name in sorted(restore_map):
-        v = variables[name]
+
+    def read(name):
         value = reader.read(restore_map[name])
         info = graph_info[name]
         if len(info) > 2:  # one part of a partitioned variable
             offset, shape = info[4], info[0]
             value = value[tuple(slice(o, o + s) for o, s in zip(offset, shape))]
-        feed[v.initializer.inputs[1]] = np.asarray(value, dtype=v.dtype.base_dtype.as_numpy_dtype)
-        batch.append(v.initializer)
-        size += value.nbytes
-        if size >= _FEED_CHUNK_BYTES:
-            session.run(batch, feed)
-            batch, feed, size = [], {}, 0
-    if batch:
-        session.run(batch, feed)
+        return value
+
+    assign(session, ((variables[n], read(n)) for n in sorted(restore_map)))
 
 
 def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, rename=None, rules=None,

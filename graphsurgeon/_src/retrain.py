@@ -23,6 +23,7 @@ from graphsurgeon._src.storage import datasets
 from graphsurgeon._src.storage.events import ScalarWriter
 from graphsurgeon._src.storage.graphviz import write_svg
 from graphsurgeon._src.storage.paths import resolve
+from graphsurgeon._src.storage.session import assign
 from graphsurgeon._src.storage.writer import write_json, write_text
 from graphsurgeon._src.surgery import add_head, make_plan, reinitialize
 
@@ -385,8 +386,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         return model.session.run(trainable_vars)
 
     def load_state(state):
-        model.session.run([v.initializer for v in trainable_vars],
-                          {v.initializer.inputs[1]: s for v, s in zip(trainable_vars, state)})
+        assign(model.session, zip(trainable_vars, state))
 
     os.makedirs(out_dir, exist_ok=True)
     dot = picture(setup, cache=reader.tensor if reader is not None else None)

@@ -8,10 +8,9 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
-from graphsurgeon._src.storage.session import new_session
+from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 
 tf1 = tf.compat.v1
 CHECKPOINT_NAME = "model.ckpt"
@@ -44,16 +43,14 @@ def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *
             raise ConfigError(f"{d} exists; pass overwrite=True / --overwrite to replace it")
     graph = tf.Graph()
     import_meta_graph(meta, graph, "exported graph")
+    variables = variables_by_name(graph)
     with graph.as_default():
-        variables = {select.normalize_name(v.name): v for v in tf1.global_variables()}
         saver = tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)
     tmp_ckpt = tempfile.mkdtemp(prefix=".tmp-checkpoint-", dir=out_dir)
     tmp_sm = os.path.join(tempfile.mkdtemp(prefix=".tmp-saved-model-", dir=out_dir), "sm")
     try:
         with new_session(graph) as sess:
-            ops = [variables[n].initializer for n in sorted(variables)]
-            feed = {variables[n].initializer.inputs[1]: values[n] for n in sorted(variables)}
-            sess.run(ops, feed)
+            assign(sess, [(variables[n], values[n]) for n in sorted(variables)])
             prefix = saver.save(sess, os.path.join(tmp_ckpt, CHECKPOINT_NAME), write_meta_graph=True,
                                 write_state=False)
             with open(os.path.join(tmp_ckpt, "checkpoint"), "w") as f:
