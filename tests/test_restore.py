@@ -246,7 +246,7 @@ def test_graphs_that_touch_files_are_not_run_unless_allowed(tmp_path, capfd):
     target = tmp_path / "written.txt"
     prefix = _graph_with(tmp_path, lambda x, pre: [tf.io.write_file(str(target), "pwned", name="sneaky")])
     with pytest.raises(gs.UnsafeGraphError, match=r"holds 1 op\(s\) that touch files or run Python: sneaky "
-                                                  r"\(WriteFile\);.*--allow-unsafe-ops"):
+                                                  r"\(WriteFile\);.*allow_unsafe_ops=True"):
         gs.restore(prefix, outputs=["features"])
     assert not target.exists()
     with gs.restore(prefix, outputs=["clean"]) as m:  # pruned away below the cut: nothing unsafe runs

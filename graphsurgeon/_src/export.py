@@ -63,7 +63,7 @@ def export_meta_graph(model, inputs: dict, outputs: dict, defaults=None):
         if node.name not in defaults:
             raise ConfigError(
                 f"the outputs need placeholder '{node.name}' ({tf.as_dtype(node.attr['dtype'].type).name}) besides "
-                f"the inputs; give its inference value (feeds {{'{node.name}': value}} / --feed {node.name}=VALUE)"
+                f"the inputs; give its inference value in feeds={{'{node.name}': VALUE}}"
             )
         batch_of = model.tensor(next(iter(inputs.values()))) if inputs else None
         _to_placeholder_with_default(pruned.graph_def, node, defaults[node.name], batch_of)

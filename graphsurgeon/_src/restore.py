@@ -168,7 +168,7 @@ def load(model: Model, *, allow_missing: bool = False, allow_cast: bool = False,
             raise UnsafeGraphError(
                 f"{model.source.path if model.source else 'the graph'} holds {len(found)} op(s) that touch files or "
                 f"run Python: {listed}; graphsurgeon runs a graph only when you trust it: pass "
-                "allow_unsafe_ops=True / --allow-unsafe-ops, or cut the graph below them")
+                "allow_unsafe_ops=True, or cut the graph below them")
     info = graph_variable_info(model.graph)
     model.status = {v.name: v.status for v in plan.variables if v.status != "dropped"}
     model.checkpoint_names = plan.restore_map()

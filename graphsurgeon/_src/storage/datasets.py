@@ -133,7 +133,7 @@ def load_image_folder(root: str, *, image_size=None, scale: str = "unit", valida
                       test_pct: float = 10.0) -> Dataset:
     """Decode and resize every image of retrain.py's layout (``root/<class>/<image>``)."""
     if image_size is None:
-        raise DataError(f"{root}: an image folder needs the model's input height and width (pass --input)")
+        raise DataError(f"{root}: an image folder needs the model's input height and width (pass input=TENSOR)")
     classes, files = list_image_folder(root)
     decode = ImageDecoder(image_size, scale)
     try:
@@ -247,7 +247,7 @@ class RecordSource:
         distortions = distortions or [None] * len(records)
         if self.kind == "npz":
             if any(d is not None for d in distortions):
-                raise DataError("distortions (--augment) need images (an image folder or TFRecord images)")
+                raise DataError("distortions (augment=K) need images (an image folder or TFRecord images)")
             refs = [r.ref for r in records]
             if refs == list(range(refs[0], refs[0] + len(refs))):
                 return self._array[refs[0]:refs[0] + len(refs)]  # consecutive rows: a view, no copy

@@ -19,7 +19,7 @@ CHECKPOINT_NAME = "model.ckpt"
 def _replace_dir(tmp: str, final: str, overwrite: bool) -> None:
     if os.path.exists(final):
         if not overwrite:
-            raise ConfigError(f"{final} exists; pass overwrite=True / --overwrite to replace it")
+            raise ConfigError(f"{final} exists; pass overwrite=True to replace it")
         old = final + ".old"
         shutil.rmtree(old, ignore_errors=True)
         os.rename(final, old)
@@ -40,7 +40,7 @@ def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *
     ckpt_dir, sm_dir = os.path.join(out_dir, "checkpoint"), os.path.join(out_dir, "saved_model")
     for d in (ckpt_dir, sm_dir):
         if os.path.exists(d) and not overwrite:
-            raise ConfigError(f"{d} exists; pass overwrite=True / --overwrite to replace it")
+            raise ConfigError(f"{d} exists; pass overwrite=True to replace it")
     graph = tf.Graph()
     import_meta_graph(meta, graph, "exported graph")
     variables = variables_by_name(graph)

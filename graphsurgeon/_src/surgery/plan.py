@@ -108,10 +108,10 @@ class Plan:
         probs = self.problems()
         if not allow_cast:
             probs += [f"{v.name}: the checkpoint holds {v.checkpoint_dtype} but the graph's variable is {v.dtype} "
-                      "(pass allow_cast=True / --allow-cast to cast it)" for v in self.variables if v.cast]
+                      "(pass allow_cast=True to cast it)" for v in self.variables if v.cast]
         if not allow_missing:
             probs += [
-                f"{v.name}: not in the checkpoint (pass allow_missing=True / --allow-missing to initialize it)"
+                f"{v.name}: not in the checkpoint (pass allow_missing=True to initialize it)"
                 for v in self.variables if v.status == "missing"
             ]
         if probs:
