@@ -283,9 +283,9 @@ def test_ops_inside_functions_are_scanned(tmp_path):
         return t * 2.0
 
     prefix = _graph_with(tmp_path, lambda x, pre: [peek(pre)])
-    from graphsurgeon._src import subgraph
+    from graphsurgeon._src import safety
     from graphsurgeon._src.storage.checkpoint import read_meta_graph
     from graphsurgeon._src.storage.paths import resolve
 
-    found = subgraph.unsafe_ops(read_meta_graph(resolve(prefix)))
+    found = safety.unsafe_ops(read_meta_graph(resolve(prefix)))
     assert [op for _, op in found] == ["ReadFile"] and found[0][0].startswith("__inference_peek")

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import select, subgraph
+from graphsurgeon._src import guess, select, subgraph
 from graphsurgeon._src.errors import ConfigError
 
 
@@ -196,7 +196,7 @@ def _shape_text(t: tf.Tensor) -> str:
 
 def _cannot_tell(model, gd, by_name, needed, cut, phs, cands) -> str:
     if not phs:
-        pipes = subgraph.pipeline_outputs(gd, needed, by_name)
+        pipes = guess.pipeline_outputs(gd, needed, by_name)
         if pipes:
             return (f"'{cut}' reads no placeholder: its data comes from {', '.join(pipes)} (an input queue or "
                     f"dataset); pass input={pipes[0]} to feed that tensor instead")

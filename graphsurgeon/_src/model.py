@@ -27,7 +27,7 @@ class Model:
         turned into placeholders (``random_shuffle_queue_DequeueMany:1`` -> its new placeholder);
         :meth:`tensor` resolves them.
       unsafe_ops: ``[(op name, op type)]`` of ops in the restored graph that touch files or run
-        Python (see :func:`graphsurgeon._src.subgraph.unsafe_ops`); :func:`graphsurgeon.restore`
+        Python (see :func:`graphsurgeon._src.safety.unsafe_ops`); :func:`graphsurgeon.restore`
         refuses to run them unless allowed.
     """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from graphsurgeon._src import select, subgraph
+from graphsurgeon._src import guess, safety, select, subgraph
 from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnsafeGraphError
 from graphsurgeon._src.model import Model
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph, read_meta_graph
@@ -92,7 +92,7 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
       allow_cast: restore values whose checkpoint dtype differs from the variable's, cast
         (``plan`` reports each as "cast from ..."); without it that is a :class:`PlanError`.
       allow_unsafe_ops: run a graph holding file-system or Python-callback ops (see
-        :func:`graphsurgeon._src.subgraph.unsafe_ops`); without it that is an :class:`UnsafeGraphError`.
+        :func:`graphsurgeon._src.safety.unsafe_ops`); without it that is an :class:`UnsafeGraphError`.
       values: if False, build the graph and plan only: no session, nothing read.
       threads: session thread count (0: TensorFlow's default).
 
@@ -104,35 +104,12 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
       CorruptCheckpointError, PatternError, PlanError (shape mismatch, missing variables).
     """
     source = resolve(path, tags)
-    ins, outs, aliases, unsafe = [], [], {}, []
     if graph is None:
-        meta = read_meta_graph(source)
-        where = source.meta_path or source.graph_path or source.export_dir
-        subgraph.fix_legacy_placeholder_shapes(meta.graph_def)
-        for name in select.as_list(inputs):
-            new = _as_placeholder(meta, _check_node(meta, name, where), where)
-            if new != _full(name):
-                aliases[_full(name)] = new
-        if outputs:
-            outputs = [_check_node(meta, o, where) for o in select.as_list(outputs)]
-            meta = subgraph.prune_meta_graph(meta, outputs)
-        unsafe = subgraph.unsafe_ops(meta)
-        graph = tf.Graph()
-        import_meta_graph(meta, graph, where)
-        if outputs:
-            ins = [n.name + ":0" for n in subgraph.placeholders(meta.graph_def)]
-            outs = [_full(o) for o in outputs]
-        else:
-            ins, outs = _signature_of(meta)
+        graph, ins, outs, aliases, unsafe = _import(source, inputs, outputs)
+    else:
+        ins, outs, aliases, unsafe = [], [], {}, []
     info = graph_variable_info(graph)
-    reader = None
-    if info:
-        if not source.prefix:
-            raise CheckpointNotFoundError(
-                f"{source.path}: the graph has {len(info)} variables but there is no checkpoint data beside it "
-                f"(expected {source.meta_path[:-5] if source.meta_path else source.path}.index)"
-            )
-        reader = CheckpointReader(source.prefix)
+    reader = _reader(source, info)
     entries = {n: (e.shape, e.dtype.name) for n, e in (reader.entries.items() if reader else ())}
     if rules is not None:  # checkpoint name -> the name the rules give it, as exact-name renames
         rename = {**{o: n for o, n in ((o, rules.new_name(o)) for o in entries) if o != n}, **(rename or {})}
@@ -142,6 +119,41 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
                   plan.restore_map(), ins, outs, plan=plan, reader=reader, aliases=aliases, unsafe_ops=unsafe)
     return load(model, allow_missing=allow_missing, allow_cast=allow_cast, allow_unsafe_ops=allow_unsafe_ops,
                 threads=threads) if values else model
+
+
+def _reader(source, info):
+    """The checkpoint reader of ``source``, or None when the graph has no variables."""
+    if not info:
+        return None
+    if not source.prefix:
+        raise CheckpointNotFoundError(
+            f"{source.path}: the graph has {len(info)} variables but there is no checkpoint data beside it "
+            f"(expected {source.meta_path[:-5] if source.meta_path else source.path}.index)"
+        )
+    return CheckpointReader(source.prefix)
+
+
+def _import(source, inputs, outputs):
+    """``(graph, input names, output names, aliases, unsafe ops)`` of ``source``'s graph: legacy
+    placeholder shapes fixed, ``inputs`` turned into placeholders, pruned to ``outputs``."""
+    meta = read_meta_graph(source)
+    where = source.meta_path or source.graph_path or source.export_dir
+    subgraph.fix_legacy_placeholder_shapes(meta.graph_def)
+    aliases = {}
+    for name in select.as_list(inputs):
+        new = _as_placeholder(meta, _check_node(meta, name, where), where)
+        if new != _full(name):
+            aliases[_full(name)] = new
+    if outputs:
+        outputs = [_check_node(meta, o, where) for o in select.as_list(outputs)]
+        meta = subgraph.prune_meta_graph(meta, outputs)
+    graph = tf.Graph()
+    import_meta_graph(meta, graph, where)
+    if outputs:
+        ins, outs = [n.name + ":0" for n in subgraph.placeholders(meta.graph_def)], [_full(o) for o in outputs]
+    else:
+        ins, outs = _signature_of(meta)
+    return graph, ins, outs, aliases, safety.unsafe_ops(meta)
 
 
 def load(model: Model, *, allow_missing: bool = False, allow_cast: bool = False, allow_unsafe_ops: bool = False,
@@ -220,4 +232,4 @@ def _signature_of(meta) -> tuple[list, list]:
         if key in meta.signature_def:
             sig = meta.signature_def[key]
             return ([sig.inputs[k].name for k in sorted(sig.inputs)], [sig.outputs[k].name for k in sorted(sig.outputs)])
-    return ([n.name + ":0" for n in subgraph.placeholders(meta.graph_def)], subgraph.likely_outputs(meta.graph_def))
+    return ([n.name + ":0" for n in subgraph.placeholders(meta.graph_def)], guess.likely_outputs(meta.graph_def))

@@ -7,12 +7,14 @@ the SHA-1 of its bytes; adding examples never moves old ones between splits.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
 import re
 import zipfile
 
 import numpy as np
+import tensorflow as tf
 
 from graphsurgeon._src.errors import DataError
 from graphsurgeon._src.storage.session import new_session
@@ -176,8 +178,6 @@ class ImageDecoder:
     SCALES = {"unit": (1 / 255.0, 0.0), "inception": (2 / 255.0, -1.0), "raw": (1.0, 0.0)}
 
     def __init__(self, image_size, scale: str = "unit"):
-        import tensorflow as tf
-
         if scale not in self.SCALES:
             raise DataError(f"unknown image scale '{scale}'; expected one of {', '.join(self.SCALES)}")
         mul, add = self.SCALES[scale]
@@ -301,11 +301,7 @@ def _pct(split_args):
 
 
 def _tfrecord_source(path, image_size, scale, split_args, image_feature, label_feature):
-    import glob as _glob
-
-    import tensorflow as tf
-
-    files = sorted(_glob.glob(path)) if any(c in path for c in "*?[") else [path]
+    files = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
     if not files or not all(os.path.isfile(f) for f in files):
         raise DataError(f"data {path}: no such file (expected .npz, an image folder or TFRecord files)")
     records, kind = [], None

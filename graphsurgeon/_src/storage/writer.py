@@ -1,6 +1,7 @@
 """Write models to disk atomically, and verify what was written."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -101,8 +102,6 @@ def write_text(path: str, text: str) -> None:
 
 def write_json(path: str, obj) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (temp file, then rename)."""
-    import json
-
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2, default=str)
