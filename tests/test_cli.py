@@ -180,3 +180,17 @@ def test_plan_draws_the_surgery(seed004, tmp_path, capsys):
     if sh.which("dot"):
         assert main(["plan", "--model", prefix, "--head", "hidden3/Relu:2", "--svg", str(tmp_path / "p.svg")]) == 0
         assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_library_errors_name_arguments_and_the_cli_speaks_flags(seed004, capfd):
+    prefix, _, _ = seed004
+    with pytest.raises(Exception) as e:
+        import graphsurgeon as gs
+
+        gs.retrain(gs.RetrainConfig(model=prefix), None, "")
+    assert "out_dir=DIR" in str(e.value) and "--out" not in str(e.value)
+    capfd.readouterr()
+    assert main(["cache", "--model", prefix, "--tensor", "hidden2/Relu", "--data", "x.npz", "--out", "c",
+                 "--feed", "keep_prob=1"]) == 2
+    err = capfd.readouterr().err
+    assert "leave it out of --feed" in err and "feeds=" not in err

@@ -246,7 +246,7 @@ def test_graphs_that_touch_files_are_not_run_unless_allowed(tmp_path, capfd):
     target = tmp_path / "written.txt"
     prefix = _graph_with(tmp_path, lambda x, pre: [tf.io.write_file(str(target), "pwned", name="sneaky")])
     with pytest.raises(gs.UnsafeGraphError, match=r"holds 1 op\(s\) that touch files or run Python: sneaky "
-                                                  r"\(WriteFile\);.*--allow-unsafe-ops"):
+                                                  r"\(WriteFile\);.*allow_unsafe_ops=True"):
         gs.restore(prefix, outputs=["features"])
     assert not target.exists()
     with gs.restore(prefix, outputs=["clean"]) as m:  # pruned away below the cut: nothing unsafe runs
@@ -283,9 +283,9 @@ def test_ops_inside_functions_are_scanned(tmp_path):
         return t * 2.0
 
     prefix = _graph_with(tmp_path, lambda x, pre: [peek(pre)])
-    from graphsurgeon._src import subgraph
+    from graphsurgeon._src import safety
     from graphsurgeon._src.storage.checkpoint import read_meta_graph
     from graphsurgeon._src.storage.paths import resolve
 
-    found = subgraph.unsafe_ops(read_meta_graph(resolve(prefix)))
+    found = safety.unsafe_ops(read_meta_graph(resolve(prefix)))
     assert [op for _, op in found] == ["ReadFile"] and found[0][0].startswith("__inference_peek")

@@ -258,7 +258,7 @@ def test_dtype_mismatch_is_reported_and_needs_allow_cast(seed004, tmp_path):
     assert row.cast and row.checkpoint_dtype == "float16" and p.to_dict()["counts"]["cast"] == 1
     assert "hidden1/weights     restored       no    [500, 300]  (cast from float16)" in p.format_text()
     with pytest.raises(gs.PlanError, match="hidden1/weights: the checkpoint holds float16 but the graph's variable is "
-                                           "float32 .pass allow_cast=True / --allow-cast"):
+                                           "float32 .pass allow_cast=True to cast it"):
         gs.restore(half, outputs=["hidden3/Relu"])
     with gs.restore(half, outputs=["hidden3/Relu"], allow_cast=True) as m:
         got = m.values(["hidden1/weights"])["hidden1/weights"]

@@ -116,7 +116,7 @@ def check_batch_independent(model, t, feeder, x, act) -> None:
     raise ConfigError(
         f"tensor '{t.name}' depends on the other examples in its batch ({because}: batch statistics such as "
         "tf.nn.moments or batch norm in training mode), so cached values would depend on how the data was "
-        "batched; cache a tensor below them, or pass --allow-batch-dependent"
+        "batched; cache a tensor below them, or pass allow_batch_dependent=True"
     )
 
 
@@ -204,7 +204,7 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
         unused = sorted(set(feeds) - set(extra))
         if unused:
             raise ConfigError(f"feed '{unused[0]}': '{tensor}' does not read placeholder '{unused[0]}' (it reads "
-                              f"{', '.join(extra) or 'no placeholder'} besides its input); drop that --feed")
+                              f"{', '.join(extra) or 'no placeholder'} besides its input); leave it out of feeds=")
         t = model.tensor(tensor)
         fixed = fixed_batch(inp, t)
         batch_size = batch_size_for(batch_size, fixed, 256, f"the graph of {model_path}")
@@ -214,7 +214,7 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
             raise ConfigError(
                 f"tensor '{t.name}' depends on random op(s) {', '.join(rand[:3])} (dropout with keep_prob baked in?): "
                 "its values differ every run and cannot be cached; cache a tensor below them, or pass "
-                "--allow-random if a feed makes them deterministic"
+                "allow_random=True if a feed makes them deterministic"
             )
         fp = fingerprint(model, tensor, inp.name)
         shape = [int(d) if d is not None else None for d in t.shape.as_list()[1:]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -487,6 +488,34 @@ def _check_paths(args) -> None:
             resolve(value, getattr(args, "tags", None) or ("serve",))
 
 
+# library argument -> command-line flag: errors name arguments, the CLI speaks in flags
+FLAGS = {
+    "head": "--head", "output": "--output", "input": "--input", "batch_size": "--batch-size",
+    "allow_missing": "--allow-missing", "allow_cast": "--allow-cast", "allow_unsafe_ops": "--allow-unsafe-ops",
+    "allow_random": "--allow-random", "allow_batch_dependent": "--allow-batch-dependent", "overwrite": "--overwrite",
+    "repair": "--repair", "out_dir": "--out", "data": "--data", "cache": "--cache", "model": "--model",
+    "augment": "--augment",
+}
+
+
+def to_flags(message: str) -> str:
+    """A library message in command-line words: ``allow_cast=True`` -> ``--allow-cast``,
+    ``batch_size=100`` -> ``--batch-size 100``, ``feeds={'NAME': VALUE}`` -> ``--feed NAME=VALUE``,
+    ``feeds=`` -> ``--feed``.
+
+    >>> to_flags("pass batch_size=100 or allow_cast=True; give feeds={'state': VALUE}")
+    'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
+    """
+    message = re.sub(r"\b(train_feeds|feeds)=\{'([^']*)': VALUE\}",
+                     lambda m: f"{'--train-feed' if m.group(1) == 'train_feeds' else '--feed'} {m.group(2)}=VALUE",
+                     message)
+    message = re.sub(r"\b(train_feeds|feeds)=", lambda m: "--train-feed" if m.group(1) == "train_feeds" else "--feed",
+                     message)
+    names = "|".join(sorted(FLAGS, key=len, reverse=True))
+    message = re.sub(rf"(?<![\w-])({names})=True\b", lambda m: FLAGS[m.group(1)], message)
+    return re.sub(rf"(?<![\w-])({names})=", lambda m: FLAGS[m.group(1)] + " ", message)
+
+
 def describe_error(e: BaseException) -> str:
     """One line for any exception: ours as they are; TensorFlow's naming the op involved; others
     with their type and a pointer to ``--debug``."""
@@ -494,7 +523,7 @@ def describe_error(e: BaseException) -> str:
 
     text = " ".join(str(e).split())
     if isinstance(e, GraphSurgeonError):
-        return text
+        return to_flags(text)
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or text}"
     tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")

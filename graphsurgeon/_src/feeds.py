@@ -16,7 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import select, subgraph
+from graphsurgeon._src import guess, select, subgraph
 from graphsurgeon._src.errors import ConfigError
 
 
@@ -134,7 +134,7 @@ def batch_size_for(requested: int | None, fixed: int | None, default: int, what:
     """
     if fixed is not None:
         if requested not in (None, fixed):
-            raise ConfigError(f"{what} fixes the batch at {fixed} in its static shapes; pass --batch-size {fixed} "
+            raise ConfigError(f"{what} fixes the batch at {fixed} in its static shapes; pass batch_size={fixed} "
                               "or leave it out")
         return fixed
     if requested is not None and requested < 1:
@@ -184,8 +184,8 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict):
     if missing:
         shapes = ", ".join(f"{n} {_shape_text(model.tensor(n))}" for n in missing)
         raise ConfigError(
-            f"'{cut}' also needs placeholder(s) {shapes}; give their values with --feed NAME=VALUE (a number, "
-            "true/false, or an .npy file; --train-feed NAME=VALUE if training differs, e.g. keep_prob)"
+            f"'{cut}' also needs placeholder(s) {shapes}; give their values in feeds={{'NAME': VALUE}} (a number, "
+            "true/false, or an .npy file; train_feeds={'NAME': VALUE} if training differs, e.g. keep_prob)"
         )
     return inp, extras
 
@@ -196,11 +196,11 @@ def _shape_text(t: tf.Tensor) -> str:
 
 def _cannot_tell(model, gd, by_name, needed, cut, phs, cands) -> str:
     if not phs:
-        pipes = subgraph.pipeline_outputs(gd, needed, by_name)
+        pipes = guess.pipeline_outputs(gd, needed, by_name)
         if pipes:
             return (f"'{cut}' reads no placeholder: its data comes from {', '.join(pipes)} (an input queue or "
-                    f"dataset); pass --input {pipes[0]} to feed that tensor instead")
+                    f"dataset); pass input={pipes[0]} to feed that tensor instead")
         return f"'{cut}' reads no placeholder and no input queue: it does not depend on any input"
     described = ", ".join(f"{n} {_shape_text(model.tensor(n))}" for n in cands or phs)
-    return (f"cannot tell the input of '{cut}': it reads placeholders {described}; pass --input NAME for the "
-            "input and --feed NAME=VALUE for the others")
+    return (f"cannot tell the input of '{cut}': it reads placeholders {described}; pass input=NAME for the "
+            "input and feeds={'NAME': VALUE} for the others")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import collections
 import re
 
-from graphsurgeon._src import subgraph
+import tensorflow as tf
+
+from graphsurgeon._src import guess, safety, subgraph
 from graphsurgeon._src.select import natural_key
 from graphsurgeon._src.errors import NoMetaGraphError
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
@@ -34,7 +36,7 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
       scopes are the first ``depth`` components of each name; names sort naturally (``Variable_2``
       before ``Variable_10``). ``graph`` holds ``ops``, ``ops_per_scope``, ``inputs`` and
       ``outputs`` (likely ones, ``[{name, dtype, shape}]`` and names), ``op_types``, ``unsafe_ops``
-      (``[{name, op}]``, see :func:`graphsurgeon._src.subgraph.unsafe_ops`) and ``signatures``
+      (``[{name, op}]``, see :func:`graphsurgeon._src.safety.unsafe_ops`) and ``signatures``
       (a SavedModel's or meta graph's: ``{key: {method, inputs: {k: {name, dtype, shape}}, outputs}}``).
     """
     source = resolve(path, tags)
@@ -65,10 +67,10 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
         report["graph"] = {
             "ops": len(gd.node),
             "ops_per_scope": dict(sorted(ops.items(), key=lambda kv: natural_key(kv[0]))),
-            "inputs": [_input(gd, t) for t in subgraph.likely_inputs(gd)],
-            "outputs": subgraph.likely_outputs(gd)[:10],
+            "inputs": [_input(gd, t) for t in guess.likely_inputs(gd)],
+            "outputs": guess.likely_outputs(gd)[:10],
             "op_types": dict(collections.Counter(n.op for n in gd.node).most_common(15)),
-            "unsafe_ops": [{"name": n, "op": op} for n, op in subgraph.unsafe_ops(meta)],
+            "unsafe_ops": [{"name": n, "op": op} for n, op in safety.unsafe_ops(meta)],
             "signatures": {k: _signature(meta.signature_def[k]) for k in sorted(meta.signature_def)},
         }
         if not source.prefix:
@@ -79,8 +81,6 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
 
 def _signature(sig) -> dict:
     """A SignatureDef as ``{method, inputs: {key: {name, dtype, shape}}, outputs: {...}}``."""
-    import tensorflow as tf
-
     def info(t):
         shape = None if t.tensor_shape.unknown_rank else [d.size if d.size >= 0 else None for d in t.tensor_shape.dim]
         return {"name": t.name, "dtype": tf.as_dtype(t.dtype).name if t.dtype else None, "shape": shape}
@@ -92,8 +92,6 @@ def _signature(sig) -> dict:
 def _input(graph_def, tensor: str) -> dict:
     """``{name, dtype, shape}`` of an input tensor: a placeholder's declared shape (TF <= 1.1's
     ``_output_shapes`` where that is the only record), or a pipeline op's recorded output shape."""
-    import tensorflow as tf
-
     op, _, idx = tensor.partition(":")
     node = next(n for n in graph_def.node if n.name == op)
     k = int(idx or 0)

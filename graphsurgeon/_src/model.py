@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import select
 from graphsurgeon._src.errors import TensorNotFoundError
+from graphsurgeon._src.storage.session import variables_by_name
 
 tf1 = tf.compat.v1
 
@@ -26,7 +27,7 @@ class Model:
         turned into placeholders (``random_shuffle_queue_DequeueMany:1`` -> its new placeholder);
         :meth:`tensor` resolves them.
       unsafe_ops: ``[(op name, op type)]`` of ops in the restored graph that touch files or run
-        Python (see :func:`graphsurgeon._src.subgraph.unsafe_ops`); :func:`graphsurgeon.restore`
+        Python (see :func:`graphsurgeon._src.safety.unsafe_ops`); :func:`graphsurgeon.restore`
         refuses to run them unless allowed.
     """
 
@@ -48,9 +49,7 @@ class Model:
     @property
     def variables(self) -> dict:
         """``{name: tf.Variable}`` of every global variable, sorted by name."""
-        with self.graph.as_default():
-            vs = tf1.global_variables()
-        return {select.normalize_name(v.name): v for v in sorted(vs, key=lambda v: v.name)}
+        return variables_by_name(self.graph)
 
     def variable_names(self, patterns=None) -> list[str]:
         """Sorted variable names, all of them or those matching ``patterns``."""

@@ -7,28 +7,26 @@
 """
 from __future__ import annotations
 
-import re
 
-import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import select, subgraph
-from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnregisteredOpError, UnsafeGraphError
+from graphsurgeon._src import guess, safety, select, subgraph
+from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnsafeGraphError
 from graphsurgeon._src.model import Model
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph, read_meta_graph
 from graphsurgeon._src.storage.paths import resolve
-from graphsurgeon._src.storage.session import new_session
+from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 from graphsurgeon._src.surgery.plan import make_plan
 
 tf1 = tf.compat.v1
 
 INPUTS_COLLECTION = "graphsurgeon_inputs"
 OUTPUTS_COLLECTION = "graphsurgeon_outputs"
-_FEED_CHUNK_BYTES = 256 << 20
 
 
 def graph_variable_info(graph: tf.Graph) -> dict:
-    """``{name: (shape, dtype[, full_name, full_shape])}`` of the graph's global variables."""
+    """``{name: (shape, dtype)}`` of the graph's global variables; one part of a partitioned variable
+    maps to ``(shape, dtype, full_name, full_shape, var_offset)``."""
     out = {}
     with graph.as_default():
         for v in tf1.global_variables():
@@ -45,31 +43,23 @@ def graph_variable_info(graph: tf.Graph) -> dict:
 
 def load_values(session, graph, reader: CheckpointReader, restore_map: dict, graph_info: dict) -> None:
     """Initialize every global variable of ``graph``: those in ``restore_map``
-    (``{graph name: checkpoint name}``) from the checkpoint, fed through the variables'
-    initial-value tensors (no constants in the GraphDef, no new ops), the others with
-    their own initializers. Values are fed in chunks of at most 256 MiB.
+    (``{graph name: checkpoint name}``) from the checkpoint (see :func:`~graphsurgeon._src.storage.session.assign`),
+    the others with their own initializers.
     """
-    with graph.as_default():
-        variables = {select.normalize_name(v.name): v for v in tf1.global_variables()}
+    variables = variables_by_name(graph)
     fresh = [variables[n].initializer for n in variables if n not in restore_map]
     if fresh:
         session.run(fresh)
-    batch, feed, size = [], {}, 0
-    for name in sorted(restore_map):
-        v = variables[name]
+
+    def read(name):
         value = reader.read(restore_map[name])
         info = graph_info[name]
         if len(info) > 2:  # one part of a partitioned variable
             offset, shape = info[4], info[0]
             value = value[tuple(slice(o, o + s) for o, s in zip(offset, shape))]
-        feed[v.initializer.inputs[1]] = np.asarray(value, dtype=v.dtype.base_dtype.as_numpy_dtype)
-        batch.append(v.initializer)
-        size += value.nbytes
-        if size >= _FEED_CHUNK_BYTES:
-            session.run(batch, feed)
-            batch, feed, size = [], {}, 0
-    if batch:
-        session.run(batch, feed)
+        return value
+
+    assign(session, ((variables[n], read(n)) for n in sorted(restore_map)))
 
 
 def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, rename=None, rules=None,
@@ -103,7 +93,7 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
       allow_cast: restore values whose checkpoint dtype differs from the variable's, cast
         (``plan`` reports each as "cast from ..."); without it that is a :class:`PlanError`.
       allow_unsafe_ops: run a graph holding file-system or Python-callback ops (see
-        :func:`graphsurgeon._src.subgraph.unsafe_ops`); without it that is an :class:`UnsafeGraphError`.
+        :func:`graphsurgeon._src.safety.unsafe_ops`); without it that is an :class:`UnsafeGraphError`.
       values: if False, build the graph and plan only: no session, nothing read.
       threads: session thread count (0: TensorFlow's default).
 
@@ -115,35 +105,12 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
       CorruptCheckpointError, PatternError, PlanError (shape mismatch, missing variables).
     """
     source = resolve(path, tags)
-    ins, outs, aliases, unsafe = [], [], {}, []
     if graph is None:
-        meta = read_meta_graph(source)
-        where = source.meta_path or source.graph_path or source.export_dir
-        subgraph.fix_legacy_placeholder_shapes(meta.graph_def)
-        for name in select.as_list(inputs):
-            new = _as_placeholder(meta, _check_node(meta, name, where), where)
-            if new != _full(name):
-                aliases[_full(name)] = new
-        if outputs:
-            outputs = [_check_node(meta, o, where) for o in select.as_list(outputs)]
-            meta = subgraph.prune_meta_graph(meta, outputs)
-        unsafe = subgraph.unsafe_ops(meta)
-        graph = tf.Graph()
-        import_meta_graph(meta, graph, where)
-        if outputs:
-            ins = [n.name + ":0" for n in subgraph.placeholders(meta.graph_def)]
-            outs = [_full(o) for o in outputs]
-        else:
-            ins, outs = _signature_of(meta)
+        graph, ins, outs, aliases, unsafe = _import(source, inputs, outputs)
+    else:
+        ins, outs, aliases, unsafe = [], [], {}, []
     info = graph_variable_info(graph)
-    reader = None
-    if info:
-        if not source.prefix:
-            raise CheckpointNotFoundError(
-                f"{source.path}: the graph has {len(info)} variables but there is no checkpoint data beside it "
-                f"(expected {source.meta_path[:-5] if source.meta_path else source.path}.index)"
-            )
-        reader = CheckpointReader(source.prefix)
+    reader = _reader(source, info)
     entries = {n: (e.shape, e.dtype.name) for n, e in (reader.entries.items() if reader else ())}
     if rules is not None:  # checkpoint name -> the name the rules give it, as exact-name renames
         rename = {**{o: n for o, n in ((o, rules.new_name(o)) for o in entries) if o != n}, **(rename or {})}
@@ -153,6 +120,41 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
                   plan.restore_map(), ins, outs, plan=plan, reader=reader, aliases=aliases, unsafe_ops=unsafe)
     return load(model, allow_missing=allow_missing, allow_cast=allow_cast, allow_unsafe_ops=allow_unsafe_ops,
                 threads=threads) if values else model
+
+
+def _reader(source, info):
+    """The checkpoint reader of ``source``, or None when the graph has no variables."""
+    if not info:
+        return None
+    if not source.prefix:
+        raise CheckpointNotFoundError(
+            f"{source.path}: the graph has {len(info)} variables but there is no checkpoint data beside it "
+            f"(expected {source.meta_path[:-5] if source.meta_path else source.path}.index)"
+        )
+    return CheckpointReader(source.prefix)
+
+
+def _import(source, inputs, outputs):
+    """``(graph, input names, output names, aliases, unsafe ops)`` of ``source``'s graph: legacy
+    placeholder shapes fixed, ``inputs`` turned into placeholders, pruned to ``outputs``."""
+    meta = read_meta_graph(source)
+    where = source.meta_path or source.graph_path or source.export_dir
+    subgraph.fix_legacy_placeholder_shapes(meta.graph_def)
+    aliases = {}
+    for name in select.as_list(inputs):
+        new = _as_placeholder(meta, _check_node(meta, name, where), where)
+        if new != _full(name):
+            aliases[_full(name)] = new
+    if outputs:
+        outputs = [_check_node(meta, o, where) for o in select.as_list(outputs)]
+        meta = subgraph.prune_meta_graph(meta, outputs)
+    graph = tf.Graph()
+    import_meta_graph(meta, graph, where)
+    if outputs:
+        ins, outs = [n.name + ":0" for n in subgraph.placeholders(meta.graph_def)], [_full(o) for o in outputs]
+    else:
+        ins, outs = _signature_of(meta)
+    return graph, ins, outs, aliases, safety.unsafe_ops(meta)
 
 
 def load(model: Model, *, allow_missing: bool = False, allow_cast: bool = False, allow_unsafe_ops: bool = False,
@@ -179,7 +181,7 @@ def load(model: Model, *, allow_missing: bool = False, allow_cast: bool = False,
             raise UnsafeGraphError(
                 f"{model.source.path if model.source else 'the graph'} holds {len(found)} op(s) that touch files or "
                 f"run Python: {listed}; graphsurgeon runs a graph only when you trust it: pass "
-                "allow_unsafe_ops=True / --allow-unsafe-ops, or cut the graph below them")
+                "allow_unsafe_ops=True, or cut the graph below them")
     info = graph_variable_info(model.graph)
     model.status = {v.name: v.status for v in plan.variables if v.status != "dropped"}
     model.checkpoint_names = plan.restore_map()
@@ -231,4 +233,4 @@ def _signature_of(meta) -> tuple[list, list]:
         if key in meta.signature_def:
             sig = meta.signature_def[key]
             return ([sig.inputs[k].name for k in sorted(sig.inputs)], [sig.outputs[k].name for k in sorted(sig.outputs)])
-    return ([n.name + ":0" for n in subgraph.placeholders(meta.graph_def)], subgraph.likely_outputs(meta.graph_def))
+    return ([n.name + ":0" for n in subgraph.placeholders(meta.graph_def)], guess.likely_outputs(meta.graph_def))

@@ -9,7 +9,6 @@ MetaGraphDef's collections are filtered to what remains, so
 from __future__ import annotations
 
 import collections
-import re
 
 import tensorflow as tf
 from tensorflow.core.framework import variable_pb2
@@ -25,17 +24,6 @@ _VARIABLE_COLLECTIONS = frozenset({
     tf1.GraphKeys.MODEL_VARIABLES, tf1.GraphKeys.MOVING_AVERAGE_VARIABLES, tf1.GraphKeys.METRIC_VARIABLES,
 })
 _CONTEXT_COLLECTIONS = {"while_context": control_flow_pb2.WhileContextDef, "cond_context": control_flow_pb2.CondContextDef}
-# Ops whose outputs are never a model's output (bookkeeping, training, saving).
-_NOT_OUTPUT_OPS = frozenset({
-    "NoOp", "Assign", "AssignAdd", "AssignSub", "AssignVariableOp", "AssignAddVariableOp", "SaveV2", "Save",
-    "RestoreV2", "Restore", "RestoreSlice", "MergeV2Checkpoints", "ShardedFilename", "StringJoin", "Const",
-    "IsVariableInitialized", "VarIsInitializedOp", "ApplyGradientDescent", "ApplyAdam", "ResourceApplyAdam",
-    "ResourceApplyGradientDescent", "ApplyMomentum", "ResourceApplyMomentum", "Placeholder",
-    "PlaceholderWithDefault", "ScalarSummary", "HistogramSummary", "MergeSummary", "Pack", "ReadVariableOp",
-}) | VARIABLE_OPS
-_BOOKKEEPING_SCOPES = ("save", "gradients", "train", "init", "report_uninitialized", "Adam", "GradientDescent")
-
-
 def node_name(name: str) -> str:
     """``'^a'``, ``'a:1'``, ``'a'`` -> ``'a'``."""
     return normalize_name(name.lstrip("^"))
@@ -252,30 +240,6 @@ def fix_legacy_placeholder_shapes(graph_def) -> list[str]:
     return sorted(changed)
 
 
-# Ops that hand a model its data from an input pipeline (queues, tf.data iterators, readers).
-PIPELINE_OPS = frozenset({
-    "QueueDequeue", "QueueDequeueV2", "QueueDequeueMany", "QueueDequeueManyV2", "QueueDequeueUpTo",
-    "QueueDequeueUpToV2", "IteratorGetNext", "IteratorGetNextSync", "ReaderRead", "ReaderReadV2",
-    "ReaderReadUpTo", "ReaderReadUpToV2",
-})
-_ENQUEUE_OPS = frozenset({"QueueEnqueue", "QueueEnqueueV2", "QueueEnqueueMany", "QueueEnqueueManyV2"})
-
-
-def pipeline_outputs(graph_def, needed=None, by_name=None) -> list[str]:
-    """Tensors of input-pipeline ops (queue dequeues, dataset iterators) that the nodes ``needed``
-    (all nodes if None) read, sorted: ``['random_shuffle_queue_DequeueMany:1']``."""
-    by_name = by_name or {n.name: n for n in graph_def.node}
-    out = set()
-    for n in graph_def.node:
-        if needed is not None and n.name not in needed:
-            continue
-        for i in n.input:
-            op, _, idx = i.partition(":")
-            if not i.startswith("^") and op in by_name and by_name[op].op in PIPELINE_OPS:
-                out.add(f"{op}:{idx or 0}")
-    return sorted(out)
-
-
 def loop_nodes(graph_def) -> set[str]:
     """Names of nodes inside a TF 1.x while loop's frame (reachable from an ``Enter`` without
     passing an ``Exit``): their outputs cannot be fetched from outside the loop."""
@@ -330,132 +294,3 @@ def replace_with_placeholder(graph_def, tensor: str, dtype: tf.DType, shape) -> 
     node.attr["dtype"].type = tf.as_dtype(dtype).as_datatype_enum
     node.attr["shape"].shape.CopyFrom(tf.TensorShape(shape).as_proto())
     return f"{name}:0"
-
-
-def likely_inputs(graph_def) -> list[str]:
-    """Tensors a model is fed, as a user would feed them: placeholders (except those that only
-    fill an input queue, such as an Estimator's ``enqueue_input/Placeholder``) and the outputs of
-    input-pipeline ops the rest of the graph reads (``random_shuffle_queue_DequeueMany:1``)."""
-    consumers = collections.defaultdict(set)
-    for n in graph_def.node:
-        for i in n.input:
-            consumers[node_name(i)].add(n.op)
-    out = [n.name + ":0" for n in placeholders(graph_def) if not consumers[n.name] or not consumers[n.name] <= _ENQUEUE_OPS]
-    pipes = [t for t in pipeline_outputs(graph_def) if not node_name(t).startswith(_BOOKKEEPING_SCOPES)]
-    return out + [t for t in pipes if t not in out]
-
-
-def likely_outputs(graph_def) -> list[str]:
-    """Tensors that look like a model's outputs, best guesses first: the logits fed to a
-    softmax cross-entropy, softmax / sigmoid outputs, then float tensors nothing consumes
-    that depend on an input (see :func:`likely_inputs`) and are not bookkeeping (loss,
-    training, saving). Tensors inside a while loop, which cannot be fetched, are left out."""
-    by_name = {n.name: n for n in graph_def.node}
-    # consumers that compute the model (not its loss, summaries, training or saving)
-    consumed = collections.Counter(node_name(i) for n in graph_def.node for i in n.input if not _is_bookkeeping(n))
-    sources = {node_name(t) for t in likely_inputs(graph_def)}
-    in_loop = loop_nodes(graph_def)
-    logits, probs, sinks = [], [], []
-
-    def fed(name):
-        return bool(sources & upstream(graph_def, [name], by_name))
-
-    for n in graph_def.node:
-        if n.op in ("SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits"):
-            src = _through_reshapes(n.input[0], by_name) if n.input else ""
-            if src:
-                logits.append(src if ":" in src else src + ":0")
-        elif _is_bookkeeping(n) or n.name in in_loop:
-            continue
-        elif n.op in ("Softmax", "Sigmoid") and "cell" not in n.name and fed(n.name):  # not an RNN gate
-            probs.append(n.name + ":0")
-        elif not consumed[n.name] and n.op not in _NOT_OUTPUT_OPS and _is_float(n) and fed(n.name):
-            sinks.append(n.name + ":0")
-    out = []
-    for t in logits + probs + sorted(sinks):
-        if t not in out:
-            out.append(t)
-    return out
-
-
-_SUMMARY_OPS = frozenset({"ScalarSummary", "HistogramSummary", "ImageSummary", "AudioSummary", "MergeSummary",
-                          "TensorSummary", "TensorSummaryV2"})
-
-
-def _is_bookkeeping(node) -> bool:
-    """A loss, summary, training or saving op: it reads a model's outputs but is not the model."""
-    parts = node.name.split("/")
-    lower = node.name.lower()
-    return (node.op in _SUMMARY_OPS or parts[0] in _BOOKKEEPING_SCOPES
-            or any(p.startswith(("gradients", "save", "report_uninitialized")) for p in parts)
-            or any(w in lower for w in ("loss", "xentropy", "cross_entropy", "squared_error")))
-
-
-def _through_reshapes(name: str, by_name) -> str:
-    """The tensor a loss's reshape of the logits reads (``softmax_cross_entropy_loss/xentropy/Reshape``
-    -> ``dense/BiasAdd``): loss helpers flatten the logits inside their own scope."""
-    node = by_name.get(node_name(name))
-    while node is not None and node.op == "Reshape" and node.input and ("loss" in node.name.lower()
-                                                                       or "xentropy" in node.name.lower()
-                                                                       or "SoftmaxCrossEntropy" in node.name):
-        name = node.input[0]
-        node = by_name.get(node_name(name))
-    return name
-
-
-def _is_float(node) -> bool:
-    for key in ("T", "dtype", "out_type"):
-        if key in node.attr and node.attr[key].type:
-            return tf.as_dtype(node.attr[key].type).is_floating
-    return False
-
-
-# Ops that read or write files, or call back into Python, when a graph runs.
-FILE_OPS = frozenset({
-    "ReadFile", "WriteFile", "MatchingFiles", "ImmutableConst", "Save", "SaveV2", "SaveSlices", "Restore",
-    "RestoreV2", "RestoreSlice", "MergeV2Checkpoints", "CreateSummaryFileWriter", "WriteSummary",
-    "WriteScalarSummary", "WriteHistogramSummary", "WriteImageSummary", "WriteAudioSummary", "WriteGraphSummary",
-    "WriteRawProtoSummary", "ImportEvent", "FlushSummaryWriter", "WholeFileReader", "WholeFileReaderV2",
-    "TextLineReader", "TextLineReaderV2", "TFRecordReader", "TFRecordReaderV2", "FixedLengthRecordReader",
-    "FixedLengthRecordReaderV2", "IdentityReader", "IdentityReaderV2", "LMDBReader", "TextLineDataset",
-    "TFRecordDataset", "TFRecordDatasetV2", "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2",
-    "CSVDataset", "CSVDatasetV2", "SqlDataset", "LMDBDataset", "SnapshotDataset", "SnapshotDatasetV2",
-    "SaveDataset", "SaveDatasetV2", "LoadDataset", "CacheDataset", "CacheDatasetV2", "InitializeTableFromTextFile",
-    "InitializeTableFromTextFileV2", "LoadAndRemapMatrix", "GenerateVocabRemapping", "DebugIdentity",
-    "DebugIdentityV2", "DebugNanCount", "DebugNumericSummary", "DebugNumericSummaryV2",
-})
-PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
-
-
-_CHECKPOINT_OPS = frozenset({"Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2", "RestoreSlice",
-                             "MergeV2Checkpoints"})
-_SAVER_SCOPE = re.compile(r"^(?:.*/)?save(?:_\d+)?/")
-
-
-def unsafe_ops(meta) -> list[tuple[str, str]]:
-    """``[(op name, op type)]``, sorted, of ops in ``meta`` (a MetaGraphDef, or a GraphDef) that touch
-    the file system or call Python when the graph runs: file reads and writes, readers and file
-    datasets, summary writers, ``PrintV2`` to a file, ``PyFunc``, and save/restore ops outside the
-    checkpoint machinery. A ``tf.train.Saver``'s own save/restore ops (in a ``save``/``save_N``
-    scope, and nothing outside such a scope depends on them, so they run only when a Saver runs
-    them) are not listed. Ops inside the graph's function library are included, named
-    ``function/op``."""
-    graph_def = meta.graph_def if hasattr(meta, "graph_def") else meta
-    reached = upstream(graph_def, [n.name for n in graph_def.node if not _SAVER_SCOPE.match(n.name)])
-    found = []
-
-    def check(name, node, in_graph=True):
-        saver_own = in_graph and node.op in _CHECKPOINT_OPS and _SAVER_SCOPE.match(name) and name not in reached
-        if node.op in PYTHON_OPS:
-            found.append((name, node.op))
-        elif node.op in FILE_OPS and not saver_own:
-            found.append((name, node.op))
-        elif node.op == "PrintV2" and node.attr["output_stream"].s.startswith(b"file://"):
-            found.append((name, node.op))
-
-    for n in graph_def.node:
-        check(n.name, n)
-    for f in graph_def.library.function:
-        for n in f.node_def:
-            check(f"{f.signature.name}/{n.name}", n, in_graph=False)
-    return sorted(found)

@@ -11,6 +11,7 @@ directly. :func:`restore_stderr` undoes it and drains the pipe.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -94,6 +95,4 @@ def restore_stderr() -> None:
 
 def silence_tensorflow_logger() -> None:
     """TensorFlow's Python logger at ERROR (its deprecation notices are WARNINGs)."""
-    import logging
-
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

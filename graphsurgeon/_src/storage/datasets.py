@@ -7,12 +7,14 @@ the SHA-1 of its bytes; adding examples never moves old ones between splits.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import os
 import re
 import zipfile
 
 import numpy as np
+import tensorflow as tf
 
 from graphsurgeon._src.errors import DataError
 from graphsurgeon._src.storage.session import new_session
@@ -133,7 +135,7 @@ def load_image_folder(root: str, *, image_size=None, scale: str = "unit", valida
                       test_pct: float = 10.0) -> Dataset:
     """Decode and resize every image of retrain.py's layout (``root/<class>/<image>``)."""
     if image_size is None:
-        raise DataError(f"{root}: an image folder needs the model's input height and width (pass --input)")
+        raise DataError(f"{root}: an image folder needs the model's input height and width (pass input=TENSOR)")
     classes, files = list_image_folder(root)
     decode = ImageDecoder(image_size, scale)
     try:
@@ -176,8 +178,6 @@ class ImageDecoder:
     SCALES = {"unit": (1 / 255.0, 0.0), "inception": (2 / 255.0, -1.0), "raw": (1.0, 0.0)}
 
     def __init__(self, image_size, scale: str = "unit"):
-        import tensorflow as tf
-
         if scale not in self.SCALES:
             raise DataError(f"unknown image scale '{scale}'; expected one of {', '.join(self.SCALES)}")
         mul, add = self.SCALES[scale]
@@ -221,7 +221,8 @@ class ImageDecoder:
 
 @dataclasses.dataclass
 class Record:
-    """One example, not yet loaded: content ``key`` (sha256), ``label``, ``split`` and where it is."""
+    """One example, not yet loaded: content ``key`` (sha256 of an image's or a TFRecord feature's bytes,
+    sha1 of an ``.npz`` row's bytes), ``label``, ``split`` and where it is."""
 
     key: str
     label: int
@@ -247,7 +248,7 @@ class RecordSource:
         distortions = distortions or [None] * len(records)
         if self.kind == "npz":
             if any(d is not None for d in distortions):
-                raise DataError("distortions (--augment) need images (an image folder or TFRecord images)")
+                raise DataError("distortions (augment=K) need images (an image folder or TFRecord images)")
             refs = [r.ref for r in records]
             if refs == list(range(refs[0], refs[0] + len(refs))):
                 return self._array[refs[0]:refs[0] + len(refs)]  # consecutive rows: a view, no copy
@@ -301,11 +302,7 @@ def _pct(split_args):
 
 
 def _tfrecord_source(path, image_size, scale, split_args, image_feature, label_feature):
-    import glob as _glob
-
-    import tensorflow as tf
-
-    files = sorted(_glob.glob(path)) if any(c in path for c in "*?[") else [path]
+    files = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
     if not files or not all(os.path.isfile(f) for f in files):
         raise DataError(f"data {path}: no such file (expected .npz, an image folder or TFRecord files)")
     records, kind = [], None

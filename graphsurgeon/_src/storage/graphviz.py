@@ -16,8 +16,8 @@ def write_svg(dot_text: str, path: str) -> None:
     """
     exe = shutil.which("dot")
     if exe is None:
-        raise ConfigError("--svg needs Graphviz's `dot` program on PATH (apt install graphviz / brew install "
-                          "graphviz); --dot FILE writes the DOT text without it")
+        raise ConfigError("an SVG picture needs Graphviz's `dot` program on PATH (apt install graphviz / brew "
+                          "install graphviz); the DOT text can be written without it")
     proc = subprocess.run([exe, "-Tsvg"], input=dot_text.encode(), capture_output=True)
     if proc.returncode != 0:
         first = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]

@@ -1,7 +1,11 @@
-"""Create sessions (the only place graphsurgeon does)."""
+"""Sessions and the variables of a live graph: the only place graphsurgeon creates a session or
+sets a variable's value."""
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
+
+from graphsurgeon._src.select import normalize_name
 
 tf1 = tf.compat.v1
 
@@ -11,3 +15,31 @@ def new_session(graph: tf.Graph, threads: int = 0) -> "tf1.Session":
     config = tf1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
     config.allow_soft_placement = True
     return tf1.Session(graph=graph, config=config)
+
+
+FEED_CHUNK_BYTES = 256 << 20
+
+
+def variables_by_name(graph: tf.Graph) -> dict:
+    """``{name: tf.Variable}`` of ``graph``'s global variables, sorted by name (``'w'``, not ``'w:0'``)."""
+    with graph.as_default():
+        vs = tf1.global_variables()
+    return {normalize_name(v.name): v for v in sorted(vs, key=lambda v: v.name)}
+
+
+def assign(session, values) -> None:
+    """Set variables to values by feeding each variable's initial-value tensor and running its
+    initializer: no constants in the GraphDef, no new ops. ``values`` is an iterable of
+    ``(tf.Variable, array)`` pairs (read lazily: one run's worth is in memory at a time); values are
+    cast to each variable's dtype and fed in runs of at most 256 MiB."""
+    ops, feed, size = [], {}, 0
+    for v, value in values:
+        value = np.asarray(value, dtype=v.dtype.base_dtype.as_numpy_dtype)
+        feed[v.initializer.inputs[1]] = value
+        ops.append(v.initializer)
+        size += value.nbytes
+        if size >= FEED_CHUNK_BYTES:
+            session.run(ops, feed)
+            ops, feed, size = [], {}, 0
+    if ops:
+        session.run(ops, feed)

@@ -1,6 +1,7 @@
 """Write models to disk atomically, and verify what was written."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -8,10 +9,9 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
-from graphsurgeon._src.storage.session import new_session
+from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 
 tf1 = tf.compat.v1
 CHECKPOINT_NAME = "model.ckpt"
@@ -20,7 +20,7 @@ CHECKPOINT_NAME = "model.ckpt"
 def _replace_dir(tmp: str, final: str, overwrite: bool) -> None:
     if os.path.exists(final):
         if not overwrite:
-            raise ConfigError(f"{final} exists; pass overwrite=True / --overwrite to replace it")
+            raise ConfigError(f"{final} exists; pass overwrite=True to replace it")
         old = final + ".old"
         shutil.rmtree(old, ignore_errors=True)
         os.rename(final, old)
@@ -41,19 +41,17 @@ def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *
     ckpt_dir, sm_dir = os.path.join(out_dir, "checkpoint"), os.path.join(out_dir, "saved_model")
     for d in (ckpt_dir, sm_dir):
         if os.path.exists(d) and not overwrite:
-            raise ConfigError(f"{d} exists; pass overwrite=True / --overwrite to replace it")
+            raise ConfigError(f"{d} exists; pass overwrite=True to replace it")
     graph = tf.Graph()
     import_meta_graph(meta, graph, "exported graph")
+    variables = variables_by_name(graph)
     with graph.as_default():
-        variables = {select.normalize_name(v.name): v for v in tf1.global_variables()}
         saver = tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)
     tmp_ckpt = tempfile.mkdtemp(prefix=".tmp-checkpoint-", dir=out_dir)
     tmp_sm = os.path.join(tempfile.mkdtemp(prefix=".tmp-saved-model-", dir=out_dir), "sm")
     try:
         with new_session(graph) as sess:
-            ops = [variables[n].initializer for n in sorted(variables)]
-            feed = {variables[n].initializer.inputs[1]: values[n] for n in sorted(variables)}
-            sess.run(ops, feed)
+            assign(sess, [(variables[n], values[n]) for n in sorted(variables)])
             prefix = saver.save(sess, os.path.join(tmp_ckpt, CHECKPOINT_NAME), write_meta_graph=True,
                                 write_state=False)
             with open(os.path.join(tmp_ckpt, "checkpoint"), "w") as f:
@@ -104,8 +102,6 @@ def write_text(path: str, text: str) -> None:
 
 def write_json(path: str, obj) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (temp file, then rename)."""
-    import json
-
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2, default=str)

@@ -108,10 +108,10 @@ class Plan:
         probs = self.problems()
         if not allow_cast:
             probs += [f"{v.name}: the checkpoint holds {v.checkpoint_dtype} but the graph's variable is {v.dtype} "
-                      "(pass allow_cast=True / --allow-cast to cast it)" for v in self.variables if v.cast]
+                      "(pass allow_cast=True to cast it)" for v in self.variables if v.cast]
         if not allow_missing:
             probs += [
-                f"{v.name}: not in the checkpoint (pass allow_missing=True / --allow-missing to initialize it)"
+                f"{v.name}: not in the checkpoint (pass allow_missing=True to initialize it)"
                 for v in self.variables if v.status == "missing"
             ]
         if probs:
@@ -167,7 +167,7 @@ def parse_rename(rename) -> list[tuple[str, str]]:
     """Normalize a rename map in ``init_from_checkpoint``'s form,
     ``{checkpoint scope or name: graph scope or name}`` (``'old/': 'new/'``,
     ``'old/w': 'new/w'``, ``'/': 'new/'`` for the root), into a list of pairs,
-    longest checkpoint key first.
+    longest graph name or scope first (the most specific mapping wins).
 
     Raises:
       ConfigError: a scope mapped to a name or the reverse.
@@ -194,6 +194,22 @@ def checkpoint_name_for(graph_name: str, rename_pairs) -> str:
         elif graph_name == gr:
             return ck
     return graph_name
+
+
+def _variable_plan(name, info, entries, pairs, *, new, fresh, reinit, trainable, lr_mult) -> VariablePlan:
+    """One graph variable's fate: new, restored, reinitialized (``fresh``), missing or shape mismatch."""
+    shape, dtype = tuple(info[0]), info[1]
+    full_name, full_shape = (info[2], tuple(info[3])) if len(info) > 2 else (name, shape)
+    ck = checkpoint_name_for(full_name, pairs)
+    vp = VariablePlan(name, shape, dtype, "missing", trainable, lr_mult=lr_mult)
+    if new:
+        vp.status = "new"
+    elif ck in entries:
+        vp.checkpoint_name, vp.checkpoint_shape, vp.checkpoint_dtype = ck, tuple(entries[ck][0]), entries[ck][1]
+        vp.status = "reinitialized" if fresh else "shape_mismatch" if vp.checkpoint_shape != full_shape else "restored"
+    elif fresh:
+        vp.status = "reinitialized" if reinit else "new"
+    return vp
 
 
 def make_plan(graph_vars: dict, entries: dict, *, include=None, exclude=None, rename=None,
@@ -228,30 +244,12 @@ def make_plan(graph_vars: dict, entries: dict, *, include=None, exclude=None, re
     candidates = sorted(set(graph_vars) - new)
     restorable = set(select.match(include, candidates, allow_empty=True)) if include else set(candidates)
     restorable -= set(select.match(exclude, candidates, allow_empty=True))
-    used = set()
-    plans = []
-    for name in sorted(graph_vars):
-        info = graph_vars[name]
-        shape, dtype = tuple(info[0]), info[1]
-        full_name, full_shape = (info[2], tuple(info[3])) if len(info) > 2 else (name, shape)
-        ck = checkpoint_name_for(full_name, pairs)
-        vp = VariablePlan(name, shape, dtype, "missing", name in trainable, lr_mult=lr_mult.get(name))
-        if name in new:
-            vp.status = "new"
-        elif ck in entries:
-            vp.checkpoint_name = ck
-            vp.checkpoint_shape = tuple(entries[ck][0])
-            vp.checkpoint_dtype = entries[ck][1]
-            used.add(ck)
-            if name in reinit or name not in restorable or (not restore_optimizer and is_optimizer_state(name)):
-                vp.status = "reinitialized"
-            elif vp.checkpoint_shape != full_shape:
-                vp.status = "shape_mismatch"
-            else:
-                vp.status = "restored"
-        elif name in reinit or name not in restorable:
-            vp.status = "reinitialized" if name in reinit else "new"
-        plans.append(vp)
+    fresh = {n for n in graph_vars if n in reinit or n not in restorable
+             or (not restore_optimizer and is_optimizer_state(n))}
+    plans = [_variable_plan(name, graph_vars[name], entries, pairs, new=name in new, fresh=name in fresh,
+                            reinit=name in reinit, trainable=name in trainable, lr_mult=lr_mult.get(name))
+             for name in sorted(graph_vars)]
+    used = {v.checkpoint_name for v in plans if v.checkpoint_name}
     for ck in sorted(set(entries) - used):
         shape, dtype = entries[ck][0], entries[ck][1]
         plans.append(VariablePlan(ck, tuple(shape), dtype, "dropped", False, checkpoint_name=ck,

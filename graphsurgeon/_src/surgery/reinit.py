@@ -5,6 +5,7 @@ import numpy as np
 
 from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.storage.session import assign
 from graphsurgeon._src.surgery.plan import is_optimizer_state
 
 
@@ -47,12 +48,9 @@ def reinitialize(model, patterns, *, seed: int = 0) -> list[str]:
     variables = model.variables
     names = select.match(patterns, variables)
     rng = np.random.default_rng(seed)
-    feed, ops = {}, []
-    for n in names:
-        v = variables[n]
-        feed[v.initializer.inputs[1]] = fresh_value(n, v.shape.as_list(), v.dtype.base_dtype.as_numpy_dtype, rng)
-        ops.append(v.initializer)
-    model.session.run(ops, feed)
+    assign(model.session, [(variables[n], fresh_value(n, variables[n].shape.as_list(),
+                                                       variables[n].dtype.base_dtype.as_numpy_dtype, rng))
+                            for n in names])
     for n in names:
         model.status[n] = "reinitialized"
     return names

@@ -1,0 +1,111 @@
+"""Every setting of a retraining run, and the defaults for what the run trains."""
+from __future__ import annotations
+
+import dataclasses
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from graphsurgeon._src.errors import ConfigError
+
+
+@dataclasses.dataclass
+class RetrainConfig:
+    """Every setting of a retraining run (CLI flags and TOML plan files map onto these fields).
+
+    ``head`` is ``'TENSOR:N_CLASSES'`` (cut at TENSOR, new head with N classes); without it
+    ``output`` names the existing logits to fine-tune. ``trainable`` patterns name the
+    restored variables that train (the new head always trains); everything else is frozen.
+    ``feeds`` are inference values for placeholders other than the input (``keep_prob``,
+    ``is_training``), ``train_feeds`` their values while training. ``epochs``, ``lr``,
+    ``optimizer`` and ``patience`` left None take the defaults of :func:`training_settings`.
+    """
+
+    model: str = ""
+    head: str | None = None
+    head_hidden: list = dataclasses.field(default_factory=list)
+    head_activation: str = "relu"
+    head_initializer: str = "glorot_uniform"
+    head_scope: str = "head"
+    output: str | None = None
+    input: str | None = None
+    trainable: list = dataclasses.field(default_factory=list)
+    exclude: list = dataclasses.field(default_factory=list)
+    reinit: list = dataclasses.field(default_factory=list)
+    rename: dict = dataclasses.field(default_factory=dict)
+    lr_mult: list = dataclasses.field(default_factory=list)
+    unfreeze: list = dataclasses.field(default_factory=list)
+    feeds: dict = dataclasses.field(default_factory=dict)
+    train_feeds: dict = dataclasses.field(default_factory=dict)
+    epochs: int | None = None      # None: see training_settings
+    batch_size: int | None = None  # None: the batch the graph fixes, else 32
+    lr: float | None = None
+    optimizer: str | None = None
+    seed: int = 0
+    patience: int | None = None
+    restore_optimizer: bool = False
+    allow_missing: bool = False
+    allow_cast: bool = False
+    allow_unsafe_ops: bool = False
+    tags: list = dataclasses.field(default_factory=lambda: ["serve"])
+    image_scale: str = "unit"
+
+    @classmethod
+    def from_toml(cls, path: str, **overrides) -> "RetrainConfig":
+        """Read a TOML plan file; keys are the field names (``lr-mult`` or ``lr_mult``);
+        ``[[unfreeze]]`` tables hold ``epoch``, ``scopes``, ``lr_mult``. ``overrides`` that
+        are not None win over the file."""
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"plan file {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"plan file {path}: not valid TOML ({e})") from None
+        data = {k.replace("-", "_"): v for k, v in data.items()}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"plan file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        data.update({k: v for k, v in overrides.items() if v not in (None, [], {})})
+        return cls(**data)
+
+    def head_spec(self):
+        """``(tensor name, n_classes)`` or None."""
+        if not self.head:
+            return None
+        tensor, sep, n = str(self.head).rpartition(":")
+        if not sep or not tensor or not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"head '{self.head}': expected TENSOR:N_CLASSES such as hidden3/Relu:2")
+        return tensor, int(n)
+
+
+# Defaults by what trains. A head alone on fixed features is a convex problem: train it to
+# convergence (Adam over the whole epoch budget, which on cached features costs little). Early
+# stopping on a small validation split stopped too soon there (benchmarks/defaults_bench.py:
+# seed 004's MLP 0.876 with patience 30 against 0.917 trained through, LogisticRegression 0.912),
+# so it is off unless --patience asks for it. Fine-tuning restored layers, which can overfit, gets
+# a smaller rate and budget and stops after 5 epochs without a better validation accuracy.
+DEFAULTS = {
+    "head_from_cache": {"optimizer": "adam", "lr": 0.003, "epochs": 300, "patience": 0},
+    "head_live": {"optimizer": "adam", "lr": 0.003, "epochs": 30, "patience": 0},
+    "fine_tune": {"optimizer": "adam", "lr": 0.001, "epochs": 20, "patience": 5},
+}
+
+
+def training_settings(cfg: RetrainConfig, *, head_only: bool, cached: bool) -> dict:
+    """``{optimizer, lr, epochs, patience, kind}``: ``cfg``'s own values, the rest from
+    :data:`DEFAULTS` for ``kind`` ``head_from_cache`` (only new variables train, fed from a
+    cache), ``head_live`` (only new variables train) or ``fine_tune`` (restored variables train).
+    Early stopping needs a validation split; without one every epoch runs."""
+    kind = "fine_tune" if not head_only else ("head_from_cache" if cached else "head_live")
+    out = dict(DEFAULTS[kind], kind=kind)
+    for key in ("optimizer", "lr", "epochs", "patience"):
+        if getattr(cfg, key) is not None:
+            out[key] = getattr(cfg, key)
+    if out["epochs"] < 1 or out["lr"] < 0 or out["patience"] < 0:
+        raise ConfigError(f"epochs must be >= 1, lr and patience >= 0 (got {out['epochs']}, {out['lr']}, "
+                          f"{out['patience']})")
+    return out

@@ -1,0 +1,106 @@
+"""Where a run's examples come from (data in memory, or a bottleneck cache) and what they are called."""
+from __future__ import annotations
+
+import os
+
+from graphsurgeon._src import cache as cache_mod
+from graphsurgeon._src import train
+from graphsurgeon._src.errors import ConfigError, DataError
+from graphsurgeon._src.storage.paths import resolve
+
+
+class ArrayExamples:
+    """Training data held in memory, fed at the model's input."""
+
+    def __init__(self, data, batch_size, seed):
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+
+    def steps(self):
+        return -(-len(self.data.part("train")[1]) // self.batch_size)
+
+    def train(self):
+        return train.array_batches(*self.data.part("train"), self.batch_size, self.seed)
+
+    def split(self, name):
+        x, y = self.data.part(name)
+        return (lambda: train.array_batches(x, y, self.batch_size)(0)) if len(y) else None
+
+
+class CacheExamples:
+    """Training data from a bottleneck cache, fed at the cached tensor."""
+
+    def __init__(self, reader, batch_size, seed):
+        self.reader, self.batch_size, self.seed = reader, batch_size, seed
+
+    def steps(self):
+        return -(-self.reader.count("train") // self.batch_size)
+
+    def train(self):
+        return lambda epoch: self.reader.batches("train", self.batch_size, seed=self.seed, epoch=epoch)
+
+    def split(self, name):
+        if not self.reader.count(name):
+            return None
+        return lambda: self.reader.batches(name, self.batch_size, shuffle=False)
+
+
+def open_cache(setup, cache_dir, batch_size, seed):
+    """``(reader, CacheExamples)`` for a cache that matches ``setup``'s model, cut and head.
+
+    Raises:
+      CacheError: the cache was made by another model; ConfigError: trainable variables lie below
+      the cached tensor; DataError: labels the head cannot take, or no training examples.
+    """
+    reader = cache_mod.CacheReader(cache_dir)
+    cache_mod.check_matches(reader, setup.model)
+    below = cache_mod.variables_below(setup.model, reader.tensor, setup.plan.trainable)
+    if below:
+        raise ConfigError(
+            f"trainable variable(s) {', '.join(below[:4])} lie below the cached tensor '{reader.tensor}': they "
+            "cannot train from the cache; cache a lower tensor or leave them frozen"
+        )
+    n_classes = setup.logits.shape.as_list()[-1]
+    labels = reader.labels()
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"{cache_dir}: labels range over {int(labels.min())}..{int(labels.max())} but the head "
+                        f"has {n_classes} classes")
+    if not reader.count("train"):
+        raise DataError(f"{cache_dir}: the cache has no training examples")
+    return reader, CacheExamples(reader, batch_size, seed)
+
+
+def class_names(names, n_classes: int) -> list[str]:
+    """The head's class names: the data's (image folders' sub-folders, an ``.npz``'s ``classes``
+    array, a cache's manifest), else ``"0"``, ``"1"``, ...
+
+    Raises:
+      ConfigError: the data names another number of classes than the head has.
+    """
+    if not names:
+        return [str(i) for i in range(n_classes)]
+    names = [str(n) for n in names]
+    if len(names) != n_classes:
+        raise ConfigError(f"the head has {n_classes} classes but the data names {len(names)} "
+                          f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''})")
+    if any("\n" in n for n in names):
+        raise ConfigError("a class name holds a line break; labels.txt has one name per line")
+    return names
+
+
+def check_out_dir(cfg, out_dir: str) -> None:
+    """Refuse an output directory that is, or lies inside, a directory the model is read from."""
+    out = os.path.realpath(out_dir)
+    for d in sorted({os.path.dirname(os.path.realpath(f)) for f in resolve(cfg.model, cfg.tags).files()}):
+        if out == d or out.startswith(d + os.sep):
+            raise ConfigError(f"out_dir={out_dir} is inside the model's directory {d}; graphsurgeon never writes "
+                              "next to or over its source: choose a directory elsewhere")
+
+
+def check_data(data, inp, n_classes):
+    """Raise :class:`DataError` if ``data``'s examples do not fit input ``inp`` or its labels the head."""
+    want = inp.shape.as_list()[1:]
+    got = list(data.x.shape[1:])
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+        raise DataError(f"examples have shape {got} but input '{inp.name}' takes {want}")
+    if len(data.y) and (data.y.min() < 0 or data.y.max() >= n_classes):
+        raise DataError(f"labels range over {int(data.y.min())}..{int(data.y.max())} but the head has {n_classes} classes")

@@ -1,0 +1,211 @@
+"""Run a retraining: data or cache in, the training graph, the loop, the export and its records."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon._src import train
+from graphsurgeon._src.errors import ConfigError, DataError
+from graphsurgeon._src.export import export
+from graphsurgeon._src.feeds import Feeder, batch_size_for
+from graphsurgeon._src.retrain.config import RetrainConfig, training_settings
+from graphsurgeon._src.retrain.data import ArrayExamples, check_data, check_out_dir, class_names, open_cache
+from graphsurgeon._src.retrain.setup import Setup, build, picture
+from graphsurgeon._src.storage import datasets
+from graphsurgeon._src.storage.events import ScalarWriter
+from graphsurgeon._src.storage.graphviz import write_svg
+from graphsurgeon._src.storage.session import assign
+from graphsurgeon._src.storage.writer import write_json, write_text
+
+tf1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class RetrainResult:
+    """What :func:`retrain` did: per-epoch ``history``, final ``metrics`` per split, the ``plan``, the
+    ``export`` (:class:`graphsurgeon.ExportResult`), the built ``setup`` and the training
+    ``settings`` used (see :func:`graphsurgeon._src.retrain.config.training_settings`)."""
+
+    history: list
+    metrics: dict
+    plan: object
+    export: object
+    setup: object
+    settings: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class _Examples:
+    """What training is fed: the batches, the tensor they go into and how each batch is fed."""
+
+    batches: object          # ArrayExamples or CacheExamples
+    fed: tf.Tensor           # the input, or the cached tensor
+    infer: Feeder            # feeds for evaluation
+    train: Feeder            # feeds while training
+    classes: list | None     # class names the data carries
+    reader: object = None    # the CacheReader, when training from a cache
+
+
+@dataclasses.dataclass
+class _Objective:
+    """The loss, accuracy and train ops added to the model's graph, and the feed of a batch."""
+
+    loss: tf.Tensor
+    accuracy: tf.Tensor
+    stage_ops: list          # [(first epoch, train op)]
+    labels: tf.Tensor
+    weights: tf.Tensor
+
+
+def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | None = None, progress: bool = True,
+            overwrite: bool = False, logdir: str | None = None) -> RetrainResult:
+    """Build (see :func:`~graphsurgeon._src.retrain.setup.build`), train and export.
+
+    Args:
+      data: a :class:`graphsurgeon.Dataset` or a path (``.npz`` / image folder); not needed with ``cache``.
+      out_dir: receives ``checkpoint/``, ``saved_model/``, ``labels.txt``, ``plan.json``,
+        ``metrics.json``, ``surgery.dot`` (and ``surgery.svg`` when Graphviz's ``dot`` is on PATH)
+        and TensorBoard scalars and graph under ``logs/`` (or ``logdir``). It may not be, or lie
+        inside, the model's own directory.
+      cache: a bottleneck cache directory (``graphsurgeon cache``): its activations are fed at the
+        cached tensor, so only the layers above it run while training. The cache must come from this
+        model (same frozen subgraph and values) and no trainable variable may lie below it.
+
+    Raises:
+      PlanError: shape mismatches or missing variables; ConfigError, DataError, CacheError: bad
+      settings, data or cache.
+    """
+    if not out_dir:
+        raise ConfigError("no output directory given (out_dir=DIR)")
+    check_out_dir(cfg, out_dir)
+    setup = build(cfg, values=True)
+    if setup.logits is None:
+        raise ConfigError("nothing to train: give head=TENSOR:N_CLASSES (a new head on TENSOR) or "
+                          "output=TENSOR (existing logits to fine-tune)")
+    batch_size = batch_size_for(cfg.batch_size, setup.fixed_batch, 32, f"the graph of {cfg.model}")
+    examples = _examples(cfg, setup, data, cache, batch_size)
+    new = set(setup.head.variables if setup.head else ())
+    head_only = set(setup.plan.trainable) <= new and len(setup.stages) == 1
+    settings = training_settings(cfg, head_only=head_only, cached=examples.reader is not None)
+    objective = _objective(setup, settings)
+    os.makedirs(out_dir, exist_ok=True)
+    _write_picture(setup, examples, out_dir)
+    try:
+        history, metrics = _train(setup, examples, objective, settings, logdir or os.path.join(out_dir, "logs"),
+                                  progress)
+    finally:
+        if examples.reader is not None:
+            examples.reader.close()
+    names = class_names(examples.classes, setup.logits.shape.as_list()[-1])
+    result = _export(setup, names, out_dir, overwrite)
+    write_json(os.path.join(out_dir, "plan.json"), setup.plan.to_dict())
+    write_json(os.path.join(out_dir, "metrics.json"), {"version": 1, "history": history, "metrics": metrics,
+                                                       "settings": settings, "config": dataclasses.asdict(cfg),
+                                                       "cache": cache})
+    return RetrainResult(history, metrics, setup.plan, result, setup, settings)
+
+
+def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) -> _Examples:
+    """The training examples: a cache fed at its tensor, or data (loaded if a path) fed at the input."""
+    model = setup.model
+    if cache:
+        reader, batches = open_cache(setup, cache, batch_size, cfg.seed)
+        fed = model.tensor(reader.tensor)
+        feeder = Feeder(model, fed, {}, setup.fixed_batch)  # the cached tensor needs nothing below it
+        return _Examples(batches, fed, feeder, feeder, reader.classes, reader)
+    if data is None:
+        raise ConfigError("give training data (data=PATH) or a bottleneck cache (cache=DIR)")
+    if not isinstance(data, datasets.Dataset):
+        shape = setup.input.shape.as_list() if setup.input.shape.rank is not None else []
+        data = datasets.load(data, image_size=shape[1:3] if len(shape) == 4 else None, scale=cfg.image_scale)
+    check_data(data, setup.input, setup.logits.shape.as_list()[-1])
+    if not len(data.part("train")[1]):
+        raise DataError("the data has no training examples")
+    return _Examples(ArrayExamples(data, batch_size, cfg.seed), setup.input,
+                     Feeder(model, setup.input, setup.feeds, setup.fixed_batch),
+                     Feeder(model, setup.input, setup.train_feeds, setup.fixed_batch), data.classes)
+
+
+def _objective(setup: Setup, settings: dict) -> _Objective:
+    """Add the loss (padding rows of a fixed-size batch weigh nothing), the accuracy and one train
+    op per unfreezing stage to the model's graph; initialize the new optimizer slots only."""
+    model = setup.model
+    with model.graph.as_default():
+        labels = tf1.placeholder(tf.int64, [None], name="graphsurgeon/labels")
+        weights = tf1.placeholder_with_default(tf.ones_like(labels, tf.float32), [None], name="graphsurgeon/weights")
+        total = tf.maximum(tf.reduce_sum(weights), 1.0)
+        xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=setup.logits)
+        loss = tf.math.divide(tf.reduce_sum(weights * xent), total, name="graphsurgeon/loss")
+        hits = tf.cast(tf.equal(tf.argmax(setup.logits, 1), labels), tf.float32)
+        acc = tf.math.divide(tf.reduce_sum(weights * hits), total, name="graphsurgeon/accuracy")
+        before = set(tf1.global_variables())
+        variables = model.variables
+        stage_ops, optimizers = [], {}  # optimizers shared by the stages: slots carry over
+        for k, (epoch, mults) in enumerate(setup.stages):
+            upd = [model.graph.get_operation_by_name(n) for n in setup.stage_updates[k]]
+            op = train.build_train_op(loss, variables, mults, optimizer=settings["optimizer"], lr=settings["lr"],
+                                      update_ops=upd, name=f"graphsurgeon/train_stage{k}", optimizers=optimizers)
+            stage_ops.append((epoch, op))
+        slots = sorted(set(tf1.global_variables()) - before, key=lambda v: v.name)
+        model.session.run([v.initializer for v in slots])
+    return _Objective(loss, acc, stage_ops, labels, weights)
+
+
+def _feed_of(examples: _Examples, objective: _Objective):
+    """``(x, y, training) -> feed dict``: padded to a fixed batch, padding rows at weight 0."""
+    def feed_of(x, y, training):
+        feed, n = (examples.train if training else examples.infer).feed(x)
+        rows = len(feed[examples.fed])
+        if n == len(y) and rows == n:
+            return {**feed, objective.labels: y}
+        w = np.zeros(rows, np.float32)
+        w[:n] = 1.0
+        return {**feed, objective.labels: np.take(y, np.arange(rows) % n), objective.weights: w}
+    return feed_of
+
+
+def _train(setup: Setup, examples: _Examples, objective: _Objective, settings: dict, logdir: str, progress: bool):
+    """Fit, then evaluate every split; TensorBoard gets the graph, per-epoch and final scalars."""
+    model, batches = setup.model, examples.batches
+    trainable = [model.variables[n] for n in setup.plan.trainable]
+    snapshot = (lambda: model.session.run(trainable), lambda state: assign(model.session, zip(trainable, state)))
+    feed_of = _feed_of(examples, objective)
+    writer = ScalarWriter(logdir)
+    try:
+        writer.graph(model.graph.as_graph_def())
+        history = train.fit(model.session, objective.stage_ops, objective.loss, objective.accuracy, feed_of,
+                            batches.train(), batches.steps(), batches.split("validation"), epochs=settings["epochs"],
+                            writer=writer, patience=settings["patience"], snapshot=snapshot, progress=progress)
+        metrics = {}
+        for split in ("train", "validation", "test"):
+            split_batches = batches.split(split)
+            ev = (train.evaluate(model.session, objective.loss, objective.accuracy, feed_of, split_batches())
+                  if split_batches else {})
+            if ev:
+                metrics[split] = ev
+                writer.scalars(len(history), {f"final/{split}_accuracy": ev["accuracy"]})
+    finally:
+        writer.close()
+    return history, metrics
+
+
+def _write_picture(setup: Setup, examples: _Examples, out_dir: str) -> None:
+    dot = picture(setup, cache=examples.reader.tensor if examples.reader is not None else None)
+    write_text(os.path.join(out_dir, "surgery.dot"), dot)
+    if shutil.which("dot"):
+        write_svg(dot, os.path.join(out_dir, "surgery.svg"))
+
+
+def _export(setup: Setup, names: list, out_dir: str, overwrite: bool):
+    """The SavedModel and checkpoint (inputs -> logits, probabilities, classes) and labels.txt."""
+    with setup.model.graph.as_default():
+        classes = tf.gather(tf.constant(names), tf.argmax(setup.logits, 1), name="graphsurgeon/classes")
+    result = export(setup.model, out_dir, inputs={"inputs": setup.input},
+                    outputs={"logits": setup.logits, "probabilities": setup.probabilities, "classes": classes},
+                    feeds=setup.feeds, overwrite=overwrite)
+    write_text(os.path.join(out_dir, "labels.txt"), "".join(n + "\n" for n in names))
+    return result

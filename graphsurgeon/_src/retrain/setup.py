@@ -1,0 +1,148 @@
+"""Build a retraining graph: restore pruned to the cut, add the head, decide what trains and when."""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from graphsurgeon._src import picture as picture_mod
+from graphsurgeon._src import select, train
+from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.feeds import Feeder, find_input, fixed_batch, parse_feeds
+from graphsurgeon._src.restore import graph_variable_info, load, restore
+from graphsurgeon._src.retrain.config import RetrainConfig
+from graphsurgeon._src.surgery import add_head, make_plan, reinitialize
+
+tf1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class Setup:
+    """A built retraining graph: the restored model with its head, the plan, and the tensors to feed.
+
+    Without a cut (no ``head`` and no ``output``) only ``model``, ``plan`` and ``stages`` are set:
+    the plan of a plain restore.
+    """
+
+    model: object
+    plan: object
+    input: tf.Tensor | None
+    logits: tf.Tensor | None
+    probabilities: tf.Tensor | None
+    head: object
+    stages: list  # [(first epoch, {variable name: lr multiplier})], stage 0 first
+    extra_placeholders: list
+    cut: str | None = None
+    feeds: dict = dataclasses.field(default_factory=dict)        # inference values of extra placeholders
+    train_feeds: dict = dataclasses.field(default_factory=dict)  # their values while training
+    fixed_batch: int | None = None                                 # the batch the static shapes fix
+    stage_updates: list = dataclasses.field(default_factory=list)  # update op names per stage
+
+
+def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
+    """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains.
+
+    Without ``head`` or ``output`` the whole graph is restored and the plan says, for every
+    variable, whether it is restored and whether it would train (``trainable`` patterns), as
+    ``tf_slim.get_variables_to_restore(exclude=...)`` would restore it.
+    With ``values=False`` nothing is read and no session is made (the dry-run plan).
+    """
+    if not cfg.model:
+        raise ConfigError("no model given (model=PATH, or model = '...' in the plan file)")
+    spec = cfg.head_spec()
+    cut = spec[0] if spec else cfg.output
+    if not cut:
+        return _build_without_cut(cfg, values)
+    keep = [cut] + ([cfg.input] if cfg.input else [])
+    # The graph, head and plan come first; values are then loaded in one pass (new head included).
+    model = restore(cfg.model, tags=cfg.tags, outputs=keep, inputs=[cfg.input] if cfg.input else None,
+                    exclude=cfg.exclude or None, rename=cfg.rename, restore_optimizer=cfg.restore_optimizer,
+                    values=False)
+    feeds, train_feeds = parse_feeds(cfg.feeds), parse_feeds(cfg.train_feeds)
+    inp, extra = find_input(model, cfg.input, cut, feeds)
+    for name in sorted(set(feeds) | set(train_feeds)):
+        if name not in extra:
+            raise ConfigError(f"feed '{name}': '{cut}' does not read placeholder '{name}' (it reads "
+                              f"{', '.join(extra) or 'no placeholder'} besides its input); leave it out of feeds=")
+    fixed = fixed_batch(inp, model.tensor(cut))
+    Feeder(model, inp, {n: feeds[n] for n in extra}, fixed)  # every feed fits its placeholder
+    Feeder(model, inp, {n: {**feeds, **train_feeds}[n] for n in extra}, fixed)
+    reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
+    if spec:
+        head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
+                        kernel_initializer=cfg.head_initializer, scope=cfg.head_scope, seed=cfg.seed)
+        logits, probs = head.logits, head.probabilities
+    else:
+        head = None
+        logits = model.tensor(cfg.output)
+        with model.graph.as_default():
+            probs = tf.nn.softmax(logits, name="graphsurgeon_probabilities")
+    new = head.variables if head else []
+    final, stage_sets, stage_updates = _trainable(cfg, model, new)
+    upd = stage_updates[-1]
+    plan = make_plan(graph_variable_info(model.graph), _entries(model), exclude=cfg.exclude or None,
+                     rename=cfg.rename, restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit,
+                     trainable=final, lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
+                     outputs=[logits.name, probs.name])
+    model.plan = plan
+    if values:
+        load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)
+        if reinit:
+            reinitialize(model, reinit, seed=cfg.seed)
+    return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
+                 feeds={n: feeds[n] for n in extra}, train_feeds={n: {**feeds, **train_feeds}[n] for n in extra},
+                 fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates])
+
+
+def _entries(model) -> dict:
+    return {n: (e.shape, e.dtype.name) for n, e in (model.reader.entries.items() if model.reader else ())}
+
+
+def _trainable(cfg, model, new):
+    """``(final {name: lr multiplier}, stage sets, update ops)`` of what trains."""
+    names = list(model.variables)
+    chosen = select.match(cfg.trainable, [n for n in names if n not in new]) if cfg.trainable else []
+    # Only variables in TRAINABLE_VARIABLES get gradients (batch-norm moving statistics are not);
+    # those move through the update ops of trainable layers instead.
+    with model.graph.as_default():
+        in_collection = {select.normalize_name(v.name) for v in tf1.trainable_variables()}
+    if in_collection:
+        chosen = [n for n in chosen if n in in_collection]
+    mults = train.multipliers(sorted(set(chosen) | set(new)), cfg.lr_mult)
+    stages = [train.parse_stage(s) for s in cfg.unfreeze]
+    stage_sets = train.stage_sets(mults, stages, names, in_collection)
+    final = stage_sets[-1][1]
+    # each stage runs the update ops (batch-norm moving statistics) of its own trainable layers only
+    ordered = sorted(stages, key=lambda st: st.epoch)
+    stage_updates = [train.update_ops_for(model.graph, set(mults),
+                                          list(cfg.trainable) + [p for st in ordered[:k] for p in st.patterns])
+                     for k, (_, mults) in enumerate(stage_sets)]
+    return final, stage_sets, stage_updates
+
+
+def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
+    """The whole graph restored: every variable's restore status and trainability, nothing new."""
+    model = restore(cfg.model, tags=cfg.tags, exclude=cfg.exclude or None, rename=cfg.rename,
+                    restore_optimizer=cfg.restore_optimizer, values=False)
+    final, stage_sets, stage_updates = _trainable(cfg, model, [])
+    upd = stage_updates[-1]
+    plan = make_plan(graph_variable_info(model.graph), _entries(model), exclude=cfg.exclude or None,
+                     rename=cfg.rename, restore_optimizer=cfg.restore_optimizer, trainable=final, lr_mult=final,
+                     update_ops=[o.name for o in upd], inputs=model.inputs, outputs=model.outputs)
+    model.plan = plan
+    if values:
+        load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)
+    return Setup(model, plan, None, None, None, None, stage_sets, [])
+
+
+def picture(setup: Setup, *, cache: str | None = None, depth: int | None = None, max_nodes: int = 60) -> str:
+    """Graphviz DOT text of ``setup``'s surgery (see :mod:`graphsurgeon._src.picture`)."""
+    outputs = [setup.logits.name] if setup.logits is not None else setup.model.outputs
+    inputs = [setup.input.name] if setup.input is not None else setup.model.inputs
+    return picture_mod.to_dot(setup.model.graph.as_graph_def(), setup.plan, cut=setup.cut, cache=cache,
+                              inputs=inputs, outputs=outputs, depth=depth, max_nodes=max_nodes)
+
+
+def plan(cfg: RetrainConfig):
+    """The dry-run :class:`graphsurgeon._src.surgery.Plan` of ``cfg``: nothing is read or run."""
+    return build(cfg, values=False).plan
