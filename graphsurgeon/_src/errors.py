@@ -68,3 +68,9 @@ class UnsafeGraphError(GraphSurgeonError):
 class MergeHeadsError(GraphSurgeonError):
     """Task models cannot be merged into one multi-head model as asked (backbones differ, a head
     reads below the features, duplicate task names, …), or a merged model's task table is damaged."""
+
+
+class ContinualError(GraphSurgeonError):
+    """Models cannot be combined, or a model cannot add a class or learn a task, as asked: inputs
+    that differ, a task name that exists, masks or a Fisher file made for another model, a method
+    the model's earlier tasks rule out."""
