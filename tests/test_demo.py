@@ -132,7 +132,7 @@ def test_what_it_prints(reduced):
     for step in ("[1/4]", "[2/4]", "[3/4]", "[4/4]", "bottleneck caches of fc1/Relu and flatten",
                  "on the same 400 other images", "transfer: new head", "from scratch",
                  "transfer ahead of from scratch at k=1 by", "from scratch ahead of transfer at k=all by",
-                 "the same classes as the retrained graph"):
+                 "its answers equal\n      the retrained graph's (same classes"):
         assert step in text, step
     assert "fc1/weights" in text and "restored" in text and "lr x0.1" in text  # the plan
     table = [ln for ln in lines if ln.strip().startswith(("1 ", "all "))]

@@ -56,7 +56,7 @@ def run(out_dir: str | None = None, *, seeds=SEEDS, ks=curve.KS, settings: curve
     seeds, ks = list(seeds), list(ks)
     old, new = data.tasks(canvas)
     where = (f"at random places on a {canvas}x{canvas} canvas" if canvas > data.DIGIT
-             else "centred, as scikit-learn gives them")
+             else "centred, as scikit-learn gives them")  # the new task's line says "also <up to the comma>"
 
     say(f"[1/4] The original model: a LeNet-style TF1 conv net (raw ops, reference variables,\n"
         f"      tf.train.Saver), trained on {len(old.train)} images of digits 0-4 {where}")
@@ -65,7 +65,7 @@ def run(out_dir: str | None = None, *, seeds=SEEDS, ks=curve.KS, settings: curve
     model = os.path.dirname(prefix)
     say(f"      accuracy on {len(old.held_out)} held-out digits 0-4: {held_acc:.3f}")
 
-    say(f"[2/4] The new task: digits 5-9 ({where}), k labelled images per class drawn\n"
+    say(f"[2/4] The new task: digits 5-9, also {where.split(',')[0]}; k labelled images per class\n"
         f"      from a pool of {len(new.pool)}; every accuracy below is on the same {len(new.test)} other images")
     work = tempfile.mkdtemp(prefix="curve-", dir=out_dir)
     try:
@@ -97,7 +97,7 @@ def run(out_dir: str | None = None, *, seeds=SEEDS, ks=curve.KS, settings: curve
     say(f"  checkpoint:     {exported['checkpoint']}")
     say(f"  SavedModel:     {exported['saved_model']}")
     say(f"  TensorBoard:    tensorboard --logdir {exported['logs']}")
-    say(f"  picture:        {picture}" if picture else f"  picture:        {report.PLOT_HINT}")
+    say(f"  picture:        {picture or (report.PLOT_HINT if plot else 'not drawn (plot=False)')}")
     settings_json = dict(dataclasses.asdict(settings), seeds=seeds, canvas=canvas, original_steps=original_steps,
                          optimizer="adam")
     return Result(rows, runs, new, {"checkpoint": prefix, "accuracy": held_acc, "held_out_images": len(old.held_out),
@@ -179,10 +179,11 @@ def _retrain_and_serve(task, model, out_dir, arm, k, seed, settings, say) -> dic
     test = res.metrics["test"]
     say(f"      test accuracy {test['accuracy']:.3f} on {test['examples']} images, trained on "
         f"{res.metrics['train']['examples']}")
-    say(f"      served with tf.saved_model.load: accuracy {served_acc:.3f}; "
-        + ("the same classes as the retrained graph, probabilities within 1e-6" if served["answers_equal"]
-           else "answers DIFFERENT from the retrained graph's")
-        + f" (largest difference {served['max_probability_difference']:.2g})")
+    diff = served["max_probability_difference"]
+    say(f"      served with tf.saved_model.load: accuracy {served_acc:.3f} on the same images; its answers "
+        + (f"equal\n      the retrained graph's (same classes, probabilities within 1e-6: largest difference {diff:.2g})"
+           if served["answers_equal"] else
+           f"DIFFER from\n      the retrained graph's (largest probability difference {diff:.2g})"))
     if not served["answers_equal"]:
         raise AssertionError(f"the SavedModel's answers differ from the retrained graph's: {served}")
     return {"arm": arm, "k": k, "seed": seed, "train_images": res.metrics["train"]["examples"],
