@@ -24,7 +24,8 @@ def table(rows: list[dict], n_seeds: int) -> str:
 
 def verdict(rows: list[dict]) -> list[str]:
     """Per k, whether the better transfer way is ahead of from scratch in mean test accuracy, by how
-    much, and whether that margin is within the seeds' spread (smaller than either's standard deviation)."""
+    much, and whether that margin is within the seeds' spread (smaller than the larger of the two
+    standard deviations)."""
     ahead, behind = [], []
     for row in rows:
         if all(a in row for a in ARMS):
