@@ -15,6 +15,7 @@ setup(
         "tf": ["tensorflow>=2.12"],
         "cpu": ["tensorflow-cpu>=2.12"],
         "demo": ["scikit-learn>=1.0"],
+        "plot": ["matplotlib>=3.5"],  # the demo's learning_curve.png
         "test": ["pytest>=7", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras"],
     },
     entry_points={"console_scripts": ["graphsurgeon=graphsurgeon._src.cli:main"]},

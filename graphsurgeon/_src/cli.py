@@ -219,9 +219,16 @@ def cmd_diff(args):
 
 
 def cmd_demo(args):
+    from graphsurgeon._src.errors import ConfigError
+
+    if args.seeds < 1 or not 8 <= args.canvas <= 32:
+        raise ConfigError(f"--seeds must be >= 1 and --canvas 8..32 (got {args.seeds}, {args.canvas})")
     from graphsurgeon._src.demo import run
 
-    run(args.out, progress=not args.quiet)
+    result = run(args.out, seeds=range(args.seeds), canvas=args.canvas, progress=not args.quiet,
+                 say=None if args.json else print)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
 
 
 EXAMPLES = {
@@ -234,7 +241,7 @@ EXAMPLES = {
     "migrate": "graphsurgeon migrate run/model.ckpt-1000 clean/model.ckpt --preset optimizer-slots "
                "--map-scope hidden1/=encoder/ --dry-run",
     "diff": "graphsurgeon diff run/model.ckpt-1000 clean/model.ckpt --json",
-    "demo": "graphsurgeon demo --out demo-out/",
+    "demo": "graphsurgeon demo --out demo-out/ --seeds 5 --json",
 }
 
 
@@ -339,9 +346,16 @@ def build_parser():
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_diff)
 
-    s = sub.add_parser("demo", help="the embedded demo: digits 0-4 model retrained for digits 5-9")
+    s = sub.add_parser("demo", help="the embedded demo: a digits 0-4 model retrained for digits 5-9 with few "
+                                    "labels; learning curve against training from scratch")
     s.add_argument("--out", default=None, help="where to write (default: a temporary directory)")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--seeds", type=int, default=3, metavar="N",
+                   help="seeds per point of the learning curve (default 3)")
+    s.add_argument("--canvas", type=int, default=12, metavar="PIXELS",
+                   help="side (8..32) of the images the 8x8 digits are placed on at random (default 12; 8: "
+                        "centred, as scikit-learn gives them)")
+    s.add_argument("--json", action="store_true", help="print the learning curve and the outputs as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
     s.set_defaults(func=cmd_demo)
     for name, parser in sub.choices.items():
         if name in EXAMPLES:
