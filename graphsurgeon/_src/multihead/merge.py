@@ -57,7 +57,8 @@ class MergeResult:
                      f"(backbone {b['backbone']:,} + heads {b['heads']:,})"
                      + ("; backbone data linked from the previous version" if self.linked_backbone else ""))
         if self.max_abs_diff is not None:
-            lines.append(f"verified: every task's output within {self.max_abs_diff:.2g} of its own head on probe inputs")
+            lines.append(f"verified: every task's output within {self.max_abs_diff:.2g} of its own head on probe "
+                         "inputs")
         return "\n".join(lines)
 
 
