@@ -23,7 +23,7 @@ X = np.random.default_rng(7).normal(size=(6, 12)).astype(np.float32)
 TASKS = [("ckpt2", 2, 10, {"labels": ["no", "yes"]}), ("frozen3", 3, 11, {"kind": "frozen"}),
          ("sm4", 4, 12, {"kind": "saved_model", "labels": ["a", "b", "c", "d"]}),
          ("resource5", 5, 13, {"resource": True}), ("hidden3", 3, 14, {"hidden": (6,)}),
-         ("branch2", 2, 15, {"head": "branch"})]
+         ("branch2", 2, 15, {"head": "branch", "resource": True})]
 
 
 @pytest.fixture(scope="module")
@@ -348,3 +348,22 @@ def test_input_and_output_flags(tasks, tmp_path):
     for i, path in enumerate(tasks[:2]):
         own = hm.run_tf1(path, h, output="logits:0", input="hidden1/Relu:0")
         np.testing.assert_allclose(out["logits"].numpy()[i::2, :own.shape[1]], own[i::2], rtol=0, atol=1e-6)
+
+
+def test_task_models_made_by_retrain(seed004, tmp_path):
+    """graphsurgeon's own flow: two heads retrained on one frozen model, merged at the frozen layer."""
+    prefix, x, _ = seed004
+    outs = {}
+    for name, classes, hidden in (("three", 3, []), ("four", 4, [6])):
+        data = str(tmp_path / f"{name}.npz")
+        np.savez(data, x=x, y=(np.abs(x[:, 0]) * classes).astype(np.int64) % classes)
+        cfg = gs.RetrainConfig(model=prefix, head=f"hidden2/Relu:{classes}", head_hidden=hidden, epochs=2)
+        outs[name] = gs.retrain(cfg, data, str(tmp_path / name), progress=False)
+    res = merge_heads([outs["three"].export.saved_model, outs["four"].export.checkpoint], "hidden2/Relu",
+                      str(tmp_path / "merged"), task_names=["three", "four"])
+    assert [(t["head"]["kind"], t["head"]["stack"], t["classes"]) for t in res.tasks] == [
+        ("dense", 0, ["0", "1", "2"]), ("dense", 1, ["0", "1", "2", "3"])]
+    merged = serve(res.directory)(inputs=tf.constant(x[:8]), task_id=tf.constant([0, 1] * 4, tf.int64))
+    for i, name in enumerate(("three", "four")):
+        own = serve(outs[name].export.saved_model)(inputs=tf.constant(x[:8]))["probabilities"].numpy()
+        np.testing.assert_allclose(merged["probabilities"].numpy()[i::2, :own.shape[1]], own[i::2], rtol=0, atol=1e-6)
