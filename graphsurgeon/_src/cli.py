@@ -301,7 +301,7 @@ def _multihead_parsers(sub):
             s.add_argument("--atol", type=float, default=0.0, help="backbone weights this close count as equal")
             s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
         else:
-            s.add_argument("task", metavar="TASK", help="the task's id or name")
+            s.add_argument("task", metavar="TASK", help="the task's name, or its id when no task has that name")
         s.add_argument("--out", metavar="NEWDIR", help="the new version's directory (default: DIR's version "
                                                        "number + 1, beside it)")
         s.add_argument("--no-verify", action="store_true", help="skip comparing the written model with each head")

@@ -199,7 +199,7 @@ def _load_keras(path, features, input, output):
         return _check(piece.graph_def, keras_graph.output_name(name) if name in layers else name, path, flag)
 
     feats = tensor(features, "--features")
-    if input and pieces.tensor_name(input) != piece.input and input not in layers:
+    if input and pieces.tensor_name(input) != piece.input and input != piece.input.rsplit("/", 1)[0]:
         raise MergeHeadsError(f"{path}: --input {input} is not the Keras model's input ({piece.input}); a Keras "
                               "model is fed at its input layer")
     if output:
