@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import graphsurgeon as gs
 import heads_models as hm
 from conftest import ckpt, tree_hash
+from test_cli import our_stderr, run_cli
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.errors import MergeHeadsError, TensorNotFoundError
 from graphsurgeon._src.multihead import compare, load
@@ -21,7 +23,7 @@ X = np.random.default_rng(7).normal(size=(6, 12)).astype(np.float32)
 TASKS = [("ckpt2", 2, 10, {"labels": ["no", "yes"]}), ("frozen3", 3, 11, {"kind": "frozen"}),
          ("sm4", 4, 12, {"kind": "saved_model", "labels": ["a", "b", "c", "d"]}),
          ("resource5", 5, 13, {"resource": True}), ("hidden3", 3, 14, {"hidden": (6,)}),
-         ("branch2", 2, 15, {"head": "branch"})]
+         ("branch2", 2, 15, {"head": "branch", "resource": True})]
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +98,6 @@ def test_layout_tasks_json_and_checkpoint_names(merged):
 
 
 def test_restore_and_inspect_read_the_merged_model(merged):
-    import graphsurgeon as gs
-
     res, tasks = merged
     want = serve(res.directory)(inputs=tf.constant(X), task_id=tf.constant([3] * 6, tf.int64))["logits"].numpy()
     for path in (res.directory, os.path.join(res.directory, "variables", "variables")):
@@ -237,8 +237,6 @@ def _cli_error(args, capsys):
 
 
 def test_an_error_is_exactly_one_stderr_line(odd_tasks, tmp_path):
-    from test_cli import our_stderr, run_cli
-
     p = run_cli("merge-heads", odd_tasks["good"], odd_tasks["arch"], "--features", "hidden2/Tanh", "--out",
                 str(tmp_path / "out"))
     assert p.returncode == 2 and len(our_stderr(p.stderr)) == 1, p.stderr
@@ -259,7 +257,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(odd_tasks, tmp_path, c
     assert "backbones differ in architecture:" in msg and "op 'Relu6' (Relu6)" in msg and odd_tasks["arch"] in msg
     msg = _cli_error(["merge-heads", odd_tasks["good"], odd_tasks["skip"], "--features", "hidden2/Tanh", "--out", out],
                      capsys)
-    assert f"{odd_tasks['skip']}: op 'head/skip/MatMul' above --features hidden2/Tanh:0 reads 'hidden1/Relu', which lies below it" in msg
+    assert (f"{odd_tasks['skip']}: op 'head/skip/MatMul' above --features hidden2/Tanh:0 reads 'hidden1/Relu', "
+            "which lies below it") in msg
     msg = _cli_error(["merge-heads", odd_tasks["good"], odd_tasks["good2"], "--features", "hidden2/Tanh", "--out",
                       out, "--task-names", str(_names(tmp_path, ["same", "same"]))], capsys)
     assert "duplicate task names 'same'" in msg
@@ -318,8 +317,8 @@ def _trace(directory, task_ids, n_inputs=12):
         s.run(fetch, feed, options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE), run_metadata=md)
         consts = {op.name for op in g.get_operations() if op.type in ("Const", "VarHandleOp")}
         stats = [n for d in md.step_stats.dev_stats for n in d.node_stats]
-        sizes = {n.node_name: max([o.tensor_description.allocation_description.requested_bytes for o in n.output] or [0])
-                 for n in stats if n.node_name not in consts}
+        sizes = {n.node_name: max([o.tensor_description.allocation_description.requested_bytes
+                                   for o in n.output] or [0]) for n in stats if n.node_name not in consts}
         return [n.node_name for n in stats], sizes
 
 
@@ -338,3 +337,33 @@ def test_a_request_runs_only_its_own_heads(merged, tmp_path):
     assert len(n2) == len(n12)
     assert max(v for k, v in s2.items() if k.startswith("heads/")) == \
         max(v for k, v in s12.items() if k.startswith("heads/")) == 1 * 8 * 3 * 4  # one [1, 8, 3] kernel
+
+
+def test_input_and_output_flags(tasks, tmp_path):
+    """--input cuts the backbone at any tensor (here hidden1's activations); --output picks the logits."""
+    res = merge_heads(tasks[:2], "hidden2/Tanh", str(tmp_path / "out"), input="hidden1/Relu", output="logits")
+    assert [t["output"] for t in res.tasks] == ["logits", "logits"]
+    h = np.abs(np.random.default_rng(3).normal(size=(4, 16))).astype(np.float32)
+    out = serve(res.directory)(inputs=tf.constant(h), task_id=tf.constant([0, 1, 0, 1], tf.int64))
+    for i, path in enumerate(tasks[:2]):
+        own = hm.run_tf1(path, h, output="logits:0", input="hidden1/Relu:0")
+        np.testing.assert_allclose(out["logits"].numpy()[i::2, :own.shape[1]], own[i::2], rtol=0, atol=1e-6)
+
+
+def test_task_models_made_by_retrain(seed004, tmp_path):
+    """graphsurgeon's own flow: two heads retrained on one frozen model, merged at the frozen layer."""
+    prefix, x, _ = seed004
+    outs = {}
+    for name, classes, hidden in (("three", 3, []), ("four", 4, [6])):
+        data = str(tmp_path / f"{name}.npz")
+        np.savez(data, x=x, y=(np.abs(x[:, 0]) * classes).astype(np.int64) % classes)
+        cfg = gs.RetrainConfig(model=prefix, head=f"hidden2/Relu:{classes}", head_hidden=hidden, epochs=2)
+        outs[name] = gs.retrain(cfg, data, str(tmp_path / name), progress=False)
+    res = merge_heads([outs["three"].export.saved_model, outs["four"].export.checkpoint], "hidden2/Relu",
+                      str(tmp_path / "merged"), task_names=["three", "four"])
+    assert [(t["head"]["kind"], t["head"]["stack"], t["classes"]) for t in res.tasks] == [
+        ("dense", 0, ["0", "1", "2"]), ("dense", 1, ["0", "1", "2", "3"])]
+    merged = serve(res.directory)(inputs=tf.constant(x[:8]), task_id=tf.constant([0, 1] * 4, tf.int64))
+    for i, name in enumerate(("three", "four")):
+        own = serve(outs[name].export.saved_model)(inputs=tf.constant(x[:8]))["probabilities"].numpy()
+        np.testing.assert_allclose(merged["probabilities"].numpy()[i::2, :own.shape[1]], own[i::2], rtol=0, atol=1e-6)

@@ -11,7 +11,8 @@ a meta graph (backbone + head + loss + optimizer over the head) and a ``labels.t
 
     python make_tasks.py DIR [--tasks 200] [--buckets 4096]
 
-Writes DIR/tasks/task_NNN/{model.ckpt-300.*, checkpoint, labels.txt}, DIR/accuracy.json and
+Writes DIR/tasks/task_NNN/{model.ckpt-300.*, checkpoint, labels.txt}, DIR/accuracy.json,
+DIR/test.json (each task's 200 test sentences, labels and its head's own predictions) and
 DIR/queries.txt (one test sentence per task, to query the merged model with).
 """
 from __future__ import annotations
@@ -75,7 +76,8 @@ def backbone(texts, buckets: int):
     with tf1.variable_scope("encoder", use_resource=False):
         tokens = tf.strings.split(tf.strings.lower(texts))
         ids = tf.strings.to_hash_bucket_fast(tokens.values, buckets)
-        table = tf1.get_variable("embedding", [buckets, EMBED], initializer=tf1.random_normal_initializer(0, 0.1, seed=2))
+        table = tf1.get_variable("embedding", [buckets, EMBED],
+                                 initializer=tf1.random_normal_initializer(0, 0.1, seed=2))
         per_token = _dense(tf.nn.embedding_lookup(table, ids), HIDDEN, "layer_1", tf.nn.relu)
         pooled = tf.math.unsorted_segment_mean(per_token, tokens.value_rowids(), tf.shape(texts, out_type=tf.int64)[0])
         return tf.identity(_dense(pooled, FEATURES, "layer_2", tf.tanh), name="features")
@@ -115,6 +117,7 @@ def make_task(lang: Language, t: int, n: int = 500):
     texts, share = lang.sentences(n, rng)
     votes = np.stack([(share * weight * (owner == c)).sum(1) for c in range(classes)], 1)
     names = [str(lang.vocab[lang.topics[np.flatnonzero(owner == c)[0]][0]]) for c in range(classes)]
+    names = [n if names.index(n) == c else f"{n}_{c}" for c, n in enumerate(names)]  # unique
     return classes, names, texts, votes.argmax(1)
 
 
@@ -132,7 +135,7 @@ def features_of(texts: list, weights: dict, buckets: int) -> np.ndarray:
 def train_heads(feats, labels, classes, train_n: int):
     """One softmax head per task, trained with Adam on its own training split only (the loss is a sum
     of per-task losses, so no task's gradients involve another task's data). Returns kernels,
-    biases and test accuracies."""
+    biases, test accuracies and test predictions."""
     T, cmax = len(classes), max(classes)
     mask = np.where(np.arange(cmax)[None, :] < np.array(classes)[:, None], 0.0, -1e9).astype(np.float32)
     g = tf.Graph()
@@ -145,14 +148,16 @@ def train_heads(feats, labels, classes, train_n: int):
         logits = tf.matmul(x, w) + b[:, None, :] + mask[:, None, :]
         loss = tf.reduce_sum(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits), 1))
         train = tf1.train.AdamOptimizer(0.05).minimize(loss)
-        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 2), y), tf.float32), 1)
+        predicted = tf.argmax(logits, 2)
+        acc = tf.reduce_mean(tf.cast(tf.equal(predicted, y), tf.float32), 1)
         with tf1.Session(graph=g) as s:
             s.run(tf1.global_variables_initializer())
             for _ in range(HEAD_STEPS):
                 s.run(train, {x: feats[:, :train_n], y: labels[:, :train_n]})
-            test_acc = s.run(acc, {x: feats[:, train_n:], y: labels[:, train_n:]})
+            test_acc, test_pred = s.run([acc, predicted], {x: feats[:, train_n:], y: labels[:, train_n:]})
             wv, bv = s.run([w, b])
-    return [wv[t, :, :c] for t, c in enumerate(classes)], [bv[t, :c] for t, c in enumerate(classes)], test_acc
+    kernels = [wv[t, :, :c] for t, c in enumerate(classes)]
+    return kernels, [bv[t, :c] for t, c in enumerate(classes)], test_acc, test_pred
 
 
 def save_task_models(out, weights, heads, buckets: int) -> list[str]:
@@ -202,13 +207,16 @@ def main(argv=None):
     all_texts = [s for _, _, texts, _ in tasks for s in texts]
     feats = features_of(all_texts, weights, args.buckets).reshape(args.tasks, -1, FEATURES)
     labels = np.stack([lab for _, _, _, lab in tasks])
-    kernels, biases, acc = train_heads(feats, labels, [c for c, _, _, _ in tasks], 300)
+    kernels, biases, acc, predicted = train_heads(feats, labels, [c for c, _, _, _ in tasks], 300)
     majority = [np.bincount(lab[300:]).max() / len(lab[300:]) for lab in labels]
     heads = [{"names": names, "kernel": k, "bias": b} for (_, names, _, _), k, b in zip(tasks, kernels, biases)]
     paths = save_task_models(args.out, weights, heads, args.buckets)
     with open(os.path.join(args.out, "accuracy.json"), "w") as f:
         json.dump({f"task_{t:03d}": {"classes": len(h["names"]), "test_accuracy": float(a), "majority": float(m)}
                    for t, (h, a, m) in enumerate(zip(heads, acc, majority))}, f, indent=1)
+    with open(os.path.join(args.out, "test.json"), "w") as f:
+        json.dump({f"task_{t:03d}": {"texts": texts[300:], "labels": lab[300:].tolist(), "predicted": p.tolist()}
+                   for t, ((_, _, texts, lab), p) in enumerate(zip(tasks, predicted))}, f)
     with open(os.path.join(args.out, "queries.txt"), "w") as f:
         f.write("".join(f"{t}\t{texts[300]}\t{names[lab[300]]}\n" for t, (_, names, texts, lab) in enumerate(tasks)))
     print(f"backbone: encoder/features ({FEATURES} floats) from raw strings, pretrained {args.pretrain_steps} steps")

@@ -250,9 +250,16 @@ def cmd_remove_head(args):
 
 
 def cmd_demo(args):
+    from graphsurgeon._src.errors import ConfigError
+
+    if args.seeds < 1 or not 8 <= args.canvas <= 32:
+        raise ConfigError(f"--seeds must be >= 1 and --canvas 8..32 (got {args.seeds}, {args.canvas})")
     from graphsurgeon._src.demo import run
 
-    run(args.out, progress=not args.quiet)
+    result = run(args.out, seeds=range(args.seeds), canvas=args.canvas, progress=not args.quiet,
+                 say=None if args.json else print)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
 
 
 EXAMPLES = {
@@ -265,7 +272,7 @@ EXAMPLES = {
     "migrate": "graphsurgeon migrate run/model.ckpt-1000 clean/model.ckpt --preset optimizer-slots "
                "--map-scope hidden1/=encoder/ --dry-run",
     "diff": "graphsurgeon diff run/model.ckpt-1000 clean/model.ckpt --json",
-    "demo": "graphsurgeon demo --out demo-out/",
+    "demo": "graphsurgeon demo --out demo-out/ --seeds 5 --json",
     "merge-heads": "graphsurgeon merge-heads tasks/ --features encoder/features --out serving/text/1",
     "add-head": "graphsurgeon add-head serving/text/1 new_task/model.ckpt-900    # writes serving/text/2",
     "remove-head": "graphsurgeon remove-head serving/text/2 sentiment           # writes serving/text/3",
@@ -302,7 +309,7 @@ def _multihead_parsers(sub):
             s.add_argument("--atol", type=float, default=0.0, help="backbone weights this close count as equal")
             s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
         else:
-            s.add_argument("task", metavar="TASK", help="the task's id or name")
+            s.add_argument("task", metavar="TASK", help="the task's name, or its id when no task has that name")
         s.add_argument("--out", metavar="NEWDIR", help="the new version's directory (default: DIR's version "
                                                        "number + 1, beside it)")
         s.add_argument("--no-verify", action="store_true", help="skip comparing the written model with each head")
@@ -413,9 +420,16 @@ def build_parser():
 
     _multihead_parsers(sub)
 
-    s = sub.add_parser("demo", help="the embedded demo: digits 0-4 model retrained for digits 5-9")
+    s = sub.add_parser("demo", help="the embedded demo: a digits 0-4 model retrained for digits 5-9 with few "
+                                    "labels; learning curve against training from scratch")
     s.add_argument("--out", default=None, help="where to write (default: a temporary directory)")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--seeds", type=int, default=3, metavar="N",
+                   help="seeds per point of the learning curve (default 3)")
+    s.add_argument("--canvas", type=int, default=12, metavar="PIXELS",
+                   help="side (8..32) of the images the 8x8 digits are placed on at random (default 12; 8: "
+                        "centred, as scikit-learn gives them)")
+    s.add_argument("--json", action="store_true", help="print the learning curve and the outputs as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
     s.set_defaults(func=cmd_demo)
     for name, parser in sub.choices.items():
         if name in EXAMPLES:

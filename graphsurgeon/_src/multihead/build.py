@@ -12,10 +12,11 @@
 
 Each example gathers its own task's weights from the stacked variables (``tf.gather`` by row),
 so a batch costs one head per example whatever the number of tasks. Ids are checked before any
-gather: an unknown id or name fails the request with its value in the message (a GPU gather
-would silently return zeros for an out-of-range index). With several routes (stacks of other
-shapes, branch heads, backbone groups) the batch is partitioned and a route runs, under
-``tf.cond``, only when one of its examples is in the batch.
+head's weights are gathered, and every index is clamped into range: an unknown id or name fails
+the request with its value in the message (a GPU gather would silently return zeros for an
+out-of-range index). With several routes (stacks of other shapes, branch heads, backbone
+groups) the batch is partitioned and a route runs, under ``tf.cond``, only when one of its
+examples is in the batch.
 """
 from __future__ import annotations
 

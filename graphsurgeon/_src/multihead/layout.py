@@ -52,7 +52,8 @@ def table(backbones, tasks, *, features: str, input, model_version: int, previou
         if r.kind == "stack":
             layers = r.tasks[0].head.layers
             out["stacks"].append({"index": r.index, "scope": specs.STACK_SCOPE.format(r.index), "backbone": r.backbone,
-                                  "activations": [a for _, _, a in layers], "bias": [b is not None for _, b, _ in layers],
+                                  "activations": [a for _, _, a in layers],
+                                  "bias": [b is not None for _, b, _ in layers],
                                   "final": r.tasks[0].head.final, "tasks": [t.id for t in r.tasks]})
     for t in tasks:
         out["tasks"].append(_task_entry(t, rows[t.id]))

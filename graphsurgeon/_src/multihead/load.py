@@ -177,6 +177,9 @@ def load(path: str, features: str, *, input=None, output=None, tags=("serve",)) 
       TensorNotFoundError: ``features`` (or ``input``/``output``) is not in the model; names the model.
       MergeHeadsError: no single input or output can be found, or the head is not a head.
     """
+    if path.endswith(".keras"):
+        raise MergeHeadsError(f"{path}: a Keras 3 .keras file; merge-heads reads tf_keras .h5 files and Keras-made "
+                              "SavedModels (save the model with tf_keras as .h5 or as a SavedModel directory)")
     if is_keras_path(path):
         piece, read, feats = _load_keras(path, features, input, output)
         kind = "keras"
@@ -196,7 +199,7 @@ def _load_keras(path, features, input, output):
         return _check(piece.graph_def, keras_graph.output_name(name) if name in layers else name, path, flag)
 
     feats = tensor(features, "--features")
-    if input and pieces.tensor_name(input) != piece.input and input not in layers:
+    if input and pieces.tensor_name(input) != piece.input and input != piece.input.rsplit("/", 1)[0]:
         raise MergeHeadsError(f"{path}: --input {input} is not the Keras model's input ({piece.input}); a Keras "
                               "model is fed at its input layer")
     if output:

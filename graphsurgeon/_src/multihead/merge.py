@@ -57,7 +57,8 @@ class MergeResult:
                      f"(backbone {b['backbone']:,} + heads {b['heads']:,})"
                      + ("; backbone data linked from the previous version" if self.linked_backbone else ""))
         if self.max_abs_diff is not None:
-            lines.append(f"verified: every task's output within {self.max_abs_diff:.2g} of its own head on probe inputs")
+            lines.append(f"verified: every task's output within {self.max_abs_diff:.2g} of its own head on probe "
+                         "inputs")
         return "\n".join(lines)
 
 
@@ -258,8 +259,8 @@ def _matching_group(m, backbones, bb_values, atol: float, model_dir: str) -> int
 
 
 def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = True) -> MergeResult:
-    """Write a new version of the merged model at ``model_dir`` without ``task`` (an id or a name).
-    Other tasks keep their ids; the backbone's data file is hard-linked, not rewritten;
+    """Write a new version of the merged model at ``model_dir`` without ``task`` (a task name, or an id
+    when no task has that name). Other tasks keep their ids; the backbone's data file is hard-linked, not rewritten;
     ``model_dir`` is not changed.
 
     Raises:
@@ -267,7 +268,7 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     """
     out = out or next_version_dir(model_dir)
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
-    gone = [t for t in tasks if t.name == str(task) or (str(task).isdigit() and t.id == int(task))]
+    gone = [t for t in tasks if t.name == str(task)] or [t for t in tasks if str(task).isdigit() and t.id == int(task)]
     if not gone:
         raise MergeHeadsError(f"{model_dir}: no task '{task}' (ids {tasks[0].id}..{tasks[-1].id}; tasks.json lists "
                               "the names)")

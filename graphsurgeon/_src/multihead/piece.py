@@ -95,7 +95,18 @@ def lift(graph_def, output: str, input: str) -> tuple[Piece, dict]:
             constants[node.name] = value
             weights[node.name] = Weight(node.name, value.dtype.name, value.shape, False, "constant")
             _to_placeholder(node, node.attr["dtype"].type, tf.TensorShape(value.shape).as_proto())
-    return Piece(gd, tensor_name(input), tensor_name(output), weights), constants
+    return Piece(with_defaults(gd), tensor_name(input), tensor_name(output), weights), constants
+
+
+def with_defaults(graph_def):
+    """``graph_def`` with every op's default attributes written out (imported and exported again), so
+    a graph saved with ``strip_default_attrs`` compares equal to one saved without."""
+    scratch = tf.Graph()
+    with scratch.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    out = scratch.as_graph_def()
+    out.versions.CopyFrom(graph_def.versions)
+    return out
 
 
 def _consumers_outside(gd, inside: set, by_name) -> list[tuple[str, str]]:

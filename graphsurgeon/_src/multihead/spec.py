@@ -41,9 +41,7 @@ class Head:
     logits: str = ""
 
     def key(self) -> tuple:
-        """Heads with equal keys share a stack (branches never do)."""
-        if self.kind != "dense":
-            return ("branch", id(self))
+        """Dense heads with equal keys share a stack (branches are never stacked)."""
         k = self.layers[0][0]
         return (k.shape[0], k.dtype.str, tuple(lay[0].shape[1] for lay in self.layers[:-1]),
                 tuple((lay[1] is not None, lay[2]) for lay in self.layers), self.final)

@@ -110,7 +110,8 @@ def check(export_dir: str, backbones, backbone_values: list, tasks, *, rtol: flo
     with sess:
         sig = meta.signature_def["serving_default"]
         g = sess.graph
-        feed_x, feed_id = g.get_tensor_by_name(sig.inputs["inputs"].name), g.get_tensor_by_name(sig.inputs["task_id"].name)
+        feed_x = g.get_tensor_by_name(sig.inputs["inputs"].name)
+        feed_id = g.get_tensor_by_name(sig.inputs["task_id"].name)
         outs = {k: g.get_tensor_by_name(sig.outputs[k].name) for k in ("logits", "probabilities")}
         xs = np.concatenate([x] * len(tasks))
         ids = np.repeat([t.id for t in tasks], len(x)).astype(np.int64)

@@ -6,7 +6,8 @@ Two formats, both as ``tf_keras`` (Keras 2) writes them:
   ``model_weights/<layer>/`` groups, read with h5py (the ``keras`` extra);
 * Keras-made SavedModels (``model.save("dir")``): ``keras_metadata.pb`` holds the config; the
   weights are read from ``variables/variables`` through the checkpoint's object graph
-  (``root -> layer_with_weights-<i> -> kernel``, each layer named by its metadata), so names do not depend on name scopes.
+  (``root -> layer_with_weights-<i> -> kernel``, each layer named by its metadata), so names do
+  not depend on name scopes.
 
 Nothing here imports Keras. Weights come back as ``{layer name: {weight name: ndarray}}``
 (``{"dense_1": {"kernel": ..., "bias": ...}}``).

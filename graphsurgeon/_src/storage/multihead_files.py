@@ -50,7 +50,8 @@ def save_bundle(prefix: str, values: dict) -> None:
     graph = tf.Graph()
     with graph.as_default():
         feeds = {tf1.placeholder(tf.as_dtype(values[n].dtype), name=f"v{i}"): values[n] for i, n in enumerate(names)}
-        save = tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names or [_EMPTY], shape_and_slices=[""] * max(len(names), 1),
+        save = tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names or [_EMPTY],
+                                 shape_and_slices=[""] * max(len(names), 1),
                                  tensors=list(feeds) or [tf.constant(0, name="empty")])
     with new_session(graph) as sess:
         sess.run(save, feeds)
