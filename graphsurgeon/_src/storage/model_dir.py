@@ -13,6 +13,7 @@ place; ``DIR`` must not exist.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -93,3 +94,11 @@ def write_file(path: str, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def read_json(path: str) -> dict:
+    """The JSON object in ``path``, or ``{}`` when there is no such file."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
