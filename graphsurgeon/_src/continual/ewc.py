@@ -114,7 +114,7 @@ def old_entries(net, cfg, old: dict, progress: bool) -> dict:
             continue
         if t.name not in old:
             raise ContinualError(f"no Fisher information for old task '{t.name}' of {net.source}: give fisher=FILE "
-                                 f"(graphsurgeon fisher) or old_data={{'{t.name}': PATH}} to compute it")
+                                 f"(the continual/fisher.npz an ewc run wrote for these weights) or old_data={{'{t.name}': PATH}} to compute it")
         f = fisher(net, net.values, t, *old[t.name].part("train"), samples=cfg.fisher_samples,
                    labels=cfg.fisher_labels, seed=cfg.seed, progress=progress)
         entries[t.name] = (f, dict(net.values))
