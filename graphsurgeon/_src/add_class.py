@@ -4,7 +4,9 @@
                                              └─► new column (trains)      ─► the new class's logit ─┴─► concat
 
 The model is one written by ``combine`` or ``add-class`` (its ``model.json`` names the features),
-or any model given with ``features``. Only the new class's column of the last layer trains; the
+or any model given with ``features`` whose last layer is one dense layer. Each added class is a
+block of its own (its own matmul and bias), so adding classes one after another keeps every
+earlier logit's bytes too. Only the new class's column of the last layer trains; the
 old classes' logits are computed by the same ops on the same values as before, so they are
 unchanged bit for bit, and the new class is the last index. What changes for an old input is
 only whether the new logit now beats them.
@@ -103,12 +105,9 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
                           "(the tensor the last layer reads)")
     output = LOGITS if record.get("kind") in ("combine", "add-class") else None
     m = load.load(model, features, output=output, tags=tags)
-    head = specs.head_of(m.head, m.read, model)
-    if head.kind != "dense" or len(head.layers) != 1 or head.layers[0][2] != "linear":
-        raise ContinualError(f"{model}: the layer after {features} is not one dense layer; add-class extends "
-                             "a single linear layer with a column")
-    kernel, bias, _ = head.layers[0]
-    classes = m.labels if m.labels is not None else [str(i) for i in range(head.num_classes)]
+    blocks = _blocks(m, record, model, features)
+    num_classes = sum(k.shape[1] for k, _ in blocks)
+    classes = m.labels if m.labels is not None else [str(i) for i in range(num_classes)]
     if name in classes:
         raise ContinualError(f"{model} already has a class '{name}' (classes: {', '.join(classes[:12])})")
     ref_path = reference or record.get("data")
@@ -123,6 +122,7 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
     if not len(few):
         raise DataError(f"data {data}: no examples of the new class")
     values = {w: np.asarray(m.read(w)) for w in piece.weights}
+    width, dtype_k = blocks[0][0].shape[0], blocks[0][0].dtype
     start = time.perf_counter()
     tg = TrainGraph(seed)
     try:
@@ -130,25 +130,30 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
             x = tg.placeholder(piece, "inputs")
             bound = {w: tg.new(f"backbone/{w}", v) for w, v in values.items()}
             feats = tf.identity(tg.backbone(piece, x, bound, "backbone/net"), name=FEATURES)
-            old = tf.nn.bias_add(tf.matmul(feats, tg.new(f"{LOGITS}/kernel", kernel)),
-                                 tg.new(f"{LOGITS}/bias", bias if bias is not None else
-                                        np.zeros(head.num_classes, kernel.dtype)))
-            limit = np.sqrt(6.0 / (kernel.shape[0] + 1))
-            col = np.random.default_rng(seed + 11).uniform(-limit, limit, (kernel.shape[0], 1)).astype(kernel.dtype)
-            new = tf.matmul(feats, tg.new(f"{LOGITS}/new_kernel", col)) + tg.new(f"{LOGITS}/new_bias",
-                                                                                 np.zeros(1, kernel.dtype))
-            logits = tf.concat([old, new], axis=1, name=LOGITS)
-            target = tf1.placeholder(tf.float32, [None, head.num_classes + 1], name="graphsurgeon/target")
+            block_vars, parts = [], []
+            for i, (k, b) in enumerate(blocks + [(None, None)]):
+                kn, bn = (f"{LOGITS}/kernel", f"{LOGITS}/bias") if i == 0 else (f"{LOGITS}/kernel_{i}",
+                                                                                 f"{LOGITS}/bias_{i}")
+                if k is None:  # the new class's column
+                    limit = np.sqrt(6.0 / (width + 1))
+                    k = np.random.default_rng(seed + 11).uniform(-limit, limit, (width, 1)).astype(dtype_k)
+                    b = np.zeros(1, dtype_k)
+                block_vars.append([kn, bn])
+                parts.append(tf.nn.bias_add(tf.matmul(feats, tg.new(kn, k)), tg.new(bn, b)))
+            old = parts[0] if len(parts) == 2 else tf.concat(parts[:-1], axis=1)
+            logits = tf.concat(parts, axis=1, name=LOGITS)
+            num_out = num_classes + 1
+            target = tf1.placeholder(tf.float32, [None, num_out], name="graphsurgeon/target")
             weight = tf1.placeholder(tf.float32, [None], name="graphsurgeon/weight")
             per = -tf.reduce_sum(target * tf.nn.log_softmax(tf.cast(logits, tf.float32)), axis=1)
             loss = tf.reduce_sum(weight * per)
-            op = tg.train_op(loss, {f"{LOGITS}/new_kernel": 1.0, f"{LOGITS}/new_bias": 1.0},
+            op = tg.train_op(loss, {block_vars[-1][0]: 1.0, block_vars[-1][1]: 1.0},
                              {"optimizer": "adam", "lr": lr}, "add_class/train")
         tg.start()
         f_few, = run_batches(tg.session, [feats], x, few)
         f_ref, l_ref = run_batches(tg.session, [feats, old], x, ref)
         t_ref = np.concatenate([softmax(l_ref), np.zeros((len(ref), 1))], axis=1).astype(np.float32)
-        t_few = np.zeros((len(few), head.num_classes + 1), np.float32)
+        t_few = np.zeros((len(few), num_out), np.float32)
         t_few[:, -1] = 1.0
         feed = {feats: np.concatenate([f_few, f_ref]), target: np.concatenate([t_few, t_ref]),
                 weight: np.concatenate([np.full(len(few), balance / len(few)),
@@ -168,7 +173,7 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
                            reference_examples=int(len(ref)))
         rec = {"kind": "add-class", "features": f"{FEATURES}:0", "classes": names, "from": os.path.abspath(model),
                "new_class": name, "examples": os.path.abspath(os.fspath(data)), "data": os.path.abspath(os.fspath(ref_path)),
-               "steps": steps, "lr": lr}
+               "steps": steps, "lr": lr, "blocks": block_vars}
         export_dir.write(tg.graph, tg.session, x, logits, names, out_dir, rec, check=check)
     finally:
         tg.close()
@@ -181,3 +186,16 @@ def _fit(x: np.ndarray, dtype, shape, what: str, piece) -> np.ndarray:
     if want is not None and (len(want) != len(got) or any(w not in (None, g) for w, g in zip(want, got))):
         raise DataError(f"{what}: examples have shape {got} but the model's input {piece.input} takes {want}")
     return x.astype(dtype.as_numpy_dtype, copy=False)
+
+
+def _blocks(m, record: dict, model: str, features: str) -> list:
+    """The last layer as ``[(kernel, bias)]`` column blocks: one for a dense layer, one more per
+    class added by add-class (each block its own matmul, so earlier logits keep their bytes)."""
+    if record.get("kind") == "add-class":
+        return [(np.asarray(m.read(k)), np.asarray(m.read(b))) for k, b in record["blocks"]]
+    head = specs.head_of(m.head, m.read, model)
+    if head.kind != "dense" or len(head.layers) != 1 or head.layers[0][2] != "linear":
+        raise ContinualError(f"{model}: the layer after {features} is not one dense layer; add-class extends "
+                             "a single linear layer with a column")
+    kernel, bias, _ = head.layers[0]
+    return [(kernel, bias if bias is not None else np.zeros(kernel.shape[1], kernel.dtype))]
