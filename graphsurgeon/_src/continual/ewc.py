@@ -9,6 +9,11 @@ Avalanche's ``EWCPlugin`` and van de Ven's ``continual-learning`` (``/work/share
 * Online mode (for more than two tasks): one ``F* ← γ·F* + F_new`` and θ* the latest weights; the
   penalty uses ``γ·F*``; γ = 1 by default.
 
+λ must match the Fisher's scale. A model that fits its training data exactly has a tiny empirical
+Fisher (about 1e-8 per weight for example 05's MLP, whose predictions on its own data are nearly
+one-hot), and the default λ = 100 then holds almost nothing: there, old-task accuracy stayed
+fine-tuning's up to λ = 1e5, and λ = 1e7 kept it (``benchmarks/continual_table.py``).
+
 The Fisher information is stored with the checkpoint in ``continual/fisher.npz``, stamped with the
 fingerprint of the weights it was taken at; a file made for other weights is refused.
 """
