@@ -75,9 +75,14 @@ def plain_accuracy(model_dir: str, x, y) -> float:
 
 def one_seed(work: str, seed: int, epochs: int, model_epochs: int, progress: bool) -> dict:
     paths = digits_tasks.make(work, seed=seed, epochs=model_epochs)
-    old = datasets.load(paths["digits04"])
-    new = datasets.load(paths["digits59"])
-    xo, yo = old.part("test")
+    out = methods(work, paths, seed, epochs, progress)
+    out["many_to_one"] = many_to_one(work, paths, seed, progress)
+    return out
+
+
+def methods(work: str, paths: dict, seed: int, epochs: int, progress: bool = False) -> dict:
+    """Every method learns digits 5–9 on the digits 0–4 model: ``{"before", "methods": {method: row}}``."""
+    xo, yo = datasets.load(paths["digits04"]).part("test")
     out = {"before": plain_accuracy(paths["digits04_model"], xo, yo), "methods": {}}
     for m in METHODS:
         cfg = LearnConfig(model=paths["digits04_model"], features=digits_tasks.FEATURES, task="digits59", method=m,
@@ -88,19 +93,21 @@ def one_seed(work: str, seed: int, epochs: int, model_epochs: int, progress: boo
         out["methods"][m] = {"new": r.metrics["new"]["test"], "old": write.accuracy(r.directory, 0, xo, yo),
                              "seconds": r.seconds, "extra_bytes": int(sum(r.extra_bytes.values())),
                              "extra": r.extra_bytes}
-    out["many_to_one"] = many_to_one(work, paths, seed, progress)
     return out
 
 
-def many_to_one(work: str, paths: dict, seed: int, progress: bool) -> dict:
+def many_to_one(work: str, paths: dict, seed: int, progress: bool = False, epochs: int | None = None) -> dict:
+    """``combine`` without and with labels against the jointly trained net, then ``add-class``."""
     d = datasets.load(paths["digits08"])
     x, y = d.part("test")
     x_all, y_all = digits_tasks.digits()
     parts = digits_tasks.split(y_all, seed)
     nines = x_all[(y_all == 9) & (parts == "test")]
     models = [(paths["digits04_model"], digits_tasks.FEATURES), (paths["digits58_model"], digits_tasks.FEATURES)]
-    teach = combine(models, paths["digits08_unlabelled"], os.path.join(work, "ab"), seed=seed, progress=progress)
-    label = combine(models, paths["digits08"], os.path.join(work, "ab_labels"), seed=seed, progress=progress)
+    teach = combine(models, paths["digits08_unlabelled"], os.path.join(work, "ab"), seed=seed, epochs=epochs,
+                    progress=progress)
+    label = combine(models, paths["digits08"], os.path.join(work, "ab_labels"), seed=seed, epochs=epochs,
+                    progress=progress)
     added = add_class(teach.directory, paths["digit9_10"], "9", os.path.join(work, "abc"), seed=seed)
     before = predict(teach.directory, x).argmax(1)
     after = predict(added.directory, x).argmax(1)

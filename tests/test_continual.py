@@ -327,3 +327,27 @@ def test_add_class_refuses_bad_input(d, combined, work, capsys):
               "--out", out], out, [combined.directory], capsys, "--balance 1.5")
     _refused(["add-class", combined.directory, "--data", d["digits04_model"] + "/labels.txt", "--name", "9",
               "--out", out], out, [combined.directory], capsys, "labels.txt")
+
+
+# ---------------------------------------------------------------- the table's shape (benchmarks/continual_table.py)
+
+
+def test_the_table_has_the_expected_shape(d, tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import continual_table as ct
+
+    got = ct.methods(str(tmp_path), d, seed=0, epochs=30)
+    before, m = got["before"], {k: v for k, v in got["methods"].items()}
+    new, old = {k: v["new"] for k, v in m.items()}, {k: v["old"] for k, v in m.items()}
+    assert old["feature-extraction"] == before and old["piggyback"] == before  # kept exactly
+    assert old["fine-tune"] < old["feature-extraction"] - 0.005  # fine-tuning forgets
+    assert new["feature-extraction"] < new["fine-tune"] - 0.05  # feature extraction is weaker on the new task
+    assert new["joint"] >= max(new.values()) - 0.02 and old["joint"] >= before - 0.02  # joint: best, old data
+    assert old["lwf"] >= old["feature-extraction"] - 0.03 and new["lwf"] >= new["fine-tune"] - 0.03
+    assert old["packnet"] >= before - 0.02  # the packing step; after it nothing moves (tested bit for bit)
+    assert m["piggyback"]["extra"]["mask"] * 8 >= 64 * 64 + 64 * 32 > (m["piggyback"]["extra"]["mask"] - 2) * 8
+    assert m["ewc"]["extra"]["fisher"] == 2 * 4 * (64 * 64 + 64 + 64 * 32 + 32)
+    many = ct.many_to_one(str(tmp_path), d, seed=0, epochs=60)
+    assert many["combined_labels"] >= many["joint"] - 0.03
+    assert many["combined_no_labels"] >= many["joint"] - 0.10  # measured 3-6 points below (benchmarks/README.md)
+    assert many["old_after_add"] >= many["combined_no_labels"] - 0.02 and many["nine_recall"] >= 0.3
