@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import select, subgraph
+from graphsurgeon._src import guess, select, subgraph
 from graphsurgeon._src.errors import (
     CheckpointNotFoundError,
     MergeHeadsError,
@@ -265,7 +265,7 @@ def _declared_outputs(meta) -> list[str]:
     for key in ("serving_default", *sorted(meta.signature_def)):
         if key in meta.signature_def:
             out += [t.name for _, t in sorted(meta.signature_def[key].outputs.items())]
-    return out or subgraph.likely_outputs(meta.graph_def)
+    return out or guess.likely_outputs(meta.graph_def)
 
 
 def _choose_output(meta, features: str, input: str, where: str) -> str:
