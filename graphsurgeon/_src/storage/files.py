@@ -30,6 +30,16 @@ def read_npy(path: str) -> np.ndarray:
     return np.load(os.path.expanduser(path), allow_pickle=False)
 
 
+def read_lines(path: str) -> list[str]:
+    """The lines of the UTF-8 text file at ``path``, without their line ends.
+
+    Raises:
+      OSError: the file cannot be read.
+    """
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
 def read_toml(path: str) -> dict:
     """The table in the TOML file at ``path``.
 
