@@ -159,6 +159,7 @@ def table(s: dict) -> str:
 
 
 def plot(s: dict, path: str) -> bool:
+    """Draw the table's accuracies at ``path`` (False when matplotlib is missing)."""
     try:
         import matplotlib
 
@@ -166,6 +167,8 @@ def plot(s: dict, path: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    from graphsurgeon._src.storage.files import save_figure
+
     names = list(s["methods"])
     fig, ax = plt.subplots(figsize=(8, 4))
     idx = np.arange(len(names))
@@ -179,7 +182,7 @@ def plot(s: dict, path: str) -> bool:
     ax.set_ylabel("test accuracy")
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
     return True
 
@@ -202,8 +205,14 @@ def main():
     ap.add_argument("--model-epochs", type=int, default=40)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--plot", metavar="PNG")
+    ap.add_argument("--from-json", metavar="FILE", help="print (and plot) a run saved with --json instead of running")
     args = ap.parse_args()
-    s, runs = run(args.seeds, args.epochs, args.model_epochs)
+    if args.from_json:
+        with open(args.from_json) as f:
+            got = json.load(f)
+        s, runs = got["summary"], got["runs"]
+    else:
+        s, runs = run(args.seeds, args.epochs, args.model_epochs)
     if args.json:
         print(json.dumps({"summary": s, "runs": runs}, indent=2))
     else:

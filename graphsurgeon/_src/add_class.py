@@ -36,7 +36,7 @@ from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
-from graphsurgeon._src.storage import datasets
+from graphsurgeon._src.storage import datasets, files
 
 tf1 = tf.compat.v1
 LOGITS = "combined/logits"
@@ -67,10 +67,10 @@ class AddClassResult:
 def _inputs(path, what: str) -> np.ndarray:
     path = os.fspath(path)
     if path.endswith(".npz") and os.path.isfile(path):
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise DataError(f"{what} {path}: no array 'x' (it has {', '.join(z.files) or 'none'})")
-            return z["x"]
+        z = files.read_npz(path)
+        if "x" not in z:
+            raise DataError(f"{what} {path}: no array 'x' (it has {', '.join(z) or 'none'})")
+        return z["x"]
     return datasets.load(path).x
 
 

@@ -50,7 +50,7 @@ from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.retrain.config import DEFAULTS
-from graphsurgeon._src.storage import datasets
+from graphsurgeon._src.storage import datasets, files
 
 tf1 = tf.compat.v1
 BALANCES = ("logits", "confidence", "equal")
@@ -181,12 +181,12 @@ def _data(path):
     """``(x, y or None, split)``: labelled data through :func:`datasets.load`, or an ``.npz`` of ``x`` only."""
     path = os.fspath(path)
     if path.endswith(".npz") and os.path.isfile(path):
-        with np.load(path, allow_pickle=False) as z:
-            if "y" not in z.files:
-                if "x" not in z.files:
-                    raise DataError(f"{path}: no array 'x' (it has {', '.join(z.files) or 'none'})")
-                x = z["x"]
-                return x, None, np.array(["train"] * len(x))
+        z = files.read_npz(path)
+        if "y" not in z:
+            if "x" not in z:
+                raise DataError(f"{path}: no array 'x' (it has {', '.join(z) or 'none'})")
+            x = z["x"]
+            return x, None, np.array(["train"] * len(x))
     d = datasets.load(path)
     return d.x, d.y, d.split
 

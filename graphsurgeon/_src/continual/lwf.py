@@ -14,7 +14,6 @@ No old data is needed: the new task's inputs stand in for it.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 
 import tensorflow as tf
 
@@ -22,7 +21,7 @@ from graphsurgeon._src.continual import responses
 from graphsurgeon._src.continual.common import Group, Learned, fit, head_bytes, soft_cross_entropy, stream
 from graphsurgeon._src.continual.graph import TrainGraph
 from graphsurgeon._src.continual.transfer import backbone_variables, bound_values
-from graphsurgeon._src.storage import model_dir
+from graphsurgeon._src.storage import files, model_dir
 
 tf1 = tf.compat.v1
 
@@ -32,7 +31,7 @@ def learn(net, data, task, cfg, old: dict, progress: bool) -> Learned:
     x, y = data.part("train")
     keys = [k for k, s in zip(data.keys, data.split) if s == "train"]
     olds = [t for t in net.tasks if t.name != task.name]
-    scratch = None if cfg.cache else tempfile.mkdtemp(prefix="graphsurgeon-lwf-")
+    scratch = None if cfg.cache else files.new_temp_dir("graphsurgeon-lwf-")
     try:
         recorded = responses.record(net, olds, x, keys, cfg.cache or scratch, progress=progress)
     finally:

@@ -18,7 +18,7 @@ import numpy as np
 from graphsurgeon._src.continual.graph import TrainGraph
 from graphsurgeon._src.errors import CacheError
 from graphsurgeon._src.progress import Progress
-from graphsurgeon._src.storage import cachefiles
+from graphsurgeon._src.storage import cachefiles, files
 from graphsurgeon._src.storage.state_files import fingerprint as values_fingerprint
 
 TENSOR = "lwf/old_logits:0"
@@ -68,7 +68,7 @@ def record(net, tasks: list, x: np.ndarray, keys: list, directory: str, *, progr
       CacheError: ``directory`` holds a cache with another fingerprint, or a damaged shard.
     """
     fp = fingerprint(net, tasks)
-    os.makedirs(directory, exist_ok=True)
+    files.make_dir(directory)
     cachefiles.remove_leftovers(directory)
     manifest = cachefiles.read_manifest(directory)
     widths = [t.head.num_classes for t in tasks]

@@ -27,6 +27,7 @@ from graphsurgeon._src.multihead import layout
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.multihead import verify as verifier
 from graphsurgeon._src.storage import multihead_files as files
+from graphsurgeon._src.storage.files import make_dir, tree_bytes
 from graphsurgeon._src.storage.state_files import fingerprint, write_arrays
 
 STATE_DIR = "continual"
@@ -69,7 +70,7 @@ def write_version(out: str, net, learned: Learned, record) -> tuple[dict, dict]:
         layout.write(tmp, meta, shard, head_values, tab, {**layout.parts(backbones, learned.tasks), **learned.parts})
         files.verify_values(os.path.join(tmp, files.VARIABLES_PREFIX), {**head_values, **shard})
         verifier.check(tmp, backbones, per_group, learned.tasks)
-        os.makedirs(os.path.join(tmp, STATE_DIR))
+        make_dir(os.path.join(tmp, STATE_DIR))
         for name, (arrays, stamp) in sorted(learned.arrays.items()):
             write_arrays(os.path.join(tmp, STATE_DIR, name), arrays, stamp)
         metrics = record(tmp)
@@ -111,4 +112,4 @@ def _model_version(net) -> int:
 
 def directory_bytes(path: str) -> int:
     """Bytes of every file under ``path``."""
-    return sum(os.path.getsize(os.path.join(root, f)) for root, _, names in os.walk(path) for f in names)
+    return tree_bytes(path)
