@@ -349,5 +349,5 @@ def test_the_table_has_the_expected_shape(d, tmp_path):
     assert m["ewc"]["extra"]["fisher"] == 2 * 4 * (64 * 64 + 64 + 64 * 32 + 32)
     many = ct.many_to_one(str(tmp_path), d, seed=0, epochs=60)
     assert many["combined_labels"] >= many["joint"] - 0.03
-    assert many["combined_no_labels"] >= many["joint"] - 0.10  # measured 3-6 points below (benchmarks/README.md)
+    assert many["combined_no_labels"] >= many["joint"] - 0.10  # measured 3.5-7.1 points below (benchmarks/README.md)
     assert many["old_after_add"] >= many["combined_no_labels"] - 0.02 and many["nine_recall"] >= 0.3
