@@ -262,8 +262,9 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
       epochs, lr: default to retrain's settings for a head trained on fixed features (300, 0.003).
 
     Raises:
-      ContinualError: fewer than two models, inputs that differ, labels out of range.
+      ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
       ConfigError: a setting out of range, ``out_dir`` exists.
+      DataError: data without ``x``, or labels outside the union's classes.
     """
     if balance not in BALANCES:
         raise ConfigError(f"balance={balance!r}: expected one of {', '.join(BALANCES)}")
