@@ -1,0 +1,115 @@
+"""Phase 5: write the planned tensors as a V2 checkpoint (through :mod:`storage.bundle_writer`).
+
+A tensor copied from a V2 source either keeps its bytes where they are (``link``: the source's
+data files become shards of the destination, hard-linked, and only the index is new) or has
+them copied into the destination's one new data file. Every other tensor (casts, joined
+partitions, V1 sources, the TF2 object graph) is written into that file as it is computed,
+in chunks of at most 16 MiB when its source is a V2 checkpoint, so memory stays near one chunk
+whatever the tensor's size. TensorFlow checks crc32c on read; each tensor written here gets the
+crc32c of its bytes, and the source's bytes are checked against theirs as they are read.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import tensor_bundle_pb2
+
+from graphsurgeon._src.storage import bundle
+from graphsurgeon._src.storage.bundle_data import read_chunks
+from graphsurgeon._src.storage.bundle_writer import BundleWriter
+
+
+def should_link(tensors: list, link: bool | None) -> bool:
+    """``link`` if given; otherwise True when the destination uses every byte of each V2 source
+    it copies from unchanged (pure renames, keeps of everything, merges), so linking costs no space."""
+    if link is not None:
+        return link
+    used = {}
+    for p in tensors:
+        if p.source.kind != "v2":
+            continue
+        if p.action != "copy":
+            return False
+        used.setdefault(id(p.source), (p.source, set()))[1].update((p.source_key, *p.slices))
+    return all(keys == set(src.entries) for src, keys in used.values())
+
+
+def assemble(tensors: list, prefix: str, *, link: bool) -> list[str]:
+    """Write checkpoint ``prefix`` holding ``tensors`` (PlannedTensors); returns the files written, index last."""
+    w = BundleWriter(prefix)
+    try:
+        for p in tensors:
+            if p.action == "copy" and p.source.kind == "v2" and link:
+                _link(w, p)
+            elif p.action == "copy" and p.source.kind == "v2":
+                _copy(w, p)
+            elif p.dtype == tf.string:
+                w.write_value(p.new, _whole_value(p), tf.string)
+            else:
+                w.write(p.new, p.dtype, p.shape, _chunks(p))
+        return w.finish()
+    except BaseException:
+        w.abandon()
+        raise
+
+
+def _keys(p) -> list[tuple[str, str]]:
+    """``(source key, destination key)`` of a tensor and of its slices."""
+    return [(p.source_key, p.new)] + [(k, bundle.rename_slice_key(k, p.new)) for k in p.slices]
+
+
+def _clone(entry):
+    e = tensor_bundle_pb2.BundleEntryProto()
+    e.CopyFrom(entry)
+    return e
+
+
+def _link(w: BundleWriter, p) -> None:
+    shards = w.link(p.source.prefix, p.source.num_shards)
+    for key, new in _keys(p):
+        e = _clone(p.source.entries[key])
+        e.shard_id = shards[e.shard_id]
+        w.add(new, e)
+
+
+def _copy(w: BundleWriter, p) -> None:
+    for key, new in _keys(p):
+        e = p.source.entries[key]
+        if e.slices:  # a partitioned variable's slice list: no bytes of its own
+            meta = _clone(e)
+            meta.shard_id = -1
+            w.add(new, meta)
+        else:
+            w.copy(new, e, p.source.data_file(e))
+
+
+def _chunks(p):
+    """The bytes of numeric tensor ``p`` as arrays of its destination dtype, part after part."""
+    dst = np.dtype(p.dtype.as_numpy_dtype)
+    for part in p.parts or (p,):
+        src = part.source
+        if src.kind != "v2":
+            yield np.asarray(src.read(part.source_key)).astype(dst, copy=False)
+            continue
+        e = src.entries[part.source_key]
+        raw = read_chunks(src.data_file(e), e.offset, e.size, crc=e.crc32c, what=f"tensor '{part.source_key}'")
+        src_dtype = np.dtype(tf.as_dtype(e.dtype).as_numpy_dtype)
+        yield from (raw if src_dtype == dst else cast_chunks(raw, src_dtype, dst))
+
+
+def cast_chunks(raw_chunks, src_dtype: np.dtype, dst_dtype: np.dtype):
+    """Each raw chunk (uint8 array) read as ``src_dtype`` and converted to ``dst_dtype`` (numpy's
+    rounding, as ``astype``), into one reused output buffer."""
+    out = np.empty(0, dst_dtype)
+    for raw in raw_chunks:
+        x = raw.view(src_dtype)
+        if len(out) < len(x):
+            out = np.empty(len(x), dst_dtype)
+        np.copyto(out[: len(x)], x, casting="unsafe")
+        yield out[: len(x)]
+
+
+def _whole_value(p) -> np.ndarray:
+    """A string tensor's value (joined parts concatenated), read through TensorFlow."""
+    values = [part.source.read(part.source_key) for part in p.parts or (p,)]
+    return values[0] if len(values) == 1 else np.concatenate(values)
