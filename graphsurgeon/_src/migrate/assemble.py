@@ -10,6 +10,9 @@ crc32c of its bytes, and the source's bytes are checked against theirs as they a
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import tensor_bundle_pb2
@@ -36,7 +39,7 @@ def should_link(tensors: list, link: bool | None) -> bool:
 
 def assemble(tensors: list, prefix: str, *, link: bool) -> list[str]:
     """Write checkpoint ``prefix`` holding ``tensors`` (PlannedTensors); returns the files written, index last."""
-    w = BundleWriter(prefix)
+    w, converter = BundleWriter(prefix), Converter()
     try:
         for p in tensors:
             if p.action == "copy" and p.source.kind == "v2" and link:
@@ -46,11 +49,13 @@ def assemble(tensors: list, prefix: str, *, link: bool) -> list[str]:
             elif p.dtype == tf.string:
                 w.write_value(p.new, _whole_value(p), tf.string)
             else:
-                w.write(p.new, p.dtype, p.shape, _chunks(p))
+                w.write(p.new, p.dtype, p.shape, _chunks(p, converter))
         return w.finish()
     except BaseException:
         w.abandon()
         raise
+    finally:
+        converter.close()
 
 
 def _keys(p) -> list[tuple[str, str]]:
@@ -83,7 +88,7 @@ def _copy(w: BundleWriter, p) -> None:
             w.copy(new, e, p.source.data_file(e))
 
 
-def _chunks(p):
+def _chunks(p, converter: "Converter"):
     """The bytes of numeric tensor ``p`` as arrays of its destination dtype, part after part."""
     dst = np.dtype(p.dtype.as_numpy_dtype)
     for part in p.parts or (p,):
@@ -94,19 +99,37 @@ def _chunks(p):
         e = src.entries[part.source_key]
         raw = read_chunks(src.data_file(e), e.offset, e.size, crc=e.crc32c, what=f"tensor '{part.source_key}'")
         src_dtype = np.dtype(tf.as_dtype(e.dtype).as_numpy_dtype)
-        yield from (raw if src_dtype == dst else cast_chunks(raw, src_dtype, dst))
+        yield from (raw if src_dtype == dst else converter.chunks(raw, src_dtype, dst))
 
 
-def cast_chunks(raw_chunks, src_dtype: np.dtype, dst_dtype: np.dtype):
-    """Each raw chunk (uint8 array) read as ``src_dtype`` and converted to ``dst_dtype`` (numpy's
-    rounding, as ``astype``), into one reused output buffer."""
-    out = np.empty(0, dst_dtype)
-    for raw in raw_chunks:
-        x = raw.view(src_dtype)
-        if len(out) < len(x):
-            out = np.empty(len(x), dst_dtype)
-        np.copyto(out[: len(x)], x, casting="unsafe")
-        yield out[: len(x)]
+class Converter:
+    """Converts chunks of one dtype to another with numpy's rounding (as ``astype``), split across
+    ``workers`` threads (numpy releases the GIL while it casts), into one reused output buffer."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self._buffer = np.empty(0, np.uint8)
+
+    def chunks(self, raw_chunks, src_dtype: np.dtype, dst_dtype: np.dtype):
+        """Each raw chunk (a uint8 array) read as ``src_dtype``, converted; each result is valid
+        until the next one is produced."""
+        for raw in raw_chunks:
+            x = raw.view(src_dtype)
+            if len(self._buffer) < len(x) * dst_dtype.itemsize:
+                self._buffer = np.empty(len(x) * dst_dtype.itemsize, np.uint8)
+            out = self._buffer[: len(x) * dst_dtype.itemsize].view(dst_dtype)
+            step = -(-len(x) // self.workers)
+            if self._pool is None or len(x) < (1 << 18):
+                np.copyto(out, x, casting="unsafe")
+            else:
+                list(self._pool.map(lambda i: np.copyto(out[i:i + step], x[i:i + step], casting="unsafe"),
+                                    range(0, len(x), step)))
+            yield out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
 
 
 def _whole_value(p) -> np.ndarray:

@@ -5,7 +5,7 @@ Levels:
 * ``"sample"`` (the default): TensorFlow's own reader opens the new checkpoint; its keys are
   exactly the planned ones, and every tensor's dtype and shape equal what TensorFlow's reader
   of the source gives (the cast dtype for casts, the parts' rows added up for joins). The
-  bytes of every tensor under 1 MiB, and of a seeded sample of the larger ones (up to 64 MiB of
+  bytes of every tensor under 1 MiB, and of a seeded sample of the larger ones (up to 16 MiB of
   them in all; the smallest one when none fits), are read back through TensorFlow and
   compared with the source: by crc32c against the source index's crc32c for a tensor copied
   unchanged from a V2 checkpoint, byte for byte against the value recomputed from the source
@@ -27,13 +27,13 @@ from graphsurgeon._src.storage.checkpoint import CheckpointReader
 
 LEVELS = ("none", "sample", "full")
 SMALL_BYTES = 1 << 20
-SAMPLE_BYTES = 64 << 20
+SAMPLE_BYTES = 16 << 20
 SAMPLE_SEED = 0
 
 
 def sample(tensors: list) -> list:
     """The tensors whose bytes the ``"sample"`` level reads: every one under 1 MiB, and the larger
-    ones taken in an order shuffled with a fixed seed while they add up to at most 64 MiB (the
+    ones taken in an order shuffled with a fixed seed while they add up to at most 16 MiB (the
     smallest larger one when none fits)."""
     small = [p for p in tensors if p.nbytes < SMALL_BYTES]
     large = sorted((p for p in tensors if p.nbytes >= SMALL_BYTES), key=lambda p: p.new)
