@@ -76,9 +76,9 @@ def cache(path, warm):
         os.close(fd)
 
 
-def timed(fn):
+def timed(fn, *args):
     t = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - t
 
 
@@ -111,7 +111,7 @@ def measure(prefix, data, d, repeats):
                     continue
                 os.sync()
                 cache(data, warm=temp == "warm")
-                times[f"{name} {temp}"].append(timed(lambda: step(k)))
+                times[f"{name} {temp}"].append(timed(step, k))
                 for p in ("copy", "half", "renamed"):
                     remove(os.path.join(d, f"{p}{k}"))
     return {k: statistics.median(v) for k, v in times.items() if v}

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ckpt, tree_hash
 
 import graphsurgeon as gs
-from conftest import ckpt, tree_hash
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.migrate import Rules, migrate
 from graphsurgeon._src.storage import bundle

@@ -16,5 +16,5 @@ from graphsurgeon._src.migrate.rules import CAST_DTYPES, PRESETS, RNN_CELL_RENAM
 from graphsurgeon._src.migrate.run import MigrationResult, migrate
 from graphsurgeon._src.migrate.verify import LEVELS as VERIFY_LEVELS
 
-__all__ = ["CAST_DTYPES", "MigrationResult", "PRESETS", "PlannedTensor", "RNN_CELL_RENAMES", "Rules", "VERIFY_LEVELS",
+__all__ = ["CAST_DTYPES", "PRESETS", "RNN_CELL_RENAMES", "VERIFY_LEVELS", "MigrationResult", "PlannedTensor", "Rules",
            "diff", "migrate", "plan_names"]

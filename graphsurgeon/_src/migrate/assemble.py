@@ -88,7 +88,7 @@ def _copy(w: BundleWriter, p) -> None:
             w.copy(new, e, p.source.data_file(e))
 
 
-def _chunks(p, converter: "Converter"):
+def _chunks(p, converter: Converter):
     """The bytes of numeric tensor ``p`` as arrays of its destination dtype, part after part."""
     dst = np.dtype(p.dtype.as_numpy_dtype)
     for part in p.parts or (p,):
@@ -100,6 +100,11 @@ def _chunks(p, converter: "Converter"):
         raw = read_chunks(src.data_file(e), e.offset, e.size, crc=e.crc32c, what=f"tensor '{part.source_key}'")
         src_dtype = np.dtype(tf.as_dtype(e.dtype).as_numpy_dtype)
         yield from (raw if src_dtype == dst else converter.chunks(raw, src_dtype, dst))
+
+
+def _convert(piece) -> None:
+    out, x = piece
+    np.copyto(out, x, casting="unsafe")
 
 
 class Converter:
@@ -123,8 +128,8 @@ class Converter:
             if self._pool is None or len(x) < (1 << 18):
                 np.copyto(out, x, casting="unsafe")
             else:
-                list(self._pool.map(lambda i: np.copyto(out[i:i + step], x[i:i + step], casting="unsafe"),
-                                    range(0, len(x), step)))
+                pieces = [(out[i:i + step], x[i:i + step]) for i in range(0, len(x), step)]
+                list(self._pool.map(_convert, pieces))
             yield out
 
     def close(self) -> None:

@@ -103,7 +103,7 @@ def tf2_variable_keys(src: SourceCheckpoint) -> dict:
         by_name.setdefault(name, []).append(key)
     shared = {n: ks for n, ks in by_name.items() if len(ks) > 1}
     if shared:
-        name, keys = sorted(shared.items())[0]
+        name, keys = min(shared.items())
         raise MigrateError(f"{src.path}: {len(keys)} variables are named '{name}' ({', '.join(keys[:3])}"
                            f"{', …' if len(keys) > 3 else ''}); TF2 variables made without name= share one. Read the "
                            "checkpoint by its keys instead (from_format='tf1') and rename them")

@@ -10,7 +10,8 @@ from graphsurgeon._src.migrate import plan as phases
 from graphsurgeon._src.migrate.assemble import assemble, should_link
 from graphsurgeon._src.migrate.rules import Rules
 from graphsurgeon._src.migrate.sources import open_source
-from graphsurgeon._src.migrate.verify import LEVELS, verify as verify_bundle
+from graphsurgeon._src.migrate.verify import LEVELS
+from graphsurgeon._src.migrate.verify import verify as verify_bundle
 from graphsurgeon._src.storage.paths import checkpoint_files
 from graphsurgeon._src.storage.staging import StagingDir, commit
 

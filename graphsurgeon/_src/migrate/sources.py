@@ -38,7 +38,7 @@ class SourceCheckpoint:
     _reader: CheckpointReader | None = None
 
     @classmethod
-    def in_memory(cls, what: str, values: dict) -> "SourceCheckpoint":
+    def in_memory(cls, what: str, values: dict) -> SourceCheckpoint:
         return cls(what, "", "memory", values=values)
 
     def names(self) -> list[str]:

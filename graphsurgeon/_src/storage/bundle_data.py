@@ -79,7 +79,7 @@ class DataWriter:
 
     def __init__(self, path: str):
         self.path = path
-        self._f = open(path, "xb")
+        self._f = open(path, "xb")  # noqa: SIM115 (closed by close() or abandon())
         self.size = 0
 
     def write(self, chunks) -> tuple[int, int, int]:

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf import message
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from graphsurgeon._src.errors import CorruptCheckpointError
@@ -37,7 +38,7 @@ def variable_keys(prefix: str, keep_save_counter: bool = False) -> list[tuple[st
     raw = raw if isinstance(raw, bytes) else np.asarray(raw).item()
     try:
         graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(raw)
-    except Exception as e:  # protobuf DecodeError
+    except message.DecodeError as e:
         raise CorruptCheckpointError(f"{prefix}: its {OBJECT_GRAPH_KEY} does not parse ({type(e).__name__})") from None
     out = []
     for node in graph.nodes:
