@@ -331,3 +331,28 @@ def test_header_of_a_written_bundle(src, tmp_path):
     header, _ = bundle.read_index(out)
     assert header.num_shards == 1 and header.endianness == tensor_bundle_pb2.BundleHeaderProto.LITTLE
     assert header.version.producer == 1
+
+
+SPECIAL = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 65504, 65519.99, 65520, 1e-8, 6e-8, 5.96e-8,
+                    6.1e-5, 1 + 2**-11, 1 + 3 * 2**-11, 3.4e38, -1.5e-45], np.float32)
+
+
+@pytest.mark.parametrize("src_dtype,dst_dtype", [(np.float32, tf.float16), (np.float32, tf.bfloat16),
+                                                 (np.float64, tf.float16), (np.float16, tf.float32),
+                                                 (np.float64, tf.bfloat16)])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_converter_gives_the_bits_of_numpy_astype(src_dtype, dst_dtype, workers):
+    from graphsurgeon._src.migrate.assemble import Converter
+
+    x = np.concatenate([SPECIAL, RNG.standard_normal(600_000).astype(np.float32) * 1e3,
+                        np.frombuffer(RNG.bytes(4 * 300_000), np.float32)]).astype(src_dtype)  # random bit patterns
+    dst = np.dtype(dst_dtype.as_numpy_dtype)
+    raw = x.view(np.uint8)
+    chunks = [raw[i:i + 2**20] for i in range(0, len(raw), 2**20)]  # several chunks, each converted
+    converter = Converter(workers)
+    try:
+        got = np.concatenate([c.copy() for c in converter.chunks(chunks, np.dtype(src_dtype), dst)])
+    finally:
+        converter.close()
+    want = x.astype(dst)
+    assert got.dtype == dst and np.array_equal(got.view(np.uint8), want.view(np.uint8))

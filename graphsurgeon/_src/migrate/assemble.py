@@ -107,9 +107,28 @@ def _convert(piece) -> None:
     np.copyto(out, x, casting="unsafe")
 
 
+# Casts TensorFlow's kernel does several times faster than numpy's astype, with the same bits for
+# every float32 value but NaNs (TensorFlow writes one NaN, numpy keeps the sign and top payload
+# bits): checked on all 2**32 float32 values. NaNs are therefore converted by numpy.
+TF_CASTS = {(np.dtype(np.float32), np.dtype(tf.float16.as_numpy_dtype)),
+            (np.dtype(np.float32), np.dtype(tf.bfloat16.as_numpy_dtype))}
+
+
+def _tf_cast(x: np.ndarray, dst_dtype: np.dtype) -> np.ndarray:
+    """``x.astype(dst_dtype)``, bit for bit, through TensorFlow's cast kernel."""
+    out = tf.cast(x, tf.as_dtype(dst_dtype)).numpy()
+    if len(x) and np.isnan(np.min(x)):  # min is NaN when any element is
+        out = np.array(out)
+        nan = np.isnan(x)
+        out[nan] = x[nan].astype(dst_dtype)
+    return out
+
+
 class Converter:
-    """Converts chunks of one dtype to another with numpy's rounding (as ``astype``), split across
-    ``workers`` threads (numpy releases the GIL while it casts), into one reused output buffer."""
+    """Converts chunks of one dtype to another with the bits numpy's ``astype`` gives (round to
+    nearest even): float32 to float16 or bfloat16 through TensorFlow's cast kernel, any other
+    pair with numpy split across ``workers`` threads (numpy releases the GIL while it casts)
+    into one reused buffer. Each result stays valid until the next one is produced."""
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
@@ -117,10 +136,12 @@ class Converter:
         self._buffer = np.empty(0, np.uint8)
 
     def chunks(self, raw_chunks, src_dtype: np.dtype, dst_dtype: np.dtype):
-        """Each raw chunk (a uint8 array) read as ``src_dtype``, converted; each result is valid
-        until the next one is produced."""
+        """Each raw chunk (a uint8 array) read as ``src_dtype``, converted to ``dst_dtype``."""
         for raw in raw_chunks:
             x = raw.view(src_dtype)
+            if (src_dtype, dst_dtype) in TF_CASTS:
+                yield _tf_cast(x, dst_dtype)
+                continue
             if len(self._buffer) < len(x) * dst_dtype.itemsize:
                 self._buffer = np.empty(len(x) * dst_dtype.itemsize, np.uint8)
             out = self._buffer[: len(x) * dst_dtype.itemsize].view(dst_dtype)
