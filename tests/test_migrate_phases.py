@@ -1,6 +1,10 @@
 """Each phase of a migration on its own: plan, casts, joins, TF2 keys, the link decision, assembly,
 and verification, which must fail on every kind of damaged output it claims to catch."""
+import io
+import json
 import os
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -356,3 +360,46 @@ def test_converter_gives_the_bits_of_numpy_astype(src_dtype, dst_dtype, workers)
         converter.close()
     want = x.astype(dst)
     assert got.dtype == dst and np.array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+# ---- progress --------------------------------------------------------------------------------
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_one_bar_of_mib_written_and_only_for_long_work(src, tmp_path, monkeypatch, capsys):
+    from graphsurgeon._src.migrate import run
+
+    rules = Rules(cast=[("big", "float16")])
+    run.migrate(src, str(tmp_path / "small"), rules, progress=True)  # 3 MiB: under PROGRESS_MIB
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(run, "PROGRESS_MIB", 1)
+    run.migrate(src, str(tmp_path / "quiet"), rules, progress=False)
+    assert capsys.readouterr().err == ""
+    run.migrate(src, str(tmp_path / "log"), rules, progress=True)  # stderr not a terminal: one plain line at the end
+    assert re.fullmatch(r"migrating: 3/3 MiB \(\d+ s\)\n", capsys.readouterr().err)
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run.migrate(src, str(tmp_path / "tty"), rules, progress=True)
+    bar = terminal.getvalue()
+    assert bar.count("\n") == 1 and "migrating" in bar and "3/3" in bar and "MiB" in bar, bar
+
+
+def test_cli_migrate_quiet_shows_no_progress_and_json_carries_a_version(src, tmp_path, monkeypatch, capfd):
+    from graphsurgeon._src.cli import main
+    from graphsurgeon._src.migrate import run
+
+    monkeypatch.setattr(run, "PROGRESS_MIB", 1)
+    for quiet in (True, False):
+        capfd.readouterr()
+        code = main(["migrate", src, str(tmp_path / f"q{quiet}"), "--cast", "big=float16", "--json"]
+                    + ["--quiet"] * quiet)
+        out, err = capfd.readouterr()
+        assert code == 0 and json.loads(out)["version"] == 1
+        assert ("migrating: 3/3 MiB" in err) != quiet, err
+    code = main(["diff", src, str(tmp_path / "qTrue"), "--json"])
+    d = json.loads(capfd.readouterr().out)
+    assert code == 0 and d["version"] == 1 and (d["a"], d["b"]) == (src, str(tmp_path / "qTrue"))
+    assert sorted(d["dtype_changed"]) == [f"big/{k}" for k in range(6)]

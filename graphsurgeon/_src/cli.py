@@ -185,11 +185,11 @@ def cmd_migrate(args):
         res = migrate(args.src, args.dst, _rules(args), dry_run=args.dry_run,
                       verify="none" if args.no_verify else args.verify,
                       link=True if args.link else False if args.copy else None, to=args.to,
-                      from_format=args.from_format, merge_partitions=args.merge_partitions)
+                      from_format=args.from_format, merge_partitions=args.merge_partitions, progress=not args.quiet)
     except GraphSurgeonError as e:  # the library names arguments; say the flags
         raise type(e)(migrate_flags(str(e))) from None
     if args.json:
-        print(json.dumps({"destination": res.destination, "dry_run": args.dry_run, "verified": res.verified,
+        print(json.dumps({"version": 1, "destination": res.destination, "dry_run": args.dry_run, "verified": res.verified,
                           "data": res.data, "cast": res.cast, "mapping": res.mapping, "files": res.files,
                           "swept": res.swept}, indent=2))
         return
@@ -241,7 +241,7 @@ def cmd_diff(args):
 
     d = diff(args.a, args.b)
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(json.dumps({"version": 1, "a": args.a, "b": args.b, **d}, indent=2))
         return
     for key in ("added", "removed"):
         for n in d[key]:
@@ -377,6 +377,7 @@ def build_parser():
                    help="always hard-link the sources' data files and write only an index (dropped tensors keep "
                         "their bytes there); the default links only when no byte is dropped or changed")
     d.add_argument("--copy", action="store_true", help="always write a new data file, never hard links")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_migrate)
 

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
+from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import bundle
 from graphsurgeon._src.storage.bundle_data import read_chunks
 from graphsurgeon._src.storage.bundle_writer import BundleWriter
@@ -37,25 +38,52 @@ def should_link(tensors: list, link: bool | None) -> bool:
     return all(keys == set(src.entries) for src, keys in used.values())
 
 
-def assemble(tensors: list, prefix: str, *, link: bool) -> list[str]:
-    """Write checkpoint ``prefix`` holding ``tensors`` (PlannedTensors); returns the files written, index last."""
-    w, converter = BundleWriter(prefix), Converter()
+def bytes_to_write(tensors: list, *, link: bool) -> int:
+    """How many bytes :func:`assemble` writes into the new data file (linked tensors cost none)."""
+    return sum(p.nbytes for p in tensors if not (link and p.action == "copy" and p.source.kind == "v2"))
+
+
+def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | None = None) -> list[str]:
+    """Write checkpoint ``prefix`` holding ``tensors`` (PlannedTensors); returns the files written, index
+    last. ``progress`` (counting MiB, see :func:`bytes_to_write`) is advanced as tensors are written."""
+    w, converter, meter = BundleWriter(prefix), Converter(), _Meter(progress)
     try:
         for p in tensors:
             if p.action == "copy" and p.source.kind == "v2" and link:
                 _link(w, p)
-            elif p.action == "copy" and p.source.kind == "v2":
+                continue
+            if p.action == "copy" and p.source.kind == "v2":
                 _copy(w, p)
             elif p.dtype == tf.string:
                 w.write_value(p.new, _whole_value(p), tf.string)
             else:
-                w.write(p.new, p.dtype, p.shape, _chunks(p, converter))
+                w.write(p.new, p.dtype, p.shape, meter.counted(_chunks(p, converter)))
+                continue
+            meter.add(p.nbytes)
         return w.finish()
     except BaseException:
         w.abandon()
         raise
     finally:
         converter.close()
+
+
+class _Meter:
+    """Advances a Progress counting MiB from the bytes written."""
+
+    def __init__(self, progress: Progress | None):
+        self.progress, self.bytes, self.shown = progress, 0, 0
+
+    def add(self, n: int) -> None:
+        self.bytes += n
+        if self.progress is not None and (self.bytes >> 20) > self.shown:
+            self.progress.update((self.bytes >> 20) - self.shown)
+            self.shown = self.bytes >> 20
+
+    def counted(self, chunks):
+        for chunk in chunks:
+            yield chunk
+            self.add(chunk.nbytes)
 
 
 def _keys(p) -> list[tuple[str, str]]:

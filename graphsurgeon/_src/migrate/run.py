@@ -7,13 +7,16 @@ import os
 
 from graphsurgeon._src.errors import ConfigError, MigrateError
 from graphsurgeon._src.migrate import plan as phases
-from graphsurgeon._src.migrate.assemble import assemble, should_link
+from graphsurgeon._src.migrate.assemble import assemble, bytes_to_write, should_link
 from graphsurgeon._src.migrate.rules import Rules
 from graphsurgeon._src.migrate.sources import open_source
 from graphsurgeon._src.migrate.verify import LEVELS
 from graphsurgeon._src.migrate.verify import verify as verify_bundle
+from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage.paths import checkpoint_files
 from graphsurgeon._src.storage.staging import StagingDir, commit
+
+PROGRESS_MIB = 64  # a migration writing less than this shows no progress
 
 
 @dataclasses.dataclass
@@ -43,7 +46,7 @@ class MigrationResult:
 
 def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = False, verify: str = "sample",
             link: bool | None = None, to: str = "tf1", from_format: str = "tf1",
-            merge_partitions: bool = False) -> MigrationResult:
+            merge_partitions: bool = False, progress: bool = False) -> MigrationResult:
     """Write checkpoint ``dst`` from ``src`` (and ``rules.merge`` sources) through ``rules``.
 
     Args:
@@ -62,6 +65,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
       from_format: ``"tf2"`` reads an object-based checkpoint (or a TF2 SavedModel's variables)
         by its variables' names; its other objects are left out.
       merge_partitions: join ``name/part_0..part_N`` into one tensor ``name`` (along the first axis).
+      progress: show one progress bar on stderr (MiB written; a plain line every 10 s when stderr
+        is not a terminal) while at least 64 MiB are written into the new data file.
 
     Returns:
       A :class:`MigrationResult`.
@@ -85,17 +90,19 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
                              sorted(p.new for p in tensors if p.action != "copy"), "",
                              "linked" if should_link(tensors, link) else "written")
     if not dry_run:
-        _write(tensors + extra, result, level)
+        _write(tensors + extra, result, level, progress)
     return result
 
 
-def _write(tensors: list, result: MigrationResult, level: str) -> None:
+def _write(tensors: list, result: MigrationResult, level: str, progress: bool) -> None:
     dst = result.destination
+    link = result.data == "linked"
+    mib = bytes_to_write(tensors, link=link) >> 20
     staging_dir = StagingDir(os.path.dirname(dst), "migrate")
-    with staging_dir as staging:
+    with staging_dir as staging, Progress(mib, "migrating", "MiB", enabled=progress and mib >= PROGRESS_MIB) as bar:
         result.swept = staging_dir.swept
         staged = os.path.join(staging, os.path.basename(dst))
-        files = assemble(tensors, staged, link=result.data == "linked")
+        files = assemble(tensors, staged, link=link, progress=bar)
         verify_bundle(staged, tensors, level)
         moves = [(f, dst + f[len(staged):]) for f in files]
         commit(moves)
