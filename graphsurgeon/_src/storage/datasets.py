@@ -221,7 +221,8 @@ class ImageDecoder:
 
 @dataclasses.dataclass
 class Record:
-    """One example, not yet loaded: content ``key`` (sha256), ``label``, ``split`` and where it is."""
+    """One example, not yet loaded: content ``key`` (sha256 of an image's or a TFRecord feature's bytes,
+    sha1 of an ``.npz`` row's bytes), ``label``, ``split`` and where it is."""
 
     key: str
     label: int
