@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import guess, select, subgraph
-from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.errors import ConfigError, DataError
+from graphsurgeon._src.storage.npy import load_npy
 
 
 def parse_feeds(feeds) -> dict[str, np.ndarray]:
@@ -47,10 +48,9 @@ def parse_feeds(feeds) -> dict[str, np.ndarray]:
 
 def _load_npy(name: str, path: str) -> np.ndarray:
     try:
-        return np.load(os.path.expanduser(path), allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
-        raise ConfigError(f"feed '{name}={path}': cannot read the .npy file ({reason})") from None
+        return load_npy(os.path.expanduser(path))
+    except DataError as e:
+        raise ConfigError(f"feed '{name}={path}': {e}") from None
 
 
 def broadcast(name: str, value: np.ndarray, tensor: tf.Tensor, batch: int | None) -> np.ndarray:
@@ -124,6 +124,15 @@ class Feeder:
         """``(feed dict for a batch x, number of real rows)``: padded, with the other placeholders' values."""
         x, n = self.pad(x)
         return {self.input: x, **self.extras(len(x))}, n
+
+
+def check_example_shape(got, inp: tf.Tensor, where: str) -> None:
+    """Raise :class:`DataError` unless examples of shape ``got`` fit input ``inp`` (its static shape
+    past the batch dimension; unknown dimensions take anything)."""
+    want = inp.shape.as_list()[1:] if inp.shape.rank is not None else None
+    got = list(got)
+    if want is not None and (len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got))):
+        raise DataError(f"{where}: examples have shape {got} but input '{inp.name}' takes {want}")
 
 
 def batch_size_for(requested: int | None, fixed: int | None, default: int, what: str) -> int:
