@@ -769,6 +769,11 @@ FLAG_CASES = [
     ("migrate-unknown-preset", ["migrate", "{model}", "{out}/m.ckpt", "--preset", "bogus"], r"preset 'bogus'"),
     ("input-not-in-graph", ["plan", "--model", "{model}", "--head", "hidden2/Relu:2", "--input", "nosuch:0"],
      r"nosuch"),
+    # a reference variable is not a value a placeholder can stand for (its read tensor is)
+    ("input-is-a-variable", ["plan", "--model", "{model}", "--head", "hidden2/Relu:2", "--input", "hidden1/weights:0"],
+     r"'hidden1/weights:0' is a reference to variable state.*'hidden1/weights/read:0'"),
+    ("cache-input-is-a-variable", ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", "--input",
+                                   "hidden1/weights", *MLP_DATA], r"'hidden1/weights' is a reference to variable state"),
 ]
 
 

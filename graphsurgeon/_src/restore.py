@@ -230,6 +230,10 @@ def _as_placeholder(meta, tensor: str, where: str) -> str:
         raise TensorNotFoundError(f"{where}: op '{op}' has no output '{tensor}'") from None
     if op in subgraph.loop_nodes(gd):
         raise TensorNotFoundError(f"{where}: '{tensor}' is inside a while loop; an input must be outside it")
+    if t.dtype != t.dtype.base_dtype:  # a variable itself (or an op passing its reference on), not a value
+        raise TensorNotFoundError(
+            f"{where}: '{tensor}' is a reference to variable state ({node.op}), not a value an input can replace; "
+            f"name a tensor that reads it (such as '{op}/read:0' for a variable)")
     return subgraph.replace_with_placeholder(gd, _full(tensor), t.dtype, t.shape)
 
 
