@@ -404,6 +404,19 @@ _entry_case("index-header-5-shards", _header(num_shards=5), r"data-00000-of-0000
 _entry_case("index-header-big-endian", _header(endianness=1), r"endian")
 
 
+@case("index-huge-string-tensor", "checkpoint", r"'notes' declares 1099511627776 strings")
+def _(root, p):
+    """A string tensor declaring 2**40 elements over a few bytes (TensorFlow would allocate them all)."""
+    m = copy(p, "model", root)
+    values = read_all(m)
+    values["notes"] = np.array([b"trained", b"2017"])
+    for f in (m + ".index", m + ".data-00000-of-00001"):
+        os.remove(f)
+    save_tensors(m, values)
+    edit_index(m, lambda h, e: (e["notes"].shape.dim[0].__setattr__("size", 2 ** 40)))
+    return subs(p, root, model=m)
+
+
 # -- data files ------------------------------------------------------------------------------------------
 
 def _data_case(id, damage, needle, key="model", kind="checkpoint"):
@@ -788,7 +801,8 @@ AWAITS_MIGRATE = {
     "index-bitflip-block-checksum": ("migrate",), "index-bitflip-entry-value": ("migrate",),
     "index-bitflip-footer-handle": ("migrate",), "index-bitflip-index-block": ("migrate",),
     "index-bitflip-tensor-name": ("migrate",), "index-header-5-shards": ("migrate",),
-    "index-header-big-endian": ("migrate",), "index-huge-declared-shape": ("migrate",),
+    "index-header-big-endian": ("migrate",), "index-huge-string-tensor": ("migrate",),
+    "index-huge-declared-shape": ("migrate",),
     "index-huge-shape-past-data-end": ("migrate",), "index-last-byte-cut": ("migrate",),
     "index-negative-dimension": ("migrate",), "index-non-utf8-tensor-name": ("migrate",),
     "index-not-a-table": ("migrate",), "index-offset-past-data-end": ("migrate",),

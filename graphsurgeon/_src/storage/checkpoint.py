@@ -50,7 +50,8 @@ def read_checked_index(prefix: str):
     (:func:`bundle.read_index`); a little-endian header naming 1..100000 shards; for every tensor, a
     UTF-8 name (slice keys of partitioned variables excepted), a known non-reference dtype, a shape of
     dimensions >= 0, a shard id below the shard count, a byte size equal to elements x item size for
-    fixed-size dtypes, and bytes ``[offset, offset + size)`` inside its data file, which must exist.
+    fixed-size dtypes (at least one byte per element for strings), and bytes ``[offset, offset + size)``
+    inside its data file, which must exist.
 
     Raises:
       CorruptCheckpointError: naming the index or data file, the tensor and what was expected.
@@ -93,6 +94,9 @@ def read_checked_index(prefix: str):
             raise CorruptCheckpointError(
                 f"{path}: tensor '{shown}' declares {dtype.name} {dims} ({count * dtype.size} bytes) but its "
                 f"entry holds {e.size} bytes")
+        if dtype == tf.string and count > e.size:  # every string takes at least its one-byte length
+            raise CorruptCheckpointError(
+                f"{path}: tensor '{shown}' declares {count} strings ({dims}) but its entry holds {e.size} bytes")
         data = bundle.data_file(prefix, e.shard_id, n_shards)
         if data not in sizes:
             try:
