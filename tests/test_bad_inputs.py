@@ -278,6 +278,10 @@ COMMANDS = {
         "cache-repair": ["cache", "--model", "{model}", "--tensor", "hidden1/Relu", "--data", "{data}", "--out",
                          "{cache}", "--shard-size", "16", "--quiet", "--repair"],
     },
+    "feed": {  # an .npy file given as a --feed value
+        "plan": ["plan", "--model", "{model}", "--head", "hidden2/Relu:2", "--feed", "X={feed}"],
+        "cache": ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", "--feed", "X={feed}", *MLP_DATA, "--quiet"],
+    },
     "toml": {
         "plan": ["plan", "--plan", "{plan}"],
         "retrain": ["retrain", "--plan", "{plan}", *MLP_DATA, "--quiet"],
@@ -729,6 +733,30 @@ _cache_case("cache-manifest-shard-escapes-repair", _shard_escape, r"manifest\.js
             commands=("cache-repair",))
 
 
+# -- .npy feed values ------------------------------------------------------------------------------------------------
+
+def _feed_case(id, write_npy, needle):
+    @case(id, "feed", needle)
+    def make(root, p):
+        os.makedirs(os.path.join(root, "in"))
+        path = os.path.join(root, "in", "state.npy")
+        write_npy(path)
+        return subs(p, root, feed=path)
+
+
+def _npy_huge_header(path):
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 40, 8)})
+        f.write(np.zeros(16, np.float32).tobytes())
+
+
+_feed_case("feed-npy-huge-declared-shape", _npy_huge_header, r"state\.npy: declares float32 \[1099511627776, 8\]")
+_feed_case("feed-npy-object-array", lambda path: np.save(path, np.array([1, "a", None], dtype=object)),
+           r"state\.npy: holds Python objects")
+_feed_case("feed-npy-truncated", lambda path: (np.save(path, np.zeros((4, 8), np.float32)), truncate(path, 200)),
+           r"state\.npy: declares float32 \[4, 8\]")
+
+
 # -- TOML plan files --------------------------------------------------------------------------------------------------------
 
 def _toml_case(id, text, needle):
@@ -909,7 +937,7 @@ def test_the_corpus_is_large_and_covers_every_read_command():
 # ---- positive controls: the same command lines work on the undamaged inputs ----------------------------------------------------
 
 PRISTINE_RUNS = [(kind, cmd) for kind in COMMANDS for cmd in COMMANDS[kind]
-                 if kind not in ("values", "compute", "npz-labels") and cmd != "cache-repair"]
+                 if kind not in ("values", "compute", "npz-labels", "feed") and cmd != "cache-repair"]
 
 
 @pytest.mark.parametrize("kind,command", PRISTINE_RUNS, ids=[f"{k}-{c}" for k, c in PRISTINE_RUNS])
