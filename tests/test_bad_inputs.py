@@ -33,10 +33,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from legacy_models import fully_connected, tiny_convnet
 
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.storage import bundle
-from legacy_models import fully_connected, tiny_convnet
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,7 +133,7 @@ def pristine(tmp_path_factory):
             w.write(example(png(30 * i), i % 2))
     p["cache"] = os.path.join(d, "cache")
     generate(p["model"], "hidden1/Relu", p["npz"], p["cache"], shard_size=16, progress=False)
-    assert len(json.load(open(os.path.join(p["cache"], "manifest.json")))["shards"]) == 3
+    assert len(read_json(os.path.join(p["cache"], "manifest.json"))["shards"]) == 3
     p["plan"] = os.path.join(d, "plan.toml")
     with open(p["plan"], "w") as f:
         f.write(f'model = "{p["model"]}"\nhead = "hidden2/Relu:2"\ntrainable = ["hidden2"]\nepochs = 1\n')
@@ -181,6 +181,16 @@ def truncate(path, size):
 def write(path, data):
     with open(path, "wb" if isinstance(data, bytes) else "w") as f:
         f.write(data)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def find(path, needle: bytes, after=0):
@@ -684,7 +694,7 @@ def _cache_case(id, damage, needle, commands=("retrain", "cache")):
 
 def _manifest(c, fn):
     path = os.path.join(c, "manifest.json")
-    m = json.load(open(path))
+    m = read_json(path)
     fn(m)
     write(path, json.dumps(m, sort_keys=True, indent=1))
 
@@ -692,7 +702,7 @@ def _manifest(c, fn):
 def _replace_shard(c, array):
     """Shard 1 replaced by ``array``, the manifest's checksum updated to match (a consistent tamper)."""
     np.save(os.path.join(c, "shard-00001.npy"), array)
-    digest = hashlib.sha256(open(os.path.join(c, "shard-00001.npy"), "rb").read()).hexdigest()
+    digest = sha256_of(os.path.join(c, "shard-00001.npy"))
     _manifest(c, lambda m: m["shards"][1].update(sha256=digest))
 
 
@@ -703,7 +713,7 @@ def _shard_escape(c, root):
 
 def _index_rows(c, root):
     path = os.path.join(c, "shard-00000.index.json")
-    cols = json.load(open(path))
+    cols = read_json(path)
     cols["label"] = cols["label"][:3]
     data = json.dumps(cols, sort_keys=True, separators=(",", ":")).encode()
     write(path, data)
@@ -953,7 +963,7 @@ def test_pristine_inputs_work(kind, command, pristine, tmp_path, capfd):
         values["cache"] = copy(pristine, "cache", str(tmp_path))
     elif kind == "checkpoint" and command in ("inspect", "diff"):
         values["model"] = os.path.dirname(pristine["sharded"])  # a directory, via its state file
-    rc, out, err = run_in_process(fill(COMMANDS[kind][command], values), capfd)
+    rc, _, err = run_in_process(fill(COMMANDS[kind][command], values), capfd)
     assert rc == 0, err
     assert err == "", err
 
@@ -998,7 +1008,7 @@ def subprocess_runs(pristine, tmp_path_factory):
 
 @pytest.mark.parametrize("cid", [pytest.param(c, marks=_awaits(*c.rsplit("-", 1))) for c in SUBPROCESS_CASES])
 def test_bad_input_in_a_real_process(cid, subprocess_runs):
-    c, cmd, root, values, before, proc = subprocess_runs[cid]
+    c, cmd, root, _, before, proc = subprocess_runs[cid]
     out, err = proc.communicate(timeout=120)
     check_one_line(proc.returncode, out.decode(), err.decode("utf-8", "replace"), cmd, c.needle)
     assert snapshot(root) == before
@@ -1018,8 +1028,8 @@ def test_non_utf8_image_file_names_are_read(pristine, tmp_path, capfd):
     for kind in ("cache", "retrain"):
         rc, _, err = run_in_process(fill(COMMANDS["images"][kind], {**values, "out": str(tmp_path / kind)}), capfd)
         assert rc == 0, err
-    manifest = json.load(open(tmp_path / "cache" / "manifest.json"))
-    sources = json.load(open(tmp_path / "cache" / manifest["shards"][0]["index"]))["source"]
+    manifest = read_json(tmp_path / "cache" / "manifest.json")
+    sources = read_json(tmp_path / "cache" / manifest["shards"][0]["index"])["source"]
     assert len(sources) == 8 and os.path.join("red", NON_UTF8 + ".png") in sources
     # the split of b"m\xffodel.png" is retrain.py's: sha1 of the raw name bytes
     h = int(hashlib.sha1(b"m\xffodel.png").hexdigest(), 16) % 2 ** 27 * (100.0 / (2 ** 27 - 1))
@@ -1036,7 +1046,7 @@ def test_symlinks_inside_the_image_folder_are_read(pristine, tmp_path, capfd):
     values = subs(pristine, str(tmp_path), data=d)
     rc, _, err = run_in_process(fill(COMMANDS["images"]["cache"], values), capfd)
     assert rc == 0, err
-    manifest = json.load(open(tmp_path / "out" / "manifest.json"))
+    manifest = read_json(tmp_path / "out" / "manifest.json")
     assert manifest["classes"] == ["blue", "red"] and sum(s["rows"] for s in manifest["shards"]) == 9
 
 
