@@ -11,14 +11,13 @@ size the graph allows.
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import guess, select, subgraph
 from graphsurgeon._src.errors import ConfigError, DataError
-from graphsurgeon._src.storage.npy import load_npy
+from graphsurgeon._src.storage import files
 
 
 def parse_feeds(feeds) -> dict[str, np.ndarray]:
@@ -48,9 +47,12 @@ def parse_feeds(feeds) -> dict[str, np.ndarray]:
 
 def _load_npy(name: str, path: str) -> np.ndarray:
     try:
-        return load_npy(os.path.expanduser(path))
+        return files.read_npy(path)
     except DataError as e:
         raise ConfigError(f"feed '{name}={path}': {e}") from None
+    except (OSError, ValueError, EOFError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
+        raise ConfigError(f"feed '{name}={path}': cannot read the .npy file ({reason})") from None
 
 
 def broadcast(name: str, value: np.ndarray, tensor: tf.Tensor, batch: int | None) -> np.ndarray:
