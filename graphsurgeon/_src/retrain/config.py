@@ -75,15 +75,16 @@ class RetrainConfig:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` on out-of-range numbers: epochs below 1, patience below 0, a
-        learning rate that is not a finite number above 0 (None takes the default)."""
+        learning rate that is not a finite number >= 0 (None takes the default; 0 trains nothing, which
+        measures the loss of the weights as they are)."""
         for name, least in (("epochs", 1), ("patience", 0)):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
                 raise ConfigError(f"{name}={v!r}: expected an integer >= {least}")
         lr = self.lr
         if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr)
-                               or lr <= 0):
-            raise ConfigError(f"lr={lr!r}: expected a finite number > 0")
+                               or lr < 0):
+            raise ConfigError(f"lr={lr!r}: expected a finite number >= 0")
 
     def head_spec(self):
         """``(tensor name, n_classes)`` or None."""
