@@ -17,7 +17,7 @@ _EXPORTS = {
     **{name: ("graphsurgeon._src.errors", name) for name in (
         "CacheError", "CheckpointNotFoundError", "ConfigError", "MigrateError", "CorruptCheckpointError", "DataError",
         "GraphSurgeonError", "MergeHeadsError", "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError",
-        "UnregisteredOpError", "UnsafeGraphError", "WrongPathKindError")},
+        "UnregisteredOpError", "UnsafeGraphError", "UnsupportedPathError", "WrongPathKindError")},
     "CacheReader": ("graphsurgeon._src.cache", "CacheReader"),
     "CacheReport": ("graphsurgeon._src.cache", "CacheReport"),
     "generate_cache": ("graphsurgeon._src.cache", "generate"),

@@ -18,6 +18,10 @@ class WrongPathKindError(GraphSurgeonError):
     """A directory was given where a file or prefix was meant, or the reverse."""
 
 
+class UnsupportedPathError(GraphSurgeonError):
+    """A path TensorFlow cannot open as given: its name is not valid UTF-8."""
+
+
 class NoMetaGraphError(GraphSurgeonError):
     """A checkpoint has no ``.meta`` file and no graph was given to restore into."""
 

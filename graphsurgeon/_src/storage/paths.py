@@ -10,7 +10,7 @@ import glob
 import os
 import re
 
-from graphsurgeon._src.errors import CheckpointNotFoundError, WrongPathKindError
+from graphsurgeon._src.errors import CheckpointNotFoundError, UnsupportedPathError, WrongPathKindError
 
 _DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -75,28 +75,55 @@ def _describe_dir(directory: str) -> str:
 
 
 def _latest_in_dir(directory: str) -> str | None:
-    """The newest checkpoint named by a directory's ``checkpoint`` state file.
+    """The newest checkpoint named by a directory's ``checkpoint`` state file, or None without one.
 
-    The state file often carries absolute paths from the machine that wrote it;
-    when that path does not exist here, the same base name in ``directory`` is used.
+    A state file names checkpoints of its own directory only: its ``model_checkpoint_path`` is
+    looked up by base name in ``directory``. Saver writes absolute paths by default, often from
+    another machine (or the directory a run was copied from), and those resolve here by base name.
+    A name whose base name is not a checkpoint in ``directory`` is refused even when the path exists
+    elsewhere (``../other/model.ckpt-1``, an absolute path to another directory): a model is read
+    only from where the user pointed; pass that other prefix itself to read it.
+
+    Raises:
+      CheckpointNotFoundError: the state file is not text, has no ``model_checkpoint_path`` line,
+        or names a checkpoint that is not in ``directory``.
     """
     state = os.path.join(directory, "checkpoint")
     if not os.path.isfile(state):
         return None
+    with open(state, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointNotFoundError(f"{state}: not a text file; expected a TF checkpoint state file "
+                                      '(model_checkpoint_path: "...")') from None
     latest = None
-    with open(state, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            m = re.match(r'\s*model_checkpoint_path:\s*"(.*)"\s*$', line)
-            if m:
-                latest = m.group(1)
+    for line in text.splitlines():
+        m = re.match(r'\s*model_checkpoint_path:\s*"(.*)"\s*$', line)
+        if m:
+            latest = m.group(1)
     if latest is None:
         raise CheckpointNotFoundError(f"{state}: no model_checkpoint_path line; expected a TF checkpoint state file")
-    for candidate in (latest, os.path.join(directory, latest), os.path.join(directory, os.path.basename(latest))):
-        if checkpoint_files(candidate):
-            return candidate
+    base = re.split(r"[\\/]", latest)[-1]  # Windows-written state files use backslashes
+    if base not in ("", ".", "..") and checkpoint_files(os.path.join(directory, base)):
+        return os.path.join(directory, base)
     raise CheckpointNotFoundError(
-        f"{state} names checkpoint '{latest}', which is not there ({_describe_dir(directory)})"
+        f"{state} names checkpoint '{latest}', which is not in {directory} (a state file names only checkpoints "
+        f"in its own directory, by base name; {_describe_dir(directory)}); to read a checkpoint elsewhere, "
+        "pass its prefix"
     )
+
+
+def check_utf8(path: str, what: str = "path") -> None:
+    """Raise :class:`UnsupportedPathError` unless ``path`` is valid UTF-8 (TensorFlow's file
+    system layer takes only UTF-8 names; Python hands other bytes over as surrogates)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise UnsupportedPathError(f"{what} {shown}: the name is not valid UTF-8, and TensorFlow opens only UTF-8 "
+                                   "paths; rename it") from None
 
 
 def resolve(path: str, tags=("serve",)) -> Source:
@@ -107,12 +134,15 @@ def resolve(path: str, tags=("serve",)) -> Source:
     GraphDef (``.pb`` / ``.pbtxt``) and a SavedModel directory.
 
     Raises:
-      CheckpointNotFoundError: nothing is at ``path``.
+      CheckpointNotFoundError: nothing is at ``path``; a directory's ``checkpoint`` state file names
+        a checkpoint that is not in that directory (see :func:`_latest_in_dir`).
+      UnsupportedPathError: ``path`` is not valid UTF-8.
       WrongPathKindError: ``path`` is a directory where a prefix was meant or a
         checkpoint's index/data file where its prefix was meant; the message says
         what was found and what to pass instead.
     """
     path = os.fspath(path)
+    check_utf8(path, "model")
     tags = tuple(tags or ())
     if os.path.isdir(path):
         for name in SAVED_MODEL_FILES:
