@@ -15,6 +15,8 @@ setup(
         "tf": ["tensorflow>=2.12"],
         "cpu": ["tensorflow-cpu>=2.12"],
         "demo": ["scikit-learn>=1.0"],
+        # The tests also read the TF2 SavedModel inside basic-pitch==0.4.0's wheel; that package requires
+        # tensorflow<2.15.1, so the Makefile installs it with --no-deps rather than listing it here.
         "test": ["pytest>=7", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras"],
     },
     entry_points={"console_scripts": ["graphsurgeon=graphsurgeon._src.cli:main"]},

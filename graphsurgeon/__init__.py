@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     **{name: ("graphsurgeon._src.errors", name) for name in (
         "CacheError", "CheckpointNotFoundError", "ConfigError", "MigrateError", "CorruptCheckpointError", "DataError",
-        "GraphSurgeonError", "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError",
+        "GraphSurgeonError", "NoMetaGraphError", "PatternError", "PlanError", "SignatureNotFoundError", "TensorNotFoundError",
         "UnregisteredOpError", "UnsafeGraphError", "WrongPathKindError")},
     "CacheReader": ("graphsurgeon._src.cache", "CacheReader"),
     "CacheReport": ("graphsurgeon._src.cache", "CacheReport"),

@@ -63,3 +63,10 @@ class MigrateError(GraphSurgeonError):
 
 class UnsafeGraphError(GraphSurgeonError):
     """A graph holds ops that touch the file system or call Python, and running it was not allowed."""
+
+
+class SignatureNotFoundError(GraphSurgeonError, KeyError):
+    """A SavedModel lacks the signature asked for (``serving_default``); the message lists those it has."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

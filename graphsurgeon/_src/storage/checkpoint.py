@@ -89,7 +89,7 @@ def read_meta_graph(source: Source) -> meta_graph_pb2.MetaGraphDef:
         meta = meta_graph_pb2.MetaGraphDef()
         meta.graph_def.CopyFrom(_parse(source.graph_path, graph_pb2.GraphDef, "a GraphDef"))
         return meta
-    if source.kind == "saved_model":
+    if source.kind in ("saved_model", "tf2_saved_model"):  # a TF2 one as saved: graphsurgeon._src.tf2 flattens it
         return _saved_model_meta_graph(source)
     if not source.meta_path:
         raise NoMetaGraphError(
