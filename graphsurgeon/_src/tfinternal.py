@@ -1,7 +1,8 @@
 """The one place graphsurgeon calls a ``tensorflow.python.*`` helper that has no public API:
 grappler's function inlining. ``tests/test_tf2_inputs.py::test_inline_functions_pins_grappler``
 pins what it does (no call op and no library function left, inner ops named
-``<call op>/<inner op>``, each call op replaced by an ``IdentityN`` of the same name).
+``<call op>/<inner op>``, a call op whose output is fetched replaced by an ``IdentityN`` of the same
+name).
 
 This is the pass ``convert_variables_to_constants_v2`` runs before freezing
 (``tensorflow/python/framework/convert_to_constants.py``, ``_run_inline_graph_optimization``),
