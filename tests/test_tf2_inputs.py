@@ -10,9 +10,9 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ckpt, tree_hash
 
 import graphsurgeon as gs
-from conftest import ckpt, tree_hash
 from graphsurgeon._src import tf2, tfinternal
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.storage.paths import is_tf2_saved_model, resolve
@@ -113,7 +113,7 @@ def test_inline_functions_pins_grappler():
     with g.as_default():
         x = tf1.placeholder(tf.float32, [None, 3], name="x")
         fetched = f(x)
-        y = tf.identity(f(x), name="y")
+        tf.identity(f(x), name="y")
     gd = g.as_graph_def()
     calls = [n.name for n in gd.node if n.op in tfinternal.CALL_OPS]
     assert len(calls) == 2 and gd.library.function
@@ -148,8 +148,8 @@ def test_a_missing_serving_signature_lists_those_it_has(tmp_path, capfd):
     np.testing.assert_array_equal(run_flat(meta, {"x": np.array([1.0, 3.0], np.float32)})["output_0"], [3.0, 5.0])
     code, _, err = cli(capfd, "inspect", tmp_path / "two")
     lines = [l for l in err.splitlines() if l.startswith("graphsurgeon")]
-    assert code == 2 and lines == [f"graphsurgeon inspect: error: {tmp_path / 'two'}: the SavedModel has no serving "
-                                   "signature 'serving_default'; its signatures: embed, score"]
+    assert code == 2 and lines == [(f"graphsurgeon inspect: error: {tmp_path / 'two'}: the SavedModel has no serving "
+                                    "signature 'serving_default'; its signatures: embed, score")]
 
 
 # --- the real SavedModel in basic-pitch's wheel ----------------------------------------------

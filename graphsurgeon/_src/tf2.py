@@ -24,9 +24,15 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from graphsurgeon._src import subgraph, tfinternal
-from graphsurgeon._src.errors import (CheckpointNotFoundError, GraphSurgeonError, SignatureNotFoundError,
-                                     WrongPathKindError)
-from graphsurgeon._src.storage.checkpoint import read_meta_graph as read_saved_meta_graph
+from graphsurgeon._src.errors import (
+    CheckpointNotFoundError,
+    GraphSurgeonError,
+    SignatureNotFoundError,
+    WrongPathKindError,
+)
+from graphsurgeon._src.storage.checkpoint import (
+    read_meta_graph as read_saved_meta_graph,
+)
 from graphsurgeon._src.storage.paths import Source, resolve
 from graphsurgeon._src.storage.tf2values import SavedModelValues, object_graph
 

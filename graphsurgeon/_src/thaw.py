@@ -19,7 +19,12 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 from graphsurgeon._src import select, weights
-from graphsurgeon._src.errors import ConfigError, GraphSurgeonError, PatternError, WrongPathKindError
+from graphsurgeon._src.errors import (
+    ConfigError,
+    GraphSurgeonError,
+    PatternError,
+    WrongPathKindError,
+)
 from graphsurgeon._src.storage.checkpoint import read_meta_graph
 from graphsurgeon._src.storage.checkpointdir import write_checkpoint_dir
 from graphsurgeon._src.storage.paths import resolve
