@@ -49,6 +49,9 @@ _EXPORTS = {
     "add_head": ("graphsurgeon._src.surgery", "add_head"),
     "make_plan": ("graphsurgeon._src.surgery", "make_plan"),
     "reinitialize": ("graphsurgeon._src.surgery", "reinitialize"),
+    "flatten": ("graphsurgeon._src.tf2", "flatten"),
+    "ThawResult": ("graphsurgeon._src.thaw", "ThawResult"),
+    "thaw": ("graphsurgeon._src.thaw", "thaw"),
     "Stage": ("graphsurgeon._src.train", "Stage"),
     "build_train_op": ("graphsurgeon._src.train", "build_train_op"),
 }

@@ -166,3 +166,23 @@ def test_weight_constants_by_shape_and_consumer_op(tmp_path, capfd):
     code, out, err = cli(capfd, "inspect", tmp_path / "g.pb", "--json")
     assert [c["name"] for c in json.loads(out)["graph"]["weight_constants"]] == ["conv/filter16", "conv/bias", "fc/w",
                                                                                  "ones"]
+
+
+def test_thaw_the_top_of_a_frozen_inception_v3(inception, tmp_path):
+    """The retrain.py type: a frozen Inception v3 (TF-Slim's, at 107x107) with Mixed_7c and the
+    logits thawed (convolutions and batch-norm statistics) computes what the frozen one computes."""
+    prefix = inception
+    out = "InceptionV3/Predictions/Softmax"
+    with gs.restore(prefix) as m:
+        gd = tf1.graph_util.convert_variables_to_constants(m.session, m.graph.as_graph_def(), [out])
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "frozen.pb").write_bytes(gd.SerializeToString())
+    x = np.random.RandomState(0).rand(2, 107, 107, 3).astype(np.float32)
+    with gs.restore(str(tmp_path / "g" / "frozen.pb")) as f:
+        want = f.run(out, {"input": x})
+    r = thaw(str(tmp_path / "g" / "frozen.pb"), ["InceptionV3/Mixed_7c", "InceptionV3/Logits"], str(tmp_path / "t"))
+    assert len(r.variables) == 38 and r.constants_left == 434
+    assert "InceptionV3/Mixed_7c/Branch_0/Conv2d_0a_1x1/BatchNorm/moving_mean" in r.variables
+    with gs.restore(str(tmp_path / "t")) as t:
+        assert sorted(t.variables) == sorted(r.variables)
+        assert t.run(out, {"input": x}).tobytes() == want.tobytes()

@@ -285,8 +285,8 @@ EXAMPLES = {
     "migrate": "graphsurgeon migrate run/model.ckpt-1000 clean/model.ckpt --preset optimizer-slots "
                "--map-scope hidden1/=encoder/ --dry-run",
     "diff": "graphsurgeon diff run/model.ckpt-1000 clean/model.ckpt --json",
-    "thaw": "graphsurgeon thaw classify_image_graph_def.pb --scopes mixed_10 softmax --out thawed/\n"
-            "  graphsurgeon retrain --model thawed/ --head pool_3:5 --trainable mixed_10 --data photos/ --out retrained/",
+    "thaw": "graphsurgeon thaw frozen/graph.pb --scopes hidden3 output --out thawed/\n"
+            "  graphsurgeon retrain --model thawed/ --head hidden3/Relu:2 --trainable hidden3 --data data.npz --out retrained/",
     "demo": "graphsurgeon demo --out demo-out/ --seeds 5 --json",
     "merge-heads": "graphsurgeon merge-heads tasks/ --features encoder/features --out serving/text/1",
     "add-head": "graphsurgeon add-head serving/text/1 new_task/model.ckpt-900    # writes serving/text/2",

@@ -3,7 +3,7 @@ layers of a frozen ``.pb`` (retrain.py's Inception graph is the type) can be fin
 
 ::
 
-    result = thaw("classify_image_graph_def.pb", ["mixed_10", "softmax"], "thawed/")
+    result = thaw("frozen/graph.pb", ["hidden3", "output"], "thawed/")
     model = graphsurgeon.restore("thawed/")   # the thawed constants are variables, the rest constants
 
 The thawed graph computes what the frozen one computes: each chosen ``Const`` becomes a resource
