@@ -285,3 +285,28 @@ def test_keras_saved_model_flattened_and_fine_tuned(tmp_path, make, fc1_relu, fc
     assert conv and all(new[n].tobytes() == src[n].tobytes() for n in conv)  # frozen below fc1
     kernel = next(n for n in new if n.startswith(f"{fc1_scope}/kernel"))  # Keras 3 names it kernel_1
     assert new[kernel].tobytes() != src[kernel].tobytes()  # fine-tuned, not only a new head
+
+
+def test_functional_control_flow_is_lowered(tmp_path):
+    """tf.cond and tf.while_loop inside the serving function (If / While ops calling functions)
+    become TF1 Switch / Merge / Enter / Exit ops, and compute what the SavedModel computes."""
+    class Module(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(np.arange(6, dtype=np.float32).reshape(3, 2))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+        def f(self, x):
+            y = tf.cond(tf.reduce_sum(x) > 0, lambda: tf.matmul(x, self.w), lambda: 1.0 - tf.matmul(x, self.w))
+            _, y = tf.while_loop(lambda i, a: i < 3, lambda i, a: (i + 1, a * 2.0 + 1.0), [tf.constant(0), y])
+            return {"out": y}
+
+    module = Module()
+    tf.saved_model.save(module, str(tmp_path / "cf"), signatures=module.f)
+    ops = {n.op for n in tf2.flatten(str(tmp_path / "cf")).graph_def.node}
+    assert {"Switch", "Merge", "Enter", "Exit", "LoopCond"} <= ops
+    assert not ops & {"If", "StatelessIf", "While", "StatelessWhile", "PartitionedCall", "StatefulPartitionedCall"}
+    x = np.array([[1, 2, 3], [-9, 0, 1]], np.float32)
+    with gs.restore(str(tmp_path / "cf")) as m:
+        for v in (x, -x):  # both branches
+            np.testing.assert_allclose(m.run(m.outputs[0], {m.inputs[0]: v}), module.f(tf.constant(v))["out"].numpy(),
+                                       rtol=0, atol=1e-5)

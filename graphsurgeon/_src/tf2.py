@@ -105,7 +105,10 @@ def flatten_source(source: Source, *, freeze: bool = False, signature: str = SER
     outputs = [sig.outputs[k].name for k in sorted(sig.outputs)]
     pruned = subgraph.extract_sub_graph(saved.graph_def, [subgraph.node_name(t) for t in outputs])
     calls = {n.name for n in pruned.node if n.op in tfinternal.CALL_OPS}
-    flat = short_names(tfinternal.inline_functions(pruned, inputs + outputs), calls)
+    inlined = tfinternal.inline_functions(pruned, inputs + outputs)
+    # the functions' dead ends (a Shape nothing reads) go; the signature's inputs stay even if unread
+    inlined = subgraph.extract_sub_graph(inlined, [subgraph.node_name(t) for t in outputs + inputs])
+    flat = short_names(inlined, calls)
     variables = handle_variables(flat)
     if freeze:
         reader = _values(saved, source, variables, signature) if variables else None
