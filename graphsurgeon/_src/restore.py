@@ -12,10 +12,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import guess, safety, select, subgraph
+from graphsurgeon._src import guess, safety, select, subgraph, tf2
 from graphsurgeon._src.errors import CheckpointNotFoundError, PlanError, TensorNotFoundError, UnsafeGraphError
 from graphsurgeon._src.model import Model
-from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph, read_meta_graph
+from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
 from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 from graphsurgeon._src.surgery.plan import make_plan
@@ -83,7 +83,8 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
             allow_cast: bool = False, allow_unsafe_ops: bool = False, values: bool = True,
             threads: int = 0) -> Model:
     """Restore a model from a checkpoint prefix or directory, a ``.meta`` file, a frozen
-    GraphDef or a TF1 SavedModel directory.
+    GraphDef, or a TF1 or TF2 SavedModel directory (a TF2 one's serving function is flattened into
+    one graph by :mod:`graphsurgeon._src.tf2`; its variables keep their names and values).
 
     Args:
       path: where the model is (see :func:`graphsurgeon._src.storage.paths.resolve`).
@@ -142,6 +143,8 @@ def _reader(source, info):
     """The checkpoint reader of ``source``, or None when the graph has no variables."""
     if not info:
         return None
+    if source.kind == "tf2_saved_model":
+        return tf2.values(source, list(info))
     if not source.prefix:
         expected = (os.path.join(source.export_dir, "variables", "variables") if source.export_dir
                     else source.meta_path[:-5] if source.meta_path else source.path)
@@ -155,7 +158,7 @@ def _reader(source, info):
 def _import(source, inputs, outputs):
     """``(graph, input names, output names, aliases, unsafe ops)`` of ``source``'s graph: legacy
     placeholder shapes fixed, ``inputs`` turned into placeholders, pruned to ``outputs``."""
-    meta = read_meta_graph(source)
+    meta = tf2.read_meta_graph(source)
     where = source.meta_path or source.graph_path or source.export_dir
     subgraph.fix_legacy_placeholder_shapes(meta.graph_def)
     aliases = {}

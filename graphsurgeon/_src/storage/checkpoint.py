@@ -179,7 +179,7 @@ def read_meta_graph(source: Source) -> meta_graph_pb2.MetaGraphDef:
         meta = meta_graph_pb2.MetaGraphDef()
         meta.graph_def.CopyFrom(_parse(source.graph_path, graph_pb2.GraphDef, "a GraphDef"))
         return _not_empty(meta, source.graph_path)
-    if source.kind == "saved_model":
+    if source.kind in ("saved_model", "tf2_saved_model"):  # a TF2 one as saved: graphsurgeon._src.tf2 flattens it
         return _not_empty(_saved_model_meta_graph(source), source.export_dir)
     if not source.meta_path:
         raise NoMetaGraphError(

@@ -1,7 +1,8 @@
 """Resolve what a user's path names: checkpoint prefix, checkpoint directory,
-``.meta`` file, frozen GraphDef (``.pb`` / ``.pbtxt``) or TF1 SavedModel.
+``.meta`` file, frozen GraphDef (``.pb`` / ``.pbtxt``), TF1 SavedModel or TF2 SavedModel.
 
-Nothing here reads tensors; :func:`resolve` only looks at file names and sizes.
+Nothing here reads tensors or imports TensorFlow; :func:`resolve` looks at file names and sizes,
+and at the field numbers of a ``saved_model.pb`` (see :func:`is_tf2_saved_model`).
 """
 from __future__ import annotations
 
@@ -22,13 +23,15 @@ class Source:
 
     Attributes:
       kind: ``"checkpoint"`` (prefix, with or without ``.meta``), ``"frozen"``
-        (a GraphDef file) or ``"saved_model"``.
+        (a GraphDef file), ``"saved_model"`` (TF1: a graph with variables) or ``"tf2_saved_model"``
+        (written by ``tf.saved_model.save`` or Keras' ``model.export``: functions and an object graph,
+        which :mod:`graphsurgeon._src.tf2` flattens into a TF1 graph).
       path: the path the user gave.
       prefix: the checkpoint prefix holding variable values, or None (frozen).
       meta_path: the ``.meta`` file, or None.
       graph_path: the ``.pb`` / ``.pbtxt`` GraphDef file (frozen only).
-      export_dir: the SavedModel directory (saved_model only).
-      tags: SavedModel tags to load (saved_model only).
+      export_dir: the SavedModel directory (saved_model and tf2_saved_model only).
+      tags: SavedModel tags to load (saved_model and tf2_saved_model only).
     """
 
     kind: str
@@ -146,8 +149,10 @@ def resolve(path: str, tags=("serve",)) -> Source:
     tags = tuple(tags or ())
     if os.path.isdir(path):
         for name in SAVED_MODEL_FILES:
-            if os.path.isfile(os.path.join(path, name)):
-                return Source("saved_model", path, prefix=_saved_model_prefix(path), export_dir=path, tags=tags)
+            graph_file = os.path.join(path, name)
+            if os.path.isfile(graph_file):
+                kind = "tf2_saved_model" if name == "saved_model.pb" and is_tf2_saved_model(graph_file) else "saved_model"
+                return Source(kind, path, prefix=_saved_model_prefix(path), export_dir=path, tags=tags)
         latest = _latest_in_dir(path)
         if latest is None:
             prefixes = _prefixes_in(path)
@@ -206,3 +211,56 @@ def _from_prefix(given: str, prefix: str) -> Source:
 def _saved_model_prefix(export_dir: str) -> str | None:
     prefix = os.path.join(export_dir, "variables", "variables")
     return prefix if checkpoint_files(prefix) else None
+
+
+def _varint(f) -> int | None:
+    """One protobuf varint from ``f``, or None at the end of the file."""
+    shift = result = 0
+    while True:
+        b = f.read(1)
+        if not b:
+            return None if shift == 0 else result
+        result |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return result
+        shift += 7
+
+
+def _fields(f, end: int):
+    """``(field number, wire type, payload start, payload length)`` of the fields in ``f`` up to
+    byte ``end``; length-delimited payloads are skipped, not read."""
+    while f.tell() < end:
+        key = _varint(f)
+        if key is None:
+            return
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _varint(f)
+            continue
+        size = {1: 8, 5: 4}.get(wire)
+        if wire == 2:
+            size = _varint(f) or 0
+        if size is None:  # groups (wire types 3, 4) do not occur in a SavedModel
+            return
+        start = f.tell()
+        yield number, wire, start, size
+        f.seek(start + size)
+
+
+def is_tf2_saved_model(graph_file: str) -> bool:
+    """Whether the ``saved_model.pb`` at ``graph_file`` was written by TF2's ``tf.saved_model.save``
+    (or Keras' ``export``): one of its MetaGraphDefs (``SavedModel`` field 2) carries an object
+    graph (``MetaGraphDef`` field 7, ``object_graph_def``), which TF1's ``SavedModelBuilder`` never
+    writes. Reads field headers only (seeks past payloads); a file that is not a SavedModel is False."""
+    try:
+        with open(graph_file, "rb") as f:
+            end = os.fstat(f.fileno()).st_size
+            for number, wire, start, size in list(_fields(f, end)):
+                if number != 2 or wire != 2:
+                    continue
+                f.seek(start)
+                if any(n == 7 and w == 2 and s > 0 for n, w, _, s in _fields(f, start + size)):
+                    return True
+    except OSError:
+        return False
+    return False
