@@ -10,13 +10,16 @@ setup(
     python_requires=">=3.10",
     # TensorFlow is not pinned here so that any variant (tensorflow, tensorflow-cpu,
     # tensorflow-macos, ...) satisfies it; pick one with an extra.
-    install_requires=["numpy>=1.23", "tqdm>=4.60", "tomli>=1.1; python_version<'3.11'"],
+    # google-crc32c: the crc32c TensorFlow stores for every tensor, at memory speed (checkpoint migration)
+    install_requires=["numpy>=1.23", "tqdm>=4.60", "google-crc32c>=1.5", "tomli>=1.1; python_version<'3.11'"],
     extras_require={
         "tf": ["tensorflow>=2.12"],
         "cpu": ["tensorflow-cpu>=2.12"],
         "demo": ["scikit-learn>=1.0"],
         "plot": ["matplotlib>=3.5"],  # the demo's learning_curve.png
         "keras": ["h5py>=3.0"],  # merge-heads reads Keras .h5 files with it (TensorFlow's wheels depend on it too)
+        # The tests also read the TF2 SavedModel inside basic-pitch==0.4.0's wheel; that package requires
+        # tensorflow<2.15.1, so the Makefile installs it with --no-deps rather than listing it here.
         "test": ["pytest>=7", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras", "h5py>=3.0"],
     },
     entry_points={"console_scripts": ["graphsurgeon=graphsurgeon._src.cli:main"]},

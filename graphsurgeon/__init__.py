@@ -15,9 +15,10 @@ __version__ = "0.1.0"
 # public name -> (module, attribute)
 _EXPORTS = {
     **{name: ("graphsurgeon._src.errors", name) for name in (
-        "CacheError", "CheckpointNotFoundError", "ConfigError", "ContinualError", "MigrateError", "CorruptCheckpointError", "DataError",
-        "GraphSurgeonError", "MergeHeadsError", "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError",
-        "UnregisteredOpError", "UnsafeGraphError", "WrongPathKindError")},
+        "CacheError", "CheckpointNotFoundError", "ConfigError", "ContinualError", "MigrateError", "CorruptCheckpointError",
+        "DataError", "GraphSurgeonError", "MergeHeadsError", "NoMetaGraphError", "PatternError", "PlanError",
+        "SignatureNotFoundError", "TensorNotFoundError", "UnregisteredOpError", "UnsafeGraphError", "UnsupportedPathError",
+        "WrongPathKindError")},
     "AddClassResult": ("graphsurgeon._src.add_class", "AddClassResult"),
     "add_class": ("graphsurgeon._src.add_class", "add_class"),
     "CacheReader": ("graphsurgeon._src.cache", "CacheReader"),
@@ -55,6 +56,9 @@ _EXPORTS = {
     "add_head": ("graphsurgeon._src.surgery", "add_head"),
     "make_plan": ("graphsurgeon._src.surgery", "make_plan"),
     "reinitialize": ("graphsurgeon._src.surgery", "reinitialize"),
+    "flatten": ("graphsurgeon._src.tf2", "flatten"),
+    "ThawResult": ("graphsurgeon._src.thaw", "ThawResult"),
+    "thaw": ("graphsurgeon._src.thaw", "thaw"),
     "Stage": ("graphsurgeon._src.train", "Stage"),
     "build_train_op": ("graphsurgeon._src.train", "build_train_op"),
 }

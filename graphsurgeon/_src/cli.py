@@ -5,6 +5,7 @@ Errors on bad input are one line on stderr and exit status 2, with no traceback.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -177,15 +178,23 @@ def _rules(args):
 
 
 def cmd_migrate(args):
+    from graphsurgeon._src.errors import GraphSurgeonError
     from graphsurgeon._src.migrate import migrate
 
-    res = migrate(args.src, args.dst, _rules(args), dry_run=args.dry_run, verify=not args.no_verify,
-                  link=not args.copy, to=args.to, from_format=args.from_format,
-                  merge_partitions=args.merge_partitions)
+    try:
+        res = migrate(args.src, args.dst, _rules(args), dry_run=args.dry_run,
+                      verify="none" if args.no_verify else args.verify,
+                      link=True if args.link else False if args.copy else None, to=args.to,
+                      from_format=args.from_format, merge_partitions=args.merge_partitions, progress=not args.quiet)
+    except GraphSurgeonError as e:  # the library names arguments; say the flags
+        raise type(e)(migrate_flags(str(e))) from None
     if args.json:
-        print(json.dumps({"destination": res.destination, "dry_run": args.dry_run, "verified": res.verified,
-                          "cast": res.cast, "mapping": res.mapping}, indent=2))
+        print(json.dumps({"version": 1, "destination": res.destination, "dry_run": args.dry_run, "verified": res.verified,
+                          "data": res.data, "cast": res.cast, "mapping": res.mapping, "files": res.files,
+                          "swept": res.swept}, indent=2))
         return
+    for path in res.swept:
+        print(f"# removed {path} (left by a migration that was killed)")
     for source, m in res.mapping.items():
         width = max([len(o) for o in m] + [4])
         print(f"# from {source}")
@@ -193,8 +202,38 @@ def cmd_migrate(args):
             tag = "  (cast)" if new in res.cast else ""
             print(f"{old:<{width}}  ->  {new}{tag}" if old != new else f"{old:<{width}}      (kept){tag}")
     n = sum(len(m) for m in res.mapping.values())
-    print(f"-- {n} tensors{'; dry run, nothing written' if args.dry_run else f' written to {res.destination}'}"
-          + ("; verified against the source" if res.verified else ""))
+    data = ("hard links to the source's data files, a new index" if res.data == "linked"
+            else "a new data file holding only these tensors")
+    if args.dry_run:
+        print(f"-- {n} tensors; dry run, nothing written (would write {data})")
+    else:
+        print(f"-- {n} tensors written to {res.destination}"
+              + (f"; verified against the source ({res.verified})" if res.verified else "; not verified"))
+        print(f"-- data: {data}")
+
+
+_PAIR_FLAGS = {"rename": "--rename", "map_scope": "--map-scope", "cast": "--cast"}
+_FLAG = {"to": "--to", "from_format": "--from", "verify": "--verify", "merge_partitions": "--merge-partitions",
+         "link": "--link"}
+_QUOTED = r"(?:'[^'\\]*'|\"[^\"\\]*\")"
+
+
+def migrate_flags(message: str) -> str:
+    """A migration message in command-line words.
+
+    >>> migrate_flags("rename=('^a/', 'b/') matches no tensor; presets=['x']: unknown; to='tf2' needs eager")
+    "--rename '^a/=b/' matches no tensor; --preset x: unknown; --to tf2 needs eager"
+    """
+    def pair(m):
+        a, b = ast.literal_eval(m.group(2))
+        return f"{_PAIR_FLAGS[m.group(1)]} '{a}={b}'"
+
+    message = re.sub(rf"\b(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
+    message = re.sub(rf"\bpresets=\[({_QUOTED})\]", lambda m: "--preset " + ast.literal_eval(m.group(1)), message)
+    message = re.sub(r"\b(drop|keep|cast): pattern", r"--\1: pattern", message)
+    message = re.sub(r"(?<![\w-])(to|from_format)='(tf[12])'", lambda m: f"{_FLAG[m.group(1)]} {m.group(2)}", message)
+    message = re.sub(r"(?<![\w-])(merge_partitions|link)=True\b", lambda m: _FLAG[m.group(1)], message)
+    return re.sub(r"(?<![\w-])(verify|to|from_format)=", lambda m: _FLAG[m.group(1)] + " ", message)
 
 
 def cmd_diff(args):
@@ -202,7 +241,7 @@ def cmd_diff(args):
 
     d = diff(args.a, args.b)
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(json.dumps({"version": 1, "a": args.a, "b": args.b, **d}, indent=2))
         return
     for key in ("added", "removed"):
         for n in d[key]:
@@ -216,6 +255,19 @@ def cmd_diff(args):
             print(f"! {n}  {key.split('_')[0]} {x} -> {y}")
     if not any(d.values()):
         print("no differences")
+
+
+def cmd_thaw(args):
+    from graphsurgeon._src.thaw import thaw
+
+    res = thaw(args.path, args.scopes, args.out, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+        return
+    for name, shape in res.variables.items():
+        print(f"{name}  {list(shape)}")
+    print(f"-- {len(res.variables)} constants ({res.nbytes} bytes) are variables now, {res.constants_left} weight-like "
+          f"constants stay constants; checkpoint {res.checkpoint}, meta graph {res.checkpoint}.meta")
 
 
 def cmd_merge_heads(args):
@@ -319,6 +371,8 @@ EXAMPLES = {
     "migrate": "graphsurgeon migrate run/model.ckpt-1000 clean/model.ckpt --preset optimizer-slots "
                "--map-scope hidden1/=encoder/ --dry-run",
     "diff": "graphsurgeon diff run/model.ckpt-1000 clean/model.ckpt --json",
+    "thaw": "graphsurgeon thaw frozen/graph.pb --scopes hidden3 output --out thawed/\n"
+            "  graphsurgeon retrain --model thawed/ --head hidden3/Relu:2 --trainable hidden3 --data data.npz --out retrained/",
     "demo": "graphsurgeon demo --out demo-out/ --seeds 5 --json",
     "merge-heads": "graphsurgeon merge-heads tasks/ --features encoder/features --out serving/text/1",
     "add-head": "graphsurgeon add-head serving/text/1 new_task/model.ckpt-900    # writes serving/text/2",
@@ -541,9 +595,18 @@ def build_parser():
     s.add_argument("--from", dest="from_format", choices=["tf1", "tf2"], default="tf1",
                    help="tf2: read an object-based checkpoint (or TF2 SavedModel variables) by variable name")
     s.add_argument("--merge-partitions", action="store_true", help="join name/part_N tensors into one")
-    s.add_argument("--dry-run", action="store_true", help="print the old -> new table; write nothing")
-    s.add_argument("--no-verify", action="store_true")
-    s.add_argument("--copy", action="store_true", help="copy data files instead of hard-linking them")
+    s.add_argument("--dry-run", action="store_true", help="print the old -> new table; write nothing at all")
+    v = s.add_mutually_exclusive_group()
+    v.add_argument("--verify", choices=["sample", "full"], default="sample",
+                   help="sample (default): keys, dtypes and shapes of all, bytes of every tensor under 1 MiB and a "
+                        "seeded sample of larger ones; full: every byte of every tensor")
+    v.add_argument("--no-verify", action="store_true", help="check nothing")
+    d = s.add_mutually_exclusive_group()
+    d.add_argument("--link", action="store_true",
+                   help="always hard-link the sources' data files and write only an index (dropped tensors keep "
+                        "their bytes there); the default links only when no byte is dropped or changed")
+    d.add_argument("--copy", action="store_true", help="always write a new data file, never hard links")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_migrate)
 
@@ -552,6 +615,15 @@ def build_parser():
     s.add_argument("b")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_diff)
+
+    s = sub.add_parser("thaw", help="turn a frozen graph's chosen weight constants back into variables")
+    s.add_argument("path", metavar="GRAPH", help="a frozen GraphDef (.pb / .pbtxt)")
+    s.add_argument("--scopes", nargs="+", action="extend", required=True, metavar="PAT",
+                   help="weight-like constants to thaw (inspect lists them)")
+    s.add_argument("--out", required=True, metavar="DIR", help="where to write model.ckpt and its meta graph")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_thaw)
 
     _multihead_parsers(sub)
     _continual_parsers(sub)
@@ -644,10 +716,11 @@ FLAGS = {
     "allow_missing": "--allow-missing", "allow_cast": "--allow-cast", "allow_unsafe_ops": "--allow-unsafe-ops",
     "allow_random": "--allow-random", "allow_batch_dependent": "--allow-batch-dependent", "overwrite": "--overwrite",
     "repair": "--repair", "out_dir": "--out", "data": "--data", "cache": "--cache", "model": "--model",
-    "augment": "--augment", "task": "--task", "method": "--method", "old_data": "--old-data", "lam": "--lambda",
-    "temperature": "--temperature", "prune": "--prune", "prune_first": "--prune-first", "gamma": "--gamma",
-    "fisher": "--fisher", "replace": "--replace", "features": "--features", "reference": "--reference",
-    "balance": "--balance", "names": "--names", "threshold": "--threshold", "epochs": "--epochs",
+    "augment": "--augment", "scopes": "--scopes", "task": "--task", "method": "--method", "old_data": "--old-data",
+    "lam": "--lambda", "temperature": "--temperature", "prune": "--prune", "prune_first": "--prune-first",
+    "gamma": "--gamma", "fisher": "--fisher", "replace": "--replace", "features": "--features",
+    "reference": "--reference", "balance": "--balance", "names": "--names", "threshold": "--threshold",
+    "epochs": "--epochs",
 }
 
 

@@ -18,6 +18,10 @@ class WrongPathKindError(GraphSurgeonError):
     """A directory was given where a file or prefix was meant, or the reverse."""
 
 
+class UnsupportedPathError(GraphSurgeonError):
+    """A path TensorFlow cannot open as given: its name is not valid UTF-8."""
+
+
 class NoMetaGraphError(GraphSurgeonError):
     """A checkpoint has no ``.meta`` file and no graph was given to restore into."""
 
@@ -74,3 +78,10 @@ class ContinualError(GraphSurgeonError):
     """Models cannot be combined, or a model cannot add a class or learn a task, as asked: inputs
     that differ, a task name that exists, masks or a Fisher file made for another model, a method
     the model's earlier tasks rule out."""
+
+
+class SignatureNotFoundError(GraphSurgeonError, KeyError):
+    """A SavedModel lacks the signature asked for (``serving_default``); the message lists those it has."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
