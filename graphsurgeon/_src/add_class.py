@@ -90,6 +90,39 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
       ContinualError: ``name`` is already a class; the last layer is not one dense layer.
       DataError: the data do not fit the model's input.
     """
+    _check_settings(name, out_dir, steps, lr, balance)
+    src = _Source.read(model, name, features, reference, tags)
+    dtype, shape = input_spec(src.piece)
+    few = _fit(_inputs(data, "data"), dtype, shape, "data", src.piece)
+    ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
+    if not len(few):
+        raise DataError(f"data {data}: no examples of the new class")
+    start = time.perf_counter()
+    tg = TrainGraph(seed)
+    try:
+        net = _build(tg, src, seed, lr)
+        tg.start()
+        before = _train(tg, net, few, ref, steps, balance)
+        seconds = time.perf_counter() - start
+        names = list(src.classes) + [name]
+        metrics = {}
+
+        def check(directory):
+            p_few = export_dir.predict(directory, few)
+            p_ref = export_dir.predict(directory, ref)
+            metrics.update(new_class_recall=float((p_few.argmax(1) == len(src.classes)).mean()),
+                           reference_unchanged=float((p_ref.argmax(1) == before).mean()),
+                           reference_examples=int(len(ref)))
+        rec = {"kind": "add-class", "features": f"{FEATURES}:0", "classes": names, "from": os.path.abspath(model),
+               "new_class": name, "examples": os.path.abspath(os.fspath(data)),
+               "data": os.path.abspath(os.fspath(src.reference)), "steps": steps, "lr": lr, "blocks": net.block_vars}
+        export_dir.write(tg.graph, tg.session, net.x, net.logits, names, out_dir, rec, check=check)
+    finally:
+        tg.close()
+    return AddClassResult(out_dir, names, metrics, seconds)
+
+
+def _check_settings(name, out_dir, steps, lr, balance) -> None:
     if os.path.lexists(out_dir):
         raise ConfigError(f"{out_dir} exists; add-class writes a new directory (choose another out_dir=)")
     if not name or not name.strip() or "\n" in name:
@@ -98,86 +131,98 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
         raise ConfigError(f"steps={steps}, lr={lr}: expected an integer >= 1 and a number > 0")
     if not np.isfinite(balance) or not 0.0 < balance < 1.0:
         raise ConfigError(f"balance={balance}: expected the new examples' weight, 0 < balance < 1")
-    record = export_dir.read_record(model)
-    features = features or record.get("features")
-    if not features:
-        raise ConfigError(f"{model} has no {export_dir.RECORD} naming its features: give features=TENSOR "
-                          "(the tensor the last layer reads)")
-    output = LOGITS if record.get("kind") in ("combine", "add-class") else None
-    m = load.load(model, features, output=output, tags=tags)
-    blocks = _blocks(m, record, model, features)
-    num_classes = sum(k.shape[1] for k, _ in blocks)
-    classes = m.labels if m.labels is not None else [str(i) for i in range(num_classes)]
-    if name in classes:
-        raise ContinualError(f"{model} already has a class '{name}' (classes: {', '.join(classes[:12])})")
-    ref_path = reference or record.get("data")
-    if not ref_path:
-        raise ConfigError(f"{model}: no reference inputs recorded; give reference=DATA (inputs whose answers "
-                          "the model should keep)")
-    piece = value_piece(m.backbone, model)
-    feature_width(piece, model)
-    dtype, shape = input_spec(piece)
-    few = _fit(_inputs(data, "data"), dtype, shape, "data", piece)
-    ref = _fit(_inputs(ref_path, "reference"), dtype, shape, "reference", piece)
-    if not len(few):
-        raise DataError(f"data {data}: no examples of the new class")
-    values = {w: np.asarray(m.read(w)) for w in piece.weights}
-    width, dtype_k = blocks[0][0].shape[0], blocks[0][0].dtype
-    start = time.perf_counter()
-    tg = TrainGraph(seed)
-    try:
-        with tg.graph.as_default():
-            x = tg.placeholder(piece, "inputs")
-            bound = {w: tg.new(f"backbone/{w}", v) for w, v in values.items()}
-            feats = tf.identity(tg.backbone(piece, x, bound, "backbone/net"), name=FEATURES)
-            block_vars, parts = [], []
-            for i, (k, b) in enumerate(blocks + [(None, None)]):
-                kn, bn = (f"{LOGITS}/kernel", f"{LOGITS}/bias") if i == 0 else (f"{LOGITS}/kernel_{i}",
-                                                                                 f"{LOGITS}/bias_{i}")
-                if k is None:  # the new class's column
-                    limit = np.sqrt(6.0 / (width + 1))
-                    k = np.random.default_rng(seed + 11).uniform(-limit, limit, (width, 1)).astype(dtype_k)
-                    b = np.zeros(1, dtype_k)
-                block_vars.append([kn, bn])
-                parts.append(tf.nn.bias_add(tf.matmul(feats, tg.new(kn, k)), tg.new(bn, b)))
-            old = parts[0] if len(parts) == 2 else tf.concat(parts[:-1], axis=1)
-            logits = tf.concat(parts, axis=1, name=LOGITS)
-            num_out = num_classes + 1
-            target = tf1.placeholder(tf.float32, [None, num_out], name="graphsurgeon/target")
-            weight = tf1.placeholder(tf.float32, [None], name="graphsurgeon/weight")
-            per = -tf.reduce_sum(target * tf.nn.log_softmax(tf.cast(logits, tf.float32)), axis=1)
-            loss = tf.reduce_sum(weight * per)
-            op = tg.train_op(loss, {block_vars[-1][0]: 1.0, block_vars[-1][1]: 1.0},
-                             {"optimizer": "adam", "lr": lr}, "add_class/train")
-        tg.start()
-        f_few, = run_batches(tg.session, [feats], x, few)
-        f_ref, l_ref = run_batches(tg.session, [feats, old], x, ref)
-        t_ref = np.concatenate([softmax(l_ref), np.zeros((len(ref), 1))], axis=1).astype(np.float32)
-        t_few = np.zeros((len(few), num_out), np.float32)
-        t_few[:, -1] = 1.0
-        feed = {feats: np.concatenate([f_few, f_ref]), target: np.concatenate([t_few, t_ref]),
-                weight: np.concatenate([np.full(len(few), balance / len(few)),
-                                        np.full(len(ref), (1 - balance) / max(1, len(ref)))]).astype(np.float32)}
-        for _ in range(steps):
-            tg.session.run(op, feed)
-        seconds = time.perf_counter() - start
-        names = list(classes) + [name]
-        before = l_ref.argmax(1)
-        metrics = {}
 
-        def check(directory):
-            p_few = export_dir.predict(directory, few)
-            p_ref = export_dir.predict(directory, ref)
-            metrics.update(new_class_recall=float((p_few.argmax(1) == len(classes)).mean()),
-                           reference_unchanged=float((p_ref.argmax(1) == before).mean()),
-                           reference_examples=int(len(ref)))
-        rec = {"kind": "add-class", "features": f"{FEATURES}:0", "classes": names, "from": os.path.abspath(model),
-               "new_class": name, "examples": os.path.abspath(os.fspath(data)), "data": os.path.abspath(os.fspath(ref_path)),
-               "steps": steps, "lr": lr, "blocks": block_vars}
-        export_dir.write(tg.graph, tg.session, x, logits, names, out_dir, rec, check=check)
-    finally:
-        tg.close()
-    return AddClassResult(out_dir, names, metrics, seconds)
+
+@dataclasses.dataclass
+class _Source:
+    """What add-class reads from the model: its backbone piece and values, its last layer's blocks,
+    its class names and the reference inputs' path."""
+
+    piece: object
+    values: dict
+    blocks: list
+    classes: list
+    reference: str
+
+    @classmethod
+    def read(cls, model, name, features, reference, tags) -> "_Source":
+        record = export_dir.read_record(model)
+        features = features or record.get("features")
+        if not features:
+            raise ConfigError(f"{model} has no {export_dir.RECORD} naming its features: give features=TENSOR "
+                              "(the tensor the last layer reads)")
+        output = LOGITS if record.get("kind") in ("combine", "add-class") else None
+        m = load.load(model, features, output=output, tags=tags)
+        blocks = _blocks(m, record, model, features)
+        num_classes = sum(k.shape[1] for k, _ in blocks)
+        classes = m.labels if m.labels is not None else [str(i) for i in range(num_classes)]
+        if name in classes:
+            raise ContinualError(f"{model} already has a class '{name}' (classes: {', '.join(classes[:12])})")
+        ref_path = reference or record.get("data")
+        if not ref_path:
+            raise ConfigError(f"{model}: no reference inputs recorded; give reference=DATA (inputs whose answers "
+                              "the model should keep)")
+        piece = value_piece(m.backbone, model)
+        feature_width(piece, model)
+        return cls(piece, {w: np.asarray(m.read(w)) for w in piece.weights}, blocks, list(classes), ref_path)
+
+
+@dataclasses.dataclass
+class _Net:
+    x: object
+    feats: object
+    old: object
+    logits: object
+    target: object
+    weight: object
+    op: object
+    block_vars: list
+
+
+def _build(tg: TrainGraph, src: _Source, seed: int, lr: float) -> _Net:
+    """The backbone (fixed), the old blocks (fixed) and the new class's column (trained) in ``tg``."""
+    width, dtype_k = src.blocks[0][0].shape[0], src.blocks[0][0].dtype
+    with tg.graph.as_default():
+        x = tg.placeholder(src.piece, "inputs")
+        bound = {w: tg.new(f"backbone/{w}", v) for w, v in src.values.items()}
+        feats = tf.identity(tg.backbone(src.piece, x, bound, "backbone/net"), name=FEATURES)
+        block_vars, parts = [], []
+        for i, (k, b) in enumerate(src.blocks + [(None, None)]):
+            kn, bn = (f"{LOGITS}/kernel", f"{LOGITS}/bias") if i == 0 else (f"{LOGITS}/kernel_{i}",
+                                                                             f"{LOGITS}/bias_{i}")
+            if k is None:  # the new class's column
+                limit = np.sqrt(6.0 / (width + 1))
+                k = np.random.default_rng(seed + 11).uniform(-limit, limit, (width, 1)).astype(dtype_k)
+                b = np.zeros(1, dtype_k)
+            block_vars.append([kn, bn])
+            parts.append(tf.nn.bias_add(tf.matmul(feats, tg.new(kn, k)), tg.new(bn, b)))
+        old = parts[0] if len(parts) == 2 else tf.concat(parts[:-1], axis=1)
+        logits = tf.concat(parts, axis=1, name=LOGITS)
+        num_out = sum(k.shape[1] for k, _ in src.blocks) + 1
+        target = tf1.placeholder(tf.float32, [None, num_out], name="graphsurgeon/target")
+        weight = tf1.placeholder(tf.float32, [None], name="graphsurgeon/weight")
+        per = -tf.reduce_sum(target * tf.nn.log_softmax(tf.cast(logits, tf.float32)), axis=1)
+        loss = tf.reduce_sum(weight * per)
+        op = tg.train_op(loss, {block_vars[-1][0]: 1.0, block_vars[-1][1]: 1.0},
+                         {"optimizer": "adam", "lr": lr}, "add_class/train")
+    return _Net(x, feats, old, logits, target, weight, op, block_vars)
+
+
+def _train(tg: TrainGraph, net: _Net, few, ref, steps: int, balance: float) -> np.ndarray:
+    """Full-batch steps on the new examples (target: the new class) and the reference inputs
+    (target: the old answers, the new class at 0); returns the reference's old top classes."""
+    f_few, = run_batches(tg.session, [net.feats], net.x, few)
+    f_ref, l_ref = run_batches(tg.session, [net.feats, net.old], net.x, ref)
+    num_out = int(net.target.shape[1])
+    t_ref = np.concatenate([softmax(l_ref), np.zeros((len(ref), 1))], axis=1).astype(np.float32)
+    t_few = np.zeros((len(few), num_out), np.float32)
+    t_few[:, -1] = 1.0
+    feed = {net.feats: np.concatenate([f_few, f_ref]), net.target: np.concatenate([t_few, t_ref]),
+            net.weight: np.concatenate([np.full(len(few), balance / len(few)),
+                                        np.full(len(ref), (1 - balance) / max(1, len(ref)))]).astype(np.float32)}
+    for _ in range(steps):
+        tg.session.run(net.op, feed)
+    return l_ref.argmax(1)
 
 
 def _fit(x: np.ndarray, dtype, shape, what: str, piece) -> np.ndarray:
