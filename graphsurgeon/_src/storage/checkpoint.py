@@ -66,49 +66,63 @@ def read_checked_index(prefix: str):
         raise CorruptCheckpointError(f"{path}: the header names {n_shards} data shards; expected 1 to {MAX_SHARDS}")
     sizes = {}
     for name, e in entries.items():
-        sliced = bundle.slice_key_name(name) is not None
-        shown = name if sliced else _shown(name)
-        if not sliced and shown != name:
-            raise CorruptCheckpointError(f"{path}: tensor name {shown} is not valid UTF-8; TensorFlow cannot read "
-                                         "it by name (migrate reads the index but cannot rename it either)")
-        try:
-            dtype = tf.as_dtype(e.dtype)
-        except TypeError:
-            dtype = None
-        if dtype is None or dtype.base_dtype != dtype:  # DT_*_REF codes (> 100)
-            raise CorruptCheckpointError(f"{path}: tensor '{shown}' has dtype code {e.dtype}, which is not a "
-                                         "TensorFlow value dtype")
-        dims = [d.size for d in e.shape.dim]
-        if e.shape.unknown_rank or any(d < 0 for d in dims):
-            raise CorruptCheckpointError(f"{path}: tensor '{shown}' declares shape "
-                                         f"{'unknown' if e.shape.unknown_rank else dims}; expected sizes >= 0")
+        shown, dtype, dims = _check_entry(path, name, e)
         if e.slices:  # the full entry of a variable saved in slices holds no bytes itself
             continue
-        if e.shard_id >= n_shards:
-            raise CorruptCheckpointError(f"{path}: tensor '{shown}' lies in data shard {e.shard_id}, but the "
-                                         f"header names {n_shards} shard(s)")
-        count = 1
-        for d in dims:
-            count *= d
-        if dtype in _FIXED_SIZE and e.size != count * dtype.size:
-            raise CorruptCheckpointError(
-                f"{path}: tensor '{shown}' declares {dtype.name} {dims} ({count * dtype.size} bytes) but its "
-                f"entry holds {e.size} bytes")
-        if dtype == tf.string and count > e.size:  # every string takes at least its one-byte length
-            raise CorruptCheckpointError(
-                f"{path}: tensor '{shown}' declares {count} strings ({dims}) but its entry holds {e.size} bytes")
-        data = bundle.data_file(prefix, e.shard_id, n_shards)
-        if data not in sizes:
-            try:
-                sizes[data] = os.path.getsize(data)
-            except OSError:
-                raise CorruptCheckpointError(f"{data}: data shard is missing (the index {path} names "
-                                             f"{n_shards} shard(s))") from None
-        if e.offset + e.size > sizes[data]:
-            raise CorruptCheckpointError(
-                f"{data}: tensor '{shown}' lies at bytes {e.offset}..{e.offset + e.size}, past the end of the "
-                f"file ({sizes[data]} bytes): the data file is truncated or the index damaged")
+        _check_extent(prefix, shown, e, dtype, dims, n_shards, sizes)
     return header, entries
+
+
+def _check_entry(path: str, name: str, e):
+    """``(name as shown in messages, dtype, dims)`` of index entry ``e``, after checking its name,
+    dtype and shape."""
+    sliced = bundle.slice_key_name(name) is not None
+    shown = name if sliced else _shown(name)
+    if not sliced and shown != name:
+        raise CorruptCheckpointError(f"{path}: tensor name {shown} is not valid UTF-8; TensorFlow cannot read "
+                                     "it by name (migrate reads the index but cannot rename it either)")
+    try:
+        dtype = tf.as_dtype(e.dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.base_dtype != dtype:  # DT_*_REF codes (> 100)
+        raise CorruptCheckpointError(f"{path}: tensor '{shown}' has dtype code {e.dtype}, which is not a "
+                                     "TensorFlow value dtype")
+    dims = [d.size for d in e.shape.dim]
+    if e.shape.unknown_rank or any(d < 0 for d in dims):
+        raise CorruptCheckpointError(f"{path}: tensor '{shown}' declares shape "
+                                     f"{'unknown' if e.shape.unknown_rank else dims}; expected sizes >= 0")
+    return shown, dtype, dims
+
+
+def _check_extent(prefix: str, shown: str, e, dtype, dims, n_shards: int, sizes: dict) -> None:
+    """Entry ``e``'s shard id, byte size (against dtype x shape) and bytes inside its data file;
+    ``sizes`` caches the data files' sizes."""
+    path = prefix + ".index"
+    if e.shard_id >= n_shards:
+        raise CorruptCheckpointError(f"{path}: tensor '{shown}' lies in data shard {e.shard_id}, but the "
+                                     f"header names {n_shards} shard(s)")
+    count = 1
+    for d in dims:
+        count *= d
+    if dtype in _FIXED_SIZE and e.size != count * dtype.size:
+        raise CorruptCheckpointError(
+            f"{path}: tensor '{shown}' declares {dtype.name} {dims} ({count * dtype.size} bytes) but its "
+            f"entry holds {e.size} bytes")
+    if dtype == tf.string and count > e.size:  # every string takes at least its one-byte length
+        raise CorruptCheckpointError(
+            f"{path}: tensor '{shown}' declares {count} strings ({dims}) but its entry holds {e.size} bytes")
+    data = bundle.data_file(prefix, e.shard_id, n_shards)
+    if data not in sizes:
+        try:
+            sizes[data] = os.path.getsize(data)
+        except OSError:
+            raise CorruptCheckpointError(f"{data}: data shard is missing (the index {path} names "
+                                         f"{n_shards} shard(s))") from None
+    if e.offset + e.size > sizes[data]:
+        raise CorruptCheckpointError(
+            f"{data}: tensor '{shown}' lies at bytes {e.offset}..{e.offset + e.size}, past the end of the "
+            f"file ({sizes[data]} bytes): the data file is truncated or the index damaged")
 
 
 def _shown(name: str) -> str:

@@ -146,49 +146,10 @@ def resolve(path: str, tags=("serve",)) -> Source:
     """
     path = os.fspath(path)
     check_utf8(path, "model")
-    tags = tuple(tags or ())
     if os.path.isdir(path):
-        for name in SAVED_MODEL_FILES:
-            graph_file = os.path.join(path, name)
-            if os.path.isfile(graph_file):
-                kind = "tf2_saved_model" if name == "saved_model.pb" and is_tf2_saved_model(graph_file) else "saved_model"
-                return Source(kind, path, prefix=_saved_model_prefix(path), export_dir=path, tags=tags)
-        latest = _latest_in_dir(path)
-        if latest is None:
-            prefixes = _prefixes_in(path)
-            if len(prefixes) == 1:
-                latest = prefixes[0]
-            else:
-                raise WrongPathKindError(
-                    f"{path} is a directory with no 'checkpoint' state file and no saved_model.pb; "
-                    f"{_describe_dir(path)}: pass one checkpoint prefix (e.g. {path}/model.ckpt-1000)"
-                )
-        return _from_prefix(path, latest)
+        return _resolve_dir(path, tuple(tags or ()))
     if os.path.isfile(path):
-        base = os.path.basename(path)
-        if base in SAVED_MODEL_FILES:
-            raise WrongPathKindError(
-                f"{path} is the graph file of a SavedModel; pass its directory {os.path.dirname(path) or '.'}"
-            )
-        if base == "checkpoint":
-            raise WrongPathKindError(
-                f"{path} is a checkpoint state file; pass its directory {os.path.dirname(path) or '.'} "
-                "or one checkpoint prefix"
-            )
-        if path.endswith(".meta"):
-            prefix = path[: -len(".meta")]
-            return Source("checkpoint", path, prefix=prefix if checkpoint_files(prefix) else None, meta_path=path)
-        if path.endswith(".index"):
-            raise WrongPathKindError(
-                f"{path} is the index file of checkpoint prefix {path[:-len('.index')]}; pass the prefix"
-            )
-        m = _DATA_RE.match(path)
-        if m:
-            raise WrongPathKindError(f"{path} is a data shard of checkpoint prefix {m.group('prefix')}; pass the prefix")
-        if path.endswith((".pb", ".pbtxt", ".graphdef")):
-            return Source("frozen", path, graph_path=path)
-        # A V1 checkpoint is a single file named by its prefix.
-        return _from_prefix(path, path)
+        return _resolve_file(path)
     # Not a file nor a directory: a prefix, or nothing.
     if checkpoint_files(path):
         return _from_prefix(path, path)
@@ -201,6 +162,48 @@ def resolve(path: str, tags=("serve",)) -> Source:
     raise CheckpointNotFoundError(
         f"no checkpoint, graph or SavedModel at {path} (looked for {path}.index, {path}.meta, a directory){hint}"
     )
+
+
+def _resolve_dir(path: str, tags: tuple) -> Source:
+    """A SavedModel directory, or a checkpoint directory (its newest checkpoint, or its only prefix)."""
+    for name in SAVED_MODEL_FILES:
+        graph_file = os.path.join(path, name)
+        if os.path.isfile(graph_file):
+            kind = "tf2_saved_model" if name == "saved_model.pb" and is_tf2_saved_model(graph_file) else "saved_model"
+            return Source(kind, path, prefix=_saved_model_prefix(path), export_dir=path, tags=tags)
+    latest = _latest_in_dir(path)
+    if latest is None:
+        prefixes = _prefixes_in(path)
+        if len(prefixes) != 1:
+            raise WrongPathKindError(
+                f"{path} is a directory with no 'checkpoint' state file and no saved_model.pb; "
+                f"{_describe_dir(path)}: pass one checkpoint prefix (e.g. {path}/model.ckpt-1000)"
+            )
+        latest = prefixes[0]
+    return _from_prefix(path, latest)
+
+
+def _resolve_file(path: str) -> Source:
+    """A ``.meta`` file, a frozen GraphDef or a V1 checkpoint (a single file named by its prefix); a
+    SavedModel's graph file, a state file, an index or a data shard is refused, saying what to pass."""
+    base, parent = os.path.basename(path), os.path.dirname(path) or "."
+    if base in SAVED_MODEL_FILES:
+        raise WrongPathKindError(f"{path} is the graph file of a SavedModel; pass its directory {parent}")
+    if base == "checkpoint":
+        raise WrongPathKindError(f"{path} is a checkpoint state file; pass its directory {parent} "
+                                 "or one checkpoint prefix")
+    if path.endswith(".meta"):
+        prefix = path[: -len(".meta")]
+        return Source("checkpoint", path, prefix=prefix if checkpoint_files(prefix) else None, meta_path=path)
+    if path.endswith(".index"):
+        raise WrongPathKindError(f"{path} is the index file of checkpoint prefix {path[:-len('.index')]}; "
+                                 "pass the prefix")
+    m = _DATA_RE.match(path)
+    if m:
+        raise WrongPathKindError(f"{path} is a data shard of checkpoint prefix {m.group('prefix')}; pass the prefix")
+    if path.endswith((".pb", ".pbtxt", ".graphdef")):
+        return Source("frozen", path, graph_path=path)
+    return _from_prefix(path, path)
 
 
 def _from_prefix(given: str, prefix: str) -> Source:
