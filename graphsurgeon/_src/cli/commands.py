@@ -1,0 +1,210 @@
+"""The commands on one model or checkpoint: each reads its arguments, calls the library, prints.
+
+They import the library when they run, so that help and usage errors never load TensorFlow."""
+from __future__ import annotations
+
+import json
+
+from graphsurgeon._src.cli.messages import migrate_flags
+
+
+def _kv(items, what):
+    out = {}
+    for item in items or ():
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            from graphsurgeon._src.errors import ConfigError
+            raise ConfigError(f"{what} '{item}': expected NAME=VALUE")
+        out[k] = v
+    return out
+
+
+def _config(args):
+    from graphsurgeon._src.retrain import RetrainConfig
+
+    overrides = dict(
+        model=args.model, head=args.head, head_hidden=args.head_hidden, head_activation=args.head_activation,
+        head_initializer=args.head_init, output=args.output, input=args.input,
+        trainable=args.trainable, exclude=args.exclude, reinit=args.reinit,
+        rename=_kv(args.rename, "rename") or None, lr_mult=args.lr_mult, unfreeze=args.unfreeze,
+        feeds=_kv(args.feed, "feed") or None, train_feeds=_kv(args.train_feed, "train feed") or None,
+        tags=args.tags, restore_optimizer=args.restore_optimizer, allow_missing=args.allow_missing,
+        allow_cast=args.allow_cast, allow_unsafe_ops=args.allow_unsafe_ops,
+    )
+    for name in ("epochs", "batch_size", "lr", "optimizer", "seed", "patience", "image_scale"):
+        overrides[name] = getattr(args, name, None)
+    if args.plan_file:
+        return RetrainConfig.from_toml(args.plan_file, **overrides)
+    return RetrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_inspect(args):
+    from graphsurgeon._src.inspect import format_text, inspect
+
+    report = inspect(args.path, tags=args.tags or ("serve",), depth=args.depth)
+    print(json.dumps(report, indent=2) if args.json else format_text(report))
+
+
+def cmd_plan(args):
+    from graphsurgeon._src.retrain import build, picture
+
+    setup = build(_config(args), values=False)
+    dot = picture(setup, depth=args.depth) if (args.dot or args.svg) else None
+    if args.dot:
+        from graphsurgeon._src.storage.writer import write_text
+
+        write_text(args.dot, dot)
+    if args.svg:
+        from graphsurgeon._src.storage.graphviz import write_svg
+
+        write_svg(dot, args.svg)
+    print(setup.plan.to_json() if args.json else setup.plan.format_text())
+    return 0
+
+
+def cmd_retrain(args):
+    from graphsurgeon._src.retrain import retrain
+
+    cfg = _config(args)
+    res = retrain(cfg, args.data, args.out, cache=args.cache, progress=not args.quiet, overwrite=args.overwrite)
+    summary = {"version": 1, "out": args.out, "checkpoint": res.export.checkpoint,
+               "saved_model": res.export.saved_model, "metrics": res.metrics, "epochs": len(res.history),
+               "settings": res.settings}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        st = res.settings
+        print(f"trained {len(res.history)} of up to {st['epochs']} epochs ({st['optimizer']}, lr {st['lr']:g}"
+              + (f", early stopping after {st['patience']} epochs without improvement" if st["patience"] else "")
+              + ")")
+        for split, m in res.metrics.items():
+            print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['examples']} examples)")
+        print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}")
+
+
+def cmd_cache(args):
+    from graphsurgeon._src.cache import generate
+
+    aug = {k: getattr(args, k) for k in ("flip_left_right", "random_crop", "random_scale", "random_brightness")
+           if getattr(args, k) is not None}
+    rep = generate(args.model, args.tensor, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
+                   batch_size=args.batch_size, dtype=args.dtype, augment=args.augment, augment_params=aug,
+                   seed=args.seed, shard_size=args.shard_size, repair=args.repair, allow_random=args.allow_random,
+                   allow_batch_dependent=args.allow_batch_dependent, allow_cast=args.allow_cast,
+                   allow_unsafe_ops=args.allow_unsafe_ops,
+                   image_scale=args.image_scale, tags=args.tags or ("serve",), progress=not args.quiet,
+                   image_feature=args.image_feature, label_feature=args.label_feature)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+    else:
+        rate = rep.computed / rep.seconds if rep.seconds else 0.0
+        print(f"{rep.directory}: {rep.examples} cached activations; computed {rep.computed} "
+              f"({rate:.0f} examples/s), reused {rep.reused}, {rep.shards_written} shard(s) written"
+              + (f", repaired {', '.join(rep.repaired)}" if rep.repaired else ""))
+
+
+def _rules(args):
+    from graphsurgeon._src.errors import ConfigError
+    from graphsurgeon._src.migrate import Rules
+
+    def pairs(items, flag, sep="="):
+        out = []
+        for item in items or ():
+            a, s, b = item.rpartition(sep)
+            if not s or not a:
+                raise ConfigError(f"{flag} '{item}': expected LEFT{sep}RIGHT")
+            out.append((a, b))
+        return out
+
+    merges = []
+    for m in args.merge or ():
+        path, sep, prefix = m.rpartition(":")
+        if sep and (prefix == "" or prefix.endswith("/")) and path:
+            merges.append((path, prefix))
+        else:
+            merges.append((m, ""))
+    return Rules(rename=pairs(args.rename, "--rename"), map_scope=pairs(args.map_scope, "--map-scope"),
+                 drop=args.drop or [], keep=args.keep or [], cast=pairs(args.cast, "--cast"), merge=merges,
+                 presets=args.preset or [])
+
+
+def cmd_migrate(args):
+    from graphsurgeon._src.errors import GraphSurgeonError
+    from graphsurgeon._src.migrate import migrate
+
+    try:
+        res = migrate(args.src, args.dst, _rules(args), dry_run=args.dry_run,
+                      verify="none" if args.no_verify else args.verify,
+                      link=True if args.link else False if args.copy else None, to=args.to,
+                      from_format=args.from_format, merge_partitions=args.merge_partitions, progress=not args.quiet)
+    except GraphSurgeonError as e:  # the library names arguments; say the flags
+        raise type(e)(migrate_flags(str(e))) from None
+    if args.json:
+        print(json.dumps({"version": 1, "destination": res.destination, "dry_run": args.dry_run,
+                          "verified": res.verified, "data": res.data, "cast": res.cast, "mapping": res.mapping, "files": res.files,
+                          "swept": res.swept}, indent=2))
+        return
+    for path in res.swept:
+        print(f"# removed {path} (left by a migration that was killed)")
+    for source, m in res.mapping.items():
+        width = max([len(o) for o in m] + [4])
+        print(f"# from {source}")
+        for old, new in m.items():
+            tag = "  (cast)" if new in res.cast else ""
+            print(f"{old:<{width}}  ->  {new}{tag}" if old != new else f"{old:<{width}}      (kept){tag}")
+    n = sum(len(m) for m in res.mapping.values())
+    data = ("hard links to the source's data files, a new index" if res.data == "linked"
+            else "a new data file holding only these tensors")
+    if args.dry_run:
+        print(f"-- {n} tensors; dry run, nothing written (would write {data})")
+    else:
+        print(f"-- {n} tensors written to {res.destination}"
+              + (f"; verified against the source ({res.verified})" if res.verified else "; not verified"))
+        print(f"-- data: {data}")
+
+
+def cmd_diff(args):
+    from graphsurgeon._src.migrate import diff
+
+    d = diff(args.a, args.b)
+    if args.json:
+        print(json.dumps({"version": 1, "a": args.a, "b": args.b, **d}, indent=2))
+        return
+    for key in ("added", "removed"):
+        for n in d[key]:
+            print(f"{'+' if key == 'added' else '-'} {n}")
+    for old, new in d["renamed"].items():
+        print(f"~ {old} -> {new}  (same dtype, shape and crc32c)")
+    for n, v in d["changed"].items():
+        print(f"! {n}  max abs difference {v}")
+    for key in ("dtype_changed", "shape_changed"):
+        for n, (x, y) in d[key].items():
+            print(f"! {n}  {key.split('_')[0]} {x} -> {y}")
+    if not any(d.values()):
+        print("no differences")
+
+
+def cmd_thaw(args):
+    from graphsurgeon._src.thaw import thaw
+
+    res = thaw(args.path, args.scopes, args.out, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+        return
+    for name, shape in res.variables.items():
+        print(f"{name}  {list(shape)}")
+    print(f"-- {len(res.variables)} constants ({res.nbytes} bytes) are variables now, {res.constants_left} weight-like "
+          f"constants stay constants; checkpoint {res.checkpoint}, meta graph {res.checkpoint}.meta")
+
+
+def cmd_demo(args):
+    from graphsurgeon._src.errors import ConfigError
+
+    if args.seeds < 1 or not 8 <= args.canvas <= 32:
+        raise ConfigError(f"--seeds must be >= 1 and --canvas 8..32 (got {args.seeds}, {args.canvas})")
+    from graphsurgeon._src.demo import run
+
+    result = run(args.out, seeds=range(args.seeds), canvas=args.canvas, progress=not args.quiet,
+                 say=None if args.json else print)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))

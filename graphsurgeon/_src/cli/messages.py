@@ -1,0 +1,86 @@
+"""Failures as one line in command-line words: the library names arguments, the CLI says flags."""
+from __future__ import annotations
+
+import ast
+import re
+import sys
+
+_PAIR_FLAGS = {"rename": "--rename", "map_scope": "--map-scope", "cast": "--cast"}
+
+
+_FLAG = {"to": "--to", "from_format": "--from", "verify": "--verify", "merge_partitions": "--merge-partitions",
+         "link": "--link"}
+
+
+_QUOTED = r"(?:'[^'\\]*'|\"[^\"\\]*\")"
+
+
+def migrate_flags(message: str) -> str:
+    """A migration message in command-line words.
+
+    >>> migrate_flags("rename=('^a/', 'b/') matches no tensor; presets=['x']: unknown; to='tf2' needs eager")
+    "--rename '^a/=b/' matches no tensor; --preset x: unknown; --to tf2 needs eager"
+    """
+    def pair(m):
+        a, b = ast.literal_eval(m.group(2))
+        return f"{_PAIR_FLAGS[m.group(1)]} '{a}={b}'"
+
+    message = re.sub(rf"\b(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
+    message = re.sub(rf"\bpresets=\[({_QUOTED})\]", lambda m: "--preset " + ast.literal_eval(m.group(1)), message)
+    message = re.sub(r"\b(drop|keep|cast): pattern", r"--\1: pattern", message)
+    message = re.sub(r"(?<![\w-])(to|from_format)='(tf[12])'", lambda m: f"{_FLAG[m.group(1)]} {m.group(2)}", message)
+    message = re.sub(r"(?<![\w-])(merge_partitions|link)=True\b", lambda m: _FLAG[m.group(1)], message)
+    return re.sub(r"(?<![\w-])(verify|to|from_format)=", lambda m: _FLAG[m.group(1)] + " ", message)
+
+
+# library argument -> command-line flag: errors name arguments, the CLI speaks in flags
+FLAGS = {
+    "head": "--head", "output": "--output", "input": "--input", "batch_size": "--batch-size",
+    "allow_missing": "--allow-missing", "allow_cast": "--allow-cast", "allow_unsafe_ops": "--allow-unsafe-ops",
+    "allow_random": "--allow-random", "allow_batch_dependent": "--allow-batch-dependent", "overwrite": "--overwrite",
+    "repair": "--repair", "out_dir": "--out", "data": "--data", "cache": "--cache", "model": "--model",
+    "augment": "--augment", "scopes": "--scopes", "task": "--task", "method": "--method", "old_data": "--old-data",
+    "lam": "--lambda", "temperature": "--temperature", "prune": "--prune", "prune_first": "--prune-first",
+    "gamma": "--gamma", "fisher": "--fisher", "replace": "--replace", "features": "--features",
+    "reference": "--reference", "balance": "--balance", "names": "--names", "threshold": "--threshold",
+    "epochs": "--epochs",
+}
+
+
+def to_flags(message: str) -> str:
+    """A library message in command-line words: ``allow_cast=True`` -> ``--allow-cast``,
+    ``batch_size=100`` -> ``--batch-size 100``, ``feeds={'NAME': VALUE}`` -> ``--feed NAME=VALUE``,
+    ``feeds=`` -> ``--feed``.
+
+    >>> to_flags("pass batch_size=100 or allow_cast=True; give feeds={'state': VALUE}")
+    'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
+    """
+    message = re.sub(r"\bold_data=\{'([^']*)': PATH\}", r"--old-data \1=PATH", message)
+    message = re.sub(r"\b(train_feeds|feeds)=\{'([^']*)': VALUE\}",
+                     lambda m: f"{'--train-feed' if m.group(1) == 'train_feeds' else '--feed'} {m.group(2)}=VALUE",
+                     message)
+    message = re.sub(r"\b(train_feeds|feeds)=", lambda m: "--train-feed" if m.group(1) == "train_feeds" else "--feed",
+                     message)
+    names = "|".join(sorted(FLAGS, key=len, reverse=True))
+    message = re.sub(rf"(?<![\w-])({names})=True\b", lambda m: FLAGS[m.group(1)], message)
+    return re.sub(rf"(?<![\w-])({names})=", lambda m: FLAGS[m.group(1)] + " ", message)
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for any exception: ours as they are; TensorFlow's naming the op involved; others
+    with their type and a pointer to ``--debug``."""
+    from graphsurgeon._src.errors import GraphSurgeonError
+
+    text = " ".join(str(e).split())
+    if isinstance(e, GraphSurgeonError):
+        return to_flags(text)
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or text}"
+    tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")
+    if tf_errors is not None and isinstance(e, tf_errors.OpError):
+        first = (e.message or "").strip().splitlines()
+        where = f"op '{e.op.name}' ({e.op.type})" if getattr(e, "op", None) is not None else "TensorFlow"
+        return f"{where} failed: {first[0][:300] if first else type(e).__name__} (--debug shows the traceback)"
+    if isinstance(e, MemoryError):
+        return "out of memory (try a smaller --batch-size)"
+    return f"unexpected {type(e).__name__}: {text[:300]} (this is a graphsurgeon bug; --debug shows the traceback)"

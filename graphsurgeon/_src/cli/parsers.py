@@ -1,0 +1,393 @@
+"""The argument parser: one sub-command per verb, each with its flags and an example."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from graphsurgeon._src.cli.commands import (
+    cmd_cache,
+    cmd_demo,
+    cmd_diff,
+    cmd_inspect,
+    cmd_migrate,
+    cmd_plan,
+    cmd_retrain,
+    cmd_thaw,
+)
+from graphsurgeon._src.cli.task_commands import (
+    cmd_add_class,
+    cmd_add_head,
+    cmd_combine,
+    cmd_learn_task,
+    cmd_merge_heads,
+    cmd_remove_head,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def _model_args(p):
+    p.add_argument("--model", required=False, help="checkpoint prefix or directory, .meta, .pb, SavedModel dir")
+    p.add_argument("--trainable", nargs="+", action="extend", metavar="PAT", help="restored scopes that train")
+    p.add_argument("--exclude", nargs="+", action="extend", metavar="PAT", help="scopes not restored")
+    p.add_argument("--reinit", nargs="+", action="extend", metavar="PAT", help="layers re-initialized in place")
+    p.add_argument("--head", metavar="TENSOR:N", help="cut at TENSOR, new head with N classes")
+    p.add_argument("--head-hidden", nargs="+", type=int, metavar="UNITS", help="hidden layers of the new head")
+    p.add_argument("--head-activation", choices=["relu", "tanh", "sigmoid", "elu", "linear"],
+                   help="activation of the head's hidden layers (default relu)")
+    p.add_argument("--head-init", choices=["glorot_uniform", "glorot_normal", "he_normal", "truncated_normal"],
+                   help="kernel initializer of the new head (default glorot_uniform)")
+    p.add_argument("--output", metavar="TENSOR", help="existing logits to fine-tune (instead of --head)")
+    p.add_argument("--input", metavar="TENSOR",
+                   help="the tensor fed with the data (a placeholder, or any tensor such as a queue's output; "
+                        "default: the one placeholder the cut reads)")
+    p.add_argument("--rename", nargs="+", action="extend", metavar="CKPT=GRAPH",
+                   help="restore checkpoint scope/name CKPT into graph scope/name GRAPH")
+    p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F", help="learning-rate multiplier")
+    p.add_argument("--unfreeze", nargs="+", action="extend", metavar="EPOCH:PAT[=F]",
+                   help="from EPOCH on, PAT trains too (at multiplier F)")
+    p.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE",
+                   help="value of another placeholder (keep_prob, is_training, an initial state) at inference: "
+                        "a number, true/false, or an .npy file, broadcast to its shape")
+    p.add_argument("--train-feed", nargs="+", action="extend", metavar="NAME=VALUE",
+                   help="its value while training, if different")
+    p.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    p.add_argument("--restore-optimizer", action="store_true", default=None,
+                   help="also restore the old run's optimizer slots and global_step")
+    p.add_argument("--allow-missing", action="store_true", default=None,
+                   help="initialize variables the checkpoint lacks")
+    p.add_argument("--allow-cast", action="store_true", default=None,
+                   help="restore values whose checkpoint dtype differs from the variable's, cast")
+    p.add_argument("--allow-unsafe-ops", action="store_true", default=None,
+                   help="run a graph that holds file-system or Python-callback ops")
+    p.add_argument("--plan", dest="plan_file", metavar="FILE.toml", help="settings from a TOML plan file")
+
+
+EXAMPLES = {
+    "inspect": "graphsurgeon inspect run/model.ckpt-1000 --json",
+    "plan": "graphsurgeon plan --model run/ --head hidden3/Relu:2 --trainable hidden3 --lr-mult hidden3=0.1",
+    "retrain": "graphsurgeon retrain --model run/ --head hidden3/Relu:2 --trainable hidden3 --data new.npz "
+               "--out retrained/",
+    "cache": "graphsurgeon cache --model run/ --tensor hidden2/Relu --data new.npz --out cache/\n"
+             "  graphsurgeon retrain --model run/ --head hidden3/Relu:2 --cache cache/ --out retrained/",
+    "migrate": "graphsurgeon migrate run/model.ckpt-1000 clean/model.ckpt --preset optimizer-slots "
+               "--map-scope hidden1/=encoder/ --dry-run",
+    "diff": "graphsurgeon diff run/model.ckpt-1000 clean/model.ckpt --json",
+    "thaw": "graphsurgeon thaw frozen/graph.pb --scopes hidden3 output --out thawed/\n"
+            "  graphsurgeon retrain --model thawed/ --head hidden3/Relu:2 --trainable hidden3 --data data.npz "
+            "--out retrained/",
+    "demo": "graphsurgeon demo --out demo-out/ --seeds 5 --json",
+    "merge-heads": "graphsurgeon merge-heads tasks/ --features encoder/features --out serving/text/1",
+    "add-head": "graphsurgeon add-head serving/text/1 new_task/model.ckpt-900    # writes serving/text/2",
+    "remove-head": "graphsurgeon remove-head serving/text/2 sentiment           # writes serving/text/3",
+    "learn-task": "graphsurgeon learn-task --model digits04/ --features hidden2/Relu --data digits59.npz "
+                  "--task digits59 --method lwf --out continual/1",
+    "combine": "graphsurgeon combine --model A/ --features hidden2/Relu --model B/ --features hidden2/Relu "
+               "--data unlabelled.npz --out AB/",
+    "add-class": "graphsurgeon add-class AB/ --data few.npz --name alien_bug --out ABC/",
+}
+
+
+def build_parser():
+    """The ``graphsurgeon`` argument parser: one sub-command per verb, each with an example."""
+    p = _Parser(prog="graphsurgeon", description="Surgery on legacy TensorFlow 1 models for transfer learning.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _inspect_parser(sub)
+    _plan_parser(sub)
+    _retrain_parser(sub)
+    _cache_parser(sub)
+    _migrate_parser(sub)
+    _diff_parser(sub)
+    _thaw_parser(sub)
+    _multihead_parsers(sub)
+    _continual_parsers(sub)
+    _demo_parser(sub)
+    for name, parser in sub.choices.items():
+        if name in EXAMPLES:
+            parser.epilog = "example:\n  " + EXAMPLES[name]
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    for parser in [p, *sub.choices.values()]:
+        top = parser is p
+        parser.add_argument("--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                            help="also show TensorFlow's own log lines and warnings")
+        parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                            help="on failure, print the Python traceback too")
+    return p
+
+
+def _inspect_parser(sub):
+    s = sub.add_parser("inspect", help="variables, scopes, inputs and outputs of a checkpoint or graph")
+    s.add_argument("path")
+    s.add_argument("--depth", type=int, default=1, help="scope depth to group by")
+    s.add_argument("--tags", nargs="+")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_inspect)
+
+
+def _plan_parser(sub):
+    s = sub.add_parser("plan", help="dry run: what happens to every variable")
+    _model_args(s)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--dot", metavar="FILE", help="write a picture of the surgery as Graphviz DOT text")
+    s.add_argument("--svg", metavar="FILE", help="render that picture to SVG (needs Graphviz's dot on PATH)")
+    s.add_argument("--depth", type=int, help="scope depth of the picture's boxes (default: the deepest with <= 60)")
+    s.set_defaults(func=cmd_plan)
+
+
+def _retrain_parser(sub):
+    s = sub.add_parser("retrain", help="restore, new head, train the chosen layers, export")
+    _model_args(s)
+    s.add_argument("--data", help=".npz (x, y) or an image folder (one sub-folder per class)")
+    s.add_argument("--cache", metavar="DIR", help="train from a bottleneck cache made by 'graphsurgeon cache'")
+    s.add_argument("--out", required=True, help="output directory")
+    s.add_argument("--epochs", type=int, help="epoch budget (default: 300 for a head from a cache, 30 for a head, "
+                                               "20 when restored layers train)")
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float, help="learning rate (default 0.003 for a head alone, 0.001 when restored "
+                                            "layers train)")
+    s.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "rmsprop"], help="default adam")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--patience", type=int,
+                   help="stop after this many epochs without a better validation accuracy (0: never)")
+    s.add_argument("--image-scale", choices=["unit", "inception", "raw"],
+                   help="image folders: pixels to [0,1] (unit, default), [-1,1] (inception) or [0,255] (raw)")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_retrain)
+
+
+def _cache_parser(sub):
+    s = sub.add_parser("cache", help="run the frozen layers once over the data and store the bottleneck")
+    s.add_argument("--model", required=True)
+    s.add_argument("--tensor", required=True, help="the bottleneck tensor (top frozen layer's output)")
+    s.add_argument("--data", required=True, help=".npz, image folder, or TFRecord file/glob of tf.train.Example")
+    s.add_argument("--out", required=True, help="cache directory (created, or completed if it exists)")
+    s.add_argument("--input", metavar="TENSOR",
+                   help="the tensor fed with the data (default: the one placeholder the tensor reads)")
+    s.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE",
+                   help="value of another placeholder: a number, true/false, or an .npy file")
+    s.add_argument("--batch-size", type=int, help="examples per run (default: the batch the graph fixes, else 256)")
+    s.add_argument("--shard-size", type=int, default=4096, help="examples per shard")
+    s.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    s.add_argument("--augment", type=int, default=0, metavar="K", help="K distorted copies of each training image")
+    s.add_argument("--flip-left-right", type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
+    s.add_argument("--random-crop", type=float, metavar="PCT")
+    s.add_argument("--random-scale", type=float, metavar="PCT")
+    s.add_argument("--random-brightness", type=float, metavar="PCT")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--image-scale", choices=["unit", "inception", "raw"], default="unit")
+    s.add_argument("--image-feature", default="image/encoded", help="TFRecord feature with the image")
+    s.add_argument("--label-feature", default="image/class/label", help="TFRecord feature with the label")
+    s.add_argument("--tags", nargs="+")
+    s.add_argument("--repair", action="store_true", help="recompute shards whose checksum does not match")
+    s.add_argument("--allow-random", action="store_true", help="cache a tensor that depends on random ops")
+    s.add_argument("--allow-batch-dependent", action="store_true",
+                   help="cache a tensor that depends on its batch-mates (batch statistics)")
+    s.add_argument("--allow-cast", action="store_true", help="restore values of another dtype, cast")
+    s.add_argument("--allow-unsafe-ops", action="store_true",
+                   help="run a graph that holds file-system or Python-callback ops")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_cache)
+
+
+def _migrate_parser(sub):
+    s = sub.add_parser("migrate", help="rename, drop, keep, cast, merge checkpoints into a new one")
+    s.add_argument("src")
+    s.add_argument("dst", help="destination prefix (must not exist)")
+    s.add_argument("--rename", nargs="+", action="extend", metavar="REGEX=REPLACEMENT")
+    s.add_argument("--map-scope", nargs="+", action="extend", metavar="OLD/=NEW/")
+    s.add_argument("--drop", nargs="+", action="extend", metavar="PAT")
+    s.add_argument("--keep", nargs="+", action="extend", metavar="PAT", help="keep only these (split out a scope)")
+    s.add_argument("--cast", nargs="+", action="extend", metavar="PAT=DTYPE", help="float16, bfloat16, float32")
+    s.add_argument("--merge", nargs="+", action="extend", metavar="OTHER[:PREFIX/]")
+    s.add_argument("--preset", nargs="+", action="extend",
+                   metavar="NAME", help="optimizer-slots, rnn-cell-names, strip-scope=NAME")
+    s.add_argument("--to", choices=["tf1", "tf2"], default="tf1",
+                   help="tf2: what tf.train.Checkpoint(vars={name: variable}) writes")
+    s.add_argument("--from", dest="from_format", choices=["tf1", "tf2"], default="tf1",
+                   help="tf2: read an object-based checkpoint (or TF2 SavedModel variables) by variable name")
+    s.add_argument("--merge-partitions", action="store_true", help="join name/part_N tensors into one")
+    s.add_argument("--dry-run", action="store_true", help="print the old -> new table; write nothing at all")
+    v = s.add_mutually_exclusive_group()
+    v.add_argument("--verify", choices=["sample", "full"], default="sample",
+                   help="sample (default): keys, dtypes and shapes of all, bytes of every tensor under 1 MiB and a "
+                        "seeded sample of larger ones; full: every byte of every tensor")
+    v.add_argument("--no-verify", action="store_true", help="check nothing")
+    d = s.add_mutually_exclusive_group()
+    d.add_argument("--link", action="store_true",
+                   help="always hard-link the sources' data files and write only an index (dropped tensors keep "
+                        "their bytes there); the default links only when no byte is dropped or changed")
+    d.add_argument("--copy", action="store_true", help="always write a new data file, never hard links")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_migrate)
+
+
+def _diff_parser(sub):
+    s = sub.add_parser("diff", help="tensors added, removed, renamed, changed between two checkpoints")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_diff)
+
+
+def _thaw_parser(sub):
+    s = sub.add_parser("thaw", help="turn a frozen graph's chosen weight constants back into variables")
+    s.add_argument("path", metavar="GRAPH", help="a frozen GraphDef (.pb / .pbtxt)")
+    s.add_argument("--scopes", nargs="+", action="extend", required=True, metavar="PAT",
+                   help="weight-like constants to thaw (inspect lists them)")
+    s.add_argument("--out", required=True, metavar="DIR", help="where to write model.ckpt and its meta graph")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_thaw)
+
+
+def _demo_parser(sub):
+    s = sub.add_parser("demo", help="the embedded demo: a digits 0-4 model retrained for digits 5-9 with few "
+                                    "labels; learning curve against training from scratch")
+    s.add_argument("--out", default=None, help="where to write (default: a temporary directory)")
+    s.add_argument("--seeds", type=int, default=3, metavar="N",
+                   help="seeds per point of the learning curve (default 3)")
+    s.add_argument("--canvas", type=int, default=12, metavar="PIXELS",
+                   help="side (8..32) of the images the 8x8 digits are placed on at random (default 12; 8: "
+                        "centred, as scikit-learn gives them)")
+    s.add_argument("--json", action="store_true", help="print the learning curve and the outputs as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
+    s.set_defaults(func=cmd_demo)
+
+
+def _multihead_parsers(sub):
+    s = sub.add_parser("merge-heads", help="merge task models that share a backbone into one SavedModel served "
+                                           "with (inputs, task_id)")
+    s.add_argument("models", nargs="+", metavar="MODEL", help="task models: paths, directories or globs")
+    s.add_argument("--features", required=True, metavar="TENSOR",
+                   help="where the backbone ends: a tensor, or a layer name for Keras models")
+    s.add_argument("--out", required=True, metavar="DIR", help="the SavedModel directory to write (must not exist)")
+    s.add_argument("--input", metavar="TENSOR", help="the models' input (default: the one placeholder below "
+                                                     "--features)")
+    s.add_argument("--output", metavar="TENSOR", help="the models' output (default: told from the graph)")
+    s.add_argument("--task-names", metavar="FILE", help="one task name per line, in the models' order")
+    s.add_argument("--atol", type=float, default=0.0, help="backbone weights this close count as equal")
+    s.add_argument("--group-backbones", action="store_true",
+                   help="when backbone weights differ, build one backbone per group instead of refusing")
+    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    s.add_argument("--no-verify", action="store_true", help="skip comparing the written model with each head")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_merge_heads)
+    for name, fn, what in (("add-head", cmd_add_head, "MODEL"), ("remove-head", cmd_remove_head, "TASK")):
+        s = sub.add_parser(name, help="a new version of a merged model with one task "
+                                      + ("added" if what == "MODEL" else "removed"))
+        s.add_argument("dir", metavar="DIR", help="a version written by merge-heads (it is not changed)")
+        if what == "MODEL":
+            s.add_argument("model", metavar="MODEL", help="the task model whose head is added")
+            s.add_argument("--task-name", help="its task name (default: from its path)")
+            s.add_argument("--output", metavar="TENSOR", help="the model's output (default: told from the graph)")
+            s.add_argument("--atol", type=float, default=0.0, help="backbone weights this close count as equal")
+            s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+        else:
+            s.add_argument("task", metavar="TASK", help="the task's name, or its id when no task has that name")
+        s.add_argument("--out", metavar="NEWDIR", help="the new version's directory (default: DIR's version "
+                                                       "number + 1, beside it)")
+        s.add_argument("--no-verify", action="store_true", help="skip comparing the written model with each head")
+        s.add_argument("--json", action="store_true")
+        s.set_defaults(func=fn)
+
+
+def _continual_parsers(sub):
+    _learn_task_parser(sub)
+    _combine_parser(sub)
+    _add_class_parser(sub)
+
+
+def _learn_task_parser(sub):
+    s = sub.add_parser("learn-task", help="add a task to a model (plain or many-heads) with a continual-learning "
+                                          "method; writes a many-heads model")
+    s.add_argument("--model", required=True, help="a plain model or a many-heads directory (it is not changed)")
+    s.add_argument("--data", required=True, help="the new task's labelled data (.npz or image folder)")
+    s.add_argument("--task", required=True, metavar="NAME", help="the new task's name")
+    s.add_argument("--method", required=True, choices=["feature-extraction", "fine-tune", "joint", "lwf", "ewc",
+                                                       "packnet", "piggyback"])
+    s.add_argument("--out", required=True, metavar="DIR", help="the many-heads directory to write (must not exist)")
+    s.add_argument("--features", metavar="TENSOR", help="where a plain model's backbone ends")
+    s.add_argument("--input", metavar="TENSOR", help="a plain model's input (default: the one placeholder)")
+    s.add_argument("--output", metavar="TENSOR", help="a plain model's output (default: told from the graph)")
+    s.add_argument("--old-task", metavar="NAME", help="a plain model's task name (default: its directory's name)")
+    s.add_argument("--old-data", nargs="+", action="extend", metavar="[TASK=]PATH",
+                   help="labelled data of an old task (joint trains on it; ewc takes its Fisher from it; accuracy "
+                        "after learning is measured on its test split)")
+    s.add_argument("--replace", action="store_true", help="learn a task whose name exists again")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float, help="the new head's learning rate (default 0.003)")
+    s.add_argument("--backbone-lr-mult", type=float, help="the backbone's rate as a multiple of --lr (default 1/3)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--lambda", dest="lam", type=float, help="lwf's distillation weight (default 1), ewc's penalty "
+                                                            "weight (default 100)")
+    s.add_argument("--temperature", type=float, help="lwf's distillation temperature T (default 2)")
+    s.add_argument("--warmup-epochs", type=int, help="lwf: epochs with the backbone frozen first (default 5)")
+    s.add_argument("--cache", metavar="DIR", help="lwf: where the old heads' recorded outputs are kept")
+    s.add_argument("--fisher", metavar="FILE", help="ewc: a fisher.npz written for this model's weights")
+    s.add_argument("--fisher-samples", type=int, help="ewc: examples per Fisher estimate (default 200)")
+    s.add_argument("--fisher-labels", choices=["empirical", "sampled"], help="ewc: labels of the Fisher's gradients")
+    s.add_argument("--online", action="store_true", default=None, help="ewc: one decayed Fisher for all old tasks")
+    s.add_argument("--gamma", type=float, help="online ewc's decay (default 1)")
+    s.add_argument("--prune", type=float, help="packnet: fraction of the new task's weights freed (default 0.75)")
+    s.add_argument("--prune-first", type=float, help="packnet: fraction of a plain model's weights freed "
+                                                     "(default 0.5)")
+    s.add_argument("--retrain-epochs", type=int, help="packnet: epochs after pruning (default half of --epochs)")
+    s.add_argument("--threshold", type=float, help="piggyback: mask score threshold (default 0.005)")
+    s.add_argument("--mask-init", type=float, help="piggyback: initial mask score (default 0.01)")
+    s.add_argument("--mask-lr", type=float, help="piggyback: the mask scores' learning rate (default 1e-4)")
+    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_learn_task)
+
+
+def _combine_parser(sub):
+    s = sub.add_parser("combine", help="two or more frozen classifiers side by side, one new head over the union "
+                                       "of their classes")
+    s.add_argument("--model", required=True, action="append", help="a model (repeat: A's classes come first)")
+    s.add_argument("--features", action="append", metavar="TENSOR", help="the tensor its head reads (one per "
+                                                                          "--model, in order)")
+    s.add_argument("--input", metavar="TENSOR", help="the models' input (default: the one placeholder)")
+    s.add_argument("--data", required=True, help=".npz with x and y (labels in the union's order) or x only "
+                                                 "(learn from the models' own outputs)")
+    s.add_argument("--out", required=True, metavar="DIR", help="the directory to write (must not exist)")
+    s.add_argument("--names", help="the models' scopes, comma-separated (default: their directories' names)")
+    s.add_argument("--balance", choices=["logits", "confidence", "equal"],
+                   help="without labels: how the models' answers make the target (default logits)")
+    s.add_argument("--epochs", type=int, help="default 300")
+    s.add_argument("--lr", type=float, help="default 0.003")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_combine, balance="logits")
+
+
+def _add_class_parser(sub):
+    s = sub.add_parser("add-class", help="a new version of a classifier with one more class, learned from a few "
+                                         "examples")
+    s.add_argument("dir", metavar="DIR", help="a model written by combine or add-class (it is not changed)")
+    s.add_argument("--data", required=True, help="examples of the new class (.npz with x)")
+    s.add_argument("--name", required=True, help="the new class's name (it becomes the last index)")
+    s.add_argument("--out", required=True, metavar="DIR2", help="the directory to write (must not exist)")
+    s.add_argument("--features", metavar="TENSOR", help="the tensor the last layer reads (default: from model.json)")
+    s.add_argument("--reference", metavar="DATA", help="inputs whose answers are kept (default: the data combine "
+                                                       "used)")
+    s.add_argument("--steps", type=int, help="full-batch training steps (default 300)")
+    s.add_argument("--lr", type=float, help="default 0.01")
+    s.add_argument("--balance", type=float, help="the loss's weight on the new examples (default 0.1)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_add_class)
