@@ -11,7 +11,6 @@ size the graph allows.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import tensorflow as tf
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 
 import tensorflow as tf
-from tensorflow.core.framework import variable_pb2
+from tensorflow.core.framework import graph_pb2, variable_pb2
 from tensorflow.core.protobuf import control_flow_pb2, meta_graph_pb2
 
 from graphsurgeon._src.select import normalize_name
@@ -294,3 +294,19 @@ def replace_with_placeholder(graph_def, tensor: str, dtype: tf.DType, shape) -> 
     node.attr["dtype"].type = tf.as_dtype(dtype).as_datatype_enum
     node.attr["shape"].shape.CopyFrom(tf.TensorShape(shape).as_proto())
     return f"{name}:0"
+
+
+def without_nodes(graph_def, names) -> graph_pb2.GraphDef:
+    """A copy of ``graph_def`` (its versions and function library too) without the nodes ``names``;
+    control inputs naming them are dropped, data inputs from them are kept (to be mapped on import)."""
+    names = set(names)
+    rest = graph_pb2.GraphDef()
+    rest.versions.CopyFrom(graph_def.versions)
+    rest.library.CopyFrom(graph_def.library)
+    for n in graph_def.node:
+        if n.name not in names:
+            node = rest.node.add()
+            node.CopyFrom(n)
+            node.ClearField("input")
+            node.input.extend(i for i in n.input if not (i.startswith("^") and i[1:] in names))
+    return rest

@@ -217,15 +217,7 @@ def checkpoint_keys(saved_objects, checkpoint_objects) -> dict:
 def with_variables(graph_def, variables: dict, trainable: dict, *, where: str):
     """A MetaGraphDef of ``graph_def`` with each ``VarHandleOp`` replaced by a ``tf.compat.v1`` resource
     variable of the same name, shape and dtype (zeros initializer; values come from a checkpoint)."""
-    rest = graph_pb2.GraphDef()
-    rest.versions.CopyFrom(graph_def.versions)
-    rest.library.CopyFrom(graph_def.library)
-    for n in graph_def.node:
-        if n.name not in variables:
-            node = rest.node.add()
-            node.CopyFrom(n)
-            node.ClearField("input")  # a control input on a handle orders nothing: dropped
-            node.input.extend(i for i in n.input if not (i.startswith("^") and i[1:] in variables))
+    rest = subgraph.without_nodes(graph_def, variables)  # a control input on a handle orders nothing: dropped
     graph = tf.Graph()
     with graph.as_default():
         handles = {}

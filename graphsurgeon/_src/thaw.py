@@ -16,9 +16,8 @@ import dataclasses
 import os
 
 import tensorflow as tf
-from tensorflow.core.framework import graph_pb2
 
-from graphsurgeon._src import select, weights
+from graphsurgeon._src import select, subgraph, weights
 from graphsurgeon._src.errors import (
     ConfigError,
     GraphSurgeonError,
@@ -105,16 +104,9 @@ def thaw_graph(graph_def, names, *, where: str = "graph"):
     names = set(names)
     by_name = {n.name: n for n in graph_def.node}
     values = {n: tf.make_ndarray(by_name[n].attr["value"].tensor) for n in sorted(names)}
-    rest = graph_pb2.GraphDef()
-    rest.versions.CopyFrom(graph_def.versions)
-    rest.library.CopyFrom(graph_def.library)
-    for n in graph_def.node:
-        if n.name not in names:
-            node = rest.node.add()
-            node.CopyFrom(n)
-            node.ClearField("input")
-            node.input.extend(i for i in n.input if not (i.startswith("^") and i[1:] in names))
-            _drop_colocation(node, names)
+    rest = subgraph.without_nodes(graph_def, names)
+    for node in rest.node:
+        _drop_colocation(node, names)
     graph = tf.Graph()
     with graph.as_default():
         reads = {}

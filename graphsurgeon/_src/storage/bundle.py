@@ -71,7 +71,12 @@ def _put_varint(out: bytearray, v: int) -> None:
     out.append(v)
 
 
-def _get_varint(b: bytes, i: int) -> tuple[int, int]:
+def get_varint(b: bytes, i: int) -> tuple[int, int]:
+    """``(value, index after it)`` of the protobuf varint at ``b[i:]``.
+
+    Raises:
+      ValueError: the varint is truncated or longer than 64 bits.
+    """
     result = shift = 0
     while True:
         if i >= len(b):
@@ -114,9 +119,9 @@ def _block_entries(block: bytes):
     end = len(block) - 4 - 4 * n_restarts
     i, key = 0, b""
     while i < end:
-        shared, i = _get_varint(block, i)
-        non_shared, i = _get_varint(block, i)
-        vlen, i = _get_varint(block, i)
+        shared, i = get_varint(block, i)
+        non_shared, i = get_varint(block, i)
+        vlen, i = get_varint(block, i)
         key = key[:shared] + block[i:i + non_shared]
         i += non_shared
         yield key, block[i:i + vlen]
@@ -139,14 +144,14 @@ def read_index(prefix: str):
         if len(data) < FOOTER_SIZE or struct.unpack_from("<Q", data, len(data) - 8)[0] != MAGIC:
             raise ValueError("no table magic number at the end (truncated, or not a V2 index)")
         foot = data[len(data) - FOOTER_SIZE:]
-        _, i = _get_varint(foot, 0)
-        _, i = _get_varint(foot, i)
-        io, i = _get_varint(foot, i)
-        isz, i = _get_varint(foot, i)
+        _, i = get_varint(foot, 0)
+        _, i = get_varint(foot, i)
+        io, i = get_varint(foot, i)
+        isz, i = get_varint(foot, i)
         header, entries = None, {}
         for _, handle in _block_entries(_read_block(data, io, isz, path)):
-            off, j = _get_varint(handle, 0)
-            size, _ = _get_varint(handle, j)
+            off, j = get_varint(handle, 0)
+            size, _ = get_varint(handle, j)
             for key, value in _block_entries(_read_block(data, off, size, path)):
                 if key == b"":
                     header = tensor_bundle_pb2.BundleHeaderProto.FromString(value)

@@ -26,6 +26,7 @@ from graphsurgeon._src.errors import (
     CorruptCheckpointError,
     MergeHeadsError,
 )
+from graphsurgeon._src.storage.bundle import get_varint
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 
 try:
@@ -100,12 +101,12 @@ def _fields(data: bytes):
     length-delimited fields; what ``keras_metadata.pb`` uses)."""
     i = 0
     while i < len(data):
-        key, i = _varint(data, i)
+        key, i = get_varint(data, i)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            value, i = _varint(data, i)
+            value, i = get_varint(data, i)
         elif wire == 2:
-            n, i = _varint(data, i)
+            n, i = get_varint(data, i)
             value, i = data[i:i + n], i + n
         elif wire == 5:
             value, i = data[i:i + 4], i + 4
@@ -114,19 +115,6 @@ def _fields(data: bytes):
         else:
             raise ValueError(f"unsupported wire type {wire}")
         yield field, wire, value
-
-
-def _varint(data: bytes, i: int):
-    out = shift = 0
-    while True:
-        if i >= len(data):
-            raise ValueError("truncated varint")
-        b = data[i]
-        i += 1
-        out |= (b & 0x7F) << shift
-        if b < 0x80:
-            return out, i
-        shift += 7
 
 
 def _metadata(path: str) -> dict:

@@ -20,17 +20,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from graphsurgeon._src.errors import (
-    ConfigError,
     CorruptCheckpointError,
     MergeHeadsError,
 )
-from graphsurgeon._src.storage import bundle
+from graphsurgeon._src.storage import bundle, model_dir
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.session import new_session
 
@@ -130,30 +128,9 @@ def write_bytes(path: str, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def new_version_dir(out_dir: str) -> str:
-    """A temporary directory beside ``out_dir`` (which must not exist) to build a version in.
-
-    Raises:
-      ConfigError: ``out_dir`` exists.
-    """
-    out_dir = os.path.abspath(out_dir)
-    if os.path.lexists(out_dir):
-        raise ConfigError(f"{out_dir} exists; merged models are written to a new directory (choose another --out)")
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(out_dir)}-", dir=parent)
-
-
-def commit_version(tmp: str, out_dir: str) -> None:
-    """Rename the finished ``tmp`` to ``out_dir`` (refused if ``out_dir`` appeared meanwhile)."""
-    out_dir = os.path.abspath(out_dir)
-    if os.path.lexists(out_dir):
-        raise ConfigError(f"{out_dir} appeared while the model was written; nothing was replaced")
-    os.rename(tmp, out_dir)
-
-
-def discard(tmp: str) -> None:
-    shutil.rmtree(tmp, ignore_errors=True)
+new_version_dir = model_dir.new_dir  # a merged model's versions are written as every model directory is
+commit_version = model_dir.commit
+discard = model_dir.discard
 
 
 def read_tasks(model_dir: str) -> dict:
