@@ -120,12 +120,7 @@ def saved_model_bytes(meta: meta_graph_pb2.MetaGraphDef) -> bytes:
     return sm.SerializeToString(deterministic=True)
 
 
-def write_bytes(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+write_bytes = model_dir.write_file  # into a temporary version directory, flushed to disk
 
 
 new_version_dir = model_dir.new_dir  # a merged model's versions are written as every model directory is
