@@ -31,7 +31,7 @@ LAYERS = [
     ("pipelines", ["retrain", "demo", "combine", "add_class", "continual"]),
     ("cli", ["cli"]),
 ]
-OPTIONAL = {"sklearn", "matplotlib", "apache_beam", "tf_keras", "h5py", "google_crc32c"}  # extras, imported on use
+OPTIONAL = {"sklearn", "matplotlib", "apache_beam", "tf_keras", "h5py"}  # extras, imported on use
 
 
 def layer_of(module: str) -> int:
