@@ -461,7 +461,7 @@ _data_case("data-bitflip-hidden2-biases",
            r"hidden2/biases", kind="values")
 _data_case("shard-1-of-2-bitflip",
            lambda m: flip(m + ".data-00001-of-00002", _entry_offset(m, "hidden2/weights") + 5),
-           r"data-00001-of-00002: cannot read tensor 'hidden2/weights'", key="sharded", kind="values")
+           r"data-00001-of-00002: (cannot read tensor|the bytes of tensor) 'hidden2/weights'", key="sharded", kind="values")
 
 
 @case("nan-in-checkpoint-tensor", "compute", r"hidden1/weights.*NaN")
@@ -833,16 +833,7 @@ FLAG_CASES = [
 # Cases that fail on main today because their fix belongs to code two other branches are rewriting: migrate and diff
 # (wt-migrate), the cache and the data readers (wt-cache). They are expected to fail (strictly: a pass is reported)
 # until those branches are merged and the marks removed.
-AWAITS_MIGRATE = {
-    "data-bitflip-hidden1-weights": ("migrate",), "data-bitflip-hidden2-biases": ("migrate",), "index-huge-string-tensor": ("migrate",),
-    "index-huge-declared-shape": ("migrate",),
-    "index-huge-shape-past-data-end": ("migrate", "diff"),
-    "index-negative-dimension": ("migrate",), "index-non-utf8-tensor-name": ("migrate",), "index-offset-past-data-end": ("migrate", "diff"),
-    "index-reference-dtype": ("migrate",), "index-shard-id-out-of-range": ("migrate",),
-    "index-size-not-dtype-times-shape": ("migrate",), "index-unknown-dtype": ("diff", "migrate"),
-    "shard-1-of-2-bitflip": ("migrate",),
-
-}
+AWAITS_MIGRATE = {}  # every migrate and diff case is refused in one line
 AWAITS_CACHE = {
     "cache-manifest-no-fingerprint": ("cache", "retrain"), "cache-manifest-shard-escapes": ("cache", "retrain"),
     "cache-manifest-shard-escapes-repair": ("cache-repair",),

@@ -11,7 +11,7 @@ from tensorflow.core.protobuf import tensor_bundle_pb2
 
 from graphsurgeon._src.errors import MigrateError
 from graphsurgeon._src.storage import bundle
-from graphsurgeon._src.storage.checkpoint import CheckpointReader
+from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_checked_index
 from graphsurgeon._src.storage.paths import resolve
 
 
@@ -106,8 +106,8 @@ def open_source(path: str) -> SourceCheckpoint:
         src = SourceCheckpoint(path, prefix, "v1")
         src.reader()
         return src
-    header, entries = bundle.read_index(prefix)
-    bundle.check_data_files(prefix, header, entries)
-    if header.endianness != tensor_bundle_pb2.BundleHeaderProto.LITTLE:
+    if bundle.read_index(prefix)[0].endianness != tensor_bundle_pb2.BundleHeaderProto.LITTLE:
         raise MigrateError(f"{prefix}.index: written on a big-endian machine; only little-endian checkpoints are migrated")
+    header, entries = read_checked_index(prefix)  # what the restore path checks before TensorFlow reads it
+    bundle.check_data_files(prefix, header, entries)
     return SourceCheckpoint(path, prefix, "v2", entries=entries, num_shards=header.num_shards)

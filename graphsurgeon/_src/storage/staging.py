@@ -23,13 +23,18 @@ _UNMARKED_GRACE_S = 3600  # a staging directory with no owner file is being crea
 class StagingDir:
     """``with StagingDir(directory, "migrate") as path:`` — a locked, private directory
     ``directory/.tmp-migrate-XXXX`` (``directory`` is created if needed); removed on exit.
-    Stale ones left by killed runs are swept on entry."""
+    Stale ones left by killed runs are swept on entry. When the block fails, the directories the
+    entry created for ``directory`` are removed too (if nothing else was put in them)."""
 
     def __init__(self, directory: str, what: str):
         self.directory, self.prefix = directory or ".", f".tmp-{what}-"
-        self.path, self.swept, self._fd = None, [], None
+        self.path, self.swept, self._fd, self._created = None, [], None, []
 
     def __enter__(self) -> str:
+        d = os.path.abspath(self.directory)
+        while not os.path.exists(d):  # deepest first
+            self._created.append(d)
+            d = os.path.dirname(d)
         os.makedirs(self.directory, exist_ok=True)
         self.swept = sweep(self.directory, self.prefix)
         self.path = tempfile.mkdtemp(prefix=self.prefix, dir=self.directory)
@@ -39,9 +44,15 @@ class StagingDir:
             f.write(f"{os.getpid()}\n")
         return self.path
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         os.close(self._fd)
+        if exc_type is not None:
+            for d in self._created:
+                try:
+                    os.rmdir(d)
+                except OSError:  # not empty: something else lives there now
+                    break
 
 
 def sweep(directory: str, prefix: str) -> list[str]:
