@@ -17,7 +17,7 @@ def test_one_public_rule_type():
 
 
 def test_scope_map_maps_checkpoint_scopes_to_graph_scopes():
-    rules = Rules(map_scope=[("old/", "enc/"), ("/".join(["x", ""]), "")])
+    rules = Rules(map_scope=[("old/", "enc/"), ("x/", "")])
     assert rules.new_name("old/dense/kernel") == "enc/dense/kernel"
     assert rules.new_name("x/w") == "w"
     assert rules.new_name("older/w") == "older/w"  # a scope, not a prefix of a name

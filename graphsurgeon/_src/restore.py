@@ -13,8 +13,13 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import guess, safety, select, subgraph, tf2
-from graphsurgeon._src.errors import (CheckpointNotFoundError, ConfigError, PlanError, TensorNotFoundError,
-                                     UnsafeGraphError)
+from graphsurgeon._src.errors import (
+    CheckpointNotFoundError,
+    ConfigError,
+    PlanError,
+    TensorNotFoundError,
+    UnsafeGraphError,
+)
 from graphsurgeon._src.model import Model
 from graphsurgeon._src.rules import Rules
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from graphsurgeon._src.rules import CAST_DTYPE_NAMES, PRESETS, RNN_CELL_RENAMES, Rules, argument, plan_names
+from graphsurgeon._src.rules import (
+    CAST_DTYPE_NAMES,
+    PRESETS,
+    RNN_CELL_RENAMES,
+    Rules,
+    argument,
+    plan_names,
+)
 
-CAST_DTYPES = {"float16": tf.float16, "bfloat16": tf.bfloat16, "float32": tf.float32, "float64": tf.float64}
-assert tuple(CAST_DTYPES) == CAST_DTYPE_NAMES
+CAST_DTYPES = {name: tf.as_dtype(name) for name in CAST_DTYPE_NAMES}
 
 __all__ = ["CAST_DTYPES", "PRESETS", "RNN_CELL_RENAMES", "Rules", "argument", "plan_names"]

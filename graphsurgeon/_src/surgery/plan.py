@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError, PlanError
 from graphsurgeon._src.rules import Rules, is_optimizer_state
 
