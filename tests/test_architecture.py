@@ -2,7 +2,7 @@
 
 Layers, lowest first (README, "Layout"); a module may import its own layer and the ones below:
 
-  0 base       errors, select (names and patterns), terminal, progress
+  0 base       errors, select (names and patterns), rules (name rules), terminal, progress
   1 storage    storage/* — the only layer that opens files, runs processes and creates sessions
   2 graph      subgraph, guess, safety, feeds, model, weights, tfinternal — graph protos and queries,
                guesses, the unsafe-op scan, feeds, the model handle, weight-like constants
@@ -22,7 +22,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "graphsurgeon", "_src")
 LAYERS = [
-    ("base", ["", "errors", "select", "terminal", "progress"]),
+    ("base", ["", "errors", "select", "rules", "terminal", "progress"]),
     ("storage", ["storage"]),
     ("graph", ["subgraph", "guess", "safety", "feeds", "model", "weights", "tfinternal"]),
     ("surgery", ["surgery", "picture"]),

@@ -19,14 +19,35 @@ def _kv(items, what):
     return out
 
 
+def _pairs(items, flag, sep="="):
+    """``[(LEFT, RIGHT)]`` of ``LEFT=RIGHT`` flag values (split at the last ``sep``)."""
+    out = []
+    for item in items or ():
+        a, s, b = item.rpartition(sep)
+        if not s or not a:
+            from graphsurgeon._src.errors import ConfigError
+            raise ConfigError(f"{flag} '{item}': expected LEFT{sep}RIGHT")
+        out.append((a, b))
+    return out
+
+
+_REPLACED_FLAGS = {"exclude": "--drop PAT (patterns on the checkpoint's names)",
+                   "include": "--keep PAT (patterns on the checkpoint's names)"}
+
+
 def _config(args):
+    from graphsurgeon._src.errors import ConfigError
     from graphsurgeon._src.retrain import RetrainConfig
 
+    for old, new in _REPLACED_FLAGS.items():
+        if getattr(args, old, None):
+            raise ConfigError(f"--{old} was replaced by {new}")
     overrides = dict(
         model=args.model, head=args.head, head_hidden=args.head_hidden, head_activation=args.head_activation,
         head_initializer=args.head_init, output=args.output, input=args.input,
-        trainable=args.trainable, exclude=args.exclude, reinit=args.reinit,
-        rename=_kv(args.rename, "rename") or None, lr_mult=args.lr_mult, unfreeze=args.unfreeze,
+        trainable=args.trainable, keep=args.keep, drop=args.drop, reinit=args.reinit,
+        rename=_pairs(args.rename, "--rename") or None, map_scope=_pairs(args.map_scope, "--map-scope") or None,
+        lr_mult=args.lr_mult, unfreeze=args.unfreeze,
         feeds=_kv(args.feed, "feed") or None, train_feeds=_kv(args.train_feed, "train feed") or None,
         tags=args.tags, restore_optimizer=args.restore_optimizer, allow_missing=args.allow_missing,
         allow_cast=args.allow_cast, allow_unsafe_ops=args.allow_unsafe_ops,
@@ -104,17 +125,7 @@ def cmd_cache(args):
 
 
 def _rules(args):
-    from graphsurgeon._src.errors import ConfigError
-    from graphsurgeon._src.migrate import Rules
-
-    def pairs(items, flag, sep="="):
-        out = []
-        for item in items or ():
-            a, s, b = item.rpartition(sep)
-            if not s or not a:
-                raise ConfigError(f"{flag} '{item}': expected LEFT{sep}RIGHT")
-            out.append((a, b))
-        return out
+    from graphsurgeon._src.rules import Rules
 
     merges = []
     for m in args.merge or ():
@@ -123,8 +134,8 @@ def _rules(args):
             merges.append((path, prefix))
         else:
             merges.append((m, ""))
-    return Rules(rename=pairs(args.rename, "--rename"), map_scope=pairs(args.map_scope, "--map-scope"),
-                 drop=args.drop or [], keep=args.keep or [], cast=pairs(args.cast, "--cast"), merge=merges,
+    return Rules(rename=_pairs(args.rename, "--rename"), map_scope=_pairs(args.map_scope, "--map-scope"),
+                 drop=args.drop or [], keep=args.keep or [], cast=_pairs(args.cast, "--cast"), merge=merges,
                  presets=args.preset or [])
 
 
@@ -141,8 +152,8 @@ def cmd_migrate(args):
         raise type(e)(migrate_flags(str(e))) from None
     if args.json:
         print(json.dumps({"version": 1, "destination": res.destination, "dry_run": args.dry_run,
-                          "verified": res.verified, "data": res.data, "cast": res.cast, "mapping": res.mapping, "files": res.files,
-                          "swept": res.swept}, indent=2))
+                          "verified": res.verified, "data": res.data, "cast": res.cast, "mapping": res.mapping,
+                          "files": res.files, "swept": res.swept}, indent=2))
         return
     for path in res.swept:
         print(f"# removed {path} (left by a migration that was killed)")

@@ -15,19 +15,28 @@ _FLAG = {"to": "--to", "from_format": "--from", "verify": "--verify", "merge_par
 _QUOTED = r"(?:'[^'\\]*'|\"[^\"\\]*\")"
 
 
+def rule_flags(message: str) -> str:
+    """Name rules in command-line words (migrate, plan and retrain share them).
+
+    >>> rule_flags("map_scope=('a/', 'b/') matches no tensor; drop: pattern 'x' matches no tensor")
+    "--map-scope 'a/=b/' matches no tensor; --drop: pattern 'x' matches no tensor"
+    """
+    def pair(m):
+        a, b = ast.literal_eval(m.group(2))
+        return f"{_PAIR_FLAGS[m.group(1)]} '{a}={b}'"
+
+    message = re.sub(rf"(?<![\w-])(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
+    return re.sub(r"(?<![\w-])(drop|keep|cast): pattern", r"--\1: pattern", message)
+
+
 def migrate_flags(message: str) -> str:
     """A migration message in command-line words.
 
     >>> migrate_flags("rename=('^a/', 'b/') matches no tensor; presets=['x']: unknown; to='tf2' needs eager")
     "--rename '^a/=b/' matches no tensor; --preset x: unknown; --to tf2 needs eager"
     """
-    def pair(m):
-        a, b = ast.literal_eval(m.group(2))
-        return f"{_PAIR_FLAGS[m.group(1)]} '{a}={b}'"
-
-    message = re.sub(rf"\b(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
+    message = rule_flags(message)
     message = re.sub(rf"\bpresets=\[({_QUOTED})\]", lambda m: "--preset " + ast.literal_eval(m.group(1)), message)
-    message = re.sub(r"\b(drop|keep|cast): pattern", r"--\1: pattern", message)
     message = re.sub(r"(?<![\w-])(to|from_format)='(tf[12])'", lambda m: f"{_FLAG[m.group(1)]} {m.group(2)}", message)
     message = re.sub(r"(?<![\w-])(merge_partitions|link)=True\b", lambda m: _FLAG[m.group(1)], message)
     return re.sub(r"(?<![\w-])(verify|to|from_format)=", lambda m: _FLAG[m.group(1)] + " ", message)
@@ -55,6 +64,7 @@ def to_flags(message: str) -> str:
     >>> to_flags("pass batch_size=100 or allow_cast=True; give feeds={'state': VALUE}")
     'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
     """
+    message = rule_flags(message)
     message = re.sub(r"\bold_data=\{'([^']*)': PATH\}", r"--old-data \1=PATH", message)
     message = re.sub(r"\b(train_feeds|feeds)=\{'([^']*)': VALUE\}",
                      lambda m: f"{'--train-feed' if m.group(1) == 'train_feeds' else '--feed'} {m.group(2)}=VALUE",
