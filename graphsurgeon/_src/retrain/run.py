@@ -13,7 +13,13 @@ from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.export import export
 from graphsurgeon._src.feeds import Feeder, batch_size_for
 from graphsurgeon._src.retrain.config import RetrainConfig, training_settings
-from graphsurgeon._src.retrain.data import ArraySource, check_data, check_out_dir, class_names, open_cache
+from graphsurgeon._src.retrain.data import (
+    ArraySource,
+    check_data,
+    check_out_dir,
+    class_names,
+    open_cache,
+)
 from graphsurgeon._src.retrain.setup import Setup, build, picture
 from graphsurgeon._src.storage import datasets
 from graphsurgeon._src.storage.events import ScalarWriter
@@ -113,7 +119,7 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
     """The training examples: a cache fed at its tensor, or data (loaded if a path) fed at the input."""
     model = setup.model
     if cache:
-        reader, source = open_cache(setup, cache, batch_size, cfg.seed)
+        reader, source = open_cache(setup, cache, batch_size, cfg.seed, image_scale=cfg.image_scale)
         fed = model.tensor(reader.tensor)
         feeder = Feeder(model, fed, {}, setup.fixed_batch)  # the cached tensor needs nothing below it
         return _Examples(source, fed, feeder, feeder, reader.classes, reader)
