@@ -15,7 +15,9 @@ setup(
         "tf": ["tensorflow>=2.12"],
         "cpu": ["tensorflow-cpu>=2.12"],
         "demo": ["scikit-learn>=1.0"],
-        "test": ["pytest>=7", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras"],
+        "plot": ["matplotlib>=3.5"],  # the demo's learning_curve.png
+        "keras": ["h5py>=3.0"],  # merge-heads reads Keras .h5 files with it (TensorFlow's wheels depend on it too)
+        "test": ["pytest>=7", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras", "h5py>=3.0"],
     },
     entry_points={"console_scripts": ["graphsurgeon=graphsurgeon._src.cli:main"]},
 )

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     **{name: ("graphsurgeon._src.errors", name) for name in (
         "CacheError", "CheckpointNotFoundError", "ConfigError", "MigrateError", "CorruptCheckpointError", "DataError",
-        "GraphSurgeonError", "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError",
+        "GraphSurgeonError", "MergeHeadsError", "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError",
         "UnregisteredOpError", "UnsafeGraphError", "WrongPathKindError")},
     "CacheReader": ("graphsurgeon._src.cache", "CacheReader"),
     "CacheReport": ("graphsurgeon._src.cache", "CacheReport"),
@@ -29,6 +29,10 @@ _EXPORTS = {
     "diff": ("graphsurgeon._src.migrate", "diff"),
     "migrate": ("graphsurgeon._src.migrate", "migrate"),
     "Model": ("graphsurgeon._src.model", "Model"),
+    "MergeResult": ("graphsurgeon._src.multihead.merge", "MergeResult"),
+    "add_task": ("graphsurgeon._src.multihead.merge", "add_task"),
+    "merge_heads": ("graphsurgeon._src.multihead.merge", "merge_heads"),
+    "remove_task": ("graphsurgeon._src.multihead.merge", "remove_task"),
     "restore": ("graphsurgeon._src.restore", "restore"),
     "RetrainConfig": ("graphsurgeon._src.retrain", "RetrainConfig"),
     "RetrainResult": ("graphsurgeon._src.retrain", "RetrainResult"),

@@ -228,10 +228,48 @@ def cmd_diff(args):
         print("no differences")
 
 
+def cmd_merge_heads(args):
+    from graphsurgeon._src.errors import ConfigError
+    from graphsurgeon._src.multihead import load
+    from graphsurgeon._src.multihead.merge import merge_heads
+
+    if args.atol < 0:
+        raise ConfigError(f"--atol {args.atol}: expected a tolerance >= 0")
+    names = None
+    if args.task_names:
+        names = load.read_names_file(args.task_names, len(load.expand(args.models)))
+    res = merge_heads(args.models, args.features, args.out, input=args.input, output=args.output, task_names=names,
+                      atol=args.atol, group_backbones=args.group_backbones, tags=args.tags or ("serve",),
+                      verify=not args.no_verify, progress=not args.quiet)
+    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+
+
+def cmd_add_head(args):
+    from graphsurgeon._src.multihead.merge import add_task
+
+    res = add_task(args.dir, args.model, args.out, name=args.task_name, output=args.output, atol=args.atol,
+                   tags=args.tags or ("serve",), verify=not args.no_verify)
+    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+
+
+def cmd_remove_head(args):
+    from graphsurgeon._src.multihead.merge import remove_task
+
+    res = remove_task(args.dir, args.task, args.out, verify=not args.no_verify)
+    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+
+
 def cmd_demo(args):
+    from graphsurgeon._src.errors import ConfigError
+
+    if args.seeds < 1 or not 8 <= args.canvas <= 32:
+        raise ConfigError(f"--seeds must be >= 1 and --canvas 8..32 (got {args.seeds}, {args.canvas})")
     from graphsurgeon._src.demo import run
 
-    run(args.out, progress=not args.quiet)
+    result = run(args.out, seeds=range(args.seeds), canvas=args.canvas, progress=not args.quiet,
+                 say=None if args.json else print)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
 
 
 EXAMPLES = {
@@ -244,8 +282,49 @@ EXAMPLES = {
     "migrate": "graphsurgeon migrate run/model.ckpt-1000 clean/model.ckpt --preset optimizer-slots "
                "--map-scope hidden1/=encoder/ --dry-run",
     "diff": "graphsurgeon diff run/model.ckpt-1000 clean/model.ckpt --json",
-    "demo": "graphsurgeon demo --out demo-out/",
+    "demo": "graphsurgeon demo --out demo-out/ --seeds 5 --json",
+    "merge-heads": "graphsurgeon merge-heads tasks/ --features encoder/features --out serving/text/1",
+    "add-head": "graphsurgeon add-head serving/text/1 new_task/model.ckpt-900    # writes serving/text/2",
+    "remove-head": "graphsurgeon remove-head serving/text/2 sentiment           # writes serving/text/3",
 }
+
+
+def _multihead_parsers(sub):
+    s = sub.add_parser("merge-heads", help="merge task models that share a backbone into one SavedModel served "
+                                           "with (inputs, task_id)")
+    s.add_argument("models", nargs="+", metavar="MODEL", help="task models: paths, directories or globs")
+    s.add_argument("--features", required=True, metavar="TENSOR",
+                   help="where the backbone ends: a tensor, or a layer name for Keras models")
+    s.add_argument("--out", required=True, metavar="DIR", help="the SavedModel directory to write (must not exist)")
+    s.add_argument("--input", metavar="TENSOR", help="the models' input (default: the one placeholder below "
+                                                     "--features)")
+    s.add_argument("--output", metavar="TENSOR", help="the models' output (default: told from the graph)")
+    s.add_argument("--task-names", metavar="FILE", help="one task name per line, in the models' order")
+    s.add_argument("--atol", type=float, default=0.0, help="backbone weights this close count as equal")
+    s.add_argument("--group-backbones", action="store_true",
+                   help="when backbone weights differ, build one backbone per group instead of refusing")
+    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    s.add_argument("--no-verify", action="store_true", help="skip comparing the written model with each head")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_merge_heads)
+    for name, fn, what in (("add-head", cmd_add_head, "MODEL"), ("remove-head", cmd_remove_head, "TASK")):
+        s = sub.add_parser(name, help="a new version of a merged model with one task "
+                                      + ("added" if what == "MODEL" else "removed"))
+        s.add_argument("dir", metavar="DIR", help="a version written by merge-heads (it is not changed)")
+        if what == "MODEL":
+            s.add_argument("model", metavar="MODEL", help="the task model whose head is added")
+            s.add_argument("--task-name", help="its task name (default: from its path)")
+            s.add_argument("--output", metavar="TENSOR", help="the model's output (default: told from the graph)")
+            s.add_argument("--atol", type=float, default=0.0, help="backbone weights this close count as equal")
+            s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+        else:
+            s.add_argument("task", metavar="TASK", help="the task's name, or its id when no task has that name")
+        s.add_argument("--out", metavar="NEWDIR", help="the new version's directory (default: DIR's version "
+                                                       "number + 1, beside it)")
+        s.add_argument("--no-verify", action="store_true", help="skip comparing the written model with each head")
+        s.add_argument("--json", action="store_true")
+        s.set_defaults(func=fn)
 
 
 def build_parser():
@@ -354,9 +433,18 @@ def build_parser():
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_diff)
 
-    s = sub.add_parser("demo", help="the embedded demo: digits 0-4 model retrained for digits 5-9")
+    _multihead_parsers(sub)
+
+    s = sub.add_parser("demo", help="the embedded demo: a digits 0-4 model retrained for digits 5-9 with few "
+                                    "labels; learning curve against training from scratch")
     s.add_argument("--out", default=None, help="where to write (default: a temporary directory)")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--seeds", type=int, default=3, metavar="N",
+                   help="seeds per point of the learning curve (default 3)")
+    s.add_argument("--canvas", type=int, default=12, metavar="PIXELS",
+                   help="side (8..32) of the images the 8x8 digits are placed on at random (default 12; 8: "
+                        "centred, as scikit-learn gives them)")
+    s.add_argument("--json", action="store_true", help="print the learning curve and the outputs as JSON")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
     s.set_defaults(func=cmd_demo)
     for name, parser in sub.choices.items():
         if name in EXAMPLES:

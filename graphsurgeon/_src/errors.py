@@ -63,3 +63,8 @@ class MigrateError(GraphSurgeonError):
 
 class UnsafeGraphError(GraphSurgeonError):
     """A graph holds ops that touch the file system or call Python, and running it was not allowed."""
+
+
+class MergeHeadsError(GraphSurgeonError):
+    """Task models cannot be merged into one multi-head model as asked (backbones differ, a head
+    reads below the features, duplicate task names, …), or a merged model's task table is damaged."""

@@ -5,7 +5,7 @@ The exported graph holds only what computes the outputs: the frozen layers, the
 retrained layers and the new head. Old heads, labels, the loss, training ops and
 optimizer slots are pruned. Extra placeholders the outputs need (``keep_prob``,
 ``is_training``) become ``PlaceholderWithDefault`` with the value given in
-``defaults``, so a server feeds only the inputs.
+``feeds``, so a server feeds only the inputs.
 """
 from __future__ import annotations
 
@@ -39,20 +39,20 @@ def _tensor_name(t) -> str:
     return name if ":" in name else name + ":0"
 
 
-def export_meta_graph(model, inputs: dict, outputs: dict, defaults=None):
+def export_meta_graph(model, inputs: dict, outputs: dict, feeds=None):
     """A pruned MetaGraphDef of ``model`` computing ``outputs`` from ``inputs``.
 
     Args:
       inputs: ``{signature key: tensor or name}``.
       outputs: ``{signature key: tensor or name}``.
-      defaults: ``{placeholder name: value}`` for placeholders other than the inputs.
+      feeds: ``{placeholder name: value}`` for placeholders other than the inputs (their defaults).
 
     Raises:
       ConfigError: an output needs a placeholder that is neither an input nor has a default.
     """
     inputs = {k: _tensor_name(v) for k, v in inputs.items()}
     outputs = {k: _tensor_name(v) for k, v in outputs.items()}
-    defaults = {select.normalize_name(k): v for k, v in (defaults or {}).items()}
+    feeds = {select.normalize_name(k): v for k, v in (feeds or {}).items()}
     with model.graph.as_default():
         meta = tf1.train.export_meta_graph(graph=model.graph, clear_devices=True)
     pruned = subgraph.prune_meta_graph(meta, list(outputs.values()), keep_update_ops=False)
@@ -60,13 +60,13 @@ def export_meta_graph(model, inputs: dict, outputs: dict, defaults=None):
     for node in list(pruned.graph_def.node):
         if node.op != "Placeholder" or node.name in input_ops:
             continue
-        if node.name not in defaults:
+        if node.name not in feeds:
             raise ConfigError(
                 f"the outputs need placeholder '{node.name}' ({tf.as_dtype(node.attr['dtype'].type).name}) besides "
                 f"the inputs; give its inference value in feeds={{'{node.name}': VALUE}}"
             )
         batch_of = model.tensor(next(iter(inputs.values()))) if inputs else None
-        _to_placeholder_with_default(pruned.graph_def, node, defaults[node.name], batch_of)
+        _to_placeholder_with_default(pruned.graph_def, node, feeds[node.name], batch_of)
     for key, names in ((INPUTS_COLLECTION, inputs.values()), (OUTPUTS_COLLECTION, outputs.values())):
         pruned.collection_def[key].node_list.value.extend(names)
     return pruned, inputs, outputs
@@ -128,7 +128,7 @@ def _batch_broadcast(graph_def, name: str, base: np.ndarray, dims, batch_of: tf.
     return out.name
 
 
-def export(model, out_dir: str, *, inputs: dict, outputs: dict, defaults=None, overwrite: bool = False,
+def export(model, out_dir: str, *, inputs: dict, outputs: dict, feeds=None, overwrite: bool = False,
            verify: bool = True) -> ExportResult:
     """Write ``out_dir/checkpoint/model.ckpt`` (+ ``.meta``) and ``out_dir/saved_model``.
 
@@ -139,7 +139,7 @@ def export(model, out_dir: str, *, inputs: dict, outputs: dict, defaults=None, o
     Raises:
       ConfigError: see :func:`export_meta_graph`; an output exists and ``overwrite`` is False.
     """
-    meta, inputs, outputs = export_meta_graph(model, inputs, outputs, defaults)
+    meta, inputs, outputs = export_meta_graph(model, inputs, outputs, feeds)
     kept = sorted(subgraph.variable_defs(meta))
     values = model.values(kept)
     ckpt, sm = write_model(meta, values, inputs, outputs, out_dir, overwrite=overwrite, verify=verify)

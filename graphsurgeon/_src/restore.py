@@ -25,7 +25,8 @@ OUTPUTS_COLLECTION = "graphsurgeon_outputs"
 
 
 def graph_variable_info(graph: tf.Graph) -> dict:
-    """``{name: (shape, dtype[, full_name, full_shape])}`` of the graph's global variables."""
+    """``{name: (shape, dtype)}`` of the graph's global variables; one part of a partitioned variable
+    maps to ``(shape, dtype, full_name, full_shape, var_offset)``."""
     out = {}
     with graph.as_default():
         for v in tf1.global_variables():

@@ -9,7 +9,7 @@ from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.storage.paths import resolve
 
 
-class ArraySource:
+class ArrayExamples:
     """Training data held in memory, fed at the model's input."""
 
     def __init__(self, data, batch_size, seed):
@@ -26,7 +26,7 @@ class ArraySource:
         return (lambda: train.array_batches(x, y, self.batch_size)(0)) if len(y) else None
 
 
-class CacheSource:
+class CacheExamples:
     """Training data from a bottleneck cache, fed at the cached tensor."""
 
     def __init__(self, reader, batch_size, seed):
@@ -45,7 +45,7 @@ class CacheSource:
 
 
 def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):
-    """``(reader, CacheSource)`` for a cache that matches ``setup``'s model, cut, feeds and head.
+    """``(reader, CacheExamples)`` for a cache that matches ``setup``'s model, cut, feeds and head.
 
     Raises:
       CacheError: the cache was made by another model or under other settings (feeds, input,
@@ -71,7 +71,7 @@ def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):
     except Exception:
         reader.close()
         raise
-    return reader, CacheSource(reader, batch_size, seed)
+    return reader, CacheExamples(reader, batch_size, seed)
 
 
 def class_names(names, n_classes: int) -> list[str]:

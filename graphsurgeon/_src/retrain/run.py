@@ -13,13 +13,7 @@ from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.export import export
 from graphsurgeon._src.feeds import Feeder, batch_size_for
 from graphsurgeon._src.retrain.config import RetrainConfig, training_settings
-from graphsurgeon._src.retrain.data import (
-    ArraySource,
-    check_data,
-    check_out_dir,
-    class_names,
-    open_cache,
-)
+from graphsurgeon._src.retrain.data import ArrayExamples, check_data, check_out_dir, class_names, open_cache
 from graphsurgeon._src.retrain.setup import Setup, build, picture
 from graphsurgeon._src.storage import datasets
 from graphsurgeon._src.storage.events import ScalarWriter
@@ -48,7 +42,7 @@ class RetrainResult:
 class _Examples:
     """What training is fed: the batches, the tensor they go into and how each batch is fed."""
 
-    source: object           # ArraySource or CacheSource
+    batches: object          # ArrayExamples or CacheExamples
     fed: tf.Tensor           # the input, or the cached tensor
     infer: Feeder            # feeds for evaluation
     train: Feeder            # feeds while training
@@ -119,10 +113,10 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
     """The training examples: a cache fed at its tensor, or data (loaded if a path) fed at the input."""
     model = setup.model
     if cache:
-        reader, source = open_cache(setup, cache, batch_size, cfg.seed, image_scale=cfg.image_scale)
+        reader, batches = open_cache(setup, cache, batch_size, cfg.seed, image_scale=cfg.image_scale)
         fed = model.tensor(reader.tensor)
         feeder = Feeder(model, fed, {}, setup.fixed_batch)  # the cached tensor needs nothing below it
-        return _Examples(source, fed, feeder, feeder, reader.classes, reader)
+        return _Examples(batches, fed, feeder, feeder, reader.classes, reader)
     if data is None:
         raise ConfigError("give training data (data=PATH) or a bottleneck cache (cache=DIR)")
     if not isinstance(data, datasets.Dataset):
@@ -131,7 +125,7 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
     check_data(data, setup.input, setup.logits.shape.as_list()[-1])
     if not len(data.part("train")[1]):
         raise DataError("the data has no training examples")
-    return _Examples(ArraySource(data, batch_size, cfg.seed), setup.input,
+    return _Examples(ArrayExamples(data, batch_size, cfg.seed), setup.input,
                      Feeder(model, setup.input, setup.feeds, setup.fixed_batch),
                      Feeder(model, setup.input, setup.train_feeds, setup.fixed_batch), data.classes)
 
@@ -176,7 +170,7 @@ def _feed_of(examples: _Examples, objective: _Objective):
 
 def _train(setup: Setup, examples: _Examples, objective: _Objective, settings: dict, logdir: str, progress: bool):
     """Fit, then evaluate every split; TensorBoard gets the graph, per-epoch and final scalars."""
-    model, source = setup.model, examples.source
+    model, batches = setup.model, examples.batches
     trainable = [model.variables[n] for n in setup.plan.trainable]
     snapshot = (lambda: model.session.run(trainable), lambda state: assign(model.session, zip(trainable, state)))
     feed_of = _feed_of(examples, objective)
@@ -184,12 +178,13 @@ def _train(setup: Setup, examples: _Examples, objective: _Objective, settings: d
     try:
         writer.graph(model.graph.as_graph_def())
         history = train.fit(model.session, objective.stage_ops, objective.loss, objective.accuracy, feed_of,
-                            source.train(), source.steps(), source.split("validation"), epochs=settings["epochs"],
+                            batches.train(), batches.steps(), batches.split("validation"), epochs=settings["epochs"],
                             writer=writer, patience=settings["patience"], snapshot=snapshot, progress=progress)
         metrics = {}
         for split in ("train", "validation", "test"):
-            batches = source.split(split)
-            ev = train.evaluate(model.session, objective.loss, objective.accuracy, feed_of, batches()) if batches else {}
+            split_batches = batches.split(split)
+            ev = (train.evaluate(model.session, objective.loss, objective.accuracy, feed_of, split_batches())
+                  if split_batches else {})
             if ev:
                 metrics[split] = ev
                 writer.scalars(len(history), {f"final/{split}_accuracy": ev["accuracy"]})
@@ -211,6 +206,6 @@ def _export(setup: Setup, names: list, out_dir: str, overwrite: bool):
         classes = tf.gather(tf.constant(names), tf.argmax(setup.logits, 1), name="graphsurgeon/classes")
     result = export(setup.model, out_dir, inputs={"inputs": setup.input},
                     outputs={"logits": setup.logits, "probabilities": setup.probabilities, "classes": classes},
-                    defaults=setup.feeds, overwrite=overwrite)
+                    feeds=setup.feeds, overwrite=overwrite)
     write_text(os.path.join(out_dir, "labels.txt"), "".join(n + "\n" for n in names))
     return result

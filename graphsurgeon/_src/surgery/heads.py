@@ -47,7 +47,7 @@ class Head:
     """A head added by :func:`add_head`."""
 
     scope: str
-    bottleneck: tf.Tensor
+    cut: tf.Tensor
     features: tf.Tensor
     logits: tf.Tensor
     probabilities: tf.Tensor
@@ -72,10 +72,10 @@ def _features(t: tf.Tensor, pool: str) -> tf.Tensor:
     raise ConfigError(f"pool must be 'avg' or 'flatten', not '{pool}'")
 
 
-def add_head(model, at, num_classes: int, *, hidden=(), activation: str = "relu", scope: str = "head",
+def add_head(model, cut, num_classes: int, *, hidden=(), activation: str = "relu", scope: str = "head",
              kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros", pool: str = "avg",
              seed: int = 0) -> Head:
-    """Build dense layers ``hidden`` then a ``num_classes`` output on tensor ``at``.
+    """Build dense layers ``hidden`` then a ``num_classes`` output on tensor ``cut`` (the cut point).
 
     Layers are ``scope/dense_<i>/{kernel,bias}`` then ``scope/logits/{kernel,bias}``,
     built with ``tf.compat.v1.get_variable``. A rank > 2 tensor is average-pooled over its
@@ -87,23 +87,23 @@ def add_head(model, at, num_classes: int, *, hidden=(), activation: str = "relu"
     probabilities.
 
     Raises:
-      TensorNotFoundError: ``at`` is not in the graph.
+      TensorNotFoundError: ``cut`` is not in the graph.
       ConfigError: ``scope`` already exists, ``num_classes`` < 1, unknown activation.
     """
     if int(num_classes) < 1:
         raise ConfigError(f"num_classes must be >= 1, not {num_classes}")
     if activation not in ACTIVATIONS:
         raise ConfigError(f"unknown activation '{activation}'; expected one of {', '.join(ACTIVATIONS)}")
-    bottleneck = model.tensor(at)
+    cut_tensor = model.tensor(cut)
     scope = scope.strip("/")
     if any(op.name == scope or op.name.startswith(scope + "/") for op in model.graph.get_operations()):
         raise ConfigError(f"scope '{scope}' already exists in the graph; choose another head scope")
-    if not bottleneck.dtype.is_floating:
-        raise ConfigError(f"tensor '{bottleneck.name}' is {bottleneck.dtype.name}; a head needs a float tensor")
+    if not cut_tensor.dtype.is_floating:
+        raise ConfigError(f"tensor '{cut_tensor.name}' is {cut_tensor.dtype.name}; a head needs a float tensor")
     with model.graph.as_default():
         before = set(tf1.global_variables())
         with tf1.variable_scope(scope, use_resource=True):
-            x = _features(bottleneck, pool)
+            x = _features(cut_tensor, pool)
             for i, units in enumerate(hidden):
                 x = _dense(x, int(units), f"dense_{i}", ACTIVATIONS[activation], kernel_initializer,
                            bias_initializer, seed + i)
@@ -117,7 +117,7 @@ def add_head(model, at, num_classes: int, *, hidden=(), activation: str = "relu"
     for n in names:
         model.status[n] = "new"
     model.outputs = [logits.name, probs.name]
-    return Head(scope, bottleneck, x, logits, probs, names)
+    return Head(scope, cut_tensor, x, logits, probs, names)
 
 
 def _dense(x, units, name, act, k_init, b_init, seed):

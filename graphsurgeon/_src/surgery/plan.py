@@ -167,7 +167,7 @@ def parse_rename(rename) -> list[tuple[str, str]]:
     """Normalize a rename map in ``init_from_checkpoint``'s form,
     ``{checkpoint scope or name: graph scope or name}`` (``'old/': 'new/'``,
     ``'old/w': 'new/w'``, ``'/': 'new/'`` for the root), into a list of pairs,
-    longest checkpoint key first.
+    longest graph name or scope first (the most specific mapping wins).
 
     Raises:
       ConfigError: a scope mapped to a name or the reverse.

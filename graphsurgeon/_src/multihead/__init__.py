@@ -1,0 +1,1 @@
+"""Many heads, one model: merge task models that share a backbone (see :mod:`.merge`)."""

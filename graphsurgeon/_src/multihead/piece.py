@@ -1,0 +1,264 @@
+"""Graph pieces: part of a model's graph with its weights lifted out.
+
+A *piece* is a GraphDef that computes one tensor (``output``) from one placeholder (``input``)
+and in which every weight — a variable (``VariableV2``, ``VarHandleOp``) or a floating-point
+constant of rank ≥ 1 (what freezing turns variables into) — is a placeholder named like the
+weight. Values live beside the piece, so pieces of different models are compared op by op and
+weight by weight, and a piece is rebuilt in another graph with
+``import_graph_def(input_map={weight: tensor})`` (no private TensorFlow API)::
+
+    model graph               backbone piece             head piece
+    output                                               output
+      |                                                    |
+    dense (W2 b2)   split at                             dense (W2 b2 placeholders)
+      |             features  ==>  features                |
+    encoder (W1)                     |                   graphsurgeon/features (placeholder)
+      |                            encoder (W1 placeholder)
+    input                            |
+                                   input
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2, types_pb2
+
+from graphsurgeon._src import subgraph
+from graphsurgeon._src.errors import MergeHeadsError
+
+tf1 = tf.compat.v1
+
+FEATURES = "graphsurgeon/features"  # the placeholder a head piece reads its features from
+REF_VARIABLE_OPS = frozenset({"VariableV2", "Variable", "AutoReloadVariable"})
+_IGNORED_ATTRS = frozenset({"_class", "_output_shapes", "shared_name", "container", "debug_name",
+                            "_has_manual_control_dependencies", "allowed_devices"})
+_FLOAT_TYPES = frozenset({types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16})
+
+
+@dataclasses.dataclass(frozen=True)
+class Weight:
+    """A weight of a piece: ``dtype`` and ``shape`` of its value; ``handle`` if its placeholder
+    stands for a resource variable's handle rather than its value; ``source`` is ``"variable"``
+    (values in a checkpoint) or ``"constant"`` (values in the graph)."""
+
+    name: str
+    dtype: str
+    shape: tuple
+    handle: bool = False
+    source: str = "variable"
+
+
+@dataclasses.dataclass
+class Piece:
+    """A GraphDef computing ``output`` from ``input`` (tensor names) with weights as placeholders."""
+
+    graph_def: graph_pb2.GraphDef
+    input: str
+    output: str
+    weights: dict
+
+    def by_name(self) -> dict:
+        return {n.name: n for n in self.graph_def.node}
+
+
+def tensor_name(name: str) -> str:
+    """``'a'`` -> ``'a:0'``; ``'a:1'`` unchanged."""
+    return name if ":" in name else name + ":0"
+
+
+def _to_placeholder(node, dtype_enum: int, shape_proto) -> None:
+    name = node.name
+    node.Clear()
+    node.name, node.op = name, "Placeholder"
+    node.attr["dtype"].type = dtype_enum
+    node.attr["shape"].shape.CopyFrom(shape_proto)
+
+
+def lift(graph_def, output: str, input: str) -> tuple[Piece, dict]:
+    """The piece of ``graph_def`` computing ``output`` from placeholder ``input``, and
+    ``{name: ndarray}`` of the constants lifted into weights. ``graph_def`` is not changed."""
+    gd = subgraph.extract_sub_graph(graph_def, [output])
+    weights, constants = {}, {}
+    for node in gd.node:
+        node.attr.pop("_class", None)
+        if node.op in REF_VARIABLE_OPS or node.op == "VarHandleOp":
+            dtype = tf.as_dtype(node.attr["dtype"].type).base_dtype
+            shape = tf.TensorShape(node.attr["shape"].shape)
+            handle = node.op == "VarHandleOp"
+            weights[node.name] = Weight(node.name, dtype.name, tuple(shape.as_list()), handle)
+            _to_placeholder(node, types_pb2.DT_RESOURCE if handle else dtype.as_datatype_enum,
+                            tf.TensorShape([]).as_proto() if handle else shape.as_proto())
+        elif node.op == "Const" and node.attr["dtype"].type in _FLOAT_TYPES \
+                and len(node.attr["value"].tensor.tensor_shape.dim) >= 1:
+            value = tf.make_ndarray(node.attr["value"].tensor)
+            constants[node.name] = value
+            weights[node.name] = Weight(node.name, value.dtype.name, value.shape, False, "constant")
+            _to_placeholder(node, node.attr["dtype"].type, tf.TensorShape(value.shape).as_proto())
+    return Piece(with_defaults(gd), tensor_name(input), tensor_name(output), weights), constants
+
+
+def with_defaults(graph_def):
+    """``graph_def`` with every op's default attributes written out (imported and exported again), so
+    a graph saved with ``strip_default_attrs`` compares equal to one saved without."""
+    scratch = tf.Graph()
+    with scratch.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    out = scratch.as_graph_def()
+    out.versions.CopyFrom(graph_def.versions)
+    return out
+
+
+def _consumers_outside(gd, inside: set, by_name) -> list[tuple[str, str]]:
+    """``[(node, input)]`` of nodes in ``inside`` reading a node outside it."""
+    out = []
+    for n in gd.node:
+        if n.name in inside:
+            out.extend((n.name, i) for i in n.input if subgraph.node_name(i) not in inside
+                       and subgraph.node_name(i) in by_name)
+    return out
+
+
+def split(piece: Piece, features: str, where: str) -> tuple[Piece, Piece]:
+    """Split ``piece`` at tensor ``features`` into a backbone piece (input -> features) and a
+    head piece (``FEATURES`` placeholder -> output).
+
+    Raises:
+      MergeHeadsError: the head reads a tensor of the backbone other than ``features`` (it is not a
+        head), ``features`` is the output itself, or the features are not floating point.
+    """
+    features = tensor_name(features)
+    gd, by_name = piece.graph_def, piece.by_name()
+    fop = subgraph.node_name(features)
+    if fop == subgraph.node_name(piece.output):
+        raise MergeHeadsError(f"{where}: the model's output {piece.output} is the features tensor itself; "
+                              "there is no head above --features")
+    below = subgraph.upstream(gd, [features], by_name)
+    head_nodes = subgraph.upstream(gd, [piece.output], by_name) - below
+    copied = set()
+    for node, inp in _consumers_outside(gd, head_nodes, by_name):
+        src = subgraph.node_name(inp)
+        if tensor_name(inp.lstrip("^")) == features or inp == "^" + fop:
+            continue
+        if by_name[src].op == "Const" and src not in piece.weights and not by_name[src].input:
+            copied.add(src)
+            continue
+        raise MergeHeadsError(
+            f"{where}: op '{node}' above --features {features} reads '{inp.lstrip('^')}', which lies below it; "
+            "a head must read only the features (choose a --features tensor above every op the head reads)")
+    backbone_gd = subgraph.extract_sub_graph(gd, [features])
+    backbone = Piece(backbone_gd, piece.input, features,
+                     {n: w for n, w in piece.weights.items() if n in below})
+    return backbone, _head_piece(piece, features, head_nodes | copied)
+
+
+def _head_piece(piece: Piece, features: str, keep: set) -> Piece:
+    spec = tensor_spec(Piece(piece.graph_def, piece.input, features, {}), features)
+    fop = subgraph.node_name(features)
+    out = graph_pb2.GraphDef()
+    out.versions.CopyFrom(piece.graph_def.versions)
+    out.library.CopyFrom(piece.graph_def.library)
+    ph = out.node.add()
+    ph.name, ph.op = FEATURES, "Placeholder"
+    ph.attr["dtype"].type = spec[0].as_datatype_enum
+    ph.attr["shape"].shape.CopyFrom(spec[1].as_proto())
+    for n in piece.graph_def.node:
+        if n.name in keep:
+            node = out.node.add()
+            node.CopyFrom(n)
+            node.input[:] = [_rewire(i, features, fop) for i in n.input]
+    weights = {n: w for n, w in piece.weights.items() if n in keep}
+    return Piece(out, FEATURES + ":0", piece.output, weights)
+
+
+def _rewire(inp: str, features: str, fop: str) -> str:
+    if inp == "^" + fop:
+        return "^" + FEATURES
+    return FEATURES if tensor_name(inp) == features else inp
+
+
+def tensor_spec(piece: Piece, tensor: str) -> tuple:
+    """``(tf.DType, tf.TensorShape)`` of ``tensor`` in ``piece``, as TensorFlow infers them."""
+    scratch = tf.Graph()
+    with scratch.as_default():
+        tf.graph_util.import_graph_def(subgraph.extract_sub_graph(piece.graph_def, [tensor]), name="")
+        t = scratch.get_tensor_by_name(tensor_name(tensor))
+    return t.dtype, t.shape
+
+
+def check_placeholders(piece: Piece, where: str, what: str) -> None:
+    """Every ``Placeholder`` of ``piece`` must be its input or a weight.
+
+    Raises:
+      MergeHeadsError: names the other placeholder.
+    """
+    fed = subgraph.node_name(piece.input)
+    for n in piece.graph_def.node:
+        if n.op == "Placeholder" and n.name != fed and n.name not in piece.weights:
+            raise MergeHeadsError(f"{where}: the {what} reads placeholder '{n.name}' besides its input "
+                                  f"{piece.input}; merge-heads feeds only the input (make it a "
+                                  "PlaceholderWithDefault, or cut above it)")
+
+
+def order(piece: Piece) -> list[str]:
+    """Node names in depth-first post-order from the output, inputs in order (cycles of TF 1.x
+    loops are cut at the first node seen again): the same sequence for the same architecture."""
+    by_name = piece.by_name()
+    root = subgraph.node_name(piece.output)
+    seen, out, stack = {root}, [], [(root, iter(by_name[root].input))]
+    while stack:
+        name, it = stack[-1]
+        nxt = next(it, None)
+        if nxt is None:
+            stack.pop()
+            out.append(name)
+            continue
+        src = subgraph.node_name(nxt)
+        if src not in seen and src in by_name:
+            seen.add(src)
+            stack.append((src, iter(by_name[src].input)))
+    return out
+
+
+_TRANSPARENT_OPS = ("Identity", "ReadVariableOp")
+
+
+def structure(piece: Piece) -> list[tuple[str, tuple]]:
+    """``[(node name, signature)]`` in :func:`order`: a signature holds the op type, its attributes
+    (not names, devices or colocation) and which earlier positions it reads; weights are
+    ``("weight", dtype, shape)`` and the input ``("input", dtype, shape)``, so two models of one
+    architecture give equal signatures whatever their names. ``Identity`` and ``ReadVariableOp``
+    are looked through, so reference and resource variables compare equal."""
+    by_name = piece.by_name()
+    fed = subgraph.node_name(piece.input)
+
+    def source(inp: str) -> str:
+        name = subgraph.node_name(inp)
+        while name in by_name and by_name[name].op in _TRANSPARENT_OPS and by_name[name].input \
+                and name not in piece.weights:
+            name = subgraph.node_name(by_name[name].input[0])
+        return name
+
+    names = [n for n in order(piece) if by_name[n].op not in _TRANSPARENT_OPS or n in piece.weights]
+    pos = {n: i for i, n in enumerate(names)}
+    out = []
+    for name in names:
+        node = by_name[name]
+        if name in piece.weights:
+            w = piece.weights[name]
+            sig = ("weight", w.dtype, w.shape)
+        elif name == fed:
+            sig = ("input", node.attr["dtype"].type, node.attr["shape"].SerializeToString(deterministic=True))
+        else:
+            attrs = tuple((k, node.attr[k].SerializeToString(deterministic=True))
+                          for k in sorted(node.attr) if k not in _IGNORED_ATTRS)
+            reads = tuple((pos.get(source(i)), i.startswith("^"), "" if subgraph.node_name(i) != source(i)
+                           else i.partition(":")[2]) for i in node.input)
+            sig = (node.op, attrs, reads)
+        out.append((name, sig))
+    return out
+
+
+def describe(node) -> str:
+    """``'encoder/MatMul' (MatMul)`` for messages."""
+    return f"'{node.name}' ({node.op})"

@@ -1,0 +1,133 @@
+"""Unit tests for the small pieces a future bug would hide in: the --lr-mult and --unfreeze parsers,
+stage sets, feeds, heads, the export signature, natural sort and the flag translation."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import graphsurgeon as gs
+from graphsurgeon._src import feeds, train
+from graphsurgeon._src.cli import to_flags
+from graphsurgeon._src.select import natural_key
+
+tf1 = tf.compat.v1
+
+
+@pytest.mark.parametrize("item,expected", [
+    ("hidden3=0.1", [("hidden3", 0.1)]),
+    ("re:conv[12]=0", [("re:conv[12]", 0.0)]),
+    ("a=b=2", [("a=b", 2.0)]),  # the last '=' separates the factor
+])
+def test_parse_lr_mult(item, expected):
+    assert train.parse_lr_mult([item]) == expected
+
+
+@pytest.mark.parametrize("bad", ["hidden3", "=0.1", "hidden3=x", "hidden3=-1"])
+def test_parse_lr_mult_refuses(bad):
+    with pytest.raises(gs.ConfigError, match="expected PATTERN=FACTOR"):
+        train.parse_lr_mult([bad])
+
+
+def test_parse_stage_forms():
+    assert train.parse_stage("3:hidden2=0.1") == train.Stage(3, ["hidden2"], 0.1)
+    assert train.parse_stage("5:hidden1") == train.Stage(5, ["hidden1"], 1.0)
+    assert train.parse_stage({"epoch": 2, "scopes": ["a", "b"], "lr_mult": 0.5}) == train.Stage(2, ["a", "b"], 0.5)
+    for bad in ("x:hidden2", "3:hidden2=y", {"scopes": ["a"]}):
+        with pytest.raises(gs.ConfigError, match="unfreeze stage"):
+            train.parse_stage(bad)
+
+
+def test_multipliers_last_match_wins():
+    names = ["h1/w", "h2/b", "h2/w"]
+    assert train.multipliers(names, ["h2=0.5", "h2/w=0.1"]) == {"h1/w": 1.0, "h2/b": 0.5, "h2/w": 0.1}
+
+
+def test_stage_sets_accumulate_and_respect_the_trainable_collection():
+    names = ["h1/w", "h2/w", "h2/moving_mean", "h3/w"]
+    sets = train.stage_sets({"h3/w": 1.0}, [train.Stage(4, ["h1"], 0.1), train.Stage(2, ["h2"], 0.5)], names,
+                            trainable_names={"h1/w", "h2/w", "h3/w"})
+    assert sets == [(0, {"h3/w": 1.0}), (2, {"h3/w": 1.0, "h2/w": 0.5}),
+                    (4, {"h3/w": 1.0, "h2/w": 0.5, "h1/w": 0.1})]
+
+
+@pytest.mark.parametrize("value,shape,batch,expected", [
+    (np.asarray(0.5), [], None, np.asarray(0.5, np.float32)),
+    (np.asarray(0.0), [None, 3], 2, np.zeros((2, 3), np.float32)),
+    (np.arange(3.0), [None, 3], 2, np.tile(np.arange(3.0), (2, 1)).astype(np.float32)),
+    (np.ones((1, 3)), [None, 3], 4, np.ones((4, 3), np.float32)),
+])
+def test_feed_broadcast(value, shape, batch, expected):
+    with tf.Graph().as_default():
+        t = tf1.placeholder(tf.float32, shape, name="p")
+        got = feeds.broadcast("p", value, t, batch)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+def test_feed_broadcast_refuses_what_cannot_fit():
+    with tf.Graph().as_default():
+        t = tf1.placeholder(tf.float32, [None, 3], name="p")
+        with pytest.raises(gs.ConfigError, match="does not broadcast"):
+            feeds.broadcast("p", np.zeros(4), t, 2)
+        u = tf1.placeholder(tf.float32, [None, None], name="u")
+        with pytest.raises(gs.ConfigError, match="cannot fill its unknown dimension"):
+            feeds.broadcast("u", np.zeros(4), u, 2)
+
+
+def test_parse_feeds_strings_and_npy(tmp_path):
+    np.save(tmp_path / "s.npy", np.arange(3, dtype=np.float32))
+    got = feeds.parse_feeds({"keep_prob:0": "1.0", "is_training": "false", "state": str(tmp_path / "s.npy")})
+    assert got["keep_prob"] == 1.0 and got["is_training"] == np.asarray(False)
+    assert np.array_equal(got["state"], np.arange(3, dtype=np.float32))
+    with pytest.raises(gs.ConfigError, match="expected a number, true/false or an .npy file"):
+        feeds.parse_feeds({"k": "lots"})
+    with pytest.raises(gs.ConfigError, match="cannot read the .npy file"):
+        feeds.parse_feeds({"k": str(tmp_path / "missing.npy")})
+
+
+def test_padding_repeats_rows_and_counts_the_real_ones():
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, [4, 2])
+        f = feeds.Feeder(None, x, {}, 4)
+        padded, n = f.pad(np.arange(6.0).reshape(3, 2))
+    assert n == 3 and padded.tolist() == [[0, 1], [2, 3], [4, 5], [0, 1]]
+
+
+def test_head_shapes_pooling_and_names(seed004):
+    prefix, _, _ = seed004
+    m = gs.restore(prefix, outputs=["hidden2/Relu"], values=False)
+    head = gs.add_head(m, "hidden2/Relu", 3, hidden=[7], activation="tanh", scope="h")
+    assert head.variables == ["h/dense_0/bias", "h/dense_0/kernel", "h/logits/bias", "h/logits/kernel"]
+    assert head.logits.shape.as_list() == [None, 3] and m.status["h/logits/kernel"] == "new"
+    with pytest.raises(gs.ConfigError, match="scope 'h' already exists"):
+        gs.add_head(m, "hidden2/Relu", 3, scope="h")
+    with pytest.raises(gs.ConfigError, match="num_classes must be >= 1"):
+        gs.add_head(m, "hidden2/Relu", 0, scope="h2")
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 5, 5, 4], name="maps")
+    model = gs.Model(g, None, None)
+    pooled = gs.add_head(model, "maps", 2, scope="p")
+    assert pooled.features.op.type == "Mean" and pooled.features.shape.as_list() == [None, 4]
+
+
+def test_export_signature(seed004, tmp_path):
+    prefix, x, _ = seed004
+    with gs.restore(prefix, outputs=["hidden2/Relu"]) as m:
+        res = gs.export(m, str(tmp_path / "e"), inputs={"inputs": "X"}, outputs={"features": "hidden2/Relu"})
+        want = m.run("hidden2/Relu", {"X": x[:3]})
+    assert res.inputs == {"inputs": "X:0"} and res.outputs == {"features": "hidden2/Relu:0"}
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+        meta = tf1.saved_model.loader.load(s, ["serve"], res.saved_model)
+        sig = meta.signature_def["serving_default"]
+        assert sig.method_name == "tensorflow/serving/predict"
+        assert list(sig.inputs) == ["inputs"] and list(sig.outputs) == ["features"]
+        np.testing.assert_array_equal(s.run(sig.outputs["features"].name, {sig.inputs["inputs"].name: x[:3]}), want)
+    assert sorted(os.listdir(tmp_path / "e")) == ["checkpoint", "saved_model"]
+
+
+def test_natural_key_and_flag_translation():
+    assert sorted(["V_10", "V_2", "V_1", "V"], key=natural_key) == ["V", "V_1", "V_2", "V_10"]
+    assert to_flags("pass allow_missing=True") == "pass --allow-missing"
+    assert to_flags("input=x:0 does not feed; out_dir=o") == "--input x:0 does not feed; --out o"
+    assert to_flags("my_input=3 and allow_missing_x=True") == "my_input=3 and allow_missing_x=True"
