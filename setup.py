@@ -15,6 +15,7 @@ setup(
         "tf": ["tensorflow>=2.12"],
         "cpu": ["tensorflow-cpu>=2.12"],
         "demo": ["scikit-learn>=1.0"],
+        "beam": ["apache-beam>=2.50"],
         "plot": ["matplotlib>=3.5"],  # the demo's learning_curve.png
         "keras": ["h5py>=3.0"],  # merge-heads reads Keras .h5 files with it (TensorFlow's wheels depend on it too)
         "test": ["pytest>=7", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras", "h5py>=3.0"],

@@ -1,6 +1,7 @@
 """Bottleneck caches: correctness against live training, content keys, crash safety, stale caches."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from conftest import ckpt, tree_hash
 
 import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, generate
+from graphsurgeon._src.storage import cachefiles
 from graphsurgeon._src.storage.datasets import load_npz
 
 tf1 = tf.compat.v1
@@ -340,7 +342,9 @@ def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
                         "--data", npz, "--out", str(tmp_path / "c"), "--json", "--quiet"],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert json.loads(p.stdout)["computed"] == 256
+    report = json.loads(p.stdout)
+    assert report["version"] == 1 and report["computed"] == 256 and report["examples"] == 256
+    assert p.stderr == ""  # --quiet: no progress, no TensorFlow noise
     p = subprocess.run([sys.executable, "-m", "graphsurgeon", "retrain", "--model", prefix, "--head", "hidden3/Relu:2",
                         "--trainable", "hidden3", "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o"),
                         "--epochs", "2", "--json", "--quiet"], capture_output=True, text=True, env=env)
@@ -406,3 +410,30 @@ def test_missing_image_is_named(tmp_path):
     with pytest.raises(gs.DataError, match="gone.png"):
         generate(prefix, "pool", str(tmp_path / "photos"), str(tmp_path / "c"), progress=False)
     assert not os.path.exists(tmp_path / "c" / "manifest.json")
+
+
+def test_cache_directory_deleted_mid_run(seed004, npz, tmp_path, monkeypatch):
+    """The directory is deleted (rm -rf by someone else) after the third shard: the run fails with one
+    CacheError naming it, nothing is left for a reader to take, and the next run builds the cache
+    byte for byte as an uninterrupted run does."""
+    prefix = seed004[0]
+    ref, out = str(tmp_path / "ref"), str(tmp_path / "c")
+    generate(prefix, "hidden2/Relu", npz, ref, batch_size=32, shard_size=32, progress=False)
+    rename, calls = cachefiles.rename_into_place, [0]
+
+    def rename_then_delete(directory, pairs):
+        calls[0] += 1
+        if calls[0] == 3:
+            shutil.rmtree(directory)
+        return rename(directory, pairs)
+
+    monkeypatch.setattr(cachefiles, "rename_into_place", rename_then_delete)
+    with pytest.raises(gs.CacheError, match=f"cache directory {out}: a write failed while caching.*run the same"):
+        generate(prefix, "hidden2/Relu", npz, out, batch_size=32, shard_size=32, progress=False)
+    assert calls[0] == 3 and not os.path.exists(out)
+    with pytest.raises(gs.CacheError, match="no manifest.json"):
+        CacheReader(out)
+    monkeypatch.setattr(cachefiles, "rename_into_place", rename)
+    rep = generate(prefix, "hidden2/Relu", npz, out, batch_size=32, shard_size=32, progress=False)
+    assert rep.computed == 256
+    assert tree_hash(out) == tree_hash(ref)

@@ -149,7 +149,7 @@ def cmd_cache(args):
                    runner=args.runner, beam_args=beam_args,
                    image_feature=args.image_feature, label_feature=args.label_feature)
     if args.json:
-        print(json.dumps(rep.to_dict(), indent=2))
+        print(json.dumps({"version": 1, **rep.to_dict()}, indent=2))
     else:
         rate = rep.computed / rep.seconds if rep.seconds else 0.0
         print(f"{rep.directory}: {rep.examples} cached activations; computed {rep.computed} "

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import time
@@ -24,7 +25,7 @@ from graphsurgeon._src.cache.compute import Computer, Distortions, task_inputs
 from graphsurgeon._src.cache.job import Settings, make_header, open_cut, open_data
 from graphsurgeon._src.cache.plan import make_plan
 from graphsurgeon._src.cache.state import interim_manifest, open_state
-from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.errors import CacheError, ConfigError
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import cachefiles, cacheshards
 
@@ -85,7 +86,8 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
 
     Raises:
       CacheError: ``out_dir`` not writable, a stale cache (naming what changed), a damaged shard
-        without ``repair``, a damaged manifest.
+        without ``repair``, a damaged manifest, a write that fails during the run (the directory
+        deleted, the disk full).
       ConfigError: the tensor depends on random ops or on its batch-mates; bad settings.
       DataError: unreadable data.
     """
@@ -100,14 +102,28 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
         source = open_data(s, cut)
         try:
             job = _prepare(s, cut, source)
-            entries = run(job)
-            manifest = final_manifest(out_dir, job.head, entries, job.plan, source, s.augment)
-            commit(out_dir, manifest)
+            with _writing(out_dir):
+                entries = run(job)
+                manifest = final_manifest(out_dir, job.head, entries, job.plan, source, s.augment)
+                commit(out_dir, manifest)
         finally:
             source.close()
     return CacheReport(out_dir, job.plan.computed, job.plan.reused, len(job.plan.tasks), job.state.repaired,
                        time.perf_counter() - start, len(job.plan.view), unreferenced_rows(manifest, job.plan),
                        changes(job.state.previous, manifest))
+
+
+@contextlib.contextmanager
+def _writing(out_dir: str):
+    """Turn a failed write (the directory deleted or its disk full while the run writes) into one
+    :class:`CacheError`; what was renamed into place before it stays valid for the next run."""
+    try:
+        yield
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        raise CacheError(f"cache directory {out_dir}: a write failed while caching: {e.strerror or e}{where}; "
+                         "nothing half-written is ever read: run the same command again to complete the cache"
+                         ) from None
 
 
 def _runner(name: str, beam_args):
