@@ -22,6 +22,8 @@ import dataclasses
 import logging
 import os
 import re
+import sys
+import tempfile
 import threading
 
 from graphsurgeon._src.cache.compute import Computer, Distortions, task_inputs
@@ -119,8 +121,7 @@ def run(job, beam_args: list) -> list[dict]:
     tasks = [task_inputs(job.source, t) for t in plan.tasks]
     commit = CommitShards(s.out_dir, job.head, list(job.state.entries), job.state.augment)
     options = PipelineOptions([*DEFAULT_ARGS, *beam_args])
-    logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    with _progress(s, plan):
+    with _workers_stderr(), _progress(s, plan):
         try:
             with apache_beam.Pipeline(options=options) as p:
                 _ = (p | "tasks" >> apache_beam.Create(tasks) | "spread" >> apache_beam.Reshuffle()
@@ -152,6 +153,37 @@ def describe_failure(e: BaseException, directory: str) -> str:
                 f"committed to {directory}: run the same command again to complete the cache")
     last = [line.strip() for line in text.splitlines() if line.strip()]
     return f"the Beam pipeline failed: {last[-1][:300] if last else type(e).__name__}; nothing was committed to {directory}"
+
+
+@contextlib.contextmanager
+def _workers_stderr():
+    """While the pipeline runs, descriptor 2 (which Beam's worker processes inherit) points at a
+    temporary file, and neither exceptions in Beam's own threads nor its log records are printed: the workers' start-up
+    lines, a shell's "Killed" and a dead worker's thread traceback would otherwise reach the terminal
+    beside the one line a failure gives. ``sys.stderr`` (our progress) keeps the real stderr."""
+    sys.stderr.flush()
+    saved, stream, hook = os.dup(2), sys.stderr, threading.excepthook
+    try:
+        if stream.fileno() == 2:
+            sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor (captured): left as it is
+        pass
+    threading.excepthook = lambda args: None
+    beam_log = logging.getLogger("apache_beam")
+    level, beam_log.level = beam_log.level, logging.CRITICAL + 1  # a dead worker's errors: the failure says it once
+    try:
+        with tempfile.TemporaryFile() as f:
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+        threading.excepthook, beam_log.level = hook, level
+        if sys.stderr is not stream:
+            sys.stderr.close()
+            sys.stderr = stream
 
 
 @contextlib.contextmanager

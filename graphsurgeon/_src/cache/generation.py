@@ -132,6 +132,8 @@ def _runner(name: str, beam_args):
     if name == "local":
         return run_local
     beam = importlib.import_module("graphsurgeon._src.cache.beam")  # an optional dependency, loaded when asked
+    if beam.apache_beam is None:
+        raise ConfigError(beam.INSTALL)  # before anything is restored or written
     return lambda job: beam.run(job, list(beam_args))
 
 
