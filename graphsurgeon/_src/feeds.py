@@ -11,13 +11,13 @@ size the graph allows.
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import guess, select, subgraph
 from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.storage import files
 
 
 def parse_feeds(feeds) -> dict[str, np.ndarray]:
@@ -47,7 +47,7 @@ def parse_feeds(feeds) -> dict[str, np.ndarray]:
 
 def _load_npy(name: str, path: str) -> np.ndarray:
     try:
-        return np.load(os.path.expanduser(path), allow_pickle=False)
+        return files.read_npy(path)
     except (OSError, ValueError, EOFError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
         raise ConfigError(f"feed '{name}={path}': cannot read the .npy file ({reason})") from None

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from graphsurgeon._src.demo.data import digits
 from graphsurgeon._src.demo.main import EXPORTED, Result, run
+from graphsurgeon._src.storage.session import new_session, save_checkpoint
 
 tf1 = tf.compat.v1
 
@@ -56,7 +57,7 @@ def train_mlp(x, y, n_classes, *, epochs, seed, lr=1e-2, save_to=None, eval_sets
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=Y, logits=logits), name="loss")
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), Y), tf.float32), name="accuracy")
         train = tf1.train.AdamOptimizer(lr).minimize(loss, global_step=tf1.train.get_or_create_global_step())
-        with tf1.Session() as s:
+        with new_session(g) as s:
             s.run(tf1.global_variables_initializer())
             rng = np.random.default_rng(seed)
             for _ in range(epochs):
@@ -65,5 +66,5 @@ def train_mlp(x, y, n_classes, *, epochs, seed, lr=1e-2, save_to=None, eval_sets
                     idx = order[i:i + 32]
                     s.run(train, {X: x[idx], Y: y[idx]})
             accs = [float(s.run(acc, {X: ex, Y: ey})) for ex, ey in eval_sets]
-            prefix = tf1.train.Saver().save(s, save_to, global_step=epochs) if save_to else None
+            prefix = save_checkpoint(s, save_to, global_step=epochs) if save_to else None
     return accs, prefix

@@ -15,6 +15,8 @@ import hashlib
 
 import numpy as np
 
+from graphsurgeon._src.storage import files
+
 DIGIT = 8     # scikit-learn's digits are 8x8
 CANVAS = 12   # the demo's images: a digit somewhere on a 12x12 canvas (8: centred, as scikit-learn gives them)
 OLD_CLASSES = (0, 1, 2, 3, 4)
@@ -104,7 +106,7 @@ class NewTask:
         self.check_disjoint(train)
         idx = np.concatenate([train, self.test])
         split = np.array(["train"] * len(train) + ["test"] * len(self.test))
-        np.savez(path, x=self.x[idx], y=self.y[idx], split=split, classes=np.array(self.classes))
+        files.write_npz(path, x=self.x[idx], y=self.y[idx], split=split, classes=np.array(self.classes))
 
 
 def tasks(canvas: int = CANVAS, *, test_per_class: int = 80, held_out_per_class: int = 36, seed: int = 0):

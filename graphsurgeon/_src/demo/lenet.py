@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src.demo.data import CANVAS, OldTask
+from graphsurgeon._src.storage.session import new_session, save_checkpoint
 
 tf1 = tf.compat.v1
 
@@ -75,10 +76,9 @@ def train_original(task: OldTask, save_to: str, *, steps: int = 1000, batch_size
         accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), labels), tf.float32), name="accuracy")
         step = tf1.train.get_or_create_global_step()
         train_op = tf1.train.AdamOptimizer(lr).minimize(loss, global_step=step)
-        saver = tf1.train.Saver()
         rng = np.random.default_rng(seed)
         y = task.y[task.train]
-        with tf1.Session(graph=graph) as sess:
+        with new_session(graph) as sess:
             sess.run(tf1.global_variables_initializer())
             for _ in range(steps):
                 idx = rng.choice(len(y), batch_size, replace=False)
@@ -86,5 +86,5 @@ def train_original(task: OldTask, save_to: str, *, steps: int = 1000, batch_size
                 if on_step is not None:
                     on_step()
             held = sess.run(accuracy, {images: task.held_out_images(), labels: task.y[task.held_out]})
-            prefix = saver.save(sess, save_to, global_step=steps)
+            prefix = save_checkpoint(sess, save_to, global_step=steps)
     return prefix, float(held)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -12,6 +10,8 @@ import numpy as np
 import graphsurgeon as gs
 from graphsurgeon._src.demo import curve, data, lenet, report
 from graphsurgeon._src.progress import Progress
+from graphsurgeon._src.storage import files
+from graphsurgeon._src.storage.session import serve
 
 EXPORTED = ("transfer_finetune", 5, 0)  # the run the demo exports and serves: arm, k, seed
 ORIGINAL_STEPS = 1000
@@ -51,8 +51,7 @@ def run(out_dir: str | None = None, *, seeds=SEEDS, ks=curve.KS, settings: curve
     """
     start = time.perf_counter()
     say = say or (lambda *_: None)
-    out_dir = out_dir or tempfile.mkdtemp(prefix="graphsurgeon-demo-")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = files.make_dir(out_dir) if out_dir else files.new_temp_dir("graphsurgeon-demo-")
     seeds, ks = list(seeds), list(ks)
     old, new = data.tasks(canvas)
     where = (f"at random places on a {canvas}x{canvas} canvas" if canvas > data.DIGIT
@@ -67,8 +66,7 @@ def run(out_dir: str | None = None, *, seeds=SEEDS, ks=curve.KS, settings: curve
 
     say(f"[2/4] The new task: digits 5-9, also {where.split(',')[0]}; k labelled images per class\n"
         f"      from a pool of {len(new.pool)}; every accuracy below is on the same {len(new.test)} other images")
-    work = tempfile.mkdtemp(prefix="curve-", dir=out_dir)
-    try:
+    with files.scratch_dir(out_dir, "curve-") as work:
         features = _cached_features(new, model, work)
         say(f"      bottleneck caches of {lenet.CUT} and {lenet.FLATTEN}: the frozen layers ran once per image")
         n_runs = len(curve.ARMS) * len(ks) * len(seeds)
@@ -76,8 +74,6 @@ def run(out_dir: str | None = None, *, seeds=SEEDS, ks=curve.KS, settings: curve
             f"runs,\n      each ~{settings.steps} steps of Adam at lr {settings.lr:g} "
             f"(fc1 tuned at x{settings.finetune_lr_mult:g})")
         runs = _curve(new, model, features, ks, seeds, settings, progress)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     rows = curve.summarize(runs, ks)
     say(report.table(rows, len(seeds)))
     for line in report.verdict(rows):
@@ -89,8 +85,7 @@ def run(out_dir: str | None = None, *, seeds=SEEDS, ks=curve.KS, settings: curve
     exported = _retrain_and_serve(new, model, out_dir, arm, k, seed, settings, say)
 
     picture = os.path.join(out_dir, "learning_curve.png")
-    if os.path.exists(picture):
-        os.remove(picture)
+    files.remove(picture)
     picture = report.plot(rows, picture, test_images=len(new.test), n_seeds=len(seeds)) if plot else None
     say("")
     say(f"  original model: {prefix}")
@@ -165,7 +160,7 @@ def _retrain_and_serve(task, model, out_dir, arm, k, seed, settings, say) -> dic
     cache = None
     if curve.CACHED[arm]:
         cache = os.path.join(out_dir, "cache-" + curve.CACHED[arm].replace("/", "_"))
-        shutil.rmtree(cache, ignore_errors=True)  # a previous demo's cache belongs to its own original model
+        files.remove(cache)  # a previous demo's cache belongs to its own original model
         gs.generate_cache(model, curve.CACHED[arm], path, cache, progress=False)
     out = os.path.join(out_dir, "retrained")
     res = gs.retrain(cfg, None if cache else path, out, cache=cache, progress=False, overwrite=True)
@@ -200,11 +195,9 @@ def serve_check(saved_model: str, x: np.ndarray, graph_probabilities: np.ndarray
       ``{"answers_equal": the same top class for every image, named as ``classes`` names it, and
       every probability within 1e-6; "max_probability_difference": float; "probabilities": served}``.
     """
-    import tensorflow as tf
-
-    served = tf.saved_model.load(saved_model).signatures["serving_default"](inputs=tf.constant(x))
-    probs = served["probabilities"].numpy()
-    names = [c.decode() for c in served["classes"].numpy()]
+    served = serve(saved_model, inputs=x)
+    probs = served["probabilities"]
+    names = [c.decode() for c in served["classes"]]
     diff = float(np.max(np.abs(probs - graph_probabilities)))
     equal = (np.array_equal(probs.argmax(1), graph_probabilities.argmax(1)) and diff <= 1e-6
              and names == [classes[i] for i in probs.argmax(1)])

@@ -1,9 +1,8 @@
 """What the demo shows: the learning-curve table, its JSON form, and the picture."""
 from __future__ import annotations
 
-import os
-
 from graphsurgeon._src.demo.curve import ARMS
+from graphsurgeon._src.storage import files
 
 VERSION = 1
 LABELS = {"transfer_head": "transfer: new head", "transfer_finetune": "transfer: + fc1 tuned",
@@ -78,7 +77,6 @@ def plot(rows: list[dict], path: str, *, test_images: int, n_seeds: int) -> str 
     ax.legend(loc="lower right")
     ax.set_title(f"graphsurgeon demo: mean ± std over {n_seeds} seeds")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    files.save_figure(fig, path)
     plt.close(fig)
     return path

@@ -17,6 +17,7 @@ from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
 from graphsurgeon._src.storage import multihead_files as files
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
+from graphsurgeon._src.storage.files import make_dir
 
 tf1 = tf.compat.v1
 FORMAT = "graphsurgeon-multihead"
@@ -158,9 +159,8 @@ def write(tmp: str, meta, backbone_shard, head_values: dict, tab: dict, part_fil
       True if shard 0 was hard-linked from a previous version.
     """
     prefix = os.path.join(tmp, files.VARIABLES_PREFIX)
-    os.makedirs(os.path.dirname(prefix))
-    scratch = os.path.join(tmp, ".scratch")
-    os.makedirs(scratch)
+    make_dir(os.path.dirname(prefix))
+    scratch = make_dir(os.path.join(tmp, ".scratch"))
     if isinstance(backbone_shard, dict):
         files.save_bundle(os.path.join(scratch, "backbone"), backbone_shard)
         first = (os.path.join(scratch, "backbone"), 0, None)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import select, subgraph
+from graphsurgeon._src import guess, select, subgraph
 from graphsurgeon._src.errors import (
     CheckpointNotFoundError,
     MergeHeadsError,
@@ -26,6 +26,7 @@ from graphsurgeon._src.multihead import keras_graph
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
+from graphsurgeon._src.storage.files import read_lines
 from graphsurgeon._src.storage.keras_files import is_keras_path, read_keras
 from graphsurgeon._src.storage.paths import SAVED_MODEL_FILES, resolve
 
@@ -147,8 +148,7 @@ def check_names(names: list[str], what: str) -> None:
 def read_names_file(path: str, count: int) -> list[str]:
     """Task names, one per line, for ``count`` models (blank lines are skipped)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            names = [line.strip() for line in f if line.strip()]
+        names = [line.strip() for line in read_lines(path) if line.strip()]
     except OSError as e:
         raise CheckpointNotFoundError(f"{path}: {e.strerror}") from None
     if len(names) != count:
@@ -165,8 +165,7 @@ def _labels(path: str) -> list | None:
         candidates.append(os.path.join(os.path.dirname(base), LABELS_FILE))
     for c in candidates:
         if os.path.isfile(c):
-            with open(c, encoding="utf-8") as f:
-                return [line.rstrip("\n") for line in f if line.strip()]
+            return [line for line in read_lines(c) if line.strip()]
     return None
 
 
@@ -265,7 +264,7 @@ def _declared_outputs(meta) -> list[str]:
     for key in ("serving_default", *sorted(meta.signature_def)):
         if key in meta.signature_def:
             out += [t.name for _, t in sorted(meta.signature_def[key].outputs.items())]
-    return out or subgraph.likely_outputs(meta.graph_def)
+    return out or guess.likely_outputs(meta.graph_def)
 
 
 def _choose_output(meta, features: str, input: str, where: str) -> str:

@@ -178,10 +178,17 @@ def _rewire(inp: str, features: str, fop: str) -> str:
 
 
 def tensor_spec(piece: Piece, tensor: str) -> tuple:
-    """``(tf.DType, tf.TensorShape)`` of ``tensor`` in ``piece``, as TensorFlow infers them."""
+    """``(tf.DType, tf.TensorShape)`` of ``tensor`` in ``piece``, as TensorFlow infers them (a
+    resource weight lifted into a placeholder is fed a variable handle of its dtype and shape, so
+    that the shapes of its reads are known)."""
+    gd = subgraph.extract_sub_graph(piece.graph_def, [tensor])
+    kept = {n.name for n in gd.node}
     scratch = tf.Graph()
     with scratch.as_default():
-        tf.graph_util.import_graph_def(subgraph.extract_sub_graph(piece.graph_def, [tensor]), name="")
+        handles = {w.name + ":0": tf.raw_ops.VarHandleOp(dtype=tf.as_dtype(w.dtype), shape=w.shape,
+                                                         shared_name=w.name, name=w.name)
+                   for w in piece.weights.values() if w.handle and w.name in kept}
+        tf.graph_util.import_graph_def(gd, name="", input_map=handles or None)
         t = scratch.get_tensor_by_name(tensor_name(tensor))
     return t.dtype, t.shape
 

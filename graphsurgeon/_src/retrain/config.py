@@ -3,12 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.storage import files
 
 
 @dataclasses.dataclass
@@ -58,11 +54,10 @@ class RetrainConfig:
         ``[[unfreeze]]`` tables hold ``epoch``, ``scopes``, ``lr_mult``. ``overrides`` that
         are not None win over the file."""
         try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
+            data = files.read_toml(path)
         except OSError as e:
             raise ConfigError(f"plan file {path}: {e.strerror}") from None
-        except tomllib.TOMLDecodeError as e:
+        except files.TOMLDecodeError as e:
             raise ConfigError(f"plan file {path}: not valid TOML ({e})") from None
         data = {k.replace("-", "_"): v for k, v in data.items()}
         known = {f.name for f in dataclasses.fields(cls)}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -15,9 +14,9 @@ from graphsurgeon._src.feeds import Feeder, batch_size_for
 from graphsurgeon._src.retrain.config import RetrainConfig, training_settings
 from graphsurgeon._src.retrain.data import ArrayExamples, check_data, check_out_dir, class_names, open_cache
 from graphsurgeon._src.retrain.setup import Setup, build, picture
-from graphsurgeon._src.storage import datasets
+from graphsurgeon._src.storage import datasets, files
 from graphsurgeon._src.storage.events import ScalarWriter
-from graphsurgeon._src.storage.graphviz import write_svg
+from graphsurgeon._src.storage.graphviz import can_draw, write_svg
 from graphsurgeon._src.storage.session import assign
 from graphsurgeon._src.storage.writer import write_json, write_text
 
@@ -92,7 +91,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     head_only = set(setup.plan.trainable) <= new and len(setup.stages) == 1
     settings = training_settings(cfg, head_only=head_only, cached=examples.reader is not None)
     objective = _objective(setup, settings)
-    os.makedirs(out_dir, exist_ok=True)
+    files.make_dir(out_dir)
     _write_picture(setup, examples, out_dir)
     try:
         history, metrics = _train(setup, examples, objective, settings, logdir or os.path.join(out_dir, "logs"),
@@ -196,7 +195,7 @@ def _train(setup: Setup, examples: _Examples, objective: _Objective, settings: d
 def _write_picture(setup: Setup, examples: _Examples, out_dir: str) -> None:
     dot = picture(setup, cache=examples.reader.tensor if examples.reader is not None else None)
     write_text(os.path.join(out_dir, "surgery.dot"), dot)
-    if shutil.which("dot"):
+    if can_draw():
         write_svg(dot, os.path.join(out_dir, "surgery.svg"))
 
 

@@ -8,6 +8,11 @@ import subprocess
 from graphsurgeon._src.errors import ConfigError
 
 
+def can_draw() -> bool:
+    """Whether Graphviz's ``dot`` program is on PATH."""
+    return shutil.which("dot") is not None
+
+
 def write_svg(dot_text: str, path: str) -> None:
     """Run ``dot -Tsvg`` on ``dot_text`` and write the SVG to ``path`` (temp file, then rename).
 

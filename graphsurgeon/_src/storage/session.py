@@ -43,3 +43,19 @@ def assign(session, values) -> None:
             ops, feed, size = [], {}, 0
     if ops:
         session.run(ops, feed)
+
+
+def save_checkpoint(session, prefix: str, global_step=None) -> str:
+    """Save every global variable of ``session``'s graph with ``tf.compat.v1.train.Saver`` at
+    ``prefix`` (``-global_step`` appended when given), meta graph and ``checkpoint`` state file
+    included, as TF1 training scripts did; returns the checkpoint prefix written."""
+    with session.graph.as_default():
+        saver = tf1.train.Saver()
+    return saver.save(session, prefix, global_step=global_step)
+
+
+def serve(saved_model: str, signature: str = "serving_default", **inputs) -> dict:
+    """Call ``signature`` of the SavedModel at ``saved_model`` as TensorFlow Serving does
+    (``tf.saved_model.load``, eager) on ``inputs``; returns ``{output name: ndarray}``."""
+    fn = tf.saved_model.load(saved_model).signatures[signature]
+    return {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}

@@ -1,0 +1,97 @@
+"""Small file operations the layers above need, named for what they do: read an array or a TOML
+file, write an ``.npz`` or a figure atomically, make, empty and remove directories.
+
+The layers above storage never call ``open``, ``os``/``shutil``/``tempfile`` file functions or
+``np.load``/``np.save`` themselves (``tests/test_architecture.py`` checks it).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+TOMLDecodeError = tomllib.TOMLDecodeError
+
+
+def read_npy(path: str) -> np.ndarray:
+    """The array in the ``.npy`` file at ``path`` (``~`` expanded; pickled objects refused).
+
+    Raises:
+      OSError, ValueError, EOFError: as ``np.load`` does for a missing or malformed file.
+    """
+    return np.load(os.path.expanduser(path), allow_pickle=False)
+
+
+def read_lines(path: str) -> list[str]:
+    """The lines of the UTF-8 text file at ``path``, without their line ends.
+
+    Raises:
+      OSError: the file cannot be read.
+    """
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def read_toml(path: str) -> dict:
+    """The table in the TOML file at ``path``.
+
+    Raises:
+      OSError: the file cannot be read. TOMLDecodeError: it is not valid TOML.
+    """
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def write_npz(path: str, **arrays) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz`` at ``path`` atomically (temp file, then rename)."""
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def save_figure(figure, path: str) -> str:
+    """Save a matplotlib ``figure`` at ``path`` (its directory made if needed) atomically; returns ``path``."""
+    make_dir(os.path.dirname(os.path.abspath(path)))
+    root, ext = os.path.splitext(path)
+    tmp = root + ".tmp" + ext
+    figure.savefig(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def make_dir(path: str) -> str:
+    """Make directory ``path`` and its parents if they are missing; returns ``path``."""
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def new_temp_dir(prefix: str, parent: str | None = None) -> str:
+    """A new empty directory named ``prefix*`` under ``parent`` (the system's temporary directory if None)."""
+    return tempfile.mkdtemp(prefix=prefix, dir=parent)
+
+
+@contextlib.contextmanager
+def scratch_dir(parent: str, prefix: str):
+    """A new directory ``parent/prefix*`` for the duration of a ``with`` block, removed with all it
+    holds at the end, also when the block raises."""
+    path = new_temp_dir(prefix, parent)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove(path: str) -> None:
+    """Remove the file or directory tree at ``path``; nothing there is not an error."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
