@@ -196,12 +196,9 @@ def _progress(s: Settings, plan):
     def poll():
         seen = set()
         while not stop.wait(0.5):
-            for n in os.listdir(s.out_dir):
-                m = cachefiles.TEMP_RE.match(n)
-                k = cachefiles.KEYS_RE.match(m.group("final")) if m and m.group("attempt") else None
-                if k and int(k.group("n")) not in seen and int(k.group("n")) in rows:
-                    seen.add(int(k.group("n")))
-                    bar.update(rows[int(k.group("n"))])
+            for n in cachefiles.attempted_shards(s.out_dir) & set(rows) - seen:
+                seen.add(n)
+                bar.update(rows[n])
 
     thread = threading.Thread(target=poll, daemon=True, name="graphsurgeon-beam-progress")
     thread.start()

@@ -232,6 +232,18 @@ def lock(directory: str):
         os.close(fd)
 
 
+def attempted_shards(directory: str) -> set[int]:
+    """Numbers of the shards whose keys file some worker's attempt has written (still under its
+    temporary name): how far a distributed run has got."""
+    out = set()
+    for n in os.listdir(directory):
+        m = TEMP_RE.match(n)
+        k = KEYS_RE.match(m.group("final")) if m and m.group("attempt") else None
+        if k:
+            out.add(int(k.group("n")))
+    return out
+
+
 def remove_leftovers(directory: str) -> list[str]:
     """Delete temporary files (``*.tmp`` of this module's own patterns) that a killed run or a
     killed worker left; returns their names. Other files are never touched."""
