@@ -4,12 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TF_PACKAGE ?= tensorflow-cpu==2.21.0
+TF2_MODEL_PACKAGE ?= basic-pitch==0.4.0
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TF_PACKAGE)"
 	$(PY) -m pip install -q -e ".[test,demo]"
+	# A real TF2 SavedModel for the tests (basic_pitch/saved_models/icassp_2022/nmp, in the wheel). Its own
+	# requirements pin tensorflow<2.15.1 and audio libraries; the tests read only its files, so no deps.
+	$(PY) -m pip install -q --no-deps "$(TF2_MODEL_PACKAGE)"
 	touch $@
 
 .PHONY: demo test bench clean

@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     **{name: ("graphsurgeon._src.errors", name) for name in (
         "CacheError", "CheckpointNotFoundError", "ConfigError", "MigrateError", "CorruptCheckpointError", "DataError",
-        "GraphSurgeonError", "MergeHeadsError", "NoMetaGraphError", "PatternError", "PlanError", "TensorNotFoundError",
-        "UnregisteredOpError", "UnsafeGraphError", "WrongPathKindError")},
+        "GraphSurgeonError", "MergeHeadsError", "NoMetaGraphError", "PatternError", "PlanError", "SignatureNotFoundError",
+        "TensorNotFoundError", "UnregisteredOpError", "UnsafeGraphError", "UnsupportedPathError", "WrongPathKindError")},
     "CacheReader": ("graphsurgeon._src.cache", "CacheReader"),
     "CacheReport": ("graphsurgeon._src.cache", "CacheReport"),
     "generate_cache": ("graphsurgeon._src.cache", "generate"),
@@ -48,6 +48,9 @@ _EXPORTS = {
     "add_head": ("graphsurgeon._src.surgery", "add_head"),
     "make_plan": ("graphsurgeon._src.surgery", "make_plan"),
     "reinitialize": ("graphsurgeon._src.surgery", "reinitialize"),
+    "flatten": ("graphsurgeon._src.tf2", "flatten"),
+    "ThawResult": ("graphsurgeon._src.thaw", "ThawResult"),
+    "thaw": ("graphsurgeon._src.thaw", "thaw"),
     "Stage": ("graphsurgeon._src.train", "Stage"),
     "build_train_op": ("graphsurgeon._src.train", "build_train_op"),
 }

@@ -228,6 +228,19 @@ def cmd_diff(args):
         print("no differences")
 
 
+def cmd_thaw(args):
+    from graphsurgeon._src.thaw import thaw
+
+    res = thaw(args.path, args.scopes, args.out, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+        return
+    for name, shape in res.variables.items():
+        print(f"{name}  {list(shape)}")
+    print(f"-- {len(res.variables)} constants ({res.nbytes} bytes) are variables now, {res.constants_left} weight-like "
+          f"constants stay constants; checkpoint {res.checkpoint}, meta graph {res.checkpoint}.meta")
+
+
 def cmd_merge_heads(args):
     from graphsurgeon._src.errors import ConfigError
     from graphsurgeon._src.multihead import load
@@ -282,6 +295,8 @@ EXAMPLES = {
     "migrate": "graphsurgeon migrate run/model.ckpt-1000 clean/model.ckpt --preset optimizer-slots "
                "--map-scope hidden1/=encoder/ --dry-run",
     "diff": "graphsurgeon diff run/model.ckpt-1000 clean/model.ckpt --json",
+    "thaw": "graphsurgeon thaw frozen/graph.pb --scopes hidden3 output --out thawed/\n"
+            "  graphsurgeon retrain --model thawed/ --head hidden3/Relu:2 --trainable hidden3 --data data.npz --out retrained/",
     "demo": "graphsurgeon demo --out demo-out/ --seeds 5 --json",
     "merge-heads": "graphsurgeon merge-heads tasks/ --features encoder/features --out serving/text/1",
     "add-head": "graphsurgeon add-head serving/text/1 new_task/model.ckpt-900    # writes serving/text/2",
@@ -433,6 +448,15 @@ def build_parser():
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_diff)
 
+    s = sub.add_parser("thaw", help="turn a frozen graph's chosen weight constants back into variables")
+    s.add_argument("path", metavar="GRAPH", help="a frozen GraphDef (.pb / .pbtxt)")
+    s.add_argument("--scopes", nargs="+", action="extend", required=True, metavar="PAT",
+                   help="weight-like constants to thaw (inspect lists them)")
+    s.add_argument("--out", required=True, metavar="DIR", help="where to write model.ckpt and its meta graph")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_thaw)
+
     _multihead_parsers(sub)
 
     s = sub.add_parser("demo", help="the embedded demo: a digits 0-4 model retrained for digits 5-9 with few "
@@ -523,7 +547,7 @@ FLAGS = {
     "allow_missing": "--allow-missing", "allow_cast": "--allow-cast", "allow_unsafe_ops": "--allow-unsafe-ops",
     "allow_random": "--allow-random", "allow_batch_dependent": "--allow-batch-dependent", "overwrite": "--overwrite",
     "repair": "--repair", "out_dir": "--out", "data": "--data", "cache": "--cache", "model": "--model",
-    "augment": "--augment", "runner": "--runner", "beam_args": "--beam-args",
+    "augment": "--augment", "runner": "--runner", "beam_args": "--beam-args", "scopes": "--scopes",
 }
 
 

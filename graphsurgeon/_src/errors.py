@@ -18,6 +18,10 @@ class WrongPathKindError(GraphSurgeonError):
     """A directory was given where a file or prefix was meant, or the reverse."""
 
 
+class UnsupportedPathError(GraphSurgeonError):
+    """A path TensorFlow cannot open as given: its name is not valid UTF-8."""
+
+
 class NoMetaGraphError(GraphSurgeonError):
     """A checkpoint has no ``.meta`` file and no graph was given to restore into."""
 
@@ -68,3 +72,10 @@ class UnsafeGraphError(GraphSurgeonError):
 class MergeHeadsError(GraphSurgeonError):
     """Task models cannot be merged into one multi-head model as asked (backbones differ, a head
     reads below the features, duplicate task names, …), or a merged model's task table is damaged."""
+
+
+class SignatureNotFoundError(GraphSurgeonError, KeyError):
+    """A SavedModel lacks the signature asked for (``serving_default``); the message lists those it has."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import guess, select, subgraph
-from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.storage import files
 
 
@@ -48,6 +48,8 @@ def parse_feeds(feeds) -> dict[str, np.ndarray]:
 def _load_npy(name: str, path: str) -> np.ndarray:
     try:
         return files.read_npy(path)
+    except DataError as e:
+        raise ConfigError(f"feed '{name}={path}': {e}") from None
     except (OSError, ValueError, EOFError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:120]
         raise ConfigError(f"feed '{name}={path}': cannot read the .npy file ({reason})") from None
@@ -124,6 +126,15 @@ class Feeder:
         """``(feed dict for a batch x, number of real rows)``: padded, with the other placeholders' values."""
         x, n = self.pad(x)
         return {self.input: x, **self.extras(len(x))}, n
+
+
+def check_example_shape(got, inp: tf.Tensor, where: str) -> None:
+    """Raise :class:`DataError` unless examples of shape ``got`` fit input ``inp`` (its static shape
+    past the batch dimension; unknown dimensions take anything)."""
+    want = inp.shape.as_list()[1:] if inp.shape.rank is not None else None
+    got = list(got)
+    if want is not None and (len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got))):
+        raise DataError(f"{where}: examples have shape {got} but input '{inp.name}' takes {want}")
 
 
 def batch_size_for(requested: int | None, fixed: int | None, default: int, what: str) -> int:

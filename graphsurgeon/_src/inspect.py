@@ -8,10 +8,10 @@ import re
 
 import tensorflow as tf
 
-from graphsurgeon._src import guess, safety, subgraph
+from graphsurgeon._src import guess, safety, subgraph, tf2, weights
 from graphsurgeon._src.select import natural_key
 from graphsurgeon._src.errors import NoMetaGraphError
-from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
+from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.surgery.plan import is_optimizer_state
 
@@ -37,13 +37,18 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
       before ``Variable_10``). ``graph`` holds ``ops``, ``ops_per_scope``, ``inputs`` and
       ``outputs`` (likely ones, ``[{name, dtype, shape}]`` and names), ``op_types``, ``unsafe_ops``
       (``[{name, op}]``, see :func:`graphsurgeon._src.safety.unsafe_ops`) and ``signatures``
-      (a SavedModel's or meta graph's: ``{key: {method, inputs: {k: {name, dtype, shape}}, outputs}}``).
+      (a SavedModel's or meta graph's: ``{key: {method, inputs: {k: {name, dtype, shape}}, outputs}}``) and
+      ``weight_constants`` (``[{name, shape, dtype, consumers}]``, see :mod:`graphsurgeon._src.weights`: what
+      ``thaw`` can turn into variables). A TF2 SavedModel is reported as restore flattens it: its variables
+      under their graph names, its graph with the functions inlined.
     """
     source = resolve(path, tags)
     report = {"version": 1, "path": path, "kind": source.kind, "checkpoint": source.prefix, "variables": [],
               "scopes": {}, "total_bytes": 0, "graph": None}
+    flat = tf2.read_meta_graph(source) if source.kind == "tf2_saved_model" else None
     if source.prefix:
-        reader = CheckpointReader(source.prefix)
+        reader = (tf2.values(source, tf2.handle_variables(flat.graph_def)) if flat is not None
+                  else CheckpointReader(source.prefix))
         for e in sorted(reader.entries.values(), key=lambda e: natural_key(e.name)):
             report["variables"].append({"name": e.name, "shape": list(e.shape), "dtype": e.dtype.name,
                                         "bytes": e.nbytes, "kind": kind_of(e.name)})
@@ -58,7 +63,7 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
         report["total_bytes"] += v["bytes"]
     report["scopes"] = dict(sorted(scopes.items(), key=lambda kv: natural_key(kv[0])))
     try:
-        meta = read_meta_graph(source)
+        meta = flat if flat is not None else tf2.read_meta_graph(source)
     except NoMetaGraphError:
         meta = None
     if meta is not None:
@@ -72,6 +77,7 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
             "op_types": dict(collections.Counter(n.op for n in gd.node).most_common(15)),
             "unsafe_ops": [{"name": n, "op": op} for n, op in safety.unsafe_ops(meta)],
             "signatures": {k: _signature(meta.signature_def[k]) for k in sorted(meta.signature_def)},
+            "weight_constants": [{"name": k, **v} for k, v in weights.weight_constants(gd).items()],
         }
         if not source.prefix:
             vdefs = subgraph.variable_defs(meta)
@@ -143,6 +149,10 @@ def format_text(report: dict) -> str:
             for side in ("inputs", "outputs"):
                 for k, t in sig[side].items():
                     lines.append(f"  {side[:-1]:<6} {k:<16} {t['name']:<32} {t['dtype']} {t['shape']}")
+        if g["weight_constants"]:
+            lines.append(f"weight-like constants ({len(g['weight_constants'])}; thaw turns them into variables):")
+            for c in g["weight_constants"]:
+                lines.append(f"  {c['name']}  {c['dtype']} {c['shape']} -> {', '.join(c['consumers'])}")
         if g["unsafe_ops"]:
             lines.append(f"ops that touch files or run Python ({len(g['unsafe_ops'])}; restore refuses to run them "
                          "without --allow-unsafe-ops): " + ", ".join(f"{u['name']} ({u['op']})" for u in g["unsafe_ops"]))

@@ -7,13 +7,15 @@
 """
 from __future__ import annotations
 
+import os
 
+import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import guess, safety, select, subgraph
-from graphsurgeon._src.errors import CheckpointNotFoundError, TensorNotFoundError, UnsafeGraphError
+from graphsurgeon._src import guess, safety, select, subgraph, tf2
+from graphsurgeon._src.errors import CheckpointNotFoundError, PlanError, TensorNotFoundError, UnsafeGraphError
 from graphsurgeon._src.model import Model
-from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph, read_meta_graph
+from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
 from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 from graphsurgeon._src.surgery.plan import make_plan
@@ -45,6 +47,10 @@ def load_values(session, graph, reader: CheckpointReader, restore_map: dict, gra
     """Initialize every global variable of ``graph``: those in ``restore_map``
     (``{graph name: checkpoint name}``) from the checkpoint (see :func:`~graphsurgeon._src.storage.session.assign`),
     the others with their own initializers.
+
+    Raises:
+      PlanError: a restored value holds NaN (a diverged run, a damaged file): every output computed
+        from it would be NaN, so it is refused, naming the tensor.
     """
     variables = variables_by_name(graph)
     fresh = [variables[n].initializer for n in variables if n not in restore_map]
@@ -53,6 +59,7 @@ def load_values(session, graph, reader: CheckpointReader, restore_map: dict, gra
 
     def read(name):
         value = reader.read(restore_map[name])
+        _check_no_nan(reader, restore_map[name], value)
         info = graph_info[name]
         if len(info) > 2:  # one part of a partitioned variable
             offset, shape = info[4], info[0]
@@ -62,12 +69,22 @@ def load_values(session, graph, reader: CheckpointReader, restore_map: dict, gra
     assign(session, ((variables[n], read(n)) for n in sorted(restore_map)))
 
 
+def _check_no_nan(reader: CheckpointReader, name: str, value) -> None:
+    value = np.asarray(value)
+    if (value.dtype.kind in "fc" or value.dtype.name == "bfloat16") and np.isnan(value).any():
+        n = int(np.isnan(value).sum())
+        raise PlanError(f"checkpoint {reader.prefix}: tensor '{name}' holds {n} NaN value(s) of {value.size} (a "
+                        "diverged run or a damaged file); every output computed from it would be NaN: restore "
+                        "another checkpoint, or exclude the variable so that it is initialized anew")
+
+
 def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, rename=None, rules=None,
             outputs=None, inputs=None, restore_optimizer: bool = True, allow_missing: bool = False,
             allow_cast: bool = False, allow_unsafe_ops: bool = False, values: bool = True,
             threads: int = 0) -> Model:
     """Restore a model from a checkpoint prefix or directory, a ``.meta`` file, a frozen
-    GraphDef or a TF1 SavedModel directory.
+    GraphDef, or a TF1 or TF2 SavedModel directory (a TF2 one's serving function is flattened into
+    one graph by :mod:`graphsurgeon._src.tf2`; its variables keep their names and values).
 
     Args:
       path: where the model is (see :func:`graphsurgeon._src.storage.paths.resolve`).
@@ -126,10 +143,14 @@ def _reader(source, info):
     """The checkpoint reader of ``source``, or None when the graph has no variables."""
     if not info:
         return None
+    if source.kind == "tf2_saved_model":
+        return tf2.values(source, list(info))
     if not source.prefix:
+        expected = (os.path.join(source.export_dir, "variables", "variables") if source.export_dir
+                    else source.meta_path[:-5] if source.meta_path else source.path)
         raise CheckpointNotFoundError(
             f"{source.path}: the graph has {len(info)} variables but there is no checkpoint data beside it "
-            f"(expected {source.meta_path[:-5] if source.meta_path else source.path}.index)"
+            f"(expected {expected}.index)"
         )
     return CheckpointReader(source.prefix)
 
@@ -137,7 +158,7 @@ def _reader(source, info):
 def _import(source, inputs, outputs):
     """``(graph, input names, output names, aliases, unsafe ops)`` of ``source``'s graph: legacy
     placeholder shapes fixed, ``inputs`` turned into placeholders, pruned to ``outputs``."""
-    meta = read_meta_graph(source)
+    meta = tf2.read_meta_graph(source)
     where = source.meta_path or source.graph_path or source.export_dir
     subgraph.fix_legacy_placeholder_shapes(meta.graph_def)
     aliases = {}
@@ -212,6 +233,10 @@ def _as_placeholder(meta, tensor: str, where: str) -> str:
         raise TensorNotFoundError(f"{where}: op '{op}' has no output '{tensor}'") from None
     if op in subgraph.loop_nodes(gd):
         raise TensorNotFoundError(f"{where}: '{tensor}' is inside a while loop; an input must be outside it")
+    if t.dtype != t.dtype.base_dtype:  # a variable itself (or an op passing its reference on), not a value
+        raise TensorNotFoundError(
+            f"{where}: '{tensor}' is a reference to variable state ({node.op}), not a value an input can replace; "
+            f"name a tensor that reads it (such as '{op}/read:0' for a variable)")
     return subgraph.replace_with_placeholder(gd, _full(tensor), t.dtype, t.shape)
 
 

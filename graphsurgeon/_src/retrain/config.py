@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from graphsurgeon._src.errors import ConfigError
 from graphsurgeon._src.storage import files
@@ -59,13 +60,31 @@ class RetrainConfig:
             raise ConfigError(f"plan file {path}: {e.strerror}") from None
         except files.TOMLDecodeError as e:
             raise ConfigError(f"plan file {path}: not valid TOML ({e})") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"plan file {path}: not valid TOML (not UTF-8 text: byte {e.start})") from None
         data = {k.replace("-", "_"): v for k, v in data.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"plan file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        for f in dataclasses.fields(cls):
+            if f.name in data and not _fits(f, data[f.name]):
+                raise ConfigError(f"plan file {path}: '{f.name}' is {data[f.name]!r}; expected {_expected(f)}")
         data.update({k: v for k, v in overrides.items() if v not in (None, [], {})})
         return cls(**data)
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on out-of-range numbers: epochs below 1, patience below 0, a
+        learning rate that is not a finite number >= 0 (None takes the default; 0 trains nothing, which
+        measures the loss of the weights as they are)."""
+        for name, least in (("epochs", 1), ("patience", 0)):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
+                raise ConfigError(f"{name}={v!r}: expected an integer >= {least}")
+        lr = self.lr
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr)
+                               or lr < 0):
+            raise ConfigError(f"lr={lr!r}: expected a finite number >= 0")
 
     def head_spec(self):
         """``(tensor name, n_classes)`` or None."""
@@ -75,6 +94,31 @@ class RetrainConfig:
         if not sep or not tensor or not n.isdigit() or int(n) < 1:
             raise ConfigError(f"head '{self.head}': expected TENSOR:N_CLASSES such as hidden3/Relu:2")
         return tensor, int(n)
+
+
+# what a TOML value may be, per field annotation; list fields hold strings unless listed here
+_TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list,), "dict": (dict,)}
+_TOML_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+               "list": "a list of strings", "dict": "a table"}
+_LIST_ITEMS = {"head_hidden": ((int,), "a list of integers"), "unfreeze": ((str, dict), "a list of strings or tables")}
+
+
+def _fits(field, value) -> bool:
+    options = [t.strip() for t in str(field.type).split("|") if t.strip() != "None"]
+    allowed = tuple(t for o in options for t in _TOML_TYPES[o]) + ((dict,) if field.name == "lr_mult" else ())
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        return False
+    if isinstance(value, list):
+        items = _LIST_ITEMS.get(field.name, ((str,), ""))[0]
+        return all(isinstance(v, items) and not isinstance(v, bool) for v in value)
+    return True
+
+
+def _expected(field) -> str:
+    options = [t.strip() for t in str(field.type).split("|") if t.strip() != "None"]
+    words = [_LIST_ITEMS[field.name][1] if o == "list" and field.name in _LIST_ITEMS else _TOML_WORDS[o]
+             for o in options]
+    return " or ".join(words + (["a table"] if field.name == "lr_mult" else []))
 
 
 # Defaults by what trains. A head alone on fixed features is a convex problem: train it to

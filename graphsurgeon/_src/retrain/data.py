@@ -6,6 +6,7 @@ import os
 from graphsurgeon._src import cache as cache_mod
 from graphsurgeon._src import train
 from graphsurgeon._src.errors import ConfigError, DataError
+from graphsurgeon._src.feeds import check_example_shape
 from graphsurgeon._src.storage.paths import resolve
 
 
@@ -101,11 +102,10 @@ def check_out_dir(cfg, out_dir: str) -> None:
                               "next to or over its source: choose a directory elsewhere")
 
 
-def check_data(data, inp, n_classes):
-    """Raise :class:`DataError` if ``data``'s examples do not fit input ``inp`` or its labels the head."""
-    want = inp.shape.as_list()[1:]
-    got = list(data.x.shape[1:])
-    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
-        raise DataError(f"examples have shape {got} but input '{inp.name}' takes {want}")
+def check_data(data, inp, n_classes, where="data"):
+    """Raise :class:`DataError` if ``data``'s examples do not fit input ``inp`` or its labels the head;
+    messages start with ``where`` (the data's path)."""
+    check_example_shape(data.x.shape[1:], inp, where)
     if len(data.y) and (data.y.min() < 0 or data.y.max() >= n_classes):
-        raise DataError(f"labels range over {int(data.y.min())}..{int(data.y.max())} but the head has {n_classes} classes")
+        raise DataError(f"{where}: labels range over {int(data.y.min())}..{int(data.y.max())} but the head has "
+                        f"{n_classes} classes")

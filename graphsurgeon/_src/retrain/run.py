@@ -118,10 +118,12 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
         return _Examples(batches, fed, feeder, feeder, reader.classes, reader)
     if data is None:
         raise ConfigError("give training data (data=PATH) or a bottleneck cache (cache=DIR)")
+    where = "data"
     if not isinstance(data, datasets.Dataset):
         shape = setup.input.shape.as_list() if setup.input.shape.rank is not None else []
+        where = f"data {data}"
         data = datasets.load(data, image_size=shape[1:3] if len(shape) == 4 else None, scale=cfg.image_scale)
-    check_data(data, setup.input, setup.logits.shape.as_list()[-1])
+    check_data(data, setup.input, setup.logits.shape.as_list()[-1], where)
     if not len(data.part("train")[1]):
         raise DataError("the data has no training examples")
     return _Examples(ArrayExamples(data, batch_size, cfg.seed), setup.input,

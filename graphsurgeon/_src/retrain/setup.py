@@ -49,6 +49,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     """
     if not cfg.model:
         raise ConfigError("no model given (model=PATH, or model = '...' in the plan file)")
+    cfg.check()
     spec = cfg.head_spec()
     cut = spec[0] if spec else cfg.output
     if not cut:

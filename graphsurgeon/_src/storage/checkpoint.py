@@ -14,9 +14,16 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from graphsurgeon._src.errors import (CheckpointNotFoundError, CorruptCheckpointError, NoMetaGraphError,
                                      UnregisteredOpError)
+from graphsurgeon._src.storage import bundle
 from graphsurgeon._src.storage.paths import Source, checkpoint_files
 
 tf1 = tf.compat.v1
+
+# dtypes whose entries hold exactly (number of elements) x (item size) bytes
+_FIXED_SIZE = frozenset(tf.as_dtype(d) for d in (
+    "float16", "bfloat16", "float32", "float64", "complex64", "complex128", "bool", "int8", "int16", "int32",
+    "int64", "uint8", "uint16", "uint32", "uint64", "qint8", "quint8", "qint16", "quint16", "qint32"))
+MAX_SHARDS = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,10 +42,89 @@ class Entry:
         return n * (self.dtype.size if self.dtype != tf.string else 1)
 
 
+def read_checked_index(prefix: str):
+    """``(header, {name: BundleEntryProto})`` of V2 checkpoint ``prefix``, checked so that TensorFlow's
+    reader (which aborts the process or allocates whatever an entry declares) never sees a bad index.
+
+    Checks, without reading tensor bytes: the table's structure and block checksums
+    (:func:`bundle.read_index`); a little-endian header naming 1..100000 shards; for every tensor, a
+    UTF-8 name (slice keys of partitioned variables excepted), a known non-reference dtype, a shape of
+    dimensions >= 0, a shard id below the shard count, a byte size equal to elements x item size for
+    fixed-size dtypes (at least one byte per element for strings), and bytes ``[offset, offset + size)``
+    inside its data file, which must exist.
+
+    Raises:
+      CorruptCheckpointError: naming the index or data file, the tensor and what was expected.
+    """
+    path = prefix + ".index"
+    header, entries = bundle.read_index(prefix)
+    if header.endianness != header.LITTLE:
+        raise CorruptCheckpointError(f"{path}: the header says big-endian data; only little-endian checkpoints "
+                                     "(what TensorFlow writes on x86 and ARM) are read")
+    n_shards = header.num_shards
+    if not 1 <= n_shards <= MAX_SHARDS:
+        raise CorruptCheckpointError(f"{path}: the header names {n_shards} data shards; expected 1 to {MAX_SHARDS}")
+    sizes = {}
+    for name, e in entries.items():
+        sliced = bundle.slice_key_name(name) is not None
+        shown = name if sliced else _shown(name)
+        if not sliced and shown != name:
+            raise CorruptCheckpointError(f"{path}: tensor name {shown} is not valid UTF-8; TensorFlow cannot read "
+                                         "it by name (migrate reads the index but cannot rename it either)")
+        try:
+            dtype = tf.as_dtype(e.dtype)
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.base_dtype != dtype:  # DT_*_REF codes (> 100)
+            raise CorruptCheckpointError(f"{path}: tensor '{shown}' has dtype code {e.dtype}, which is not a "
+                                         "TensorFlow value dtype")
+        dims = [d.size for d in e.shape.dim]
+        if e.shape.unknown_rank or any(d < 0 for d in dims):
+            raise CorruptCheckpointError(f"{path}: tensor '{shown}' declares shape "
+                                         f"{'unknown' if e.shape.unknown_rank else dims}; expected sizes >= 0")
+        if e.slices:  # the full entry of a variable saved in slices holds no bytes itself
+            continue
+        if e.shard_id >= n_shards:
+            raise CorruptCheckpointError(f"{path}: tensor '{shown}' lies in data shard {e.shard_id}, but the "
+                                         f"header names {n_shards} shard(s)")
+        count = 1
+        for d in dims:
+            count *= d
+        if dtype in _FIXED_SIZE and e.size != count * dtype.size:
+            raise CorruptCheckpointError(
+                f"{path}: tensor '{shown}' declares {dtype.name} {dims} ({count * dtype.size} bytes) but its "
+                f"entry holds {e.size} bytes")
+        if dtype == tf.string and count > e.size:  # every string takes at least its one-byte length
+            raise CorruptCheckpointError(
+                f"{path}: tensor '{shown}' declares {count} strings ({dims}) but its entry holds {e.size} bytes")
+        data = bundle.data_file(prefix, e.shard_id, n_shards)
+        if data not in sizes:
+            try:
+                sizes[data] = os.path.getsize(data)
+            except OSError:
+                raise CorruptCheckpointError(f"{data}: data shard is missing (the index {path} names "
+                                             f"{n_shards} shard(s))") from None
+        if e.offset + e.size > sizes[data]:
+            raise CorruptCheckpointError(
+                f"{data}: tensor '{shown}' lies at bytes {e.offset}..{e.offset + e.size}, past the end of the "
+                f"file ({sizes[data]} bytes): the data file is truncated or the index damaged")
+    return header, entries
+
+
+def _shown(name: str) -> str:
+    """``name`` as text: itself if it is valid UTF-8, else a bytes literal."""
+    raw = name.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return repr(raw)
+
+
 class CheckpointReader:
     """Names, shapes and values of a checkpoint, with errors that name the file.
 
-    Opening reads only the index. :meth:`read` reads one tensor.
+    Opening reads only the index (a V2 index is checked first, see :func:`read_checked_index`).
+    :meth:`read` reads one tensor.
     """
 
     def __init__(self, prefix: str):
@@ -46,6 +132,7 @@ class CheckpointReader:
         files = checkpoint_files(prefix)
         if not files:
             raise CheckpointNotFoundError(f"no checkpoint at prefix {prefix} (no {prefix}.index)")
+        self._v2 = read_checked_index(prefix) if files[0] == prefix + ".index" else None
         try:
             self._reader = tf.train.load_checkpoint(prefix)
         except (tf.errors.OpError, ValueError, RuntimeError) as e:
@@ -66,7 +153,10 @@ class CheckpointReader:
         try:
             return self._reader.get_tensor(name)
         except (tf.errors.OpError, IndexError, ValueError, RuntimeError) as e:
-            data = [f for f in checkpoint_files(self.prefix) if ".data-" in f] or [self.prefix]
+            if self._v2 is not None and name in self._v2[1]:  # the one data file holding the tensor
+                data = [bundle.data_file(self.prefix, self._v2[1][name].shard_id, self._v2[0].num_shards)]
+            else:
+                data = [f for f in checkpoint_files(self.prefix) if ".data-" in f] or [self.prefix]
             raise CorruptCheckpointError(
                 f"{', '.join(data)}: cannot read tensor '{name}' ({_first_line(e)}); "
                 "the data file is truncated or damaged"
@@ -83,21 +173,29 @@ def read_meta_graph(source: Source) -> meta_graph_pb2.MetaGraphDef:
 
     Raises:
       NoMetaGraphError: a checkpoint without a ``.meta`` file.
-      CorruptCheckpointError: the graph file cannot be parsed.
+      CorruptCheckpointError: the graph file cannot be parsed or holds no nodes.
     """
     if source.kind == "frozen":
         meta = meta_graph_pb2.MetaGraphDef()
         meta.graph_def.CopyFrom(_parse(source.graph_path, graph_pb2.GraphDef, "a GraphDef"))
-        return meta
-    if source.kind == "saved_model":
-        return _saved_model_meta_graph(source)
+        return _not_empty(meta, source.graph_path)
+    if source.kind in ("saved_model", "tf2_saved_model"):  # a TF2 one as saved: graphsurgeon._src.tf2 flattens it
+        return _not_empty(_saved_model_meta_graph(source), source.export_dir)
     if not source.meta_path:
         raise NoMetaGraphError(
             f"checkpoint {source.prefix} has no {source.prefix}.meta graph; build the model in Python, then call "
             "graphsurgeon._src.restore(prefix, graph=your_graph) to restore into it by variable name "
             "(graphsurgeon inspect shows the checkpoint's names)"
         )
-    return _parse(source.meta_path, meta_graph_pb2.MetaGraphDef, "a MetaGraphDef (.meta)")
+    return _not_empty(_parse(source.meta_path, meta_graph_pb2.MetaGraphDef, "a MetaGraphDef (.meta)"), source.meta_path)
+
+
+def _not_empty(meta, path: str):
+    """A graph file without a single node (a zero-byte file parses as one) is refused."""
+    if not meta.graph_def.node:
+        raise CorruptCheckpointError(f"{path}: holds no graph (0 nodes); the file is empty, truncated or not a "
+                                     "TensorFlow graph")
+    return meta
 
 
 def _parse(path: str, proto_cls, what: str):

@@ -13,6 +13,8 @@ import tempfile
 
 import numpy as np
 
+from graphsurgeon._src.errors import DataError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -22,12 +24,43 @@ TOMLDecodeError = tomllib.TOMLDecodeError
 
 
 def read_npy(path: str) -> np.ndarray:
-    """The array in the ``.npy`` file at ``path`` (``~`` expanded; pickled objects refused).
+    """The array in the ``.npy`` file at ``path`` (``~`` expanded), its header checked first
+    (:func:`check_npy_header`: no pickled objects, nothing allocated that the file cannot fill).
 
     Raises:
+      DataError: the header declares Python objects or more bytes than the file holds.
       OSError, ValueError, EOFError: as ``np.load`` does for a missing or malformed file.
     """
-    return np.load(os.path.expanduser(path), allow_pickle=False)
+    path = os.path.expanduser(path)
+    with open(path, "rb") as f:
+        check_npy_header(f, os.fstat(f.fileno()).st_size, path)
+    return np.load(path, allow_pickle=False)
+
+
+def check_npy_header(f, size: int, what: str) -> None:
+    """Read the header of the ``.npy`` data in ``f`` (``size`` bytes long) and check it before numpy
+    allocates what it declares: no Python objects (they need pickle) and no more elements than the
+    bytes that follow (a header declaring a huge shape over a few bytes).
+
+    Raises:
+      DataError: naming ``what``.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{what}: not a readable .npy array ({str(e).splitlines()[0][:120]})") from None
+    if dtype.hasobject:
+        raise DataError(f"{what}: holds Python objects (dtype object), which only pickle can load, and graphsurgeon "
+                        "never unpickles data; save numeric arrays")
+    count = 1
+    for d in shape:
+        count *= d
+    need = count * dtype.itemsize
+    if f.tell() + need > size:
+        raise DataError(f"{what}: declares {dtype} {list(shape)} ({need} bytes) but holds {size - f.tell()} bytes; "
+                        "the file is truncated or damaged")
 
 
 def read_lines(path: str) -> list[str]:

@@ -1,7 +1,8 @@
 """Resolve what a user's path names: checkpoint prefix, checkpoint directory,
-``.meta`` file, frozen GraphDef (``.pb`` / ``.pbtxt``) or TF1 SavedModel.
+``.meta`` file, frozen GraphDef (``.pb`` / ``.pbtxt``), TF1 SavedModel or TF2 SavedModel.
 
-Nothing here reads tensors; :func:`resolve` only looks at file names and sizes.
+Nothing here reads tensors or imports TensorFlow; :func:`resolve` looks at file names and sizes,
+and at the field numbers of a ``saved_model.pb`` (see :func:`is_tf2_saved_model`).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import glob
 import os
 import re
 
-from graphsurgeon._src.errors import CheckpointNotFoundError, WrongPathKindError
+from graphsurgeon._src.errors import CheckpointNotFoundError, UnsupportedPathError, WrongPathKindError
 
 _DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -22,13 +23,15 @@ class Source:
 
     Attributes:
       kind: ``"checkpoint"`` (prefix, with or without ``.meta``), ``"frozen"``
-        (a GraphDef file) or ``"saved_model"``.
+        (a GraphDef file), ``"saved_model"`` (TF1: a graph with variables) or ``"tf2_saved_model"``
+        (written by ``tf.saved_model.save`` or Keras' ``model.export``: functions and an object graph,
+        which :mod:`graphsurgeon._src.tf2` flattens into a TF1 graph).
       path: the path the user gave.
       prefix: the checkpoint prefix holding variable values, or None (frozen).
       meta_path: the ``.meta`` file, or None.
       graph_path: the ``.pb`` / ``.pbtxt`` GraphDef file (frozen only).
-      export_dir: the SavedModel directory (saved_model only).
-      tags: SavedModel tags to load (saved_model only).
+      export_dir: the SavedModel directory (saved_model and tf2_saved_model only).
+      tags: SavedModel tags to load (saved_model and tf2_saved_model only).
     """
 
     kind: str
@@ -75,28 +78,55 @@ def _describe_dir(directory: str) -> str:
 
 
 def _latest_in_dir(directory: str) -> str | None:
-    """The newest checkpoint named by a directory's ``checkpoint`` state file.
+    """The newest checkpoint named by a directory's ``checkpoint`` state file, or None without one.
 
-    The state file often carries absolute paths from the machine that wrote it;
-    when that path does not exist here, the same base name in ``directory`` is used.
+    A state file names checkpoints of its own directory only: its ``model_checkpoint_path`` is
+    looked up by base name in ``directory``. Saver writes absolute paths by default, often from
+    another machine (or the directory a run was copied from), and those resolve here by base name.
+    A name whose base name is not a checkpoint in ``directory`` is refused even when the path exists
+    elsewhere (``../other/model.ckpt-1``, an absolute path to another directory): a model is read
+    only from where the user pointed; pass that other prefix itself to read it.
+
+    Raises:
+      CheckpointNotFoundError: the state file is not text, has no ``model_checkpoint_path`` line,
+        or names a checkpoint that is not in ``directory``.
     """
     state = os.path.join(directory, "checkpoint")
     if not os.path.isfile(state):
         return None
+    with open(state, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointNotFoundError(f"{state}: not a text file; expected a TF checkpoint state file "
+                                      '(model_checkpoint_path: "...")') from None
     latest = None
-    with open(state, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            m = re.match(r'\s*model_checkpoint_path:\s*"(.*)"\s*$', line)
-            if m:
-                latest = m.group(1)
+    for line in text.splitlines():
+        m = re.match(r'\s*model_checkpoint_path:\s*"(.*)"\s*$', line)
+        if m:
+            latest = m.group(1)
     if latest is None:
         raise CheckpointNotFoundError(f"{state}: no model_checkpoint_path line; expected a TF checkpoint state file")
-    for candidate in (latest, os.path.join(directory, latest), os.path.join(directory, os.path.basename(latest))):
-        if checkpoint_files(candidate):
-            return candidate
+    base = re.split(r"[\\/]", latest)[-1]  # Windows-written state files use backslashes
+    if base not in ("", ".", "..") and checkpoint_files(os.path.join(directory, base)):
+        return os.path.join(directory, base)
     raise CheckpointNotFoundError(
-        f"{state} names checkpoint '{latest}', which is not there ({_describe_dir(directory)})"
+        f"{state} names checkpoint '{latest}', which is not in {directory} (a state file names only checkpoints "
+        f"in its own directory, by base name; {_describe_dir(directory)}); to read a checkpoint elsewhere, "
+        "pass its prefix"
     )
+
+
+def check_utf8(path: str, what: str = "path") -> None:
+    """Raise :class:`UnsupportedPathError` unless ``path`` is valid UTF-8 (TensorFlow's file
+    system layer takes only UTF-8 names; Python hands other bytes over as surrogates)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise UnsupportedPathError(f"{what} {shown}: the name is not valid UTF-8, and TensorFlow opens only UTF-8 "
+                                   "paths; rename it") from None
 
 
 def resolve(path: str, tags=("serve",)) -> Source:
@@ -107,17 +137,22 @@ def resolve(path: str, tags=("serve",)) -> Source:
     GraphDef (``.pb`` / ``.pbtxt``) and a SavedModel directory.
 
     Raises:
-      CheckpointNotFoundError: nothing is at ``path``.
+      CheckpointNotFoundError: nothing is at ``path``; a directory's ``checkpoint`` state file names
+        a checkpoint that is not in that directory (see :func:`_latest_in_dir`).
+      UnsupportedPathError: ``path`` is not valid UTF-8.
       WrongPathKindError: ``path`` is a directory where a prefix was meant or a
         checkpoint's index/data file where its prefix was meant; the message says
         what was found and what to pass instead.
     """
     path = os.fspath(path)
+    check_utf8(path, "model")
     tags = tuple(tags or ())
     if os.path.isdir(path):
         for name in SAVED_MODEL_FILES:
-            if os.path.isfile(os.path.join(path, name)):
-                return Source("saved_model", path, prefix=_saved_model_prefix(path), export_dir=path, tags=tags)
+            graph_file = os.path.join(path, name)
+            if os.path.isfile(graph_file):
+                kind = "tf2_saved_model" if name == "saved_model.pb" and is_tf2_saved_model(graph_file) else "saved_model"
+                return Source(kind, path, prefix=_saved_model_prefix(path), export_dir=path, tags=tags)
         latest = _latest_in_dir(path)
         if latest is None:
             prefixes = _prefixes_in(path)
@@ -176,3 +211,56 @@ def _from_prefix(given: str, prefix: str) -> Source:
 def _saved_model_prefix(export_dir: str) -> str | None:
     prefix = os.path.join(export_dir, "variables", "variables")
     return prefix if checkpoint_files(prefix) else None
+
+
+def _varint(f) -> int | None:
+    """One protobuf varint from ``f``, or None at the end of the file."""
+    shift = result = 0
+    while True:
+        b = f.read(1)
+        if not b:
+            return None if shift == 0 else result
+        result |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return result
+        shift += 7
+
+
+def _fields(f, end: int):
+    """``(field number, wire type, payload start, payload length)`` of the fields in ``f`` up to
+    byte ``end``; length-delimited payloads are skipped, not read."""
+    while f.tell() < end:
+        key = _varint(f)
+        if key is None:
+            return
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _varint(f)
+            continue
+        size = {1: 8, 5: 4}.get(wire)
+        if wire == 2:
+            size = _varint(f) or 0
+        if size is None:  # groups (wire types 3, 4) do not occur in a SavedModel
+            return
+        start = f.tell()
+        yield number, wire, start, size
+        f.seek(start + size)
+
+
+def is_tf2_saved_model(graph_file: str) -> bool:
+    """Whether the ``saved_model.pb`` at ``graph_file`` was written by TF2's ``tf.saved_model.save``
+    (or Keras' ``export``): one of its MetaGraphDefs (``SavedModel`` field 2) carries an object
+    graph (``MetaGraphDef`` field 7, ``object_graph_def``), which TF1's ``SavedModelBuilder`` never
+    writes. Reads field headers only (seeks past payloads); a file that is not a SavedModel is False."""
+    try:
+        with open(graph_file, "rb") as f:
+            end = os.fstat(f.fileno()).st_size
+            for number, wire, start, size in list(_fields(f, end)):
+                if number != 2 or wire != 2:
+                    continue
+                f.seek(start)
+                if any(n == 7 and w == 2 and s > 0 for n, w, _, s in _fields(f, start + size)):
+                    return True
+    except OSError:
+        return False
+    return False

@@ -1,0 +1,71 @@
+"""Variable values of a TF2 SavedModel, by the names its graph gives the variables.
+
+A TF2 SavedModel's checkpoint is object-based (``layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE``);
+its graph names each variable's ``VarHandleOp`` after the variable (``conv2d_1/kernel``).
+:func:`graphsurgeon._src.tf2.checkpoint_keys` pairs the two; this reader serves the checkpoint's
+tensors under the graph's names, one tensor at a time.
+"""
+from __future__ import annotations
+
+import numpy as np
+from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+from graphsurgeon._src.errors import CorruptCheckpointError
+from graphsurgeon._src.storage.checkpoint import CheckpointReader, Entry
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
+def object_graph(prefix: str) -> trackable_object_graph_pb2.TrackableObjectGraph:
+    """The object graph a TF2 checkpoint stores (which checkpoint key belongs to which object).
+
+    Raises:
+      CorruptCheckpointError: the checkpoint has none (it is name-based) or it cannot be parsed.
+    """
+    reader = CheckpointReader(prefix)
+    if OBJECT_GRAPH_KEY not in reader.entries:
+        raise CorruptCheckpointError(f"{prefix}: no {OBJECT_GRAPH_KEY} entry; expected a TF2 SavedModel's "
+                                     "object-based variables checkpoint")
+    proto = trackable_object_graph_pb2.TrackableObjectGraph()
+    try:
+        raw = reader.read(OBJECT_GRAPH_KEY)
+        proto.ParseFromString(raw if isinstance(raw, bytes) else raw.item())
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise CorruptCheckpointError(f"{prefix}: cannot parse its {OBJECT_GRAPH_KEY} ({type(e).__name__})") from None
+    return proto
+
+
+class SavedModelValues:
+    """A checkpoint reader (``entries``, ``read(name)``, ``prefix``) that serves an object-based
+    checkpoint's tensors under other names.
+
+    Args:
+      prefix: the SavedModel's ``variables/variables`` prefix.
+      keys: ``{variable name: checkpoint key}``.
+
+    Raises:
+      CorruptCheckpointError: a key is not in the checkpoint.
+    """
+
+    def __init__(self, prefix: str, keys: dict):
+        self.prefix = prefix
+        self._reader = CheckpointReader(prefix)
+        self._keys = dict(keys)
+        self.entries = {}
+        for name, key in sorted(self._keys.items()):
+            e = self._reader.entries.get(key)
+            if e is None:
+                raise CorruptCheckpointError(f"{prefix}: no tensor '{key}' (the value of variable '{name}')")
+            self.entries[name] = Entry(name, e.shape, e.dtype)
+
+    def read(self, name: str) -> np.ndarray:
+        """The value of variable ``name``.
+
+        Raises:
+          CorruptCheckpointError: the data file is truncated or damaged.
+        """
+        return self._reader.read(self._keys[name])
+
+    def key(self, name: str) -> str:
+        """The checkpoint key variable ``name`` is read from."""
+        return self._keys[name]

@@ -1,0 +1,142 @@
+"""Thaw a frozen graph: turn chosen weight-like constants back into variables, so that the upper
+layers of a frozen ``.pb`` (retrain.py's Inception graph is the type) can be fine-tuned.
+
+::
+
+    result = thaw("frozen/graph.pb", ["hidden3", "output"], "thawed/")
+    model = graphsurgeon.restore("thawed/")   # the thawed constants are variables, the rest constants
+
+The thawed graph computes what the frozen one computes: each chosen ``Const`` becomes a resource
+variable of the same name, dtype and shape whose value, saved in ``DIR/model.ckpt``, is the
+constant's, bit for bit; its readers read the variable instead. Nothing else changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+
+from graphsurgeon._src import select, weights
+from graphsurgeon._src.errors import (
+    ConfigError,
+    GraphSurgeonError,
+    PatternError,
+    WrongPathKindError,
+)
+from graphsurgeon._src.storage.checkpoint import read_meta_graph
+from graphsurgeon._src.storage.checkpointdir import write_checkpoint_dir
+from graphsurgeon._src.storage.paths import resolve
+
+tf1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class ThawResult:
+    """What :func:`thaw` did.
+
+    Attributes:
+      checkpoint: the prefix written (``DIR/model.ckpt``; its meta graph is ``DIR/model.ckpt.meta``).
+      variables: ``{name: shape}`` of the constants that became variables, sorted by name.
+      nbytes: the bytes of their values.
+      constants_left: the graph's weight-like constants that stay constants.
+    """
+
+    checkpoint: str
+    variables: dict
+    nbytes: int
+    constants_left: int
+
+    def to_dict(self) -> dict:
+        return {"version": 1, "checkpoint": self.checkpoint, "meta_graph": self.checkpoint + ".meta",
+                "variables": {k: list(v) for k, v in self.variables.items()}, "bytes": self.nbytes,
+                "constants_left": self.constants_left}
+
+
+def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
+    """Turn the weight-like constants of the frozen graph ``graph_path`` that ``scopes`` match into
+    variables; write their values as a checkpoint at ``out_dir`` with the graph's meta graph beside it.
+
+    Args:
+      graph_path: a frozen GraphDef (``.pb`` / ``.pbtxt``); it is only read.
+      scopes: patterns (:mod:`graphsurgeon._src.select`) matched against the names of the weight-like
+        constants (:mod:`graphsurgeon._src.weights`; ``graphsurgeon inspect`` lists them).
+      out_dir: the directory to write (``model.ckpt.*``, ``model.ckpt.meta``, ``checkpoint``); it may
+        not be, or lie inside, the graph's own directory.
+      overwrite: replace an existing ``out_dir``.
+
+    Raises:
+      WrongPathKindError: ``graph_path`` is not a frozen GraphDef.
+      PatternError: a pattern matches no weight-like constant; the message names the closest scopes.
+      ConfigError: ``out_dir`` exists (without ``overwrite``) or lies in the graph's directory.
+    """
+    source = resolve(graph_path)
+    if source.kind != "frozen":
+        raise WrongPathKindError(f"{graph_path} is a {source.kind.replace('_', ' ')}, not a frozen GraphDef; thaw "
+                                 "reads a .pb or .pbtxt graph whose weights are constants")
+    graph_def = read_meta_graph(source).graph_def
+    candidates = weights.weight_constants(graph_def)
+    if not select.as_list(scopes):
+        raise ConfigError("scopes=: name the scopes to thaw (graphsurgeon inspect lists the weight-like constants)")
+    if not candidates:
+        raise PatternError(f"{graph_path} has no weight-like constants (float constants feeding MatMul, Conv2D, "
+                           "BiasAdd, batch normalization or Gather weight inputs) to thaw")
+    chosen = select.match(scopes, candidates, what="weight-like constant")
+    _check_out_dir(out_dir, source.graph_path)
+    meta, values = thaw_graph(graph_def, chosen, where=graph_path)
+    prefix = write_checkpoint_dir(meta, values, out_dir, overwrite=overwrite)
+    return ThawResult(prefix, {n: tuple(values[n].shape) for n in chosen}, sum(v.nbytes for v in values.values()),
+                      len(candidates) - len(chosen))
+
+
+def _check_out_dir(out_dir: str, graph_path: str) -> None:
+    out, home = os.path.realpath(out_dir), os.path.dirname(os.path.realpath(graph_path))
+    if out == home or out.startswith(home + os.sep):
+        raise ConfigError(f"out_dir={out_dir} is inside the graph's directory {home}; graphsurgeon never writes "
+                          "next to or over its source: choose a directory elsewhere")
+
+
+def thaw_graph(graph_def, names, *, where: str = "graph"):
+    """``(MetaGraphDef, {name: value})``: ``graph_def`` with the ``Const`` nodes ``names`` replaced by
+    resource variables of the same names (zeros initializer; their values are returned, for a
+    checkpoint). Their readers read ``NAME/ReadVariableOp``; control dependencies and colocation hints
+    (``_class``) naming them are dropped."""
+    names = set(names)
+    by_name = {n.name: n for n in graph_def.node}
+    values = {n: tf.make_ndarray(by_name[n].attr["value"].tensor) for n in sorted(names)}
+    rest = graph_pb2.GraphDef()
+    rest.versions.CopyFrom(graph_def.versions)
+    rest.library.CopyFrom(graph_def.library)
+    for n in graph_def.node:
+        if n.name not in names:
+            node = rest.node.add()
+            node.CopyFrom(n)
+            node.ClearField("input")
+            node.input.extend(i for i in n.input if not (i.startswith("^") and i[1:] in names))
+            _drop_colocation(node, names)
+    graph = tf.Graph()
+    with graph.as_default():
+        reads = {}
+        for name, value in values.items():
+            v = tf1.get_variable(name, shape=value.shape, dtype=value.dtype, initializer=tf1.zeros_initializer(),
+                                 use_resource=True)
+            with tf1.name_scope(name + "/"):
+                reads[name + ":0"] = v.value()
+        try:
+            tf.graph_util.import_graph_def(rest, input_map=reads, name="")
+        except ValueError as e:
+            raise GraphSurgeonError(f"{where}: the thawed graph cannot be built ({str(e).splitlines()[0][:200]})") from None
+        return tf1.train.export_meta_graph(graph=graph), values
+
+
+def _drop_colocation(node, names) -> None:
+    """Remove ``loc:@NAME`` colocation hints for ``names`` from ``node`` (in place)."""
+    if "_class" not in node.attr:
+        return
+    kept = [c for c in node.attr["_class"].list.s if c.decode("utf-8", "replace")[len("loc:@"):] not in names]
+    if kept:
+        del node.attr["_class"].list.s[:]
+        node.attr["_class"].list.s.extend(kept)
+    else:
+        del node.attr["_class"]

@@ -1,0 +1,188 @@
+"""thaw: a frozen graph's chosen weight-like constants become variables again (values in a
+checkpoint, meta graph beside it); the thawed graph computes what the frozen one computes, bit
+for bit, and its upper layers can be fine-tuned. Weight-like constants are told by shape and
+consumer op."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import ckpt, tree_hash
+
+import graphsurgeon as gs
+from graphsurgeon._src import weights
+from graphsurgeon._src.cli import main
+from graphsurgeon._src.thaw import thaw
+
+tf1 = tf.compat.v1
+
+
+@pytest.fixture(scope="module")
+def frozen_mlp(seed004, tmp_path_factory):
+    """Seed 004's MLP frozen as retrain.py's graphs were (convert_variables_to_constants), alone in
+    its directory: (path, x, y)."""
+    prefix, x, y = seed004
+    d = tmp_path_factory.mktemp("frozen") / "graph"
+    d.mkdir()
+    with gs.restore(prefix) as m:
+        gd = tf1.graph_util.convert_variables_to_constants(m.session, m.graph.as_graph_def(), ["output/BiasAdd"])
+    path = d / "frozen.pb"
+    path.write_bytes(gd.SerializeToString())
+    return str(path), x, y
+
+
+def cli(capfd, *args):
+    capfd.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def test_thaw_keeps_the_outputs_bit_for_bit(frozen_mlp, tmp_path, capfd):
+    path, x, _ = frozen_mlp
+    before = tree_hash(os.path.dirname(path))
+    with gs.restore(path) as f:
+        assert f.variables == {}
+        want = f.run("output/BiasAdd", {"X": x[:16]})
+        consts = {n: tf.make_ndarray(f.op(n).get_attr("value")) for n in ("hidden3/weights", "output/biases")}
+    out = tmp_path / "thawed"
+    code, stdout, err = cli(capfd, "thaw", path, "--scopes", "hidden3", "output", "--out", out, "--json")
+    assert code == 0, err
+    r = json.loads(stdout)
+    assert r == {"version": 1, "checkpoint": str(out / "model.ckpt"), "meta_graph": str(out / "model.ckpt.meta"),
+                 "variables": {"hidden3/biases": [50], "hidden3/weights": [100, 50], "output/biases": [5],
+                               "output/weights": [50, 5]},
+                 "bytes": 4 * (50 + 5000 + 5 + 250), "constants_left": 4}
+    assert sorted(os.listdir(out)) == ["checkpoint", "model.ckpt.data-00000-of-00001", "model.ckpt.index",
+                                       "model.ckpt.meta"]
+    values = ckpt(str(out / "model.ckpt"))
+    assert sorted(values) == sorted(r["variables"])
+    assert all(values[n].tobytes() == consts[n].tobytes() for n in consts)
+    with gs.restore(str(out)) as t:
+        assert sorted(t.variables) == sorted(r["variables"])
+        got = t.run("output/BiasAdd", {"X": x[:16]})
+    assert got.tobytes() == want.tobytes()
+    assert tree_hash(os.path.dirname(path)) == before
+    # the text report names each thawed constant
+    code, stdout, err = cli(capfd, "thaw", path, "--scopes", "output/weights", "--out", tmp_path / "t2")
+    assert code == 0, err
+    assert stdout.splitlines() == ["output/weights  [50, 5]",
+                                   (f"-- 1 constants (1000 bytes) are variables now, 7 weight-like constants stay "
+                                    f"constants; checkpoint {tmp_path / 't2' / 'model.ckpt'}, meta graph "
+                                    f"{tmp_path / 't2' / 'model.ckpt.meta'}")]
+
+
+def test_thawed_upper_layers_fine_tune(frozen_mlp, tmp_path, capfd):
+    """Not only a new head: hidden3 (thawed) trains under a new head on its output; the layers left
+    frozen are constants and compute as before."""
+    path, x, _ = frozen_mlp
+    thaw(path, ["hidden3"], str(tmp_path / "thawed"))
+    y2 = (x[:, 3] > 0).astype(np.int64)
+    np.savez(tmp_path / "data.npz", x=x, y=y2)
+    out = tmp_path / "retrained"
+    code, _, err = cli(capfd, "retrain", "--model", tmp_path / "thawed", "--head", "hidden3/Relu:2",
+                            "--trainable", "hidden3", "--data", tmp_path / "data.npz", "--out", out, "--epochs", 3,
+                            "--quiet", "--json")
+    assert code == 0, err
+    old, new = ckpt(str(tmp_path / "thawed" / "model.ckpt")), ckpt(str(out / "checkpoint" / "model.ckpt"))
+    assert sorted(new) == ["head/logits/bias", "head/logits/kernel", "hidden3/biases", "hidden3/weights"]
+    assert np.abs(new["hidden3/weights"] - old["hidden3/weights"]).max() > 1e-4  # fine-tuned
+    with gs.restore(path) as f:
+        h2 = f.run("hidden2/Relu", {"X": x[:8]})
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:  # served from raw inputs
+        meta = tf1.saved_model.loader.load(s, ["serve"], str(out / "saved_model"))
+        sig = meta.signature_def["serving_default"]
+        probs, h2_served = s.run([sig.outputs["probabilities"].name, "hidden2/Relu:0"], {sig.inputs["inputs"].name: x[:8]})
+    assert probs.shape == (8, 2)
+    np.testing.assert_array_equal(h2_served, h2)  # the layers left frozen
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--scopes", "hiden3"], "pattern 'hiden3' matches no weight-like constant; closest scopes: hidden3"),
+    (["--scopes", "hidden3/Relu"], "pattern 'hidden3/Relu' matches no weight-like constant; closest scopes: hidden3"),
+    (["--scopes", "hidden3", "--out", "{graph_dir}/sub"], "is inside the graph's directory"),
+    (["--scopes", "hidden3", "--out", "{exists}"], "exists; pass --overwrite to replace it"),
+])
+def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, capfd, args, needle):
+    path, _, _ = frozen_mlp
+    (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "keep.txt").write_text("mine")
+    args = [a.format(graph_dir=os.path.dirname(path), exists=tmp_path / "exists") for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "o")]
+    before = tree_hash(str(tmp_path)), tree_hash(os.path.dirname(path))
+    code, _, err = cli(capfd, "thaw", path, *args)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("graphsurgeon thaw: error: ") and needle in lines[0], err
+    assert (tree_hash(str(tmp_path)), tree_hash(os.path.dirname(path))) == before
+    assert sorted(os.listdir(tmp_path)) == ["exists"]
+
+
+def test_thaw_refuses_what_is_not_a_frozen_graph_with_weights(seed004, tmp_path):
+    prefix, _, _ = seed004
+    with pytest.raises(gs.WrongPathKindError, match="not a frozen GraphDef"):
+        thaw(prefix, ["hidden3"], str(tmp_path / "o"))
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        tf.identity(x * 2.0 + tf.constant([1.0, 2.0, 3.0]), name="y")  # constants, but none a weight
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "g.pb").write_bytes(g.as_graph_def().SerializeToString())
+    with pytest.raises(gs.PatternError, match="has no weight-like constants"):
+        thaw(str(tmp_path / "g" / "g.pb"), ["add"], str(tmp_path / "o"))
+    with pytest.raises(gs.ConfigError, match="name the scopes to thaw"):
+        thaw(str(tmp_path / "g" / "g.pb"), [], str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_weight_constants_by_shape_and_consumer_op(tmp_path, capfd):
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4, 4, 2], name="x")
+        f16 = tf.constant(np.ones([3, 3, 2, 3], np.float16), name="conv/filter16")
+        h = tf.nn.conv2d(x, tf.cast(f16, tf.float32), [1, 1, 1, 1], "SAME", name="conv/Conv2D")
+        h = tf.nn.bias_add(h, tf.constant([0.1, 0.2, 0.3], name="conv/bias"), name="conv/BiasAdd")
+        h = tf.reshape(h, tf.constant([-1, 48], name="flat/shape"), name="flat")
+        w = tf.identity(tf.constant(np.ones([48, 2], np.float32), name="fc/w"), name="fc/w/read")
+        h = tf.matmul(h, w, name="fc/MatMul")
+        h = h + tf.constant([1.0, 2.0], name="fc/offset")            # Add takes no weights
+        h = h * tf.constant(3.0, name="fc/scale")                     # a scalar
+        tf.nn.conv2d(tf.constant(np.ones([1, 4, 4, 2], np.float32), name="img"), tf.ones([1, 1, 2, 1]),
+                     [1, 1, 1, 1], "SAME", name="data_conv")          # a constant as data, not filter
+        tf.identity(h, name="out")
+    found = weights.weight_constants(g.as_graph_def())
+    assert found == {"conv/filter16": {"shape": [3, 3, 2, 3], "dtype": "float16", "consumers": ["Conv2D"]},
+                     "conv/bias": {"shape": [3], "dtype": "float32", "consumers": ["BiasAdd"]},
+                     "fc/w": {"shape": [48, 2], "dtype": "float32", "consumers": ["MatMul"]},
+                     "ones": {"shape": [1, 1, 2, 1], "dtype": "float32", "consumers": ["Conv2D"]}}
+    (tmp_path / "g.pb").write_bytes(g.as_graph_def().SerializeToString())
+    code, out, err = cli(capfd, "inspect", tmp_path / "g.pb")
+    assert code == 0, err
+    lines = out.splitlines()
+    k = lines.index("weight-like constants (4; thaw turns them into variables):")
+    assert lines[k + 1:k + 5] == ["  conv/filter16  float16 [3, 3, 2, 3] -> Conv2D", "  conv/bias  float32 [3] -> BiasAdd",
+                                  "  fc/w  float32 [48, 2] -> MatMul", "  ones  float32 [1, 1, 2, 1] -> Conv2D"]
+    code, out, err = cli(capfd, "inspect", tmp_path / "g.pb", "--json")
+    assert [c["name"] for c in json.loads(out)["graph"]["weight_constants"]] == ["conv/filter16", "conv/bias", "fc/w",
+                                                                                 "ones"]
+
+
+def test_thaw_the_top_of_a_frozen_inception_v3(inception, tmp_path):
+    """The retrain.py type: a frozen Inception v3 (TF-Slim's, at 107x107) with Mixed_7c and the
+    logits thawed (convolutions and batch-norm statistics) computes what the frozen one computes."""
+    prefix = inception
+    out = "InceptionV3/Predictions/Softmax"
+    with gs.restore(prefix) as m:
+        gd = tf1.graph_util.convert_variables_to_constants(m.session, m.graph.as_graph_def(), [out])
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "frozen.pb").write_bytes(gd.SerializeToString())
+    x = np.random.RandomState(0).rand(2, 107, 107, 3).astype(np.float32)
+    with gs.restore(str(tmp_path / "g" / "frozen.pb")) as f:
+        want = f.run(out, {"input": x})
+    r = thaw(str(tmp_path / "g" / "frozen.pb"), ["InceptionV3/Mixed_7c", "InceptionV3/Logits"], str(tmp_path / "t"))
+    assert len(r.variables) == 38 and r.constants_left == 434
+    assert "InceptionV3/Mixed_7c/Branch_0/Conv2d_0a_1x1/BatchNorm/moving_mean" in r.variables
+    with gs.restore(str(tmp_path / "t")) as t:
+        assert sorted(t.variables) == sorted(r.variables)
+        assert t.run(out, {"input": x}).tobytes() == want.tobytes()
