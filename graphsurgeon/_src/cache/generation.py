@@ -97,6 +97,12 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
                  tuple(tags), progress, source_args)
     s.check()
     run = _runner(runner, beam_args)
+    with cachefiles.created_dir(out_dir):  # a run that fails leaves no directory it made
+        return _generate(s, run, start)
+
+
+def _generate(s: Settings, run, start: float) -> CacheReport:
+    out_dir = s.out_dir
     cachefiles.check_writable(out_dir)  # before anything is restored or run
     with cachefiles.lock(out_dir), open_cut(s) as cut:
         source = open_data(s, cut)

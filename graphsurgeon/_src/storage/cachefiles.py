@@ -213,6 +213,20 @@ def check_writable(directory: str) -> None:
 
 
 @contextlib.contextmanager
+def created_dir(directory: str):
+    """If ``directory`` does not exist yet and the block raises, remove it again when it is empty
+    (a failed first run leaves nothing behind)."""
+    existed = os.path.lexists(directory)
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        raise
+
+
+@contextlib.contextmanager
 def lock(directory: str):
     """Hold an flock on ``directory`` itself (released if the process dies; no lock file is
     left) while a run writes the cache.
