@@ -858,10 +858,10 @@ AWAITS_CACHE = {
     "cache-shard-wrong-shape": ("cache", "retrain"), "images-class-outside-root": ("cache", "retrain"),
     "images-class-symlink-loop": ("cache", "retrain"), "images-class-symlink-to-class": ("cache", "retrain"),
     "images-dangling-class-symlink": ("cache", "retrain"), "images-image-outside-root": ("cache", "retrain"),
-    "images-truncated-png": ("cache",), "images-undecodable": ("cache",), "images-zero-byte": ("cache",),
+    "images-truncated-png": ("cache",), 
     "npz-huge-declared-shape": ("cache", "retrain"), "npz-inf-in-x": ("cache", "retrain"),
-    "npz-labels-negative": ("cache",), "npz-nan-in-x": ("cache", "retrain"), "npz-x-scalar": ("cache", "retrain"),
-    "npz-x-strings": ("cache", "retrain"), "npz-x-wrong-width": ("cache",), "npz-zero-rows": ("cache", "retrain"),
+    "npz-nan-in-x": ("cache", "retrain"), "npz-x-scalar": ("cache", "retrain"),
+    "npz-x-strings": ("cache", "retrain"), "npz-x-wrong-width": ("cache",), "npz-zero-rows": ("retrain",),
     "tfrecord-float-label": ("cache",), "tfrecord-non-utf8-file-name": ("cache",),
     "tfrecord-not-examples": ("cache",), "tfrecord-undecodable-image": ("cache",),
 }
