@@ -10,7 +10,8 @@ setup(
     python_requires=">=3.10",
     # TensorFlow is not pinned here so that any variant (tensorflow, tensorflow-cpu,
     # tensorflow-macos, ...) satisfies it; pick one with an extra.
-    install_requires=["numpy>=1.23", "tqdm>=4.60", "tomli>=1.1; python_version<'3.11'"],
+    # google-crc32c: the crc32c TensorFlow stores for every tensor, at memory speed (checkpoint migration)
+    install_requires=["numpy>=1.23", "tqdm>=4.60", "google-crc32c>=1.5", "tomli>=1.1; python_version<'3.11'"],
     extras_require={
         "tf": ["tensorflow>=2.12"],
         "cpu": ["tensorflow-cpu>=2.12"],

@@ -1,13 +1,22 @@
-"""Checkpoint migration on a >= 500 MB checkpoint (TF-Slim vgg_16, 553 MB), measured in one run.
+"""Checkpoint migration on a >= 500 MB checkpoint (TF-Slim vgg_16, 553 MB), measured side by side in one run.
 
-* rename-only (every tensor renamed) ÷ ``cp`` of its data file          goal <= 0.2
-* cast to float16 ÷ ``cp`` of its data file                              goal <= 2
-* peak RSS of the cast beside the migration guide's load-everything approach
-  (``convert_tf1_to_tf2``: a ``tf.Variable`` per tensor, then ``tf.train.Checkpoint.save``),
-  each in a fresh process (VmHWM of that process).
+Interleaved repeats, medians, ratios of medians:
 
-    python benchmarks/migrate_bench.py
+* cast every tensor to float16 (verified, fsync'd) ÷ ``cp`` of the data file, both with the
+  source's data file dropped from the page cache (cold: ``posix_fadvise(DONTNEED)`` after an
+  ``fsync``) and both with it read into the page cache just before (warm)        goal <= 2
+* rename every tensor (verified) ÷ warm ``cp``                                   goal <= 0.2
+* peak RSS (VmHWM of a fresh process) of the cast, beside TensorFlow alone (a fresh process that
+  imports TensorFlow and graphsurgeon and opens the checkpoint) and the migration guide's
+  load-everything ``convert_tf1_to_tf2``                                goal: TF + largest tensor + 150 MB
+
+``cp`` is ``shutil.copyfile`` (copy_file_range / sendfile in the kernel) without fsync; the
+migration fsyncs what it writes, so ``cp`` + fsync is printed too. Dirty pages are flushed
+(``os.sync``) outside every timing so one step's write-back does not land in the next.
+
+    python benchmarks/migrate_bench.py [--repeats 5] [--checkpoint PREFIX]
 """
+import argparse
 import glob
 import json
 import os
@@ -18,24 +27,23 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, ROOT)
 
 CHILD = r"""
 import os, sys, time
 sys.path.insert(0, {root!r})
 import tensorflow as tf
+from graphsurgeon._src.migrate import Rules, migrate
 mode, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
 t = time.perf_counter()
-if mode == "graphsurgeon-cast":
-    from graphsurgeon._src.migrate import Rules, migrate
+if mode == "cast":
     migrate(src, dst, Rules(cast=[("re:.*", "float16")]))
-elif mode == "graphsurgeon-rename":
-    from graphsurgeon._src.migrate import Rules, migrate
-    migrate(src, dst, Rules(presets=["strip-scope=vgg_16"]))
+elif mode == "tf-alone":  # what the process costs before any tensor is read
+    tf.train.load_checkpoint(src)
 elif mode == "guide":  # the TF migration guide's convert_tf1_to_tf2
     reader = tf.train.load_checkpoint(src)
     variables = {{k: tf.Variable(reader.get_tensor(k)) for k in reader.get_variable_to_dtype_map()}}
@@ -54,41 +62,97 @@ def child(mode, src, dst):
     return float(t), float(hwm)
 
 
-def timed(fn):
+def cache(path, warm):
+    """Put ``path`` in the page cache (read it) or drop it from there."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        if warm:
+            while os.read(fd, 1 << 24):
+                pass
+        else:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def timed(fn, *args):
     t = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - t
 
 
+def fsynced_copy(a, b):
+    shutil.copyfile(a, b)
+    fd = os.open(b, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+
+
+def remove(prefix):
+    for f in glob.glob(prefix + "*"):
+        os.remove(f)
+
+
+def measure(prefix, data, d, repeats):
+    from graphsurgeon._src.migrate import Rules, migrate
+
+    steps = {
+        "cp": lambda k: shutil.copyfile(data, os.path.join(d, f"copy{k}")),
+        "cp+fsync": lambda k: fsynced_copy(data, os.path.join(d, f"copy{k}")),
+        "cast": lambda k: migrate(prefix, os.path.join(d, f"half{k}"), Rules(cast=[("re:.*", "float16")])),
+        "rename": lambda k: migrate(prefix, os.path.join(d, f"renamed{k}"), Rules(presets=["strip-scope=vgg_16"])),
+    }
+    times = {f"{name} {temp}": [] for name in steps for temp in ("cold", "warm")}
+    for k in range(repeats):
+        for temp in ("cold", "warm"):
+            for name, step in steps.items():
+                if name == "rename" and temp == "cold":
+                    continue
+                os.sync()
+                cache(data, warm=temp == "warm")
+                times[f"{name} {temp}"].append(timed(step, k))
+                for p in ("copy", "half", "renamed"):
+                    remove(os.path.join(d, f"{p}{k}"))
+    return {k: statistics.median(v) for k, v in times.items() if v}
+
+
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--checkpoint", help="an existing vgg_16 checkpoint prefix (default: build one)")
+    args = ap.parse_args()
     from legacy_models import slim_vgg_16
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as d:
-        prefix = slim_vgg_16(d)
+        prefix = args.checkpoint or slim_vgg_16(d)
         data = glob.glob(prefix + ".data-*")[0]
         size_mb = os.path.getsize(data) / 2**20
-        from graphsurgeon._src.migrate import Rules, migrate
+        m = measure(prefix, data, d, args.repeats)
+        print(f"vgg_16 checkpoint: data file {size_mb:.0f} MB; medians of {args.repeats} interleaved runs")
+        for k, v in m.items():
+            print(f"  {k:<16} {v:.3f} s")
+        cold, warm = m["cast cold"] / m["cp cold"], m["cast warm"] / m["cp warm"]
+        print(f"  cast to float16 ÷ cp: cold {cold:.2f}x, warm {warm:.2f}x (goal <= 2); "
+              f"÷ cp+fsync: cold {m['cast cold'] / m['cp+fsync cold']:.2f}x, warm {m['cast warm'] / m['cp+fsync warm']:.2f}x")
+        print(f"  rename every tensor ÷ warm cp: {m['rename warm'] / m['cp warm']:.3f}x (goal <= 0.2)")
+        rss = {mode: child(mode, prefix, os.path.join(d, f"rss_{mode}", "ckpt"))[1] for mode in ("tf-alone", "cast")}
+        t_guide, rss["guide"] = child("guide", prefix, os.path.join(d, "rss_guide", "ckpt"))
+        largest = max(_sizes(prefix))
+        print(f"  peak RSS of a fresh process: cast {rss['cast']:.0f} MB; TensorFlow alone {rss['tf-alone']:.0f} MB; "
+              f"largest tensor {largest / 2**20:.0f} MB; goal <= {rss['tf-alone'] + largest / 2**20 + 150:.0f} MB; "
+              f"migration guide's convert_tf1_to_tf2 {rss['guide']:.0f} MB ({t_guide:.1f} s)")
+        print(json.dumps({"data_mb": size_mb, **{k.replace(" ", "_") + "_s": v for k, v in m.items()},
+                          "cast_over_cp_cold": cold, "cast_over_cp_warm": warm,
+                          "rename_over_cp_warm": m["rename warm"] / m["cp warm"],
+                          "rss_mb": rss, "largest_tensor_mb": largest / 2**20}))
 
-        cp, rename, cast = [], [], []
-        for k in range(3):
-            cp.append(timed(lambda: shutil.copyfile(data, os.path.join(d, f"copy{k}"))))
-            os.remove(os.path.join(d, f"copy{k}"))
-            rename.append(timed(lambda: migrate(prefix, os.path.join(d, f"renamed{k}"),
-                                                Rules(presets=["strip-scope=vgg_16"]))))
-            cast.append(timed(lambda: migrate(prefix, os.path.join(d, f"half{k}"), Rules(cast=[("re:.*", "float16")]))))
-            for f in glob.glob(os.path.join(d, f"half{k}*")):
-                os.remove(f)
-        c, r, h = statistics.median(cp), statistics.median(rename), statistics.median(cast)
-        print(f"vgg_16 checkpoint: data file {size_mb:.0f} MB; medians of 3 interleaved runs")
-        print(f"  cp of the data file             {c:.3f} s")
-        print(f"  rename every tensor (verified)  {r:.3f} s   -> {r / c:.3f} x cp (goal <= 0.2)")
-        print(f"  cast all to float16 (verified)  {h:.3f} s   -> {h / c:.2f} x cp (goal <= 2)")
-        t_gs, rss_gs = child("graphsurgeon-cast", prefix, os.path.join(d, "rss_half"))
-        t_guide, rss_guide = child("guide", prefix, os.path.join(d, "rss_guide", "ckpt"))
-        print(f"  peak RSS, cast to float16 in a fresh process: graphsurgeon {rss_gs:.0f} MB ({t_gs:.1f} s); "
-              f"migration guide's load-everything convert_tf1_to_tf2 {rss_guide:.0f} MB ({t_guide:.1f} s)")
-        print(json.dumps({"data_mb": size_mb, "cp_s": c, "rename_s": r, "cast_s": h, "rename_over_cp": r / c,
-                          "cast_over_cp": h / c, "rss_graphsurgeon_mb": rss_gs, "rss_guide_mb": rss_guide}))
+
+def _sizes(prefix):
+    from graphsurgeon._src.storage import bundle
+
+    _, entries = bundle.read_index(prefix)
+    return [e.size for e in entries.values()]
 
 
 if __name__ == "__main__":

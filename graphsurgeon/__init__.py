@@ -15,10 +15,18 @@ __version__ = "0.1.0"
 # public name -> (module, attribute)
 _EXPORTS = {
     **{name: ("graphsurgeon._src.errors", name) for name in (
-        "CacheError", "CheckpointNotFoundError", "ConfigError", "MigrateError", "CorruptCheckpointError", "DataError",
-        "GraphSurgeonError", "MergeHeadsError", "NoMetaGraphError", "PatternError", "PlanError", "SignatureNotFoundError",
-        "TensorNotFoundError", "UnregisteredOpError", "UnsafeGraphError", "UnsupportedPathError", "WrongPathKindError")},
+        "CacheError", "CheckpointNotFoundError", "ConfigError", "ContinualError", "MigrateError", "CorruptCheckpointError",
+        "DataError", "GraphSurgeonError", "MergeHeadsError", "NoMetaGraphError", "PatternError", "PlanError",
+        "SignatureNotFoundError", "TensorNotFoundError", "UnregisteredOpError", "UnsafeGraphError", "UnsupportedPathError",
+        "WrongPathKindError")},
+    "AddClassResult": ("graphsurgeon._src.add_class", "AddClassResult"),
+    "add_class": ("graphsurgeon._src.add_class", "add_class"),
     "CacheReader": ("graphsurgeon._src.cache", "CacheReader"),
+    "CombineResult": ("graphsurgeon._src.combine", "CombineResult"),
+    "combine": ("graphsurgeon._src.combine", "combine"),
+    "LearnConfig": ("graphsurgeon._src.continual.config", "LearnConfig"),
+    "LearnResult": ("graphsurgeon._src.continual.learn", "LearnResult"),
+    "learn_task": ("graphsurgeon._src.continual.learn", "learn_task"),
     "CacheReport": ("graphsurgeon._src.cache", "CacheReport"),
     "generate_cache": ("graphsurgeon._src.cache", "generate"),
     "ExportResult": ("graphsurgeon._src.export", "ExportResult"),

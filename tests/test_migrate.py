@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,10 +10,12 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ckpt, tree_hash
 
 import graphsurgeon as gs
-from conftest import ckpt, tree_hash
+from graphsurgeon._src.cli import main
 from graphsurgeon._src.migrate import Rules, migrate
+from graphsurgeon._src.storage import bundle
 
 tf1 = tf.compat.v1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,12 +155,25 @@ def test_dry_run_writes_nothing(seed004, tmp_path):
     assert nothing_at(str(tmp_path / "d")) and os.listdir(tmp_path) == []
 
 
+def test_dry_run_writes_nothing_not_even_directories(tmp_path):
+    """A V1 source and --to tf2 used to write temporary bundles; a new directory was created."""
+    p = save_vars(str(tmp_path / "v1" / "model.ckpt"), {"w": np.ones((2, 3), np.float32)}, v1=True)
+    before = sorted(os.listdir(tmp_path / "v1"))
+    res = migrate(p, str(tmp_path / "new" / "dir" / "m"), to="tf2", dry_run=True,
+                  rules=Rules(cast=[("w", "float16")]))
+    assert res.mapping[p] == {"w": "vars/w/.ATTRIBUTES/VARIABLE_VALUE"} and res.cast == [res.mapping[p]["w"]]
+    assert sorted(os.listdir(tmp_path)) == ["v1"] and sorted(os.listdir(tmp_path / "v1")) == before
+
+
 @pytest.mark.parametrize("rules,needle", [
-    (Rules(rename=[("^nothing/", "x/")]), "--rename '\\^nothing/=x/' matches no tensor"),
-    (Rules(map_scope=[("hiden1/", "x/")]), "--map-scope 'hiden1/=x/' matches no tensor; scopes: hidden1"),
+    (Rules(rename=[("^nothing/", "x/")]), re.escape("rename=('^nothing/', 'x/') matches no tensor")),
+    (Rules(map_scope=[("hiden1/", "x/")]), re.escape("map_scope=('hiden1/', 'x/') matches no tensor; scopes: hidden1")),
     (Rules(rename=[("^hidden[12]/", "same/")]), "would both be named 'same/"),
-    (Rules(cast=[("global_step", "float16")]), "'global_step' is int64; only float tensors are cast"),
-    (Rules(drop=["hidden9"]), "pattern 'hidden9' matches no tensor"),
+    (Rules(cast=[("global_step", "float16")]),
+     re.escape("cast=('global_step', 'float16'): 'global_step' is int64; only float tensors are cast")),
+    (Rules(cast=[("hidden9", "float16")]), "cast: pattern 'hidden9' matches no tensor; closest scopes: hidden3, hidden2, hidden1"),
+    (Rules(drop=["hidden9"]), "drop: pattern 'hidden9' matches no tensor"),
+    (Rules(keep=["hidden9"]), "keep: pattern 'hidden9' matches no tensor"),
 ])
 def test_rule_errors_leave_nothing(seed004, tmp_path, rules, needle):
     prefix, _, _ = seed004
@@ -200,7 +216,7 @@ def test_damaged_sources_leave_nothing(seed004, tmp_path, damage):
         needle = "data shard is missing"
     with pytest.raises(gs.CorruptCheckpointError, match=needle):
         migrate(p, str(tmp_path / "out/m"))
-    assert nothing_at(str(tmp_path / "out/m")) and os.listdir(tmp_path / "out") == []
+    assert not os.path.exists(tmp_path / "out")  # not even the destination's directory
 
 
 def test_restore_accepts_migration_rules(seed004):
@@ -218,30 +234,59 @@ def test_restore_accepts_migration_rules(seed004):
     m.close()
 
 
-def test_cli_migrate_diff_and_errors(seed004_adam, tmp_path):
+def cli(capfd, *args):
+    capfd.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def test_cli_migrate_diff_and_errors(seed004_adam, tmp_path, capfd):
     prefix, _, _ = seed004_adam
-    env = {**os.environ, "PYTHONPATH": ROOT}
-
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "graphsurgeon", *args], capture_output=True, text=True, env=env)
-
-    p = run("migrate", prefix, str(tmp_path / "m"), "--preset", "optimizer-slots", "--map-scope", "output/=head/",
-            "--dry-run", "--json")
-    assert p.returncode == 0, p.stderr
-    r = json.loads(p.stdout)
-    assert r["dry_run"] and r["mapping"][prefix]["output/weights"] == "head/weights" and nothing_at(str(tmp_path / "m"))
-    p = run("migrate", prefix, str(tmp_path / "m"), "--preset", "optimizer-slots", "--map-scope", "output/=head/")
-    assert p.returncode == 0 and "verified against the source" in p.stdout
-    p = run("diff", prefix, str(tmp_path / "m"), "--json")
-    d = json.loads(p.stdout)
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "m", "--preset", "optimizer-slots", "--map-scope",
+                         "output/=head/", "--dry-run", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["dry_run"] and r["mapping"][prefix]["output/weights"] == "head/weights" and r["data"] == "written"
+    assert r["files"] == [] and r["verified"] == "" and os.listdir(tmp_path) == []
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "m", "--preset", "optimizer-slots", "--map-scope",
+                         "output/=head/")
+    assert code == 0, err
+    assert f"written to {tmp_path / 'm'}; verified against the source (sample)" in out
+    assert "-- data: a new data file holding only these tensors" in out
+    code, out, _ = cli(capfd, "diff", prefix, tmp_path / "m", "--json")
+    d = json.loads(out)
     assert d["renamed"] == {"output/biases": "head/biases", "output/weights": "head/weights"}
     assert "global_step" in d["removed"] and d["changed"] == {}
-    p = run("migrate", prefix, str(tmp_path / "m2"), "--rename", "^nope/=x/")
-    lines = [l for l in p.stderr.splitlines() if l and not l.startswith(("WARNING: All log", "I0000", "E0000", "W0000"))]
-    assert p.returncode == 2 and len(lines) == 1 and "matches no tensor" in lines[0]
-    p = run("inspect", prefix, "--json")
-    kinds = {v["name"]: v["kind"] for v in json.loads(p.stdout)["variables"]}
-    assert kinds["beta1_power"] == "optimizer" and kinds["hidden1/weights"] == "model"
+    for args, needle in [(("--rename", "^nope/=x/"), "--rename '^nope/=x/' matches no tensor"),
+                         (("--cast", "global_step=float16"), "--cast 'global_step=float16': 'global_step' is int64"),
+                         (("--drop", "hiden1"), "--drop: pattern 'hiden1' matches no tensor; closest scopes: hidden1"),
+                         (("--preset", "strip-scope="), "--preset strip-scope=: strip-scope=NAME needs a scope name"),
+                         (("--from", "tf2"), "not a TF2 object-based checkpoint (--from tf2 reads only those)")]:
+        code, out, err = cli(capfd, "migrate", prefix, tmp_path / "m2", *args)
+        assert code == 2 and err.count("\n") == 1 and needle in err, (args, err)
+    with pytest.raises(SystemExit) as exit_:
+        cli(capfd, "migrate", prefix, tmp_path / "m3", "--link", "--copy")
+    assert exit_.value.code == 2 and "not allowed with argument --link" in capfd.readouterr().err
+    assert nothing_at(str(tmp_path / "m3"))
+
+
+def test_cli_levels_and_data_modes(seed004_adam, tmp_path, capfd):
+    prefix, _, _ = seed004_adam
+    src_data = glob.glob(prefix + ".data-*")[0]
+    runs = {"full": ("--verify", "full"), "none": ("--no-verify",), "link": ("--link",), "copy": ("--copy",)}
+    for name, flags in runs.items():
+        code, out, err = cli(capfd, "migrate", prefix, tmp_path / name, "--drop", "global_step", "--json", *flags)
+        assert code == 0, err
+        r = json.loads(out)
+        data = glob.glob(str(tmp_path / name) + ".data-*")[0]
+        assert r["verified"] == {"full": "full", "none": ""}.get(name, "sample")
+        assert r["data"] == ("linked" if name == "link" else "written")
+        assert os.path.samefile(data, src_data) == (name == "link")  # --link keeps the dropped bytes
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "renamed", "--map-scope", "hidden1/=h1/")
+    assert code == 0 and "-- data: hard links to the source's data files, a new index" in out
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "copied", "--map-scope", "hidden1/=h1/", "--copy")
+    assert code == 0 and not os.path.samefile(glob.glob(str(tmp_path / "copied") + ".data-*")[0], src_data)
 
 
 def test_tf1_to_tf2_to_tf1_round_trip_bit_identical(seed004, tmp_path):
@@ -341,3 +386,90 @@ def test_destination_directory_takes_the_source_name(seed004, tmp_path):
     assert os.path.exists(res.destination + ".index")
     with pytest.raises(gs.MigrateError, match="is a source checkpoint"):
         migrate(prefix, os.path.dirname(prefix))
+
+
+STALLED = r"""
+import sys, time
+sys.path.insert(0, {root!r})
+from graphsurgeon._src.migrate import run
+def stall(prefix, tensors, level):  # killed while the staged copy waits for verification
+    print(prefix, flush=True)
+    time.sleep(120)
+run.verify_bundle = stall
+run.migrate(sys.argv[1], sys.argv[2], link=True)
+"""
+
+
+def test_a_killed_migration_is_swept_by_the_next_run(seed004, tmp_path):
+    prefix, _, _ = seed004
+    before = tree_hash(prefix)
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-c", STALLED.format(root=ROOT), prefix, str(out / "m")],
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        staged = child.stdout.readline().strip()
+        staging = os.path.dirname(staged)
+        assert os.path.basename(staging).startswith(".tmp-migrate-")
+        assert os.path.samefile(glob.glob(staged + ".data-*")[0], glob.glob(prefix + ".data-*")[0])  # a hard link
+        other = migrate(prefix, str(out / "other"))  # a run beside a live one leaves it alone
+        assert other.swept == [] and os.path.isdir(staging)
+        child.kill()
+        assert child.wait() == -9
+        assert os.path.isdir(staging)  # left behind, holding a hard link to the source
+        res = migrate(prefix, str(out / "m"))
+        assert res.swept == [staging] and not os.path.exists(staging)
+        assert sorted(os.listdir(out)) == sorted(os.path.basename(f) for f in other.files + res.files)
+        assert tree_hash(prefix) == before
+    finally:
+        child.kill()
+
+
+def test_dropping_optimizer_slots_saves_their_bytes(seed004_adam, tmp_path):
+    prefix, _, _ = seed004_adam
+    res = migrate(prefix, str(tmp_path / "m"), Rules(presets=["optimizer-slots"]))
+    _, entries = bundle.read_index(res.destination)
+    kept = sum(e.size for e in entries.values())
+    assert res.data == "written" and os.path.getsize(res.files[0]) == kept
+    assert kept < os.path.getsize(glob.glob(prefix + ".data-*")[0]) / 2  # Adam keeps two slots per weight
+    res = migrate(prefix, str(tmp_path / "linked"), Rules(presets=["optimizer-slots"]), link=True)
+    assert res.data == "linked" and os.path.samefile(res.files[0], glob.glob(prefix + ".data-*")[0])
+
+
+# ../shared beside the clone (CI), or beside the main clone of a git worktree in wt/NAME
+REAL_GAN = next((p for p in (os.path.join(ROOT, *[".."] * k, "shared", "realmodels", "gan_chadpro") for k in (1, 2))
+                 if os.path.isdir(p)), "")
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL_GAN), reason="../shared/realmodels is not here (a user's clone)")
+def test_real_gan_without_its_adam_slots_is_a_third_of_the_size(tmp_path, capfd):
+    before = tree_hash(os.path.join(REAL_GAN, "model.ckpt"))
+    code, out, err = cli(capfd, "migrate", REAL_GAN, tmp_path / "gan", "--preset", "optimizer-slots", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    src, new = ckpt(os.path.join(REAL_GAN, "model.ckpt")), ckpt(r["destination"])
+    model = {n for n in src if not n.endswith(("/Adam", "/Adam_1")) and "_power" not in n}
+    assert set(new) == model and all(new[n].tobytes() == src[n].tobytes() for n in model)
+    data = [f for f in r["files"] if ".data-" in f]
+    size = os.path.getsize(data[0])
+    assert len(data) == 1 and size == sum(src[n].nbytes for n in model)
+    assert os.path.getsize(os.path.join(REAL_GAN, "model.ckpt.data-00000-of-00001")) - size > 2_400_000
+    assert tree_hash(os.path.join(REAL_GAN, "model.ckpt")) == before
+
+
+def test_tf2_sources_cast_by_variable_name_and_refuse_shared_names(tmp_path, capfd):
+    m = tf.Module()
+    m.kernel = tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="dense/kernel")
+    m.step = tf.Variable(3, name="step")
+    path = tf.train.Checkpoint(model=m).write(str(tmp_path / "named"))
+    res = migrate(path, str(tmp_path / "half"), Rules(cast=[("dense", "float16")]), from_format="tf2")
+    assert res.cast == ["dense/kernel"] and res.mapping[path] == {"dense/kernel": "dense/kernel", "step": "step"}
+    got = ckpt(str(tmp_path / "half"))
+    assert got["dense/kernel"].dtype == np.float16 and got["dense/kernel"].tobytes() == \
+        np.arange(6, dtype=np.float16).reshape(2, 3).tobytes()
+    m.a, m.b = tf.Variable(1.0), tf.Variable(2.0)  # unnamed: both "Variable"
+    path = tf.train.Checkpoint(model=m).write(str(tmp_path / "unnamed"))
+    code, _, err = cli(capfd, "migrate", path, tmp_path / "x", "--from", "tf2")
+    assert code == 2 and "2 variables are named 'Variable'" in err and "(--from tf1)" in err
+    assert nothing_at(str(tmp_path / "x"))
+    res = migrate(path, str(tmp_path / "by_key"))  # by checkpoint key, nothing is lost
+    assert {"model/a/.ATTRIBUTES/VARIABLE_VALUE", "model/b/.ATTRIBUTES/VARIABLE_VALUE"} <= set(ckpt(res.destination))

@@ -5,6 +5,7 @@ Errors on bad input are one line on stderr and exit status 2, with no traceback.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -187,15 +188,23 @@ def _rules(args):
 
 
 def cmd_migrate(args):
+    from graphsurgeon._src.errors import GraphSurgeonError
     from graphsurgeon._src.migrate import migrate
 
-    res = migrate(args.src, args.dst, _rules(args), dry_run=args.dry_run, verify=not args.no_verify,
-                  link=not args.copy, to=args.to, from_format=args.from_format,
-                  merge_partitions=args.merge_partitions)
+    try:
+        res = migrate(args.src, args.dst, _rules(args), dry_run=args.dry_run,
+                      verify="none" if args.no_verify else args.verify,
+                      link=True if args.link else False if args.copy else None, to=args.to,
+                      from_format=args.from_format, merge_partitions=args.merge_partitions, progress=not args.quiet)
+    except GraphSurgeonError as e:  # the library names arguments; say the flags
+        raise type(e)(migrate_flags(str(e))) from None
     if args.json:
-        print(json.dumps({"destination": res.destination, "dry_run": args.dry_run, "verified": res.verified,
-                          "cast": res.cast, "mapping": res.mapping}, indent=2))
+        print(json.dumps({"version": 1, "destination": res.destination, "dry_run": args.dry_run, "verified": res.verified,
+                          "data": res.data, "cast": res.cast, "mapping": res.mapping, "files": res.files,
+                          "swept": res.swept}, indent=2))
         return
+    for path in res.swept:
+        print(f"# removed {path} (left by a migration that was killed)")
     for source, m in res.mapping.items():
         width = max([len(o) for o in m] + [4])
         print(f"# from {source}")
@@ -203,8 +212,38 @@ def cmd_migrate(args):
             tag = "  (cast)" if new in res.cast else ""
             print(f"{old:<{width}}  ->  {new}{tag}" if old != new else f"{old:<{width}}      (kept){tag}")
     n = sum(len(m) for m in res.mapping.values())
-    print(f"-- {n} tensors{'; dry run, nothing written' if args.dry_run else f' written to {res.destination}'}"
-          + ("; verified against the source" if res.verified else ""))
+    data = ("hard links to the source's data files, a new index" if res.data == "linked"
+            else "a new data file holding only these tensors")
+    if args.dry_run:
+        print(f"-- {n} tensors; dry run, nothing written (would write {data})")
+    else:
+        print(f"-- {n} tensors written to {res.destination}"
+              + (f"; verified against the source ({res.verified})" if res.verified else "; not verified"))
+        print(f"-- data: {data}")
+
+
+_PAIR_FLAGS = {"rename": "--rename", "map_scope": "--map-scope", "cast": "--cast"}
+_FLAG = {"to": "--to", "from_format": "--from", "verify": "--verify", "merge_partitions": "--merge-partitions",
+         "link": "--link"}
+_QUOTED = r"(?:'[^'\\]*'|\"[^\"\\]*\")"
+
+
+def migrate_flags(message: str) -> str:
+    """A migration message in command-line words.
+
+    >>> migrate_flags("rename=('^a/', 'b/') matches no tensor; presets=['x']: unknown; to='tf2' needs eager")
+    "--rename '^a/=b/' matches no tensor; --preset x: unknown; --to tf2 needs eager"
+    """
+    def pair(m):
+        a, b = ast.literal_eval(m.group(2))
+        return f"{_PAIR_FLAGS[m.group(1)]} '{a}={b}'"
+
+    message = re.sub(rf"\b(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
+    message = re.sub(rf"\bpresets=\[({_QUOTED})\]", lambda m: "--preset " + ast.literal_eval(m.group(1)), message)
+    message = re.sub(r"\b(drop|keep|cast): pattern", r"--\1: pattern", message)
+    message = re.sub(r"(?<![\w-])(to|from_format)='(tf[12])'", lambda m: f"{_FLAG[m.group(1)]} {m.group(2)}", message)
+    message = re.sub(r"(?<![\w-])(merge_partitions|link)=True\b", lambda m: _FLAG[m.group(1)], message)
+    return re.sub(r"(?<![\w-])(verify|to|from_format)=", lambda m: _FLAG[m.group(1)] + " ", message)
 
 
 def cmd_diff(args):
@@ -212,7 +251,7 @@ def cmd_diff(args):
 
     d = diff(args.a, args.b)
     if args.json:
-        print(json.dumps(d, indent=2))
+        print(json.dumps({"version": 1, "a": args.a, "b": args.b, **d}, indent=2))
         return
     for key in ("added", "removed"):
         for n in d[key]:
@@ -272,6 +311,53 @@ def cmd_remove_head(args):
     print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
 
 
+def cmd_learn_task(args):
+    from graphsurgeon._src.continual.config import LearnConfig
+    from graphsurgeon._src.continual.learn import learn_task
+
+    old = {}
+    for item in args.old_data or ():
+        k, sep, v = item.partition("=")
+        old.update({k: v} if sep and not os.path.exists(item) else {"": item})
+    fields = dict(model=args.model, task=args.task, method=args.method, features=args.features, input=args.input,
+                  output=args.output, old_task=args.old_task, old_data=old, replace=args.replace, epochs=args.epochs,
+                  batch_size=args.batch_size, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult, seed=args.seed,
+                  lam=args.lam, temperature=args.temperature, warmup_epochs=args.warmup_epochs, cache=args.cache,
+                  fisher=args.fisher, fisher_samples=args.fisher_samples, fisher_labels=args.fisher_labels,
+                  online=args.online, gamma=args.gamma, prune=args.prune, prune_first=args.prune_first,
+                  retrain_epochs=args.retrain_epochs, threshold=args.threshold, mask_init=args.mask_init,
+                  mask_lr=args.mask_lr, tags=args.tags)
+    cfg = LearnConfig(**{k: v for k, v in fields.items() if v is not None})
+    res = learn_task(cfg, args.data, args.out, progress=not args.quiet)
+    print(json.dumps(res.to_dict(), indent=2, default=str) if args.json else res.format_text())
+
+
+def cmd_combine(args):
+    from graphsurgeon._src.combine import combine
+    from graphsurgeon._src.errors import ConfigError
+
+    feats = args.features or []
+    if len(feats) == 1:
+        feats = feats * len(args.model)
+    if len(feats) != len(args.model):
+        raise ConfigError(f"{len(args.model)} --model but {len(feats)} --features: give one --features after each "
+                          "--model (or one for all)")
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    res = combine(list(zip(args.model, feats)), args.data, args.out, input=args.input, names=names,
+                  balance=args.balance, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                  tags=args.tags or ("serve",), progress=not args.quiet)
+    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+
+
+def cmd_add_class(args):
+    from graphsurgeon._src.add_class import add_class
+
+    kw = {k: getattr(args, k) for k in ("steps", "lr", "balance", "seed") if getattr(args, k) is not None}
+    res = add_class(args.dir, args.data, args.name, args.out, features=args.features, reference=args.reference,
+                    tags=args.tags or ("serve",), **kw)
+    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+
+
 def cmd_demo(args):
     from graphsurgeon._src.errors import ConfigError
 
@@ -301,7 +387,95 @@ EXAMPLES = {
     "merge-heads": "graphsurgeon merge-heads tasks/ --features encoder/features --out serving/text/1",
     "add-head": "graphsurgeon add-head serving/text/1 new_task/model.ckpt-900    # writes serving/text/2",
     "remove-head": "graphsurgeon remove-head serving/text/2 sentiment           # writes serving/text/3",
+    "learn-task": "graphsurgeon learn-task --model digits04/ --features hidden2/Relu --data digits59.npz "
+                  "--task digits59 --method lwf --out continual/1",
+    "combine": "graphsurgeon combine --model A/ --features hidden2/Relu --model B/ --features hidden2/Relu "
+               "--data unlabelled.npz --out AB/",
+    "add-class": "graphsurgeon add-class AB/ --data few.npz --name alien_bug --out ABC/",
 }
+
+
+def _continual_parsers(sub):
+    s = sub.add_parser("learn-task", help="add a task to a model (plain or many-heads) with a continual-learning "
+                                          "method; writes a many-heads model")
+    s.add_argument("--model", required=True, help="a plain model or a many-heads directory (it is not changed)")
+    s.add_argument("--data", required=True, help="the new task's labelled data (.npz or image folder)")
+    s.add_argument("--task", required=True, metavar="NAME", help="the new task's name")
+    s.add_argument("--method", required=True, choices=["feature-extraction", "fine-tune", "joint", "lwf", "ewc",
+                                                       "packnet", "piggyback"])
+    s.add_argument("--out", required=True, metavar="DIR", help="the many-heads directory to write (must not exist)")
+    s.add_argument("--features", metavar="TENSOR", help="where a plain model's backbone ends")
+    s.add_argument("--input", metavar="TENSOR", help="a plain model's input (default: the one placeholder)")
+    s.add_argument("--output", metavar="TENSOR", help="a plain model's output (default: told from the graph)")
+    s.add_argument("--old-task", metavar="NAME", help="a plain model's task name (default: its directory's name)")
+    s.add_argument("--old-data", nargs="+", action="extend", metavar="[TASK=]PATH",
+                   help="labelled data of an old task (joint trains on it; ewc takes its Fisher from it; accuracy "
+                        "after learning is measured on its test split)")
+    s.add_argument("--replace", action="store_true", help="learn a task whose name exists again")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float, help="the new head's learning rate (default 0.003)")
+    s.add_argument("--backbone-lr-mult", type=float, help="the backbone's rate as a multiple of --lr (default 1/3)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--lambda", dest="lam", type=float, help="lwf's distillation weight (default 1), ewc's penalty "
+                                                            "weight (default 100)")
+    s.add_argument("--temperature", type=float, help="lwf's distillation temperature T (default 2)")
+    s.add_argument("--warmup-epochs", type=int, help="lwf: epochs with the backbone frozen first (default 5)")
+    s.add_argument("--cache", metavar="DIR", help="lwf: where the old heads' recorded outputs are kept")
+    s.add_argument("--fisher", metavar="FILE", help="ewc: a fisher.npz written for this model's weights")
+    s.add_argument("--fisher-samples", type=int, help="ewc: examples per Fisher estimate (default 200)")
+    s.add_argument("--fisher-labels", choices=["empirical", "sampled"], help="ewc: labels of the Fisher's gradients")
+    s.add_argument("--online", action="store_true", default=None, help="ewc: one decayed Fisher for all old tasks")
+    s.add_argument("--gamma", type=float, help="online ewc's decay (default 1)")
+    s.add_argument("--prune", type=float, help="packnet: fraction of the new task's weights freed (default 0.75)")
+    s.add_argument("--prune-first", type=float, help="packnet: fraction of a plain model's weights freed "
+                                                     "(default 0.5)")
+    s.add_argument("--retrain-epochs", type=int, help="packnet: epochs after pruning (default half of --epochs)")
+    s.add_argument("--threshold", type=float, help="piggyback: mask score threshold (default 0.005)")
+    s.add_argument("--mask-init", type=float, help="piggyback: initial mask score (default 0.01)")
+    s.add_argument("--mask-lr", type=float, help="piggyback: the mask scores' learning rate (default 1e-4)")
+    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_learn_task)
+
+    s = sub.add_parser("combine", help="two or more frozen classifiers side by side, one new head over the union "
+                                       "of their classes")
+    s.add_argument("--model", required=True, action="append", help="a model (repeat: A's classes come first)")
+    s.add_argument("--features", action="append", metavar="TENSOR", help="the tensor its head reads (one per "
+                                                                          "--model, in order)")
+    s.add_argument("--input", metavar="TENSOR", help="the models' input (default: the one placeholder)")
+    s.add_argument("--data", required=True, help=".npz with x and y (labels in the union's order) or x only "
+                                                 "(learn from the models' own outputs)")
+    s.add_argument("--out", required=True, metavar="DIR", help="the directory to write (must not exist)")
+    s.add_argument("--names", help="the models' scopes, comma-separated (default: their directories' names)")
+    s.add_argument("--balance", choices=["logits", "confidence", "equal"],
+                   help="without labels: how the models' answers make the target (default logits)")
+    s.add_argument("--epochs", type=int, help="default 300")
+    s.add_argument("--lr", type=float, help="default 0.003")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_combine, balance="logits")
+
+    s = sub.add_parser("add-class", help="a new version of a classifier with one more class, learned from a few "
+                                         "examples")
+    s.add_argument("dir", metavar="DIR", help="a model written by combine or add-class (it is not changed)")
+    s.add_argument("--data", required=True, help="examples of the new class (.npz with x)")
+    s.add_argument("--name", required=True, help="the new class's name (it becomes the last index)")
+    s.add_argument("--out", required=True, metavar="DIR2", help="the directory to write (must not exist)")
+    s.add_argument("--features", metavar="TENSOR", help="the tensor the last layer reads (default: from model.json)")
+    s.add_argument("--reference", metavar="DATA", help="inputs whose answers are kept (default: the data combine "
+                                                       "used)")
+    s.add_argument("--steps", type=int, help="full-batch training steps (default 300)")
+    s.add_argument("--lr", type=float, help="default 0.01")
+    s.add_argument("--balance", type=float, help="the loss's weight on the new examples (default 0.1)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_add_class)
 
 
 def _multihead_parsers(sub):
@@ -436,9 +610,18 @@ def build_parser():
     s.add_argument("--from", dest="from_format", choices=["tf1", "tf2"], default="tf1",
                    help="tf2: read an object-based checkpoint (or TF2 SavedModel variables) by variable name")
     s.add_argument("--merge-partitions", action="store_true", help="join name/part_N tensors into one")
-    s.add_argument("--dry-run", action="store_true", help="print the old -> new table; write nothing")
-    s.add_argument("--no-verify", action="store_true")
-    s.add_argument("--copy", action="store_true", help="copy data files instead of hard-linking them")
+    s.add_argument("--dry-run", action="store_true", help="print the old -> new table; write nothing at all")
+    v = s.add_mutually_exclusive_group()
+    v.add_argument("--verify", choices=["sample", "full"], default="sample",
+                   help="sample (default): keys, dtypes and shapes of all, bytes of every tensor under 1 MiB and a "
+                        "seeded sample of larger ones; full: every byte of every tensor")
+    v.add_argument("--no-verify", action="store_true", help="check nothing")
+    d = s.add_mutually_exclusive_group()
+    d.add_argument("--link", action="store_true",
+                   help="always hard-link the sources' data files and write only an index (dropped tensors keep "
+                        "their bytes there); the default links only when no byte is dropped or changed")
+    d.add_argument("--copy", action="store_true", help="always write a new data file, never hard links")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_migrate)
 
@@ -458,6 +641,7 @@ def build_parser():
     s.set_defaults(func=cmd_thaw)
 
     _multihead_parsers(sub)
+    _continual_parsers(sub)
 
     s = sub.add_parser("demo", help="the embedded demo: a digits 0-4 model retrained for digits 5-9 with few "
                                     "labels; learning curve against training from scratch")
@@ -547,7 +731,11 @@ FLAGS = {
     "allow_missing": "--allow-missing", "allow_cast": "--allow-cast", "allow_unsafe_ops": "--allow-unsafe-ops",
     "allow_random": "--allow-random", "allow_batch_dependent": "--allow-batch-dependent", "overwrite": "--overwrite",
     "repair": "--repair", "out_dir": "--out", "data": "--data", "cache": "--cache", "model": "--model",
-    "augment": "--augment", "runner": "--runner", "beam_args": "--beam-args", "scopes": "--scopes",
+    "augment": "--augment", "runner": "--runner", "beam_args": "--beam-args", "scopes": "--scopes", "task": "--task", "method": "--method", "old_data": "--old-data",
+    "lam": "--lambda", "temperature": "--temperature", "prune": "--prune", "prune_first": "--prune-first",
+    "gamma": "--gamma", "fisher": "--fisher", "replace": "--replace", "features": "--features",
+    "reference": "--reference", "balance": "--balance", "names": "--names", "threshold": "--threshold",
+    "epochs": "--epochs",
 }
 
 
@@ -559,6 +747,7 @@ def to_flags(message: str) -> str:
     >>> to_flags("pass batch_size=100 or allow_cast=True; give feeds={'state': VALUE}")
     'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
     """
+    message = re.sub(r"\bold_data=\{'([^']*)': PATH\}", r"--old-data \1=PATH", message)
     message = re.sub(r"\b(train_feeds|feeds)=\{'([^']*)': VALUE\}",
                      lambda m: f"{'--train-feed' if m.group(1) == 'train_feeds' else '--feed'} {m.group(2)}=VALUE",
                      message)

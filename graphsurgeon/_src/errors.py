@@ -74,6 +74,12 @@ class MergeHeadsError(GraphSurgeonError):
     reads below the features, duplicate task names, …), or a merged model's task table is damaged."""
 
 
+class ContinualError(GraphSurgeonError):
+    """Models cannot be combined, or a model cannot add a class or learn a task, as asked: inputs
+    that differ, a task name that exists, masks or a Fisher file made for another model, a method
+    the model's earlier tasks rule out."""
+
+
 class SignatureNotFoundError(GraphSurgeonError, KeyError):
     """A SavedModel lacks the signature asked for (``serving_default``); the message lists those it has."""
 

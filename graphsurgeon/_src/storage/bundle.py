@@ -6,9 +6,9 @@ The index is a LevelDB-style sorted table: key ``""`` holds a ``BundleHeaderProt
 value is a ``BundleEntryProto`` (dtype, shape, shard id, byte offset and size in that
 shard, masked crc32c of the bytes). The data files are the tensors' raw bytes.
 
-So renaming, dropping or merging tensors only needs a new index over the same data bytes;
-this module reads and writes indexes (uncompressed tables, as TensorFlow writes them) and
-never touches data bytes.
+So renaming, dropping or merging tensors only needs a new index over the same data bytes.
+This module reads and writes indexes (uncompressed tables, as TensorFlow writes them);
+:mod:`bundle_data` reads and writes data files and :mod:`bundle_writer` puts both together.
 
 Table layout: data blocks of prefix-compressed entries (restart points every 16 entries),
 each followed by a 5-byte trailer (compression type 0 and the masked crc32c of block +
@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import struct
 
+import google_crc32c
+import numpy as np
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
 from graphsurgeon._src.errors import CorruptCheckpointError
@@ -30,30 +32,34 @@ BLOCK_SIZE = 4096
 RESTART_INTERVAL = 16
 
 
-# ---- crc32c (Castagnoli), used only on index blocks (a few KB) ----------------------------
+# ---- crc32c (Castagnoli) ------------------------------------------------------------------
+# TensorFlow stores the masked crc32c of every tensor's bytes (and of every index block);
+# google-crc32c computes it with the CPU's crc32 instruction (about 10 GB/s).
 
-def _crc_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
+def crc32c(data, crc: int = 0) -> int:
+    """crc32c of ``data`` (bytes, a buffer or an array), continuing from ``crc``.
 
-
-_TABLE = _crc_table()
-
-
-def crc32c(data: bytes, crc: int = 0) -> int:
-    crc ^= 0xFFFFFFFF
-    for b in data:
-        crc = _TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    >>> hex(crc32c(b"123456789"))  # the CRC-32C check value
+    '0xe3069283'
+    """
+    if not isinstance(data, bytes):
+        data = np.frombuffer(data, np.uint8)
+    return google_crc32c.extend(crc, data)
 
 
 def mask(crc: int) -> int:
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    """The masked form TensorFlow stores (a crc32c of data that holds crc32c values stays strong)."""
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def unmask(masked: int) -> int:
+    """The inverse of :func:`mask`.
+
+    >>> unmask(mask(0xE3069283)) == 0xE3069283
+    True
+    """
+    rot = (masked - 0xA282EAD8) & 0xFFFFFFFF
+    return ((rot >> 17) | (rot << 15)) & 0xFFFFFFFF
 
 
 # ---- varints and block handles -----------------------------------------------------------

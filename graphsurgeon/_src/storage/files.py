@@ -63,6 +63,12 @@ def check_npy_header(f, size: int, what: str) -> None:
                         "the file is truncated or damaged")
 
 
+def read_npz(path: str) -> dict:
+    """``{name: ndarray}`` of the ``.npz`` file at ``path`` (pickled objects refused)."""
+    with np.load(os.path.expanduser(path), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
 def read_lines(path: str) -> list[str]:
     """The lines of the UTF-8 text file at ``path``, without their line ends.
 
@@ -98,6 +104,11 @@ def save_figure(figure, path: str) -> str:
     figure.savefig(tmp)
     os.replace(tmp, path)
     return path
+
+
+def tree_bytes(path: str) -> int:
+    """Bytes of every file under the directory ``path``."""
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, names in os.walk(path) for f in names)
 
 
 def make_dir(path: str) -> str:

@@ -1,0 +1,201 @@
+"""Add one class to a classifier from a few examples of it (seed 002, stage 2)::
+
+    inputs ─► backbone (frozen) ─► features ─┬─► old kernel, bias (frozen) ─► old classes' logits ─┐
+                                             └─► new column (trains)      ─► the new class's logit ─┴─► concat
+
+The model is one written by ``combine`` or ``add-class`` (its ``model.json`` names the features),
+or any model given with ``features`` whose last layer is one dense layer. Each added class is a
+block of its own (its own matmul and bias), so adding classes one after another keeps every
+earlier logit's bytes too. Only the new class's column of the last layer trains; the
+old classes' logits are computed by the same ops on the same values as before, so they are
+unchanged bit for bit, and the new class is the last index. What changes for an old input is
+only whether the new logit now beats them.
+
+The new column learns from two sets at once (full batch, Adam): the few examples of the new
+class (every example in ``data``; labels in the file are not used), whose target is the new
+class, and *reference* inputs, whose target is the model's own softmax over the old classes
+(the new class 0) — the inputs the model should keep answering as before. The loss weighs the
+few examples together ``balance`` (default 0.1) and the reference inputs ``1 − balance``: a
+larger ``balance`` recognizes more of the new class and changes more old answers. The reference defaults
+to the data ``combine`` trained the model on (recorded in ``model.json``); with neither, give
+``reference``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon._src import export_dir
+from graphsurgeon._src.combine import FEATURES, run_batches, softmax
+from graphsurgeon._src.continual.graph import TrainGraph, feature_width
+from graphsurgeon._src.continual.network import input_spec, value_piece
+from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
+from graphsurgeon._src.multihead import load
+from graphsurgeon._src.multihead import spec as specs
+from graphsurgeon._src.storage import datasets, files
+
+tf1 = tf.compat.v1
+LOGITS = "combined/logits"
+
+
+@dataclasses.dataclass
+class AddClassResult:
+    """What :func:`add_class` wrote: ``directory``, all ``classes`` (the new one last), ``metrics``
+    (``new_class_recall`` on the few examples, ``reference_unchanged``: the fraction of reference
+    inputs whose top class is still the one the model gave before) and ``seconds`` of training."""
+
+    directory: str
+    classes: list
+    metrics: dict
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"version": 1, **dataclasses.asdict(self)}
+
+    def format_text(self) -> str:
+        m = self.metrics
+        return (f"{self.directory}: class '{self.classes[-1]}' added as index {len(self.classes) - 1} "
+                f"({len(self.classes)} classes) in {self.seconds:.1f} s\n"
+                f"  new class recognized on {m['new_class_recall']:.0%} of its examples; "
+                f"{m['reference_unchanged']:.1%} of {m['reference_examples']} reference inputs keep their class")
+
+
+def _inputs(path, what: str) -> np.ndarray:
+    path = os.fspath(path)
+    if path.endswith(".npz") and os.path.isfile(path):
+        z = files.read_npz(path)
+        if "x" not in z:
+            raise DataError(f"{what} {path}: no array 'x' (it has {', '.join(z) or 'none'})")
+        return z["x"]
+    return datasets.load(path).x
+
+
+def add_class(model: str, data, name: str, out_dir: str, *, features: str | None = None, reference=None,
+              steps: int = 300, lr: float = 0.01, balance: float = 0.1, seed: int = 0, tags=("serve",)) -> AddClassResult:
+    """Write ``model`` with class ``name`` added (learned from ``data``) at ``out_dir``; the model and
+    the data are not changed. See the module docstring.
+
+    Args:
+      features: the tensor the last layer reads (default: ``model.json``'s ``features``).
+      reference: inputs whose answers are kept (default: ``model.json``'s ``data``).
+      steps, lr: full-batch Adam steps and learning rate for the new column.
+      balance: the loss's weight on the new class's examples (0 < balance < 1).
+
+    Raises:
+      ConfigError: ``out_dir`` exists, no features or reference known, a setting out of range.
+      ContinualError: ``name`` is already a class; the last layer is not one dense layer.
+      DataError: the data do not fit the model's input.
+    """
+    if os.path.lexists(out_dir):
+        raise ConfigError(f"{out_dir} exists; add-class writes a new directory (choose another out_dir=)")
+    if not name or not name.strip() or "\n" in name:
+        raise ConfigError(f"name={name!r}: the new class needs a name (one line)")
+    if not isinstance(steps, int) or steps < 1 or not np.isfinite(lr) or lr <= 0:
+        raise ConfigError(f"steps={steps}, lr={lr}: expected an integer >= 1 and a number > 0")
+    if not np.isfinite(balance) or not 0.0 < balance < 1.0:
+        raise ConfigError(f"balance={balance}: expected the new examples' weight, 0 < balance < 1")
+    record = export_dir.read_record(model)
+    features = features or record.get("features")
+    if not features:
+        raise ConfigError(f"{model} has no {export_dir.RECORD} naming its features: give features=TENSOR "
+                          "(the tensor the last layer reads)")
+    output = LOGITS if record.get("kind") in ("combine", "add-class") else None
+    m = load.load(model, features, output=output, tags=tags)
+    blocks = _blocks(m, record, model, features)
+    num_classes = sum(k.shape[1] for k, _ in blocks)
+    classes = m.labels if m.labels is not None else [str(i) for i in range(num_classes)]
+    if name in classes:
+        raise ContinualError(f"{model} already has a class '{name}' (classes: {', '.join(classes[:12])})")
+    ref_path = reference or record.get("data")
+    if not ref_path:
+        raise ConfigError(f"{model}: no reference inputs recorded; give reference=DATA (inputs whose answers "
+                          "the model should keep)")
+    piece = value_piece(m.backbone, model)
+    feature_width(piece, model)
+    dtype, shape = input_spec(piece)
+    few = _fit(_inputs(data, "data"), dtype, shape, "data", piece)
+    ref = _fit(_inputs(ref_path, "reference"), dtype, shape, "reference", piece)
+    if not len(few):
+        raise DataError(f"data {data}: no examples of the new class")
+    values = {w: np.asarray(m.read(w)) for w in piece.weights}
+    width, dtype_k = blocks[0][0].shape[0], blocks[0][0].dtype
+    start = time.perf_counter()
+    tg = TrainGraph(seed)
+    try:
+        with tg.graph.as_default():
+            x = tg.placeholder(piece, "inputs")
+            bound = {w: tg.new(f"backbone/{w}", v) for w, v in values.items()}
+            feats = tf.identity(tg.backbone(piece, x, bound, "backbone/net"), name=FEATURES)
+            block_vars, parts = [], []
+            for i, (k, b) in enumerate(blocks + [(None, None)]):
+                kn, bn = (f"{LOGITS}/kernel", f"{LOGITS}/bias") if i == 0 else (f"{LOGITS}/kernel_{i}",
+                                                                                 f"{LOGITS}/bias_{i}")
+                if k is None:  # the new class's column
+                    limit = np.sqrt(6.0 / (width + 1))
+                    k = np.random.default_rng(seed + 11).uniform(-limit, limit, (width, 1)).astype(dtype_k)
+                    b = np.zeros(1, dtype_k)
+                block_vars.append([kn, bn])
+                parts.append(tf.nn.bias_add(tf.matmul(feats, tg.new(kn, k)), tg.new(bn, b)))
+            old = parts[0] if len(parts) == 2 else tf.concat(parts[:-1], axis=1)
+            logits = tf.concat(parts, axis=1, name=LOGITS)
+            num_out = num_classes + 1
+            target = tf1.placeholder(tf.float32, [None, num_out], name="graphsurgeon/target")
+            weight = tf1.placeholder(tf.float32, [None], name="graphsurgeon/weight")
+            per = -tf.reduce_sum(target * tf.nn.log_softmax(tf.cast(logits, tf.float32)), axis=1)
+            loss = tf.reduce_sum(weight * per)
+            op = tg.train_op(loss, {block_vars[-1][0]: 1.0, block_vars[-1][1]: 1.0},
+                             {"optimizer": "adam", "lr": lr}, "add_class/train")
+        tg.start()
+        f_few, = run_batches(tg.session, [feats], x, few)
+        f_ref, l_ref = run_batches(tg.session, [feats, old], x, ref)
+        t_ref = np.concatenate([softmax(l_ref), np.zeros((len(ref), 1))], axis=1).astype(np.float32)
+        t_few = np.zeros((len(few), num_out), np.float32)
+        t_few[:, -1] = 1.0
+        feed = {feats: np.concatenate([f_few, f_ref]), target: np.concatenate([t_few, t_ref]),
+                weight: np.concatenate([np.full(len(few), balance / len(few)),
+                                        np.full(len(ref), (1 - balance) / max(1, len(ref)))]).astype(np.float32)}
+        for _ in range(steps):
+            tg.session.run(op, feed)
+        seconds = time.perf_counter() - start
+        names = list(classes) + [name]
+        before = l_ref.argmax(1)
+        metrics = {}
+
+        def check(directory):
+            p_few = export_dir.predict(directory, few)
+            p_ref = export_dir.predict(directory, ref)
+            metrics.update(new_class_recall=float((p_few.argmax(1) == len(classes)).mean()),
+                           reference_unchanged=float((p_ref.argmax(1) == before).mean()),
+                           reference_examples=int(len(ref)))
+        rec = {"kind": "add-class", "features": f"{FEATURES}:0", "classes": names, "from": os.path.abspath(model),
+               "new_class": name, "examples": os.path.abspath(os.fspath(data)), "data": os.path.abspath(os.fspath(ref_path)),
+               "steps": steps, "lr": lr, "blocks": block_vars}
+        export_dir.write(tg.graph, tg.session, x, logits, names, out_dir, rec, check=check)
+    finally:
+        tg.close()
+    return AddClassResult(out_dir, names, metrics, seconds)
+
+
+def _fit(x: np.ndarray, dtype, shape, what: str, piece) -> np.ndarray:
+    want = shape.as_list()[1:] if shape.rank else None
+    got = list(x.shape[1:])
+    if want is not None and (len(want) != len(got) or any(w not in (None, g) for w, g in zip(want, got))):
+        raise DataError(f"{what}: examples have shape {got} but the model's input {piece.input} takes {want}")
+    return x.astype(dtype.as_numpy_dtype, copy=False)
+
+
+def _blocks(m, record: dict, model: str, features: str) -> list:
+    """The last layer as ``[(kernel, bias)]`` column blocks: one for a dense layer, one more per
+    class added by add-class (each block its own matmul, so earlier logits keep their bytes)."""
+    if record.get("kind") == "add-class":
+        return [(np.asarray(m.read(k)), np.asarray(m.read(b))) for k, b in record["blocks"]]
+    head = specs.head_of(m.head, m.read, model)
+    if head.kind != "dense" or len(head.layers) != 1 or head.layers[0][2] != "linear":
+        raise ContinualError(f"{model}: the layer after {features} is not one dense layer; add-class extends "
+                             "a single linear layer with a column")
+    kernel, bias, _ = head.layers[0]
+    return [(kernel, bias if bias is not None else np.zeros(kernel.shape[1], kernel.dtype))]

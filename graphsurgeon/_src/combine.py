@@ -1,0 +1,319 @@
+"""Combine trained classifiers into one over the union of their classes (seed 002, stage 1)::
+
+    inputs ──┬─► A's backbone (frozen, scope A/) ──► A's features ─┐
+             └─► B's backbone (frozen, scope B/) ──► B's features ─┴─► concat ─► new head
+                                                                        combined/features   (A's classes, then B's)
+
+The models may differ in architecture; they must read one input (same dtype and shape). The new
+head is trained on the concatenated features, computed once (the backbones are frozen), either
+
+* from labels (``data`` with ``x`` and ``y``, labels in the union's order), or
+* **without labels** (``data`` with ``x`` only), from the models themselves as teachers. How the
+  teachers' confidences are balanced is ``balance``:
+
+  - ``"logits"`` (the default): the target is the softmax over all the teachers' logits side by
+    side. A teacher's share of the target grows with its log-sum-exp (energy): a model usually
+    gives larger logits to inputs like the ones it was trained on, so the teacher whose domain
+    the input is from tends to win.
+  - ``"confidence"``: each teacher's softmax over its own classes, weighted by how certain it is,
+    ``w = 1 − H(p) / log(number of its classes)`` (0 for a uniform answer, 1 for a one-hot one),
+    the weighted sum normalized (an input every teacher is unsure of, weights summing to less
+    than 1e-6, gets a uniform target).
+  - ``"equal"``: the teachers' softmaxes averaged.
+
+  On example 05's digits (A: 0–4, B: 5–8) both teachers' softmaxes are confident on each other's
+  digits too, so with ``confidence`` or ``equal`` a target often splits between the right class
+  and one of the other teacher's: in one run (teachers trained for 20 epochs, seed 0) a head
+  trained on them reached 0.68 test accuracy, against 0.93 with ``logits`` and 0.97 from labels
+  (``benchmarks/README.md`` has the measured table).
+
+Neither teacher can say "not mine": a softmax always sums to 1, so an input from another domain
+can get a confident answer from the wrong teacher, and the combined model has no "none of these"
+class — every input gets one of the union's classes. Thresholding ``probabilities`` is one way to
+reject such inputs; how well it works depends on the models.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon._src import export_dir
+from graphsurgeon._src.continual.common import fit
+from graphsurgeon._src.continual.graph import TrainGraph, feature_width
+from graphsurgeon._src.continual.network import input_spec, value_piece
+from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
+from graphsurgeon._src.multihead import load
+from graphsurgeon._src.multihead import spec as specs
+from graphsurgeon._src.retrain.config import DEFAULTS
+from graphsurgeon._src.storage import datasets, files
+
+tf1 = tf.compat.v1
+BALANCES = ("logits", "confidence", "equal")
+FEATURES = "combined/features"
+
+
+@dataclasses.dataclass
+class Teacher:
+    """One model being combined: its scope ``name``, backbone piece (value form), head, classes,
+    ``values`` of its backbone weights and the model as read (``source``)."""
+
+    name: str
+    path: str
+    backbone: object
+    head: specs.Head
+    classes: list
+    values: dict
+    source: object
+
+
+@dataclasses.dataclass
+class CombineResult:
+    """What :func:`combine` wrote: ``directory``, the union's ``classes``, ``mode`` (``"labels"`` or
+    ``"teachers"``), ``metrics`` of the written model, and ``seconds`` spent training."""
+
+    directory: str
+    classes: list
+    mode: str
+    metrics: dict
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"version": 1, **dataclasses.asdict(self)}
+
+    def format_text(self) -> str:
+        how = "from labels" if self.mode == "labels" else "without labels, from the models' own outputs"
+        lines = [f"{self.directory}: {len(self.classes)} classes ({', '.join(self.classes[:12])}"
+                 f"{' …' if len(self.classes) > 12 else ''}), head trained {how} in {self.seconds:.1f} s"]
+        lines += [f"  {k}: {v:.4f}" for k, v in self.metrics.items() if isinstance(v, float)]
+        return "\n".join(lines)
+
+
+def scope_names(paths: list, names=None) -> list[str]:
+    """Scopes for the models: ``names`` or their default task names, made valid TensorFlow scope names.
+
+    Raises:
+      ContinualError: two models would share a scope.
+    """
+    raw = list(names) if names is not None else load.default_names(paths)
+    out = [re.sub(r"[^A-Za-z0-9_.\-]", "_", n).lstrip("_.-") or f"model_{i}" for i, n in enumerate(raw)]
+    if len(set(out)) != len(out):
+        raise ContinualError(f"models {', '.join(paths)} would share a scope ({', '.join(out)}); give names=")
+    return out
+
+
+def read_teachers(models: list, *, input=None, names=None, tags=("serve",)) -> list[Teacher]:
+    """Read ``models`` (``[(path, features tensor)]``), checking they read one input.
+
+    Raises:
+      ContinualError: fewer than two models, or inputs of different dtype or shape (naming both).
+    """
+    if len(models) < 2:
+        raise ContinualError(f"combine needs two or more models, got {len(models)}")
+    scopes = scope_names([p for p, _ in models], names)
+    out = []
+    for scope, (path, features) in zip(scopes, models):
+        m = load.load(path, features, input=input, tags=tags)
+        head = specs.head_of(m.head, m.read, path)
+        classes = m.labels if m.labels is not None else [f"{scope}:{i}" for i in range(head.num_classes)]
+        if len(classes) != head.num_classes:
+            raise ContinualError(f"{path}: labels.txt names {len(classes)} classes; the head has {head.num_classes}")
+        piece = value_piece(m.backbone, path)
+        feature_width(piece, path)
+        out.append(Teacher(scope, path, piece, head, list(classes), {w: np.asarray(m.read(w)) for w in piece.weights},
+                           m))
+    check_inputs(out)
+    return out
+
+
+def check_inputs(teachers: list[Teacher]) -> None:
+    """Raise :class:`ContinualError` unless every model's input has the first one's dtype and shape."""
+    def describe(t):
+        dtype, shape = input_spec(t.backbone)
+        return dtype, (shape.as_list()[1:] if shape.rank is not None else None)
+    first = describe(teachers[0])
+    for t in teachers[1:]:
+        got = describe(t)
+        if got != first:
+            raise ContinualError(
+                f"the models read different inputs: {teachers[0].path} takes {first[0].name} {first[1]} at "
+                f"'{teachers[0].backbone.input}', {t.path} takes {got[0].name} {got[1]} at '{t.backbone.input}'; "
+                "combined models share one input")
+
+
+def union_classes(teachers: list[Teacher]) -> list[str]:
+    """The models' classes in order; a name two models share is qualified with each model's scope."""
+    names = [c for t in teachers for c in t.classes]
+    return [f"{t.name}:{c}" if names.count(c) > 1 else c for t in teachers for c in t.classes]
+
+
+def certainty(p: np.ndarray) -> np.ndarray:
+    """``1 − H(p) / log(C)`` per row of probabilities ``p`` [N, C] (1 when C is 1)."""
+    if p.shape[1] < 2:
+        return np.ones(len(p))
+    h = -np.sum(np.where(p > 0, p * np.log(np.clip(p, 1e-30, 1.0)), 0.0), axis=1)
+    return np.clip(1.0 - h / np.log(p.shape[1]), 0.0, 1.0)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def teacher_targets(logits: list, balance: str) -> np.ndarray:
+    """Targets over the union from each teacher's logits (see the module docstring)."""
+    if balance == "logits":
+        return softmax(np.concatenate(logits, axis=1)).astype(np.float32)
+    probs = [softmax(z) for z in logits]
+    weights = [certainty(p) if balance == "confidence" else np.ones(len(p)) for p in probs]
+    target = np.concatenate([w[:, None] * p for w, p in zip(weights, probs)], axis=1)
+    total = target.sum(axis=1, keepdims=True)
+    uniform = np.full_like(target, 1.0 / target.shape[1])
+    return np.where(total > 1e-6, target / np.maximum(total, 1e-12), uniform).astype(np.float32)
+
+
+def _data(path):
+    """``(x, y or None, split)``: labelled data through :func:`datasets.load`, or an ``.npz`` of ``x`` only."""
+    path = os.fspath(path)
+    if path.endswith(".npz") and os.path.isfile(path):
+        z = files.read_npz(path)
+        if "y" not in z:
+            if "x" not in z:
+                raise DataError(f"{path}: no array 'x' (it has {', '.join(z) or 'none'})")
+            x = z["x"]
+            return x, None, np.array(["train"] * len(x))
+    d = datasets.load(path)
+    return d.x, d.y, d.split
+
+
+@dataclasses.dataclass
+class _Built:
+    """The combining graph: input, teachers' probabilities, features, the new head's logits, and its
+    objective on soft ``target`` [N, classes] with the features fed at ``features``."""
+
+    tg: TrainGraph
+    x: tf.Tensor
+    teacher_logits: list
+    features: tf.Tensor
+    logits: tf.Tensor
+    target: tf.Tensor
+    loss: tf.Tensor
+    accuracy: tf.Tensor
+    op: object
+
+
+def _graph(teachers: list[Teacher], num_classes: int, settings: dict, seed: int) -> _Built:
+    """Every backbone frozen, their features concatenated, a new head and its train op."""
+    tg = TrainGraph(seed)
+    with tg.graph.as_default():
+        x = tg.placeholder(teachers[0].backbone, "inputs")
+        feats, teacher_logits = [], []
+        for k, t in enumerate(teachers):
+            bound = {w: tg.new(f"{t.name}/{w}", v) for w, v in t.values.items()}
+            f = tg.backbone(t.backbone, x, bound, f"{t.name}/net")
+            teacher_logits.append(tg.logits(specs.Task(k, t.name, t.classes, t.path, 0, t.head), f))
+            feats.append(tf.cast(f, tf.float32))
+        features = tf.concat(feats, axis=1, name=FEATURES)
+        width = int(features.shape[-1])
+        limit = np.sqrt(6.0 / (width + num_classes))
+        kernel = np.random.default_rng(seed + 7).uniform(-limit, limit, (width, num_classes)).astype(np.float32)
+        logits = tf.nn.bias_add(tf.matmul(features, tg.new("combined/logits/kernel", kernel)),
+                                tg.new("combined/logits/bias", np.zeros(num_classes, np.float32)),
+                                name="combined/logits")
+        target, loss, acc = soft_objective(logits, num_classes)
+        op = tg.train_op(loss, {"combined/logits/kernel": 1.0, "combined/logits/bias": 1.0}, settings, "combine/train")
+    tg.start()
+    return _Built(tg, x, teacher_logits, features, logits, target, loss, acc, op)
+
+
+def soft_objective(logits, num_classes: int):
+    """``(target placeholder, mean soft cross-entropy, accuracy against the target's top class)``."""
+    target = tf1.placeholder(tf.float32, [None, num_classes], name="graphsurgeon/target")
+    loss = tf.reduce_mean(-tf.reduce_sum(target * tf.nn.log_softmax(logits), axis=1))
+    acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), tf.argmax(target, 1)), tf.float32))
+    return target, loss, acc
+
+
+def run_batches(session, fetches, tensor, x: np.ndarray, batch_size: int = 256) -> list:
+    """``fetches`` (a list) run over ``x`` fed at ``tensor`` in batches, each result concatenated."""
+    out = [[] for _ in fetches]
+    for i in range(0, len(x), batch_size):
+        for k, v in enumerate(session.run(fetches, {tensor: x[i:i + batch_size]})):
+            out[k].append(v)
+    return [np.concatenate(o) for o in out]
+
+
+def combine(models: list, data, out_dir: str, *, input: str | None = None, names=None, balance: str = "logits",
+            epochs: int | None = None, lr: float | None = None, batch_size: int = 32, seed: int = 0,
+            tags=("serve",), progress: bool = True) -> CombineResult:
+    """Combine ``models`` (``[(path, features tensor)]``) into one classifier written at ``out_dir``
+    (see :mod:`graphsurgeon._src.export_dir`); the models and data are not changed.
+
+    Args:
+      data: an ``.npz`` with ``x`` and ``y`` (train the head on labels) or ``x`` only (train it on
+        the models' own outputs), or a labelled image folder.
+      input: the input tensor, when a model's features read more than one placeholder.
+      names: the models' scopes (default: their directories' names).
+      epochs, lr: default to retrain's settings for a head trained on fixed features (300, 0.003).
+
+    Raises:
+      ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
+      ConfigError: a setting out of range, ``out_dir`` exists.
+      DataError: data without ``x``, or labels outside the union's classes.
+    """
+    if balance not in BALANCES:
+        raise ConfigError(f"balance={balance!r}: expected one of {', '.join(BALANCES)}")
+    if os.path.lexists(out_dir):
+        raise ConfigError(f"{out_dir} exists; combine writes a new directory (choose another out_dir=)")
+    settings = dict(DEFAULTS["head_from_cache"], **({"lr": lr} if lr is not None else {}))
+    epochs = settings["epochs"] if epochs is None else epochs
+    if epochs < 1 or settings["lr"] <= 0 or batch_size < 1:
+        raise ConfigError(f"epochs={epochs}, lr={settings['lr']}, batch_size={batch_size}: expected >= 1, > 0, >= 1")
+    teachers = read_teachers(models, input=input, names=names, tags=tags)
+    classes = union_classes(teachers)
+    x, y, split = _data(data)
+    x = x.astype(input_spec(teachers[0].backbone)[0].as_numpy_dtype, copy=False)
+    if y is not None and (y.min() < 0 or y.max() >= len(classes)):
+        raise DataError(f"{data}: labels range over {int(y.min())}..{int(y.max())}; the union has "
+                        f"{len(classes)} classes ({', '.join(classes[:10])})")
+    start = time.perf_counter()
+    b = _graph(teachers, len(classes), settings, seed)
+    try:
+        got = run_batches(b.tg.session, [b.features, *b.teacher_logits], b.x, x)
+        feats, teacher_logits = got[0], got[1:]
+        targets = np.eye(len(classes), dtype=np.float32)[y] if y is not None else teacher_targets(teacher_logits, balance)
+        tr = split == "train"
+        f_tr, t_tr = feats[tr], targets[tr]
+        history = fit(b.tg, [(0, b.op)], b.loss, b.accuracy,
+                      lambda rows, yb, training: {b.features: f_tr[rows], b.target: t_tr[rows]},
+                      t_tr.argmax(1), epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
+        seconds = time.perf_counter() - start
+        record = {"kind": "combine", "features": f"{FEATURES}:0", "classes": classes, "balance": balance,
+                  "mode": "labels" if y is not None else "teachers",
+                  "data": os.path.abspath(os.fspath(data)), "epochs": epochs, "lr": settings["lr"],
+                  "models": [{"path": t.path, "scope": t.name, "features": m[1], "classes": t.classes}
+                             for t, m in zip(teachers, models)], "last_epoch": history[-1] if history else None}
+        metrics = {}
+        export_dir.write(b.tg.graph, b.tg.session, b.x, b.logits, classes, out_dir, record,
+                         check=lambda d: metrics.update(_measure(d, x, y, split, targets)))
+    finally:
+        b.tg.close()
+    return CombineResult(out_dir, classes, record["mode"], metrics, seconds)
+
+
+def _measure(directory: str, x, y, split, targets) -> dict:
+    p = export_dir.predict(directory, x)
+    out = {}
+    if y is not None:
+        for s in ("train", "validation", "test"):
+            m = split == s
+            if m.any():
+                out[f"{s}_accuracy"] = float((p.argmax(1)[m] == y[m]).mean())
+    else:
+        out["agreement_with_teachers"] = float((p.argmax(1) == targets.argmax(1)).mean())
+    return out

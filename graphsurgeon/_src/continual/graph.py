@@ -1,0 +1,177 @@
+"""The training graph of a method: the backbone imported with each weight bound to a tensor the
+method chooses, heads as variables, and one session holding every value.
+
+::
+
+    x ──► backbone piece (import_graph_def, input_map: weight ─► bound tensor) ──► features
+                                                                                      │
+                                            heads/task_<id>: dense layers (variables) ─► logits
+
+Every value lives in a resource variable made with ``tf.compat.v1.get_variable`` and set by feeding
+its initializer (no constants in the GraphDef); what trains is what a train op lists (TF-Slim's
+rule), so everything else keeps its bytes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon._src import train
+from graphsurgeon._src.errors import ContinualError
+from graphsurgeon._src.multihead import piece as pieces
+from graphsurgeon._src.multihead import spec as specs
+from graphsurgeon._src.storage.session import assign, new_session
+
+tf1 = tf.compat.v1
+ACTIVATIONS = {"linear": tf.identity, "relu": tf.nn.relu, "relu6": tf.nn.relu6, "tanh": tf.tanh,
+               "sigmoid": tf.sigmoid, "elu": tf.nn.elu, "selu": tf.nn.selu, "softplus": tf.math.softplus}
+
+
+def head_scope(task: specs.Task) -> str:
+    return f"heads/task_{task.id}"
+
+
+def new_head(fan_in: int, num_classes: int, seed: int) -> specs.Head:
+    """A linear layer with a softmax (Glorot-uniform kernel, zero bias), as a dense :class:`Head`."""
+    limit = np.sqrt(6.0 / (fan_in + num_classes))
+    kernel = np.random.default_rng(seed).uniform(-limit, limit, (fan_in, num_classes)).astype(np.float32)
+    return specs.Head("dense", num_classes, "softmax", [(kernel, np.zeros(num_classes, np.float32), "linear")])
+
+
+def feature_width(piece: pieces.Piece, where: str) -> int:
+    """The features' width.
+
+    Raises:
+      ContinualError: the features are not ``[batch, width]`` with a known width.
+    """
+    _, shape = pieces.tensor_spec(piece, piece.output)
+    if shape.rank != 2 or shape[-1] is None:
+        raise ContinualError(f"{where}: features {piece.output} have shape {shape}; a new head needs "
+                             "[batch, width] features (choose a flat tensor)")
+    return int(shape[-1])
+
+
+class TrainGraph:
+    """A graph, its variables and (after :meth:`start`) a session.
+
+    Attributes:
+      graph: the ``tf.Graph``; variables: ``{name: tf.Variable}``; session: after :meth:`start`.
+    """
+
+    def __init__(self, seed: int = 0):
+        self.graph = tf.Graph()
+        self.variables, self._initial, self._heads = {}, {}, {}
+        self.session = None
+        with self.graph.as_default():
+            tf1.set_random_seed(seed)
+
+    def variable(self, name: str, value) -> tf.Variable:
+        """A resource variable ``name`` that :meth:`start` sets to ``value``."""
+        value = np.asarray(value)
+        with self.graph.as_default(), tf1.variable_scope("", use_resource=True):
+            v = tf1.get_variable(name, shape=value.shape, dtype=tf.as_dtype(value.dtype),
+                                 initializer=tf1.zeros_initializer(), trainable=True)
+        self.variables[name], self._initial[name] = v, value
+        return v
+
+    def read(self, name: str) -> tf.Tensor:
+        """A read of variable ``name`` (an op of this graph)."""
+        with self.graph.as_default():
+            return self.variables[name].value()
+
+    def new(self, name: str, value) -> tf.Tensor:
+        """:meth:`variable` ``name`` set to ``value``, read."""
+        self.variable(name, value)
+        return self.read(name)
+
+    def placeholder(self, piece: pieces.Piece, name: str) -> tf.Tensor:
+        """A placeholder for ``piece``'s input (any batch size)."""
+        node = next(n for n in piece.graph_def.node if n.name == piece.input.split(":")[0])
+        shape = tf.TensorShape(node.attr["shape"].shape)
+        shape = [None] + shape.as_list()[1:] if shape.rank else None
+        with self.graph.as_default():
+            return tf1.placeholder(tf.as_dtype(node.attr["dtype"].type), shape, name=name)
+
+    def backbone(self, piece: pieces.Piece, x, bound: dict, scope: str) -> tf.Tensor:
+        """``piece`` (value form) imported on ``x`` with weight ``w`` bound to ``bound[w]``."""
+        with self.graph.as_default():
+            input_map = {piece.input: x, **{w + ":0": bound[w] for w in piece.weights}}
+            out, = tf.graph_util.import_graph_def(piece.graph_def, input_map=input_map,
+                                                  return_elements=[piece.output], name=scope)
+        return out
+
+    def head(self, task: specs.Task) -> list[str]:
+        """Variables for ``task``'s head (made once); returns their names."""
+        if task.name not in self._heads:
+            scope, h = head_scope(task), task.head
+            if h.kind == "dense":
+                values = {}
+                for i, (k, b, _) in enumerate(h.layers):
+                    values[f"{scope}/layer_{i}/kernel"] = k
+                    if b is not None:
+                        values[f"{scope}/layer_{i}/bias"] = b
+            else:
+                values = {f"{scope}/{w}": v for w, v in h.values.items()}
+            names = sorted(values)
+            for n in names:
+                self.variable(n, values[n])
+            self._heads[task.name] = (task, names)
+        return self._heads[task.name][1]
+
+    def logits(self, task: specs.Task, features) -> tf.Tensor:
+        """``task``'s logits on ``features`` (its head's output before a final softmax), float32."""
+        self.head(task)
+        scope, h = head_scope(task), task.head
+        with self.graph.as_default():
+            if h.kind == "dense":
+                x = features
+                for i, (_, b, act) in enumerate(h.layers):
+                    x = tf.matmul(x, self.variables[f"{scope}/layer_{i}/kernel"])
+                    if b is not None:
+                        x = tf.nn.bias_add(x, self.variables[f"{scope}/layer_{i}/bias"])
+                    x = ACTIVATIONS[act](x)
+                return tf.cast(x, tf.float32)
+            input_map = {h.piece.input: features,
+                         **{w + ":0": self.variables[f"{scope}/{w}"].value() for w in h.piece.weights}}
+            out, = tf.graph_util.import_graph_def(h.piece.graph_def, input_map=input_map,
+                                                  return_elements=[h.logits], name=scope + "/graph")
+            return tf.cast(out, tf.float32)
+
+    def head_values(self, task: specs.Task) -> specs.Head:
+        """``task``'s head with the session's current values."""
+        scope, h = head_scope(task), task.head
+        if h.kind == "dense":
+            got = self.values([n for n in self.head(task)])
+            layers = [(got[f"{scope}/layer_{i}/kernel"], got.get(f"{scope}/layer_{i}/bias") if b is not None else None,
+                       act) for i, (_, b, act) in enumerate(h.layers)]
+            return specs.Head("dense", h.num_classes, h.final, layers)
+        got = self.values(self.head(task))
+        return specs.Head("branch", h.num_classes, h.final, piece=h.piece, logits=h.logits,
+                          values={w: got[f"{scope}/{w}"] for w in h.values})
+
+    def train_op(self, loss, mults: dict, settings: dict, name: str, optimizers: dict | None = None):
+        """``train.build_train_op`` over :attr:`variables`: ``mults`` is ``{name: lr multiplier}``."""
+        with self.graph.as_default():
+            return train.build_train_op(loss, self.variables, mults, optimizer=settings["optimizer"],
+                                        lr=settings["lr"], name=name, optimizers=optimizers)
+
+    def start(self) -> None:
+        """Make the session: every :meth:`variable` set to its value, everything else (optimizer
+        slots) initialized."""
+        self.session = new_session(self.graph)
+        with self.graph.as_default():
+            mine = {id(v) for v in self.variables.values()}
+            others = [v for v in tf1.global_variables() if id(v) not in mine]
+        self.session.run([v.initializer for v in others])
+        assign(self.session, [(self.variables[n], self._initial[n]) for n in sorted(self.variables)])
+
+    def values(self, names) -> dict:
+        names = list(names)
+        return dict(zip(names, self.session.run([self.read(n) for n in names])))
+
+    def set(self, values: dict) -> None:
+        assign(self.session, [(self.variables[n], v) for n, v in values.items()])
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()

@@ -1,0 +1,173 @@
+"""``learn_task``: read a model, learn a new task with one method, write a new many-heads version.
+
+::
+
+    cfg = LearnConfig(model="runs/digits04/", features="hidden2/Relu", task="digits59", method="lwf")
+    result = learn_task(cfg, "digits59.npz", "serving/digits/2")
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
+from graphsurgeon._src.continual.config import MASKED, LearnConfig
+from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
+from graphsurgeon._src.retrain.data import check_out_dir, class_names
+from graphsurgeon._src.storage import datasets
+
+METHODS = {"feature-extraction": transfer, "fine-tune": transfer, "joint": transfer, "lwf": lwf, "ewc": ewc,
+           "packnet": packnet, "piggyback": piggyback}
+# what each method needs of the old tasks' data: never, always, or only in some cases
+OLD_DATA = {"feature-extraction": "no", "fine-tune": "no", "joint": "yes", "lwf": "no",
+            "ewc": "a Fisher file, or N old examples once", "packnet": "no (optional, to retrain a plain "
+            "model's pruned weights)", "piggyback": "no"}
+
+
+@dataclasses.dataclass
+class LearnResult:
+    """What :func:`learn_task` did: the written ``directory``, the ``method``, the new ``task``'s
+    ``tasks.json`` entry, every task's entry, ``metrics`` (accuracies of the written model: the new
+    task per split of its data, each old task with ``old_data`` on that data's test split),
+    per-epoch ``history``, ``extra_bytes`` the task adds (by kind), ``bytes`` of the directory and the
+    ``seconds`` the method took (reading the data, recording, training, Fisher; not writing)."""
+
+    directory: str
+    method: str
+    task: dict
+    tasks: list
+    metrics: dict
+    history: list
+    extra_bytes: dict
+    bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"version": 1, **dataclasses.asdict(self)}
+
+    def format_text(self) -> str:
+        m = self.metrics.get("new", {})
+        acc = ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+        lines = [f"learned task '{self.task['name']}' (id {self.task['id']}, {self.task['num_classes']} classes) with "
+                 f"{self.method} in {self.seconds:.1f} s: accuracy {acc or 'not measured'}"]
+        for name, v in self.metrics.get("old", {}).items():
+            lines.append(f"  old task '{name}': accuracy {v:.4f} after learning the new one")
+        extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items())
+        lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes")
+        return "\n".join(lines)
+
+
+def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -> LearnResult:
+    """Learn task ``cfg.task`` from ``data`` (an ``.npz`` or image folder with labels) on ``cfg.model``
+    with ``cfg.method``, and write the model with the task added at ``out_dir`` (see
+    :mod:`graphsurgeon._src.continual.write`). Neither the model nor the data is changed.
+
+    Raises:
+      ConfigError: a setting out of range, ``out_dir`` exists or lies in the model's directory.
+      ContinualError: the task name exists (without ``replace``), the method cannot follow the
+        model's earlier method, masks or a Fisher file made for another model.
+      DataError: the data does not fit the model's input.
+    """
+    cfg.check()
+    if not out_dir:
+        raise ConfigError("no output directory given (out_dir=DIR)")
+    if os.path.lexists(out_dir):
+        raise ConfigError(f"{out_dir} exists; learn-task writes a new directory (choose another out_dir=)")
+    check_out_dir(cfg, out_dir)
+    net = network.read(cfg.model, features=cfg.features, input=cfg.input, output=cfg.output,
+                       task_name=cfg.old_task, tags=cfg.tags)
+    _check_method(net, cfg)
+    replaces = _check_name(net, cfg)
+    dataset = _load(data, net, "data")
+    old = _old_data(net, cfg)
+    names = class_names(dataset.classes, len(dataset.classes) if dataset.classes else int(dataset.y.max()) + 1)
+    task = common.new_task(net, cfg.task, names, os.fspath(data), cfg.seed, replaces)
+    start = time.perf_counter()
+    learned = METHODS[cfg.method].learn(net, dataset, task, cfg, old, progress)
+    seconds = time.perf_counter() - start
+
+    def record(directory: str) -> dict:
+        return {"version": 1, "method": cfg.method, "config": dataclasses.asdict(cfg), "seconds": seconds,
+                "accuracy": measure(directory, net, task, dataset, old), "history": learned.history,
+                "extra_bytes": learned.extra_bytes, "old_data_needed": OLD_DATA[cfg.method]}
+
+    tab, rec = write.write_version(out_dir, net, learned, record)
+    entry = next(t for t in tab["tasks"] if t["name"] == cfg.task)
+    return LearnResult(out_dir, cfg.method, entry, tab["tasks"], rec["accuracy"], learned.history,
+                       learned.extra_bytes, write.directory_bytes(out_dir), seconds)
+
+
+def measure(directory: str, net, task, dataset, old: dict) -> dict:
+    """Accuracies of the model written at ``directory``: the new task on each split of its data, each
+    old task with data on that data's test split (all of it when it has none)."""
+    new = {split: write.accuracy(directory, task.id, *dataset.part(split)) for split in ("train", "validation", "test")}
+    olds = {}
+    for name, d in old.items():
+        t = net.task(name)
+        if t is not None and name != task.name:
+            x, y = d.part("test") if len(d.part("test")[1]) else (d.x, d.y)
+            olds[name] = write.accuracy(directory, t.id, x, y)
+    return {"new": {k: v for k, v in new.items() if v is not None}, "old": olds}
+
+
+def _check_method(net, cfg: LearnConfig) -> None:
+    before = net.state.get("method")
+    if before in MASKED and cfg.method != before:
+        raise ContinualError(f"{net.source} was built with {before}: its tasks keep their weights through "
+                             f"{before}'s masks; learn the next task with method='{before}'")
+    if cfg.method == "packnet" and before != "packnet" and len(net.tasks) > 1:
+        raise ContinualError(f"{net.source} has {len(net.tasks)} tasks sharing every backbone weight; packnet "
+                             "packs tasks one at a time from a model with one task")
+
+
+def _check_name(net, cfg: LearnConfig):
+    """The task ``cfg.task`` replaces (with ``replace``), or None."""
+    taken = net.task(cfg.task)
+    if taken is None:
+        return None
+    if not cfg.replace:
+        raise ContinualError(f"{net.source} already has a task '{cfg.task}' (tasks: "
+                             f"{', '.join(t.name for t in net.tasks)}); pass replace=True to learn it again")
+    if cfg.method == "packnet" or len(net.tasks) == 1:
+        raise ContinualError(f"task '{cfg.task}' cannot be replaced in {net.source}: "
+                             + ("packnet's weights belong to the tasks that trained them" if cfg.method == "packnet"
+                                else "it is the model's only task"))
+    return taken
+
+
+def _load(path, net, what: str):
+    data = path if isinstance(path, datasets.Dataset) else datasets.load(os.fspath(path))
+    dtype, shape = network.input_spec(net.backbone)
+    want = shape.as_list()[1:] if shape.rank else None
+    got = list(data.x.shape[1:])
+    if want is not None and (len(want) != len(got) or any(w not in (None, g) for w, g in zip(want, got))):
+        raise DataError(f"{what}: examples have shape {got} but the model's input {net.backbone.input} takes {want}")
+    if len(data.y) and data.y.min() < 0:
+        raise DataError(f"{what}: negative labels")
+    if not len(data.part("train")[1]):
+        raise DataError(f"{what}: no training examples")
+    data.x = data.x.astype(dtype.as_numpy_dtype, copy=False)
+    return data
+
+
+def _old_data(net, cfg: LearnConfig) -> dict:
+    """``{old task name: Dataset}`` from ``cfg.old_data``; a key ``""`` means the model's one task."""
+    out = {}
+    for name, path in (cfg.old_data or {}).items():
+        if not name:
+            if len(net.tasks) != 1:
+                raise ConfigError(f"{net.source} has {len(net.tasks)} tasks: name the task of each old_data "
+                                  f"({', '.join(t.name for t in net.tasks)})")
+            name = net.tasks[0].name
+        t = net.task(name)
+        if t is None:
+            raise ConfigError(f"old_data for '{name}': {net.source} has no such task "
+                              f"({', '.join(t.name for t in net.tasks)})")
+        d = _load(path, net, f"old_data {path}")
+        if len(d.y) and d.y.max() >= t.head.num_classes:
+            raise DataError(f"old_data {path}: labels reach {int(d.y.max())} but task '{name}' has "
+                            f"{t.head.num_classes} classes")
+        out[name] = d
+    return out
+

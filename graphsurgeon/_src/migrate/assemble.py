@@ -1,0 +1,192 @@
+"""Phase 5: write the planned tensors as a V2 checkpoint (through :mod:`storage.bundle_writer`).
+
+A tensor copied from a V2 source either keeps its bytes where they are (``link``: the source's
+data files become shards of the destination, hard-linked, and only the index is new) or has
+them copied into the destination's one new data file. Every other tensor (casts, joined
+partitions, V1 sources, the TF2 object graph) is written into that file as it is computed,
+in chunks of at most 16 MiB when its source is a V2 checkpoint, so memory stays near one chunk
+whatever the tensor's size. TensorFlow checks crc32c on read; each tensor written here gets the
+crc32c of its bytes, and the source's bytes are checked against theirs as they are read.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import tensor_bundle_pb2
+
+from graphsurgeon._src.progress import Progress
+from graphsurgeon._src.storage import bundle
+from graphsurgeon._src.storage.bundle_data import read_chunks
+from graphsurgeon._src.storage.bundle_writer import BundleWriter
+
+
+def should_link(tensors: list, link: bool | None) -> bool:
+    """``link`` if given; otherwise True when the destination uses every byte of each V2 source
+    it copies from unchanged (pure renames, keeps of everything, merges), so linking costs no space."""
+    if link is not None:
+        return link
+    used = {}
+    for p in tensors:
+        if p.source.kind != "v2":
+            continue
+        if p.action != "copy":
+            return False
+        used.setdefault(id(p.source), (p.source, set()))[1].update((p.source_key, *p.slices))
+    return all(keys == set(src.entries) for src, keys in used.values())
+
+
+def bytes_to_write(tensors: list, *, link: bool) -> int:
+    """How many bytes :func:`assemble` writes into the new data file (linked tensors cost none)."""
+    return sum(p.nbytes for p in tensors if not (link and p.action == "copy" and p.source.kind == "v2"))
+
+
+def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | None = None) -> list[str]:
+    """Write checkpoint ``prefix`` holding ``tensors`` (PlannedTensors); returns the files written, index
+    last. ``progress`` (counting MiB, see :func:`bytes_to_write`) is advanced as tensors are written."""
+    w, converter, meter = BundleWriter(prefix), Converter(), _Meter(progress)
+    try:
+        for p in tensors:
+            if p.action == "copy" and p.source.kind == "v2" and link:
+                _link(w, p)
+                continue
+            if p.action == "copy" and p.source.kind == "v2":
+                _copy(w, p)
+            elif p.dtype == tf.string:
+                w.write_value(p.new, _whole_value(p), tf.string)
+            else:
+                w.write(p.new, p.dtype, p.shape, meter.counted(_chunks(p, converter)))
+                continue
+            meter.add(p.nbytes)
+        return w.finish()
+    except BaseException:
+        w.abandon()
+        raise
+    finally:
+        converter.close()
+
+
+class _Meter:
+    """Advances a Progress counting MiB from the bytes written."""
+
+    def __init__(self, progress: Progress | None):
+        self.progress, self.bytes, self.shown = progress, 0, 0
+
+    def add(self, n: int) -> None:
+        self.bytes += n
+        if self.progress is not None and (self.bytes >> 20) > self.shown:
+            self.progress.update((self.bytes >> 20) - self.shown)
+            self.shown = self.bytes >> 20
+
+    def counted(self, chunks):
+        for chunk in chunks:
+            yield chunk
+            self.add(chunk.nbytes)
+
+
+def _keys(p) -> list[tuple[str, str]]:
+    """``(source key, destination key)`` of a tensor and of its slices."""
+    return [(p.source_key, p.new)] + [(k, bundle.rename_slice_key(k, p.new)) for k in p.slices]
+
+
+def _clone(entry):
+    e = tensor_bundle_pb2.BundleEntryProto()
+    e.CopyFrom(entry)
+    return e
+
+
+def _link(w: BundleWriter, p) -> None:
+    shards = w.link(p.source.prefix, p.source.num_shards)
+    for key, new in _keys(p):
+        e = _clone(p.source.entries[key])
+        e.shard_id = shards[e.shard_id]
+        w.add(new, e)
+
+
+def _copy(w: BundleWriter, p) -> None:
+    for key, new in _keys(p):
+        e = p.source.entries[key]
+        if e.slices:  # a partitioned variable's slice list: no bytes of its own
+            meta = _clone(e)
+            meta.shard_id = -1
+            w.add(new, meta)
+        else:
+            w.copy(new, e, p.source.data_file(e))
+
+
+def _chunks(p, converter: Converter):
+    """The bytes of numeric tensor ``p`` as arrays of its destination dtype, part after part."""
+    dst = np.dtype(p.dtype.as_numpy_dtype)
+    for part in p.parts or (p,):
+        src = part.source
+        if src.kind != "v2":
+            yield np.asarray(src.read(part.source_key)).astype(dst, copy=False)
+            continue
+        e = src.entries[part.source_key]
+        raw = read_chunks(src.data_file(e), e.offset, e.size, crc=e.crc32c, what=f"tensor '{part.source_key}'")
+        src_dtype = np.dtype(tf.as_dtype(e.dtype).as_numpy_dtype)
+        yield from (raw if src_dtype == dst else converter.chunks(raw, src_dtype, dst))
+
+
+def _convert(piece) -> None:
+    out, x = piece
+    np.copyto(out, x, casting="unsafe")
+
+
+# Casts TensorFlow's kernel does several times faster than numpy's astype, with the same bits for
+# every float32 value but NaNs (TensorFlow writes one NaN, numpy keeps the sign and top payload
+# bits): checked on all 2**32 float32 values. NaNs are therefore converted by numpy.
+TF_CASTS = {(np.dtype(np.float32), np.dtype(tf.float16.as_numpy_dtype)),
+            (np.dtype(np.float32), np.dtype(tf.bfloat16.as_numpy_dtype))}
+
+
+def _tf_cast(x: np.ndarray, dst_dtype: np.dtype) -> np.ndarray:
+    """``x.astype(dst_dtype)``, bit for bit, through TensorFlow's cast kernel."""
+    out = tf.cast(x, tf.as_dtype(dst_dtype)).numpy()
+    if len(x) and np.isnan(np.min(x)):  # min is NaN when any element is
+        out = np.array(out)
+        nan = np.isnan(x)
+        out[nan] = x[nan].astype(dst_dtype)
+    return out
+
+
+class Converter:
+    """Converts chunks of one dtype to another with the bits numpy's ``astype`` gives (round to
+    nearest even): float32 to float16 or bfloat16 through TensorFlow's cast kernel, any other
+    pair with numpy split across ``workers`` threads (numpy releases the GIL while it casts)
+    into one reused buffer. Each result stays valid until the next one is produced."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self._buffer = np.empty(0, np.uint8)
+
+    def chunks(self, raw_chunks, src_dtype: np.dtype, dst_dtype: np.dtype):
+        """Each raw chunk (a uint8 array) read as ``src_dtype``, converted to ``dst_dtype``."""
+        for raw in raw_chunks:
+            x = raw.view(src_dtype)
+            if (src_dtype, dst_dtype) in TF_CASTS:
+                yield _tf_cast(x, dst_dtype)
+                continue
+            if len(self._buffer) < len(x) * dst_dtype.itemsize:
+                self._buffer = np.empty(len(x) * dst_dtype.itemsize, np.uint8)
+            out = self._buffer[: len(x) * dst_dtype.itemsize].view(dst_dtype)
+            step = -(-len(x) // self.workers)
+            if self._pool is None or len(x) < (1 << 18):
+                np.copyto(out, x, casting="unsafe")
+            else:
+                pieces = [(out[i:i + step], x[i:i + step]) for i in range(0, len(x), step)]
+                list(self._pool.map(_convert, pieces))
+            yield out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def _whole_value(p) -> np.ndarray:
+    """A string tensor's value (joined parts concatenated), read through TensorFlow."""
+    values = [part.source.read(part.source_key) for part in p.parts or (p,)]
+    return values[0] if len(values) == 1 else np.concatenate(values)

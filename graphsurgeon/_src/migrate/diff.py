@@ -1,0 +1,61 @@
+"""Compare two checkpoints by name, dtype, shape, crc32c and, where those cannot tell, value."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon._src.migrate.sources import open_source
+
+
+def diff(a: str, b: str) -> dict:
+    """Compare two checkpoints: ``added``, ``removed``, ``renamed`` (same dtype, shape and
+    crc32c under another name; V2 checkpoints only), ``changed`` (``{name: max abs difference}``,
+    None for non-numeric tensors), ``dtype_changed`` and ``shape_changed`` (``{name: [a, b]}``).
+
+    Raises:
+      CheckpointNotFoundError, CorruptCheckpointError, MigrateError: a path holds no readable checkpoint.
+    """
+    sa, sb = open_source(a), open_source(b)
+    ea, eb = _signatures(sa), _signatures(sb)
+    only_a = sorted(set(ea) - set(eb))
+    only_b = sorted(set(eb) - set(ea))
+    by_sig = {}
+    for n in only_b:
+        by_sig.setdefault(ea_key(eb[n]), []).append(n)
+    renamed = {}
+    for n in only_a:
+        cands = by_sig.get(ea_key(ea[n]))
+        if cands and ea[n][3] is not None:
+            renamed[n] = cands.pop(0)
+    out = {"added": sorted(set(only_b) - set(renamed.values())), "removed": sorted(set(only_a) - set(renamed)),
+           "renamed": renamed, "changed": {}, "dtype_changed": {}, "shape_changed": {}}
+    for n in sorted(set(ea) & set(eb)):
+        (da, sha, _, ca), (db, shb, _, cb) = ea[n], eb[n]
+        if da != db:
+            out["dtype_changed"][n] = [da, db]
+        elif sha != shb:
+            out["shape_changed"][n] = [list(sha), list(shb)]
+        elif ca is None or cb is None or ca != cb:
+            va, vb = sa.read(n), sb.read(n)
+            if np.asarray(va).tobytes() != np.asarray(vb).tobytes():
+                numeric = np.asarray(va).dtype.kind in "fiu"
+                d = np.abs(va.astype(np.float64) - vb.astype(np.float64)).max() if numeric else None
+                out["changed"][n] = None if d is None else float(d)
+    return out
+
+
+def ea_key(signature: tuple) -> tuple:
+    """The part of a signature two tensors must share to count as renamed."""
+    return signature[0], tuple(signature[1]), signature[2], signature[3]
+
+
+def _signatures(src) -> dict:
+    """``{name: (dtype name, shape, bytes, crc32c or None)}``: crc32c from a V2 index; None for
+    V1 checkpoints and for variables saved in slices (compared by value)."""
+    out = {}
+    for n in src.names():
+        dtype, shape = src.dtype_shape(n)
+        crc = src.entries[n].crc32c if src.kind == "v2" and not src.entries[n].slices else None
+        size = src.entries[n].size if src.kind == "v2" else int(np.prod(shape, dtype=np.int64)) * tf.as_dtype(dtype).size
+        out[n] = (tf.as_dtype(dtype).name, shape, size, crc)
+    return out

@@ -1,0 +1,216 @@
+"""The phases that decide a migration, over one record (:class:`PlannedTensor`):
+
+    plan (names through the rules) -> casts -> joined partitions -> TF2 keys
+
+Each phase takes the planned tensors and returns new ones; nothing here writes a file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import tensorflow as tf
+
+from graphsurgeon._src import select
+from graphsurgeon._src.errors import ConfigError, MigrateError, PatternError
+from graphsurgeon._src.migrate.rules import CAST_DTYPES, Rules, argument, plan_names
+from graphsurgeon._src.migrate.sources import SourceCheckpoint
+from graphsurgeon._src.storage import objectgraph
+
+ACTIONS = ("copy", "cast", "join")
+_PART_RE = re.compile(r"^(.*)/part_(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PlannedTensor:
+    """One tensor of the destination.
+
+    Attributes:
+      source: the checkpoint its bytes come from (a join: its first part's).
+      old: its name as the rules saw it (for ``from_format='tf2'``, its variable's name).
+      new: its key in the destination.
+      dtype: its dtype in the destination.
+      shape: its shape in the destination.
+      action: ``"copy"`` (the source's bytes unchanged), ``"cast"`` (converted to ``dtype``) or
+        ``"join"`` (``parts`` concatenated along the first axis).
+      key: its key in the source when that differs from ``old``.
+      parts: a join's parts (PlannedTensors), in order.
+      slices: a TF1 partitioned variable's slice keys in the source (copied as they are).
+    """
+
+    source: SourceCheckpoint
+    old: str
+    new: str
+    dtype: tf.DType
+    shape: tuple
+    action: str = "copy"
+    key: str = ""
+    parts: tuple = ()
+    slices: tuple = ()
+
+    @property
+    def source_key(self) -> str:
+        return self.key or self.old
+
+    @property
+    def nbytes(self) -> int:
+        n = self.dtype.size if self.dtype != tf.string else 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def planned(source: SourceCheckpoint, old: str, new: str, key: str = "") -> PlannedTensor:
+    """A tensor copied from ``source`` (its key ``key`` or ``old``) to ``new``."""
+    dtype, shape = source.dtype_shape(key or old)
+    return PlannedTensor(source, old, new, dtype, shape, key=key if key != old else "",
+                         slices=source.slices(key or old))
+
+
+def plan(main: SourceCheckpoint, merges=(), rules: Rules | None = None, *, from_tf2: bool = False) -> list:
+    """Phase 1: the rules on ``main``'s names; each ``(source, prefix)`` of ``merges`` whole under its prefix.
+
+    Raises:
+      MigrateError: a rule matches nothing, names collide, a TF2 source is not object-based or
+        holds several variables of one name.
+    """
+    rules = rules or Rules()
+    out, taken = [], {}
+    for i, (src, prefix) in enumerate([(main, "")] + list(merges)):
+        keys = tf2_variable_keys(src) if (from_tf2 and i == 0) else {n: n for n in src.names()}
+        mapping = plan_names(sorted(keys), rules) if i == 0 else {n: prefix + n for n in sorted(keys)}
+        for old, new in mapping.items():
+            if new in taken:
+                raise MigrateError(f"'{new}' comes from both {taken[new]} and {src.path}; give that merge a prefix, "
+                                   "or add a rule that renames one of them")
+            taken[new] = src.path
+            out.append(planned(src, old, new, keys[old]))
+    return out
+
+
+def tf2_variable_keys(src: SourceCheckpoint) -> dict:
+    """``{variable name: checkpoint key}`` of a TF2 object-based checkpoint.
+
+    Raises:
+      MigrateError: no object graph, or several keys hold variables of one name.
+    """
+    pairs = objectgraph.variable_keys(src.prefix) if src.kind == "v2" else None
+    if pairs is None:
+        raise MigrateError(f"{src.path}: no {objectgraph.OBJECT_GRAPH_KEY}; not a TF2 object-based checkpoint "
+                           "(from_format='tf2' reads only those)")
+    by_name = {}
+    for key, name in pairs:
+        by_name.setdefault(name, []).append(key)
+    shared = {n: ks for n, ks in by_name.items() if len(ks) > 1}
+    if shared:
+        name, keys = min(shared.items())
+        raise MigrateError(f"{src.path}: {len(keys)} variables are named '{name}' ({', '.join(keys[:3])}"
+                           f"{', …' if len(keys) > 3 else ''}); TF2 variables made without name= share one. Read the "
+                           "checkpoint by its keys instead (from_format='tf1') and rename them")
+    return {n: ks[0] for n, ks in by_name.items()}
+
+
+def apply_casts(tensors: list, rules: Rules) -> list:
+    """Phase 2: tensors whose source name a ``cast`` rule matches get its dtype (the last matching rule wins).
+
+    Raises:
+      PatternError: a cast pattern matches no planned tensor.
+      MigrateError: it matches a tensor that is not floating point, or one saved in slices.
+    """
+    for pat, _ in rules.cast:
+        pred = select.compile_pattern(pat)
+        if not any(pred(p.old) for p in tensors):
+            near = select.closest(pat, [p.old for p in tensors])
+            raise PatternError(f"cast: pattern '{pat}' matches no tensor; closest scopes: {', '.join(near) or '(none)'}")
+    out = []
+    for p in tensors:
+        rule = rules.cast_of(p.old)
+        if rule is None:
+            out.append(p)
+            continue
+        if not p.dtype.is_floating:
+            raise MigrateError(f"{argument('cast', rule)}: '{p.old}' is {p.dtype.name}; only float tensors are cast")
+        if p.slices:
+            raise MigrateError(_sliced(p, "cast"))
+        target = CAST_DTYPES[rule[1]]
+        out.append(p if p.dtype == target else dataclasses.replace(p, dtype=target, action="cast"))
+    return out
+
+
+def join_partitions(tensors: list) -> list:
+    """Phase 3: ``name/part_0`` … ``name/part_N`` (destination names) become one tensor ``name``,
+    their values concatenated along the first axis.
+
+    Raises:
+      MigrateError: parts missing from the sequence, a tensor already named ``name``, parts that
+        differ beyond the first axis or in dtype, scalars, or parts saved in slices.
+    """
+    groups = {}
+    for p in tensors:
+        m = _PART_RE.match(p.new)
+        if m:
+            groups.setdefault(m.group(1), []).append((int(m.group(2)), p))
+    names = {p.new for p in tensors}
+    joined = {}
+    for base, parts in sorted(groups.items()):
+        parts.sort(key=lambda kp: kp[0])
+        _check_parts(base, parts, names)
+        ps = tuple(p for _, p in parts)
+        rows = sum(p.shape[0] for p in ps)
+        joined[base] = PlannedTensor(ps[0].source, ps[0].old, base, ps[0].dtype, (rows, *ps[0].shape[1:]), "join",
+                                     key=ps[0].key, parts=ps)
+    part_names = {p.new for j in joined.values() for p in j.parts}
+    return [p for p in tensors if p.new not in part_names] + list(joined.values())
+
+
+def _check_parts(base: str, parts: list, names: set) -> None:
+    if [k for k, _ in parts] != list(range(len(parts))):
+        raise MigrateError(f"partitions of '{base}' are {[k for k, _ in parts]}; expected part_0..part_N")
+    if base in names:
+        raise MigrateError(f"'{base}' exists beside its partitions; cannot join them into it")
+    ps = [p for _, p in parts]
+    if any(p.slices for p in ps):
+        raise MigrateError(_sliced(ps[0], "merge_partitions=True"))
+    if any(len(p.shape) == 0 for p in ps):
+        raise MigrateError(f"partitions of '{base}' are scalars; there is no axis to join them along")
+    shapes = {p.shape[1:] for p in ps}
+    if len(shapes) != 1:
+        raise MigrateError(f"partitions of '{base}' differ beyond their first axis: {sorted(shapes)}")
+    dtypes = {p.dtype.name for p in ps}
+    if len(dtypes) != 1:
+        raise MigrateError(f"partitions of '{base}' have different dtypes ({', '.join(sorted(dtypes))}); "
+                           "cast all of them or none")
+
+
+def to_tf2_keys(tensors: list) -> tuple[list, list]:
+    """Phase 4: destination names become the keys ``tf.train.Checkpoint(vars={name: variable})``
+    writes; returns ``(tensors, extra)``, ``extra`` being the object graph and ``save_counter``
+    (from a memory source).
+
+    Raises:
+      ConfigError: eager execution is disabled in this process.
+      MigrateError: a tensor is saved in slices.
+    """
+    if not tf.executing_eagerly():
+        raise ConfigError("to='tf2' needs eager execution (TensorFlow 2's default); it is disabled in this process")
+    for p in tensors:
+        if p.slices:
+            raise MigrateError(_sliced(p, "to='tf2'"))
+    keys, extras = objectgraph.checkpoint_layout({p.new: p.dtype for p in tensors})
+    layout = SourceCheckpoint.in_memory("(TF2 object graph)", extras)
+    extra = [planned(layout, k, k) for k in sorted(extras)]
+    return [dataclasses.replace(p, new=keys[p.new]) for p in tensors], extra
+
+
+def mapping_of(tensors: list, sources: list) -> dict:
+    """``{source path: {old name: new name}}``, old names sorted; a joined part maps to the joined tensor."""
+    out = {s.path: {} for s in sources}
+    for p in tensors:
+        for part in p.parts or (p,):
+            out.setdefault(part.source.path, {})[part.old] = p.new
+    return {path: dict(sorted(m.items())) for path, m in out.items()}
+
+
+def _sliced(p: PlannedTensor, what: str) -> str:
+    return (f"'{p.old}': saved in slices (a TF1 partitioned variable); renames, drops, keeps and merges keep it, "
+            f"but {what} does not handle slices yet")

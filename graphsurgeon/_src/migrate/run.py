@@ -1,0 +1,141 @@
+"""``migrate()``: the phases in order, written under a staging directory, verified, moved into place."""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+from graphsurgeon._src.errors import ConfigError, MigrateError
+from graphsurgeon._src.migrate import plan as phases
+from graphsurgeon._src.migrate.assemble import assemble, bytes_to_write, should_link
+from graphsurgeon._src.migrate.rules import Rules
+from graphsurgeon._src.migrate.sources import open_source
+from graphsurgeon._src.migrate.verify import LEVELS
+from graphsurgeon._src.migrate.verify import verify as verify_bundle
+from graphsurgeon._src.progress import Progress
+from graphsurgeon._src.storage.paths import checkpoint_files
+from graphsurgeon._src.storage.staging import StagingDir, commit
+
+PROGRESS_MIB = 64  # a migration writing less than this shows no progress
+
+
+@dataclasses.dataclass
+class MigrationResult:
+    """What a migration did.
+
+    Attributes:
+      destination: the checkpoint prefix written (or that a dry run would write).
+      mapping: ``{source path: {old name: new name}}``; dropped tensors are absent.
+      cast: destination names of the tensors whose bytes were computed (casts, joined partitions).
+      verified: the verification level that passed (``"sample"`` or ``"full"``), or ``""``.
+      data: ``"linked"`` (the sources' data files hard-linked, only the index new) or ``"written"``
+        (one new data file holding exactly the destination's tensors, plus linked files for
+        anything copied unchanged when ``link=True``).
+      files: the files written, the index last (none for a dry run).
+      swept: staging directories of killed migrations that were removed first.
+    """
+
+    destination: str
+    mapping: dict
+    cast: list
+    verified: str
+    data: str
+    files: list = dataclasses.field(default_factory=list)
+    swept: list = dataclasses.field(default_factory=list)
+
+
+def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = False, verify: str = "sample",
+            link: bool | None = None, to: str = "tf1", from_format: str = "tf1",
+            merge_partitions: bool = False, progress: bool = False) -> MigrationResult:
+    """Write checkpoint ``dst`` from ``src`` (and ``rules.merge`` sources) through ``rules``.
+
+    Args:
+      src: a checkpoint prefix or directory (V2 or V1), or a SavedModel directory.
+      dst: the destination prefix (or a directory: the source's base name inside it); it must
+        not exist and must not be a source.
+      rules: a :class:`Rules`.
+      dry_run: plan only; nothing is written, not even a directory.
+      verify: ``"sample"`` (default), ``"full"`` or ``"none"``; see :mod:`graphsurgeon._src.migrate.verify`.
+      link: None (default): hard-link the sources' data files when the destination uses all of
+        their bytes unchanged, else write one new data file holding only its tensors; True: always
+        link (dropped tensors' bytes stay in the linked files; computed tensors go to a new file);
+        False: always write a new data file.
+      to: ``"tf1"`` (name-based) or ``"tf2"``: what ``tf.train.Checkpoint(vars={name: variable})``
+        writes, so ``tf.train.Checkpoint(vars=...).restore(dst).assert_consumed()`` passes.
+      from_format: ``"tf2"`` reads an object-based checkpoint (or a TF2 SavedModel's variables)
+        by its variables' names; its other objects are left out.
+      merge_partitions: join ``name/part_0..part_N`` into one tensor ``name`` (along the first axis).
+      progress: show one progress bar on stderr (MiB written; a plain line every 10 s when stderr
+        is not a terminal) while at least 64 MiB are written into the new data file.
+
+    Returns:
+      A :class:`MigrationResult`.
+
+    Raises:
+      MigrateError, ConfigError, PatternError, CorruptCheckpointError: nothing is left at ``dst``.
+    """
+    rules = rules or Rules()
+    level = _check_arguments(verify, to, from_format, link)
+    main = open_source(src)
+    merges = [(open_source(path), prefix) for path, prefix in rules.merge]
+    dst = _destination(dst, [main] + [m for m, _ in merges])
+    tensors = phases.plan(main, merges, rules, from_tf2=from_format == "tf2")
+    tensors = phases.apply_casts(tensors, rules)
+    if merge_partitions:
+        tensors = phases.join_partitions(tensors)
+    extra = []
+    if to == "tf2":
+        tensors, extra = phases.to_tf2_keys(tensors)
+    result = MigrationResult(dst, phases.mapping_of(tensors, [main] + [m for m, _ in merges]),
+                             sorted(p.new for p in tensors if p.action != "copy"), "",
+                             "linked" if should_link(tensors, link) else "written")
+    if not dry_run:
+        _write(tensors + extra, result, level, progress)
+    return result
+
+
+def _write(tensors: list, result: MigrationResult, level: str, progress: bool) -> None:
+    dst = result.destination
+    link = result.data == "linked"
+    mib = bytes_to_write(tensors, link=link) >> 20
+    staging_dir = StagingDir(os.path.dirname(dst), "migrate")
+    with staging_dir as staging, Progress(mib, "migrating", "MiB", enabled=progress and mib >= PROGRESS_MIB) as bar:
+        result.swept = staging_dir.swept
+        staged = os.path.join(staging, os.path.basename(dst))
+        files = assemble(tensors, staged, link=link, progress=bar)
+        verify_bundle(staged, tensors, level)
+        moves = [(f, dst + f[len(staged):]) for f in files]
+        commit(moves)
+    result.files = [final for _, final in moves]
+    result.verified = "" if level == "none" else level
+
+
+def _check_arguments(verify, to: str, from_format: str, link) -> str:
+    if verify is True or verify is False:  # the boolean of earlier versions
+        verify = "sample" if verify else "none"
+    if verify not in LEVELS:
+        raise ConfigError(f"verify={verify!r}: expected one of {', '.join(map(repr, LEVELS))}")
+    if to not in ("tf1", "tf2"):
+        raise ConfigError(f"to={to!r}: expected 'tf1' or 'tf2'")
+    if from_format not in ("tf1", "tf2"):
+        raise ConfigError(f"from_format={from_format!r}: expected 'tf1' or 'tf2'")
+    if link not in (None, True, False):
+        raise ConfigError(f"link={link!r}: expected None, True or False")
+    return verify
+
+
+def _destination(dst: str, sources: list) -> str:
+    """``dst`` as an absolute prefix (a directory receives the first source's base name).
+
+    Raises:
+      MigrateError: it is a source, or a checkpoint is already there.
+    """
+    dst = os.fspath(dst)
+    if os.path.isdir(dst) or dst.endswith(os.sep):
+        dst = os.path.join(dst, os.path.basename(sources[0].prefix))
+    dst = os.path.abspath(dst)
+    if any(dst == os.path.abspath(s.prefix) for s in sources):
+        raise MigrateError(f"destination {dst} is a source checkpoint; migrate never writes over its input")
+    if checkpoint_files(dst) or glob.glob(glob.escape(dst) + ".data-*"):
+        raise MigrateError(f"destination {dst} already exists (its .index is there); choose another prefix")
+    return dst

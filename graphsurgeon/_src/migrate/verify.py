@@ -1,0 +1,142 @@
+"""Phase 6: check the written checkpoint against its sources before it is moved into place.
+
+Levels:
+
+* ``"sample"`` (the default): TensorFlow's own reader opens the new checkpoint; its keys are
+  exactly the planned ones, and every tensor's dtype and shape equal what TensorFlow's reader
+  of the source gives (the cast dtype for casts, the parts' rows added up for joins). The
+  bytes of every tensor under 1 MiB, and of a seeded sample of the larger ones (up to 16 MiB of
+  them in all; the smallest one when none fits), are read back through TensorFlow and
+  compared with the source: by crc32c against the source index's crc32c for a tensor copied
+  unchanged from a V2 checkpoint, byte for byte against the value recomputed from the source
+  (read by TensorFlow, then cast or joined) for every other tensor.
+* ``"full"``: the same, with every tensor's bytes compared byte for byte with the value
+  recomputed from the source (each read whole through TensorFlow on both sides).
+* ``"none"``: nothing is checked.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon._src.errors import CorruptCheckpointError, GraphSurgeonError, MigrateError
+from graphsurgeon._src.storage.bundle import crc32c, mask
+from graphsurgeon._src.storage.checkpoint import CheckpointReader
+
+LEVELS = ("none", "sample", "full")
+SMALL_BYTES = 1 << 20
+SAMPLE_BYTES = 16 << 20
+SAMPLE_SEED = 0
+
+
+def sample(tensors: list) -> list:
+    """The tensors whose bytes the ``"sample"`` level reads: every one under 1 MiB, and the larger
+    ones taken in an order shuffled with a fixed seed while they add up to at most 16 MiB (the
+    smallest larger one when none fits)."""
+    small = [p for p in tensors if p.nbytes < SMALL_BYTES]
+    large = sorted((p for p in tensors if p.nbytes >= SMALL_BYTES), key=lambda p: p.new)
+    random.Random(SAMPLE_SEED).shuffle(large)
+    chosen, total = [], 0
+    for p in large:
+        if total + p.nbytes <= SAMPLE_BYTES:
+            chosen.append(p)
+            total += p.nbytes
+    if large and not chosen:
+        chosen = [min(large, key=lambda p: (p.nbytes, p.new))]
+    return small + chosen
+
+
+def verify(prefix: str, tensors: list, level: str = "sample") -> None:
+    """Check checkpoint ``prefix`` (just written) against the sources of ``tensors`` (PlannedTensors).
+
+    Raises:
+      MigrateError: ``"verification failed: ..."`` naming the first tensor that differs.
+    """
+    if level == "none":
+        return
+    try:
+        out = CheckpointReader(prefix)
+    except GraphSurgeonError as e:
+        raise MigrateError(f"verification failed: TensorFlow cannot open the written checkpoint ({e})") from None
+    _check_keys(out, tensors)
+    for p in tensors:
+        _check_dtype_shape(out, p)
+    for p in tensors if level == "full" else sample(tensors):
+        _check_bytes(out, p, by_crc=level != "full")
+
+
+def _check_keys(out: CheckpointReader, tensors: list) -> None:
+    want, got = {p.new for p in tensors}, set(out.entries)
+    if want != got:
+        missing, extra = sorted(want - got), sorted(got - want)
+        raise MigrateError("verification failed: the written checkpoint "
+                           + "; ".join(([f"lacks {', '.join(missing[:3])}"] if missing else [])
+                                       + ([f"also holds {', '.join(extra[:3])}"] if extra else [])))
+
+
+def expected_dtype_shape(p) -> tuple[tf.DType, tuple]:
+    """What TensorFlow's reader of the source says ``p`` becomes: its dtype (or the cast's) and
+    shape (a join: the parts' first axes added up)."""
+    dims = []
+    for part in p.parts or (p,):
+        src = part.source
+        if src.kind == "memory":
+            value, dtype = src.values[part.source_key]
+            dims.append((dtype, tuple(np.shape(value))))
+        else:
+            e = src.reader().entries[part.source_key]
+            dims.append((e.dtype, tuple(e.shape)))
+    dtype, shape = dims[0]
+    if p.action in ("cast", "join"):
+        dtype = p.dtype
+    if p.action == "join":
+        shape = (sum(s[0] for _, s in dims), *shape[1:])
+    return dtype, shape
+
+
+def _check_dtype_shape(out: CheckpointReader, p) -> None:
+    dtype, shape = expected_dtype_shape(p)
+    got = out.entries[p.new]
+    if got.dtype != dtype:
+        raise MigrateError(f"verification failed: '{p.new}' is {got.dtype.name}, expected {dtype.name}")
+    if tuple(got.shape) != shape:
+        raise MigrateError(f"verification failed: '{p.new}' has shape {list(got.shape)}, expected {list(shape)}")
+
+
+def expected_value(p) -> np.ndarray:
+    """``p``'s value recomputed from its source(s) read through TensorFlow: cast, or parts joined."""
+    values = [part.source.read(part.source_key) for part in p.parts or (p,)]
+    value = values[0] if len(values) == 1 else np.concatenate(values)
+    if p.action in ("cast", "join") and p.dtype != tf.string:
+        value = np.asarray(value).astype(p.dtype.as_numpy_dtype)
+    return value
+
+
+def _check_bytes(out: CheckpointReader, p, *, by_crc: bool) -> None:
+    try:
+        got = out.read(p.new)
+    except CorruptCheckpointError as e:
+        raise MigrateError(f"verification failed: '{p.new}' does not read back ({e})") from None
+    plain = p.action == "copy" and p.source.kind == "v2" and not p.slices and p.dtype != tf.string
+    if by_crc and plain:
+        crc = mask(crc32c(np.ascontiguousarray(got).reshape(-1).view(np.uint8)))
+        if crc != p.source.entries[p.source_key].crc32c:
+            raise MigrateError(f"verification failed: the crc32c of '{p.new}' differs from that of "
+                               f"'{p.source_key}' in {p.source.prefix}")
+        return
+    want = expected_value(p)
+    same = np.array_equal(got, want) if p.dtype == tf.string else _same_bytes(got, want)
+    if not same:
+        raise MigrateError(f"verification failed: the bytes of '{p.new}' differ from the value computed from "
+                           f"'{p.source_key}' in {p.source.prefix or p.source.path}")
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray, step: int = 1 << 24) -> bool:
+    """Same dtype, shape and bytes (NaNs included), compared 16 MiB at a time."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    x = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    y = np.ascontiguousarray(b).reshape(-1).view(np.uint8)
+    return all(np.array_equal(x[i:i + step], y[i:i + step]) for i in range(0, len(x), step))

@@ -1,0 +1,149 @@
+"""The data files of a V2 checkpoint: tensors' bytes read and written in bounded chunks.
+
+A numeric tensor is stored as its raw little-endian bytes; its index entry holds the
+masked crc32c of those bytes. A string tensor is stored as the varint64 length of each
+element, a masked crc32c of the lengths (each as a little-endian uint32, or uint64 past
+4 GiB), then the elements' bytes; its entry's crc32c covers the lengths (as checksummed),
+the length checksum and the bytes. TensorFlow checks both on every read.
+
+>>> data, crc = encode_strings(np.array([b"ab", b""], object))
+>>> data[:2], len(data), data[-2:]  # lengths 2 and 0, their 4-byte checksum, the bytes
+(b'\\x02\\x00', 8, b'ab')
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+
+import numpy as np
+
+from graphsurgeon._src.errors import CorruptCheckpointError
+from graphsurgeon._src.storage.bundle import crc32c, mask
+
+CHUNK_BYTES = 16 << 20  # a multiple of every dtype's size
+
+
+def read_chunks(path: str, offset: int, size: int, *, crc: int | None = None, what: str = "",
+                chunk_bytes: int = CHUNK_BYTES):
+    """Yield the bytes ``[offset, offset + size)`` of ``path`` as uint8 arrays of at most
+    ``chunk_bytes``, each a view of the file mapped into memory (no copy; the pages are read
+    from the page cache, or from disk with the next chunk's read-ahead already asked for). A
+    chunk stays valid while it is referenced; its mapping goes with its last reference, so
+    memory stays near one chunk whatever the tensor's size.
+
+    Raises:
+      CorruptCheckpointError: the file ends early, or (``crc`` given: the masked crc32c from
+        the index) the bytes do not match it; the message names ``path`` and ``what``.
+    """
+    what = what or "a tensor"
+    running = 0
+    with open(path, "rb", buffering=0) as f:
+        fd = f.fileno()
+        if os.fstat(fd).st_size < offset + size:
+            raise CorruptCheckpointError(f"{path}: ends inside {what} (needs bytes up to {offset + size}); "
+                                         "the data file is truncated")
+        for start in range(offset, offset + size, chunk_bytes):
+            n = min(chunk_bytes, offset + size - start)
+            if start + n < offset + size:
+                os.posix_fadvise(fd, start + n, min(chunk_bytes, offset + size - start - n), os.POSIX_FADV_WILLNEED)
+            base = start - start % mmap.ALLOCATIONGRANULARITY
+            window = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_READ, offset=base)
+            chunk = np.frombuffer(window, np.uint8, n, start - base)
+            del window  # unmapped when ``chunk`` and its views are gone
+            if crc is not None:
+                running = crc32c(chunk, running)
+            yield chunk
+    if crc is not None and mask(running) != crc:
+        raise CorruptCheckpointError(f"{path}: the bytes of {what} do not match their crc32c in the index; "
+                                     "the data file is damaged")
+
+
+def encode_strings(values: np.ndarray) -> tuple[bytes, int]:
+    """A string tensor's bytes as TensorFlow's bundle writer lays them out, and their masked crc32c."""
+    items = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in np.asarray(values, object).ravel()]
+    lengths, crc = bytearray(), 0
+    for item in items:
+        n = len(item)
+        while n >= 0x80:
+            lengths.append((n & 0x7F) | 0x80)
+            n >>= 7
+        lengths.append(n)
+        crc = crc32c(struct.pack("<I" if len(item) <= 0xFFFFFFFF else "<Q", len(item)), crc)
+    length_crc = struct.pack("<I", mask(crc))
+    crc = crc32c(length_crc, crc)
+    body = b"".join(items)
+    return bytes(lengths) + length_crc + body, mask(crc32c(body, crc))
+
+
+class DataWriter:
+    """Appends tensors to one new data file (never an existing one) and reports, for each,
+    its offset, size and masked crc32c. Every 8 MiB written, the kernel is asked to start
+    writing them to disk (``posix_fadvise(DONTNEED)``), so :meth:`close`'s fsync has little
+    left to wait for."""
+
+    FLUSH_BYTES = 8 << 20
+
+    def __init__(self, path: str):
+        self.path = path
+        self._f = open(path, "xb", buffering=0)  # noqa: SIM115 (closed by close() or abandon())
+        self.size = 0
+        self._flushed = 0
+
+    def write(self, chunks) -> tuple[int, int, int]:
+        """Append the bytes of ``chunks`` (arrays or bytes, in order) as one tensor;
+        returns ``(offset, size, masked crc32c)``."""
+        offset, crc = self.size, 0
+        for chunk in chunks:
+            if isinstance(chunk, np.ndarray):
+                chunk = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
+            crc = crc32c(chunk, crc)
+            view, done = memoryview(chunk), 0
+            while done < len(view):
+                done += self._f.write(view[done:])
+            self.size += len(view)
+            if self.size - self._flushed >= self.FLUSH_BYTES:
+                os.posix_fadvise(self._f.fileno(), self._flushed, self.size - self._flushed, os.POSIX_FADV_DONTNEED)
+                self._flushed = self.size
+        return offset, self.size - offset, mask(crc)
+
+    def copy(self, path: str, offset: int, size: int) -> int:
+        """Append bytes ``[offset, offset + size)`` of file ``path`` unchanged (copied by the
+        kernel where it can); returns their offset in this file.
+
+        Raises:
+          CorruptCheckpointError: ``path`` ends before ``offset + size``.
+        """
+        start = self.size
+        with open(path, "rb", buffering=0) as src:
+            done = 0
+            while done < size:
+                n = _copy_range(src.fileno(), self._f.fileno(), offset + done, size - done)
+                if n <= 0:
+                    raise CorruptCheckpointError(f"{path}: ends before byte {offset + size}; the data file is truncated")
+                done += n
+        self.size += size
+        self._f.seek(self.size)
+        return start
+
+    def close(self) -> None:
+        """Fsync the file, then close it."""
+        if not self._f.closed:
+            os.fsync(self._f.fileno())
+            self._f.close()
+
+    def abandon(self) -> None:
+        """Close without syncing (the file is about to be deleted)."""
+        self._f.close()
+
+
+def _copy_range(src_fd: int, dst_fd: int, offset: int, size: int) -> int:
+    """Copy up to ``size`` bytes from ``src_fd`` at ``offset`` to the end of ``dst_fd``; bytes copied."""
+    n = min(size, 1 << 30)
+    if hasattr(os, "copy_file_range"):
+        try:
+            return os.copy_file_range(src_fd, dst_fd, n, offset)
+        except OSError:
+            pass  # another file system, or no kernel support: copy through user space
+    data = os.pread(src_fd, min(n, CHUNK_BYTES), offset)
+    return os.write(dst_fd, data) if data else 0

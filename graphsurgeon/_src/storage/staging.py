@@ -1,0 +1,91 @@
+"""Staging directories: write under a temporary name, then move into place.
+
+A staging directory ``.tmp-<what>-XXXX`` is created beside the destination and locked
+(``flock`` on the directory) for as long as its owner runs; an ``owner`` file inside marks
+it complete. A run that is killed leaves its staging directory behind, unlocked: the next
+run that stages into the same directory removes it first (:func:`sweep`). Moving into place
+renames the files in the order given (data before index) and then fsyncs the directory, so
+the new names survive a crash.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+import time
+
+OWNER_FILE = "owner"
+_UNMARKED_GRACE_S = 3600  # a staging directory with no owner file is being created (or was killed at once)
+
+
+class StagingDir:
+    """``with StagingDir(directory, "migrate") as path:`` — a locked, private directory
+    ``directory/.tmp-migrate-XXXX`` (``directory`` is created if needed); removed on exit.
+    Stale ones left by killed runs are swept on entry."""
+
+    def __init__(self, directory: str, what: str):
+        self.directory, self.prefix = directory or ".", f".tmp-{what}-"
+        self.path, self.swept, self._fd = None, [], None
+
+    def __enter__(self) -> str:
+        os.makedirs(self.directory, exist_ok=True)
+        self.swept = sweep(self.directory, self.prefix)
+        self.path = tempfile.mkdtemp(prefix=self.prefix, dir=self.directory)
+        self._fd = os.open(self.path, os.O_RDONLY)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with open(os.path.join(self.path, OWNER_FILE), "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._fd)
+
+
+def sweep(directory: str, prefix: str) -> list[str]:
+    """Remove the staging directories ``directory/<prefix>*`` whose owner is gone (their lock
+    can be taken); returns their paths. Directories of runs still going are left alone."""
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not name.startswith(prefix) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its owner holds the lock: still running
+            os.close(fd)
+            continue
+        try:
+            marked = os.path.exists(os.path.join(path, OWNER_FILE))
+            if marked or time.time() - os.stat(path).st_mtime > _UNMARKED_GRACE_S:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def commit(moves: list[tuple[str, str]]) -> None:
+    """Rename each ``(staged, final)`` pair in order (``final`` must not exist), then fsync the
+    directories that received them."""
+    for staged, final in moves:
+        if os.path.exists(final):
+            raise FileExistsError(errno.EEXIST, "appeared while it was being written; nothing was replaced", final)
+        os.replace(staged, final)
+    for d in sorted({os.path.dirname(os.path.abspath(final)) for _, final in moves}):
+        fsync_dir(d)
+
+
+def fsync_dir(path: str) -> None:
+    """Make the directory entries of ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

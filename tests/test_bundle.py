@@ -1,0 +1,213 @@
+"""The storage layer of migrations: V2 index round trips, data files, bundles TensorFlow reads, staging."""
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import tensor_bundle_pb2
+
+from graphsurgeon._src.errors import CorruptCheckpointError
+from graphsurgeon._src.storage import bundle, staging
+from graphsurgeon._src.storage.bundle_data import DataWriter, encode_strings, read_chunks
+from graphsurgeon._src.storage.bundle_writer import BundleWriter, new_entry
+
+
+def _entries(n):
+    """``n`` entries with varied names (shared prefixes, a binary slice key), sizes and crcs."""
+    out = {}
+    for i in range(n):
+        out[f"scope{i % 7}/layer_{i}/weights"] = new_entry(tf.float32, (i % 5 + 1, 3), offset=i * 60, size=60,
+                                                          crc32c=(i * 2654435761) & 0xFFFFFFFF)
+    sliced = new_entry(tf.float32, (10, 4))
+    sliced.slices.add()
+    out["emb/table"] = sliced
+    out[bundle.rename_slice_key("\x00emb/table\x00\x01\x02\x03", "emb/table")] = new_entry(tf.float32, (4, 4), size=64)
+    return out
+
+
+def test_crc32c_check_value_and_mask_round_trip():
+    assert bundle.crc32c(b"123456789") == 0xE3069283
+    assert bundle.crc32c(b"6789", bundle.crc32c(b"12345")) == 0xE3069283  # continued
+    assert bundle.crc32c(np.frombuffer(b"123456789", np.uint8)) == 0xE3069283  # any buffer
+    for c in (0, 1, 0xE3069283, 0xFFFFFFFF):
+        assert bundle.unmask(bundle.mask(c)) == c and bundle.mask(c) != c
+
+
+@pytest.mark.parametrize("n", [0, 3, 700])  # 700 entries span several 4 KiB blocks
+def test_index_write_read_round_trip(tmp_path, n):
+    header = tensor_bundle_pb2.BundleHeaderProto(num_shards=2)
+    entries = _entries(n)
+    bundle.write_index(str(tmp_path / "c.index"), header, entries)
+    h, got = bundle.read_index(str(tmp_path / "c"))
+    assert h == header
+    assert list(got) == sorted(entries, key=lambda k: k.encode("utf-8", "surrogateescape"))  # stored sorted
+    assert all(got[k] == entries[k] for k in entries)  # every field, crc32c included
+
+
+def test_tensorflow_reads_the_index_we_write(tmp_path):
+    """Our index over TensorFlow's own data file: TF's reader gives the same values."""
+    src = str(tmp_path / "tf")
+    values = {f"v{i}": np.arange(i + 2, dtype=np.float32) * i for i in range(40)}
+    tf.raw_ops.SaveV2(prefix=src, tensor_names=list(values), shape_and_slices=[""] * 40,
+                      tensors=[tf.constant(v) for v in values.values()])
+    header, entries = bundle.read_index(src)
+    bundle.write_index(str(tmp_path / "ours.index"), header, entries)
+    os.link(src + ".data-00000-of-00001", str(tmp_path / "ours.data-00000-of-00001"))
+    r = tf.train.load_checkpoint(str(tmp_path / "ours"))
+    assert all(r.get_tensor(n).tobytes() == v.tobytes() for n, v in values.items())
+
+
+@pytest.mark.parametrize("damage", ["data block", "index block", "truncated", "entry"])
+def test_damaged_index_is_refused(tmp_path, damage):
+    bundle.write_index(str(tmp_path / "c.index"), tensor_bundle_pb2.BundleHeaderProto(num_shards=1), _entries(50))
+    raw = bytearray((tmp_path / "c.index").read_bytes())
+    if damage == "data block":
+        raw[100] ^= 0x01
+        needle = "block checksum mismatch"
+    elif damage == "index block":
+        raw[-bundle.FOOTER_SIZE - 10] ^= 0x01
+        needle = "block checksum mismatch|truncated varint|past the end"
+    elif damage == "truncated":
+        raw = raw[: len(raw) // 2]
+        needle = "no table magic number"
+    else:  # a well-formed block holding an entry that is not a BundleEntryProto
+        raw = _index_with_raw_value(tmp_path, b"\xff\xff\xff")
+        needle = "damaged index entry"
+    (tmp_path / "c.index").write_bytes(bytes(raw))
+    with pytest.raises(CorruptCheckpointError, match=needle):
+        bundle.read_index(str(tmp_path / "c"))
+
+
+def _index_with_raw_value(tmp_path, value):
+    class Raw:  # serializes to arbitrary bytes
+        def SerializeToString(self):
+            return value
+    bundle.write_index(str(tmp_path / "c.index"), tensor_bundle_pb2.BundleHeaderProto(num_shards=1), {"x": Raw()})
+    return (tmp_path / "c.index").read_bytes()
+
+
+def test_strings_are_encoded_as_tensorflow_encodes_them(tmp_path):
+    values = {"a": np.array([b"hello", b"", "ünïcode".encode(), b"x" * 300], object), "b": np.array(b"one", object),
+              "c": np.array([[b"p", b"q"], [b"", b"rr"]], object)}
+    tf.raw_ops.SaveV2(prefix=str(tmp_path / "s"), tensor_names=list(values), shape_and_slices=[""] * 3,
+                      tensors=[tf.constant(v) for v in values.values()])
+    _, entries = bundle.read_index(str(tmp_path / "s"))
+    data = (tmp_path / "s.data-00000-of-00001").read_bytes()
+    for name, v in values.items():
+        e = entries[name]
+        assert encode_strings(v) == (data[e.offset:e.offset + e.size], e.crc32c), name
+
+
+def test_bundle_writer_output_reads_back_in_tensorflow(tmp_path):
+    big = np.random.default_rng(0).standard_normal((600, 1000)).astype(np.float32)
+    w = BundleWriter(str(tmp_path / "w"))
+    w.write("big", tf.float32, big.shape, [big[:250], big[250:]])  # chunks make up the tensor
+    w.write_value("names", np.array([b"a", b"bc"], object), tf.string)
+    w.write_value("step", np.array(7, np.int64), tf.int64)
+    w.write_value("empty", np.zeros((0, 3), np.float16), tf.float16)
+    files = w.finish()
+    assert [os.path.basename(f) for f in files] == ["w.data-00000-of-00001", "w.index"]
+    r = tf.train.load_checkpoint(str(tmp_path / "w"))  # TensorFlow checks every crc32c on read
+    assert r.get_tensor("big").tobytes() == big.tobytes()
+    assert list(r.get_tensor("names")) == [b"a", b"bc"] and r.get_tensor("step") == 7
+    assert r.get_tensor("empty").shape == (0, 3)
+
+
+def test_bundle_writer_links_and_copies(tmp_path):
+    a = np.arange(10, dtype=np.float64)
+    src = BundleWriter(str(tmp_path / "src"))
+    src.write_value("a", a, tf.float64)
+    src.write_value("b", a * 2, tf.float64)
+    src.finish()
+    _, entries = bundle.read_index(str(tmp_path / "src"))
+    src_data = str(tmp_path / "src.data-00000-of-00001")
+    w = BundleWriter(str(tmp_path / "out"))
+    shards = w.link(str(tmp_path / "src"), 1)
+    linked = tensor_bundle_pb2.BundleEntryProto()
+    linked.CopyFrom(entries["a"])
+    linked.shard_id = shards[0]
+    w.add("linked_a", linked)
+    w.copy("copied_b", entries["b"], src_data)
+    files = w.finish()
+    assert [os.path.basename(f) for f in files] == ["out.data-00000-of-00002", "out.data-00001-of-00002", "out.index"]
+    assert os.path.samefile(files[0], src_data)  # a hard link
+    assert os.path.getsize(files[1]) == a.nbytes  # only b's bytes
+    r = tf.train.load_checkpoint(str(tmp_path / "out"))
+    assert r.get_tensor("linked_a").tobytes() == a.tobytes() and r.get_tensor("copied_b").tobytes() == (a * 2).tobytes()
+
+
+def test_read_chunks_checks_length_and_crc(tmp_path):
+    payload = np.random.default_rng(1).integers(0, 255, 5000, dtype=np.uint8).tobytes()
+    (tmp_path / "d").write_bytes(payload)
+    crc = bundle.mask(bundle.crc32c(payload[100:4100]))
+    got = b"".join(bytes(c) for c in read_chunks(str(tmp_path / "d"), 100, 4000, crc=crc, chunk_bytes=512))
+    assert got == payload[100:4100]
+    with pytest.raises(CorruptCheckpointError, match="do not match their crc32c"):
+        list(read_chunks(str(tmp_path / "d"), 100, 4000, crc=crc ^ 1, what="tensor 'w'"))
+    with pytest.raises(CorruptCheckpointError, match="truncated"):
+        list(read_chunks(str(tmp_path / "d"), 4000, 4000))
+
+
+def test_data_writer_refuses_an_existing_file(tmp_path):
+    (tmp_path / "d").write_bytes(b"x")
+    with pytest.raises(FileExistsError):
+        DataWriter(str(tmp_path / "d"))
+
+
+HOLD = r"""
+import sys, time
+sys.path.insert(0, {root!r})
+from graphsurgeon._src.storage.staging import StagingDir
+with StagingDir(sys.argv[1], "migrate") as path:
+    print(path, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_staging_sweeps_only_what_killed_runs_left(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    running = subprocess.Popen([sys.executable, "-c", HOLD.format(root=root), str(tmp_path)], stdout=subprocess.PIPE,
+                               text=True)
+    killed = subprocess.Popen([sys.executable, "-c", HOLD.format(root=root), str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        live, dead = running.stdout.readline().strip(), killed.stdout.readline().strip()
+        (tmp_path / "data").write_bytes(b"source bytes")
+        os.link(tmp_path / "data", os.path.join(dead, "linked"))
+        killed.kill()
+        assert killed.wait() == -9
+        young = tmp_path / ".tmp-migrate-being-created"  # no owner file yet: left alone for an hour
+        young.mkdir()
+        other = tmp_path / ".tmp-checkpoint-x"  # another kind of staging directory
+        other.mkdir()
+        with staging.StagingDir(str(tmp_path), "migrate") as mine:
+            assert os.path.isdir(mine)
+            assert not os.path.exists(dead) and os.path.isdir(live) and young.is_dir() and other.is_dir()
+        assert not os.path.exists(mine)
+        old = time.time() - 7200
+        os.utime(young, (old, old))
+        assert staging.sweep(str(tmp_path), ".tmp-migrate-") == [str(young)]
+        assert os.path.isdir(live) and (tmp_path / "data").read_bytes() == b"source bytes"
+    finally:
+        running.kill()
+        killed.kill()
+
+
+def test_commit_renames_in_order_then_syncs_the_directory(tmp_path, monkeypatch):
+    events = []
+    real_replace, real_fsync = os.replace, os.fsync
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("rename", os.path.basename(b))), real_replace(a, b)))
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd)))
+    (tmp_path / "s").mkdir()
+    for name in ("x.data", "x.index"):
+        (tmp_path / "s" / name).write_text(name)
+    staging.commit([(str(tmp_path / "s" / n), str(tmp_path / n)) for n in ("x.data", "x.index")])
+    assert events == [("rename", "x.data"), ("rename", "x.index"), ("fsync", str(tmp_path))]
+    (tmp_path / "s" / "y").write_text("y")
+    with pytest.raises(FileExistsError):
+        staging.commit([(str(tmp_path / "s" / "y"), str(tmp_path / "x.index"))])
+    assert (tmp_path / "x.index").read_text() == "x.index"

@@ -1,0 +1,353 @@
+"""learn-task, combine and add-class (issue 13): what each method keeps, what the served model
+picks by task id, and every bad input refused with nothing written and the inputs unchanged."""
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import tree_hash
+from graphsurgeon._src.add_class import add_class
+from graphsurgeon._src.cli import main
+from graphsurgeon._src.combine import combine, teacher_targets
+from graphsurgeon._src.continual import masks
+from graphsurgeon._src.continual.config import LearnConfig
+from graphsurgeon._src.continual.learn import learn_task
+from graphsurgeon._src.continual.write import predict
+from graphsurgeon._src.errors import ConfigError, ContinualError
+from graphsurgeon._src.export_dir import predict as predict_classifier
+from graphsurgeon._src.storage import datasets, multihead_files
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "examples", "05_continual"))
+import digits_tasks  # noqa: E402
+
+F = digits_tasks.FEATURES
+FAST = dict(epochs=3, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    """Example 05's data and models, trained briefly."""
+    return digits_tasks.make(str(tmp_path_factory.mktemp("digits")), seed=0, epochs=8)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("continual")
+
+
+def learn(d, out, method, model=None, task="digits59", data="digits59", **kw):
+    cfg = LearnConfig(model=model or d["digits04_model"], features=F, task=task, method=method, **{**FAST, **kw})
+    return learn_task(cfg, d[data], str(out), progress=False)
+
+
+def served(directory, x, task_id):
+    return predict(str(directory), x, task_id)["logits"]
+
+
+def x_of(d, name, split="test"):
+    return datasets.load(d[name]).part(split)
+
+
+@pytest.fixture(scope="module")
+def packnet(d, work):
+    """digits04 packed, digits59 learned (version 1), then digits58 learned (version 2)."""
+    v1 = learn(d, work / "pn1", "packnet", old_data={"": d["digits04"]}, retrain_epochs=1)
+    v2 = learn(d, work / "pn2", "packnet", model=v1.directory, task="digits58", data="digits58", retrain_epochs=1)
+    return v1, v2
+
+
+def test_packnet_keeps_old_tasks_bit_for_bit_and_picks_masks_by_task_id(d, packnet):
+    v1, v2 = packnet
+    x, _ = x_of(d, "digits04")
+    for task_id in (0, 1):
+        assert np.array_equal(served(v1.directory, x, task_id), served(v2.directory, x, task_id))
+    assert [t["name"] for t in v2.tasks] == ["digits04", "digits59", "digits58"]
+    third = predict(v2.directory, x, 2)
+    assert third["logits"].shape == (len(x), 5) and np.all(third["probabilities"][:, 4] == 0)  # 4 classes, padded
+    assert v2.metrics["new"]["test"] > 0.5
+    owner = np.load(os.path.join(v2.directory, "continual", "masks.npz"))
+    assert "fingerprint" in owner.files
+    assert v2.extra_bytes == {"head": 32 * 4 * 4 + 4 * 4}  # owner maps are paid once, by the first packing
+
+
+def test_packnet_per_example_task_ids_pick_each_tasks_head_and_mask(d, packnet):
+    _, v2 = packnet
+    x, _ = x_of(d, "digits04")
+    x = x[:6]
+    mixed = predict(v2.directory, x, [0, 1, 2, 0, 1, 2])["probabilities"]
+    for i, t in enumerate([0, 1, 2, 0, 1, 2]):
+        alone = predict(v2.directory, x[i:i + 1], t)["probabilities"][0]
+        got = mixed[i][: len(alone)]
+        np.testing.assert_allclose(got, alone, atol=1e-6)
+
+
+def test_piggyback_keeps_old_tasks_bit_for_bit_with_one_bit_masks(d, work):
+    v1 = learn(d, work / "pg1", "piggyback")
+    v2 = learn(d, work / "pg2", "piggyback", model=v1.directory, task="digits58", data="digits58")
+    x, _ = x_of(d, "digits04")
+    for task_id in (0, 1):
+        assert np.array_equal(served(v1.directory, x, task_id), served(v2.directory, x, task_id))
+    kernels = {"hidden1/weights": 64 * 64, "hidden2/weights": 64 * 32}
+    assert v2.extra_bytes["mask"] == sum((n + 7) // 8 for n in kernels.values())
+    # the task-1 mask in the checkpoint is the one in continual/masks.npz, and it masks something
+    state = multihead_files.read_tasks(v2.directory)["continual"]
+    assert state["method"] == "piggyback" and state["masked"] == ["digits59", "digits58"]
+    assert all(0.0 < f <= 1.0 for f in state["kept_fraction"].values())
+
+
+def test_mask_bits_round_trip_and_are_one_bit_per_weight():
+    rng = np.random.default_rng(0)
+    m = rng.random((13, 7)) > 0.5
+    packed = masks.pack(m)
+    assert packed.nbytes == (13 * 7 + 7) // 8
+    assert np.array_equal(masks.unpack(packed, m.shape), m)
+    assert not np.array_equal(masks.unpack(packed, m.shape), ~m)
+
+
+def test_feature_extraction_keeps_the_old_task_and_fine_tuning_moves_it(d, work):
+    x, _ = x_of(d, "digits04")
+    fe = learn(d, work / "fe", "feature-extraction")
+    ft = learn(d, work / "ft", "fine-tune", epochs=6, backbone_lr_mult=3.0)
+    base = learn(d, work / "fe_again", "feature-extraction", seed=1)
+    assert np.array_equal(served(fe.directory, x, 0), served(base.directory, x, 0))
+    assert not np.allclose(served(fe.directory, x, 0), served(ft.directory, x, 0), atol=1e-3)
+
+
+def test_lwf_records_old_responses_in_a_cache_and_reuses_it(d, work):
+    cache = work / "lwf_cache"
+    r = learn(d, work / "lwf1", "lwf", cache=str(cache), warmup_epochs=1)
+    assert os.path.isfile(cache / "manifest.json")
+    before = tree_hash(str(cache))
+    learn(d, work / "lwf2", "lwf", cache=str(cache), warmup_epochs=1, seed=1)
+    assert tree_hash(str(cache)) == before  # nothing recomputed
+    assert r.tasks[0]["name"] == "digits04" and r.metrics["new"]["test"] > 0.3
+
+
+def test_ewc_stores_fisher_and_goes_online(d, work):
+    r = learn(d, work / "ewc1", "ewc", old_data={"": d["digits04"]}, fisher_samples=20)
+    assert os.path.isfile(os.path.join(r.directory, "continual", "fisher.npz"))
+    assert r.extra_bytes["fisher"] == 2 * 4 * (64 * 64 + 64 + 64 * 32 + 32)
+    r2 = learn(d, work / "ewc2", "ewc", model=r.directory, task="digits58", data="digits58", fisher_samples=20,
+               online=True)
+    state = multihead_files.read_tasks(r2.directory)["continual"]
+    assert state["online"] and state["online_tasks"] == ["digits04", "digits59", "digits58"]
+
+
+def test_sampled_fisher_labels_differ_from_empirical(d, work):
+    a = learn(d, work / "ewc_e", "ewc", old_data={"": d["digits04"]}, fisher_samples=10, epochs=1)
+    b = learn(d, work / "ewc_s", "ewc", old_data={"": d["digits04"]}, fisher_samples=10, epochs=1,
+              fisher_labels="sampled")
+    fa = np.load(os.path.join(a.directory, "continual", "fisher.npz"))
+    fb = np.load(os.path.join(b.directory, "continual", "fisher.npz"))
+    assert not all(np.array_equal(fa[k], fb[k]) for k in fa.files if k.startswith("a"))
+
+
+def test_joint_trains_the_old_head_too(d, work):
+    x, _ = x_of(d, "digits04")
+    j = learn(d, work / "joint", "joint", old_data={"": d["digits04"]})
+    assert j.metrics["old"]["digits04"] > 0.8
+    assert not np.array_equal(served(j.directory, x, 0), served(work / "fe", x, 0))
+
+
+# ---------------------------------------------------------------- combine, add-class
+
+
+@pytest.fixture(scope="module")
+def combined(d, work):
+    models = [(d["digits04_model"], F), (d["digits58_model"], F)]
+    return combine(models, d["digits08_unlabelled"], str(work / "ab"), epochs=20, progress=False)
+
+
+def test_combine_without_labels_serves_the_union_of_classes(d, combined):
+    assert combined.classes == [str(c) for c in range(9)] and combined.mode == "teachers"
+    x, y = x_of(d, "digits08")
+    p = predict_classifier(combined.directory, x)
+    assert p.shape == (len(x), 9)
+    assert (p.argmax(1) == y).mean() > 0.6  # both models' classes are reached
+    assert set(p.argmax(1)) == set(range(9))
+    assert open(os.path.join(combined.directory, "labels.txt")).read().split() == combined.classes
+
+
+def test_combine_with_labels_and_class_names_of_models_without_labels(d, work):
+    a, b = work / "a_nolabels", work / "b_nolabels"
+    shutil.copytree(d["digits04_model"], a)
+    shutil.copytree(d["digits58_model"], b)
+    os.remove(a / "labels.txt")
+    os.remove(b / "labels.txt")
+    r = combine([(str(a), F), (str(b), F)], d["digits08"], str(work / "ab_labels"), epochs=10, progress=False)
+    assert r.classes == [f"a_nolabels:{i}" for i in range(5)] + [f"b_nolabels:{i}" for i in range(4)]
+    assert r.mode == "labels" and r.metrics["test_accuracy"] > 0.8
+
+
+def test_teacher_targets_balance_by_logits():
+    a = np.array([[10.0, 0.0], [1.0, 0.0]])
+    b = np.array([[1.0, 0.0, 0.0], [9.0, 0.0, 0.0]])
+    t = teacher_targets([a, b], "logits")
+    assert t.shape == (2, 5) and np.allclose(t.sum(1), 1)
+    assert t[0].argmax() == 0 and t[1].argmax() == 2
+    eq = teacher_targets([a, b], "equal")
+    assert np.allclose(eq[:, :2].sum(1), 0.5)
+
+
+def test_add_class_keeps_old_logits_bit_for_bit_and_learns_the_new_one(d, combined, work):
+    r = add_class(combined.directory, d["digit9_10"], "9", str(work / "abc"))
+    assert r.classes[-1] == "9" and len(r.classes) == 10
+    x, _ = x_of(d, "digits08")
+    from graphsurgeon._src.storage.multihead_files import load_saved_model
+
+    def logits(directory):
+        sess, meta = load_saved_model(directory)
+        with sess:
+            sig = meta.signature_def["serving_default"]
+            return sess.run(sig.outputs["logits"].name, {sig.inputs["inputs"].name: x})
+    assert np.array_equal(logits(r.directory)[:, :9], logits(combined.directory))
+    assert r.metrics["new_class_recall"] >= 0.5 and r.metrics["reference_unchanged"] > 0.9
+    with pytest.raises(ContinualError, match="already has a class '9'"):
+        add_class(r.directory, d["digit9_10"], "9", str(work / "abcd"))
+    assert not os.path.exists(work / "abcd")
+    again = add_class(r.directory, d["digit9_10"], "nine_again", str(work / "abcd"), steps=20)
+    assert again.classes[-2:] == ["9", "nine_again"]
+    assert np.array_equal(logits(again.directory)[:, :10], logits(r.directory))
+
+
+# ---------------------------------------------------------------- bad input: exit 2, nothing written, inputs unchanged
+
+
+def _refused(args, out, inputs, capsys, match):
+    hashes = {p: tree_hash(p) for p in inputs}
+    assert main(args + ["--verbose"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("graphsurgeon")]
+    assert len(err) == 1 and match in err[0], err
+    assert not os.path.exists(out)
+    assert not [n for n in os.listdir(os.path.dirname(out)) if n.startswith(f".tmp-{os.path.basename(out)}")]
+    assert {p: tree_hash(p) for p in inputs} == hashes
+
+
+def _other_input_model(directory, dtype, width):
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    os.makedirs(directory)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(dtype, (None, width), name="x")
+        with tf1.variable_scope("hidden2"):
+            h = tf.nn.relu(tf.matmul(x, tf1.get_variable("weights", [width, 8], dtype)), name="Relu")
+        with tf1.variable_scope("output"):
+            tf.nn.softmax(tf.matmul(h, tf1.get_variable("weights", [8, 3], dtype)), name="probabilities")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+    return directory
+
+
+@pytest.mark.parametrize("dtype,width", [("float32", 63), ("float64", 64)])
+def test_combine_refuses_models_with_different_inputs_naming_both(d, work, capsys, dtype, width):
+    other = _other_input_model(str(work / f"other_{dtype}_{width}"), dtype, width)
+    out = str(work / f"bad_combine_{dtype}")
+    _refused(["combine", "--model", d["digits04_model"], "--features", F, "--model", other, "--features", F,
+              "--data", d["digits08_unlabelled"], "--out", out], out, [d["digits04_model"], other], capsys,
+             "the models read different inputs")
+    err_models = f"{d['digits04_model']} takes float32 [64]"
+    with pytest.raises(ContinualError, match=err_models.replace("[", r"\[").replace("]", r"\]")) as e:
+        combine([(d["digits04_model"], F), (other, F)], d["digits08_unlabelled"], out, progress=False)
+    assert f"{other} takes {dtype} [{width}]" in str(e.value)
+
+
+def test_learn_task_refuses_an_existing_task_name_unless_replace(d, work, capsys, packnet):
+    model = packnet[0].directory
+    out = str(work / "bad_name")
+    _refused(["learn-task", "--model", model, "--data", d["digits59"], "--task", "digits59", "--method", "packnet",
+              "--out", out], out, [model], capsys, "already has a task 'digits59'")
+    two = str(work / "fe")
+    _refused(["learn-task", "--model", two, "--data", d["digits59"], "--task", "digits59", "--method",
+              "feature-extraction", "--out", out], out, [two], capsys, "pass --replace")
+    r = learn(d, out, "feature-extraction", model=two, replace=True)
+    assert [t["name"] for t in r.tasks] == ["digits04", "digits59"] and r.task["id"] == 1
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--method", "lwf", "--lambda", "-1"], "--lambda -1.0: expected a weight"),
+    (["--method", "lwf", "--temperature", "0"], "--temperature 0.0: expected a number > 0"),
+    (["--method", "packnet", "--prune", "1.0"], "--prune 1.0: expected a fraction"),
+    (["--method", "packnet", "--prune-first", "-0.1"], "--prune-first -0.1: expected a fraction"),
+    (["--method", "ewc", "--gamma", "0"], "--gamma 0.0: expected a decay"),
+])
+def test_learn_task_refuses_settings_out_of_range(d, work, capsys, flags, match):
+    out = str(work / "bad_range")
+    _refused(["learn-task", "--model", d["digits04_model"], "--features", F, "--data", d["digits59"], "--task", "n",
+              "--out", out] + flags, out, [d["digits04_model"], d["digits59"]], capsys, match)
+
+
+def test_masks_from_another_model_are_refused_by_fingerprint(d, work, capsys, packnet):
+    other = learn(d, work / "pn_other", "packnet", seed=5, retrain_epochs=1)
+    model = str(work / "pn_swapped")
+    shutil.copytree(packnet[0].directory, model)
+    shutil.copy(os.path.join(other.directory, "continual", "masks.npz"), os.path.join(model, "continual", "masks.npz"))
+    out = str(work / "bad_masks")
+    _refused(["learn-task", "--model", model, "--data", d["digits58"], "--task", "d58", "--method", "packnet",
+              "--out", out], out, [model], capsys, "PackNet masks made for another model")
+    # the check can fail: the model's own file is accepted
+    ok = learn(d, work / "pn_own", "packnet", model=packnet[0].directory, task="d58", data="digits58", epochs=1,
+               retrain_epochs=0)
+    assert ok.task["name"] == "d58"
+
+
+def test_a_fisher_file_from_another_model_is_refused_by_fingerprint(d, work, capsys):
+    mine = learn(d, work / "ewc_mine", "ewc", old_data={"": d["digits04"]}, fisher_samples=10, epochs=1)
+    theirs = learn(d, work / "ewc_theirs", "ewc", old_data={"": d["digits04"]}, fisher_samples=10, epochs=1, seed=3)
+    fisher = os.path.join(theirs.directory, "continual", "fisher.npz")
+    out = str(work / "bad_fisher")
+    _refused(["learn-task", "--model", mine.directory, "--data", d["digits58"], "--task", "d58", "--method", "ewc",
+              "--fisher", fisher, "--out", out], out, [mine.directory, theirs.directory], capsys,
+             "Fisher information made for another model")
+    own = os.path.join(mine.directory, "continual", "fisher.npz")
+    ok = learn(d, work / "ewc_ok", "ewc", model=mine.directory, task="d58", data="digits58", fisher=own, epochs=1,
+               fisher_samples=10)
+    assert ok.task["name"] == "d58"
+
+
+def test_learn_task_config_names_the_setting():
+    with pytest.raises(ConfigError, match="method='nope'"):
+        LearnConfig(model="m", task="t", method="nope").check()
+    with pytest.raises(ConfigError, match="give old_data=PATH"):
+        LearnConfig(model="m", task="t", method="joint").check()
+    assert LearnConfig(model="m", task="t", method="lwf").check().lam_value() == 1.0
+    assert LearnConfig(model="m", task="t", method="ewc").lam_value() == 100.0
+
+
+def test_add_class_refuses_bad_input(d, combined, work, capsys):
+    out = str(work / "bad_add")
+    _refused(["add-class", combined.directory, "--data", d["digit9_10"], "--name", "0", "--out", out], out,
+             [combined.directory], capsys, "already has a class '0'")
+    _refused(["add-class", combined.directory, "--data", d["digit9_10"], "--name", "9", "--balance", "1.5",
+              "--out", out], out, [combined.directory], capsys, "--balance 1.5")
+    _refused(["add-class", combined.directory, "--data", d["digits04_model"] + "/labels.txt", "--name", "9",
+              "--out", out], out, [combined.directory], capsys, "labels.txt")
+
+
+# ---------------------------------------------------------------- the table's shape (benchmarks/continual_table.py)
+
+
+def test_the_table_has_the_expected_shape(d, tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import continual_table as ct
+
+    got = ct.methods(str(tmp_path), d, seed=0, epochs=30)
+    before, m = got["before"], {k: v for k, v in got["methods"].items()}
+    new, old = {k: v["new"] for k, v in m.items()}, {k: v["old"] for k, v in m.items()}
+    assert old["feature-extraction"] == before and old["piggyback"] == before  # kept exactly
+    assert old["fine-tune"] < old["feature-extraction"] - 0.005  # fine-tuning forgets
+    assert new["feature-extraction"] < new["fine-tune"] - 0.05  # feature extraction is weaker on the new task
+    assert new["joint"] >= max(new.values()) - 0.02 and old["joint"] >= before - 0.02  # joint: best, old data
+    assert old["lwf"] >= old["feature-extraction"] - 0.03 and new["lwf"] >= new["fine-tune"] - 0.03
+    assert old["packnet"] >= before - 0.02  # the packing step; after it nothing moves (tested bit for bit)
+    assert m["piggyback"]["extra"]["mask"] * 8 >= 64 * 64 + 64 * 32 > (m["piggyback"]["extra"]["mask"] - 2) * 8
+    assert m["ewc"]["extra"]["fisher"] == 2 * 4 * (64 * 64 + 64 + 64 * 32 + 32)
+    many = ct.many_to_one(str(tmp_path), d, seed=0, epochs=60)
+    assert many["combined_labels"] >= many["joint"] - 0.03
+    assert many["combined_no_labels"] >= many["joint"] - 0.10  # measured 3.5-7.1 points below (benchmarks/README.md)
+    assert many["old_after_add"] >= many["combined_no_labels"] - 0.02 and many["nine_recall"] >= 0.3

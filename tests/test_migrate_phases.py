@@ -1,0 +1,405 @@
+"""Each phase of a migration on its own: plan, casts, joins, TF2 keys, the link decision, assembly,
+and verification, which must fail on every kind of damaged output it claims to catch."""
+import io
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import tensor_bundle_pb2
+
+from graphsurgeon._src.errors import ConfigError, MigrateError, PatternError
+from graphsurgeon._src.migrate import plan as phases
+from graphsurgeon._src.migrate import verify as verify_mod
+from graphsurgeon._src.migrate.assemble import assemble, should_link
+from graphsurgeon._src.migrate.rules import Rules
+from graphsurgeon._src.migrate.sources import open_source
+from graphsurgeon._src.storage import bundle
+from graphsurgeon._src.storage.bundle_data import encode_strings
+
+tf1 = tf.compat.v1
+RNG = np.random.default_rng(0)
+VALUES = {
+    "small/a": RNG.standard_normal((10, 10)).astype(np.float32),
+    "small/c": RNG.standard_normal((10, 10)).astype(np.float32),
+    "small/step": np.array(5, np.int64),
+    "small/names": np.array([b"alpha", b"beta"], object),
+    **{f"big/{k}": RNG.standard_normal((300, 1000)).astype(np.float32) for k in range(6)},  # 1.2 MB each
+    "emb/part_0": RNG.standard_normal((3, 4)).astype(np.float32),
+    "emb/part_1": RNG.standard_normal((5, 4)).astype(np.float32),
+}
+
+
+def save_v2(prefix, values):
+    """A checkpoint written by TensorFlow's own SaveV2."""
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(values), shape_and_slices=[""] * len(values),
+                      tensors=[tf.constant(v) for v in values.values()])
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory):
+    return save_v2(str(tmp_path_factory.mktemp("src") / "ckpt"), VALUES)
+
+
+def stage(src_prefix, out, rules=None, *, join=False, tf2=False, link=False):
+    """Plan and assemble (no verification): the planned tensors and the prefix written."""
+    rules = rules or Rules()
+    tensors = phases.apply_casts(phases.plan(open_source(src_prefix), [], rules), rules)
+    if join:
+        tensors = phases.join_partitions(tensors)
+    extra = []
+    if tf2:
+        tensors, extra = phases.to_tf2_keys(tensors)
+    assemble(tensors + extra, str(out), link=link)
+    return tensors + extra, str(out)
+
+
+def records(tensors):
+    return sorted((p.old, p.new, p.dtype.name, p.shape, p.action) for p in tensors)
+
+
+# ---- plan, casts, joins, TF2 keys ------------------------------------------------------------
+
+def test_plan_records_name_dtype_shape_action(src):
+    tensors = phases.plan(open_source(src), [], Rules(map_scope=[("small/", "s/")], drop=["big"]))
+    assert records(tensors) == [
+        ("emb/part_0", "emb/part_0", "float32", (3, 4), "copy"), ("emb/part_1", "emb/part_1", "float32", (5, 4), "copy"),
+        ("small/a", "s/a", "float32", (10, 10), "copy"), ("small/c", "s/c", "float32", (10, 10), "copy"),
+        ("small/names", "s/names", "string", (2,), "copy"), ("small/step", "s/step", "int64", (), "copy")]
+
+
+def test_plan_merges_under_a_prefix_and_refuses_clashes(src, tmp_path):
+    other = save_v2(str(tmp_path / "o"), {"small/a": np.ones(2, np.float32)})
+    tensors = phases.plan(open_source(src), [(open_source(other), "B/")], Rules(keep=["small/a"]))
+    assert records(tensors) == [("small/a", "B/small/a", "float32", (2,), "copy"),
+                                ("small/a", "small/a", "float32", (10, 10), "copy")]
+    assert phases.mapping_of(tensors, [open_source(src)]) == {src: {"small/a": "small/a"}, other: {"small/a": "B/small/a"}}
+    with pytest.raises(MigrateError, match="'small/a' comes from both"):
+        phases.plan(open_source(src), [(open_source(other), "")], Rules())
+
+
+def test_casts_change_dtype_and_action_only_where_needed(src):
+    rules = Rules(cast=[("small", "float16"), ("small/c", "float32")], keep=["small/a", "small/c"])
+    tensors = phases.apply_casts(phases.plan(open_source(src), [], rules), rules)
+    assert records(tensors) == [("small/a", "small/a", "float16", (10, 10), "cast"),
+                                ("small/c", "small/c", "float32", (10, 10), "copy")]  # the last rule wins: no change
+
+
+@pytest.mark.parametrize("rules,error,needle", [
+    (Rules(cast=[("small/step", "float16")]), MigrateError, r"cast=\('small/step', 'float16'\): 'small/step' is int64"),
+    (Rules(cast=[("nothing", "float16")]), PatternError, "cast: pattern 'nothing' matches no tensor"),
+    (Rules(cast=[("big", "float16")], drop=["big"]), PatternError, "cast: pattern 'big' matches no tensor"),
+])
+def test_cast_errors(src, rules, error, needle):
+    with pytest.raises(error, match=needle):
+        phases.apply_casts(phases.plan(open_source(src), [], rules), rules)
+
+
+def test_join_partitions_concatenates_along_the_first_axis(src, tmp_path):
+    rules = Rules(keep=["emb"], cast=[("emb", "float16")])
+    tensors = phases.join_partitions(phases.apply_casts(phases.plan(open_source(src), [], rules), rules))
+    assert records(tensors) == [("emb/part_0", "emb", "float16", (8, 4), "join")]
+    assert [p.old for p in tensors[0].parts] == ["emb/part_0", "emb/part_1"]
+    assert phases.mapping_of(tensors, [open_source(src)]) == {src: {"emb/part_0": "emb", "emb/part_1": "emb"}}
+    bad = save_v2(str(tmp_path / "bad"), {"w/part_0": np.ones((2, 3), np.float32), "w/part_2": np.ones((2, 3), np.float32),
+                                         "v/part_0": np.ones((2, 3), np.float32), "v/part_1": np.ones((2, 4), np.float32)})
+    with pytest.raises(MigrateError, match=r"partitions of 'v' differ beyond their first axis"):
+        phases.join_partitions(phases.plan(open_source(bad), [], Rules(keep=["v"])))
+    with pytest.raises(MigrateError, match=r"partitions of 'w' are \[0, 2\]"):
+        phases.join_partitions(phases.plan(open_source(bad), [], Rules(keep=["w"])))
+
+
+def test_tf2_keys_come_from_an_object_graph_made_in_memory(src, tmp_path):
+    before = set(os.listdir(tmp_path))
+    tensors, extra = phases.to_tf2_keys(phases.plan(open_source(src), [], Rules(keep=["small/a", "small/step"])))
+    assert sorted(p.new for p in tensors) == ["vars/small.Sa/.ATTRIBUTES/VARIABLE_VALUE",
+                                              "vars/small.Sstep/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert sorted(p.new for p in extra) == ["_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE"]
+    assert all(p.source.kind == "memory" for p in extra) and set(os.listdir(tmp_path)) == before
+
+
+def test_tf2_sources_read_by_variable_name(tmp_path):
+    m = tf.Module()
+    m.a, m.b = tf.Variable([1.0, 2.0], name="dense/kernel"), tf.Variable(3, name="step")
+    path = tf.train.Checkpoint(model=m).write(str(tmp_path / "named"))
+    tensors = phases.plan(open_source(path), [], Rules(), from_tf2=True)
+    assert records(tensors) == [("dense/kernel", "dense/kernel", "float32", (2,), "copy"),
+                                ("step", "step", "int32", (), "copy")]
+    assert tensors[0].source_key == "model/a/.ATTRIBUTES/VARIABLE_VALUE"
+    m.c = tf.Variable(1.0)  # unnamed: "Variable"
+    m.d = tf.Variable(2.0)
+    path = tf.train.Checkpoint(model=m).write(str(tmp_path / "unnamed"))
+    with pytest.raises(MigrateError, match=r"2 variables are named 'Variable' \(model/c/\.ATTRIBUTES/VARIABLE_VALUE, "
+                                           r"model/d/\.ATTRIBUTES/VARIABLE_VALUE\)"):
+        phases.plan(open_source(path), [], Rules(), from_tf2=True)
+    with pytest.raises(MigrateError, match="not a TF2 object-based checkpoint"):
+        phases.plan(open_source(save_v2(str(tmp_path / "tf1"), {"x": np.ones(1)})), [], Rules(), from_tf2=True)
+
+
+def test_link_only_when_every_byte_is_used_unchanged(src):
+    main = open_source(src)
+    assert should_link(phases.plan(main, [], Rules(map_scope=[("big/", "large/")])), None) is True
+    assert should_link(phases.plan(main, [], Rules(drop=["small/step"])), None) is False
+    rules = Rules(cast=[("small/a", "float16")])
+    assert should_link(phases.apply_casts(phases.plan(main, [], rules), rules), None) is False
+    assert should_link(phases.plan(main, [], Rules(drop=["big"])), True) is True
+    assert should_link(phases.plan(main, [], Rules()), False) is False
+
+
+def test_compact_output_holds_exactly_the_kept_bytes(src, tmp_path):
+    tensors, out = stage(src, tmp_path / "c", Rules(drop=["big"]))
+    _, entries = bundle.read_index(out)
+    data = out + ".data-00000-of-00001"
+    assert os.path.getsize(data) == sum(e.size for e in entries.values())
+    assert not os.path.samefile(data, src + ".data-00000-of-00001")
+    r = tf.train.load_checkpoint(out)
+    assert all(r.get_tensor(p.new).tobytes() == tf.train.load_checkpoint(src).get_tensor(p.old).tobytes()
+               for p in tensors if p.dtype != tf.string)
+
+
+# ---- verification: passes on good outputs, fails on each damage --------------------------------
+
+@pytest.mark.parametrize("level", ["sample", "full"])
+@pytest.mark.parametrize("case", ["linked", "compact", "cast", "join", "tf2"])
+def test_verification_passes_on_intact_outputs(src, tmp_path, level, case):
+    kw = {"linked": dict(link=True), "compact": dict(rules=Rules(drop=["big/0"])),
+          "cast": dict(rules=Rules(cast=[("re:.*", "bfloat16")], drop=["small/step", "small/names"])),
+          "join": dict(join=True), "tf2": dict(tf2=True)}[case]
+    tensors, out = stage(src, tmp_path / "o", **kw)
+    verify_mod.verify(out, tensors, level)
+
+
+def rewrite_index(prefix, change):
+    """Apply ``change(entries)`` to the index of checkpoint ``prefix`` (in place)."""
+    header, entries = bundle.read_index(prefix)
+    change(entries)
+    os.remove(prefix + ".index")
+    bundle.write_index(prefix + ".index", header, entries)
+
+
+def damage_bytes(prefix, name, *, fix_crc=True):
+    """Flip a byte of tensor ``name`` in its data file; with ``fix_crc`` the index gets the crc32c of
+    the damaged bytes, so TensorFlow reads them without complaint (a writer that got the bytes wrong)."""
+    _, entries = bundle.read_index(prefix)
+    e = entries[name]
+    path = bundle.data_file(prefix, e.shard_id, 1)
+    with open(path, "r+b") as f:
+        f.seek(e.offset + e.size - 1)
+        last = f.read(1)[0]
+        f.seek(e.offset + e.size - 1)
+        f.write(bytes([last ^ 0x40]))
+        f.seek(e.offset)
+        damaged = f.read(e.size)
+    if fix_crc:
+        rewrite_index(prefix, lambda es: setattr(es[name], "crc32c", bundle.mask(bundle.crc32c(damaged))))
+
+
+def _swap(es, a, b):
+    for field in ("offset", "crc32c"):
+        x, y = getattr(es[a], field), getattr(es[b], field)
+        setattr(es[a], field, y)
+        setattr(es[b], field, x)
+
+
+def _set_dtype(es, name, dtype):
+    es[name].dtype = dtype.as_datatype_enum
+
+
+def _set_shape(es, name, dims):
+    del es[name].shape.dim[:]
+    for d in dims:
+        es[name].shape.dim.add(size=d)
+
+
+DAMAGES = {  # what is damaged -> (how, the message verification must give)
+    "index block": (lambda out: _flip_index_byte(out), "TensorFlow cannot open the written checkpoint"),
+    "a missing key": (lambda out: rewrite_index(out, lambda es: es.pop("small/a")), "lacks small/a"),
+    "an extra key": (lambda out: rewrite_index(out, lambda es: es.update(extra=es["small/a"])), "also holds extra"),
+    "a dtype": (lambda out: rewrite_index(out, lambda es: _set_dtype(es, "small/a", tf.int32)),
+                "'small/a' is int32, expected float32"),
+    "a shape": (lambda out: rewrite_index(out, lambda es: _set_shape(es, "small/a", (20, 5))),
+                r"'small/a' has shape \[20, 5\], expected \[10, 10\]"),
+    # sample compares a copied tensor's crc32c with the source index's; full compares every byte
+    "bytes, crc32c rewritten": (lambda out: damage_bytes(out, "small/a"),
+                                "the crc32c of 'small/a' differs|the bytes of 'small/a' differ"),
+    "bytes": (lambda out: damage_bytes(out, "small/a", fix_crc=False), "'small/a' does not read back"),
+    "string bytes": (lambda out: damage_strings(out, "small/names"), "the bytes of 'small/names' differ"),
+}
+
+
+def damage_strings(prefix, name):
+    """Change one character of string tensor ``name``, re-encoded with a matching crc32c."""
+    _, entries = bundle.read_index(prefix)
+    value = tf.train.load_checkpoint(prefix).get_tensor(name)
+    value[0] = value[0][:-1] + b"?"
+    data, crc = encode_strings(value)
+    e = entries[name]
+    assert len(data) == e.size
+    with open(bundle.data_file(prefix, e.shard_id, 1), "r+b") as f:
+        f.seek(e.offset)
+        f.write(data)
+    rewrite_index(prefix, lambda es: setattr(es[name], "crc32c", crc))
+
+
+def _flip_index_byte(prefix):
+    raw = bytearray(open(prefix + ".index", "rb").read())
+    raw[20] ^= 0x01
+    open(prefix + ".index", "wb").write(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_each_check_fails_on_a_damaged_output(src, tmp_path, damage):
+    tensors, out = stage(src, tmp_path / "o", Rules(drop=["big"]))  # compact: damaging it leaves the source alone
+    verify_mod.verify(out, tensors, "sample")
+    how, needle = DAMAGES[damage]
+    how(out)
+    for level in ("sample", "full"):
+        with pytest.raises(MigrateError, match="verification failed: .*" + needle):
+            verify_mod.verify(out, tensors, level)
+    verify_mod.verify(out, tensors, "none")  # checks nothing, as documented
+
+
+def test_hard_linked_bytes_are_read_back(src, tmp_path):
+    """Two equal-sized tensors swapped in the new index over the linked (unchanged) data file."""
+    tensors, out = stage(src, tmp_path / "o", Rules(), link=True)
+    assert os.path.samefile(out + ".data-00000-of-00001", src + ".data-00000-of-00001")
+    rewrite_index(out, lambda es: _swap(es, "small/a", "small/c"))
+    with pytest.raises(MigrateError, match="the crc32c of 'small/[ac]' differs"):
+        verify_mod.verify(out, tensors, "sample")
+
+
+def test_casts_and_joins_are_checked_against_values_recomputed_from_the_source(src, tmp_path):
+    rules = Rules(keep=["small/a", "emb"], cast=[("small/a", "float16")])
+    tensors, out = stage(src, tmp_path / "o", rules, join=True)
+    for name in ("small/a", "emb"):
+        damage_bytes(out, name)
+        with pytest.raises(MigrateError, match=f"the bytes of '{name}' differ from the value computed from"):
+            verify_mod.verify(out, tensors, "sample")
+        damage_bytes(out, name)  # flipped back
+
+
+def test_sample_reads_small_tensors_and_a_seeded_share_of_large_ones(src, tmp_path, monkeypatch):
+    monkeypatch.setattr(verify_mod, "SAMPLE_BYTES", 2_500_000)  # two of the six 1.2 MB tensors
+    tensors, out = stage(src, tmp_path / "o", Rules(drop=["small"]))
+    chosen = {p.new for p in verify_mod.sample(tensors)}
+    assert chosen == {p.new for p in verify_mod.sample(list(reversed(tensors)))}  # seeded: same every time
+    large = sorted(n for n in chosen if n.startswith("big/"))
+    assert len(large) == 2 and {"emb/part_0", "emb/part_1"} <= chosen
+    skipped = sorted({f"big/{k}" for k in range(6)} - chosen)
+    damage_bytes(out, skipped[0])
+    verify_mod.verify(out, tensors, "sample")  # outside the sample: not seen, as documented
+    with pytest.raises(MigrateError, match=f"the bytes of '{skipped[0]}' differ"):
+        verify_mod.verify(out, tensors, "full")
+    damage_bytes(out, large[0])
+    with pytest.raises(MigrateError, match=f"the crc32c of '{large[0]}' differs"):
+        verify_mod.verify(out, tensors, "sample")
+
+
+def test_v1_sources_are_checked_against_the_v1_file(tmp_path):
+    (tmp_path / "v1").mkdir()
+    g = tf.Graph()
+    with g.as_default():
+        v = tf1.Variable(np.arange(6, dtype=np.float32), name="w", use_resource=False)
+        s = tf1.Variable(np.array([b"x", b"yz"], object), name="names", use_resource=False)
+        saver = tf1.train.Saver([v, s], write_version=tf1.train.SaverDef.V1)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            p = saver.save(sess, str(tmp_path / "v1" / "m.ckpt"), write_meta_graph=False)
+    assert not os.path.exists(p + ".index")
+    tensors, out = stage(p, tmp_path / "o")
+    verify_mod.verify(out, tensors, "sample")
+    r = tf.train.load_checkpoint(out)
+    assert r.get_tensor("w").tobytes() == np.arange(6, dtype=np.float32).tobytes()
+    assert list(r.get_tensor("names")) == [b"x", b"yz"]
+    damage_bytes(out, "w")
+    with pytest.raises(MigrateError, match=f"the bytes of 'w' differ from the value computed from 'w' in {p}"):
+        verify_mod.verify(out, tensors, "sample")
+
+
+def test_bad_levels_and_formats_are_refused(src, tmp_path):
+    from graphsurgeon._src.migrate import migrate
+
+    for kw, needle in ((dict(verify="most"), "verify='most': expected one of"), (dict(to="tf3"), "to='tf3'"),
+                       (dict(from_format="v1"), "from_format='v1'"), (dict(link="yes"), "link='yes'")):
+        with pytest.raises(ConfigError, match=needle):
+            migrate(src, str(tmp_path / "x"), **kw)
+    assert os.listdir(tmp_path) == []
+
+
+def test_header_of_a_written_bundle(src, tmp_path):
+    _, out = stage(src, tmp_path / "o", Rules(drop=["big"]))
+    header, _ = bundle.read_index(out)
+    assert header.num_shards == 1 and header.endianness == tensor_bundle_pb2.BundleHeaderProto.LITTLE
+    assert header.version.producer == 1
+
+
+SPECIAL = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 65504, 65519.99, 65520, 1e-8, 6e-8, 5.96e-8,
+                    6.1e-5, 1 + 2**-11, 1 + 3 * 2**-11, 3.4e38, -1.5e-45], np.float32)
+
+
+@pytest.mark.parametrize("src_dtype,dst_dtype", [(np.float32, tf.float16), (np.float32, tf.bfloat16),
+                                                 (np.float64, tf.float16), (np.float16, tf.float32),
+                                                 (np.float64, tf.bfloat16)])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_converter_gives_the_bits_of_numpy_astype(src_dtype, dst_dtype, workers):
+    from graphsurgeon._src.migrate.assemble import Converter
+
+    x = np.concatenate([SPECIAL, RNG.standard_normal(600_000).astype(np.float32) * 1e3,
+                        np.frombuffer(RNG.bytes(4 * 300_000), np.float32)]).astype(src_dtype)  # random bit patterns
+    dst = np.dtype(dst_dtype.as_numpy_dtype)
+    raw = x.view(np.uint8)
+    chunks = [raw[i:i + 2**20] for i in range(0, len(raw), 2**20)]  # several chunks, each converted
+    converter = Converter(workers)
+    try:
+        got = np.concatenate([c.copy() for c in converter.chunks(chunks, np.dtype(src_dtype), dst)])
+    finally:
+        converter.close()
+    want = x.astype(dst)
+    assert got.dtype == dst and np.array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+# ---- progress --------------------------------------------------------------------------------
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_is_one_bar_of_mib_written_and_only_for_long_work(src, tmp_path, monkeypatch, capsys):
+    from graphsurgeon._src.migrate import run
+
+    rules = Rules(cast=[("big", "float16")])
+    run.migrate(src, str(tmp_path / "small"), rules, progress=True)  # 3 MiB: under PROGRESS_MIB
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(run, "PROGRESS_MIB", 1)
+    run.migrate(src, str(tmp_path / "quiet"), rules, progress=False)
+    assert capsys.readouterr().err == ""
+    run.migrate(src, str(tmp_path / "log"), rules, progress=True)  # stderr not a terminal: one plain line at the end
+    assert re.fullmatch(r"migrating: 3/3 MiB \(\d+ s\)\n", capsys.readouterr().err)
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run.migrate(src, str(tmp_path / "tty"), rules, progress=True)
+    bar = terminal.getvalue()
+    assert bar.count("\n") == 1 and "migrating" in bar and "3/3" in bar and "MiB" in bar, bar
+
+
+def test_cli_migrate_quiet_shows_no_progress_and_json_carries_a_version(src, tmp_path, monkeypatch, capfd):
+    from graphsurgeon._src.cli import main
+    from graphsurgeon._src.migrate import run
+
+    monkeypatch.setattr(run, "PROGRESS_MIB", 1)
+    for quiet in (True, False):
+        capfd.readouterr()
+        code = main(["migrate", src, str(tmp_path / f"q{quiet}"), "--cast", "big=float16", "--json"]
+                    + ["--quiet"] * quiet)
+        out, err = capfd.readouterr()
+        assert code == 0 and json.loads(out)["version"] == 1
+        assert ("migrating: 3/3 MiB" in err) != quiet, err
+    code = main(["diff", src, str(tmp_path / "qTrue"), "--json"])
+    d = json.loads(capfd.readouterr().out)
+    assert code == 0 and d["version"] == 1 and (d["a"], d["b"]) == (src, str(tmp_path / "qTrue"))
+    assert sorted(d["dtype_changed"]) == [f"big/{k}" for k in range(6)]
