@@ -844,19 +844,15 @@ AWAITS_MIGRATE = {
 
 }
 AWAITS_CACHE = {
-    "cache-manifest-no-fingerprint": ("cache", "retrain"), "cache-manifest-shard-escapes": ("cache", "retrain"),
-    "cache-manifest-shard-escapes-repair": ("cache-repair",),
-    "cache-manifest-shards-not-a-list": ("cache", "retrain"), "cache-shard-index-tampered": ("cache", "retrain"),
+    "cache-shard-index-tampered": ("cache", "retrain"),
     "cache-shard-index-wrong-length": ("cache", "retrain"), "cache-shard-wrong-dtype": ("cache", "retrain"),
     "cache-shard-wrong-shape": ("cache", "retrain"), "images-class-outside-root": ("cache", "retrain"),
     "images-class-symlink-loop": ("cache", "retrain"), "images-class-symlink-to-class": ("cache", "retrain"),
     "images-dangling-class-symlink": ("cache", "retrain"), "images-image-outside-root": ("cache", "retrain"),
-    "images-truncated-png": ("cache",), 
     "npz-huge-declared-shape": ("cache", "retrain"), "npz-inf-in-x": ("cache", "retrain"),
     "npz-nan-in-x": ("cache", "retrain"), "npz-x-scalar": ("cache", "retrain"),
     "npz-x-strings": ("cache", "retrain"), "npz-x-wrong-width": ("cache",), "npz-zero-rows": ("retrain",),
-    "tfrecord-float-label": ("cache",), "tfrecord-non-utf8-file-name": ("cache",),
-    "tfrecord-not-examples": ("cache",), "tfrecord-undecodable-image": ("cache",),
+    "tfrecord-non-utf8-file-name": ("cache",), "tfrecord-not-examples": ("cache",),
 }
 
 
