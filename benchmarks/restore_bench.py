@@ -35,7 +35,7 @@ def baseline(prefix):
 
 def graphsurgeon_way(prefix):
     cfg = gs.RetrainConfig(model=prefix, head="InceptionV3/InceptionV3/Mixed_7c/concat:7",
-                           exclude=["InceptionV3/Logits", "InceptionV3/AuxLogits"], trainable=["InceptionV3/Mixed_7c"])
+                           drop=["InceptionV3/Logits", "InceptionV3/AuxLogits"], trainable=["InceptionV3/Mixed_7c"])
     setup = gs.build(cfg)
     assert setup.plan.by_status("restored")
     setup.model.close()

@@ -33,7 +33,7 @@ _EXPORTS = {
     "export": ("graphsurgeon._src.export", "export"),
     "inspect": ("graphsurgeon._src.inspect", "inspect"),
     "MigrationResult": ("graphsurgeon._src.migrate", "MigrationResult"),
-    "Rules": ("graphsurgeon._src.migrate", "Rules"),
+    "Rules": ("graphsurgeon._src.rules", "Rules"),
     "diff": ("graphsurgeon._src.migrate", "diff"),
     "migrate": ("graphsurgeon._src.migrate", "migrate"),
     "Model": ("graphsurgeon._src.model", "Model"),

@@ -12,7 +12,7 @@ EXCLUDE = ["InceptionV3/Logits", "InceptionV3/AuxLogits"]
 
 @pytest.fixture(scope="module")
 def setup(inception):
-    cfg = gs.RetrainConfig(model=inception, head="InceptionV3/InceptionV3/Mixed_7c/concat:7", exclude=EXCLUDE,
+    cfg = gs.RetrainConfig(model=inception, head="InceptionV3/InceptionV3/Mixed_7c/concat:7", drop=EXCLUDE,
                            trainable=["InceptionV3/Mixed_7c"], lr=0.1)
     s = gs.build(cfg)
     yield inception, s
@@ -29,7 +29,7 @@ def test_plan_restores_exactly_slims_set(inception, setup):
 
 def test_dry_run_plan_equals_the_built_plan(inception, setup):
     _, s = setup
-    dry = gs.plan(gs.RetrainConfig(model=inception, head="InceptionV3/InceptionV3/Mixed_7c/concat:7", exclude=EXCLUDE,
+    dry = gs.plan(gs.RetrainConfig(model=inception, head="InceptionV3/InceptionV3/Mixed_7c/concat:7", drop=EXCLUDE,
                                    trainable=["InceptionV3/Mixed_7c"]))
     assert dry.to_dict() == s.plan.to_dict()
 

@@ -87,11 +87,11 @@ def test_restore_by_name_into_a_python_graph_with_rename(seed004):
             h = fully_connected(X, 300, "hidden1")
             h = fully_connected(h, 100, "hidden2")
         fully_connected(h, 7, "classifier", activation=None)
-    m = gs.restore(prefix, graph=g, rename={"hidden1/": "encoder/hidden1/", "hidden2/": "encoder/hidden2/"},
-                   exclude=["classifier"])
+    rules = gs.Rules(map_scope=[("hidden1/", "encoder/hidden1/"), ("hidden2/", "encoder/hidden2/")], drop=["output"])
+    m = gs.restore(prefix, graph=g, rules=rules, allow_missing=True)
     assert m.status == {"encoder/hidden1/weights": "restored", "encoder/hidden1/biases": "restored",
                         "encoder/hidden2/weights": "restored", "encoder/hidden2/biases": "restored",
-                        "classifier/weights": "new", "classifier/biases": "new"}
+                        "classifier/weights": "missing", "classifier/biases": "missing"}
     vals = ckpt(prefix)
     assert m.values(["encoder/hidden2/weights"])["encoder/hidden2/weights"].tobytes() == vals["hidden2/weights"].tobytes()
     assert m.plan.restore_map()["encoder/hidden1/weights"] == "hidden1/weights"
@@ -112,7 +112,7 @@ def test_shape_mismatch_is_reported_before_anything_runs(seed004):
     assert m.plan.by_status("shape_mismatch") == ["output/biases", "output/weights"]
     with pytest.raises(gs.PlanError, match=r"output/weights: graph shape \[50, 2\] but checkpoint 'output/weights' has \[50, 5\]"):
         gs.restore(prefix, graph=g)
-    m = gs.restore(prefix, graph=g, exclude=["output"])
+    m = gs.restore(prefix, graph=g, rules=gs.Rules(drop=["output"]))
     assert m.status["output/weights"] == "reinitialized"
     m.close()
 

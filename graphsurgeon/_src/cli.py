@@ -35,7 +35,12 @@ def _kv(items, what):
 def _model_args(p):
     p.add_argument("--model", required=False, help="checkpoint prefix or directory, .meta, .pb, SavedModel dir")
     p.add_argument("--trainable", nargs="+", action="extend", metavar="PAT", help="restored scopes that train")
-    p.add_argument("--exclude", nargs="+", action="extend", metavar="PAT", help="scopes not restored")
+    p.add_argument("--keep", nargs="+", action="extend", metavar="PAT",
+                   help="restore only the checkpoint tensors these match (the others' variables start anew)")
+    p.add_argument("--drop", nargs="+", action="extend", metavar="PAT",
+                   help="checkpoint tensors not restored (their variables start anew)")
+    for old in ("--exclude", "--include"):  # replaced; kept only to say so
+        p.add_argument(old, nargs="+", action="extend", help=argparse.SUPPRESS)
     p.add_argument("--reinit", nargs="+", action="extend", metavar="PAT", help="layers re-initialized in place")
     p.add_argument("--head", metavar="TENSOR:N", help="cut at TENSOR, new head with N classes")
     p.add_argument("--head-hidden", nargs="+", type=int, metavar="UNITS", help="hidden layers of the new head")
@@ -47,8 +52,10 @@ def _model_args(p):
     p.add_argument("--input", metavar="TENSOR",
                    help="the tensor fed with the data (a placeholder, or any tensor such as a queue's output; "
                         "default: the one placeholder the cut reads)")
-    p.add_argument("--rename", nargs="+", action="extend", metavar="CKPT=GRAPH",
-                   help="restore checkpoint scope/name CKPT into graph scope/name GRAPH")
+    p.add_argument("--rename", nargs="+", action="extend", metavar="REGEX=REPLACEMENT",
+                   help="checkpoint names -> graph names by regex (re.sub), as migrate's --rename")
+    p.add_argument("--map-scope", nargs="+", action="extend", metavar="CKPT/=GRAPH/",
+                   help="restore checkpoint scope CKPT/ into graph scope GRAPH/")
     p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F", help="learning-rate multiplier")
     p.add_argument("--unfreeze", nargs="+", action="extend", metavar="EPOCH:PAT[=F]",
                    help="from EPOCH on, PAT trains too (at multiplier F)")
@@ -69,14 +76,23 @@ def _model_args(p):
     p.add_argument("--plan", dest="plan_file", metavar="FILE.toml", help="settings from a TOML plan file")
 
 
+_REPLACED_FLAGS = {"exclude": "--drop PAT (patterns on the checkpoint's names)",
+                   "include": "--keep PAT (patterns on the checkpoint's names)"}
+
+
 def _config(args):
+    from graphsurgeon._src.errors import ConfigError
     from graphsurgeon._src.retrain import RetrainConfig
 
+    for old, new in _REPLACED_FLAGS.items():
+        if getattr(args, old, None):
+            raise ConfigError(f"--{old} was replaced by {new}")
     overrides = dict(
         model=args.model, head=args.head, head_hidden=args.head_hidden, head_activation=args.head_activation,
         head_initializer=args.head_init, output=args.output, input=args.input,
-        trainable=args.trainable, exclude=args.exclude, reinit=args.reinit,
-        rename=_kv(args.rename, "rename") or None, lr_mult=args.lr_mult, unfreeze=args.unfreeze,
+        trainable=args.trainable, keep=args.keep, drop=args.drop, reinit=args.reinit,
+        rename=_pairs(args.rename, "--rename") or None, map_scope=_pairs(args.map_scope, "--map-scope") or None,
+        lr_mult=args.lr_mult, unfreeze=args.unfreeze,
         feeds=_kv(args.feed, "feed") or None, train_feeds=_kv(args.train_feed, "train feed") or None,
         tags=args.tags, restore_optimizer=args.restore_optimizer, allow_missing=args.allow_missing,
         allow_cast=args.allow_cast, allow_unsafe_ops=args.allow_unsafe_ops,
@@ -162,18 +178,20 @@ def cmd_cache(args):
             print(f"  {change}")
 
 
-def _rules(args):
-    from graphsurgeon._src.errors import ConfigError
-    from graphsurgeon._src.migrate import Rules
+def _pairs(items, flag, sep="="):
+    """``[(LEFT, RIGHT)]`` of ``LEFT=RIGHT`` flag values (split at the last ``sep``)."""
+    out = []
+    for item in items or ():
+        a, s, b = item.rpartition(sep)
+        if not s or not a:
+            from graphsurgeon._src.errors import ConfigError
+            raise ConfigError(f"{flag} '{item}': expected LEFT{sep}RIGHT")
+        out.append((a, b))
+    return out
 
-    def pairs(items, flag, sep="="):
-        out = []
-        for item in items or ():
-            a, s, b = item.rpartition(sep)
-            if not s or not a:
-                raise ConfigError(f"{flag} '{item}': expected LEFT{sep}RIGHT")
-            out.append((a, b))
-        return out
+
+def _rules(args):
+    from graphsurgeon._src.rules import Rules
 
     merges = []
     for m in args.merge or ():
@@ -182,8 +200,8 @@ def _rules(args):
             merges.append((path, prefix))
         else:
             merges.append((m, ""))
-    return Rules(rename=pairs(args.rename, "--rename"), map_scope=pairs(args.map_scope, "--map-scope"),
-                 drop=args.drop or [], keep=args.keep or [], cast=pairs(args.cast, "--cast"), merge=merges,
+    return Rules(rename=_pairs(args.rename, "--rename"), map_scope=_pairs(args.map_scope, "--map-scope"),
+                 drop=args.drop or [], keep=args.keep or [], cast=_pairs(args.cast, "--cast"), merge=merges,
                  presets=args.preset or [])
 
 
@@ -228,19 +246,28 @@ _FLAG = {"to": "--to", "from_format": "--from", "verify": "--verify", "merge_par
 _QUOTED = r"(?:'[^'\\]*'|\"[^\"\\]*\")"
 
 
+def rule_flags(message: str) -> str:
+    """Name rules in command-line words (migrate, plan and retrain share them).
+
+    >>> rule_flags("map_scope=('a/', 'b/') matches no tensor; drop: pattern 'x' matches no tensor")
+    "--map-scope 'a/=b/' matches no tensor; --drop: pattern 'x' matches no tensor"
+    """
+    def pair(m):
+        a, b = ast.literal_eval(m.group(2))
+        return f"{_PAIR_FLAGS[m.group(1)]} '{a}={b}'"
+
+    message = re.sub(rf"(?<![\w-])(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
+    return re.sub(r"(?<![\w-])(drop|keep|cast): pattern", r"--\1: pattern", message)
+
+
 def migrate_flags(message: str) -> str:
     """A migration message in command-line words.
 
     >>> migrate_flags("rename=('^a/', 'b/') matches no tensor; presets=['x']: unknown; to='tf2' needs eager")
     "--rename '^a/=b/' matches no tensor; --preset x: unknown; --to tf2 needs eager"
     """
-    def pair(m):
-        a, b = ast.literal_eval(m.group(2))
-        return f"{_PAIR_FLAGS[m.group(1)]} '{a}={b}'"
-
-    message = re.sub(rf"\b(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
+    message = rule_flags(message)
     message = re.sub(rf"\bpresets=\[({_QUOTED})\]", lambda m: "--preset " + ast.literal_eval(m.group(1)), message)
-    message = re.sub(r"\b(drop|keep|cast): pattern", r"--\1: pattern", message)
     message = re.sub(r"(?<![\w-])(to|from_format)='(tf[12])'", lambda m: f"{_FLAG[m.group(1)]} {m.group(2)}", message)
     message = re.sub(r"(?<![\w-])(merge_partitions|link)=True\b", lambda m: _FLAG[m.group(1)], message)
     return re.sub(r"(?<![\w-])(verify|to|from_format)=", lambda m: _FLAG[m.group(1)] + " ", message)
@@ -373,7 +400,8 @@ def cmd_demo(args):
 
 EXAMPLES = {
     "inspect": "graphsurgeon inspect run/model.ckpt-1000 --json",
-    "plan": "graphsurgeon plan --model run/ --head hidden3/Relu:2 --trainable hidden3 --lr-mult hidden3=0.1",
+    "plan": "graphsurgeon plan --model run/ --head hidden3/Relu:2 --trainable hidden3 --lr-mult hidden3=0.1\n"
+            "  graphsurgeon plan --model run/ --map-scope hidden1/=encoder/hidden1/ --drop output",
     "retrain": "graphsurgeon retrain --model run/ --head hidden3/Relu:2 --trainable hidden3 --data new.npz "
                "--out retrained/",
     "cache": "graphsurgeon cache --model run/ --tensor hidden2/Relu --data new.npz --out cache/\n"
@@ -747,6 +775,7 @@ def to_flags(message: str) -> str:
     >>> to_flags("pass batch_size=100 or allow_cast=True; give feeds={'state': VALUE}")
     'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
     """
+    message = rule_flags(message)
     message = re.sub(r"\bold_data=\{'([^']*)': PATH\}", r"--old-data \1=PATH", message)
     message = re.sub(r"\b(train_feeds|feeds)=\{'([^']*)': VALUE\}",
                      lambda m: f"{'--train-feed' if m.group(1) == 'train_feeds' else '--feed'} {m.group(2)}=VALUE",

@@ -13,8 +13,15 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import guess, safety, select, subgraph, tf2
-from graphsurgeon._src.errors import CheckpointNotFoundError, PlanError, TensorNotFoundError, UnsafeGraphError
+from graphsurgeon._src.errors import (
+    CheckpointNotFoundError,
+    ConfigError,
+    PlanError,
+    TensorNotFoundError,
+    UnsafeGraphError,
+)
 from graphsurgeon._src.model import Model
+from graphsurgeon._src.rules import Rules
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
 from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
@@ -75,13 +82,13 @@ def _check_no_nan(reader: CheckpointReader, name: str, value) -> None:
         n = int(np.isnan(value).sum())
         raise PlanError(f"checkpoint {reader.prefix}: tensor '{name}' holds {n} NaN value(s) of {value.size} (a "
                         "diverged run or a damaged file); every output computed from it would be NaN: restore "
-                        "another checkpoint, or exclude the variable so that it is initialized anew")
+                        f"another checkpoint, or drop it from the restore (Rules(drop=['{name}'])) so that its variable is "
+                        "initialized anew")
 
 
-def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, rename=None, rules=None,
-            outputs=None, inputs=None, restore_optimizer: bool = True, allow_missing: bool = False,
-            allow_cast: bool = False, allow_unsafe_ops: bool = False, values: bool = True,
-            threads: int = 0) -> Model:
+def restore(path, *, graph=None, tags=("serve",), rules: Rules | None = None, outputs=None, inputs=None,
+            restore_optimizer: bool = True, allow_missing: bool = False, allow_cast: bool = False,
+            allow_unsafe_ops: bool = False, values: bool = True, threads: int = 0, **replaced) -> Model:
     """Restore a model from a checkpoint prefix or directory, a ``.meta`` file, a frozen
     GraphDef, or a TF1 or TF2 SavedModel directory (a TF2 one's serving function is flattened into
     one graph by :mod:`graphsurgeon._src.tf2`; its variables keep their names and values).
@@ -92,13 +99,12 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
         (for checkpoints without a ``.meta`` file). It is not copied: the returned
         model uses it.
       tags: SavedModel tags.
-      include, exclude: patterns choosing which variables are restored (the rest are
-        initialized with their initializers), as TF-Slim's ``get_variables_to_restore``
-        but matched on ``/`` boundaries.
-      rename: ``{checkpoint scope or name: graph scope or name}`` as
-        ``tf.compat.v1.train.init_from_checkpoint`` takes.
-      rules: a :class:`graphsurgeon._src.migrate.Rules` (regex renames, scope maps, presets such as
-        ``rnn-cell-names``) applied to the checkpoint's names at restore time, as ``migrate`` would.
+      rules: a :class:`graphsurgeon.Rules` on the checkpoint's names, as ``migrate`` takes them:
+        ``keep`` / ``drop`` patterns (scope globs or ``re:``, matched on ``/`` boundaries) choose
+        which checkpoint tensors are restored (graph variables that would read the others are
+        initialized with their initializers); ``rename`` regex pairs, ``map_scope`` scope pairs
+        and presets such as ``rnn-cell-names`` map checkpoint names to graph names. ``cast`` and
+        ``merge`` are migration settings and are refused.
       outputs: tensor names to keep; if given the imported graph is pruned to what
         computes them (old heads, training ops and stray copies are dropped).
       inputs: tensor names to feed: any tensor (a queue's dequeue output, an inner layer) is
@@ -119,8 +125,12 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
 
     Raises:
       CheckpointNotFoundError, WrongPathKindError, NoMetaGraphError, UnregisteredOpError,
-      CorruptCheckpointError, PatternError, PlanError (shape mismatch, missing variables).
+      CorruptCheckpointError, PatternError (a ``keep`` / ``drop`` pattern matches no checkpoint
+      name), PlanError (shape mismatch, missing variables, a ``rename`` / ``map_scope`` rule that
+      matches no checkpoint name), ConfigError (``include`` / ``exclude`` / ``rename=`` given:
+      ``rules`` replaced them).
     """
+    _refuse_replaced(replaced)
     source = resolve(path, tags)
     if graph is None:
         graph, ins, outs, aliases, unsafe = _import(source, inputs, outputs)
@@ -129,14 +139,25 @@ def restore(path, *, graph=None, tags=("serve",), include=None, exclude=None, re
     info = graph_variable_info(graph)
     reader = _reader(source, info)
     entries = {n: (e.shape, e.dtype.name) for n, e in (reader.entries.items() if reader else ())}
-    if rules is not None:  # checkpoint name -> the name the rules give it, as exact-name renames
-        rename = {**{o: n for o, n in ((o, rules.new_name(o)) for o in entries) if o != n}, **(rename or {})}
-    plan = make_plan(info, entries, include=include, exclude=exclude, rename=rename,
-                     restore_optimizer=restore_optimizer, inputs=ins, outputs=outs)
+    plan = make_plan(info, entries, rules=rules, restore_optimizer=restore_optimizer, inputs=ins, outputs=outs)
     model = Model(graph, None, source, {v.name: v.status for v in plan.variables if v.status != "dropped"},
                   plan.restore_map(), ins, outs, plan=plan, reader=reader, aliases=aliases, unsafe_ops=unsafe)
     return load(model, allow_missing=allow_missing, allow_cast=allow_cast, allow_unsafe_ops=allow_unsafe_ops,
                 threads=threads) if values else model
+
+
+_REPLACED = {"include": "rules=Rules(keep=[...])", "exclude": "rules=Rules(drop=[...])",
+             "rename": "rules=Rules(map_scope=[('CKPT/', 'GRAPH/')]) or Rules(rename=[(REGEX, REPLACEMENT)])"}
+
+
+def _refuse_replaced(replaced: dict) -> None:
+    """A clear error for the arguments ``rules`` replaced; Python's own for any other."""
+    for name in replaced:
+        if name in _REPLACED:
+            raise ConfigError(f"restore({name}=...): replaced by {_REPLACED[name]} (patterns and names of the "
+                              "checkpoint's tensors)")
+    if replaced:
+        raise TypeError(f"restore() got an unexpected keyword argument '{next(iter(replaced))}'")
 
 
 def _reader(source, info):

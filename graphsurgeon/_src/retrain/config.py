@@ -5,6 +5,7 @@ import dataclasses
 import math
 
 from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.rules import Rules, old_rename_message
 from graphsurgeon._src.storage import files
 
 
@@ -18,6 +19,8 @@ class RetrainConfig:
     ``feeds`` are inference values for placeholders other than the input (``keep_prob``,
     ``is_training``), ``train_feeds`` their values while training. ``epochs``, ``lr``,
     ``optimizer`` and ``patience`` left None take the defaults of :func:`training_settings`.
+    ``keep``, ``drop``, ``rename`` (``'REGEX=REPLACEMENT'``) and ``map_scope`` (``'CKPT/=GRAPH/'``)
+    are the checkpoint name rules of :class:`graphsurgeon.Rules` (see :meth:`rules`).
     """
 
     model: str = ""
@@ -29,9 +32,11 @@ class RetrainConfig:
     output: str | None = None
     input: str | None = None
     trainable: list = dataclasses.field(default_factory=list)
-    exclude: list = dataclasses.field(default_factory=list)
+    keep: list = dataclasses.field(default_factory=list)
+    drop: list = dataclasses.field(default_factory=list)
     reinit: list = dataclasses.field(default_factory=list)
-    rename: dict = dataclasses.field(default_factory=dict)
+    rename: list = dataclasses.field(default_factory=list)
+    map_scope: list = dataclasses.field(default_factory=list)
     lr_mult: list = dataclasses.field(default_factory=list)
     unfreeze: list = dataclasses.field(default_factory=list)
     feeds: dict = dataclasses.field(default_factory=dict)
@@ -63,6 +68,11 @@ class RetrainConfig:
         except UnicodeDecodeError as e:
             raise ConfigError(f"plan file {path}: not valid TOML (not UTF-8 text: byte {e.start})") from None
         data = {k.replace("-", "_"): v for k, v in data.items()}
+        for old, new in REPLACED_KEYS.items():
+            if old in data:
+                raise ConfigError(f"plan file {path}: key '{old}' was replaced by {new}")
+        if isinstance(data.get("rename"), dict):
+            raise ConfigError(f"plan file {path}: {old_rename_message(data['rename'])}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -72,6 +82,14 @@ class RetrainConfig:
                 raise ConfigError(f"plan file {path}: '{f.name}' is {data[f.name]!r}; expected {_expected(f)}")
         data.update({k: v for k, v in overrides.items() if v not in (None, [], {})})
         return cls(**data)
+
+    def rules(self) -> Rules:
+        """The :class:`graphsurgeon.Rules` of ``keep``, ``drop``, ``rename`` and ``map_scope``.
+
+        Raises:
+          ConfigError: a malformed rule, or ``rename`` given as a ``{checkpoint: graph}`` dict.
+        """
+        return Rules(keep=list(self.keep), drop=list(self.drop), rename=self.rename, map_scope=list(self.map_scope))
 
     def check(self) -> None:
         """Raise :class:`ConfigError` on out-of-range numbers: epochs below 1, patience below 0, a
@@ -95,6 +113,10 @@ class RetrainConfig:
             raise ConfigError(f"head '{self.head}': expected TENSOR:N_CLASSES such as hidden3/Relu:2")
         return tensor, int(n)
 
+
+# plan-file keys and flags of earlier versions -> what replaced them
+REPLACED_KEYS = {"exclude": "'drop' (patterns on the checkpoint's names; --drop on the command line)",
+                 "include": "'keep' (patterns on the checkpoint's names; --keep on the command line)"}
 
 # what a TOML value may be, per field annotation; list fields hold strings unless listed here
 _TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list,), "dict": (dict,)}

@@ -44,7 +44,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
 
     Without ``head`` or ``output`` the whole graph is restored and the plan says, for every
     variable, whether it is restored and whether it would train (``trainable`` patterns), as
-    ``tf_slim.get_variables_to_restore(exclude=...)`` would restore it.
+    ``tf_slim.get_variables_to_restore(exclude=...)`` would restore it (``drop`` patterns here).
     With ``values=False`` nothing is read and no session is made (the dry-run plan).
     """
     if not cfg.model:
@@ -56,9 +56,9 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
         return _build_without_cut(cfg, values)
     keep = [cut] + ([cfg.input] if cfg.input else [])
     # The graph, head and plan come first; values are then loaded in one pass (new head included).
+    rules = cfg.rules()
     model = restore(cfg.model, tags=cfg.tags, outputs=keep, inputs=[cfg.input] if cfg.input else None,
-                    exclude=cfg.exclude or None, rename=cfg.rename, restore_optimizer=cfg.restore_optimizer,
-                    values=False)
+                    rules=rules, restore_optimizer=cfg.restore_optimizer, values=False)
     feeds, train_feeds = parse_feeds(cfg.feeds), parse_feeds(cfg.train_feeds)
     inp, extra = find_input(model, cfg.input, cut, feeds)
     for name in sorted(set(feeds) | set(train_feeds)):
@@ -81,8 +81,8 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     new = head.variables if head else []
     final, stage_sets, stage_updates = _trainable(cfg, model, new)
     upd = stage_updates[-1]
-    plan = make_plan(graph_variable_info(model.graph), _entries(model), exclude=cfg.exclude or None,
-                     rename=cfg.rename, restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit,
+    plan = make_plan(graph_variable_info(model.graph), _entries(model), rules=rules,
+                     restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit,
                      trainable=final, lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
     model.plan = plan
@@ -123,12 +123,12 @@ def _trainable(cfg, model, new):
 
 def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
     """The whole graph restored: every variable's restore status and trainability, nothing new."""
-    model = restore(cfg.model, tags=cfg.tags, exclude=cfg.exclude or None, rename=cfg.rename,
-                    restore_optimizer=cfg.restore_optimizer, values=False)
+    rules = cfg.rules()
+    model = restore(cfg.model, tags=cfg.tags, rules=rules, restore_optimizer=cfg.restore_optimizer, values=False)
     final, stage_sets, stage_updates = _trainable(cfg, model, [])
     upd = stage_updates[-1]
-    plan = make_plan(graph_variable_info(model.graph), _entries(model), exclude=cfg.exclude or None,
-                     rename=cfg.rename, restore_optimizer=cfg.restore_optimizer, trainable=final, lr_mult=final,
+    plan = make_plan(graph_variable_info(model.graph), _entries(model), rules=rules,
+                     restore_optimizer=cfg.restore_optimizer, trainable=final, lr_mult=final,
                      update_ops=[o.name for o in upd], inputs=model.inputs, outputs=model.outputs)
     model.plan = plan
     if values:

@@ -24,26 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 
-from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError, PlanError
+from graphsurgeon._src.rules import Rules, is_optimizer_state
 
 STATUSES = ("restored", "reinitialized", "new", "dropped", "missing", "shape_mismatch")
-
-# Optimizer bookkeeping written by tf.compat.v1.train optimizers.
-_SLOT_RE = re.compile(
-    r"(^|/)(Adam|Adam_\d+|Momentum|RMSProp|RMSProp_\d+|Adagrad|AdagradDA|Adadelta|Adadelta_\d+|Ftrl|Ftrl_\d+|"
-    r"ProximalAdagrad|Nadam|Nadam_\d+|LazyAdam|LazyAdam_\d+)$"
-)
-_ACCUMULATOR_RE = re.compile(r"(^|/)(beta[12]_power(_\d+)?|global_step)$")
-
-
-def is_optimizer_state(name: str) -> bool:
-    """True for optimizer slots (``w/Adam``, ``w/Momentum``), ``beta1_power``-style accumulators
-    and ``global_step``: what a previous training run left in its checkpoint."""
-    return bool(_SLOT_RE.search(name) or _ACCUMULATOR_RE.search(name))
-
 
 @dataclasses.dataclass
 class VariablePlan:
@@ -98,7 +83,7 @@ class Plan:
             if v.status == "shape_mismatch":
                 out.append(
                     f"{v.name}: graph shape {list(v.shape)} but checkpoint '{v.checkpoint_name}' has "
-                    f"{list(v.checkpoint_shape)} (exclude it from the restore, or replace the layer with a new head)"
+                    f"{list(v.checkpoint_shape)} (drop it from the restore, or replace the layer with a new head)"
                 )
         return out
 
@@ -163,44 +148,37 @@ class Plan:
         return "\n".join(lines)
 
 
-def parse_rename(rename) -> list[tuple[str, str]]:
-    """Normalize a rename map in ``init_from_checkpoint``'s form,
-    ``{checkpoint scope or name: graph scope or name}`` (``'old/': 'new/'``,
-    ``'old/w': 'new/w'``, ``'/': 'new/'`` for the root), into a list of pairs,
-    longest graph name or scope first (the most specific mapping wins).
+def checkpoint_names(graph_names, entries, rules: Rules | None = None) -> dict:
+    """``{graph name: checkpoint name}`` of ``graph_names`` under ``rules``' ``rename``,
+    ``map_scope`` and preset rules, which map checkpoint names to graph names; a graph name no
+    checkpoint name maps to reads its own name.
+
+    >>> checkpoint_names(["enc/w", "b"], {"old/w": 0, "b": 0}, Rules(map_scope=[("old/", "enc/")]))
+    {'enc/w': 'old/w', 'b': 'b'}
 
     Raises:
-      ConfigError: a scope mapped to a name or the reverse.
+      PlanError: a ``rename`` or ``map_scope`` rule matches no checkpoint name, or two checkpoint
+        names map to one graph name.
     """
-    pairs = []
-    for ck, gr in dict(rename or {}).items():
-        ck, gr = select.normalize_name(ck), select.normalize_name(gr)
-        if ck.endswith("/") != gr.endswith("/"):
-            raise ConfigError(
-                f"rename '{ck}' -> '{gr}': map a scope to a scope (both ending in '/') or a name to a name"
-            )
-        pairs.append((ck, gr))
-    return sorted(pairs, key=lambda p: -len(p[1]))
+    rules = rules or Rules()
+    inverse = {}
+    if rules.rename or rules.map_scope or rules.presets:
+        rules.check_names(entries, error=PlanError)
+        for ck in sorted(entries):
+            graph_name = rules.new_name(ck)
+            if graph_name != ck:
+                if graph_name in inverse:
+                    raise PlanError(f"checkpoint tensors '{inverse[graph_name]}' and '{ck}' would both restore "
+                                    f"'{graph_name}'; add a rule that tells them apart")
+                inverse[graph_name] = ck
+    return {g: inverse.get(g, g) for g in graph_names}
 
 
-def checkpoint_name_for(graph_name: str, rename_pairs) -> str:
-    """The checkpoint name a graph variable restores from under ``rename_pairs``."""
-    for ck, gr in rename_pairs:
-        if gr.endswith("/"):
-            if gr == "/":
-                return (ck if ck != "/" else "") + graph_name
-            if graph_name.startswith(gr):
-                return ("" if ck == "/" else ck) + graph_name[len(gr):]
-        elif graph_name == gr:
-            return ck
-    return graph_name
-
-
-def _variable_plan(name, info, entries, pairs, *, new, fresh, reinit, trainable, lr_mult) -> VariablePlan:
-    """One graph variable's fate: new, restored, reinitialized (``fresh``), missing or shape mismatch."""
+def _variable_plan(name, info, entries, ck, *, new, fresh, reinit, trainable, lr_mult) -> VariablePlan:
+    """One graph variable's fate: new, restored, reinitialized (``fresh``), missing or shape mismatch;
+    ``ck`` is the checkpoint name it reads."""
     shape, dtype = tuple(info[0]), info[1]
-    full_name, full_shape = (info[2], tuple(info[3])) if len(info) > 2 else (name, shape)
-    ck = checkpoint_name_for(full_name, pairs)
+    full_shape = tuple(info[3]) if len(info) > 2 else shape
     vp = VariablePlan(name, shape, dtype, "missing", trainable, lr_mult=lr_mult)
     if new:
         vp.status = "new"
@@ -212,17 +190,18 @@ def _variable_plan(name, info, entries, pairs, *, new, fresh, reinit, trainable,
     return vp
 
 
-def make_plan(graph_vars: dict, entries: dict, *, include=None, exclude=None, rename=None,
-              restore_optimizer: bool = True, new=(), reinit=(), trainable=(), lr_mult=None,
-              update_ops=(), inputs=(), outputs=()) -> Plan:
+def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, restore_optimizer: bool = True,
+              new=(), reinit=(), trainable=(), lr_mult=None, update_ops=(), inputs=(), outputs=()) -> Plan:
     """Decide every variable's fate.
 
     Args:
       graph_vars: ``{name: (shape tuple, dtype name)}`` of the new graph's variables.
         A partitioned variable's part maps to ``(shape, dtype, full_name, full_shape)``.
       entries: ``{checkpoint name: (shape, dtype name)}``.
-      include, exclude: patterns choosing which graph variables are restored.
-      rename: ``{checkpoint scope or name: graph scope or name}``.
+      rules: a :class:`~graphsurgeon._src.rules.Rules`: ``keep`` / ``drop`` (and the
+        ``optimizer-slots`` preset) choose which checkpoint tensors are restored (graph variables
+        that would read the others are initialized anew); ``rename`` / ``map_scope`` and preset
+        renames map checkpoint names to graph names. ``cast`` and ``merge`` are refused.
       restore_optimizer: if False, optimizer slots and ``global_step`` are neither restored nor
         kept in the graph's restore set.
       new: names of variables created by surgery.
@@ -232,22 +211,28 @@ def make_plan(graph_vars: dict, entries: dict, *, include=None, exclude=None, re
 
     Returns:
       A :class:`Plan`; it does not raise on mismatches (see :meth:`Plan.check`).
+
+    Raises:
+      ConfigError: ``rules`` holds ``cast`` or ``merge``.
+      PatternError: a ``keep`` or ``drop`` pattern matches no checkpoint name.
+      PlanError: a ``rename`` or ``map_scope`` rule matches no checkpoint name, or two checkpoint
+        names map to one graph name.
     """
-    pairs = parse_rename(rename)
+    rules = rules or Rules()
+    for what in ("cast", "merge"):
+        if getattr(rules, what):
+            raise ConfigError(f"rules {what}={getattr(rules, what)!r}: {what} is a migration setting; restore "
+                              "does not take it" + (" (allow_cast=True casts restored values)" if what == "cast" else ""))
     new, reinit, trainable = set(new), set(reinit), set(trainable)
     lr_mult = lr_mult or {}
-    # Patterns must match something in the graph or the checkpoint (an excluded old head may
-    # already be pruned from the graph); they then apply to the graph's variables.
-    universe = sorted(set(graph_vars) | set(entries))
-    for p in select.as_list(include) + select.as_list(exclude):
-        select.match(p, universe)
-    candidates = sorted(set(graph_vars) - new)
-    restorable = set(select.match(include, candidates, allow_empty=True)) if include else set(candidates)
-    restorable -= set(select.match(exclude, candidates, allow_empty=True))
-    fresh = {n for n in graph_vars if n in reinit or n not in restorable
+    full = {n: info[2] if len(info) > 2 else n for n, info in graph_vars.items()}
+    reads = checkpoint_names(sorted(set(full.values())), entries, rules)
+    chosen = set(rules.chosen(sorted(entries))) if (rules.keep or rules.drop or rules.presets) else set(entries)
+    fresh = {n for n in graph_vars if n in reinit or (reads[full[n]] in entries and reads[full[n]] not in chosen)
              or (not restore_optimizer and is_optimizer_state(n))}
-    plans = [_variable_plan(name, graph_vars[name], entries, pairs, new=name in new, fresh=name in fresh,
-                            reinit=name in reinit, trainable=name in trainable, lr_mult=lr_mult.get(name))
+    plans = [_variable_plan(name, graph_vars[name], entries, reads[full[name]], new=name in new,
+                            fresh=name in fresh, reinit=name in reinit, trainable=name in trainable,
+                            lr_mult=lr_mult.get(name))
              for name in sorted(graph_vars)]
     used = {v.checkpoint_name for v in plans if v.checkpoint_name}
     for ck in sorted(set(entries) - used):
