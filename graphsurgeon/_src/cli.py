@@ -9,6 +9,7 @@ import ast
 import json
 import os
 import re
+import shlex
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -152,20 +153,29 @@ def cmd_cache(args):
 
     aug = {k: getattr(args, k) for k in ("flip_left_right", "random_crop", "random_scale", "random_brightness")
            if getattr(args, k) is not None}
+    beam_args = [a for item in args.beam_args or () for a in shlex.split(item)]
+    if beam_args and args.runner != "beam":
+        from graphsurgeon._src.errors import ConfigError
+        raise ConfigError("--beam-args needs --runner beam")
     rep = generate(args.model, args.tensor, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
                    batch_size=args.batch_size, dtype=args.dtype, augment=args.augment, augment_params=aug,
                    seed=args.seed, shard_size=args.shard_size, repair=args.repair, allow_random=args.allow_random,
                    allow_batch_dependent=args.allow_batch_dependent, allow_cast=args.allow_cast,
                    allow_unsafe_ops=args.allow_unsafe_ops,
                    image_scale=args.image_scale, tags=args.tags or ("serve",), progress=not args.quiet,
+                   runner=args.runner, beam_args=beam_args,
                    image_feature=args.image_feature, label_feature=args.label_feature)
     if args.json:
-        print(json.dumps(rep.to_dict(), indent=2))
+        print(json.dumps({"version": 1, **rep.to_dict()}, indent=2))
     else:
         rate = rep.computed / rep.seconds if rep.seconds else 0.0
         print(f"{rep.directory}: {rep.examples} cached activations; computed {rep.computed} "
               f"({rate:.0f} examples/s), reused {rep.reused}, {rep.shards_written} shard(s) written"
-              + (f", repaired {', '.join(rep.repaired)}" if rep.repaired else ""))
+              + (f", repaired {', '.join(rep.repaired)}" if rep.repaired else "")
+              + (f"; {rep.unreferenced} stored row(s) not in this data set (kept, not read)" if rep.unreferenced
+                 else ""))
+        for change in rep.changes:
+            print(f"  {change}")
 
 
 def _pairs(items, flag, sep="="):
@@ -603,8 +613,13 @@ def build_parser():
     s.add_argument("--allow-cast", action="store_true", help="restore values of another dtype, cast")
     s.add_argument("--allow-unsafe-ops", action="store_true",
                    help="run a graph that holds file-system or Python-callback ops")
+    s.add_argument("--runner", choices=["local", "beam"], default="local",
+                   help="where the shards are computed: here, or on Apache Beam (pip install 'tf1-graphsurgeon[beam]')")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--beam-args", nargs=argparse.REMAINDER, metavar="ARG",
+                   help="with --runner beam, the rest of the line: Beam pipeline options (default "
+                        "--direct_running_mode=multi_processing --direct_num_workers=2)")
     s.set_defaults(func=cmd_cache)
 
     s = sub.add_parser("migrate", help="rename, drop, keep, cast, merge checkpoints into a new one")
@@ -744,7 +759,7 @@ FLAGS = {
     "allow_missing": "--allow-missing", "allow_cast": "--allow-cast", "allow_unsafe_ops": "--allow-unsafe-ops",
     "allow_random": "--allow-random", "allow_batch_dependent": "--allow-batch-dependent", "overwrite": "--overwrite",
     "repair": "--repair", "out_dir": "--out", "data": "--data", "cache": "--cache", "model": "--model",
-    "augment": "--augment", "scopes": "--scopes", "task": "--task", "method": "--method", "old_data": "--old-data",
+    "augment": "--augment", "runner": "--runner", "beam_args": "--beam-args", "scopes": "--scopes", "task": "--task", "method": "--method", "old_data": "--old-data",
     "lam": "--lambda", "temperature": "--temperature", "prune": "--prune", "prune_first": "--prune-first",
     "gamma": "--gamma", "fisher": "--fisher", "replace": "--replace", "features": "--features",
     "reference": "--reference", "balance": "--balance", "names": "--names", "threshold": "--threshold",
