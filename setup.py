@@ -16,6 +16,7 @@ setup(
         "tf": ["tensorflow>=2.12"],
         "cpu": ["tensorflow-cpu>=2.12"],
         "demo": ["scikit-learn>=1.0"],
+        "beam": ["apache-beam>=2.50"],
         "plot": ["matplotlib>=3.5"],  # the demo's learning_curve.png
         "keras": ["h5py>=3.0"],  # merge-heads reads Keras .h5 files with it (TensorFlow's wheels depend on it too)
         # The tests also read the TF2 SavedModel inside basic-pitch==0.4.0's wheel; that package requires

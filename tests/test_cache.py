@@ -10,10 +10,11 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ckpt, tree_hash
 
 import graphsurgeon as gs
-from conftest import ckpt, tree_hash
 from graphsurgeon._src.cache import CacheReader, generate
+from graphsurgeon._src.storage import cachefiles
 from graphsurgeon._src.storage.datasets import load_npz
 
 tf1 = tf.compat.v1
@@ -144,15 +145,22 @@ def test_corrupt_shard_is_named_and_repair_recomputes_it(seed004, npz, tmp_path)
     data = bytearray(open(shard, "rb").read())
     data[-5] ^= 0xFF
     open(shard, "wb").write(bytes(data))
-    with pytest.raises(gs.CacheError, match="shard-00001.npy do not match"):
-        CacheReader(out)
-    with pytest.raises(gs.CacheError, match="shard-00001.npy do not match.*--repair"):
+    with CacheReader(out) as r:  # sizes are checked at open, checksums when a shard is first read
+        with pytest.raises(gs.CacheError, match="shard-00001.npy: the shard does not match its checksum"):
+            r.read(r.examples())
+    with pytest.raises(gs.CacheError, match="shard-00001.npy \\(checksum differs\\) do not match.*--repair"):
         generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, progress=False)
+    assert set(tree_hash(out)) == set(good)
     rep = generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, repair=True, progress=False)
-    assert rep.repaired == ["shard-00001.npy"] and rep.computed == 64
-    with CacheReader(out) as r:  # verified; same activations as before, in a new shard
+    assert rep.repaired == ["shard-00001.npy"] and rep.computed == 64 and rep.shards_written == 1
+    with CacheReader(out) as r:  # verified; the same activations as before, in a new shard
         assert r.count("train") + r.count("validation") + r.count("test") == 256
-    assert set(good) - set(tree_hash(out)) == {"shard-00001.npy", "shard-00001.index.json"}
+        r.read(r.examples())
+    index = [n for n in good if n.startswith("examples-")]
+    assert set(good) - set(tree_hash(out)) == {"shard-00001.npy", "shard-00001.keys.npy", *index}
+    new = f"shard-{sum(n.endswith('.keys.npy') for n in good):05d}"  # numbered after every shard there was
+    assert set(tree_hash(out)) - set(good) == {f"{new}.npy", f"{new}.keys.npy",
+                                              *[n for n in tree_hash(out) if n.startswith("examples-")]}
 
 
 def test_truncated_manifest_is_named(seed004, npz, tmp_path):
@@ -229,9 +237,40 @@ def test_tfrecord_input(tmp_path):
 
 
 KILL_SCRIPT = """
-import sys
+import os, signal, sys
 sys.path.insert(0, {root!r})
+from graphsurgeon._src.storage import cachefiles, cacheshards
 from graphsurgeon._src.cache import generate
+point, k, calls = {point!r}, {k!r}, [0]
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "shard_written":  # a shard's files complete under their temporary names, not renamed
+    rename = cachefiles.rename_into_place
+    def patched(directory, pairs):
+        calls[0] += 1
+        if calls[0] == k:
+            die()
+        return rename(directory, pairs)
+    cachefiles.rename_into_place = patched
+elif point == "manifest_half":  # half a manifest in its temporary file
+    write = cachefiles.write_file
+    def patched(path, data, *, sync_dir=True):
+        if path.endswith("manifest.json"):
+            calls[0] += 1
+            if calls[0] == k:
+                with open(path + ".tmp", "wb") as f:
+                    f.write(data[:len(data) // 2])
+                die()
+        return write(path, data, sync_dir=sync_dir)
+    cachefiles.write_file = patched
+elif point == "index_written":  # the data set's index written, the final manifest not
+    examples = cacheshards.write_examples
+    def patched(*args):
+        examples(*args)
+        die()
+    cacheshards.write_examples = patched
 generate({prefix!r}, "hidden2/Relu", {data!r}, {out!r}, batch_size=32, shard_size=32, progress=False)
 """
 
@@ -244,31 +283,56 @@ def big_npz(tmp_path_factory):
     return str(d / "big.npz")
 
 
-@pytest.mark.parametrize("kill_after_shards", [0, 3, 40, 120])
-def test_sigkill_then_resume_is_byte_identical(seed004, big_npz, tmp_path, kill_after_shards):
-    prefix, _, _ = seed004
-    ref = str(tmp_path / "ref")
-    generate(prefix, "hidden2/Relu", big_npz, ref, batch_size=32, shard_size=32, progress=False)
+@pytest.fixture(scope="module")
+def big_ref(seed004, big_npz, tmp_path_factory):
+    ref = str(tmp_path_factory.mktemp("ref") / "ref")
+    generate(seed004[0], "hidden2/Relu", big_npz, ref, batch_size=32, shard_size=32, progress=False)
+    return tree_hash(ref)
+
+
+def _listed_rows(out):
+    try:
+        return sum(s["rows"] for s in json.load(open(os.path.join(out, "manifest.json")))["shards"])
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.parametrize("point,k", [("shard_written", 1), ("shard_written", 5), ("manifest_half", 1),
+                                     ("manifest_half", 2), ("index_written", 0)])
+def test_killed_at_each_write_then_resumed_is_byte_identical(seed004, big_npz, big_ref, tmp_path, point, k):
+    """SIGKILL at a chosen write (the child kills itself there): the next run completes the cache
+    into the bytes of an uninterrupted run, computing exactly the rows the manifest did not list."""
     out = str(tmp_path / "killed")
-    code = KILL_SCRIPT.format(root=ROOT, prefix=prefix, data=big_npz, out=out)
+    code = KILL_SCRIPT.format(root=ROOT, prefix=seed004[0], data=big_npz, out=out, point=point, k=k)
+    p = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert p.returncode == -signal.SIGKILL, p.stderr.decode()[-2000:]
+    assert any(n.endswith(".tmp") for n in os.listdir(out)) or point == "index_written"
+    listed = _listed_rows(out)
+    if os.path.exists(os.path.join(out, "manifest.json")):
+        with pytest.raises(gs.CacheError, match="incomplete"):
+            CacheReader(out)
+    resumed = generate(seed004[0], "hidden2/Relu", big_npz, out, batch_size=32, shard_size=32, progress=False)
+    assert resumed.computed == 6000 - listed
+    assert tree_hash(out) == big_ref
+
+
+@pytest.mark.parametrize("kill_after_shard_files", [0, 40])
+def test_sigkill_at_any_moment_then_resume_is_byte_identical(seed004, big_npz, big_ref, tmp_path,
+                                                             kill_after_shard_files):
+    out = str(tmp_path / "killed")
+    code = KILL_SCRIPT.format(root=ROOT, prefix=seed004[0], data=big_npz, out=out, point="none", k=0)
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    manifest = os.path.join(out, "manifest.json")
     deadline = time.time() + 120
     while time.time() < deadline and p.poll() is None:
-        if kill_after_shards == 0 and os.path.isdir(out):
+        if os.path.isdir(out) and sum(n.endswith(".npy") for n in os.listdir(out)) >= kill_after_shard_files:
             break
-        if os.path.exists(manifest):
-            try:
-                if len(json.load(open(manifest))["shards"]) >= kill_after_shards:
-                    break
-            except ValueError:
-                pass
-        time.sleep(0.005)
+        time.sleep(0.002)
     p.send_signal(signal.SIGKILL)
-    p.wait()
-    resumed = generate(prefix, "hidden2/Relu", big_npz, out, batch_size=32, shard_size=32, progress=False)
-    assert resumed.computed < 6000 or kill_after_shards == 0
-    assert tree_hash(out) == tree_hash(ref)
+    assert p.wait() == -signal.SIGKILL  # killed while running, not after it finished
+    listed = _listed_rows(out)
+    resumed = generate(seed004[0], "hidden2/Relu", big_npz, out, batch_size=32, shard_size=32, progress=False)
+    assert resumed.computed == 6000 - listed
+    assert tree_hash(out) == big_ref
 
 
 def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
@@ -278,18 +342,21 @@ def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
                         "--data", npz, "--out", str(tmp_path / "c"), "--json", "--quiet"],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert json.loads(p.stdout)["computed"] == 256
+    report = json.loads(p.stdout)
+    assert report["version"] == 1 and report["computed"] == 256 and report["examples"] == 256
+    assert p.stderr == ""  # --quiet: no progress, no TensorFlow noise
     p = subprocess.run([sys.executable, "-m", "graphsurgeon", "retrain", "--model", prefix, "--head", "hidden3/Relu:2",
                         "--trainable", "hidden3", "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o"),
                         "--epochs", "2", "--json", "--quiet"], capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["metrics"]["train"]["examples"] > 0
-    shutil.rmtree(tmp_path / "c" / "shard-00000.npy", ignore_errors=True)
     os.remove(tmp_path / "c" / "shard-00000.npy")
+    assert not os.path.exists(tmp_path / "c" / "shard-00000.npy")
     p = subprocess.run([sys.executable, "-m", "graphsurgeon", "retrain", "--model", prefix, "--head", "hidden3/Relu:2",
                         "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o2"), "--quiet"],
                        capture_output=True, text=True, env=env)
-    assert p.returncode == 2 and "shard-00000.npy do not match" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "shard-00000.npy (missing) do not match the manifest" in p.stderr
+    assert len(p.stderr.splitlines()) == 1
 
 
 def test_cache_larger_than_the_buffer_is_read_in_windows(seed004, npz, tmp_path):
@@ -343,3 +410,30 @@ def test_missing_image_is_named(tmp_path):
     with pytest.raises(gs.DataError, match="gone.png"):
         generate(prefix, "pool", str(tmp_path / "photos"), str(tmp_path / "c"), progress=False)
     assert not os.path.exists(tmp_path / "c" / "manifest.json")
+
+
+def test_cache_directory_deleted_mid_run(seed004, npz, tmp_path, monkeypatch):
+    """The directory is deleted (rm -rf by someone else) after the third shard: the run fails with one
+    CacheError naming it, nothing is left for a reader to take, and the next run builds the cache
+    byte for byte as an uninterrupted run does."""
+    prefix = seed004[0]
+    ref, out = str(tmp_path / "ref"), str(tmp_path / "c")
+    generate(prefix, "hidden2/Relu", npz, ref, batch_size=32, shard_size=32, progress=False)
+    rename, calls = cachefiles.rename_into_place, [0]
+
+    def rename_then_delete(directory, pairs):
+        calls[0] += 1
+        if calls[0] == 3:
+            shutil.rmtree(directory)
+        return rename(directory, pairs)
+
+    monkeypatch.setattr(cachefiles, "rename_into_place", rename_then_delete)
+    with pytest.raises(gs.CacheError, match=f"cache directory {out}: a write failed while caching.*run the same"):
+        generate(prefix, "hidden2/Relu", npz, out, batch_size=32, shard_size=32, progress=False)
+    assert calls[0] == 3 and not os.path.exists(out)
+    with pytest.raises(gs.CacheError, match="no manifest.json"):
+        CacheReader(out)
+    monkeypatch.setattr(cachefiles, "rename_into_place", rename)
+    rep = generate(prefix, "hidden2/Relu", npz, out, batch_size=32, shard_size=32, progress=False)
+    assert rep.computed == 256
+    assert tree_hash(out) == tree_hash(ref)

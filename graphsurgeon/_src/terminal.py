@@ -11,10 +11,12 @@ directly. :func:`restore_stderr` undoes it and drains the pipe.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
+import tempfile
 import threading
 import warnings
 
@@ -96,3 +98,34 @@ def restore_stderr() -> None:
 def silence_tensorflow_logger() -> None:
     """TensorFlow's Python logger at ERROR (its deprecation notices are WARNINGs)."""
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def workers_stderr():
+    """While the pipeline runs, descriptor 2 (which Beam's worker processes inherit) points at a
+    temporary file, and neither exceptions in Beam's own threads nor its log records are printed: the workers' start-up
+    lines, a shell's "Killed" and a dead worker's thread traceback would otherwise reach the terminal
+    beside the one line a failure gives. ``sys.stderr`` (our progress) keeps the real stderr."""
+    sys.stderr.flush()
+    saved, stream, hook = os.dup(2), sys.stderr, threading.excepthook
+    try:
+        if stream.fileno() == 2:
+            sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor (captured): left as it is
+        pass
+    threading.excepthook = lambda args: None
+    beam_log = logging.getLogger("apache_beam")
+    level, beam_log.level = beam_log.level, logging.CRITICAL + 1  # a dead worker's errors: the failure says it once
+    try:
+        with tempfile.TemporaryFile() as f:
+            os.dup2(f.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+        threading.excepthook, beam_log.level = hook, level
+        if sys.stderr is not stream:
+            sys.stderr.close()
+            sys.stderr = stream

@@ -4,6 +4,7 @@ They import the library when they run, so that help and usage errors never load 
 from __future__ import annotations
 
 import json
+import shlex
 
 from graphsurgeon._src.cli.messages import migrate_flags
 
@@ -108,20 +109,29 @@ def cmd_cache(args):
 
     aug = {k: getattr(args, k) for k in ("flip_left_right", "random_crop", "random_scale", "random_brightness")
            if getattr(args, k) is not None}
+    beam_args = [a for item in args.beam_args or () for a in shlex.split(item)]
+    if beam_args and args.runner != "beam":
+        from graphsurgeon._src.errors import ConfigError
+        raise ConfigError("--beam-args needs --runner beam")
     rep = generate(args.model, args.tensor, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
                    batch_size=args.batch_size, dtype=args.dtype, augment=args.augment, augment_params=aug,
                    seed=args.seed, shard_size=args.shard_size, repair=args.repair, allow_random=args.allow_random,
                    allow_batch_dependent=args.allow_batch_dependent, allow_cast=args.allow_cast,
                    allow_unsafe_ops=args.allow_unsafe_ops,
                    image_scale=args.image_scale, tags=args.tags or ("serve",), progress=not args.quiet,
+                   runner=args.runner, beam_args=beam_args,
                    image_feature=args.image_feature, label_feature=args.label_feature)
     if args.json:
-        print(json.dumps(rep.to_dict(), indent=2))
+        print(json.dumps({"version": 1, **rep.to_dict()}, indent=2))
     else:
         rate = rep.computed / rep.seconds if rep.seconds else 0.0
         print(f"{rep.directory}: {rep.examples} cached activations; computed {rep.computed} "
               f"({rate:.0f} examples/s), reused {rep.reused}, {rep.shards_written} shard(s) written"
-              + (f", repaired {', '.join(rep.repaired)}" if rep.repaired else ""))
+              + (f", repaired {', '.join(rep.repaired)}" if rep.repaired else "")
+              + (f"; {rep.unreferenced} stored row(s) not in this data set (kept, not read)" if rep.unreferenced
+                 else ""))
+        for change in rep.changes:
+            print(f"  {change}")
 
 
 def _rules(args):

@@ -192,8 +192,13 @@ def _cache_parser(sub):
     s.add_argument("--allow-cast", action="store_true", help="restore values of another dtype, cast")
     s.add_argument("--allow-unsafe-ops", action="store_true",
                    help="run a graph that holds file-system or Python-callback ops")
+    s.add_argument("--runner", choices=["local", "beam"], default="local",
+                   help="where the shards are computed: here, or on Apache Beam (pip install 'tf1-graphsurgeon[beam]')")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--beam-args", nargs=argparse.REMAINDER, metavar="ARG",
+                   help="with --runner beam, the rest of the line: Beam pipeline options (default "
+                        "--direct_running_mode=multi_processing --direct_num_workers=2)")
     s.set_defaults(func=cmd_cache)
 
 

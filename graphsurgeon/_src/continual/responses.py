@@ -18,7 +18,7 @@ import numpy as np
 from graphsurgeon._src.continual.graph import TrainGraph
 from graphsurgeon._src.errors import CacheError
 from graphsurgeon._src.progress import Progress
-from graphsurgeon._src.storage import cachefiles, files
+from graphsurgeon._src.storage import files, responsefiles
 from graphsurgeon._src.storage.state_files import fingerprint as values_fingerprint
 
 TENSOR = "lwf/old_logits:0"
@@ -69,22 +69,22 @@ def record(net, tasks: list, x: np.ndarray, keys: list, directory: str, *, progr
     """
     fp = fingerprint(net, tasks)
     files.make_dir(directory)
-    cachefiles.remove_leftovers(directory)
-    manifest = cachefiles.read_manifest(directory)
+    responsefiles.remove_leftovers(directory)
+    manifest = responsefiles.read_manifest(directory)
     widths = [t.head.num_classes for t in tasks]
     if manifest is None:
-        manifest = {"version": cachefiles.VERSION, "fingerprint": fp, "preprocessing": {"source": "arrays"},
+        manifest = {"version": responsefiles.VERSION, "fingerprint": fp, "preprocessing": {"source": "arrays"},
                     "dtype": "float32", "shape": [sum(widths)], "classes": None, "augment": None, "shards": [],
                     "tasks": fp["tasks"]}
     elif manifest.get("fingerprint") != fp:
         raise CacheError(f"{directory} holds responses recorded from another model or other heads; it is not "
                          "reused: choose another cache= directory")
-    bad = cachefiles.check_shards(directory, manifest["shards"])
+    bad = responsefiles.check_shards(directory, manifest["shards"])
     if bad:
         raise CacheError(f"{directory}: shard(s) {', '.join(bad)} do not match their checksums; delete the cache")
     where = {}
     for e in manifest["shards"]:
-        for r, k in enumerate(cachefiles.read_index(directory, e)["key"]):
+        for r, k in enumerate(responsefiles.read_index(directory, e)["key"]):
             where[k] = (e["file"], r)
     missing = list(dict.fromkeys(k for k in keys if k not in where))
     if missing:
@@ -95,13 +95,13 @@ def record(net, tasks: list, x: np.ndarray, keys: list, directory: str, *, progr
             index = max((int(s["file"][6:11]) for s in manifest["shards"]), default=-1) + 1
             cols = {"key": chunk, "aug": [0] * len(chunk), "label": [0] * len(chunk), "split": ["train"] * len(chunk),
                     "source": [""] * len(chunk)}
-            entry = cachefiles.write_shard(directory, index, values[s0:s0 + len(chunk)], cols)
+            entry = responsefiles.write_shard(directory, index, values[s0:s0 + len(chunk)], cols)
             manifest["shards"].append(entry)
-            cachefiles.write_manifest(directory, manifest)
+            responsefiles.write_manifest(directory, manifest)
             for r, k in enumerate(chunk):
                 where[k] = (entry["file"], r)
-    elif not os.path.exists(os.path.join(directory, cachefiles.MANIFEST)):
-        cachefiles.write_manifest(directory, manifest)
+    elif not os.path.exists(os.path.join(directory, responsefiles.MANIFEST)):
+        responsefiles.write_manifest(directory, manifest)
     return _read(directory, keys, where, tasks, widths)
 
 
@@ -114,6 +114,6 @@ def _read(directory, keys, where, tasks, widths) -> dict:
         by_file[f][0].append(i)
         by_file[f][1].append(r)
     for f, (dst, src) in by_file.items():
-        rows[dst] = cachefiles.ShardFile(os.path.join(directory, f)).rows(np.array(src))
+        rows[dst] = responsefiles.ShardFile(os.path.join(directory, f)).rows(np.array(src))
     edges = np.cumsum([0] + widths)
     return {t.name: rows[:, edges[i]:edges[i + 1]] for i, t in enumerate(tasks)}

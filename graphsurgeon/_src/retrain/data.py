@@ -45,28 +45,33 @@ class CacheExamples:
         return lambda: self.reader.batches(name, self.batch_size, shuffle=False)
 
 
-def open_cache(setup, cache_dir, batch_size, seed):
-    """``(reader, CacheExamples)`` for a cache that matches ``setup``'s model, cut and head.
+def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):
+    """``(reader, CacheExamples)`` for a cache that matches ``setup``'s model, cut, feeds and head.
 
     Raises:
-      CacheError: the cache was made by another model; ConfigError: trainable variables lie below
-      the cached tensor; DataError: labels the head cannot take, or no training examples.
+      CacheError: the cache was made by another model or under other settings (feeds, input,
+        preprocessing; ``image_scale`` is the run's pixel scale); ConfigError: trainable variables lie
+        below the cached tensor; DataError: labels the head cannot take, or no training examples.
     """
     reader = cache_mod.CacheReader(cache_dir)
-    cache_mod.check_matches(reader, setup.model)
-    below = cache_mod.variables_below(setup.model, reader.tensor, setup.plan.trainable)
-    if below:
-        raise ConfigError(
-            f"trainable variable(s) {', '.join(below[:4])} lie below the cached tensor '{reader.tensor}': they "
-            "cannot train from the cache; cache a lower tensor or leave them frozen"
-        )
-    n_classes = setup.logits.shape.as_list()[-1]
-    labels = reader.labels()
-    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise DataError(f"{cache_dir}: labels range over {int(labels.min())}..{int(labels.max())} but the head "
-                        f"has {n_classes} classes")
-    if not reader.count("train"):
-        raise DataError(f"{cache_dir}: the cache has no training examples")
+    try:
+        cache_mod.check_matches(reader, setup.model, feeds=setup.feeds, train_feeds=setup.train_feeds,
+                                input=setup.input.name, image_scale=image_scale)
+        below = cache_mod.variables_below(setup.model, reader.tensor, setup.plan.trainable)
+        if below:
+            raise ConfigError(
+                f"trainable variable(s) {', '.join(below[:4])} lie below the cached tensor '{reader.tensor}': they "
+                "cannot train from the cache; cache a lower tensor or leave them frozen"
+            )
+        n_classes = setup.logits.shape.as_list()[-1]
+        lo, hi = reader.label_range
+        if lo < 0 or hi >= n_classes:
+            raise DataError(f"{cache_dir}: labels range over {lo}..{hi} but the head has {n_classes} classes")
+        if not reader.count("train"):
+            raise DataError(f"{cache_dir}: the cache has no training examples")
+    except Exception:
+        reader.close()
+        raise
     return reader, CacheExamples(reader, batch_size, seed)
 
 

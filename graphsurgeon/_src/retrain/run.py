@@ -91,20 +91,26 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     head_only = set(setup.plan.trainable) <= new and len(setup.stages) == 1
     settings = training_settings(cfg, head_only=head_only, cached=examples.reader is not None)
     objective = _objective(setup, settings)
+    existed = os.path.lexists(out_dir)
     files.make_dir(out_dir)
-    _write_picture(setup, examples, out_dir)
     try:
-        history, metrics = _train(setup, examples, objective, settings, logdir or os.path.join(out_dir, "logs"),
-                                  progress)
-    finally:
-        if examples.reader is not None:
-            examples.reader.close()
-    names = class_names(examples.classes, setup.logits.shape.as_list()[-1])
-    result = _export(setup, names, out_dir, overwrite)
-    write_json(os.path.join(out_dir, "plan.json"), setup.plan.to_dict())
-    write_json(os.path.join(out_dir, "metrics.json"), {"version": 1, "history": history, "metrics": metrics,
-                                                       "settings": settings, "config": dataclasses.asdict(cfg),
-                                                       "cache": cache})
+        _write_picture(setup, examples, out_dir)
+        try:
+            history, metrics = _train(setup, examples, objective, settings, logdir or os.path.join(out_dir, "logs"),
+                                      progress)
+        finally:
+            if examples.reader is not None:
+                examples.reader.close()
+        names = class_names(examples.classes, setup.logits.shape.as_list()[-1])
+        result = _export(setup, names, out_dir, overwrite)
+        write_json(os.path.join(out_dir, "plan.json"), setup.plan.to_dict())
+        write_json(os.path.join(out_dir, "metrics.json"), {"version": 1, "history": history, "metrics": metrics,
+                                                           "settings": settings, "config": dataclasses.asdict(cfg),
+                                                           "cache": cache})
+    except BaseException:
+        if not existed:  # a failed run leaves nothing at out_dir it created
+            files.remove(out_dir)
+        raise
     return RetrainResult(history, metrics, setup.plan, result, setup, settings)
 
 
@@ -112,7 +118,7 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
     """The training examples: a cache fed at its tensor, or data (loaded if a path) fed at the input."""
     model = setup.model
     if cache:
-        reader, batches = open_cache(setup, cache, batch_size, cfg.seed)
+        reader, batches = open_cache(setup, cache, batch_size, cfg.seed, image_scale=cfg.image_scale)
         fed = model.tensor(reader.tensor)
         feeder = Feeder(model, fed, {}, setup.fixed_batch)  # the cached tensor needs nothing below it
         return _Examples(batches, fed, feeder, feeder, reader.classes, reader)

@@ -1,198 +1,297 @@
-"""Files of a bottleneck cache: binary ``.npy`` shards and a JSON manifest.
+"""The files of a bottleneck cache directory, their names, the manifest, and safe replacement.
 
-Every write goes to a temporary name, is flushed to disk and renamed into place,
-so a run killed at any moment leaves only complete shards and a complete
-manifest (plus ``*.tmp`` leftovers that the next run removes). Shards are read
-whole and sequentially into a bounded buffer (see ``CacheReader``), so a cache
-larger than memory is read with flat resident memory.
+A cache directory (format version 2) holds::
+
+    manifest.json             what the cache is: fingerprint, settings, the shards, the data set's index
+    shard-00000.npy           activations, one row per distinct content (input bytes + copy number)
+    shard-00000.keys.npy      for each of those rows: the content key (sha256) and the copy number
+    examples-<16 hex>.npy     the current data set's examples: each one's shard and row, label, split
+
+Every file is written under a temporary name (``NAME.tmp``, or ``NAME.<32 hex>.tmp`` for one
+attempt of a distributed worker), flushed to disk, renamed into place, and the directory is
+fsync'd after renames, so a run killed at any moment leaves only complete files. Files are
+created, renamed and deleted only here and in :mod:`graphsurgeon._src.storage.cacheshards`; a
+file is deleted only if its name matches one of the patterns above (never a path a damaged
+manifest names).
 """
 from __future__ import annotations
 
-import glob
-import hashlib
+import contextlib
+import errno
+import fcntl
 import json
 import os
-
-import numpy as np
+import re
+import uuid
 
 from graphsurgeon._src.errors import CacheError
 
 MANIFEST = "manifest.json"
-VERSION = 1
+VERSION = 2
+_NUMBER = r"\d{5,}"
+SHARD_RE = re.compile(rf"^shard-(?P<n>{_NUMBER})\.npy$")
+KEYS_RE = re.compile(rf"^shard-(?P<n>{_NUMBER})\.keys\.npy$")
+EXAMPLES_RE = re.compile(r"^examples-[0-9a-f]{16}\.npy$")
+TEMP_RE = re.compile(rf"^(?P<final>{MANIFEST}|probe|shard-{_NUMBER}\.npy|shard-{_NUMBER}\.keys\.npy"
+                     r"|examples-[0-9a-f]{16}\.npy)(?:\.(?P<attempt>[0-9a-f]{32}))?\.tmp$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-def shard_name(index: int) -> str:
-    return f"shard-{index:05d}.npy"
+def shard_name(shard: int) -> str:
+    return f"shard-{shard:05d}.npy"
 
 
-def index_name(index: int) -> str:
-    return f"shard-{index:05d}.index.json"
+def keys_name(shard: int) -> str:
+    return f"shard-{shard:05d}.keys.npy"
 
 
-def sha256_file(path: str, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
+def examples_name(sha256: str) -> str:
+    return f"examples-{sha256[:16]}.npy"
 
 
-def _fsync_write(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
+def temp_name(name: str, attempt: str | None = None) -> str:
+    """``NAME.tmp``, or ``NAME.<attempt>.tmp`` for one attempt of a worker (32 hex digits)."""
+    return f"{name}.{attempt}.tmp" if attempt else f"{name}.tmp"
+
+
+def new_attempt() -> str:
+    return uuid.uuid4().hex
+
+
+def fsync_dir(directory: str) -> None:
+    """Make renames and deletions in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary name, flushed, renamed into place."""
+    tmp = temp_name(path)
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    if sync_dir:
+        fsync_dir(os.path.dirname(path) or ".")
 
 
-def write_shard(directory: str, index: int, array: np.ndarray, columns: dict) -> dict:
-    """Write ``array`` as shard ``index`` and its examples' ``columns`` (one list per column,
-    one item per row) as the shard's index file, each atomically; returns the manifest entry.
-    The manifest itself lists shards only, so appending a shard costs the same at any size."""
-    path = os.path.join(directory, shard_name(index))
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as raw:
-        f = _HashingWriter(raw)  # the checksum is taken as the bytes go out, not by reading them back
-        np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path)
-    data = json.dumps(columns, sort_keys=True, separators=(",", ":")).encode()
-    _fsync_write(os.path.join(directory, index_name(index)), data)
-    return {"file": shard_name(index), "index": index_name(index), "rows": int(array.shape[0]),
-            "sha256": f.hash.hexdigest(), "index_sha256": hashlib.sha256(data).hexdigest()}
+def rename_into_place(directory: str, pairs) -> None:
+    """Rename each ``(temporary name, final name)`` in ``directory``, then fsync the directory once."""
+    for tmp, final in pairs:
+        os.replace(os.path.join(directory, tmp), os.path.join(directory, final))
+    fsync_dir(directory)
 
 
-class _HashingWriter:
-    """A file-like object that writes through and keeps a sha256 of everything written."""
-
-    def __init__(self, raw):
-        self.raw, self.hash = raw, hashlib.sha256()
-
-    def write(self, data):
-        self.hash.update(data)
-        return self.raw.write(data)
+def manifest_bytes(manifest: dict) -> bytes:
+    """The manifest as written: sorted keys, no timestamps, so equal caches have equal bytes."""
+    return json.dumps(manifest, sort_keys=True, indent=1).encode()
 
 
-def read_index(directory: str, entry: dict) -> dict:
-    """The example columns of one shard (checked against the manifest's sha256)."""
-    path = os.path.join(directory, entry["index"])
+def write_manifest(directory: str, manifest: dict) -> bool:
+    """Replace the manifest atomically unless it already holds these bytes; True if written."""
+    data = manifest_bytes(manifest)
+    path = os.path.join(directory, MANIFEST)
     try:
         with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise CacheError(f"{path}: cannot read shard index ({e.strerror}); run the cache command with --repair") from None
-    if hashlib.sha256(data).hexdigest() != entry["index_sha256"]:
-        raise CacheError(f"{path}: shard index does not match its checksum; run the cache command with --repair")
-    return json.loads(data.decode())
-
-
-def write_manifest(directory: str, manifest: dict) -> None:
-    """Replace the manifest atomically (deterministic bytes: sorted keys, no timestamps)."""
-    _fsync_write(os.path.join(directory, MANIFEST), json.dumps(manifest, sort_keys=True, indent=1).encode())
+            if f.read() == data:
+                return False
+    except FileNotFoundError:
+        pass
+    write_file(path, data)
+    return True
 
 
 def read_manifest(directory: str) -> dict | None:
-    """The manifest, or None if the cache is new.
+    """The manifest (validated), or None if there is none.
 
     Raises:
-      CacheError: the manifest is truncated or not a graphsurgeon cache manifest.
+      CacheError: the manifest is truncated, from another format version, or names files that are
+        not this cache's own (see :func:`check_manifest`).
     """
     path = os.path.join(directory, MANIFEST)
-    if not os.path.exists(path):
-        return None
     try:
         with open(path, "rb") as f:
-            manifest = json.loads(f.read().decode("utf-8"))
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise CacheError(f"{path}: cannot read the cache manifest ({e.strerror})") from None
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise CacheError(f"{path}: not a readable cache manifest ({e}); the file is truncated or damaged — "
                          "delete it to rebuild the cache (the shards are recomputed)") from None
-    if not isinstance(manifest, dict) or manifest.get("version") != VERSION or "shards" not in manifest:
-        raise CacheError(f"{path}: not a graphsurgeon cache manifest (version {VERSION} expected)")
+    if not isinstance(manifest, dict) or "version" not in manifest:
+        raise CacheError(f"{path}: not a graphsurgeon cache manifest (no 'version')")
+    if manifest["version"] != VERSION:
+        raise CacheError(f"{path}: a cache in format version {manifest['version']!r} (graphsurgeon before the "
+                         f"data-set index); this version reads format {VERSION}: make a new cache in another "
+                         "directory (or delete this one); it is not converted in place")
+    check_manifest(path, manifest)
     return manifest
 
 
-def remove_leftovers(directory: str) -> list[str]:
-    """Delete ``*.tmp`` files a killed run left behind; returns their names."""
-    out = []
-    for p in glob.glob(os.path.join(glob.escape(directory), "*.tmp")):
-        os.remove(p)
-        out.append(os.path.basename(p))
-    return sorted(out)
+def check_manifest(path: str, m: dict) -> None:
+    """Raise :class:`CacheError` unless every field the cache code reads has the type it needs and
+    every file named is this cache's own (``shard-NNNNN.npy`` with its own number, never a path)."""
+    def bad(what):
+        raise CacheError(f"{path}: {what}; the manifest is damaged (delete the cache directory to rebuild it)")
+
+    fp = m.get("fingerprint")
+    if not isinstance(fp, dict) or not all(isinstance(fp.get(k), str) for k in ("graph", "tensor", "input")) \
+            or not isinstance(fp.get("variables"), dict) or not isinstance(fp.get("feeds"), dict):
+        bad("'fingerprint' is missing or malformed (expected graph, tensor, input, variables and feeds)")
+    if m.get("dtype") not in ("float32", "float16"):
+        bad(f"'dtype' is {m.get('dtype')!r}; expected float32 or float16")
+    shape = m.get("shape")
+    if not isinstance(shape, list) or not all(d is None or (type(d) is int and d >= 0) for d in shape):
+        bad(f"'shape' is {shape!r}; expected a list of sizes")
+    if not isinstance(m.get("preprocessing"), dict):
+        bad("'preprocessing' is missing or not a table")
+    if not isinstance(m.get("shards"), list):
+        bad("'shards' is not a list")
+    for i, s in enumerate(m["shards"]):
+        _check_shard_entry(s, i, bad)
+    if m.get("complete") is True:
+        _check_index(m, bad)
+    elif m.get("complete") is not False:
+        bad("'complete' is neither true nor false")
 
 
-def check_shards(directory: str, shards: list, full: bool = True) -> list[str]:
-    """Names of shards that are missing or whose size or sha256 differ from the manifest."""
-    bad = []
-    for s in shards:
-        path, index = os.path.join(directory, s["file"]), os.path.join(directory, s["index"])
-        if not os.path.exists(path) or not os.path.exists(index):
-            bad.append(s["file"])
-        elif full and (sha256_file(path) != s["sha256"] or sha256_file(index) != s["index_sha256"]):
-            bad.append(s["file"])
-    return bad
+def _check_shard_entry(s, i: int, bad) -> None:
+    if not isinstance(s, dict) or type(s.get("shard")) is not int or s["shard"] < 0:
+        bad(f"shard entry {i} has no shard number")
+    n = s["shard"]
+    if s.get("file") != shard_name(n) or s.get("keys") != keys_name(n):
+        bad(f"shard entry {i} names files {s.get('file')!r}, {s.get('keys')!r}; shard {n}'s files are "
+            f"{shard_name(n)} and {keys_name(n)}")
+    for k in ("rows", "bytes"):
+        if type(s.get(k)) is not int or s[k] < 0:
+            bad(f"shard entry {i} has {k} {s.get(k)!r}; expected a count")
+    for k in ("sha256", "keys_sha256"):
+        if not isinstance(s.get(k), str) or not _SHA_RE.match(s[k]):
+            bad(f"shard entry {i} has {k} {s.get(k)!r}; expected a sha256 hex digest")
 
 
-class ShardFile:
-    """One ``.npy`` shard: its header, and its rows read with plain sequential reads.
+def _check_index(m: dict, bad) -> None:
+    ex = m.get("examples")
+    if not isinstance(ex, dict) or not isinstance(ex.get("sha256"), str) or not _SHA_RE.match(ex["sha256"]) \
+            or ex.get("file") != examples_name(ex["sha256"]) or not isinstance(ex.get("parts"), list):
+        bad("'examples' is missing or names another file than examples-<its sha256>.npy")
+    shards = {s["shard"] for s in m["shards"]}
+    for i, p in enumerate(ex["parts"]):
+        ok = isinstance(p, dict) and all(type(p.get(k)) is int and p[k] >= 0 for k in ("shard", "start", "count"))
+        if not ok or p["shard"] not in shards or not isinstance(p.get("sha256"), str) \
+                or not isinstance(p.get("splits"), list) or len(p["splits"]) != 3:
+            bad(f"examples part {i} is malformed or names a shard the manifest does not list")
+    if not isinstance(m.get("data"), dict) or not isinstance(m.get("copies"), int):
+        bad("'data' or 'copies' is missing")
+    classes = m.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        bad("'classes' is not a list of names")
 
-    No memory map: the kernel maps whole page-cache folios on a fault, so random row access
-    through a map grows resident memory far beyond the rows read. Reading a whole shard
-    sequentially is fast, and its buffer is freed as soon as the rows are taken.
+
+def check_writable(directory: str) -> None:
+    """Create ``directory`` if needed and prove a file can be written and renamed there.
+
+    Raises:
+      CacheError: naming the directory and the reason (a read-only file system, no permission),
+        before anything is computed.
     """
+    try:
+        os.makedirs(directory, exist_ok=True)
+        write_file(os.path.join(directory, "probe"), b"", sync_dir=False)
+        os.remove(os.path.join(directory, "probe"))
+    except OSError as e:
+        reason = "a read-only file system" if e.errno == errno.EROFS else (e.strerror or str(e))
+        raise CacheError(f"cache directory {directory} cannot be written ({reason}); choose a writable --out "
+                         "directory") from None
 
-    def __init__(self, path: str):
-        self.path = path
+
+@contextlib.contextmanager
+def created_dir(directory: str):
+    """If ``directory`` does not exist yet and the block raises, remove it again when it is empty
+    (a failed first run leaves nothing behind)."""
+    existed = os.path.lexists(directory)
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        raise
+
+
+@contextlib.contextmanager
+def lock(directory: str):
+    """Hold an flock on ``directory`` itself (released if the process dies; no lock file is
+    left) while a run writes the cache.
+
+    Raises:
+      CacheError: another run holds it.
+    """
+    fd = os.open(directory, os.O_RDONLY)
+    try:
         try:
-            with open(path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                else:
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                self.offset = f.tell()
-                size = os.fstat(f.fileno()).st_size
-        except (ValueError, OSError) as e:
-            raise CacheError(f"{path}: not a readable .npy shard ({e}); run the cache command with --repair") from None
-        if fortran:
-            raise CacheError(f"{path}: Fortran-ordered shard; expected C order")
-        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
-        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        need = self.offset + self.shape[0] * self.row_bytes
-        if size < need:
-            raise CacheError(f"{path}: shard is shorter than its header says ({size} < {need} bytes); run with --repair")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CacheError(f"{directory}: another graphsurgeon cache run is writing this directory; wait for it "
+                             "to finish") from None
+        yield
+    finally:
+        os.close(fd)
 
-    def read_all(self) -> np.ndarray:
-        """Every row, read sequentially."""
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            flat = np.fromfile(f, self.dtype, count=int(np.prod(self.shape, dtype=np.int64)))
-        if flat.size != int(np.prod(self.shape, dtype=np.int64)):
-            raise CacheError(f"{self.path}: shard is shorter than its header says; run with --repair")
-        return flat.reshape(self.shape)
 
-    @property
-    def nbytes(self) -> int:
-        return self.shape[0] * self.row_bytes
+def attempted_shards(directory: str) -> set[int]:
+    """Numbers of the shards whose keys file some worker's attempt has written (still under its
+    temporary name): how far a distributed run has got."""
+    out = set()
+    for n in os.listdir(directory):
+        m = TEMP_RE.match(n)
+        k = KEYS_RE.match(m.group("final")) if m and m.group("attempt") else None
+        if k:
+            out.add(int(k.group("n")))
+    return out
 
-    def read_into(self, buffer: np.ndarray) -> np.ndarray:
-        """Read every row into ``buffer`` (uint8, at least ``nbytes`` long; reused memory, no
-        page-fault cost) and return the rows as a view of it."""
-        view = buffer[:self.nbytes]
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            got = f.readinto(memoryview(view))
-        if got != self.nbytes:
-            raise CacheError(f"{self.path}: shard is shorter than its header says; run with --repair")
-        return view.view(self.dtype).reshape(self.shape)
 
-    def rows(self, index: np.ndarray) -> np.ndarray:
-        """Rows ``index`` (any order), from one sequential read of the shard."""
-        return self.read_all()[index]
+def remove_leftovers(directory: str) -> list[str]:
+    """Delete temporary files (``*.tmp`` of this module's own patterns) that a killed run or a
+    killed worker left; returns their names. Other files are never touched."""
+    out = sorted(n for n in os.listdir(directory) if TEMP_RE.match(n))
+    for n in out:
+        os.remove(os.path.join(directory, n))
+    if out:
+        fsync_dir(directory)
+    return out
 
-    def close(self):
-        pass
+
+def remove_unreferenced(directory: str, manifest: dict) -> list[str]:
+    """Delete shard, keys and examples files that match this cache's name patterns but that the
+    manifest does not list (a killed run's last shard, a previous data set's index); returns their names."""
+    listed = {s["file"] for s in manifest["shards"]} | {s["keys"] for s in manifest["shards"]}
+    if manifest.get("complete"):
+        listed.add(manifest["examples"]["file"])
+    out = sorted(n for n in os.listdir(directory)
+                 if (SHARD_RE.match(n) or KEYS_RE.match(n) or EXAMPLES_RE.match(n)) and n not in listed)
+    for n in out:
+        os.remove(os.path.join(directory, n))
+    if out:
+        fsync_dir(directory)
+    return out
+
+
+def remove_shards(directory: str, entries: list) -> list[str]:
+    """Delete the files of shard ``entries`` (``--repair``): names are rebuilt from each entry's
+    shard number, never taken from the manifest's text. Returns the names deleted."""
+    out = []
+    for s in entries:
+        for name in (shard_name(s["shard"]), keys_name(s["shard"])):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(directory, name))
+                out.append(name)
+    fsync_dir(directory)
+    return out

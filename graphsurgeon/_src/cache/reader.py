@@ -1,0 +1,165 @@
+"""``CacheReader``: a cache's data set as minibatches, with memory bounded by a budget."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from graphsurgeon._src.cache import epochs
+from graphsurgeon._src.errors import CacheError
+from graphsurgeon._src.storage import cachefiles, cacheshards
+from graphsurgeon._src.storage.records import SPLIT_CODES
+
+
+class CacheReader:
+    """The examples of the data set a cache was last made for, as minibatches, with bounded memory.
+
+    Only the manifest is read when the reader opens (its memory follows the number of shards,
+    not of examples); the index of a shard's examples is read when that shard is. A split whose
+    rows fit in what is left of ``buffer_bytes`` is read once and kept while the reader is open,
+    and shuffled exactly as in-memory training shuffles (so both see the same batches); a larger
+    training split is read in windows of shards, a larger evaluation split one shard at a time
+    (see :mod:`graphsurgeon._src.cache.epochs`). Resident memory stays within ``buffer_bytes``
+    plus two shards however large the cache.
+
+    With ``verify`` (the default) every file the data set needs is checked to exist with the
+    size the manifest gives when the reader opens, and each shard's sha256 is checked the first
+    time it is read, before any of its rows are returned.
+
+    Attributes:
+      tensor: the cached tensor's name; fingerprint, dtype (as stored), shape: from the manifest.
+      classes: the class names the labels index (image folders' names, an ``.npz``'s ``classes``),
+        or None when the data names none.
+      data: where the data set came from and what it holds (examples, labels, sha256).
+      stats: ``{"shard_reads", "bytes_read"}`` so far.
+
+    Raises:
+      CacheError: no manifest, a cache an interrupted run left incomplete, a damaged manifest, or
+        (``verify``) files missing or of the wrong size.
+    """
+
+    def __init__(self, directory: str, *, verify: bool = True, buffer_bytes: int = 256 << 20):
+        manifest = cachefiles.read_manifest(directory)
+        if manifest is None:
+            raise CacheError(f"{directory}: no {cachefiles.MANIFEST}; not a cache (make one with graphsurgeon cache)")
+        if not manifest["complete"]:
+            raise CacheError(f"{directory}: incomplete (a graphsurgeon cache run into it was interrupted after "
+                             f"{len(manifest['shards'])} shard(s)); run the same cache command again to complete it")
+        self.directory, self.manifest, self.buffer_bytes = directory, manifest, buffer_bytes
+        self.fingerprint = manifest["fingerprint"]
+        self.tensor, self.dtype, self.shape = self.fingerprint["tensor"], manifest["dtype"], manifest["shape"]
+        self.classes, self.data, self.copies = manifest["classes"], manifest["data"], manifest["copies"]
+        table = manifest["examples"]
+        used = {p["shard"] for p in table["parts"]}
+        entries = [s for s in manifest["shards"] if s["shard"] in used]
+        if verify:
+            bad = cacheshards.check_shards(directory, entries, full=False)
+            if bad:
+                raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
+                                 "run graphsurgeon cache ... --repair")
+        self._index = cacheshards.ExamplesFile(directory, table, verify=verify)
+        shards = {s["shard"]: cacheshards.ShardFile(directory, s, self.dtype, self.shape, verify=verify)
+                  for s in entries}
+        self._store = epochs.Store(self._index, table["parts"], shards, self.shape, buffer_bytes)
+        self.row_bytes = self._store.row_bytes
+        self._active = None  # the batches() generator being consumed
+
+    @property
+    def stats(self) -> dict:
+        return dict(self._store.stats)
+
+    @property
+    def label_range(self) -> tuple[int, int]:
+        """The smallest and largest label of the data set."""
+        lo, hi = self.data["labels"]
+        return lo, hi
+
+    def count(self, split: str) -> int:
+        """Examples of ``split`` (distorted copies not counted)."""
+        return int(self.data["splits"][_code(split)])
+
+    def _first_rows(self, split: str | None):
+        """``(example, label, shard, row)`` of every undistorted example (of ``split``), in data order."""
+        cols = {k: [] for k in ("example", "label", "shard", "row")}
+        for p in self._store.parts:
+            if split is not None and not p["splits"][_code(split)]:
+                continue
+            r = self._index.part(p)
+            r = r[(r["aug"] == 0) & ((r["split"] == _code(split)) if split is not None else True)]
+            for k in ("example", "label", "row"):
+                cols[k].append(r[k].astype(np.int64))
+            cols["shard"].append(np.full(len(r), p["shard"], np.int64))
+        out = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in cols.items()}
+        order = np.argsort(out["example"], kind="stable")
+        return {k: v[order] for k, v in out.items()}
+
+    def examples(self, split: str | None = None) -> np.ndarray:
+        """Positions in the data (data order) of ``split``'s examples, or of every example."""
+        return self._first_rows(split)["example"]
+
+    def labels(self, split: str | None = None) -> np.ndarray:
+        """Labels of ``split``'s examples (or of every example), in data order: indices into
+        :attr:`classes` when the data names its classes."""
+        return self._first_rows(split)["label"]
+
+    def read(self, positions) -> np.ndarray:
+        """Activations of the examples at data ``positions``, in that order, as float32 (undistorted;
+        each shard read once).
+
+        Raises:
+          CacheError: a position the data set does not have.
+        """
+        positions = np.asarray(positions, np.int64).reshape(-1)
+        rows = self._first_rows(None)
+        at = np.searchsorted(rows["example"], positions)
+        ok = (at < len(rows["example"])) & (rows["example"][np.minimum(at, len(rows["example"]) - 1)] == positions) \
+            if len(rows["example"]) else np.zeros(len(positions), bool)
+        if not ok.all():
+            raise CacheError(f"{self.directory}: no example at position(s) {positions[~ok][:5].tolist()} "
+                             f"(the data set has {self.data['examples']})")
+        out = np.empty((len(positions),) + tuple(self.shape), np.float32)
+        shard, row = rows["shard"][at], rows["row"][at]
+        for s in np.unique(shard):
+            m = np.flatnonzero(shard == s)
+            f = self._store.shards[int(s)]
+            out[m] = self._store.read(int(s), self._store.scratch_for(f.nbytes))[row[m]]
+        return out
+
+    def batches(self, split: str, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,
+                augmented: bool = True):
+        """``(x, y)`` minibatches of ``split`` (see the class docstring for the order). With
+        ``augmented``, each training example appears as one of its distorted copies (drawn from
+        ``seed`` and ``epoch``) when the cache holds copies. One iteration at a time: starting a new
+        one closes the one before."""
+        if self._active is not None:
+            self._active.close()
+        if batch_size < 1:
+            raise CacheError(f"batch_size must be >= 1, not {batch_size}")
+        self._active = epochs.batches(self._store, _code(split), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                                      copies=self.copies, augmented=augmented)
+        return self._active
+
+    def dataset(self, split: str, batch_size: int, *, seed: int = 0, epochs: int = 1) -> tf.data.Dataset:
+        """The same batches as a ``tf.data.Dataset`` of ``(x, y)``, one pass per epoch."""
+        def gen():
+            for e in range(epochs):
+                yield from self.batches(split, batch_size, seed=seed, epoch=e)
+        spec = (tf.TensorSpec([None] + list(self.shape), tf.float32), tf.TensorSpec([None], tf.int64))
+        return tf.data.Dataset.from_generator(gen, output_signature=spec)
+
+    def close(self):
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+        self._store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _code(split: str) -> int:
+    if split not in SPLIT_CODES:
+        raise CacheError(f"split '{split}': expected one of {', '.join(SPLIT_CODES)}")
+    return SPLIT_CODES[split]

@@ -1,0 +1,165 @@
+"""The files of a cache: only its own are ever deleted, renames are made durable, old formats and
+unfinished caches are refused, a read-only directory is refused before anything runs, and the
+reader reads the index one shard at a time and never evicts the training split."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import tree_hash
+
+import graphsurgeon as gs
+from graphsurgeon._src.cache import CacheReader, generate
+from graphsurgeon._src.storage import cachefiles
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def npz(seed004, tmp_path_factory):
+    _, x, _ = seed004
+    path = tmp_path_factory.mktemp("npz") / "data.npz"
+    np.savez(path, x=x, y=(x[:, 7] > 0).astype(np.int64))
+    return str(path)
+
+
+@pytest.fixture
+def cache(seed004, npz, tmp_path):
+    out = str(tmp_path / "c")
+    generate(seed004[0], "hidden2/Relu", npz, out, batch_size=32, shard_size=32, progress=False)
+    return out
+
+
+def _manifest(out):
+    return json.load(open(os.path.join(out, "manifest.json")))
+
+
+def _write_manifest(out, m):
+    open(os.path.join(out, "manifest.json"), "w").write(json.dumps(m, sort_keys=True, indent=1))
+
+
+@pytest.mark.parametrize("name", ["../victim.npy", "model.ckpt.index", "shard-00007.npy"])
+def test_repair_deletes_only_files_it_created(seed004, npz, cache, tmp_path, name):
+    """A damaged manifest naming another file as shard 1 (a path outside, a checkpoint file, another
+    shard's name) is refused before anything is deleted, with --repair too."""
+    victim = tmp_path / "victim.npy"
+    victim.write_bytes(b"keep me")
+    (tmp_path / "c" / "model.ckpt.index").write_bytes(b"keep me too")
+    m = _manifest(cache)
+    m["shards"][1]["file"] = name
+    m["shards"][1]["sha256"] = "0" * 64  # as if damaged: --repair would want to delete it
+    _write_manifest(cache, m)
+    before = tree_hash(str(tmp_path))
+    with pytest.raises(gs.CacheError, match=f"shard entry 1 names files '{name}'.*shard 1's files are shard-00001.npy"):
+        generate(seed004[0], "hidden2/Relu", npz, cache, batch_size=32, shard_size=32, repair=True, progress=False)
+    with pytest.raises(gs.CacheError, match="the manifest is damaged"):
+        CacheReader(cache)
+    assert tree_hash(str(tmp_path)) == before
+
+
+def test_clean_up_touches_only_the_cache_own_names(seed004, npz, cache):
+    """Temporary files and unlisted shards of the cache's own patterns go; anything else stays."""
+    mine = ["shard-00099.npy", "shard-00099.keys.npy", "shard-00003.npy.tmp", "manifest.json.tmp",
+            "examples-0123456789abcdef.npy", "shard-00001.npy." + "a" * 32 + ".tmp"]
+    theirs = ["notes.tmp", "shard-00001.npy.bak", "shard-1.npy", "examples.npy", "README", "x.keys.npy",
+              "shard-00001.npy." + "z" * 32 + ".tmp"]
+    for n in mine + theirs:
+        open(os.path.join(cache, n), "wb").write(b"x")
+    rep = generate(seed004[0], "hidden2/Relu", npz, cache, batch_size=32, shard_size=32, progress=False)
+    assert rep.computed == 0
+    left = set(os.listdir(cache))
+    assert not (set(mine) & left) and set(theirs) <= left
+
+
+def test_renames_are_followed_by_a_directory_fsync(seed004, npz, tmp_path, monkeypatch):
+    events = []
+    replace, fsync_dir = os.replace, cachefiles.fsync_dir
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("rename", b)), replace(a, b)))
+    monkeypatch.setattr(cachefiles, "fsync_dir", lambda d: (events.append(("fsync", d)), fsync_dir(d)))
+    out = str(tmp_path / "c")
+    generate(seed004[0], "hidden2/Relu", npz, out, batch_size=32, shard_size=64, progress=False)
+    events = [e for e in events if e != ("rename", os.path.join(out, "probe"))]  # the writability probe, deleted
+    renamed = {os.path.basename(b) for kind, b in events if kind == "rename"}
+    assert {"manifest.json", "shard-00000.npy", "shard-00000.keys.npy"} <= renamed
+    for i, (kind, _) in enumerate(events):  # each run of renames is followed at once by an fsync of the directory
+        if kind == "rename" and (i + 1 == len(events) or events[i + 1][0] != "rename"):
+            assert i + 1 < len(events) and events[i + 1] == ("fsync", out), events[i - 2:i + 2]
+
+
+def test_a_version_1_cache_is_refused_not_converted(seed004, npz, tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"version": 1, "shards": [], "fingerprint": {}}))
+    before = tree_hash(str(out))
+    with pytest.raises(gs.CacheError, match="format version 1 .*make a new cache in another directory"):
+        CacheReader(str(out))
+    with pytest.raises(gs.CacheError, match="format version 1"):
+        generate(seed004[0], "hidden2/Relu", npz, str(out), progress=False)
+    assert tree_hash(str(out)) == before
+
+
+def test_read_only_directory_is_refused_before_anything_runs(seed004, tmp_path):
+    """On a read-only file system (a tmpfs mounted read-only in a private mount namespace) the
+    cache is refused at once: the data here is not even readable, which a later step would report."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--mount", "true"]).returncode:
+        pytest.skip("needs unshare --mount (a private mount namespace) to mount a read-only file system")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (tmp_path / "broken.npz").write_bytes(b"not an npz")
+    cmd = (f"mount -t tmpfs -o ro,size=1m tmpfs {ro} && exec {sys.executable} -m graphsurgeon cache --model "
+           f"{seed004[0]} --tensor hidden2/Relu --data {tmp_path / 'broken.npz'} --out {ro / 'cache'} --quiet")
+    for runner in ("local", "beam"):
+        p = subprocess.run(["unshare", "--mount", "sh", "-c", cmd + f" --runner {runner}"], capture_output=True,
+                           text=True, env={**os.environ, "PYTHONPATH": ROOT})
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.strip() == (f"graphsurgeon cache: error: cache directory {ro / 'cache'} cannot be written "
+                                    "(a read-only file system); choose a writable --out directory")
+
+
+def test_an_interrupted_cache_is_refused_by_the_reader(cache):
+    m = _manifest(cache)
+    m["complete"] = False
+    for k in ("examples", "data", "classes", "copies"):
+        m.pop(k)
+    _write_manifest(cache, m)
+    with pytest.raises(gs.CacheError, match="incomplete .*run the same cache command again"):
+        CacheReader(cache)
+
+
+def test_shards_hold_one_split_and_the_index_is_read_one_shard_at_a_time(cache):
+    """A damaged part of the index (the validation shards') fails only when those shards are read."""
+    m = _manifest(cache)
+    parts = m["examples"]["parts"]
+    assert all(sum(1 for n in p["splits"] if n) == 1 for p in parts)  # one split per shard
+    val = next(p for p in parts if p["splits"][1])
+    path = os.path.join(cache, m["examples"]["file"])
+    data = bytearray(open(path, "rb").read())
+    offset = len(data) - m["examples"]["rows"] * 15
+    data[offset + val["start"] * 15] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    with CacheReader(cache) as r:
+        assert sum(len(y) for _, y in r.batches("train", 32)) == r.count("train")
+        with pytest.raises(gs.CacheError, match=f"the index of shard {val['shard']} does not match its checksum"):
+            list(r.batches("validation", 32, shuffle=False))
+
+
+@pytest.mark.parametrize("buffer_rows", [10_000, 230])
+def test_validation_does_not_evict_the_training_split(cache, buffer_rows):
+    """Train fits the buffer; validation is then kept too (large buffer) or streamed (small): in
+    both cases the second epoch reads no shard, and both passes give every example once."""
+    with CacheReader(cache, buffer_bytes=buffer_rows * 100 * 4) as r:
+        n_train, n_val = r.count("train"), r.count("validation")
+        assert n_train * 400 <= r.buffer_bytes < (n_train + n_val) * 400 or buffer_rows == 10_000
+        assert sum(len(y) for _, y in r.batches("train", 32, epoch=0)) == n_train
+        assert sum(len(y) for _, y in r.batches("validation", 32, shuffle=False)) == n_val
+        reads = r.stats["shard_reads"]
+        assert sum(len(y) for _, y in r.batches("train", 32, epoch=1)) == n_train
+        val = list(r.batches("validation", 32, shuffle=False))
+        assert sum(len(y) for _, y in val) == n_val
+        after = r.stats["shard_reads"] - reads
+        assert after == (0 if buffer_rows == 10_000 else sum(1 for p in r.manifest["examples"]["parts"]
+                                                             if p["splits"][1]))
+        np.testing.assert_array_equal(np.sort(np.concatenate([y for _, y in val])), np.sort(r.labels("validation")))
