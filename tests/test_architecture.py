@@ -18,8 +18,8 @@ import ast
 import os
 
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "graphsurgeon", "_src")
 LAYERS = [
     ("base", ["", "errors", "select", "rules", "terminal", "progress"]),

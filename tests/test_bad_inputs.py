@@ -37,9 +37,9 @@ from legacy_models import fully_connected, tiny_convnet
 
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.storage import bundle
+from helpers import ROOT
 
 tf1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NON_UTF8 = os.fsdecode(b"m\xffodel")  # a file name with a byte that is not UTF-8
 
 

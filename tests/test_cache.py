@@ -10,15 +10,14 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ckpt, tree_hash
 
 import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, generate
 from graphsurgeon._src.storage import cachefiles
 from graphsurgeon._src.storage.datasets import load_npz
+from helpers import ROOT, ckpt, tree_hash
 
 tf1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

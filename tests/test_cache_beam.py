@@ -12,13 +12,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import tree_hash
 
 import graphsurgeon as gs
 from graphsurgeon._src.cache import beam, generate
 from graphsurgeon._src.storage import cachefiles, cacheshards
+from helpers import ROOT, tree_hash
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": ROOT}
 needs_beam = pytest.mark.skipif(beam.apache_beam is None, reason="apache-beam (the [beam] extra) is not installed")
 

@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tree_hash
 from legacy_models import fully_connected, tiny_convnet
 from test_cli import write_images
 
 import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, generate
+from helpers import tree_hash
 
 tf1 = tf.compat.v1
 

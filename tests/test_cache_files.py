@@ -9,13 +9,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import tree_hash
 
 import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, generate
 from graphsurgeon._src.storage import cachefiles
+from helpers import ROOT, tree_hash
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import tree_hash
 from graphsurgeon._src.cli import main
+from helpers import run_cli, tree_hash
 
 
-def run_cli(*args, cwd=None):
-    p = subprocess.run([sys.executable, "-m", "graphsurgeon", *args], capture_output=True, text=True, cwd=cwd,
-                       env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))})
-    return p
 
 
 def our_stderr(text):

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import tree_hash
 from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.combine import combine, teacher_targets
@@ -18,8 +17,8 @@ from graphsurgeon._src.continual.write import predict
 from graphsurgeon._src.errors import ConfigError, ContinualError
 from graphsurgeon._src.export_dir import predict as predict_classifier
 from graphsurgeon._src.storage import datasets, multihead_files
+from helpers import ROOT, tree_hash
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples", "05_continual"))
 import digits_tasks  # noqa: E402
 

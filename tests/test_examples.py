@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READMES = sorted(glob.glob(os.path.join(ROOT, "examples", "*", "README.md")))
 
 

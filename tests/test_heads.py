@@ -10,12 +10,12 @@ import tensorflow as tf
 
 import graphsurgeon as gs
 import heads_models as hm
-from conftest import ckpt, tree_hash
 from test_cli import our_stderr, run_cli
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.errors import MergeHeadsError, TensorNotFoundError
 from graphsurgeon._src.multihead import compare, load
 from graphsurgeon._src.multihead.merge import add_task, merge_heads, remove_task
+from helpers import ckpt, tree_hash
 
 tf1 = tf.compat.v1
 X = np.random.default_rng(7).normal(size=(6, 12)).astype(np.float32)

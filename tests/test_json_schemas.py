@@ -15,8 +15,8 @@ from graphsurgeon._src.continual.learn import LearnResult
 from graphsurgeon._src.demo import report
 from graphsurgeon._src.multihead.merge import MergeResult
 from graphsurgeon._src.thaw import ThawResult
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def documented():

@@ -12,21 +12,13 @@ import tensorflow as tf
 
 import graphsurgeon as gs
 import legacy_models
-from conftest import ckpt
 from graphsurgeon._src import subgraph, terminal
-from graphsurgeon._src.cli import main
 from graphsurgeon._src.storage.checkpoint import read_meta_graph
 from graphsurgeon._src.storage.paths import resolve
+from helpers import ROOT, ckpt, cli
 
 tf1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def cli(capfd, *args):
-    capfd.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

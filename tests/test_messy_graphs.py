@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
-from conftest import ckpt
 from graphsurgeon._src.storage.datasets import Dataset
+from helpers import ckpt
 
 tf1 = tf.compat.v1
 

@@ -10,15 +10,13 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ckpt, tree_hash
 
 import graphsurgeon as gs
-from graphsurgeon._src.cli import main
 from graphsurgeon._src.migrate import Rules, migrate
 from graphsurgeon._src.storage import bundle
+from helpers import ROOT, ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def save_vars(prefix, values, v1=False):
@@ -233,12 +231,6 @@ def test_restore_accepts_migration_rules(seed004):
     assert m.values(["enc/h1/weights"])["enc/h1/weights"].tobytes() == ckpt(prefix)["hidden1/weights"].tobytes()
     m.close()
 
-
-def cli(capfd, *args):
-    capfd.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def test_cli_migrate_diff_and_errors(seed004_adam, tmp_path, capfd):

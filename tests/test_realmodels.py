@@ -14,11 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ckpt, tree_hash
-from graphsurgeon._src.cli import main
+from helpers import ROOT, ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL = os.path.join(ROOT, "..", "shared", "realmodels")
 pytestmark = pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")
 
@@ -74,12 +72,6 @@ CASES = {
                         batch=100),
 }
 
-
-def cli(capfd, *args):
-    capfd.readouterr()  # drop what came before
-    code = main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def reference(model, tensor, x, feed, batch=None):

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
-from conftest import ckpt, tree_hash
 from graphsurgeon._src.storage.datasets import Dataset
+from helpers import ckpt, tree_hash
 
 tf1 = tf.compat.v1
 

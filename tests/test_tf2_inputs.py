@@ -10,12 +10,11 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ckpt, tree_hash
 
 import graphsurgeon as gs
 from graphsurgeon._src import tf2, tfinternal
-from graphsurgeon._src.cli import main
 from graphsurgeon._src.storage.paths import is_tf2_saved_model, resolve
+from helpers import ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1
 
@@ -37,12 +36,6 @@ BP_CUT = "model_1/harmonic_stacking/concat"      # the harmonic stack of the CQT
 BP_HEAD = "model_1/re_lu_2/Relu"                  # the note branch's first conv: [None, 172, 88, 32]
 BP_TUNED = ["conv2d_1", "contours-reduced", "conv2d_2"]  # the layers between the cut and the head
 
-
-def cli(capfd, *args):
-    capfd.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def tones(n=16, seed=0):

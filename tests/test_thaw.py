@@ -8,12 +8,11 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ckpt, tree_hash
 
 import graphsurgeon as gs
 from graphsurgeon._src import weights
-from graphsurgeon._src.cli import main
 from graphsurgeon._src.thaw import thaw
+from helpers import ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1
 
@@ -31,12 +30,6 @@ def frozen_mlp(seed004, tmp_path_factory):
     path.write_bytes(gd.SerializeToString())
     return str(path), x, y
 
-
-def cli(capfd, *args):
-    capfd.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def test_thaw_keeps_the_outputs_bit_for_bit(frozen_mlp, tmp_path, capfd):

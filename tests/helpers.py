@@ -1,0 +1,44 @@
+"""What the tests share: the repository root, the two ways to run the command line (in this
+process, or as a user's shell runs it), and checkpoint and file-tree snapshots."""
+import hashlib
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(capfd, *args):
+    """``(exit status, stdout, stderr)`` of ``graphsurgeon ARGS`` run in this process."""
+    from graphsurgeon._src.cli import main
+
+    capfd.readouterr()  # drop what came before
+    code = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def run_cli(*args, cwd=None):
+    """``graphsurgeon ARGS`` as a new process (``python -m graphsurgeon``), output captured."""
+    return subprocess.run([sys.executable, "-m", "graphsurgeon", *[str(a) for a in args]], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": ROOT})
+
+
+def ckpt(prefix):
+    """``{name: ndarray}`` of every tensor of a checkpoint."""
+    import tensorflow as tf
+
+    r = tf.train.load_checkpoint(prefix)
+    return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
+
+
+def tree_hash(path):
+    """sha256 of every file under ``path`` (or of the files of a prefix), to prove nothing changed."""
+    h = {}
+    base = path if os.path.isdir(path) else os.path.dirname(path)
+    for root, _, names in os.walk(base):
+        for n in sorted(names):
+            p = os.path.join(root, n)
+            with open(p, "rb") as f:
+                h[os.path.relpath(p, base)] = hashlib.sha256(f.read()).hexdigest()
+    return h
