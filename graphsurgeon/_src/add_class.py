@@ -91,7 +91,7 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
       DataError: the data do not fit the model's input.
     """
     _check_settings(name, out_dir, steps, lr, balance)
-    src = _Source.read(model, name, features, reference, tags)
+    src = _Original.read(model, name, features, reference, tags)
     dtype, shape = input_spec(src.piece)
     few = _fit(_inputs(data, "data"), dtype, shape, "data", src.piece)
     ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
@@ -134,7 +134,7 @@ def _check_settings(name, out_dir, steps, lr, balance) -> None:
 
 
 @dataclasses.dataclass
-class _Source:
+class _Original:
     """What add-class reads from the model: its backbone piece and values, its last layer's blocks,
     its class names and the reference inputs' path."""
 
@@ -145,7 +145,7 @@ class _Source:
     reference: str
 
     @classmethod
-    def read(cls, model, name, features, reference, tags) -> "_Source":
+    def read(cls, model, name, features, reference, tags) -> "_Original":
         record = export_dir.read_record(model)
         features = features or record.get("features")
         if not features:
@@ -179,7 +179,7 @@ class _Net:
     block_vars: list
 
 
-def _build(tg: TrainGraph, src: _Source, seed: int, lr: float) -> _Net:
+def _build(tg: TrainGraph, src: _Original, seed: int, lr: float) -> _Net:
     """The backbone (fixed), the old blocks (fixed) and the new class's column (trained) in ``tg``."""
     width, dtype_k = src.blocks[0][0].shape[0], src.blocks[0][0].dtype
     with tg.graph.as_default():
