@@ -25,6 +25,7 @@ import re
 import uuid
 
 from graphsurgeon._src.errors import CacheError
+from graphsurgeon._src.storage.staging import fsync_dir
 
 MANIFEST = "manifest.json"
 VERSION = 2
@@ -56,15 +57,6 @@ def temp_name(name: str, attempt: str | None = None) -> str:
 
 def new_attempt() -> str:
     return uuid.uuid4().hex
-
-
-def fsync_dir(directory: str) -> None:
-    """Make renames and deletions in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_file(path: str, data: bytes, *, sync_dir: bool = True) -> None:
