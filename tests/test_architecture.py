@@ -3,7 +3,7 @@
 Layers, lowest first (README, "Layout"); a module may import its own layer and the ones below:
 
   0 base       errors, select (names and patterns), rules (name rules), terminal, progress
-  1 storage    storage/* — the only layer that opens files, runs processes and creates sessions
+  1 storage    storage/* — the only layer that opens files and creates sessions
   2 graph      subgraph, guess, safety, feeds, model, weights, tfinternal — graph protos and queries,
                guesses, the unsafe-op scan, feeds, the model handle, weight-like constants
   3 surgery    surgery/* (heads, re-initialization, the plan), picture
