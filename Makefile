@@ -1,5 +1,6 @@
 # `make demo` runs the main job; `make test` runs the test suite.
-# Each makes (once) its own virtual environment in .venv with only Python and pip.
+# Each makes (once) its own virtual environment in .venv with only Python and pip; the tests also
+# install the [beam] extra so that the Beam runner is tested (its tests skip on a clone without it).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ $(VENV)/.installed: setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TF_PACKAGE)"
-	$(PY) -m pip install -q -e ".[test,demo]"
+	$(PY) -m pip install -q -e ".[test,demo,beam]"
 	# A real TF2 SavedModel for the tests (basic_pitch/saved_models/icassp_2022/nmp, in the wheel). Its own
 	# requirements pin tensorflow<2.15.1 and audio libraries; the tests read only its files, so no deps.
 	$(PY) -m pip install -q --no-deps "$(TF2_MODEL_PACKAGE)"
