@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from cache_bench import expand_model  # noqa: E402 (benchmarks/ is the script's folder)
 
 from graphsurgeon._src import train  # noqa: E402
 from graphsurgeon._src.cache import CacheReader, generate  # noqa: E402
@@ -32,19 +33,6 @@ from graphsurgeon._src.retrain.data import CacheExamples  # noqa: E402
 
 tf1 = tf.compat.v1
 WIDTH, BATCH = 2048, 256
-
-
-def expand_model(d):
-    """A frozen layer 16 -> 2048 (ReLU) saved with Saver: a stand-in bottleneck."""
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 16], name="X")
-        with tf1.variable_scope("expand", use_resource=False):
-            w = tf1.get_variable("weights", [16, WIDTH], initializer=tf1.glorot_uniform_initializer(seed=0))
-        tf.nn.relu(tf.matmul(x, w), name="features")
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            return tf1.train.Saver().save(s, os.path.join(d, "expand", "m.ckpt"))
 
 
 def head():
@@ -70,7 +58,7 @@ def main():
     ap.add_argument("--buffer-mb", type=int, default=256)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        prefix = expand_model(d)
+        prefix = expand_model(d, WIDTH, "expand")
         x = np.random.default_rng(2).normal(size=(args.rows, 16)).astype(np.float32)
         np.savez(os.path.join(d, "wide.npz"), x=x, y=np.arange(args.rows) % 10)
         cache = os.path.join(d, "cache")

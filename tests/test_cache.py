@@ -20,15 +20,6 @@ from helpers import ROOT, ckpt, tree_hash
 tf1 = tf.compat.v1
 
 
-@pytest.fixture(scope="module")
-def npz(seed004, tmp_path_factory):
-    prefix, x, _ = seed004
-    d = tmp_path_factory.mktemp("npz")
-    y = (x[:, 7] > 0).astype(np.int64)
-    np.savez(d / "data.npz", x=x, y=y)
-    return str(d / "data.npz")
-
-
 def test_seed004_cache_trains_like_the_live_graph(seed004, npz, tmp_path):
     """hidden2 cached; hidden3 (copied, unlocked) and the new output train from the cache.
     Same seed, same batches: the result equals training through the frozen layers every step."""

@@ -18,14 +18,6 @@ from helpers import tree_hash
 tf1 = tf.compat.v1
 
 
-@pytest.fixture(scope="module")
-def npz(seed004, tmp_path_factory):
-    _, x, _ = seed004
-    path = tmp_path_factory.mktemp("npz") / "data.npz"
-    np.savez(path, x=x, y=(x[:, 7] > 0).astype(np.int64))
-    return str(path)
-
-
 def _folder_labels(reader, root):
     """``{file name: class name}`` of the undistorted examples, from the reader's labels and classes."""
     files = sorted((c, f) for c in sorted(os.listdir(root)) for f in sorted(os.listdir(os.path.join(root, c))))

@@ -18,14 +18,6 @@ from helpers import ROOT, tree_hash
 
 
 
-@pytest.fixture(scope="module")
-def npz(seed004, tmp_path_factory):
-    _, x, _ = seed004
-    path = tmp_path_factory.mktemp("npz") / "data.npz"
-    np.savez(path, x=x, y=(x[:, 7] > 0).astype(np.int64))
-    return str(path)
-
-
 @pytest.fixture
 def cache(seed004, npz, tmp_path):
     out = str(tmp_path / "c")

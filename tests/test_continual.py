@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from graphsurgeon._src.add_class import add_class
+from graphsurgeon._src.cache import CacheReader
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.combine import combine, teacher_targets
-from graphsurgeon._src.continual import masks
+from graphsurgeon._src.continual import masks, network, responses
 from graphsurgeon._src.continual.config import LearnConfig
 from graphsurgeon._src.continual.learn import learn_task
 from graphsurgeon._src.continual.write import predict
-from graphsurgeon._src.errors import ConfigError, ContinualError
+from graphsurgeon._src.errors import CacheError, ConfigError, ContinualError
 from graphsurgeon._src.export_dir import predict as predict_classifier
 from graphsurgeon._src.storage import datasets, multihead_files
 from helpers import ROOT, tree_hash
@@ -123,6 +124,35 @@ def test_lwf_records_old_responses_in_a_cache_and_reuses_it(d, work):
     learn(d, work / "lwf2", "lwf", cache=str(cache), warmup_epochs=1, seed=1)
     assert tree_hash(str(cache)) == before  # nothing recomputed
     assert r.tasks[0]["name"] == "digits04" and r.metrics["new"]["test"] > 0.3
+
+
+def test_lwf_responses_are_a_format_2_cache_that_refuses_damage(d, tmp_path):
+    net = network.read(d["digits04_model"], features=F)
+    x = x_of(d, "digits59", "train")[0][:40]
+    cache = tmp_path / "responses"
+    got = responses.record(net, net.tasks, x[:30], str(cache), progress=False)["digits04"]
+    with CacheReader(str(cache)) as r:  # the bottleneck cache's own reader reads it
+        assert r.tensor == responses.TENSOR and np.array_equal(r.read(np.arange(30)), got)
+    again = responses.record(net, net.tasks, x, str(cache), progress=False)["digits04"]  # 10 new rows
+    assert np.array_equal(again[:30], got) and sorted(os.listdir(cache))[-2:] == ["shard-00001.keys.npy",
+                                                                                 "shard-00001.npy"]
+    before = tree_hash(str(cache))
+    for name in ("shard-00000.npy", "shard-00001.keys.npy"):
+        with open(cache / name, "r+b") as f:
+            f.seek(-1, os.SEEK_END)
+            last = f.read(1)
+            f.seek(-1, os.SEEK_END)
+            f.write(bytes([last[0] ^ 1]))
+        with pytest.raises(CacheError, match=r"shard-0000[01]\.npy \(checksum differs\)"):
+            responses.record(net, net.tasks, x, str(cache), progress=False)
+        with open(cache / name, "r+b") as f:
+            f.seek(-1, os.SEEK_END)
+            f.write(last)
+    assert tree_hash(str(cache)) == before
+    other = network.read(d["digits58_model"], features=F)
+    with pytest.raises(CacheError, match="another model or other heads"):
+        responses.record(other, other.tasks, x, str(cache), progress=False)
+    assert tree_hash(str(cache)) == before
 
 
 def test_ewc_stores_fisher_and_goes_online(d, work):

@@ -16,7 +16,7 @@ from graphsurgeon._src.migrate import plan as phases
 from graphsurgeon._src.migrate import verify as verify_mod
 from graphsurgeon._src.migrate.assemble import assemble, should_link
 from graphsurgeon._src.migrate.rules import Rules
-from graphsurgeon._src.migrate.sources import open_source
+from graphsurgeon._src.migrate.sources import open_checkpoint
 from graphsurgeon._src.storage import bundle
 from graphsurgeon._src.storage.bundle_data import encode_strings
 
@@ -48,7 +48,7 @@ def src(tmp_path_factory):
 def stage(src_prefix, out, rules=None, *, join=False, tf2=False, link=False):
     """Plan and assemble (no verification): the planned tensors and the prefix written."""
     rules = rules or Rules()
-    tensors = phases.apply_casts(phases.plan(open_source(src_prefix), [], rules), rules)
+    tensors = phases.apply_casts(phases.plan(open_checkpoint(src_prefix), [], rules), rules)
     if join:
         tensors = phases.join_partitions(tensors)
     extra = []
@@ -65,7 +65,7 @@ def records(tensors):
 # ---- plan, casts, joins, TF2 keys ------------------------------------------------------------
 
 def test_plan_records_name_dtype_shape_action(src):
-    tensors = phases.plan(open_source(src), [], Rules(map_scope=[("small/", "s/")], drop=["big"]))
+    tensors = phases.plan(open_checkpoint(src), [], Rules(map_scope=[("small/", "s/")], drop=["big"]))
     assert records(tensors) == [
         ("emb/part_0", "emb/part_0", "float32", (3, 4), "copy"), ("emb/part_1", "emb/part_1", "float32", (5, 4), "copy"),
         ("small/a", "s/a", "float32", (10, 10), "copy"), ("small/c", "s/c", "float32", (10, 10), "copy"),
@@ -74,17 +74,17 @@ def test_plan_records_name_dtype_shape_action(src):
 
 def test_plan_merges_under_a_prefix_and_refuses_clashes(src, tmp_path):
     other = save_v2(str(tmp_path / "o"), {"small/a": np.ones(2, np.float32)})
-    tensors = phases.plan(open_source(src), [(open_source(other), "B/")], Rules(keep=["small/a"]))
+    tensors = phases.plan(open_checkpoint(src), [(open_checkpoint(other), "B/")], Rules(keep=["small/a"]))
     assert records(tensors) == [("small/a", "B/small/a", "float32", (2,), "copy"),
                                 ("small/a", "small/a", "float32", (10, 10), "copy")]
-    assert phases.mapping_of(tensors, [open_source(src)]) == {src: {"small/a": "small/a"}, other: {"small/a": "B/small/a"}}
+    assert phases.mapping_of(tensors, [open_checkpoint(src)]) == {src: {"small/a": "small/a"}, other: {"small/a": "B/small/a"}}
     with pytest.raises(MigrateError, match="'small/a' comes from both"):
-        phases.plan(open_source(src), [(open_source(other), "")], Rules())
+        phases.plan(open_checkpoint(src), [(open_checkpoint(other), "")], Rules())
 
 
 def test_casts_change_dtype_and_action_only_where_needed(src):
     rules = Rules(cast=[("small", "float16"), ("small/c", "float32")], keep=["small/a", "small/c"])
-    tensors = phases.apply_casts(phases.plan(open_source(src), [], rules), rules)
+    tensors = phases.apply_casts(phases.plan(open_checkpoint(src), [], rules), rules)
     assert records(tensors) == [("small/a", "small/a", "float16", (10, 10), "cast"),
                                 ("small/c", "small/c", "float32", (10, 10), "copy")]  # the last rule wins: no change
 
@@ -96,26 +96,26 @@ def test_casts_change_dtype_and_action_only_where_needed(src):
 ])
 def test_cast_errors(src, rules, error, needle):
     with pytest.raises(error, match=needle):
-        phases.apply_casts(phases.plan(open_source(src), [], rules), rules)
+        phases.apply_casts(phases.plan(open_checkpoint(src), [], rules), rules)
 
 
 def test_join_partitions_concatenates_along_the_first_axis(src, tmp_path):
     rules = Rules(keep=["emb"], cast=[("emb", "float16")])
-    tensors = phases.join_partitions(phases.apply_casts(phases.plan(open_source(src), [], rules), rules))
+    tensors = phases.join_partitions(phases.apply_casts(phases.plan(open_checkpoint(src), [], rules), rules))
     assert records(tensors) == [("emb/part_0", "emb", "float16", (8, 4), "join")]
     assert [p.old for p in tensors[0].parts] == ["emb/part_0", "emb/part_1"]
-    assert phases.mapping_of(tensors, [open_source(src)]) == {src: {"emb/part_0": "emb", "emb/part_1": "emb"}}
+    assert phases.mapping_of(tensors, [open_checkpoint(src)]) == {src: {"emb/part_0": "emb", "emb/part_1": "emb"}}
     bad = save_v2(str(tmp_path / "bad"), {"w/part_0": np.ones((2, 3), np.float32), "w/part_2": np.ones((2, 3), np.float32),
                                          "v/part_0": np.ones((2, 3), np.float32), "v/part_1": np.ones((2, 4), np.float32)})
     with pytest.raises(MigrateError, match=r"partitions of 'v' differ beyond their first axis"):
-        phases.join_partitions(phases.plan(open_source(bad), [], Rules(keep=["v"])))
+        phases.join_partitions(phases.plan(open_checkpoint(bad), [], Rules(keep=["v"])))
     with pytest.raises(MigrateError, match=r"partitions of 'w' are \[0, 2\]"):
-        phases.join_partitions(phases.plan(open_source(bad), [], Rules(keep=["w"])))
+        phases.join_partitions(phases.plan(open_checkpoint(bad), [], Rules(keep=["w"])))
 
 
 def test_tf2_keys_come_from_an_object_graph_made_in_memory(src, tmp_path):
     before = set(os.listdir(tmp_path))
-    tensors, extra = phases.to_tf2_keys(phases.plan(open_source(src), [], Rules(keep=["small/a", "small/step"])))
+    tensors, extra = phases.to_tf2_keys(phases.plan(open_checkpoint(src), [], Rules(keep=["small/a", "small/step"])))
     assert sorted(p.new for p in tensors) == ["vars/small.Sa/.ATTRIBUTES/VARIABLE_VALUE",
                                               "vars/small.Sstep/.ATTRIBUTES/VARIABLE_VALUE"]
     assert sorted(p.new for p in extra) == ["_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE"]
@@ -126,7 +126,7 @@ def test_tf2_sources_read_by_variable_name(tmp_path):
     m = tf.Module()
     m.a, m.b = tf.Variable([1.0, 2.0], name="dense/kernel"), tf.Variable(3, name="step")
     path = tf.train.Checkpoint(model=m).write(str(tmp_path / "named"))
-    tensors = phases.plan(open_source(path), [], Rules(), from_tf2=True)
+    tensors = phases.plan(open_checkpoint(path), [], Rules(), from_tf2=True)
     assert records(tensors) == [("dense/kernel", "dense/kernel", "float32", (2,), "copy"),
                                 ("step", "step", "int32", (), "copy")]
     assert tensors[0].source_key == "model/a/.ATTRIBUTES/VARIABLE_VALUE"
@@ -135,13 +135,13 @@ def test_tf2_sources_read_by_variable_name(tmp_path):
     path = tf.train.Checkpoint(model=m).write(str(tmp_path / "unnamed"))
     with pytest.raises(MigrateError, match=r"2 variables are named 'Variable' \(model/c/\.ATTRIBUTES/VARIABLE_VALUE, "
                                            r"model/d/\.ATTRIBUTES/VARIABLE_VALUE\)"):
-        phases.plan(open_source(path), [], Rules(), from_tf2=True)
+        phases.plan(open_checkpoint(path), [], Rules(), from_tf2=True)
     with pytest.raises(MigrateError, match="not a TF2 object-based checkpoint"):
-        phases.plan(open_source(save_v2(str(tmp_path / "tf1"), {"x": np.ones(1)})), [], Rules(), from_tf2=True)
+        phases.plan(open_checkpoint(save_v2(str(tmp_path / "tf1"), {"x": np.ones(1)})), [], Rules(), from_tf2=True)
 
 
 def test_link_only_when_every_byte_is_used_unchanged(src):
-    main = open_source(src)
+    main = open_checkpoint(src)
     assert should_link(phases.plan(main, [], Rules(map_scope=[("big/", "large/")])), None) is True
     assert should_link(phases.plan(main, [], Rules(drop=["small/step"])), None) is False
     rules = Rules(cast=[("small/a", "float16")])

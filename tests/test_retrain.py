@@ -1,13 +1,18 @@
 """Seed 004: restore, lock hidden1/hidden2, replace the output with 2 classes, train."""
+import errno
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
+from graphsurgeon._src.retrain import run
+from graphsurgeon._src.storage import staging
 from graphsurgeon._src.storage.datasets import Dataset
+from graphsurgeon._src.storage.writer import write_json
 from helpers import ckpt, tree_hash
 
 tf1 = tf.compat.v1
@@ -263,3 +268,55 @@ def test_dtype_mismatch_is_reported_and_needs_allow_cast(seed004, tmp_path):
     with gs.restore(half, outputs=["hidden3/Relu"], allow_cast=True) as m:
         got = m.values(["hidden1/weights"])["hidden1/weights"]
     assert got.dtype == np.float32 and got.tobytes() == src["hidden1/weights"].astype(np.float16).astype(np.float32).tobytes()
+
+
+def test_a_failed_run_leaves_an_existing_out_exactly_as_it_was(retrained, tmp_path, monkeypatch):
+    prefix, x, first, _ = retrained
+    out = tmp_path / "out"
+    shutil.copytree(first, out)
+    (out / "notes.txt").write_text("the user's own file")
+    before = tree_hash(str(out))
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", trainable=["hidden3"], epochs=1, batch_size=32, lr=0.05)
+
+    def full_disk(path, obj):  # the last write of a run fails: everything else is written by then
+        if path.endswith("metrics.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return write_json(path, obj)
+
+    monkeypatch.setattr(run, "write_json", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        gs.retrain(cfg, two_class_data(x), str(out), overwrite=True, progress=False)
+    assert tree_hash(str(out)) == before and os.listdir(tmp_path) == ["out"]  # no staging directory left
+    with pytest.raises(gs.ConfigError, match="checkpoint exists; pass overwrite=True"):  # refused before training
+        gs.retrain(cfg, two_class_data(x), str(out), progress=False)
+    monkeypatch.undo()
+    res = gs.retrain(cfg, two_class_data(x), str(out), overwrite=True, progress=False)
+    after = tree_hash(str(out))
+    assert after["notes.txt"] == before["notes.txt"] and after["metrics.json"] != before["metrics.json"]
+    assert len([n for n in after if n.startswith("logs/")]) == 1  # the replaced run's events are gone
+    assert res.export.checkpoint == os.path.join(str(out), "checkpoint", "model.ckpt")
+    assert os.listdir(tmp_path) == ["out"]
+
+
+def test_publish_undoes_its_moves_when_one_fails(tmp_path, monkeypatch):
+    final, staged = tmp_path / "final", tmp_path / "staged"
+    for d, names in ((final, ("a", "b", "keep")), (staged, ("a", "b", "c"))):
+        d.mkdir()
+        for n in names:
+            (d / n).write_text(f"{d.name} {n}")
+    before, new = tree_hash(str(final)), tree_hash(str(staged))
+    calls, real_replace = [], os.replace
+
+    def replace(src, dst):
+        calls.append(src)
+        if len(calls) == 4:  # both old entries moved aside, one new one moved in
+            raise OSError(errno.EIO, "I/O error", src)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(staging.os, "replace", replace)
+    with pytest.raises(OSError, match="I/O error"):
+        staging.publish(str(staged), str(final), ["a", "b"], str(tmp_path / "aside"))
+    monkeypatch.undo()
+    assert tree_hash(str(final)) == before and tree_hash(str(staged)) == new
+    staging.publish(str(staged), str(final), ["a", "b"], str(tmp_path / "aside2"))
+    assert sorted(tree_hash(str(final))) == ["a", "b", "c", "keep"] and (final / "a").read_text() == "staged a"

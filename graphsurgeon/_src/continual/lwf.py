@@ -29,11 +29,10 @@ tf1 = tf.compat.v1
 def learn(net, data, task, cfg, old: dict, progress: bool) -> Learned:
     """Learn ``task`` with LwF; see the module docstring."""
     x, y = data.part("train")
-    keys = [k for k, s in zip(data.keys, data.split) if s == "train"]
     olds = [t for t in net.tasks if t.name != task.name]
     scratch = None if cfg.cache else files.new_temp_dir("graphsurgeon-lwf-")
     try:
-        recorded = responses.record(net, olds, x, keys, cfg.cache or scratch, progress=progress)
+        recorded = responses.record(net, olds, x, cfg.cache or scratch, progress=progress)
     finally:
         if scratch:
             model_dir.discard(scratch)

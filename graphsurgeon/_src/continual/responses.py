@@ -1,28 +1,36 @@
 """LwF's recorded responses: what the old heads answer on the new task's inputs, stored as a
-bottleneck cache (``.npy`` shards, shard indexes and ``manifest.json``, the format
-:class:`graphsurgeon._src.cache.CacheReader` reads).
+bottleneck cache in format 2 (``.npy`` shards with their content keys, the data set's index and
+``manifest.json``; :mod:`graphsurgeon._src.storage.cachefiles`), written with the cache's own
+phases (:func:`~graphsurgeon._src.cache.plan.make_plan`, :func:`~graphsurgeon._src.cache.commit.commit`)
+and read back with :class:`graphsurgeon._src.cache.CacheReader`.
 
 The cached tensor is the old heads' logits side by side (``manifest["tasks"]`` says which columns
-belong to which task). Examples are keyed by content (the data's keys), so a second run over the
-same data computes nothing and new examples compute only themselves. The fingerprint is the
-backbone piece's GraphDef, the sha256 of the backbone's and the old heads' weights, and the tasks;
-a cache with another fingerprint is refused.
+belong to which task). Rows are keyed by content (the sha256 of each input row), so a second run
+over the same data computes nothing and new examples compute only themselves. The fingerprint is
+the backbone piece's GraphDef, the sha256 of the backbone's and the old heads' weights, and the
+tasks; a cache with another fingerprint is refused, and so is one whose shards or keys no longer
+match their checksums.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
 
+from graphsurgeon._src.cache import CacheReader
+from graphsurgeon._src.cache.commit import commit, final_manifest
+from graphsurgeon._src.cache.compute import task_inputs
+from graphsurgeon._src.cache.plan import Known, make_plan
+from graphsurgeon._src.cache.state import interim_manifest
 from graphsurgeon._src.continual.graph import TrainGraph
 from graphsurgeon._src.errors import CacheError
 from graphsurgeon._src.progress import Progress
-from graphsurgeon._src.storage import files, responsefiles
+from graphsurgeon._src.storage import cachefiles, cacheshards, files, records
 from graphsurgeon._src.storage.state_files import fingerprint as values_fingerprint
 
 TENSOR = "lwf/old_logits:0"
 SHARD_ROWS = 4096
+PREPROCESSING = {"source": "arrays"}
 
 
 def fingerprint(net, tasks) -> dict:
@@ -36,8 +44,15 @@ def fingerprint(net, tasks) -> dict:
                     heads[f"{t.name}/{i}/{j}"] = v
     return {"graph": hashlib.sha256(net.backbone.graph_def.SerializeToString(deterministic=True)).hexdigest(),
             "variables": {"backbone": net.fingerprint, "heads": values_fingerprint(heads)},
-            "tensor": TENSOR, "input": net.backbone.input,
+            "tensor": TENSOR, "input": net.backbone.input, "feeds": {},
             "tasks": [[t.name, t.head.num_classes] for t in tasks]}
+
+
+def header(fp: dict) -> dict:
+    """The cache header of responses with fingerprint ``fp`` (float32 logits of ``fp["tasks"]``)."""
+    return {"version": cachefiles.VERSION, "fingerprint": fp, "tensor_dtype": "float32",
+            "shape": [sum(n for _, n in fp["tasks"])], "preprocessing": PREPROCESSING, "dtype": "float32",
+            "augment": None, "tasks": fp["tasks"]}
 
 
 def _compute(net, tasks, x: np.ndarray, progress: bool, batch_size: int = 256) -> np.ndarray:
@@ -59,61 +74,64 @@ def _compute(net, tasks, x: np.ndarray, progress: bool, batch_size: int = 256) -
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, sum(t.head.num_classes for t in tasks)))
 
 
-def record(net, tasks: list, x: np.ndarray, keys: list, directory: str, *, progress: bool = True) -> dict:
+def record(net, tasks: list, x: np.ndarray, directory: str, *, progress: bool = True) -> dict:
     """``{task name: logits [len(x), classes]}`` of ``tasks``' heads (on ``net``'s backbone) for the
-    examples ``x`` (content keys ``keys``), read from the cache in ``directory`` and computed into
-    it where missing.
+    examples ``x``, read from the cache in ``directory`` and computed into it where missing.
+
+    Side effects: creates ``directory``; removes temporary files an interrupted run left there and
+    files of the cache's own name patterns its manifest does not list.
 
     Raises:
-      CacheError: ``directory`` holds a cache with another fingerprint, or a damaged shard.
+      CacheError: ``directory`` holds a cache with another fingerprint, a damaged manifest, or a
+        shard or keys file that does not match its checksum.
     """
-    fp = fingerprint(net, tasks)
-    files.make_dir(directory)
-    responsefiles.remove_leftovers(directory)
-    manifest = responsefiles.read_manifest(directory)
     widths = [t.head.num_classes for t in tasks]
-    if manifest is None:
-        manifest = {"version": responsefiles.VERSION, "fingerprint": fp, "preprocessing": {"source": "arrays"},
-                    "dtype": "float32", "shape": [sum(widths)], "classes": None, "augment": None, "shards": [],
-                    "tasks": fp["tasks"]}
-    elif manifest.get("fingerprint") != fp:
-        raise CacheError(f"{directory} holds responses recorded from another model or other heads; it is not "
-                         "reused: choose another cache= directory")
-    bad = responsefiles.check_shards(directory, manifest["shards"])
-    if bad:
-        raise CacheError(f"{directory}: shard(s) {', '.join(bad)} do not match their checksums; delete the cache")
-    where = {}
-    for e in manifest["shards"]:
-        for r, k in enumerate(responsefiles.read_index(directory, e)["key"]):
-            where[k] = (e["file"], r)
-    missing = list(dict.fromkeys(k for k in keys if k not in where))
-    if missing:
-        first = {k: i for i, k in reversed(list(enumerate(keys)))}
-        values = _compute(net, tasks, x[[first[k] for k in missing]], progress)
-        for s0 in range(0, len(missing), SHARD_ROWS):
-            chunk = missing[s0:s0 + SHARD_ROWS]
-            index = max((int(s["file"][6:11]) for s in manifest["shards"]), default=-1) + 1
-            cols = {"key": chunk, "aug": [0] * len(chunk), "label": [0] * len(chunk), "split": ["train"] * len(chunk),
-                    "source": [""] * len(chunk)}
-            entry = responsefiles.write_shard(directory, index, values[s0:s0 + len(chunk)], cols)
-            manifest["shards"].append(entry)
-            responsefiles.write_manifest(directory, manifest)
-            for r, k in enumerate(chunk):
-                where[k] = (entry["file"], r)
-    elif not os.path.exists(os.path.join(directory, responsefiles.MANIFEST)):
-        responsefiles.write_manifest(directory, manifest)
-    return _read(directory, keys, where, tasks, widths)
-
-
-def _read(directory, keys, where, tasks, widths) -> dict:
-    rows = np.zeros((len(keys), sum(widths)), np.float32)
-    by_file = {}
-    for i, k in enumerate(keys):
-        f, r = where[k]
-        by_file.setdefault(f, ([], []))
-        by_file[f][0].append(i)
-        by_file[f][1].append(r)
-    for f, (dst, src) in by_file.items():
-        rows[dst] = responsefiles.ShardFile(os.path.join(directory, f)).rows(np.array(src))
+    if not len(x):
+        return {t.name: np.zeros((0, w), np.float32) for t, w in zip(tasks, widths)}
+    head = header(fingerprint(net, tasks))
+    source = records.RecordSource("npz", records.content_keys(x), np.zeros(len(x), np.int64),
+                                  np.full(len(x), records.SPLIT_CODES["train"], np.uint8), None, PREPROCESSING,
+                                  {"kind": "arrays"}, {"kind": "npz"}, _loader=records.Loader("npz", array=x))
+    files.make_dir(directory)
+    with cachefiles.lock(directory):
+        entries = _stored(directory, head)
+        known = Known([cacheshards.read_keys(directory, e) for e in entries], [e["shard"] for e in entries])
+        plan = make_plan(source, 0, known, SHARD_ROWS, max((e["shard"] for e in entries), default=-1) + 1)
+        entries += _compute_shards(net, tasks, source, plan, directory, head, entries, progress)
+        commit(directory, final_manifest(directory, head, entries, plan, source, 0))
+        with CacheReader(directory) as reader:
+            rows = reader.read(np.arange(len(x)))
     edges = np.cumsum([0] + widths)
     return {t.name: rows[:, edges[i]:edges[i + 1]] for i, t in enumerate(tasks)}
+
+
+def _stored(directory: str, head: dict) -> list:
+    """The shard entries of the responses already in ``directory`` (checked in full)."""
+    cachefiles.remove_leftovers(directory)
+    previous = cachefiles.read_manifest(directory)
+    if previous is None:
+        cachefiles.remove_unreferenced(directory, {"shards": []})
+        return []
+    if any(previous.get(k) != v for k, v in head.items()):
+        raise CacheError(f"{directory} holds responses recorded from another model or other heads; it is not "
+                         "reused: choose another cache= directory")
+    cachefiles.remove_unreferenced(directory, previous)
+    bad = cacheshards.check_shards(directory, previous["shards"])
+    if bad:
+        raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
+                         "delete the cache")
+    return list(previous["shards"])
+
+
+def _compute_shards(net, tasks, source, plan, directory, head, entries, progress) -> list:
+    """Compute the plan's rows (all in one pass, batched from the first) and write them as its
+    shards, the manifest listing each as it is written."""
+    if not plan.tasks:
+        return []
+    x = source.load(np.concatenate([t.examples for t in plan.tasks]))
+    values, new, at = _compute(net, tasks, x, progress), [], 0
+    for task in plan.tasks:
+        rows, at = values[at:at + len(task)], at + len(task)
+        new.append(cacheshards.write_shard(directory, task.shard, rows, task_inputs(source, task).keys_record()))
+        cachefiles.write_manifest(directory, interim_manifest(head, entries + new, None))
+    return new

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src.migrate.sources import open_source
+from graphsurgeon._src.migrate.sources import open_checkpoint
 
 
 def diff(a: str, b: str) -> dict:
@@ -15,7 +15,7 @@ def diff(a: str, b: str) -> dict:
     Raises:
       CheckpointNotFoundError, CorruptCheckpointError, MigrateError: a path holds no readable checkpoint.
     """
-    sa, sb = open_source(a), open_source(b)
+    sa, sb = open_checkpoint(a), open_checkpoint(b)
     ea, eb = _signatures(sa), _signatures(sb)
     only_a = sorted(set(ea) - set(eb))
     only_b = sorted(set(eb) - set(ea))

@@ -9,7 +9,7 @@ from graphsurgeon._src.errors import ConfigError, MigrateError
 from graphsurgeon._src.migrate import plan as phases
 from graphsurgeon._src.migrate.assemble import assemble, bytes_to_write, should_link
 from graphsurgeon._src.migrate.rules import Rules
-from graphsurgeon._src.migrate.sources import open_source
+from graphsurgeon._src.migrate.sources import open_checkpoint
 from graphsurgeon._src.migrate.verify import LEVELS
 from graphsurgeon._src.migrate.verify import verify as verify_bundle
 from graphsurgeon._src.progress import Progress
@@ -76,8 +76,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
     """
     rules = rules or Rules()
     level = _check_arguments(verify, to, from_format, link)
-    main = open_source(src)
-    merges = [(open_source(path), prefix) for path, prefix in rules.merge]
+    main = open_checkpoint(src)
+    merges = [(open_checkpoint(path), prefix) for path, prefix in rules.merge]
     dst = _destination(dst, [main] + [m for m, _ in merges])
     tensors = phases.plan(main, merges, rules, from_tf2=from_format == "tf2")
     tensors = phases.apply_casts(tensors, rules)

@@ -93,7 +93,7 @@ def source_prefix(path: str) -> str:
     return s.prefix
 
 
-def open_source(path: str) -> SourceCheckpoint:
+def open_checkpoint(path: str) -> SourceCheckpoint:
     """Open checkpoint ``path``: a V2 index is read and its data files checked for presence and
     length; a V1 file is opened by TensorFlow's reader.
 

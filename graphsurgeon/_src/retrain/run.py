@@ -18,9 +18,12 @@ from graphsurgeon._src.storage import datasets, files
 from graphsurgeon._src.storage.events import ScalarWriter
 from graphsurgeon._src.storage.graphviz import can_draw, write_svg
 from graphsurgeon._src.storage.session import assign
-from graphsurgeon._src.storage.writer import write_json, write_text
+from graphsurgeon._src.storage.staging import StagingDir, publish
+from graphsurgeon._src.storage.writer import check_replaceable, write_json, write_text
 
 tf1 = tf.compat.v1
+# what a run writes in out_dir: these entries are replaced as a whole, other files there are kept
+OUTPUTS = ("checkpoint", "saved_model", "labels.txt", "plan.json", "metrics.json", "surgery.dot", "surgery.svg", "logs")
 
 
 @dataclasses.dataclass
@@ -69,7 +72,12 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
       out_dir: receives ``checkpoint/``, ``saved_model/``, ``labels.txt``, ``plan.json``,
         ``metrics.json``, ``surgery.dot`` (and ``surgery.svg`` when Graphviz's ``dot`` is on PATH)
         and TensorBoard scalars and graph under ``logs/`` (or ``logdir``). It may not be, or lie
-        inside, the model's own directory.
+        inside, the model's own directory. Everything is written into a staging directory beside
+        it and moved into place at the end, so a run that fails leaves ``out_dir`` as it was (or
+        absent). In an existing ``out_dir`` those entries are replaced as a whole (an old
+        ``surgery.svg`` or ``logs/`` too); other files there are kept.
+      overwrite: replace a model (``checkpoint/``, ``saved_model/``) already in ``out_dir``;
+        without it such an ``out_dir`` is refused before anything trains.
       cache: a bottleneck cache directory (``graphsurgeon cache``): its activations are fed at the
         cached tensor, so only the layers above it run while training. The cache must come from this
         model (same frozen subgraph and values) and no trainable variable may lie below it.
@@ -81,6 +89,9 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     if not out_dir:
         raise ConfigError("no output directory given (out_dir=DIR)")
     check_out_dir(cfg, out_dir)
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"out_dir={out_dir} exists and is not a directory")
+    check_replaceable(out_dir, overwrite)  # before anything trains
     setup = build(cfg, values=True)
     if setup.logits is None:
         raise ConfigError("nothing to train: give head=TENSOR:N_CLASSES (a new head on TENSOR) or "
@@ -91,27 +102,34 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     head_only = set(setup.plan.trainable) <= new and len(setup.stages) == 1
     settings = training_settings(cfg, head_only=head_only, cached=examples.reader is not None)
     objective = _objective(setup, settings)
-    existed = os.path.lexists(out_dir)
-    files.make_dir(out_dir)
     try:
-        _write_picture(setup, examples, out_dir)
-        try:
-            history, metrics = _train(setup, examples, objective, settings, logdir or os.path.join(out_dir, "logs"),
-                                      progress)
-        finally:
-            if examples.reader is not None:
-                examples.reader.close()
-        names = class_names(examples.classes, setup.logits.shape.as_list()[-1])
-        result = _export(setup, names, out_dir, overwrite)
-        write_json(os.path.join(out_dir, "plan.json"), setup.plan.to_dict())
-        write_json(os.path.join(out_dir, "metrics.json"), {"version": 1, "history": history, "metrics": metrics,
-                                                           "settings": settings, "config": dataclasses.asdict(cfg),
-                                                           "cache": cache})
-    except BaseException:
-        if not existed:  # a failed run leaves nothing at out_dir it created
-            files.remove(out_dir)
-        raise
+        history, metrics, result = _run_into(out_dir, cfg, setup, examples, objective, settings, cache=cache,
+                                             logdir=logdir, progress=progress)
+    finally:
+        if examples.reader is not None:
+            examples.reader.close()
     return RetrainResult(history, metrics, setup.plan, result, setup, settings)
+
+
+def _run_into(out_dir: str, cfg, setup: Setup, examples: _Examples, objective: _Objective, settings: dict, *,
+              cache, logdir, progress):
+    """Train and write the run's outputs (``OUTPUTS``) into a staging directory beside ``out_dir``,
+    then move them into place (:func:`graphsurgeon._src.storage.staging.publish`); a run that fails
+    leaves ``out_dir`` as it was. Returns ``(history, metrics, ExportResult)`` (paths in ``out_dir``)."""
+    real = os.path.realpath(out_dir)
+    with StagingDir(os.path.dirname(real), "retrain") as tmp:
+        work = files.make_dir(os.path.join(tmp, "out"))
+        _write_picture(setup, examples, work)
+        history, metrics = _train(setup, examples, objective, settings, logdir or os.path.join(work, "logs"), progress)
+        names = class_names(examples.classes, setup.logits.shape.as_list()[-1])
+        result = _export(setup, names, work)
+        write_json(os.path.join(work, "plan.json"), setup.plan.to_dict())
+        write_json(os.path.join(work, "metrics.json"), {"version": 1, "history": history, "metrics": metrics,
+                                                        "settings": settings, "config": dataclasses.asdict(cfg),
+                                                        "cache": cache})
+        publish(work, real, OUTPUTS, os.path.join(tmp, "old"))
+    moved = {k: os.path.join(out_dir, os.path.relpath(getattr(result, k), work)) for k in ("checkpoint", "saved_model")}
+    return history, metrics, dataclasses.replace(result, **moved)
 
 
 def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) -> _Examples:
@@ -207,12 +225,12 @@ def _write_picture(setup: Setup, examples: _Examples, out_dir: str) -> None:
         write_svg(dot, os.path.join(out_dir, "surgery.svg"))
 
 
-def _export(setup: Setup, names: list, out_dir: str, overwrite: bool):
+def _export(setup: Setup, names: list, out_dir: str):
     """The SavedModel and checkpoint (inputs -> logits, probabilities, classes) and labels.txt."""
     with setup.model.graph.as_default():
         classes = tf.gather(tf.constant(names), tf.argmax(setup.logits, 1), name="graphsurgeon/classes")
     result = export(setup.model, out_dir, inputs={"inputs": setup.input},
                     outputs={"logits": setup.logits, "probabilities": setup.probabilities, "classes": classes},
-                    feeds=setup.feeds, overwrite=overwrite)
+                    feeds=setup.feeds)
     write_text(os.path.join(out_dir, "labels.txt"), "".join(n + "\n" for n in names))
     return result

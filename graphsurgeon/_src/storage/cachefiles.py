@@ -253,12 +253,7 @@ def attempted_shards(directory: str) -> set[int]:
 def remove_leftovers(directory: str) -> list[str]:
     """Delete temporary files (``*.tmp`` of this module's own patterns) that a killed run or a
     killed worker left; returns their names. Other files are never touched."""
-    out = sorted(n for n in os.listdir(directory) if TEMP_RE.match(n))
-    for n in out:
-        os.remove(os.path.join(directory, n))
-    if out:
-        fsync_dir(directory)
-    return out
+    return _remove_names(directory, TEMP_RE.match)
 
 
 def remove_unreferenced(directory: str, manifest: dict) -> list[str]:
@@ -267,8 +262,14 @@ def remove_unreferenced(directory: str, manifest: dict) -> list[str]:
     listed = {s["file"] for s in manifest["shards"]} | {s["keys"] for s in manifest["shards"]}
     if manifest.get("complete"):
         listed.add(manifest["examples"]["file"])
-    out = sorted(n for n in os.listdir(directory)
-                 if (SHARD_RE.match(n) or KEYS_RE.match(n) or EXAMPLES_RE.match(n)) and n not in listed)
+    return _remove_names(directory, lambda n: (SHARD_RE.match(n) or KEYS_RE.match(n) or EXAMPLES_RE.match(n))
+                         and n not in listed)
+
+
+def _remove_names(directory: str, chosen) -> list[str]:
+    """Delete the files of ``directory`` whose names ``chosen`` accepts (then fsync it once);
+    returns their names, sorted."""
+    out = sorted(n for n in os.listdir(directory) if chosen(n))
     for n in out:
         os.remove(os.path.join(directory, n))
     if out:

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from graphsurgeon._src.errors import CacheError
-from graphsurgeon._src.storage import cachefiles
+from graphsurgeon._src.storage import cachefiles, files
 
 # per stored row: the content key (sha256 of the input's bytes) and the copy (0 = undistorted)
 KEY_DTYPE = np.dtype([("key", "V32"), ("aug", "<u2")])
@@ -140,9 +140,7 @@ def describe_bad(bad: dict) -> str:
 
 def _read_header(f, path: str):
     try:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read(f)
+        shape, fortran, dtype = files.npy_header(f)
     except (ValueError, OSError, EOFError) as e:
         raise CacheError(f"{path}: not a readable .npy file ({e}); run the cache command with --repair") from None
     if fortran or dtype.hasobject:

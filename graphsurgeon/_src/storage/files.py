@@ -37,6 +37,18 @@ def read_npy(path: str) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
+def npy_header(f) -> tuple:
+    """``(shape, fortran_order, dtype)`` from the ``.npy`` header at ``f``'s position (left just
+    after it).
+
+    Raises:
+      ValueError, OSError, EOFError: as numpy's header readers do for a malformed header.
+    """
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(f)
+
+
 def check_npy_header(f, size: int, what: str) -> None:
     """Read the header of the ``.npy`` data in ``f`` (``size`` bytes long) and check it before numpy
     allocates what it declares: no Python objects (they need pickle) and no more elements than the
@@ -46,9 +58,7 @@ def check_npy_header(f, size: int, what: str) -> None:
       DataError: naming ``what``.
     """
     try:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(f)
+        shape, _, dtype = npy_header(f)
     except (ValueError, OSError, EOFError) as e:
         raise DataError(f"{what}: not a readable .npy array ({str(e).splitlines()[0][:120]})") from None
     if dtype.hasobject:

@@ -143,6 +143,11 @@ def _keys(digests: list) -> np.ndarray:
     return np.frombuffer(b"".join(digests), KEY) if digests else np.zeros(0, KEY)
 
 
+def content_keys(rows: np.ndarray) -> np.ndarray:
+    """The content keys (``KEY``: sha256 of each row's bytes, C order) of the rows of an array."""
+    return _keys([_digest(row.tobytes()) for row in np.ascontiguousarray(rows)])
+
+
 def _codes(splits) -> np.ndarray:
     return np.array([SPLIT_CODES[str(s)] for s in splits], np.uint8)
 
@@ -175,7 +180,7 @@ def open_source(path: str, *, image_size=None, scale: str = "unit", validation_p
 def _npz(path: str, pct: dict) -> RecordSource:
     d = load_npz(path, **pct)
     x = np.ascontiguousarray(d.x)
-    keys = _keys([_digest(row.tobytes()) for row in x])
+    keys = content_keys(x)
     spec = {"kind": "npz", "path": os.path.abspath(path)}
     src = RecordSource("npz", keys, d.y.astype(np.int64), _codes(d.split), d.classes, {"kind": "npz"},
                        {"kind": "npz", "path": os.path.abspath(path)}, spec)

@@ -93,6 +93,35 @@ def commit(moves: list[tuple[str, str]]) -> None:
         fsync_dir(d)
 
 
+def publish(staged: str, final: str, names, aside: str) -> None:
+    """Put what directory ``staged`` holds at ``final``.
+
+    If ``final`` does not exist, ``staged`` is renamed to it. Otherwise the entries of ``final``
+    named in ``names`` or present in ``staged`` are first moved into the new directory ``aside``
+    (beside ``staged``, on the same file system), then ``staged``'s entries are moved into
+    ``final``; other entries of ``final`` are kept. If a move fails, the moves made are undone in
+    reverse, so ``final`` holds what it held before. The receiving directories are fsync'd.
+    """
+    if not os.path.lexists(final):
+        os.replace(staged, final)
+        fsync_dir(os.path.dirname(os.path.abspath(final)))
+        return
+    new = sorted(os.listdir(staged))
+    old = [n for n in sorted(set(names) | set(new)) if os.path.lexists(os.path.join(final, n))]
+    os.mkdir(aside)
+    done = []  # (from, to) of the moves made, in order
+    try:
+        for src, dst in [(os.path.join(final, n), os.path.join(aside, n)) for n in old] + \
+                        [(os.path.join(staged, n), os.path.join(final, n)) for n in new]:
+            os.replace(src, dst)
+            done.append((src, dst))
+    except BaseException:
+        for src, dst in reversed(done):
+            os.replace(dst, src)
+        raise
+    fsync_dir(final)
+
+
 def fsync_dir(path: str) -> None:
     """Make the directory entries of ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)

@@ -17,6 +17,15 @@ tf1 = tf.compat.v1
 CHECKPOINT_NAME = "model.ckpt"
 
 
+def check_replaceable(out_dir: str, overwrite: bool) -> None:
+    """Raise :class:`ConfigError` if ``out_dir`` holds a model (``checkpoint/`` or ``saved_model/``)
+    and ``overwrite`` is False."""
+    for d in ("checkpoint", "saved_model"):
+        path = os.path.join(out_dir, d)
+        if os.path.exists(path) and not overwrite:
+            raise ConfigError(f"{path} exists; pass overwrite=True to replace it")
+
+
 def _replace_dir(tmp: str, final: str, overwrite: bool) -> None:
     if os.path.exists(final):
         if not overwrite:
@@ -39,9 +48,7 @@ def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *
     """
     os.makedirs(out_dir, exist_ok=True)
     ckpt_dir, sm_dir = os.path.join(out_dir, "checkpoint"), os.path.join(out_dir, "saved_model")
-    for d in (ckpt_dir, sm_dir):
-        if os.path.exists(d) and not overwrite:
-            raise ConfigError(f"{d} exists; pass overwrite=True to replace it")
+    check_replaceable(out_dir, overwrite)
     graph = tf.Graph()
     import_meta_graph(meta, graph, "exported graph")
     variables = variables_by_name(graph)
