@@ -37,6 +37,7 @@ from legacy_models import fully_connected, tiny_convnet
 
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.storage import bundle
+from graphsurgeon._src.storage.imagefolders import list_image_folder
 from helpers import ROOT
 
 tf1 = tf.compat.v1
@@ -635,6 +636,8 @@ _images_case("images-dangling-class-symlink", lambda d, r: os.symlink("/nonexist
 _images_case("images-dangling-image-symlink", lambda d, r: os.symlink("nope.png", os.path.join(d, "blue", "y.png")),
              r"blue/y\.png")
 _images_case("images-image-outside-root", _outside_image, r"red/z\.png.*outside")
+_images_case("images-non-utf8-class-name", lambda d, r: os.rename(os.path.join(d, "red"), os.path.join(d, NON_UTF8)),
+             r"photos: the name of class folder b'm\\xffodel' is not UTF-8")
 _images_case("images-undecodable", lambda d, r: write(os.path.join(d, "red", "bad.jpg"), b"\xff\xd8 not a jpeg"),
              r"red/bad\.jpg: cannot decode")
 _images_case("images-zero-byte", lambda d, r: write(os.path.join(d, "blue", "empty.png"), b""), r"blue/empty\.png")
@@ -857,9 +860,7 @@ AWAITS_MIGRATE = {}  # every migrate and diff case is refused in one line
 AWAITS_CACHE = {
     "cache-shard-index-tampered": ("cache", "retrain"),
     "cache-shard-index-wrong-length": ("cache", "retrain"), "cache-shard-wrong-dtype": ("cache", "retrain"),
-    "cache-shard-wrong-shape": ("cache", "retrain"), "images-class-outside-root": ("cache", "retrain"),
-    "images-class-symlink-loop": ("cache", "retrain"), "images-class-symlink-to-class": ("cache", "retrain"),
-    "images-dangling-class-symlink": ("cache", "retrain"), "images-image-outside-root": ("cache", "retrain"),
+    "cache-shard-wrong-shape": ("cache", "retrain"),
 }
 
 
@@ -1013,7 +1014,6 @@ def test_bad_input_in_a_real_process(cid, subprocess_runs):
 
 # ---- what the checks must not refuse ------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="awaits the cache rewrite")
 def test_non_utf8_image_file_names_are_read(pristine, tmp_path, capfd):
     """Python reads such names (TensorFlow gets the bytes); the split hashes the raw name bytes, as retrain.py
     did on Python 2."""
@@ -1025,9 +1025,9 @@ def test_non_utf8_image_file_names_are_read(pristine, tmp_path, capfd):
     for kind in ("cache", "retrain"):
         rc, _, err = run_in_process(fill(COMMANDS["images"][kind], {**values, "out": str(tmp_path / kind)}), capfd)
         assert rc == 0, err
-    manifest = read_json(tmp_path / "cache" / "manifest.json")
-    sources = read_json(tmp_path / "cache" / manifest["shards"][0]["index"])["source"]
-    assert len(sources) == 8 and os.path.join("red", NON_UTF8 + ".png") in sources
+    assert read_json(tmp_path / "cache" / "manifest.json")["data"]["examples"] == 8
+    _, files = list_image_folder(d)
+    assert (os.path.join("red", NON_UTF8 + ".png"), 1) in files
     # the split of b"m\xffodel.png" is retrain.py's: sha1 of the raw name bytes
     h = int(hashlib.sha1(b"m\xffodel.png").hexdigest(), 16) % 2 ** 27 * (100.0 / (2 ** 27 - 1))
     assert which_split(NON_UTF8 + ".png", h + 1e-9, 0) == "validation"
@@ -1051,11 +1051,18 @@ def test_symlinks_inside_the_image_folder_are_read(pristine, tmp_path, capfd):
     os.symlink(".store", os.path.join(d, "red"))
     write(os.path.join(d, ".extra.png"), png(77))  # hidden, at the top: not a class
     os.symlink("../.extra.png", os.path.join(d, "blue", "blue9.png"))
+    os.symlink("../red/red1.png", os.path.join(d, "blue", "blue8.png"))  # labelled blue, where it is listed
+    os.makedirs(os.path.join(d, "red", "dark"))  # not an image of red (images lie at a class folder's top)
+    write(os.path.join(d, "red", "dark", "d.png"), png(11))
+    os.symlink(os.path.join("red", "dark"), os.path.join(d, "green"))
     values = subs(pristine, str(tmp_path), data=d)
     rc, _, err = run_in_process(fill(COMMANDS["images"]["cache"], values), capfd)
     assert rc == 0, err
     manifest = read_json(tmp_path / "out" / "manifest.json")
-    assert manifest["classes"] == ["blue", "red"] and sum(s["rows"] for s in manifest["shards"]) == 9
+    assert manifest["classes"] == ["blue", "green", "red"] and manifest["data"]["examples"] == 11
+    assert sum(s["rows"] for s in manifest["shards"]) == 10  # blue8 and red1 are one content, stored once
+    _, files = list_image_folder(d)
+    assert (os.path.join("blue", "blue8.png"), 0) in files and (os.path.join("green", "d.png"), 1) in files
 
 
 @pytest.mark.parametrize("written", ["C:\\Users\\alice\\run\\model.ckpt-1", "/home/alice/run/model.ckpt-1",

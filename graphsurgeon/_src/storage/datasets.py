@@ -17,10 +17,10 @@ import tensorflow as tf
 
 from graphsurgeon._src.errors import DataError
 from graphsurgeon._src.storage.files import check_npy_header
+from graphsurgeon._src.storage.imagefolders import list_image_folder
 from graphsurgeon._src.storage.session import new_session
 
 MAX_NUM_IMAGES_PER_CLASS = 2 ** 27 - 1  # retrain.py's constant, so splits match it
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 SPLITS = ("train", "validation", "test")
 
 
@@ -54,7 +54,7 @@ class Dataset:
 def which_split(key: str, validation_pct: float, test_pct: float) -> str:
     """retrain.py's ``which_set``: a stable split from the hash of a name."""
     hash_name = re.sub(r"_nohash_.*$", "", key)
-    h = int(hashlib.sha1(hash_name.encode("utf-8")).hexdigest(), 16)
+    h = int(hashlib.sha1(os.fsencode(hash_name)).hexdigest(), 16)  # a name's own bytes, UTF-8 or not
     pct = (h % (MAX_NUM_IMAGES_PER_CLASS + 1)) * (100.0 / MAX_NUM_IMAGES_PER_CLASS)
     if pct < validation_pct:
         return "validation"
@@ -172,24 +172,6 @@ def _check_finite(x: np.ndarray, path: str, rows: int = 1 << 16) -> None:
             count = int(np.count_nonzero(~np.isfinite(x)))
             raise DataError(f"{path}: x holds {what} at row {start + r} ({count} values that are not finite in all, "
                             "as float32); expected finite numbers")
-
-
-def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names (sorted sub-folders) and ``[(relative path, class id)]``.
-
-    Raises:
-      DataError: no class folders, or a class folder without images.
-    """
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
-    if not classes:
-        raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
-    files = []
-    for ci, c in enumerate(classes):
-        names = sorted(f for f in os.listdir(os.path.join(root, c)) if f.lower().endswith(IMAGE_EXTENSIONS))
-        if not names:
-            raise DataError(f"{os.path.join(root, c)}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        files += [(os.path.join(c, n), ci) for n in names]
-    return classes, files
 
 
 def load_image_folder(root: str, *, image_size=None, scale: str = "unit", validation_pct: float = 10.0,

@@ -28,12 +28,12 @@ from graphsurgeon._src.errors import DataError
 from graphsurgeon._src.storage import example_wire as wire
 from graphsurgeon._src.storage.datasets import (
     ImageDecoder,
-    list_image_folder,
     load_npz,
     npz_x,
     read_npz,
     which_split,
 )
+from graphsurgeon._src.storage.imagefolders import list_image_folder
 
 SPLITS = ("train", "validation", "test")
 SPLIT_CODES = {name: i for i, name in enumerate(SPLITS)}
