@@ -915,22 +915,6 @@ FLAG_CASES = [
 ]
 
 
-# ---- what awaits other branches ------------------------------------------------------------------------------------------
-
-# Cases that fail on main today because their fix belongs to code two other branches are rewriting: migrate and diff
-# (wt-migrate), the cache and the data readers (wt-cache). They are expected to fail (strictly: a pass is reported)
-# until those branches are merged and the marks removed.
-AWAITS_MIGRATE = {}  # every migrate and diff case is refused in one line
-AWAITS_CACHE = {}  # every cache and data case is refused in one line
-
-
-def _awaits(case_id, command):
-    for area, table in (("migrate", AWAITS_MIGRATE), ("cache", AWAITS_CACHE)):
-        if command in table.get(case_id, ()):
-            return [pytest.mark.xfail(strict=True, reason=f"awaits the {area} rewrite")]
-    return []
-
-
 # ---- running a case -------------------------------------------------------------------------------------------------------
 
 def fill(template, values):
@@ -982,8 +966,7 @@ def check_case(tmp_path, capfd, monkeypatch, values, template, command, needle, 
 CORPUS = [(c, cmd) for c in CASES for cmd in (c.commands or COMMANDS[c.kind])]
 
 
-@pytest.mark.parametrize("case,command", [pytest.param(c, cmd, id=f"{c.id}-{cmd}", marks=_awaits(c.id, cmd))
-                                          for c, cmd in CORPUS])
+@pytest.mark.parametrize("case,command", [pytest.param(c, cmd, id=f"{c.id}-{cmd}") for c, cmd in CORPUS])
 def test_bad_input(case, command, pristine, tmp_path, capfd, monkeypatch):
     values = case.make(str(tmp_path), pristine)
     check_case(tmp_path, capfd, monkeypatch, values, COMMANDS[case.kind][command], command, case.needle)
@@ -1064,7 +1047,7 @@ def subprocess_runs(pristine, tmp_path_factory):
             proc.wait()
 
 
-@pytest.mark.parametrize("cid", [pytest.param(c, marks=_awaits(*c.rsplit("-", 1))) for c in SUBPROCESS_CASES])
+@pytest.mark.parametrize("cid", SUBPROCESS_CASES)
 def test_bad_input_in_a_real_process(cid, subprocess_runs):
     c, cmd, root, _, before, proc = subprocess_runs[cid]
     out, err = proc.communicate(timeout=600)  # generous: the processes share the CPU with the suite
