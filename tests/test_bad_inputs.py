@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -37,6 +38,7 @@ from legacy_models import fully_connected, tiny_convnet
 
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.storage import bundle
+from graphsurgeon._src.storage.imagefolders import list_image_folder
 from helpers import ROOT
 
 tf1 = tf.compat.v1
@@ -635,6 +637,8 @@ _images_case("images-dangling-class-symlink", lambda d, r: os.symlink("/nonexist
 _images_case("images-dangling-image-symlink", lambda d, r: os.symlink("nope.png", os.path.join(d, "blue", "y.png")),
              r"blue/y\.png")
 _images_case("images-image-outside-root", _outside_image, r"red/z\.png.*outside")
+_images_case("images-non-utf8-class-name", lambda d, r: os.rename(os.path.join(d, "red"), os.path.join(d, NON_UTF8)),
+             r"photos: the name of class folder b'm\\xffodel' is not UTF-8")
 _images_case("images-undecodable", lambda d, r: write(os.path.join(d, "red", "bad.jpg"), b"\xff\xd8 not a jpeg"),
              r"red/bad\.jpg: cannot decode")
 _images_case("images-zero-byte", lambda d, r: write(os.path.join(d, "blue", "empty.png"), b""), r"blue/empty\.png")
@@ -678,8 +682,28 @@ _tfrecord_case("tfrecord-not-examples", [b"\x0a\xff\xff\xff garbage"], r"bad\.tf
 _tfrecord_case("tfrecord-float-label", [_float_label()], r"bad\.tfrecord record 0.*image/class/label")
 _tfrecord_case("tfrecord-empty", [], r"bad\.tfrecord.*no records")
 _tfrecord_case("tfrecord-undecodable-image", [example(b"not an image", 1)], r"bad\.tfrecord#0: cannot decode")
-_tfrecord_case("tfrecord-non-utf8-file-name", None, r"UTF-8",
-               raw=lambda path, p: shutil.copyfile(p["tfrecord"], path), name=NON_UTF8 + ".tfrecord")
+
+
+def _non_utf8_feature_name():
+    """An Example whose features are the valid ones plus one named b"lab\\xffel" (protobuf refuses the record)."""
+    good = tf.train.Example.FromString(example(png(3), 1)).features.feature
+    entries = b""
+    for key, feature in [(k.encode(), good[k]) for k in sorted(good)] + [(b"lab\xffel", good["image/class/label"])]:
+        value = feature.SerializeToString()
+        entry = _delimited(1, key) + _delimited(2, value)
+        entries += _delimited(1, entry)
+    return _delimited(1, entries)
+
+
+def _delimited(field, data):
+    """A length-delimited protobuf field (lengths below 2**14 here)."""
+    n = len(data)
+    length = bytes([n]) if n < 128 else bytes([n & 0x7F | 0x80, n >> 7])
+    return bytes([field << 3 | 2]) + length + data
+
+
+_tfrecord_case("tfrecord-non-utf8-feature-name", [_non_utf8_feature_name()],
+               r"bad\.tfrecord record 0: feature name b'lab\\xffel' is not UTF-8")
 
 
 # -- caches --------------------------------------------------------------------------------------------------------------
@@ -700,10 +724,19 @@ def _manifest(c, fn):
 
 
 def _replace_shard(c, array):
-    """Shard 1 replaced by ``array``, the manifest's checksum updated to match (a consistent tamper)."""
-    np.save(os.path.join(c, "shard-00001.npy"), array)
-    digest = sha256_of(os.path.join(c, "shard-00001.npy"))
-    _manifest(c, lambda m: m["shards"][1].update(sha256=digest))
+    """Shard 1 replaced by ``array``, the manifest's checksum and size updated to match (a consistent tamper)."""
+    path = os.path.join(c, "shard-00001.npy")
+    np.save(path, array)
+    digest, size = sha256_of(path), os.path.getsize(path)
+    _manifest(c, lambda m: m["shards"][1].update(sha256=digest, bytes=size))
+
+
+def _replace_keys(c, n):
+    """Shard 1's keys file cut to its first ``n`` keys, the manifest's checksum updated to match."""
+    path = os.path.join(c, "shard-00001.keys.npy")
+    np.save(path, np.load(path)[:n])
+    digest = sha256_of(path)
+    _manifest(c, lambda m: m["shards"][1].update(keys_sha256=digest))
 
 
 def _shard_escape(c, root):
@@ -711,13 +744,54 @@ def _shard_escape(c, root):
     _manifest(c, lambda m: m["shards"][0].update(file="../victim.npy"))
 
 
-def _index_rows(c, root):
-    path = os.path.join(c, "shard-00000.index.json")
-    cols = read_json(path)
-    cols["label"] = cols["label"][:3]
-    data = json.dumps(cols, sort_keys=True, separators=(",", ":")).encode()
-    write(path, data)
-    _manifest(c, lambda m: m["shards"][0].update(index_sha256=hashlib.sha256(data).hexdigest()))
+def _index_offset(c, shard, field_offset):
+    """Offset in the data set's index file of byte ``field_offset`` of the first example of ``shard``'s part."""
+    ex = read_json(os.path.join(c, "manifest.json"))["examples"]
+    part = next(p for p in ex["parts"] if p["shard"] == shard)
+    path = os.path.join(c, ex["file"])
+    return path, os.path.getsize(path) - ex["rows"] * 15 + part["start"] * 15 + field_offset
+
+
+def _flip_label(c, root):
+    """The label of shard 1's first example flipped (0 <-> 1) in the data set's index: a silent mislabel."""
+    path, offset = _index_offset(c, 1, 10)  # example u4, copy u2, row u4, then label i4
+    flip(path, offset, 0x01)
+
+
+def _rewrite_index(c, edit):
+    """The data set's index rewritten through ``edit(rows, parts) -> (rows, count per part)``, with the file's name
+    and every checksum, row count, offset and split count of the manifest's table updated to match (a consistent
+    tamper: only the sense of the index can tell)."""
+    m = read_json(os.path.join(c, "manifest.json"))
+    ex = m["examples"]
+    rows, counts = edit(np.load(os.path.join(c, ex["file"])).copy(), ex["parts"])
+    buf = io.BytesIO()
+    np.save(buf, rows)
+    raw = buf.getvalue()
+    os.remove(os.path.join(c, ex["file"]))
+    sha = hashlib.sha256(raw).hexdigest()
+    ex.update(file=f"examples-{sha[:16]}.npy", sha256=sha, rows=len(rows))
+    write(os.path.join(c, ex["file"]), raw)
+    offset, start = len(raw) - rows.nbytes, 0
+    for part, n in zip(ex["parts"], counts):
+        part.update(start=start, count=n, splits=np.bincount(rows["split"][start:start + n], minlength=3).tolist(),
+                    sha256=hashlib.sha256(raw[offset + start * 15:offset + (start + n) * 15]).hexdigest())
+        start += n
+    write(os.path.join(c, "manifest.json"), json.dumps(m, sort_keys=True, indent=1))
+
+
+def _shorter_part(rows, parts):
+    """Shard 0's part of the index loses its last 3 examples."""
+    end = parts[0]["start"] + parts[0]["count"]
+    keep = np.ones(len(rows), bool)
+    keep[end - 3:end] = False
+    return rows[keep], [p["count"] - 3 * (i == 0) for i, p in enumerate(parts)]
+
+
+def _row_past_the_shard(rows, parts):
+    """The first example of shard 1's part points at row 999 of a 16-row shard."""
+    rows["row"][parts[1]["start"]] = 999
+    return rows, [p["count"] for p in parts]
 
 
 _cache_case("cache-manifest-truncated", lambda c, r: truncate(os.path.join(c, "manifest.json"), 50), r"manifest\.json")
@@ -733,12 +807,25 @@ _cache_case("cache-shard-missing", lambda c, r: os.remove(os.path.join(c, "shard
 _cache_case("cache-shard-truncated", lambda c, r: truncate(os.path.join(c, "shard-00002.npy"), 90), r"shard-00002\.npy")
 _cache_case("cache-shard-bitflip", lambda c, r: flip(os.path.join(c, "shard-00000.npy"), 200), r"shard-00000\.npy")
 _cache_case("cache-shard-wrong-shape", lambda c, r: _replace_shard(c, np.zeros((16, 5), np.float32)),
-            r"shard-00001\.npy.*\[16, 6\]|shard-00001\.npy.*shape")
+            r"shard-00001\.npy \(holds float32 \[16, 5\], expected float32 \[16, 6\]\)")
 _cache_case("cache-shard-wrong-dtype", lambda c, r: _replace_shard(c, np.zeros((16, 6), np.int64)),
-            r"shard-00001\.npy.*float32")
-_cache_case("cache-shard-index-tampered", lambda c, r: flip(os.path.join(c, "shard-00001.index.json"), 30),
-            r"shard-00001\.index\.json")
-_cache_case("cache-shard-index-wrong-length", _index_rows, r"shard-00000\.index\.json.*label")
+            r"shard-00001\.npy \(holds int64 \[16, 6\], expected float32 \[16, 6\]\)")
+# the data set's index (examples-*.npy): one part per shard, each example's shard row, label and split
+_cache_case("cache-shard-index-tampered", _flip_label,
+            r"examples-[0-9a-f]{16}\.npy: the index of shard 1 does not match its checksum; run the cache command "
+            r"again with --repair")
+_cache_case("cache-shard-index-wrong-length", lambda c, r: _rewrite_index(c, _shorter_part),
+            r"examples-[0-9a-f]{16}\.npy: indexes 37 rows \(\[31, 5, 1\] of train, validation, test\); the data set "
+            r"it indexes has 40 examples \(\[34, 5, 1\]\)")
+_cache_case("cache-index-row-past-the-shard", lambda c, r: _rewrite_index(c, _row_past_the_shard),
+            r"examples-[0-9a-f]{16}\.npy: the index of shard 1 holds row 999, not a row of its shard \(0\.\.15\)")
+# the content keys matter only to a cache run (which rows are stored); retrain never reads them
+_cache_case("cache-shard-keys-tampered", lambda c, r: flip(os.path.join(c, "shard-00001.keys.npy"), 300),
+            r"shard-00001\.npy \(its keys file shard-00001\.keys\.npy does not match its checksum\)",
+            commands=("cache",))
+_cache_case("cache-shard-keys-wrong-length", lambda c, r: _replace_keys(c, 3),
+            r"shard-00001\.npy \(its keys file shard-00001\.keys\.npy holds content keys \[3\], expected content "
+            r"keys \[16\]\)", commands=("cache",))
 _cache_case("cache-manifest-shard-escapes-repair", _shard_escape, r"manifest\.json.*\.\./victim\.npy",
             commands=("cache-repair",))
 
@@ -828,32 +915,6 @@ FLAG_CASES = [
 ]
 
 
-# ---- what awaits other branches ------------------------------------------------------------------------------------------
-
-# Cases that fail on main today because their fix belongs to code two other branches are rewriting: migrate and diff
-# (wt-migrate), the cache and the data readers (wt-cache). They are expected to fail (strictly: a pass is reported)
-# until those branches are merged and the marks removed.
-AWAITS_MIGRATE = {}  # every migrate and diff case is refused in one line
-AWAITS_CACHE = {
-    "cache-shard-index-tampered": ("cache", "retrain"),
-    "cache-shard-index-wrong-length": ("cache", "retrain"), "cache-shard-wrong-dtype": ("cache", "retrain"),
-    "cache-shard-wrong-shape": ("cache", "retrain"), "images-class-outside-root": ("cache", "retrain"),
-    "images-class-symlink-loop": ("cache", "retrain"), "images-class-symlink-to-class": ("cache", "retrain"),
-    "images-dangling-class-symlink": ("cache", "retrain"), "images-image-outside-root": ("cache", "retrain"),
-    "npz-huge-declared-shape": ("cache", "retrain"), "npz-inf-in-x": ("cache", "retrain"),
-    "npz-nan-in-x": ("cache", "retrain"), "npz-x-scalar": ("cache", "retrain"),
-    "npz-x-strings": ("cache", "retrain"), "npz-x-wrong-width": ("cache",), "npz-zero-rows": ("retrain",),
-    "tfrecord-non-utf8-file-name": ("cache",), "tfrecord-not-examples": ("cache",),
-}
-
-
-def _awaits(case_id, command):
-    for area, table in (("migrate", AWAITS_MIGRATE), ("cache", AWAITS_CACHE)):
-        if command in table.get(case_id, ()):
-            return [pytest.mark.xfail(strict=True, reason=f"awaits the {area} rewrite")]
-    return []
-
-
 # ---- running a case -------------------------------------------------------------------------------------------------------
 
 def fill(template, values):
@@ -905,8 +966,7 @@ def check_case(tmp_path, capfd, monkeypatch, values, template, command, needle, 
 CORPUS = [(c, cmd) for c in CASES for cmd in (c.commands or COMMANDS[c.kind])]
 
 
-@pytest.mark.parametrize("case,command", [pytest.param(c, cmd, id=f"{c.id}-{cmd}", marks=_awaits(c.id, cmd))
-                                          for c, cmd in CORPUS])
+@pytest.mark.parametrize("case,command", [pytest.param(c, cmd, id=f"{c.id}-{cmd}") for c, cmd in CORPUS])
 def test_bad_input(case, command, pristine, tmp_path, capfd, monkeypatch):
     values = case.make(str(tmp_path), pristine)
     check_case(tmp_path, capfd, monkeypatch, values, COMMANDS[case.kind][command], command, case.needle)
@@ -987,7 +1047,7 @@ def subprocess_runs(pristine, tmp_path_factory):
             proc.wait()
 
 
-@pytest.mark.parametrize("cid", [pytest.param(c, marks=_awaits(*c.rsplit("-", 1))) for c in SUBPROCESS_CASES])
+@pytest.mark.parametrize("cid", SUBPROCESS_CASES)
 def test_bad_input_in_a_real_process(cid, subprocess_runs):
     c, cmd, root, _, before, proc = subprocess_runs[cid]
     out, err = proc.communicate(timeout=600)  # generous: the processes share the CPU with the suite
@@ -997,7 +1057,6 @@ def test_bad_input_in_a_real_process(cid, subprocess_runs):
 
 # ---- what the checks must not refuse ------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="awaits the cache rewrite")
 def test_non_utf8_image_file_names_are_read(pristine, tmp_path, capfd):
     """Python reads such names (TensorFlow gets the bytes); the split hashes the raw name bytes, as retrain.py
     did on Python 2."""
@@ -1009,13 +1068,42 @@ def test_non_utf8_image_file_names_are_read(pristine, tmp_path, capfd):
     for kind in ("cache", "retrain"):
         rc, _, err = run_in_process(fill(COMMANDS["images"][kind], {**values, "out": str(tmp_path / kind)}), capfd)
         assert rc == 0, err
-    manifest = read_json(tmp_path / "cache" / "manifest.json")
-    sources = read_json(tmp_path / "cache" / manifest["shards"][0]["index"])["source"]
-    assert len(sources) == 8 and os.path.join("red", NON_UTF8 + ".png") in sources
+    assert read_json(tmp_path / "cache" / "manifest.json")["data"]["examples"] == 8
+    _, files = list_image_folder(d)
+    assert (os.path.join("red", NON_UTF8 + ".png"), 1) in files
     # the split of b"m\xffodel.png" is retrain.py's: sha1 of the raw name bytes
     h = int(hashlib.sha1(b"m\xffodel.png").hexdigest(), 16) % 2 ** 27 * (100.0 / (2 ** 27 - 1))
     assert which_split(NON_UTF8 + ".png", h + 1e-9, 0) == "validation"
     assert which_split(NON_UTF8 + ".png", h - 1e-9, 0) == "train"
+
+
+def test_non_utf8_tfrecord_file_names_are_read(pristine, tmp_path, capfd):
+    """TensorFlow's TFRecord reader takes the name's bytes."""
+    path = str(tmp_path / (NON_UTF8 + ".tfrecord"))
+    shutil.copyfile(pristine["tfrecord"], path)
+    values = subs(pristine, str(tmp_path), data=path)
+    rc, _, err = run_in_process(fill(COMMANDS["tfrecord"]["cache"], values), capfd)
+    assert rc == 0, err
+    manifest = read_json(tmp_path / "out" / "manifest.json")
+    assert manifest["data"]["path"] == path and manifest["data"]["examples"] == 6
+
+
+REPAIRABLE = ["cache-shard-wrong-dtype", "cache-shard-index-tampered", "cache-shard-index-wrong-length",
+              "cache-index-row-past-the-shard", "cache-shard-keys-wrong-length"]
+
+
+@pytest.mark.parametrize("cid", REPAIRABLE)
+def test_repair_mends_what_the_cache_refuses(cid, pristine, tmp_path, capfd):
+    """The refusals say "--repair": it mends each (the damaged shard recomputed, the index rebuilt from the data),
+    and the cache then reads as the pristine one does."""
+    from graphsurgeon._src.cache import CacheReader
+
+    values = next(c for c in CASES if c.id == cid).make(str(tmp_path), pristine)
+    rc, _, err = run_in_process(fill(COMMANDS["cache"]["cache-repair"], values), capfd)
+    assert rc == 0, err
+    with CacheReader(values["cache"]) as mended, CacheReader(pristine["cache"]) as good:
+        assert np.array_equal(mended.labels(), good.labels())
+        assert np.array_equal(mended.read(mended.examples()), good.read(good.examples()))
 
 
 def test_symlinks_inside_the_image_folder_are_read(pristine, tmp_path, capfd):
@@ -1024,11 +1112,18 @@ def test_symlinks_inside_the_image_folder_are_read(pristine, tmp_path, capfd):
     os.symlink(".store", os.path.join(d, "red"))
     write(os.path.join(d, ".extra.png"), png(77))  # hidden, at the top: not a class
     os.symlink("../.extra.png", os.path.join(d, "blue", "blue9.png"))
+    os.symlink("../red/red1.png", os.path.join(d, "blue", "blue8.png"))  # labelled blue, where it is listed
+    os.makedirs(os.path.join(d, "red", "dark"))  # not an image of red (images lie at a class folder's top)
+    write(os.path.join(d, "red", "dark", "d.png"), png(11))
+    os.symlink(os.path.join("red", "dark"), os.path.join(d, "green"))
     values = subs(pristine, str(tmp_path), data=d)
     rc, _, err = run_in_process(fill(COMMANDS["images"]["cache"], values), capfd)
     assert rc == 0, err
     manifest = read_json(tmp_path / "out" / "manifest.json")
-    assert manifest["classes"] == ["blue", "red"] and sum(s["rows"] for s in manifest["shards"]) == 9
+    assert manifest["classes"] == ["blue", "green", "red"] and manifest["data"]["examples"] == 11
+    assert sum(s["rows"] for s in manifest["shards"]) == 10  # blue8 and red1 are one content, stored once
+    _, files = list_image_folder(d)
+    assert (os.path.join("blue", "blue8.png"), 0) in files and (os.path.join("green", "d.png"), 1) in files
 
 
 @pytest.mark.parametrize("written", ["C:\\Users\\alice\\run\\model.ckpt-1", "/home/alice/run/model.ckpt-1",

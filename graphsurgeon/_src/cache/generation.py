@@ -72,7 +72,8 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
         retrain.py's flags, ``augment_params`` overriding ``AUGMENT_DEFAULTS``), drawn from
         ``seed`` and each image's content hash, so they are the same on every run.
       shard_size: rows per shard (a multiple of ``batch_size`` keeps batches inside shards).
-      repair: recompute shards whose files do not match the manifest instead of raising.
+      repair: recompute shards whose files do not match the manifest (and rebuild a damaged index
+        of the data set, which every run rebuilds anyway) instead of raising.
       allow_random, allow_batch_dependent: cache a tensor that depends on random ops (dropout) or on
         the other examples of its batch (batch statistics) anyway.
       allow_cast, allow_unsafe_ops: as :func:`graphsurgeon.restore`.
@@ -86,8 +87,8 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
 
     Raises:
       CacheError: ``out_dir`` not writable, a stale cache (naming what changed), a damaged shard
-        without ``repair``, a damaged manifest, a write that fails during the run (the directory
-        deleted, the disk full).
+        or index without ``repair``, a damaged manifest, a write that fails during the run (the
+        directory deleted, the disk full).
       ConfigError: the tensor depends on random ops or on its batch-mates; bad settings.
       DataError: unreadable data.
     """

@@ -10,6 +10,7 @@ from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.feeds import (
     Feeder,
     batch_size_for,
+    check_example_shape,
     find_input,
     fixed_batch,
     parse_feeds,
@@ -104,7 +105,8 @@ def open_data(s: Settings, cut: Cut) -> records.RecordSource:
     """The data set's records, preprocessed for ``cut``'s input.
 
     Raises:
-      DataError: unreadable data, no examples, distortions asked of data that holds no images.
+      DataError: unreadable data, no examples, examples of another shape than the input takes,
+        distortions asked of data that holds no images.
     """
     if isinstance(s.data, records.RecordSource):
         source = s.data
@@ -114,6 +116,7 @@ def open_data(s: Settings, cut: Cut) -> records.RecordSource:
                                      scale=s.image_scale, **s.source_args)
     if not len(source):
         raise DataError(f"data {s.data}: no examples")
+    check_example_shape(source.example_shape, cut.input, f"data {s.data}")
     if s.augment and source.kind not in ("images", "tfrecord-images"):
         raise DataError(f"data {s.data}: distortions (augment={s.augment}) need images (an image folder or "
                         "TFRecord images)")

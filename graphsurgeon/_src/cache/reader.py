@@ -21,9 +21,14 @@ class CacheReader:
     (see :mod:`graphsurgeon._src.cache.epochs`). Resident memory stays within ``buffer_bytes``
     plus two shards however large the cache.
 
-    With ``verify`` (the default) every file the data set needs is checked to exist with the
-    size the manifest gives when the reader opens, and each shard's sha256 is checked the first
-    time it is read, before any of its rows are returned.
+    With ``verify`` (the default), when the reader opens: every shard the data set needs exists
+    with its keys file, has the size the manifest gives, and has an ``.npy`` header that holds the
+    manifest's dtype and rows of its shape; the index file's header and size, and its table in
+    the manifest make sense (each part as long as its split counts, the parts together as many
+    rows per split as the data set has examples, with their distorted copies). These are O(shards)
+    checks. The first time a shard is read, its sha256, before any of its rows are returned; when
+    the index of a shard is read, its sha256, then its rows (split counts, rows inside the shard,
+    example positions, copy numbers and labels inside the data set's).
 
     Attributes:
       tensor: the cached tensor's name; fingerprint, dtype (as stored), shape: from the manifest.
@@ -34,7 +39,8 @@ class CacheReader:
 
     Raises:
       CacheError: no manifest, a cache an interrupted run left incomplete, a damaged manifest, or
-        (``verify``) files missing or of the wrong size.
+        (``verify``) files missing, of the wrong size or holding other arrays than the manifest
+        says, or an index that does not make sense; naming the file and what was expected.
     """
 
     def __init__(self, directory: str, *, verify: bool = True, buffer_bytes: int = 256 << 20):
@@ -52,11 +58,11 @@ class CacheReader:
         used = {p["shard"] for p in table["parts"]}
         entries = [s for s in manifest["shards"] if s["shard"] in used]
         if verify:
-            bad = cacheshards.check_shards(directory, entries, full=False)
+            bad = cacheshards.check_shards(directory, entries, self.dtype, self.shape, full=False)
             if bad:
                 raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
                                  "run graphsurgeon cache ... --repair")
-        self._index = cacheshards.ExamplesFile(directory, table, verify=verify)
+        self._index = cacheshards.ExamplesFile(directory, manifest, verify=verify)
         shards = {s["shard"]: cacheshards.ShardFile(directory, s, self.dtype, self.shape, verify=verify)
                   for s in entries}
         self._store = epochs.Store(self._index, table["parts"], shards, self.shape, buffer_bytes)

@@ -38,7 +38,8 @@ def open_state(directory: str, head: dict, repair: bool) -> State:
 
     Raises:
       CacheError: a cache made under other settings (naming what changed), distorted copies made
-        with other distortion settings, damaged shards without ``repair``, a damaged manifest.
+        with other distortion settings, damaged shards or a damaged index of the data set without
+        ``repair``, a damaged manifest.
     """
     cachefiles.remove_leftovers(directory)
     previous = cachefiles.read_manifest(directory)
@@ -55,13 +56,15 @@ def open_state(directory: str, head: dict, repair: bool) -> State:
                          f"({'; '.join(aug)}); use those settings or another --out directory")
     cachefiles.remove_unreferenced(directory, previous)
     entries, repaired = _check_shards(directory, previous, head, repair)
+    if previous["complete"] and not repair:  # with repair the index is rebuilt from the data, as on every run
+        cacheshards.check_examples(directory, previous)
     known = Known([cacheshards.read_keys(directory, e) for e in entries], [e["shard"] for e in entries])
     first = max((s["shard"] for s in previous["shards"]), default=-1) + 1
     return State(previous, entries, repaired, previous.get("augment") or head["augment"], known, first)
 
 
 def _check_shards(directory: str, previous: dict, head: dict, repair: bool):
-    bad = cacheshards.check_shards(directory, previous["shards"])
+    bad = cacheshards.check_shards(directory, previous["shards"], previous["dtype"], previous["shape"])
     if bad and not repair:
         raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
                          "run again with --repair to recompute them")

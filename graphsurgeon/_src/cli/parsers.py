@@ -185,7 +185,8 @@ def _cache_parser(sub):
     s.add_argument("--image-feature", default="image/encoded", help="TFRecord feature with the image")
     s.add_argument("--label-feature", default="image/class/label", help="TFRecord feature with the label")
     s.add_argument("--tags", nargs="+")
-    s.add_argument("--repair", action="store_true", help="recompute shards whose checksum does not match")
+    s.add_argument("--repair", action="store_true",
+                   help="recompute shards that do not match the manifest and rebuild a damaged index of the data set")
     s.add_argument("--allow-random", action="store_true", help="cache a tensor that depends on random ops")
     s.add_argument("--allow-batch-dependent", action="store_true",
                    help="cache a tensor that depends on its batch-mates (batch statistics)")

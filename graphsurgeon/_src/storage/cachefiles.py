@@ -172,19 +172,28 @@ def _check_shard_entry(s, i: int, bad) -> None:
 def _check_index(m: dict, bad) -> None:
     ex = m.get("examples")
     if not isinstance(ex, dict) or not isinstance(ex.get("sha256"), str) or not _SHA_RE.match(ex["sha256"]) \
-            or ex.get("file") != examples_name(ex["sha256"]) or not isinstance(ex.get("parts"), list):
-        bad("'examples' is missing or names another file than examples-<its sha256>.npy")
+            or ex.get("file") != examples_name(ex["sha256"]) or not isinstance(ex.get("parts"), list) \
+            or type(ex.get("rows")) is not int or ex["rows"] < 0:
+        bad("'examples' is missing, has no row count, or names another file than examples-<its sha256>.npy")
     shards = {s["shard"] for s in m["shards"]}
     for i, p in enumerate(ex["parts"]):
         ok = isinstance(p, dict) and all(type(p.get(k)) is int and p[k] >= 0 for k in ("shard", "start", "count"))
-        if not ok or p["shard"] not in shards or not isinstance(p.get("sha256"), str) \
-                or not isinstance(p.get("splits"), list) or len(p["splits"]) != 3:
+        if not ok or p["shard"] not in shards or not isinstance(p.get("sha256"), str) or not _counts(p.get("splits"), 3):
             bad(f"examples part {i} is malformed or names a shard the manifest does not list")
-    if not isinstance(m.get("data"), dict) or not isinstance(m.get("copies"), int):
+    data = m.get("data")
+    if not isinstance(data, dict) or type(m.get("copies")) is not int or m["copies"] < 0:
         bad("'data' or 'copies' is missing")
+    if not _counts(data.get("splits"), 3) or type(data.get("examples")) is not int \
+            or sum(data["splits"]) != data["examples"] or not _counts(data.get("labels"), 2, signed=True):
+        bad("'data' needs examples, splits (3 counts that add up to examples) and labels (lowest, highest)")
     classes = m.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         bad("'classes' is not a list of names")
+
+
+def _counts(value, n: int, signed: bool = False) -> bool:
+    """Whether ``value`` is a list of ``n`` integers (``>= 0`` unless ``signed``)."""
+    return isinstance(value, list) and len(value) == n and all(type(v) is int and (signed or v >= 0) for v in value)
 
 
 def check_writable(directory: str) -> None:

@@ -18,6 +18,8 @@ from graphsurgeon._src.storage import cachefiles, files
 
 # per stored row: the content key (sha256 of the input's bytes) and the copy (0 = undistorted)
 KEY_DTYPE = np.dtype([("key", "V32"), ("aug", "<u2")])
+TRAIN = 0  # the split code of training examples (records.SPLIT_CODES), the only ones with distorted copies
+REPAIR = "run the cache command again with --repair (the index is rebuilt from the data)"
 # per example of the data set (and per distorted copy of a training example)
 EXAMPLE_DTYPE = np.dtype([("example", "<u4"), ("aug", "<u2"), ("row", "<u4"), ("label", "<i4"), ("split", "u1")])
 
@@ -112,25 +114,68 @@ def read_keys(directory: str, entry: dict) -> np.ndarray:
         raise CacheError(f"{path}: cannot read shard keys ({e.strerror}); run the cache command with --repair") from None
     if hashlib.sha256(data).hexdigest() != entry["keys_sha256"]:
         raise CacheError(f"{path}: shard keys do not match their checksum; run the cache command with --repair")
-    keys = np.load(io.BytesIO(data), allow_pickle=False)
+    try:
+        keys = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError) as e:
+        raise CacheError(f"{path}: not a readable .npy file ({e}); run the cache command with --repair") from None
     if keys.dtype != KEY_DTYPE or keys.shape != (entry["rows"],):
-        raise CacheError(f"{path}: holds {keys.dtype} {list(keys.shape)}; expected {entry['rows']} content keys")
+        what = f"{len(keys)} content keys" if keys.dtype == KEY_DTYPE and keys.ndim == 1 else \
+            f"{keys.dtype} {list(keys.shape)}"
+        raise CacheError(f"{path}: holds {what}; expected {entry['rows']} content keys (sha256 and copy number), one "
+                         f"per row of {entry['file']}; run the cache command with --repair")
     return keys
 
 
-def check_shards(directory: str, entries: list, full: bool = True) -> dict:
+def check_shards(directory: str, entries: list, dtype: str, shape: list, full: bool = True) -> dict:
     """``{shard file: what is wrong}`` for shards whose files are missing, whose size differs from
-    the manifest's, or (``full``) whose sha256 differs."""
-    bad = {}
+    the manifest's, whose ``.npy`` header does not hold ``dtype`` rows of ``shape`` (the manifest's),
+    or (``full``) whose activations' or keys' sha256 differs or whose keys file does not hold one
+    content key per row. Without ``full`` it reads only each shard's header: O(shards) small reads."""
+    bad, dtype = {}, np.dtype(dtype)
     for s in entries:
         path, keys = os.path.join(directory, s["file"]), os.path.join(directory, s["keys"])
-        if not os.path.exists(path) or not os.path.exists(keys):
+        if not os.path.exists(path):
             bad[s["file"]] = "missing"
+        elif not os.path.exists(keys):
+            bad[s["file"]] = f"its keys file {s['keys']} is missing"
         elif os.path.getsize(path) != s["bytes"]:
             bad[s["file"]] = f"{os.path.getsize(path)} bytes, the manifest says {s['bytes']}"
-        elif full and (sha256_file(path) != s["sha256"] or sha256_file(keys) != s["keys_sha256"]):
-            bad[s["file"]] = "checksum differs"
+        else:
+            header = _header_problem(path, s, dtype, shape)
+            if header:
+                bad[s["file"]] = header
+            elif full and sha256_file(path) != s["sha256"]:
+                bad[s["file"]] = "checksum differs"
+            elif full and sha256_file(keys) != s["keys_sha256"]:
+                bad[s["file"]] = f"its keys file {s['keys']} does not match its checksum"
+            elif full:
+                header = _header_problem(keys, dict(s, bytes=os.path.getsize(keys)), KEY_DTYPE, [])
+                if header:
+                    bad[s["file"]] = f"its keys file {s['keys']} {header}"
     return bad
+
+
+def _header_problem(path: str, entry: dict, dtype, shape: list) -> str | None:
+    """What is wrong with the ``.npy`` header of shard ``entry``'s file at ``path``: rows of another
+    dtype or shape than the manifest's (``None`` dimensions take any size), or rows that do not end
+    at the file's end; None if nothing."""
+    try:
+        with open(path, "rb") as f:
+            got_shape, got_dtype, offset = _read_header(f, path)
+    except CacheError:
+        return "not a readable .npy header"
+    want = (entry["rows"], *shape)
+    if got_dtype != dtype or len(got_shape) != len(want) or any(w is not None and w != g
+                                                                for w, g in zip(want, got_shape)):
+        return f"holds {_dtype_name(got_dtype)} {list(got_shape)}, expected {_dtype_name(dtype)} {list(want)}"
+    end = offset + int(np.prod(got_shape, dtype=np.int64)) * got_dtype.itemsize
+    if end != entry["bytes"]:
+        return f"its header puts the end of its rows at byte {end}; the manifest says the file holds {entry['bytes']}"
+    return None
+
+
+def _dtype_name(dtype) -> str:
+    return "content keys" if dtype == KEY_DTYPE else str(dtype)
 
 
 def describe_bad(bad: dict) -> str:
@@ -224,32 +269,103 @@ def write_examples(directory: str, view: np.ndarray, shards: np.ndarray) -> dict
 
 
 class ExamplesFile:
-    """The data set's index, read one part at a time (each part checked against its sha256)."""
+    """The data set's index (the manifest's ``examples`` table and its file), read one part at a time.
 
-    def __init__(self, directory: str, table: dict, *, verify: bool = True):
+    With ``verify``, when opened: the file's header and size, and the table's sense (O(parts),
+    :func:`check_index_table`); when a part is read: its sha256, then its rows against the manifest
+    (the part's split counts, its shard's rows, the data set's examples, copies and labels).
+    """
+
+    def __init__(self, directory: str, manifest: dict, *, verify: bool = True):
+        table, data = manifest["examples"], manifest["data"]
         self.path, self.verify = os.path.join(directory, table["file"]), verify
+        self.shard_rows = {s["shard"]: s["rows"] for s in manifest["shards"]}
+        self.examples, self.copies, self.labels = data["examples"], manifest["copies"], data["labels"]
         try:
             with open(self.path, "rb") as f:
                 shape, dtype, self.offset = _read_header(f, self.path)
                 size = os.fstat(f.fileno()).st_size
         except OSError as e:
-            raise CacheError(f"{self.path}: cannot read the data set's index ({e.strerror}); run the cache "
-                             "command again") from None
+            raise CacheError(f"{self.path}: cannot read the data set's index ({e.strerror}); {REPAIR}") from None
         if dtype != EXAMPLE_DTYPE or shape != (table["rows"],) or size != self.offset + table["rows"] * dtype.itemsize:
             raise CacheError(f"{self.path}: holds {dtype} {list(shape)} in {size} bytes; expected {table['rows']} "
-                             "examples; run the cache command again")
+                             f"examples; {REPAIR}")
+        if verify:
+            check_index_table(self.path, manifest)
 
     def part(self, part: dict) -> np.ndarray:
         """The examples of one part (``EXAMPLE_DTYPE``).
 
         Raises:
-          CacheError: the part's bytes differ from its sha256.
+          CacheError: the part's bytes differ from its sha256, or (``verify``) its rows disagree
+            with the manifest.
         """
         n = part["count"] * EXAMPLE_DTYPE.itemsize
         with open(self.path, "rb") as f:
             f.seek(self.offset + part["start"] * EXAMPLE_DTYPE.itemsize)
             data = f.read(n)
         if len(data) != n or (self.verify and hashlib.sha256(data).hexdigest() != part["sha256"]):
-            raise CacheError(f"{self.path}: the index of shard {part['shard']} does not match its checksum; "
-                             "run the cache command again")
-        return np.frombuffer(data, EXAMPLE_DTYPE)
+            raise CacheError(f"{self.path}: the index of shard {part['shard']} does not match its checksum; {REPAIR}")
+        rows = np.frombuffer(data, EXAMPLE_DTYPE)
+        problem = self._problem(part, rows) if self.verify and len(rows) else None
+        if problem:
+            raise CacheError(f"{self.path}: the index of shard {part['shard']} {problem}; {REPAIR}")
+        return rows
+
+    def _problem(self, part: dict, rows: np.ndarray) -> str | None:
+        splits = np.bincount(rows["split"], minlength=3).tolist()
+        if splits != part["splits"]:
+            return f"holds {splits} rows of train, validation, test; the manifest says {part['splits']}"
+        checks = (("row", 0, self.shard_rows[part["shard"]] - 1, "a row of its shard (0..{hi})"),
+                  ("example", 0, self.examples - 1, "an example of the data set (0..{hi})"),
+                  ("aug", 0, self.copies, "a copy number (0..{hi})"),
+                  ("label", self.labels[0], self.labels[1], "a label of the data set ({lo}..{hi})"))
+        for field, lo, hi, what in checks:
+            bad = rows[field][(rows[field] < lo) | (rows[field] > hi)]
+            if len(bad):
+                return f"holds {field} {int(bad[0])}, not {what.format(lo=lo, hi=hi)}"
+        return None
+
+
+def check_index_table(path: str, manifest: dict) -> None:
+    """Check the manifest's ``examples`` table against itself and the data set it indexes, in
+    O(parts): the parts follow each other from row 0, each as long as its split counts add up to,
+    and together hold, per split, the data set's examples (training ones with their copies).
+
+    Raises:
+      CacheError: naming the index file ``path`` and what was expected.
+    """
+    table, data, copies = manifest["examples"], manifest["data"], manifest["copies"]
+    at, per_split = 0, [0, 0, 0]
+    for p in table["parts"]:
+        if p["start"] != at or p["count"] != sum(p["splits"]) or not p["count"]:
+            raise CacheError(f"{path}: the manifest puts the index of shard {p['shard']} at rows {p['start']} to "
+                             f"{p['start'] + p['count'] - 1} with {p['splits']} rows per split; each part must "
+                             f"start where the one before ends (row {at}) and hold its splits' rows; {REPAIR}")
+        at += p["count"]
+        per_split = [a + b for a, b in zip(per_split, p["splits"])]
+    if at != table["rows"]:
+        raise CacheError(f"{path}: the manifest's parts hold {at} rows of the index, its table says {table['rows']}; "
+                         f"{REPAIR}")
+    want = [n * (1 + copies) if code == TRAIN else n for code, n in enumerate(data["splits"])]
+    if per_split != want:
+        raise CacheError(f"{path}: indexes {at} rows ({per_split} of train, validation, test); the data set it "
+                         f"indexes has {data['examples']} examples ({data['splits']}) and {copies} distorted "
+                         f"cop{'y' if copies == 1 else 'ies'} per training example, so {sum(want)} rows ({want}) "
+                         f"were expected; {REPAIR}")
+
+
+def check_examples(directory: str, manifest: dict) -> None:
+    """Check a complete cache's index as a cache run that extends it does: what
+    :class:`ExamplesFile` checks when opened and when it reads each part, and the sha256 of the
+    whole file.
+
+    Raises:
+      CacheError: naming the index file and what was expected.
+    """
+    index = ExamplesFile(directory, manifest)
+    for part in manifest["examples"]["parts"]:
+        index.part(part)
+    path = os.path.join(directory, manifest["examples"]["file"])
+    if sha256_file(path) != manifest["examples"]["sha256"]:
+        raise CacheError(f"{path}: the data set's index does not match its checksum; {REPAIR}")

@@ -16,10 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src.errors import DataError
+from graphsurgeon._src.storage.files import check_npy_header
+from graphsurgeon._src.storage.imagefolders import list_image_folder
 from graphsurgeon._src.storage.session import new_session
 
 MAX_NUM_IMAGES_PER_CLASS = 2 ** 27 - 1  # retrain.py's constant, so splits match it
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 SPLITS = ("train", "validation", "test")
 
 
@@ -53,7 +54,7 @@ class Dataset:
 def which_split(key: str, validation_pct: float, test_pct: float) -> str:
     """retrain.py's ``which_set``: a stable split from the hash of a name."""
     hash_name = re.sub(r"_nohash_.*$", "", key)
-    h = int(hashlib.sha1(hash_name.encode("utf-8")).hexdigest(), 16)
+    h = int(hashlib.sha1(os.fsencode(hash_name)).hexdigest(), 16)  # a name's own bytes, UTF-8 or not
     pct = (h % (MAX_NUM_IMAGES_PER_CLASS + 1)) * (100.0 / MAX_NUM_IMAGES_PER_CLASS)
     if pct < validation_pct:
         return "validation"
@@ -79,21 +80,46 @@ def load(path: str, *, image_size=None, scale: str = "unit", validation_pct: flo
     return load_npz(path, validation_pct=validation_pct, test_pct=test_pct)
 
 
-def load_npz(path: str, *, validation_pct: float = 10.0, test_pct: float = 10.0) -> Dataset:
+def read_npz(path: str) -> dict:
+    """``{name: ndarray}`` of the ``.npz`` at ``path``, each member's ``.npy`` header checked before
+    numpy allocates what it declares (:func:`~graphsurgeon._src.storage.files.check_npy_header`: no
+    pickled objects, no shape larger than the bytes stored).
+
+    Raises:
+      DataError: not a readable ``.npz``, or a member whose header fails the check; naming the file.
+    """
     try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as f:
+                        check_npy_header(f, info.file_size, f"{path} (array '{info.filename[:-4]}')")
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: cannot read as .npz ({e})") from None
+
+
+def load_npz(path: str, *, validation_pct: float = 10.0, test_pct: float = 10.0) -> Dataset:
+    """The examples of an ``.npz`` (see :func:`load`).
+
+    Raises:
+      DataError: naming the file: a damaged file or header, ``x`` or ``y`` missing, ``x`` a single
+        value or not numbers, ``y`` not one integer class id per row, no rows, rows that differ in
+        number, a NaN or infinite value in ``x`` (naming its row), a malformed ``split`` or ``classes``.
+    """
+    arrays = read_npz(path)
     for k in ("x", "y"):
         if k not in arrays:
             raise DataError(f"{path}: no array '{k}' (it has {', '.join(sorted(arrays)) or 'none'}); expected x and y")
-    x, y = arrays["x"], arrays["y"]
+    y = arrays["y"]
+    x = npz_x(arrays, path)
+    if y.ndim != 1 or not _integral(y):
+        raise DataError(f"{path}: y must be a 1-D array of integer class ids, got {y.dtype} {y.shape}")
     if len(x) != len(y):
         raise DataError(f"{path}: x has {len(x)} rows but y has {len(y)}")
-    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0)):
-        raise DataError(f"{path}: y must be a 1-D array of integer class ids, got {y.dtype} {y.shape}")
-    x = x.astype(np.float32, copy=False) if x.dtype != np.float32 else x
+    if not len(x):
+        raise DataError(f"{path}: no examples (x and y have 0 rows)")
     keys = [hashlib.sha1(row.tobytes()).hexdigest() for row in x]
     if "split" in arrays:
         split = arrays["split"].astype(str)
@@ -112,22 +138,40 @@ def load_npz(path: str, *, validation_pct: float = 10.0, test_pct: float = 10.0)
     return Dataset(x, y.astype(np.int64), split, keys, classes)
 
 
-def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names (sorted sub-folders) and ``[(relative path, class id)]``.
+def npz_x(arrays: dict, path: str) -> np.ndarray:
+    """``arrays["x"]`` as float32, refused (naming ``path``) when it is a single value, not numbers, or
+    holds a NaN or an infinity."""
+    x = arrays["x"]
+    if x.ndim == 0:
+        raise DataError(f"{path}: x is a single {x.dtype} value; expected one row per example (shape [N, ...])")
+    if x.dtype.kind not in "biuf":
+        what = "strings" if x.dtype.kind in "SU" else "not numbers"
+        raise DataError(f"{path}: x holds {x.dtype} ({what}); expected numbers, one row per example")
+    x = x.astype(np.float32, copy=False) if x.dtype != np.float32 else x
+    _check_finite(x, path)
+    return x
 
-    Raises:
-      DataError: no class folders, or a class folder without images.
-    """
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
-    if not classes:
-        raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
-    files = []
-    for ci, c in enumerate(classes):
-        names = sorted(f for f in os.listdir(os.path.join(root, c)) if f.lower().endswith(IMAGE_EXTENSIONS))
-        if not names:
-            raise DataError(f"{os.path.join(root, c)}: class folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        files += [(os.path.join(c, n), ci) for n in names]
-    return classes, files
+
+def _integral(y: np.ndarray) -> bool:
+    if y.dtype.kind in "biu":
+        return True
+    return y.dtype.kind == "f" and bool(np.all(np.isfinite(y))) and bool(np.all(np.mod(y, 1) == 0))
+
+
+def _check_finite(x: np.ndarray, path: str, rows: int = 1 << 16) -> None:
+    """Raise :class:`DataError` naming the first row of ``x`` that holds a NaN or an infinity (read in
+    blocks of ``rows`` rows, so the check needs little memory beyond ``x``)."""
+    if not x.size:
+        return
+    for start in range(0, len(x), rows):
+        block = x[start:start + rows].reshape(min(rows, len(x) - start), -1)
+        ok = np.isfinite(block)
+        if not ok.all():
+            r, c = np.argwhere(~ok)[0]
+            what = "NaN" if np.isnan(block[r, c]) else "an infinity"
+            count = int(np.count_nonzero(~np.isfinite(x)))
+            raise DataError(f"{path}: x holds {what} at row {start + r} ({count} values that are not finite in all, "
+                            "as float32); expected finite numbers")
 
 
 def load_image_folder(root: str, *, image_size=None, scale: str = "unit", validation_pct: float = 10.0,

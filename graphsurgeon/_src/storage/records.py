@@ -22,14 +22,18 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from graphsurgeon._src.errors import DataError
+from graphsurgeon._src.storage import example_wire as wire
 from graphsurgeon._src.storage.datasets import (
     ImageDecoder,
-    list_image_folder,
     load_npz,
+    npz_x,
+    read_npz,
     which_split,
 )
+from graphsurgeon._src.storage.imagefolders import list_image_folder
 
 SPLITS = ("train", "validation", "test")
 SPLIT_CODES = {name: i for i, name in enumerate(SPLITS)}
@@ -47,6 +51,7 @@ class RecordSource:
       preprocessing: everything that turns a record into an input array (part of a cache's key).
       identity: ``{"kind", "path"}``: where the data came from.
       loader_spec: how a worker opens a :class:`Loader` (:func:`open_loader`).
+      example_shape: the shape of one loaded input array (``[height, width, 3]`` for images).
     """
 
     kind: str
@@ -57,6 +62,7 @@ class RecordSource:
     preprocessing: dict
     identity: dict
     loader_spec: dict
+    example_shape: tuple = ()
     _refs: object = None       # per example: a path, bytes or floats (None for npz: the row index is the ref)
     _names: object = None      # per example, for messages (None: derived from the index)
     _loader: object = None
@@ -127,12 +133,8 @@ def open_loader(spec: dict, array=None) -> Loader:
 
 
 def _npz_rows(path: str) -> np.ndarray:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            x = z["x"]
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        raise DataError(f"{path}: cannot read x from the .npz ({e})") from None
-    return x.astype(np.float32, copy=False)
+    """The rows of an ``.npz`` a worker loads, checked and converted as :func:`load_npz` does."""
+    return npz_x(read_npz(path), path)
 
 
 def _digest(data: bytes) -> bytes:
@@ -183,7 +185,7 @@ def _npz(path: str, pct: dict) -> RecordSource:
     keys = content_keys(x)
     spec = {"kind": "npz", "path": os.path.abspath(path)}
     src = RecordSource("npz", keys, d.y.astype(np.int64), _codes(d.split), d.classes, {"kind": "npz"},
-                       {"kind": "npz", "path": os.path.abspath(path)}, spec)
+                       {"kind": "npz", "path": os.path.abspath(path)}, spec, tuple(x.shape[1:]))
     src._loader = open_loader(spec, array=x)
     return src
 
@@ -206,7 +208,7 @@ def _image_folder(root: str, image_size, scale: str, pct: dict) -> RecordSource:
     prep = {"kind": "images", "image_size": [int(s) for s in image_size], "scale": scale}
     spec = {"kind": "images", "image_size": prep["image_size"], "scale": scale}
     return RecordSource("images", _keys(digests), labels, splits, classes, prep,
-                        {"kind": "images", "path": os.path.abspath(root)}, spec, paths, paths)
+                        {"kind": "images", "path": os.path.abspath(root)}, spec, (*prep["image_size"], 3), paths, paths)
 
 
 def _tfrecords(path, image_size, scale, pct, image_feature, label_feature) -> RecordSource:
@@ -236,15 +238,35 @@ def _tfrecords(path, image_size, scale, pct, image_feature, label_feature) -> Re
             raise DataError(f"{path}: encoded images need the model's input height and width")
         prep.update({"image_size": [int(s) for s in image_size], "scale": scale})
         spec.update({"image_size": prep["image_size"], "scale": scale})
+        shape = (*prep["image_size"], 3)
+    else:
+        shape = _float_shape(refs, names, image_feature)
     return RecordSource(kind, keys, np.array(labels, np.int64), splits, None, prep,
-                        {"kind": kind, "path": os.path.abspath(path) if files == [path] else path}, spec, refs, names)
+                        {"kind": kind, "path": os.path.abspath(path) if files == [path] else path}, spec, shape,
+                        refs, names)
+
+
+def _float_shape(refs: list, names: list, feature: str) -> tuple:
+    """``(n,)``: the length every record's float list has.
+
+    Raises:
+      DataError: records whose lists differ in length, or a NaN or an infinity, naming the record.
+    """
+    for ref, name in zip(refs, names):
+        if len(ref) != len(refs[0]):
+            raise DataError(f"{name}: feature '{feature}' holds {len(ref)} floats, {names[0]} holds {len(refs[0])}; "
+                            "every record's list must have the same length")
+        if not np.isfinite(ref).all():
+            raise DataError(f"{name}: feature '{feature}' holds NaN or an infinity; expected finite numbers")
+    return (len(refs[0]),)
 
 
 def _read_examples(fname: str, image_feature: str, label_feature: str):
-    """``(kind, ref, label)`` of every ``tf.train.Example`` in TFRecord file ``fname``."""
+    """``(kind, ref, label)`` of every ``tf.train.Example`` in TFRecord file ``fname`` (a name that is
+    not UTF-8 is given to TensorFlow as its bytes)."""
     try:
-        for i, raw in enumerate(tf.data.TFRecordDataset(fname).as_numpy_iterator()):
-            feats = tf.train.Example.FromString(raw).features.feature
+        for i, raw in enumerate(tf.data.TFRecordDataset(os.fsencode(fname)).as_numpy_iterator()):
+            feats = _parse_example(raw, f"{fname} record {i}").features.feature
             if image_feature not in feats or label_feature not in feats:
                 raise DataError(f"{fname} record {i}: needs features '{image_feature}' and '{label_feature}' "
                                 f"(it has {', '.join(sorted(feats)) or 'none'})")
@@ -259,3 +281,28 @@ def _read_examples(fname: str, image_feature: str, label_feature: str):
             yield kind, ref, int(labels[0])
     except tf.errors.OpError as e:
         raise DataError(f"{fname}: not a readable TFRecord file ({str(e).splitlines()[0][:120]})") from None
+
+
+def _parse_example(raw: bytes, where: str):
+    """``tf.train.Example`` from a record's bytes.
+
+    Raises:
+      DataError: the bytes are not one, naming a feature name that is not UTF-8 when that is why.
+    """
+    try:
+        return tf.train.Example.FromString(raw)
+    except DecodeError:
+        pass
+    bad = [k for k in wire.feature_names(raw) if not _is_utf8(k)]
+    if bad:
+        raise DataError(f"{where}: feature name {bad[0]!r} is not UTF-8 (tf.train.Example's feature names are UTF-8 "
+                        "strings)")
+    raise DataError(f"{where}: not a tf.train.Example (protobuf cannot parse its {len(raw)} bytes)")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
