@@ -116,7 +116,7 @@ def _stored(directory: str, head: dict) -> list:
         raise CacheError(f"{directory} holds responses recorded from another model or other heads; it is not "
                          "reused: choose another cache= directory")
     cachefiles.remove_unreferenced(directory, previous)
-    bad = cacheshards.check_shards(directory, previous["shards"])
+    bad = cacheshards.check_shards(directory, previous["shards"], previous["dtype"], previous["shape"])
     if bad:
         raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
                          "delete the cache")
