@@ -15,6 +15,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -25,12 +26,14 @@ CHUNK_BYTES = 16 << 20  # a multiple of every dtype's size
 
 
 def read_chunks(path: str, offset: int, size: int, *, crc: int | None = None, what: str = "",
-                chunk_bytes: int = CHUNK_BYTES):
+                chunk_bytes: int = CHUNK_BYTES, private: bool = False):
     """Yield the bytes ``[offset, offset + size)`` of ``path`` as uint8 arrays of at most
     ``chunk_bytes``, each a view of the file mapped into memory (no copy; the pages are read
     from the page cache, or from disk with the next chunk's read-ahead already asked for). A
     chunk stays valid while it is referenced; its mapping goes with its last reference, so
-    memory stays near one chunk whatever the tensor's size.
+    memory stays near one chunk whatever the tensor's size. The arrays are read-only, or with
+    ``private`` writable copy-on-write views (a write changes this process's copy of a page,
+    never the file), which libraries that only take writable buffers accept without a copy.
 
     Raises:
       CorruptCheckpointError: the file ends early, or (``crc`` given: the masked crc32c from
@@ -48,7 +51,8 @@ def read_chunks(path: str, offset: int, size: int, *, crc: int | None = None, wh
             if start + n < offset + size:
                 os.posix_fadvise(fd, start + n, min(chunk_bytes, offset + size - start - n), os.POSIX_FADV_WILLNEED)
             base = start - start % mmap.ALLOCATIONGRANULARITY
-            window = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_READ, offset=base)
+            window = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_COPY if private else mmap.ACCESS_READ,
+                               offset=base)
             chunk = np.frombuffer(window, np.uint8, n, start - base)
             del window  # unmapped when ``chunk`` and its views are gone
             if crc is not None:
@@ -78,8 +82,9 @@ def encode_strings(values: np.ndarray) -> tuple[bytes, int]:
 
 class DataWriter:
     """Appends tensors to one new data file (never an existing one) and reports, for each,
-    its offset, size and masked crc32c. Every 8 MiB written, the kernel is asked to start
-    writing them to disk (``posix_fadvise(DONTNEED)``), so :meth:`close`'s fsync has little
+    its offset, size and masked crc32c. The crc32c and the write of a chunk run in a background
+    thread while the caller computes the next chunk; every 8 MiB written, the kernel is asked to
+    start writing them to disk (``posix_fadvise(DONTNEED)``), so :meth:`close`'s fsync has little
     left to wait for."""
 
     FLUSH_BYTES = 8 << 20
@@ -89,23 +94,41 @@ class DataWriter:
         self._f = open(path, "xb", buffering=0)  # noqa: SIM115 (closed by close() or abandon())
         self.size = 0
         self._flushed = 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="graphsurgeon-write")
 
     def write(self, chunks) -> tuple[int, int, int]:
         """Append the bytes of ``chunks`` (arrays or bytes, in order) as one tensor;
-        returns ``(offset, size, masked crc32c)``."""
-        offset, crc = self.size, 0
-        for chunk in chunks:
-            if isinstance(chunk, np.ndarray):
-                chunk = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
-            crc = crc32c(chunk, crc)
-            view, done = memoryview(chunk), 0
-            while done < len(view):
-                done += self._f.write(view[done:])
-            self.size += len(view)
-            if self.size - self._flushed >= self.FLUSH_BYTES:
-                os.posix_fadvise(self._f.fileno(), self._flushed, self.size - self._flushed, os.POSIX_FADV_DONTNEED)
-                self._flushed = self.size
+        returns ``(offset, size, masked crc32c)``. A chunk is written while the next one is
+        computed, and is no longer read once the one after it has been asked for (so a producer
+        may reuse two buffers in turn)."""
+        offset, crc, pending = self.size, 0, None
+        try:
+            for chunk in chunks:
+                if isinstance(chunk, np.ndarray):
+                    chunk = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
+                if pending is not None:
+                    crc = pending.result()
+                pending = self._thread.submit(self._append, chunk, crc)
+            if pending is not None:
+                crc = pending.result()
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+                wait([pending])
+            raise
         return offset, self.size - offset, mask(crc)
+
+    def _append(self, chunk, crc: int) -> int:
+        """Write one chunk at the end of the file; returns the running crc32c."""
+        crc = crc32c(chunk, crc)
+        view, done = memoryview(chunk), 0
+        while done < len(view):
+            done += self._f.write(view[done:])
+        self.size += len(view)
+        if self.size - self._flushed >= self.FLUSH_BYTES:
+            os.posix_fadvise(self._f.fileno(), self._flushed, self.size - self._flushed, os.POSIX_FADV_DONTNEED)
+            self._flushed = self.size
+        return crc
 
     def copy(self, path: str, offset: int, size: int) -> int:
         """Append bytes ``[offset, offset + size)`` of file ``path`` unchanged (copied by the
@@ -128,12 +151,14 @@ class DataWriter:
 
     def close(self) -> None:
         """Fsync the file, then close it."""
+        self._thread.shutdown()
         if not self._f.closed:
             os.fsync(self._f.fileno())
             self._f.close()
 
     def abandon(self) -> None:
         """Close without syncing (the file is about to be deleted)."""
+        self._thread.shutdown()
         self._f.close()
 
 
