@@ -4,7 +4,7 @@ A tensor copied from a V2 source either keeps its bytes where they are (``link``
 data files become shards of the destination, hard-linked, and only the index is new) or has
 them copied into the destination's one new data file. Every other tensor (casts, joined
 partitions, V1 sources, the TF2 object graph) is written into that file as it is computed,
-in chunks of at most 16 MiB when its source is a V2 checkpoint, so memory stays near one chunk
+in chunks of at most 8 MiB when its source is a V2 checkpoint, so memory stays near one chunk
 whatever the tensor's size. TensorFlow checks crc32c on read; each tensor written here gets the
 crc32c of its bytes, and the source's bytes are checked against theirs as they are read.
 """
@@ -169,7 +169,7 @@ class Converter:
     produced (what :class:`~graphsurgeon._src.storage.bundle_data.DataWriter` needs to write a
     chunk while the next one is converted)."""
 
-    chunk_bytes = 4 << 20  # source bytes a chunk: its reads, checks and cast stay in the CPU's cache
+    chunk_bytes = 8 << 20  # source bytes a chunk (measured: 4-8 MiB beat 2 and 16 MiB)
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
