@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from graphsurgeon._src.cache import generate  # noqa: E402
+from graphsurgeon._src.cache import generate, generation  # noqa: E402
 from graphsurgeon._src.storage import cachefiles, cacheshards  # noqa: E402
 
 tf1 = tf.compat.v1
@@ -59,13 +59,18 @@ def recorded(log, fn, rows_of):
     return wrapper
 
 
-def rate(shards, lo, hi):
-    """Rows a second written between the shard that ends at or after row ``lo`` and the one ending at ``hi``."""
+def span(shards, lo, hi):
+    """``(rows, start, end)``: from the end of the shard that ends at or after row ``lo`` to the end of
+    the one ending at ``hi``."""
     ends = np.cumsum([r for _, r, _ in shards])
     times = np.array([t for t, _, _ in shards])
-    a, b = np.searchsorted(ends, lo), np.searchsorted(ends, hi)
-    b = min(b, len(ends) - 1)
-    return (ends[b] - ends[a]) / (times[b] - times[a])
+    a, b = np.searchsorted(ends, lo), min(np.searchsorted(ends, hi), len(ends) - 1)
+    return ends[b] - ends[a], times[a], times[b]
+
+
+def within(log, start, end):
+    """Seconds of the calls in ``log`` that ended in ``(start, end]``."""
+    return sum(s for t, _, s in log if start < t <= end)
 
 
 def main():
@@ -83,25 +88,30 @@ def main():
         x = np.random.default_rng(0).normal(size=(n, INPUTS)).astype(np.float32)
         np.savez(os.path.join(d, "data.npz"), x=x, y=np.arange(n) % 10)
         del x
-        shards, manifests = [], []
-        write_shard, write_manifest = cacheshards.write_shard, cachefiles.write_manifest
-        cacheshards.write_shard = recorded(shards, write_shard, lambda a: len(a[2]))
-        cachefiles.write_manifest = recorded(manifests, write_manifest, lambda a: len(a[1]["shards"]))
+        shards, manifests, interims = [], [], []
+        originals = cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest
+        cacheshards.write_shard = recorded(shards, originals[0], lambda a: len(a[2]))
+        cachefiles.write_manifest = recorded(manifests, originals[1], lambda a: len(a[1]["shards"]))
+        generation.interim_manifest = recorded(interims, originals[2], lambda a: len(a[1]))
         try:
             t = time.perf_counter()
             generate(prefix, "features", os.path.join(d, "data.npz"), os.path.join(d, "cache"),
                      batch_size=args.batch_size, progress=False)
             total = time.perf_counter() - t
         finally:
-            cacheshards.write_shard, cachefiles.write_manifest = write_shard, write_manifest
+            cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest = originals
         cache = os.path.join(d, "cache")
         size = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache))
         million = min(1_000_000, n // 10)
-        first, last = rate(shards, 0, million), rate(shards, n - million, n)
+        parts = {}
+        for name, (rows, a, b) in (("first", span(shards, 0, million)), ("last", span(shards, n - million, n))):
+            parts[name] = {"rows": int(rows), "s": b - a, "ex_per_s": rows / (b - a), "shard_writes_s": within(shards, a, b),
+                           "manifest_writes_s": within(manifests, a, b), "manifest_building_s": within(interims, a, b)}
+        first, last = parts["first"]["ex_per_s"], parts["last"]["ex_per_s"]
         hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]
         result = {"examples": n, "width": WIDTH, "total_s": total, "ex_per_s": n / total,
                   "first_from_first_shard_s": shards[0][0] - t, "rows_compared": million,
-                  "first_ex_per_s": first, "last_ex_per_s": last, "last_over_first": last / first,
+                  "first_ex_per_s": first, "last_ex_per_s": last, "last_over_first": last / first, "parts": parts,
                   "shards": len(shards), "shard_write_s_mean": float(np.mean([s for _, _, s in shards])),
                   "manifest_writes": len(manifests),
                   "manifest_write_s_first_last": [manifests[0][2], manifests[-1][2]],
@@ -112,6 +122,9 @@ def main():
               f"after the start)")
         print(f"  first {million:,} rows {first:,.0f} rows/s, last {million:,} rows {last:,.0f} rows/s: "
               f"last/first {last / first:.3f} (goal within 10%)")
+        for name, p in parts.items():
+            print(f"  {name} {p['rows']:,} rows: {p['s']:.2f} s, of which writing shards {p['shard_writes_s']:.2f} s, "
+                  f"building manifests {p['manifest_building_s']:.3f} s, writing them {p['manifest_writes_s']:.3f} s")
         print(f"  {len(manifests)} manifest writes ({manifests[0][2] * 1000:.1f} ms the first, "
               f"{manifests[-1][2] * 1000:.1f} ms the last; {result['manifest_kb']:.0f} KB at the end); "
               f"peak RSS {result['peak_rss_mb']:.0f} MB")
