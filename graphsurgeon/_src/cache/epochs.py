@@ -24,9 +24,9 @@ from graphsurgeon._src.errors import CacheError
 from graphsurgeon._src.storage.records import SPLIT_CODES
 
 TRAIN = SPLIT_CODES["train"]
-# bytes per row a window holds besides the row itself: its index entry (15), and the source,
-# location, label and permutation arrays that shuffle it (8 each)
-ROW_BOOKKEEPING = 48
+# bytes per row a window holds besides the row itself: its position and label, their shuffled
+# copies and the permutation (8 each), and room for its index entry (15) while it is selected
+ROW_BOOKKEEPING = 56
 
 
 def choose(rows: np.ndarray, code: int, copies: int, augmented: bool, seed: int, epoch: int) -> np.ndarray:
@@ -135,12 +135,13 @@ def _resident(resident, pick, batch_size: int, rng):
 
 
 def _windows(store: Store, parts: list, size: int) -> list:
-    """Consecutive ``parts`` grouped into windows of about ``size`` bytes, counting each shard's file
-    and the bookkeeping of its rows while a window is consumed (``ROW_BOOKKEEPING`` a row)."""
+    """Consecutive ``parts`` grouped into windows of about ``size`` bytes, counting what each shard
+    takes in a window's buffer (:func:`_window_bytes`) and the bookkeeping of its rows while a window
+    is consumed (``ROW_BOOKKEEPING`` a row)."""
     out, window, total = [], [], 0
     for p in parts:
         window.append(p)
-        total += store.shards[p["shard"]].nbytes + p["count"] * ROW_BOOKKEEPING
+        total += _window_bytes(store, [p]) + p["count"] * ROW_BOOKKEEPING
         if total >= size:
             out.append(window)
             window, total = [], 0
