@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import graphsurgeon as gs  # noqa: E402
+from graphsurgeon._src import train  # noqa: E402
 from graphsurgeon._src.cache import CacheReader, generate  # noqa: E402
 
 tf1 = tf.compat.v1
@@ -172,7 +173,7 @@ def bench_epoch(d, gen2, batch_size, slice_steps):
 
     def from_ram():
         xa, ya = acts[idx_train], labels_all[idx_train]
-        for xb, yb in gs.train.array_batches(xa, ya, batch_size, 0)(0):
+        for xb, yb in train.array_batches(xa, ya, batch_size, 0)(0):
             sess.run(op, {bott: xb, labels: yb})
         return len(ya)
 
@@ -180,7 +181,7 @@ def bench_epoch(d, gen2, batch_size, slice_steps):
     xl, yl = data.part("train")
 
     def live():
-        for xb, yb in gs.train.array_batches(xl, yl, batch_size, 0)(0):
+        for xb, yb in train.array_batches(xl, yl, batch_size, 0)(0):
             sess.run(op, {setup.input: xb, labels: yb})
         return len(yl)
 
@@ -244,7 +245,7 @@ def bench_epoch_wide(d, rows, width, batch_size, slice_steps):
         return rows
 
     def from_ram():
-        for xb, yb in gs.train.array_batches(acts, labels_all, batch_size, 0)(0):
+        for xb, yb in train.array_batches(acts, labels_all, batch_size, 0)(0):
             sess.run(op, {xb_t: xb, yb_t: yb})
         return rows
 

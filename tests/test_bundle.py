@@ -157,6 +157,45 @@ def test_data_writer_refuses_an_existing_file(tmp_path):
         DataWriter(str(tmp_path / "d"))
 
 
+@pytest.mark.parametrize("direct", ["used", "absent", "refused"])
+def test_data_writer_blocks_tails_and_copies_give_the_exact_bytes(tmp_path, monkeypatch, direct):
+    """Chunks of every size across a (shrunk) 16 KiB stage, copies in between, and a file system
+    without direct I/O, or one refusing it at the first write: the file holds exactly the bytes,
+    and each tensor's offset, size and crc32c are right."""
+    from graphsurgeon._src.storage import bundle_data
+
+    monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
+    if direct == "absent":
+        monkeypatch.setattr(bundle_data, "_open_direct", lambda path: None)
+    rng = np.random.default_rng(3)
+    source = rng.integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+    (tmp_path / "src").write_bytes(source)
+    w = DataWriter(str(tmp_path / "d"))
+    if direct == "used" and w._direct is None:
+        pytest.skip("this file system has no direct I/O")
+    if direct == "refused":
+        real, refused = os.pwrite, w._direct
+
+        def pwrite(fd, data, offset):
+            if fd == refused:
+                raise OSError(22, "Invalid argument")
+            return real(fd, data, offset)
+        monkeypatch.setattr(bundle_data.os, "pwrite", pwrite)
+    want = bytearray()
+    for sizes in ([5000], [3, 40_000, 1], [4096, 4096, 4096], [], [16384], [70_000, 123]):
+        chunks = [rng.integers(0, 256, n, dtype=np.uint8) for n in sizes]
+        offset, size, crc = w.write(iter(chunks[:1] + [c.tobytes() for c in chunks[1:]]))
+        data = b"".join(c.tobytes() for c in chunks)
+        assert (offset, size, crc) == (len(want), len(data), bundle.mask(bundle.crc32c(data)))
+        want += data
+        assert w.copy(str(tmp_path / "src"), 7, 9000) == len(want)
+        want += source[7:9007]
+    if direct == "refused":
+        assert w._direct is None
+    w.close()
+    assert (tmp_path / "d").read_bytes() == bytes(want)
+
+
 HOLD = r"""
 import sys, time
 sys.path.insert(0, {root!r})

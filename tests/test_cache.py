@@ -349,16 +349,23 @@ def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
     assert len(p.stderr.splitlines()) == 1
 
 
-def test_cache_larger_than_the_buffer_is_read_in_windows(seed004, npz, tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cache_larger_than_the_buffer_is_read_in_windows(seed004, npz, tmp_path, dtype):
     """Buffer of 20 rows over 8 shards of 32: every training example once per epoch, full batches
-    but the last, a new order every epoch; the same activations as a full read."""
+    but the last, a new order every epoch; the same activations (as float32) as a full read; the
+    validation split streamed shard by shard gives each of its examples once too."""
     prefix, _, _ = seed004
     out = str(tmp_path / "c")
-    generate(prefix, "hidden2/Relu", npz, out, batch_size=32, shard_size=32, progress=False)
+    generate(prefix, "hidden2/Relu", npz, out, batch_size=32, shard_size=32, dtype=dtype, progress=False)
     with CacheReader(out) as full:
         expected = {tuple(np.round(r, 6)) for r in full.read(full.examples("train"))}
+        val = full.read(full.examples("validation"))
         n = full.count("train")
     with CacheReader(out, buffer_bytes=20 * 100 * 4) as small:
+        streamed = list(small.batches("validation", 16, shuffle=False))
+        assert all(len(y) == 16 for _, y in streamed[:-1]) and all(x.dtype == np.float32 for x, _ in streamed)
+        got = np.concatenate([x for x, _ in streamed])
+        assert sorted(map(tuple, got)) == sorted(map(tuple, val))
         orders = []
         for epoch in (0, 1):
             batches = list(small.batches("train", 16, seed=0, epoch=epoch))
@@ -368,6 +375,24 @@ def test_cache_larger_than_the_buffer_is_read_in_windows(seed004, npz, tmp_path)
             assert {tuple(np.round(r, 6)) for r in rows} == expected
             orders.append(rows[:, :3].copy())
         assert not np.array_equal(orders[0], orders[1])
+
+
+def test_an_index_naming_a_row_past_its_shard_is_refused():
+    """Windows gather rows of several shards from one buffer: a row number past its shard would
+    read the next shard's rows, so it is refused."""
+    from types import SimpleNamespace
+
+    from graphsurgeon._src.cache import epochs
+    from graphsurgeon._src.storage.cacheshards import EXAMPLE_DTYPE
+
+    rows = np.zeros(3, EXAMPLE_DTYPE)
+    rows["row"] = [0, 1, 4]
+    store = SimpleNamespace(index=SimpleNamespace(part=lambda p: rows),
+                            shards={0: SimpleNamespace(shape=(4, 100), path="shard-00000.npy")})
+    with pytest.raises(gs.CacheError, match="shard-00000.npy: the data set's index names row 4 but the shard holds 4"):
+        epochs._selected(store, {"shard": 0}, lambda r: np.ones(len(r), bool))
+    rows["row"][2] = 3
+    assert epochs._selected(store, {"shard": 0}, lambda r: np.ones(len(r), bool))[0].tolist() == [0, 1, 3]
 
 
 def test_reader_as_tf_data_and_early_stopping(seed004, npz, tmp_path):

@@ -351,7 +351,7 @@ def test_converter_gives_the_bits_of_numpy_astype(src_dtype, dst_dtype, workers)
     x = np.concatenate([SPECIAL, RNG.standard_normal(600_000).astype(np.float32) * 1e3,
                         np.frombuffer(RNG.bytes(4 * 300_000), np.float32)]).astype(src_dtype)  # random bit patterns
     dst = np.dtype(dst_dtype.as_numpy_dtype)
-    raw = x.view(np.uint8)
+    raw = _placed(x.view(np.uint8), misaligned=workers == 3)  # TensorFlow is given aligned buffers only
     chunks = [raw[i:i + 2**20] for i in range(0, len(raw), 2**20)]  # several chunks, each converted
     converter = Converter(workers)
     try:
@@ -360,6 +360,16 @@ def test_converter_gives_the_bits_of_numpy_astype(src_dtype, dst_dtype, workers)
         converter.close()
     want = x.astype(dst)
     assert got.dtype == dst and np.array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+def _placed(raw: np.ndarray, *, misaligned: bool) -> np.ndarray:
+    """A writable copy of ``raw`` starting 64-byte aligned, or 4 bytes past such an address."""
+    buf = np.empty(len(raw) + 128, np.uint8)
+    start = -buf.ctypes.data % 64 + 4 * misaligned
+    out = buf[start:start + len(raw)]
+    out[:] = raw
+    assert (out.ctypes.data % 64 == 0) != misaligned
+    return out
 
 
 # ---- progress --------------------------------------------------------------------------------

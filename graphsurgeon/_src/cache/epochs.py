@@ -5,7 +5,9 @@
   (``train.batches`` with ``default_rng(seed + epoch)``), so both see the same batches.
 * **Windowed** (training, too large) — the split's shards in an order shuffled every epoch, a
   window of shards of about half the remaining budget at a time, the next window read in the
-  background while this one trains; rows shuffled within the window.
+  background while this one trains; rows shuffled within the window (the few left over from the
+  previous window, fewer than a batch, go first). A window's shards are read into one buffer so
+  that each shard's rows start on a whole row of it: a batch is one gather from that buffer.
 * **Streamed** (evaluation, too large) — one shard at a time, in order, into one reused buffer.
 
 A resident split is never evicted: evaluating the validation split does not push the training
@@ -18,12 +20,13 @@ import concurrent.futures
 import numpy as np
 
 from graphsurgeon._src import train
+from graphsurgeon._src.errors import CacheError
 from graphsurgeon._src.storage.records import SPLIT_CODES
 
 TRAIN = SPLIT_CODES["train"]
-# bytes per row a window holds besides the row itself: its index entry (15), and the source,
-# location, label and permutation arrays that shuffle it (8 each)
-ROW_BOOKKEEPING = 48
+# bytes per row a window holds besides the row itself: its position and label, their shuffled
+# copies and the permutation (8 each), and room for its index entry (15) while it is selected
+ROW_BOOKKEEPING = 56
 
 
 def choose(rows: np.ndarray, code: int, copies: int, augmented: bool, seed: int, epoch: int) -> np.ndarray:
@@ -132,91 +135,123 @@ def _resident(resident, pick, batch_size: int, rng):
 
 
 def _windows(store: Store, parts: list, size: int) -> list:
-    """Consecutive ``parts`` grouped into windows of about ``size`` bytes, counting each shard's file
-    and the bookkeeping of its rows while a window is consumed (``ROW_BOOKKEEPING`` a row)."""
+    """Consecutive ``parts`` grouped into windows of about ``size`` bytes, counting what each shard
+    takes in a window's buffer (:func:`_window_bytes`) and the bookkeeping of its rows while a window
+    is consumed (``ROW_BOOKKEEPING`` a row)."""
     out, window, total = [], [], 0
     for p in parts:
         window.append(p)
-        total += store.shards[p["shard"]].nbytes + p["count"] * ROW_BOOKKEEPING
+        total += _window_bytes(store, [p]) + p["count"] * ROW_BOOKKEEPING
         if total >= size:
             out.append(window)
             window, total = [], 0
     return out + ([window] if window else [])
 
 
+def _window_bytes(store: Store, window: list) -> int:
+    """Buffer bytes a window takes when every shard's rows start on a whole row of the buffer."""
+    f = store.shards[window[0]["shard"]]
+    return sum((_header_rows(store.shards[p["shard"]]) + store.shards[p["shard"]].shape[0]) * f.row_bytes
+               for p in window)
+
+
+def _header_rows(f) -> int:
+    """Whole rows of the buffer a shard file's header takes when its rows start on a whole row."""
+    return -(-f.offset // f.row_bytes)
+
+
+def _selected(store: Store, p: dict, pick) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows in the shard, labels)`` of the examples of part ``p`` an epoch reads.
+
+    Raises:
+      CacheError: the index names a row the shard does not hold.
+    """
+    r = store.index.part(p)
+    r = r[pick(r)]
+    rows = r["row"].astype(np.int64)
+    held = store.shards[p["shard"]].shape[0]
+    if len(rows) and rows.max() >= held:
+        raise CacheError(f"{store.shards[p['shard']].path}: the data set's index names row {int(rows.max())} but the "
+                         f"shard holds {held} rows; run the cache command again")
+    return rows, r["label"].astype(np.int64)
+
+
 def _read_window(store: Store, window: list, buffer: np.ndarray, pick):
-    """``(activation arrays, their selected rows)`` of a window's shards, read into ``buffer``."""
-    arrays, rows, off = [], [], 0
+    """``(positions, labels)`` of a window's selected rows, its shards read into ``buffer`` so that
+    every shard's rows start on a whole row of the buffer: the rows are ``rows_of(buffer)[positions]``."""
+    positions, labels, slot = [], [], 0
     for p in window:
-        r = store.index.part(p)
-        rows.append(r[pick(r)])
-        arrays.append(store.read(p["shard"], buffer[off:]))
-        off += store.shards[p["shard"]].nbytes
-    return arrays, rows
+        f = store.shards[p["shard"]]
+        rows, y = _selected(store, p, pick)
+        slot += _header_rows(f)
+        store.read(p["shard"], buffer[slot * f.row_bytes - f.offset:])
+        positions.append(slot + rows)
+        labels.append(y)
+        slot += f.shape[0]
+    return np.concatenate(positions), np.concatenate(labels)
+
+
+def _rows_of(store: Store, buffer: np.ndarray) -> np.ndarray:
+    """``buffer`` as an array of stored rows."""
+    f = next(iter(store.shards.values()))
+    n = len(buffer) // f.row_bytes
+    return buffer[:n * f.row_bytes].view(f.dtype).reshape((n,) + store.shape)
 
 
 def _windowed(store: Store, code: int, pick, batch_size: int, rng):
     parts = store.parts_of(code)
     parts = [parts[i] for i in rng.permutation(len(parts))]
     windows = _windows(store, parts, max(1, (store.budget - store.used() + sum(b.nbytes for b in store.buffers)) // 2))
-    biggest = max(sum(store.shards[p["shard"]].nbytes for p in w) for w in windows)
+    biggest = max(_window_bytes(store, w) for w in windows)
     if len(store.buffers) < 2 or len(store.buffers[0]) < biggest:
         store.buffers = []  # kept for the reader's life: fresh memory costs page faults every epoch
         store.buffers = [np.empty(biggest, np.uint8), np.empty(biggest, np.uint8)]
+    views = [_rows_of(store, b) for b in store.buffers]
     carry = None  # (x, y) rows left over from the previous window
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(_read_window, store, windows[0], store.buffers[0], pick)
         try:
             for k in range(len(windows)):
-                arrays, rows = pending.result()
+                positions, labels = pending.result()
                 pending = (pool.submit(_read_window, store, windows[k + 1], store.buffers[(k + 1) % 2], pick)
                            if k + 1 < len(windows) else None)
-                carry = yield from _window_batches(arrays, rows, carry, batch_size, rng, last=pending is None)
+                carry = yield from _batches_of(views[k % 2], positions, labels, carry, batch_size, rng,
+                                               last=pending is None)
         finally:
             if pending is not None:
                 concurrent.futures.wait([pending])
 
 
-def _window_batches(arrays, rows, carry, batch_size: int, rng, *, last: bool):
-    """Batches from one window (plus the rows carried over); returns the rows left over."""
-    sources = ([carry[0]] if carry is not None else []) + arrays
-    src = [np.zeros(len(carry[1]), np.int64)] if carry is not None else []
-    loc = [np.arange(len(carry[1]))] if carry is not None else []
-    labels = [carry[1]] if carry is not None else []
-    for i, r in enumerate(rows, start=len(sources) - len(arrays)):
-        src.append(np.full(len(r), i, np.int64))
-        loc.append(r["row"].astype(np.int64))
-        labels.append(r["label"].astype(np.int64))
-    src, loc, y = np.concatenate(src), np.concatenate(loc), np.concatenate(labels)
-    perm = rng.permutation(len(y))
-    full = len(y) if last else (len(y) // batch_size) * batch_size
-    for b in range(0, full, batch_size):
-        idx = perm[b:b + batch_size]
-        yield _gather(sources, src[idx], loc[idx]), y[idx]
-    rest = perm[full:]
-    return (_gather(sources, src[rest], loc[rest]), y[rest]) if len(rest) else None
+def _batches_of(rows: np.ndarray, positions, labels, carry, batch_size: int, rng, *, last: bool):
+    """Batches of ``rows[positions]`` (shuffled by ``rng``, or in order when it is None), the rows
+    carried over from before first; returns the rows left over (a copy), or None. Each batch is
+    one gather from ``rows`` into a new array (float32)."""
+    if rng is not None:
+        perm = rng.permutation(len(labels))
+        positions, labels = positions[perm], labels[perm]
+    start = 0
+    if carry is not None:
+        start = min(batch_size - len(carry[1]), len(labels))
+        x, y = np.concatenate([carry[0], _float32(rows[positions[:start]])]), np.concatenate([carry[1], labels[:start]])
+        if len(y) < batch_size and not last:
+            return x, y
+        yield x, y
+    full = len(labels) if last else start + (len(labels) - start) // batch_size * batch_size
+    for b in range(start, full, batch_size):
+        yield _float32(rows[positions[b:b + batch_size]]), labels[b:b + batch_size]
+    return (_float32(rows[positions[full:]]), labels[full:]) if full < len(labels) else None
 
 
-def _gather(sources, src, loc) -> np.ndarray:
-    out = np.empty((len(src),) + sources[0].shape[1:], np.float32)
-    for k in np.unique(src):
-        m = src == k
-        out[m] = sources[k][loc[m]]
-    return out
+def _float32(x: np.ndarray) -> np.ndarray:
+    return x if x.dtype == np.float32 else x.astype(np.float32)
 
 
 def _streamed(store: Store, code: int, pick, batch_size: int):
     """One shard at a time, in order: full batches, the rest carried to the next shard."""
-    x_carry, y_carry = np.zeros((0,) + store.shape, np.float32), np.zeros(0, np.int64)
+    carry = None
     for p in store.parts_of(code):
-        r = store.index.part(p)
-        r = r[pick(r)]
+        rows, labels = _selected(store, p, pick)
         arr = store.read(p["shard"], store.scratch_for(store.shards[p["shard"]].nbytes))
-        x = np.concatenate([x_carry, arr[r["row"].astype(np.int64)]])
-        y = np.concatenate([y_carry, r["label"].astype(np.int64)])
-        full = (len(y) // batch_size) * batch_size
-        for b in range(0, full, batch_size):
-            yield x[b:b + batch_size], y[b:b + batch_size]
-        x_carry, y_carry = x[full:], y[full:]
-    if len(y_carry):
-        yield x_carry, y_carry
+        carry = yield from _batches_of(arr, rows, labels, carry, batch_size, None, last=False)
+    if carry is not None:
+        yield carry

@@ -12,9 +12,11 @@ the length checksum and the bytes. TensorFlow checks both on every read.
 """
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -25,12 +27,14 @@ CHUNK_BYTES = 16 << 20  # a multiple of every dtype's size
 
 
 def read_chunks(path: str, offset: int, size: int, *, crc: int | None = None, what: str = "",
-                chunk_bytes: int = CHUNK_BYTES):
+                chunk_bytes: int = CHUNK_BYTES, private: bool = False):
     """Yield the bytes ``[offset, offset + size)`` of ``path`` as uint8 arrays of at most
     ``chunk_bytes``, each a view of the file mapped into memory (no copy; the pages are read
     from the page cache, or from disk with the next chunk's read-ahead already asked for). A
     chunk stays valid while it is referenced; its mapping goes with its last reference, so
-    memory stays near one chunk whatever the tensor's size.
+    memory stays near one chunk whatever the tensor's size. The arrays are read-only, or with
+    ``private`` writable copy-on-write views (a write changes this process's copy of a page,
+    never the file), which libraries that only take writable buffers accept without a copy.
 
     Raises:
       CorruptCheckpointError: the file ends early, or (``crc`` given: the masked crc32c from
@@ -48,7 +52,8 @@ def read_chunks(path: str, offset: int, size: int, *, crc: int | None = None, wh
             if start + n < offset + size:
                 os.posix_fadvise(fd, start + n, min(chunk_bytes, offset + size - start - n), os.POSIX_FADV_WILLNEED)
             base = start - start % mmap.ALLOCATIONGRANULARITY
-            window = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_READ, offset=base)
+            window = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_COPY if private else mmap.ACCESS_READ,
+                               offset=base)
             chunk = np.frombuffer(window, np.uint8, n, start - base)
             del window  # unmapped when ``chunk`` and its views are gone
             if crc is not None:
@@ -78,34 +83,92 @@ def encode_strings(values: np.ndarray) -> tuple[bytes, int]:
 
 class DataWriter:
     """Appends tensors to one new data file (never an existing one) and reports, for each,
-    its offset, size and masked crc32c. Every 8 MiB written, the kernel is asked to start
-    writing them to disk (``posix_fadvise(DONTNEED)``), so :meth:`close`'s fsync has little
-    left to wait for."""
+    its offset, size and masked crc32c.
 
-    FLUSH_BYTES = 8 << 20
+    The crc32c and the write of a chunk run in a background thread while the caller computes the
+    next chunk. Bytes are gathered in a 4 MiB page-aligned buffer and written in whole 4 KiB
+    blocks with direct I/O (``O_DIRECT``: from the buffer to the disk, no page cache to fill and
+    write back later); the last partial block, and everything on a file system that refuses
+    direct I/O, go through the page cache, as do :meth:`copy`'s bytes (whole blocks written there
+    are handed to the kernel's write-back at once: ``posix_fadvise(DONTNEED)``). :meth:`close`
+    fsyncs."""
+
+    BLOCK = 4096
+    STAGE_BYTES = 4 << 20
 
     def __init__(self, path: str):
         self.path = path
-        self._f = open(path, "xb", buffering=0)  # noqa: SIM115 (closed by close() or abandon())
+        self._f = open(path, "xb+", buffering=0)  # noqa: SIM115 (closed by close() or abandon())
+        self._direct = _open_direct(path)
         self.size = 0
-        self._flushed = 0
+        self._stage = np.frombuffer(mmap.mmap(-1, self.STAGE_BYTES), np.uint8)  # page-aligned
+        self._base = 0  # file offset of the stage's first byte, a multiple of BLOCK
+        self._fill = 0  # the stage holds the file's bytes [base, base + fill)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="graphsurgeon-write")
 
     def write(self, chunks) -> tuple[int, int, int]:
         """Append the bytes of ``chunks`` (arrays or bytes, in order) as one tensor;
-        returns ``(offset, size, masked crc32c)``."""
-        offset, crc = self.size, 0
-        for chunk in chunks:
-            if isinstance(chunk, np.ndarray):
-                chunk = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
-            crc = crc32c(chunk, crc)
-            view, done = memoryview(chunk), 0
-            while done < len(view):
-                done += self._f.write(view[done:])
-            self.size += len(view)
-            if self.size - self._flushed >= self.FLUSH_BYTES:
-                os.posix_fadvise(self._f.fileno(), self._flushed, self.size - self._flushed, os.POSIX_FADV_DONTNEED)
-                self._flushed = self.size
+        returns ``(offset, size, masked crc32c)``. A chunk is written while the next one is
+        computed, and is no longer read once the one after it has been asked for (so a producer
+        may reuse two buffers in turn)."""
+        offset, crc, pending = self.size, 0, None
+        try:
+            for chunk in chunks:
+                if isinstance(chunk, np.ndarray):
+                    chunk = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
+                if pending is not None:
+                    crc = pending.result()
+                pending = self._thread.submit(self._append, chunk, crc)
+            if pending is not None:
+                crc = pending.result()
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+                wait([pending])
+            raise
         return offset, self.size - offset, mask(crc)
+
+    def _append(self, chunk, crc: int) -> int:
+        """Add one chunk at the end of the file (through the stage); returns the running crc32c."""
+        crc = crc32c(chunk, crc)
+        data, done = np.frombuffer(chunk, np.uint8), 0
+        while done < len(data):
+            n = min(len(data) - done, self.STAGE_BYTES - self._fill)
+            self._stage[self._fill:self._fill + n] = data[done:done + n]
+            self._fill += n
+            done += n
+            if self._fill == self.STAGE_BYTES:
+                self._write_at(self._stage, self._base)
+                self._base += self._fill
+                self._fill = 0
+        self.size += len(data)
+        return crc
+
+    def _flush(self) -> None:
+        """Put the stage's bytes in the file: its whole blocks directly, the rest through the page cache."""
+        whole = self._fill - self._fill % self.BLOCK
+        self._write_at(self._stage[:whole], self._base)
+        self._write_at(self._stage[whole:self._fill], self._base + whole)
+
+    def _write_at(self, view: np.ndarray, offset: int) -> None:
+        """Write all of ``view`` at ``offset``: directly when whole blocks are aligned, else (or
+        when direct I/O is refused: EINVAL) through the page cache."""
+        done = 0
+        while done < len(view):
+            at, rest = offset + done, view[done:]
+            if self._direct is not None and at % self.BLOCK == 0 and len(rest) % self.BLOCK == 0:
+                try:
+                    done += os.pwrite(self._direct, rest, at)
+                    continue
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                    os.close(self._direct)
+                    self._direct = None
+            n = os.pwrite(self._f.fileno(), rest, at)
+            if n >= self.BLOCK:  # start writing these pages to disk now, so close()'s fsync has little left
+                os.posix_fadvise(self._f.fileno(), at, n, os.POSIX_FADV_DONTNEED)
+            done += n
 
     def copy(self, path: str, offset: int, size: int) -> int:
         """Append bytes ``[offset, offset + size)`` of file ``path`` unchanged (copied by the
@@ -114,7 +177,9 @@ class DataWriter:
         Raises:
           CorruptCheckpointError: ``path`` ends before ``offset + size``.
         """
+        self._flush()
         start = self.size
+        self._f.seek(start)
         with open(path, "rb", buffering=0) as src:
             done = 0
             while done < size:
@@ -123,18 +188,37 @@ class DataWriter:
                     raise CorruptCheckpointError(f"{path}: ends before byte {offset + size}; the data file is truncated")
                 done += n
         self.size += size
-        self._f.seek(self.size)
+        self._base = self.size - self.size % self.BLOCK  # the stage starts with the last partial block
+        self._fill = self.size - self._base
+        self._stage[:self._fill] = np.frombuffer(os.pread(self._f.fileno(), self._fill, self._base), np.uint8)
         return start
 
     def close(self) -> None:
-        """Fsync the file, then close it."""
+        """Write what is left, fsync the file, then close it."""
+        self._thread.shutdown()
         if not self._f.closed:
+            self._flush()
             os.fsync(self._f.fileno())
-            self._f.close()
+            self._close_files()
 
     def abandon(self) -> None:
-        """Close without syncing (the file is about to be deleted)."""
+        """Close without writing what is left or syncing (the file is about to be deleted)."""
+        self._thread.shutdown()
+        self._close_files()
+
+    def _close_files(self) -> None:
+        if self._direct is not None:
+            os.close(self._direct)
+            self._direct = None
         self._f.close()
+
+
+def _open_direct(path: str) -> int | None:
+    """A second descriptor of ``path`` for direct I/O, or None where there is none (tmpfs, macOS)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_DIRECT)
+    except (AttributeError, OSError):
+        return None
 
 
 def _copy_range(src_fd: int, dst_fd: int, offset: int, size: int) -> int:

@@ -1,0 +1,135 @@
+"""Generating a cache of 10 million rows: throughput, and whether it holds as the cache grows (issue 14).
+
+The model is a cheap stand-in at the width of seed 004's MLP bottleneck (``hidden2/Relu``, 100
+floats): a frozen layer 4 -> 100 (ReLU) saved with ``Saver``, so that what is measured is the
+generator (content keys, batches, shard files, manifest updates), not inference. ``generate`` runs
+as ``graphsurgeon cache`` runs it (float32 rows, shards of 4,096 rows). The time each shard is
+written is recorded: the throughput of the first million rows (from the first shard written, so
+restoring the model and planning are not in it) and of the last million are compared.
+
+Goal: last million within 10% of the first.
+
+    python benchmarks/cache_gen_scale_bench.py [--examples 10000000] [--batch-size 4096]
+
+Disk: about 4.6 GB for 10M rows (400 bytes a row, 34 bytes of content key, 15 of index) plus the
+160 MB input; ``BENCH_DIR`` chooses where (default: the system's temporary directory).
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from graphsurgeon._src.cache import generate, generation  # noqa: E402
+from graphsurgeon._src.storage import cachefiles, cacheshards  # noqa: E402
+
+tf1 = tf.compat.v1
+WIDTH, INPUTS = 100, 4
+
+
+def model(d):
+    """A frozen layer INPUTS -> WIDTH (ReLU): the MLP's bottleneck width at almost no inference cost."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, INPUTS], name="X")
+        with tf1.variable_scope("expand", use_resource=False):
+            w = tf1.get_variable("weights", [INPUTS, WIDTH], initializer=tf1.glorot_uniform_initializer(seed=0))
+        tf.nn.relu(tf.matmul(x, w), name="features")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(d, "model", "m.ckpt"))
+
+
+def recorded(log, fn, rows_of):
+    """``fn`` wrapped to append ``(time after the call, rows, seconds in the call)`` to ``log``."""
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        log.append((time.perf_counter(), rows_of(args), time.perf_counter() - t))
+        return out
+    return wrapper
+
+
+def span(shards, lo, hi):
+    """``(rows, start, end)``: from the end of the shard that ends at or after row ``lo`` to the end of
+    the one ending at ``hi``."""
+    ends = np.cumsum([r for _, r, _ in shards])
+    times = np.array([t for t, _, _ in shards])
+    a, b = np.searchsorted(ends, lo), min(np.searchsorted(ends, hi), len(ends) - 1)
+    return ends[b] - ends[a], times[a], times[b]
+
+
+def within(log, start, end):
+    """Seconds of the calls in ``log`` that ended in ``(start, end]``."""
+    return sum(s for t, _, s in log if start < t <= end)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--examples", type=int, default=10_000_000)
+    ap.add_argument("--batch-size", type=int, default=4096)
+    args = ap.parse_args()
+    n = args.examples
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as d:
+        need = n * (WIDTH * 4 + 34 + 15) + n * INPUTS * 4 * 2
+        free = shutil.disk_usage(d).free
+        if need > free * 0.9:
+            sys.exit(f"needs about {need / 2**30:.1f} GiB in {d}, {free / 2**30:.1f} GiB free; use --examples")
+        prefix = model(d)
+        x = np.random.default_rng(0).normal(size=(n, INPUTS)).astype(np.float32)
+        np.savez(os.path.join(d, "data.npz"), x=x, y=np.arange(n) % 10)
+        del x
+        shards, manifests, interims = [], [], []
+        originals = cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest
+        cacheshards.write_shard = recorded(shards, originals[0], lambda a: len(a[2]))
+        cachefiles.write_manifest = recorded(manifests, originals[1], lambda a: len(a[1]["shards"]))
+        generation.interim_manifest = recorded(interims, originals[2], lambda a: len(a[1]))
+        try:
+            t = time.perf_counter()
+            generate(prefix, "features", os.path.join(d, "data.npz"), os.path.join(d, "cache"),
+                     batch_size=args.batch_size, progress=False)
+            total = time.perf_counter() - t
+        finally:
+            cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest = originals
+        cache = os.path.join(d, "cache")
+        size = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache))
+        million = min(1_000_000, n // 10)
+        parts = {}
+        for name, (rows, a, b) in (("first", span(shards, 0, million)), ("last", span(shards, n - million, n))):
+            parts[name] = {"rows": int(rows), "s": b - a, "ex_per_s": rows / (b - a), "shard_writes_s": within(shards, a, b),
+                           "manifest_writes_s": within(manifests, a, b), "manifest_building_s": within(interims, a, b)}
+        first, last = parts["first"]["ex_per_s"], parts["last"]["ex_per_s"]
+        hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]
+        result = {"examples": n, "width": WIDTH, "total_s": total, "ex_per_s": n / total,
+                  "first_from_first_shard_s": shards[0][0] - t, "rows_compared": million,
+                  "first_ex_per_s": first, "last_ex_per_s": last, "last_over_first": last / first, "parts": parts,
+                  "shards": len(shards), "shard_write_s_mean": float(np.mean([s for _, _, s in shards])),
+                  "manifest_writes": len(manifests),
+                  "manifest_write_s_first_last": [manifests[0][2], manifests[-1][2]],
+                  "manifest_kb": os.path.getsize(os.path.join(cache, cachefiles.MANIFEST)) / 1024,
+                  "cache_mb": size / 2**20, "peak_rss_mb": int(hwm) / 1024}
+        print(f"{n:,} rows x {WIDTH} float32 ({size / 2**30:.2f} GiB, {len(shards)} shards) in {total:.1f} s: "
+              f"{n / total:,.0f} rows/s overall (first shard written {result['first_from_first_shard_s']:.1f} s "
+              f"after the start)")
+        print(f"  first {million:,} rows {first:,.0f} rows/s, last {million:,} rows {last:,.0f} rows/s: "
+              f"last/first {last / first:.3f} (goal within 10%)")
+        for name, p in parts.items():
+            print(f"  {name} {p['rows']:,} rows: {p['s']:.2f} s, of which writing shards {p['shard_writes_s']:.2f} s, "
+                  f"building manifests {p['manifest_building_s']:.3f} s, writing them {p['manifest_writes_s']:.3f} s")
+        print(f"  {len(manifests)} manifest writes ({manifests[0][2] * 1000:.1f} ms the first, "
+              f"{manifests[-1][2] * 1000:.1f} ms the last; {result['manifest_kb']:.0f} KB at the end); "
+              f"peak RSS {result['peak_rss_mb']:.0f} MB")
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
