@@ -79,7 +79,7 @@ def _learn_task_parser(sub):
     s.add_argument("--backbone-lr-mult", type=float, help="the backbone's rate as a multiple of --lr (default 1/3)")
     s.add_argument("--seed", type=int)
     s.add_argument("--lambda", dest="lam", type=float, help="lwf's distillation weight (default 1), ewc's penalty "
-                                                            "weight (default 100)")
+                                                            "weight on the Fisher divided by its mean (default 0.1)")
     s.add_argument("--temperature", type=float, help="lwf's distillation temperature T (default 2)")
     s.add_argument("--warmup-epochs", type=int, help="lwf: epochs with the backbone frozen first (default 5)")
     s.add_argument("--cache", metavar="DIR", help="lwf: where the old heads' recorded outputs are kept")

@@ -9,7 +9,8 @@ Avalanche's ``EWCPlugin`` and van de Ven's ``continual-learning`` (``/work/share
   no ½), F̄ the mean of that task's F over every backbone weight. Dividing by F̄ makes λ
   scale-free: the raw Fisher's mean of example 05's digits 0–4 MLP was 5e-9 to 2e-8 when it
   was trained 40 epochs (its predictions on its own data nearly one-hot) and 6e-5 to 1e-3 when
-  trained 8 epochs (seeds 0–2), so a fixed λ on the raw Fisher means something else for every model. With the division, λ = 1 pulls a weight of
+  trained 8 epochs (seeds 0–2), so a fixed λ on the raw Fisher means something else for every
+  model. With the division, λ = 1 pulls a weight of
   average importance back like an L2 penalty of weight 1. The default λ = 0.1 was measured on
   example 05 (``benchmarks/README.md``: λ = 1 and more kept the old task but learned the new one
   much less well, 0.01 kept less of the old task). A Fisher that is 0 everywhere gives no penalty.
