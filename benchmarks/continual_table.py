@@ -3,8 +3,8 @@
 Task-incremental, on scikit-learn's digits (examples/05_continual/digits_tasks.py): the old task is
 digits 0–4 (a legacy TF1 MLP, ``hidden2/Relu`` its features), the new task digits 5–9; the task
 id is known at test time. For every method ``graphsurgeon learn-task`` (the library call) runs
-with the same epochs and seed and its default settings (but EWC's λ, see ``EWC_LAMBDA``), and
-the written many-heads SavedModel is measured:
+with the same epochs and seed and its default settings, and the written many-heads SavedModel
+is measured:
 
 * new-task accuracy and old-task accuracy after, on the test splits (30 % of each digit, never
   trained on); the old task's accuracy before is the original model's;
@@ -18,8 +18,11 @@ retrained on the old data (PackNet's own first step); that step, not the new tas
 the old task's accuracy. After it, no old output changes (the tests check bit for bit).
 
 Many-to-one (seed 002): ``combine`` of the digits 0–4 model and a digits 5–8 model without labels
-(on the training inputs of digits 0–8), against the same MLP trained jointly on digits 0–8 with
-labels, and against ``combine`` with the labels; then ``add-class`` for digit 9 from 10 examples.
+(on the training inputs of digits 0–8; ``balance`` ``prior``, the default, and ``logits``), against
+the same MLP trained jointly on digits 0–8 with labels, and against ``combine`` with the labels;
+then ``add-class`` for digit 9 from 10 examples on the default combined model. ``skewed``: the
+default combine on the training inputs with half of digits 0–4 left out (seeded), where its
+assumption of equally frequent classes is wrong.
 
     python benchmarks/continual_table.py [--seeds 3] [--epochs 30] [--json] [--plot table.png]
 
@@ -56,10 +59,6 @@ from graphsurgeon._src.storage import datasets  # noqa: E402
 
 tf1 = tf.compat.v1
 METHODS = ("feature-extraction", "fine-tune", "joint", "lwf", "ewc", "packnet", "piggyback")
-# EWC's λ must match its Fisher's scale: the original MLP fits its training data exactly, so its
-# empirical Fisher is about 1e-8 per weight and the library's default λ = 100 holds nothing
-# (measured: old-task accuracy as fine-tuning's up to λ = 1e5; 1e7 keeps it).
-EWC_LAMBDA = 1e7
 NEEDS_OLD = {"feature-extraction": "no", "fine-tune": "no", "joint": "yes", "lwf": "no",
              "ewc": "once (Fisher)", "packnet": "once (packing)", "piggyback": "no"}
 
@@ -87,8 +86,7 @@ def methods(work: str, paths: dict, seed: int, epochs: int, progress: bool = Fal
     for m in METHODS:
         cfg = LearnConfig(model=paths["digits04_model"], features=digits_tasks.FEATURES, task="digits59", method=m,
                           epochs=epochs, seed=seed,
-                          old_data={"": paths["digits04"]} if m in ("joint", "ewc", "packnet") else {},
-                          lam=EWC_LAMBDA if m == "ewc" else None)
+                          old_data={"": paths["digits04"]} if m in ("joint", "ewc", "packnet") else {})
         r = learn_task(cfg, paths["digits59"], os.path.join(work, m), progress=progress)
         out["methods"][m] = {"new": r.metrics["new"]["test"], "old": write.accuracy(r.directory, 0, xo, yo),
                              "seconds": r.seconds, "extra_bytes": int(sum(r.extra_bytes.values())),
@@ -96,26 +94,41 @@ def methods(work: str, paths: dict, seed: int, epochs: int, progress: bool = Fal
     return out
 
 
-def many_to_one(work: str, paths: dict, seed: int, progress: bool = False, epochs: int | None = None) -> dict:
-    """``combine`` without and with labels against the jointly trained net, then ``add-class``."""
-    d = datasets.load(paths["digits08"])
-    x, y = d.part("test")
+def many_to_one(work: str, paths: dict, seed: int, progress: bool = False, epochs: int | None = None,
+                compare: bool = True) -> dict:
+    """``combine`` without and with labels against the jointly trained net, then ``add-class``
+    (with ``compare``, also ``combine`` with ``balance="logits"`` and on skewed data)."""
+    x, y = datasets.load(paths["digits08"]).part("test")
     x_all, y_all = digits_tasks.digits()
     parts = digits_tasks.split(y_all, seed)
     nines = x_all[(y_all == 9) & (parts == "test")]
     models = [(paths["digits04_model"], digits_tasks.FEATURES), (paths["digits58_model"], digits_tasks.FEATURES)]
-    teach = combine(models, paths["digits08_unlabelled"], os.path.join(work, "ab"), seed=seed, epochs=epochs,
-                    progress=progress)
-    label = combine(models, paths["digits08"], os.path.join(work, "ab_labels"), seed=seed, epochs=epochs,
-                    progress=progress)
+
+    def accuracy(directory):
+        return float((predict(directory, x).argmax(1) == y).mean())
+
+    def run(name, data, **kw):
+        return combine(models, data, os.path.join(work, name), seed=seed, epochs=epochs, progress=progress, **kw)
+    teach = run("ab", paths["digits08_unlabelled"])
     added = add_class(teach.directory, paths["digit9_10"], "9", os.path.join(work, "abc"), seed=seed)
-    before = predict(teach.directory, x).argmax(1)
-    after = predict(added.directory, x).argmax(1)
-    return {"joint": plain_accuracy(paths["digits09_model"], x, y),
-            "combined_no_labels": float((before == y).mean()), "combined_labels": float(
-                (predict(label.directory, x).argmax(1) == y).mean()),
-            "old_after_add": float((after == y).mean()), "nine_recall": float(
-                (predict(added.directory, nines).argmax(1) == 9).mean()), "combine_seconds": teach.seconds}
+    out = {"joint": plain_accuracy(paths["digits09_model"], x, y), "combined_no_labels": accuracy(teach.directory),
+           "combined_labels": accuracy(run("ab_labels", paths["digits08"]).directory),
+           "old_after_add": accuracy(added.directory),
+           "nine_recall": float((predict(added.directory, nines).argmax(1) == 9).mean()),
+           "combine_seconds": teach.seconds}
+    if compare:
+        out["combined_logits"] = accuracy(run("ab_logits", paths["digits08_unlabelled"], balance="logits").directory)
+        x_train, y_train = x_all[(y_all < 9) & (parts == "train")], y_all[(y_all < 9) & (parts == "train")]
+        drop = (y_train < 5) & (np.random.default_rng(seed + 13).random(len(y_train)) < 0.5)
+        skewed = files_npz(os.path.join(work, "skewed.npz"), x_train[~drop])
+        out["skewed_prior"] = accuracy(run("ab_skewed", skewed).directory)
+        out["skewed_logits"] = accuracy(run("ab_skewed_logits", skewed, balance="logits").directory)
+    return out
+
+
+def files_npz(path: str, x) -> str:
+    np.savez(path, x=x)
+    return path
 
 
 def mean_sd(values) -> tuple[float, float]:
@@ -152,7 +165,10 @@ def table(s: dict) -> str:
     lines += ["", "| many-to-one (digits 0-8 test) | accuracy |", "| --- | ---: |",
               f"| jointly trained 9-class net | {fmt(k['joint'])} |",
               f"| combine, with labels | {fmt(k['combined_labels'])} |",
-              f"| combine, without labels (teachers' logits) | {fmt(k['combined_no_labels'])} |",
+              f"| combine, without labels (default: --balance prior) | {fmt(k['combined_no_labels'])} |",
+              f"| combine, without labels, --balance logits | {fmt(k['combined_logits'])} |",
+              f"| combine, half of digits 0-4 left out of its data, prior | {fmt(k['skewed_prior'])} |",
+              f"| combine, half of digits 0-4 left out of its data, logits | {fmt(k['skewed_logits'])} |",
               f"| after add-class '9' from 10 examples (digits 0-8) | {fmt(k['old_after_add'])} |",
               f"| digit 9 test images recognized as 9 | {fmt(k['nine_recall'])} |"]
     return "\n".join(lines)

@@ -167,6 +167,20 @@ def test_ewc_stores_fisher_and_goes_online(d, work):
     assert state["online"] and state["online_tasks"] == ["digits04", "digits59", "digits58"]
 
 
+def test_fine_tuning_forgets_and_ewc_at_its_default_lambda_holds_the_old_task(d, work):
+    x, y = x_of(d, "digits04")
+
+    def old_accuracy(r):
+        return (served(r.directory, x, 0).argmax(1) == y).mean()
+    kept = old_accuracy(learn(d, work / "fe1", "feature-extraction", epochs=1))  # the original model's
+    ft = learn(d, work / "ft60", "fine-tune", epochs=60, batch_size=32)
+    ewc = learn(d, work / "ewc60", "ewc", epochs=60, batch_size=32, old_data={"": d["digits04"]})
+    assert old_accuracy(ft) < kept - 0.01  # measured: 0.982 -> 0.959
+    assert old_accuracy(ewc) >= old_accuracy(ft) + 0.01 and ewc.metrics["new"]["test"] > 0.9  # 0.985, new 0.963
+    # with lam=1e-6 (about what the old default, 100 on the raw Fisher, was on this model) EWC ends
+    # where fine-tuning does: 0.959
+
+
 def test_sampled_fisher_labels_differ_from_empirical(d, work):
     a = learn(d, work / "ewc_e", "ewc", old_data={"": d["digits04"]}, fisher_samples=10, epochs=1)
     b = learn(d, work / "ewc_s", "ewc", old_data={"": d["digits04"]}, fisher_samples=10, epochs=1,
@@ -221,6 +235,22 @@ def test_teacher_targets_balance_by_logits():
     assert t[0].argmax() == 0 and t[1].argmax() == 2
     eq = teacher_targets([a, b], "equal")
     assert np.allclose(eq[:, :2].sum(1), 0.5)
+
+
+def test_prior_balance_gives_each_class_its_share_of_the_targets():
+    # teacher A claims every input for its class 0 although a third of them are B's (its first class, the
+    # union's class 2): A's logits are larger everywhere, though less so on B's inputs
+    rng = np.random.default_rng(0)
+    a = np.stack([np.r_[rng.normal(9, 0.5, 60), rng.normal(8, 0.5, 30)], np.zeros(90)], 1)
+    b = np.stack([np.r_[rng.normal(4, 0.5, 60), rng.normal(7, 0.5, 30)], np.zeros(90), np.zeros(90)], 1)
+    plain = teacher_targets([a, b], "logits")
+    assert (plain.argmax(1) == 2).sum() < 10  # the energies send B's inputs to A
+    t = teacher_targets([a, b], "prior", np.array([2.0, 1e-3, 1.0, 1e-3, 1e-3]))
+    np.testing.assert_allclose(t.mean(0), np.array([2.0, 1e-3, 1.0, 1e-3, 1e-3]) / 3.003, atol=1e-5)
+    assert (t[60:].argmax(1) == 2).mean() > 0.8 and (t[:60].argmax(1) == 0).mean() > 0.8
+    np.testing.assert_allclose(teacher_targets([a, b], "prior").mean(0), 0.2, atol=1e-5)  # equal by default
+    with pytest.raises(ConfigError, match="expected 5 positive weights"):
+        teacher_targets([a, b], "prior", [1, 1, 1, 1, 0])
 
 
 def test_add_class_keeps_old_logits_bit_for_bit_and_learns_the_new_one(d, combined, work):
@@ -288,6 +318,18 @@ def test_combine_refuses_models_with_different_inputs_naming_both(d, work, capsy
     assert f"{other} takes {dtype} [{width}]" in str(e.value)
 
 
+@pytest.mark.parametrize("flags,match", [
+    (["--prior", "1,1"], "--prior [1.0, 1.0]: expected 9 positive weights"),
+    (["--prior", "1,1,1,1,1,1,1,1,x"], "--prior 1,1,1,1,1,1,1,1,x: expected comma-separated numbers"),
+    (["--balance", "logits", "--prior", "1,1,1,1,1,1,1,1,1"], "used with --balance 'prior' only"),
+    (["--weight-decay", "-1"], "--weight-decay -1.0: expected a number >= 0"),
+])
+def test_combine_refuses_a_prior_that_does_not_fit(d, work, capsys, flags, match):
+    out = str(work / "bad_prior")
+    _refused(["combine", "--model", d["digits04_model"], "--features", F, "--model", d["digits58_model"],
+              "--data", d["digits08_unlabelled"], "--out", out] + flags, out, [d["digits04_model"]], capsys, match)
+
+
 def test_learn_task_refuses_an_existing_task_name_unless_replace(d, work, capsys, packnet):
     model = packnet[0].directory
     out = str(work / "bad_name")
@@ -347,7 +389,7 @@ def test_learn_task_config_names_the_setting():
     with pytest.raises(ConfigError, match="give old_data=PATH"):
         LearnConfig(model="m", task="t", method="joint").check()
     assert LearnConfig(model="m", task="t", method="lwf").check().lam_value() == 1.0
-    assert LearnConfig(model="m", task="t", method="ewc").lam_value() == 100.0
+    assert LearnConfig(model="m", task="t", method="ewc").lam_value() == 0.1
 
 
 def test_add_class_refuses_bad_input(d, combined, work, capsys):
@@ -371,14 +413,23 @@ def test_the_table_has_the_expected_shape(d, tmp_path):
     before, m = got["before"], {k: v for k, v in got["methods"].items()}
     new, old = {k: v["new"] for k, v in m.items()}, {k: v["old"] for k, v in m.items()}
     assert old["feature-extraction"] == before and old["piggyback"] == before  # kept exactly
-    assert old["fine-tune"] < old["feature-extraction"] - 0.005  # fine-tuning forgets
+    assert old["fine-tune"] < old["feature-extraction"]  # fine-tuning moves the old task (clearly: the next test)
     assert new["feature-extraction"] < new["fine-tune"] - 0.05  # feature extraction is weaker on the new task
     assert new["joint"] >= max(new.values()) - 0.02 and old["joint"] >= before - 0.02  # joint: best, old data
     assert old["lwf"] >= old["feature-extraction"] - 0.03 and new["lwf"] >= new["fine-tune"] - 0.03
     assert old["packnet"] >= before - 0.02  # the packing step; after it nothing moves (tested bit for bit)
     assert m["piggyback"]["extra"]["mask"] * 8 >= 64 * 64 + 64 * 32 > (m["piggyback"]["extra"]["mask"] - 2) * 8
     assert m["ewc"]["extra"]["fisher"] == 2 * 4 * (64 * 64 + 64 + 64 * 32 + 32)
-    many = ct.many_to_one(str(tmp_path), d, seed=0, epochs=60)
+    many = ct.many_to_one(str(tmp_path), d, seed=0, epochs=60, compare=False)
     assert many["combined_labels"] >= many["joint"] - 0.03
-    assert many["combined_no_labels"] >= many["joint"] - 0.10  # measured 3.5-7.1 points below (benchmarks/README.md)
     assert many["old_after_add"] >= many["combined_no_labels"] - 0.02 and many["nine_recall"] >= 0.3
+    # the goal, on the mean of three seeds (the other two combine without labels only)
+    gaps = [many["joint"] - many["combined_no_labels"]]
+    for seed in (1, 2):
+        p = digits_tasks.make(str(tmp_path / f"seed{seed}"), seed=seed, epochs=8)
+        x, y = x_of(p, "digits08")
+        r = combine([(p["digits04_model"], F), (p["digits58_model"], F)], p["digits08_unlabelled"],
+                    str(tmp_path / f"seed{seed}" / "ab"), seed=seed, epochs=60, progress=False)
+        combined = (predict_classifier(r.directory, x).argmax(1) == y).mean()
+        gaps.append(ct.plain_accuracy(p["digits09_model"], x, y) - combined)
+    assert np.mean(gaps) <= 0.03, gaps  # measured 0.2, 3.5, 1.0 points; with balance="logits" 4.1, 11.6, 2.3

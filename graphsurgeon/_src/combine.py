@@ -11,26 +11,34 @@ head is trained on the concatenated features, computed once (the backbones are f
 * **without labels** (``data`` with ``x`` only), from the models themselves as teachers. How the
   teachers' confidences are balanced is ``balance``:
 
-  - ``"logits"`` (the default): the target is the softmax over all the teachers' logits side by
-    side. A teacher's share of the target grows with its log-sum-exp (energy): a model usually
-    gives larger logits to inputs like the ones it was trained on, so the teacher whose domain
-    the input is from tends to win.
+  - ``"prior"`` (the default): the softmax over all the teachers' logits side by side, each of
+    the union's classes shifted by an offset, the offsets chosen so that the targets' mean over
+    ``data`` equals ``prior`` (the classes' frequencies in ``data``; equal by default): a teacher
+    that also claims the other teacher's inputs gives its classes more than their share, and the
+    offsets take that share back from the inputs it is least sure of (Saerens et al. 2002's
+    prior adjustment, with the prior given instead of estimated). This assumes ``data`` holds the
+    union's classes in about the proportions of ``prior``; where it does not, the offsets move
+    inputs into the wrong classes.
+  - ``"logits"``: the same softmax without offsets. A teacher's share of the target grows with
+    its log-sum-exp (energy): a model usually gives larger logits to inputs like the ones it was
+    trained on, so the teacher whose domain the input is from tends to win.
   - ``"confidence"``: each teacher's softmax over its own classes, weighted by how certain it is,
     ``w = 1 − H(p) / log(number of its classes)`` (0 for a uniform answer, 1 for a one-hot one),
     the weighted sum normalized (an input every teacher is unsure of, weights summing to less
     than 1e-6, gets a uniform target).
   - ``"equal"``: the teachers' softmaxes averaged.
 
-  On example 05's digits (A: 0–4, B: 5–8) both teachers' softmaxes are confident on each other's
-  digits too, so with ``confidence`` or ``equal`` a target often splits between the right class
-  and one of the other teacher's: in one run (teachers trained for 20 epochs, seed 0) a head
-  trained on them reached 0.68 test accuracy, against 0.93 with ``logits`` and 0.97 from labels
-  (``benchmarks/README.md`` has the measured table).
+  On example 05's digits (A: 0–4, B: 5–8) each teacher also answers confidently on the other's
+  digits, so a target can go to the wrong teacher: ``benchmarks/README.md`` has the measured
+  accuracies of ``prior`` and ``logits`` (and of ``prior`` on data whose classes are not equally
+  frequent); with ``confidence`` or ``equal`` a target often splits between the right class and
+  one of the other teacher's (one run: 0.68 test accuracy, against 0.93 with ``logits``).
 
-Neither teacher can say "not mine": a softmax always sums to 1, so an input from another domain
-can get a confident answer from the wrong teacher, and the combined model has no "none of these"
-class — every input gets one of the union's classes. Thresholding ``probabilities`` is one way to
-reject such inputs; how well it works depends on the models.
+Neither teacher can say "not mine": a softmax always sums to 1, so an input from neither domain
+gets a confident answer from one of the teachers, and the combined model has no "none of these"
+class — every input gets one of the union's classes (with ``prior``, the class the offsets make
+most probable). Thresholding ``probabilities`` is one way to reject such inputs; how well it works
+depends on the models.
 """
 from __future__ import annotations
 
@@ -53,8 +61,11 @@ from graphsurgeon._src.retrain.config import DEFAULTS
 from graphsurgeon._src.storage import datasets, files
 
 tf1 = tf.compat.v1
-BALANCES = ("logits", "confidence", "equal")
+BALANCES = ("prior", "logits", "confidence", "equal")
 FEATURES = "combined/features"
+# the head's kernel decays: targets from teachers are wrong where a teacher claims the other's
+# inputs, and a head that fits less of them does better (example 05, benchmarks/README.md)
+WEIGHT_DECAY = 0.01
 
 
 @dataclasses.dataclass
@@ -165,16 +176,52 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def teacher_targets(logits: list, balance: str) -> np.ndarray:
-    """Targets over the union from each teacher's logits (see the module docstring)."""
-    if balance == "logits":
-        return softmax(np.concatenate(logits, axis=1)).astype(np.float32)
+def prior_offsets(z: np.ndarray, prior: np.ndarray, *, tol: float = 1e-6, max_iter: int = 5000) -> np.ndarray:
+    """Offsets ``b`` [C] such that the mean over the rows of ``softmax(z + b)`` is ``prior`` [C]
+    (positive, summing to 1), by the fixed point ``b ← b − log(mean / prior)`` from ``b = 0``; ``b``
+    is shifted to sum to 0. Stops when no class's mean is off by more than a factor ``1 ± tol``."""
+    z = np.asarray(z, np.float64)
+    log_prior = np.log(np.asarray(prior, np.float64))
+    b = np.zeros(z.shape[1])
+    for _ in range(max_iter):
+        s = z + b
+        log_p = s - np.logaddexp.reduce(s, axis=1, keepdims=True)
+        gap = np.logaddexp.reduce(log_p, axis=0) - np.log(len(z)) - log_prior
+        if np.max(np.abs(gap)) < tol:
+            break
+        b -= gap
+    return b - b.mean()
+
+
+def teacher_targets(logits: list, balance: str, prior=None) -> np.ndarray:
+    """Targets over the union from each teacher's logits (see the module docstring); ``prior`` is
+    used by ``"prior"`` (default: equal)."""
+    if balance in ("logits", "prior"):
+        z = np.concatenate(logits, axis=1)
+        if balance == "prior" and len(z):
+            z = z + prior_offsets(z, class_prior(prior, z.shape[1]))
+        return softmax(z).astype(np.float32)
     probs = [softmax(z) for z in logits]
     weights = [certainty(p) if balance == "confidence" else np.ones(len(p)) for p in probs]
     target = np.concatenate([w[:, None] * p for w, p in zip(weights, probs)], axis=1)
     total = target.sum(axis=1, keepdims=True)
     uniform = np.full_like(target, 1.0 / target.shape[1])
     return np.where(total > 1e-6, target / np.maximum(total, 1e-12), uniform).astype(np.float32)
+
+
+def class_prior(prior, num_classes: int) -> np.ndarray:
+    """``prior`` (weights, one per class of the union) normalized to sum to 1; equal when None.
+
+    Raises:
+      ConfigError: not one positive finite weight per class.
+    """
+    if prior is None:
+        return np.full(num_classes, 1.0 / num_classes)
+    p = np.asarray(prior, np.float64).ravel()
+    if len(p) != num_classes or not np.all(np.isfinite(p)) or np.any(p <= 0):
+        raise ConfigError(f"prior={list(prior)}: expected {num_classes} positive weights, one per class of the "
+                          "union (A's classes, then B's)")
+    return p / p.sum()
 
 
 def _data(path):
@@ -222,10 +269,12 @@ def _graph(teachers: list[Teacher], num_classes: int, settings: dict, seed: int)
         width = int(features.shape[-1])
         limit = np.sqrt(6.0 / (width + num_classes))
         kernel = np.random.default_rng(seed + 7).uniform(-limit, limit, (width, num_classes)).astype(np.float32)
-        logits = tf.nn.bias_add(tf.matmul(features, tg.new("combined/logits/kernel", kernel)),
+        kernel = tg.new("combined/logits/kernel", kernel)
+        logits = tf.nn.bias_add(tf.matmul(features, kernel),
                                 tg.new("combined/logits/bias", np.zeros(num_classes, np.float32)),
                                 name="combined/logits")
         target, loss, acc = soft_objective(logits, num_classes)
+        loss = loss + settings["weight_decay"] * tf.reduce_sum(tf.square(kernel))
         op = tg.train_op(loss, {"combined/logits/kernel": 1.0, "combined/logits/bias": 1.0}, settings, "combine/train")
     tg.start()
     return _Built(tg, x, teacher_logits, features, logits, target, loss, acc, op)
@@ -248,9 +297,9 @@ def run_batches(session, fetches, tensor, x: np.ndarray, batch_size: int = 256) 
     return [np.concatenate(o) for o in out]
 
 
-def combine(models: list, data, out_dir: str, *, input: str | None = None, names=None, balance: str = "logits",
-            epochs: int | None = None, lr: float | None = None, batch_size: int = 32, seed: int = 0,
-            tags=("serve",), progress: bool = True) -> CombineResult:
+def combine(models: list, data, out_dir: str, *, input: str | None = None, names=None, balance: str = "prior",
+            prior=None, epochs: int | None = None, lr: float | None = None, weight_decay: float = WEIGHT_DECAY,
+            batch_size: int = 32, seed: int = 0, tags=("serve",), progress: bool = True) -> CombineResult:
     """Combine ``models`` (``[(path, features tensor)]``) into one classifier written at ``out_dir``
     (see :mod:`graphsurgeon._src.export_dir`); the models and data are not changed.
 
@@ -259,23 +308,22 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
         the models' own outputs), or a labelled image folder.
       input: the input tensor, when a model's features read more than one placeholder.
       names: the models' scopes (default: their directories' names).
+      balance, prior: without labels, how the models' answers make the targets (see the module
+        docstring); ``prior`` (with ``balance="prior"`` only) weighs the union's classes, in order
+        (default: equal).
       epochs, lr: default to retrain's settings for a head trained on fixed features (300, 0.003).
+      weight_decay: ``weight_decay · Σ kernel²`` is added to the loss (see :data:`WEIGHT_DECAY`).
 
     Raises:
       ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
       ConfigError: a setting out of range, ``out_dir`` exists.
       DataError: data without ``x``, or labels outside the union's classes.
     """
-    if balance not in BALANCES:
-        raise ConfigError(f"balance={balance!r}: expected one of {', '.join(BALANCES)}")
-    if os.path.lexists(out_dir):
-        raise ConfigError(f"{out_dir} exists; combine writes a new directory (choose another out_dir=)")
-    settings = dict(DEFAULTS["head_from_cache"], **({"lr": lr} if lr is not None else {}))
-    epochs = settings["epochs"] if epochs is None else epochs
-    if epochs < 1 or settings["lr"] <= 0 or batch_size < 1:
-        raise ConfigError(f"epochs={epochs}, lr={settings['lr']}, batch_size={batch_size}: expected >= 1, > 0, >= 1")
+    settings, epochs = _settings(balance, prior, out_dir, epochs, lr, batch_size, weight_decay)
     teachers = read_teachers(models, input=input, names=names, tags=tags)
     classes = union_classes(teachers)
+    if balance == "prior":
+        prior = class_prior(prior, len(classes))
     x, y, split = _data(data)
     x = x.astype(input_spec(teachers[0].backbone)[0].as_numpy_dtype, copy=False)
     if y is not None and (y.min() < 0 or y.max() >= len(classes)):
@@ -286,7 +334,8 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
     try:
         got = run_batches(b.tg.session, [b.features, *b.teacher_logits], b.x, x)
         feats, teacher_logits = got[0], got[1:]
-        targets = np.eye(len(classes), dtype=np.float32)[y] if y is not None else teacher_targets(teacher_logits, balance)
+        targets = (np.eye(len(classes), dtype=np.float32)[y] if y is not None
+                   else teacher_targets(teacher_logits, balance, prior))
         tr = split == "train"
         f_tr, t_tr = feats[tr], targets[tr]
         history = fit(b.tg, [(0, b.op)], b.loss, b.accuracy,
@@ -294,8 +343,10 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
                       t_tr.argmax(1), epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
         seconds = time.perf_counter() - start
         record = {"kind": "combine", "features": f"{FEATURES}:0", "classes": classes, "balance": balance,
+                  "prior": prior.tolist() if balance == "prior" and y is None else None,
                   "mode": "labels" if y is not None else "teachers",
                   "data": os.path.abspath(os.fspath(data)), "epochs": epochs, "lr": settings["lr"],
+                  "weight_decay": weight_decay,
                   "models": [{"path": t.path, "scope": t.name, "features": m[1], "classes": t.classes}
                              for t, m in zip(teachers, models)], "last_epoch": history[-1] if history else None}
         metrics = {}
@@ -304,6 +355,27 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
     finally:
         b.tg.close()
     return CombineResult(out_dir, classes, record["mode"], metrics, seconds)
+
+
+def _settings(balance: str, prior, out_dir: str, epochs, lr, batch_size: int, weight_decay) -> tuple[dict, int]:
+    """``(optimizer settings, epochs)``, checking every setting.
+
+    Raises:
+      ConfigError: a setting out of range or that does not apply, ``out_dir`` exists.
+    """
+    if balance not in BALANCES:
+        raise ConfigError(f"balance={balance!r}: expected one of {', '.join(BALANCES)}")
+    if prior is not None and balance != "prior":
+        raise ConfigError(f"prior={list(prior)}: used with balance='prior' only (got balance={balance!r})")
+    if os.path.lexists(out_dir):
+        raise ConfigError(f"{out_dir} exists; combine writes a new directory (choose another out_dir=)")
+    settings = dict(DEFAULTS["head_from_cache"], weight_decay=weight_decay, **({"lr": lr} if lr is not None else {}))
+    epochs = settings["epochs"] if epochs is None else epochs
+    if epochs < 1 or not settings["lr"] > 0 or batch_size < 1:
+        raise ConfigError(f"epochs={epochs}, lr={settings['lr']}, batch_size={batch_size}: expected >= 1, > 0, >= 1")
+    if not (np.isfinite(weight_decay) and weight_decay >= 0):
+        raise ConfigError(f"weight_decay={weight_decay}: expected a number >= 0")
+    return settings, epochs
 
 
 def _measure(directory: str, x, y, split, targets) -> dict:

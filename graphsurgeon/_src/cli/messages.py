@@ -53,7 +53,7 @@ FLAGS = {
     "lam": "--lambda", "temperature": "--temperature", "prune": "--prune", "prune_first": "--prune-first",
     "gamma": "--gamma", "fisher": "--fisher", "replace": "--replace", "features": "--features",
     "reference": "--reference", "balance": "--balance", "names": "--names", "threshold": "--threshold",
-    "epochs": "--epochs",
+    "epochs": "--epochs", "prior": "--prior", "weight_decay": "--weight-decay",
 }
 
 

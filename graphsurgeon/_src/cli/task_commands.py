@@ -69,9 +69,16 @@ def cmd_combine(args):
         raise ConfigError(f"{len(args.model)} --model but {len(feats)} --features: give one --features after each "
                           "--model (or one for all)")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
+    prior = None
+    if args.prior is not None:
+        try:
+            prior = [float(w) for w in args.prior.split(",")]
+        except ValueError:
+            raise ConfigError(f"--prior {args.prior}: expected comma-separated numbers, one per class") from None
+    kw = {"weight_decay": args.weight_decay} if args.weight_decay is not None else {}
     res = combine(list(zip(args.model, feats)), args.data, args.out, input=args.input, names=names,
-                  balance=args.balance, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                  tags=args.tags or ("serve",), progress=not args.quiet)
+                  balance=args.balance, prior=prior, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                  seed=args.seed, tags=args.tags or ("serve",), progress=not args.quiet, **kw)
     print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
 
 

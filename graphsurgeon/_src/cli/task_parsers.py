@@ -79,7 +79,7 @@ def _learn_task_parser(sub):
     s.add_argument("--backbone-lr-mult", type=float, help="the backbone's rate as a multiple of --lr (default 1/3)")
     s.add_argument("--seed", type=int)
     s.add_argument("--lambda", dest="lam", type=float, help="lwf's distillation weight (default 1), ewc's penalty "
-                                                            "weight (default 100)")
+                                                            "weight on the Fisher divided by its mean (default 0.1)")
     s.add_argument("--temperature", type=float, help="lwf's distillation temperature T (default 2)")
     s.add_argument("--warmup-epochs", type=int, help="lwf: epochs with the backbone frozen first (default 5)")
     s.add_argument("--cache", metavar="DIR", help="lwf: where the old heads' recorded outputs are kept")
@@ -112,8 +112,13 @@ def _combine_parser(sub):
                                                  "(learn from the models' own outputs)")
     s.add_argument("--out", required=True, metavar="DIR", help="the directory to write (must not exist)")
     s.add_argument("--names", help="the models' scopes, comma-separated (default: their directories' names)")
-    s.add_argument("--balance", choices=["logits", "confidence", "equal"],
-                   help="without labels: how the models' answers make the target (default logits)")
+    s.add_argument("--balance", choices=["prior", "logits", "confidence", "equal"],
+                   help="without labels: how the models' answers make the target (default prior: the targets' mean "
+                        "over --data matches --prior)")
+    s.add_argument("--prior", metavar="W,W,...", help="with --balance prior: the union's classes' frequencies in "
+                                                      "--data, one weight per class in order (default: equal)")
+    s.add_argument("--weight-decay", type=float, help="weight_decay x sum of the head's squared weights is added "
+                                                      "to the loss (default 0.01)")
     s.add_argument("--epochs", type=int, help="default 300")
     s.add_argument("--lr", type=float, help="default 0.003")
     s.add_argument("--batch-size", type=int, default=32)
@@ -121,7 +126,7 @@ def _combine_parser(sub):
     s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_combine, balance="logits")
+    s.set_defaults(func=cmd_combine, balance="prior")
 
 
 def _add_class_parser(sub):

@@ -13,8 +13,10 @@ lwf                           T = 2, λ = 1 (the official code's ``distillation_
                               frozen (arunmallya/packnet's ``lwf.py``; the official run starts from a
                               frozen-backbone run)
 ewc                           Fisher from 200 examples, empirical labels (Avalanche's importance);
-                              penalty λ·Σ F·(θ−θ*)² without ½ (Avalanche), λ = 100; online mode
-                              F ← γ·F + F_new with γ = 1 (van de Ven's ``--gamma`` default)
+                              penalty λ·Σ (F/F̄)·(θ−θ*)² without ½ (Avalanche's form), F̄ the
+                              Fisher's mean over the backbone's weights, λ = 0.1 (measured on
+                              example 05, benchmarks/README.md); online mode F ← γ·F + F_new with
+                              γ = 1 (van de Ven's ``--gamma`` default)
 packnet                       the new task's weights pruned to ``prune`` = 0.75 after training, a
                               plain model's own weights to ``prune_first`` = 0.5 first (PackNet's
                               0.75 for later tasks and 0.5 for ImageNet); retraining after a prune
@@ -33,6 +35,7 @@ from graphsurgeon._src.errors import ConfigError
 METHODS = ("feature-extraction", "fine-tune", "joint", "lwf", "ewc", "packnet", "piggyback")
 MASKED = ("packnet", "piggyback")
 FISHER_LABELS = ("empirical", "sampled")
+EWC_LAMBDA = 0.1  # on the Fisher divided by its mean (continual/ewc.py)
 
 
 @dataclasses.dataclass
@@ -61,7 +64,7 @@ class LearnConfig:
     optimizer: str = "adam"
     backbone_lr_mult: float = 1 / 3
     seed: int = 0
-    lam: float | None = None          # lwf 1, ewc 100
+    lam: float | None = None          # lwf 1, ewc 0.1
     temperature: float = 2.0
     warmup_epochs: int = 5
     cache: str | None = None
@@ -79,10 +82,10 @@ class LearnConfig:
     tags: list = dataclasses.field(default_factory=lambda: ["serve"])
 
     def lam_value(self) -> float:
-        """λ: as given, else 1 for lwf and 100 for ewc."""
+        """λ: as given, else 1 for lwf and :data:`EWC_LAMBDA` for ewc."""
         if self.lam is not None:
             return self.lam
-        return 100.0 if self.method == "ewc" else 1.0
+        return EWC_LAMBDA if self.method == "ewc" else 1.0
 
     def retrain_value(self) -> int:
         return self.retrain_epochs if self.retrain_epochs is not None else max(1, self.epochs // 2)
