@@ -22,9 +22,10 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 import numpy as np  # noqa: E402
-from legacy_models import seed004_mlp  # noqa: E402
 
 from graphsurgeon._src.cache import generate  # noqa: E402
+
+from legacy_models import seed004_mlp  # noqa: E402
 
 
 def tree(d):

@@ -25,11 +25,12 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from cache_bench import expand_model  # noqa: E402 (benchmarks/ is the script's folder)
 
 from graphsurgeon._src import train  # noqa: E402
 from graphsurgeon._src.cache import CacheReader, generate  # noqa: E402
 from graphsurgeon._src.retrain.data import CacheExamples  # noqa: E402
+
+from cache_bench import expand_model  # noqa: E402 (benchmarks/ is the script's folder)
 
 tf1 = tf.compat.v1
 WIDTH, BATCH = 2048, 256

@@ -37,7 +37,7 @@ def build(directory: str, n: int, width: int, shard_size: int) -> dict:
     counts = [int(n * f) for f in SPLITS]
     counts[0] += n - sum(counts)
     rng = np.random.default_rng(0)
-    entries, shard_of, split_of = [], [], []
+    entries, shard_of = [], []
     example, shard = 0, 0
     view = np.empty(n, cacheshards.EXAMPLE_DTYPE)
     for code, count in enumerate(counts):

@@ -45,10 +45,10 @@ ROOT = os.path.join(HERE, "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "examples", "05_continual"))
 
+import digits_tasks  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import digits_tasks  # noqa: E402
 from graphsurgeon._src.add_class import add_class  # noqa: E402
 from graphsurgeon._src.combine import combine  # noqa: E402
 from graphsurgeon._src.continual import write  # noqa: E402

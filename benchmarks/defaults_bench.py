@@ -47,7 +47,8 @@ def digits(size=None, channels=1, flat=False, low=0.0):
 
 
 def seed004_model(tmp):
-    from graphsurgeon._src.demo import digits as flat_digits, train_mlp
+    from graphsurgeon._src.demo import digits as flat_digits
+    from graphsurgeon._src.demo import train_mlp
 
     x, y = flat_digits()
     _, prefix = train_mlp(x[y < 5], y[y < 5], 5, epochs=20, seed=0, save_to=os.path.join(tmp, "mlp", "model.ckpt"))

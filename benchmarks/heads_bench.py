@@ -33,10 +33,10 @@ ROOT = os.path.join(HERE, "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "examples", "04_many_heads"))
 
+import make_tasks  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import make_tasks  # noqa: E402
 from graphsurgeon._src.multihead.merge import merge_heads  # noqa: E402
 
 tf1 = tf.compat.v1

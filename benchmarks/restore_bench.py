@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import tensorflow as tf  # noqa: E402
 
 import graphsurgeon as gs  # noqa: E402
+
 from legacy_models import slim_inception_v3  # noqa: E402
 
 tf1 = tf.compat.v1

@@ -26,9 +26,10 @@ import ast
 import os
 
 import pytest
-from helpers import ROOT
 
 import graphsurgeon
+
+from helpers import ROOT
 
 SRC = os.path.join(ROOT, "graphsurgeon", "_src")
 PACKAGE = "graphsurgeon._src"

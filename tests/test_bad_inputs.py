@@ -34,12 +34,13 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from legacy_models import fully_connected, tiny_convnet
 
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.storage import bundle
 from graphsurgeon._src.storage.imagefolders import list_image_folder
+
 from helpers import ROOT
+from legacy_models import fully_connected, tiny_convnet
 
 tf1 = tf.compat.v1
 NON_UTF8 = os.fsdecode(b"m\xffodel")  # a file name with a byte that is not UTF-8

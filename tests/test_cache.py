@@ -15,6 +15,7 @@ import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, generate
 from graphsurgeon._src.storage import cachefiles
 from graphsurgeon._src.storage.datasets import load_npz
+
 from helpers import ROOT, ckpt, tree_hash
 
 tf1 = tf.compat.v1
@@ -90,8 +91,9 @@ def test_stale_caches_are_never_reused(seed004, npz, tmp_path):
 
 
 def test_other_preprocessing_is_a_new_key(tmp_path):
-    from legacy_models import tiny_convnet
     from test_cli import write_images
+
+    from legacy_models import tiny_convnet
 
     prefix = tiny_convnet(str(tmp_path))
     write_images(tmp_path / "photos", 4)
@@ -166,8 +168,9 @@ def test_truncated_manifest_is_named(seed004, npz, tmp_path):
 
 
 def test_bad_images_are_named_and_lose_nothing(tmp_path):
-    from legacy_models import tiny_convnet
     from test_cli import write_images
+
+    from legacy_models import tiny_convnet
 
     prefix = tiny_convnet(str(tmp_path))
     write_images(tmp_path / "photos", 4)
@@ -187,8 +190,9 @@ def test_bad_images_are_named_and_lose_nothing(tmp_path):
 
 
 def test_augmented_copies_are_deterministic_and_used_for_training(tmp_path):
-    from legacy_models import tiny_convnet
     from test_cli import write_images
+
+    from legacy_models import tiny_convnet
 
     prefix = tiny_convnet(str(tmp_path))
     write_images(tmp_path / "photos", 12)
@@ -416,8 +420,9 @@ def test_reader_as_tf_data_and_early_stopping(seed004, npz, tmp_path):
 
 
 def test_missing_image_is_named(tmp_path):
-    from legacy_models import tiny_convnet
     from test_cli import write_images
+
+    from legacy_models import tiny_convnet
 
     prefix = tiny_convnet(str(tmp_path))
     write_images(tmp_path / "photos", 3)

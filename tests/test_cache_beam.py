@@ -16,6 +16,7 @@ import pytest
 import graphsurgeon as gs
 from graphsurgeon._src.cache import beam, generate
 from graphsurgeon._src.storage import cachefiles, cacheshards
+
 from helpers import ROOT, tree_hash
 
 ENV = {**os.environ, "PYTHONPATH": ROOT}

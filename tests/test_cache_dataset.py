@@ -9,12 +9,13 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from legacy_models import fully_connected, tiny_convnet
 from test_cli import write_images
 
 import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, generate
+
 from helpers import tree_hash
+from legacy_models import fully_connected, tiny_convnet
 
 tf1 = tf.compat.v1
 

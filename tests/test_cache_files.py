@@ -14,8 +14,8 @@ import pytest
 import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, generate
 from graphsurgeon._src.storage import cachefiles
-from helpers import ROOT, tree_hash
 
+from helpers import ROOT, tree_hash
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from graphsurgeon._src.cli import main
+
 from helpers import run_cli, tree_hash
-
-
 
 
 def our_stderr(text):

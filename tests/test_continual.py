@@ -18,6 +18,7 @@ from graphsurgeon._src.continual.write import predict
 from graphsurgeon._src.errors import CacheError, ConfigError, ContinualError
 from graphsurgeon._src.export_dir import predict as predict_classifier
 from graphsurgeon._src.storage import datasets, multihead_files
+
 from helpers import ROOT, tree_hash
 
 sys.path.insert(0, os.path.join(ROOT, "examples", "05_continual"))

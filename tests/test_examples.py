@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+
 from helpers import ROOT
 
 READMES = sorted(glob.glob(os.path.join(ROOT, "examples", "*", "README.md")))

@@ -4,17 +4,18 @@ import os
 import subprocess
 import sys
 
+import heads_models as hm
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_cli import our_stderr, run_cli
 
 import graphsurgeon as gs
-import heads_models as hm
-from test_cli import our_stderr, run_cli
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.errors import MergeHeadsError, TensorNotFoundError
 from graphsurgeon._src.multihead import compare, load
 from graphsurgeon._src.multihead.merge import add_task, merge_heads, remove_task
+
 from helpers import ckpt, tree_hash
 
 tf1 = tf.compat.v1

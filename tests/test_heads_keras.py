@@ -1,11 +1,11 @@
 """merge-heads on Keras models (tf_keras .h5 files and Keras-made SavedModels), rebuilt with raw ops."""
 import os
 
+import heads_models as hm
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import heads_models as hm
 from graphsurgeon._src.errors import MergeHeadsError
 from graphsurgeon._src.multihead.keras_graph import SUPPORTED
 from graphsurgeon._src.multihead.merge import add_task, merge_heads

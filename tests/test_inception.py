@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
+
 from legacy_models import slim_restore_set
 
 tf1 = tf.compat.v1

@@ -14,8 +14,8 @@ from graphsurgeon._src.combine import CombineResult
 from graphsurgeon._src.continual.learn import LearnResult
 from graphsurgeon._src.multihead.merge import MergeResult
 from graphsurgeon._src.thaw import ThawResult
-from helpers import ROOT
 
+from helpers import ROOT
 
 
 def documented():

@@ -11,10 +11,11 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
-import legacy_models
 from graphsurgeon._src import subgraph, terminal
 from graphsurgeon._src.storage.checkpoint import read_meta_graph
 from graphsurgeon._src.storage.paths import resolve
+
+import legacy_models
 from helpers import ROOT, ckpt, cli
 
 tf1 = tf.compat.v1

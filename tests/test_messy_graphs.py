@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import graphsurgeon as gs
 from graphsurgeon._src.storage.datasets import Dataset
+
 from helpers import ckpt
 
 tf1 = tf.compat.v1

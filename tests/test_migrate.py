@@ -14,6 +14,7 @@ import tensorflow as tf
 import graphsurgeon as gs
 from graphsurgeon._src.migrate import Rules, migrate
 from graphsurgeon._src.storage import bundle
+
 from helpers import ROOT, ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1

@@ -8,8 +8,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 import graphsurgeon as gs
-from legacy_models import fully_connected
+
 from helpers import ckpt, tree_hash
+from legacy_models import fully_connected
 
 tf1 = tf.compat.v1
 SEED004_VARS = sorted(f"{l}/{p}" for l in ("hidden1", "hidden2", "hidden3", "output") for p in ("weights", "biases"))

@@ -13,6 +13,7 @@ from graphsurgeon._src.retrain import run
 from graphsurgeon._src.storage import staging
 from graphsurgeon._src.storage.datasets import Dataset
 from graphsurgeon._src.storage.writer import write_json
+
 from helpers import ckpt, tree_hash
 
 tf1 = tf.compat.v1

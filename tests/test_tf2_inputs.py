@@ -14,6 +14,7 @@ import tensorflow as tf
 import graphsurgeon as gs
 from graphsurgeon._src import tf2, tfinternal
 from graphsurgeon._src.storage.paths import is_tf2_saved_model, resolve
+
 from helpers import ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1

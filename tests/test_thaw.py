@@ -12,6 +12,7 @@ import tensorflow as tf
 import graphsurgeon as gs
 from graphsurgeon._src import weights
 from graphsurgeon._src.thaw import thaw
+
 from helpers import ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1

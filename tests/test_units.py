@@ -105,7 +105,7 @@ def test_head_shapes_pooling_and_names(seed004):
         gs.add_head(m, "hidden2/Relu", 0, scope="h2")
     g = tf.Graph()
     with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 5, 5, 4], name="maps")
+        tf1.placeholder(tf.float32, [None, 5, 5, 4], name="maps")
     model = gs.Model(g, None, None)
     pooled = gs.add_head(model, "maps", 2, scope="p")
     assert pooled.features.op.type == "Mean" and pooled.features.shape.as_list() == [None, 4]

@@ -9,8 +9,8 @@ import re
 import tensorflow as tf
 
 from graphsurgeon._src import guess, safety, subgraph, tf2, weights
-from graphsurgeon._src.select import natural_key
 from graphsurgeon._src.errors import NoMetaGraphError
+from graphsurgeon._src.select import natural_key
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.surgery.plan import is_optimizer_state

@@ -12,8 +12,12 @@ from google.protobuf import text_format
 from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from graphsurgeon._src.errors import (CheckpointNotFoundError, CorruptCheckpointError, NoMetaGraphError,
-                                     UnregisteredOpError)
+from graphsurgeon._src.errors import (
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    NoMetaGraphError,
+    UnregisteredOpError,
+)
 from graphsurgeon._src.storage import bundle
 from graphsurgeon._src.storage.paths import Source, checkpoint_files
 
