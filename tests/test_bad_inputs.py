@@ -1089,8 +1089,9 @@ def test_non_utf8_tfrecord_file_names_are_read(pristine, tmp_path, capfd):
     assert manifest["data"]["path"] == path and manifest["data"]["examples"] == 6
 
 
-REPAIRABLE = ["cache-shard-wrong-dtype", "cache-shard-index-tampered", "cache-shard-index-wrong-length",
-              "cache-index-row-past-the-shard", "cache-shard-keys-wrong-length"]
+REPAIRABLE = ["cache-shard-wrong-dtype", "cache-shard-wrong-shape", "cache-shard-index-tampered",
+              "cache-shard-index-wrong-length", "cache-index-row-past-the-shard", "cache-shard-keys-tampered",
+              "cache-shard-keys-wrong-length"]
 
 
 @pytest.mark.parametrize("cid", REPAIRABLE)

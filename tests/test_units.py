@@ -131,3 +131,20 @@ def test_natural_key_and_flag_translation():
     assert to_flags("pass allow_missing=True") == "pass --allow-missing"
     assert to_flags("input=x:0 does not feed; out_dir=o") == "--input x:0 does not feed; --out o"
     assert to_flags("my_input=3 and allow_missing_x=True") == "my_input=3 and allow_missing_x=True"
+
+
+@pytest.mark.parametrize("reader", ["combine", "add_class"])
+def test_x_only_npz_of_combine_and_add_class_is_header_checked(tmp_path, reader):
+    """combine and add-class read an ``.npz`` of ``x`` alone; a header declaring 2**40 rows is refused
+    before numpy allocates them (it raised MemoryError when their reader skipped the check)."""
+    import zipfile
+
+    from graphsurgeon._src import add_class, combine
+
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as z, z.open("x.npy", "w") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 40, 8)})
+        f.write(np.zeros(64, np.float32).tobytes())
+    read = (lambda p: combine._data(p)) if reader == "combine" else (lambda p: add_class._inputs(p, "data"))
+    with pytest.raises(gs.DataError, match=r"huge\.npz \(array 'x'\).*declares"):
+        read(str(path))

@@ -36,8 +36,8 @@ head is trained on the concatenated features, computed once (the backbones are f
 
 Neither teacher can say "not mine": a softmax always sums to 1, so an input from neither domain
 gets a confident answer from one of the teachers, and the combined model has no "none of these"
-class — every input gets one of the union's classes (with ``prior``, the class the offsets make
-most probable). Thresholding ``probabilities`` is one way to reject such inputs; how well it works
+class — every input gets one of the union's classes, whichever the head trained on the
+teachers' targets ranks first. Thresholding ``probabilities`` is one way to reject such inputs; how well it works
 depends on the models.
 """
 from __future__ import annotations

@@ -10,13 +10,12 @@ import dataclasses
 import hashlib
 import os
 import re
-import zipfile
 
 import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src.errors import DataError
-from graphsurgeon._src.storage.files import check_npy_header
+from graphsurgeon._src.storage.files import read_npz
 from graphsurgeon._src.storage.imagefolders import list_image_folder
 from graphsurgeon._src.storage.session import new_session
 
@@ -78,26 +77,6 @@ def load(path: str, *, image_size=None, scale: str = "unit", validation_pct: flo
         return load_image_folder(path, image_size=image_size, scale=scale, validation_pct=validation_pct,
                                  test_pct=test_pct)
     return load_npz(path, validation_pct=validation_pct, test_pct=test_pct)
-
-
-def read_npz(path: str) -> dict:
-    """``{name: ndarray}`` of the ``.npz`` at ``path``, each member's ``.npy`` header checked before
-    numpy allocates what it declares (:func:`~graphsurgeon._src.storage.files.check_npy_header`: no
-    pickled objects, no shape larger than the bytes stored).
-
-    Raises:
-      DataError: not a readable ``.npz``, or a member whose header fails the check; naming the file.
-    """
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if info.filename.endswith(".npy"):
-                    with zf.open(info) as f:
-                        check_npy_header(f, info.file_size, f"{path} (array '{info.filename[:-4]}')")
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{path}: cannot read as .npz ({e})") from None
 
 
 def load_npz(path: str, *, validation_pct: float = 10.0, test_pct: float = 10.0) -> Dataset:

@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -74,9 +75,23 @@ def check_npy_header(f, size: int, what: str) -> None:
 
 
 def read_npz(path: str) -> dict:
-    """``{name: ndarray}`` of the ``.npz`` file at ``path`` (pickled objects refused)."""
-    with np.load(os.path.expanduser(path), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """``{name: ndarray}`` of the ``.npz`` at ``path``, each member's ``.npy`` header checked before
+    numpy allocates what it declares (:func:`check_npy_header`: no
+    pickled objects, no shape larger than the bytes stored).
+
+    Raises:
+      DataError: not a readable ``.npz``, or a member whose header fails the check; naming the file.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as f:
+                        check_npy_header(f, info.file_size, f"{path} (array '{info.filename[:-4]}')")
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path}: cannot read as .npz ({e})") from None
 
 
 def read_lines(path: str) -> list[str]:
