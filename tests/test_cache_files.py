@@ -109,7 +109,7 @@ def test_read_only_directory_is_refused_before_anything_runs(seed004, tmp_path):
                            text=True, env={**os.environ, "PYTHONPATH": ROOT})
         assert p.returncode == 2, p.stderr
         assert p.stderr.strip() == (f"graphsurgeon cache: error: cache directory {ro / 'cache'} cannot be written "
-                                    "(a read-only file system); choose a writable --out directory")
+                                    "(a read-only file system); choose a writable --out DIR")
 
 
 def test_an_interrupted_cache_is_refused_by_the_reader(cache):

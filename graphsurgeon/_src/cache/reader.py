@@ -61,7 +61,7 @@ class CacheReader:
             bad = cacheshards.check_shards(directory, entries, self.dtype, self.shape, full=False)
             if bad:
                 raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
-                                 "run graphsurgeon cache ... --repair")
+                                 f"{cacheshards.REPAIR_HINT}")
         self._index = cacheshards.ExamplesFile(directory, manifest, verify=verify)
         shards = {s["shard"]: cacheshards.ShardFile(directory, s, self.dtype, self.shape, verify=verify)
                   for s in entries}

@@ -61,7 +61,8 @@ def _config(args):
 
 
 def cmd_inspect(args):
-    from graphsurgeon._src.inspect import format_text, inspect
+    from graphsurgeon._src.cli.inspect_text import format_text
+    from graphsurgeon._src.inspect import inspect
 
     report = inspect(args.path, tags=args.tags or ("serve",), depth=args.depth)
     print(json.dumps(report, indent=2) if args.json else format_text(report))

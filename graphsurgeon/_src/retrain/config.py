@@ -114,9 +114,9 @@ class RetrainConfig:
         return tensor, int(n)
 
 
-# plan-file keys and flags of earlier versions -> what replaced them
-REPLACED_KEYS = {"exclude": "'drop' (patterns on the checkpoint's names; --drop on the command line)",
-                 "include": "'keep' (patterns on the checkpoint's names; --keep on the command line)"}
+# plan-file keys of earlier versions -> what replaced them (the CLI adds the flag: see cli.messages)
+REPLACED_KEYS = {"exclude": "'drop' (patterns on the checkpoint's names)",
+                 "include": "'keep' (patterns on the checkpoint's names)"}
 
 # what a TOML value may be, per field annotation; list fields hold strings unless listed here
 _TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list,), "dict": (dict,)}
