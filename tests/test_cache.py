@@ -80,7 +80,7 @@ def test_stale_caches_are_never_reused(seed004, npz, tmp_path):
     with pytest.raises(gs.CacheError, match=r"values of frozen variable\(s\) hidden1/weights.*; it is not reused: "
                                             r"choose another out_dir=DIR or delete this one$"):
         generate(changed, "hidden2/Relu", npz, out, progress=False)
-    with pytest.raises(gs.CacheError, match="tensor hidden2/Relu:0 -> hidden1/Relu:0"):
+    with pytest.raises(gs.CacheError, match="cut hidden2/Relu:0 -> hidden1/Relu:0"):
         generate(prefix, "hidden1/Relu", npz, out, progress=False)
     with pytest.raises(gs.CacheError, match="dtype float32 -> float16"):
         generate(prefix, "hidden2/Relu", npz, out, dtype="float16", progress=False)
@@ -334,7 +334,7 @@ def test_sigkill_at_any_moment_then_resume_is_byte_identical(seed004, big_npz, b
 def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
     prefix, _, _ = seed004
     env = {**os.environ, "PYTHONPATH": ROOT}
-    p = subprocess.run([sys.executable, "-m", "graphsurgeon", "cache", "--model", prefix, "--tensor", "hidden2/Relu",
+    p = subprocess.run([sys.executable, "-m", "graphsurgeon", "cache", "--model", prefix, "--cut", "hidden2/Relu",
                         "--data", npz, "--out", str(tmp_path / "c"), "--json", "--quiet"],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr[-2000:]

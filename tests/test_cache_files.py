@@ -102,7 +102,7 @@ def test_read_only_directory_is_refused_before_anything_runs(seed004, tmp_path):
     ro.mkdir()
     (tmp_path / "broken.npz").write_bytes(b"not an npz")
     cmd = (f"mount -t tmpfs -o ro,size=1m tmpfs {ro} && exec {sys.executable} -m graphsurgeon cache --model "
-           f"{seed004[0]} --tensor hidden2/Relu --data {tmp_path / 'broken.npz'} --out {ro / 'cache'} --quiet")
+           f"{seed004[0]} --cut hidden2/Relu --data {tmp_path / 'broken.npz'} --out {ro / 'cache'} --quiet")
     runners = ["local"] + (["beam"] if importlib.util.find_spec("apache_beam") else [])  # beam: the [beam] extra
     for runner in runners:
         p = subprocess.run(["unshare", "--mount", "sh", "-c", cmd + f" --runner {runner}"], capture_output=True,

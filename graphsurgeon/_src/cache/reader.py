@@ -31,7 +31,7 @@ class CacheReader:
     example positions, copy numbers and labels inside the data set's).
 
     Attributes:
-      tensor: the cached tensor's name; fingerprint, dtype (as stored), shape: from the manifest.
+      cut: the cached tensor's name (the cut point); fingerprint, dtype (as stored), shape: from the manifest.
       classes: the class names the labels index (image folders' names, an ``.npz``'s ``classes``),
         or None when the data names none.
       data: where the data set came from and what it holds (examples, labels, sha256).
@@ -52,7 +52,7 @@ class CacheReader:
                              f"{len(manifest['shards'])} shard(s)); run the same cache command again to complete it")
         self.directory, self.manifest, self.buffer_bytes = directory, manifest, buffer_bytes
         self.fingerprint = manifest["fingerprint"]
-        self.tensor, self.dtype, self.shape = self.fingerprint["tensor"], manifest["dtype"], manifest["shape"]
+        self.cut, self.dtype, self.shape = self.fingerprint["tensor"], manifest["dtype"], manifest["shape"]
         self.classes, self.data, self.copies = manifest["classes"], manifest["data"], manifest["copies"]
         table = manifest["examples"]
         used = {p["shard"] for p in table["parts"]}

@@ -114,7 +114,7 @@ def cmd_cache(args):
     if beam_args and args.runner != "beam":
         from graphsurgeon._src.errors import ConfigError
         raise ConfigError("--beam-args needs --runner beam")
-    rep = generate(args.model, args.tensor, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
+    rep = generate(args.model, args.cut, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
                    batch_size=args.batch_size, dtype=args.dtype, augment=args.augment, augment_params=aug,
                    seed=args.seed, shard_size=args.shard_size, repair=args.repair, allow_random=args.allow_random,
                    allow_batch_dependent=args.allow_batch_dependent, allow_cast=args.allow_cast,
