@@ -122,6 +122,15 @@ def test_an_interrupted_cache_is_refused_by_the_reader(cache):
         CacheReader(cache)
 
 
+def test_the_cut_is_stored_under_the_manifests_tensor_key(cache):
+    """The library calls the cut point ``cut``; the manifest keeps the key caches have always had
+    (``fingerprint.tensor``), so caches made before the rename still read."""
+    m = _manifest(cache)
+    assert m["fingerprint"]["tensor"] == "hidden2/Relu:0" and "cut" not in m["fingerprint"]
+    with CacheReader(cache) as r:
+        assert r.cut == "hidden2/Relu:0"
+
+
 def test_shards_hold_one_split_and_the_index_is_read_one_shard_at_a_time(cache):
     """A damaged part of the index (the validation shards') fails only when those shards are read."""
     m = _manifest(cache)
