@@ -13,6 +13,7 @@ import pytest
 
 import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, generate
+from graphsurgeon._src.cli import to_flags
 from graphsurgeon._src.storage import cachefiles
 
 from helpers import ROOT, tree_hash
@@ -118,8 +119,14 @@ def test_an_interrupted_cache_is_refused_by_the_reader(cache):
     for k in ("examples", "data", "classes", "copies"):
         m.pop(k)
     _write_manifest(cache, m)
-    with pytest.raises(gs.CacheError, match="incomplete .*run the same cache command again"):
+    with pytest.raises(gs.CacheError) as e:
         CacheReader(cache)
+    n = len(m["shards"])
+    assert str(e.value) == (f"{cache}: incomplete (a run of generate_cache into it was interrupted after {n} "
+                            "shard(s)); run generate_cache again with the same arguments to complete it")
+    assert to_flags(str(e.value)) == (f"{cache}: incomplete (a run of the cache command into it was interrupted after "
+                                      f"{n} shard(s)); run the cache command again with the same arguments to "
+                                      "complete it")
 
 
 def test_the_cut_is_stored_under_the_manifests_tensor_key(cache):

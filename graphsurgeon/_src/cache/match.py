@@ -33,7 +33,7 @@ def check_matches(reader, model, *, feeds=None, train_feeds=None, input: str | N
     diff = differences(reader.manifest, now)
     if diff:
         raise CacheError(f"{reader.directory} was made under other settings than this model and run "
-                         f"({'; '.join(diff)}); its activations are stale: regenerate it with graphsurgeon cache, or "
+                         f"({'; '.join(diff)}); its activations are stale: regenerate it with generate_cache, or "
                          "give the settings it was made with")
     moved = [n for n in extra if n in train_feeds and feed_digest(model, n, train_feeds[n]) !=
              feed_digest(model, n, feeds[n])]

@@ -46,10 +46,11 @@ class CacheReader:
     def __init__(self, directory: str, *, verify: bool = True, buffer_bytes: int = 256 << 20):
         manifest = cachefiles.read_manifest(directory)
         if manifest is None:
-            raise CacheError(f"{directory}: no {cachefiles.MANIFEST}; not a cache (make one with graphsurgeon cache)")
+            raise CacheError(f"{directory}: no {cachefiles.MANIFEST}; not a cache (make one with generate_cache)")
         if not manifest["complete"]:
-            raise CacheError(f"{directory}: incomplete (a graphsurgeon cache run into it was interrupted after "
-                             f"{len(manifest['shards'])} shard(s)); run the same cache command again to complete it")
+            raise CacheError(f"{directory}: incomplete (a run of generate_cache into it was interrupted after "
+                             f"{len(manifest['shards'])} shard(s)); run generate_cache again with the same arguments to "
+                             "complete it")
         self.directory, self.manifest, self.buffer_bytes = directory, manifest, buffer_bytes
         self.fingerprint = manifest["fingerprint"]
         self.cut, self.dtype, self.shape = self.fingerprint["tensor"], manifest["dtype"], manifest["shape"]

@@ -240,7 +240,7 @@ def lock(directory: str):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CacheError(f"{directory}: another graphsurgeon cache run is writing this directory; wait for it "
+            raise CacheError(f"{directory}: another cache run is writing this directory; wait for it "
                              "to finish") from None
         yield
     finally:
