@@ -244,7 +244,7 @@ COMMANDS = {
     "checkpoint": {
         "inspect": ["inspect", "{model}"],
         "plan": ["plan", "--model", "{model}", "--head", "hidden2/Relu:2"],
-        "cache": ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", *MLP_DATA, "--quiet"],
+        "cache": ["cache", "--model", "{model}", "--cut", "hidden2/Relu", *MLP_DATA, "--quiet"],
         "retrain": ["retrain", "--model", "{model}", "--head", "hidden2/Relu:2", *MLP_DATA, "--epochs", "1", "--quiet"],
         "migrate": ["migrate", "{model}", "{out}/migrated.ckpt"],
         "diff": ["diff", "{model}", "{other}"],
@@ -252,48 +252,48 @@ COMMANDS = {
     # damage that only shows when tensor values are read (inspect and plan read names and shapes only;
     # a rename-only migrate hard-links the data bytes): the commands that read values
     "values": {
-        "cache": ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", *MLP_DATA, "--quiet"],
+        "cache": ["cache", "--model", "{model}", "--cut", "hidden2/Relu", *MLP_DATA, "--quiet"],
         "retrain": ["retrain", "--model", "{model}", "--head", "hidden2/Relu:2", *MLP_DATA, "--epochs", "1", "--quiet"],
         "migrate": ["migrate", "{model}", "{out}/migrated.ckpt", "--cast", "hidden1=float16", "hidden2=float16"],
         "diff": ["diff", "{model}", "{other}"],
     },
     # values a model cannot be used with (NaN): the commands that compute with them
     "compute": {
-        "cache": ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", *MLP_DATA, "--quiet"],
+        "cache": ["cache", "--model", "{model}", "--cut", "hidden2/Relu", *MLP_DATA, "--quiet"],
         "retrain": ["retrain", "--model", "{model}", "--head", "hidden2/Relu:2", *MLP_DATA, "--epochs", "1", "--quiet"],
     },
     # graph files (.meta, frozen .pb, saved_model.pb): migrate and diff read only checkpoints
     "graph": {
         "inspect": ["inspect", "{model}"],
         "plan": ["plan", "--model", "{model}", "--head", "hidden2/Relu:2"],
-        "cache": ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", *MLP_DATA, "--quiet"],
+        "cache": ["cache", "--model", "{model}", "--cut", "hidden2/Relu", *MLP_DATA, "--quiet"],
         "retrain": ["retrain", "--model", "{model}", "--head", "hidden2/Relu:2", *MLP_DATA, "--epochs", "1", "--quiet"],
     },
     "npz": {
-        "cache": ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", *MLP_DATA, "--quiet"],
+        "cache": ["cache", "--model", "{model}", "--cut", "hidden2/Relu", *MLP_DATA, "--quiet"],
         "retrain": ["retrain", "--model", "{model}", "--head", "hidden2/Relu:2", *MLP_DATA, "--epochs", "1", "--quiet"],
     },
     "npz-labels": {  # labels only retrain can judge (the number of classes comes from the head)
         "retrain": ["retrain", "--model", "{model}", "--head", "hidden2/Relu:2", *MLP_DATA, "--epochs", "1", "--quiet"],
     },
     "images": {
-        "cache": ["cache", "--model", "{conv}", "--tensor", "pool", *MLP_DATA, "--quiet"],
+        "cache": ["cache", "--model", "{conv}", "--cut", "pool", *MLP_DATA, "--quiet"],
         "retrain": ["retrain", "--model", "{conv}", "--head", "pool:2", *MLP_DATA, "--epochs", "1", "--quiet"],
     },
     "tfrecord": {  # retrain reads .npz and image folders; cache also reads TFRecords
-        "cache": ["cache", "--model", "{conv}", "--tensor", "pool", *MLP_DATA, "--quiet"],
+        "cache": ["cache", "--model", "{conv}", "--cut", "pool", *MLP_DATA, "--quiet"],
     },
     "cache": {
         "retrain": ["retrain", "--model", "{model}", "--head", "hidden2/Relu:2", "--trainable", "hidden2",
                     "--cache", "{cache}", "--out", "{out}", "--epochs", "1", "--quiet"],
-        "cache": ["cache", "--model", "{model}", "--tensor", "hidden1/Relu", "--data", "{data}", "--out", "{cache}",
+        "cache": ["cache", "--model", "{model}", "--cut", "hidden1/Relu", "--data", "{data}", "--out", "{cache}",
                   "--shard-size", "16", "--quiet"],
-        "cache-repair": ["cache", "--model", "{model}", "--tensor", "hidden1/Relu", "--data", "{data}", "--out",
+        "cache-repair": ["cache", "--model", "{model}", "--cut", "hidden1/Relu", "--data", "{data}", "--out",
                          "{cache}", "--shard-size", "16", "--quiet", "--repair"],
     },
     "feed": {  # an .npy file given as a --feed value
         "plan": ["plan", "--model", "{model}", "--head", "hidden2/Relu:2", "--feed", "X={feed}"],
-        "cache": ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", "--feed", "X={feed}", *MLP_DATA, "--quiet"],
+        "cache": ["cache", "--model", "{model}", "--cut", "hidden2/Relu", "--feed", "X={feed}", *MLP_DATA, "--quiet"],
     },
     "toml": {
         "plan": ["plan", "--plan", "{plan}"],
@@ -896,13 +896,13 @@ FLAG_CASES = [
     ("epochs-negative", ["retrain", "--model", "{model}", "--head", "hidden2/Relu:2", "--epochs", "-1", *MLP_DATA],
      r"epochs"),
     ("lr-nan", ["retrain", "--model", "{model}", "--head", "hidden2/Relu:2", "--lr", "nan", *MLP_DATA], r"lr"),
-    ("batch-size-not-int", ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", "--batch-size", "many",
+    ("batch-size-not-int", ["cache", "--model", "{model}", "--cut", "hidden2/Relu", "--batch-size", "many",
                             *MLP_DATA], r"--batch-size"),
-    ("cache-feed-missing-npy", ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", "--feed",
+    ("cache-feed-missing-npy", ["cache", "--model", "{model}", "--cut", "hidden2/Relu", "--feed",
                                 "X=/nonexistent/f.npy", *MLP_DATA], r"/nonexistent/f\.npy"),
-    ("cache-shard-size-zero", ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", "--shard-size", "0",
+    ("cache-shard-size-zero", ["cache", "--model", "{model}", "--cut", "hidden2/Relu", "--shard-size", "0",
                                *MLP_DATA], r"shard"),
-    ("cache-unknown-tensor", ["cache", "--model", "{model}", "--tensor", "hidden9/Relu", *MLP_DATA], r"hidden9"),
+    ("cache-unknown-tensor", ["cache", "--model", "{model}", "--cut", "hidden9/Relu", *MLP_DATA], r"hidden9"),
     ("migrate-bad-regex", ["migrate", "{model}", "{out}/m.ckpt", "--rename", "(=x"], r"--rename '\(=x'"),
     ("migrate-cast-to-int8", ["migrate", "{model}", "{out}/m.ckpt", "--cast", "hidden1=int8"], r"int8"),
     ("migrate-unknown-preset", ["migrate", "{model}", "{out}/m.ckpt", "--preset", "bogus"], r"--preset bogus: unknown preset"),
@@ -911,7 +911,7 @@ FLAG_CASES = [
     # a reference variable is not a value a placeholder can stand for (its read tensor is)
     ("input-is-a-variable", ["plan", "--model", "{model}", "--head", "hidden2/Relu:2", "--input", "hidden1/weights:0"],
      r"'hidden1/weights:0' is a reference to variable state.*'hidden1/weights/read:0'"),
-    ("cache-input-is-a-variable", ["cache", "--model", "{model}", "--tensor", "hidden2/Relu", "--input",
+    ("cache-input-is-a-variable", ["cache", "--model", "{model}", "--cut", "hidden2/Relu", "--input",
                                    "hidden1/weights", *MLP_DATA], r"'hidden1/weights' is a reference to variable state"),
 ]
 

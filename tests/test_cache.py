@@ -77,9 +77,10 @@ def test_stale_caches_are_never_reused(seed004, npz, tmp_path):
     generate(prefix, "hidden2/Relu", npz, out, progress=False)
     before = tree_hash(out)
     changed = _perturbed_copy(prefix, str(tmp_path / "changed"), "hidden1/weights")
-    with pytest.raises(gs.CacheError, match="values of frozen variable\\(s\\) hidden1/weights"):
+    with pytest.raises(gs.CacheError, match=r"values of frozen variable\(s\) hidden1/weights.*; it is not reused: "
+                                            r"choose another out_dir=DIR or delete this one$"):
         generate(changed, "hidden2/Relu", npz, out, progress=False)
-    with pytest.raises(gs.CacheError, match="tensor hidden2/Relu:0 -> hidden1/Relu:0"):
+    with pytest.raises(gs.CacheError, match="cut hidden2/Relu:0 -> hidden1/Relu:0"):
         generate(prefix, "hidden1/Relu", npz, out, progress=False)
     with pytest.raises(gs.CacheError, match="dtype float32 -> float16"):
         generate(prefix, "hidden2/Relu", npz, out, dtype="float16", progress=False)
@@ -140,7 +141,8 @@ def test_corrupt_shard_is_named_and_repair_recomputes_it(seed004, npz, tmp_path)
     with CacheReader(out) as r:  # sizes are checked at open, checksums when a shard is first read
         with pytest.raises(gs.CacheError, match="shard-00001.npy: the shard does not match its checksum"):
             r.read(r.examples())
-    with pytest.raises(gs.CacheError, match="shard-00001.npy \\(checksum differs\\) do not match.*--repair"):
+    with pytest.raises(gs.CacheError, match=r"shard-00001.npy \(checksum differs\) do not match the manifest; "
+                                            r"run again with repair=True to recompute them$"):
         generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, progress=False)
     assert set(tree_hash(out)) == set(good)
     rep = generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, repair=True, progress=False)
@@ -332,7 +334,7 @@ def test_sigkill_at_any_moment_then_resume_is_byte_identical(seed004, big_npz, b
 def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
     prefix, _, _ = seed004
     env = {**os.environ, "PYTHONPATH": ROOT}
-    p = subprocess.run([sys.executable, "-m", "graphsurgeon", "cache", "--model", prefix, "--tensor", "hidden2/Relu",
+    p = subprocess.run([sys.executable, "-m", "graphsurgeon", "cache", "--model", prefix, "--cut", "hidden2/Relu",
                         "--data", npz, "--out", str(tmp_path / "c"), "--json", "--quiet"],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
@@ -349,8 +351,12 @@ def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
     p = subprocess.run([sys.executable, "-m", "graphsurgeon", "retrain", "--model", prefix, "--head", "hidden3/Relu:2",
                         "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o2"), "--quiet"],
                        capture_output=True, text=True, env=env)
-    assert p.returncode == 2 and "shard-00000.npy (missing) do not match the manifest" in p.stderr
-    assert len(p.stderr.splitlines()) == 1
+    c = tmp_path / "c"
+    assert p.returncode == 2 and p.stderr == (f"graphsurgeon retrain: error: {c}: shard(s) shard-00000.npy (missing) "
+                                              "do not match the manifest; run the cache command again with --repair\n")
+    with pytest.raises(gs.CacheError, match=r"\(missing\) do not match the manifest; run generate_cache again with "
+                                            r"repair=True$"):  # the library names its function and argument
+        CacheReader(str(c))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

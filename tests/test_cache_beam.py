@@ -35,7 +35,7 @@ def data(seed004, tmp_path_factory):
 
 
 def _cli(prefix, npz, out, *extra):
-    return [sys.executable, "-m", "graphsurgeon", "cache", "--model", prefix, "--tensor", "hidden2/Relu", "--data", npz,
+    return [sys.executable, "-m", "graphsurgeon", "cache", "--model", prefix, "--cut", "hidden2/Relu", "--data", npz,
             "--out", out, "--batch-size", "32", "--shard-size", "32", "--quiet", *extra]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, generate
+from graphsurgeon._src.cli import to_flags
 from graphsurgeon._src.storage import cachefiles
 
 from helpers import ROOT, tree_hash
@@ -102,14 +103,14 @@ def test_read_only_directory_is_refused_before_anything_runs(seed004, tmp_path):
     ro.mkdir()
     (tmp_path / "broken.npz").write_bytes(b"not an npz")
     cmd = (f"mount -t tmpfs -o ro,size=1m tmpfs {ro} && exec {sys.executable} -m graphsurgeon cache --model "
-           f"{seed004[0]} --tensor hidden2/Relu --data {tmp_path / 'broken.npz'} --out {ro / 'cache'} --quiet")
+           f"{seed004[0]} --cut hidden2/Relu --data {tmp_path / 'broken.npz'} --out {ro / 'cache'} --quiet")
     runners = ["local"] + (["beam"] if importlib.util.find_spec("apache_beam") else [])  # beam: the [beam] extra
     for runner in runners:
         p = subprocess.run(["unshare", "--mount", "sh", "-c", cmd + f" --runner {runner}"], capture_output=True,
                            text=True, env={**os.environ, "PYTHONPATH": ROOT})
         assert p.returncode == 2, p.stderr
         assert p.stderr.strip() == (f"graphsurgeon cache: error: cache directory {ro / 'cache'} cannot be written "
-                                    "(a read-only file system); choose a writable --out directory")
+                                    "(a read-only file system); choose a writable --out DIR")
 
 
 def test_an_interrupted_cache_is_refused_by_the_reader(cache):
@@ -118,8 +119,23 @@ def test_an_interrupted_cache_is_refused_by_the_reader(cache):
     for k in ("examples", "data", "classes", "copies"):
         m.pop(k)
     _write_manifest(cache, m)
-    with pytest.raises(gs.CacheError, match="incomplete .*run the same cache command again"):
+    with pytest.raises(gs.CacheError) as e:
         CacheReader(cache)
+    n = len(m["shards"])
+    assert str(e.value) == (f"{cache}: incomplete (a run of generate_cache into it was interrupted after {n} "
+                            "shard(s)); run generate_cache again with the same arguments to complete it")
+    assert to_flags(str(e.value)) == (f"{cache}: incomplete (a run of the cache command into it was interrupted after "
+                                      f"{n} shard(s)); run the cache command again with the same arguments to "
+                                      "complete it")
+
+
+def test_the_cut_is_stored_under_the_manifests_tensor_key(cache):
+    """The library calls the cut point ``cut``; the manifest keeps the key caches have always had
+    (``fingerprint.tensor``), so caches made before the rename still read."""
+    m = _manifest(cache)
+    assert m["fingerprint"]["tensor"] == "hidden2/Relu:0" and "cut" not in m["fingerprint"]
+    with CacheReader(cache) as r:
+        assert r.cut == "hidden2/Relu:0"
 
 
 def test_shards_hold_one_split_and_the_index_is_read_one_shard_at_a_time(cache):

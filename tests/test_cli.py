@@ -72,7 +72,7 @@ def test_retrain_from_npz_and_plan_file(seed004, tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["inspect", "/nonexistent/model.ckpt"], "no checkpoint, graph or SavedModel at /nonexistent/model.ckpt"),
     (["plan", "--model", "{prefix}", "--head", "hidden3/Relu:2", "--trainable", "hiden3"], "pattern 'hiden3' matches no variable; closest scopes: hidden3"),
-    (["plan", "--model", "{prefix}", "--head", "hidden3/Relu"], "head 'hidden3/Relu': expected TENSOR:N_CLASSES"),
+    (["plan", "--model", "{prefix}", "--head", "hidden3/Relu"], "head 'hidden3/Relu': expected CUT:N_CLASSES"),
     (["plan", "--model", "{prefix}", "--head", "hidden9/Relu:2"], "no op 'hidden9/Relu'"),
     (["retrain", "--model", "{prefix}", "--head", "hidden3/Relu:2", "--data", "/nope.npz", "--out", "{tmp}"], "data /nope.npz: no such file"),
     (["plan", "--model", "{prefix}.index", "--head", "hidden3/Relu:2"], "is the index file of checkpoint prefix"),
@@ -185,7 +185,19 @@ def test_library_errors_name_arguments_and_the_cli_speaks_flags(seed004, capfd):
         gs.retrain(gs.RetrainConfig(model=prefix), None, "")
     assert "out_dir=DIR" in str(e.value) and "--out" not in str(e.value)
     capfd.readouterr()
-    assert main(["cache", "--model", prefix, "--tensor", "hidden2/Relu", "--data", "x.npz", "--out", "c",
+    assert main(["cache", "--model", prefix, "--cut", "hidden2/Relu", "--data", "x.npz", "--out", "c",
                  "--feed", "keep_prob=1"]) == 2
     err = capfd.readouterr().err
     assert "leave it out of --feed" in err and "feeds=" not in err
+
+
+def test_cache_names_the_cut_point_cut_and_still_takes_the_old_spelling(capfd):
+    from graphsurgeon._src.cli import build_parser
+
+    for flag in ("--cut", "--tensor"):  # --tensor: the old spelling, still accepted
+        args = build_parser().parse_args(["cache", "--model", "m", flag, "hidden2/Relu", "--data", "d", "--out", "o"])
+        assert args.cut == "hidden2/Relu" and "tensor" not in vars(args)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["cache", "--help"])
+    out = " ".join(capfd.readouterr().out.split())
+    assert "--cut TENSOR, --tensor TENSOR" in out and "--tensor is its old spelling" in out

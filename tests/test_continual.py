@@ -133,7 +133,7 @@ def test_lwf_responses_are_a_format_2_cache_that_refuses_damage(d, tmp_path):
     cache = tmp_path / "responses"
     got = responses.record(net, net.tasks, x[:30], str(cache), progress=False)["digits04"]
     with CacheReader(str(cache)) as r:  # the bottleneck cache's own reader reads it
-        assert r.tensor == responses.TENSOR and np.array_equal(r.read(np.arange(30)), got)
+        assert r.cut == responses.TENSOR and np.array_equal(r.read(np.arange(30)), got)
     again = responses.record(net, net.tasks, x, str(cache), progress=False)["digits04"]  # 10 new rows
     assert np.array_equal(again[:30], got) and sorted(os.listdir(cache))[-2:] == ["shard-00001.keys.npy",
                                                                                  "shard-00001.npy"]

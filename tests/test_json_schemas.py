@@ -52,7 +52,7 @@ def printed(seed004, tmp_path_factory):
         "plan": ["plan", "--model", prefix, "--head", "hidden3/Relu:3", "--trainable", "hidden3"],
         "retrain": ["retrain", "--model", prefix, "--head", "hidden3/Relu:5", "--data", data, "--out", str(d / "r"),
                     "--epochs", "1", "--quiet"],
-        "cache": ["cache", "--model", prefix, "--tensor", "hidden2/Relu", "--data", data, "--out", str(d / "c"),
+        "cache": ["cache", "--model", prefix, "--cut", "hidden2/Relu", "--data", data, "--out", str(d / "c"),
                   "--quiet"],
         "migrate": ["migrate", prefix, str(d / "m" / "model.ckpt"), "--quiet"],
         "diff": ["diff", prefix, str(d / "m" / "model.ckpt")],

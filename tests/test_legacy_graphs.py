@@ -79,7 +79,7 @@ def _live(prefix, tensor, feed):
 
 def test_fixed_batch_is_read_from_the_graph_and_the_last_batch_padded(fixed, tmp_path, capfd):
     prefix, data, x = fixed
-    code, out, err = cli(capfd, "cache", "--model", prefix, "--tensor", "features", "--data", data,
+    code, out, err = cli(capfd, "cache", "--model", prefix, "--cut", "features", "--data", data,
                          "--out", tmp_path / "c", "--json", "--quiet")
     assert code == 0, err
     from graphsurgeon._src.cache import CacheReader
@@ -91,7 +91,7 @@ def test_fixed_batch_is_read_from_the_graph_and_the_last_batch_padded(fixed, tmp
     # the cache batches each split's rows (its shards hold one split each), so a row's batch-mates
     # differ from data-order batches: equal to the last bit or two of float32
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-    code, _, err = cli(capfd, "cache", "--model", prefix, "--tensor", "features", "--data", data,
+    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "features", "--data", data,
                        "--out", tmp_path / "c2", "--batch-size", 32, "--quiet")
     assert code == 2 and "fixes the batch at 50 in its static shapes; pass --batch-size 50" in err
     # retrain from the cache at the fixed batch, and live: padding rows carry no weight
@@ -127,7 +127,7 @@ def test_feeds_broadcast_over_the_batch(tmp_path, capfd):
     np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
     state = np.arange(6, dtype=np.float32) / 6
     np.save(tmp_path / "state.npy", state)
-    code, _, err = cli(capfd, "cache", "--model", prefix, "--tensor", "features", "--data", tmp_path / "d.npz",
+    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "features", "--data", tmp_path / "d.npz",
                        "--out", tmp_path / "c", "--feed", f"state={tmp_path / 'state.npy'}", "--quiet")
     assert code == 0, err
     from graphsurgeon._src.cache import CacheReader
@@ -172,11 +172,11 @@ def test_batch_statistics_refused_unless_allowed(tmp_path, capfd):
     prefix = legacy_models.fixed_batch_mlp(str(tmp_path), batch=None, with_moments=True)
     x = np.random.default_rng(0).normal(size=(20, 12)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=x, y=np.zeros(20, np.int64))
-    code, _, err = cli(capfd, "cache", "--model", prefix, "--tensor", "features", "--data", tmp_path / "d.npz",
+    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "features", "--data", tmp_path / "d.npz",
                        "--out", tmp_path / "c", "--quiet")
     assert code == 2 and "depends on the other examples in its batch (through moments/mean, moments/variance" in err
     assert not os.path.exists(tmp_path / "c" / "manifest.json")
-    code, _, err = cli(capfd, "cache", "--model", prefix, "--tensor", "hidden/BiasAdd", "--data", tmp_path / "d.npz",
+    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "hidden/BiasAdd", "--data", tmp_path / "d.npz",
                        "--out", tmp_path / "c", "--quiet")
     assert code == 0, err  # below the batch norm, each example stands alone
 

@@ -133,7 +133,7 @@ def test_every_command_on_a_real_checkpoint(model, tmp_path, capfd):
 
     # cache: equal to plain TensorFlow on the original graph, padded batches included
     cache = tmp_path / "cache"
-    code, out, err = cli(capfd, "cache", "--model", path, "--tensor", case["cut"], "--data", data,
+    code, out, err = cli(capfd, "cache", "--model", path, "--cut", case["cut"], "--data", data,
                          "--out", cache, *extra, "--quiet", "--json")
     assert code == 0, err
     assert json.loads(out)["examples"] == len(x)
@@ -202,7 +202,7 @@ def test_queue_fed_estimator(tmp_path, capfd):
     assert code == 2 and "pass --input random_shuffle_queue_DequeueMany:1" in err
     x, y = _digits(130, 28, flat=True)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    code, _, err = cli(capfd, "cache", "--model", path, "--tensor", "Reshape_1", "--input",
+    code, _, err = cli(capfd, "cache", "--model", path, "--cut", "Reshape_1", "--input",
                        "random_shuffle_queue_DequeueMany:1", "--data", tmp_path / "d.npz", "--out", tmp_path / "c",
                        "--batch-size", 32, "--quiet")
     assert code == 2 and "fixes the batch at 100" in err
@@ -220,10 +220,10 @@ def test_batch_statistics_are_not_cached(tmp_path, capfd):
     x, y = _digits(120, 28, flat=True)
     np.savez(tmp_path / "d.npz", x=x, y=y)
     path = os.path.join(REAL, "mlp_bn_chen")
-    code, _, err = cli(capfd, "cache", "--model", path, "--tensor", "Relu", "--data", tmp_path / "d.npz",
+    code, _, err = cli(capfd, "cache", "--model", path, "--cut", "Relu", "--data", tmp_path / "d.npz",
                        "--out", tmp_path / "c", "--quiet")
     assert code == 2 and "depends on the other examples in its batch (through moments/mean, moments/variance" in err
-    code, _, err = cli(capfd, "cache", "--model", path, "--tensor", "Relu", "--data", tmp_path / "d.npz",
+    code, _, err = cli(capfd, "cache", "--model", path, "--cut", "Relu", "--data", tmp_path / "d.npz",
                        "--out", tmp_path / "c", "--quiet", "--allow-batch-dependent")
     assert code == 0, err
 
@@ -231,7 +231,7 @@ def test_batch_statistics_are_not_cached(tmp_path, capfd):
 def test_dropout_baked_in_is_not_cached(tmp_path, capfd):
     x, y = _digits(40, 32)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    code, _, err = cli(capfd, "cache", "--model", os.path.join(REAL, "lenet_noyin"), "--tensor", "Elu_3",
+    code, _, err = cli(capfd, "cache", "--model", os.path.join(REAL, "lenet_noyin"), "--cut", "Elu_3",
                        "--data", tmp_path / "d.npz", "--out", tmp_path / "c", "--quiet")
     assert code == 2 and "depends on random op(s) dropout/random_uniform/RandomUniform" in err
 
@@ -268,7 +268,7 @@ def test_default_settings_train_a_head_like_a_convex_solver(tmp_path, capfd):
     x, y = _digits(1797, 32)
     np.savez(tmp_path / "d.npz", x=x, y=y)
     path = os.path.join(REAL, "lenet_noyin")
-    code, _, err = cli(capfd, "cache", "--model", path, "--tensor", "Elu_2", "--data", tmp_path / "d.npz",
+    code, _, err = cli(capfd, "cache", "--model", path, "--cut", "Elu_2", "--data", tmp_path / "d.npz",
                        "--out", tmp_path / "c", "--quiet")
     assert code == 0, err
     code, out, err = cli(capfd, "retrain", "--model", path, "--head", "Elu_2:10", "--cache", tmp_path / "c",

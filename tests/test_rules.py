@@ -94,6 +94,17 @@ def test_old_forms_say_what_replaced_them(seed004, tmp_path):
         gs.plan(gs.RetrainConfig(model=prefix, rename={"hidden1/": "enc/hidden1/"}))
 
 
+def test_an_old_plan_file_key_is_named_in_library_words_and_the_cli_adds_the_flag(seed004, tmp_path, capfd):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'model = "{seed004[0]}"\nexclude = ["output"]\n')
+    with pytest.raises(gs.ConfigError) as e:
+        gs.RetrainConfig.from_toml(str(plan))
+    assert str(e.value) == f"plan file {plan}: key 'exclude' was replaced by 'drop' (patterns on the checkpoint's names)"
+    assert main(["plan", "--plan", str(plan)]) == 2
+    assert capfd.readouterr().err == (f"graphsurgeon plan: error: plan file {plan}: key 'exclude' was replaced by "
+                                      "'drop' (patterns on the checkpoint's names; --drop on the command line)\n")
+
+
 @pytest.mark.parametrize("flag,needle", [("--exclude", "--exclude was replaced by --drop PAT"),
                                          ("--include", "--include was replaced by --keep PAT")])
 def test_old_flags_say_what_replaced_them(seed004, capfd, flag, needle):

@@ -194,7 +194,7 @@ def test_basic_pitch_inspect_plan_cache_retrain(tmp_path, capfd):
     assert p["counts"]["missing"] == 0 and p["counts"]["restored"] == 14  # the variables below the head
 
     cache = tmp_path / "cache"
-    code, out, err = cli(capfd, "cache", "--model", BASIC_PITCH, "--tensor", BP_CUT, "--data", tmp_path / "tones.npz",
+    code, out, err = cli(capfd, "cache", "--model", BASIC_PITCH, "--cut", BP_CUT, "--data", tmp_path / "tones.npz",
                          "--out", cache, "--quiet", "--json")
     assert code == 0, err
     from graphsurgeon._src.cache import CacheReader

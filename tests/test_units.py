@@ -133,6 +133,19 @@ def test_natural_key_and_flag_translation():
     assert to_flags("my_input=3 and allow_missing_x=True") == "my_input=3 and allow_missing_x=True"
 
 
+def test_cache_messages_name_arguments_and_the_cli_says_flags():
+    from graphsurgeon._src.cache.beam import describe_failure
+    from graphsurgeon._src.storage.cacheshards import REPAIR, REPAIR_HINT
+
+    assert REPAIR_HINT == "run generate_cache again with repair=True"
+    assert to_flags(REPAIR) == "run the cache command again with --repair (the index is rebuilt from the data)"
+    assert to_flags("x: its shards were made elsewhere; choose another out_dir=DIR or delete this one") == \
+        "x: its shards were made elsewhere; choose another --out DIR or delete this one"
+    lib = describe_failure(Exception("ModuleNotFoundError: No module named 'graphsurgeon'"), "/c")
+    assert "(for example beam_args=['--setup_file=PATH/setup.py'], or a worker container that has it)" in lib
+    assert "(for example --beam-args --setup_file=PATH/setup.py, or a worker container that has it)" in to_flags(lib)
+
+
 @pytest.mark.parametrize("reader", ["combine", "add_class"])
 def test_x_only_npz_of_combine_and_add_class_is_header_checked(tmp_path, reader):
     """combine and add-class read an ``.npz`` of ``x`` alone; a header declaring 2**40 rows is refused

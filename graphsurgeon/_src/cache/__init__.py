@@ -2,8 +2,8 @@
 
 ::
 
-    data ──> [frozen layers] ──> tensor T ──> shard-00000.npy, … + examples-….npy + manifest.json
-                                                 │
+    data ──> [frozen layers] ──> cut T ──> shard-00000.npy, … + examples-….npy + manifest.json
+                                              │
     retrain --cache DIR:   feed T  ──> [trainable layers above T] ──> new head
 
 * :mod:`~graphsurgeon._src.cache.generation` — build or complete a cache, in phases:
@@ -16,7 +16,7 @@
   :mod:`~.checks` — what cannot be cached (random ops, batch-mates) or trained from a cache.
 
 A cache is *content-keyed*: a row is the activation of one input's bytes (and, for distorted
-copies, its copy number) under one fingerprint (the frozen subgraph and values, tensor, input,
+copies, its copy number) under one fingerprint (the frozen subgraph and values, the cut, input,
 feeds, preprocessing, stored dtype); a cache made under another fingerprint is never reused.
 It is a cache *of a data set*: its index lists the examples of the data it was last run on
 (labels resolved by class name, splits, duplicates each with its own label), and rows that data

@@ -141,7 +141,7 @@ def describe_failure(e: BaseException, directory: str) -> str:
     m = re.search(r"No module named '(graphsurgeon[^']*)'", text)
     if m:
         return (f"the Beam workers cannot import graphsurgeon ({m.group(0)}): install tf1-graphsurgeon where they "
-                "run (for example --beam-args --setup_file=PATH/setup.py, or a worker container that has it); "
+                "run (for example beam_args=['--setup_file=PATH/setup.py'], or a worker container that has it); "
                 f"nothing was committed to {directory}")
     m = re.search(r"graphsurgeon\._src\.errors\.(\w+): ([^\n]+)", text)
     if m:

@@ -20,11 +20,11 @@ RANDOM_OPS = frozenset({
 })
 
 
-def random_ops_upstream(model, tensor: str) -> list[str]:
-    """Names of random ops (dropout's mask, noise) that ``tensor`` depends on."""
+def random_ops_upstream(model, cut: str) -> list[str]:
+    """Names of random ops (dropout's mask, noise) that the tensor ``cut`` depends on."""
     gd = model.graph.as_graph_def()
     by_name = {n.name: n for n in gd.node}
-    return sorted(n for n in subgraph.upstream(gd, [tensor], by_name) if by_name[n].op in RANDOM_OPS)
+    return sorted(n for n in subgraph.upstream(gd, [cut], by_name) if by_name[n].op in RANDOM_OPS)
 
 
 # Reductions that mix the examples of a batch when they reduce over its first axis.
@@ -32,12 +32,12 @@ _REDUCTIONS = frozenset({"Mean", "Sum", "Max", "Min", "Prod", "All", "Any", "Euc
 _BATCH_NORMS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
 
 
-def batch_mixing_ops(model, tensor: str, input_op: str) -> list[str]:
-    """Ops between ``input_op`` and ``tensor`` that mix the examples of a batch: reductions over
+def batch_mixing_ops(model, cut: str, input_op: str) -> list[str]:
+    """Ops between ``input_op`` and the tensor ``cut`` that mix the examples of a batch: reductions over
     axis 0 (``tf.nn.moments`` over the batch) and batch norm in training mode. Names, sorted."""
     gd = model.graph.as_graph_def()
     by_name = {n.name: n for n in gd.node}
-    up = subgraph.upstream(gd, [tensor], by_name)
+    up = subgraph.upstream(gd, [cut], by_name)
     out = []
     for name in sorted(up):
         node = by_name[name]
@@ -76,20 +76,20 @@ def check_batch_independent(model, t, feeder, x, act) -> None:
     )
 
 
-def variables_below(model, tensor: str, names) -> list[str]:
-    """Variables among ``names`` that ``tensor`` depends on (they cannot train from a cache of it)."""
+def variables_below(model, cut: str, names) -> list[str]:
+    """Variables among ``names`` that the tensor ``cut`` depends on (they cannot train from a cache of it)."""
     gd = model.graph.as_graph_def()
-    up = subgraph.upstream(gd, [tensor])
+    up = subgraph.upstream(gd, [cut])
     return sorted(n for n in names if select.normalize_name(n) in up)
 
 
-def check_not_random(model, tensor: tf.Tensor, allow_random: bool) -> list[str]:
-    """The random ops ``tensor`` depends on; raise :class:`ConfigError` if there are any and
-    ``allow_random`` is False."""
-    rand = random_ops_upstream(model, tensor.name)
+def check_not_random(model, cut: tf.Tensor, allow_random: bool) -> list[str]:
+    """The random ops the tensor at the cut (``cut``) depends on; raise :class:`ConfigError` if there
+    are any and ``allow_random`` is False."""
+    rand = random_ops_upstream(model, cut.name)
     if rand and not allow_random:
         raise ConfigError(
-            f"tensor '{tensor.name}' depends on random op(s) {', '.join(rand[:3])} (dropout with keep_prob baked "
+            f"tensor '{cut.name}' depends on random op(s) {', '.join(rand[:3])} (dropout with keep_prob baked "
             "in?): its values differ every run and cannot be cached; cache a tensor below them, or pass "
             "allow_random=True if a feed makes them deterministic"
         )

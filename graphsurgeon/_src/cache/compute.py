@@ -56,17 +56,17 @@ class Distortions:
 
 
 class Computer:
-    """Runs ``tensor`` over rows in batches (see the module docstring) into a reused buffer.
+    """Runs the tensor ``cut`` over rows in batches (see the module docstring) into a reused buffer.
 
     Args:
       model: the restored model (its session runs the subgraph).
-      tensor: the cached tensor; feeder: a :class:`graphsurgeon._src.feeds.Feeder` for its input.
+      cut: the cached tensor (a ``tf.Tensor``); feeder: a :class:`graphsurgeon._src.feeds.Feeder` for its input.
       batch_size: rows per ``session.run``; dtype: the stored dtype.
       distortions: a :class:`Distortions`, or None when no copies are made.
     """
 
-    def __init__(self, model, tensor, feeder, batch_size: int, dtype: str, distortions=None):
-        self.model, self.tensor, self.feeder = model, tensor, feeder
+    def __init__(self, model, cut, feeder, batch_size: int, dtype: str, distortions=None):
+        self.model, self.cut, self.feeder = model, cut, feeder
         self.batch_size, self.dtype, self.distortions = batch_size, np.dtype(dtype), distortions
         self._buf = None  # one shard buffer, reused (fresh memory costs page faults)
 
@@ -76,12 +76,12 @@ class Computer:
         dist = self.distortions.draw(inputs.keys[sl], inputs.augs[sl]) if self.distortions else None
         x = loader.load(inputs.refs[sl], inputs.names[sl], dist)
         feed, n = self.feeder.feed(x)
-        return x, self.model.session.run(self.tensor, feed)[:n]
+        return x, self.model.session.run(self.cut, feed)[:n]
 
     def check_batch_independent(self, loader, inputs: TaskInputs) -> None:
         """Raise :class:`ConfigError` if the first row's value depends on its batch-mates."""
         x, act = self.batch(loader, inputs, 0)
-        check_batch_independent(self.model, self.tensor, self.feeder, x, act)
+        check_batch_independent(self.model, self.cut, self.feeder, x, act)
 
     def rows(self, loader, inputs: TaskInputs, progress=None) -> np.ndarray:
         """Every row of ``inputs``, stored dtype, as a view of the reused buffer;

@@ -46,25 +46,25 @@ class Job:
     computer: Computer
 
 
-def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | None = None, feeds=None,
+def generate(model_path: str, cut: str, data, out_dir: str, *, input: str | None = None, feeds=None,
              batch_size: int | None = None, dtype: str = "float32", augment: int = 0, augment_params=None,
              seed: int = 0, shard_size: int = 4096, repair: bool = False, allow_random: bool = False,
              allow_batch_dependent: bool = False, allow_cast: bool = False, allow_unsafe_ops: bool = False,
              image_scale: str = "unit", tags=("serve",), progress: bool = True, runner: str = "local",
              beam_args=(), **source_args) -> CacheReport:
-    """Compute (or complete) the cache of ``tensor`` over ``data`` in ``out_dir``.
+    """Compute (or complete) the cache of the tensor ``cut`` over ``data`` in ``out_dir``.
 
     Args:
       model_path: any path :func:`graphsurgeon.restore` accepts.
-      tensor: the bottleneck tensor (the top frozen layer's output).
+      cut: the cut point: the name of the tensor cached (the top frozen layer's output).
       data: ``.npz``, image folder, TFRecord file or glob
         (:func:`graphsurgeon._src.storage.records.open_source`, which takes ``source_args``), or a
         ``RecordSource``. The cache's index becomes this data set's: examples it does not hold
         are no longer read (their rows stay stored), labels and splits are this data's.
       input: the tensor fed with the data: a placeholder, or any tensor (a queue's dequeue output),
         which is then replaced by a placeholder (see :func:`graphsurgeon.restore`); default: the one
-        placeholder upstream of ``tensor`` that ``feeds`` does not cover.
-      feeds: values of the other placeholders ``tensor`` needs (see :mod:`graphsurgeon._src.feeds`);
+        placeholder upstream of ``cut`` that ``feeds`` does not cover.
+      feeds: values of the other placeholders ``cut`` needs (see :mod:`graphsurgeon._src.feeds`);
         they are part of the cache's fingerprint.
       batch_size: examples per ``session.run``: the batch the graph's static shapes fix if they do
         (the last batch is padded and the padding dropped), else this, else 256.
@@ -93,7 +93,7 @@ def generate(model_path: str, tensor: str, data, out_dir: str, *, input: str | N
       DataError: unreadable data.
     """
     start = time.perf_counter()
-    s = Settings(model_path, tensor, data, out_dir, input, feeds, batch_size, dtype, augment, augment_params, seed,
+    s = Settings(model_path, cut, data, out_dir, input, feeds, batch_size, dtype, augment, augment_params, seed,
                  shard_size, repair, allow_random, allow_batch_dependent, allow_cast, allow_unsafe_ops, image_scale,
                  tuple(tags), progress, source_args)
     s.check()

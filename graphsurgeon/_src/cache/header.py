@@ -21,9 +21,10 @@ from graphsurgeon._src import subgraph
 from graphsurgeon._src.storage import cachefiles
 
 
-def fingerprint(model, tensor: str, input_name: str, feeds: dict) -> dict:
-    """The fingerprint of ``tensor`` computed from ``input_name`` with placeholder values ``feeds``."""
-    gd = subgraph.extract_sub_graph(model.graph.as_graph_def(), [tensor])
+def fingerprint(model, cut: str, input_name: str, feeds: dict) -> dict:
+    """The fingerprint of the tensor ``cut`` computed from ``input_name`` with placeholder values
+    ``feeds`` (the cut's name is stored under the key ``tensor``, as caches have always stored it)."""
+    gd = subgraph.extract_sub_graph(model.graph.as_graph_def(), [cut])
     for n in gd.node:  # placement does not change values
         n.device = ""
     var_ops = sorted(n.name for n in gd.node if n.op in subgraph.VARIABLE_OPS)
@@ -41,7 +42,7 @@ def fingerprint(model, tensor: str, input_name: str, feeds: dict) -> dict:
     return {
         "graph": hashlib.sha256(gd.SerializeToString(deterministic=True)).hexdigest(),
         "variables": {n: digest(n) for n in var_ops},
-        "tensor": model.tensor(tensor).name,
+        "tensor": model.tensor(cut).name,
         "input": input_name,
         "feeds": {n: feed_digest(model, n, v) for n, v in sorted(feeds.items())},
     }
@@ -63,10 +64,10 @@ def feed_digest(model, name: str, value) -> dict:
     return out
 
 
-def header(fp: dict, tensor, preprocessing: dict, dtype: str, augment: dict | None) -> dict:
-    """The header of a cache of ``tensor`` (a ``tf.Tensor``) with fingerprint ``fp``."""
-    return {"version": cachefiles.VERSION, "fingerprint": fp, "tensor_dtype": tensor.dtype.base_dtype.name,
-            "shape": [int(d) if d is not None else None for d in tensor.shape.as_list()[1:]],
+def header(fp: dict, cut, preprocessing: dict, dtype: str, augment: dict | None) -> dict:
+    """The header of a cache of ``cut`` (the ``tf.Tensor`` at the cut) with fingerprint ``fp``."""
+    return {"version": cachefiles.VERSION, "fingerprint": fp, "tensor_dtype": cut.dtype.base_dtype.name,
+            "shape": [int(d) if d is not None else None for d in cut.shape.as_list()[1:]],
             "preprocessing": preprocessing, "dtype": dtype, "augment": augment}
 
 
@@ -74,9 +75,9 @@ def differences(old: dict, new: dict, keys=("tensor_dtype", "shape", "preprocess
     """What differs between two headers, one phrase each (``feed keep_prob 1.0 -> 0.5``)."""
     out = []
     ofp, nfp = old["fingerprint"], new["fingerprint"]
-    for key in ("tensor", "input"):
+    for key, word in (("tensor", "cut"), ("input", "input")):  # the manifest's key for the cut is "tensor"
         if ofp[key] != nfp[key]:
-            out.append(f"{key} {ofp[key]} -> {nfp[key]}")
+            out.append(f"{word} {ofp[key]} -> {nfp[key]}")
     for name in sorted(set(ofp["feeds"]) | set(nfp["feeds"])):
         a, b = ofp["feeds"].get(name), nfp["feeds"].get(name)
         if a != b:

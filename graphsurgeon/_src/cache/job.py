@@ -1,4 +1,4 @@
-"""The settings of a cache run and what they open: the model cut at the tensor, and the data."""
+"""The settings of a cache run and what they open: the model cut at ``cut``, and the data."""
 from __future__ import annotations
 
 import contextlib
@@ -24,7 +24,7 @@ class Settings:
     """Every setting of a cache run (see :func:`graphsurgeon._src.cache.generate`)."""
 
     model_path: str
-    tensor: str
+    cut: str  # the cut point: the name of the tensor cached
     data: object
     out_dir: str
     input: str | None = None
@@ -64,10 +64,10 @@ class Settings:
 
 @dataclasses.dataclass
 class Cut:
-    """The restored model, cut at the cached tensor, and how it is fed."""
+    """The restored model, cut at the cached tensor (``tensor``), and how it is fed."""
 
     model: object
-    tensor: object          # tf.Tensor
+    tensor: object          # tf.Tensor at the cut
     input: object           # tf.Tensor
     feeds: dict             # values of the other placeholders the tensor reads
     feeder: Feeder
@@ -77,22 +77,22 @@ class Cut:
 
 @contextlib.contextmanager
 def open_cut(s: Settings):
-    """Restore ``s.model_path`` pruned to the tensor; find its input and feeds; refuse random ops.
+    """Restore ``s.model_path`` pruned to ``s.cut``; find its input and feeds; refuse random ops.
 
     Raises:
       ConfigError: a feed the tensor does not read, a tensor that depends on random ops (unless
         ``allow_random``), a batch size the graph does not allow.
     """
     feeds = parse_feeds(s.feeds)
-    keep = [s.tensor] + ([s.input] if s.input else [])
+    keep = [s.cut] + ([s.input] if s.input else [])
     with restore(s.model_path, tags=s.tags, outputs=keep, inputs=[s.input] if s.input else None,
                  allow_cast=s.allow_cast, allow_unsafe_ops=s.allow_unsafe_ops) as model:
-        inp, extra = find_input(model, s.input, s.tensor, feeds)
+        inp, extra = find_input(model, s.input, s.cut, feeds)
         unused = sorted(set(feeds) - set(extra))
         if unused:
-            raise ConfigError(f"feed '{unused[0]}': '{s.tensor}' does not read placeholder '{unused[0]}' (it reads "
+            raise ConfigError(f"feed '{unused[0]}': '{s.cut}' does not read placeholder '{unused[0]}' (it reads "
                               f"{', '.join(extra) or 'no placeholder'} besides its input); leave it out of feeds=")
-        t = model.tensor(s.tensor)
+        t = model.tensor(s.cut)
         fixed = fixed_batch(inp, t)
         batch_size = batch_size_for(s.batch_size, fixed, 256, f"the graph of {s.model_path}")
         values = {n: feeds[n] for n in extra}
@@ -125,5 +125,5 @@ def open_data(s: Settings, cut: Cut) -> records.RecordSource:
 
 def make_header(s: Settings, cut: Cut, source) -> dict:
     """The header this run's rows are made under (see :mod:`graphsurgeon._src.cache.fingerprint`)."""
-    fp = fingerprint(cut.model, s.tensor, cut.input.name, cut.feeds)
+    fp = fingerprint(cut.model, s.cut, cut.input.name, cut.feeds)
     return header(fp, cut.tensor, source.preprocessing, s.dtype, s.distortions())

@@ -23,23 +23,23 @@ def check_matches(reader, model, *, feeds=None, train_feeds=None, input: str | N
       CacheError: naming every difference.
     """
     try:
-        t = model.tensor(reader.tensor)
+        t = model.tensor(reader.cut)
     except TensorNotFoundError:
-        raise CacheError(f"{reader.directory}: cached tensor '{reader.tensor}' is not in the model") from None
+        raise CacheError(f"{reader.directory}: cached tensor '{reader.cut}' is not in the model") from None
     feeds, train_feeds = parse_feeds(feeds), parse_feeds(train_feeds)
-    inp, extra = find_input(model, input, reader.tensor, feeds)
-    now = header(fingerprint(model, reader.tensor, inp.name, {n: feeds[n] for n in extra}), t,
+    inp, extra = find_input(model, input, reader.cut, feeds)
+    now = header(fingerprint(model, reader.cut, inp.name, {n: feeds[n] for n in extra}), t,
                  expected_preprocessing(reader.manifest["preprocessing"], inp, image_scale), reader.dtype, None)
     diff = differences(reader.manifest, now)
     if diff:
         raise CacheError(f"{reader.directory} was made under other settings than this model and run "
-                         f"({'; '.join(diff)}); its activations are stale: regenerate it with graphsurgeon cache, or "
+                         f"({'; '.join(diff)}); its activations are stale: regenerate it with generate_cache, or "
                          "give the settings it was made with")
     moved = [n for n in extra if n in train_feeds and feed_digest(model, n, train_feeds[n]) !=
              feed_digest(model, n, feeds[n])]
     if moved:
         raise CacheError(f"{reader.directory}: train_feeds={{'{moved[0]}': ...}} changes placeholder '{moved[0]}' "
-                         f"below the cached tensor '{reader.tensor}', whose values were computed once with its "
+                         f"below the cached tensor '{reader.cut}', whose values were computed once with its "
                          "feeds= value; training from the cache cannot change them: leave it out of train_feeds, or "
                          "train from the data")
 

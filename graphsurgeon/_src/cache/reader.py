@@ -31,7 +31,7 @@ class CacheReader:
     example positions, copy numbers and labels inside the data set's).
 
     Attributes:
-      tensor: the cached tensor's name; fingerprint, dtype (as stored), shape: from the manifest.
+      cut: the cached tensor's name (the cut point); fingerprint, dtype (as stored), shape: from the manifest.
       classes: the class names the labels index (image folders' names, an ``.npz``'s ``classes``),
         or None when the data names none.
       data: where the data set came from and what it holds (examples, labels, sha256).
@@ -46,13 +46,14 @@ class CacheReader:
     def __init__(self, directory: str, *, verify: bool = True, buffer_bytes: int = 256 << 20):
         manifest = cachefiles.read_manifest(directory)
         if manifest is None:
-            raise CacheError(f"{directory}: no {cachefiles.MANIFEST}; not a cache (make one with graphsurgeon cache)")
+            raise CacheError(f"{directory}: no {cachefiles.MANIFEST}; not a cache (make one with generate_cache)")
         if not manifest["complete"]:
-            raise CacheError(f"{directory}: incomplete (a graphsurgeon cache run into it was interrupted after "
-                             f"{len(manifest['shards'])} shard(s)); run the same cache command again to complete it")
+            raise CacheError(f"{directory}: incomplete (a run of generate_cache into it was interrupted after "
+                             f"{len(manifest['shards'])} shard(s)); run generate_cache again with the same arguments to "
+                             "complete it")
         self.directory, self.manifest, self.buffer_bytes = directory, manifest, buffer_bytes
         self.fingerprint = manifest["fingerprint"]
-        self.tensor, self.dtype, self.shape = self.fingerprint["tensor"], manifest["dtype"], manifest["shape"]
+        self.cut, self.dtype, self.shape = self.fingerprint["tensor"], manifest["dtype"], manifest["shape"]
         self.classes, self.data, self.copies = manifest["classes"], manifest["data"], manifest["copies"]
         table = manifest["examples"]
         used = {p["shard"] for p in table["parts"]}
@@ -61,7 +62,7 @@ class CacheReader:
             bad = cacheshards.check_shards(directory, entries, self.dtype, self.shape, full=False)
             if bad:
                 raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
-                                 "run graphsurgeon cache ... --repair")
+                                 f"{cacheshards.REPAIR_HINT}")
         self._index = cacheshards.ExamplesFile(directory, manifest, verify=verify)
         shards = {s["shard"]: cacheshards.ShardFile(directory, s, self.dtype, self.shape, verify=verify)
                   for s in entries}

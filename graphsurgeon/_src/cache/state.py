@@ -49,11 +49,11 @@ def open_state(directory: str, head: dict, repair: bool) -> State:
     diff = differences(previous, head)
     if diff:
         raise CacheError(f"{directory} holds a cache made with other settings ({'; '.join(diff)}); it is not "
-                         "reused: choose another --out directory or delete this one")
+                         "reused: choose another out_dir=DIR or delete this one")
     aug = augment_differences(previous.get("augment"), head["augment"])
     if aug:
         raise CacheError(f"{directory}: its distorted copies were made with other distortion settings "
-                         f"({'; '.join(aug)}); use those settings or another --out directory")
+                         f"({'; '.join(aug)}); use those settings or another out_dir=DIR")
     cachefiles.remove_unreferenced(directory, previous)
     entries, repaired = _check_shards(directory, previous, head, repair)
     if previous["complete"] and not repair:  # with repair the index is rebuilt from the data, as on every run
@@ -67,7 +67,7 @@ def _check_shards(directory: str, previous: dict, head: dict, repair: bool):
     bad = cacheshards.check_shards(directory, previous["shards"], previous["dtype"], previous["shape"])
     if bad and not repair:
         raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
-                         "run again with --repair to recompute them")
+                         "run again with repair=True to recompute them")
     entries = [s for s in previous["shards"] if s["file"] not in bad]
     if bad:
         cachefiles.write_manifest(directory, interim_manifest(head, entries, previous.get("augment")))

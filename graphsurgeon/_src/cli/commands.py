@@ -61,7 +61,8 @@ def _config(args):
 
 
 def cmd_inspect(args):
-    from graphsurgeon._src.inspect import format_text, inspect
+    from graphsurgeon._src.cli.inspect_text import format_text
+    from graphsurgeon._src.inspect import inspect
 
     report = inspect(args.path, tags=args.tags or ("serve",), depth=args.depth)
     print(json.dumps(report, indent=2) if args.json else format_text(report))
@@ -113,7 +114,7 @@ def cmd_cache(args):
     if beam_args and args.runner != "beam":
         from graphsurgeon._src.errors import ConfigError
         raise ConfigError("--beam-args needs --runner beam")
-    rep = generate(args.model, args.tensor, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
+    rep = generate(args.model, args.cut, args.data, args.out, input=args.input, feeds=_kv(args.feed, "feed"),
                    batch_size=args.batch_size, dtype=args.dtype, augment=args.augment, augment_params=aug,
                    seed=args.seed, shard_size=args.shard_size, repair=args.repair, allow_random=args.allow_random,
                    allow_batch_dependent=args.allow_batch_dependent, allow_cast=args.allow_cast,

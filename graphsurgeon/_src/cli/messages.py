@@ -57,6 +57,26 @@ FLAGS = {
 }
 
 
+# library phrases -> command-line phrases (the cache, storage and retrain messages)
+_PHRASES = [
+    (r"(?<![\w-])generate_cache\b", "the cache command"),
+    (r"(?<![\w-])beam_args=\['([^']*)'\]", r"--beam-args \1"),
+    (r"was replaced by '(drop|keep)' \(patterns on the checkpoint's names\)",
+     r"was replaced by '\1' (patterns on the checkpoint's names; --\1 on the command line)"),
+]
+
+
+def phrases(message: str) -> str:
+    """Library phrases that name a function or a list in command-line words.
+
+    >>> phrases("run generate_cache again with repair=True; beam_args=['--setup_file=s.py']")
+    'run the cache command again with repair=True; --beam-args --setup_file=s.py'
+    """
+    for pattern, replacement in _PHRASES:
+        message = re.sub(pattern, replacement, message)
+    return message
+
+
 def to_flags(message: str) -> str:
     """A library message in command-line words: ``allow_cast=True`` -> ``--allow-cast``,
     ``batch_size=100`` -> ``--batch-size 100``, ``feeds={'NAME': VALUE}`` -> ``--feed NAME=VALUE``,
@@ -65,7 +85,7 @@ def to_flags(message: str) -> str:
     >>> to_flags("pass batch_size=100 or allow_cast=True; give feeds={'state': VALUE}")
     'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
     """
-    message = rule_flags(message)
+    message = phrases(rule_flags(message))
     message = re.sub(r"\bold_data=\{'([^']*)': PATH\}", r"--old-data \1=PATH", message)
     message = re.sub(r"\b(train_feeds|feeds)=\{'([^']*)': VALUE\}",
                      lambda m: f"{'--train-feed' if m.group(1) == 'train_feeds' else '--feed'} {m.group(2)}=VALUE",

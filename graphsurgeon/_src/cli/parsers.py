@@ -33,7 +33,7 @@ def _model_args(p):
     for old in ("--exclude", "--include"):  # replaced; kept only to say so
         p.add_argument(old, nargs="+", action="extend", help=argparse.SUPPRESS)
     p.add_argument("--reinit", nargs="+", action="extend", metavar="PAT", help="layers re-initialized in place")
-    p.add_argument("--head", metavar="TENSOR:N", help="cut at TENSOR, new head with N classes")
+    p.add_argument("--head", metavar="CUT:N", help="cut at tensor CUT, new head with N classes")
     p.add_argument("--head-hidden", nargs="+", type=int, metavar="UNITS", help="hidden layers of the new head")
     p.add_argument("--head-activation", choices=["relu", "tanh", "sigmoid", "elu", "linear"],
                    help="activation of the head's hidden layers (default relu)")
@@ -73,7 +73,7 @@ EXAMPLES = {
             "  graphsurgeon plan --model run/ --map-scope hidden1/=encoder/hidden1/ --drop output",
     "retrain": "graphsurgeon retrain --model run/ --head hidden3/Relu:2 --trainable hidden3 --data new.npz "
                "--out retrained/",
-    "cache": "graphsurgeon cache --model run/ --tensor hidden2/Relu --data new.npz --out cache/\n"
+    "cache": "graphsurgeon cache --model run/ --cut hidden2/Relu --data new.npz --out cache/\n"
              "  graphsurgeon retrain --model run/ --head hidden3/Relu:2 --cache cache/ --out retrained/",
     "migrate": "graphsurgeon migrate run/model.ckpt-1000 clean/model.ckpt --preset optimizer-slots "
                "--map-scope hidden1/=encoder/ --dry-run",
@@ -165,11 +165,13 @@ def _retrain_parser(sub):
 def _cache_parser(sub):
     s = sub.add_parser("cache", help="run the frozen layers once over the data and store the bottleneck")
     s.add_argument("--model", required=True)
-    s.add_argument("--tensor", required=True, help="the bottleneck tensor (top frozen layer's output)")
+    s.add_argument("--cut", "--tensor", dest="cut", required=True, metavar="TENSOR",
+                   help="the cut point: the tensor cached (the top frozen layer's output); --tensor is its old "
+                        "spelling")
     s.add_argument("--data", required=True, help=".npz, image folder, or TFRecord file/glob of tf.train.Example")
     s.add_argument("--out", required=True, help="cache directory (created, or completed if it exists)")
     s.add_argument("--input", metavar="TENSOR",
-                   help="the tensor fed with the data (default: the one placeholder the tensor reads)")
+                   help="the tensor fed with the data (default: the one placeholder the cut reads)")
     s.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE",
                    help="value of another placeholder: a number, true/false, or an .npy file")
     s.add_argument("--batch-size", type=int, help="examples per run (default: the batch the graph fixes, else 256)")

@@ -107,12 +107,12 @@ def _cached_features(task: data.NewTask, model: str, work: str) -> dict:
     path = os.path.join(work, "digits59-all.npz")
     task.npz(path, task.pool)
     by_arm = {}
-    for arm, tensor in curve.CACHED.items():
-        if tensor is None:
+    for arm, cut in curve.CACHED.items():
+        if cut is None:
             by_arm[arm] = task.x
             continue
-        cache = os.path.join(work, "cache-" + tensor.replace("/", "_"))
-        gs.generate_cache(model, tensor, path, cache, progress=False)
+        cache = os.path.join(work, "cache-" + cut.replace("/", "_"))
+        gs.generate_cache(model, cut, path, cache, progress=False)
         with gs.CacheReader(cache) as reader:
             train, test = reader.examples("train"), reader.examples("test")
             if len(train) != len(task.pool) or len(test) != len(task.test):

@@ -13,7 +13,7 @@ from graphsurgeon._src.storage import files
 class RetrainConfig:
     """Every setting of a retraining run (CLI flags and TOML plan files map onto these fields).
 
-    ``head`` is ``'TENSOR:N_CLASSES'`` (cut at TENSOR, new head with N classes); without it
+    ``head`` is ``'CUT:N_CLASSES'`` (cut at the tensor CUT, new head with N classes); without it
     ``output`` names the existing logits to fine-tune. ``trainable`` patterns name the
     restored variables that train (the new head always trains); everything else is frozen.
     ``feeds`` are inference values for placeholders other than the input (``keep_prob``,
@@ -105,18 +105,18 @@ class RetrainConfig:
             raise ConfigError(f"lr={lr!r}: expected a finite number >= 0")
 
     def head_spec(self):
-        """``(tensor name, n_classes)`` or None."""
+        """``(cut, n_classes)`` (the name of the tensor the head reads, the number of classes) or None."""
         if not self.head:
             return None
-        tensor, sep, n = str(self.head).rpartition(":")
-        if not sep or not tensor or not n.isdigit() or int(n) < 1:
-            raise ConfigError(f"head '{self.head}': expected TENSOR:N_CLASSES such as hidden3/Relu:2")
-        return tensor, int(n)
+        cut, sep, n = str(self.head).rpartition(":")
+        if not sep or not cut or not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"head '{self.head}': expected CUT:N_CLASSES such as hidden3/Relu:2")
+        return cut, int(n)
 
 
-# plan-file keys and flags of earlier versions -> what replaced them
-REPLACED_KEYS = {"exclude": "'drop' (patterns on the checkpoint's names; --drop on the command line)",
-                 "include": "'keep' (patterns on the checkpoint's names; --keep on the command line)"}
+# plan-file keys of earlier versions -> what replaced them (the CLI adds the flag: see cli.messages)
+REPLACED_KEYS = {"exclude": "'drop' (patterns on the checkpoint's names)",
+                 "include": "'keep' (patterns on the checkpoint's names)"}
 
 # what a TOML value may be, per field annotation; list fields hold strings unless listed here
 _TOML_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list,), "dict": (dict,)}

@@ -57,10 +57,10 @@ def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):
     try:
         cache_mod.check_matches(reader, setup.model, feeds=setup.feeds, train_feeds=setup.train_feeds,
                                 input=setup.input.name, image_scale=image_scale)
-        below = cache_mod.variables_below(setup.model, reader.tensor, setup.plan.trainable)
+        below = cache_mod.variables_below(setup.model, reader.cut, setup.plan.trainable)
         if below:
             raise ConfigError(
-                f"trainable variable(s) {', '.join(below[:4])} lie below the cached tensor '{reader.tensor}': they "
+                f"trainable variable(s) {', '.join(below[:4])} lie below the cached tensor '{reader.cut}': they "
                 "cannot train from the cache; cache a lower tensor or leave them frozen"
             )
         n_classes = setup.logits.shape.as_list()[-1]

@@ -94,7 +94,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     check_replaceable(out_dir, overwrite)  # before anything trains
     setup = build(cfg, values=True)
     if setup.logits is None:
-        raise ConfigError("nothing to train: give head=TENSOR:N_CLASSES (a new head on TENSOR) or "
+        raise ConfigError("nothing to train: give head=CUT:N_CLASSES (a new head on the tensor CUT) or "
                           "output=TENSOR (existing logits to fine-tune)")
     batch_size = batch_size_for(cfg.batch_size, setup.fixed_batch, 32, f"the graph of {cfg.model}")
     examples = _examples(cfg, setup, data, cache, batch_size)
@@ -137,7 +137,7 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
     model = setup.model
     if cache:
         reader, batches = open_cache(setup, cache, batch_size, cfg.seed, image_scale=cfg.image_scale)
-        fed = model.tensor(reader.tensor)
+        fed = model.tensor(reader.cut)
         feeder = Feeder(model, fed, {}, setup.fixed_batch)  # the cached tensor needs nothing below it
         return _Examples(batches, fed, feeder, feeder, reader.classes, reader)
     if data is None:
@@ -219,7 +219,7 @@ def _train(setup: Setup, examples: _Examples, objective: _Objective, settings: d
 
 
 def _write_picture(setup: Setup, examples: _Examples, out_dir: str) -> None:
-    dot = picture(setup, cache=examples.reader.tensor if examples.reader is not None else None)
+    dot = picture(setup, cache=examples.reader.cut if examples.reader is not None else None)
     write_text(os.path.join(out_dir, "surgery.dot"), dot)
     if can_draw():
         write_svg(dot, os.path.join(out_dir, "surgery.svg"))

@@ -209,8 +209,8 @@ def check_writable(directory: str) -> None:
         os.remove(os.path.join(directory, "probe"))
     except OSError as e:
         reason = "a read-only file system" if e.errno == errno.EROFS else (e.strerror or str(e))
-        raise CacheError(f"cache directory {directory} cannot be written ({reason}); choose a writable --out "
-                         "directory") from None
+        raise CacheError(f"cache directory {directory} cannot be written ({reason}); choose a writable "
+                         "out_dir=DIR") from None
 
 
 @contextlib.contextmanager
@@ -240,7 +240,7 @@ def lock(directory: str):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CacheError(f"{directory}: another graphsurgeon cache run is writing this directory; wait for it "
+            raise CacheError(f"{directory}: another cache run is writing this directory; wait for it "
                              "to finish") from None
         yield
     finally:

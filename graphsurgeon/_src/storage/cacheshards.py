@@ -19,7 +19,10 @@ from graphsurgeon._src.storage import cachefiles, files
 # per stored row: the content key (sha256 of the input's bytes) and the copy (0 = undistorted)
 KEY_DTYPE = np.dtype([("key", "V32"), ("aug", "<u2")])
 TRAIN = 0  # the split code of training examples (records.SPLIT_CODES), the only ones with distorted copies
-REPAIR = "run the cache command again with --repair (the index is rebuilt from the data)"
+# what to do about a damaged shard or index, in the words of the public function that makes caches
+# (the command line says "run the cache command again with --repair")
+REPAIR_HINT = "run generate_cache again with repair=True"
+REPAIR = f"{REPAIR_HINT} (the index is rebuilt from the data)"
 # per example of the data set (and per distorted copy of a training example)
 EXAMPLE_DTYPE = np.dtype([("example", "<u4"), ("aug", "<u2"), ("row", "<u4"), ("label", "<i4"), ("split", "u1")])
 
@@ -111,18 +114,18 @@ def read_keys(directory: str, entry: dict) -> np.ndarray:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise CacheError(f"{path}: cannot read shard keys ({e.strerror}); run the cache command with --repair") from None
+        raise CacheError(f"{path}: cannot read shard keys ({e.strerror}); {REPAIR_HINT}") from None
     if hashlib.sha256(data).hexdigest() != entry["keys_sha256"]:
-        raise CacheError(f"{path}: shard keys do not match their checksum; run the cache command with --repair")
+        raise CacheError(f"{path}: shard keys do not match their checksum; {REPAIR_HINT}")
     try:
         keys = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, EOFError) as e:
-        raise CacheError(f"{path}: not a readable .npy file ({e}); run the cache command with --repair") from None
+        raise CacheError(f"{path}: not a readable .npy file ({e}); {REPAIR_HINT}") from None
     if keys.dtype != KEY_DTYPE or keys.shape != (entry["rows"],):
         what = f"{len(keys)} content keys" if keys.dtype == KEY_DTYPE and keys.ndim == 1 else \
             f"{keys.dtype} {list(keys.shape)}"
         raise CacheError(f"{path}: holds {what}; expected {entry['rows']} content keys (sha256 and copy number), one "
-                         f"per row of {entry['file']}; run the cache command with --repair")
+                         f"per row of {entry['file']}; {REPAIR_HINT}")
     return keys
 
 
@@ -187,7 +190,7 @@ def _read_header(f, path: str):
     try:
         shape, fortran, dtype = files.npy_header(f)
     except (ValueError, OSError, EOFError) as e:
-        raise CacheError(f"{path}: not a readable .npy file ({e}); run the cache command with --repair") from None
+        raise CacheError(f"{path}: not a readable .npy file ({e}); {REPAIR_HINT}") from None
     if fortran or dtype.hasobject:
         raise CacheError(f"{path}: Fortran-ordered or object array; expected a C-ordered numeric array")
     return tuple(shape), np.dtype(dtype), f.tell()
@@ -222,15 +225,13 @@ class ShardFile:
             with open(self.path, "rb") as f:
                 got = f.readinto(memoryview(view))
         except OSError as e:
-            raise CacheError(f"{self.path}: cannot read the shard ({e.strerror}); run the cache command with "
-                             "--repair") from None
+            raise CacheError(f"{self.path}: cannot read the shard ({e.strerror}); {REPAIR_HINT}") from None
         if got != self.nbytes:
-            raise CacheError(f"{self.path}: the shard holds {got} bytes, the manifest says {self.nbytes}; run the "
-                             "cache command with --repair")
+            raise CacheError(f"{self.path}: the shard holds {got} bytes, the manifest says {self.nbytes}; "
+                             f"{REPAIR_HINT}")
         if not self.verified:
             if hashlib.sha256(view).hexdigest() != self.entry["sha256"]:
-                raise CacheError(f"{self.path}: the shard does not match its checksum; run the cache command with "
-                                 "--repair")
+                raise CacheError(f"{self.path}: the shard does not match its checksum; {REPAIR_HINT}")
             shape, dtype, offset = _read_header(io.BytesIO(view[:self.offset].tobytes()), self.path)
             if (shape, dtype, offset) != (self.shape, self.dtype, self.offset):
                 raise CacheError(f"{self.path}: holds {dtype} {list(shape)}; the manifest says {self.dtype} "

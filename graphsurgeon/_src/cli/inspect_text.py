@@ -1,0 +1,50 @@
+"""The text ``graphsurgeon inspect`` prints: the library's report (a dict) for a terminal."""
+from __future__ import annotations
+
+import collections
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    return str(n)
+
+
+def format_text(report: dict) -> str:
+    """The report of :func:`graphsurgeon.inspect` as text for a terminal, in command-line words."""
+    lines = [f"{report['path']}: {report['kind']}" + (f", checkpoint {report['checkpoint']}" if report["checkpoint"] else "")]
+    if report["variables"]:
+        lines.append(f"{len(report['variables'])} variables, {_human(report['total_bytes'])}")
+        width = max(len(v["name"]) for v in report["variables"])
+        by_scope = collections.defaultdict(list)
+        for v in report["variables"]:
+            by_scope[v["name"].split("/")[0]].append(v)
+        for scope, info in report["scopes"].items():
+            opt = f", optimizer state {_human(info['optimizer_bytes'])}" if info["optimizer_bytes"] else ""
+            lines.append(f"[{scope}] {info['variables']} variables, {_human(info['bytes'])}{opt}")
+            for v in report["variables"]:
+                if v["name"] == scope or v["name"].startswith(scope + "/"):
+                    tag = "" if v["kind"] == "model" else f"  ({v['kind']})"
+                    lines.append(f"  {v['name']:<{width}}  {v['dtype']:<8} {str(v['shape']):<18} {_human(v['bytes'])}{tag}")
+    g = report["graph"]
+    if g:
+        lines.append(f"graph: {g['ops']} ops")
+        for scope, n in g["ops_per_scope"].items():
+            lines.append(f"  {scope:<30} {n} ops")
+        lines.append("likely inputs: " + (", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in g["inputs"]) or "none"))
+        lines.append("likely outputs: " + (", ".join(g["outputs"]) or "none"))
+        for key, sig in g["signatures"].items():
+            lines.append(f"signature '{key}' ({sig['method']}):")
+            for side in ("inputs", "outputs"):
+                for k, t in sig[side].items():
+                    lines.append(f"  {side[:-1]:<6} {k:<16} {t['name']:<32} {t['dtype']} {t['shape']}")
+        if g["weight_constants"]:
+            lines.append(f"weight-like constants ({len(g['weight_constants'])}; thaw turns them into variables):")
+            for c in g["weight_constants"]:
+                lines.append(f"  {c['name']}  {c['dtype']} {c['shape']} -> {', '.join(c['consumers'])}")
+        if g["unsafe_ops"]:
+            lines.append(f"ops that touch files or run Python ({len(g['unsafe_ops'])}; restore refuses to run them "
+                         "without --allow-unsafe-ops): " + ", ".join(f"{u['name']} ({u['op']})" for u in g["unsafe_ops"]))
+    return "\n".join(lines)
