@@ -57,10 +57,11 @@ FLAGS = {
 }
 
 
-def to_flags(message: str) -> str:
+def to_flags(message: str, command: str | None = None) -> str:
     """A library message in command-line words: ``allow_cast=True`` -> ``--allow-cast``,
     ``batch_size=100`` -> ``--batch-size 100``, ``feeds={'NAME': VALUE}`` -> ``--feed NAME=VALUE``,
-    ``feeds=`` -> ``--feed``.
+    ``feeds=`` -> ``--feed``, ``verify=False`` -> ``--no-verify``; ``command`` (``add-head``) picks
+    that command's flag where it differs (:data:`COMMAND_FLAGS`).
 
     >>> to_flags("pass batch_size=100 or allow_cast=True; give feeds={'state': VALUE}")
     'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
@@ -72,19 +73,32 @@ def to_flags(message: str) -> str:
                      message)
     message = re.sub(r"\b(train_feeds|feeds)=", lambda m: "--train-feed" if m.group(1) == "train_feeds" else "--feed",
                      message)
-    names = "|".join(sorted(FLAGS, key=len, reverse=True))
-    message = re.sub(rf"(?<![\w-])({names})=True\b", lambda m: FLAGS[m.group(1)], message)
-    return re.sub(rf"(?<![\w-])({names})=", lambda m: FLAGS[m.group(1)] + " ", message)
+    flags = {**FLAGS, **COMMAND_FLAGS.get(command, {})}
+    names = "|".join(sorted(flags, key=len, reverse=True))
+    message = re.sub(rf"(?<![\w-])({names})=True\b", lambda m: flags[m.group(1)], message)
+    message = re.sub(rf"(?<![\w-])({'|'.join(NO_FLAGS)})=False\b", lambda m: NO_FLAGS[m.group(1)], message)
+    # ``out=DIR`` -> ``--out DIR``; a word with no value (``choose another out=``) -> the flag alone
+    return re.sub(rf"(?<![\w-])({names})=(?=([\s),;]|$)?)",
+                  lambda m: flags[m.group(1)] + ("" if m.group(2) is not None else " "), message)
 
 
-def describe_error(e: BaseException) -> str:
-    """One line for any exception: ours as they are; TensorFlow's naming the op involved; others
-    with their type and a pointer to ``--debug``."""
+# many heads and continual learning (merge_heads, add_task, remove_task, learn_task): argument -> flag
+FLAGS.update({"task_names": "--task-names", "group_backbones": "--group-backbones", "atol": "--atol", "out": "--out"})
+# ``verify=False`` -> ``--no-verify``: the flags that turn a default off
+NO_FLAGS = {"verify": "--no-verify"}
+# a word whose flag depends on the command (``name=`` is add-head's ``--task-name``, add-class's ``--name``;
+# elsewhere, as in TF2's ``tf.Variable(name=)``, it is no flag)
+COMMAND_FLAGS = {"add-head": {"name": "--task-name"}, "add-class": {"name": "--name"}}
+
+
+def describe_error(e: BaseException, command: str | None = None) -> str:
+    """One line for any exception: ours as they are (in ``command``'s flags); TensorFlow's naming
+    the op involved; others with their type and a pointer to ``--debug``."""
     from graphsurgeon._src.errors import GraphSurgeonError
 
     text = " ".join(str(e).split())
     if isinstance(e, GraphSurgeonError):
-        return to_flags(text)
+        return to_flags(text, command)
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or text}"
     tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")
