@@ -2,7 +2,7 @@
 
 Layers, lowest first (README, "Layout"); a module may import its own layer and the ones below:
 
-  0 base       errors, select (names and patterns), rules (name rules), terminal, progress
+  0 base       errors, select (names and patterns), rules (name rules), terminal, progress, mixins
   1 storage    storage/* — the only layer that opens files and creates sessions
   2 graph      subgraph, guess, safety, feeds, model, weights, tfinternal — graph protos and queries,
                guesses, the unsafe-op scan, feeds, the model handle, weight-like constants
@@ -34,7 +34,7 @@ from helpers import ROOT
 SRC = os.path.join(ROOT, "graphsurgeon", "_src")
 PACKAGE = "graphsurgeon._src"
 LAYERS = [
-    ("base", ["", "errors", "select", "rules", "terminal", "progress"]),
+    ("base", ["", "errors", "select", "rules", "terminal", "progress", "mixins"]),
     ("storage", ["storage"]),
     ("graph", ["subgraph", "guess", "safety", "feeds", "model", "weights", "tfinternal"]),
     ("surgery", ["surgery", "picture"]),

@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError
+from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import build as builder
 from graphsurgeon._src.multihead import compare, layout, load
 from graphsurgeon._src.multihead import spec as specs
@@ -22,7 +23,7 @@ from graphsurgeon._src.storage import multihead_files as files
 
 
 @dataclasses.dataclass
-class MergeResult:
+class MergeResult(Report):
     """What was written: the version ``directory``, its ``tasks`` (``tasks.json`` entries), backbone
     ``groups`` (``[{"group", "tasks", "checksum"}]``), ``differences`` between backbone groups (see
     :meth:`compare.Grouper.differences`), ``bytes`` (``saved_model``: saved_model.pb + variables;
@@ -37,9 +38,6 @@ class MergeResult:
     bytes: dict
     max_abs_diff: float | None
     linked_backbone: bool = False
-
-    def to_dict(self) -> dict:
-        return {"version": 1, **dataclasses.asdict(self)}
 
     def format_text(self) -> str:
         """A short report: the tasks (all of them up to 20), bytes, backbone groups, verification."""
