@@ -1,5 +1,6 @@
-"""Many heads' errors name the library's arguments (``features=``, ``verify=False``); the command
-line says its flags (``--features``, ``--no-verify``), one exact stderr line per failure."""
+"""Many heads', learn-task's and add-class's errors name the library's arguments (``features=``,
+``verify=False``, ``mask_lr=``); the command line says its flags (``--features``, ``--no-verify``,
+``--mask-lr``), one exact stderr line per failure."""
 import os
 
 import heads_models as hm
@@ -162,3 +163,22 @@ def test_flag_words_and_their_commands():
         "pass --group-backbones or a larger --atol; --task-names"
     with pytest.raises(MergeHeadsError, match=r"dtype complex64 to verify the written model$"):
         verify.probe(tf.complex64, tf.TensorShape([None, 2]))  # learn-task's check: no option to skip it
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["learn-task", "{good}", "--data", "x.npz", "--task", "t", "--method", "lwf", "--out", "o", "--mask-lr", "0"],
+     "graphsurgeon learn-task: error: --mask-lr 0.0: expected a number > 0"),
+    (["learn-task", "{good}", "--data", "x.npz", "--task", "t", "--method", "lwf", "--out", "o",
+      "--backbone-lr-mult", "-1"], "graphsurgeon learn-task: error: --backbone-lr-mult -1.0: expected a multiplier >= 0"),
+    (["learn-task", "{good}", "--data", "x.npz", "--task", "t", "--method", "ewc", "--out", "o",
+      "--fisher-samples", "0"], "graphsurgeon learn-task: error: --fisher-samples 0: expected an integer >= 1"),
+    (["add-class", "{dir}", "--data", "x.npz", "--name", "n", "--out", "{dir}/new", "--steps", "0"],
+     "graphsurgeon add-class: error: --steps 0, --lr 0.01: expected an integer >= 1 and a number > 0"),
+    (["add-class", "{dir}", "--data", "x.npz", "--name", "n", "--out", "{dir}"],
+     "graphsurgeon add-class: error: {dir} exists; add-class writes a new directory (choose another --out)"),
+])
+def test_continual_and_classifier_settings_say_their_flags(models, argv, line, capsys):
+    argv = [a.format(**models) for a in argv]
+    argv = [argv[0], "--model", argv[1], *argv[2:]] if argv[0] == "learn-task" else argv
+    assert main(argv + ["--verbose"]) == 2
+    assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")] == [line.format(**models)]

@@ -82,8 +82,11 @@ def to_flags(message: str, command: str | None = None) -> str:
                   lambda m: flags[m.group(1)] + ("" if m.group(2) is not None else " "), message)
 
 
-# many heads and continual learning (merge_heads, add_task, remove_task, learn_task): argument -> flag
-FLAGS.update({"task_names": "--task-names", "group_backbones": "--group-backbones", "atol": "--atol", "out": "--out"})
+# many heads, continual learning, combine and add-class: argument -> flag
+FLAGS.update({"task_names": "--task-names", "group_backbones": "--group-backbones", "atol": "--atol", "out": "--out",
+              "lr": "--lr", "steps": "--steps", "warmup_epochs": "--warmup-epochs", "fisher_samples": "--fisher-samples",
+              "retrain_epochs": "--retrain-epochs", "mask_lr": "--mask-lr", "mask_init": "--mask-init",
+              "backbone_lr_mult": "--backbone-lr-mult", "fisher_labels": "--fisher-labels"})
 # ``verify=False`` -> ``--no-verify``: the flags that turn a default off
 NO_FLAGS = {"verify": "--no-verify"}
 # a word whose flag depends on the command (``name=`` is add-head's ``--task-name``, add-class's ``--name``;
