@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from graphsurgeon._src.cli import main, to_flags
+from graphsurgeon._src.cli.messages import command_flags
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError, TensorNotFoundError
 from graphsurgeon._src.multihead import verify
 from graphsurgeon._src.multihead.merge import add_task, merge_heads
@@ -153,8 +154,9 @@ def test_a_complex_input_model_merges_unverified(models, tmp_path):
 def test_flag_words_and_their_commands():
     assert to_flags("pass verify=False to skip it; choose another out=) or out=DIR") == \
         "pass --no-verify to skip it; choose another --out) or --out DIR"
-    assert to_flags("(see name=)", "add-head") == "(see --task-name)"
-    assert to_flags("name='' needs a name", "add-class") == "--name '' needs a name"
+    assert command_flags("(see name=)", "add-head") == "(see --task-name)"
+    assert command_flags("name='' needs a name", "add-class") == "--name '' needs a name"
+    assert command_flags("(see name=)", "merge-heads") == "(see name=)"
     # elsewhere name= is no flag (TF2's tf.Variable(name=) in migrate's messages)
     assert to_flags("TF2 variables made without name= share one") == "TF2 variables made without name= share one"
     assert to_flags("features=f:0 reads 2 placeholders; name the input with input=") == \

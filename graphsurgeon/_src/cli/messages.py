@@ -57,11 +57,10 @@ FLAGS = {
 }
 
 
-def to_flags(message: str, command: str | None = None) -> str:
+def to_flags(message: str) -> str:
     """A library message in command-line words: ``allow_cast=True`` -> ``--allow-cast``,
     ``batch_size=100`` -> ``--batch-size 100``, ``feeds={'NAME': VALUE}`` -> ``--feed NAME=VALUE``,
-    ``feeds=`` -> ``--feed``, ``verify=False`` -> ``--no-verify``; ``command`` (``add-head``) picks
-    that command's flag where it differs (:data:`COMMAND_FLAGS`).
+    ``feeds=`` -> ``--feed``.
 
     >>> to_flags("pass batch_size=100 or allow_cast=True; give feeds={'state': VALUE}")
     'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
@@ -73,11 +72,15 @@ def to_flags(message: str, command: str | None = None) -> str:
                      message)
     message = re.sub(r"\b(train_feeds|feeds)=", lambda m: "--train-feed" if m.group(1) == "train_feeds" else "--feed",
                      message)
-    flags = {**FLAGS, **COMMAND_FLAGS.get(command, {})}
-    names = "|".join(sorted(flags, key=len, reverse=True))
-    message = re.sub(rf"(?<![\w-])({names})=True\b", lambda m: flags[m.group(1)], message)
+    names = "|".join(sorted(FLAGS, key=len, reverse=True))
+    message = re.sub(rf"(?<![\w-])({names})=True\b", lambda m: FLAGS[m.group(1)], message)
+    return _valued(message, names, FLAGS)
+
+
+def _valued(message: str, names: str, flags: dict) -> str:
+    """``verify=False`` -> ``--no-verify`` (:data:`NO_FLAGS`); ``out=DIR`` -> ``--out DIR``; a word
+    with no value after it (``choose another out=``) -> the flag alone."""
     message = re.sub(rf"(?<![\w-])({'|'.join(NO_FLAGS)})=False\b", lambda m: NO_FLAGS[m.group(1)], message)
-    # ``out=DIR`` -> ``--out DIR``; a word with no value (``choose another out=``) -> the flag alone
     return re.sub(rf"(?<![\w-])({names})=(?=([\s),;]|$)?)",
                   lambda m: flags[m.group(1)] + ("" if m.group(2) is not None else " "), message)
 
@@ -94,6 +97,16 @@ NO_FLAGS = {"verify": "--no-verify"}
 COMMAND_FLAGS = {"add-head": {"name": "--task-name"}, "add-class": {"name": "--name"}}
 
 
+def command_flags(message: str, command: str | None) -> str:
+    """The words :data:`COMMAND_FLAGS` gives ``command`` in its flags (then :func:`to_flags` says the rest).
+
+    >>> command_flags("(see name=); name=x", "add-head")
+    '(see --task-name); --task-name x'
+    """
+    flags = COMMAND_FLAGS.get(command, {})
+    return _valued(message, "|".join(flags), flags) if flags else message
+
+
 def describe_error(e: BaseException, command: str | None = None) -> str:
     """One line for any exception: ours as they are (in ``command``'s flags); TensorFlow's naming
     the op involved; others with their type and a pointer to ``--debug``."""
@@ -101,7 +114,7 @@ def describe_error(e: BaseException, command: str | None = None) -> str:
 
     text = " ".join(str(e).split())
     if isinstance(e, GraphSurgeonError):
-        return to_flags(text, command)
+        return to_flags(command_flags(text, command))
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or text}"
     tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")
