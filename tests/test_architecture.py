@@ -2,7 +2,7 @@
 
 Layers, lowest first (README, "Layout"); a module may import its own layer and the ones below:
 
-  0 base       errors, select (names and patterns), rules (name rules), terminal, progress
+  0 base       errors, select (names and patterns), rules (name rules), terminal, progress, mixins
   1 storage    storage/* — the only layer that opens files and creates sessions
   2 graph      subgraph, guess, safety, feeds, model, weights, tfinternal — graph protos and queries,
                guesses, the unsafe-op scan, feeds, the model handle, weight-like constants
@@ -22,8 +22,10 @@ Only storage opens, writes, links or removes files, runs programs, loads arrays,
 or saves and loads checkpoints and SavedModels (the CLI and terminal redirect file descriptors 1
 and 2, with the few calls ``FD_PLUMBING`` lists). The scan reads each module's syntax tree: names
 are resolved through its imports and aliases (``from shutil import rmtree``, ``tf1 = tf.compat.v1``)
-and matched against what touches files; names a module builds at run time (``getattr``,
-``importlib``) are not seen.
+and matched against what touches files; a Saver (or ``tf.train.Checkpoint``) is followed to its
+``save``/``restore`` under whatever name the module keeps it; ``load_weights``/``save_weights`` on
+anything and the monitored sessions count too. Names a module builds at run time (``getattr``,
+``importlib``) and savers handed in from another module are not seen.
 """
 import ast
 import os
@@ -38,7 +40,7 @@ from helpers import ROOT
 SRC = os.path.join(ROOT, "graphsurgeon", "_src")
 PACKAGE = "graphsurgeon._src"
 LAYERS = [
-    ("base", ["", "errors", "select", "rules", "terminal", "progress"]),
+    ("base", ["", "errors", "select", "rules", "terminal", "progress", "mixins"]),
     ("storage", ["storage"]),
     ("graph", ["subgraph", "guess", "safety", "feeds", "model", "weights", "tfinternal"]),
     ("surgery", ["surgery", "picture"]),
@@ -214,12 +216,20 @@ FILE_NAMES = {
                                   "train.latest_checkpoint", "train.get_checkpoint_state", "train.checkpoint_exists",
                                   "data.TFRecordDataset", "data.TextLineDataset", "data.FixedLengthRecordDataset",
                                   "summary.FileWriter", "summary.create_file_writer", "keras.models.load_model",
-                                  "keras.models.save_model", "keras.utils.get_file")),
+                                  "keras.models.save_model", "keras.utils.get_file",
+                                  # sessions that also restore and write checkpoints through their hooks
+                                  "train.MonitoredTrainingSession", "train.MonitoredSession",
+                                  "train.SingularMonitoredSession")),
 }
 FILE_PREFIXES = ("os.exec", "os.spawn")
-# methods that touch files whatever they are called on (a pathlib.Path, a figure, an array, an image)
+# methods that touch files whatever they are called on (a pathlib.Path, a figure, an array, an image, a Keras model)
 FILE_METHODS = {"open", "write_text", "write_bytes", "read_text", "read_bytes", "touch", "unlink", "mkdir", "rmdir",
-                "symlink_to", "hardlink_to", "savefig", "tofile"}
+                "symlink_to", "hardlink_to", "savefig", "tofile", "load_weights", "save_weights"}
+# Objects that save and restore checkpoints: their methods SAVER_METHODS touch files, whatever the
+# name the object is kept under (``s = tf1.train.Saver(); s.restore(sess, p)``) in the function
+# (or module) that builds it.
+SAVER_CLASSES = {"tensorflow.train.Saver", "tensorflow.train.Checkpoint", "tensorflow.train.CheckpointManager"}
+SAVER_METHODS = {"save", "restore", "read", "write"}
 PATH_METHODS = {"rename", "replace", "chmod"}  # of pathlib values only (str.replace is not a file)
 # The CLI and terminal redirect file descriptors 1 and 2 (to /dev/null, or a temporary file read back):
 # they may use these and nothing else; storage may use everything.
@@ -275,11 +285,31 @@ def touches_files(q: str, is_call: bool) -> bool:
     return saver or (receiver and attr in FILE_METHODS) or (receiver.startswith("pathlib.") and attr in PATH_METHODS)
 
 
+def saver_calls(tree, names: dict) -> list:
+    """``[(line, "CLASS.method")]`` of every call of a :data:`SAVER_METHODS` method on a name or
+    attribute (``s``, ``self.ckpt``) that the module assigns an object of a :data:`SAVER_CLASSES`
+    class to, anywhere in it (a name that holds a saver in one function is judged a saver in every
+    other: the check errs towards flagging)."""
+    made = {}  # the text of what holds a saver -> its class
+    for node in ast.walk(tree):
+        value = getattr(node, "value", None)
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and isinstance(value, ast.Call):
+            cls = qualified(value.func, names)
+            if cls in SAVER_CLASSES:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                made.update({ast.unparse(t): cls for t in targets})
+    return [(node.lineno, f"{made[ast.unparse(node.func.value)]}.{node.func.attr}") for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SAVER_METHODS and ast.unparse(node.func.value) in made]
+
+
 def file_uses(tree) -> list:
     """``[(line, qualified name)]`` of the code in ``tree`` that touches files, processes or sessions:
-    calls, and references to such functions (``atexit.register(shutil.rmtree, d)``), and imports of
-    modules that exist only for that (``import subprocess``, ``from shutil import rmtree``)."""
-    names, out = aliases(tree), []  # calls of graphsurgeon's own functions are judged by the import check
+    calls, and references to such functions (``atexit.register(shutil.rmtree, d)``), imports of
+    modules that exist only for that (``import subprocess``, ``from shutil import rmtree``), and a
+    saver's methods called under any name (:func:`saver_calls`)."""
+    names = aliases(tree)  # calls of graphsurgeon's own functions are judged by the import check
+    out = saver_calls(tree, names)
     inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     inner |= {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for node in ast.walk(tree):
@@ -333,6 +363,23 @@ def test_only_storage_touches_files_and_sessions(module, path, is_package):
     ("import tensorflow as tf\ntf.data.TFRecordDataset(p)", "tensorflow.data.TFRecordDataset"),
     ("import tensorflow as tf\ntf1 = tf.compat.v1\ntf1.train.Saver().save(s, p)", "tensorflow.train.Saver().save"),
     ("saver.restore(s, p)", "builtins.saver.restore"),
+    # a Saver kept under another name, in a function or at the top level, or as an attribute
+    ("import tensorflow as tf\ndef f(sess, p):\n    s = tf.compat.v1.train.Saver()\n    s.restore(sess, p)",
+     "tensorflow.train.Saver.restore"),
+    ("import tensorflow as tf\ntf1 = tf.compat.v1\nckpt = tf1.train.Saver(var_list=v)\nckpt.save(sess, p)",
+     "tensorflow.train.Saver.save"),
+    ("from tensorflow.compat.v1.train import Saver\nclass A:\n    def f(self):\n        self.keep = Saver()\n"
+     "        self.keep.restore(self.sess, self.p)", "tensorflow.train.Saver.restore"),
+    ("import tensorflow as tf\ndef f(v, p):\n    c = tf.train.Checkpoint(vars=v)\n    c.write(p)",
+     "tensorflow.train.Checkpoint.write"),
+    ("model.load_weights(p)", "builtins.model.load_weights"),
+    ("import tf_keras\nnet = tf_keras.Model(i, o)\nnet.save_weights(p)", "builtins.net.save_weights"),
+    ("import tensorflow as tf\nwith tf.compat.v1.train.MonitoredTrainingSession(checkpoint_dir=d) as s:\n"
+     "    s.run(op)", "tensorflow.train.MonitoredTrainingSession"),
+    ("import tensorflow as tf\nmake = tf.compat.v1.train.MonitoredTrainingSession\nmake()",
+     "tensorflow.train.MonitoredTrainingSession"),
+    ("from tensorflow.compat.v1.train import MonitoredTrainingSession\nMonitoredTrainingSession()",
+     "tensorflow.train.MonitoredTrainingSession"),
     ("fig.savefig(p)", "builtins.fig.savefig"),
     ("import tensorflow as tf\ntf.saved_model.builder.SavedModelBuilder(d)", "tensorflow.saved_model.builder"
                                                                               ".SavedModelBuilder"),
@@ -347,6 +394,9 @@ def test_the_file_check_passes_what_does_not_touch_files():
            "np.asarray(x)\ndatasets.load(p)\nmodel.save_state()\ntf1.placeholder(tf.float32)\n"
            "tf.io.parse_tensor(x, tf.float32)\nopt.restore_slots()\n"
            "tf1.saved_model.signature_def_utils.predict_signature_def({}, {})\n"
+           "s = tf1.train.Saver(var_list=v)\n"  # building a Saver makes graph ops; only its methods read/write
+           "def g(x):\n    x.restore(a)\n    w = d.copy()\n    w.save(p)\n"  # not a Saver in this scope
+           "model.get_weights()\nmodel.set_weights(w)\n"
            "from graphsurgeon._src.storage import files\nfiles.write_bytes(p, b'')\n")
     assert file_uses(ast.parse(src)) == []
 

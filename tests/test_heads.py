@@ -279,7 +279,7 @@ def test_missing_features_names_the_model(odd_tasks, tmp_path):
         with tf1.Session() as s:
             s.run(tf1.global_variables_initializer())
             other = tf1.train.Saver().save(s, str(tmp_path / "other" / "model.ckpt"))
-    with pytest.raises(TensorNotFoundError, match=f"{other}: no tensor 'hidden2/Tanh' \\(--features\\) in this model"):
+    with pytest.raises(TensorNotFoundError, match=f"{other}: features=hidden2/Tanh is not a tensor of this model"):
         merge_heads([odd_tasks["good"], other], "hidden2/Tanh", str(tmp_path / "out"))
 
 

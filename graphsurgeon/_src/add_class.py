@@ -34,6 +34,7 @@ from graphsurgeon._src.combine import FEATURES, run_batches, softmax
 from graphsurgeon._src.continual.graph import TrainGraph, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
+from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.storage import datasets, files
@@ -43,7 +44,7 @@ LOGITS = "combined/logits"
 
 
 @dataclasses.dataclass
-class AddClassResult:
+class AddClassResult(Report):
     """What :func:`add_class` wrote: ``directory``, all ``classes`` (the new one last), ``metrics``
     (``new_class_recall`` on the few examples, ``reference_unchanged``: the fraction of reference
     inputs whose top class is still the one the model gave before) and ``seconds`` of training."""
@@ -52,9 +53,6 @@ class AddClassResult:
     classes: list
     metrics: dict
     seconds: float
-
-    def to_dict(self) -> dict:
-        return {"version": 1, **dataclasses.asdict(self)}
 
     def format_text(self) -> str:
         m = self.metrics

@@ -55,6 +55,7 @@ from graphsurgeon._src.continual.common import fit
 from graphsurgeon._src.continual.graph import TrainGraph, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
+from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.retrain.config import DEFAULTS
@@ -83,7 +84,7 @@ class Teacher:
 
 
 @dataclasses.dataclass
-class CombineResult:
+class CombineResult(Report):
     """What :func:`combine` wrote: ``directory``, the union's ``classes``, ``mode`` (``"labels"`` or
     ``"teachers"``), ``metrics`` of the written model, and ``seconds`` spent training."""
 
@@ -92,9 +93,6 @@ class CombineResult:
     mode: str
     metrics: dict
     seconds: float
-
-    def to_dict(self) -> dict:
-        return {"version": 1, **dataclasses.asdict(self)}
 
     def format_text(self) -> str:
         how = "from labels" if self.mode == "labels" else "without labels, from the models' own outputs"

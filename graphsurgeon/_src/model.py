@@ -5,12 +5,13 @@ import tensorflow as tf
 
 from graphsurgeon._src import select
 from graphsurgeon._src.errors import TensorNotFoundError
+from graphsurgeon._src.mixins import Closing
 from graphsurgeon._src.storage.session import variables_by_name
 
 tf1 = tf.compat.v1
 
 
-class Model:
+class Model(Closing):
     """A restored model: its graph, its session and what happened to each variable.
 
     Attributes:
@@ -104,16 +105,10 @@ class Model:
         return self.session.run(conv(fetches), feed)
 
     def close(self) -> None:
-        """Close the session (the graph stays usable)."""
+        """Close the session (the graph stays usable); ``with model:`` closes it at the block's end."""
         if self.session is not None:
             self.session.close()
             self.session = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         counts = {}

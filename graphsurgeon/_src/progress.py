@@ -11,8 +11,10 @@ import time
 
 from tqdm import tqdm
 
+from graphsurgeon._src.mixins import Closing
 
-class Progress:
+
+class Progress(Closing):
     """``with Progress(total, "training", "batches") as p: p.update(1, loss=0.3)``.
 
     Args:
@@ -70,12 +72,6 @@ class Progress:
         elif self.done:
             self._line()
         self.enabled = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _fmt(v):

@@ -46,7 +46,7 @@ def _run(args) -> int:
             import traceback
 
             traceback.print_exc(file=sys.stderr)
-        sys.stderr.write(f"graphsurgeon {args.command}: error: {describe_error(e)}\n")
+        sys.stderr.write(f"graphsurgeon {args.command}: error: {describe_error(e, args.command)}\n")
         sys.stderr.flush()
         return 2
 

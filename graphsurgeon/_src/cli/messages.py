@@ -94,17 +94,47 @@ def to_flags(message: str) -> str:
                      message)
     names = "|".join(sorted(FLAGS, key=len, reverse=True))
     message = re.sub(rf"(?<![\w-])({names})=True\b", lambda m: FLAGS[m.group(1)], message)
-    return re.sub(rf"(?<![\w-])({names})=", lambda m: FLAGS[m.group(1)] + " ", message)
+    return _valued(message, names, FLAGS)
 
 
-def describe_error(e: BaseException) -> str:
-    """One line for any exception: ours as they are; TensorFlow's naming the op involved; others
-    with their type and a pointer to ``--debug``."""
+def _valued(message: str, names: str, flags: dict) -> str:
+    """``verify=False`` -> ``--no-verify`` (:data:`NO_FLAGS`); ``out=DIR`` -> ``--out DIR``; a word
+    with no value after it (``choose another out=``) -> the flag alone."""
+    message = re.sub(rf"(?<![\w-])({'|'.join(NO_FLAGS)})=False\b", lambda m: NO_FLAGS[m.group(1)], message)
+    return re.sub(rf"(?<![\w-])({names})=(?=([\s),;]|$)?)",
+                  lambda m: flags[m.group(1)] + ("" if m.group(2) is not None else " "), message)
+
+
+# many heads, continual learning, combine and add-class: argument -> flag
+FLAGS.update({"task_names": "--task-names", "group_backbones": "--group-backbones", "atol": "--atol", "out": "--out",
+              "lr": "--lr", "steps": "--steps", "warmup_epochs": "--warmup-epochs", "fisher_samples": "--fisher-samples",
+              "retrain_epochs": "--retrain-epochs", "mask_lr": "--mask-lr", "mask_init": "--mask-init",
+              "backbone_lr_mult": "--backbone-lr-mult", "fisher_labels": "--fisher-labels"})
+# ``verify=False`` -> ``--no-verify``: the flags that turn a default off
+NO_FLAGS = {"verify": "--no-verify"}
+# a word whose flag depends on the command (``name=`` is add-head's ``--task-name``, add-class's ``--name``;
+# elsewhere, as in TF2's ``tf.Variable(name=)``, it is no flag)
+COMMAND_FLAGS = {"add-head": {"name": "--task-name"}, "add-class": {"name": "--name"}}
+
+
+def command_flags(message: str, command: str | None) -> str:
+    """The words :data:`COMMAND_FLAGS` gives ``command`` in its flags (then :func:`to_flags` says the rest).
+
+    >>> command_flags("(see name=); name=x", "add-head")
+    '(see --task-name); --task-name x'
+    """
+    flags = COMMAND_FLAGS.get(command, {})
+    return _valued(message, "|".join(flags), flags) if flags else message
+
+
+def describe_error(e: BaseException, command: str | None = None) -> str:
+    """One line for any exception: ours as they are (in ``command``'s flags); TensorFlow's naming
+    the op involved; others with their type and a pointer to ``--debug``."""
     from graphsurgeon._src.errors import GraphSurgeonError
 
     text = " ".join(str(e).split())
     if isinstance(e, GraphSurgeonError):
-        return to_flags(text)
+        return to_flags(command_flags(text, command))
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or text}"
     tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")

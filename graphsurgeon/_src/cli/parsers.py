@@ -14,7 +14,7 @@ from graphsurgeon._src.cli.commands import (
     cmd_retrain,
     cmd_thaw,
 )
-from graphsurgeon._src.cli.task_parsers import _continual_parsers, _multihead_parsers
+from graphsurgeon._src.cli.task_parsers import _continual_parsers, _multihead_parsers, finish
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,19 +124,16 @@ def _inspect_parser(sub):
     s = sub.add_parser("inspect", help="variables, scopes, inputs and outputs of a checkpoint or graph")
     s.add_argument("path")
     s.add_argument("--depth", type=int, default=1, help="scope depth to group by")
-    s.add_argument("--tags", nargs="+")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_inspect)
+    finish(s, cmd_inspect, "tags", "json")
 
 
 def _plan_parser(sub):
     s = sub.add_parser("plan", help="dry run: what happens to every variable")
     _model_args(s)
-    s.add_argument("--json", action="store_true")
     s.add_argument("--dot", metavar="FILE", help="write a picture of the surgery as Graphviz DOT text")
     s.add_argument("--svg", metavar="FILE", help="render that picture to SVG (needs Graphviz's dot on PATH)")
     s.add_argument("--depth", type=int, help="scope depth of the picture's boxes (default: the deepest with <= 60)")
-    s.set_defaults(func=cmd_plan)
+    finish(s, cmd_plan, "json")
 
 
 def _retrain_parser(sub):
@@ -157,9 +154,7 @@ def _retrain_parser(sub):
     s.add_argument("--image-scale", choices=["unit", "inception", "raw"],
                    help="image folders: pixels to [0,1] (unit, default), [-1,1] (inception) or [0,255] (raw)")
     s.add_argument("--overwrite", action="store_true")
-    s.add_argument("--quiet", action="store_true")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_retrain)
+    finish(s, cmd_retrain, "quiet", "json")
 
 
 def _cache_parser(sub):
@@ -234,16 +229,14 @@ def _migrate_parser(sub):
                         "their bytes there); the default links only when no byte is dropped or changed")
     d.add_argument("--copy", action="store_true", help="always write a new data file, never hard links")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_migrate)
+    finish(s, cmd_migrate, "json")
 
 
 def _diff_parser(sub):
     s = sub.add_parser("diff", help="tensors added, removed, renamed, changed between two checkpoints")
     s.add_argument("a")
     s.add_argument("b")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_diff)
+    finish(s, cmd_diff, "json")
 
 
 def _thaw_parser(sub):
@@ -253,8 +246,7 @@ def _thaw_parser(sub):
                    help="weight-like constants to thaw (inspect lists them)")
     s.add_argument("--out", required=True, metavar="DIR", help="where to write model.ckpt and its meta graph")
     s.add_argument("--overwrite", action="store_true")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_thaw)
+    finish(s, cmd_thaw, "json")
 
 
 def _demo_parser(sub):

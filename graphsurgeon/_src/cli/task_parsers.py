@@ -11,6 +11,19 @@ from graphsurgeon._src.cli.task_commands import (
     cmd_remove_head,
 )
 
+# the options a command ends with, each spelled one way: name -> (flag, add_argument's keywords)
+_ENDINGS = {"tags": ("--tags", {"nargs": "+", "help": "SavedModel tags (default: serve)"}),
+            "quiet": ("--quiet", {"action": "store_true"}), "json": ("--json", {"action": "store_true"})}
+
+
+def finish(s, func, *endings: str, **defaults) -> None:
+    """End the sub-command parser ``s``: the options ``endings`` names (``tags``, ``quiet``, ``json``),
+    in that order, then ``func`` as what the command runs (with ``defaults``)."""
+    for name in endings:
+        flag, keywords = _ENDINGS[name]
+        s.add_argument(flag, **keywords)
+    s.set_defaults(func=func, **defaults)
+
 
 def _multihead_parsers(sub):
     s = sub.add_parser("merge-heads", help="merge task models that share a backbone into one SavedModel served "
@@ -26,11 +39,8 @@ def _multihead_parsers(sub):
     s.add_argument("--atol", type=float, default=0.0, help="backbone weights this close count as equal")
     s.add_argument("--group-backbones", action="store_true",
                    help="when backbone weights differ, build one backbone per group instead of refusing")
-    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
     s.add_argument("--no-verify", action="store_true", help="skip comparing the written model with each head")
-    s.add_argument("--quiet", action="store_true")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_merge_heads)
+    finish(s, cmd_merge_heads, "tags", "quiet", "json")
     for name, fn, what in (("add-head", cmd_add_head, "MODEL"), ("remove-head", cmd_remove_head, "TASK")):
         s = sub.add_parser(name, help="a new version of a merged model with one task "
                                       + ("added" if what == "MODEL" else "removed"))
@@ -46,8 +56,7 @@ def _multihead_parsers(sub):
         s.add_argument("--out", metavar="NEWDIR", help="the new version's directory (default: DIR's version "
                                                        "number + 1, beside it)")
         s.add_argument("--no-verify", action="store_true", help="skip comparing the written model with each head")
-        s.add_argument("--json", action="store_true")
-        s.set_defaults(func=fn)
+        finish(s, fn, "json")
 
 
 def _continual_parsers(sub):
@@ -95,10 +104,7 @@ def _learn_task_parser(sub):
     s.add_argument("--threshold", type=float, help="piggyback: mask score threshold (default 0.005)")
     s.add_argument("--mask-init", type=float, help="piggyback: initial mask score (default 0.01)")
     s.add_argument("--mask-lr", type=float, help="piggyback: the mask scores' learning rate (default 1e-4)")
-    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
-    s.add_argument("--quiet", action="store_true")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_learn_task)
+    finish(s, cmd_learn_task, "tags", "quiet", "json")
 
 
 def _combine_parser(sub):
@@ -123,10 +129,7 @@ def _combine_parser(sub):
     s.add_argument("--lr", type=float, help="default 0.003")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
-    s.add_argument("--quiet", action="store_true")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_combine, balance="prior")
+    finish(s, cmd_combine, "tags", "quiet", "json", balance="prior")
 
 
 def _add_class_parser(sub):
@@ -143,6 +146,4 @@ def _add_class_parser(sub):
     s.add_argument("--lr", type=float, help="default 0.01")
     s.add_argument("--balance", type=float, help="the loss's weight on the new examples (default 0.1)")
     s.add_argument("--seed", type=int)
-    s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_add_class)
+    finish(s, cmd_add_class, "tags", "json")

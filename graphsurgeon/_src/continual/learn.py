@@ -14,6 +14,7 @@ import time
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
+from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
 from graphsurgeon._src.storage import datasets
 
@@ -26,7 +27,7 @@ OLD_DATA = {"feature-extraction": "no", "fine-tune": "no", "joint": "yes", "lwf"
 
 
 @dataclasses.dataclass
-class LearnResult:
+class LearnResult(Report):
     """What :func:`learn_task` did: the written ``directory``, the ``method``, the new ``task``'s
     ``tasks.json`` entry, every task's entry, ``metrics`` (accuracies of the written model: the new
     task per split of its data, each old task with ``old_data`` on that data's test split),
@@ -42,9 +43,6 @@ class LearnResult:
     extra_bytes: dict
     bytes: int
     seconds: float
-
-    def to_dict(self) -> dict:
-        return {"version": 1, **dataclasses.asdict(self)}
 
     def format_text(self) -> str:
         m = self.metrics.get("new", {})

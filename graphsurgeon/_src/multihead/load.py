@@ -131,8 +131,9 @@ def default_names(paths: list[str]) -> list[str]:
     return names
 
 
-def check_names(names: list[str], what: str) -> None:
-    """Raise :class:`MergeHeadsError` on an empty or duplicate task name."""
+def check_names(names: list[str], what: str, arg: str = "task_names") -> None:
+    """Raise :class:`MergeHeadsError` on an empty or duplicate task name; the message points at the
+    argument ``arg`` that gives the names."""
     seen, dups = set(), []
     for n in names:
         if not n or not n.strip():
@@ -142,7 +143,7 @@ def check_names(names: list[str], what: str) -> None:
         seen.add(n)
     if dups:
         raise MergeHeadsError(f"{what}: duplicate task names {', '.join(repr(d) for d in dups[:5])}; every task "
-                              "needs its own name (give --task-names FILE, one name per line)")
+                              f"needs its own name (see {arg}=)")
 
 
 def read_names_file(path: str, count: int) -> list[str]:
@@ -194,27 +195,29 @@ def _load_keras(path, features, input, output):
     piece, values = keras_graph.rebuild(read_keras(path), path)
     layers = {n.name[: -len("/output")] for n in piece.graph_def.node if n.name.endswith("/output")}
 
-    def tensor(name, flag):
-        return _check(piece.graph_def, keras_graph.output_name(name) if name in layers else name, path, flag)
+    def tensor(name, arg):
+        return _check(piece.graph_def, keras_graph.output_name(name) if name in layers else name, path, arg)
 
-    feats = tensor(features, "--features")
+    feats = tensor(features, "features")
     if input and pieces.tensor_name(input) != piece.input and input != piece.input.rsplit("/", 1)[0]:
-        raise MergeHeadsError(f"{path}: --input {input} is not the Keras model's input ({piece.input}); a Keras "
+        raise MergeHeadsError(f"{path}: input={input} is not the Keras model's input ({piece.input}); a Keras "
                               "model is fed at its input layer")
     if output:
-        out = tensor(output, "--output")
+        out = tensor(output, "output")
         gd = subgraph.extract_sub_graph(piece.graph_def, [out])
         kept = {n.name for n in gd.node}
         piece = pieces.Piece(gd, piece.input, out, {n: w for n, w in piece.weights.items() if n in kept})
     return piece, values.__getitem__, feats
 
 
-def _check(graph_def, name: str, where: str, flag: str) -> str:
+def _check(graph_def, name: str, where: str, arg: str) -> str:
+    """``name`` as a tensor name, if ``graph_def`` has its op (``arg``: the argument that named it)."""
     op = subgraph.node_name(name)
     nodes = [n.name for n in graph_def.node]
     if op not in nodes:
         near = select.closest(op, nodes)
-        raise TensorNotFoundError(f"{where}: no tensor '{name}' ({flag}) in this model; closest: {', '.join(near)}")
+        raise TensorNotFoundError(f"{where}: {arg}={name} is not a tensor of this model; closest: "
+                                  f"{', '.join(near)}")
     return pieces.tensor_name(name)
 
 
@@ -223,16 +226,16 @@ def _load_graph(path, features, input, output, tags):
     meta = read_meta_graph(source)
     gd = meta.graph_def
     subgraph.fix_legacy_placeholder_shapes(gd)
-    feats = _check(gd, features, path, "--features")
+    feats = _check(gd, features, path, "features")
     if input:
-        input = _as_input(gd, _check(gd, input, path, "--input"), path)
+        input = _as_input(gd, _check(gd, input, path, "input"), path)
     else:
         phs = [n.name for n in subgraph.placeholders(gd) if n.name in subgraph.upstream(gd, [feats])]
         if len(phs) != 1:
-            raise MergeHeadsError(f"{path}: --features {feats} reads {len(phs)} placeholders "
-                                  f"({', '.join(phs) or 'none'}); name the input with --input")
+            raise MergeHeadsError(f"{path}: features={feats} reads {len(phs)} placeholders "
+                                  f"({', '.join(phs) or 'none'}); name the input with input=")
         input = phs[0] + ":0"
-    output = _check(gd, output, path, "--output") if output else _choose_output(meta, feats, input, path)
+    output = _check(gd, output, path, "output") if output else _choose_output(meta, feats, input, path)
     piece, constants = pieces.lift(gd, output, input)
     reader = CheckpointReader(source.prefix) if source.prefix else None
 
@@ -253,7 +256,7 @@ def _as_input(gd, tensor: str, where: str) -> str:
         return tensor
     dtype, shape = pieces.tensor_spec(pieces.Piece(gd, "", tensor, {}), tensor)
     if subgraph.node_name(tensor) in subgraph.loop_nodes(gd):
-        raise MergeHeadsError(f"{where}: --input {tensor} is inside a while loop")
+        raise MergeHeadsError(f"{where}: input={tensor} is inside a while loop")
     return subgraph.replace_with_placeholder(gd, tensor, dtype, shape)
 
 
@@ -289,6 +292,6 @@ def _choose_output(meta, features: str, input: str, where: str) -> str:
         cands = [t for t in cands if scratch.get_tensor_by_name(t).dtype.is_floating]
     last = [t for t in cands if all(subgraph.node_name(o) in subgraph.upstream(gd, [t], by_name) for o in cands)]
     if len(last) != 1:
-        raise MergeHeadsError(f"{where}: cannot tell the model's output above --features {features} "
-                              f"(candidates: {', '.join(cands) or 'none'}); name it with --output")
+        raise MergeHeadsError(f"{where}: cannot tell the model's output above features={features} "
+                              f"(candidates: {', '.join(cands) or 'none'}); name it with output=")
     return last[0]

@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError
+from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import build as builder
 from graphsurgeon._src.multihead import compare, layout, load
 from graphsurgeon._src.multihead import spec as specs
@@ -22,7 +23,7 @@ from graphsurgeon._src.storage import multihead_files as files
 
 
 @dataclasses.dataclass
-class MergeResult:
+class MergeResult(Report):
     """What was written: the version ``directory``, its ``tasks`` (``tasks.json`` entries), backbone
     ``groups`` (``[{"group", "tasks", "checksum"}]``), ``differences`` between backbone groups (see
     :meth:`compare.Grouper.differences`), ``bytes`` (``saved_model``: saved_model.pb + variables;
@@ -37,9 +38,6 @@ class MergeResult:
     bytes: dict
     max_abs_diff: float | None
     linked_backbone: bool = False
-
-    def to_dict(self) -> dict:
-        return {"version": 1, **dataclasses.asdict(self)}
 
     def format_text(self) -> str:
         """A short report: the tasks (all of them up to 20), bytes, backbone groups, verification."""
@@ -93,8 +91,9 @@ class _Reader:
         diffs, order = self.grouper.differences(), self.grouper.names
         if diffs and not group:
             raise MergeHeadsError(f"backbone weights differ (atol {self.atol:g}): "
-                                  f"{compare.report(diffs, order, _label_fn(self.names))}; pass --group-backbones to "
-                                  "build one backbone per group, or --atol to accept differences this small")
+                                  f"{compare.report(diffs, order, _label_fn(self.names))}; pass group_backbones=True "
+                                  "to build one backbone per group, or a larger atol= to accept differences this "
+                                  "small")
         backbones, values = [], []
         for k, g in enumerate(self.grouper.groups):
             prefix = "" if k == 0 else f"backbone_{k}/"
@@ -123,7 +122,8 @@ def _write_version(out: str, backbones, tasks, backbone_shard, backbone_values, 
         linked = layout.write(tmp, meta, backbone_shard[:2] if isinstance(backbone_shard, tuple) else backbone_shard,
                               head_values, tab, layout.parts(backbones, tasks))
         files.verify_values(os.path.join(tmp, files.VARIABLES_PREFIX), {**head_values, **stored})
-        worst = verifier.check(tmp, backbones, backbone_values, tasks) if do_verify else None
+        worst = verifier.check(tmp, backbones, backbone_values, tasks, skip="; pass verify=False to skip it") \
+            if do_verify else None
         files.commit_version(tmp, out)
     finally:
         files.discard(tmp)
@@ -149,7 +149,7 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
       MergeHeadsError: see the module's bad-input rules; nothing is written at ``out``.
     """
     if os.path.lexists(out):
-        raise ConfigError(f"{out} exists; merged models are written to a new directory (choose another --out)")
+        raise ConfigError(f"{out} exists; merged models are written to a new directory (choose another out=)")
     paths = load.expand(models)
     names = list(task_names) if task_names is not None else load.default_names(paths)
     if len(names) != len(paths):
@@ -199,7 +199,7 @@ def next_version_dir(model_dir: str) -> str:
     model_dir = os.path.normpath(os.path.abspath(model_dir))
     parent, base = os.path.split(model_dir)
     if not base.isdigit():
-        raise ConfigError(f"{model_dir}: its name is not a version number; say where the new version goes (--out DIR)")
+        raise ConfigError(f"{model_dir}: its name is not a version number; say where the new version goes (out=DIR)")
     taken = [int(n) for n in os.listdir(parent) if n.isdigit()]
     return os.path.join(parent, str(max(taken) + 1))
 
@@ -236,7 +236,7 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
     m = load.load(model, tab["features"], input=tab.get("input"), output=output, tags=tags)
     group = _matching_group(m, backbones, bb_values, atol, model_dir)
     name = name or load.default_names([model])[0]
-    load.check_names([t.name for t in tasks] + [name], f"{model_dir} + {model}")
+    load.check_names([t.name for t in tasks] + [name], f"{model_dir} + {model}", "name")
     head = specs.head_of(m.head, m.read, m.path)
     tasks.append(specs.Task(max(t.id for t in tasks) + 1, name, _classes(m, head), m.path, group, head))
     linked, worst, new_tab = _write_version(out, backbones, tasks, shard, bb_values, features=tab["features"],

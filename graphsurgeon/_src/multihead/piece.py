@@ -131,8 +131,8 @@ def split(piece: Piece, features: str, where: str) -> tuple[Piece, Piece]:
     gd, by_name = piece.graph_def, piece.by_name()
     fop = subgraph.node_name(features)
     if fop == subgraph.node_name(piece.output):
-        raise MergeHeadsError(f"{where}: the model's output {piece.output} is the features tensor itself; "
-                              "there is no head above --features")
+        raise MergeHeadsError(f"{where}: the model's output {piece.output} is the features tensor itself "
+                              f"(features={features}); there is no head above it")
     below = subgraph.upstream(gd, [features], by_name)
     head_nodes = subgraph.upstream(gd, [piece.output], by_name) - below
     copied = set()
@@ -144,8 +144,8 @@ def split(piece: Piece, features: str, where: str) -> tuple[Piece, Piece]:
             copied.add(src)
             continue
         raise MergeHeadsError(
-            f"{where}: op '{node}' above --features {features} reads '{inp.lstrip('^')}', which lies below it; "
-            "a head must read only the features (choose a --features tensor above every op the head reads)")
+            f"{where}: op '{node}' above features={features} reads '{inp.lstrip('^')}', which lies below it; "
+            "a head must read only the features (choose a features= tensor above every op the head reads)")
     backbone_gd = subgraph.extract_sub_graph(gd, [features])
     backbone = Piece(backbone_gd, piece.input, features,
                      {n: w for n, w in piece.weights.items() if n in below})

@@ -24,8 +24,9 @@ _ACT = {"linear": tf.identity, "relu": tf.nn.relu, "relu6": tf.nn.relu6, "tanh":
         "elu": tf.nn.elu, "selu": tf.nn.selu, "softplus": tf.math.softplus}
 
 
-def probe(dtype: tf.DType, shape, n: int = 4, seed: int = 0) -> np.ndarray:
-    """``n`` probe examples for an input of ``dtype`` and static ``shape`` (unknown sizes: 3)."""
+def probe(dtype: tf.DType, shape, n: int = 4, seed: int = 0, *, skip: str = "") -> np.ndarray:
+    """``n`` probe examples for an input of ``dtype`` and static ``shape`` (unknown sizes: 3);
+    ``skip`` ends the error's sentence (how the caller can do without them)."""
     rng = np.random.default_rng(seed)
     dims = [n] + [d if d is not None else 3 for d in (shape.as_list()[1:] if shape.rank else [])]
     if dtype == tf.string:
@@ -37,7 +38,7 @@ def probe(dtype: tf.DType, shape, n: int = 4, seed: int = 0) -> np.ndarray:
         return rng.integers(0, 2, size=dims).astype(dtype.as_numpy_dtype)
     if dtype == tf.bool:
         return rng.integers(0, 2, size=dims).astype(bool)
-    raise MergeHeadsError(f"cannot make probe inputs of dtype {dtype.name}; pass verify=False / --no-verify")
+    raise MergeHeadsError(f"cannot make probe inputs of dtype {dtype.name} to verify the written model{skip}")
 
 
 def _input_spec(backbone: specs.Backbone):
@@ -96,14 +97,15 @@ def _head_output(task: specs.Task, features):
 
 
 def check(export_dir: str, backbones, backbone_values: list, tasks, *, rtol: float = 1e-5,
-          atol: float = 1e-6) -> float:
+          atol: float = 1e-6, skip: str = "") -> float:
     """Load ``export_dir`` and compare every task's output with :func:`reference` on probe inputs;
     returns the largest absolute difference.
 
     Raises:
-      MergeHeadsError: a task's output differs by more than ``atol + rtol * |reference|``.
+      MergeHeadsError: a task's output differs by more than ``atol + rtol * |reference|``, or the
+        input's dtype has no probe values (``skip`` ends that message: how to do without).
     """
-    x = probe(*_input_spec(backbones[0]))
+    x = probe(*_input_spec(backbones[0]), skip=skip)
     expected = reference(backbones, backbone_values, tasks, x)
     sess, meta = load_saved_model(export_dir)
     worst = 0.0

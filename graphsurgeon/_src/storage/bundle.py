@@ -25,6 +25,7 @@ import numpy as np
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
 from graphsurgeon._src.errors import CorruptCheckpointError
+from graphsurgeon._src.storage.files import read_bytes
 
 MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
@@ -135,11 +136,7 @@ def read_index(prefix: str):
       CorruptCheckpointError: the index is truncated, damaged or not a V2 checkpoint index.
     """
     path = prefix + ".index"
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise CorruptCheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_bytes(path, CorruptCheckpointError)
     try:
         if len(data) < FOOTER_SIZE or struct.unpack_from("<Q", data, len(data) - 8)[0] != MAGIC:
             raise ValueError("no table magic number at the end (truncated, or not a V2 index)")

@@ -19,6 +19,7 @@ from graphsurgeon._src.errors import (
     UnregisteredOpError,
 )
 from graphsurgeon._src.storage import bundle
+from graphsurgeon._src.storage.files import read_bytes
 from graphsurgeon._src.storage.paths import Source, checkpoint_files
 
 tf1 = tf.compat.v1
@@ -218,11 +219,7 @@ def _not_empty(meta, path: str):
 
 def _parse(path: str, proto_cls, what: str):
     proto = proto_cls()
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise CheckpointNotFoundError(f"{path}: {e.strerror}") from None
+    data = read_bytes(path, CheckpointNotFoundError)
     try:
         if path.endswith(".pbtxt"):
             text_format.Parse(data.decode("utf-8"), proto)

@@ -94,6 +94,19 @@ def read_npz(path: str) -> dict:
         raise DataError(f"{path}: cannot read as .npz ({e})") from None
 
 
+def read_bytes(path: str, error: type[Exception], suffix: str = "") -> bytes:
+    """The bytes of the file at ``path``.
+
+    Raises:
+      error: the file cannot be read; the message is ``PATH: <the system's reason>`` and ``suffix``.
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise error(f"{path}: {e.strerror or e}{suffix}") from None
+
+
 def read_lines(path: str) -> list[str]:
     """The lines of the UTF-8 text file at ``path``, without their line ends.
 

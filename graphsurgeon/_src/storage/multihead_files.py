@@ -30,6 +30,7 @@ from graphsurgeon._src.errors import (
 )
 from graphsurgeon._src.storage import bundle, model_dir
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
+from graphsurgeon._src.storage.files import read_bytes
 from graphsurgeon._src.storage.session import new_session
 
 tf1 = tf.compat.v1
@@ -152,11 +153,7 @@ def read_part(model_dir: str, name: str):
     """A graph piece (GraphDef) stored as ``parts/<name>`` in a merged model directory."""
     path = os.path.join(model_dir, PARTS_DIR, name)
     gd = tf1.GraphDef()
-    try:
-        with open(path, "rb") as f:
-            gd.ParseFromString(f.read())
-    except OSError as e:
-        raise MergeHeadsError(f"{path}: {e.strerror}; the merged model's parts are incomplete") from None
+    gd.ParseFromString(read_bytes(path, MergeHeadsError, "; the merged model's parts are incomplete"))
     return gd
 
 

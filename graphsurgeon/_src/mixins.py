@@ -1,0 +1,30 @@
+"""Two behaviours several classes share: a verb's result that reports itself as a JSON-ready dict,
+and an object that a ``with`` statement closes."""
+from __future__ import annotations
+
+import dataclasses
+
+
+class Report:
+    """For the dataclass a verb returns (``MergeResult``, ``LearnResult`` ...): :meth:`to_dict` gives
+    its fields, nested dataclasses as dicts, after the ``version`` of the JSON layout; the class
+    itself says what :meth:`format_text` prints."""
+
+    def to_dict(self) -> dict:
+        return {"version": 1, **dataclasses.asdict(self)}
+
+    def format_text(self) -> str:
+        raise NotImplementedError(f"{type(self).__name__} does not say how it is printed")
+
+
+class Closing:
+    """``with obj:`` returns ``obj`` and calls its ``close()`` at the end, however the block ends."""
+
+    def close(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not say how it is closed")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

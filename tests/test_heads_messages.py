@@ -1,0 +1,186 @@
+"""Many heads', learn-task's and add-class's errors name the library's arguments (``features=``,
+``verify=False``, ``mask_lr=``); the command line says its flags (``--features``, ``--no-verify``,
+``--mask-lr``), one exact stderr line per failure."""
+import os
+
+import heads_models as hm
+import pytest
+import tensorflow as tf
+
+from graphsurgeon._src.cli import main, to_flags
+from graphsurgeon._src.cli.messages import command_flags
+from graphsurgeon._src.errors import ConfigError, MergeHeadsError, TensorNotFoundError
+from graphsurgeon._src.multihead import verify
+from graphsurgeon._src.multihead.merge import add_task, merge_heads
+
+tf1 = tf.compat.v1
+
+
+def _complex_input_task(directory):
+    """A TF1 model whose input is complex64: no probe values exist for it, so it cannot be verified."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.complex64, [None, 4], name="x")
+        h = tf.tanh(tf.matmul(tf.math.real(x), tf1.get_variable("w", [4, 8])), name="features")
+        tf.nn.softmax(tf.matmul(h, tf1.get_variable("o", [8, 2])), name="probabilities")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("msgs")
+    m = {"good": hm.tf1_task(str(d / "good"), 2, 1), "good2": hm.tf1_task(str(d / "good2"), 3, 4),
+         "skip": hm.tf1_task(str(d / "skip"), 2, 3, head="skip"),
+         "moved": hm.tf1_task(str(d / "moved"), 2, 5, perturb=(1, 0.031)),
+         "complex": _complex_input_task(str(d / "complex")), "dir": str(d)}
+    m["merged"] = merge_heads([m["good"], m["good2"]], "hidden2/Tanh", str(d / "merged")).directory
+    return m
+
+
+def _cases(m):
+    """``(library call, error type, what the library says, command line, the exact stderr line)``;
+    every flag the many-heads messages name appears at least once."""
+    good, good2, out = m["good"], m["good2"], os.path.join(m["dir"], "new")
+    closest1 = "hidden1/Relu, hidden1, hidden1/add, hidden1/biases, hidden1/MatMul"
+    closest = "hidden2/Tanh, hidden2/add, hidden2, hidden2/Const, hidden1/add"
+    return [
+        (lambda: merge_heads([good], "hidden2/Tan", out), TensorNotFoundError,
+         f"{good}: features=hidden2/Tan is not a tensor of this model; closest: {closest}",
+         ["merge-heads", good, "--features", "hidden2/Tan", "--out", out],
+         f"graphsurgeon merge-heads: error: {good}: --features hidden2/Tan is not a tensor of this model; "
+         f"closest: {closest}"),
+        (lambda: merge_heads([good], "hidden2/Tanh", out, input="hidden1/Rel"), TensorNotFoundError,
+         f"{good}: input=hidden1/Rel is not a tensor of this model; closest: {closest1}",
+         ["merge-heads", good, "--features", "hidden2/Tanh", "--input", "hidden1/Rel", "--out", out],
+         f"graphsurgeon merge-heads: error: {good}: --input hidden1/Rel is not a tensor of this model; "
+         f"closest: {closest1}"),
+        (lambda: merge_heads([good], "hidden2/Tanh", out, output="logit"), TensorNotFoundError,
+         f"{good}: output=logit is not a tensor of this model; closest: logits, loss, init, gradients, Const",
+         ["merge-heads", good, "--features", "hidden2/Tanh", "--output", "logit", "--out", out],
+         f"graphsurgeon merge-heads: error: {good}: --output logit is not a tensor of this model; "
+         "closest: logits, loss, init, gradients, Const"),
+        (lambda: merge_heads([good], "probabilities", out), MergeHeadsError,
+         f"{good}: cannot tell the model's output above features=probabilities:0 (candidates: none); name it with "
+         "output=",
+         ["merge-heads", good, "--features", "probabilities", "--out", out],
+         f"graphsurgeon merge-heads: error: {good}: cannot tell the model's output above --features probabilities:0 "
+         "(candidates: none); name it with --output"),
+        (lambda: merge_heads([good], "probabilities", out, output="probabilities"), MergeHeadsError,
+         f"{good}: the model's output probabilities:0 is the features tensor itself (features=probabilities:0); "
+         "there is no head above it",
+         ["merge-heads", good, "--features", "probabilities", "--output", "probabilities", "--out", out],
+         f"graphsurgeon merge-heads: error: {good}: the model's output probabilities:0 is the features tensor itself "
+         "(--features probabilities:0); there is no head above it"),
+        (lambda: merge_heads([m["skip"]], "hidden2/Tanh", out), MergeHeadsError,
+         f"{m['skip']}: op 'head/skip/MatMul' above features=hidden2/Tanh:0 reads 'hidden1/Relu', which lies below "
+         "it; a head must read only the features (choose a features= tensor above every op the head reads)",
+         ["merge-heads", m["skip"], "--features", "hidden2/Tanh", "--out", out],
+         f"graphsurgeon merge-heads: error: {m['skip']}: op 'head/skip/MatMul' above --features hidden2/Tanh:0 reads "
+         "'hidden1/Relu', which lies below it; a head must read only the features (choose a --features tensor "
+         "above every op the head reads)"),
+        (lambda: merge_heads([good, good2], "hidden2/Tanh", out, task_names=["same", "same"]), MergeHeadsError,
+         "task names: duplicate task names 'same'; every task needs its own name (see task_names=)",
+         None, None),  # the command line reads the names from a file: the next case
+        (None, None, None,
+         ["merge-heads", good, good2, "--features", "hidden2/Tanh", "--out", out, "--task-names", m["names"]],
+         f"graphsurgeon merge-heads: error: {m['names']}: duplicate task names 'same'; every task needs its own "
+         "name (see --task-names)"),
+        (lambda: merge_heads([good, m["moved"]], "hidden2/Tanh", out), MergeHeadsError,
+         "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept differences "
+         "this small",
+         ["merge-heads", good, m["moved"], "--features", "hidden2/Tanh", "--out", out],
+         "graphsurgeon merge-heads: error: backbone weights differ (atol 0): task 1 (moved) differs from the rest in "
+         "hidden2/weights (max |Δ| 0.031, relative 0.0164); pass --group-backbones to build one backbone per "
+         "group, or a larger --atol to accept differences this small"),
+        (lambda: merge_heads([good], "hidden2/Tanh", m["merged"]), ConfigError,
+         f"{m['merged']} exists; merged models are written to a new directory (choose another out=)",
+         ["merge-heads", good, "--features", "hidden2/Tanh", "--out", m["merged"]],
+         f"graphsurgeon merge-heads: error: {m['merged']} exists; merged models are written to a new directory "
+         "(choose another --out)"),
+        (lambda: add_task(m["merged"], good), ConfigError,
+         f"{m['merged']}: its name is not a version number; say where the new version goes (out=DIR)",
+         ["add-head", m["merged"], good],
+         f"graphsurgeon add-head: error: {m['merged']}: its name is not a version number; say where the new version "
+         "goes (--out DIR)"),
+        (lambda: add_task(m["merged"], good, out, name="good2"), MergeHeadsError,
+         f"{m['merged']} + {good}: duplicate task names 'good2'; every task needs its own name (see name=)",
+         ["add-head", m["merged"], good, "--out", out, "--task-name", "good2"],
+         f"graphsurgeon add-head: error: {m['merged']} + {good}: duplicate task names 'good2'; every task needs its "
+         "own name (see --task-name)"),
+        (lambda: merge_heads([m["complex"]], "features", out), MergeHeadsError,
+         "cannot make probe inputs of dtype complex64 to verify the written model; pass verify=False to skip it",
+         ["merge-heads", m["complex"], "--features", "features", "--out", out],
+         "graphsurgeon merge-heads: error: cannot make probe inputs of dtype complex64 to verify the written model; "
+         "pass --no-verify to skip it"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def cases(models):
+    names = os.path.join(models["dir"], "names.txt")
+    with open(names, "w") as f:
+        f.write("same\nsame\n")
+    return _cases({**models, "names": names})
+
+
+def test_library_errors_name_arguments(cases, models):
+    for call, error, says, _, _ in cases:
+        if call is None:
+            continue
+        with pytest.raises(error) as e:
+            call()
+        assert says in str(e.value), str(e.value)
+        assert "--" not in str(e.value), str(e.value)  # no flag: the library's words are its arguments
+    assert not os.path.exists(os.path.join(models["dir"], "new"))
+
+
+def test_the_command_line_says_its_flags(cases, models, capsys):
+    for _, _, _, argv, line in cases:
+        if argv is None:
+            continue
+        assert main(argv + ["--verbose"]) == 2
+        err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")]
+        assert err == [line], err
+    assert not os.path.exists(os.path.join(models["dir"], "new"))
+
+
+def test_a_complex_input_model_merges_unverified(models, tmp_path):
+    res = merge_heads([models["complex"]], "features", str(tmp_path / "out"), verify=False)
+    assert res.max_abs_diff is None and len(res.tasks) == 1
+
+
+def test_flag_words_and_their_commands():
+    assert to_flags("pass verify=False to skip it; choose another out=) or out=DIR") == \
+        "pass --no-verify to skip it; choose another --out) or --out DIR"
+    assert command_flags("(see name=)", "add-head") == "(see --task-name)"
+    assert command_flags("name='' needs a name", "add-class") == "--name '' needs a name"
+    assert command_flags("(see name=)", "merge-heads") == "(see name=)"
+    # elsewhere name= is no flag (TF2's tf.Variable(name=) in migrate's messages)
+    assert to_flags("TF2 variables made without name= share one") == "TF2 variables made without name= share one"
+    assert to_flags("features=f:0 reads 2 placeholders; name the input with input=") == \
+        "--features f:0 reads 2 placeholders; name the input with --input"
+    assert to_flags("pass group_backbones=True or a larger atol=; task_names=") == \
+        "pass --group-backbones or a larger --atol; --task-names"
+    with pytest.raises(MergeHeadsError, match=r"dtype complex64 to verify the written model$"):
+        verify.probe(tf.complex64, tf.TensorShape([None, 2]))  # learn-task's check: no option to skip it
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["learn-task", "{good}", "--data", "x.npz", "--task", "t", "--method", "lwf", "--out", "o", "--mask-lr", "0"],
+     "graphsurgeon learn-task: error: --mask-lr 0.0: expected a number > 0"),
+    (["learn-task", "{good}", "--data", "x.npz", "--task", "t", "--method", "lwf", "--out", "o",
+      "--backbone-lr-mult", "-1"], "graphsurgeon learn-task: error: --backbone-lr-mult -1.0: expected a multiplier >= 0"),
+    (["learn-task", "{good}", "--data", "x.npz", "--task", "t", "--method", "ewc", "--out", "o",
+      "--fisher-samples", "0"], "graphsurgeon learn-task: error: --fisher-samples 0: expected an integer >= 1"),
+    (["add-class", "{dir}", "--data", "x.npz", "--name", "n", "--out", "{dir}/new", "--steps", "0"],
+     "graphsurgeon add-class: error: --steps 0, --lr 0.01: expected an integer >= 1 and a number > 0"),
+    (["add-class", "{dir}", "--data", "x.npz", "--name", "n", "--out", "{dir}"],
+     "graphsurgeon add-class: error: {dir} exists; add-class writes a new directory (choose another --out)"),
+])
+def test_continual_and_classifier_settings_say_their_flags(models, argv, line, capsys):
+    argv = [a.format(**models) for a in argv]
+    argv = [argv[0], "--model", argv[1], *argv[2:]] if argv[0] == "learn-task" else argv
+    assert main(argv + ["--verbose"]) == 2
+    assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")] == [line.format(**models)]
