@@ -407,11 +407,6 @@ def test_the_file_check_passes_what_does_not_touch_files():
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?![\w])")
 # (file under graphsurgeon/_src, flag): strings that name another program's flag, not ours
 OTHER_PROGRAMS = {("demo/main.py", "--logdir")}  # the `tensorboard --logdir DIR` command line the demo prints
-# Files another branch (msgs-b: multihead, continual, add_class, combine) is converting to argument words.
-# The lead empties this list after merging it; the check then holds for every file outside cli/.
-NOT_YET_CONVERTED = {
-    "multihead/verify.py", "multihead/piece.py", "multihead/merge.py", "multihead/load.py",
-}
 
 
 def flags_in_strings(source: str) -> list:
@@ -432,8 +427,6 @@ LIBRARY = [(m, p) for m, p, _ in MODS if not m.startswith(f"{PACKAGE}.cli")]
 @pytest.mark.parametrize("module,path", LIBRARY, ids=[m for m, _ in LIBRARY])
 def test_library_messages_name_arguments_not_flags(module, path):
     rel = os.path.relpath(path, SRC).replace(os.sep, "/")
-    if rel in NOT_YET_CONVERTED:
-        pytest.skip("converted on another branch (NOT_YET_CONVERTED)")
     found = [(n, f) for n, f in flags_in_strings(open(path).read()) if (rel, f) not in OTHER_PROGRAMS]
     assert not found, (f"{path}: " + ", ".join(f"line {n}: {f}" for n, f in found) + ": the library names its "
                        "arguments (repair=True, out_dir=DIR); graphsurgeon._src.cli.messages says the flag")
