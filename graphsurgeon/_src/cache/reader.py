@@ -6,11 +6,12 @@ import tensorflow as tf
 
 from graphsurgeon._src.cache import epochs
 from graphsurgeon._src.errors import CacheError
+from graphsurgeon._src.mixins import Closing
 from graphsurgeon._src.storage import cachefiles, cacheshards
 from graphsurgeon._src.storage.records import SPLIT_CODES
 
 
-class CacheReader:
+class CacheReader(Closing):
     """The examples of the data set a cache was last made for, as minibatches, with bounded memory.
 
     Only the manifest is read when the reader opens (its memory follows the number of shards,
@@ -158,12 +159,6 @@ class CacheReader:
             self._active.close()
             self._active = None
         self._store.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _code(split: str) -> int:
