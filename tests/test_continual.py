@@ -10,7 +10,7 @@ import pytest
 from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.cache import CacheReader
 from graphsurgeon._src.cli import main
-from graphsurgeon._src.combine import combine, teacher_targets
+from graphsurgeon._src.combine import combine, prior_offsets, teacher_targets
 from graphsurgeon._src.continual import masks, network, responses
 from graphsurgeon._src.continual.config import LearnConfig
 from graphsurgeon._src.continual.learn import learn_task
@@ -252,6 +252,21 @@ def test_prior_balance_gives_each_class_its_share_of_the_targets():
     np.testing.assert_allclose(teacher_targets([a, b], "prior").mean(0), 0.2, atol=1e-5)  # equal by default
     with pytest.raises(ConfigError, match="expected 5 positive weights"):
         teacher_targets([a, b], "prior", [1, 1, 1, 1, 0])
+
+
+def test_prior_offsets_refuse_rather_than_stop_short():
+    # very peaked logits (scale 3000) converge too slowly: after the steps allowed the means are off by
+    # far more than give_up, and the run is refused instead of training on unbalanced targets
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2000, 9)) * 3000
+    z[:, 3] -= 15000
+    with pytest.raises(ContinualError, match=r"balance='prior': after 50 steps .* class \d+ of the union is still"):
+        prior_offsets(z, np.full(9, 1 / 9), max_iter=50)
+    # the same logits at scale 1 reach the prior well within the steps allowed
+    b = prior_offsets(z / 3000, np.full(9, 1 / 9), max_iter=50)
+    s = z / 3000 + b
+    p = np.exp(s - np.logaddexp.reduce(s, axis=1, keepdims=True))
+    np.testing.assert_allclose(p.mean(0), 1 / 9, rtol=1e-5)
 
 
 def test_add_class_keeps_old_logits_bit_for_bit_and_learns_the_new_one(d, combined, work):

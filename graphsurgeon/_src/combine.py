@@ -174,10 +174,18 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def prior_offsets(z: np.ndarray, prior: np.ndarray, *, tol: float = 1e-6, max_iter: int = 5000) -> np.ndarray:
+def prior_offsets(z: np.ndarray, prior: np.ndarray, *, tol: float = 1e-6, max_iter: int = 5000,
+                  give_up: float = 1e-3) -> np.ndarray:
     """Offsets ``b`` [C] such that the mean over the rows of ``softmax(z + b)`` is ``prior`` [C]
     (positive, summing to 1), by the fixed point ``b ← b − log(mean / prior)`` from ``b = 0``; ``b``
-    is shifted to sum to 0. Stops when no class's mean is off by more than a factor ``1 ± tol``."""
+    is shifted to sum to 0. Stops when no class's mean is off by more than a factor ``1 ± tol``;
+    after ``max_iter`` steps (very peaked logits converge slowly) a mean off by at most a factor
+    ``1 ± give_up`` is accepted.
+
+    Raises:
+      ContinualError: after ``max_iter`` steps a class's mean is still off by more than ``give_up``
+        (naming the class's column and how far off it is).
+    """
     z = np.asarray(z, np.float64)
     log_prior = np.log(np.asarray(prior, np.float64))
     b = np.zeros(z.shape[1])
@@ -188,6 +196,13 @@ def prior_offsets(z: np.ndarray, prior: np.ndarray, *, tol: float = 1e-6, max_it
         if np.max(np.abs(gap)) < tol:
             break
         b -= gap
+    else:
+        worst = int(np.argmax(np.abs(gap)))
+        if abs(gap[worst]) > give_up:
+            raise ContinualError(
+                f"balance='prior': after {max_iter} steps the teachers' mean target for class {worst} of the "
+                f"union is still {np.expm1(gap[worst]):+.2%} off its prior (logits too peaked to rebalance); "
+                "pass balance='logits'")
     return b - b.mean()
 
 
