@@ -271,6 +271,23 @@ def test_dtype_mismatch_is_reported_and_needs_allow_cast(seed004, tmp_path):
     assert got.dtype == np.float32 and got.tobytes() == src["hidden1/weights"].astype(np.float16).astype(np.float32).tobytes()
 
 
+def test_logdir_is_not_staged_a_failed_run_keeps_its_curves(retrained, tmp_path, monkeypatch):
+    prefix, x, _, _ = retrained
+    cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", trainable=["hidden3"], epochs=1, batch_size=32, lr=0.05)
+
+    def full_disk(path, obj):
+        if path.endswith("metrics.json"):
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return write_json(path, obj)
+
+    monkeypatch.setattr(run, "write_json", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        gs.retrain(cfg, two_class_data(x), str(tmp_path / "out"), logdir=str(tmp_path / "tb"), progress=False)
+    assert not (tmp_path / "out").exists()  # out_dir staged: nothing left
+    events = [f for _, _, fs in os.walk(tmp_path / "tb") for f in fs if f.startswith("events.out.tfevents")]
+    assert events  # logdir written while training, kept
+
+
 def test_a_failed_run_leaves_an_existing_out_exactly_as_it_was(retrained, tmp_path, monkeypatch):
     prefix, x, first, _ = retrained
     out = tmp_path / "out"

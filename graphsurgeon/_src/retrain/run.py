@@ -72,10 +72,13 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
       out_dir: receives ``checkpoint/``, ``saved_model/``, ``labels.txt``, ``plan.json``,
         ``metrics.json``, ``surgery.dot`` (and ``surgery.svg`` when Graphviz's ``dot`` is on PATH)
         and TensorBoard scalars and graph under ``logs/`` (or ``logdir``). It may not be, or lie
-        inside, the model's own directory. Everything is written into a staging directory beside
-        it and moved into place at the end, so a run that fails leaves ``out_dir`` as it was (or
-        absent). In an existing ``out_dir`` those entries are replaced as a whole (an old
+        inside, the model's own directory. Everything but ``logdir`` is written into a staging
+        directory beside it and moved into place at the end, so a run that fails leaves ``out_dir``
+        as it was (or absent). In an existing ``out_dir`` those entries are replaced as a whole (an old
         ``surgery.svg`` or ``logs/`` too); other files there are kept.
+      logdir: TensorBoard's directory instead of ``out_dir/logs``. Unlike ``out_dir`` it is not
+        staged: scalars are written there while training, so a run that fails leaves the events
+        it wrote (the curves up to the failure).
       overwrite: replace a model (``checkpoint/``, ``saved_model/``) already in ``out_dir``;
         without it such an ``out_dir`` is refused before anything trains.
       cache: a bottleneck cache directory (``graphsurgeon cache``): its activations are fed at the
