@@ -81,6 +81,35 @@ def item_keys(keys: np.ndarray, augs: np.ndarray) -> np.ndarray:
     return rec.view(ITEM)
 
 
+def distinct_items(items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(distinct, first, inverse)`` as ``np.unique(items, return_index=True, return_inverse=True)``
+    gives them (``items[first] == distinct``, ``distinct[inverse] == items``, ``first`` each value's
+    first occurrence), the distinct values in some order.
+
+    Sorted by a 64-bit mix of each item's first key bytes and its copy number (an integer sort,
+    several times faster than sorting 34-byte values); if two different items share a mix, by the
+    whole items (``np.unique``).
+    """
+    n = len(items)
+    if n < 2:
+        return items.copy(), np.arange(n), np.zeros(n, np.int64)
+    u8 = items.view(np.uint8).reshape(n, ITEM.itemsize)
+    mix = u8[:, :8].copy().view("<u8").reshape(-1) ^ (u8[:, 32:34].copy().view("<u2").reshape(-1).astype(np.uint64)
+                                                      * np.uint64(0x9E3779B97F4A7C15))
+    order = np.argsort(mix, kind="stable")
+    mix = mix[order]
+    same = np.flatnonzero(mix[1:] == mix[:-1])  # neighbours sharing a mix: the same item, unless it collides
+    if np.any(items[order[same]] != items[order[same + 1]]):
+        distinct, first, inverse = np.unique(items.view(f"S{ITEM.itemsize}"), return_index=True, return_inverse=True)
+        return distinct.view(ITEM), first, inverse.reshape(-1)
+    starts = np.ones(n, bool)
+    starts[same + 1] = False
+    inverse = np.empty(n, np.int64)
+    inverse[order] = np.cumsum(starts) - 1
+    first = order[starts]  # a stable sort keeps each item's first occurrence first
+    return items[first], first, inverse
+
+
 def expand(splits: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
     """``(example, copy)`` of every row the data set needs, in data order: each example's copy 0,
     then copies 1..``copies`` of training examples."""
@@ -94,7 +123,7 @@ def make_plan(source, copies: int, known: Known, shard_size: int, first_shard: i
     """The plan of a run over ``source`` (a :class:`~graphsurgeon._src.storage.records.RecordSource`)."""
     examples, augs = expand(source.splits, copies)
     items = item_keys(source.keys[examples], augs)
-    distinct, first, inverse = np.unique(items, return_index=True, return_inverse=True)
+    distinct, first, inverse = distinct_items(items)
     found, shard, row = known.lookup(distinct)
     pending = np.flatnonzero(~found)
     split_of = source.splits[examples[first[pending]]]

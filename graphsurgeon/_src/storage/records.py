@@ -28,12 +28,14 @@ from graphsurgeon._src.errors import DataError
 from graphsurgeon._src.storage import example_wire as wire
 from graphsurgeon._src.storage.datasets import (
     ImageDecoder,
-    load_npz,
     npz_x,
     read_npz,
+    read_npz_examples,
+    split_codes,
     which_split,
 )
 from graphsurgeon._src.storage.imagefolders import list_image_folder
+from graphsurgeon._src.storage.rowhash import hex_name_splits, row_digests
 
 SPLITS = ("train", "validation", "test")
 SPLIT_CODES = {name: i for i, name in enumerate(SPLITS)}
@@ -147,7 +149,7 @@ def _keys(digests: list) -> np.ndarray:
 
 def content_keys(rows: np.ndarray) -> np.ndarray:
     """The content keys (``KEY``: sha256 of each row's bytes, C order) of the rows of an array."""
-    return _keys([_digest(row.tobytes()) for row in np.ascontiguousarray(rows)])
+    return row_digests(rows, "sha256")
 
 
 def _codes(splits) -> np.ndarray:
@@ -180,11 +182,13 @@ def open_source(path: str, *, image_size=None, scale: str = "unit", validation_p
 
 
 def _npz(path: str, pct: dict) -> RecordSource:
-    d = load_npz(path, **pct)
-    x = np.ascontiguousarray(d.x)
-    keys = content_keys(x)
+    """The examples of an ``.npz``, split as :func:`load_npz` splits them; per-row digests are
+    computed into arrays (:mod:`rowhash`), with no Python object kept per row."""
+    x, y, split, classes = read_npz_examples(path)
+    x = np.ascontiguousarray(x)
+    codes = split_codes(split) if split is not None else hex_name_splits(row_digests(x, "sha1"), **pct)
     spec = {"kind": "npz", "path": os.path.abspath(path)}
-    src = RecordSource("npz", keys, d.y.astype(np.int64), _codes(d.split), d.classes, {"kind": "npz"},
+    src = RecordSource("npz", content_keys(x), y.astype(np.int64), codes, classes, {"kind": "npz"},
                        {"kind": "npz", "path": os.path.abspath(path)}, spec, tuple(x.shape[1:]))
     src._loader = open_loader(spec, array=x)
     return src
@@ -230,7 +234,7 @@ def _tfrecords(path, image_size, scale, pct, image_feature, label_feature) -> Re
         raise DataError(f"{path}: some records hold encoded images and others float lists; expected one kind")
     kind = kinds.pop()
     keys = _keys(digests)
-    splits = _codes(which_split(bytes(k).hex(), **pct) for k in keys)
+    splits = hex_name_splits(keys, **pct)
     prep = {"kind": kind, "image_feature": image_feature, "label_feature": label_feature}
     spec = {"kind": kind}
     if kind == "tfrecord-images":
