@@ -141,6 +141,7 @@ def main():
         peak = peak_rss_mb()
         cache = os.path.join(d, "cache")
         size = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache))
+        manifest_kb = os.path.getsize(os.path.join(cache, cachefiles.MANIFEST)) / 1024
         one = os.path.join(cache, cachefiles.shard_name(0))
         rows, keys = np.load(one), np.load(os.path.join(cache, cachefiles.keys_name(0)))
         shutil.rmtree(cache)
@@ -161,7 +162,7 @@ def main():
                   "shards": len(shards), "shard_write_s_mean": float(np.mean([s for _, _, s in shards])),
                   "manifest_writes": len(manifests),
                   "manifest_write_s_first_last": [manifests[0][2], manifests[-1][2]],
-                  "manifest_kb": os.path.getsize(os.path.join(cache, cachefiles.MANIFEST)) / 1024,
+                  "manifest_kb": manifest_kb,
                   "cache_mb": size / 2**20, "peak_rss_mb": peak, "disk_alone_first_ex_per_s": disk_first,
                   "disk_alone_last_ex_per_s": disk_last, "disk_alone_last_over_first": disk_last / disk_first}
         print(f"{n:,} rows x {WIDTH} float32 ({size / 2**30:.2f} GiB, {len(shards)} shards) in {total:.1f} s: "

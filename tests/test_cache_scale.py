@@ -1,6 +1,7 @@
 """Per-row digests and hash splits computed a block at a time: the same keys and splits as the
 per-row Python code they replaced (values pinned from it), so existing caches stay valid."""
 import hashlib
+import pickle
 
 import numpy as np
 import pytest
@@ -110,3 +111,12 @@ def test_distinct_items_are_np_unique_up_to_order():
     unique_semantics(items, plan.distinct_items(items))
     for n in (0, 1):
         unique_semantics(items[:n], plan.distinct_items(items[:n]))
+
+
+def test_npz_refs_are_row_numbers_and_names_are_spelled_when_read(tmp_path):
+    np.savez(tmp_path / "a.npz", x=np.arange(20.0).reshape(10, 2), y=np.arange(10))
+    src = records.open_source(str(tmp_path / "a.npz"))
+    names = pickle.loads(pickle.dumps(src.names(np.array([3, 4, 7]))))
+    assert len(names) == 3 and list(names) == ["row 3", "row 4", "row 7"] and names[1:][1] == "row 7"
+    assert np.shares_memory(src.load(np.array([3, 4, 5])), src.loader._array)  # consecutive rows: a view
+    assert src.load([7, 3]).tolist() == [[14.0, 15.0], [6.0, 7.0]] and src.load([4, 6]).tolist() == [[8, 9], [12, 13]]

@@ -72,16 +72,18 @@ class RecordSource:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def refs(self, indices) -> list:
-        """What a :class:`Loader` needs to load examples ``indices`` (picklable)."""
+    def refs(self, indices):
+        """What a :class:`Loader` needs to load examples ``indices`` (picklable): a list, or for an
+        ``npz`` the row numbers as one int64 array."""
         if self._refs is None:
-            return [int(i) for i in indices]
+            return np.asarray(indices, np.int64)
         return [self._refs[int(i)] for i in indices]
 
-    def names(self, indices) -> list[str]:
-        """How messages name examples ``indices`` (a file, ``row 17``, ``d.tfrecord#3``)."""
+    def names(self, indices):
+        """How messages name examples ``indices`` (a file, ``row 17``, ``d.tfrecord#3``): a list, or
+        for an ``npz`` a :class:`RowNames` (spelled when read)."""
         if self._names is None:
-            return [f"row {int(i)}" for i in indices]
+            return RowNames(np.asarray(indices, np.int64))
         return [self._names[int(i)] for i in indices]
 
     @property
@@ -100,6 +102,22 @@ class RecordSource:
             self._loader = None
 
 
+@dataclasses.dataclass(frozen=True)
+class RowNames:
+    """The names ``row <i>`` of rows ``rows``, as a sequence spelled only when an item is read (a
+    message needs one), so a shard's 4,096 names cost nothing."""
+
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return RowNames(self.rows[i])
+        return f"row {int(self.rows[i])}"
+
+
 class Loader:
     """Input arrays from refs: rows of an array (``npz``), image files or encoded images (decoded,
     resized, optionally distorted), or float lists."""
@@ -113,9 +131,9 @@ class Loader:
         if self.kind == "npz":
             if any(d is not None for d in distortions):
                 raise DataError("distortions (augment=K) need images (an image folder or TFRecord images)")
-            first = refs[0]
-            if refs == list(range(first, first + len(refs))):
-                return self._array[first:first + len(refs)]  # consecutive rows: a view, no copy
+            refs = np.asarray(refs, np.int64)
+            if len(refs) and refs[-1] - refs[0] == len(refs) - 1 and bool(np.all(np.diff(refs) == 1)):
+                return self._array[refs[0]:refs[-1] + 1]  # consecutive rows: a view, no copy
             return self._array[refs]
         if self.kind == "tfrecord-floats":
             return np.stack(refs)
