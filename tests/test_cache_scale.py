@@ -2,6 +2,7 @@
 per-row Python code they replaced (values pinned from it), so existing caches stay valid."""
 import hashlib
 import pickle
+import types
 
 import numpy as np
 import pytest
@@ -120,3 +121,44 @@ def test_npz_refs_are_row_numbers_and_names_are_spelled_when_read(tmp_path):
     assert len(names) == 3 and list(names) == ["row 3", "row 4", "row 7"] and names[1:][1] == "row 7"
     assert np.shares_memory(src.load(np.array([3, 4, 5])), src.loader._array)  # consecutive rows: a view
     assert src.load([7, 3]).tolist() == [[14.0, 15.0], [6.0, 7.0]] and src.load([4, 6]).tolist() == [[8, 9], [12, 13]]
+
+
+def old_make_plan(source, copies, known, shard_size, first_shard):
+    """The plan as the code before the integer grouping made it (np.unique over 34-byte items, lexsort)."""
+    examples, augs = plan.expand(source.splits, copies)
+    items = plan.item_keys(source.keys[examples], augs)
+    distinct, first, inverse = np.unique(items, return_index=True, return_inverse=True)
+    found, shard, row = known.lookup(distinct)
+    pending = np.flatnonzero(~found)
+    split_of = source.splits[examples[first[pending]]]
+    pending = pending[np.lexsort((first[pending], split_of))]
+    split_of = source.splits[examples[first[pending]]]
+    tasks, next_shard = [], first_shard
+    for code in range(3):
+        group = pending[split_of == code]
+        for a in range(0, len(group), shard_size):
+            chunk = group[a:a + shard_size]
+            shard[chunk], row[chunk] = next_shard, np.arange(len(chunk))
+            tasks.append((next_shard, examples[first[chunk]].tolist(), augs[first[chunk]].tolist()))
+            next_shard += 1
+    inverse = inverse.reshape(-1)
+    view = np.empty(len(examples), plan.cacheshards.EXAMPLE_DTYPE)
+    view["example"], view["aug"], view["row"] = examples, augs, row[inverse]
+    view["label"], view["split"] = source.labels[examples], source.splits[examples]
+    rows_shard = shard[inverse]
+    order = np.argsort(rows_shard, kind="stable")
+    return tasks, view[order].tobytes(), rows_shard[order].tolist()
+
+
+@pytest.mark.parametrize("copies", [0, 2])
+def test_plan_is_the_one_the_per_item_sort_made(copies):
+    rng = np.random.default_rng(copies)
+    src = types.SimpleNamespace(keys=np.frombuffer(rng.bytes(32 * 300), "V32")[rng.integers(0, 300, 500)],
+                                splits=rng.choice(3, 500, p=[0.6, 0.3, 0.1]).astype(np.uint8),
+                                labels=rng.integers(0, 7, 500))
+    stored = plan.item_keys(src.keys[rng.integers(0, 500, 120)], np.zeros(120, np.uint16)).view(
+        plan.cacheshards.KEY_DTYPE)
+    for known in (plan.Known([], []), plan.Known([stored[:60], stored[60:]], [0, 3])):
+        p = plan.make_plan(src, copies, known, 37, 4)
+        assert p.tasks and ([(t.shard, t.examples.tolist(), t.augs.tolist()) for t in p.tasks], p.view.tobytes(),
+                            p.view_shards.tolist()) == old_make_plan(src, copies, known, 37, 4)

@@ -122,12 +122,13 @@ def expand(splits: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
 def make_plan(source, copies: int, known: Known, shard_size: int, first_shard: int) -> Plan:
     """The plan of a run over ``source`` (a :class:`~graphsurgeon._src.storage.records.RecordSource`)."""
     examples, augs = expand(source.splits, copies)
-    items = item_keys(source.keys[examples], augs)
+    keys = source.keys if len(examples) == len(source.keys) else source.keys[examples]  # no copies: no gather
+    items = item_keys(keys, augs)
     distinct, first, inverse = distinct_items(items)
+    del items, keys
     found, shard, row = known.lookup(distinct)
-    pending = np.flatnonzero(~found)
-    split_of = source.splits[examples[first[pending]]]
-    pending = pending[np.lexsort((first[pending], split_of))]  # by split, then data order
+    del distinct
+    pending = _by_split_then_data_order(np.flatnonzero(~found), first, source.splits[examples])
     split_of = source.splits[examples[first[pending]]]
     tasks, next_shard = [], first_shard
     for code in range(3):
@@ -144,3 +145,13 @@ def make_plan(source, copies: int, known: Known, shard_size: int, first_shard: i
     rows_shard = shard[inverse]
     order = np.argsort(rows_shard, kind="stable")
     return Plan(tasks, view[order], rows_shard[order], int(np.count_nonzero(found)))
+
+
+def _by_split_then_data_order(pending: np.ndarray, first: np.ndarray, row_splits: np.ndarray) -> np.ndarray:
+    """``pending`` (indices of distinct items) ordered by the split of each one's first row, then by
+    that row's place (``np.lexsort((first[pending], split))``, in linear time: ``first`` values are
+    distinct row numbers, so placing them is a sort by data order)."""
+    at = np.full(len(row_splits), -1, np.int64)
+    at[first[pending]] = pending
+    pending = at[at >= 0]
+    return pending[np.argsort(row_splits[first[pending]], kind="stable")]
