@@ -5,7 +5,14 @@ floats): a frozen layer 4 -> 100 (ReLU) saved with ``Saver``, so that what is me
 generator (content keys, batches, shard files, manifest updates), not inference. ``generate`` runs
 as ``graphsurgeon cache`` runs it (float32 rows, shards of 4,096 rows). The time each shard is
 written is recorded: the throughput of the first million rows (from the first shard written, so
-restoring the model and planning are not in it) and of the last million are compared.
+restoring the model and planning are not in it) and of the last million are compared. Within each
+span the main thread's computing (``task_inputs`` and ``Computer.rows``) and the writer thread's
+shard writes are timed apart (they overlap: a shard is written while the next is computed).
+
+Side by side in the same run, the disk alone: the same number of shards of the same size written
+by ``write_shard`` (hashed, fsync'd, renamed; nothing computed) into a fresh directory, and the
+same first/last ratio of its rows a second. When the generator is bound by its writes, its ratio
+cannot be better than the disk's.
 
 Goal: last million within 10% of the first.
 
@@ -29,7 +36,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from graphsurgeon._src.cache import generate, generation  # noqa: E402
+from graphsurgeon._src.cache import compute, generate, generation  # noqa: E402
 from graphsurgeon._src.storage import cachefiles, cacheshards  # noqa: E402
 
 tf1 = tf.compat.v1
@@ -73,6 +80,32 @@ def within(log, start, end):
     return sum(s for t, _, s in log if start < t <= end)
 
 
+def reset_peak_rss():
+    """Reset the kernel's peak RSS of this process (VmHWM), so the peak measured is generate's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    return int([line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]) / 1024
+
+
+def disk_alone(d, n_shards, rows, keys):
+    """``[(time after the write, rows, seconds)]`` of ``n_shards`` shard writes of ``rows`` and ``keys``."""
+    out = os.path.join(d, "disk")
+    os.makedirs(out)
+    log = []
+    for i in range(n_shards):
+        t = time.perf_counter()
+        cacheshards.write_shard(out, i, rows, keys)
+        log.append((time.perf_counter(), len(rows), time.perf_counter() - t))
+    shutil.rmtree(out)
+    return log
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=10_000_000)
@@ -88,46 +121,64 @@ def main():
         x = np.random.default_rng(0).normal(size=(n, INPUTS)).astype(np.float32)
         np.savez(os.path.join(d, "data.npz"), x=x, y=np.arange(n) % 10)
         del x
-        shards, manifests, interims = [], [], []
-        originals = cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest
+        shards, manifests, interims, computing = [], [], [], []
+        originals = (cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest,
+                     compute.Computer.rows, generation.task_inputs)
         cacheshards.write_shard = recorded(shards, originals[0], lambda a: len(a[2]))
         cachefiles.write_manifest = recorded(manifests, originals[1], lambda a: len(a[1]["shards"]))
         generation.interim_manifest = recorded(interims, originals[2], lambda a: len(a[1]))
+        compute.Computer.rows = recorded(computing, originals[3], lambda a: len(a[2]))
+        generation.task_inputs = recorded(computing, originals[4], lambda a: 0)
+        reset_peak_rss()
         try:
             t = time.perf_counter()
             generate(prefix, "features", os.path.join(d, "data.npz"), os.path.join(d, "cache"),
                      batch_size=args.batch_size, progress=False)
             total = time.perf_counter() - t
         finally:
-            cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest = originals
+            (cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest, compute.Computer.rows,
+             generation.task_inputs) = originals
+        peak = peak_rss_mb()
         cache = os.path.join(d, "cache")
         size = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache))
+        manifest_kb = os.path.getsize(os.path.join(cache, cachefiles.MANIFEST)) / 1024
+        one = os.path.join(cache, cachefiles.shard_name(0))
+        rows, keys = np.load(one), np.load(os.path.join(cache, cachefiles.keys_name(0)))
+        shutil.rmtree(cache)
+        disk = disk_alone(d, len(shards), rows, keys)
         million = min(1_000_000, n // 10)
         parts = {}
         for name, (rows, a, b) in (("first", span(shards, 0, million)), ("last", span(shards, n - million, n))):
             parts[name] = {"rows": int(rows), "s": b - a, "ex_per_s": rows / (b - a), "shard_writes_s": within(shards, a, b),
+                           "computing_s": within(computing, a, b),
                            "manifest_writes_s": within(manifests, a, b), "manifest_building_s": within(interims, a, b)}
         first, last = parts["first"]["ex_per_s"], parts["last"]["ex_per_s"]
-        hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]
+        disk_rows = sum(r for _, r, _ in disk)
+        (r0, a0, b0), (r1, a1, b1) = span(disk, 0, million), span(disk, disk_rows - million, disk_rows)
+        disk_first, disk_last = r0 / (b0 - a0), r1 / (b1 - a1)
         result = {"examples": n, "width": WIDTH, "total_s": total, "ex_per_s": n / total,
                   "first_from_first_shard_s": shards[0][0] - t, "rows_compared": million,
                   "first_ex_per_s": first, "last_ex_per_s": last, "last_over_first": last / first, "parts": parts,
                   "shards": len(shards), "shard_write_s_mean": float(np.mean([s for _, _, s in shards])),
                   "manifest_writes": len(manifests),
                   "manifest_write_s_first_last": [manifests[0][2], manifests[-1][2]],
-                  "manifest_kb": os.path.getsize(os.path.join(cache, cachefiles.MANIFEST)) / 1024,
-                  "cache_mb": size / 2**20, "peak_rss_mb": int(hwm) / 1024}
+                  "manifest_kb": manifest_kb,
+                  "cache_mb": size / 2**20, "peak_rss_mb": peak, "disk_alone_first_ex_per_s": disk_first,
+                  "disk_alone_last_ex_per_s": disk_last, "disk_alone_last_over_first": disk_last / disk_first}
         print(f"{n:,} rows x {WIDTH} float32 ({size / 2**30:.2f} GiB, {len(shards)} shards) in {total:.1f} s: "
               f"{n / total:,.0f} rows/s overall (first shard written {result['first_from_first_shard_s']:.1f} s "
               f"after the start)")
         print(f"  first {million:,} rows {first:,.0f} rows/s, last {million:,} rows {last:,.0f} rows/s: "
               f"last/first {last / first:.3f} (goal within 10%)")
         for name, p in parts.items():
-            print(f"  {name} {p['rows']:,} rows: {p['s']:.2f} s, of which writing shards {p['shard_writes_s']:.2f} s, "
-                  f"building manifests {p['manifest_building_s']:.3f} s, writing them {p['manifest_writes_s']:.3f} s")
+            print(f"  {name} {p['rows']:,} rows: {p['s']:.2f} s; computing {p['computing_s']:.2f} s (main thread), "
+                  f"writing shards {p['shard_writes_s']:.2f} s (writer thread), building manifests "
+                  f"{p['manifest_building_s']:.3f} s, writing them {p['manifest_writes_s']:.3f} s")
         print(f"  {len(manifests)} manifest writes ({manifests[0][2] * 1000:.1f} ms the first, "
               f"{manifests[-1][2] * 1000:.1f} ms the last; {result['manifest_kb']:.0f} KB at the end); "
-              f"peak RSS {result['peak_rss_mb']:.0f} MB")
+              f"peak RSS during generate {peak:.0f} MB")
+        print(f"  the disk alone, {len(disk)} shard writes of the same bytes: first {million:,} rows {disk_first:,.0f} "
+              f"rows/s, last {disk_last:,.0f} rows/s: last/first {disk_last / disk_first:.3f}")
         print(json.dumps(result))
 
 

@@ -63,12 +63,13 @@ class Computer:
       cut: the cached tensor (a ``tf.Tensor``); feeder: a :class:`graphsurgeon._src.feeds.Feeder` for its input.
       batch_size: rows per ``session.run``; dtype: the stored dtype.
       distortions: a :class:`Distortions`, or None when no copies are made.
+      buffers: shard buffers used in turn (2: a shard can be written while the next is computed).
     """
 
-    def __init__(self, model, cut, feeder, batch_size: int, dtype: str, distortions=None):
+    def __init__(self, model, cut, feeder, batch_size: int, dtype: str, distortions=None, buffers: int = 1):
         self.model, self.cut, self.feeder = model, cut, feeder
         self.batch_size, self.dtype, self.distortions = batch_size, np.dtype(dtype), distortions
-        self._buf = None  # one shard buffer, reused (fresh memory costs page faults)
+        self._bufs, self._turn = [None] * buffers, 0  # shard buffers, reused (fresh memory costs page faults)
 
     def batch(self, loader, inputs: TaskInputs, start: int):
         """``(inputs, activations)`` of rows ``start .. start + batch_size`` of ``inputs``."""
@@ -84,13 +85,15 @@ class Computer:
         check_batch_independent(self.model, self.cut, self.feeder, x, act)
 
     def rows(self, loader, inputs: TaskInputs, progress=None) -> np.ndarray:
-        """Every row of ``inputs``, stored dtype, as a view of the reused buffer;
-        ``progress(n)`` is called after each batch."""
+        """Every row of ``inputs``, stored dtype, as a view of the next reused buffer (valid until
+        ``buffers`` more calls); ``progress(n)`` is called after each batch."""
+        turn, self._turn = self._turn, (self._turn + 1) % len(self._bufs)
+        buf = self._bufs[turn]
         for start in range(0, len(inputs), self.batch_size):
             _, act = self.batch(loader, inputs, start)
-            if self._buf is None or len(self._buf) < len(inputs) or self._buf.shape[1:] != act.shape[1:]:
-                self._buf = np.empty((len(inputs),) + act.shape[1:], self.dtype)
-            self._buf[start:start + len(act)] = act
+            if buf is None or len(buf) < len(inputs) or buf.shape[1:] != act.shape[1:]:
+                buf = self._bufs[turn] = np.empty((len(inputs),) + act.shape[1:], self.dtype)
+            buf[start:start + len(act)] = act
             if progress is not None:
                 progress(len(act))
-        return self._buf[:len(inputs)]
+        return buf[:len(inputs)]

@@ -27,26 +27,31 @@ REPAIR = f"{REPAIR_HINT} (the index is rebuilt from the data)"
 EXAMPLE_DTYPE = np.dtype([("example", "<u4"), ("aug", "<u2"), ("row", "<u4"), ("label", "<i4"), ("split", "u1")])
 
 
-class _HashingWriter:
-    """A file-like object that writes through and keeps a sha256 of everything written."""
-
-    def __init__(self, raw):
-        self.raw, self.hash, self.size = raw, hashlib.sha256(), 0
-
-    def write(self, data):
-        self.hash.update(data)
-        self.size += len(data)
-        return self.raw.write(data)
+def npy_bytes(array: np.ndarray) -> tuple[bytes, memoryview]:
+    """``(header, data)``: the ``.npy`` file of ``array`` (C order) as ``np.save`` writes it, its data a
+    view of the array's memory (no copy)."""
+    header = io.BytesIO()
+    d = np.lib.format.header_data_from_array_1_0(array)
+    try:
+        np.lib.format.write_array_header_1_0(header, d)
+    except ValueError:  # a header over 64 KiB: numpy's version 2.0, as np.save picks it
+        header = io.BytesIO()
+        np.lib.format.write_array_header_2_0(header, d)
+    return header.getvalue(), memoryview(array.reshape(-1).view(np.uint8))
 
 
 def _write_npy(path: str, array: np.ndarray) -> tuple[str, int]:
-    """Write ``array`` to ``path`` (flushed to disk); ``(sha256, size)`` taken as the bytes go out."""
-    with open(path, "wb") as raw:
-        f = _HashingWriter(raw)
-        np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
-        raw.flush()
-        os.fsync(raw.fileno())
-    return f.hash.hexdigest(), f.size
+    """Write ``array`` to ``path`` as ``np.save`` would (flushed to disk); ``(sha256, size)`` of the
+    bytes written, hashed from the array's memory."""
+    header, data = npy_bytes(np.ascontiguousarray(array))
+    h = hashlib.sha256(header)
+    h.update(data)
+    with open(path, "wb") as f:
+        f.write(header)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return h.hexdigest(), len(header) + data.nbytes
 
 
 def write_shard(directory: str, shard: int, array: np.ndarray, keys: np.ndarray, *,

@@ -17,9 +17,9 @@ import tensorflow as tf
 from graphsurgeon._src.errors import DataError
 from graphsurgeon._src.storage.files import read_npz
 from graphsurgeon._src.storage.imagefolders import list_image_folder
+from graphsurgeon._src.storage.rowhash import MAX_NUM_IMAGES_PER_CLASS, hex_name_splits, hex_strings, row_digests
 from graphsurgeon._src.storage.session import new_session
 
-MAX_NUM_IMAGES_PER_CLASS = 2 ** 27 - 1  # retrain.py's constant, so splits match it
 SPLITS = ("train", "validation", "test")
 
 
@@ -87,6 +87,17 @@ def load_npz(path: str, *, validation_pct: float = 10.0, test_pct: float = 10.0)
         value or not numbers, ``y`` not one integer class id per row, no rows, rows that differ in
         number, a NaN or infinite value in ``x`` (naming its row), a malformed ``split`` or ``classes``.
     """
+    x, y, split, classes = read_npz_examples(path)
+    sha1 = row_digests(x, "sha1")
+    if split is None:
+        split = split_names(hex_name_splits(sha1, validation_pct, test_pct))
+    return Dataset(x, y.astype(np.int64), split, hex_strings(sha1), classes)
+
+
+def read_npz_examples(path: str) -> tuple:
+    """``(x, y, split, classes)`` of an ``.npz``, checked as :func:`load_npz` describes: ``x`` float32,
+    ``y`` as stored, ``split`` the file's own array of split names (None when it has none), ``classes``
+    a list of names or None."""
     arrays = read_npz(path)
     for k in ("x", "y"):
         if k not in arrays:
@@ -99,14 +110,13 @@ def load_npz(path: str, *, validation_pct: float = 10.0, test_pct: float = 10.0)
         raise DataError(f"{path}: x has {len(x)} rows but y has {len(y)}")
     if not len(x):
         raise DataError(f"{path}: no examples (x and y have 0 rows)")
-    keys = [hashlib.sha1(row.tobytes()).hexdigest() for row in x]
+    split = None
     if "split" in arrays:
         split = arrays["split"].astype(str)
-        bad = sorted(set(split) - set(SPLITS))
-        if bad or len(split) != len(y):
-            raise DataError(f"{path}: 'split' must hold one of {SPLITS} per row (found {bad[:3]})")
-    else:
-        split = np.array([which_split(k, validation_pct, test_pct) for k in keys])
+        codes = split_codes(split)
+        bad = [str(s) for s in np.unique(split[codes == 255])[:3]] if split.ndim == 1 else []
+        if bad or split.ndim != 1 or len(split) != len(y):
+            raise DataError(f"{path}: 'split' must hold one of {SPLITS} per row (found {bad})")
     classes = None
     if "classes" in arrays:
         names = arrays["classes"]
@@ -114,7 +124,23 @@ def load_npz(path: str, *, validation_pct: float = 10.0, test_pct: float = 10.0)
             raise DataError(f"{path}: 'classes' must be a 1-D array of class names (strings), got {names.dtype} "
                             f"{names.shape}")
         classes = [str(c) for c in names.astype(str)]
-    return Dataset(x, y.astype(np.int64), split, keys, classes)
+    return x, y, split, classes
+
+
+def split_codes(split: np.ndarray) -> np.ndarray:
+    """The code of each of ``split`` (names from :data:`SPLITS`) as ``uint8``: its index in
+    :data:`SPLITS`, 255 for a name that is not one."""
+    codes = np.full(split.shape, 255, np.uint8)
+    for i, name in enumerate(SPLITS):
+        codes[split == name] = i
+    return codes
+
+
+def split_names(codes: np.ndarray) -> np.ndarray:
+    """The split names of ``codes`` as ``np.array`` makes them from a list of names: strings as wide
+    as the longest name present."""
+    width = max((len(SPLITS[c]) for c in np.unique(codes)), default=1)
+    return np.array(SPLITS, f"U{width}")[codes]
 
 
 def npz_x(arrays: dict, path: str) -> np.ndarray:

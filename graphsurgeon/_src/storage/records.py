@@ -28,12 +28,14 @@ from graphsurgeon._src.errors import DataError
 from graphsurgeon._src.storage import example_wire as wire
 from graphsurgeon._src.storage.datasets import (
     ImageDecoder,
-    load_npz,
     npz_x,
     read_npz,
+    read_npz_examples,
+    split_codes,
     which_split,
 )
 from graphsurgeon._src.storage.imagefolders import list_image_folder
+from graphsurgeon._src.storage.rowhash import hex_name_splits, row_digests
 
 SPLITS = ("train", "validation", "test")
 SPLIT_CODES = {name: i for i, name in enumerate(SPLITS)}
@@ -70,16 +72,18 @@ class RecordSource:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def refs(self, indices) -> list:
-        """What a :class:`Loader` needs to load examples ``indices`` (picklable)."""
+    def refs(self, indices):
+        """What a :class:`Loader` needs to load examples ``indices`` (picklable): a list, or for an
+        ``npz`` the row numbers as one int64 array."""
         if self._refs is None:
-            return [int(i) for i in indices]
+            return np.asarray(indices, np.int64)
         return [self._refs[int(i)] for i in indices]
 
-    def names(self, indices) -> list[str]:
-        """How messages name examples ``indices`` (a file, ``row 17``, ``d.tfrecord#3``)."""
+    def names(self, indices):
+        """How messages name examples ``indices`` (a file, ``row 17``, ``d.tfrecord#3``): a list, or
+        for an ``npz`` a :class:`RowNames` (spelled when read)."""
         if self._names is None:
-            return [f"row {int(i)}" for i in indices]
+            return RowNames(np.asarray(indices, np.int64))
         return [self._names[int(i)] for i in indices]
 
     @property
@@ -98,6 +102,22 @@ class RecordSource:
             self._loader = None
 
 
+@dataclasses.dataclass(frozen=True)
+class RowNames:
+    """The names ``row <i>`` of rows ``rows``, as a sequence spelled only when an item is read (a
+    message needs one), so a shard's 4,096 names cost nothing."""
+
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return RowNames(self.rows[i])
+        return f"row {int(self.rows[i])}"
+
+
 class Loader:
     """Input arrays from refs: rows of an array (``npz``), image files or encoded images (decoded,
     resized, optionally distorted), or float lists."""
@@ -111,9 +131,9 @@ class Loader:
         if self.kind == "npz":
             if any(d is not None for d in distortions):
                 raise DataError("distortions (augment=K) need images (an image folder or TFRecord images)")
-            first = refs[0]
-            if refs == list(range(first, first + len(refs))):
-                return self._array[first:first + len(refs)]  # consecutive rows: a view, no copy
+            refs = np.asarray(refs, np.int64)
+            if len(refs) and refs[-1] - refs[0] == len(refs) - 1 and bool(np.all(np.diff(refs) == 1)):
+                return self._array[refs[0]:refs[-1] + 1]  # consecutive rows: a view, no copy
             return self._array[refs]
         if self.kind == "tfrecord-floats":
             return np.stack(refs)
@@ -147,7 +167,7 @@ def _keys(digests: list) -> np.ndarray:
 
 def content_keys(rows: np.ndarray) -> np.ndarray:
     """The content keys (``KEY``: sha256 of each row's bytes, C order) of the rows of an array."""
-    return _keys([_digest(row.tobytes()) for row in np.ascontiguousarray(rows)])
+    return row_digests(rows, "sha256")
 
 
 def _codes(splits) -> np.ndarray:
@@ -180,11 +200,13 @@ def open_source(path: str, *, image_size=None, scale: str = "unit", validation_p
 
 
 def _npz(path: str, pct: dict) -> RecordSource:
-    d = load_npz(path, **pct)
-    x = np.ascontiguousarray(d.x)
-    keys = content_keys(x)
+    """The examples of an ``.npz``, split as :func:`load_npz` splits them; per-row digests are
+    computed into arrays (:mod:`rowhash`), with no Python object kept per row."""
+    x, y, split, classes = read_npz_examples(path)
+    x = np.ascontiguousarray(x)
+    codes = split_codes(split) if split is not None else hex_name_splits(row_digests(x, "sha1"), **pct)
     spec = {"kind": "npz", "path": os.path.abspath(path)}
-    src = RecordSource("npz", keys, d.y.astype(np.int64), _codes(d.split), d.classes, {"kind": "npz"},
+    src = RecordSource("npz", content_keys(x), y.astype(np.int64), codes, classes, {"kind": "npz"},
                        {"kind": "npz", "path": os.path.abspath(path)}, spec, tuple(x.shape[1:]))
     src._loader = open_loader(spec, array=x)
     return src
@@ -230,7 +252,7 @@ def _tfrecords(path, image_size, scale, pct, image_feature, label_feature) -> Re
         raise DataError(f"{path}: some records hold encoded images and others float lists; expected one kind")
     kind = kinds.pop()
     keys = _keys(digests)
-    splits = _codes(which_split(bytes(k).hex(), **pct) for k in keys)
+    splits = hex_name_splits(keys, **pct)
     prep = {"kind": kind, "image_feature": image_feature, "label_feature": label_feature}
     spec = {"kind": kind}
     if kind == "tfrecord-images":
