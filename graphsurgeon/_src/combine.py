@@ -178,17 +178,14 @@ def prior_offsets(z: np.ndarray, prior: np.ndarray, *, tol: float = 1e-6, max_it
                   give_up: float = 1e-3) -> np.ndarray:
     """Offsets ``b`` [C] such that the mean over the rows of ``softmax(z + b)`` is ``prior`` [C]
     (positive, summing to 1), by the fixed point ``b ← b − log(mean / prior)`` from ``b = 0``; ``b``
-    is shifted to sum to 0. Stops when no class's mean is off by more than a factor ``1 ± tol``;
-    after ``max_iter`` steps (very peaked logits converge slowly) a mean off by at most a factor
-    ``1 ± give_up`` is accepted.
+    is shifted to sum to 0. Stops when no class's mean is off by more than a factor ``1 ± tol``; after
+    ``max_iter`` steps (peaked logits converge slowly) one off by at most ``1 ± give_up`` is accepted.
 
     Raises:
-      ContinualError: after ``max_iter`` steps a class's mean is still off by more than ``give_up``
-        (naming the class's column and how far off it is).
+      ContinualError: a class's mean still off by more than ``give_up`` (naming its column).
     """
     z = np.asarray(z, np.float64)
-    log_prior = np.log(np.asarray(prior, np.float64))
-    b = np.zeros(z.shape[1])
+    log_prior, b = np.log(np.asarray(prior, np.float64)), np.zeros(z.shape[1])
     for _ in range(max_iter):
         s = z + b
         log_p = s - np.logaddexp.reduce(s, axis=1, keepdims=True)
@@ -197,12 +194,10 @@ def prior_offsets(z: np.ndarray, prior: np.ndarray, *, tol: float = 1e-6, max_it
             break
         b -= gap
     else:
-        worst = int(np.argmax(np.abs(gap)))
-        if abs(gap[worst]) > give_up:
+        if abs(gap[worst := int(np.argmax(np.abs(gap)))]) > give_up:
             raise ContinualError(
-                f"balance='prior': after {max_iter} steps the teachers' mean target for class {worst} of the "
-                f"union is still {np.expm1(gap[worst]):+.2%} off its prior (logits too peaked to rebalance); "
-                "pass balance='logits'")
+                f"balance='prior': after {max_iter} steps the mean target of class {worst} of the union is still "
+                f"{np.expm1(gap[worst]):+.2%} off its prior (logits too peaked); pass balance='logits'")
     return b - b.mean()
 
 
