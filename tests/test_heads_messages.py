@@ -184,3 +184,15 @@ def test_continual_and_classifier_settings_say_their_flags(models, argv, line, c
     argv = [argv[0], "--model", argv[1], *argv[2:]] if argv[0] == "learn-task" else argv
     assert main(argv + ["--verbose"]) == 2
     assert [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")] == [line.format(**models)]
+
+
+def test_add_head_names_the_merged_models_features_not_a_flag_it_lacks(models, capsys):
+    # add-head splits the new model where the merged model's tasks.json says: the library says features=,
+    # the command line (which has no --features) says whose features they are
+    m, out = models, os.path.join(models["dir"], "new_complex")
+    with pytest.raises(TensorNotFoundError, match=rf"^{m['complex']}: features=hidden2/Tanh is not a tensor"):
+        add_task(m["merged"], m["complex"], out)
+    assert main(["add-head", m["merged"], m["complex"], "--out", out, "--verbose"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")]
+    assert len(err) == 1 and err[0].startswith(f"graphsurgeon add-head: error: {m['complex']}: the merged model's features hidden2/Tanh "
+                          "is not a tensor of this model; closest: ") and "--features" not in err[0]

@@ -114,7 +114,9 @@ FLAGS.update({"task_names": "--task-names", "group_backbones": "--group-backbone
 NO_FLAGS = {"verify": "--no-verify"}
 # a word whose flag depends on the command (``name=`` is add-head's ``--task-name``, add-class's ``--name``;
 # elsewhere, as in TF2's ``tf.Variable(name=)``, it is no flag)
-COMMAND_FLAGS = {"add-head": {"name": "--task-name"}, "add-class": {"name": "--name"}}
+COMMAND_FLAGS = {"add-head": {"name": "--task-name", "features": "the merged model's features",  # from its
+                              "input": "the merged model's input"},  # tasks.json: add-head has no such flags
+                 "add-class": {"name": "--name"}}
 
 
 def command_flags(message: str, command: str | None) -> str:
