@@ -196,6 +196,29 @@ def test_data_writer_blocks_tails_and_copies_give_the_exact_bytes(tmp_path, monk
     assert (tmp_path / "d").read_bytes() == bytes(want)
 
 
+def test_data_writer_raises_a_write_error_of_its_io_threads(tmp_path, monkeypatch):
+    """A full disk met by a background write surfaces from write() or close(), and abandon() then
+    returns (no thread left waiting)."""
+    import errno
+
+    from graphsurgeon._src.storage import bundle_data
+
+    monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
+    real, calls = os.pwrite, []
+
+    def pwrite(fd, data, offset):
+        calls.append(offset)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+    monkeypatch.setattr(bundle_data.os, "pwrite", pwrite)
+    w = DataWriter(str(tmp_path / "d"))
+    with pytest.raises(OSError, match="No space"):
+        w.write(iter([np.zeros(16384, np.uint8)] * 8))
+        w.close()
+    w.abandon()
+
+
 HOLD = r"""
 import sys, time
 sys.path.insert(0, {root!r})
