@@ -94,8 +94,7 @@ class DataWriter:
     one waits for the GIL. The last partial block, and everything on a file system that refuses
     direct I/O, go through the page cache, as do :meth:`copy`'s bytes (whole blocks written there
     are handed to the kernel's write-back at once: ``posix_fadvise(DONTNEED)``). :meth:`close`
-    fsyncs. Closed or abandoned, a writer leaves its stages (32 MiB, held for the rest of the
-    process) to the next writer:
+    fsyncs. Closed or abandoned, a writer leaves its stages (32 MiB) to the next one in the process:
     fresh memory is slow to touch the first time and to unmap (a float16 cast of vgg_16 took
     0.04-0.07 s less with them kept, medians of interleaved runs at load 2-3 on 2 cores)."""
 
@@ -154,7 +153,7 @@ class DataWriter:
         return crc
 
     def _send_stage(self) -> None:
-        """Hand the full stage to an I/O thread and continue in the next free one."""
+        """Hand the full stage to the I/O thread and continue in the next free one."""
         self._writing.append((self._io.submit(self._write_at, self._stage, self._base), self._stage))
         self._base += self._fill
         self._fill = 0
