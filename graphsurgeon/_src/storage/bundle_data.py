@@ -16,7 +16,6 @@ import errno
 import mmap
 import os
 import struct
-import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
@@ -94,9 +93,7 @@ class DataWriter:
     one waits for the GIL. The last partial block, and everything on a file system that refuses
     direct I/O, go through the page cache, as do :meth:`copy`'s bytes (whole blocks written there
     are handed to the kernel's write-back at once: ``posix_fadvise(DONTNEED)``). :meth:`close`
-    fsyncs. Closed or abandoned, a writer leaves its stages (32 MiB) to the next one in the process:
-    fresh memory is slow to touch the first time and to unmap (a float16 cast of vgg_16 took
-    0.04-0.07 s less with them kept, medians of interleaved runs at load 2-3 on 2 cores)."""
+    fsyncs."""
 
     BLOCK = 4096
     STAGE_BYTES = 8 << 20
@@ -108,7 +105,7 @@ class DataWriter:
         self._f = open(path, "xb+", buffering=0)  # noqa: SIM115 (closed by close() or abandon())
         self._direct = self._direct_fd = _open_direct(path)
         self.size = 0
-        self._stages = _take_stages(self.STAGES, self.STAGE_BYTES)
+        self._stages = [np.frombuffer(mmap.mmap(-1, self.STAGE_BYTES), np.uint8) for _ in range(self.STAGES)]
         self._stage = self._stages[0]  # page-aligned, filling
         self._base = 0  # file offset of the stage's first byte, a multiple of BLOCK
         self._fill = 0  # the stage holds the file's bytes [base, base + fill)
@@ -236,34 +233,10 @@ class DataWriter:
         self._close_files()
 
     def _close_files(self) -> None:
-        """Close the descriptors and hand the stages back (no I/O thread is running)."""
-        _give_back(self._stages)
-        self._stages, self._stage = [], None
         if self._direct_fd is not None:
             os.close(self._direct_fd)
             self._direct = self._direct_fd = None
         self._f.close()
-
-
-_spare = []  # stages of closed writers, all of one size, for the next writer
-_spare_lock = threading.Lock()
-
-
-def _take_stages(n: int, size: int) -> list:
-    """``n`` page-aligned buffers of ``size`` bytes: spare ones first, new ones (anonymous maps) after."""
-    with _spare_lock:
-        taken = [_spare.pop() for _ in range(min(n, len(_spare)))] if _spare and len(_spare[0]) == size else []
-    return taken + [np.frombuffer(mmap.mmap(-1, size), np.uint8) for _ in range(n - len(taken))]
-
-
-def _give_back(stages: list) -> None:
-    """Keep ``stages`` for the next writer (up to DataWriter.STAGES of them; a new size replaces the old)."""
-    with _spare_lock:
-        for stage in stages:
-            if _spare and len(_spare[0]) != len(stage):
-                _spare.clear()
-            if len(_spare) < DataWriter.STAGES:
-                _spare.append(stage)
 
 
 def _open_direct(path: str) -> int | None:
