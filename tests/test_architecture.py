@@ -24,8 +24,9 @@ and 2, with the few calls ``FD_PLUMBING`` lists). The scan reads each module's s
 are resolved through its imports and aliases (``from shutil import rmtree``, ``tf1 = tf.compat.v1``)
 and matched against what touches files; a Saver (or ``tf.train.Checkpoint``) is followed to its
 ``save``/``restore`` under whatever name the module keeps it; ``load_weights``/``save_weights`` on
-anything and the monitored sessions count too. Names a module builds at run time (``getattr``,
-``importlib``) and savers handed in from another module are not seen.
+anything and the monitored sessions count too. Names a module builds at run time (``getattr``)
+and savers handed in from another module are not seen; ``importlib.import_module`` counts as an
+import (a deferred one must be listed in ``LAZY`` with its reason; a computed name fails).
 """
 import ast
 import os
@@ -53,6 +54,10 @@ LAYERS = [
 # as a pipelines module: the demo, which shows the public API at work, may import it.
 PUBLIC_LAYER = "pipelines"
 OPTIONAL = {"sklearn", "matplotlib", "apache_beam", "tf_keras", "h5py"}  # extras, imported on use
+# (module, graphsurgeon module it loads inside a function by ``importlib.import_module``): the only
+# deferred imports of the package's own modules, each with its reason
+LAZY = {("graphsurgeon._src.cache.generation", "graphsurgeon._src.cache.beam"):
+        "it imports Apache Beam (seconds), needed only for runner='beam'"}
 
 
 def layer_of(module: str) -> int:
@@ -109,10 +114,20 @@ def imports(tree, module: str = "", is_package: bool = False):
                 out.append((names, child.lineno, in_function))
             elif isinstance(child, ast.Import):
                 out.append(([a.name for a in child.names], child.lineno, in_function))
+            elif isinstance(child, ast.Call) and _is_import_module(child.func):
+                arg = child.args[0] if child.args else None
+                name = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else "<computed>"
+                out.append(([name], child.lineno, in_function))
             visit(child, inner)
 
     visit(tree, False)
     return out
+
+
+def _is_import_module(func) -> bool:
+    """``importlib.import_module`` or ``import_module`` (as a name or an attribute)."""
+    return (isinstance(func, ast.Attribute) and func.attr == "import_module") or \
+        (isinstance(func, ast.Name) and func.id == "import_module")
 
 
 def import_problems(module: str, source: str, is_package: bool = False) -> list[str]:
@@ -122,7 +137,11 @@ def import_problems(module: str, source: str, is_package: bool = False) -> list[
     mine, out = layer_of(module), []
     for names, line, in_function in imports(ast.parse(source), module, is_package):
         optional = {n.split(".")[0] for n in names} & OPTIONAL
-        if in_function and not module.startswith(f"{PACKAGE}.cli") and not optional:
+        if names == ["<computed>"]:
+            out.append(f"line {line}: import_module of a name built at run time; name the module literally")
+            continue
+        lazy = (module, names[0]) in LAZY
+        if in_function and not module.startswith(f"{PACKAGE}.cli") and not optional and not lazy:
             out.append(f"line {line}: import inside a function ({names[0]}); move it to the top, or move the "
                        "helper it needs to a lower layer")
         for n in names:
@@ -163,6 +182,12 @@ def test_imports_point_down_and_never_hide_in_functions(module, path, is_package
     ("graphsurgeon._src.retrain.run", "import graphsurgeon.elsewhere\n", False, "belongs to no layer"),
     ("graphsurgeon._src.retrain.run", "from graphsurgeon._src.storage.nosuchfile import x\n", False,
      "not a module"),
+    ("graphsurgeon._src.cache.generation", "import importlib\ndef f():\n    importlib.import_module("
+     "'graphsurgeon._src.cache.job')\n", False, "inside a function"),  # deferred but not in LAZY
+    ("graphsurgeon._src.storage.files", "import importlib\nm = importlib.import_module('graphsurgeon._src.cache')\n",
+     False, "a higher layer"),
+    ("graphsurgeon._src.storage.files", "from importlib import import_module\nm = import_module('x' + y)\n", False,
+     "built at run time"),
 ])
 def test_the_import_check_fails_on_each_kind_of_bad_import(module, source, is_package, needle):
     problems = import_problems(module, source, is_package)

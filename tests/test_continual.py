@@ -339,6 +339,8 @@ def test_combine_refuses_models_with_different_inputs_naming_both(d, work, capsy
     (["--prior", "1,1,1,1,1,1,1,1,x"], "--prior 1,1,1,1,1,1,1,1,x: expected comma-separated numbers"),
     (["--balance", "logits", "--prior", "1,1,1,1,1,1,1,1,1"], "used with --balance 'prior' only"),
     (["--weight-decay", "-1"], "--weight-decay -1.0: expected a number >= 0"),
+    (["--names", "a"], "--names ['a']: expected one name per model, 2 "),  # was: the second model dropped
+    (["--names", "a,b,c"], "--names ['a', 'b', 'c']: expected one name per model, 2 "),
 ])
 def test_combine_refuses_a_prior_that_does_not_fit(d, work, capsys, flags, match):
     out = str(work / "bad_prior")

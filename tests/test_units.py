@@ -109,6 +109,13 @@ def test_head_shapes_pooling_and_names(seed004):
     model = gs.Model(g, None, None)
     pooled = gs.add_head(model, "maps", 2, scope="p")
     assert pooled.features.op.type == "Mean" and pooled.features.shape.as_list() == [None, 4]
+    with g.as_default():
+        tf1.placeholder(tf.float32, [None, 1, 1, None], name="open")
+        tf1.placeholder(tf.float32, [None, None, None, 4], name="anysize")
+    with pytest.raises(gs.ConfigError, match=r"unknown inner dimensions \[1, 1, None\]; a head needs the last dim"):
+        gs.add_head(model, "open", 2, scope="o", pool="avg")  # pooling would not help: no hint to pool
+    with pytest.raises(gs.ConfigError, match=r"unknown inner dimensions \[None, None, 4\]; use pool='avg'"):
+        gs.add_head(model, "anysize", 2, scope="a", pool="flatten")
 
 
 def test_export_signature(seed004, tmp_path):

@@ -64,9 +64,7 @@ from graphsurgeon._src.storage import datasets, files
 tf1 = tf.compat.v1
 BALANCES = ("prior", "logits", "confidence", "equal")
 FEATURES = "combined/features"
-# the head's kernel decays: targets from teachers are wrong where a teacher claims the other's
-# inputs, and a head that fits less of them does better (example 05, benchmarks/README.md)
-WEIGHT_DECAY = 0.01
+WEIGHT_DECAY = 0.01  # teachers' targets are wrong where one claims the other's inputs: fit less (example 05)
 
 
 @dataclasses.dataclass
@@ -106,9 +104,11 @@ def scope_names(paths: list, names=None) -> list[str]:
     """Scopes for the models: ``names`` or their default task names, made valid TensorFlow scope names.
 
     Raises:
-      ContinualError: two models would share a scope.
+      ContinualError: not one name per model, or two models would share a scope.
     """
     raw = list(names) if names is not None else load.default_names(paths)
+    if len(raw) != len(paths):
+        raise ContinualError(f"names={raw}: expected one name per model, {len(paths)} ({', '.join(paths)})")
     out = [re.sub(r"[^A-Za-z0-9_.\-]", "_", n).lstrip("_.-") or f"model_{i}" for i, n in enumerate(raw)]
     if len(set(out)) != len(out):
         raise ContinualError(f"models {', '.join(paths)} would share a scope ({', '.join(out)}); give names=")

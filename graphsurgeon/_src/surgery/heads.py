@@ -65,7 +65,8 @@ def _features(t: tf.Tensor, pool: str) -> tf.Tensor:
     inner = t.shape.as_list()[1:]
     if pool == "flatten" or all(d == 1 for d in inner[:-1]):
         if any(d is None for d in inner):
-            raise ConfigError(f"tensor '{t.name}' has unknown inner dimensions {inner}; use pool='avg'")
+            hint = "a head needs the last dimension known" if inner[-1] is None else "use pool='avg'"
+            raise ConfigError(f"tensor '{t.name}' has unknown inner dimensions {inner}; {hint}")
         return tf.reshape(t, [-1, int(np.prod(inner))], name="flatten")
     if pool == "avg":
         return tf.reduce_mean(t, axis=list(range(1, rank - 1)), name="avg_pool")

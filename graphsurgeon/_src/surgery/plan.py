@@ -196,7 +196,7 @@ def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, re
 
     Args:
       graph_vars: ``{name: (shape tuple, dtype name)}`` of the new graph's variables.
-        A partitioned variable's part maps to ``(shape, dtype, full_name, full_shape)``.
+        A partitioned variable's part maps to ``(shape, dtype, full_name, full_shape, var_offset)``.
       entries: ``{checkpoint name: (shape, dtype name)}``.
       rules: a :class:`~graphsurgeon._src.rules.Rules`: ``keep`` / ``drop`` (and the
         ``optimizer-slots`` preset) choose which checkpoint tensors are restored (graph variables
