@@ -7,7 +7,8 @@ as ``graphsurgeon cache`` runs it (float32 rows, shards of 4,096 rows). The time
 written is recorded: the throughput of the first million rows (from the first shard written, so
 restoring the model and planning are not in it) and of the last million are compared. Within each
 span the main thread's computing (``task_inputs`` and ``Computer.rows``) and the writer thread's
-shard writes are timed apart (they overlap: a shard is written while the next is computed).
+shard writes are timed apart (they overlap: a shard is written while the next is computed), and
+the seconds spent in ``fsync`` within the span (shards' and manifests': waiting for the device).
 
 Side by side in the same run, the disk alone: the same number of shards of the same size written
 by ``write_shard`` (hashed, fsync'd, renamed; nothing computed) into a fresh directory, and the
@@ -121,14 +122,15 @@ def main():
         x = np.random.default_rng(0).normal(size=(n, INPUTS)).astype(np.float32)
         np.savez(os.path.join(d, "data.npz"), x=x, y=np.arange(n) % 10)
         del x
-        shards, manifests, interims, computing = [], [], [], []
+        shards, manifests, interims, computing, syncs = [], [], [], [], []
         originals = (cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest,
-                     compute.Computer.rows, generation.task_inputs)
+                     compute.Computer.rows, generation.task_inputs, os.fsync)
         cacheshards.write_shard = recorded(shards, originals[0], lambda a: len(a[2]))
         cachefiles.write_manifest = recorded(manifests, originals[1], lambda a: len(a[1]["shards"]))
         generation.interim_manifest = recorded(interims, originals[2], lambda a: len(a[1]))
         compute.Computer.rows = recorded(computing, originals[3], lambda a: len(a[2]))
         generation.task_inputs = recorded(computing, originals[4], lambda a: 0)
+        os.fsync = recorded(syncs, originals[5], lambda a: 0)
         reset_peak_rss()
         try:
             t = time.perf_counter()
@@ -137,7 +139,7 @@ def main():
             total = time.perf_counter() - t
         finally:
             (cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest, compute.Computer.rows,
-             generation.task_inputs) = originals
+             generation.task_inputs, os.fsync) = originals
         peak = peak_rss_mb()
         cache = os.path.join(d, "cache")
         size = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache))
@@ -150,6 +152,7 @@ def main():
         parts = {}
         for name, (rows, a, b) in (("first", span(shards, 0, million)), ("last", span(shards, n - million, n))):
             parts[name] = {"rows": int(rows), "s": b - a, "ex_per_s": rows / (b - a), "shard_writes_s": within(shards, a, b),
+                           "fsync_s": within(syncs, a, b),
                            "computing_s": within(computing, a, b),
                            "manifest_writes_s": within(manifests, a, b), "manifest_building_s": within(interims, a, b)}
         first, last = parts["first"]["ex_per_s"], parts["last"]["ex_per_s"]
@@ -172,7 +175,8 @@ def main():
               f"last/first {last / first:.3f} (goal within 10%)")
         for name, p in parts.items():
             print(f"  {name} {p['rows']:,} rows: {p['s']:.2f} s; computing {p['computing_s']:.2f} s (main thread), "
-                  f"writing shards {p['shard_writes_s']:.2f} s (writer thread), building manifests "
+                  f"writing shards {p['shard_writes_s']:.2f} s (writer thread; fsync {p['fsync_s']:.2f} s of all "
+                  f"writes), building manifests "
                   f"{p['manifest_building_s']:.3f} s, writing them {p['manifest_writes_s']:.3f} s")
         print(f"  {len(manifests)} manifest writes ({manifests[0][2] * 1000:.1f} ms the first, "
               f"{manifests[-1][2] * 1000:.1f} ms the last; {result['manifest_kb']:.0f} KB at the end); "

@@ -1,6 +1,7 @@
 """Per-row digests and hash splits computed a block at a time: the same keys and splits as the
 per-row Python code they replaced (values pinned from it), so existing caches stay valid."""
 import hashlib
+import os
 import pickle
 import types
 
@@ -89,6 +90,23 @@ def test_shard_files_are_the_bytes_numpy_writes(tmp_path):
         np.save(tmp_path / "ref.npy", a)
         want = (tmp_path / "ref.npy").read_bytes()
         assert (tmp_path / "s.npy").read_bytes() == want and (sha_, size) == (sha(want), len(want))
+
+
+def test_shard_files_leave_the_page_cache_once_synced(tmp_path, monkeypatch):
+    calls, sync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(("fsync", os.fstat(fd).st_size)), sync(fd)))
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, advice: calls.append(("fadvise", off, n, advice)),
+                        raising=False)
+    a = np.arange(12.0, dtype=np.float32).reshape(3, 4)
+    _write_npy(str(tmp_path / "s.npy"), a)
+    size = (tmp_path / "s.npy").stat().st_size
+    assert calls == [("fsync", size), ("fadvise", 0, 0, os.POSIX_FADV_DONTNEED)]
+
+    def refuse(*args):
+        raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(os, "posix_fadvise", refuse)  # only advice: the file is still written
+    assert _write_npy(str(tmp_path / "t.npy"), a)[1] == size
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), a)
 
 
 def unique_semantics(items, got):

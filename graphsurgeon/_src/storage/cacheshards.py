@@ -42,7 +42,12 @@ def npy_bytes(array: np.ndarray) -> tuple[bytes, memoryview]:
 
 def _write_npy(path: str, array: np.ndarray) -> tuple[str, int]:
     """Write ``array`` to ``path`` as ``np.save`` would (flushed to disk); ``(sha256, size)`` of the
-    bytes written, hashed from the array's memory."""
+    bytes written, hashed from the array's memory.
+
+    Once on disk, the file's pages are dropped from the page cache (``POSIX_FADV_DONTNEED``, where
+    the system has it): a large cache then recycles the same memory instead of filling gigabytes of
+    page cache, whose fresh pages made later writes slower (``benchmarks/README.md``); the price is
+    that a cache read right after it is made comes from the disk."""
     header, data = npy_bytes(np.ascontiguousarray(array))
     h = hashlib.sha256(header)
     h.update(data)
@@ -51,6 +56,11 @@ def _write_npy(path: str, array: np.ndarray) -> tuple[str, int]:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+        if hasattr(os, "posix_fadvise"):
+            try:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass  # only advice: the file is written and synced either way
     return h.hexdigest(), len(header) + data.nbytes
 
 
