@@ -470,6 +470,34 @@ def test_the_flag_check_fails_on_a_library_message_that_says_a_flag(source, expe
     assert flags_in_strings(source) == expected
 
 
+DOTTED = re.compile(r"[\w.]+")  # a module's name alone, as importlib.import_module takes it: no message
+
+
+def private_names_in_strings(source: str) -> list:
+    """``[line]`` of every string of ``source`` other than a docstring or a bare module name that says
+    ``_src.`` (a private module path)."""
+    tree = ast.parse(source)
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return sorted({n.lineno for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                   and id(n) not in docstrings and "_src." in n.value and not DOTTED.fullmatch(n.value)})
+
+
+@pytest.mark.parametrize("module,path", LIBRARY, ids=[m for m, _ in LIBRARY])
+def test_library_messages_name_public_names_not_private_modules(module, path):
+    found = private_names_in_strings(open(path).read())
+    assert not found, (f"{path}: line(s) {found}: a message names graphsurgeon._src.*; say the public name "
+                       "(graphsurgeon.restore)")
+
+
+def test_the_private_name_check_fails_on_a_message_and_passes_docstrings():
+    src = ('"""See graphsurgeon._src.restore."""\n'
+           'raise NoMetaGraphError(f"{p}: call "\n    "graphsurgeon._src.restore(prefix, graph=g)")\n'
+           'beam = importlib.import_module("graphsurgeon._src.cache.beam")\n')
+    assert private_names_in_strings(src) == [2]  # (an f-string's parts carry its first line)
+
+
 def test_the_flag_check_passes_argument_words_docstrings_and_other_programs_options():
     src = ('"""The module (``graphsurgeon cache --repair``)."""\n'
            'def f():\n    """Like ``retrain --cache``."""\n'

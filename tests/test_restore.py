@@ -188,7 +188,7 @@ def test_no_meta_graph_says_how_to_proceed(seed004, tmp_path):
     prefix, _, _ = seed004
     for suffix in (".index", ".data-00000-of-00001"):
         shutil.copy(prefix + suffix, str(tmp_path / "m") + suffix)
-    with pytest.raises(gs.NoMetaGraphError, match=r"graphsurgeon._src.restore\(prefix, graph=your_graph\)"):
+    with pytest.raises(gs.NoMetaGraphError, match=r"call graphsurgeon\.restore\(prefix, graph=your_graph\)"):
         gs.restore(str(tmp_path / "m"))
 
 

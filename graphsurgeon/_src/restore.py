@@ -82,8 +82,8 @@ def _check_no_nan(reader: CheckpointReader, name: str, value) -> None:
         n = int(np.isnan(value).sum())
         raise PlanError(f"checkpoint {reader.prefix}: tensor '{name}' holds {n} NaN value(s) of {value.size} (a "
                         "diverged run or a damaged file); every output computed from it would be NaN: restore "
-                        f"another checkpoint, or drop it from the restore (Rules(drop=['{name}'])) so that its variable is "
-                        "initialized anew")
+                        f"another checkpoint, or drop it from the restore (rules=Rules(drop=['{name}'])) so that its "
+                        "variable is initialized anew")
 
 
 def restore(path, *, graph=None, tags=("serve",), rules: Rules | None = None, outputs=None, inputs=None,

@@ -172,7 +172,7 @@ def _selected(store: Store, p: dict, pick) -> tuple[np.ndarray, np.ndarray]:
     held = store.shards[p["shard"]].shape[0]
     if len(rows) and rows.max() >= held:
         raise CacheError(f"{store.shards[p['shard']].path}: the data set's index names row {int(rows.max())} but the "
-                         f"shard holds {held} rows; run the cache command again")
+                         f"shard holds {held} rows; run generate_cache again")
     return rows, r["label"].astype(np.int64)
 
 

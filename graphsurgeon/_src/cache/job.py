@@ -49,9 +49,10 @@ class Settings:
         """Raise :class:`ConfigError` for settings no run can use."""
         if self.dtype not in ("float32", "float16"):
             raise ConfigError(f"dtype must be float32 or float16, not {self.dtype}")
-        if self.shard_size < 1 or self.augment < 0:
-            raise ConfigError(f"shard_size must be >= 1 and augment >= 0 (got shard_size={self.shard_size}, "
-                              f"augment={self.augment})")
+        if self.shard_size < 1:
+            raise ConfigError(f"shard_size={self.shard_size}: expected an integer >= 1")
+        if self.augment < 0:
+            raise ConfigError(f"augment={self.augment}: expected an integer >= 0")
         if self.augment > 60000:
             raise ConfigError(f"augment={self.augment}: at most 60000 distorted copies per image")
 

@@ -38,10 +38,10 @@ def check_matches(reader, model, *, feeds=None, train_feeds=None, input: str | N
     moved = [n for n in extra if n in train_feeds and feed_digest(model, n, train_feeds[n]) !=
              feed_digest(model, n, feeds[n])]
     if moved:
-        raise CacheError(f"{reader.directory}: train_feeds={{'{moved[0]}': ...}} changes placeholder '{moved[0]}' "
-                         f"below the cached tensor '{reader.cut}', whose values were computed once with its "
-                         "feeds= value; training from the cache cannot change them: leave it out of train_feeds, or "
-                         "train from the data")
+        raise CacheError(f"{reader.directory}: train_feeds={{'{moved[0]}': VALUE}} changes placeholder "
+                         f"'{moved[0]}' below the cached tensor '{reader.cut}', whose values were computed once with "
+                         "its feeds= value; training from the cache cannot change them: leave it out of train_feeds=, "
+                         "or train from the data")
 
 
 def expected_preprocessing(cached: dict, inp, image_scale: str | None) -> dict:

@@ -20,12 +20,16 @@ def rule_flags(message: str) -> str:
 
     >>> rule_flags("map_scope=('a/', 'b/') matches no tensor; drop: pattern 'x' matches no tensor")
     "--map-scope 'a/=b/' matches no tensor; --drop: pattern 'x' matches no tensor"
+    >>> rule_flags("drop it from the restore (rules=Rules(drop=['hidden/w']))")
+    'drop it from the restore (--drop hidden/w)'
     """
     def pair(m):
         a, b = ast.literal_eval(m.group(2))
         return f"{_PAIR_FLAGS[m.group(1)]} '{a}={b}'"
 
     message = re.sub(rf"(?<![\w-])(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
+    message = re.sub(rf"(?<![\w-])(?:rules=)?Rules\((drop|keep)=\[({_QUOTED})\]\)",
+                     lambda m: f"--{m.group(1)} {ast.literal_eval(m.group(2))}", message)
     return re.sub(r"(?<![\w-])(drop|keep|cast): pattern", r"--\1: pattern", message)
 
 
@@ -53,7 +57,8 @@ FLAGS = {
     "lam": "--lambda", "temperature": "--temperature", "prune": "--prune", "prune_first": "--prune-first",
     "gamma": "--gamma", "fisher": "--fisher", "replace": "--replace", "features": "--features",
     "reference": "--reference", "balance": "--balance", "names": "--names", "threshold": "--threshold",
-    "epochs": "--epochs", "prior": "--prior", "weight_decay": "--weight-decay",
+    "epochs": "--epochs", "prior": "--prior", "weight_decay": "--weight-decay", "tags": "--tags",
+    "shard_size": "--shard-size",
 }
 
 
@@ -116,7 +121,20 @@ NO_FLAGS = {"verify": "--no-verify"}
 # elsewhere, as in TF2's ``tf.Variable(name=)``, it is no flag)
 COMMAND_FLAGS = {"add-head": {"name": "--task-name", "features": "the merged model's features",  # from its
                               "input": "the merged model's input"},  # tasks.json: add-head has no such flags
-                 "add-class": {"name": "--name"}}
+                 "add-class": {"name": "--name", "features": "the model's features",  # --features or model.json
+                               "output": "the model's output"},
+                 "combine": {"output": "the model's output"}}
+# phrases a command says otherwise, before :data:`COMMAND_FLAGS`: what a command cannot be told (it lacks
+# the flag the library's argument would be), and add-class's one ``features=`` that is its flag
+_NO_OUTPUT = (r"name it with output=(?!\w)", "{0} has no way to name it (give a model with "
+              "one output above its features)")
+COMMAND_PHRASES = {
+    "cache": [(r"; train_feeds=\{'NAME': VALUE\} if training differs, e\.g\. [\w/]+\)", ")")],
+    "combine": [_NO_OUTPUT],
+    "add-class": [_NO_OUTPUT, (r"name the input with input=", "add-class has no way to name the input (give a model "
+                                                              "whose features read one placeholder)"),
+                  (r"give features=TENSOR", "give --features TENSOR")],
+}
 
 
 def command_flags(message: str, command: str | None) -> str:
@@ -125,6 +143,8 @@ def command_flags(message: str, command: str | None) -> str:
     >>> command_flags("(see name=); name=x", "add-head")
     '(see --task-name); --task-name x'
     """
+    for pattern, replacement in COMMAND_PHRASES.get(command, []):
+        message = re.sub(pattern, replacement.format(command), message)
     flags = COMMAND_FLAGS.get(command, {})
     return _valued(message, "|".join(flags), flags) if flags else message
 

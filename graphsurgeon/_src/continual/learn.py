@@ -155,16 +155,16 @@ def _old_data(net, cfg: LearnConfig) -> dict:
     for name, path in (cfg.old_data or {}).items():
         if not name:
             if len(net.tasks) != 1:
-                raise ConfigError(f"{net.source} has {len(net.tasks)} tasks: name the task of each old_data "
-                                  f"({', '.join(t.name for t in net.tasks)})")
+                raise ConfigError(f"{net.source} has {len(net.tasks)} tasks: give each old_data= its task's name "
+                                  f"(old_data={{'TASK': PATH}}; tasks: {', '.join(t.name for t in net.tasks)})")
             name = net.tasks[0].name
         t = net.task(name)
         if t is None:
-            raise ConfigError(f"old_data for '{name}': {net.source} has no such task "
+            raise ConfigError(f"old_data={{'{name}': PATH}}: {net.source} has no such task "
                               f"({', '.join(t.name for t in net.tasks)})")
-        d = _load(path, net, f"old_data {path}")
+        d = _load(path, net, f"old_data={path}")
         if len(d.y) and d.y.max() >= t.head.num_classes:
-            raise DataError(f"old_data {path}: labels reach {int(d.y.max())} but task '{name}' has "
+            raise DataError(f"old_data={path}: labels reach {int(d.y.max())} but task '{name}' has "
                             f"{t.head.num_classes} classes")
         out[name] = d
     return out

@@ -178,7 +178,7 @@ def load(path: str, features: str, *, input=None, output=None, tags=("serve",)) 
       MergeHeadsError: no single input or output can be found, or the head is not a head.
     """
     if path.endswith(".keras"):
-        raise MergeHeadsError(f"{path}: a Keras 3 .keras file; merge-heads reads tf_keras .h5 files and Keras-made "
+        raise MergeHeadsError(f"{path}: a Keras 3 .keras file; graphsurgeon reads tf_keras .h5 files and Keras-made "
                               "SavedModels (save the model with tf_keras as .h5 or as a SavedModel directory)")
     if is_keras_path(path):
         piece, read, feats = _load_keras(path, features, input, output)

@@ -203,7 +203,7 @@ def check_placeholders(piece: Piece, where: str, what: str) -> None:
     for n in piece.graph_def.node:
         if n.op == "Placeholder" and n.name != fed and n.name not in piece.weights:
             raise MergeHeadsError(f"{where}: the {what} reads placeholder '{n.name}' besides its input "
-                                  f"{piece.input}; merge-heads feeds only the input (make it a "
+                                  f"{piece.input}; only the input is fed (make it a "
                                   "PlaceholderWithDefault, or cut above it)")
 
 

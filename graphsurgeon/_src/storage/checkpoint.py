@@ -203,7 +203,7 @@ def read_meta_graph(source: Source) -> meta_graph_pb2.MetaGraphDef:
     if not source.meta_path:
         raise NoMetaGraphError(
             f"checkpoint {source.prefix} has no {source.prefix}.meta graph; build the model in Python, then call "
-            "graphsurgeon._src.restore(prefix, graph=your_graph) to restore into it by variable name "
+            "graphsurgeon.restore(prefix, graph=your_graph) to restore into it by variable name "
             "(graphsurgeon inspect shows the checkpoint's names)"
         )
     return _not_empty(_parse(source.meta_path, meta_graph_pb2.MetaGraphDef, "a MetaGraphDef (.meta)"), source.meta_path)

@@ -1,0 +1,126 @@
+"""Every sub-command's translated library messages name only that command's own options and no
+Python argument (``word=``): the library raises in argument words, ``describe_error`` says the
+command's flags, and a flag the command lacks (or an argument left untranslated) is a defect."""
+import argparse
+import os
+import re
+
+import pytest
+
+from graphsurgeon._src.cli.messages import FLAGS, describe_error
+from graphsurgeon._src.cli.parsers import build_parser
+from graphsurgeon._src.errors import ConfigError
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*(?![\w])")
+ARGUMENT = re.compile(r"(?<![\w-])[a-z][a-z0-9_]*=(?!=)")  # a Python keyword argument: ``shard_size=``
+# what may say ``word=``: a flag's NAME=VALUE (``--feed scale=VALUE``) and a call in Python the message
+# suggests (``graphsurgeon.restore(prefix, graph=your_graph)``)
+CLI_OR_PYTHON = re.compile(r"--[a-z][\w-]* [^\s=]+=\S*|graphsurgeon\.\w+\([^)]*\)")
+# a flag glued to Python syntax (``--train-feed{'scale': ...}``), or an argument's bare name (``each old_data``)
+GLUED = re.compile(r"(?<![\w-])--[a-z][\w-]*[{\[(]")
+BARE = re.compile(r"(?<![\w-])(?:" + "|".join(sorted({k for k in FLAGS if "_" in k} | {"train_feeds"})) + r")\b")
+
+
+def command_options() -> dict:
+    """``{command: {its --options}}`` from the parser ``main`` builds."""
+    p = build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: {o for a in s._actions for o in a.option_strings} for name, s in sub.choices.items()}
+
+
+OPTIONS = command_options()
+MODELS = ("merge-heads", "add-head", "learn-task", "combine", "add-class")  # the commands that load task models
+TRAINING = ("plan", "retrain")  # (plan runs retrain's restore and feeds checks)
+# (commands that can show it, the library's message as raised at its site)
+MESSAGES = [
+    (("cache",), "shard_size=0: expected an integer >= 1"),
+    (("cache",), "augment=-1: expected an integer >= 0"),
+    (("cache",), "augment=70000: at most 60000 distorted copies per image"),
+    (("inspect", "cache", *TRAINING, *MODELS),
+     "m/: no meta graph with tags ['serve']; it has [['train']] (pass tags=...)"),
+    (("retrain",), "c/: train_feeds={'scale': VALUE} changes placeholder 'scale' below the cached tensor 'f:0', "
+                   "whose values were computed once with its feeds= value; training from the cache cannot change them: "
+                   "leave it out of train_feeds=, or train from the data"),
+    (("cache", *TRAINING), "'f:0' also needs placeholder(s) keep_prob [] float32; give their values in "
+                           "feeds={'NAME': VALUE} (a number, true/false, or an .npy file; train_feeds={'NAME': VALUE} "
+                           "if training differs, e.g. keep_prob)"),
+    (MODELS, "m/: features=f:0 reads 2 placeholders (a, b); name the input with input="),
+    (MODELS, "m/: cannot tell the model's output above features=f:0 (candidates: none); name it with output="),
+    (MODELS, "m/: output=logit is not a tensor of this model; closest: logits"),
+    (MODELS, "m/m.keras: a Keras 3 .keras file; graphsurgeon reads tf_keras .h5 files and Keras-made SavedModels "
+             "(save the model with tf_keras as .h5 or as a SavedModel directory)"),
+    (MODELS, "m/: features=hidden2/Tan is not a tensor of this model; closest: hidden2/Tanh"),
+    (TRAINING, "checkpoint m/c: tensor 'hidden/w' holds 1 NaN value(s) of 4 (a diverged run or a damaged file); "
+               "every output computed from it would be NaN: restore another checkpoint, or drop it from the restore "
+               "(rules=Rules(drop=['hidden/w'])) so that its variable is initialized anew"),
+    (("learn-task",), "m/ has 2 tasks: give each old_data= its task's name (old_data={'TASK': PATH}; "
+                      "tasks: a, b)"),
+    (("learn-task",), "old_data={'nosuch': PATH}: m/ has no such task (a, b)"),
+    (("learn-task",), "old_data=o.npz: labels reach 3 but task 'a' has 2 classes"),
+    (("inspect", "cache", *TRAINING, *MODELS),
+     "checkpoint m/c has no m/c.meta graph; build the model in Python, then call graphsurgeon.restore(prefix, "
+     "graph=your_graph) to restore into it by variable name (graphsurgeon inspect shows the checkpoint's names)"),
+    (("learn-task", "merge-heads", "add-head"),
+     "m/: the backbone reads placeholder 'p' besides its input x:0; only the input is fed the input (make it a "
+     "PlaceholderWithDefault, or cut above it)"),
+    (("retrain",), "c/shard-00000.npy: the data set's index names row 9 but the shard holds 4 rows; run "
+                   "generate_cache again"),
+    (("merge-heads",), "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept "
+                       "differences this small"),
+    (("merge-heads",), "m/ exists; merged models are written to a new directory (choose another out=)"),
+    (("add-head",), "m/: its name is not a version number; say where the new version goes (out=DIR)"),
+    (("add-head",), "m/ + t/: duplicate task names 'a'; every task needs its own name (see name=)"),
+    (("merge-heads", "add-head"), "cannot make probe inputs of dtype complex64 to verify the written model; pass "
+                                  "verify=False to skip it"),
+    (("add-class",), "m/ has no model.json naming its features: give features=TENSOR (the tensor the last layer "
+                     "reads)"),
+    (("add-class",), "name='' needs a name"),
+]
+CASES = [(c, m) for commands, m in MESSAGES for c in commands]
+
+
+def test_the_table_names_real_commands():
+    assert {c for c, _ in CASES} <= set(OPTIONS)
+
+
+@pytest.mark.parametrize("command,message", CASES, ids=[f"{c}:{m[:40]}" for c, m in CASES])
+def test_a_commands_messages_name_its_own_flags_and_no_argument(command, message):
+    said = describe_error(ConfigError(message), command)
+    lacking = [f for f in FLAG.findall(said) if f not in OPTIONS[command]]
+    assert not lacking, f"{command} has no {', '.join(lacking)}: {said}"
+    left = ARGUMENT.findall(CLI_OR_PYTHON.sub("", said))
+    assert not left, f"{command}: Python argument(s) {', '.join(left)} left in: {said}"
+    assert not GLUED.findall(said) and not BARE.findall(said), f"{command}: Python words left in: {said}"
+    others = [c for c in OPTIONS if "-" in c and c != command and re.search(rf"(?<![\w-]){c}(?![\w-])", said)]
+    assert not others, f"{command} shows a message naming {', '.join(others)}: {said}"
+    assert "_src." not in said, said
+
+
+def test_the_check_fails_on_a_flag_the_command_lacks_and_on_an_untranslated_argument():
+    assert [f for f in FLAG.findall(describe_error(ConfigError("pass out=DIR"), "inspect"))
+            if f not in OPTIONS["inspect"]] == ["--out"]
+    assert ARGUMENT.findall(describe_error(ConfigError("see nosuch_arg=1; a >= 1"), "cache")) == ["nosuch_arg="]
+
+
+def _stderr(argv, capsys):
+    from graphsurgeon._src.cli import main
+
+    capsys.readouterr()
+    assert main(argv + ["--verbose"]) == 2
+    return [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")]
+
+
+def test_the_reproduced_cases_say_the_commands_flags(seed004, npz, tmp_path, capsys):
+    prefix = seed004[0]
+    d = os.path.dirname(prefix)
+    assert _stderr(["cache", "--model", prefix, "--cut", "hidden2/Relu", "--data", npz, "--out", str(tmp_path / "c"),
+                    "--shard-size", "0"], capsys) == ["graphsurgeon cache: error: --shard-size 0: expected an integer >= 1"]
+    assert _stderr(["learn-task", "--model", prefix, "--features", "hidden2/Relu", "--data", npz, "--task", "t",
+                    "--method", "lwf", "--out", str(tmp_path / "o"), "--old-data", f"nosuch={npz}"], capsys) == [
+        f"graphsurgeon learn-task: error: --old-data nosuch=PATH: {prefix} has no such task ({os.path.basename(d)})"]
+    # add-class takes its features from --features or model.json: the message names the model's features
+    assert _stderr(["add-class", d, "--data", npz, "--name", "n", "--out", str(tmp_path / "a"), "--features",
+                    "hidden2/Tan"], capsys) == [
+        f"graphsurgeon add-class: error: {d}: the model's features hidden2/Tan is not a tensor of this model; closest: "
+        "hidden2, hidden2/biases, hidden2/MatMul, hidden2/Relu, hidden2/BiasAdd"]
+    assert not any(os.path.exists(tmp_path / n) for n in ("c", "o", "a"))
