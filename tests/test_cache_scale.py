@@ -151,14 +151,12 @@ def old_make_plan(source, copies, known, shard_size, first_shard):
     split_of = source.splits[examples[first[pending]]]
     pending = pending[np.lexsort((first[pending], split_of))]
     split_of = source.splits[examples[first[pending]]]
-    tasks, next_shard = [], first_shard
-    for code in range(3):
-        group = pending[split_of == code]
-        for a in range(0, len(group), shard_size):
-            chunk = group[a:a + shard_size]
-            shard[chunk], row[chunk] = next_shard, np.arange(len(chunk))
-            tasks.append((next_shard, examples[first[chunk]].tolist(), augs[first[chunk]].tolist()))
-            next_shard += 1
+    groups = [pending[split_of == code] for code in range(3)]  # chunks never cross a split
+    chunks = [g[a:a + shard_size] for g in groups for a in range(0, len(g), shard_size)]
+    tasks = []
+    for number, chunk in enumerate(chunks, start=first_shard):
+        shard[chunk], row[chunk] = number, np.arange(len(chunk))
+        tasks.append((number, examples[first[chunk]].tolist(), augs[first[chunk]].tolist()))
     inverse = inverse.reshape(-1)
     view = np.empty(len(examples), plan.cacheshards.EXAMPLE_DTYPE)
     view["example"], view["aug"], view["row"] = examples, augs, row[inverse]
