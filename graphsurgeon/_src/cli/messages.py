@@ -159,8 +159,8 @@ def describe_error(e: BaseException, command: str | None = None) -> str:
         return to_flags(command_flags(text, command))
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or text}"
-    tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")
-    if tf_errors is not None and isinstance(e, tf_errors.OpError):
+    tf = sys.modules.get("tensorflow")  # an OpError means TensorFlow is loaded; never import it here
+    if tf is not None and isinstance(e, tf.errors.OpError):
         first = (e.message or "").strip().splitlines()
         where = f"op '{e.op.name}' ({e.op.type})" if getattr(e, "op", None) is not None else "TensorFlow"
         return f"{where} failed: {first[0][:300] if first else type(e).__name__} (--debug shows the traceback)"

@@ -2,7 +2,7 @@
 
 A dense stack is, from the features up: ``MatMul`` by a weight, an optional bias (``BiasAdd``,
 ``Add`` or ``AddV2`` with a rank-1 weight), an optional activation; repeated; optionally a
-final ``Softmax``. ``Identity`` ops between them are skipped. This is what ``tf.layers.dense``,
+final ``Softmax``. ``Identity`` ops between them are skipped. This is what the TF1 layers API's ``dense``,
 TF-Slim's ``fully_connected``, hand-written ``tf.matmul(x, w) + b`` and Keras ``Dense`` layers
 rebuilt by :mod:`graphsurgeon._src.multihead.keras_graph` look like. Any other head is merged
 as a branch of its own.
