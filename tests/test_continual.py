@@ -335,12 +335,12 @@ def test_combine_refuses_models_with_different_inputs_naming_both(d, work, capsy
 
 
 @pytest.mark.parametrize("flags,match", [
-    (["--prior", "1,1"], "--prior [1.0, 1.0]: expected 9 positive weights"),
+    (["--prior", "1,1"], "--prior 1,1: expected 9 positive weights"),
     (["--prior", "1,1,1,1,1,1,1,1,x"], "--prior 1,1,1,1,1,1,1,1,x: expected comma-separated numbers"),
     (["--balance", "logits", "--prior", "1,1,1,1,1,1,1,1,1"], "used with --balance 'prior' only"),
     (["--weight-decay", "-1"], "--weight-decay -1.0: expected a number >= 0"),
-    (["--names", "a"], "--names ['a']: expected one name per model, 2 "),  # was: the second model dropped
-    (["--names", "a,b,c"], "--names ['a', 'b', 'c']: expected one name per model, 2 "),
+    (["--names", "a"], "--names gives 1 (a) for 2 models ("),  # was: the second model dropped
+    (["--names", "a,b,c"], "--names gives 3 (a, b, c) for 2 models ("),
 ])
 def test_combine_refuses_a_prior_that_does_not_fit(d, work, capsys, flags, match):
     out = str(work / "bad_prior")

@@ -108,7 +108,8 @@ def scope_names(paths: list, names=None) -> list[str]:
     """
     raw = list(names) if names is not None else load.default_names(paths)
     if len(raw) != len(paths):
-        raise ContinualError(f"names={raw}: expected one name per model, {len(paths)} ({', '.join(paths)})")
+        raise ContinualError(f"names= gives {len(raw)} ({', '.join(map(str, raw))}) for {len(paths)} models "
+                            f"({', '.join(paths)}): expected one name per model")
     out = [re.sub(r"[^A-Za-z0-9_.\-]", "_", n).lstrip("_.-") or f"model_{i}" for i, n in enumerate(raw)]
     if len(set(out)) != len(out):
         raise ContinualError(f"models {', '.join(paths)} would share a scope ({', '.join(out)}); give names=")
@@ -227,8 +228,9 @@ def class_prior(prior, num_classes: int) -> np.ndarray:
         return np.full(num_classes, 1.0 / num_classes)
     p = np.asarray(prior, np.float64).ravel()
     if len(p) != num_classes or not np.all(np.isfinite(p)) or np.any(p <= 0):
-        raise ConfigError(f"prior={list(prior)}: expected {num_classes} positive weights, one per class of the "
-                          "union (A's classes, then B's)")
+        given = ",".join(f"{w:g}" for w in p)
+        raise ConfigError(f"prior={given}: expected {num_classes} positive weights, one per class of the union "
+                          "(A's classes, then B's)")
     return p / p.sum()
 
 
