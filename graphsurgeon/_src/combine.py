@@ -228,8 +228,7 @@ def class_prior(prior, num_classes: int) -> np.ndarray:
         return np.full(num_classes, 1.0 / num_classes)
     p = np.asarray(prior, np.float64).ravel()
     if len(p) != num_classes or not np.all(np.isfinite(p)) or np.any(p <= 0):
-        given = ",".join(f"{w:g}" for w in p)
-        raise ConfigError(f"prior={given}: expected {num_classes} positive weights, one per class of the union "
+        raise ConfigError(f"prior={','.join(f'{w:g}' for w in p)}: expected {num_classes} positive weights, one per class of the union "
                           "(A's classes, then B's)")
     return p / p.sum()
 
