@@ -151,6 +151,31 @@ def test_read_chunks_checks_length_and_crc(tmp_path):
         list(read_chunks(str(tmp_path / "d"), 4000, 4000))
 
 
+def test_read_ahead_is_asked_only_for_pages_not_cached(tmp_path, monkeypatch):
+    """The next chunk's read-ahead is asked for when its pages are not in the page cache, and not
+    when its first and last pages are (asking walks every page of the range)."""
+    from graphsurgeon._src.storage import bundle_data
+
+    path = tmp_path / "d"
+    path.write_bytes(np.random.default_rng(2).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())
+    asked = []
+    drop = os.posix_fadvise
+    monkeypatch.setattr(bundle_data.os, "posix_fadvise", lambda fd, o, n, advice: asked.append((o, n, advice)))
+    with open(path, "rb", buffering=0) as f:
+        os.fsync(f.fileno())
+        drop(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)  # out of the page cache
+        bundle_data._read_ahead(f.fileno(), 4096, 65536)
+        if not asked:
+            pytest.skip("this file system keeps the pages (tmpfs): the uncached case cannot be made")
+        assert asked == [(4096, 65536, os.POSIX_FADV_WILLNEED)]
+        if not hasattr(os, "RWF_NOWAIT"):
+            pytest.skip("no RWF_NOWAIT here: read-ahead is always asked for")
+        f.read()  # now in the page cache
+        asked.clear()
+        bundle_data._read_ahead(f.fileno(), 4096, 65536)
+        assert asked == []
+
+
 def test_data_writer_refuses_an_existing_file(tmp_path):
     (tmp_path / "d").write_bytes(b"x")
     with pytest.raises(FileExistsError):
