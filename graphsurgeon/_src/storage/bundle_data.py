@@ -104,8 +104,8 @@ class DataWriter:
     The crc32c of a chunk and its copy into a stage run in a background thread while the caller
     computes the next chunk. Bytes are gathered in 8 MiB page-aligned stages (up to four, used in
     turn, each made when first needed: the first one's pages as they are written, the others' at
-    once, see :func:`_stage`); each full stage is written by one of two I/O threads while the next fills, in whole 4 KiB
-    blocks with direct I/O (``O_DIRECT``: from the stage to the disk, no page cache to fill and
+    once, see :func:`_stage`); each full stage is written by one of two I/O threads while the next
+    fills, in whole 4 KiB blocks with direct I/O (``O_DIRECT``: from the stage to the disk, no page cache to fill and
     write back later). Two writes in flight keep the disk busy while a thread that has finished
     one waits for the GIL. The last partial block, and everything on a file system that refuses
     direct I/O, go through the page cache, as do :meth:`copy`'s bytes (whole blocks written there
