@@ -1,4 +1,5 @@
 """The storage layer of migrations: V2 index round trips, data files, bundles TensorFlow reads, staging."""
+import mmap
 import os
 import subprocess
 import sys
@@ -157,16 +158,23 @@ def test_read_ahead_is_asked_only_for_pages_not_cached(tmp_path, monkeypatch):
     from graphsurgeon._src.storage import bundle_data
 
     path = tmp_path / "d"
-    path.write_bytes(np.random.default_rng(2).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())
+    data = mmap.mmap(-1, 1 << 20)  # page-aligned, as direct I/O needs
+    data.write(np.random.default_rng(2).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())
+    try:  # written by direct I/O, the file's pages are not in the page cache (DONTNEED is only advice)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
+    except (AttributeError, OSError):
+        pytest.skip("no direct I/O on this file system (tmpfs): the uncached case cannot be made")
+    try:
+        assert os.pwrite(fd, data, 0) == 1 << 20
+        os.fsync(fd)
+    except OSError:
+        pytest.skip("no direct I/O on this file system (tmpfs): the uncached case cannot be made")
+    finally:
+        os.close(fd)
     asked = []
-    drop = os.posix_fadvise
     monkeypatch.setattr(bundle_data.os, "posix_fadvise", lambda fd, o, n, advice: asked.append((o, n, advice)))
     with open(path, "rb", buffering=0) as f:
-        os.fsync(f.fileno())
-        drop(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)  # out of the page cache
         bundle_data._read_ahead(f.fileno(), 4096, 65536)
-        if not asked:
-            pytest.skip("this file system keeps the pages (tmpfs): the uncached case cannot be made")
         assert asked == [(4096, 65536, os.POSIX_FADV_WILLNEED)]
         if not hasattr(os, "RWF_NOWAIT"):
             pytest.skip("no RWF_NOWAIT here: read-ahead is always asked for")
