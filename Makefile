@@ -21,8 +21,11 @@ $(VENV)/.installed: setup.py Makefile
 demo: $(VENV)/.installed
 	$(PY) -m graphsurgeon demo
 
+# Two pytest-xdist processes, each test file whole in one of them (a module fixture is built once, a session
+# fixture once per process): 9 min 50 s for the suite on 2 cores against 12 min 11 s in one process
+# (2026-11-28). `pytest tests/test_x.py` still runs in one.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/restore_bench.py

@@ -21,7 +21,7 @@ setup(
         "keras": ["h5py>=3.0"],  # merge-heads reads Keras .h5 files with it (TensorFlow's wheels depend on it too)
         # The tests also read the TF2 SavedModel inside basic-pitch==0.4.0's wheel; that package requires
         # tensorflow<2.15.1, so the Makefile installs it with --no-deps rather than listing it here.
-        "test": ["pytest>=7", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras", "h5py>=3.0"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "scikit-learn>=1.0", "tf-slim>=1.1", "tf-keras", "h5py>=3.0"],
     },
     entry_points={"console_scripts": ["graphsurgeon=graphsurgeon._src.cli:main"]},
 )
