@@ -18,17 +18,18 @@ class CacheReader(Closing):
     not of examples); the index of a shard's examples is read when that shard is. A split whose
     rows (as float32, and ``epochs.RESIDENT_ROW_BYTES`` more a row) fit in what is left of
     ``buffer_bytes``, leaving room for two windows of one row, is read once and kept while the
-    reader is open,
-    and shuffled exactly as in-memory training shuffles (so both see the same batches); a larger
-    training split is read in windows of rows of its shards, a larger evaluation split one shard
-    after another, a piece at a time (see :mod:`graphsurgeon._src.cache.epochs`). What the reader
-    keeps (resident splits, the two window buffers, the bookkeeping of their rows) stays within
-    ``buffer_bytes``, however large the cache and its shards; beside it, a fixed overhead: a scratch
-    buffer of ``epochs.PIECE_BYTES`` (8 MiB, or one row if a row is larger), a 1 MiB chunk while a
-    shard's checksum is checked, and the index of one shard at a time (about 50 bytes a row of that
-    shard) while its rows are selected; :meth:`read` reads through a piece buffer of its own while
-    it runs, and it, :meth:`examples` and :meth:`labels` build arrays over the examples they
-    return. ``buffer_bytes`` must hold at least two windows of one row
+    reader is open, and shuffled exactly as in-memory training shuffles (so both see the same
+    batches); a larger training split is read in windows of rows cut across its shards, a larger
+    evaluation split one shard after another, a piece at a time (see
+    :mod:`graphsurgeon._src.cache.epochs`).
+
+    Memory: what the reader keeps (resident splits, the two window buffers and the bookkeeping of
+    their rows) stays within ``buffer_bytes``, however large the cache and its shards. Beside it, a
+    fixed overhead: a scratch buffer of ``epochs.PIECE_BYTES`` (8 MiB, or one row if a row is
+    larger), a 1 MiB chunk while a shard's checksum is checked, and the index of one shard at a
+    time while its rows are selected (about 50 bytes a row of that shard). :meth:`read` reads
+    through a piece buffer of its own while it runs; it, :meth:`examples` and :meth:`labels` build
+    arrays over the examples they return. ``buffer_bytes`` must hold two windows of one row
     (``2 x (stored row + epochs.ROW_BOOKKEEPING)`` bytes); a buffer smaller than a shard is fine.
 
     With ``verify`` (the default), when the reader opens: every shard the data set needs exists
@@ -50,9 +51,8 @@ class CacheReader(Closing):
         and the bytes read from shard files (the whole file on a checked first read).
 
     Raises:
-      CacheError: ``buffer_bytes`` below that minimum, no manifest, a cache an interrupted run left
-        incomplete, a damaged manifest, or
-        (``verify``) files missing, of the wrong size or holding other arrays than the manifest
+      CacheError: ``buffer_bytes`` not an int of at least that minimum, no manifest, a cache an
+        interrupted run left incomplete, a damaged manifest, or (``verify``) files missing, of the wrong size or holding other arrays than the manifest
         says, or an index that does not make sense; naming the file and what was expected.
     """
 
@@ -81,9 +81,9 @@ class CacheReader(Closing):
                   for s in entries}
         self._store = epochs.Store(self._index, table["parts"], shards, self.shape, buffer_bytes)
         if not isinstance(buffer_bytes, int) or buffer_bytes < self._store.minimum():
-            raise CacheError(f"{directory}: buffer_bytes={buffer_bytes!r} is less than the {self._store.minimum()} "
-                             f"bytes the reader needs for this cache's rows of {self._store.stored_row_bytes} bytes "
-                             f"(two windows of one row and its bookkeeping, {epochs.ROW_BOOKKEEPING} bytes a row)")
+            raise CacheError(f"{directory}: buffer_bytes={buffer_bytes!r}; the reader needs at least "
+                             f"{self._store.minimum()} bytes for this cache's rows of {self._store.stored_row_bytes} "
+                             f"bytes (two windows of one row and its bookkeeping, {epochs.ROW_BOOKKEEPING} bytes a row)")
         self.row_bytes = self._store.row_bytes
         self._active = None  # the batches() generator being consumed
 
