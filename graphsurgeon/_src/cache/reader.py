@@ -52,8 +52,9 @@ class CacheReader(Closing):
 
     Raises:
       CacheError: ``buffer_bytes`` not an int of at least that minimum, no manifest, a cache an
-        interrupted run left incomplete, a damaged manifest, or (``verify``) files missing, of the wrong size or holding other arrays than the manifest
-        says, or an index that does not make sense; naming the file and what was expected.
+        interrupted run left incomplete, a damaged manifest, or (``verify``) files missing, of the
+        wrong size or holding other arrays than the manifest says, or an index that does not make
+        sense; naming the file and what was expected.
     """
 
     def __init__(self, directory: str, *, verify: bool = True, buffer_bytes: int = 256 << 20):
