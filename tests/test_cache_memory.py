@@ -167,8 +167,27 @@ def test_a_damaged_last_row_fails_the_first_piece_before_any_row_comes_out(cache
     rows = shardfile.ShardFile(bad, entry, "float32", [WIDTH], verify=False).read_rows(np.empty(10 * ROW, np.uint8),
                                                                                       0, 10)
     assert rows.shape == (10, WIDTH)
+    with CacheReader(bad) as r:  # read() gathers through pieces and checks after the last one
+        with pytest.raises(gs.CacheError, match="the shard does not match its checksum"):
+            r.read(r.examples(split))
     with CacheReader(bad, buffer_bytes=40 << 10 if split == "train" else 4 << 10) as r:
         it = r.batches(split, 32, shuffle=split == "train")
         with pytest.raises(gs.CacheError, match="the shard does not match its checksum"):
             for _ in it:  # training: shard 0 may come in any window; validation: shard 6 is first
                 assert split == "train"
+
+
+def test_a_first_read_in_pieces_reads_each_byte_of_the_shard_once(cache, small_pieces, monkeypatch):
+    """The resident load and ``read`` check a shard in the same pass that reads its pieces: every
+    byte of the file goes through the reads once (counted at the file reads themselves)."""
+    seen = []
+    real_fully, real_through = shardfile._read_fully, shardfile._hash_through
+    monkeypatch.setattr(shardfile, "_read_fully", lambda f, view: seen.append(real_fully(f, view)) or seen[-1])
+    monkeypatch.setattr(shardfile, "_hash_through", lambda *a: seen.append(real_through(*a)) or seen[-1])
+    with CacheReader(cache) as r:
+        entry = next(s for s in r.manifest["shards"] if s["shard"] == 6)  # the validation shard
+        r.read(r.examples("validation")[::3])
+        assert sum(seen) == entry["bytes"] and len(seen) > 200 * ROW // (8 << 10)
+        seen.clear()
+        r.read(r.examples("validation")[:5])  # checked: only the piece that holds them
+        assert sum(seen) == (8 << 10)

@@ -5,9 +5,9 @@
   shuffles it exactly as in-memory training shuffles (``train.batches`` with
   ``default_rng(seed + epoch)``), so both see the same batches.
 * **Windowed** (training, too large) — the split's shards in an order shuffled every epoch, cut
-  into windows of the same number of rows: as many as half of what the resident splits leave of
-  the budget holds at the shard's stored row size plus ``ROW_BOOKKEEPING`` a row. A window holds
-  consecutive rows of that shard order, so a shard may end one window and start the next (or span
+  into windows of :meth:`Store.window_rows` rows (the last may hold fewer): half of what the
+  resident splits leave of the budget, at a stored row plus ``ROW_BOOKKEEPING`` bytes a row. A
+  window holds consecutive rows of that shard order, so a shard may end one window and start the next (or span
   several, if it is larger than a window); each piece of a shard is one contiguous read. The next
   window is read in the background while this one trains (two buffers); rows are shuffled within
   the window (the few left over from the previous window, fewer than a batch, go first); a batch
@@ -22,7 +22,7 @@ A resident split is never evicted: evaluating the validation split does not push
 split out.
 
 Memory. The resident splits (their float32 rows and ``RESIDENT_ROW_BYTES`` a row) and the two
-window buffers (each ``window_rows`` stored rows) with the bookkeeping of their rows
+window buffers (at most ``window_rows`` stored rows each) with the bookkeeping of their rows
 (``ROW_BOOKKEEPING`` a row) stay within the budget: a split is made resident only if it fits beside
 what is there and still leaves room for two windows of one row (:meth:`Store.minimum`). Beside the
 budget: the scratch piece buffer (``PIECE_BYTES``, or one stored row if larger), allocated only
@@ -30,8 +30,9 @@ when no window buffer of that size is there; while a shard's first read checks i
 chunk of ``CHECK_CHUNK`` (1 MiB; :mod:`graphsurgeon._src.storage.shardfile`); while one shard's
 rows of an epoch are selected, its part of the index and the arrays made from it (about 50 bytes
 a row of that shard: entry, masks, row numbers, labels); the rows carried from one window or piece
-to the next (fewer than a batch) and the batches themselves (the caller's). How many rows a window
-or shard holds never changes these bounds: a shard larger than a window is read in pieces.
+to the next (fewer than a batch) and the batches themselves (the caller's). A shard's size in bytes
+never changes these bounds (a shard larger than a window or a piece is read in pieces); its number
+of rows enters only through the selection of its index, about 50 bytes a row.
 """
 from __future__ import annotations
 
@@ -48,10 +49,10 @@ TRAIN = SPLIT_CODES["train"]
 # copies and the permutation while it is consumed (8 each: 40); while it is read, the positions and
 # labels of its pieces and their concatenation (32)
 ROW_BOOKKEEPING = 56
-# bytes per row a resident split holds besides the float32 row: its index entry (15, kept); what an
-# epoch builds over the split (its selection mask and positions, labels as int64, the permutation:
-# 25, and the copy draw's 64-bit temporaries before the positions exist); while it is loaded, the
-# entries and their shard numbers, sorted (54 at most)
+# bytes per row a resident split holds besides the float32 row: its index entry (15, kept), and at
+# most 49 more for what an epoch builds over the split (selection mask, positions, int64 labels, the
+# permutation: 25; before the positions exist, the copy draw's 64-bit temporaries) or, while it is
+# loaded, for its entries and their shard numbers being sorted (54 with the 15)
 RESIDENT_ROW_BYTES = 64
 # the scratch buffer's size, when no window buffer is there to read pieces through
 PIECE_BYTES = 8 << 20
@@ -132,6 +133,13 @@ class Store:
         self.stats["bytes_read"] += f.nbytes if not f.verified else (stop - start) * f.row_bytes
         return f.read_rows(buffer, start, stop)
 
+    def read_pieces(self, shard: int, buffer: np.ndarray, pieces: list):
+        """``ShardFile.read_pieces`` of ``shard``, counted in the stats."""
+        f = self.shards[shard]
+        self.stats["shard_reads"] += len(pieces)
+        self.stats["bytes_read"] += f.nbytes if not f.verified else sum(b - a for a, b in pieces) * f.row_bytes
+        return f.read_pieces(buffer, pieces)
+
     def piece_buffer(self) -> np.ndarray:
         """The buffer pieces are read through when no window is being read: the first window
         buffer if it holds ``PIECE_BYTES``, else the scratch (``PIECE_BYTES`` or one stored row)."""
@@ -167,20 +175,22 @@ def batches(store: Store, code: int, batch_size: int, *, shuffle: bool, seed: in
 
 def gather(store: Store, shard_of: np.ndarray, rows: np.ndarray, out: np.ndarray, buffer: np.ndarray) -> None:
     """``out[i] = row rows[i] of shard shard_of[i]`` (converted to ``out``'s dtype), reading through
-    ``buffer`` only the pieces of each shard that hold some of them, each once.
+    ``buffer`` only the pieces of each shard that hold some of them, each once, in one pass over the
+    file. A shard's first read checks the whole file after its last piece: ``out`` is complete and
+    checked only when this returns.
 
     Raises:
-      CacheError: a row the shard does not hold.
+      CacheError: a row the shard does not hold, or a shard that fails its check.
     """
     cap = len(buffer) // store.stored_row_bytes
     for s in np.unique(shard_of).tolist():
         m = np.flatnonzero(shard_of == s)
         want = rows[m].astype(np.int64)
         held = _check_rows(store, s, want)
-        for a in range(0, held, cap):
-            k = (want >= a) & (want < a + cap)
-            if k.any():
-                out[m[k]] = store.read(s, buffer, a, min(a + cap, held))[want[k] - a]
+        pieces = [(a, min(a + cap, held)) for a in range(0, held, cap) if np.any((want >= a) & (want < a + cap))]
+        for a, b, arr in store.read_pieces(s, buffer, pieces):
+            k = (want >= a) & (want < b)
+            out[m[k]] = arr[want[k] - a]
 
 
 def _check_rows(store: Store, shard: int, rows: np.ndarray) -> int:

@@ -22,12 +22,15 @@ class ShardFile:
     No memory map: the kernel maps whole page-cache folios on a fault, so random row access
     through a map grows resident memory far beyond the rows read.
 
-    With ``verify``, the first read of the shard checks the whole file before it returns any row:
-    it reads every byte of the file once, in order, into a sha256 (the rows it was asked for
-    straight into the caller's buffer, the other bytes ``CHECK_CHUNK`` at a time into a chunk of
-    its own), compares the digest with the manifest's and the ``.npy`` header with the manifest's
-    dtype and shape, and only then returns the rows. A first read of part of a shard therefore
-    reads the whole file; later reads read only their rows.
+    With ``verify``, the first read of the shard checks the whole file: it reads every byte of the
+    file once, in order, into a sha256 (the rows it was asked for straight into the caller's
+    buffer, the bytes between and after them ``CHECK_CHUNK`` at a time into a chunk of its own),
+    and compares the digest with the manifest's and the ``.npy`` header with the manifest's dtype
+    and shape. :meth:`read_rows` returns its rows only after that check; :meth:`read_pieces` hands
+    out its pieces before it (each overwrites the last in the buffer) and raises after the last
+    one if the check fails, so a caller that keeps what it copies out of the pieces must not use it
+    until the iteration has ended. A first read of part of a shard therefore reads the whole file;
+    later reads read only their rows.
     """
 
     def __init__(self, directory: str, entry: dict, dtype: str, shape: list, *, verify: bool = True):
@@ -40,45 +43,55 @@ class ShardFile:
 
     def read_rows(self, buffer: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Read rows ``start`` to ``stop`` (default: to the last) into the start of ``buffer``
-        (uint8, at least their bytes; reused memory) and return them as a view of it.
+        (uint8, at least their bytes; reused memory) and return them, once checked, as a view of it.
 
         Returns:
           ``(stop - start, *shape)`` rows of the stored dtype.
 
         Raises:
-          CacheError: the file cannot be read or is shorter than the manifest says, or (first read
-            with ``verify``) its sha256 differs or its header is not what the manifest says.
+          CacheError: see :meth:`read_pieces`.
         """
-        stop = self.shape[0] if stop is None else stop
-        view = buffer[:(stop - start) * self.row_bytes]
-        at = self.offset + start * self.row_bytes
+        for _, _, rows in self.read_pieces(buffer, [(start, self.shape[0] if stop is None else stop)]):
+            pass
+        return rows
+
+    def read_pieces(self, buffer: np.ndarray, pieces: list):
+        """``(start, stop, rows)`` for each ``(start, stop)`` of ``pieces`` (in ascending order, not
+        overlapping), its rows read into the start of ``buffer`` (the same memory each time).
+
+        Raises:
+          CacheError: the file cannot be read or is shorter than the manifest says, or (first read
+            with ``verify``, after the last piece) its sha256 differs or its header is not what the
+            manifest says.
+        """
+        checking = not self.verified
+        h, chunk = (hashlib.sha256(), np.empty(CHECK_CHUNK, np.uint8)) if checking else (None, None)
+        header = np.empty(self.offset if checking else 0, np.uint8)
         try:
             with open(self.path, "rb", buffering=0) as f:
-                if self.verified:
-                    f.seek(at)
-                    got = _read_fully(f, view)
-                    total = at + got if got < len(view) else self.nbytes
-                else:
-                    got, total = self._check_reading(f, view, at)
+                at = _read_fully(f, header)
+                _hash(h, header[:at])
+                for start, stop in pieces:
+                    view = buffer[:(stop - start) * self.row_bytes]
+                    begin = self.offset + start * self.row_bytes
+                    at += _hash_through(f, h, chunk, begin - at) if checking else f.seek(begin) - at
+                    got = _read_fully(f, view) if at == begin else 0
+                    _hash(h, view[:got])
+                    if got < len(view):
+                        raise CacheError(f"{self.path}: the shard holds {at + got} bytes, the manifest says "
+                                         f"{self.nbytes}; {REPAIR_HINT}")
+                    at += got
+                    yield start, stop, view.view(self.dtype).reshape((stop - start,) + self.shape[1:])
+                if checking:
+                    self._check(h, header, at + _hash_through(f, h, chunk, None))
         except OSError as e:
             raise CacheError(f"{self.path}: cannot read the shard ({e.strerror}); {REPAIR_HINT}") from None
-        if got != len(view) or total != self.nbytes:
+
+    def _check(self, h, header: np.ndarray, total: int) -> None:
+        """Check a whole read's byte count, digest and header; mark the shard verified."""
+        if total != self.nbytes:
             raise CacheError(f"{self.path}: the shard holds {total} bytes, the manifest says {self.nbytes}; "
                              f"{REPAIR_HINT}")
-        return view.view(self.dtype).reshape((stop - start,) + self.shape[1:])
-
-    def _check_reading(self, f, view: np.ndarray, at: int) -> tuple[int, int]:
-        """Read the whole file (open at its start) in order into a sha256, the bytes from ``at`` into
-        ``view``; check the digest and the header. ``(bytes read into view, bytes in the file)``."""
-        h, chunk, header = hashlib.sha256(), np.empty(CHECK_CHUNK, np.uint8), np.empty(self.offset, np.uint8)
-        before = _read_fully(f, header)
-        h.update(header[:before])
-        before += _hash_through(f, h, chunk, at - self.offset)
-        got = _read_fully(f, view) if before == at else 0
-        h.update(view[:got])
-        total = before + got + (_hash_through(f, h, chunk, None) if got == len(view) else 0)
-        if total != self.nbytes:
-            return got, total
         if h.hexdigest() != self.entry["sha256"]:
             raise CacheError(f"{self.path}: the shard does not match its checksum; {REPAIR_HINT}")
         shape, dtype, offset = read_header(io.BytesIO(header.tobytes()), self.path)
@@ -86,7 +99,11 @@ class ShardFile:
             raise CacheError(f"{self.path}: holds {dtype} {list(shape)}; the manifest says {self.dtype} "
                              f"{list(self.shape)}")
         self.verified = True
-        return got, total
+
+
+def _hash(h, data) -> None:
+    if h is not None:
+        h.update(data)
 
 
 def _hash_through(f, h, chunk: np.ndarray, count: int | None) -> int:
