@@ -10,7 +10,10 @@
    per step (goal >= 50x); ÷ running the frozen layers every step.
 4. Peak RSS while training one epoch from a cache several times larger than a memory budget.
 
-    python benchmarks/cache_bench.py [--quick]
+    python benchmarks/cache_bench.py [--quick] [--only 4] [--dir DIR]
+
+``--only`` runs some measurements (comma-separated; 3 runs 2 first, whose cache it reads);
+``--dir`` keeps measurement 4's cache there and reuses it when it is already complete.
 """
 import argparse
 import gc
@@ -317,11 +320,15 @@ print(json.dumps({{"before_reader_mb": before, "samples_mb": samples, "max_durin
 
 
 def bench_rss(d, rows, width, budget_mb):
-    prefix = expand_model(d, width, "expand")
-    x = np.random.default_rng(0).normal(size=(rows, 16)).astype(np.float32)
-    np.savez(os.path.join(d, "rss.npz"), x=x, y=np.arange(rows) % 2)
     cache = os.path.join(d, "rss_cache")
-    generate(prefix, "features", os.path.join(d, "rss.npz"), cache, batch_size=4096, shard_size=32768, progress=False)
+    try:
+        CacheReader(cache, verify=False).close()  # already built (--dir)
+    except gs.CacheError:
+        prefix = expand_model(d, width, "expand")
+        x = np.random.default_rng(0).normal(size=(rows, 16)).astype(np.float32)
+        np.savez(os.path.join(d, "rss.npz"), x=x, y=np.arange(rows) % 2)
+        generate(prefix, "features", os.path.join(d, "rss.npz"), cache, batch_size=4096, shard_size=32768,
+                 progress=False)
     size_mb = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache)) / 2**20
     child = RSS_CHILD.format(root=os.path.join(HERE, ".."), cache=cache, width=width, buffer=budget_mb << 20)
     p = subprocess.run([sys.executable, "-c", child],
@@ -336,43 +343,58 @@ def bench_rss(d, rows, width, budget_mb):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the recorded figures)")
+    ap.add_argument("--only", default="1,2,3,4", help="measurements to run, comma-separated (3 runs 2 first)")
+    ap.add_argument("--dir", help="where to keep measurement 4's cache (reused when complete)")
     args = ap.parse_args()
-    q = args.quick
+    q, only = args.quick, {int(k) for k in args.only.split(",")}
     report = {}
     with tempfile.TemporaryDirectory() as d:
-        gen = bench_generation_inception(d, n_small=16 if q else 32, n_big=48 if q else 160, size=107 if q else 299,
-                                         batch_size=16 if q else 32)
-        print(f"1. generation, inception_v3 {gen['size']}x{gen['size']}, Mixed_7c: throughput (marginal rate) "
-              f"plain batched sess.run {gen['plain_marginal_ex_per_s']:.1f} ex/s, graphsurgeon cache "
-              f"{gen['graphsurgeon_marginal_ex_per_s']:.1f} ex/s -> ratio {gen['throughput_ratio']:.2f} (goal >= 0.95)")
-        print(f"   end to end at {gen['examples']} images: {gen['plain_s']:.2f} s vs {gen['graphsurgeon_s']:.2f} s "
-              f"(ratio {gen['end_to_end_ratio']:.2f}; fixed overhead {gen['fixed_overhead_s']:.2f} s: restore, "
-              "fingerprint, atomic writes)")
-        gen2 = bench_generation_vs_retrain_py(d, n=10000 if q else 100000, slice_n=500 if q else 3000)
-        print(f"2. generation, seed 004 MLP hidden2, {gen2['examples']} examples: graphsurgeon "
-              f"{gen2['graphsurgeon_ex_per_s']:.0f} ex/s, retrain.py style {gen2['retrain_py_ex_per_s']:.0f} ex/s "
-              f"(timed on {gen2['retrain_py_slice']}) -> {gen2['ratio']:.0f}x (goal >= 20x)")
-        inc = bench_generation_vs_retrain_py_inception(gen, d, slice_n=8 if q else 24)
-        print(f"   inception_v3: graphsurgeon {inc['graphsurgeon_ex_per_s']:.1f} ex/s, retrain.py style "
-              f"{inc['retrain_py_ex_per_s']:.1f} ex/s -> {inc['ratio']:.1f}x")
-        ep = bench_epoch(d, gen2, batch_size=256, slice_steps=4 if q else 20)
-        print(f"3. one epoch, new head + hidden3 on hidden2 activations: cache {ep['cache_ex_per_s']:.0f} ex/s, "
-              f"RAM {ep['ram_ex_per_s']:.0f} ex/s, live frozen layers {ep['live_ex_per_s']:.0f} ex/s, "
-              f"retrain.py style {ep['retrain_py_ex_per_s']:.0f} ex/s")
-        print(f"   cache/RAM {ep['cache_over_ram']:.2f} (goal >= 0.8), cache/retrain.py "
-              f"{ep['cache_over_retrain_py']:.0f}x (goal >= 50x), cache/live {ep['cache_over_live']:.2f}x")
-        wide = bench_epoch_wide(d, rows=5000 if q else 50000, width=2048, batch_size=256, slice_steps=2 if q else 8)
-        print(f"   2048-wide bottleneck (inception PreLogits width): cache {wide['cache_ex_per_s']:.0f} ex/s, RAM "
-              f"{wide['ram_ex_per_s']:.0f} ex/s, retrain.py style {wide['retrain_py_ex_per_s']:.0f} ex/s -> "
-              f"cache/RAM {wide['cache_over_ram']:.2f}, cache/retrain.py {wide['cache_over_retrain_py']:.0f}x")
-        rss = bench_rss(d, rows=20000 if q else 400000, width=1024, budget_mb=256)
-        growth = rss["max_during_epoch_mb"] - rss["before_reader_mb"]
-        print(f"4. one epoch from a {rss['cache_mb']:.0f} MB cache with a reader buffer (memory budget) of "
-              f"{rss['budget_mb']} MB: RSS before opening it {rss['before_reader_mb']} MB (TensorFlow, graph, session), "
-              f"at each tenth of the epoch {rss['samples_mb']} MB; highest growth (sampled every batch) {growth:.0f} MB")
-        for k, v in (("generation", gen), ("vs_retrain_py", gen2), ("vs_retrain_py_inception", inc), ("epoch", ep),
-                     ("epoch_2048", wide), ("rss", rss)):
-            report[k] = {a: b for a, b in v.items() if isinstance(b, (int, float, str, list))}
+        if 1 in only or 2 in only:
+            gen = bench_generation_inception(d, n_small=16 if q else 32, n_big=48 if q else 160,
+                                             size=107 if q else 299, batch_size=16 if q else 32)
+            print(f"1. generation, inception_v3 {gen['size']}x{gen['size']}, Mixed_7c: throughput (marginal rate) "
+                  f"plain batched sess.run {gen['plain_marginal_ex_per_s']:.1f} ex/s, graphsurgeon cache "
+                  f"{gen['graphsurgeon_marginal_ex_per_s']:.1f} ex/s -> ratio {gen['throughput_ratio']:.2f} "
+                  "(goal >= 0.95)")
+            print(f"   end to end at {gen['examples']} images: {gen['plain_s']:.2f} s vs {gen['graphsurgeon_s']:.2f} s "
+                  f"(ratio {gen['end_to_end_ratio']:.2f}; fixed overhead {gen['fixed_overhead_s']:.2f} s: restore, "
+                  "fingerprint, atomic writes)")
+            report["generation"] = gen
+        if 2 in only or 3 in only:
+            gen2 = bench_generation_vs_retrain_py(d, n=10000 if q else 100000, slice_n=500 if q else 3000)
+            print(f"2. generation, seed 004 MLP hidden2, {gen2['examples']} examples: graphsurgeon "
+                  f"{gen2['graphsurgeon_ex_per_s']:.0f} ex/s, retrain.py style {gen2['retrain_py_ex_per_s']:.0f} ex/s "
+                  f"(timed on {gen2['retrain_py_slice']}) -> {gen2['ratio']:.0f}x (goal >= 20x)")
+            report["vs_retrain_py"] = gen2
+        if 2 in only:
+            inc = bench_generation_vs_retrain_py_inception(gen, d, slice_n=8 if q else 24)
+            print(f"   inception_v3: graphsurgeon {inc['graphsurgeon_ex_per_s']:.1f} ex/s, retrain.py style "
+                  f"{inc['retrain_py_ex_per_s']:.1f} ex/s -> {inc['ratio']:.1f}x")
+            report["vs_retrain_py_inception"] = inc
+        if 3 in only:
+            ep = bench_epoch(d, gen2, batch_size=256, slice_steps=4 if q else 20)
+            print(f"3. one epoch, new head + hidden3 on hidden2 activations: cache {ep['cache_ex_per_s']:.0f} ex/s, "
+                  f"RAM {ep['ram_ex_per_s']:.0f} ex/s, live frozen layers {ep['live_ex_per_s']:.0f} ex/s, "
+                  f"retrain.py style {ep['retrain_py_ex_per_s']:.0f} ex/s")
+            print(f"   cache/RAM {ep['cache_over_ram']:.2f} (goal >= 0.8), cache/retrain.py "
+                  f"{ep['cache_over_retrain_py']:.0f}x (goal >= 50x), cache/live {ep['cache_over_live']:.2f}x")
+            wide = bench_epoch_wide(d, rows=5000 if q else 50000, width=2048, batch_size=256,
+                                    slice_steps=2 if q else 8)
+            print(f"   2048-wide bottleneck (inception PreLogits width): cache {wide['cache_ex_per_s']:.0f} ex/s, RAM "
+                  f"{wide['ram_ex_per_s']:.0f} ex/s, retrain.py style {wide['retrain_py_ex_per_s']:.0f} ex/s -> "
+                  f"cache/RAM {wide['cache_over_ram']:.2f}, cache/retrain.py {wide['cache_over_retrain_py']:.0f}x")
+            report["epoch"], report["epoch_2048"] = ep, wide
+        if 4 in only:
+            if args.dir:
+                os.makedirs(args.dir, exist_ok=True)
+            rss = bench_rss(args.dir or d, rows=20000 if q else 400000, width=1024, budget_mb=256)
+            growth = rss["max_during_epoch_mb"] - rss["before_reader_mb"]
+            print(f"4. one epoch from a {rss['cache_mb']:.0f} MB cache with a reader buffer (memory budget) of "
+                  f"{rss['budget_mb']} MB: RSS before opening it {rss['before_reader_mb']} MB (TensorFlow, graph, "
+                  f"session), at each tenth of the epoch {rss['samples_mb']} MB; highest growth (sampled every batch) "
+                  f"{growth:.0f} MB")
+            report["rss"] = rss
+    report = {k: {a: b for a, b in v.items() if isinstance(b, (int, float, str, list))} for k, v in report.items()}
     print(json.dumps(report, indent=1))
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 from graphsurgeon._src.cache import epochs
 from graphsurgeon._src.errors import CacheError
 from graphsurgeon._src.mixins import Closing
-from graphsurgeon._src.storage import cachefiles, cacheshards
+from graphsurgeon._src.storage import cachefiles, cacheshards, shardfile
 from graphsurgeon._src.storage.records import SPLIT_CODES
 
 
@@ -16,18 +16,29 @@ class CacheReader(Closing):
 
     Only the manifest is read when the reader opens (its memory follows the number of shards,
     not of examples); the index of a shard's examples is read when that shard is. A split whose
-    rows fit in what is left of ``buffer_bytes`` is read once and kept while the reader is open,
-    and shuffled exactly as in-memory training shuffles (so both see the same batches); a larger
-    training split is read in windows of shards, a larger evaluation split one shard at a time
-    (see :mod:`graphsurgeon._src.cache.epochs`). Resident memory stays within ``buffer_bytes``
-    plus two shards however large the cache.
+    rows (as float32, and ``epochs.RESIDENT_ROW_BYTES`` more a row) fit in what is left of
+    ``buffer_bytes``, leaving room for two windows of one row, is read once and kept while the
+    reader is open, and shuffled exactly as in-memory training shuffles (so both see the same
+    batches); a larger training split is read in windows of rows cut across its shards, a larger
+    evaluation split one shard after another, a piece at a time (see
+    :mod:`graphsurgeon._src.cache.epochs`).
+
+    Memory: what the reader keeps (resident splits, the two window buffers and the bookkeeping of
+    their rows) stays within ``buffer_bytes``, however large the cache and its shards. Beside it, a
+    fixed overhead: a scratch buffer of ``epochs.PIECE_BYTES`` (8 MiB, or one row if a row is
+    larger), a 1 MiB chunk while a shard's checksum is checked, and the index of one shard at a
+    time while its rows are selected (about 50 bytes a row of that shard). :meth:`read` reads
+    through a piece buffer of its own while it runs; it, :meth:`examples` and :meth:`labels` build
+    arrays over the examples they return. ``buffer_bytes`` must hold two windows of one row
+    (``2 x (stored row + epochs.ROW_BOOKKEEPING)`` bytes); a buffer smaller than a shard is fine.
 
     With ``verify`` (the default), when the reader opens: every shard the data set needs exists
     with its keys file, has the size the manifest gives, and has an ``.npy`` header that holds the
     manifest's dtype and rows of its shape; the index file's header and size, and its table in
     the manifest make sense (each part as long as its split counts, the parts together as many
     rows per split as the data set has examples, with their distorted copies). These are O(shards)
-    checks. The first time a shard is read, its sha256, before any of its rows are returned; when
+    checks. The first time a shard is read (whole or in part), its sha256 over the whole file,
+    before any of its rows are returned (that first read reads the whole file); when
     the index of a shard is read, its sha256, then its rows (split counts, rows inside the shard,
     example positions, copy numbers and labels inside the data set's).
 
@@ -36,12 +47,14 @@ class CacheReader(Closing):
       classes: the class names the labels index (image folders' names, an ``.npz``'s ``classes``),
         or None when the data names none.
       data: where the data set came from and what it holds (examples, labels, sha256).
-      stats: ``{"shard_reads", "bytes_read"}`` so far.
+      stats: ``{"shard_reads", "bytes_read"}`` so far: reads of a shard's rows (whole or a piece),
+        and the bytes read from shard files (the whole file on a checked first read).
 
     Raises:
-      CacheError: no manifest, a cache an interrupted run left incomplete, a damaged manifest, or
-        (``verify``) files missing, of the wrong size or holding other arrays than the manifest
-        says, or an index that does not make sense; naming the file and what was expected.
+      CacheError: ``buffer_bytes`` not an int of at least that minimum, no manifest, a cache an
+        interrupted run left incomplete, a damaged manifest, or (``verify``) files missing, of the
+        wrong size or holding other arrays than the manifest says, or an index that does not make
+        sense; naming the file and what was expected.
     """
 
     def __init__(self, directory: str, *, verify: bool = True, buffer_bytes: int = 256 << 20):
@@ -65,9 +78,13 @@ class CacheReader(Closing):
                 raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
                                  f"{cacheshards.REPAIR_HINT}")
         self._index = cacheshards.ExamplesFile(directory, manifest, verify=verify)
-        shards = {s["shard"]: cacheshards.ShardFile(directory, s, self.dtype, self.shape, verify=verify)
+        shards = {s["shard"]: shardfile.ShardFile(directory, s, self.dtype, self.shape, verify=verify)
                   for s in entries}
         self._store = epochs.Store(self._index, table["parts"], shards, self.shape, buffer_bytes)
+        if not isinstance(buffer_bytes, int) or buffer_bytes < self._store.minimum():
+            raise CacheError(f"{directory}: buffer_bytes={buffer_bytes!r}; the reader needs at least "
+                             f"{self._store.minimum()} bytes for this cache's rows of {self._store.stored_row_bytes} "
+                             f"bytes (two windows of one row and its bookkeeping, {epochs.ROW_BOOKKEEPING} bytes a row)")
         self.row_bytes = self._store.row_bytes
         self._active = None  # the batches() generator being consumed
 
@@ -111,7 +128,9 @@ class CacheReader(Closing):
 
     def read(self, positions) -> np.ndarray:
         """Activations of the examples at data ``positions``, in that order, as float32 (undistorted;
-        each shard read once).
+        of each shard, the pieces that hold some of them, each once, through a buffer of
+        ``epochs.PIECE_BYTES`` allocated for the call, so that an iteration in progress keeps its
+        own).
 
         Raises:
           CacheError: a position the data set does not have.
@@ -125,11 +144,7 @@ class CacheReader(Closing):
             raise CacheError(f"{self.directory}: no example at position(s) {positions[~ok][:5].tolist()} "
                              f"(the data set has {self.data['examples']})")
         out = np.empty((len(positions),) + tuple(self.shape), np.float32)
-        shard, row = rows["shard"][at], rows["row"][at]
-        for s in np.unique(shard):
-            m = np.flatnonzero(shard == s)
-            f = self._store.shards[int(s)]
-            out[m] = self._store.read(int(s), self._store.scratch_for(f.nbytes))[row[m]]
+        epochs.gather(self._store, rows["shard"][at], rows["row"][at], out, epochs.new_piece_buffer(self._store))
         return out
 
     def batches(self, split: str, batch_size: int, *, shuffle: bool = True, seed: int = 0, epoch: int = 0,

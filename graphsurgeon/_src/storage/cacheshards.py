@@ -1,9 +1,10 @@
 """Binary files of a bottleneck cache: activation shards, their content keys, the data set's index.
 
 All three are ``.npy`` files (read with ``allow_pickle=False`` semantics: plain numeric and
-fixed-size byte fields only). Shards are read whole and sequentially into a caller's reused
-buffer; the index (``examples-*.npy``) is read one part (one shard's examples) at a time, so
-memory follows the number of shards, not the number of examples.
+fixed-size byte fields only). Shards are read a range of rows at a time into a caller's reused
+buffer (:mod:`graphsurgeon._src.storage.shardfile`); the index (``examples-*.npy``) is read one
+part (one shard's examples) at a time, so memory follows the number of shards, not the number of
+examples.
 """
 from __future__ import annotations
 
@@ -179,7 +180,7 @@ def _header_problem(path: str, entry: dict, dtype, shape: list) -> str | None:
     at the file's end; None if nothing."""
     try:
         with open(path, "rb") as f:
-            got_shape, got_dtype, offset = _read_header(f, path)
+            got_shape, got_dtype, offset = read_header(f, path)
     except CacheError:
         return "not a readable .npy header"
     want = (entry["rows"], *shape)
@@ -201,7 +202,12 @@ def describe_bad(bad: dict) -> str:
     return ", ".join(f"{name} ({why})" for name, why in bad.items())
 
 
-def _read_header(f, path: str):
+def read_header(f, path: str):
+    """``(shape, dtype, data offset)`` of the ``.npy`` file open as ``f`` (at its start).
+
+    Raises:
+      CacheError: not a readable ``.npy`` header, or a Fortran-ordered or object array.
+    """
     try:
         shape, fortran, dtype = files.npy_header(f)
     except (ValueError, OSError, EOFError) as e:
@@ -209,50 +215,6 @@ def _read_header(f, path: str):
     if fortran or dtype.hasobject:
         raise CacheError(f"{path}: Fortran-ordered or object array; expected a C-ordered numeric array")
     return tuple(shape), np.dtype(dtype), f.tell()
-
-
-class ShardFile:
-    """One activation shard as its manifest entry describes it, read whole into a caller's buffer.
-
-    No memory map: the kernel maps whole page-cache folios on a fault, so random row access
-    through a map grows resident memory far beyond the rows read. The shard's sha256 is checked
-    the first time it is read (``verify``), before any of its rows are returned.
-    """
-
-    def __init__(self, directory: str, entry: dict, dtype: str, shape: list, *, verify: bool = True):
-        self.path, self.entry, self.verify = os.path.join(directory, entry["file"]), entry, verify
-        self.dtype, self.shape = np.dtype(dtype), (entry["rows"], *shape)
-        self.nbytes = int(entry["bytes"])  # the whole file: header and rows
-        self.row_bytes = int(np.prod(shape, dtype=np.int64)) * self.dtype.itemsize
-        self.offset = self.nbytes - entry["rows"] * self.row_bytes
-        self.verified = not verify
-
-    def read_into(self, buffer: np.ndarray) -> np.ndarray:
-        """Read the whole file into ``buffer`` (uint8, at least ``nbytes``; reused memory) and
-        return its rows as a view of it.
-
-        Raises:
-          CacheError: the file is shorter, its header is not what the manifest says, or (first read
-            with ``verify``) its sha256 differs.
-        """
-        view = buffer[:self.nbytes]
-        try:
-            with open(self.path, "rb") as f:
-                got = f.readinto(memoryview(view))
-        except OSError as e:
-            raise CacheError(f"{self.path}: cannot read the shard ({e.strerror}); {REPAIR_HINT}") from None
-        if got != self.nbytes:
-            raise CacheError(f"{self.path}: the shard holds {got} bytes, the manifest says {self.nbytes}; "
-                             f"{REPAIR_HINT}")
-        if not self.verified:
-            if hashlib.sha256(view).hexdigest() != self.entry["sha256"]:
-                raise CacheError(f"{self.path}: the shard does not match its checksum; {REPAIR_HINT}")
-            shape, dtype, offset = _read_header(io.BytesIO(view[:self.offset].tobytes()), self.path)
-            if (shape, dtype, offset) != (self.shape, self.dtype, self.offset):
-                raise CacheError(f"{self.path}: holds {dtype} {list(shape)}; the manifest says {self.dtype} "
-                                 f"{list(self.shape)}")
-            self.verified = True
-        return view[self.offset:].view(self.dtype).reshape(self.shape)
 
 
 def write_examples(directory: str, view: np.ndarray, shards: np.ndarray) -> dict:
@@ -299,7 +261,7 @@ class ExamplesFile:
         self.examples, self.copies, self.labels = data["examples"], manifest["copies"], data["labels"]
         try:
             with open(self.path, "rb") as f:
-                shape, dtype, self.offset = _read_header(f, self.path)
+                shape, dtype, self.offset = read_header(f, self.path)
                 size = os.fstat(f.fileno()).st_size
         except OSError as e:
             raise CacheError(f"{self.path}: cannot read the data set's index ({e.strerror}); {REPAIR}") from None
