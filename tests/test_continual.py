@@ -108,9 +108,15 @@ def test_mask_bits_round_trip_and_are_one_bit_per_weight():
     assert not np.array_equal(masks.unpack(packed, m.shape), ~m)
 
 
-def test_feature_extraction_keeps_the_old_task_and_fine_tuning_moves_it(d, work):
+@pytest.fixture(scope="module")
+def fe(d, work):
+    """digits59 learned by feature extraction on digits04's model (three tests read it; each may run alone,
+    or in another pytest-xdist worker than the others)."""
+    return learn(d, work / "fe", "feature-extraction")
+
+
+def test_feature_extraction_keeps_the_old_task_and_fine_tuning_moves_it(d, work, fe):
     x, _ = x_of(d, "digits04")
-    fe = learn(d, work / "fe", "feature-extraction")
     ft = learn(d, work / "ft", "fine-tune", epochs=6, backbone_lr_mult=3.0)
     base = learn(d, work / "fe_again", "feature-extraction", seed=1)
     assert np.array_equal(served(fe.directory, x, 0), served(base.directory, x, 0))
@@ -191,11 +197,11 @@ def test_sampled_fisher_labels_differ_from_empirical(d, work):
     assert not all(np.array_equal(fa[k], fb[k]) for k in fa.files if k.startswith("a"))
 
 
-def test_joint_trains_the_old_head_too(d, work):
+def test_joint_trains_the_old_head_too(d, work, fe):
     x, _ = x_of(d, "digits04")
     j = learn(d, work / "joint", "joint", old_data={"": d["digits04"]})
     assert j.metrics["old"]["digits04"] > 0.8
-    assert not np.array_equal(served(j.directory, x, 0), served(work / "fe", x, 0))
+    assert not np.array_equal(served(j.directory, x, 0), served(fe.directory, x, 0))
 
 
 # ---------------------------------------------------------------- combine, add-class
@@ -348,12 +354,12 @@ def test_combine_refuses_a_prior_that_does_not_fit(d, work, capsys, flags, match
               "--data", d["digits08_unlabelled"], "--out", out] + flags, out, [d["digits04_model"]], capsys, match)
 
 
-def test_learn_task_refuses_an_existing_task_name_unless_replace(d, work, capsys, packnet):
+def test_learn_task_refuses_an_existing_task_name_unless_replace(d, work, capsys, packnet, fe):
     model = packnet[0].directory
     out = str(work / "bad_name")
     _refused(["learn-task", "--model", model, "--data", d["digits59"], "--task", "digits59", "--method", "packnet",
               "--out", out], out, [model], capsys, "already has a task 'digits59'")
-    two = str(work / "fe")
+    two = fe.directory
     _refused(["learn-task", "--model", two, "--data", d["digits59"], "--task", "digits59", "--method",
               "feature-extraction", "--out", out], out, [two], capsys, "pass --replace")
     r = learn(d, out, "feature-extraction", model=two, replace=True)
