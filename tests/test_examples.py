@@ -7,6 +7,7 @@ import glob
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -66,12 +67,22 @@ def test_readme_commands_run(readme, tmp_path):
             assert _squeeze(line) in got, f"{cmd}\nexpected: {line}\ngot:\n{p.stdout[-3000:]}"
 
 
+@pytest.fixture(scope="module")
+def example01_inputs(tmp_path_factory):
+    """What example 01's make_model.py writes (its model and data), made once; each snippet test reads a copy."""
+    d = tmp_path_factory.mktemp("example01")
+    subprocess.run([sys.executable, "examples/01_retrain_upper_layers/make_model.py", str(d)], cwd=ROOT,
+                   env={**os.environ, "PYTHONPATH": ROOT}, check=True, capture_output=True)
+    return d
+
+
 @pytest.mark.parametrize("readme", READMES, ids=lambda p: os.path.basename(os.path.dirname(p)))
-def test_readme_python_snippets_run(readme, tmp_path):
-    """The ```python blocks of example READMEs run too (after example 01 made the inputs)."""
+def test_readme_python_snippets_run(readme, tmp_path, example01_inputs):
+    """The ```python blocks of example READMEs run too (on a copy of what example 01 made)."""
     env = {**os.environ, "PYTHONPATH": ROOT}
-    subprocess.run([sys.executable, "examples/01_retrain_upper_layers/make_model.py", str(tmp_path)], cwd=ROOT,
-                   env=env, check=True, capture_output=True)
+    shutil.copytree(example01_inputs, tmp_path, dirs_exist_ok=True)
+    state = tmp_path / "original" / "checkpoint"  # Saver wrote absolute paths: make them the copy's
+    state.write_text(state.read_text().replace(str(example01_inputs), str(tmp_path)))
     code = "\n".join(re.findall(r"```python\n(.*?)```", open(readme).read(), re.S))
     code = code.replace("/tmp/gs-example", str(tmp_path)).replace("epochs=40", "epochs=2")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
