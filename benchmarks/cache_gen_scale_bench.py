@@ -6,14 +6,12 @@ generator (content keys, batches, shard files, manifest updates), not inference.
 as ``graphsurgeon cache`` runs it (float32 rows, shards of 4,096 rows). The time each shard is
 written is recorded: the throughput of the first million rows (from the first shard written, so
 restoring the model and planning are not in it) and of the last million are compared. Within each
-span the main thread's computing (``task_inputs`` and ``Computer.rows``) and the writer threads'
-shard writes (summed over the threads) are timed apart (they overlap: shards are written while the
-next is computed), and
+span the main thread's computing (``task_inputs`` and ``Computer.rows``) and the writer thread's
+shard writes are timed apart (they overlap: a shard is written while the next is computed), and
 the seconds spent in ``fsync`` within the span (shards' and manifests': waiting for the device).
 
 Side by side in the same run, the disk alone: the same number of shards of the same size written
-by ``write_shard`` (hashed, fsync'd, renamed; nothing computed; as many at once as ``generate``
-writes) into a fresh directory, and the
+by ``write_shard`` (hashed, fsync'd, renamed; nothing computed) into a fresh directory, and the
 same first/last ratio of its rows a second. When the generator is bound by its writes, its ratio
 cannot be better than the disk's.
 
@@ -25,7 +23,6 @@ Disk: about 4.6 GB for 10M rows (400 bytes a row, 34 bytes of content key, 15 of
 160 MB input; ``BENCH_DIR`` chooses where (default: the system's temporary directory).
 """
 import argparse
-import concurrent.futures
 import json
 import os
 import shutil
@@ -98,19 +95,14 @@ def peak_rss_mb() -> float:
 
 
 def disk_alone(d, n_shards, rows, keys):
-    """``[(time after the write, rows, seconds)]`` of ``n_shards`` shard writes of ``rows`` and ``keys``,
-    as many at once as ``generate`` has in flight, in the order they end."""
+    """``[(time after the write, rows, seconds)]`` of ``n_shards`` shard writes of ``rows`` and ``keys``."""
     out = os.path.join(d, "disk")
     os.makedirs(out)
     log = []
-
-    def write(i):
+    for i in range(n_shards):
         t = time.perf_counter()
         cacheshards.write_shard(out, i, rows, keys)
         log.append((time.perf_counter(), len(rows), time.perf_counter() - t))
-
-    with concurrent.futures.ThreadPoolExecutor(generation.WRITES_IN_FLIGHT) as pool:
-        list(pool.map(write, range(n_shards)))
     shutil.rmtree(out)
     return log
 
@@ -183,7 +175,7 @@ def main():
               f"last/first {last / first:.3f} (goal within 10%)")
         for name, p in parts.items():
             print(f"  {name} {p['rows']:,} rows: {p['s']:.2f} s; computing {p['computing_s']:.2f} s (main thread), "
-                  f"writing shards {p['shard_writes_s']:.2f} s (writer threads, summed; fsync {p['fsync_s']:.2f} s of all "
+                  f"writing shards {p['shard_writes_s']:.2f} s (writer thread; fsync {p['fsync_s']:.2f} s of all "
                   f"writes), building manifests "
                   f"{p['manifest_building_s']:.3f} s, writing them {p['manifest_writes_s']:.3f} s")
         print(f"  {len(manifests)} manifest writes ({manifests[0][2] * 1000:.1f} ms the first, "

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -32,7 +31,6 @@ from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import cachefiles, cacheshards
 
 MANIFEST_EVERY = 2.0  # seconds between manifest updates while shards are computed
-WRITES_IN_FLIGHT = 2  # shard writes under way while the next shard is computed
 RUNNERS = ("local", "beam")
 
 
@@ -154,8 +152,7 @@ def _prepare(s: Settings, cut, source) -> Job:
     head = dict(head, augment=state.augment)  # the stored copies' settings outlive runs without copies
     plan = make_plan(source, s.augment, state.known, s.shard_size, state.first_shard)
     distortions = Distortions(_without_seed(state.augment), state.augment["seed"]) if s.augment else None
-    computer = Computer(cut.model, cut.tensor, cut.feeder, cut.batch_size, s.dtype, distortions,
-                        buffers=WRITES_IN_FLIGHT + 1)
+    computer = Computer(cut.model, cut.tensor, cut.feeder, cut.batch_size, s.dtype, distortions, buffers=2)
     if plan.tasks and not s.allow_batch_dependent and not (cut.random_ops and s.allow_random):
         computer.check_batch_independent(source.loader, task_inputs(source, plan.tasks[0]))
     return Job(s, cut, source, head, state, plan, computer)
@@ -167,10 +164,8 @@ def _without_seed(augment: dict) -> dict:
 
 def run_local(job: Job) -> list[dict]:
     """Compute the plan's shards in this process, one after the other, each written (atomically,
-    by one of ``WRITES_IN_FLIGHT`` writer threads) while the next is computed, so one shard's
-    fsyncs overlap another's; the manifest lists, in the plan's order, the shards written before
-    the first one still being written, updated at most every ``MANIFEST_EVERY`` seconds (and all
-    of them at the end).
+    by a writer thread) while the next is computed; the manifest lists the shards written within
+    ``MANIFEST_EVERY`` seconds (and all of them at the end).
 
     Returns:
       Every shard entry of the cache (kept and new).
@@ -178,21 +173,21 @@ def run_local(job: Job) -> list[dict]:
     s, plan = job.settings, job.plan
     entries = list(job.state.entries)
     bar = Progress(plan.computed, "caching", "examples", enabled=s.progress)
-    last, pending = None, collections.deque()
+    last, pending = None, None
     try:
-        # the computer's buffers hold the shards being written and the one being computed
-        with concurrent.futures.ThreadPoolExecutor(WRITES_IN_FLIGHT, thread_name_prefix="shard-writer") as writer:
+        # one write in flight: the computer's two buffers hold the shard being written and the next
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shard-writer") as writer:
             for task in plan.tasks:
                 inputs = task_inputs(job.source, task)
                 rows = job.computer.rows(job.source.loader, inputs, bar.update)
-                while len(pending) >= WRITES_IN_FLIGHT:  # oldest first: entries stay in the plan's order
-                    entries.append(pending.popleft().result())
+                if pending is not None:
+                    entries.append(pending.result())
                     if last is None or time.monotonic() - last >= MANIFEST_EVERY:
                         cachefiles.write_manifest(s.out_dir, interim_manifest(job.head, entries, job.state.augment))
                         last = time.monotonic()
-                pending.append(writer.submit(cacheshards.write_shard, s.out_dir, task.shard, rows, inputs.keys_record()))
-            while pending:
-                entries.append(pending.popleft().result())
+                pending = writer.submit(cacheshards.write_shard, s.out_dir, task.shard, rows, inputs.keys_record())
+            if pending is not None:
+                entries.append(pending.result())
     finally:
         bar.close()
     return entries
