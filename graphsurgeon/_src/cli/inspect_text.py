@@ -12,27 +12,32 @@ def _human(n: int) -> str:
     return str(n)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 variable``, ``2 variables``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def format_text(report: dict) -> str:
     """The report of :func:`graphsurgeon.inspect` as text for a terminal, in command-line words."""
-    lines = [f"{report['path']}: {report['kind']}" + (f", checkpoint {report['checkpoint']}" if report["checkpoint"] else "")]
+    lines = [f"{report['path']}: {report['kind']}" + (f" (prefix {report['checkpoint']})" if report["checkpoint"] else "")]
     if report["variables"]:
-        lines.append(f"{len(report['variables'])} variables, {_human(report['total_bytes'])}")
+        lines.append(f"{_count(len(report['variables']), 'variable')}, {_human(report['total_bytes'])}")
         width = max(len(v["name"]) for v in report["variables"])
         by_scope = collections.defaultdict(list)
         for v in report["variables"]:
             by_scope[v["name"].split("/")[0]].append(v)
         for scope, info in report["scopes"].items():
             opt = f", optimizer state {_human(info['optimizer_bytes'])}" if info["optimizer_bytes"] else ""
-            lines.append(f"[{scope}] {info['variables']} variables, {_human(info['bytes'])}{opt}")
+            lines.append(f"[{scope}] {_count(info['variables'], 'variable')}, {_human(info['bytes'])}{opt}")
             for v in report["variables"]:
                 if v["name"] == scope or v["name"].startswith(scope + "/"):
                     tag = "" if v["kind"] == "model" else f"  ({v['kind']})"
                     lines.append(f"  {v['name']:<{width}}  {v['dtype']:<8} {str(v['shape']):<18} {_human(v['bytes'])}{tag}")
     g = report["graph"]
     if g:
-        lines.append(f"graph: {g['ops']} ops")
+        lines.append(f"graph: {_count(g['ops'], 'op')}")
         for scope, n in g["ops_per_scope"].items():
-            lines.append(f"  {scope:<30} {n} ops")
+            lines.append(f"  {scope:<30} {_count(n, 'op')}")
         lines.append("likely inputs: " + (", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in g["inputs"]) or "none"))
         lines.append("likely outputs: " + (", ".join(g["outputs"]) or "none"))
         for key, sig in g["signatures"].items():
