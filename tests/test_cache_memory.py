@@ -4,6 +4,7 @@ piece still checks the whole shard file before any of its rows come out."""
 import hashlib
 import os
 import shutil
+import sys
 import tracemalloc
 
 import numpy as np
@@ -120,10 +121,16 @@ def test_the_smallest_buffer_is_two_windows_of_one_row(cache):
     """Below two rows and their bookkeeping the reader refuses at open, naming the minimum; at it,
     an epoch still gives every example once (windows of one row)."""
     least = 2 * (ROW + epochs.ROW_BOOKKEEPING)
-    for bad in (least - 1, "256MB", None):
-        with pytest.raises(gs.CacheError, match=rf"c: buffer_bytes={bad!r}; the reader needs at least {least} bytes "
+    for bad in (least - 1, np.int64(least - 1)):
+        with pytest.raises(gs.CacheError, match=rf"c: buffer_bytes={int(bad)}; the reader needs at least {least} bytes "
                                                 rf"for this cache's rows of {ROW} bytes \(two windows of one row"):
             CacheReader(cache, buffer_bytes=bad)
+    for bad in ("256MB", None, 1e6, True):  # not a number of bytes: said so, whatever its size
+        with pytest.raises(gs.CacheError, match=rf"c: buffer_bytes={bad!r}: expected a whole number of bytes "
+                                                r"\(an int\)"):
+            CacheReader(cache, buffer_bytes=bad)
+    with CacheReader(cache, buffer_bytes=np.int64(least)) as r:
+        assert r._store.window_rows() == 1
     with CacheReader(cache, buffer_bytes=least) as r:
         assert r._store.window_rows() == 1
         y = np.concatenate([y for _, y in r.batches("validation", 50, shuffle=True)])
@@ -191,3 +198,42 @@ def test_a_first_read_in_pieces_reads_each_byte_of_the_shard_once(cache, small_p
         seen.clear()
         r.read(r.examples("validation")[:5])  # checked: only the piece that holds them
         assert sum(seen) == (8 << 10)
+
+
+def test_reading_a_few_examples_allocates_for_those_examples_not_the_data_set(cache, small_pieces):
+    """``read`` of three positions selects them shard by shard: beside the piece buffer, a checksum
+    chunk and one shard's index (about 50 bytes a row of it), what it allocates does not grow with
+    the data set (2,000 examples here: arrays over all of them, 4 x 8 bytes a row and their sorted
+    copies, would take 128 KB and more)."""
+    with CacheReader(cache, buffer_bytes=200 << 10) as r:
+        want = r.read([1999, 5, 1700])
+        tracemalloc.start()
+        try:
+            got = r.read([1999, 5, 1700])
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert got.tobytes() == want.tobytes() and got.shape == (3, WIDTH)
+    assert peak <= epochs.PIECE_BYTES + shardfile.CHECK_CHUNK + 64 * SHARD + (24 << 10), peak
+
+
+@pytest.mark.parametrize("buffer_bytes", [200 << 10, 2 * (ROW + epochs.ROW_BOOKKEEPING)])
+def test_an_empty_split_gives_no_batches(tmp_path, monkeypatch, buffer_bytes):
+    """A cache whose test split is empty: its batches, shuffled or not, resident or not, are none."""
+    monkeypatch.setattr(sys.modules[__name__], "COUNTS", (600, 200, 0))
+    with CacheReader(build(str(tmp_path / "c")), buffer_bytes=buffer_bytes) as r:
+        assert r.count("test") == 0 and len(r.labels("test")) == 0
+        for shuffle in (True, False):
+            assert list(r.batches("test", 32, shuffle=shuffle)) == []
+        assert sum(len(y) for _, y in r.batches("validation", 32, shuffle=False)) == 200
+
+
+def test_a_split_is_kept_only_if_its_index_bytes_fit_too(cache):
+    """Validation's 200 rows are 51,200 bytes of float32, 64,000 with ``RESIDENT_ROW_BYTES`` a row:
+    a buffer with room for the first but not the second streams the split instead of keeping it."""
+    rows, charged = COUNTS[1], 64  # the 64 bytes a row the reader documents
+    least = 2 * (ROW + epochs.ROW_BOOKKEEPING)
+    for room, kept in ((60_000, False), (rows * (ROW + charged), True)):
+        with CacheReader(cache, buffer_bytes=least + room) as r:
+            assert sum(len(y) for _, y in r.batches("validation", 32, shuffle=False)) == rows
+            assert bool(r._store.resident) is kept

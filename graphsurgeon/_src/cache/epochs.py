@@ -42,6 +42,7 @@ import numpy as np
 
 from graphsurgeon._src import train
 from graphsurgeon._src.errors import CacheError
+from graphsurgeon._src.storage.cacheshards import EXAMPLE_DTYPE
 from graphsurgeon._src.storage.records import SPLIT_CODES
 
 TRAIN = SPLIT_CODES["train"]
@@ -213,6 +214,8 @@ def _load(store: Store, code: int):
         r = store.index.part(p)
         rows.append(r[r["split"] == code])
         shard_of.append(np.full(len(rows[-1]), p["shard"], np.int64))
+    if not rows:  # an empty split
+        return np.zeros(0, EXAMPLE_DTYPE), np.empty((0,) + store.shape, np.float32)
     rows, shard_of = np.concatenate(rows), np.concatenate(shard_of)
     order = np.lexsort((rows["aug"], rows["example"]))
     rows, shard_of = rows[order], shard_of[order]

@@ -1,6 +1,8 @@
 """``CacheReader``: a cache's data set as minibatches, with memory bounded by a budget."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import tensorflow as tf
 
@@ -19,9 +21,9 @@ class CacheReader(Closing):
     rows (as float32, and ``epochs.RESIDENT_ROW_BYTES`` more a row) fit in what is left of
     ``buffer_bytes``, leaving room for two windows of one row, is read once and kept while the
     reader is open, and shuffled exactly as in-memory training shuffles (so both see the same
-    batches); a larger training split is read in windows of rows cut across its shards, a larger
-    evaluation split one shard after another, a piece at a time (see
-    :mod:`graphsurgeon._src.cache.epochs`).
+    batches); a larger split is read, when shuffled (``batches(shuffle=True)``, as training reads
+    it), in windows of rows cut across its shards, and otherwise (as evaluation reads it) one
+    shard after another, a piece at a time (see :mod:`graphsurgeon._src.cache.epochs`).
 
     Memory: what the reader keeps (resident splits, the two window buffers and the bookkeeping of
     their rows) stays within ``buffer_bytes``, however large the cache and its shards. Beside it, a
@@ -29,7 +31,7 @@ class CacheReader(Closing):
     larger), a 1 MiB chunk while a shard's checksum is checked, and the index of one shard at a
     time while its rows are selected (about 50 bytes a row of that shard). :meth:`read` reads
     through a piece buffer of its own while it runs; it, :meth:`examples` and :meth:`labels` build
-    arrays over the examples they return. ``buffer_bytes`` must hold two windows of one row
+    arrays over the examples they return (``read`` selects them one shard's index at a time). ``buffer_bytes`` must hold two windows of one row
     (``2 x (stored row + epochs.ROW_BOOKKEEPING)`` bytes); a buffer smaller than a shard is fine.
 
     With ``verify`` (the default), when the reader opens: every shard the data set needs exists
@@ -51,10 +53,10 @@ class CacheReader(Closing):
         and the bytes read from shard files (the whole file on a checked first read).
 
     Raises:
-      CacheError: ``buffer_bytes`` not an int of at least that minimum, no manifest, a cache an
-        interrupted run left incomplete, a damaged manifest, or (``verify``) files missing, of the
-        wrong size or holding other arrays than the manifest says, or an index that does not make
-        sense; naming the file and what was expected.
+      CacheError: ``buffer_bytes`` not an int (numpy's integers count; a float or a bool does not)
+        or below that minimum, no manifest, a cache an interrupted run left incomplete, a damaged
+        manifest, or (``verify``) files missing, of the wrong size or holding other arrays than the
+        manifest says, or an index that does not make sense; naming the file and what was expected.
     """
 
     def __init__(self, directory: str, *, verify: bool = True, buffer_bytes: int = 256 << 20):
@@ -80,8 +82,9 @@ class CacheReader(Closing):
         self._index = cacheshards.ExamplesFile(directory, manifest, verify=verify)
         shards = {s["shard"]: shardfile.ShardFile(directory, s, self.dtype, self.shape, verify=verify)
                   for s in entries}
+        buffer_bytes = _whole_bytes(directory, buffer_bytes)
         self._store = epochs.Store(self._index, table["parts"], shards, self.shape, buffer_bytes)
-        if not isinstance(buffer_bytes, int) or buffer_bytes < self._store.minimum():
+        if buffer_bytes < self._store.minimum():
             raise CacheError(f"{directory}: buffer_bytes={buffer_bytes!r}; the reader needs at least "
                              f"{self._store.minimum()} bytes for this cache's rows of {self._store.stored_row_bytes} "
                              f"bytes (two windows of one row and its bookkeeping, {epochs.ROW_BOOKKEEPING} bytes a row)")
@@ -102,14 +105,17 @@ class CacheReader(Closing):
         """Examples of ``split`` (distorted copies not counted)."""
         return int(self.data["splits"][_code(split)])
 
-    def _first_rows(self, split: str | None):
-        """``(example, label, shard, row)`` of every undistorted example (of ``split``), in data order."""
+    def _first_rows(self, split: str | None, wanted: np.ndarray | None = None):
+        """``(example, label, shard, row)`` of every undistorted example (of ``split``; with
+        ``wanted``, a sorted array of positions, only of those), in data order."""
         cols = {k: [] for k in ("example", "label", "shard", "row")}
         for p in self._store.parts:
             if split is not None and not p["splits"][_code(split)]:
                 continue
             r = self._index.part(p)
             r = r[(r["aug"] == 0) & ((r["split"] == _code(split)) if split is not None else True)]
+            if wanted is not None:
+                r = r[np.isin(r["example"], wanted, assume_unique=False)]
             for k in ("example", "label", "row"):
                 cols[k].append(r[k].astype(np.int64))
             cols["shard"].append(np.full(len(r), p["shard"], np.int64))
@@ -136,7 +142,7 @@ class CacheReader(Closing):
           CacheError: a position the data set does not have.
         """
         positions = np.asarray(positions, np.int64).reshape(-1)
-        rows = self._first_rows(None)
+        rows = self._first_rows(None, np.unique(positions))
         at = np.searchsorted(rows["example"], positions)
         ok = (at < len(rows["example"])) & (rows["example"][np.minimum(at, len(rows["example"]) - 1)] == positions) \
             if len(rows["example"]) else np.zeros(len(positions), bool)
@@ -174,6 +180,16 @@ class CacheReader(Closing):
             self._active.close()
             self._active = None
         self._store.close()
+
+
+def _whole_bytes(directory: str, n) -> int:
+    """``n`` as an int (numpy's integers too; not a bool or a float)."""
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        return operator.index(n)
+    except TypeError:
+        raise CacheError(f"{directory}: buffer_bytes={n!r}: expected a whole number of bytes (an int)") from None
 
 
 def _code(split: str) -> int:
