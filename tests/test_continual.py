@@ -342,11 +342,14 @@ def test_combine_refuses_models_with_different_inputs_naming_both(d, work, capsy
 
 @pytest.mark.parametrize("flags,match", [
     (["--prior", "1,1"], "--prior 1,1: expected 9 positive weights"),
+    (["--prior", "1e3,0.10000001,1234567"], "--prior 1000,0.10000001,1234567: expected 9 positive weights"),
     (["--prior", "1,1,1,1,1,1,1,1,x"], "--prior 1,1,1,1,1,1,1,1,x: expected comma-separated numbers"),
-    (["--balance", "logits", "--prior", "1,1,1,1,1,1,1,1,1"], "used with --balance 'prior' only"),
+    (["--balance", "logits", "--prior", "1,1,1,1,1,1,1,1,0.5"],
+     "--prior 1,1,1,1,1,1,1,1,0.5: used with --balance 'prior' only"),
     (["--weight-decay", "-1"], "--weight-decay -1.0: expected a number >= 0"),
     (["--names", "a"], "--names gives 1 (a) for 2 models ("),  # was: the second model dropped
     (["--names", "a,b,c"], "--names gives 3 (a, b, c) for 2 models ("),
+    (["--names", "a,"], "--names gives 2 (a, ) for 2 models ("),  # was: the second scope silently 'model_1'
 ])
 def test_combine_refuses_a_prior_that_does_not_fit(d, work, capsys, flags, match):
     out = str(work / "bad_prior")

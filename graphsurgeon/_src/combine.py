@@ -4,41 +4,39 @@
              └─► B's backbone (frozen, scope B/) ──► B's features ─┴─► concat ─► new head
                                                                         combined/features   (A's classes, then B's)
 
-The models may differ in architecture; they must read one input (same dtype and shape). The new
-head is trained on the concatenated features, computed once (the backbones are frozen), either
+The models may differ in architecture; they must read one input (same dtype and shape). The new head is
+trained on the concatenated features, computed once (the backbones are frozen), either
 
 * from labels (``data`` with ``x`` and ``y``, labels in the union's order), or
 * **without labels** (``data`` with ``x`` only), from the models themselves as teachers. How the
   teachers' confidences are balanced is ``balance``:
 
-  - ``"prior"`` (the default): the softmax over all the teachers' logits side by side, each of
-    the union's classes shifted by an offset, the offsets chosen so that the targets' mean over
-    ``data`` equals ``prior`` (the classes' frequencies in ``data``; equal by default): a teacher
-    that also claims the other teacher's inputs gives its classes more than their share, and the
-    offsets take that share back from the inputs it is least sure of (Saerens et al. 2002's
-    prior adjustment, with the prior given instead of estimated). This assumes ``data`` holds the
-    union's classes in about the proportions of ``prior``; where it does not, the offsets move
-    inputs into the wrong classes.
-  - ``"logits"``: the same softmax without offsets. A teacher's share of the target grows with
-    its log-sum-exp (energy): a model usually gives larger logits to inputs like the ones it was
-    trained on, so the teacher whose domain the input is from tends to win.
+  - ``"prior"`` (the default): the softmax over all the teachers' logits side by side, each of the union's
+    classes shifted by an offset, the offsets chosen so that the targets' mean over ``data`` equals ``prior``
+    (the classes' frequencies in ``data``; equal by default): a teacher that also claims the other teacher's
+    inputs gives its classes more than their share, and the offsets take that share back from the inputs it is
+    least sure of (Saerens et al. 2002's prior adjustment, with the prior given instead of estimated). This
+    assumes ``data`` holds the union's classes in about the proportions of ``prior``; where it does not, the
+    offsets move inputs into the wrong classes.
+  - ``"logits"``: the same softmax without offsets. A teacher's share of the target grows with its log-sum-exp
+    (energy): a model usually gives larger logits to inputs like the ones it was trained on, so the teacher
+    whose domain the input is from tends to win.
   - ``"confidence"``: each teacher's softmax over its own classes, weighted by how certain it is,
-    ``w = 1 − H(p) / log(number of its classes)`` (0 for a uniform answer, 1 for a one-hot one),
-    the weighted sum normalized (an input every teacher is unsure of, weights summing to less
-    than 1e-6, gets a uniform target).
+    ``w = 1 − H(p) / log(number of its classes)`` (0 for a uniform answer, 1 for a one-hot one), the
+    weighted sum normalized (an input every teacher is unsure of, weights summing to less than 1e-6,
+    gets a uniform target).
   - ``"equal"``: the teachers' softmaxes averaged.
 
-  On example 05's digits (A: 0–4, B: 5–8) each teacher also answers confidently on the other's
-  digits, so a target can go to the wrong teacher: ``benchmarks/README.md`` has the measured
-  accuracies of ``prior`` and ``logits`` (and of ``prior`` on data whose classes are not equally
-  frequent); with ``confidence`` or ``equal`` a target often splits between the right class and
-  one of the other teacher's (one run: 0.68 test accuracy, against 0.93 with ``logits``).
+  On example 05's digits (A: 0–4, B: 5–8) each teacher also answers confidently on the other's digits, so a
+  target can go to the wrong teacher: ``benchmarks/README.md`` has the measured accuracies of ``prior`` and
+  ``logits`` (and of ``prior`` on data whose classes are not equally frequent); with ``confidence`` or
+  ``equal`` a target often splits between the right class and one of the other teacher's (one run: 0.68 test
+  accuracy, against 0.93 with ``logits``).
 
-Neither teacher can say "not mine": a softmax always sums to 1, so an input from neither domain
-gets a confident answer from one of the teachers, and the combined model has no "none of these"
-class — every input gets one of the union's classes, whichever the head trained on the
-teachers' targets ranks first. Thresholding ``probabilities`` is one way to reject such inputs; how well it works
-depends on the models.
+Neither teacher can say "not mine": a softmax always sums to 1, so an input from neither domain gets a
+confident answer from one of the teachers, and the combined model has no "none of these" class — every input
+gets one of the union's classes, whichever the head trained on the teachers' targets ranks first. Thresholding
+``probabilities`` is one way to reject such inputs (how well depends on the models).
 """
 from __future__ import annotations
 
@@ -100,16 +98,21 @@ class CombineResult(Report):
         return "\n".join(lines)
 
 
+def _listed(weights) -> str:
+    """Numbers as given, each in the shortest form that reads back the same: ``1,0.5,1000``."""
+    return ",".join(repr(float(w)).removesuffix(".0") for w in weights)
+
+
 def scope_names(paths: list, names=None) -> list[str]:
     """Scopes for the models: ``names`` or their default task names, made valid TensorFlow scope names.
 
     Raises:
-      ContinualError: not one name per model, or two models would share a scope.
+      ContinualError: not one name per model (given names: each non-empty), or two would share a scope.
     """
     raw = list(names) if names is not None else load.default_names(paths)
-    if len(raw) != len(paths):
+    if len(raw) != len(paths) or (names is not None and not all(str(n).strip() for n in raw)):
         raise ContinualError(f"names= gives {len(raw)} ({', '.join(map(str, raw))}) for {len(paths)} models "
-                            f"({', '.join(paths)}): expected one name per model")
+                            f"({', '.join(paths)}): expected one non-empty name per model")
     out = [re.sub(r"[^A-Za-z0-9_.\-]", "_", n).lstrip("_.-") or f"model_{i}" for i, n in enumerate(raw)]
     if len(set(out)) != len(out):
         raise ContinualError(f"models {', '.join(paths)} would share a scope ({', '.join(out)}); give names=")
@@ -132,10 +135,9 @@ def read_teachers(models: list, *, input=None, names=None, tags=("serve",)) -> l
         classes = m.labels if m.labels is not None else [f"{scope}:{i}" for i in range(head.num_classes)]
         if len(classes) != head.num_classes:
             raise ContinualError(f"{path}: labels.txt names {len(classes)} classes; the head has {head.num_classes}")
-        piece = value_piece(m.backbone, path)
-        feature_width(piece, path)
-        out.append(Teacher(scope, path, piece, head, list(classes), {w: np.asarray(m.read(w)) for w in piece.weights},
-                           m))
+        feature_width(piece := value_piece(m.backbone, path), path)
+        values = {w: np.asarray(m.read(w)) for w in piece.weights}
+        out.append(Teacher(scope, path, piece, head, list(classes), values, m))
     check_inputs(out)
     return out
 
@@ -147,8 +149,7 @@ def check_inputs(teachers: list[Teacher]) -> None:
         return dtype, (shape.as_list()[1:] if shape.rank is not None else None)
     first = describe(teachers[0])
     for t in teachers[1:]:
-        got = describe(t)
-        if got != first:
+        if (got := describe(t)) != first:
             raise ContinualError(
                 f"the models read different inputs: {teachers[0].path} takes {first[0].name} {first[1]} at "
                 f"'{teachers[0].backbone.input}', {t.path} takes {got[0].name} {got[1]} at '{t.backbone.input}'; "
@@ -163,15 +164,14 @@ def union_classes(teachers: list[Teacher]) -> list[str]:
 
 def certainty(p: np.ndarray) -> np.ndarray:
     """``1 − H(p) / log(C)`` per row of probabilities ``p`` [N, C] (1 when C is 1)."""
-    if p.shape[1] < 2:
+    if p.shape[1] < 2:  # one class: certain
         return np.ones(len(p))
     h = -np.sum(np.where(p > 0, p * np.log(np.clip(p, 1e-30, 1.0)), 0.0), axis=1)
     return np.clip(1.0 - h / np.log(p.shape[1]), 0.0, 1.0)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
+    e = np.exp((z := np.asarray(z, np.float64)) - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -228,8 +228,8 @@ def class_prior(prior, num_classes: int) -> np.ndarray:
         return np.full(num_classes, 1.0 / num_classes)
     p = np.asarray(prior, np.float64).ravel()
     if len(p) != num_classes or not np.all(np.isfinite(p)) or np.any(p <= 0):
-        raise ConfigError(f"prior={','.join(f'{w:g}' for w in p)}: expected {num_classes} positive weights, one per class of the union "
-                          "(A's classes, then B's)")
+        raise ConfigError(f"prior={_listed(p)}: expected {num_classes} positive weights, one per class of the "
+                          "union (A's classes, then B's)")
     return p / p.sum()
 
 
@@ -375,7 +375,7 @@ def _settings(balance: str, prior, out_dir: str, epochs, lr, batch_size: int, we
     if balance not in BALANCES:
         raise ConfigError(f"balance={balance!r}: expected one of {', '.join(BALANCES)}")
     if prior is not None and balance != "prior":
-        raise ConfigError(f"prior={list(prior)}: used with balance='prior' only (got balance={balance!r})")
+        raise ConfigError(f"prior={_listed(prior)}: used with balance='prior' only (got balance={balance!r})")
     if os.path.lexists(out_dir):
         raise ConfigError(f"{out_dir} exists; combine writes a new directory (choose another out_dir=)")
     settings = dict(DEFAULTS["head_from_cache"], weight_decay=weight_decay, **({"lr": lr} if lr is not None else {}))
