@@ -1,6 +1,6 @@
 # `make demo` runs the main job; `make test` runs the test suite.
-# Each makes (once) its own virtual environment in .venv with only Python and pip; the tests also
-# install the [beam] extra so that the Beam runner is tested (its tests skip on a clone without it).
+# Each makes (once) the same virtual environment in .venv with only Python and pip; it holds the
+# [beam] extra too, so that the tests test the Beam runner (its tests skip where it is not installed).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -10,10 +10,10 @@ span the main thread's computing (``task_inputs`` and ``Computer.rows``) and the
 shard writes are timed apart (they overlap: a shard is written while the next is computed), and
 the seconds spent in ``fsync`` within the span (shards' and manifests': waiting for the device).
 
-Side by side in the same run, the disk alone: the same number of shards of the same size written
-by ``write_shard`` (hashed, fsync'd, renamed; nothing computed) into a fresh directory, and the
-same first/last ratio of its rows a second. When the generator is bound by its writes, its ratio
-cannot be better than the disk's.
+In the same run, after the generator (not interleaved with it), the disk alone: the same number of
+shards of the same size written by ``write_shard`` (hashed, fsync'd, renamed; nothing computed)
+into a fresh directory, and the same first/last ratio of its rows a second. When the generator is
+bound by its writes, its ratio cannot be better than the disk's.
 
 Goal: last million within 10% of the first.
 

@@ -108,9 +108,9 @@ class DataWriter:
     fills, in whole 4 KiB blocks with direct I/O (``O_DIRECT``: from the stage to the disk, no page cache to fill and
     write back later). Two writes in flight keep the disk busy while a thread that has finished
     one waits for the GIL. The last partial block, and everything on a file system that refuses
-    direct I/O, go through the page cache, as do :meth:`copy`'s bytes (whole blocks written there
-    are handed to the kernel's write-back at once: ``posix_fadvise(DONTNEED)``). :meth:`close`
-    fsyncs."""
+    direct I/O, go through the page cache (whole blocks written there are handed to the kernel's
+    write-back at once: ``posix_fadvise(DONTNEED)``), as do :meth:`copy`'s bytes (copied by the
+    kernel, no such hint). :meth:`close` fsyncs."""
 
     BLOCK = 4096
     STAGE_BYTES = 8 << 20
@@ -133,8 +133,8 @@ class DataWriter:
     def write(self, chunks) -> tuple[int, int, int]:
         """Append the bytes of ``chunks`` (arrays or bytes, in order) as one tensor;
         returns ``(offset, size, masked crc32c)``. A chunk is written while the next one is
-        computed, and is no longer read once the one after it has been asked for (so a producer
-        may reuse two buffers in turn)."""
+        computed, and is no longer read once the one after the next has been asked for (so a
+        producer may reuse two buffers in turn)."""
         offset, crc, pending = self.size, 0, None
         try:
             for chunk in chunks:
