@@ -77,6 +77,7 @@ MESSAGES = [
     (("add-class",), "name='' needs a name"),
     (("combine",), "names= gives 1 (a) for 2 models (m/, n/): expected one non-empty name per model"),
     (("combine",), "prior=1,0.5: used with balance='prior' only (got balance='logits')"),
+    (("combine",), "models m/, n/ would share a scope (a, a); give each model its own name in names="),
     (("combine",), "prior=1,1: expected 9 positive weights, one per class of the union (A's classes, then B's)"),
 ]
 CASES = [(c, m) for commands, m in MESSAGES for c in commands]

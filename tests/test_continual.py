@@ -460,3 +460,13 @@ def test_the_table_has_the_expected_shape(d, tmp_path):
         combined = (predict_classifier(r.directory, x).argmax(1) == y).mean()
         gaps.append(ct.plain_accuracy(p["digits09_model"], x, y) - combined)
     assert np.mean(gaps) <= 0.03, gaps  # measured 0.2, 3.5, 1.0 points; with balance="logits" 4.1, 11.6, 2.3
+
+
+def test_scope_names_say_what_to_change():
+    from graphsurgeon._src.combine import scope_names
+
+    assert scope_names(["x/a", "y/b"], ["a", "b"]) == ["a", "b"]
+    with pytest.raises(ContinualError, match=r"would share a scope \(a, a\); give each model its own name in names=$"):
+        scope_names(["x/a", "y/b"], ["a", "a"])
+    with pytest.raises(ContinualError, match=r"would share a scope \(a_b, a_b\); give names=$"):
+        scope_names(["p/a b", "p/a_b"])  # their default names, made valid scope names

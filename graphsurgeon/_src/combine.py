@@ -11,13 +11,12 @@ trained on the concatenated features, computed once (the backbones are frozen), 
 * **without labels** (``data`` with ``x`` only), from the models themselves as teachers. How the
   teachers' confidences are balanced is ``balance``:
 
-  - ``"prior"`` (the default): the softmax over all the teachers' logits side by side, each of the union's
-    classes shifted by an offset, the offsets chosen so that the targets' mean over ``data`` equals ``prior``
-    (the classes' frequencies in ``data``; equal by default): a teacher that also claims the other teacher's
-    inputs gives its classes more than their share, and the offsets take that share back from the inputs it is
-    least sure of (Saerens et al. 2002's prior adjustment, with the prior given instead of estimated). This
-    assumes ``data`` holds the union's classes in about the proportions of ``prior``; where it does not, the
-    offsets move inputs into the wrong classes.
+  - ``"prior"`` (the default): the softmax over all the teachers' logits side by side, each of the union's classes
+    shifted by an offset, the offsets chosen so that the targets' mean over ``data`` equals ``prior`` (the classes'
+    frequencies in ``data``; equal by default): a teacher that also claims the other teacher's inputs gives its
+    classes more than their share, and the offsets take that share back from the inputs it is least sure of (Saerens
+    et al. 2002's prior adjustment, with the prior given instead of estimated). This assumes ``data`` holds the
+    union's classes in about the proportions of ``prior``; where it does not, the offsets misplace inputs.
   - ``"logits"``: the same softmax without offsets. A teacher's share of the target grows with its log-sum-exp
     (energy): a model usually gives larger logits to inputs like the ones it was trained on, so the teacher
     whose domain the input is from tends to win.
@@ -115,7 +114,8 @@ def scope_names(paths: list, names=None) -> list[str]:
                             f"({', '.join(paths)}): expected one non-empty name per model")
     out = [re.sub(r"[^A-Za-z0-9_.\-]", "_", n).lstrip("_.-") or f"model_{i}" for i, n in enumerate(raw)]
     if len(set(out)) != len(out):
-        raise ContinualError(f"models {', '.join(paths)} would share a scope ({', '.join(out)}); give names=")
+        raise ContinualError(f"models {', '.join(paths)} would share a scope ({', '.join(out)}); "
+                             + ("give names=" if names is None else "give each model its own name in names="))
     return out
 
 
