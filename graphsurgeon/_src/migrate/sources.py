@@ -89,7 +89,8 @@ def source_prefix(path: str) -> str:
     """
     s = resolve(path)
     if not s.prefix:
-        raise MigrateError(f"{path}: no checkpoint data to migrate")
+        raise MigrateError(f"{path}: holds no checkpoint data (no variable values: a frozen graph or a bare "
+                           "meta graph)")
     return s.prefix
 
 
