@@ -284,3 +284,16 @@ def test_default_settings_train_a_head_like_a_convex_solver(tmp_path, capfd):
     ours = summary["metrics"]["test"]["accuracy"]
     assert summary["metrics"]["test"]["examples"] == len(yte)
     assert ours >= solver - 0.02, (ours, solver)
+
+
+def test_inspect_lists_every_likely_output():
+    """lenet_maesla has five copies of LeNet (Reshape_* inputs, Mean_* losses): none of its 15 likely
+    outputs is left out (inspect once listed the first 10 without saying so)."""
+    from graphsurgeon._src import guess, tf2
+    from graphsurgeon._src import inspect as inspect_mod
+    from graphsurgeon._src.storage.paths import resolve
+
+    path = os.path.join(REAL, "lenet_maesla")
+    outputs = inspect_mod.inspect(path)["graph"]["outputs"]
+    assert outputs == guess.likely_outputs(tf2.read_meta_graph(resolve(path, ("serve",))).graph_def)
+    assert len(outputs) == 15

@@ -35,7 +35,8 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
       "scopes": {scope: {variables, bytes, optimizer_bytes}}, "total_bytes", "graph": {...} or None}``;
       scopes are the first ``depth`` components of each name; names sort naturally (``Variable_2``
       before ``Variable_10``). ``graph`` holds ``ops``, ``ops_per_scope``, ``inputs`` and
-      ``outputs`` (likely ones, ``[{name, dtype, shape}]`` and names), ``op_types``, ``unsafe_ops``
+      ``outputs`` (the likely ones, all of them: ``[{name, dtype, shape}]`` and names), ``op_types``
+      (the 15 most common, with their counts), ``unsafe_ops``
       (``[{name, op}]``, see :func:`graphsurgeon._src.safety.unsafe_ops`) and ``signatures``
       (a SavedModel's or meta graph's: ``{key: {method, inputs: {k: {name, dtype, shape}}, outputs}}``) and
       ``weight_constants`` (``[{name, shape, dtype, consumers}]``, see :mod:`graphsurgeon._src.weights`: what
@@ -73,7 +74,7 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
             "ops": len(gd.node),
             "ops_per_scope": dict(sorted(ops.items(), key=lambda kv: natural_key(kv[0]))),
             "inputs": [_input(gd, t) for t in guess.likely_inputs(gd)],
-            "outputs": guess.likely_outputs(gd)[:10],
+            "outputs": guess.likely_outputs(gd),
             "op_types": dict(collections.Counter(n.op for n in gd.node).most_common(15)),
             "unsafe_ops": [{"name": n, "op": op} for n, op in safety.unsafe_ops(meta)],
             "signatures": {k: _signature(meta.signature_def[k]) for k in sorted(meta.signature_def)},
