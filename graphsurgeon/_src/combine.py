@@ -26,16 +26,15 @@ trained on the concatenated features, computed once (the backbones are frozen), 
     gets a uniform target).
   - ``"equal"``: the teachers' softmaxes averaged.
 
-  On example 05's digits (A: 0–4, B: 5–8) each teacher also answers confidently on the other's digits, so a
-  target can go to the wrong teacher: ``benchmarks/README.md`` has the measured accuracies of ``prior`` and
-  ``logits`` (and of ``prior`` on data whose classes are not equally frequent); with ``confidence`` or
-  ``equal`` a target often splits between the right class and one of the other teacher's (one run: 0.68 test
-  accuracy, against 0.93 with ``logits``).
+  On example 05's digits (A: 0–4, B: 5–8) each teacher also answers confidently on the other's digits, so a target can
+  go to the wrong teacher: ``benchmarks/README.md`` has the measured accuracies of ``prior`` and ``logits`` (and of
+  ``prior`` on data whose classes are not equally frequent); with ``confidence`` or ``equal`` a target often splits
+  between the right class and one of the other teacher's (one run: 0.68 test accuracy, against 0.93 with ``logits``).
 
-Neither teacher can say "not mine": a softmax always sums to 1, so an input from neither domain gets a
-confident answer from one of the teachers, and the combined model has no "none of these" class — every input
-gets one of the union's classes, whichever the head trained on the teachers' targets ranks first. Thresholding
-``probabilities`` is one way to reject such inputs (how well depends on the models).
+Neither teacher can say "not mine": a softmax always sums to 1, so an input from neither domain gets a confident
+answer from one of the teachers, and the combined model has no "none of these" class — every input gets one of the
+union's classes, whichever the head trained on the teachers' targets ranks first. Thresholding ``probabilities`` is
+one way to reject such inputs (how well depends on the models).
 """
 from __future__ import annotations
 
@@ -58,7 +57,6 @@ from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.retrain.config import DEFAULTS
 from graphsurgeon._src.storage import datasets, files
 
-tf1 = tf.compat.v1
 BALANCES = ("prior", "logits", "confidence", "equal")
 FEATURES = "combined/features"
 WEIGHT_DECAY = 0.01  # teachers' targets are wrong where one claims the other's inputs: fit less (example 05)
@@ -135,7 +133,8 @@ def read_teachers(models: list, *, input=None, names=None, tags=("serve",)) -> l
         classes = m.labels if m.labels is not None else [f"{scope}:{i}" for i in range(head.num_classes)]
         if len(classes) != head.num_classes:
             raise ContinualError(f"{path}: labels.txt names {len(classes)} classes; the head has {head.num_classes}")
-        feature_width(piece := value_piece(m.backbone, path), path)
+        piece = value_piece(m.backbone, path)
+        feature_width(piece, path)
         values = {w: np.asarray(m.read(w)) for w in piece.weights}
         out.append(Teacher(scope, path, piece, head, list(classes), values, m))
     check_inputs(out)
@@ -164,14 +163,15 @@ def union_classes(teachers: list[Teacher]) -> list[str]:
 
 def certainty(p: np.ndarray) -> np.ndarray:
     """``1 − H(p) / log(C)`` per row of probabilities ``p`` [N, C] (1 when C is 1)."""
-    if p.shape[1] < 2:  # one class: certain
+    if p.shape[1] < 2:
         return np.ones(len(p))
     h = -np.sum(np.where(p > 0, p * np.log(np.clip(p, 1e-30, 1.0)), 0.0), axis=1)
     return np.clip(1.0 - h / np.log(p.shape[1]), 0.0, 1.0)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp((z := np.asarray(z, np.float64)) - z.max(axis=1, keepdims=True))
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -291,7 +291,7 @@ def _graph(teachers: list[Teacher], num_classes: int, settings: dict, seed: int)
 
 def soft_objective(logits, num_classes: int):
     """``(target placeholder, mean soft cross-entropy, accuracy against the target's top class)``."""
-    target = tf1.placeholder(tf.float32, [None, num_classes], name="graphsurgeon/target")
+    target = tf.compat.v1.placeholder(tf.float32, [None, num_classes], name="graphsurgeon/target")
     loss = tf.reduce_mean(-tf.reduce_sum(target * tf.nn.log_softmax(logits), axis=1))
     acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), tf.argmax(target, 1)), tf.float32))
     return target, loss, acc

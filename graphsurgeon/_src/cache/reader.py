@@ -31,8 +31,9 @@ class CacheReader(Closing):
     larger), a 1 MiB chunk while a shard's checksum is checked, and the index of one shard at a
     time while its rows are selected (about 50 bytes a row of that shard). :meth:`read` reads
     through a piece buffer of its own while it runs; it, :meth:`examples` and :meth:`labels` build
-    arrays over the examples they return (``read`` selects them one shard's index at a time). ``buffer_bytes`` must hold two windows of one row
-    (``2 x (stored row + epochs.ROW_BOOKKEEPING)`` bytes); a buffer smaller than a shard is fine.
+    arrays over the examples they return (``read`` selects them one shard's index at a time).
+    ``buffer_bytes`` must hold two windows of one row (``2 x (stored row + epochs.ROW_BOOKKEEPING)``
+    bytes); a buffer smaller than a shard is fine.
 
     With ``verify`` (the default), when the reader opens: every shard the data set needs exists
     with its keys file, has the size the manifest gives, and has an ``.npy`` header that holds the
@@ -115,7 +116,7 @@ class CacheReader(Closing):
             r = self._index.part(p)
             r = r[(r["aug"] == 0) & ((r["split"] == _code(split)) if split is not None else True)]
             if wanted is not None:
-                r = r[np.isin(r["example"], wanted, assume_unique=False)]
+                r = r[np.isin(r["example"], wanted)]
             for k in ("example", "label", "row"):
                 cols[k].append(r[k].astype(np.int64))
             cols["shard"].append(np.full(len(r), p["shard"], np.int64))
