@@ -10,10 +10,11 @@ import pytest
 from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.cache import CacheReader
 from graphsurgeon._src.cli import main
-from graphsurgeon._src.combine import combine, prior_offsets, teacher_targets
+from graphsurgeon._src.combine import combine
 from graphsurgeon._src.continual import masks, network, responses
 from graphsurgeon._src.continual.config import LearnConfig
 from graphsurgeon._src.continual.learn import learn_task
+from graphsurgeon._src.continual.targets import class_prior, prior_offsets, teacher_targets
 from graphsurgeon._src.continual.write import predict
 from graphsurgeon._src.errors import CacheError, ConfigError, ContinualError
 from graphsurgeon._src.export_dir import predict as predict_classifier
@@ -355,6 +356,19 @@ def test_combine_refuses_a_prior_that_does_not_fit(d, work, capsys, flags, match
     out = str(work / "bad_prior")
     _refused(["combine", "--model", d["digits04_model"], "--features", F, "--model", d["digits58_model"],
               "--data", d["digits08_unlabelled"], "--out", out] + flags, out, [d["digits04_model"]], capsys, match)
+
+
+def test_a_prior_that_is_not_numbers_is_a_config_error_naming_it(d, work):
+    # was: a bare ValueError from float() while writing the message (balance='logits') or from np.asarray
+    out = str(work / "bad_prior_api")
+    models = [(d["digits04_model"], F), (d["digits58_model"], F)]
+    with pytest.raises(ConfigError, match=r"^prior='x',1: used with balance='prior' only \(got balance='logits'\)$"):
+        combine(models, d["digits08_unlabelled"], out, balance="logits", prior=["x", 1], progress=False)
+    assert not os.path.exists(out)
+    with pytest.raises(ConfigError, match=r"^prior=1,'x',None: expected 3 positive weights"):
+        class_prior([1, "x", None], 3)
+    with pytest.raises(ConfigError, match=r"^prior=1000,0.5: expected 3 positive weights"):
+        class_prior(np.array([1e3, 0.5]), 3)
 
 
 def test_learn_task_refuses_an_existing_task_name_unless_replace(d, work, capsys, packnet, fe):

@@ -30,9 +30,10 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import export_dir
-from graphsurgeon._src.combine import FEATURES, run_batches, softmax
+from graphsurgeon._src.combine import FEATURES, run_batches
 from graphsurgeon._src.continual.graph import TrainGraph, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
+from graphsurgeon._src.continual.targets import softmax
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import load

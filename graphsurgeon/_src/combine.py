@@ -24,7 +24,7 @@ trained on the concatenated features, computed once (the backbones are frozen), 
     ``w = 1 − H(p) / log(number of its classes)`` (0 for a uniform answer, 1 for a one-hot one), the
     weighted sum normalized (an input every teacher is unsure of, weights summing to less than 1e-6,
     gets a uniform target).
-  - ``"equal"``: the teachers' softmaxes averaged.
+  - ``"equal"``: the teachers' softmaxes averaged. (The targets are computed in :mod:`graphsurgeon._src.continual.targets`.)
 
   On example 05's digits (A: 0–4, B: 5–8) each teacher also answers confidently on the other's digits, so a target can
   go to the wrong teacher: ``benchmarks/README.md`` has the measured accuracies of ``prior`` and ``logits`` (and of
@@ -50,6 +50,7 @@ from graphsurgeon._src import export_dir
 from graphsurgeon._src.continual.common import fit
 from graphsurgeon._src.continual.graph import TrainGraph, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
+from graphsurgeon._src.continual.targets import class_prior, listed, teacher_targets
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import load
@@ -93,11 +94,6 @@ class CombineResult(Report):
                  f"{' …' if len(self.classes) > 12 else ''}), head trained {how} in {self.seconds:.1f} s"]
         lines += [f"  {k}: {v:.4f}" for k, v in self.metrics.items() if isinstance(v, float)]
         return "\n".join(lines)
-
-
-def _listed(weights) -> str:
-    """Numbers as given, each in the shortest form that reads back the same: ``1,0.5,1000``."""
-    return ",".join(repr(float(w)).removesuffix(".0") for w in weights)
 
 
 def scope_names(paths: list, names=None) -> list[str]:
@@ -148,7 +144,8 @@ def check_inputs(teachers: list[Teacher]) -> None:
         return dtype, (shape.as_list()[1:] if shape.rank is not None else None)
     first = describe(teachers[0])
     for t in teachers[1:]:
-        if (got := describe(t)) != first:
+        got = describe(t)
+        if got != first:
             raise ContinualError(
                 f"the models read different inputs: {teachers[0].path} takes {first[0].name} {first[1]} at "
                 f"'{teachers[0].backbone.input}', {t.path} takes {got[0].name} {got[1]} at '{t.backbone.input}'; "
@@ -159,78 +156,6 @@ def union_classes(teachers: list[Teacher]) -> list[str]:
     """The models' classes in order; a name two models share is qualified with each model's scope."""
     names = [c for t in teachers for c in t.classes]
     return [f"{t.name}:{c}" if names.count(c) > 1 else c for t in teachers for c in t.classes]
-
-
-def certainty(p: np.ndarray) -> np.ndarray:
-    """``1 − H(p) / log(C)`` per row of probabilities ``p`` [N, C] (1 when C is 1)."""
-    if p.shape[1] < 2:
-        return np.ones(len(p))
-    h = -np.sum(np.where(p > 0, p * np.log(np.clip(p, 1e-30, 1.0)), 0.0), axis=1)
-    return np.clip(1.0 - h / np.log(p.shape[1]), 0.0, 1.0)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def prior_offsets(z: np.ndarray, prior: np.ndarray, *, tol: float = 1e-6, max_iter: int = 5000,
-                  give_up: float = 1e-3) -> np.ndarray:
-    """Offsets ``b`` [C] such that the mean over the rows of ``softmax(z + b)`` is ``prior`` [C]
-    (positive, summing to 1), by the fixed point ``b ← b − log(mean / prior)`` from ``b = 0``; ``b``
-    is shifted to sum to 0. Stops when no class's mean is off by more than a factor ``1 ± tol``; after
-    ``max_iter`` steps (peaked logits converge slowly) one off by at most ``1 ± give_up`` is accepted.
-
-    Raises:
-      ContinualError: a class's mean still off by more than ``give_up`` (naming its column).
-    """
-    z = np.asarray(z, np.float64)
-    log_prior, b = np.log(np.asarray(prior, np.float64)), np.zeros(z.shape[1])
-    for _ in range(max_iter):
-        s = z + b
-        log_p = s - np.logaddexp.reduce(s, axis=1, keepdims=True)
-        gap = np.logaddexp.reduce(log_p, axis=0) - np.log(len(z)) - log_prior
-        if np.max(np.abs(gap)) < tol:
-            break
-        b -= gap
-    else:
-        if abs(gap[worst := int(np.argmax(np.abs(gap)))]) > give_up:
-            raise ContinualError(
-                f"balance='prior': after {max_iter} steps the mean target of class {worst} of the union is still "
-                f"{np.expm1(gap[worst]):+.2%} off its prior (logits too peaked); pass balance='logits'")
-    return b - b.mean()
-
-
-def teacher_targets(logits: list, balance: str, prior=None) -> np.ndarray:
-    """Targets over the union from each teacher's logits (see the module docstring); ``prior`` is
-    used by ``"prior"`` (default: equal)."""
-    if balance in ("logits", "prior"):
-        z = np.concatenate(logits, axis=1)
-        if balance == "prior" and len(z):
-            z = z + prior_offsets(z, class_prior(prior, z.shape[1]))
-        return softmax(z).astype(np.float32)
-    probs = [softmax(z) for z in logits]
-    weights = [certainty(p) if balance == "confidence" else np.ones(len(p)) for p in probs]
-    target = np.concatenate([w[:, None] * p for w, p in zip(weights, probs)], axis=1)
-    total = target.sum(axis=1, keepdims=True)
-    uniform = np.full_like(target, 1.0 / target.shape[1])
-    return np.where(total > 1e-6, target / np.maximum(total, 1e-12), uniform).astype(np.float32)
-
-
-def class_prior(prior, num_classes: int) -> np.ndarray:
-    """``prior`` (weights, one per class of the union) normalized to sum to 1; equal when None.
-
-    Raises:
-      ConfigError: not one positive finite weight per class.
-    """
-    if prior is None:
-        return np.full(num_classes, 1.0 / num_classes)
-    p = np.asarray(prior, np.float64).ravel()
-    if len(p) != num_classes or not np.all(np.isfinite(p)) or np.any(p <= 0):
-        raise ConfigError(f"prior={_listed(p)}: expected {num_classes} positive weights, one per class of the "
-                          "union (A's classes, then B's)")
-    return p / p.sum()
 
 
 def _data(path):
@@ -375,7 +300,7 @@ def _settings(balance: str, prior, out_dir: str, epochs, lr, batch_size: int, we
     if balance not in BALANCES:
         raise ConfigError(f"balance={balance!r}: expected one of {', '.join(BALANCES)}")
     if prior is not None and balance != "prior":
-        raise ConfigError(f"prior={_listed(prior)}: used with balance='prior' only (got balance={balance!r})")
+        raise ConfigError(f"prior={listed(prior)}: used with balance='prior' only (got balance={balance!r})")
     if os.path.lexists(out_dir):
         raise ConfigError(f"{out_dir} exists; combine writes a new directory (choose another out_dir=)")
     settings = dict(DEFAULTS["head_from_cache"], weight_decay=weight_decay, **({"lr": lr} if lr is not None else {}))

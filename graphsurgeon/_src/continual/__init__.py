@@ -12,5 +12,6 @@ version with the task added (:mod:`~graphsurgeon._src.continual.write`):
 * ``packnet`` — :mod:`~graphsurgeon._src.continual.packnet`;
 * ``piggyback`` — :mod:`~graphsurgeon._src.continual.piggyback`.
 
-The pipeline is :func:`graphsurgeon._src.continual.learn.learn_task`.
+The pipeline is :func:`graphsurgeon._src.continual.learn.learn_task`. ``combine``'s soft targets from
+several teachers are in :mod:`~graphsurgeon._src.continual.targets`.
 """
