@@ -13,6 +13,7 @@ import pytest
 import graphsurgeon as gs
 from graphsurgeon._src.cache import CacheReader, epochs
 from graphsurgeon._src.storage import cachefiles, cacheshards, shardfile
+from graphsurgeon._src.storage.records import SPLIT_CODES
 
 WIDTH, SHARD, COUNTS = 64, 300, (1600, 200, 200)  # float32 rows of 256 bytes; shards of 76,800 bytes of rows
 ROW = WIDTH * 4
@@ -217,15 +218,24 @@ def test_reading_a_few_examples_allocates_for_those_examples_not_the_data_set(ca
     assert peak <= epochs.PIECE_BYTES + shardfile.CHECK_CHUNK + 64 * SHARD + (24 << 10), peak
 
 
+@pytest.mark.parametrize("resident", [True, False])
 @pytest.mark.parametrize("buffer_bytes", [200 << 10, 2 * (ROW + epochs.ROW_BOOKKEEPING)])
-def test_an_empty_split_gives_no_batches(tmp_path, monkeypatch, buffer_bytes):
-    """A cache whose test split is empty: its batches, shuffled or not, resident or not, are none."""
+def test_an_empty_split_gives_no_batches(tmp_path, monkeypatch, buffer_bytes, resident):
+    """A cache whose test split is empty: its batches, shuffled or not, are none, and reading them
+    allocates no buffer. An empty split always fits, so it is resident; with ``Store.fits`` made to
+    say no, it is read windowed (shuffled; this raised ValueError) and streamed (this allocated the
+    piece buffer)."""
     monkeypatch.setattr(sys.modules[__name__], "COUNTS", (600, 200, 0))
+    if not resident:
+        monkeypatch.setattr(epochs.Store, "fits", lambda self, code: False)
     with CacheReader(build(str(tmp_path / "c")), buffer_bytes=buffer_bytes) as r:
         assert r.count("test") == 0 and len(r.labels("test")) == 0
         for shuffle in (True, False):
             assert list(r.batches("test", 32, shuffle=shuffle)) == []
-        assert sum(len(y) for _, y in r.batches("validation", 32, shuffle=False)) == 200
+        test = SPLIT_CODES["test"]
+        assert (test in r._store.resident) is resident and r._store.buffers == [] and r._store.scratch is None
+        for shuffle in (True, False):  # the same paths give the rows of a split that is not empty
+            assert sum(len(y) for _, y in r.batches("validation", 32, shuffle=shuffle)) == 200
 
 
 def test_a_split_is_kept_only_if_its_index_bytes_fit_too(cache):

@@ -287,15 +287,17 @@ def _rows_of(store: Store, buffer: np.ndarray) -> np.ndarray:
 
 def _windowed(store: Store, code: int, pick, batch_size: int, rng):
     """The epoch's windows, and buffers for them (kept for the reader's life: fresh memory costs
-    page faults every epoch); then :func:`_window_batches`."""
+    page faults every epoch); then :func:`_window_batches`. An empty split: no buffers, no batches."""
     parts = store.parts_of(code)
+    if not parts:
+        return
     parts = [parts[i] for i in rng.permutation(len(parts))]
     windows = _windows(store, parts, store.window_rows())
     size = max(sum(b - a for _, a, b in w) for w in windows) * store.stored_row_bytes
     if len(store.buffers) < 2 or len(store.buffers[0]) < size:
         store.buffers = []
         store.buffers = [np.empty(size, np.uint8), np.empty(size, np.uint8)]
-    return _window_batches(store, windows, pick, batch_size, rng)
+    yield from _window_batches(store, windows, pick, batch_size, rng)
 
 
 def _window_batches(store: Store, windows: list, pick, batch_size: int, rng):
@@ -340,10 +342,14 @@ def _float32(x: np.ndarray) -> np.ndarray:
 
 
 def _streamed(store: Store, code: int, pick, batch_size: int):
-    """One shard after another, in order, a piece at a time: full batches, the rest carried on."""
+    """One shard after another, in order, a piece at a time: full batches, the rest carried on. An
+    empty split: no piece buffer, no batches."""
+    parts = store.parts_of(code)
+    if not parts:
+        return
     carry, buffer = None, store.piece_buffer()
     cap = len(buffer) // store.stored_row_bytes
-    for p in store.parts_of(code):
+    for p in parts:
         rows, labels = _selected(store, p, pick)
         held = store.shards[p["shard"]].shape[0]
         for a in range(0, held, cap):
