@@ -371,6 +371,14 @@ def test_a_prior_that_is_not_numbers_is_a_config_error_naming_it(d, work):
         class_prior(np.array([1e3, 0.5]), 3)
 
 
+def test_learn_task_refuses_an_output_inside_the_models_directory(d):
+    inside = os.path.join(d["digits04_model"], "new")
+    with pytest.raises(ConfigError, match=r"^out_dir=.*/new is inside .+, a directory the model is read from; the "
+                                          "output may not go in or below one: choose a directory elsewhere$"):
+        learn(d, inside, "feature-extraction")
+    assert not os.path.exists(inside)
+
+
 def test_learn_task_refuses_an_existing_task_name_unless_replace(d, work, capsys, packnet, fe):
     model = packnet[0].directory
     out = str(work / "bad_name")

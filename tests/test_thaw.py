@@ -95,7 +95,10 @@ def test_thawed_upper_layers_fine_tune(frozen_mlp, tmp_path, capfd):
 @pytest.mark.parametrize("args,needle", [
     (["--scopes", "hiden3"], "pattern 'hiden3' matches no weight-like constant; closest scopes: hidden3"),
     (["--scopes", "hidden3/Relu"], "pattern 'hidden3/Relu' matches no weight-like constant; closest scopes: hidden3"),
-    (["--scopes", "hidden3", "--out", "{graph_dir}/sub"], "is inside the graph's directory"),
+    (["--scopes", "hidden3", "--out", "{graph_dir}/sub"],
+     "is inside the graph's directory {graph_dir}; thaw's output may not go in or below it: choose a directory"),
+    (["--scopes", "hidden3", "--out", "{graph_dir}", "--overwrite"],
+     "--out {graph_dir} is the graph's directory {graph_dir}; thaw's output may not go in or below it"),
     (["--scopes", "hidden3", "--out", "{exists}"], "exists; pass --overwrite to replace it"),
 ])
 def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, capfd, args, needle):
@@ -103,6 +106,7 @@ def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, cap
     (tmp_path / "exists").mkdir()
     (tmp_path / "exists" / "keep.txt").write_text("mine")
     args = [a.format(graph_dir=os.path.dirname(path), exists=tmp_path / "exists") for a in args]
+    needle = needle.format(graph_dir=os.path.realpath(os.path.dirname(path)))
     if "--out" not in args:
         args += ["--out", str(tmp_path / "o")]
     before = tree_hash(str(tmp_path)), tree_hash(os.path.dirname(path))

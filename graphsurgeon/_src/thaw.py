@@ -92,8 +92,8 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
 def _check_out_dir(out_dir: str, graph_path: str) -> None:
     out, home = os.path.realpath(out_dir), os.path.dirname(os.path.realpath(graph_path))
     if out == home or out.startswith(home + os.sep):
-        raise ConfigError(f"out_dir={out_dir} is inside the graph's directory {home}; graphsurgeon never writes "
-                          "next to or over its source: choose a directory elsewhere")
+        raise ConfigError(f"out_dir={out_dir} {'is' if out == home else 'is inside'} the graph's directory {home}; "
+                          "thaw's output may not go in or below it: choose a directory elsewhere")
 
 
 def thaw_graph(graph_def, names, *, where: str = "graph"):

@@ -98,8 +98,8 @@ def check_out_dir(cfg, out_dir: str) -> None:
     out = os.path.realpath(out_dir)
     for d in sorted({os.path.dirname(os.path.realpath(f)) for f in resolve(cfg.model, cfg.tags).files()}):
         if out == d or out.startswith(d + os.sep):
-            raise ConfigError(f"out_dir={out_dir} is inside the model's directory {d}; graphsurgeon never writes "
-                              "next to or over its source: choose a directory elsewhere")
+            raise ConfigError(f"out_dir={out_dir} {'is' if out == d else 'is inside'} {d}, a directory the model is "
+                              "read from; the output may not go in or below one: choose a directory elsewhere")
 
 
 def check_data(data, inp, n_classes, where="data"):
