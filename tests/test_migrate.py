@@ -312,6 +312,32 @@ def test_tf2_saved_model_variables_to_tf1_names(tmp_path):
     assert set(res.mapping[str(tmp_path / "sm")].values()) == {"dense/bias", "dense/kernel"}
 
 
+def test_a_graph_without_variable_values_is_refused_in_words_true_of_each_kind(tmp_path):
+    """A frozen .pb, a .meta without its checkpoint and a TF1 SavedModel without variables/ reach one
+    refusal (it said "a frozen graph or a bare meta graph" of the SavedModel too), from migrate and diff."""
+    with tf.Graph().as_default() as g, tf1.Session() as s:
+        w = tf1.Variable(np.ones(3, np.float32), name="w")
+        s.run(w.initializer)
+        builder = tf1.saved_model.Builder(str(tmp_path / "sm"))
+        builder.add_meta_graph_and_variables(s, ["serve"])
+        builder.save()
+        tf1.train.export_meta_graph(str(tmp_path / "bare.meta"), graph=g)
+    shutil.rmtree(tmp_path / "sm" / "variables")
+    with tf.Graph().as_default() as g:
+        tf.constant(np.ones(3, np.float32), name="w")
+    (tmp_path / "frozen.pb").write_bytes(g.as_graph_def().SerializeToString())
+    other = save_vars(str(tmp_path / "ok/m"), {"w": np.ones(3, np.float32)})
+    for name in ("frozen.pb", "bare.meta", "sm"):
+        path = str(tmp_path / name)
+        said = re.escape(f"{path}: holds no variable values beside its graph (a frozen graph, a meta graph without "
+                         "its checkpoint or a SavedModel without a checkpoint in variables/)")
+        with pytest.raises(gs.MigrateError, match=f"^{said}$"):
+            migrate(path, str(tmp_path / "out" / name))
+        with pytest.raises(gs.MigrateError, match=f"^{said}$"):
+            gs.diff(path, other)
+    assert nothing_at(str(tmp_path / "out"))
+
+
 def test_partitions_stay_together_and_join_on_request(tmp_path):
     rng = np.random.default_rng(0)
     parts = {f"emb/part_{k}": rng.normal(size=(3 + k, 4)).astype(np.float32) for k in range(3)}

@@ -85,12 +85,13 @@ def source_prefix(path: str) -> str:
     """The checkpoint prefix ``path`` names (a prefix, a checkpoint directory, a SavedModel).
 
     Raises:
-      MigrateError: ``path`` holds no checkpoint data (a frozen graph, a bare meta graph).
+      MigrateError: ``path`` holds no variable values beside its graph (a frozen graph, a meta graph
+        without its checkpoint, a SavedModel without a checkpoint in ``variables/``).
     """
     s = resolve(path)
     if not s.prefix:
-        raise MigrateError(f"{path}: holds no checkpoint data (no variable values: a frozen graph or a bare "
-                           "meta graph)")
+        raise MigrateError(f"{path}: holds no variable values beside its graph (a frozen graph, a meta graph without "
+                           "its checkpoint or a SavedModel without a checkpoint in variables/)")
     return s.prefix
 
 
@@ -100,7 +101,8 @@ def open_checkpoint(path: str) -> SourceCheckpoint:
 
     Raises:
       CorruptCheckpointError: the index is damaged, a data file is missing or truncated.
-      MigrateError: no checkpoint data at ``path``, or a V2 checkpoint written big-endian.
+      MigrateError: no variable values at ``path`` (see :func:`source_prefix`), or a V2 checkpoint written
+        big-endian.
     """
     prefix = source_prefix(path)
     if not os.path.isfile(prefix + ".index"):
