@@ -36,6 +36,29 @@ def test_inspect_text(seed004, capsys):
     assert "[hidden1] 2 variables" in out and "likely inputs: X:0 float32 [None, 500]" in out
 
 
+def test_inspect_text_counts_one_in_the_singular_and_names_the_prefix(tmp_path, capsys):
+    """``1 variable`` and ``1 op`` (not ``1 variables``), the header ``PATH: checkpoint (prefix P)`` for a
+    checkpoint given by its directory, and no prefix for a frozen graph of one op."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default(), tf1.Session() as s:
+        w = tf1.get_variable("only/w", [2], initializer=tf1.zeros_initializer())
+        tf.constant(1.0, name="lone/c")
+        s.run(w.initializer)
+        prefix = tf1.train.Saver().save(s, str(tmp_path / "ckpt" / "m"))
+    with tf.Graph().as_default() as g:
+        tf.constant(1.0, name="c")
+    (tmp_path / "one.pb").write_bytes(g.as_graph_def().SerializeToString())
+    assert main(["inspect", str(tmp_path / "ckpt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [f"{tmp_path / 'ckpt'}: checkpoint (prefix {prefix})", "1 variable, 8 B", "[only] 1 variable, 8 B"]
+    assert [l.split() for l in lines if l.startswith("  lone")] == [["lone", "1", "op"]]
+    assert main(["inspect", str(tmp_path / "one.pb")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [f"{tmp_path / 'one.pb'}: frozen", "graph: 1 op", f"  {'(root)':<30} 1 op"]
+
+
 def test_plan_json(seed004, capsys):
     prefix, _, _ = seed004
     assert main(["plan", "--model", prefix, "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--json"]) == 0
