@@ -152,10 +152,11 @@ def test_read_chunks_checks_length_and_crc(tmp_path):
         list(read_chunks(str(tmp_path / "d"), 4000, 4000))
 
 
-@pytest.mark.parametrize("cached", [(True, True), (True, False), (False, True), (False, False)])
+@pytest.mark.parametrize("cached", [(True, True), (True, False), (False, True), (False, False), (True, 0)])
 def test_read_ahead_is_asked_unless_the_first_and_last_pages_are_cached(monkeypatch, cached):
     """The probe reads one byte at each end of the range with RWF_NOWAIT (a read that would wait
-    for the disk fails with EAGAIN); read-ahead is asked for unless both ends read at once."""
+    for the disk fails with EAGAIN); read-ahead is asked for unless both ends read at once: a
+    probe that reads no byte (0: past the file's end) does not count as cached."""
     from graphsurgeon._src.storage import bundle_data
 
     if not hasattr(os, "RWF_NOWAIT"):
@@ -164,15 +165,16 @@ def test_read_ahead_is_asked_unless_the_first_and_last_pages_are_cached(monkeypa
 
     def preadv(fd, buffers, offset, flags):
         probes.append((offset, flags))
-        if not cached[0 if offset == 4096 else 1]:
+        end = cached[0 if offset == 4096 else 1]
+        if end is False:
             raise BlockingIOError(11, "Resource temporarily unavailable")
-        return 1
+        return 1 if end is True else end
 
     monkeypatch.setattr(bundle_data.os, "preadv", preadv)
     monkeypatch.setattr(bundle_data.os, "posix_fadvise", lambda fd, o, n, advice: asked.append((o, n, advice)))
     bundle_data._read_ahead(7, 4096, 65536)
     assert probes[0] == (4096, os.RWF_NOWAIT) and set(probes) <= {(4096, os.RWF_NOWAIT), (69631, os.RWF_NOWAIT)}
-    assert asked == ([] if all(cached) else [(4096, 65536, os.POSIX_FADV_WILLNEED)])
+    assert asked == ([] if cached == (True, True) else [(4096, 65536, os.POSIX_FADV_WILLNEED)])
 
 
 def test_read_ahead_is_asked_only_for_pages_not_cached(tmp_path, monkeypatch):
