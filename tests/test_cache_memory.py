@@ -240,10 +240,13 @@ def test_an_empty_split_gives_no_batches(tmp_path, monkeypatch, buffer_bytes, re
 
 def test_a_split_is_kept_only_if_its_index_bytes_fit_too(cache):
     """Validation's 200 rows are 51,200 bytes of float32, 64,000 with ``RESIDENT_ROW_BYTES`` a row:
-    a buffer with room for the first but not the second streams the split instead of keeping it."""
+    a buffer with room for the first but not the second streams the split instead of keeping it,
+    and one byte short of the second is short enough (so the charge a row is exactly 64: at 63 the
+    split would be kept with that room, at 65 not with 64,000)."""
     rows, charged = COUNTS[1], 64  # the 64 bytes a row the reader documents
     least = 2 * (ROW + epochs.ROW_BOOKKEEPING)
-    for room, kept in ((60_000, False), (rows * (ROW + charged), True)):
+    need = rows * (ROW + charged)
+    for room, kept in ((60_000, False), (need - 1, False), (need, True)):
         with CacheReader(cache, buffer_bytes=least + room) as r:
             assert sum(len(y) for _, y in r.batches("validation", 32, shuffle=False)) == rows
             assert bool(r._store.resident) is kept
