@@ -1,6 +1,9 @@
 # `make demo` runs the main job; `make test` runs the test suite.
-# Each makes (once) the same virtual environment in .venv with only Python and pip; it holds the
-# [beam] extra too, so that the tests test the Beam runner (its tests skip where it is not installed).
+# Each first makes the same virtual environment in .venv (again only when setup.py or this Makefile
+# changes): `$(PYTHON) -m venv`, then its pip (upgraded first) installs $(TF_PACKAGE), this package
+# (editable) with its [test,demo,beam] extras, and $(TF2_MODEL_PACKAGE) without its dependencies. So
+# it needs $(PYTHON) with its venv module and a package index to install from. The [beam] extra is
+# there so that the tests test the Beam runner (its tests skip where it is not installed).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
