@@ -73,6 +73,7 @@ def cmd_plan(args):
     from graphsurgeon._src.retrain import build, picture
 
     setup = build(_config(args), values=False)
+    setup.plan.notes = [to_flags(n) for n in setup.plan.notes]
     dot = picture(setup, depth=args.depth) if (args.dot or args.svg) else None
     if args.dot:
         from graphsurgeon._src.storage.writer import write_text

@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from graphsurgeon._src.determinism import mixing_phrase, probe, random_ops_upstream
+from graphsurgeon._src.determinism import batch_mixing_ops, mixing_phrase, probe, random_ops_upstream
 from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
 
 
@@ -100,3 +100,26 @@ def check_head_input(cfg, setup, feeder, x, cached: str | None = None) -> HeadIn
                      "allow_batch_dependent=True; the exported model's answer for an example depends on the "
                      "examples served with it")
     return HeadInput(t.name, p.examples, bool(p.random), p.batch_dependent, ops, notes)
+
+
+def plan_notes(cfg, model, cut: str, input_op: str, fixed: int | None) -> list[str]:
+    """What the graph alone says about the run of ``cfg`` (the dry-run plan runs nothing): random
+    ops and ops that may mix a batch below the tensor ``cut`` (the run checks them as
+    :func:`check_head_input` says), and a batch the graph fixes (the export serves only that size)."""
+    notes = []
+    ops = random_ops_upstream(model, cut)
+    if ops:
+        notes.append(f"'{cut}' depends on random op(s) {', '.join(ops[:3])}: retrain runs it twice on the first "
+                     "training batch, fed as the export is fed, and refuses it if the runs differ (dropout with "
+                     "keep_prob baked in)" + ("; allow_random=True accepts it" if cfg.allow_random else
+                                              " unless allow_random=True"))
+    mixing = batch_mixing_ops(model, cut, input_op)
+    if mixing:
+        notes.append(f"'{cut}' reads op(s) that may mix the examples of a batch ({', '.join(mixing[:3])}): retrain "
+                     "runs the first training example alone and refuses the cut if its values change (batch "
+                     "statistics)" + ("; allow_batch_dependent=True accepts it" if cfg.allow_batch_dependent else
+                                      " unless allow_batch_dependent=True"))
+    if fixed:
+        notes.append(f"the graph fixes the batch at {fixed} in its static shapes: retrain trains on batches of "
+                     f"{fixed}, and the exported model serves batches of exactly {fixed} examples")
+    return notes

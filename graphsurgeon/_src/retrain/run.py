@@ -112,13 +112,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
                           "output=TENSOR (existing logits to fine-tune)")
     batch_size = batch_size_for(cfg.batch_size, setup.fixed_batch, 32, f"the graph of {cfg.model}")
     examples = _examples(cfg, setup, data, cache, batch_size)
-    try:
-        head_input = check_head_input(cfg, setup, examples.infer, examples.batches.first(),
-                                      examples.reader.cut if examples.reader is not None else None)
-    except Exception:
-        if examples.reader is not None:
-            examples.reader.close()
-        raise
+    head_input = _check_head_input(cfg, setup, examples)
     new = set(setup.head.variables if setup.head else ())
     head_only = set(setup.plan.trainable) <= new and len(setup.stages) == 1
     settings = training_settings(cfg, head_only=head_only, cached=examples.reader is not None)
@@ -174,6 +168,17 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
     return _Examples(ArrayExamples(data, batch_size, cfg.seed), setup.input,
                      Feeder(model, setup.input, setup.feeds, setup.fixed_batch),
                      Feeder(model, setup.input, setup.train_feeds, setup.fixed_batch), data.classes)
+
+
+def _check_head_input(cfg: RetrainConfig, setup: Setup, examples: _Examples):
+    """:func:`check_head_input` on the first training batch (a refusal closes the cache's reader)."""
+    try:
+        return check_head_input(cfg, setup, examples.infer, examples.batches.first(),
+                                examples.reader.cut if examples.reader is not None else None)
+    except Exception:
+        if examples.reader is not None:
+            examples.reader.close()
+        raise
 
 
 def _objective(setup: Setup, settings: dict) -> _Objective:
