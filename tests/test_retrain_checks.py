@@ -121,6 +121,21 @@ def test_from_a_cache_the_layers_above_it_are_run_and_random_ops_below_need_the_
     assert res.head_input.notes[0].startswith("the cached tensor 'features:0' depends on random op(s)")
 
 
+def test_from_a_cache_a_keep_prob_placeholder_above_it_is_fed(tmp_path):
+    """Dropout between the cached tensor and the head, driven by a placeholder: training feeds it
+    the train_feeds value, the check and the export the feeds value (it was not fed at all)."""
+    prefix = _net(str(tmp_path), "placeholder")
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    gs.generate_cache(prefix, "hidden", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)
+    cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1, feeds={"keep_prob": 1.0},
+                           train_feeds={"keep_prob": 0.5})
+    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c"), progress=False)
+    assert res.head_input.random is False and res.history
+    cfg.feeds = {"keep_prob": 0.5}
+    with pytest.raises(gs.RandomTensorError, match=r"same batch \(keep_prob fed 0.5\)"):
+        gs.retrain(cfg, None, str(tmp_path / "p"), cache=str(tmp_path / "c"), progress=False)
+
+
 def test_plan_notes_and_the_command_line(tmp_path, capfd):
     prefix = _net(str(tmp_path), "baked")
     np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)

@@ -153,8 +153,9 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
     if cache:
         reader, batches = open_cache(setup, cache, batch_size, cfg.seed, image_scale=cfg.image_scale)
         fed = model.tensor(reader.cut)
-        feeder = Feeder(model, fed, {}, setup.fixed_batch)  # the cached tensor needs nothing below it
-        return _Examples(batches, fed, feeder, feeder, reader.classes, reader)
+        # placeholders above the cached tensor (keep_prob) are fed as from the data; those below are not run
+        return _Examples(batches, fed, Feeder(model, fed, setup.feeds, setup.fixed_batch),
+                         Feeder(model, fed, setup.train_feeds, setup.fixed_batch), reader.classes, reader)
     if data is None:
         raise ConfigError("give training data (data=PATH) or a bottleneck cache (cache=DIR)")
     where = "data"
