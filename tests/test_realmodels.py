@@ -232,6 +232,20 @@ def test_batch_statistics_are_not_cached(tmp_path, capfd):
     assert code == 2 and err.count("\n") == 1 and not os.path.exists(tmp_path / "o")
     assert ("the head's input 'Relu:0' depends on the other examples in its batch (through moments/mean, "
             "moments/variance") in err and err.rstrip().endswith("or pass --allow-batch-dependent")
+    code, out, err = cli(capfd, "retrain", "--model", path, "--head", "Relu:3", "--data", tmp_path / "d.npz",
+                         "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-batch-dependent")
+    assert code == 0, err
+    assert "accepted by --allow-batch-dependent" in out
+    assert out.rstrip().endswith("/saved_model (serves batches of exactly 100 examples: the graph fixes the batch in "
+                                 "its static shapes)")
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:  # both are true of the export
+        sig = tf1.saved_model.loader.load(s, ["serve"], str(tmp_path / "o/saved_model")).signature_def["serving_default"]
+        probs, inputs = sig.outputs["probabilities"].name, sig.inputs["inputs"].name
+        mixed = s.run(probs, {inputs: x[:100]})[0]
+        alone = s.run(probs, {inputs: np.repeat(x[:1], 100, 0)})[0]
+        assert not np.allclose(mixed, alone)
+        with pytest.raises(ValueError, match="Cannot feed value of shape"):
+            s.run(probs, {inputs: x[:7]})
 
 
 def test_dropout_baked_in_is_not_cached_nor_under_a_head(tmp_path, capfd):
