@@ -40,8 +40,8 @@ def random_ops_upstream(model, tensor: str) -> list[str]:
 
 def batch_mixing_ops(model, tensor: str, input_op: str) -> list[str]:
     """Ops between ``input_op`` and ``tensor`` that may mix the examples of a batch: reductions over
-    axis 0 (``tf.nn.moments`` over the batch; also a time-major RNN's reductions over time, which do
-    not mix examples) and batch norm in training mode. Names, sorted."""
+    axis 0 (``tf.nn.moments`` over the batch; also ones that change no example's values, such as
+    ``dynamic_rnn``'s longest sequence of the batch) and batch norm in training mode. Names, sorted."""
     gd = model.graph.as_graph_def()
     by_name = {n.name: n for n in gd.node}
     up = subgraph.upstream(gd, [tensor], by_name)
