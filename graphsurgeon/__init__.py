@@ -15,9 +15,9 @@ __version__ = "0.1.0"
 # public name -> (module, attribute)
 _EXPORTS = {
     **{name: ("graphsurgeon._src.errors", name) for name in (
-        "CacheError", "CheckpointNotFoundError", "ConfigError", "ContinualError", "MigrateError", "CorruptCheckpointError",
+        "BatchDependentError", "CacheError", "CheckpointNotFoundError", "ConfigError", "ContinualError", "MigrateError", "CorruptCheckpointError",
         "DataError", "GraphSurgeonError", "MergeHeadsError", "NoMetaGraphError", "PatternError", "PlanError",
-        "SignatureNotFoundError", "TensorNotFoundError", "UnregisteredOpError", "UnsafeGraphError", "UnsupportedPathError",
+        "RandomTensorError", "SignatureNotFoundError", "TensorNotFoundError", "UnregisteredOpError", "UnsafeGraphError", "UnsupportedPathError",
         "WrongPathKindError")},
     "AddClassResult": ("graphsurgeon._src.add_class", "AddClassResult"),
     "add_class": ("graphsurgeon._src.add_class", "add_class"),

@@ -79,6 +79,37 @@ MESSAGES = [
     (("combine",), "prior=1,0.5: used with balance='prior' only (got balance='logits')"),
     (("combine",), "models m/, n/ would share a scope (a, a); give each model its own name in names="),
     (("combine",), "prior=1,1: expected 9 positive weights, one per class of the union (A's classes, then B's)"),
+    # a head's input that is random or depends on its batch-mates (retrain), and a tensor to cache (cache)
+    (("retrain",), "the head's input 'f:0' differs between two runs on the same batch (keep_prob fed 0.5): it depends "
+                   "on random op(s) dropout/random_uniform/RandomUniform (dropout with keep_prob baked in?), so the "
+                   "exported model would answer differently on every call; cut below them, give the placeholder that "
+                   "drives them its inference value in feeds=, or pass allow_random=True"),
+    (("retrain",), "output 'logits:0' depends on the other examples in its batch (through moments/mean: batch "
+                   "statistics such as tf.nn.moments or batch norm in training mode): the first training example "
+                   "alone gives other values than in its batch, so the exported model's answer for an example would "
+                   "depend on the examples served with it; cut below them, or pass allow_batch_dependent=True"),
+    (("retrain",), "the cached tensor 'f:0' depends on random op(s) dropout/random_uniform/RandomUniform (its cache "
+                   "was made with allow_random=True): the exported model runs them on every call, and from a cache "
+                   "they cannot be run to see whether a feed makes them deterministic; pass allow_random=True if one "
+                   "does, or train from the data"),
+    (("retrain",), "the head's input 'f:0' is random (two runs on one batch differed; random op(s) d/RandomUniform): "
+                   "accepted by allow_random=True; the exported model's answers differ call to call, and whether "
+                   "they depend on the batch was not checked"),
+    (("retrain",), "the head's input 'f:0' depends on its batch-mates (through moments/mean): accepted by "
+                   "allow_batch_dependent=True; the exported model's answer for an example depends on the examples "
+                   "served with it"),
+    (("plan",), "'f' depends on random op(s) d/RandomUniform: retrain runs it twice on the first training batch, fed "
+                "as the export is fed, and refuses it if the runs differ (dropout with keep_prob baked in) unless "
+                "allow_random=True"),
+    (("plan",), "'f' reads op(s) that may mix the examples of a batch (moments/mean): retrain runs the first training "
+                "example alone and refuses the cut if its values change (batch statistics); "
+                "allow_batch_dependent=True accepts it"),
+    (("cache",), "tensor 'f:0' depends on random op(s) d/RandomUniform (dropout with keep_prob baked in?): its values "
+                 "differ every run and cannot be cached; cache a tensor below them, or pass allow_random=True if a "
+                 "feed makes them deterministic"),
+    (("cache",), "tensor 'f:0' depends on the other examples in its batch (through moments/mean: batch statistics "
+                 "such as tf.nn.moments or batch norm in training mode), so cached values would depend on how the "
+                 "data was batched; cache a tensor below them, or pass allow_batch_dependent=True"),
 ]
 CASES = [(c, m) for commands, m in MESSAGES for c in commands]
 

@@ -46,7 +46,14 @@ def test_frozen_batch_norm_statistics_never_change(bn_net, tmp_path):
     cfg = gs.RetrainConfig(model=bn_net, head="features:2", trainable=["conv2"], epochs=2, batch_size=16, lr=0.1)
     p = gs.plan(cfg)
     assert p.update_ops and all(op.startswith("conv2/") for op in p.update_ops)
-    gs.retrain(cfg, data, str(tmp_path / "out"), progress=False)
+    # is_training baked in: batch statistics, so an exported answer would depend on its batch-mates
+    with pytest.raises(gs.BatchDependentError, match=r"'features:0' depends on the other examples in its batch "
+                                                     r"\(through conv1/BatchNorm/FusedBatchNorm"):
+        gs.retrain(cfg, data, str(tmp_path / "out"), progress=False)
+    assert not os.path.exists(tmp_path / "out")
+    cfg.allow_batch_dependent = True
+    res = gs.retrain(cfg, data, str(tmp_path / "out"), progress=False)
+    assert res.head_input.batch_dependent and "accepted by allow_batch_dependent=True" in res.head_input.notes[0]
     src, new = ckpt(bn_net), ckpt(str(tmp_path / "out/checkpoint/model.ckpt"))
     for n in ("conv1/weights", "conv1/BatchNorm/beta", "conv1/BatchNorm/moving_mean", "conv1/BatchNorm/moving_variance"):
         assert new[n].tobytes() == src[n].tobytes(), n
@@ -163,7 +170,7 @@ def test_each_unfreezing_stage_runs_only_its_own_update_ops(bn_net, tmp_path):
     moving = ("conv1/BatchNorm/moving_mean", "conv1/BatchNorm/moving_variance")
     for epochs, conv1_moves in ((1, False), (2, True)):
         cfg = gs.RetrainConfig(model=bn_net, head="features:2", trainable=["conv2"], unfreeze=["1:conv1=0.5"],
-                               epochs=epochs, batch_size=16, lr=0.1)
+                               epochs=epochs, batch_size=16, lr=0.1, allow_batch_dependent=True)  # is_training=True
         res = gs.retrain(cfg, data, str(tmp_path / f"out{epochs}"), progress=False)
         first, second = res.setup.stage_updates
         assert first and all(n.startswith("conv2/") for n in first)

@@ -218,7 +218,7 @@ def test_gan_input_that_does_not_feed_the_cut_is_refused(capfd):
 def test_batch_statistics_are_not_cached(tmp_path, capfd):
     """The hand-rolled batch norm (tf.nn.moments over the batch) makes Relu depend on its batch-mates."""
     x, y = _digits(120, 28, flat=True)
-    np.savez(tmp_path / "d.npz", x=x, y=y)
+    np.savez(tmp_path / "d.npz", x=x, y=y % 3)
     path = os.path.join(REAL, "mlp_bn_chen")
     code, _, err = cli(capfd, "cache", "--model", path, "--cut", "Relu", "--data", tmp_path / "d.npz",
                        "--out", tmp_path / "c", "--quiet")
@@ -226,14 +226,49 @@ def test_batch_statistics_are_not_cached(tmp_path, capfd):
     code, _, err = cli(capfd, "cache", "--model", path, "--cut", "Relu", "--data", tmp_path / "d.npz",
                        "--out", tmp_path / "c", "--quiet", "--allow-batch-dependent")
     assert code == 0, err
+    # a head there: the export's answer for an example would depend on the 99 served with it
+    code, _, err = cli(capfd, "retrain", "--model", path, "--head", "Relu:3", "--data", tmp_path / "d.npz",
+                       "--out", tmp_path / "o", "--epochs", 1, "--quiet")
+    assert code == 2 and err.count("\n") == 1 and not os.path.exists(tmp_path / "o")
+    assert ("the head's input 'Relu:0' depends on the other examples in its batch (through moments/mean, "
+            "moments/variance") in err and err.rstrip().endswith("or pass --allow-batch-dependent")
+    code, out, err = cli(capfd, "retrain", "--model", path, "--head", "Relu:3", "--data", tmp_path / "d.npz",
+                         "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-batch-dependent")
+    assert code == 0, err
+    assert "accepted by --allow-batch-dependent" in out
+    assert out.rstrip().endswith("/saved_model (serves batches of exactly 100 examples: the graph fixes the batch in "
+                                 "its static shapes)")
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:  # both are true of the export
+        sig = tf1.saved_model.loader.load(s, ["serve"], str(tmp_path / "o/saved_model")).signature_def["serving_default"]
+        probs, inputs = sig.outputs["probabilities"].name, sig.inputs["inputs"].name
+        mixed = s.run(probs, {inputs: x[:100]})[0]
+        alone = s.run(probs, {inputs: np.repeat(x[:1], 100, 0)})[0]
+        assert not np.allclose(mixed, alone)
+        with pytest.raises(ValueError, match="Cannot feed value of shape"):
+            s.run(probs, {inputs: x[:7]})
 
 
-def test_dropout_baked_in_is_not_cached(tmp_path, capfd):
+def test_dropout_baked_in_is_not_cached_nor_under_a_head(tmp_path, capfd):
     x, y = _digits(40, 32)
-    np.savez(tmp_path / "d.npz", x=x, y=y)
-    code, _, err = cli(capfd, "cache", "--model", os.path.join(REAL, "lenet_noyin"), "--cut", "Elu_3",
+    np.savez(tmp_path / "d.npz", x=x, y=y % 5)
+    path = os.path.join(REAL, "lenet_noyin")
+    code, _, err = cli(capfd, "cache", "--model", path, "--cut", "Elu_3",
                        "--data", tmp_path / "d.npz", "--out", tmp_path / "c", "--quiet")
     assert code == 2 and "depends on random op(s) dropout/random_uniform/RandomUniform" in err
+    code, out, _ = cli(capfd, "plan", "--model", path, "--head", "Elu_3:5")
+    assert code == 0 and "-- note: 'Elu_3' depends on random op(s) dropout/random_uniform/RandomUniform" in out
+    retrain = ["retrain", "--model", path, "--head", "Elu_3:5", "--data", tmp_path / "d.npz", "--out", tmp_path / "o",
+               "--epochs", 1, "--quiet"]
+    code, _, err = cli(capfd, *retrain)
+    assert code == 2 and err.count("\n") == 1 and not os.path.exists(tmp_path / "o")
+    assert ("the head's input 'Elu_3:0' differs between two runs on the same batch: it depends on random op(s) "
+            "dropout/random_uniform/RandomUniform") in err and err.rstrip().endswith("or pass --allow-random")
+    code, out, err = cli(capfd, *retrain, "--allow-random")
+    assert code == 0, err
+    assert [n for n in out.splitlines() if "--allow-random" in n] == [
+        "the head's input 'Elu_3:0' is random (two runs on one batch differed; random op(s) "
+        "dropout/random_uniform/RandomUniform): accepted by --allow-random; the exported model's answers differ call "
+        "to call, and whether they depend on the batch was not checked"]
 
 
 def test_rnn_initial_state_from_an_npy_file(tmp_path, capfd):

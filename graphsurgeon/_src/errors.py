@@ -57,6 +57,18 @@ class ConfigError(GraphSurgeonError):
     """A setting (CLI flag, TOML plan file, argument) is malformed."""
 
 
+class RandomTensorError(ConfigError):
+    """A tensor that must give the same values every run (one to cache, a new head's input) does not:
+    it depends on random ops (dropout with ``keep_prob`` baked in, noise). ``allow_random=True``
+    accepts it."""
+
+
+class BatchDependentError(ConfigError):
+    """A tensor's value for an example changes with the other examples of its batch (batch
+    statistics: ``tf.nn.moments`` over the batch, batch norm in training mode), where a cache or an
+    exported model needs each example to stand alone. ``allow_batch_dependent=True`` accepts it."""
+
+
 class CacheError(GraphSurgeonError):
     """A bottleneck cache is damaged, stale (made by another model, tensor or preprocessing) or incomplete."""
 

@@ -6,6 +6,9 @@ retrained layers and the new head. Old heads, labels, the loss, training ops and
 optimizer slots are pruned. Extra placeholders the outputs need (``keep_prob``,
 ``is_training``) become ``PlaceholderWithDefault`` with the value given in
 ``feeds``, so a server feeds only the inputs.
+
+Inputs keep their static shapes: from a graph that fixes the batch (``[100, 784]``) the
+SavedModel serves batches of exactly that size (``retrain`` says so in its summary).
 """
 from __future__ import annotations
 

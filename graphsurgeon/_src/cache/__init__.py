@@ -22,18 +22,12 @@ It is a cache *of a data set*: its index lists the examples of the data it was l
 (labels resolved by class name, splits, duplicates each with its own label), and rows that data
 no longer uses stay stored but are not read.
 """
-from graphsurgeon._src.cache.checks import (
-    RANDOM_OPS,
-    batch_mixing_ops,
-    check_batch_independent,
-    random_ops_upstream,
-    variables_below,
-)
+from graphsurgeon._src.cache.checks import check_batch_independent, variables_below
 from graphsurgeon._src.cache.commit import CacheReport
 from graphsurgeon._src.cache.generation import generate
 from graphsurgeon._src.cache.header import fingerprint
 from graphsurgeon._src.cache.match import check_matches
 from graphsurgeon._src.cache.reader import CacheReader
 
-__all__ = ["RANDOM_OPS", "CacheReader", "CacheReport", "batch_mixing_ops", "check_batch_independent", "check_matches",
-           "fingerprint", "generate", "random_ops_upstream", "variables_below"]
+__all__ = ["CacheReader", "CacheReport", "check_batch_independent", "check_matches", "fingerprint", "generate",
+           "variables_below"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from graphsurgeon._src.cli.messages import migrate_flags
+from graphsurgeon._src.cli.messages import migrate_flags, to_flags
 
 
 def _kv(items, what):
@@ -51,7 +51,8 @@ def _config(args):
         lr_mult=args.lr_mult, unfreeze=args.unfreeze,
         feeds=_kv(args.feed, "feed") or None, train_feeds=_kv(args.train_feed, "train feed") or None,
         tags=args.tags, restore_optimizer=args.restore_optimizer, allow_missing=args.allow_missing,
-        allow_cast=args.allow_cast, allow_unsafe_ops=args.allow_unsafe_ops,
+        allow_cast=args.allow_cast, allow_unsafe_ops=args.allow_unsafe_ops, allow_random=args.allow_random,
+        allow_batch_dependent=args.allow_batch_dependent,
     )
     for name in ("epochs", "batch_size", "lr", "optimizer", "seed", "patience", "image_scale"):
         overrides[name] = getattr(args, name, None)
@@ -72,6 +73,7 @@ def cmd_plan(args):
     from graphsurgeon._src.retrain import build, picture
 
     setup = build(_config(args), values=False)
+    setup.plan.notes = [to_flags(n) for n in setup.plan.notes]
     dot = picture(setup, depth=args.depth) if (args.dot or args.svg) else None
     if args.dot:
         from graphsurgeon._src.storage.writer import write_text
@@ -90,9 +92,11 @@ def cmd_retrain(args):
 
     cfg = _config(args)
     res = retrain(cfg, args.data, args.out, cache=args.cache, progress=not args.quiet, overwrite=args.overwrite)
+    head_input = dict(res.head_input.to_dict(), notes=[to_flags(n) for n in res.head_input.notes])
+    fixed = res.setup.fixed_batch
     summary = {"version": 1, "out": args.out, "checkpoint": res.export.checkpoint,
                "saved_model": res.export.saved_model, "metrics": res.metrics, "epochs": len(res.history),
-               "settings": res.settings}
+               "settings": res.settings, "head_input": head_input, "fixed_batch": fixed}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -102,7 +106,11 @@ def cmd_retrain(args):
               + ")")
         for split, m in res.metrics.items():
             print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['examples']} examples)")
-        print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}")
+        for note in head_input["notes"]:
+            print(note)
+        print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}"
+              + (f" (serves batches of exactly {fixed} examples: the graph fixes the batch in its static shapes)"
+                 if fixed else ""))
 
 
 def cmd_cache(args):

@@ -64,6 +64,11 @@ def _model_args(p):
                    help="restore values whose checkpoint dtype differs from the variable's, cast")
     p.add_argument("--allow-unsafe-ops", action="store_true", default=None,
                    help="run a graph that holds file-system or Python-callback ops")
+    p.add_argument("--allow-random", action="store_true", default=None,
+                   help="accept a cut whose values differ between two runs on one batch (dropout with keep_prob "
+                        "baked in): the exported model's answers then differ call to call")
+    p.add_argument("--allow-batch-dependent", action="store_true", default=None,
+                   help="accept a cut whose value for an example changes with its batch-mates (batch statistics)")
     p.add_argument("--plan", dest="plan_file", metavar="FILE.toml", help="settings from a TOML plan file")
 
 

@@ -21,6 +21,9 @@ class RetrainConfig:
     ``optimizer`` and ``patience`` left None take the defaults of :func:`training_settings`.
     ``keep``, ``drop``, ``rename`` (``'REGEX=REPLACEMENT'``) and ``map_scope`` (``'CKPT/=GRAPH/'``)
     are the checkpoint name rules of :class:`graphsurgeon.Rules` (see :meth:`rules`).
+    ``allow_random`` and ``allow_batch_dependent`` accept a cut (or ``output``) whose values differ
+    between two runs on one batch, or for an example run without its batch-mates (see
+    :func:`graphsurgeon._src.retrain.checks.check_head_input`).
     """
 
     model: str = ""
@@ -51,6 +54,8 @@ class RetrainConfig:
     allow_missing: bool = False
     allow_cast: bool = False
     allow_unsafe_ops: bool = False
+    allow_random: bool = False
+    allow_batch_dependent: bool = False
     tags: list = dataclasses.field(default_factory=lambda: ["serve"])
     image_scale: str = "unit"
 

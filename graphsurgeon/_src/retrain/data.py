@@ -26,6 +26,10 @@ class ArrayExamples:
         x, y = self.data.part(name)
         return (lambda: train.array_batches(x, y, self.batch_size)(0)) if len(y) else None
 
+    def first(self):
+        """The first ``batch_size`` training inputs, in data order."""
+        return self.data.part("train")[0][:self.batch_size]
+
 
 class CacheExamples:
     """Training data from a bottleneck cache, fed at the cached tensor."""
@@ -43,6 +47,10 @@ class CacheExamples:
         if not self.reader.count(name):
             return None
         return lambda: self.reader.batches(name, self.batch_size, shuffle=False)
+
+    def first(self):
+        """The first ``batch_size`` cached training rows, in the cache's order."""
+        return next(iter(self.reader.batches("train", self.batch_size, shuffle=False)))[0]
 
 
 def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):

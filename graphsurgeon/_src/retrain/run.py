@@ -11,6 +11,7 @@ from graphsurgeon._src import train
 from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.export import export
 from graphsurgeon._src.feeds import Feeder, batch_size_for
+from graphsurgeon._src.retrain.checks import check_head_input
 from graphsurgeon._src.retrain.config import RetrainConfig, training_settings
 from graphsurgeon._src.retrain.data import ArrayExamples, check_data, check_out_dir, class_names, open_cache
 from graphsurgeon._src.retrain.setup import Setup, build, picture
@@ -29,8 +30,10 @@ OUTPUTS = ("checkpoint", "saved_model", "labels.txt", "plan.json", "metrics.json
 @dataclasses.dataclass
 class RetrainResult:
     """What :func:`retrain` did: per-epoch ``history``, final ``metrics`` per split, the ``plan``, the
-    ``export`` (:class:`graphsurgeon.ExportResult`), the built ``setup`` and the training
-    ``settings`` used (see :func:`graphsurgeon._src.retrain.config.training_settings`)."""
+    ``export`` (:class:`graphsurgeon.ExportResult`), the built ``setup``, the training
+    ``settings`` used (see :func:`graphsurgeon._src.retrain.config.training_settings`) and what
+    the check of the tensor the head reads found (``head_input``, a
+    :class:`graphsurgeon._src.retrain.checks.HeadInput`)."""
 
     history: list
     metrics: dict
@@ -38,6 +41,7 @@ class RetrainResult:
     export: object
     setup: object
     settings: dict = dataclasses.field(default_factory=dict)
+    head_input: object = None
 
 
 @dataclasses.dataclass
@@ -85,9 +89,16 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         cached tensor, so only the layers above it run while training. The cache must come from this
         model (same frozen subgraph and values) and no trainable variable may lie below it.
 
+    Before anything trains, the tensor the head reads is run on the first training batch with the
+    feeds the export keeps (:func:`~graphsurgeon._src.retrain.checks.check_head_input`): twice,
+    and its first example alone.
+
     Raises:
       PlanError: shape mismatches or missing variables; ConfigError, DataError, CacheError: bad
-      settings, data or cache.
+      settings, data or cache; RandomTensorError: the head's input differs between two runs on
+      one batch (dropout with keep_prob baked in), unless ``cfg.allow_random``;
+      BatchDependentError: an example's value changes with its batch-mates, unless
+      ``cfg.allow_batch_dependent``.
     """
     if not out_dir:
         raise ConfigError("no output directory given (out_dir=DIR)")
@@ -101,6 +112,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
                           "output=TENSOR (existing logits to fine-tune)")
     batch_size = batch_size_for(cfg.batch_size, setup.fixed_batch, 32, f"the graph of {cfg.model}")
     examples = _examples(cfg, setup, data, cache, batch_size)
+    head_input = _check_head_input(cfg, setup, examples)
     new = set(setup.head.variables if setup.head else ())
     head_only = set(setup.plan.trainable) <= new and len(setup.stages) == 1
     settings = training_settings(cfg, head_only=head_only, cached=examples.reader is not None)
@@ -111,7 +123,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     finally:
         if examples.reader is not None:
             examples.reader.close()
-    return RetrainResult(history, metrics, setup.plan, result, setup, settings)
+    return RetrainResult(history, metrics, setup.plan, result, setup, settings, head_input)
 
 
 def _run_into(out_dir: str, cfg, setup: Setup, examples: _Examples, objective: _Objective, settings: dict, *,
@@ -141,8 +153,9 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
     if cache:
         reader, batches = open_cache(setup, cache, batch_size, cfg.seed, image_scale=cfg.image_scale)
         fed = model.tensor(reader.cut)
-        feeder = Feeder(model, fed, {}, setup.fixed_batch)  # the cached tensor needs nothing below it
-        return _Examples(batches, fed, feeder, feeder, reader.classes, reader)
+        # placeholders above the cached tensor (keep_prob) are fed as from the data; those below are not run
+        return _Examples(batches, fed, Feeder(model, fed, setup.feeds, setup.fixed_batch),
+                         Feeder(model, fed, setup.train_feeds, setup.fixed_batch), reader.classes, reader)
     if data is None:
         raise ConfigError("give training data (data=PATH) or a bottleneck cache (cache=DIR)")
     where = "data"
@@ -156,6 +169,17 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
     return _Examples(ArrayExamples(data, batch_size, cfg.seed), setup.input,
                      Feeder(model, setup.input, setup.feeds, setup.fixed_batch),
                      Feeder(model, setup.input, setup.train_feeds, setup.fixed_batch), data.classes)
+
+
+def _check_head_input(cfg: RetrainConfig, setup: Setup, examples: _Examples):
+    """:func:`check_head_input` on the first training batch (a refusal closes the cache's reader)."""
+    try:
+        return check_head_input(cfg, setup, examples.infer, examples.batches.first(),
+                                examples.reader.cut if examples.reader is not None else None)
+    except Exception:
+        if examples.reader is not None:
+            examples.reader.close()
+        raise
 
 
 def _objective(setup: Setup, settings: dict) -> _Objective:

@@ -10,6 +10,7 @@ from graphsurgeon._src import select, train
 from graphsurgeon._src.errors import ConfigError
 from graphsurgeon._src.feeds import Feeder, find_input, fixed_batch, parse_feeds
 from graphsurgeon._src.restore import graph_variable_info, load, restore
+from graphsurgeon._src.retrain.checks import plan_notes
 from graphsurgeon._src.retrain.config import RetrainConfig
 from graphsurgeon._src.surgery import add_head, make_plan, reinitialize
 
@@ -85,6 +86,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
                      restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit,
                      trainable=final, lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
+    plan.notes = plan_notes(cfg, model, cut, inp.op.name, fixed)
     model.plan = plan
     if values:
         load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)

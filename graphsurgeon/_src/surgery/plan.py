@@ -58,12 +58,15 @@ class VariablePlan:
 
 @dataclasses.dataclass
 class Plan:
-    """A list of :class:`VariablePlan` (sorted by name) plus the update ops that would run."""
+    """A list of :class:`VariablePlan` (sorted by name) plus the update ops that would run, and
+    ``notes``: sentences on what the graph alone shows about the run (random ops or batch
+    statistics below the cut, a batch the graph fixes)."""
 
     variables: list
     update_ops: list = dataclasses.field(default_factory=list)
     inputs: list = dataclasses.field(default_factory=list)
     outputs: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)
 
     def by_status(self, status: str) -> list[str]:
         return [v.name for v in self.variables if v.status == status]
@@ -114,6 +117,7 @@ class Plan:
             "update_ops": list(self.update_ops),
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
+            "notes": list(self.notes),
         }
 
     def to_json(self) -> str:
@@ -145,6 +149,7 @@ class Plan:
         lines.append(f"-- {len(self.variables)} variables: {counts}; {len(self.trainable)} trainable")
         if self.update_ops:
             lines.append(f"-- update ops that run while training: {', '.join(self.update_ops)}")
+        lines += [f"-- note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 

@@ -1,0 +1,125 @@
+"""The tensor the new head reads must give each example one answer, or the export will not.
+
+Before anything trains, :func:`check_head_input` runs the cut (with ``output``, the logits
+fine-tuned) on the first batch of the training data, fed as the exported model will be fed
+(the inference ``feeds``, which the export keeps as the placeholders' defaults): the same batch
+twice, then its first example alone (see :mod:`graphsurgeon._src.determinism`). Dropout whose
+``keep_prob`` placeholder is fed 1.0, or is a ``placeholder_with_default(1.0)``, passes: its
+runs agree. Dropout with ``keep_prob`` baked in as a constant does not, nor does a batch norm
+over the batch (``tf.nn.moments``), unless ``allow_random`` / ``allow_batch_dependent``.
+
+From a cache, the batch is the cache's first rows, fed at the cached tensor: the run covers the
+layers above it. The layers below ran once, in the cache (which refuses random ops and batch
+statistics unless told); random ops there, which the exported model runs on every call, need
+``allow_random`` again, since no input is at hand to run them.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from graphsurgeon._src.determinism import batch_mixing_ops, mixing_phrase, probe, random_ops_upstream
+from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
+
+
+@dataclasses.dataclass
+class HeadInput:
+    """What :func:`check_head_input` found about ``tensor``, the tensor the head reads (or the
+    logits fine-tuned): ``random`` (two runs on one batch differed), ``batch_dependent`` (the first
+    example alone differed; None: not checked), the ``random_ops`` upstream of it (a graph scan:
+    dropout fed 1.0 still holds one), and ``notes``: one sentence per finding the run accepted."""
+
+    tensor: str
+    examples: int
+    random: bool
+    batch_dependent: bool | None
+    random_ops: list
+    notes: list = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _feeds_text(feeds: dict) -> str:
+    shown = [f"{n} fed {np.asarray(v).item() if np.asarray(v).size == 1 else list(np.shape(v))}"
+             for n, v in sorted(feeds.items())]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _feed_hint(feeds: dict) -> str:
+    # only a placeholder can make random ops deterministic, and every one the cut reads is fed
+    return ", give the placeholder that drives them its inference value in feeds=" if feeds else ""
+
+
+def check_head_input(cfg, setup, feeder, x, cached: str | None = None) -> HeadInput:
+    """Check the tensor ``setup`` cuts at (see the module docstring) on batch ``x`` fed by ``feeder``
+    (at the input, or at the ``cached`` tensor when training from a cache).
+
+    Raises:
+      RandomTensorError: two runs differ (or, from a cache, random ops lie below the cached
+        tensor), unless ``cfg.allow_random``.
+      BatchDependentError: the first example alone gives other values than in its batch, unless
+        ``cfg.allow_batch_dependent``.
+    """
+    model = setup.model
+    t = model.tensor(setup.cut)
+    what = "output" if not cfg.head else "the head's input"
+    ops = random_ops_upstream(model, t.name)
+    notes = []
+    below = random_ops_upstream(model, cached) if cached else []
+    if below:
+        if not cfg.allow_random:
+            raise RandomTensorError(
+                f"the cached tensor '{cached}' depends on random op(s) {', '.join(below[:3])} (its cache was made "
+                "with allow_random=True): the exported model runs them on every call, and from a cache they cannot "
+                "be run to see whether a feed makes them deterministic; pass allow_random=True if one does, or "
+                "train from the data")
+        notes.append(f"the cached tensor '{cached}' depends on random op(s) {', '.join(below[:3])}, not run (a "
+                     "cache holds no inputs): accepted by allow_random=True")
+    p = probe(model, t, feeder, x)
+    if p.random:
+        if not cfg.allow_random:
+            raise RandomTensorError(
+                f"{what} '{t.name}' differs between two runs on the same batch{_feeds_text(feeder.values)}: it "
+                f"depends on random op(s) {', '.join(ops[:3])} (dropout with keep_prob baked in?), so the exported "
+                f"model would answer differently on every call; cut below them{_feed_hint(feeder.values)}, or pass "
+                "allow_random=True")
+        notes.append(f"{what} '{t.name}' is random (two runs on one batch differed; random op(s) "
+                     f"{', '.join(ops[:3])}): accepted by allow_random=True; the exported model's answers differ "
+                     "call to call, and whether they depend on the batch was not checked")
+    if p.batch_dependent:
+        because = mixing_phrase(model, t.name, feeder.input.op.name)
+        if not cfg.allow_batch_dependent:
+            raise BatchDependentError(
+                f"{what} '{t.name}' depends on the other examples in its batch ({because}: batch statistics such "
+                "as tf.nn.moments or batch norm in training mode): the first training example alone gives other "
+                "values than in its batch, so the exported model's answer for an example would depend on the "
+                "examples served with it; cut below them, or pass allow_batch_dependent=True")
+        notes.append(f"{what} '{t.name}' depends on its batch-mates ({because}): accepted by "
+                     "allow_batch_dependent=True; the exported model's answer for an example depends on the "
+                     "examples served with it")
+    return HeadInput(t.name, p.examples, bool(p.random), p.batch_dependent, ops, notes)
+
+
+def plan_notes(cfg, model, cut: str, input_op: str, fixed: int | None) -> list[str]:
+    """What the graph alone says about the run of ``cfg`` (the dry-run plan runs nothing): random
+    ops and ops that may mix a batch below the tensor ``cut`` (the run checks them as
+    :func:`check_head_input` says), and a batch the graph fixes (the export serves only that size)."""
+    notes = []
+    ops = random_ops_upstream(model, cut)
+    if ops:
+        notes.append(f"'{cut}' depends on random op(s) {', '.join(ops[:3])}: retrain runs it twice on the first "
+                     "training batch, fed as the export is fed, and refuses it if the runs differ (dropout with "
+                     "keep_prob baked in)" + ("; allow_random=True accepts it" if cfg.allow_random else
+                                              " unless allow_random=True"))
+    mixing = batch_mixing_ops(model, cut, input_op)
+    if mixing:
+        notes.append(f"'{cut}' reads op(s) that may mix the examples of a batch ({', '.join(mixing[:3])}): retrain "
+                     "runs the first training example alone and refuses the cut if its values change (batch "
+                     "statistics)" + ("; allow_batch_dependent=True accepts it" if cfg.allow_batch_dependent else
+                                      " unless allow_batch_dependent=True"))
+    if fixed:
+        notes.append(f"the graph fixes the batch at {fixed} in its static shapes: retrain trains on batches of "
+                     f"{fixed}, and the exported model serves batches of exactly {fixed} examples")
+    return notes

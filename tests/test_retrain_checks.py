@@ -1,0 +1,152 @@
+"""The tensor a new head reads must give each example one answer, or the export will not:
+retrain runs it on the first training batch twice and its first example alone, with the feeds
+the export keeps, and refuses random or batch-dependent values unless told (see
+graphsurgeon/_src/retrain/checks.py). Tiny graphs, one epoch: seconds."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import graphsurgeon as gs
+from graphsurgeon._src.storage.datasets import Dataset
+
+from helpers import cli
+
+tf1 = tf.compat.v1
+
+
+def _net(directory, kind):
+    """X[None, 6] -> hidden (8, relu) -> KIND -> features (8, relu) -> logits (3), saved with Saver.
+    KIND: dropout with keep_prob 'baked' in, fed by a 'placeholder', or a placeholder 'default'
+    1.0; 'moments' (batch statistics); 'none'."""
+    g = tf.Graph()
+    with g.as_default():
+        tf1.set_random_seed(0)
+        x = tf1.placeholder(tf.float32, [None, 6], name="X")
+        init = tf1.glorot_uniform_initializer(seed=1)
+        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8], initializer=init)) + 0.1, name="hidden")
+        if kind == "baked":
+            h = tf1.nn.dropout(h, keep_prob=0.5)
+        elif kind == "placeholder":
+            h = tf1.nn.dropout(h, keep_prob=tf1.placeholder(tf.float32, (), name="keep_prob"))
+        elif kind == "default":
+            h = tf1.nn.dropout(h, keep_prob=tf1.placeholder_with_default(1.0, (), name="keep_prob"))
+        elif kind == "moments":
+            mean, var = tf.nn.moments(h, [0])
+            h = tf.nn.batch_normalization(h, mean, var, None, None, 1e-3)
+        f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8], initializer=init)) + 0.1, name="features")
+        tf.matmul(f, tf1.get_variable("w3", [8, 3], initializer=init), name="logits")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, kind, "m.ckpt"))
+
+
+def _data(n=40):
+    x = np.random.default_rng(0).normal(size=(n, 6)).astype(np.float32)
+    return Dataset(x, (x[:, 0] > 0).astype(np.int64), np.array(["train"] * n), [str(i) for i in range(n)])
+
+
+def _retrain(prefix, out, **kw):
+    cfg = gs.RetrainConfig(model=prefix, head=kw.pop("head", "features:2"), epochs=1, **kw)
+    return gs.retrain(cfg, _data(), str(out), progress=False)
+
+
+def _serve_twice(saved_model, x):
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+        sig = tf1.saved_model.loader.load(s, ["serve"], saved_model).signature_def["serving_default"]
+        run = (lambda: s.run(sig.outputs["probabilities"].name, {sig.inputs["inputs"].name: x}))
+        return run(), run()
+
+
+def test_dropout_with_keep_prob_baked_in_is_refused_unless_allowed(tmp_path):
+    prefix = _net(str(tmp_path), "baked")
+    with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between two runs on the "
+                                                   r"same batch: it depends on random op\(s\) dropout/"):
+        _retrain(prefix, tmp_path / "o")
+    assert not os.path.exists(tmp_path / "o")  # refused before anything was written
+    with pytest.raises(gs.RandomTensorError, match="'logits:0' differs"):  # fine-tuning the old logits too
+        _retrain(prefix, tmp_path / "o", head=None, output="logits")
+    _retrain(prefix, tmp_path / "below", head="hidden:2")  # below the dropout: deterministic
+    res = _retrain(prefix, tmp_path / "o", allow_random=True)
+    assert res.head_input.random and res.head_input.batch_dependent is None
+    assert res.head_input.notes == [
+        "the head's input 'features:0' is random (two runs on one batch differed; random op(s) "
+        "dropout/random_uniform/RandomUniform): accepted by allow_random=True; the exported model's answers differ "
+        "call to call, and whether they depend on the batch was not checked"]
+    a, b = _serve_twice(str(tmp_path / "o/saved_model"), _data().x[:8])
+    assert not np.allclose(a, b)  # what the note says is true of the export
+
+
+def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
+    prefix = _net(str(tmp_path), "placeholder")
+    res = _retrain(prefix, tmp_path / "o", feeds={"keep_prob": 1.0}, train_feeds={"keep_prob": 0.5})
+    assert res.head_input.random is False and res.head_input.batch_dependent is False
+    assert res.head_input.random_ops and res.head_input.notes == []  # a random op is there; its runs agree
+    a, b = _serve_twice(str(tmp_path / "o/saved_model"), _data().x[:8])
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(gs.RandomTensorError, match=r"same batch \(keep_prob fed 0.5\): .* cut below them, give the "
+                                                   r"placeholder that drives them its inference value in feeds="):
+        _retrain(prefix, tmp_path / "p", feeds={"keep_prob": 0.5})
+    res = _retrain(_net(str(tmp_path), "default"), tmp_path / "d")
+    assert res.head_input.random is False and res.head_input.random_ops and res.head_input.notes == []
+
+
+def test_batch_statistics_are_refused_unless_allowed(tmp_path):
+    prefix = _net(str(tmp_path), "moments")
+    with pytest.raises(gs.BatchDependentError, match=r"'features:0' depends on the other examples in its batch "
+                                                     r"\(through moments/mean, moments/variance"):
+        _retrain(prefix, tmp_path / "o")
+    res = _retrain(prefix, tmp_path / "o", allow_batch_dependent=True)
+    assert res.head_input.batch_dependent and res.head_input.random is False
+    assert "accepted by allow_batch_dependent=True" in res.head_input.notes[0]
+    assert _retrain(prefix, tmp_path / "h", head="hidden:2").head_input.batch_dependent is False
+
+
+def test_from_a_cache_the_layers_above_it_are_run_and_random_ops_below_need_the_flag(tmp_path):
+    prefix = _net(str(tmp_path), "baked")
+    x, y = _data().x, _data().y
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    gs.generate_cache(prefix, "hidden", str(tmp_path / "d.npz"), str(tmp_path / "c1"), progress=False)
+    cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1)
+    with pytest.raises(gs.RandomTensorError, match="'features:0' differs between two runs"):  # dropout above the cache
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c1"), progress=False)
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), str(tmp_path / "c2"), progress=False,
+                      allow_random=True)
+    with pytest.raises(gs.RandomTensorError, match=r"^the cached tensor 'features:0' depends on random op\(s\) "
+                                                   r"dropout/random_uniform/RandomUniform \(its cache was made"):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c2"), progress=False)
+    cfg.allow_random = True
+    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c2"), progress=False)
+    assert res.head_input.notes[0].startswith("the cached tensor 'features:0' depends on random op(s)")
+
+
+def test_from_a_cache_a_keep_prob_placeholder_above_it_is_fed(tmp_path):
+    """Dropout between the cached tensor and the head, driven by a placeholder: training feeds it
+    the train_feeds value, the check and the export the feeds value (it was not fed at all)."""
+    prefix = _net(str(tmp_path), "placeholder")
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    gs.generate_cache(prefix, "hidden", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)
+    cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1, feeds={"keep_prob": 1.0},
+                           train_feeds={"keep_prob": 0.5})
+    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c"), progress=False)
+    assert res.head_input.random is False and res.history
+    cfg.feeds = {"keep_prob": 0.5}
+    with pytest.raises(gs.RandomTensorError, match=r"same batch \(keep_prob fed 0.5\)"):
+        gs.retrain(cfg, None, str(tmp_path / "p"), cache=str(tmp_path / "c"), progress=False)
+
+
+def test_plan_notes_and_the_command_line(tmp_path, capfd):
+    prefix = _net(str(tmp_path), "baked")
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    code, out, _ = cli(capfd, "plan", "--model", prefix, "--head", "features:2")
+    assert code == 0 and "-- note: 'features' depends on random op(s) dropout/random_uniform/RandomUniform: retrain " \
+                          "runs it twice" in out and out.rstrip().endswith("unless --allow-random")
+    assert gs.plan(gs.RetrainConfig(model=prefix, head="hidden:2")).notes == []
+    code, _, err = cli(capfd, "retrain", "--model", prefix, "--head", "features:2", "--data", tmp_path / "d.npz",
+                       "--out", tmp_path / "o", "--epochs", 1, "--quiet")
+    assert code == 2 and err.count("\n") == 1 and err.rstrip().endswith("cut below them, or pass --allow-random")
+    code, out, err = cli(capfd, "retrain", "--model", prefix, "--head", "features:2", "--data", tmp_path / "d.npz",
+                         "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-random")
+    assert code == 0, err
+    assert out.count("accepted by --allow-random") == 1 and "allow_random" not in out
