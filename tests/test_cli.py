@@ -201,3 +201,51 @@ def test_cache_names_the_cut_point_cut_and_still_takes_the_old_spelling(capfd):
         build_parser().parse_args(["cache", "--help"])
     out = " ".join(capfd.readouterr().out.split())
     assert "--cut TENSOR, --tensor TENSOR" in out and "--tensor is its old spelling" in out
+
+
+def test_plan_refuses_what_retrain_refuses(seed004, npz, tmp_path, capfd):
+    """A float16 value for a float32 variable: plan shows the row, then refuses as retrain does (one
+    line, exit 2) unless --allow-cast (plan once exited 0 where retrain refused); so with a shape
+    mismatch and a missing variable."""
+    import shutil
+
+    import tensorflow as tf
+
+    from helpers import ckpt, cli
+
+    tf1 = tf.compat.v1
+    prefix, _, _ = seed004
+    src = ckpt(prefix)
+    g = tf.Graph()
+    with g.as_default():  # the same names, hidden1/weights stored as float16
+        vs = [tf1.Variable(v.astype(np.float16) if n == "hidden1/weights" else v, name=n) for n, v in src.items()]
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            half = tf1.train.Saver(vs).save(s, str(tmp_path / "m" / "half.ckpt"), write_meta_graph=False)
+    shutil.copy(prefix + ".meta", half + ".meta")
+    refusal = ("error: 1 variable(s) cannot be restored: hidden1/weights: the checkpoint holds float16 but the graph's "
+               "variable is float32 (pass --allow-cast to cast it)")
+    code, out, err = cli(capfd, "plan", "--model", half, "--head", "hidden3/Relu:2")
+    assert (code, our_stderr(err)) == (2, ["graphsurgeon plan: " + refusal])
+    assert "hidden1/weights     restored       no    [500, 300]  (cast from float16)" in out
+    code, out, err = cli(capfd, "retrain", "--model", half, "--head", "hidden3/Relu:2", "--data", npz,
+                         "--out", tmp_path / "o", "--quiet")
+    assert (code, our_stderr(err)) == (2, ["graphsurgeon retrain: " + refusal])
+    code, out, err = cli(capfd, "plan", "--model", half, "--head", "hidden3/Relu:2", "--allow-cast", "--json")
+    assert code == 0, err
+    assert json.loads(out)["counts"]["cast"] == 1
+    # a shape mismatch and a variable the checkpoint lacks: the same refusals as retrain's
+    g = tf.Graph()
+    with g.as_default():
+        vs = [tf1.Variable(np.zeros(6, np.float32) if n == "output/biases" else v, name=n)
+              for n, v in src.items() if n != "output/weights"]
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            odd = tf1.train.Saver(vs).save(s, str(tmp_path / "m2" / "odd.ckpt"), write_meta_graph=False)
+    shutil.copy(prefix + ".meta", odd + ".meta")
+    code, out, err = cli(capfd, "plan", "--model", odd)
+    assert (code, our_stderr(err)) == (2, [
+        "graphsurgeon plan: error: 2 variable(s) cannot be restored: output/biases: graph shape [5] but checkpoint "
+        "'output/biases' has [6] (drop it from the restore, or replace the layer with a new head); output/weights: not "
+        "in the checkpoint (pass --allow-missing to initialize it)"])
+    assert "output/biases" in out and "shape_mismatch" in out and "missing" in out

@@ -71,7 +71,8 @@ def cmd_inspect(args):
 def cmd_plan(args):
     from graphsurgeon._src.retrain import build, picture
 
-    setup = build(_config(args), values=False)
+    cfg = _config(args)
+    setup = build(cfg, values=False)
     dot = picture(setup, depth=args.depth) if (args.dot or args.svg) else None
     if args.dot:
         from graphsurgeon._src.storage.writer import write_text
@@ -81,7 +82,10 @@ def cmd_plan(args):
         from graphsurgeon._src.storage.graphviz import write_svg
 
         write_svg(dot, args.svg)
-    print(setup.plan.to_json() if args.json else setup.plan.format_text())
+    print(setup.plan.to_json() if args.json else setup.plan.format_text(), flush=True)
+    # what retrain would refuse before reading a value (casts without --allow-cast, shape mismatches, missing
+    # variables without --allow-missing), refused here too, after the table that shows where
+    setup.plan.check(allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast)
     return 0
 
 
