@@ -53,6 +53,10 @@ MESSAGES = [
     (TRAINING, "checkpoint m/c: tensor 'hidden/w' holds 1 NaN value(s) of 4 (a diverged run or a damaged file); "
                "every output computed from it would be NaN: restore another checkpoint, or drop it from the restore "
                "(rules=Rules(drop=['hidden/w'])) so that its variable is initialized anew"),
+    (TRAINING, "lr_mult='hidden2=0.1': hidden2 matches only variables that do not train (hidden2/biases); make them "
+               "train (trainable=hidden2) or leave the multiplier out"),
+    (TRAINING, "lr_mult='hidden2=0.1': hidden2 matches only variables that start training at an unfreeze stage "
+               "(hidden2/biases); that stage sets their multiplier: give it there (unfreeze=EPOCH:hidden2=0.1)"),
     (("learn-task",), "m/ has 2 tasks: give each old_data= its task's name (old_data={'TASK': PATH}; "
                       "tasks: a, b)"),
     (("learn-task",), "old_data={'nosuch': PATH}: m/ has no such task (a, b)"),

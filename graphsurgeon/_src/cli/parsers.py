@@ -47,9 +47,11 @@ def _model_args(p):
                    help="checkpoint names -> graph names by regex (re.sub), as migrate's --rename")
     p.add_argument("--map-scope", nargs="+", action="extend", metavar="CKPT/=GRAPH/",
                    help="restore checkpoint scope CKPT/ into graph scope GRAPH/")
-    p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F", help="learning-rate multiplier")
+    p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F",
+                   help="learning-rate multiplier of trainable variables (a pattern matching none is refused)")
     p.add_argument("--unfreeze", nargs="+", action="extend", metavar="EPOCH:PAT[=F]",
-                   help="from EPOCH on, PAT trains too (at multiplier F)")
+                   help="after EPOCH epochs, PAT trains too (at multiplier F; plan's train column says "
+                        "'from EPOCH+1')")
     p.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE",
                    help="value of another placeholder (keep_prob, is_training, an initial state) at inference: "
                         "a number, true/false, or an .npy file, broadcast to its shape")

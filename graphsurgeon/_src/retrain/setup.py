@@ -83,7 +83,8 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     upd = stage_updates[-1]
     plan = make_plan(graph_variable_info(model.graph), _entries(model), rules=rules,
                      restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit,
-                     trainable=final, lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
+                     trainable=final, lr_mult=final, trains_from=train.trains_from(stage_sets),
+                     update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
     model.plan = plan
     if values:
@@ -112,6 +113,7 @@ def _trainable(cfg, model, new):
     mults = train.multipliers(sorted(set(chosen) | set(new)), cfg.lr_mult)
     stages = [train.parse_stage(s) for s in cfg.unfreeze]
     stage_sets = train.stage_sets(mults, stages, names, in_collection)
+    train.check_lr_mult(cfg.lr_mult, stage_sets, names)
     final = stage_sets[-1][1]
     # each stage runs the update ops (batch-norm moving statistics) of its own trainable layers only
     ordered = sorted(stages, key=lambda st: st.epoch)
@@ -129,7 +131,8 @@ def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
     upd = stage_updates[-1]
     plan = make_plan(graph_variable_info(model.graph), _entries(model), rules=rules,
                      restore_optimizer=cfg.restore_optimizer, trainable=final, lr_mult=final,
-                     update_ops=[o.name for o in upd], inputs=model.inputs, outputs=model.outputs)
+                     trains_from=train.trains_from(stage_sets), update_ops=[o.name for o in upd],
+                     inputs=model.inputs, outputs=model.outputs)
     model.plan = plan
     if values:
         load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)

@@ -43,6 +43,14 @@ class VariablePlan:
     checkpoint_shape: tuple | None = None
     lr_mult: float | None = None
     checkpoint_dtype: str | None = None
+    trains_from: int | None = None  # the epoch it starts training in (1: the first); None when it does not train
+
+    @property
+    def train_word(self) -> str:
+        """The plan's train column: ``yes``, ``no``, or ``from N`` for a variable an unfreeze stage starts."""
+        if not self.trainable:
+            return "no"
+        return f"from {self.trains_from}" if (self.trains_from or 1) > 1 else "yes"
 
     @property
     def cast(self) -> bool:
@@ -121,7 +129,8 @@ class Plan:
 
     def format_text(self) -> str:
         width = max([len(v.name) for v in self.variables] + [8])
-        lines = [f"{'variable':<{width}}  {'status':<14} {'train':<5} shape"]
+        tw = max([len(v.train_word) for v in self.variables] + [5])
+        lines = [f"{'variable':<{width}}  {'status':<14} {'train':<{tw}} shape"]
         slots = [v for v in self.variables if v.status in ("dropped", "reinitialized") and is_optimizer_state(v.name)]
         for v in self.variables:
             if v in slots:
@@ -135,14 +144,16 @@ class Plan:
                 extra += f"  (cast from {v.checkpoint_dtype})"
             if v.lr_mult not in (None, 1.0) and v.trainable:
                 extra += f"  lr x{v.lr_mult:g}"
-            lines.append(f"{v.name:<{width}}  {v.status:<14} {'yes' if v.trainable else 'no':<5} {list(v.shape)}{extra}")
+            lines.append(f"{v.name:<{width}}  {v.status:<14} {v.train_word:<{tw}} {list(v.shape)}{extra}")
         for status in ("dropped", "reinitialized"):
             group = [v for v in slots if v.status == status]
             if group:
-                lines.append(f"{'(old optimizer state)':<{width}}  {status:<14} {'no':<5} {len(group)} variables "
+                lines.append(f"{'(old optimizer state)':<{width}}  {status:<14} {'no':<{tw}} {len(group)} variables "
                              "(optimizer slots, beta1_power-style accumulators, global_step)")
         counts = ", ".join(f"{len(self.by_status(s))} {s}" for s in STATUSES if self.by_status(s))
-        lines.append(f"-- {len(self.variables)} variables: {counts}; {len(self.trainable)} trainable")
+        later = sum(v.train_word.startswith("from") for v in self.variables)
+        lines.append(f"-- {len(self.variables)} variables: {counts}; {len(self.trainable)} trainable"
+                     + (f" ({later} from a later epoch, the one their train column names)" if later else ""))
         if self.update_ops:
             lines.append(f"-- update ops that run while training: {', '.join(self.update_ops)}")
         return "\n".join(lines)
@@ -174,12 +185,13 @@ def checkpoint_names(graph_names, entries, rules: Rules | None = None) -> dict:
     return {g: inverse.get(g, g) for g in graph_names}
 
 
-def _variable_plan(name, info, entries, ck, *, new, fresh, reinit, trainable, lr_mult) -> VariablePlan:
+def _variable_plan(name, info, entries, ck, *, new, fresh, reinit, trainable, lr_mult, trains_from) -> VariablePlan:
     """One graph variable's fate: new, restored, reinitialized (``fresh``), missing or shape mismatch;
     ``ck`` is the checkpoint name it reads."""
     shape, dtype = tuple(info[0]), info[1]
     full_shape = tuple(info[3]) if len(info) > 2 else shape
-    vp = VariablePlan(name, shape, dtype, "missing", trainable, lr_mult=lr_mult)
+    vp = VariablePlan(name, shape, dtype, "missing", trainable, lr_mult=lr_mult,
+                      trains_from=(trains_from or 1) if trainable else None)
     if new:
         vp.status = "new"
     elif ck in entries:
@@ -191,7 +203,8 @@ def _variable_plan(name, info, entries, ck, *, new, fresh, reinit, trainable, lr
 
 
 def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, restore_optimizer: bool = True,
-              new=(), reinit=(), trainable=(), lr_mult=None, update_ops=(), inputs=(), outputs=()) -> Plan:
+              new=(), reinit=(), trainable=(), lr_mult=None, trains_from=None, update_ops=(), inputs=(),
+              outputs=()) -> Plan:
     """Decide every variable's fate.
 
     Args:
@@ -208,6 +221,7 @@ def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, re
       reinit: names to initialize anew although the checkpoint has them.
       trainable: names that train.
       lr_mult: ``{name: multiplier}``.
+      trains_from: ``{name: the epoch it starts training in}`` (1, the first, when not given).
 
     Returns:
       A :class:`Plan`; it does not raise on mismatches (see :meth:`Plan.check`).
@@ -224,7 +238,7 @@ def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, re
             raise ConfigError(f"rules {what}={getattr(rules, what)!r}: {what} is a migration setting; restore "
                               "does not take it" + (" (allow_cast=True casts restored values)" if what == "cast" else ""))
     new, reinit, trainable = set(new), set(reinit), set(trainable)
-    lr_mult = lr_mult or {}
+    lr_mult, trains_from = lr_mult or {}, trains_from or {}
     full = {n: info[2] if len(info) > 2 else n for n, info in graph_vars.items()}
     reads = checkpoint_names(sorted(set(full.values())), entries, rules)
     chosen = set(rules.chosen(sorted(entries))) if (rules.keep or rules.drop or rules.presets) else set(entries)
@@ -232,7 +246,7 @@ def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, re
              or (not restore_optimizer and is_optimizer_state(n))}
     plans = [_variable_plan(name, graph_vars[name], entries, reads[full[name]], new=name in new,
                             fresh=name in fresh, reinit=name in reinit, trainable=name in trainable,
-                            lr_mult=lr_mult.get(name))
+                            lr_mult=lr_mult.get(name), trains_from=trains_from.get(name))
              for name in sorted(graph_vars)]
     used = {v.checkpoint_name for v in plans if v.checkpoint_name}
     for ck in sorted(set(entries) - used):
