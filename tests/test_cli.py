@@ -266,7 +266,7 @@ def test_plan_says_when_unfrozen_layers_start_and_lr_mult_needs_a_trainable_vari
     assert rows["hidden2/weights"] == "hidden2/weights     restored       from 3 [300, 100]  lr x0.1"
     assert rows["hidden3/weights"] == "hidden3/weights     restored       yes    [100, 50]"
     assert rows["hidden1/weights"] == "hidden1/weights     restored       no     [500, 300]"
-    assert out.splitlines()[-1].endswith("; 6 trainable (2 from a later epoch, the one their train column names)")
+    assert out.splitlines()[-2].endswith("; 6 trainable (2 from a later epoch, the one their train column names)")
     code, out, err = cli(capfd, "plan", *base, "--unfreeze", "2:hidden2=0.1", "--json")
     trains_from = {v["name"]: v["trains_from"] for v in json.loads(out)["variables"]}
     assert (trains_from["hidden2/biases"], trains_from["hidden3/weights"], trains_from["head/logits/kernel"],

@@ -324,3 +324,24 @@ def test_thaw_takes_the_gan_biases_added_with_a_plain_add(tmp_path, capfd):
     with gs.restore(str(tmp_path / "t")) as t:
         assert sorted(t.variables) == ["dis/D_b1", "dis/D_b2", "dis/D_w1", "dis/D_w2"]
         assert t.run("Sigmoid", {"x": x}).tobytes() == want.tobytes()
+
+
+def test_a_conv_cut_is_pooled_or_flattened_as_asked_and_plan_says_which(tmp_path, capfd):
+    """lenet_noyin's MaxPool_1 is [None, 5, 5, 16]: the head averages it to 16 features (the default),
+    or with --pool flatten reads all 400; plan says which (it said nothing), and retrain trains the head
+    it describes."""
+    path = os.path.join(REAL, "lenet_noyin")
+    head = ["--model", path, "--head", "MaxPool_1:10"]
+    code, out, err = cli(capfd, "plan", *head)
+    assert code == 0 and out.splitlines()[-1] == "-- the head reads MaxPool_1:0 [5, 5, 16] -> avg over 5×5 -> 16 features"
+    code, out, err = cli(capfd, "plan", *head, "--pool", "flatten", "--json")
+    assert json.loads(out)["features"] == {"cut": "MaxPool_1:0", "shape": [5, 5, 16], "pool": "flatten", "features": 400}
+    x, y = _digits(40, 32)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    code, out, err = cli(capfd, "retrain", *head, "--pool", "flatten", "--data", tmp_path / "d.npz",
+                         "--out", tmp_path / "o", "--epochs", 1, "--quiet")
+    assert code == 0, err
+    assert ckpt(str(tmp_path / "o" / "checkpoint" / "model.ckpt"))["head/logits/kernel"].shape == (400, 10)
+    assert json.loads((tmp_path / "o" / "plan.json").read_text())["features"]["pool"] == "flatten"
+    code, out, err = cli(capfd, "plan", "--model", path, "--head", "Elu_2:10")
+    assert out.splitlines()[-1] == "-- the head reads Elu_2:0 [120] -> 120 features"

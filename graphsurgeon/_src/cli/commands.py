@@ -45,7 +45,7 @@ def _config(args):
             raise ConfigError(f"--{old} was replaced by {new}")
     overrides = dict(
         model=args.model, head=args.head, head_hidden=args.head_hidden, head_activation=args.head_activation,
-        head_initializer=args.head_init, output=args.output, input=args.input,
+        head_initializer=args.head_init, pool=args.pool, output=args.output, input=args.input,
         trainable=args.trainable, keep=args.keep, drop=args.drop, reinit=args.reinit,
         rename=_pairs(args.rename, "--rename") or None, map_scope=_pairs(args.map_scope, "--map-scope") or None,
         lr_mult=args.lr_mult, unfreeze=args.unfreeze,

@@ -39,6 +39,9 @@ def _model_args(p):
                    help="activation of the head's hidden layers (default relu)")
     p.add_argument("--head-init", choices=["glorot_uniform", "glorot_normal", "he_normal", "truncated_normal"],
                    help="kernel initializer of the new head (default glorot_uniform)")
+    p.add_argument("--pool", choices=["avg", "flatten"],
+                   help="a cut of rank > 2 ([batch, 5, 5, 16]) becomes the head's features by averaging over its "
+                        "inner axes (avg, default: 16 features) or by flattening (400 features)")
     p.add_argument("--output", metavar="TENSOR", help="existing logits to fine-tune (instead of --head)")
     p.add_argument("--input", metavar="TENSOR",
                    help="the tensor fed with the data (a placeholder, or any tensor such as a queue's output; "

@@ -71,7 +71,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
     if spec:
         head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
-                        kernel_initializer=cfg.head_initializer, scope=cfg.head_scope, seed=cfg.seed)
+                        kernel_initializer=cfg.head_initializer, scope=cfg.head_scope, pool=cfg.pool, seed=cfg.seed)
         logits, probs = head.logits, head.probabilities
     else:
         head = None
@@ -86,6 +86,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
                      trainable=final, lr_mult=final, trains_from=train.trains_from(stage_sets),
                      update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
+    plan.features = head.features_report() if head else None
     model.plan = plan
     if values:
         load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)

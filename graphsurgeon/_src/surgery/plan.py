@@ -72,6 +72,7 @@ class Plan:
     update_ops: list = dataclasses.field(default_factory=list)
     inputs: list = dataclasses.field(default_factory=list)
     outputs: list = dataclasses.field(default_factory=list)
+    features: dict | None = None  # a new head's input: Head.features_report() (None without a head)
 
     def by_status(self, status: str) -> list[str]:
         return [v.name for v in self.variables if v.status == status]
@@ -122,6 +123,7 @@ class Plan:
             "update_ops": list(self.update_ops),
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
+            "features": self.features,
         }
 
     def to_json(self) -> str:
@@ -156,7 +158,16 @@ class Plan:
                      + (f" ({later} from a later epoch, the one their train column names)" if later else ""))
         if self.update_ops:
             lines.append(f"-- update ops that run while training: {', '.join(self.update_ops)}")
+        if self.features:
+            lines.append(_features_line(self.features))
         return "\n".join(lines)
+
+
+def _features_line(f: dict) -> str:
+    """``-- the head reads MaxPool_9:0 [5, 5, 16] -> avg over 5×5 -> 16 features``."""
+    dims = [("?" if d is None else str(d)) for d in f["shape"]]
+    how = {"avg": f" -> avg over {'×'.join(dims[:-1])}", "flatten": " -> flattened"}.get(f["pool"], "")
+    return f"-- the head reads {f['cut']} [{', '.join(dims)}]{how} -> {f['features']} features"
 
 
 def checkpoint_names(graph_names, entries, rules: Rules | None = None) -> dict:
