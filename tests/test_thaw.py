@@ -122,6 +122,22 @@ def test_thaw_takes_biases_added_with_a_plain_add(tmp_path, capfd):
     assert stdout.splitlines()[0] == "l1/b  [4]" and ", 3 weight-like constants stay constants;" in stdout
 
 
+def test_training_a_frozen_graph_says_to_thaw_it_first(frozen_mlp, npz, tmp_path, capfd):
+    """--trainable on a frozen graph (no variables) names the thaw command that makes them variables
+    (it said only that the pattern matches no variable, closest scopes: none)."""
+    path, _, _ = frozen_mlp
+    said = (f"--trainable hidden3: {path} holds no variables (a frozen graph: its weights are constants), so nothing "
+            f"of it can train; turn the weights to train into variables first: graphsurgeon thaw {path} --scopes "
+            "hidden3 --out DIR, then give --model DIR")
+    for command, more in (("plan", []), ("retrain", ["--data", npz, "--out", tmp_path / "o", "--quiet"])):
+        code, _, err = cli(capfd, command, "--model", path, "--head", "hidden2/Relu:2", "--trainable", "hidden3", *more)
+        lines = [l for l in err.splitlines() if l.startswith("graphsurgeon")]
+        assert code == 2 and lines == [f"graphsurgeon {command}: error: {said}"], err
+    with pytest.raises(gs.ConfigError, match=r"graphsurgeon\.thaw\('.*frozen.pb', \['hidden3'\], out_dir\)"):
+        gs.plan(gs.RetrainConfig(model=path, trainable=["hidden3"]))
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--scopes", "hiden3"], "pattern 'hiden3' matches no weight-like constant; closest scopes: hidden3"),
     (["--scopes", "hidden3/Relu"], "pattern 'hidden3/Relu' matches no weight-like constant; closest scopes: hidden3"),

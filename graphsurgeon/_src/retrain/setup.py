@@ -104,6 +104,11 @@ def _entries(model) -> dict:
 def _trainable(cfg, model, new):
     """``(final {name: lr multiplier}, stage sets, update ops)`` of what trains."""
     names = list(model.variables)
+    if cfg.trainable and not set(names) - set(new):
+        raise ConfigError(f"trainable={' '.join(cfg.trainable)}: {cfg.model} holds no variables (a frozen graph: its "
+                          "weights are constants), so nothing of it can train; turn the weights to train into variables "
+                          f"first: graphsurgeon.thaw({cfg.model!r}, {list(cfg.trainable)!r}, out_dir), then restore "
+                          "out_dir")
     chosen = select.match(cfg.trainable, [n for n in names if n not in new]) if cfg.trainable else []
     # Only variables in TRAINABLE_VARIABLES get gradients (batch-norm moving statistics are not);
     # those move through the update ops of trainable layers instead.
