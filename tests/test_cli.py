@@ -228,7 +228,7 @@ def test_plan_refuses_what_retrain_refuses(seed004, npz, tmp_path, capfd):
                "variable is float32 (pass --allow-cast to cast it)")
     code, out, err = cli(capfd, "plan", "--model", half, "--head", "hidden3/Relu:2")
     assert (code, our_stderr(err)) == (2, ["graphsurgeon plan: " + refusal])
-    assert "hidden1/weights     restored       no    [500, 300]  (cast from float16)" in out
+    assert "hidden1/weights        restored       no    [500, 300]  (cast from float16)" in out
     code, out, err = cli(capfd, "retrain", "--model", half, "--head", "hidden3/Relu:2", "--data", npz,
                          "--out", tmp_path / "o", "--quiet")
     assert (code, our_stderr(err)) == (2, ["graphsurgeon retrain: " + refusal])
@@ -263,9 +263,9 @@ def test_plan_says_when_unfrozen_layers_start_and_lr_mult_needs_a_trainable_vari
     code, out, err = cli(capfd, "plan", *base, "--unfreeze", "2:hidden2=0.1")
     assert code == 0, err
     rows = {l.split()[0]: l for l in out.splitlines()}
-    assert rows["hidden2/weights"] == "hidden2/weights     restored       from 3 [300, 100]  lr x0.1"
-    assert rows["hidden3/weights"] == "hidden3/weights     restored       yes    [100, 50]"
-    assert rows["hidden1/weights"] == "hidden1/weights     restored       no     [500, 300]"
+    assert rows["hidden2/weights"] == "hidden2/weights        restored       from 3 [300, 100]  lr x0.1"
+    assert rows["hidden3/weights"] == "hidden3/weights        restored       yes    [100, 50]"
+    assert rows["hidden1/weights"] == "hidden1/weights        restored       no     [500, 300]"
     assert out.splitlines()[-2].endswith("; 6 trainable (2 from a later epoch, the one their train column names)")
     code, out, err = cli(capfd, "plan", *base, "--unfreeze", "2:hidden2=0.1", "--json")
     trains_from = {v["name"]: v["trains_from"] for v in json.loads(out)["variables"]}

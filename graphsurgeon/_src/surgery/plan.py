@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 from graphsurgeon._src.errors import ConfigError, PlanError
-from graphsurgeon._src.rules import Rules, is_optimizer_state
+from graphsurgeon._src.rules import Rules, is_optimizer_state, optimizer_state_kind
 
 STATUSES = ("restored", "reinitialized", "new", "dropped", "missing", "shape_mismatch")
 
@@ -66,7 +67,7 @@ class VariablePlan:
 
 @dataclasses.dataclass
 class Plan:
-    """A list of :class:`VariablePlan` (sorted by name) plus the update ops that would run."""
+    """A list of :class:`VariablePlan` (sorted by name, numbers by value: :func:`natural_key`) plus the update ops that would run."""
 
     variables: list
     update_ops: list = dataclasses.field(default_factory=list)
@@ -130,10 +131,10 @@ class Plan:
         return json.dumps(self.to_dict(), indent=2)
 
     def format_text(self) -> str:
-        width = max([len(v.name) for v in self.variables] + [8])
+        slots = [v for v in self.variables if v.status in ("dropped", "reinitialized") and is_optimizer_state(v.name)]
+        width = max([len(v.name) for v in self.variables if v not in slots] + [8] + ([len(_OLD_STATE)] if slots else []))
         tw = max([len(v.train_word) for v in self.variables] + [5])
         lines = [f"{'variable':<{width}}  {'status':<14} {'train':<{tw}} shape"]
-        slots = [v for v in self.variables if v.status in ("dropped", "reinitialized") and is_optimizer_state(v.name)]
         for v in self.variables:
             if v in slots:
                 continue
@@ -150,17 +151,40 @@ class Plan:
         for status in ("dropped", "reinitialized"):
             group = [v for v in slots if v.status == status]
             if group:
-                lines.append(f"{'(old optimizer state)':<{width}}  {status:<14} {'no':<{tw}} {len(group)} variables "
-                             "(optimizer slots, beta1_power-style accumulators, global_step)")
+                lines.append(f"{_OLD_STATE:<{width}}  {status:<14} {'no':<{tw}} {len(group)} variables "
+                             f"({_state_parts([v.name for v in group])})")
         counts = ", ".join(f"{len(self.by_status(s))} {s}" for s in STATUSES if self.by_status(s))
         later = sum(v.train_word.startswith("from") for v in self.variables)
-        lines.append(f"-- {len(self.variables)} variables: {counts}; {len(self.trainable)} trainable"
+        lines.append(f"-- {len(self.variables)} variables{': ' + counts if counts else ''}; {len(self.trainable)} trainable"
                      + (f" ({later} from a later epoch, the one their train column names)" if later else ""))
         if self.update_ops:
             lines.append(f"-- update ops that run while training: {', '.join(self.update_ops)}")
         if self.features:
             lines.append(_features_line(self.features))
         return "\n".join(lines)
+
+
+_OLD_STATE = "(old optimizer state)"
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders numbered names by number: ``Variable_2`` before ``Variable_10``.
+
+    >>> sorted(["Variable_10", "Variable", "Variable_2", "w/Adam_1", "w/Adam"], key=natural_key)
+    ['Variable', 'Variable_2', 'Variable_10', 'w/Adam', 'w/Adam_1']
+    """
+    return [int(p) if k % 2 else p for k, p in enumerate(re.split(r"(\d+)", name))]
+
+
+def _state_parts(names) -> str:
+    """``'20 Adam slots, beta1_power, beta2_power'``: what old optimizer state ``names`` hold, by kind
+    (accumulators by name, up to four)."""
+    kinds = [optimizer_state_kind(n) for n in names]
+    parts = [f"{kinds.count(k)} {k} slot{'s' if kinds.count(k) > 1 else ''}"
+             for k in sorted(set(kinds) - {"accumulator", "global_step"})]
+    acc = sorted((n for n, k in zip(names, kinds) if k == "accumulator"), key=natural_key)
+    parts += acc if len(acc) <= 4 else [f"{len(acc)} accumulators ({acc[0]}, …)"]
+    return ", ".join(parts + [n for n, k in zip(names, kinds) if k == "global_step"])
 
 
 def _features_line(f: dict) -> str:
@@ -264,5 +288,5 @@ def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, re
         shape, dtype = entries[ck][0], entries[ck][1]
         plans.append(VariablePlan(ck, tuple(shape), dtype, "dropped", False, checkpoint_name=ck,
                                   checkpoint_shape=tuple(shape), checkpoint_dtype=dtype))
-    plans.sort(key=lambda v: v.name)
+    plans.sort(key=lambda v: natural_key(v.name))
     return Plan(plans, sorted(update_ops), list(inputs), list(outputs))
