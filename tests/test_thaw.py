@@ -122,10 +122,13 @@ def test_thaw_takes_biases_added_with_a_plain_add(tmp_path, capfd):
     assert stdout.splitlines()[0] == "l1/b  [4]" and ", 3 weight-like constants stay constants;" in stdout
 
 
-def test_training_a_frozen_graph_says_to_thaw_it_first(frozen_mlp, npz, tmp_path, capfd):
+def test_training_a_frozen_graph_says_to_thaw_it_first(frozen_mlp, seed004, npz, tmp_path, capfd):
     """--trainable on a frozen graph (no variables) names the thaw command that makes them variables
-    (it said only that the pattern matches no variable, closest scopes: none)."""
+    (it said only that the pattern matches no variable, closest scopes: none); a checkpoint cut below
+    its variables is not told to thaw."""
     path, _, _ = frozen_mlp
+    code, _, err = cli(capfd, "plan", "--model", seed004[0], "--head", "X:2", "--trainable", "hidden3")
+    assert code == 2 and "pattern 'hidden3' matches no variable" in err and "thaw" not in err
     said = (f"--trainable hidden3: {path} holds no variables (a frozen graph: its weights are constants), so nothing "
             f"of it can train; turn the weights to train into variables first: graphsurgeon thaw {path} --scopes "
             "hidden3 --out DIR, then give --model DIR")

@@ -104,7 +104,7 @@ def _entries(model) -> dict:
 def _trainable(cfg, model, new):
     """``(final {name: lr multiplier}, stage sets, update ops)`` of what trains."""
     names = list(model.variables)
-    if cfg.trainable and not set(names) - set(new):
+    if cfg.trainable and model.source.kind == "frozen" and not set(names) - set(new):
         raise ConfigError(f"trainable={' '.join(cfg.trainable)}: {cfg.model} holds no variables (a frozen graph: its "
                           "weights are constants), so nothing of it can train; turn the weights to train into variables "
                           f"first: graphsurgeon.thaw({cfg.model!r}, {list(cfg.trainable)!r}, out_dir), then restore "
