@@ -69,7 +69,8 @@ def test_plan_json(seed004, capsys):
     assert rows["output/weights"]["status"] == "dropped"
     assert rows["head/logits/kernel"] == {"name": "head/logits/kernel", "shape": [50, 2], "dtype": "float32",
                                           "status": "new", "trainable": True, "checkpoint_name": None,
-                                          "checkpoint_shape": None, "lr_mult": 1.0, "checkpoint_dtype": None}
+                                          "checkpoint_shape": None, "lr_mult": 1.0, "checkpoint_dtype": None,
+                                          "trains_from": 1}
     assert all({"name", "shape", "status", "trainable"} <= set(v) for v in r["variables"])
 
 
@@ -226,3 +227,87 @@ def test_cache_names_the_cut_point_cut_and_still_takes_the_old_spelling(capfd):
         build_parser().parse_args(["cache", "--help"])
     out = " ".join(capfd.readouterr().out.split())
     assert "--cut TENSOR, --tensor TENSOR" in out and "--tensor is its old spelling" in out
+
+
+def test_plan_refuses_what_retrain_refuses(seed004, npz, tmp_path, capfd):
+    """A float16 value for a float32 variable: plan shows the row, then refuses as retrain does (one
+    line, exit 2) unless --allow-cast (plan once exited 0 where retrain refused); so with a shape
+    mismatch and a missing variable."""
+    import shutil
+
+    import tensorflow as tf
+
+    from helpers import ckpt, cli
+
+    tf1 = tf.compat.v1
+    prefix, _, _ = seed004
+    src = ckpt(prefix)
+    g = tf.Graph()
+    with g.as_default():  # the same names, hidden1/weights stored as float16
+        vs = [tf1.Variable(v.astype(np.float16) if n == "hidden1/weights" else v, name=n) for n, v in src.items()]
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            half = tf1.train.Saver(vs).save(s, str(tmp_path / "m" / "half.ckpt"), write_meta_graph=False)
+    shutil.copy(prefix + ".meta", half + ".meta")
+    refusal = ("error: 1 variable(s) cannot be restored: hidden1/weights: the checkpoint holds float16 but the graph's "
+               "variable is float32 (pass --allow-cast to cast it)")
+    code, out, err = cli(capfd, "plan", "--model", half, "--head", "hidden3/Relu:2")
+    assert (code, our_stderr(err)) == (2, ["graphsurgeon plan: " + refusal])
+    assert "hidden1/weights        restored       no    [500, 300]  (cast from float16)" in out
+    code, out, err = cli(capfd, "retrain", "--model", half, "--head", "hidden3/Relu:2", "--data", npz,
+                         "--out", tmp_path / "o", "--quiet")
+    assert (code, our_stderr(err)) == (2, ["graphsurgeon retrain: " + refusal])
+    code, out, err = cli(capfd, "plan", "--model", half, "--head", "hidden3/Relu:2", "--allow-cast", "--json")
+    assert code == 0, err
+    assert json.loads(out)["counts"]["cast"] == 1
+    # a shape mismatch and a variable the checkpoint lacks: the same refusals as retrain's
+    g = tf.Graph()
+    with g.as_default():
+        vs = [tf1.Variable(np.zeros(6, np.float32) if n == "output/biases" else v, name=n)
+              for n, v in src.items() if n != "output/weights"]
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            odd = tf1.train.Saver(vs).save(s, str(tmp_path / "m2" / "odd.ckpt"), write_meta_graph=False)
+    shutil.copy(prefix + ".meta", odd + ".meta")
+    code, out, err = cli(capfd, "plan", "--model", odd)
+    assert (code, our_stderr(err)) == (2, [
+        "graphsurgeon plan: error: 2 variable(s) cannot be restored: output/biases: graph shape [5] but checkpoint "
+        "'output/biases' has [6] (drop it from the restore, or replace the layer with a new head); output/weights: not "
+        "in the checkpoint (pass --allow-missing to initialize it)"])
+    assert "output/biases" in out and "shape_mismatch" in out and "missing" in out
+
+
+def test_plan_says_when_unfrozen_layers_start_and_lr_mult_needs_a_trainable_variable(seed004, npz, tmp_path, capfd):
+    """--unfreeze 2:hidden2 trains hidden2 from the 3rd epoch: plan's train column says so (it said
+    'yes', as if from the start); an --lr-mult that would change nothing is refused by plan and retrain
+    alike (it was silently ignored)."""
+    from helpers import cli
+
+    prefix = seed004[0]
+    base = ["--model", prefix, "--head", "hidden3/Relu:2", "--trainable", "hidden3"]
+    code, out, err = cli(capfd, "plan", *base, "--unfreeze", "2:hidden2=0.1")
+    assert code == 0, err
+    rows = {l.split()[0]: l for l in out.splitlines()}
+    assert rows["hidden2/weights"] == "hidden2/weights        restored       from 3 [300, 100]  lr x0.1"
+    assert rows["hidden3/weights"] == "hidden3/weights        restored       yes    [100, 50]"
+    assert rows["hidden1/weights"] == "hidden1/weights        restored       no     [500, 300]"
+    assert out.splitlines()[-2].endswith("; 6 trainable (2 from a later epoch, the one their train column names)")
+    code, out, err = cli(capfd, "plan", *base, "--unfreeze", "2:hidden2=0.1", "--json")
+    trains_from = {v["name"]: v["trains_from"] for v in json.loads(out)["variables"]}
+    assert (trains_from["hidden2/biases"], trains_from["hidden3/weights"], trains_from["head/logits/kernel"],
+            trains_from["hidden1/weights"]) == (3, 1, 1, None)
+    for extra, said in [
+        (["--lr-mult", "hidden2=0.1"], "--lr-mult 'hidden2=0.1': hidden2 matches only variables that do not train "
+                                       "(hidden2/biases, hidden2/weights); make them train (--trainable hidden2) or "
+                                       "leave the multiplier out"),
+        (["--lr-mult", "hidden2=0.1", "--unfreeze", "2:hidden2"],
+         "--lr-mult 'hidden2=0.1': hidden2 matches only variables that start training at an unfreeze stage "
+         "(hidden2/biases, hidden2/weights); that stage sets their multiplier: give it there (--unfreeze "
+         "EPOCH:hidden2=0.1)"),
+        (["--lr-mult", "hiden3=0.1"], "pattern 'hiden3' matches no variable; closest scopes: hidden3"),
+    ]:
+        for command, more in (("plan", []), ("retrain", ["--data", npz, "--out", tmp_path / "o", "--quiet"])):
+            code, out, err = cli(capfd, command, *base, *extra, *more)
+            assert code == 2 and our_stderr(err)[0].startswith(f"graphsurgeon {command}: error: {said}"), err
+            assert len(our_stderr(err)) == 1
+    assert not (tmp_path / "o").exists()

@@ -18,6 +18,8 @@ ARGUMENT = re.compile(r"(?<![\w-])[a-z][a-z0-9_]*=(?!=)")  # a Python keyword ar
 CLI_OR_PYTHON = re.compile(r"--[a-z][\w-]* [^\s=]+=\S*|graphsurgeon\.\w+\([^)]*\)")
 # a flag glued to Python syntax (``--train-feed{'scale': ...}``), or an argument's bare name (``each old_data``)
 GLUED = re.compile(r"(?<![\w-])--[a-z][\w-]*[{\[(]")
+# another command's command line a message suggests (``graphsurgeon thaw g.pb --scopes a --out DIR``), up to a comma
+OTHER_COMMAND = re.compile(r"graphsurgeon ([a-z][a-z-]*)( [^,;]*)")
 BARE = re.compile(r"(?<![\w-])(?:" + "|".join(sorted({k for k in FLAGS if "_" in k} | {"train_feeds"})) + r")\b")
 
 
@@ -53,6 +55,13 @@ MESSAGES = [
     (TRAINING, "checkpoint m/c: tensor 'hidden/w' holds 1 NaN value(s) of 4 (a diverged run or a damaged file); "
                "every output computed from it would be NaN: restore another checkpoint, or drop it from the restore "
                "(rules=Rules(drop=['hidden/w'])) so that its variable is initialized anew"),
+    (TRAINING, "lr_mult='hidden2=0.1': hidden2 matches only variables that do not train (hidden2/biases); make them "
+               "train (trainable=hidden2) or leave the multiplier out"),
+    (TRAINING, "lr_mult='hidden2=0.1': hidden2 matches only variables that start training at an unfreeze stage "
+               "(hidden2/biases); that stage sets their multiplier: give it there (unfreeze=EPOCH:hidden2=0.1)"),
+    (TRAINING, "trainable=a b: m/g.pb holds no variables (a frozen graph: its weights are constants), so nothing of "
+               "it can train; turn the weights to train into variables first: graphsurgeon.thaw('m/g.pb', ['a', 'b'], "
+               "out_dir), then restore out_dir"),
     (("learn-task",), "m/ has 2 tasks: give each old_data= its task's name (old_data={'TASK': PATH}; "
                       "tasks: a, b)"),
     (("learn-task",), "old_data={'nosuch': PATH}: m/ has no such task (a, b)"),
@@ -121,7 +130,10 @@ def test_the_table_names_real_commands():
 @pytest.mark.parametrize("command,message", CASES, ids=[f"{c}:{m[:40]}" for c, m in CASES])
 def test_a_commands_messages_name_its_own_flags_and_no_argument(command, message):
     said = describe_error(ConfigError(message), command)
-    lacking = [f for f in FLAG.findall(said) if f not in OPTIONS[command]]
+    for m in OTHER_COMMAND.finditer(said):  # a suggested command line names that command's own flags
+        if m.group(1) in OPTIONS:
+            assert set(FLAG.findall(m.group(2))) <= OPTIONS[m.group(1)], f"{m.group(1)} lacks a flag of: {said}"
+    lacking = [f for f in FLAG.findall(OTHER_COMMAND.sub("", said)) if f not in OPTIONS[command]]
     assert not lacking, f"{command} has no {', '.join(lacking)}: {said}"
     left = ARGUMENT.findall(CLI_OR_PYTHON.sub("", said))
     assert not left, f"{command}: Python argument(s) {', '.join(left)} left in: {said}"
@@ -132,6 +144,8 @@ def test_a_commands_messages_name_its_own_flags_and_no_argument(command, message
 
 
 def test_the_check_fails_on_a_flag_the_command_lacks_and_on_an_untranslated_argument():
+    with pytest.raises(AssertionError, match="thaw lacks a flag"):  # another command's line with a wrong flag
+        test_a_commands_messages_name_its_own_flags_and_no_argument("plan", "run graphsurgeon thaw g.pb --scope a, then")
     assert [f for f in FLAG.findall(describe_error(ConfigError("pass out=DIR"), "inspect"))
             if f not in OPTIONS["inspect"]] == ["--out"]
     assert ARGUMENT.findall(describe_error(ConfigError("see nosuch_arg=1; a >= 1"), "cache")) == ["nosuch_arg="]

@@ -81,7 +81,7 @@ def test_nested_keys_of_inspect_and_plan(printed):
                                                           "ops_per_scope", "unsafe_ops", "weight_constants"])
     assert sorted(printed["plan"]["variables"][0]) == sorted(
         ["name", "status", "shape", "dtype", "checkpoint_name", "checkpoint_shape", "checkpoint_dtype", "trainable",
-         "lr_mult"])
+         "lr_mult", "trains_from"])
 
 
 def _fields(cls):

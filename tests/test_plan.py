@@ -26,3 +26,19 @@ def test_statuses_from_names_and_shapes():
     assert p.trainable == ["head/k"]
     with pytest.raises(gs.PlanError, match=r"b/w: graph shape \[3, 4\] but checkpoint 'b/w' has \[3, 5\]"):
         p.check(allow_missing=True)
+
+
+def test_text_orders_numbers_by_value_and_says_only_the_old_state_there_is():
+    """Variable_2 before Variable_10 (it came after); the old optimizer state row keeps the columns and
+    names what is there (it named global_step in a checkpoint without one, and overflowed the name column)."""
+    f32 = ((3,), "float32")
+    graph = {n: f32 for n in ("Variable", "Variable_10", "Variable_2", "head/k")}
+    ckpt = {n: f32 for n in ("Variable", "Variable_10", "Variable_2", "Variable_2/Adam", "Variable_2/Adam_1",
+                             "Variable_10/Momentum", "beta1_power", "beta1_power_1")}
+    lines = gs.make_plan(graph, ckpt, new=["head/k"], trainable=["head/k"]).format_text().splitlines()
+    assert [l.split()[0] for l in lines[1:5]] == ["Variable", "Variable_2", "Variable_10", "head/k"]
+    assert lines[5] == ("(old optimizer state)  dropped        no    5 variables (2 Adam slots, 1 Momentum slot, "
+                        "beta1_power, beta1_power_1)")
+    assert len({l.index(" no ") if " no " in l else l.index(" yes ") for l in lines[1:6]}) == 1  # one train column
+    assert lines[6] == "-- 9 variables: 3 restored, 1 new, 5 dropped; 1 trainable"
+    assert gs.make_plan({}, {}).format_text().splitlines()[-1] == "-- 0 variables; 0 trainable"

@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import graphsurgeon as gs
+from graphsurgeon._src.storage.paths import resolve
+
 from helpers import ROOT, ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1
@@ -76,8 +79,6 @@ CASES = {
 
 def reference(model, tensor, x, feed, batch=None):
     """What plain TensorFlow computes: the original meta graph and checkpoint, fed directly."""
-    from graphsurgeon._src.storage.paths import resolve
-
     src = resolve(os.path.join(REAL, model))
     g = tf.Graph()
     with g.as_default(), tf1.Session(graph=g) as s:
@@ -332,3 +333,50 @@ def test_inspect_lists_every_likely_output():
     outputs = inspect_mod.inspect(path)["graph"]["outputs"]
     assert outputs == guess.likely_outputs(tf2.read_meta_graph(resolve(path, ("serve",))).graph_def)
     assert len(outputs) == 15
+
+
+def test_thaw_takes_the_gan_biases_added_with_a_plain_add(tmp_path, capfd):
+    """The GAN frozen as a user freezes it (convert_variables_to_constants): its biases are added with
+    a plain Add (``tf.matmul(x, D_w1) + D_b1``), and ``thaw --scopes dis`` thaws them with the weights
+    (it once thawed only D_w1 and D_w2, and ``--scopes dis/D_b2`` matched nothing); the thawed graph
+    answers as the frozen one, bit for bit."""
+    path = os.path.join(REAL, "gan_chadpro")
+    x, _ = _digits(20, 28, flat=True, low=-1.0)
+    src = resolve(path)
+    g = tf.Graph()
+    with g.as_default(), tf1.Session(graph=g) as s:
+        tf1.train.import_meta_graph(src.meta_path, clear_devices=True).restore(s, src.prefix)
+        frozen = tf1.graph_util.convert_variables_to_constants(s, g.as_graph_def(), ["Sigmoid", "Sigmoid_1"])
+        want = s.run("Sigmoid:0", {"x:0": x})
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "frozen.pb").write_bytes(frozen.SerializeToString())
+    code, out, err = cli(capfd, "thaw", tmp_path / "g" / "frozen.pb", "--scopes", "dis", "--out", tmp_path / "t")
+    assert code == 0, err
+    assert out.splitlines()[:4] == ["dis/D_b1  [128]", "dis/D_b2  [1]", "dis/D_w1  [784, 128]", "dis/D_w2  [128, 1]"]
+    assert "4 weight-like constants stay constants" in out  # gen's two weights and two biases
+    code, out, err = cli(capfd, "thaw", tmp_path / "g" / "frozen.pb", "--scopes", "dis/D_b2", "--out", tmp_path / "b")
+    assert code == 0 and out.startswith("dis/D_b2  [1]\n"), err
+    with gs.restore(str(tmp_path / "t")) as t:
+        assert sorted(t.variables) == ["dis/D_b1", "dis/D_b2", "dis/D_w1", "dis/D_w2"]
+        assert t.run("Sigmoid", {"x": x}).tobytes() == want.tobytes()
+
+
+def test_a_conv_cut_is_pooled_or_flattened_as_asked_and_plan_says_which(tmp_path, capfd):
+    """lenet_noyin's MaxPool_1 is [None, 5, 5, 16]: the head averages it to 16 features (the default),
+    or with --pool flatten reads all 400; plan says which (it said nothing), and retrain trains the head
+    it describes."""
+    path = os.path.join(REAL, "lenet_noyin")
+    head = ["--model", path, "--head", "MaxPool_1:10"]
+    code, out, err = cli(capfd, "plan", *head)
+    assert code == 0 and out.splitlines()[-1] == "-- the head reads MaxPool_1:0 [5, 5, 16] -> avg over 5×5 -> 16 features"
+    code, out, err = cli(capfd, "plan", *head, "--pool", "flatten", "--json")
+    assert json.loads(out)["features"] == {"cut": "MaxPool_1:0", "shape": [5, 5, 16], "pool": "flatten", "features": 400}
+    x, y = _digits(40, 32)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    code, out, err = cli(capfd, "retrain", *head, "--pool", "flatten", "--data", tmp_path / "d.npz",
+                         "--out", tmp_path / "o", "--epochs", 1, "--quiet")
+    assert code == 0, err
+    assert ckpt(str(tmp_path / "o" / "checkpoint" / "model.ckpt"))["head/logits/kernel"].shape == (400, 10)
+    assert json.loads((tmp_path / "o" / "plan.json").read_text())["features"]["pool"] == "flatten"
+    code, out, err = cli(capfd, "plan", "--model", path, "--head", "Elu_2:10")
+    assert out.splitlines()[-1] == "-- the head reads Elu_2:0 [120] -> 120 features"

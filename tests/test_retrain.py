@@ -262,7 +262,7 @@ def test_dtype_mismatch_is_reported_and_needs_allow_cast(seed004, tmp_path):
     p = gs.plan(gs.RetrainConfig(model=half, head="hidden3/Relu:2"))
     row = {v.name: v for v in p.variables}["hidden1/weights"]
     assert row.cast and row.checkpoint_dtype == "float16" and p.to_dict()["counts"]["cast"] == 1
-    assert "hidden1/weights     restored       no    [500, 300]  (cast from float16)" in p.format_text()
+    assert "hidden1/weights        restored       no    [500, 300]  (cast from float16)" in p.format_text()
     with pytest.raises(gs.PlanError, match="hidden1/weights: the checkpoint holds float16 but the graph's variable is "
                                            "float32 .pass allow_cast=True to cast it"):
         gs.restore(half, outputs=["hidden3/Relu"])

@@ -92,6 +92,55 @@ def test_thawed_upper_layers_fine_tune(frozen_mlp, tmp_path, capfd):
     np.testing.assert_array_equal(h2_served, h2)  # the layers left frozen
 
 
+def test_thaw_takes_biases_added_with_a_plain_add(tmp_path, capfd):
+    """``tf.matmul(x, w) + b`` (the real checkpoints' style): thawing a layer's scope thaws its bias
+    too, a pattern can name the bias alone, the summary counts what stays constant, and the outputs
+    are the frozen graph's bit for bit."""
+    rng = np.random.RandomState(0)
+    g = tf.Graph()
+    with g.as_default():
+        h = tf1.placeholder(tf.float32, [None, 6], name="x")
+        for layer, (n_in, n_out) in (("l1", (6, 4)), ("l2", (4, 3))):
+            w = tf.identity(tf.constant(rng.randn(n_in, n_out).astype(np.float32), name=f"{layer}/w"), name=f"{layer}/w/read")
+            b = tf.identity(tf.constant(rng.randn(n_out).astype(np.float32), name=f"{layer}/b"), name=f"{layer}/b/read")
+            h = tf.nn.relu(tf.add(tf.matmul(h, w), b), name=f"{layer}/out")
+    (tmp_path / "g").mkdir()
+    path = tmp_path / "g" / "frozen.pb"
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    x = rng.randn(5, 6).astype(np.float32)
+    with gs.restore(str(path)) as f:
+        want = f.run("l2/out", {"x": x})
+    code, stdout, err = cli(capfd, "thaw", path, "--scopes", "l2", "--out", tmp_path / "t", "--json")
+    assert code == 0, err
+    r = json.loads(stdout)
+    assert (r["variables"], r["constants_left"]) == ({"l2/b": [3], "l2/w": [4, 3]}, 2)
+    with gs.restore(str(tmp_path / "t")) as t:
+        assert sorted(t.variables) == ["l2/b", "l2/w"]
+        assert t.run("l2/out", {"x": x}).tobytes() == want.tobytes()
+    code, stdout, err = cli(capfd, "thaw", path, "--scopes", "l1/b", "--out", tmp_path / "t1")
+    assert code == 0, err
+    assert stdout.splitlines()[0] == "l1/b  [4]" and ", 3 weight-like constants stay constants;" in stdout
+
+
+def test_training_a_frozen_graph_says_to_thaw_it_first(frozen_mlp, seed004, npz, tmp_path, capfd):
+    """--trainable on a frozen graph (no variables) names the thaw command that makes them variables
+    (it said only that the pattern matches no variable, closest scopes: none); a checkpoint cut below
+    its variables is not told to thaw."""
+    path, _, _ = frozen_mlp
+    code, _, err = cli(capfd, "plan", "--model", seed004[0], "--head", "X:2", "--trainable", "hidden3")
+    assert code == 2 and "pattern 'hidden3' matches no variable" in err and "thaw" not in err
+    said = (f"--trainable hidden3: {path} holds no variables (a frozen graph: its weights are constants), so nothing "
+            f"of it can train; turn the weights to train into variables first: graphsurgeon thaw {path} --scopes "
+            "hidden3 --out DIR, then give --model DIR")
+    for command, more in (("plan", []), ("retrain", ["--data", npz, "--out", tmp_path / "o", "--quiet"])):
+        code, _, err = cli(capfd, command, "--model", path, "--head", "hidden2/Relu:2", "--trainable", "hidden3", *more)
+        lines = [l for l in err.splitlines() if l.startswith("graphsurgeon")]
+        assert code == 2 and lines == [f"graphsurgeon {command}: error: {said}"], err
+    with pytest.raises(gs.ConfigError, match=r"graphsurgeon\.thaw\('.*frozen.pb', \['hidden3'\], out_dir\)"):
+        gs.plan(gs.RetrainConfig(model=path, trainable=["hidden3"]))
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--scopes", "hiden3"], "pattern 'hiden3' matches no weight-like constant; closest scopes: hidden3"),
     (["--scopes", "hidden3/Relu"], "pattern 'hidden3/Relu' matches no weight-like constant; closest scopes: hidden3"),
@@ -144,7 +193,10 @@ def test_weight_constants_by_shape_and_consumer_op(tmp_path, capfd):
         h = tf.reshape(h, tf.constant([-1, 48], name="flat/shape"), name="flat")
         w = tf.identity(tf.constant(np.ones([48, 2], np.float32), name="fc/w"), name="fc/w/read")
         h = tf.matmul(h, w, name="fc/MatMul")
-        h = h + tf.constant([1.0, 2.0], name="fc/offset")            # Add takes no weights
+        h = h + tf.identity(tf.constant([1.0, 2.0], name="fc/offset"))  # a bias added with a plain add
+        tf.identity(h + tf.constant([[1.0, 2.0]], name="fc/grid"), name="grid")  # 2-D: not a bias
+        tf.identity(tf.nn.relu(h) + tf.constant([5.0, 6.0], name="relu/offset"), name="shifted")  # not on a layer
+        tf.identity(x + tf.constant([1.0, 2.0], name="x/offset"), name="x_shifted")  # not on a layer
         h = h * tf.constant(3.0, name="fc/scale")                     # a scalar
         tf.nn.conv2d(tf.constant(np.ones([1, 4, 4, 2], np.float32), name="img"), tf.ones([1, 1, 2, 1]),
                      [1, 1, 1, 1], "SAME", name="data_conv")          # a constant as data, not filter
@@ -153,17 +205,19 @@ def test_weight_constants_by_shape_and_consumer_op(tmp_path, capfd):
     assert found == {"conv/filter16": {"shape": [3, 3, 2, 3], "dtype": "float16", "consumers": ["Conv2D"]},
                      "conv/bias": {"shape": [3], "dtype": "float32", "consumers": ["BiasAdd"]},
                      "fc/w": {"shape": [48, 2], "dtype": "float32", "consumers": ["MatMul"]},
+                     "fc/offset": {"shape": [2], "dtype": "float32", "consumers": ["AddV2"]},
                      "ones": {"shape": [1, 1, 2, 1], "dtype": "float32", "consumers": ["Conv2D"]}}
     (tmp_path / "g.pb").write_bytes(g.as_graph_def().SerializeToString())
     code, out, err = cli(capfd, "inspect", tmp_path / "g.pb")
     assert code == 0, err
     lines = out.splitlines()
-    k = lines.index("weight-like constants (4; thaw turns them into variables):")
-    assert lines[k + 1:k + 5] == ["  conv/filter16  float16 [3, 3, 2, 3] -> Conv2D", "  conv/bias  float32 [3] -> BiasAdd",
-                                  "  fc/w  float32 [48, 2] -> MatMul", "  ones  float32 [1, 1, 2, 1] -> Conv2D"]
+    k = lines.index("weight-like constants (5; thaw turns them into variables):")
+    assert lines[k + 1:k + 6] == ["  conv/filter16  float16 [3, 3, 2, 3] -> Conv2D", "  conv/bias  float32 [3] -> BiasAdd",
+                                  "  fc/w  float32 [48, 2] -> MatMul", "  fc/offset  float32 [2] -> AddV2",
+                                  "  ones  float32 [1, 1, 2, 1] -> Conv2D"]
     code, out, err = cli(capfd, "inspect", tmp_path / "g.pb", "--json")
     assert [c["name"] for c in json.loads(out)["graph"]["weight_constants"]] == ["conv/filter16", "conv/bias", "fc/w",
-                                                                                 "ones"]
+                                                                                 "fc/offset", "ones"]
 
 
 def test_thaw_the_top_of_a_frozen_inception_v3(inception, tmp_path):

@@ -31,6 +31,18 @@ def is_optimizer_state(name: str) -> bool:
     return bool(_SLOT_RE.search(name) or _ACCUMULATOR_RE.search(name))
 
 
+def optimizer_state_kind(name: str) -> str | None:
+    """What optimizer state ``name`` is: its slot's optimizer (``w/Adam_1`` -> ``'Adam'``),
+    ``'accumulator'`` (``beta1_power``), ``'global_step'``, or None when it is none."""
+    slot = _SLOT_RE.search(name)
+    if slot:
+        return re.sub(r"_\d+$", "", slot.group(2))
+    acc = _ACCUMULATOR_RE.search(name)
+    if not acc:
+        return None
+    return "global_step" if acc.group(2) == "global_step" else "accumulator"
+
+
 _CELLS = ["basic_lstm_cell", "lstm_cell", "gru_cell", "basic_rnn_cell", "layer_norm_basic_lstm_cell", "ugrnn_cell",
           "nas_rnn", "intersection_rnn_cell", "phased_lstm_cell", "attention_cell_wrapper", "lstm_block_wrapper",
           "output_projection_wrapper", "input_projection_wrapper", "attention_decoder"]

@@ -80,7 +80,8 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
         raise ConfigError("scopes=: name the scopes to thaw (graphsurgeon inspect lists the weight-like constants)")
     if not candidates:
         raise PatternError(f"{graph_path} has no weight-like constants (float constants feeding MatMul, Conv2D, "
-                           "BiasAdd, batch normalization or Gather weight inputs) to thaw")
+                           "BiasAdd, batch normalization or Gather weight inputs, or a layer's bias added "
+                           "with Add) to thaw")
     chosen = select.match(scopes, candidates, what="weight-like constant")
     _check_out_dir(out_dir, source.graph_path)
     meta, values = thaw_graph(graph_def, chosen, where=graph_path)

@@ -96,6 +96,40 @@ def stage_sets(trainable, stages, all_names, trainable_names=None) -> list[tuple
     return out
 
 
+def trains_from(stages) -> dict[str, int]:
+    """``{name: the epoch it starts training in}`` of the variables of ``stages`` (:func:`stage_sets`),
+    counted from 1 as the training history counts them: a stage of ``--unfreeze 3:PAT`` starts in epoch 4."""
+    out = {}
+    for first, mults in stages:
+        for n in mults:
+            out.setdefault(n, first + 1)
+    return out
+
+
+def check_lr_mult(lr_mult, stages, names) -> None:
+    """Refuse a multiplier that would change nothing: each ``lr_mult`` pattern must match, among
+    ``names``, a variable that trains from the first epoch (``stages[0]``, see :func:`stage_sets`).
+
+    Raises:
+      PatternError: a pattern matches no name.
+      ConfigError: a pattern matches only variables that do not train, or only ones an unfreeze stage
+        starts (that stage sets their multiplier).
+    """
+    first, later = set(stages[0][1]), set(stages[-1][1]) - set(stages[0][1])
+    for pat, mult in parse_lr_mult(lr_mult):
+        hits = select.match(pat, names)
+        if any(h in first for h in hits):
+            continue
+        late = [h for h in hits if h in later]
+        shown = ", ".join((late or hits)[:4]) + (" …" if len(late or hits) > 4 else "")
+        if late:
+            raise ConfigError(f"lr_mult='{pat}={mult:g}': {pat} matches only variables that start training at an "
+                              f"unfreeze stage ({shown}); that stage sets their multiplier: give it there "
+                              f"(unfreeze=EPOCH:{pat}={mult:g})")
+        raise ConfigError(f"lr_mult='{pat}={mult:g}': {pat} matches only variables that do not train ({shown}); "
+                          f"make them train (trainable={pat}) or leave the multiplier out")
+
+
 def update_ops_for(graph, trainable_names, trainable_patterns=()) -> list:
     """The graph's ``UPDATE_OPS`` (batch-norm moving statistics) that belong to trainable layers.
 

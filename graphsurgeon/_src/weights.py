@@ -5,7 +5,10 @@ A constant is weight-like when it is a floating-point tensor of rank >= 1 that r
 through ``Identity`` / ``Cast`` ops (``weights/read``, a float16 weight cast up), a weight input of an
 op that takes weights: the filter of a convolution, either operand of ``MatMul``, the right operand
 of a batched matmul, the bias of ``BiasAdd``, the scale, offset, mean and variance of a batch
-normalization, or the table of a ``Gather``.
+normalization, or the table of a ``Gather``. A bias added with a plain ``Add`` / ``AddV2``
+(``tf.matmul(x, w) + b``) is weight-like too: a 1-D floating-point constant that reaches, the same
+way, an operand of an ``Add`` / ``AddV2`` whose other operand is the output (directly or through
+``Identity`` / ``Cast``) of a matmul or convolution that takes a weight-like constant.
 """
 from __future__ import annotations
 
@@ -23,6 +26,9 @@ WEIGHT_INPUTS = {
     "FusedBatchNorm": (1, 2, 3, 4), "FusedBatchNormV2": (1, 2, 3, 4), "FusedBatchNormV3": (1, 2, 3, 4),
     "BatchNormWithGlobalNormalization": (1, 2, 3, 4), "Gather": (0,), "GatherV2": (0,),
 }
+# the ops whose output a plain Add may add a bias to: matmuls and convolutions
+LAYERS = frozenset(op for op in WEIGHT_INPUTS if "MatMul" in op or "Conv" in op)
+PLAIN_ADDS = frozenset({"Add", "AddV2"})
 PASS_THROUGH = frozenset({"Identity", "Cast"})
 _FLOATS = frozenset({tf.float16, tf.bfloat16, tf.float32, tf.float64})
 
@@ -34,32 +40,72 @@ def _float_shape(node):
     return [d.size for d in node.attr["value"].tensor.tensor_shape.dim]
 
 
+def _reached(name, readers):
+    """``[(consumer node, input position)]``: the inputs that ``name`` reaches directly or through
+    ``Identity`` / ``Cast`` ops."""
+    out, seen, stack = [], set(), [name]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        for consumer, k in readers[n]:
+            if consumer.op in PASS_THROUGH:
+                stack.append(consumer.name)
+            else:
+                out.append((consumer, k))
+    return out
+
+
+def _source(name, by_name):
+    """The node behind ``name`` once ``Identity`` / ``Cast`` ops are passed (None when absent)."""
+    node = by_name.get(node_name(name))
+    while node is not None and node.op in PASS_THROUGH and node.input:
+        node = by_name.get(node_name(node.input[0]))
+    return node
+
+
+def _weighted_layer(node, by_name, weighted) -> bool:
+    """Whether ``node`` is a matmul or convolution one of whose weight inputs comes from ``weighted``."""
+    if node is None or node.op not in LAYERS:
+        return False
+    sources = [_source(node.input[j], by_name) for j in WEIGHT_INPUTS[node.op] if j < len(node.input)]
+    return any(s is not None and s.name in weighted for s in sources)
+
+
+def _bias_add(reached, by_name, weighted) -> str | None:
+    """The op type of the plain add through which a 1-D constant reaching the inputs ``reached`` is
+    the bias of a weighted layer (:func:`_weighted_layer`), else None."""
+    for consumer, k in reached:
+        if consumer.op in PLAIN_ADDS and len(consumer.input) == 2 and _weighted_layer(
+                _source(consumer.input[1 - k], by_name), by_name, weighted):
+            return consumer.op
+    return None
+
+
 def weight_constants(graph_def) -> dict:
     """``{constant name: {"shape", "dtype", "consumers"}}`` of the weight-like constants of
     ``graph_def`` (see the module docstring), in graph order; ``consumers`` are the sorted op types
-    whose weight inputs they feed."""
+    whose weight inputs they feed (``Add`` / ``AddV2`` for a bias added with a plain add)."""
     readers = collections.defaultdict(list)  # op name -> [(consumer node, input position)]
     for n in graph_def.node:
         for k, i in enumerate(n.input):
             if not i.startswith("^"):
                 readers[node_name(i)].append((n, k))
-    out = {}
+    by_name = {n.name: n for n in graph_def.node}
+    consumers, reached = {}, {}
     for n in graph_def.node:
         shape = _float_shape(n)
         if not shape:  # not a float constant, or a scalar
             continue
-        consumers, seen, stack = set(), set(), [n.name]
-        while stack:
-            name = stack.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            for consumer, k in readers[name]:
-                if consumer.op in PASS_THROUGH:
-                    stack.append(consumer.name)
-                elif k in WEIGHT_INPUTS.get(consumer.op, ()):
-                    consumers.add(consumer.op)
-        if consumers:
-            out[n.name] = {"shape": shape, "dtype": tf.as_dtype(n.attr["dtype"].type).name,
-                           "consumers": sorted(consumers)}
-    return out
+        reached[n.name] = _reached(n.name, readers)
+        consumers[n.name] = {c.op for c, k in reached[n.name] if k in WEIGHT_INPUTS.get(c.op, ())}
+    weighted = {name for name, ops in consumers.items() if ops}
+    for name in reached:
+        if len(_float_shape(by_name[name])) == 1:
+            add = _bias_add(reached[name], by_name, weighted)
+            if add:
+                consumers[name].add(add)
+    return {n.name: {"shape": _float_shape(n), "dtype": tf.as_dtype(n.attr["dtype"].type).name,
+                     "consumers": sorted(consumers[n.name])}
+            for n in graph_def.node if consumers.get(n.name)}

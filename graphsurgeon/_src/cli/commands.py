@@ -45,7 +45,7 @@ def _config(args):
             raise ConfigError(f"--{old} was replaced by {new}")
     overrides = dict(
         model=args.model, head=args.head, head_hidden=args.head_hidden, head_activation=args.head_activation,
-        head_initializer=args.head_init, output=args.output, input=args.input,
+        head_initializer=args.head_init, pool=args.pool, output=args.output, input=args.input,
         trainable=args.trainable, keep=args.keep, drop=args.drop, reinit=args.reinit,
         rename=_pairs(args.rename, "--rename") or None, map_scope=_pairs(args.map_scope, "--map-scope") or None,
         lr_mult=args.lr_mult, unfreeze=args.unfreeze,
@@ -72,7 +72,8 @@ def cmd_inspect(args):
 def cmd_plan(args):
     from graphsurgeon._src.retrain import build, picture
 
-    setup = build(_config(args), values=False)
+    cfg = _config(args)
+    setup = build(cfg, values=False)
     setup.plan.notes = [to_flags(n) for n in setup.plan.notes]
     dot = picture(setup, depth=args.depth) if (args.dot or args.svg) else None
     if args.dot:
@@ -83,7 +84,10 @@ def cmd_plan(args):
         from graphsurgeon._src.storage.graphviz import write_svg
 
         write_svg(dot, args.svg)
-    print(setup.plan.to_json() if args.json else setup.plan.format_text())
+    print(setup.plan.to_json() if args.json else setup.plan.format_text(), flush=True)
+    # what retrain would refuse before reading a value (casts without --allow-cast, shape mismatches, missing
+    # variables without --allow-missing), refused here too, after the table that shows where
+    setup.plan.check(allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast)
     return 0
 
 

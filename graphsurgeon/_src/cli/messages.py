@@ -58,7 +58,7 @@ FLAGS = {
     "gamma": "--gamma", "fisher": "--fisher", "replace": "--replace", "features": "--features",
     "reference": "--reference", "balance": "--balance", "names": "--names", "threshold": "--threshold",
     "epochs": "--epochs", "prior": "--prior", "weight_decay": "--weight-decay", "tags": "--tags",
-    "shard_size": "--shard-size",
+    "shard_size": "--shard-size", "trainable": "--trainable", "lr_mult": "--lr-mult", "unfreeze": "--unfreeze",
 }
 
 
@@ -71,11 +71,23 @@ _PHRASES = [
 ]
 
 
+def _thaw_command(m) -> str:
+    """``graphsurgeon.thaw('g.pb', ['dis'], out_dir), then restore out_dir`` in command-line words."""
+    scopes = " ".join(ast.literal_eval(m.group(2)))
+    return f"graphsurgeon thaw {ast.literal_eval(m.group(1))} --scopes {scopes} --out DIR, then give --model DIR"
+
+
+_PHRASES.append((rf"graphsurgeon\.thaw\(({_QUOTED}), (\[(?:{_QUOTED}(?:, )?)*\]), out_dir\), then restore out_dir",
+                 _thaw_command))
+
+
 def phrases(message: str) -> str:
     """Library phrases that name a function or a list in command-line words.
 
     >>> phrases("run generate_cache again with repair=True; beam_args=['--setup_file=s.py']")
     'run the cache command again with repair=True; --beam-args --setup_file=s.py'
+    >>> phrases("first: graphsurgeon.thaw('g.pb', ['dis', 'gen'], out_dir), then restore out_dir")
+    'first: graphsurgeon thaw g.pb --scopes dis gen --out DIR, then give --model DIR'
     """
     for pattern, replacement in _PHRASES:
         message = re.sub(pattern, replacement, message)

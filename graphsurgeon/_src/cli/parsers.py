@@ -39,6 +39,9 @@ def _model_args(p):
                    help="activation of the head's hidden layers (default relu)")
     p.add_argument("--head-init", choices=["glorot_uniform", "glorot_normal", "he_normal", "truncated_normal"],
                    help="kernel initializer of the new head (default glorot_uniform)")
+    p.add_argument("--pool", choices=["avg", "flatten"],
+                   help="a cut of rank > 2 ([batch, 5, 5, 16]) becomes the head's features by averaging over its "
+                        "inner axes (avg, default: 16 features) or by flattening (400 features)")
     p.add_argument("--output", metavar="TENSOR", help="existing logits to fine-tune (instead of --head)")
     p.add_argument("--input", metavar="TENSOR",
                    help="the tensor fed with the data (a placeholder, or any tensor such as a queue's output; "
@@ -47,9 +50,11 @@ def _model_args(p):
                    help="checkpoint names -> graph names by regex (re.sub), as migrate's --rename")
     p.add_argument("--map-scope", nargs="+", action="extend", metavar="CKPT/=GRAPH/",
                    help="restore checkpoint scope CKPT/ into graph scope GRAPH/")
-    p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F", help="learning-rate multiplier")
+    p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F",
+                   help="learning-rate multiplier of trainable variables (a pattern matching none is refused)")
     p.add_argument("--unfreeze", nargs="+", action="extend", metavar="EPOCH:PAT[=F]",
-                   help="from EPOCH on, PAT trains too (at multiplier F)")
+                   help="after EPOCH epochs, PAT trains too (at multiplier F; plan's train column says "
+                        "'from EPOCH+1')")
     p.add_argument("--feed", nargs="+", action="extend", metavar="NAME=VALUE",
                    help="value of another placeholder (keep_prob, is_training, an initial state) at inference: "
                         "a number, true/false, or an .npy file, broadcast to its shape")

@@ -32,6 +32,7 @@ class RetrainConfig:
     head_activation: str = "relu"
     head_initializer: str = "glorot_uniform"
     head_scope: str = "head"
+    pool: str = "avg"  # a rank > 2 cut: "avg" over its inner axes, or "flatten" (see add_head)
     output: str | None = None
     input: str | None = None
     trainable: list = dataclasses.field(default_factory=list)

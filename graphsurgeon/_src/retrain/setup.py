@@ -72,7 +72,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
     if spec:
         head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
-                        kernel_initializer=cfg.head_initializer, scope=cfg.head_scope, seed=cfg.seed)
+                        kernel_initializer=cfg.head_initializer, scope=cfg.head_scope, pool=cfg.pool, seed=cfg.seed)
         logits, probs = head.logits, head.probabilities
     else:
         head = None
@@ -84,9 +84,11 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     upd = stage_updates[-1]
     plan = make_plan(graph_variable_info(model.graph), _entries(model), rules=rules,
                      restore_optimizer=cfg.restore_optimizer, new=new, reinit=reinit,
-                     trainable=final, lr_mult=final, update_ops=[o.name for o in upd], inputs=[inp.name],
+                     trainable=final, lr_mult=final, trains_from=train.trains_from(stage_sets),
+                     update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
     plan.notes = plan_notes(cfg, model, cut, inp.op.name, fixed)
+    plan.features = head.features_report() if head else None
     model.plan = plan
     if values:
         load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)
@@ -104,6 +106,11 @@ def _entries(model) -> dict:
 def _trainable(cfg, model, new):
     """``(final {name: lr multiplier}, stage sets, update ops)`` of what trains."""
     names = list(model.variables)
+    if cfg.trainable and model.source.kind == "frozen" and not set(names) - set(new):
+        raise ConfigError(f"trainable={' '.join(cfg.trainable)}: {cfg.model} holds no variables (a frozen graph: its "
+                          "weights are constants), so nothing of it can train; turn the weights to train into variables "
+                          f"first: graphsurgeon.thaw({cfg.model!r}, {list(cfg.trainable)!r}, out_dir), then restore "
+                          "out_dir")
     chosen = select.match(cfg.trainable, [n for n in names if n not in new]) if cfg.trainable else []
     # Only variables in TRAINABLE_VARIABLES get gradients (batch-norm moving statistics are not);
     # those move through the update ops of trainable layers instead.
@@ -114,6 +121,7 @@ def _trainable(cfg, model, new):
     mults = train.multipliers(sorted(set(chosen) | set(new)), cfg.lr_mult)
     stages = [train.parse_stage(s) for s in cfg.unfreeze]
     stage_sets = train.stage_sets(mults, stages, names, in_collection)
+    train.check_lr_mult(cfg.lr_mult, stage_sets, names)
     final = stage_sets[-1][1]
     # each stage runs the update ops (batch-norm moving statistics) of its own trainable layers only
     ordered = sorted(stages, key=lambda st: st.epoch)
@@ -131,7 +139,8 @@ def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
     upd = stage_updates[-1]
     plan = make_plan(graph_variable_info(model.graph), _entries(model), rules=rules,
                      restore_optimizer=cfg.restore_optimizer, trainable=final, lr_mult=final,
-                     update_ops=[o.name for o in upd], inputs=model.inputs, outputs=model.outputs)
+                     trains_from=train.trains_from(stage_sets), update_ops=[o.name for o in upd],
+                     inputs=model.inputs, outputs=model.outputs)
     model.plan = plan
     if values:
         load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)

@@ -52,14 +52,24 @@ class Head:
     logits: tf.Tensor
     probabilities: tf.Tensor
     variables: list
+    pool: str = "none"  # how the cut became features: "none" (rank 2), "avg" or "flatten"
+
+    def features_report(self) -> dict:
+        """``{"cut", "shape", "pool", "features"}``: the cut tensor, its static shape past the batch
+        dimension, how it became the head's features and their number (the plan's ``features``)."""
+        return {"cut": self.cut.name, "shape": self.cut.shape.as_list()[1:], "pool": self.pool,
+                "features": self.features.shape.as_list()[-1]}
 
 
-def _features(t: tf.Tensor, pool: str) -> tf.Tensor:
+def _features(t: tf.Tensor, pool: str) -> tuple[tf.Tensor, str]:
+    """``(features, how)``: ``t`` as ``[batch, features]`` and how (``none``, ``avg`` or ``flatten``)."""
+    if pool not in ("avg", "flatten"):
+        raise ConfigError(f"pool must be 'avg' or 'flatten', not '{pool}'")
     rank = t.shape.rank
     if rank is None:
         raise ConfigError(f"tensor '{t.name}' has unknown rank; a head needs a [batch, features] or [batch, ..., C] tensor")
     if rank == 2:
-        return t
+        return t, "none"
     if rank < 2:
         raise ConfigError(f"tensor '{t.name}' has rank {rank}; a head needs a batch dimension and features")
     inner = t.shape.as_list()[1:]
@@ -67,10 +77,8 @@ def _features(t: tf.Tensor, pool: str) -> tf.Tensor:
         if any(d is None for d in inner):
             hint = "a head needs the last dimension known" if inner[-1] is None else "use pool='avg'"
             raise ConfigError(f"tensor '{t.name}' has unknown inner dimensions {inner}; {hint}")
-        return tf.reshape(t, [-1, int(np.prod(inner))], name="flatten")
-    if pool == "avg":
-        return tf.reduce_mean(t, axis=list(range(1, rank - 1)), name="avg_pool")
-    raise ConfigError(f"pool must be 'avg' or 'flatten', not '{pool}'")
+        return tf.reshape(t, [-1, int(np.prod(inner))], name="flatten"), "flatten"
+    return tf.reduce_mean(t, axis=list(range(1, rank - 1)), name="avg_pool"), "avg"
 
 
 def add_head(model, cut, num_classes: int, *, hidden=(), activation: str = "relu", scope: str = "head",
@@ -80,7 +88,9 @@ def add_head(model, cut, num_classes: int, *, hidden=(), activation: str = "relu
 
     Layers are ``scope/dense_<i>/{kernel,bias}`` then ``scope/logits/{kernel,bias}``,
     built with ``tf.compat.v1.get_variable``. A rank > 2 tensor is average-pooled over its
-    inner axes (``pool='avg'``) or flattened.
+    inner axes (``pool='avg'``: ``[5, 5, 16]`` gives 16 features) or flattened (``pool='flatten'``:
+    400 features); one whose inner axes but the last are all 1 is flattened either way (the same
+    values). :meth:`Head.features_report` says which was done.
 
     Side effects: adds ops and variables to ``model.graph``; if the model has a session,
     initializes the new variables there (nothing else is touched); records them as
@@ -89,7 +99,7 @@ def add_head(model, cut, num_classes: int, *, hidden=(), activation: str = "relu
 
     Raises:
       TensorNotFoundError: ``cut`` is not in the graph.
-      ConfigError: ``scope`` already exists, ``num_classes`` < 1, unknown activation.
+      ConfigError: ``scope`` already exists, ``num_classes`` < 1, unknown activation or ``pool``.
     """
     if int(num_classes) < 1:
         raise ConfigError(f"num_classes must be >= 1, not {num_classes}")
@@ -104,7 +114,7 @@ def add_head(model, cut, num_classes: int, *, hidden=(), activation: str = "relu
     with model.graph.as_default():
         before = set(tf1.global_variables())
         with tf1.variable_scope(scope, use_resource=True):
-            x = _features(cut_tensor, pool)
+            x, how = _features(cut_tensor, pool)
             for i, units in enumerate(hidden):
                 x = _dense(x, int(units), f"dense_{i}", ACTIVATIONS[activation], kernel_initializer,
                            bias_initializer, seed + i)
@@ -118,7 +128,7 @@ def add_head(model, cut, num_classes: int, *, hidden=(), activation: str = "relu
     for n in names:
         model.status[n] = "new"
     model.outputs = [logits.name, probs.name]
-    return Head(scope, cut_tensor, x, logits, probs, names)
+    return Head(scope, cut_tensor, x, logits, probs, names, how)
 
 
 def _dense(x, units, name, act, k_init, b_init, seed):

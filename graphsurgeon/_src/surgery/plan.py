@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 from graphsurgeon._src.errors import ConfigError, PlanError
-from graphsurgeon._src.rules import Rules, is_optimizer_state
+from graphsurgeon._src.rules import Rules, is_optimizer_state, optimizer_state_kind
 
 STATUSES = ("restored", "reinitialized", "new", "dropped", "missing", "shape_mismatch")
 
@@ -43,6 +44,14 @@ class VariablePlan:
     checkpoint_shape: tuple | None = None
     lr_mult: float | None = None
     checkpoint_dtype: str | None = None
+    trains_from: int | None = None  # the epoch it starts training in (1: the first); None when it does not train
+
+    @property
+    def train_word(self) -> str:
+        """The plan's train column: ``yes``, ``no``, or ``from N`` for a variable an unfreeze stage starts."""
+        if not self.trainable:
+            return "no"
+        return f"from {self.trains_from}" if (self.trains_from or 1) > 1 else "yes"
 
     @property
     def cast(self) -> bool:
@@ -58,15 +67,16 @@ class VariablePlan:
 
 @dataclasses.dataclass
 class Plan:
-    """A list of :class:`VariablePlan` (sorted by name) plus the update ops that would run, and
-    ``notes``: sentences on what the graph alone shows about the run (random ops or batch
-    statistics below the cut, a batch the graph fixes)."""
+    """A list of :class:`VariablePlan` (sorted by name, numbers by value: :func:`natural_key`) plus the
+    update ops that would run, and ``notes``: sentences on what the graph alone shows about the run
+    (random ops or batch statistics below the cut, a batch the graph fixes)."""
 
     variables: list
     update_ops: list = dataclasses.field(default_factory=list)
     inputs: list = dataclasses.field(default_factory=list)
     outputs: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
+    features: dict | None = None  # a new head's input: Head.features_report() (None without a head)
 
     def by_status(self, status: str) -> list[str]:
         return [v.name for v in self.variables if v.status == status]
@@ -118,15 +128,17 @@ class Plan:
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
             "notes": list(self.notes),
+            "features": self.features,
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def format_text(self) -> str:
-        width = max([len(v.name) for v in self.variables] + [8])
-        lines = [f"{'variable':<{width}}  {'status':<14} {'train':<5} shape"]
         slots = [v for v in self.variables if v.status in ("dropped", "reinitialized") and is_optimizer_state(v.name)]
+        width = max([len(v.name) for v in self.variables if v not in slots] + [8] + ([len(_OLD_STATE)] if slots else []))
+        tw = max([len(v.train_word) for v in self.variables] + [5])
+        lines = [f"{'variable':<{width}}  {'status':<14} {'train':<{tw}} shape"]
         for v in self.variables:
             if v in slots:
                 continue
@@ -139,18 +151,52 @@ class Plan:
                 extra += f"  (cast from {v.checkpoint_dtype})"
             if v.lr_mult not in (None, 1.0) and v.trainable:
                 extra += f"  lr x{v.lr_mult:g}"
-            lines.append(f"{v.name:<{width}}  {v.status:<14} {'yes' if v.trainable else 'no':<5} {list(v.shape)}{extra}")
+            lines.append(f"{v.name:<{width}}  {v.status:<14} {v.train_word:<{tw}} {list(v.shape)}{extra}")
         for status in ("dropped", "reinitialized"):
             group = [v for v in slots if v.status == status]
             if group:
-                lines.append(f"{'(old optimizer state)':<{width}}  {status:<14} {'no':<5} {len(group)} variables "
-                             "(optimizer slots, beta1_power-style accumulators, global_step)")
+                lines.append(f"{_OLD_STATE:<{width}}  {status:<14} {'no':<{tw}} {len(group)} variables "
+                             f"({_state_parts([v.name for v in group])})")
         counts = ", ".join(f"{len(self.by_status(s))} {s}" for s in STATUSES if self.by_status(s))
-        lines.append(f"-- {len(self.variables)} variables: {counts}; {len(self.trainable)} trainable")
+        later = sum(v.train_word.startswith("from") for v in self.variables)
+        lines.append(f"-- {len(self.variables)} variables{': ' + counts if counts else ''}; {len(self.trainable)} trainable"
+                     + (f" ({later} from a later epoch, the one their train column names)" if later else ""))
         if self.update_ops:
             lines.append(f"-- update ops that run while training: {', '.join(self.update_ops)}")
         lines += [f"-- note: {n}" for n in self.notes]
+        if self.features:
+            lines.append(_features_line(self.features))
         return "\n".join(lines)
+
+
+_OLD_STATE = "(old optimizer state)"
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders numbered names by number: ``Variable_2`` before ``Variable_10``.
+
+    >>> sorted(["Variable_10", "Variable", "Variable_2", "w/Adam_1", "w/Adam"], key=natural_key)
+    ['Variable', 'Variable_2', 'Variable_10', 'w/Adam', 'w/Adam_1']
+    """
+    return [int(p) if k % 2 else p for k, p in enumerate(re.split(r"(\d+)", name))]
+
+
+def _state_parts(names) -> str:
+    """``'20 Adam slots, beta1_power, beta2_power'``: what old optimizer state ``names`` hold, by kind
+    (accumulators by name, up to four)."""
+    kinds = [optimizer_state_kind(n) for n in names]
+    parts = [f"{kinds.count(k)} {k} slot{'s' if kinds.count(k) > 1 else ''}"
+             for k in sorted(set(kinds) - {"accumulator", "global_step"})]
+    acc = sorted((n for n, k in zip(names, kinds) if k == "accumulator"), key=natural_key)
+    parts += acc if len(acc) <= 4 else [f"{len(acc)} accumulators ({acc[0]}, …)"]
+    return ", ".join(parts + [n for n, k in zip(names, kinds) if k == "global_step"])
+
+
+def _features_line(f: dict) -> str:
+    """``-- the head reads MaxPool_9:0 [5, 5, 16] -> avg over 5×5 -> 16 features``."""
+    dims = [("?" if d is None else str(d)) for d in f["shape"]]
+    how = {"avg": f" -> avg over {'×'.join(dims[:-1])}", "flatten": " -> flattened"}.get(f["pool"], "")
+    return f"-- the head reads {f['cut']} [{', '.join(dims)}]{how} -> {f['features']} features"
 
 
 def checkpoint_names(graph_names, entries, rules: Rules | None = None) -> dict:
@@ -179,12 +225,13 @@ def checkpoint_names(graph_names, entries, rules: Rules | None = None) -> dict:
     return {g: inverse.get(g, g) for g in graph_names}
 
 
-def _variable_plan(name, info, entries, ck, *, new, fresh, reinit, trainable, lr_mult) -> VariablePlan:
+def _variable_plan(name, info, entries, ck, *, new, fresh, reinit, trainable, lr_mult, trains_from) -> VariablePlan:
     """One graph variable's fate: new, restored, reinitialized (``fresh``), missing or shape mismatch;
     ``ck`` is the checkpoint name it reads."""
     shape, dtype = tuple(info[0]), info[1]
     full_shape = tuple(info[3]) if len(info) > 2 else shape
-    vp = VariablePlan(name, shape, dtype, "missing", trainable, lr_mult=lr_mult)
+    vp = VariablePlan(name, shape, dtype, "missing", trainable, lr_mult=lr_mult,
+                      trains_from=(trains_from or 1) if trainable else None)
     if new:
         vp.status = "new"
     elif ck in entries:
@@ -196,7 +243,8 @@ def _variable_plan(name, info, entries, ck, *, new, fresh, reinit, trainable, lr
 
 
 def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, restore_optimizer: bool = True,
-              new=(), reinit=(), trainable=(), lr_mult=None, update_ops=(), inputs=(), outputs=()) -> Plan:
+              new=(), reinit=(), trainable=(), lr_mult=None, trains_from=None, update_ops=(), inputs=(),
+              outputs=()) -> Plan:
     """Decide every variable's fate.
 
     Args:
@@ -213,6 +261,7 @@ def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, re
       reinit: names to initialize anew although the checkpoint has them.
       trainable: names that train.
       lr_mult: ``{name: multiplier}``.
+      trains_from: ``{name: the epoch it starts training in}`` (1, the first, when not given).
 
     Returns:
       A :class:`Plan`; it does not raise on mismatches (see :meth:`Plan.check`).
@@ -229,7 +278,7 @@ def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, re
             raise ConfigError(f"rules {what}={getattr(rules, what)!r}: {what} is a migration setting; restore "
                               "does not take it" + (" (allow_cast=True casts restored values)" if what == "cast" else ""))
     new, reinit, trainable = set(new), set(reinit), set(trainable)
-    lr_mult = lr_mult or {}
+    lr_mult, trains_from = lr_mult or {}, trains_from or {}
     full = {n: info[2] if len(info) > 2 else n for n, info in graph_vars.items()}
     reads = checkpoint_names(sorted(set(full.values())), entries, rules)
     chosen = set(rules.chosen(sorted(entries))) if (rules.keep or rules.drop or rules.presets) else set(entries)
@@ -237,12 +286,12 @@ def make_plan(graph_vars: dict, entries: dict, *, rules: Rules | None = None, re
              or (not restore_optimizer and is_optimizer_state(n))}
     plans = [_variable_plan(name, graph_vars[name], entries, reads[full[name]], new=name in new,
                             fresh=name in fresh, reinit=name in reinit, trainable=name in trainable,
-                            lr_mult=lr_mult.get(name))
+                            lr_mult=lr_mult.get(name), trains_from=trains_from.get(name))
              for name in sorted(graph_vars)]
     used = {v.checkpoint_name for v in plans if v.checkpoint_name}
     for ck in sorted(set(entries) - used):
         shape, dtype = entries[ck][0], entries[ck][1]
         plans.append(VariablePlan(ck, tuple(shape), dtype, "dropped", False, checkpoint_name=ck,
                                   checkpoint_shape=tuple(shape), checkpoint_dtype=dtype))
-    plans.sort(key=lambda v: v.name)
+    plans.sort(key=lambda v: natural_key(v.name))
     return Plan(plans, sorted(update_ops), list(inputs), list(outputs))
