@@ -163,9 +163,9 @@ class Plan:
                      + (f" ({later} from a later epoch, the one their train column names)" if later else ""))
         if self.update_ops:
             lines.append(f"-- update ops that run while training: {', '.join(self.update_ops)}")
-        lines += [f"-- note: {n}" for n in self.notes]
         if self.features:
             lines.append(_features_line(self.features))
+        lines += [f"-- note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
