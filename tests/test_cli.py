@@ -201,3 +201,18 @@ def test_cache_names_the_cut_point_cut_and_still_takes_the_old_spelling(capfd):
         build_parser().parse_args(["cache", "--help"])
     out = " ".join(capfd.readouterr().out.split())
     assert "--cut TENSOR, --tensor TENSOR" in out and "--tensor is its old spelling" in out
+
+
+def test_retrain_refuses_data_and_cache_together(seed004, tmp_path, capfd):
+    """A cache holds the examples it was made from: --data beside it (here of the wrong shape) was
+    ignored; now the pair is refused before anything is read or written."""
+    prefix, _, _ = seed004
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 7), np.float32), y=np.zeros(4, np.int64))
+    capfd.readouterr()
+    assert main(["retrain", "--model", prefix, "--head", "hidden3/Relu:2", "--data", str(tmp_path / "wrong.npz"),
+                 "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert our_stderr(capfd.readouterr().err) == [
+        f"graphsurgeon retrain: error: --data {tmp_path / 'wrong.npz'} and --cache {tmp_path / 'c'}: give one, not "
+        "both (a cache holds the examples it was made from); to train on new data, cache it first with the cache "
+        "command, or leave out --cache to train from the data"]
+    assert not os.path.exists(tmp_path / "o")

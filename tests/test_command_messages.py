@@ -63,6 +63,8 @@ MESSAGES = [
     (("learn-task", "merge-heads", "add-head"),
      "m/: the backbone reads placeholder 'p' besides its input x:0; only the input is fed the input (make it a "
      "PlaceholderWithDefault, or cut above it)"),
+    (("retrain",), "data=d.npz and cache=c/: give one, not both (a cache holds the examples it was made from); to "
+                   "train on new data, cache it first with generate_cache, or leave out cache= to train from the data"),
     (("retrain",), "c/shard-00000.npy: the data set's index names row 9 but the shard holds 4 rows; run "
                    "generate_cache again"),
     (("merge-heads",), "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept "

@@ -68,7 +68,8 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     """Build (see :func:`~graphsurgeon._src.retrain.setup.build`), train and export.
 
     Args:
-      data: a :class:`graphsurgeon.Dataset` or a path (``.npz`` / image folder); not needed with ``cache``.
+      data: a :class:`graphsurgeon.Dataset` or a path (``.npz`` / image folder); not with ``cache`` (a cache
+        holds the examples it was made from: giving both is refused).
       out_dir: receives ``checkpoint/``, ``saved_model/``, ``labels.txt``, ``plan.json``,
         ``metrics.json``, ``surgery.dot`` (and ``surgery.svg`` when Graphviz's ``dot`` is on PATH)
         and TensorBoard scalars and graph under ``logs/`` (or ``logdir``). It may not be, or lie
@@ -87,10 +88,15 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
 
     Raises:
       PlanError: shape mismatches or missing variables; ConfigError, DataError, CacheError: bad
-      settings, data or cache.
+      settings, data or cache (ConfigError: both ``data`` and ``cache`` given).
     """
     if not out_dir:
         raise ConfigError("no output directory given (out_dir=DIR)")
+    if cache and data is not None:
+        given = os.fspath(data) if isinstance(data, (str, os.PathLike)) else "(a Dataset)"
+        raise ConfigError(f"data={given} and cache={cache}: give one, not "
+                          "both (a cache holds the examples it was made from); to train on new data, cache it "
+                          "first with generate_cache, or leave out cache= to train from the data")
     check_out_dir(cfg, out_dir)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"out_dir={out_dir} exists and is not a directory")
