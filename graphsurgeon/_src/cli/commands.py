@@ -164,7 +164,7 @@ def cmd_migrate(args):
     if args.json:
         print(json.dumps({"version": 1, "destination": res.destination, "dry_run": args.dry_run,
                           "verified": res.verified, "data": res.data, "cast": res.cast, "mapping": res.mapping,
-                          "files": res.files, "swept": res.swept}, indent=2))
+                          "files": res.files, "swept": res.swept, "dropped": res.dropped}, indent=2))
         return
     for path in res.swept:
         print(f"# removed {path} (left by a migration that was killed)")
@@ -174,13 +174,19 @@ def cmd_migrate(args):
         for old, new in m.items():
             tag = "  (cast)" if new in res.cast else ""
             print(f"{old:<{width}}  ->  {new}{tag}" if old != new else f"{old:<{width}}      (kept){tag}")
+    if res.dropped:
+        print(f"# dropped from {args.src}: {len(res.dropped)} tensors")
+        width = max(len(o) for o in res.dropped)
+        for old in res.dropped:
+            print(f"{old:<{width}}      (dropped)")
     n = sum(len(m) for m in res.mapping.values())
     data = ("hard links to the source's data files, a new index" if res.data == "linked"
             else "a new data file holding only these tensors")
+    dropped = f" ({len(res.dropped)} dropped)" if res.dropped else ""
     if args.dry_run:
-        print(f"-- {n} tensors; dry run, nothing written (would write {data})")
+        print(f"-- {n} tensors{dropped}; dry run, nothing written (would write {data})")
     else:
-        print(f"-- {n} tensors written to {res.destination}"
+        print(f"-- {n} tensors{dropped} written to {res.destination}"
               + (f"; verified against the source ({res.verified})" if res.verified else "; not verified"))
         print(f"-- data: {data}")
 

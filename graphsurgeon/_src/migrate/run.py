@@ -26,6 +26,8 @@ class MigrationResult:
     Attributes:
       destination: the checkpoint prefix written (or that a dry run would write).
       mapping: ``{source path: {old name: new name}}``; dropped tensors are absent.
+      dropped: the source's names that the rules left out (``drop``, ``keep``, presets such as
+        ``optimizer-slots``), sorted; for ``from_format="tf2"``, variables' names.
       cast: destination names of the tensors whose bytes were computed (casts, joined partitions).
       verified: the verification level that passed (``"sample"`` or ``"full"``), or ``""``.
       data: ``"linked"`` (the sources' data files hard-linked, only the index new) or ``"written"``
@@ -42,6 +44,7 @@ class MigrationResult:
     data: str
     files: list = dataclasses.field(default_factory=list)
     swept: list = dataclasses.field(default_factory=list)
+    dropped: list = dataclasses.field(default_factory=list)
 
 
 def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = False, verify: str = "sample",
@@ -88,7 +91,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
         tensors, extra = phases.to_tf2_keys(tensors)
     result = MigrationResult(dst, phases.mapping_of(tensors, [main] + [m for m, _ in merges]),
                              sorted(p.new for p in tensors if p.action != "copy"), "",
-                             "linked" if should_link(tensors, link) else "written")
+                             "linked" if should_link(tensors, link) else "written",
+                             dropped=phases.dropped_of(tensors, main, from_tf2=from_format == "tf2"))
     if not dry_run:
         _write(tensors + extra, result, level, progress)
     return result
