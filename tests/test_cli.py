@@ -9,7 +9,7 @@ import pytest
 
 from graphsurgeon._src.cli import main
 
-from helpers import run_cli, tree_hash
+from helpers import ROOT, run_cli, tree_hash
 
 
 def our_stderr(text):
@@ -216,3 +216,60 @@ def test_retrain_refuses_data_and_cache_together(seed004, tmp_path, capfd):
         "both (a cache holds the examples it was made from); to train on new data, cache it first with the cache "
         "command, or leave out --cache to train from the data"]
     assert not os.path.exists(tmp_path / "o")
+
+
+def _tiny_frozen_graph(path):
+    """A frozen GraphDef with one weight-like constant, ``dense/kernel``."""
+    import tensorflow as tf
+
+    path.parent.mkdir()
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 2], name="x")
+        tf.matmul(x, tf.constant(np.ones((2, 2), np.float32), name="dense/kernel"), name="dense/MatMul")
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    return str(path)
+
+
+def _writers(prefix, npz, pb, out):
+    """``[(argv, what names out)]``: retrain, thaw and migrate, each told to write at ``out``."""
+    return [(["retrain", "--model", prefix, "--head", "hidden3/Relu:2", "--data", npz, "--out", out, "--quiet"],
+             f"--out {out}"), (["thaw", pb, "--scopes", "dense", "--out", out], f"--out {out}"),
+            (["migrate", prefix, out], f"destination {out}")]
+
+
+def test_an_out_under_a_file_says_so(seed004, npz, tmp_path, capfd):
+    (tmp_path / "afile").write_text("mine")
+    pb = _tiny_frozen_graph(tmp_path / "g" / "f.pb")
+    for argv, what in _writers(seed004[0], npz, pb, str(tmp_path / "afile" / "x")):
+        capfd.readouterr()
+        assert main(argv) == 2
+        assert our_stderr(capfd.readouterr().err) == [
+            f"graphsurgeon {argv[0]}: error: {what}: '{tmp_path / 'afile'}' is a file, not a directory"]
+    assert sorted(os.listdir(tmp_path)) == ["afile", "g"] and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_an_unwritable_out_is_named_in_one_line(seed004, npz, tmp_path):
+    """retrain and thaw named their internal staging folder, migrate printed a bare OSError. A
+    directory without write permission (as root: inside a user namespace, where root has no
+    capability over files) and a read-only file system (a tmpfs mounted read-only in a private
+    mount namespace, root only) are named with the user's path, in one line."""
+    root = os.geteuid() == 0
+    if root and subprocess.run(["unshare", "--mount", "unshare", "--user", "true"]).returncode:
+        pytest.skip("needs unshare --mount and --user (private mount and user namespaces)")
+    pb = _tiny_frozen_graph(tmp_path / "g" / "f.pb")
+    (tmp_path / "locked").mkdir(mode=0o555)
+    (tmp_path / "ro").mkdir()
+    places = {"locked": f"permission denied in {tmp_path / 'locked'}"}
+    if root:
+        places["ro"] = f"{tmp_path / 'ro'} is on a read-only file system"
+    runs = [(argv, f"graphsurgeon {argv[0]}: error: {what} cannot be written: {why}") for place, why in places.items()
+            for argv, what in _writers(seed004[0], npz, pb, str(tmp_path / place / "new" / "x"))]
+    code = "import json, sys\nfrom graphsurgeon._src.cli import main\nfor a in json.loads(sys.argv[1]): main(a)\n"
+    cmd = [sys.executable, "-c", code, json.dumps([argv for argv, _ in runs])]
+    if root:
+        cmd = ["unshare", "--mount", "sh", "-c", f"mount -t tmpfs -o ro,size=1m tmpfs {tmp_path / 'ro'} && exec "
+               'unshare --user "$@"', "sh", *cmd]
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert our_stderr(p.stderr) == [line for _, line in runs]
+    assert os.listdir(tmp_path / "locked") == []

@@ -65,6 +65,9 @@ MESSAGES = [
      "PlaceholderWithDefault, or cut above it)"),
     (("retrain",), "data=d.npz and cache=c/: give one, not both (a cache holds the examples it was made from); to "
                    "train on new data, cache it first with generate_cache, or leave out cache= to train from the data"),
+    (("retrain", "thaw"), "out_dir=afile/x: 'afile' is a file, not a directory"),
+    (("retrain", "thaw"), "out_dir=o/x cannot be written: permission denied in /o"),
+    (("migrate",), "destination o/x cannot be written: /o is on a read-only file system"),
     (("retrain",), "c/shard-00000.npy: the data set's index names row 9 but the shard holds 4 rows; run "
                    "generate_cache again"),
     (("merge-heads",), "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept "

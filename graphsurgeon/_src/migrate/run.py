@@ -14,7 +14,7 @@ from graphsurgeon._src.migrate.verify import LEVELS
 from graphsurgeon._src.migrate.verify import verify as verify_bundle
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage.paths import checkpoint_files
-from graphsurgeon._src.storage.staging import StagingDir, commit
+from graphsurgeon._src.storage.staging import StagingDir, check_destination, commit
 
 PROGRESS_MIB = 64  # a migration writing less than this shows no progress
 
@@ -75,13 +75,18 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
       A :class:`MigrationResult`.
 
     Raises:
-      MigrateError, ConfigError, PatternError, CorruptCheckpointError: nothing is left at ``dst``.
+      MigrateError, ConfigError, PatternError, CorruptCheckpointError: nothing is left at ``dst``
+        (ConfigError: also ``dst`` cannot be written: a file above it, no permission, a read-only
+        file system).
     """
     rules = rules or Rules()
     level = _check_arguments(verify, to, from_format, link)
     main = open_checkpoint(src)
     merges = [(open_checkpoint(path), prefix) for path, prefix in rules.merge]
-    dst = _destination(dst, [main] + [m for m, _ in merges])
+    given, dst = os.fspath(dst), _destination(dst, [main] + [m for m, _ in merges])
+    if not dry_run:  # (the prefix as the user gave it, so that an error names their path)
+        into = os.path.isdir(given) or given.endswith(os.sep)
+        check_destination(os.path.join(given, os.path.basename(dst)) if into else given, f"destination {given}")
     tensors = phases.plan(main, merges, rules, from_tf2=from_format == "tf2")
     tensors = phases.apply_casts(tensors, rules)
     if merge_partitions:

@@ -18,7 +18,7 @@ from graphsurgeon._src.storage import datasets, files
 from graphsurgeon._src.storage.events import ScalarWriter
 from graphsurgeon._src.storage.graphviz import can_draw, write_svg
 from graphsurgeon._src.storage.session import assign
-from graphsurgeon._src.storage.staging import StagingDir, publish
+from graphsurgeon._src.storage.staging import StagingDir, check_destination, publish
 from graphsurgeon._src.storage.writer import check_replaceable, write_json, write_text
 
 tf1 = tf.compat.v1
@@ -88,7 +88,8 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
 
     Raises:
       PlanError: shape mismatches or missing variables; ConfigError, DataError, CacheError: bad
-      settings, data or cache (ConfigError: both ``data`` and ``cache`` given).
+      settings, data or cache (ConfigError: both ``data`` and ``cache`` given, or ``out_dir`` cannot
+      be written: a file above it, no permission, a read-only file system).
     """
     if not out_dir:
         raise ConfigError("no output directory given (out_dir=DIR)")
@@ -100,6 +101,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     check_out_dir(cfg, out_dir)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"out_dir={out_dir} exists and is not a directory")
+    check_destination(out_dir, f"out_dir={out_dir}")
     check_replaceable(out_dir, overwrite)  # before anything trains
     setup = build(cfg, values=True)
     if setup.logits is None:
