@@ -68,6 +68,10 @@ MESSAGES = [
     (("retrain", "thaw"), "out_dir=afile/x: 'afile' is a file, not a directory"),
     (("retrain", "thaw"), "out_dir=o/x cannot be written: permission denied in /o"),
     (("migrate",), "destination o/x cannot be written: /o is on a read-only file system"),
+    (("cache", "retrain"), "data g.pb: a model file (a graph or a checkpoint), not data; expected an .npz (arrays x "
+                           "and y) or an image folder (one sub-folder of images per class)"),
+    (("cache",), "r.pb: not a readable TFRecord file (corrupted record at 0); expected an .npz (arrays x and y), an "
+                 "image folder (one sub-folder of images per class) or TFRecord files of tf.train.Example"),
     (("retrain",), "c/shard-00000.npy: the data set's index names row 9 but the shard holds 4 rows; run "
                    "generate_cache again"),
     (("merge-heads",), "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept "
