@@ -72,6 +72,9 @@ MESSAGES = [
                            "and y) or an image folder (one sub-folder of images per class)"),
     (("cache",), "r.pb: not a readable TFRecord file (corrupted record at 0); expected an .npz (arrays x and y), an "
                  "image folder (one sub-folder of images per class) or TFRecord files of tf.train.Example"),
+    (("inspect", "cache", *TRAINING, *MODELS), "o is retrain's output directory, which holds two copies of one model: "
+                                               "pass o/saved_model (the SavedModel) or o/checkpoint (the checkpoint "
+                                               "with its meta graph)"),
     (("retrain",), "c/shard-00000.npy: the data set's index names row 9 but the shard holds 4 rows; run "
                    "generate_cache again"),
     (("merge-heads",), "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept "
