@@ -140,3 +140,16 @@ def test_the_reproduced_cases_say_the_commands_flags(seed004, npz, tmp_path, cap
         f"graphsurgeon add-class: error: {d}: the model's features hidden2/Tan is not a tensor of this model; closest: "
         "hidden2, hidden2/biases, hidden2/MatMul, hidden2/Relu, hidden2/BiasAdd"]
     assert not any(os.path.exists(tmp_path / n) for n in ("c", "o", "a"))
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["retrain", "--model", "m", "--out", "o", "--x"], "graphsurgeon retrain: error: unrecognized arguments: --x"),
+    (["inspect", "p", "extra", "--y"], "graphsurgeon inspect: error: unrecognized arguments: extra --y"),
+    (["merge-heads", "a", "--features", "f", "--out", "o", "--nope=1"],
+     "graphsurgeon merge-heads: error: unrecognized arguments: --nope=1"),
+])
+def test_an_unknown_flag_is_one_line_naming_the_command(argv, line, capsys):
+    """argparse said ``graphsurgeon: error: unrecognized arguments`` without the command."""
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(argv)
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines() == [line]

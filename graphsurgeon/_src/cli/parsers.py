@@ -18,9 +18,20 @@ from graphsurgeon._src.cli.task_parsers import _continual_parsers, _multihead_pa
 
 
 class _Parser(argparse.ArgumentParser):
+    commands: dict = {}  # the top parser's sub-command parsers, by name
+
     def error(self, message):  # one line, exit 2
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(2)
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but arguments no parser took are reported by the sub-command's parser, so the
+        line names the command (``graphsurgeon retrain: error: unrecognized arguments: --x``)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.commands.get(getattr(parsed, "command", None), self).error(
+                f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def _model_args(p):
@@ -107,6 +118,7 @@ def build_parser():
     _multihead_parsers(sub)
     _continual_parsers(sub)
     _demo_parser(sub)
+    p.commands = sub.choices
     for name, parser in sub.choices.items():
         if name in EXAMPLES:
             parser.epilog = "example:\n  " + EXAMPLES[name]
