@@ -36,6 +36,15 @@ def test_inspect_text(seed004, capsys):
     assert "[hidden1] 2 variables" in out and "likely inputs: X:0 float32 [None, 500]" in out
 
 
+def test_inspect_depth_below_one_is_refused(seed004, capfd):
+    """--depth 0 grouped every variable under one scope named '' and printed it as '[]'."""
+    capfd.readouterr()
+    assert main(["inspect", seed004[0], "--depth", "0"]) == 2
+    assert our_stderr(capfd.readouterr().err) == [
+        "graphsurgeon inspect: error: --depth 0: expected an integer >= 1 (how many name components make a scope: "
+        "1 groups hidden1/weights under hidden1)"]
+
+
 def test_plan_json(seed004, capsys):
     prefix, _, _ = seed004
     assert main(["plan", "--model", prefix, "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--json"]) == 0

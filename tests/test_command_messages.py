@@ -75,6 +75,8 @@ MESSAGES = [
     (("inspect", "cache", *TRAINING, *MODELS), "o is retrain's output directory, which holds two copies of one model: "
                                                "pass o/saved_model (the SavedModel) or o/checkpoint (the checkpoint "
                                                "with its meta graph)"),
+    (("inspect",), "depth=0: expected an integer >= 1 (how many name components make a scope: 1 groups "
+                   "hidden1/weights under hidden1)"),
     (("retrain",), "c/shard-00000.npy: the data set's index names row 9 but the shard holds 4 rows; run "
                    "generate_cache again"),
     (("merge-heads",), "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept "

@@ -58,7 +58,7 @@ FLAGS = {
     "gamma": "--gamma", "fisher": "--fisher", "replace": "--replace", "features": "--features",
     "reference": "--reference", "balance": "--balance", "names": "--names", "threshold": "--threshold",
     "epochs": "--epochs", "prior": "--prior", "weight_decay": "--weight-decay", "tags": "--tags",
-    "shard_size": "--shard-size",
+    "shard_size": "--shard-size", "depth": "--depth",
 }
 
 
