@@ -374,6 +374,11 @@ def test_task_models_made_by_retrain(seed004, tmp_path):
                       str(tmp_path / "merged"))
     assert [(t["name"], t["source"]) for t in res.tasks] == [("three", outs["three"].export.saved_model),
                                                              ("four", outs["four"].export.checkpoint)]
+    # every directory written has the mode mkdir gives (the umask honoured; checkpoint/ and the merged model were 0700)
+    os.mkdir(tmp_path / "plain")
+    mode = os.stat(tmp_path / "plain").st_mode & 0o7777
+    written = [os.path.join(runs, "three", d) for d in ("", "checkpoint", "saved_model")] + [res.directory]
+    assert {d: os.stat(d).st_mode & 0o7777 for d in written} == {d: mode for d in written}
     assert [(t["head"]["kind"], t["head"]["stack"], t["classes"]) for t in res.tasks] == [
         ("dense", 0, ["0", "1", "2"]), ("dense", 1, ["0", "1", "2", "3"])]
     merged = serve(res.directory)(inputs=tf.constant(x[:8]), task_id=tf.constant([0, 1] * 4, tf.int64))
