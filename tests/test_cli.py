@@ -282,3 +282,18 @@ def test_an_unwritable_out_is_named_in_one_line(seed004, npz, tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
     assert our_stderr(p.stderr) == [line for _, line in runs]
     assert os.listdir(tmp_path / "locked") == []
+
+
+def test_early_stopping_says_which_epoch_was_exported(seed004, npz, tmp_path, capfd):
+    """fit restores the best validation epoch's trained values; the summary says so, and the final
+    validation metrics (computed after the restore) are that epoch's."""
+    capfd.readouterr()
+    assert main(["retrain", "--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--data", npz,
+                 "--out", str(tmp_path / "o"), "--epochs", "12", "--patience", "2", "--lr", "0.01", "--quiet"]) == 0
+    out = capfd.readouterr().out.splitlines()
+    history = json.load(open(tmp_path / "o" / "metrics.json"))["history"]
+    best = max(range(len(history)), key=lambda i: (history[i]["validation_accuracy"], -history[i]["validation_loss"]))
+    h = history[best]
+    assert out[1] == (f"exported: the trained variables of epoch {best + 1} of {len(history)}, the best on validation "
+                      f"(accuracy {h['validation_accuracy']:.4f}, loss {h['validation_loss']:.4f})")
+    assert out[3].startswith(f"validation: accuracy {h['validation_accuracy']:.4f}  loss {h['validation_loss']:.4f}")

@@ -100,9 +100,23 @@ def cmd_retrain(args):
         print(f"trained {len(res.history)} of up to {st['epochs']} epochs ({st['optimizer']}, lr {st['lr']:g}"
               + (f", early stopping after {st['patience']} epochs without improvement" if st["patience"] else "")
               + ")")
+        _print_kept_epoch(res)
         for split, m in res.metrics.items():
             print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['examples']} examples)")
         print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}")
+
+
+def _print_kept_epoch(res) -> None:
+    """With early stopping, which epoch's trained values were exported (train.fit restores the best)."""
+    from graphsurgeon._src.train import best_epoch
+
+    best = best_epoch(res.history) if res.settings["patience"] else None
+    if best is None:
+        return
+    h = res.history[best - 1]
+    moving = "; moving averages (batch statistics) as after the last epoch" if any(res.setup.stage_updates) else ""
+    print(f"exported: the trained variables of epoch {best} of {len(res.history)}, the best on validation "
+          f"(accuracy {h['validation_accuracy']:.4f}, loss {h['validation_loss']:.4f}){moving}")
 
 
 def cmd_cache(args):
