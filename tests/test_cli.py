@@ -297,3 +297,36 @@ def test_early_stopping_says_which_epoch_was_exported(seed004, npz, tmp_path, ca
     assert out[1] == (f"exported: the trained variables of epoch {best + 1} of {len(history)}, the best on validation "
                       f"(accuracy {h['validation_accuracy']:.4f}, loss {h['validation_loss']:.4f})")
     assert out[3].startswith(f"validation: accuracy {h['validation_accuracy']:.4f}  loss {h['validation_loss']:.4f}")
+
+
+def test_the_export_holds_resource_variables_and_loads_without_warnings(seed004, npz, tmp_path):
+    """Seed 004's checkpoint has reference variables (VariableV2): tf.saved_model.load logged, per
+    variable and per function, 'Unable to create a python object ... reference variable'."""
+    import logging
+
+    import tensorflow as tf
+
+    from graphsurgeon._src.storage.checkpoint import read_meta_graph
+    from graphsurgeon._src.storage.paths import resolve
+
+    assert any(n.op == "VariableV2" for n in read_meta_graph(resolve(seed004[0])).graph_def.node)
+    assert main(["retrain", "--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--data", npz,
+                 "--out", str(tmp_path / "o"), "--epochs", "1", "--quiet"]) == 0
+    for path in ("saved_model", "checkpoint"):
+        ops = {n.op for n in read_meta_graph(resolve(str(tmp_path / "o" / path))).graph_def.node}
+        assert "VarHandleOp" in ops and not ops & {"VariableV2", "Variable", "Assign"}, path
+    said = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = said.append
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        served = tf.saved_model.load(str(tmp_path / "o" / "saved_model")).signatures["serving_default"]
+        x = np.load(npz)["x"][:4]
+        probs = served(inputs=tf.constant(x))["probabilities"].numpy()
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert not [r.getMessage() for r in said if "reference variable" in r.getMessage()]
+    import graphsurgeon as gs
+
+    with gs.restore(str(tmp_path / "o" / "checkpoint")) as m:  # the checkpoint and its meta graph answer alike
+        np.testing.assert_allclose(m.session.run("head/probabilities:0", {"X:0": x}), probs, rtol=0, atol=1e-6)
