@@ -585,6 +585,16 @@ def _huge_npy_header(path, p):
 
 _npz_case("npz-empty", {}, r"bad\.npz: no array 'x'")
 _npz_case("npz-zero-bytes", None, r"bad\.npz", raw=lambda path, p: write(path, b""))
+
+
+@case("data-is-a-graph-file", "npz", r"data .*in/gan_dis\.pb: a model file \(a graph or a checkpoint\), not data; "
+      r"expected an \.npz \(arrays x and y\)")
+def _graph_as_data(root, p):  # a frozen graph given as --data (cache read it as a TFRecord file)
+    os.makedirs(os.path.join(root, "in"))
+    shutil.copyfile(p["frozen"], os.path.join(root, "in", "gan_dis.pb"))
+    return subs(p, root, data=os.path.join(root, "in", "gan_dis.pb"))
+
+
 _npz_case("npz-truncated", None, r"bad\.npz", raw=lambda path, p: (shutil.copyfile(p["npz"], path), truncate(path, 300)))
 _npz_case("npz-not-a-zip", None, r"bad\.npz", raw=lambda path, p: write(path, "x,y\n1,2\n"))
 _npz_case("npz-missing-x", {"y": Y}, r"bad\.npz: no array 'x'")
@@ -678,6 +688,9 @@ _tfrecord_case("tfrecord-truncated", None, r"bad\.tfrecord",
                raw=lambda path, p: (shutil.copyfile(p["tfrecord"], path), truncate(path, -9)))
 _tfrecord_case("tfrecord-bitflip", None, r"bad\.tfrecord",
                raw=lambda path, p: (shutil.copyfile(p["tfrecord"], path), flip(path, 60)))
+_tfrecord_case("tfrecord-not-a-tfrecord", None, r"bad\.tfrecord: not a readable TFRecord file \(corrupted record at 0\); "
+               r"expected an \.npz \(arrays x and y\), an image folder \(.*\) or TFRecord files of tf\.train\.Example$",
+               raw=lambda path, p: write(path, bytes(range(256)) * 4))
 _tfrecord_case("tfrecord-missing-features", [tf.train.Example().SerializeToString()], r"bad\.tfrecord record 0.*image/encoded")
 _tfrecord_case("tfrecord-not-examples", [b"\x0a\xff\xff\xff garbage"], r"bad\.tfrecord record 0")
 _tfrecord_case("tfrecord-float-label", [_float_label()], r"bad\.tfrecord record 0.*image/class/label")

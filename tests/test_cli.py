@@ -9,7 +9,7 @@ import pytest
 
 from graphsurgeon._src.cli import main
 
-from helpers import run_cli, tree_hash
+from helpers import ROOT, run_cli, tree_hash
 
 
 def our_stderr(text):
@@ -57,6 +57,15 @@ def test_inspect_text_counts_one_in_the_singular_and_names_the_prefix(tmp_path, 
     assert main(["inspect", str(tmp_path / "one.pb")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[:3] == [f"{tmp_path / 'one.pb'}: frozen", "graph: 1 op", f"  {'(root)':<30} 1 op"]
+
+
+def test_inspect_depth_below_one_is_refused(seed004, capfd):
+    """--depth 0 grouped every variable under one scope named '' and printed it as '[]'."""
+    capfd.readouterr()
+    assert main(["inspect", seed004[0], "--depth", "0"]) == 2
+    assert our_stderr(capfd.readouterr().err) == [
+        "graphsurgeon inspect: error: --depth 0: expected an integer >= 1 (how many name components make a scope: "
+        "1 groups hidden1/weights under hidden1)"]
 
 
 def test_plan_json(seed004, capsys):
@@ -311,3 +320,123 @@ def test_plan_says_when_unfrozen_layers_start_and_lr_mult_needs_a_trainable_vari
             assert code == 2 and our_stderr(err)[0].startswith(f"graphsurgeon {command}: error: {said}"), err
             assert len(our_stderr(err)) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_retrain_refuses_data_and_cache_together(seed004, tmp_path, capfd):
+    """A cache holds the examples it was made from: --data beside it (here of the wrong shape) was
+    ignored; now the pair is refused before anything is read or written."""
+    prefix, _, _ = seed004
+    np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 7), np.float32), y=np.zeros(4, np.int64))
+    capfd.readouterr()
+    assert main(["retrain", "--model", prefix, "--head", "hidden3/Relu:2", "--data", str(tmp_path / "wrong.npz"),
+                 "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert our_stderr(capfd.readouterr().err) == [
+        f"graphsurgeon retrain: error: --data {tmp_path / 'wrong.npz'} and --cache {tmp_path / 'c'}: give one, not "
+        "both (a cache holds the examples it was made from); to train on new data, cache it first with the cache "
+        "command, or leave out --cache to train from the data"]
+    assert not os.path.exists(tmp_path / "o")
+
+
+def _tiny_frozen_graph(path):
+    """A frozen GraphDef with one weight-like constant, ``dense/kernel``."""
+    import tensorflow as tf
+
+    path.parent.mkdir()
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 2], name="x")
+        tf.matmul(x, tf.constant(np.ones((2, 2), np.float32), name="dense/kernel"), name="dense/MatMul")
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    return str(path)
+
+
+def _writers(prefix, npz, pb, out):
+    """``[(argv, what names out)]``: retrain, thaw and migrate, each told to write at ``out``."""
+    return [(["retrain", "--model", prefix, "--head", "hidden3/Relu:2", "--data", npz, "--out", out, "--quiet"],
+             f"--out {out}"), (["thaw", pb, "--scopes", "dense", "--out", out], f"--out {out}"),
+            (["migrate", prefix, out], f"destination {out}")]
+
+
+def test_an_out_under_a_file_says_so(seed004, npz, tmp_path, capfd):
+    (tmp_path / "afile").write_text("mine")
+    pb = _tiny_frozen_graph(tmp_path / "g" / "f.pb")
+    for argv, what in _writers(seed004[0], npz, pb, str(tmp_path / "afile" / "x")):
+        capfd.readouterr()
+        assert main(argv) == 2
+        assert our_stderr(capfd.readouterr().err) == [
+            f"graphsurgeon {argv[0]}: error: {what}: '{tmp_path / 'afile'}' is a file, not a directory"]
+    assert sorted(os.listdir(tmp_path)) == ["afile", "g"] and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_an_unwritable_out_is_named_in_one_line(seed004, npz, tmp_path):
+    """retrain and thaw named their internal staging folder, migrate printed a bare OSError. A
+    directory without write permission (as root: inside a user namespace, where root has no
+    capability over files) and a read-only file system (a tmpfs mounted read-only in a private
+    mount namespace, root only) are named with the user's path, in one line."""
+    root = os.geteuid() == 0
+    if root and subprocess.run(["unshare", "--mount", "unshare", "--user", "true"]).returncode:
+        pytest.skip("needs unshare --mount and --user (private mount and user namespaces)")
+    pb = _tiny_frozen_graph(tmp_path / "g" / "f.pb")
+    (tmp_path / "locked").mkdir(mode=0o555)
+    (tmp_path / "ro").mkdir()
+    places = {"locked": f"permission denied in {tmp_path / 'locked'}"}
+    if root:
+        places["ro"] = f"{tmp_path / 'ro'} is on a read-only file system"
+    runs = [(argv, f"graphsurgeon {argv[0]}: error: {what} cannot be written: {why}") for place, why in places.items()
+            for argv, what in _writers(seed004[0], npz, pb, str(tmp_path / place / "new" / "x"))]
+    code = "import json, sys\nfrom graphsurgeon._src.cli import main\nfor a in json.loads(sys.argv[1]): main(a)\n"
+    cmd = [sys.executable, "-c", code, json.dumps([argv for argv, _ in runs])]
+    if root:
+        cmd = ["unshare", "--mount", "sh", "-c", f"mount -t tmpfs -o ro,size=1m tmpfs {tmp_path / 'ro'} && exec "
+               'unshare --user "$@"', "sh", *cmd]
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert our_stderr(p.stderr) == [line for _, line in runs]
+    assert os.listdir(tmp_path / "locked") == []
+
+
+def test_early_stopping_says_which_epoch_was_exported(seed004, npz, tmp_path, capfd):
+    """fit restores the best validation epoch's trained values; the summary says so, and the final
+    validation metrics (computed after the restore) are that epoch's."""
+    capfd.readouterr()
+    assert main(["retrain", "--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--data", npz,
+                 "--out", str(tmp_path / "o"), "--epochs", "12", "--patience", "2", "--lr", "0.01", "--quiet"]) == 0
+    out = capfd.readouterr().out.splitlines()
+    history = json.load(open(tmp_path / "o" / "metrics.json"))["history"]
+    best = max(range(len(history)), key=lambda i: (history[i]["validation_accuracy"], -history[i]["validation_loss"]))
+    h = history[best]
+    assert out[1] == (f"exported: the trained variables of epoch {best + 1} of {len(history)}, the best on validation "
+                      f"(accuracy {h['validation_accuracy']:.4f}, loss {h['validation_loss']:.4f})")
+    assert out[3].startswith(f"validation: accuracy {h['validation_accuracy']:.4f}  loss {h['validation_loss']:.4f}")
+
+
+def test_the_export_holds_resource_variables_and_loads_without_warnings(seed004, npz, tmp_path):
+    """Seed 004's checkpoint has reference variables (VariableV2): tf.saved_model.load logged, per
+    variable and per function, 'Unable to create a python object ... reference variable'."""
+    import logging
+
+    import tensorflow as tf
+
+    from graphsurgeon._src.storage.checkpoint import read_meta_graph
+    from graphsurgeon._src.storage.paths import resolve
+
+    assert any(n.op == "VariableV2" for n in read_meta_graph(resolve(seed004[0])).graph_def.node)
+    assert main(["retrain", "--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--data", npz,
+                 "--out", str(tmp_path / "o"), "--epochs", "1", "--quiet"]) == 0
+    for path in ("saved_model", "checkpoint"):
+        ops = {n.op for n in read_meta_graph(resolve(str(tmp_path / "o" / path))).graph_def.node}
+        assert "VarHandleOp" in ops and not ops & {"VariableV2", "Variable", "Assign"}, path
+    said = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = said.append
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        served = tf.saved_model.load(str(tmp_path / "o" / "saved_model")).signatures["serving_default"]
+        x = np.load(npz)["x"][:4]
+        probs = served(inputs=tf.constant(x))["probabilities"].numpy()
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert not [r.getMessage() for r in said if "reference variable" in r.getMessage()]
+    import graphsurgeon as gs
+
+    with gs.restore(str(tmp_path / "o" / "checkpoint")) as m:  # the checkpoint and its meta graph answer alike
+        np.testing.assert_allclose(m.session.run("head/probabilities:0", {"X:0": x}), probs, rtol=0, atol=1e-6)

@@ -72,6 +72,20 @@ MESSAGES = [
     (("learn-task", "merge-heads", "add-head"),
      "m/: the backbone reads placeholder 'p' besides its input x:0; only the input is fed the input (make it a "
      "PlaceholderWithDefault, or cut above it)"),
+    (("retrain",), "data=d.npz and cache=c/: give one, not both (a cache holds the examples it was made from); to "
+                   "train on new data, cache it first with generate_cache, or leave out cache= to train from the data"),
+    (("retrain", "thaw"), "out_dir=afile/x: 'afile' is a file, not a directory"),
+    (("retrain", "thaw"), "out_dir=o/x cannot be written: permission denied in /o"),
+    (("migrate",), "destination o/x cannot be written: /o is on a read-only file system"),
+    (("cache", "retrain"), "data g.pb: a model file (a graph or a checkpoint), not data; expected an .npz (arrays x "
+                           "and y) or an image folder (one sub-folder of images per class)"),
+    (("cache",), "r.pb: not a readable TFRecord file (corrupted record at 0); expected an .npz (arrays x and y), an "
+                 "image folder (one sub-folder of images per class) or TFRecord files of tf.train.Example"),
+    (("inspect", "cache", *TRAINING, *MODELS), "o is retrain's output directory, which holds two copies of one model: "
+                                               "pass o/saved_model (the SavedModel) or o/checkpoint (the checkpoint "
+                                               "with its meta graph)"),
+    (("inspect",), "depth=0: expected an integer >= 1 (how many name components make a scope: 1 groups "
+                   "hidden1/weights under hidden1)"),
     (("retrain",), "c/shard-00000.npy: the data set's index names row 9 but the shard holds 4 rows; run "
                    "generate_cache again"),
     (("merge-heads",), "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept "
@@ -173,3 +187,16 @@ def test_the_reproduced_cases_say_the_commands_flags(seed004, npz, tmp_path, cap
         f"graphsurgeon add-class: error: {d}: the model's features hidden2/Tan is not a tensor of this model; closest: "
         "hidden2, hidden2/biases, hidden2/MatMul, hidden2/Relu, hidden2/BiasAdd"]
     assert not any(os.path.exists(tmp_path / n) for n in ("c", "o", "a"))
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["retrain", "--model", "m", "--out", "o", "--x"], "graphsurgeon retrain: error: unrecognized arguments: --x"),
+    (["inspect", "p", "extra", "--y"], "graphsurgeon inspect: error: unrecognized arguments: extra --y"),
+    (["merge-heads", "a", "--features", "f", "--out", "o", "--nope=1"],
+     "graphsurgeon merge-heads: error: unrecognized arguments: --nope=1"),
+])
+def test_an_unknown_flag_is_one_line_naming_the_command(argv, line, capsys):
+    """argparse said ``graphsurgeon: error: unrecognized arguments`` without the command."""
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(argv)
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines() == [line]

@@ -15,6 +15,7 @@ from graphsurgeon._src.cli import main
 from graphsurgeon._src.errors import MergeHeadsError, TensorNotFoundError
 from graphsurgeon._src.multihead import compare, load
 from graphsurgeon._src.multihead.merge import add_task, merge_heads, remove_task
+from graphsurgeon._src.storage.paths import resolve
 
 from helpers import ckpt, tree_hash
 
@@ -359,9 +360,25 @@ def test_task_models_made_by_retrain(seed004, tmp_path):
         data = str(tmp_path / f"{name}.npz")
         np.savez(data, x=x, y=(np.abs(x[:, 0]) * classes).astype(np.int64) % classes)
         cfg = gs.RetrainConfig(model=prefix, head=f"hidden2/Relu:{classes}", head_hidden=hidden, epochs=2)
-        outs[name] = gs.retrain(cfg, data, str(tmp_path / name), progress=False)
-    res = merge_heads([outs["three"].export.saved_model, outs["four"].export.checkpoint], "hidden2/Relu",
-                      str(tmp_path / "merged"), task_names=["three", "four"])
+        outs[name] = gs.retrain(cfg, data, str(tmp_path / "runs" / name), progress=False)
+    # a retrain output directory (checkpoint/ and saved_model/: two copies of one model) gives its saved_model/,
+    # named after the directory; the other commands say what to pass
+    runs = str(tmp_path / "runs")
+    assert load.expand([runs]) == [outs[n].export.saved_model for n in ("four", "three")]
+    assert load.default_names(load.expand([runs])) == ["four", "three"]
+    assert load.default_names(load.expand([os.path.join(runs, "three")])) == ["three"]
+    with pytest.raises(gs.WrongPathKindError, match=rf"{runs}/three is retrain's output directory, which holds two "
+                                                    rf"copies of one model: pass {runs}/three/saved_model"):
+        resolve(os.path.join(runs, "three"))
+    res = merge_heads([os.path.join(runs, "three"), outs["four"].export.checkpoint], "hidden2/Relu",
+                      str(tmp_path / "merged"))
+    assert [(t["name"], t["source"]) for t in res.tasks] == [("three", outs["three"].export.saved_model),
+                                                             ("four", outs["four"].export.checkpoint)]
+    # every directory written has the mode mkdir gives (the umask honoured; checkpoint/ and the merged model were 0700)
+    os.mkdir(tmp_path / "plain")
+    mode = os.stat(tmp_path / "plain").st_mode & 0o7777
+    written = [os.path.join(runs, "three", d) for d in ("", "checkpoint", "saved_model")] + [res.directory]
+    assert {d: os.stat(d).st_mode & 0o7777 for d in written} == {d: mode for d in written}
     assert [(t["head"]["kind"], t["head"]["stack"], t["classes"]) for t in res.tasks] == [
         ("dense", 0, ["0", "1", "2"]), ("dense", 1, ["0", "1", "2", "3"])]
     merged = serve(res.directory)(inputs=tf.constant(x[:8]), task_id=tf.constant([0, 1] * 4, tf.int64))

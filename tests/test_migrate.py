@@ -51,9 +51,10 @@ def test_rename_only_links_the_data_and_verifies(seed004_adam, tmp_path):
 
 def test_optimizer_slot_preset_on_an_adam_checkpoint(seed004_adam, tmp_path):
     prefix, _, _ = seed004_adam
-    migrate(prefix, str(tmp_path / "m"), Rules(presets=["optimizer-slots"]))
+    res = migrate(prefix, str(tmp_path / "m"), Rules(presets=["optimizer-slots"]))
     assert sorted(ckpt(str(tmp_path / "m"))) == sorted(
         f"{l}/{p}" for l in ("hidden1", "hidden2", "hidden3", "output") for p in ("weights", "biases"))
+    assert res.dropped == sorted(set(ckpt(prefix)) - set(ckpt(str(tmp_path / "m"))))  # the slots, named
 
 
 def test_v1_to_v2(tmp_path):
@@ -242,10 +243,17 @@ def test_cli_migrate_diff_and_errors(seed004_adam, tmp_path, capfd):
     r = json.loads(out)
     assert r["dry_run"] and r["mapping"][prefix]["output/weights"] == "head/weights" and r["data"] == "written"
     assert r["files"] == [] and r["verified"] == "" and os.listdir(tmp_path) == []
+    slots = sorted(n for n in ckpt(prefix) if n.endswith(("/Adam", "/Adam_1")) or "_power" in n) + ["global_step"]
+    assert r["dropped"] == sorted(slots) and len(slots) == 19  # every dropped tensor, named
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "m", "--preset", "optimizer-slots", "--dry-run")
+    lines = out.splitlines()
+    at = lines.index(f"# dropped from {prefix}: 19 tensors")
+    assert [l.split()[0] for l in lines[at + 1:at + 20]] == sorted(slots) and lines[at + 1].endswith("  (dropped)")
+    assert lines[-1].startswith("-- 8 tensors (19 dropped); dry run, nothing written")
     code, out, err = cli(capfd, "migrate", prefix, tmp_path / "m", "--preset", "optimizer-slots", "--map-scope",
                          "output/=head/")
     assert code == 0, err
-    assert f"written to {tmp_path / 'm'}; verified against the source (sample)" in out
+    assert f"-- 8 tensors (19 dropped) written to {tmp_path / 'm'}; verified against the source (sample)" in out
     assert "-- data: a new data file holding only these tensors" in out
     code, out, _ = cli(capfd, "diff", prefix, tmp_path / "m", "--json")
     d = json.loads(out)
@@ -468,6 +476,7 @@ def test_real_gan_without_its_adam_slots_is_a_third_of_the_size(tmp_path, capfd)
     src, new = ckpt(os.path.join(REAL_GAN, "model.ckpt")), ckpt(r["destination"])
     model = {n for n in src if not n.endswith(("/Adam", "/Adam_1")) and "_power" not in n}
     assert set(new) == model and all(new[n].tobytes() == src[n].tobytes() for n in model)
+    assert r["dropped"] == sorted(set(src) - model)
     data = [f for f in r["files"] if ".data-" in f]
     size = os.path.getsize(data[0])
     assert len(data) == 1 and size == sum(src[n].nbytes for n in model)

@@ -166,6 +166,16 @@ def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, cap
     assert sorted(os.listdir(tmp_path)) == ["exists"]
 
 
+def test_thaw_output_honours_the_umask(frozen_mlp, tmp_path):
+    """The output directory was made by tempfile.mkdtemp and kept its mode 0700."""
+    old = os.umask(0o027)
+    try:
+        thaw(frozen_mlp[0], ["output"], str(tmp_path / "t"))
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "t").st_mode & 0o7777 == 0o750
+
+
 def test_thaw_refuses_what_is_not_a_frozen_graph_with_weights(seed004, tmp_path):
     prefix, _, _ = seed004
     with pytest.raises(gs.WrongPathKindError, match="not a frozen GraphDef"):

@@ -168,3 +168,31 @@ def test_x_only_npz_of_combine_and_add_class_is_header_checked(tmp_path, reader)
     read = (lambda p: combine._data(p)) if reader == "combine" else (lambda p: add_class._inputs(p, "data"))
     with pytest.raises(gs.DataError, match=r"huge\.npz \(array 'x'\).*declares"):
         read(str(path))
+
+
+def test_reference_variables_become_resource_variables_unless_an_op_needs_the_reference():
+    from graphsurgeon._src.export import to_resource_variables
+
+    def meta_of(training):
+        g = tf.Graph()
+        with g.as_default():
+            v = tf.compat.v1.get_variable("w", [2], initializer=tf.compat.v1.ones_initializer(), use_resource=False)
+            tf.identity(v * 2.0, name="out")
+            if training:
+                tf.compat.v1.assign_add(v, [1.0, 1.0], name="step")
+            return tf.compat.v1.train.export_meta_graph(graph=g)
+
+    meta = meta_of(training=True)
+    before = meta.SerializeToString()
+    assert not to_resource_variables(meta) and meta.SerializeToString() == before  # AssignAdd needs the reference
+    meta = meta_of(training=False)
+    assert to_resource_variables(meta)
+    ops = {n.name: n.op for n in meta.graph_def.node}
+    assert (ops["w"], ops["w/read"], ops["w/Assign"]) == ("VarHandleOp", "ReadVariableOp", "AssignVariableOp")
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.train.import_meta_graph(meta)
+        (w,) = tf.compat.v1.global_variables()
+        with tf.compat.v1.Session() as s:
+            s.run(w.initializer)
+            assert s.run("out:0").tolist() == [2.0, 2.0] and "Resource" in type(w).__name__

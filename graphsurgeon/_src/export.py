@@ -5,7 +5,8 @@ The exported graph holds only what computes the outputs: the frozen layers, the
 retrained layers and the new head. Old heads, labels, the loss, training ops and
 optimizer slots are pruned. Extra placeholders the outputs need (``keep_prob``,
 ``is_training``) become ``PlaceholderWithDefault`` with the value given in
-``feeds``, so a server feeds only the inputs.
+``feeds``, so a server feeds only the inputs. Reference variables become resource variables
+(:func:`to_resource_variables`).
 
 Inputs keep their static shapes: from a graph that fixes the batch (``[100, 784]``) the
 SavedModel serves batches of exactly that size (``retrain`` says so in its summary).
@@ -16,7 +17,7 @@ import dataclasses
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import attr_value_pb2, tensor_pb2
+from tensorflow.core.framework import attr_value_pb2, tensor_pb2, variable_pb2
 
 from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.errors import ConfigError
@@ -43,7 +44,8 @@ def _tensor_name(t) -> str:
 
 
 def export_meta_graph(model, inputs: dict, outputs: dict, feeds=None):
-    """A pruned MetaGraphDef of ``model`` computing ``outputs`` from ``inputs``.
+    """A pruned MetaGraphDef of ``model`` computing ``outputs`` from ``inputs``, its reference variables made
+    resource variables (:func:`to_resource_variables`).
 
     Args:
       inputs: ``{signature key: tensor or name}``.
@@ -72,7 +74,51 @@ def export_meta_graph(model, inputs: dict, outputs: dict, feeds=None):
         _to_placeholder_with_default(pruned.graph_def, node, feeds[node.name], batch_of)
     for key, names in ((INPUTS_COLLECTION, inputs.values()), (OUTPUTS_COLLECTION, outputs.values())):
         pruned.collection_def[key].node_list.value.extend(names)
+    to_resource_variables(pruned)
     return pruned, inputs, outputs
+
+
+# ops that read a reference variable's value (Identity: the ``v/read`` snapshot) or set it (its initializer)
+_READS, _SETS = ("Identity",), ("Assign",)
+
+
+def to_resource_variables(meta) -> bool:
+    """Turn the reference variables (``VariableV2``) of an inference graph into resource variables of
+    the same names, in place: ``VarHandleOp`` ``v``, its ``v/read`` a ``ReadVariableOp`` and its
+    initializer an ``AssignVariableOp``, the ``VariableDef``s marked ``is_resource``. A SavedModel of
+    reference variables loads with ``tf.saved_model.load`` too, but logs a warning per variable per
+    function. Returns False, changing nothing, when an op other than those reads a reference variable
+    (an op that needs the reference itself, as training ops do)."""
+    gd = meta.graph_def
+    refs = {n.name: n for n in gd.node if n.op in ("VariableV2", "Variable")}
+    users = [(n, i) for n in gd.node for i in n.input if subgraph.node_name(i) in refs and not i.startswith("^")]
+    if not refs or any(n.op not in _READS + _SETS or n.input[0] != i for n, i in users):
+        return bool(not refs)
+    for node in refs.values():
+        dtype, shape = node.attr["dtype"], node.attr["shape"]
+        node.op = "VarHandleOp"
+        node.attr.clear()
+        node.attr["dtype"].CopyFrom(dtype)
+        node.attr["shape"].CopyFrom(shape)
+        node.attr["shared_name"].s = node.name.encode()
+    for node, _ in users:
+        dtype = attr_value_pb2.AttrValue(type=refs[subgraph.node_name(node.input[0])].attr["dtype"].type)
+        colocation = node.attr["_class"] if "_class" in node.attr else None
+        node.op = "ReadVariableOp" if node.op in _READS else "AssignVariableOp"
+        node.attr.clear()
+        node.attr["dtype"].CopyFrom(dtype)
+        if colocation is not None:
+            node.attr["_class"].CopyFrom(colocation)
+    for key in (tf1.GraphKeys.GLOBAL_VARIABLES, tf1.GraphKeys.TRAINABLE_VARIABLES, tf1.GraphKeys.LOCAL_VARIABLES,
+                tf1.GraphKeys.MODEL_VARIABLES):
+        if key in meta.collection_def:
+            raw = meta.collection_def[key].bytes_list.value
+            for k, vd in enumerate(raw):
+                var = variable_pb2.VariableDef.FromString(vd)
+                if subgraph.node_name(var.variable_name) in refs:
+                    var.is_resource = True
+                    raw[k] = var.SerializeToString()
+    return True
 
 
 def _to_placeholder_with_default(graph_def, node, value, batch_of=None) -> None:

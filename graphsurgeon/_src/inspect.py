@@ -9,7 +9,7 @@ import re
 import tensorflow as tf
 
 from graphsurgeon._src import guess, safety, subgraph, tf2, weights
-from graphsurgeon._src.errors import NoMetaGraphError
+from graphsurgeon._src.errors import ConfigError, NoMetaGraphError
 from graphsurgeon._src.select import natural_key
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.paths import resolve
@@ -27,22 +27,31 @@ def kind_of(name: str) -> str:
     return "model"
 
 
+def _check_depth(depth) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ConfigError(f"depth={depth!r}: expected an integer >= 1 (how many name components make a scope: "
+                          "1 groups hidden1/weights under hidden1)")
+
+
 def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
     """A report on ``path`` (any form :func:`graphsurgeon._src.restore` accepts).
 
     Returns:
-      ``{"version": 1, "path", "kind", "checkpoint", "variables": [{name, shape, dtype, bytes, kind}],
-      "scopes": {scope: {variables, bytes, optimizer_bytes}}, "total_bytes", "graph": {...} or None}``;
-      scopes are the first ``depth`` components of each name; names sort naturally (``Variable_2``
-      before ``Variable_10``). ``graph`` holds ``ops``, ``ops_per_scope``, ``inputs`` and
-      ``outputs`` (the likely ones, all of them: ``[{name, dtype, shape}]`` and names), ``op_types``
-      (the 15 most common, with their counts), ``unsafe_ops``
-      (``[{name, op}]``, see :func:`graphsurgeon._src.safety.unsafe_ops`) and ``signatures``
-      (a SavedModel's or meta graph's: ``{key: {method, inputs: {k: {name, dtype, shape}}, outputs}}``) and
-      ``weight_constants`` (``[{name, shape, dtype, consumers}]``, see :mod:`graphsurgeon._src.weights`: what
-      ``thaw`` can turn into variables). A TF2 SavedModel is reported as restore flattens it: its variables
-      under their graph names, its graph with the functions inlined.
+      ``{"version": 1, "path", "kind", "checkpoint", "variables": [{name, shape, dtype, bytes, kind}], "scopes":
+      {scope: {variables, bytes, optimizer_bytes}}, "total_bytes", "graph": {...} or None}``; scopes are the first
+      ``depth`` components of each name; names sort naturally (``Variable_2`` before ``Variable_10``). ``graph``
+      holds ``ops``, ``ops_per_scope``, ``inputs`` and ``outputs`` (the likely ones, all of them: ``[{name, dtype,
+      shape}]`` and names), ``op_types`` (the 15 most common, with their counts), ``unsafe_ops`` (``[{name, op}]``,
+      see :func:`graphsurgeon._src.safety.unsafe_ops`) and ``signatures`` (a SavedModel's or meta graph's: ``{key:
+      {method, inputs: {k: {name, dtype, shape}}, outputs}}``) and ``weight_constants`` (``[{name, shape, dtype,
+      consumers}]``, see :mod:`graphsurgeon._src.weights`: what ``thaw`` can turn into variables). A TF2 SavedModel
+      is reported as restore flattens it: its variables under their graph names, its graph with the functions
+      inlined.
+
+    Raises:
+      ConfigError: ``depth`` is not an integer >= 1.
     """
+    _check_depth(depth)
     source = resolve(path, tags)
     report = {"version": 1, "path": path, "kind": source.kind, "checkpoint": source.prefix, "variables": [],
               "scopes": {}, "total_bytes": 0, "graph": None}

@@ -27,6 +27,7 @@ from graphsurgeon._src.errors import (
 from graphsurgeon._src.storage.checkpoint import read_meta_graph
 from graphsurgeon._src.storage.checkpointdir import write_checkpoint_dir
 from graphsurgeon._src.storage.paths import resolve
+from graphsurgeon._src.storage.staging import check_destination
 
 tf1 = tf.compat.v1
 
@@ -68,7 +69,8 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
     Raises:
       WrongPathKindError: ``graph_path`` is not a frozen GraphDef.
       PatternError: a pattern matches no weight-like constant; the message names the closest scopes.
-      ConfigError: ``out_dir`` exists (without ``overwrite``) or lies in the graph's directory.
+      ConfigError: ``out_dir`` exists (without ``overwrite``), lies in the graph's directory, or cannot
+        be written (a file above it, no permission, a read-only file system).
     """
     source = resolve(graph_path)
     if source.kind != "frozen":
@@ -84,6 +86,7 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
                            "with Add) to thaw")
     chosen = select.match(scopes, candidates, what="weight-like constant")
     _check_out_dir(out_dir, source.graph_path)
+    check_destination(out_dir, f"out_dir={out_dir}")
     meta, values = thaw_graph(graph_def, chosen, where=graph_path)
     prefix = write_checkpoint_dir(meta, values, out_dir, overwrite=overwrite)
     return ThawResult(prefix, {n: tuple(values[n].shape) for n in chosen}, sum(v.nbytes for v in values.values()),

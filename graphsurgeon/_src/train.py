@@ -269,7 +269,7 @@ def fit(session, stage_ops, loss, accuracy, feed_of, train_batches, steps: int, 
             if writer is not None:
                 writer.scalars(epoch + 1, {k.replace("_", "/", 1): v for k, v in row.items() if k != "epoch"})
             if patience and ev:
-                score = (ev["accuracy"], -ev["loss"])
+                score = _score(ev["accuracy"], ev["loss"])
                 if best is None or score > best:
                     best, waited = score, 0
                     best_state = snapshot[0]() if snapshot else None
@@ -283,6 +283,19 @@ def fit(session, stage_ops, loss, accuracy, feed_of, train_batches, steps: int, 
     if best_state is not None and snapshot:
         snapshot[1](best_state)
     return history
+
+
+def _score(accuracy: float, loss: float) -> tuple:
+    """What early stopping maximizes: validation accuracy, then lower validation loss."""
+    return (accuracy, -loss)
+
+
+def best_epoch(history: list) -> int | None:
+    """The epoch (1-based) whose trained values :func:`fit` with ``patience`` keeps: the first with the
+    best validation score; None when no epoch was validated."""
+    scored = [(_score(h["validation_accuracy"], h["validation_loss"]), -i) for i, h in enumerate(history)
+              if "validation_accuracy" in h]
+    return -max(scored)[1] + 1 if scored else None
 
 
 def _epoch(session, stage_ops, loss, accuracy, feed_of, train_batches, epoch, bar) -> dict:

@@ -108,6 +108,7 @@ def cmd_retrain(args):
         print(f"trained {len(res.history)} of up to {st['epochs']} epochs ({st['optimizer']}, lr {st['lr']:g}"
               + (f", early stopping after {st['patience']} epochs without improvement" if st["patience"] else "")
               + ")")
+        _print_kept_epoch(res)
         for split, m in res.metrics.items():
             print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['examples']} examples)")
         for note in head_input["notes"]:
@@ -115,6 +116,19 @@ def cmd_retrain(args):
         print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}"
               + (f" (serves batches of exactly {fixed} examples: the graph fixes the batch in its static shapes)"
                  if fixed else ""))
+
+
+def _print_kept_epoch(res) -> None:
+    """With early stopping, which epoch's trained values were exported (train.fit restores the best)."""
+    from graphsurgeon._src.train import best_epoch
+
+    best = best_epoch(res.history) if res.settings["patience"] else None
+    if best is None:
+        return
+    h = res.history[best - 1]
+    moving = "; moving averages (batch statistics) as after the last epoch" if any(res.setup.stage_updates) else ""
+    print(f"exported: the trained variables of epoch {best} of {len(res.history)}, the best on validation "
+          f"(accuracy {h['validation_accuracy']:.4f}, loss {h['validation_loss']:.4f}){moving}")
 
 
 def cmd_cache(args):
@@ -176,7 +190,7 @@ def cmd_migrate(args):
     if args.json:
         print(json.dumps({"version": 1, "destination": res.destination, "dry_run": args.dry_run,
                           "verified": res.verified, "data": res.data, "cast": res.cast, "mapping": res.mapping,
-                          "files": res.files, "swept": res.swept}, indent=2))
+                          "files": res.files, "swept": res.swept, "dropped": res.dropped}, indent=2))
         return
     for path in res.swept:
         print(f"# removed {path} (left by a migration that was killed)")
@@ -186,13 +200,19 @@ def cmd_migrate(args):
         for old, new in m.items():
             tag = "  (cast)" if new in res.cast else ""
             print(f"{old:<{width}}  ->  {new}{tag}" if old != new else f"{old:<{width}}      (kept){tag}")
+    if res.dropped:
+        print(f"# dropped from {args.src}: {len(res.dropped)} tensors")
+        width = max(len(o) for o in res.dropped)
+        for old in res.dropped:
+            print(f"{old:<{width}}      (dropped)")
     n = sum(len(m) for m in res.mapping.values())
     data = ("hard links to the source's data files, a new index" if res.data == "linked"
             else "a new data file holding only these tensors")
+    dropped = f" ({len(res.dropped)} dropped)" if res.dropped else ""
     if args.dry_run:
-        print(f"-- {n} tensors; dry run, nothing written (would write {data})")
+        print(f"-- {n} tensors{dropped}; dry run, nothing written (would write {data})")
     else:
-        print(f"-- {n} tensors written to {res.destination}"
+        print(f"-- {n} tensors{dropped} written to {res.destination}"
               + (f"; verified against the source ({res.verified})" if res.verified else "; not verified"))
         print(f"-- data: {data}")
 

@@ -18,9 +18,20 @@ from graphsurgeon._src.cli.task_parsers import _continual_parsers, _multihead_pa
 
 
 class _Parser(argparse.ArgumentParser):
+    commands: dict = {}  # the top parser's sub-command parsers, by name
+
     def error(self, message):  # one line, exit 2
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(2)
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but arguments no parser took are reported by the sub-command's parser, so the
+        line names the command (``graphsurgeon retrain: error: unrecognized arguments: --x``)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.commands.get(getattr(parsed, "command", None), self).error(
+                f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def _model_args(p):
@@ -117,6 +128,7 @@ def build_parser():
     _multihead_parsers(sub)
     _continual_parsers(sub)
     _demo_parser(sub)
+    p.commands = sub.choices
     for name, parser in sub.choices.items():
         if name in EXAMPLES:
             parser.epilog = "example:\n  " + EXAMPLES[name]
@@ -149,8 +161,9 @@ def _plan_parser(sub):
 def _retrain_parser(sub):
     s = sub.add_parser("retrain", help="restore, new head, train the chosen layers, export")
     _model_args(s)
-    s.add_argument("--data", help=".npz (x, y) or an image folder (one sub-folder per class)")
-    s.add_argument("--cache", metavar="DIR", help="train from a bottleneck cache made by 'graphsurgeon cache'")
+    s.add_argument("--data", help=".npz (x, y) or an image folder (one sub-folder per class); or --cache")
+    s.add_argument("--cache", metavar="DIR", help="train from a bottleneck cache made by 'graphsurgeon cache' "
+                                                  "(instead of --data: giving both is refused)")
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--epochs", type=int, help="epoch budget (default: 300 for a head from a cache, 30 for a head, "
                                                "20 when restored layers train)")
@@ -160,7 +173,8 @@ def _retrain_parser(sub):
     s.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "rmsprop"], help="default adam")
     s.add_argument("--seed", type=int)
     s.add_argument("--patience", type=int,
-                   help="stop after this many epochs without a better validation accuracy (0: never)")
+                   help="stop after this many epochs without a better validation accuracy (0: never); the best "
+                        "epoch's trained values are exported")
     s.add_argument("--image-scale", choices=["unit", "inception", "raw"],
                    help="image folders: pixels to [0,1] (unit, default), [-1,1] (inception) or [0,255] (raw)")
     s.add_argument("--overwrite", action="store_true")

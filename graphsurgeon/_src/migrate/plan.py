@@ -202,6 +202,14 @@ def to_tf2_keys(tensors: list) -> tuple[list, list]:
     return [dataclasses.replace(p, new=keys[p.new]) for p in tensors], extra
 
 
+def dropped_of(tensors: list, main: SourceCheckpoint, *, from_tf2: bool = False) -> list:
+    """The names of ``main`` that the rules left out (``drop``, ``keep``, presets), sorted: every name
+    :func:`plan` saw there (for ``from_tf2``, its variables' names) that no planned tensor comes from."""
+    names = tf2_variable_keys(main) if from_tf2 else main.names()
+    used = {part.old for p in tensors for part in (p.parts or (p,)) if part.source is main}
+    return sorted(set(names) - used)
+
+
 def mapping_of(tensors: list, sources: list) -> dict:
     """``{source path: {old name: new name}}``, old names sorted; a joined part maps to the joined tensor."""
     out = {s.path: {} for s in sources}

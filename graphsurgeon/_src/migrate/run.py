@@ -14,7 +14,7 @@ from graphsurgeon._src.migrate.verify import LEVELS
 from graphsurgeon._src.migrate.verify import verify as verify_bundle
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage.paths import checkpoint_files
-from graphsurgeon._src.storage.staging import StagingDir, commit
+from graphsurgeon._src.storage.staging import StagingDir, check_destination, commit
 
 PROGRESS_MIB = 64  # a migration writing less than this shows no progress
 
@@ -26,6 +26,8 @@ class MigrationResult:
     Attributes:
       destination: the checkpoint prefix written (or that a dry run would write).
       mapping: ``{source path: {old name: new name}}``; dropped tensors are absent.
+      dropped: the source's names that the rules left out (``drop``, ``keep``, presets such as
+        ``optimizer-slots``), sorted; for ``from_format="tf2"``, variables' names.
       cast: destination names of the tensors whose bytes were computed (casts, joined partitions).
       verified: the verification level that passed (``"sample"`` or ``"full"``), or ``""``.
       data: ``"linked"`` (the sources' data files hard-linked, only the index new) or ``"written"``
@@ -42,6 +44,7 @@ class MigrationResult:
     data: str
     files: list = dataclasses.field(default_factory=list)
     swept: list = dataclasses.field(default_factory=list)
+    dropped: list = dataclasses.field(default_factory=list)
 
 
 def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = False, verify: str = "sample",
@@ -72,13 +75,18 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
       A :class:`MigrationResult`.
 
     Raises:
-      MigrateError, ConfigError, PatternError, CorruptCheckpointError: nothing is left at ``dst``.
+      MigrateError, ConfigError, PatternError, CorruptCheckpointError: nothing is left at ``dst``
+        (ConfigError: also ``dst`` cannot be written: a file above it, no permission, a read-only
+        file system).
     """
     rules = rules or Rules()
     level = _check_arguments(verify, to, from_format, link)
     main = open_checkpoint(src)
     merges = [(open_checkpoint(path), prefix) for path, prefix in rules.merge]
-    dst = _destination(dst, [main] + [m for m, _ in merges])
+    given, dst = os.fspath(dst), _destination(dst, [main] + [m for m, _ in merges])
+    if not dry_run:  # (the prefix as the user gave it, so that an error names their path)
+        into = os.path.isdir(given) or given.endswith(os.sep)
+        check_destination(os.path.join(given, os.path.basename(dst)) if into else given, f"destination {given}")
     tensors = phases.plan(main, merges, rules, from_tf2=from_format == "tf2")
     tensors = phases.apply_casts(tensors, rules)
     if merge_partitions:
@@ -88,7 +96,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
         tensors, extra = phases.to_tf2_keys(tensors)
     result = MigrationResult(dst, phases.mapping_of(tensors, [main] + [m for m, _ in merges]),
                              sorted(p.new for p in tensors if p.action != "copy"), "",
-                             "linked" if should_link(tensors, link) else "written")
+                             "linked" if should_link(tensors, link) else "written",
+                             dropped=phases.dropped_of(tensors, main, from_tf2=from_format == "tf2"))
     if not dry_run:
         _write(tensors + extra, result, level, progress)
     return result

@@ -62,15 +62,28 @@ def _is_model_dir(path: str) -> bool:
     return len(glob.glob(os.path.join(glob.escape(path), "*.index"))) == 1
 
 
+def _retrain_output(path: str) -> str | None:
+    """The model merge-heads reads in ``retrain``'s output directory (one that holds ``checkpoint/`` and
+    a SavedModel ``saved_model/``): its ``saved_model/``, which declares the input and the output in
+    its ``serving_default`` signature; None for any other path."""
+    sm = os.path.join(path, "saved_model")
+    if os.path.isdir(os.path.join(path, "checkpoint")) and os.path.isdir(sm) and _is_model_dir(sm):
+        return sm
+    return None
+
+
 def _models_in(directory: str, depth: int = 1) -> list[str]:
-    """Models in a directory: model directories, checkpoint prefixes and model files in it, and
-    each sub-directory that holds exactly one model (``tasks/sentiment/frozen.pb``)."""
+    """Models in a directory: model directories, checkpoint prefixes and model files in it, the
+    ``saved_model/`` of each ``retrain`` output directory in it, and each sub-directory that holds
+    exactly one model (``tasks/sentiment/frozen.pb``)."""
     out = []
     for name in sorted(os.listdir(directory), key=select.natural_key):
         p = os.path.join(directory, name)
         if os.path.isdir(p):
             if _is_model_dir(p) or is_keras_path(p):
                 out.append(p)
+            elif _retrain_output(p):
+                out.append(_retrain_output(p))
             elif depth > 0:
                 inner = _models_in(p, depth - 1)
                 out += inner if len(inner) == 1 else []
@@ -82,10 +95,11 @@ def _models_in(directory: str, depth: int = 1) -> list[str]:
 
 
 def expand(specs) -> list[str]:
-    """Model paths from ``specs``: a glob gives its matches, a directory that is not itself a model
-    gives the models in it (model directories, checkpoint prefixes, ``.meta``, ``.pb``, ``.h5``,
-    and sub-directories holding exactly one model), anything else is one model. Order: as given,
-    each expansion sorted naturally.
+    """Model paths from ``specs``: a glob gives its matches, ``retrain``'s output directory (holding
+    ``checkpoint/`` and ``saved_model/``) its ``saved_model/``, another directory that is not itself a
+    model the models in it (model directories, checkpoint prefixes, ``.meta``, ``.pb``, ``.h5``,
+    retrain outputs, and sub-directories holding exactly one model), anything else is one model.
+    Order: as given, each expansion sorted naturally.
 
     Raises:
       MergeHeadsError: no models at all, or a glob or directory that holds none.
@@ -95,6 +109,9 @@ def expand(specs) -> list[str]:
         if glob.has_magic(spec):
             found = sorted(glob.glob(spec), key=select.natural_key)
             found = [f[: -len(".index")] if f.endswith(".index") else f for f in found]
+            found = [_retrain_output(f) or f for f in found]
+        elif _retrain_output(spec):
+            found = [_retrain_output(spec)]
         elif os.path.isdir(spec) and not _is_model_dir(spec):
             found = _models_in(spec)
         else:
@@ -112,8 +129,11 @@ def default_names(paths: list[str]) -> list[str]:
     """Task names from paths: the first path component below the models' common directory, without
     a model file extension (``tasks/sentiment/model.ckpt-900`` -> ``sentiment``). A single model is
     named after its file (``sentiment.h5`` -> ``sentiment``), its directory if it is one, or the
-    directory holding it if it is a checkpoint prefix (``sentiment/model.ckpt-900`` -> ``sentiment``)."""
+    directory holding it if it is a checkpoint prefix (``sentiment/model.ckpt-900`` -> ``sentiment``) or
+    a retrain output's ``saved_model/`` (``sentiment/saved_model`` -> ``sentiment``)."""
     full = [os.path.abspath(p) for p in paths]
+    if len(full) == 1 and _retrain_output(os.path.dirname(full[0])) == full[0]:
+        return [os.path.basename(os.path.dirname(full[0]))]
     if len(full) == 1:
         p = full[0]
         checkpoint = not os.path.isdir(p) and not p.endswith(_MODEL_FILES) and os.path.dirname(p) != os.getcwd()

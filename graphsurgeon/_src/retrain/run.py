@@ -19,7 +19,7 @@ from graphsurgeon._src.storage import datasets, files
 from graphsurgeon._src.storage.events import ScalarWriter
 from graphsurgeon._src.storage.graphviz import can_draw, write_svg
 from graphsurgeon._src.storage.session import assign
-from graphsurgeon._src.storage.staging import StagingDir, publish
+from graphsurgeon._src.storage.staging import StagingDir, check_destination, publish
 from graphsurgeon._src.storage.writer import check_replaceable, write_json, write_text
 
 tf1 = tf.compat.v1
@@ -72,7 +72,8 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     """Build (see :func:`~graphsurgeon._src.retrain.setup.build`), train and export.
 
     Args:
-      data: a :class:`graphsurgeon.Dataset` or a path (``.npz`` / image folder); not needed with ``cache``.
+      data: a :class:`graphsurgeon.Dataset` or a path (``.npz`` / image folder); not with ``cache`` (a cache
+        holds the examples it was made from: giving both is refused).
       out_dir: receives ``checkpoint/``, ``saved_model/``, ``labels.txt``, ``plan.json``,
         ``metrics.json``, ``surgery.dot`` (and ``surgery.svg`` when Graphviz's ``dot`` is on PATH)
         and TensorBoard scalars and graph under ``logs/`` (or ``logdir``). It may not be, or lie
@@ -95,16 +96,23 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
 
     Raises:
       PlanError: shape mismatches or missing variables; ConfigError, DataError, CacheError: bad
-      settings, data or cache; RandomTensorError: the head's input differs between two runs on
-      one batch (dropout with keep_prob baked in), unless ``cfg.allow_random``;
-      BatchDependentError: an example's value changes with its batch-mates, unless
-      ``cfg.allow_batch_dependent``.
+      settings, data or cache (ConfigError: both ``data`` and ``cache`` given, or ``out_dir`` cannot
+      be written: a file above it, no permission, a read-only file system); RandomTensorError: the
+      head's input differs between two runs on one batch (dropout with keep_prob baked in), unless
+      ``cfg.allow_random``; BatchDependentError: an example's value changes with its batch-mates,
+      unless ``cfg.allow_batch_dependent``.
     """
     if not out_dir:
         raise ConfigError("no output directory given (out_dir=DIR)")
+    if cache and data is not None:
+        given = os.fspath(data) if isinstance(data, (str, os.PathLike)) else "(a Dataset)"
+        raise ConfigError(f"data={given} and cache={cache}: give one, not "
+                          "both (a cache holds the examples it was made from); to train on new data, cache it "
+                          "first with generate_cache, or leave out cache= to train from the data")
     check_out_dir(cfg, out_dir)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"out_dir={out_dir} exists and is not a directory")
+    check_destination(out_dir, f"out_dir={out_dir}")
     check_replaceable(out_dir, overwrite)  # before anything trains
     setup = build(cfg, values=True)
     if setup.logits is None:

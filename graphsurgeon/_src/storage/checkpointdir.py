@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from graphsurgeon._src.errors import ConfigError
 from graphsurgeon._src.storage.checkpoint import import_meta_graph
+from graphsurgeon._src.storage.files import new_output_dir
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 from graphsurgeon._src.storage.writer import CHECKPOINT_NAME, verify_checkpoint
 
@@ -38,7 +39,7 @@ def write_checkpoint_dir(meta, values: dict, out_dir: str, *, overwrite: bool = 
     variables = variables_by_name(graph)
     with graph.as_default():
         saver = tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(out_dir)}-", dir=parent)
+    tmp = new_output_dir(f".tmp-{os.path.basename(out_dir)}-", parent)
     try:
         with new_session(graph) as sess:
             assign(sess, [(variables[n], values[n]) for n in sorted(variables)])

@@ -50,6 +50,21 @@ class Dataset:
         return len(self.y)
 
 
+# the files of a model (graphs, checkpoints, Keras files), which a user may give as data by mistake
+_MODEL_SUFFIXES = (".pb", ".pbtxt", ".meta", ".index", ".h5", ".keras", ".ckpt")
+RETRAIN_FORMATS = "an .npz (arrays x and y) or an image folder (one sub-folder of images per class)"
+CACHE_FORMATS = ("an .npz (arrays x and y), an image folder (one sub-folder of images per class) or TFRecord "
+                 "files of tf.train.Example")
+
+
+def check_not_a_model_file(path: str, formats: str) -> None:
+    """Raise :class:`DataError` if ``path`` is named as a model's file (a graph, a checkpoint's index
+    or data, a Keras file), saying the data formats expected (``formats``)."""
+    name = os.path.basename(path)
+    if name.endswith(_MODEL_SUFFIXES) or ".data-0" in name:
+        raise DataError(f"data {path}: a model file (a graph or a checkpoint), not data; expected {formats}")
+
+
 def which_split(key: str, validation_pct: float, test_pct: float) -> str:
     """retrain.py's ``which_set``: a stable split from the hash of a name."""
     hash_name = re.sub(r"_nohash_.*$", "", key)
@@ -67,8 +82,9 @@ def load(path: str, *, image_size=None, scale: str = "unit", validation_pct: flo
     """Load an ``.npz`` (arrays ``x``, ``y``, optional ``split``) or an image folder.
 
     Raises:
-      DataError: missing path, missing arrays, lengths that differ, non-integer labels,
-        a class folder without images, an image that cannot be decoded; naming the file.
+      DataError: missing path, a model's file (a graph or a checkpoint), missing arrays, lengths that
+        differ, non-integer labels, a class folder without images, an image that cannot be decoded;
+        naming the file.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -76,6 +92,7 @@ def load(path: str, *, image_size=None, scale: str = "unit", validation_pct: flo
     if os.path.isdir(path):
         return load_image_folder(path, image_size=image_size, scale=scale, validation_pct=validation_pct,
                                  test_pct=test_pct)
+    check_not_a_model_file(path, RETRAIN_FORMATS)
     return load_npz(path, validation_pct=validation_pct, test_pct=test_pct)
 
 

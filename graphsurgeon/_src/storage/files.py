@@ -160,6 +160,20 @@ def new_temp_dir(prefix: str, parent: str | None = None) -> str:
     return tempfile.mkdtemp(prefix=prefix, dir=parent)
 
 
+def new_output_dir(prefix: str, parent: str) -> str:
+    """A new empty directory ``parent/prefix*`` that will be renamed into place as an output: unlike
+    ``tempfile.mkdtemp``'s (mode 0700, kept through the rename) its mode is the one ``mkdir`` gives a
+    new directory there (0777 less the umask, as ``mkdir -p`` would make it)."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    probe = os.path.join(path, ".mode")
+    os.mkdir(probe)
+    try:
+        os.chmod(path, os.stat(probe).st_mode & 0o7777)
+    finally:
+        os.rmdir(probe)
+    return path
+
+
 @contextlib.contextmanager
 def scratch_dir(parent: str, prefix: str):
     """A new directory ``parent/prefix*`` for the duration of a ``with`` block, removed with all it

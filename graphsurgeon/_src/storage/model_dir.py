@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 
 import tensorflow as tf
 
 from graphsurgeon._src.errors import ConfigError
 from graphsurgeon._src.storage.checkpoint import import_meta_graph
+from graphsurgeon._src.storage.files import new_output_dir
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 from graphsurgeon._src.storage.writer import verify_checkpoint
 
@@ -40,7 +40,7 @@ def new_dir(out_dir: str) -> str:
         raise ConfigError(f"{out_dir} exists; graphsurgeon writes a new directory (out_dir= must not exist)")
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(out_dir)}-", dir=parent)
+    return new_output_dir(f".tmp-{os.path.basename(out_dir)}-", parent)
 
 
 def commit(tmp: str, out_dir: str) -> None:

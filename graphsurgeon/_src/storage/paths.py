@@ -174,6 +174,10 @@ def _resolve_dir(path: str, tags: tuple) -> Source:
     latest = _latest_in_dir(path)
     if latest is None:
         prefixes = _prefixes_in(path)
+        if not prefixes and all(os.path.isdir(os.path.join(path, d)) for d in ("checkpoint", "saved_model")):
+            raise WrongPathKindError(f"{path} is retrain's output directory, which holds two copies of one model: "
+                                     f"pass {os.path.join(path, 'saved_model')} (the SavedModel) or "
+                                     f"{os.path.join(path, 'checkpoint')} (the checkpoint with its meta graph)")
         if len(prefixes) != 1:
             raise WrongPathKindError(
                 f"{path} is a directory with no 'checkpoint' state file and no saved_model.pb; "

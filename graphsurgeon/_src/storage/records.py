@@ -19,6 +19,7 @@ import dataclasses
 import glob
 import hashlib
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +28,9 @@ from google.protobuf.message import DecodeError
 from graphsurgeon._src.errors import DataError
 from graphsurgeon._src.storage import example_wire as wire
 from graphsurgeon._src.storage.datasets import (
+    CACHE_FORMATS,
     ImageDecoder,
+    check_not_a_model_file,
     npz_x,
     read_npz,
     read_npz_examples,
@@ -183,8 +186,9 @@ def open_source(path: str, *, image_size=None, scale: str = "unit", validation_p
     float list, ``label_feature`` an int64.
 
     Raises:
-      DataError: as :func:`graphsurgeon._src.storage.datasets.load`, plus TFRecord features that are
-        missing and labels that do not fit in 32 bits.
+      DataError: as :func:`graphsurgeon._src.storage.datasets.load`, plus files that are not TFRecords
+        (saying the formats expected), TFRecord features that are missing and labels that do not fit in
+        32 bits.
     """
     path = os.fspath(path)
     pct = {"validation_pct": validation_pct, "test_pct": test_pct}
@@ -193,6 +197,7 @@ def open_source(path: str, *, image_size=None, scale: str = "unit", validation_p
     elif path.endswith(".npz"):
         src = _npz(path, pct)
     else:
+        check_not_a_model_file(path, CACHE_FORMATS)
         src = _tfrecords(path, image_size, scale, pct, image_feature, label_feature)
     if len(src) and (src.labels.min() < 0 or src.labels.max() >= 2 ** 31):
         raise DataError(f"{path}: labels range over {src.labels.min()}..{src.labels.max()}; class ids are 0..2**31-1")
@@ -302,7 +307,10 @@ def _read_examples(fname: str, image_feature: str, label_feature: str):
                 raise DataError(f"{fname} record {i}: feature '{label_feature}' must hold one int64 class id")
             yield kind, ref, int(labels[0])
     except tf.errors.OpError as e:
-        raise DataError(f"{fname}: not a readable TFRecord file ({str(e).splitlines()[0][:120]})") from None
+        first = (e.message or "").strip().splitlines()[:1]  # without TensorFlow's function and op names
+        reason = re.sub(r"\{\{.*?\}\}\s*|\s*\(Is this even a TFRecord file\?\)|\s*\[Op:.*$", "", "".join(first))
+        raise DataError(f"{fname}: not a readable TFRecord file ({reason[:120] or type(e).__name__}); expected "
+                        f"{CACHE_FORMATS}") from None
 
 
 def _parse_example(raw: bytes, where: str):

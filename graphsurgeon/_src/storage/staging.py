@@ -16,6 +16,8 @@ import shutil
 import tempfile
 import time
 
+from graphsurgeon._src.errors import ConfigError
+
 OWNER_FILE = "owner"
 _UNMARKED_GRACE_S = 3600  # a staging directory with no owner file is being created (or was killed at once)
 
@@ -53,6 +55,33 @@ class StagingDir:
                     os.rmdir(d)
                 except OSError:  # not empty: something else lives there now
                     break
+
+
+def check_destination(path: str, what: str) -> None:
+    """Refuse, before anything is computed, a destination ``path`` that cannot be created where it is:
+    a component above it that exists but is not a directory, or a nearest existing directory above it
+    (and ``path`` itself, when it is a directory already) that this process cannot write.
+
+    Raises:
+      ConfigError: starting with ``what`` (``"out_dir=o/x"``), naming the file or the directory and
+        why (a file, not a directory; permission denied; a read-only file system).
+    """
+    path = os.fspath(path)
+    target = os.path.abspath(path)
+    above = os.path.dirname(target)
+    while not os.path.lexists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        given = path.rstrip(os.sep)
+        while given and os.path.abspath(given) != above:
+            given = os.path.dirname(given)
+        kind = "a file, not a directory" if os.path.isfile(above) else "not a directory"
+        raise ConfigError(f"{what}: '{given or above}' is {kind}")
+    for place in [above] + ([target] if os.path.isdir(target) else []):
+        if not os.access(place, os.W_OK | os.X_OK):
+            read_only = os.statvfs(place).f_flag & os.ST_RDONLY
+            reason = f"{place} is on a read-only file system" if read_only else f"permission denied in {place}"
+            raise ConfigError(f"{what} cannot be written: {reason}")
 
 
 def sweep(directory: str, prefix: str) -> list[str]:

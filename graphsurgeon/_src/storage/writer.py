@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
+from graphsurgeon._src.storage.files import new_output_dir
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 
 tf1 = tf.compat.v1
@@ -54,7 +55,7 @@ def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *
     variables = variables_by_name(graph)
     with graph.as_default():
         saver = tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)
-    tmp_ckpt = tempfile.mkdtemp(prefix=".tmp-checkpoint-", dir=out_dir)
+    tmp_ckpt = new_output_dir(".tmp-checkpoint-", out_dir)
     tmp_sm = os.path.join(tempfile.mkdtemp(prefix=".tmp-saved-model-", dir=out_dir), "sm")
     try:
         with new_session(graph) as sess:
