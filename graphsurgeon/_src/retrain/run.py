@@ -102,18 +102,7 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
       ``cfg.allow_random``; BatchDependentError: an example's value changes with its batch-mates,
       unless ``cfg.allow_batch_dependent``.
     """
-    if not out_dir:
-        raise ConfigError("no output directory given (out_dir=DIR)")
-    if cache and data is not None:
-        given = os.fspath(data) if isinstance(data, (str, os.PathLike)) else "(a Dataset)"
-        raise ConfigError(f"data={given} and cache={cache}: give one, not "
-                          "both (a cache holds the examples it was made from); to train on new data, cache it "
-                          "first with generate_cache, or leave out cache= to train from the data")
-    check_out_dir(cfg, out_dir)
-    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
-        raise ConfigError(f"out_dir={out_dir} exists and is not a directory")
-    check_destination(out_dir, f"out_dir={out_dir}")
-    check_replaceable(out_dir, overwrite)  # before anything trains
+    _check_request(cfg, data, cache, out_dir, overwrite)  # before anything trains
     setup = build(cfg, values=True)
     if setup.logits is None:
         raise ConfigError("nothing to train: give head=CUT:N_CLASSES (a new head on the tensor CUT) or "
@@ -132,6 +121,24 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         if examples.reader is not None:
             examples.reader.close()
     return RetrainResult(history, metrics, setup.plan, result, setup, settings, head_input)
+
+
+def _check_request(cfg, data, cache, out_dir, overwrite) -> None:
+    """Refuse, before anything is built, what :func:`retrain` cannot honour: no ``out_dir``, both
+    ``data`` and ``cache``, an ``out_dir`` in the model's directory, not a directory, not writable, or
+    holding a model without ``overwrite``."""
+    if not out_dir:
+        raise ConfigError("no output directory given (out_dir=DIR)")
+    if cache and data is not None:
+        given = os.fspath(data) if isinstance(data, (str, os.PathLike)) else "(a Dataset)"
+        raise ConfigError(f"data={given} and cache={cache}: give one, not "
+                          "both (a cache holds the examples it was made from); to train on new data, cache it "
+                          "first with generate_cache, or leave out cache= to train from the data")
+    check_out_dir(cfg, out_dir)
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"out_dir={out_dir} exists and is not a directory")
+    check_destination(out_dir, f"out_dir={out_dir}")
+    check_replaceable(out_dir, overwrite)
 
 
 def _run_into(out_dir: str, cfg, setup: Setup, examples: _Examples, objective: _Objective, settings: dict, *,
