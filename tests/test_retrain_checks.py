@@ -111,14 +111,35 @@ def test_from_a_cache_the_layers_above_it_are_run_and_random_ops_below_need_the_
     cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1)
     with pytest.raises(gs.RandomTensorError, match="'features:0' differs between two runs"):  # dropout above the cache
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c1"), progress=False)
-    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), str(tmp_path / "c2"), progress=False,
-                      allow_random=True)
+    c2 = str(tmp_path / "c2")
+    with pytest.raises(gs.RandomTensorError, match=r"^tensor 'features:0' differs between two runs on the same "
+                                                   r"batch: it depends on random op\(s\) dropout/random_uniform/"):
+        gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c2, progress=False)
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c2, progress=False, allow_random=True)
     with pytest.raises(gs.RandomTensorError, match=r"^the cached tensor 'features:0' depends on random op\(s\) "
                                                    r"dropout/random_uniform/RandomUniform \(its cache was made"):
-        gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c2"), progress=False)
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=c2, progress=False)
     cfg.allow_random = True
-    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c2"), progress=False)
+    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=c2, progress=False)
     assert res.head_input.notes[0].startswith("the cached tensor 'features:0' depends on random op(s)")
+
+
+def test_a_cache_whose_keep_prob_is_fed_one_needs_no_flag_and_a_nearly_one_is_still_random(tmp_path):
+    """cache decides as retrain does: by running the tensor with the feeds it caches with. A
+    keep_prob of 0.999 on 2 rows of 8 values mostly drops nothing in two ordinary runs; fed the
+    lowest and highest draws of its RandomUniform, its dropout drops every value, then none."""
+    prefix = _net(str(tmp_path), "placeholder")
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    np.savez(tmp_path / "two.npz", x=_data().x[:2], y=_data().y[:2])
+    c = str(tmp_path / "c")
+    rep = gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"keep_prob": 1.0}, progress=False)
+    assert rep.computed == 40
+    draws = (r"^tensor 'features:0' differs between runs on the same batch with its random op\(s\) fed two "
+             r"far-apart draws \(two ordinary runs agreed\) \(keep_prob fed 0.999\): .* give the placeholder that")
+    with pytest.raises(gs.RandomTensorError, match=draws):
+        gs.generate_cache(prefix, "features", str(tmp_path / "two.npz"), str(tmp_path / "n"),
+                          feeds={"keep_prob": 0.999}, progress=False)
+    assert not os.path.exists(tmp_path / "n")
 
 
 def test_from_a_cache_a_keep_prob_placeholder_above_it_is_fed(tmp_path):

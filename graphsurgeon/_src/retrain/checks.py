@@ -9,7 +9,7 @@ runs agree. Dropout with ``keep_prob`` baked in as a constant does not, nor does
 over the batch (``tf.nn.moments``), unless ``allow_random`` / ``allow_batch_dependent``.
 
 From a cache, the batch is the cache's first rows, fed at the cached tensor: the run covers the
-layers above it. The layers below ran once, in the cache (which refuses random ops and batch
+layers above it. The layers below ran once, in the cache (which refuses random values and batch
 statistics unless told); random ops there, which the exported model runs on every call, need
 ``allow_random`` again, since no input is at hand to run them.
 """
@@ -17,9 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
-from graphsurgeon._src.determinism import batch_mixing_ops, mixing_phrase, probe, random_ops_upstream
+from graphsurgeon._src.determinism import (
+    batch_mixing_ops,
+    feed_hint,
+    feeds_text,
+    mixing_phrase,
+    probe,
+    random_ops_upstream,
+    random_phrase,
+)
 from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
 
 
@@ -41,23 +47,12 @@ class HeadInput:
         return dataclasses.asdict(self)
 
 
-def _feeds_text(feeds: dict) -> str:
-    shown = [f"{n} fed {np.asarray(v).item() if np.asarray(v).size == 1 else list(np.shape(v))}"
-             for n, v in sorted(feeds.items())]
-    return f" ({', '.join(shown)})" if shown else ""
-
-
-def _feed_hint(feeds: dict) -> str:
-    # only a placeholder can make random ops deterministic, and every one the cut reads is fed
-    return ", give the placeholder that drives them its inference value in feeds=" if feeds else ""
-
-
 def check_head_input(cfg, setup, feeder, x, cached: str | None = None) -> HeadInput:
     """Check the tensor ``setup`` cuts at (see the module docstring) on batch ``x`` fed by ``feeder``
     (at the input, or at the ``cached`` tensor when training from a cache).
 
     Raises:
-      RandomTensorError: two runs differ (or, from a cache, random ops lie below the cached
+      RandomTensorError: the runs differ (or, from a cache, random ops lie below the cached
         tensor), unless ``cfg.allow_random``.
       BatchDependentError: the first example alone gives other values than in its batch, unless
         ``cfg.allow_batch_dependent``.
@@ -81,13 +76,14 @@ def check_head_input(cfg, setup, feeder, x, cached: str | None = None) -> HeadIn
     if p.random:
         if not cfg.allow_random:
             raise RandomTensorError(
-                f"{what} '{t.name}' differs between two runs on the same batch{_feeds_text(feeder.values)}: it "
-                f"depends on random op(s) {', '.join(ops[:3])} (dropout with keep_prob baked in?), so the exported "
-                f"model would answer differently on every call; cut below them{_feed_hint(feeder.values)}, or pass "
-                "allow_random=True")
-        notes.append(f"{what} '{t.name}' is random (two runs on one batch differed; random op(s) "
-                     f"{', '.join(ops[:3])}): accepted by allow_random=True; the exported model's answers differ "
-                     "call to call, and whether they depend on the batch was not checked")
+                f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on random op(s) "
+                f"{', '.join(ops[:3])} (dropout with keep_prob baked in?), so the exported model would answer "
+                f"differently on every call; cut below them{feed_hint(feeder.values)}, or pass allow_random=True")
+        seen = "two runs on one batch differed" if p.random_by == "runs" else \
+            "runs on one batch with its random op(s) fed two far-apart draws differed"
+        notes.append(f"{what} '{t.name}' is random ({seen}; random op(s) {', '.join(ops[:3])}): accepted by "
+                     "allow_random=True; the exported model's answers differ call to call, and whether they depend "
+                     "on the batch was not checked")
     if p.batch_dependent:
         because = mixing_phrase(model, t.name, feeder.input.op.name)
         if not cfg.allow_batch_dependent:
