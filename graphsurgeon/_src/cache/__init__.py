@@ -14,7 +14,7 @@
 * :mod:`~graphsurgeon._src.cache.reader` and :mod:`~.epochs` — minibatches within a memory budget;
 * :mod:`~graphsurgeon._src.cache.match` — does a cache fit a model and run;
   :mod:`~.checks` — what cannot be cached (random values, batch-mates) unless allowed, and
-  what cannot train from a cache.
+  what was allowed (the manifest's ``checks``), or what cannot train from a cache.
 
 A cache is *content-keyed*: a row is the activation of one input's bytes (and, for distorted
 copies, its copy number) under one fingerprint (the frozen subgraph and values, the cut, input,

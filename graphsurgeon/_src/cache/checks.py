@@ -9,6 +9,8 @@ The first two are found as :mod:`graphsurgeon._src.determinism` finds them for `
 head (:func:`check_values`): the tensor is run on the first batch to compute with the cache's
 feeds, twice (and, when the runs agree, with its random ops fed two far-apart draws), then its
 first example alone; a random op that the feeds make harmless (``keep_prob`` fed 1.0) passes.
+What a run found, and its flags accepted, is recorded in the manifest (:func:`record`), so that
+``retrain --cache`` can refuse a cache whose rows are random or depend on their batch.
 """
 from __future__ import annotations
 
@@ -22,6 +24,10 @@ from graphsurgeon._src.determinism import (
     random_phrase,
 )
 from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
+
+# the manifest's record of what the runs found (key "checks"): True found (and accepted by the
+# run's flag), False checked and not found, None not checked; no key: made before the record
+UNKNOWN = {"random": None, "batch_dependent": None}
 
 
 def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_dependent: bool) -> dict:
@@ -48,6 +54,31 @@ def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_de
             "tf.nn.moments or batch norm in training mode), so cached values would depend on how the data was "
             "batched; cache a tensor below them, or pass allow_batch_dependent=True")
     return {"random": p.random, "batch_dependent": p.batch_dependent}
+
+
+def record(previous: dict | None, found: dict | None) -> dict:
+    """The manifest's ``checks`` after a run that found ``found`` (None: it computed no row, so ran
+    nothing) in a cache whose manifest was ``previous`` (None: a new cache). Both describe one
+    tensor under one fingerprint, so a finding of this run stands for the rows stored before it;
+    what a run found true stays true (two runs of a random tensor may agree by chance)."""
+    old = UNKNOWN if previous is None else previous.get("checks", UNKNOWN)
+    if found is None:
+        return dict(old)
+    return {k: True if old[k] or found[k] else found[k] for k in UNKNOWN}
+
+
+def check_recorded(directory: str, cut: str, checks: dict, *, allow_random: bool,
+                   allow_batch_dependent: bool) -> None:
+    """Refuse to extend a cache whose ``checks`` (see :func:`record`) say its tensor is random or
+    depends on its batch-mates without the flag that accepted it (this run's own check may have
+    passed by chance, or have run nothing)."""
+    for key, allowed, what in (("random", allow_random, "random (its values differ between runs on one batch)"),
+                               ("batch_dependent", allow_batch_dependent, "dependent on its batch-mates")):
+        if checks[key] and not allowed:
+            error = RandomTensorError if key == "random" else BatchDependentError
+            raise error(f"{directory}: an earlier run into this cache found tensor '{cut}' {what} and its manifest "
+                        f"records it (that run passed allow_{key}=True); pass allow_{key}=True to extend the cache, "
+                        "or choose another out_dir=DIR")
 
 
 def variables_below(model, cut: str, names) -> list[str]:

@@ -5,7 +5,7 @@
     check settings, prove --out writable ─> open the cut (restore, input, feeds)
       ─> open the data ─> header ─> open the cache's state (stale? damaged? stored rows)
       ─> plan (rows to compute, shards, the data set's index) ─> random / batch-dependent check
-         on the first batch to compute
+         on the first batch to compute, recorded in the header (``checks``)
       ─> compute the shards (here, or on Apache Beam) ─> commit (index, manifest, clean-up)
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import dataclasses
 import importlib
 import time
 
+from graphsurgeon._src.cache.checks import check_recorded, record
 from graphsurgeon._src.cache.commit import (
     CacheReport,
     changes,
@@ -79,7 +80,9 @@ def generate(model_path: str, cut: str, data, out_dir: str, *, input: str | None
       allow_random, allow_batch_dependent: cache a tensor whose values differ between runs on one
         batch (dropout with ``keep_prob`` baked in) or depend on the other examples of its batch
         (batch statistics) anyway. The first batch to compute is run as
-        :mod:`graphsurgeon._src.cache.checks` says (nothing is run when no row is computed).
+        :mod:`graphsurgeon._src.cache.checks` says (nothing is run when no row is computed); what it
+        found goes into the manifest's ``checks`` (``random``, ``batch_dependent``: true, false,
+        or null for not checked), which ``retrain --cache`` reads.
       allow_cast, allow_unsafe_ops: as :func:`graphsurgeon.restore`.
       runner: ``local``, or ``beam`` (Apache Beam, the optional extra ``[beam]``; ``beam_args`` are
         its pipeline options, default ``--direct_running_mode=multi_processing
@@ -94,7 +97,7 @@ def generate(model_path: str, cut: str, data, out_dir: str, *, input: str | None
         or index without ``repair``, a damaged manifest, a write that fails during the run (the
         directory deleted, the disk full).
       RandomTensorError, BatchDependentError (``ConfigError``): the tensor is random or depends on its
-        batch-mates, unless allowed. ConfigError: bad settings.
+        batch-mates (as this run's check or the cache's record says), unless allowed. ConfigError: bad settings.
       DataError: unreadable data.
     """
     start = time.perf_counter()
@@ -157,10 +160,12 @@ def _prepare(s: Settings, cut, source) -> Job:
     plan = make_plan(source, s.augment, state.known, s.shard_size, state.first_shard)
     distortions = Distortions(_without_seed(state.augment), state.augment["seed"]) if s.augment else None
     computer = Computer(cut.model, cut.tensor, cut.feeder, cut.batch_size, s.dtype, distortions, buffers=2)
-    if plan.tasks:
-        computer.check_values(source.loader, task_inputs(source, plan.tasks[0]), allow_random=s.allow_random,
-                              allow_batch_dependent=s.allow_batch_dependent)
-    return Job(s, cut, source, head, state, plan, computer)
+    found = computer.check_values(source.loader, task_inputs(source, plan.tasks[0]), allow_random=s.allow_random,
+                                  allow_batch_dependent=s.allow_batch_dependent) if plan.tasks else None
+    checks = record(state.previous, found)
+    check_recorded(s.out_dir, cut.tensor.name, checks, allow_random=s.allow_random,
+                   allow_batch_dependent=s.allow_batch_dependent)
+    return Job(s, cut, source, dict(head, checks=checks), state, plan, computer)
 
 
 def _without_seed(augment: dict) -> dict:
