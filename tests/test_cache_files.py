@@ -175,3 +175,19 @@ def test_validation_does_not_evict_the_training_split(cache, large):
         assert after == (0 if large else sum(1 for p in r.manifest["examples"]["parts"]
                                                              if p["splits"][1]))
         np.testing.assert_array_equal(np.sort(np.concatenate([y for _, y in val])), np.sort(r.labels("validation")))
+
+
+def test_the_checks_record_is_read_when_present_and_checked(cache):
+    """``checks`` (what the cache run found) is optional: a manifest without it (made before the
+    record) reads; one that holds it must hold both findings, each true, false or null."""
+    m = _manifest(cache)
+    assert m["checks"] == {"random": False, "batch_dependent": False}
+    for bad in ({"random": False}, {"random": 1, "batch_dependent": False}, [],
+                {"random": None, "batch_dependent": None, "other": True}):
+        _write_manifest(cache, dict(m, checks=bad))
+        with pytest.raises(gs.CacheError, match=r"'checks' is .*; expected random and batch_dependent, each true, "
+                                                r"false or null; the manifest is damaged"):
+            CacheReader(cache)
+    del m["checks"]
+    _write_manifest(cache, m)
+    CacheReader(cache).close()

@@ -111,10 +111,26 @@ MESSAGES = [
                    "statistics such as tf.nn.moments or batch norm in training mode): the first training example "
                    "alone gives other values than in its batch, so the exported model's answer for an example would "
                    "depend on the examples served with it; cut below them, or pass allow_batch_dependent=True"),
-    (("retrain",), "the cached tensor 'f:0' depends on random op(s) dropout/random_uniform/RandomUniform (its cache "
-                   "was made with allow_random=True): the exported model runs them on every call, and from a cache "
-                   "they cannot be run to see whether a feed makes them deterministic; pass allow_random=True if one "
-                   "does, or train from the data"),
+    (("retrain",), "c/: the cached tensor 'f:0' is random (random op(s) d/RandomUniform; its cache run found its "
+                   "values differ between runs on one batch and was given allow_random=True): the exported model runs "
+                   "them on every call; pass allow_random=True to accept it, or train from the data"),
+    (("retrain",), "c/: the cached tensor 'f:0' depends on random op(s) d/RandomUniform (its cache was made with "
+                   "allow_random=True, before caches recorded their checks: whether a feed makes them deterministic "
+                   "was not recorded, and a cache cannot run them): accepted by allow_random=True; the exported model "
+                   "runs them on every call"),
+    (("retrain",), "c/: the cached tensor 'f:0' depends on the other examples in its batch (through moments/mean; its "
+                   "cache run found it and was given allow_batch_dependent=True): the exported model's answer for an "
+                   "example would depend on the examples served with it; pass allow_batch_dependent=True to accept "
+                   "it, or train from the data"),
+    (("retrain",), "c/: the cached tensor 'f:0' reads op(s) that may mix the examples of a batch (moments/mean; its "
+                   "cache was made before caches recorded their checks, maybe with allow_batch_dependent=True): "
+                   "accepted by allow_batch_dependent=True; the exported model's answer for an example depends on the "
+                   "examples served with it"),
+    (("retrain",), "the head's input 'f:0' differs between runs on the same batch with its random op(s) fed two "
+                   "far-apart draws (two ordinary runs agreed) (keep_prob fed 0.999): it depends on random op(s) "
+                   "d/RandomUniform (dropout with keep_prob baked in?), so the exported model would answer differently "
+                   "on every call; cut below them, give the placeholder that drives them its inference value in "
+                   "feeds=, or pass allow_random=True"),
     (("retrain",), "the head's input 'f:0' is random (two runs on one batch differed; random op(s) d/RandomUniform): "
                    "accepted by allow_random=True; the exported model's answers differ call to call, and whether "
                    "they depend on the batch was not checked"),
@@ -127,9 +143,16 @@ MESSAGES = [
     (("plan",), "'f' reads op(s) that may mix the examples of a batch (moments/mean): retrain runs the first training "
                 "example alone and refuses the cut if its values change (batch statistics); "
                 "allow_batch_dependent=True accepts it"),
-    (("cache",), "tensor 'f:0' depends on random op(s) d/RandomUniform (dropout with keep_prob baked in?): its values "
-                 "differ every run and cannot be cached; cache a tensor below them, or pass allow_random=True if a "
-                 "feed makes them deterministic"),
+    (("cache",), "tensor 'f:0' differs between two runs on the same batch (keep_prob fed 0.5): it depends on random "
+                 "op(s) d/RandomUniform (dropout with keep_prob baked in?), so its values cannot be cached; cache a "
+                 "tensor below them, give the placeholder that drives them its inference value in feeds=, or pass "
+                 "allow_random=True"),
+    (("cache",), "c/: an earlier run into this cache found tensor 'f:0' random (its values differ between runs on one "
+                 "batch) and its manifest records it (that run passed allow_random=True); pass allow_random=True to "
+                 "extend the cache, or choose another out_dir=DIR"),
+    (("cache",), "c/: an earlier run into this cache found tensor 'f:0' dependent on its batch-mates and its manifest "
+                 "records it (that run passed allow_batch_dependent=True); pass allow_batch_dependent=True to extend "
+                 "the cache, or choose another out_dir=DIR"),
     (("cache",), "tensor 'f:0' depends on the other examples in its batch (through moments/mean: batch statistics "
                  "such as tf.nn.moments or batch norm in training mode), so cached values would depend on how the "
                  "data was batched; cache a tensor below them, or pass allow_batch_dependent=True"),

@@ -2,6 +2,7 @@
 retrain runs it on the first training batch twice and its first example alone, with the feeds
 the export keeps, and refuses random or batch-dependent values unless told (see
 graphsurgeon/_src/retrain/checks.py). Tiny graphs, one epoch: seconds."""
+import json
 import os
 
 import numpy as np
@@ -111,14 +112,114 @@ def test_from_a_cache_the_layers_above_it_are_run_and_random_ops_below_need_the_
     cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1)
     with pytest.raises(gs.RandomTensorError, match="'features:0' differs between two runs"):  # dropout above the cache
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c1"), progress=False)
-    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), str(tmp_path / "c2"), progress=False,
-                      allow_random=True)
-    with pytest.raises(gs.RandomTensorError, match=r"^the cached tensor 'features:0' depends on random op\(s\) "
-                                                   r"dropout/random_uniform/RandomUniform \(its cache was made"):
-        gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c2"), progress=False)
+    c2 = str(tmp_path / "c2")
+    with pytest.raises(gs.RandomTensorError, match=r"^tensor 'features:0' differs between two runs on the same "
+                                                   r"batch: it depends on random op\(s\) dropout/random_uniform/"):
+        gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c2, progress=False)
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c2, progress=False, allow_random=True)
+    assert _manifest(c2)["checks"] == {"random": True, "batch_dependent": None}
+    with pytest.raises(gs.RandomTensorError, match=rf"^{c2}: the cached tensor 'features:0' is random \(random op\(s\) "
+                                                   r"dropout/random_uniform/RandomUniform; its cache run found"):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=c2, progress=False)
     cfg.allow_random = True
-    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c2"), progress=False)
-    assert res.head_input.notes[0].startswith("the cached tensor 'features:0' depends on random op(s)")
+    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=c2, progress=False)
+    assert res.head_input.notes[0] == (
+        f"{c2}: the cached tensor 'features:0' is random (random op(s) dropout/random_uniform/RandomUniform; its cache "
+        "run found its values differ between runs on one batch and was given allow_random=True): accepted by "
+        "allow_random=True; the exported model runs them on every call")
+    # a later run into the cache without the flag is refused by the record, whatever its own runs show
+    with pytest.raises(gs.RandomTensorError, match=rf"^{c2}: an earlier run into this cache found tensor 'features:0' "
+                                                   r"random .* pass allow_random=True to extend the cache"):
+        gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c2, progress=False)
+
+
+def _manifest(directory):
+    with open(os.path.join(directory, "manifest.json")) as f:
+        return json.load(f)
+
+
+def _drop_the_record(directory):
+    """The manifest as a cache made before caches recorded their checks wrote it."""
+    m = _manifest(directory)
+    del m["checks"]
+    with open(os.path.join(directory, "manifest.json"), "w") as f:
+        json.dump(m, f)
+
+
+def test_a_cache_whose_keep_prob_is_fed_one_needs_no_flag_and_a_nearly_one_is_still_random(tmp_path):
+    """cache decides as retrain does: by running the tensor with the feeds it caches with. A
+    keep_prob of 0.999 on 2 rows of 8 values mostly drops nothing in two ordinary runs; fed the
+    lowest and highest draws of its RandomUniform, its dropout drops every value, then none."""
+    prefix = _net(str(tmp_path), "placeholder")
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    np.savez(tmp_path / "two.npz", x=_data().x[:2], y=_data().y[:2])
+    c = str(tmp_path / "c")
+    rep = gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"keep_prob": 1.0}, progress=False)
+    assert rep.computed == 40 and _manifest(c)["checks"] == {"random": False, "batch_dependent": False}
+    cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1, feeds={"keep_prob": 1.0})
+    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
+    assert res.head_input.notes == []
+    draws = (r"^tensor 'features:0' differs between runs on the same batch with its random op\(s\) fed two "
+             r"far-apart draws \(two ordinary runs agreed\) \(keep_prob fed 0.999\): .* give the placeholder that")
+    with pytest.raises(gs.RandomTensorError, match=draws):
+        gs.generate_cache(prefix, "features", str(tmp_path / "two.npz"), str(tmp_path / "n"),
+                          feeds={"keep_prob": 0.999}, progress=False)
+    assert not os.path.exists(tmp_path / "n")
+
+
+def test_a_cache_made_with_allow_batch_dependent_needs_it_again(tmp_path, capfd):
+    prefix = _net(str(tmp_path), "moments")
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    c = str(tmp_path / "c")
+    with pytest.raises(gs.BatchDependentError, match="^tensor 'features:0' depends on the other examples"):
+        gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, progress=False)
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, progress=False, allow_batch_dependent=True)
+    assert _manifest(c)["checks"] == {"random": False, "batch_dependent": True}
+    cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1)
+    refused = (rf"^{c}: the cached tensor 'features:0' depends on the other examples in its batch \(through "
+               r"moments/mean, moments/variance; its cache run found it .* pass allow_batch_dependent=True to accept")
+    with pytest.raises(gs.BatchDependentError, match=refused):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
+    cfg.allow_batch_dependent = True
+    res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
+    assert [n for n in res.head_input.notes if "allow_batch_dependent" in n] == [
+        f"{c}: the cached tensor 'features:0' depends on the other examples in its batch (through moments/mean, "
+        "moments/variance; its cache run found it and was given allow_batch_dependent=True): accepted by "
+        "allow_batch_dependent=True; the exported model's answer for an example depends on the examples served with it"]
+    retrain = ["retrain", "--model", prefix, "--head", "features:2", "--cache", c, "--out", tmp_path / "cli",
+               "--epochs", 1, "--quiet"]
+    code, _, err = cli(capfd, *retrain)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"graphsurgeon retrain: error: {c}: the cached tensor 'features:0' depends")
+    assert err.rstrip().endswith("pass --allow-batch-dependent to accept it, or train from the data")
+    code, out, err = cli(capfd, *retrain, "--allow-batch-dependent")
+    assert code == 0, err
+    assert out.count("accepted by --allow-batch-dependent") == 1 and f"{c}: the cached tensor" in out
+    # a cache made before the record: the graph scan decides, and says so
+    _drop_the_record(c)
+    cfg.allow_batch_dependent = False
+    old = (rf"^{c}: the cached tensor 'features:0' reads op\(s\) that may mix the examples of a batch "
+           r"\(moments/mean, moments/variance; its cache was made before caches recorded their checks")
+    with pytest.raises(gs.BatchDependentError, match=old):
+        gs.retrain(cfg, None, str(tmp_path / "o2"), cache=c, progress=False)
+
+
+def test_a_cache_made_before_the_record_is_judged_by_its_graph(tmp_path):
+    prefix = _net(str(tmp_path), "placeholder")
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    c = str(tmp_path / "c")
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"keep_prob": 1.0}, progress=False)
+    _drop_the_record(c)
+    cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1, feeds={"keep_prob": 1.0})
+    with pytest.raises(gs.RandomTensorError, match=rf"^{c}: the cached tensor 'features:0' depends on random op\(s\) "
+                                                   r"dropout/random_uniform/RandomUniform \(its cache was made with "
+                                                   r"allow_random=True, before caches recorded their checks"):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
+    # extended by a run that computes rows, the cache gets the record again
+    np.savez(tmp_path / "more.npz", x=np.concatenate([_data().x, _data().x + 1]), y=np.tile(_data().y, 2))
+    gs.generate_cache(prefix, "features", str(tmp_path / "more.npz"), c, feeds={"keep_prob": 1.0}, progress=False)
+    assert _manifest(c)["checks"] == {"random": False, "batch_dependent": False}
+    gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
 
 
 def test_from_a_cache_a_keep_prob_placeholder_above_it_is_fed(tmp_path):

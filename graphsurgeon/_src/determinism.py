@@ -4,7 +4,15 @@
   differ. A graph scan names the random ops upstream (:func:`random_ops_upstream`), but only a
   run tells whether the feeds make them harmless: dropout whose ``keep_prob`` placeholder is fed
   1.0 (or is a ``placeholder_with_default(1.0)``) still holds a ``RandomUniform`` op and gives
-  the same values every run.
+  the same values every run. Two ordinary runs can agree by chance (dropout with ``keep_prob``
+  0.999 drops none of 16 values with probability 0.98), so when they agree, the random ops
+  upstream whose outputs can be fed (``RandomUniform``, ``RandomStandardNormal``,
+  ``TruncatedNormal``; not ops inside a ``while`` loop, such as ``dynamic_rnn``'s dropout) are
+  fed two far-apart draws they can make (:data:`DRAWS`), all at once, and the two results
+  compared: any ``keep_prob`` below 1 then drops every value in one run and none in the other.
+  What still passes: randomness that other ops upstream (``RandomUniformInt``, ``Multinomial``,
+  ``RandomShuffle``, ops in a loop) bring in and two runs do not show, and a tensor that agrees
+  at both draws but not between them.
 * *Batch-dependent*: an example's value changes with the other examples of its batch (batch
   statistics: ``tf.nn.moments`` over the batch, batch norm in training mode). Found by running
   the batch's first example alone (repeated to the batch a graph fixes) and comparing;
@@ -26,6 +34,10 @@ RANDOM_OPS = frozenset({
     "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "RandomShuffle",
     "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomCrop", "ParameterizedTruncatedNormal",
 })
+# Two far-apart values each of these random ops can draw, fed in place of its output by the
+# second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values;
+# the normal ones are fed values well inside what they draw).
+DRAWS = {"RandomUniform": (0.0, None), "RandomStandardNormal": (-3.0, 3.0), "TruncatedNormal": (-1.9, 1.9)}
 # Reductions that mix the examples of a batch when they reduce over its first axis.
 _REDUCTIONS = frozenset({"Mean", "Sum", "Max", "Min", "Prod", "All", "Any", "EuclideanNorm"})
 _BATCH_NORMS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
@@ -67,14 +79,16 @@ def batch_mixing_ops(model, tensor: str, input_op: str) -> list[str]:
 class Probe:
     """What :func:`probe` found about ``tensor`` (its name) on one batch of ``examples`` rows.
 
-    ``random``: two runs on the batch differed (None: not checked). ``batch_dependent``: the first
-    example's value changed when run alone (None: not checked: a batch of one row, or a random tensor,
-    whose runs differ anyway)."""
+    ``random``: two runs on the batch differed (None: not checked); ``random_by``: how it was seen:
+    ``"runs"`` (two ordinary runs differed) or ``"draws"`` (they agreed; runs with the random ops
+    fed two far-apart draws did not). ``batch_dependent``: the first example's value changed when
+    run alone (None: not checked: a batch of one row, or a random tensor, whose runs differ anyway)."""
 
     tensor: str
     examples: int
     random: bool | None
     batch_dependent: bool | None
+    random_by: str | None = None
 
 
 def same(a, b) -> bool:
@@ -86,18 +100,89 @@ def same(a, b) -> bool:
 
 def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
     """Run tensor ``t`` on batch ``x`` (fed by ``feeder``, a :class:`graphsurgeon._src.feeds.Feeder`,
-    with its other placeholders' values): twice when ``random`` (do the runs agree?), then the
-    first example alone (padded to a batch the graph fixes by repeating it: does its value change?).
-    ``first``: ``t``'s values on ``x`` when already computed (one run fewer)."""
+    with its other placeholders' values): when ``random``, twice (do the runs agree?) and, if they
+    agree, with the random ops upstream fed two far-apart draws (see the module docstring); then
+    the first example alone (padded to a batch the graph fixes by repeating it: does its value
+    change?). ``first``: ``t``'s values on ``x`` when already computed (one run fewer)."""
     feed, n = feeder.feed(x)
-    run = (lambda f: model.session.run(t, f))
+    run = (lambda f, fetch=t: model.session.run(fetch, f))
     a = run(feed)[:n] if first is None else first
-    differs = not same(a, run(feed)[:n]) if random else None
+    by = None
+    if random:
+        if not same(a, run(feed)[:n]):
+            by = "runs"
+        elif _draws_differ(run, t, feed, n, feedable_draws(model, t.name)):
+            by = "draws"
+    differs = by is not None if random else None
     dependent = None
     if len(x) >= 2 and not differs:
         alone, _ = feeder.feed(x[:1])
         dependent = not same(a[0], run(alone)[0])
-    return Probe(t.name, len(x), differs, dependent)
+    return Probe(t.name, len(x), differs, dependent, by)
+
+
+def feedable_draws(model, tensor: str) -> list:
+    """``[(output, (low, high))]`` of the random ops upstream of ``tensor`` that :data:`DRAWS` names
+    and whose output the graph lets be fed and fetched; ``high`` None: the largest value below 1 in
+    the output's dtype. (An op inside a ``while`` loop may be listed; feeding it fails when run.)"""
+    g, out = model.graph, []
+    for name in random_ops_upstream(model, tensor):
+        op = g.get_operation_by_name(name)
+        if op.type in DRAWS and g.is_feedable(op.outputs[0]) and g.is_fetchable(op):
+            out.append((op.outputs[0], DRAWS[op.type]))
+    return out
+
+
+def _draws_differ(run, t, feed, n, draws) -> bool:
+    """Whether ``t`` differs between a run with every op of ``draws`` fed its low value and one with
+    each fed its high value; if TensorFlow refuses to run that (an op inside a ``while`` loop: its
+    tensors cannot be fed), each op alone, the others drawing as usual; an op it refuses alone
+    counts as no difference."""
+    def differ(group):
+        try:
+            drawn = run(feed, [d for d, _ in group])  # the shapes this batch gives them
+            low, high = (run(_fed(feed, group, drawn, side)) for side in (0, 1))
+        except (tf.errors.OpError, ValueError, TypeError):
+            return None
+        return not same(low[:n], high[:n])
+
+    if not draws:
+        return False
+    together = differ(draws)
+    if together is not None or len(draws) == 1:
+        return bool(together)
+    return any(differ([d]) for d in draws)
+
+
+def _fed(feed: dict, group: list, drawn: list, side: int) -> dict:
+    out = dict(feed)
+    for (tensor, values), d in zip(group, drawn):
+        v = values[side]
+        if v is None:  # the largest value below 1
+            v = np.nextafter(np.array(1, d.dtype), np.array(0, d.dtype))
+        out[tensor] = np.full(np.shape(d), v, d.dtype)
+    return out
+
+
+def random_phrase(p: Probe) -> str:
+    """How ``p`` saw a random tensor, for messages (after its name): ``differs between …``."""
+    if p.random_by == "draws":
+        return ("differs between runs on the same batch with its random op(s) fed two far-apart draws (two "
+                "ordinary runs agreed)")
+    return "differs between two runs on the same batch"
+
+
+def feeds_text(feeds: dict) -> str:
+    """`` (keep_prob fed 0.5)``: the placeholders' values, for messages (shapes of larger values)."""
+    shown = [f"{n} fed {np.asarray(v).item() if np.asarray(v).size == 1 else list(np.shape(v))}"
+             for n, v in sorted(feeds.items())]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def feed_hint(feeds: dict) -> str:
+    """What to add to a random tensor's refusal when placeholders are fed (only a placeholder can
+    make random ops deterministic, and every one the tensor reads is fed)."""
+    return ", give the placeholder that drives them its inference value in feeds=" if feeds else ""
 
 
 def mixing_phrase(model, tensor: str, input_op: str) -> str:

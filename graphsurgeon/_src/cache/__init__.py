@@ -13,7 +13,8 @@
   :mod:`~.beam` (the same on Apache Beam);
 * :mod:`~graphsurgeon._src.cache.reader` and :mod:`~.epochs` — minibatches within a memory budget;
 * :mod:`~graphsurgeon._src.cache.match` — does a cache fit a model and run;
-  :mod:`~.checks` — what cannot be cached (random ops, batch-mates) or trained from a cache.
+  :mod:`~.checks` — what cannot be cached (random values, batch-mates) unless allowed, and
+  what was allowed (the manifest's ``checks``), or what cannot train from a cache.
 
 A cache is *content-keyed*: a row is the activation of one input's bytes (and, for distorted
 copies, its copy number) under one fingerprint (the frozen subgraph and values, the cut, input,
@@ -22,12 +23,12 @@ It is a cache *of a data set*: its index lists the examples of the data it was l
 (labels resolved by class name, splits, duplicates each with its own label), and rows that data
 no longer uses stay stored but are not read.
 """
-from graphsurgeon._src.cache.checks import check_batch_independent, variables_below
+from graphsurgeon._src.cache.checks import check_values, variables_below
 from graphsurgeon._src.cache.commit import CacheReport
 from graphsurgeon._src.cache.generation import generate
 from graphsurgeon._src.cache.header import fingerprint
 from graphsurgeon._src.cache.match import check_matches
 from graphsurgeon._src.cache.reader import CacheReader
 
-__all__ = ["CacheReader", "CacheReport", "check_batch_independent", "check_matches", "fingerprint", "generate",
+__all__ = ["CacheReader", "CacheReport", "check_matches", "check_values", "fingerprint", "generate",
            "variables_below"]

@@ -6,29 +6,79 @@
 * Variables below the cached tensor: they never run while training from the cache.
 
 The first two are found as :mod:`graphsurgeon._src.determinism` finds them for ``retrain``'s
-head; a cache refuses any random op upstream (a graph scan), not only one that changes values.
+head (:func:`check_values`): the tensor is run on the first batch to compute with the cache's
+feeds, twice (and, when the runs agree, with its random ops fed two far-apart draws), then its
+first example alone; a random op that the feeds make harmless (``keep_prob`` fed 1.0) passes.
+What a run found, and its flags accepted, is recorded in the manifest (:func:`record`), so that
+``retrain --cache`` can refuse a cache whose rows are random or depend on their batch.
 """
 from __future__ import annotations
 
-import tensorflow as tf
-
 from graphsurgeon._src import select, subgraph
-from graphsurgeon._src.determinism import mixing_phrase, probe, random_ops_upstream
+from graphsurgeon._src.determinism import (
+    feed_hint,
+    feeds_text,
+    mixing_phrase,
+    probe,
+    random_ops_upstream,
+    random_phrase,
+)
 from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
 
+# the manifest's record of what the runs found (key "checks"): True found (and accepted by the
+# run's flag), False checked and not found, None not checked; no key: made before the record
+UNKNOWN = {"random": None, "batch_dependent": None}
 
-def check_batch_independent(model, t, feeder, x, act) -> None:
-    """Raise :class:`BatchDependentError` if ``t``'s value for the first example of batch ``x``
-    (``act[0]``) changes when that example is run with other batch-mates (alone, or repeated to the
-    batch the graph fixes): cached values would then depend on how the data happened to be batched."""
-    if not probe(model, t, feeder, x, first=act, random=False).batch_dependent:
-        return
-    because = mixing_phrase(model, t.name, feeder.input.op.name)
-    raise BatchDependentError(
-        f"tensor '{t.name}' depends on the other examples in its batch ({because}: batch statistics such as "
-        "tf.nn.moments or batch norm in training mode), so cached values would depend on how the data was "
-        "batched; cache a tensor below them, or pass allow_batch_dependent=True"
-    )
+
+def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_dependent: bool) -> dict:
+    """Run ``t`` on batch ``x`` (``act``: its values there, already computed) as the module
+    docstring says; return ``{"random", "batch_dependent"}`` as found (None: not checked: a batch
+    of one row, or a random tensor, whose runs differ anyway).
+
+    Raises:
+      RandomTensorError: the runs differ, unless ``allow_random``.
+      BatchDependentError: the first example's value changes when it is run alone (or repeated to
+        the batch the graph fixes), unless ``allow_batch_dependent``: cached values would then
+        depend on how the data happened to be batched.
+    """
+    p = probe(model, t, feeder, x, first=act)
+    if p.random and not allow_random:
+        raise RandomTensorError(
+            f"tensor '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on random op(s) "
+            f"{', '.join(random_ops_upstream(model, t.name)[:3])} (dropout with keep_prob baked in?), so its values "
+            f"cannot be cached; cache a tensor below them{feed_hint(feeder.values)}, or pass allow_random=True")
+    if p.batch_dependent and not allow_batch_dependent:
+        because = mixing_phrase(model, t.name, feeder.input.op.name)
+        raise BatchDependentError(
+            f"tensor '{t.name}' depends on the other examples in its batch ({because}: batch statistics such as "
+            "tf.nn.moments or batch norm in training mode), so cached values would depend on how the data was "
+            "batched; cache a tensor below them, or pass allow_batch_dependent=True")
+    return {"random": p.random, "batch_dependent": p.batch_dependent}
+
+
+def record(previous: dict | None, found: dict | None) -> dict:
+    """The manifest's ``checks`` after a run that found ``found`` (None: it computed no row, so ran
+    nothing) in a cache whose manifest was ``previous`` (None: a new cache). Both describe one
+    tensor under one fingerprint, so a finding of this run stands for the rows stored before it;
+    what a run found true stays true (two runs of a random tensor may agree by chance)."""
+    old = UNKNOWN if previous is None else previous.get("checks", UNKNOWN)
+    if found is None:
+        return dict(old)
+    return {k: True if old[k] or found[k] else found[k] for k in UNKNOWN}
+
+
+def check_recorded(directory: str, cut: str, checks: dict, *, allow_random: bool,
+                   allow_batch_dependent: bool) -> None:
+    """Refuse to extend a cache whose ``checks`` (see :func:`record`) say its tensor is random or
+    depends on its batch-mates without the flag that accepted it (this run's own check may have
+    passed by chance, or have run nothing)."""
+    for key, allowed, what in (("random", allow_random, "random (its values differ between runs on one batch)"),
+                               ("batch_dependent", allow_batch_dependent, "dependent on its batch-mates")):
+        if checks[key] and not allowed:
+            error = RandomTensorError if key == "random" else BatchDependentError
+            raise error(f"{directory}: an earlier run into this cache found tensor '{cut}' {what} and its manifest "
+                        f"records it (that run passed allow_{key}=True); pass allow_{key}=True to extend the cache, "
+                        "or choose another out_dir=DIR")
 
 
 def variables_below(model, cut: str, names) -> list[str]:
@@ -36,16 +86,3 @@ def variables_below(model, cut: str, names) -> list[str]:
     gd = model.graph.as_graph_def()
     up = subgraph.upstream(gd, [cut])
     return sorted(n for n in names if select.normalize_name(n) in up)
-
-
-def check_not_random(model, cut: tf.Tensor, allow_random: bool) -> list[str]:
-    """The random ops the tensor at the cut (``cut``) depends on; raise :class:`RandomTensorError` if
-    there are any and ``allow_random`` is False."""
-    rand = random_ops_upstream(model, cut.name)
-    if rand and not allow_random:
-        raise RandomTensorError(
-            f"tensor '{cut.name}' depends on random op(s) {', '.join(rand[:3])} (dropout with keep_prob baked "
-            "in?): its values differ every run and cannot be cached; cache a tensor below them, or pass "
-            "allow_random=True if a feed makes them deterministic"
-        )
-    return rand

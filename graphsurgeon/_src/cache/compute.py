@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from graphsurgeon._src.cache.checks import check_batch_independent
+from graphsurgeon._src.cache.checks import check_values
 from graphsurgeon._src.storage import cacheshards, datasets
 
 
@@ -79,10 +79,11 @@ class Computer:
         feed, n = self.feeder.feed(x)
         return x, self.model.session.run(self.cut, feed)[:n]
 
-    def check_batch_independent(self, loader, inputs: TaskInputs) -> None:
-        """Raise :class:`ConfigError` if the first row's value depends on its batch-mates."""
+    def check_values(self, loader, inputs: TaskInputs, **allow) -> dict:
+        """:func:`~graphsurgeon._src.cache.checks.check_values` on the first batch of ``inputs``
+        (``allow``: its ``allow_random`` and ``allow_batch_dependent``)."""
         x, act = self.batch(loader, inputs, 0)
-        check_batch_independent(self.model, self.cut, self.feeder, x, act)
+        return check_values(self.model, self.cut, self.feeder, x, act, **allow)
 
     def rows(self, loader, inputs: TaskInputs, progress=None) -> np.ndarray:
         """Every row of ``inputs``, stored dtype, as a view of the next reused buffer (valid until

@@ -2,9 +2,10 @@
 
 ::
 
-    check settings, prove --out writable ─> open the cut (restore, input, feeds, random ops)
+    check settings, prove --out writable ─> open the cut (restore, input, feeds)
       ─> open the data ─> header ─> open the cache's state (stale? damaged? stored rows)
-      ─> plan (rows to compute, shards, the data set's index) ─> batch-independence check
+      ─> plan (rows to compute, shards, the data set's index) ─> random / batch-dependent check
+         on the first batch to compute, recorded in the header (``checks``)
       ─> compute the shards (here, or on Apache Beam) ─> commit (index, manifest, clean-up)
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import importlib
 import time
 
+from graphsurgeon._src.cache.checks import check_recorded, record
 from graphsurgeon._src.cache.commit import (
     CacheReport,
     changes,
@@ -75,8 +77,12 @@ def generate(model_path: str, cut: str, data, out_dir: str, *, input: str | None
       shard_size: rows per shard (a multiple of ``batch_size`` keeps batches inside shards).
       repair: recompute shards whose files do not match the manifest (and rebuild a damaged index
         of the data set, which every run rebuilds anyway) instead of raising.
-      allow_random, allow_batch_dependent: cache a tensor that depends on random ops (dropout) or on
-        the other examples of its batch (batch statistics) anyway.
+      allow_random, allow_batch_dependent: cache a tensor whose values differ between runs on one
+        batch (dropout with ``keep_prob`` baked in) or depend on the other examples of its batch
+        (batch statistics) anyway. The first batch to compute is run as
+        :mod:`graphsurgeon._src.cache.checks` says (nothing is run when no row is computed); what it
+        found goes into the manifest's ``checks`` (``random``, ``batch_dependent``: true, false,
+        or null for not checked), which ``retrain --cache`` reads.
       allow_cast, allow_unsafe_ops: as :func:`graphsurgeon.restore`.
       runner: ``local``, or ``beam`` (Apache Beam, the optional extra ``[beam]``; ``beam_args`` are
         its pipeline options, default ``--direct_running_mode=multi_processing
@@ -90,7 +96,8 @@ def generate(model_path: str, cut: str, data, out_dir: str, *, input: str | None
       CacheError: ``out_dir`` not writable, a stale cache (naming what changed), a damaged shard
         or index without ``repair``, a damaged manifest, a write that fails during the run (the
         directory deleted, the disk full).
-      ConfigError: the tensor depends on random ops or on its batch-mates; bad settings.
+      RandomTensorError, BatchDependentError (``ConfigError``): the tensor is random or depends on its
+        batch-mates (as this run's check or the cache's record says), unless allowed. ConfigError: bad settings.
       DataError: unreadable data.
     """
     start = time.perf_counter()
@@ -153,9 +160,12 @@ def _prepare(s: Settings, cut, source) -> Job:
     plan = make_plan(source, s.augment, state.known, s.shard_size, state.first_shard)
     distortions = Distortions(_without_seed(state.augment), state.augment["seed"]) if s.augment else None
     computer = Computer(cut.model, cut.tensor, cut.feeder, cut.batch_size, s.dtype, distortions, buffers=2)
-    if plan.tasks and not s.allow_batch_dependent and not (cut.random_ops and s.allow_random):
-        computer.check_batch_independent(source.loader, task_inputs(source, plan.tasks[0]))
-    return Job(s, cut, source, head, state, plan, computer)
+    found = computer.check_values(source.loader, task_inputs(source, plan.tasks[0]), allow_random=s.allow_random,
+                                  allow_batch_dependent=s.allow_batch_dependent) if plan.tasks else None
+    checks = record(state.previous, found)
+    check_recorded(s.out_dir, cut.tensor.name, checks, allow_random=s.allow_random,
+                   allow_batch_dependent=s.allow_batch_dependent)
+    return Job(s, cut, source, dict(head, checks=checks), state, plan, computer)
 
 
 def _without_seed(augment: dict) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 
-from graphsurgeon._src.cache.checks import check_not_random
 from graphsurgeon._src.cache.header import fingerprint, header
 from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.feeds import (
@@ -73,16 +72,14 @@ class Cut:
     feeds: dict             # values of the other placeholders the tensor reads
     feeder: Feeder
     batch_size: int
-    random_ops: list
 
 
 @contextlib.contextmanager
 def open_cut(s: Settings):
-    """Restore ``s.model_path`` pruned to ``s.cut``; find its input and feeds; refuse random ops.
+    """Restore ``s.model_path`` pruned to ``s.cut``; find its input and feeds.
 
     Raises:
-      ConfigError: a feed the tensor does not read, a tensor that depends on random ops (unless
-        ``allow_random``), a batch size the graph does not allow.
+      ConfigError: a feed the tensor does not read, a batch size the graph does not allow.
     """
     feeds = parse_feeds(s.feeds)
     keep = [s.cut] + ([s.input] if s.input else [])
@@ -98,8 +95,7 @@ def open_cut(s: Settings):
         batch_size = batch_size_for(s.batch_size, fixed, 256, f"the graph of {s.model_path}")
         values = {n: feeds[n] for n in extra}
         feeder = Feeder(model, inp, values, fixed)
-        rand = check_not_random(model, t, s.allow_random)
-        yield Cut(model, t, inp, values, feeder, batch_size, rand)
+        yield Cut(model, t, inp, values, feeder, batch_size)
 
 
 def open_data(s: Settings, cut: Cut) -> records.RecordSource:

@@ -81,10 +81,12 @@ def _model_args(p):
     p.add_argument("--allow-unsafe-ops", action="store_true", default=None,
                    help="run a graph that holds file-system or Python-callback ops")
     p.add_argument("--allow-random", action="store_true", default=None,
-                   help="accept a cut whose values differ between two runs on one batch (dropout with keep_prob "
-                        "baked in): the exported model's answers then differ call to call")
+                   help="accept a cut whose values differ between runs on one batch (dropout with keep_prob "
+                        "baked in), or a cache recorded so (retrain --cache): the exported model's answers then "
+                        "differ call to call")
     p.add_argument("--allow-batch-dependent", action="store_true", default=None,
-                   help="accept a cut whose value for an example changes with its batch-mates (batch statistics)")
+                   help="accept a cut whose value for an example changes with its batch-mates (batch statistics), "
+                        "or a cache recorded so (retrain --cache)")
     p.add_argument("--plan", dest="plan_file", metavar="FILE.toml", help="settings from a TOML plan file")
 
 
@@ -208,9 +210,12 @@ def _cache_parser(sub):
     s.add_argument("--tags", nargs="+")
     s.add_argument("--repair", action="store_true",
                    help="recompute shards that do not match the manifest and rebuild a damaged index of the data set")
-    s.add_argument("--allow-random", action="store_true", help="cache a tensor that depends on random ops")
+    s.add_argument("--allow-random", action="store_true",
+                   help="cache a tensor whose values differ between runs on one batch (dropout with keep_prob baked "
+                        "in); the manifest records it and retrain --cache then needs --allow-random too")
     s.add_argument("--allow-batch-dependent", action="store_true",
-                   help="cache a tensor that depends on its batch-mates (batch statistics)")
+                   help="cache a tensor whose value for an example changes with its batch-mates (batch statistics); "
+                        "the manifest records it and retrain --cache then needs --allow-batch-dependent too")
     s.add_argument("--allow-cast", action="store_true", help="restore values of another dtype, cast")
     s.add_argument("--allow-unsafe-ops", action="store_true",
                    help="run a graph that holds file-system or Python-callback ops")

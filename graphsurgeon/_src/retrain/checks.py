@@ -9,17 +9,28 @@ runs agree. Dropout with ``keep_prob`` baked in as a constant does not, nor does
 over the batch (``tf.nn.moments``), unless ``allow_random`` / ``allow_batch_dependent``.
 
 From a cache, the batch is the cache's first rows, fed at the cached tensor: the run covers the
-layers above it. The layers below ran once, in the cache (which refuses random ops and batch
-statistics unless told); random ops there, which the exported model runs on every call, need
-``allow_random`` again, since no input is at hand to run them.
+layers above it. The layers below ran once, in the cache, which ran the same check there and
+recorded in its manifest what it found (``checks``: :mod:`graphsurgeon._src.cache.checks`); a
+tensor it found random, or dependent on its batch-mates, was cached only with ``allow_random`` /
+``allow_batch_dependent``, and retrain refuses that cache unless given the same flag, since the
+exported model runs those layers on every call (:func:`cached_notes`). A cache made before the
+record existed (no ``checks`` in its manifest) is judged by a graph scan below the cached tensor:
+any random op needs ``allow_random`` (such a cache refused any random op without it), and any op
+that may mix a batch needs ``allow_batch_dependent`` (its cache may have been made with it).
 """
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
-from graphsurgeon._src.determinism import batch_mixing_ops, mixing_phrase, probe, random_ops_upstream
+from graphsurgeon._src.determinism import (
+    batch_mixing_ops,
+    feed_hint,
+    feeds_text,
+    mixing_phrase,
+    probe,
+    random_ops_upstream,
+    random_phrase,
+)
 from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
 
 
@@ -41,53 +52,35 @@ class HeadInput:
         return dataclasses.asdict(self)
 
 
-def _feeds_text(feeds: dict) -> str:
-    shown = [f"{n} fed {np.asarray(v).item() if np.asarray(v).size == 1 else list(np.shape(v))}"
-             for n, v in sorted(feeds.items())]
-    return f" ({', '.join(shown)})" if shown else ""
-
-
-def _feed_hint(feeds: dict) -> str:
-    # only a placeholder can make random ops deterministic, and every one the cut reads is fed
-    return ", give the placeholder that drives them its inference value in feeds=" if feeds else ""
-
-
-def check_head_input(cfg, setup, feeder, x, cached: str | None = None) -> HeadInput:
+def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
     """Check the tensor ``setup`` cuts at (see the module docstring) on batch ``x`` fed by ``feeder``
-    (at the input, or at the ``cached`` tensor when training from a cache).
+    (at the input, or at the cached tensor when training from ``cache``, a
+    :class:`graphsurgeon._src.cache.CacheReader`).
 
     Raises:
-      RandomTensorError: two runs differ (or, from a cache, random ops lie below the cached
-        tensor), unless ``cfg.allow_random``.
-      BatchDependentError: the first example alone gives other values than in its batch, unless
-        ``cfg.allow_batch_dependent``.
+      RandomTensorError: the runs differ (or, from a cache, the cache's tensor is random as its
+        manifest records, or random ops lie below a cache that predates the record), unless
+        ``cfg.allow_random``.
+      BatchDependentError: the first example alone gives other values than in its batch (or, from
+        a cache, as for random), unless ``cfg.allow_batch_dependent``.
     """
     model = setup.model
     t = model.tensor(setup.cut)
     what = "output" if not cfg.head else "the head's input"
     ops = random_ops_upstream(model, t.name)
-    notes = []
-    below = random_ops_upstream(model, cached) if cached else []
-    if below:
-        if not cfg.allow_random:
-            raise RandomTensorError(
-                f"the cached tensor '{cached}' depends on random op(s) {', '.join(below[:3])} (its cache was made "
-                "with allow_random=True): the exported model runs them on every call, and from a cache they cannot "
-                "be run to see whether a feed makes them deterministic; pass allow_random=True if one does, or "
-                "train from the data")
-        notes.append(f"the cached tensor '{cached}' depends on random op(s) {', '.join(below[:3])}, not run (a "
-                     "cache holds no inputs): accepted by allow_random=True")
+    notes = cached_notes(cfg, model, cache, setup.input.op.name) if cache is not None else []
     p = probe(model, t, feeder, x)
     if p.random:
         if not cfg.allow_random:
             raise RandomTensorError(
-                f"{what} '{t.name}' differs between two runs on the same batch{_feeds_text(feeder.values)}: it "
-                f"depends on random op(s) {', '.join(ops[:3])} (dropout with keep_prob baked in?), so the exported "
-                f"model would answer differently on every call; cut below them{_feed_hint(feeder.values)}, or pass "
-                "allow_random=True")
-        notes.append(f"{what} '{t.name}' is random (two runs on one batch differed; random op(s) "
-                     f"{', '.join(ops[:3])}): accepted by allow_random=True; the exported model's answers differ "
-                     "call to call, and whether they depend on the batch was not checked")
+                f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on random op(s) "
+                f"{', '.join(ops[:3])} (dropout with keep_prob baked in?), so the exported model would answer "
+                f"differently on every call; cut below them{feed_hint(feeder.values)}, or pass allow_random=True")
+        seen = "two runs on one batch differed" if p.random_by == "runs" else \
+            "runs on one batch with its random op(s) fed two far-apart draws differed"
+        notes.append(f"{what} '{t.name}' is random ({seen}; random op(s) {', '.join(ops[:3])}): accepted by "
+                     "allow_random=True; the exported model's answers differ call to call, and whether they depend "
+                     "on the batch was not checked")
     if p.batch_dependent:
         because = mixing_phrase(model, t.name, feeder.input.op.name)
         if not cfg.allow_batch_dependent:
@@ -100,6 +93,42 @@ def check_head_input(cfg, setup, feeder, x, cached: str | None = None) -> HeadIn
                      "allow_batch_dependent=True; the exported model's answer for an example depends on the "
                      "examples served with it")
     return HeadInput(t.name, p.examples, bool(p.random), p.batch_dependent, ops, notes)
+
+
+def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
+    """What lies below ``cache``'s tensor (see the module docstring): one note per finding the flags
+    accept. Raises :class:`RandomTensorError` / :class:`BatchDependentError` for one they do not."""
+    cut, where, checks = cache.cut, cache.directory, cache.manifest.get("checks")
+    rand, mixing = random_ops_upstream(model, cut), batch_mixing_ops(model, cut, input_op)
+    ops = f"random op(s) {', '.join(rand[:3])}" if rand else "random ops"
+    if checks is None:  # a cache made before the record: what the graph says
+        checks = {"random": bool(rand), "batch_dependent": bool(mixing)}
+        rand_text = (f"depends on {ops} (its cache was made with allow_random=True, before caches recorded their "
+                     "checks: whether a feed makes them deterministic was not recorded, and a cache cannot run them)")
+        mixed = (f"reads op(s) that may mix the examples of a batch ({', '.join(mixing[:3])}; its cache was made "
+                 "before caches recorded their checks, maybe with allow_batch_dependent=True)")
+    else:
+        rand_text = (f"is random ({ops}; its cache run found its values differ between runs on one batch and was "
+                     "given allow_random=True)")
+        mixed = ("depends on the other examples in its batch (" + (f"through {', '.join(mixing[:3])}; " if mixing
+                                                                    else "") +
+                 "its cache run found it and was given allow_batch_dependent=True)")
+    notes = []
+    if checks["random"]:
+        if not cfg.allow_random:
+            raise RandomTensorError(f"{where}: the cached tensor '{cut}' {rand_text}: the exported model runs them on "
+                                    "every call; pass allow_random=True to accept it, or train from the data")
+        notes.append(f"{where}: the cached tensor '{cut}' {rand_text}: accepted by allow_random=True; the exported "
+                     "model runs them on every call")
+    if checks["batch_dependent"]:
+        if not cfg.allow_batch_dependent:
+            raise BatchDependentError(
+                f"{where}: the cached tensor '{cut}' {mixed}: the exported model's answer for an example would "
+                "depend on the examples served with it; pass allow_batch_dependent=True to accept it, or train "
+                "from the data")
+        notes.append(f"{where}: the cached tensor '{cut}' {mixed}: accepted by allow_batch_dependent=True; the "
+                     "exported model's answer for an example depends on the examples served with it")
+    return notes
 
 
 def plan_notes(cfg, model, cut: str, input_op: str, fixed: int | None) -> list[str]:

@@ -189,8 +189,7 @@ def _examples(cfg: RetrainConfig, setup: Setup, data, cache, batch_size: int) ->
 def _check_head_input(cfg: RetrainConfig, setup: Setup, examples: _Examples):
     """:func:`check_head_input` on the first training batch (a refusal closes the cache's reader)."""
     try:
-        return check_head_input(cfg, setup, examples.infer, examples.batches.first(),
-                                examples.reader.cut if examples.reader is not None else None)
+        return check_head_input(cfg, setup, examples.infer, examples.batches.first(), examples.reader)
     except Exception:
         if examples.reader is not None:
             examples.reader.close()

@@ -2,7 +2,11 @@
 
 A cache directory (format version 2) holds::
 
-    manifest.json             what the cache is: fingerprint, settings, the shards, the data set's index
+    manifest.json             what the cache is: fingerprint, settings, the shards, the data set's index,
+                              and ``checks``: whether its tensor was found random or dependent on its
+                              batch-mates (true, false, or null: not checked). Caches made before
+                              ``checks`` existed lack the key and are read as before (the format
+                              version did not change: older readers ignore the key)
     shard-00000.npy           activations, one row per distinct content (input bytes + copy number)
     shard-00000.keys.npy      for each of those rows: the content key (sha256) and the copy number
     examples-<16 hex>.npy     the current data set's examples: each one's shard and row, label, split
@@ -146,6 +150,10 @@ def check_manifest(path: str, m: dict) -> None:
         bad("'preprocessing' is missing or not a table")
     if not isinstance(m.get("shards"), list):
         bad("'shards' is not a list")
+    checks = m.get("checks", {"random": None, "batch_dependent": None})
+    if not isinstance(checks, dict) or set(checks) != {"random", "batch_dependent"} \
+            or not all(v is True or v is False or v is None for v in checks.values()):
+        bad(f"'checks' is {checks!r}; expected random and batch_dependent, each true, false or null")
     for i, s in enumerate(m["shards"]):
         _check_shard_entry(s, i, bad)
     if m.get("complete") is True:
