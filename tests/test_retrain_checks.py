@@ -173,8 +173,15 @@ def test_a_cache_made_with_allow_batch_dependent_needs_it_again(tmp_path, capfd)
     c = str(tmp_path / "c")
     with pytest.raises(gs.BatchDependentError, match="^tensor 'features:0' depends on the other examples"):
         gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, progress=False)
-    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, progress=False, allow_batch_dependent=True)
-    assert _manifest(c)["checks"] == {"random": False, "batch_dependent": True}
+    rep = gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, progress=False,
+                            allow_batch_dependent=True)
+    assert _manifest(c)["checks"] == rep.checks == {"random": False, "batch_dependent": True}
+    code, out, err = cli(capfd, "cache", "--model", prefix, "--cut", "features", "--data", tmp_path / "d.npz",
+                         "--out", tmp_path / "c2", "--allow-batch-dependent", "--quiet")
+    assert code == 0, err
+    assert out.splitlines()[1:] == [
+        "  the cached tensor is dependent on its batch-mates (accepted by --allow-batch-dependent; recorded in the "
+        "manifest, so retrain --cache needs --allow-batch-dependent too)"]
     cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1)
     refused = (rf"^{c}: the cached tensor 'features:0' depends on the other examples in its batch \(through "
                r"moments/mean, moments/variance; its cache run found it .* pass allow_batch_dependent=True to accept")

@@ -19,6 +19,8 @@ class CacheReport:
       examples: rows the data set's index holds (examples, plus distorted copies of training images).
       unreferenced: stored rows that this data set does not use (kept, not read).
       changes: how the data set differs from the one the cache held before (examples, classes).
+      checks: the manifest's record of the cut (``random``, ``batch_dependent``: true, false, or None
+        when never checked), as :mod:`graphsurgeon._src.cache.checks` keeps it.
     """
 
     directory: str
@@ -30,6 +32,7 @@ class CacheReport:
     examples: int
     unreferenced: int = 0
     changes: list = dataclasses.field(default_factory=list)
+    checks: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

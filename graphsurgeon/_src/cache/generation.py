@@ -125,7 +125,7 @@ def _generate(s: Settings, run, start: float) -> CacheReport:
             source.close()
     return CacheReport(out_dir, job.plan.computed, job.plan.reused, len(job.plan.tasks), job.state.repaired,
                        time.perf_counter() - start, len(job.plan.view), unreferenced_rows(manifest, job.plan),
-                       changes(job.state.previous, manifest))
+                       changes(job.state.previous, manifest), dict(job.head["checks"]))
 
 
 @contextlib.contextmanager

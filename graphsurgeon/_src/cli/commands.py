@@ -159,6 +159,11 @@ def cmd_cache(args):
                  else ""))
         for change in rep.changes:
             print(f"  {change}")
+        for key, flag, what in (("random", "--allow-random", "random: its values differ between runs on one batch"),
+                                ("batch_dependent", "--allow-batch-dependent", "dependent on its batch-mates")):
+            if rep.checks.get(key):
+                print(f"  the cached tensor is {what} (accepted by {flag}; recorded in the manifest, so retrain "
+                      f"--cache needs {flag} too)")
 
 
 def _rules(args):
