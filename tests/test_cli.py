@@ -368,6 +368,24 @@ def test_an_out_under_a_file_says_so(seed004, npz, tmp_path, capfd):
     assert sorted(os.listdir(tmp_path)) == ["afile", "g"] and (tmp_path / "afile").read_text() == "mine"
 
 
+def test_an_out_where_no_directory_can_be_made_is_named(seed004, npz, tmp_path, capfd):
+    """/proc: access bits (as root) allow writing, but no directory can be made there; retrain, thaw,
+    migrate and merge-heads named their internal staging folder (/proc/.tmp-retrain-...)."""
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc")
+    pb = _tiny_frozen_graph(tmp_path / "g" / "f.pb")
+    for argv, what in _writers(seed004[0], npz, pb, "/proc/gs_out"):
+        capfd.readouterr()
+        assert main(argv) == 2
+        err = our_stderr(capfd.readouterr().err)
+        assert len(err) == 1 and err[0].startswith(f"graphsurgeon {argv[0]}: error: {what} cannot be written: "), err
+        assert ".tmp-" not in err[0]
+    import graphsurgeon as gs
+
+    with pytest.raises(gs.ConfigError, match=r"^out=/proc/gs_out cannot be written: "):
+        gs.merge_heads(["no/such/model"], "features", "/proc/gs_out")
+
+
 def test_an_unwritable_out_is_named_in_one_line(seed004, npz, tmp_path):
     """retrain and thaw named their internal staging folder, migrate printed a bare OSError. A
     directory without write permission (as root: inside a user namespace, where root has no

@@ -20,6 +20,7 @@ from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.multihead import verify as verifier
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import multihead_files as files
+from graphsurgeon._src.storage.staging import check_destination
 
 
 @dataclasses.dataclass
@@ -150,6 +151,7 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
     """
     if os.path.lexists(out):
         raise ConfigError(f"{out} exists; merged models are written to a new directory (choose another out=)")
+    check_destination(out, f"out={out}")  # before any model is read
     paths = load.expand(models)
     names = list(task_names) if task_names is not None else load.default_names(paths)
     if len(names) != len(paths):

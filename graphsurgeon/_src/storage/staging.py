@@ -60,7 +60,8 @@ class StagingDir:
 def check_destination(path: str, what: str) -> None:
     """Refuse, before anything is computed, a destination ``path`` that cannot be created where it is:
     a component above it that exists but is not a directory, or a nearest existing directory above it
-    (and ``path`` itself, when it is a directory already) that this process cannot write.
+    (and ``path`` itself, when it is a directory already) that this process cannot write, or one in
+    which a new directory cannot be made (tried: one is made and removed there).
 
     Raises:
       ConfigError: starting with ``what`` (``"out_dir=o/x"``), naming the file or the directory and
@@ -82,6 +83,11 @@ def check_destination(path: str, what: str) -> None:
             read_only = os.statvfs(place).f_flag & os.ST_RDONLY
             reason = f"{place} is on a read-only file system" if read_only else f"permission denied in {place}"
             raise ConfigError(f"{what} cannot be written: {reason}")
+    try:  # what access bits do not show (/proc, /sys, ACLs, a full disk): make and remove a directory there
+        os.rmdir(tempfile.mkdtemp(prefix=".gs-probe-", dir=above))
+    except OSError as e:
+        raise ConfigError(f"{what} cannot be written: a directory cannot be made in {above} "
+                          f"({e.strerror or e})") from None
 
 
 def sweep(directory: str, prefix: str) -> list[str]:
