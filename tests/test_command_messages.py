@@ -35,6 +35,9 @@ MODELS = ("merge-heads", "add-head", "learn-task", "combine", "add-class")  # th
 TRAINING = ("plan", "retrain")  # (plan runs retrain's restore and feeds checks)
 # (commands that can show it, the library's message as raised at its site)
 MESSAGES = [
+    (("plan", "retrain"), "output=add_3: 1 class; a softmax over one class has nothing to learn (loss 0, no "
+                          "gradient), and retrain trains a softmax: give 2 or more classes (a yes/no sigmoid output: a "
+                          "new head on the layer below it, head=CUT:2)"),
     (("cache",), "shard_size=0: expected an integer >= 1"),
     (("cache",), "augment=-1: expected an integer >= 0"),
     (("cache",), "augment=70000: at most 60000 distorted copies per image"),

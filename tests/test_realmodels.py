@@ -216,6 +216,24 @@ def test_gan_input_that_does_not_feed_the_cut_is_refused(capfd):
     assert "input 'z:0' does not feed 'Relu_1'; 'Relu_1' reads placeholder(s) x" in err
 
 
+def test_a_one_logit_output_is_refused(tmp_path, capfd):
+    """The GAN's discriminator ends in one logit (add_3, a sigmoid's): fine-tuned as a softmax over one
+    class it trained nothing and reported accuracy 1 and loss 0. plan and retrain refuse it, as a
+    new head of one class."""
+    x, y = _digits(40, 28, flat=True, low=-1.0)
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros_like(y))
+    path = os.path.join(REAL, "gan_chadpro")
+    said = ("1 class; a softmax over one class has nothing to learn (loss 0, no gradient), and retrain trains a "
+            "softmax: give 2 or more classes (a yes/no sigmoid output: a new head on the layer below it, --head CUT:2)")
+    for command, more in (("plan", []), ("retrain", ["--data", tmp_path / "d.npz", "--out", tmp_path / "o", "--quiet"])):
+        for cut in (["--output", "add_3", "--trainable", "dis"], ["--head", "Relu_1:1"]):
+            code, _, err = cli(capfd, command, "--model", path, *cut, *more)
+            assert (code, err.count("\n")) == (2, 1), err
+            flag = "--output add_3" if cut[0] == "--output" else "--head Relu_1:1"
+            assert err.rstrip().endswith(f"error: {flag}: {said}"), err
+    assert not (tmp_path / "o").exists()
+
+
 def test_batch_statistics_are_not_cached(tmp_path, capfd):
     """The hand-rolled batch norm (tf.nn.moments over the batch) makes Relu depend on its batch-mates."""
     x, y = _digits(120, 28, flat=True)

@@ -79,6 +79,10 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
         logits = model.tensor(cfg.output)
         with model.graph.as_default():
             probs = tf.nn.softmax(logits, name="graphsurgeon_probabilities")
+    if logits.shape.as_list()[-1:] == [1]:
+        raise ConfigError(f"{'head=' + cfg.head if head else 'output=' + cfg.output}: 1 class; a softmax over one "
+                          "class has nothing to learn (loss 0, no gradient), and retrain trains a softmax: give 2 or "
+                          "more classes (a yes/no sigmoid output: a new head on the layer below it, head=CUT:2)")
     new = head.variables if head else []
     final, stage_sets, stage_updates = _trainable(cfg, model, new)
     upd = stage_updates[-1]
