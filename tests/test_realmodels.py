@@ -255,8 +255,9 @@ def test_batch_statistics_are_not_cached(tmp_path, capfd):
                          "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-batch-dependent")
     assert code == 0, err
     assert "accepted by --allow-batch-dependent" in out
-    assert out.rstrip().endswith("/saved_model (serves batches of exactly 100 examples: the graph fixes the batch in "
-                                 "its static shapes)")
+    assert out.rstrip().endswith("/saved_model (its signature declares batches of exactly 100 examples, as the "
+                                 "graph fixes the batch in its static shapes: Session.run and saved_model_cli run "
+                                 "refuse other sizes)")
     with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:  # both are true of the export
         sig = tf1.saved_model.loader.load(s, ["serve"], str(tmp_path / "o/saved_model")).signature_def["serving_default"]
         probs, inputs = sig.outputs["probabilities"].name, sig.inputs["inputs"].name

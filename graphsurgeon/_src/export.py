@@ -9,7 +9,9 @@ optimizer slots are pruned. Extra placeholders the outputs need (``keep_prob``,
 (:func:`to_resource_variables`).
 
 Inputs keep their static shapes: from a graph that fixes the batch (``[100, 784]``) the
-SavedModel serves batches of exactly that size (``retrain`` says so in its summary).
+SavedModel's signature declares batches of exactly that size, and ``Session.run`` (so
+``saved_model_cli run``) refuses others; ``tf.saved_model.load``'s function does not check it
+(``retrain`` says so in its summary).
 """
 from __future__ import annotations
 

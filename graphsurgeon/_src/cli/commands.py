@@ -114,7 +114,8 @@ def cmd_retrain(args):
         for note in head_input["notes"]:
             print(note)
         print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}"
-              + (f" (serves batches of exactly {fixed} examples: the graph fixes the batch in its static shapes)"
+              + (f" (its signature declares batches of exactly {fixed} examples, as the graph fixes the batch in its "
+                 "static shapes: Session.run and saved_model_cli run refuse other sizes)"
                  if fixed else ""))
 
 

@@ -150,5 +150,6 @@ def plan_notes(cfg, model, cut: str, input_op: str, fixed: int | None) -> list[s
                                       " unless allow_batch_dependent=True"))
     if fixed:
         notes.append(f"the graph fixes the batch at {fixed} in its static shapes: retrain trains on batches of "
-                     f"{fixed}, and the exported model serves batches of exactly {fixed} examples")
+                     f"{fixed}, and the exported model's signature declares batches of exactly {fixed} examples "
+                     "(Session.run, and so saved_model_cli run, refuses other sizes)")
     return notes

@@ -40,6 +40,14 @@ class Setup:
     stage_updates: list = dataclasses.field(default_factory=list)  # update op names per stage
 
 
+def _check_classes(cfg: RetrainConfig, logits) -> None:
+    """Refuse logits of one class: a softmax over one class has nothing to learn."""
+    if logits.shape.as_list()[-1:] == [1]:
+        raise ConfigError(f"{'head=' + cfg.head if cfg.head else 'output=' + cfg.output}: 1 class; a softmax over "
+                          "one class has nothing to learn (loss 0, no gradient), and retrain trains a softmax: give 2 "
+                          "or more classes (a yes/no sigmoid output: a new head on the layer below it, head=CUT:2)")
+
+
 def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains.
 
@@ -79,10 +87,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
         logits = model.tensor(cfg.output)
         with model.graph.as_default():
             probs = tf.nn.softmax(logits, name="graphsurgeon_probabilities")
-    if logits.shape.as_list()[-1:] == [1]:
-        raise ConfigError(f"{'head=' + cfg.head if head else 'output=' + cfg.output}: 1 class; a softmax over one "
-                          "class has nothing to learn (loss 0, no gradient), and retrain trains a softmax: give 2 or "
-                          "more classes (a yes/no sigmoid output: a new head on the layer below it, head=CUT:2)")
+    _check_classes(cfg, logits)
     new = head.variables if head else []
     final, stage_sets, stage_updates = _trainable(cfg, model, new)
     upd = stage_updates[-1]
