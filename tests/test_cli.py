@@ -263,6 +263,8 @@ def test_plan_refuses_what_retrain_refuses(seed004, npz, tmp_path, capfd):
     code, out, err = cli(capfd, "plan", "--model", half, "--head", "hidden3/Relu:2")
     assert (code, our_stderr(err)) == (2, ["graphsurgeon plan: " + refusal])
     assert "hidden1/weights        restored       no    [500, 300]  (cast from float16)" in out
+    code, out, err = cli(capfd, "plan", "--model", half, "--head", "hidden3/Relu:2", "--json")
+    assert (code, out, our_stderr(err)) == (2, "", ["graphsurgeon plan: " + refusal])  # no report to mistake
     code, out, err = cli(capfd, "retrain", "--model", half, "--head", "hidden3/Relu:2", "--data", npz,
                          "--out", tmp_path / "o", "--quiet")
     assert (code, our_stderr(err)) == (2, ["graphsurgeon retrain: " + refusal])

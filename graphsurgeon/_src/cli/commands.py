@@ -84,9 +84,12 @@ def cmd_plan(args):
         from graphsurgeon._src.storage.graphviz import write_svg
 
         write_svg(dot, args.svg)
-    print(setup.plan.to_json() if args.json else setup.plan.format_text(), flush=True)
     # what retrain would refuse before reading a value (casts without --allow-cast, shape mismatches, missing
-    # variables without --allow-missing), refused here too, after the table that shows where
+    # variables without --allow-missing), refused here too: after the table that shows where, or (--json) instead
+    # of a report a script could take for a plan that retrain would follow
+    if args.json:
+        setup.plan.check(allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast)
+    print(setup.plan.to_json() if args.json else setup.plan.format_text(), flush=True)
     setup.plan.check(allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast)
     return 0
 
