@@ -222,6 +222,14 @@ def test_a_cache_made_before_the_record_is_judged_by_its_graph(tmp_path):
                                                    r"dropout/random_uniform/RandomUniform \(its cache was made with "
                                                    r"allow_random=True, before caches recorded their checks"):
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
+    # a run that computes no row checks nothing: its record says so, and the graph still decides
+    assert gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"keep_prob": 1.0},
+                             progress=False).computed == 0
+    assert _manifest(c)["checks"] == {"random": None, "batch_dependent": None}
+    with pytest.raises(gs.RandomTensorError, match=rf"^{c}: the cached tensor 'features:0' depends on random op\(s\) "
+                                                   r"dropout/random_uniform/RandomUniform \(its cache's record says no "
+                                                   r"run checked whether it is random\)"):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
     # extended by a run that computes rows, the cache gets the record again
     np.savez(tmp_path / "more.npz", x=np.concatenate([_data().x, _data().x + 1]), y=np.tile(_data().y, 2))
     gs.generate_cache(prefix, "features", str(tmp_path / "more.npz"), c, feeds={"keep_prob": 1.0}, progress=False)

@@ -16,7 +16,9 @@ tensor it found random, or dependent on its batch-mates, was cached only with ``
 exported model runs those layers on every call (:func:`cached_notes`). A cache made before the
 record existed (no ``checks`` in its manifest) is judged by a graph scan below the cached tensor:
 any random op needs ``allow_random`` (such a cache refused any random op without it), and any op
-that may mix a batch needs ``allow_batch_dependent`` (its cache may have been made with it).
+that may mix a batch needs ``allow_batch_dependent`` (its cache may have been made with it). So is
+a finding the record gives as null (not checked: a run that computed no row into a cache without
+a record; the batch-mates of a first batch of one row), except the batch-mates of a random tensor.
 """
 from __future__ import annotations
 
@@ -113,6 +115,16 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
         mixed = ("depends on the other examples in its batch (" + (f"through {', '.join(mixing[:3])}; " if mixing
                                                                     else "") +
                  "its cache run found it and was given allow_batch_dependent=True)")
+        # recorded as not checked (a run that computed no row into a cache without a record; a first batch of one
+        # row): the graph decides, as without a record (a random tensor's batch-mates are not checked, as above)
+        unchecked = checks["random"] is None
+        if unchecked:
+            checks = dict(checks, random=bool(rand))
+            rand_text = f"depends on {ops} (its cache's record says no run checked whether it is random)"
+        if checks["batch_dependent"] is None and (unchecked or not checks["random"]):
+            checks = dict(checks, batch_dependent=bool(mixing))
+            mixed = (f"reads op(s) that may mix the examples of a batch ({', '.join(mixing[:3])}; its cache's record "
+                     "says no run checked whether it depends on its batch-mates)")
     notes = []
     if checks["random"]:
         if not cfg.allow_random:
