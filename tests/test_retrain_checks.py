@@ -176,6 +176,14 @@ def test_a_cache_made_with_allow_batch_dependent_needs_it_again(tmp_path, capfd)
     rep = gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, progress=False,
                             allow_batch_dependent=True)
     assert _manifest(c)["checks"] == rep.checks == {"random": False, "batch_dependent": True}
+    # extended by one row, whose batch of one cannot show it: the record keeps what the first run found
+    np.savez(tmp_path / "d41.npz", x=np.concatenate([_data().x, _data().x[:1] + 1]), y=np.append(_data().y, 0))
+    with pytest.raises(gs.BatchDependentError, match=rf"^{c}: an earlier run into this cache found tensor 'features:0' "
+                                                     "dependent on its batch-mates"):
+        gs.generate_cache(prefix, "features", str(tmp_path / "d41.npz"), c, progress=False)
+    rep = gs.generate_cache(prefix, "features", str(tmp_path / "d41.npz"), c, progress=False,
+                            allow_batch_dependent=True)
+    assert rep.computed == 1 and _manifest(c)["checks"] == {"random": False, "batch_dependent": True}
     code, out, err = cli(capfd, "cache", "--model", prefix, "--cut", "features", "--data", tmp_path / "d.npz",
                          "--out", tmp_path / "c2", "--allow-batch-dependent", "--quiet")
     assert code == 0, err
