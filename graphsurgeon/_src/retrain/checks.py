@@ -29,6 +29,7 @@ from graphsurgeon._src.determinism import (
     feed_hint,
     feeds_text,
     mixing_phrase,
+    ops_phrase,
     probe,
     random_ops_upstream,
     random_phrase,
@@ -75,12 +76,12 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
     if p.random:
         if not cfg.allow_random:
             raise RandomTensorError(
-                f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on random op(s) "
-                f"{', '.join(ops[:3])} (dropout with keep_prob baked in?), so the exported model would answer "
+                f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)} "
+                "(dropout with keep_prob baked in?), so the exported model would answer "
                 f"differently on every call; cut below them{feed_hint(feeder.values)}, or pass allow_random=True")
         seen = "two runs on one batch differed" if p.random_by == "runs" else \
             "runs on one batch with its random op(s) fed two far-apart draws differed"
-        notes.append(f"{what} '{t.name}' is random ({seen}; random op(s) {', '.join(ops[:3])}): accepted by "
+        notes.append(f"{what} '{t.name}' is random ({seen}; {ops_phrase(ops)}): accepted by "
                      "allow_random=True; the exported model's answers differ call to call, and whether they depend "
                      "on the batch was not checked")
     if p.batch_dependent:
