@@ -79,6 +79,26 @@ def test_dropout_with_keep_prob_baked_in_is_refused_unless_allowed(tmp_path):
     assert not np.allclose(a, b)  # what the note says is true of the export
 
 
+def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_said_to_be_unnamed(tmp_path):
+    """A tf.cond built in TensorFlow 2 is an If op whose branches are functions: the graph scan names no
+    random op there (the message said 'depends on random op(s)  (dropout ...'), but the runs differ."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 6], name="X")
+        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8])), name="hidden")
+        h = tf.cond(tf1.placeholder_with_default(True, (), name="training"),
+                    lambda: tf1.nn.dropout(h, keep_prob=0.5), lambda: tf.identity(h))
+        f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8])), name="features")
+        tf.matmul(f, tf1.get_variable("w3", [8, 3]), name="logits")
+        assert {"If", "StatelessIf"} & {op.type for op in g.get_operations()}  # not Switch/Merge
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
+    with pytest.raises(gs.RandomTensorError, match=r"differs between two runs on the same batch: it depends on random "
+                                                   r"ops the graph scan does not name \(inside a function, such as"):
+        _retrain(prefix, tmp_path / "o")
+
+
 def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
     prefix = _net(str(tmp_path), "placeholder")
     res = _retrain(prefix, tmp_path / "o", feeds={"keep_prob": 1.0}, train_feeds={"keep_prob": 0.5})
@@ -176,6 +196,14 @@ def test_a_cache_made_with_allow_batch_dependent_needs_it_again(tmp_path, capfd)
     rep = gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, progress=False,
                             allow_batch_dependent=True)
     assert _manifest(c)["checks"] == rep.checks == {"random": False, "batch_dependent": True}
+    # extended by one row, whose batch of one cannot show it: the record keeps what the first run found
+    np.savez(tmp_path / "d41.npz", x=np.concatenate([_data().x, _data().x[:1] + 1]), y=np.append(_data().y, 0))
+    with pytest.raises(gs.BatchDependentError, match=rf"^{c}: an earlier run into this cache found tensor 'features:0' "
+                                                     "dependent on its batch-mates"):
+        gs.generate_cache(prefix, "features", str(tmp_path / "d41.npz"), c, progress=False)
+    rep = gs.generate_cache(prefix, "features", str(tmp_path / "d41.npz"), c, progress=False,
+                            allow_batch_dependent=True)
+    assert rep.computed == 1 and _manifest(c)["checks"] == {"random": False, "batch_dependent": True}
     code, out, err = cli(capfd, "cache", "--model", prefix, "--cut", "features", "--data", tmp_path / "d.npz",
                          "--out", tmp_path / "c2", "--allow-batch-dependent", "--quiet")
     assert code == 0, err
@@ -221,6 +249,14 @@ def test_a_cache_made_before_the_record_is_judged_by_its_graph(tmp_path):
     with pytest.raises(gs.RandomTensorError, match=rf"^{c}: the cached tensor 'features:0' depends on random op\(s\) "
                                                    r"dropout/random_uniform/RandomUniform \(its cache was made with "
                                                    r"allow_random=True, before caches recorded their checks"):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
+    # a run that computes no row checks nothing: its record says so, and the graph still decides
+    assert gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"keep_prob": 1.0},
+                             progress=False).computed == 0
+    assert _manifest(c)["checks"] == {"random": None, "batch_dependent": None}
+    with pytest.raises(gs.RandomTensorError, match=rf"^{c}: the cached tensor 'features:0' depends on random op\(s\) "
+                                                   r"dropout/random_uniform/RandomUniform \(its cache's record says no "
+                                                   r"run checked whether it is random\)"):
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
     # extended by a run that computes rows, the cache gets the record again
     np.savez(tmp_path / "more.npz", x=np.concatenate([_data().x, _data().x + 1]), y=np.tile(_data().y, 2))

@@ -193,6 +193,25 @@ def test_thaw_refuses_what_is_not_a_frozen_graph_with_weights(seed004, tmp_path)
     assert not (tmp_path / "o").exists()
 
 
+def test_a_plain_add_bias_is_weight_like_only_on_a_weighted_layer_and_only_in_one_dimension():
+    """The plain-add rule's three conditions, each on an operand that meets the other two: a convolution
+    is a layer as a matmul is; the layer must take a weight-like constant (not two placeholders); the
+    constant must be 1-D (a [1, 3] row added to a weighted matmul is not a bias)."""
+    g = tf.Graph()
+    with g.as_default():
+        img = tf1.placeholder(tf.float32, [None, 4, 4, 2], name="img")
+        conv = tf.nn.conv2d(img, tf.constant(np.ones([3, 3, 2, 3], np.float32), name="c/filter"), [1, 1, 1, 1],
+                            "SAME")
+        tf.identity(conv + tf.constant([0.1, 0.2, 0.3], name="c/b"), name="conv_out")
+        a, b = (tf1.placeholder(tf.float32, [None, 3], name=n) for n in ("a", "b"))
+        tf.identity(tf.matmul(a, b, transpose_b=True) + tf.constant([1.0, 2.0, 3.0], name="ab/b"), name="ab_out")
+        w = tf.constant(np.ones([3, 3], np.float32), name="fc/w")
+        tf.identity(tf.matmul(a, w) + tf.constant([[1.0, 2.0, 3.0]], name="fc/row"), name="fc_out")
+    found = weights.weight_constants(g.as_graph_def())
+    assert {n: c["consumers"] for n, c in found.items()} == {"c/filter": ["Conv2D"], "c/b": ["AddV2"],
+                                                             "fc/w": ["MatMul"]}
+
+
 def test_weight_constants_by_shape_and_consumer_op(tmp_path, capfd):
     g = tf.Graph()
     with g.as_default():

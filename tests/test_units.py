@@ -185,6 +185,13 @@ def test_reference_variables_become_resource_variables_unless_an_op_needs_the_re
     meta = meta_of(training=True)
     before = meta.SerializeToString()
     assert not to_resource_variables(meta) and meta.SerializeToString() == before  # AssignAdd needs the reference
+    g = tf.Graph()
+    with g.as_default():  # an Assign whose value is another reference variable itself (not its read)
+        a, b = (tf.compat.v1.get_variable(n, [2], use_resource=False) for n in ("a", "b"))
+        tf.compat.v1.assign(a, b._ref(), name="copy")
+        copy = tf.compat.v1.train.export_meta_graph(graph=g)
+    before = copy.SerializeToString()
+    assert not to_resource_variables(copy) and copy.SerializeToString() == before
     meta = meta_of(training=False)
     assert to_resource_variables(meta)
     ops = {n.name: n.op for n in meta.graph_def.node}

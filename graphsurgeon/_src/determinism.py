@@ -164,6 +164,15 @@ def _fed(feed: dict, group: list, drawn: list, side: int) -> dict:
     return out
 
 
+def ops_phrase(ops: list) -> str:
+    """``random op(s) A, B, C`` for messages, the first three of ``ops`` (:func:`random_ops_upstream`);
+    when the scan named none (the runs differ anyway), where they may be."""
+    if ops:
+        return f"random op(s) {', '.join(ops[:3])}"
+    return ("random ops the graph scan does not name (inside a function, such as the branches of a TF2 tf.cond, or "
+            "of a kind outside its list)")
+
+
 def random_phrase(p: Probe) -> str:
     """How ``p`` saw a random tensor, for messages (after its name): ``differs between …``."""
     if p.random_by == "draws":

@@ -19,6 +19,7 @@ from graphsurgeon._src.determinism import (
     feed_hint,
     feeds_text,
     mixing_phrase,
+    ops_phrase,
     probe,
     random_ops_upstream,
     random_phrase,
@@ -44,8 +45,8 @@ def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_de
     p = probe(model, t, feeder, x, first=act)
     if p.random and not allow_random:
         raise RandomTensorError(
-            f"tensor '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on random op(s) "
-            f"{', '.join(random_ops_upstream(model, t.name)[:3])} (dropout with keep_prob baked in?), so its values "
+            f"tensor '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on "
+            f"{ops_phrase(random_ops_upstream(model, t.name))} (dropout with keep_prob baked in?), so its values "
             f"cannot be cached; cache a tensor below them{feed_hint(feeder.values)}, or pass allow_random=True")
     if p.batch_dependent and not allow_batch_dependent:
         because = mixing_phrase(model, t.name, feeder.input.op.name)

@@ -16,7 +16,9 @@ tensor it found random, or dependent on its batch-mates, was cached only with ``
 exported model runs those layers on every call (:func:`cached_notes`). A cache made before the
 record existed (no ``checks`` in its manifest) is judged by a graph scan below the cached tensor:
 any random op needs ``allow_random`` (such a cache refused any random op without it), and any op
-that may mix a batch needs ``allow_batch_dependent`` (its cache may have been made with it).
+that may mix a batch needs ``allow_batch_dependent`` (its cache may have been made with it). So is
+a finding the record gives as null (not checked: a run that computed no row into a cache without
+a record; the batch-mates of a first batch of one row), except the batch-mates of a random tensor.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from graphsurgeon._src.determinism import (
     feed_hint,
     feeds_text,
     mixing_phrase,
+    ops_phrase,
     probe,
     random_ops_upstream,
     random_phrase,
@@ -73,12 +76,12 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
     if p.random:
         if not cfg.allow_random:
             raise RandomTensorError(
-                f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on random op(s) "
-                f"{', '.join(ops[:3])} (dropout with keep_prob baked in?), so the exported model would answer "
+                f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)} "
+                "(dropout with keep_prob baked in?), so the exported model would answer "
                 f"differently on every call; cut below them{feed_hint(feeder.values)}, or pass allow_random=True")
         seen = "two runs on one batch differed" if p.random_by == "runs" else \
             "runs on one batch with its random op(s) fed two far-apart draws differed"
-        notes.append(f"{what} '{t.name}' is random ({seen}; random op(s) {', '.join(ops[:3])}): accepted by "
+        notes.append(f"{what} '{t.name}' is random ({seen}; {ops_phrase(ops)}): accepted by "
                      "allow_random=True; the exported model's answers differ call to call, and whether they depend "
                      "on the batch was not checked")
     if p.batch_dependent:
@@ -113,6 +116,16 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
         mixed = ("depends on the other examples in its batch (" + (f"through {', '.join(mixing[:3])}; " if mixing
                                                                     else "") +
                  "its cache run found it and was given allow_batch_dependent=True)")
+        # recorded as not checked (a run that computed no row into a cache without a record; a first batch of one
+        # row): the graph decides, as without a record (a random tensor's batch-mates are not checked, as above)
+        unchecked = checks["random"] is None
+        if unchecked:
+            checks = dict(checks, random=bool(rand))
+            rand_text = f"depends on {ops} (its cache's record says no run checked whether it is random)"
+        if checks["batch_dependent"] is None and (unchecked or not checks["random"]):
+            checks = dict(checks, batch_dependent=bool(mixing))
+            mixed = (f"reads op(s) that may mix the examples of a batch ({', '.join(mixing[:3])}; its cache's record "
+                     "says no run checked whether it depends on its batch-mates)")
     notes = []
     if checks["random"]:
         if not cfg.allow_random:
