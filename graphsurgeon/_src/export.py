@@ -6,7 +6,7 @@ retrained layers and the new head. Old heads, labels, the loss, training ops and
 optimizer slots are pruned. Extra placeholders the outputs need (``keep_prob``,
 ``is_training``) become ``PlaceholderWithDefault`` with the value given in
 ``feeds``, so a server feeds only the inputs. Reference variables become resource variables
-(:func:`to_resource_variables`).
+(:func:`to_resource_variables`), unless an op of the exported graph needs the reference itself.
 
 Inputs keep their static shapes: from a graph that fixes the batch (``[100, 784]``) the
 SavedModel's signature declares batches of exactly that size, and ``Session.run`` (so

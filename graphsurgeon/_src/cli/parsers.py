@@ -175,8 +175,8 @@ def _retrain_parser(sub):
     s.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "rmsprop"], help="default adam")
     s.add_argument("--seed", type=int)
     s.add_argument("--patience", type=int,
-                   help="stop after this many epochs without a better validation accuracy (0: never); the best "
-                        "epoch's trained values are exported")
+                   help="stop after this many epochs without a better validation accuracy (0: never); with N > 0, "
+                        "the best epoch's trained values are exported")
     s.add_argument("--image-scale", choices=["unit", "inception", "raw"],
                    help="image folders: pixels to [0,1] (unit, default), [-1,1] (inception) or [0,255] (raw)")
     s.add_argument("--overwrite", action="store_true")
