@@ -109,8 +109,18 @@ def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
     with pytest.raises(gs.RandomTensorError, match=r"same batch \(keep_prob fed 0.5\): .* cut below them, give the "
                                                    r"placeholder that drives them its inference value in feeds="):
         _retrain(prefix, tmp_path / "p", feeds={"keep_prob": 0.5})
-    res = _retrain(_net(str(tmp_path), "default"), tmp_path / "d")
+    default = _net(str(tmp_path), "default")
+    res = _retrain(default, tmp_path / "d")
     assert res.head_input.random is False and res.head_input.random_ops and res.head_input.notes == []
+    # feeding it is refused, and the message says what it is (it said 'features' does not read it)
+    said = ("^feed 'keep_prob': 'keep_prob' is a placeholder_with_default, which runs with its default in training, "
+            r"caching and the export alike \(feeding one is not supported\); leave it out of feeds=$")
+    with pytest.raises(gs.ConfigError, match=said):
+        _retrain(default, tmp_path / "d2", train_feeds={"keep_prob": 0.5})
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    with pytest.raises(gs.ConfigError, match=said):
+        gs.generate_cache(default, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"),
+                          feeds={"keep_prob": 1.0}, progress=False)
 
 
 def test_batch_statistics_are_refused_unless_allowed(tmp_path):

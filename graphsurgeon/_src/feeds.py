@@ -200,6 +200,20 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict):
     return inp, extras
 
 
+def unread_feed(model, cut: str, name: str, extras) -> ConfigError:
+    """The error for a feed ``name`` that is not among the placeholders ``extras`` that ``cut`` reads
+    besides its input: a ``placeholder_with_default`` upstream of ``cut`` is named as one."""
+    gd = model.graph.as_graph_def()
+    by_name = {n.name: n for n in gd.node}
+    node = by_name.get(name)
+    if node is not None and node.op == "PlaceholderWithDefault" and name in subgraph.upstream(gd, [cut], by_name):
+        return ConfigError(f"feed '{name}': '{name}' is a placeholder_with_default, which runs with its default in "
+                           "training, caching and the export alike (feeding one is not supported); leave it out "
+                           "of feeds=")
+    return ConfigError(f"feed '{name}': '{cut}' does not read placeholder '{name}' (it reads "
+                       f"{', '.join(extras) or 'no placeholder'} besides its input); leave it out of feeds=")
+
+
 def _shape_text(t: tf.Tensor) -> str:
     return f"{t.dtype.name}{t.shape.as_list() if t.shape.rank is not None else '[?]'}"
 

@@ -13,6 +13,7 @@ from graphsurgeon._src.feeds import (
     find_input,
     fixed_batch,
     parse_feeds,
+    unread_feed,
 )
 from graphsurgeon._src.restore import restore
 from graphsurgeon._src.storage import datasets, records
@@ -88,8 +89,7 @@ def open_cut(s: Settings):
         inp, extra = find_input(model, s.input, s.cut, feeds)
         unused = sorted(set(feeds) - set(extra))
         if unused:
-            raise ConfigError(f"feed '{unused[0]}': '{s.cut}' does not read placeholder '{unused[0]}' (it reads "
-                              f"{', '.join(extra) or 'no placeholder'} besides its input); leave it out of feeds=")
+            raise unread_feed(model, s.cut, unused[0], extra)
         t = model.tensor(s.cut)
         fixed = fixed_batch(inp, t)
         batch_size = batch_size_for(s.batch_size, fixed, 256, f"the graph of {s.model_path}")

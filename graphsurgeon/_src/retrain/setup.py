@@ -8,7 +8,7 @@ import tensorflow as tf
 from graphsurgeon._src import picture as picture_mod
 from graphsurgeon._src import select, train
 from graphsurgeon._src.errors import ConfigError
-from graphsurgeon._src.feeds import Feeder, find_input, fixed_batch, parse_feeds
+from graphsurgeon._src.feeds import Feeder, find_input, fixed_batch, parse_feeds, unread_feed
 from graphsurgeon._src.restore import graph_variable_info, load, restore
 from graphsurgeon._src.retrain.checks import plan_notes
 from graphsurgeon._src.retrain.config import RetrainConfig
@@ -72,8 +72,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     inp, extra = find_input(model, cfg.input, cut, feeds)
     for name in sorted(set(feeds) | set(train_feeds)):
         if name not in extra:
-            raise ConfigError(f"feed '{name}': '{cut}' does not read placeholder '{name}' (it reads "
-                              f"{', '.join(extra) or 'no placeholder'} besides its input); leave it out of feeds=")
+            raise unread_feed(model, cut, name, extra)
     fixed = fixed_batch(inp, model.tensor(cut))
     Feeder(model, inp, {n: feeds[n] for n in extra}, fixed)  # every feed fits its placeholder
     Feeder(model, inp, {n: {**feeds, **train_feeds}[n] for n in extra}, fixed)
