@@ -4,6 +4,7 @@ the export keeps, and refuses random or batch-dependent values unless told (see
 graphsurgeon/_src/retrain/checks.py). Tiny graphs, one epoch: seconds."""
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -247,6 +248,29 @@ def test_a_cache_made_with_allow_batch_dependent_needs_it_again(tmp_path, capfd)
            r"\(moments/mean, moments/variance; its cache was made before caches recorded their checks")
     with pytest.raises(gs.BatchDependentError, match=old):
         gs.retrain(cfg, None, str(tmp_path / "o2"), cache=c, progress=False)
+    # a record whose batch-mates finding is null (a first batch of one row checks nothing): the scan decides
+    m = _manifest(c)
+    m["checks"] = {"random": False, "batch_dependent": None}
+    with open(os.path.join(c, "manifest.json"), "w") as f:
+        json.dump(m, f)
+    with pytest.raises(gs.BatchDependentError, match=r"may mix the examples of a batch \(moments/mean"):
+        gs.retrain(cfg, None, str(tmp_path / "o3"), cache=c, progress=False)
+
+
+def test_only_reductions_over_the_batch_axis_are_named_as_mixing_it():
+    """batch_mixing_ops names a reduction over axis 0 (the batch) and not one over axis 1."""
+    from graphsurgeon._src.determinism import batch_mixing_ops
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        rows = tf.reduce_sum(x, axis=1, keepdims=True, name="per_row")
+        cols = tf.reduce_mean(x, axis=0, name="over_batch")
+        tf.identity(x - rows, name="a")
+        tf.identity(x - cols, name="b")
+    model = types.SimpleNamespace(graph=g)
+    assert batch_mixing_ops(model, "a:0", "x") == []
+    assert batch_mixing_ops(model, "b:0", "x") == ["over_batch"]
 
 
 def test_a_cache_made_before_the_record_is_judged_by_its_graph(tmp_path):

@@ -147,7 +147,7 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
 def plan_notes(cfg, model, cut: str, input_op: str, fixed: int | None) -> list[str]:
     """What the graph alone says about the run of ``cfg`` (the dry-run plan runs nothing): random
     ops and ops that may mix a batch below the tensor ``cut`` (the run checks them as
-    :func:`check_head_input` says), and a batch the graph fixes (the export serves only that size)."""
+    :func:`check_head_input` says), and a batch the graph fixes (the export's signature declares only that size)."""
     notes = []
     ops = random_ops_upstream(model, cut)
     if ops:
