@@ -32,6 +32,24 @@ def ckpt(prefix):
     return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
 
 
+def half_checkpoint(prefix, path, name="hidden1/weights"):
+    """A copy of checkpoint ``prefix`` at ``path`` with ``name`` stored as float16 (the same names;
+    the meta graph copied beside it, so its variable stays float32). Returns the new prefix."""
+    import shutil
+
+    import numpy as np
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default():
+        vs = [tf1.Variable(v.astype(np.float16) if n == name else v, name=n) for n, v in ckpt(prefix).items()]
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            half = tf1.train.Saver(vs).save(s, str(path), write_meta_graph=False)
+    shutil.copy(prefix + ".meta", half + ".meta")
+    return half
+
+
 def tree_hash(path):
     """sha256 of every file under ``path`` (or of the files of a prefix), to prove nothing changed."""
     h = {}

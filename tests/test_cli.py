@@ -246,18 +246,12 @@ def test_plan_refuses_what_retrain_refuses(seed004, npz, tmp_path, capfd):
 
     import tensorflow as tf
 
-    from helpers import ckpt, cli
+    from helpers import ckpt, cli, half_checkpoint
 
     tf1 = tf.compat.v1
     prefix, _, _ = seed004
     src = ckpt(prefix)
-    g = tf.Graph()
-    with g.as_default():  # the same names, hidden1/weights stored as float16
-        vs = [tf1.Variable(v.astype(np.float16) if n == "hidden1/weights" else v, name=n) for n, v in src.items()]
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            half = tf1.train.Saver(vs).save(s, str(tmp_path / "m" / "half.ckpt"), write_meta_graph=False)
-    shutil.copy(prefix + ".meta", half + ".meta")
+    half = half_checkpoint(prefix, tmp_path / "m" / "half.ckpt")
     refusal = ("error: 1 variable(s) cannot be restored: hidden1/weights: the checkpoint holds float16 but the graph's "
                "variable is float32 (pass --allow-cast to cast it)")
     code, out, err = cli(capfd, "plan", "--model", half, "--head", "hidden3/Relu:2")

@@ -14,7 +14,7 @@ from graphsurgeon._src.storage import staging
 from graphsurgeon._src.storage.datasets import Dataset
 from graphsurgeon._src.storage.writer import write_json
 
-from helpers import ckpt, tree_hash
+from helpers import ckpt, half_checkpoint, tree_hash
 
 tf1 = tf.compat.v1
 
@@ -250,15 +250,7 @@ def test_dtype_mismatch_is_reported_and_needs_allow_cast(seed004, tmp_path):
     """A float16 checkpoint value for a float32 variable: the plan says so, restore refuses unless asked."""
     prefix, x, _ = seed004
     src = ckpt(prefix)
-    g = tf.Graph()
-    with g.as_default():  # the same names, hidden1/weights stored as float16
-        vs = [tf1.Variable(v.astype(np.float16) if n == "hidden1/weights" else v, name=n) for n, v in src.items()]
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            half = tf1.train.Saver(vs).save(s, str(tmp_path / "half.ckpt"), write_meta_graph=False)
-    import shutil
-
-    shutil.copy(prefix + ".meta", half + ".meta")
+    half = half_checkpoint(prefix, tmp_path / "half.ckpt")
     p = gs.plan(gs.RetrainConfig(model=half, head="hidden3/Relu:2"))
     row = {v.name: v for v in p.variables}["hidden1/weights"]
     assert row.cast and row.checkpoint_dtype == "float16" and p.to_dict()["counts"]["cast"] == 1
