@@ -10,8 +10,9 @@ setup(
     python_requires=">=3.10",
     # TensorFlow is not pinned here so that any variant (tensorflow, tensorflow-cpu,
     # tensorflow-macos, ...) satisfies it; pick one with an extra.
-    # google-crc32c: the crc32c TensorFlow stores for every tensor, at memory speed (checkpoint migration)
-    install_requires=["numpy>=1.23", "tqdm>=4.60", "google-crc32c>=1.5", "tomli>=1.1; python_version<'3.11'"],
+    # crc32c (LGPL-2.1-or-later, linked at run time): the crc32c TensorFlow stores for every tensor, at memory
+    # speed (checkpoint migration); 3.5x google-crc32c's speed here, and it lets go of the GIL
+    install_requires=["numpy>=1.23", "tqdm>=4.60", "crc32c>=2.7", "tomli>=1.1; python_version<'3.11'"],
     extras_require={
         "tf": ["tensorflow>=2.12"],
         "cpu": ["tensorflow-cpu>=2.12"],
