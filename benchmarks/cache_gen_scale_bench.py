@@ -3,15 +3,17 @@
 The model is a cheap stand-in at the width of seed 004's MLP bottleneck (``hidden2/Relu``, 100
 floats): a frozen layer 4 -> 100 (ReLU) saved with ``Saver``, so that what is measured is the
 generator (content keys, batches, shard files, manifest updates), not inference. ``generate`` runs
-as ``graphsurgeon cache`` runs it (float32 rows, shards of 4,096 rows). The time each shard is
-written is recorded: the throughput of the first million rows (from the first shard written, so
+as ``graphsurgeon cache`` runs it (float32 rows, shards of 4,096 rows, made durable 16 at a time by
+``ShardBatch``). The time each batch of shards becomes durable (synced and renamed into place) is
+recorded: the throughput of the first million rows (from the first shards made durable, so
 restoring the model and planning are not in it) and of the last million are compared. Within each
 span the main thread's computing (``task_inputs`` and ``Computer.rows``) and the writer thread's
-shard writes are timed apart (they overlap: a shard is written while the next is computed), and
-the seconds spent in ``fsync`` within the span (shards' and manifests': waiting for the device).
+shard writes (``ShardBatch.write`` and ``flush`` calls) are timed apart (they overlap: a shard is
+written while the next is computed), and the seconds spent in ``fsync`` within the span (shards',
+the directory's and manifests': waiting for the device).
 
 In the same run, after the generator (not interleaved with it), the disk alone: the same number of
-shards of the same size written by ``write_shard`` (hashed, fsync'd, renamed; nothing computed)
+shards of the same size written by ``ShardBatch`` (hashed, fsync'd, renamed; nothing computed)
 into a fresh directory, and the same first/last ratio of its rows a second. When the generator is
 bound by its writes, its ratio cannot be better than the disk's.
 
@@ -38,7 +40,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from graphsurgeon._src.cache import compute, generate, generation  # noqa: E402
-from graphsurgeon._src.storage import cachefiles, cacheshards  # noqa: E402
+from graphsurgeon._src.storage import cachefiles  # noqa: E402
+from graphsurgeon._src.storage.shardbatch import ShardBatch  # noqa: E402
 
 tf1 = tf.compat.v1
 WIDTH, INPUTS = 100, 4
@@ -57,12 +60,17 @@ def model(d):
             return tf1.train.Saver().save(s, os.path.join(d, "model", "m.ckpt"))
 
 
-def recorded(log, fn, rows_of):
-    """``fn`` wrapped to append ``(time after the call, rows, seconds in the call)`` to ``log``."""
+def recorded(log, fn, rows_of, durable=None):
+    """``fn`` wrapped to append ``(time after the call, rows, seconds in the call)`` to ``log``, and with
+    ``durable`` given, ``(time after the call, rows of the entries it returned, seconds)`` to it when
+    the call made shards durable (``ShardBatch.write`` and ``flush`` return the entries they made
+    durable)."""
     def wrapper(*args, **kwargs):
         t = time.perf_counter()
         out = fn(*args, **kwargs)
         log.append((time.perf_counter(), rows_of(args), time.perf_counter() - t))
+        if durable is not None and out:
+            durable.append((log[-1][0], sum(e["rows"] for e in out), log[-1][2]))
         return out
     return wrapper
 
@@ -95,14 +103,16 @@ def peak_rss_mb() -> float:
 
 
 def disk_alone(d, n_shards, rows, keys):
-    """``[(time after the write, rows, seconds)]`` of ``n_shards`` shard writes of ``rows`` and ``keys``."""
+    """``[(time after the call, rows made durable, seconds)]`` of ``n_shards`` shard writes of ``rows`` and
+    ``keys`` by the generator's writer (``ShardBatch``), for each call that made shards durable."""
     out = os.path.join(d, "disk")
     os.makedirs(out)
-    log = []
-    for i in range(n_shards):
+    log, batch = [], ShardBatch(out)
+    for i in range(n_shards + 1):
         t = time.perf_counter()
-        cacheshards.write_shard(out, i, rows, keys)
-        log.append((time.perf_counter(), len(rows), time.perf_counter() - t))
+        done = batch.write(i, rows, keys) if i < n_shards else batch.flush()
+        if done:
+            log.append((time.perf_counter(), sum(e["rows"] for e in done), time.perf_counter() - t))
     shutil.rmtree(out)
     return log
 
@@ -122,10 +132,11 @@ def main():
         x = np.random.default_rng(0).normal(size=(n, INPUTS)).astype(np.float32)
         np.savez(os.path.join(d, "data.npz"), x=x, y=np.arange(n) % 10)
         del x
-        shards, manifests, interims, computing, syncs = [], [], [], [], []
-        originals = (cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest,
-                     compute.Computer.rows, generation.task_inputs, os.fsync)
-        cacheshards.write_shard = recorded(shards, originals[0], lambda a: len(a[2]))
+        shards, writes, manifests, interims, computing, syncs = [], [], [], [], [], []
+        originals = (ShardBatch.write, cachefiles.write_manifest, generation.interim_manifest,
+                     compute.Computer.rows, generation.task_inputs, os.fsync, ShardBatch.flush)
+        ShardBatch.write = recorded(writes, originals[0], lambda a: len(a[2]), durable=shards)
+        ShardBatch.flush = recorded(writes, originals[6], lambda a: 0, durable=shards)
         cachefiles.write_manifest = recorded(manifests, originals[1], lambda a: len(a[1]["shards"]))
         generation.interim_manifest = recorded(interims, originals[2], lambda a: len(a[1]))
         compute.Computer.rows = recorded(computing, originals[3], lambda a: len(a[2]))
@@ -138,8 +149,8 @@ def main():
                      batch_size=args.batch_size, progress=False)
             total = time.perf_counter() - t
         finally:
-            (cacheshards.write_shard, cachefiles.write_manifest, generation.interim_manifest, compute.Computer.rows,
-             generation.task_inputs, os.fsync) = originals
+            (ShardBatch.write, cachefiles.write_manifest, generation.interim_manifest, compute.Computer.rows,
+             generation.task_inputs, os.fsync, ShardBatch.flush) = originals
         peak = peak_rss_mb()
         cache = os.path.join(d, "cache")
         size = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache))
@@ -147,11 +158,11 @@ def main():
         one = os.path.join(cache, cachefiles.shard_name(0))
         rows, keys = np.load(one), np.load(os.path.join(cache, cachefiles.keys_name(0)))
         shutil.rmtree(cache)
-        disk = disk_alone(d, len(shards), rows, keys)
+        disk = disk_alone(d, sum(1 for _, r, _ in writes if r), rows, keys)
         million = min(1_000_000, n // 10)
         parts = {}
         for name, (rows, a, b) in (("first", span(shards, 0, million)), ("last", span(shards, n - million, n))):
-            parts[name] = {"rows": int(rows), "s": b - a, "ex_per_s": rows / (b - a), "shard_writes_s": within(shards, a, b),
+            parts[name] = {"rows": int(rows), "s": b - a, "ex_per_s": rows / (b - a), "shard_writes_s": within(writes, a, b),
                            "fsync_s": within(syncs, a, b),
                            "computing_s": within(computing, a, b),
                            "manifest_writes_s": within(manifests, a, b), "manifest_building_s": within(interims, a, b)}
@@ -162,14 +173,15 @@ def main():
         result = {"examples": n, "width": WIDTH, "total_s": total, "ex_per_s": n / total,
                   "first_from_first_shard_s": shards[0][0] - t, "rows_compared": million,
                   "first_ex_per_s": first, "last_ex_per_s": last, "last_over_first": last / first, "parts": parts,
-                  "shards": len(shards), "shard_write_s_mean": float(np.mean([s for _, _, s in shards])),
+                  "shards": sum(1 for _, r, _ in writes if r), "durable_batches": len(shards),
+                  "shard_write_s_mean": float(np.mean([s for _, _, s in writes])),
                   "manifest_writes": len(manifests),
                   "manifest_write_s_first_last": [manifests[0][2], manifests[-1][2]],
                   "manifest_kb": manifest_kb,
                   "cache_mb": size / 2**20, "peak_rss_mb": peak, "disk_alone_first_ex_per_s": disk_first,
                   "disk_alone_last_ex_per_s": disk_last, "disk_alone_last_over_first": disk_last / disk_first}
-        print(f"{n:,} rows x {WIDTH} float32 ({size / 2**30:.2f} GiB, {len(shards)} shards) in {total:.1f} s: "
-              f"{n / total:,.0f} rows/s overall (first shard written {result['first_from_first_shard_s']:.1f} s "
+        print(f"{n:,} rows x {WIDTH} float32 ({size / 2**30:.2f} GiB, {result['shards']} shards) in {total:.1f} s: "
+              f"{n / total:,.0f} rows/s overall (first shards durable {result['first_from_first_shard_s']:.1f} s "
               f"after the start)")
         print(f"  first {million:,} rows {first:,.0f} rows/s, last {million:,} rows {last:,.0f} rows/s: "
               f"last/first {last / first:.3f} (goal within 10%)")
@@ -181,7 +193,7 @@ def main():
         print(f"  {len(manifests)} manifest writes ({manifests[0][2] * 1000:.1f} ms the first, "
               f"{manifests[-1][2] * 1000:.1f} ms the last; {result['manifest_kb']:.0f} KB at the end); "
               f"peak RSS during generate {peak:.0f} MB")
-        print(f"  the disk alone, {len(disk)} shard writes of the same bytes: first {million:,} rows {disk_first:,.0f} "
+        print(f"  the disk alone, {result['shards']} shard writes of the same bytes: first {million:,} rows {disk_first:,.0f} "
               f"rows/s, last {disk_last:,.0f} rows/s: last/first {disk_last / disk_first:.3f}")
         print(json.dumps(result))
 

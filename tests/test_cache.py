@@ -439,7 +439,7 @@ def test_missing_image_is_named(tmp_path):
 
 
 def test_cache_directory_deleted_mid_run(seed004, npz, tmp_path, monkeypatch):
-    """The directory is deleted (rm -rf by someone else) after the third shard: the run fails with one
+    """The directory is deleted (rm -rf by someone else) as the shards go into place: the run fails with one
     CacheError naming it, nothing is left for a reader to take, and the next run builds the cache
     byte for byte as an uninterrupted run does."""
     prefix = seed004[0]
@@ -449,14 +449,14 @@ def test_cache_directory_deleted_mid_run(seed004, npz, tmp_path, monkeypatch):
 
     def rename_then_delete(directory, pairs):
         calls[0] += 1
-        if calls[0] == 3:
+        if calls[0] == 1:
             shutil.rmtree(directory)
         return rename(directory, pairs)
 
     monkeypatch.setattr(cachefiles, "rename_into_place", rename_then_delete)
     with pytest.raises(gs.CacheError, match=f"cache directory {out}: a write failed while caching.*run the same"):
         generate(prefix, "hidden2/Relu", npz, out, batch_size=32, shard_size=32, progress=False)
-    assert calls[0] == 3 and not os.path.exists(out)
+    assert calls[0] == 1 and not os.path.exists(out)
     with pytest.raises(gs.CacheError, match="no manifest.json"):
         CacheReader(out)
     monkeypatch.setattr(cachefiles, "rename_into_place", rename)

@@ -30,7 +30,8 @@ from graphsurgeon._src.cache.plan import make_plan
 from graphsurgeon._src.cache.state import interim_manifest, open_state
 from graphsurgeon._src.errors import CacheError, ConfigError
 from graphsurgeon._src.progress import Progress
-from graphsurgeon._src.storage import cachefiles, cacheshards
+from graphsurgeon._src.storage import cachefiles
+from graphsurgeon._src.storage.shardbatch import ShardBatch
 
 MANIFEST_EVERY = 2.0  # seconds between manifest updates while shards are computed
 RUNNERS = ("local", "beam")
@@ -173,9 +174,10 @@ def _without_seed(augment: dict) -> dict:
 
 
 def run_local(job: Job) -> list[dict]:
-    """Compute the plan's shards in this process, one after the other, each written (atomically,
-    by a writer thread) while the next is computed; the manifest lists the shards written within
-    ``MANIFEST_EVERY`` seconds (and all of them at the end).
+    """Compute the plan's shards in this process, one after the other, each written by a writer
+    thread while the next is computed and made durable with the others of its batch
+    (:class:`~graphsurgeon._src.storage.shardbatch.ShardBatch`); the manifest lists the durable
+    shards within ``MANIFEST_EVERY`` seconds (and all of them at the end).
 
     Returns:
       Every shard entry of the cache (kept and new).
@@ -183,6 +185,7 @@ def run_local(job: Job) -> list[dict]:
     s, plan = job.settings, job.plan
     entries = list(job.state.entries)
     bar = Progress(plan.computed, "caching", "examples", enabled=s.progress)
+    batch = ShardBatch(s.out_dir)
     last, pending = None, None
     try:
         # one write in flight: the computer's two buffers hold the shard being written and the next
@@ -191,13 +194,16 @@ def run_local(job: Job) -> list[dict]:
                 inputs = task_inputs(job.source, task)
                 rows = job.computer.rows(job.source.loader, inputs, bar.update)
                 if pending is not None:
-                    entries.append(pending.result())
-                    if last is None or time.monotonic() - last >= MANIFEST_EVERY:
+                    durable = pending.result()
+                    entries.extend(durable)
+                    if durable and (last is None or time.monotonic() - last >= MANIFEST_EVERY):
                         cachefiles.write_manifest(s.out_dir, interim_manifest(job.head, entries, job.state.augment))
                         last = time.monotonic()
-                pending = writer.submit(cacheshards.write_shard, s.out_dir, task.shard, rows, inputs.keys_record())
+                pending = writer.submit(batch.write, task.shard, rows, inputs.keys_record())
             if pending is not None:
-                entries.append(pending.result())
+                entries.extend(pending.result())
+            entries.extend(batch.flush())
     finally:
+        batch.close()
         bar.close()
     return entries

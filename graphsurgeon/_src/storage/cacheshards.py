@@ -49,20 +49,45 @@ def _write_npy(path: str, array: np.ndarray) -> tuple[str, int]:
     the system has it): a large cache then recycles the same memory instead of filling gigabytes of
     page cache, whose fresh pages made later writes slower (``benchmarks/README.md``); the price is
     that a cache read right after it is made comes from the disk."""
+    fd, sha, size = start_npy(path, array)
+    finish_npy(fd)
+    return sha, size
+
+
+def start_npy(path: str, array: np.ndarray) -> tuple[int, str, int]:
+    """Write ``array`` to a new file ``path`` as ``np.save`` would and ask the kernel to start writing it
+    to disk (``POSIX_FADV_DONTNEED`` on dirty pages starts their write-back; the call returns at once);
+    ``(open descriptor, sha256, size)``: the bytes are durable only after :func:`finish_npy`."""
     header, data = npy_bytes(np.ascontiguousarray(array))
     h = hashlib.sha256(header)
     h.update(data)
-    with open(path, "wb") as f:
-        f.write(header)
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-        if hasattr(os, "posix_fadvise"):
-            try:
-                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-            except OSError:
-                pass  # only advice: the file is written and synced either way
-    return h.hexdigest(), len(header) + data.nbytes
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        for part in (memoryview(header), data):
+            while len(part):
+                part = part[os.write(fd, part):]
+        _drop_pages(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, h.hexdigest(), len(header) + data.nbytes
+
+
+def finish_npy(fd: int) -> None:
+    """fsync ``fd``, drop its (now clean) pages from the page cache, close it."""
+    try:
+        os.fsync(fd)
+        _drop_pages(fd)
+    finally:
+        os.close(fd)
+
+
+def _drop_pages(fd: int) -> None:
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass  # only advice: the file is written (and synced by _finish) either way
 
 
 def write_shard(directory: str, shard: int, array: np.ndarray, keys: np.ndarray, *,
