@@ -60,19 +60,42 @@ def model(d):
             return tf1.train.Saver().save(s, os.path.join(d, "model", "m.ckpt"))
 
 
-def recorded(log, fn, rows_of, durable=None):
-    """``fn`` wrapped to append ``(time after the call, rows, seconds in the call)`` to ``log``, and with
-    ``durable`` given, ``(time after the call, rows of the entries it returned, seconds)`` to it when
-    the call made shards durable (``ShardBatch.write`` and ``flush`` return the entries they made
-    durable)."""
+def recorded(log, fn, rows_of):
+    """``fn`` wrapped to append ``(time after the call, rows, seconds in the call)`` to ``log``."""
     def wrapper(*args, **kwargs):
         t = time.perf_counter()
         out = fn(*args, **kwargs)
         log.append((time.perf_counter(), rows_of(args), time.perf_counter() - t))
-        if durable is not None and out:
-            durable.append((log[-1][0], sum(e["rows"] for e in out), log[-1][2]))
         return out
     return wrapper
+
+
+def recorded_batches(writes, durable):
+    """Wrap ``ShardBatch.write`` and ``flush``: each write call (its own flush included) appends
+    ``(time after the call, rows, seconds)`` to ``writes``; each flush, called by ``write`` or by the
+    generator at the end, appends ``(time after the flush, rows it made durable, seconds)`` to
+    ``durable``. Returns the originals."""
+    write, flush, inside = ShardBatch.write, ShardBatch.flush, []
+
+    def write_(self, shard, array, keys):
+        t = time.perf_counter()
+        inside.append(1)
+        try:
+            return write(self, shard, array, keys)
+        finally:
+            inside.pop()
+            writes.append((time.perf_counter(), len(array), time.perf_counter() - t))
+
+    def flush_(self):
+        t = time.perf_counter()
+        out = flush(self)
+        durable.append((time.perf_counter(), sum(e["rows"] for e in out), time.perf_counter() - t))
+        if not inside:  # the generator's last flush, not one inside a write
+            writes.append((durable[-1][0], 0, durable[-1][2]))
+        return out
+
+    ShardBatch.write, ShardBatch.flush = write_, flush_
+    return write, flush
 
 
 def span(shards, lo, hi):
@@ -133,15 +156,14 @@ def main():
         np.savez(os.path.join(d, "data.npz"), x=x, y=np.arange(n) % 10)
         del x
         shards, writes, manifests, interims, computing, syncs = [], [], [], [], [], []
-        originals = (ShardBatch.write, cachefiles.write_manifest, generation.interim_manifest,
-                     compute.Computer.rows, generation.task_inputs, os.fsync, ShardBatch.flush)
-        ShardBatch.write = recorded(writes, originals[0], lambda a: len(a[2]), durable=shards)
-        ShardBatch.flush = recorded(writes, originals[6], lambda a: 0, durable=shards)
-        cachefiles.write_manifest = recorded(manifests, originals[1], lambda a: len(a[1]["shards"]))
-        generation.interim_manifest = recorded(interims, originals[2], lambda a: len(a[1]))
-        compute.Computer.rows = recorded(computing, originals[3], lambda a: len(a[2]))
-        generation.task_inputs = recorded(computing, originals[4], lambda a: 0)
-        os.fsync = recorded(syncs, originals[5], lambda a: 0)
+        batch_originals = recorded_batches(writes, shards)
+        originals = (cachefiles.write_manifest, generation.interim_manifest, compute.Computer.rows,
+                     generation.task_inputs, os.fsync)
+        cachefiles.write_manifest = recorded(manifests, originals[0], lambda a: len(a[1]["shards"]))
+        generation.interim_manifest = recorded(interims, originals[1], lambda a: len(a[1]))
+        compute.Computer.rows = recorded(computing, originals[2], lambda a: len(a[2]))
+        generation.task_inputs = recorded(computing, originals[3], lambda a: 0)
+        os.fsync = recorded(syncs, originals[4], lambda a: 0)
         reset_peak_rss()
         try:
             t = time.perf_counter()
@@ -149,8 +171,9 @@ def main():
                      batch_size=args.batch_size, progress=False)
             total = time.perf_counter() - t
         finally:
-            (ShardBatch.write, cachefiles.write_manifest, generation.interim_manifest, compute.Computer.rows,
-             generation.task_inputs, os.fsync, ShardBatch.flush) = originals
+            (cachefiles.write_manifest, generation.interim_manifest, compute.Computer.rows, generation.task_inputs,
+             os.fsync) = originals
+            ShardBatch.write, ShardBatch.flush = batch_originals
         peak = peak_rss_mb()
         cache = os.path.join(d, "cache")
         size = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache))
