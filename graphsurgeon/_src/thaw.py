@@ -82,8 +82,8 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
         raise ConfigError("scopes=: name the scopes to thaw (graphsurgeon inspect lists the weight-like constants)")
     if not candidates:
         raise PatternError(f"{graph_path} has no weight-like constants (float constants feeding MatMul, Conv2D, "
-                           "BiasAdd, batch normalization or Gather weight inputs, or a layer's bias added "
-                           "with Add) to thaw")
+                           "BiasAdd, batch normalization or Gather weight inputs, a layer's bias added "
+                           "with Add, or a per-channel scale or offset on a layer's output) to thaw")
     chosen = select.match(scopes, candidates, what="weight-like constant")
     _check_out_dir(out_dir, source.graph_path)
     check_destination(out_dir, f"out_dir={out_dir}")
