@@ -144,10 +144,12 @@ def test_training_a_frozen_graph_says_to_thaw_it_first(frozen_mlp, seed004, npz,
 @pytest.mark.parametrize("args,needle", [
     (["--scopes", "hiden3"], "pattern 'hiden3' matches no weight-like constant; closest scopes: hidden3"),
     (["--scopes", "hidden3/Relu"], "pattern 'hidden3/Relu' matches no weight-like constant; closest scopes: hidden3"),
-    (["--scopes", "hidden3", "--out", "{graph_dir}/sub"],
-     "is inside the graph's directory {graph_dir}; thaw's output may not go in or below it: choose a directory"),
     (["--scopes", "hidden3", "--out", "{graph_dir}", "--overwrite"],
-     "--out {graph_dir} is the graph's directory {graph_dir}; thaw's output may not go in or below it"),
+     "--out {graph_dir} is the graph's directory {graph_dir}; thaw writes a whole directory and would replace the "
+     "graph with it: name a new directory, such as {graph_dir}/thawed"),
+    (["--scopes", "hidden3", "--out", "{graph_dir}/..", "--overwrite"],
+     "--out {graph_dir}/.. holds the graph {graph_dir}/frozen.pb; thaw writes a whole directory and would replace "
+     "the graph with it: name a new directory that does not hold the graph"),
     (["--scopes", "hidden3", "--out", "{exists}"], "exists; pass --overwrite to replace it"),
 ])
 def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, capfd, args, needle):
@@ -155,7 +157,8 @@ def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, cap
     (tmp_path / "exists").mkdir()
     (tmp_path / "exists" / "keep.txt").write_text("mine")
     args = [a.format(graph_dir=os.path.dirname(path), exists=tmp_path / "exists") for a in args]
-    needle = needle.format(graph_dir=os.path.realpath(os.path.dirname(path)))
+    needle = needle.replace("--out {graph_dir}", "--out " + os.path.dirname(path)).format(
+        graph_dir=os.path.realpath(os.path.dirname(path)))
     if "--out" not in args:
         args += ["--out", str(tmp_path / "o")]
     before = tree_hash(str(tmp_path)), tree_hash(os.path.dirname(path))
@@ -164,6 +167,25 @@ def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, cap
     assert code == 2 and len(lines) == 1 and lines[0].startswith("graphsurgeon thaw: error: ") and needle in lines[0], err
     assert (tree_hash(str(tmp_path)), tree_hash(os.path.dirname(path))) == before
     assert sorted(os.listdir(tmp_path)) == ["exists"]
+
+
+def test_thaw_writes_a_new_directory_beside_the_graph(frozen_mlp, tmp_path):
+    """--out frozen/thawed for frozen/graph.pb is the first thing a user tries (it was refused as 'inside
+    the graph's directory'); it replaces only itself, with --overwrite too, and the graph stays."""
+    src = tmp_path / "frozen"
+    src.mkdir()
+    (src / "graph.pb").write_bytes(open(frozen_mlp[0], "rb").read())
+    before = (src / "graph.pb").read_bytes()
+    r = thaw(str(src / "graph.pb"), ["output"], str(src / "thawed"))
+    assert r.checkpoint == str(src / "thawed" / "model.ckpt")
+    thaw(str(src / "graph.pb"), ["hidden3"], str(src / "thawed"), overwrite=True)
+    assert sorted(os.listdir(src)) == ["graph.pb", "thawed"] and (src / "graph.pb").read_bytes() == before
+    with gs.restore(str(src / "thawed")) as t:
+        assert sorted(t.variables) == ["hidden3/biases", "hidden3/weights"]
+    os.symlink(src / "graph.pb", tmp_path / "link.pb")  # a link's directory holds the graph as named
+    with pytest.raises(gs.ConfigError, match=r"out_dir=.* is the graph's directory"):
+        thaw(str(tmp_path / "link.pb"), ["output"], str(tmp_path), overwrite=True)
+    assert os.path.islink(tmp_path / "link.pb")
 
 
 def test_thaw_output_honours_the_umask(frozen_mlp, tmp_path):
