@@ -197,6 +197,33 @@ def test_tf10_placeholder_shapes(tmp_path, capfd):
     assert m.tensor("Placeholder").shape.as_list() == [None, 12]
 
 
+def test_a_frozen_tf10_placeholder_without_recorded_shape_is_unknown_not_a_scalar(tmp_path, capfd):
+    """The TF 1.0 graph frozen as a user freezes it (convert_variables_to_constants keeps producer 21
+    and drops ``_output_shapes``): its placeholders' empty ``shape`` attr means unknown (as TensorFlow
+    reads it), and inspect said ``[]``, a scalar; a later graph's scalar placeholder is ``[]`` and one
+    of unknown rank reads 'unknown' in the text (it read 'None')."""
+    prefix = legacy_models.tf10_style_meta(legacy_models.two_copies_net(str(tmp_path)))
+    g = tf.Graph()
+    with g.as_default(), tf1.Session(graph=g) as s:
+        tf1.train.import_meta_graph(prefix + ".meta").restore(s, prefix)
+        frozen = tf1.graph_util.convert_variables_to_constants(s, g.as_graph_def(), ["Relu"])
+    assert frozen.versions.producer == 21 and not any("_output_shapes" in n.attr for n in frozen.node)
+    (tmp_path / "frozen.pb").write_bytes(frozen.SerializeToString())
+    modern = tf.Graph()
+    with modern.as_default():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        tf.identity(x * tf1.placeholder(tf.float32, [], name="keep_prob") * tf1.placeholder(tf.float32, None, name="any"),
+                    name="y")
+    (tmp_path / "modern.pb").write_bytes(modern.as_graph_def().SerializeToString())
+    for pb, want, text in (("frozen.pb", {"Placeholder:0": None}, "likely inputs: Placeholder:0 float32 unknown"),
+                           ("modern.pb", {"x:0": [None, 3], "keep_prob:0": [], "any:0": None},
+                            "likely inputs: x:0 float32 [None, 3], keep_prob:0 float32 [], any:0 float32 unknown")):
+        code, out, err = cli(capfd, "inspect", tmp_path / pb, "--json")
+        assert code == 0 and {i["name"]: i["shape"] for i in json.loads(out)["graph"]["inputs"]} == want, err
+        code, out, err = cli(capfd, "inspect", tmp_path / pb)
+        assert code == 0 and text in out.splitlines(), out
+
+
 def test_plan_without_a_head_reports_restore_and_trainability(seed004_adam, capfd):
     prefix, _, _ = seed004_adam
     code, out, err = cli(capfd, "plan", "--model", prefix, "--trainable", "hidden3", "--json")

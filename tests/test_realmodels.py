@@ -380,6 +380,43 @@ def test_thaw_takes_the_gan_biases_added_with_a_plain_add(tmp_path, capfd):
         assert t.run("Sigmoid", {"x": x}).tobytes() == want.tobytes()
 
 
+def test_thaw_finds_the_hand_written_batch_norm_of_mlp_bn_chen(tmp_path, capfd):
+    """mlp_bn_chen, frozen: its batch norms are written out by hand (tf.nn.moments, then Mul / Sub /
+    Add), and their scales and offsets (Variable_2, _3, _6, _7) are weight-like with the layers'
+    weights and biases (inspect listed 4 of its 8 variables, and a thaw of those 4 said 0 constants
+    stay constants); a thaw that leaves them counts them, and one that takes them answers as the
+    frozen graph, bit for bit."""
+    from graphsurgeon._src import weights
+
+    path = os.path.join(REAL, "mlp_bn_chen")
+    x, _ = _digits(100, 28, flat=True)  # the input is fixed at batch 100
+    src = resolve(path)
+    g = tf.Graph()
+    with g.as_default(), tf1.Session(graph=g) as s:
+        tf1.train.import_meta_graph(src.meta_path, clear_devices=True).restore(s, src.prefix)
+        frozen = tf1.graph_util.convert_variables_to_constants(s, g.as_graph_def(), ["batchnorm_1/add_1"])
+    (tmp_path / "g").mkdir()
+    pb = tmp_path / "g" / "frozen.pb"
+    pb.write_bytes(frozen.SerializeToString())
+    with gs.restore(str(pb)) as f:
+        want = f.run("batchnorm_1/add_1", {"Placeholder": x})
+    found = {n: c["consumers"] for n, c in weights.weight_constants(frozen).items()}
+    assert found == {"Variable": ["MatMul"], "Variable_1": ["Add"], "Variable_2": ["Add", "Mul"], "Variable_3": ["Add"],
+                     "Variable_4": ["MatMul"], "Variable_5": ["Add"], "Variable_6": ["Add", "Mul"], "Variable_7": ["Add"]}
+    code, out, err = cli(capfd, "thaw", pb, "--scopes", "Variable", "Variable_1", "Variable_4", "Variable_5",
+                         "--out", tmp_path / "t", "--json")
+    assert code == 0 and json.loads(out)["constants_left"] == 4, err
+    code, out, err = cli(capfd, "thaw", pb, "--scopes", "Variable_2", "Variable_3", "Variable_6", "Variable_7",
+                         "--out", tmp_path / "bn")
+    assert code == 0, err
+    assert out.splitlines() == ["Variable_2  [392]", "Variable_3  [392]", "Variable_6  [10]", "Variable_7  [10]",
+                                f"-- 4 constants (3216 bytes) are variables now, 4 weight-like constants stay constants; "
+                                f"checkpoint {tmp_path / 'bn' / 'model.ckpt'}, meta graph {tmp_path / 'bn' / 'model.ckpt.meta'}"]
+    with gs.restore(str(tmp_path / "bn")) as t:
+        assert sorted(t.variables) == ["Variable_2", "Variable_3", "Variable_6", "Variable_7"]
+        assert t.run("batchnorm_1/add_1", {"Placeholder": x}).tobytes() == want.tobytes()
+
+
 def test_a_conv_cut_is_pooled_or_flattened_as_asked_and_plan_says_which(tmp_path, capfd):
     """lenet_noyin's MaxPool_1 is [None, 5, 5, 16]: the head averages it to 16 features (the default),
     or with --pool flatten reads all 400; plan says which (it said nothing), and retrain trains the head

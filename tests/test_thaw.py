@@ -144,10 +144,12 @@ def test_training_a_frozen_graph_says_to_thaw_it_first(frozen_mlp, seed004, npz,
 @pytest.mark.parametrize("args,needle", [
     (["--scopes", "hiden3"], "pattern 'hiden3' matches no weight-like constant; closest scopes: hidden3"),
     (["--scopes", "hidden3/Relu"], "pattern 'hidden3/Relu' matches no weight-like constant; closest scopes: hidden3"),
-    (["--scopes", "hidden3", "--out", "{graph_dir}/sub"],
-     "is inside the graph's directory {graph_dir}; thaw's output may not go in or below it: choose a directory"),
     (["--scopes", "hidden3", "--out", "{graph_dir}", "--overwrite"],
-     "--out {graph_dir} is the graph's directory {graph_dir}; thaw's output may not go in or below it"),
+     "--out {graph_dir} is the graph's directory {graph_dir}; thaw writes a whole directory and would replace the "
+     "graph with it: name a new directory, such as {graph_dir}/thawed"),
+    (["--scopes", "hidden3", "--out", "{graph_dir}/..", "--overwrite"],
+     "--out {graph_dir}/.. holds the graph {graph_dir}/frozen.pb; thaw writes a whole directory and would replace "
+     "the graph with it: name a new directory that does not hold the graph"),
     (["--scopes", "hidden3", "--out", "{exists}"], "exists; pass --overwrite to replace it"),
 ])
 def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, capfd, args, needle):
@@ -155,7 +157,8 @@ def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, cap
     (tmp_path / "exists").mkdir()
     (tmp_path / "exists" / "keep.txt").write_text("mine")
     args = [a.format(graph_dir=os.path.dirname(path), exists=tmp_path / "exists") for a in args]
-    needle = needle.format(graph_dir=os.path.realpath(os.path.dirname(path)))
+    needle = needle.replace("--out {graph_dir}", "--out " + os.path.dirname(path)).format(
+        graph_dir=os.path.realpath(os.path.dirname(path)))
     if "--out" not in args:
         args += ["--out", str(tmp_path / "o")]
     before = tree_hash(str(tmp_path)), tree_hash(os.path.dirname(path))
@@ -164,6 +167,25 @@ def test_thaw_bad_input_is_one_line_and_writes_nothing(frozen_mlp, tmp_path, cap
     assert code == 2 and len(lines) == 1 and lines[0].startswith("graphsurgeon thaw: error: ") and needle in lines[0], err
     assert (tree_hash(str(tmp_path)), tree_hash(os.path.dirname(path))) == before
     assert sorted(os.listdir(tmp_path)) == ["exists"]
+
+
+def test_thaw_writes_a_new_directory_beside_the_graph(frozen_mlp, tmp_path):
+    """--out frozen/thawed for frozen/graph.pb is the first thing a user tries (it was refused as 'inside
+    the graph's directory'); it replaces only itself, with --overwrite too, and the graph stays."""
+    src = tmp_path / "frozen"
+    src.mkdir()
+    (src / "graph.pb").write_bytes(open(frozen_mlp[0], "rb").read())
+    before = (src / "graph.pb").read_bytes()
+    r = thaw(str(src / "graph.pb"), ["output"], str(src / "thawed"))
+    assert r.checkpoint == str(src / "thawed" / "model.ckpt")
+    thaw(str(src / "graph.pb"), ["hidden3"], str(src / "thawed"), overwrite=True)
+    assert sorted(os.listdir(src)) == ["graph.pb", "thawed"] and (src / "graph.pb").read_bytes() == before
+    with gs.restore(str(src / "thawed")) as t:
+        assert sorted(t.variables) == ["hidden3/biases", "hidden3/weights"]
+    os.symlink(src / "graph.pb", tmp_path / "link.pb")  # a link's directory holds the graph as named
+    with pytest.raises(gs.ConfigError, match=r"out_dir=.* is the graph's directory"):
+        thaw(str(tmp_path / "link.pb"), ["output"], str(tmp_path), overwrite=True)
+    assert os.path.islink(tmp_path / "link.pb")
 
 
 def test_thaw_output_honours_the_umask(frozen_mlp, tmp_path):
@@ -247,6 +269,53 @@ def test_weight_constants_by_shape_and_consumer_op(tmp_path, capfd):
     code, out, err = cli(capfd, "inspect", tmp_path / "g.pb", "--json")
     assert [c["name"] for c in json.loads(out)["graph"]["weight_constants"]] == ["conv/filter16", "conv/bias", "fc/w",
                                                                                  "fc/offset", "ones"]
+
+
+def test_a_per_channel_scale_or_offset_is_weight_like_and_counted_when_left(tmp_path, capfd):
+    """A batch normalization written out by hand (tf.nn.batch_normalization on tf.nn.moments, as
+    mlp_bn_chen's) has its scale and offset [C] applied to a layer's output through Mul / Sub / Add:
+    they are weight-like, on a channels-last convolution and a transposed matmul alike, and a thaw
+    that leaves them counts them; what is not a weight stays out: the epsilon, a scalar 0.5, a
+    keep_prob, integer axes, a [1] vector, a vector whose length is not the layer's channels, one
+    applied after an activation, one on a channels-first convolution's output (channels not last)."""
+    rng = np.random.RandomState(0)
+    c = lambda name, *shape: tf.constant(rng.rand(*shape).astype(np.float32) + 0.5, name=name)  # noqa: E731
+    g = tf.Graph()
+    with g.as_default():
+        img = tf1.placeholder(tf.float32, [None, 4, 4, 2], name="img")
+        h = tf.nn.conv2d(img, c("conv/filter", 3, 3, 2, 3), [1, 1, 1, 1], "SAME")
+        mean, var = tf.nn.moments(h, [0, 1, 2])
+        h = tf.nn.batch_normalization(h, mean, var, c("conv/offset", 3), c("conv/scale", 3), 1e-3, name="conv/bn")
+        h = tf.reshape(tf.nn.relu(h), [-1, 48]) * tf.constant(0.5, name="half")
+        h = tf.matmul(h, c("fc/w", 4, 48), transpose_b=True)
+        mean, var = tf.nn.moments(h, [0])
+        h = tf.nn.batch_normalization(h, mean, var, c("fc/offset", 4), c("fc/scale", 4), 1e-3, name="fc/bn")
+        tf.identity(tf.matmul(h, c("single/w", 4, 1)) * c("one", 1), name="single")  # one channel: a [1] vector
+        h = h * (tf1.placeholder(tf.float32, None, name="p") * c("five", 5))  # still fc's output
+        tf.identity(tf.nn.relu(h) * c("after_relu", 4), name="out")
+        tf.identity(tf1.nn.dropout(h, keep_prob=tf.constant(0.9, name="keep_prob")), name="dropped")
+        nchw = tf.nn.conv2d(tf1.placeholder(tf.float32, [None, 2, 3, 3], name="chw"), c("nchw/filter", 1, 1, 2, 3),
+                            [1, 1, 1, 1], "SAME", data_format="NCHW")
+        tf.identity(nchw * c("nchw/w_scale", 3), name="nchw_out")
+    found = weights.weight_constants(g.as_graph_def())
+    assert {n: v["consumers"] for n, v in found.items()} == {
+        "conv/filter": ["Conv2D"], "conv/offset": ["AddV2"], "conv/scale": ["AddV2", "Mul"],
+        "fc/w": ["MatMul"], "fc/offset": ["AddV2"], "fc/scale": ["AddV2", "Mul"], "single/w": ["MatMul"],
+        "nchw/filter": ["Conv2D"]}
+    x = rng.rand(5, 4, 4, 2).astype(np.float32)
+    gd = tf1.graph_util.extract_sub_graph(g.as_graph_def(), ["fc/bn/add_1"])
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "frozen.pb").write_bytes(gd.SerializeToString())
+    with gs.restore(str(tmp_path / "g" / "frozen.pb")) as f:
+        want = f.run("fc/bn/add_1", {"img": x})
+    code, out, err = cli(capfd, "thaw", tmp_path / "g" / "frozen.pb", "--scopes", "conv/filter", "fc/w", "--out",
+                         tmp_path / "t", "--json")
+    assert code == 0 and json.loads(out)["constants_left"] == 4, err  # the two scales and offsets
+    r = thaw(str(tmp_path / "g" / "frozen.pb"), ["conv/offset", "conv/scale", "fc"], str(tmp_path / "t2"))
+    assert sorted(r.variables) == ["conv/offset", "conv/scale", "fc/offset", "fc/scale", "fc/w"]
+    assert r.constants_left == 1
+    with gs.restore(str(tmp_path / "t2")) as t:
+        assert t.run("fc/bn/add_1", {"img": x}).tobytes() == want.tobytes()
 
 
 def test_thaw_the_top_of_a_frozen_inception_v3(inception, tmp_path):

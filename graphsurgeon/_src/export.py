@@ -129,7 +129,7 @@ def _to_placeholder_with_default(graph_def, node, value, batch_of=None) -> None:
     becomes ``broadcast_to(value, [batch of batch_of, 160])``, so a server feeding only the inputs
     gets the same values training and evaluation fed."""
     dtype = tf.as_dtype(node.attr["dtype"].type)
-    dims = subgraph.placeholder_shape(node)
+    dims = subgraph.placeholder_shape(node, graph_def.versions.producer)
     arr = np.asarray(value, dtype=dtype.as_numpy_dtype)
     per_batch = dims is not None and dims and dims[0] is None and batch_of is not None and not (
         arr.ndim == len(dims) and arr.shape[0] != 1)

@@ -113,7 +113,7 @@ def _input(graph_def, tensor: str) -> dict:
     k = int(idx or 0)
     if node.op == "Placeholder":
         return {"name": tensor, "dtype": tf.as_dtype(node.attr["dtype"].type).name,
-                "shape": subgraph.placeholder_shape(node)}
+                "shape": subgraph.placeholder_shape(node, graph_def.versions.producer)}
     types = node.attr["component_types"].list.type or node.attr["output_types"].list.type
     dtype = tf.as_dtype(types[k]).name if k < len(types) else None
     shapes = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []

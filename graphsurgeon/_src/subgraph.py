@@ -208,14 +208,23 @@ def placeholders(graph_def) -> list:
     return [n for n in graph_def.node if n.op == "Placeholder"]
 
 
-def placeholder_shape(node):
+# The last GraphDef producer version (TensorFlow <= 1.1) whose empty placeholder ``shape`` attr means
+# an unknown shape; later versions write that as ``unknown_rank`` and read an empty one as a scalar.
+LEGACY_PRODUCER = 21
+
+
+def placeholder_shape(node, producer: int):
     """A placeholder's static shape as a list (None for unknown dimensions), or None if its rank is
-    unknown. TF <= 1.1 graphs store an unknown shape as an empty ``shape`` attr and the real one
-    only in ``_output_shapes``; that one is used when the ``shape`` attr says nothing."""
+    unknown. TF <= 1.1 graphs (``producer``, the GraphDef's ``versions.producer``, <= 21) store an
+    unknown shape as an empty ``shape`` attr, the real one at most in ``_output_shapes``: that one is
+    used when the ``shape`` attr says nothing, and without it the shape is unknown (a scalar's is
+    ``[]``, in a later graph)."""
     shape = node.attr["shape"].shape if "shape" in node.attr else None
     legacy = shape is None or (not shape.unknown_rank and not shape.dim)
     if legacy and "_output_shapes" in node.attr and node.attr["_output_shapes"].list.shape:
         shape = node.attr["_output_shapes"].list.shape[0]
+    elif legacy and producer <= LEGACY_PRODUCER:
+        return None
     if shape is None or shape.unknown_rank:
         return None
     return [d.size if d.size >= 0 else None for d in shape.dim]
@@ -232,7 +241,7 @@ def fix_legacy_placeholder_shapes(graph_def) -> list[str]:
         shape = n.attr["shape"].shape if "shape" in n.attr else None
         if shape is not None and (shape.unknown_rank or shape.dim):
             continue
-        dims = placeholder_shape(n)
+        dims = placeholder_shape(n, graph_def.versions.producer)
         if dims is None or not dims:
             continue
         n.attr["shape"].shape.CopyFrom(tf.TensorShape(dims).as_proto())

@@ -62,15 +62,16 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
       graph_path: a frozen GraphDef (``.pb`` / ``.pbtxt``); it is only read.
       scopes: patterns (:mod:`graphsurgeon._src.select`) matched against the names of the weight-like
         constants (:mod:`graphsurgeon._src.weights`; ``graphsurgeon inspect`` lists them).
-      out_dir: the directory to write (``model.ckpt.*``, ``model.ckpt.meta``, ``checkpoint``); it may
-        not be, or lie inside, the graph's own directory.
+      out_dir: the directory to write (``model.ckpt.*``, ``model.ckpt.meta``, ``checkpoint``); a new
+        directory beside the graph is fine, but not the graph's own directory nor one that holds it
+        (replacing it would delete the graph).
       overwrite: replace an existing ``out_dir``.
 
     Raises:
       WrongPathKindError: ``graph_path`` is not a frozen GraphDef.
       PatternError: a pattern matches no weight-like constant; the message names the closest scopes.
-      ConfigError: ``out_dir`` exists (without ``overwrite``), lies in the graph's directory, or cannot
-        be written (a file above it, no permission, a read-only file system).
+      ConfigError: ``out_dir`` exists (without ``overwrite``), is or holds the graph's directory, or
+        cannot be written (a file above it, no permission, a read-only file system).
     """
     source = resolve(graph_path)
     if source.kind != "frozen":
@@ -82,8 +83,8 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
         raise ConfigError("scopes=: name the scopes to thaw (graphsurgeon inspect lists the weight-like constants)")
     if not candidates:
         raise PatternError(f"{graph_path} has no weight-like constants (float constants feeding MatMul, Conv2D, "
-                           "BiasAdd, batch normalization or Gather weight inputs, or a layer's bias added "
-                           "with Add) to thaw")
+                           "BiasAdd, batch normalization or Gather weight inputs, a layer's bias added "
+                           "with Add, or a per-channel scale or offset on a layer's output) to thaw")
     chosen = select.match(scopes, candidates, what="weight-like constant")
     _check_out_dir(out_dir, source.graph_path)
     check_destination(out_dir, f"out_dir={out_dir}")
@@ -94,10 +95,19 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
 
 
 def _check_out_dir(out_dir: str, graph_path: str) -> None:
-    out, home = os.path.realpath(out_dir), os.path.dirname(os.path.realpath(graph_path))
-    if out == home or out.startswith(home + os.sep):
-        raise ConfigError(f"out_dir={out_dir} {'is' if out == home else 'is inside'} the graph's directory {home}; "
-                          "thaw's output may not go in or below it: choose a directory elsewhere")
+    """Refuse an ``out_dir`` that is the graph's directory or holds the graph below it: writing it
+    replaces the whole directory (with ``overwrite``), which would delete the graph. A new directory
+    beside the graph is fine. The graph's directory is taken both as named and with links resolved."""
+    out = os.path.realpath(out_dir)
+    named = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(graph_path))), os.path.basename(graph_path))
+    for graph in dict.fromkeys([named, os.path.realpath(graph_path)]):  # as named first
+        home = os.path.dirname(graph)
+        if out == home:
+            raise ConfigError(f"out_dir={out_dir} is the graph's directory {home}; thaw writes a whole directory and "
+                              f"would replace the graph with it: name a new directory, such as {home}{os.sep}thawed")
+        if home.startswith(os.path.join(out, "")):
+            raise ConfigError(f"out_dir={out_dir} holds the graph {graph}; thaw writes a whole directory and would "
+                              "replace the graph with it: name a new directory that does not hold the graph")
 
 
 def thaw_graph(graph_def, names, *, where: str = "graph"):

@@ -9,6 +9,17 @@ normalization, or the table of a ``Gather``. A bias added with a plain ``Add`` /
 (``tf.matmul(x, w) + b``) is weight-like too: a 1-D floating-point constant that reaches, the same
 way, an operand of an ``Add`` / ``AddV2`` whose other operand is the output (directly or through
 ``Identity`` / ``Cast``) of a matmul or convolution that takes a weight-like constant.
+
+So is a per-channel scale or offset applied elementwise (a batch normalization written out by hand,
+``tf.nn.batch_normalization`` on ``tf.nn.moments``): a 1-D floating-point constant of shape ``[C]``,
+C >= 2, that reaches, the same way and then through ``Mul`` / ``Add`` / ``AddV2`` / ``Sub`` ops
+(``rsqrt(variance + epsilon) * scale``, ``offset - mean * inv``), an operand of a ``Mul`` / ``Add`` /
+``AddV2`` / ``Sub`` / ``BiasAdd`` whose other operand is a weighted layer's output of C channels or
+what such elementwise ops (and ``Identity`` / ``Cast``) make of it before any other op (an
+activation, a pooling) reads it. A layer's channels are the last dimension its weight gives it:
+a matmul's columns (rows with ``transpose_b``), a batched matmul's last dimension (``adj_y``: the
+one before it), the output channels of an NHWC / NDHWC convolution's filter. Scalars (an epsilon, a
+``keep_prob``), integer constants (shapes, axes) and a ``[1]`` vector are never per-channel.
 """
 from __future__ import annotations
 
@@ -29,6 +40,10 @@ WEIGHT_INPUTS = {
 # the ops whose output a plain Add may add a bias to: matmuls and convolutions
 LAYERS = frozenset(op for op in WEIGHT_INPUTS if "MatMul" in op or "Conv" in op)
 PLAIN_ADDS = frozenset({"Add", "AddV2"})
+# elementwise ops through which a per-channel vector reaches a layer's output (and a layer's output
+# keeps its channels through), and the ops that may apply it to that output
+ELEMENTWISE = frozenset({"Mul", "Add", "AddV2", "Sub"})
+APPLY_PER_CHANNEL = ELEMENTWISE | {"BiasAdd"}
 PASS_THROUGH = frozenset({"Identity", "Cast"})
 _FLOATS = frozenset({tf.float16, tf.bfloat16, tf.float32, tf.float64})
 
@@ -83,10 +98,65 @@ def _bias_add(reached, by_name, weighted) -> str | None:
     return None
 
 
+def _channels(node, by_name, weighted) -> int | None:
+    """The last dimension of the output of ``node`` when it is a matmul or convolution whose weight
+    (its input 1) comes from ``weighted``, read from that weight's shape; else None (also for a
+    channels-first convolution, whose channels are not last)."""
+    if node.op not in LAYERS or len(node.input) < 2:
+        return None
+    w = _source(node.input[1], by_name)
+    shape = _float_shape(w) if w is not None and w.name in weighted else None
+    if not shape or len(shape) < 2:
+        return None
+    if node.op == "MatMul":
+        return shape[0] if node.attr["transpose_b"].b else shape[1]
+    if "MatMul" in node.op:
+        return shape[-2] if node.attr["adj_y"].b else shape[-1]
+    if "data_format" in node.attr and not node.attr["data_format"].s.endswith(b"C"):
+        return None
+    if node.op == "DepthwiseConv2dNative":
+        return shape[2] * shape[3]
+    return shape[-2] if "Backprop" in node.op else shape[-1]
+
+
+def _layer_outputs(graph_def, readers, by_name, weighted) -> dict:
+    """``{node name: C}``: the outputs of the weighted layers of C >= 2 channels (:func:`_channels`)
+    and what ``Identity`` / ``Cast`` and elementwise ``Mul`` / ``Add`` / ``AddV2`` / ``Sub`` /
+    ``BiasAdd`` ops make of them, up to the first other op."""
+    out = {}
+    stack = [(n.name, c) for n in graph_def.node if (c := _channels(n, by_name, weighted) or 0) >= 2]
+    while stack:
+        name, c = stack.pop()
+        if name in out:
+            continue
+        out[name] = c
+        stack.extend((r.name, c) for r, _ in readers[name] if r.op in PASS_THROUGH | APPLY_PER_CHANNEL)
+    return out
+
+
+def _per_channel(name, reached, readers, layer_outputs, shape) -> set:
+    """The op types that apply the constant ``name`` of ``shape`` [C] (reaching the inputs
+    ``reached``), directly or through elementwise ops, to a layer output of C channels
+    (:func:`_layer_outputs`); empty when none does."""
+    found, frontier, seen = set(), list(reached), {name}
+    while frontier:
+        consumer, k = frontier.pop()
+        if consumer.name in seen or consumer.op not in APPLY_PER_CHANNEL or len(consumer.input) != 2:
+            continue
+        seen.add(consumer.name)
+        other = layer_outputs.get(node_name(consumer.input[1 - k]))
+        if other == shape[0]:
+            found.add(consumer.op)
+        elif other is None and consumer.op in ELEMENTWISE:
+            frontier.extend(_reached(consumer.name, readers))
+    return found
+
+
 def weight_constants(graph_def) -> dict:
     """``{constant name: {"shape", "dtype", "consumers"}}`` of the weight-like constants of
     ``graph_def`` (see the module docstring), in graph order; ``consumers`` are the sorted op types
-    whose weight inputs they feed (``Add`` / ``AddV2`` for a bias added with a plain add)."""
+    whose weight inputs they feed (``Add`` / ``AddV2`` for a bias added with a plain add; for a
+    per-channel scale or offset, the elementwise ops that apply it to a layer's output)."""
     readers = collections.defaultdict(list)  # op name -> [(consumer node, input position)]
     for n in graph_def.node:
         for k, i in enumerate(n.input):
@@ -101,11 +171,13 @@ def weight_constants(graph_def) -> dict:
         reached[n.name] = _reached(n.name, readers)
         consumers[n.name] = {c.op for c, k in reached[n.name] if k in WEIGHT_INPUTS.get(c.op, ())}
     weighted = {name for name, ops in consumers.items() if ops}
+    layer_outputs = _layer_outputs(graph_def, readers, by_name, weighted)
     for name in reached:
-        if len(_float_shape(by_name[name])) == 1:
+        shape = _float_shape(by_name[name])
+        if len(shape) == 1:
             add = _bias_add(reached[name], by_name, weighted)
-            if add:
-                consumers[name].add(add)
+            consumers[name] |= ({add} if add else set()) | _per_channel(name, reached[name], readers,
+                                                                         layer_outputs, shape)
     return {n.name: {"shape": _float_shape(n), "dtype": tf.as_dtype(n.attr["dtype"].type).name,
                      "consumers": sorted(consumers[n.name])}
             for n in graph_def.node if consumers.get(n.name)}

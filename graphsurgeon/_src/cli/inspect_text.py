@@ -17,6 +17,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def _shape(shape) -> str:
+    """A tensor's shape as text: ``[None, 160]``, ``[]`` for a scalar, ``unknown`` when its rank is."""
+    return "unknown" if shape is None else str(shape)
+
+
 def format_text(report: dict) -> str:
     """The report of :func:`graphsurgeon.inspect` as text for a terminal, in command-line words."""
     lines = [f"{report['path']}: {report['kind']}" + (f" (prefix {report['checkpoint']})" if report["checkpoint"] else "")]
@@ -38,13 +43,14 @@ def format_text(report: dict) -> str:
         lines.append(f"graph: {_count(g['ops'], 'op')}")
         for scope, n in g["ops_per_scope"].items():
             lines.append(f"  {scope:<30} {_count(n, 'op')}")
-        lines.append("likely inputs: " + (", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in g["inputs"]) or "none"))
+        lines.append("likely inputs: " + (", ".join(f"{i['name']} {i['dtype']} {_shape(i['shape'])}" for i in g["inputs"])
+                                          or "none"))
         lines.append("likely outputs: " + (", ".join(g["outputs"]) or "none"))
         for key, sig in g["signatures"].items():
             lines.append(f"signature '{key}' ({sig['method']}):")
             for side in ("inputs", "outputs"):
                 for k, t in sig[side].items():
-                    lines.append(f"  {side[:-1]:<6} {k:<16} {t['name']:<32} {t['dtype']} {t['shape']}")
+                    lines.append(f"  {side[:-1]:<6} {k:<16} {t['name']:<32} {t['dtype']} {_shape(t['shape'])}")
         if g["weight_constants"]:
             lines.append(f"weight-like constants ({len(g['weight_constants'])}; thaw turns them into variables):")
             for c in g["weight_constants"]:
