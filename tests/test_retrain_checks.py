@@ -80,9 +80,9 @@ def test_dropout_with_keep_prob_baked_in_is_refused_unless_allowed(tmp_path):
     assert not np.allclose(a, b)  # what the note says is true of the export
 
 
-def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_said_to_be_unnamed(tmp_path):
-    """A tf.cond built in TensorFlow 2 is an If op whose branches are functions: the graph scan names no
-    random op there (the message said 'depends on random op(s)  (dropout ...'), but the runs differ."""
+def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_named_in_their_function(tmp_path):
+    """A tf.cond built in TensorFlow 2 is an If op whose branches are functions: the runs differ, and the
+    scan names the random op inside the branch (it said 'random ops the graph scan does not name')."""
     g = tf.Graph()
     with g.as_default():
         x = tf1.placeholder(tf.float32, [None, 6], name="X")
@@ -92,12 +92,17 @@ def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_said_to_be_unn
         f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8])), name="features")
         tf.matmul(f, tf1.get_variable("w3", [8, 3]), name="logits")
         assert {"If", "StatelessIf"} & {op.type for op in g.get_operations()}  # not Switch/Merge
+        branch = g.get_operation_by_name("cond").get_attr("then_branch").name
         with tf1.Session() as s:
             s.run(tf1.global_variables_initializer())
             prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
     with pytest.raises(gs.RandomTensorError, match=r"differs between two runs on the same batch: it depends on random "
-                                                   r"ops the graph scan does not name \(inside a function, such as"):
+                                                   r"op\(s\) dropout/random_uniform/RandomUniform in function "
+                                                   rf"'{branch}' called by op 'cond' \(dropout with keep_prob"):
         _retrain(prefix, tmp_path / "o")
+    notes = gs.plan(gs.RetrainConfig(model=prefix, head="features:2")).notes
+    assert notes[0].startswith(f"'features' depends on random op(s) dropout/random_uniform/RandomUniform in function "
+                               f"'{branch}' called by op 'cond': retrain runs it twice")
 
 
 def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):

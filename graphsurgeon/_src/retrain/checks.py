@@ -42,7 +42,8 @@ class HeadInput:
     """What :func:`check_head_input` found about ``tensor``, the tensor the head reads (or the
     logits fine-tuned): ``random`` (two runs on one batch differed), ``batch_dependent`` (the first
     example alone differed; None: not checked), the ``random_ops`` upstream of it (a graph scan:
-    dropout fed 1.0 still holds one), and ``notes``: one sentence per finding the run accepted."""
+    dropout fed 1.0 still holds one; one inside a function is named ``NAME in function 'F' called by
+    op 'OP'``), and ``notes``: one sentence per finding the run accepted."""
 
     tensor: str
     examples: int

@@ -1,18 +1,20 @@
 """Does a tensor give each example one value? Two ways it may not, and how each is found.
 
 * *Random*: it depends on random ops (dropout's mask, noise), so two runs on the same batch
-  differ. A graph scan names the random ops upstream (:func:`random_ops_upstream`), but only a
-  run tells whether the feeds make them harmless: dropout whose ``keep_prob`` placeholder is fed
-  1.0 (or is a ``placeholder_with_default(1.0)``) still holds a ``RandomUniform`` op and gives
-  the same values every run. Two ordinary runs can agree by chance (dropout with ``keep_prob``
-  0.999 drops none of 16 values with probability 0.98), so when they agree, the random ops
-  upstream whose outputs can be fed (``RandomUniform``, ``RandomStandardNormal``,
-  ``TruncatedNormal``; not ops inside a ``while`` loop, such as ``dynamic_rnn``'s dropout) are
-  fed two far-apart draws they can make (:data:`DRAWS`), all at once, and the two results
-  compared: any ``keep_prob`` below 1 then drops every value in one run and none in the other.
-  What still passes: randomness that other ops upstream (``RandomUniformInt``, ``Multinomial``,
-  ``RandomShuffle``, ops in a loop) bring in and two runs do not show, and a tensor that agrees
-  at both draws but not between them.
+  differ. A graph scan names the random ops upstream, in the graph and inside the functions its
+  ops call (:func:`random_ops_upstream`, :mod:`.scan`), but only a run tells whether the feeds
+  make them harmless: dropout whose ``keep_prob`` placeholder is fed 1.0 (or is a
+  ``placeholder_with_default(1.0)``) still holds a ``RandomUniform`` op and gives the same values
+  every run. Two ordinary runs can agree by chance (dropout with ``keep_prob`` 0.999 drops none
+  of 16 values with probability 0.98), so when they agree, the random ops upstream whose outputs
+  can be fed (``RandomUniform``, ``RandomStandardNormal``, ``TruncatedNormal``; not ops inside a
+  ``while`` loop, such as ``dynamic_rnn``'s dropout, nor ops inside functions, such as the
+  branches of a TensorFlow 2 ``tf.cond``) are fed two far-apart draws they can make
+  (:data:`DRAWS`), all at once, and the two results compared: any ``keep_prob`` below 1 then
+  drops every value in one run and none in the other. What still passes: randomness that other
+  ops upstream (``RandomUniformInt``, ``Multinomial``, ``RandomShuffle``, ops in a loop or a
+  function) bring in and two runs do not show, and a tensor that agrees at both draws but not
+  between them.
 * *Batch-dependent*: an example's value changes with the other examples of its batch (batch
   statistics: ``tf.nn.moments`` over the batch, batch norm in training mode). Found by running
   the batch's first example alone (repeated to the batch a graph fixes) and comparing;
@@ -27,52 +29,15 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import subgraph
+from graphsurgeon._src.determinism.scan import RANDOM_OPS, batch_mixing_ops, random_ops_upstream
 
-# Ops whose output differs run to run.
-RANDOM_OPS = frozenset({
-    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "RandomShuffle",
-    "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomCrop", "ParameterizedTruncatedNormal",
-})
+__all__ = ["DRAWS", "RANDOM_OPS", "Probe", "batch_mixing_ops", "feed_hint", "feedable_draws", "feeds_text",
+           "mixing_phrase", "ops_phrase", "probe", "random_ops_upstream", "random_phrase", "same"]
+
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
 # second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values;
 # the normal ones are fed values well inside what they draw).
 DRAWS = {"RandomUniform": (0.0, None), "RandomStandardNormal": (-3.0, 3.0), "TruncatedNormal": (-1.9, 1.9)}
-# Reductions that mix the examples of a batch when they reduce over its first axis.
-_REDUCTIONS = frozenset({"Mean", "Sum", "Max", "Min", "Prod", "All", "Any", "EuclideanNorm"})
-_BATCH_NORMS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
-
-
-def random_ops_upstream(model, tensor: str) -> list[str]:
-    """Names of the random ops (dropout's mask, noise) that ``tensor`` depends on, sorted."""
-    gd = model.graph.as_graph_def()
-    by_name = {n.name: n for n in gd.node}
-    return sorted(n for n in subgraph.upstream(gd, [tensor], by_name) if by_name[n].op in RANDOM_OPS)
-
-
-def batch_mixing_ops(model, tensor: str, input_op: str) -> list[str]:
-    """Ops between ``input_op`` and ``tensor`` that may mix the examples of a batch: reductions over
-    axis 0 (``tf.nn.moments`` over the batch; also ones that change no example's values, such as
-    ``dynamic_rnn``'s longest sequence of the batch) and batch norm in training mode. Names, sorted."""
-    gd = model.graph.as_graph_def()
-    by_name = {n.name: n for n in gd.node}
-    up = subgraph.upstream(gd, [tensor], by_name)
-    out = []
-    for name in sorted(up):
-        node = by_name[name]
-        if node.op in _BATCH_NORMS and node.attr["is_training"].b:
-            fed = input_op in subgraph.upstream(gd, [node.input[0]], by_name)
-        elif node.op in _REDUCTIONS and len(node.input) > 1:
-            axes = by_name.get(subgraph.node_name(node.input[1]))
-            if axes is None or axes.op != "Const":
-                continue
-            values = tf.make_ndarray(axes.attr["value"].tensor).reshape(-1)
-            fed = 0 in values and input_op in subgraph.upstream(gd, [node.input[0]], by_name)
-        else:
-            continue
-        if fed:
-            out.append(name)
-    return out
 
 
 @dataclasses.dataclass
@@ -126,7 +91,7 @@ def feedable_draws(model, tensor: str) -> list:
     and whose output the graph lets be fed and fetched; ``high`` None: the largest value below 1 in
     the output's dtype. (An op inside a ``while`` loop may be listed; feeding it fails when run.)"""
     g, out = model.graph, []
-    for name in random_ops_upstream(model, tensor):
+    for name in random_ops_upstream(model, tensor, functions=False):
         op = g.get_operation_by_name(name)
         if op.type in DRAWS and g.is_feedable(op.outputs[0]) and g.is_fetchable(op):
             out.append((op.outputs[0], DRAWS[op.type]))
@@ -169,8 +134,7 @@ def ops_phrase(ops: list) -> str:
     when the scan named none (the runs differ anyway), where they may be."""
     if ops:
         return f"random op(s) {', '.join(ops[:3])}"
-    return ("random ops the graph scan does not name (inside a function, such as the branches of a TF2 tf.cond, or "
-            "of a kind outside its list)")
+    return "random ops the graph scan does not name (of a kind outside its list)"
 
 
 def random_phrase(p: Probe) -> str:
