@@ -105,6 +105,30 @@ def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_named_in_their
                                f"'{branch}' called by op 'cond': retrain runs it twice")
 
 
+def test_random_ops_tensorflow_refuses_to_feed_together_are_fed_one_at_a_time(tmp_path):
+    """Two dropouts with keep_prob 0.99999 baked in: two ordinary runs agree. Fed their low draws at once
+    they drop everything, and the log of 0 fails check_numerics, so TensorFlow refuses the run; fed one
+    at a time (the other drawing as usual) each gives other values at its two draws."""
+    g = tf.Graph()
+    with g.as_default():
+        tf1.set_random_seed(0)
+        x = tf1.placeholder(tf.float32, [None, 6], name="X")
+        init = tf1.glorot_uniform_initializer(seed=1)
+        h = tf.nn.sigmoid(tf.matmul(x, tf1.get_variable("w1", [6, 8], initializer=init)), name="hidden")
+        h = tf1.nn.dropout(h, keep_prob=0.99999) + tf1.nn.dropout(h, keep_prob=0.99999)
+        h = tf.debugging.check_numerics(tf.math.log(h), "all dropped")
+        f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8], initializer=init)) + 0.1, name="features")
+        tf.matmul(f, tf1.get_variable("w3", [8, 3], initializer=init), name="logits")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
+    with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between runs on the same "
+                                                   r"batch with its random op\(s\) fed two far-apart draws \(two "
+                                                   r"ordinary runs agreed\): it depends on random op\(s\) "
+                                                   r"dropout/random_uniform/RandomUniform, dropout_1/"):
+        _retrain(prefix, tmp_path / "o")
+
+
 def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
     prefix = _net(str(tmp_path), "placeholder")
     res = _retrain(prefix, tmp_path / "o", feeds={"keep_prob": 1.0}, train_feeds={"keep_prob": 0.5})

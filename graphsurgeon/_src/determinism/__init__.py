@@ -100,9 +100,9 @@ def feedable_draws(model, tensor: str) -> list:
 
 def _draws_differ(run, t, feed, n, draws) -> bool:
     """Whether ``t`` differs between a run with every op of ``draws`` fed its low value and one with
-    each fed its high value; if TensorFlow refuses to run that (an op inside a ``while`` loop: its
-    tensors cannot be fed), each op alone, the others drawing as usual; an op it refuses alone
-    counts as no difference."""
+    each fed its high value; if TensorFlow refuses to run that (a tensor it will not feed; a run that
+    fails at those values, such as a ``check_numerics`` of the log of what they all drop), each op
+    alone, the others drawing as usual; an op it refuses alone counts as no difference."""
     def differ(group):
         try:
             drawn = run(feed, [d for d, _ in group])  # the shapes this batch gives them
