@@ -90,3 +90,28 @@ def test_a_loop_carries_the_input_into_a_variable_that_starts_without_it():
     body = _called(g, "while", "body")
     assert batch_mixing_ops(types.SimpleNamespace(graph=g), "out:0", "x") == [
         f"Max in function '{body}' called by op 'while'"]
+
+
+def test_axis0_doubt_is_a_guess_from_static_shapes_and_transposes():
+    from graphsurgeon._src.determinism import axis0_doubt
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 5, 3], name="x")
+        tm = tf.transpose(x, [1, 0, 2], name="time_major")  # [5, ?, 3]
+        tf.reshape(tm, [-1, 3], name="rows")  # [?, 3]: time * batch rows
+        tf.transpose(tm, [1, 0, 2], name="batch_major")
+        tf.transpose(x, [0, 2, 1], name="channels_first")
+        v = tf1.placeholder(tf.float32, [None, None, 3], name="v")  # time unknown too
+        tf.transpose(v, [1, 0, 2], name="v_time_major")
+        f = tf1.placeholder(tf.float32, [4, 4, 3], name="f")  # batch fixed at the number of steps
+        tf.transpose(f, tf.concat([[1, 0], tf.range(2, 3)], 0), name="f_time_major")  # a computed constant perm
+    model = types.SimpleNamespace(graph=g)
+    doubt = (lambda t, inp: axis0_doubt(model, t, g.get_tensor_by_name(inp)))
+    assert doubt("time_major:0", "x:0") == "its static size 5 is not the input's batch ('x:0' is [?, 5, 3])"
+    assert doubt("rows:0", "x:0") == "transpose 'time_major' moves the input's axis 0 to axis 1"
+    assert doubt("v_time_major", "v:0") == "transpose 'v_time_major' moves the input's axis 0 to axis 1"
+    assert doubt("f_time_major:0", "f:0") == "transpose 'f_time_major' moves the input's axis 0 to axis 1"
+    assert doubt("batch_major:0", "x:0") is None  # moved back
+    assert doubt("channels_first:0", "x:0") is None
+    assert doubt("x:0", "x:0") is None

@@ -357,3 +357,55 @@ def test_plan_notes_and_the_command_line(tmp_path, capfd):
                          "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-random")
     assert code == 0, err
     assert out.count("accepted by --allow-random") == 1 and "allow_random" not in out
+
+
+def _time_major(directory):
+    """x [None, 5 steps, 3] -> h (relu, 4 units per step) -> 'time_major' [5, ?, 4] (transposed as a
+    time-major RNN reads it) -> 'rows' [?, 4] (reshaped: 5 * batch rows); 'batch_major' transposes back."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 5, 3], name="x")
+        h = tf.nn.relu(tf.einsum("btc,cu->btu", x, tf1.get_variable("w", [3, 4])) + 0.1, name="h")
+        tm = tf.transpose(h, [1, 0, 2], name="time_major")
+        tf.reshape(tm, [-1, 4], name="rows")
+        tf.transpose(tm, [1, 0, 2], name="batch_major")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver().save(s, os.path.join(directory, "tm", "m.ckpt"))
+    x = np.random.default_rng(0).normal(size=(40, 5, 3)).astype(np.float32)
+    return prefix, Dataset(x, (x[:, 0, 0] > 0).astype(np.int64), np.array(["train"] * 40), [str(i) for i in range(40)])
+
+
+def test_a_time_major_cut_is_said_to_have_an_axis_0_that_may_not_be_the_batch(tmp_path, capfd):
+    """Its static size 5 on axis 0 was called a batch the graph fixes, and the refusal blamed batch
+    statistics; a reshape to time * batch rows failed in the loss (logits [160, 2], labels [32])."""
+    prefix, data = _time_major(str(tmp_path))
+    doubt = "axis 0 of 'time_major' may not be the batch (its static size 5 is not the input's batch ('x:0' is [?, 5, 3])"
+    notes = gs.plan(gs.RetrainConfig(model=prefix, head="time_major:2")).notes
+    assert notes == [f"{doubt}, a guess from the graph): retrain takes it for the batch, and its static size for a "
+                     "batch the graph fixes (it trains on batches of 5) and refuses the cut if the first training "
+                     "example alone gives other values than in its batch unless allow_batch_dependent=True"]
+    assert gs.plan(gs.RetrainConfig(model=prefix, head="batch_major:2")).notes == []
+    cfg = gs.RetrainConfig(model=prefix, head="time_major:2", epochs=1)
+    with pytest.raises(gs.BatchDependentError) as e:
+        gs.retrain(cfg, data, str(tmp_path / "o"), progress=False)
+    assert str(e.value) == (
+        "the head's input 'time_major:0' depends on the other examples in its batch (axis 0 of 'time_major:0' may not "
+        "be the batch: its static size 5 is not the input's batch ('x:0' is [?, 5, 3]), a guess from the graph): the "
+        "first training example alone gives other values than in its batch, so the exported model's answer for an "
+        "example would depend on the examples served with it; cut where axis 0 is the batch, or pass "
+        "allow_batch_dependent=True")
+    np.savez(tmp_path / "d.npz", x=data.x, y=data.y)
+    with pytest.raises(gs.BatchDependentError, match=r"\(axis 0 of 'time_major:0' may not be the batch: .*; cache a "
+                                                     r"tensor where axis 0 is the batch, or pass"):
+        gs.generate_cache(prefix, "time_major", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)
+    with pytest.raises(gs.ConfigError, match=r"^the head's input 'rows:0' has 160 rows for a batch of 32 examples: "
+                                             r"its axis 0 is not the batch \(transpose 'time_major' moves the input's "
+                                             r"axis 0 to axis 1, a guess from the graph\), and a head needs one row "
+                                             r"per example; cut where axis 0 is the batch$"):
+        gs.retrain(gs.RetrainConfig(model=prefix, head="rows:2", epochs=1), data, str(tmp_path / "o"), progress=False)
+    # accepted, the export's signature takes any batch: the summary does not say it declares 5
+    code, out, err = cli(capfd, "retrain", "--model", prefix, "--head", "time_major:2", "--data", tmp_path / "d.npz",
+                         "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-batch-dependent")
+    assert code == 0, err
+    assert "may not be the batch" in out and "declares batches" not in out

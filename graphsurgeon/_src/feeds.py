@@ -156,7 +156,8 @@ def fixed_batch(*tensors) -> int | None:
     """The batch size fixed by the static shapes of ``tensors`` (their first dimension), or None."""
     sizes = sorted({t.shape.as_list()[0] for t in tensors if t.shape.rank and t.shape.as_list()[0] is not None})
     if len(sizes) > 1:
-        raise ConfigError(f"tensors {', '.join(t.name for t in tensors)} fix different batch sizes {sizes}")
+        raise ConfigError(f"tensors {', '.join(t.name for t in tensors)} fix different batch sizes {sizes} in their "
+                          "static shapes (or axis 0 of one is not the batch, as in a time-major RNN's tensors)")
     return sizes[0] if sizes else None
 
 

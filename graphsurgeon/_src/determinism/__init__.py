@@ -18,7 +18,9 @@
 * *Batch-dependent*: an example's value changes with the other examples of its batch (batch
   statistics: ``tf.nn.moments`` over the batch, batch norm in training mode). Found by running
   the batch's first example alone (repeated to the batch a graph fixes) and comparing;
-  :func:`batch_mixing_ops` names the ops likely responsible.
+  :func:`batch_mixing_ops` names the ops likely responsible. A tensor whose axis 0 is not the
+  batch (a time-major RNN's ``[time, batch, units]``) changes too: :func:`axis0_doubt` guesses when
+  that may be so, and :func:`mixing` then says it instead.
 
 :func:`probe` runs both checks on one batch: the same batch twice, then its first example alone.
 """
@@ -29,10 +31,10 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src.determinism.scan import RANDOM_OPS, batch_mixing_ops, random_ops_upstream
+from graphsurgeon._src.determinism.scan import RANDOM_OPS, axis0_doubt, batch_mixing_ops, random_ops_upstream
 
-__all__ = ["DRAWS", "RANDOM_OPS", "Probe", "batch_mixing_ops", "feed_hint", "feedable_draws", "feeds_text",
-           "mixing_phrase", "ops_phrase", "probe", "random_ops_upstream", "random_phrase", "same"]
+__all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "feed_hint", "feedable_draws",
+           "feeds_text", "mixing", "ops_phrase", "probe", "random_ops_upstream", "random_phrase", "same"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
 # second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values;
@@ -158,8 +160,26 @@ def feed_hint(feeds: dict) -> str:
     return ", give the placeholder that drives them its inference value in feeds=" if feeds else ""
 
 
-def mixing_phrase(model, tensor: str, input_op: str) -> str:
-    """How ``tensor`` depends on its batch-mates, for messages: the ops likely responsible, or a
-    statement of what was seen."""
-    ops = batch_mixing_ops(model, tensor, input_op)
-    return f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
+@dataclasses.dataclass
+class Mixing:
+    """How a tensor depends on its batch-mates, for messages (:func:`mixing`): ``why`` (the ops likely
+    responsible, or what was seen; or that axis 0 may not be the batch), ``cause`` (``why`` and, unless
+    axis 0 is in doubt, the usual causes) and ``instead`` (where to cut instead: ``below them``)."""
+
+    why: str
+    cause: str
+    instead: str
+
+
+def mixing(model, tensor: str, input_tensor) -> Mixing:
+    """How ``tensor`` depends on its batch-mates (its first example alone gives other values) when
+    fed at ``input_tensor``: when axis 0 of ``tensor`` may not be the batch (:func:`axis0_doubt`, a
+    guess), that; else the ops that may mix a batch (:func:`batch_mixing_ops`), or what was seen."""
+    doubt = axis0_doubt(model, tensor, input_tensor)
+    if doubt:
+        why = f"axis 0 of '{tensor}' may not be the batch: {doubt}, a guess from the graph"
+        return Mixing(why, why, "where axis 0 is the batch")
+    ops = batch_mixing_ops(model, tensor, input_tensor.op.name)
+    why = f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
+    return Mixing(why, f"{why}: batch statistics such as tf.nn.moments or batch norm in training mode",
+                  "below them")

@@ -182,3 +182,37 @@ def _body_upstream(body: dict, names) -> set[str]:
         seen.add(n)
         stack.extend(_body_name(i) for i in body[n].input)
     return seen
+
+
+def axis0_doubt(model, tensor: str, input_tensor) -> str | None:
+    """Why axis 0 of ``tensor`` may not be the batch of ``input_tensor`` (the examples fed), or None.
+    A guess from the graph alone: ``tensor``'s static size on axis 0 is known and is not the input's
+    (the input's is unknown, or another size), or the transposes between the input and ``tensor``
+    whose permutation is a constant, taken in the order they depend on one another, move the input's
+    axis 0 elsewhere (a time-major RNN's ``[time, batch, units]``). Other ops that move axes
+    (reshapes, ``tf.unstack``) are not followed."""
+    g = model.graph
+    t = g.get_tensor_by_name(tensor if ":" in tensor else tensor + ":0")
+    size = t.shape.as_list()[0] if t.shape.rank else None
+    batch = input_tensor.shape.as_list()[0] if input_tensor.shape.rank else None
+    if size is not None and size != batch:
+        return (f"its static size {size} is not the input's batch ('{input_tensor.name}' is "
+                f"{_shape_text(input_tensor.shape)})")
+    gd = g.as_graph_def()
+    by_name = {n.name: n for n in gd.node}
+    ups = {n: subgraph.upstream(gd, [n], by_name) for n in subgraph.upstream(gd, [tensor], by_name)
+           if by_name[n].op in ("Transpose", "ConjugateTranspose")}
+    axis, moved = 0, []
+    for name in sorted((n for n in ups if input_tensor.op.name in ups[n]), key=lambda n: (len(ups[n]), n)):
+        perm = tf.get_static_value(g.get_operation_by_name(name).inputs[1])
+        if perm is not None and axis in list(perm) and list(perm).index(axis) != axis:
+            axis = list(perm).index(axis)
+            moved.append(name)
+    if axis != 0:
+        return f"transpose {', '.join(repr(n) for n in moved)} moves the input's axis 0 to axis {axis}"
+    return None
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape.as_list()) + "]" if shape.rank is not None \
+        else "of unknown rank"

@@ -95,7 +95,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
                      trainable=final, lr_mult=final, trains_from=train.trains_from(stage_sets),
                      update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
-    plan.notes = plan_notes(cfg, model, cut, inp.op.name, fixed)
+    plan.notes = plan_notes(cfg, model, cut, inp, fixed)
     plan.features = head.features_report() if head else None
     model.plan = plan
     if values:
