@@ -13,7 +13,7 @@ import tensorflow as tf
 import graphsurgeon as gs
 from graphsurgeon._src.storage.datasets import Dataset
 
-from helpers import cli
+from helpers import ckpt, cli
 
 tf1 = tf.compat.v1
 
@@ -142,15 +142,68 @@ def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
     default = _net(str(tmp_path), "default")
     res = _retrain(default, tmp_path / "d")
     assert res.head_input.random is False and res.head_input.random_ops and res.head_input.notes == []
-    # feeding it is refused, and the message says what it is (it said 'features' does not read it)
-    said = ("^feed 'keep_prob': 'keep_prob' is a placeholder_with_default, which runs with its default in training, "
-            r"caching and the export alike \(feeding one is not supported\); leave it out of feeds=$")
-    with pytest.raises(gs.ConfigError, match=said):
-        _retrain(default, tmp_path / "d2", train_feeds={"keep_prob": 0.5})
+    # fed while training only, dropout trains (it was refused): other weights than with its default, the same
+    # with 1.0; the check and the export run with the default, so the export's answers are the same every call
+    heads = {}
+    for out, train in (("d", None), ("half", {"keep_prob": 0.5}), ("one", {"keep_prob": 1.0})):
+        if train:
+            assert _retrain(default, tmp_path / out, train_feeds=train).head_input.random is False
+        heads[out] = ckpt(str(tmp_path / out / "checkpoint/model.ckpt"))["head/logits/kernel"]
+    assert heads["one"].tobytes() == heads["d"].tobytes() and heads["half"].tobytes() != heads["d"].tobytes()
+    a, b = _serve_twice(str(tmp_path / "half/saved_model"), _data().x[:8])
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(gs.RandomTensorError, match=r"same batch \(keep_prob fed 0.5\): "):
+        _retrain(default, tmp_path / "p2", feeds={"keep_prob": 0.5})
+
+
+def _scaled(directory):
+    """X -> hidden -> times 'scale', a placeholder_with_default(1.0) -> features -> logits."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 6], name="X")
+        init = tf1.glorot_uniform_initializer(seed=1)
+        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8], initializer=init)) + 0.1, name="hidden")
+        h = h * tf1.placeholder_with_default(1.0, (), name="scale")
+        f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8], initializer=init)) + 0.1, name="features")
+        tf.matmul(f, tf1.get_variable("w3", [8, 3], initializer=init), name="logits")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, "scaled", "m.ckpt"))
+
+
+def test_a_placeholder_with_default_fed_is_fed_and_the_export_serves_with_the_value(tmp_path):
+    """feeds={'scale': 2.0} for a placeholder_with_default(1.0) was refused as not supported."""
+    prefix, x = _scaled(str(tmp_path)), _data().x[:8]
+    res = _retrain(prefix, tmp_path / "o", head="features:2", feeds={"scale": 2.0})
+    assert res.setup.feeds == {"scale": 2.0} and res.setup.train_feeds == {"scale": 2.0}
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+        sig = tf1.saved_model.loader.load(s, ["serve"], str(tmp_path / "o/saved_model")).signature_def["serving_default"]
+        run = (lambda **more: s.run(sig.outputs["logits"].name, {sig.inputs["inputs"].name: x, **more}))
+        served, at_two, at_one = run(), run(**{"scale:0": 2.0}), run(**{"scale:0": 1.0})
+    assert served.tobytes() == at_two.tobytes() and not np.allclose(served, at_one)
+    # the exported graph, fed only X, computes the cut as the original graph does fed scale=2.0
+    cut = {}
+    for name, prefix_of in (("original", prefix), ("export", str(tmp_path / "o/checkpoint/model.ckpt"))):
+        with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+            tf1.train.import_meta_graph(prefix_of + ".meta").restore(s, prefix_of)
+            cut[name] = s.run("features:0", {"X:0": x, **({"scale:0": 2.0} if name == "original" else {})})
+    assert cut["export"].tobytes() == cut["original"].tobytes()
+    # a cache made with the feed: its value is in the fingerprint, and training cannot change it
     np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
-    with pytest.raises(gs.ConfigError, match=said):
-        gs.generate_cache(default, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"),
-                          feeds={"keep_prob": 1.0}, progress=False)
+    c = str(tmp_path / "c")
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"scale": 2.0}, progress=False)
+    cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1, feeds={"scale": 2.0})
+    gs.retrain(cfg, None, str(tmp_path / "oc"), cache=c, progress=False)
+    cfg.feeds = {}
+    with pytest.raises(gs.CacheError, match="made under other settings"):
+        gs.retrain(cfg, None, str(tmp_path / "oc2"), cache=c, progress=False)
+    plain = str(tmp_path / "plain")
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), plain, progress=False)
+    cfg.train_feeds = {"scale": 3.0}
+    with pytest.raises(gs.CacheError, match=r"train_feeds=\{'scale': VALUE\} changes placeholder 'scale' below the "
+                                            r"cached tensor 'features:0', whose values were computed once with its "
+                                            r"default; training from the cache cannot change them"):
+        gs.retrain(cfg, None, str(tmp_path / "oc3"), cache=plain, progress=False)
 
 
 def test_batch_statistics_are_refused_unless_allowed(tmp_path):
