@@ -431,7 +431,8 @@ def _time_major(directory):
 
 def test_a_time_major_cut_is_said_to_have_an_axis_0_that_may_not_be_the_batch(tmp_path, capfd):
     """Its static size 5 on axis 0 was called a batch the graph fixes, and the refusal blamed batch
-    statistics; a reshape to time * batch rows failed in the loss (logits [160, 2], labels [32])."""
+    statistics; a reshape to time * batch rows failed in the loss (logits [160, 2], labels [32]), and cache
+    stored its first rows (time steps) as if they were the examples."""
     prefix, data = _time_major(str(tmp_path))
     doubt = "axis 0 of 'time_major' may not be the batch (its static size 5 is not the input's batch ('x:0' is [?, 5, 3])"
     notes = gs.plan(gs.RetrainConfig(model=prefix, head="time_major:2")).notes
@@ -457,6 +458,10 @@ def test_a_time_major_cut_is_said_to_have_an_axis_0_that_may_not_be_the_batch(tm
                                              r"axis 0 to axis 1, a guess from the graph\), and a head needs one row "
                                              r"per example; cut where axis 0 is the batch$"):
         gs.retrain(gs.RetrainConfig(model=prefix, head="rows:2", epochs=1), data, str(tmp_path / "o"), progress=False)
+    with pytest.raises(gs.ConfigError, match=r"^tensor 'rows:0' has 170 rows for a batch of 34 examples: its axis 0 is "
+                                             r"not the batch \(.*\), and a cache stores one row per example; cache a "
+                                             r"tensor where axis 0 is the batch$"):  # it stored rows of time steps
+        gs.generate_cache(prefix, "rows", str(tmp_path / "d.npz"), str(tmp_path / "rows"), progress=False)
     # accepted, the export's signature takes any batch: the summary does not say it declares 5
     code, out, err = cli(capfd, "retrain", "--model", prefix, "--head", "time_major:2", "--data", tmp_path / "d.npz",
                          "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-batch-dependent")

@@ -34,7 +34,8 @@ import tensorflow as tf
 from graphsurgeon._src.determinism.scan import RANDOM_OPS, axis0_doubt, batch_mixing_ops, random_ops_upstream
 
 __all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "feed_hint", "feedable_draws",
-           "feeds_text", "mixing", "ops_phrase", "probe", "random_ops_upstream", "random_phrase", "same"]
+           "feeds_text", "mixing", "ops_phrase", "probe", "random_ops_upstream", "random_phrase", "rows_not_examples",
+           "same"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
 # second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values;
@@ -158,6 +159,18 @@ def feed_hint(feeds: dict) -> str:
     """What to add to a random tensor's refusal when placeholders are fed (only a placeholder can
     make random ops deterministic, and every one the tensor reads is fed)."""
     return ", give the placeholder that drives them its inference value in feeds=" if feeds else ""
+
+
+def rows_not_examples(model, t, feeder, feed: dict, values) -> str | None:
+    """When ``values`` (``t`` run on ``feed``, made by ``feeder``) have another number of rows than
+    the batch fed (a time-major tensor reshaped to ``[time * batch, units]``), what to say of
+    ``t``: ``'T' has 160 rows for a batch of 32 examples: its axis 0 is not the batch (…)``."""
+    fed = len(feed[feeder.input])
+    if not np.ndim(values) or len(values) == fed:
+        return None
+    doubt = axis0_doubt(model, t.name, feeder.input)
+    return (f"'{t.name}' has {len(values)} rows for a batch of {fed} examples: its axis 0 is not the batch"
+            + (f" ({doubt}, a guess from the graph)" if doubt else ""))
 
 
 @dataclasses.dataclass

@@ -35,6 +35,7 @@ from graphsurgeon._src.determinism import (
     probe,
     random_ops_upstream,
     random_phrase,
+    rows_not_examples,
 )
 from graphsurgeon._src.errors import BatchDependentError, ConfigError, RandomTensorError
 
@@ -103,15 +104,12 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
 
 def _one_row_per_example(model, t, feeder, x, what: str):
     """``t``'s values on batch ``x`` (its real rows); raises :class:`ConfigError` when its axis 0 has
-    another length than the batch fed (a time-major tensor reshaped to ``[time * batch, units]``)."""
+    another length than the batch fed (:func:`~graphsurgeon._src.determinism.rows_not_examples`)."""
     feed, n = feeder.feed(x)
     values = model.session.run(t, feed)
-    fed = len(feed[feeder.input])
-    if values.ndim and len(values) != fed:
-        doubt = axis0_doubt(model, t.name, feeder.input)
-        raise ConfigError(f"{what} '{t.name}' has {len(values)} rows for a batch of {fed} examples: its axis 0 is not "
-                          "the batch" + (f" ({doubt}, a guess from the graph)" if doubt else "") + ", and a head "
-                          "needs one row per example; cut where axis 0 is the batch")
+    wrong = rows_not_examples(model, t, feeder, feed, values)
+    if wrong:
+        raise ConfigError(f"{what} {wrong}, and a head needs one row per example; cut where axis 0 is the batch")
     return values[:n]
 
 
