@@ -436,3 +436,13 @@ def test_a_conv_cut_is_pooled_or_flattened_as_asked_and_plan_says_which(tmp_path
     assert json.loads((tmp_path / "o" / "plan.json").read_text())["features"]["pool"] == "flatten"
     code, out, err = cli(capfd, "plan", "--model", path, "--head", "Elu_2:10")
     assert out.splitlines()[-1] == "-- the head reads Elu_2:0 [120] -> 120 features"
+
+
+def test_char_rnn_time_major_transpose_is_not_called_a_fixed_batch(capfd):
+    """The char-rnn's rnn/transpose is [50 steps, ?, 65] under the input [?, 50, 65]: plan called 50
+    a batch the graph fixes."""
+    code, out, err = cli(capfd, "plan", "--model", os.path.join(REAL, "charrnn_kokkini"), "--head", "rnn/transpose:2")
+    assert code == 0, err
+    assert "-- note: axis 0 of 'rnn/transpose' may not be the batch (its static size 50 is not the input's batch " \
+           "('Placeholder:0' is [?, 50, 65]), a guess from the graph)" in out
+    assert "the graph fixes the batch" not in out

@@ -13,7 +13,7 @@ import tensorflow as tf
 import graphsurgeon as gs
 from graphsurgeon._src.storage.datasets import Dataset
 
-from helpers import cli
+from helpers import ckpt, cli
 
 tf1 = tf.compat.v1
 
@@ -80,9 +80,9 @@ def test_dropout_with_keep_prob_baked_in_is_refused_unless_allowed(tmp_path):
     assert not np.allclose(a, b)  # what the note says is true of the export
 
 
-def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_said_to_be_unnamed(tmp_path):
-    """A tf.cond built in TensorFlow 2 is an If op whose branches are functions: the graph scan names no
-    random op there (the message said 'depends on random op(s)  (dropout ...'), but the runs differ."""
+def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_named_in_their_function(tmp_path):
+    """A tf.cond built in TensorFlow 2 is an If op whose branches are functions: the runs differ, and the
+    scan names the random op inside the branch (it said 'random ops the graph scan does not name')."""
     g = tf.Graph()
     with g.as_default():
         x = tf1.placeholder(tf.float32, [None, 6], name="X")
@@ -92,11 +92,40 @@ def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_said_to_be_unn
         f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8])), name="features")
         tf.matmul(f, tf1.get_variable("w3", [8, 3]), name="logits")
         assert {"If", "StatelessIf"} & {op.type for op in g.get_operations()}  # not Switch/Merge
+        branch = g.get_operation_by_name("cond").get_attr("then_branch").name
         with tf1.Session() as s:
             s.run(tf1.global_variables_initializer())
             prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
     with pytest.raises(gs.RandomTensorError, match=r"differs between two runs on the same batch: it depends on random "
-                                                   r"ops the graph scan does not name \(inside a function, such as"):
+                                                   r"op\(s\) dropout/random_uniform/RandomUniform in function "
+                                                   rf"'{branch}' called by op 'cond' \(dropout with keep_prob"):
+        _retrain(prefix, tmp_path / "o")
+    notes = gs.plan(gs.RetrainConfig(model=prefix, head="features:2")).notes
+    assert notes[0].startswith(f"'features' depends on random op(s) dropout/random_uniform/RandomUniform in function "
+                               f"'{branch}' called by op 'cond': retrain runs it twice")
+
+
+def test_random_ops_tensorflow_refuses_to_feed_together_are_fed_one_at_a_time(tmp_path):
+    """Two dropouts with keep_prob 0.99999 baked in: two ordinary runs agree. Fed their low draws at once
+    they drop everything, and the log of 0 fails check_numerics, so TensorFlow refuses the run; fed one
+    at a time (the other drawing as usual) each gives other values at its two draws."""
+    g = tf.Graph()
+    with g.as_default():
+        tf1.set_random_seed(0)
+        x = tf1.placeholder(tf.float32, [None, 6], name="X")
+        init = tf1.glorot_uniform_initializer(seed=1)
+        h = tf.nn.sigmoid(tf.matmul(x, tf1.get_variable("w1", [6, 8], initializer=init)), name="hidden")
+        h = tf1.nn.dropout(h, keep_prob=0.99999) + tf1.nn.dropout(h, keep_prob=0.99999)
+        h = tf.debugging.check_numerics(tf.math.log(h), "all dropped")
+        f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8], initializer=init)) + 0.1, name="features")
+        tf.matmul(f, tf1.get_variable("w3", [8, 3], initializer=init), name="logits")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
+    with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between runs on the same "
+                                                   r"batch with its random op\(s\) fed two far-apart draws \(two "
+                                                   r"ordinary runs agreed\): it depends on random op\(s\) "
+                                                   r"dropout/random_uniform/RandomUniform, dropout_1/"):
         _retrain(prefix, tmp_path / "o")
 
 
@@ -113,15 +142,68 @@ def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
     default = _net(str(tmp_path), "default")
     res = _retrain(default, tmp_path / "d")
     assert res.head_input.random is False and res.head_input.random_ops and res.head_input.notes == []
-    # feeding it is refused, and the message says what it is (it said 'features' does not read it)
-    said = ("^feed 'keep_prob': 'keep_prob' is a placeholder_with_default, which runs with its default in training, "
-            r"caching and the export alike \(feeding one is not supported\); leave it out of feeds=$")
-    with pytest.raises(gs.ConfigError, match=said):
-        _retrain(default, tmp_path / "d2", train_feeds={"keep_prob": 0.5})
+    # fed while training only, dropout trains (it was refused): other weights than with its default, the same
+    # with 1.0; the check and the export run with the default, so the export's answers are the same every call
+    heads = {}
+    for out, train in (("d", None), ("half", {"keep_prob": 0.5}), ("one", {"keep_prob": 1.0})):
+        if train:
+            assert _retrain(default, tmp_path / out, train_feeds=train).head_input.random is False
+        heads[out] = ckpt(str(tmp_path / out / "checkpoint/model.ckpt"))["head/logits/kernel"]
+    assert heads["one"].tobytes() == heads["d"].tobytes() and heads["half"].tobytes() != heads["d"].tobytes()
+    a, b = _serve_twice(str(tmp_path / "half/saved_model"), _data().x[:8])
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(gs.RandomTensorError, match=r"same batch \(keep_prob fed 0.5\): "):
+        _retrain(default, tmp_path / "p2", feeds={"keep_prob": 0.5})
+
+
+def _scaled(directory):
+    """X -> hidden -> times 'scale', a placeholder_with_default(1.0) -> features -> logits."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 6], name="X")
+        init = tf1.glorot_uniform_initializer(seed=1)
+        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8], initializer=init)) + 0.1, name="hidden")
+        h = h * tf1.placeholder_with_default(1.0, (), name="scale")
+        f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8], initializer=init)) + 0.1, name="features")
+        tf.matmul(f, tf1.get_variable("w3", [8, 3], initializer=init), name="logits")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, "scaled", "m.ckpt"))
+
+
+def test_a_placeholder_with_default_fed_is_fed_and_the_export_serves_with_the_value(tmp_path):
+    """feeds={'scale': 2.0} for a placeholder_with_default(1.0) was refused as not supported."""
+    prefix, x = _scaled(str(tmp_path)), _data().x[:8]
+    res = _retrain(prefix, tmp_path / "o", head="features:2", feeds={"scale": 2.0})
+    assert res.setup.feeds == {"scale": 2.0} and res.setup.train_feeds == {"scale": 2.0}
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+        sig = tf1.saved_model.loader.load(s, ["serve"], str(tmp_path / "o/saved_model")).signature_def["serving_default"]
+        run = (lambda **more: s.run(sig.outputs["logits"].name, {sig.inputs["inputs"].name: x, **more}))
+        served, at_two, at_one = run(), run(**{"scale:0": 2.0}), run(**{"scale:0": 1.0})
+    assert served.tobytes() == at_two.tobytes() and not np.allclose(served, at_one)
+    # the exported graph, fed only X, computes the cut as the original graph does fed scale=2.0
+    cut = {}
+    for name, prefix_of in (("original", prefix), ("export", str(tmp_path / "o/checkpoint/model.ckpt"))):
+        with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+            tf1.train.import_meta_graph(prefix_of + ".meta").restore(s, prefix_of)
+            cut[name] = s.run("features:0", {"X:0": x, **({"scale:0": 2.0} if name == "original" else {})})
+    assert cut["export"].tobytes() == cut["original"].tobytes()
+    # a cache made with the feed: its value is in the fingerprint, and training cannot change it
     np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
-    with pytest.raises(gs.ConfigError, match=said):
-        gs.generate_cache(default, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"),
-                          feeds={"keep_prob": 1.0}, progress=False)
+    c = str(tmp_path / "c")
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"scale": 2.0}, progress=False)
+    cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1, feeds={"scale": 2.0})
+    gs.retrain(cfg, None, str(tmp_path / "oc"), cache=c, progress=False)
+    cfg.feeds = {}
+    with pytest.raises(gs.CacheError, match="made under other settings"):
+        gs.retrain(cfg, None, str(tmp_path / "oc2"), cache=c, progress=False)
+    plain = str(tmp_path / "plain")
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), plain, progress=False)
+    cfg.train_feeds = {"scale": 3.0}
+    with pytest.raises(gs.CacheError, match=r"train_feeds=\{'scale': VALUE\} changes placeholder 'scale' below the "
+                                            r"cached tensor 'features:0', whose values were computed once with its "
+                                            r"default; training from the cache cannot change them"):
+        gs.retrain(cfg, None, str(tmp_path / "oc3"), cache=plain, progress=False)
 
 
 def test_batch_statistics_are_refused_unless_allowed(tmp_path):
@@ -328,3 +410,60 @@ def test_plan_notes_and_the_command_line(tmp_path, capfd):
                          "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-random")
     assert code == 0, err
     assert out.count("accepted by --allow-random") == 1 and "allow_random" not in out
+
+
+def _time_major(directory):
+    """x [None, 5 steps, 3] -> h (relu, 4 units per step) -> 'time_major' [5, ?, 4] (transposed as a
+    time-major RNN reads it) -> 'rows' [?, 4] (reshaped: 5 * batch rows); 'batch_major' transposes back."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 5, 3], name="x")
+        h = tf.nn.relu(tf.einsum("btc,cu->btu", x, tf1.get_variable("w", [3, 4])) + 0.1, name="h")
+        tm = tf.transpose(h, [1, 0, 2], name="time_major")
+        tf.reshape(tm, [-1, 4], name="rows")
+        tf.transpose(tm, [1, 0, 2], name="batch_major")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver().save(s, os.path.join(directory, "tm", "m.ckpt"))
+    x = np.random.default_rng(0).normal(size=(40, 5, 3)).astype(np.float32)
+    return prefix, Dataset(x, (x[:, 0, 0] > 0).astype(np.int64), np.array(["train"] * 40), [str(i) for i in range(40)])
+
+
+def test_a_time_major_cut_is_said_to_have_an_axis_0_that_may_not_be_the_batch(tmp_path, capfd):
+    """Its static size 5 on axis 0 was called a batch the graph fixes, and the refusal blamed batch
+    statistics; a reshape to time * batch rows failed in the loss (logits [160, 2], labels [32]), and cache
+    stored its first rows (time steps) as if they were the examples."""
+    prefix, data = _time_major(str(tmp_path))
+    doubt = "axis 0 of 'time_major' may not be the batch (its static size 5 is not the input's batch ('x:0' is [?, 5, 3])"
+    notes = gs.plan(gs.RetrainConfig(model=prefix, head="time_major:2")).notes
+    assert notes == [f"{doubt}, a guess from the graph): retrain takes it for the batch, and its static size for a "
+                     "batch the graph fixes (it trains on batches of 5) and refuses the cut if the first training "
+                     "example alone gives other values than in its batch unless allow_batch_dependent=True"]
+    assert gs.plan(gs.RetrainConfig(model=prefix, head="batch_major:2")).notes == []
+    cfg = gs.RetrainConfig(model=prefix, head="time_major:2", epochs=1)
+    with pytest.raises(gs.BatchDependentError) as e:
+        gs.retrain(cfg, data, str(tmp_path / "o"), progress=False)
+    assert str(e.value) == (
+        "the head's input 'time_major:0' depends on the other examples in its batch (axis 0 of 'time_major:0' may not "
+        "be the batch: its static size 5 is not the input's batch ('x:0' is [?, 5, 3]), a guess from the graph): the "
+        "first training example alone gives other values than in its batch, so the exported model's answer for an "
+        "example would depend on the examples served with it; cut where axis 0 is the batch, or pass "
+        "allow_batch_dependent=True")
+    np.savez(tmp_path / "d.npz", x=data.x, y=data.y)
+    with pytest.raises(gs.BatchDependentError, match=r"\(axis 0 of 'time_major:0' may not be the batch: .*; cache a "
+                                                     r"tensor where axis 0 is the batch, or pass"):
+        gs.generate_cache(prefix, "time_major", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)
+    with pytest.raises(gs.ConfigError, match=r"^the head's input 'rows:0' has 160 rows for a batch of 32 examples: "
+                                             r"its axis 0 is not the batch \(transpose 'time_major' moves the input's "
+                                             r"axis 0 to axis 1, a guess from the graph\), and a head needs one row "
+                                             r"per example; cut where axis 0 is the batch$"):
+        gs.retrain(gs.RetrainConfig(model=prefix, head="rows:2", epochs=1), data, str(tmp_path / "o"), progress=False)
+    with pytest.raises(gs.ConfigError, match=r"^tensor 'rows:0' has 170 rows for a batch of 34 examples: its axis 0 is "
+                                             r"not the batch \(.*\), and a cache stores one row per example; cache a "
+                                             r"tensor where axis 0 is the batch$"):  # it stored rows of time steps
+        gs.generate_cache(prefix, "rows", str(tmp_path / "d.npz"), str(tmp_path / "rows"), progress=False)
+    # accepted, the export's signature takes any batch: the summary does not say it declares 5
+    code, out, err = cli(capfd, "retrain", "--model", prefix, "--head", "time_major:2", "--data", tmp_path / "d.npz",
+                         "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-batch-dependent")
+    assert code == 0, err
+    assert "may not be the batch" in out and "declares batches" not in out

@@ -5,7 +5,8 @@ The exported graph holds only what computes the outputs: the frozen layers, the
 retrained layers and the new head. Old heads, labels, the loss, training ops and
 optimizer slots are pruned. Extra placeholders the outputs need (``keep_prob``,
 ``is_training``) become ``PlaceholderWithDefault`` with the value given in
-``feeds``, so a server feeds only the inputs. Reference variables become resource variables
+``feeds``, so a server feeds only the inputs; a ``PlaceholderWithDefault`` given in ``feeds`` takes
+that value as its default. Reference variables become resource variables
 (:func:`to_resource_variables`), unless an op of the exported graph needs the reference itself.
 
 Inputs keep their static shapes: from a graph that fixes the batch (``[100, 784]``) the
@@ -52,7 +53,8 @@ def export_meta_graph(model, inputs: dict, outputs: dict, feeds=None):
     Args:
       inputs: ``{signature key: tensor or name}``.
       outputs: ``{signature key: tensor or name}``.
-      feeds: ``{placeholder name: value}`` for placeholders other than the inputs (their defaults).
+      feeds: ``{placeholder name: value}`` for placeholders other than the inputs (their defaults; a
+        ``placeholder_with_default`` named here gets the value as its default instead of its own).
 
     Raises:
       ConfigError: an output needs a placeholder that is neither an input nor has a default.
@@ -62,8 +64,12 @@ def export_meta_graph(model, inputs: dict, outputs: dict, feeds=None):
     feeds = {select.normalize_name(k): v for k, v in (feeds or {}).items()}
     with model.graph.as_default():
         meta = tf1.train.export_meta_graph(graph=model.graph, clear_devices=True)
-    pruned = subgraph.prune_meta_graph(meta, list(outputs.values()), keep_update_ops=False)
     input_ops = {select.normalize_name(n) for n in inputs.values()}
+    batch_of = model.tensor(next(iter(inputs.values()))) if inputs else None
+    for node in list(meta.graph_def.node):  # before pruning, which drops the old default if nothing else reads it
+        if node.op == "PlaceholderWithDefault" and node.name in feeds and node.name not in input_ops:
+            _to_placeholder_with_default(meta.graph_def, node, feeds[node.name], batch_of)
+    pruned = subgraph.prune_meta_graph(meta, list(outputs.values()), keep_update_ops=False)
     for node in list(pruned.graph_def.node):
         if node.op != "Placeholder" or node.name in input_ops:
             continue
@@ -72,7 +78,6 @@ def export_meta_graph(model, inputs: dict, outputs: dict, feeds=None):
                 f"the outputs need placeholder '{node.name}' ({tf.as_dtype(node.attr['dtype'].type).name}) besides "
                 f"the inputs; give its inference value in feeds={{'{node.name}': VALUE}}"
             )
-        batch_of = model.tensor(next(iter(inputs.values()))) if inputs else None
         _to_placeholder_with_default(pruned.graph_def, node, feeds[node.name], batch_of)
     for key, names in ((INPUTS_COLLECTION, inputs.values()), (OUTPUTS_COLLECTION, outputs.values())):
         pruned.collection_def[key].node_list.value.extend(names)
@@ -140,6 +145,8 @@ def _to_placeholder_with_default(graph_def, node, value, batch_of=None) -> None:
         base = arr[0] if arr.ndim == len(dims) else arr
         default = _batch_broadcast(graph_def, node.name, base, dims, batch_of)
     else:
+        if any(n.name == node.name + "/default" for n in graph_def.node):
+            raise ConfigError(f"cannot add the default of '{node.name}': an op '{node.name}/default' exists")
         const = graph_def.node.add()
         const.name = node.name + "/default"
         const.op = "Const"

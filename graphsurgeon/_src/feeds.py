@@ -156,18 +156,21 @@ def fixed_batch(*tensors) -> int | None:
     """The batch size fixed by the static shapes of ``tensors`` (their first dimension), or None."""
     sizes = sorted({t.shape.as_list()[0] for t in tensors if t.shape.rank and t.shape.as_list()[0] is not None})
     if len(sizes) > 1:
-        raise ConfigError(f"tensors {', '.join(t.name for t in tensors)} fix different batch sizes {sizes}")
+        raise ConfigError(f"tensors {', '.join(t.name for t in tensors)} fix different batch sizes {sizes} in their "
+                          "static shapes (or axis 0 of one is not the batch, as in a time-major RNN's tensors)")
     return sizes[0] if sizes else None
 
 
-def find_input(model, input_name: str | None, cut: str, feeds: dict):
+def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds=()):
     """The input of tensor ``cut`` and the other placeholders it needs.
 
     The input is ``input_name`` if given (it must feed ``cut``), else the one placeholder upstream
-    of ``cut`` that ``feeds`` does not cover.
+    of ``cut`` that ``feeds`` does not cover. A ``placeholder_with_default`` upstream of ``cut``
+    that ``feeds`` or ``train_feeds`` names is fed too (one that neither names runs with its default).
 
     Returns:
-      ``(input tensor, sorted names of the other placeholders cut needs)``.
+      ``(input tensor, sorted names of the other placeholders cut needs and of the fed
+      placeholders with a default)``.
 
     Raises:
       ConfigError: the input cannot be told or does not feed ``cut``; another placeholder has no
@@ -197,19 +200,13 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict):
             f"'{cut}' also needs placeholder(s) {shapes}; give their values in feeds={{'NAME': VALUE}} (a number, "
             "true/false, or an .npy file; train_feeds={'NAME': VALUE} if training differs, e.g. keep_prob)"
         )
-    return inp, extras
+    fed = (set(feeds) | set(train_feeds)) & needed - {inp.op.name}
+    return inp, sorted(extras + [n for n in fed if by_name[n].op == "PlaceholderWithDefault"])
 
 
-def unread_feed(model, cut: str, name: str, extras) -> ConfigError:
+def unread_feed(cut: str, name: str, extras) -> ConfigError:
     """The error for a feed ``name`` that is not among the placeholders ``extras`` that ``cut`` reads
-    besides its input: a ``placeholder_with_default`` upstream of ``cut`` is named as one."""
-    gd = model.graph.as_graph_def()
-    by_name = {n.name: n for n in gd.node}
-    node = by_name.get(name)
-    if node is not None and node.op == "PlaceholderWithDefault" and name in subgraph.upstream(gd, [cut], by_name):
-        return ConfigError(f"feed '{name}': '{name}' is a placeholder_with_default, which runs with its default in "
-                           "training, caching and the export alike (feeding one is not supported); leave it out "
-                           "of feeds=")
+    besides its input."""
     return ConfigError(f"feed '{name}': '{cut}' does not read placeholder '{name}' (it reads "
                        f"{', '.join(extras) or 'no placeholder'} besides its input); leave it out of feeds=")
 

@@ -18,7 +18,7 @@ from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.determinism import (
     feed_hint,
     feeds_text,
-    mixing_phrase,
+    mixing,
     ops_phrase,
     probe,
     random_ops_upstream,
@@ -49,11 +49,11 @@ def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_de
             f"{ops_phrase(random_ops_upstream(model, t.name))} (dropout with keep_prob baked in?), so its values "
             f"cannot be cached; cache a tensor below them{feed_hint(feeder.values)}, or pass allow_random=True")
     if p.batch_dependent and not allow_batch_dependent:
-        because = mixing_phrase(model, t.name, feeder.input.op.name)
+        because = mixing(model, t.name, feeder.input)
         raise BatchDependentError(
-            f"tensor '{t.name}' depends on the other examples in its batch ({because}: batch statistics such as "
-            "tf.nn.moments or batch norm in training mode), so cached values would depend on how the data was "
-            "batched; cache a tensor below them, or pass allow_batch_dependent=True")
+            f"tensor '{t.name}' depends on the other examples in its batch ({because.cause}), so cached values would "
+            f"depend on how the data was batched; cache a tensor {because.instead}, or pass "
+            "allow_batch_dependent=True")
     return {"random": p.random, "batch_dependent": p.batch_dependent}
 
 

@@ -12,6 +12,8 @@ import dataclasses
 import numpy as np
 
 from graphsurgeon._src.cache.checks import check_values
+from graphsurgeon._src.determinism import rows_not_examples
+from graphsurgeon._src.errors import ConfigError
 from graphsurgeon._src.storage import cacheshards, datasets
 
 
@@ -77,7 +79,12 @@ class Computer:
         dist = self.distortions.draw(inputs.keys[sl], inputs.augs[sl]) if self.distortions else None
         x = loader.load(inputs.refs[sl], inputs.names[sl], dist)
         feed, n = self.feeder.feed(x)
-        return x, self.model.session.run(self.cut, feed)[:n]
+        act = self.model.session.run(self.cut, feed)
+        wrong = rows_not_examples(self.model, self.cut, self.feeder, feed, act)
+        if wrong:
+            raise ConfigError(f"tensor {wrong}, and a cache stores one row per example; cache a tensor where axis 0 "
+                              "is the batch")
+        return x, act[:n]
 
     def check_values(self, loader, inputs: TaskInputs, **allow) -> dict:
         """:func:`~graphsurgeon._src.cache.checks.check_values` on the first batch of ``inputs``

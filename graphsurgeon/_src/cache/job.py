@@ -89,7 +89,7 @@ def open_cut(s: Settings):
         inp, extra = find_input(model, s.input, s.cut, feeds)
         unused = sorted(set(feeds) - set(extra))
         if unused:
-            raise unread_feed(model, s.cut, unused[0], extra)
+            raise unread_feed(s.cut, unused[0], extra)
         t = model.tensor(s.cut)
         fixed = fixed_batch(inp, t)
         batch_size = batch_size_for(s.batch_size, fixed, 256, f"the graph of {s.model_path}")

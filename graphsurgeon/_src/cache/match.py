@@ -27,20 +27,22 @@ def check_matches(reader, model, *, feeds=None, train_feeds=None, input: str | N
     except TensorNotFoundError:
         raise CacheError(f"{reader.directory}: cached tensor '{reader.cut}' is not in the model") from None
     feeds, train_feeds = parse_feeds(feeds), parse_feeds(train_feeds)
-    inp, extra = find_input(model, input, reader.cut, feeds)
-    now = header(fingerprint(model, reader.cut, inp.name, {n: feeds[n] for n in extra}), t,
+    inp, extra = find_input(model, input, reader.cut, feeds, train_feeds)
+    now = header(fingerprint(model, reader.cut, inp.name, {n: feeds[n] for n in extra if n in feeds}), t,
                  expected_preprocessing(reader.manifest["preprocessing"], inp, image_scale), reader.dtype, None)
     diff = differences(reader.manifest, now)
     if diff:
         raise CacheError(f"{reader.directory} was made under other settings than this model and run "
                          f"({'; '.join(diff)}); its activations are stale: regenerate it with generate_cache, or "
                          "give the settings it was made with")
-    moved = [n for n in extra if n in train_feeds and feed_digest(model, n, train_feeds[n]) !=
-             feed_digest(model, n, feeds[n])]
+    # (a placeholder_with_default given only in train_feeds moves from its default)
+    moved = [n for n in extra if n in train_feeds and (n not in feeds or feed_digest(model, n, train_feeds[n]) !=
+                                                       feed_digest(model, n, feeds[n]))]
     if moved:
         raise CacheError(f"{reader.directory}: train_feeds={{'{moved[0]}': VALUE}} changes placeholder "
                          f"'{moved[0]}' below the cached tensor '{reader.cut}', whose values were computed once with "
-                         "its feeds= value; training from the cache cannot change them: leave it out of train_feeds=, "
+                         f"{'its feeds= value' if moved[0] in feeds else 'its default'}; training from the cache cannot "
+                         "change them: leave it out of train_feeds=, "
                          "or train from the data")
 
 

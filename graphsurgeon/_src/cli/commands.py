@@ -101,6 +101,7 @@ def cmd_retrain(args):
     res = retrain(cfg, args.data, args.out, cache=args.cache, progress=not args.quiet, overwrite=args.overwrite)
     head_input = dict(res.head_input.to_dict(), notes=[to_flags(n) for n in res.head_input.notes])
     fixed = res.setup.fixed_batch
+    declared = fixed if fixed and res.setup.input.shape.rank and res.setup.input.shape[0] == fixed else None
     summary = {"version": 1, "out": args.out, "checkpoint": res.export.checkpoint,
                "saved_model": res.export.saved_model, "metrics": res.metrics, "epochs": len(res.history),
                "settings": res.settings, "head_input": head_input, "fixed_batch": fixed}
@@ -117,9 +118,9 @@ def cmd_retrain(args):
         for note in head_input["notes"]:
             print(note)
         print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}"
-              + (f" (its signature declares batches of exactly {fixed} examples, as the graph fixes the batch in its "
-                 "static shapes: Session.run and saved_model_cli run refuse other sizes)"
-                 if fixed else ""))
+              + (f" (its signature declares batches of exactly {declared} examples, as the graph fixes the batch in "
+                 "its static shapes: Session.run and saved_model_cli run refuse other sizes)"
+                 if declared else ""))
 
 
 def _print_kept_epoch(res) -> None:

@@ -3,9 +3,10 @@
 Before anything trains, :func:`check_head_input` runs the cut (with ``output``, the logits
 fine-tuned) on the first batch of the training data, fed as the exported model will be fed
 (the inference ``feeds``, which the export keeps as the placeholders' defaults): the same batch
-twice, then its first example alone (see :mod:`graphsurgeon._src.determinism`). Dropout whose
-``keep_prob`` placeholder is fed 1.0, or is a ``placeholder_with_default(1.0)``, passes: its
-runs agree. Dropout with ``keep_prob`` baked in as a constant does not, nor does a batch norm
+twice, then its first example alone (see :mod:`graphsurgeon._src.determinism`); a cut with another
+number of rows than the batch (a time-major tensor reshaped to ``[time * batch, units]``) is refused
+first. Dropout whose ``keep_prob`` placeholder is fed 1.0, or is a ``placeholder_with_default(1.0)``,
+passes: its runs agree. Dropout with ``keep_prob`` baked in as a constant does not, nor does a batch norm
 over the batch (``tf.nn.moments``), unless ``allow_random`` / ``allow_batch_dependent``.
 
 From a cache, the batch is the cache's first rows, fed at the cached tensor: the run covers the
@@ -25,16 +26,18 @@ from __future__ import annotations
 import dataclasses
 
 from graphsurgeon._src.determinism import (
+    axis0_doubt,
     batch_mixing_ops,
     feed_hint,
     feeds_text,
-    mixing_phrase,
+    mixing,
     ops_phrase,
     probe,
     random_ops_upstream,
     random_phrase,
+    rows_not_examples,
 )
-from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
+from graphsurgeon._src.errors import BatchDependentError, ConfigError, RandomTensorError
 
 
 @dataclasses.dataclass
@@ -42,7 +45,8 @@ class HeadInput:
     """What :func:`check_head_input` found about ``tensor``, the tensor the head reads (or the
     logits fine-tuned): ``random`` (two runs on one batch differed), ``batch_dependent`` (the first
     example alone differed; None: not checked), the ``random_ops`` upstream of it (a graph scan:
-    dropout fed 1.0 still holds one), and ``notes``: one sentence per finding the run accepted."""
+    dropout fed 1.0 still holds one; one inside a function is named ``NAME in function 'F' called by
+    op 'OP'``), and ``notes``: one sentence per finding the run accepted."""
 
     tensor: str
     examples: int
@@ -66,13 +70,14 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
         ``cfg.allow_random``.
       BatchDependentError: the first example alone gives other values than in its batch (or, from
         a cache, as for random), unless ``cfg.allow_batch_dependent``.
+      ConfigError: the tensor's axis 0 has another length than the batch fed.
     """
     model = setup.model
     t = model.tensor(setup.cut)
     what = "output" if not cfg.head else "the head's input"
     ops = random_ops_upstream(model, t.name)
     notes = cached_notes(cfg, model, cache, setup.input.op.name) if cache is not None else []
-    p = probe(model, t, feeder, x)
+    p = probe(model, t, feeder, x, first=_one_row_per_example(model, t, feeder, x, what))
     if p.random:
         if not cfg.allow_random:
             raise RandomTensorError(
@@ -85,17 +90,27 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
                      "allow_random=True; the exported model's answers differ call to call, and whether they depend "
                      "on the batch was not checked")
     if p.batch_dependent:
-        because = mixing_phrase(model, t.name, feeder.input.op.name)
+        because = mixing(model, t.name, feeder.input)
         if not cfg.allow_batch_dependent:
             raise BatchDependentError(
-                f"{what} '{t.name}' depends on the other examples in its batch ({because}: batch statistics such "
-                "as tf.nn.moments or batch norm in training mode): the first training example alone gives other "
-                "values than in its batch, so the exported model's answer for an example would depend on the "
-                "examples served with it; cut below them, or pass allow_batch_dependent=True")
-        notes.append(f"{what} '{t.name}' depends on its batch-mates ({because}): accepted by "
+                f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): the first training "
+                "example alone gives other values than in its batch, so the exported model's answer for an example "
+                f"would depend on the examples served with it; cut {because.instead}, or pass allow_batch_dependent=True")
+        notes.append(f"{what} '{t.name}' depends on its batch-mates ({because.why}): accepted by "
                      "allow_batch_dependent=True; the exported model's answer for an example depends on the "
                      "examples served with it")
     return HeadInput(t.name, p.examples, bool(p.random), p.batch_dependent, ops, notes)
+
+
+def _one_row_per_example(model, t, feeder, x, what: str):
+    """``t``'s values on batch ``x`` (its real rows); raises :class:`ConfigError` when its axis 0 has
+    another length than the batch fed (:func:`~graphsurgeon._src.determinism.rows_not_examples`)."""
+    feed, n = feeder.feed(x)
+    values = model.session.run(t, feed)
+    wrong = rows_not_examples(model, t, feeder, feed, values)
+    if wrong:
+        raise ConfigError(f"{what} {wrong}, and a head needs one row per example; cut where axis 0 is the batch")
+    return values[:n]
 
 
 def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
@@ -144,11 +159,12 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
     return notes
 
 
-def plan_notes(cfg, model, cut: str, input_op: str, fixed: int | None) -> list[str]:
+def plan_notes(cfg, model, cut: str, inp, fixed: int | None) -> list[str]:
     """What the graph alone says about the run of ``cfg`` (the dry-run plan runs nothing): random
-    ops and ops that may mix a batch below the tensor ``cut`` (the run checks them as
-    :func:`check_head_input` says), and a batch the graph fixes (the export's signature declares only that size)."""
-    notes = []
+    ops and ops that may mix a batch below the tensor ``cut`` fed at ``inp`` (the run checks them as
+    :func:`check_head_input` says); a batch the graph fixes (the export's signature declares only that
+    size), or that axis 0 of ``cut`` may not be the batch (:func:`~graphsurgeon._src.determinism.axis0_doubt`)."""
+    notes, input_op = [], inp.op.name
     ops = random_ops_upstream(model, cut)
     if ops:
         notes.append(f"'{cut}' depends on random op(s) {', '.join(ops[:3])}: retrain runs it twice on the first "
@@ -161,7 +177,14 @@ def plan_notes(cfg, model, cut: str, input_op: str, fixed: int | None) -> list[s
                      "runs the first training example alone and refuses the cut if its values change (batch "
                      "statistics)" + ("; allow_batch_dependent=True accepts it" if cfg.allow_batch_dependent else
                                       " unless allow_batch_dependent=True"))
-    if fixed:
+    doubt = axis0_doubt(model, cut, inp)
+    if doubt:
+        size = f", and its static size for a batch the graph fixes (it trains on batches of {fixed})" if fixed else ""
+        notes.append(f"axis 0 of '{cut}' may not be the batch ({doubt}, a guess from the graph): retrain takes it for "
+                     f"the batch{size} and refuses the cut if the first training example alone gives other values "
+                     "than in its batch" + ("; allow_batch_dependent=True accepts it" if cfg.allow_batch_dependent else
+                                            " unless allow_batch_dependent=True"))
+    elif fixed:
         notes.append(f"the graph fixes the batch at {fixed} in its static shapes: retrain trains on batches of "
                      f"{fixed}, and the exported model's signature declares batches of exactly {fixed} examples "
                      "(Session.run, and so saved_model_cli run, refuses other sizes)")

@@ -17,7 +17,8 @@ class RetrainConfig:
     ``output`` names the existing logits to fine-tune. ``trainable`` patterns name the
     restored variables that train (the new head always trains); everything else is frozen.
     ``feeds`` are inference values for placeholders other than the input (``keep_prob``,
-    ``is_training``), ``train_feeds`` their values while training. ``epochs``, ``lr``,
+    ``is_training``; a ``placeholder_with_default`` may be given one, which the export takes for its
+    default), ``train_feeds`` their values while training. ``epochs``, ``lr``,
     ``optimizer`` and ``patience`` left None take the defaults of :func:`training_settings`.
     ``keep``, ``drop``, ``rename`` (``'REGEX=REPLACEMENT'``) and ``map_scope`` (``'CKPT/=GRAPH/'``)
     are the checkpoint name rules of :class:`graphsurgeon.Rules` (see :meth:`rules`).

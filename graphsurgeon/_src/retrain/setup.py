@@ -69,13 +69,15 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     model = restore(cfg.model, tags=cfg.tags, outputs=keep, inputs=[cfg.input] if cfg.input else None,
                     rules=rules, restore_optimizer=cfg.restore_optimizer, values=False)
     feeds, train_feeds = parse_feeds(cfg.feeds), parse_feeds(cfg.train_feeds)
-    inp, extra = find_input(model, cfg.input, cut, feeds)
+    inp, extra = find_input(model, cfg.input, cut, feeds, train_feeds)
     for name in sorted(set(feeds) | set(train_feeds)):
         if name not in extra:
-            raise unread_feed(model, cut, name, extra)
+            raise unread_feed(cut, name, extra)
     fixed = fixed_batch(inp, model.tensor(cut))
-    Feeder(model, inp, {n: feeds[n] for n in extra}, fixed)  # every feed fits its placeholder
-    Feeder(model, inp, {n: {**feeds, **train_feeds}[n] for n in extra}, fixed)
+    # a placeholder_with_default given only in train_feeds runs with its default outside training
+    feeds, train_feeds = {n: feeds[n] for n in extra if n in feeds}, {n: {**feeds, **train_feeds}[n] for n in extra}
+    Feeder(model, inp, feeds, fixed)  # every feed fits its placeholder
+    Feeder(model, inp, train_feeds, fixed)
     reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
     if spec:
         head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
@@ -95,7 +97,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
                      trainable=final, lr_mult=final, trains_from=train.trains_from(stage_sets),
                      update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
-    plan.notes = plan_notes(cfg, model, cut, inp.op.name, fixed)
+    plan.notes = plan_notes(cfg, model, cut, inp, fixed)
     plan.features = head.features_report() if head else None
     model.plan = plan
     if values:
@@ -103,7 +105,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
         if reinit:
             reinitialize(model, reinit, seed=cfg.seed)
     return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
-                 feeds={n: feeds[n] for n in extra}, train_feeds={n: {**feeds, **train_feeds}[n] for n in extra},
+                 feeds=feeds, train_feeds=train_feeds,
                  fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates])
 
 

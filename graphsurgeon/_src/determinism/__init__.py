@@ -1,22 +1,26 @@
 """Does a tensor give each example one value? Two ways it may not, and how each is found.
 
 * *Random*: it depends on random ops (dropout's mask, noise), so two runs on the same batch
-  differ. A graph scan names the random ops upstream (:func:`random_ops_upstream`), but only a
-  run tells whether the feeds make them harmless: dropout whose ``keep_prob`` placeholder is fed
-  1.0 (or is a ``placeholder_with_default(1.0)``) still holds a ``RandomUniform`` op and gives
-  the same values every run. Two ordinary runs can agree by chance (dropout with ``keep_prob``
-  0.999 drops none of 16 values with probability 0.98), so when they agree, the random ops
-  upstream whose outputs can be fed (``RandomUniform``, ``RandomStandardNormal``,
-  ``TruncatedNormal``; not ops inside a ``while`` loop, such as ``dynamic_rnn``'s dropout) are
-  fed two far-apart draws they can make (:data:`DRAWS`), all at once, and the two results
-  compared: any ``keep_prob`` below 1 then drops every value in one run and none in the other.
-  What still passes: randomness that other ops upstream (``RandomUniformInt``, ``Multinomial``,
-  ``RandomShuffle``, ops in a loop) bring in and two runs do not show, and a tensor that agrees
-  at both draws but not between them.
+  differ. A graph scan names the random ops upstream, in the graph and inside the functions its
+  ops call (:func:`random_ops_upstream`, :mod:`.scan`), but only a run tells whether the feeds
+  make them harmless: dropout whose ``keep_prob`` placeholder is fed 1.0 (or is a
+  ``placeholder_with_default(1.0)``) still holds a ``RandomUniform`` op and gives the same values
+  every run. Two ordinary runs can agree by chance (dropout with ``keep_prob`` 0.999 drops none
+  of 16 values with probability 0.98), so when they agree, the random ops upstream whose outputs
+  can be fed (``RandomUniform``, ``RandomStandardNormal``, ``TruncatedNormal``; not ops inside a
+  ``while`` loop, such as ``dynamic_rnn``'s dropout, nor ops inside functions, such as the
+  branches of a TensorFlow 2 ``tf.cond``) are fed two far-apart draws they can make
+  (:data:`DRAWS`), all at once, and the two results compared: any ``keep_prob`` below 1 then
+  drops every value in one run and none in the other. What still passes: randomness that other
+  ops upstream (``RandomUniformInt``, ``Multinomial``, ``RandomShuffle``, ops in a loop or a
+  function) bring in and two runs do not show, and a tensor that agrees at both draws but not
+  between them.
 * *Batch-dependent*: an example's value changes with the other examples of its batch (batch
   statistics: ``tf.nn.moments`` over the batch, batch norm in training mode). Found by running
   the batch's first example alone (repeated to the batch a graph fixes) and comparing;
-  :func:`batch_mixing_ops` names the ops likely responsible.
+  :func:`batch_mixing_ops` names the ops likely responsible. A tensor whose axis 0 is not the
+  batch (a time-major RNN's ``[time, batch, units]``) changes too: :func:`axis0_doubt` guesses when
+  that may be so, and :func:`mixing` then says it instead.
 
 :func:`probe` runs both checks on one batch: the same batch twice, then its first example alone.
 """
@@ -27,52 +31,16 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import subgraph
+from graphsurgeon._src.determinism.scan import RANDOM_OPS, axis0_doubt, batch_mixing_ops, random_ops_upstream
 
-# Ops whose output differs run to run.
-RANDOM_OPS = frozenset({
-    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "RandomShuffle",
-    "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomCrop", "ParameterizedTruncatedNormal",
-})
+__all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "feed_hint", "feedable_draws",
+           "feeds_text", "mixing", "ops_phrase", "probe", "random_ops_upstream", "random_phrase", "rows_not_examples",
+           "same"]
+
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
 # second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values;
 # the normal ones are fed values well inside what they draw).
 DRAWS = {"RandomUniform": (0.0, None), "RandomStandardNormal": (-3.0, 3.0), "TruncatedNormal": (-1.9, 1.9)}
-# Reductions that mix the examples of a batch when they reduce over its first axis.
-_REDUCTIONS = frozenset({"Mean", "Sum", "Max", "Min", "Prod", "All", "Any", "EuclideanNorm"})
-_BATCH_NORMS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
-
-
-def random_ops_upstream(model, tensor: str) -> list[str]:
-    """Names of the random ops (dropout's mask, noise) that ``tensor`` depends on, sorted."""
-    gd = model.graph.as_graph_def()
-    by_name = {n.name: n for n in gd.node}
-    return sorted(n for n in subgraph.upstream(gd, [tensor], by_name) if by_name[n].op in RANDOM_OPS)
-
-
-def batch_mixing_ops(model, tensor: str, input_op: str) -> list[str]:
-    """Ops between ``input_op`` and ``tensor`` that may mix the examples of a batch: reductions over
-    axis 0 (``tf.nn.moments`` over the batch; also ones that change no example's values, such as
-    ``dynamic_rnn``'s longest sequence of the batch) and batch norm in training mode. Names, sorted."""
-    gd = model.graph.as_graph_def()
-    by_name = {n.name: n for n in gd.node}
-    up = subgraph.upstream(gd, [tensor], by_name)
-    out = []
-    for name in sorted(up):
-        node = by_name[name]
-        if node.op in _BATCH_NORMS and node.attr["is_training"].b:
-            fed = input_op in subgraph.upstream(gd, [node.input[0]], by_name)
-        elif node.op in _REDUCTIONS and len(node.input) > 1:
-            axes = by_name.get(subgraph.node_name(node.input[1]))
-            if axes is None or axes.op != "Const":
-                continue
-            values = tf.make_ndarray(axes.attr["value"].tensor).reshape(-1)
-            fed = 0 in values and input_op in subgraph.upstream(gd, [node.input[0]], by_name)
-        else:
-            continue
-        if fed:
-            out.append(name)
-    return out
 
 
 @dataclasses.dataclass
@@ -126,7 +94,7 @@ def feedable_draws(model, tensor: str) -> list:
     and whose output the graph lets be fed and fetched; ``high`` None: the largest value below 1 in
     the output's dtype. (An op inside a ``while`` loop may be listed; feeding it fails when run.)"""
     g, out = model.graph, []
-    for name in random_ops_upstream(model, tensor):
+    for name in random_ops_upstream(model, tensor, functions=False):
         op = g.get_operation_by_name(name)
         if op.type in DRAWS and g.is_feedable(op.outputs[0]) and g.is_fetchable(op):
             out.append((op.outputs[0], DRAWS[op.type]))
@@ -135,9 +103,9 @@ def feedable_draws(model, tensor: str) -> list:
 
 def _draws_differ(run, t, feed, n, draws) -> bool:
     """Whether ``t`` differs between a run with every op of ``draws`` fed its low value and one with
-    each fed its high value; if TensorFlow refuses to run that (an op inside a ``while`` loop: its
-    tensors cannot be fed), each op alone, the others drawing as usual; an op it refuses alone
-    counts as no difference."""
+    each fed its high value; if TensorFlow refuses to run that (a tensor it will not feed; a run that
+    fails at those values, such as a ``check_numerics`` of the log of what they all drop), each op
+    alone, the others drawing as usual; an op it refuses alone counts as no difference."""
     def differ(group):
         try:
             drawn = run(feed, [d for d, _ in group])  # the shapes this batch gives them
@@ -169,8 +137,7 @@ def ops_phrase(ops: list) -> str:
     when the scan named none (the runs differ anyway), where they may be."""
     if ops:
         return f"random op(s) {', '.join(ops[:3])}"
-    return ("random ops the graph scan does not name (inside a function, such as the branches of a TF2 tf.cond, or "
-            "of a kind outside its list)")
+    return "random ops the graph scan does not name (of a kind outside its list)"
 
 
 def random_phrase(p: Probe) -> str:
@@ -194,8 +161,38 @@ def feed_hint(feeds: dict) -> str:
     return ", give the placeholder that drives them its inference value in feeds=" if feeds else ""
 
 
-def mixing_phrase(model, tensor: str, input_op: str) -> str:
-    """How ``tensor`` depends on its batch-mates, for messages: the ops likely responsible, or a
-    statement of what was seen."""
-    ops = batch_mixing_ops(model, tensor, input_op)
-    return f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
+def rows_not_examples(model, t, feeder, feed: dict, values) -> str | None:
+    """When ``values`` (``t`` run on ``feed``, made by ``feeder``) have another number of rows than
+    the batch fed (a time-major tensor reshaped to ``[time * batch, units]``), what to say of
+    ``t``: ``'T' has 160 rows for a batch of 32 examples: its axis 0 is not the batch (…)``."""
+    fed = len(feed[feeder.input])
+    if not np.ndim(values) or len(values) == fed:
+        return None
+    doubt = axis0_doubt(model, t.name, feeder.input)
+    return (f"'{t.name}' has {len(values)} rows for a batch of {fed} examples: its axis 0 is not the batch"
+            + (f" ({doubt}, a guess from the graph)" if doubt else ""))
+
+
+@dataclasses.dataclass
+class Mixing:
+    """How a tensor depends on its batch-mates, for messages (:func:`mixing`): ``why`` (the ops likely
+    responsible, or what was seen; or that axis 0 may not be the batch), ``cause`` (``why`` and, unless
+    axis 0 is in doubt, the usual causes) and ``instead`` (where to cut instead: ``below them``)."""
+
+    why: str
+    cause: str
+    instead: str
+
+
+def mixing(model, tensor: str, input_tensor) -> Mixing:
+    """How ``tensor`` depends on its batch-mates (its first example alone gives other values) when
+    fed at ``input_tensor``: when axis 0 of ``tensor`` may not be the batch (:func:`axis0_doubt`, a
+    guess), that; else the ops that may mix a batch (:func:`batch_mixing_ops`), or what was seen."""
+    doubt = axis0_doubt(model, tensor, input_tensor)
+    if doubt:
+        why = f"axis 0 of '{tensor}' may not be the batch: {doubt}, a guess from the graph"
+        return Mixing(why, why, "where axis 0 is the batch")
+    ops = batch_mixing_ops(model, tensor, input_tensor.op.name)
+    why = f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
+    return Mixing(why, f"{why}: batch statistics such as tf.nn.moments or batch norm in training mode",
+                  "below them")

@@ -1,0 +1,218 @@
+"""Graph scans behind :mod:`graphsurgeon._src.determinism`: the random ops a tensor depends on, and
+the ops that may mix the examples of its batch, in the graph and inside the functions its ops call
+(the branches of a TensorFlow 2 ``tf.cond``, an ``If`` op; a ``While`` op's condition and body; a
+``PartitionedCall``'s function; nested calls too). An op inside a function is named
+``NAME in function 'F' called by op 'OP'`` (``OP`` an op of the graph; a function called from
+another: ``NAME in function 'F' in function 'G' called by op 'OP'``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from graphsurgeon._src import subgraph
+
+# Ops whose output differs run to run.
+RANDOM_OPS = frozenset({
+    "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "RandomShuffle",
+    "Multinomial", "RandomGamma", "RandomPoisson", "RandomPoissonV2", "RandomCrop", "ParameterizedTruncatedNormal",
+})
+# Reductions that mix the examples of a batch when they reduce over its first axis.
+_REDUCTIONS = frozenset({"Mean", "Sum", "Max", "Min", "Prod", "All", "Any", "EuclideanNorm"})
+_BATCH_NORMS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
+# call ops whose first input is not passed to the functions (the branch taken, or its index)
+_FIRST_INPUT_CHOOSES = frozenset({"If", "StatelessIf", "Case", "StatelessCase"})
+_LOOPS = frozenset({"While", "StatelessWhile"})
+_CALLS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
+
+
+def random_ops_upstream(model, tensor: str, functions: bool = True) -> list[str]:
+    """Names of the random ops (dropout's mask, noise) that ``tensor`` depends on: the graph's, sorted,
+    then (unless not ``functions``) those inside the functions it calls, sorted."""
+    gd = model.graph.as_graph_def()
+    by_name = {n.name: n for n in gd.node}
+    names = sorted(n for n in subgraph.upstream(gd, [tensor], by_name) if by_name[n].op in RANDOM_OPS)
+    if functions:
+        names += sorted(f"{i.node.name}{i.where}" for i in _in_functions(gd, by_name, tensor) if i.node.op in RANDOM_OPS)
+    return names
+
+
+def batch_mixing_ops(model, tensor: str, input_op: str) -> list[str]:
+    """Ops between ``input_op`` and ``tensor`` that may mix the examples of a batch: reductions over
+    axis 0 (``tf.nn.moments`` over the batch; also ones that change no example's values, such as
+    ``dynamic_rnn``'s longest sequence of the batch) and batch norm in training mode. The graph's,
+    sorted, then those inside the functions it calls whose data comes from ``input_op``, sorted
+    (axis 0 there is taken to be the batch too)."""
+    gd = model.graph.as_graph_def()
+    by_name = {n.name: n for n in gd.node}
+
+    def graph_reads(name):
+        return input_op in subgraph.upstream(gd, [name], by_name)
+
+    out = sorted(n for n in subgraph.upstream(gd, [tensor], by_name)
+                 if _mixes(by_name[n], by_name, subgraph.node_name, graph_reads))
+    inner = [f"{i.node.name}{i.where}" for i in _in_functions(gd, by_name, tensor, input_op)
+             if _mixes(i.node, i.body, _body_name, lambda name, fed=i.fed: _body_name(name) in fed)]
+    return out + sorted(inner)
+
+
+def _mixes(node, nodes: dict, name_of, reads_input) -> bool:
+    """Is ``node`` a reduction over axis 0 (its axes a constant in ``nodes``, keyed by ``name_of`` of
+    an input) or a batch norm in training mode, whose data input ``reads_input``?"""
+    if node.op in _BATCH_NORMS and node.attr["is_training"].b:
+        return reads_input(node.input[0])
+    if node.op in _REDUCTIONS and len(node.input) > 1:
+        axes = nodes.get(name_of(node.input[1]))
+        if axes is None or axes.op != "Const":
+            return False
+        return 0 in tf.make_ndarray(axes.attr["value"].tensor).reshape(-1) and reads_input(node.input[0])
+    return False
+
+
+@dataclasses.dataclass
+class _Inner:
+    """An op inside a function: ``node`` (its NodeDef), ``where`` (`` in function 'F' called by op
+    'OP'``), ``body`` (the function's nodes by name), ``fed`` (the names in the body whose value comes
+    from the input)."""
+
+    node: object
+    where: str
+    body: dict
+    fed: set
+
+
+def _body_name(name: str) -> str:
+    """A function body's input ``'^n'``, ``'n:output:0'``, ``'arg'`` -> ``'n'`` / ``'arg'``."""
+    return name.lstrip("^").split(":")[0]
+
+
+def _functions_called(node) -> list[str]:
+    """Names of the functions an op calls (attrs holding a function or a list of them)."""
+    out = []
+    for key in sorted(node.attr):
+        kind = node.attr[key].WhichOneof("value")
+        if kind == "func":
+            out.append(node.attr[key].func.name)
+        elif kind == "list":
+            out.extend(f.name for f in node.attr[key].list.func)
+    return out
+
+
+def _in_functions(gd, by_name: dict, tensor: str, input_op: str | None = None):
+    """An :class:`_Inner` for each op inside a function called by an op upstream of ``tensor`` (or
+    from such a function) that the function's outputs depend on (``fed`` empty without ``input_op``)."""
+    library = {f.signature.name: f for f in gd.library.function}
+    if not library:
+        return
+    seen = set()
+    for name in sorted(subgraph.upstream(gd, [tensor], by_name)):
+        call = by_name[name]
+        if not _functions_called(call):
+            continue
+        data = [i for i in call.input if not i.startswith("^")]
+        fed = [input_op is not None and input_op in subgraph.upstream(gd, [i], by_name) for i in data]
+        yield from _walk(library, call, fed, f" called by op '{name}'", seen)
+
+
+def _walk(library: dict, call, fed_inputs: list, suffix: str, seen: set):
+    """What :func:`_in_functions` yields for the functions ``call`` calls (``fed_inputs``: which of its
+    data inputs come from the input), and the functions they call."""
+    fed_inputs = _fed_args_of(library, call, fed_inputs)
+    for fname in _functions_called(call):
+        fdef = library.get(fname)
+        key = (fname, suffix, tuple(fed_inputs))
+        if fdef is None or key in seen:
+            continue
+        seen.add(key)
+        body = {n.name: n for n in fdef.node_def}
+        fed = _fed_in_body(fdef, body, fed_inputs)
+        where = f" in function '{fname}'{suffix}"
+        outputs = [fdef.ret[a.name] for a in fdef.signature.output_arg if a.name in fdef.ret]
+        for n in sorted(_body_upstream(body, outputs + list(fdef.control_ret.values()))):
+            node = body[n]
+            yield _Inner(node, where, body, fed)
+            if _functions_called(node):
+                inner = [_body_name(i) in fed for i in node.input if not i.startswith("^")]
+                yield from _walk(library, node, inner, where, seen)
+
+
+def _fed_args_of(library: dict, call, fed_inputs: list) -> list:
+    """Which arguments of the functions ``call`` calls come from the input: those passed a fed input
+    (an op that is no known call op: all, when any input is fed); a loop's also when its body's
+    output for the argument is fed (a value carried from one pass to the next)."""
+    if call.op in _FIRST_INPUT_CHOOSES:
+        return fed_inputs[1:]
+    if call.op not in _LOOPS | _CALLS:
+        return [any(fed_inputs)] * max((len(library[f].signature.input_arg) for f in _functions_called(call)
+                                        if f in library), default=0)
+    body = library.get(call.attr["body"].func.name) if call.op in _LOOPS else None
+    while body is not None:
+        nodes = {n.name: n for n in body.node_def}
+        fed = _fed_in_body(body, nodes, fed_inputs)
+        outs = [_body_name(body.ret.get(a.name, "")) in fed for a in body.signature.output_arg]
+        carried = [a or b for a, b in zip(fed_inputs, outs)] + fed_inputs[len(outs):]
+        if carried == fed_inputs:
+            break
+        fed_inputs = carried
+    return fed_inputs
+
+
+def _fed_in_body(fdef, body: dict, fed_args: list) -> set:
+    """The arguments and nodes of ``fdef`` whose value comes from the fed arguments (``fed_args``:
+    one bool per argument)."""
+    fed = {a.name for a, f in zip(fdef.signature.input_arg, fed_args) if f}
+    changed = bool(fed)
+    while changed:
+        changed = False
+        for n in body.values():
+            if n.name not in fed and any(_body_name(i) in fed for i in n.input if not i.startswith("^")):
+                fed.add(n.name)
+                changed = True
+    return fed
+
+
+def _body_upstream(body: dict, names) -> set[str]:
+    """The nodes of a function body that ``names`` (its outputs) depend on, themselves included."""
+    seen, stack = set(), [_body_name(n) for n in names]
+    while stack:
+        n = stack.pop()
+        if n in seen or n not in body:
+            continue
+        seen.add(n)
+        stack.extend(_body_name(i) for i in body[n].input)
+    return seen
+
+
+def axis0_doubt(model, tensor: str, input_tensor) -> str | None:
+    """Why axis 0 of ``tensor`` may not be the batch of ``input_tensor`` (the examples fed), or None.
+    A guess from the graph alone: ``tensor``'s static size on axis 0 is known and is not the input's
+    (the input's is unknown, or another size), or the transposes between the input and ``tensor``
+    whose permutation is a constant, taken in the order they depend on one another, move the input's
+    axis 0 elsewhere (a time-major RNN's ``[time, batch, units]``). Other ops that move axes
+    (reshapes, ``tf.unstack``) are not followed."""
+    g = model.graph
+    t = g.get_tensor_by_name(tensor if ":" in tensor else tensor + ":0")
+    size = t.shape.as_list()[0] if t.shape.rank else None
+    batch = input_tensor.shape.as_list()[0] if input_tensor.shape.rank else None
+    if size is not None and size != batch:
+        return (f"its static size {size} is not the input's batch ('{input_tensor.name}' is "
+                f"{_shape_text(input_tensor.shape)})")
+    gd = g.as_graph_def()
+    by_name = {n.name: n for n in gd.node}
+    ups = {n: subgraph.upstream(gd, [n], by_name) for n in subgraph.upstream(gd, [tensor], by_name)
+           if by_name[n].op in ("Transpose", "ConjugateTranspose")}
+    axis, moved = 0, []
+    for name in sorted((n for n in ups if input_tensor.op.name in ups[n]), key=lambda n: (len(ups[n]), n)):
+        perm = tf.get_static_value(g.get_operation_by_name(name).inputs[1])
+        if perm is not None and axis in list(perm) and list(perm).index(axis) != axis:
+            axis = list(perm).index(axis)
+            moved.append(name)
+    if axis != 0:
+        return f"transpose {', '.join(repr(n) for n in moved)} moves the input's axis 0 to axis {axis}"
+    return None
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape.as_list()) + "]" if shape.rank is not None \
+        else "of unknown rank"

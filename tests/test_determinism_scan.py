@@ -1,0 +1,117 @@
+"""The graph scans of graphsurgeon/_src/determinism/scan.py on tiny graphs (no session, no disk):
+random ops and ops that may mix a batch, in the graph and inside the functions its ops call."""
+import types
+
+import tensorflow as tf
+
+from graphsurgeon._src.determinism import batch_mixing_ops, feedable_draws, random_ops_upstream
+
+tf1 = tf.compat.v1
+
+
+def _functional_graph():
+    """x -> tf.cond (If: dropout of x minus its batch mean in the true branch) -> a tf.function (a
+    StatefulPartitionedCall: noise, a sum over the batch, and a tf.cond of its own) -> a while loop
+    (While: normal noise and a max over the batch each pass) -> 'out'; 'side' is a sum over axis 0
+    of the 'flag' placeholder's data only."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 8], name="x")
+        flag = tf1.placeholder_with_default(True, (), name="flag")
+        h = tf.cond(flag, lambda: tf1.nn.dropout(x - tf.reduce_mean(x, 0), keep_prob=0.5), lambda: tf.identity(x))
+
+        @tf.function
+        def block(v):
+            v = tf.cond(tf.reduce_sum(v) > 0, lambda: v + tf.random.uniform([8]), lambda: v)
+            return v + tf.reduce_sum(v, 0)
+
+        h = block(h)
+        _, h = tf.while_loop(lambda i, v: i < 3,
+                             lambda i, v: (i + 1, v + tf.reduce_max(v, 0) + tf.random.normal([8])), [0, h])
+        tf.identity(h, name="out")
+        tf.cond(flag, lambda: tf.reduce_sum(tf.ones([3, 8]), 0), lambda: tf.zeros([8]), name="side")
+    ops = {op.type: op for op in g.get_operations()}
+    assert {"If", "StatefulPartitionedCall", "While"} <= set(ops)  # functional control flow, not Switch/Merge
+    return g
+
+
+def _called(g, op, attr):
+    return g.get_operation_by_name(op).get_attr(attr).name
+
+
+def test_random_ops_inside_functions_are_named_with_the_function_and_the_op_that_calls_it():
+    g = _functional_graph()
+    model = types.SimpleNamespace(graph=g)
+    block = _called(g, "StatefulPartitionedCall", "f")
+    inner = [n for n in g.as_graph_def().library.function if n.signature.name == block][0]
+    inner_if = [n for n in inner.node_def if n.op in ("If", "StatelessIf")][0]
+    nested = inner_if.attr["then_branch"].func.name
+    assert random_ops_upstream(model, "out:0") == sorted([
+        f"dropout/random_uniform/RandomUniform in function '{_called(g, 'cond', 'then_branch')}' called by op 'cond'",
+        f"random_uniform/RandomUniform in function '{nested}' in function '{block}' called by op "
+        "'StatefulPartitionedCall'",
+        f"random_normal/RandomStandardNormal in function '{_called(g, 'while', 'body')}' called by op 'while'",
+    ])
+    assert random_ops_upstream(model, "out:0", functions=False) == []
+    assert feedable_draws(model, "out:0") == []  # an op inside a function cannot be fed
+    assert random_ops_upstream(model, "side:0") == []
+
+
+def test_batch_mixing_ops_inside_functions_are_named_when_the_input_reaches_them():
+    g = _functional_graph()
+    model = types.SimpleNamespace(graph=g)
+    block = _called(g, "StatefulPartitionedCall", "f")
+    assert batch_mixing_ops(model, "out:0", "x") == sorted([
+        f"Max in function '{_called(g, 'while', 'body')}' called by op 'while'",
+        f"Mean in function '{_called(g, 'cond', 'then_branch')}' called by op 'cond'",
+        f"Sum in function '{block}' called by op 'StatefulPartitionedCall'",  # over every axis: the cond's predicate
+        f"Sum_1 in function '{block}' called by op 'StatefulPartitionedCall'",
+    ])
+    # the If's predicate is not passed to its branches: the branch's mean does not read 'flag'
+    assert batch_mixing_ops(model, "out:0", "flag") == sorted([
+        f"Max in function '{_called(g, 'while', 'body')}' called by op 'while'",
+        f"Sum in function '{block}' called by op 'StatefulPartitionedCall'",
+        f"Sum_1 in function '{block}' called by op 'StatefulPartitionedCall'",
+    ])
+    assert batch_mixing_ops(model, "side:0", "flag") == []  # its sum reads constants only
+
+
+def test_a_loop_carries_the_input_into_a_variable_that_starts_without_it():
+    """A while loop's accumulator starts at zeros and takes the input on its first pass: its max over
+    the batch mixes the input's examples from the second pass on."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        _, acc, _ = tf.while_loop(lambda i, a, v: i < 3,
+                                  lambda i, a, v: (i + 1, v + tf.reduce_max(a, 0), v), [0, tf.zeros([2, 4]), x],
+                                  shape_invariants=[tf.TensorShape([]), tf.TensorShape([None, 4]),
+                                                    tf.TensorShape([None, 4])])
+        tf.identity(acc, name="out")
+    body = _called(g, "while", "body")
+    assert batch_mixing_ops(types.SimpleNamespace(graph=g), "out:0", "x") == [
+        f"Max in function '{body}' called by op 'while'"]
+
+
+def test_axis0_doubt_is_a_guess_from_static_shapes_and_transposes():
+    from graphsurgeon._src.determinism import axis0_doubt
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 5, 3], name="x")
+        tm = tf.transpose(x, [1, 0, 2], name="time_major")  # [5, ?, 3]
+        tf.reshape(tm, [-1, 3], name="rows")  # [?, 3]: time * batch rows
+        tf.transpose(tm, [1, 0, 2], name="batch_major")
+        tf.transpose(x, [0, 2, 1], name="channels_first")
+        v = tf1.placeholder(tf.float32, [None, None, 3], name="v")  # time unknown too
+        tf.transpose(v, [1, 0, 2], name="v_time_major")
+        f = tf1.placeholder(tf.float32, [4, 4, 3], name="f")  # batch fixed at the number of steps
+        tf.transpose(f, tf.concat([[1, 0], tf.range(2, 3)], 0), name="f_time_major")  # a computed constant perm
+    model = types.SimpleNamespace(graph=g)
+    doubt = (lambda t, inp: axis0_doubt(model, t, g.get_tensor_by_name(inp)))
+    assert doubt("time_major:0", "x:0") == "its static size 5 is not the input's batch ('x:0' is [?, 5, 3])"
+    assert doubt("rows:0", "x:0") == "transpose 'time_major' moves the input's axis 0 to axis 1"
+    assert doubt("v_time_major", "v:0") == "transpose 'v_time_major' moves the input's axis 0 to axis 1"
+    assert doubt("f_time_major:0", "f:0") == "transpose 'f_time_major' moves the input's axis 0 to axis 1"
+    assert doubt("batch_major:0", "x:0") is None  # moved back
+    assert doubt("channels_first:0", "x:0") is None
+    assert doubt("x:0", "x:0") is None
