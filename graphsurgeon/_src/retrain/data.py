@@ -58,13 +58,15 @@ def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):
 
     Raises:
       CacheError: the cache was made by another model or under other settings (feeds, input,
-        preprocessing; ``image_scale`` is the run's pixel scale); ConfigError: trainable variables lie
+        preprocessing; ``image_scale`` is the run's pixel scale), or holds a tensor that the head's cut
+        (or the output fine-tuned) is not computed from; ConfigError: trainable variables lie
         below the cached tensor; DataError: labels the head cannot take, or no training examples.
     """
     reader = cache_mod.CacheReader(cache_dir)
     try:
         cache_mod.check_matches(reader, setup.model, feeds=setup.feeds, train_feeds=setup.train_feeds,
-                                input=setup.input.name, image_scale=image_scale)
+                                input=setup.input.name, image_scale=image_scale, reads=setup.model.tensor(setup.cut).name,
+                                n_classes=setup.logits.shape.as_list()[-1] if setup.head else None)
         below = cache_mod.variables_below(setup.model, reader.cut, setup.plan.trainable)
         if below:
             raise ConfigError(
