@@ -81,6 +81,11 @@ MESSAGES = [
     (("retrain",), "c/ holds the tensor 'Relu_1:0', but the head reads 'Relu:0', which is not computed from it (a run "
                    "from a cache reads the cached tensor or a tensor above it): give head=Relu_1:2 for a new head on "
                    "the cached tensor, or cache 'Relu:0' with generate_cache"),
+    (("retrain",), "c/ was made with feeds={'shift': VALUE} (float32[8] sha256 12a0db28b1d2), a value its manifest "
+                   "records only by its digest: give the same value in feeds= (the .npy file it was made with)"),
+    (("retrain",), "c/ was made under other settings than this model and run (feed scale 2.0 -> 3.0); its activations "
+                   "are stale: regenerate it with generate_cache, or give the settings it was made with (input= and "
+                   "feeds= left out are taken from the cache)"),
     (("retrain", "thaw"), "out_dir=o/x cannot be written: permission denied in /o"),
     (("migrate",), "destination o/x cannot be written: /o is on a read-only file system"),
     (("cache", "retrain"), "data g.pb: a model file (a graph or a checkpoint), not data; expected an .npz (arrays x "

@@ -51,3 +51,76 @@ def test_a_head_on_another_tensor_than_the_cached_one_is_told_so(gan_cache, tmp_
         f"graphsurgeon retrain: error: {cache} holds the tensor 'Relu_1:0', which the graph of {mlp} does not "
         "have: the cache was made from another graph")
     assert not (tmp_path / "o").exists()
+
+
+def _scaled_net(directory):
+    """X[None, 6] -> hidden (8, relu) * scale[] + shift[8] (scaled) -> features (8, relu) -> logits (3), saved
+    with Saver: two placeholders besides the input, ``scale`` (a scalar: its manifest keeps the
+    value) and ``shift`` (8 values: only their digest)."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, [None, 6], name="X")
+        init = tf1.glorot_uniform_initializer(seed=1)
+        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8], initializer=init)) + 0.1, name="hidden")
+        h = tf.add(h * tf1.placeholder(tf.float32, [], name="scale"), tf1.placeholder(tf.float32, [8], name="shift"),
+                   name="scaled")
+        f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8], initializer=init)) + 0.1, name="features")
+        tf.matmul(f, tf1.get_variable("w3", [8, 3], initializer=init), name="logits")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, "m", "m.ckpt"))
+
+
+def test_retrain_from_a_cache_takes_the_feeds_it_was_made_with(tmp_path, capfd):
+    """--feed scale=2 given to cache was needed again by retrain --cache ("'features' also needs
+    placeholder(s) scale"), though the manifest records it: a value it holds is taken, one it holds
+    only by digest (8 values) must be given and is named; a different value is refused."""
+    import json
+
+    prefix = _scaled_net(str(tmp_path))
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    np.save(tmp_path / "shift.npy", np.linspace(-1, 1, 8).astype(np.float32))
+    shift = f"shift={tmp_path / 'shift.npy'}"
+    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "scaled", "--data", tmp_path / "d.npz", "--out",
+                       tmp_path / "c", "--feed", "scale=2", shift, "--quiet")
+    assert code == 0, err
+    retrain = ["retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2", "--epochs", 1, "--quiet"]
+    code, _, err = cli(capfd, *retrain, "--out", tmp_path / "o")
+    assert code == 2 and one_line(err).startswith(
+        f"graphsurgeon retrain: error: {tmp_path / 'c'} was made with --feed shift=VALUE (float32[8] sha256 ")
+    assert one_line(err).endswith("a value its manifest records only by its digest: give the same value in --feed "
+                                  "(the .npy file it was made with)")
+    code, _, err = cli(capfd, *retrain, "--out", tmp_path / "o", "--feed", shift)
+    assert code == 0, err
+    with open(tmp_path / "o" / "metrics.json") as f:
+        assert json.load(f)["config"]["feeds"] == {"shift": str(tmp_path / "shift.npy"), "scale": 2.0}
+    code, _, err = cli(capfd, *retrain, "--out", tmp_path / "p", "--feed", shift, "scale=3")
+    assert code == 2 and "(feed scale 2.0 -> 3.0)" in one_line(err)
+    assert one_line(err).endswith("give the settings it was made with (--input and --feed left out are taken from the "
+                                  "cache)")
+    assert not (tmp_path / "p").exists()
+
+
+REAL_ESTIMATOR = os.path.join(os.path.dirname(REAL_GAN), "estimator_cnn_hsbarker")
+
+
+@real
+def test_retrain_from_a_cache_takes_the_input_it_was_made_with(tmp_path, capfd):
+    """The Estimator's cut reads a queue: cache --input random_shuffle_queue_DequeueMany:1 worked, and
+    retrain --cache without --input said "pass --input random_shuffle_queue_DequeueMany:1"."""
+    import json
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.uniform(0, 1, (120, 784)).astype(np.float32), y=rng.integers(0, 10, 120))
+    code, _, err = cli(capfd, "cache", "--model", REAL_ESTIMATOR, "--cut", "Reshape_1", "--input",
+                       "random_shuffle_queue_DequeueMany:1", "--data", tmp_path / "d.npz", "--out", tmp_path / "c",
+                       "--quiet")
+    assert code == 0, err
+    code, _, err = cli(capfd, "retrain", "--model", REAL_ESTIMATOR, "--cache", tmp_path / "c", "--head", "Reshape_1:10",
+                       "--epochs", 1, "--out", tmp_path / "o", "--quiet")
+    assert code == 0, err
+    with open(tmp_path / "o" / "metrics.json") as f:
+        assert json.load(f)["config"]["input"] == "random_shuffle_queue_DequeueMany:1"

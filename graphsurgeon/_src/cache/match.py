@@ -1,10 +1,16 @@
 """Does a cache hold what this model, with these settings, would compute? (``retrain --cache``)"""
 from __future__ import annotations
 
-from graphsurgeon._src import select
+import re
+
+import numpy as np
+
+from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.cache.header import differences, feed_digest, fingerprint, header
 from graphsurgeon._src.errors import CacheError, TensorNotFoundError
 from graphsurgeon._src.feeds import find_input, parse_feeds
+from graphsurgeon._src.storage import cachefiles
+from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.tf2 import read_meta_graph
 
 
@@ -41,7 +47,7 @@ def check_matches(reader, model, *, feeds=None, train_feeds=None, input: str | N
     if diff:
         raise CacheError(f"{reader.directory} was made under other settings than this model and run "
                          f"({'; '.join(diff)}); its activations are stale: regenerate it with generate_cache, or "
-                         "give the settings it was made with")
+                         "give the settings it was made with (input= and feeds= left out are taken from the cache)")
     moved = [n for n in extra if n in train_feeds and feed_digest(model, n, train_feeds[n]) !=
              feed_digest(model, n, feeds[n])]
     if moved:
@@ -49,6 +55,55 @@ def check_matches(reader, model, *, feeds=None, train_feeds=None, input: str | N
                          f"'{moved[0]}' below the cached tensor '{reader.cut}', whose values were computed once with "
                          "its feeds= value; training from the cache cannot change them: leave it out of train_feeds=, "
                          "or train from the data")
+
+
+def recorded_settings(directory: str, model: str, cut: str, *, input: str | None = None, feeds=None,
+                      tags=("serve",)) -> tuple[str | None, dict]:
+    """``(input, feeds)`` for a run from the cache at ``directory`` that reads tensor ``cut`` of
+    ``model``: those given, and where none is given, what the cache's manifest records it was made
+    with (its input; the values of the placeholders below the cached tensor, other than those
+    ``feeds`` names). A cache without a manifest, or whose tensor ``cut`` is not computed from, is
+    left to :func:`check_matches` to refuse: nothing is taken from it.
+
+    The manifest records an input that was not a placeholder by the placeholder that replaced it
+    (``queue_output1:0`` for ``queue:1``): that name is turned back into the tensor's. It records a
+    feed's value only when it has at most four elements (else its dtype, shape and sha256).
+
+    Raises:
+      CacheError: a feed the cache was made with whose value the manifest does not hold, not given
+        in ``feeds``.
+    """
+    feeds = dict(feeds or {})
+    manifest = cachefiles.read_manifest(directory)
+    if manifest is None:
+        return input, feeds
+    fp = manifest["fingerprint"]
+    gd = read_meta_graph(resolve(model, tags)).graph_def
+    by_name = {n.name: n for n in gd.node}
+    if select.normalize_name(fp["tensor"]) not in subgraph.upstream(gd, [cut], by_name):
+        return input, feeds
+    if input is None:
+        input = _given_input(fp["input"], by_name)
+    given = {select.normalize_name(k) for k in feeds}
+    for name, d in sorted(fp["feeds"].items()):
+        if name in given:
+            continue
+        if not isinstance(d, dict) or "value" not in d:
+            shown = f"{d.get('dtype')}{d.get('shape')} sha256 {str(d.get('sha256'))[:12]}" if isinstance(d, dict) else d
+            raise CacheError(f"{directory} was made with feeds={{'{name}': VALUE}} ({shown}), a value its manifest "
+                             "records only by its digest: give the same value in feeds= (the .npy file it was made "
+                             "with)")
+        feeds[name] = np.asarray(d["value"], dtype=d["dtype"]).reshape(d["shape"]).tolist()
+    return input, feeds
+
+
+def _given_input(recorded: str, by_name: dict) -> str:
+    """The tensor a user names for the input a manifest records (the placeholder that replaced it:
+    ``op:0`` itself, or ``op_outputK:0`` for output K, see ``subgraph.replace_with_placeholder``)."""
+    m = re.fullmatch(r"(.+)_output(\d+)(?:_\d+)?:0", recorded)
+    if select.normalize_name(recorded) not in by_name and m and m.group(1) in by_name:
+        return f"{m.group(1)}:{m.group(2)}"
+    return recorded
 
 
 def _not_read(reader, model, reads: str | None, n_classes: int | None) -> str:

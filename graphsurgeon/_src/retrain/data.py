@@ -1,6 +1,7 @@
 """Where a run's examples come from (data in memory, or a bottleneck cache) and what they are called."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from graphsurgeon._src import cache as cache_mod
@@ -51,6 +52,18 @@ class CacheExamples:
     def first(self):
         """The first ``batch_size`` cached training rows, in the cache's order."""
         return next(iter(self.reader.batches("train", self.batch_size, shuffle=False)))[0]
+
+
+def with_cache_settings(cfg, cache_dir):
+    """``cfg`` with the input and the feeds below the cached tensor that the cache was made with,
+    where ``cfg`` gives none (see :func:`graphsurgeon._src.cache.match.recorded_settings`)."""
+    spec = cfg.head_spec()
+    cut = spec[0] if spec else cfg.output
+    if not cfg.model or not cut:
+        return cfg
+    input, feeds = cache_mod.recorded_settings(cache_dir, cfg.model, cut, input=cfg.input, feeds=cfg.feeds,
+                                               tags=cfg.tags)
+    return dataclasses.replace(cfg, input=input, feeds=feeds)
 
 
 def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):
