@@ -49,6 +49,12 @@ MESSAGES = [
     (("cache", *TRAINING), "'f:0' also needs placeholder(s) keep_prob [] float32; give their values in "
                            "feeds={'NAME': VALUE} (a number, true/false, or an .npy file; train_feeds={'NAME': VALUE} "
                            "if training differs, e.g. keep_prob)"),
+    (("cache", *TRAINING), "feed 'x': 'x' is the input of 'f' (the only placeholder it reads), which the data feeds; "
+                           "it cannot also be fed a constant: leave it out of feeds="),
+    (("cache", *TRAINING), "feed 'x': 'x' is the input (input=x), which the data feeds; it cannot also be fed a "
+                           "constant: leave it out of feeds="),
+    (("cache", *TRAINING), "feeds= gives a value to every placeholder 'f' reads (x, y), its input among them, which "
+                           "the data feeds and cannot also be fed a constant: leave the input out of feeds="),
     (MODELS, "m/: features=f:0 reads 2 placeholders (a, b); name the input with input="),
     (MODELS, "m/: cannot tell the model's output above features=f:0 (candidates: none); name it with output="),
     (MODELS, "m/: output=logit is not a tensor of this model; closest: logits"),

@@ -124,3 +124,28 @@ def test_retrain_from_a_cache_takes_the_input_it_was_made_with(tmp_path, capfd):
     assert code == 0, err
     with open(tmp_path / "o" / "metrics.json") as f:
         assert json.load(f)["config"]["input"] == "random_shuffle_queue_DequeueMany:1"
+
+
+@real
+def test_feeding_the_input_a_constant_says_it_is_the_input(tmp_path, capfd):
+    """--feed x=1 where x is the GAN's input said "cannot tell the input of 'Relu_1': it reads
+    placeholders x"; with --input x too, "'Relu_1' does not read placeholder 'x'"."""
+    said = ("feed 'x': 'x' is the input of 'Relu_1' (the only placeholder it reads), which the data feeds; it cannot "
+            "also be fed a constant: leave it out of --feed")
+    for argv in (["plan", "--model", REAL_GAN, "--head", "Relu_1:2", "--feed", "x=1"],
+                 ["cache", "--model", REAL_GAN, "--cut", "Relu_1", "--data", tmp_path / "d.npz", "--out", tmp_path / "c",
+                  "--feed", "x:0=1"]):
+        code, _, err = cli(capfd, *argv)
+        assert code == 2 and one_line(err) == f"graphsurgeon {argv[0]}: error: {said}"
+    code, _, err = cli(capfd, "plan", "--model", REAL_GAN, "--head", "Relu_1:2", "--feed", "x=1", "--input", "x")
+    assert code == 2 and one_line(err) == ("graphsurgeon plan: error: feed 'x': 'x' is the input (--input x), which the "
+                                           "data feeds; it cannot also be fed a constant: leave it out of --feed")
+    assert not (tmp_path / "c").exists()
+
+
+def test_feeding_every_placeholder_says_the_input_is_among_them(tmp_path, capfd):
+    prefix = _scaled_net(str(tmp_path))
+    code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "scaled:2", "--feed", "scale=2", "shift=0", "X=0")
+    assert code == 2 and one_line(err) == (
+        "graphsurgeon plan: error: --feed gives a value to every placeholder 'scaled' reads (X, scale, shift), its "
+        "input among them, which the data feeds and cannot also be fed a constant: leave the input out of --feed")
