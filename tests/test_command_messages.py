@@ -83,7 +83,7 @@ MESSAGES = [
      "PlaceholderWithDefault, or cut above it)"),
     (("retrain",), "data=d.npz and cache=c/: give one, not both (a cache holds the examples it was made from); to "
                    "train on new data, cache it first with generate_cache, or leave out cache= to train from the data"),
-    (("retrain", "thaw"), "out_dir=afile/x: 'afile' is a file, not a directory"),
+    (("retrain", "thaw", "cache"), "out_dir=afile/x: 'afile' is a file, not a directory"),
     (("retrain",), "c/ holds the tensor 'Relu_1:0', but the head reads 'Relu:0', which is not computed from it (a run "
                    "from a cache reads the cached tensor or a tensor above it): give head=Relu_1:2 for a new head on "
                    "the cached tensor, or cache 'Relu:0' with generate_cache"),
@@ -92,7 +92,8 @@ MESSAGES = [
     (("retrain",), "c/ was made under other settings than this model and run (feed scale 2.0 -> 3.0); its activations "
                    "are stale: regenerate it with generate_cache, or give the settings it was made with (input= and "
                    "feeds= left out are taken from the cache)"),
-    (("retrain", "thaw"), "out_dir=o/x cannot be written: permission denied in /o"),
+    (("retrain", "thaw", "cache"), "out_dir=o/x cannot be written: permission denied in /o"),
+    (("retrain", "cache"), "out_dir=afile exists and is not a directory"),
     (("migrate",), "destination o/x cannot be written: /o is on a read-only file system"),
     (("cache", "retrain"), "data g.pb: a model file (a graph or a checkpoint), not data; expected an .npz (arrays x "
                            "and y) or an image folder (one sub-folder of images per class)"),

@@ -149,3 +149,13 @@ def test_feeding_every_placeholder_says_the_input_is_among_them(tmp_path, capfd)
     assert code == 2 and one_line(err) == (
         "graphsurgeon plan: error: --feed gives a value to every placeholder 'scaled' reads (X, scale, shift), its "
         "input among them, which the data feeds and cannot also be fed a constant: leave the input out of --feed")
+
+
+def test_a_cache_out_that_is_a_file_says_so(seed004, npz, tmp_path, capfd):
+    """It said "cache directory afile cannot be written (File exists)"; retrain says this."""
+    (tmp_path / "afile").write_text("mine")
+    code, _, err = cli(capfd, "cache", "--model", seed004[0], "--cut", "hidden2/Relu", "--data", npz, "--out",
+                       tmp_path / "afile", "--quiet")
+    assert code == 2 and one_line(err) == f"graphsurgeon cache: error: --out {tmp_path / 'afile'} exists and is not a " \
+                                          "directory"
+    assert (tmp_path / "afile").read_text() == "mine"
