@@ -102,6 +102,8 @@ MESSAGES = [
     (("inspect", "cache", *TRAINING, *MODELS), "o is retrain's output directory, which holds two copies of one model: "
                                                "pass o/saved_model (the SavedModel) or o/checkpoint (the checkpoint "
                                                "with its meta graph)"),
+    (("plan",), "depth=0: expected an integer >= 1 (how many name components make a box of the picture: 1 draws "
+                "hidden1/MatMul in the box hidden1), or leave it out for the deepest that keeps the picture to 60 boxes"),
     (("inspect",), "depth=0: expected an integer >= 1 (how many name components make a scope: 1 groups "
                    "hidden1/weights under hidden1)"),
     (("retrain",), "c/shard-00000.npy: the data set's index names row 9 but the shard holds 4 rows; run "

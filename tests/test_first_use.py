@@ -159,3 +159,23 @@ def test_a_cache_out_that_is_a_file_says_so(seed004, npz, tmp_path, capfd):
     assert code == 2 and one_line(err) == f"graphsurgeon cache: error: --out {tmp_path / 'afile'} exists and is not a " \
                                           "directory"
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_plan_refuses_a_picture_depth_below_one_as_inspect_does(seed004, tmp_path, capfd):
+    """plan --depth 0 drew the automatic depth (``depth or choose_depth(...)``) and --depth -1 cut the
+    last name component off every box; inspect --depth 0 was refused."""
+    said = ("expected an integer >= 1 (how many name components make a box of the picture: 1 draws hidden1/MatMul in "
+            "the box hidden1), or leave it out for the deepest that keeps the picture to 60 boxes")
+    for depth in (0, -1):
+        code, out, err = cli(capfd, "plan", "--model", seed004[0], "--head", "hidden2/Relu:2", "--depth", depth,
+                             "--dot", tmp_path / "p.dot")
+        assert (code, out) == (2, "") and one_line(err) == f"graphsurgeon plan: error: --depth {depth}: {said}"
+    assert not (tmp_path / "p.dot").exists()
+    code, _, err = cli(capfd, "plan", "--model", seed004[0], "--head", "hidden2/Relu:2", "--depth", 1,
+                       "--dot", tmp_path / "p.dot")
+    assert code == 0, err
+    import graphsurgeon as gs
+    from graphsurgeon._src.retrain import build, picture
+
+    with pytest.raises(gs.ConfigError, match=r"^depth=0: expected an integer >= 1"):
+        picture(build(gs.RetrainConfig(model=seed004[0], head="hidden2/Relu:2"), values=False), depth=0)

@@ -70,8 +70,10 @@ def cmd_inspect(args):
 
 
 def cmd_plan(args):
+    from graphsurgeon._src.picture import check_depth
     from graphsurgeon._src.retrain import build, picture
 
+    check_depth(args.depth)  # before the graph is built
     cfg = _config(args)
     setup = build(cfg, values=False)
     setup.plan.notes = [to_flags(n) for n in setup.plan.notes]
