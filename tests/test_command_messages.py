@@ -68,6 +68,9 @@ MESSAGES = [
                "train (trainable=hidden2) or leave the multiplier out"),
     (TRAINING, "lr_mult='hidden2=0.1': hidden2 matches only variables that start training at an unfreeze stage "
                "(hidden2/biases); that stage sets their multiplier: give it there (unfreeze=EPOCH:hidden2=0.1)"),
+    (TRAINING, "lr_mult='hidden*=0.1' sets the multiplier of the 2 variable(s) it matches that train from the first "
+               "epoch; it ignores the 2 it matches that do not train (hidden1/biases, hidden1/weights); the 2 it "
+               "matches that an unfreeze stage starts (hidden2/biases, hidden2/weights) take that stage's multiplier"),
     (TRAINING, "trainable=a b: m/g.pb holds no variables (a frozen graph: its weights are constants), so nothing of "
                "it can train; turn the weights to train into variables first: graphsurgeon.thaw('m/g.pb', ['a', 'b'], "
                "out_dir), then restore out_dir"),

@@ -179,3 +179,30 @@ def test_plan_refuses_a_picture_depth_below_one_as_inspect_does(seed004, tmp_pat
 
     with pytest.raises(gs.ConfigError, match=r"^depth=0: expected an integer >= 1"):
         picture(build(gs.RetrainConfig(model=seed004[0], head="hidden2/Relu:2"), values=False), depth=0)
+
+
+def test_a_multiplier_pattern_that_also_matches_frozen_variables_says_so(seed004, npz, tmp_path, capfd):
+    """--lr-mult 'hidden*=0.1' with only hidden3 trainable set hidden3's multiplier and said nothing of
+    hidden1 and hidden2; plan's table and retrain agree, and both say it (retrain's --json in notes)."""
+    import json
+
+    base = ["--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--lr-mult", "hidden*=0.1"]
+    said = ("--lr-mult 'hidden*=0.1' sets the multiplier of the 2 variable(s) it matches that train from the first "
+            "epoch; it ignores the 4 it matches that do not train (hidden1/biases, hidden1/weights, hidden2/biases, "
+            "hidden2/weights)")
+    code, out, err = cli(capfd, "plan", *base)
+    assert code == 0, err
+    assert f"-- note: {said}" in out.splitlines()
+    assert [l.split()[0] for l in out.splitlines() if l.endswith("lr x0.1")] == ["hidden3/biases", "hidden3/weights"]
+    code, out, err = cli(capfd, "retrain", *base, "--data", npz, "--out", tmp_path / "o", "--epochs", 1, "--quiet")
+    assert code == 0 and said in out.splitlines(), err
+    code, out, err = cli(capfd, "retrain", *base, "--unfreeze", "1:hidden2", "--data", npz, "--out", tmp_path / "p",
+                         "--epochs", 1, "--quiet", "--json")
+    assert code == 0, err
+    assert json.loads(out)["notes"] == [
+        "--lr-mult 'hidden*=0.1' sets the multiplier of the 2 variable(s) it matches that train from the first epoch; "
+        "it ignores the 2 it matches that do not train (hidden1/biases, hidden1/weights); the 2 it matches that an "
+        "unfreeze stage starts (hidden2/biases, hidden2/weights) take that stage's multiplier"]
+    code, out, err = cli(capfd, "plan", "--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3",
+                         "--lr-mult", "hidden3=0.1")
+    assert code == 0 and "-- note" not in out

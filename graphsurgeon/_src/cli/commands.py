@@ -103,9 +103,10 @@ def cmd_retrain(args):
     res = retrain(cfg, args.data, args.out, cache=args.cache, progress=not args.quiet, overwrite=args.overwrite)
     head_input = dict(res.head_input.to_dict(), notes=[to_flags(n) for n in res.head_input.notes])
     fixed = res.setup.fixed_batch
+    notes = [to_flags(n) for n in res.setup.notes]
     summary = {"version": 1, "out": args.out, "checkpoint": res.export.checkpoint,
                "saved_model": res.export.saved_model, "metrics": res.metrics, "epochs": len(res.history),
-               "settings": res.settings, "head_input": head_input, "fixed_batch": fixed}
+               "settings": res.settings, "head_input": head_input, "fixed_batch": fixed, "notes": notes}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -116,7 +117,7 @@ def cmd_retrain(args):
         _print_kept_epoch(res)
         for split, m in res.metrics.items():
             print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['examples']} examples)")
-        for note in head_input["notes"]:
+        for note in head_input["notes"] + notes:
             print(note)
         print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}"
               + (f" (its signature declares batches of exactly {fixed} examples, as the graph fixes the batch in its "
