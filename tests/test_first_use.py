@@ -102,6 +102,14 @@ def test_retrain_from_a_cache_takes_the_feeds_it_was_made_with(tmp_path, capfd):
     assert one_line(err).endswith("give the settings it was made with (--input and --feed left out are taken from the "
                                   "cache)")
     assert not (tmp_path / "p").exists()
+    with open(tmp_path / "c" / "manifest.json") as f:  # a record that is no value is a damaged manifest
+        m = json.load(f)
+    m["fingerprint"]["feeds"]["scale"]["dtype"] = "no-such-dtype"
+    with open(tmp_path / "c" / "manifest.json", "w") as f:
+        json.dump(m, f)
+    code, _, err = cli(capfd, *retrain, "--out", tmp_path / "p", "--feed", shift)
+    assert code == 2 and one_line(err).startswith(f"graphsurgeon retrain: error: {tmp_path / 'c'}: the manifest's "
+                                                  "feed 'scale' is malformed (")
 
 
 REAL_ESTIMATOR = os.path.join(os.path.dirname(REAL_GAN), "estimator_cnn_hsbarker")

@@ -93,7 +93,11 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
             raise CacheError(f"{directory} was made with feeds={{'{name}': VALUE}} ({shown}), a value its manifest "
                              "records only by its digest: give the same value in feeds= (the .npy file it was made "
                              "with)")
-        feeds[name] = np.asarray(d["value"], dtype=d["dtype"]).reshape(d["shape"]).tolist()
+        try:
+            feeds[name] = np.asarray(d["value"], dtype=d["dtype"]).reshape(d["shape"]).tolist()
+        except (KeyError, TypeError, ValueError):
+            raise CacheError(f"{directory}: the manifest's feed '{name}' is malformed ({d}); the manifest is damaged "
+                             "(delete the cache directory to rebuild it)") from None
     return input, feeds
 
 
