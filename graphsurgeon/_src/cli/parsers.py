@@ -166,7 +166,8 @@ def _retrain_parser(sub):
     _model_args(s)
     s.add_argument("--data", help=".npz (x, y) or an image folder (one sub-folder per class); or --cache")
     s.add_argument("--cache", metavar="DIR", help="train from a bottleneck cache made by 'graphsurgeon cache' "
-                                                  "(instead of --data: giving both is refused)")
+                                                  "(instead of --data: giving both is refused); --input and the "
+                                                  "--feed values below the cached tensor default to the cache's")
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--epochs", type=int, help="epoch budget (default: 300 for a head from a cache, 30 for a head, "
                                                "20 when restored layers train)")
