@@ -214,3 +214,22 @@ def test_a_multiplier_pattern_that_also_matches_frozen_variables_says_so(seed004
     code, out, err = cli(capfd, "plan", "--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3",
                          "--lr-mult", "hidden3=0.1")
     assert code == 0 and "-- note" not in out
+
+
+def test_retrain_from_a_cache_on_another_input_is_told_the_input_differs(tmp_path, capfd):
+    """A cache made with --feed scale=2 and retrain --cache --input scale: the recorded value of
+    scale is not taken as a feed of the run's own input (which said that the input 'scale' cannot also
+    be fed a constant, a --feed the user never gave); the placeholder the cut still needs is named."""
+    prefix = _scaled_net(str(tmp_path))
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    np.save(tmp_path / "shift.npy", np.linspace(-1, 1, 8).astype(np.float32))
+    shift = f"shift={tmp_path / 'shift.npy'}"
+    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "scaled", "--data", tmp_path / "d.npz", "--out",
+                       tmp_path / "c", "--feed", "scale=2", shift, "--quiet")
+    assert code == 0, err
+    code, _, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
+                       "--input", "scale", "--feed", shift, "--epochs", 1, "--quiet", "--out", tmp_path / "o")
+    assert code == 2 and one_line(err).startswith(
+        "graphsurgeon retrain: error: 'features' also needs placeholder(s) X float32[None, 6]; give their values"), err
+    assert not (tmp_path / "o").exists()

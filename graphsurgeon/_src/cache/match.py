@@ -62,8 +62,8 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
     """``(input, feeds)`` for a run from the cache at ``directory`` that reads tensor ``cut`` of
     ``model``: those given, and where none is given, what the cache's manifest records it was made
     with (its input; the values of the placeholders below the cached tensor, other than those
-    ``feeds`` names). A cache without a manifest, or whose tensor ``cut`` is not computed from, is
-    left to :func:`check_matches` to refuse: nothing is taken from it.
+    ``feeds`` names and the run's input). A cache without a manifest, or whose tensor ``cut`` is
+    not computed from, is left to :func:`check_matches` to refuse: nothing is taken from it.
 
     The manifest records an input that was not a placeholder by the placeholder that replaced it
     (``queue_output1:0`` for ``queue:1``): that name is turned back into the tensor's. It records a
@@ -84,7 +84,7 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
         return input, feeds
     if input is None:
         input = _given_input(fp["input"], by_name)
-    given = {select.normalize_name(k) for k in feeds}
+    given = {select.normalize_name(k) for k in feeds} | {select.normalize_name(input)}  # the run's input is no feed
     for name, d in sorted(fp["feeds"].items()):
         if name in given:
             continue
