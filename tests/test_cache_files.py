@@ -109,8 +109,8 @@ def test_read_only_directory_is_refused_before_anything_runs(seed004, tmp_path):
         p = subprocess.run(["unshare", "--mount", "sh", "-c", cmd + f" --runner {runner}"], capture_output=True,
                            text=True, env={**os.environ, "PYTHONPATH": ROOT})
         assert p.returncode == 2, p.stderr
-        assert p.stderr.strip() == (f"graphsurgeon cache: error: cache directory {ro / 'cache'} cannot be written "
-                                    "(a read-only file system); choose a writable --out DIR")
+        assert p.stderr.strip() == (f"graphsurgeon cache: error: --out {ro / 'cache'} cannot be written: {ro} is on a "
+                                    "read-only file system")
 
 
 def test_an_interrupted_cache_is_refused_by_the_reader(cache):

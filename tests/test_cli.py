@@ -347,10 +347,13 @@ def _tiny_frozen_graph(path):
 
 
 def _writers(prefix, npz, pb, out):
-    """``[(argv, what names out)]``: retrain, thaw and migrate, each told to write at ``out``."""
+    """``[(argv, what names out)]``: retrain, thaw, migrate and cache, each told to write at ``out`` (cache
+    said "cache directory afile/x cannot be written (Not a directory)", through a check of its own)."""
     return [(["retrain", "--model", prefix, "--head", "hidden3/Relu:2", "--data", npz, "--out", out, "--quiet"],
              f"--out {out}"), (["thaw", pb, "--scopes", "dense", "--out", out], f"--out {out}"),
-            (["migrate", prefix, out], f"destination {out}")]
+            (["migrate", prefix, out], f"destination {out}"),
+            (["cache", "--model", prefix, "--cut", "hidden2/Relu", "--data", npz, "--out", out, "--quiet"],
+             f"--out {out}")]
 
 
 def test_an_out_under_a_file_says_so(seed004, npz, tmp_path, capfd):

@@ -49,6 +49,12 @@ MESSAGES = [
     (("cache", *TRAINING), "'f:0' also needs placeholder(s) keep_prob [] float32; give their values in "
                            "feeds={'NAME': VALUE} (a number, true/false, or an .npy file; train_feeds={'NAME': VALUE} "
                            "if training differs, e.g. keep_prob)"),
+    (("cache", *TRAINING), "feed 'x': 'x' is the input of 'f' (the only placeholder it reads), which the data feeds; "
+                           "it cannot also be fed a constant: leave it out of feeds="),
+    (("cache", *TRAINING), "feed 'x': 'x' is the input (input=x), which the data feeds; it cannot also be fed a "
+                           "constant: leave it out of feeds="),
+    (("cache", *TRAINING), "feeds= gives a value to every placeholder 'f' reads (x, y), its input among them, which "
+                           "the data feeds and cannot also be fed a constant: leave the input out of feeds="),
     (MODELS, "m/: features=f:0 reads 2 placeholders (a, b); name the input with input="),
     (MODELS, "m/: cannot tell the model's output above features=f:0 (candidates: none); name it with output="),
     (MODELS, "m/: output=logit is not a tensor of this model; closest: logits"),
@@ -62,6 +68,9 @@ MESSAGES = [
                "train (trainable=hidden2) or leave the multiplier out"),
     (TRAINING, "lr_mult='hidden2=0.1': hidden2 matches only variables that start training at an unfreeze stage "
                "(hidden2/biases); that stage sets their multiplier: give it there (unfreeze=EPOCH:hidden2=0.1)"),
+    (TRAINING, "lr_mult='hidden*=0.1' sets the multiplier of the 2 variable(s) it matches that train from the first "
+               "epoch; it ignores the 2 it matches that do not train (hidden1/biases, hidden1/weights); the 2 it "
+               "matches that an unfreeze stage starts (hidden2/biases, hidden2/weights) take that stage's multiplier"),
     (TRAINING, "trainable=a b: m/g.pb holds no variables (a frozen graph: its weights are constants), so nothing of "
                "it can train; turn the weights to train into variables first: graphsurgeon.thaw('m/g.pb', ['a', 'b'], "
                "out_dir), then restore out_dir"),
@@ -77,8 +86,17 @@ MESSAGES = [
      "PlaceholderWithDefault, or cut above it)"),
     (("retrain",), "data=d.npz and cache=c/: give one, not both (a cache holds the examples it was made from); to "
                    "train on new data, cache it first with generate_cache, or leave out cache= to train from the data"),
-    (("retrain", "thaw"), "out_dir=afile/x: 'afile' is a file, not a directory"),
-    (("retrain", "thaw"), "out_dir=o/x cannot be written: permission denied in /o"),
+    (("retrain", "thaw", "cache"), "out_dir=afile/x: 'afile' is a file, not a directory"),
+    (("retrain",), "c/ holds the tensor 'Relu_1:0', but the head reads 'Relu:0', which is not computed from it (a run "
+                   "from a cache reads the cached tensor or a tensor above it): give head=Relu_1:2 for a new head on "
+                   "the cached tensor, or cache 'Relu:0' with generate_cache"),
+    (("retrain",), "c/ was made with feeds={'shift': VALUE} (float32[8] sha256 12a0db28b1d2), a value its manifest "
+                   "records only by its digest: give the same value in feeds= (the .npy file it was made with)"),
+    (("retrain",), "c/ was made under other settings than this model and run (feed scale 2.0 -> 3.0); its activations "
+                   "are stale: regenerate it with generate_cache, or give the settings it was made with (input= and "
+                   "feeds= left out are taken from the cache)"),
+    (("retrain", "thaw", "cache"), "out_dir=o/x cannot be written: permission denied in /o"),
+    (("retrain", "cache"), "out_dir=afile exists and is not a directory"),
     (("migrate",), "destination o/x cannot be written: /o is on a read-only file system"),
     (("cache", "retrain"), "data g.pb: a model file (a graph or a checkpoint), not data; expected an .npz (arrays x "
                            "and y) or an image folder (one sub-folder of images per class)"),
@@ -87,6 +105,8 @@ MESSAGES = [
     (("inspect", "cache", *TRAINING, *MODELS), "o is retrain's output directory, which holds two copies of one model: "
                                                "pass o/saved_model (the SavedModel) or o/checkpoint (the checkpoint "
                                                "with its meta graph)"),
+    (("plan",), "depth=0: expected an integer >= 1 (how many name components make a box of the picture: 1 draws "
+                "hidden1/MatMul in the box hidden1), or leave it out for the deepest that keeps the picture to 60 boxes"),
     (("inspect",), "depth=0: expected an integer >= 1 (how many name components make a scope: 1 groups "
                    "hidden1/weights under hidden1)"),
     (("retrain",), "c/shard-00000.npy: the data set's index names row 9 but the shard holds 4 rows; run "

@@ -194,9 +194,12 @@ def test_a_placeholder_with_default_fed_is_fed_and_the_export_serves_with_the_va
     gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"scale": 2.0}, progress=False)
     cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1, feeds={"scale": 2.0})
     gs.retrain(cfg, None, str(tmp_path / "oc"), cache=c, progress=False)
-    cfg.feeds = {}
+    cfg.feeds = {}  # left out, it is taken from the cache's manifest
+    assert gs.retrain(cfg, None, str(tmp_path / "oc1"), cache=c, progress=False).setup.feeds == {"scale": 2.0}
+    cfg.feeds = {"scale": 3.0}
     with pytest.raises(gs.CacheError, match="made under other settings"):
         gs.retrain(cfg, None, str(tmp_path / "oc2"), cache=c, progress=False)
+    cfg.feeds = {}
     plain = str(tmp_path / "plain")
     gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), plain, progress=False)
     cfg.train_feeds = {"scale": 3.0}

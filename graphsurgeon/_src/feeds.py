@@ -173,8 +173,8 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds
       placeholders with a default)``.
 
     Raises:
-      ConfigError: the input cannot be told or does not feed ``cut``; another placeholder has no
-        value in ``feeds``.
+      ConfigError: the input cannot be told or does not feed ``cut``; ``feeds`` gives the input a
+        value (or every placeholder ``cut`` reads one); another placeholder has no value in ``feeds``.
     """
     gd = model.graph.as_graph_def()
     by_name = {n.name: n for n in gd.node}
@@ -187,8 +187,13 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds
                 f"input '{input_name}' does not feed '{cut}'; '{cut}' reads "
                 + (f"placeholder(s) {', '.join(phs)}" if phs else "no placeholder")
             )
+        if inp.op.name in feeds:
+            raise ConfigError(f"feed '{inp.op.name}': '{inp.op.name}' is the input (input={input_name}), which the "
+                              "data feeds; it cannot also be fed a constant: leave it out of feeds=")
     else:
         cands = [n for n in phs if n not in feeds]
+        if phs and not cands:
+            raise ConfigError(_all_fed(cut, phs))
         if len(cands) != 1:
             raise ConfigError(_cannot_tell(model, gd, by_name, needed, cut, phs, cands))
         inp = model.tensor(cands[0])
@@ -213,6 +218,15 @@ def unread_feed(cut: str, name: str, extras) -> ConfigError:
 
 def _shape_text(t: tf.Tensor) -> str:
     return f"{t.dtype.name}{t.shape.as_list() if t.shape.rank is not None else '[?]'}"
+
+
+def _all_fed(cut: str, phs) -> str:
+    """The error for feeds that cover every placeholder ``cut`` reads, its input among them."""
+    if len(phs) == 1:
+        return (f"feed '{phs[0]}': '{phs[0]}' is the input of '{cut}' (the only placeholder it reads), which the data "
+                "feeds; it cannot also be fed a constant: leave it out of feeds=")
+    return (f"feeds= gives a value to every placeholder '{cut}' reads ({', '.join(phs)}), its input among them, "
+            "which the data feeds and cannot also be fed a constant: leave the input out of feeds=")
 
 
 def _cannot_tell(model, gd, by_name, needed, cut, phs, cands) -> str:

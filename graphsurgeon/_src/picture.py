@@ -19,6 +19,7 @@ import collections
 import re
 
 from graphsurgeon._src import subgraph
+from graphsurgeon._src.errors import ConfigError
 from graphsurgeon._src.select import natural_key
 from graphsurgeon._src.surgery.plan import is_optimizer_state
 
@@ -71,8 +72,26 @@ def choose_depth(graph_def, max_nodes: int = 60, outputs=()) -> int:
     return best
 
 
+def check_depth(depth, max_nodes: int = 60) -> None:
+    """Refuse a ``depth`` that is neither None (the deepest with at most ``max_nodes`` boxes) nor an
+    integer >= 1.
+
+    Raises:
+      ConfigError: naming the depth and what it means.
+    """
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise ConfigError(f"depth={depth!r}: expected an integer >= 1 (how many name components make a box of the "
+                          "picture: 1 draws hidden1/MatMul in the box hidden1), or leave it out for the deepest that "
+                          f"keeps the picture to {max_nodes} boxes")
+
+
 def to_dot(graph_def, plan, *, cut=None, cache=None, inputs=(), outputs=(), depth=None, max_nodes: int = 60) -> str:
-    """Graphviz DOT text of ``graph_def`` (the restored graph with its head) coloured by ``plan``."""
+    """Graphviz DOT text of ``graph_def`` (the restored graph with its head) coloured by ``plan``.
+
+    Raises:
+      ConfigError: ``depth`` neither None nor an integer >= 1 (:func:`check_depth`).
+    """
+    check_depth(depth, max_nodes)
     drawn, reads = _nodes(graph_def, outputs)
     depth = depth or choose_depth(graph_def, max_nodes, outputs)
     status = {v.name: _status(v) for v in plan.variables}

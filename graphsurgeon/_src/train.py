@@ -130,6 +130,31 @@ def check_lr_mult(lr_mult, stages, names) -> None:
                           f"make them train (trainable={pat}) or leave the multiplier out")
 
 
+def lr_mult_notes(lr_mult, stages, names) -> list[str]:
+    """One sentence per ``lr_mult`` pattern that matches, among ``names``, variables it sets no
+    multiplier for: ones that never train (ignored), and ones an unfreeze stage starts (that stage
+    sets theirs). :func:`check_lr_mult` has refused a pattern that matches only such variables.
+    ``stages``: see :func:`stage_sets`."""
+    first, every = set(stages[0][1]), set(stages[-1][1])
+    notes = []
+    for pat, mult in parse_lr_mult(lr_mult):
+        hits = select.match(pat, names, allow_empty=True)
+        frozen = [h for h in hits if h not in every]
+        late = [h for h in hits if h in every and h not in first]
+        parts = ([f"it ignores the {len(frozen)} it matches that do not train ({_shown(frozen)})"] if frozen else []) \
+            + ([f"the {len(late)} it matches that an unfreeze stage starts ({_shown(late)}) take that stage's "
+                "multiplier"] if late else [])
+        if parts:
+            n = sum(h in first for h in hits)
+            notes.append(f"lr_mult='{pat}={mult:g}' sets the multiplier of the {n} variable(s) it matches that train "
+                         f"from the first epoch; {'; '.join(parts)}")
+    return notes
+
+
+def _shown(names) -> str:
+    return ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
+
+
 def update_ops_for(graph, trainable_names, trainable_patterns=()) -> list:
     """The graph's ``UPDATE_OPS`` (batch-norm moving statistics) that belong to trainable layers.
 

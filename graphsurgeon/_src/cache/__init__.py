@@ -27,8 +27,8 @@ from graphsurgeon._src.cache.checks import check_values, variables_below
 from graphsurgeon._src.cache.commit import CacheReport
 from graphsurgeon._src.cache.generation import generate
 from graphsurgeon._src.cache.header import fingerprint
-from graphsurgeon._src.cache.match import check_matches
+from graphsurgeon._src.cache.match import check_matches, recorded_settings
 from graphsurgeon._src.cache.reader import CacheReader
 
-__all__ = ["CacheReader", "CacheReport", "check_matches", "check_values", "fingerprint", "generate",
+__all__ = ["CacheReader", "CacheReport", "check_matches", "recorded_settings", "check_values", "fingerprint", "generate",
            "variables_below"]

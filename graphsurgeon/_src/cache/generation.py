@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import importlib
+import os
 import time
 
 from graphsurgeon._src.cache.checks import check_recorded, record
@@ -32,6 +33,7 @@ from graphsurgeon._src.errors import CacheError, ConfigError
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import cachefiles
 from graphsurgeon._src.storage.shardbatch import ShardBatch
+from graphsurgeon._src.storage.staging import check_destination
 
 MANIFEST_EVERY = 2.0  # seconds between manifest updates while shards are computed
 RUNNERS = ("local", "beam")
@@ -94,9 +96,10 @@ def generate(model_path: str, cut: str, data, out_dir: str, *, input: str | None
     patterns the manifest does not list. Never touches the model's files or the data.
 
     Raises:
-      CacheError: ``out_dir`` not writable, a stale cache (naming what changed), a damaged shard
-        or index without ``repair``, a damaged manifest, a write that fails during the run (the
-        directory deleted, the disk full).
+      ConfigError: ``out_dir`` a file, or not makeable there (a file above it, no permission, a read-only
+        file system: see ``check_destination``). CacheError: ``out_dir`` not writable otherwise, a stale
+        cache (naming what changed), a damaged shard or index without ``repair``, a damaged manifest, a
+        write that fails during the run (the directory deleted, the disk full).
       RandomTensorError, BatchDependentError (``ConfigError``): the tensor is random or depends on its
         batch-mates (as this run's check or the cache's record says), unless allowed. ConfigError: bad settings.
       DataError: unreadable data.
@@ -113,7 +116,10 @@ def generate(model_path: str, cut: str, data, out_dir: str, *, input: str | None
 
 def _generate(s: Settings, run, start: float) -> CacheReport:
     out_dir = s.out_dir
-    cachefiles.check_writable(out_dir)  # before anything is restored or run
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"out_dir={out_dir} exists and is not a directory")
+    check_destination(out_dir, f"out_dir={out_dir}")  # before anything is restored or run, as other outputs
+    cachefiles.check_writable(out_dir)
     with cachefiles.lock(out_dir), open_cut(s) as cut:
         source = open_data(s, cut)
         try:

@@ -70,8 +70,10 @@ def cmd_inspect(args):
 
 
 def cmd_plan(args):
+    from graphsurgeon._src.picture import check_depth
     from graphsurgeon._src.retrain import build, picture
 
+    check_depth(args.depth)  # before the graph is built
     cfg = _config(args)
     setup = build(cfg, values=False)
     setup.plan.notes = [to_flags(n) for n in setup.plan.notes]
@@ -102,9 +104,10 @@ def cmd_retrain(args):
     head_input = dict(res.head_input.to_dict(), notes=[to_flags(n) for n in res.head_input.notes])
     fixed = res.setup.fixed_batch
     declared = fixed if fixed and res.setup.input.shape.rank and res.setup.input.shape[0] == fixed else None
+    notes = [to_flags(n) for n in res.setup.notes]
     summary = {"version": 1, "out": args.out, "checkpoint": res.export.checkpoint,
                "saved_model": res.export.saved_model, "metrics": res.metrics, "epochs": len(res.history),
-               "settings": res.settings, "head_input": head_input, "fixed_batch": fixed}
+               "settings": res.settings, "head_input": head_input, "fixed_batch": fixed, "notes": notes}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -115,7 +118,7 @@ def cmd_retrain(args):
         _print_kept_epoch(res)
         for split, m in res.metrics.items():
             print(f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['examples']} examples)")
-        for note in head_input["notes"]:
+        for note in head_input["notes"] + notes:
             print(note)
         print(f"checkpoint: {res.export.checkpoint}\nsaved model: {res.export.saved_model}"
               + (f" (its signature declares batches of exactly {declared} examples, as the graph fixes the batch in "

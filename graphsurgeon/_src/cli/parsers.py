@@ -156,7 +156,8 @@ def _plan_parser(sub):
     _model_args(s)
     s.add_argument("--dot", metavar="FILE", help="write a picture of the surgery as Graphviz DOT text")
     s.add_argument("--svg", metavar="FILE", help="render that picture to SVG (needs Graphviz's dot on PATH)")
-    s.add_argument("--depth", type=int, help="scope depth of the picture's boxes (default: the deepest with <= 60)")
+    s.add_argument("--depth", type=int,
+                   help="scope depth of the picture's boxes, >= 1 (default: the deepest with <= 60 boxes)")
     finish(s, cmd_plan, "json")
 
 
@@ -165,7 +166,8 @@ def _retrain_parser(sub):
     _model_args(s)
     s.add_argument("--data", help=".npz (x, y) or an image folder (one sub-folder per class); or --cache")
     s.add_argument("--cache", metavar="DIR", help="train from a bottleneck cache made by 'graphsurgeon cache' "
-                                                  "(instead of --data: giving both is refused)")
+                                                  "(instead of --data: giving both is refused); --input and the "
+                                                  "--feed values below the cached tensor default to the cache's")
     s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--epochs", type=int, help="epoch budget (default: 300 for a head from a cache, 30 for a head, "
                                                "20 when restored layers train)")

@@ -1,6 +1,7 @@
 """Where a run's examples come from (data in memory, or a bottleneck cache) and what they are called."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from graphsurgeon._src import cache as cache_mod
@@ -53,18 +54,32 @@ class CacheExamples:
         return next(iter(self.reader.batches("train", self.batch_size, shuffle=False)))[0]
 
 
+def with_cache_settings(cfg, cache_dir):
+    """``cfg`` with the input and the feeds below the cached tensor that the cache was made with,
+    where ``cfg`` gives none (see :func:`graphsurgeon._src.cache.match.recorded_settings`)."""
+    spec = cfg.head_spec()
+    cut = spec[0] if spec else cfg.output
+    if not cfg.model or not cut:
+        return cfg
+    input, feeds = cache_mod.recorded_settings(cache_dir, cfg.model, cut, input=cfg.input, feeds=cfg.feeds,
+                                               tags=cfg.tags)
+    return dataclasses.replace(cfg, input=input, feeds=feeds)
+
+
 def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):
     """``(reader, CacheExamples)`` for a cache that matches ``setup``'s model, cut, feeds and head.
 
     Raises:
       CacheError: the cache was made by another model or under other settings (feeds, input,
-        preprocessing; ``image_scale`` is the run's pixel scale); ConfigError: trainable variables lie
+        preprocessing; ``image_scale`` is the run's pixel scale), or holds a tensor that the head's cut
+        (or the output fine-tuned) is not computed from; ConfigError: trainable variables lie
         below the cached tensor; DataError: labels the head cannot take, or no training examples.
     """
     reader = cache_mod.CacheReader(cache_dir)
     try:
         cache_mod.check_matches(reader, setup.model, feeds=setup.feeds, train_feeds=setup.train_feeds,
-                                input=setup.input.name, image_scale=image_scale)
+                                input=setup.input.name, image_scale=image_scale, reads=setup.model.tensor(setup.cut).name,
+                                n_classes=setup.logits.shape.as_list()[-1] if setup.head else None)
         below = cache_mod.variables_below(setup.model, reader.cut, setup.plan.trainable)
         if below:
             raise ConfigError(

@@ -13,7 +13,14 @@ from graphsurgeon._src.export import export
 from graphsurgeon._src.feeds import Feeder, batch_size_for
 from graphsurgeon._src.retrain.checks import check_head_input
 from graphsurgeon._src.retrain.config import RetrainConfig, training_settings
-from graphsurgeon._src.retrain.data import ArrayExamples, check_data, check_out_dir, class_names, open_cache
+from graphsurgeon._src.retrain.data import (
+    ArrayExamples,
+    check_data,
+    check_out_dir,
+    class_names,
+    open_cache,
+    with_cache_settings,
+)
 from graphsurgeon._src.retrain.setup import Setup, build, picture
 from graphsurgeon._src.storage import datasets, files
 from graphsurgeon._src.storage.events import ScalarWriter
@@ -88,7 +95,9 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         without it such an ``out_dir`` is refused before anything trains.
       cache: a bottleneck cache directory (``graphsurgeon cache``): its activations are fed at the
         cached tensor, so only the layers above it run while training. The cache must come from this
-        model (same frozen subgraph and values) and no trainable variable may lie below it.
+        model (same frozen subgraph and values) and no trainable variable may lie below it. ``cfg.input``
+        and ``cfg.feeds`` left out are taken from what the cache was made with
+        (:func:`~graphsurgeon._src.retrain.data.with_cache_settings`).
 
     Before anything trains, the tensor the head reads is run on the first training batch with the
     feeds the export keeps (:func:`~graphsurgeon._src.retrain.checks.check_head_input`): twice,
@@ -103,6 +112,8 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
       unless ``cfg.allow_batch_dependent``.
     """
     _check_request(cfg, data, cache, out_dir, overwrite)  # before anything trains
+    if cache:
+        cfg = with_cache_settings(cfg, cache)
     setup = build(cfg, values=True)
     if setup.logits is None:
         raise ConfigError("nothing to train: give head=CUT:N_CLASSES (a new head on the tensor CUT) or "

@@ -38,6 +38,7 @@ class Setup:
     train_feeds: dict = dataclasses.field(default_factory=dict)  # their values while training
     fixed_batch: int | None = None                                 # the batch the static shapes fix
     stage_updates: list = dataclasses.field(default_factory=list)  # update op names per stage
+    notes: list = dataclasses.field(default_factory=list)  # what the settings leave unsaid (train.lr_mult_notes)
 
 
 def _check_classes(cfg: RetrainConfig, logits) -> None:
@@ -97,7 +98,8 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
                      trainable=final, lr_mult=final, trains_from=train.trains_from(stage_sets),
                      update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
-    plan.notes = plan_notes(cfg, model, cut, inp, fixed)
+    notes = train.lr_mult_notes(cfg.lr_mult, stage_sets, list(model.variables))
+    plan.notes = plan_notes(cfg, model, cut, inp, fixed) + notes
     plan.features = head.features_report() if head else None
     model.plan = plan
     if values:
@@ -106,7 +108,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
             reinitialize(model, reinit, seed=cfg.seed)
     return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
                  feeds=feeds, train_feeds=train_feeds,
-                 fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates])
+                 fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates], notes=notes)
 
 
 def _entries(model) -> dict:
@@ -151,6 +153,7 @@ def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
                      restore_optimizer=cfg.restore_optimizer, trainable=final, lr_mult=final,
                      trains_from=train.trains_from(stage_sets), update_ops=[o.name for o in upd],
                      inputs=model.inputs, outputs=model.outputs)
+    plan.notes = train.lr_mult_notes(cfg.lr_mult, stage_sets, list(model.variables))
     model.plan = plan
     if values:
         load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)
