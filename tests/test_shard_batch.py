@@ -61,3 +61,25 @@ def test_a_failed_sync_hands_out_nothing_and_leaves_only_temporary_files(tmp_pat
                                                   for n in (cachefiles.shard_name(i), cachefiles.keys_name(i)))
     cachefiles.remove_leftovers(str(tmp_path))  # what the next run does first
     assert os.listdir(tmp_path) == []
+
+
+def test_a_flush_after_a_failed_sync_does_not_hand_out_the_files_that_failed(tmp_path, monkeypatch):
+    """A failed fsync leaves a file's data in doubt (Linux marks the pages clean even so): flushing the
+    same batch again must not rename it into place and hand out its entry as durable."""
+    b = ShardBatch(str(tmp_path), size=4)
+    b.write(0, *shard(0))
+    b.write(1, *shard(1))
+    fsync, calls = os.fsync, []
+
+    def fails_on_the_second(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        fsync(fd)
+    monkeypatch.setattr(os, "fsync", fails_on_the_second)
+    with pytest.raises(OSError, match="Input/output error"):
+        b.flush()
+    assert b.flush() == []
+    assert b.write(2, *shard(2)) == [] and [e["shard"] for e in b.flush()] == [2]
+    assert not any(os.path.exists(tmp_path / n) for i in range(2)
+                   for n in (cachefiles.shard_name(i), cachefiles.keys_name(i)))

@@ -24,8 +24,8 @@ BATCH_SHARDS = 16  # shards made durable together (measured: 16 shards of 1.6 MB
 class ShardBatch:
     """``batch.write(shard, rows, keys)`` returns the entries made durable by that call (none until
     ``size`` shards are pending); ``batch.flush()`` makes the rest durable and returns their entries;
-    ``batch.close()`` closes what is still open (their ``.tmp`` files stay, as a killed run's do).
-    Each entry is what ``write_shard`` returns for the same shard."""
+    ``batch.close()`` closes what is still open (their ``.tmp`` files stay, as a killed run's do), as
+    a failed flush does for its batch. Each entry is what ``write_shard`` returns for the same shard."""
 
     def __init__(self, directory: str, size: int = BATCH_SHARDS):
         self.directory, self.size = directory, size
@@ -49,6 +49,9 @@ class ShardBatch:
         return self.flush() if len(self._pending) >= self.size else []
 
     def flush(self) -> list[dict]:
+        """Make the pending shards durable and return their entries. If a sync fails, the whole batch is
+        dropped (its files closed, left under their ``.tmp`` names) and the error raised: a file whose
+        fsync failed may have lost its data, so no later flush renames it into place."""
         pending, self._pending = self._pending, []
         try:
             for _, files in pending:
@@ -57,14 +60,18 @@ class ShardBatch:
                         files[j] = (None, tmp, final)  # finish_npy closes it whatever happens
                         cacheshards.finish_npy(fd)
         except BaseException:
-            self._pending = pending
+            self._close(pending)
             raise
         cachefiles.rename_into_place(self.directory, [(tmp, final) for _, files in pending for _, tmp, final in files])
         return [entry for entry, _ in pending]
 
     def close(self) -> None:
-        for _, files in self._pending:
+        self._close(self._pending)
+        self._pending = []
+
+    @staticmethod
+    def _close(pending) -> None:
+        for _, files in pending:
             for fd, _, _ in files:
                 if fd is not None:
                     os.close(fd)
-        self._pending = []
