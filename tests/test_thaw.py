@@ -205,6 +205,24 @@ def test_thaw_writes_a_new_directory_beside_the_graph(frozen_mlp, tmp_path):
     assert os.path.islink(tmp_path / "link.pb")
 
 
+def test_thaw_refuses_the_graph_file_itself_as_out(frozen_mlp, tmp_path, capfd):
+    """--out frozen/graph.pb --overwrite replaced the graph it had read with the thawed directory (the
+    rule let through a path beside the graph, and the graph's own path is one); through a link too."""
+    src = tmp_path / "frozen"
+    src.mkdir()
+    (src / "graph.pb").write_bytes(open(frozen_mlp[0], "rb").read())
+    os.symlink(src / "graph.pb", tmp_path / "link.pb")
+    before = tree_hash(str(tmp_path))
+    for graph, out in ((src / "graph.pb", src / "graph.pb"), (tmp_path / "link.pb", src / "graph.pb"),
+                       (src / "graph.pb", tmp_path / "link.pb")):
+        code, _, err = cli(capfd, "thaw", graph, "--scopes", "hidden3", "--out", out, "--overwrite")
+        lines = [l for l in err.splitlines() if l.strip()]
+        assert code == 2 and lines == [f"graphsurgeon thaw: error: --out {out} is the graph {src / 'graph.pb'}; thaw "
+                                       "writes a whole directory and would replace the graph with it: name a new "
+                                       f"directory, such as {src}{os.sep}thawed"], err
+        assert tree_hash(str(tmp_path)) == before
+
+
 def test_thaw_output_honours_the_umask(frozen_mlp, tmp_path):
     """The output directory was made by tempfile.mkdtemp and kept its mode 0700."""
     old = os.umask(0o027)

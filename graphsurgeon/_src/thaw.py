@@ -63,14 +63,14 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
       scopes: patterns (:mod:`graphsurgeon._src.select`) matched against the names of the weight-like
         constants (:mod:`graphsurgeon._src.weights`; ``graphsurgeon inspect`` lists them).
       out_dir: the directory to write (``model.ckpt.*``, ``model.ckpt.meta``, ``checkpoint``); a new
-        directory beside the graph is fine, but not the graph's own directory nor one that holds it
-        (replacing it would delete the graph).
+        directory beside the graph is fine, but not the graph's path, its own directory nor one that
+        holds it (replacing it would delete the graph).
       overwrite: replace an existing ``out_dir``.
 
     Raises:
       WrongPathKindError: ``graph_path`` is not a frozen GraphDef.
       PatternError: a pattern matches no weight-like constant; the message names the closest scopes.
-      ConfigError: ``out_dir`` exists (without ``overwrite``), is or holds the graph's directory, or
+      ConfigError: ``out_dir`` exists (without ``overwrite``), is the graph, is or holds the graph's directory, or
         cannot be written (a file above it, no permission, a read-only file system).
     """
     source = resolve(graph_path)
@@ -95,13 +95,16 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
 
 
 def _check_out_dir(out_dir: str, graph_path: str) -> None:
-    """Refuse an ``out_dir`` that is the graph's directory or holds the graph below it: writing it
+    """Refuse an ``out_dir`` that is the graph itself, its directory or one that holds it: writing it
     replaces the whole directory (with ``overwrite``), which would delete the graph. A new directory
     beside the graph is fine. The graph's directory is taken both as named and with links resolved."""
     out = os.path.realpath(out_dir)
     named = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(graph_path))), os.path.basename(graph_path))
     for graph in dict.fromkeys([named, os.path.realpath(graph_path)]):  # as named first
         home = os.path.dirname(graph)
+        if out == graph:
+            raise ConfigError(f"out_dir={out_dir} is the graph {graph}; thaw writes a whole directory and would "
+                              f"replace the graph with it: name a new directory, such as {home}{os.sep}thawed")
         if out == home:
             raise ConfigError(f"out_dir={out_dir} is the graph's directory {home}; thaw writes a whole directory and "
                               f"would replace the graph with it: name a new directory, such as {home}{os.sep}thawed")
