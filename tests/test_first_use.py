@@ -53,6 +53,20 @@ def test_a_head_on_another_tensor_than_the_cached_one_is_told_so(gan_cache, tmp_
     assert not (tmp_path / "o").exists()
 
 
+def _scaled_cache(tmp_path, capfd):
+    """:func:`_scaled_net` cached at ``scaled`` as ``tmp_path/c`` with ``--feed scale=2`` and an 8-value
+    ``shift`` from an .npy file: (prefix, the ``shift=FILE`` feed)."""
+    prefix = _scaled_net(str(tmp_path))
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    np.save(tmp_path / "shift.npy", np.linspace(-1, 1, 8).astype(np.float32))
+    shift = f"shift={tmp_path / 'shift.npy'}"
+    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "scaled", "--data", tmp_path / "d.npz", "--out",
+                       tmp_path / "c", "--feed", "scale=2", shift, "--quiet")
+    assert code == 0, err
+    return prefix, shift
+
+
 def _scaled_net(directory):
     """X[None, 6] -> hidden (8, relu) * scale[] + shift[8] (scaled) -> features (8, relu) -> logits (3), saved
     with Saver: two placeholders besides the input, ``scale`` (a scalar: its manifest keeps the
@@ -79,14 +93,7 @@ def test_retrain_from_a_cache_takes_the_feeds_it_was_made_with(tmp_path, capfd):
     only by digest (8 values) must be given and is named; a different value is refused."""
     import json
 
-    prefix = _scaled_net(str(tmp_path))
-    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
-    np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
-    np.save(tmp_path / "shift.npy", np.linspace(-1, 1, 8).astype(np.float32))
-    shift = f"shift={tmp_path / 'shift.npy'}"
-    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "scaled", "--data", tmp_path / "d.npz", "--out",
-                       tmp_path / "c", "--feed", "scale=2", shift, "--quiet")
-    assert code == 0, err
+    prefix, shift = _scaled_cache(tmp_path, capfd)
     retrain = ["retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2", "--epochs", 1, "--quiet"]
     code, _, err = cli(capfd, *retrain, "--out", tmp_path / "o")
     assert code == 2 and one_line(err).startswith(
@@ -220,14 +227,7 @@ def test_retrain_from_a_cache_on_another_input_is_told_the_input_differs(tmp_pat
     """A cache made with --feed scale=2 and retrain --cache --input scale: the recorded value of
     scale is not taken as a feed of the run's own input (which said that the input 'scale' cannot also
     be fed a constant, a --feed the user never gave); the placeholder the cut still needs is named."""
-    prefix = _scaled_net(str(tmp_path))
-    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
-    np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
-    np.save(tmp_path / "shift.npy", np.linspace(-1, 1, 8).astype(np.float32))
-    shift = f"shift={tmp_path / 'shift.npy'}"
-    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "scaled", "--data", tmp_path / "d.npz", "--out",
-                       tmp_path / "c", "--feed", "scale=2", shift, "--quiet")
-    assert code == 0, err
+    prefix, shift = _scaled_cache(tmp_path, capfd)
     code, _, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
                        "--input", "scale", "--feed", shift, "--epochs", 1, "--quiet", "--out", tmp_path / "o")
     assert code == 2 and one_line(err).startswith(
