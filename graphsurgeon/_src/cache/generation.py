@@ -182,8 +182,9 @@ def _without_seed(augment: dict) -> dict:
 def run_local(job: Job) -> list[dict]:
     """Compute the plan's shards in this process, one after the other, each written by a writer
     thread while the next is computed and made durable with the others of its batch
-    (:class:`~graphsurgeon._src.storage.shardbatch.ShardBatch`); the manifest lists the durable
-    shards within ``MANIFEST_EVERY`` seconds (and all of them at the end).
+    (:class:`~graphsurgeon._src.storage.shardbatch.ShardBatch`); when a batch becomes durable, the
+    manifest is rewritten to list it unless it was rewritten less than ``MANIFEST_EVERY`` seconds
+    before (then a later batch's rewrite lists it; all of them are listed at the end).
 
     Returns:
       Every shard entry of the cache (kept and new).
