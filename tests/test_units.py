@@ -203,3 +203,35 @@ def test_reference_variables_become_resource_variables_unless_an_op_needs_the_re
         with tf.compat.v1.Session() as s:
             s.run(w.initializer)
             assert s.run("out:0").tolist() == [2.0, 2.0] and "Resource" in type(w).__name__
+
+
+def test_an_export_default_never_takes_the_name_of_an_op_the_graph_has():
+    """A placeholder (or a placeholder_with_default) given a feed becomes a PlaceholderWithDefault of a
+    constant named NAME/default; a graph that already has an op of that name is refused, naming it
+    (without the check, the graph got a second node of that name)."""
+    from graphsurgeon._src.errors import ConfigError
+    from graphsurgeon._src.export import export_meta_graph
+
+    class Model:  # what export_meta_graph reads of a restored model
+        def __init__(self, graph):
+            self.graph = graph
+
+        def tensor(self, name):
+            return self.graph.get_tensor_by_name(name if ":" in name else name + ":0")
+
+    for make in (lambda: tf.compat.v1.placeholder(tf.float32, [], name="p"),
+                 lambda: tf.compat.v1.placeholder_with_default(2.0, [], name="p")):
+        g = tf.Graph()
+        with g.as_default():
+            x = tf.compat.v1.placeholder(tf.float32, [None, 2], name="x")
+            tf.identity(x * make() + tf.constant(1.0, name="p/default"), name="out")
+        with pytest.raises(ConfigError, match=r"^cannot add the default of 'p': an op 'p/default' exists$"):
+            export_meta_graph(Model(g), {"x": "x:0"}, {"out": "out:0"}, {"p": 3.0})
+        g = tf.Graph()
+        with g.as_default():  # without the clash, the default is the value fed
+            x = tf.compat.v1.placeholder(tf.float32, [None, 2], name="x")
+            tf.identity(x * make(), name="out")
+        meta, _, _ = export_meta_graph(Model(g), {"x": "x:0"}, {"out": "out:0"}, {"p": 3.0})
+        nodes = {n.name: n for n in meta.graph_def.node}
+        assert nodes["p"].op == "PlaceholderWithDefault" and list(nodes["p"].input) == ["p/default"]
+        assert tf.make_ndarray(nodes["p/default"].attr["value"].tensor) == 3.0
