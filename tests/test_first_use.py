@@ -114,9 +114,14 @@ def test_retrain_from_a_cache_takes_the_feeds_it_was_made_with(tmp_path, capfd):
     m["fingerprint"]["feeds"]["scale"]["dtype"] = "no-such-dtype"
     with open(tmp_path / "c" / "manifest.json", "w") as f:
         json.dump(m, f)
-    code, _, err = cli(capfd, *retrain, "--out", tmp_path / "p", "--feed", shift)
-    assert code == 2 and one_line(err).startswith(f"graphsurgeon retrain: error: {tmp_path / 'c'}: the manifest's "
-                                                  "feed 'scale' is malformed (")
+    for record in ({"dtype": "no-such-dtype", "shape": [], "value": 2.0, "sha256": "0" * 64}, "2.0", {}):
+        m["fingerprint"]["feeds"]["scale"] = record  # a record that is neither a value nor a digest
+        with open(tmp_path / "c" / "manifest.json", "w") as f:
+            json.dump(m, f)
+        code, _, err = cli(capfd, *retrain, "--out", tmp_path / "p", "--feed", shift)
+        assert code == 2 and one_line(err) == (f"graphsurgeon retrain: error: {tmp_path / 'c'}: the manifest's feed "
+                                               f"'scale' is malformed ({record}); the manifest is damaged (delete the "
+                                               "cache directory to rebuild it)")
 
 
 REAL_ESTIMATOR = os.path.join(os.path.dirname(REAL_GAN), "estimator_cnn_hsbarker")

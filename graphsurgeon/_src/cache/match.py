@@ -73,7 +73,7 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
 
     Raises:
       CacheError: a feed the cache was made with whose value the manifest does not hold, not given
-        in ``feeds``.
+        in ``feeds``; a feed record that is neither a value nor a digest (a damaged manifest).
     """
     feeds = dict(feeds or {})
     manifest = cachefiles.read_manifest(directory)
@@ -90,17 +90,23 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
     for name, d in sorted(fp["feeds"].items()):
         if name in given:
             continue
-        if not isinstance(d, dict) or "value" not in d:
-            shown = f"{d.get('dtype')}{d.get('shape')} sha256 {str(d.get('sha256'))[:12]}" if isinstance(d, dict) else d
+        if not isinstance(d, dict) or not {"value", "sha256"} & set(d):
+            raise CacheError(_malformed(directory, name, d))
+        if "value" not in d:
+            shown = f"{d.get('dtype')}{d.get('shape')} sha256 {str(d['sha256'])[:12]}"
             raise CacheError(f"{directory} was made with feeds={{'{name}': VALUE}} ({shown}), a value its manifest "
                              "records only by its digest: give the same value in feeds= (the .npy file it was made "
                              "with)")
         try:
             feeds[name] = np.asarray(d["value"], dtype=d["dtype"]).reshape(d["shape"]).tolist()
         except (KeyError, TypeError, ValueError):
-            raise CacheError(f"{directory}: the manifest's feed '{name}' is malformed ({d}); the manifest is damaged "
-                             "(delete the cache directory to rebuild it)") from None
+            raise CacheError(_malformed(directory, name, d)) from None
     return input, feeds
+
+
+def _malformed(directory: str, name: str, record) -> str:
+    return (f"{directory}: the manifest's feed '{name}' is malformed ({record}); the manifest is damaged (delete the "
+            "cache directory to rebuild it)")
 
 
 def _given_input(recorded: str, by_name: dict) -> str:
