@@ -163,6 +163,27 @@ def test_feeding_the_input_a_constant_says_it_is_the_input(tmp_path, capfd):
     assert not (tmp_path / "c").exists()
 
 
+@real
+def test_feeding_the_input_from_a_cache_or_while_training_says_it_is_the_input(gan_cache, tmp_path, capfd):
+    """retrain --cache --feed x=1 said "'x' is the input (--input x:0)", an --input never given (the
+    cache's manifest gave it); --train-feed x=1 said "'Relu_1' does not read placeholder 'x'", which
+    is its input."""
+    _, cache = gan_cache
+    code, _, err = cli(capfd, "retrain", "--model", REAL_GAN, "--cache", cache, "--head", "Relu_1:2", "--feed", "x=1",
+                       "--epochs", 1, "--quiet", "--out", tmp_path / "o")
+    assert code == 2 and one_line(err) == (
+        "graphsurgeon retrain: error: feed 'x': 'x' is the input of 'Relu_1' (the only placeholder it reads), which the "
+        "data feeds; it cannot also be fed a constant: leave it out of --feed")
+    for cache_args in ([], ["--cache", cache]):
+        code, _, err = cli(capfd, "plan" if not cache_args else "retrain", "--model", REAL_GAN, *cache_args, "--head",
+                           "Relu_1:2", "--train-feed", "x=1", *(["--epochs", 1, "--quiet", "--out", tmp_path / "o"]
+                                                               if cache_args else []))
+        assert code == 2 and one_line(err).endswith(
+            "error: train feed 'x': 'x' is the input of 'Relu_1', which the data feeds; it cannot also be fed a "
+            "constant while training: leave it out of --train-feed"), err
+    assert not (tmp_path / "o").exists()
+
+
 def test_feeding_every_placeholder_says_the_input_is_among_them(tmp_path, capfd):
     prefix = _scaled_net(str(tmp_path))
     code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "scaled:2", "--feed", "scale=2", "shift=0", "X=0")

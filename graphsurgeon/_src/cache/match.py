@@ -63,8 +63,8 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
                       tags=("serve",)) -> tuple[str | None, dict]:
     """``(input, feeds)`` for a run from the cache at ``directory`` that reads tensor ``cut`` of
     ``model``: those given, and where none is given, what the cache's manifest records it was made
-    with (its input; the values of the placeholders below the cached tensor, other than those
-    ``feeds`` names and the run's input). A cache without a manifest, or whose tensor ``cut`` is
+    with (its input, unless ``feeds`` names it; the values of the placeholders below the cached
+    tensor, other than those ``feeds`` names and the run's input). A cache without a manifest, or whose tensor ``cut`` is
     not computed from, is left to :func:`check_matches` to refuse: nothing is taken from it.
 
     The manifest records an input that was not a placeholder by the placeholder that replaced it
@@ -84,9 +84,10 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
     by_name = {n.name: n for n in gd.node}
     if select.normalize_name(fp["tensor"]) not in subgraph.upstream(gd, [cut], by_name):
         return input, feeds
-    if input is None:
-        input = _given_input(fp["input"], by_name)
-    given = {select.normalize_name(k) for k in feeds} | {select.normalize_name(input)}  # the run's input is no feed
+    named = {select.normalize_name(k) for k in feeds}
+    if input is None and select.normalize_name(_given_input(fp["input"], by_name)) not in named:
+        input = _given_input(fp["input"], by_name)  # (one the run feeds a constant is refused as not given)
+    given = named | ({select.normalize_name(input)} if input else set())  # the run's input is no feed
     for name, d in sorted(fp["feeds"].items()):
         if name in given:
             continue
