@@ -219,7 +219,8 @@ def test_a_multiplier_pattern_that_also_matches_frozen_variables_says_so(seed004
 def test_retrain_from_a_cache_on_another_input_is_told_the_input_differs(tmp_path, capfd):
     """A cache made with --feed scale=2 and retrain --cache --input scale: the recorded value of
     scale is not taken as a feed of the run's own input (which said that the input 'scale' cannot also
-    be fed a constant, a --feed the user never gave); the placeholder the cut still needs is named."""
+    be fed a constant, a --feed the user never gave), nor is the cut's other placeholder X named as
+    one to feed (a value for X was then refused as stale): the run is told the cache's input."""
     prefix = _scaled_net(str(tmp_path))
     x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
@@ -230,6 +231,14 @@ def test_retrain_from_a_cache_on_another_input_is_told_the_input_differs(tmp_pat
     assert code == 0, err
     code, _, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
                        "--input", "scale", "--feed", shift, "--epochs", 1, "--quiet", "--out", tmp_path / "o")
-    assert code == 2 and one_line(err).startswith(
-        "graphsurgeon retrain: error: 'features' also needs placeholder(s) X float32[None, 6]; give their values"), err
+    told = (f"graphsurgeon retrain: error: {tmp_path / 'c'} was made with input X:0, and this run's input is 'scale': "
+            "the cached activations were computed from X:0; leave --input out (the cache's input is taken), or make "
+            "a cache from --input scale with the cache command\n")
+    assert code == 2 and err == told, err
     assert not (tmp_path / "o").exists()
+    code, _, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
+                       "--input", "scale", "--feed", shift, "X=0", "--epochs", 1, "--quiet", "--out", tmp_path / "o")
+    assert code == 2 and err == told, err
+    code, _, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
+                       "--input", "X:0", "--feed", shift, "--epochs", 1, "--quiet", "--out", tmp_path / "o")
+    assert code == 0, err

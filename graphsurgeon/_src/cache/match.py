@@ -72,8 +72,8 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
     feed's value only when it has at most four elements (else its dtype, shape and sha256).
 
     Raises:
-      CacheError: a feed the cache was made with whose value the manifest does not hold, not given
-        in ``feeds``.
+      CacheError: ``input`` is given and is not the input the cache was made with; a feed the cache
+        was made with whose value the manifest does not hold, not given in ``feeds``.
     """
     feeds = dict(feeds or {})
     manifest = cachefiles.read_manifest(directory)
@@ -84,8 +84,13 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
     by_name = {n.name: n for n in gd.node}
     if select.normalize_name(fp["tensor"]) not in subgraph.upstream(gd, [cut], by_name):
         return input, feeds
+    recorded = _given_input(fp["input"], by_name)
     if input is None:
-        input = _given_input(fp["input"], by_name)
+        input = recorded
+    elif select.normalize_name(input) != select.normalize_name(recorded):
+        raise CacheError(f"{directory} was made with input {recorded}, and this run's input is '{input}': the cached "
+                         f"activations were computed from {recorded}; leave input= out (the cache's input is taken), "
+                         f"or make a cache from input={input} with generate_cache")
     given = {select.normalize_name(k) for k in feeds} | {select.normalize_name(input)}  # the run's input is no feed
     for name, d in sorted(fp["feeds"].items()):
         if name in given:
