@@ -144,6 +144,11 @@ def test_retrain_from_a_cache_takes_the_input_it_was_made_with(tmp_path, capfd):
     assert code == 0, err
     with open(tmp_path / "o" / "metrics.json") as f:
         assert json.load(f)["config"]["input"] == "random_shuffle_queue_DequeueMany:1"
+    code, _, err = cli(capfd, "retrain", "--model", REAL_ESTIMATOR, "--cache", tmp_path / "c", "--head", "Reshape_1:10",
+                       "--input", "random_shuffle_queue_DequeueMany:0", "--epochs", 1, "--out", tmp_path / "p", "--quiet")
+    assert code == 2 and one_line(err).startswith(  # another output of the same op is another input
+        f"graphsurgeon retrain: error: {tmp_path / 'c'} was made with input random_shuffle_queue_DequeueMany:1, and "
+        "this run's input is 'random_shuffle_queue_DequeueMany:0'"), err
 
 
 @real
@@ -252,10 +257,19 @@ def test_a_multiplier_pattern_that_also_matches_frozen_variables_says_so(seed004
 def test_retrain_from_a_cache_on_another_input_is_told_the_input_differs(tmp_path, capfd):
     """A cache made with --feed scale=2 and retrain --cache --input scale: the recorded value of
     scale is not taken as a feed of the run's own input (which said that the input 'scale' cannot also
-    be fed a constant, a --feed the user never gave); the placeholder the cut still needs is named."""
+    be fed a constant, a --feed the user never gave), nor is the cut's other placeholder X named as
+    one to feed (a value for X was then refused as stale): the run is told the cache's input."""
     prefix, shift = _scaled_cache(tmp_path, capfd)
     code, _, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
                        "--input", "scale", "--feed", shift, "--epochs", 1, "--quiet", "--out", tmp_path / "o")
-    assert code == 2 and one_line(err).startswith(
-        "graphsurgeon retrain: error: 'features' also needs placeholder(s) X float32[None, 6]; give their values"), err
+    told = (f"graphsurgeon retrain: error: {tmp_path / 'c'} was made with input X:0, and this run's input is 'scale': "
+            "the cached activations were computed from X:0; leave --input out (the cache's input is taken), or make "
+            "a cache from --input scale with the cache command\n")
+    assert code == 2 and err == told, err
     assert not (tmp_path / "o").exists()
+    code, _, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
+                       "--input", "scale", "--feed", shift, "X=0", "--epochs", 1, "--quiet", "--out", tmp_path / "o")
+    assert code == 2 and err == told, err
+    code, _, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
+                       "--input", "X:0", "--feed", shift, "--epochs", 1, "--quiet", "--out", tmp_path / "o")
+    assert code == 0, err

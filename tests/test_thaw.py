@@ -15,6 +15,7 @@ import graphsurgeon as gs
 from graphsurgeon._src import weights
 from graphsurgeon._src.thaw import thaw
 
+import legacy_models
 from helpers import ROOT, ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1
@@ -371,3 +372,24 @@ def test_thaw_the_top_of_a_frozen_inception_v3(inception, tmp_path):
     with gs.restore(str(tmp_path / "t")) as t:
         assert sorted(t.variables) == sorted(r.variables)
         assert t.run(out, {"input": x}).tobytes() == want.tobytes()
+
+
+def test_thaw_takes_weights_read_inside_a_tf1_while_loop(tmp_path, capfd):
+    """A TF 1.x ``while_loop`` (``dynamic_rnn``) reads its weights through ``Enter`` ops: the real
+    char-rnn, frozen, listed only ``dense/bias`` as weight-like and ``--scopes rnn`` matched none."""
+    prefix = legacy_models.v1_rnn_adam(str(tmp_path))
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+        tf1.train.import_meta_graph(prefix + ".meta").restore(s, prefix)
+        gd = tf1.graph_util.convert_variables_to_constants(s, g.as_graph_def(), ["dense/BiasAdd"])
+    (tmp_path / "g").mkdir()
+    path = tmp_path / "g" / "frozen.pb"
+    path.write_bytes(gd.SerializeToString())
+    assert {"rnn/kernel", "rnn/bias"} <= set(weights.weight_constants(gd))
+    x = np.random.default_rng(0).normal(size=(3, 6, 4)).astype(np.float32)
+    with gs.restore(str(path)) as f:
+        want = f.run("dense/BiasAdd", {"seq": x})
+    code, stdout, err = cli(capfd, "thaw", path, "--scopes", "rnn", "--out", tmp_path / "t", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["variables"] == {"rnn/bias": [5], "rnn/kernel": [9, 5]}
+    with gs.restore(str(tmp_path / "t")) as t:
+        np.testing.assert_allclose(t.run("dense/BiasAdd", {"seq": x}), want, atol=1e-5)

@@ -2,13 +2,14 @@
 constants and ``thaw``'s choice of what to turn back into variables. Reads GraphDefs only.
 
 A constant is weight-like when it is a floating-point tensor of rank >= 1 that reaches, directly or
-through ``Identity`` / ``Cast`` ops (``weights/read``, a float16 weight cast up), a weight input of an
+through ``Identity`` / ``Cast`` / ``Enter`` ops (``weights/read``, a float16 weight cast up, a weight
+read inside a TF 1.x ``while_loop``), a weight input of an
 op that takes weights: the filter of a convolution, either operand of ``MatMul``, the right operand
 of a batched matmul, the bias of ``BiasAdd``, the scale, offset, mean and variance of a batch
 normalization, or the table of a ``Gather``. A bias added with a plain ``Add`` / ``AddV2``
 (``tf.matmul(x, w) + b``) is weight-like too: a 1-D floating-point constant that reaches, the same
 way, an operand of an ``Add`` / ``AddV2`` whose other operand is the output (directly or through
-``Identity`` / ``Cast``) of a matmul or convolution that takes a weight-like constant.
+``Identity`` / ``Cast`` / ``Enter``) of a matmul or convolution that takes a weight-like constant.
 
 So is a per-channel scale or offset applied elementwise (a batch normalization written out by hand,
 ``tf.nn.batch_normalization`` on ``tf.nn.moments``): a 1-D floating-point constant of shape ``[C]``,
@@ -44,7 +45,7 @@ PLAIN_ADDS = frozenset({"Add", "AddV2"})
 # keeps its channels through), and the ops that may apply it to that output
 ELEMENTWISE = frozenset({"Mul", "Add", "AddV2", "Sub"})
 APPLY_PER_CHANNEL = ELEMENTWISE | {"BiasAdd"}
-PASS_THROUGH = frozenset({"Identity", "Cast"})
+PASS_THROUGH = frozenset({"Identity", "Cast", "Enter"})
 _FLOATS = frozenset({tf.float16, tf.bfloat16, tf.float32, tf.float64})
 
 
@@ -57,7 +58,7 @@ def _float_shape(node):
 
 def _reached(name, readers):
     """``[(consumer node, input position)]``: the inputs that ``name`` reaches directly or through
-    ``Identity`` / ``Cast`` ops."""
+    ``Identity`` / ``Cast`` / ``Enter`` ops."""
     out, seen, stack = [], set(), [name]
     while stack:
         n = stack.pop()
@@ -73,7 +74,7 @@ def _reached(name, readers):
 
 
 def _source(name, by_name):
-    """The node behind ``name`` once ``Identity`` / ``Cast`` ops are passed (None when absent)."""
+    """The node behind ``name`` once ``Identity`` / ``Cast`` / ``Enter`` ops are passed (None when absent)."""
     node = by_name.get(node_name(name))
     while node is not None and node.op in PASS_THROUGH and node.input:
         node = by_name.get(node_name(node.input[0]))

@@ -72,8 +72,9 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
     feed's value only when it has at most four elements (else its dtype, shape and sha256).
 
     Raises:
-      CacheError: a feed the cache was made with whose value the manifest does not hold, not given
-        in ``feeds``; a feed record that is neither a value nor a digest (a damaged manifest).
+      CacheError: ``input`` is given and is not the input the cache was made with; a feed the cache
+        was made with whose value the manifest does not hold, not given in ``feeds``; a feed record
+        that is neither a value nor a digest (a damaged manifest).
     """
     feeds = dict(feeds or {})
     manifest = cachefiles.read_manifest(directory)
@@ -85,8 +86,13 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
     if select.normalize_name(fp["tensor"]) not in subgraph.upstream(gd, [cut], by_name):
         return input, feeds
     named = {select.normalize_name(k) for k in feeds}
-    if input is None and select.normalize_name(_given_input(fp["input"], by_name)) not in named:
-        input = _given_input(fp["input"], by_name)  # (one the run feeds a constant is refused as not given)
+    recorded = _given_input(fp["input"], by_name)
+    if input is None and select.normalize_name(recorded) not in named:
+        input = recorded  # (one the run feeds a constant is refused as not given)
+    elif input is not None and _tensor_name(input) != _tensor_name(recorded):
+        raise CacheError(f"{directory} was made with input {recorded}, and this run's input is '{input}': the cached "
+                         f"activations were computed from {recorded}; leave input= out (the cache's input is taken), "
+                         f"or make a cache from input={input} with generate_cache")
     given = named | ({select.normalize_name(input)} if input else set())  # the run's input is no feed
     for name, d in sorted(fp["feeds"].items()):
         if name in given:
@@ -108,6 +114,11 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
 def _malformed(directory: str, name: str, record) -> str:
     return (f"{directory}: the manifest's feed '{name}' is malformed ({record}); the manifest is damaged (delete the "
             "cache directory to rebuild it)")
+
+
+def _tensor_name(name: str) -> str:
+    """``name`` as a tensor's name: ``'x'`` -> ``'x:0'``, ``'q:1'`` unchanged."""
+    return name if re.search(r":\d+$", name) else name + ":0"
 
 
 def _given_input(recorded: str, by_name: dict) -> str:
