@@ -393,3 +393,38 @@ def test_thaw_takes_weights_read_inside_a_tf1_while_loop(tmp_path, capfd):
     assert json.loads(stdout)["variables"] == {"rnn/bias": [5], "rnn/kernel": [9, 5]}
     with gs.restore(str(tmp_path / "t")) as t:
         np.testing.assert_allclose(t.run("dense/BiasAdd", {"seq": x}), want, atol=1e-5)
+
+
+def test_thaw_takes_a_kernel_tensordot_lays_out(tmp_path, capfd):
+    """``tf.layers.dense`` on a sequence multiplies through ``tf.tensordot``, whose kernel reached its
+    ``MatMul`` through ``Transpose`` / ``Reshape`` in TensorFlow 1.x: the frozen char-rnn's
+    ``dense/kernel`` was not weight-like, and ``thaw --scopes dense`` thawed only the bias."""
+    with tf.Graph().as_default() as g:
+        x = tf1.placeholder(tf.float32, [None, 6, 4], name="seq")
+        with tf1.variable_scope("dense"):
+            w = tf1.get_variable("kernel", [4, 3], initializer=tf1.glorot_uniform_initializer(seed=0))
+            b = tf1.get_variable("bias", [3], initializer=tf1.constant_initializer(0.5))
+        # as TensorFlow 1.x's tensordot built it (the char-rnn's graph): the kernel transposed and reshaped
+        # for the matmul even when neither changes it (TensorFlow 2's tensordot skips both)
+        kernel = tf.reshape(tf.transpose(w, [0, 1], name="Tensordot/transpose_1"), [4, 3], name="Tensordot/Reshape_1")
+        rows = tf.matmul(tf.reshape(x, [-1, 4]), kernel, name="Tensordot/MatMul")
+        tf.nn.bias_add(tf.reshape(rows, [-1, 6, 3]), b, name="logits")
+        with tf1.Session(graph=g) as s:
+            s.run(tf1.global_variables_initializer())
+            gd = tf1.graph_util.convert_variables_to_constants(s, g.as_graph_def(), ["logits"])
+    on_way = {n.op for n in gd.node if n.name.startswith("Tensordot/")}
+    assert {"Transpose", "Reshape", "MatMul"} <= on_way, on_way  # the layout TF 1.x gave it
+    found = weights.weight_constants(gd)
+    assert set(found) == {"dense/kernel", "dense/bias"}
+    assert found["dense/kernel"]["consumers"] == ["MatMul"] and found["dense/bias"]["consumers"] == ["BiasAdd"]
+    path = tmp_path / "g" / "frozen.pb"
+    path.parent.mkdir()
+    path.write_bytes(gd.SerializeToString())
+    xs = np.random.default_rng(0).normal(size=(3, 6, 4)).astype(np.float32)
+    with gs.restore(str(path)) as f:
+        want = f.run("logits", {"seq": xs})
+    code, stdout, err = cli(capfd, "thaw", path, "--scopes", "dense", "--out", tmp_path / "t", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["variables"] == {"dense/bias": [3], "dense/kernel": [4, 3]}
+    with gs.restore(str(tmp_path / "t")) as t:
+        np.testing.assert_allclose(t.run("logits", {"seq": xs}), want, atol=1e-5)

@@ -6,9 +6,11 @@ through ``Identity`` / ``Cast`` / ``Enter`` ops (``weights/read``, a float16 wei
 read inside a TF 1.x ``while_loop``), a weight input of an
 op that takes weights: the filter of a convolution, either operand of ``MatMul``, the right operand
 of a batched matmul, the bias of ``BiasAdd``, the scale, offset, mean and variance of a batch
-normalization, or the table of a ``Gather``. A bias added with a plain ``Add`` / ``AddV2``
-(``tf.matmul(x, w) + b``) is weight-like too: a 1-D floating-point constant that reaches, the same
-way, an operand of an ``Add`` / ``AddV2`` whose other operand is the output (directly or through
+normalization, or the table of a ``Gather``; or that reaches one with the data input of
+``Reshape`` / ``Transpose`` ops on the way as well (a kernel ``tf.tensordot`` lays out for its
+matmul: ``tf.layers.dense`` on a sequence). A bias added with a plain ``Add`` / ``AddV2``
+(``tf.matmul(x, w) + b``) is weight-like too: a 1-D floating-point constant that reaches, directly
+or through ``Identity`` / ``Cast`` / ``Enter``, an operand of an ``Add`` / ``AddV2`` whose other operand is the output (directly or through
 ``Identity`` / ``Cast`` / ``Enter``) of a matmul or convolution that takes a weight-like constant.
 
 So is a per-channel scale or offset applied elementwise (a batch normalization written out by hand,
@@ -46,6 +48,9 @@ PLAIN_ADDS = frozenset({"Add", "AddV2"})
 ELEMENTWISE = frozenset({"Mul", "Add", "AddV2", "Sub"})
 APPLY_PER_CHANNEL = ELEMENTWISE | {"BiasAdd"}
 PASS_THROUGH = frozenset({"Identity", "Cast", "Enter"})
+# ops that lay a weight out anew for a matmul (``tf.tensordot``, which ``tf.layers.dense`` uses on
+# inputs of rank 3 or more): followed, through their data input, only to find a weight input
+RESHAPES = frozenset({"Reshape", "Transpose"})
 _FLOATS = frozenset({tf.float16, tf.bfloat16, tf.float32, tf.float64})
 
 
@@ -56,9 +61,10 @@ def _float_shape(node):
     return [d.size for d in node.attr["value"].tensor.tensor_shape.dim]
 
 
-def _reached(name, readers):
+def _reached(name, readers, *, reshaped: bool = False):
     """``[(consumer node, input position)]``: the inputs that ``name`` reaches directly or through
-    ``Identity`` / ``Cast`` / ``Enter`` ops."""
+    ``Identity`` / ``Cast`` / ``Enter`` ops (and, ``reshaped``, through the data input of
+    ``Reshape`` / ``Transpose`` ops)."""
     out, seen, stack = [], set(), [name]
     while stack:
         n = stack.pop()
@@ -66,7 +72,7 @@ def _reached(name, readers):
             continue
         seen.add(n)
         for consumer, k in readers[n]:
-            if consumer.op in PASS_THROUGH:
+            if consumer.op in PASS_THROUGH or (reshaped and k == 0 and consumer.op in RESHAPES):
                 stack.append(consumer.name)
             else:
                 out.append((consumer, k))
@@ -170,7 +176,8 @@ def weight_constants(graph_def) -> dict:
         if not shape:  # not a float constant, or a scalar
             continue
         reached[n.name] = _reached(n.name, readers)
-        consumers[n.name] = {c.op for c, k in reached[n.name] if k in WEIGHT_INPUTS.get(c.op, ())}
+        consumers[n.name] = {c.op for c, k in _reached(n.name, readers, reshaped=True)
+                             if k in WEIGHT_INPUTS.get(c.op, ())}
     weighted = {name for name, ops in consumers.items() if ops}
     layer_outputs = _layer_outputs(graph_def, readers, by_name, weighted)
     for name in reached:
