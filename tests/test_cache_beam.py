@@ -5,6 +5,7 @@ except the one that checks the message a user without it gets.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,10 +51,30 @@ def test_beam_cache_is_byte_identical_to_the_local_one(data, tmp_path):
     assert p.stderr == ""  # neither TensorFlow's nor the Beam workers' start-up lines
     report = json.loads(p.stdout)
     assert report["version"] == 1 and report["computed"] == 256 and report["shards_written"] == 9
+    assert 0 < report["startup_seconds"] <= report["seconds"]
     assert tree_hash(on_beam) == tree_hash(local)  # shards, keys, index and manifest
     with gs.CacheReader(on_beam) as r:
         assert r.count("train") + r.count("validation") + r.count("test") == 256
 
+
+
+@needs_beam
+def test_the_report_tells_the_workers_start_up_from_the_run_and_a_line_says_they_start(data, tmp_path):
+    """The workers' start-up (seconds, each restoring the model) was counted as throughput: 40 rows
+    were reported as computed at 3 examples/s, and nothing showed until the first shard was done."""
+    prefix, small, _ = data
+    out = str(tmp_path / "c")
+    p = subprocess.run([a for a in _cli(prefix, small, out, "--runner", "beam") if a != "--quiet"],
+                       capture_output=True, text=True, env=ENV)
+    assert p.returncode == 0, p.stderr[-2000:]
+    m = re.fullmatch(rf"{re.escape(out)}: 256 cached activations; computed 256 in a (\d+) s run \((\d+) s of it "
+                     r"starting the Beam workers, until their first shard\), reused 0, 9 shard\(s\) written\n", p.stdout)
+    assert m and int(m.group(2)) <= int(m.group(1)), p.stdout
+    assert "examples/s" not in p.stdout
+    lines = p.stderr.splitlines()  # not a terminal: plain lines, no bar
+    assert lines[0] == "caching (beam): starting the workers for 9 shard(s) (each restores the model before its " \
+                       "first one)"
+    assert re.fullmatch(r"caching \(beam\): 256/256 examples \(\d+ s\)", lines[-1])
 
 def _descendants(pid):
     out = []

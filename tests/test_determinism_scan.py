@@ -115,3 +115,33 @@ def test_axis0_doubt_is_a_guess_from_static_shapes_and_transposes():
     assert doubt("batch_major:0", "x:0") is None  # moved back
     assert doubt("channels_first:0", "x:0") is None
     assert doubt("x:0", "x:0") is None
+
+
+def test_axis0_doubt_follows_the_batch_through_unstack_and_split_steps():
+    """A static_rnn's steps cut from a time-major tensor are batch-major again: tf.unstack on axis 0,
+    or (the TF 1.0 way, the lstm_aplain's) rows [time * batch, ...] split into time pieces."""
+    from graphsurgeon._src.determinism import axis0_doubt
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 5, 3], name="x")
+        tm = tf.transpose(x, [1, 0, 2], name="time_major")  # [5, ?, 3]
+        steps = tf.unstack(tm, axis=0, name="steps")  # 5 x [?, 3]
+        tf.identity(steps[4] * 2.0, name="last")
+        rows = tf.reshape(tm, [-1, 3], name="rows")  # [?, 3]: time * batch rows
+        split = tf.split(tf.matmul(rows, tf.ones([3, 4])), 5, axis=0, name="split")  # 5 x [?, 4]
+        tf.concat([split[4], split[0]], 1, name="cell")
+        tf.split(rows, 2, axis=0, name="halves")  # 2 pieces of 5 steps: not one step's batch each
+        tf.split(rows, [1, 2], axis=1, name="columns")  # along the units
+        tf.unstack(x, axis=1, name="x_steps")  # batch-major unstack: the batch stays on axis 0
+    model = types.SimpleNamespace(graph=g)
+    doubt = (lambda t, inp="x:0": axis0_doubt(model, t, g.get_tensor_by_name(inp)))
+    assert doubt("steps:4") is None
+    assert doubt("last:0") is None
+    assert doubt("split:0") is None
+    assert doubt("split:4") is None
+    assert doubt("cell:0") is None
+    assert doubt("halves:1") == "transpose 'time_major' moves the input's axis 0 to axis 1"
+    assert doubt("columns:0") == "transpose 'time_major' moves the input's axis 0 to axis 1"
+    assert doubt("rows:0") == "transpose 'time_major' moves the input's axis 0 to axis 1"
+    assert doubt("x_steps:2") is None

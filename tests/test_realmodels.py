@@ -446,3 +446,19 @@ def test_char_rnn_time_major_transpose_is_not_called_a_fixed_batch(capfd):
     assert "-- note: axis 0 of 'rnn/transpose' may not be the batch (its static size 50 is not the input's batch " \
            "('Placeholder:0' is [?, 50, 65]), a guess from the graph)" in out
     assert "the graph fixes the batch" not in out
+
+
+def test_lstm_steps_split_from_time_major_rows_are_batch_major(capfd):
+    """The 2017 static_rnn transposes its input to [10 steps, ?, 1], reshapes it to rows and splits
+    the rows into the 10 steps (inference/split): a cell's concat [?, 160] is batch-major, but plan
+    noted that its axis 0 may not be the batch. The rows themselves are still time-major."""
+    path = os.path.join(REAL, "lstm_aplain")
+    code, out, err = cli(capfd, "plan", "--model", path, "--head", "inference/rnn/basic_lstm_cell_9/concat:3",
+                         "--feed", "istate=0")
+    assert code == 0, err
+    assert out.splitlines()[-1] == "-- the head reads inference/rnn/basic_lstm_cell_9/concat:0 [160] -> 160 features"
+    assert "may not be the batch" not in out
+    code, out, err = cli(capfd, "plan", "--model", path, "--head", "inference/Reshape:3")
+    assert code == 0, err
+    assert "-- note: axis 0 of 'inference/Reshape' may not be the batch (transpose 'inference/transpose' moves " \
+           "the input's axis 0 to axis 1, a guess from the graph)" in out

@@ -21,7 +21,9 @@ import contextlib
 import dataclasses
 import logging
 import re
+import sys
 import threading
+import time
 
 from graphsurgeon._src import terminal
 from graphsurgeon._src.cache.compute import Computer, Distortions, task_inputs
@@ -119,7 +121,7 @@ def run(job, beam_args: list) -> list[dict]:
     tasks = [task_inputs(job.source, t) for t in plan.tasks]
     commit = CommitShards(s.out_dir, job.head, list(job.state.entries), job.state.augment)
     options = PipelineOptions([*DEFAULT_ARGS, *beam_args])
-    with terminal.workers_stderr(), _progress(s, plan):
+    with terminal.workers_stderr(), _progress(s, plan) as watch:
         try:
             with apache_beam.Pipeline(options=options) as p:
                 _ = (p | "tasks" >> apache_beam.Create(tasks) | "spread" >> apache_beam.Reshuffle()
@@ -127,6 +129,7 @@ def run(job, beam_args: list) -> list[dict]:
                      | "gather" >> apache_beam.combiners.ToList() | "commit" >> apache_beam.ParDo(commit))
         except Exception as e:  # noqa: BLE001 (any failure of the runner becomes one line)
             raise CacheError(describe_failure(e, s.out_dir)) from None
+        job.startup = watch.finished()
     manifest = cachefiles.read_manifest(s.out_dir)
     done = {e["shard"] for e in manifest["shards"]} if manifest else set()
     missing = [t.shard for t in plan.tasks if t.shard not in done]
@@ -153,25 +156,47 @@ def describe_failure(e: BaseException, directory: str) -> str:
     return f"the Beam pipeline failed: {last[-1][:300] if last else type(e).__name__}; nothing was committed to {directory}"
 
 
+class _Watch:
+    """The progress bar of a pipeline, fed by the shards workers have finished (their keys files,
+    still temporary), polled every ``EVERY`` seconds; ``first``: when the first one was seen."""
+
+    EVERY = 0.25
+
+    def __init__(self, s: Settings, plan):
+        self.directory, self.rows = s.out_dir, {t.shard: len(t) for t in plan.tasks}
+        if s.progress:  # the bar stays at 0 while the workers start: say why, before it is drawn
+            sys.stderr.write(f"caching (beam): starting the workers for {len(self.rows)} shard(s) (each "
+                             "restores the model before its first one)\n")
+            sys.stderr.flush()
+        self.bar = Progress(plan.computed, "caching (beam)", "examples", enabled=s.progress)
+        self.start, self.first, self.seen = time.monotonic(), None, set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True, name="graphsurgeon-beam-progress")
+
+    def _poll(self):
+        while not self.stop.wait(self.EVERY):
+            for n in cachefiles.attempted_shards(self.directory) & set(self.rows) - self.seen:
+                self.first = self.first or time.monotonic()
+                self.seen.add(n)
+                self.bar.update(self.rows[n])
+
+    def finished(self) -> float:
+        """The pipeline succeeded (every shard committed): the bar completed; returns the seconds
+        from the start until the first shard was seen (until now if none was)."""
+        self.stop.set()
+        self.thread.join()
+        self.bar.update(self.bar.total - self.bar.done)
+        return (self.first or time.monotonic()) - self.start
+
+
 @contextlib.contextmanager
 def _progress(s: Settings, plan):
-    """A progress bar fed by the shards workers have finished (their keys files, still temporary)."""
-    rows = {t.shard: len(t) for t in plan.tasks}
-    bar = Progress(plan.computed, "caching (beam)", "examples", enabled=s.progress)
-    stop = threading.Event()
-
-    def poll():
-        seen = set()
-        while not stop.wait(0.5):
-            for n in cachefiles.attempted_shards(s.out_dir) & set(rows) - seen:
-                seen.add(n)
-                bar.update(rows[n])
-
-    thread = threading.Thread(target=poll, daemon=True, name="graphsurgeon-beam-progress")
-    thread.start()
+    """A :class:`_Watch` of ``s.out_dir`` while the pipeline runs."""
+    watch = _Watch(s, plan)
+    watch.thread.start()
     try:
-        yield
+        yield watch
     finally:
-        stop.set()
-        thread.join()
-        bar.close()
+        watch.stop.set()
+        watch.thread.join()
+        watch.bar.close()

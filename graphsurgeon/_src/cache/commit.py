@@ -21,6 +21,11 @@ class CacheReport:
       changes: how the data set differs from the one the cache held before (examples, classes).
       checks: the manifest's record of the cut (``random``, ``batch_dependent``: true, false, or None
         when never checked), as :mod:`graphsurgeon._src.cache.checks` keeps it.
+      seconds: the whole run's wall time (the model restored, the data indexed, the rows computed,
+        the files committed). startup_seconds: with ``runner='beam'``, the part of it from the
+        pipeline's start until the workers had written their first shard (starting the workers, each
+        restoring the model, then that shard), as polled every quarter second (the pipeline's whole
+        time when it ended before a shard was seen); None when no pipeline ran.
     """
 
     directory: str
@@ -33,6 +38,7 @@ class CacheReport:
     unreferenced: int = 0
     changes: list = dataclasses.field(default_factory=list)
     checks: dict = dataclasses.field(default_factory=dict)
+    startup_seconds: float | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

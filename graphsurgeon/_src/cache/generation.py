@@ -50,6 +50,7 @@ class Job:
     state: object     # state.State
     plan: object      # plan.Plan
     computer: Computer
+    startup: float | None = None  # set by the beam runner: seconds until its workers' first shard
 
 
 def generate(model_path: str, cut: str, data, out_dir: str, *, input: str | None = None, feeds=None,
@@ -132,7 +133,7 @@ def _generate(s: Settings, run, start: float) -> CacheReport:
             source.close()
     return CacheReport(out_dir, job.plan.computed, job.plan.reused, len(job.plan.tasks), job.state.repaired,
                        time.perf_counter() - start, len(job.plan.view), unreferenced_rows(manifest, job.plan),
-                       changes(job.state.previous, manifest), dict(job.head["checks"]))
+                       changes(job.state.previous, manifest), dict(job.head["checks"]), job.startup)
 
 
 @contextlib.contextmanager

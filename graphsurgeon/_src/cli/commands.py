@@ -139,6 +139,17 @@ def _print_kept_epoch(res) -> None:
           f"(accuracy {h['validation_accuracy']:.4f}, loss {h['validation_loss']:.4f}){moving}")
 
 
+def _computed(rep) -> str:
+    """How many rows a cache run computed, and how fast: over the whole run, or, on Beam, the run's
+    time with the part of it spent before the workers' first shard (their start-up, which a rate
+    over so few rows would count as computing)."""
+    if rep.startup_seconds is not None:
+        return (f"computed {rep.computed} in a {rep.seconds:.0f} s run ({rep.startup_seconds:.0f} s of it starting "
+                "the Beam workers, until their first shard)")
+    rate = rep.computed / rep.seconds if rep.seconds else 0.0
+    return f"computed {rep.computed} ({rate:.0f} examples/s)"
+
+
 def cmd_cache(args):
     from graphsurgeon._src.cache import generate
 
@@ -159,9 +170,8 @@ def cmd_cache(args):
     if args.json:
         print(json.dumps({"version": 1, **rep.to_dict()}, indent=2))
     else:
-        rate = rep.computed / rep.seconds if rep.seconds else 0.0
-        print(f"{rep.directory}: {rep.examples} cached activations; computed {rep.computed} "
-              f"({rate:.0f} examples/s), reused {rep.reused}, {rep.shards_written} shard(s) written"
+        print(f"{rep.directory}: {rep.examples} cached activations; {_computed(rep)}, "
+              f"reused {rep.reused}, {rep.shards_written} shard(s) written"
               + (f", repaired {', '.join(rep.repaired)}" if rep.repaired else "")
               + (f"; {rep.unreferenced} stored row(s) not in this data set (kept, not read)" if rep.unreferenced
                  else ""))

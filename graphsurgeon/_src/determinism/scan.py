@@ -187,10 +187,13 @@ def _body_upstream(body: dict, names) -> set[str]:
 def axis0_doubt(model, tensor: str, input_tensor) -> str | None:
     """Why axis 0 of ``tensor`` may not be the batch of ``input_tensor`` (the examples fed), or None.
     A guess from the graph alone: ``tensor``'s static size on axis 0 is known and is not the input's
-    (the input's is unknown, or another size), or the transposes between the input and ``tensor``
-    whose permutation is a constant, taken in the order they depend on one another, move the input's
-    axis 0 elsewhere (a time-major RNN's ``[time, batch, units]``). Other ops that move axes
-    (reshapes, ``tf.unstack``) are not followed."""
+    (the input's is unknown, or another size), or the ops between the input and ``tensor`` that move
+    axes, taken in the order they depend on one another, move the input's axis 0 elsewhere (a
+    time-major RNN's ``[time, batch, units]``). Followed: transposes whose permutation is a constant,
+    ``tf.unstack`` (an axis before the batch's is removed), and a time-major ``[time, batch, ...]``
+    reshaped to ``[time * batch, ...]`` rows then split on axis 0 into ``time`` pieces (each one
+    step's batch: a ``static_rnn``'s inputs made the TF 1.0 way). Other ops that move axes (other
+    reshapes, splits, gathers) are not followed."""
     g = model.graph
     t = g.get_tensor_by_name(tensor if ":" in tensor else tensor + ":0")
     size = t.shape.as_list()[0] if t.shape.rank else None
@@ -201,16 +204,56 @@ def axis0_doubt(model, tensor: str, input_tensor) -> str | None:
     gd = g.as_graph_def()
     by_name = {n.name: n for n in gd.node}
     ups = {n: subgraph.upstream(gd, [n], by_name) for n in subgraph.upstream(gd, [tensor], by_name)
-           if by_name[n].op in ("Transpose", "ConjugateTranspose")}
-    axis, moved = 0, []
+           if by_name[n].op in _MOVES_AXES}
+    track = _BatchAxis()
     for name in sorted((n for n in ups if input_tensor.op.name in ups[n]), key=lambda n: (len(ups[n]), n)):
-        perm = tf.get_static_value(g.get_operation_by_name(name).inputs[1])
-        if perm is not None and axis in list(perm) and list(perm).index(axis) != axis:
-            axis = list(perm).index(axis)
-            moved.append(name)
-    if axis != 0:
-        return f"transpose {', '.join(repr(n) for n in moved)} moves the input's axis 0 to axis {axis}"
+        track.step(g.get_operation_by_name(name))
+    if track.axis != 0:
+        return f"{', '.join(track.moved)} {'moves' if len(track.moved) == 1 else 'move'} the input's axis 0 " \
+               f"to axis {track.axis}"
     return None
+
+
+_MOVES_AXES = frozenset({"Transpose", "ConjugateTranspose", "Unpack", "Reshape", "Split"})
+
+
+@dataclasses.dataclass
+class _BatchAxis:
+    """Where the input's axis 0 (the batch) is, op after op (:func:`axis0_doubt`): ``axis``, and
+    ``steps`` when ``axis`` is 1 of a ``[time, batch, ...]`` tensor reshaped to ``[time * batch, ...]``
+    rows (``time``, known: a split of axis 0 into that many pieces gives each step's batch);
+    ``moved`` says which ops moved it, as ``transpose 'NAME'`` or ``unstack 'NAME'``."""
+    axis: int = 0
+    steps: int | None = None
+    moved: list[str] = dataclasses.field(default_factory=list)
+
+    def step(self, op) -> None:
+        steps, self.steps = self.steps, None
+        if op.type in ("Transpose", "ConjugateTranspose") and steps is None:
+            perm = tf.get_static_value(op.inputs[1])
+            if perm is not None and self.axis in list(perm) and list(perm).index(self.axis) != self.axis:
+                self.axis = list(perm).index(self.axis)
+                self.moved.append(f"transpose '{op.name}'")
+        elif op.type == "Unpack" and steps is None and op.inputs[0].shape.rank is not None:
+            if op.get_attr("axis") % op.inputs[0].shape.rank < self.axis:
+                self.axis -= 1
+                self.moved.append(f"unstack '{op.name}'")
+        elif op.type == "Reshape" and steps is None and self.axis == 1 and _merges_steps(op):
+            self.steps = op.inputs[0].shape.as_list()[0]
+        elif op.type == "Split" and steps is not None and op.get_attr("num_split") == steps \
+                and tf.get_static_value(op.inputs[0]) == 0:
+            self.axis, self.moved = 0, []
+
+
+def _merges_steps(op) -> bool:
+    """Whether Reshape ``op`` makes ``[time * batch, ...]`` rows of a ``[time, batch, ...]`` tensor
+    whose ``time`` is known."""
+    src, out = op.inputs[0].shape, op.outputs[0].shape
+    if src.rank is None or out.rank is None or src.rank < 2 or out.rank != src.rank - 1:
+        return False
+    src, out = src.as_list(), out.as_list()
+    rows = None if src[0] is None or src[1] is None else src[0] * src[1]
+    return src[0] is not None and out[0] in (None, rows) and out[1:] == src[2:]
 
 
 def _shape_text(shape) -> str:
