@@ -1,6 +1,6 @@
 """What a new user met on the real models, said as it is: one line on stderr, exit status 2, naming
 what is wrong and what to do (the cache and head read different tensors, the input fed a constant,
-a cache directory under a file, a picture depth of 0, a multiplier pattern that also matches frozen
+a cache directory under a file, a picture depth of 0 or without a picture, a multiplier pattern that also matches frozen
 variables), and ``retrain --cache`` taking the input and feeds the cache was made with."""
 import os
 
@@ -225,6 +225,16 @@ def test_plan_refuses_a_picture_depth_below_one_as_inspect_does(seed004, tmp_pat
 
     with pytest.raises(gs.ConfigError, match=r"^depth=0: expected an integer >= 1"):
         picture(build(gs.RetrainConfig(model=seed004[0], head="hidden2/Relu:2"), values=False), depth=0)
+
+
+def test_plan_refuses_a_depth_without_a_picture(seed004, tmp_path, capfd):
+    """plan --depth 3 without --dot or --svg printed the plan and ignored the depth."""
+    code, out, err = cli(capfd, "plan", "--model", seed004[0], "--head", "hidden2/Relu:2", "--depth", 3)
+    assert (code, out) == (2, "") and one_line(err) == ("graphsurgeon plan: error: --depth 3 applies to the picture "
+                                                        "only: give --dot FILE or --svg FILE too, or leave --depth out")
+    code, _, err = cli(capfd, "plan", "--model", seed004[0], "--head", "hidden2/Relu:2", "--depth", 3,
+                       "--dot", tmp_path / "p.dot")
+    assert code == 0 and (tmp_path / "p.dot").exists(), err
 
 
 def test_a_multiplier_pattern_that_also_matches_frozen_variables_says_so(seed004, npz, tmp_path, capfd):

@@ -157,7 +157,8 @@ def _plan_parser(sub):
     s.add_argument("--dot", metavar="FILE", help="write a picture of the surgery as Graphviz DOT text")
     s.add_argument("--svg", metavar="FILE", help="render that picture to SVG (needs Graphviz's dot on PATH)")
     s.add_argument("--depth", type=int,
-                   help="scope depth of the picture's boxes, >= 1 (default: the deepest with <= 60 boxes)")
+                   help="scope depth of the picture's boxes, >= 1 (default: the deepest with <= 60 boxes); "
+                        "only with --dot or --svg")
     finish(s, cmd_plan, "json")
 
 
