@@ -74,10 +74,19 @@ def parse_stage(item) -> Stage:
 
 
 def multipliers(names, lr_mult) -> dict[str, float]:
-    """``{name: multiplier}`` for ``names``; the last matching ``(pattern, mult)`` wins, default 1."""
-    out = {n: 1.0 for n in names}
+    """``{name: multiplier}`` for ``names``: the one its matching ``(pattern, mult)`` gives, default 1.
+
+    Raises:
+      ConfigError: two patterns match one name with different multipliers (no order decides).
+    """
+    out, given = {n: 1.0 for n in names}, {}
     for pat, mult in parse_lr_mult(lr_mult):
         for n in select.match(pat, names, allow_empty=True):
+            if n in given and given[n][1] != mult:
+                raise ConfigError(f"lr_mult='{given[n][0]}={given[n][1]:g}' and lr_mult='{pat}={mult:g}' both match "
+                                  f"{n}, with different multipliers; give each variable one: narrow a pattern so "
+                                  f"that it leaves {n} out")
+            given[n] = (pat, mult)
             out[n] = mult
     return out
 

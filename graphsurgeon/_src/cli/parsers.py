@@ -62,7 +62,8 @@ def _model_args(p):
     p.add_argument("--map-scope", nargs="+", action="extend", metavar="CKPT/=GRAPH/",
                    help="restore checkpoint scope CKPT/ into graph scope GRAPH/")
     p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F",
-                   help="learning-rate multiplier of trainable variables (a pattern matching none is refused)")
+                   help="learning-rate multiplier of trainable variables (a pattern matching none is refused, as is "
+                        "a variable two patterns give different multipliers)")
     p.add_argument("--unfreeze", nargs="+", action="extend", metavar="EPOCH:PAT[=F]",
                    help="after EPOCH epochs, PAT trains too (at multiplier F; plan's train column says "
                         "'from EPOCH+1')")
