@@ -139,10 +139,11 @@ def check_lr_mult(lr_mult, stages, names) -> None:
                           f"make them train (trainable={pat}) or leave the multiplier out")
 
 
-def lr_mult_notes(lr_mult, stages, names) -> list[str]:
+def lr_mult_notes(lr_mult, stages, names, left_out=()) -> list[str]:
     """One sentence per ``lr_mult`` pattern that matches, among ``names``, variables it sets no
     multiplier for: ones that never train (ignored), and ones an unfreeze stage starts (that stage
-    sets theirs). :func:`check_lr_mult` has refused a pattern that matches only such variables.
+    sets theirs); and, among ``left_out`` (the variables a cut left out of the graph), ones it
+    ignores too. :func:`check_lr_mult` has refused a pattern that matches only such variables.
     ``stages``: see :func:`stage_sets`."""
     first, every = set(stages[0][1]), set(stages[-1][1])
     notes = []
@@ -150,8 +151,11 @@ def lr_mult_notes(lr_mult, stages, names) -> list[str]:
         hits = select.match(pat, names, allow_empty=True)
         frozen = [h for h in hits if h not in every]
         late = [h for h in hits if h in every and h not in first]
-        parts = ([f"it ignores the {len(frozen)} it matches that do not train ({_shown(frozen)})"] if frozen else []) \
-            + ([f"the {len(late)} it matches that an unfreeze stage starts ({_shown(late)}) take that stage's "
+        cut = select.match(pat, left_out, allow_empty=True)
+        parts = ([f"it ignores the {len(frozen)} it matches that do not train ({shown(frozen)})"] if frozen else []) \
+            + ([f"it ignores the {len(cut)} it matches that the cut leaves out of the graph ({shown(cut)})"]
+               if cut else []) \
+            + ([f"the {len(late)} it matches that an unfreeze stage starts ({shown(late)}) take that stage's "
                 "multiplier"] if late else [])
         if parts:
             n = sum(h in first for h in hits)
@@ -160,7 +164,8 @@ def lr_mult_notes(lr_mult, stages, names) -> list[str]:
     return notes
 
 
-def _shown(names) -> str:
+def shown(names) -> str:
+    """Up to four of ``names``, with `` …`` when there are more (for messages)."""
     return ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
 
 
