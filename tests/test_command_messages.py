@@ -127,7 +127,7 @@ MESSAGES = [
     (("combine",), "prior=1,1: expected 9 positive weights, one per class of the union (A's classes, then B's)"),
     # a head's input that is random or depends on its batch-mates (retrain), and a tensor to cache (cache)
     (("retrain",), "the head's input 'f:0' differs between two runs on the same batch (keep_prob fed 0.5): it depends "
-                   "on random op(s) dropout/random_uniform/RandomUniform (dropout with keep_prob baked in?), so the "
+                   "on random op(s) dropout/random_uniform/RandomUniform (their rate is read from the fed keep_prob), so the "
                    "exported model would answer differently on every call; cut below them, give the placeholder that "
                    "drives them its inference value in feeds=, or pass allow_random=True"),
     (("retrain",), "output 'logits:0' depends on the other examples in its batch (through moments/mean: batch "
@@ -151,7 +151,7 @@ MESSAGES = [
                    "examples served with it"),
     (("retrain",), "the head's input 'f:0' differs between runs on the same batch with its random op(s) fed two "
                    "far-apart draws (two ordinary runs agreed) (keep_prob fed 0.999): it depends on random op(s) "
-                   "d/RandomUniform (dropout with keep_prob baked in?), so the exported model would answer differently "
+                   "d/RandomUniform (their rate is read from the fed keep_prob), so the exported model would answer differently "
                    "on every call; cut below them, give the placeholder that drives them its inference value in "
                    "feeds=, or pass allow_random=True"),
     (("retrain",), "the head's input 'f:0' is random (two runs on one batch differed; random op(s) d/RandomUniform): "
@@ -167,7 +167,7 @@ MESSAGES = [
                 "example alone and refuses the cut if its values change (batch statistics); "
                 "allow_batch_dependent=True accepts it"),
     (("cache",), "tensor 'f:0' differs between two runs on the same batch (keep_prob fed 0.5): it depends on random "
-                 "op(s) d/RandomUniform (dropout with keep_prob baked in?), so its values cannot be cached; cache a "
+                 "op(s) d/RandomUniform (their rate is read from the fed keep_prob), so its values cannot be cached; cache a "
                  "tensor below them, give the placeholder that drives them its inference value in feeds=, or pass "
                  "allow_random=True"),
     (("cache",), "c/: an earlier run into this cache found tensor 'f:0' random (its values differ between runs on one "

@@ -1,7 +1,7 @@
 """What a new user met on the real models, said as it is: one line on stderr, exit status 2, naming
 what is wrong and what to do (the cache and head read different tensors, the input fed a constant,
-a cache directory under a file, a picture depth of 0, a multiplier pattern that also matches frozen
-variables), and ``retrain --cache`` taking the input and feeds the cache was made with."""
+a cache directory under a file, a picture depth of 0 or without a picture, a multiplier pattern that also matches frozen
+variables or the cut's left-out ones, two multipliers for one variable, a pattern matching only what the cut leaves out), and ``retrain --cache`` taking the input and feeds the cache was made with."""
 import os
 
 import numpy as np
@@ -227,6 +227,16 @@ def test_plan_refuses_a_picture_depth_below_one_as_inspect_does(seed004, tmp_pat
         picture(build(gs.RetrainConfig(model=seed004[0], head="hidden2/Relu:2"), values=False), depth=0)
 
 
+def test_plan_refuses_a_depth_without_a_picture(seed004, tmp_path, capfd):
+    """plan --depth 3 without --dot or --svg printed the plan and ignored the depth."""
+    code, out, err = cli(capfd, "plan", "--model", seed004[0], "--head", "hidden2/Relu:2", "--depth", 3)
+    assert (code, out) == (2, "") and one_line(err) == ("graphsurgeon plan: error: --depth 3 applies to the picture "
+                                                        "only: give --dot FILE or --svg FILE too, or leave --depth out")
+    code, _, err = cli(capfd, "plan", "--model", seed004[0], "--head", "hidden2/Relu:2", "--depth", 3,
+                       "--dot", tmp_path / "p.dot")
+    assert code == 0 and (tmp_path / "p.dot").exists(), err
+
+
 def test_a_multiplier_pattern_that_also_matches_frozen_variables_says_so(seed004, npz, tmp_path, capfd):
     """--lr-mult 'hidden*=0.1' with only hidden3 trainable set hidden3's multiplier and said nothing of
     hidden1 and hidden2; plan's table and retrain agree, and both say it (retrain's --json in notes)."""
@@ -273,3 +283,38 @@ def test_retrain_from_a_cache_on_another_input_is_told_the_input_differs(tmp_pat
     code, _, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
                        "--input", "X:0", "--feed", shift, "--epochs", 1, "--quiet", "--out", tmp_path / "o")
     assert code == 0, err
+
+
+@real
+def test_a_pattern_matching_only_variables_the_cut_leaves_out_says_so(capfd):
+    """--trainable gen (and --unfreeze 1:gen, --reinit gen, --lr-mult dis/D_w2=0.5) with a head on
+    Relu_1 said "pattern 'gen' matches no variable; closest scopes: dis", though the GAN has gen: the
+    graph is cut down to what Relu_1 needs. --lr-mult 'dis/*=0.5' said nothing of the cut-away
+    dis/D_b2 and dis/D_w2; two patterns giving dis/D_w1 other multipliers left the last one's."""
+    import graphsurgeon as gs
+
+    base = ["plan", "--model", REAL_GAN, "--head", "Relu_1:3"]
+    gen = ("matches only variables the cut leaves out (4: gen/G_b1, gen/G_b2, gen/G_w1, gen/G_w2): the graph is "
+           "pruned to what 'Relu_1' needs; cut above them (--head or --output a tensor that reads them) or leave the "
+           "pattern out")
+    for flag, item, pattern, said in [
+            ("--trainable", "gen", "gen", gen), ("--unfreeze", "1:gen", "gen", gen), ("--reinit", "gen", "gen", gen),
+            ("--lr-mult", "dis/D_w2=0.5", "dis/D_w2", gen.replace("4: gen/G_b1, gen/G_b2, gen/G_w1, gen/G_w2",
+                                                                  "1: dis/D_w2"))]:
+        code, out, err = cli(capfd, *base, flag, item)
+        assert (code, out) == (2, "") and one_line(err) == (f"graphsurgeon plan: error: {flag} '{item}': pattern "
+                                                            f"'{pattern}' {said}")
+    with pytest.raises(gs.PatternError, match=r"^trainable='gen/G_w1': pattern 'gen/G_w1' matches only variables the "
+                                              r"cut leaves out \(1: gen/G_w1\): the graph is pruned to what 'Relu_1' "
+                                              r"needs from 'x'; cut above them \(head= or output= a tensor that reads "
+                                              r"them; input= a tensor below them\) or leave the pattern out$"):
+        gs.plan(gs.RetrainConfig(model=REAL_GAN, head="Relu_1:3", input="x", trainable=["gen/G_w1"]))
+    code, out, err = cli(capfd, *base, "--trainable", "dis", "--lr-mult", "dis/*=0.5")
+    assert code == 0, err
+    assert ("-- note: --lr-mult 'dis/*=0.5' sets the multiplier of the 2 variable(s) it matches that train from the "
+            "first epoch; it ignores the 2 it matches that the cut leaves out of the graph (dis/D_b2, dis/D_w2)"
+            in out.splitlines())
+    code, out, err = cli(capfd, *base, "--trainable", "dis", "--lr-mult", "dis/D_w1=0.1", "dis/*=0.5")
+    assert (code, out) == (2, "") and one_line(err) == (
+        "graphsurgeon plan: error: --lr-mult 'dis/D_w1=0.1' and --lr-mult 'dis/*=0.5' both match dis/D_w1, with "
+        "different multipliers; give each variable one: narrow a pattern so that it leaves dis/D_w1 out")

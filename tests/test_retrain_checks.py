@@ -156,6 +156,35 @@ def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
         _retrain(default, tmp_path / "p2", feeds={"keep_prob": 0.5})
 
 
+def test_a_random_tensor_whose_rate_is_fed_is_not_guessed_to_have_it_baked_in(tmp_path):
+    """keep_prob, a placeholder_with_default, fed 0.5: the refusals of retrain and cache said "(keep_prob
+    fed 0.5) ... (dropout with keep_prob baked in?)"; they say the rate is read from the fed keep_prob. A
+    fed placeholder on the data's path (times 'scale', then dropout with keep_prob baked in) keeps the guess."""
+    fed = r"\(keep_prob fed 0.5\): it depends on random op\(s\) dropout/random_uniform/RandomUniform \(their rate " \
+          r"is read from the fed keep_prob\), so "
+    default = _net(str(tmp_path), "default")
+    with pytest.raises(gs.RandomTensorError, match=fed + "the exported model would answer"):
+        _retrain(default, tmp_path / "o", feeds={"keep_prob": 0.5})
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    with pytest.raises(gs.RandomTensorError, match=fed + "its values cannot be cached"):
+        gs.generate_cache(default, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"), feeds={"keep_prob": 0.5},
+                          progress=False)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 6], name="X")
+        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8])), name="hidden")
+        h = tf1.nn.dropout(h * tf1.placeholder_with_default(1.0, (), name="scale"), keep_prob=0.5)
+        f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8])), name="features")
+        tf.matmul(f, tf1.get_variable("w3", [8, 3]), name="logits")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
+    with pytest.raises(gs.RandomTensorError, match=r"\(scale fed 2.0\): it depends on random op\(s\) "
+                                                   r"dropout/random_uniform/RandomUniform \(dropout with keep_prob "
+                                                   r"baked in\?\), so "):
+        _retrain(prefix, tmp_path / "p", feeds={"scale": 2.0})
+
+
 def _scaled(directory):
     """X -> hidden -> times 'scale', a placeholder_with_default(1.0) -> features -> logits."""
     g = tf.Graph()

@@ -38,9 +38,16 @@ def test_parse_stage_forms():
             train.parse_stage(bad)
 
 
-def test_multipliers_last_match_wins():
+def test_multipliers_refuse_two_patterns_that_give_one_variable_different_multipliers():
+    """The last match won: ``dis/D_w1=0.1 'dis/*=0.5'`` trained D_w1 at x0.5 and said nothing."""
     names = ["h1/w", "h2/b", "h2/w"]
-    assert train.multipliers(names, ["h2=0.5", "h2/w=0.1"]) == {"h1/w": 1.0, "h2/b": 0.5, "h2/w": 0.1}
+    for order in (["h2=0.5", "h2/w=0.1"], ["h2/w=0.1", "h2=0.5"]):
+        first, second = order
+        with pytest.raises(gs.ConfigError, match=rf"^lr_mult='{first}' and lr_mult='{second}' both match h2/w, "
+                                                 r"with different multipliers; give each variable one: narrow a "
+                                                 r"pattern so that it leaves h2/w out$"):
+            train.multipliers(names, order)
+    assert train.multipliers(names, ["h2=0.5", "h2/w=0.5", "h1=0.1"]) == {"h1/w": 0.1, "h2/b": 0.5, "h2/w": 0.5}
 
 
 def test_stage_sets_accumulate_and_respect_the_trainable_collection():

@@ -30,10 +30,13 @@ class Model(Closing):
       unsafe_ops: ``[(op name, op type)]`` of ops in the restored graph that touch files or run
         Python (see :func:`graphsurgeon._src.safety.unsafe_ops`); :func:`graphsurgeon.restore`
         refuses to run them unless allowed.
+      left_out: the names of the source graph's variables that pruning it to ``outputs`` (and from
+        ``inputs``) left out, optimizer state not counted (see
+        :func:`graphsurgeon._src.rules.is_optimizer_state`); empty when nothing was pruned.
     """
 
     def __init__(self, graph, session, source, status=None, checkpoint_names=None, inputs=(), outputs=(), *,
-                 plan=None, reader=None, aliases=None, unsafe_ops=()):
+                 plan=None, reader=None, aliases=None, unsafe_ops=(), left_out=()):
         self.graph = graph
         self.session = session
         self.source = source
@@ -45,6 +48,7 @@ class Model(Closing):
         self.reader = reader
         self.aliases = dict(aliases or {})
         self.unsafe_ops = list(unsafe_ops)
+        self.left_out = list(left_out)
 
     # -- lookup -----------------------------------------------------------
     @property

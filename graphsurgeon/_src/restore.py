@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -21,7 +22,7 @@ from graphsurgeon._src.errors import (
     UnsafeGraphError,
 )
 from graphsurgeon._src.model import Model
-from graphsurgeon._src.rules import Rules
+from graphsurgeon._src.rules import Rules, is_optimizer_state
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
 from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
@@ -132,16 +133,17 @@ def restore(path, *, graph=None, tags=("serve",), rules: Rules | None = None, ou
     """
     _refuse_replaced(replaced)
     source = resolve(path, tags)
-    if graph is None:
-        graph, ins, outs, aliases, unsafe = _import(source, inputs, outputs)
-    else:
-        ins, outs, aliases, unsafe = [], [], {}, []
+    imported = _import(source, inputs, outputs) if graph is None else _Imported(graph)
+    graph = imported.graph
     info = graph_variable_info(graph)
     reader = _reader(source, info)
     entries = {n: (e.shape, e.dtype.name) for n, e in (reader.entries.items() if reader else ())}
-    plan = make_plan(info, entries, rules=rules, restore_optimizer=restore_optimizer, inputs=ins, outputs=outs)
+    plan = make_plan(info, entries, rules=rules, restore_optimizer=restore_optimizer, inputs=imported.inputs,
+                     outputs=imported.outputs)
+    left_out = sorted(n for n in imported.variables if n not in info and not is_optimizer_state(n))
     model = Model(graph, None, source, {v.name: v.status for v in plan.variables if v.status != "dropped"},
-                  plan.restore_map(), ins, outs, plan=plan, reader=reader, aliases=aliases, unsafe_ops=unsafe)
+                  plan.restore_map(), imported.inputs, imported.outputs, plan=plan, reader=reader,
+                  aliases=imported.aliases, unsafe_ops=imported.unsafe_ops, left_out=left_out)
     return load(model, allow_missing=allow_missing, allow_cast=allow_cast, allow_unsafe_ops=allow_unsafe_ops,
                 threads=threads) if values else model
 
@@ -176,10 +178,25 @@ def _reader(source, info):
     return CheckpointReader(source.prefix)
 
 
-def _import(source, inputs, outputs):
-    """``(graph, input names, output names, aliases, unsafe ops)`` of ``source``'s graph: legacy
-    placeholder shapes fixed, ``inputs`` turned into placeholders, pruned to ``outputs``."""
+@dataclasses.dataclass
+class _Imported:
+    """A graph as :func:`_import` made it: its input and output names, ``aliases`` (see
+    ``Model.aliases``), ``unsafe_ops`` and the names of every variable of the source graph, before
+    pruning (a graph built in Python: none of these)."""
+
+    graph: tf.Graph
+    inputs: list = dataclasses.field(default_factory=list)
+    outputs: list = dataclasses.field(default_factory=list)
+    aliases: dict = dataclasses.field(default_factory=dict)
+    unsafe_ops: list = dataclasses.field(default_factory=list)
+    variables: list = dataclasses.field(default_factory=list)
+
+
+def _import(source, inputs, outputs) -> _Imported:
+    """``source``'s graph: legacy placeholder shapes fixed, ``inputs`` turned into placeholders,
+    pruned to ``outputs``."""
     meta = tf2.read_meta_graph(source)
+    variables = [n.name for n in meta.graph_def.node if n.op in subgraph.VARIABLE_OPS]
     where = source.meta_path or source.graph_path or source.export_dir
     subgraph.fix_legacy_placeholder_shapes(meta.graph_def)
     aliases = {}
@@ -196,7 +213,7 @@ def _import(source, inputs, outputs):
         ins, outs = [n.name + ":0" for n in subgraph.placeholders(meta.graph_def)], [_full(o) for o in outputs]
     else:
         ins, outs = _signature_of(meta)
-    return graph, ins, outs, aliases, safety.unsafe_ops(meta)
+    return _Imported(graph, ins, outs, aliases, safety.unsafe_ops(meta), variables)
 
 
 def load(model: Model, *, allow_missing: bool = False, allow_cast: bool = False, allow_unsafe_ops: bool = False,

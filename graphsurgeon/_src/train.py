@@ -74,10 +74,19 @@ def parse_stage(item) -> Stage:
 
 
 def multipliers(names, lr_mult) -> dict[str, float]:
-    """``{name: multiplier}`` for ``names``; the last matching ``(pattern, mult)`` wins, default 1."""
-    out = {n: 1.0 for n in names}
+    """``{name: multiplier}`` for ``names``: the one its matching ``(pattern, mult)`` gives, default 1.
+
+    Raises:
+      ConfigError: two patterns match one name with different multipliers (no order decides).
+    """
+    out, given = {n: 1.0 for n in names}, {}
     for pat, mult in parse_lr_mult(lr_mult):
         for n in select.match(pat, names, allow_empty=True):
+            if n in given and given[n][1] != mult:
+                raise ConfigError(f"lr_mult='{given[n][0]}={given[n][1]:g}' and lr_mult='{pat}={mult:g}' both match "
+                                  f"{n}, with different multipliers; give each variable one: narrow a pattern so "
+                                  f"that it leaves {n} out")
+            given[n] = (pat, mult)
             out[n] = mult
     return out
 
@@ -130,10 +139,11 @@ def check_lr_mult(lr_mult, stages, names) -> None:
                           f"make them train (trainable={pat}) or leave the multiplier out")
 
 
-def lr_mult_notes(lr_mult, stages, names) -> list[str]:
+def lr_mult_notes(lr_mult, stages, names, left_out=()) -> list[str]:
     """One sentence per ``lr_mult`` pattern that matches, among ``names``, variables it sets no
     multiplier for: ones that never train (ignored), and ones an unfreeze stage starts (that stage
-    sets theirs). :func:`check_lr_mult` has refused a pattern that matches only such variables.
+    sets theirs); and, among ``left_out`` (the variables a cut left out of the graph), ones it
+    ignores too. :func:`check_lr_mult` has refused a pattern that matches only such variables.
     ``stages``: see :func:`stage_sets`."""
     first, every = set(stages[0][1]), set(stages[-1][1])
     notes = []
@@ -141,8 +151,11 @@ def lr_mult_notes(lr_mult, stages, names) -> list[str]:
         hits = select.match(pat, names, allow_empty=True)
         frozen = [h for h in hits if h not in every]
         late = [h for h in hits if h in every and h not in first]
-        parts = ([f"it ignores the {len(frozen)} it matches that do not train ({_shown(frozen)})"] if frozen else []) \
-            + ([f"the {len(late)} it matches that an unfreeze stage starts ({_shown(late)}) take that stage's "
+        cut = select.match(pat, left_out, allow_empty=True)
+        parts = ([f"it ignores the {len(frozen)} it matches that do not train ({shown(frozen)})"] if frozen else []) \
+            + ([f"it ignores the {len(cut)} it matches that the cut leaves out of the graph ({shown(cut)})"]
+               if cut else []) \
+            + ([f"the {len(late)} it matches that an unfreeze stage starts ({shown(late)}) take that stage's "
                 "multiplier"] if late else [])
         if parts:
             n = sum(h in first for h in hits)
@@ -151,7 +164,8 @@ def lr_mult_notes(lr_mult, stages, names) -> list[str]:
     return notes
 
 
-def _shown(names) -> str:
+def shown(names) -> str:
+    """Up to four of ``names``, with `` …`` when there are more (for messages)."""
     return ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
 
 

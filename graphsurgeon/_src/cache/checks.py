@@ -21,6 +21,7 @@ from graphsurgeon._src.determinism import (
     mixing,
     ops_phrase,
     probe,
+    random_guess,
     random_ops_upstream,
     random_phrase,
 )
@@ -44,9 +45,10 @@ def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_de
     """
     p = probe(model, t, feeder, x, first=act)
     if p.random and not allow_random:
+        ops = random_ops_upstream(model, t.name)
         raise RandomTensorError(
             f"tensor '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on "
-            f"{ops_phrase(random_ops_upstream(model, t.name))} (dropout with keep_prob baked in?), so its values "
+            f"{ops_phrase(ops)}{random_guess(model, ops, feeder)}, so its values "
             f"cannot be cached; cache a tensor below them{feed_hint(feeder.values)}, or pass allow_random=True")
     if p.batch_dependent and not allow_batch_dependent:
         because = mixing(model, t.name, feeder.input)

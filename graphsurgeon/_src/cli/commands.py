@@ -74,6 +74,10 @@ def cmd_plan(args):
     from graphsurgeon._src.retrain import build, picture
 
     check_depth(args.depth)  # before the graph is built
+    if args.depth is not None and not (args.dot or args.svg):
+        from graphsurgeon._src.errors import ConfigError
+        raise ConfigError(f"--depth {args.depth} applies to the picture only: give --dot FILE or --svg FILE too, "
+                          "or leave --depth out")
     cfg = _config(args)
     setup = build(cfg, values=False)
     setup.plan.notes = [to_flags(n) for n in setup.plan.notes]

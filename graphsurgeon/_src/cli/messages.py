@@ -59,7 +59,7 @@ FLAGS = {
     "reference": "--reference", "balance": "--balance", "names": "--names", "threshold": "--threshold",
     "epochs": "--epochs", "prior": "--prior", "weight_decay": "--weight-decay", "tags": "--tags",
     "shard_size": "--shard-size", "trainable": "--trainable", "lr_mult": "--lr-mult", "unfreeze": "--unfreeze",
-    "depth": "--depth",
+    "depth": "--depth", "reinit": "--reinit",
 }
 
 

@@ -62,7 +62,8 @@ def _model_args(p):
     p.add_argument("--map-scope", nargs="+", action="extend", metavar="CKPT/=GRAPH/",
                    help="restore checkpoint scope CKPT/ into graph scope GRAPH/")
     p.add_argument("--lr-mult", nargs="+", action="extend", metavar="PAT=F",
-                   help="learning-rate multiplier of trainable variables (a pattern matching none is refused)")
+                   help="learning-rate multiplier of trainable variables (a pattern matching none is refused, as is "
+                        "a variable two patterns give different multipliers)")
     p.add_argument("--unfreeze", nargs="+", action="extend", metavar="EPOCH:PAT[=F]",
                    help="after EPOCH epochs, PAT trains too (at multiplier F; plan's train column says "
                         "'from EPOCH+1')")
@@ -157,7 +158,8 @@ def _plan_parser(sub):
     s.add_argument("--dot", metavar="FILE", help="write a picture of the surgery as Graphviz DOT text")
     s.add_argument("--svg", metavar="FILE", help="render that picture to SVG (needs Graphviz's dot on PATH)")
     s.add_argument("--depth", type=int,
-                   help="scope depth of the picture's boxes, >= 1 (default: the deepest with <= 60 boxes)")
+                   help="scope depth of the picture's boxes, >= 1 (default: the deepest with <= 60 boxes); "
+                        "only with --dot or --svg")
     finish(s, cmd_plan, "json")
 
 

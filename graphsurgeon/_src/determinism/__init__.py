@@ -31,11 +31,17 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src.determinism.scan import RANDOM_OPS, axis0_doubt, batch_mixing_ops, random_ops_upstream
+from graphsurgeon._src.determinism.scan import (
+    RANDOM_OPS,
+    axis0_doubt,
+    batch_mixing_ops,
+    random_ops_upstream,
+    rate_feeds,
+)
 
 __all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "feed_hint", "feedable_draws",
-           "feeds_text", "mixing", "ops_phrase", "probe", "random_ops_upstream", "random_phrase", "rows_not_examples",
-           "same"]
+           "feeds_text", "mixing", "ops_phrase", "probe", "random_guess", "random_ops_upstream", "random_phrase",
+           "rate_feeds", "rows_not_examples", "same"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
 # second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values;
@@ -153,6 +159,14 @@ def feeds_text(feeds: dict) -> str:
     shown = [f"{n} fed {np.asarray(v).item() if np.asarray(v).size == 1 else list(np.shape(v))}"
              for n, v in sorted(feeds.items())]
     return f" ({', '.join(shown)})" if shown else ""
+
+
+def random_guess(model, ops: list, feeder) -> str:
+    """What a random tensor's refusal guesses of its random ``ops`` (:func:`random_ops_upstream`):
+    `` (dropout with keep_prob baked in?)``, or, when placeholders ``feeder`` feeds set their rate
+    (:func:`rate_feeds`: a ``keep_prob`` fed 0.5), `` (their rate is read from the fed keep_prob)``."""
+    rates = rate_feeds(model, ops, feeder.values, feeder.input.op.name)
+    return f" (their rate is read from the fed {', '.join(rates)})" if rates else " (dropout with keep_prob baked in?)"
 
 
 def feed_hint(feeds: dict) -> str:

@@ -38,6 +38,32 @@ def random_ops_upstream(model, tensor: str, functions: bool = True) -> list[str]
     return names
 
 
+def rate_feeds(model, random_ops, fed, input_op: str) -> list[str]:
+    """The placeholders among ``fed`` (names) that set the rate of ``random_ops`` (graph op names, as
+    :func:`random_ops_upstream` gives them; ones inside functions are not followed): an op at most
+    four ops below a random op reads one through its other inputs, where those do not read
+    ``input_op`` (the data: dropout's mask meets the values it drops there) (dropout's ``keep_prob``:
+    ``RandomUniform`` -> ``GreaterEqual`` with ``rate = 1 - keep_prob``, or -> scale -> shift ->
+    ``add`` of ``keep_prob``). Sorted."""
+    gd = model.graph.as_graph_def()
+    by_name = {n.name: n for n in gd.node}
+    consumers = {}
+    for n in gd.node:
+        for i in n.input:
+            consumers.setdefault(subgraph.node_name(i), []).append(n.name)
+    fed, found = {subgraph.node_name(f) for f in fed}, set()
+    for op in (o for o in random_ops if o in by_name):
+        frontier, seen = [op], {op}
+        for _ in range(4):
+            frontier = sorted({c for f in frontier for c in consumers.get(f, ()) if c not in seen})
+            seen.update(frontier)
+            for other in {subgraph.node_name(i) for c in frontier for i in by_name[c].input} - seen:
+                reads = subgraph.upstream(gd, [other], by_name)
+                if input_op not in reads:
+                    found |= fed & reads
+    return sorted(found)
+
+
 def batch_mixing_ops(model, tensor: str, input_op: str) -> list[str]:
     """Ops between ``input_op`` and ``tensor`` that may mix the examples of a batch: reductions over
     axis 0 (``tf.nn.moments`` over the batch; also ones that change no example's values, such as

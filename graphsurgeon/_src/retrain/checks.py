@@ -33,6 +33,7 @@ from graphsurgeon._src.determinism import (
     mixing,
     ops_phrase,
     probe,
+    random_guess,
     random_ops_upstream,
     random_phrase,
     rows_not_examples,
@@ -81,8 +82,8 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
     if p.random:
         if not cfg.allow_random:
             raise RandomTensorError(
-                f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)} "
-                "(dropout with keep_prob baked in?), so the exported model would answer "
+                f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)}"
+                f"{random_guess(model, ops, feeder)}, so the exported model would answer "
                 f"differently on every call; cut below them{feed_hint(feeder.values)}, or pass allow_random=True")
         seen = "two runs on one batch differed" if p.random_by == "runs" else \
             "runs on one batch with its random op(s) fed two far-apart draws differed"

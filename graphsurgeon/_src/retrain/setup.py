@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import picture as picture_mod
 from graphsurgeon._src import select, train
-from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.errors import ConfigError, PatternError
 from graphsurgeon._src.feeds import Feeder, find_input, fixed_batch, parse_feeds, unread_feed
 from graphsurgeon._src.restore import graph_variable_info, load, restore
 from graphsurgeon._src.retrain.checks import plan_notes
@@ -50,12 +50,11 @@ def _check_classes(cfg: RetrainConfig, logits) -> None:
 
 
 def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
-    """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains.
-
-    Without ``head`` or ``output`` the whole graph is restored and the plan says, for every
-    variable, whether it is restored and whether it would train (``trainable`` patterns), as
-    ``tf_slim.get_variables_to_restore(exclude=...)`` would restore it (``drop`` patterns here).
-    With ``values=False`` nothing is read and no session is made (the dry-run plan).
+    """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains; with
+    ``values=False`` nothing is read and no session is made (the dry-run plan). Without ``head`` or
+    ``output`` the whole graph is restored and the plan says, for every variable, whether it is restored
+    and whether it would train (``trainable`` patterns), as ``tf_slim.get_variables_to_restore(exclude=...)``
+    would restore it (``drop`` patterns here).
     """
     if not cfg.model:
         raise ConfigError("no model given (model=PATH, or model = '...' in the plan file)")
@@ -79,6 +78,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     feeds, train_feeds = {n: feeds[n] for n in extra if n in feeds}, {n: {**feeds, **train_feeds}[n] for n in extra}
     Feeder(model, inp, feeds, fixed)  # every feed fits its placeholder
     Feeder(model, inp, train_feeds, fixed)
+    _refuse_left_out(cfg, model, cut)
     reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
     if spec:
         head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
@@ -98,7 +98,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
                      trainable=final, lr_mult=final, trains_from=train.trains_from(stage_sets),
                      update_ops=[o.name for o in upd], inputs=[inp.name],
                      outputs=[logits.name, probs.name])
-    notes = train.lr_mult_notes(cfg.lr_mult, stage_sets, list(model.variables))
+    notes = train.lr_mult_notes(cfg.lr_mult, stage_sets, list(model.variables), left_out=model.left_out)
     plan.notes = plan_notes(cfg, model, cut, inp, fixed) + notes
     plan.features = head.features_report() if head else None
     model.plan = plan
@@ -109,6 +109,31 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
                  feeds=feeds, train_feeds=train_feeds,
                  fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates], notes=notes)
+
+
+def _refuse_left_out(cfg: RetrainConfig, model, cut: str) -> None:
+    """Refuse a ``trainable``, ``reinit``, ``unfreeze`` or ``lr_mult`` pattern that matches no variable of
+    the graph pruned to ``cut`` but some the pruning left out (``model.left_out``), naming up to four
+    of them (a pattern that matches neither is refused later, naming the closest scopes).
+
+    Raises:
+      PatternError: naming the argument, the pattern, the variables and what to do.
+    """
+    names = list(model.variables)
+    stages = [train.parse_stage(st) for st in cfg.unfreeze]
+    given = [("trainable", p, p) for p in cfg.trainable] + [("reinit", p, p) for p in cfg.reinit] \
+        + [("unfreeze", f"{st.epoch}:{p}" + (f"={st.lr_mult:g}" if st.lr_mult != 1 else ""), p)
+           for st in stages for p in st.patterns] \
+        + [("lr_mult", f"{p}={m:g}", p) for p, m in train.parse_lr_mult(cfg.lr_mult)]
+    for arg, item, pattern in given:
+        hits = select.match(pattern, model.left_out, allow_empty=True)
+        if hits and not select.match(pattern, names, allow_empty=True):
+            source = f" from '{cfg.input}'" if cfg.input else ""
+            below = "; input= a tensor below them" if cfg.input else ""
+            raise PatternError(
+                f"{arg}='{item}': pattern '{pattern}' matches only variables the cut leaves out ({len(hits)}: "
+                f"{train.shown(hits)}): the graph is pruned to what '{cut}' needs{source}; cut above them (head= or "
+                f"output= a tensor that reads them{below}) or leave the pattern out")
 
 
 def _entries(model) -> dict:
