@@ -202,7 +202,8 @@ def test_retrain_checks_the_input_against_the_run(tmp_path):
     out = str(tmp_path / "c")
     generate(prefix, "features", str(tmp_path / "d.npz"), out, input="A", feeds={"B": "0"}, progress=False)
     cfg = gs.RetrainConfig(model=prefix, head="top/Relu:2", input="B", feeds={"A": "0"}, epochs=1)
-    with pytest.raises(gs.CacheError, match="input A:0 -> B:0.*feed A .not fed. -> 0.0.*feed B 0.0 -> .not fed."):
+    with pytest.raises(gs.CacheError, match="was made with input A:0, and this run's input is 'B': the cached "
+                                            "activations were computed from A:0"):  # refused before the other differences
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=out, progress=False)
     cfg = gs.RetrainConfig(model=prefix, head="top/Relu:2", input="A", feeds={"B": "0"}, epochs=1)
     assert gs.retrain(cfg, None, str(tmp_path / "o"), cache=out, progress=False).metrics
