@@ -381,18 +381,24 @@ def test_thaw_takes_weights_read_inside_a_tf1_while_loop(tmp_path, capfd):
     with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
         tf1.train.import_meta_graph(prefix + ".meta").restore(s, prefix)
         gd = tf1.graph_util.convert_variables_to_constants(s, g.as_graph_def(), ["dense/BiasAdd"])
-    (tmp_path / "g").mkdir()
-    path = tmp_path / "g" / "frozen.pb"
-    path.write_bytes(gd.SerializeToString())
     assert {"rnn/kernel", "rnn/bias"} <= set(weights.weight_constants(gd))
+    _thawed_sequence_net(gd, "dense/BiasAdd", "rnn", {"rnn/bias": [5], "rnn/kernel": [9, 5]}, tmp_path, capfd)
+
+
+def _thawed_sequence_net(gd, output, scopes, thawed, tmp_path, capfd):
+    """Thaw ``scopes`` of the frozen ``gd`` (input ``seq`` [None, 6, 4]) with the CLI: the variables
+    made are ``thawed`` ({name: shape}), and ``output`` is within 1e-5 of the frozen graph's."""
+    path = tmp_path / "g" / "frozen.pb"
+    path.parent.mkdir()
+    path.write_bytes(gd.SerializeToString())
     x = np.random.default_rng(0).normal(size=(3, 6, 4)).astype(np.float32)
     with gs.restore(str(path)) as f:
-        want = f.run("dense/BiasAdd", {"seq": x})
-    code, stdout, err = cli(capfd, "thaw", path, "--scopes", "rnn", "--out", tmp_path / "t", "--json")
+        want = f.run(output, {"seq": x})
+    code, stdout, err = cli(capfd, "thaw", path, "--scopes", scopes, "--out", tmp_path / "t", "--json")
     assert code == 0, err
-    assert json.loads(stdout)["variables"] == {"rnn/bias": [5], "rnn/kernel": [9, 5]}
+    assert json.loads(stdout)["variables"] == thawed
     with gs.restore(str(tmp_path / "t")) as t:
-        np.testing.assert_allclose(t.run("dense/BiasAdd", {"seq": x}), want, atol=1e-5)
+        np.testing.assert_allclose(t.run(output, {"seq": x}), want, atol=1e-5)
 
 
 def test_thaw_takes_a_kernel_tensordot_lays_out(tmp_path, capfd):
@@ -417,14 +423,4 @@ def test_thaw_takes_a_kernel_tensordot_lays_out(tmp_path, capfd):
     found = weights.weight_constants(gd)
     assert set(found) == {"dense/kernel", "dense/bias"}
     assert found["dense/kernel"]["consumers"] == ["MatMul"] and found["dense/bias"]["consumers"] == ["BiasAdd"]
-    path = tmp_path / "g" / "frozen.pb"
-    path.parent.mkdir()
-    path.write_bytes(gd.SerializeToString())
-    xs = np.random.default_rng(0).normal(size=(3, 6, 4)).astype(np.float32)
-    with gs.restore(str(path)) as f:
-        want = f.run("logits", {"seq": xs})
-    code, stdout, err = cli(capfd, "thaw", path, "--scopes", "dense", "--out", tmp_path / "t", "--json")
-    assert code == 0, err
-    assert json.loads(stdout)["variables"] == {"dense/bias": [3], "dense/kernel": [4, 3]}
-    with gs.restore(str(tmp_path / "t")) as t:
-        np.testing.assert_allclose(t.run("logits", {"seq": xs}), want, atol=1e-5)
+    _thawed_sequence_net(gd, "logits", "dense", {"dense/bias": [3], "dense/kernel": [4, 3]}, tmp_path, capfd)
