@@ -100,8 +100,10 @@ def test_retrain_from_a_cache_takes_the_feeds_it_was_made_with(tmp_path, capfd):
         f"graphsurgeon retrain: error: {tmp_path / 'c'} was made with --feed shift=VALUE (float32[8] sha256 ")
     assert one_line(err).endswith("a value its manifest records only by its digest: give the same value in --feed "
                                   "(the .npy file it was made with)")
-    code, _, err = cli(capfd, *retrain, "--out", tmp_path / "o", "--feed", shift)
+    code, out, err = cli(capfd, *retrain, "--out", tmp_path / "o", "--feed", shift)
     assert code == 0, err
+    assert (f"taken from what the cache {tmp_path / 'c'} was made with (its manifest), as the run gave none: input "
+            "X:0; feed scale 2.0\n") in out  # shift was given: not taken
     with open(tmp_path / "o" / "metrics.json") as f:
         assert json.load(f)["config"]["feeds"] == {"shift": str(tmp_path / "shift.npy"), "scale": 2.0}
     code, _, err = cli(capfd, *retrain, "--out", tmp_path / "p", "--feed", shift, "scale=3")

@@ -55,15 +55,21 @@ class CacheExamples:
 
 
 def with_cache_settings(cfg, cache_dir):
-    """``cfg`` with the input and the feeds below the cached tensor that the cache was made with,
-    where ``cfg`` gives none (see :func:`graphsurgeon._src.cache.match.recorded_settings`)."""
+    """``(cfg, note)``: ``cfg`` with the input and the feeds below the cached tensor that the cache
+    was made with, where ``cfg`` gives none (see
+    :func:`graphsurgeon._src.cache.match.recorded_settings`), and a line naming what was taken so
+    (None when nothing was)."""
     spec = cfg.head_spec()
     cut = spec[0] if spec else cfg.output
     if not cfg.model or not cut:
-        return cfg
+        return cfg, None
     input, feeds = cache_mod.recorded_settings(cache_dir, cfg.model, cut, input=cfg.input, feeds=cfg.feeds,
                                                tags=cfg.tags)
-    return dataclasses.replace(cfg, input=input, feeds=feeds)
+    taken = ([f"input {input}"] if input and not cfg.input else []) + [
+        f"feed {name} {value!r}" for name, value in feeds.items() if name not in (cfg.feeds or {})]
+    note = (f"taken from what the cache {cache_dir} was made with (its manifest), as the run gave none: "
+            + "; ".join(taken)) if taken else None
+    return dataclasses.replace(cfg, input=input, feeds=feeds), note
 
 
 def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):

@@ -97,7 +97,8 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
         cached tensor, so only the layers above it run while training. The cache must come from this
         model (same frozen subgraph and values) and no trainable variable may lie below it. ``cfg.input``
         and ``cfg.feeds`` left out are taken from what the cache was made with
-        (:func:`~graphsurgeon._src.retrain.data.with_cache_settings`).
+        (:func:`~graphsurgeon._src.retrain.data.with_cache_settings`), and a line of
+        ``setup.notes`` names what was taken.
 
     Before anything trains, the tensor the head reads is run on the first training batch with the
     feeds the export keeps (:func:`~graphsurgeon._src.retrain.checks.check_head_input`): twice,
@@ -112,9 +113,9 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
       unless ``cfg.allow_batch_dependent``.
     """
     _check_request(cfg, data, cache, out_dir, overwrite)  # before anything trains
-    if cache:
-        cfg = with_cache_settings(cfg, cache)
+    cfg, taken = with_cache_settings(cfg, cache) if cache else (cfg, None)
     setup = build(cfg, values=True)
+    setup.notes += [taken] if taken else []
     if setup.logits is None:
         raise ConfigError("nothing to train: give head=CUT:N_CLASSES (a new head on the tensor CUT) or "
                           "output=TENSOR (existing logits to fine-tune)")
