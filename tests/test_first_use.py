@@ -320,3 +320,15 @@ def test_a_pattern_matching_only_variables_the_cut_leaves_out_says_so(capfd):
     assert (code, out) == (2, "") and one_line(err) == (
         "graphsurgeon plan: error: --lr-mult 'dis/D_w1=0.1' and --lr-mult 'dis/*=0.5' both match dis/D_w1, with "
         "different multipliers; give each variable one: narrow a pattern so that it leaves dis/D_w1 out")
+
+
+def test_an_input_naming_an_output_a_placeholder_lacks_is_refused(tmp_path, capfd):
+    """--input x:5 for a placeholder x (one output) was taken as x:0 (the real GAN planned and trained)."""
+    prefix = _scaled_net(str(tmp_path))
+    code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "features:2", "--input", "X:5", "--feed", "scale=1",
+                       "shift=0")
+    assert code == 2 and one_line(err) == (f"graphsurgeon plan: error: {prefix}.meta: op 'X' has no output 'X:5' (a "
+                                           "placeholder has one: 'X:0')"), err
+    code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "features:2", "--input", "X:0", "--feed", "scale=1",
+                       "shift=0")
+    assert code == 0, err

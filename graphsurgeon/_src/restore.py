@@ -261,6 +261,8 @@ def _as_placeholder(meta, tensor: str, where: str) -> str:
     op = subgraph.node_name(tensor)
     node = next(n for n in gd.node if n.name == op)
     if node.op == "Placeholder":
+        if _full(tensor) != f"{op}:0":
+            raise TensorNotFoundError(f"{where}: op '{op}' has no output '{tensor}' (a placeholder has one: '{op}:0')")
         return f"{op}:0"
     scratch = tf.Graph()
     with scratch.as_default():  # the tensor's dtype and shape as TensorFlow infers them
