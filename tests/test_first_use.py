@@ -332,3 +332,15 @@ def test_an_input_naming_an_output_a_placeholder_lacks_is_refused(tmp_path, capf
     code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "features:2", "--input", "X:0", "--feed", "scale=1",
                        "shift=0")
     assert code == 0, err
+
+
+def test_a_train_feed_the_cut_does_not_read_names_the_train_feed(tmp_path, capfd):
+    """--train-feed scale=1 for a placeholder the cut does not read said "feed 'scale' ... leave it out
+    of --feed", a flag the user had not given."""
+    prefix = _scaled_net(str(tmp_path))
+    code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "hidden:2", "--train-feed", "scale=1")
+    assert code == 2 and one_line(err) == ("graphsurgeon plan: error: train feed 'scale': 'hidden' does not read "
+                                           "placeholder 'scale' (it reads no placeholder besides its input); leave it "
+                                           "out of --train-feed"), err
+    code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "hidden:2", "--feed", "scale=1")
+    assert code == 2 and one_line(err).endswith("leave it out of --feed"), err

@@ -209,15 +209,16 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds
     return inp, sorted(extras + [n for n in fed if by_name[n].op == "PlaceholderWithDefault"])
 
 
-def unread_feed(cut: str, name: str, extras, input_op: str | None = None) -> ConfigError:
-    """The error for a feed ``name`` that is not among the placeholders ``extras`` that ``cut`` reads
-    besides its input (op ``input_op``; a train feed of the input itself is told so: :func:`find_input`
-    has refused a feed of it)."""
+def unread_feed(cut: str, name: str, extras, input_op: str | None = None, *, train: bool = False) -> ConfigError:
+    """The error for a feed ``name`` (``train``: given in ``train_feeds`` only) that is not among the
+    placeholders ``extras`` that ``cut`` reads besides its input (op ``input_op``; a train feed of
+    the input itself is told so: :func:`find_input` has refused a feed of it)."""
     if name == input_op:
         return ConfigError(f"train feed '{name}': '{name}' is the input of '{cut}', which the data feeds; it cannot "
                            "also be fed a constant while training: leave it out of train_feeds=")
-    return ConfigError(f"feed '{name}': '{cut}' does not read placeholder '{name}' (it reads "
-                       f"{', '.join(extras) or 'no placeholder'} besides its input); leave it out of feeds=")
+    kind, where = ("train feed", "train_feeds=") if train else ("feed", "feeds=")
+    return ConfigError(f"{kind} '{name}': '{cut}' does not read placeholder '{name}' (it reads "
+                       f"{', '.join(extras) or 'no placeholder'} besides its input); leave it out of {where}")
 
 
 def _shape_text(t: tf.Tensor) -> str:

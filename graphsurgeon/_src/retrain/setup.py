@@ -72,7 +72,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     inp, extra = find_input(model, cfg.input, cut, feeds, train_feeds)
     for name in sorted(set(feeds) | set(train_feeds)):
         if name not in extra:
-            raise unread_feed(cut, name, extra, inp.op.name)
+            raise unread_feed(cut, name, extra, inp.op.name, train=name not in feeds)
     fixed = fixed_batch(inp, model.tensor(cut))
     # a placeholder_with_default given only in train_feeds runs with its default outside training
     feeds, train_feeds = {n: feeds[n] for n in extra if n in feeds}, {n: {**feeds, **train_feeds}[n] for n in extra}
