@@ -1,6 +1,7 @@
 """The CLI contract: inspect/plan/retrain with --json, errors as one line and exit code 2."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -457,3 +458,14 @@ def test_the_export_holds_resource_variables_and_loads_without_warnings(seed004,
 
     with gs.restore(str(tmp_path / "o" / "checkpoint")) as m:  # the checkpoint and its meta graph answer alike
         np.testing.assert_allclose(m.session.run("head/probabilities:0", {"X:0": x}), probs, rtol=0, atol=1e-6)
+
+
+def test_a_local_cache_run_reports_its_time_and_what_its_rate_counts(seed004, npz, tmp_path, capfd):
+    """The rate is over the whole run, restoring the model included: 'computed 40 (2 examples/s)' on a
+    small data set read as a slow generator."""
+    capfd.readouterr()
+    assert main(["cache", "--model", seed004[0], "--cut", "hidden2/Relu", "--data", npz, "--out",
+                 str(tmp_path / "c"), "--quiet"]) == 0
+    out = capfd.readouterr().out
+    assert re.search(r"; computed \d+ in \d+\.\d\d s \(\d+ examples/s over the whole run, restore included\),", out,
+                     re.M), out

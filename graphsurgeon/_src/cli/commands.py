@@ -144,14 +144,15 @@ def _print_kept_epoch(res) -> None:
 
 
 def _computed(rep) -> str:
-    """How many rows a cache run computed, and how fast: over the whole run, or, on Beam, the run's
+    """How many rows a cache run computed, and how fast: over the whole run (the model's restore
+    and the data's indexing included), or, on Beam, the run's
     time with the part of it spent before the workers' first shard (their start-up, which a rate
     over so few rows would count as computing)."""
     if rep.startup_seconds is not None:
         return (f"computed {rep.computed} in a {rep.seconds:.0f} s run ({rep.startup_seconds:.0f} s of it starting "
                 "the Beam workers, until their first shard)")
     rate = rep.computed / rep.seconds if rep.seconds else 0.0
-    return f"computed {rep.computed} ({rate:.0f} examples/s)"
+    return f"computed {rep.computed} in {rep.seconds:.2f} s ({rate:.0f} examples/s over the whole run, restore included)"
 
 
 def cmd_cache(args):
