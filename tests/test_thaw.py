@@ -146,7 +146,7 @@ def test_training_a_frozen_graph_says_to_thaw_it_first(frozen_mlp, seed004, npz,
     its variables is not told to thaw."""
     path, _, _ = frozen_mlp
     code, _, err = cli(capfd, "plan", "--model", seed004[0], "--head", "X:2", "--trainable", "hidden3")
-    assert code == 2 and "pattern 'hidden3' matches only variables the cut leaves out" in err and "thaw" not in err
+    assert code == 2 and "--trainable 'hidden3': matches only variables the cut leaves out" in err and "thaw" not in err
     said = (f"--trainable hidden3: {path} holds no variables (a frozen graph: its weights are constants), so nothing "
             f"of it can train; turn the weights to train into variables first: graphsurgeon thaw {path} --scopes "
             "hidden3 --out DIR, then give --model DIR")

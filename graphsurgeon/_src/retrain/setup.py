@@ -131,7 +131,8 @@ def _refuse_left_out(cfg: RetrainConfig, model, cut: str) -> None:
             source = f" from '{cfg.input}'" if cfg.input else ""
             below = "; input= a tensor below them" if cfg.input else ""
             raise PatternError(
-                f"{arg}='{item}': pattern '{pattern}' matches only variables the cut leaves out ({len(hits)}: "
+                f"{arg}='{item}': {'pattern ' + repr(pattern) + ' ' if item != pattern else ''}matches only "
+                f"variables the cut leaves out ({len(hits)}: "
                 f"{train.shown(hits)}): the graph is pruned to what '{cut}' needs{source}; cut above them (head= or "
                 f"output= a tensor that reads them{below}) or leave the pattern out")
 
