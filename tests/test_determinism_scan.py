@@ -145,3 +145,30 @@ def test_axis0_doubt_follows_the_batch_through_unstack_and_split_steps():
     assert doubt("columns:0") == "transpose 'time_major' moves the input's axis 0 to axis 1"
     assert doubt("rows:0") == "transpose 'time_major' moves the input's axis 0 to axis 1"
     assert doubt("x_steps:2") is None
+
+
+def test_a_library_of_mutually_recursive_functions_is_scanned_once_each():
+    """f calls g and g calls f (a GraphDef built by hand: TensorFlow itself does not make one): the
+    scan ends, naming each function's random op once; its seen-key held the message suffix, which
+    grows with every call, so such a library was walked without end."""
+    from tensorflow.core.framework import function_pb2, graph_pb2
+
+    def fn(name, callee):
+        f = function_pb2.FunctionDef()
+        f.signature.name = name
+        f.signature.input_arg.add(name="a", type=tf.float32.as_datatype_enum)
+        f.signature.output_arg.add(name="out", type=tf.float32.as_datatype_enum)
+        noise = f.node_def.add(name="noise", op="RandomUniform")
+        noise.input.append("a")
+        call = f.node_def.add(name="call", op="PartitionedCall", input=["noise:output:0"])
+        call.attr["f"].func.name = callee
+        f.ret["out"] = "call:output:0"
+        return f
+
+    gd = graph_pb2.GraphDef()
+    gd.library.function.extend([fn("f", "g"), fn("g", "f")])
+    gd.node.add(name="x", op="Placeholder")
+    gd.node.add(name="top", op="PartitionedCall", input=["x"]).attr["f"].func.name = "f"
+    model = types.SimpleNamespace(graph=types.SimpleNamespace(as_graph_def=lambda: gd))
+    assert random_ops_upstream(model, "top:0") == [
+        "noise in function 'f' called by op 'top'", "noise in function 'g' in function 'f' called by op 'top'"]

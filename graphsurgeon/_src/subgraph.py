@@ -29,16 +29,18 @@ def node_name(name: str) -> str:
     return normalize_name(name.lstrip("^"))
 
 
-def upstream(graph_def, names, by_name=None) -> set[str]:
-    """Names of the nodes ``names`` depend on (inputs and control inputs), themselves included."""
-    by_name = by_name or {n.name: n for n in graph_def.node}
-    seen, stack = set(), [node_name(n) for n in names]
+def upstream(graph_def, names, by_name=None, *, name_of=node_name) -> set[str]:
+    """Names of the nodes ``names`` depend on (inputs and control inputs), themselves included.
+    ``by_name`` ({name: node}) may stand for ``graph_def`` (a function body's nodes, whose inputs
+    ``name_of`` turns into node names)."""
+    by_name = {n.name: n for n in graph_def.node} if by_name is None else by_name
+    seen, stack = set(), [name_of(n) for n in names]
     while stack:
         n = stack.pop()
         if n in seen or n not in by_name:
             continue
         seen.add(n)
-        stack.extend(node_name(i) for i in by_name[n].input)
+        stack.extend(name_of(i) for i in by_name[n].input)
     return seen
 
 

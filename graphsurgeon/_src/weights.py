@@ -8,7 +8,7 @@ op that takes weights: the filter of a convolution, either operand of ``MatMul``
 of a batched matmul, the bias of ``BiasAdd``, the scale, offset, mean and variance of a batch
 normalization, or the table of a ``Gather``; or that reaches one with the data input of
 ``Reshape`` / ``Transpose`` ops on the way as well (a kernel ``tf.tensordot`` lays out for its
-matmul: ``tf.layers.dense`` on a sequence). A bias added with a plain ``Add`` / ``AddV2``
+matmul: TensorFlow 1.x's dense layer on a sequence). A bias added with a plain ``Add`` / ``AddV2``
 (``tf.matmul(x, w) + b``) is weight-like too: a 1-D floating-point constant that reaches, directly
 or through ``Identity`` / ``Cast`` / ``Enter``, an operand of an ``Add`` / ``AddV2`` whose other operand is the output (directly or through
 ``Identity`` / ``Cast`` / ``Enter``) of a matmul or convolution that takes a weight-like constant.
@@ -48,8 +48,8 @@ PLAIN_ADDS = frozenset({"Add", "AddV2"})
 ELEMENTWISE = frozenset({"Mul", "Add", "AddV2", "Sub"})
 APPLY_PER_CHANNEL = ELEMENTWISE | {"BiasAdd"}
 PASS_THROUGH = frozenset({"Identity", "Cast", "Enter"})
-# ops that lay a weight out anew for a matmul (``tf.tensordot``, which ``tf.layers.dense`` uses on
-# inputs of rank 3 or more): followed, through their data input, only to find a weight input
+# ops that lay a weight out anew for a matmul (``tf.tensordot``, which TensorFlow 1.x's dense layer
+# used on inputs of rank 3 or more): followed, through their data input, only to find a weight input
 RESHAPES = frozenset({"Reshape", "Transpose"})
 _FLOATS = frozenset({tf.float16, tf.bfloat16, tf.float32, tf.float64})
 

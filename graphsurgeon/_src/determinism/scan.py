@@ -143,11 +143,13 @@ def _in_functions(gd, by_name: dict, tensor: str, input_op: str | None = None):
 
 def _walk(library: dict, call, fed_inputs: list, suffix: str, seen: set):
     """What :func:`_in_functions` yields for the functions ``call`` calls (``fed_inputs``: which of its
-    data inputs come from the input), and the functions they call."""
+    data inputs come from the input), and the functions they call. A function is walked once for
+    each pattern of fed arguments (``seen``): one that two ops call is named with the first, and a
+    library whose functions call each other is walked to its end."""
     fed_inputs = _fed_args_of(library, call, fed_inputs)
     for fname in _functions_called(call):
         fdef = library.get(fname)
-        key = (fname, suffix, tuple(fed_inputs))
+        key = (fname, tuple(fed_inputs))  # scanned once whatever calls it: a recursive library ends
         if fdef is None or key in seen:
             continue
         seen.add(key)
@@ -155,7 +157,8 @@ def _walk(library: dict, call, fed_inputs: list, suffix: str, seen: set):
         fed = _fed_in_body(fdef, body, fed_inputs)
         where = f" in function '{fname}'{suffix}"
         outputs = [fdef.ret[a.name] for a in fdef.signature.output_arg if a.name in fdef.ret]
-        for n in sorted(_body_upstream(body, outputs + list(fdef.control_ret.values()))):
+        for n in sorted(subgraph.upstream(None, outputs + list(fdef.control_ret.values()), body,
+                                          name_of=_body_name)):
             node = body[n]
             yield _Inner(node, where, body, fed)
             if _functions_called(node):
@@ -196,18 +199,6 @@ def _fed_in_body(fdef, body: dict, fed_args: list) -> set:
                 fed.add(n.name)
                 changed = True
     return fed
-
-
-def _body_upstream(body: dict, names) -> set[str]:
-    """The nodes of a function body that ``names`` (its outputs) depend on, themselves included."""
-    seen, stack = set(), [_body_name(n) for n in names]
-    while stack:
-        n = stack.pop()
-        if n in seen or n not in body:
-            continue
-        seen.add(n)
-        stack.extend(_body_name(i) for i in body[n].input)
-    return seen
 
 
 def axis0_doubt(model, tensor: str, input_tensor) -> str | None:
