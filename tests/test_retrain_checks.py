@@ -80,22 +80,28 @@ def test_dropout_with_keep_prob_baked_in_is_refused_unless_allowed(tmp_path):
     assert not np.allclose(a, b)  # what the note says is true of the export
 
 
-def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_named_in_their_function(tmp_path):
-    """A tf.cond built in TensorFlow 2 is an If op whose branches are functions: the runs differ, and the
-    scan names the random op inside the branch (it said 'random ops the graph scan does not name')."""
+def _mlp_around(tmp_path, middle):
+    """X [None, 6] -> hidden (8, relu) -> ``middle(hidden)`` -> features (8, relu) -> logits (3),
+    saved with Saver under ``tmp_path/m``: ``(prefix, graph)``."""
     g = tf.Graph()
     with g.as_default():
         x = tf1.placeholder(tf.float32, [None, 6], name="X")
-        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8])), name="hidden")
-        h = tf.cond(tf1.placeholder_with_default(True, (), name="training"),
-                    lambda: tf1.nn.dropout(h, keep_prob=0.5), lambda: tf.identity(h))
+        h = middle(tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8])), name="hidden"))
         f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8])), name="features")
         tf.matmul(f, tf1.get_variable("w3", [8, 3]), name="logits")
-        assert {"If", "StatelessIf"} & {op.type for op in g.get_operations()}  # not Switch/Merge
-        branch = g.get_operation_by_name("cond").get_attr("then_branch").name
         with tf1.Session() as s:
             s.run(tf1.global_variables_initializer())
-            prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
+            return tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt")), g
+
+
+def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_named_in_their_function(tmp_path):
+    """A tf.cond built in TensorFlow 2 is an If op whose branches are functions: the runs differ, and the
+    scan names the random op inside the branch (it said 'random ops the graph scan does not name')."""
+    prefix, g = _mlp_around(tmp_path, lambda h: tf.cond(tf1.placeholder_with_default(True, (), name="training"),
+                                                        lambda: tf1.nn.dropout(h, keep_prob=0.5),
+                                                        lambda: tf.identity(h)))
+    assert {"If", "StatelessIf"} & {op.type for op in g.get_operations()}  # not Switch/Merge
+    branch = g.get_operation_by_name("cond").get_attr("then_branch").name
     with pytest.raises(gs.RandomTensorError, match=r"differs between two runs on the same batch: it depends on random "
                                                    r"op\(s\) dropout/random_uniform/RandomUniform in function "
                                                    rf"'{branch}' called by op 'cond' \(dropout with keep_prob"):
@@ -169,16 +175,8 @@ def test_a_random_tensor_whose_rate_is_fed_is_not_guessed_to_have_it_baked_in(tm
     with pytest.raises(gs.RandomTensorError, match=fed + "its values cannot be cached"):
         gs.generate_cache(default, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"), feeds={"keep_prob": 0.5},
                           progress=False)
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 6], name="X")
-        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w1", [6, 8])), name="hidden")
-        h = tf1.nn.dropout(h * tf1.placeholder_with_default(1.0, (), name="scale"), keep_prob=0.5)
-        f = tf.nn.relu(tf.matmul(h, tf1.get_variable("w2", [8, 8])), name="features")
-        tf.matmul(f, tf1.get_variable("w3", [8, 3]), name="logits")
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
+    prefix, _ = _mlp_around(tmp_path, lambda h: tf1.nn.dropout(h * tf1.placeholder_with_default(1.0, (), name="scale"),
+                                                                keep_prob=0.5))
     with pytest.raises(gs.RandomTensorError, match=r"\(scale fed 2.0\): it depends on random op\(s\) "
                                                    r"dropout/random_uniform/RandomUniform \(dropout with keep_prob "
                                                    r"baked in\?\), so "):
