@@ -64,8 +64,8 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
     """``(input, feeds)`` for a run from the cache at ``directory`` that reads tensor ``cut`` of
     ``model``: those given, and where none is given, what the cache's manifest records it was made
     with (its input, unless ``feeds`` names it; the values of the placeholders below the cached
-    tensor, other than those ``feeds`` names and the run's input). A cache without a manifest, or whose tensor ``cut`` is
-    not computed from, is left to :func:`check_matches` to refuse: nothing is taken from it.
+    tensor, other than those ``feeds`` names). A cache without a manifest, or whose tensor ``cut``
+    is not computed from, is left to :func:`check_matches` to refuse: nothing is taken from it.
 
     The manifest records an input that was not a placeholder by the placeholder that replaced it
     (``queue_output1:0`` for ``queue:1``): that name is turned back into the tensor's. It records a
@@ -93,9 +93,8 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
         raise CacheError(f"{directory} was made with input {recorded}, and this run's input is '{input}': the cached "
                          f"activations were computed from {recorded}; leave input= out (the cache's input is taken), "
                          f"or make a cache from input={input} with generate_cache")
-    given = named | ({select.normalize_name(input)} if input else set())  # the run's input is no feed
     for name, d in sorted(fp["feeds"].items()):
-        if name in given:
+        if name in named:
             continue
         if not isinstance(d, dict) or not {"value", "sha256"} & set(d):
             raise CacheError(_malformed(directory, name, d))
