@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
-from graphsurgeon._src.errors import ConfigError, MigrateError, PatternError
+from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError, MigrateError, PatternError
 from graphsurgeon._src.migrate import plan as phases
 from graphsurgeon._src.migrate import verify as verify_mod
 from graphsurgeon._src.migrate.assemble import assemble, should_link
@@ -280,6 +280,63 @@ def test_casts_and_joins_are_checked_against_values_recomputed_from_the_source(s
         with pytest.raises(MigrateError, match=f"the bytes of '{name}' differ from the value computed from"):
             verify_mod.verify(out, tensors, "sample")
         damage_bytes(out, name)  # flipped back
+
+
+def _cast_and_join(src):
+    rules = Rules(keep=["small/a", "emb"], cast=[("small/a", "float16")])
+    return phases.join_partitions(phases.apply_casts(phases.plan(open_checkpoint(src), [], rules), rules))
+
+
+def test_values_computed_while_writing_are_the_ones_compared(src, tmp_path, monkeypatch):
+    tensors, out = _cast_and_join(src), str(tmp_path / "o")
+    prefetch = verify_mod.Prefetch(tensors, "sample")
+    assemble(tensors, out, link=False)
+    assert prefetch.computed() == {"small/a", "emb"}  # both checked by value, neither by crc32c
+    for p in tensors:
+        ahead = prefetch.take(p)
+        assert ahead.dtype == verify_mod.expected_value(p).dtype
+        assert ahead.tobytes() == verify_mod.expected_value(p).tobytes()
+    assert prefetch.computed() == set() and prefetch.take(tensors[0]) is None  # each value is handed out once
+    prefetch.close()
+
+    def inline(p, read=None):
+        raise AssertionError(f"'{p.new}' computed again while checked")
+
+    for name in ("small/a", "emb"):  # a damaged output is caught against the values computed ahead
+        prefetch = verify_mod.Prefetch(tensors, "sample")
+        assert prefetch.computed() == {"small/a", "emb"}
+        monkeypatch.setattr(verify_mod, "expected_value", inline)
+        damage_bytes(out, name)
+        with pytest.raises(MigrateError, match=f"the bytes of '{name}' differ from the value computed from"):
+            verify_mod.verify(out, tensors, "sample", prefetch)
+        damage_bytes(out, name)  # flipped back
+        monkeypatch.undo()
+        prefetch.close()
+    for level in ("full", "none"):  # "full" reads each tensor when it is checked
+        assert verify_mod.Prefetch(tensors, level).computed() == set()
+
+
+def test_a_source_that_fails_while_writing_fails_when_its_tensor_is_checked(src, tmp_path, monkeypatch):
+    tensors, out = _cast_and_join(src), str(tmp_path / "o")
+    order = [p.new for p in verify_mod.sample(tensors)]
+    real = verify_mod.expected_value
+
+    def failing(p, read=None):
+        if p.new == order[-1]:
+            raise CorruptCheckpointError(f"cannot read '{p.new}'")
+        return real(p, read)
+
+    monkeypatch.setattr(verify_mod, "expected_value", failing)
+    first, second = verify_mod.Prefetch(tensors, "sample"), verify_mod.Prefetch(tensors, "sample")
+    assert first.computed() == second.computed() == set(order[:-1])
+    monkeypatch.undo()
+    assemble(tensors, out, link=False)
+    verify_mod.verify(out, tensors, "sample")  # the source reads well when checked
+    with pytest.raises(CorruptCheckpointError, match=f"cannot read '{order[-1]}'"):
+        verify_mod.verify(out, tensors, "sample", first)
+    damage_bytes(out, order[0])  # an earlier tensor's damage is still reported first
+    with pytest.raises(MigrateError, match=f"the bytes of '{order[0]}' differ"):
+        verify_mod.verify(out, tensors, "sample", second)
 
 
 def test_sample_reads_small_tensors_and_a_seeded_share_of_large_ones(src, tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from graphsurgeon._src.migrate import plan as phases
 from graphsurgeon._src.migrate.assemble import assemble, bytes_to_write, should_link
 from graphsurgeon._src.migrate.rules import Rules
 from graphsurgeon._src.migrate.sources import open_checkpoint
-from graphsurgeon._src.migrate.verify import LEVELS
+from graphsurgeon._src.migrate.verify import LEVELS, Prefetch
 from graphsurgeon._src.migrate.verify import verify as verify_bundle
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage.paths import checkpoint_files
@@ -111,8 +111,12 @@ def _write(tensors: list, result: MigrationResult, level: str, progress: bool) -
     with staging_dir as staging, Progress(mib, "migrating", "MiB", enabled=progress and mib >= PROGRESS_MIB) as bar:
         result.swept = staging_dir.swept
         staged = os.path.join(staging, os.path.basename(dst))
-        files = assemble(tensors, staged, link=link, progress=bar)
-        verify_bundle(staged, tensors, level)
+        prefetch = Prefetch(tensors, level)  # the values verification compares with, computed meanwhile
+        try:
+            files = assemble(tensors, staged, link=link, progress=bar)
+            verify_bundle(staged, tensors, level, prefetch)
+        finally:
+            prefetch.close()
         moves = [(f, dst + f[len(staged):]) for f in files]
         commit(moves)
     result.files = [final for _, final in moves]

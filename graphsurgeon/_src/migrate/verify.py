@@ -10,6 +10,10 @@ Levels:
   compared with the source: by crc32c against the source index's crc32c for a tensor copied
   unchanged from a V2 checkpoint, byte for byte against the value recomputed from the source
   (read by TensorFlow, then cast or joined) for every other tensor.
+  At this level the values recomputed from the source (as many as fit in 64 MiB, taken in the
+  order they are checked) are computed while the checkpoint is being written, in a background thread
+  with TensorFlow readers of its own (see :class:`Prefetch`; any others are computed when their
+  tensor is checked), and compared only once the checkpoint is complete.
 * ``"full"``: the same, with every tensor's bytes compared byte for byte with the value
   recomputed from the source (each read whole through TensorFlow on both sides).
 * ``"none"``: nothing is checked.
@@ -17,6 +21,8 @@ Levels:
 from __future__ import annotations
 
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +35,7 @@ LEVELS = ("none", "sample", "full")
 SMALL_BYTES = 1 << 20
 SAMPLE_BYTES = 16 << 20
 SAMPLE_SEED = 0
+PREFETCH_BYTES = 64 << 20
 
 
 def sample(tensors: list) -> list:
@@ -48,8 +55,71 @@ def sample(tensors: list) -> list:
     return small + chosen
 
 
-def verify(prefix: str, tensors: list, level: str = "sample") -> None:
-    """Check checkpoint ``prefix`` (just written) against the sources of ``tensors`` (PlannedTensors).
+class Prefetch:
+    """The values the ``"sample"`` level compares bytes with (those not checked by crc32c),
+    computed from the sources in a background thread while the checkpoint is written, taken in
+    the order :func:`verify` checks them, each while their total stays within 64 MiB. The thread opens
+    TensorFlow readers of its own (a reader is not shared across threads) and stops at the
+    first tensor it cannot read, recording the error for that tensor. :meth:`close` stops it
+    and waits for it."""
+
+    def __init__(self, tensors: list, level: str):
+        chosen, total = [], 0
+        for p in sample(tensors) if level == "sample" else []:
+            if not _by_crc(p) and total + p.nbytes <= PREFETCH_BYTES:
+                chosen.append(p)
+                total += p.nbytes
+        self._values, self._error = {}, None
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="graphsurgeon-verify") if chosen else None
+        self._done = self._pool.submit(self._compute, chosen) if chosen else None
+
+    def _compute(self, chosen: list) -> None:
+        readers = {}
+
+        def read(part):
+            src = part.source
+            if src.kind == "memory":
+                return src.values[part.source_key][0]
+            if id(src) not in readers:
+                readers[id(src)] = CheckpointReader(src.prefix)
+            return readers[id(src)].read(part.source_key)
+
+        for p in chosen:
+            if self._stop.is_set():
+                return
+            try:
+                self._values[p.new] = expected_value(p, read)
+            except Exception as e:  # raised when ``p`` is checked, as computing it then would
+                self._error = (p.new, e)
+                return
+
+    def computed(self) -> set[str]:
+        """The keys of the values computed ahead and not yet taken (waits for the thread to finish)."""
+        if self._done is not None:
+            self._done.result()
+        return set(self._values)
+
+    def take(self, p) -> np.ndarray | None:
+        """``p``'s value computed ahead (waiting for the thread to finish), or None if it was not;
+        raises the error met computing it, if any. Each value is handed out once."""
+        if self._done is None:
+            return None
+        self._done.result()
+        if self._error is not None and self._error[0] == p.new:
+            raise self._error[1]
+        return self._values.pop(p.new, None)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._values.clear()
+
+
+def verify(prefix: str, tensors: list, level: str = "sample", prefetch: Prefetch | None = None) -> None:
+    """Check checkpoint ``prefix`` (just written) against the sources of ``tensors`` (PlannedTensors);
+    ``prefetch`` (made before the checkpoint was written) holds values computed ahead.
 
     Raises:
       MigrateError: ``"verification failed: ..."`` naming the first tensor that differs.
@@ -64,7 +134,7 @@ def verify(prefix: str, tensors: list, level: str = "sample") -> None:
     for p in tensors:
         _check_dtype_shape(out, p)
     for p in tensors if level == "full" else sample(tensors):
-        _check_bytes(out, p, by_crc=level != "full")
+        _check_bytes(out, p, by_crc=level != "full", prefetch=prefetch)
 
 
 def _check_keys(out: CheckpointReader, tensors: list) -> None:
@@ -105,28 +175,35 @@ def _check_dtype_shape(out: CheckpointReader, p) -> None:
         raise MigrateError(f"verification failed: '{p.new}' has shape {list(got.shape)}, expected {list(shape)}")
 
 
-def expected_value(p) -> np.ndarray:
-    """``p``'s value recomputed from its source(s) read through TensorFlow: cast, or parts joined."""
-    values = [part.source.read(part.source_key) for part in p.parts or (p,)]
+def expected_value(p, read=None) -> np.ndarray:
+    """``p``'s value recomputed from its source(s) read through TensorFlow: cast, or parts joined.
+    ``read(part)`` reads one part (default: through its source's reader)."""
+    read = read or (lambda part: part.source.read(part.source_key))
+    values = [read(part) for part in p.parts or (p,)]
     value = values[0] if len(values) == 1 else np.concatenate(values)
     if p.action in ("cast", "join") and p.dtype != tf.string:
         value = np.asarray(value).astype(p.dtype.as_numpy_dtype)
     return value
 
 
-def _check_bytes(out: CheckpointReader, p, *, by_crc: bool) -> None:
+def _by_crc(p) -> bool:
+    """Whether the ``"sample"`` level checks ``p`` by crc32c (copied unchanged from a V2 checkpoint)."""
+    return p.action == "copy" and p.source.kind == "v2" and not p.slices and p.dtype != tf.string
+
+
+def _check_bytes(out: CheckpointReader, p, *, by_crc: bool, prefetch: Prefetch | None = None) -> None:
     try:
         got = out.read(p.new)
     except CorruptCheckpointError as e:
         raise MigrateError(f"verification failed: '{p.new}' does not read back ({e})") from None
-    plain = p.action == "copy" and p.source.kind == "v2" and not p.slices and p.dtype != tf.string
-    if by_crc and plain:
+    if by_crc and _by_crc(p):
         crc = mask(crc32c(np.ascontiguousarray(got).reshape(-1).view(np.uint8)))
         if crc != p.source.entries[p.source_key].crc32c:
             raise MigrateError(f"verification failed: the crc32c of '{p.new}' differs from that of "
                                f"'{p.source_key}' in {p.source.prefix}")
         return
-    want = expected_value(p)
+    want = prefetch.take(p) if prefetch is not None else None
+    want = expected_value(p) if want is None else want
     same = np.array_equal(got, want) if p.dtype == tf.string else _same_bytes(got, want)
     if not same:
         raise MigrateError(f"verification failed: the bytes of '{p.new}' differ from the value computed from "
