@@ -13,8 +13,7 @@ Interleaved repeats, medians, ratios of medians:
 ``cp`` is ``shutil.copyfile`` (copy_file_range / sendfile in the kernel) without fsync; the
 migration fsyncs what it writes, so ``cp`` + fsync is printed too. Both are timed in this process
 (TensorFlow already imported, no process start): a cast is one ``migrate()`` call, from opening
-the source to the rename into place, and every cast after the first reuses the buffers the
-first one's data writer left. Dirty pages are flushed
+the source to the rename into place (each makes its own buffers). Dirty pages are flushed
 (``os.sync``) outside every timing so one step's write-back does not land in the next.
 
     python benchmarks/migrate_bench.py [--repeats 5] [--checkpoint PREFIX]
