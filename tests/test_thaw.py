@@ -80,7 +80,7 @@ def test_thaw_keeps_the_outputs_bit_for_bit(frozen_mlp, tmp_path, capfd):
     code, stdout, err = cli(capfd, "thaw", path, "--scopes", "output/weights", "--out", tmp_path / "t2")
     assert code == 0, err
     assert stdout.splitlines() == ["output/weights  [50, 5]",
-                                   (f"-- 1 constants (1000 bytes) are variables now, 7 weight-like constants stay "
+                                   (f"-- 1 constants (1000 bytes) are variables now, 7 weight-like constants left as "
                                     f"constants; checkpoint {tmp_path / 't2' / 'model.ckpt'}, meta graph "
                                     f"{tmp_path / 't2' / 'model.ckpt.meta'}")]
 
@@ -137,7 +137,7 @@ def test_thaw_takes_biases_added_with_a_plain_add(tmp_path, capfd):
         assert t.run("l2/out", {"x": x}).tobytes() == want.tobytes()
     code, stdout, err = cli(capfd, "thaw", path, "--scopes", "l1/b", "--out", tmp_path / "t1")
     assert code == 0, err
-    assert stdout.splitlines()[0] == "l1/b  [4]" and ", 3 weight-like constants stay constants;" in stdout
+    assert stdout.splitlines()[0] == "l1/b  [4]" and ", 3 weight-like constants left as constants;" in stdout
 
 
 def test_training_a_frozen_graph_says_to_thaw_it_first(frozen_mlp, seed004, npz, tmp_path, capfd):
