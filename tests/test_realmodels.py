@@ -448,6 +448,16 @@ def test_char_rnn_time_major_transpose_is_not_called_a_fixed_batch(capfd):
     assert "the graph fixes the batch" not in out
 
 
+def test_char_rnn_dense_tensordot_is_not_said_to_mix_a_batch(capfd):
+    """The char-rnn's dense layer on [?, 50, 50] multiplies through TF 1.5's tensordot, which takes the
+    Prod of its input's free dimensions (a reduction over axis 0 of a Gather from a Shape): plan named
+    dense/Tensordot/Prod and Prod_1 as ops that may mix a batch."""
+    code, out, err = cli(capfd, "plan", "--model", os.path.join(REAL, "charrnn_kokkini"), "--head", "dense/BiasAdd:2")
+    assert code == 0, err
+    assert "Tensordot/Prod" not in out and "may mix the examples of a batch" not in out
+    assert out.splitlines()[-1] == "-- the head reads dense/BiasAdd:0 [50, 65] -> avg over 50 -> 65 features"
+
+
 def test_lstm_steps_split_from_time_major_rows_are_batch_major(capfd):
     """The 2017 static_rnn transposes its input to [10 steps, ?, 1], reshapes it to rows and splits
     the rows into the 10 steps (inference/split): a cell's concat [?, 160] is batch-major, but plan
