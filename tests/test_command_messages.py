@@ -161,8 +161,7 @@ MESSAGES = [
                    "allow_batch_dependent=True; the exported model's answer for an example depends on the examples "
                    "served with it"),
     (("plan",), "'f' depends on random op(s) d/RandomUniform: retrain runs it twice on the first training batch, fed "
-                "as the export is fed, and refuses it if the runs differ (dropout with keep_prob baked in) unless "
-                "allow_random=True"),
+                "as the export is fed, and refuses it if the runs differ unless allow_random=True"),
     (("plan",), "'f' reads op(s) that may mix the examples of a batch (moments/mean): retrain runs the first training "
                 "example alone and refuses the cut if its values change (batch statistics); "
                 "allow_batch_dependent=True accepts it"),

@@ -172,3 +172,39 @@ def test_a_library_of_mutually_recursive_functions_is_scanned_once_each():
     model = types.SimpleNamespace(graph=types.SimpleNamespace(as_graph_def=lambda: gd))
     assert random_ops_upstream(model, "top:0") == [
         "noise in function 'f' called by op 'top'", "noise in function 'g' in function 'f' called by op 'top'"]
+
+
+def test_the_product_of_the_shape_tensordot_takes_does_not_mix_a_batch():
+    """TF 1.x's ``tensordot`` on a ``[batch, steps, units]`` tensor of unknown batch multiplies the
+    input's free dimensions (``Prod`` over axis 0 of ``GatherV2`` of its ``Shape``): a reduction of a
+    shape, not of the examples, and not named (it was, in the graph and in a function); a mean over
+    the batch still is."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 6, 4], name="seq")
+        w = tf.ones([4, 3])
+
+        @tf.function
+        def dense(v):
+            return tf1.tensordot(v, w, [[2], [0]])
+
+        h = dense(tf1.tensordot(x, tf.ones([4, 4]), [[2], [0]], name="td"))
+        tf.identity(h, name="out")
+        tf.identity(h - tf.reduce_mean(h, 0, name="batch_mean"), name="centred")
+        # TensorFlow 1.5's layout (the real char-rnn's): a Gather from the Shape at indices that a
+        # ListDiff computes from the input's Rank
+        free = tf1.setdiff1d(tf.range(tf.rank(x)), [2])[0]
+        rows = tf.reduce_prod(tf.raw_ops.Gather(params=tf.shape(x), indices=free, name="old/Gather"), 0,
+                              name="old/Prod")
+        tf.identity(tf.reshape(x, tf.stack([rows, 4])), name="old")
+    old = g.get_operation_by_name("old/Gather")
+    assert (old.inputs[0].op.type, old.inputs[1].op.type) == ("Shape", "ListDiff")
+    prods = [op for op in g.get_operations() if op.type == "Prod" and op.name.startswith("td/")]
+    assert [(op.name, op.inputs[0].op.type, op.inputs[0].op.inputs[0].op.type) for op in prods] == [
+        ("td/Prod", "GatherV2", "Shape"), ("td/Prod_1", "GatherV2", "Shape")]
+    body = g.as_graph_def().library.function[0]
+    assert sorted(n.name for n in body.node_def if n.op == "Prod") == ["Tensordot/Prod", "Tensordot/Prod_1"]
+    model = types.SimpleNamespace(graph=g)
+    assert batch_mixing_ops(model, "out:0", "seq") == []
+    assert batch_mixing_ops(model, "centred:0", "seq") == ["batch_mean"]
+    assert batch_mixing_ops(model, "old:0", "seq") == []

@@ -372,7 +372,7 @@ def test_thaw_takes_the_gan_biases_added_with_a_plain_add(tmp_path, capfd):
     code, out, err = cli(capfd, "thaw", tmp_path / "g" / "frozen.pb", "--scopes", "dis", "--out", tmp_path / "t")
     assert code == 0, err
     assert out.splitlines()[:4] == ["dis/D_b1  [128]", "dis/D_b2  [1]", "dis/D_w1  [784, 128]", "dis/D_w2  [128, 1]"]
-    assert "4 weight-like constants stay constants" in out  # gen's two weights and two biases
+    assert "4 weight-like constants left as constants" in out  # gen's two weights and two biases
     code, out, err = cli(capfd, "thaw", tmp_path / "g" / "frozen.pb", "--scopes", "dis/D_b2", "--out", tmp_path / "b")
     assert code == 0 and out.startswith("dis/D_b2  [1]\n"), err
     with gs.restore(str(tmp_path / "t")) as t:
@@ -410,7 +410,7 @@ def test_thaw_finds_the_hand_written_batch_norm_of_mlp_bn_chen(tmp_path, capfd):
                          "--out", tmp_path / "bn")
     assert code == 0, err
     assert out.splitlines() == ["Variable_2  [392]", "Variable_3  [392]", "Variable_6  [10]", "Variable_7  [10]",
-                                f"-- 4 constants (3216 bytes) are variables now, 4 weight-like constants stay constants; "
+                                f"-- 4 constants (3216 bytes) are variables now, 4 weight-like constants left as constants; "
                                 f"checkpoint {tmp_path / 'bn' / 'model.ckpt'}, meta graph {tmp_path / 'bn' / 'model.ckpt.meta'}"]
     with gs.restore(str(tmp_path / "bn")) as t:
         assert sorted(t.variables) == ["Variable_2", "Variable_3", "Variable_6", "Variable_7"]
@@ -446,6 +446,16 @@ def test_char_rnn_time_major_transpose_is_not_called_a_fixed_batch(capfd):
     assert "-- note: axis 0 of 'rnn/transpose' may not be the batch (its static size 50 is not the input's batch " \
            "('Placeholder:0' is [?, 50, 65]), a guess from the graph)" in out
     assert "the graph fixes the batch" not in out
+
+
+def test_char_rnn_dense_tensordot_is_not_said_to_mix_a_batch(capfd):
+    """The char-rnn's dense layer on [?, 50, 50] multiplies through TF 1.5's tensordot, which takes the
+    Prod of its input's free dimensions (a reduction over axis 0 of a Gather from a Shape): plan named
+    dense/Tensordot/Prod and Prod_1 as ops that may mix a batch."""
+    code, out, err = cli(capfd, "plan", "--model", os.path.join(REAL, "charrnn_kokkini"), "--head", "dense/BiasAdd:2")
+    assert code == 0, err
+    assert "Tensordot/Prod" not in out and "may mix the examples of a batch" not in out
+    assert out.splitlines()[-1] == "-- the head reads dense/BiasAdd:0 [50, 65] -> avg over 50 -> 65 features"
 
 
 def test_lstm_steps_split_from_time_major_rows_are_batch_major(capfd):

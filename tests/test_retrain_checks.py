@@ -497,3 +497,26 @@ def test_a_time_major_cut_is_said_to_have_an_axis_0_that_may_not_be_the_batch(tm
                          "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-batch-dependent")
     assert code == 0, err
     assert "may not be the batch" in out and "declares batches" not in out
+
+
+def test_plans_random_note_gives_the_dropout_example_only_for_dropout(tmp_path):
+    """plan's note on random ops said '(dropout with keep_prob baked in)' whatever they were: for noise
+    (RandomStandardNormal added to a layer) it gives no example; dropout's, here inside a tf.cond's branch
+    too, keeps it."""
+    note = ("'features' depends on random op(s) {}: retrain runs it twice on the first training batch, fed as the "
+            "export is fed, and refuses it if the runs differ{} unless allow_random=True")
+    for d in "ndb":
+        (tmp_path / d).mkdir()
+    noisy, _ = _mlp_around(tmp_path / "n", lambda h: h + tf.random.normal(tf.shape(h), name="noise"))
+    assert gs.plan(gs.RetrainConfig(model=noisy, head="features:2")).notes == [
+        note.format("noise/RandomStandardNormal", "")]
+    dropped, _ = _mlp_around(tmp_path / "d", lambda h: tf1.nn.dropout(h, keep_prob=0.5))
+    assert gs.plan(gs.RetrainConfig(model=dropped, head="features:2")).notes == [
+        note.format("dropout/random_uniform/RandomUniform", " (dropout with keep_prob baked in)")]
+    branch, g = _mlp_around(tmp_path / "b", lambda h: tf.cond(tf1.placeholder_with_default(True, (), name="training"),
+                                                              lambda: tf1.nn.dropout(h, keep_prob=0.5),
+                                                              lambda: tf.identity(h)))
+    f = g.get_operation_by_name("cond").get_attr("then_branch").name
+    assert gs.plan(gs.RetrainConfig(model=branch, head="features:2")).notes == [
+        note.format(f"dropout/random_uniform/RandomUniform in function '{f}' called by op 'cond'",
+                    " (dropout with keep_prob baked in)")]

@@ -80,7 +80,7 @@ def test_thaw_keeps_the_outputs_bit_for_bit(frozen_mlp, tmp_path, capfd):
     code, stdout, err = cli(capfd, "thaw", path, "--scopes", "output/weights", "--out", tmp_path / "t2")
     assert code == 0, err
     assert stdout.splitlines() == ["output/weights  [50, 5]",
-                                   (f"-- 1 constants (1000 bytes) are variables now, 7 weight-like constants stay "
+                                   (f"-- 1 constants (1000 bytes) are variables now, 7 weight-like constants left as "
                                     f"constants; checkpoint {tmp_path / 't2' / 'model.ckpt'}, meta graph "
                                     f"{tmp_path / 't2' / 'model.ckpt.meta'}")]
 
@@ -137,7 +137,7 @@ def test_thaw_takes_biases_added_with_a_plain_add(tmp_path, capfd):
         assert t.run("l2/out", {"x": x}).tobytes() == want.tobytes()
     code, stdout, err = cli(capfd, "thaw", path, "--scopes", "l1/b", "--out", tmp_path / "t1")
     assert code == 0, err
-    assert stdout.splitlines()[0] == "l1/b  [4]" and ", 3 weight-like constants stay constants;" in stdout
+    assert stdout.splitlines()[0] == "l1/b  [4]" and ", 3 weight-like constants left as constants;" in stdout
 
 
 def test_training_a_frozen_graph_says_to_thaw_it_first(frozen_mlp, seed004, npz, tmp_path, capfd):
@@ -424,3 +424,44 @@ def test_thaw_takes_a_kernel_tensordot_lays_out(tmp_path, capfd):
     assert set(found) == {"dense/kernel", "dense/bias"}
     assert found["dense/kernel"]["consumers"] == ["MatMul"] and found["dense/bias"]["consumers"] == ["BiasAdd"]
     _thawed_sequence_net(gd, "logits", "dense", {"dense/bias": [3], "dense/kernel": [4, 3]}, tmp_path, capfd)
+
+
+def test_thaw_takes_a_peephole_lstms_diagonal_weights(tmp_path, capfd):
+    """TF 1.x's ``LSTMCell(use_peepholes=True)`` multiplies its cell state by ``w_f_diag`` / ``w_i_diag`` /
+    ``w_o_diag`` [units] and adds the product to a gate, one of four parts its ``Split`` cuts from the
+    kernel's matmul: they were not weight-like, and ``thaw`` could not take them. Thawed, the graph
+    computes the same bytes."""
+    legacy_models.use_legacy_keras()
+    was_v2 = tf1.control_flow_v2_enabled()
+    tf1.disable_control_flow_v2()  # a TF 1.x while_loop, as the frozen graphs of the time have
+    try:
+        with tf.Graph().as_default() as g:
+            x = tf1.placeholder(tf.float32, [None, 6, 4], name="seq")
+            with tf1.variable_scope("rnn", use_resource=False) as scope:  # reference variables, as in 2018
+                cell = tf1.nn.rnn_cell.LSTMCell(5, use_peepholes=True, initializer=tf1.glorot_uniform_initializer(0))
+                outputs, _ = tf1.nn.dynamic_rnn(cell, x, dtype=tf.float32, scope=scope)
+            assert {n.op for n in g.as_graph_def().node if n.name.endswith("_diag")} == {"VariableV2"}
+            tf.identity(outputs, name="outputs")
+            with tf1.Session(graph=g) as s:
+                s.run(tf1.global_variables_initializer())
+                gd = tf1.graph_util.convert_variables_to_constants(s, g.as_graph_def(), ["outputs"])
+    finally:
+        if was_v2:
+            tf1.enable_control_flow_v2()
+    diag = ["rnn/lstm_cell/w_f_diag", "rnn/lstm_cell/w_i_diag", "rnn/lstm_cell/w_o_diag"]
+    found = weights.weight_constants(gd)
+    assert {n: (v["shape"], v["consumers"]) for n, v in found.items()} == {
+        "rnn/lstm_cell/kernel": ([9, 20], ["MatMul"]), "rnn/lstm_cell/bias": ([20], ["BiasAdd"]),
+        **{n: ([5], ["AddV2"]) for n in diag}}
+    path = tmp_path / "g" / "frozen.pb"
+    path.parent.mkdir()
+    path.write_bytes(gd.SerializeToString())
+    xv = np.random.default_rng(0).normal(size=(3, 6, 4)).astype(np.float32)
+    with gs.restore(str(path)) as f:
+        want = f.run("outputs", {"seq": xv})
+    code, stdout, err = cli(capfd, "thaw", path, "--scopes", *diag, "--out", tmp_path / "t", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["variables"] == {n: [5] for n in diag}
+    with gs.restore(str(tmp_path / "t")) as t:
+        assert sorted(t.variables) == diag
+        assert t.run("outputs", {"seq": xv}).tobytes() == want.tobytes()

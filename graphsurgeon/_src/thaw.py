@@ -40,7 +40,8 @@ class ThawResult:
       checkpoint: the prefix written (``DIR/model.ckpt``; its meta graph is ``DIR/model.ckpt.meta``).
       variables: ``{name: shape}`` of the constants that became variables, sorted by name.
       nbytes: the bytes of their values.
-      constants_left: the graph's weight-like constants that stay constants.
+      constants_left: how many of the graph's weight-like constants were left as constants (its other
+        constants, such as shapes, axes and scalars, are not counted).
     """
 
     checkpoint: str

@@ -21,8 +21,11 @@ C >= 2, that reaches, the same way and then through ``Mul`` / ``Add`` / ``AddV2`
 what such elementwise ops (and ``Identity`` / ``Cast``) make of it before any other op (an
 activation, a pooling) reads it. A layer's channels are the last dimension its weight gives it:
 a matmul's columns (rows with ``transpose_b``), a batched matmul's last dimension (``adj_y``: the
-one before it), the output channels of an NHWC / NDHWC convolution's filter. Scalars (an epsilon, a
-``keep_prob``), integer constants (shapes, axes) and a ``[1]`` vector are never per-channel.
+one before it), the output channels of an NHWC / NDHWC convolution's filter; each of the N parts of
+an even ``Split`` of a layer's output along its last axis has C / N (an LSTM cell's four gates: so a
+peephole LSTM's ``w_f_diag`` / ``w_i_diag`` / ``w_o_diag``, multiplied by the cell state and added
+to a gate, are per-channel). Scalars (an epsilon, a ``keep_prob``), integer constants (shapes,
+axes) and a ``[1]`` vector are never per-channel.
 """
 from __future__ import annotations
 
@@ -51,6 +54,9 @@ PASS_THROUGH = frozenset({"Identity", "Cast", "Enter"})
 # ops that lay a weight out anew for a matmul (``tf.tensordot``, which TensorFlow 1.x's dense layer
 # used on inputs of rank 3 or more): followed, through their data input, only to find a weight input
 RESHAPES = frozenset({"Reshape", "Transpose"})
+# the rank of a layer's output, where its op fixes it (a batched matmul's does not)
+RANKS = {"MatMul": 2, "Conv2D": 4, "DepthwiseConv2dNative": 4, "Conv2DBackpropInput": 4, "Conv3D": 5,
+         "Conv3DBackpropInputV2": 5}
 _FLOATS = frozenset({tf.float16, tf.bfloat16, tf.float32, tf.float64})
 
 
@@ -126,18 +132,36 @@ def _channels(node, by_name, weighted) -> int | None:
     return shape[-2] if "Backprop" in node.op else shape[-1]
 
 
+def _split_channels(node, k, c, rank, by_name) -> int | None:
+    """C / N when ``node`` is a ``Split`` into N parts whose data input (``k`` == 1) is a layer output
+    of ``c`` channels, split along its last axis (-1, or ``rank`` - 1 where the rank is known); else None."""
+    dim = by_name.get(node_name(node.input[0])) if node.op == "Split" and k == 1 else None
+    if dim is None or dim.op != "Const" or dim.attr["value"].tensor.tensor_shape.dim:
+        return None
+    axis, parts = int(tf.make_ndarray(dim.attr["value"].tensor)), node.attr["num_split"].i
+    if axis not in {-1, rank - 1} or parts < 1 or c % parts:
+        return None
+    return c // parts
+
+
 def _layer_outputs(graph_def, readers, by_name, weighted) -> dict:
     """``{node name: C}``: the outputs of the weighted layers of C >= 2 channels (:func:`_channels`)
     and what ``Identity`` / ``Cast`` and elementwise ``Mul`` / ``Add`` / ``AddV2`` / ``Sub`` /
-    ``BiasAdd`` ops make of them, up to the first other op."""
+    ``BiasAdd`` ops make of them, up to the first other op; an even ``Split`` of one along its last
+    axis into N parts (an LSTM cell's four gates) is a layer output of C / N channels."""
     out = {}
-    stack = [(n.name, c) for n in graph_def.node if (c := _channels(n, by_name, weighted) or 0) >= 2]
+    stack = [(n.name, c, RANKS.get(n.op, 0)) for n in graph_def.node
+             if (c := _channels(n, by_name, weighted) or 0) >= 2]
     while stack:
-        name, c = stack.pop()
+        name, c, rank = stack.pop()
         if name in out:
             continue
         out[name] = c
-        stack.extend((r.name, c) for r, _ in readers[name] if r.op in PASS_THROUGH | APPLY_PER_CHANNEL)
+        for r, k in readers[name]:
+            if r.op in PASS_THROUGH | APPLY_PER_CHANNEL:
+                stack.append((r.name, c, rank))
+            elif (part := _split_channels(r, k, c, rank, by_name) or 0) >= 2:
+                stack.append((r.name, part, rank))
     return out
 
 

@@ -276,7 +276,7 @@ def cmd_thaw(args):
     for name, shape in res.variables.items():
         print(f"{name}  {list(shape)}")
     print(f"-- {len(res.variables)} constants ({res.nbytes} bytes) are variables now, {res.constants_left} weight-like "
-          f"constants stay constants; checkpoint {res.checkpoint}, meta graph {res.checkpoint}.meta")
+          f"constants left as constants; checkpoint {res.checkpoint}, meta graph {res.checkpoint}.meta")
 
 
 def cmd_demo(args):

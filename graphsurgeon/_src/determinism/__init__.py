@@ -39,8 +39,8 @@ from graphsurgeon._src.determinism.scan import (
     rate_feeds,
 )
 
-__all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "feed_hint", "feedable_draws",
-           "feeds_text", "mixing", "ops_phrase", "probe", "random_guess", "random_ops_upstream", "random_phrase",
+__all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "dropout_example", "feed_hint",
+           "feedable_draws", "feeds_text", "mixing", "ops_phrase", "probe", "random_guess", "random_ops_upstream", "random_phrase",
            "rate_feeds", "rows_not_examples", "same"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
@@ -167,6 +167,15 @@ def random_guess(model, ops: list, feeder) -> str:
     (:func:`rate_feeds`: a ``keep_prob`` fed 0.5), `` (their rate is read from the fed keep_prob)``."""
     rates = rate_feeds(model, ops, feeder.values, feeder.input.op.name)
     return f" (their rate is read from the fed {', '.join(rates)})" if rates else " (dropout with keep_prob baked in?)"
+
+
+def dropout_example(ops: list) -> str:
+    """`` (dropout with keep_prob baked in)``, the example a note gives of what makes runs differ, when
+    one of the random ``ops`` (names, as :func:`random_ops_upstream` gives them) is in a scope named
+    ``dropout…`` (``dropout/random_uniform/RandomUniform``; Keras' and TF-Slim's ``Dropout`` too);
+    else ``''``: the note names the ops and gives no example."""
+    scopes = (part.lower() for op in ops for part in op.split(" in function ")[0].split("/")[:-1])
+    return " (dropout with keep_prob baked in)" if any(s.startswith("dropout") for s in scopes) else ""
 
 
 def feed_hint(feeds: dict) -> str:

@@ -21,6 +21,11 @@ RANDOM_OPS = frozenset({
 # Reductions that mix the examples of a batch when they reduce over its first axis.
 _REDUCTIONS = frozenset({"Mean", "Sum", "Max", "Min", "Prod", "All", "Any", "EuclideanNorm"})
 _BATCH_NORMS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
+# ops whose output is a tensor's shape, and ops that pick, join or cast values: the data inputs the
+# values come from (not the indices, bounds or axis)
+_SHAPES = frozenset({"Shape", "ShapeN", "Size", "Rank"})
+_SHAPE_PICKS = {"Gather": slice(1), "GatherV2": slice(1), "StridedSlice": slice(1), "Slice": slice(1),
+                "Cast": slice(1), "Identity": slice(1), "Pack": slice(None), "ConcatV2": slice(-1)}
 # call ops whose first input is not passed to the functions (the branch taken, or its index)
 _FIRST_INPUT_CHOOSES = frozenset({"If", "StatelessIf", "Case", "StatelessCase"})
 _LOOPS = frozenset({"While", "StatelessWhile"})
@@ -67,7 +72,8 @@ def rate_feeds(model, random_ops, fed, input_op: str) -> list[str]:
 def batch_mixing_ops(model, tensor: str, input_op: str) -> list[str]:
     """Ops between ``input_op`` and ``tensor`` that may mix the examples of a batch: reductions over
     axis 0 (``tf.nn.moments`` over the batch; also ones that change no example's values, such as
-    ``dynamic_rnn``'s longest sequence of the batch) and batch norm in training mode. The graph's,
+    ``dynamic_rnn``'s longest sequence of the batch), except those of a shape (:func:`_shape_valued`:
+    ``tf.tensordot``'s ``Prod`` of the input's dimensions), and batch norm in training mode. The graph's,
     sorted, then those inside the functions it calls whose data comes from ``input_op``, sorted
     (axis 0 there is taken to be the batch too)."""
     gd = model.graph.as_graph_def()
@@ -92,8 +98,27 @@ def _mixes(node, nodes: dict, name_of, reads_input) -> bool:
         axes = nodes.get(name_of(node.input[1]))
         if axes is None or axes.op != "Const":
             return False
-        return 0 in tf.make_ndarray(axes.attr["value"].tensor).reshape(-1) and reads_input(node.input[0])
+        return 0 in tf.make_ndarray(axes.attr["value"].tensor).reshape(-1) and reads_input(node.input[0]) \
+            and not _shape_valued(node.input[0], nodes, name_of)
     return False
+
+
+def _shape_valued(name: str, nodes: dict, name_of, depth: int = 8) -> bool:
+    """Is ``name`` a shape (``Shape`` / ``ShapeN`` / ``Size`` / ``Rank``) or made of shapes and
+    constants only by ops that pick, join or cast values (a ``Gather`` / ``GatherV2`` from a ``Shape``,
+    whatever its indices; ``StridedSlice``, ``Slice``, ``Cast``, ``Identity``, ``Pack``,
+    ``ConcatV2``), within ``depth`` ops? A reduction of one (the ``Prod`` TensorFlow 1.x's
+    ``tf.tensordot`` takes of the input's free dimensions) reads no example's values."""
+    node = nodes.get(name_of(name))
+    if node is None or depth == 0:
+        return False
+    if node.op in _SHAPES:
+        return True
+    if node.op not in _SHAPE_PICKS:
+        return False
+    data = [i for i in node.input if not i.startswith("^")][_SHAPE_PICKS[node.op]]
+    rest = [i for i in data if getattr(nodes.get(name_of(i)), "op", None) != "Const"]
+    return bool(rest) and all(_shape_valued(i, nodes, name_of, depth - 1) for i in rest)
 
 
 @dataclasses.dataclass

@@ -28,6 +28,7 @@ import dataclasses
 from graphsurgeon._src.determinism import (
     axis0_doubt,
     batch_mixing_ops,
+    dropout_example,
     feed_hint,
     feeds_text,
     mixing,
@@ -169,8 +170,8 @@ def plan_notes(cfg, model, cut: str, inp, fixed: int | None) -> list[str]:
     ops = random_ops_upstream(model, cut)
     if ops:
         notes.append(f"'{cut}' depends on random op(s) {', '.join(ops[:3])}: retrain runs it twice on the first "
-                     "training batch, fed as the export is fed, and refuses it if the runs differ (dropout with "
-                     "keep_prob baked in)" + ("; allow_random=True accepts it" if cfg.allow_random else
+                     "training batch, fed as the export is fed, and refuses it if the runs differ"
+                     + dropout_example(ops) + ("; allow_random=True accepts it" if cfg.allow_random else
                                               " unless allow_random=True"))
     mixing = batch_mixing_ops(model, cut, input_op)
     if mixing:
