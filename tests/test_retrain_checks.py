@@ -520,3 +520,16 @@ def test_plans_random_note_gives_the_dropout_example_only_for_dropout(tmp_path):
     assert gs.plan(gs.RetrainConfig(model=branch, head="features:2")).notes == [
         note.format(f"dropout/random_uniform/RandomUniform in function '{f}' called by op 'cond'",
                     " (dropout with keep_prob baked in)")]
+
+
+def test_a_random_tensor_refusal_guesses_dropout_only_for_dropout(tmp_path):
+    """retrain's and cache's refusals of a random cut guessed '(dropout with keep_prob baked in?)'
+    whatever the random op: noise added to a layer gets no guess."""
+    prefix, _ = _mlp_around(tmp_path, lambda h: h + tf.random.normal(tf.shape(h), name="noise"))
+    with pytest.raises(gs.RandomTensorError, match=r"depends on random op\(s\) noise/RandomStandardNormal, so the "
+                                                   r"exported model would answer"):
+        _retrain(prefix, tmp_path / "o")
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    with pytest.raises(gs.RandomTensorError, match=r"depends on random op\(s\) noise/RandomStandardNormal, so its "
+                                                   r"values cannot be cached"):
+        gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)

@@ -80,7 +80,7 @@ def test_thaw_keeps_the_outputs_bit_for_bit(frozen_mlp, tmp_path, capfd):
     code, stdout, err = cli(capfd, "thaw", path, "--scopes", "output/weights", "--out", tmp_path / "t2")
     assert code == 0, err
     assert stdout.splitlines() == ["output/weights  [50, 5]",
-                                   (f"-- 1 constants (1000 bytes) are variables now, 7 weight-like constants left as "
+                                   (f"-- 1 constant (1000 bytes) is a variable now, 7 weight-like constants left as "
                                     f"constants; checkpoint {tmp_path / 't2' / 'model.ckpt'}, meta graph "
                                     f"{tmp_path / 't2' / 'model.ckpt.meta'}")]
 

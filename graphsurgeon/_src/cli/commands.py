@@ -275,8 +275,11 @@ def cmd_thaw(args):
         return
     for name, shape in res.variables.items():
         print(f"{name}  {list(shape)}")
-    print(f"-- {len(res.variables)} constants ({res.nbytes} bytes) are variables now, {res.constants_left} weight-like "
-          f"constants left as constants; checkpoint {res.checkpoint}, meta graph {res.checkpoint}.meta")
+    made, left = len(res.variables), res.constants_left
+    print(f"-- {made} {'constant' if made == 1 else 'constants'} ({res.nbytes} bytes) "
+          f"{'is a variable' if made == 1 else 'are variables'} now, {left} weight-like "
+          f"{'constant' if left == 1 else 'constants'} left as {'a constant' if left == 1 else 'constants'}; "
+          f"checkpoint {res.checkpoint}, meta graph {res.checkpoint}.meta")
 
 
 def cmd_demo(args):

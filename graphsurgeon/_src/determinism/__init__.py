@@ -163,10 +163,13 @@ def feeds_text(feeds: dict) -> str:
 
 def random_guess(model, ops: list, feeder) -> str:
     """What a random tensor's refusal guesses of its random ``ops`` (:func:`random_ops_upstream`):
-    `` (dropout with keep_prob baked in?)``, or, when placeholders ``feeder`` feeds set their rate
-    (:func:`rate_feeds`: a ``keep_prob`` fed 0.5), `` (their rate is read from the fed keep_prob)``."""
+    when placeholders ``feeder`` feeds set their rate (:func:`rate_feeds`: a ``keep_prob`` fed 0.5),
+    `` (their rate is read from the fed keep_prob)``; else, when one of them is in a dropout scope
+    (:func:`dropout_example`), `` (dropout with keep_prob baked in?)``; else ``''``."""
     rates = rate_feeds(model, ops, feeder.values, feeder.input.op.name)
-    return f" (their rate is read from the fed {', '.join(rates)})" if rates else " (dropout with keep_prob baked in?)"
+    if rates:
+        return f" (their rate is read from the fed {', '.join(rates)})"
+    return " (dropout with keep_prob baked in?)" if dropout_example(ops) else ""
 
 
 def dropout_example(ops: list) -> str:
