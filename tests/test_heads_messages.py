@@ -73,6 +73,12 @@ def _cases(m):
          ["merge-heads", good, "--features", "probabilities", "--output", "probabilities", "--out", out],
          f"graphsurgeon merge-heads: error: {good}: the model's output probabilities:0 is the features tensor itself "
          "(--features probabilities:0); there is no head above it"),
+        (lambda: merge_heads([good], "hidden2/Tanh", out, output="hidden1/Relu"), MergeHeadsError,
+         f"{good}: the model's output hidden1/Relu:0 is not computed from features=hidden2/Tanh:0; name an output "
+         "above the features with output=",
+         ["merge-heads", good, "--features", "hidden2/Tanh", "--output", "hidden1/Relu", "--out", out],
+         f"graphsurgeon merge-heads: error: {good}: the model's output hidden1/Relu:0 is not computed from "
+         "--features hidden2/Tanh:0; name an output above the features with --output"),
         (lambda: merge_heads([m["skip"]], "hidden2/Tanh", out), MergeHeadsError,
          f"{m['skip']}: op 'head/skip/MatMul' above features=hidden2/Tanh:0 reads 'hidden1/Relu', which lies below "
          "it; a head must read only the features (choose a features= tensor above every op the head reads)",
