@@ -12,7 +12,7 @@ _FLAG = {"to": "--to", "from_format": "--from", "verify": "--verify", "merge_par
          "link": "--link"}
 
 
-_QUOTED = r"(?:'[^'\\]*'|\"[^\"\\]*\")"
+_QUOTED = r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"  # a Python repr, escapes included
 
 
 def rule_flags(message: str) -> str:
