@@ -226,6 +226,8 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
     not rewritten; ``model_dir`` is not changed.
 
     Args:
+      model: one task model, as :func:`merge_heads` takes it (``retrain``'s output directory gives
+        its ``saved_model/``).
       out: the new version's directory (default: :func:`next_version_dir`).
       name: the task's name (default: from the path, see :func:`load.default_names`).
 
@@ -234,6 +236,7 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
         or weights beyond ``atol``), or the name is taken.
     """
     out = out or next_version_dir(model_dir)
+    model = load.retrain_output(model) or model  # as merge_heads reads it: retrain's saved_model/
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
     m = load.load(model, tab["features"], input=tab.get("input"), output=output, tags=tags)
     group = _matching_group(m, backbones, bb_values, atol, model_dir)
