@@ -4,9 +4,11 @@
 import os
 
 import heads_models as hm
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.cli import main, to_flags
 from graphsurgeon._src.cli.messages import command_flags
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError, TensorNotFoundError
@@ -202,3 +204,38 @@ def test_add_head_names_the_merged_models_features_not_a_flag_it_lacks(models, c
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")]
     assert len(err) == 1 and err[0].startswith(f"graphsurgeon add-head: error: {m['complex']}: the merged model's features hidden2/Tanh "
                           "is not a tensor of this model; closest: ") and "--features" not in err[0]
+
+
+def _flat_output_task(directory):
+    """A TF1 model whose likely output is its logits reshaped to one axis (as the real lenet_noyin's loss
+    reshapes them): no class count; its logits are 'logits'."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        f = tf.tanh(tf.matmul(x, tf1.get_variable("w", [4, 8])), name="features")
+        logits = tf.add(tf.matmul(f, tf1.get_variable("o", [8, 3])), tf1.get_variable("b", [3]), name="logits")
+        tf.reshape(logits, [-1], name="flat")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+
+
+def test_add_class_extends_the_output_it_is_given(tmp_path, capsys):
+    # add-class took the graph's likely output (the real lenet_noyin's Reshape_2, [None, None]) and had no --output
+    path = _flat_output_task(str(tmp_path / "flat"))
+    rng = np.random.default_rng(0)
+    few, ref = str(tmp_path / "few.npz"), str(tmp_path / "ref.npz")
+    np.savez(few, x=rng.normal(size=(4, 4)).astype(np.float32))
+    np.savez(ref, x=rng.normal(size=(20, 4)).astype(np.float32))
+    with pytest.raises(MergeHeadsError, match=r"the head's output flat:0 has shape \(None,\); a head must give "
+                                              r"\[batch, classes\] with a known class count; name such a tensor with "
+                                              r"output=$"):
+        add_class(path, few, "new", str(tmp_path / "a"), features="features", output="flat", reference=ref)
+    r = add_class(path, few, "new", str(tmp_path / "b"), features="features", output="logits", reference=ref, steps=5)
+    assert r.classes == ["0", "1", "2", "new"]
+    argv = ["add-class", path, "--features", "features", "--data", few, "--reference", ref, "--name", "new",
+            "--steps", "5", "--verbose", "--out"]
+    assert main(argv + [str(tmp_path / "c"), "--output", "logits"]) == 0
+    assert main(argv + [str(tmp_path / "d"), "--output", "flat"]) == 2
+    assert capsys.readouterr().err.strip().endswith("a head must give [batch, classes] with a known class count; "
+                                                    "name such a tensor with --output")

@@ -134,8 +134,7 @@ NO_FLAGS = {"verify": "--no-verify"}
 # elsewhere, as in TF2's ``tf.Variable(name=)``, it is no flag)
 COMMAND_FLAGS = {"add-head": {"name": "--task-name", "features": "the merged model's features",  # from its
                               "input": "the merged model's input"},  # tasks.json: add-head has no such flags
-                 "add-class": {"name": "--name", "features": "the model's features",  # --features or model.json
-                               "output": "the model's output"},
+                 "add-class": {"name": "--name", "features": "the model's features"},  # --features or model.json
                  "combine": {"output": "the model's output"}}
 # phrases a command says otherwise, before :data:`COMMAND_FLAGS`: what a command cannot be told (it lacks
 # the flag the library's argument would be), and add-class's one ``features=`` that is its flag
@@ -143,8 +142,9 @@ _NO_OUTPUT = (r"name it with output=(?!\w)", "{0} has no way to name it (give a 
               "one output above its features)")
 COMMAND_PHRASES = {
     "cache": [(r"; train_feeds=\{'NAME': VALUE\} if training differs, e\.g\. [\w/]+\)", ")")],
-    "combine": [_NO_OUTPUT],
-    "add-class": [_NO_OUTPUT, (r"name the input with input=", "add-class has no way to name the input (give a model "
+    "combine": [_NO_OUTPUT, (r"; name such a tensor with output=", " (give a model whose output is its logits or "
+                                                                      "probabilities)")],
+    "add-class": [(r"name the input with input=", "add-class has no way to name the input (give a model "
                                                               "whose features read one placeholder)"),
                   (r"give features=TENSOR", "give --features TENSOR")],
 }

@@ -135,11 +135,14 @@ def _combine_parser(sub):
 def _add_class_parser(sub):
     s = sub.add_parser("add-class", help="a new version of a classifier with one more class, learned from a few "
                                          "examples")
-    s.add_argument("dir", metavar="DIR", help="a model written by combine or add-class (it is not changed)")
+    s.add_argument("dir", metavar="DIR", help="a model written by combine or add-class, or any classifier whose last layer "
+                                          "is one dense layer, given --features (it is not changed)")
     s.add_argument("--data", required=True, help="examples of the new class (.npz with x)")
     s.add_argument("--name", required=True, help="the new class's name (it becomes the last index)")
     s.add_argument("--out", required=True, metavar="DIR2", help="the directory to write (must not exist)")
     s.add_argument("--features", metavar="TENSOR", help="the tensor the last layer reads (default: from model.json)")
+    s.add_argument("--output", metavar="TENSOR", help="the last layer's output, its logits (default: from model.json, "
+                                                    "else told from the graph)")
     s.add_argument("--reference", metavar="DATA", help="inputs whose answers are kept (default: the data combine "
                                                        "used)")
     s.add_argument("--steps", type=int, help="full-batch training steps (default 300)")
