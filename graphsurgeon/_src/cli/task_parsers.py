@@ -90,7 +90,8 @@ def _learn_task_parser(sub):
     s.add_argument("--lambda", dest="lam", type=float, help="lwf's distillation weight (default 1), ewc's penalty "
                                                             "weight on the Fisher divided by its mean (default 0.1)")
     s.add_argument("--temperature", type=float, help="lwf's distillation temperature T (default 2)")
-    s.add_argument("--warmup-epochs", type=int, help="lwf: epochs with the backbone frozen first (default 5)")
+    s.add_argument("--warmup-epochs", type=int, help="lwf: epochs with the backbone frozen first (default 5; fewer "
+                                                     "than --epochs)")
     s.add_argument("--cache", metavar="DIR", help="lwf: where the old heads' recorded outputs are kept")
     s.add_argument("--fisher", metavar="FILE", help="ewc: a fisher.npz written for this model's weights")
     s.add_argument("--fisher-samples", type=int, help="ewc: examples per Fisher estimate (default 200)")
