@@ -13,7 +13,7 @@ from graphsurgeon._src.cli import main, to_flags
 from graphsurgeon._src.cli.messages import command_flags
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError, TensorNotFoundError
 from graphsurgeon._src.multihead import verify
-from graphsurgeon._src.multihead.merge import add_task, merge_heads
+from graphsurgeon._src.multihead.merge import add_task, merge_heads, remove_task
 
 tf1 = tf.compat.v1
 
@@ -112,6 +112,17 @@ def _cases(m):
          ["add-head", m["merged"], good],
          f"graphsurgeon add-head: error: {m['merged']}: its name is not a version number; say where the new version "
          "goes (--out DIR)"),
+        # a version directory that is not there was said to have a name that is no version number
+        (lambda: add_task(os.path.join(m["dir"], "nosuch"), good), MergeHeadsError,
+         f"{m['dir']}/nosuch: no such directory; expected a directory written by graphsurgeon merge-heads",
+         ["add-head", os.path.join(m["dir"], "nosuch"), good],
+         f"graphsurgeon add-head: error: {m['dir']}/nosuch: no such directory; expected a directory written by "
+         "graphsurgeon merge-heads"),
+        (lambda: remove_task(os.path.join(m["dir"], "7"), "good"), MergeHeadsError,
+         f"{m['dir']}/7: no such directory; expected a directory written by graphsurgeon merge-heads",
+         ["remove-head", os.path.join(m["dir"], "7"), "good"],
+         f"graphsurgeon remove-head: error: {m['dir']}/7: no such directory; expected a directory written by "
+         "graphsurgeon merge-heads"),
         (lambda: add_task(m["merged"], good, out, name="good2"), MergeHeadsError,
          f"{m['merged']} + {good}: duplicate task names 'good2'; every task needs its own name (see name=)",
          ["add-head", m["merged"], good, "--out", out, "--task-name", "good2"],
