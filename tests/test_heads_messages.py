@@ -250,3 +250,27 @@ def test_add_class_extends_the_output_it_is_given(tmp_path, capsys):
     assert main(argv + [str(tmp_path / "d"), "--output", "flat"]) == 2
     assert capsys.readouterr().err.strip().endswith("a head must give [batch, classes] with a known class count; "
                                                     "name such a tensor with --output")
+
+
+def test_ewc_names_every_old_task_without_a_fisher_before_computing_any(models, tmp_path, capsys):
+    # it computed the first old task's Fisher from --old-data, then named the next one missing, one per run
+    import graphsurgeon as gs
+
+    data = str(tmp_path / "new.npz")
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.normal(size=(20, 12)).astype(np.float32), y=rng.integers(0, 2, 20))
+    merged = models["merged"]
+    with pytest.raises(gs.ContinualError, match=rf"^no Fisher information for old tasks 'good', 'good2' of {merged}: "
+                                                r"give fisher=FILE \(.*\) or old_data=\{'good': PATH, 'good2': PATH\} "
+                                                r"to compute it$"):
+        gs.learn_task(gs.LearnConfig(model=merged, task="t", method="ewc"), data, str(tmp_path / "o"))
+    argv = ["learn-task", "--model", merged, "--data", data, "--task", "t", "--method", "ewc", "--out",
+            str(tmp_path / "o"), "--verbose"]
+    assert main(argv + ["--old-data", f"good={data}"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")]
+    assert err == [f"graphsurgeon learn-task: error: no Fisher information for old task 'good2' of {merged}: give "
+                   "--fisher FILE (the continual/fisher.npz an ewc run wrote for these weights) or --old-data "
+                   "good2=PATH to compute it"], err
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().endswith("or --old-data good=PATH good2=PATH to compute it")
+    assert not os.path.exists(tmp_path / "o")

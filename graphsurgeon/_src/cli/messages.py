@@ -104,7 +104,9 @@ def to_flags(message: str) -> str:
     'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
     """
     message = phrases(rule_flags(message))
-    message = re.sub(r"\bold_data=\{'([^']*)': PATH\}", r"--old-data \1=PATH", message)
+    message = re.sub(r"\bold_data=\{((?:'[^']*': PATH(?:, )?)+)\}",
+                     lambda m: "--old-data " + " ".join(f"{n}=PATH" for n in re.findall(r"'([^']*)': PATH", m.group(1))),
+                     message)
     message = re.sub(r"\b(train_feeds|feeds)=\{'([^']*)': VALUE\}",
                      lambda m: f"{'--train-feed' if m.group(1) == 'train_feeds' else '--feed'} {m.group(2)}=VALUE",
                      message)
