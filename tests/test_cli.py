@@ -469,3 +469,17 @@ def test_a_local_cache_run_reports_its_time_and_what_its_rate_counts(seed004, np
     out = capfd.readouterr().out
     assert re.search(r"; computed \d+ in \d+\.\d\d s \(\d+ examples/s over the whole run, restore included\),", out,
                      re.M), out
+
+
+def test_migrate_help_says_what_merge_and_cast_take(capfd):
+    from graphsurgeon._src.cli import build_parser
+
+    # --merge had no help (the rules, --drop and --preset optimizer-slots leave a merged checkpoint whole), and
+    # --cast's listed float16, bfloat16, float32 where float64 is taken too
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["migrate", "--help"])
+    out = " ".join(capfd.readouterr().out.split())
+    assert "--cast PAT=DTYPE [PAT=DTYPE ...] float16, bfloat16, float32, float64 (PAT matches each source's own " \
+           "names)" in out
+    assert "also copy every tensor of checkpoint OTHER, under PREFIX/ if given; the name rules, --keep, --drop and " \
+           "--preset apply to SRC only" in out

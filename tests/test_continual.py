@@ -394,6 +394,10 @@ def test_learn_task_refuses_an_existing_task_name_unless_replace(d, work, capsys
 @pytest.mark.parametrize("flags,match", [
     (["--method", "lwf", "--lambda", "-1"], "--lambda -1.0: expected a weight"),
     (["--method", "lwf", "--temperature", "0"], "--temperature 0.0: expected a number > 0"),
+    # --epochs 2 ran 2 warm-up epochs of the default 5, a feature extraction, reported as 'with lwf'
+    (["--method", "lwf", "--epochs", "2"], "--warmup-epochs 5 with --epochs 2: lwf would only warm up the new head on "
+                                           "a frozen backbone, never learn with the old heads' answers; give more "
+                                           "--epochs than --warmup-epochs, or a smaller --warmup-epochs"),
     (["--method", "packnet", "--prune", "1.0"], "--prune 1.0: expected a fraction"),
     (["--method", "packnet", "--prune-first", "-0.1"], "--prune-first -0.1: expected a fraction"),
     (["--method", "ewc", "--gamma", "0"], "--gamma 0.0: expected a decay"),

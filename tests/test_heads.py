@@ -381,6 +381,11 @@ def test_task_models_made_by_retrain(seed004, tmp_path):
     assert {d: os.stat(d).st_mode & 0o7777 for d in written} == {d: mode for d in written}
     assert [(t["head"]["kind"], t["head"]["stack"], t["classes"]) for t in res.tasks] == [
         ("dense", 0, ["0", "1", "2"]), ("dense", 1, ["0", "1", "2", "3"])]
+    # add-head takes a retrain output directory as merge-heads does (it was refused: 'pass .../saved_model')
+    added = add_task(res.directory, os.path.join(runs, "four"), str(tmp_path / "merged2"), name="four_again")
+    assert (added.tasks[-1]["name"], added.tasks[-1]["source"]) == ("four_again", outs["four"].export.saved_model)
+    assert main(["add-head", res.directory, os.path.join(runs, "three"), "--out", str(tmp_path / "merged3"),
+                 "--task-name", "three_again", "--json"]) == 0
     merged = serve(res.directory)(inputs=tf.constant(x[:8]), task_id=tf.constant([0, 1] * 4, tf.int64))
     for i, name in enumerate(("three", "four")):
         own = serve(outs[name].export.saved_model)(inputs=tf.constant(x[:8]))["probabilities"].numpy()

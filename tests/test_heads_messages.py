@@ -4,14 +4,16 @@
 import os
 
 import heads_models as hm
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.cli import main, to_flags
 from graphsurgeon._src.cli.messages import command_flags
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError, TensorNotFoundError
 from graphsurgeon._src.multihead import verify
-from graphsurgeon._src.multihead.merge import add_task, merge_heads
+from graphsurgeon._src.multihead.merge import add_task, merge_heads, remove_task
 
 tf1 = tf.compat.v1
 
@@ -73,6 +75,12 @@ def _cases(m):
          ["merge-heads", good, "--features", "probabilities", "--output", "probabilities", "--out", out],
          f"graphsurgeon merge-heads: error: {good}: the model's output probabilities:0 is the features tensor itself "
          "(--features probabilities:0); there is no head above it"),
+        (lambda: merge_heads([good], "hidden2/Tanh", out, output="hidden1/Relu"), MergeHeadsError,
+         f"{good}: the model's output hidden1/Relu:0 is not computed from features=hidden2/Tanh:0; name an output "
+         "above the features with output=",
+         ["merge-heads", good, "--features", "hidden2/Tanh", "--output", "hidden1/Relu", "--out", out],
+         f"graphsurgeon merge-heads: error: {good}: the model's output hidden1/Relu:0 is not computed from "
+         "--features hidden2/Tanh:0; name an output above the features with --output"),
         (lambda: merge_heads([m["skip"]], "hidden2/Tanh", out), MergeHeadsError,
          f"{m['skip']}: op 'head/skip/MatMul' above features=hidden2/Tanh:0 reads 'hidden1/Relu', which lies below "
          "it; a head must read only the features (choose a features= tensor above every op the head reads)",
@@ -104,6 +112,17 @@ def _cases(m):
          ["add-head", m["merged"], good],
          f"graphsurgeon add-head: error: {m['merged']}: its name is not a version number; say where the new version "
          "goes (--out DIR)"),
+        # a version directory that is not there was said to have a name that is no version number
+        (lambda: add_task(os.path.join(m["dir"], "nosuch"), good), MergeHeadsError,
+         f"{m['dir']}/nosuch: no such directory; expected a directory written by graphsurgeon merge-heads",
+         ["add-head", os.path.join(m["dir"], "nosuch"), good],
+         f"graphsurgeon add-head: error: {m['dir']}/nosuch: no such directory; expected a directory written by "
+         "graphsurgeon merge-heads"),
+        (lambda: remove_task(os.path.join(m["dir"], "7"), "good"), MergeHeadsError,
+         f"{m['dir']}/7: no such directory; expected a directory written by graphsurgeon merge-heads",
+         ["remove-head", os.path.join(m["dir"], "7"), "good"],
+         f"graphsurgeon remove-head: error: {m['dir']}/7: no such directory; expected a directory written by "
+         "graphsurgeon merge-heads"),
         (lambda: add_task(m["merged"], good, out, name="good2"), MergeHeadsError,
          f"{m['merged']} + {good}: duplicate task names 'good2'; every task needs its own name (see name=)",
          ["add-head", m["merged"], good, "--out", out, "--task-name", "good2"],
@@ -196,3 +215,62 @@ def test_add_head_names_the_merged_models_features_not_a_flag_it_lacks(models, c
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")]
     assert len(err) == 1 and err[0].startswith(f"graphsurgeon add-head: error: {m['complex']}: the merged model's features hidden2/Tanh "
                           "is not a tensor of this model; closest: ") and "--features" not in err[0]
+
+
+def _flat_output_task(directory):
+    """A TF1 model whose likely output is its logits reshaped to one axis (as the real lenet_noyin's loss
+    reshapes them): no class count; its logits are 'logits'."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        f = tf.tanh(tf.matmul(x, tf1.get_variable("w", [4, 8])), name="features")
+        logits = tf.add(tf.matmul(f, tf1.get_variable("o", [8, 3])), tf1.get_variable("b", [3]), name="logits")
+        tf.reshape(logits, [-1], name="flat")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+
+
+def test_add_class_extends_the_output_it_is_given(tmp_path, capsys):
+    # add-class took the graph's likely output (the real lenet_noyin's Reshape_2, [None, None]) and had no --output
+    path = _flat_output_task(str(tmp_path / "flat"))
+    rng = np.random.default_rng(0)
+    few, ref = str(tmp_path / "few.npz"), str(tmp_path / "ref.npz")
+    np.savez(few, x=rng.normal(size=(4, 4)).astype(np.float32))
+    np.savez(ref, x=rng.normal(size=(20, 4)).astype(np.float32))
+    with pytest.raises(MergeHeadsError, match=r"the head's output flat:0 has shape \(None,\); a head must give "
+                                              r"\[batch, classes\] with a known class count; name such a tensor with "
+                                              r"output=$"):
+        add_class(path, few, "new", str(tmp_path / "a"), features="features", output="flat", reference=ref)
+    r = add_class(path, few, "new", str(tmp_path / "b"), features="features", output="logits", reference=ref, steps=5)
+    assert r.classes == ["0", "1", "2", "new"]
+    argv = ["add-class", path, "--features", "features", "--data", few, "--reference", ref, "--name", "new",
+            "--steps", "5", "--verbose", "--out"]
+    assert main(argv + [str(tmp_path / "c"), "--output", "logits"]) == 0
+    assert main(argv + [str(tmp_path / "d"), "--output", "flat"]) == 2
+    assert capsys.readouterr().err.strip().endswith("a head must give [batch, classes] with a known class count; "
+                                                    "name such a tensor with --output")
+
+
+def test_ewc_names_every_old_task_without_a_fisher_before_computing_any(models, tmp_path, capsys):
+    # it computed the first old task's Fisher from --old-data, then named the next one missing, one per run
+    import graphsurgeon as gs
+
+    data = str(tmp_path / "new.npz")
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.normal(size=(20, 12)).astype(np.float32), y=rng.integers(0, 2, 20))
+    merged = models["merged"]
+    with pytest.raises(gs.ContinualError, match=rf"^no Fisher information for old tasks 'good', 'good2' of {merged}: "
+                                                r"give fisher=FILE \(.*\) or old_data=\{'good': PATH, 'good2': PATH\} "
+                                                r"to compute it$"):
+        gs.learn_task(gs.LearnConfig(model=merged, task="t", method="ewc"), data, str(tmp_path / "o"))
+    argv = ["learn-task", "--model", merged, "--data", data, "--task", "t", "--method", "ewc", "--out",
+            str(tmp_path / "o"), "--verbose"]
+    assert main(argv + ["--old-data", f"good={data}"]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("graphsurgeon")]
+    assert err == [f"graphsurgeon learn-task: error: no Fisher information for old task 'good2' of {merged}: give "
+                   "--fisher FILE (the continual/fisher.npz an ewc run wrote for these weights) or --old-data "
+                   "good2=PATH to compute it"], err
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().endswith("or --old-data good=PATH good2=PATH to compute it")
+    assert not os.path.exists(tmp_path / "o")

@@ -132,3 +132,20 @@ def test_plan_flags_take_migrates_rules(seed004, capfd):
 def test_rule_messages_in_flag_words():
     assert rule_flags("rename=('^a/', 'b/') matches no tensor") == "--rename '^a/=b/' matches no tensor"
     assert rule_flags("keep: pattern 'x' matches no tensor") == "--keep: pattern 'x' matches no tensor"
+
+
+def test_a_rename_with_a_bad_replacement_is_refused_when_made(seed004, tmp_path, capfd):
+    # a group the regex lacks was found only while renaming: 'unexpected error: invalid group reference'
+    with pytest.raises(gs.ConfigError, match=r"^rename=\('a_\(\\\\d\)', 'v\\\\2'\): invalid replacement \(invalid "
+                                             r"group reference 2 at position 2; the regular expression has 1 group"):
+        Rules(rename=[(r"a_(\d)", r"v\2")])
+    with pytest.raises(gs.ConfigError, match=r"invalid replacement \(unknown group name 'm'"):
+        Rules(rename=[(r"a_(?P<n>\d)", r"v\g<m>")])
+    assert Rules(rename=[(r"a_(\d)", r"v\1")]).new_name("a_3") == "v3"
+    # the command line says the rule as it was typed, backslashes and all
+    assert main(["migrate", seed004[0], str(tmp_path / "out"), "--rename", r"a_(\d)=v\2"]) == 2
+    assert capfd.readouterr().err.strip() == (
+        r"graphsurgeon migrate: error: --rename 'a_(\d)=v\2': invalid replacement (invalid group reference 2 at "
+        "position 2; the regular expression has 1 group(s))")
+    assert rule_flags(r"rename=('^w_(\\d+$', 'x'): invalid regular expression") == \
+        r"--rename '^w_(\d+$=x': invalid regular expression"

@@ -140,6 +140,21 @@ def test_export_signature(seed004, tmp_path):
     assert sorted(os.listdir(tmp_path / "e")) == ["checkpoint", "saved_model"]
 
 
+def test_export_refuses_a_missing_tensor_and_an_input_no_output_reads(seed004, tmp_path):
+    # they were KeyErrors about another tensor ("The name 'X:0' refers to a Tensor which does not exist") once
+    # pruning to the outputs had dropped it
+    with gs.restore(seed004[0]) as m:
+        with pytest.raises(gs.TensorNotFoundError, match=r"^no op 'hidden2/Relu_9' in the graph; closest: hidden2/Relu"):
+            gs.export(m, str(tmp_path / "a"), inputs={"inputs": "X"}, outputs={"f": "hidden2/Relu_9"})
+        with pytest.raises(gs.TensorNotFoundError, match=r"^no op 'Y' in the graph"):
+            gs.export(m, str(tmp_path / "b"), inputs={"inputs": "Y"}, outputs={"f": "hidden2/Relu"})
+        with pytest.raises(gs.ConfigError, match=r"^inputs=\{'h': 'hidden2/Relu:0'\}: no output \(hidden1/Relu:0\) "
+                                                 r"is computed from it; leave it out of inputs=$"):
+            gs.export(m, str(tmp_path / "c"), inputs={"inputs": "X", "h": "hidden2/Relu"},
+                      outputs={"f": "hidden1/Relu"})
+    assert not os.listdir(tmp_path)
+
+
 def test_natural_key_and_flag_translation():
     assert sorted(["V_10", "V_2", "V_1", "V"], key=natural_key) == ["V", "V_1", "V_2", "V_10"]
     assert to_flags("pass allow_missing=True") == "pass --allow-missing"

@@ -73,13 +73,15 @@ def _inputs(path, what: str) -> np.ndarray:
     return datasets.load(path).x
 
 
-def add_class(model: str, data, name: str, out_dir: str, *, features: str | None = None, reference=None,
-              steps: int = 300, lr: float = 0.01, balance: float = 0.1, seed: int = 0, tags=("serve",)) -> AddClassResult:
+def add_class(model: str, data, name: str, out_dir: str, *, features: str | None = None,
+              output: str | None = None, reference=None, steps: int = 300, lr: float = 0.01, balance: float = 0.1, seed: int = 0, tags=("serve",)) -> AddClassResult:
     """Write ``model`` with class ``name`` added (learned from ``data``) at ``out_dir``; the model and
     the data are not changed. See the module docstring.
 
     Args:
       features: the tensor the last layer reads (default: ``model.json``'s ``features``).
+      output: the last layer's output, the logits (default: ``combine``'s and ``add-class``'s logits,
+        else told from the graph as ``merge_heads`` tells it).
       reference: inputs whose answers are kept (default: ``model.json``'s ``data``).
       steps, lr: full-batch Adam steps and learning rate for the new column.
       balance: the loss's weight on the new class's examples (0 < balance < 1).
@@ -90,7 +92,7 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
       DataError: the data do not fit the model's input.
     """
     _check_settings(name, out_dir, steps, lr, balance)
-    src = _Original.read(model, name, features, reference, tags)
+    src = _Original.read(model, name, features, output, reference, tags)
     dtype, shape = input_spec(src.piece)
     few = _fit(_inputs(data, "data"), dtype, shape, "data", src.piece)
     ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
@@ -144,13 +146,13 @@ class _Original:
     reference: str
 
     @classmethod
-    def read(cls, model, name, features, reference, tags) -> "_Original":
+    def read(cls, model, name, features, output, reference, tags) -> "_Original":
         record = export_dir.read_record(model)
         features = features or record.get("features")
         if not features:
             raise ConfigError(f"{model} has no {export_dir.RECORD} naming its features: give features=TENSOR "
                               "(the tensor the last layer reads)")
-        output = LOGITS if record.get("kind") in ("combine", "add-class") else None
+        output = output or (LOGITS if record.get("kind") in ("combine", "add-class") else None)
         m = load.load(model, features, output=output, tags=tags)
         blocks = _blocks(m, record, model, features)
         num_classes = sum(k.shape[1] for k, _ in blocks)

@@ -57,8 +57,12 @@ def export_meta_graph(model, inputs: dict, outputs: dict, feeds=None):
         ``placeholder_with_default`` named here gets the value as its default instead of its own).
 
     Raises:
-      ConfigError: an output needs a placeholder that is neither an input nor has a default.
+      TensorNotFoundError: an input or output is not a tensor of the model.
+      ConfigError: an output needs a placeholder that is neither an input nor has a default, or no
+        output is computed from an input.
     """
+    for name in [*inputs.values(), *outputs.values()]:
+        model.tensor(name)  # names the closest ops when there is no such tensor
     inputs = {k: _tensor_name(v) for k, v in inputs.items()}
     outputs = {k: _tensor_name(v) for k, v in outputs.items()}
     feeds = {select.normalize_name(k): v for k, v in (feeds or {}).items()}
@@ -70,6 +74,12 @@ def export_meta_graph(model, inputs: dict, outputs: dict, feeds=None):
         if node.op == "PlaceholderWithDefault" and node.name in feeds and node.name not in input_ops:
             _to_placeholder_with_default(meta.graph_def, node, feeds[node.name], batch_of)
     pruned = subgraph.prune_meta_graph(meta, list(outputs.values()), keep_update_ops=False)
+    kept = {node.name for node in pruned.graph_def.node}
+    unread = {k: v for k, v in inputs.items() if select.normalize_name(v) not in kept}
+    if unread:
+        raise ConfigError(f"inputs={unread}: no output ({', '.join(outputs.values())}) is computed from "
+                          f"{'it' if len(unread) == 1 else 'them'}; leave {'it' if len(unread) == 1 else 'them'} "
+                          "out of inputs=")
     for node in list(pruned.graph_def.node):
         if node.op != "Placeholder" or node.name in input_ops:
             continue
@@ -195,7 +205,8 @@ def export(model, out_dir: str, *, inputs: dict, outputs: dict, feeds=None, over
     session's values unless ``verify`` is False. The model and its session are not changed.
 
     Raises:
-      ConfigError: see :func:`export_meta_graph`; an output exists and ``overwrite`` is False.
+      TensorNotFoundError, ConfigError: see :func:`export_meta_graph`; ConfigError: an output exists
+        and ``overwrite`` is False.
     """
     meta, inputs, outputs = export_meta_graph(model, inputs, outputs, feeds)
     kept = sorted(subgraph.variable_defs(meta))

@@ -94,7 +94,7 @@ class Rules:
     it) and ``cast`` applies to both.
 
     Raises:
-      ConfigError: a malformed rule (bad regex, scope without '/', unknown dtype or preset), or
+      ConfigError: a malformed rule (bad regex or replacement, scope without '/', unknown dtype or preset), or
         ``rename`` given as a ``{checkpoint: graph}`` dict (the old form; ``map_scope`` and
         regex ``rename`` pairs replaced it).
     """
@@ -117,9 +117,15 @@ class Rules:
         self._rename = []
         for pair in self.rename:
             try:
-                self._rename.append((re.compile(pair[0]), pair[1]))
+                rx = re.compile(pair[0])
             except re.error as e:
                 raise ConfigError(f"{argument('rename', tuple(pair))}: invalid regular expression ({e})") from None
+            try:
+                rx.sub(pair[1], "")  # parses the replacement even where nothing matches
+            except (re.error, IndexError) as e:
+                raise ConfigError(f"{argument('rename', tuple(pair))}: invalid replacement ({e}; the regular "
+                                  f"expression has {rx.groups} group(s))") from None
+            self._rename.append((rx, pair[1]))
         for old, new in self.map_scope:
             if not old.endswith("/") or (new and not new.endswith("/")):
                 raise ConfigError(f"{argument('map_scope', (old, new))}: expected ('OLD/', 'NEW/') (scopes end with "

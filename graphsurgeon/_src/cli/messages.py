@@ -12,7 +12,7 @@ _FLAG = {"to": "--to", "from_format": "--from", "verify": "--verify", "merge_par
          "link": "--link"}
 
 
-_QUOTED = r"(?:'[^'\\]*'|\"[^\"\\]*\")"
+_QUOTED = r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"  # a Python repr, escapes included
 
 
 def rule_flags(message: str) -> str:
@@ -104,7 +104,9 @@ def to_flags(message: str) -> str:
     'pass --batch-size 100 or --allow-cast; give --feed state=VALUE'
     """
     message = phrases(rule_flags(message))
-    message = re.sub(r"\bold_data=\{'([^']*)': PATH\}", r"--old-data \1=PATH", message)
+    message = re.sub(r"\bold_data=\{((?:'[^']*': PATH(?:, )?)+)\}",
+                     lambda m: "--old-data " + " ".join(f"{n}=PATH" for n in re.findall(r"'([^']*)': PATH", m.group(1))),
+                     message)
     message = re.sub(r"\b(train_feeds|feeds)=\{'([^']*)': VALUE\}",
                      lambda m: f"{'--train-feed' if m.group(1) == 'train_feeds' else '--feed'} {m.group(2)}=VALUE",
                      message)
@@ -134,8 +136,7 @@ NO_FLAGS = {"verify": "--no-verify"}
 # elsewhere, as in TF2's ``tf.Variable(name=)``, it is no flag)
 COMMAND_FLAGS = {"add-head": {"name": "--task-name", "features": "the merged model's features",  # from its
                               "input": "the merged model's input"},  # tasks.json: add-head has no such flags
-                 "add-class": {"name": "--name", "features": "the model's features",  # --features or model.json
-                               "output": "the model's output"},
+                 "add-class": {"name": "--name", "features": "the model's features"},  # --features or model.json
                  "combine": {"output": "the model's output"}}
 # phrases a command says otherwise, before :data:`COMMAND_FLAGS`: what a command cannot be told (it lacks
 # the flag the library's argument would be), and add-class's one ``features=`` that is its flag
@@ -143,8 +144,9 @@ _NO_OUTPUT = (r"name it with output=(?!\w)", "{0} has no way to name it (give a 
               "one output above its features)")
 COMMAND_PHRASES = {
     "cache": [(r"; train_feeds=\{'NAME': VALUE\} if training differs, e\.g\. [\w/]+\)", ")")],
-    "combine": [_NO_OUTPUT],
-    "add-class": [_NO_OUTPUT, (r"name the input with input=", "add-class has no way to name the input (give a model "
+    "combine": [_NO_OUTPUT, (r"; name such a tensor with output=", " (give a model whose output is its logits or "
+                                                                      "probabilities)")],
+    "add-class": [(r"name the input with input=", "add-class has no way to name the input (give a model "
                                                               "whose features read one placeholder)"),
                   (r"give features=TENSOR", "give --features TENSOR")],
 }

@@ -241,8 +241,11 @@ def _migrate_parser(sub):
     s.add_argument("--map-scope", nargs="+", action="extend", metavar="OLD/=NEW/")
     s.add_argument("--drop", nargs="+", action="extend", metavar="PAT")
     s.add_argument("--keep", nargs="+", action="extend", metavar="PAT", help="keep only these (split out a scope)")
-    s.add_argument("--cast", nargs="+", action="extend", metavar="PAT=DTYPE", help="float16, bfloat16, float32")
-    s.add_argument("--merge", nargs="+", action="extend", metavar="OTHER[:PREFIX/]")
+    s.add_argument("--cast", nargs="+", action="extend", metavar="PAT=DTYPE",
+                   help="float16, bfloat16, float32, float64 (PAT matches each source's own names)")
+    s.add_argument("--merge", nargs="+", action="extend", metavar="OTHER[:PREFIX/]",
+                   help="also copy every tensor of checkpoint OTHER, under PREFIX/ if given; the name rules, "
+                        "--keep, --drop and --preset apply to SRC only")
     s.add_argument("--preset", nargs="+", action="extend",
                    metavar="NAME", help="optimizer-slots, rnn-cell-names, strip-scope=NAME")
     s.add_argument("--to", choices=["tf1", "tf2"], default="tf1",

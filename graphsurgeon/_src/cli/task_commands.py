@@ -86,6 +86,7 @@ def cmd_add_class(args):
     from graphsurgeon._src.add_class import add_class
 
     kw = {k: getattr(args, k) for k in ("steps", "lr", "balance", "seed") if getattr(args, k) is not None}
-    res = add_class(args.dir, args.data, args.name, args.out, features=args.features, reference=args.reference,
+    res = add_class(args.dir, args.data, args.name, args.out, features=args.features, output=args.output,
+                    reference=args.reference,
                     tags=args.tags or ("serve",), **kw)
     print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())

@@ -90,7 +90,8 @@ def _learn_task_parser(sub):
     s.add_argument("--lambda", dest="lam", type=float, help="lwf's distillation weight (default 1), ewc's penalty "
                                                             "weight on the Fisher divided by its mean (default 0.1)")
     s.add_argument("--temperature", type=float, help="lwf's distillation temperature T (default 2)")
-    s.add_argument("--warmup-epochs", type=int, help="lwf: epochs with the backbone frozen first (default 5)")
+    s.add_argument("--warmup-epochs", type=int, help="lwf: epochs with the backbone frozen first (default 5; fewer "
+                                                     "than --epochs)")
     s.add_argument("--cache", metavar="DIR", help="lwf: where the old heads' recorded outputs are kept")
     s.add_argument("--fisher", metavar="FILE", help="ewc: a fisher.npz written for this model's weights")
     s.add_argument("--fisher-samples", type=int, help="ewc: examples per Fisher estimate (default 200)")
@@ -135,11 +136,14 @@ def _combine_parser(sub):
 def _add_class_parser(sub):
     s = sub.add_parser("add-class", help="a new version of a classifier with one more class, learned from a few "
                                          "examples")
-    s.add_argument("dir", metavar="DIR", help="a model written by combine or add-class (it is not changed)")
+    s.add_argument("dir", metavar="DIR", help="a model written by combine or add-class, or any classifier whose last layer "
+                                          "is one dense layer, given --features (it is not changed)")
     s.add_argument("--data", required=True, help="examples of the new class (.npz with x)")
     s.add_argument("--name", required=True, help="the new class's name (it becomes the last index)")
     s.add_argument("--out", required=True, metavar="DIR2", help="the directory to write (must not exist)")
     s.add_argument("--features", metavar="TENSOR", help="the tensor the last layer reads (default: from model.json)")
+    s.add_argument("--output", metavar="TENSOR", help="the last layer's output, its logits (default: from model.json, "
+                                                    "else told from the graph)")
     s.add_argument("--reference", metavar="DATA", help="inputs whose answers are kept (default: the data combine "
                                                        "used)")
     s.add_argument("--steps", type=int, help="full-batch training steps (default 300)")

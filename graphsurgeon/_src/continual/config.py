@@ -126,6 +126,10 @@ class LearnConfig:
             raise ConfigError(f"threshold={self.threshold}: expected a mask threshold >= 0")
         if self.fisher_labels not in FISHER_LABELS:
             raise ConfigError(f"fisher_labels={self.fisher_labels!r}: expected one of {', '.join(FISHER_LABELS)}")
+        if self.method == "lwf" and 0 < self.epochs <= self.warmup_epochs:
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs} with epochs={self.epochs}: lwf would only warm up "
+                              "the new head on a frozen backbone, never learn with the old heads' answers; give more "
+                              "epochs= than warmup_epochs=, or a smaller warmup_epochs=")
         if self.method == "joint" and not self.old_data:
             raise ConfigError("method='joint' trains on the old tasks' data too: give old_data=PATH")
         return self

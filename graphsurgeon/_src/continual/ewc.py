@@ -123,12 +123,14 @@ def old_entries(net, cfg, old: dict, progress: bool) -> dict:
     path = cfg.fisher or (own if net.state.get("method") == "ewc" else None)
     entries = read_file(path, net) if path else {}
     covered = set(net.state.get("online_tasks", [])) if ONLINE in entries else set()
-    for t in net.tasks:
-        if t.name in entries or t.name in covered or t.name == cfg.task:
-            continue
-        if t.name not in old:
-            raise ContinualError(f"no Fisher information for old task '{t.name}' of {net.source}: give fisher=FILE "
-                                 f"(the continual/fisher.npz an ewc run wrote for these weights) or old_data={{'{t.name}': PATH}} to compute it")
+    todo = [t for t in net.tasks if not (t.name in entries or t.name in covered or t.name == cfg.task)]
+    missing = [t.name for t in todo if t.name not in old]  # all named before any Fisher is computed
+    if missing:
+        raise ContinualError(f"no Fisher information for old task{'s' if len(missing) > 1 else ''} "
+                             f"{', '.join(repr(n) for n in missing)} of {net.source}: give fisher=FILE (the "
+                             "continual/fisher.npz an ewc run wrote for these weights) or old_data="
+                             f"{{{', '.join(repr(n) + ': PATH' for n in missing)}}} to compute it")
+    for t in todo:
         f = fisher(net, net.values, t, *old[t.name].part("train"), samples=cfg.fisher_samples,
                    labels=cfg.fisher_labels, seed=cfg.seed, progress=progress)
         entries[t.name] = (f, dict(net.values))

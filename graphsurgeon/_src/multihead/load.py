@@ -62,7 +62,7 @@ def _is_model_dir(path: str) -> bool:
     return len(glob.glob(os.path.join(glob.escape(path), "*.index"))) == 1
 
 
-def _retrain_output(path: str) -> str | None:
+def retrain_output(path: str) -> str | None:
     """The model merge-heads reads in ``retrain``'s output directory (one that holds ``checkpoint/`` and
     a SavedModel ``saved_model/``): its ``saved_model/``, which declares the input and the output in
     its ``serving_default`` signature; None for any other path."""
@@ -82,8 +82,8 @@ def _models_in(directory: str, depth: int = 1) -> list[str]:
         if os.path.isdir(p):
             if _is_model_dir(p) or is_keras_path(p):
                 out.append(p)
-            elif _retrain_output(p):
-                out.append(_retrain_output(p))
+            elif retrain_output(p):
+                out.append(retrain_output(p))
             elif depth > 0:
                 inner = _models_in(p, depth - 1)
                 out += inner if len(inner) == 1 else []
@@ -109,9 +109,9 @@ def expand(specs) -> list[str]:
         if glob.has_magic(spec):
             found = sorted(glob.glob(spec), key=select.natural_key)
             found = [f[: -len(".index")] if f.endswith(".index") else f for f in found]
-            found = [_retrain_output(f) or f for f in found]
-        elif _retrain_output(spec):
-            found = [_retrain_output(spec)]
+            found = [retrain_output(f) or f for f in found]
+        elif retrain_output(spec):
+            found = [retrain_output(spec)]
         elif os.path.isdir(spec) and not _is_model_dir(spec):
             found = _models_in(spec)
         else:
@@ -132,7 +132,7 @@ def default_names(paths: list[str]) -> list[str]:
     directory holding it if it is a checkpoint prefix (``sentiment/model.ckpt-900`` -> ``sentiment``) or
     a retrain output's ``saved_model/`` (``sentiment/saved_model`` -> ``sentiment``)."""
     full = [os.path.abspath(p) for p in paths]
-    if len(full) == 1 and _retrain_output(os.path.dirname(full[0])) == full[0]:
+    if len(full) == 1 and retrain_output(os.path.dirname(full[0])) == full[0]:
         return [os.path.basename(os.path.dirname(full[0]))]
     if len(full) == 1:
         p = full[0]

@@ -226,6 +226,8 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
     not rewritten; ``model_dir`` is not changed.
 
     Args:
+      model: one task model, as :func:`merge_heads` takes it (``retrain``'s output directory gives
+        its ``saved_model/``).
       out: the new version's directory (default: :func:`next_version_dir`).
       name: the task's name (default: from the path, see :func:`load.default_names`).
 
@@ -233,8 +235,9 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
       MergeHeadsError: the model's backbone differs from every backbone of ``model_dir`` (architecture,
         or weights beyond ``atol``), or the name is taken.
     """
-    out = out or next_version_dir(model_dir)
+    model = load.retrain_output(model) or model  # as merge_heads reads it: retrain's saved_model/
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
+    out = out or next_version_dir(model_dir)
     m = load.load(model, tab["features"], input=tab.get("input"), output=output, tags=tags)
     group = _matching_group(m, backbones, bb_values, atol, model_dir)
     name = name or load.default_names([model])[0]
@@ -268,8 +271,8 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     Raises:
       MergeHeadsError: no such task, or it is the only one.
     """
-    out = out or next_version_dir(model_dir)
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
+    out = out or next_version_dir(model_dir)
     gone = [t for t in tasks if t.name == str(task)] or [t for t in tasks if str(task).isdigit() and t.id == int(task)]
     if not gone:
         raise MergeHeadsError(f"{model_dir}: no task '{task}' (ids {tasks[0].id}..{tasks[-1].id}; tasks.json lists "

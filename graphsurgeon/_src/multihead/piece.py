@@ -125,7 +125,7 @@ def split(piece: Piece, features: str, where: str) -> tuple[Piece, Piece]:
 
     Raises:
       MergeHeadsError: the head reads a tensor of the backbone other than ``features`` (it is not a
-        head), ``features`` is the output itself, or the features are not floating point.
+        head), ``features`` is the output itself or not below it, or the features are not floating point.
     """
     features = tensor_name(features)
     gd, by_name = piece.graph_def, piece.by_name()
@@ -133,8 +133,12 @@ def split(piece: Piece, features: str, where: str) -> tuple[Piece, Piece]:
     if fop == subgraph.node_name(piece.output):
         raise MergeHeadsError(f"{where}: the model's output {piece.output} is the features tensor itself "
                               f"(features={features}); there is no head above it")
+    above = subgraph.upstream(gd, [piece.output], by_name)
+    if fop not in above:
+        raise MergeHeadsError(f"{where}: the model's output {piece.output} is not computed from features={features}; "
+                              "name an output above the features with output=")
     below = subgraph.upstream(gd, [features], by_name)
-    head_nodes = subgraph.upstream(gd, [piece.output], by_name) - below
+    head_nodes = above - below
     copied = set()
     for node, inp in _consumers_outside(gd, head_nodes, by_name):
         src = subgraph.node_name(inp)

@@ -100,7 +100,7 @@ def head_of(head_piece: pieces.Piece, read, where: str) -> Head:
     _, shape = pieces.tensor_spec(head_piece, logits)
     if shape.rank != 2 or shape[-1] is None:
         raise MergeHeadsError(f"{where}: the head's output {logits} has shape {shape}; a head must give "
-                              "[batch, classes] with a known class count")
+                              "[batch, classes] with a known class count; name such a tensor with output=")
     values = {n: np.asarray(read(n)) for n in head_piece.weights}
     return Head("branch", int(shape[-1]), final, piece=head_piece, values=values,
                 logits=pieces.tensor_name(logits))

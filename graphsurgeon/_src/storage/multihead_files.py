@@ -133,9 +133,12 @@ def read_tasks(model_dir: str) -> dict:
     """The task table of a merged model directory.
 
     Raises:
-      MergeHeadsError: no ``tasks.json`` or not one graphsurgeon wrote.
+      MergeHeadsError: no such directory, no ``tasks.json`` or not one graphsurgeon wrote.
     """
     path = os.path.join(model_dir, TASKS_FILE)
+    if not os.path.isdir(model_dir):
+        raise MergeHeadsError(f"{model_dir}: no such directory; expected a directory written by graphsurgeon "
+                              "merge-heads")
     if not os.path.isfile(path):
         raise MergeHeadsError(f"{model_dir}: no {TASKS_FILE}; expected a directory written by "
                               "graphsurgeon merge-heads")

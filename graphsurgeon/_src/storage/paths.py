@@ -164,6 +164,11 @@ def resolve(path: str, tags=("serve",)) -> Source:
     )
 
 
+def is_retrain_output(path: str) -> bool:
+    """Whether ``path`` is laid out as ``retrain``'s output directory (``checkpoint/`` and ``saved_model/``)."""
+    return all(os.path.isdir(os.path.join(path, d)) for d in ("checkpoint", "saved_model"))
+
+
 def _resolve_dir(path: str, tags: tuple) -> Source:
     """A SavedModel directory, or a checkpoint directory (its newest checkpoint, or its only prefix)."""
     for name in SAVED_MODEL_FILES:
@@ -174,7 +179,7 @@ def _resolve_dir(path: str, tags: tuple) -> Source:
     latest = _latest_in_dir(path)
     if latest is None:
         prefixes = _prefixes_in(path)
-        if not prefixes and all(os.path.isdir(os.path.join(path, d)) for d in ("checkpoint", "saved_model")):
+        if not prefixes and is_retrain_output(path):
             raise WrongPathKindError(f"{path} is retrain's output directory, which holds two copies of one model: "
                                      f"pass {os.path.join(path, 'saved_model')} (the SavedModel) or "
                                      f"{os.path.join(path, 'checkpoint')} (the checkpoint with its meta graph)")
