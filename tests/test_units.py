@@ -257,3 +257,19 @@ def test_an_export_default_never_takes_the_name_of_an_op_the_graph_has():
         nodes = {n.name: n for n in meta.graph_def.node}
         assert nodes["p"].op == "PlaceholderWithDefault" and list(nodes["p"].input) == ["p/default"]
         assert tf.make_ndarray(nodes["p/default"].attr["value"].tensor) == 3.0
+
+
+def test_predict_signature_is_tensorflows_without_its_deprecated_helper():
+    """storage.signatures builds the SignatureDef TensorFlow's predict_signature_def builds (which logs
+    that build_tensor_info is deprecated): the same proto for known, partly known and unknown shapes."""
+    from graphsurgeon._src.storage.signatures import predict_signature
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        s = tf.compat.v1.placeholder(tf.string, None, name="s")
+        ins, outs = {"inputs": x, "s": s}, {"y": tf.identity(x[:, :2] * 2, name="y"), "n": tf.shape(x, out_type=tf.int64)}
+        ours = predict_signature(ins, outs)
+        theirs = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(inputs=ins, outputs=outs)
+    assert ours == theirs and ours.method_name == "tensorflow/serving/predict"
+    assert ours.inputs["s"].tensor_shape.unknown_rank and ours.outputs["n"].dtype == tf.int64.as_datatype_enum

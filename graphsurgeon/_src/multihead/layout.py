@@ -18,6 +18,7 @@ from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
 from graphsurgeon._src.storage import multihead_files as files
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.files import make_dir
+from graphsurgeon._src.storage.signatures import predict_signature
 
 tf1 = tf.compat.v1
 FORMAT = "graphsurgeon-multihead"
@@ -119,7 +120,7 @@ def read(model_dir: str):
 
 
 def _signature(inputs: dict, outputs: dict, keys) -> object:
-    return tf1.saved_model.signature_def_utils.predict_signature_def(
+    return predict_signature(
         inputs={k: inputs[k] for k in keys}, outputs=outputs)
 
 

@@ -23,6 +23,7 @@ from graphsurgeon._src.errors import ConfigError
 from graphsurgeon._src.storage.checkpoint import import_meta_graph
 from graphsurgeon._src.storage.files import new_output_dir
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
+from graphsurgeon._src.storage.signatures import predict_signature
 from graphsurgeon._src.storage.writer import verify_checkpoint
 
 tf1 = tf.compat.v1
@@ -67,7 +68,7 @@ def write_saved_model(tmp: str, meta, values: dict, inputs: dict, outputs: dict)
     variables = variables_by_name(graph)
     with graph.as_default():
         saver = tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)
-        sig = tf1.saved_model.signature_def_utils.predict_signature_def(
+        sig = predict_signature(
             inputs={k: graph.get_tensor_by_name(v) for k, v in inputs.items()},
             outputs={k: graph.get_tensor_by_name(v) for k, v in outputs.items()})
     staging = os.path.join(tmp, ".saved_model")

@@ -13,6 +13,7 @@ from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
 from graphsurgeon._src.storage.files import new_output_dir
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
+from graphsurgeon._src.storage.signatures import predict_signature
 
 tf1 = tf.compat.v1
 CHECKPOINT_NAME = "model.ckpt"
@@ -64,7 +65,7 @@ def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *
                                 write_state=False)
             with open(os.path.join(tmp_ckpt, "checkpoint"), "w") as f:
                 f.write(f'model_checkpoint_path: "{CHECKPOINT_NAME}"\nall_model_checkpoint_paths: "{CHECKPOINT_NAME}"\n')
-            sig = tf1.saved_model.signature_def_utils.predict_signature_def(
+            sig = predict_signature(
                 inputs={k: graph.get_tensor_by_name(v) for k, v in inputs.items()},
                 outputs={k: graph.get_tensor_by_name(v) for k, v in outputs.items()})
             builder = tf1.saved_model.Builder(tmp_sm)
