@@ -70,6 +70,14 @@ def test_packnet_keeps_old_tasks_bit_for_bit_and_picks_masks_by_task_id(d, packn
     third = predict(v2.directory, x, 2)
     assert third["logits"].shape == (len(x), 5) and np.all(third["probabilities"][:, 4] == 0)  # 4 classes, padded
     assert v2.metrics["new"]["test"] > 0.5
+    counts = {split: len(x_of(d, "digits58", split)[1]) for split in v2.metrics["new"]}
+    assert v2.metrics["examples"] == {"new": counts, "old": {}} and counts["test"] > 0
+    assert v2.format_text().splitlines()[0].endswith(", ".join(
+        f"{k} {v:.4f} (of {counts[k]} examples)" for k, v in v2.metrics["new"].items()))
+    n_old = len(x_of(d, "digits04")[1])  # an old task is measured on its data's test split
+    assert v1.metrics["examples"]["old"] == {"digits04": n_old}
+    assert (f"  old task 'digits04': accuracy {v1.metrics['old']['digits04']:.4f} (of {n_old} examples) after "
+            "learning the new one") in v1.format_text().splitlines()
     owner = np.load(os.path.join(v2.directory, "continual", "masks.npz"))
     assert "fingerprint" in owner.files
     assert v2.extra_bytes == {"head": 32 * 4 * 4 + 4 * 4}  # owner maps are paid once, by the first packing

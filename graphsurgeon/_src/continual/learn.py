@@ -29,8 +29,9 @@ OLD_DATA = {"feature-extraction": "no", "fine-tune": "no", "joint": "yes", "lwf"
 @dataclasses.dataclass
 class LearnResult(Report):
     """What :func:`learn_task` did: the written ``directory``, the ``method``, the new ``task``'s
-    ``tasks.json`` entry, every task's entry, ``metrics`` (accuracies of the written model: the new
-    task per split of its data, each old task with ``old_data`` on that data's test split),
+    ``tasks.json`` entry, every task's entry, ``metrics`` (accuracies of the written model: ``new``, the new
+    task per split of its data, ``old``, each old task with ``old_data`` on that data's test split, and
+    ``examples``, how many examples each was measured on: ``{"new": {split: n}, "old": {task: n}}``),
     per-epoch ``history``, ``extra_bytes`` the task adds (by kind), ``bytes`` of the directory and the
     ``seconds`` the method took (reading the data, recording, training, Fisher; not writing)."""
 
@@ -45,15 +46,21 @@ class LearnResult(Report):
     seconds: float
 
     def format_text(self) -> str:
-        m = self.metrics.get("new", {})
-        acc = ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+        counts = self.metrics.get("examples", {})
+        acc = ", ".join(f"{k} {v:.4f}{_of(counts.get('new', {}).get(k))}" for k, v in self.metrics.get("new", {}).items())
         lines = [f"learned task '{self.task['name']}' (id {self.task['id']}, {self.task['num_classes']} classes) with "
                  f"{self.method} in {self.seconds:.1f} s: accuracy {acc or 'not measured'}"]
         for name, v in self.metrics.get("old", {}).items():
-            lines.append(f"  old task '{name}': accuracy {v:.4f} after learning the new one")
+            lines.append(f"  old task '{name}': accuracy {v:.4f}{_of(counts.get('old', {}).get(name))} after learning "
+                         "the new one")
         extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items())
         lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes")
         return "\n".join(lines)
+
+
+def _of(n: int | None) -> str:
+    """`` (of 38 examples)``; ``''`` when the count is not known (a record written before counts were kept)."""
+    return "" if n is None else f" (of {n} example{'' if n == 1 else 's'})"
 
 
 def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -> LearnResult:
@@ -100,13 +107,15 @@ def measure(directory: str, net, task, dataset, old: dict) -> dict:
     """Accuracies of the model written at ``directory``: the new task on each split of its data, each
     old task with data on that data's test split (all of it when it has none)."""
     new = {split: write.accuracy(directory, task.id, *dataset.part(split)) for split in ("train", "validation", "test")}
-    olds = {}
+    counts = {split: len(dataset.part(split)[1]) for split, v in new.items() if v is not None}
+    olds, old_counts = {}, {}
     for name, d in old.items():
         t = net.task(name)
         if t is not None and name != task.name:
             x, y = d.part("test") if len(d.part("test")[1]) else (d.x, d.y)
-            olds[name] = write.accuracy(directory, t.id, x, y)
-    return {"new": {k: v for k, v in new.items() if v is not None}, "old": olds}
+            olds[name], old_counts[name] = write.accuracy(directory, t.id, x, y), len(y)
+    return {"new": {k: v for k, v in new.items() if v is not None}, "old": olds,
+            "examples": {"new": counts, "old": old_counts}}
 
 
 def _check_method(net, cfg: LearnConfig) -> None:
