@@ -227,6 +227,14 @@ def test_default_task_names_and_expansion(tmp_path):
     assert [os.path.basename(p) for p in paths] == ["a", "b9", "b10"]
     assert load.default_names(paths) == ["a", "b9", "b10"]
     assert load.default_names([str(tmp_path / "a" / "model.ckpt-1")]) == ["a"]
+    # models far apart keep their own names (the first component below '/' named them 'work' and 'tmp')
+    apart = [str(tmp_path / "p" / "gan" / "model.ckpt-1"), str(tmp_path / "q" / "r" / "other" / "model.ckpt-9")]
+    assert load.default_names(apart) == ["gan", "other"]
+    # the same own name twice: the first component below the common directory
+    same = [str(tmp_path / "runs" / k / "ckpt" / "model.ckpt-9") for k in ("x", "y")]
+    assert load.default_names(same) == ["x", "y"]
+    # one directory below: named by that directory, not by the file in it
+    assert load.default_names([str(tmp_path / "t" / k / "frozen.pb") for k in ("a", "b")]) == ["a", "b"]
     assert load.expand([str(tmp_path / "b*")]) == [str(tmp_path / "b9"), str(tmp_path / "b10")]
 
 

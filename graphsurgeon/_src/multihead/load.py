@@ -126,22 +126,38 @@ def expand(specs) -> list[str]:
 
 
 def default_names(paths: list[str]) -> list[str]:
-    """Task names from paths: the first path component below the models' common directory, without
-    a model file extension (``tasks/sentiment/model.ckpt-900`` -> ``sentiment``). A single model is
-    named after its file (``sentiment.h5`` -> ``sentiment``), its directory if it is one, or the
-    directory holding it if it is a checkpoint prefix (``sentiment/model.ckpt-900`` -> ``sentiment``) or
-    a retrain output's ``saved_model/`` (``sentiment/saved_model`` -> ``sentiment``)."""
+    """Task names from paths. Several models lying at most one directory below their common
+    directory are named by the first path component below it, without a model file extension
+    (``tasks/sentiment/model.ckpt-900`` -> ``sentiment``, ``tasks/topic.h5`` -> ``topic``). Models
+    lying deeper (far apart: ``/data/zoo/gan`` and ``/home/me/runs/ganB``) take their own names,
+    unless two of those are the same (then the first rule). A model's own name, and a single model's
+    name: its file's (``sentiment.h5`` -> ``sentiment``), its directory's if it is one, or that of the
+    directory holding it if it is a checkpoint prefix (``sentiment/model.ckpt-900`` -> ``sentiment``),
+    or of the retrain output holding it as ``saved_model/`` or ``checkpoint/model.ckpt``."""
     full = [os.path.abspath(p) for p in paths]
-    if len(full) == 1 and retrain_output(os.path.dirname(full[0])) == full[0]:
-        return [os.path.basename(os.path.dirname(full[0]))]
     if len(full) == 1:
-        p = full[0]
-        checkpoint = not os.path.isdir(p) and not p.endswith(_MODEL_FILES) and os.path.dirname(p) != os.getcwd()
-        common = os.path.dirname(os.path.dirname(p)) if checkpoint else os.path.dirname(p)
-    else:
-        common = os.path.commonpath(full)
-        if common in full:
-            common = os.path.dirname(common)
+        return [_single_name(full[0])]
+    common = os.path.commonpath(full)
+    common = os.path.dirname(common) if common in full else common
+    below = _names_below(full, common)
+    if all(len(os.path.relpath(p, common).split(os.sep)) <= 2 for p in full):
+        return below
+    own = [_single_name(p) for p in full]
+    return own if len(set(own)) == len(own) else below
+
+
+def _single_name(p: str) -> str:
+    run = os.path.dirname(os.path.dirname(p))  # a retrain output holding p in checkpoint/
+    if retrain_output(os.path.dirname(p)) == p:
+        return os.path.basename(os.path.dirname(p))
+    if os.path.dirname(p) == os.path.join(run, "checkpoint") and retrain_output(run):
+        return os.path.basename(run)
+    checkpoint = not os.path.isdir(p) and not p.endswith(_MODEL_FILES) and os.path.dirname(p) != os.getcwd()
+    return _names_below([p], os.path.dirname(os.path.dirname(p)) if checkpoint else os.path.dirname(p))[0]
+
+
+def _names_below(full: list[str], common: str) -> list[str]:
+    """Each path's first component below ``common``, without a model file extension."""
     names = []
     for p in full:
         first = os.path.relpath(p, common).split(os.sep)[0]
