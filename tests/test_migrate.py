@@ -359,6 +359,20 @@ def test_partitions_stay_together_and_join_on_request(tmp_path):
     assert got["emb"].tobytes() == expected.tobytes() and res.mapping[p]["emb/part_2"] == "emb"
 
 
+def test_merge_partitions_says_when_there_is_nothing_to_join(tmp_path, capfd):
+    """--merge-partitions on a checkpoint without name/part_N tensors wrote it unchanged and said nothing."""
+    rng = np.random.default_rng(0)
+    parts = {f"emb/part_{k}": rng.normal(size=(3, 4)).astype(np.float32) for k in range(2)}
+    plain = save_vars(str(tmp_path / "plain/m.ckpt"), {"dense/w": np.ones((4, 2), np.float32)})
+    split = save_vars(str(tmp_path / "split/m.ckpt"), {**parts, "dense/w": np.ones((4, 2), np.float32)})
+    said = "-- --merge-partitions: no partitioned tensors (name/part_0, name/part_1, ...) to join"
+    for src, says in ((plain, True), (split, False)):
+        code, out, err = cli(capfd, "migrate", src, str(tmp_path / "out" / os.path.basename(os.path.dirname(src))),
+                             "--merge-partitions", "--dry-run")
+        assert code == 0, err
+        assert (said in out.splitlines()) is says
+
+
 def test_diff_reports_dtype_changes_and_value_changes(seed004, tmp_path):
     prefix, _, _ = seed004
     migrate(prefix, str(tmp_path / "half"), Rules(cast=[("hidden1", "float16")]))

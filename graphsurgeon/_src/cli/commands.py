@@ -234,6 +234,8 @@ def cmd_migrate(args):
         for old in res.dropped:
             print(f"{old:<{width}}      (dropped)")
     n = sum(len(m) for m in res.mapping.values())
+    if args.merge_partitions and all(len(set(m.values())) == len(m) for m in res.mapping.values()):
+        print("-- --merge-partitions: no partitioned tensors (name/part_0, name/part_1, ...) to join")
     data = ("hard links to the source's data files, a new index" if res.data == "linked"
             else "a new data file holding only these tensors")
     dropped = f" ({len(res.dropped)} dropped)" if res.dropped else ""
