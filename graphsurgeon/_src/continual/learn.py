@@ -106,8 +106,9 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
 def measure(directory: str, net, task, dataset, old: dict) -> dict:
     """Accuracies of the model written at ``directory``: the new task on each split of its data, each
     old task with data on that data's test split (all of it when it has none)."""
-    new = {split: write.accuracy(directory, task.id, *dataset.part(split)) for split in ("train", "validation", "test")}
-    counts = {split: len(dataset.part(split)[1]) for split, v in new.items() if v is not None}
+    parts = {split: dataset.part(split) for split in ("train", "validation", "test")}
+    new = {split: write.accuracy(directory, task.id, *xy) for split, xy in parts.items()}
+    counts = {split: len(parts[split][1]) for split, v in new.items() if v is not None}
     olds, old_counts = {}, {}
     for name, d in old.items():
         t = net.task(name)

@@ -28,7 +28,7 @@ from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
 from graphsurgeon._src.storage.files import read_lines
 from graphsurgeon._src.storage.keras_files import is_keras_path, read_keras
-from graphsurgeon._src.storage.paths import SAVED_MODEL_FILES, resolve
+from graphsurgeon._src.storage.paths import SAVED_MODEL_FILES, is_retrain_output, resolve
 
 _MODEL_FILES = (".h5", ".hdf5", ".pb", ".pbtxt", ".meta")
 LABELS_FILE = "labels.txt"
@@ -67,9 +67,7 @@ def retrain_output(path: str) -> str | None:
     a SavedModel ``saved_model/``): its ``saved_model/``, which declares the input and the output in
     its ``serving_default`` signature; None for any other path."""
     sm = os.path.join(path, "saved_model")
-    if os.path.isdir(os.path.join(path, "checkpoint")) and os.path.isdir(sm) and _is_model_dir(sm):
-        return sm
-    return None
+    return sm if is_retrain_output(path) and _is_model_dir(sm) else None
 
 
 def _models_in(directory: str, depth: int = 1) -> list[str]:
