@@ -5,6 +5,7 @@ import json
 import os
 import re
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
 from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError, MigrateError, PatternError
+from graphsurgeon._src.migrate import migrate, sources
 from graphsurgeon._src.migrate import plan as phases
+from graphsurgeon._src.migrate import run as run_mod
 from graphsurgeon._src.migrate import verify as verify_mod
 from graphsurgeon._src.migrate.assemble import assemble, should_link
 from graphsurgeon._src.migrate.rules import Rules
@@ -343,6 +346,60 @@ def test_a_source_that_fails_while_writing_fails_when_its_tensor_is_checked(src,
     damage_bytes(out, order[0])  # an earlier tensor's damage is still reported first
     with pytest.raises(MigrateError, match=f"the bytes of '{order[0]}' differ"):
         verify_mod.verify(out, tensors, "sample", second)
+
+
+def test_prefetch_takes_only_the_sample_within_its_budget_and_stops_at_an_error(src, monkeypatch):
+    rules = Rules(keep=["big"], cast=[("big", "float64")])  # six 2.4 MB tensors, each checked by value
+    tensors = phases.apply_casts(phases.plan(open_checkpoint(src), [], rules), rules)
+    monkeypatch.setattr(verify_mod, "SAMPLE_BYTES", 5_000_000)  # two of the six in the sample
+    sampled = [p.new for p in verify_mod.sample(tensors)]
+    assert len(sampled) == 2
+    assert verify_mod.Prefetch(tensors, "sample").computed() == set(sampled)  # the sample only
+    assert verify_mod.PREFETCH_BYTES == 64 << 20  # the README's and the docstrings' budget
+    monkeypatch.setattr(verify_mod, "PREFETCH_BYTES", 3_000_000)  # room for one
+    assert verify_mod.Prefetch(tensors, "sample").computed() == {sampled[0]}
+    monkeypatch.setattr(verify_mod, "PREFETCH_BYTES", 64 << 20)
+    real, calls = verify_mod.expected_value, []
+
+    def first_fails(p, read=None):
+        calls.append(p.new)
+        if p.new == sampled[0]:
+            raise CorruptCheckpointError(f"cannot read '{p.new}'")
+        return real(p, read)
+
+    monkeypatch.setattr(verify_mod, "expected_value", first_fails)
+    assert verify_mod.Prefetch(tensors, "sample").computed() == set() and calls == [sampled[0]]  # stops there
+
+
+def test_migrate_computes_the_compared_values_in_a_thread_while_it_writes(src, tmp_path, monkeypatch):
+    """migrate() hands verification the values a Prefetch computed: in its own thread, with readers of
+    its own (never the source's shared one), while assemble() runs."""
+    assembling, computed, threads = threading.Event(), threading.Event(), []
+    real_value, real_assemble, real_read = verify_mod.expected_value, run_mod.assemble, sources.SourceCheckpoint.read
+
+    def value(p, read=None):
+        assert assembling.wait(10), "computed before the checkpoint was being written"
+        threads.append(threading.current_thread().name)
+        out = real_value(p, read)
+        computed.set()
+        return out
+
+    def assemble(*args, **kw):
+        assembling.set()
+        assert computed.wait(10), "no value computed while the checkpoint was written"
+        return real_assemble(*args, **kw)
+
+    def shared_read(self, key):
+        assert not threading.current_thread().name.startswith("graphsurgeon-verify"), "the thread used a shared reader"
+        return real_read(self, key)
+
+    monkeypatch.setattr(verify_mod, "expected_value", value)
+    monkeypatch.setattr(run_mod, "assemble", assemble)
+    monkeypatch.setattr(sources.SourceCheckpoint, "read", shared_read)
+    res = migrate(src, str(tmp_path / "m"), Rules(keep=["small/a", "emb"], cast=[("small/a", "float16")]),
+                  merge_partitions=True)
+    assert res.verified == "sample" and len(threads) == 2
+    assert all(t.startswith("graphsurgeon-verify") for t in threads), threads
 
 
 def test_sample_reads_small_tensors_and_a_seeded_share_of_large_ones(src, tmp_path, monkeypatch):
