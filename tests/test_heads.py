@@ -233,6 +233,11 @@ def test_default_task_names_and_expansion(tmp_path):
     # the same own name twice: the first component below the common directory
     same = [str(tmp_path / "runs" / k / "ckpt" / "model.ckpt-9") for k in ("x", "y")]
     assert load.default_names(same) == ["x", "y"]
+    # each model by its own depth: one directory below by that directory, deeper by its own name
+    mixed = [str(tmp_path / "t" / "foo" / "export"), str(tmp_path / "t" / "topic" / "v3" / "model.ckpt-9")]
+    assert load.default_names(mixed) == ["foo", "v3"]
+    deep = [str(tmp_path / "t" / k / v / "model.ckpt-9") for k, v in (("sentiment", "v1"), ("topic", "v3"))]
+    assert load.default_names(deep) == ["v1", "v3"]  # the trade-off: their own names, not sentiment and topic
     # one directory below: named by that directory, not by the file in it
     assert load.default_names([str(tmp_path / "t" / k / "frozen.pb") for k in ("a", "b")]) == ["a", "b"]
     assert load.expand([str(tmp_path / "b*")]) == [str(tmp_path / "b9"), str(tmp_path / "b10")]

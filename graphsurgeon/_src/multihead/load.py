@@ -124,24 +124,23 @@ def expand(specs) -> list[str]:
 
 
 def default_names(paths: list[str]) -> list[str]:
-    """Task names from paths. Several models lying at most one directory below their common
-    directory are named by the first path component below it, without a model file extension
-    (``tasks/sentiment/model.ckpt-900`` -> ``sentiment``, ``tasks/topic.h5`` -> ``topic``). Models
-    lying deeper (far apart: ``/data/zoo/gan`` and ``/home/me/runs/ganB``) take their own names,
-    unless two of those are the same (then the first rule). A model's own name, and a single model's
-    name: its file's (``sentiment.h5`` -> ``sentiment``), its directory's if it is one, or that of the
-    directory holding it if it is a checkpoint prefix (``sentiment/model.ckpt-900`` -> ``sentiment``),
-    or of the retrain output holding it as ``saved_model/`` or ``checkpoint/model.ckpt``."""
+    """Task names from paths. Of several models, each lying at most one directory below the models'
+    common directory is named by the first path component below it, without a model file extension
+    (``tasks/sentiment/model.ckpt-900`` -> ``sentiment``, ``tasks/topic.h5`` -> ``topic``); each lying
+    deeper takes its own name (models far apart: ``/data/zoo/gan`` and ``/home/me/runs/ganB``); if two
+    names are then the same, every model is named by the first path component below the common
+    directory. A model's own name, and a single model's name: its file's (``sentiment.h5`` ->
+    ``sentiment``), its directory's if it is one, or that of the directory holding it if it is a
+    checkpoint prefix (``sentiment/model.ckpt-900`` -> ``sentiment``), or of the retrain output
+    holding it as ``saved_model/`` or ``checkpoint/model.ckpt``."""
     full = [os.path.abspath(p) for p in paths]
     if len(full) == 1:
         return [_single_name(full[0])]
     common = os.path.commonpath(full)
     common = os.path.dirname(common) if common in full else common
     below = _names_below(full, common)
-    if all(len(os.path.relpath(p, common).split(os.sep)) <= 2 for p in full):
-        return below
-    own = [_single_name(p) for p in full]
-    return own if len(set(own)) == len(own) else below
+    names = [b if len(os.path.relpath(p, common).split(os.sep)) <= 2 else _single_name(p) for p, b in zip(full, below)]
+    return names if len(set(names)) == len(names) else below
 
 
 def _single_name(p: str) -> str:
