@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.combine import FEATURES, run_batches
-from graphsurgeon._src.continual.graph import TrainGraph, feature_width
+from graphsurgeon._src.continual.graph import TrainGraph, check_random, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import softmax
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
@@ -74,7 +74,8 @@ def _inputs(path, what: str) -> np.ndarray:
 
 
 def add_class(model: str, data, name: str, out_dir: str, *, features: str | None = None,
-              output: str | None = None, reference=None, steps: int = 300, lr: float = 0.01, balance: float = 0.1, seed: int = 0, tags=("serve",)) -> AddClassResult:
+              output: str | None = None, reference=None, steps: int = 300, lr: float = 0.01, balance: float = 0.1,
+              seed: int = 0, tags=("serve",), allow_random: bool = False) -> AddClassResult:
     """Write ``model`` with class ``name`` added (learned from ``data``) at ``out_dir``; the model and
     the data are not changed. See the module docstring.
 
@@ -85,9 +86,12 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
       reference: inputs whose answers are kept (default: ``model.json``'s ``data``).
       steps, lr: full-batch Adam steps and learning rate for the new column.
       balance: the loss's weight on the new class's examples (0 < balance < 1).
+      allow_random: accept features whose values differ between runs on one batch (dropout with
+        ``keep_prob`` baked in): checked as retrain checks its cut, on the first examples of ``data``.
 
     Raises:
       ConfigError: ``out_dir`` exists, no features or reference known, a setting out of range.
+      RandomTensorError: the features are random (a subclass of ConfigError), unless ``allow_random``.
       ContinualError: ``name`` is already a class; the last layer is not one dense layer.
       DataError: the data do not fit the model's input.
     """
@@ -98,6 +102,8 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
     ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
     if not len(few):
         raise DataError(f"data {data}: no examples of the new class")
+    check_random(src.piece, src.values, few, f"{model}: features", "give features=TENSOR below them",
+                 allow_random)
     start = time.perf_counter()
     tg = TrainGraph(seed)
     try:

@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.continual.common import fit
-from graphsurgeon._src.continual.graph import TrainGraph, feature_width
+from graphsurgeon._src.continual.graph import TrainGraph, check_random, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import class_prior, listed, teacher_targets
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
@@ -233,7 +233,8 @@ def run_batches(session, fetches, tensor, x: np.ndarray, batch_size: int = 256) 
 
 def combine(models: list, data, out_dir: str, *, input: str | None = None, names=None, balance: str = "prior",
             prior=None, epochs: int | None = None, lr: float | None = None, weight_decay: float = WEIGHT_DECAY,
-            batch_size: int = 32, seed: int = 0, tags=("serve",), progress: bool = True) -> CombineResult:
+            batch_size: int = 32, seed: int = 0, tags=("serve",), allow_random: bool = False,
+            progress: bool = True) -> CombineResult:
     """Combine ``models`` (``[(path, features tensor)]``) into one classifier written at ``out_dir``
     (see :mod:`graphsurgeon._src.export_dir`); the models and data are not changed.
 
@@ -247,10 +248,14 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
         (default: equal).
       epochs, lr: default to retrain's settings for a head trained on fixed features (300, 0.003).
       weight_decay: ``weight_decay · Σ kernel²`` is added to the loss (see :data:`WEIGHT_DECAY`).
+      allow_random: accept features whose values differ between runs on one batch (dropout with
+        ``keep_prob`` baked in): each model's are checked as retrain checks its cut, on the first
+        examples of ``data``.
 
     Raises:
       ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
       ConfigError: a setting out of range, ``out_dir`` exists.
+      RandomTensorError: a model's features are random (a subclass of ConfigError), unless ``allow_random``.
       DataError: data without ``x``, or labels outside the union's classes.
     """
     settings, epochs = _settings(balance, prior, out_dir, epochs, lr, batch_size, weight_decay)
@@ -258,11 +263,7 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
     classes = union_classes(teachers)
     if balance == "prior":
         prior = class_prior(prior, len(classes))
-    x, y, split = _data(data)
-    x = x.astype(input_spec(teachers[0].backbone)[0].as_numpy_dtype, copy=False)
-    if y is not None and (y.min() < 0 or y.max() >= len(classes)):
-        raise DataError(f"{data}: labels range over {int(y.min())}..{int(y.max())}; the union has "
-                        f"{len(classes)} classes ({', '.join(classes[:10])})")
+    x, y, split = _checked_data(data, teachers, classes, allow_random)
     start = time.perf_counter()
     b = _graph(teachers, len(classes), settings, seed)
     try:
@@ -289,6 +290,19 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
     finally:
         b.tg.close()
     return CombineResult(out_dir, classes, record["mode"], metrics, seconds)
+
+
+def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bool):
+    """``(x, y or None, split)`` of ``data`` (:func:`_data`), ``x`` in the models' input dtype, once its labels
+    fit the union and each model's features passed retrain's randomness check on it (:func:`check_random`)."""
+    x, y, split = _data(data)
+    x = x.astype(input_spec(teachers[0].backbone)[0].as_numpy_dtype, copy=False)
+    if y is not None and (y.min() < 0 or y.max() >= len(classes)):
+        raise DataError(f"{data}: labels range over {int(y.min())}..{int(y.max())}; the union has "
+                        f"{len(classes)} classes ({', '.join(classes[:10])})")
+    for t in teachers:
+        check_random(t.backbone, t.values, x, f"{t.path}: features", "give features=TENSOR below them", allow_random)
+    return x, y, split
 
 
 def _settings(balance: str, prior, out_dir: str, epochs, lr, batch_size: int, weight_decay) -> tuple[dict, int]:

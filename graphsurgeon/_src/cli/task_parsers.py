@@ -105,6 +105,9 @@ def _learn_task_parser(sub):
     s.add_argument("--threshold", type=float, help="piggyback: mask score threshold (default 0.005)")
     s.add_argument("--mask-init", type=float, help="piggyback: initial mask score (default 0.01)")
     s.add_argument("--mask-lr", type=float, help="piggyback: the mask scores' learning rate (default 1e-4)")
+    s.add_argument("--allow-random", action="store_true",
+                   help="accept features whose values differ between runs on one batch (dropout with keep_prob "
+                        "baked in): the written model's answers then differ call to call")
     finish(s, cmd_learn_task, "tags", "quiet", "json")
 
 
@@ -130,6 +133,9 @@ def _combine_parser(sub):
     s.add_argument("--lr", type=float, help="default 0.003")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--allow-random", action="store_true",
+                   help="accept features whose values differ between runs on one batch (dropout with keep_prob "
+                        "baked in): the written model's answers then differ call to call")
     finish(s, cmd_combine, "tags", "quiet", "json", balance="prior")
 
 
@@ -150,4 +156,7 @@ def _add_class_parser(sub):
     s.add_argument("--lr", type=float, help="default 0.01")
     s.add_argument("--balance", type=float, help="the loss's weight on the new examples (default 0.1)")
     s.add_argument("--seed", type=int)
+    s.add_argument("--allow-random", action="store_true",
+                   help="accept features whose values differ between runs on one batch (dropout with keep_prob "
+                        "baked in): the written model's answers then differ call to call")
     finish(s, cmd_add_class, "tags", "json")

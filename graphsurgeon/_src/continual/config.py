@@ -47,6 +47,8 @@ class LearnConfig:
     task's name to labelled data for it (``{"": path}`` when the model has one task): ``joint`` trains
     on it, ``ewc`` computes that task's Fisher from it, ``packnet`` retrains a plain model's pruned
     weights on it. ``cache`` keeps LwF's recorded old-head outputs (default: a temporary directory).
+    ``allow_random`` accepts a backbone whose features differ between runs on one batch (dropout with
+    ``keep_prob`` baked in), which :func:`~graphsurgeon._src.continual.learn.learn_task` otherwise refuses.
     """
 
     model: str = ""
@@ -80,6 +82,7 @@ class LearnConfig:
     mask_init: float = 1e-2
     mask_lr: float = 1e-4
     tags: list = dataclasses.field(default_factory=lambda: ["serve"])
+    allow_random: bool = False
 
     def lam_value(self) -> float:
         """λ: as given, else 1 for lwf and :data:`EWC_LAMBDA` for ewc."""

@@ -17,12 +17,15 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import train
-from graphsurgeon._src.errors import ContinualError
+from graphsurgeon._src.determinism import probe, random_ops_upstream, random_refusal
+from graphsurgeon._src.errors import ContinualError, RandomTensorError
+from graphsurgeon._src.feeds import Feeder
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.storage.session import assign, new_session
 
 tf1 = tf.compat.v1
+PROBE_ROWS = 32  # the batch the features' randomness is checked on
 ACTIVATIONS = {"linear": tf.identity, "relu": tf.nn.relu, "relu6": tf.nn.relu6, "tanh": tf.tanh,
                "sigmoid": tf.sigmoid, "elu": tf.nn.elu, "selu": tf.nn.selu, "softplus": tf.math.softplus}
 
@@ -49,6 +52,31 @@ def feature_width(piece: pieces.Piece, where: str) -> int:
         raise ContinualError(f"{where}: features {piece.output} have shape {shape}; a new head needs "
                              "[batch, width] features (choose a flat tensor)")
     return int(shape[-1])
+
+
+def check_random(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, instead: str,
+                 allow_random: bool) -> bool:
+    """Whether ``piece``'s output (the features, weights bound to ``values``) is random: retrain's probe
+    (:func:`graphsurgeon._src.determinism.probe`) on the first :data:`PROBE_ROWS` rows of ``x``, twice and
+    with its random ops fed two far-apart draws. ``what`` and ``instead`` word the refusal
+    (:func:`graphsurgeon._src.determinism.random_refusal`).
+
+    Raises:
+      RandomTensorError: the features are random, unless ``allow_random``.
+    """
+    tg = TrainGraph()
+    try:
+        inp = tg.placeholder(piece, "graphsurgeon/probe/inputs")
+        bound = {w: tg.new(f"graphsurgeon/probe/{w}", v) for w, v in values.items()}
+        t = tg.backbone(piece, inp, bound, "")
+        tg.start()
+        feeder = Feeder(tg, inp, {})
+        p = probe(tg, t, feeder, x[:PROBE_ROWS])
+        if p.random and not allow_random:
+            raise RandomTensorError(random_refusal(tg, t, feeder, p, random_ops_upstream(tg, t.name), what, instead))
+        return bool(p.random)
+    finally:
+        tg.close()
 
 
 class TrainGraph:

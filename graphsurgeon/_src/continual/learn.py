@@ -13,6 +13,7 @@ import time
 
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
+from graphsurgeon._src.continual.graph import check_random
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
@@ -72,6 +73,10 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
       ConfigError: a setting out of range, ``out_dir`` exists or lies in the model's directory.
       ContinualError: the task name exists (without ``replace``), the method cannot follow the
         model's earlier method, masks or a Fisher file made for another model.
+      RandomTensorError: the backbone's features differ between runs on one batch of the data's
+        training examples (dropout with ``keep_prob`` baked in; checked as retrain checks its cut),
+        unless ``cfg.allow_random`` (a subclass of ConfigError); a backbone it accepts so is not
+        compared with the written model's served outputs, which differ call to call.
       DataError: the data does not fit the model's input.
     """
     cfg.check()
@@ -85,6 +90,9 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
     _check_method(net, cfg)
     replaces = _check_name(net, cfg)
     dataset = _load(data, net, "data")
+    random = check_random(net.backbone, net.values, dataset.part("train")[0], f"{net.source}: features",
+                 "give features=TENSOR below them" if net.kind == "plain" else "learn on a model whose features do "
+                 "not depend on them", cfg.allow_random)
     old = _old_data(net, cfg)
     names = class_names(dataset.classes, len(dataset.classes) if dataset.classes else int(dataset.y.max()) + 1)
     task = common.new_task(net, cfg.task, names, os.fspath(data), cfg.seed, replaces)
@@ -97,7 +105,7 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
                 "accuracy": measure(directory, net, task, dataset, old), "history": learned.history,
                 "extra_bytes": learned.extra_bytes, "old_data_needed": OLD_DATA[cfg.method]}
 
-    tab, rec = write.write_version(out_dir, net, learned, record)
+    tab, rec = write.write_version(out_dir, net, learned, record, compare=not random)
     entry = next(t for t in tab["tasks"] if t["name"] == cfg.task)
     return LearnResult(out_dir, cfg.method, entry, tab["tasks"], rec["accuracy"], learned.history,
                        learned.extra_bytes, write.directory_bytes(out_dir), seconds)

@@ -40,7 +40,7 @@ from graphsurgeon._src.determinism.scan import (
 )
 
 __all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "dropout_example", "feed_hint",
-           "feedable_draws", "feeds_text", "mixing", "ops_phrase", "probe", "random_guess", "random_ops_upstream", "random_phrase",
+           "feedable_draws", "feeds_text", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase",
            "rate_feeds", "rows_not_examples", "same"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
@@ -170,6 +170,16 @@ def random_guess(model, ops: list, feeder) -> str:
     if rates:
         return f" (their rate is read from the fed {', '.join(rates)})"
     return " (dropout with keep_prob baked in?)" if dropout_example(ops) else ""
+
+
+def random_refusal(model, t, feeder, p: Probe, ops: list, what: str, instead: str) -> str:
+    """The refusal of a random tensor ``t`` (``p`` found it random on a batch fed by ``feeder``; ``ops``:
+    :func:`random_ops_upstream`): ``WHAT 'T' differs between two runs on the same batch: it depends on
+    random op(s) …, so the exported model would answer differently on every call; INSTEAD, or pass
+    allow_random=True`` (retrain's and the continual commands' one wording)."""
+    return (f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)}"
+            f"{random_guess(model, ops, feeder)}, so the exported model would answer differently on every call; "
+            f"{instead}{feed_hint(feeder.values)}, or pass allow_random=True")
 
 
 def dropout_example(ops: list) -> str:

@@ -29,14 +29,11 @@ from graphsurgeon._src.determinism import (
     axis0_doubt,
     batch_mixing_ops,
     dropout_example,
-    feed_hint,
-    feeds_text,
     mixing,
     ops_phrase,
     probe,
-    random_guess,
     random_ops_upstream,
-    random_phrase,
+    random_refusal,
     rows_not_examples,
 )
 from graphsurgeon._src.errors import BatchDependentError, ConfigError, RandomTensorError
@@ -82,10 +79,7 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
     p = probe(model, t, feeder, x, first=_one_row_per_example(model, t, feeder, x, what))
     if p.random:
         if not cfg.allow_random:
-            raise RandomTensorError(
-                f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)}"
-                f"{random_guess(model, ops, feeder)}, so the exported model would answer "
-                f"differently on every call; cut below them{feed_hint(feeder.values)}, or pass allow_random=True")
+            raise RandomTensorError(random_refusal(model, t, feeder, p, ops, what, "cut below them"))
         seen = "two runs on one batch differed" if p.random_by == "runs" else \
             "runs on one batch with its random op(s) fed two far-apart draws differed"
         notes.append(f"{what} '{t.name}' is random ({seen}; {ops_phrase(ops)}): accepted by "
