@@ -181,6 +181,28 @@ def _rewire(inp: str, features: str, fop: str) -> str:
     return FEATURES if tensor_name(inp) == features else inp
 
 
+TWO_CLASSES = "graphsurgeon/two_classes"  # the ops that serve a one-output sigmoid branch head as two classes
+
+
+def two_class_logits(piece: Piece, sigmoid) -> Piece:
+    """``piece`` with ops that turn ``sigmoid``'s input ``z`` (a ``[batch, 1]`` logit; ``sigmoid`` is the
+    ``Sigmoid`` node) into the logits ``[0, z]`` of two classes, whose softmax is ``[1 − sigmoid(z),
+    sigmoid(z)]``; the new piece's output is those logits (``graphsurgeon/two_classes/logits:0``)."""
+    gd = graph_pb2.GraphDef()
+    gd.CopyFrom(piece.graph_def)
+    z, dtype = sigmoid.input[0], sigmoid.attr["T"]
+    zeros = gd.node.add(name=f"{TWO_CLASSES}/zeros", op="ZerosLike", input=[z])
+    zeros.attr["T"].CopyFrom(dtype)
+    axis = gd.node.add(name=f"{TWO_CLASSES}/axis", op="Const")
+    axis.attr["dtype"].type = types_pb2.DT_INT32
+    axis.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(1, tf.int32))
+    logits = gd.node.add(name=f"{TWO_CLASSES}/logits", op="ConcatV2", input=[zeros.name, z, axis.name])
+    logits.attr["N"].i = 2
+    logits.attr["T"].CopyFrom(dtype)
+    logits.attr["Tidx"].type = types_pb2.DT_INT32
+    return Piece(gd, piece.input, f"{logits.name}:0", piece.weights)
+
+
 def tensor_spec(piece: Piece, tensor: str) -> tuple:
     """``(tf.DType, tf.TensorShape)`` of ``tensor`` in ``piece``, as TensorFlow infers them (a
     resource weight lifted into a placeholder is fed a variable handle of its dtype and shape, so

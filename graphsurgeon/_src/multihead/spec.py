@@ -29,7 +29,8 @@ class Head:
     ``kind`` ``"dense"``: ``layers`` is ``[(kernel [in, out], bias [out] or None, activation)]``.
     ``kind`` ``"branch"``: ``piece`` (reads ``piece.input``, the features), ``values`` by weight name,
     ``logits`` the tensor before a final softmax (or the output). ``final`` is ``"softmax"`` when
-    the model's own output is the softmax of the logits, else ``"linear"``.
+    the model's own output is the softmax of the logits, or the sigmoid of one logit (served as the
+    softmax of two, see :func:`head_of`), else ``"linear"``.
     """
 
     kind: str
@@ -83,7 +84,11 @@ class Route:
 
 
 def head_of(head_piece: pieces.Piece, read, where: str) -> Head:
-    """A :class:`Head` from a task model's head piece, values read with ``read(name)``.
+    """A :class:`Head` from a task model's head piece, values read with ``read(name)``. A head whose output
+    is the sigmoid of one logit ``z`` (``[batch, 1]``: a binary classifier, a GAN's discriminator) becomes
+    a two-class softmax head with logits ``[0, z]``: its classes are 0 and 1, and its probability of class
+    1 is the model's own output (a dense head: :func:`two_classes`; another:
+    :func:`graphsurgeon._src.multihead.piece.two_class_logits`).
 
     Raises:
       MergeHeadsError: the head's output is not ``[batch, classes]`` with a known class count.
@@ -92,11 +97,17 @@ def head_of(head_piece: pieces.Piece, read, where: str) -> Head:
     if stack is not None:
         layers = [(np.asarray(read(lay.kernel)), None if lay.bias is None else np.asarray(read(lay.bias)),
                    lay.activation) for lay in stack.layers]
-        return Head("dense", int(layers[-1][0].shape[1]), stack.final, layers)
+        final = stack.final
+        if final == "linear" and layers[-1][2] == "sigmoid" and layers[-1][0].shape[1] == 1:
+            layers[-1], final = two_classes(*layers[-1][:2]), "softmax"
+        return Head("dense", int(layers[-1][0].shape[1]), final, layers)
     by_name = head_piece.by_name()
     out = head_piece.output
     node = by_name[subgraph.node_name(out)]
     final, logits = ("softmax", node.input[0]) if node.op == "Softmax" else ("linear", out)
+    if node.op == "Sigmoid" and pieces.tensor_spec(head_piece, node.input[0])[1].as_list()[1:] == [1]:
+        head_piece = pieces.two_class_logits(head_piece, node)
+        final, logits = "softmax", head_piece.output
     _, shape = pieces.tensor_spec(head_piece, logits)
     if shape.rank != 2 or shape[-1] is None:
         raise MergeHeadsError(f"{where}: the head's output {logits} has shape {shape}; a head must give "
@@ -104,6 +115,15 @@ def head_of(head_piece: pieces.Piece, read, where: str) -> Head:
     values = {n: np.asarray(read(n)) for n in head_piece.weights}
     return Head("branch", int(shape[-1]), final, piece=head_piece, values=values,
                 logits=pieces.tensor_name(logits))
+
+
+def two_classes(kernel: np.ndarray, bias: np.ndarray | None) -> tuple:
+    """A one-output sigmoid layer (``kernel`` ``[in, 1]``, ``sigmoid(x·kernel + bias)``) as the linear
+    layer of a two-class softmax head that serves the same: kernel ``[0, kernel]``, bias ``[0, bias]``,
+    so its logits are ``[0, z]`` and their softmax ``[1 − sigmoid(z), sigmoid(z)]``."""
+    k = np.concatenate([np.zeros_like(kernel), kernel], axis=1)
+    b = None if bias is None else np.concatenate([np.zeros_like(bias), bias])
+    return k, b, "linear"
 
 
 def routes(tasks: list[Task]) -> list[Route]:
