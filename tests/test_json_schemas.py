@@ -12,6 +12,7 @@ from graphsurgeon._src.add_class import AddClassResult
 from graphsurgeon._src.cli import main
 from graphsurgeon._src.combine import CombineResult
 from graphsurgeon._src.continual.learn import LearnResult
+from graphsurgeon._src.migrate import MigrationResult
 from graphsurgeon._src.multihead.merge import MergeResult
 from graphsurgeon._src.thaw import ThawResult
 
@@ -96,6 +97,11 @@ def test_result_types_print_their_fields(command, cls):
     assert sorted(_fields(cls)) == sorted(DOC[command])
     instance = cls(**{f.name: None for f in dataclasses.fields(cls)})
     assert sorted(instance.to_dict()) == sorted(DOC[command]) and instance.to_dict()["version"] == 1
+
+
+def test_migrate_prints_the_fields_of_its_result(printed):
+    """README: migrate --json prints the fields of MigrationResult."""
+    assert sorted(_fields(MigrationResult)) == sorted(DOC["migrate"]) == sorted(printed["migrate"])
 
 
 def test_thaw_result_prints_the_documented_keys():

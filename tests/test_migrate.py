@@ -241,8 +241,10 @@ def test_cli_migrate_diff_and_errors(seed004_adam, tmp_path, capfd):
                          "output/=head/", "--dry-run", "--json")
     assert code == 0, err
     r = json.loads(out)
-    assert r["dry_run"] and r["mapping"][prefix]["output/weights"] == "head/weights" and r["data"] == "written"
-    assert r["files"] == [] and r["verified"] == "" and os.listdir(tmp_path) == []
+    assert r["dry_run"] is True and r["mapping"][prefix]["output/weights"] == "head/weights"
+    assert r["data"] == "would be written" and r["files"] == [] and r["verified"] == "" and os.listdir(tmp_path) == []
+    res = migrate(prefix, str(tmp_path / "m"), Rules(map_scope=[("output/", "head/")]), dry_run=True)
+    assert res.dry_run is True and res.data == "would be linked" and res.files == [] and os.listdir(tmp_path) == []
     slots = sorted(n for n in ckpt(prefix) if n.endswith(("/Adam", "/Adam_1")) or "_power" in n) + ["global_step"]
     assert r["dropped"] == sorted(slots) and len(slots) == 19  # every dropped tensor, named
     code, out, err = cli(capfd, "migrate", prefix, tmp_path / "m", "--preset", "optimizer-slots", "--dry-run")
@@ -282,7 +284,7 @@ def test_cli_levels_and_data_modes(seed004_adam, tmp_path, capfd):
         r = json.loads(out)
         data = glob.glob(str(tmp_path / name) + ".data-*")[0]
         assert r["verified"] == {"full": "full", "none": ""}.get(name, "sample")
-        assert r["data"] == ("linked" if name == "link" else "written")
+        assert r["data"] == ("linked" if name == "link" else "written") and r["dry_run"] is False
         assert os.path.samefile(data, src_data) == (name == "link")  # --link keeps the dropped bytes
     code, out, err = cli(capfd, "migrate", prefix, tmp_path / "renamed", "--map-scope", "hidden1/=h1/")
     assert code == 0 and "-- data: hard links to the source's data files, a new index" in out
@@ -371,6 +373,11 @@ def test_merge_partitions_says_when_there_is_nothing_to_join(tmp_path, capfd):
                              "--merge-partitions", "--dry-run")
         assert code == 0, err
         assert (said in out.splitlines()) is says
+        code, out, err = cli(capfd, "migrate", src, str(tmp_path / "out" / os.path.basename(os.path.dirname(src))),
+                             "--merge-partitions", "--dry-run", "--json")
+        assert code == 0 and json.loads(out)["joined"] == ([] if says else ["emb"])  # --json says it too
+    code, out, err = cli(capfd, "migrate", split, str(tmp_path / "out" / "m"), "--dry-run", "--json")
+    assert json.loads(out)["joined"] is None  # not asked
 
 
 def test_diff_reports_dtype_changes_and_value_changes(seed004, tmp_path):

@@ -12,6 +12,7 @@ from graphsurgeon._src import guess, safety, subgraph, tf2, weights
 from graphsurgeon._src.errors import ConfigError, NoMetaGraphError
 from graphsurgeon._src.select import natural_key
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
+from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY
 from graphsurgeon._src.storage.paths import resolve
 from graphsurgeon._src.surgery.plan import is_optimizer_state
 
@@ -37,8 +38,11 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
     """A report on ``path`` (any form :func:`graphsurgeon._src.restore` accepts).
 
     Returns:
-      ``{"version": 1, "path", "kind", "checkpoint", "variables": [{name, shape, dtype, bytes, kind}], "scopes":
-      {scope: {variables, bytes, optimizer_bytes}}, "total_bytes", "graph": {...} or None}``; scopes are the first
+      ``{"version": 1, "path", "kind", "checkpoint", "object_graph", "variables": [{name, shape, dtype, bytes, kind}],
+      "scopes": {scope: {variables, bytes, optimizer_bytes}}, "total_bytes", "graph": {...} or None}``;
+      ``object_graph`` is True when the checkpoint is TF2 object-based (it holds ``_CHECKPOINTABLE_OBJECT_GRAPH``, as
+      a TF2 SavedModel's does): that tensor is not a variable, so ``variables``, ``scopes`` and ``total_bytes`` leave
+      it out. Scopes are the first
       ``depth`` components of each name; names sort naturally (``Variable_2`` before ``Variable_10``). ``graph``
       holds ``ops``, ``ops_per_scope``, ``inputs`` and ``outputs`` (the likely ones, all of them: ``[{name, dtype,
       shape}]`` and names), ``op_types`` (the 15 most common, with their counts), ``unsafe_ops`` (``[{name, op}]``,
@@ -53,15 +57,10 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
     """
     _check_depth(depth)
     source = resolve(path, tags)
-    report = {"version": 1, "path": path, "kind": source.kind, "checkpoint": source.prefix, "variables": [],
-              "scopes": {}, "total_bytes": 0, "graph": None}
     flat = tf2.read_meta_graph(source) if source.kind == "tf2_saved_model" else None
-    if source.prefix:
-        reader = (tf2.values(source, tf2.handle_variables(flat.graph_def)) if flat is not None
-                  else CheckpointReader(source.prefix))
-        for e in sorted(reader.entries.values(), key=lambda e: natural_key(e.name)):
-            report["variables"].append({"name": e.name, "shape": list(e.shape), "dtype": e.dtype.name,
-                                        "bytes": e.nbytes, "kind": kind_of(e.name)})
+    object_graph, variables = _variables(source, flat)
+    report = {"version": 1, "path": path, "kind": source.kind, "checkpoint": source.prefix,
+              "object_graph": object_graph, "variables": variables, "scopes": {}, "total_bytes": 0, "graph": None}
     scopes = collections.OrderedDict()
     for v in report["variables"]:
         scope = "/".join(v["name"].split("/")[:depth])
@@ -93,6 +92,21 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
             vdefs = subgraph.variable_defs(meta)
             report["graph"]["variables"] = sorted(vdefs, key=natural_key)
     return report
+
+
+def _variables(source, flat) -> tuple[bool, list]:
+    """``(object_graph, [{name, shape, dtype, bytes, kind}])`` of ``source``'s checkpoint, the object graph
+    of a TF2 checkpoint left out of the variables (a TF2 SavedModel's: its variables by their graph names)."""
+    if not source.prefix:
+        return False, []
+    if flat is not None:
+        entries = tf2.values(source, tf2.handle_variables(flat.graph_def)).entries
+        object_graph = True  # read through its object graph, which tf2.values needs
+    else:
+        entries = dict(CheckpointReader(source.prefix).entries)
+        object_graph = entries.pop(OBJECT_GRAPH_KEY, None) is not None
+    return object_graph, [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype.name, "bytes": e.nbytes,
+                           "kind": kind_of(e.name)} for e in sorted(entries.values(), key=lambda e: natural_key(e.name))]
 
 
 def _signature(sig) -> dict:

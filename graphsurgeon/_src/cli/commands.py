@@ -216,33 +216,55 @@ def cmd_migrate(args):
     except GraphSurgeonError as e:  # the library names arguments; say the flags
         raise type(e)(migrate_flags(str(e))) from None
     if args.json:
-        print(json.dumps({"version": 1, "destination": res.destination, "dry_run": args.dry_run,
+        print(json.dumps({"version": 1, "destination": res.destination, "dry_run": res.dry_run,
                           "verified": res.verified, "data": res.data, "cast": res.cast, "mapping": res.mapping,
-                          "files": res.files, "swept": res.swept, "dropped": res.dropped}, indent=2))
+                          "files": res.files, "swept": res.swept, "dropped": res.dropped,
+                          "not_carried_over": res.not_carried_over, "source_keys": res.source_keys,
+                          "joined": res.joined}, indent=2))
         return
+    _print_migration(res, args)
+
+
+def _print_migration(res, args) -> None:
+    """The table of a migration: old -> new, dropped, not carried over, then what was written."""
+    from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY, SAVE_COUNTER_KEY
+
+    what = {OBJECT_GRAPH_KEY: "the object graph", SAVE_COUNTER_KEY: "tf.train.Checkpoint's save counter"}
     for path in res.swept:
         print(f"# removed {path} (left by a migration that was killed)")
     for source, m in res.mapping.items():
-        width = max([len(o) for o in m] + [4])
+        keys = res.source_keys.get(source, {})
+        width = max([len(keys.get(o, o)) for o in m] + [4])
         print(f"# from {source}")
         for old, new in m.items():
-            tag = "  (cast)" if new in res.cast else ""
+            tag, old = "  (cast)" if new in res.cast else "", keys.get(old, old)
             print(f"{old:<{width}}  ->  {new}{tag}" if old != new else f"{old:<{width}}      (kept){tag}")
     if res.dropped:
-        print(f"# dropped from {args.src}: {len(res.dropped)} tensors")
+        print(f"# dropped from {args.src}: {len(res.dropped)} tensor{'s' * (len(res.dropped) != 1)}")
         width = max(len(o) for o in res.dropped)
         for old in res.dropped:
             print(f"{old:<{width}}      (dropped)")
+    if res.not_carried_over:
+        why = ("--to tf2 writes an object graph and save counter of its own" if args.to == "tf2"
+               else "a TF1 name-based checkpoint has no object graph")
+        k = len(res.not_carried_over)
+        print(f"# not carried over from {args.src}: " + ("1 tensor that is not a variable" if k == 1 else
+                                                          f"{k} tensors that are not variables") + f" ({why})")
+        width = max(len(k) for k in res.not_carried_over)
+        for key in res.not_carried_over:
+            print(f"{key:<{width}}      ({what.get(key, 'object state, not a variable')})")
     n = sum(len(m) for m in res.mapping.values())
-    if args.merge_partitions and all(len(set(m.values())) == len(m) for m in res.mapping.values()):
+    if args.merge_partitions and not res.joined:
         print("-- --merge-partitions: no partitioned tensors (name/part_0, name/part_1, ...) to join")
-    data = ("hard links to the source's data files, a new index" if res.data == "linked"
+    data = ("hard links to the source's data files, a new index" if res.data.endswith("linked")
             else "a new data file holding only these tensors")
-    dropped = f" ({len(res.dropped)} dropped)" if res.dropped else ""
-    if args.dry_run:
-        print(f"-- {n} tensors{dropped}; dry run, nothing written (would write {data})")
+    left = [f"{len(res.dropped)} dropped"] * bool(res.dropped) + \
+        [f"{len(res.not_carried_over)} not carried over"] * bool(res.not_carried_over)
+    left = f" ({', '.join(left)})" if left else ""
+    if res.dry_run:
+        print(f"-- {n} tensor{'s' * (n != 1)}{left}; dry run, nothing written (would write {data})")
     else:
-        print(f"-- {n} tensors{dropped} written to {res.destination}"
+        print(f"-- {n} tensor{'s' * (n != 1)}{left} written to {res.destination}"
               + (f"; verified against the source ({res.verified})" if res.verified else "; not verified"))
         print(f"-- data: {data}")
 

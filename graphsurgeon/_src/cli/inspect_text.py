@@ -25,6 +25,9 @@ def _shape(shape) -> str:
 def format_text(report: dict) -> str:
     """The report of :func:`graphsurgeon.inspect` as text for a terminal, in command-line words."""
     lines = [f"{report['path']}: {report['kind']}" + (f" (prefix {report['checkpoint']})" if report["checkpoint"] else "")]
+    if report["object_graph"]:
+        lines.append("object-based (TF2) checkpoint: object graph present (_CHECKPOINTABLE_OBJECT_GRAPH; not a "
+                     "variable, not counted below)")
     if report["variables"]:
         lines.append(f"{_count(len(report['variables']), 'variable')}, {_human(report['total_bytes'])}")
         width = max(len(v["name"]) for v in report["variables"])

@@ -251,7 +251,9 @@ def _migrate_parser(sub):
     s.add_argument("--to", choices=["tf1", "tf2"], default="tf1",
                    help="tf2: what tf.train.Checkpoint(vars={name: variable}) writes")
     s.add_argument("--from", dest="from_format", choices=["tf1", "tf2"], default="tf1",
-                   help="tf2: read an object-based checkpoint (or TF2 SavedModel variables) by variable name")
+                   help="tf2: read an object-based checkpoint (or TF2 SavedModel variables) by variable name; "
+                        "what is not a variable (the object graph, save_counter) is not carried over, and the "
+                        "table says so")
     s.add_argument("--merge-partitions", action="store_true", help="join name/part_N tensors into one")
     s.add_argument("--dry-run", action="store_true", help="print the old -> new table; write nothing at all")
     v = s.add_mutually_exclusive_group()

@@ -210,6 +210,24 @@ def dropped_of(tensors: list, main: SourceCheckpoint, *, from_tf2: bool = False)
     return sorted(set(names) - used)
 
 
+def not_variables_of(main: SourceCheckpoint) -> list:
+    """The keys of TF2 object-based checkpoint ``main`` that hold no variable's value, sorted: its object
+    graph (``_CHECKPOINTABLE_OBJECT_GRAPH``), ``save_counter`` and any other object state; a migration
+    ``from_tf2`` reads variables only, so none of these is carried over."""
+    return sorted(set(main.names()) - set(tf2_variable_keys(main).values()))
+
+
+def source_keys_of(tensors: list) -> dict:
+    """``{source path: {old name: its key in the source}}`` for the planned tensors whose old name is not
+    their source's key (variables' names of a TF2 source), old names sorted; sources without any are absent."""
+    out = {}
+    for p in tensors:
+        for part in p.parts or (p,):
+            if part.key:
+                out.setdefault(part.source.path, {})[part.old] = part.key
+    return {path: dict(sorted(m.items())) for path, m in out.items()}
+
+
 def mapping_of(tensors: list, sources: list) -> dict:
     """``{source path: {old name: new name}}``, old names sorted; a joined part maps to the joined tensor."""
     out = {s.path: {} for s in sources}

@@ -26,15 +26,26 @@ class MigrationResult:
     Attributes:
       destination: the checkpoint prefix written (or that a dry run would write).
       mapping: ``{source path: {old name: new name}}``; dropped tensors are absent.
-      dropped: the source's names that the rules left out (``drop``, ``keep``, presets such as
-        ``optimizer-slots``), sorted; for ``from_format="tf2"``, variables' names.
       cast: destination names of the tensors whose bytes were computed (casts, joined partitions).
-      verified: the verification level that passed (``"sample"`` or ``"full"``), or ``""``.
+      verified: the verification level that passed (``"sample"`` or ``"full"``), or ``""`` when nothing was
+        verified (``verify="none"``, or a dry run).
       data: ``"linked"`` (the sources' data files hard-linked, only the index new) or ``"written"``
         (one new data file holding exactly the destination's tensors, plus linked files for
-        anything copied unchanged when ``link=True``).
+        anything copied unchanged when ``link=True``); for a dry run, ``"would be linked"`` or
+        ``"would be written"``.
       files: the files written, the index last (none for a dry run).
       swept: staging directories of killed migrations that were removed first.
+      dropped: the source's names that the rules left out (``drop``, ``keep``, presets such as
+        ``optimizer-slots``), sorted; for ``from_format="tf2"``, variables' names.
+      dry_run: True when nothing was written (``dry_run=True``).
+      not_carried_over: for ``from_format="tf2"``, the source's keys that hold no variable's value
+        (its object graph ``_CHECKPOINTABLE_OBJECT_GRAPH``, ``save_counter/.ATTRIBUTES/VARIABLE_VALUE``,
+        any other object state), sorted: none of them is in the destination (with ``to="tf2"``, the
+        destination has an object graph and a ``save_counter`` of its own); else ``[]``.
+      source_keys: ``{source path: {old name: its key in the source}}`` for the old names of
+        ``mapping`` that are not their source's keys (``from_format="tf2"``: the variables' names).
+      joined: with ``merge_partitions=True``, the destination names of the joined tensors (``[]``:
+        the source had no ``name/part_N`` tensors to join); else None.
     """
 
     destination: str
@@ -45,6 +56,10 @@ class MigrationResult:
     files: list = dataclasses.field(default_factory=list)
     swept: list = dataclasses.field(default_factory=list)
     dropped: list = dataclasses.field(default_factory=list)
+    dry_run: bool = False
+    not_carried_over: list = dataclasses.field(default_factory=list)
+    source_keys: dict = dataclasses.field(default_factory=dict)
+    joined: list | None = None
 
 
 def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = False, verify: str = "sample",
@@ -66,8 +81,9 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
       to: ``"tf1"`` (name-based) or ``"tf2"``: what ``tf.train.Checkpoint(vars={name: variable})``
         writes, so ``tf.train.Checkpoint(vars=...).restore(dst).assert_consumed()`` passes.
       from_format: ``"tf2"`` reads an object-based checkpoint (or a TF2 SavedModel's variables)
-        by its variables' names; its other objects are left out.
-      merge_partitions: join ``name/part_0..part_N`` into one tensor ``name`` (along the first axis).
+        by its variables' names; its other objects are left out (``not_carried_over`` names their keys).
+      merge_partitions: join ``name/part_0..part_N`` into one tensor ``name`` (along the first axis); the
+        result's ``joined`` names the tensors joined.
       progress: show one progress bar on stderr (MiB written; a plain line every 10 s when stderr
         is not a terminal) while at least 64 MiB are written into the new data file.
 
@@ -94,13 +110,24 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
     extra = []
     if to == "tf2":
         tensors, extra = phases.to_tf2_keys(tensors)
-    result = MigrationResult(dst, phases.mapping_of(tensors, [main] + [m for m, _ in merges]),
-                             sorted(p.new for p in tensors if p.action != "copy"), "",
-                             "linked" if should_link(tensors, link) else "written",
-                             dropped=phases.dropped_of(tensors, main, from_tf2=from_format == "tf2"))
-    if not dry_run:
+    result = _planned_result(tensors, dst, main, merges, from_tf2=from_format == "tf2", link=link)
+    if merge_partitions:
+        result.joined = sorted(p.new for p in tensors if p.action == "join")
+    if dry_run:
+        result.dry_run, result.data = True, f"would be {result.data}"
+    else:
         _write(tensors + extra, result, level, progress)
     return result
+
+
+def _planned_result(tensors: list, dst: str, main, merges: list, *, from_tf2: bool, link) -> MigrationResult:
+    """The result as planned: nothing written or verified yet."""
+    return MigrationResult(dst, phases.mapping_of(tensors, [main] + [m for m, _ in merges]),
+                           sorted(p.new for p in tensors if p.action != "copy"), "",
+                           "linked" if should_link(tensors, link) else "written",
+                           dropped=phases.dropped_of(tensors, main, from_tf2=from_tf2),
+                           not_carried_over=phases.not_variables_of(main) if from_tf2 else [],
+                           source_keys=phases.source_keys_of(tensors))
 
 
 def _write(tensors: list, result: MigrationResult, level: str, progress: bool) -> None:

@@ -1,0 +1,96 @@
+"""TF2 object-based checkpoints in `migrate --from tf2` and `inspect`: what is not a variable
+(the object graph, save_counter) is named apart, never counted as a variable, never left out in silence."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import graphsurgeon as gs
+from graphsurgeon._src.migrate import migrate
+
+from helpers import ckpt, cli
+
+GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+COUNTER = "save_counter/.ATTRIBUTES/VARIABLE_VALUE"
+KERNEL = "vars/dense.Skernel/.ATTRIBUTES/VARIABLE_VALUE"
+STEP = "vars/step/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+@pytest.fixture
+def tf2_ckpt(tmp_path):
+    """What ``tf.train.Checkpoint(vars=...).save`` writes: two variables, the object graph, save_counter."""
+    variables = {"dense/kernel": tf.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="dense/kernel"),
+                 "step": tf.Variable(np.int64(7), name="step")}
+    path = tf.train.Checkpoint(vars=variables).save(str(tmp_path / "tf2" / "ckpt"))
+    assert sorted(ckpt(path)) == sorted([GRAPH, COUNTER, KERNEL, STEP])
+    return path
+
+
+def test_from_tf2_names_the_object_graph_and_save_counter_it_leaves_out(tf2_ckpt, tmp_path, capfd):
+    res = migrate(tf2_ckpt, str(tmp_path / "tf1" / "m"), from_format="tf2")
+    assert sorted(ckpt(res.destination)) == ["dense/kernel", "step"]
+    assert res.not_carried_over == [GRAPH, COUNTER] and res.dropped == []
+    assert res.source_keys == {tf2_ckpt: {"dense/kernel": KERNEL, "step": STEP}}
+    code, out, err = cli(capfd, "migrate", tf2_ckpt, tmp_path / "cli" / "m", "--from", "tf2")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [l.split() for l in lines[1:3]] == [[KERNEL, "->", "dense/kernel"], [STEP, "->", "step"]]  # not "(kept)"
+    assert lines[3] == (f"# not carried over from {tf2_ckpt}: 2 tensors that are not variables (a TF1 name-based "
+                        "checkpoint has no object graph)")
+    assert lines[4].split(None, 1) == [GRAPH, "(the object graph)"]
+    assert lines[5].split(None, 1) == [COUNTER, "(tf.train.Checkpoint's save counter)"]
+    assert lines[6].startswith(f"-- 2 tensors (2 not carried over) written to {tmp_path / 'cli' / 'm'}")
+    code, out, err = cli(capfd, "migrate", tf2_ckpt, tmp_path / "j" / "m", "--from", "tf2", "--drop", "step",
+                         "--dry-run", "--json")
+    r = json.loads(out)
+    assert r["not_carried_over"] == [GRAPH, COUNTER] and r["dropped"] == ["step"]
+    assert r["source_keys"] == {tf2_ckpt: {"dense/kernel": KERNEL}}
+    code, out, err = cli(capfd, "migrate", tf2_ckpt, tmp_path / "again" / "m", "--from", "tf2", "--to", "tf2",
+                         "--dry-run")
+    assert code == 0, err
+    assert "2 tensors that are not variables (--to tf2 writes an object graph and save counter of its own)" in out
+    assert f"{KERNEL}      (kept)" in out.splitlines()
+
+
+def test_a_tf1_source_carries_everything_over(seed004, tmp_path, capfd):
+    prefix, _, _ = seed004
+    res = migrate(prefix, str(tmp_path / "m"), dry_run=True)
+    assert res.not_carried_over == [] and res.source_keys == {} and res.joined is None
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "m", "--dry-run")
+    assert code == 0 and "not carried over" not in out and "hidden1/weights      (kept)" in out
+
+
+def test_inspect_shows_the_object_graph_apart_from_the_variables(tf2_ckpt, seed004, capfd):
+    report = gs.inspect(tf2_ckpt)
+    assert report["object_graph"] is True
+    assert [v["name"] for v in report["variables"]] == [COUNTER, KERNEL, STEP]
+    assert report["total_bytes"] == 8 + 24 + 8 and GRAPH not in report["scopes"]
+    code, out, err = cli(capfd, "inspect", tf2_ckpt)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1:3] == ["object-based (TF2) checkpoint: object graph present (_CHECKPOINTABLE_OBJECT_GRAPH; not a "
+                          "variable, not counted below)", "3 variables, 40 B"]
+    assert GRAPH not in "\n".join(lines[2:])
+    code, out, err = cli(capfd, "inspect", tf2_ckpt, "--json")
+    assert json.loads(out)["object_graph"] is True
+    prefix, _, _ = seed004
+    assert gs.inspect(prefix)["object_graph"] is False
+    code, out, err = cli(capfd, "inspect", prefix)
+    assert "object graph" not in out
+
+
+def test_a_tf2_saved_model_leaves_out_its_object_graph_alone_said_in_the_singular(tmp_path, capfd):
+    module = tf.Module()
+    module.w = tf.Variable(np.ones((2, 3), np.float32), name="dense/kernel")
+    module.b = tf.Variable(np.zeros(3, np.float32), name="dense/bias")
+    module.f = tf.function(lambda x: tf.matmul(x, module.w) + module.b, input_signature=[tf.TensorSpec([None, 2])])
+    tf.saved_model.save(module, str(tmp_path / "sm"))
+    code, out, err = cli(capfd, "migrate", tmp_path / "sm", tmp_path / "m", "--from", "tf2", "--drop", "dense/bias",
+                         "--dry-run")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert f"# dropped from {tmp_path / 'sm'}: 1 tensor" in lines
+    assert (f"# not carried over from {tmp_path / 'sm'}: 1 tensor that is not a variable (a TF1 name-based checkpoint "
+            "has no object graph)") in lines
+    assert lines[-1].startswith("-- 1 tensor (1 dropped, 1 not carried over); dry run, nothing written")
