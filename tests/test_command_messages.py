@@ -102,9 +102,9 @@ MESSAGES = [
                            "and y) or an image folder (one sub-folder of images per class)"),
     (("cache",), "r.pb: not a readable TFRecord file (corrupted record at 0); expected an .npz (arrays x and y), an "
                  "image folder (one sub-folder of images per class) or TFRecord files of tf.train.Example"),
-    (("inspect", "cache", *TRAINING, *MODELS), "o is retrain's output directory, which holds two copies of one model: "
-                                               "pass o/saved_model (the SavedModel) or o/checkpoint (the checkpoint "
-                                               "with its meta graph)"),
+    (("inspect", "cache", *TRAINING, *MODELS), "o is laid out as retrain's output directory, but its saved_model/ "
+                                               "holds no saved_model.pb: pass o/checkpoint (the checkpoint with its "
+                                               "meta graph)"),
     (("plan",), "depth=0: expected an integer >= 1 (how many name components make a box of the picture: 1 draws "
                 "hidden1/MatMul in the box hidden1), or leave it out for the deepest that keeps the picture to 60 boxes"),
     (("inspect",), "depth=0: expected an integer >= 1 (how many name components make a scope: 1 groups "

@@ -8,18 +8,47 @@ the reply is ``{"predictions": [...]}``, one object per example) and ``"inputs"`
 reply is ``{"outputs": {...}}``), with an optional ``"signature_name"``. The inputs are converted
 to the signature's dtypes and fed to ``tf.saved_model.load(DIR).signatures[name]``; nothing is
 preprocessed on the client side. A failed request prints ``{"error": "..."}``, as TF Serving
-answers it (with HTTP status 400); like ``curl``, this script still exits 0.
+answers it (with HTTP status 400); like ``curl``, this script still exits 0. Its stderr holds
+nothing of TensorFlow's start-up lines (see ``_import_tensorflow``).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+# absl's banner and glog-style INFO lines ("I0000 00:00:1795956889.817468   19749 port.cc:153] oneDNN ...")
+_STARTUP = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                      r"|I\d{4} [\d:.]+\s+\d+ [^\]]+\] .*")
+
+
+def _import_tensorflow():
+    """``import tensorflow``, its start-up lines kept off stderr. TensorFlow 2.21 writes them (absl's
+    banner, the oneDNN and cudart_stub notices) to descriptor 2 while its libraries load, before
+    ``TF_CPP_MIN_LOG_LEVEL`` is read, so the variable (set here for what is logged later) does not
+    stop them: descriptor 2 points at a temporary file during the import, and every other line the
+    import wrote there is passed on to stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    real = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            import tensorflow
+        finally:
+            os.dup2(real, 2)
+            os.close(real)
+            log.seek(0)
+            lines = log.read().decode("utf-8", "replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not _STARTUP.fullmatch(line.rstrip("\n"))))
+    return tensorflow
+
+
+tf = _import_tensorflow()
 
 
 def _columns(request: dict, keys: list) -> tuple[dict, bool]:

@@ -58,11 +58,9 @@ _PATH_ARGS = ("path", "model", "src", "a", "b")
 def _check_paths(args) -> None:
     """Resolve every model/checkpoint path argument first: a wrong path fails in milliseconds,
     without importing TensorFlow (:mod:`graphsurgeon._src.storage.paths` reads only file names)."""
-    from graphsurgeon._src.storage.paths import is_retrain_output, resolve
+    from graphsurgeon._src.storage.paths import resolve
 
     for name in _PATH_ARGS:
         value = getattr(args, name, None)
-        if args.command == "add-head" and name == "model" and isinstance(value, str) and is_retrain_output(value):
-            value = os.path.join(value, "saved_model")  # add-head reads a model as merge-heads does
         if isinstance(value, str) and value:
             resolve(value, getattr(args, "tags", None) or ("serve",))

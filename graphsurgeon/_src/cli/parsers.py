@@ -35,7 +35,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _model_args(p):
-    p.add_argument("--model", required=False, help="checkpoint prefix or directory, .meta, .pb, SavedModel dir")
+    p.add_argument("--model", required=False, help="checkpoint prefix or directory, .meta, .pb, SavedModel dir, "
+                                                     "retrain's output dir")
     p.add_argument("--trainable", nargs="+", action="extend", metavar="PAT", help="restored scopes that train")
     p.add_argument("--keep", nargs="+", action="extend", metavar="PAT",
                    help="restore only the checkpoint tensors these match (the others' variables start anew)")

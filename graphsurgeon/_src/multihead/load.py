@@ -28,7 +28,7 @@ from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
 from graphsurgeon._src.storage.files import read_lines
 from graphsurgeon._src.storage.keras_files import is_keras_path, read_keras
-from graphsurgeon._src.storage.paths import SAVED_MODEL_FILES, is_retrain_output, resolve
+from graphsurgeon._src.storage.paths import SAVED_MODEL_FILES, resolve, retrain_model
 
 _MODEL_FILES = (".h5", ".hdf5", ".pb", ".pbtxt", ".meta")
 LABELS_FILE = "labels.txt"
@@ -62,14 +62,6 @@ def _is_model_dir(path: str) -> bool:
     return len(glob.glob(os.path.join(glob.escape(path), "*.index"))) == 1
 
 
-def retrain_output(path: str) -> str | None:
-    """The model merge-heads reads in ``retrain``'s output directory (one that holds ``checkpoint/`` and
-    a SavedModel ``saved_model/``): its ``saved_model/``, which declares the input and the output in
-    its ``serving_default`` signature; None for any other path."""
-    sm = os.path.join(path, "saved_model")
-    return sm if is_retrain_output(path) and _is_model_dir(sm) else None
-
-
 def _models_in(directory: str, depth: int = 1) -> list[str]:
     """Models in a directory: model directories, checkpoint prefixes and model files in it, the
     ``saved_model/`` of each ``retrain`` output directory in it, and each sub-directory that holds
@@ -80,8 +72,8 @@ def _models_in(directory: str, depth: int = 1) -> list[str]:
         if os.path.isdir(p):
             if _is_model_dir(p) or is_keras_path(p):
                 out.append(p)
-            elif retrain_output(p):
-                out.append(retrain_output(p))
+            elif retrain_model(p):
+                out.append(retrain_model(p))
             elif depth > 0:
                 inner = _models_in(p, depth - 1)
                 out += inner if len(inner) == 1 else []
@@ -107,9 +99,9 @@ def expand(specs) -> list[str]:
         if glob.has_magic(spec):
             found = sorted(glob.glob(spec), key=select.natural_key)
             found = [f[: -len(".index")] if f.endswith(".index") else f for f in found]
-            found = [retrain_output(f) or f for f in found]
-        elif retrain_output(spec):
-            found = [retrain_output(spec)]
+            found = [retrain_model(f) or f for f in found]
+        elif retrain_model(spec):
+            found = [retrain_model(spec)]
         elif os.path.isdir(spec) and not _is_model_dir(spec):
             found = _models_in(spec)
         else:
@@ -145,9 +137,9 @@ def default_names(paths: list[str]) -> list[str]:
 
 def _single_name(p: str) -> str:
     run = os.path.dirname(os.path.dirname(p))  # a retrain output holding p in checkpoint/
-    if retrain_output(os.path.dirname(p)) == p:
+    if retrain_model(os.path.dirname(p)) == p:
         return os.path.basename(os.path.dirname(p))
-    if os.path.dirname(p) == os.path.join(run, "checkpoint") and retrain_output(run):
+    if os.path.dirname(p) == os.path.join(run, "checkpoint") and retrain_model(run):
         return os.path.basename(run)
     checkpoint = not os.path.isdir(p) and not p.endswith(_MODEL_FILES) and os.path.dirname(p) != os.getcwd()
     return _names_below([p], os.path.dirname(os.path.dirname(p)) if checkpoint else os.path.dirname(p))[0]

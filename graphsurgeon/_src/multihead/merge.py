@@ -20,6 +20,7 @@ from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.multihead import verify as verifier
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import multihead_files as files
+from graphsurgeon._src.storage.paths import retrain_model
 from graphsurgeon._src.storage.staging import check_destination
 
 
@@ -235,7 +236,7 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
       MergeHeadsError: the model's backbone differs from every backbone of ``model_dir`` (architecture,
         or weights beyond ``atol``), or the name is taken.
     """
-    model = load.retrain_output(model) or model  # as merge_heads reads it: retrain's saved_model/
+    model = retrain_model(model) or model  # as merge_heads reads it: retrain's saved_model/
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
     out = out or next_version_dir(model_dir)
     m = load.load(model, tab["features"], input=tab.get("input"), output=output, tags=tags)

@@ -134,7 +134,8 @@ def resolve(path: str, tags=("serve",)) -> Source:
 
     Accepts a checkpoint prefix (``model.ckpt-1000``), a checkpoint directory
     (newest checkpoint via its ``checkpoint`` file), a ``.meta`` file, a frozen
-    GraphDef (``.pb`` / ``.pbtxt``) and a SavedModel directory.
+    GraphDef (``.pb`` / ``.pbtxt``), a SavedModel directory and ``retrain``'s output
+    directory (its ``saved_model/``, see :func:`retrain_model`).
 
     Raises:
       CheckpointNotFoundError: nothing is at ``path``; a directory's ``checkpoint`` state file names
@@ -169,8 +170,19 @@ def is_retrain_output(path: str) -> bool:
     return all(os.path.isdir(os.path.join(path, d)) for d in ("checkpoint", "saved_model"))
 
 
+def retrain_model(path: str) -> str | None:
+    """The model every command reads in ``retrain``'s output directory ``path`` (one that holds
+    ``checkpoint/`` and a SavedModel ``saved_model/``, two copies of one model): its ``saved_model/``,
+    whose ``serving_default`` signature declares the input and the output; None for any other path."""
+    sm = os.path.join(path, "saved_model")
+    if is_retrain_output(path) and any(os.path.isfile(os.path.join(sm, f)) for f in SAVED_MODEL_FILES):
+        return sm
+    return None
+
+
 def _resolve_dir(path: str, tags: tuple) -> Source:
-    """A SavedModel directory, or a checkpoint directory (its newest checkpoint, or its only prefix)."""
+    """A SavedModel directory, retrain's output directory (its ``saved_model/``), or a checkpoint
+    directory (its newest checkpoint, or its only prefix)."""
     for name in SAVED_MODEL_FILES:
         graph_file = os.path.join(path, name)
         if os.path.isfile(graph_file):
@@ -179,10 +191,12 @@ def _resolve_dir(path: str, tags: tuple) -> Source:
     latest = _latest_in_dir(path)
     if latest is None:
         prefixes = _prefixes_in(path)
+        if not prefixes and retrain_model(path):
+            return dataclasses.replace(_resolve_dir(retrain_model(path), tags), path=path)
         if not prefixes and is_retrain_output(path):
-            raise WrongPathKindError(f"{path} is retrain's output directory, which holds two copies of one model: "
-                                     f"pass {os.path.join(path, 'saved_model')} (the SavedModel) or "
-                                     f"{os.path.join(path, 'checkpoint')} (the checkpoint with its meta graph)")
+            raise WrongPathKindError(f"{path} is laid out as retrain's output directory, but its saved_model/ holds "
+                                     f"no saved_model.pb: pass {os.path.join(path, 'checkpoint')} (the checkpoint "
+                                     "with its meta graph)")
         if len(prefixes) != 1:
             raise WrongPathKindError(
                 f"{path} is a directory with no 'checkpoint' state file and no saved_model.pb; "

@@ -1,0 +1,74 @@
+"""retrain's output directory (``checkpoint/`` and ``saved_model/``, two copies of one model) is a model
+to every command that takes one: each reads its ``saved_model/``, as merge-heads and add-head did (the
+others refused it: 'pass DIR/saved_model (the SavedModel) or DIR/checkpoint'), a user who has just
+retrained passing that directory next. Tried on a head retrained on the real 2018 MNIST GAN."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from graphsurgeon._src.storage.paths import resolve
+
+from helpers import ROOT, cli
+
+GAN = os.path.join(ROOT, "..", "shared", "realmodels", "gan_chadpro")
+pytestmark = pytest.mark.skipif(not os.path.isdir(GAN), reason="../shared/realmodels is not here (a user's clone)")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """``(retrain output directory, data.npz)``: a 3-class head on the GAN's discriminator features."""
+    d = tmp_path_factory.mktemp("retrained")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (60, 784)).astype(np.float32)
+    np.savez(d / "data.npz", x=x, y=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5))
+    from graphsurgeon._src.cli import main
+
+    assert main(["retrain", "--model", GAN, "--head", "Relu_1:3", "--data", str(d / "data.npz"), "--out",
+                 str(d / "ganR"), "--epochs", "1", "--quiet"]) == 0
+    return str(d / "ganR"), str(d / "data.npz")
+
+
+def test_resolve_reads_its_saved_model(run):
+    out, _ = run
+    src = resolve(out)
+    saved = os.path.join(out, "saved_model")
+    assert (src.kind, src.path, src.export_dir, src.prefix) == (
+        "saved_model", out, saved, os.path.join(saved, "variables", "variables"))
+
+
+def test_every_command_takes_it(run, tmp_path, capfd):
+    out, data = run
+    saved = os.path.join(out, "saved_model")
+
+    def ok(*args):
+        code, stdout, err = cli(capfd, *args)
+        assert code == 0, (args[0], err)
+        return stdout
+
+    assert ok("inspect", out).splitlines()[0] == f"{out}: saved_model (prefix {saved}/variables/variables)"
+    assert ok("plan", "--model", out).splitlines()[1:5] == [
+        f"{n:<19} restored       no    {s}" for n, s in (("dis/D_b1", "[128]"), ("dis/D_w1", "[784, 128]"),
+                                                         ("head/logits/bias", "[3]"), ("head/logits/kernel", "[128, 3]"))]
+    assert ok("diff", out, saved) == "no differences\n"
+    assert ok("migrate", out, tmp_path / "m", "--dry-run").splitlines()[:2] == [f"# from {out}",
+                                                                                 f"{'dis/D_b1':<18}      (kept)"]
+    assert "60 cached activations" in ok("cache", "--model", out, "--cut", "Relu_1", "--data", data, "--out",
+                                              tmp_path / "c", "--quiet")
+    assert "checkpoint: " in ok("retrain", "--model", out, "--head", "Relu_1:3", "--data", data, "--out",
+                                tmp_path / "r", "--epochs", "1", "--quiet")
+    ok("learn-task", "--model", out, "--features", "Relu_1", "--data", data, "--task", "more", "--method",
+       "feature-extraction", "--epochs", "1", "--out", tmp_path / "lt", "--quiet")
+    tasks = json.loads((tmp_path / "lt" / "tasks.json").read_text())["tasks"]
+    assert [(t["name"], t["classes"]) for t in tasks] == [("ganR", ["0", "1", "2"]), ("more", ["0", "1", "2"])]
+    ok("combine", "--model", out, "--model", GAN, "--features", "Relu_1", "--data", data, "--out", tmp_path / "cb",
+       "--epochs", "1", "--quiet")
+    models = json.loads((tmp_path / "cb" / "model.json").read_text())["models"]
+    assert [(m["path"], m["scope"]) for m in models] == [(out, "ganR"), (GAN, "gan_chadpro")]
+    assert "class 'new' added as index 3" in ok("add-class", out, "--features", "Relu_1", "--data", data,
+                                                "--name", "new", "--reference", data, "--steps", "2",
+                                                "--out", tmp_path / "ac")
+    merged = ok("merge-heads", out, "--features", "Relu_1", "--out", tmp_path / "mh", "--quiet")
+    assert f"ganR                       3 classes  stack 0  probabilities backbone 0  <- {saved}" in merged
+    ok("add-head", tmp_path / "mh", out, "--task-name", "again", "--out", tmp_path / "mh2")
