@@ -11,6 +11,8 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
+from graphsurgeon._src.determinism import highest_uniform, probe
+from graphsurgeon._src.feeds import Feeder
 from graphsurgeon._src.storage.datasets import Dataset
 
 from helpers import ckpt, cli
@@ -133,6 +135,58 @@ def test_random_ops_tensorflow_refuses_to_feed_together_are_fed_one_at_a_time(tm
                                                    r"ordinary runs agreed\): it depends on random op\(s\) "
                                                    r"dropout/random_uniform/RandomUniform, dropout_1/"):
         _retrain(prefix, tmp_path / "o")
+
+
+def _old_dropout(keep_prob, dtype=tf.float32):
+    """Dropout as older TensorFlow 1.x's tf.nn.dropout wrote it (the real lenet_noyin holds it), ``keep_prob``
+    a constant: ``h / keep_prob * floor(keep_prob + u)``, ``u`` from RandomUniform in ``dtype``."""
+    def middle(h):
+        with tf.name_scope("dropout"):
+            h = tf.cast(h, dtype)
+            kp = tf.constant(keep_prob, dtype, name="keep_prob")
+            mask = tf.floor(kp + tf1.random_uniform(tf.shape(h), dtype=dtype))
+            return tf.cast(h / kp * mask, tf.float32)
+    return middle
+
+
+def test_old_style_dropout_at_keep_prob_one_passes_and_below_one_is_refused(tmp_path):
+    """floor(1 + u) is 1 for every u RandomUniform draws; fed the largest value below 1 (1 - 2**-24 in
+    float32) instead of the largest it draws (1 - 2**-23), 1 + u rounded to 2.0 and the cut was refused."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "half").mkdir()
+    prefix, _ = _mlp_around(tmp_path / "one", _old_dropout(1.0))
+    res = _retrain(prefix, tmp_path / "o")
+    assert res.head_input.random is False and res.head_input.notes == []
+    assert res.head_input.random_ops == ["dropout/random_uniform/RandomUniform"]
+    prefix, _ = _mlp_around(tmp_path / "half", _old_dropout(0.5))
+    with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between two runs on the "
+                                                   r"same batch: it depends on random op\(s\) dropout/random_uniform/"
+                                                   r"RandomUniform \(dropout with keep_prob baked in\?\)"):
+        _retrain(prefix, tmp_path / "o2")
+    assert not os.path.exists(tmp_path / "o2")
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16, tf.float32, tf.float64])
+def test_the_probe_feeds_uniform_draws_that_keep_old_style_dropout_at_one_and_drop_below_it(dtype):
+    """At keep_prob 1 the two draws give one mask in every dtype RandomUniform draws in; at the largest
+    keep_prob below 1 (dropping only where u is 0: two ordinary runs agree) they give two."""
+    one_step = 2.0 ** -{tf.float16: 11, tf.bfloat16: 8, tf.float32: 24, tf.float64: 53}[dtype]
+    got = {}
+    for keep_prob in (1.0, 1.0 - one_step):
+        with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+            tf1.set_random_seed(0)
+            x = tf1.placeholder(tf.float32, [None, 4], name="x")
+            t = _old_dropout(keep_prob, dtype)(x + 1.0)
+            model = types.SimpleNamespace(graph=g, session=s)
+            got[keep_prob] = probe(model, t, Feeder(model, x, {}), np.ones((2, 4), np.float32), random=True)
+    assert got[1.0].random is False
+    assert got[1.0 - one_step].random is True
+    if dtype in (tf.float32, tf.float64):  # u is 0 with probability 2**-23 (2**-52): seen by the draws only
+        assert got[1.0 - one_step].random_by == "draws"
+    else:  # the draw fed is the largest RandomUniform makes (2**10 or 2**7 values: 100,000 draws reach it)
+        with tf.Graph().as_default(), tf1.Session() as s:
+            drawn = s.run(tf1.random_uniform([100_000], dtype=dtype, seed=1)).astype(np.float64)
+        assert drawn.max() == highest_uniform(dtype.as_numpy_dtype) == 1.0 - 2 * one_step
 
 
 def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):

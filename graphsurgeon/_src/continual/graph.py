@@ -159,8 +159,10 @@ class TrainGraph:
                         x = tf.nn.bias_add(x, self.variables[f"{scope}/layer_{i}/bias"])
                     x = ACTIVATIONS[act](x)
                 return tf.cast(x, tf.float32)
-            input_map = {h.piece.input: features,
-                         **{w + ":0": self.variables[f"{scope}/{w}"].value() for w in h.piece.weights}}
+            input_map = {h.piece.input: features}
+            for w, weight in h.piece.weights.items():  # a resource weight's placeholder takes the handle
+                v = self.variables[f"{scope}/{w}"]
+                input_map[w + ":0"] = tf.identity(v.handle) if weight.handle else v.value()
             out, = tf.graph_util.import_graph_def(h.piece.graph_def, input_map=input_map,
                                                   return_elements=[h.logits], name=scope + "/graph")
             return tf.cast(out, tf.float32)

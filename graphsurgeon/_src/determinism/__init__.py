@@ -40,13 +40,15 @@ from graphsurgeon._src.determinism.scan import (
 )
 
 __all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "dropout_example", "feed_hint",
-           "feedable_draws", "feeds_text", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase",
+           "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase",
            "rate_feeds", "rows_not_examples", "same"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
-# second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values;
-# the normal ones are fed values well inside what they draw).
+# second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values, the
+# highest given by :func:`highest_uniform`; the normal ones are fed values well inside what they draw).
 DRAWS = {"RandomUniform": (0.0, None), "RandomStandardNormal": (-3.0, 3.0), "TruncatedNormal": (-1.9, 1.9)}
+# The fraction bits of the floating-point dtypes RandomUniform draws in.
+FRACTION_BITS = {"float16": 10, "bfloat16": 7, "float32": 23, "float64": 52}
 
 
 @dataclasses.dataclass
@@ -97,8 +99,8 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
 
 def feedable_draws(model, tensor: str) -> list:
     """``[(output, (low, high))]`` of the random ops upstream of ``tensor`` that :data:`DRAWS` names
-    and whose output the graph lets be fed and fetched; ``high`` None: the largest value below 1 in
-    the output's dtype. (An op inside a ``while`` loop may be listed; feeding it fails when run.)"""
+    and whose output the graph lets be fed and fetched; ``high`` None: :func:`highest_uniform` of the
+    output's dtype. (An op inside a ``while`` loop may be listed; feeding it fails when run.)"""
     g, out = model.graph, []
     for name in random_ops_upstream(model, tensor, functions=False):
         op = g.get_operation_by_name(name)
@@ -132,10 +134,20 @@ def _fed(feed: dict, group: list, drawn: list, side: int) -> dict:
     out = dict(feed)
     for (tensor, values), d in zip(group, drawn):
         v = values[side]
-        if v is None:  # the largest value below 1
-            v = np.nextafter(np.array(1, d.dtype), np.array(0, d.dtype))
+        if v is None:
+            v = highest_uniform(d.dtype)
         out[tensor] = np.full(np.shape(d), v, d.dtype)
     return out
+
+
+def highest_uniform(dtype) -> float:
+    """The largest value ``RandomUniform`` draws in ``dtype`` (a floating-point dtype of
+    :data:`FRACTION_BITS`), ``1 − 2**-m`` for ``m`` fraction bits (``1 − 2**-23`` in float32): it draws
+    the fraction bits of a number in [1, 2) and subtracts 1. Not the largest value below 1 (``1 −
+    2**-24`` in float32): old-style dropout's ``floor(keep_prob + u)`` (older TensorFlow 1.x's ``tf.nn.dropout``
+    wrote it) would take ``1 + u`` to 2.0 at ``keep_prob`` 1, where ``1 + (1 − 2**-m) = 2 − 2**-m``
+    exactly, so its mask is 1 at both draws (and 0, then 1, at any ``keep_prob`` from ``2**-m`` to below 1)."""
+    return 1.0 - 2.0 ** -FRACTION_BITS[tf.as_dtype(dtype).name]
 
 
 def ops_phrase(ops: list) -> str:

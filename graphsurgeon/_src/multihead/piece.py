@@ -206,7 +206,9 @@ def two_class_logits(piece: Piece, sigmoid) -> Piece:
 def tensor_spec(piece: Piece, tensor: str) -> tuple:
     """``(tf.DType, tf.TensorShape)`` of ``tensor`` in ``piece``, as TensorFlow infers them (a
     resource weight lifted into a placeholder is fed a variable handle of its dtype and shape, so
-    that the shapes of its reads are known)."""
+    that the shapes of its reads are known). The tensor is taken from what the import returns: a handle
+    takes its weight's name, so TensorFlow renames the imported ops whose names are taken (the weight's
+    placeholder) or are a taken scope (``combined/logits`` beside a weight ``combined/logits/kernel``)."""
     gd = subgraph.extract_sub_graph(piece.graph_def, [tensor])
     kept = {n.name for n in gd.node}
     scratch = tf.Graph()
@@ -214,8 +216,8 @@ def tensor_spec(piece: Piece, tensor: str) -> tuple:
         handles = {w.name + ":0": tf.raw_ops.VarHandleOp(dtype=tf.as_dtype(w.dtype), shape=w.shape,
                                                          shared_name=w.name, name=w.name)
                    for w in piece.weights.values() if w.handle and w.name in kept}
-        tf.graph_util.import_graph_def(gd, name="", input_map=handles or None)
-        t = scratch.get_tensor_by_name(tensor_name(tensor))
+        t, = tf.graph_util.import_graph_def(gd, name="", input_map=handles or None,
+                                            return_elements=[tensor_name(tensor)])
     return t.dtype, t.shape
 
 
