@@ -402,6 +402,18 @@ def test_migrate_computes_the_compared_values_in_a_thread_while_it_writes(src, t
     assert all(t.startswith("graphsurgeon-verify") for t in threads), threads
 
 
+def test_data_file_holds_the_tensors_largest_first(src, tmp_path):
+    """In the new data file the tensors lie largest first (the disk starts writing at once), and each
+    is where its index entry says (verification passes)."""
+    rules = Rules(cast=[("small/a", "float16")], drop=["small/names"])
+    res = migrate(src, str(tmp_path / "m"), rules, link=False, verify="full")
+    _, entries = bundle.read_index(str(tmp_path / "m"))
+    by_offset = sorted(entries, key=lambda k: entries[k].offset)
+    sizes = [entries[k].size for k in by_offset]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
+    assert by_offset[:6] == sorted(f"big/{k}" for k in range(6)) and res.verified == "full"
+
+
 def test_sample_reads_small_tensors_and_a_seeded_share_of_large_ones(src, tmp_path, monkeypatch):
     monkeypatch.setattr(verify_mod, "SAMPLE_BYTES", 2_500_000)  # two of the six 1.2 MB tensors
     tensors, out = stage(src, tmp_path / "o", Rules(drop=["small"]))

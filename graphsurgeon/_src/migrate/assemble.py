@@ -45,10 +45,12 @@ def bytes_to_write(tensors: list, *, link: bool) -> int:
 
 def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | None = None) -> list[str]:
     """Write checkpoint ``prefix`` holding ``tensors`` (PlannedTensors); returns the files written, index
-    last. ``progress`` (counting MiB, see :func:`bytes_to_write`) is advanced as tensors are written."""
+    last. ``progress`` (counting MiB, see :func:`bytes_to_write`) is advanced as tensors are written.
+    The new data file holds the tensors largest first, so that the disk starts writing at once
+    while the small ones, each costing more per byte, are still to come."""
     w, converter, meter = BundleWriter(prefix), Converter(), _Meter(progress)
     try:
-        for p in tensors:
+        for p in sorted(tensors, key=lambda p: -p.nbytes):
             if p.action == "copy" and p.source.kind == "v2" and link:
                 _link(w, p)
                 continue
