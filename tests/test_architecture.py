@@ -4,7 +4,7 @@ Layers, lowest first (README, "Layout"); a module may import its own layer and t
 
   0 base       errors, select (names and patterns), rules (name rules), terminal, progress, mixins
   1 storage    storage/* — the only layer that opens files and creates sessions
-  2 graph      subgraph, guess, safety, feeds, determinism, model, weights, tfinternal — graph protos and
+  2 graph      subgraph, guess, safety, feeds, determinism, model, weights, tfinternal, rebind — graph protos and
                queries, guesses, the unsafe-op scan, feeds, random or batch-dependent tensors, the model
                handle, weight-like constants
   3 surgery    surgery/* (heads, re-initialization, the plan), picture
@@ -44,7 +44,7 @@ PACKAGE = "graphsurgeon._src"
 LAYERS = [
     ("base", ["", "errors", "select", "rules", "terminal", "progress", "mixins"]),
     ("storage", ["storage"]),
-    ("graph", ["subgraph", "guess", "safety", "feeds", "determinism", "model", "weights", "tfinternal"]),
+    ("graph", ["subgraph", "guess", "safety", "feeds", "determinism", "model", "weights", "tfinternal", "rebind"]),
     ("surgery", ["surgery", "picture"]),
     ("verbs", ["restore", "export", "export_dir", "inspect", "train", "cache", "migrate", "multihead", "thaw",
                "tf2"]),

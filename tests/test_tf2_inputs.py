@@ -304,3 +304,49 @@ def test_functional_control_flow_is_lowered(tmp_path):
         for v in (x, -x):  # both branches
             np.testing.assert_allclose(m.run(m.outputs[0], {m.inputs[0]: v}), module.f(tf.constant(v))["out"].numpy(),
                                        rtol=0, atol=1e-5)
+
+
+class _LogitsModule(tf.Module):
+    """A dense layer laid out as tf.layers and Keras lay it out: the variable ``logits/kernel`` and,
+    in the function, an op named ``logits``."""
+
+    def __init__(self):
+        with tf.name_scope("logits"):
+            self.kernel = tf.Variable(np.arange(12, dtype=np.float32).reshape(4, 3) / 10, name="kernel")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def f(self, x):
+        return {"out": tf.nn.softmax(tf.identity(tf.matmul(x, self.kernel), name="logits"))}
+
+
+def _logits_module(directory):
+    module = _LogitsModule()
+    tf.saved_model.save(module, directory, signatures=module.f)
+    return module
+
+
+@pytest.mark.parametrize("make", [_logits_module, _tf_keras], ids=["op_named_as_a_scope", "tf_keras_dense_logits"])
+def test_flattening_with_variables_keeps_every_op_name(tmp_path, make):
+    """The variables were made before the flattened graph was imported, and TensorFlow renamed an op
+    whose name they take as a scope (the op ``logits`` beside ``logits/kernel`` came back as
+    ``logits_1``). Every op of the flattening that freezes keeps its name and kind (a variable's read
+    is a constant there); the only other ops are the variables' own and the identities of their handles."""
+    export_dir = str(tmp_path / "exported")
+    model = make(export_dir)
+    frozen = {n.name: n.op for n in tf2.flatten(export_dir, freeze=True).graph_def.node}
+    meta = tf2.flatten(export_dir)
+    kept = {n.name: n for n in meta.graph_def.node}
+    variables = [n for n, node in kept.items() if node.op == "VarHandleOp"]
+    changed = {n: (op, kept[n].op if n in kept else None) for n, op in frozen.items()
+               if n not in kept or kept[n].op != op}
+    assert variables and all(c == ("Const", "ReadVariableOp") for c in changed.values()), changed
+    for n in set(kept) - set(frozen):
+        node = kept[n]
+        assert any(n == v or n.startswith(v + "/") for v in variables) or \
+            (node.op == "Identity" and node.attr["T"].type == tf.resource.as_datatype_enum), n
+    if isinstance(model, _LogitsModule):
+        assert kept["logits"].op == "Identity" and "logits_1" not in kept
+        x = np.random.RandomState(0).rand(5, 4).astype(np.float32)
+        with gs.restore(export_dir) as m:
+            np.testing.assert_allclose(m.run(m.outputs[0], {m.inputs[0]: x}), model.f(tf.constant(x))["out"].numpy(),
+                                       rtol=0, atol=1e-6)

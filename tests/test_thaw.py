@@ -465,3 +465,47 @@ def test_thaw_takes_a_peephole_lstms_diagonal_weights(tmp_path, capfd):
     with gs.restore(str(tmp_path / "t")) as t:
         assert sorted(t.variables) == diag
         assert t.run("outputs", {"seq": xv}).tobytes() == want.tobytes()
+
+
+def test_thaw_keeps_every_op_name_beside_a_weights_scope(tmp_path, capfd):
+    """The dense layout of tf.layers and Keras: the op ``logits`` beside the constant ``logits/kernel``,
+    and a frozen resource variable's read (``logits/kernel/Read/ReadVariableOp``, an ``Identity`` once
+    frozen). The variables were made before the graph was imported, so TensorFlow renamed the op
+    ``logits`` to ``logits_1`` (a taken scope) and the read to ``..._1``, and ``inspect`` named
+    ``logits_1:0`` as the likely output. Every op keeps its name and kind; the variables' own ops are
+    the only new ones (and the Saver's); outputs are the frozen graph's bit for bit."""
+    rng = np.random.RandomState(0)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        k = tf.identity(tf.constant(rng.randn(4, 3).astype(np.float32), name="logits/kernel"),
+                        name="logits/kernel/Read/ReadVariableOp")
+        b = tf.identity(tf.constant(rng.randn(3).astype(np.float32), name="logits/bias"), name="logits/bias/read")
+        tf.nn.bias_add(tf.matmul(x, k, name="logits/MatMul"), b, name="logits")
+    frozen = {n.name: n.op for n in g.as_graph_def().node}
+    assert {"logits", "logits/kernel", "logits/kernel/Read/ReadVariableOp"} <= set(frozen)
+    (tmp_path / "g").mkdir()
+    path = tmp_path / "g" / "frozen.pb"
+    path.write_bytes(g.as_graph_def().SerializeToString())
+    xv = rng.randn(5, 4).astype(np.float32)
+    with gs.restore(str(path)) as f:
+        want = f.run("logits", {"x": xv})
+    r = thaw(str(path), ["logits"], str(tmp_path / "t"))
+    assert sorted(r.variables) == ["logits/bias", "logits/kernel"]
+    meta = tf1.MetaGraphDef()
+    meta.ParseFromString((tmp_path / "t" / "model.ckpt.meta").read_bytes())
+    thawed = {n.name: n.op for n in meta.graph_def.node}
+    kept = {n: op for n, op in frozen.items() if n not in r.variables}
+    assert {n: thawed.get(n) for n in kept} == kept
+    new = set(thawed) - set(kept)
+    own = {n for n in new if any(n == v or n.startswith(v + "/") for v in r.variables)}
+    assert {thawed[v] for v in r.variables} == {"VarHandleOp"}
+    assert {n.split("/")[0] for n in new - own} <= {"save", "save_1"}  # the Saver's ops, not the graph's
+    with gs.restore(str(tmp_path / "t")) as t:
+        assert t.run("logits", {"x": xv}).tobytes() == want.tobytes()
+    outputs = []
+    for model in (path, tmp_path / "t"):
+        code, out, err = cli(capfd, "inspect", model, "--json")
+        assert code == 0, err
+        outputs.append(json.loads(out)["graph"]["outputs"])
+    assert outputs[0] == outputs[1] == ["logits:0"]

@@ -23,7 +23,7 @@ import re
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
-from graphsurgeon._src import subgraph, tfinternal
+from graphsurgeon._src import rebind, subgraph, tfinternal
 from graphsurgeon._src.errors import (
     CheckpointNotFoundError,
     GraphSurgeonError,
@@ -216,20 +216,15 @@ def checkpoint_keys(saved_objects, checkpoint_objects) -> dict:
 
 def with_variables(graph_def, variables: dict, trainable: dict, *, where: str):
     """A MetaGraphDef of ``graph_def`` with each ``VarHandleOp`` replaced by a ``tf.compat.v1`` resource
-    variable of the same name, shape and dtype (zeros initializer; values come from a checkpoint)."""
-    rest = subgraph.without_nodes(graph_def, variables)  # a control input on a handle orders nothing: dropped
-    graph = tf.Graph()
-    with graph.as_default():
-        handles = {}
-        for name, (shape, dtype) in sorted(variables.items()):
-            v = tf1.get_variable(name, shape=shape, dtype=dtype, initializer=tf1.zeros_initializer(),
-                                 trainable=trainable.get(name, True), use_resource=True)
-            handles[name + ":0"] = v.handle
-        try:
-            tf.graph_util.import_graph_def(rest, input_map=handles, name="")
-        except ValueError as e:
-            raise GraphSurgeonError(f"{where}: the flattened graph cannot be built ({str(e).splitlines()[0][:200]})") from None
-        return tf1.train.export_meta_graph(graph=graph)
+    variable of the same name, shape and dtype (zeros initializer; values come from a checkpoint); every
+    other op keeps its name (:func:`graphsurgeon._src.rebind.import_with_variables`). A control input on
+    a handle orders nothing: it is dropped."""
+    def maker(name):
+        shape, dtype = variables[name]
+        return lambda: tf1.get_variable(name, shape=shape, dtype=dtype, initializer=tf1.zeros_initializer(),
+                                        trainable=trainable.get(name, True), use_resource=True).handle
+
+    return rebind.import_with_variables(graph_def, {n: maker(n) for n in variables}, where=where, what="flattened")
 
 
 def freeze_handles(graph_def, read, *, where: str) -> graph_pb2.GraphDef:

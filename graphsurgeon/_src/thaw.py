@@ -16,11 +16,11 @@ import dataclasses
 import os
 
 import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
 
-from graphsurgeon._src import select, subgraph, weights
+from graphsurgeon._src import rebind, select, weights
 from graphsurgeon._src.errors import (
     ConfigError,
-    GraphSurgeonError,
     PatternError,
     WrongPathKindError,
 )
@@ -117,27 +117,28 @@ def _check_out_dir(out_dir: str, graph_path: str) -> None:
 def thaw_graph(graph_def, names, *, where: str = "graph"):
     """``(MetaGraphDef, {name: value})``: ``graph_def`` with the ``Const`` nodes ``names`` replaced by
     resource variables of the same names (zeros initializer; their values are returned, for a
-    checkpoint). Their readers read ``NAME/ReadVariableOp``; control dependencies and colocation hints
-    (``_class``) naming them are dropped."""
+    checkpoint); every other op keeps its name (:func:`graphsurgeon._src.rebind.import_with_variables`).
+    Their readers read a ``ReadVariableOp`` of their own under ``NAME/`` (``NAME/ReadVariableOp`` unless
+    that name is taken); control dependencies and colocation hints (``_class``) naming
+    them are dropped."""
     names = set(names)
     by_name = {n.name: n for n in graph_def.node}
     values = {n: tf.make_ndarray(by_name[n].attr["value"].tensor) for n in sorted(names)}
-    rest = subgraph.without_nodes(graph_def, names)
+    rest = graph_pb2.GraphDef()
+    rest.CopyFrom(graph_def)
     for node in rest.node:
         _drop_colocation(node, names)
-    graph = tf.Graph()
-    with graph.as_default():
-        reads = {}
-        for name, value in values.items():
-            v = tf1.get_variable(name, shape=value.shape, dtype=value.dtype, initializer=tf1.zeros_initializer(),
-                                 use_resource=True)
+
+    def maker(name):
+        def make():
+            v = tf1.get_variable(name, shape=values[name].shape, dtype=values[name].dtype,
+                                 initializer=tf1.zeros_initializer(), use_resource=True)
             with tf1.name_scope(name + "/"):
-                reads[name + ":0"] = v.value()
-        try:
-            tf.graph_util.import_graph_def(rest, input_map=reads, name="")
-        except ValueError as e:
-            raise GraphSurgeonError(f"{where}: the thawed graph cannot be built ({str(e).splitlines()[0][:200]})") from None
-        return tf1.train.export_meta_graph(graph=graph), values
+                return v.value()
+        return make
+
+    meta = rebind.import_with_variables(rest, {n: maker(n) for n in values}, where=where, what="thawed")
+    return meta, values
 
 
 def _drop_colocation(node, names) -> None:
