@@ -441,8 +441,11 @@ def test_the_export_holds_resource_variables_and_loads_without_warnings(seed004,
     assert main(["retrain", "--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--data", npz,
                  "--out", str(tmp_path / "o"), "--epochs", "1", "--quiet"]) == 0
     for path in ("saved_model", "checkpoint"):
-        ops = {n.op for n in read_meta_graph(resolve(str(tmp_path / "o" / path))).graph_def.node}
+        nodes = read_meta_graph(resolve(str(tmp_path / "o" / path))).graph_def.node
+        ops = {n.op for n in nodes}
         assert "VarHandleOp" in ops and not ops & {"VariableV2", "Variable", "Assign"}, path
+        savers = {n.name.split("/")[0] for n in nodes if n.op in ("SaveV2", "RestoreV2")}
+        assert savers == {"save"}, (path, savers)  # one Saver's ops (a second, save_1/, came with the import)
     said = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = said.append

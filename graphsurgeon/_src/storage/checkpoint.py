@@ -249,6 +249,10 @@ def _saved_model_meta_graph(source: Source) -> meta_graph_pb2.MetaGraphDef:
 def import_meta_graph(meta, graph: tf.Graph, where: str = "graph"):
     """Import a MetaGraphDef (or a bare GraphDef wrapped in one) into ``graph``.
 
+    Returns:
+      The Saver TensorFlow's import made (``tf1.train.import_meta_graph`` makes one: over the meta
+      graph's ``saver_def`` ops, or with ops of its own over every variable when it has none), or None.
+
     Raises:
       UnregisteredOpError: the graph uses an op type this TensorFlow lacks; names the op
         and ``where`` it came from.
@@ -256,9 +260,9 @@ def import_meta_graph(meta, graph: tf.Graph, where: str = "graph"):
     try:
         with graph.as_default():
             if meta.collection_def or meta.HasField("saver_def"):
-                tf1.train.import_meta_graph(meta, clear_devices=True)
-            else:
-                tf.graph_util.import_graph_def(meta.graph_def, name="")
+                return tf1.train.import_meta_graph(meta, clear_devices=True)
+            tf.graph_util.import_graph_def(meta.graph_def, name="")
+            return None
     except tf.errors.NotFoundError as e:
         m = re.search(r"Op type not registered '([^']+)'", str(e))
         if not m:
@@ -270,3 +274,14 @@ def import_meta_graph(meta, graph: tf.Graph, where: str = "graph"):
             f"{tf.__version__}; import the library that defines it (tf.load_op_library) before restoring, "
             "or cut the graph below it"
         ) from None
+
+
+def saver_of(graph: tf.Graph, meta, imported, variables: dict):
+    """A Saver of ``variables`` (``{name: variable}``, all of ``graph``'s) to save ``graph`` with: the one
+    :func:`import_meta_graph` made with ops of its own (``meta`` had no ``saver_def``), so that the
+    graph does not get a second set of save ops, else a new one (``save_1/`` beside an imported
+    ``save/``)."""
+    if imported is not None and not meta.HasField("saver_def"):
+        return imported
+    with graph.as_default():
+        return tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)

@@ -10,12 +10,10 @@ import tempfile
 import tensorflow as tf
 
 from graphsurgeon._src.errors import ConfigError
-from graphsurgeon._src.storage.checkpoint import import_meta_graph
+from graphsurgeon._src.storage.checkpoint import import_meta_graph, saver_of
 from graphsurgeon._src.storage.files import new_output_dir
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 from graphsurgeon._src.storage.writer import CHECKPOINT_NAME, verify_checkpoint
-
-tf1 = tf.compat.v1
 
 
 def write_checkpoint_dir(meta, values: dict, out_dir: str, *, overwrite: bool = False) -> str:
@@ -35,10 +33,9 @@ def write_checkpoint_dir(meta, values: dict, out_dir: str, *, overwrite: bool = 
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     graph = tf.Graph()
-    import_meta_graph(meta, graph, "graph to write")
+    imported = import_meta_graph(meta, graph, "graph to write")
     variables = variables_by_name(graph)
-    with graph.as_default():
-        saver = tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)
+    saver = saver_of(graph, meta, imported, variables)
     tmp = new_output_dir(f".tmp-{os.path.basename(out_dir)}-", parent)
     try:
         with new_session(graph) as sess:

@@ -20,7 +20,7 @@ import shutil
 import tensorflow as tf
 
 from graphsurgeon._src.errors import ConfigError
-from graphsurgeon._src.storage.checkpoint import import_meta_graph
+from graphsurgeon._src.storage.checkpoint import import_meta_graph, saver_of
 from graphsurgeon._src.storage.files import new_output_dir
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 from graphsurgeon._src.storage.signatures import predict_signature
@@ -64,10 +64,10 @@ def write_saved_model(tmp: str, meta, values: dict, inputs: dict, outputs: dict)
       CorruptCheckpointError: the written variables do not read back bit for bit.
     """
     graph = tf.Graph()
-    import_meta_graph(meta, graph, "exported graph")
+    imported = import_meta_graph(meta, graph, "exported graph")
     variables = variables_by_name(graph)
+    saver = saver_of(graph, meta, imported, variables)
     with graph.as_default():
-        saver = tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)
         sig = predict_signature(
             inputs={k: graph.get_tensor_by_name(v) for k, v in inputs.items()},
             outputs={k: graph.get_tensor_by_name(v) for k, v in outputs.items()})

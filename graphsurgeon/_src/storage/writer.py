@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src.errors import ConfigError, CorruptCheckpointError
-from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
+from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph, saver_of
 from graphsurgeon._src.storage.files import new_output_dir
 from graphsurgeon._src.storage.session import assign, new_session, variables_by_name
 from graphsurgeon._src.storage.signatures import predict_signature
@@ -52,10 +52,9 @@ def write_model(meta, values: dict, inputs: dict, outputs: dict, out_dir: str, *
     ckpt_dir, sm_dir = os.path.join(out_dir, "checkpoint"), os.path.join(out_dir, "saved_model")
     check_replaceable(out_dir, overwrite)
     graph = tf.Graph()
-    import_meta_graph(meta, graph, "exported graph")
+    imported = import_meta_graph(meta, graph, "exported graph")
     variables = variables_by_name(graph)
-    with graph.as_default():
-        saver = tf1.train.Saver(var_list=[variables[n] for n in sorted(variables)], save_relative_paths=True)
+    saver = saver_of(graph, meta, imported, variables)
     tmp_ckpt = new_output_dir(".tmp-checkpoint-", out_dir)
     tmp_sm = os.path.join(tempfile.mkdtemp(prefix=".tmp-saved-model-", dir=out_dir), "sm")
     try:
