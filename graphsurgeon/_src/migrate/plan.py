@@ -78,7 +78,7 @@ def plan(main: SourceCheckpoint, merges=(), rules: Rules | None = None, *, from_
     out, taken = [], {}
     for i, (src, prefix) in enumerate([(main, "")] + list(merges)):
         keys = tf2_variable_keys(src) if (from_tf2 and i == 0) else {n: n for n in src.names()}
-        mapping = plan_names(sorted(keys), rules) if i == 0 else {n: prefix + n for n in sorted(keys)}
+        mapping = plan_names(sorted(keys), rules, keys=keys) if i == 0 else {n: prefix + n for n in sorted(keys)}
         for old, new in mapping.items():
             if new in taken:
                 raise MigrateError(f"'{new}' comes from both {taken[new]} and {src.path}; give that merge a prefix, "
