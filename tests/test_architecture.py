@@ -506,3 +506,12 @@ def test_the_flag_check_passes_argument_words_docstrings_and_other_programs_opti
            'ARGS = ("--direct_num_workers=2", "--setup_file=PATH")\n'  # Beam's options: underscores
            'raise CacheError("beam_args=[\'--setup_file=PATH/setup.py\']")\n')
     assert flags_in_strings(src) == []
+
+
+def test_the_object_graph_key_is_spelled_in_one_module():
+    """``_CHECKPOINTABLE_OBJECT_GRAPH`` is :data:`storage.objectgraph.OBJECT_GRAPH_KEY`; every other module imports
+    it (a string that is the key, whole, anywhere else is a second definition)."""
+    where = sorted(os.path.relpath(path, SRC) for _, path, _ in modules()
+                   if any(isinstance(n, ast.Constant) and n.value == "_CHECKPOINTABLE_OBJECT_GRAPH"
+                          for n in ast.walk(ast.parse(open(path).read()))))
+    assert where == [os.path.join("storage", "objectgraph.py")]

@@ -1,6 +1,7 @@
 """combine and learn-task take what combine and add-class write: add-class's last layer (a concat of
 blocks, the op ``combined/logits`` beside its resource variables ``combined/logits/kernel``, …) is a
 branch head, which combine crashed on with ``KeyError 'combined/logits:0'``."""
+import json
 import os
 
 import numpy as np
@@ -101,3 +102,31 @@ def test_cli_combines_an_add_class_output(made, capfd):
                          "--quiet")
     assert code == 0, err
     assert out.startswith(f"{root / 'cli'}: 10 classes (a:0, a:1, a:2, b:0, b:1, b:2, new, c:0, c:1, c:2)")
+
+
+def test_combine_defaults_to_the_features_model_json_names(made, capfd):
+    root = made["root"]
+    r = combine([(made["abc"], None), (made["ab"], "")], str(root / "x.npz"), str(root / "dflt"), epochs=1,
+                names=["abc", "ab"], progress=False)
+    assert r.classes[6] == "new" and len(r.classes) == 13
+    models = json.load(open(os.path.join(r.directory, "model.json")))["models"]
+    assert [m["features"] for m in models] == [F + ":0", F + ":0"]  # what each model.json named, recorded
+    code, out, err = cli(capfd, "combine", "--model", made["abc"], "--model", made["ab"], "--names", "abc,ab",
+                         "--data", root / "x.npz", "--out", root / "dflt_cli", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    assert out.startswith(f"{root / 'dflt_cli'}: 13 classes (abc:a:0,")
+    code, out, err = cli(capfd, "combine", "--model", made["abc"], "--features", "", "--model", made["c"],
+                         "--features", "features", "--data", root / "x.npz", "--out", root / "mixed", "--epochs", "1",
+                         "--quiet")
+    assert code == 0, err
+    assert out.startswith(f"{root / 'mixed'}: 10 classes (a:0, a:1, a:2, b:0, b:1, b:2, new, c:0, c:1, c:2)")
+
+
+def test_combine_without_features_refuses_a_model_without_model_json(made, capfd):
+    root = made["root"]
+    code, out, err = cli(capfd, "combine", "--model", made["abc"], "--model", made["c"], "--data", root / "x.npz",
+                         "--out", root / "none", "--quiet")
+    assert code == 2 and not os.path.exists(root / "none")
+    assert err.strip().endswith(f"{made['c']} has no model.json naming its features (combine and add-class write "
+                                "one): give --features TENSOR after its --model")
+    assert len(err.strip().splitlines()) == 1

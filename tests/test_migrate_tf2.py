@@ -94,3 +94,43 @@ def test_a_tf2_saved_model_leaves_out_its_object_graph_alone_said_in_the_singula
     assert (f"# not carried over from {tmp_path / 'sm'}: 1 tensor that is not a variable (a TF1 name-based checkpoint "
             "has no object graph)") in lines
     assert lines[-1].startswith("-- 1 tensor (1 dropped, 1 not carried over); dry run, nothing written")
+
+
+def _restores(prefix) -> bool:
+    """Does ``tf.train.Checkpoint(vars=...)`` of the fixture's variables restore ``prefix`` with every
+    object matched?"""
+    variables = {"dense/kernel": tf.Variable(np.zeros((2, 3), np.float32)), "step": tf.Variable(np.int64(0))}
+    tf.train.Checkpoint(vars=variables).restore(prefix).assert_consumed()
+    return variables["dense/kernel"].numpy().tolist() == np.arange(6).reshape(2, 3).tolist()
+
+
+def test_read_by_its_keys_a_tf2_checkpoint_copied_unchanged_keeps_its_object_graph(tf2_ckpt, tmp_path):
+    other = tf.train.Checkpoint(vars={"x": tf.Variable(np.float32(1), name="x")}).save(str(tmp_path / "o" / "c"))
+    res = migrate(tf2_ckpt, str(tmp_path / "m"), gs.Rules(merge=[(other, "other/")]))
+    assert res.not_carried_over == [] and GRAPH in ckpt(res.destination)  # a merge leaves its keys as they are
+    assert _restores(res.destination)
+
+
+@pytest.mark.parametrize("rules", [gs.Rules(drop=["vars/step"]), gs.Rules(rename=[("^vars/", "v/")]),
+                                   gs.Rules(cast=[("re:vars/dense.*", "float16")])], ids=["drop", "rename", "cast"])
+def test_read_by_its_keys_a_changed_tf2_checkpoint_leaves_its_stale_object_graph_out(tf2_ckpt, tmp_path, rules):
+    res = migrate(tf2_ckpt, str(tmp_path / "m"), rules)
+    assert GRAPH not in ckpt(res.destination) and res.not_carried_over == [GRAPH]
+    assert GRAPH not in res.dropped and GRAPH not in res.mapping[tf2_ckpt]
+    assert sorted(ckpt(res.destination)) == sorted(res.mapping[tf2_ckpt].values())
+
+
+def test_read_by_its_keys_the_cli_names_the_object_graph_it_leaves_out(tf2_ckpt, tmp_path, capfd):
+    code, out, err = cli(capfd, "migrate", tf2_ckpt, tmp_path / "m", "--drop", "vars/step")
+    assert code == 0, err
+    lines = out.splitlines()
+    i = lines.index(f"# not carried over from {tf2_ckpt}: 1 tensor that is not a variable (it names keys this "
+                    "migration renames, drops, casts or joins; the result is name-based (--from tf2 reads variables))")
+    assert lines[i + 1].split(None, 1) == [GRAPH, "(the object graph)"]
+    assert lines[i + 2].startswith(f"-- 2 tensors (1 dropped, 1 not carried over) written to {tmp_path / 'm'}")
+    code, out, err = cli(capfd, "migrate", tf2_ckpt, tmp_path / "t", "--to", "tf2", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["not_carried_over"] == [GRAPH] and GRAPH not in r["mapping"][tf2_ckpt] and r["dropped"] == []
+    graph = ckpt(str(tmp_path / "t"))[GRAPH]  # the destination's own object graph, not the source's
+    assert graph != ckpt(tf2_ckpt)[GRAPH]

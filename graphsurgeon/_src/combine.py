@@ -113,6 +113,23 @@ def scope_names(paths: list, names=None) -> list[str]:
     return out
 
 
+def with_features(models: list) -> list:
+    """``models`` (``[(path, features)]``) with each features None or ``''`` replaced by the features tensor
+    the model's ``model.json`` names (``combine`` and ``add-class`` write one: ``combined/features:0``).
+
+    Raises:
+      ConfigError: a model given without features has no ``model.json`` naming them.
+    """
+    out = []
+    for path, features in models:
+        features = features or export_dir.read_record(path).get("features")
+        if not features:
+            raise ConfigError(f"{path} has no {export_dir.RECORD} naming its features (combine and add-class write "
+                              "one): give its features tensor in models=[(path, TENSOR)]")
+        out.append((path, features))
+    return out
+
+
 def read_teachers(models: list, *, input=None, names=None, tags=("serve",)) -> list[Teacher]:
     """Read ``models`` (``[(path, features tensor)]``), checking they read one input.
 
@@ -235,8 +252,8 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
             prior=None, epochs: int | None = None, lr: float | None = None, weight_decay: float = WEIGHT_DECAY,
             batch_size: int = 32, seed: int = 0, tags=("serve",), allow_random: bool = False,
             progress: bool = True) -> CombineResult:
-    """Combine ``models`` (``[(path, features tensor)]``) into one classifier written at ``out_dir``
-    (see :mod:`graphsurgeon._src.export_dir`); the models and data are not changed.
+    """Combine ``models`` (``[(path, features tensor)]``, None or ``''`` for ``model.json``'s: :func:`with_features`)
+    into one classifier written at ``out_dir`` (see :mod:`graphsurgeon._src.export_dir`); nothing read is changed.
 
     Args:
       data: an ``.npz`` with ``x`` and ``y`` (train the head on labels) or ``x`` only (train it on
@@ -254,11 +271,12 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
 
     Raises:
       ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
-      ConfigError: a setting out of range, ``out_dir`` exists.
+      ConfigError: a setting out of range, ``out_dir`` exists, a model without features nor ``model.json``.
       RandomTensorError: a model's features are random (a subclass of ConfigError), unless ``allow_random``.
       DataError: data without ``x``, or labels outside the union's classes.
     """
     settings, epochs = _settings(balance, prior, out_dir, epochs, lr, batch_size, weight_decay)
+    models = with_features(models)
     teachers = read_teachers(models, input=input, names=names, tags=tags)
     classes = union_classes(teachers)
     if balance == "prior":

@@ -23,17 +23,34 @@ _SLOT_RE = re.compile(
     r"ProximalAdagrad|Nadam|Nadam_\d+|LazyAdam|LazyAdam_\d+)$"
 )
 _ACCUMULATOR_RE = re.compile(r"(^|/)(beta[12]_power(_\d+)?|global_step)$")
+# Optimizer state in a TF2 object-based checkpoint, by key: slot variables of tf.compat.v1 and legacy
+# Keras optimizers (``model/.../kernel/.OPTIMIZER_SLOT/optimizer/m/...``), and every value under a root
+# object named ``optimizer`` (Keras 2.11+ and Keras 3: ``optimizer/_variables/3/...``,
+# ``optimizer/_iterations/...``; legacy Keras: ``optimizer/iter/...``) but Keras 3's
+# ``optimizer/_trainable_variables/N/...``, the model's own variables as the optimizer tracks them.
+_TF2_KEY_RE = re.compile(r"^(?:.+/\.OPTIMIZER_SLOT/.+|optimizer/(?!_trainable_variables/).+)/\.ATTRIBUTES/VARIABLE_VALUE$")
 
 
 def is_optimizer_state(name: str) -> bool:
     """True for optimizer slots (``w/Adam``, ``w/Momentum``), ``beta1_power``-style accumulators
-    and ``global_step``: what a previous training run left in its checkpoint."""
-    return bool(_SLOT_RE.search(name) or _ACCUMULATOR_RE.search(name))
+    and ``global_step``: what a previous training run left in its checkpoint; and for the keys of a TF2
+    object-based checkpoint that hold optimizer state: ``.../.OPTIMIZER_SLOT/...`` slots and every
+    ``optimizer/.../.ATTRIBUTES/VARIABLE_VALUE`` but ``optimizer/_trainable_variables/...`` (Keras 3's
+    references to the model's own variables).
+
+    >>> [is_optimizer_state(k) for k in ["optimizer/_variables/3/.ATTRIBUTES/VARIABLE_VALUE",
+    ...                                  "optimizer/_trainable_variables/0/.ATTRIBUTES/VARIABLE_VALUE"]]
+    [True, False]
+    """
+    return bool(_SLOT_RE.search(name) or _ACCUMULATOR_RE.search(name) or _TF2_KEY_RE.match(name))
 
 
 def optimizer_state_kind(name: str) -> str | None:
     """What optimizer state ``name`` is: its slot's optimizer (``w/Adam_1`` -> ``'Adam'``),
-    ``'accumulator'`` (``beta1_power``), ``'global_step'``, or None when it is none."""
+    ``'accumulator'`` (``beta1_power``), ``'global_step'``, ``'TF2 key'`` (a TF2 object-based checkpoint's
+    optimizer state, see :func:`is_optimizer_state`), or None when it is none."""
+    if _TF2_KEY_RE.match(name):
+        return "TF2 key"
     slot = _SLOT_RE.search(name)
     if slot:
         return re.sub(r"_\d+$", "", slot.group(2))
@@ -167,8 +184,10 @@ class Rules:
         return found
 
 
-    def chosen(self, names) -> list:
-        """The names of ``names`` that ``keep``, ``drop`` and the ``optimizer-slots`` preset leave.
+    def chosen(self, names, keys: dict | None = None) -> list:
+        """The names of ``names`` that ``keep``, ``drop`` and the ``optimizer-slots`` preset leave
+        (``keys``: ``{name: its key in the checkpoint}`` where they differ, a TF2 checkpoint's variables
+        read by name: the preset also drops a name whose key is optimizer state).
 
         Raises:
           PatternError: a ``keep`` or ``drop`` pattern matches nothing in ``names``.
@@ -178,7 +197,8 @@ class Rules:
         if self.drop:
             kept -= set(_match("drop", self.drop, names))
         if self._drop_optimizer:
-            kept = {n for n in kept if not is_optimizer_state(n)}
+            keys = keys or {}
+            kept = {n for n in kept if not is_optimizer_state(n) and not is_optimizer_state(keys.get(n, n))}
         return [n for n in names if n in kept]
 
     def check_names(self, names, error=MigrateError) -> None:
@@ -207,15 +227,16 @@ def old_rename_message(rename: dict) -> str:
             + " and ".join(said or ["map_scope ['CKPT/=GRAPH/'] for scopes, rename ['^CKPT$=GRAPH'] for names"]))
 
 
-def plan_names(names, rules: Rules, *, check_rules: bool = True) -> dict:
-    """``{old name: new name}`` of the tensors the migration writes (dropped ones are absent).
+def plan_names(names, rules: Rules, *, check_rules: bool = True, keys: dict | None = None) -> dict:
+    """``{old name: new name}`` of the tensors the migration writes (dropped ones are absent); ``keys``:
+    see :meth:`Rules.chosen`.
 
     Raises:
       MigrateError: a rule matches nothing (presets excepted), or two names map to one.
       PatternError: a ``drop`` or ``keep`` pattern matches nothing.
     """
     names = list(names)
-    kept = set(rules.chosen(names))
+    kept = set(rules.chosen(names, keys))
     if check_rules:
         _check_rules_match(names, rules)
     mapping = {n: rules.new_name(n) for n in names if n in kept}

@@ -245,8 +245,12 @@ def _print_migration(res, args) -> None:
         for old in res.dropped:
             print(f"{old:<{width}}      (dropped)")
     if res.not_carried_over:
-        why = ("--to tf2 writes an object graph and save counter of its own" if args.to == "tf2"
-               else "a TF1 name-based checkpoint has no object graph")
+        if args.from_format == "tf1":  # the object graph alone, read by its key
+            why = ("--to tf2 writes an object graph of its own" if args.to == "tf2" else "it names keys this "
+                   "migration renames, drops, casts or joins; the result is name-based (--from tf2 reads variables)")
+        else:
+            why = ("--to tf2 writes an object graph and save counter of its own" if args.to == "tf2"
+                   else "a TF1 name-based checkpoint has no object graph")
         k = len(res.not_carried_over)
         print(f"# not carried over from {args.src}: " + ("1 tensor that is not a variable" if k == 1 else
                                                           f"{k} tensors that are not variables") + f" ({why})")

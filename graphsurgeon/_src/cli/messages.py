@@ -145,7 +145,8 @@ _NO_OUTPUT = (r"name it with output=(?!\w)", "{0} has no way to name it (give a 
 COMMAND_PHRASES = {
     "cache": [(r"; train_feeds=\{'NAME': VALUE\} if training differs, e\.g\. [\w/]+\)", ")")],
     "combine": [_NO_OUTPUT, (r"; name such a tensor with output=", " (give a model whose output is its logits or "
-                                                                      "probabilities)")],
+                                                                      "probabilities)"),
+                (r"give its features tensor in models=\[\(path, TENSOR\)\]", "give --features TENSOR after its --model")],
     "add-class": [(r"name the input with input=", "add-class has no way to name the input (give a model "
                                                               "whose features read one placeholder)"),
                   (r"give features=TENSOR", "give --features TENSOR")],

@@ -254,7 +254,8 @@ def _migrate_parser(sub):
     s.add_argument("--from", dest="from_format", choices=["tf1", "tf2"], default="tf1",
                    help="tf2: read an object-based checkpoint (or TF2 SavedModel variables) by variable name; "
                         "what is not a variable (the object graph, save_counter) is not carried over, and the "
-                        "table says so")
+                        "table says so; tf1 (default): read any checkpoint by its keys (a TF2 one's object graph "
+                        "is left out, and the table says so, unless every key it names is copied unchanged)")
     s.add_argument("--merge-partitions", action="store_true", help="join name/part_N tensors into one")
     s.add_argument("--dry-run", action="store_true", help="print the old -> new table; write nothing at all")
     v = s.add_mutually_exclusive_group()

@@ -62,12 +62,12 @@ def cmd_combine(args):
     from graphsurgeon._src.combine import combine
     from graphsurgeon._src.errors import ConfigError
 
-    feats = args.features or []
+    feats = args.features or [None]  # none: each model's own model.json names its features
     if len(feats) == 1:
         feats = feats * len(args.model)
     if len(feats) != len(args.model):
         raise ConfigError(f"{len(args.model)} --model but {len(feats)} --features: give one --features after each "
-                          "--model (or one for all)")
+                          "--model (or one for all, or none for models written by combine or add-class)")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     prior = None
     if args.prior is not None:

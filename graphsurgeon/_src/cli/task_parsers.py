@@ -115,8 +115,9 @@ def _combine_parser(sub):
     s = sub.add_parser("combine", help="two or more frozen classifiers side by side, one new head over the union "
                                        "of their classes")
     s.add_argument("--model", required=True, action="append", help="a model (repeat: A's classes come first)")
-    s.add_argument("--features", action="append", metavar="TENSOR", help="the tensor its head reads (one per "
-                                                                          "--model, in order)")
+    s.add_argument("--features", action="append", metavar="TENSOR",
+                   help="the tensor its head reads (one per --model, in order, or one for all); none given, or '' "
+                        "for one model: the one its model.json names (models written by combine or add-class)")
     s.add_argument("--input", metavar="TENSOR", help="the models' input (default: the one placeholder)")
     s.add_argument("--data", required=True, help=".npz with x and y (labels in the union's order) or x only "
                                                  "(learn from the models' own outputs)")

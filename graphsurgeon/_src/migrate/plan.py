@@ -1,6 +1,6 @@
 """The phases that decide a migration, over one record (:class:`PlannedTensor`):
 
-    plan (names through the rules) -> casts -> joined partitions -> TF2 keys
+    plan (names through the rules) -> casts -> joined partitions -> a stale object graph left out -> TF2 keys
 
 Each phase takes the planned tensors and returns new ones; nothing here writes a file.
 """
@@ -78,7 +78,7 @@ def plan(main: SourceCheckpoint, merges=(), rules: Rules | None = None, *, from_
     out, taken = [], {}
     for i, (src, prefix) in enumerate([(main, "")] + list(merges)):
         keys = tf2_variable_keys(src) if (from_tf2 and i == 0) else {n: n for n in src.names()}
-        mapping = plan_names(sorted(keys), rules) if i == 0 else {n: prefix + n for n in sorted(keys)}
+        mapping = plan_names(sorted(keys), rules, keys=keys) if i == 0 else {n: prefix + n for n in sorted(keys)}
         for old, new in mapping.items():
             if new in taken:
                 raise MigrateError(f"'{new}' comes from both {taken[new]} and {src.path}; give that merge a prefix, "
@@ -180,6 +180,28 @@ def _check_parts(base: str, parts: list, names: set) -> None:
     if len(dtypes) != 1:
         raise MigrateError(f"partitions of '{base}' have different dtypes ({', '.join(sorted(dtypes))}); "
                            "cast all of them or none")
+
+
+def without_stale_object_graph(tensors: list, main: SourceCheckpoint, *, from_tf2: bool,
+                               to_tf2: bool) -> tuple[list, list]:
+    """Phase 3b, for a source read by its keys (not ``from_tf2``, which copies variables only): its object
+    graph (``_CHECKPOINTABLE_OBJECT_GRAPH``, copied as a tensor) is carried over only when it and every key
+    it names are copied unchanged under their own names, so that it describes the destination. Else (a
+    key it names is renamed, dropped, cast or joined, or ``to_tf2``, which writes an object graph of its
+    own) it is left out: returns ``(tensors without it, [its key])``, and the destination is a name-based
+    checkpoint; ``(tensors, [])`` otherwise.
+
+    Raises:
+      CorruptCheckpointError: the object graph does not parse.
+    """
+    graph = None if from_tf2 else next((p for p in tensors if p.source is main and p.old == objectgraph.OBJECT_GRAPH_KEY),
+                                       None)
+    if graph is None:
+        return tensors, []
+    intact = {p.old for p in tensors if p.source is main and p.new == p.old and p.action == "copy"}
+    if not to_tf2 and objectgraph.named_keys(main.prefix) | {graph.old} <= intact:
+        return tensors, []
+    return [p for p in tensors if p is not graph], [graph.old]
 
 
 def to_tf2_keys(tensors: list) -> tuple[list, list]:

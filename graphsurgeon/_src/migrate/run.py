@@ -41,7 +41,10 @@ class MigrationResult:
       not_carried_over: for ``from_format="tf2"``, the source's keys that hold no variable's value
         (its object graph ``_CHECKPOINTABLE_OBJECT_GRAPH``, ``save_counter/.ATTRIBUTES/VARIABLE_VALUE``,
         any other object state), sorted: none of them is in the destination (with ``to="tf2"``, the
-        destination has an object graph and a ``save_counter`` of its own); else ``[]``.
+        destination has an object graph and a ``save_counter`` of its own). For ``from_format="tf1"``,
+        ``["_CHECKPOINTABLE_OBJECT_GRAPH"]`` when the source is object-based and its object graph was left
+        out because it would not describe the destination (a key it names renamed, dropped, cast or
+        joined, or ``to="tf2"``), else ``[]``.
       source_keys: ``{source path: {old name: its key in the source}}`` for the old names of
         ``mapping`` that are not their source's keys (``from_format="tf2"``: the variables' names).
       joined: with ``merge_partitions=True``, the destination names of the joined tensors (``[]``:
@@ -82,6 +85,9 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
         writes, so ``tf.train.Checkpoint(vars=...).restore(dst).assert_consumed()`` passes.
       from_format: ``"tf2"`` reads an object-based checkpoint (or a TF2 SavedModel's variables)
         by its variables' names; its other objects are left out (``not_carried_over`` names their keys).
+        ``"tf1"`` reads any checkpoint by its keys; an object-based one's object graph is copied only
+        when it and every key it names are copied unchanged under their own names (and not
+        ``to="tf2"``), else it is left out and ``not_carried_over`` names it.
       merge_partitions: join ``name/part_0..part_N`` into one tensor ``name`` (along the first axis); the
         result's ``joined`` names the tensors joined.
       progress: show one progress bar on stderr (MiB written; a plain line every 10 s when stderr
@@ -107,10 +113,9 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
     tensors = phases.apply_casts(tensors, rules)
     if merge_partitions:
         tensors = phases.join_partitions(tensors)
-    extra = []
-    if to == "tf2":
-        tensors, extra = phases.to_tf2_keys(tensors)
-    result = _planned_result(tensors, dst, main, merges, from_tf2=from_format == "tf2", link=link)
+    tensors, stale = phases.without_stale_object_graph(tensors, main, from_tf2=from_format == "tf2", to_tf2=to == "tf2")
+    tensors, extra = phases.to_tf2_keys(tensors) if to == "tf2" else (tensors, [])
+    result = _planned_result(tensors, dst, main, merges, from_tf2=from_format == "tf2", link=link, stale=stale)
     if merge_partitions:
         result.joined = sorted(p.new for p in tensors if p.action == "join")
     if dry_run:
@@ -120,13 +125,14 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
     return result
 
 
-def _planned_result(tensors: list, dst: str, main, merges: list, *, from_tf2: bool, link) -> MigrationResult:
-    """The result as planned: nothing written or verified yet."""
+def _planned_result(tensors: list, dst: str, main, merges: list, *, from_tf2: bool, link,
+                    stale: list) -> MigrationResult:
+    """The result as planned: nothing written or verified yet (``stale``: the object graph left out)."""
     return MigrationResult(dst, phases.mapping_of(tensors, [main] + [m for m, _ in merges]),
                            sorted(p.new for p in tensors if p.action != "copy"), "",
                            "linked" if should_link(tensors, link) else "written",
-                           dropped=phases.dropped_of(tensors, main, from_tf2=from_tf2),
-                           not_carried_over=phases.not_variables_of(main) if from_tf2 else [],
+                           dropped=[n for n in phases.dropped_of(tensors, main, from_tf2=from_tf2) if n not in stale],
+                           not_carried_over=phases.not_variables_of(main) if from_tf2 else stale,
                            source_keys=phases.source_keys_of(tensors))
 
 

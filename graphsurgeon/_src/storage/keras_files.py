@@ -28,6 +28,7 @@ from graphsurgeon._src.errors import (
 )
 from graphsurgeon._src.storage.bundle import get_varint
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
+from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY
 
 try:
     import h5py
@@ -35,7 +36,6 @@ except ImportError:  # the optional "keras" extra
     h5py = None
 
 KERAS_METADATA = "keras_metadata.pb"
-_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
 @dataclasses.dataclass
@@ -156,9 +156,9 @@ def _read_saved_model(path: str) -> KerasFile:
                               "only Sequential and Functional models can be read")
     config = {"class_name": root["class_name"], "config": root["config"]}
     reader = CheckpointReader(os.path.join(path, "variables", "variables"))
-    if _OBJECT_GRAPH_KEY not in reader.entries:
+    if OBJECT_GRAPH_KEY not in reader.entries:
         raise MergeHeadsError(f"{path}: variables/variables has no object graph; not a Keras-made SavedModel")
-    raw = reader.read(_OBJECT_GRAPH_KEY)
+    raw = reader.read(OBJECT_GRAPH_KEY)
     graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
         raw if isinstance(raw, bytes) else np.asarray(raw).item())
     root_children = {c.local_name: c.node_id for c in graph.nodes[0].children}

@@ -22,11 +22,8 @@ _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _RAM_DIRS = itertools.count()
 
 
-def variable_keys(prefix: str, keep_save_counter: bool = False) -> list[tuple[str, str]] | None:
-    """``[(checkpoint key, variable name)]`` of a TF2 object-based checkpoint, in the object
-    graph's order (each ``.../.ATTRIBUTES/VARIABLE_VALUE`` key with its variable's ``full_name``;
-    several keys may carry one name). The root's ``save_counter`` (bookkeeping of
-    ``Checkpoint.save``) is left out unless asked for. None when the checkpoint has no object graph.
+def _graph(prefix: str):
+    """The object graph of checkpoint ``prefix`` (a ``TrackableObjectGraph``), or None when it has none.
 
     Raises:
       CorruptCheckpointError: the object graph does not parse.
@@ -37,9 +34,34 @@ def variable_keys(prefix: str, keep_save_counter: bool = False) -> list[tuple[st
     raw = reader.get_tensor(OBJECT_GRAPH_KEY)
     raw = raw if isinstance(raw, bytes) else np.asarray(raw).item()
     try:
-        graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(raw)
+        return trackable_object_graph_pb2.TrackableObjectGraph.FromString(raw)
     except message.DecodeError as e:
         raise CorruptCheckpointError(f"{prefix}: its {OBJECT_GRAPH_KEY} does not parse ({type(e).__name__})") from None
+
+
+def named_keys(prefix: str) -> set | None:
+    """Every checkpoint key the object graph of ``prefix`` names (each attribute of each object: variables'
+    values, slot variables, other saved state), or None when the checkpoint has no object graph.
+
+    Raises:
+      CorruptCheckpointError: the object graph does not parse.
+    """
+    graph = _graph(prefix)
+    return None if graph is None else {a.checkpoint_key for node in graph.nodes for a in node.attributes}
+
+
+def variable_keys(prefix: str, keep_save_counter: bool = False) -> list[tuple[str, str]] | None:
+    """``[(checkpoint key, variable name)]`` of a TF2 object-based checkpoint, in the object
+    graph's order (each ``.../.ATTRIBUTES/VARIABLE_VALUE`` key with its variable's ``full_name``;
+    several keys may carry one name). The root's ``save_counter`` (bookkeeping of
+    ``Checkpoint.save``) is left out unless asked for. None when the checkpoint has no object graph.
+
+    Raises:
+      CorruptCheckpointError: the object graph does not parse.
+    """
+    graph = _graph(prefix)
+    if graph is None:
+        return None
     out = []
     for node in graph.nodes:
         for attr in node.attributes:

@@ -12,8 +12,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from graphsurgeon._src.errors import CorruptCheckpointError
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, Entry
-
-OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY
 
 
 def object_graph(prefix: str) -> trackable_object_graph_pb2.TrackableObjectGraph:

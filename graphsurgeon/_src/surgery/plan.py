@@ -183,10 +183,12 @@ def natural_key(name: str) -> list:
 
 def _state_parts(names) -> str:
     """``'20 Adam slots, beta1_power, beta2_power'``: what old optimizer state ``names`` hold, by kind
-    (accumulators by name, up to four)."""
+    (accumulators by name, up to four; a TF2 checkpoint's keys counted as ``'3 TF2 optimizer keys'``)."""
     kinds = [optimizer_state_kind(n) for n in names]
     parts = [f"{kinds.count(k)} {k} slot{'s' if kinds.count(k) > 1 else ''}"
-             for k in sorted(set(kinds) - {"accumulator", "global_step"})]
+             for k in sorted(set(kinds) - {"accumulator", "global_step", "TF2 key"})]
+    if "TF2 key" in kinds:
+        parts.append(f"{kinds.count('TF2 key')} TF2 optimizer key{'s' * (kinds.count('TF2 key') > 1)}")
     acc = sorted((n for n, k in zip(names, kinds) if k == "accumulator"), key=natural_key)
     parts += acc if len(acc) <= 4 else [f"{len(acc)} accumulators ({acc[0]}, …)"]
     return ", ".join(parts + [n for n, k in zip(names, kinds) if k == "global_step"])
