@@ -40,7 +40,7 @@ from graphsurgeon._src.determinism.scan import (
 )
 
 __all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "dropout_example", "feed_hint",
-           "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase",
+           "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
@@ -164,6 +164,14 @@ def random_phrase(p: Probe) -> str:
         return ("differs between runs on the same batch with its random op(s) fed two far-apart draws (two "
                 "ordinary runs agreed)")
     return "differs between two runs on the same batch"
+
+
+def random_seen(p: Probe) -> str:
+    """How ``p`` saw a random tensor, for the note of a run that accepted it: ``two runs on one batch
+    differed``, or with its random op(s) fed two far-apart draws."""
+    if p.random_by == "draws":
+        return "runs on one batch with its random op(s) fed two far-apart draws differed"
+    return "two runs on one batch differed"
 
 
 def feeds_text(feeds: dict) -> str:
