@@ -64,11 +64,12 @@ def _learn(models, model, out, **kw):
     return learn_task(cfg, models["xy"], out, progress=False)
 
 
-def _head_refusal(model, task, what="the old head of task"):
+def _head_refusal(model, task, what="the old head of task",
+                  so="the exported model would answer differently on every call"):
     who = f"{what} '{task}', its output" if task else what
     return (f"{model}: {who} 'logits:0' differs between two runs on the same batch: it depends on random op(s) "
-            f"{DROPOUT_OP} (dropout with keep_prob baked in?), so the exported model would answer differently on "
-            "every call; give features=TENSOR above them, or pass allow_random=True")
+            f"{DROPOUT_OP} (dropout with keep_prob baked in?), so {so}; give features=TENSOR above them, or pass "
+            "allow_random=True")
 
 
 def test_learn_task_refuses_a_random_old_head_before_training(models):
@@ -96,7 +97,8 @@ def test_combine_without_labels_refuses_a_random_teacher_head(models):
     pair = [(models["above"], "features"), (models["above2"], "features")]
     with pytest.raises(RandomTensorError) as e:
         combine(pair, models["x"], str(root / "combine_refused"), epochs=1, progress=False)
-    assert str(e.value) == _head_refusal(models["above"], None, "the head, its output")
+    assert str(e.value) == _head_refusal(models["above"], None, "the head, its output",
+                                         "the targets the new head learns from would be one draw of its answers")
     assert not os.path.exists(root / "combine_refused")
     res = combine(pair, models["x"], str(root / "combine_allowed"), epochs=1, progress=False, allow_random=True)
     assert res.notes == [f"{m}: the head, its output 'logits:0' is random (two runs on one batch differed; random "

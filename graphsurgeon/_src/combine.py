@@ -330,7 +330,8 @@ def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bo
             notes.append(check_head_random(
                 specs.Task(0, t.name, t.classes, t.path, 0, t.head), features_of(t.backbone, t.values, x),
                 f"{t.path}: the head, its output", "give features=TENSOR above them", allow_random,
-                "the targets the new head learns from are one draw of its answers"))
+                "the targets the new head learns from are one draw of its answers",
+                so="the targets the new head learns from would be one draw of its answers"))
     return x, y, split, [n for n in notes if n]
 
 

@@ -91,12 +91,14 @@ def features_of(piece: pieces.Piece, values: dict, x: np.ndarray) -> np.ndarray:
 
 
 def check_head_random(task: specs.Task, features: np.ndarray, what: str, instead: str, allow_random: bool,
-                      consequence: str) -> str | None:
+                      consequence: str, *, so: str = "the exported model would answer differently on every call"
+                      ) -> str | None:
     """Whether ``task``'s head (the part of the model from the features to its output) is random, probed as
     :func:`check_random` probes the features, fed ``features`` (:func:`features_of`). A dense head
     (matmuls and activations) is not; a branch head is imported under its own op names, so the refusal
     and the note name the random ops as the model does (old-style dropout with ``keep_prob`` baked in
-    above the features: the real ``lenet_noyin`` cut at ``Elu_2``). Returns None or the note.
+    above the features: the real ``lenet_noyin`` cut at ``Elu_2``); ``so`` says in the refusal what the
+    randomness would do. Returns None or the note.
 
     Raises:
       RandomTensorError: the head is random, unless ``allow_random``.
@@ -108,19 +110,20 @@ def check_head_random(task: specs.Task, features: np.ndarray, what: str, instead
         inp = tg.placeholder(task.head.piece, "graphsurgeon/probe/features")
         t = tg.branch(task, inp, "")
         tg.start()
-        return _probed(tg, t, inp, features, what, instead, allow_random, consequence)
+        return _probed(tg, t, inp, features, what, instead, allow_random, consequence, so=so)
     finally:
         tg.close()
 
 
-def _probed(tg, t, inp, x, what: str, instead: str, allow_random: bool, consequence: str) -> str | None:
+def _probed(tg, t, inp, x, what: str, instead: str, allow_random: bool, consequence: str, *,
+            so: str = "the exported model would answer differently on every call") -> str | None:
     feeder = Feeder(tg, inp, {})
     p = probe(tg, t, feeder, x[:PROBE_ROWS])
     if not p.random:
         return None
     ops = random_ops_upstream(tg, t.name)
     if not allow_random:
-        raise RandomTensorError(random_refusal(tg, t, feeder, p, ops, what, instead))
+        raise RandomTensorError(random_refusal(tg, t, feeder, p, ops, what, instead, so))
     return f"{what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by allow_random=True; {consequence}"
 
 

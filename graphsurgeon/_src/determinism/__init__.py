@@ -192,13 +192,14 @@ def random_guess(model, ops: list, feeder) -> str:
     return " (dropout with keep_prob baked in?)" if dropout_example(ops) else ""
 
 
-def random_refusal(model, t, feeder, p: Probe, ops: list, what: str, instead: str) -> str:
+def random_refusal(model, t, feeder, p: Probe, ops: list, what: str, instead: str,
+                   so: str = "the exported model would answer differently on every call") -> str:
     """The refusal of a random tensor ``t`` (``p`` found it random on a batch fed by ``feeder``; ``ops``:
     :func:`random_ops_upstream`): ``WHAT 'T' differs between two runs on the same batch: it depends on
-    random op(s) …, so the exported model would answer differently on every call; INSTEAD, or pass
-    allow_random=True`` (retrain's and the continual commands' one wording)."""
+    random op(s) …, so SO; INSTEAD, or pass allow_random=True`` (retrain's and the continual commands'
+    one wording; ``SO`` by default: the exported model would answer differently on every call)."""
     return (f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)}"
-            f"{random_guess(model, ops, feeder)}, so the exported model would answer differently on every call; "
+            f"{random_guess(model, ops, feeder)}, so {so}; "
             f"{instead}{feed_hint(feeder.values)}, or pass allow_random=True")
 
 
