@@ -34,6 +34,7 @@ from graphsurgeon._src.combine import FEATURES, run_batches
 from graphsurgeon._src.continual.graph import TrainGraph, check_random, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import softmax
+from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import load
@@ -48,19 +49,22 @@ LOGITS = "combined/logits"
 class AddClassResult(Report):
     """What :func:`add_class` wrote: ``directory``, all ``classes`` (the new one last), ``metrics``
     (``new_class_recall`` on the few examples, ``reference_unchanged``: the fraction of reference
-    inputs whose top class is still the one the model gave before) and ``seconds`` of training."""
+    inputs whose top class is still the one the model gave before), ``seconds`` of training and ``notes``:
+    a sentence when ``allow_random`` accepted random features, worded as retrain's."""
 
     directory: str
     classes: list
     metrics: dict
     seconds: float
+    notes: list = dataclasses.field(default_factory=list)
 
     def format_text(self) -> str:
         m = self.metrics
         return (f"{self.directory}: class '{self.classes[-1]}' added as index {len(self.classes) - 1} "
                 f"({len(self.classes)} classes) in {self.seconds:.1f} s\n"
                 f"  new class recognized on {m['new_class_recall']:.0%} of its examples; "
-                f"{m['reference_unchanged']:.1%} of {m['reference_examples']} reference inputs keep their class")
+                f"{m['reference_unchanged']:.1%} of {m['reference_examples']} reference inputs keep their class"
+                + "".join(f"\n{n}" for n in self.notes or ()))
 
 
 def _inputs(path, what: str) -> np.ndarray:
@@ -102,8 +106,8 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
     ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
     if not len(few):
         raise DataError(f"data {data}: no examples of the new class")
-    check_random(src.piece, src.values, few, f"{model}: features", "give features=TENSOR below them",
-                 allow_random)
+    note = check_random(src.piece, src.values, few, f"{model}: features", "give features=TENSOR below them",
+                        allow_random)
     start = time.perf_counter()
     tg = TrainGraph(seed)
     try:
@@ -126,7 +130,7 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
         export_dir.write(tg.graph, tg.session, net.x, net.logits, names, out_dir, rec, check=check)
     finally:
         tg.close()
-    return AddClassResult(out_dir, names, metrics, seconds)
+    return AddClassResult(out_dir, names, metrics, seconds, [note] if note else [])
 
 
 def _check_settings(name, out_dir, steps, lr, balance) -> None:
@@ -247,7 +251,9 @@ def _blocks(m, record: dict, model: str, features: str) -> list:
         return [(np.asarray(m.read(k)), np.asarray(m.read(b))) for k, b in record["blocks"]]
     head = specs.head_of(m.head, m.read, model)
     if head.kind != "dense" or len(head.layers) != 1 or head.layers[0][2] != "linear":
-        raise ContinualError(f"{model}: the layer after {features} is not one dense layer; add-class extends "
-                             "a single linear layer with a column")
+        rand = sorted(n.name for n in m.head.graph_def.node if n.op in RANDOM_OPS)
+        held = f" and holds random op(s) {', '.join(rand[:3])}{dropout_example(rand)}" if rand else ""
+        raise ContinualError(f"{model}: the layer after {features} is not one dense layer{held}; add-class extends "
+                             "a single linear layer with a column" + (": give features=TENSOR above them" if rand else ""))
     kernel, bias, _ = head.layers[0]
     return [(kernel, bias if bias is not None else np.zeros(kernel.shape[1], kernel.dtype))]

@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.continual.common import fit
-from graphsurgeon._src.continual.graph import TrainGraph, check_random, feature_width
+from graphsurgeon._src.continual.graph import TrainGraph, check_head_random, check_random, feature_width, features_of
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import class_prior, listed, teacher_targets
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
@@ -80,20 +80,22 @@ class Teacher:
 @dataclasses.dataclass
 class CombineResult(Report):
     """What :func:`combine` wrote: ``directory``, the union's ``classes``, ``mode`` (``"labels"`` or
-    ``"teachers"``), ``metrics`` of the written model, and ``seconds`` spent training."""
+    ``"teachers"``), ``metrics`` of the written model, ``seconds`` spent training and ``notes``: one
+    sentence per random part ``allow_random`` accepted (a model's features or head), worded as retrain's."""
 
     directory: str
     classes: list
     mode: str
     metrics: dict
     seconds: float
+    notes: list = dataclasses.field(default_factory=list)
 
     def format_text(self) -> str:
         how = "from labels" if self.mode == "labels" else "without labels, from the models' own outputs"
         lines = [f"{self.directory}: {len(self.classes)} classes ({', '.join(self.classes[:12])}"
                  f"{' …' if len(self.classes) > 12 else ''}), head trained {how} in {self.seconds:.1f} s"]
         lines += [f"  {k}: {v:.4f}" for k, v in self.metrics.items() if isinstance(v, float)]
-        return "\n".join(lines)
+        return "\n".join(lines + list(self.notes or ()))
 
 
 def scope_names(paths: list, names=None) -> list[str]:
@@ -265,14 +267,14 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
         (default: equal).
       epochs, lr: default to retrain's settings for a head trained on fixed features (300, 0.003).
       weight_decay: ``weight_decay · Σ kernel²`` is added to the loss (see :data:`WEIGHT_DECAY`).
-      allow_random: accept features whose values differ between runs on one batch (dropout with
-        ``keep_prob`` baked in): each model's are checked as retrain checks its cut, on the first
-        examples of ``data``.
+      allow_random: accept features (or, without labels, a model's head: its teacher) whose values differ
+        between runs on one batch (dropout with ``keep_prob`` baked in), checked as retrain checks its cut,
+        on the first examples of ``data`` (a head fed their features); the result's ``notes`` say so.
 
     Raises:
       ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
       ConfigError: a setting out of range, ``out_dir`` exists, a model without features nor ``model.json``.
-      RandomTensorError: a model's features are random (a subclass of ConfigError), unless ``allow_random``.
+      RandomTensorError: a model's features (or head) are random (a subclass of ConfigError), unless ``allow_random``.
       DataError: data without ``x``, or labels outside the union's classes.
     """
     settings, epochs = _settings(balance, prior, out_dir, epochs, lr, batch_size, weight_decay)
@@ -281,7 +283,7 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
     classes = union_classes(teachers)
     if balance == "prior":
         prior = class_prior(prior, len(classes))
-    x, y, split = _checked_data(data, teachers, classes, allow_random)
+    x, y, split, notes = _checked_data(data, teachers, classes, allow_random)
     start = time.perf_counter()
     b = _graph(teachers, len(classes), settings, seed)
     try:
@@ -307,20 +309,30 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
                          check=lambda d: metrics.update(_measure(d, x, y, split, targets)))
     finally:
         b.tg.close()
-    return CombineResult(out_dir, classes, record["mode"], metrics, seconds)
+    return CombineResult(out_dir, classes, record["mode"], metrics, seconds, notes)
 
 
 def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bool):
-    """``(x, y or None, split)`` of ``data`` (:func:`_data`), ``x`` in the models' input dtype, once its labels
-    fit the union and each model's features passed retrain's randomness check on it (:func:`check_random`)."""
+    """``(x, y or None, split, notes)`` of ``data`` (:func:`_data`), ``x`` in the models' input dtype, once its
+    labels fit the union and each model's features passed retrain's randomness check on it (:func:`check_random`)
+    and, without labels, each model's head on those features (:func:`check_head_random`); ``notes``: what
+    ``allow_random`` accepted."""
     x, y, split = _data(data)
     x = x.astype(input_spec(teachers[0].backbone)[0].as_numpy_dtype, copy=False)
     if y is not None and (y.min() < 0 or y.max() >= len(classes)):
         raise DataError(f"{data}: labels range over {int(y.min())}..{int(y.max())}; the union has "
                         f"{len(classes)} classes ({', '.join(classes[:10])})")
+    notes = []
     for t in teachers:
-        check_random(t.backbone, t.values, x, f"{t.path}: features", "give features=TENSOR below them", allow_random)
-    return x, y, split
+        notes.append(check_random(t.backbone, t.values, x, f"{t.path}: features", "give features=TENSOR below them",
+                                  allow_random))
+        if y is None:
+            notes.append(check_head_random(
+                specs.Task(0, t.name, t.classes, t.path, 0, t.head), features_of(t.backbone, t.values, x),
+                f"{t.path}: the head, its output", "give features=TENSOR above them", allow_random,
+                "the targets the new head learns from are one draw of its answers",
+                so="the targets the new head learns from would be one draw of its answers"))
+    return x, y, split, [n for n in notes if n]
 
 
 def _settings(balance: str, prior, out_dir: str, epochs, lr, batch_size: int, weight_decay) -> tuple[dict, int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from graphsurgeon._src.cli.messages import to_flags
+
 
 def cmd_merge_heads(args):
     from graphsurgeon._src.errors import ConfigError
@@ -55,7 +57,7 @@ def cmd_learn_task(args):
                   mask_lr=args.mask_lr, tags=args.tags, allow_random=args.allow_random or None)
     cfg = LearnConfig(**{k: v for k, v in fields.items() if v is not None})
     res = learn_task(cfg, args.data, args.out, progress=not args.quiet)
-    print(json.dumps(res.to_dict(), indent=2, default=str) if args.json else res.format_text())
+    _print_with_notes(res, args)
 
 
 def cmd_combine(args):
@@ -80,7 +82,7 @@ def cmd_combine(args):
                   balance=args.balance, prior=prior, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                   seed=args.seed, tags=args.tags or ("serve",), allow_random=args.allow_random, progress=not args.quiet,
                   **kw)
-    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+    _print_with_notes(res, args)
 
 
 def cmd_add_class(args):
@@ -89,4 +91,10 @@ def cmd_add_class(args):
     kw = {k: getattr(args, k) for k in ("steps", "lr", "balance", "seed") if getattr(args, k) is not None}
     res = add_class(args.dir, args.data, args.name, args.out, features=args.features, output=args.output,
                     reference=args.reference, tags=args.tags or ("serve",), allow_random=args.allow_random, **kw)
-    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+    _print_with_notes(res, args)
+
+
+def _print_with_notes(res, args) -> None:
+    """A continual command's result, text or ``--json``, its notes in command-line words (``--allow-random``)."""
+    res.notes = [to_flags(n) for n in res.notes]
+    print(json.dumps(res.to_dict(), indent=2, default=str) if args.json else res.format_text())

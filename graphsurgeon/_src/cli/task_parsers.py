@@ -106,8 +106,9 @@ def _learn_task_parser(sub):
     s.add_argument("--mask-init", type=float, help="piggyback: initial mask score (default 0.01)")
     s.add_argument("--mask-lr", type=float, help="piggyback: the mask scores' learning rate (default 1e-4)")
     s.add_argument("--allow-random", action="store_true",
-                   help="accept features whose values differ between runs on one batch (dropout with keep_prob "
-                        "baked in): the written model's answers then differ call to call")
+                   help="accept features, or an old task's head (from the features to its output), whose values "
+                        "differ between runs on one batch (dropout with keep_prob baked in): the written model's "
+                        "answers then differ call to call and are not compared with those heads'")
     finish(s, cmd_learn_task, "tags", "quiet", "json")
 
 
@@ -136,7 +137,9 @@ def _combine_parser(sub):
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--allow-random", action="store_true",
                    help="accept features whose values differ between runs on one batch (dropout with keep_prob "
-                        "baked in): the written model's answers then differ call to call")
+                        "baked in): the written model's answers then differ call to call; without labels, a model's "
+                        "head (from its features to its output) that does: the targets are then one draw of its "
+                        "answers")
     finish(s, cmd_combine, "tags", "quiet", "json", balance="prior")
 
 

@@ -48,7 +48,8 @@ class LearnConfig:
     on it, ``ewc`` computes that task's Fisher from it, ``packnet`` retrains a plain model's pruned
     weights on it. ``cache`` keeps LwF's recorded old-head outputs (default: a temporary directory).
     ``allow_random`` accepts a backbone whose features differ between runs on one batch (dropout with
-    ``keep_prob`` baked in), which :func:`~graphsurgeon._src.continual.learn.learn_task` otherwise refuses.
+    ``keep_prob`` baked in), or an old task's head (from the features to its output) that does, which
+    :func:`~graphsurgeon._src.continual.learn.learn_task` otherwise refuses.
     """
 
     model: str = ""

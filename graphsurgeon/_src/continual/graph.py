@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import train
-from graphsurgeon._src.determinism import probe, random_ops_upstream, random_refusal
+from graphsurgeon._src.determinism import ops_phrase, probe, random_ops_upstream, random_refusal, random_seen
 from graphsurgeon._src.errors import ContinualError, RandomTensorError
 from graphsurgeon._src.feeds import Feeder
 from graphsurgeon._src.multihead import piece as pieces
@@ -55,11 +55,13 @@ def feature_width(piece: pieces.Piece, where: str) -> int:
 
 
 def check_random(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, instead: str,
-                 allow_random: bool) -> bool:
+                 allow_random: bool, consequence: str = "the written model's answers differ call to call") -> str | None:
     """Whether ``piece``'s output (the features, weights bound to ``values``) is random: retrain's probe
     (:func:`graphsurgeon._src.determinism.probe`) on the first :data:`PROBE_ROWS` rows of ``x``, twice and
     with its random ops fed two far-apart draws. ``what`` and ``instead`` word the refusal
-    (:func:`graphsurgeon._src.determinism.random_refusal`).
+    (:func:`graphsurgeon._src.determinism.random_refusal`). Returns None when it is not random, else
+    the note that says so (``WHAT 'T' is random (…; random op(s) …): accepted by allow_random=True;
+    CONSEQUENCE``, retrain's wording).
 
     Raises:
       RandomTensorError: the features are random, unless ``allow_random``.
@@ -70,13 +72,59 @@ def check_random(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, in
         bound = {w: tg.new(f"graphsurgeon/probe/{w}", v) for w, v in values.items()}
         t = tg.backbone(piece, inp, bound, "")
         tg.start()
-        feeder = Feeder(tg, inp, {})
-        p = probe(tg, t, feeder, x[:PROBE_ROWS])
-        if p.random and not allow_random:
-            raise RandomTensorError(random_refusal(tg, t, feeder, p, random_ops_upstream(tg, t.name), what, instead))
-        return bool(p.random)
+        return _probed(tg, t, inp, x, what, instead, allow_random, consequence)
     finally:
         tg.close()
+
+
+def features_of(piece: pieces.Piece, values: dict, x: np.ndarray) -> np.ndarray:
+    """``piece``'s output (weights bound to ``values``) on the first :data:`PROBE_ROWS` rows of ``x``:
+    what :func:`check_head_random` feeds a head."""
+    tg = TrainGraph()
+    try:
+        inp = tg.placeholder(piece, "graphsurgeon/probe/inputs")
+        t = tg.backbone(piece, inp, {w: tg.new(f"graphsurgeon/probe/{w}", v) for w, v in values.items()}, "")
+        tg.start()
+        return tg.session.run(t, {inp: x[:PROBE_ROWS]})
+    finally:
+        tg.close()
+
+
+def check_head_random(task: specs.Task, features: np.ndarray, what: str, instead: str, allow_random: bool,
+                      consequence: str, *, so: str = "the exported model would answer differently on every call"
+                      ) -> str | None:
+    """Whether ``task``'s head (the part of the model from the features to its output) is random, probed as
+    :func:`check_random` probes the features, fed ``features`` (:func:`features_of`). A dense head
+    (matmuls and activations) is not; a branch head is imported under its own op names, so the refusal
+    and the note name the random ops as the model does (old-style dropout with ``keep_prob`` baked in
+    above the features: the real ``lenet_noyin`` cut at ``Elu_2``); ``so`` says in the refusal what the
+    randomness would do. Returns None or the note.
+
+    Raises:
+      RandomTensorError: the head is random, unless ``allow_random``.
+    """
+    if task.head.kind != "branch":
+        return None
+    tg = TrainGraph()
+    try:
+        inp = tg.placeholder(task.head.piece, "graphsurgeon/probe/features")
+        t = tg.branch(task, inp, "")
+        tg.start()
+        return _probed(tg, t, inp, features, what, instead, allow_random, consequence, so=so)
+    finally:
+        tg.close()
+
+
+def _probed(tg, t, inp, x, what: str, instead: str, allow_random: bool, consequence: str, *,
+            so: str = "the exported model would answer differently on every call") -> str | None:
+    feeder = Feeder(tg, inp, {})
+    p = probe(tg, t, feeder, x[:PROBE_ROWS])
+    if not p.random:
+        return None
+    ops = random_ops_upstream(tg, t.name)
+    if not allow_random:
+        raise RandomTensorError(random_refusal(tg, t, feeder, p, ops, what, instead, so))
+    return f"{what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by allow_random=True; {consequence}"
 
 
 class TrainGraph:
@@ -159,13 +207,21 @@ class TrainGraph:
                         x = tf.nn.bias_add(x, self.variables[f"{scope}/layer_{i}/bias"])
                     x = ACTIVATIONS[act](x)
                 return tf.cast(x, tf.float32)
+            return tf.cast(self.branch(task, features, scope + "/graph"), tf.float32)
+
+    def branch(self, task: specs.Task, features, name: str) -> tf.Tensor:
+        """``task``'s branch head (its piece) imported under ``name`` on ``features``, its weights bound to
+        the head's variables (made once, :meth:`head`); returns its logits as the piece gives them."""
+        self.head(task)
+        h = task.head
+        with self.graph.as_default():
             input_map = {h.piece.input: features}
             for w, weight in h.piece.weights.items():  # a resource weight's placeholder takes the handle
-                v = self.variables[f"{scope}/{w}"]
+                v = self.variables[f"{head_scope(task)}/{w}"]
                 input_map[w + ":0"] = tf.identity(v.handle) if weight.handle else v.value()
             out, = tf.graph_util.import_graph_def(h.piece.graph_def, input_map=input_map,
-                                                  return_elements=[h.logits], name=scope + "/graph")
-            return tf.cast(out, tf.float32)
+                                                  return_elements=[h.logits], name=name)
+        return out
 
     def head_values(self, task: specs.Task) -> specs.Head:
         """``task``'s head with the session's current values."""

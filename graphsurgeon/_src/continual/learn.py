@@ -13,7 +13,7 @@ import time
 
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
-from graphsurgeon._src.continual.graph import check_random
+from graphsurgeon._src.continual.graph import check_head_random, check_random, features_of
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
@@ -33,8 +33,9 @@ class LearnResult(Report):
     ``tasks.json`` entry, every task's entry, ``metrics`` (accuracies of the written model: ``new``, the new
     task per split of its data, ``old``, each old task with ``old_data`` on that data's test split, and
     ``examples``, how many examples each was measured on: ``{"new": {split: n}, "old": {task: n}}``),
-    per-epoch ``history``, ``extra_bytes`` the task adds (by kind), ``bytes`` of the directory and the
-    ``seconds`` the method took (reading the data, recording, training, Fisher; not writing)."""
+    per-epoch ``history``, ``extra_bytes`` the task adds (by kind), ``bytes`` of the directory, the
+    ``seconds`` the method took (reading the data, recording, training, Fisher; not writing) and ``notes``:
+    one sentence per random part ``allow_random`` accepted (the features, an old head), worded as retrain's."""
 
     directory: str
     method: str
@@ -45,6 +46,7 @@ class LearnResult(Report):
     extra_bytes: dict
     bytes: int
     seconds: float
+    notes: list = dataclasses.field(default_factory=list)
 
     def format_text(self) -> str:
         counts = self.metrics.get("examples", {})
@@ -56,7 +58,7 @@ class LearnResult(Report):
                          "the new one")
         extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items())
         lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes")
-        return "\n".join(lines)
+        return "\n".join(lines + list(self.notes or ()))
 
 
 def _of(n: int | None) -> str:
@@ -74,9 +76,11 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
       ContinualError: the task name exists (without ``replace``), the method cannot follow the
         model's earlier method, masks or a Fisher file made for another model.
       RandomTensorError: the backbone's features differ between runs on one batch of the data's
-        training examples (dropout with ``keep_prob`` baked in; checked as retrain checks its cut),
-        unless ``cfg.allow_random`` (a subclass of ConfigError); a backbone it accepts so is not
-        compared with the written model's served outputs, which differ call to call.
+        training examples (dropout with ``keep_prob`` baked in; checked as retrain checks its cut), or
+        an old task's head does on those examples' features (dropout above the features), unless
+        ``cfg.allow_random`` (a subclass of ConfigError); a backbone it accepts so is not compared with
+        the written model's served outputs, which differ call to call, nor is a task whose head it
+        accepts so, and the result's ``notes`` say what it accepted.
       DataError: the data does not fit the model's input.
     """
     cfg.check()
@@ -90,9 +94,7 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
     _check_method(net, cfg)
     replaces = _check_name(net, cfg)
     dataset = _load(data, net, "data")
-    random = check_random(net.backbone, net.values, dataset.part("train")[0], f"{net.source}: features",
-                 "give features=TENSOR below them" if net.kind == "plain" else "learn on a model whose features do "
-                 "not depend on them", cfg.allow_random)
+    notes, random_features, random_heads = _check_random(net, cfg, dataset.part("train")[0], replaces)
     old = _old_data(net, cfg)
     names = class_names(dataset.classes, len(dataset.classes) if dataset.classes else int(dataset.y.max()) + 1)
     task = common.new_task(net, cfg.task, names, os.fspath(data), cfg.seed, replaces)
@@ -105,10 +107,39 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
                 "accuracy": measure(directory, net, task, dataset, old), "history": learned.history,
                 "extra_bytes": learned.extra_bytes, "old_data_needed": OLD_DATA[cfg.method]}
 
-    tab, rec = write.write_version(out_dir, net, learned, record, compare=not random)
+    tab, rec = write.write_version(out_dir, net, learned, record, compare=not random_features,
+                                   uncompared=random_heads)
     entry = next(t for t in tab["tasks"] if t["name"] == cfg.task)
     return LearnResult(out_dir, cfg.method, entry, tab["tasks"], rec["accuracy"], learned.history,
-                       learned.extra_bytes, write.directory_bytes(out_dir), seconds)
+                       learned.extra_bytes, write.directory_bytes(out_dir), seconds, notes)
+
+
+def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
+    """Retrain's randomness probe on the features (on ``x``, the training split) and on each old task's
+    head (fed the features; the task ``replaces`` is not kept, so not checked): ``(notes, random features,
+    names of the tasks whose head is random)``, a note per random part ``cfg.allow_random`` accepted.
+
+    Raises:
+      RandomTensorError: the features or an old head are random, unless ``cfg.allow_random``.
+    """
+    plain = net.kind == "plain"
+    random_features = check_random(net.backbone, net.values, x, f"{net.source}: features",
+                        "give features=TENSOR below them" if plain else "learn on a model whose features do not "
+                        "depend on them", cfg.allow_random, "the written model's answers differ call to call, "
+                        "and they are not compared with its heads'")
+    notes, random_heads = [random_features] if random_features else [], set()
+    features = features_of(net.backbone, net.values, x)
+    for t in net.tasks:
+        if replaces is not None and t.name == replaces.name:
+            continue
+        note = check_head_random(t, features, f"{net.source}: the old head of task '{t.name}', its output",
+                                 "give features=TENSOR above them" if plain else "learn on a model whose heads do "
+                                 "not depend on them", cfg.allow_random, f"the written model's answers for task "
+                                 f"'{t.name}' differ call to call, and they are not compared with its head's")
+        if note:
+            notes.append(note)
+            random_heads.add(t.name)
+    return notes, random_features is not None, random_heads
 
 
 def measure(directory: str, net, task, dataset, old: dict) -> dict:

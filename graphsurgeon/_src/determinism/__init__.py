@@ -40,7 +40,7 @@ from graphsurgeon._src.determinism.scan import (
 )
 
 __all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "dropout_example", "feed_hint",
-           "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase",
+           "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
@@ -166,6 +166,14 @@ def random_phrase(p: Probe) -> str:
     return "differs between two runs on the same batch"
 
 
+def random_seen(p: Probe) -> str:
+    """How ``p`` saw a random tensor, for the note of a run that accepted it: ``two runs on one batch
+    differed``, or with its random op(s) fed two far-apart draws."""
+    if p.random_by == "draws":
+        return "runs on one batch with its random op(s) fed two far-apart draws differed"
+    return "two runs on one batch differed"
+
+
 def feeds_text(feeds: dict) -> str:
     """`` (keep_prob fed 0.5)``: the placeholders' values, for messages (shapes of larger values)."""
     shown = [f"{n} fed {np.asarray(v).item() if np.asarray(v).size == 1 else list(np.shape(v))}"
@@ -184,13 +192,14 @@ def random_guess(model, ops: list, feeder) -> str:
     return " (dropout with keep_prob baked in?)" if dropout_example(ops) else ""
 
 
-def random_refusal(model, t, feeder, p: Probe, ops: list, what: str, instead: str) -> str:
+def random_refusal(model, t, feeder, p: Probe, ops: list, what: str, instead: str,
+                   so: str = "the exported model would answer differently on every call") -> str:
     """The refusal of a random tensor ``t`` (``p`` found it random on a batch fed by ``feeder``; ``ops``:
     :func:`random_ops_upstream`): ``WHAT 'T' differs between two runs on the same batch: it depends on
-    random op(s) …, so the exported model would answer differently on every call; INSTEAD, or pass
-    allow_random=True`` (retrain's and the continual commands' one wording)."""
+    random op(s) …, so SO; INSTEAD, or pass allow_random=True`` (retrain's and the continual commands'
+    one wording; ``SO`` by default: the exported model would answer differently on every call)."""
     return (f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)}"
-            f"{random_guess(model, ops, feeder)}, so the exported model would answer differently on every call; "
+            f"{random_guess(model, ops, feeder)}, so {so}; "
             f"{instead}{feed_hint(feeder.values)}, or pass allow_random=True")
 
 

@@ -34,6 +34,7 @@ from graphsurgeon._src.determinism import (
     probe,
     random_ops_upstream,
     random_refusal,
+    random_seen,
     rows_not_examples,
 )
 from graphsurgeon._src.errors import BatchDependentError, ConfigError, RandomTensorError
@@ -80,9 +81,7 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
     if p.random:
         if not cfg.allow_random:
             raise RandomTensorError(random_refusal(model, t, feeder, p, ops, what, "cut below them"))
-        seen = "two runs on one batch differed" if p.random_by == "runs" else \
-            "runs on one batch with its random op(s) fed two far-apart draws differed"
-        notes.append(f"{what} '{t.name}' is random ({seen}; {ops_phrase(ops)}): accepted by "
+        notes.append(f"{what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by "
                      "allow_random=True; the exported model's answers differ call to call, and whether they depend "
                      "on the batch was not checked")
     if p.batch_dependent:
