@@ -509,3 +509,23 @@ def test_thaw_keeps_every_op_name_beside_a_weights_scope(tmp_path, capfd):
         assert code == 0, err
         outputs.append(json.loads(out)["graph"]["outputs"])
     assert outputs[0] == outputs[1] == ["logits:0"]
+
+
+def test_training_a_constant_a_partial_thaw_left_says_to_thaw_it_too(frozen_mlp, npz, tmp_path, capfd):
+    """A graph thawed in part (hidden3 thawed, output left a constant): --trainable output matches no variable
+    but a weight-like constant, and says to thaw it too (it said 'pattern 'output' matches no variable;
+    closest scopes: hidden3'); a pattern that matches a variable too is not refused."""
+    path, _, _ = frozen_mlp
+    thawed = str(tmp_path / "thawed")
+    thaw(path, ["hidden3"], thawed)
+    said = (f"--trainable output: matches no variable of {thawed} but weight-like constant(s) of its graph "
+            "(output/biases, output/weights), which cannot train; thaw them too: thaw the frozen graph again with "
+            "their scopes added, and train from its output")
+    for command, more in (("plan", []), ("retrain", ["--data", npz, "--out", tmp_path / "o", "--quiet"])):
+        code, _, err = cli(capfd, command, "--model", thawed, "--output", "output/BiasAdd", "--trainable", "output",
+                           *more)
+        lines = [line for line in err.splitlines() if line.startswith("graphsurgeon")]
+        assert code == 2 and lines == [f"graphsurgeon {command}: error: {said}"], err
+    assert not (tmp_path / "o").exists()
+    code, _, err = cli(capfd, "plan", "--model", thawed, "--output", "output/BiasAdd", "--trainable", "re:hidden3|output")
+    assert code == 0, err

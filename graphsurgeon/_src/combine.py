@@ -144,7 +144,7 @@ def read_teachers(models: list, *, input=None, names=None, tags=("serve",)) -> l
     out = []
     for scope, (path, features) in zip(scopes, models):
         m = load.load(path, features, input=input, tags=tags)
-        head = specs.head_of(m.head, m.read, path)
+        head = specs.head_of(m.head, m.read, path, refuse_random=False)
         classes = m.labels if m.labels is not None else [f"{scope}:{i}" for i in range(head.num_classes)]
         if len(classes) != head.num_classes:
             raise ContinualError(f"{path}: labels.txt names {len(classes)} classes; the head has {head.num_classes}")
@@ -172,9 +172,13 @@ def check_inputs(teachers: list[Teacher]) -> None:
 
 
 def union_classes(teachers: list[Teacher]) -> list[str]:
-    """The models' classes in order; a name two models share is qualified with each model's scope."""
-    names = [c for t in teachers for c in t.classes]
-    return [f"{t.name}:{c}" if names.count(c) > 1 else c for t in teachers for c in t.classes]
+    """The models' classes in order; a name two models share is qualified with each model's scope. A model
+    without class names has ``SCOPE:0``, ``SCOPE:1``, …, whose numbers count as names here: another model's
+    class ``0`` (a ``labels.txt`` of numbers, as retrain writes for data without class names) is ``ITS_SCOPE:0``."""
+    raw = [[str(i) if c == f"{t.name}:{i}" else c for i, c in enumerate(t.classes)] for t in teachers]
+    every = [r for names in raw for r in names]
+    return [c if c != r or every.count(r) == 1 else f"{t.name}:{c}"
+            for t, names in zip(teachers, raw) for c, r in zip(t.classes, names)]
 
 
 def _data(path):

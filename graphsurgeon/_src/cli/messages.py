@@ -147,8 +147,8 @@ COMMAND_PHRASES = {
     "combine": [_NO_OUTPUT, (r"; name such a tensor with output=", " (give a model whose output is its logits or "
                                                                       "probabilities)"),
                 (r"give its features tensor in models=\[\(path, TENSOR\)\]", "give --features TENSOR after its --model")],
-    "add-class": [(r"name the input with input=", "add-class has no way to name the input (give a model "
-                                                              "whose features read one placeholder)"),
+    "add-class": [(r"name the (?:input with input=|tensor to feed with input=\S+)",
+                   "add-class has no way to name the input (give a model whose features read one placeholder)"),
                   (r"give features=TENSOR", "give --features TENSOR")],
 }
 

@@ -74,7 +74,8 @@ def _learn_task_parser(sub):
     s.add_argument("--method", required=True, choices=["feature-extraction", "fine-tune", "joint", "lwf", "ewc",
                                                        "packnet", "piggyback"])
     s.add_argument("--out", required=True, metavar="DIR", help="the many-heads directory to write (must not exist)")
-    s.add_argument("--features", metavar="TENSOR", help="where a plain model's backbone ends")
+    s.add_argument("--features", metavar="TENSOR", help="where a plain model's backbone ends (default: the one its "
+                   "model.json names: models written by combine or add-class)")
     s.add_argument("--input", metavar="TENSOR", help="a plain model's input (default: the one placeholder)")
     s.add_argument("--output", metavar="TENSOR", help="a plain model's output (default: told from the graph)")
     s.add_argument("--old-task", metavar="NAME", help="a plain model's task name (default: its directory's name)")

@@ -42,7 +42,8 @@ EWC_LAMBDA = 0.1  # on the Fisher divided by its mean (continual/ewc.py)
 class LearnConfig:
     """The settings of one ``learn-task`` run (CLI flags map onto these fields).
 
-    ``model`` is a plain model (split at ``features``; its one task is named ``old_task``, by default
+    ``model`` is a plain model (split at ``features``, by default the tensor its ``model.json`` names when
+    ``combine`` or ``add-class`` wrote it; its one task is named ``old_task``, by default
     its directory's name) or a many-heads model. ``task`` names the new task. ``old_data`` maps an old
     task's name to labelled data for it (``{"": path}`` when the model has one task): ``joint`` trains
     on it, ``ewc`` computes that task's Fisher from it, ``packnet`` retrains a plain model's pruned

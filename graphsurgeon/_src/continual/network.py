@@ -20,6 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from graphsurgeon._src import export_dir
 from graphsurgeon._src.errors import ConfigError, ContinualError
 from graphsurgeon._src.multihead import layout, load
 from graphsurgeon._src.multihead import piece as pieces
@@ -72,7 +73,7 @@ def is_multihead(path: str) -> bool:
 def read(path: str, *, features: str | None = None, input: str | None = None, output: str | None = None,
          task_name: str | None = None, tags=("serve",)) -> Network:
     """Read ``path``: a many-heads model directory (``tasks.json``), or any model ``merge-heads`` reads,
-    split at ``features`` into backbone and head (that model's one task is called ``task_name``, by
+    split at ``features`` (default: the tensor its ``model.json`` names) into backbone and head (that model's one task is called ``task_name``, by
     default its directory's name).
 
     Raises:
@@ -82,11 +83,12 @@ def read(path: str, *, features: str | None = None, input: str | None = None, ou
     """
     if is_multihead(path):
         return _read_multihead(path)
+    features = features or export_dir.read_record(path).get("features")
     if not features:
         raise ConfigError(f"{path} is a plain model: say where its backbone ends with features=TENSOR "
-                          "(the tensor its head reads)")
+                          f"(the tensor its head reads; combine and add-class name it in {export_dir.RECORD})")
     m = load.load(path, features, input=input, output=output, tags=tags)
-    head = specs.head_of(m.head, m.read, path)
+    head = specs.head_of(m.head, m.read, path, refuse_random=False)
     classes = m.labels if m.labels is not None else [str(i) for i in range(head.num_classes)]
     if len(classes) != head.num_classes:
         raise ContinualError(f"{path}: labels.txt names {len(classes)} classes; the head has {head.num_classes}")

@@ -255,7 +255,13 @@ def _load_graph(path, features, input, output, tags):
     if input:
         input = _as_input(gd, _check(gd, input, path, "input"), path)
     else:
-        phs = [n.name for n in subgraph.placeholders(gd) if n.name in subgraph.upstream(gd, [feats])]
+        needed = subgraph.upstream(gd, [feats])
+        phs = [n.name for n in subgraph.placeholders(gd) if n.name in needed]
+        pipes = [] if phs else guess.pipeline_outputs(gd, needed)
+        if pipes:
+            raise MergeHeadsError(f"{path}: features={feats} reads no placeholder: its data comes from "
+                                  f"{', '.join(pipes)} (an input queue or dataset); name the tensor to feed with "
+                                  f"input={pipes[0]}")
         if len(phs) != 1:
             raise MergeHeadsError(f"{path}: features={feats} reads {len(phs)} placeholders "
                                   f"({', '.join(phs) or 'none'}); name the input with input=")

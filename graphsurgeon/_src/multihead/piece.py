@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, types_pb2
 
 from graphsurgeon._src import subgraph
 from graphsurgeon._src.errors import MergeHeadsError
+from graphsurgeon._src.storage.session import new_session
 
 tf1 = tf.compat.v1
 
@@ -157,7 +159,7 @@ def split(piece: Piece, features: str, where: str) -> tuple[Piece, Piece]:
 
 
 def _head_piece(piece: Piece, features: str, keep: set) -> Piece:
-    spec = tensor_spec(Piece(piece.graph_def, piece.input, features, {}), features)
+    spec = tensor_spec(Piece(piece.graph_def, piece.input, features, piece.weights), features)
     fop = subgraph.node_name(features)
     out = graph_pb2.GraphDef()
     out.versions.CopyFrom(piece.graph_def.versions)
@@ -219,6 +221,28 @@ def tensor_spec(piece: Piece, tensor: str) -> tuple:
         t, = tf.graph_util.import_graph_def(gd, name="", input_map=handles or None,
                                             return_elements=[tensor_name(tensor)])
     return t.dtype, t.shape
+
+
+def runs_differ(piece: Piece, read, rows: int = 64) -> bool:
+    """Whether two runs of ``piece`` on one batch of ``rows`` probe inputs (normal draws, seed 0; unknown
+    sizes 3) differ: its random ops (dropout with ``keep_prob`` baked in) draw anew on every call. Weights'
+    values are read with ``read(name)``."""
+    dtype, shape = tensor_spec(piece, piece.input)
+    dims = [rows] + [d if d is not None else 3 for d in (shape.as_list()[1:] if shape.rank else [])]
+    x = np.random.default_rng(0).normal(size=dims).astype(dtype.as_numpy_dtype)
+    graph = tf.Graph()
+    with graph.as_default():
+        input_map = {piece.input: tf.constant(x)}
+        for name, w in piece.weights.items():
+            value = tf.constant(np.asarray(read(name)))
+            input_map[name + ":0"] = (tf.compat.v1.get_variable(f"values/{name}", initializer=value, use_resource=True)
+                                      .handle if w.handle else value)
+        out, = tf.graph_util.import_graph_def(piece.graph_def, input_map=input_map,
+                                              return_elements=[tensor_name(piece.output)], name="piece")
+        init = tf.compat.v1.global_variables_initializer()
+    with new_session(graph) as sess:
+        sess.run(init)
+        return not np.array_equal(sess.run(out), sess.run(out), equal_nan=True)
 
 
 def check_placeholders(piece: Piece, where: str, what: str) -> None:

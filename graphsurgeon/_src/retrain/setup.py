@@ -6,7 +6,7 @@ import dataclasses
 import tensorflow as tf
 
 from graphsurgeon._src import picture as picture_mod
-from graphsurgeon._src import select, train
+from graphsurgeon._src import select, train, weights
 from graphsurgeon._src.errors import ConfigError, PatternError
 from graphsurgeon._src.feeds import Feeder, find_input, fixed_batch, parse_feeds, unread_feed
 from graphsurgeon._src.restore import graph_variable_info, load, restore
@@ -141,6 +141,21 @@ def _entries(model) -> dict:
     return {n: (e.shape, e.dtype.name) for n, e in (model.reader.entries.items() if model.reader else ())}
 
 
+def _refuse_constants(cfg, model, names: list) -> None:
+    """Refuse a ``trainable`` pattern that matches none of ``names`` (the model's variables) but weight-like
+    constants of its graph: a frozen graph thawed in part, whose other weights stayed constants."""
+    constants = None
+    for p in cfg.trainable:
+        if select.match(p, names, allow_empty=True):
+            continue
+        constants = weights.weight_constants(model.graph.as_graph_def()) if constants is None else constants
+        hits = select.match(p, constants, allow_empty=True)
+        if hits:
+            raise ConfigError(f"trainable={p}: matches no variable of {cfg.model} but weight-like constant(s) of its "
+                              f"graph ({train.shown(hits)}), which cannot train; thaw them too: thaw the frozen graph again "
+                              "with their scopes added, and train from its output")
+
+
 def _trainable(cfg, model, new):
     """``(final {name: lr multiplier}, stage sets, update ops)`` of what trains."""
     names = list(model.variables)
@@ -149,6 +164,7 @@ def _trainable(cfg, model, new):
                           "weights are constants), so nothing of it can train; turn the weights to train into variables "
                           f"first: graphsurgeon.thaw({cfg.model!r}, {list(cfg.trainable)!r}, out_dir), then restore "
                           "out_dir")
+    _refuse_constants(cfg, model, [n for n in names if n not in new])
     chosen = select.match(cfg.trainable, [n for n in names if n not in new]) if cfg.trainable else []
     # Only variables in TRAINABLE_VARIABLES get gradients (batch-norm moving statistics are not);
     # those move through the update ops of trainable layers instead.

@@ -1,0 +1,65 @@
+"""A head that depends on random ops above the features (dropout with keep_prob baked in, as the real
+lenet_noyin's above Elu_2) is refused when merge-heads reads it, in one line naming the random ops: it answered differently on
+every call, and merge-heads failed only after its work, with 'verification failed: task 0 ... differs from its own head by up to 30.1'.
+Dropout whose keep_prob is a placeholder_with_default(1.0) passes."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from graphsurgeon._src.errors import MergeHeadsError
+from graphsurgeon._src.multihead.merge import merge_heads
+
+from helpers import ROOT, cli
+
+tf1 = tf.compat.v1
+REAL = os.path.join(ROOT, "..", "shared", "realmodels")
+
+
+def _model(directory, keep_prob):
+    """x[6] -> ``hidden/Relu`` (the features) -> dropout ``keep_prob`` (a constant, or a
+    placeholder_with_default(1.0)) -> logits (3 classes) -> probabilities."""
+    os.makedirs(directory)
+    rng = np.random.default_rng(0)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 6], name="x")
+        with tf1.variable_scope("hidden"):
+            h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w", initializer=rng.normal(0, .5, (6, 8)).astype(np.float32))))
+        if keep_prob is None:
+            keep_prob = tf1.placeholder_with_default(1.0, [], name="keep_prob")
+        d = tf1.nn.dropout(h, keep_prob=keep_prob)
+        w2 = tf1.get_variable("output/w", initializer=rng.normal(0, 0.5, (8, 3)).astype(np.float32))
+        tf.nn.softmax(tf.matmul(d, w2), name="probabilities")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+    return str(directory)
+
+
+def _refusal(model, output, ops):
+    return (f"{model}: its head, from the features to {output}, answered differently in two runs on the same probe "
+            f"features: it depends on random op(s) {ops} (dropout with keep_prob baked in?), so it would answer "
+            "differently on every call; split the model where no random op lies between the features and the output")
+
+
+def test_a_random_head_is_refused_and_dropout_fed_one_passes(tmp_path):
+    baked, fed = _model(tmp_path / "baked", 0.5), _model(tmp_path / "fed", None)
+    with pytest.raises(MergeHeadsError) as e:
+        merge_heads([baked], "hidden/Relu", str(tmp_path / "merged"))
+    assert str(e.value) == _refusal(baked, "probabilities:0", "dropout/random_uniform/RandomUniform")
+    assert not os.path.exists(tmp_path / "merged")
+    merge_heads([fed], "hidden/Relu", str(tmp_path / "fed_merged"))
+    assert os.path.isfile(tmp_path / "fed_merged" / "tasks.json")
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")
+def test_the_real_lenets_head_above_elu_2_is_refused_before_any_work(tmp_path, capfd):
+    lenet = os.path.join(REAL, "lenet_noyin")
+    out = tmp_path / "out"
+    code, stdout, err = cli(capfd, "merge-heads", lenet, "--features", "Elu_2", "--output", "Add_2", "--out", out,
+                            "--quiet")
+    assert code == 2 and stdout == "" and not os.path.exists(out)
+    ops = "dropout/random_uniform/RandomUniform, dropout_1/random_uniform/RandomUniform"
+    assert err == f"graphsurgeon merge-heads: error: {_refusal(lenet, 'Add_2:0', ops)}\n"
