@@ -109,6 +109,7 @@ def test_merge_heads_on_the_real_gan_discriminator_serves_its_sigmoid_as_two_cla
     code, out, err = cli(capfd, "merge-heads", gan, "--features", "Relu_1", "--input", "x", "--output", "Sigmoid",
                          "--out", tmp_path / "1")
     assert code == 0, err
+    assert out.startswith(f"{tmp_path / '1'}: 1 task, 1 backbone group\n")  # not '1 tasks, 1 backbone group(s)'
     assert "gan_chadpro                2 classes  stack 0  probabilities" in out
     images = load_digits().images[:100, :, :, None].astype(np.float32) / 16.0
     with tf.Graph().as_default(), tf1.Session() as s:  # MNIST-sized, pixels in [-1, 1] as the GAN was trained

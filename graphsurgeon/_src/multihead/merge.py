@@ -43,7 +43,7 @@ class MergeResult(Report):
 
     def format_text(self) -> str:
         """A short report: the tasks (all of them up to 20), bytes, backbone groups, verification."""
-        lines = [f"{self.directory}: {len(self.tasks)} tasks, {len(self.groups)} backbone group(s)"]
+        lines = [f"{self.directory}: {_count(len(self.tasks), 'task')}, {_count(len(self.groups), 'backbone group')}"]
         shown = self.tasks if len(self.tasks) <= 20 else self.tasks[:3] + self.tasks[-2:]
         for i, t in enumerate(shown):
             if len(self.tasks) > 20 and i == 3:
@@ -285,3 +285,7 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
                                             input=tab.get("input"), model_version=tab["model_version"] + 1,
                                             previous=_previous(model_dir, out), do_verify=verify)
     return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
