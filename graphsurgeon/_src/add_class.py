@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.combine import FEATURES, run_batches
-from graphsurgeon._src.continual.graph import TrainGraph, check_random, feature_width
+from graphsurgeon._src.continual.graph import TrainGraph, check_features, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import softmax
 from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example
@@ -50,7 +50,8 @@ class AddClassResult(Report):
     """What :func:`add_class` wrote: ``directory``, all ``classes`` (the new one last), ``metrics``
     (``new_class_recall`` on the few examples, ``reference_unchanged``: the fraction of reference
     inputs whose top class is still the one the model gave before), ``seconds`` of training and ``notes``:
-    a sentence when ``allow_random`` accepted random features, worded as retrain's."""
+    a sentence when ``allow_random`` accepted random features, or ``allow_batch_dependent`` features that depend on
+    the other examples of their batch, worded as retrain's."""
 
     directory: str
     classes: list
@@ -79,7 +80,8 @@ def _inputs(path, what: str) -> np.ndarray:
 
 def add_class(model: str, data, name: str, out_dir: str, *, features: str | None = None,
               output: str | None = None, reference=None, steps: int = 300, lr: float = 0.01, balance: float = 0.1,
-              seed: int = 0, tags=("serve",), allow_random: bool = False) -> AddClassResult:
+              seed: int = 0, tags=("serve",), allow_random: bool = False,
+              allow_batch_dependent: bool = False) -> AddClassResult:
     """Write ``model`` with class ``name`` added (learned from ``data``) at ``out_dir``; the model and
     the data are not changed. See the module docstring.
 
@@ -92,10 +94,14 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
       balance: the loss's weight on the new class's examples (0 < balance < 1).
       allow_random: accept features whose values differ between runs on one batch (dropout with
         ``keep_prob`` baked in): checked as retrain checks its cut, on the first examples of ``data``.
+      allow_batch_dependent: accept features whose value for an example changes with the other examples of
+        its batch (batch norm in training mode), checked the same way: the first example alone.
 
     Raises:
       ConfigError: ``out_dir`` exists, no features or reference known, a setting out of range.
       RandomTensorError: the features are random (a subclass of ConfigError), unless ``allow_random``.
+      BatchDependentError: the features depend on the other examples of their batch (a subclass of
+        ConfigError), unless ``allow_batch_dependent``.
       ContinualError: ``name`` is already a class; the last layer is not one dense layer.
       DataError: the data do not fit the model's input.
     """
@@ -106,8 +112,8 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
     ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
     if not len(few):
         raise DataError(f"data {data}: no examples of the new class")
-    note = check_random(src.piece, src.values, few, f"{model}: features", "give features=TENSOR below them",
-                        allow_random)
+    note, _ = check_features(src.piece, src.values, few, f"{model}: features", "give features=TENSOR below them",
+                             allow_random, allow_batch_dependent=allow_batch_dependent)
     start = time.perf_counter()
     tg = TrainGraph(seed)
     try:

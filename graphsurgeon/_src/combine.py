@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.continual.common import fit
-from graphsurgeon._src.continual.graph import TrainGraph, check_head_random, check_random, feature_width, features_of
+from graphsurgeon._src.continual.graph import TrainGraph, check_features, check_head_random, feature_width, features_of
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import class_prior, listed, teacher_targets
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
@@ -81,7 +81,8 @@ class Teacher:
 class CombineResult(Report):
     """What :func:`combine` wrote: ``directory``, the union's ``classes``, ``mode`` (``"labels"`` or
     ``"teachers"``), ``metrics`` of the written model, ``seconds`` spent training and ``notes``: one
-    sentence per random part ``allow_random`` accepted (a model's features or head), worded as retrain's."""
+    sentence per random part ``allow_random`` accepted (a model's features or head), or per model's features
+    ``allow_batch_dependent`` accepted, worded as retrain's."""
 
     directory: str
     classes: list
@@ -257,28 +258,28 @@ def run_batches(session, fetches, tensor, x: np.ndarray, batch_size: int = 256) 
 def combine(models: list, data, out_dir: str, *, input: str | None = None, names=None, balance: str = "prior",
             prior=None, epochs: int | None = None, lr: float | None = None, weight_decay: float = WEIGHT_DECAY,
             batch_size: int = 32, seed: int = 0, tags=("serve",), allow_random: bool = False,
-            progress: bool = True) -> CombineResult:
+            allow_batch_dependent: bool = False, progress: bool = True) -> CombineResult:
     """Combine ``models`` (``[(path, features tensor)]``, None or ``''`` for ``model.json``'s: :func:`with_features`)
     into one classifier written at ``out_dir`` (see :mod:`graphsurgeon._src.export_dir`); nothing read is changed.
 
     Args:
-      data: an ``.npz`` with ``x`` and ``y`` (train the head on labels) or ``x`` only (train it on
-        the models' own outputs), or a labelled image folder.
+      data: an ``.npz`` with ``x`` and ``y`` (train the head on labels) or ``x`` only (train it on the models' own
+        outputs), or a labelled image folder.
       input: the input tensor, when a model's features read more than one placeholder.
       names: the models' scopes (default: their directories' names).
-      balance, prior: without labels, how the models' answers make the targets (see the module
-        docstring); ``prior`` (with ``balance="prior"`` only) weighs the union's classes, in order
-        (default: equal).
+      balance, prior: without labels, how the models' answers make the targets (see the module docstring);
+        ``prior`` (with ``balance="prior"`` only) weighs the union's classes, in order (default: equal).
       epochs, lr: default to retrain's settings for a head trained on fixed features (300, 0.003).
       weight_decay: ``weight_decay · Σ kernel²`` is added to the loss (see :data:`WEIGHT_DECAY`).
-      allow_random: accept features (or, without labels, a model's head: its teacher) whose values differ
-        between runs on one batch (dropout with ``keep_prob`` baked in), checked as retrain checks its cut,
-        on the first examples of ``data`` (a head fed their features); the result's ``notes`` say so.
+      allow_random, allow_batch_dependent: accept features (without labels, a model's head too: its teacher, fed
+        them) whose values differ between runs on one batch (dropout with ``keep_prob`` baked in), or features that
+        change with their batch-mates (batch norm in training mode), probed as retrain probes its cut on ``data``.
 
     Raises:
       ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
       ConfigError: a setting out of range, ``out_dir`` exists, a model without features nor ``model.json``.
-      RandomTensorError: a model's features (or head) are random (a subclass of ConfigError), unless ``allow_random``.
+      RandomTensorError, BatchDependentError: a model's features (or head) are random, or its features depend on
+        their batch-mates (subclasses of ConfigError), unless ``allow_random`` / ``allow_batch_dependent``.
       DataError: data without ``x``, or labels outside the union's classes.
     """
     settings, epochs = _settings(balance, prior, out_dir, epochs, lr, batch_size, weight_decay)
@@ -287,7 +288,7 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
     classes = union_classes(teachers)
     if balance == "prior":
         prior = class_prior(prior, len(classes))
-    x, y, split, notes = _checked_data(data, teachers, classes, allow_random)
+    x, y, split, notes = _checked_data(data, teachers, classes, allow_random, allow_batch_dependent)
     start = time.perf_counter()
     b = _graph(teachers, len(classes), settings, seed)
     try:
@@ -316,11 +317,11 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
     return CombineResult(out_dir, classes, record["mode"], metrics, seconds, notes)
 
 
-def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bool):
+def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bool, allow_batch_dependent: bool):
     """``(x, y or None, split, notes)`` of ``data`` (:func:`_data`), ``x`` in the models' input dtype, once its
-    labels fit the union and each model's features passed retrain's randomness check on it (:func:`check_random`)
-    and, without labels, each model's head on those features (:func:`check_head_random`); ``notes``: what
-    ``allow_random`` accepted."""
+    labels fit the union and each model's features passed retrain's randomness and batch-dependence checks on it
+    (:func:`check_features`) and, without labels, each model's head on those features the randomness check
+    (:func:`check_head_random`); ``notes``: what ``allow_random`` and ``allow_batch_dependent`` accepted."""
     x, y, split = _data(data)
     x = x.astype(input_spec(teachers[0].backbone)[0].as_numpy_dtype, copy=False)
     if y is not None and (y.min() < 0 or y.max() >= len(classes)):
@@ -328,8 +329,8 @@ def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bo
                         f"{len(classes)} classes ({', '.join(classes[:10])})")
     notes = []
     for t in teachers:
-        notes.append(check_random(t.backbone, t.values, x, f"{t.path}: features", "give features=TENSOR below them",
-                                  allow_random))
+        notes.append(check_features(t.backbone, t.values, x, f"{t.path}: features", "give features=TENSOR below them",
+                                    allow_random, allow_batch_dependent=allow_batch_dependent)[0])
         if y is None:
             notes.append(check_head_random(
                 specs.Task(0, t.name, t.classes, t.path, 0, t.head), features_of(t.backbone, t.values, x),

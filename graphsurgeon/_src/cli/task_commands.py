@@ -54,7 +54,8 @@ def cmd_learn_task(args):
                   fisher=args.fisher, fisher_samples=args.fisher_samples, fisher_labels=args.fisher_labels,
                   online=args.online, gamma=args.gamma, prune=args.prune, prune_first=args.prune_first,
                   retrain_epochs=args.retrain_epochs, threshold=args.threshold, mask_init=args.mask_init,
-                  mask_lr=args.mask_lr, tags=args.tags, allow_random=args.allow_random or None)
+                  mask_lr=args.mask_lr, tags=args.tags, allow_random=args.allow_random or None,
+                  allow_batch_dependent=args.allow_batch_dependent or None)
     cfg = LearnConfig(**{k: v for k, v in fields.items() if v is not None})
     res = learn_task(cfg, args.data, args.out, progress=not args.quiet)
     _print_with_notes(res, args)
@@ -80,8 +81,8 @@ def cmd_combine(args):
     kw = {"weight_decay": args.weight_decay} if args.weight_decay is not None else {}
     res = combine(list(zip(args.model, feats)), args.data, args.out, input=args.input, names=names,
                   balance=args.balance, prior=prior, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                  seed=args.seed, tags=args.tags or ("serve",), allow_random=args.allow_random, progress=not args.quiet,
-                  **kw)
+                  seed=args.seed, tags=args.tags or ("serve",), allow_random=args.allow_random,
+                  allow_batch_dependent=args.allow_batch_dependent, progress=not args.quiet, **kw)
     _print_with_notes(res, args)
 
 
@@ -90,7 +91,8 @@ def cmd_add_class(args):
 
     kw = {k: getattr(args, k) for k in ("steps", "lr", "balance", "seed") if getattr(args, k) is not None}
     res = add_class(args.dir, args.data, args.name, args.out, features=args.features, output=args.output,
-                    reference=args.reference, tags=args.tags or ("serve",), allow_random=args.allow_random, **kw)
+                    reference=args.reference, tags=args.tags or ("serve",), allow_random=args.allow_random,
+                    allow_batch_dependent=args.allow_batch_dependent, **kw)
     _print_with_notes(res, args)
 
 

@@ -110,6 +110,10 @@ def _learn_task_parser(sub):
                    help="accept features, or an old task's head (from the features to its output), whose values "
                         "differ between runs on one batch (dropout with keep_prob baked in): the written model's "
                         "answers then differ call to call and are not compared with those heads'")
+    s.add_argument("--allow-batch-dependent", action="store_true",
+                   help="accept features whose value for an example changes with the other examples of its batch "
+                        "(batch norm in training mode): the written model's answer for an example then depends on "
+                        "the examples served with it")
     finish(s, cmd_learn_task, "tags", "quiet", "json")
 
 
@@ -141,6 +145,10 @@ def _combine_parser(sub):
                         "baked in): the written model's answers then differ call to call; without labels, a model's "
                         "head (from its features to its output) that does: the targets are then one draw of its "
                         "answers")
+    s.add_argument("--allow-batch-dependent", action="store_true",
+                   help="accept features whose value for an example changes with the other examples of its batch "
+                        "(batch norm in training mode): the written model's answer for an example then depends on "
+                        "the examples served with it")
     finish(s, cmd_combine, "tags", "quiet", "json", balance="prior")
 
 
@@ -164,4 +172,8 @@ def _add_class_parser(sub):
     s.add_argument("--allow-random", action="store_true",
                    help="accept features whose values differ between runs on one batch (dropout with keep_prob "
                         "baked in): the written model's answers then differ call to call")
+    s.add_argument("--allow-batch-dependent", action="store_true",
+                   help="accept features whose value for an example changes with the other examples of its batch "
+                        "(batch norm in training mode): the written model's answer for an example then depends on "
+                        "the examples served with it")
     finish(s, cmd_add_class, "tags", "json")

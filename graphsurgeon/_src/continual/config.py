@@ -50,7 +50,9 @@ class LearnConfig:
     weights on it. ``cache`` keeps LwF's recorded old-head outputs (default: a temporary directory).
     ``allow_random`` accepts a backbone whose features differ between runs on one batch (dropout with
     ``keep_prob`` baked in), or an old task's head (from the features to its output) that does, which
-    :func:`~graphsurgeon._src.continual.learn.learn_task` otherwise refuses.
+    :func:`~graphsurgeon._src.continual.learn.learn_task` otherwise refuses; ``allow_batch_dependent``
+    accepts features whose value for an example changes with the other examples of its batch (batch norm
+    in training mode), which it otherwise refuses too.
     """
 
     model: str = ""
@@ -85,6 +87,7 @@ class LearnConfig:
     mask_lr: float = 1e-4
     tags: list = dataclasses.field(default_factory=lambda: ["serve"])
     allow_random: bool = False
+    allow_batch_dependent: bool = False
 
     def lam_value(self) -> float:
         """λ: as given, else 1 for lwf and :data:`EWC_LAMBDA` for ewc."""

@@ -17,15 +17,23 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import train
-from graphsurgeon._src.determinism import ops_phrase, probe, random_ops_upstream, random_refusal, random_seen
-from graphsurgeon._src.errors import ContinualError, RandomTensorError
+from graphsurgeon._src.determinism import (
+    batch_accepted,
+    batch_refusal,
+    ops_phrase,
+    probe,
+    random_ops_upstream,
+    random_refusal,
+    random_seen,
+)
+from graphsurgeon._src.errors import BatchDependentError, ContinualError, RandomTensorError
 from graphsurgeon._src.feeds import Feeder
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.storage.session import assign, new_session
 
 tf1 = tf.compat.v1
-PROBE_ROWS = 32  # the batch the features' randomness is checked on
+PROBE_ROWS = 32  # the batch the features' randomness and batch-dependence are checked on
 ACTIVATIONS = {"linear": tf.identity, "relu": tf.nn.relu, "relu6": tf.nn.relu6, "tanh": tf.tanh,
                "sigmoid": tf.sigmoid, "elu": tf.nn.elu, "selu": tf.nn.selu, "softplus": tf.math.softplus}
 
@@ -54,17 +62,23 @@ def feature_width(piece: pieces.Piece, where: str) -> int:
     return int(shape[-1])
 
 
-def check_random(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, instead: str,
-                 allow_random: bool, consequence: str = "the written model's answers differ call to call") -> str | None:
-    """Whether ``piece``'s output (the features, weights bound to ``values``) is random: retrain's probe
-    (:func:`graphsurgeon._src.determinism.probe`) on the first :data:`PROBE_ROWS` rows of ``x``, twice and
-    with its random ops fed two far-apart draws. ``what`` and ``instead`` word the refusal
-    (:func:`graphsurgeon._src.determinism.random_refusal`). Returns None when it is not random, else
-    the note that says so (``WHAT 'T' is random (…; random op(s) …): accepted by allow_random=True;
-    CONSEQUENCE``, retrain's wording).
+def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, instead: str, allow_random: bool,
+                   consequence: str = "the written model's answers differ call to call", *,
+                   allow_batch_dependent: bool = False, batch_instead: str = "give features=TENSOR {}") -> tuple[str | None, bool]:
+    """Whether ``piece``'s output (the features, weights bound to ``values``) is random or depends on the other
+    examples of its batch: retrain's probe (:func:`graphsurgeon._src.determinism.probe`) on the first
+    :data:`PROBE_ROWS` rows of ``x``, twice and with its random ops fed two far-apart draws, then the first
+    example alone (not when random, as retrain). ``what`` and ``instead`` word the refusal of random features
+    (:func:`graphsurgeon._src.determinism.random_refusal`), ``what`` and ``batch_instead`` that of
+    batch-dependent ones (:func:`graphsurgeon._src.determinism.batch_refusal`). Returns ``(note, random)``:
+    the note None when neither, else the one that says so, retrain's wording (``WHAT 'T' is random (…; random
+    op(s) …): accepted by allow_random=True; CONSEQUENCE``, or ``WHAT 'T' depends on its batch-mates (…):
+    accepted by allow_batch_dependent=True; …``); ``random``: whether the note is the first.
 
     Raises:
       RandomTensorError: the features are random, unless ``allow_random``.
+      BatchDependentError: the first example alone gives other values than in its batch, unless
+        ``allow_batch_dependent``.
     """
     tg = TrainGraph()
     try:
@@ -72,7 +86,13 @@ def check_random(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, in
         bound = {w: tg.new(f"graphsurgeon/probe/{w}", v) for w, v in values.items()}
         t = tg.backbone(piece, inp, bound, "")
         tg.start()
-        return _probed(tg, t, inp, x, what, instead, allow_random, consequence)
+        p = probe(tg, t, Feeder(tg, inp, {}), x[:PROBE_ROWS])
+        if p.batch_dependent:
+            if not allow_batch_dependent:
+                raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead))
+            return batch_accepted(tg, t, inp, what), False
+        note = _probed(tg, t, inp, x, what, instead, allow_random, consequence, found=p)
+        return note, note is not None
     finally:
         tg.close()
 
@@ -94,7 +114,7 @@ def check_head_random(task: specs.Task, features: np.ndarray, what: str, instead
                       consequence: str, *, so: str = "the exported model would answer differently on every call"
                       ) -> str | None:
     """Whether ``task``'s head (the part of the model from the features to its output) is random, probed as
-    :func:`check_random` probes the features, fed ``features`` (:func:`features_of`). A dense head
+    :func:`check_features` probes the features' randomness, fed ``features`` (:func:`features_of`). A dense head
     (matmuls and activations) is not; a branch head is imported under its own op names, so the refusal
     and the note name the random ops as the model does (old-style dropout with ``keep_prob`` baked in
     above the features: the real ``lenet_noyin`` cut at ``Elu_2``); ``so`` says in the refusal what the
@@ -116,9 +136,9 @@ def check_head_random(task: specs.Task, features: np.ndarray, what: str, instead
 
 
 def _probed(tg, t, inp, x, what: str, instead: str, allow_random: bool, consequence: str, *,
-            so: str = "the exported model would answer differently on every call") -> str | None:
+            so: str = "the exported model would answer differently on every call", found=None) -> str | None:
     feeder = Feeder(tg, inp, {})
-    p = probe(tg, t, feeder, x[:PROBE_ROWS])
+    p = found or probe(tg, t, feeder, x[:PROBE_ROWS])
     if not p.random:
         return None
     ops = random_ops_upstream(tg, t.name)

@@ -13,7 +13,7 @@ import time
 
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
-from graphsurgeon._src.continual.graph import check_head_random, check_random, features_of
+from graphsurgeon._src.continual.graph import check_features, check_head_random, features_of
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
@@ -35,7 +35,8 @@ class LearnResult(Report):
     ``examples``, how many examples each was measured on: ``{"new": {split: n}, "old": {task: n}}``),
     per-epoch ``history``, ``extra_bytes`` the task adds (by kind), ``bytes`` of the directory, the
     ``seconds`` the method took (reading the data, recording, training, Fisher; not writing) and ``notes``:
-    one sentence per random part ``allow_random`` accepted (the features, an old head), worded as retrain's."""
+    one sentence per random part ``allow_random`` accepted (the features, an old head), and for features
+    ``allow_batch_dependent`` accepted, worded as retrain's."""
 
     directory: str
     method: str
@@ -81,6 +82,9 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
         ``cfg.allow_random`` (a subclass of ConfigError); a backbone it accepts so is not compared with
         the written model's served outputs, which differ call to call, nor is a task whose head it
         accepts so, and the result's ``notes`` say what it accepted.
+      BatchDependentError: the first of those examples alone gives other features than in its batch (batch
+        norm in training mode; checked as retrain checks its cut), unless ``cfg.allow_batch_dependent``
+        (a subclass of ConfigError); the result's ``notes`` then say so.
       DataError: the data does not fit the model's input.
     """
     cfg.check()
@@ -115,19 +119,24 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
 
 
 def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
-    """Retrain's randomness probe on the features (on ``x``, the training split) and on each old task's
-    head (fed the features; the task ``replaces`` is not kept, so not checked): ``(notes, random features,
-    names of the tasks whose head is random)``, a note per random part ``cfg.allow_random`` accepted.
+    """Retrain's randomness and batch-dependence probe on the features (on ``x``, the training split) and its
+    randomness probe on each old task's head (fed the features; the task ``replaces`` is not kept, so not
+    checked): ``(notes, random features, names of the tasks whose head is random)``, a note per random part
+    ``cfg.allow_random`` accepted and for features ``cfg.allow_batch_dependent`` accepted.
 
     Raises:
       RandomTensorError: the features or an old head are random, unless ``cfg.allow_random``.
+      BatchDependentError: the features depend on the other examples of their batch, unless
+        ``cfg.allow_batch_dependent``.
     """
     plain = net.kind == "plain"
-    random_features = check_random(net.backbone, net.values, x, f"{net.source}: features",
-                        "give features=TENSOR below them" if plain else "learn on a model whose features do not "
-                        "depend on them", cfg.allow_random, "the written model's answers differ call to call, "
-                        "and they are not compared with its heads'")
-    notes, random_heads = [random_features] if random_features else [], set()
+    note, random_features = check_features(
+        net.backbone, net.values, x, f"{net.source}: features", "give features=TENSOR below them" if plain else
+        "learn on a model whose features do not depend on them", cfg.allow_random, "the written model's answers "
+        "differ call to call, and they are not compared with its heads'", allow_batch_dependent=cfg.allow_batch_dependent,
+        batch_instead="give features=TENSOR {}" if plain else "learn on a model whose features do not depend on the "
+        "other examples in a batch")
+    notes, random_heads = [note] if note else [], set()
     features = features_of(net.backbone, net.values, x)
     for t in net.tasks:
         if replaces is not None and t.name == replaces.name:
@@ -139,7 +148,7 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
         if note:
             notes.append(note)
             random_heads.add(t.name)
-    return notes, random_features is not None, random_heads
+    return notes, random_features, random_heads
 
 
 def measure(directory: str, net, task, dataset, old: dict) -> dict:

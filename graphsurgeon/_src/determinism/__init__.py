@@ -39,7 +39,8 @@ from graphsurgeon._src.determinism.scan import (
     rate_feeds,
 )
 
-__all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_mixing_ops", "dropout_example", "feed_hint",
+__all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
+           "dropout_example", "feed_hint",
            "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same"]
 
@@ -253,3 +254,26 @@ def mixing(model, tensor: str, input_tensor) -> Mixing:
     why = f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
     return Mixing(why, f"{why}: batch statistics such as tf.nn.moments or batch norm in training mode",
                   "below them")
+
+
+def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}") -> str:
+    """The refusal of a tensor ``t`` whose first example alone gave other values than in its batch (fed
+    at ``input_tensor``): ``WHAT 'T' depends on the other examples in its batch (CAUSE): the first
+    training example alone gives other values than in its batch, so the exported model's answer for an
+    example would depend on the examples served with it; INSTEAD, or pass allow_batch_dependent=True``
+    (retrain's and the continual commands' one wording; ``{}`` in ``instead`` becomes where to cut:
+    ``below them``, or ``where axis 0 is the batch``, :func:`mixing`)."""
+    because = mixing(model, t.name, input_tensor)
+    return (f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): the first training "
+            "example alone gives other values than in its batch, so the exported model's answer for an example "
+            f"would depend on the examples served with it; {instead.format(because.instead)}, or pass "
+            "allow_batch_dependent=True")
+
+
+def batch_accepted(model, t, input_tensor, what: str) -> str:
+    """The note of a run that accepted such a tensor: ``WHAT 'T' depends on its batch-mates (WHY): accepted
+    by allow_batch_dependent=True; the exported model's answer for an example depends on the examples
+    served with it``."""
+    return (f"{what} '{t.name}' depends on its batch-mates ({mixing(model, t.name, input_tensor).why}): accepted by "
+            "allow_batch_dependent=True; the exported model's answer for an example depends on the examples served "
+            "with it")

@@ -27,9 +27,10 @@ import dataclasses
 
 from graphsurgeon._src.determinism import (
     axis0_doubt,
+    batch_accepted,
     batch_mixing_ops,
+    batch_refusal,
     dropout_example,
-    mixing,
     ops_phrase,
     probe,
     random_ops_upstream,
@@ -85,15 +86,9 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
                      "allow_random=True; the exported model's answers differ call to call, and whether they depend "
                      "on the batch was not checked")
     if p.batch_dependent:
-        because = mixing(model, t.name, feeder.input)
         if not cfg.allow_batch_dependent:
-            raise BatchDependentError(
-                f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): the first training "
-                "example alone gives other values than in its batch, so the exported model's answer for an example "
-                f"would depend on the examples served with it; cut {because.instead}, or pass allow_batch_dependent=True")
-        notes.append(f"{what} '{t.name}' depends on its batch-mates ({because.why}): accepted by "
-                     "allow_batch_dependent=True; the exported model's answer for an example depends on the "
-                     "examples served with it")
+            raise BatchDependentError(batch_refusal(model, t, feeder.input, what))
+        notes.append(batch_accepted(model, t, feeder.input, what))
     return HeadInput(t.name, p.examples, bool(p.random), p.batch_dependent, ops, notes)
 
 

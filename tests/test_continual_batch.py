@@ -1,0 +1,131 @@
+"""learn-task, combine and add-class run retrain's batch-dependence check on their features: features whose
+value for an example changes with its batch-mates (batch norm in training mode) are refused (one line, exit 2,
+nothing written) unless allow_batch_dependent, worded as retrain's refusal."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from graphsurgeon._src.add_class import add_class
+from graphsurgeon._src.combine import combine
+from graphsurgeon._src.continual.config import LearnConfig
+from graphsurgeon._src.continual.learn import learn_task
+from graphsurgeon._src.errors import BatchDependentError
+
+from helpers import ROOT, cli
+
+tf1 = tf.compat.v1
+REAL = os.path.join(ROOT, "..", "shared", "realmodels")
+CAUSE = "through moments/mean, moments/variance: batch statistics such as tf.nn.moments or batch norm in training mode"
+
+
+def _model(directory):
+    """x[6] -> hidden (relu) -> batch norm over the batch (tf.nn.moments, training mode) -> the features
+    ``features`` -> output/logits (3 classes) -> probabilities."""
+    os.makedirs(directory)
+    rng = np.random.default_rng(0)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 6], name="x")
+        w1 = tf1.get_variable("hidden/w", initializer=rng.normal(0, 0.5, (6, 8)).astype(np.float32))
+        h = tf.nn.relu(tf.matmul(x, w1))
+        mean, var = tf.nn.moments(h, [0], name="moments")
+        f = tf.identity((h - mean) * tf.math.rsqrt(var + 1e-3), name="features")
+        w2 = tf1.get_variable("output/w", initializer=rng.normal(0, 0.5, (8, 3)).astype(np.float32))
+        logits = tf.identity(tf.matmul(f, w2), name="logits")
+        tf.nn.softmax(logits, name="probabilities")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    np.savez(root / "x.npz", x=x)
+    np.savez(root / "xy.npz", x=x, y=rng.integers(0, 2, 40))
+    np.savez(root / "few.npz", x=x[:4] + 3.0)
+    return {"bn": _model(root / "bn"), "bn2": _model(root / "bn2"), "x": str(root / "x.npz"),
+            "xy": str(root / "xy.npz"), "few": str(root / "few.npz"), "root": root}
+
+
+def _refusal(model, instead="give features=TENSOR below them", flag="allow_batch_dependent=True"):
+    return (f"{model}: features 'features:0' depends on the other examples in its batch ({CAUSE}): the first "
+            "training example alone gives other values than in its batch, so the exported model's answer for an "
+            f"example would depend on the examples served with it; {instead}, or pass {flag}")
+
+
+def test_library_refuses_batch_dependent_features_unless_allowed(models):
+    root, few, x = models["root"], models["few"], models["x"]
+    calls = {
+        "add_class": lambda out, **kw: add_class(models["bn"], few, "new", out, features="features",
+                                                 output="logits", reference=x, steps=2, **kw).notes,
+        "combine": lambda out, **kw: combine([(models["bn"], "features"), (models["bn2"], "features")],
+                                             x, out, epochs=1, progress=False, **kw).notes,
+        "learn_task": lambda out, **kw: learn_task(
+            LearnConfig(model=models["bn"], features="features", task="new", method="feature-extraction", epochs=1,
+                        **kw), models["xy"], out, progress=False).notes,
+    }
+    note = ("{}: features 'features:0' depends on its batch-mates (through moments/mean, moments/variance): "
+            "accepted by allow_batch_dependent=True; the exported model's answer for an example depends on the "
+            "examples served with it")
+    for name, call in calls.items():
+        out = str(root / f"{name}_refused")
+        with pytest.raises(BatchDependentError) as e:
+            call(out)
+        assert str(e.value) == _refusal(models["bn"]), name
+        assert not os.path.exists(out)
+        notes = call(str(root / f"{name}_allowed"), allow_batch_dependent=True)
+        assert notes[0] == note.format(models["bn"]), name
+        if name == "combine":
+            assert notes == [note.format(models["bn"]), note.format(models["bn2"])]
+
+
+@pytest.mark.parametrize("command", ["add-class", "combine", "learn-task"])
+def test_cli_refuses_batch_dependent_features_in_one_line(models, capfd, command):
+    out = models["root"] / f"cli_{command}"
+    base = {"add-class": ["add-class", models["bn"], "--features", "features", "--output", "logits",
+                          "--data", models["few"], "--name", "new", "--reference", models["x"], "--steps", "2"],
+            "combine": ["combine", "--model", models["bn"], "--model", models["bn2"], "--features",
+                        "features", "--data", models["x"], "--epochs", "1", "--quiet"],
+            "learn-task": ["learn-task", "--model", models["bn"], "--features", "features", "--data",
+                           models["xy"], "--task", "new", "--method", "feature-extraction", "--epochs", "1",
+                           "--quiet"]}[command] + ["--out", out]
+    code, _, err = cli(capfd, *base)
+    assert code == 2 and err == (f"graphsurgeon {command}: error: "
+                                 + _refusal(models["bn"], "give --features TENSOR below them",
+                                            "--allow-batch-dependent") + "\n")
+    assert not os.path.exists(out)
+    code, stdout, err = cli(capfd, *base, "--allow-batch-dependent")
+    assert code == 0 and os.path.isdir(out), err
+    assert "features 'features:0' depends on its batch-mates (through moments/mean, moments/variance): accepted by " \
+           "--allow-batch-dependent" in stdout
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")
+def test_add_class_on_a_head_retrained_on_the_real_mlp_bn_chen_refuses_its_batch_norm(tmp_path, capfd):
+    """mlp_bn_chen's hand-rolled batch norm (tf.nn.moments over the batch, no moving averages) lies below Relu:
+    retrain needs --allow-batch-dependent for a head there, and now add-class on that head does too."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((120, 784), dtype=np.float32), y=rng.integers(0, 3, 120))
+    np.savez(tmp_path / "few.npz", x=rng.random((5, 784), dtype=np.float32))
+    np.savez(tmp_path / "ref.npz", x=rng.random((100, 784), dtype=np.float32))
+    code, _, err = cli(capfd, "retrain", "--model", os.path.join(REAL, "mlp_bn_chen"), "--head", "Relu:3", "--data",
+                       tmp_path / "d.npz", "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-batch-dependent")
+    assert code == 0, err
+    args = ["add-class", tmp_path / "o", "--features", "Relu", "--data", tmp_path / "few.npz", "--name", "new",
+            "--reference", tmp_path / "ref.npz", "--steps", "2", "--out", tmp_path / "ac"]
+    code, _, err = cli(capfd, *args)
+    assert code == 2 and not os.path.exists(tmp_path / "ac")
+    assert err == (f"graphsurgeon add-class: error: {tmp_path / 'o'}: features 'Relu:0' depends on the other examples "
+                   "in its batch (through moments/mean, moments/variance: batch statistics such as tf.nn.moments or "
+                   "batch norm in training mode): the first training example alone gives other values than in its "
+                   "batch, so the exported model's answer for an example would depend on the examples served with it; "
+                   "give --features TENSOR below them, or pass --allow-batch-dependent\n")
+    code, out, err = cli(capfd, *args, "--allow-batch-dependent")
+    assert code == 0 and "features 'Relu:0' depends on its batch-mates (through moments/mean, moments/variance): " \
+                         "accepted by --allow-batch-dependent" in out, err
