@@ -1,6 +1,6 @@
-"""learn-task, combine and add-class run retrain's batch-dependence check on their features: features whose
-value for an example changes with its batch-mates (batch norm in training mode) are refused (one line, exit 2,
-nothing written) unless allow_batch_dependent, worded as retrain's refusal."""
+"""learn-task, combine, add-class, merge-heads and add-head run retrain's batch-dependence check on their features:
+features whose value for an example changes with its batch-mates (batch norm in training mode) are refused (one
+line, exit 2, nothing written) unless allow_batch_dependent, worded as retrain's refusal."""
 import os
 
 import numpy as np
@@ -129,3 +129,36 @@ def test_add_class_on_a_head_retrained_on_the_real_mlp_bn_chen_refuses_its_batch
     code, out, err = cli(capfd, *args, "--allow-batch-dependent")
     assert code == 0 and "features 'Relu:0' depends on its batch-mates (through moments/mean, moments/variance): " \
                          "accepted by --allow-batch-dependent" in out, err
+
+
+def test_merge_heads_and_add_head_refuse_batch_dependent_features_unless_allowed(models, capfd):
+    """Examples of different tasks share a merged model's batch: merge-heads checks the first model's features
+    on probe inputs, add-head the added model's, as retrain checks its cut."""
+    from graphsurgeon._src.multihead.merge import add_task, merge_heads
+
+    root, bn, bn2 = models["root"], models["bn"], models["bn2"]
+    with pytest.raises(BatchDependentError) as e:
+        merge_heads([bn, bn2], "features", str(root / "mh" / "1"))
+    assert str(e.value) == _refusal(bn) and not os.path.exists(root / "mh")
+    res = merge_heads([bn], "features", str(root / "mh" / "1"), allow_batch_dependent=True)
+    note = (f"{bn}: features 'features:0' depends on its batch-mates (through moments/mean, moments/variance): "
+            "accepted by allow_batch_dependent=True; the exported model's answer for an example depends on the "
+            "examples served with it")
+    assert res.notes == [note] and res.format_text().endswith("\n" + note)
+    with pytest.raises(BatchDependentError) as e:
+        add_task(str(root / "mh" / "1"), bn2)
+    assert str(e.value) == _refusal(bn2, "merge the models again at a tensor below them")
+    assert not os.path.exists(root / "mh" / "2")
+    assert add_task(str(root / "mh" / "1"), bn2, allow_batch_dependent=True).notes == [note.replace(bn, bn2)]
+
+    code, _, err = cli(capfd, "merge-heads", bn, bn2, "--features", "features", "--out", root / "cli_mh" / "1")
+    assert code == 2 and err == ("graphsurgeon merge-heads: error: " + _refusal(
+        bn, "give --features TENSOR below them", "--allow-batch-dependent") + "\n")
+    code, out, err = cli(capfd, "merge-heads", bn, "--features", "features", "--out", root / "cli_mh" / "1",
+                         "--allow-batch-dependent", "--quiet")
+    assert code == 0 and "accepted by --allow-batch-dependent" in out, err
+    code, _, err = cli(capfd, "add-head", root / "cli_mh" / "1", bn2)
+    assert code == 2 and err == ("graphsurgeon add-head: error: " + _refusal(
+        bn2, "merge the models again at a tensor below them", "--allow-batch-dependent") + "\n")
+    code, out, err = cli(capfd, "add-head", root / "cli_mh" / "1", bn2, "--allow-batch-dependent")
+    assert code == 0 and "accepted by --allow-batch-dependent" in out and os.path.isdir(root / "cli_mh" / "2"), err

@@ -20,16 +20,18 @@ def cmd_merge_heads(args):
         names = load.read_names_file(args.task_names, len(load.expand(args.models)))
     res = merge_heads(args.models, args.features, args.out, input=args.input, output=args.output, task_names=names,
                       atol=args.atol, group_backbones=args.group_backbones, tags=args.tags or ("serve",),
-                      verify=not args.no_verify, progress=not args.quiet)
-    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+                      verify=not args.no_verify, allow_batch_dependent=args.allow_batch_dependent,
+                      progress=not args.quiet)
+    _print_with_notes(res, args)
 
 
 def cmd_add_head(args):
     from graphsurgeon._src.multihead.merge import add_task
 
     res = add_task(args.dir, args.model, args.out, name=args.task_name, output=args.output, atol=args.atol,
-                   tags=args.tags or ("serve",), verify=not args.no_verify)
-    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+                   tags=args.tags or ("serve",), verify=not args.no_verify,
+                   allow_batch_dependent=args.allow_batch_dependent)
+    _print_with_notes(res, args)
 
 
 def cmd_remove_head(args):

@@ -30,8 +30,9 @@ class MergeResult(Report):
     ``groups`` (``[{"group", "tasks", "checksum"}]``), ``differences`` between backbone groups (see
     :meth:`compare.Grouper.differences`), ``bytes`` (``saved_model``: saved_model.pb + variables;
     ``backbone``: one backbone's weights; ``heads``: the sum of the heads' own weights),
-    ``max_abs_diff`` found by verification (None if not verified) and whether shard 0 (the
-    backbone data) was hard-linked from the previous version."""
+    ``max_abs_diff`` found by verification (None if not verified), whether shard 0 (the
+    backbone data) was hard-linked from the previous version, and ``notes``: a sentence when
+    ``allow_batch_dependent`` accepted features that depend on their batch-mates, worded as retrain's."""
 
     directory: str
     tasks: list
@@ -40,6 +41,7 @@ class MergeResult(Report):
     bytes: dict
     max_abs_diff: float | None
     linked_backbone: bool = False
+    notes: list = dataclasses.field(default_factory=list)
 
     def format_text(self) -> str:
         """A short report: the tasks (all of them up to 20), bytes, backbone groups, verification."""
@@ -59,7 +61,7 @@ class MergeResult(Report):
         if self.max_abs_diff is not None:
             lines.append(f"verified: every task's output within {self.max_abs_diff:.2g} of its own head on probe "
                          "inputs")
-        return "\n".join(lines)
+        return "\n".join(lines + self.notes)
 
 
 def _label_fn(names):
@@ -134,7 +136,7 @@ def _write_version(out: str, backbones, tasks, backbone_shard, backbone_values, 
 
 def merge_heads(models, features: str, out: str, *, input: str | None = None, output: str | None = None,
                 task_names=None, atol: float = 0.0, group_backbones: bool = False, tags=("serve",),
-                verify: bool = True, progress: bool = False) -> MergeResult:
+                verify: bool = True, allow_batch_dependent: bool = False, progress: bool = False) -> MergeResult:
     """Merge task models that share a backbone into one multi-head model at ``out``.
 
     Args:
@@ -146,9 +148,14 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
       atol: backbone weights within this of the first model's count as equal.
       group_backbones: when backbones differ, build one per group instead of refusing.
       verify: compare every task's output of the written model with its own head on probe inputs.
+      allow_batch_dependent: accept features whose value for an example changes with the other examples of
+        its batch (batch norm in training mode), checked on the first model as retrain checks its cut, on 64
+        probe inputs (:func:`graphsurgeon._src.multihead.verify.check_batch`); the result's ``notes`` say so.
 
     Raises:
       MergeHeadsError: see the module's bad-input rules; nothing is written at ``out``.
+      BatchDependentError: the features depend on their batch-mates (examples of different tasks share a
+        batch), unless ``allow_batch_dependent``; nothing is written at ``out``.
     """
     if os.path.lexists(out):
         raise ConfigError(f"{out} exists; merged models are written to a new directory (choose another out=)")
@@ -159,8 +166,13 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
         raise MergeHeadsError(f"{len(names)} task names for {len(paths)} models")
     load.check_names(names, "task names")
     reader, bar = _Reader(names, atol), Progress(len(paths), "reading task models", "models", enabled=progress)
+    notes = []
     for p in paths:
-        reader.add(load.load(p, features, input=input, output=output, tags=tags))
+        m = load.load(p, features, input=input, output=output, tags=tags)
+        if reader.ref is None:  # the others have its architecture (checked as they are read)
+            notes = [n for n in [verifier.check_batch(m.backbone, m.read, f"{m.path}: features",
+                                                    "give features=TENSOR {}", allow_batch_dependent)] if n]
+        reader.add(m)
         bar.update(1)
     backbones, bb_values, diffs = reader.backbones(group_backbones)
     tasks = [specs.Task(i, names[i], _classes(m, h), m.path, reader.group_of[i], h)
@@ -169,7 +181,7 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
     shard = {bb.names[n]: v for bb, vals in zip(backbones, bb_values) for n, v in vals.items()}
     linked, worst, tab = _write_version(out, backbones, tasks, shard, bb_values, features=features, input=input,
                                         model_version=1, previous=None, do_verify=verify)
-    return _result(out, tab, backbones, diffs, worst, linked, bb_values, tasks)
+    return _result(out, tab, backbones, diffs, worst, linked, bb_values, tasks, notes=notes)
 
 
 def _classes(model, head: specs.Head) -> list:
@@ -181,7 +193,7 @@ def _classes(model, head: specs.Head) -> list:
     return model.labels
 
 
-def _result(out, tab, backbones, diffs, worst, linked, bb_values, tasks) -> MergeResult:
+def _result(out, tab, backbones, diffs, worst, linked, bb_values, tasks, *, notes=()) -> MergeResult:
     sm = os.path.join(out, "saved_model.pb")
     var_dir = os.path.join(out, "variables")
     size = os.path.getsize(sm) + sum(os.path.getsize(os.path.join(var_dir, f)) for f in os.listdir(var_dir)
@@ -189,7 +201,7 @@ def _result(out, tab, backbones, diffs, worst, linked, bb_values, tasks) -> Merg
     nbytes = {"saved_model": size, "backbone": sum(v.nbytes for v in bb_values[0].values()),
               "heads": sum(t.head.nbytes() for t in tasks)}
     groups = [{"group": b["group"], "tasks": b["tasks"], "checksum": b["checksum"]} for b in tab["backbones"]]
-    return MergeResult(out, tab["tasks"], groups, diffs, nbytes, worst, linked)
+    return MergeResult(out, tab["tasks"], groups, diffs, nbytes, worst, linked, list(notes))
 
 
 def next_version_dir(model_dir: str) -> str:
@@ -221,7 +233,8 @@ def _previous(model_dir: str, out: str) -> str:
 
 
 def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | None = None,
-             output: str | None = None, atol: float = 0.0, tags=("serve",), verify: bool = True) -> MergeResult:
+             output: str | None = None, atol: float = 0.0, tags=("serve",), verify: bool = True,
+             allow_batch_dependent: bool = False) -> MergeResult:
     """Write a new version of the merged model at ``model_dir`` with ``model``'s head added as a new
     task (the next free id). The backbone's data file is hard-linked (copied across file systems),
     not rewritten; ``model_dir`` is not changed.
@@ -231,15 +244,20 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
         its ``saved_model/``).
       out: the new version's directory (default: :func:`next_version_dir`).
       name: the task's name (default: from the path, see :func:`load.default_names`).
+      allow_batch_dependent: accept the model's features though they depend on their batch-mates, checked
+        as :func:`merge_heads` checks them; the result's ``notes`` say so.
 
     Raises:
       MergeHeadsError: the model's backbone differs from every backbone of ``model_dir`` (architecture,
         or weights beyond ``atol``), or the name is taken.
+      BatchDependentError: the model's features depend on their batch-mates, unless ``allow_batch_dependent``.
     """
     model = retrain_model(model) or model  # as merge_heads reads it: retrain's saved_model/
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
     out = out or next_version_dir(model_dir)
     m = load.load(model, tab["features"], input=tab.get("input"), output=output, tags=tags)
+    note = verifier.check_batch(m.backbone, m.read, f"{m.path}: features", "merge the models again at a tensor {}",
+                              allow_batch_dependent)
     group = _matching_group(m, backbones, bb_values, atol, model_dir)
     name = name or load.default_names([model])[0]
     load.check_names([t.name for t in tasks] + [name], f"{model_dir} + {model}", "name")
@@ -248,7 +266,7 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
     linked, worst, new_tab = _write_version(out, backbones, tasks, shard, bb_values, features=tab["features"],
                                             input=tab.get("input"), model_version=tab["model_version"] + 1,
                                             previous=_previous(model_dir, out), do_verify=verify)
-    return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks)
+    return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks, notes=[note] if note else [])
 
 
 def _matching_group(m, backbones, bb_values, atol: float, model_dir: str) -> int:

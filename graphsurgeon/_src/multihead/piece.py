@@ -229,20 +229,32 @@ def runs_differ(piece: Piece, read, rows: int = 64) -> bool:
     values are read with ``read(name)``."""
     dtype, shape = tensor_spec(piece, piece.input)
     dims = [rows] + [d if d is not None else 3 for d in (shape.as_list()[1:] if shape.rank else [])]
-    x = np.random.default_rng(0).normal(size=dims).astype(dtype.as_numpy_dtype)
-    graph = tf.Graph()
-    with graph.as_default():
-        input_map = {piece.input: tf.constant(x)}
-        for name, w in piece.weights.items():
-            value = tf.constant(np.asarray(read(name)))
-            input_map[name + ":0"] = (tf.compat.v1.get_variable(f"values/{name}", initializer=value, use_resource=True)
-                                      .handle if w.handle else value)
-        out, = tf.graph_util.import_graph_def(piece.graph_def, input_map=input_map,
-                                              return_elements=[tensor_name(piece.output)], name="piece")
-        init = tf.compat.v1.global_variables_initializer()
+    graph, _, out, init = imported(piece, read, np.random.default_rng(0).normal(size=dims).astype(dtype.as_numpy_dtype))
     with new_session(graph) as sess:
         sess.run(init)
         return not np.array_equal(sess.run(out), sess.run(out), equal_nan=True)
+
+
+def imported(piece: Piece, read, x, dtype=None, scope: str = "piece") -> tuple:
+    """``(graph, input, output, init)``: ``piece`` imported under ``scope`` on ``x`` (None: a placeholder of
+    ``dtype`` and any batch, the input), its weights' values read with ``read(name)``."""
+    graph = tf.Graph()
+    with graph.as_default():
+        if x is None:
+            _, shape = tensor_spec(piece, piece.input)
+            x = tf.compat.v1.placeholder(dtype, [None] + shape.as_list()[1:] if shape.rank else None,
+                                         name="graphsurgeon/probe/inputs")
+        else:
+            x = tf.constant(x)
+        input_map = {piece.input: x}
+        for name, w in piece.weights.items():
+            value = tf.constant(np.asarray(read(name)))
+            input_map[name + ":0"] = (tf.compat.v1.get_variable(f"graphsurgeon/probe/values/{name}", initializer=value,
+                                                                use_resource=True).handle if w.handle else value)
+        out, = tf.graph_util.import_graph_def(piece.graph_def, input_map=input_map,
+                                              return_elements=[tensor_name(piece.output)], name=scope)
+        init = tf.compat.v1.global_variables_initializer()
+    return graph, x, out, init
 
 
 def check_placeholders(piece: Piece, where: str, what: str) -> None:

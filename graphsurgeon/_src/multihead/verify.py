@@ -9,10 +9,15 @@ tolerance of the reference.
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src.errors import MergeHeadsError
+from graphsurgeon._src import determinism
+from graphsurgeon._src.errors import BatchDependentError, MergeHeadsError
+from graphsurgeon._src.feeds import Feeder
+from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.storage.multihead_files import load_saved_model
 from graphsurgeon._src.storage.session import new_session
@@ -39,6 +44,34 @@ def probe(dtype: tf.DType, shape, n: int = 4, seed: int = 0, *, skip: str = "") 
     if dtype == tf.bool:
         return rng.integers(0, 2, size=dims).astype(bool)
     raise MergeHeadsError(f"cannot make probe inputs of dtype {dtype.name} to verify the written model{skip}")
+
+
+def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_dependent: bool) -> str | None:
+    """Retrain's batch-dependence check on ``piece``'s output (the features), fed 64 :func:`probe` inputs (none
+    made for an input dtype it has none for: not checked): :func:`graphsurgeon._src.determinism.probe` runs them,
+    then the first alone (not when two runs differ: a random output). Returns None when its value does not
+    change, else the note of ``allow_batch_dependent`` (:func:`graphsurgeon._src.determinism.batch_accepted`,
+    retrain's wording).
+
+    Raises:
+      BatchDependentError: the first probe input alone gives other values than in its batch (batch norm in
+        training mode), unless ``allow_batch_dependent``: retrain's refusal
+        (:func:`graphsurgeon._src.determinism.batch_refusal`), ``what`` naming the piece, ``instead`` where to cut.
+    """
+    dtype, shape = pieces.tensor_spec(piece, piece.input)
+    try:
+        x = probe(dtype, shape, 64)
+    except MergeHeadsError:
+        return None
+    graph, inp, out, init = pieces.imported(piece, read, None, dtype, scope="")  # the model's own names
+    with new_session(graph) as sess:
+        sess.run(init)
+        model = types.SimpleNamespace(graph=graph, session=sess, tensor=graph.get_tensor_by_name)
+        if not determinism.probe(model, out, Feeder(model, inp, {}), x).batch_dependent:
+            return None
+        if not allow_batch_dependent:
+            raise BatchDependentError(determinism.batch_refusal(model, out, inp, what, instead))
+        return determinism.batch_accepted(model, out, inp, what)
 
 
 def _input_spec(backbone: specs.Backbone):
