@@ -2,10 +2,10 @@
 names, so another model's labels.txt of numbers (retrain writes 0, 1, … for data without class names) is
 qualified too: a retrain output and the real GAN gave '0, 1, gan_chadpro:0, gan_chadpro:1', its 0 and 1
 naming nothing apart."""
-import os
 
 import numpy as np
 import tensorflow as tf
+from continual_models import relu_classifier
 
 from graphsurgeon._src.combine import combine
 
@@ -13,23 +13,7 @@ tf1 = tf.compat.v1
 
 
 def _model(directory, seed, labels=None):
-    """x[6] -> hidden/Relu (8, the features) -> logits (3 classes) -> probabilities; ``labels``: labels.txt."""
-    os.makedirs(directory)
-    rng = np.random.default_rng(seed)
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 6], name="x")
-        with tf1.variable_scope("hidden"):
-            h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w", initializer=rng.normal(0, .5, (6, 8)).astype(np.float32))))
-        w2 = tf1.get_variable("output/w", initializer=rng.normal(0, 0.5, (8, 3)).astype(np.float32))
-        tf.nn.softmax(tf.matmul(h, w2), name="probabilities")
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
-    if labels:
-        with open(os.path.join(directory, "labels.txt"), "w", encoding="utf-8") as f:
-            f.write("\n".join(labels) + "\n")
-    return str(directory)
+    return relu_classifier(directory, seed=seed, labels=labels)
 
 
 def test_numbered_labels_are_qualified_beside_a_model_without_names(tmp_path):

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from continual_models import small_classifier, small_data
 
 from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.combine import combine
@@ -20,37 +21,20 @@ REAL = os.path.join(ROOT, "..", "shared", "realmodels")
 CAUSE = "through moments/mean, moments/variance: batch statistics such as tf.nn.moments or batch norm in training mode"
 
 
+def _batch_norm(h):
+    """A batch norm over the batch (tf.nn.moments, training mode)."""
+    mean, var = tf.nn.moments(h, [0], name="moments")
+    return (h - mean) * tf.math.rsqrt(var + 1e-3)
+
+
 def _model(directory):
-    """x[6] -> hidden (relu) -> batch norm over the batch (tf.nn.moments, training mode) -> the features
-    ``features`` -> output/logits (3 classes) -> probabilities."""
-    os.makedirs(directory)
-    rng = np.random.default_rng(0)
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 6], name="x")
-        w1 = tf1.get_variable("hidden/w", initializer=rng.normal(0, 0.5, (6, 8)).astype(np.float32))
-        h = tf.nn.relu(tf.matmul(x, w1))
-        mean, var = tf.nn.moments(h, [0], name="moments")
-        f = tf.identity((h - mean) * tf.math.rsqrt(var + 1e-3), name="features")
-        w2 = tf1.get_variable("output/w", initializer=rng.normal(0, 0.5, (8, 3)).astype(np.float32))
-        logits = tf.identity(tf.matmul(f, w2), name="logits")
-        tf.nn.softmax(logits, name="probabilities")
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
-    return str(directory)
+    return small_classifier(directory, below=_batch_norm)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(40, 6)).astype(np.float32)
-    np.savez(root / "x.npz", x=x)
-    np.savez(root / "xy.npz", x=x, y=rng.integers(0, 2, 40))
-    np.savez(root / "few.npz", x=x[:4] + 3.0)
-    return {"bn": _model(root / "bn"), "bn2": _model(root / "bn2"), "x": str(root / "x.npz"),
-            "xy": str(root / "xy.npz"), "few": str(root / "few.npz"), "root": root}
+    return {"bn": _model(root / "bn"), "bn2": _model(root / "bn2"), **small_data(root)}
 
 
 def _refusal(model, instead="give features=TENSOR below them", flag="allow_batch_dependent=True"):

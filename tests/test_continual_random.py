@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from continual_models import small_classifier, small_data
 
 from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.combine import combine
@@ -21,38 +22,18 @@ DROPOUT_OP = "dropout/random_uniform/RandomUniform"
 
 
 def _model(directory, keep_prob):
-    """x[6] -> hidden (relu) -> dropout ``keep_prob`` (a constant, or a placeholder_with_default(1.0))
-    -> the features ``features`` -> output/logits (3 classes) -> probabilities."""
-    os.makedirs(directory)
-    rng = np.random.default_rng(0)
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 6], name="x")
-        w1 = tf1.get_variable("hidden/w", initializer=rng.normal(0, 0.5, (6, 8)).astype(np.float32))
-        h = tf.nn.relu(tf.matmul(x, w1))
-        if keep_prob is None:
-            keep_prob = tf1.placeholder_with_default(1.0, [], name="keep_prob")
-        f = tf.identity(tf1.nn.dropout(h, keep_prob=keep_prob), name="features")
-        w2 = tf1.get_variable("output/w", initializer=rng.normal(0, 0.5, (8, 3)).astype(np.float32))
-        logits = tf.identity(tf.matmul(f, w2), name="logits")
-        tf.nn.softmax(logits, name="probabilities")
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
-    return str(directory)
+    """The features below dropout ``keep_prob`` (a constant, or a placeholder_with_default(1.0) when None)."""
+    def dropout(h):
+        kp = tf1.placeholder_with_default(1.0, [], name="keep_prob") if keep_prob is None else keep_prob
+        return tf1.nn.dropout(h, keep_prob=kp)
+    return small_classifier(directory, below=dropout)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("random")
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(40, 6)).astype(np.float32)
-    np.savez(root / "x.npz", x=x)
-    np.savez(root / "xy.npz", x=x, y=rng.integers(0, 2, 40))
-    np.savez(root / "few.npz", x=x[:4] + 3.0)
     return {"baked": _model(root / "baked", 0.5), "baked2": _model(root / "baked2", 0.5),
-            "fed": _model(root / "fed", None), "fed2": _model(root / "fed2", None),
-            "x": str(root / "x.npz"), "xy": str(root / "xy.npz"), "few": str(root / "few.npz"), "root": root}
+            "fed": _model(root / "fed", None), "fed2": _model(root / "fed2", None), **small_data(root)}
 
 
 def _learn(models, model, out, **kw):

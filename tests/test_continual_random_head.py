@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from continual_models import small_classifier, small_data
 
 from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.combine import combine
@@ -25,37 +26,18 @@ ACCEPTED = "accepted by allow_random=True; "
 
 
 def _model(directory, dropout: str):
-    """x[6] -> hidden (relu) -> ``features`` -> output/logits (3 classes) -> probabilities, with dropout
-    (keep_prob 0.5, a constant) below the features (``dropout="below"``) or above them (``"above"``)."""
-    os.makedirs(directory)
-    rng = np.random.default_rng(0)
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 6], name="x")
-        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("hidden/w", initializer=rng.normal(0, 0.5, (6, 8)).astype(
-            np.float32))))
-        f = tf.identity(tf1.nn.dropout(h, keep_prob=0.5) if dropout == "below" else h, name="features")
-        above = tf1.nn.dropout(f, keep_prob=0.5) if dropout == "above" else f
-        w2 = tf1.get_variable("output/w", initializer=rng.normal(0, 0.5, (8, 3)).astype(np.float32))
-        logits = tf.identity(tf.matmul(above, w2), name="logits")
-        tf.nn.softmax(logits, name="probabilities")
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
-    return str(directory)
+    """Dropout (keep_prob 0.5, a constant) below the features (``dropout="below"``) or above them (``"above"``)."""
+    def drop(t):
+        return tf1.nn.dropout(t, keep_prob=0.5)
+    return small_classifier(directory, **{dropout: drop})
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("random_head")
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(40, 6)).astype(np.float32)
-    np.savez(root / "x.npz", x=x)
-    np.savez(root / "xy.npz", x=x, y=rng.integers(0, 2, 40))
-    np.savez(root / "few.npz", x=x[:4] + 3.0)
     return {"above": _model(root / "above", "above"), "above2": _model(root / "above2", "above"),
             "below": _model(root / "below", "below"), "below2": _model(root / "below2", "below"),
-            "x": str(root / "x.npz"), "xy": str(root / "xy.npz"), "few": str(root / "few.npz"), "root": root}
+            **small_data(root)}
 
 
 def _learn(models, model, out, **kw):

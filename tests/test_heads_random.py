@@ -4,9 +4,9 @@ every call, and merge-heads failed only after its work, with 'verification faile
 Dropout whose keep_prob is a placeholder_with_default(1.0) passes."""
 import os
 
-import numpy as np
 import pytest
 import tensorflow as tf
+from continual_models import relu_classifier
 
 from graphsurgeon._src.errors import MergeHeadsError
 from graphsurgeon._src.multihead.merge import merge_heads
@@ -18,24 +18,11 @@ REAL = os.path.join(ROOT, "..", "shared", "realmodels")
 
 
 def _model(directory, keep_prob):
-    """x[6] -> ``hidden/Relu`` (the features) -> dropout ``keep_prob`` (a constant, or a
-    placeholder_with_default(1.0)) -> logits (3 classes) -> probabilities."""
-    os.makedirs(directory)
-    rng = np.random.default_rng(0)
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 6], name="x")
-        with tf1.variable_scope("hidden"):
-            h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w", initializer=rng.normal(0, .5, (6, 8)).astype(np.float32))))
-        if keep_prob is None:
-            keep_prob = tf1.placeholder_with_default(1.0, [], name="keep_prob")
-        d = tf1.nn.dropout(h, keep_prob=keep_prob)
-        w2 = tf1.get_variable("output/w", initializer=rng.normal(0, 0.5, (8, 3)).astype(np.float32))
-        tf.nn.softmax(tf.matmul(d, w2), name="probabilities")
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
-    return str(directory)
+    """Dropout ``keep_prob`` (a constant, or a placeholder_with_default(1.0) when None) above the features."""
+    def dropout(h):
+        kp = tf1.placeholder_with_default(1.0, [], name="keep_prob") if keep_prob is None else keep_prob
+        return tf1.nn.dropout(h, keep_prob=kp)
+    return relu_classifier(directory, above=dropout)
 
 
 def _refusal(model, output, ops):

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from continual_models import relu_classifier
 
 from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.continual.config import LearnConfig
@@ -17,21 +18,7 @@ tf1 = tf.compat.v1
 
 
 def _model(directory):
-    """x[6] -> hidden/Relu (8, the features) -> logits (3 classes) -> probabilities."""
-    os.makedirs(directory)
-    rng = np.random.default_rng(0)
-    g = tf.Graph()
-    with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 6], name="x")
-        with tf1.variable_scope("hidden"):
-            h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w", initializer=rng.normal(0, .5, (6, 8)).astype(np.float32))))
-        w2 = tf1.get_variable("output/w", initializer=rng.normal(0, 0.5, (8, 3)).astype(np.float32))
-        logits = tf.identity(tf.matmul(h, w2), name="logits")
-        tf.nn.softmax(logits, name="probabilities")
-        with tf1.Session() as s:
-            s.run(tf1.global_variables_initializer())
-            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
-    return str(directory)
+    return relu_classifier(directory, logits=True)
 
 
 def test_learn_task_takes_features_from_model_json(tmp_path, capfd):
