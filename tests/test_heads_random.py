@@ -9,7 +9,7 @@ import tensorflow as tf
 from continual_models import relu_classifier
 
 from graphsurgeon._src.errors import MergeHeadsError
-from graphsurgeon._src.multihead.merge import merge_heads
+from graphsurgeon._src.multihead.merge import add_task, merge_heads
 
 from helpers import ROOT, cli
 
@@ -39,6 +39,10 @@ def test_a_random_head_is_refused_and_dropout_fed_one_passes(tmp_path):
     assert not os.path.exists(tmp_path / "merged")
     merge_heads([fed], "hidden/Relu", str(tmp_path / "fed_merged"))
     assert os.path.isfile(tmp_path / "fed_merged" / "tasks.json")
+    with pytest.raises(MergeHeadsError) as e:  # add-head reads the head it adds the same way
+        add_task(str(tmp_path / "fed_merged"), baked, str(tmp_path / "fed_merged_2"), name="baked")
+    assert str(e.value) == _refusal(baked, "probabilities:0", "dropout/random_uniform/RandomUniform")
+    assert not os.path.exists(tmp_path / "fed_merged_2")
 
 
 @pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")

@@ -1,5 +1,5 @@
 """Two behaviours several classes share: a verb's result that reports itself as a JSON-ready dict,
-and an object that a ``with`` statement closes."""
+and an object that a ``with`` statement closes; and :func:`counted`, the count its text gives."""
 from __future__ import annotations
 
 import dataclasses
@@ -28,3 +28,8 @@ class Closing:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 variable``, ``2 variables``: ``n`` and ``noun``, plural (an ``s``) unless ``n`` is 1."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

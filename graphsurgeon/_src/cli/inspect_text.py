@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import collections
 
+from graphsurgeon._src.mixins import counted
+
 
 def _human(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -10,11 +12,6 @@ def _human(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024.0
     return str(n)
-
-
-def _count(n: int, noun: str) -> str:
-    """``1 variable``, ``2 variables``."""
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _shape(shape) -> str:
@@ -29,23 +26,23 @@ def format_text(report: dict) -> str:
         lines.append("object-based (TF2) checkpoint: object graph present (_CHECKPOINTABLE_OBJECT_GRAPH; not a "
                      "variable, not counted below)")
     if report["variables"]:
-        lines.append(f"{_count(len(report['variables']), 'variable')}, {_human(report['total_bytes'])}")
+        lines.append(f"{counted(len(report['variables']), 'variable')}, {_human(report['total_bytes'])}")
         width = max(len(v["name"]) for v in report["variables"])
         by_scope = collections.defaultdict(list)
         for v in report["variables"]:
             by_scope[v["name"].split("/")[0]].append(v)
         for scope, info in report["scopes"].items():
             opt = f", optimizer state {_human(info['optimizer_bytes'])}" if info["optimizer_bytes"] else ""
-            lines.append(f"[{scope}] {_count(info['variables'], 'variable')}, {_human(info['bytes'])}{opt}")
+            lines.append(f"[{scope}] {counted(info['variables'], 'variable')}, {_human(info['bytes'])}{opt}")
             for v in report["variables"]:
                 if v["name"] == scope or v["name"].startswith(scope + "/"):
                     tag = "" if v["kind"] == "model" else f"  ({v['kind']})"
                     lines.append(f"  {v['name']:<{width}}  {v['dtype']:<8} {str(v['shape']):<18} {_human(v['bytes'])}{tag}")
     g = report["graph"]
     if g:
-        lines.append(f"graph: {_count(g['ops'], 'op')}")
+        lines.append(f"graph: {counted(g['ops'], 'op')}")
         for scope, n in g["ops_per_scope"].items():
-            lines.append(f"  {scope:<30} {_count(n, 'op')}")
+            lines.append(f"  {scope:<30} {counted(n, 'op')}")
         lines.append("likely inputs: " + (", ".join(f"{i['name']} {i['dtype']} {_shape(i['shape'])}" for i in g["inputs"])
                                           or "none"))
         lines.append("likely outputs: " + (", ".join(g["outputs"]) or "none"))

@@ -15,7 +15,7 @@ from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, pigg
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
 from graphsurgeon._src.continual.graph import check_features, check_head_random, features_of
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
-from graphsurgeon._src.mixins import Report
+from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
 from graphsurgeon._src.storage import datasets
 
@@ -64,7 +64,7 @@ class LearnResult(Report):
 
 def _of(n: int | None) -> str:
     """`` (of 38 examples)``; ``''`` when the count is not known (a record written before counts were kept)."""
-    return "" if n is None else f" (of {n} example{'' if n == 1 else 's'})"
+    return "" if n is None else f" (of {counted(n, 'example')})"
 
 
 def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -> LearnResult:

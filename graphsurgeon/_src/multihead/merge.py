@@ -13,7 +13,7 @@ import dataclasses
 import os
 
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError
-from graphsurgeon._src.mixins import Report
+from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.multihead import build as builder
 from graphsurgeon._src.multihead import compare, layout, load
 from graphsurgeon._src.multihead import spec as specs
@@ -45,7 +45,7 @@ class MergeResult(Report):
 
     def format_text(self) -> str:
         """A short report: the tasks (all of them up to 20), bytes, backbone groups, verification."""
-        lines = [f"{self.directory}: {_count(len(self.tasks), 'task')}, {_count(len(self.groups), 'backbone group')}"]
+        lines = [f"{self.directory}: {counted(len(self.tasks), 'task')}, {counted(len(self.groups), 'backbone group')}"]
         shown = self.tasks if len(self.tasks) <= 20 else self.tasks[:3] + self.tasks[-2:]
         for i, t in enumerate(shown):
             if len(self.tasks) > 20 and i == 3:
@@ -304,6 +304,3 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
                                             previous=_previous(model_dir, out), do_verify=verify)
     return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks)
 
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
