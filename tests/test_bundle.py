@@ -3,7 +3,9 @@ import mmap
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -152,6 +154,37 @@ def test_read_chunks_checks_length_and_crc(tmp_path):
         list(read_chunks(str(tmp_path / "d"), 4000, 4000))
 
 
+def test_read_chunks_converts_ahead_in_a_pool_and_checks_the_crc_in_order(tmp_path):
+    """With a pool, chunks are mapped and converted by its threads and yielded in order; the crc32c
+    still covers the bytes in order; a caller that stops early returns only once no conversion runs."""
+    payload = np.random.default_rng(4).integers(0, 255, 10_000, dtype=np.uint8).tobytes()
+    (tmp_path / "d").write_bytes(payload)
+    crc, path = bundle.mask(bundle.crc32c(payload[100:9100])), str(tmp_path / "d")
+    threads, running, done = [], [0], threading.Event()
+
+    def convert(chunk):
+        threads.append(threading.current_thread().name)
+        return bytes(chunk)[::-1]
+
+    with ThreadPoolExecutor(2, thread_name_prefix="conv") as pool:
+        got = list(read_chunks(path, 100, 9000, crc=crc, chunk_bytes=1000, convert=convert, pool=pool, ahead=2))
+        assert got == [payload[i:i + 1000][::-1] for i in range(100, 9100, 1000)]
+        assert len(threads) == 9 and all(t.startswith("conv") for t in threads)
+        with pytest.raises(CorruptCheckpointError, match="do not match their crc32c"):
+            list(read_chunks(path, 100, 9000, crc=crc ^ 1, chunk_bytes=1000, convert=convert, pool=pool))
+
+        def slow(chunk):
+            running[0] += 1
+            done.wait(0.2)
+            running[0] -= 1
+            return bytes(chunk)
+
+        chunks = read_chunks(path, 100, 9000, crc=crc, chunk_bytes=1000, convert=slow, pool=pool, ahead=2)
+        assert next(chunks) == payload[100:1100]
+        chunks.close()
+        assert running[0] == 0
+
+
 @pytest.mark.parametrize("cached", [(True, True), (True, False), (False, True), (False, False), (True, 0)])
 def test_read_ahead_is_asked_unless_the_first_and_last_pages_are_cached(monkeypatch, cached):
     """The probe reads one byte at each end of the range with RWF_NOWAIT (a read that would wait
@@ -274,6 +307,71 @@ def test_data_writer_blocks_tails_and_copies_give_the_exact_bytes(tmp_path, monk
         assert w._direct is None
     w.close()
     assert (tmp_path / "d").read_bytes() == bytes(want)
+
+
+def test_data_writer_reads_back_only_the_tensors_asked_as_their_blocks_are_written(tmp_path, monkeypatch):
+    """read_back asks the kernel to read exactly the tensor's bytes into the page cache, each part
+    once the stage holding it is written directly (a tensor across three stages here)."""
+    from graphsurgeon._src.storage import bundle_data
+
+    monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
+    monkeypatch.setattr(DataWriter, "READ_AHEAD_BYTES", 4096)
+    asked, real = [], os.posix_fadvise
+
+    def fadvise(fd, offset, n, advice):
+        if advice == os.POSIX_FADV_WILLNEED:
+            asked.append((offset, n))
+        return real(fd, offset, n, advice)
+
+    monkeypatch.setattr(bundle_data.os, "posix_fadvise", fadvise)
+    w = DataWriter(str(tmp_path / "d"))
+    if w._direct is None:
+        w.abandon()
+        pytest.skip("this file system has no direct I/O: nothing is written past the page cache")
+    rng = np.random.default_rng(5)
+    parts = [rng.integers(0, 256, n, dtype=np.uint8) for n in (20_000, 30_000, 40_000)]
+    assert [w.write(iter([part]), read_back=i == 1)[0] for i, part in enumerate(parts)] == [0, 20_000, 50_000]
+    w.close()
+    assert (tmp_path / "d").read_bytes() == b"".join(p.tobytes() for p in parts)
+    covered = sorted(asked)
+    assert all(n <= 4096 for _, n in covered)
+    assert [(a, a + n) for a, n in covered] == [(a, min(a + 4096, b)) for a, b in
+                                               [(20_000, 32_768), (32_768, 49_152), (49_152, 50_000)]
+                                               for a in range(a, b, 4096)]
+
+
+@pytest.mark.parametrize("first", ["write", "copy"])
+def test_data_writer_makes_its_stages_ahead_when_much_is_expected(tmp_path, monkeypatch, first):
+    """With more than a stage expected, every stage is made (its pages at once) by an I/O thread
+    before it is needed, the first one even when a copy comes first; the bytes are exact. With
+    less, the first stage is made by the caller, its pages as they are written."""
+    from graphsurgeon._src.storage import bundle_data
+
+    monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
+    made, real = [], bundle_data._stage
+
+    def stage(size, *, populate):
+        made.append((threading.current_thread().name.split("_")[0], populate))
+        return real(size, populate=populate)
+
+    monkeypatch.setattr(bundle_data, "_stage", stage)
+    rng = np.random.default_rng(6)
+    source = rng.integers(0, 256, 9000, dtype=np.uint8).tobytes()
+    (tmp_path / "src").write_bytes(source)
+    data = rng.integers(0, 256, 100_000, dtype=np.uint8)
+    w = DataWriter(str(tmp_path / "d"), expected_bytes=109_000)
+    if first == "copy":
+        assert w.copy(str(tmp_path / "src"), 0, 9000) == 0
+    w.write(iter([data]))
+    if first == "write":
+        w.copy(str(tmp_path / "src"), 0, 9000)
+    w.close()
+    want = source + data.tobytes() if first == "copy" else data.tobytes() + source
+    assert (tmp_path / "d").read_bytes() == want
+    assert made == [("graphsurgeon-io", True)] * DataWriter.STAGES
+    made.clear()
+    DataWriter(str(tmp_path / "small"), expected_bytes=16384).close()
+    assert made == [(threading.current_thread().name.split("_")[0], False)]
 
 
 def test_data_writer_raises_a_write_error_of_its_io_threads(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Each phase of a migration on its own: plan, casts, joins, TF2 keys, the link decision, assembly,
 and verification, which must fail on every kind of damaged output it claims to catch."""
+import functools
 import io
 import json
 import os
@@ -21,7 +22,7 @@ from graphsurgeon._src.migrate.assemble import assemble, should_link
 from graphsurgeon._src.migrate.rules import Rules
 from graphsurgeon._src.migrate.sources import open_checkpoint
 from graphsurgeon._src.storage import bundle
-from graphsurgeon._src.storage.bundle_data import encode_strings
+from graphsurgeon._src.storage.bundle_data import encode_strings, read_chunks
 
 tf1 = tf.compat.v1
 RNG = np.random.default_rng(0)
@@ -402,6 +403,46 @@ def test_migrate_computes_the_compared_values_in_a_thread_while_it_writes(src, t
     assert all(t.startswith("graphsurgeon-verify") for t in threads), threads
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads have their own priority on Linux only")
+def test_values_computed_while_writing_take_only_cpu_the_write_leaves(src, tmp_path, monkeypatch):
+    """The thread computing verification's values runs at nice 19; the caller's priority is left as it was."""
+    seen, real = [], verify_mod.expected_value
+
+    def value(p, read=None):
+        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return real(p, read)
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    monkeypatch.setattr(verify_mod, "expected_value", value)
+    migrate(src, str(tmp_path / "m"), Rules(keep=["small/a", "emb"], cast=[("small/a", "float16")]),
+            merge_partitions=True)
+    assert {(name.split("_")[0], nice) for name, nice in seen} == {("graphsurgeon-verify", 19)}, seen
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+@pytest.mark.parametrize("level", ["sample", "full", "none"])
+def test_migrate_reads_back_the_sampled_tensors_as_they_are_written(src, tmp_path, monkeypatch, level):
+    """At the "sample" level the computed tensors verification reads are read back into the page cache
+    as soon as they are written (the others not); "full" and "none" ask for none."""
+    from graphsurgeon._src.storage import bundle_writer
+
+    asked, real = {}, bundle_writer.BundleWriter.write
+
+    def write(self, key, dtype, shape, chunks, *, read_back=False):
+        asked[key] = read_back
+        return real(self, key, dtype, shape, chunks, read_back=read_back)
+
+    monkeypatch.setattr(verify_mod, "SAMPLE_BYTES", 5_000_000)  # two of the six 2.4 MB tensors (float64)
+    monkeypatch.setattr(bundle_writer.BundleWriter, "write", write)
+    rules = Rules(cast=[("big", "float64"), ("small/a", "float16")], drop=["small/names"])
+    migrate(src, str(tmp_path / "m"), rules, link=False, verify=level)
+    tensors = phases.apply_casts(phases.plan(open_checkpoint(src), [], rules), rules)
+    sampled, computed = {p.new for p in verify_mod.sample(tensors)}, {p.new for p in tensors if p.action == "cast"}
+    assert set(asked) == computed and len(computed) == 7  # (the copied ones go through the page cache)
+    assert {k for k, back in asked.items() if back} == (sampled & computed if level == "sample" else set())
+    assert level != "sample" or len(sampled & {f"big/{k}" for k in range(6)}) == 2
+
+
 def test_data_file_holds_the_tensors_largest_first(src, tmp_path):
     """In the new data file the tensors lie largest first (the disk starts writing at once), and each
     is where its index entry says (verification passes)."""
@@ -477,31 +518,24 @@ SPECIAL = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 65504, 65519.99
                                                  (np.float64, tf.float16), (np.float16, tf.float32),
                                                  (np.float64, tf.bfloat16)])
 @pytest.mark.parametrize("workers", [1, 3])
-def test_converter_gives_the_bits_of_numpy_astype(src_dtype, dst_dtype, workers):
+def test_converter_gives_the_bits_of_numpy_astype(src_dtype, dst_dtype, workers, tmp_path):
     from graphsurgeon._src.migrate.assemble import Converter
 
     x = np.concatenate([SPECIAL, RNG.standard_normal(600_000).astype(np.float32) * 1e3,
                         np.frombuffer(RNG.bytes(4 * 300_000), np.float32)]).astype(src_dtype)  # random bit patterns
     dst = np.dtype(dst_dtype.as_numpy_dtype)
-    raw = _placed(x.view(np.uint8), misaligned=workers == 3)  # TensorFlow is given aligned buffers only
-    chunks = [raw[i:i + 2**20] for i in range(0, len(raw), 2**20)]  # several chunks, each converted
+    offset = 4 if workers == 3 else 4096  # mapped 4 bytes past an aligned address, or aligned (TensorFlow is
+    path = tmp_path / "data"              # given aligned buffers only)
+    path.write_bytes(b"\0" * offset + x.tobytes())
+    read = functools.partial(read_chunks, str(path), offset, x.nbytes, crc=bundle.mask(bundle.crc32c(x.view(np.uint8))),
+                             chunk_bytes=2**20)  # several chunks, each converted
     converter = Converter(workers)
     try:
-        got = np.concatenate([c.copy() for c in converter.chunks(chunks, np.dtype(src_dtype), dst)])
+        got = np.concatenate([c.copy() for c in converter.converted(read, np.dtype(src_dtype), dst)])
     finally:
         converter.close()
     want = x.astype(dst)
     assert got.dtype == dst and np.array_equal(got.view(np.uint8), want.view(np.uint8))
-
-
-def _placed(raw: np.ndarray, *, misaligned: bool) -> np.ndarray:
-    """A writable copy of ``raw`` starting 64-byte aligned, or 4 bytes past such an address."""
-    buf = np.empty(len(raw) + 128, np.uint8)
-    start = -buf.ctypes.data % 64 + 4 * misaligned
-    out = buf[start:start + len(raw)]
-    out[:] = raw
-    assert (out.ctypes.data % 64 == 0) != misaligned
-    return out
 
 
 # ---- progress --------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ A tensor copied from a V2 source either keeps its bytes where they are (``link``
 data files become shards of the destination, hard-linked, and only the index is new) or has
 them copied into the destination's one new data file. Every other tensor (casts, joined
 partitions, V1 sources, the TF2 object graph) is written into that file as it is computed,
-in chunks of at most 8 MiB when its source is a V2 checkpoint, so memory stays near one chunk
-whatever the tensor's size. TensorFlow checks crc32c on read; each tensor written here gets the
+in chunks of at most 8 MiB when its source is a V2 checkpoint (a few at a time: see
+:class:`Converter`), so memory stays near a few chunks whatever the tensor's size. TensorFlow checks crc32c on read; each tensor written here gets the
 crc32c of its bytes, and the source's bytes are checked against theirs as they are read.
 """
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,12 +44,17 @@ def bytes_to_write(tensors: list, *, link: bool) -> int:
     return sum(p.nbytes for p in tensors if not (link and p.action == "copy" and p.source.kind == "v2"))
 
 
-def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | None = None) -> list[str]:
+def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | None = None,
+             read_back: frozenset = frozenset()) -> list[str]:
     """Write checkpoint ``prefix`` holding ``tensors`` (PlannedTensors); returns the files written, index
     last. ``progress`` (counting MiB, see :func:`bytes_to_write`) is advanced as tensors are written.
     The new data file holds the tensors largest first, so that the disk starts writing at once
-    while the small ones, each costing more per byte, are still to come."""
-    w, converter, meter = BundleWriter(prefix), Converter(), _Meter(progress)
+    while the small ones, each costing more per byte, are still to come. The numeric tensors
+    computed here whose destination names are in ``read_back`` have their bytes read from the
+    disk into the page cache as soon as they are written (for a verification that reads them
+    after; see :class:`~graphsurgeon._src.storage.bundle_data.DataWriter`)."""
+    w = BundleWriter(prefix, expected_bytes=bytes_to_write(tensors, link=link))
+    converter, meter = Converter(), _Meter(progress)
     try:
         for p in sorted(tensors, key=lambda p: -p.nbytes):
             if p.action == "copy" and p.source.kind == "v2" and link:
@@ -59,7 +65,7 @@ def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | Non
             elif p.dtype == tf.string:
                 w.write_value(p.new, _whole_value(p), tf.string)
             else:
-                w.write(p.new, p.dtype, p.shape, meter.counted(_chunks(p, converter)))
+                w.write(p.new, p.dtype, p.shape, meter.counted(_chunks(p, converter)), read_back=p.new in read_back)
                 continue
             meter.add(p.nbytes)
         return w.finish()
@@ -128,9 +134,9 @@ def _chunks(p, converter: Converter):
             continue
         e = src.entries[part.source_key]
         src_dtype = np.dtype(tf.as_dtype(e.dtype).as_numpy_dtype)
-        raw = read_chunks(src.data_file(e), e.offset, e.size, crc=e.crc32c, what=f"tensor '{part.source_key}'",
-                          chunk_bytes=converter.chunk_bytes, private=(src_dtype, dst) in TF_CASTS)
-        yield from (raw if src_dtype == dst else converter.chunks(raw, src_dtype, dst))
+        read = functools.partial(read_chunks, src.data_file(e), e.offset, e.size, crc=e.crc32c,
+                                 what=f"tensor '{part.source_key}'", chunk_bytes=converter.chunk_bytes)
+        yield from converter.converted(read, src_dtype, dst)
 
 
 def _convert(piece) -> None:
@@ -166,41 +172,53 @@ def _tf_cast(x: np.ndarray, dst_dtype: np.dtype) -> np.ndarray:
 class Converter:
     """Converts chunks of one dtype to another with the bits numpy's ``astype`` gives (round to
     nearest even): float32 to float16 or bfloat16 through TensorFlow's cast kernel, any other
-    pair with numpy split across ``workers`` threads (numpy releases the GIL while it casts)
-    into two reused buffers, used in turn. Each result stays valid until the one after next is
-    produced (what :class:`~graphsurgeon._src.storage.bundle_data.DataWriter` needs to write a
-    chunk while the next one is converted)."""
+    pair with numpy. Up to ``workers`` threads (default: the cores, at most four) share the work:
+    with TensorFlow, each maps and casts whole chunks, a few ahead of the one being written;
+    with numpy (which releases the GIL while it casts), they split each chunk, converting it
+    into one of two reused buffers, used in turn. Each result stays valid until the one after
+    next is produced (what :class:`~graphsurgeon._src.storage.bundle_data.DataWriter` needs to
+    write a chunk while the next one is converted)."""
 
     chunk_bytes = 8 << 20  # source bytes a chunk (measured: 4-8 MiB beat 2 and 16 MiB)
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
-        self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self.pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
         self._buffers = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
 
-    def chunks(self, raw_chunks, src_dtype: np.dtype, dst_dtype: np.dtype):
-        """Each raw chunk (a uint8 array) read as ``src_dtype``, converted to ``dst_dtype``."""
+    def converted(self, read, src_dtype: np.dtype, dst_dtype: np.dtype):
+        """The chunks of a tensor of ``src_dtype`` as arrays of ``dst_dtype``. ``read(**options)``
+        returns :func:`~graphsurgeon._src.storage.bundle_data.read_chunks` of its bytes, the
+        options given: TensorFlow's casts are handed to it (``convert``) with this converter's
+        threads, so each chunk is mapped and cast by one of them, up to ``workers`` chunks ahead,
+        and the source's crc32c is still checked in order."""
+        if src_dtype == dst_dtype:
+            return read()
+        if (src_dtype, dst_dtype) in TF_CASTS:
+            return read(private=True, convert=lambda raw: _tf_cast(raw.view(src_dtype), dst_dtype), pool=self.pool,
+                        ahead=self.workers)
+        return self._numpy_chunks(read(), src_dtype, dst_dtype)
+
+    def _numpy_chunks(self, raw_chunks, src_dtype: np.dtype, dst_dtype: np.dtype):
+        """Each raw chunk (a uint8 array) read as ``src_dtype``, converted to ``dst_dtype`` by numpy."""
         for raw in raw_chunks:
             x = raw.view(src_dtype)
-            if (src_dtype, dst_dtype) in TF_CASTS:
-                yield _tf_cast(x, dst_dtype)
-                continue
             n = len(x) * dst_dtype.itemsize
             self._buffers.reverse()
             if len(self._buffers[0]) < n:
                 self._buffers[0] = np.empty(n, np.uint8)
             out = self._buffers[0][:n].view(dst_dtype)
             step = -(-len(x) // self.workers)
-            if self._pool is None or len(x) < (1 << 18):
+            if self.pool is None or len(x) < (1 << 18):
                 np.copyto(out, x, casting="unsafe")
             else:
                 pieces = [(out[i:i + step], x[i:i + step]) for i in range(0, len(x), step)]
-                list(self._pool.map(_convert, pieces))
+                list(self.pool.map(_convert, pieces))
             yield out
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 def _whole_value(p) -> np.ndarray:

@@ -10,7 +10,7 @@ from graphsurgeon._src.migrate import plan as phases
 from graphsurgeon._src.migrate.assemble import assemble, bytes_to_write, should_link
 from graphsurgeon._src.migrate.rules import Rules
 from graphsurgeon._src.migrate.sources import open_checkpoint
-from graphsurgeon._src.migrate.verify import LEVELS, Prefetch
+from graphsurgeon._src.migrate.verify import LEVELS, Prefetch, sample
 from graphsurgeon._src.migrate.verify import verify as verify_bundle
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage.paths import checkpoint_files
@@ -146,7 +146,8 @@ def _write(tensors: list, result: MigrationResult, level: str, progress: bool) -
         staged = os.path.join(staging, os.path.basename(dst))
         prefetch = Prefetch(tensors, level)  # the values verification compares with, computed meanwhile
         try:
-            files = assemble(tensors, staged, link=link, progress=bar)
+            read_back = frozenset(p.new for p in sample(tensors)) if level == "sample" else frozenset()
+            files = assemble(tensors, staged, link=link, progress=bar, read_back=read_back)
             verify_bundle(staged, tensors, level, prefetch)
         finally:
             prefetch.close()

@@ -7,20 +7,25 @@ Levels:
   of the source gives (the cast dtype for casts, the parts' rows added up for joins). The
   bytes of every tensor under 1 MiB, and of a seeded sample of the larger ones (up to 16 MiB of
   them in all; the smallest one when none fits), are read back through TensorFlow and
-  compared with the source: by crc32c against the source index's crc32c for a tensor copied
+  compared with the source (``migrate`` has the blocks of those it wrote with direct I/O read from
+  the disk into the page cache as soon as they were written, and TensorFlow reads them from
+  there): by crc32c against the source index's crc32c for a tensor copied
   unchanged from a V2 checkpoint, byte for byte against the value recomputed from the source
   (read by TensorFlow, then cast or joined) for every other tensor.
   At this level the values recomputed from the source (as many as fit in 64 MiB, taken in the
   order they are checked) are computed while the checkpoint is being written, in a background thread
-  with TensorFlow readers of its own (see :class:`Prefetch`; any others are computed when their
-  tensor is checked), and compared only once the checkpoint is complete.
+  with TensorFlow readers of its own, at the lowest CPU priority on Linux (see :class:`Prefetch`;
+  any others are computed when their tensor is checked), and compared only once the checkpoint
+  is complete.
 * ``"full"``: the same, with every tensor's bytes compared byte for byte with the value
   recomputed from the source (each read whole through TensorFlow on both sides).
 * ``"none"``: nothing is checked.
 """
 from __future__ import annotations
 
+import os
 import random
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,9 +63,10 @@ def sample(tensors: list) -> list:
 class Prefetch:
     """The values the ``"sample"`` level compares bytes with (those not checked by crc32c),
     computed from the sources in a background thread while the checkpoint is written, taken in
-    the order :func:`verify` checks them, each while their total stays within 64 MiB. The thread opens
-    TensorFlow readers of its own (a reader is not shared across threads) and stops at the
-    first tensor it cannot read, recording the error for that tensor. :meth:`close` stops it
+    the order :func:`verify` checks them, each while their total stays within 64 MiB. The thread runs
+    at nice 19 on Linux (see :func:`_lowest_priority`), opens TensorFlow readers of its own (a
+    reader is not shared across threads) and stops at the first tensor it cannot read, recording
+    the error for that tensor. :meth:`close` stops it
     and waits for it."""
 
     def __init__(self, tensors: list, level: str):
@@ -75,6 +81,7 @@ class Prefetch:
         self._done = self._pool.submit(self._compute, chosen) if chosen else None
 
     def _compute(self, chosen: list) -> None:
+        _lowest_priority()
         readers = {}
 
         def read(part):
@@ -115,6 +122,16 @@ class Prefetch:
         if self._pool is not None:
             self._pool.shutdown()
         self._values.clear()
+
+
+def _lowest_priority() -> None:
+    """Run the calling thread at the lowest CPU priority (nice 19) where threads have their own
+    (Linux), so that it takes only the CPU time the write leaves unused; elsewhere, do nothing."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
 
 
 def verify(prefix: str, tensors: list, level: str = "sample", prefetch: Prefetch | None = None) -> None:

@@ -16,6 +16,7 @@ import errno
 import mmap
 import os
 import struct
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
@@ -27,15 +28,20 @@ CHUNK_BYTES = 16 << 20  # a multiple of every dtype's size
 
 
 def read_chunks(path: str, offset: int, size: int, *, crc: int | None = None, what: str = "",
-                chunk_bytes: int = CHUNK_BYTES, private: bool = False):
+                chunk_bytes: int = CHUNK_BYTES, private: bool = False, convert=None, pool=None, ahead: int = 2):
     """Yield the bytes ``[offset, offset + size)`` of ``path`` as uint8 arrays of at most
     ``chunk_bytes``, each a view of the file mapped into memory (no copy; the pages are read
     from the page cache, or from disk with the next chunk's read-ahead asked for unless its first
     and last pages are cached already). A chunk stays valid while it is referenced; its mapping
-    goes with its last reference, so memory stays near one chunk whatever the tensor's size. The
-    arrays are read-only, or with ``private`` writable copy-on-write views (a write changes this
-    process's copy of a page, never the file), which libraries that only take writable buffers
-    accept without a copy.
+    goes with its last reference, so memory stays near one chunk whatever the tensor's size (a
+    few with a ``pool``). The arrays are read-only, or with ``private`` writable copy-on-write
+    views (a write changes this process's copy of a page, never the file), which libraries that
+    only take writable buffers accept without a copy.
+
+    With ``convert``, ``convert(chunk)`` is yielded in place of each chunk; with a ``pool``
+    (a thread pool) too, the chunks are mapped and converted by its threads, up to ``ahead``
+    chunks beyond the one last yielded, and yielded in order (the crc32c is still checked in
+    order, by the caller's thread).
 
     Raises:
       CorruptCheckpointError: the file ends early, or (``crc`` given: the masked crc32c from
@@ -48,20 +54,49 @@ def read_chunks(path: str, offset: int, size: int, *, crc: int | None = None, wh
         if os.fstat(fd).st_size < offset + size:
             raise CorruptCheckpointError(f"{path}: ends inside {what} (needs bytes up to {offset + size}); "
                                          "the data file is truncated")
-        for start in range(offset, offset + size, chunk_bytes):
+
+        def load(start: int):
             n = min(chunk_bytes, offset + size - start)
             _read_ahead(fd, start + n, min(chunk_bytes, offset + size - start - n))
-            base = start - start % mmap.ALLOCATIONGRANULARITY
-            window = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_COPY if private else mmap.ACCESS_READ,
-                               offset=base)
-            chunk = np.frombuffer(window, np.uint8, n, start - base)
-            del window  # unmapped when ``chunk`` and its views are gone
+            chunk = _map(fd, start, n, private)
+            return chunk, (chunk if convert is None else convert(chunk))
+
+        for chunk, out in _in_order(load, range(offset, offset + size, chunk_bytes), pool, ahead):
             if crc is not None:
                 running = crc32c(chunk, running)
-            yield chunk
+            del chunk
+            yield out
     if crc is not None and mask(running) != crc:
         raise CorruptCheckpointError(f"{path}: the bytes of {what} do not match their crc32c in the index; "
                                      "the data file is damaged")
+
+
+def _map(fd: int, start: int, n: int, private: bool) -> np.ndarray:
+    """Bytes ``[start, start + n)`` of ``fd`` mapped into memory, as a uint8 array (see :func:`read_chunks`)."""
+    base = start - start % mmap.ALLOCATIONGRANULARITY
+    window = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_COPY if private else mmap.ACCESS_READ, offset=base)
+    return np.frombuffer(window, np.uint8, n, start - base)  # unmapped when the array and its views are gone
+
+
+def _in_order(fn, items, pool, ahead: int):
+    """``fn(item)`` for each item, in order: computed here, or with ``pool`` by its threads up to
+    ``ahead`` items beyond the one last yielded (those still running are waited for if the
+    caller stops early, so nothing they use is closed under them)."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    pending = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        wait(pending)
 
 
 def _read_ahead(fd: int, offset: int, n: int) -> None:
@@ -103,39 +138,55 @@ class DataWriter:
 
     The crc32c of a chunk and its copy into a stage run in a background thread while the caller
     computes the next chunk. Bytes are gathered in 8 MiB page-aligned stages (up to four, used in
-    turn, each made when first needed: the first one's pages as they are written, the others' at
-    once, see :func:`_stage`); each full stage is written by one of two I/O threads while the next
-    fills, in whole 4 KiB blocks with direct I/O (``O_DIRECT``: from the stage to the disk, no page cache to fill and
-    write back later). Two writes in flight keep the disk busy while a thread that has finished
+    turn); each full stage is written by one of two I/O threads while the next fills, in whole
+    4 KiB blocks with direct I/O (``O_DIRECT``: from the stage to the disk, no page cache to fill
+    and write back later). Two writes in flight keep the disk busy while a thread that has finished
     one waits for the GIL. The last partial block, and everything on a file system that refuses
     direct I/O, go through the page cache (whole blocks written there are handed to the kernel's
     write-back at once: ``posix_fadvise(DONTNEED)``), as do :meth:`copy`'s bytes (copied by the
-    kernel, no such hint). :meth:`close` fsyncs."""
+    kernel, no such hint). A tensor written with ``read_back=True`` has its bytes read from the
+    disk into the page cache as soon as the blocks holding them are written (the kernel's
+    read-ahead, ``posix_fadvise(WILLNEED)``, asked by the I/O thread that wrote them), so that a
+    reader after :meth:`close` finds there what the disk holds, read while the rest was written.
+    :meth:`close` fsyncs.
+
+    Stages are made when first needed, their pages as they are first written, unless
+    ``expected_bytes`` (what the caller expects to write) exceeds one stage: then each stage's
+    pages are made at once (see :func:`_stage`) by a background thread ahead of its use, the
+    first while the caller computes its first chunk, each next one as the one before it is taken
+    into use."""
 
     BLOCK = 4096
     STAGE_BYTES = 8 << 20
     STAGES = 4
     IO_THREADS = 2
+    READ_AHEAD_BYTES = 128 << 10  # asked for in pieces no larger than the smallest read-ahead window Linux uses
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, expected_bytes: int = 0):
         self.path = path
         self._f = open(path, "xb+", buffering=0)  # noqa: SIM115 (closed by close() or abandon())
         self._direct = self._direct_fd = _open_direct(path)
         self.size = 0
-        self._stages = [_stage(self.STAGE_BYTES, populate=False)]  # more made as they are needed
-        self._stage = self._stages[0]  # page-aligned, filling
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="graphsurgeon-write")
+        self._io = ThreadPoolExecutor(self.IO_THREADS, thread_name_prefix="graphsurgeon-io")
+        ahead = expected_bytes > self.STAGE_BYTES
+        self._made = self._io.submit(_stage, self.STAGE_BYTES, populate=True) if ahead else None  # the next stage
+        self._stages = []  # page-aligned, each made when first needed
+        self._stage = None if ahead else self._new_stage()  # filling (one made ahead is taken at first use)
         self._base = 0  # file offset of the stage's first byte, a multiple of BLOCK
         self._fill = 0  # the stage holds the file's bytes [base, base + fill)
         self._writing = []  # (future, stage) of full stages being written, oldest first
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="graphsurgeon-write")
-        self._io = ThreadPoolExecutor(self.IO_THREADS, thread_name_prefix="graphsurgeon-io")
+        self._read_back = []  # [start, end] of the tensors written with read_back (end None while being written)
 
-    def write(self, chunks) -> tuple[int, int, int]:
+    def write(self, chunks, *, read_back: bool = False) -> tuple[int, int, int]:
         """Append the bytes of ``chunks`` (arrays or bytes, in order) as one tensor;
         returns ``(offset, size, masked crc32c)``. A chunk is written while the next one is
         computed, and is no longer read once the one after the next has been asked for (so a
-        producer may reuse two buffers in turn)."""
+        producer may reuse two buffers in turn). ``read_back``: see the class docstring."""
         offset, crc, pending = self.size, 0, None
+        span = [offset, None]
+        if read_back:
+            self._read_back.append(span)
         try:
             for chunk in chunks:
                 if isinstance(chunk, np.ndarray):
@@ -150,11 +201,15 @@ class DataWriter:
                 pending.cancel()
                 wait([pending])
             raise
+        finally:
+            span[1] = self.size
         return offset, self.size - offset, mask(crc)
 
     def _append(self, chunk, crc: int) -> int:
         """Add one chunk at the end of the file (through the stage); returns the running crc32c."""
         crc = crc32c(chunk, crc)
+        if self._stage is None:
+            self._stage = self._new_stage()
         data, done = np.frombuffer(chunk, np.uint8), 0
         while done < len(data):
             n = min(len(data) - done, self.STAGE_BYTES - self._fill)
@@ -173,12 +228,23 @@ class DataWriter:
         self._fill = 0
         free = [s for s in self._stages if all(s is not busy for _, busy in self._writing)]
         if not free and len(self._stages) < self.STAGES:
-            free = [_stage(self.STAGE_BYTES, populate=True)]
-            self._stages += free
+            free = [self._new_stage()]
         if not free:
             self._writing.pop(0)[0].result()  # the oldest write done (or its error raised)
             free = [s for s in self._stages if all(s is not busy for _, busy in self._writing)]
         self._stage = free[0]
+
+    def _new_stage(self) -> np.ndarray:
+        """One more stage: the one made ahead (the next then asked for, while there may be more),
+        or one made now whose pages are made as they are first written."""
+        if self._made is None:
+            stage = _stage(self.STAGE_BYTES, populate=len(self._stages) > 0)
+        else:
+            stage = self._made.result()
+            more = len(self._stages) + 1 < self.STAGES
+            self._made = self._io.submit(_stage, self.STAGE_BYTES, populate=True) if more else None
+        self._stages.append(stage)
+        return stage
 
     def _drain(self) -> None:
         """Wait for every stage being written (raising the first write's error)."""
@@ -188,6 +254,8 @@ class DataWriter:
     def _flush(self) -> None:
         """Put the stage's bytes in the file: its whole blocks directly, the rest through the page cache."""
         self._drain()
+        if self._stage is None:
+            self._stage = self._new_stage()
         whole = self._fill - self._fill % self.BLOCK
         self._write_at(self._stage[:whole], self._base)
         self._write_at(self._stage[whole:self._fill], self._base + whole)
@@ -201,7 +269,9 @@ class DataWriter:
             direct = self._direct
             if direct is not None and at % self.BLOCK == 0 and len(rest) % self.BLOCK == 0:
                 try:
-                    done += os.pwrite(direct, rest, at)
+                    n = os.pwrite(direct, rest, at)
+                    self._ask_read_back(at, at + n)
+                    done += n
                     continue
                 except OSError as e:
                     if e.errno != errno.EINVAL:
@@ -211,6 +281,14 @@ class DataWriter:
             if n >= self.BLOCK:  # start writing these pages to disk now, so close()'s fsync has little left
                 os.posix_fadvise(self._f.fileno(), at, n, os.POSIX_FADV_DONTNEED)
             done += n
+
+    def _ask_read_back(self, start: int, end: int) -> None:
+        """Ask the kernel to read into the page cache the bytes of ``[start, end)`` (just written
+        with direct I/O) that belong to a tensor written with ``read_back``."""
+        for first, last in list(self._read_back):  # (appended to by the writing thread meanwhile)
+            a, b = max(start, first), min(end, end if last is None else last)
+            for at in range(a, b, self.READ_AHEAD_BYTES):
+                os.posix_fadvise(self._f.fileno(), at, min(self.READ_AHEAD_BYTES, b - at), os.POSIX_FADV_WILLNEED)
 
     def copy(self, path: str, offset: int, size: int) -> int:
         """Append bytes ``[offset, offset + size)`` of file ``path`` unchanged (copied by the

@@ -41,8 +41,9 @@ class BundleWriter:
     can point into them; :meth:`copy` and :meth:`write` append tensors to one new data file;
     :meth:`finish` names the shards and writes the index last."""
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, *, expected_bytes: int = 0):
         self.prefix = prefix
+        self.expected_bytes = expected_bytes  # what the new data file should hold (a hint for its writer)
         self._linked = []   # (source prefix, its shard, its number of shards)
         self._shard_of = {}
         self._entries = {}  # key -> entry; own entries carry shard_id -1 until finish()
@@ -73,10 +74,12 @@ class BundleWriter:
         e.shard_id = -1
         self._entries[key] = e
 
-    def write(self, key: str, dtype, shape, chunks) -> None:
+    def write(self, key: str, dtype, shape, chunks, *, read_back: bool = False) -> None:
         """Append a numeric tensor from ``chunks`` (arrays of ``dtype`` whose bytes, in order, are
-        the tensor's); its crc32c is computed as it is written."""
-        offset, size, crc = self._own().write(chunks)
+        the tensor's); its crc32c is computed as it is written. ``read_back``: its bytes are read
+        from the disk into the page cache as soon as they are written (see
+        :class:`~graphsurgeon._src.storage.bundle_data.DataWriter`)."""
+        offset, size, crc = self._own().write(chunks, read_back=read_back)
         self._entries[key] = new_entry(dtype, shape, shard_id=-1, offset=offset, size=size, crc32c=crc)
 
     def write_value(self, key: str, value: np.ndarray, dtype) -> None:
@@ -91,7 +94,7 @@ class BundleWriter:
 
     def _own(self) -> DataWriter:
         if self._data is None:
-            self._data = DataWriter(self.prefix + ".data-new")
+            self._data = DataWriter(self.prefix + ".data-new", expected_bytes=self.expected_bytes)
         return self._data
 
     def finish(self) -> list[str]:
