@@ -13,7 +13,7 @@ import time
 
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
-from graphsurgeon._src.continual.graph import check_features, check_head_random, features_of
+from graphsurgeon._src.continual.graph import check_features, check_head, features_of
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
@@ -35,8 +35,8 @@ class LearnResult(Report):
     ``examples``, how many examples each was measured on: ``{"new": {split: n}, "old": {task: n}}``),
     per-epoch ``history``, ``extra_bytes`` the task adds (by kind), ``bytes`` of the directory, the
     ``seconds`` the method took (reading the data, recording, training, Fisher; not writing) and ``notes``:
-    one sentence per random part ``allow_random`` accepted (the features, an old head), and for features
-    ``allow_batch_dependent`` accepted, worded as retrain's."""
+    one sentence per random part ``allow_random`` accepted (the features, an old head), and per batch-dependent
+    part ``allow_batch_dependent`` accepted (the features, an old head), worded as retrain's."""
 
     directory: str
     method: str
@@ -83,8 +83,10 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
         the written model's served outputs, which differ call to call, nor is a task whose head it
         accepts so, and the result's ``notes`` say what it accepted.
       BatchDependentError: the first of those examples alone gives other features than in its batch (batch
-        norm in training mode; checked as retrain checks its cut), unless ``cfg.allow_batch_dependent``
-        (a subclass of ConfigError); the result's ``notes`` then say so.
+        norm in training mode; checked as retrain checks its cut), or its features alone give an old task's head
+        another output than in their batch (a batch norm in training mode above the features: in the written
+        model, a task's examples share a batch with other tasks'), unless ``cfg.allow_batch_dependent`` (a
+        subclass of ConfigError); the result's ``notes`` then say so.
       DataError: the data does not fit the model's input.
     """
     cfg.check()
@@ -119,14 +121,14 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
 
 
 def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
-    """Retrain's randomness and batch-dependence probe on the features (on ``x``, the training split) and its
-    randomness probe on each old task's head (fed the features; the task ``replaces`` is not kept, so not
-    checked): ``(notes, random features, names of the tasks whose head is random)``, a note per random part
-    ``cfg.allow_random`` accepted and for features ``cfg.allow_batch_dependent`` accepted.
+    """Retrain's randomness and batch-dependence probe on the features (on ``x``, the training split) and on each
+    old task's head (fed the features; the task ``replaces`` is not kept, so not checked): ``(notes, random
+    features, names of the tasks whose head is random)``, a note per random part ``cfg.allow_random`` accepted
+    and per batch-dependent part ``cfg.allow_batch_dependent`` accepted.
 
     Raises:
       RandomTensorError: the features or an old head are random, unless ``cfg.allow_random``.
-      BatchDependentError: the features depend on the other examples of their batch, unless
+      BatchDependentError: the features or an old head depend on the other examples of their batch, unless
         ``cfg.allow_batch_dependent``.
     """
     plain = net.kind == "plain"
@@ -141,12 +143,15 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
     for t in net.tasks:
         if replaces is not None and t.name == replaces.name:
             continue
-        note = check_head_random(t, features, f"{net.source}: the old head of task '{t.name}', its output",
-                                 "give features=TENSOR above them" if plain else "learn on a model whose heads do "
-                                 "not depend on them", cfg.allow_random, f"the written model's answers for task "
-                                 f"'{t.name}' differ call to call, and they are not compared with its head's")
+        note, random = check_head(t, features, f"{net.source}: the old head of task '{t.name}', its output",
+                                  "give features=TENSOR above them" if plain else "learn on a model whose heads do "
+                                  "not depend on them", cfg.allow_random, f"the written model's answers for task "
+                                  f"'{t.name}' differ call to call, and they are not compared with its head's",
+                                  allow_batch_dependent=cfg.allow_batch_dependent, batch_instead="learn on a model "
+                                  "whose heads do not depend on the other examples in a batch")
         if note:
             notes.append(note)
+        if random:
             random_heads.add(t.name)
     return notes, random_features, random_heads
 
