@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.continual.common import fit
-from graphsurgeon._src.continual.graph import TrainGraph, check_features, check_head_random, feature_width, features_of
+from graphsurgeon._src.continual.graph import TrainGraph, check_features, check_head, feature_width, features_of
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import class_prior, listed, teacher_targets
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
@@ -81,8 +81,8 @@ class Teacher:
 class CombineResult(Report):
     """What :func:`combine` wrote: ``directory``, the union's ``classes``, ``mode`` (``"labels"`` or
     ``"teachers"``), ``metrics`` of the written model, ``seconds`` spent training and ``notes``: one
-    sentence per random part ``allow_random`` accepted (a model's features or head), or per model's features
-    ``allow_batch_dependent`` accepted, worded as retrain's."""
+    sentence per random part ``allow_random`` accepted (a model's features or head), or per batch-dependent part
+    ``allow_batch_dependent`` accepted (a model's features or head), worded as retrain's."""
 
     directory: str
     classes: list
@@ -272,14 +272,14 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
       epochs, lr: default to retrain's settings for a head trained on fixed features (300, 0.003).
       weight_decay: ``weight_decay · Σ kernel²`` is added to the loss (see :data:`WEIGHT_DECAY`).
       allow_random, allow_batch_dependent: accept features (without labels, a model's head too: its teacher, fed
-        them) whose values differ between runs on one batch (dropout with ``keep_prob`` baked in), or features that
-        change with their batch-mates (batch norm in training mode), probed as retrain probes its cut on ``data``.
+        them) whose values differ between runs on one batch (dropout with ``keep_prob`` baked in), or that change
+        with their batch-mates (batch norm in training mode), probed as retrain probes its cut on ``data``.
 
     Raises:
       ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
       ConfigError: a setting out of range, ``out_dir`` exists, a model without features nor ``model.json``.
-      RandomTensorError, BatchDependentError: a model's features (or head) are random, or its features depend on
-        their batch-mates (subclasses of ConfigError), unless ``allow_random`` / ``allow_batch_dependent``.
+      RandomTensorError, BatchDependentError: a model's features (or, without labels, head) are random, or depend
+        on their batch-mates (subclasses of ConfigError), unless ``allow_random`` / ``allow_batch_dependent``.
       DataError: data without ``x``, or labels outside the union's classes.
     """
     settings, epochs = _settings(balance, prior, out_dir, epochs, lr, batch_size, weight_decay)
@@ -320,8 +320,9 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
 def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bool, allow_batch_dependent: bool):
     """``(x, y or None, split, notes)`` of ``data`` (:func:`_data`), ``x`` in the models' input dtype, once its
     labels fit the union and each model's features passed retrain's randomness and batch-dependence checks on it
-    (:func:`check_features`) and, without labels, each model's head on those features the randomness check
-    (:func:`check_head_random`); ``notes``: what ``allow_random`` and ``allow_batch_dependent`` accepted."""
+    (:func:`check_features`) and, without labels, each model's head on those features the same checks
+    (:func:`check_head`: its answers are the targets); ``notes``: what ``allow_random`` and
+    ``allow_batch_dependent`` accepted."""
     x, y, split = _data(data)
     x = x.astype(input_spec(teachers[0].backbone)[0].as_numpy_dtype, copy=False)
     if y is not None and (y.min() < 0 or y.max() >= len(classes)):
@@ -332,11 +333,15 @@ def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bo
         notes.append(check_features(t.backbone, t.values, x, f"{t.path}: features", "give features=TENSOR below them",
                                     allow_random, allow_batch_dependent=allow_batch_dependent)[0])
         if y is None:
-            notes.append(check_head_random(
+            notes.append(check_head(
                 specs.Task(0, t.name, t.classes, t.path, 0, t.head), features_of(t.backbone, t.values, x),
                 f"{t.path}: the head, its output", "give features=TENSOR above them", allow_random,
                 "the targets the new head learns from are one draw of its answers",
-                so="the targets the new head learns from would be one draw of its answers"))
+                so="the targets the new head learns from would be one draw of its answers",
+                allow_batch_dependent=allow_batch_dependent, batch_instead="give the data labels (y) to train on "
+                "instead of the models' answers", batch_so="the targets the new head learns from would depend on "
+                "which examples share a batch", batch_consequence="the targets the new head learns from depend on "
+                "which examples shared a batch")[0])
     return x, y, split, [n for n in notes if n]
 
 

@@ -41,9 +41,9 @@ def _multihead_parsers(sub):
                    help="when backbone weights differ, build one backbone per group instead of refusing")
     s.add_argument("--no-verify", action="store_true", help="skip comparing the written model with each head")
     s.add_argument("--allow-batch-dependent", action="store_true",
-                   help="accept features whose value for an example changes with the other examples of its batch "
-                        "(batch norm in training mode): the written model's answer for an example then depends on "
-                        "the examples served with it")
+                   help="accept features, or a head (from the features to its output), whose value for an example "
+                        "changes with the other examples of its batch (batch norm in training mode): the written "
+                        "model's answer for an example then depends on the examples served with it")
     finish(s, cmd_merge_heads, "tags", "quiet", "json")
     for name, fn, what in (("add-head", cmd_add_head, "MODEL"), ("remove-head", cmd_remove_head, "TASK")):
         s = sub.add_parser(name, help="a new version of a merged model with one task "
@@ -56,9 +56,9 @@ def _multihead_parsers(sub):
             s.add_argument("--atol", type=float, default=0.0, help="backbone weights this close count as equal")
             s.add_argument("--tags", nargs="+", help="SavedModel tags (default: serve)")
             s.add_argument("--allow-batch-dependent", action="store_true",
-                           help="accept features whose value for an example changes with the other examples of its batch "
-                                "(batch norm in training mode): the written model's answer for an example then depends on "
-                                "the examples served with it")
+                           help="accept features, or a head (from the features to its output), whose value for an "
+                                "example changes with the other examples of its batch (batch norm in training mode): "
+                                "the written model's answer for an example then depends on the examples served with it")
         else:
             s.add_argument("task", metavar="TASK", help="the task's name, or its id when no task has that name")
         s.add_argument("--out", metavar="NEWDIR", help="the new version's directory (default: DIR's version "
@@ -119,9 +119,9 @@ def _learn_task_parser(sub):
                         "differ between runs on one batch (dropout with keep_prob baked in): the written model's "
                         "answers then differ call to call and are not compared with those heads'")
     s.add_argument("--allow-batch-dependent", action="store_true",
-                   help="accept features whose value for an example changes with the other examples of its batch "
-                        "(batch norm in training mode): the written model's answer for an example then depends on "
-                        "the examples served with it")
+                   help="accept features, or an old task's head (from the features to its output), whose value for "
+                        "an example changes with the other examples of its batch (batch norm in training mode): the "
+                        "written model's answer for an example then depends on the examples served with it")
     finish(s, cmd_learn_task, "tags", "quiet", "json")
 
 
@@ -156,7 +156,8 @@ def _combine_parser(sub):
     s.add_argument("--allow-batch-dependent", action="store_true",
                    help="accept features whose value for an example changes with the other examples of its batch "
                         "(batch norm in training mode): the written model's answer for an example then depends on "
-                        "the examples served with it")
+                        "the examples served with it; without labels, a model's head that does: the targets then "
+                        "depend on which examples shared a batch")
     finish(s, cmd_combine, "tags", "quiet", "json", balance="prior")
 
 

@@ -36,6 +36,9 @@ class Learned:
       parts: extra graph pieces ``{file name under parts/: GraphDef bytes}``.
       history: per-epoch training records; ``extra_bytes``: what the new task adds to the model
         (its head, masks and state), by kind.
+      packed_first: PackNet's, when it packed a plain model's own task first (pruning its kernels):
+        ``{"task", "kernel_weights", "pruned", "pruned_fraction", "accuracy_before", "examples"}``, the last
+        two None without old data for that task (:func:`graphsurgeon._src.continual.packnet.pack_first`).
     """
 
     groups: list
@@ -45,6 +48,7 @@ class Learned:
     parts: dict = dataclasses.field(default_factory=dict)
     history: list = dataclasses.field(default_factory=list)
     extra_bytes: dict = dataclasses.field(default_factory=dict)
+    packed_first: dict | None = None
 
 
 @dataclasses.dataclass
@@ -77,6 +81,26 @@ def stream(tg: TrainGraph, piece, bound: dict, task: specs.Task, name: str) -> S
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.float32))
     return Stream(x, y, feats, logits, loss, acc)
+
+
+def measured_part(data) -> tuple:
+    """``(x, y)`` an old task's data measures it on: its test split, all of it when it has none."""
+    return data.part("test") if len(data.part("test")[1]) else (data.x, data.y)
+
+
+def accuracy(net, values: dict, task: specs.Task, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``task`` (its head) on ``net``'s backbone with weights ``values``, on ``(x, y)`` (not
+    empty), run in batches of ``batch_size``."""
+    tg = TrainGraph()
+    try:
+        s = stream(tg, net.backbone, {w: tg.new(f"backbone/{w}", values[w]) for w in sorted(net.backbone.weights)},
+                   task, "measure")
+        tg.start()
+        right = sum(int((tg.session.run(s.logits, {s.x: x[i:i + batch_size]}).argmax(1) == y[i:i + batch_size]).sum())
+                    for i in range(0, len(y), batch_size))
+    finally:
+        tg.close()
+    return right / len(y)
 
 
 def soft_cross_entropy(target_logits, logits, temperature: float):

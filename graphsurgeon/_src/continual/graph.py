@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from graphsurgeon._src import train
 from graphsurgeon._src.determinism import (
+    SERVED_DOES,
+    SERVED_WOULD,
     batch_accepted,
     batch_refusal,
     ops_phrase,
@@ -99,7 +101,7 @@ def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, 
 
 def features_of(piece: pieces.Piece, values: dict, x: np.ndarray) -> np.ndarray:
     """``piece``'s output (weights bound to ``values``) on the first :data:`PROBE_ROWS` rows of ``x``:
-    what :func:`check_head_random` feeds a head."""
+    what :func:`check_head` feeds a head."""
     tg = TrainGraph()
     try:
         inp = tg.placeholder(piece, "graphsurgeon/probe/inputs")
@@ -110,27 +112,40 @@ def features_of(piece: pieces.Piece, values: dict, x: np.ndarray) -> np.ndarray:
         tg.close()
 
 
-def check_head_random(task: specs.Task, features: np.ndarray, what: str, instead: str, allow_random: bool,
-                      consequence: str, *, so: str = "the exported model would answer differently on every call"
-                      ) -> str | None:
-    """Whether ``task``'s head (the part of the model from the features to its output) is random, probed as
-    :func:`check_features` probes the features' randomness, fed ``features`` (:func:`features_of`). A dense head
-    (matmuls and activations) is not; a branch head is imported under its own op names, so the refusal
-    and the note name the random ops as the model does (old-style dropout with ``keep_prob`` baked in
-    above the features: the real ``lenet_noyin`` cut at ``Elu_2``); ``so`` says in the refusal what the
-    randomness would do. Returns None or the note.
+def check_head(task: specs.Task, features: np.ndarray, what: str, instead: str, allow_random: bool,
+               consequence: str, *, so: str = "the exported model would answer differently on every call",
+               allow_batch_dependent: bool = False, batch_instead: str = "", batch_so: str = SERVED_WOULD,
+               batch_consequence: str = SERVED_DOES) -> tuple[str | None, bool]:
+    """Whether ``task``'s head (the part of the model from the features to its output) is random or depends on
+    the other examples of its batch, probed as :func:`check_features` probes the features, fed ``features``
+    (:func:`features_of`). A dense head (matmuls and activations) is neither; a branch head is imported under
+    its own op names, so the refusals and the notes name the ops as the model does (old-style dropout with
+    ``keep_prob`` baked in above the features: the real ``lenet_noyin`` cut at ``Elu_2``; a batch norm in
+    training mode above them: the real ``mlp_bn_chen`` cut at ``add``). ``so`` says in the random refusal what
+    the randomness would do; ``batch_instead`` is the way out the batch-dependence refusal gives, ``batch_so`` and
+    ``batch_consequence`` what that dependence would do and does, in the refusal and the note
+    (:func:`graphsurgeon._src.determinism.batch_refusal`, :func:`graphsurgeon._src.determinism.batch_accepted`;
+    by default: the exported model's answers). Returns ``(note, random)`` as :func:`check_features`.
 
     Raises:
       RandomTensorError: the head is random, unless ``allow_random``.
+      BatchDependentError: the first example's features alone give another output than in its batch, unless
+        ``allow_batch_dependent``.
     """
     if task.head.kind != "branch":
-        return None
+        return None, False
     tg = TrainGraph()
     try:
         inp = tg.placeholder(task.head.piece, "graphsurgeon/probe/features")
         t = tg.branch(task, inp, "")
         tg.start()
-        return _probed(tg, t, inp, features, what, instead, allow_random, consequence, so=so)
+        p = probe(tg, t, Feeder(tg, inp, {}), features[:PROBE_ROWS])
+        if p.batch_dependent:
+            if not allow_batch_dependent:
+                raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead, batch_so))
+            return batch_accepted(tg, t, inp, what, batch_consequence), False
+        note = _probed(tg, t, inp, features, what, instead, allow_random, consequence, so=so, found=p)
+        return note, note is not None
     finally:
         tg.close()
 

@@ -13,7 +13,7 @@ import time
 
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
-from graphsurgeon._src.continual.graph import check_features, check_head_random, features_of
+from graphsurgeon._src.continual.graph import check_features, check_head, features_of
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
@@ -35,8 +35,13 @@ class LearnResult(Report):
     ``examples``, how many examples each was measured on: ``{"new": {split: n}, "old": {task: n}}``),
     per-epoch ``history``, ``extra_bytes`` the task adds (by kind), ``bytes`` of the directory, the
     ``seconds`` the method took (reading the data, recording, training, Fisher; not writing) and ``notes``:
-    one sentence per random part ``allow_random`` accepted (the features, an old head), and for features
-    ``allow_batch_dependent`` accepted, worded as retrain's."""
+    one sentence per random part ``allow_random`` accepted (the features, an old head), and per batch-dependent
+    part ``allow_batch_dependent`` accepted (the features, an old head), worded as retrain's; ``packed_first``:
+    when packnet packed a plain model's own task first, what that did to it: ``task``, ``kernel_weights`` (the
+    backbone kernels' weights), ``pruned`` (how many of them were zeroed), ``pruned_fraction``, and with old data
+    for that task ``accuracy_before`` (the model read, before packing) and ``accuracy_after`` (the written
+    model) on that data's test split (all of it when it has none) of ``examples`` examples, else None (not
+    measured); None for every other run."""
 
     directory: str
     method: str
@@ -48,6 +53,7 @@ class LearnResult(Report):
     bytes: int
     seconds: float
     notes: list = dataclasses.field(default_factory=list)
+    packed_first: dict | None = None
 
     def format_text(self) -> str:
         counts = self.metrics.get("examples", {})
@@ -57,9 +63,21 @@ class LearnResult(Report):
         for name, v in self.metrics.get("old", {}).items():
             lines.append(f"  old task '{name}': accuracy {v:.4f}{_of(counts.get('old', {}).get(name))} after learning "
                          "the new one")
+        if self.packed_first:
+            lines.append(_packed_text(self.packed_first))
         extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items())
         lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes")
         return "\n".join(lines + list(self.notes or ()))
+
+
+def _packed_text(p: dict) -> str:
+    """The line that says what packnet's packing did to a plain model's own task."""
+    head = (f"  old task '{p['task']}' packed first: {p['pruned']:,} of its backbone kernels' {p['kernel_weights']:,} "
+            f"weights pruned to zero ({p['pruned_fraction']:.3f})")
+    if p.get("accuracy_before") is None:
+        return head + "; its accuracy before and after was not measured (no old data given for it)"
+    after = "not measured" if p.get("accuracy_after") is None else f"{p['accuracy_after']:.4f}"
+    return head + f"; accuracy {p['accuracy_before']:.4f} before, {after} after{_of(p.get('examples'))}"
 
 
 def _of(n: int | None) -> str:
@@ -83,8 +101,10 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
         the written model's served outputs, which differ call to call, nor is a task whose head it
         accepts so, and the result's ``notes`` say what it accepted.
       BatchDependentError: the first of those examples alone gives other features than in its batch (batch
-        norm in training mode; checked as retrain checks its cut), unless ``cfg.allow_batch_dependent``
-        (a subclass of ConfigError); the result's ``notes`` then say so.
+        norm in training mode; checked as retrain checks its cut), or its features alone give an old task's head
+        another output than in their batch (a batch norm in training mode above the features: in the written
+        model, a task's examples share a batch with other tasks'), unless ``cfg.allow_batch_dependent`` (a
+        subclass of ConfigError); the result's ``notes`` then say so.
       DataError: the data does not fit the model's input.
     """
     cfg.check()
@@ -114,19 +134,24 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
     tab, rec = write.write_version(out_dir, net, learned, record, compare=not random_features,
                                    uncompared=random_heads)
     entry = next(t for t in tab["tasks"] if t["name"] == cfg.task)
+    packed = learned.packed_first
+    if packed is not None:  # its accuracy after: the written model's, on the data its accuracy before was
+        after = rec["accuracy"]["old"].get(packed["task"]) if packed["accuracy_before"] is not None else None
+        packed = {**{k: v for k, v in packed.items() if k != "examples"}, "accuracy_after": after,
+                  "examples": packed["examples"]}
     return LearnResult(out_dir, cfg.method, entry, tab["tasks"], rec["accuracy"], learned.history,
-                       learned.extra_bytes, write.directory_bytes(out_dir), seconds, notes)
+                       learned.extra_bytes, write.directory_bytes(out_dir), seconds, notes, packed)
 
 
 def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
-    """Retrain's randomness and batch-dependence probe on the features (on ``x``, the training split) and its
-    randomness probe on each old task's head (fed the features; the task ``replaces`` is not kept, so not
-    checked): ``(notes, random features, names of the tasks whose head is random)``, a note per random part
-    ``cfg.allow_random`` accepted and for features ``cfg.allow_batch_dependent`` accepted.
+    """Retrain's randomness and batch-dependence probe on the features (on ``x``, the training split) and on each
+    old task's head (fed the features; the task ``replaces`` is not kept, so not checked): ``(notes, random
+    features, names of the tasks whose head is random)``, a note per random part ``cfg.allow_random`` accepted
+    and per batch-dependent part ``cfg.allow_batch_dependent`` accepted.
 
     Raises:
       RandomTensorError: the features or an old head are random, unless ``cfg.allow_random``.
-      BatchDependentError: the features depend on the other examples of their batch, unless
+      BatchDependentError: the features or an old head depend on the other examples of their batch, unless
         ``cfg.allow_batch_dependent``.
     """
     plain = net.kind == "plain"
@@ -141,12 +166,15 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
     for t in net.tasks:
         if replaces is not None and t.name == replaces.name:
             continue
-        note = check_head_random(t, features, f"{net.source}: the old head of task '{t.name}', its output",
-                                 "give features=TENSOR above them" if plain else "learn on a model whose heads do "
-                                 "not depend on them", cfg.allow_random, f"the written model's answers for task "
-                                 f"'{t.name}' differ call to call, and they are not compared with its head's")
+        note, random = check_head(t, features, f"{net.source}: the old head of task '{t.name}', its output",
+                                  "give features=TENSOR above them" if plain else "learn on a model whose heads do "
+                                  "not depend on them", cfg.allow_random, f"the written model's answers for task "
+                                  f"'{t.name}' differ call to call, and they are not compared with its head's",
+                                  allow_batch_dependent=cfg.allow_batch_dependent, batch_instead="learn on a model "
+                                  "whose heads do not depend on the other examples in a batch")
         if note:
             notes.append(note)
+        if random:
             random_heads.add(t.name)
     return notes, random_features, random_heads
 
@@ -161,7 +189,7 @@ def measure(directory: str, net, task, dataset, old: dict) -> dict:
     for name, d in old.items():
         t = net.task(name)
         if t is not None and name != task.name:
-            x, y = d.part("test") if len(d.part("test")[1]) else (d.x, d.y)
+            x, y = common.measured_part(d)
             olds[name], old_counts[name] = write.accuracy(directory, t.id, x, y), len(y)
     return {"new": {k: v for k, v in new.items() if v is not None}, "old": olds,
             "examples": {"new": counts, "old": old_counts}}

@@ -8,7 +8,8 @@ frozen after the first task (PackNet's ``nobias-nobn`` default); heads are never
 * Packing a plain model (its one task becomes task 1): each kernel keeps its largest weights, a
   fraction ``prune_first`` (default 0.5, PackNet's for ImageNet) is freed and zeroed; with
   ``old_data`` the kept weights and the task's head retrain for ``retrain_epochs``. This step
-  changes the first task's outputs, once.
+  changes the first task's outputs, once; :func:`pack_first` reports how many weights it pruned and,
+  with ``old_data``, the task's accuracy before (``learn-task``'s result adds the accuracy after).
 * Learning task k: only free weights (and the new head) train, for ``epochs``; then, per kernel,
   the fraction ``prune`` (default 0.75) of the weights the task took with the smallest magnitude
   (k = round(fraction · count), ``|w| <= cutoff`` pruned, as ``prune.py``) is freed again and
@@ -28,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src.continual import masks, network
-from graphsurgeon._src.continual.common import Group, Learned, fit, head_bytes, stream
+from graphsurgeon._src.continual.common import Group, Learned, accuracy, fit, head_bytes, measured_part, stream
 from graphsurgeon._src.continual.graph import TrainGraph
 from graphsurgeon._src.errors import ContinualError
 from graphsurgeon._src.storage import multihead_files as files
@@ -99,20 +100,31 @@ def _train(net, values, free: dict, task, xy, *, epochs: int, lr: float, cfg, pr
 
 
 def pack_first(net, kernels: list, cfg, old: dict, progress: bool):
-    """Make a plain model's one task PackNet's task 1: ``(owner, values, task, history)``."""
+    """Make a plain model's one task PackNet's task 1: ``(owner, values, task, history, report)``; ``report`` is
+    :attr:`graphsurgeon._src.continual.common.Learned.packed_first`: how many of the kernels' weights were pruned
+    and, with old data for the task, its accuracy before packing on that data's test split (all of it when it
+    has none), else None."""
     first = net.tasks[0]
     values, owner = dict(net.values), {}
+    report = {"task": first.name, "kernel_weights": sum(int(values[w].size) for w in kernels), "pruned": 0,
+              "pruned_fraction": 0.0, "accuracy_before": None, "examples": None}
+    if first.name in old:
+        x, y = measured_part(old[first.name])
+        if len(y):
+            report.update(accuracy_before=accuracy(net, net.values, first, x, y), examples=len(y))
     for w in kernels:
         pruned = prune(values[w], np.ones(values[w].shape, bool), cfg.prune_first)
         owner[w] = np.where(pruned, 0, 1).astype(np.uint8)
         values[w] = np.where(pruned, np.zeros_like(values[w]), values[w])
+        report["pruned"] += int(pruned.sum())
+    report["pruned_fraction"] = report["pruned"] / max(report["kernel_weights"], 1)
     history = []
     if first.name in old and cfg.retrain_value():
         values, head, history = _train(net, values, {w: owner[w] == 1 for w in kernels}, first,
                                        old[first.name].part("train"), epochs=cfg.retrain_value(), lr=cfg.lr * 0.1,
                                        cfg=cfg, progress=progress)
         first = dataclasses.replace(first, head=head)
-    return owner, values, first, history
+    return owner, values, first, history, report
 
 
 def learn(net, data, task, cfg, old: dict, progress: bool) -> Learned:
@@ -120,12 +132,12 @@ def learn(net, data, task, cfg, old: dict, progress: bool) -> Learned:
     kernels = network.kernels(net)
     if not kernels:
         raise ContinualError(f"{net.source}: the backbone has no kernels (weights of rank >= 2) to pack tasks into")
-    extra = {}
+    extra, report = {}, None
     if net.state.get("method") == "packnet":
         owner, values, order, tasks, history = read_state(net, kernels), dict(net.values), \
             list(net.state["order"]), list(net.tasks), []
     else:
-        owner, values, first, history = pack_first(net, kernels, cfg, old, progress)
+        owner, values, first, history, report = pack_first(net, kernels, cfg, old, progress)
         order, tasks = [first.name], [first]
         extra["owner_maps"] = sum(o.nbytes for o in owner.values())
     k = len(order) + 1
@@ -145,10 +157,10 @@ def learn(net, data, task, cfg, old: dict, progress: bool) -> Learned:
                               epochs=cfg.retrain_value(), lr=cfg.lr * 0.1, cfg=cfg, progress=progress)
     task = dataclasses.replace(task, head=head)
     return _learned(net, cfg, kernels, owner, values, order=order + [task.name], tasks=tasks + [task],
-                    history=history + h1 + h2, extra=extra)
+                    history=history + h1 + h2, extra=extra, packed_first=report)
 
 
-def _learned(net, cfg, kernels, owner, values, *, order, tasks, history, extra) -> Learned:
+def _learned(net, cfg, kernels, owner, values, *, order, tasks, history, extra, packed_first) -> Learned:
     base = net.backbone
     owner_values = {masks.OWNER_PREFIX + w: owner[w] for w in kernels}
     names = {**{w: w for w in base.weights}, **{masks.OWNER_PREFIX + w: OWNER_VARIABLE + w for w in kernels}}
@@ -162,4 +174,4 @@ def _learned(net, cfg, kernels, owner, values, *, order, tasks, history, extra) 
     new = placed[-1]
     return Learned(groups, placed, state, arrays={FILE: (owner, fingerprint(values))},
                    parts={BASE_PART: base.graph_def.SerializeToString(deterministic=True)}, history=history,
-                   extra_bytes={"head": head_bytes(new.head), **extra})
+                   extra_bytes={"head": head_bytes(new.head), **extra}, packed_first=packed_first)

@@ -39,7 +39,7 @@ from graphsurgeon._src.determinism.scan import (
     rate_feeds,
 )
 
-__all__ = ["DRAWS", "RANDOM_OPS", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
+__all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
            "dropout_example", "feed_hint",
            "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same"]
@@ -256,24 +256,28 @@ def mixing(model, tensor: str, input_tensor) -> Mixing:
                   "below them")
 
 
-def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}") -> str:
+# What a batch-dependent tensor does to the exported model: in a refusal (:func:`batch_refusal`) and a note
+# (:func:`batch_accepted`).
+SERVED_WOULD = "the exported model's answer for an example would depend on the examples served with it"
+SERVED_DOES = "the exported model's answer for an example depends on the examples served with it"
+
+
+def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}", so: str = SERVED_WOULD) -> str:
     """The refusal of a tensor ``t`` whose first example alone gave other values than in its batch (fed
     at ``input_tensor``): ``WHAT 'T' depends on the other examples in its batch (CAUSE): the first
-    training example alone gives other values than in its batch, so the exported model's answer for an
-    example would depend on the examples served with it; INSTEAD, or pass allow_batch_dependent=True``
-    (retrain's and the continual commands' one wording; ``{}`` in ``instead`` becomes where to cut:
-    ``below them``, or ``where axis 0 is the batch``, :func:`mixing`)."""
+    training example alone gives other values than in its batch, so SO; INSTEAD, or pass
+    allow_batch_dependent=True`` (retrain's and the continual commands' one wording; ``SO`` by default: the
+    exported model's answer for an example would depend on the examples served with it; ``{}`` in ``instead``
+    becomes where to cut: ``below them``, or ``where axis 0 is the batch``, :func:`mixing`)."""
     because = mixing(model, t.name, input_tensor)
     return (f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): the first training "
-            "example alone gives other values than in its batch, so the exported model's answer for an example "
-            f"would depend on the examples served with it; {instead.format(because.instead)}, or pass "
+            f"example alone gives other values than in its batch, so {so}; {instead.format(because.instead)}, or pass "
             "allow_batch_dependent=True")
 
 
-def batch_accepted(model, t, input_tensor, what: str) -> str:
+def batch_accepted(model, t, input_tensor, what: str, consequence: str = SERVED_DOES) -> str:
     """The note of a run that accepted such a tensor: ``WHAT 'T' depends on its batch-mates (WHY): accepted
-    by allow_batch_dependent=True; the exported model's answer for an example depends on the examples
-    served with it``."""
+    by allow_batch_dependent=True; CONSEQUENCE`` (by default: the exported model's answer for an example
+    depends on the examples served with it)."""
     return (f"{what} '{t.name}' depends on its batch-mates ({mixing(model, t.name, input_tensor).why}): accepted by "
-            "allow_batch_dependent=True; the exported model's answer for an example depends on the examples served "
-            "with it")
+            f"allow_batch_dependent=True; {consequence}")

@@ -76,7 +76,9 @@ class _Reader:
         self.names, self.atol = names, atol
         self.ref, self.grouper, self.group_of, self.heads, self.models = None, None, [], [], []
 
-    def add(self, m) -> None:
+    def add(self, m, allow_batch_dependent: bool) -> str | None:
+        """Read ``m``'s backbone weights and head; returns the note of a head ``allow_batch_dependent`` accepted
+        (:func:`graphsurgeon._src.multihead.verify.check_head_batch`), else None."""
         if self.ref is None:
             self.ref = m
             self.grouper = compare.Grouper([a for a, _ in compare.check_architecture(m.backbone, m.path, m.backbone,
@@ -85,6 +87,8 @@ class _Reader:
         self.group_of.append(self.grouper.add(len(self.group_of), m.values([b for _, b in pairs])))
         self.heads.append(specs.head_of(m.head, m.read, m.path))
         self.models.append(m)
+        return verifier.check_head_batch(self.heads[-1], m.head, m.read, m.path, "merge models whose heads do not "
+                                         "depend on the other examples in a batch", allow_batch_dependent)
 
     def backbones(self, group: bool):
         """``(backbones, values per group, differences)``.
@@ -150,12 +154,14 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
       verify: compare every task's output of the written model with its own head on probe inputs.
       allow_batch_dependent: accept features whose value for an example changes with the other examples of
         its batch (batch norm in training mode), checked on the first model as retrain checks its cut, on 64
-        probe inputs (:func:`graphsurgeon._src.multihead.verify.check_batch`); the result's ``notes`` say so.
+        probe inputs (:func:`graphsurgeon._src.multihead.verify.check_batch`), and heads whose output does
+        (each model's head that is not a dense stack, on 64 probe features:
+        :func:`graphsurgeon._src.multihead.verify.check_head_batch`); the result's ``notes`` say so.
 
     Raises:
       MergeHeadsError: see the module's bad-input rules; nothing is written at ``out``.
-      BatchDependentError: the features depend on their batch-mates (examples of different tasks share a
-        batch), unless ``allow_batch_dependent``; nothing is written at ``out``.
+      BatchDependentError: the features or a head depend on their batch-mates (examples of different tasks
+        share a batch), unless ``allow_batch_dependent``; nothing is written at ``out``.
     """
     if os.path.lexists(out):
         raise ConfigError(f"{out} exists; merged models are written to a new directory (choose another out=)")
@@ -172,7 +178,7 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
         if reader.ref is None:  # the others have its architecture (checked as they are read)
             notes = [n for n in [verifier.check_batch(m.backbone, m.read, f"{m.path}: features",
                                                     "give features=TENSOR {}", allow_batch_dependent)] if n]
-        reader.add(m)
+        notes += [n for n in [reader.add(m, allow_batch_dependent)] if n]
         bar.update(1)
     backbones, bb_values, diffs = reader.backbones(group_backbones)
     tasks = [specs.Task(i, names[i], _classes(m, h), m.path, reader.group_of[i], h)
@@ -244,13 +250,14 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
         its ``saved_model/``).
       out: the new version's directory (default: :func:`next_version_dir`).
       name: the task's name (default: from the path, see :func:`load.default_names`).
-      allow_batch_dependent: accept the model's features though they depend on their batch-mates, checked
-        as :func:`merge_heads` checks them; the result's ``notes`` say so.
+      allow_batch_dependent: accept the model's features or head though they depend on their batch-mates,
+        checked as :func:`merge_heads` checks them; the result's ``notes`` say so.
 
     Raises:
       MergeHeadsError: the model's backbone differs from every backbone of ``model_dir`` (architecture,
         or weights beyond ``atol``), or the name is taken.
-      BatchDependentError: the model's features depend on their batch-mates, unless ``allow_batch_dependent``.
+      BatchDependentError: the model's features or head depend on their batch-mates, unless
+        ``allow_batch_dependent``.
     """
     model = retrain_model(model) or model  # as merge_heads reads it: retrain's saved_model/
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
@@ -262,11 +269,13 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
     name = name or load.default_names([model])[0]
     load.check_names([t.name for t in tasks] + [name], f"{model_dir} + {model}", "name")
     head = specs.head_of(m.head, m.read, m.path)
+    head_note = verifier.check_head_batch(head, m.head, m.read, m.path, "add a model whose head does not depend on "
+                                          "the other examples in a batch", allow_batch_dependent)
     tasks.append(specs.Task(max(t.id for t in tasks) + 1, name, _classes(m, head), m.path, group, head))
     linked, worst, new_tab = _write_version(out, backbones, tasks, shard, bb_values, features=tab["features"],
                                             input=tab.get("input"), model_version=tab["model_version"] + 1,
                                             previous=_previous(model_dir, out), do_verify=verify)
-    return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks, notes=[note] if note else [])
+    return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks, notes=[n for n in [note, head_note] if n])
 
 
 def _matching_group(m, backbones, bb_values, atol: float, model_dir: str) -> int:

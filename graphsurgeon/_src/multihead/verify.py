@@ -74,6 +74,22 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         return determinism.batch_accepted(model, out, inp, what)
 
 
+def check_head_batch(head: specs.Head, piece: pieces.Piece, read, where: str, instead: str,
+                     allow_batch_dependent: bool) -> str | None:
+    """:func:`check_batch` on a task model's head ``piece`` (from the features to its output) when ``head`` (what
+    :func:`graphsurgeon._src.multihead.spec.head_of` made of it) is a branch: a dense head (matmuls and activations)
+    cannot mix a batch. In a merged model a task's examples share a batch with other tasks', so a head whose
+    output changes with its batch-mates (batch norm in training mode above the features) answers an example
+    differently with the examples served with it. ``where`` names the model; ``instead`` is the way out.
+
+    Raises:
+      BatchDependentError: as :func:`check_batch`, naming ``WHERE: the head, its output``.
+    """
+    if head.kind != "branch":
+        return None
+    return check_batch(piece, read, f"{where}: the head, its output", instead, allow_batch_dependent)
+
+
 def _input_spec(backbone: specs.Backbone):
     node = next(n for n in backbone.piece.graph_def.node if n.name == backbone.piece.input.split(":")[0])
     return tf.as_dtype(node.attr["dtype"].type), tf.TensorShape(node.attr["shape"].shape)
