@@ -134,3 +134,30 @@ def test_read_by_its_keys_the_cli_names_the_object_graph_it_leaves_out(tf2_ckpt,
     assert r["not_carried_over"] == [GRAPH] and GRAPH not in r["mapping"][tf2_ckpt] and r["dropped"] == []
     graph = ckpt(str(tmp_path / "t"))[GRAPH]  # the destination's own object graph, not the source's
     assert graph != ckpt(tf2_ckpt)[GRAPH]
+
+
+def test_a_cast_of_every_key_casts_the_floats_and_copies_the_object_graph_s_string_and_the_ints(tf2_ckpt, seed004,
+                                                                                                   tmp_path, capfd):
+    """'**' matches the object graph (a string) and save_counter (int64) beside the variables, as it matches a TF1
+    checkpoint's global_step: both used to be refused ("'_CHECKPOINTABLE_OBJECT_GRAPH' is string; only float
+    tensors are cast")."""
+    code, out, err = cli(capfd, "migrate", tf2_ckpt, tmp_path / "tf2" / "m", "--cast", "**=float16")
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines()]
+    assert [KERNEL, "(kept)", "(cast)"] in rows and [STEP, "(kept)"] in rows and [COUNTER, "(kept)"] in rows
+    values = ckpt(str(tmp_path / "tf2" / "m"))
+    assert {k: v.dtype.name for k, v in values.items()} == {KERNEL: "float16", STEP: "int64", COUNTER: "int64"}
+    assert values[STEP] == 7 and GRAPH in out  # named under '# not carried over': a key it names was cast
+    prefix, _, _ = seed004
+    res = migrate(prefix, str(tmp_path / "tf1" / "m"), gs.Rules(cast=[("**", "float16")]))
+    values = ckpt(res.destination)
+    assert values["global_step"].dtype == np.int64 and "global_step" not in res.cast
+    assert sorted(res.cast) == sorted(n for n in values if n != "global_step")
+    assert {values[n].dtype for n in res.cast} == {np.dtype(np.float16)}
+
+
+def test_a_cast_pattern_that_matches_no_float_tensor_is_refused_naming_what_it_matches(tf2_ckpt, tmp_path, capfd):
+    code, out, err = cli(capfd, "migrate", tf2_ckpt, tmp_path / "m", "--cast", "re:_CHECK.*|save.*=float16")
+    assert code == 2 and out == ""
+    assert err == (f"graphsurgeon migrate: error: --cast 're:_CHECK.*|save.*=float16': '{GRAPH}' is string, '{COUNTER}' "
+                   "is int64 (no float tensor among the 2 it matches); only float tensors are cast\n")

@@ -3,6 +3,7 @@ computes what the SavedModel computes, then inspected, planned, cut, cached and 
 graph. On the real SavedModel inside basic-pitch's wheel (Spotify's note transcription model,
 ``basic_pitch/saved_models/icassp_2022/nmp``; the Makefile installs the wheel without its
 dependencies) and on Keras-made ones (Keras 3's ``model.export``, tf_keras' ``model.save``)."""
+import collections
 import importlib.util
 import json
 import os
@@ -184,6 +185,13 @@ def test_basic_pitch_inspect_plan_cache_retrain(tmp_path, capfd):
     assert rep["graph"]["inputs"] == [{"name": BP_INPUT, "dtype": "float32", "shape": [None, 43844, 1]}]
     assert rep["graph"]["signatures"]["serving_default"]["outputs"]["note"]["shape"] == [None, 172, 88]
     assert rep["graph"]["weight_constants"] == []  # its weights are variables
+    # its checkpoint also holds a legacy Keras Adam's state (slots m and v of 18 variables; iter, beta_1, beta_2,
+    # decay, learning_rate) and 4 metrics' count and total, which its serving function does not read
+    unread = {v["name"]: v["kind"] for v in rep["unread"]}
+    assert collections.Counter(unread.values()) == {"optimizer": 41, "other": 8}
+    assert unread["optimizer/iter/.ATTRIBUTES/VARIABLE_VALUE"] == "optimizer"
+    assert unread["layer_with_weights-1/kernel/.OPTIMIZER_SLOT/optimizer/m/.ATTRIBUTES/VARIABLE_VALUE"] == "optimizer"
+    assert unread["keras_api/metrics/0/count/.ATTRIBUTES/VARIABLE_VALUE"] == "other"
 
     code, out, err = cli(capfd, "plan", "--model", BASIC_PITCH, "--head", f"{BP_HEAD}:2", "--trainable", *BP_TUNED,
                          "--json")

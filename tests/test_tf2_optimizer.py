@@ -106,3 +106,40 @@ def test_a_plans_message_counts_tf2_optimizer_keys_apart_from_slots():
 
     names = ["optimizer/_variables/1" + VALUE, "optimizer/_iterations" + VALUE, "w/Adam", "beta1_power"]
     assert _state_parts(names) == "1 Adam slot, 2 TF2 optimizer keys, beta1_power"
+
+
+SAVED = """
+import sys
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="fc1"), keras.layers.Dense(2, name="logits")])
+m.compile(optimizer=keras.optimizers.Adam(), loss="mse")
+m.fit(np.ones((8, 3), np.float32), np.ones((8, 2), np.float32), epochs=1, verbose=0)
+tf.saved_model.save(m, sys.argv[1])
+"""
+
+
+def test_inspect_of_a_tf2_saved_model_names_the_optimizer_state_its_serving_function_does_not_read(tmp_path, capfd):
+    """A tf_keras model compiled and fitted with Adam, saved with tf.saved_model.save: its checkpoint holds the
+    optimizer's state beside the weights, which inspect (listing the serving graph's variables) left out unsaid."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, "-c", SAVED, str(tmp_path / "sm")], capture_output=True, env=env, check=True)
+    report = gs.inspect(str(tmp_path / "sm"))
+    assert [(v["name"], v["kind"]) for v in report["variables"]] == [
+        ("fc1/bias", "model"), ("fc1/kernel", "model"), ("logits/bias", "model"), ("logits/kernel", "model")]
+    assert report["total_bytes"] == 104
+    optimizer = EXPECTED["tf_keras"][1]
+    metrics = [f"keras_api/metrics/0/{n}{VALUE}" for n in ("count", "total")]
+    assert sorted((v["name"], v["kind"]) for v in report["unread"]) == sorted(
+        [(n, "optimizer") for n in optimizer] + [(n, "other") for n in metrics])
+    assert sum(v["bytes"] for v in report["unread"] if v["kind"] == "optimizer") == 8 + 4 + 2 * 104
+    code, out, err = cli(capfd, "inspect", tmp_path / "sm")
+    assert code == 0, err
+    lines = out.splitlines()
+    i = lines.index("not read by the serving function, not counted above: 12 checkpoint tensors, 228 B, "
+                    "optimizer state 220 B")
+    assert lines[i + 1].split() == [metrics[0], "float32", "[]", "4", "B"]
+    assert lines[i + 3].split() == [f"optimizer/_iterations{VALUE}", "int64", "[]", "8", "B", "(optimizer)"]
+    code, out, err = cli(capfd, "inspect", tmp_path / "sm" / "variables" / "variables", "--json")
+    assert json.loads(out)["unread"] == []  # the checkpoint itself: every tensor is listed

@@ -42,7 +42,10 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
       "scopes": {scope: {variables, bytes, optimizer_bytes}}, "total_bytes", "graph": {...} or None}``;
       ``object_graph`` is True when the checkpoint is TF2 object-based (it holds ``_CHECKPOINTABLE_OBJECT_GRAPH``, as
       a TF2 SavedModel's does): that tensor is not a variable, so ``variables``, ``scopes`` and ``total_bytes`` leave
-      it out. Scopes are the first
+      it out. ``unread`` (``[{name, shape, dtype, bytes, kind}]``, ``kind`` ``optimizer`` or ``other``) holds a
+      TF2 SavedModel's checkpoint tensors that its serving function does not read, by their keys (a Keras model's
+      optimizer state, ``optimizer/_variables/1/.ATTRIBUTES/VARIABLE_VALUE``, and metrics), the object graph
+      apart; ``variables``, ``scopes`` and ``total_bytes`` leave them out; ``[]`` for any other ``path``. Scopes are the first
       ``depth`` components of each name; names sort naturally (``Variable_2`` before ``Variable_10``). ``graph``
       holds ``ops``, ``ops_per_scope``, ``inputs`` and ``outputs`` (the likely ones, all of them: ``[{name, dtype,
       shape}]`` and names), ``op_types`` (the 15 most common, with their counts), ``unsafe_ops`` (``[{name, op}]``,
@@ -58,19 +61,11 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
     _check_depth(depth)
     source = resolve(path, tags)
     flat = tf2.read_meta_graph(source) if source.kind == "tf2_saved_model" else None
-    object_graph, variables = _variables(source, flat)
+    object_graph, variables, unread = _variables(source, flat)
     report = {"version": 1, "path": path, "kind": source.kind, "checkpoint": source.prefix,
-              "object_graph": object_graph, "variables": variables, "scopes": {}, "total_bytes": 0, "graph": None}
-    scopes = collections.OrderedDict()
-    for v in report["variables"]:
-        scope = "/".join(v["name"].split("/")[:depth])
-        s = scopes.setdefault(scope, {"variables": 0, "bytes": 0, "optimizer_bytes": 0})
-        s["variables"] += 1
-        s["bytes"] += v["bytes"]
-        if v["kind"] == "optimizer":
-            s["optimizer_bytes"] += v["bytes"]
-        report["total_bytes"] += v["bytes"]
-    report["scopes"] = dict(sorted(scopes.items(), key=lambda kv: natural_key(kv[0])))
+              "object_graph": object_graph, "variables": variables, "unread": unread, "scopes": {}, "total_bytes": 0,
+              "graph": None}
+    report["scopes"], report["total_bytes"] = _scopes(variables, depth), sum(v["bytes"] for v in variables)
     try:
         meta = flat if flat is not None else tf2.read_meta_graph(source)
     except NoMetaGraphError:
@@ -94,19 +89,39 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
     return report
 
 
-def _variables(source, flat) -> tuple[bool, list]:
-    """``(object_graph, [{name, shape, dtype, bytes, kind}])`` of ``source``'s checkpoint, the object graph
-    of a TF2 checkpoint left out of the variables (a TF2 SavedModel's: its variables by their graph names)."""
+def _scopes(variables: list, depth: int) -> dict:
+    """``{scope: {variables, bytes, optimizer_bytes}}`` of ``variables``, scopes sorted naturally."""
+    scopes = {}
+    for v in variables:
+        s = scopes.setdefault("/".join(v["name"].split("/")[:depth]), {"variables": 0, "bytes": 0, "optimizer_bytes": 0})
+        s["variables"] += 1
+        s["bytes"] += v["bytes"]
+        if v["kind"] == "optimizer":
+            s["optimizer_bytes"] += v["bytes"]
+    return dict(sorted(scopes.items(), key=lambda kv: natural_key(kv[0])))
+
+
+def _variables(source, flat) -> tuple[bool, list, list]:
+    """``(object_graph, variables, unread)`` of ``source``'s checkpoint as ``[{name, shape, dtype, bytes, kind}]``,
+    the object graph of a TF2 checkpoint left out of both (a TF2 SavedModel's: its variables by their graph
+    names, and in ``unread`` by their keys the tensors its serving function does not read)."""
     if not source.prefix:
-        return False, []
+        return False, [], []
+    entries = dict(CheckpointReader(source.prefix).entries)
+    object_graph = entries.pop(OBJECT_GRAPH_KEY, None) is not None
+    unread = []
     if flat is not None:
-        entries = tf2.values(source, tf2.handle_variables(flat.graph_def)).entries
-        object_graph = True  # read through its object graph, which tf2.values needs
-    else:
-        entries = dict(CheckpointReader(source.prefix).entries)
-        object_graph = entries.pop(OBJECT_GRAPH_KEY, None) is not None
-    return object_graph, [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype.name, "bytes": e.nbytes,
-                           "kind": kind_of(e.name)} for e in sorted(entries.values(), key=lambda e: natural_key(e.name))]
+        served = tf2.values(source, tf2.handle_variables(flat.graph_def))
+        read = {served.key(name) for name in served.entries}
+        unread = _listed([e for key, e in entries.items() if key not in read],
+                         lambda name: "optimizer" if is_optimizer_state(name) else "other")
+        entries = served.entries
+    return object_graph, _listed(entries.values(), kind_of), unread
+
+
+def _listed(entries, kind) -> list:
+    return [{"name": e.name, "shape": list(e.shape), "dtype": e.dtype.name, "bytes": e.nbytes, "kind": kind(e.name)}
+            for e in sorted(entries, key=lambda e: natural_key(e.name))]
 
 
 def _signature(sig) -> dict:

@@ -108,7 +108,8 @@ class Rules:
     (before renaming): without ``keep`` every name is kept, then ``drop`` removes names.
     ``cast`` and ``merge`` are migration settings: in a migration each ``merge`` checkpoint comes
     in whole under its prefix (a clash is an error unless a rule on the main checkpoint resolves
-    it) and ``cast`` applies to both.
+    it) and ``cast`` applies to both (to the floating-point tensors its patterns match; the others are
+    copied as they are).
 
     Raises:
       ConfigError: a malformed rule (bad regex or replacement, scope without '/', unknown dtype or preset), or

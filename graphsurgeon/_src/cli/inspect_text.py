@@ -38,6 +38,15 @@ def format_text(report: dict) -> str:
                 if v["name"] == scope or v["name"].startswith(scope + "/"):
                     tag = "" if v["kind"] == "model" else f"  ({v['kind']})"
                     lines.append(f"  {v['name']:<{width}}  {v['dtype']:<8} {str(v['shape']):<18} {_human(v['bytes'])}{tag}")
+    if report["unread"]:
+        unread = report["unread"]
+        opt = sum(v["bytes"] for v in unread if v["kind"] == "optimizer")
+        lines.append(f"not read by the serving function, not counted above: {counted(len(unread), 'checkpoint tensor')}, "
+                     f"{_human(sum(v['bytes'] for v in unread))}" + (f", optimizer state {_human(opt)}" if opt else ""))
+        width = max(len(v["name"]) for v in unread)
+        for v in unread:
+            tag = "  (optimizer)" if v["kind"] == "optimizer" else ""
+            lines.append(f"  {v['name']:<{width}}  {v['dtype']:<8} {str(v['shape']):<18} {_human(v['bytes'])}{tag}")
     g = report["graph"]
     if g:
         lines.append(f"graph: {counted(g['ops'], 'op')}")

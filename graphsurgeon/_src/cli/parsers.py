@@ -243,7 +243,8 @@ def _migrate_parser(sub):
     s.add_argument("--drop", nargs="+", action="extend", metavar="PAT")
     s.add_argument("--keep", nargs="+", action="extend", metavar="PAT", help="keep only these (split out a scope)")
     s.add_argument("--cast", nargs="+", action="extend", metavar="PAT=DTYPE",
-                   help="float16, bfloat16, float32, float64 (PAT matches each source's own names)")
+                   help="float16, bfloat16, float32, float64 (PAT matches each source's own names; the float tensors it "
+                        "matches are cast, the others copied as they are)")
     s.add_argument("--merge", nargs="+", action="extend", metavar="OTHER[:PREFIX/]",
                    help="also copy every tensor of checkpoint OTHER, under PREFIX/ if given; the name rules, "
                         "--keep, --drop and --preset apply to SRC only")

@@ -111,30 +111,40 @@ def tf2_variable_keys(src: SourceCheckpoint) -> dict:
 
 
 def apply_casts(tensors: list, rules: Rules) -> list:
-    """Phase 2: tensors whose source name a ``cast`` rule matches get its dtype (the last matching rule wins).
+    """Phase 2: floating-point tensors whose source name a ``cast`` rule matches get its dtype (the last
+    matching rule wins); the other tensors a rule matches (an int64 ``global_step``, a TF2 object graph's
+    string) are copied as they are, as ``'**'`` matches them beside the floats.
 
     Raises:
       PatternError: a cast pattern matches no planned tensor.
-      MigrateError: it matches a tensor that is not floating point, or one saved in slices.
+      MigrateError: it matches no floating-point tensor, or a floating-point one saved in slices.
     """
-    for pat, _ in rules.cast:
-        pred = select.compile_pattern(pat)
-        if not any(pred(p.old) for p in tensors):
-            near = select.closest(pat, [p.old for p in tensors])
-            raise PatternError(f"cast: pattern '{pat}' matches no tensor; closest scopes: {', '.join(near) or '(none)'}")
+    for rule in rules.cast:
+        pred = select.compile_pattern(rule[0])
+        matched = [p for p in tensors if pred(p.old)]
+        if not matched:
+            near = select.closest(rule[0], [p.old for p in tensors])
+            raise PatternError(f"cast: pattern '{rule[0]}' matches no tensor; closest scopes: {', '.join(near) or '(none)'}")
+        if not any(p.dtype.is_floating for p in matched):
+            raise MigrateError(_no_float(rule, matched))
     out = []
     for p in tensors:
         rule = rules.cast_of(p.old)
-        if rule is None:
+        if rule is None or not p.dtype.is_floating:
             out.append(p)
             continue
-        if not p.dtype.is_floating:
-            raise MigrateError(f"{argument('cast', rule)}: '{p.old}' is {p.dtype.name}; only float tensors are cast")
         if p.slices:
             raise MigrateError(_sliced(p, "cast"))
         target = CAST_DTYPES[rule[1]]
         out.append(p if p.dtype == target else dataclasses.replace(p, dtype=target, action="cast"))
     return out
+
+
+def _no_float(rule: tuple, matched: list) -> str:
+    """A cast rule that matches only tensors that are not floating point: ``'global_step' is int64``."""
+    said = ", ".join(f"'{p.old}' is {p.dtype.name}" for p in matched[:3]) + (", …" if len(matched) > 3 else "")
+    among = f" (no float tensor among the {len(matched)} it matches)" if len(matched) > 1 else ""
+    return f"{argument('cast', rule)}: {said}{among}; only float tensors are cast"
 
 
 def join_partitions(tensors: list) -> list:

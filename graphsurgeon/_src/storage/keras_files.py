@@ -19,7 +19,6 @@ import json
 import os
 
 import numpy as np
-from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from graphsurgeon._src.errors import (
     CheckpointNotFoundError,
@@ -28,7 +27,7 @@ from graphsurgeon._src.errors import (
 )
 from graphsurgeon._src.storage.bundle import get_varint
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
-from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY
+from graphsurgeon._src.storage.objectgraph import read_graph
 
 try:
     import h5py
@@ -156,11 +155,9 @@ def _read_saved_model(path: str) -> KerasFile:
                               "only Sequential and Functional models can be read")
     config = {"class_name": root["class_name"], "config": root["config"]}
     reader = CheckpointReader(os.path.join(path, "variables", "variables"))
-    if OBJECT_GRAPH_KEY not in reader.entries:
+    graph = read_graph(reader.prefix, reader)
+    if graph is None:
         raise MergeHeadsError(f"{path}: variables/variables has no object graph; not a Keras-made SavedModel")
-    raw = reader.read(OBJECT_GRAPH_KEY)
-    graph = trackable_object_graph_pb2.TrackableObjectGraph.FromString(
-        raw if isinstance(raw, bytes) else np.asarray(raw).item())
     root_children = {c.local_name: c.node_id for c in graph.nodes[0].children}
     weights = {}
     for node_path, meta in metadata.items():

@@ -22,20 +22,31 @@ _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _RAM_DIRS = itertools.count()
 
 
-def _graph(prefix: str):
-    """The object graph of checkpoint ``prefix`` (a ``TrackableObjectGraph``), or None when it has none.
+def read_graph(prefix: str, reader=None):
+    """The object graph of checkpoint ``prefix`` (a ``TrackableObjectGraph``), or None when it has none: the one
+    parser of ``_CHECKPOINTABLE_OBJECT_GRAPH`` (migrations, TF2 SavedModels' values, Keras-made SavedModels).
+
+    Args:
+      prefix: the checkpoint's prefix.
+      reader: a :class:`graphsurgeon._src.storage.checkpoint.CheckpointReader` of ``prefix`` the caller has open
+        (a damaged data file is then an error naming it); TensorFlow's reader is opened when None.
 
     Raises:
-      CorruptCheckpointError: the object graph does not parse.
+      CorruptCheckpointError: the object graph cannot be read or does not parse.
     """
-    reader = tf.compat.v1.train.NewCheckpointReader(prefix)
-    if not reader.has_tensor(OBJECT_GRAPH_KEY):
-        return None
-    raw = reader.get_tensor(OBJECT_GRAPH_KEY)
+    if reader is not None:
+        if OBJECT_GRAPH_KEY not in reader.entries:
+            return None
+        raw = reader.read(OBJECT_GRAPH_KEY)
+    else:
+        tf_reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+        if not tf_reader.has_tensor(OBJECT_GRAPH_KEY):
+            return None
+        raw = tf_reader.get_tensor(OBJECT_GRAPH_KEY)
     raw = raw if isinstance(raw, bytes) else np.asarray(raw).item()
     try:
         return trackable_object_graph_pb2.TrackableObjectGraph.FromString(raw)
-    except message.DecodeError as e:
+    except (message.DecodeError, TypeError) as e:
         raise CorruptCheckpointError(f"{prefix}: its {OBJECT_GRAPH_KEY} does not parse ({type(e).__name__})") from None
 
 
@@ -46,7 +57,7 @@ def named_keys(prefix: str) -> set | None:
     Raises:
       CorruptCheckpointError: the object graph does not parse.
     """
-    graph = _graph(prefix)
+    graph = read_graph(prefix)
     return None if graph is None else {a.checkpoint_key for node in graph.nodes for a in node.attributes}
 
 
@@ -59,7 +70,7 @@ def variable_keys(prefix: str, keep_save_counter: bool = False) -> list[tuple[st
     Raises:
       CorruptCheckpointError: the object graph does not parse.
     """
-    graph = _graph(prefix)
+    graph = read_graph(prefix)
     if graph is None:
         return None
     out = []

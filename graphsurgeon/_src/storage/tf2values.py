@@ -12,7 +12,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from graphsurgeon._src.errors import CorruptCheckpointError
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, Entry
-from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY
+from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY, read_graph
 
 
 def object_graph(prefix: str) -> trackable_object_graph_pb2.TrackableObjectGraph:
@@ -21,17 +21,11 @@ def object_graph(prefix: str) -> trackable_object_graph_pb2.TrackableObjectGraph
     Raises:
       CorruptCheckpointError: the checkpoint has none (it is name-based) or it cannot be parsed.
     """
-    reader = CheckpointReader(prefix)
-    if OBJECT_GRAPH_KEY not in reader.entries:
+    graph = read_graph(prefix, CheckpointReader(prefix))
+    if graph is None:
         raise CorruptCheckpointError(f"{prefix}: no {OBJECT_GRAPH_KEY} entry; expected a TF2 SavedModel's "
                                      "object-based variables checkpoint")
-    proto = trackable_object_graph_pb2.TrackableObjectGraph()
-    try:
-        raw = reader.read(OBJECT_GRAPH_KEY)
-        proto.ParseFromString(raw if isinstance(raw, bytes) else raw.item())
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise CorruptCheckpointError(f"{prefix}: cannot parse its {OBJECT_GRAPH_KEY} ({type(e).__name__})") from None
-    return proto
+    return graph
 
 
 class SavedModelValues:
