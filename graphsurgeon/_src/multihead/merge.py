@@ -150,7 +150,9 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
       verify: compare every task's output of the written model with its own head on probe inputs.
       allow_batch_dependent: accept features whose value for an example changes with the other examples of
         its batch (batch norm in training mode), checked on the first model as retrain checks its cut, on 64
-        probe inputs (:func:`graphsurgeon._src.multihead.verify.check_batch`); the result's ``notes`` say so.
+        probe inputs (:func:`graphsurgeon._src.multihead.verify.check_batch`; for an input dtype without probe
+        values, such as complex, by the graph's ops alone); the result's ``notes`` say so, and say when no run
+        checked the features.
 
     Raises:
       MergeHeadsError: see the module's bad-input rules; nothing is written at ``out``.
