@@ -32,7 +32,9 @@ class MergeResult(Report):
     ``backbone``: one backbone's weights; ``heads``: the sum of the heads' own weights),
     ``max_abs_diff`` found by verification (None if not verified), whether shard 0 (the
     backbone data) was hard-linked from the previous version, and ``notes``: a sentence when
-    ``allow_batch_dependent`` accepted features that depend on their batch-mates, worded as retrain's."""
+    ``allow_batch_dependent`` accepted features that depend on their batch-mates, worded as retrain's, or
+    when no run checked them (an input without probe values); for :func:`remove_task`, what became of the
+    removed task's id and name."""
 
     directory: str
     tasks: list
@@ -289,6 +291,10 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     when no task has that name). Other tasks keep their ids; the backbone's data file is hard-linked, not rewritten;
     ``model_dir`` is not changed.
 
+    The result's ``notes`` say that requests for the removed task now fail, that ``model_dir`` still holds
+    it, and, when its id was the highest, that the next task added gets that id (:func:`add_task` and learn-task
+    give a new task the highest id + 1).
+
     Raises:
       MergeHeadsError: no such task, or it is the only one.
     """
@@ -304,5 +310,16 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     linked, worst, new_tab = _write_version(out, backbones, tasks, shard, bb_values, features=tab["features"],
                                             input=tab.get("input"), model_version=tab["model_version"] + 1,
                                             previous=_previous(model_dir, out), do_verify=verify)
-    return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks)
+    return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks,
+                   notes=[_removed_note(gone[0], tasks, model_dir)])
+
+
+def _removed_note(t: specs.Task, kept: list, model_dir: str) -> str:
+    """What a user of the new version should know of removed task ``t``: which requests now fail, where it is
+    still held, and, when its id was the highest, that the next task added (the highest id + 1) gets that id."""
+    note = (f"task {t.id} '{t.name}' removed: a request for it (task_id {t.id}, or task '{t.name}') now fails; "
+            f"{model_dir} still holds it")
+    if t.id > max(k.id for k in kept):
+        note += f"; {t.id} was the highest id, so the next task added gets it"
+    return note
 
