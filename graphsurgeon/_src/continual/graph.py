@@ -250,10 +250,10 @@ class TrainGraph:
             got = self.values([n for n in self.head(task)])
             layers = [(got[f"{scope}/layer_{i}/kernel"], got.get(f"{scope}/layer_{i}/bias") if b is not None else None,
                        act) for i, (_, b, act) in enumerate(h.layers)]
-            return specs.Head("dense", h.num_classes, h.final, layers)
+            return specs.Head("dense", h.num_classes, h.final, layers, sigmoid=h.sigmoid)
         got = self.values(self.head(task))
         return specs.Head("branch", h.num_classes, h.final, piece=h.piece, logits=h.logits,
-                          values={w: got[f"{scope}/{w}"] for w in h.values})
+                          values={w: got[f"{scope}/{w}"] for w in h.values}, sigmoid=h.sigmoid)
 
     def train_op(self, loss, mults: dict, settings: dict, name: str, optimizers: dict | None = None):
         """``train.build_train_op`` over :attr:`variables`: ``mults`` is ``{name: lr multiplier}``."""

@@ -55,7 +55,8 @@ class MergeResult(Report):
             h = t["head"]
             how = f"stack {h['stack']}" if h["kind"] == "dense" else "branch"
             lines.append(f"  task {t['id']:<4} {t['name']:<24} {t['num_classes']:>3} classes  {how:<8} "
-                         f"{t['output']:<13} backbone {t['backbone_group']}  <- {t['source']}")
+                         f"{t['output']:<13} backbone {t['backbone_group']}  <- {t['source']}"
+                         + (" (a one-output sigmoid model: its output is column 1)" if t.get("sigmoid") else ""))
         b = self.bytes
         lines.append(f"SavedModel {b['saved_model']:,} bytes = {b['saved_model'] / (b['backbone'] + b['heads']):.3f} x "
                      f"(backbone {b['backbone']:,} + heads {b['heads']:,})"
