@@ -297,8 +297,7 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
         feats, teacher_logits = got[0], got[1:]
         targets = (np.eye(len(classes), dtype=np.float32)[y] if y is not None
                    else teacher_targets(teacher_logits, balance, prior))
-        tr = split == "train"
-        f_tr, t_tr = feats[tr], targets[tr]
+        f_tr, t_tr = feats[split == "train"], targets[split == "train"]
         history = fit(b.tg, [(0, b.op)], b.loss, b.accuracy,
                       lambda rows, yb, training: {b.features: f_tr[rows], b.target: t_tr[rows]},
                       t_tr.argmax(1), epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
