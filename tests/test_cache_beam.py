@@ -68,11 +68,11 @@ def test_the_report_tells_the_workers_start_up_from_the_run_and_a_line_says_they
                        capture_output=True, text=True, env=ENV)
     assert p.returncode == 0, p.stderr[-2000:]
     m = re.fullmatch(rf"{re.escape(out)}: 256 cached activations; computed 256 in a (\d+) s run \((\d+) s of it "
-                     r"starting the Beam workers, until their first shard\), reused 0, 9 shard\(s\) written\n", p.stdout)
+                     r"starting the Beam workers, until their first shard\), reused 0, 9 shards written\n", p.stdout)
     assert m and int(m.group(2)) <= int(m.group(1)), p.stdout
     assert "examples/s" not in p.stdout
     lines = p.stderr.splitlines()  # not a terminal: plain lines, no bar
-    assert lines[0] == "caching (beam): starting the workers for 9 shard(s) (each restores the model before its " \
+    assert lines[0] == "caching (beam): starting the workers for 9 shards (each restores the model before its " \
                        "first one)"
     assert re.fullmatch(r"caching \(beam\): 256/256 examples \(\d+ s\)", lines[-1])
 

@@ -122,11 +122,15 @@ def test_an_interrupted_cache_is_refused_by_the_reader(cache):
     with pytest.raises(gs.CacheError) as e:
         CacheReader(cache)
     n = len(m["shards"])
+    assert n > 1
     assert str(e.value) == (f"{cache}: incomplete (a run of generate_cache into it was interrupted after {n} "
-                            "shard(s)); run generate_cache again with the same arguments to complete it")
+                            "shards); run generate_cache again with the same arguments to complete it")
     assert to_flags(str(e.value)) == (f"{cache}: incomplete (a run of the cache command into it was interrupted after "
-                                      f"{n} shard(s)); run the cache command again with the same arguments to "
+                                      f"{n} shards); run the cache command again with the same arguments to "
                                       "complete it")
+    _write_manifest(cache, dict(m, shards=m["shards"][:1]))  # one shard: not '1 shard(s)'
+    with pytest.raises(gs.CacheError, match=r"interrupted after 1 shard\); run generate_cache"):
+        CacheReader(cache)
 
 
 def test_the_cut_is_stored_under_the_manifests_tensor_key(cache):

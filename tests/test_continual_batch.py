@@ -1,6 +1,7 @@
 """learn-task, combine, add-class, merge-heads and add-head run retrain's batch-dependence check on their features:
 features whose value for an example changes with its batch-mates (batch norm in training mode) are refused (one
 line, exit 2, nothing written) unless allow_batch_dependent, worded as retrain's refusal."""
+import json
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.combine import combine
 from graphsurgeon._src.continual.config import LearnConfig
 from graphsurgeon._src.continual.learn import learn_task
+from graphsurgeon._src.determinism import HEAD_KEPT
 from graphsurgeon._src.errors import BatchDependentError
 
 from helpers import ROOT, cli
@@ -37,10 +39,16 @@ def models(tmp_path_factory):
     return {"bn": _model(root / "bn"), "bn2": _model(root / "bn2"), **small_data(root)}
 
 
-def _refusal(model, instead="give features=TENSOR below them", flag="allow_batch_dependent=True"):
-    return (f"{model}: features 'features:0' depends on the other examples in its batch ({CAUSE}): the first "
-            "training example alone gives other values than in its batch, so the exported model's answer for an "
-            f"example would depend on the examples served with it; {instead}, or pass {flag}")
+def _refusal(model, instead="give features=TENSOR below them", flag="allow_batch_dependent=True",
+             first="the first training example"):
+    return (f"{model}: features 'features:0' depends on the other examples in its batch ({CAUSE}): {first} alone "
+            "gives other values than in its batch, so the exported model's answer for an example would depend on "
+            f"the examples served with it; {instead}, or pass {flag}")
+
+
+def _probe_refusal(model, instead=HEAD_KEPT, flag="allow_batch_dependent=True"):
+    """merge-heads and add-head run generated probe inputs, not training examples."""
+    return _refusal(model, instead, flag, "the first of 64 generated probe inputs")
 
 
 def test_library_refuses_batch_dependent_features_unless_allowed(models):
@@ -61,7 +69,8 @@ def test_library_refuses_batch_dependent_features_unless_allowed(models):
         out = str(root / f"{name}_refused")
         with pytest.raises(BatchDependentError) as e:
             call(out)
-        assert str(e.value) == _refusal(models["bn"]), name
+        assert str(e.value) == _refusal(models["bn"], HEAD_KEPT if name == "learn_task" else
+                                        "give features=TENSOR below them"), name
         assert not os.path.exists(out)
         notes = call(str(root / f"{name}_allowed"), allow_batch_dependent=True)
         assert notes[0] == note.format(models["bn"]), name
@@ -81,8 +90,8 @@ def test_cli_refuses_batch_dependent_features_in_one_line(models, capfd, command
                            "--quiet"]}[command] + ["--out", out]
     code, _, err = cli(capfd, *base)
     assert code == 2 and err == (f"graphsurgeon {command}: error: "
-                                 + _refusal(models["bn"], "give --features TENSOR below them",
-                                            "--allow-batch-dependent") + "\n")
+                                 + _refusal(models["bn"], HEAD_KEPT if command == "learn-task" else
+                                            "give --features TENSOR below them", "--allow-batch-dependent") + "\n")
     assert not os.path.exists(out)
     code, stdout, err = cli(capfd, *base, "--allow-batch-dependent")
     assert code == 0 and os.path.isdir(out), err
@@ -123,7 +132,7 @@ def test_merge_heads_and_add_head_refuse_batch_dependent_features_unless_allowed
     root, bn, bn2 = models["root"], models["bn"], models["bn2"]
     with pytest.raises(BatchDependentError) as e:
         merge_heads([bn, bn2], "features", str(root / "mh" / "1"))
-    assert str(e.value) == _refusal(bn) and not os.path.exists(root / "mh")
+    assert str(e.value) == _probe_refusal(bn) and not os.path.exists(root / "mh")
     res = merge_heads([bn], "features", str(root / "mh" / "1"), allow_batch_dependent=True)
     note = (f"{bn}: features 'features:0' depends on its batch-mates (through moments/mean, moments/variance): "
             "accepted by allow_batch_dependent=True; the exported model's answer for an example depends on the "
@@ -131,18 +140,113 @@ def test_merge_heads_and_add_head_refuse_batch_dependent_features_unless_allowed
     assert res.notes == [note] and res.format_text().endswith("\n" + note)
     with pytest.raises(BatchDependentError) as e:
         add_task(str(root / "mh" / "1"), bn2)
-    assert str(e.value) == _refusal(bn2, "merge the models again at a tensor below them")
+    assert str(e.value) == _probe_refusal(bn2)
     assert not os.path.exists(root / "mh" / "2")
     assert add_task(str(root / "mh" / "1"), bn2, allow_batch_dependent=True).notes == [note.replace(bn, bn2)]
 
     code, _, err = cli(capfd, "merge-heads", bn, bn2, "--features", "features", "--out", root / "cli_mh" / "1")
-    assert code == 2 and err == ("graphsurgeon merge-heads: error: " + _refusal(
-        bn, "give --features TENSOR below them", "--allow-batch-dependent") + "\n")
+    assert code == 2 and err == ("graphsurgeon merge-heads: error: " + _probe_refusal(
+        bn, HEAD_KEPT, "--allow-batch-dependent") + "\n")
     code, out, err = cli(capfd, "merge-heads", bn, "--features", "features", "--out", root / "cli_mh" / "1",
                          "--allow-batch-dependent", "--quiet")
     assert code == 0 and "accepted by --allow-batch-dependent" in out, err
     code, _, err = cli(capfd, "add-head", root / "cli_mh" / "1", bn2)
-    assert code == 2 and err == ("graphsurgeon add-head: error: " + _refusal(
-        bn2, "merge the models again at a tensor below them", "--allow-batch-dependent") + "\n")
+    assert code == 2 and err == ("graphsurgeon add-head: error: " + _probe_refusal(
+        bn2, HEAD_KEPT, "--allow-batch-dependent") + "\n")
     code, out, err = cli(capfd, "add-head", root / "cli_mh" / "1", bn2, "--allow-batch-dependent")
     assert code == 0 and "accepted by --allow-batch-dependent" in out and os.path.isdir(root / "cli_mh" / "2"), err
+
+
+def _complex_model(directory, below=None):
+    """``small_classifier``'s layers on a complex64 input (its real part): no probe inputs exist for it."""
+    os.makedirs(directory)
+    rng = np.random.default_rng(0)
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.complex64, [None, 6], name="x")
+        w1 = tf1.get_variable("hidden/w", initializer=rng.normal(0, 0.5, (6, 8)).astype(np.float32))
+        h = tf.nn.relu(tf.matmul(tf.math.real(x), w1))
+        f = tf.identity(below(h) if below else h, name="features")
+        w2 = tf1.get_variable("output/w", initializer=rng.normal(0, 0.5, (8, 3)).astype(np.float32))
+        tf.nn.softmax(tf.matmul(f, w2), name="probabilities")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+    return str(directory)
+
+
+def test_merge_heads_without_probe_inputs_lets_the_graph_decide_and_says_so(models, capfd):
+    """A complex64 input has no probe values: the old code skipped the check and said nothing. Now, as retrain
+    does for a cache whose record says no run checked it, the graph decides: ops that may mix a batch are
+    refused unless allowed; without them, the notes say that no run checked the features."""
+    from graphsurgeon._src.multihead.merge import add_task, merge_heads
+
+    root = models["root"]
+    plain, bn = _complex_model(root / "cplx"), _complex_model(root / "cplx_bn", _batch_norm)
+    unrun = "no run checked it: there are no probe inputs of dtype complex64"
+    res = merge_heads([plain], "features", str(root / "cplx_mh" / "1"), verify=False)
+    assert res.notes == [f"{plain}: features 'features:0': whether it depends on its batch-mates was not checked "
+                         f"({unrun}); the graph holds no op that may mix the examples of a batch"]
+    mixes = f"features 'features:0' reads op(s) that may mix the examples of a batch (moments/mean, moments/variance; {unrun})"
+    with pytest.raises(BatchDependentError) as e:
+        merge_heads([bn], "features", str(root / "cplx_bn_mh" / "1"), verify=False)
+    assert str(e.value) == (f"{bn}: {mixes}: the exported model's answer for an example may depend on the examples "
+                            f"served with it; {HEAD_KEPT}, or pass allow_batch_dependent=True")
+    assert not os.path.exists(root / "cplx_bn_mh")
+    accepted = (f"{mixes}: accepted by allow_batch_dependent=True; the exported model's answer for an example may "
+                "depend on the examples served with it")
+    res = merge_heads([bn], "features", str(root / "cplx_bn_mh" / "1"), verify=False, allow_batch_dependent=True)
+    assert res.notes == [f"{bn}: {accepted}"]
+    bn2 = _complex_model(root / "cplx_bn2", _batch_norm)
+    with pytest.raises(BatchDependentError) as e:
+        add_task(str(root / "cplx_bn_mh" / "1"), bn2, verify=False)
+    assert str(e.value) == (f"{bn2}: {mixes}: the exported model's answer for an example may depend on the examples "
+                            f"served with it; {HEAD_KEPT}, or pass allow_batch_dependent=True")
+    res = add_task(str(root / "cplx_bn_mh" / "1"), bn2, verify=False, allow_batch_dependent=True)
+    assert res.notes == [f"{bn2}: {accepted}"]
+    code, out, err = cli(capfd, "merge-heads", plain, "--features", "features", "--out", root / "cplx_cli" / "1",
+                         "--no-verify", "--json")
+    assert code == 0 and json.loads(out)["notes"] == _unchecked_note(plain, unrun), err
+    code, out, err = cli(capfd, "merge-heads", plain, "--features", "features", "--out", root / "cplx_cli" / "2",
+                         "--no-verify", "--quiet")
+    assert code == 0 and out.endswith("\n" + _unchecked_note(plain, unrun)[0] + "\n"), err
+
+
+def _unchecked_note(model, unrun):
+    """The notes of merge-heads on a complex64 model without ops that may mix a batch."""
+    return [f"{model}: features 'features:0': whether it depends on its batch-mates was not checked ({unrun}); the "
+            "graph holds no op that may mix the examples of a batch"]
+
+
+def test_the_fixes_the_batch_refusals_suggest_work(models, capfd):
+    """add-head's refusal says that a cut below the batch norm leaves it in the head, which is checked too, or to
+    pass --allow-batch-dependent; learn-task's on a many-heads model, to pass --allow-batch-dependent (or learn on
+    other features): each is run here."""
+    root, bn, bn2 = models["root"], models["bn"], models["bn2"]
+    code, _, err = cli(capfd, "merge-heads", bn, "--features", "features", "--out", root / "fix_mh" / "1",
+                       "--allow-batch-dependent", "--quiet")
+    assert code == 0, err
+    code, _, err = cli(capfd, "add-head", root / "fix_mh" / "1", bn2)
+    assert code == 2 and f"{HEAD_KEPT}, or pass --allow-batch-dependent" in err
+    # a cut below the batch norm (Relu feeds moments) leaves it in the head, which is refused too
+    code, out, err = cli(capfd, "merge-heads", bn, "--features", "Relu", "--out", root / "fix_below" / "1", "--quiet")
+    assert code == 2 and ": the head, its output" in err and "depends on the other examples in its batch" in err
+    # the fix: accept it
+    code, out, err = cli(capfd, "add-head", root / "fix_mh" / "1", bn2, "--allow-batch-dependent", "--json")
+    assert code == 0 and len(json.loads(out)["notes"]) == 1 and os.path.isdir(root / "fix_mh" / "2"), err
+
+    base = ["learn-task", "--model", root / "fix_mh" / "1", "--data", models["xy"], "--task", "new", "--method",
+            "feature-extraction", "--epochs", "1", "--quiet"]
+    code, _, err = cli(capfd, *base, "--out", root / "fix_learn_refused")
+    assert code == 2 and err == (
+        f"graphsurgeon learn-task: error: {root / 'fix_mh' / '1'}: features 'features:0' depends on the other "
+        f"examples in its batch ({CAUSE}): the first training example alone gives other values than in its batch, so "
+        "the exported model's answer for an example would depend on the examples served with it; learn on a model "
+        "whose features do not depend on the other examples in a batch, or pass --allow-batch-dependent\n")
+    assert not os.path.exists(root / "fix_learn_refused")
+    code, out, err = cli(capfd, *base, "--allow-batch-dependent", "--json", "--out", root / "fix_learn")
+    assert code == 0, err
+    res = json.loads(out)
+    assert [t["name"] for t in res["tasks"]] == ["bn", "new"]
+    assert res["notes"] == [f"{root / 'fix_mh' / '1'}: features 'features:0' depends on its batch-mates (through "
+                            "moments/mean, moments/variance): accepted by --allow-batch-dependent; the exported "
+                            "model's answer for an example depends on the examples served with it"]

@@ -41,8 +41,8 @@ def models(tmp_path_factory):
 
 
 def _learn(models, model, out, **kw):
-    cfg = LearnConfig(model=models[model], features="features", task="new", method="feature-extraction",
-                      epochs=1, **kw)
+    cfg = LearnConfig(model=models[model], features="features", task="new", epochs=1,
+                      **{"method": "feature-extraction", **kw})
     return learn_task(cfg, models["xy"], out, progress=False)
 
 
@@ -163,3 +163,46 @@ def test_learn_task_on_the_real_lenet_refuses_its_dropout_above_the_features(tmp
         f"{lenet}: the old head of task 'lenet_noyin', its output 'Add_2:0' is random (two runs on one batch differed; "
         f"random op(s) {ops}): accepted by --allow-random; the written model's answers for task 'lenet_noyin' differ "
         "call to call, and they are not compared with its head's"]
+
+
+def test_combine_docstring_says_how_heads_are_probed():
+    """allow_random's words had lost the phrase that says what a head is fed."""
+    assert ("checked as retrain checks its cut, on the\n        first examples of ``data`` (a head fed their "
+            "features); the result's ``notes`` say so.") in combine.__doc__
+
+
+def test_lwf_with_a_random_old_head_says_its_targets_are_one_draw(models):
+    """LwF records each old head's answers once and trains towards them: with a random head, one draw."""
+    res = _learn(models, "above", str(models["root"] / "lwf_allowed"), allow_random=True, method="lwf",
+                 warmup_epochs=0)
+    assert res.notes == [
+        f"{models['above']}: the old head of task 'above', its output 'logits:0' is random (two runs on one batch "
+        f"differed; random op(s) {DROPOUT_OP}): {ACCEPTED}the written model's answers for task 'above' differ call "
+        "to call, and they are not compared with its head's; LwF's targets for it are one draw of its answers, "
+        "recorded once on the training inputs"]
+    res = _learn(models, "below", str(models["root"] / "lwf_features"), allow_random=True, method="lwf",
+                 warmup_epochs=0)
+    assert res.notes == [_feature_note(models["below"], "the written model's answers differ call to call, and they "
+                                       "are not compared with its heads'; LwF's targets for the old heads are one "
+                                       "draw of their answers, recorded once on the training inputs")]
+
+
+def test_allow_random_skips_comparing_only_the_random_heads(models, monkeypatch):
+    """Two old tasks, one with a random head: the other's served output is still compared with its head."""
+    from graphsurgeon._src.continual import write
+
+    root = models["root"]
+    two = str(root / "two_tasks")
+    _learn(models, "above", two, allow_random=True)  # tasks 'above' (dropout in its head) and 'new' (dense)
+    compared, check = [], write.verifier.check
+
+    def spy(directory, backbones, values, tasks, **kw):
+        compared.append([t.name for t in tasks])
+        return check(directory, backbones, values, tasks, **kw)
+
+    monkeypatch.setattr(write.verifier, "check", spy)
+    cfg = LearnConfig(model=two, task="third", method="feature-extraction", epochs=1, allow_random=True)
+    res = learn_task(cfg, models["xy"], str(root / "three_tasks"), progress=False)
+    assert [t["name"] for t in res.tasks] == ["above", "new", "third"]
+    assert compared == [["new", "third"]]
+    assert [n.split(": ")[1].split(", its output")[0] for n in res.notes] == ["the old head of task 'above'"]

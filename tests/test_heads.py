@@ -17,7 +17,7 @@ from graphsurgeon._src.multihead import compare, load
 from graphsurgeon._src.multihead.merge import add_task, merge_heads, remove_task
 from graphsurgeon._src.storage.paths import resolve
 
-from helpers import ckpt, tree_hash
+from helpers import ckpt, cli, tree_hash
 
 tf1 = tf.compat.v1
 X = np.random.default_rng(7).normal(size=(6, 12)).astype(np.float32)
@@ -167,8 +167,25 @@ def test_add_and_remove_make_new_versions(merged, tmp_path):
         "probabilities"].numpy()[:, :4], hm.run_tf1(new, X), rtol=0, atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"unknown task_id\(s\):\] \[2\]"):
         three(inputs=tf.constant(X[:1]), task_id=tf.constant([2], tf.int64))
+    assert removed.notes == [f"task 2 'sm4' removed: a request for it (task_id 2, or task 'sm4') now fails; "
+                             f"{version2} still holds it"]
     assert os.stat(os.path.join(removed.directory, shard)).st_ino == os.stat(os.path.join(res.directory, shard)).st_ino
     assert tree_hash(res.directory) == before
+
+
+def test_remove_head_notes_say_a_highest_id_is_given_again(merged, tmp_path, capfd):
+    """remove-head's notes were always empty; the id of the highest task removed is the next one add-head gives."""
+    res, _ = merged
+    new = hm.tf1_task(str(tmp_path / "extra"), 4, 99, hidden=(6,))
+    two = add_task(res.directory, new, str(tmp_path / "2"), name="extra").directory
+    code, out, err = cli(capfd, "remove-head", two, "extra", "--out", tmp_path / "3", "--json")
+    note = (f"task 6 'extra' removed: a request for it (task_id 6, or task 'extra') now fails; {two} still holds it; "
+            "6 was the highest id, so the next task added gets it")
+    assert code == 0 and json.loads(out)["notes"] == [note], err
+    assert [t["id"] for t in add_task(str(tmp_path / "3"), new, str(tmp_path / "4"), name="again").tasks][-1] == 6
+    code, out, err = cli(capfd, "remove-head", two, "0", "--out", tmp_path / "5")
+    assert code == 0 and out.endswith(f"\ntask 0 'ckpt2' removed: a request for it (task_id 0, or task 'ckpt2') now "
+                                      f"fails; {two} still holds it\n"), err
 
 
 def test_add_head_refuses_another_backbone(merged, tmp_path):

@@ -37,9 +37,12 @@ def models(tmp_path_factory):
             **small_data(root)}
 
 
-def _refusal(who, output, instead, so=SERVED, flag="allow_batch_dependent=True"):
-    return (f"{who}, its output '{output}' depends on the other examples in its batch ({CAUSE}): the first training "
-            f"example alone gives other values than in its batch, so {so}; {instead}, or pass {flag}")
+TRAINING, PROBE = "the first training example", "the first of 64 generated probe inputs"  # (merge-heads, add-head)
+
+
+def _refusal(who, output, instead, so=SERVED, flag="allow_batch_dependent=True", first=TRAINING):
+    return (f"{who}, its output '{output}' depends on the other examples in its batch ({CAUSE}): {first} alone "
+            f"gives other values than in its batch, so {so}; {instead}, or pass {flag}")
 
 
 def _note(who, output, consequence="the exported model's answer for an example depends on the examples served "
@@ -88,7 +91,7 @@ def test_merge_heads_and_add_head_refuse_a_head_that_depends_on_its_batch(models
     merge_instead = "merge models whose heads do not depend on the other examples in a batch"
     with pytest.raises(BatchDependentError) as e:
         merge_heads([plain, bn], "features", str(root / "mh" / "1"))
-    assert str(e.value) == _refusal(f"{bn}: the head", "probabilities:0", merge_instead)
+    assert str(e.value) == _refusal(f"{bn}: the head", "probabilities:0", merge_instead, first=PROBE)
     assert not os.path.exists(root / "mh")
     res = merge_heads([plain, bn], "features", str(root / "mh" / "1"), allow_batch_dependent=True)
     assert res.notes == [_note(f"{bn}: the head", "probabilities:0")]
@@ -96,7 +99,7 @@ def test_merge_heads_and_add_head_refuse_a_head_that_depends_on_its_batch(models
     with pytest.raises(BatchDependentError) as e:
         add_task(str(root / "mh" / "1"), bn2)
     assert str(e.value) == _refusal(f"{bn2}: the head", "probabilities:0", "add a model whose head does not depend "
-                                    "on the other examples in a batch")
+                                    "on the other examples in a batch", first=PROBE)
     assert not os.path.exists(root / "mh" / "2")
     assert add_task(str(root / "mh" / "1"), bn2, allow_batch_dependent=True).notes == [
         _note(f"{bn2}: the head", "probabilities:0")]
@@ -127,7 +130,8 @@ def test_cli_refuses_a_batch_dependent_head_in_one_line(models, capfd, command):
     }[command]
     code, stdout, err = cli(capfd, *args)
     assert code == 2 and err == (f"graphsurgeon {command}: error: "
-                                 + _refusal(who, output, instead, so, "--allow-batch-dependent") + "\n")
+                                 + _refusal(who, output, instead, so, "--allow-batch-dependent",
+                                            PROBE if command in ("merge-heads", "add-head") else TRAINING) + "\n")
     assert not os.path.exists(out)
     code, stdout, err = cli(capfd, *args, "--allow-batch-dependent")
     assert code == 0 and os.path.isdir(out), err
@@ -145,15 +149,15 @@ def test_the_real_mlp_bn_chen_cut_below_its_batch_norms_has_its_head_refused(tmp
     np.savez(tmp_path / "d.npz", x=rng.random((120, 784), dtype=np.float32), y=rng.integers(0, 3, 120))
     cause = ("through moments/mean, moments/variance, moments_1/mean: batch statistics such as tf.nn.moments or batch "
              "norm in training mode")
-    for command, args, who, instead in [
+    for command, args, who, instead, first in [
             ("merge-heads", ["merge-heads", mlp], f"{mlp}: the head",
-             "merge models whose heads do not depend on the other examples in a batch"),
+             "merge models whose heads do not depend on the other examples in a batch", PROBE),
             ("learn-task", ["learn-task", "--model", mlp, "--data", tmp_path / "d.npz", "--task", "new", "--method",
                             "feature-extraction", "--epochs", 1], f"{mlp}: the old head of task 'mlp_bn_chen'",
-             "learn on a model whose heads do not depend on the other examples in a batch")]:
+             "learn on a model whose heads do not depend on the other examples in a batch", TRAINING)]:
         code, _, err = cli(capfd, *args, "--features", "add", "--output", "batchnorm_1/add_1", "--quiet", "--out",
                            tmp_path / command / "1")
         assert code == 2 and not os.path.exists(tmp_path / command)
         assert err == (f"graphsurgeon {command}: error: {who}, its output 'batchnorm_1/add_1:0' depends on the other "
-                       f"examples in its batch ({cause}): the first training example alone gives other values than in "
+                       f"examples in its batch ({cause}): {first} alone gives other values than in "
                        f"its batch, so {SERVED}; {instead}, or pass --allow-batch-dependent\n")

@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 from heads_models import mlp_weights, run_tf1, tf1_task
 
+from graphsurgeon._src.continual.config import LearnConfig
+from graphsurgeon._src.continual.learn import learn_task
 from graphsurgeon._src.continual.write import predict
 from graphsurgeon._src.multihead.merge import add_task, merge_heads, remove_task
 
@@ -78,6 +80,12 @@ def test_merged_sigmoid_heads_serve_two_classes_equal_to_the_models_own_sigmoid(
     assert [by_name[n]["num_classes"] for n in ("branch", "dense", "soft")] == [2, 2, 3]
     assert [by_name[n]["classes"] for n in ("branch", "dense")] == [["0", "1"], ["0", "1"]]
     assert {by_name[n]["output"] for n in by_name} == {"probabilities"}
+    # tasks.json marks the tasks whose own output is column 1 (the old one said only "probabilities")
+    assert [by_name[n]["sigmoid"] for n in ("branch", "dense", "soft")] == [True, True, False]
+    lines = {line.split()[2]: line for line in res.format_text().splitlines() if line.startswith("  task ")}
+    assert lines["dense"].endswith(" (a one-output sigmoid model: its output is column 1)")
+    assert lines["branch"].endswith(" (a one-output sigmoid model: its output is column 1)")
+    assert lines["soft"].endswith(str(root / "tasks" / "soft"))
     assert by_name["dense"]["head"]["kind"] == "dense" and by_name["branch"]["head"]["kind"] == "branch"
     for name in ("dense", "branch"):
         _check_sigmoid_task(str(root / "1"), models[name], by_name[name]["id"], x)
@@ -99,6 +107,16 @@ def test_add_head_and_remove_head_keep_a_sigmoid_head_as_two_classes(merged):
     assert "dense" not in ids
     _check_sigmoid_task(str(root / "3"), more, ids["late"], x)
     _check_sigmoid_task(str(root / "3"), models["branch"], ids["branch"], x)
+    assert {t["name"]: t["sigmoid"] for t in tab["tasks"]} == {"soft": False, "branch": True, "late": True}
+
+
+def test_learn_task_keeps_the_sigmoid_mark_of_old_tasks(merged):
+    root, _, _, x = merged
+    np.savez(root / "xy.npz", x=x, y=np.arange(len(x)) % 2)
+    cfg = LearnConfig(model=str(root / "1"), task="new", method="lwf", epochs=1, warmup_epochs=0)  # old heads train
+    res = learn_task(cfg, str(root / "xy.npz"), str(root / "learned"), progress=False)
+    assert {t["name"]: t["sigmoid"] for t in res.tasks} == {"branch": True, "dense": True, "soft": False,
+                                                           "new": False}
 
 
 @pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")
@@ -110,7 +128,8 @@ def test_merge_heads_on_the_real_gan_discriminator_serves_its_sigmoid_as_two_cla
                          "--out", tmp_path / "1")
     assert code == 0, err
     assert out.startswith(f"{tmp_path / '1'}: 1 task, 1 backbone group\n")  # not '1 tasks, 1 backbone group(s)'
-    assert "gan_chadpro                2 classes  stack 0  probabilities" in out
+    assert "gan_chadpro                2 classes  stack 0  probabilities backbone 0  <- " \
+           f"{gan} (a one-output sigmoid model: its output is column 1)\n" in out
     images = load_digits().images[:100, :, :, None].astype(np.float32) / 16.0
     with tf.Graph().as_default(), tf1.Session() as s:  # MNIST-sized, pixels in [-1, 1] as the GAN was trained
         x = (s.run(tf1.image.resize_bilinear(images, [28, 28])).reshape(100, 784) * 2 - 1).astype(np.float32)

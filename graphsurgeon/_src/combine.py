@@ -271,9 +271,10 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
         ``prior`` (with ``balance="prior"`` only) weighs the union's classes, in order (default: equal).
       epochs, lr: default to retrain's settings for a head trained on fixed features (300, 0.003).
       weight_decay: ``weight_decay · Σ kernel²`` is added to the loss (see :data:`WEIGHT_DECAY`).
-      allow_random, allow_batch_dependent: accept features (without labels, a model's head too: its teacher, fed
-        them) whose values differ between runs on one batch (dropout with ``keep_prob`` baked in), or that change
-        with their batch-mates (batch norm in training mode), probed as retrain probes its cut on ``data``.
+      allow_random, allow_batch_dependent: accept features (without labels, a model's head too: its teacher)
+        whose values differ between runs on one batch (dropout with ``keep_prob`` baked in), or that change
+        with their batch-mates (batch norm in training mode), checked as retrain checks its cut, on the
+        first examples of ``data`` (a head fed their features); the result's ``notes`` say so.
 
     Raises:
       ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
@@ -296,8 +297,7 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
         feats, teacher_logits = got[0], got[1:]
         targets = (np.eye(len(classes), dtype=np.float32)[y] if y is not None
                    else teacher_targets(teacher_logits, balance, prior))
-        tr = split == "train"
-        f_tr, t_tr = feats[tr], targets[tr]
+        f_tr, t_tr = feats[split == "train"], targets[split == "train"]
         history = fit(b.tg, [(0, b.op)], b.loss, b.accuracy,
                       lambda rows, yb, training: {b.features: f_tr[rows], b.target: t_tr[rows]},
                       t_tr.argmax(1), epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)

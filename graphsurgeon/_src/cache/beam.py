@@ -30,6 +30,7 @@ from graphsurgeon._src.cache.compute import Computer, Distortions, task_inputs
 from graphsurgeon._src.cache.job import Settings, open_cut
 from graphsurgeon._src.cache.state import interim_manifest
 from graphsurgeon._src.errors import CacheError, ConfigError
+from graphsurgeon._src.mixins import counted
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import cachefiles, cacheshards, records
 
@@ -165,7 +166,7 @@ class _Watch:
     def __init__(self, s: Settings, plan):
         self.directory, self.rows = s.out_dir, {t.shard: len(t) for t in plan.tasks}
         if s.progress:  # the bar stays at 0 while the workers start: say why, before it is drawn
-            sys.stderr.write(f"caching (beam): starting the workers for {len(self.rows)} shard(s) (each "
+            sys.stderr.write(f"caching (beam): starting the workers for {counted(len(self.rows), 'shard')} (each "
                              "restores the model before its first one)\n")
             sys.stderr.flush()
         self.bar = Progress(plan.computed, "caching (beam)", "examples", enabled=s.progress)

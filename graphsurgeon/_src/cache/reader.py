@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from graphsurgeon._src.cache import epochs
 from graphsurgeon._src.errors import CacheError
-from graphsurgeon._src.mixins import Closing
+from graphsurgeon._src.mixins import Closing, counted
 from graphsurgeon._src.storage import cachefiles, cacheshards, shardfile
 from graphsurgeon._src.storage.records import SPLIT_CODES
 
@@ -66,7 +66,7 @@ class CacheReader(Closing):
             raise CacheError(f"{directory}: no {cachefiles.MANIFEST}; not a cache (make one with generate_cache)")
         if not manifest["complete"]:
             raise CacheError(f"{directory}: incomplete (a run of generate_cache into it was interrupted after "
-                             f"{len(manifest['shards'])} shard(s)); run generate_cache again with the same arguments to "
+                             f"{counted(len(manifest['shards']), 'shard')}); run generate_cache again with the same arguments to "
                              "complete it")
         self.directory, self.manifest, self.buffer_bytes = directory, manifest, buffer_bytes
         self.fingerprint = manifest["fingerprint"]

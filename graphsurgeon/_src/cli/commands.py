@@ -7,6 +7,7 @@ import json
 import shlex
 
 from graphsurgeon._src.cli.messages import migrate_flags, to_flags
+from graphsurgeon._src.mixins import counted
 
 
 def _kv(items, what):
@@ -176,9 +177,9 @@ def cmd_cache(args):
         print(json.dumps({"version": 1, **rep.to_dict()}, indent=2))
     else:
         print(f"{rep.directory}: {rep.examples} cached activations; {_computed(rep)}, "
-              f"reused {rep.reused}, {rep.shards_written} shard(s) written"
+              f"reused {rep.reused}, {counted(rep.shards_written, 'shard')} written"
               + (f", repaired {', '.join(rep.repaired)}" if rep.repaired else "")
-              + (f"; {rep.unreferenced} stored row(s) not in this data set (kept, not read)" if rep.unreferenced
+              + (f"; {counted(rep.unreferenced, 'stored row')} not in this data set (kept, not read)" if rep.unreferenced
                  else ""))
         for change in rep.changes:
             print(f"  {change}")

@@ -38,7 +38,7 @@ def cmd_remove_head(args):
     from graphsurgeon._src.multihead.merge import remove_task
 
     res = remove_task(args.dir, args.task, args.out, verify=not args.no_verify)
-    print(json.dumps(res.to_dict(), indent=2) if args.json else res.format_text())
+    _print_with_notes(res, args)
 
 
 def cmd_learn_task(args):

@@ -117,7 +117,8 @@ def _learn_task_parser(sub):
     s.add_argument("--allow-random", action="store_true",
                    help="accept features, or an old task's head (from the features to its output), whose values "
                         "differ between runs on one batch (dropout with keep_prob baked in): the written model's "
-                        "answers then differ call to call and are not compared with those heads'")
+                        "answers then differ call to call and are not compared with those heads' (with lwf, the "
+                        "targets it records for the old heads are one draw of their answers)")
     s.add_argument("--allow-batch-dependent", action="store_true",
                    help="accept features, or an old task's head (from the features to its output), whose value for "
                         "an example changes with the other examples of its batch (batch norm in training mode): the "

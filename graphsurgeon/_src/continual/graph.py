@@ -66,13 +66,14 @@ def feature_width(piece: pieces.Piece, where: str) -> int:
 
 def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, instead: str, allow_random: bool,
                    consequence: str = "the written model's answers differ call to call", *,
-                   allow_batch_dependent: bool = False, batch_instead: str = "give features=TENSOR {}") -> tuple[str | None, bool]:
+                   allow_batch_dependent: bool = False, batch_instead: str = "give features=TENSOR {}",
+                   batch_below: str | None = None) -> tuple[str | None, bool]:
     """Whether ``piece``'s output (the features, weights bound to ``values``) is random or depends on the other
     examples of its batch: retrain's probe (:func:`graphsurgeon._src.determinism.probe`) on the first
     :data:`PROBE_ROWS` rows of ``x``, twice and with its random ops fed two far-apart draws, then the first
     example alone (not when random, as retrain). ``what`` and ``instead`` word the refusal of random features
-    (:func:`graphsurgeon._src.determinism.random_refusal`), ``what`` and ``batch_instead`` that of
-    batch-dependent ones (:func:`graphsurgeon._src.determinism.batch_refusal`). Returns ``(note, random)``:
+    (:func:`graphsurgeon._src.determinism.random_refusal`), ``what``, ``batch_instead`` and ``batch_below`` that of
+    batch-dependent ones (:func:`graphsurgeon._src.determinism.batch_refusal`'s ``instead`` and ``below``). Returns ``(note, random)``:
     the note None when neither, else the one that says so, retrain's wording (``WHAT 'T' is random (…; random
     op(s) …): accepted by allow_random=True; CONSEQUENCE``, or ``WHAT 'T' depends on its batch-mates (…):
     accepted by allow_batch_dependent=True; …``); ``random``: whether the note is the first.
@@ -91,7 +92,7 @@ def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, 
         p = probe(tg, t, Feeder(tg, inp, {}), x[:PROBE_ROWS])
         if p.batch_dependent:
             if not allow_batch_dependent:
-                raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead))
+                raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead, below=batch_below))
             return batch_accepted(tg, t, inp, what), False
         note = _probed(tg, t, inp, x, what, instead, allow_random, consequence, found=p)
         return note, note is not None
@@ -265,10 +266,10 @@ class TrainGraph:
             got = self.values([n for n in self.head(task)])
             layers = [(got[f"{scope}/layer_{i}/kernel"], got.get(f"{scope}/layer_{i}/bias") if b is not None else None,
                        act) for i, (_, b, act) in enumerate(h.layers)]
-            return specs.Head("dense", h.num_classes, h.final, layers)
+            return specs.Head("dense", h.num_classes, h.final, layers, sigmoid=h.sigmoid)
         got = self.values(self.head(task))
         return specs.Head("branch", h.num_classes, h.final, piece=h.piece, logits=h.logits,
-                          values={w: got[f"{scope}/{w}"] for w in h.values})
+                          values={w: got[f"{scope}/{w}"] for w in h.values}, sigmoid=h.sigmoid)
 
     def train_op(self, loss, mults: dict, settings: dict, name: str, optimizers: dict | None = None):
         """``train.build_train_op`` over :attr:`variables`: ``mults`` is ``{name: lr multiplier}``."""

@@ -14,6 +14,7 @@ import time
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
 from graphsurgeon._src.continual.graph import check_features, check_head, features_of
+from graphsurgeon._src.determinism import HEAD_KEPT
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
@@ -147,7 +148,8 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
     """Retrain's randomness and batch-dependence probe on the features (on ``x``, the training split) and on each
     old task's head (fed the features; the task ``replaces`` is not kept, so not checked): ``(notes, random
     features, names of the tasks whose head is random)``, a note per random part ``cfg.allow_random`` accepted
-    and per batch-dependent part ``cfg.allow_batch_dependent`` accepted.
+    (with LwF, saying that its recorded targets are one draw of the answers) and per batch-dependent part
+    ``cfg.allow_batch_dependent`` accepted.
 
     Raises:
       RandomTensorError: the features or an old head are random, unless ``cfg.allow_random``.
@@ -155,10 +157,17 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
         ``cfg.allow_batch_dependent``.
     """
     plain = net.kind == "plain"
+
+    def lwf(whose: str, of: str) -> str:  # LwF records the old heads' answers once: its targets
+        return f"; LwF's targets for {whose} are one draw of {of}, recorded once on the training inputs" \
+            if cfg.method == "lwf" else ""
+
     note, random_features = check_features(
         net.backbone, net.values, x, f"{net.source}: features", "give features=TENSOR below them" if plain else
         "learn on a model whose features do not depend on them", cfg.allow_random, "the written model's answers "
-        "differ call to call, and they are not compared with its heads'", allow_batch_dependent=cfg.allow_batch_dependent,
+        "differ call to call, and they are not compared with its heads'" + lwf("the old heads", "their answers"),
+        allow_batch_dependent=cfg.allow_batch_dependent,
+        batch_below=HEAD_KEPT if plain else None,
         batch_instead="give features=TENSOR {}" if plain else "learn on a model whose features do not depend on the "
         "other examples in a batch")
     notes, random_heads = [note] if note else [], set()
@@ -169,7 +178,8 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
         note, random = check_head(t, features, f"{net.source}: the old head of task '{t.name}', its output",
                                   "give features=TENSOR above them" if plain else "learn on a model whose heads do "
                                   "not depend on them", cfg.allow_random, f"the written model's answers for task "
-                                  f"'{t.name}' differ call to call, and they are not compared with its head's",
+                                  f"'{t.name}' differ call to call, and they are not compared with its head's"
+                                  + lwf("it", "its answers"),
                                   allow_batch_dependent=cfg.allow_batch_dependent, batch_instead="learn on a model "
                                   "whose heads do not depend on the other examples in a batch")
         if note:

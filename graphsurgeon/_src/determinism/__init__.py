@@ -262,17 +262,26 @@ SERVED_WOULD = "the exported model's answer for an example would depend on the e
 SERVED_DOES = "the exported model's answer for an example depends on the examples served with it"
 
 
-def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}", so: str = SERVED_WOULD) -> str:
+# The way out of a batch refusal where the head above the cut is kept (learn-task, merge-heads, add-head):
+# cutting below the ops that mix the batch would leave them in the head, which is checked too.
+HEAD_KEPT = "use a model without them (a cut below them leaves them in its head, which is checked too)"
+
+
+def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}", so: str = SERVED_WOULD, *,
+                  first: str = "the first training example", below: str | None = None) -> str:
     """The refusal of a tensor ``t`` whose first example alone gave other values than in its batch (fed
-    at ``input_tensor``): ``WHAT 'T' depends on the other examples in its batch (CAUSE): the first
-    training example alone gives other values than in its batch, so SO; INSTEAD, or pass
-    allow_batch_dependent=True`` (retrain's and the continual commands' one wording; ``SO`` by default: the
-    exported model's answer for an example would depend on the examples served with it; ``{}`` in ``instead``
-    becomes where to cut: ``below them``, or ``where axis 0 is the batch``, :func:`mixing`)."""
+    at ``input_tensor``): ``WHAT 'T' depends on the other examples in its batch (CAUSE): FIRST alone gives
+    other values than in its batch, so SO; INSTEAD, or pass allow_batch_dependent=True`` (retrain's and the
+    continual commands' one wording; ``SO`` by default: the exported model's answer for an example would
+    depend on the examples served with it; ``FIRST`` names the example run alone: ``the first training
+    example`` by default, ``the first of 64 generated probe inputs`` for merge-heads and add-head; ``{}`` in
+    ``instead`` becomes where to cut: ``below them``, or ``where axis 0 is the batch``, :func:`mixing`; ``below``,
+    if given, replaces INSTEAD where that would be ``below them``: :data:`HEAD_KEPT` for commands that keep the
+    head above the cut)."""
     because = mixing(model, t.name, input_tensor)
-    return (f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): the first training "
-            f"example alone gives other values than in its batch, so {so}; {instead.format(because.instead)}, or pass "
-            "allow_batch_dependent=True")
+    way = below if below is not None and because.instead == "below them" else instead.format(because.instead)
+    return (f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): {first} alone gives "
+            f"other values than in its batch, so {so}; {way}, or pass allow_batch_dependent=True")
 
 
 def batch_accepted(model, t, input_tensor, what: str, consequence: str = SERVED_DOES) -> str:

@@ -67,7 +67,7 @@ def _task_entry(t: specs.Task, where) -> dict:
     h = t.head
     entry = {"id": t.id, "name": t.name, "num_classes": h.num_classes, "classes": list(t.classes),
              "source": t.source, "backbone_group": t.backbone,
-             "output": "probabilities" if h.final == "softmax" else "logits"}
+             "output": "probabilities" if h.final == "softmax" else "logits", "sigmoid": h.sigmoid}
     if h.kind == "dense":
         entry["head"] = {"kind": "dense", "stack": route.index, "row": row, "in": int(h.layers[0][0].shape[0]),
                          "units": [int(k.shape[1]) for k, _, _ in h.layers], "final": h.final}
@@ -110,11 +110,13 @@ def read(model_dir: str):
     for e in tab["tasks"]:
         h = e["head"]
         if h["kind"] == "dense":
-            head = specs.Head("dense", e["num_classes"], stacks[h["stack"]]["final"], layers[e["id"]])
+            head = specs.Head("dense", e["num_classes"], stacks[h["stack"]]["final"], layers[e["id"]],
+                              sigmoid=e.get("sigmoid", False))
         else:
             p = _piece(model_dir, h["part"], h)
             head = specs.Head("branch", e["num_classes"], h["final"], piece=p, logits=h["logits"],
-                              values={w: reader.read(f"{h['scope']}/{w}") for w in p.weights})
+                              values={w: reader.read(f"{h['scope']}/{w}") for w in p.weights},
+                              sigmoid=e.get("sigmoid", False))
         tasks.append(specs.Task(e["id"], e["name"], e["classes"], e["source"], e["backbone_group"], head))
     return tab, backbones, tasks, reader
 

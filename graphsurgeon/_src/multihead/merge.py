@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from graphsurgeon._src import determinism
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError
 from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.multihead import build as builder
@@ -32,7 +33,9 @@ class MergeResult(Report):
     ``backbone``: one backbone's weights; ``heads``: the sum of the heads' own weights),
     ``max_abs_diff`` found by verification (None if not verified), whether shard 0 (the
     backbone data) was hard-linked from the previous version, and ``notes``: a sentence when
-    ``allow_batch_dependent`` accepted features that depend on their batch-mates, worded as retrain's."""
+    ``allow_batch_dependent`` accepted features that depend on their batch-mates, worded as retrain's, or
+    when no run checked them (an input without probe values); for :func:`remove_task`, what became of the
+    removed task's id and name."""
 
     directory: str
     tasks: list
@@ -53,7 +56,8 @@ class MergeResult(Report):
             h = t["head"]
             how = f"stack {h['stack']}" if h["kind"] == "dense" else "branch"
             lines.append(f"  task {t['id']:<4} {t['name']:<24} {t['num_classes']:>3} classes  {how:<8} "
-                         f"{t['output']:<13} backbone {t['backbone_group']}  <- {t['source']}")
+                         f"{t['output']:<13} backbone {t['backbone_group']}  <- {t['source']}"
+                         + (" (a one-output sigmoid model: its output is column 1)" if t.get("sigmoid") else ""))
         b = self.bytes
         lines.append(f"SavedModel {b['saved_model']:,} bytes = {b['saved_model'] / (b['backbone'] + b['heads']):.3f} x "
                      f"(backbone {b['backbone']:,} + heads {b['heads']:,})"
@@ -154,9 +158,10 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
       verify: compare every task's output of the written model with its own head on probe inputs.
       allow_batch_dependent: accept features whose value for an example changes with the other examples of
         its batch (batch norm in training mode), checked on the first model as retrain checks its cut, on 64
-        probe inputs (:func:`graphsurgeon._src.multihead.verify.check_batch`), and heads whose output does
-        (each model's head that is not a dense stack, on 64 probe features:
-        :func:`graphsurgeon._src.multihead.verify.check_head_batch`); the result's ``notes`` say so.
+        probe inputs (:func:`graphsurgeon._src.multihead.verify.check_batch`; for an input dtype without probe
+        values, such as complex, by the graph's ops alone), and heads whose output does (each model's head that
+        is not a dense stack, on 64 probe features: :func:`graphsurgeon._src.multihead.verify.check_head_batch`);
+        the result's ``notes`` say so, and say when no run checked the features.
 
     Raises:
       MergeHeadsError: see the module's bad-input rules; nothing is written at ``out``.
@@ -177,7 +182,8 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
         m = load.load(p, features, input=input, output=output, tags=tags)
         if reader.ref is None:  # the others have its architecture (checked as they are read)
             notes = [n for n in [verifier.check_batch(m.backbone, m.read, f"{m.path}: features",
-                                                    "give features=TENSOR {}", allow_batch_dependent)] if n]
+                                                    "give features=TENSOR {}", allow_batch_dependent,
+                                                    below=determinism.HEAD_KEPT)] if n]
         notes += [n for n in [reader.add(m, allow_batch_dependent)] if n]
         bar.update(1)
     backbones, bb_values, diffs = reader.backbones(group_backbones)
@@ -264,7 +270,7 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
     out = out or next_version_dir(model_dir)
     m = load.load(model, tab["features"], input=tab.get("input"), output=output, tags=tags)
     note = verifier.check_batch(m.backbone, m.read, f"{m.path}: features", "merge the models again at a tensor {}",
-                              allow_batch_dependent)
+                                allow_batch_dependent, below=determinism.HEAD_KEPT)
     group = _matching_group(m, backbones, bb_values, atol, model_dir)
     name = name or load.default_names([model])[0]
     load.check_names([t.name for t in tasks] + [name], f"{model_dir} + {model}", "name")
@@ -296,6 +302,10 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     when no task has that name). Other tasks keep their ids; the backbone's data file is hard-linked, not rewritten;
     ``model_dir`` is not changed.
 
+    The result's ``notes`` say that requests for the removed task now fail, that ``model_dir`` still holds
+    it, and, when its id was the highest, that the next task added gets that id (:func:`add_task` and learn-task
+    give a new task the highest id + 1).
+
     Raises:
       MergeHeadsError: no such task, or it is the only one.
     """
@@ -311,5 +321,16 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     linked, worst, new_tab = _write_version(out, backbones, tasks, shard, bb_values, features=tab["features"],
                                             input=tab.get("input"), model_version=tab["model_version"] + 1,
                                             previous=_previous(model_dir, out), do_verify=verify)
-    return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks)
+    return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks,
+                   notes=[_removed_note(gone[0], tasks, model_dir)])
+
+
+def _removed_note(t: specs.Task, kept: list, model_dir: str) -> str:
+    """What a user of the new version should know of removed task ``t``: which requests now fail, where it is
+    still held, and, when its id was the highest, that the next task added (the highest id + 1) gets that id."""
+    note = (f"task {t.id} '{t.name}' removed: a request for it (task_id {t.id}, or task '{t.name}') now fails; "
+            f"{model_dir} still holds it")
+    if t.id > max(k.id for k in kept):
+        note += f"; {t.id} was the highest id, so the next task added gets it"
+    return note
 

@@ -30,7 +30,8 @@ class Head:
     ``kind`` ``"branch"``: ``piece`` (reads ``piece.input``, the features), ``values`` by weight name,
     ``logits`` the tensor before a final softmax (or the output). ``final`` is ``"softmax"`` when
     the model's own output is the softmax of the logits, or the sigmoid of one logit (served as the
-    softmax of two, see :func:`head_of`), else ``"linear"``.
+    softmax of two, see :func:`head_of`), else ``"linear"``. ``sigmoid``: the head came from a model whose
+    output is the sigmoid of one logit, so only column 1 of its probabilities is that model's own output.
     """
 
     kind: str
@@ -40,6 +41,7 @@ class Head:
     piece: pieces.Piece | None = None
     values: dict = dataclasses.field(default_factory=dict)
     logits: str = ""
+    sigmoid: bool = False
 
     def key(self) -> tuple:
         """Dense heads with equal keys share a stack (branches are never stacked)."""
@@ -105,12 +107,14 @@ def head_of(head_piece: pieces.Piece, read, where: str, *, refuse_random: bool =
         final = stack.final
         if final == "linear" and layers[-1][2] == "sigmoid" and layers[-1][0].shape[1] == 1:
             layers[-1], final = two_classes(*layers[-1][:2]), "softmax"
+            return Head("dense", 2, final, layers, sigmoid=True)
         return Head("dense", int(layers[-1][0].shape[1]), final, layers)
     by_name = head_piece.by_name()
     out = head_piece.output
     node = by_name[subgraph.node_name(out)]
     final, logits = ("softmax", node.input[0]) if node.op == "Softmax" else ("linear", out)
-    if node.op == "Sigmoid" and pieces.tensor_spec(head_piece, node.input[0])[1].as_list()[1:] == [1]:
+    sigmoid = node.op == "Sigmoid" and pieces.tensor_spec(head_piece, node.input[0])[1].as_list()[1:] == [1]
+    if sigmoid:
         head_piece = pieces.two_class_logits(head_piece, node)
         final, logits = "softmax", head_piece.output
     _, shape = pieces.tensor_spec(head_piece, logits)
@@ -119,7 +123,7 @@ def head_of(head_piece: pieces.Piece, read, where: str, *, refuse_random: bool =
                               "[batch, classes] with a known class count; name such a tensor with output=")
     values = {n: np.asarray(read(n)) for n in head_piece.weights}
     return Head("branch", int(shape[-1]), final, piece=head_piece, values=values,
-                logits=pieces.tensor_name(logits))
+                logits=pieces.tensor_name(logits), sigmoid=sigmoid)
 
 
 def _refuse_random(head_piece: pieces.Piece, read, where: str) -> None:

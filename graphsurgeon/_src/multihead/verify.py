@@ -46,31 +46,41 @@ def probe(dtype: tf.DType, shape, n: int = 4, seed: int = 0, *, skip: str = "") 
     raise MergeHeadsError(f"cannot make probe inputs of dtype {dtype.name} to verify the written model{skip}")
 
 
-def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_dependent: bool) -> str | None:
-    """Retrain's batch-dependence check on ``piece``'s output (the features), fed 64 :func:`probe` inputs (none
-    made for an input dtype it has none for: not checked): :func:`graphsurgeon._src.determinism.probe` runs them,
-    then the first alone (not when two runs differ: a random output). Returns None when its value does not
-    change, else the note of ``allow_batch_dependent`` (:func:`graphsurgeon._src.determinism.batch_accepted`,
-    retrain's wording).
+PROBE_FIRST = "the first of 64 generated probe inputs"  # the example check_batch runs alone
+
+
+def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_dependent: bool, *,
+                below: str | None = None) -> str | None:
+    """Retrain's batch-dependence check on ``piece``'s output (the features), fed 64 :func:`probe` inputs:
+    :func:`graphsurgeon._src.determinism.probe` runs them, then the first alone (not when two runs differ: a
+    random output). Returns None when its value does not change, else the note of ``allow_batch_dependent``
+    (:func:`graphsurgeon._src.determinism.batch_accepted`, retrain's wording). For an input dtype :func:`probe`
+    makes no values of (complex), nothing runs and the graph decides, as for a cache whose record says no run
+    checked it (:func:`graphsurgeon._src.retrain.checks.cached_notes`): ops that may mix a batch
+    (:func:`graphsurgeon._src.determinism.batch_mixing_ops`) are refused, or accepted with a note; without
+    them the note says that no run checked the features.
 
     Raises:
       BatchDependentError: the first probe input alone gives other values than in its batch (batch norm in
-        training mode), unless ``allow_batch_dependent``: retrain's refusal
-        (:func:`graphsurgeon._src.determinism.batch_refusal`), ``what`` naming the piece, ``instead`` where to cut.
+        training mode), or, unprobed, the features read ops that may mix a batch, unless
+        ``allow_batch_dependent``: retrain's refusal (:func:`graphsurgeon._src.determinism.batch_refusal`,
+        ``FIRST`` :data:`PROBE_FIRST`), ``what`` naming the piece, ``instead`` where to cut (``below``, if given,
+        in place of cutting below the ops that mix the batch).
     """
     dtype, shape = pieces.tensor_spec(piece, piece.input)
-    try:
-        x = probe(dtype, shape, 64)
-    except MergeHeadsError:
-        return None
     graph, inp, out, init = pieces.imported(piece, read, None, dtype, scope="")  # the model's own names
     with new_session(graph) as sess:
         sess.run(init)
         model = types.SimpleNamespace(graph=graph, session=sess, tensor=graph.get_tensor_by_name)
+        try:
+            x = probe(dtype, shape, 64)
+        except MergeHeadsError:
+            return _unprobed(model, out, inp, what, below or instead.format("below them"), allow_batch_dependent)
         if not determinism.probe(model, out, Feeder(model, inp, {}), x).batch_dependent:
             return None
         if not allow_batch_dependent:
-            raise BatchDependentError(determinism.batch_refusal(model, out, inp, what, instead))
+            raise BatchDependentError(determinism.batch_refusal(model, out, inp, what, instead, first=PROBE_FIRST,
+                                                                below=below))
         return determinism.batch_accepted(model, out, inp, what)
 
 
@@ -88,6 +98,22 @@ def check_head_batch(head: specs.Head, piece: pieces.Piece, read, where: str, in
     if head.kind != "branch":
         return None
     return check_batch(piece, read, f"{where}: the head, its output", instead, allow_batch_dependent)
+
+
+def _unprobed(model, out, inp, what: str, way: str, allow_batch_dependent: bool) -> str:
+    """:func:`check_batch` for an input with no probe values: the graph decides (see there); ``way`` out."""
+    unrun = f"no run checked it: there are no probe inputs of dtype {inp.dtype.name}"
+    ops = determinism.batch_mixing_ops(model, out.name, inp.op.name)
+    if not ops:
+        return (f"{what} '{out.name}': whether it depends on its batch-mates was not checked ({unrun}); the graph "
+                "holds no op that may mix the examples of a batch")
+    mixes = f"{what} '{out.name}' reads op(s) that may mix the examples of a batch ({', '.join(ops[:3])}; {unrun})"
+    if not allow_batch_dependent:
+        raise BatchDependentError(f"{mixes}: the exported model's answer for an example may depend on the examples "
+                                  f"served with it; {way}, or pass "
+                                  "allow_batch_dependent=True")
+    return (f"{mixes}: accepted by allow_batch_dependent=True; the exported model's answer for an example may depend "
+            "on the examples served with it")
 
 
 def _input_spec(backbone: specs.Backbone):

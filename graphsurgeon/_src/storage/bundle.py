@@ -24,6 +24,7 @@ import crc32c as _crc32c
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
 from graphsurgeon._src.errors import CorruptCheckpointError
+from graphsurgeon._src.mixins import counted
 from graphsurgeon._src.storage.files import read_bytes
 
 MAGIC = 0xDB4775248B80FB57
@@ -176,7 +177,7 @@ def check_data_files(prefix: str, header, entries) -> None:
     for shard in range(header.num_shards):
         path = data_file(prefix, shard, header.num_shards)
         if not os.path.exists(path):
-            raise CorruptCheckpointError(f"{path}: data shard is missing (the index names {header.num_shards} shard(s))")
+            raise CorruptCheckpointError(f"{path}: data shard is missing (the index names {counted(header.num_shards, 'shard')})")
         size = os.path.getsize(path)
         if size < ends.get(shard, 0):
             raise CorruptCheckpointError(f"{path}: data shard is truncated ({size} bytes, the index needs "

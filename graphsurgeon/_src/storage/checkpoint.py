@@ -18,6 +18,7 @@ from graphsurgeon._src.errors import (
     NoMetaGraphError,
     UnregisteredOpError,
 )
+from graphsurgeon._src.mixins import counted
 from graphsurgeon._src.storage import bundle
 from graphsurgeon._src.storage.files import read_bytes
 from graphsurgeon._src.storage.paths import Source, checkpoint_files
@@ -106,7 +107,7 @@ def _check_extent(prefix: str, shown: str, e, dtype, dims, n_shards: int, sizes:
     path = prefix + ".index"
     if e.shard_id >= n_shards:
         raise CorruptCheckpointError(f"{path}: tensor '{shown}' lies in data shard {e.shard_id}, but the "
-                                     f"header names {n_shards} shard(s)")
+                                     f"header names {counted(n_shards, 'shard')}")
     count = 1
     for d in dims:
         count *= d
@@ -123,7 +124,7 @@ def _check_extent(prefix: str, shown: str, e, dtype, dims, n_shards: int, sizes:
             sizes[data] = os.path.getsize(data)
         except OSError:
             raise CorruptCheckpointError(f"{data}: data shard is missing (the index {path} names "
-                                         f"{n_shards} shard(s))") from None
+                                         f"{counted(n_shards, 'shard')})") from None
     if e.offset + e.size > sizes[data]:
         raise CorruptCheckpointError(
             f"{data}: tensor '{shown}' lies at bytes {e.offset}..{e.offset + e.size}, past the end of the "
