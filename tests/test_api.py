@@ -8,7 +8,7 @@ import pytest
 import graphsurgeon as gs
 
 MODULES = ["graphsurgeon", "graphsurgeon._src.select", "graphsurgeon._src.rules", "graphsurgeon._src.surgery.plan",
-           "graphsurgeon._src.migrate", "graphsurgeon._src.cli.messages"]
+           "graphsurgeon._src.migrate", "graphsurgeon._src.cli.messages", "graphsurgeon._src.storage.written"]
 
 
 def test_every_public_name_is_the_implementation_and_never_a_module():

@@ -374,6 +374,74 @@ def test_data_writer_makes_its_stages_ahead_when_much_is_expected(tmp_path, monk
     assert made == [(threading.current_thread().name.split("_")[0], False)]
 
 
+def test_data_writer_tells_waiters_when_bytes_are_in_the_file(tmp_path, monkeypatch):
+    """wait_written returns True once every byte before the offset is in the file (a full stage is
+    written at once, the rest at close), False when the writer is abandoned or a write fails first."""
+    from graphsurgeon._src.storage import bundle_data
+
+    monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
+
+    def waiting(w, end):
+        got = []
+        t = threading.Thread(target=lambda: got.append(w.wait_written(end)), daemon=True)
+        t.start()
+        return t, got
+
+    w = DataWriter(str(tmp_path / "d"))
+    w.write(iter([np.ones(20_000, np.uint8)]))
+    assert w.wait_written(16384)  # the first stage, written by an I/O thread
+    t, got = waiting(w, 20_000)
+    t.join(0.3)
+    assert t.is_alive() and got == []  # the last 3,616 bytes wait in the stage
+    w.close()
+    t.join(5)
+    assert got == [True] and not t.is_alive()
+    w = DataWriter(str(tmp_path / "e"))
+    w.write(iter([np.ones(100, np.uint8)]))
+    t, got = waiting(w, 100)
+    w.abandon()
+    t.join(5)
+    assert got == [False]
+    real = os.pwrite
+
+    def full(fd, data, offset):
+        raise OSError(28, "No space left on device")
+
+    w = DataWriter(str(tmp_path / "f"))
+    t, got = waiting(w, 16384)
+    monkeypatch.setattr(bundle_data.os, "pwrite", full)
+    with pytest.raises(OSError, match="No space"):
+        w.write(iter([np.ones(40_000, np.uint8)]))
+        w.close()
+    t.join(5)
+    assert got == [False]
+    monkeypatch.setattr(bundle_data.os, "pwrite", real)
+    w.abandon()
+
+
+def test_a_preview_holds_only_its_tensors_where_the_finished_checkpoint_has_them(tmp_path, monkeypatch):
+    from graphsurgeon._src.storage.bundle_writer import moved_since_preview
+
+    monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
+    a, b, c = (np.arange(n, dtype=np.float32) * k for n, k in ((3000, 1), (5000, 2), (9000, 3)))
+    w = BundleWriter(str(tmp_path / "out"))
+    w.write("a", tf.float32, a.shape, [a])
+    w.write("b", tf.float32, b.shape, [b])
+    make = w.preview(str(tmp_path / "early"), ["a", "b"])
+    w.write("c", tf.float32, c.shape, [c])  # fills the stage holding a and b: they reach the file
+    assert make()
+    r = tf.train.load_checkpoint(str(tmp_path / "early"))
+    assert sorted(r.get_variable_to_shape_map()) == ["a", "b"]
+    assert r.get_tensor("a").tobytes() == a.tobytes() and r.get_tensor("b").tobytes() == b.tobytes()
+    w.finish()
+    assert moved_since_preview(str(tmp_path / "out"), str(tmp_path / "early"), ["a", "b"]) == []
+    _, entries = bundle.read_index(str(tmp_path / "out"))
+    header, _ = bundle.read_index(str(tmp_path / "out"))
+    entries["a"].offset += 4
+    bundle.write_index(str(tmp_path / "out") + ".index", header, entries)
+    assert moved_since_preview(str(tmp_path / "out"), str(tmp_path / "early"), ["a", "b"]) == ["a"]
+
+
 def test_data_writer_raises_a_write_error_of_its_io_threads(tmp_path, monkeypatch):
     """A full disk met by a background write surfaces from write() or close(), and abandon() then
     returns (no thread left waiting)."""

@@ -440,7 +440,7 @@ STALLED = r"""
 import sys, time
 sys.path.insert(0, {root!r})
 from graphsurgeon._src.migrate import run
-def stall(prefix, tensors, level, prefetch):  # killed while the staged copy waits for verification
+def stall(prefix, tensors, level, *ahead):  # killed while the staged copy waits for verification
     print(prefix, flush=True)
     time.sleep(120)
 run.verify_bundle = stall

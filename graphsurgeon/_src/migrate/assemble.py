@@ -45,18 +45,23 @@ def bytes_to_write(tensors: list, *, link: bool) -> int:
 
 
 def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | None = None,
-             read_back: frozenset = frozenset()) -> list[str]:
+             read_back: frozenset = frozenset(), preview=None) -> list[str]:
     """Write checkpoint ``prefix`` holding ``tensors`` (PlannedTensors); returns the files written, index
     last. ``progress`` (counting MiB, see :func:`bytes_to_write`) is advanced as tensors are written.
     The new data file holds the tensors largest first, so that the disk starts writing at once
-    while the small ones, each costing more per byte, are still to come. The numeric tensors
-    computed here whose destination names are in ``read_back`` have their bytes read from the
-    disk into the page cache as soon as they are written (for a verification that reads them
-    after; see :class:`~graphsurgeon._src.storage.bundle_data.DataWriter`)."""
+    while the small ones, each costing more per byte, are still to come; except that the numeric
+    tensors computed here whose destination names are in ``read_back`` come right after the
+    largest tensor, each having its bytes read from the disk into the page cache as soon as they
+    are written (see :class:`~graphsurgeon._src.storage.bundle_data.DataWriter`), and
+    ``preview(writer, them)`` (if given: PlannedTensors) is called once the last of them is written,
+    while the rest is still to be written (see :meth:`BundleWriter.preview`)."""
     w = BundleWriter(prefix, expected_bytes=bytes_to_write(tensors, link=link))
     converter, meter = Converter(), _Meter(progress)
+    order = sorted(tensors, key=lambda p: -p.nbytes)
+    early = [p for p in order[1:] if p.new in read_back and _computed(p)]
+    order = order[:1] + early + [p for p in order[1:] if p not in early]
     try:
-        for p in sorted(tensors, key=lambda p: -p.nbytes):
+        for p in order:
             if p.action == "copy" and p.source.kind == "v2" and link:
                 _link(w, p)
                 continue
@@ -66,6 +71,8 @@ def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | Non
                 w.write_value(p.new, _whole_value(p), tf.string)
             else:
                 w.write(p.new, p.dtype, p.shape, meter.counted(_chunks(p, converter)), read_back=p.new in read_back)
+                if preview is not None and early and p is early[-1]:
+                    preview(w, early)
                 continue
             meter.add(p.nbytes)
         return w.finish()
@@ -74,6 +81,11 @@ def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | Non
         raise
     finally:
         converter.close()
+
+
+def _computed(p) -> bool:
+    """Whether ``p`` is a numeric tensor computed here (written with :meth:`BundleWriter.write`)."""
+    return not (p.action == "copy" and p.source.kind == "v2") and p.dtype != tf.string
 
 
 class _Meter:

@@ -10,7 +10,7 @@ from graphsurgeon._src.migrate import plan as phases
 from graphsurgeon._src.migrate.assemble import assemble, bytes_to_write, should_link
 from graphsurgeon._src.migrate.rules import Rules
 from graphsurgeon._src.migrate.sources import open_checkpoint
-from graphsurgeon._src.migrate.verify import LEVELS, Prefetch, sample
+from graphsurgeon._src.migrate.verify import LEVELS, EarlyCheck, Prefetch, sample
 from graphsurgeon._src.migrate.verify import verify as verify_bundle
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage.paths import checkpoint_files
@@ -145,11 +145,14 @@ def _write(tensors: list, result: MigrationResult, level: str, progress: bool) -
         result.swept = staging_dir.swept
         staged = os.path.join(staging, os.path.basename(dst))
         prefetch = Prefetch(tensors, level)  # the values verification compares with, computed meanwhile
+        early = EarlyCheck(staged, prefetch)  # the sampled tensors' bytes, checked meanwhile
         try:
             read_back = frozenset(p.new for p in sample(tensors)) if level == "sample" else frozenset()
-            files = assemble(tensors, staged, link=link, progress=bar, read_back=read_back)
-            verify_bundle(staged, tensors, level, prefetch)
+            files = assemble(tensors, staged, link=link, progress=bar, read_back=read_back,
+                             preview=early.start if level == "sample" else None)
+            verify_bundle(staged, tensors, level, prefetch, early)
         finally:
+            early.close()
             prefetch.close()
         moves = [(f, dst + f[len(staged):]) for f in files]
         commit(moves)

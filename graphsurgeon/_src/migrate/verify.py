@@ -12,6 +12,8 @@ Levels:
   there): by crc32c against the source index's crc32c for a tensor copied
   unchanged from a V2 checkpoint, byte for byte against the value recomputed from the source
   (read by TensorFlow, then cast or joined) for every other tensor.
+  At this level the sampled numeric tensors computed into the new data file are checked while the
+  rest of the checkpoint is written, through a preview of them (see :class:`EarlyCheck`).
   At this level the values recomputed from the source (as many as fit in 64 MiB, taken in the
   order they are checked) are computed while the checkpoint is being written, in a background thread
   with TensorFlow readers of its own, at the lowest CPU priority on Linux (see :class:`Prefetch`;
@@ -34,6 +36,7 @@ import tensorflow as tf
 
 from graphsurgeon._src.errors import CorruptCheckpointError, GraphSurgeonError, MigrateError
 from graphsurgeon._src.storage.bundle import crc32c, mask
+from graphsurgeon._src.storage.bundle_writer import moved_since_preview
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 
 LEVELS = ("none", "sample", "full")
@@ -134,9 +137,69 @@ def _lowest_priority() -> None:
             pass
 
 
-def verify(prefix: str, tensors: list, level: str = "sample", prefetch: Prefetch | None = None) -> None:
+class EarlyCheck:
+    """The ``"sample"`` level's byte checks of the sampled tensors computed into the new data file,
+    made while the rest of the checkpoint is written. :func:`~graphsurgeon._src.migrate.assemble.assemble`
+    calls :meth:`start` once the last of them is written; a thread (at nice 19 on Linux) then waits
+    until their bytes are in the file, has the writer make a preview checkpoint ``PREFIX.preview``
+    holding only them (its data file a hard link to the new one), reads each back through
+    TensorFlow's reader of the preview and compares it with the value recomputed from the source,
+    recording the outcome. :func:`verify` takes those outcomes only after checking that the
+    finished checkpoint's index locates each of these tensors exactly where the preview's did, in
+    the same file; if the thread could not make or open the preview, :func:`verify` checks them
+    itself. :meth:`close` waits for the thread."""
+
+    def __init__(self, prefix: str, prefetch: Prefetch | None = None):
+        self.prefix = prefix + ".preview"
+        self._prefetch, self._outcomes, self._done = prefetch, {}, None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="graphsurgeon-verify-early")
+
+    def start(self, writer, tensors: list) -> None:
+        """Check ``tensors`` (written into ``writer``'s new data file) from now on, in the thread."""
+        self._done = self._pool.submit(self._run, writer.preview(self.prefix, [p.new for p in tensors]), tensors)
+
+    def _run(self, make, tensors: list) -> None:
+        _lowest_priority()
+        if not make():
+            return
+        out = CheckpointReader(self.prefix)
+        for p in tensors:
+            try:
+                _check_bytes(out, p, by_crc=True, prefetch=self._prefetch)
+                self._outcomes[p.new] = None
+            except MigrateError as e:
+                self._outcomes[p.new] = e
+
+    def outcomes(self, prefix: str) -> dict:
+        """``{name: None (the same bytes) or the MigrateError}`` of the tensors checked, once checkpoint
+        ``prefix`` is complete (waits for the thread); ``{}`` when the preview was not made or not read.
+
+        Raises:
+          MigrateError: ``prefix``'s index locates one of them elsewhere than the preview's did.
+        """
+        if self._done is None:
+            return {}
+        try:
+            self._done.result()
+        except (GraphSurgeonError, OSError):  # the preview not made or not read: verify() reads the tensors
+            return {}
+        if not self._outcomes:
+            return {}
+        moved = moved_since_preview(prefix, self.prefix, list(self._outcomes))
+        if moved:
+            raise MigrateError(f"verification failed: the index of the written checkpoint locates '{moved[0]}' "
+                               "elsewhere than where it was read back")
+        return dict(self._outcomes)
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+
+def verify(prefix: str, tensors: list, level: str = "sample", prefetch: Prefetch | None = None,
+           early: EarlyCheck | None = None) -> None:
     """Check checkpoint ``prefix`` (just written) against the sources of ``tensors`` (PlannedTensors);
-    ``prefetch`` (made before the checkpoint was written) holds values computed ahead.
+    ``prefetch`` (made before the checkpoint was written) holds values computed ahead, ``early`` the
+    outcomes of the checks made while it was written (see :class:`EarlyCheck`).
 
     Raises:
       MigrateError: ``"verification failed: ..."`` naming the first tensor that differs.
@@ -150,7 +213,12 @@ def verify(prefix: str, tensors: list, level: str = "sample", prefetch: Prefetch
     _check_keys(out, tensors)
     for p in tensors:
         _check_dtype_shape(out, p)
+    checked = early.outcomes(prefix) if early is not None and level == "sample" else {}
     for p in tensors if level == "full" else sample(tensors):
+        if p.new in checked:
+            if checked[p.new] is not None:
+                raise checked[p.new]
+            continue
         _check_bytes(out, p, by_crc=level != "full", prefetch=prefetch)
 
 

@@ -248,9 +248,9 @@ class _BlockBuilder:
         return len(self.buf) + 4 * len(self.restarts) + 4
 
 
-def write_index(path: str, header, entries: dict) -> None:
-    """Write a V2 index at ``path`` (whole, then fsync'd): ``header`` and ``entries``
-    (``{name: BundleEntryProto}``), stored sorted by name bytes as TensorFlow requires."""
+def write_index(path: str, header, entries: dict, *, sync: bool = True) -> None:
+    """Write a V2 index at ``path`` (whole, then fsync'd unless ``sync`` is False): ``header`` and
+    ``entries`` (``{name: BundleEntryProto}``), stored sorted by name bytes as TensorFlow requires."""
     out = bytearray()
     index = _BlockBuilder()
 
@@ -279,4 +279,5 @@ def write_index(path: str, header, entries: dict) -> None:
     with open(path, "wb") as f:
         f.write(out)
         f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())

@@ -23,6 +23,7 @@ import numpy as np
 
 from graphsurgeon._src.errors import CorruptCheckpointError
 from graphsurgeon._src.storage.bundle import crc32c, mask
+from graphsurgeon._src.storage.written import WrittenRanges
 
 CHUNK_BYTES = 16 << 20  # a multiple of every dtype's size
 
@@ -177,6 +178,7 @@ class DataWriter:
         self._fill = 0  # the stage holds the file's bytes [base, base + fill)
         self._writing = []  # (future, stage) of full stages being written, oldest first
         self._read_back = []  # [start, end] of the tensors written with read_back (end None while being written)
+        self.written = WrittenRanges()  # the bytes already in the file (see wait_written)
 
     def write(self, chunks, *, read_back: bool = False) -> tuple[int, int, int]:
         """Append the bytes of ``chunks`` (arrays or bytes, in order) as one tensor;
@@ -271,15 +273,22 @@ class DataWriter:
                 try:
                     n = os.pwrite(direct, rest, at)
                     self._ask_read_back(at, at + n)
+                    self.written.add(at, at + n)
                     done += n
                     continue
                 except OSError as e:
                     if e.errno != errno.EINVAL:
+                        self.written.fail()
                         raise
                     self._direct = None  # closed with the file (another I/O thread may be using it)
-            n = os.pwrite(self._f.fileno(), rest, at)
+            try:
+                n = os.pwrite(self._f.fileno(), rest, at)
+            except BaseException:
+                self.written.fail()
+                raise
             if n >= self.BLOCK:  # start writing these pages to disk now, so close()'s fsync has little left
                 os.posix_fadvise(self._f.fileno(), at, n, os.POSIX_FADV_DONTNEED)
+            self.written.add(at, at + n)
             done += n
 
     def _ask_read_back(self, start: int, end: int) -> None:
@@ -307,6 +316,7 @@ class DataWriter:
                 if n <= 0:
                     raise CorruptCheckpointError(f"{path}: ends before byte {offset + size}; the data file is truncated")
                 done += n
+        self.written.add(start, start + size)
         self.size += size
         self._base = self.size - self.size % self.BLOCK  # the stage starts with the last partial block
         self._fill = self.size - self._base
@@ -324,8 +334,16 @@ class DataWriter:
                 self._io.shutdown()
             self._close_files()
 
+    def wait_written(self, end: int) -> bool:
+        """Wait (from any thread) until every byte before ``end`` is in the file: written directly to
+        the disk, or into the page cache for the parts that go through it. Returns False instead if
+        a write failed or the writer was abandoned first. Bytes still in a stage reach the file when
+        the stage is full, or at :meth:`close`."""
+        return self.written.wait(end)
+
     def abandon(self) -> None:
         """Close without writing what is left or syncing (the file is about to be deleted)."""
+        self.written.fail()
         self._thread.shutdown()
         self._io.shutdown(cancel_futures=True)  # returns once a write under way has ended
         self._close_files()

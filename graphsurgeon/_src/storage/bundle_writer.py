@@ -92,6 +92,31 @@ class BundleWriter:
         else:
             self.write(key, dtype, np.shape(value), [np.asarray(value, tf.as_dtype(dtype).as_numpy_dtype)])
 
+    def preview(self, prefix: str, keys):
+        """A checkpoint ``prefix`` holding only ``keys`` (tensors this writer has already put in its
+        new data file with :meth:`write`), so they can be read before :meth:`finish`. Returns a
+        function, to call from any thread, that waits until their bytes are in the file (see
+        :meth:`~graphsurgeon._src.storage.bundle_data.DataWriter.wait_written`), then makes
+        ``prefix``'s one data file a hard link to the new data file and writes its index (the same
+        entries, as shard 0 of 1; not fsync'd: a preview is not kept), and returns True; or returns False, writing nothing, when the
+        writer failed or was abandoned first."""
+        entries = {}
+        for key in keys:
+            entries[key] = tensor_bundle_pb2.BundleEntryProto()
+            entries[key].CopyFrom(self._entries[key])
+            if entries[key].shard_id != -1:
+                raise ValueError(f"'{key}' is not in the new data file")
+            entries[key].shard_id = 0
+        data, end = self._own(), self._own().size
+
+        def make() -> bool:
+            if not data.wait_written(end):
+                return False
+            os.link(data.path, bundle.data_file(prefix, 0, 1))
+            bundle.write_index(prefix + ".index", _header(1), entries, sync=False)  # read at once, then deleted
+            return True
+        return make
+
     def _own(self) -> DataWriter:
         if self._data is None:
             self._data = DataWriter(self.prefix + ".data-new", expected_bytes=self.expected_bytes)
@@ -116,15 +141,37 @@ class BundleWriter:
         for e in self._entries.values():
             if e.shard_id == -1:
                 e.shard_id = n - 1
-        header = tensor_bundle_pb2.BundleHeaderProto(num_shards=n, endianness=tensor_bundle_pb2.BundleHeaderProto.LITTLE,
-                                                     version=versions_pb2.VersionDef(producer=BUNDLE_VERSION))
-        bundle.write_index(self.prefix + ".index", header, self._entries)
+        bundle.write_index(self.prefix + ".index", _header(n), self._entries)
         return files + [self.prefix + ".index"]
 
     def abandon(self) -> None:
         """Close the new data file unsynced (its directory is about to be removed)."""
         if self._data is not None:
             self._data.abandon()
+
+
+def moved_since_preview(prefix: str, preview: str, keys) -> list[str]:
+    """The ``keys`` that checkpoint ``prefix``'s index does not locate exactly where the index of
+    ``preview`` (made by :meth:`BundleWriter.preview`) did: the same offset, size, crc32c, dtype and
+    shape, in the same file (the preview's data file is a hard link to it). Both indexes are read
+    from the disk."""
+    header, final = bundle.read_index(prefix)
+    _, early = bundle.read_index(preview)
+    linked = bundle.data_file(preview, 0, 1)
+    moved = []
+    for key in keys:
+        a, b = final.get(key), early.get(key)
+        same = a is not None and b is not None and (a.offset, a.size, a.crc32c, a.dtype, a.shape) == (
+            b.offset, b.size, b.crc32c, b.dtype, b.shape) and os.path.samefile(
+            bundle.data_file(prefix, a.shard_id, header.num_shards), linked)
+        if not same:
+            moved.append(key)
+    return moved
+
+
+def _header(num_shards: int) -> tensor_bundle_pb2.BundleHeaderProto:
+    return tensor_bundle_pb2.BundleHeaderProto(num_shards=num_shards, endianness=tensor_bundle_pb2.BundleHeaderProto.LITTLE,
+                                               version=versions_pb2.VersionDef(producer=BUNDLE_VERSION))
 
 
 def link_or_copy(a: str, b: str, *, link: bool = True) -> str:
