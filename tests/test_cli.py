@@ -483,6 +483,6 @@ def test_migrate_help_says_what_merge_and_cast_take(capfd):
         build_parser().parse_args(["migrate", "--help"])
     out = " ".join(capfd.readouterr().out.split())
     assert "--cast PAT=DTYPE [PAT=DTYPE ...] float16, bfloat16, float32, float64 (PAT matches each source's own " \
-           "names)" in out
+           "names; the float tensors it matches are cast, the others copied as they are)" in out
     assert "also copy every tensor of checkpoint OTHER, under PREFIX/ if given; the name rules, --keep, --drop and " \
            "--preset apply to SRC only" in out
