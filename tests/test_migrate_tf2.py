@@ -144,7 +144,8 @@ def test_a_cast_of_every_key_casts_the_floats_and_copies_the_object_graph_s_stri
     code, out, err = cli(capfd, "migrate", tf2_ckpt, tmp_path / "tf2" / "m", "--cast", "**=float16")
     assert code == 0, err
     rows = [line.split() for line in out.splitlines()]
-    assert [KERNEL, "(kept)", "(cast)"] in rows and [STEP, "(kept)"] in rows and [COUNTER, "(kept)"] in rows
+    assert [KERNEL, "(kept)", "(cast)"] in rows and [STEP, "(kept)", "(not", "cast:", "int64)"] in rows
+    assert [COUNTER, "(kept)", "(not", "cast:", "int64)"] in rows
     values = ckpt(str(tmp_path / "tf2" / "m"))
     assert {k: v.dtype.name for k, v in values.items()} == {KERNEL: "float16", STEP: "int64", COUNTER: "int64"}
     assert values[STEP] == 7 and GRAPH in out  # named under '# not carried over': a key it names was cast
@@ -152,6 +153,8 @@ def test_a_cast_of_every_key_casts_the_floats_and_copies_the_object_graph_s_stri
     res = migrate(prefix, str(tmp_path / "tf1" / "m"), gs.Rules(cast=[("**", "float16")]))
     values = ckpt(res.destination)
     assert values["global_step"].dtype == np.int64 and "global_step" not in res.cast
+    assert res.not_cast == {"global_step": "int64"}
+    assert migrate(prefix, str(tmp_path / "tf1" / "n"), gs.Rules(cast=[("re:(?!global).*", "float16")])).not_cast == {}
     assert sorted(res.cast) == sorted(n for n in values if n != "global_step")
     assert {values[n].dtype for n in res.cast} == {np.dtype(np.float16)}
 

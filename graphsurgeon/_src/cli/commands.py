@@ -221,7 +221,7 @@ def cmd_migrate(args):
                           "verified": res.verified, "data": res.data, "cast": res.cast, "mapping": res.mapping,
                           "files": res.files, "swept": res.swept, "dropped": res.dropped,
                           "not_carried_over": res.not_carried_over, "source_keys": res.source_keys,
-                          "joined": res.joined}, indent=2))
+                          "joined": res.joined, "not_cast": res.not_cast}, indent=2))
         return
     _print_migration(res, args)
 
@@ -238,7 +238,8 @@ def _print_migration(res, args) -> None:
         width = max([len(keys.get(o, o)) for o in m] + [4])
         print(f"# from {source}")
         for old, new in m.items():
-            tag, old = "  (cast)" if new in res.cast else "", keys.get(old, old)
+            tag = "  (cast)" if new in res.cast else f"  (not cast: {res.not_cast[new]})" if new in res.not_cast else ""
+            old = keys.get(old, old)
             print(f"{old:<{width}}  ->  {new}{tag}" if old != new else f"{old:<{width}}      (kept){tag}")
     if res.dropped:
         print(f"# dropped from {args.src}: {len(res.dropped)} tensor{'s' * (len(res.dropped) != 1)}")

@@ -49,6 +49,8 @@ class MigrationResult:
         ``mapping`` that are not their source's keys (``from_format="tf2"``: the variables' names).
       joined: with ``merge_partitions=True``, the destination names of the joined tensors (``[]``:
         the source had no ``name/part_N`` tensors to join); else None.
+      not_cast: ``{destination name: dtype}`` of the tensors a ``cast`` rule matched that were copied as
+        they are, not being floating point (an int64 ``global_step`` matched by ``'**'``).
     """
 
     destination: str
@@ -63,6 +65,7 @@ class MigrationResult:
     not_carried_over: list = dataclasses.field(default_factory=list)
     source_keys: dict = dataclasses.field(default_factory=dict)
     joined: list | None = None
+    not_cast: dict = dataclasses.field(default_factory=dict)
 
 
 def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = False, verify: str = "sample",
@@ -118,6 +121,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
     result = _planned_result(tensors, dst, main, merges, from_tf2=from_format == "tf2", link=link, stale=stale)
     if merge_partitions:
         result.joined = sorted(p.new for p in tensors if p.action == "join")
+    result.not_cast = {p.new: p.dtype.name for p in tensors
+                       if not p.dtype.is_floating and not p.parts and rules.cast_of(p.old) is not None}
     if dry_run:
         result.dry_run, result.data = True, f"would be {result.data}"
     else:
