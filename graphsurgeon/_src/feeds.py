@@ -161,12 +161,14 @@ def fixed_batch(*tensors) -> int | None:
     return sizes[0] if sizes else None
 
 
-def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds=()):
+def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds=(), *, refuse_unread: bool = True):
     """The input of tensor ``cut`` and the other placeholders it needs.
 
     The input is ``input_name`` if given (it must feed ``cut``), else the one placeholder upstream
     of ``cut`` that ``feeds`` does not cover. A ``placeholder_with_default`` upstream of ``cut``
     that ``feeds`` or ``train_feeds`` names is fed too (one that neither names runs with its default).
+    With ``refuse_unread=False`` feeds ``cut`` does not read are left to the caller (a cache's tensor,
+    below the layers a run's other feeds drive).
 
     Returns:
       ``(input tensor, sorted names of the other placeholders cut needs and of the fed
@@ -183,8 +185,9 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds
     needed = subgraph.upstream(gd, [cut], by_name)
     phs = sorted(n.name for n in subgraph.placeholders(gd) if n.name in needed)
     readable = set(phs) | {n for n in needed if by_name[n].op == "PlaceholderWithDefault"}
-    for name in sorted((set(feeds) | set(train_feeds)) - readable):  # before a message that asks for feeds
-        raise unread_feed(cut, name, sorted(readable), train=name not in feeds, besides_input=False)
+    unread = sorted((set(feeds) | set(train_feeds)) - readable) if refuse_unread else []
+    if unread:  # refused before a message that asks for feeds
+        raise unread_feed(cut, unread[0], sorted(readable), train=unread[0] not in feeds, besides_input=False)
     if input_name:
         inp = model.tensor(input_name)
         if inp.op.name not in needed:
