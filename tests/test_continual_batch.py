@@ -37,10 +37,14 @@ def models(tmp_path_factory):
     return {"bn": _model(root / "bn"), "bn2": _model(root / "bn2"), **small_data(root)}
 
 
-def _refusal(model, instead="give features=TENSOR below them", flag="allow_batch_dependent=True"):
-    return (f"{model}: features 'features:0' depends on the other examples in its batch ({CAUSE}): the first "
-            "training example alone gives other values than in its batch, so the exported model's answer for an "
-            f"example would depend on the examples served with it; {instead}, or pass {flag}")
+def _refusal(model, instead="give features=TENSOR below them", flag="allow_batch_dependent=True",
+             first="the first training example"):
+    return (f"{model}: features 'features:0' depends on the other examples in its batch ({CAUSE}): {first} alone "
+            "gives other values than in its batch, so the exported model's answer for an example would depend on "
+            f"the examples served with it; {instead}, or pass {flag}")
+
+
+PROBED = "the first probe input"  # merge-heads and add-head have no data: it said 'the first training example'
 
 
 def test_library_refuses_batch_dependent_features_unless_allowed(models):
@@ -123,7 +127,7 @@ def test_merge_heads_and_add_head_refuse_batch_dependent_features_unless_allowed
     root, bn, bn2 = models["root"], models["bn"], models["bn2"]
     with pytest.raises(BatchDependentError) as e:
         merge_heads([bn, bn2], "features", str(root / "mh" / "1"))
-    assert str(e.value) == _refusal(bn) and not os.path.exists(root / "mh")
+    assert str(e.value) == _refusal(bn, first=PROBED) and not os.path.exists(root / "mh")
     res = merge_heads([bn], "features", str(root / "mh" / "1"), allow_batch_dependent=True)
     note = (f"{bn}: features 'features:0' depends on its batch-mates (through moments/mean, moments/variance): "
             "accepted by allow_batch_dependent=True; the exported model's answer for an example depends on the "
@@ -131,18 +135,18 @@ def test_merge_heads_and_add_head_refuse_batch_dependent_features_unless_allowed
     assert res.notes == [note] and res.format_text().endswith("\n" + note)
     with pytest.raises(BatchDependentError) as e:
         add_task(str(root / "mh" / "1"), bn2)
-    assert str(e.value) == _refusal(bn2, "merge the models again at a tensor below them")
+    assert str(e.value) == _refusal(bn2, "merge the models again at a tensor below them", first=PROBED)
     assert not os.path.exists(root / "mh" / "2")
     assert add_task(str(root / "mh" / "1"), bn2, allow_batch_dependent=True).notes == [note.replace(bn, bn2)]
 
     code, _, err = cli(capfd, "merge-heads", bn, bn2, "--features", "features", "--out", root / "cli_mh" / "1")
     assert code == 2 and err == ("graphsurgeon merge-heads: error: " + _refusal(
-        bn, "give --features TENSOR below them", "--allow-batch-dependent") + "\n")
+        bn, "give --features TENSOR below them", "--allow-batch-dependent", PROBED) + "\n")
     code, out, err = cli(capfd, "merge-heads", bn, "--features", "features", "--out", root / "cli_mh" / "1",
                          "--allow-batch-dependent", "--quiet")
     assert code == 0 and "accepted by --allow-batch-dependent" in out, err
     code, _, err = cli(capfd, "add-head", root / "cli_mh" / "1", bn2)
     assert code == 2 and err == ("graphsurgeon add-head: error: " + _refusal(
-        bn2, "merge the models again at a tensor below them", "--allow-batch-dependent") + "\n")
+        bn2, "merge the models again at a tensor below them", "--allow-batch-dependent", PROBED) + "\n")
     code, out, err = cli(capfd, "add-head", root / "cli_mh" / "1", bn2, "--allow-batch-dependent")
     assert code == 0 and "accepted by --allow-batch-dependent" in out and os.path.isdir(root / "cli_mh" / "2"), err

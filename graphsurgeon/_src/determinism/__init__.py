@@ -256,16 +256,18 @@ def mixing(model, tensor: str, input_tensor) -> Mixing:
                   "below them")
 
 
-def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}") -> str:
+def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}",
+                  first: str = "the first training example") -> str:
     """The refusal of a tensor ``t`` whose first example alone gave other values than in its batch (fed
-    at ``input_tensor``): ``WHAT 'T' depends on the other examples in its batch (CAUSE): the first
-    training example alone gives other values than in its batch, so the exported model's answer for an
-    example would depend on the examples served with it; INSTEAD, or pass allow_batch_dependent=True``
-    (retrain's and the continual commands' one wording; ``{}`` in ``instead`` becomes where to cut:
-    ``below them``, or ``where axis 0 is the batch``, :func:`mixing`)."""
+    at ``input_tensor``): ``WHAT 'T' depends on the other examples in its batch (CAUSE): FIRST alone
+    gives other values than in its batch, so the exported model's answer for an example would depend
+    on the examples served with it; INSTEAD, or pass allow_batch_dependent=True`` (retrain's and the
+    continual commands' one wording; ``first`` says which example: ``the first probe input`` where
+    no data was given; ``{}`` in ``instead`` becomes where to cut: ``below them``, or ``where axis 0
+    is the batch``, :func:`mixing`)."""
     because = mixing(model, t.name, input_tensor)
-    return (f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): the first training "
-            "example alone gives other values than in its batch, so the exported model's answer for an example "
+    return (f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): {first} "
+            "alone gives other values than in its batch, so the exported model's answer for an example "
             f"would depend on the examples served with it; {instead.format(because.instead)}, or pass "
             "allow_batch_dependent=True")
 

@@ -70,7 +70,8 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         if not determinism.probe(model, out, Feeder(model, inp, {}), x).batch_dependent:
             return None
         if not allow_batch_dependent:
-            raise BatchDependentError(determinism.batch_refusal(model, out, inp, what, instead))
+            raise BatchDependentError(determinism.batch_refusal(model, out, inp, what, instead,
+                                                                first="the first probe input"))
         return determinism.batch_accepted(model, out, inp, what)
 
 
