@@ -486,3 +486,19 @@ def test_migrate_help_says_what_merge_and_cast_take(capfd):
            "names; the float tensors it matches are cast, the others copied as they are)" in out
     assert "also copy every tensor of checkpoint OTHER, under PREFIX/ if given; the name rules, --keep, --drop and " \
            "--preset apply to SRC only" in out
+
+
+def test_migrate_into_a_directory_writes_the_source_base_name_there_as_help_says(seed004, tmp_path, capfd):
+    """migrate SRC DIR for an existing DIR wrote DIR/model.ckpt-N while --help said only "destination
+    prefix (must not exist)"."""
+    from graphsurgeon._src.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["migrate", "--help"])
+    out = " ".join(capfd.readouterr().out.split())
+    assert "dst destination prefix (must not exist), or a directory: SRC's base name inside it (DIR/model.ckpt for " \
+           "SRC run/model.ckpt)" in out
+    (tmp_path / "out").mkdir()
+    assert main(["migrate", seed004[0], str(tmp_path / "out"), "--quiet"]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(
+        os.path.basename(seed004[0]) + ext for ext in (".data-00000-of-00001", ".index"))

@@ -30,3 +30,20 @@ def test_numbered_labels_are_qualified_beside_a_model_without_names(tmp_path):
     r = combine([(named, "hidden/Relu"), (numbered, "hidden/Relu")], str(tmp_path / "x.npz"), str(tmp_path / "dn"),
                 epochs=1, progress=False)
     assert r.classes == ["cat", "named:2", "dog", "0", "1", "numbered:2"]
+
+
+def test_a_retrain_output_is_named_after_itself_beside_another_model(tmp_path):
+    """combine --model r_gan2 --model tasks/b (two retrain outputs) named the second 'tasks', its
+    classes 'tasks:0', …, where merge-heads (whose expand gives tasks/b/saved_model) named it 'b', as
+    the README says a retrain output directory is named."""
+    from graphsurgeon._src.combine import scope_names
+    from graphsurgeon._src.multihead import load
+
+    for run in ("r_gan2", "tasks/b"):
+        (tmp_path / run / "checkpoint").mkdir(parents=True)
+        (tmp_path / run / "saved_model").mkdir()
+        (tmp_path / run / "saved_model" / "saved_model.pb").write_bytes(b"")
+    paths = [str(tmp_path / "r_gan2"), str(tmp_path / "tasks" / "b")]
+    assert scope_names(paths) == ["r_gan2", "b"]
+    assert load.default_names(paths) == load.default_names([p + "/saved_model" for p in paths]) == ["r_gan2", "b"]
+    assert load.default_names([str(tmp_path / "tasks" / "b"), str(tmp_path / "tasks" / "c")]) == ["b", "c"]

@@ -504,3 +504,23 @@ def test_scope_names_say_what_to_change():
         scope_names(["x/a", "y/b"], ["a", "a"])
     with pytest.raises(ContinualError, match=r"would share a scope \(a_b, a_b\); give names=$"):
         scope_names(["p/a b", "p/a_b"])  # their default names, made valid scope names
+
+
+@pytest.mark.parametrize("flags,said", [
+    (["--features", "hidden1/Relu"], "is a many-heads model whose backbone ends at its features {F}:0 (its tasks.json); "
+                                     "--features hidden1/Relu names another tensor: leave --features out"),
+    (["--input", "hidden1/Relu"], "is a many-heads model whose backbone reads {I} (its tasks.json); --input "
+                                  "hidden1/Relu names another tensor: leave --input out"),
+    (["--output", "logits", "--old-task", "a"], "is a many-heads model, whose tasks keep their heads and names; "
+                                                "--output logits and --old-task a name a plain model's output and "
+                                                "task: leave them out"),
+])
+def test_learn_task_on_a_many_heads_model_refuses_a_plain_models_settings(d, work, capsys, fe, flags, said):
+    """--features Nope on a many-heads model (the real GAN's heads merged at Relu_1) learned the task at the
+    model's own features, as did --input, --output and --old-task: each was ignored without a word."""
+    out, model = str(work / "bad_plain"), fe.directory
+    said = said.format(F=F, I=network.read(model).original.input)
+    _refused(["learn-task", "--model", model, "--data", d["digits59"], "--task", "n", "--method", "feature-extraction",
+              "--out", out] + flags, out, [model], capsys, f"graphsurgeon learn-task: error: {model} {said}")
+    same = learn(d, work / f"same{flags[0]}", "feature-extraction", model=model, task="n", epochs=1)  # features=F
+    assert same.task["id"] == 2

@@ -2,6 +2,7 @@
 what is wrong and what to do (the cache and head read different tensors, the input fed a constant,
 a cache directory under a file, a picture depth of 0 or without a picture, a multiplier pattern that also matches frozen
 variables or the cut's left-out ones, two multipliers for one variable, a pattern matching only what the cut leaves out), and ``retrain --cache`` taking the input and feeds the cache was made with."""
+import json
 import os
 
 import numpy as np
@@ -340,7 +341,35 @@ def test_a_train_feed_the_cut_does_not_read_names_the_train_feed(tmp_path, capfd
     prefix = _scaled_net(str(tmp_path))
     code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "hidden:2", "--train-feed", "scale=1")
     assert code == 2 and one_line(err) == ("graphsurgeon plan: error: train feed 'scale': 'hidden' does not read "
-                                           "placeholder 'scale' (it reads no placeholder besides its input); leave it "
-                                           "out of --train-feed"), err
+                                           "placeholder 'scale' (it reads X); leave it out of --train-feed"), err
     code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "hidden:2", "--feed", "scale=1")
     assert code == 2 and one_line(err).endswith("leave it out of --feed"), err
+
+
+def test_a_feed_the_cut_does_not_read_is_named_before_the_input_is_guessed(tmp_path, capfd):
+    """--feed istat=0 (a typo of the real TF 1.1 LSTM's istate) said "cannot tell the input of '...concat':
+    it reads placeholders input, istate; pass --input NAME for the input and --feed NAME=VALUE for the
+    others", a --feed the user had given; with --input too, "also needs placeholder(s) istate"."""
+    prefix = _scaled_net(str(tmp_path))
+    for extra in ([], ["--input", "X"]):
+        code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "scaled:2", "--feed", "scal=2", "shift=0", *extra)
+        assert code == 2 and one_line(err) == (
+            "graphsurgeon plan: error: feed 'scal': 'scaled' does not read placeholder 'scal' (it reads X, scale, "
+            "shift); leave it out of --feed"), err
+    code, _, err = cli(capfd, "cache", "--model", prefix, "--cut", "scaled", "--data", tmp_path / "d.npz", "--out",
+                       tmp_path / "c", "--feed", "scale=2", "shift=0", "features=1")
+    assert code == 2 and one_line(err) == (
+        "graphsurgeon cache: error: feed 'features': 'scaled' does not read placeholder 'features' (it reads X, scale, "
+        "shift); leave it out of --feed"), err
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_cut_below_every_variable_lists_the_checkpoint_it_drops(tmp_path, capfd):
+    """plan --head x:3 on the real GAN (a head on its input) said '-- 2 variables: 2 new', its 28
+    checkpoint variables not a word, where a head on Relu_1 listed the gen/* it drops."""
+    prefix = _scaled_net(str(tmp_path))
+    code, out, err = cli(capfd, "plan", "--model", prefix, "--head", "X:2", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["counts"]["dropped"] == 3 and plan["counts"]["new"] == 2, plan["counts"]
+    assert sorted(v["name"] for v in plan["variables"] if v["status"] == "dropped") == ["w1", "w2", "w3"]

@@ -170,6 +170,19 @@ def test_a_complex_input_model_merges_unverified(models, tmp_path):
     assert res.max_abs_diff is None and len(res.tasks) == 1
 
 
+def test_removing_a_task_that_is_not_there_names_the_tasks_that_are(models, tmp_path, capsys):
+    """remove-head DIR a said "no task 'a' (ids 0..1; tasks.json lists the names)": no name to pick from,
+    and after a removal the ids are not a range (task 0 removed from 0..1 left 'ids 1..1')."""
+    one = remove_task(models["merged"], 0, str(tmp_path / "one")).directory
+    with pytest.raises(MergeHeadsError) as e:
+        remove_task(one, "good", str(tmp_path / "two"))
+    assert str(e.value) == f"{one}: no task 'good' (tasks by id and name: 1 good2)"
+    assert main(["remove-head", models["merged"], "nosuch", "--out", str(tmp_path / "three"), "--verbose"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"graphsurgeon remove-head: error: {models['merged']}: no task 'nosuch' (tasks by id and name: 0 good, 1 good2)"]
+    assert not os.path.exists(tmp_path / "two") and not os.path.exists(tmp_path / "three")
+
+
 def test_flag_words_and_their_commands():
     assert to_flags("pass verify=False to skip it; choose another out=) or out=DIR") == \
         "pass --no-verify to skip it; choose another --out) or --out DIR"

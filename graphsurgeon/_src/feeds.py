@@ -161,25 +161,33 @@ def fixed_batch(*tensors) -> int | None:
     return sizes[0] if sizes else None
 
 
-def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds=()):
+def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds=(), *, refuse_unread: bool = True):
     """The input of tensor ``cut`` and the other placeholders it needs.
 
     The input is ``input_name`` if given (it must feed ``cut``), else the one placeholder upstream
     of ``cut`` that ``feeds`` does not cover. A ``placeholder_with_default`` upstream of ``cut``
     that ``feeds`` or ``train_feeds`` names is fed too (one that neither names runs with its default).
+    With ``refuse_unread=False`` feeds ``cut`` does not read are left to the caller (a cache's tensor,
+    below the layers a run's other feeds drive).
 
     Returns:
       ``(input tensor, sorted names of the other placeholders cut needs and of the fed
       placeholders with a default)``.
 
     Raises:
-      ConfigError: the input cannot be told or does not feed ``cut``; ``feeds`` gives the input a
-        value (or every placeholder ``cut`` reads one); another placeholder has no value in ``feeds``.
+      ConfigError: ``feeds`` or ``train_feeds`` names a placeholder ``cut`` does not read (refused
+        first, before the input is told); the input cannot be told or does not feed ``cut``; ``feeds``
+        gives the input a value (or every placeholder ``cut`` reads one); another placeholder has no
+        value in ``feeds``.
     """
     gd = model.graph.as_graph_def()
     by_name = {n.name: n for n in gd.node}
     needed = subgraph.upstream(gd, [cut], by_name)
     phs = sorted(n.name for n in subgraph.placeholders(gd) if n.name in needed)
+    readable = set(phs) | {n for n in needed if by_name[n].op == "PlaceholderWithDefault"}
+    unread = sorted((set(feeds) | set(train_feeds)) - readable) if refuse_unread else []
+    if unread:  # refused before a message that asks for feeds
+        raise unread_feed(cut, unread[0], sorted(readable), train=unread[0] not in feeds, besides_input=False)
     if input_name:
         inp = model.tensor(input_name)
         if inp.op.name not in needed:
@@ -209,16 +217,19 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds
     return inp, sorted(extras + [n for n in fed if by_name[n].op == "PlaceholderWithDefault"])
 
 
-def unread_feed(cut: str, name: str, extras, input_op: str | None = None, *, train: bool = False) -> ConfigError:
+def unread_feed(cut: str, name: str, extras, input_op: str | None = None, *, train: bool = False,
+                besides_input: bool = True) -> ConfigError:
     """The error for a feed ``name`` (``train``: given in ``train_feeds`` only) that is not among the
     placeholders ``extras`` that ``cut`` reads besides its input (op ``input_op``; a train feed of
-    the input itself is told so: :func:`find_input` has refused a feed of it)."""
+    the input itself is told so: :func:`find_input` has refused a feed of it), or, with
+    ``besides_input=False``, among all the placeholders ``extras`` that ``cut`` reads."""
     if name == input_op:
         return ConfigError(f"train feed '{name}': '{name}' is the input of '{cut}', which the data feeds; it cannot "
                            "also be fed a constant while training: leave it out of train_feeds=")
     kind, where = ("train feed", "train_feeds=") if train else ("feed", "feeds=")
     return ConfigError(f"{kind} '{name}': '{cut}' does not read placeholder '{name}' (it reads "
-                       f"{', '.join(extras) or 'no placeholder'} besides its input); leave it out of {where}")
+                       f"{', '.join(extras) or 'no placeholder'}{' besides its input' if besides_input else ''}); "
+                       f"leave it out of {where}")
 
 
 def _shape_text(t: tf.Tensor) -> str:

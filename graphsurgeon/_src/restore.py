@@ -163,8 +163,10 @@ def _refuse_replaced(replaced: dict) -> None:
 
 
 def _reader(source, info):
-    """The checkpoint reader of ``source``, or None when the graph has no variables."""
-    if not info:
+    """The checkpoint reader of ``source``, or None when the graph has no variables and ``source`` no
+    name-based checkpoint (a graph cut below every variable still reads its checkpoint's index, so that
+    the plan lists what it drops, as it does for any other cut)."""
+    if not info and (source.kind == "tf2_saved_model" or not source.prefix):
         return None
     if source.kind == "tf2_saved_model":
         return tf2.values(source, list(info))

@@ -40,7 +40,7 @@ def check_matches(reader, model, *, feeds=None, train_feeds=None, input: str | N
     except TensorNotFoundError:
         raise CacheError(_not_read(reader, model, reads, n_classes)) from None
     feeds, train_feeds = parse_feeds(feeds), parse_feeds(train_feeds)
-    inp, extra = find_input(model, input, reader.cut, feeds, train_feeds)
+    inp, extra = find_input(model, input, reader.cut, feeds, train_feeds, refuse_unread=False)  # others: above it
     now = header(fingerprint(model, reader.cut, inp.name, {n: feeds[n] for n in extra if n in feeds}), t,
                  expected_preprocessing(reader.manifest["preprocessing"], inp, image_scale), reader.dtype, None)
     diff = differences(reader.manifest, now)

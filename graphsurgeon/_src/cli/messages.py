@@ -129,7 +129,7 @@ def _valued(message: str, names: str, flags: dict) -> str:
 FLAGS.update({"task_names": "--task-names", "group_backbones": "--group-backbones", "atol": "--atol", "out": "--out",
               "lr": "--lr", "steps": "--steps", "warmup_epochs": "--warmup-epochs", "fisher_samples": "--fisher-samples",
               "retrain_epochs": "--retrain-epochs", "mask_lr": "--mask-lr", "mask_init": "--mask-init",
-              "backbone_lr_mult": "--backbone-lr-mult", "fisher_labels": "--fisher-labels"})
+              "backbone_lr_mult": "--backbone-lr-mult", "fisher_labels": "--fisher-labels", "old_task": "--old-task"})
 # ``verify=False`` -> ``--no-verify``: the flags that turn a default off
 NO_FLAGS = {"verify": "--no-verify"}
 # a word whose flag depends on the command (``name=`` is add-head's ``--task-name``, add-class's ``--name``;

@@ -77,12 +77,15 @@ def read(path: str, *, features: str | None = None, input: str | None = None, ou
     default its directory's name).
 
     Raises:
-      ConfigError: a plain model without ``features``; ContinualError: a many-heads model with
-      several backbone groups that no continual method made; MergeHeadsError, TensorNotFoundError:
-      see :func:`graphsurgeon._src.multihead.load.load`.
+      ConfigError: a plain model without ``features``; a many-heads model given ``features`` or
+      ``input`` other than its own, or ``output`` or ``task_name`` (a plain model's); ContinualError: a
+      many-heads model with several backbone groups that no continual method made; MergeHeadsError,
+      TensorNotFoundError: see :func:`graphsurgeon._src.multihead.load.load`.
     """
     if is_multihead(path):
-        return _read_multihead(path)
+        net = _read_multihead(path)
+        _refuse_plain_settings(net, features, input, output, task_name)
+        return net
     features = features or export_dir.read_record(path).get("features")
     if not features:
         raise ConfigError(f"{path} is a plain model: say where its backbone ends with features=TENSOR "
@@ -98,6 +101,21 @@ def read(path: str, *, features: str | None = None, input: str | None = None, ou
     task = specs.Task(0, name, list(classes), path, 0, head)
     return Network(path, "plain", m.backbone, value_piece(m.backbone, path), values, [task],
                    pieces.tensor_name(features), input)
+
+
+def _refuse_plain_settings(net: Network, features, input, output, task_name) -> None:
+    """A many-heads model's features, input, heads and task names are its own (``tasks.json``): a
+    ``features`` or ``input`` naming another tensor, and ``output`` or ``task_name``, were ignored."""
+    if features and pieces.tensor_name(features) != net.features:
+        raise ConfigError(f"{net.source} is a many-heads model whose backbone ends at its features {net.features} "
+                          f"(its tasks.json); features={features} names another tensor: leave features= out")
+    if input and pieces.tensor_name(input) not in (net.input, net.original.input):
+        raise ConfigError(f"{net.source} is a many-heads model whose backbone reads {net.input or net.original.input} "
+                          f"(its tasks.json); input={input} names another tensor: leave input= out")
+    given = [f"{k}={v}" for k, v in (("output", output), ("old_task", task_name)) if v]
+    if given:
+        raise ConfigError(f"{net.source} is a many-heads model, whose tasks keep their heads and names; "
+                          f"{' and '.join(given)} name a plain model's output and task: leave them out")
 
 
 def _read_multihead(path: str) -> Network:

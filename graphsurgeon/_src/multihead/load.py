@@ -124,8 +124,10 @@ def default_names(paths: list[str]) -> list[str]:
     directory. A model's own name, and a single model's name: its file's (``sentiment.h5`` ->
     ``sentiment``), its directory's if it is one, or that of the directory holding it if it is a
     checkpoint prefix (``sentiment/model.ckpt-900`` -> ``sentiment``), or of the retrain output
-    holding it as ``saved_model/`` or ``checkpoint/model.ckpt``."""
-    full = [os.path.abspath(p) for p in paths]
+    holding it as ``saved_model/`` or ``checkpoint/model.ckpt``. A retrain output directory counts as
+    its ``saved_model/`` (what :func:`expand` gives for it), so it is named after itself: ``runs/b``
+    beside ``a`` is ``b``, not ``runs``."""
+    full = [os.path.abspath(retrain_model(p) or p) for p in paths]
     if len(full) == 1:
         return [_single_name(full[0])]
     common = os.path.commonpath(full)

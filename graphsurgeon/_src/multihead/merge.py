@@ -313,8 +313,8 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     out = out or next_version_dir(model_dir)
     gone = [t for t in tasks if t.name == str(task)] or [t for t in tasks if str(task).isdigit() and t.id == int(task)]
     if not gone:
-        raise MergeHeadsError(f"{model_dir}: no task '{task}' (ids {tasks[0].id}..{tasks[-1].id}; tasks.json lists "
-                              "the names)")
+        known = ", ".join(f"{t.id} {t.name}" for t in tasks[:8]) + (f", … ({len(tasks)} tasks)" if len(tasks) > 8 else "")
+        raise MergeHeadsError(f"{model_dir}: no task '{task}' (tasks by id and name: {known})")
     if len(tasks) == 1:
         raise MergeHeadsError(f"{model_dir}: '{task}' is the only task; a merged model needs at least one")
     tasks = [t for t in tasks if t is not gone[0]]
