@@ -1,6 +1,7 @@
 """The storage layer of migrations: V2 index round trips, data files, bundles TensorFlow reads, staging."""
 import mmap
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -440,6 +441,10 @@ def test_a_preview_holds_only_its_tensors_where_the_finished_checkpoint_has_them
     entries["a"].offset += 4
     bundle.write_index(str(tmp_path / "out") + ".index", header, entries)
     assert moved_since_preview(str(tmp_path / "out"), str(tmp_path / "early"), ["a", "b"]) == ["a"]
+    linked = bundle.data_file(str(tmp_path / "early"), 0, 1)  # the same bytes in another file: not where it was read
+    os.remove(linked)
+    shutil.copyfile(bundle.data_file(str(tmp_path / "out"), 0, 1), linked)
+    assert moved_since_preview(str(tmp_path / "out"), str(tmp_path / "early"), ["a", "b"]) == ["a", "b"]
 
 
 def test_data_writer_raises_a_write_error_of_its_io_threads(tmp_path, monkeypatch):

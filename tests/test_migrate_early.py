@@ -112,3 +112,23 @@ def test_without_hard_links_verification_reads_the_finished_checkpoint(src, tmp_
     early, _ = _early(src)
     assert res.verified == "sample" and not any(prefix.endswith(".preview") for prefix, _, _ in reads)
     assert {key for prefix, key, _ in reads if "/.tmp-migrate-" in prefix} == early
+
+
+def test_the_sampled_tensors_computed_come_right_after_the_largest(src, tmp_path, reads):
+    """In the new data file: the largest tensor, then the sampled ones computed here (largest first), then the
+    rest largest first; at the "full" level, every tensor largest first."""
+    from graphsurgeon._src.storage import bundle
+
+    early, largest = _early(src)
+    for level in ("sample", "full"):
+        migrate(src, str(tmp_path / level), RULES, verify=level)
+        _, entries = bundle.read_index(str(tmp_path / level))
+        order = sorted(entries, key=lambda k: entries[k].offset)
+        size = {k: entries[k].size for k in entries}
+        if level == "sample":
+            assert order[0] == largest and set(order[1:1 + len(early)]) == early
+            assert [size[k] for k in order[1:1 + len(early)]] == sorted((size[k] for k in early), reverse=True)
+            assert [size[k] for k in order[1 + len(early):]] == sorted((size[k] for k in order[1 + len(early):]),
+                                                                      reverse=True)
+        else:
+            assert [size[k] for k in order] == sorted(size.values(), reverse=True)

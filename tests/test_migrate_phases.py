@@ -579,3 +579,27 @@ def test_cli_migrate_quiet_shows_no_progress_and_json_carries_a_version(src, tmp
     d = json.loads(capfd.readouterr().out)
     assert code == 0 and d["version"] == 1 and (d["a"], d["b"]) == (src, str(tmp_path / "qTrue"))
     assert sorted(d["dtype_changed"]) == [f"big/{k}" for k in range(6)]
+
+
+def test_the_converter_casts_float32_chunks_in_its_threads(tmp_path, monkeypatch):
+    """TensorFlow's casts run in the converter's threads, each mapping and casting whole chunks, in order."""
+    from graphsurgeon._src.migrate import assemble as assemble_mod
+
+    x = RNG.standard_normal(3 * 2**18).astype(np.float32)  # three 1 MiB chunks
+    (tmp_path / "data").write_bytes(x.tobytes())
+    read = functools.partial(read_chunks, str(tmp_path / "data"), 0, x.nbytes,
+                             crc=bundle.mask(bundle.crc32c(x.view(np.uint8))), chunk_bytes=2**20)
+    threads, real = [], assemble_mod._tf_cast
+
+    def cast(chunk, dst):
+        threads.append(threading.current_thread().name)
+        return real(chunk, dst)
+
+    monkeypatch.setattr(assemble_mod, "_tf_cast", cast)
+    converter = assemble_mod.Converter(2)
+    try:
+        got = np.concatenate([c.copy() for c in converter.converted(read, np.dtype(np.float32), np.dtype(np.float16))])
+    finally:
+        converter.close()
+    assert got.tobytes() == x.astype(np.float16).tobytes()
+    assert len(threads) == 3 and threading.current_thread().name not in threads
