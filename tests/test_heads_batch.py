@@ -13,7 +13,7 @@ from continual_models import small_classifier, small_data
 from graphsurgeon._src.combine import combine
 from graphsurgeon._src.continual.config import LearnConfig
 from graphsurgeon._src.continual.learn import learn_task
-from graphsurgeon._src.errors import BatchDependentError
+from graphsurgeon._src.errors import BatchDependentError, MergeHeadsError
 from graphsurgeon._src.multihead.merge import add_task, merge_heads
 
 from helpers import ROOT, cli
@@ -161,3 +161,47 @@ def test_the_real_mlp_bn_chen_cut_below_its_batch_norms_has_its_head_refused(tmp
         assert err == (f"graphsurgeon {command}: error: {who}, its output 'batchnorm_1/add_1:0' depends on the other "
                        f"examples in its batch ({cause}): {first} alone gives other values than in "
                        f"its batch, so {SERVED}; {instead}, or pass --allow-batch-dependent\n")
+
+
+def _reference_off_by(monkeypatch, share: float, where=slice(None)):
+    """verify.reference's outputs moved by ``share`` of each task's largest absolute value (at ``where``)."""
+    from graphsurgeon._src.multihead import verify
+    real = verify.reference
+
+    def moved(*args):
+        out = real(*args)
+        for v in out.values():
+            v[where] += share * np.abs(v).max()
+        return out
+    monkeypatch.setattr(verify, "reference", moved)
+
+
+def test_verification_tolerance_is_scaled_to_the_task_outputs_largest_value(models, monkeypatch):
+    """A batch norm's output is centred: values near zero carry the rounding of the larger values they are
+    the difference of. A difference of 2e-6 of the output's largest value (the real mlp_bn_chen's was 1.2e-6)
+    passes; 1e-4 of it is an error. Each value's own size (the old tolerance) refused the first."""
+    root, bn = models["root"], models["bn"]
+    _reference_off_by(monkeypatch, 2e-6)
+    res = merge_heads([bn], "features", str(root / "tol_ok" / "1"), output="logits", allow_batch_dependent=True)
+    assert os.path.isdir(root / "tol_ok" / "1") and 0 < res.max_abs_diff < 1e-4
+    _reference_off_by(monkeypatch, 1e-4, (0, 0))
+    with pytest.raises(MergeHeadsError, match=r"^verification failed: task 0 \(bn\) of the written model differs "
+                       r"from its own head by up to .* on probe inputs; nothing was written$"):
+        merge_heads([bn], "features", str(root / "tol_bad" / "1"), output="logits", allow_batch_dependent=True)
+    assert not os.path.exists(root / "tol_bad" / "1")
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")
+def test_the_real_mlp_bn_chen_cut_above_its_first_batch_norm_merges_when_allowed(tmp_path, capfd):
+    """mlp_bn_chen cut at 'Relu' with --allow-batch-dependent: merge-heads was refused by its own verification
+    ('differs from its own head by up to 9.54e-06': a logit of 0.0442462 against 0.04424429, logits up to 7.8)."""
+    mlp = os.path.join(REAL, "mlp_bn_chen")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((120, 784), dtype=np.float32), y=rng.integers(0, 3, 120))
+    for command, args in [("merge-heads", ["merge-heads", mlp]),
+                          ("learn-task", ["learn-task", "--model", mlp, "--data", tmp_path / "d.npz", "--task", "new",
+                                          "--method", "feature-extraction", "--epochs", 1])]:
+        code, out, err = cli(capfd, *args, "--features", "Relu", "--allow-batch-dependent", "--quiet", "--out",
+                             tmp_path / command / "1")
+        assert code == 0 and os.path.isdir(tmp_path / command / "1"), err
+        assert "features 'Relu:0' depends on its batch-mates" in out
