@@ -299,6 +299,11 @@ def test_batch_statistics_are_refused_unless_allowed(tmp_path):
     assert res.head_input.batch_dependent and res.head_input.random is False
     assert "accepted by allow_batch_dependent=True" in res.head_input.notes[0]
     assert _retrain(prefix, tmp_path / "h", head="hidden:2").head_input.batch_dependent is False
+    # a first batch of one example has nothing to compare the example with: unchecked, and the notes say so
+    res = _retrain(prefix, tmp_path / "one", batch_size=1)
+    assert res.head_input.batch_dependent is None and res.head_input.notes == [
+        "whether the head's input 'features:0' depends on its batch-mates was not checked: the first training batch "
+        "holds 1 example"]
 
 
 def test_from_a_cache_the_layers_above_it_are_run_and_random_ops_below_need_the_flag(tmp_path):

@@ -39,6 +39,7 @@ from graphsurgeon._src.determinism import (
     rows_not_examples,
 )
 from graphsurgeon._src.errors import BatchDependentError, ConfigError, RandomTensorError
+from graphsurgeon._src.mixins import counted
 
 
 @dataclasses.dataclass
@@ -47,7 +48,8 @@ class HeadInput:
     logits fine-tuned): ``random`` (two runs on one batch differed), ``batch_dependent`` (the first
     example alone differed; None: not checked), the ``random_ops`` upstream of it (a graph scan:
     dropout fed 1.0 still holds one; one inside a function is named ``NAME in function 'F' called by
-    op 'OP'``), and ``notes``: one sentence per finding the run accepted."""
+    op 'OP'``), and ``notes``: one sentence per finding the run accepted, and one when the first batch held
+    a single example, so that whether ``tensor`` depends on its batch-mates was not checked."""
 
     tensor: str
     examples: int
@@ -89,6 +91,9 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
         if not cfg.allow_batch_dependent:
             raise BatchDependentError(batch_refusal(model, t, feeder.input, what))
         notes.append(batch_accepted(model, t, feeder.input, what))
+    elif p.batch_dependent is None and not p.random:  # nothing to compare the first example with
+        notes.append(f"whether {what} '{t.name}' depends on its batch-mates was not checked: the first training "
+                     f"batch holds {counted(p.examples, 'example')}")
     return HeadInput(t.name, p.examples, bool(p.random), p.batch_dependent, ops, notes)
 
 
