@@ -1,6 +1,8 @@
 """merge-heads, add-head, remove-head on TF1 models: outputs, layout, serving, versions, bad input."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -77,7 +79,7 @@ def test_layout_tasks_json_and_checkpoint_names(merged):
     assert [(t["id"], t["name"], t["num_classes"], t["backbone_group"]) for t in table["tasks"]] == [
         (0, "ckpt2", 2, 0), (1, "frozen3", 3, 0), (2, "sm4", 4, 0), (3, "resource5", 5, 0), (4, "hidden3", 3, 0),
         (5, "branch2", 2, 0)]
-    assert table["tasks"][0]["classes"] == ["no", "yes"] and table["tasks"][2]["classes"] == ["a", "b", "c", "d"]
+    assert table["next_id"] == 6 and table["tasks"][0]["classes"] == ["no", "yes"] and table["tasks"][2]["classes"] == ["a", "b", "c", "d"]
     assert [t["head"]["kind"] for t in table["tasks"]] == ["dense"] * 5 + ["branch"]
     assert [t["head"].get("stack") for t in table["tasks"]] == [0, 0, 0, 0, 1, None]
     assert table["tasks"][1]["source"] == tasks[1] and all(t["output"] == "probabilities" for t in table["tasks"])
@@ -168,24 +170,54 @@ def test_add_and_remove_make_new_versions(merged, tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"unknown task_id\(s\):\] \[2\]"):
         three(inputs=tf.constant(X[:1]), task_id=tf.constant([2], tf.int64))
     assert removed.notes == [f"task 2 'sm4' removed: a request for it (task_id 2, or task 'sm4') now fails; "
-                             f"{version2} still holds it"]
+                             f"{version2} still holds it; its id is not given again (the next task added gets 7)"]
     assert os.stat(os.path.join(removed.directory, shard)).st_ino == os.stat(os.path.join(res.directory, shard)).st_ino
     assert tree_hash(res.directory) == before
 
 
-def test_remove_head_notes_say_a_highest_id_is_given_again(merged, tmp_path, capfd):
-    """remove-head's notes were always empty; the id of the highest task removed is the next one add-head gives."""
+def test_a_removed_highest_id_is_not_given_again(merged, tmp_path, capfd):
+    """add-head gave a new task the highest id + 1, so after remove-head of the highest id the next task added got
+    that id, and a client still sending it got the new task's answers; tasks.json's next_id now only grows."""
     res, _ = merged
     new = hm.tf1_task(str(tmp_path / "extra"), 4, 99, hidden=(6,))
     two = add_task(res.directory, new, str(tmp_path / "2"), name="extra").directory
     code, out, err = cli(capfd, "remove-head", two, "extra", "--out", tmp_path / "3", "--json")
     note = (f"task 6 'extra' removed: a request for it (task_id 6, or task 'extra') now fails; {two} still holds it; "
-            "6 was the highest id, so the next task added gets it")
+            "its id is not given again (the next task added gets 7)")
     assert code == 0 and json.loads(out)["notes"] == [note], err
-    assert [t["id"] for t in add_task(str(tmp_path / "3"), new, str(tmp_path / "4"), name="again").tasks][-1] == 6
+    assert json.load(open(tmp_path / "3" / "tasks.json"))["next_id"] == 7
+    again = add_task(str(tmp_path / "3"), new, str(tmp_path / "4"), name="again")
+    assert [t["id"] for t in again.tasks] == [0, 1, 2, 3, 4, 5, 7]
+    assert json.load(open(tmp_path / "4" / "tasks.json"))["next_id"] == 8
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"unknown task_id\(s\):\] \[6\]"):
+        serve(str(tmp_path / "4"))(inputs=tf.constant(X[:1]), task_id=tf.constant([6], tf.int64))
     code, out, err = cli(capfd, "remove-head", two, "0", "--out", tmp_path / "5")
     assert code == 0 and out.endswith(f"\ntask 0 'ckpt2' removed: a request for it (task_id 0, or task 'ckpt2') now "
-                                      f"fails; {two} still holds it\n"), err
+                                      f"fails; {two} still holds it; its id is not given again (the next task added "
+                                      "gets 7)\n"), err
+
+
+def test_a_tasks_json_without_next_id_gives_the_highest_id_plus_one(merged, tmp_path):
+    """A version written before next_id: add-head gives the highest id + 1, remove-head keeps that, and both write
+    next_id; a next_id not above every id is refused, naming the file."""
+    res, _ = merged
+    old = tmp_path / "old"
+    shutil.copytree(res.directory, old)
+    tab = json.load(open(old / "tasks.json"))
+    assert tab.pop("next_id") == 6
+    (old / "tasks.json").write_text(json.dumps(tab, indent=2) + "\n")
+    removed = remove_task(str(old), "branch2", str(tmp_path / "r"))
+    assert removed.notes[0].endswith("its id is not given again (the next task added gets 6)")
+    assert json.load(open(tmp_path / "r" / "tasks.json"))["next_id"] == 6
+    new = hm.tf1_task(str(tmp_path / "extra"), 4, 99, hidden=(6,))
+    assert [t["id"] for t in add_task(str(old), new, str(tmp_path / "a"), name="extra").tasks][-1] == 6
+    assert json.load(open(tmp_path / "a" / "tasks.json"))["next_id"] == 7
+    tab["next_id"] = 5
+    (old / "tasks.json").write_text(json.dumps(tab, indent=2) + "\n")
+    with pytest.raises(MergeHeadsError, match=re.escape(f"{old / 'tasks.json'}: next_id is 5; expected an integer "
+                                                        "above every task's id (the highest is 5)")):
+        remove_task(str(old), "branch2", str(tmp_path / "r2"))
+    assert not os.path.exists(tmp_path / "r2")
 
 
 def test_add_head_refuses_another_backbone(merged, tmp_path):

@@ -64,9 +64,9 @@ class Stream:
 
 
 def new_task(net, name: str, classes: list, source: str, seed: int, replaces=None) -> specs.Task:
-    """The task being learned: the next free id (or the id of the task it replaces), a new head."""
+    """The task being learned: ``net.next_id`` (or the id of the task it replaces), a new head."""
     width = feature_width(net.backbone, net.source)
-    task_id = replaces.id if replaces is not None else max((t.id for t in net.tasks), default=-1) + 1
+    task_id = replaces.id if replaces is not None else net.next_id
     return specs.Task(task_id, name, list(classes), source, 0, new_head(width, len(classes), seed + 101))
 
 

@@ -45,6 +45,9 @@ class Network:
       features, input: where the backbone ends and what it is fed (tensor names as the model has them).
       state: the model's ``continual`` record from ``tasks.json`` (``{}`` for a plain model or one
         made by merge-heads).
+      next_id: the id a new task gets: a many-heads model's ``next_id``
+        (:func:`graphsurgeon._src.multihead.layout.next_id`: a removed task's id is not given again), 1
+        for a plain model (its one task is 0).
     """
 
     source: str
@@ -56,6 +59,7 @@ class Network:
     features: str
     input: str | None = None
     state: dict = dataclasses.field(default_factory=dict)
+    next_id: int = 1
 
     @property
     def fingerprint(self) -> str:
@@ -135,7 +139,7 @@ def _read_multihead(path: str) -> Network:
         original = backbones[0].piece
         values = {w: reader.read(v) for w, v in backbones[0].names.items()}
     return Network(path, "multihead", original, value_piece(original, path), values, tasks, tab["features"],
-                   tab.get("input"), state)
+                   tab.get("input"), state, layout.next_id(tab, path))
 
 
 def value_piece(piece: pieces.Piece, where: str) -> pieces.Piece:

@@ -66,7 +66,7 @@ def write_version(out: str, net, learned: Learned, record, *, compare: bool = Tr
     tab = layout.table(backbones, learned.tasks, features=net.features, input=net.input,
                        model_version=(_model_version(net) + 1) if multihead else 1,
                        previous=os.path.relpath(os.path.abspath(net.source), os.path.dirname(os.path.abspath(out)))
-                       if multihead else None)
+                       if multihead else None, next_id=max([net.next_id] + [t.id + 1 for t in learned.tasks]))
     tab["continual"] = learned.state
     tmp = files.new_version_dir(out)
     try:

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from graphsurgeon._src.errors import MergeHeadsError
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
@@ -36,12 +37,14 @@ def _piece(model_dir: str, part: str, info: dict) -> pieces.Piece:
     return pieces.Piece(files.read_part(model_dir, os.path.basename(part)), info["input"], info["output"], weights)
 
 
-def table(backbones, tasks, *, features: str, input, model_version: int, previous) -> dict:
-    """The ``tasks.json`` of a version (``features`` and ``input`` as merge-heads was given them)."""
+def table(backbones, tasks, *, features: str, input, model_version: int, previous, next_id: int) -> dict:
+    """The ``tasks.json`` of a version (``features`` and ``input`` as merge-heads was given them;
+    ``next_id``: the id the next task added gets, above every id the version or one before it gave)."""
     routes = specs.routes(tasks)
     rows = {t.id: (r, i) for r in routes for i, t in enumerate(r.tasks)}
     out = {"format": FORMAT, "version": 1, "model_version": model_version, "previous": previous,
-           "features": features, "input": input, "max_classes": max(t.head.num_classes for t in tasks),
+           "next_id": next_id, "features": features, "input": input,
+           "max_classes": max(t.head.num_classes for t in tasks),
            "signatures": {k: {"inputs": list(v), "outputs": ["logits", "probabilities", "classes", "num_classes"]}
                           for k, v in SIGNATURES.items()},
            "backbones": [], "stacks": [], "tasks": []}
@@ -60,6 +63,24 @@ def table(backbones, tasks, *, features: str, input, model_version: int, previou
     for t in tasks:
         out["tasks"].append(_task_entry(t, rows[t.id]))
     return out
+
+
+def next_id(tab: dict, model_dir: str) -> int:
+    """The id the next task added to the version at ``model_dir`` gets: its ``tasks.json``'s ``next_id``
+    (ids are never given again, not even a removed task's), or, in a ``tasks.json`` written without
+    one, the highest id + 1.
+
+    Raises:
+      MergeHeadsError: ``next_id`` is not an integer above every task's id.
+    """
+    top = max(t["id"] for t in tab["tasks"])
+    if "next_id" not in tab:
+        return top + 1
+    n = tab["next_id"]
+    if not isinstance(n, int) or isinstance(n, bool) or n <= top:
+        raise MergeHeadsError(f"{os.path.join(model_dir, files.TASKS_FILE)}: next_id is {n!r}; expected an "
+                              f"integer above every task's id (the highest is {top})")
+    return n
 
 
 def _task_entry(t: specs.Task, where) -> dict:

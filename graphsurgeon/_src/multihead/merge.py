@@ -115,7 +115,7 @@ class _Reader:
 
 
 def _write_version(out: str, backbones, tasks, backbone_shard, backbone_values, *, features, input, model_version,
-                   previous, do_verify: bool):
+                   previous, next_id: int, do_verify: bool):
     """Build, write, verify and rename into place; returns ``(linked, max diff, table)``."""
     head_values = {}
     for r in specs.routes(tasks):
@@ -128,7 +128,7 @@ def _write_version(out: str, backbones, tasks, backbone_shard, backbone_values, 
     built = builder.build(backbones, tasks, {**dtypes, **layout.dtypes_of(head_values)})
     meta = layout.meta_graph(built)
     tab = layout.table(backbones, tasks, features=features, input=input, model_version=model_version,
-                       previous=previous)
+                       previous=previous, next_id=next_id)
     tmp = files.new_version_dir(out)
     try:
         linked = layout.write(tmp, meta, backbone_shard[:2] if isinstance(backbone_shard, tuple) else backbone_shard,
@@ -192,7 +192,7 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
     bar.close()  # after every check of the input: an error stays one line
     shard = {bb.names[n]: v for bb, vals in zip(backbones, bb_values) for n, v in vals.items()}
     linked, worst, tab = _write_version(out, backbones, tasks, shard, bb_values, features=features, input=input,
-                                        model_version=1, previous=None, do_verify=verify)
+                                        model_version=1, previous=None, next_id=len(tasks), do_verify=verify)
     return _result(out, tab, backbones, diffs, worst, linked, bb_values, tasks, notes=notes)
 
 
@@ -248,8 +248,9 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
              output: str | None = None, atol: float = 0.0, tags=("serve",), verify: bool = True,
              allow_batch_dependent: bool = False) -> MergeResult:
     """Write a new version of the merged model at ``model_dir`` with ``model``'s head added as a new
-    task (the next free id). The backbone's data file is hard-linked (copied across file systems),
-    not rewritten; ``model_dir`` is not changed.
+    task, whose id is ``model_dir``'s ``next_id`` (:func:`layout.next_id`: ids are never given again, not
+    even a removed task's; the new version's ``next_id`` is one more). The backbone's data file is
+    hard-linked (copied across file systems), not rewritten; ``model_dir`` is not changed.
 
     Args:
       model: one task model, as :func:`merge_heads` takes it (``retrain``'s output directory gives
@@ -261,12 +262,13 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
 
     Raises:
       MergeHeadsError: the model's backbone differs from every backbone of ``model_dir`` (architecture,
-        or weights beyond ``atol``), or the name is taken.
+        or weights beyond ``atol``), the name is taken, or ``model_dir``'s ``next_id`` is not above every id.
       BatchDependentError: the model's features or head depend on their batch-mates, unless
         ``allow_batch_dependent``.
     """
     model = retrain_model(model) or model  # as merge_heads reads it: retrain's saved_model/
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
+    new_id = layout.next_id(tab, model_dir)
     out = out or next_version_dir(model_dir)
     m = load.load(model, tab["features"], input=tab.get("input"), output=output, tags=tags)
     note = verifier.check_batch(m.backbone, m.read, f"{m.path}: features", "merge the models again at a tensor {}",
@@ -277,10 +279,11 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
     head = specs.head_of(m.head, m.read, m.path)
     head_note = verifier.check_head_batch(head, m.head, m.read, m.path, "add a model whose head does not depend on "
                                           "the other examples in a batch", allow_batch_dependent)
-    tasks.append(specs.Task(max(t.id for t in tasks) + 1, name, _classes(m, head), m.path, group, head))
+    tasks.append(specs.Task(new_id, name, _classes(m, head), m.path, group, head))
     linked, worst, new_tab = _write_version(out, backbones, tasks, shard, bb_values, features=tab["features"],
                                             input=tab.get("input"), model_version=tab["model_version"] + 1,
-                                            previous=_previous(model_dir, out), do_verify=verify)
+                                            previous=_previous(model_dir, out), next_id=new_id + 1,
+                                            do_verify=verify)
     return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks, notes=[n for n in [note, head_note] if n])
 
 
@@ -299,17 +302,18 @@ def _matching_group(m, backbones, bb_values, atol: float, model_dir: str) -> int
 
 def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = True) -> MergeResult:
     """Write a new version of the merged model at ``model_dir`` without ``task`` (a task name, or an id
-    when no task has that name). Other tasks keep their ids; the backbone's data file is hard-linked, not rewritten;
-    ``model_dir`` is not changed.
+    when no task has that name). Other tasks keep their ids, and the new version keeps ``model_dir``'s
+    ``next_id`` (:func:`layout.next_id`), so the removed task's id is not given to a task added later; the
+    backbone's data file is hard-linked, not rewritten; ``model_dir`` is not changed.
 
     The result's ``notes`` say that requests for the removed task now fail, that ``model_dir`` still holds
-    it, and, when its id was the highest, that the next task added gets that id (:func:`add_task` and learn-task
-    give a new task the highest id + 1).
+    it, and the id the next task added gets (:func:`add_task` and learn-task give it).
 
     Raises:
-      MergeHeadsError: no such task, or it is the only one.
+      MergeHeadsError: no such task, it is the only one, or ``model_dir``'s ``next_id`` is not above every id.
     """
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
+    next_id = layout.next_id(tab, model_dir)
     out = out or next_version_dir(model_dir)
     gone = [t for t in tasks if t.name == str(task)] or [t for t in tasks if str(task).isdigit() and t.id == int(task)]
     if not gone:
@@ -320,17 +324,15 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     tasks = [t for t in tasks if t is not gone[0]]
     linked, worst, new_tab = _write_version(out, backbones, tasks, shard, bb_values, features=tab["features"],
                                             input=tab.get("input"), model_version=tab["model_version"] + 1,
-                                            previous=_previous(model_dir, out), do_verify=verify)
+                                            previous=_previous(model_dir, out), next_id=next_id,
+                                            do_verify=verify)
     return _result(out, new_tab, backbones, [], worst, linked, bb_values, tasks,
-                   notes=[_removed_note(gone[0], tasks, model_dir)])
+                   notes=[_removed_note(gone[0], next_id, model_dir)])
 
 
-def _removed_note(t: specs.Task, kept: list, model_dir: str) -> str:
+def _removed_note(t: specs.Task, next_id: int, model_dir: str) -> str:
     """What a user of the new version should know of removed task ``t``: which requests now fail, where it is
-    still held, and, when its id was the highest, that the next task added (the highest id + 1) gets that id."""
-    note = (f"task {t.id} '{t.name}' removed: a request for it (task_id {t.id}, or task '{t.name}') now fails; "
-            f"{model_dir} still holds it")
-    if t.id > max(k.id for k in kept):
-        note += f"; {t.id} was the highest id, so the next task added gets it"
-    return note
+    still held, and that its id is not given again (the next task added gets ``next_id``)."""
+    return (f"task {t.id} '{t.name}' removed: a request for it (task_id {t.id}, or task '{t.name}') now fails; "
+            f"{model_dir} still holds it; its id is not given again (the next task added gets {next_id})")
 
