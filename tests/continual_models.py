@@ -62,3 +62,14 @@ def relu_classifier(directory, *, seed: int = 0, above=None, logits: bool = Fals
         with open(os.path.join(directory, "labels.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(labels) + "\n")
     return str(directory)
+
+
+def continual_command(command: str, model: str, other: str, data: dict) -> list:
+    """The ``add-class``, ``combine`` (``model`` and ``other``) or ``learn-task`` command line the CLI tests run on
+    features 'features' of ``model``, with :func:`small_data`'s files (``--out`` not given)."""
+    return {"add-class": ["add-class", model, "--features", "features", "--output", "logits", "--data", data["few"],
+                          "--name", "new", "--reference", data["x"], "--steps", "2"],
+            "combine": ["combine", "--model", model, "--model", other, "--features", "features", "--data", data["x"],
+                        "--epochs", "1", "--quiet"],
+            "learn-task": ["learn-task", "--model", model, "--features", "features", "--data", data["xy"], "--task",
+                           "new", "--method", "feature-extraction", "--epochs", "1", "--quiet"]}[command]

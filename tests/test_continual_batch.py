@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from continual_models import small_classifier, small_data
+from continual_models import continual_command, small_classifier, small_data
 
 from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.combine import combine
@@ -81,13 +81,7 @@ def test_library_refuses_batch_dependent_features_unless_allowed(models):
 @pytest.mark.parametrize("command", ["add-class", "combine", "learn-task"])
 def test_cli_refuses_batch_dependent_features_in_one_line(models, capfd, command):
     out = models["root"] / f"cli_{command}"
-    base = {"add-class": ["add-class", models["bn"], "--features", "features", "--output", "logits",
-                          "--data", models["few"], "--name", "new", "--reference", models["x"], "--steps", "2"],
-            "combine": ["combine", "--model", models["bn"], "--model", models["bn2"], "--features",
-                        "features", "--data", models["x"], "--epochs", "1", "--quiet"],
-            "learn-task": ["learn-task", "--model", models["bn"], "--features", "features", "--data",
-                           models["xy"], "--task", "new", "--method", "feature-extraction", "--epochs", "1",
-                           "--quiet"]}[command] + ["--out", out]
+    base = continual_command(command, models["bn"], models["bn2"], models) + ["--out", out]
     code, _, err = cli(capfd, *base)
     assert code == 2 and err == (f"graphsurgeon {command}: error: "
                                  + _refusal(models["bn"], HEAD_KEPT if command == "learn-task" else

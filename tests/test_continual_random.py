@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from continual_models import small_classifier, small_data
+from continual_models import continual_command, small_classifier, small_data
 
 from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.combine import combine
@@ -80,13 +80,7 @@ def test_dropout_fed_one_by_default_passes(models):
 @pytest.mark.parametrize("command", ["add-class", "combine", "learn-task"])
 def test_cli_refuses_random_features_in_one_line(models, capfd, command):
     out = models["root"] / f"cli_{command}"
-    base = {"add-class": ["add-class", models["baked"], "--features", "features", "--output", "logits",
-                          "--data", models["few"], "--name", "new", "--reference", models["x"], "--steps", "2"],
-            "combine": ["combine", "--model", models["baked"], "--model", models["baked2"], "--features",
-                        "features", "--data", models["x"], "--epochs", "1", "--quiet"],
-            "learn-task": ["learn-task", "--model", models["baked"], "--features", "features", "--data",
-                           models["xy"], "--task", "new", "--method", "feature-extraction", "--epochs", "1",
-                           "--quiet"]}[command] + ["--out", out]
+    base = continual_command(command, models["baked"], models["baked2"], models) + ["--out", out]
     code, _, err = cli(capfd, *base)
     lines = [line for line in err.splitlines() if line.startswith("graphsurgeon")]
     assert code == 2 and len(lines) == 1, err
