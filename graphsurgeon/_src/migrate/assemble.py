@@ -59,7 +59,7 @@ def assemble(tensors: list, prefix: str, *, link: bool, progress: Progress | Non
     converter, meter = Converter(), _Meter(progress)
     order = sorted(tensors, key=lambda p: -p.nbytes)
     early = [p for p in order[1:] if p.new in read_back and _computed(p)]
-    order = order[:1] + early + [p for p in order[1:] if p not in early]
+    order = order[:1] + early + [p for p in order[1:] if not (p.new in read_back and _computed(p))]
     try:
         for p in order:
             if p.action == "copy" and p.source.kind == "v2" and link:
