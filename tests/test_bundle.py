@@ -341,6 +341,15 @@ def test_data_writer_reads_back_only_the_tensors_asked_as_their_blocks_are_writt
                                                for a in range(a, b, 4096)]
 
 
+def test_tensors_read_back_one_after_another_share_one_span(tmp_path):
+    """The I/O threads scan the read-back spans at every write: tensors written back to back make one."""
+    w = DataWriter(str(tmp_path / "d"))
+    for back in (True, False, True, True, True):
+        w.write(iter([np.ones(100, np.uint8)]), read_back=back)
+    w.close()
+    assert w._read_back == [[0, 100], [200, 500]]
+
+
 @pytest.mark.parametrize("first", ["write", "copy"])
 def test_data_writer_makes_its_stages_ahead_when_much_is_expected(tmp_path, monkeypatch, first):
     """With more than a stage expected, every stage is made (its pages at once) by an I/O thread

@@ -150,14 +150,15 @@ def _write(tensors: list, result: MigrationResult, level: str, progress: bool) -
         result.swept = staging_dir.swept
         staged = os.path.join(staging, os.path.basename(dst))
         prefetch = Prefetch(tensors, level)  # the values verification compares with, computed meanwhile
-        early = EarlyCheck(staged, prefetch)  # the sampled tensors' bytes, checked meanwhile
+        early = EarlyCheck(staged, prefetch) if level == "sample" else None  # the sampled bytes, checked meanwhile
         try:
-            read_back = frozenset(p.new for p in sample(tensors)) if level == "sample" else frozenset()
-            files = assemble(tensors, staged, link=link, progress=bar, read_back=read_back,
-                             preview=early.start if level == "sample" else None)
+            files = assemble(tensors, staged, link=link, progress=bar,
+                             read_back=frozenset(p.new for p in sample(tensors)) if early else frozenset(),
+                             preview=early.start if early else None)
             verify_bundle(staged, tensors, level, prefetch, early)
         finally:
-            early.close()
+            if early is not None:
+                early.close()
             prefetch.close()
         moves = [(f, dst + f[len(staged):]) for f in files]
         commit(moves)

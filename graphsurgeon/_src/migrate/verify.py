@@ -213,7 +213,7 @@ def verify(prefix: str, tensors: list, level: str = "sample", prefetch: Prefetch
     _check_keys(out, tensors)
     for p in tensors:
         _check_dtype_shape(out, p)
-    checked = early.outcomes(prefix) if early is not None and level == "sample" else {}
+    checked = early.outcomes(prefix) if early is not None else {}
     for p in tensors if level == "full" else sample(tensors):
         if p.new in checked:
             if checked[p.new] is not None:

@@ -187,7 +187,10 @@ class DataWriter:
         producer may reuse two buffers in turn). ``read_back``: see the class docstring."""
         offset, crc, pending = self.size, 0, None
         span = [offset, None]
-        if read_back:
+        if read_back and self._read_back and self._read_back[-1][1] == offset:  # right after the last one: one span
+            span = self._read_back[-1]
+            span[1] = None
+        elif read_back:
             self._read_back.append(span)
         try:
             for chunk in chunks:
