@@ -94,7 +94,7 @@ def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, 
             if not allow_batch_dependent:
                 raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead, below=batch_below))
             return batch_accepted(tg, t, inp, what), False
-        note = _probed(tg, t, inp, x, what, instead, allow_random, consequence, found=p)
+        note = _probed(tg, t, inp, p, what, instead, allow_random, consequence)
         return note, note is not None
     finally:
         tg.close()
@@ -145,21 +145,20 @@ def check_head(task: specs.Task, features: np.ndarray, what: str, instead: str, 
             if not allow_batch_dependent:
                 raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead, batch_so))
             return batch_accepted(tg, t, inp, what, batch_consequence), False
-        note = _probed(tg, t, inp, features, what, instead, allow_random, consequence, so=so, found=p)
+        note = _probed(tg, t, inp, p, what, instead, allow_random, consequence, so=so)
         return note, note is not None
     finally:
         tg.close()
 
 
-def _probed(tg, t, inp, x, what: str, instead: str, allow_random: bool, consequence: str, *,
-            so: str = "the exported model would answer differently on every call", found=None) -> str | None:
-    feeder = Feeder(tg, inp, {})
-    p = found or probe(tg, t, feeder, x[:PROBE_ROWS])
+def _probed(tg, t, inp, p, what: str, instead: str, allow_random: bool, consequence: str, *,
+            so: str = "the exported model would answer differently on every call") -> str | None:
+    """The note or refusal of ``t`` from its probe ``p`` when ``p`` found it random (else None)."""
     if not p.random:
         return None
     ops = random_ops_upstream(tg, t.name)
     if not allow_random:
-        raise RandomTensorError(random_refusal(tg, t, feeder, p, ops, what, instead, so))
+        raise RandomTensorError(random_refusal(tg, t, Feeder(tg, inp, {}), p, ops, what, instead, so))
     return f"{what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by allow_random=True; {consequence}"
 
 
