@@ -417,16 +417,28 @@ def test_data_writer_tells_waiters_when_bytes_are_in_the_file(tmp_path, monkeypa
     def full(fd, data, offset):
         raise OSError(28, "No space left on device")
 
-    w = DataWriter(str(tmp_path / "f"))
-    t, got = waiting(w, 16384)
-    monkeypatch.setattr(bundle_data.os, "pwrite", full)
-    with pytest.raises(OSError, match="No space"):
-        w.write(iter([np.ones(40_000, np.uint8)]))
-        w.close()
-    t.join(5)
-    assert got == [False]
-    monkeypatch.setattr(bundle_data.os, "pwrite", real)
-    w.abandon()
+    for name in ("f", "g"):  # a failed direct write, then (no direct I/O) a failed write through the page cache
+        if name == "g":
+            monkeypatch.setattr(bundle_data, "_open_direct", lambda path: None)
+        w = DataWriter(str(tmp_path / name))
+        t, got = waiting(w, 16384)
+        monkeypatch.setattr(bundle_data.os, "pwrite", full)
+        with pytest.raises(OSError, match="No space"):
+            w.write(iter([np.ones(40_000, np.uint8)]))
+            w.close()
+        t.join(5)
+        assert got == [False], name
+        monkeypatch.setattr(bundle_data.os, "pwrite", real)
+        w.abandon()
+
+
+def test_bundle_writer_hands_read_back_to_its_data_file(tmp_path):
+    w = BundleWriter(str(tmp_path / "out"))
+    w.write("a", tf.float32, (10,), [np.ones(10, np.float32)])
+    w.write("b", tf.float32, (10,), [np.ones(10, np.float32)], read_back=True)
+    w.write("c", tf.float32, (10,), [np.ones(10, np.float32)])
+    assert w._own()._read_back == [[40, 80]]
+    w.finish()
 
 
 def test_a_preview_holds_only_its_tensors_where_the_finished_checkpoint_has_them(tmp_path, monkeypatch):

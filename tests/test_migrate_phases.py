@@ -582,17 +582,22 @@ def test_cli_migrate_quiet_shows_no_progress_and_json_carries_a_version(src, tmp
 
 
 def test_the_converter_casts_float32_chunks_in_its_threads(tmp_path, monkeypatch):
-    """TensorFlow's casts run in the converter's threads, each mapping and casting whole chunks, in order."""
+    """TensorFlow's casts run in the converter's threads, each mapping and casting whole chunks, ahead of the one
+    being consumed, and come out in order."""
     from graphsurgeon._src.migrate import assemble as assemble_mod
 
     x = RNG.standard_normal(3 * 2**18).astype(np.float32)  # three 1 MiB chunks
     (tmp_path / "data").write_bytes(x.tobytes())
     read = functools.partial(read_chunks, str(tmp_path / "data"), 0, x.nbytes,
                              crc=bundle.mask(bundle.crc32c(x.view(np.uint8))), chunk_bytes=2**20)
-    threads, real = [], assemble_mod._tf_cast
+    threads, real, second, waited = [], assemble_mod._tf_cast, threading.Event(), []
 
     def cast(chunk, dst):
         threads.append(threading.current_thread().name)
+        if len(threads) == 1:  # the first chunk's cast ends only once the next one's has begun: they run ahead
+            waited.append(second.wait(5))
+        else:
+            second.set()
         return real(chunk, dst)
 
     monkeypatch.setattr(assemble_mod, "_tf_cast", cast)
@@ -603,3 +608,4 @@ def test_the_converter_casts_float32_chunks_in_its_threads(tmp_path, monkeypatch
         converter.close()
     assert got.tobytes() == x.astype(np.float16).tobytes()
     assert len(threads) == 3 and threading.current_thread().name not in threads
+    assert waited == [True]  # the second chunk was cast while the first was
