@@ -67,13 +67,13 @@ def feature_width(piece: pieces.Piece, where: str) -> int:
 def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, instead: str, allow_random: bool,
                    consequence: str = "the written model's answers differ call to call", *,
                    allow_batch_dependent: bool = False, batch_instead: str = "give features=TENSOR {}",
-                   batch_below: str | None = None) -> tuple[str | None, bool]:
+                   batch_head_kept: bool = False) -> tuple[str | None, bool]:
     """Whether ``piece``'s output (the features, weights bound to ``values``) is random or depends on the other
     examples of its batch: retrain's probe (:func:`graphsurgeon._src.determinism.probe`) on the first
     :data:`PROBE_ROWS` rows of ``x``, twice and with its random ops fed two far-apart draws, then the first
     example alone (not when random, as retrain). ``what`` and ``instead`` word the refusal of random features
-    (:func:`graphsurgeon._src.determinism.random_refusal`), ``what``, ``batch_instead`` and ``batch_below`` that of
-    batch-dependent ones (:func:`graphsurgeon._src.determinism.batch_refusal`'s ``instead`` and ``below``). Returns ``(note, random)``:
+    (:func:`graphsurgeon._src.determinism.random_refusal`), ``what``, ``batch_instead`` and ``batch_head_kept`` that of
+    batch-dependent ones (:func:`graphsurgeon._src.determinism.batch_refusal`'s ``instead`` and ``head_kept``). Returns ``(note, random)``:
     the note None when neither, else the one that says so, retrain's wording (``WHAT 'T' is random (…; random
     op(s) …): accepted by allow_random=True; CONSEQUENCE``, or ``WHAT 'T' depends on its batch-mates (…):
     accepted by allow_batch_dependent=True; …``); ``random``: whether the note is the first.
@@ -92,7 +92,7 @@ def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, 
         p = probe(tg, t, Feeder(tg, inp, {}), x[:PROBE_ROWS])
         if p.batch_dependent:
             if not allow_batch_dependent:
-                raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead, below=batch_below))
+                raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead, head_kept=batch_head_kept))
             return batch_accepted(tg, t, inp, what), False
         note = _probed(tg, t, inp, p, what, instead, allow_random, consequence)
         return note, note is not None

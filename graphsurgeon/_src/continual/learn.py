@@ -14,7 +14,6 @@ import time
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
 from graphsurgeon._src.continual.graph import check_features, check_head, features_of
-from graphsurgeon._src.determinism import HEAD_KEPT
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
@@ -167,7 +166,7 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
         "learn on a model whose features do not depend on them", cfg.allow_random, "the written model's answers "
         "differ call to call, and they are not compared with its heads'" + lwf("the old heads", "their answers"),
         allow_batch_dependent=cfg.allow_batch_dependent,
-        batch_below=HEAD_KEPT if plain else None,
+        batch_head_kept=plain,
         batch_instead="give features=TENSOR {}" if plain else "learn on a model whose features do not depend on the "
         "other examples in a batch")
     notes, random_heads = [note] if note else [], set()

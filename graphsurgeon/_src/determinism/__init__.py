@@ -267,19 +267,25 @@ SERVED_DOES = "the exported model's answer for an example depends on the example
 HEAD_KEPT = "use a model without them (a cut below them leaves them in its head, which is checked too)"
 
 
+def way_out(instead: str, where: str, head_kept: bool) -> str:
+    """The way out a batch refusal gives: ``instead`` with ``{}`` made ``where`` (``below them``, or ``where axis 0
+    is the batch``), or :data:`HEAD_KEPT` where the cure would be to cut below the ops and the command keeps the
+    head above the cut (learn-task on a plain model, merge-heads, add-head), which would then hold them."""
+    return HEAD_KEPT if head_kept and where == "below them" else instead.format(where)
+
+
 def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}", so: str = SERVED_WOULD, *,
-                  first: str = "the first training example", below: str | None = None) -> str:
+                  first: str = "the first training example", head_kept: bool = False) -> str:
     """The refusal of a tensor ``t`` whose first example alone gave other values than in its batch (fed
     at ``input_tensor``): ``WHAT 'T' depends on the other examples in its batch (CAUSE): FIRST alone gives
     other values than in its batch, so SO; INSTEAD, or pass allow_batch_dependent=True`` (retrain's and the
     continual commands' one wording; ``SO`` by default: the exported model's answer for an example would
     depend on the examples served with it; ``FIRST`` names the example run alone: ``the first training
     example`` by default, ``the first of 64 generated probe inputs`` for merge-heads and add-head; ``{}`` in
-    ``instead`` becomes where to cut: ``below them``, or ``where axis 0 is the batch``, :func:`mixing`; ``below``,
-    if given, replaces INSTEAD where that would be ``below them``: :data:`HEAD_KEPT` for commands that keep the
-    head above the cut)."""
+    ``instead`` becomes where to cut: ``below them``, or ``where axis 0 is the batch``, :func:`mixing`;
+    ``head_kept``: the command keeps the head above the cut, see :func:`way_out`)."""
     because = mixing(model, t.name, input_tensor)
-    way = below if below is not None and because.instead == "below them" else instead.format(because.instead)
+    way = way_out(instead, because.instead, head_kept)
     return (f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): {first} alone gives "
             f"other values than in its batch, so {so}; {way}, or pass allow_batch_dependent=True")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from graphsurgeon._src import determinism
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError
 from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.multihead import build as builder
@@ -183,7 +182,7 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
         if reader.ref is None:  # the others have its architecture (checked as they are read)
             notes = [n for n in [verifier.check_batch(m.backbone, m.read, f"{m.path}: features",
                                                     "give features=TENSOR {}", allow_batch_dependent,
-                                                    below=determinism.HEAD_KEPT)] if n]
+                                                    head_kept=True)] if n]
         notes += [n for n in [reader.add(m, allow_batch_dependent)] if n]
         bar.update(1)
     backbones, bb_values, diffs = reader.backbones(group_backbones)
@@ -272,7 +271,7 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
     out = out or next_version_dir(model_dir)
     m = load.load(model, tab["features"], input=tab.get("input"), output=output, tags=tags)
     note = verifier.check_batch(m.backbone, m.read, f"{m.path}: features", "merge the models again at a tensor {}",
-                                allow_batch_dependent, below=determinism.HEAD_KEPT)
+                                allow_batch_dependent, head_kept=True)
     group = _matching_group(m, backbones, bb_values, atol, model_dir)
     name = name or load.default_names([model])[0]
     load.check_names([t.name for t in tasks] + [name], f"{model_dir} + {model}", "name")

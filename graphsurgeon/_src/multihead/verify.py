@@ -59,7 +59,7 @@ PROBE_FIRST = "the first of 64 generated probe inputs"  # the example check_batc
 
 
 def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_dependent: bool, *,
-                below: str | None = None) -> str | None:
+                head_kept: bool = False) -> str | None:
     """Retrain's batch-dependence check on ``piece``'s output (the features), fed 64 :func:`probe` inputs:
     :func:`graphsurgeon._src.determinism.probe` runs them, then the first alone (not when two runs differ: a
     random output). Returns None when its value does not change, else the note of ``allow_batch_dependent``
@@ -73,8 +73,8 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
       BatchDependentError: the first probe input alone gives other values than in its batch (batch norm in
         training mode), or, unprobed, the features read ops that may mix a batch, unless
         ``allow_batch_dependent``: retrain's refusal (:func:`graphsurgeon._src.determinism.batch_refusal`,
-        ``FIRST`` :data:`PROBE_FIRST`), ``what`` naming the piece, ``instead`` where to cut (``below``, if given,
-        in place of cutting below the ops that mix the batch).
+        ``FIRST`` :data:`PROBE_FIRST`), ``what`` naming the piece, ``instead`` where to cut (``head_kept``: see
+        :func:`graphsurgeon._src.determinism.way_out`).
     """
     dtype, shape = pieces.tensor_spec(piece, piece.input)
     graph, inp, out, init = pieces.imported(piece, read, None, dtype, scope="")  # the model's own names
@@ -84,12 +84,13 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         try:
             x = probe(dtype, shape, 64)
         except MergeHeadsError:
-            return _unprobed(model, out, inp, what, below or instead.format("below them"), allow_batch_dependent)
+            return _unprobed(model, out, inp, what, determinism.way_out(instead, "below them", head_kept),
+                             allow_batch_dependent)
         if not determinism.probe(model, out, Feeder(model, inp, {}), x).batch_dependent:
             return None
         if not allow_batch_dependent:
             raise BatchDependentError(determinism.batch_refusal(model, out, inp, what, instead, first=PROBE_FIRST,
-                                                                below=below))
+                                                                head_kept=head_kept))
         return determinism.batch_accepted(model, out, inp, what)
 
 
