@@ -368,6 +368,26 @@ def test_cli_json_and_refusing_an_existing_dir(odd_tasks, tmp_path, capsys):
     assert "is the only task" in msg
 
 
+def test_cli_json_directory_is_the_path_as_given_or_derived_from_dir_as_given(odd_tasks, tmp_path, capsys,
+                                                                              monkeypatch):
+    """--json's directory is the --out given, and, when the version is picked, DIR's sibling as DIR was given
+    (a relative DIR gave an absolute path there, the path as given with --out)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["merge-heads", odd_tasks["good"], odd_tasks["good2"], "--features", "hidden2/Tanh", "--out",
+                 os.path.join("m", "1"), "--json", "--quiet", "--verbose"]) == 0
+    assert json.loads(capsys.readouterr().out)["directory"] == os.path.join("m", "1")
+    assert main(["remove-head", os.path.join("m", "1"), "good", "--json", "--verbose"]) == 0
+    assert json.loads(capsys.readouterr().out)["directory"] == os.path.join("m", "2")
+    assert main(["add-head", os.path.join("m", "2"), odd_tasks["good"], "--task-name", "again", "--json",
+                 "--verbose"]) == 0
+    assert json.loads(capsys.readouterr().out)["directory"] == os.path.join("m", "3")
+    assert main(["remove-head", os.path.join("m", "3"), "again", "--out", "elsewhere", "--json", "--verbose"]) == 0
+    assert json.loads(capsys.readouterr().out)["directory"] == "elsewhere"
+    os.chdir("m")
+    assert main(["remove-head", "3", "again", "--json", "--verbose"]) == 0  # DIR in the current directory
+    assert json.loads(capsys.readouterr().out)["directory"] == "4" and os.path.isfile(os.path.join("4", "tasks.json"))
+
+
 def _trace(directory, task_ids, n_inputs=12):
     """``(executed node names, {node: largest output bytes})`` of one request, from a full trace."""
     g = tf.Graph()

@@ -217,16 +217,17 @@ def _result(out, tab, backbones, diffs, worst, linked, bb_values, tasks, *, note
 
 def next_version_dir(model_dir: str) -> str:
     """The directory of the version after ``model_dir``: when its name is a version number (TF
-    Serving's layout, ``models/text/1``), the next free number beside it (``models/text/2``).
+    Serving's layout, ``models/text/1``), the next free number beside it (``models/text/2``), a path
+    relative when ``model_dir`` is (as an ``out`` given is reported as given).
 
     Raises:
       ConfigError: ``model_dir``'s name is not a number (then the caller must say where).
     """
-    model_dir = os.path.normpath(os.path.abspath(model_dir))
-    parent, base = os.path.split(model_dir)
+    parent, base = os.path.split(os.path.normpath(model_dir))
     if not base.isdigit():
-        raise ConfigError(f"{model_dir}: its name is not a version number; say where the new version goes (out=DIR)")
-    taken = [int(n) for n in os.listdir(parent) if n.isdigit()]
+        raise ConfigError(f"{os.path.abspath(model_dir)}: its name is not a version number; say where the new "
+                          "version goes (out=DIR)")
+    taken = [int(n) for n in os.listdir(parent or os.curdir) if n.isdigit()]
     return os.path.join(parent, str(max(taken) + 1))
 
 
