@@ -188,6 +188,8 @@ def cmd_cache(args):
             if rep.checks.get(key):
                 print(f"  the cached tensor is {what} (accepted by {flag}; recorded in the manifest, so retrain "
                       f"--cache needs {flag} too)")
+        for note in rep.notes:
+            print(f"  {note}")
 
 
 def _rules(args):
