@@ -33,10 +33,12 @@ class LearnResult(Report):
     ``tasks.json`` entry, every task's entry, ``metrics`` (accuracies of the written model: ``new``, the new
     task per split of its data, ``old``, each old task with ``old_data`` on that data's test split, and
     ``examples``, how many examples each was measured on: ``{"new": {split: n}, "old": {task: n}}``),
-    per-epoch ``history``, ``extra_bytes`` the task adds (by kind), ``bytes`` of the directory, the
+    per-epoch ``history``, ``extra_bytes`` the task adds (by kind; with ewc also ``old_fisher``, the old tasks'
+    Fisher information this run computed from old data and stored), ``bytes`` of the directory, the
     ``seconds`` the method took (reading the data, recording, training, Fisher; not writing) and ``notes``:
     one sentence per random part ``allow_random`` accepted (the features, an old head), and per batch-dependent
-    part ``allow_batch_dependent`` accepted (the features, an old head), worded as retrain's; ``packed_first``:
+    part ``allow_batch_dependent`` accepted (the features, an old head), worded as retrain's, and with ewc one
+    naming the old tasks whose Fisher information it computed; ``packed_first``:
     when packnet packed a plain model's own task first, what that did to it: ``task``, ``kernel_weights`` (the
     backbone kernels' weights), ``pruned`` (how many of them were zeroed), ``pruned_fraction``, and with old data
     for that task ``accuracy_before`` (the model read, before packing) and ``accuracy_after`` (the written
@@ -65,8 +67,10 @@ class LearnResult(Report):
                          "the new one")
         if self.packed_first:
             lines.append(_packed_text(self.packed_first))
-        extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items())
-        lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes")
+        extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items() if k != "old_fisher")
+        old = self.extra_bytes.get("old_fisher")
+        lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes"
+                     + (f"; the old tasks' Fisher information computed in this run adds {old:,} bytes" if old else ""))
         return "\n".join(lines + list(self.notes or ()))
 
 
@@ -140,7 +144,7 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
         packed = {**{k: v for k, v in packed.items() if k != "examples"}, "accuracy_after": after,
                   "examples": packed["examples"]}
     return LearnResult(out_dir, cfg.method, entry, tab["tasks"], rec["accuracy"], learned.history,
-                       learned.extra_bytes, write.directory_bytes(out_dir), seconds, notes, packed)
+                       learned.extra_bytes, write.directory_bytes(out_dir), seconds, notes + learned.notes, packed)
 
 
 def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:

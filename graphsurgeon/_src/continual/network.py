@@ -46,7 +46,8 @@ class Network:
       state: the model's ``continual`` record from ``tasks.json`` (``{}`` for a plain model or one
         made by merge-heads).
       next_id: the id a new task gets: a many-heads model's ``next_id``
-        (:func:`graphsurgeon._src.multihead.layout.next_id`: a removed task's id is not given again), 1
+        (:func:`graphsurgeon._src.multihead.layout.next_id`: a removed task's id is not given again, nor one a
+        version beside it gave), 1
         for a plain model (its one task is 0).
     """
 
