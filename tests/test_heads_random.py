@@ -54,3 +54,21 @@ def test_the_real_lenets_head_above_elu_2_is_refused_before_any_work(tmp_path, c
     assert code == 2 and stdout == "" and not os.path.exists(out)
     ops = "dropout/random_uniform/RandomUniform, dropout_1/random_uniform/RandomUniform"
     assert err == f"graphsurgeon merge-heads: error: {_refusal(lenet, 'Add_2:0', ops)}\n"
+
+
+def test_add_head_probes_the_head_it_adds_once(tmp_path, monkeypatch):
+    """One probe of the added head tells both whether it is random and whether it depends on its batch: its
+    piece is imported into a graph once (it was twice: a randomness check, then the batch check's probe)."""
+    from graphsurgeon._src.multihead import piece as pieces
+
+    fed = _model(tmp_path / "fed", None)
+    merge_heads([fed], "hidden/Relu", str(tmp_path / "merged"))
+    imported, heads = pieces.imported, []
+
+    def counted(piece, *args, **kw):
+        heads.append(piece.output)
+        return imported(piece, *args, **kw)
+
+    monkeypatch.setattr(pieces, "imported", counted)
+    add_task(str(tmp_path / "merged"), _model(tmp_path / "fed_2", None), str(tmp_path / "merged_2"), name="again")
+    assert heads.count("probabilities:0") == 1 and os.path.isfile(tmp_path / "merged_2" / "tasks.json")

@@ -255,7 +255,7 @@ def _blocks(m, record: dict, model: str, features: str) -> list:
     class added by add-class (each block its own matmul, so earlier logits keep their bytes)."""
     if record.get("kind") == "add-class":
         return [(np.asarray(m.read(k)), np.asarray(m.read(b))) for k, b in record["blocks"]]
-    head = specs.head_of(m.head, m.read, model, refuse_random=False)
+    head = specs.head_of(m.head, m.read, model)
     if head.kind != "dense" or len(head.layers) != 1 or head.layers[0][2] != "linear":
         rand = sorted(n.name for n in m.head.graph_def.node if n.op in RANDOM_OPS)
         held = f" and holds random op(s) {', '.join(rand[:3])}{dropout_example(rand)}" if rand else ""

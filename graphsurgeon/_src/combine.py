@@ -145,7 +145,7 @@ def read_teachers(models: list, *, input=None, names=None, tags=("serve",)) -> l
     out = []
     for scope, (path, features) in zip(scopes, models):
         m = load.load(path, features, input=input, tags=tags)
-        head = specs.head_of(m.head, m.read, path, refuse_random=False)
+        head = specs.head_of(m.head, m.read, path)
         classes = m.labels if m.labels is not None else [f"{scope}:{i}" for i in range(head.num_classes)]
         if len(classes) != head.num_classes:
             raise ContinualError(f"{path}: labels.txt names {len(classes)} classes; the head has {head.num_classes}")
