@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.combine import FEATURES, run_batches
-from graphsurgeon._src.continual.graph import TrainGraph, check_features, feature_width
+from graphsurgeon._src.continual.graph import TrainGraph, Wording, check_features, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import softmax
 from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example
@@ -112,8 +112,8 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
     ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
     if not len(few):
         raise DataError(f"data {data}: no examples of the new class")
-    note, _ = check_features(src.piece, src.values, few, f"{model}: features", "give features=TENSOR below them",
-                             allow_random, allow_batch_dependent=allow_batch_dependent)
+    note = check_features(src.piece, src.values, few, Wording(f"{model}: features", "give features=TENSOR below them"),
+                          allow_random, allow_batch_dependent=allow_batch_dependent).note
     start = time.perf_counter()
     tg = TrainGraph(seed)
     try:
