@@ -131,8 +131,8 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
                 "accuracy": measure(directory, net, task, dataset, old), "history": learned.history,
                 "extra_bytes": learned.extra_bytes, "old_data_needed": OLD_DATA[cfg.method]}
 
-    tab, rec = write.write_version(out_dir, net, learned, record, compare=not random_features,
-                                   uncompared=random_heads)
+    tab, rec = write.write_version(out_dir, net, learned, record,
+                                   uncompared={t.name for t in learned.tasks} if random_features else random_heads)
     entry = next(t for t in tab["tasks"] if t["name"] == cfg.task)
     packed = learned.packed_first
     if packed is not None:  # its accuracy after: the written model's, on the data its accuracy before was
