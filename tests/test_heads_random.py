@@ -45,6 +45,16 @@ def test_a_random_head_is_refused_and_dropout_fed_one_passes(tmp_path):
     assert not os.path.exists(tmp_path / "fed_merged_2")
 
 
+def test_a_head_with_noise_too_small_for_the_batch_tolerance_is_refused_too(tmp_path):
+    """Two runs that differ by less than the batch check's tolerance still differ: the head is random."""
+    noisy = relu_classifier(tmp_path / "noisy", above=lambda h: h + tf1.random_normal(tf1.shape(h), stddev=1e-5))
+    with pytest.raises(MergeHeadsError) as e:
+        merge_heads([noisy], "hidden/Relu", str(tmp_path / "merged"))
+    assert "answered differently in two runs on the same probe features: it depends on random op(s) " \
+           "random_normal/RandomStandardNormal" in str(e.value)
+    assert not os.path.exists(tmp_path / "merged")
+
+
 @pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")
 def test_the_real_lenets_head_above_elu_2_is_refused_before_any_work(tmp_path, capfd):
     lenet = os.path.join(REAL, "lenet_noyin")

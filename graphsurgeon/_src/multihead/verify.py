@@ -76,7 +76,7 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         ``FIRST`` :data:`PROBE_FIRST`), ``what`` naming the piece, ``instead`` where to cut (``head_kept``: see
         :func:`graphsurgeon._src.determinism.way_out`).
       MergeHeadsError: with ``head_from`` (the model ``piece`` is the head of), two ordinary runs of the head on the
-        probe inputs differ and it depends on random ops (dropout with ``keep_prob`` baked in: it would answer
+        probe inputs differ at all and it depends on random ops (dropout with ``keep_prob`` baked in: it would answer
         differently on every call): :func:`_refuse_random`.
     """
     dtype, shape = pieces.tensor_spec(piece, piece.input)
@@ -90,7 +90,7 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
             return _unprobed(model, out, inp, what, determinism.way_out(instead, "below them", head_kept),
                              allow_batch_dependent)
         p = determinism.probe(model, out, Feeder(model, inp, {}), x)
-        if head_from and p.random_by == "runs":
+        if head_from and p.identical is False:  # any difference: a head adds nothing a batch could reorder
             _refuse_random(piece, head_from)
         if not p.batch_dependent:
             return None
