@@ -13,7 +13,7 @@ import time
 
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
-from graphsurgeon._src.continual.graph import check_features, check_head, features_of
+from graphsurgeon._src.continual.graph import Wording, check_features, check_head
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
@@ -135,8 +135,8 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
                 "accuracy": measure(directory, net, task, dataset, old), "history": learned.history,
                 "extra_bytes": learned.extra_bytes, "old_data_needed": OLD_DATA[cfg.method]}
 
-    tab, rec = write.write_version(out_dir, net, learned, record, compare=not random_features,
-                                   uncompared=random_heads)
+    tab, rec = write.write_version(out_dir, net, learned, record,
+                                   uncompared={t.name for t in learned.tasks} if random_features else random_heads)
     entry = next(t for t in tab["tasks"] if t["name"] == cfg.task)
     packed = learned.packed_first
     if packed is not None:  # its accuracy after: the written model's, on the data its accuracy before was
@@ -165,31 +165,28 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
         return f"; LwF's targets for {whose} are one draw of {of}, recorded once on the training inputs" \
             if cfg.method == "lwf" else ""
 
-    note, random_features = check_features(
-        net.backbone, net.values, x, f"{net.source}: features", "give features=TENSOR below them" if plain else
-        "learn on a model whose features do not depend on them", cfg.allow_random, "the written model's answers "
-        "differ call to call, and they are not compared with its heads'" + lwf("the old heads", "their answers"),
-        allow_batch_dependent=cfg.allow_batch_dependent,
-        batch_head_kept=plain,
+    features = check_features(net.backbone, net.values, x, Wording(
+        f"{net.source}: features", "give features=TENSOR below them" if plain else
+        "learn on a model whose features do not depend on them", "the written model's answers differ call to call, "
+        "and they are not compared with its heads'" + lwf("the old heads", "their answers"),
         batch_instead="give features=TENSOR {}" if plain else "learn on a model whose features do not depend on the "
-        "other examples in a batch")
-    notes, random_heads = [note] if note else [], set()
-    features = features_of(net.backbone, net.values, x)
+        "other examples in a batch", batch_head_kept=plain), cfg.allow_random,
+        allow_batch_dependent=cfg.allow_batch_dependent)
+    notes, random_heads = [features.note] if features.note else [], set()
     for t in net.tasks:
         if replaces is not None and t.name == replaces.name:
             continue
-        note, random = check_head(t, features, f"{net.source}: the old head of task '{t.name}', its output",
-                                  "give features=TENSOR above them" if plain else "learn on a model whose heads do "
-                                  "not depend on them", cfg.allow_random, f"the written model's answers for task "
-                                  f"'{t.name}' differ call to call, and they are not compared with its head's"
-                                  + lwf("it", "its answers"),
-                                  allow_batch_dependent=cfg.allow_batch_dependent, batch_instead="learn on a model "
-                                  "whose heads do not depend on the other examples in a batch")
-        if note:
-            notes.append(note)
-        if random:
+        head = check_head(t, features.values, Wording(
+            f"{net.source}: the old head of task '{t.name}', its output", "give features=TENSOR above them" if plain
+            else "learn on a model whose heads do not depend on them", f"the written model's answers for task "
+            f"'{t.name}' differ call to call, and they are not compared with its head's" + lwf("it", "its answers"),
+            batch_instead="learn on a model whose heads do not depend on the other examples in a batch"),
+            cfg.allow_random, allow_batch_dependent=cfg.allow_batch_dependent)
+        if head.note:
+            notes.append(head.note)
+        if head.random:
             random_heads.add(t.name)
-    return notes, random_features, random_heads
+    return notes, features.random, random_heads
 
 
 def measure(directory: str, net, task, dataset, old: dict) -> dict:

@@ -96,7 +96,7 @@ def read(path: str, *, features: str | None = None, input: str | None = None, ou
         raise ConfigError(f"{path} is a plain model: say where its backbone ends with features=TENSOR "
                           f"(the tensor its head reads; combine and add-class name it in {export_dir.RECORD})")
     m = load.load(path, features, input=input, output=output, tags=tags)
-    head = specs.head_of(m.head, m.read, path, refuse_random=False)
+    head = specs.head_of(m.head, m.read, path)
     classes = m.labels if m.labels is not None else [str(i) for i in range(head.num_classes)]
     if len(classes) != head.num_classes:
         raise ContinualError(f"{path}: labels.txt names {len(classes)} classes; the head has {head.num_classes}")
