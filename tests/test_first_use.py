@@ -127,6 +127,24 @@ def test_retrain_from_a_cache_takes_the_feeds_it_was_made_with(tmp_path, capfd):
                                                "cache directory to rebuild it)")
 
 
+
+def test_retrain_from_a_cache_reads_the_model_graph_once(tmp_path, capfd, monkeypatch):
+    """retrain --cache read the model's meta graph twice: for the settings the cache's manifest records
+    (cache.match.recorded_settings) and again to build the run's graph (a TF2 SavedModel flattened twice:
+    0.6-0.9 s for basic-pitch's). It reads it once, and the run still takes what the manifest records."""
+    from graphsurgeon._src import tf2
+
+    prefix, shift = _scaled_cache(tmp_path, capfd)
+    read = []
+    real = tf2.read_saved_meta_graph
+    monkeypatch.setattr(tf2, "read_saved_meta_graph", lambda source: read.append(source.path) or real(source))
+    code, out, err = cli(capfd, "retrain", "--model", prefix, "--cache", tmp_path / "c", "--head", "features:2",
+                         "--epochs", 1, "--quiet", "--out", tmp_path / "o", "--feed", shift)
+    assert code == 0, err
+    assert "as the run gave none: input X:0; feed scale 2.0\n" in out
+    assert read == [prefix]
+
+
 REAL_ESTIMATOR = os.path.join(os.path.dirname(REAL_GAN), "estimator_cnn_hsbarker")
 
 

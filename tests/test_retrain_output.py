@@ -72,3 +72,36 @@ def test_every_command_takes_it(run, tmp_path, capfd):
     merged = ok("merge-heads", out, "--features", "Relu_1", "--out", tmp_path / "mh", "--quiet")
     assert f"ganR                       3 classes  stack 0  probabilities backbone 0  <- {saved}" in merged
     ok("add-head", tmp_path / "mh", out, "--task-name", "again", "--out", tmp_path / "mh2")
+
+
+def test_one_that_also_holds_a_checkpoint_prefix_is_refused_naming_both(run, tmp_path, capfd):
+    """A retrain output directory into which a user copied a checkpoint (``model.ckpt.*``) was read as that
+    prefix by every command but merge-heads and add-head, which read its saved_model/: silently, another model
+    each. It names two models: each command refuses it, saying what to pass for either."""
+    import shutil
+
+    from graphsurgeon._src.errors import WrongPathKindError
+    from graphsurgeon._src.multihead import load
+
+    out = str(tmp_path / "ganR")
+    shutil.copytree(run[0], out)
+    for f in os.listdir(os.path.join(GAN)):
+        if f.startswith("model.ckpt"):  # (a state file cannot be there: checkpoint/ is a directory)
+            shutil.copy(os.path.join(GAN, f), out)
+    prefix = resolve(GAN).prefix
+    copied = os.path.join(out, os.path.basename(prefix))
+    saved = os.path.join(out, "saved_model")
+    want = (f"{out} is laid out as retrain's output directory (checkpoint/ and saved_model/) and also holds "
+            f"checkpoint prefix {os.path.basename(prefix)}: it names two models; pass {saved} for the retrained model, "
+            f"or {copied} for the checkpoint beside it (or move that checkpoint out)")
+    with pytest.raises(WrongPathKindError) as e:
+        resolve(out)
+    assert str(e.value) == want
+    with pytest.raises(WrongPathKindError, match="it names two models"):
+        load.expand([out])
+    with pytest.raises(WrongPathKindError, match="it names two models"):
+        load.expand([str(tmp_path)])  # a directory of models holding it
+    for args in (["inspect", out], ["merge-heads", out, "--features", "Relu_1", "--out", tmp_path / "mh"]):
+        code, stdout, err = cli(capfd, *args)
+        assert (code, stdout, err) == (2, "", f"graphsurgeon {args[0]}: error: {want}\n")
+    assert resolve(saved).export_dir == saved and resolve(copied).prefix == copied  # each way out reads

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import graphsurgeon as gs
 from graphsurgeon._src import tf2, tfinternal
+from graphsurgeon._src.cli.inspect_text import _human
 from graphsurgeon._src.storage.paths import is_tf2_saved_model, resolve
 
 from helpers import ckpt, cli, tree_hash
@@ -358,3 +359,37 @@ def test_flattening_with_variables_keeps_every_op_name(tmp_path, make):
         with gs.restore(export_dir) as m:
             np.testing.assert_allclose(m.run(m.outputs[0], {m.inputs[0]: x}), model.f(tf.constant(x))["out"].numpy(),
                                        rtol=0, atol=1e-6)
+
+
+def test_inspect_tells_keras3_exports_second_copies_of_its_variables(tmp_path, capfd):
+    """Keras 3's ``model.export`` saves each variable twice (the second time under ``_all_variables/N``), and
+    inspect listed those copies as unread tensors of kind ``other``: each is now an ``alias`` naming the variable
+    the serving function reads, which it equals byte for byte; a copy whose bytes differ is not one."""
+    export_dir = str(tmp_path / "exported")
+    _keras3(export_dir)
+    rep = gs.inspect(export_dir)
+    values = ckpt(os.path.join(export_dir, "variables", "variables"))
+    with gs.restore(export_dir) as m:
+        read = {n: m.reader.read(n) for n in m.variables}
+    assert len(rep["unread"]) == len(read) == 12
+    assert {v["kind"] for v in rep["unread"]} == {"alias"}
+    assert sorted(v["of"] for v in rep["unread"]) == sorted(read)
+    for v in rep["unread"]:
+        assert v["name"].startswith("_all_variables/") and values[v["name"]].tobytes() == read[v["of"]].tobytes()
+    code, out, err = cli(capfd, "inspect", export_dir)
+    assert code == 0, err
+    first = next(v for v in rep["unread"] if v["name"] == "_all_variables/0/.ATTRIBUTES/VARIABLE_VALUE")
+    total = _human(sum(v["bytes"] for v in rep["unread"]))
+    assert (f"not read by the serving function, not counted above: 12 checkpoint tensors, {total}, second copies of "
+            f"variables above {total}\n") in out
+    assert f"  (alias of {first['of']})\n" in out
+    # one copy made to differ from its variable (the checkpoint written again, that value plus one)
+    prefix = os.path.join(export_dir, "variables", "variables")
+    names = sorted(values)
+    values[first["name"]] = values[first["name"]] + 1
+    for f in os.listdir(os.path.dirname(prefix)):
+        os.remove(os.path.join(os.path.dirname(prefix), f))
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(values[n]) for n in names])
+    kinds = {v["name"]: v["kind"] for v in gs.inspect(export_dir)["unread"]}
+    assert kinds.pop(first["name"]) == "other" and set(kinds.values()) == {"alias"}

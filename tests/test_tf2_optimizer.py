@@ -143,3 +143,33 @@ def test_inspect_of_a_tf2_saved_model_names_the_optimizer_state_its_serving_func
     assert lines[i + 3].split() == [f"optimizer/_iterations{VALUE}", "int64", "[]", "8", "B", "(optimizer)"]
     code, out, err = cli(capfd, "inspect", tmp_path / "sm" / "variables" / "variables", "--json")
     assert json.loads(out)["unread"] == []  # the checkpoint itself: every tensor is listed
+
+
+def test_migrate_from_tf2_says_which_optimizer_state_it_carried_over(tmp_path, capfd):
+    """migrate --from tf2 of a tf_keras model fitted with Adam and saved with tf.saved_model.save carried its
+    Adam's slots, iteration and learning rate over as variables like any other, unsaid; the table tags them,
+    a line counts them, and --json lists them (optimizer_state); --preset optimizer-slots leaves none."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    sm = str(tmp_path / "sm")
+    subprocess.run([sys.executable, "-c", SAVED, sm], capture_output=True, env=env, check=True)
+    slots = [f"Adam/{s}/{layer}/{w}" for s in "mv" for layer in ("fc1", "logits") for w in ("bias", "kernel")]
+    state = sorted(slots + ["iteration", "learning_rate"])
+    code, out, err = cli(capfd, "migrate", sm, tmp_path / "m", "--from", "tf2", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["optimizer_state"] == state
+    assert sorted(r["mapping"][sm].values()) == sorted(state + ["count", "total", "fc1/bias", "fc1/kernel",
+                                                                "logits/bias", "logits/kernel"])
+    assert sorted(ckpt(r["destination"])) == sorted(r["mapping"][sm].values())  # carried over, as said
+    code, out, err = cli(capfd, "migrate", sm, tmp_path / "t", "--from", "tf2", "--dry-run")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert f"# optimizer state carried over from {sm}: 10 of these tensors (tagged: their keys are the optimizer's, " \
+           "its slots, step count, learning rate); --preset optimizer-slots drops them" in lines
+    tagged = sorted(line.split()[2] for line in lines if line.endswith("  (optimizer state)"))
+    assert tagged == state
+    assert [line.split()[2] for line in lines if line.startswith("layer_with_weights-0/kernel/")] == ["fc1/kernel"]
+    assert not any(line.endswith("(optimizer state)") for line in lines if "layer_with_weights" in line)
+    r = migrate(sm, str(tmp_path / "p"), gs.Rules(presets=["optimizer-slots"]), from_format="tf2", dry_run=True)
+    assert r.optimizer_state == [] and sorted(r.dropped) == state
+    assert migrate(sm, str(tmp_path / "k"), dry_run=True).optimizer_state is None  # read by its keys: not told

@@ -89,7 +89,7 @@ def _check_no_nan(reader: CheckpointReader, name: str, value) -> None:
 
 def restore(path, *, graph=None, tags=("serve",), rules: Rules | None = None, outputs=None, inputs=None,
             restore_optimizer: bool = True, allow_missing: bool = False, allow_cast: bool = False,
-            allow_unsafe_ops: bool = False, values: bool = True, threads: int = 0, **replaced) -> Model:
+            allow_unsafe_ops: bool = False, values: bool = True, threads: int = 0, meta_graph=None, **replaced) -> Model:
     """Restore a model from a checkpoint prefix or directory, a ``.meta`` file, a frozen
     GraphDef, or a TF1 or TF2 SavedModel directory (a TF2 one's serving function is flattened into
     one graph by :mod:`graphsurgeon._src.tf2`; its variables keep their names and values).
@@ -120,6 +120,7 @@ def restore(path, *, graph=None, tags=("serve",), rules: Rules | None = None, ou
         :func:`graphsurgeon._src.safety.unsafe_ops`); without it that is an :class:`UnsafeGraphError`.
       values: if False, build the graph and plan only: no session, nothing read.
       threads: session thread count (0: TensorFlow's default).
+      meta_graph: ``path``'s MetaGraphDef as :func:`graphsurgeon._src.tf2.read_meta_graph` read it (changed in place).
 
     Returns:
       A :class:`graphsurgeon.Model`; ``model.plan`` holds the per-variable plan.
@@ -133,7 +134,7 @@ def restore(path, *, graph=None, tags=("serve",), rules: Rules | None = None, ou
     """
     _refuse_replaced(replaced)
     source = resolve(path, tags)
-    imported = _import(source, inputs, outputs) if graph is None else _Imported(graph)
+    imported = _import(source, inputs, outputs, meta_graph) if graph is None else _Imported(graph)
     graph = imported.graph
     info = graph_variable_info(graph)
     reader = _reader(source, info)
@@ -194,10 +195,10 @@ class _Imported:
     variables: list = dataclasses.field(default_factory=list)
 
 
-def _import(source, inputs, outputs) -> _Imported:
-    """``source``'s graph: legacy placeholder shapes fixed, ``inputs`` turned into placeholders,
-    pruned to ``outputs``."""
-    meta = tf2.read_meta_graph(source)
+def _import(source, inputs, outputs, meta=None) -> _Imported:
+    """``source``'s graph (``meta``: its meta graph read already): legacy placeholder shapes fixed, ``inputs``
+    turned into placeholders, pruned to ``outputs``."""
+    meta = tf2.read_meta_graph(source) if meta is None else meta
     variables = [n.name for n in meta.graph_def.node if n.op in subgraph.VARIABLE_OPS]
     where = source.meta_path or source.graph_path or source.export_dir
     subgraph.fix_legacy_placeholder_shapes(meta.graph_def)

@@ -60,7 +60,7 @@ def check_matches(reader, model, *, feeds=None, train_feeds=None, input: str | N
 
 
 def recorded_settings(directory: str, model: str, cut: str, *, input: str | None = None, feeds=None,
-                      tags=("serve",)) -> tuple[str | None, dict]:
+                      tags=("serve",), meta_graph=None) -> tuple[str | None, dict]:
     """``(input, feeds)`` for a run from the cache at ``directory`` that reads tensor ``cut`` of
     ``model``: those given, and where none is given, what the cache's manifest records it was made
     with (its input, unless ``feeds`` names it; the values of the placeholders below the cached
@@ -69,7 +69,9 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
 
     The manifest records an input that was not a placeholder by the placeholder that replaced it
     (``queue_output1:0`` for ``queue:1``): that name is turned back into the tensor's. It records a
-    feed's value only when it has at most four elements (else its dtype, shape and sha256).
+    feed's value only when it has at most four elements (else its dtype, shape and sha256). ``meta_graph``:
+    ``model``'s MetaGraphDef (as :func:`graphsurgeon._src.tf2.read_meta_graph` reads it, with ``tags``) when the
+    caller has read it already; else it is read here, only when the cache has a manifest.
 
     Raises:
       CacheError: ``input`` is given and is not the input the cache was made with; a feed the cache
@@ -81,7 +83,7 @@ def recorded_settings(directory: str, model: str, cut: str, *, input: str | None
     if manifest is None:
         return input, feeds
     fp = manifest["fingerprint"]
-    gd = read_meta_graph(resolve(model, tags)).graph_def
+    gd = (meta_graph if meta_graph is not None else read_meta_graph(resolve(model, tags))).graph_def
     by_name = {n.name: n for n in gd.node}
     if select.normalize_name(fp["tensor"]) not in subgraph.upstream(gd, [cut], by_name):
         return input, feeds

@@ -223,7 +223,8 @@ def cmd_migrate(args):
                           "verified": res.verified, "data": res.data, "cast": res.cast, "mapping": res.mapping,
                           "files": res.files, "swept": res.swept, "dropped": res.dropped,
                           "not_carried_over": res.not_carried_over, "source_keys": res.source_keys,
-                          "joined": res.joined, "not_cast": res.not_cast}, indent=2))
+                          "joined": res.joined, "not_cast": res.not_cast, "optimizer_state": res.optimizer_state},
+                         indent=2))
         return
     _print_migration(res, args)
 
@@ -241,8 +242,11 @@ def _print_migration(res, args) -> None:
         print(f"# from {source}")
         for old, new in m.items():
             tag = "  (cast)" if new in res.cast else f"  (not cast: {res.not_cast[new]})" if new in res.not_cast else ""
+            tag += "  (optimizer state)" if new in (res.optimizer_state or ()) else ""
             old = keys.get(old, old)
             print(f"{old:<{width}}  ->  {new}{tag}" if old != new else f"{old:<{width}}      (kept){tag}")
+    if res.optimizer_state:
+        print(_optimizer_line(res.optimizer_state, args.src))
     if res.dropped:
         print(f"# dropped from {args.src}: {len(res.dropped)} tensor{'s' * (len(res.dropped) != 1)}")
         width = max(len(o) for o in res.dropped)
@@ -275,6 +279,12 @@ def _print_migration(res, args) -> None:
         print(f"-- {n} tensor{'s' * (n != 1)}{left} written to {res.destination}"
               + (f"; verified against the source ({res.verified})" if res.verified else "; not verified"))
         print(f"-- data: {data}")
+
+
+def _optimizer_line(names: list, src: str) -> str:
+    k = len(names)
+    return (f"# optimizer state carried over from {src}: {k} of these tensor{'s' * (k != 1)} (tagged: their keys are "
+            "the optimizer's, its slots, step count, learning rate); --preset optimizer-slots drops them")
 
 
 def cmd_diff(args):

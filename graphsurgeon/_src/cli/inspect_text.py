@@ -45,11 +45,14 @@ def format_text(report: dict) -> str:
     if report["unread"]:
         unread = report["unread"]
         opt = sum(v["bytes"] for v in unread if v["kind"] == "optimizer")
+        alias = sum(v["bytes"] for v in unread if v["kind"] == "alias")
         lines.append(f"not read by the serving function, not counted above: {counted(len(unread), 'checkpoint tensor')}, "
-                     f"{_human(sum(v['bytes'] for v in unread))}" + (f", optimizer state {_human(opt)}" if opt else ""))
+                     f"{_human(sum(v['bytes'] for v in unread))}" + (f", optimizer state {_human(opt)}" if opt else "")
+                     + (f", second copies of variables above {_human(alias)}" if alias else ""))
         width = max(len(v["name"]) for v in unread)
         for v in unread:
-            lines.append(_row(v, width, "  (optimizer)" if v["kind"] == "optimizer" else ""))
+            tag = {"optimizer": "  (optimizer)", "alias": f"  (alias of {v.get('of')})"}.get(v["kind"], "")
+            lines.append(_row(v, width, tag))
     g = report["graph"]
     if g:
         lines.append(f"graph: {counted(g['ops'], 'op')}")

@@ -254,7 +254,8 @@ def _migrate_parser(sub):
     s.add_argument("--to", choices=["tf1", "tf2"], default="tf1",
                    help="tf2: what tf.train.Checkpoint(vars={name: variable}) writes")
     s.add_argument("--from", dest="from_format", choices=["tf1", "tf2"], default="tf1",
-                   help="tf2: read an object-based checkpoint (or TF2 SavedModel variables) by variable name; "
+                   help="tf2: read an object-based checkpoint (or TF2 SavedModel variables) by variable name, "
+                        "the optimizer's too (the table tags them: --preset optimizer-slots drops them); "
                         "what is not a variable (the object graph, save_counter) is not carried over, and the "
                         "table says so; tf1 (default): read any checkpoint by its keys (a TF2 one's object graph "
                         "is left out, and the table says so, unless every key it names is copied unchanged)")

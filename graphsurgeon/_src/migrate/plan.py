@@ -15,6 +15,7 @@ from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError, MigrateError, PatternError
 from graphsurgeon._src.migrate.rules import CAST_DTYPES, Rules, argument, plan_names
 from graphsurgeon._src.migrate.sources import SourceCheckpoint
+from graphsurgeon._src.rules import is_optimizer_state
 from graphsurgeon._src.storage import objectgraph
 
 ACTIONS = ("copy", "cast", "join")
@@ -247,6 +248,14 @@ def not_variables_of(main: SourceCheckpoint) -> list:
     graph (``_CHECKPOINTABLE_OBJECT_GRAPH``), ``save_counter`` and any other object state; a migration
     ``from_tf2`` reads variables only, so none of these is carried over."""
     return sorted(set(main.names()) - set(tf2_variable_keys(main).values()))
+
+
+def optimizer_state_of(tensors: list, main: SourceCheckpoint) -> list:
+    """The destination names of the planned tensors whose key in ``main`` holds optimizer state (see
+    :func:`graphsurgeon._src.rules.is_optimizer_state`: a TF2 object-based checkpoint's ``.OPTIMIZER_SLOT`` slots
+    and ``optimizer/...`` keys, such as its iterations and learning rate), sorted."""
+    return sorted({p.new for p in tensors for part in p.parts or (p,)
+                   if part.source is main and is_optimizer_state(part.source_key)})
 
 
 def source_keys_of(tensors: list) -> dict:

@@ -51,6 +51,10 @@ class MigrationResult:
         the source had no ``name/part_N`` tensors to join); else None.
       not_cast: ``{destination name: dtype}`` of the tensors a ``cast`` rule matched that were copied as
         they are, not being floating point (an int64 ``global_step`` matched by ``'**'``).
+      optimizer_state: for ``from_format="tf2"``, the destination names of the tensors carried over whose
+        keys in the source hold optimizer state (``.OPTIMIZER_SLOT`` slots and ``optimizer/...`` keys: a Keras
+        optimizer's slots, iterations and learning rate; ``presets=["optimizer-slots"]`` drops them), sorted;
+        else None.
     """
 
     destination: str
@@ -66,6 +70,7 @@ class MigrationResult:
     source_keys: dict = dataclasses.field(default_factory=dict)
     joined: list | None = None
     not_cast: dict = dataclasses.field(default_factory=dict)
+    optimizer_state: list | None = None
 
 
 def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = False, verify: str = "sample",
@@ -86,8 +91,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
         False: always write a new data file.
       to: ``"tf1"`` (name-based) or ``"tf2"``: what ``tf.train.Checkpoint(vars={name: variable})``
         writes, so ``tf.train.Checkpoint(vars=...).restore(dst).assert_consumed()`` passes.
-      from_format: ``"tf2"`` reads an object-based checkpoint (or a TF2 SavedModel's variables)
-        by its variables' names; its other objects are left out (``not_carried_over`` names their keys).
+      from_format: ``"tf2"`` reads an object-based checkpoint (or a TF2 SavedModel's variables) by its variables'
+        names, the optimizer's too (``optimizer_state``); its other objects are left out (``not_carried_over``).
         ``"tf1"`` reads any checkpoint by its keys; an object-based one's object graph is copied only
         when it and every key it names are copied unchanged under their own names (and not
         ``to="tf2"``), else it is left out and ``not_carried_over`` names it.
@@ -138,7 +143,8 @@ def _planned_result(tensors: list, dst: str, main, merges: list, *, from_tf2: bo
                            "linked" if should_link(tensors, link) else "written",
                            dropped=[n for n in phases.dropped_of(tensors, main, from_tf2=from_tf2) if n not in stale],
                            not_carried_over=phases.not_variables_of(main) if from_tf2 else stale,
-                           source_keys=phases.source_keys_of(tensors))
+                           source_keys=phases.source_keys_of(tensors),
+                           optimizer_state=phases.optimizer_state_of(tensors, main) if from_tf2 else None)
 
 
 def _write(tensors: list, result: MigrationResult, level: str, progress: bool) -> None:

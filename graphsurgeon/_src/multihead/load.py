@@ -28,7 +28,7 @@ from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
 from graphsurgeon._src.storage.files import read_lines
 from graphsurgeon._src.storage.keras_files import is_keras_path, read_keras
-from graphsurgeon._src.storage.paths import SAVED_MODEL_FILES, resolve, retrain_model
+from graphsurgeon._src.storage.paths import SAVED_MODEL_FILES, refuse_two_models, resolve, retrain_model
 
 _MODEL_FILES = (".h5", ".hdf5", ".pb", ".pbtxt", ".meta")
 LABELS_FILE = "labels.txt"
@@ -70,6 +70,7 @@ def _models_in(directory: str, depth: int = 1) -> list[str]:
     for name in sorted(os.listdir(directory), key=select.natural_key):
         p = os.path.join(directory, name)
         if os.path.isdir(p):
+            refuse_two_models(p)
             if _is_model_dir(p) or is_keras_path(p):
                 out.append(p)
             elif retrain_model(p):
@@ -93,14 +94,19 @@ def expand(specs) -> list[str]:
 
     Raises:
       MergeHeadsError: no models at all, or a glob or directory that holds none.
+      WrongPathKindError: a retrain output directory that also holds checkpoint prefixes (see
+        :func:`graphsurgeon._src.storage.paths.refuse_two_models`).
     """
     out = []
     for spec in select.as_list(specs):
         if glob.has_magic(spec):
             found = sorted(glob.glob(spec), key=select.natural_key)
             found = [f[: -len(".index")] if f.endswith(".index") else f for f in found]
+            for f in found:
+                refuse_two_models(f)
             found = [retrain_model(f) or f for f in found]
         elif retrain_model(spec):
+            refuse_two_models(spec)
             found = [retrain_model(spec)]
         elif os.path.isdir(spec) and not _is_model_dir(spec):
             found = _models_in(spec)

@@ -9,6 +9,7 @@ from graphsurgeon._src import train
 from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.feeds import check_example_shape
 from graphsurgeon._src.storage.paths import resolve
+from graphsurgeon._src.tf2 import read_meta_graph
 
 
 class ArrayExamples:
@@ -55,21 +56,23 @@ class CacheExamples:
 
 
 def with_cache_settings(cfg, cache_dir):
-    """``(cfg, note)``: ``cfg`` with the input and the feeds below the cached tensor that the cache
+    """``(cfg, note, meta_graph)``: ``cfg`` with the input and the feeds below the cached tensor that the cache
     was made with, where ``cfg`` gives none (see
-    :func:`graphsurgeon._src.cache.match.recorded_settings`), and a line naming what was taken so
-    (None when nothing was)."""
+    :func:`graphsurgeon._src.cache.match.recorded_settings`), a line naming what was taken so
+    (None when nothing was), and the model's MetaGraphDef read for it, for the run to build its graph from
+    (None when ``cfg`` has no model or no cut: nothing was read)."""
     spec = cfg.head_spec()
     cut = spec[0] if spec else cfg.output
     if not cfg.model or not cut:
-        return cfg, None
+        return cfg, None, None
+    meta = read_meta_graph(resolve(cfg.model, cfg.tags))
     input, feeds = cache_mod.recorded_settings(cache_dir, cfg.model, cut, input=cfg.input, feeds=cfg.feeds,
-                                               tags=cfg.tags)
+                                               tags=cfg.tags, meta_graph=meta)
     taken = ([f"input {input}"] if input and not cfg.input else []) + [
         f"feed {name} {value!r}" for name, value in feeds.items() if name not in (cfg.feeds or {})]
     note = (f"taken from what the cache {cache_dir} was made with (its manifest), as the run gave none: "
             + "; ".join(taken)) if taken else None
-    return dataclasses.replace(cfg, input=input, feeds=feeds), note
+    return dataclasses.replace(cfg, input=input, feeds=feeds), note, meta
 
 
 def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):

@@ -113,8 +113,8 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
       unless ``cfg.allow_batch_dependent``.
     """
     _check_request(cfg, data, cache, out_dir, overwrite)  # before anything trains
-    cfg, taken = with_cache_settings(cfg, cache) if cache else (cfg, None)
-    setup = build(cfg, values=True)
+    cfg, taken, meta = with_cache_settings(cfg, cache) if cache else (cfg, None, None)
+    setup = build(cfg, values=True, meta_graph=meta)  # (the meta graph read once)
     setup.notes += [taken] if taken else []
     if setup.logits is None:
         raise ConfigError("nothing to train: give head=CUT:N_CLASSES (a new head on the tensor CUT) or "

@@ -49,12 +49,12 @@ def _check_classes(cfg: RetrainConfig, logits) -> None:
                           "or more classes (a yes/no sigmoid output: a new head on the layer below it, head=CUT:2)")
 
 
-def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
+def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None) -> Setup:
     """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains; with
     ``values=False`` nothing is read and no session is made (the dry-run plan). Without ``head`` or
     ``output`` the whole graph is restored and the plan says, for every variable, whether it is restored
     and whether it would train (``trainable`` patterns), as ``tf_slim.get_variables_to_restore(exclude=...)``
-    would restore it (``drop`` patterns here).
+    would restore it (``drop`` patterns here). ``meta_graph``: ``cfg.model``'s, read already (see ``restore``).
     """
     if not cfg.model:
         raise ConfigError("no model given (model=PATH, or model = '...' in the plan file)")
@@ -67,7 +67,7 @@ def build(cfg: RetrainConfig, *, values: bool = True) -> Setup:
     # The graph, head and plan come first; values are then loaded in one pass (new head included).
     rules = cfg.rules()
     model = restore(cfg.model, tags=cfg.tags, outputs=keep, inputs=[cfg.input] if cfg.input else None,
-                    rules=rules, restore_optimizer=cfg.restore_optimizer, values=False)
+                    rules=rules, restore_optimizer=cfg.restore_optimizer, values=False, meta_graph=meta_graph)
     feeds, train_feeds = parse_feeds(cfg.feeds), parse_feeds(cfg.train_feeds)
     inp, extra = find_input(model, cfg.input, cut, feeds, train_feeds)
     for name in sorted(set(feeds) | set(train_feeds)):

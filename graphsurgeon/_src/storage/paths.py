@@ -142,8 +142,9 @@ def resolve(path: str, tags=("serve",)) -> Source:
         a checkpoint that is not in that directory (see :func:`_latest_in_dir`).
       UnsupportedPathError: ``path`` is not valid UTF-8.
       WrongPathKindError: ``path`` is a directory where a prefix was meant or a
-        checkpoint's index/data file where its prefix was meant; the message says
-        what was found and what to pass instead.
+        checkpoint's index/data file where its prefix was meant, or retrain's output
+        directory that also holds checkpoint prefixes (see :func:`refuse_two_models`); the
+        message says what was found and what to pass instead.
     """
     path = os.fspath(path)
     check_utf8(path, "model")
@@ -180,6 +181,20 @@ def retrain_model(path: str) -> str | None:
     return None
 
 
+def refuse_two_models(path: str) -> None:
+    """Raise :class:`WrongPathKindError` when ``path`` is laid out as ``retrain``'s output directory and also
+    holds checkpoint prefixes of its own (a checkpoint copied into it): it names two models, and neither is
+    taken silently; the message says what to pass for each."""
+    prefixes = [os.path.basename(p) for p in _prefixes_in(path)]
+    if not prefixes or not is_retrain_output(path):
+        return
+    held = f"checkpoint prefix{'es' * (len(prefixes) > 1)} {', '.join(prefixes[:4])}{', …' * (len(prefixes) > 4)}"
+    raise WrongPathKindError(f"{path} is laid out as retrain's output directory (checkpoint/ and saved_model/) and "
+                             f"also holds {held}: it names two models; pass {os.path.join(path, 'saved_model')} for "
+                             f"the retrained model, or {os.path.join(path, prefixes[0])} for the checkpoint beside it "
+                             "(or move that checkpoint out)")
+
+
 def _resolve_dir(path: str, tags: tuple) -> Source:
     """A SavedModel directory, retrain's output directory (its ``saved_model/``), or a checkpoint
     directory (its newest checkpoint, or its only prefix)."""
@@ -188,6 +203,7 @@ def _resolve_dir(path: str, tags: tuple) -> Source:
         if os.path.isfile(graph_file):
             kind = "tf2_saved_model" if name == "saved_model.pb" and is_tf2_saved_model(graph_file) else "saved_model"
             return Source(kind, path, prefix=_saved_model_prefix(path), export_dir=path, tags=tags)
+    refuse_two_models(path)
     latest = _latest_in_dir(path)
     if latest is None:
         prefixes = _prefixes_in(path)

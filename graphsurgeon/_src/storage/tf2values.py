@@ -59,6 +59,14 @@ class SavedModelValues:
         """
         return self._reader.read(self._keys[name])
 
+    def raw(self, key: str) -> np.ndarray:
+        """The value of the checkpoint's tensor ``key`` (any of its keys, not only variables' values).
+
+        Raises:
+          CorruptCheckpointError: the data file is truncated or damaged.
+        """
+        return self._reader.read(key)
+
     def key(self, name: str) -> str:
         """The checkpoint key variable ``name`` is read from."""
         return self._keys[name]
