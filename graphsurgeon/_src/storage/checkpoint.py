@@ -164,13 +164,24 @@ class CheckpointReader:
         dtypes = self._reader.get_variable_to_dtype_map()
         self.entries = {n: Entry(n, tuple(shapes[n]), tf.as_dtype(dtypes[n])) for n in sorted(shapes)}
 
-    def read(self, name: str) -> np.ndarray:
+    def read(self, name: str, *, concurrent: bool = False) -> np.ndarray:
         """The value of tensor ``name``.
+
+        ``concurrent``: read it, where that is possible, so that other Python threads run meanwhile
+        (TensorFlow's reader holds the GIL for the whole read, stalling every other thread of the
+        process): a tensor of a V2 checkpoint with no slice list, read in eager mode, is read by
+        TensorFlow's ``RestoreV2`` op (the same bundle reader, run with the GIL released) and
+        returned as a view of the op's output (not to be written to); any other as without
+        ``concurrent``.
 
         Raises:
           CorruptCheckpointError: the data file is truncated or damaged.
         """
         try:
+            if concurrent and self._v2 is not None and name in self._v2[1] and not self._v2[1][name].slices:
+                if tf.executing_eagerly():
+                    return np.asarray(tf.raw_ops.RestoreV2(prefix=self.prefix, tensor_names=[name], shape_and_slices=[""],
+                                                           dtypes=[self.entries[name].dtype])[0])
             return self._reader.get_tensor(name)
         except (tf.errors.OpError, IndexError, ValueError, RuntimeError) as e:
             if self._v2 is not None and name in self._v2[1]:  # the one data file holding the tensor
