@@ -491,6 +491,30 @@ def test_data_writer_raises_a_write_error_of_its_io_threads(tmp_path, monkeypatc
     w.abandon()
 
 
+def test_the_last_stage_is_written_while_the_stages_before_it_still_are(tmp_path, monkeypatch):
+    """close() hands the last, partial stage's whole blocks to an I/O thread without first waiting for
+    the full stages being written: here the first stage's write waits until the last one's has begun."""
+    import threading
+
+    from graphsurgeon._src.storage import bundle_data
+
+    monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
+    real, last_begun, waited = os.pwrite, threading.Event(), []
+
+    def pwrite(fd, data, offset):
+        if offset == 2 * 16384:  # the last stage's whole blocks
+            last_begun.set()
+        if offset == 0:  # the first stage
+            waited.append(last_begun.wait(10))
+        return real(fd, data, offset)
+    monkeypatch.setattr(bundle_data.os, "pwrite", pwrite)
+    w = DataWriter(str(tmp_path / "d"))
+    data = np.random.default_rng(4).integers(0, 256, 2 * 16384 + 3 * 4096 + 100, dtype=np.uint8)
+    w.write(iter([data]))
+    w.close()
+    assert waited == [True] and (tmp_path / "d").read_bytes() == data.tobytes()
+
+
 HOLD = r"""
 import sys, time
 sys.path.insert(0, {root!r})

@@ -257,12 +257,15 @@ class DataWriter:
             self._writing.pop(0)[0].result()
 
     def _flush(self) -> None:
-        """Put the stage's bytes in the file: its whole blocks directly, the rest through the page cache."""
-        self._drain()
+        """Put the stage's bytes in the file: its whole blocks directly (by an I/O thread, while the
+        stages before it may still be being written), the rest through the page cache; returns once
+        every write has ended."""
         if self._stage is None:
             self._stage = self._new_stage()
         whole = self._fill - self._fill % self.BLOCK
-        self._write_at(self._stage[:whole], self._base)
+        if whole:
+            self._writing.append((self._io.submit(self._write_at, self._stage[:whole], self._base), self._stage))
+        self._drain()
         self._write_at(self._stage[whole:self._fill], self._base + whole)
 
     def _write_at(self, view: np.ndarray, offset: int) -> None:
