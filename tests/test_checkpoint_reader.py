@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from graphsurgeon._src.errors import CorruptCheckpointError
+from graphsurgeon._src.storage import checkpoint
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 
 tf1 = tf.compat.v1
@@ -51,7 +52,8 @@ def _same(a, b):
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-def test_concurrent_reads_give_tensorflows_values_bit_for_bit(ckpt, restores):
+def test_concurrent_reads_give_tensorflows_values_bit_for_bit(ckpt, restores, monkeypatch):
+    monkeypatch.setattr(checkpoint, "CONCURRENT_BYTES", 0)
     r = CheckpointReader(ckpt)
     for name, value in VALUES.items():
         got = r.read(name, concurrent=True)
@@ -95,7 +97,14 @@ def test_other_threads_run_during_a_concurrent_read_and_not_during_a_plain_one(c
     assert stall < 0.5 * read_time, (stall, read_time)
 
 
-def test_partitioned_v1_and_graph_mode_reads_fall_back_to_tensorflows_reader(tmp_path, ckpt, restores):
+def test_tensors_under_1_mib_are_read_by_tensorflows_reader(ckpt, restores):
+    r = CheckpointReader(ckpt)
+    assert _same(r.read("f32", concurrent=True), VALUES["f32"]) and restores == []
+    assert _same(r.read("big", concurrent=True), VALUES["big"]) and restores == ["big"]
+
+
+def test_partitioned_v1_and_graph_mode_reads_fall_back_to_tensorflows_reader(tmp_path, ckpt, restores, monkeypatch):
+    monkeypatch.setattr(checkpoint, "CONCURRENT_BYTES", 0)
     with tf.Graph().as_default():
         parts = tf1.get_variable("w", shape=(6, 2), initializer=tf1.random_normal_initializer(),
                                  partitioner=tf1.fixed_size_partitioner(2))
@@ -115,7 +124,8 @@ def test_partitioned_v1_and_graph_mode_reads_fall_back_to_tensorflows_reader(tmp
     assert _same(got, VALUES["f32"]) and restores == []
 
 
-def test_a_damaged_tensor_read_concurrently_is_refused_naming_the_file(tmp_path, ckpt):
+def test_a_damaged_tensor_read_concurrently_is_refused_naming_the_file(tmp_path, ckpt, monkeypatch):
+    monkeypatch.setattr(checkpoint, "CONCURRENT_BYTES", 0)
     import shutil
 
     for f in ("c.index", "c.data-00000-of-00001"):
