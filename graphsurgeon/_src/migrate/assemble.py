@@ -185,7 +185,8 @@ class Converter:
     """Converts chunks of one dtype to another with the bits numpy's ``astype`` gives (round to
     nearest even): float32 to float16 or bfloat16 through TensorFlow's cast kernel, any other
     pair with numpy. Up to ``workers`` threads (default: the cores, at most four) share the work:
-    with TensorFlow, each maps and casts whole chunks, a few ahead of the one being written;
+    with TensorFlow, each maps and casts whole chunks, a few ahead of the one being written (a
+    tensor of one chunk is mapped and cast by the caller's thread);
     with numpy (which releases the GIL while it casts), they split each chunk, converting it
     into one of two reused buffers, used in turn. Each result stays valid until the one after
     next is produced (what :class:`~graphsurgeon._src.storage.bundle_data.DataWriter` needs to
@@ -202,8 +203,8 @@ class Converter:
         """The chunks of a tensor of ``src_dtype`` as arrays of ``dst_dtype``. ``read(**options)``
         returns :func:`~graphsurgeon._src.storage.bundle_data.read_chunks` of its bytes, the
         options given: TensorFlow's casts are handed to it (``convert``) with this converter's
-        threads, so each chunk is mapped and cast by one of them, up to ``workers`` chunks ahead,
-        and the source's crc32c is still checked in order."""
+        threads, so each chunk of a tensor longer than one chunk is mapped and cast by one of them,
+        up to ``workers`` chunks ahead, and the source's crc32c is still checked in order."""
         if src_dtype == dst_dtype:
             return read()
         if (src_dtype, dst_dtype) in TF_CASTS:
