@@ -141,9 +141,15 @@ def test_corrupt_shard_is_named_and_repair_recomputes_it(seed004, npz, tmp_path)
     with CacheReader(out) as r:  # sizes are checked at open, checksums when a shard is first read
         with pytest.raises(gs.CacheError, match="shard-00001.npy: the shard does not match its checksum"):
             r.read(r.examples())
-    with pytest.raises(gs.CacheError, match=r"shard-00001.npy \(checksum differs\) do not match the manifest; "
-                                            r"run again with repair=True to recompute them$"):
+    with pytest.raises(gs.CacheError, match=r": shard shard-00001.npy \(checksum differs\) does not match the "
+                                            r"manifest; run again with repair=True to recompute them$"):
         generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, progress=False)
+    third = os.path.join(out, "shard-00002.npy")  # two: listed after one plural noun, with a plural verb
+    os.rename(third, third + ".away")
+    with pytest.raises(gs.CacheError, match=r": shards shard-00001.npy \(checksum differs\), shard-00002.npy "
+                                            r"\(missing\) do not match the manifest; run again with repair=True"):
+        generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, progress=False)
+    os.rename(third + ".away", third)
     assert set(tree_hash(out)) == set(good)
     rep = generate(prefix, "hidden2/Relu", npz, out, batch_size=64, shard_size=64, repair=True, progress=False)
     assert rep.repaired == ["shard-00001.npy"] and rep.computed == 64 and rep.shards_written == 1
@@ -352,9 +358,9 @@ def test_cli_cache_and_retrain_from_cache(seed004, npz, tmp_path):
                         "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o2"), "--quiet"],
                        capture_output=True, text=True, env=env)
     c = tmp_path / "c"
-    assert p.returncode == 2 and p.stderr == (f"graphsurgeon retrain: error: {c}: shard(s) shard-00000.npy (missing) "
-                                              "do not match the manifest; run the cache command again with --repair\n")
-    with pytest.raises(gs.CacheError, match=r"\(missing\) do not match the manifest; run generate_cache again with "
+    assert p.returncode == 2 and p.stderr == (f"graphsurgeon retrain: error: {c}: shard shard-00000.npy (missing) "
+                                              "does not match the manifest; run the cache command again with --repair\n")
+    with pytest.raises(gs.CacheError, match=r"\(missing\) does not match the manifest; run generate_cache again with "
                                             r"repair=True$"):  # the library names its function and argument
         CacheReader(str(c))
 

@@ -133,7 +133,7 @@ def test_a_damaged_tensor_read_concurrently_is_refused_naming_the_file(tmp_path,
     data = tmp_path / "c.data-00000-of-00001"
     raw = bytearray(data.read_bytes())
     r = CheckpointReader(str(tmp_path / "c"))
-    offset = r._v2[1]["f32"].offset
+    offset = r.index[1]["f32"].offset
     raw[offset] ^= 0x01
     data.write_bytes(bytes(raw))
     with pytest.raises(CorruptCheckpointError, match=rf"{data}: cannot read tensor 'f32' .*truncated or damaged"):

@@ -153,9 +153,10 @@ def test_lwf_responses_are_a_format_2_cache_that_refuses_damage(d, tmp_path):
     assert np.array_equal(again[:30], got) and sorted(os.listdir(cache))[-2:] == ["shard-00001.keys.npy",
                                                                                  "shard-00001.npy"]
     before = tree_hash(str(cache))
-    for name, says in (("shard-00000.npy", r"shard-00000\.npy \(checksum differs\)"),
-                       ("shard-00001.keys.npy", r"shard-00001\.npy \(its keys file shard-00001\.keys\.npy does not "
-                                                r"match its checksum\)")):
+    for name, says in (("shard-00000.npy", r": shard shard-00000\.npy \(checksum differs\) does not match the "
+                                           r"manifest; delete the cache$"),
+                       ("shard-00001.keys.npy", r": shard shard-00001\.npy \(its keys file shard-00001\.keys\.npy does "
+                                                r"not match its checksum\) does not match the manifest")):
         with open(cache / name, "r+b") as f:
             f.seek(-1, os.SEEK_END)
             last = f.read(1)

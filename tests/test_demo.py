@@ -185,8 +185,14 @@ def test_cli_refuses_bad_settings_without_tensorflow(capsys):
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "graphsurgeon", "demo", "--seeds", "0"], capture_output=True, text=True,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert p.returncode == 2
-    assert p.stderr.strip().splitlines() == ["graphsurgeon demo: error: --seeds must be >= 1 and --canvas 8..32 "
-                                            "(got 0, 12)"]
+    def refusal(*argv):
+        p = subprocess.run([sys.executable, "-m", "graphsurgeon", "demo", *argv], capture_output=True, text=True,
+                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert p.returncode == 2 and p.stdout == ""
+        return p.stderr.splitlines()
+
+    # each bad setting named with its value, only the bad ones, in one line
+    assert refusal("--seeds", "0") == ["graphsurgeon demo: error: --seeds 0: expected at least 1"]
+    assert refusal("--canvas", "40") == ["graphsurgeon demo: error: --canvas 40: expected 8..32 pixels"]
+    assert refusal("--seeds", "-1", "--canvas", "7") == [
+        "graphsurgeon demo: error: --seeds -1: expected at least 1; --canvas 7: expected 8..32 pixels"]

@@ -1,4 +1,5 @@
 """merge-heads, add-head, remove-head on TF1 models: outputs, layout, serving, versions, bad input."""
+import dataclasses
 import json
 import os
 import re
@@ -148,6 +149,9 @@ def test_saved_model_cli_run(merged):
 
 def test_add_and_remove_make_new_versions(merged, tmp_path):
     res, tasks = merged
+    one = str(tmp_path / "text" / "1")  # its own versions, not beside the module's merged model
+    shutil.copytree(res.directory, one)
+    res = dataclasses.replace(res, directory=one)
     before = tree_hash(res.directory)
     new = hm.tf1_task(str(tmp_path / "extra"), 4, 99, hidden=(6,))
     added = add_task(res.directory, new, name="extra")
@@ -173,6 +177,20 @@ def test_add_and_remove_make_new_versions(merged, tmp_path):
                              f"{version2} still holds it; its id is not given again (the next task added gets 7)"]
     assert os.stat(os.path.join(removed.directory, shard)).st_ino == os.stat(os.path.join(res.directory, shard)).st_ino
     assert tree_hash(res.directory) == before
+    # a task added to version 1 (next_id 6) when 2 and 3 exist: not id 6, which version 2 gave 'extra'
+    sibling = add_task(res.directory, new, name="again")
+    assert sibling.directory == os.path.join(os.path.dirname(res.directory), "4")
+    assert [t["id"] for t in sibling.tasks] == [0, 1, 2, 3, 4, 5, 7]
+    assert json.load(open(os.path.join(sibling.directory, "tasks.json")))["next_id"] == 8
+    gone = remove_task(res.directory, "sm4", str(tmp_path / "elsewhere"))  # keeps the next id of all versions
+    assert gone.notes[0].endswith("(the next task added gets 8)")
+    assert json.load(open(tmp_path / "elsewhere" / "tasks.json"))["next_id"] == 8
+    with open(os.path.join(version2, "tasks.json"), "w") as f:  # a version it cannot read is refused, named
+        f.write("{")
+    with pytest.raises(MergeHeadsError, match=rf"^{re.escape(version2)}/tasks.json: not readable JSON .* \(read "
+                                              r"because a new task id must differ from every id the versions "
+                                              rf"beside {re.escape(res.directory)} gave\)$"):
+        add_task(res.directory, new, str(tmp_path / "refused"), name="refused")
 
 
 def test_a_removed_highest_id_is_not_given_again(merged, tmp_path, capfd):
@@ -191,10 +209,10 @@ def test_a_removed_highest_id_is_not_given_again(merged, tmp_path, capfd):
     assert json.load(open(tmp_path / "4" / "tasks.json"))["next_id"] == 8
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"unknown task_id\(s\):\] \[6\]"):
         serve(str(tmp_path / "4"))(inputs=tf.constant(X[:1]), task_id=tf.constant([6], tf.int64))
-    code, out, err = cli(capfd, "remove-head", two, "0", "--out", tmp_path / "5")
+    code, out, err = cli(capfd, "remove-head", two, "0", "--out", tmp_path / "5")  # version 4 beside it gave 7
     assert code == 0 and out.endswith(f"\ntask 0 'ckpt2' removed: a request for it (task_id 0, or task 'ckpt2') now "
                                       f"fails; {two} still holds it; its id is not given again (the next task added "
-                                      "gets 7)\n"), err
+                                      "gets 8)\n"), err
 
 
 def test_a_tasks_json_without_next_id_gives_the_highest_id_plus_one(merged, tmp_path):
@@ -212,6 +230,13 @@ def test_a_tasks_json_without_next_id_gives_the_highest_id_plus_one(merged, tmp_
     new = hm.tf1_task(str(tmp_path / "extra"), 4, 99, hidden=(6,))
     assert [t["id"] for t in add_task(str(old), new, str(tmp_path / "a"), name="extra").tasks][-1] == 6
     assert json.load(open(tmp_path / "a" / "tasks.json"))["next_id"] == 7
+    # versions beside it without next_id count by their highest id: version 2 gave 6, so version 1 gives 7
+    shutil.copytree(old, tmp_path / "v" / "1")
+    shutil.copytree(tmp_path / "a", tmp_path / "v" / "2")
+    two = json.load(open(tmp_path / "v" / "2" / "tasks.json"))
+    assert two.pop("next_id") == 7
+    (tmp_path / "v" / "2" / "tasks.json").write_text(json.dumps(two, indent=2) + "\n")
+    assert [t["id"] for t in add_task(str(tmp_path / "v" / "1"), new, name="again").tasks][-1] == 7
     tab["next_id"] = 5
     (old / "tasks.json").write_text(json.dumps(tab, indent=2) + "\n")
     with pytest.raises(MergeHeadsError, match=re.escape(f"{old / 'tasks.json'}: next_id is 5; expected an integer "
@@ -366,6 +391,26 @@ def test_cli_json_and_refusing_an_existing_dir(odd_tasks, tmp_path, capsys):
     assert r["directory"] == os.path.join(os.path.dirname(out), "2") and [t["name"] for t in r["tasks"]] == ["second"]
     msg = _cli_error(["remove-head", r["directory"], "second"], capsys)
     assert "is the only task" in msg
+
+
+def test_cli_json_directory_is_the_path_as_given_or_derived_from_dir_as_given(odd_tasks, tmp_path, capsys,
+                                                                              monkeypatch):
+    """--json's directory is the --out given, and, when the version is picked, DIR's sibling as DIR was given
+    (a relative DIR gave an absolute path there, the path as given with --out)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["merge-heads", odd_tasks["good"], odd_tasks["good2"], "--features", "hidden2/Tanh", "--out",
+                 os.path.join("m", "1"), "--json", "--quiet", "--verbose"]) == 0
+    assert json.loads(capsys.readouterr().out)["directory"] == os.path.join("m", "1")
+    assert main(["remove-head", os.path.join("m", "1"), "good", "--json", "--verbose"]) == 0
+    assert json.loads(capsys.readouterr().out)["directory"] == os.path.join("m", "2")
+    assert main(["add-head", os.path.join("m", "2"), odd_tasks["good"], "--task-name", "again", "--json",
+                 "--verbose"]) == 0
+    assert json.loads(capsys.readouterr().out)["directory"] == os.path.join("m", "3")
+    assert main(["remove-head", os.path.join("m", "3"), "again", "--out", "elsewhere", "--json", "--verbose"]) == 0
+    assert json.loads(capsys.readouterr().out)["directory"] == "elsewhere"
+    os.chdir("m")
+    assert main(["remove-head", "3", "again", "--json", "--verbose"]) == 0  # DIR in the current directory
+    assert json.loads(capsys.readouterr().out)["directory"] == "4" and os.path.isfile(os.path.join("4", "tasks.json"))
 
 
 def _trace(directory, task_ids, n_inputs=12):

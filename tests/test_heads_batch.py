@@ -205,3 +205,25 @@ def test_the_real_mlp_bn_chen_cut_above_its_first_batch_norm_merges_when_allowed
                              tmp_path / command / "1")
         assert code == 0 and os.path.isdir(tmp_path / command / "1"), err
         assert "features 'Relu:0' depends on its batch-mates" in out
+
+
+def test_learn_task_and_combine_import_each_backbone_once_to_probe_it_and_feed_its_heads(models, monkeypatch):
+    """The probe of the features gives the features the heads are probed on: learn-task and combine without labels
+    import each model's backbone once for both (they imported it again to compute the features)."""
+    from graphsurgeon._src.continual.graph import TrainGraph
+
+    backbone, probed = TrainGraph.backbone, []
+
+    def counted(self, piece, x, bound, scope):
+        if scope == "":  # the probes' imports, under the model's own names
+            probed.append(piece.output)
+        return backbone(self, piece, x, bound, scope)
+
+    monkeypatch.setattr(TrainGraph, "backbone", counted)
+    root = models["root"]
+    _learn(models, str(root / "learn_once"), allow_batch_dependent=True)
+    assert probed == ["features:0"]
+    probed.clear()
+    combine([(models["bn"], "features"), (models["plain"], "features")], models["x"], str(root / "combine_once"),
+            epochs=1, progress=False, allow_batch_dependent=True)
+    assert probed == ["features:0", "features:0"]

@@ -1,6 +1,7 @@
 """Many heads', learn-task's and add-class's errors name the library's arguments (``features=``,
 ``verify=False``, ``mask_lr=``); the command line says its flags (``--features``, ``--no-verify``,
 ``--mask-lr``), one exact stderr line per failure."""
+import json
 import os
 
 import heads_models as hm
@@ -287,3 +288,16 @@ def test_ewc_names_every_old_task_without_a_fisher_before_computing_any(models, 
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().endswith("or --old-data good=PATH good2=PATH to compute it")
     assert not os.path.exists(tmp_path / "o")
+    # with both: the old tasks' Fisher computed in the run is stored and reported, not only the new task's
+    assert main(argv + ["--old-data", f"good={data}", f"good2={data}", "--epochs", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    fisher = r["extra_bytes"]["fisher"]
+    assert fisher > 0 and r["extra_bytes"]["old_fisher"] == 2 * fisher
+    assert r["notes"] == ["the Fisher information of old tasks 'good', 'good2' was computed from old data and stored "
+                          "beside the new task's in continual/fisher.npz"]
+    with np.load(tmp_path / "o" / "continual" / "fisher.npz") as z:
+        assert sum(z[k].nbytes for k in z.files if not k.startswith("_")) >= 3 * fisher
+    assert main(argv[:-2] + [str(tmp_path / "o2"), "--old-data", f"good={data}", f"good2={data}", "--epochs",
+                             "1"]) == 0
+    assert (f"the new task adds head {r['extra_bytes']['head']:,}, fisher {fisher:,} bytes; the old tasks' Fisher "
+            f"information computed in this run adds {2 * fisher:,} bytes") in capsys.readouterr().out

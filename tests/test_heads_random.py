@@ -45,6 +45,16 @@ def test_a_random_head_is_refused_and_dropout_fed_one_passes(tmp_path):
     assert not os.path.exists(tmp_path / "fed_merged_2")
 
 
+def test_a_head_with_noise_too_small_for_the_batch_tolerance_is_refused_too(tmp_path):
+    """Two runs that differ by less than the batch check's tolerance still differ: the head is random."""
+    noisy = relu_classifier(tmp_path / "noisy", above=lambda h: h + tf1.random_normal(tf1.shape(h), stddev=1e-5))
+    with pytest.raises(MergeHeadsError) as e:
+        merge_heads([noisy], "hidden/Relu", str(tmp_path / "merged"))
+    assert "answered differently in two runs on the same probe features: it depends on random op(s) " \
+           "random_normal/RandomStandardNormal" in str(e.value)
+    assert not os.path.exists(tmp_path / "merged")
+
+
 @pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")
 def test_the_real_lenets_head_above_elu_2_is_refused_before_any_work(tmp_path, capfd):
     lenet = os.path.join(REAL, "lenet_noyin")
@@ -54,3 +64,21 @@ def test_the_real_lenets_head_above_elu_2_is_refused_before_any_work(tmp_path, c
     assert code == 2 and stdout == "" and not os.path.exists(out)
     ops = "dropout/random_uniform/RandomUniform, dropout_1/random_uniform/RandomUniform"
     assert err == f"graphsurgeon merge-heads: error: {_refusal(lenet, 'Add_2:0', ops)}\n"
+
+
+def test_add_head_probes_the_head_it_adds_once(tmp_path, monkeypatch):
+    """One probe of the added head tells both whether it is random and whether it depends on its batch: its
+    piece is imported into a graph once (it was twice: a randomness check, then the batch check's probe)."""
+    from graphsurgeon._src.multihead import piece as pieces
+
+    fed = _model(tmp_path / "fed", None)
+    merge_heads([fed], "hidden/Relu", str(tmp_path / "merged"))
+    imported, heads = pieces.imported, []
+
+    def counted(piece, *args, **kw):
+        heads.append(piece.output)
+        return imported(piece, *args, **kw)
+
+    monkeypatch.setattr(pieces, "imported", counted)
+    add_task(str(tmp_path / "merged"), _model(tmp_path / "fed_2", None), str(tmp_path / "merged_2"), name="again")
+    assert heads.count("probabilities:0") == 1 and os.path.isfile(tmp_path / "merged_2" / "tasks.json")

@@ -48,3 +48,13 @@ def test_a_tasks_json_without_next_id_gives_the_highest_id_plus_one(removed, tmp
     (old / "tasks.json").write_text(json.dumps(tab, indent=2) + "\n")
     learned = _learn(old, "newest", str(removed / "xy.npz"), tmp_path / "learned")
     assert learned.task["id"] == 1 and json.loads((tmp_path / "learned" / "tasks.json").read_text())["next_id"] == 2
+
+
+def test_a_task_learned_on_an_older_version_gets_an_id_no_version_beside_it_gave(removed, tmp_path):
+    """learn-task on version 1 when version 3 gave id 2 to 'newer': it gave 2 again (version 1's next_id)."""
+    for v in "12":
+        shutil.copytree(removed / v, tmp_path / "m" / v)
+    assert _learn(tmp_path / "m" / "2", "newer", str(removed / "xy.npz"), tmp_path / "m" / "3").task["id"] == 2
+    older = _learn(tmp_path / "m" / "1", "other", str(removed / "xy.npz"), tmp_path / "elsewhere")
+    assert older.task["id"] == 3 and [t["id"] for t in older.tasks] == [0, 1, 3]
+    assert json.loads((tmp_path / "elsewhere" / "tasks.json").read_text())["next_id"] == 4

@@ -145,3 +145,20 @@ def test_the_sampled_tensors_computed_come_right_after_the_largest(src, tmp_path
                                                                       reverse=True)
         else:
             assert [size[k] for k in order] == sorted(size.values(), reverse=True)
+
+
+def test_the_finished_and_preview_indexes_are_each_parsed_once(src, tmp_path, reads, monkeypatch):
+    """The check that the finished index locates each early-checked tensor where the preview's did compares the
+    indexes as the readers of the two checkpoints read them (it read both again)."""
+    from graphsurgeon._src.storage import bundle
+
+    real, parsed = bundle.read_index, []
+
+    def read_index(prefix):
+        parsed.append(prefix)
+        return real(prefix)
+
+    monkeypatch.setattr(bundle, "read_index", read_index)
+    assert migrate(src, str(tmp_path / "m"), RULES).verified == "sample"
+    written = [p for p in parsed if "/.tmp-migrate-" in p]
+    assert len(written) == 2 and len(set(written)) == 2 and any(p.endswith(".preview") for p in written)

@@ -592,3 +592,34 @@ def test_a_random_tensor_refusal_guesses_dropout_only_for_dropout(tmp_path):
     with pytest.raises(gs.RandomTensorError, match=r"depends on random op\(s\) noise/RandomStandardNormal, so its "
                                                    r"values cannot be cached"):
         gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)
+
+
+def test_a_cache_says_when_its_record_holds_the_batch_check_as_not_run(tmp_path, capsys):
+    """A first batch of one example left batch_dependent null in the manifest, and cache's report said nothing
+    of it (retrain --cache's notes did); a one-example run into a checked cache also erased the earlier check."""
+    from graphsurgeon._src.cli import main
+
+    prefix = _net(str(tmp_path), "none")
+    x, y = _data(41).x, _data(41).y
+    np.savez(tmp_path / "d.npz", x=x[:40], y=y[:40])
+    np.savez(tmp_path / "d41.npz", x=x, y=y)
+    one, c = "the first batch this run computed holds 1 example", str(tmp_path / "c")
+    note = ("whether the cached tensor 'features:0' depends on its batch-mates was not checked: {}; the manifest "
+            "records it as not checked")
+    argv = ["cache", "--model", prefix, "--cut", "features", "--data", str(tmp_path / "d.npz"), "--quiet"]
+    assert main(argv + ["--out", c, "--batch-size", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["checks"] == {"random": False, "batch_dependent": None} == _manifest(c)["checks"]
+    assert report["notes"] == [note.format(one)]
+    assert main(argv + ["--out", c]) == 0  # computes nothing: the record, and so the note, stays
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  " + note.format("this run computed no row, and the run that computed its rows did not check it")]
+    # into a cache whose check ran, one new example (a first batch of one) keeps what the earlier run found
+    c2 = str(tmp_path / "c2")
+    gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c2, progress=False)
+    rep = gs.generate_cache(prefix, "features", str(tmp_path / "d41.npz"), c2, progress=False)
+    assert rep.computed == 1 and rep.checks == {"random": False, "batch_dependent": False} == _manifest(c2)["checks"]
+    assert rep.notes == []
+    rep = gs.generate_cache(prefix, "features", str(tmp_path / "d41.npz"), str(tmp_path / "c3"), batch_size=1,
+                            progress=False)
+    assert rep.notes == [note.format(one)]

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.combine import FEATURES, run_batches
-from graphsurgeon._src.continual.graph import TrainGraph, check_features, feature_width
+from graphsurgeon._src.continual.graph import TrainGraph, Wording, check_features, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import softmax
 from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example
@@ -112,8 +112,8 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
     ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
     if not len(few):
         raise DataError(f"data {data}: no examples of the new class")
-    note, _ = check_features(src.piece, src.values, few, f"{model}: features", "give features=TENSOR below them",
-                             allow_random, allow_batch_dependent=allow_batch_dependent)
+    note = check_features(src.piece, src.values, few, Wording(f"{model}: features", "give features=TENSOR below them"),
+                          allow_random, allow_batch_dependent=allow_batch_dependent).note
     start = time.perf_counter()
     tg = TrainGraph(seed)
     try:
@@ -255,7 +255,7 @@ def _blocks(m, record: dict, model: str, features: str) -> list:
     class added by add-class (each block its own matmul, so earlier logits keep their bytes)."""
     if record.get("kind") == "add-class":
         return [(np.asarray(m.read(k)), np.asarray(m.read(b))) for k, b in record["blocks"]]
-    head = specs.head_of(m.head, m.read, model, refuse_random=False)
+    head = specs.head_of(m.head, m.read, model)
     if head.kind != "dense" or len(head.layers) != 1 or head.layers[0][2] != "linear":
         rand = sorted(n.name for n in m.head.graph_def.node if n.op in RANDOM_OPS)
         held = f" and holds random op(s) {', '.join(rand[:3])}{dropout_example(rand)}" if rand else ""

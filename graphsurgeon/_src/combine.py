@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.continual.common import fit
-from graphsurgeon._src.continual.graph import TrainGraph, check_features, check_head, feature_width, features_of
+from graphsurgeon._src.continual.graph import TrainGraph, Wording, check_features, check_head, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import class_prior, listed, teacher_targets
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
@@ -145,7 +145,7 @@ def read_teachers(models: list, *, input=None, names=None, tags=("serve",)) -> l
     out = []
     for scope, (path, features) in zip(scopes, models):
         m = load.load(path, features, input=input, tags=tags)
-        head = specs.head_of(m.head, m.read, path, refuse_random=False)
+        head = specs.head_of(m.head, m.read, path)
         classes = m.labels if m.labels is not None else [f"{scope}:{i}" for i in range(head.num_classes)]
         if len(classes) != head.num_classes:
             raise ContinualError(f"{path}: labels.txt names {len(classes)} classes; the head has {head.num_classes}")
@@ -330,18 +330,20 @@ def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bo
                         f"{len(classes)} classes ({', '.join(classes[:10])})")
     notes = []
     for t in teachers:
-        notes.append(check_features(t.backbone, t.values, x, f"{t.path}: features", "give features=TENSOR below them",
-                                    allow_random, allow_batch_dependent=allow_batch_dependent)[0])
+        features = check_features(t.backbone, t.values, x, Wording(f"{t.path}: features",
+                                                                   "give features=TENSOR below them"),
+                                  allow_random, allow_batch_dependent=allow_batch_dependent)
+        notes.append(features.note)
         if y is None:
             notes.append(check_head(
-                specs.Task(0, t.name, t.classes, t.path, 0, t.head), features_of(t.backbone, t.values, x),
-                f"{t.path}: the head, its output", "give features=TENSOR above them", allow_random,
-                "the targets the new head learns from are one draw of its answers",
-                so="the targets the new head learns from would be one draw of its answers",
-                allow_batch_dependent=allow_batch_dependent, batch_instead="give the data labels (y) to train on "
-                "instead of the models' answers", batch_so="the targets the new head learns from would depend on "
-                "which examples share a batch", batch_consequence="the targets the new head learns from depend on "
-                "which examples shared a batch")[0])
+                specs.Task(0, t.name, t.classes, t.path, 0, t.head), features.values, Wording(
+                    f"{t.path}: the head, its output", "give features=TENSOR above them",
+                    "the targets the new head learns from are one draw of its answers",
+                    so="the targets the new head learns from would be one draw of its answers",
+                    batch_instead="give the data labels (y) to train on instead of the models' answers",
+                    batch_so="the targets the new head learns from would depend on which examples share a batch",
+                    batch_consequence="the targets the new head learns from depend on which examples shared a batch"),
+                allow_random, allow_batch_dependent=allow_batch_dependent).note)
     return x, y, split, [n for n in notes if n]
 
 

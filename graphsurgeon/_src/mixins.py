@@ -1,5 +1,6 @@
 """Two behaviours several classes share: a verb's result that reports itself as a JSON-ready dict,
-and an object that a ``with`` statement closes; and :func:`counted`, the count its text gives."""
+and an object that a ``with`` statement closes; and :func:`counted` and :func:`listed`, the counts and
+lists its text gives."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,3 +34,9 @@ class Closing:
 def counted(n: int, noun: str) -> str:
     """``1 variable``, ``2 variables``: ``n`` and ``noun``, plural (an ``s``) unless ``n`` is 1."""
     return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def listed(noun: str, items) -> str:
+    """``shard a``, ``shards a, b``: ``noun``, plural (an ``s``) unless there is one item, then the items."""
+    items = [str(i) for i in items]
+    return f"{noun}{'' if len(items) == 1 else 's'} {', '.join(items)}"

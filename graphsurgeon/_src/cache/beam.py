@@ -30,7 +30,7 @@ from graphsurgeon._src.cache.compute import Computer, Distortions, task_inputs
 from graphsurgeon._src.cache.job import Settings, open_cut
 from graphsurgeon._src.cache.state import interim_manifest
 from graphsurgeon._src.errors import CacheError, ConfigError
-from graphsurgeon._src.mixins import counted
+from graphsurgeon._src.mixins import counted, listed
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import cachefiles, cacheshards, records
 
@@ -135,7 +135,8 @@ def run(job, beam_args: list) -> list[dict]:
     done = {e["shard"] for e in manifest["shards"]} if manifest else set()
     missing = [t.shard for t in plan.tasks if t.shard not in done]
     if missing:
-        raise CacheError(f"{s.out_dir}: the Beam pipeline finished without committing shard(s) {missing[:5]}")
+        raise CacheError(f"{s.out_dir}: the Beam pipeline finished without committing {listed('shard', missing[:5])}"
+                         + (f" … ({len(missing)} shards)" if len(missing) > 5 else ""))
     return manifest["shards"]
 
 

@@ -26,6 +26,7 @@ from graphsurgeon._src.determinism import (
     random_phrase,
 )
 from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
+from graphsurgeon._src.mixins import counted
 
 # the manifest's record of what the runs found (key "checks"): True found (and accepted by the
 # run's flag), False checked and not found, None not checked; no key: made before the record
@@ -35,7 +36,7 @@ UNKNOWN = {"random": None, "batch_dependent": None}
 def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_dependent: bool) -> dict:
     """Run ``t`` on batch ``x`` (``act``: its values there, already computed) as the module
     docstring says; return ``{"random", "batch_dependent"}`` as found (None: not checked: a batch
-    of one row, or a random tensor, whose runs differ anyway).
+    of one row, or a random tensor, whose runs differ anyway) and ``examples``, the rows of ``x``.
 
     Raises:
       RandomTensorError: the runs differ, unless ``allow_random``.
@@ -56,18 +57,34 @@ def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_de
             f"tensor '{t.name}' depends on the other examples in its batch ({because.cause}), so cached values would "
             f"depend on how the data was batched; cache a tensor {because.instead}, or pass "
             "allow_batch_dependent=True")
-    return {"random": p.random, "batch_dependent": p.batch_dependent}
+    return {"random": p.random, "batch_dependent": p.batch_dependent, "examples": len(x)}
 
 
 def record(previous: dict | None, found: dict | None) -> dict:
     """The manifest's ``checks`` after a run that found ``found`` (None: it computed no row, so ran
     nothing) in a cache whose manifest was ``previous`` (None: a new cache). Both describe one
     tensor under one fingerprint, so a finding of this run stands for the rows stored before it;
-    what a run found true stays true (two runs of a random tensor may agree by chance)."""
+    what a run found true stays true (two runs of a random tensor may agree by chance), and what this
+    run did not check (a first batch of one row) keeps what an earlier run found."""
     old = UNKNOWN if previous is None else previous.get("checks", UNKNOWN)
     if found is None:
         return dict(old)
-    return {k: True if old[k] or found[k] else found[k] for k in UNKNOWN}
+    return {k: True if old[k] or found[k] else old[k] if found[k] is None else found[k] for k in UNKNOWN}
+
+
+def unchecked_notes(cut: str, checks: dict, found: dict | None) -> list[str]:
+    """One sentence when the record ``checks`` (see :func:`record`) holds a check not run on the tensor
+    ``cut``, saying why, given what this run ``found`` (None: it computed no row). Whether a random tensor
+    depends on its batch-mates is never checked (its runs differ anyway), and not noted."""
+    if checks["random"] is None:
+        return [f"whether the cached tensor '{cut}' is random or depends on its batch-mates was not checked: this "
+                "run computed no row, and the cache's manifest records no run that checked it"]
+    if checks["batch_dependent"] is not None or checks["random"]:
+        return []
+    why = (f"the first batch this run computed holds {counted(found['examples'], 'example')}" if found is not None
+           else "this run computed no row, and the run that computed its rows did not check it")
+    return [f"whether the cached tensor '{cut}' depends on its batch-mates was not checked: {why}; the manifest "
+            "records it as not checked"]
 
 
 def check_recorded(directory: str, cut: str, checks: dict, *, allow_random: bool,

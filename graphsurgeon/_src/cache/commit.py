@@ -20,7 +20,8 @@ class CacheReport:
       unreferenced: stored rows that this data set does not use (kept, not read).
       changes: how the data set differs from the one the cache held before (examples, classes).
       checks: the manifest's record of the cut (``random``, ``batch_dependent``: true, false, or None
-        when never checked), as :mod:`graphsurgeon._src.cache.checks` keeps it.
+        when never checked), as :mod:`graphsurgeon._src.cache.checks` keeps it. notes: one sentence when
+        that record holds a check as not run (a first batch of one example), saying why.
       seconds: the whole run's wall time (the model restored, the data indexed, the rows computed,
         the files committed). startup_seconds: with ``runner='beam'``, the part of it from the
         pipeline's start until the workers had written their first shard (starting the workers, each
@@ -38,6 +39,7 @@ class CacheReport:
     unreferenced: int = 0
     changes: list = dataclasses.field(default_factory=list)
     checks: dict = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
     startup_seconds: float | None = None
 
     def to_dict(self) -> dict:

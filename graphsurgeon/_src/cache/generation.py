@@ -17,7 +17,7 @@ import importlib
 import os
 import time
 
-from graphsurgeon._src.cache.checks import check_recorded, record
+from graphsurgeon._src.cache.checks import check_recorded, record, unchecked_notes
 from graphsurgeon._src.cache.commit import (
     CacheReport,
     changes,
@@ -50,6 +50,7 @@ class Job:
     state: object     # state.State
     plan: object      # plan.Plan
     computer: Computer
+    notes: list = dataclasses.field(default_factory=list)  # checks the record holds as not run, and why
     startup: float | None = None  # set by the beam runner: seconds until its workers' first shard
 
 
@@ -133,7 +134,7 @@ def _generate(s: Settings, run, start: float) -> CacheReport:
             source.close()
     return CacheReport(out_dir, job.plan.computed, job.plan.reused, len(job.plan.tasks), job.state.repaired,
                        time.perf_counter() - start, len(job.plan.view), unreferenced_rows(manifest, job.plan),
-                       changes(job.state.previous, manifest), dict(job.head["checks"]), job.startup)
+                       changes(job.state.previous, manifest), dict(job.head["checks"]), job.notes, job.startup)
 
 
 @contextlib.contextmanager
@@ -173,7 +174,8 @@ def _prepare(s: Settings, cut, source) -> Job:
     checks = record(state.previous, found)
     check_recorded(s.out_dir, cut.tensor.name, checks, allow_random=s.allow_random,
                    allow_batch_dependent=s.allow_batch_dependent)
-    return Job(s, cut, source, dict(head, checks=checks), state, plan, computer)
+    notes = unchecked_notes(cut.tensor.name, checks, found)
+    return Job(s, cut, source, dict(head, checks=checks), state, plan, computer, notes)
 
 
 def _without_seed(augment: dict) -> dict:

@@ -78,8 +78,7 @@ class CacheReader(Closing):
         if verify:
             bad = cacheshards.check_shards(directory, entries, self.dtype, self.shape, full=False)
             if bad:
-                raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
-                                 f"{cacheshards.REPAIR_HINT}")
+                raise CacheError(f"{directory}: {cacheshards.describe_bad(bad)}; {cacheshards.REPAIR_HINT}")
         self._index = cacheshards.ExamplesFile(directory, manifest, verify=verify)
         shards = {s["shard"]: shardfile.ShardFile(directory, s, self.dtype, self.shape, verify=verify)
                   for s in entries}

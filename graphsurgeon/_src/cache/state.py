@@ -66,8 +66,7 @@ def open_state(directory: str, head: dict, repair: bool) -> State:
 def _check_shards(directory: str, previous: dict, head: dict, repair: bool):
     bad = cacheshards.check_shards(directory, previous["shards"], previous["dtype"], previous["shape"])
     if bad and not repair:
-        raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
-                         "run again with repair=True to recompute them")
+        raise CacheError(f"{directory}: {cacheshards.describe_bad(bad)}; run again with repair=True to recompute them")
     entries = [s for s in previous["shards"] if s["file"] not in bad]
     if bad:
         cachefiles.write_manifest(directory, interim_manifest(head, entries, previous.get("augment")))

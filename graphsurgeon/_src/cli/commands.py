@@ -188,6 +188,8 @@ def cmd_cache(args):
             if rep.checks.get(key):
                 print(f"  the cached tensor is {what} (accepted by {flag}; recorded in the manifest, so retrain "
                       f"--cache needs {flag} too)")
+        for note in rep.notes:
+            print(f"  {note}")
 
 
 def _rules(args):
@@ -315,8 +317,10 @@ def cmd_thaw(args):
 def cmd_demo(args):
     from graphsurgeon._src.errors import ConfigError
 
-    if args.seeds < 1 or not 8 <= args.canvas <= 32:
-        raise ConfigError(f"--seeds must be >= 1 and --canvas 8..32 (got {args.seeds}, {args.canvas})")
+    bad = ([f"--seeds {args.seeds}: expected at least 1"] if args.seeds < 1 else []) + (
+        [f"--canvas {args.canvas}: expected 8..32 pixels"] if not 8 <= args.canvas <= 32 else [])
+    if bad:
+        raise ConfigError("; ".join(bad))
     from graphsurgeon._src.demo import run
 
     result = run(args.out, seeds=range(args.seeds), canvas=args.canvas, progress=not args.quiet,

@@ -19,6 +19,11 @@ def _shape(shape) -> str:
     return "unknown" if shape is None else str(shape)
 
 
+def _row(v: dict, width: int, tag: str) -> str:
+    """A checkpoint tensor's row: its name padded to ``width``, dtype, shape, size, and ``tag``."""
+    return f"  {v['name']:<{width}}  {v['dtype']:<8} {str(v['shape']):<18} {_human(v['bytes'])}{tag}"
+
+
 def format_text(report: dict) -> str:
     """The report of :func:`graphsurgeon.inspect` as text for a terminal, in command-line words."""
     lines = [f"{report['path']}: {report['kind']}" + (f" (prefix {report['checkpoint']})" if report["checkpoint"] else "")]
@@ -36,8 +41,7 @@ def format_text(report: dict) -> str:
             lines.append(f"[{scope}] {counted(info['variables'], 'variable')}, {_human(info['bytes'])}{opt}")
             for v in report["variables"]:
                 if v["name"] == scope or v["name"].startswith(scope + "/"):
-                    tag = "" if v["kind"] == "model" else f"  ({v['kind']})"
-                    lines.append(f"  {v['name']:<{width}}  {v['dtype']:<8} {str(v['shape']):<18} {_human(v['bytes'])}{tag}")
+                    lines.append(_row(v, width, "" if v["kind"] == "model" else f"  ({v['kind']})"))
     if report["unread"]:
         unread = report["unread"]
         opt = sum(v["bytes"] for v in unread if v["kind"] == "optimizer")
@@ -45,8 +49,7 @@ def format_text(report: dict) -> str:
                      f"{_human(sum(v['bytes'] for v in unread))}" + (f", optimizer state {_human(opt)}" if opt else ""))
         width = max(len(v["name"]) for v in unread)
         for v in unread:
-            tag = "  (optimizer)" if v["kind"] == "optimizer" else ""
-            lines.append(f"  {v['name']:<{width}}  {v['dtype']:<8} {str(v['shape']):<18} {_human(v['bytes'])}{tag}")
+            lines.append(_row(v, width, "  (optimizer)" if v["kind"] == "optimizer" else ""))
     g = report["graph"]
     if g:
         lines.append(f"graph: {counted(g['ops'], 'op')}")

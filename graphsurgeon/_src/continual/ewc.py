@@ -112,9 +112,10 @@ def read_file(path: str, net) -> dict:
     return entries
 
 
-def old_entries(net, cfg, old: dict, progress: bool) -> dict:
-    """``{task name or "online": (F, θ*)}`` covering every old task: from ``cfg.fisher``, else the
-    model's own ``continual/fisher.npz``, then computed from ``old`` data for tasks still missing.
+def old_entries(net, cfg, old: dict, progress: bool) -> tuple[dict, list]:
+    """``({task name or "online": (F, θ*)}, [names of the tasks computed here])`` covering every old task:
+    from ``cfg.fisher``, else the model's own ``continual/fisher.npz``, then computed from ``old`` data for
+    tasks still missing.
 
     Raises:
       ContinualError: an old task with neither a Fisher entry nor data.
@@ -134,12 +135,12 @@ def old_entries(net, cfg, old: dict, progress: bool) -> dict:
         f = fisher(net, net.values, t, *old[t.name].part("train"), samples=cfg.fisher_samples,
                    labels=cfg.fisher_labels, seed=cfg.seed, progress=progress)
         entries[t.name] = (f, dict(net.values))
-    return entries
+    return entries, [t.name for t in todo]
 
 
 def learn(net, data, task, cfg, old: dict, progress: bool) -> Learned:
     """Learn ``task`` with the EWC penalty; see the module docstring."""
-    entries = old_entries(net, cfg, old, progress)
+    entries, computed = old_entries(net, cfg, old, progress)
     if cfg.online and len(entries) > 1:  # fold separate entries into one, θ* the model's weights
         entries = {ONLINE: ({w: sum(f[w] for f, _ in entries.values()) for w in net.values}, dict(net.values))}
     scale = cfg.gamma if ONLINE in entries else 1.0
@@ -172,10 +173,10 @@ def learn(net, data, task, cfg, old: dict, progress: bool) -> Learned:
     done = dataclasses.replace(task, head=learned_head)
     f_new = fisher(net, values, done, x, y, samples=cfg.fisher_samples, labels=cfg.fisher_labels, seed=cfg.seed,
                    progress=progress)
-    return _learned(net, cfg, done, values, entries, f_new, history)
+    return _learned(net, cfg, done, values, entries, f_new, history, computed)
 
 
-def _learned(net, cfg, done, values, entries, f_new, history) -> Learned:
+def _learned(net, cfg, done, values, entries, f_new, history, computed) -> Learned:
     online_tasks = []
     if cfg.online:
         base = entries.get(ONLINE, next(iter(entries.values()), None))
@@ -186,10 +187,22 @@ def _learned(net, cfg, done, values, entries, f_new, history) -> Learned:
     else:
         kept = {**{k: v for k, v in entries.items() if k != done.name}, done.name: (f_new, values)}
         extra = 2 * sum(v.nbytes for v in values.values())
+    # the old tasks' Fisher computed here: stored beside the new task's, or folded into the online entry
+    old_bytes = {} if cfg.online or not computed else {"old_fisher": sum(
+        sum(a.nbytes for a in f.values()) + sum(a.nbytes for a in theta.values())
+        for k, (f, theta) in kept.items() if k in computed)}
     tasks = [dataclasses.replace(t, backbone=0) for t in net.tasks if t.name != done.name] + [done]
     state = {"method": "ewc", "lam": cfg.lam_value(), "online": cfg.online, "gamma": cfg.gamma,
              "fisher_samples": cfg.fisher_samples, "fisher_labels": cfg.fisher_labels,
              "fisher_file": f"continual/{FILE}", "online_tasks": online_tasks}
     return Learned([Group(net.original, {w: w for w in values}, values)], tasks, state,
                    arrays={FILE: (to_arrays(kept), fingerprint(values))}, history=history,
-                   extra_bytes={"head": head_bytes(done.head), "fisher": extra})
+                   extra_bytes={"head": head_bytes(done.head), "fisher": extra, **old_bytes},
+                   notes=[_computed_note(computed, cfg.online)] if computed else [])
+
+
+def _computed_note(computed: list, online: bool) -> str:
+    """What this run did with the old tasks' Fisher information it computed from their old data."""
+    tasks = f"old task{'s' if len(computed) > 1 else ''} {', '.join(repr(n) for n in computed)}"
+    done = "folded into the one online entry" if online else "stored beside the new task's"
+    return f"the Fisher information of {tasks} was computed from old data and {done} in continual/{FILE}"

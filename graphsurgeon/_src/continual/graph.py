@@ -13,6 +13,8 @@ rule), so everything else keeps its bytes.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
@@ -64,19 +66,46 @@ def feature_width(piece: pieces.Piece, where: str) -> int:
     return int(shape[-1])
 
 
-def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, instead: str, allow_random: bool,
-                   consequence: str = "the written model's answers differ call to call", *,
-                   allow_batch_dependent: bool = False, batch_instead: str = "give features=TENSOR {}",
-                   batch_head_kept: bool = False) -> tuple[str | None, bool]:
+@dataclasses.dataclass(frozen=True)
+class Wording:
+    """How the refusals and notes of :func:`check_features` and :func:`check_head` word what they check: ``what``
+    names it (``PATH: features``). A random one's refusal gives ``so`` (what it would do) and ``instead`` (the way
+    out), its note ``consequence`` (what it does): :func:`graphsurgeon._src.determinism.random_refusal`. A
+    batch-dependent one's refusal gives ``batch_so`` and ``batch_instead`` (``{}`` becomes where to cut;
+    ``batch_head_kept``: see :func:`graphsurgeon._src.determinism.way_out`), its note ``batch_consequence``:
+    :func:`graphsurgeon._src.determinism.batch_refusal`, :func:`graphsurgeon._src.determinism.batch_accepted`."""
+
+    what: str
+    instead: str
+    consequence: str = "the written model's answers differ call to call"
+    so: str = "the exported model would answer differently on every call"
+    batch_instead: str = "give features=TENSOR {}"
+    batch_so: str = SERVED_WOULD
+    batch_consequence: str = SERVED_DOES
+    batch_head_kept: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """What :func:`check_features` or :func:`check_head` found: ``note`` None when the tensor is neither random
+    nor batch-dependent, else the note that accepted it; ``random``: the note is of a random tensor; ``values``:
+    the tensor on the first :data:`PROBE_ROWS` rows (the features: what :func:`check_head` is fed; None for a
+    dense head, which is not run)."""
+
+    note: str | None
+    random: bool
+    values: np.ndarray | None
+
+
+def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, words: Wording, allow_random: bool, *,
+                   allow_batch_dependent: bool = False) -> Checked:
     """Whether ``piece``'s output (the features, weights bound to ``values``) is random or depends on the other
     examples of its batch: retrain's probe (:func:`graphsurgeon._src.determinism.probe`) on the first
     :data:`PROBE_ROWS` rows of ``x``, twice and with its random ops fed two far-apart draws, then the first
-    example alone (not when random, as retrain). ``what`` and ``instead`` word the refusal of random features
-    (:func:`graphsurgeon._src.determinism.random_refusal`), ``what``, ``batch_instead`` and ``batch_head_kept`` that of
-    batch-dependent ones (:func:`graphsurgeon._src.determinism.batch_refusal`'s ``instead`` and ``head_kept``). Returns ``(note, random)``:
-    the note None when neither, else the one that says so, retrain's wording (``WHAT 'T' is random (…; random
+    example alone (not when random, as retrain); its first run gives :attr:`Checked.values`, the features.
+    ``words`` word the refusals and notes. The note is retrain's wording (``WHAT 'T' is random (…; random
     op(s) …): accepted by allow_random=True; CONSEQUENCE``, or ``WHAT 'T' depends on its batch-mates (…):
-    accepted by allow_batch_dependent=True; …``); ``random``: whether the note is the first.
+    accepted by allow_batch_dependent=True; …``).
 
     Raises:
       RandomTensorError: the features are random, unless ``allow_random``.
@@ -87,46 +116,20 @@ def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, what: str, 
     try:
         inp = tg.placeholder(piece, "graphsurgeon/probe/inputs")
         bound = {w: tg.new(f"graphsurgeon/probe/{w}", v) for w, v in values.items()}
-        t = tg.backbone(piece, inp, bound, "")
-        tg.start()
-        p = probe(tg, t, Feeder(tg, inp, {}), x[:PROBE_ROWS])
-        if p.batch_dependent:
-            if not allow_batch_dependent:
-                raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead, head_kept=batch_head_kept))
-            return batch_accepted(tg, t, inp, what), False
-        note = _probed(tg, t, inp, p, what, instead, allow_random, consequence)
-        return note, note is not None
+        return _checked(tg, tg.backbone(piece, inp, bound, ""), inp, x, words, allow_random, allow_batch_dependent)
     finally:
         tg.close()
 
 
-def features_of(piece: pieces.Piece, values: dict, x: np.ndarray) -> np.ndarray:
-    """``piece``'s output (weights bound to ``values``) on the first :data:`PROBE_ROWS` rows of ``x``:
-    what :func:`check_head` feeds a head."""
-    tg = TrainGraph()
-    try:
-        inp = tg.placeholder(piece, "graphsurgeon/probe/inputs")
-        t = tg.backbone(piece, inp, {w: tg.new(f"graphsurgeon/probe/{w}", v) for w, v in values.items()}, "")
-        tg.start()
-        return tg.session.run(t, {inp: x[:PROBE_ROWS]})
-    finally:
-        tg.close()
-
-
-def check_head(task: specs.Task, features: np.ndarray, what: str, instead: str, allow_random: bool,
-               consequence: str, *, so: str = "the exported model would answer differently on every call",
-               allow_batch_dependent: bool = False, batch_instead: str = "", batch_so: str = SERVED_WOULD,
-               batch_consequence: str = SERVED_DOES) -> tuple[str | None, bool]:
+def check_head(task: specs.Task, features: np.ndarray, words: Wording, allow_random: bool, *,
+               allow_batch_dependent: bool = False) -> Checked:
     """Whether ``task``'s head (the part of the model from the features to its output) is random or depends on
     the other examples of its batch, probed as :func:`check_features` probes the features, fed ``features``
-    (:func:`features_of`). A dense head (matmuls and activations) is neither; a branch head is imported under
-    its own op names, so the refusals and the notes name the ops as the model does (old-style dropout with
-    ``keep_prob`` baked in above the features: the real ``lenet_noyin`` cut at ``Elu_2``; a batch norm in
-    training mode above them: the real ``mlp_bn_chen`` cut at ``add``). ``so`` says in the random refusal what
-    the randomness would do; ``batch_instead`` is the way out the batch-dependence refusal gives, ``batch_so`` and
-    ``batch_consequence`` what that dependence would do and does, in the refusal and the note
-    (:func:`graphsurgeon._src.determinism.batch_refusal`, :func:`graphsurgeon._src.determinism.batch_accepted`;
-    by default: the exported model's answers). Returns ``(note, random)`` as :func:`check_features`.
+    (:attr:`Checked.values` of :func:`check_features`). A dense head (matmuls and activations) is neither; a
+    branch head is imported under its own op names, so the refusals and the notes name the ops as the model does
+    (old-style dropout with ``keep_prob`` baked in above the features: the real ``lenet_noyin`` cut at ``Elu_2``;
+    a batch norm in training mode above them: the real ``mlp_bn_chen`` cut at ``add``). ``words`` word the
+    refusals and notes.
 
     Raises:
       RandomTensorError: the head is random, unless ``allow_random``.
@@ -134,32 +137,35 @@ def check_head(task: specs.Task, features: np.ndarray, what: str, instead: str, 
         ``allow_batch_dependent``.
     """
     if task.head.kind != "branch":
-        return None, False
+        return Checked(None, False, None)
     tg = TrainGraph()
     try:
         inp = tg.placeholder(task.head.piece, "graphsurgeon/probe/features")
-        t = tg.branch(task, inp, "")
-        tg.start()
-        p = probe(tg, t, Feeder(tg, inp, {}), features[:PROBE_ROWS])
-        if p.batch_dependent:
-            if not allow_batch_dependent:
-                raise BatchDependentError(batch_refusal(tg, t, inp, what, batch_instead, batch_so))
-            return batch_accepted(tg, t, inp, what, batch_consequence), False
-        note = _probed(tg, t, inp, p, what, instead, allow_random, consequence, so=so)
-        return note, note is not None
+        return _checked(tg, tg.branch(task, inp, ""), inp, features, words, allow_random, allow_batch_dependent)
     finally:
         tg.close()
 
 
-def _probed(tg, t, inp, p, what: str, instead: str, allow_random: bool, consequence: str, *,
-            so: str = "the exported model would answer differently on every call") -> str | None:
-    """The note or refusal of ``t`` from its probe ``p`` when ``p`` found it random (else None)."""
+def _checked(tg, t, inp, x: np.ndarray, words: Wording, allow_random: bool, allow_batch_dependent: bool) -> Checked:
+    """Start ``tg`` and probe ``t`` (fed at ``inp``) on the first :data:`PROBE_ROWS` rows of ``x``: what
+    :func:`check_features` and :func:`check_head` find."""
+    tg.start()
+    rows = x[:PROBE_ROWS]
+    values = tg.session.run(t, {inp: rows})
+    p = probe(tg, t, Feeder(tg, inp, {}), rows, first=values)
+    if p.batch_dependent:
+        if not allow_batch_dependent:
+            raise BatchDependentError(batch_refusal(tg, t, inp, words.what, words.batch_instead, words.batch_so,
+                                                    head_kept=words.batch_head_kept))
+        return Checked(batch_accepted(tg, t, inp, words.what, words.batch_consequence), False, values)
     if not p.random:
-        return None
+        return Checked(None, False, values)
     ops = random_ops_upstream(tg, t.name)
     if not allow_random:
-        raise RandomTensorError(random_refusal(tg, t, Feeder(tg, inp, {}), p, ops, what, instead, so))
-    return f"{what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by allow_random=True; {consequence}"
+        raise RandomTensorError(random_refusal(tg, t, Feeder(tg, inp, {}), p, ops, words.what, words.instead,
+                                               words.so))
+    return Checked(f"{words.what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by "
+                   f"allow_random=True; {words.consequence}", True, values)
 
 
 class TrainGraph:

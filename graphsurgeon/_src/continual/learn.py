@@ -13,7 +13,7 @@ import time
 
 from graphsurgeon._src.continual import common, ewc, lwf, network, packnet, piggyback, transfer, write
 from graphsurgeon._src.continual.config import MASKED, LearnConfig
-from graphsurgeon._src.continual.graph import check_features, check_head, features_of
+from graphsurgeon._src.continual.graph import Wording, check_features, check_head
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report, counted
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
@@ -33,10 +33,12 @@ class LearnResult(Report):
     ``tasks.json`` entry, every task's entry, ``metrics`` (accuracies of the written model: ``new``, the new
     task per split of its data, ``old``, each old task with ``old_data`` on that data's test split, and
     ``examples``, how many examples each was measured on: ``{"new": {split: n}, "old": {task: n}}``),
-    per-epoch ``history``, ``extra_bytes`` the task adds (by kind), ``bytes`` of the directory, the
+    per-epoch ``history``, ``extra_bytes`` the task adds (by kind; with ewc also ``old_fisher``, the old tasks'
+    Fisher information this run computed from old data and stored), ``bytes`` of the directory, the
     ``seconds`` the method took (reading the data, recording, training, Fisher; not writing) and ``notes``:
     one sentence per random part ``allow_random`` accepted (the features, an old head), and per batch-dependent
-    part ``allow_batch_dependent`` accepted (the features, an old head), worded as retrain's; ``packed_first``:
+    part ``allow_batch_dependent`` accepted (the features, an old head), worded as retrain's, and with ewc one
+    naming the old tasks whose Fisher information it computed; ``packed_first``:
     when packnet packed a plain model's own task first, what that did to it: ``task``, ``kernel_weights`` (the
     backbone kernels' weights), ``pruned`` (how many of them were zeroed), ``pruned_fraction``, and with old data
     for that task ``accuracy_before`` (the model read, before packing) and ``accuracy_after`` (the written
@@ -65,8 +67,10 @@ class LearnResult(Report):
                          "the new one")
         if self.packed_first:
             lines.append(_packed_text(self.packed_first))
-        extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items())
-        lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes")
+        extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items() if k != "old_fisher")
+        old = self.extra_bytes.get("old_fisher")
+        lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes"
+                     + (f"; the old tasks' Fisher information computed in this run adds {old:,} bytes" if old else ""))
         return "\n".join(lines + list(self.notes or ()))
 
 
@@ -131,8 +135,8 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
                 "accuracy": measure(directory, net, task, dataset, old), "history": learned.history,
                 "extra_bytes": learned.extra_bytes, "old_data_needed": OLD_DATA[cfg.method]}
 
-    tab, rec = write.write_version(out_dir, net, learned, record, compare=not random_features,
-                                   uncompared=random_heads)
+    tab, rec = write.write_version(out_dir, net, learned, record,
+                                   uncompared={t.name for t in learned.tasks} if random_features else random_heads)
     entry = next(t for t in tab["tasks"] if t["name"] == cfg.task)
     packed = learned.packed_first
     if packed is not None:  # its accuracy after: the written model's, on the data its accuracy before was
@@ -140,7 +144,7 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
         packed = {**{k: v for k, v in packed.items() if k != "examples"}, "accuracy_after": after,
                   "examples": packed["examples"]}
     return LearnResult(out_dir, cfg.method, entry, tab["tasks"], rec["accuracy"], learned.history,
-                       learned.extra_bytes, write.directory_bytes(out_dir), seconds, notes, packed)
+                       learned.extra_bytes, write.directory_bytes(out_dir), seconds, notes + learned.notes, packed)
 
 
 def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
@@ -161,31 +165,28 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
         return f"; LwF's targets for {whose} are one draw of {of}, recorded once on the training inputs" \
             if cfg.method == "lwf" else ""
 
-    note, random_features = check_features(
-        net.backbone, net.values, x, f"{net.source}: features", "give features=TENSOR below them" if plain else
-        "learn on a model whose features do not depend on them", cfg.allow_random, "the written model's answers "
-        "differ call to call, and they are not compared with its heads'" + lwf("the old heads", "their answers"),
-        allow_batch_dependent=cfg.allow_batch_dependent,
-        batch_head_kept=plain,
+    features = check_features(net.backbone, net.values, x, Wording(
+        f"{net.source}: features", "give features=TENSOR below them" if plain else
+        "learn on a model whose features do not depend on them", "the written model's answers differ call to call, "
+        "and they are not compared with its heads'" + lwf("the old heads", "their answers"),
         batch_instead="give features=TENSOR {}" if plain else "learn on a model whose features do not depend on the "
-        "other examples in a batch")
-    notes, random_heads = [note] if note else [], set()
-    features = features_of(net.backbone, net.values, x)
+        "other examples in a batch", batch_head_kept=plain), cfg.allow_random,
+        allow_batch_dependent=cfg.allow_batch_dependent)
+    notes, random_heads = [features.note] if features.note else [], set()
     for t in net.tasks:
         if replaces is not None and t.name == replaces.name:
             continue
-        note, random = check_head(t, features, f"{net.source}: the old head of task '{t.name}', its output",
-                                  "give features=TENSOR above them" if plain else "learn on a model whose heads do "
-                                  "not depend on them", cfg.allow_random, f"the written model's answers for task "
-                                  f"'{t.name}' differ call to call, and they are not compared with its head's"
-                                  + lwf("it", "its answers"),
-                                  allow_batch_dependent=cfg.allow_batch_dependent, batch_instead="learn on a model "
-                                  "whose heads do not depend on the other examples in a batch")
-        if note:
-            notes.append(note)
-        if random:
+        head = check_head(t, features.values, Wording(
+            f"{net.source}: the old head of task '{t.name}', its output", "give features=TENSOR above them" if plain
+            else "learn on a model whose heads do not depend on them", f"the written model's answers for task "
+            f"'{t.name}' differ call to call, and they are not compared with its head's" + lwf("it", "its answers"),
+            batch_instead="learn on a model whose heads do not depend on the other examples in a batch"),
+            cfg.allow_random, allow_batch_dependent=cfg.allow_batch_dependent)
+        if head.note:
+            notes.append(head.note)
+        if head.random:
             random_heads.add(t.name)
-    return notes, random_features, random_heads
+    return notes, features.random, random_heads
 
 
 def measure(directory: str, net, task, dataset, old: dict) -> dict:

@@ -46,7 +46,8 @@ class Network:
       state: the model's ``continual`` record from ``tasks.json`` (``{}`` for a plain model or one
         made by merge-heads).
       next_id: the id a new task gets: a many-heads model's ``next_id``
-        (:func:`graphsurgeon._src.multihead.layout.next_id`: a removed task's id is not given again), 1
+        (:func:`graphsurgeon._src.multihead.layout.next_id`: a removed task's id is not given again, nor one a
+        version beside it gave), 1
         for a plain model (its one task is 0).
     """
 
@@ -95,7 +96,7 @@ def read(path: str, *, features: str | None = None, input: str | None = None, ou
         raise ConfigError(f"{path} is a plain model: say where its backbone ends with features=TENSOR "
                           f"(the tensor its head reads; combine and add-class name it in {export_dir.RECORD})")
     m = load.load(path, features, input=input, output=output, tags=tags)
-    head = specs.head_of(m.head, m.read, path, refuse_random=False)
+    head = specs.head_of(m.head, m.read, path)
     classes = m.labels if m.labels is not None else [str(i) for i in range(head.num_classes)]
     if len(classes) != head.num_classes:
         raise ContinualError(f"{path}: labels.txt names {len(classes)} classes; the head has {head.num_classes}")

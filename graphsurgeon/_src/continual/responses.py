@@ -118,8 +118,7 @@ def _stored(directory: str, head: dict) -> list:
     cachefiles.remove_unreferenced(directory, previous)
     bad = cacheshards.check_shards(directory, previous["shards"], previous["dtype"], previous["shape"])
     if bad:
-        raise CacheError(f"{directory}: shard(s) {cacheshards.describe_bad(bad)} do not match the manifest; "
-                         "delete the cache")
+        raise CacheError(f"{directory}: {cacheshards.describe_bad(bad)}; delete the cache")
     return list(previous["shards"])
 
 

@@ -45,13 +45,12 @@ def _backbones(learned: Learned) -> tuple[list, dict, list]:
     return backbones, shard, per_group
 
 
-def write_version(out: str, net, learned: Learned, record, *, compare: bool = True,
-                  uncompared=()) -> tuple[dict, dict]:
+def write_version(out: str, net, learned: Learned, record, *, uncompared=()) -> tuple[dict, dict]:
     """Write ``learned`` at ``out`` (which must not exist). ``record(directory)`` is called on the
-    written (not yet renamed) version and returns what ``continual/metrics.json`` holds. Unless not
-    ``compare`` (a backbone accepted as random: its outputs differ call to call), every task's served
-    output but those of the tasks named in ``uncompared`` (heads accepted as random) is compared with
-    its own head on probe inputs. Returns ``(tasks.json, that record)``.
+    written (not yet renamed) version and returns what ``continual/metrics.json`` holds. Every task's
+    served output but those of the tasks named in ``uncompared`` (heads accepted as random; every task
+    when the backbone was: its outputs differ call to call) is compared with its own head on probe
+    inputs. Returns ``(tasks.json, that record)``.
 
     Raises:
       ConfigError: ``out`` exists; MergeHeadsError: a task's served output differs from its head.
@@ -73,7 +72,7 @@ def write_version(out: str, net, learned: Learned, record, *, compare: bool = Tr
         layout.write(tmp, meta, shard, head_values, tab, {**layout.parts(backbones, learned.tasks), **learned.parts})
         files.verify_values(os.path.join(tmp, files.VARIABLES_PREFIX), {**head_values, **shard})
         compared = [t for t in learned.tasks if t.name not in set(uncompared)]
-        if compare and compared:
+        if compared:
             verifier.check(tmp, backbones, per_group, compared)
         make_dir(os.path.join(tmp, STATE_DIR))
         for name, (arrays, stamp) in sorted(learned.arrays.items()):

@@ -59,13 +59,16 @@ class Probe:
     ``random``: two runs on the batch differed (None: not checked); ``random_by``: how it was seen:
     ``"runs"`` (two ordinary runs differed) or ``"draws"`` (they agreed; runs with the random ops
     fed two far-apart draws did not). ``batch_dependent``: the first example's value changed when
-    run alone (None: not checked: a batch of one row, or a random tensor, whose runs differ anyway)."""
+    run alone (None: not checked: a batch of one row, or a random tensor, whose runs differ anyway).
+    ``identical``: the two ordinary runs gave the same values exactly (None: not checked); runs that
+    differ by less than :func:`same` allows are not ``random`` by ``"runs"``, but not identical."""
 
     tensor: str
     examples: int
     random: bool | None
     batch_dependent: bool | None
     random_by: str | None = None
+    identical: bool | None = None
 
 
 def same(a, b) -> bool:
@@ -84,9 +87,11 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
     feed, n = feeder.feed(x)
     run = (lambda f, fetch=t: model.session.run(fetch, f))
     a = run(feed)[:n] if first is None else first
-    by = None
+    by = identical = None
     if random:
-        if not same(a, run(feed)[:n]):
+        b = run(feed)[:n]
+        identical = bool(np.array_equal(a, b))
+        if not same(a, b):
             by = "runs"
         elif _draws_differ(run, t, feed, n, feedable_draws(model, t.name)):
             by = "draws"
@@ -95,7 +100,7 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
     if len(x) >= 2 and not differs:
         alone, _ = feeder.feed(x[:1])
         dependent = not same(a[0], run(alone)[0])
-    return Probe(t.name, len(x), differs, dependent, by)
+    return Probe(t.name, len(x), differs, dependent, by, identical)
 
 
 def feedable_draws(model, tensor: str) -> list:

@@ -153,7 +153,7 @@ class EarlyCheck:
 
     def __init__(self, prefix: str, prefetch: Prefetch | None = None):
         self.prefix = prefix + ".preview"
-        self._prefetch, self._outcomes, self._done = prefetch, {}, None
+        self._prefetch, self._outcomes, self._done, self._index = prefetch, {}, None, None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="graphsurgeon-verify-early")
 
     def start(self, writer, tensors: list) -> None:
@@ -165,6 +165,7 @@ class EarlyCheck:
         if not make():
             return
         out = CheckpointReader(self.prefix)
+        self._index = out.index
         for p in tensors:
             try:
                 _check_bytes(out, p, by_crc=True, prefetch=self._prefetch, concurrent=True)
@@ -172,12 +173,12 @@ class EarlyCheck:
             except MigrateError as e:
                 self._outcomes[p.new] = e
 
-    def outcomes(self, prefix: str) -> dict:
-        """``{name: None (the same bytes) or the MigrateError}`` of the tensors checked, once checkpoint
-        ``prefix`` is complete (waits for the thread); ``{}`` when the preview was not made or not read.
+    def outcomes(self, out: CheckpointReader) -> dict:
+        """``{name: None (the same bytes) or the MigrateError}`` of the tensors checked, once the checkpoint
+        ``out`` reads is complete (waits for the thread); ``{}`` when the preview was not made or not read.
 
         Raises:
-          MigrateError: ``prefix``'s index locates one of them elsewhere than the preview's did.
+          MigrateError: ``out``'s index locates one of them elsewhere than the preview's did.
         """
         if self._done is None:
             return {}
@@ -187,7 +188,8 @@ class EarlyCheck:
             return {}
         if not self._outcomes:
             return {}
-        moved = moved_since_preview(prefix, self.prefix, list(self._outcomes))
+        moved = moved_since_preview(out.prefix, self.prefix, list(self._outcomes), index=out.index,
+                                    preview_index=self._index)
         if moved:
             raise MigrateError(f"verification failed: the index of the written checkpoint locates '{moved[0]}' "
                                "elsewhere than where it was read back")
@@ -215,7 +217,7 @@ def verify(prefix: str, tensors: list, level: str = "sample", prefetch: Prefetch
     _check_keys(out, tensors)
     for p in tensors:
         _check_dtype_shape(out, p)
-    checked = early.outcomes(prefix) if early is not None else {}
+    checked = early.outcomes(out) if early is not None else {}
     for p in tensors if level == "full" else sample(tensors):
         if p.new in checked:
             if checked[p.new] is not None:

@@ -68,19 +68,46 @@ def table(backbones, tasks, *, features: str, input, model_version: int, previou
 def next_id(tab: dict, model_dir: str) -> int:
     """The id the next task added to the version at ``model_dir`` gets: its ``tasks.json``'s ``next_id``
     (ids are never given again, not even a removed task's), or, in a ``tasks.json`` written without
-    one, the highest id + 1.
+    one, the highest id + 1; and when ``model_dir``'s name is a version number (``models/text/1``), at least
+    what every other version beside it (a numbered directory holding a ``tasks.json``) would give, so
+    that a task added to an older version never gets an id a newer one gave another task.
 
     Raises:
-      MergeHeadsError: ``next_id`` is not an integer above every task's id.
+      MergeHeadsError: ``next_id`` is not an integer above every task's id; a version beside
+        ``model_dir`` whose ``tasks.json`` is not readable.
     """
     top = max(t["id"] for t in tab["tasks"])
-    if "next_id" not in tab:
-        return top + 1
-    n = tab["next_id"]
+    n = tab.get("next_id", top + 1)
     if not isinstance(n, int) or isinstance(n, bool) or n <= top:
         raise MergeHeadsError(f"{os.path.join(model_dir, files.TASKS_FILE)}: next_id is {n!r}; expected an "
                               f"integer above every task's id (the highest is {top})")
-    return n
+    return max([n] + [_given_after(v, model_dir) for v in _other_versions(model_dir)])
+
+
+def _other_versions(model_dir: str) -> list[str]:
+    """The version directories beside ``model_dir`` (numbered, holding a ``tasks.json``); none when its name
+    is not a version number."""
+    parent, base = os.path.split(os.path.normpath(os.path.abspath(model_dir)))
+    if not base.isdigit():
+        return []
+    return [os.path.join(parent, n) for n in sorted(os.listdir(parent), key=lambda n: (len(n), n))
+            if n.isdigit() and n != base and os.path.isfile(os.path.join(parent, n, files.TASKS_FILE))]
+
+
+def _given_after(version: str, model_dir: str) -> int:
+    """The lowest id that ``version`` has not given: its ``next_id``, or its highest id + 1, whichever is higher."""
+    why = f"(read because a new task id must differ from every id the versions beside {model_dir} gave)"
+    try:
+        tab = files.read_tasks(version)
+    except MergeHeadsError as e:
+        raise MergeHeadsError(f"{e} {why}") from None
+    try:
+        ids = [int(t["id"]) for t in tab["tasks"]]
+    except (KeyError, TypeError, ValueError):
+        raise MergeHeadsError(f"{os.path.join(version, files.TASKS_FILE)}: no task ids (expected tasks with an "
+                              f"integer id) {why}") from None
+    n = tab.get("next_id")
+    return max([i + 1 for i in ids] + ([n] if isinstance(n, int) and not isinstance(n, bool) else []))
 
 
 def _task_entry(t: specs.Task, where) -> dict:

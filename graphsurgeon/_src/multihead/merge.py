@@ -217,16 +217,17 @@ def _result(out, tab, backbones, diffs, worst, linked, bb_values, tasks, *, note
 
 def next_version_dir(model_dir: str) -> str:
     """The directory of the version after ``model_dir``: when its name is a version number (TF
-    Serving's layout, ``models/text/1``), the next free number beside it (``models/text/2``).
+    Serving's layout, ``models/text/1``), the next free number beside it (``models/text/2``), a path
+    relative when ``model_dir`` is (as an ``out`` given is reported as given).
 
     Raises:
       ConfigError: ``model_dir``'s name is not a number (then the caller must say where).
     """
-    model_dir = os.path.normpath(os.path.abspath(model_dir))
-    parent, base = os.path.split(model_dir)
+    parent, base = os.path.split(os.path.normpath(model_dir))
     if not base.isdigit():
-        raise ConfigError(f"{model_dir}: its name is not a version number; say where the new version goes (out=DIR)")
-    taken = [int(n) for n in os.listdir(parent) if n.isdigit()]
+        raise ConfigError(f"{os.path.abspath(model_dir)}: its name is not a version number; say where the new "
+                          "version goes (out=DIR)")
+    taken = [int(n) for n in os.listdir(parent or os.curdir) if n.isdigit()]
     return os.path.join(parent, str(max(taken) + 1))
 
 
@@ -247,8 +248,9 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
              output: str | None = None, atol: float = 0.0, tags=("serve",), verify: bool = True,
              allow_batch_dependent: bool = False) -> MergeResult:
     """Write a new version of the merged model at ``model_dir`` with ``model``'s head added as a new
-    task, whose id is ``model_dir``'s ``next_id`` (:func:`layout.next_id`: ids are never given again, not
-    even a removed task's; the new version's ``next_id`` is one more). The backbone's data file is
+    task, whose id is :func:`layout.next_id` (``model_dir``'s ``next_id``, raised above every id the versions
+    beside it gave: ids are never given again, not even a removed task's; the new version's ``next_id`` is one
+    more). The backbone's data file is
     hard-linked (copied across file systems), not rewritten; ``model_dir`` is not changed.
 
     Args:
@@ -261,7 +263,8 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
 
     Raises:
       MergeHeadsError: the model's backbone differs from every backbone of ``model_dir`` (architecture,
-        or weights beyond ``atol``), the name is taken, or ``model_dir``'s ``next_id`` is not above every id.
+        or weights beyond ``atol``), the name is taken, ``model_dir``'s ``next_id`` is not above every id, or a
+        version beside it has a ``tasks.json`` that cannot be read.
       BatchDependentError: the model's features or head depend on their batch-mates, unless
         ``allow_batch_dependent``.
     """
@@ -302,14 +305,15 @@ def _matching_group(m, backbones, bb_values, atol: float, model_dir: str) -> int
 def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = True) -> MergeResult:
     """Write a new version of the merged model at ``model_dir`` without ``task`` (a task name, or an id
     when no task has that name). Other tasks keep their ids, and the new version keeps ``model_dir``'s
-    ``next_id`` (:func:`layout.next_id`), so the removed task's id is not given to a task added later; the
+    ``next_id`` (:func:`layout.next_id`: raised above every id the versions beside it gave), so the removed task's id is not given to a task added later; the
     backbone's data file is hard-linked, not rewritten; ``model_dir`` is not changed.
 
     The result's ``notes`` say that requests for the removed task now fail, that ``model_dir`` still holds
     it, and the id the next task added gets (:func:`add_task` and learn-task give it).
 
     Raises:
-      MergeHeadsError: no such task, it is the only one, or ``model_dir``'s ``next_id`` is not above every id.
+      MergeHeadsError: no such task, it is the only one, ``model_dir``'s ``next_id`` is not above every id, or
+        a version beside it has a ``tasks.json`` that cannot be read.
     """
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
     next_id = layout.next_id(tab, model_dir)

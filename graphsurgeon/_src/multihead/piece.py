@@ -27,7 +27,6 @@ from tensorflow.core.framework import graph_pb2, types_pb2
 
 from graphsurgeon._src import subgraph
 from graphsurgeon._src.errors import MergeHeadsError
-from graphsurgeon._src.storage.session import new_session
 
 tf1 = tf.compat.v1
 
@@ -221,18 +220,6 @@ def tensor_spec(piece: Piece, tensor: str) -> tuple:
         t, = tf.graph_util.import_graph_def(gd, name="", input_map=handles or None,
                                             return_elements=[tensor_name(tensor)])
     return t.dtype, t.shape
-
-
-def runs_differ(piece: Piece, read, rows: int = 64) -> bool:
-    """Whether two runs of ``piece`` on one batch of ``rows`` probe inputs (normal draws, seed 0; unknown
-    sizes 3) differ: its random ops (dropout with ``keep_prob`` baked in) draw anew on every call. Weights'
-    values are read with ``read(name)``."""
-    dtype, shape = tensor_spec(piece, piece.input)
-    dims = [rows] + [d if d is not None else 3 for d in (shape.as_list()[1:] if shape.rank else [])]
-    graph, _, out, init = imported(piece, read, np.random.default_rng(0).normal(size=dims).astype(dtype.as_numpy_dtype))
-    with new_session(graph) as sess:
-        sess.run(init)
-        return not np.array_equal(sess.run(out), sess.run(out), equal_nan=True)
 
 
 def imported(piece: Piece, read, x, dtype=None, scope: str = "piece") -> tuple:

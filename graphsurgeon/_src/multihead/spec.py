@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from graphsurgeon._src import determinism, subgraph
+from graphsurgeon._src import subgraph
 from graphsurgeon._src.errors import MergeHeadsError
 from graphsurgeon._src.multihead import dense
 from graphsurgeon._src.multihead import piece as pieces
@@ -85,7 +85,7 @@ class Route:
     tasks: list
 
 
-def head_of(head_piece: pieces.Piece, read, where: str, *, refuse_random: bool = True) -> Head:
+def head_of(head_piece: pieces.Piece, read, where: str) -> Head:
     """A :class:`Head` from a task model's head piece, values read with ``read(name)``. A head whose output
     is the sigmoid of one logit ``z`` (``[batch, 1]``: a binary classifier, a GAN's discriminator) becomes
     a two-class softmax head with logits ``[0, z]``: its classes are 0 and 1, and its probability of class
@@ -93,13 +93,10 @@ def head_of(head_piece: pieces.Piece, read, where: str, *, refuse_random: bool =
     :func:`graphsurgeon._src.multihead.piece.two_class_logits`).
 
     Raises:
-      MergeHeadsError: the head's output is not ``[batch, classes]`` with a known class count, or (with
-        ``refuse_random``: merge-heads and add-head; the continual commands probe heads themselves, with
-        ``--allow-random`` as the way out) it depends on random ops (dropout with ``keep_prob`` baked in:
-        it would answer differently on every call).
+      MergeHeadsError: the head's output is not ``[batch, classes]`` with a known class count. (Whether the
+        head is random is probed by the commands: merge-heads and add-head in
+        :func:`graphsurgeon._src.multihead.verify.check_head_batch`, the continual ones with ``--allow-random``.)
     """
-    if refuse_random:
-        _refuse_random(head_piece, read, where)
     stack = dense.recognize(head_piece)
     if stack is not None:
         layers = [(np.asarray(read(lay.kernel)), None if lay.bias is None else np.asarray(read(lay.bias)),
@@ -124,21 +121,6 @@ def head_of(head_piece: pieces.Piece, read, where: str, *, refuse_random: bool =
     values = {n: np.asarray(read(n)) for n in head_piece.weights}
     return Head("branch", int(shape[-1]), final, piece=head_piece, values=values,
                 logits=pieces.tensor_name(logits), sigmoid=sigmoid)
-
-
-def _refuse_random(head_piece: pieces.Piece, read, where: str) -> None:
-    """Raise :class:`MergeHeadsError` naming the random ops between the features and the head's output
-    when two runs of the head on probe features differ (a ``keep_prob`` that is a
-    ``placeholder_with_default(1.0)`` passes)."""
-    by_name = head_piece.by_name()
-    ops = sorted(n for n in subgraph.upstream(head_piece.graph_def, [head_piece.output], by_name)
-                 if by_name[n].op in determinism.RANDOM_OPS)
-    if ops and pieces.runs_differ(head_piece, read):
-        guess = " (dropout with keep_prob baked in?)" if determinism.dropout_example(ops) else ""
-        raise MergeHeadsError(
-            f"{where}: its head, from the features to {head_piece.output}, answered differently in two runs on "
-            f"the same probe features: it depends on {determinism.ops_phrase(ops)}{guess}, so it would answer "
-            "differently on every call; split the model where no random op lies between the features and the output")
 
 
 def two_classes(kernel: np.ndarray, bias: np.ndarray | None) -> tuple:

@@ -23,7 +23,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import determinism
+from graphsurgeon._src import determinism, subgraph
 from graphsurgeon._src.errors import BatchDependentError, MergeHeadsError
 from graphsurgeon._src.feeds import Feeder
 from graphsurgeon._src.multihead import piece as pieces
@@ -59,7 +59,7 @@ PROBE_FIRST = "the first of 64 generated probe inputs"  # the example check_batc
 
 
 def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_dependent: bool, *,
-                head_kept: bool = False) -> str | None:
+                head_kept: bool = False, head_from: str = "") -> str | None:
     """Retrain's batch-dependence check on ``piece``'s output (the features), fed 64 :func:`probe` inputs:
     :func:`graphsurgeon._src.determinism.probe` runs them, then the first alone (not when two runs differ: a
     random output). Returns None when its value does not change, else the note of ``allow_batch_dependent``
@@ -75,6 +75,9 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         ``allow_batch_dependent``: retrain's refusal (:func:`graphsurgeon._src.determinism.batch_refusal`,
         ``FIRST`` :data:`PROBE_FIRST`), ``what`` naming the piece, ``instead`` where to cut (``head_kept``: see
         :func:`graphsurgeon._src.determinism.way_out`).
+      MergeHeadsError: with ``head_from`` (the model ``piece`` is the head of), two ordinary runs of the head on the
+        probe inputs differ at all and it depends on random ops (dropout with ``keep_prob`` baked in: it would answer
+        differently on every call): :func:`_refuse_random`.
     """
     dtype, shape = pieces.tensor_spec(piece, piece.input)
     graph, inp, out, init = pieces.imported(piece, read, None, dtype, scope="")  # the model's own names
@@ -86,7 +89,10 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         except MergeHeadsError:
             return _unprobed(model, out, inp, what, determinism.way_out(instead, "below them", head_kept),
                              allow_batch_dependent)
-        if not determinism.probe(model, out, Feeder(model, inp, {}), x).batch_dependent:
+        p = determinism.probe(model, out, Feeder(model, inp, {}), x)
+        if head_from and p.identical is False:  # any difference: a head adds nothing a batch could reorder
+            _refuse_random(piece, head_from)
+        if not p.batch_dependent:
             return None
         if not allow_batch_dependent:
             raise BatchDependentError(determinism.batch_refusal(model, out, inp, what, instead, first=PROBE_FIRST,
@@ -98,16 +104,33 @@ def check_head_batch(head: specs.Head, piece: pieces.Piece, read, where: str, in
                      allow_batch_dependent: bool) -> str | None:
     """:func:`check_batch` on a task model's head ``piece`` (from the features to its output) when ``head`` (what
     :func:`graphsurgeon._src.multihead.spec.head_of` made of it) is a branch: a dense head (matmuls and activations)
-    cannot mix a batch. In a merged model a task's examples share a batch with other tasks', so a head whose
-    output changes with its batch-mates (batch norm in training mode above the features) answers an example
-    differently with the examples served with it. ``where`` names the model; ``instead`` is the way out.
+    cannot mix a batch, nor draw at random. In a merged model a task's examples share a batch with other tasks',
+    so a head whose output changes with its batch-mates (batch norm in training mode above the features) answers
+    an example differently with the examples served with it. The same probe refuses a random head. ``where``
+    names the model; ``instead`` is the way out.
 
     Raises:
+      MergeHeadsError: the head is random (:func:`_refuse_random`).
       BatchDependentError: as :func:`check_batch`, naming ``WHERE: the head, its output``.
     """
     if head.kind != "branch":
         return None
-    return check_batch(piece, read, f"{where}: the head, its output", instead, allow_batch_dependent)
+    return check_batch(piece, read, f"{where}: the head, its output", instead, allow_batch_dependent, head_from=where)
+
+
+def _refuse_random(head_piece: pieces.Piece, where: str) -> None:
+    """Raise :class:`MergeHeadsError` naming the random ops between the features and the head's output, found
+    by a scan of the piece, when there are any (two runs of the head on probe features differed: a ``keep_prob``
+    that is a ``placeholder_with_default(1.0)`` passes)."""
+    by_name = head_piece.by_name()
+    ops = sorted(n for n in subgraph.upstream(head_piece.graph_def, [head_piece.output], by_name)
+                 if by_name[n].op in determinism.RANDOM_OPS)
+    if ops:
+        guess = " (dropout with keep_prob baked in?)" if determinism.dropout_example(ops) else ""
+        raise MergeHeadsError(
+            f"{where}: its head, from the features to {head_piece.output}, answered differently in two runs on "
+            f"the same probe features: it depends on {determinism.ops_phrase(ops)}{guess}, so it would answer "
+            "differently on every call; split the model where no random op lies between the features and the output")
 
 
 def _unprobed(model, out, inp, what: str, way: str, allow_batch_dependent: bool) -> str:

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from graphsurgeon._src.errors import CacheError
+from graphsurgeon._src.mixins import listed
 from graphsurgeon._src.storage import cachefiles, files
 
 # per stored row: the content key (sha256 of the input's bytes) and the copy (0 = undistorted)
@@ -223,8 +224,10 @@ def _dtype_name(dtype) -> str:
 
 
 def describe_bad(bad: dict) -> str:
-    """``shard-00001.npy (checksum differs), …`` for messages."""
-    return ", ".join(f"{name} ({why})" for name, why in bad.items())
+    """``shard shard-00001.npy (checksum differs) does not match the manifest``, ``shards shard-00001.npy
+    (checksum differs), shard-00002.npy (missing) do not match the manifest``, for messages."""
+    return f"{listed('shard', [f'{name} ({why})' for name, why in bad.items()])} " \
+           f"{'does' if len(bad) == 1 else 'do'} not match the manifest"
 
 
 def read_header(f, path: str):

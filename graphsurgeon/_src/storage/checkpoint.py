@@ -165,6 +165,12 @@ class CheckpointReader:
         dtypes = self._reader.get_variable_to_dtype_map()
         self.entries = {n: Entry(n, tuple(shapes[n]), tf.as_dtype(dtypes[n])) for n in sorted(shapes)}
 
+    @property
+    def index(self) -> tuple | None:
+        """``(header, {name: BundleEntryProto})`` of a V2 checkpoint's index, as opening read and checked it
+        (:func:`read_checked_index`); None for a V1 checkpoint."""
+        return self._v2
+
     def read(self, name: str, *, concurrent: bool = False) -> np.ndarray:
         """The value of tensor ``name``.
 
