@@ -171,6 +171,10 @@ def test_read_chunks_converts_ahead_in_a_pool_and_checks_the_crc_in_order(tmp_pa
         got = list(read_chunks(path, 100, 9000, crc=crc, chunk_bytes=1000, convert=convert, pool=pool, ahead=2))
         assert got == [payload[i:i + 1000][::-1] for i in range(100, 9100, 1000)]
         assert len(threads) == 9 and all(t.startswith("conv") for t in threads)
+        threads.clear()  # a range of one chunk: converted by the caller, which would only wait for it
+        got = list(read_chunks(path, 100, 1000, crc=bundle.mask(bundle.crc32c(payload[100:1100])), chunk_bytes=1000,
+                               convert=convert, pool=pool, ahead=2))
+        assert got == [payload[100:1100][::-1]] and threads == [threading.current_thread().name]
         with pytest.raises(CorruptCheckpointError, match="do not match their crc32c"):
             list(read_chunks(path, 100, 9000, crc=crc ^ 1, chunk_bytes=1000, convert=convert, pool=pool))
 
@@ -489,6 +493,55 @@ def test_data_writer_raises_a_write_error_of_its_io_threads(tmp_path, monkeypatc
         w.write(iter([np.zeros(16384, np.uint8)] * 8))
         w.close()
     w.abandon()
+
+
+def test_chunks_under_inline_bytes_are_appended_by_the_caller_and_larger_ones_by_the_writer_thread(tmp_path,
+                                                                                                    monkeypatch):
+    import threading
+
+    monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
+    monkeypatch.setattr(DataWriter, "INLINE_BYTES", 1000)
+    real, seen = DataWriter._append, []
+
+    def append(self, chunk, crc):
+        seen.append((len(chunk), threading.current_thread().name))
+        return real(self, chunk, crc)
+    monkeypatch.setattr(DataWriter, "_append", append)
+    rng = np.random.default_rng(6)
+    chunks = [rng.integers(0, 256, n, dtype=np.uint8) for n in (999, 1000, 20_000, 5, 3000)]
+    w = DataWriter(str(tmp_path / "d"))
+    offset, size, crc = w.write(iter(chunks))
+    w.close()
+    data = b"".join(c.tobytes() for c in chunks)
+    assert (offset, size, crc) == (0, len(data), bundle.mask(bundle.crc32c(data)))
+    assert (tmp_path / "d").read_bytes() == data
+    me = threading.current_thread().name
+    assert [(n, t == me) for n, t in seen] == [(999, True), (1000, False), (20_000, False), (5, True), (3000, False)]
+    assert all(t.startswith("graphsurgeon-write") for _, t in seen if t != me)
+
+
+def test_the_last_stage_is_written_while_the_stages_before_it_still_are(tmp_path, monkeypatch):
+    """close() hands the last, partial stage's whole blocks to an I/O thread without first waiting for
+    the full stages being written: here the first stage's write waits until the last one's has begun."""
+    import threading
+
+    from graphsurgeon._src.storage import bundle_data
+
+    monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
+    real, last_begun, waited = os.pwrite, threading.Event(), []
+
+    def pwrite(fd, data, offset):
+        if offset == 2 * 16384:  # the last stage's whole blocks
+            last_begun.set()
+        if offset == 0:  # the first stage
+            waited.append(last_begun.wait(10))
+        return real(fd, data, offset)
+    monkeypatch.setattr(bundle_data.os, "pwrite", pwrite)
+    w = DataWriter(str(tmp_path / "d"))
+    data = np.random.default_rng(4).integers(0, 256, 2 * 16384 + 3 * 4096 + 100, dtype=np.uint8)
+    w.write(iter([data]))
+    w.close()
+    assert waited == [True] and (tmp_path / "d").read_bytes() == data.tobytes()
 
 
 HOLD = r"""

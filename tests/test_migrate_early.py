@@ -34,16 +34,25 @@ def src(tmp_path_factory):
 
 @pytest.fixture
 def reads(monkeypatch):
-    """``[(checkpoint prefix, key, thread name)]`` of every tensor read through CheckpointReader."""
-    seen, real = [], CheckpointReader.read
+    """``[(checkpoint prefix, key, thread name)]`` of every tensor read through CheckpointReader
+    (``concurrent`` reads recorded in ``seen.concurrent`` too)."""
+    seen, real = _Reads(), CheckpointReader.read
 
-    def read(self, key):
+    def read(self, key, **options):
         seen.append((self.prefix, key, threading.current_thread().name))
-        return real(self, key)
+        if options.get("concurrent"):
+            seen.concurrent.append((self.prefix, key))
+        return real(self, key, **options)
 
     monkeypatch.setattr(CheckpointReader, "read", read)
     monkeypatch.setattr(verify_mod, "SAMPLE_BYTES", 5_000_000)  # two of the six big tensors in the sample
     return seen
+
+
+class _Reads(list):
+    def __init__(self):
+        super().__init__()
+        self.concurrent = []
 
 
 def _early(src):
@@ -61,6 +70,10 @@ def test_sampled_tensors_are_checked_through_a_preview_while_the_rest_is_written
     assert {key for key, _ in preview} == early and all(t.startswith("graphsurgeon-verify-early") for _, t in preview)
     final = {key for prefix, key, _ in reads if "/.tmp-migrate-" in prefix and not prefix.endswith(".preview")}
     assert final == set()  # verify() read back nothing itself (the largest, big/0, is not in the sample)
+    # the threads working while the checkpoint is written read so that the writing threads run meanwhile
+    threads = {(prefix, key) for prefix, key, t in reads if t.startswith("graphsurgeon-verify")}
+    assert threads == set(reads.concurrent) and {(src, k) for k in early} | {p for p in threads if
+                                                                             p[0].endswith(".preview")} == threads
     assert not list(tmp_path.glob("*.preview*")) and sorted(p.name for p in tmp_path.iterdir()) == [
         "m.data-00000-of-00001", "m.index"]
 

@@ -538,6 +538,30 @@ def test_converter_gives_the_bits_of_numpy_astype(src_dtype, dst_dtype, workers,
     assert got.dtype == dst and np.array_equal(got.view(np.uint8), want.view(np.uint8))
 
 
+@pytest.mark.parametrize("dst_dtype,elements,by_tensorflow", [(tf.float16, 2**15 - 1, False), (tf.float16, 2**15, True),
+                                                               (tf.bfloat16, 2**20, False)])
+def test_tensorflow_casts_only_float16_chunks_of_128_kib_or_more(dst_dtype, elements, by_tensorflow, tmp_path,
+                                                                 monkeypatch):
+    """Smaller float16 chunks, and bfloat16 ones of any size, are cast by numpy, faster there; the bits are
+    numpy's either way."""
+    from graphsurgeon._src.migrate import assemble as assemble_mod
+
+    x = np.concatenate([SPECIAL, RNG.standard_normal(elements - len(SPECIAL)).astype(np.float32)])
+    (tmp_path / "data").write_bytes(x.tobytes())
+    read = functools.partial(read_chunks, str(tmp_path / "data"), 0, x.nbytes,
+                             crc=bundle.mask(bundle.crc32c(x.view(np.uint8))))
+    calls, real = [], assemble_mod._tf_cast
+    monkeypatch.setattr(assemble_mod, "_tf_cast", lambda chunk, dst: calls.append(chunk.nbytes) or real(chunk, dst))
+    converter = assemble_mod.Converter(2)
+    dst = np.dtype(dst_dtype.as_numpy_dtype)
+    try:
+        got = np.concatenate([c.copy() for c in converter.converted(read, np.dtype(np.float32), dst)])
+    finally:
+        converter.close()
+    assert got.view(np.uint8).tobytes() == x.astype(dst).view(np.uint8).tobytes()
+    assert calls == ([x.nbytes] if by_tensorflow else [])
+
+
 # ---- progress --------------------------------------------------------------------------------
 
 class FakeTerminal(io.StringIO):

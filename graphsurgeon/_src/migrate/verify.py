@@ -68,7 +68,8 @@ class Prefetch:
     computed from the sources in a background thread while the checkpoint is written, taken in
     the order :func:`verify` checks them, each while their total stays within 64 MiB. The thread runs
     at nice 19 on Linux (see :func:`_lowest_priority`), opens TensorFlow readers of its own (a
-    reader is not shared across threads) and stops at the first tensor it cannot read, recording
+    reader is not shared across threads), reads with them so that the writing threads run meanwhile
+    (``CheckpointReader.read(concurrent=True)``) and stops at the first tensor it cannot read, recording
     the error for that tensor. :meth:`close` stops it
     and waits for it."""
 
@@ -93,7 +94,7 @@ class Prefetch:
                 return src.values[part.source_key][0]
             if id(src) not in readers:
                 readers[id(src)] = CheckpointReader(src.prefix)
-            return readers[id(src)].read(part.source_key)
+            return readers[id(src)].read(part.source_key, concurrent=True)
 
         for p in chosen:
             if self._stop.is_set():
@@ -143,7 +144,8 @@ class EarlyCheck:
     calls :meth:`start` once the last of them is written; a thread (at nice 19 on Linux) then waits
     until their bytes are in the file, has the writer make a preview checkpoint ``PREFIX.preview``
     holding only them (its data file a hard link to the new one), reads each back through
-    TensorFlow's reader of the preview and compares it with the value recomputed from the source,
+    TensorFlow's reader of the preview (so that the writing threads run meanwhile:
+    ``CheckpointReader.read(concurrent=True)``) and compares it with the value recomputed from the source,
     recording the outcome. :func:`verify` takes those outcomes only after checking that the
     finished checkpoint's index locates each of these tensors exactly where the preview's did, in
     the same file; if the thread could not make or open the preview, :func:`verify` checks them
@@ -166,7 +168,7 @@ class EarlyCheck:
         self._index = out.index
         for p in tensors:
             try:
-                _check_bytes(out, p, by_crc=True, prefetch=self._prefetch)
+                _check_bytes(out, p, by_crc=True, prefetch=self._prefetch, concurrent=True)
                 self._outcomes[p.new] = None
             except MigrateError as e:
                 self._outcomes[p.new] = e
@@ -278,9 +280,10 @@ def _by_crc(p) -> bool:
     return p.action == "copy" and p.source.kind == "v2" and not p.slices and p.dtype != tf.string
 
 
-def _check_bytes(out: CheckpointReader, p, *, by_crc: bool, prefetch: Prefetch | None = None) -> None:
+def _check_bytes(out: CheckpointReader, p, *, by_crc: bool, prefetch: Prefetch | None = None,
+                 concurrent: bool = False) -> None:
     try:
-        got = out.read(p.new)
+        got = out.read(p.new, concurrent=concurrent)
     except CorruptCheckpointError as e:
         raise MigrateError(f"verification failed: '{p.new}' does not read back ({e})") from None
     if by_crc and _by_crc(p):

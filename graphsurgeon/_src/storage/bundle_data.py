@@ -40,9 +40,10 @@ def read_chunks(path: str, offset: int, size: int, *, crc: int | None = None, wh
     only take writable buffers accept without a copy.
 
     With ``convert``, ``convert(chunk)`` is yielded in place of each chunk; with a ``pool``
-    (a thread pool) too, the chunks are mapped and converted by its threads, up to ``ahead``
-    chunks beyond the one last yielded, and yielded in order (the crc32c is still checked in
-    order, by the caller's thread).
+    (a thread pool) too, the chunks of a range longer than one chunk are mapped and converted by
+    its threads, up to ``ahead`` chunks beyond the one last yielded, and yielded in order (the
+    crc32c is still checked in order, by the caller's thread); a range of one chunk is mapped and
+    converted by the caller's thread, which would only wait for a pool thread's result.
 
     Raises:
       CorruptCheckpointError: the file ends early, or (``crc`` given: the masked crc32c from
@@ -62,7 +63,8 @@ def read_chunks(path: str, offset: int, size: int, *, crc: int | None = None, wh
             chunk = _map(fd, start, n, private)
             return chunk, (chunk if convert is None else convert(chunk))
 
-        for chunk, out in _in_order(load, range(offset, offset + size, chunk_bytes), pool, ahead):
+        starts = range(offset, offset + size, chunk_bytes)
+        for chunk, out in _in_order(load, starts, pool if len(starts) > 1 else None, ahead):
             if crc is not None:
                 running = crc32c(chunk, running)
             del chunk
@@ -138,7 +140,8 @@ class DataWriter:
     its offset, size and masked crc32c.
 
     The crc32c of a chunk and its copy into a stage run in a background thread while the caller
-    computes the next chunk. Bytes are gathered in 8 MiB page-aligned stages (up to four, used in
+    computes the next chunk (a chunk under ``INLINE_BYTES``, 1 MiB, in the caller's thread: handing
+    it over would cost more than the work). Bytes are gathered in 8 MiB page-aligned stages (up to four, used in
     turn); each full stage is written by one of two I/O threads while the next fills, in whole
     4 KiB blocks with direct I/O (``O_DIRECT``: from the stage to the disk, no page cache to fill
     and write back later). Two writes in flight keep the disk busy while a thread that has finished
@@ -162,6 +165,7 @@ class DataWriter:
     STAGES = 4
     IO_THREADS = 2
     READ_AHEAD_BYTES = 128 << 10  # asked for in pieces no larger than the smallest read-ahead window Linux uses
+    INLINE_BYTES = 1 << 20
 
     def __init__(self, path: str, *, expected_bytes: int = 0):
         self.path = path
@@ -197,8 +201,11 @@ class DataWriter:
                 if isinstance(chunk, np.ndarray):
                     chunk = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
                 if pending is not None:
-                    crc = pending.result()
-                pending = self._thread.submit(self._append, chunk, crc)
+                    crc, pending = pending.result(), None
+                if len(chunk) < self.INLINE_BYTES:
+                    crc = self._append(chunk, crc)
+                else:
+                    pending = self._thread.submit(self._append, chunk, crc)
             if pending is not None:
                 crc = pending.result()
         except BaseException:
@@ -257,12 +264,15 @@ class DataWriter:
             self._writing.pop(0)[0].result()
 
     def _flush(self) -> None:
-        """Put the stage's bytes in the file: its whole blocks directly, the rest through the page cache."""
-        self._drain()
+        """Put the stage's bytes in the file: its whole blocks directly (by an I/O thread, while the
+        stages before it may still be being written), the rest through the page cache; returns once
+        every write has ended."""
         if self._stage is None:
             self._stage = self._new_stage()
         whole = self._fill - self._fill % self.BLOCK
-        self._write_at(self._stage[:whole], self._base)
+        if whole:
+            self._writing.append((self._io.submit(self._write_at, self._stage[:whole], self._base), self._stage))
+        self._drain()
         self._write_at(self._stage[whole:self._fill], self._base + whole)
 
     def _write_at(self, view: np.ndarray, offset: int) -> None:
