@@ -6,7 +6,7 @@ Interleaved repeats, medians, ratios of medians:
   source's data file dropped from the page cache (cold: ``posix_fadvise(DONTNEED)`` after an
   ``fsync``) and both with it read into the page cache just before (warm)        goal <= 2
 * rename every tensor (verified) ÷ warm ``cp``                                   goal <= 0.2
-* the same cast of a checkpoint of many small tensors (TF-Slim inception_v3: 388 tensors, 109 MB, 365 of
+* the same cast of a checkpoint of many small tensors (TF-Slim inception_v3: 388 tensors, 104 MB, 365 of
   them under 1 MiB) ÷ warm ``cp`` of its data file, and without verification (``verify="none"``):
   what each tensor costs beside its bytes                                         no goal
 * peak RSS (VmHWM of a fresh process) of the cast, beside TensorFlow alone (a fresh process that

@@ -38,11 +38,11 @@ def reads(monkeypatch):
     (``concurrent`` reads recorded in ``seen.concurrent`` too)."""
     seen, real = _Reads(), CheckpointReader.read
 
-    def read(self, key, **options):
+    def read(self, key):
         seen.append((self.prefix, key, threading.current_thread().name))
-        if options.get("concurrent"):
+        if self.concurrent:
             seen.concurrent.append((self.prefix, key))
-        return real(self, key, **options)
+        return real(self, key)
 
     monkeypatch.setattr(CheckpointReader, "read", read)
     monkeypatch.setattr(verify_mod, "SAMPLE_BYTES", 5_000_000)  # two of the six big tensors in the sample

@@ -189,6 +189,19 @@ def test_the_probe_feeds_uniform_draws_that_keep_old_style_dropout_at_one_and_dr
         assert drawn.max() == highest_uniform(dtype.as_numpy_dtype) == 1.0 - 2 * one_step
 
 
+def test_a_deterministic_tensor_with_nans_and_infinities_is_neither_random_nor_batch_dependent():
+    """log of negative and zero inputs: NaN and -inf in every run, the same alone as in the batch (NaN compared
+    unequal to itself made it random; a NaN in the largest magnitude made every comparison fail)."""
+    with tf.Graph().as_default() as g, tf1.Session(graph=g) as s:
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        keep = tf1.placeholder_with_default(1.0, [], name="keep_prob")  # a random op upstream, kept at 1
+        t = tf.math.log(tf1.nn.dropout(x, rate=1.0 - keep) * 3.0)
+        model = types.SimpleNamespace(graph=g, session=s)
+        batch = np.array([[-1.0, 0.0, 2.0, 5.0], [3.0, -2.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]], np.float32)
+        p = probe(model, t, Feeder(model, x, {}), batch, random=True)
+    assert (p.random, p.batch_dependent, p.identical) == (False, False, True)
+
+
 def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
     prefix = _net(str(tmp_path), "placeholder")
     res = _retrain(prefix, tmp_path / "o", feeds={"keep_prob": 1.0}, train_feeds={"keep_prob": 0.5})

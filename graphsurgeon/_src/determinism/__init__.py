@@ -73,9 +73,19 @@ class Probe:
 
 def same(a, b) -> bool:
     """True when two values of a tensor agree to float32 rounding of a different batch or order of
-    summation (relative 1e-3, absolute 1e-5 of the larger magnitude)."""
+    summation (relative 1e-3, absolute 1e-5 of the largest finite magnitude); NaNs agree where both
+    have one, infinities where both have the same one."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-3, atol=1e-5 * (1.0 + np.abs(a).max(initial=0.0))))
+    if a.shape != b.shape:
+        return False
+    scale = np.abs(a[np.isfinite(a)]).max(initial=0.0)
+    return bool(np.allclose(a, b, rtol=1e-3, atol=1e-5 * (1.0 + scale), equal_nan=True))
+
+
+def identical(a, b) -> bool:
+    """True when two values of a tensor are equal element for element (NaNs equal where both have one)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc" and b.dtype.kind in "fc"))
 
 
 def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
@@ -87,10 +97,10 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
     feed, n = feeder.feed(x)
     run = (lambda f, fetch=t: model.session.run(fetch, f))
     a = run(feed)[:n] if first is None else first
-    by = identical = None
+    by = identical_runs = None
     if random:
         b = run(feed)[:n]
-        identical = bool(np.array_equal(a, b))
+        identical_runs = identical(a, b)
         if not same(a, b):
             by = "runs"
         elif _draws_differ(run, t, feed, n, feedable_draws(model, t.name)):
@@ -100,7 +110,7 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
     if len(x) >= 2 and not differs:
         alone, _ = feeder.feed(x[:1])
         dependent = not same(a[0], run(alone)[0])
-    return Probe(t.name, len(x), differs, dependent, by, identical)
+    return Probe(t.name, len(x), differs, dependent, by, identical_runs)
 
 
 def feedable_draws(model, tensor: str) -> list:

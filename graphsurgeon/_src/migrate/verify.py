@@ -69,7 +69,7 @@ class Prefetch:
     the order :func:`verify` checks them, each while their total stays within 64 MiB. The thread runs
     at nice 19 on Linux (see :func:`_lowest_priority`), opens TensorFlow readers of its own (a
     reader is not shared across threads), reads with them so that the writing threads run meanwhile
-    (``CheckpointReader.read(concurrent=True)``) and stops at the first tensor it cannot read, recording
+    (``CheckpointReader(concurrent=True)``) and stops at the first tensor it cannot read, recording
     the error for that tensor. :meth:`close` stops it
     and waits for it."""
 
@@ -93,8 +93,8 @@ class Prefetch:
             if src.kind == "memory":
                 return src.values[part.source_key][0]
             if id(src) not in readers:
-                readers[id(src)] = CheckpointReader(src.prefix)
-            return readers[id(src)].read(part.source_key, concurrent=True)
+                readers[id(src)] = CheckpointReader(src.prefix, concurrent=True)
+            return readers[id(src)].read(part.source_key)
 
         for p in chosen:
             if self._stop.is_set():
@@ -145,7 +145,7 @@ class EarlyCheck:
     until their bytes are in the file, has the writer make a preview checkpoint ``PREFIX.preview``
     holding only them (its data file a hard link to the new one), reads each back through
     TensorFlow's reader of the preview (so that the writing threads run meanwhile:
-    ``CheckpointReader.read(concurrent=True)``) and compares it with the value recomputed from the source,
+    ``CheckpointReader(concurrent=True)``) and compares it with the value recomputed from the source,
     recording the outcome. :func:`verify` takes those outcomes only after checking that the
     finished checkpoint's index locates each of these tensors exactly where the preview's did, in
     the same file; if the thread could not make or open the preview, :func:`verify` checks them
@@ -164,11 +164,11 @@ class EarlyCheck:
         _lowest_priority()
         if not make():
             return
-        out = CheckpointReader(self.prefix)
+        out = CheckpointReader(self.prefix, concurrent=True)
         self._index = out.index
         for p in tensors:
             try:
-                _check_bytes(out, p, by_crc=True, prefetch=self._prefetch, concurrent=True)
+                _check_bytes(out, p, by_crc=True, prefetch=self._prefetch)
                 self._outcomes[p.new] = None
             except MigrateError as e:
                 self._outcomes[p.new] = e
@@ -280,10 +280,9 @@ def _by_crc(p) -> bool:
     return p.action == "copy" and p.source.kind == "v2" and not p.slices and p.dtype != tf.string
 
 
-def _check_bytes(out: CheckpointReader, p, *, by_crc: bool, prefetch: Prefetch | None = None,
-                 concurrent: bool = False) -> None:
+def _check_bytes(out: CheckpointReader, p, *, by_crc: bool, prefetch: Prefetch | None = None) -> None:
     try:
-        got = out.read(p.new, concurrent=concurrent)
+        got = out.read(p.new)
     except CorruptCheckpointError as e:
         raise MigrateError(f"verification failed: '{p.new}' does not read back ({e})") from None
     if by_crc and _by_crc(p):

@@ -146,10 +146,19 @@ class CheckpointReader:
 
     Opening reads only the index (a V2 index is checked first, see :func:`read_checked_index`).
     :meth:`read` reads one tensor.
+
+    ``concurrent``: read tensors, where that is possible, so that other Python threads run meanwhile
+    (TensorFlow's reader holds the GIL for the whole read, stalling every other thread of the
+    process): a tensor of at least ``CONCURRENT_BYTES`` (1 MiB) of a V2 checkpoint, with no slice
+    list, read in eager mode, is read by TensorFlow's ``RestoreV2`` op (the same bundle reader, run
+    with the GIL released; it opens the bundle anew, about 0.8 ms, more than a smaller tensor stalls
+    the others) and returned as a view of the op's output (not to be written to); any other as
+    without ``concurrent``.
     """
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, *, concurrent: bool = False):
         self.prefix = prefix
+        self.concurrent = concurrent
         files = checkpoint_files(prefix)
         if not files:
             raise CheckpointNotFoundError(f"no checkpoint at prefix {prefix} (no {prefix}.index)")
@@ -171,22 +180,14 @@ class CheckpointReader:
         (:func:`read_checked_index`); None for a V1 checkpoint."""
         return self._v2
 
-    def read(self, name: str, *, concurrent: bool = False) -> np.ndarray:
-        """The value of tensor ``name``.
-
-        ``concurrent``: read it, where that is possible, so that other Python threads run meanwhile
-        (TensorFlow's reader holds the GIL for the whole read, stalling every other thread of the
-        process): a tensor of at least ``CONCURRENT_BYTES`` (1 MiB) of a V2 checkpoint, with no
-        slice list, read in eager mode, is read by TensorFlow's ``RestoreV2`` op (the same bundle
-        reader, run with the GIL released; it opens the bundle anew, about 0.8 ms, more than a
-        smaller tensor stalls the others) and returned as a view of the op's output (not to be
-        written to); any other as without ``concurrent``.
+    def read(self, name: str) -> np.ndarray:
+        """The value of tensor ``name`` (see ``concurrent`` above).
 
         Raises:
           CorruptCheckpointError: the data file is truncated or damaged.
         """
         try:
-            entry = self._v2[1].get(name) if concurrent and self._v2 is not None else None
+            entry = self._v2[1].get(name) if self.concurrent and self._v2 is not None else None
             if entry is not None and entry.size >= CONCURRENT_BYTES and not entry.slices:
                 if tf.executing_eagerly():
                     return np.asarray(tf.raw_ops.RestoreV2(prefix=self.prefix, tensor_names=[name], shape_and_slices=[""],
