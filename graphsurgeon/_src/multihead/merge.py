@@ -20,7 +20,7 @@ from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.multihead import verify as verifier
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import multihead_files as files
-from graphsurgeon._src.storage.paths import refuse_two_models, retrain_model
+from graphsurgeon._src.storage.paths import retrain_model
 from graphsurgeon._src.storage.staging import check_destination
 
 
@@ -269,7 +269,6 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
       BatchDependentError: the model's features or head depend on their batch-mates, unless
         ``allow_batch_dependent``.
     """
-    refuse_two_models(model)
     model = retrain_model(model) or model  # as merge_heads reads it: retrain's saved_model/
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
     new_id = layout.next_id(tab, model_dir)
