@@ -227,8 +227,8 @@ def next_version_dir(model_dir: str) -> str:
     if not base.isdigit():
         raise ConfigError(f"{os.path.abspath(model_dir)}: its name is not a version number; say where the new "
                           "version goes (out=DIR)")
-    taken = [int(n) for n in os.listdir(parent or os.curdir) if n.isdigit()]
-    return os.path.join(parent, str(max(taken) + 1))
+    taken = [int(os.path.basename(v)) for v in layout.versions_beside(model_dir)]
+    return os.path.join(parent, str(max(taken, default=int(base)) + 1))
 
 
 def _stored(model_dir: str):
