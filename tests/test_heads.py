@@ -245,6 +245,28 @@ def test_a_tasks_json_without_next_id_gives_the_highest_id_plus_one(merged, tmp_
     assert not os.path.exists(tmp_path / "r2")
 
 
+def test_a_version_beside_it_that_lists_no_task_gave_no_id(merged, tmp_path, capfd):
+    """A version beside DIR whose tasks.json lists no task and has no next_id made add-head fail with max()'s
+    ValueError (a traceback): it gave no id, so it raises nothing (DIR's next_id 6 is given); one whose next_id is
+    not above its own ids is refused as DIR's would be, naming it."""
+    res, _ = merged
+    one, two = tmp_path / "v" / "1", tmp_path / "v" / "2"
+    shutil.copytree(res.directory, one)
+    two.mkdir()
+    (two / "tasks.json").write_text(json.dumps({"format": "graphsurgeon-multihead", "tasks": []}) + "\n")
+    new = hm.tf1_task(str(tmp_path / "extra"), 4, 99, hidden=(6,))
+    added = add_task(str(one), new, name="again")
+    assert added.directory == str(tmp_path / "v" / "3") and [t["id"] for t in added.tasks][-1] == 6
+    (two / "tasks.json").write_text(json.dumps({"format": "graphsurgeon-multihead", "next_id": 3,
+                                                "tasks": [{"id": 3}]}) + "\n")
+    shutil.rmtree(tmp_path / "v" / "3")
+    code, out, err = cli(capfd, "add-head", one, new, "--task-name", "again")
+    assert (code, out) == (2, "") and err == (
+        f"graphsurgeon add-head: error: {two / 'tasks.json'}: next_id is 3; expected an integer above every task's "
+        f"id (the highest is 3) (read because a new task id must differ from every id the versions beside {one} "
+        "gave)\n")
+
+
 def test_add_head_refuses_another_backbone(merged, tmp_path):
     res, _ = merged
     other = hm.tf1_task(str(tmp_path / "other"), 3, 5, backbone_seed=1)

@@ -105,3 +105,33 @@ def test_one_that_also_holds_a_checkpoint_prefix_is_refused_naming_both(run, tmp
         code, stdout, err = cli(capfd, *args)
         assert (code, stdout, err) == (2, "", f"graphsurgeon {args[0]}: error: {want}\n")
     assert resolve(saved).export_dir == saved and resolve(copied).prefix == copied  # each way out reads
+
+
+def test_one_without_a_saved_model_that_holds_a_checkpoint_prefix_names_its_checkpoint(run, tmp_path, capfd):
+    """The same refusal for a retrain output directory whose saved_model/ holds no saved_model.pb told the user to
+    pass that saved_model/, a folder with no model in it: it now names the retrained checkpoint/ (with its meta
+    graph), which reads, and load.expand refuses it too (it took the directory, a model directory of one prefix)."""
+    import shutil
+
+    from graphsurgeon._src.errors import WrongPathKindError
+    from graphsurgeon._src.multihead import load
+
+    out = str(tmp_path / "ganR")
+    shutil.copytree(run[0], out)
+    os.remove(os.path.join(out, "saved_model", "saved_model.pb"))
+    prefix = resolve(GAN).prefix
+    for f in os.listdir(GAN):
+        if f.startswith(os.path.basename(prefix) + "."):
+            shutil.copy(os.path.join(GAN, f), out)
+    copied, retrained = os.path.join(out, os.path.basename(prefix)), os.path.join(out, "checkpoint")
+    want = (f"{out} is laid out as retrain's output directory (checkpoint/ and saved_model/) and also holds "
+            f"checkpoint prefix {os.path.basename(prefix)}: it names two models; pass {retrained} for the retrained "
+            "model's checkpoint with its meta graph (its saved_model/ holds no saved_model.pb), or "
+            f"{copied} for the checkpoint beside it (or move that checkpoint out)")
+    for refused in (lambda: resolve(out), lambda: load.expand([out]), lambda: load.expand([str(tmp_path)])):
+        with pytest.raises(WrongPathKindError) as e:
+            refused()
+        assert str(e.value) == want
+    code, stdout, err = cli(capfd, "inspect", out)
+    assert (code, stdout, err) == (2, "", f"graphsurgeon inspect: error: {want}\n")
+    assert resolve(retrained).meta_path and resolve(copied).prefix == copied  # each way out reads

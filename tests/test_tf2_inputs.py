@@ -15,6 +15,8 @@ import tensorflow as tf
 import graphsurgeon as gs
 from graphsurgeon._src import tf2, tfinternal
 from graphsurgeon._src.cli.inspect_text import _human
+from graphsurgeon._src.storage.checkpoint import CheckpointReader
+from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY
 from graphsurgeon._src.storage.paths import is_tf2_saved_model, resolve
 
 from helpers import ckpt, cli, tree_hash
@@ -361,16 +363,25 @@ def test_flattening_with_variables_keeps_every_op_name(tmp_path, make):
                                        rtol=0, atol=1e-6)
 
 
-def test_inspect_tells_keras3_exports_second_copies_of_its_variables(tmp_path, capfd):
+def test_inspect_tells_keras3_exports_second_copies_of_its_variables(tmp_path, capfd, monkeypatch):
     """Keras 3's ``model.export`` saves each variable twice (the second time under ``_all_variables/N``), and
     inspect listed those copies as unread tensors of kind ``other``: each is now an ``alias`` naming the variable
-    the serving function reads, which it equals byte for byte; a copy whose bytes differ is not one."""
+    the serving function reads, which it equals byte for byte, told from their index entries (dtype, shape, size,
+    crc32c) without reading a value (inspect read every copy and its variable whole); a copy whose bytes differ
+    (so does its crc32c) is not one."""
     export_dir = str(tmp_path / "exported")
     _keras3(export_dir)
+    tensors_read = []
+    real_read = CheckpointReader.read
+    monkeypatch.setattr(CheckpointReader, "read",
+                        lambda self, name, **kw: tensors_read.append(name) or real_read(self, name, **kw))
     rep = gs.inspect(export_dir)
+    monkeypatch.undo()
+    assert set(tensors_read) == {OBJECT_GRAPH_KEY}
     values = ckpt(os.path.join(export_dir, "variables", "variables"))
     with gs.restore(export_dir) as m:
         read = {n: m.reader.read(n) for n in m.variables}
+        key_of = {n: m.reader.key(n) for n in m.variables}
     assert len(rep["unread"]) == len(read) == 12
     assert {v["kind"] for v in rep["unread"]} == {"alias"}
     assert sorted(v["of"] for v in rep["unread"]) == sorted(read)
@@ -391,5 +402,9 @@ def test_inspect_tells_keras3_exports_second_copies_of_its_variables(tmp_path, c
         os.remove(os.path.join(os.path.dirname(prefix), f))
     tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
                       tensors=[tf.constant(values[n]) for n in names])
+    entries = CheckpointReader(prefix).index[1]
+    copy, variable = entries[first["name"]], entries[key_of[first["of"]]]
+    assert (copy.dtype, copy.shape, copy.size) == (variable.dtype, variable.shape, variable.size)
+    assert copy.crc32c != variable.crc32c
     kinds = {v["name"]: v["kind"] for v in gs.inspect(export_dir)["unread"]}
     assert kinds.pop(first["name"]) == "other" and set(kinds.values()) == {"alias"}

@@ -1,7 +1,8 @@
 """Inspect a checkpoint or graph: variables with shape, dtype and bytes, grouped by
 scope; for graphs, ops per scope and the likely input and output tensors.
-Reads names, shapes and graph protos, and tensor values only to tell which tensors a TF2 SavedModel's
-serving function does not read are second copies of those it reads (see :func:`_aliases`)."""
+Reads names, shapes, index entries and graph protos (and a TF2 checkpoint's object graph), no variable's value:
+which tensors a TF2 SavedModel's serving function does not read are second copies of those it reads is told from
+their index entries (see :func:`_aliases`)."""
 from __future__ import annotations
 
 import collections
@@ -12,7 +13,6 @@ import tensorflow as tf
 from graphsurgeon._src import guess, safety, subgraph, tf2, weights
 from graphsurgeon._src.errors import ConfigError, NoMetaGraphError
 from graphsurgeon._src.select import natural_key
-from graphsurgeon._src.storage import objectgraph
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY
 from graphsurgeon._src.storage.paths import resolve
@@ -48,9 +48,10 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
       holds a TF2 SavedModel's checkpoint tensors that its serving function does not read, by their keys (a Keras
       model's optimizer state, ``optimizer/_variables/1/.ATTRIBUTES/VARIABLE_VALUE``, and metrics), the object graph
       apart; an ``alias`` (Keras 3's ``model.export`` saves each variable again under ``_all_variables/N``) is a
-      second copy of a variable the serving function reads, whose graph name its ``of`` gives: the object graph
-      names it as that variable, and its value has the same dtype, shape and bytes; ``variables``, ``scopes`` and ``total_bytes`` leave them out; ``[]`` for any other ``path``. Scopes are the first
-      ``depth`` components of each name; names sort naturally (``Variable_2`` before ``Variable_10``). ``graph``
+      second copy of a variable the serving function reads, whose graph name its ``of`` gives: the SavedModel's
+      object graph names it as that variable, and its checkpoint index entry has the same dtype, shape, size and
+      crc32c (no value is read); ``variables``, ``scopes`` and ``total_bytes`` leave them out; ``[]`` for any other
+      ``path``. Scopes are the first ``depth`` components of each name; names sort naturally (``Variable_2`` before ``Variable_10``). ``graph``
       holds ``ops``, ``ops_per_scope``, ``inputs`` and ``outputs`` (the likely ones, all of them: ``[{name, dtype,
       shape}]`` and names), ``op_types`` (the 15 most common, with their counts), ``unsafe_ops`` (``[{name, op}]``,
       see :func:`graphsurgeon._src.safety.unsafe_ops`) and ``signatures`` (a SavedModel's or meta graph's: ``{key:
@@ -111,7 +112,8 @@ def _variables(source, flat) -> tuple[bool, list, list]:
     names, and in ``unread`` by their keys the tensors its serving function does not read)."""
     if not source.prefix:
         return False, [], []
-    entries = dict(CheckpointReader(source.prefix).entries)
+    reader = CheckpointReader(source.prefix)
+    entries = dict(reader.entries)
     object_graph = entries.pop(OBJECT_GRAPH_KEY, None) is not None
     unread = []
     if flat is not None:
@@ -119,32 +121,36 @@ def _variables(source, flat) -> tuple[bool, list, list]:
         read = {served.key(name) for name in served.entries}
         unread = _listed([e for key, e in entries.items() if key not in read],
                          lambda name: "optimizer" if is_optimizer_state(name) else "other")
-        for v, of in zip(unread, _aliases(source.prefix, [v["name"] for v in unread], served)):
+        for v, of in zip(unread, _aliases(reader.index, [v["name"] for v in unread], served)):
             if of is not None:
                 v.update(kind="alias", of=of)
         entries = served.entries
     return object_graph, _listed(entries.values(), kind_of), unread
 
 
-def _aliases(prefix: str, keys: list, served) -> list:
+def _aliases(index, keys: list, served) -> list:
     """For each of ``keys`` (tensors the serving function does not read), the graph name of the variable it is
-    a second copy of, or None: the object graph gives it the name of a variable the serving function reads, and
-    its value has that variable's dtype, shape and bytes (Keras 3's ``model.export`` saves each variable twice,
-    the second time under ``_all_variables/N``)."""
-    name_of = dict(objectgraph.variable_keys(prefix) or [])
+    a second copy of, or None: the SavedModel's object graph gives it the name of a variable the serving function
+    reads (``served.object_names``), and its entry in the checkpoint's ``index`` (``(header, {key:
+    BundleEntryProto})``, :attr:`CheckpointReader.index`) has that variable's dtype, shape, size and crc32c (Keras
+    3's ``model.export`` saves each variable twice, the second time under ``_all_variables/N``). No value is read;
+    all None for a V1 checkpoint (``index`` None)."""
+    if index is None:
+        return [None] * len(keys)
+    entries, name_of = index[1], served.object_names
     read = {}
     for graph_name in served.entries:
         read.setdefault(name_of.get(served.key(graph_name)), []).append(graph_name)
     out = []
     for key in keys:
-        candidates = read.get(name_of.get(key), []) if key in name_of else []
-        value = served.raw(key) if candidates else None
-        out.append(next((g for g in candidates if _same(value, served.read(g))), None))
+        candidates = read.get(name_of[key], []) if key in name_of else []
+        out.append(next((g for g in candidates if _same_entry(entries[key], entries[served.key(g)])), None))
     return out
 
 
-def _same(a, b) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+def _same_entry(a, b) -> bool:
+    """Index entries ``a`` and ``b`` declare the same dtype, shape, size and crc32c."""
+    return a.dtype == b.dtype and a.shape == b.shape and a.size == b.size and a.crc32c == b.crc32c
 
 
 def _listed(entries, kind) -> list:

@@ -68,7 +68,9 @@ def _values(saved, source: Source, variables, signature: str) -> SavedModelValue
     if missing:
         raise GraphSurgeonError(f"{where}: cannot tell which checkpoint value variable(s) {', '.join(missing[:5])} "
                                 "hold: the SavedModel's object graph does not name them")
-    return SavedModelValues(source.prefix, {n: keys[bound[n]] for n in variables})
+    nodes = saved.object_graph_def.nodes
+    named = {key: nodes[node_id].variable.name for node_id, key in keys.items() if nodes[node_id].variable.name}
+    return SavedModelValues(source.prefix, {n: keys[bound[n]] for n in variables}, named)
 
 
 def flatten(path, *, freeze: bool = False, tags=("serve",), signature: str = SERVING):

@@ -68,46 +68,63 @@ def table(backbones, tasks, *, features: str, input, model_version: int, previou
 def next_id(tab: dict, model_dir: str) -> int:
     """The id the next task added to the version at ``model_dir`` gets: its ``tasks.json``'s ``next_id``
     (ids are never given again, not even a removed task's), or, in a ``tasks.json`` written without
-    one, the highest id + 1; and when ``model_dir``'s name is a version number (``models/text/1``), at least
-    what every other version beside it (a numbered directory holding a ``tasks.json``) would give, so
-    that a task added to an older version never gets an id a newer one gave another task.
+    one, the highest id + 1 (0 when it lists no task); and when ``model_dir``'s name is a version number
+    (``models/text/1``), at least what every other version beside it (a numbered directory holding a
+    ``tasks.json``, see :func:`versions_beside`) would give by the same rule, so that a task added to an
+    older version never gets an id a newer one gave another task.
 
     Raises:
-      MergeHeadsError: ``next_id`` is not an integer above every task's id; a version beside
-        ``model_dir`` whose ``tasks.json`` is not readable.
+      MergeHeadsError: a task's id is not an integer, or ``next_id`` is not an integer above every task's
+        id, in ``model_dir``'s ``tasks.json`` or in one beside it; a version beside ``model_dir`` whose
+        ``tasks.json`` is not readable.
     """
-    top = max(t["id"] for t in tab["tasks"])
-    n = tab.get("next_id", top + 1)
-    if not isinstance(n, int) or isinstance(n, bool) or n <= top:
-        raise MergeHeadsError(f"{os.path.join(model_dir, files.TASKS_FILE)}: next_id is {n!r}; expected an "
-                              f"integer above every task's id (the highest is {top})")
-    return max([n] + [_given_after(v, model_dir) for v in _other_versions(model_dir)])
+    why = f" (read because a new task id must differ from every id the versions beside {model_dir} gave)"
+    given = [_unused_id(tab, model_dir)]
+    for version in versions_beside(model_dir):
+        if version == os.path.abspath(model_dir) or not os.path.isfile(os.path.join(version, files.TASKS_FILE)):
+            continue
+        try:
+            other = files.read_tasks(version)
+        except MergeHeadsError as e:
+            raise MergeHeadsError(f"{e}{why}") from None
+        given.append(_unused_id(other, version, why))
+    return max(given)
 
 
-def _other_versions(model_dir: str) -> list[str]:
-    """The version directories beside ``model_dir`` (numbered, holding a ``tasks.json``); none when its name
-    is not a version number."""
-    parent, base = os.path.split(os.path.normpath(os.path.abspath(model_dir)))
+def versions_beside(model_dir: str) -> list[str]:
+    """The entries of the directory holding ``model_dir`` (``model_dir`` among them) whose names are version
+    numbers (TF Serving's layout, ``models/text/1``), as absolute paths, by number; [] when ``model_dir``'s own
+    name is not a version number."""
+    parent, base = os.path.split(os.path.abspath(model_dir))
     if not base.isdigit():
         return []
-    return [os.path.join(parent, n) for n in sorted(os.listdir(parent), key=lambda n: (len(n), n))
-            if n.isdigit() and n != base and os.path.isfile(os.path.join(parent, n, files.TASKS_FILE))]
+    names = sorted((n for n in os.listdir(parent) if n.isdigit()), key=lambda n: (int(n), n))
+    return [os.path.join(parent, n) for n in names]
 
 
-def _given_after(version: str, model_dir: str) -> int:
-    """The lowest id that ``version`` has not given: its ``next_id``, or its highest id + 1, whichever is higher."""
-    why = f"(read because a new task id must differ from every id the versions beside {model_dir} gave)"
-    try:
-        tab = files.read_tasks(version)
-    except MergeHeadsError as e:
-        raise MergeHeadsError(f"{e} {why}") from None
-    try:
-        ids = [int(t["id"]) for t in tab["tasks"]]
-    except (KeyError, TypeError, ValueError):
-        raise MergeHeadsError(f"{os.path.join(version, files.TASKS_FILE)}: no task ids (expected tasks with an "
-                              f"integer id) {why}") from None
-    n = tab.get("next_id")
-    return max([i + 1 for i in ids] + ([n] if isinstance(n, int) and not isinstance(n, bool) else []))
+def _unused_id(tab: dict, version: str, why: str = "") -> int:
+    """The lowest id the version at ``version`` (``tab``: its ``tasks.json``) neither gave nor keeps for later:
+    its ``next_id``, or without one its highest id + 1 (0 when it lists no task: it gave no id).
+
+    Raises:
+      MergeHeadsError: naming the file, ``why`` appended: a task's id is not an integer; ``next_id`` is not an
+        integer above every task's id.
+    """
+    path = os.path.join(version, files.TASKS_FILE)
+    tasks = tab.get("tasks")
+    ids = [t.get("id") if isinstance(t, dict) else None for t in tasks] if isinstance(tasks, list) else [None]
+    if not all(_is_int(i) for i in ids):
+        raise MergeHeadsError(f"{path}: tasks without integer ids (expected a list of tasks, each with an integer id){why}")
+    top = max(ids, default=-1)
+    n = tab.get("next_id", top + 1)
+    if not _is_int(n) or n <= top:
+        want = f"above every task's id (the highest is {top})" if ids else "of 0 or more (it lists no task)"
+        raise MergeHeadsError(f"{path}: next_id is {n!r}; expected an integer {want}{why}")
+    return n
+
+
+def _is_int(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool)
 
 
 def _task_entry(t: specs.Task, where) -> dict:

@@ -28,7 +28,7 @@ from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, read_meta_graph
 from graphsurgeon._src.storage.files import read_lines
 from graphsurgeon._src.storage.keras_files import is_keras_path, read_keras
-from graphsurgeon._src.storage.paths import SAVED_MODEL_FILES, refuse_two_models, resolve, retrain_model
+from graphsurgeon._src.storage.paths import SAVED_MODEL_FILES, resolve, retrain_model, retrain_saved_model
 
 _MODEL_FILES = (".h5", ".hdf5", ".pb", ".pbtxt", ".meta")
 LABELS_FILE = "labels.txt"
@@ -70,11 +70,11 @@ def _models_in(directory: str, depth: int = 1) -> list[str]:
     for name in sorted(os.listdir(directory), key=select.natural_key):
         p = os.path.join(directory, name)
         if os.path.isdir(p):
-            refuse_two_models(p)
+            retrained = retrain_model(p)  # refuses one that also holds checkpoint prefixes
             if _is_model_dir(p) or is_keras_path(p):
                 out.append(p)
-            elif retrain_model(p):
-                out.append(retrain_model(p))
+            elif retrained:
+                out.append(retrained)
             elif depth > 0:
                 inner = _models_in(p, depth - 1)
                 out += inner if len(inner) == 1 else []
@@ -95,18 +95,15 @@ def expand(specs) -> list[str]:
     Raises:
       MergeHeadsError: no models at all, or a glob or directory that holds none.
       WrongPathKindError: a retrain output directory that also holds checkpoint prefixes (see
-        :func:`graphsurgeon._src.storage.paths.refuse_two_models`).
+        :func:`graphsurgeon._src.storage.paths.retrain_model`).
     """
     out = []
     for spec in select.as_list(specs):
         if glob.has_magic(spec):
             found = sorted(glob.glob(spec), key=select.natural_key)
             found = [f[: -len(".index")] if f.endswith(".index") else f for f in found]
-            for f in found:
-                refuse_two_models(f)
             found = [retrain_model(f) or f for f in found]
         elif retrain_model(spec):
-            refuse_two_models(spec)
             found = [retrain_model(spec)]
         elif os.path.isdir(spec) and not _is_model_dir(spec):
             found = _models_in(spec)
@@ -133,7 +130,7 @@ def default_names(paths: list[str]) -> list[str]:
     holding it as ``saved_model/`` or ``checkpoint/model.ckpt``. A retrain output directory counts as
     its ``saved_model/`` (what :func:`expand` gives for it), so it is named after itself: ``runs/b``
     beside ``a`` is ``b``, not ``runs``."""
-    full = [os.path.abspath(retrain_model(p) or p) for p in paths]
+    full = [os.path.abspath(retrain_saved_model(p) or p) for p in paths]
     if len(full) == 1:
         return [_single_name(full[0])]
     common = os.path.commonpath(full)
@@ -145,9 +142,9 @@ def default_names(paths: list[str]) -> list[str]:
 
 def _single_name(p: str) -> str:
     run = os.path.dirname(os.path.dirname(p))  # a retrain output holding p in checkpoint/
-    if retrain_model(os.path.dirname(p)) == p:
+    if retrain_saved_model(os.path.dirname(p)) == p:
         return os.path.basename(os.path.dirname(p))
-    if os.path.dirname(p) == os.path.join(run, "checkpoint") and retrain_model(run):
+    if os.path.dirname(p) == os.path.join(run, "checkpoint") and retrain_saved_model(run):
         return os.path.basename(run)
     checkpoint = not os.path.isdir(p) and not p.endswith(_MODEL_FILES) and os.path.dirname(p) != os.getcwd()
     return _names_below([p], os.path.dirname(os.path.dirname(p)) if checkpoint else os.path.dirname(p))[0]

@@ -20,7 +20,7 @@ from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.multihead import verify as verifier
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import multihead_files as files
-from graphsurgeon._src.storage.paths import refuse_two_models, retrain_model
+from graphsurgeon._src.storage.paths import retrain_model
 from graphsurgeon._src.storage.staging import check_destination
 
 
@@ -227,8 +227,8 @@ def next_version_dir(model_dir: str) -> str:
     if not base.isdigit():
         raise ConfigError(f"{os.path.abspath(model_dir)}: its name is not a version number; say where the new "
                           "version goes (out=DIR)")
-    taken = [int(n) for n in os.listdir(parent or os.curdir) if n.isdigit()]
-    return os.path.join(parent, str(max(taken) + 1))
+    taken = [int(os.path.basename(v)) for v in layout.versions_beside(model_dir)]
+    return os.path.join(parent, str(max(taken, default=int(base)) + 1))
 
 
 def _stored(model_dir: str):
@@ -269,7 +269,6 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
       BatchDependentError: the model's features or head depend on their batch-mates, unless
         ``allow_batch_dependent``.
     """
-    refuse_two_models(model)
     model = retrain_model(model) or model  # as merge_heads reads it: retrain's saved_model/
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
     new_id = layout.next_id(tab, model_dir)

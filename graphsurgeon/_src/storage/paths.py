@@ -143,7 +143,7 @@ def resolve(path: str, tags=("serve",)) -> Source:
       UnsupportedPathError: ``path`` is not valid UTF-8.
       WrongPathKindError: ``path`` is a directory where a prefix was meant or a
         checkpoint's index/data file where its prefix was meant, or retrain's output
-        directory that also holds checkpoint prefixes (see :func:`refuse_two_models`); the
+        directory that also holds checkpoint prefixes (see :func:`retrain_model`); the
         message says what was found and what to pass instead.
     """
     path = os.fspath(path)
@@ -171,28 +171,40 @@ def is_retrain_output(path: str) -> bool:
     return all(os.path.isdir(os.path.join(path, d)) for d in ("checkpoint", "saved_model"))
 
 
-def retrain_model(path: str) -> str | None:
-    """The model every command reads in ``retrain``'s output directory ``path`` (one that holds
-    ``checkpoint/`` and a SavedModel ``saved_model/``, two copies of one model): its ``saved_model/``,
-    whose ``serving_default`` signature declares the input and the output; None for any other path."""
+def retrain_saved_model(path: str) -> str | None:
+    """``path``'s ``saved_model/`` when ``path`` is laid out as ``retrain``'s output directory and that folder
+    holds a SavedModel, else None. Refuses nothing: it names paths (task names); reading one goes through
+    :func:`retrain_model`."""
     sm = os.path.join(path, "saved_model")
     if is_retrain_output(path) and any(os.path.isfile(os.path.join(sm, f)) for f in SAVED_MODEL_FILES):
         return sm
     return None
 
 
-def refuse_two_models(path: str) -> None:
-    """Raise :class:`WrongPathKindError` when ``path`` is laid out as ``retrain``'s output directory and also
-    holds checkpoint prefixes of its own (a checkpoint copied into it): it names two models, and neither is
-    taken silently; the message says what to pass for each."""
+def retrain_model(path: str) -> str | None:
+    """The model every command reads in ``retrain``'s output directory ``path`` (one that holds
+    ``checkpoint/`` and a SavedModel ``saved_model/``, two copies of one model): its ``saved_model/``,
+    whose ``serving_default`` signature declares the input and the output; None for any other path.
+
+    Raises:
+      WrongPathKindError: ``path`` is laid out as ``retrain``'s output directory and also holds checkpoint
+        prefixes of its own (a checkpoint copied into it): it names two models, and neither is taken silently;
+        the message says what to pass for each (its ``saved_model/``, or its ``checkpoint/`` when
+        ``saved_model/`` holds no SavedModel, and the first prefix).
+    """
+    if not is_retrain_output(path):
+        return None
+    sm = retrain_saved_model(path)
     prefixes = [os.path.basename(p) for p in _prefixes_in(path)]
-    if not prefixes or not is_retrain_output(path):
-        return
+    if not prefixes:
+        return sm
     held = f"checkpoint prefix{'es' * (len(prefixes) > 1)} {', '.join(prefixes[:4])}{', …' * (len(prefixes) > 4)}"
+    retrained = (f"{sm} for the retrained model" if sm else f"{os.path.join(path, 'checkpoint')} for the retrained "
+                 "model's checkpoint with its meta graph (its saved_model/ holds no saved_model.pb)")
     raise WrongPathKindError(f"{path} is laid out as retrain's output directory (checkpoint/ and saved_model/) and "
-                             f"also holds {held}: it names two models; pass {os.path.join(path, 'saved_model')} for "
-                             f"the retrained model, or {os.path.join(path, prefixes[0])} for the checkpoint beside it "
-                             "(or move that checkpoint out)")
+                             f"also holds {held}: it names two models; pass {retrained}, or "
+                             f"{os.path.join(path, prefixes[0])} for the checkpoint beside it (or move that "
+                             "checkpoint out)")
 
 
 def _resolve_dir(path: str, tags: tuple) -> Source:
@@ -203,13 +215,13 @@ def _resolve_dir(path: str, tags: tuple) -> Source:
         if os.path.isfile(graph_file):
             kind = "tf2_saved_model" if name == "saved_model.pb" and is_tf2_saved_model(graph_file) else "saved_model"
             return Source(kind, path, prefix=_saved_model_prefix(path), export_dir=path, tags=tags)
-    refuse_two_models(path)
+    retrained = retrain_model(path)  # refuses retrain's output directory that also holds checkpoint prefixes
     latest = _latest_in_dir(path)
     if latest is None:
         prefixes = _prefixes_in(path)
-        if not prefixes and retrain_model(path):
-            return dataclasses.replace(_resolve_dir(retrain_model(path), tags), path=path)
-        if not prefixes and is_retrain_output(path):
+        if retrained:
+            return dataclasses.replace(_resolve_dir(retrained, tags), path=path)
+        if is_retrain_output(path):  # with no prefixes (retrain_model refused those)
             raise WrongPathKindError(f"{path} is laid out as retrain's output directory, but its saved_model/ holds "
                                      f"no saved_model.pb: pass {os.path.join(path, 'checkpoint')} (the checkpoint "
                                      "with its meta graph)")

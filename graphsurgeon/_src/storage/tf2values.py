@@ -35,15 +35,18 @@ class SavedModelValues:
     Args:
       prefix: the SavedModel's ``variables/variables`` prefix.
       keys: ``{variable name: checkpoint key}``.
+      object_names: ``{checkpoint key: variable name}`` of every variable the SavedModel's object graph holds
+        (served or not), by the name the object graph gives it; kept as ``object_names``.
 
     Raises:
       CorruptCheckpointError: a key is not in the checkpoint.
     """
 
-    def __init__(self, prefix: str, keys: dict):
+    def __init__(self, prefix: str, keys: dict, object_names: dict | None = None):
         self.prefix = prefix
         self._reader = CheckpointReader(prefix)
         self._keys = dict(keys)
+        self.object_names = dict(object_names or {})
         self.entries = {}
         for name, key in sorted(self._keys.items()):
             e = self._reader.entries.get(key)
@@ -58,14 +61,6 @@ class SavedModelValues:
           CorruptCheckpointError: the data file is truncated or damaged.
         """
         return self._reader.read(self._keys[name])
-
-    def raw(self, key: str) -> np.ndarray:
-        """The value of the checkpoint's tensor ``key`` (any of its keys, not only variables' values).
-
-        Raises:
-          CorruptCheckpointError: the data file is truncated or damaged.
-        """
-        return self._reader.read(key)
 
     def key(self, name: str) -> str:
         """The checkpoint key variable ``name`` is read from."""
