@@ -178,10 +178,14 @@ def test_ewc_stores_fisher_and_goes_online(d, work):
     r = learn(d, work / "ewc1", "ewc", old_data={"": d["digits04"]}, fisher_samples=20)
     assert os.path.isfile(os.path.join(r.directory, "continual", "fisher.npz"))
     assert r.extra_bytes["fisher"] == 2 * 4 * (64 * 64 + 64 + 64 * 32 + 32)
+    # the old task's Fisher, computed from its old data, is counted apart: extra_bytes is the new task's only
+    assert sorted(r.extra_bytes) == ["fisher", "head"] and r.old_fisher_bytes == r.extra_bytes["fisher"]
+    assert f"the old tasks' Fisher information computed in this run adds {r.old_fisher_bytes:,} bytes" in r.format_text()
     r2 = learn(d, work / "ewc2", "ewc", model=r.directory, task="digits58", data="digits58", fisher_samples=20,
                online=True)
     state = multihead_files.read_tasks(r2.directory)["continual"]
     assert state["online"] and state["online_tasks"] == ["digits04", "digits59", "digits58"]
+    assert r2.old_fisher_bytes is None and "Fisher information computed" not in r2.format_text()
 
 
 def test_fine_tuning_forgets_and_ewc_at_its_default_lambda_holds_the_old_task(d, work):

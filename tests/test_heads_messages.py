@@ -292,7 +292,8 @@ def test_ewc_names_every_old_task_without_a_fisher_before_computing_any(models, 
     assert main(argv + ["--old-data", f"good={data}", f"good2={data}", "--epochs", "1", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     fisher = r["extra_bytes"]["fisher"]
-    assert fisher > 0 and r["extra_bytes"]["old_fisher"] == 2 * fisher
+    assert fisher > 0 and r["old_fisher_bytes"] == 2 * fisher
+    assert sorted(r["extra_bytes"]) == ["fisher", "head"]  # only what the new task adds
     assert r["notes"] == ["the Fisher information of old tasks 'good', 'good2' was computed from old data and stored "
                           "beside the new task's in continual/fisher.npz"]
     with np.load(tmp_path / "o" / "continual" / "fisher.npz") as z:

@@ -15,6 +15,7 @@ import tensorflow as tf
 import graphsurgeon as gs
 from graphsurgeon._src import tf2, tfinternal
 from graphsurgeon._src.cli.inspect_text import _human
+from graphsurgeon._src.storage import bundle
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY
 from graphsurgeon._src.storage.paths import is_tf2_saved_model, resolve
@@ -371,13 +372,16 @@ def test_inspect_tells_keras3_exports_second_copies_of_its_variables(tmp_path, c
     (so does its crc32c) is not one."""
     export_dir = str(tmp_path / "exported")
     _keras3(export_dir)
-    tensors_read = []
-    real_read = CheckpointReader.read
+    tensors_read, indexes_read = [], []
+    real_read, real_index = CheckpointReader.read, bundle.read_index
     monkeypatch.setattr(CheckpointReader, "read",
                         lambda self, name, **kw: tensors_read.append(name) or real_read(self, name, **kw))
+    monkeypatch.setattr(bundle, "read_index", lambda prefix: indexes_read.append(prefix) or real_index(prefix))
     rep = gs.inspect(export_dir)
     monkeypatch.undo()
     assert set(tensors_read) == {OBJECT_GRAPH_KEY}
+    # the index is read once, for the object graph, the served values and the unread tensors' entries (was 3 times)
+    assert indexes_read == [os.path.join(export_dir, "variables", "variables")]
     values = ckpt(os.path.join(export_dir, "variables", "variables"))
     with gs.restore(export_dir) as m:
         read = {n: m.reader.read(n) for n in m.variables}

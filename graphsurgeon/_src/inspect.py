@@ -112,12 +112,12 @@ def _variables(source, flat) -> tuple[bool, list, list]:
     names, and in ``unread`` by their keys the tensors its serving function does not read)."""
     if not source.prefix:
         return False, [], []
-    reader = CheckpointReader(source.prefix)
+    served = tf2.values(source, tf2.handle_variables(flat.graph_def)) if flat is not None else None
+    reader = served.reader if served is not None else CheckpointReader(source.prefix)  # one read of the index
     entries = dict(reader.entries)
     object_graph = entries.pop(OBJECT_GRAPH_KEY, None) is not None
     unread = []
-    if flat is not None:
-        served = tf2.values(source, tf2.handle_variables(flat.graph_def))
+    if served is not None:
         read = {served.key(name) for name in served.entries}
         unread = _listed([e for key, e in entries.items() if key not in read],
                          lambda name: "optimizer" if is_optimizer_state(name) else "other")

@@ -30,6 +30,7 @@ from graphsurgeon._src.errors import (
     SignatureNotFoundError,
     WrongPathKindError,
 )
+from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.checkpoint import (
     read_meta_graph as read_saved_meta_graph,
 )
@@ -63,14 +64,15 @@ def _values(saved, source: Source, variables, signature: str) -> SavedModelValue
         raise CheckpointNotFoundError(f"{where}: the serving function reads {len(variables)} variables but there is "
                                       f"no variables checkpoint (expected {where}/variables/variables.index)")
     bound = bound_variables(saved, serving_signature(saved, where, signature))
-    keys = checkpoint_keys(saved.object_graph_def, object_graph(source.prefix))
+    reader = CheckpointReader(source.prefix)  # the index is read once: for the object graph and the values
+    keys = checkpoint_keys(saved.object_graph_def, object_graph(reader))
     missing = sorted(n for n in variables if keys.get(bound.get(n)) is None)
     if missing:
         raise GraphSurgeonError(f"{where}: cannot tell which checkpoint value variable(s) {', '.join(missing[:5])} "
                                 "hold: the SavedModel's object graph does not name them")
     nodes = saved.object_graph_def.nodes
     named = {key: nodes[node_id].variable.name for node_id, key in keys.items() if nodes[node_id].variable.name}
-    return SavedModelValues(source.prefix, {n: keys[bound[n]] for n in variables}, named)
+    return SavedModelValues(reader, {n: keys[bound[n]] for n in variables}, named)
 
 
 def flatten(path, *, freeze: bool = False, tags=("serve",), signature: str = SERVING):

@@ -35,8 +35,9 @@ class Learned:
       arrays: ``{file name under continual/: ({name: ndarray}, fingerprint)}`` (masks, Fisher).
       parts: extra graph pieces ``{file name under parts/: GraphDef bytes}``.
       history: per-epoch training records; ``extra_bytes``: what the new task adds to the model
-        (its head, masks and state), by kind, and ``old_fisher``: the old tasks' Fisher information ewc
-        computed in this run and stored. notes: sentences for the result's notes (what was computed).
+        (its head, masks and state), by kind; ``old_fisher_bytes``: the bytes of the old tasks' Fisher
+        information ewc computed in this run and stored beside the new task's (None when none was stored so).
+        notes: sentences for the result's notes (what was computed).
       packed_first: PackNet's, when it packed a plain model's own task first (pruning its kernels):
         ``{"task", "kernel_weights", "pruned", "pruned_fraction", "accuracy_before", "examples"}``, the last
         two None without old data for that task (:func:`graphsurgeon._src.continual.packnet.pack_first`).
@@ -49,6 +50,7 @@ class Learned:
     parts: dict = dataclasses.field(default_factory=dict)
     history: list = dataclasses.field(default_factory=list)
     extra_bytes: dict = dataclasses.field(default_factory=dict)
+    old_fisher_bytes: int | None = None
     packed_first: dict | None = None
     notes: list = dataclasses.field(default_factory=list)
 

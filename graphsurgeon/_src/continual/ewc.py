@@ -188,16 +188,16 @@ def _learned(net, cfg, done, values, entries, f_new, history, computed) -> Learn
         kept = {**{k: v for k, v in entries.items() if k != done.name}, done.name: (f_new, values)}
         extra = 2 * sum(v.nbytes for v in values.values())
     # the old tasks' Fisher computed here: stored beside the new task's, or folded into the online entry
-    old_bytes = {} if cfg.online or not computed else {"old_fisher": sum(
+    old_bytes = None if cfg.online or not computed else sum(
         sum(a.nbytes for a in f.values()) + sum(a.nbytes for a in theta.values())
-        for k, (f, theta) in kept.items() if k in computed)}
+        for k, (f, theta) in kept.items() if k in computed)
     tasks = [dataclasses.replace(t, backbone=0) for t in net.tasks if t.name != done.name] + [done]
     state = {"method": "ewc", "lam": cfg.lam_value(), "online": cfg.online, "gamma": cfg.gamma,
              "fisher_samples": cfg.fisher_samples, "fisher_labels": cfg.fisher_labels,
              "fisher_file": f"continual/{FILE}", "online_tasks": online_tasks}
     return Learned([Group(net.original, {w: w for w in values}, values)], tasks, state,
                    arrays={FILE: (to_arrays(kept), fingerprint(values))}, history=history,
-                   extra_bytes={"head": head_bytes(done.head), "fisher": extra, **old_bytes},
+                   extra_bytes={"head": head_bytes(done.head), "fisher": extra}, old_fisher_bytes=old_bytes,
                    notes=[_computed_note(computed, cfg.online)] if computed else [])
 
 

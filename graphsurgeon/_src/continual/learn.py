@@ -33,8 +33,9 @@ class LearnResult(Report):
     ``tasks.json`` entry, every task's entry, ``metrics`` (accuracies of the written model: ``new``, the new
     task per split of its data, ``old``, each old task with ``old_data`` on that data's test split, and
     ``examples``, how many examples each was measured on: ``{"new": {split: n}, "old": {task: n}}``),
-    per-epoch ``history``, ``extra_bytes`` the task adds (by kind; with ewc also ``old_fisher``, the old tasks'
-    Fisher information this run computed from old data and stored), ``bytes`` of the directory, the
+    per-epoch ``history``, ``extra_bytes`` the new task adds (by kind), ``old_fisher_bytes``: with ewc, the bytes
+    of the old tasks' Fisher information this run computed from old data and stored beside the new task's (None
+    with the other methods, when it computed none, and when it folded it into the one online entry), ``bytes`` of the directory, the
     ``seconds`` the method took (reading the data, recording, training, Fisher; not writing) and ``notes``:
     one sentence per random part ``allow_random`` accepted (the features, an old head), and per batch-dependent
     part ``allow_batch_dependent`` accepted (the features, an old head), worded as retrain's, and with ewc one
@@ -52,6 +53,7 @@ class LearnResult(Report):
     metrics: dict
     history: list
     extra_bytes: dict
+    old_fisher_bytes: int | None
     bytes: int
     seconds: float
     notes: list = dataclasses.field(default_factory=list)
@@ -67,8 +69,8 @@ class LearnResult(Report):
                          "the new one")
         if self.packed_first:
             lines.append(_packed_text(self.packed_first))
-        extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items() if k != "old_fisher")
-        old = self.extra_bytes.get("old_fisher")
+        extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items())
+        old = self.old_fisher_bytes
         lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes"
                      + (f"; the old tasks' Fisher information computed in this run adds {old:,} bytes" if old else ""))
         return "\n".join(lines + list(self.notes or ()))
@@ -133,7 +135,8 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
     def record(directory: str) -> dict:
         return {"version": 1, "method": cfg.method, "config": dataclasses.asdict(cfg), "seconds": seconds,
                 "accuracy": measure(directory, net, task, dataset, old), "history": learned.history,
-                "extra_bytes": learned.extra_bytes, "old_data_needed": OLD_DATA[cfg.method]}
+                "extra_bytes": learned.extra_bytes, "old_fisher_bytes": learned.old_fisher_bytes,
+                "old_data_needed": OLD_DATA[cfg.method]}
 
     tab, rec = write.write_version(out_dir, net, learned, record,
                                    uncompared={t.name for t in learned.tasks} if random_features else random_heads)
@@ -144,7 +147,8 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
         packed = {**{k: v for k, v in packed.items() if k != "examples"}, "accuracy_after": after,
                   "examples": packed["examples"]}
     return LearnResult(out_dir, cfg.method, entry, tab["tasks"], rec["accuracy"], learned.history,
-                       learned.extra_bytes, write.directory_bytes(out_dir), seconds, notes + learned.notes, packed)
+                       learned.extra_bytes, learned.old_fisher_bytes, write.directory_bytes(out_dir), seconds,
+                       notes + learned.notes, packed)
 
 
 def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:

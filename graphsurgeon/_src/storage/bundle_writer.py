@@ -150,15 +150,15 @@ class BundleWriter:
             self._data.abandon()
 
 
-def moved_since_preview(prefix: str, preview: str, keys, *, index: tuple | None = None,
-                        preview_index: tuple | None = None) -> list[str]:
+def moved_since_preview(prefix: str, preview: str, keys, *, index: tuple, preview_index: tuple) -> list[str]:
     """The ``keys`` that checkpoint ``prefix``'s index does not locate exactly where the index of
     ``preview`` (made by :meth:`BundleWriter.preview`) did: the same offset, size, crc32c, dtype and
     shape, in the same file (the preview's data file is a hard link to it). ``index`` and
     ``preview_index`` are those indexes as already read, ``(header, {name: BundleEntryProto})``
-    (:attr:`graphsurgeon._src.storage.checkpoint.CheckpointReader.index`); one not given is read from the disk."""
-    header, final = index or bundle.read_index(prefix)
-    _, early = preview_index or bundle.read_index(preview)
+    (:attr:`graphsurgeon._src.storage.checkpoint.CheckpointReader.index`, or
+    :func:`graphsurgeon._src.storage.bundle.read_index`)."""
+    header, final = index
+    _, early = preview_index
     linked = bundle.data_file(preview, 0, 1)
     moved = []
     for key in keys:

@@ -15,15 +15,15 @@ from graphsurgeon._src.storage.checkpoint import CheckpointReader, Entry
 from graphsurgeon._src.storage.objectgraph import OBJECT_GRAPH_KEY, read_graph
 
 
-def object_graph(prefix: str) -> trackable_object_graph_pb2.TrackableObjectGraph:
-    """The object graph a TF2 checkpoint stores (which checkpoint key belongs to which object).
+def object_graph(reader: CheckpointReader) -> trackable_object_graph_pb2.TrackableObjectGraph:
+    """The object graph the TF2 checkpoint ``reader`` reads stores (which checkpoint key belongs to which object).
 
     Raises:
       CorruptCheckpointError: the checkpoint has none (it is name-based) or it cannot be parsed.
     """
-    graph = read_graph(prefix, CheckpointReader(prefix))
+    graph = read_graph(reader.prefix, reader)
     if graph is None:
-        raise CorruptCheckpointError(f"{prefix}: no {OBJECT_GRAPH_KEY} entry; expected a TF2 SavedModel's "
+        raise CorruptCheckpointError(f"{reader.prefix}: no {OBJECT_GRAPH_KEY} entry; expected a TF2 SavedModel's "
                                      "object-based variables checkpoint")
     return graph
 
@@ -33,7 +33,8 @@ class SavedModelValues:
     checkpoint's tensors under other names.
 
     Args:
-      prefix: the SavedModel's ``variables/variables`` prefix.
+      reader: the :class:`CheckpointReader` of the SavedModel's ``variables/variables`` prefix, kept as ``reader``
+        (its ``entries`` and ``index`` are the checkpoint's, by their keys).
       keys: ``{variable name: checkpoint key}``.
       object_names: ``{checkpoint key: variable name}`` of every variable the SavedModel's object graph holds
         (served or not), by the name the object graph gives it; kept as ``object_names``.
@@ -42,16 +43,16 @@ class SavedModelValues:
       CorruptCheckpointError: a key is not in the checkpoint.
     """
 
-    def __init__(self, prefix: str, keys: dict, object_names: dict | None = None):
-        self.prefix = prefix
-        self._reader = CheckpointReader(prefix)
+    def __init__(self, reader: CheckpointReader, keys: dict, object_names: dict | None = None):
+        self.prefix = reader.prefix
+        self.reader = reader
         self._keys = dict(keys)
         self.object_names = dict(object_names or {})
         self.entries = {}
         for name, key in sorted(self._keys.items()):
-            e = self._reader.entries.get(key)
+            e = reader.entries.get(key)
             if e is None:
-                raise CorruptCheckpointError(f"{prefix}: no tensor '{key}' (the value of variable '{name}')")
+                raise CorruptCheckpointError(f"{self.prefix}: no tensor '{key}' (the value of variable '{name}')")
             self.entries[name] = Entry(name, e.shape, e.dtype)
 
     def read(self, name: str) -> np.ndarray:
@@ -60,7 +61,7 @@ class SavedModelValues:
         Raises:
           CorruptCheckpointError: the data file is truncated or damaged.
         """
-        return self._reader.read(self._keys[name])
+        return self.reader.read(self._keys[name])
 
     def key(self, name: str) -> str:
         """The checkpoint key variable ``name`` is read from."""
