@@ -50,7 +50,7 @@ def inspect(path: str, *, tags=("serve",), depth: int = 1) -> dict:
       apart; an ``alias`` (Keras 3's ``model.export`` saves each variable again under ``_all_variables/N``) is a
       second copy of a variable the serving function reads, whose graph name its ``of`` gives: the SavedModel's
       object graph names it as that variable, and its checkpoint index entry has the same dtype, shape, size and
-      crc32c (no value is read); ``variables``, ``scopes`` and ``total_bytes`` leave them out; ``[]`` for any other
+      crc32c (no variable's value is read); ``variables``, ``scopes`` and ``total_bytes`` leave them out; ``[]`` for any other
       ``path``. Scopes are the first ``depth`` components of each name; names sort naturally (``Variable_2`` before ``Variable_10``). ``graph``
       holds ``ops``, ``ops_per_scope``, ``inputs`` and ``outputs`` (the likely ones, all of them: ``[{name, dtype,
       shape}]`` and names), ``op_types`` (the 15 most common, with their counts), ``unsafe_ops`` (``[{name, op}]``,
