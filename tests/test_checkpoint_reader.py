@@ -93,8 +93,11 @@ def test_other_threads_run_during_a_concurrent_read_and_not_during_a_plain_one(c
 
     stall, read_time = longest_stall(False)
     assert stall >= 0.5 * read_time, (stall, read_time)  # get_tensor: the spinner did not run during a read
-    stall, read_time = longest_stall(True)
-    assert stall < 0.5 * read_time, (stall, read_time)
+    # concurrent: the spinner never went half a read without running; a busy machine may hold it off, so up to three tries
+    tries = []
+    while len(tries) < 3 and not any(stall < 0.5 * read_time for stall, read_time in tries):
+        tries.append(longest_stall(True))
+    assert any(stall < 0.5 * read_time for stall, read_time in tries), tries
 
 
 def test_tensors_under_1_mib_are_read_by_tensorflows_reader(ckpt, restores):
