@@ -55,6 +55,35 @@ def test_a_head_with_noise_too_small_for_the_batch_tolerance_is_refused_too(tmp_
     assert not os.path.exists(tmp_path / "merged")
 
 
+def _complex_features_model(directory, noise):
+    """``x[6] -> relu`` as complex ``features`` ``->`` their real part ``+ noise`` draws ``-> probabilities``."""
+    os.makedirs(directory)
+    with tf.Graph().as_default():
+        x = tf1.placeholder(tf.float32, [None, 6], name="x")
+        h = tf.nn.relu(tf.matmul(x, tf1.get_variable("w", [6, 8])))
+        f = tf.complex(h, 0.5 * h, name="features")
+        logits = tf.matmul(tf.math.real(f), tf1.get_variable("o", [8, 3]))
+        if noise:
+            logits += tf1.random_normal(tf1.shape(logits), stddev=noise)
+        tf.nn.softmax(logits, name="probabilities")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+    return str(directory)
+
+
+def test_a_random_head_above_complex_features_is_refused_and_a_plain_one_passes(tmp_path):
+    """No probe values exist for complex features: the head is run twice on normal draws cast to complex."""
+    noisy = _complex_features_model(tmp_path / "noisy", 1e-6)
+    with pytest.raises(MergeHeadsError) as e:
+        merge_heads([noisy], "features", str(tmp_path / "merged"))
+    assert "answered differently in two runs on the same probe features: it depends on random op(s) " \
+           "random_normal/RandomStandardNormal" in str(e.value)
+    assert not os.path.exists(tmp_path / "merged")
+    merge_heads([_complex_features_model(tmp_path / "plain", 0)], "features", str(tmp_path / "plain_merged"))
+    assert os.path.isfile(tmp_path / "plain_merged" / "tasks.json")
+
+
 @pytest.mark.skipif(not os.path.isdir(REAL), reason="../shared/realmodels is not here (a user's clone)")
 def test_the_real_lenets_head_above_elu_2_is_refused_before_any_work(tmp_path, capfd):
     lenet = os.path.join(REAL, "lenet_noyin")

@@ -202,6 +202,14 @@ def test_a_deterministic_tensor_with_nans_and_infinities_is_neither_random_nor_b
     assert (p.random, p.batch_dependent, p.identical) == (False, False, True)
 
 
+def test_complex_values_are_compared_part_by_part():
+    from graphsurgeon._src.determinism import same
+
+    a = np.array([1 + 2j, 3 - 1j], np.complex64)
+    assert same(a, a.copy()) and not same(a, a + 0.5j) and not same(a, a + 0.5)
+    assert not same(a, a[:1])
+
+
 def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
     prefix = _net(str(tmp_path), "placeholder")
     res = _retrain(prefix, tmp_path / "o", feeds={"keep_prob": 1.0}, train_feeds={"keep_prob": 0.5})

@@ -74,10 +74,13 @@ class Probe:
 def same(a, b) -> bool:
     """True when two values of a tensor agree to float32 rounding of a different batch or order of
     summation (relative 1e-3, absolute 1e-5 of the largest finite magnitude); NaNs agree where both
-    have one, infinities where both have the same one."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    have one, infinities where both have the same one; complex values part by part."""
+    a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         return False
+    if a.dtype.kind == "c" or b.dtype.kind == "c":
+        a, b = np.stack([a.real, a.imag]), np.stack([b.real, b.imag])
+    a, b = a.astype(np.float64), b.astype(np.float64)
     scale = np.abs(a[np.isfinite(a)]).max(initial=0.0)
     return bool(np.allclose(a, b, rtol=1e-3, atol=1e-5 * (1.0 + scale), equal_nan=True))
 

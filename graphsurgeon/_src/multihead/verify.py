@@ -76,7 +76,8 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         ``FIRST`` :data:`PROBE_FIRST`), ``what`` naming the piece, ``instead`` where to cut (``head_kept``: see
         :func:`graphsurgeon._src.determinism.way_out`).
       MergeHeadsError: with ``head_from`` (the model ``piece`` is the head of), two ordinary runs of the head on the
-        probe inputs differ at all and it depends on random ops (dropout with ``keep_prob`` baked in: it would answer
+        probe inputs (normal draws cast to its input's dtype where there are none, such as complex) differ at all
+        and it depends on random ops (dropout with ``keep_prob`` baked in: it would answer
         differently on every call): :func:`_refuse_random`.
     """
     dtype, shape = pieces.tensor_spec(piece, piece.input)
@@ -87,6 +88,8 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         try:
             x = probe(dtype, shape, 64)
         except MergeHeadsError:
+            if head_from and _draws_differ(model, out, inp, dtype, shape):
+                _refuse_random(piece, head_from)
             return _unprobed(model, out, inp, what, determinism.way_out(instead, "below them", head_kept),
                              allow_batch_dependent)
         p = determinism.probe(model, out, Feeder(model, inp, {}), x)
@@ -131,6 +134,17 @@ def _refuse_random(head_piece: pieces.Piece, where: str) -> None:
             f"{where}: its head, from the features to {head_piece.output}, answered differently in two runs on "
             f"the same probe features: it depends on {determinism.ops_phrase(ops)}{guess}, so it would answer "
             "differently on every call; split the model where no random op lies between the features and the output")
+
+
+def _draws_differ(model, out, inp, dtype: tf.DType, shape) -> bool:
+    """Whether two runs of ``out`` on 64 normal draws cast to ``dtype`` (an input :func:`probe` makes no values
+    for, such as complex) differ; False when numpy cannot make such values."""
+    dims = [64] + [d if d is not None else 3 for d in (shape.as_list()[1:] if shape.rank else [])]
+    try:
+        x = np.random.default_rng(0).normal(size=dims).astype(dtype.as_numpy_dtype)
+    except (TypeError, ValueError):
+        return False
+    return not determinism.identical(model.session.run(out, {inp: x}), model.session.run(out, {inp: x}))
 
 
 def _unprobed(model, out, inp, what: str, way: str, allow_batch_dependent: bool) -> str:
