@@ -1,5 +1,6 @@
 """What the tests share: the repository root, the two ways to run the command line (in this
-process, or as a user's shell runs it), and checkpoint and file-tree snapshots."""
+process, or as a user's shell runs it), checkpoint and file-tree snapshots, and checkpoints written by
+TensorFlow's own SaveV2."""
 import hashlib
 import os
 import subprocess
@@ -60,3 +61,12 @@ def tree_hash(path):
             with open(p, "rb") as f:
                 h[os.path.relpath(p, base)] = hashlib.sha256(f.read()).hexdigest()
     return h
+
+
+def save_v2(prefix, values):
+    """A checkpoint of ``values`` ({name: array}) written by TensorFlow's own SaveV2; returns ``prefix``."""
+    import tensorflow as tf
+
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(values), shape_and_slices=[""] * len(values),
+                      tensors=[tf.constant(v) for v in values.values()])
+    return prefix

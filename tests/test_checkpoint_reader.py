@@ -11,6 +11,8 @@ from graphsurgeon._src.errors import CorruptCheckpointError
 from graphsurgeon._src.storage import checkpoint
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 
+from helpers import save_v2
+
 tf1 = tf.compat.v1
 RNG = np.random.default_rng(5)
 VALUES = {"f32": RNG.standard_normal((3, 4)).astype(np.float32),
@@ -39,10 +41,7 @@ def restores(monkeypatch):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    prefix = str(tmp_path_factory.mktemp("ckpt") / "c")
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(VALUES), shape_and_slices=[""] * len(VALUES),
-                      tensors=[tf.constant(v) for v in VALUES.values()])
-    return prefix
+    return save_v2(str(tmp_path_factory.mktemp("ckpt") / "c"), VALUES)
 
 
 def _same(a, b):

@@ -5,7 +5,6 @@ import threading
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from graphsurgeon._src.errors import MigrateError
 from graphsurgeon._src.migrate import assemble as assemble_mod
@@ -17,6 +16,8 @@ from graphsurgeon._src.migrate.sources import open_checkpoint
 from graphsurgeon._src.storage import bundle_writer
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 
+from helpers import save_v2
+
 RNG = np.random.default_rng(11)
 VALUES = {**{f"big/{k}": RNG.standard_normal((300, 1000)).astype(np.float32) for k in range(6)},  # 1.2 MB each
           "small/a": RNG.standard_normal((10, 10)).astype(np.float32),
@@ -26,10 +27,7 @@ RULES = Rules(cast=[("big", "float64"), ("small", "float16")])  # every tensor c
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
-    prefix = str(tmp_path_factory.mktemp("src") / "ckpt")
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(VALUES), shape_and_slices=[""] * len(VALUES),
-                      tensors=[tf.constant(v) for v in VALUES.values()])
-    return prefix
+    return save_v2(str(tmp_path_factory.mktemp("src") / "ckpt"), VALUES)
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from graphsurgeon._src.migrate.sources import open_checkpoint
 from graphsurgeon._src.storage import bundle
 from graphsurgeon._src.storage.bundle_data import encode_strings, read_chunks
 
+from helpers import save_v2
+
 tf1 = tf.compat.v1
 RNG = np.random.default_rng(0)
 VALUES = {
@@ -35,13 +37,6 @@ VALUES = {
     "emb/part_0": RNG.standard_normal((3, 4)).astype(np.float32),
     "emb/part_1": RNG.standard_normal((5, 4)).astype(np.float32),
 }
-
-
-def save_v2(prefix, values):
-    """A checkpoint written by TensorFlow's own SaveV2."""
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(values), shape_and_slices=[""] * len(values),
-                      tensors=[tf.constant(v) for v in values.values()])
-    return prefix
 
 
 @pytest.fixture(scope="module")
