@@ -62,6 +62,19 @@ def test_learn_task_refuses_a_random_old_head_before_training(models):
     assert not os.path.exists(out)
 
 
+def test_learn_task_says_an_old_heads_runs_differ_when_its_noise_is_below_the_batch_tolerance(models):
+    """A head's two runs that differ at all differ, as merge-heads judges one (not within the tolerance a batch's
+    float rounding needs): noise of 1e-5 above the features is refused for its runs (it was refused through the
+    far-apart draws, in words that said the two ordinary runs agreed)."""
+    root = models["root"]
+    noisy = small_classifier(root / "noisy", above=lambda t: t + tf1.random_normal(tf1.shape(t), stddev=1e-5))
+    cfg = LearnConfig(model=noisy, features="features", task="new", epochs=1, method="feature-extraction")
+    with pytest.raises(RandomTensorError, match="differs between two runs on the same batch: it depends on random "
+                       r"op\(s\) random_normal/RandomStandardNormal"):
+        learn_task(cfg, models["xy"], str(root / "noisy_out"), progress=False)
+    assert not os.path.exists(root / "noisy_out")
+
+
 def test_learn_task_accepts_a_random_old_head_with_allow_random_and_says_so(models):
     """The old code trained, then failed the comparison of the old task with its own head."""
     out = str(models["root"] / "learn_allowed")

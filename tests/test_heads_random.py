@@ -55,6 +55,21 @@ def test_a_head_with_noise_too_small_for_the_batch_tolerance_is_refused_too(tmp_
     assert not os.path.exists(tmp_path / "merged")
 
 
+def test_a_head_whose_random_op_is_inside_a_function_is_refused_naming_it(tmp_path):
+    """The scan of the random ops looks inside the functions the head calls (it named none there, and a head
+    whose runs differed was then merged without a word)."""
+    @tf.function
+    def noisy(h):
+        return h + tf.random.normal(tf.shape(h), stddev=1e-6)
+
+    model = relu_classifier(tmp_path / "fn", above=noisy)
+    with pytest.raises(MergeHeadsError) as e:
+        merge_heads([model], "hidden/Relu", str(tmp_path / "merged"))
+    assert "answered differently in two runs on the same probe features: it depends on random op(s) " in str(e.value)
+    assert " in function " in str(e.value) and "RandomStandardNormal" in str(e.value), str(e.value)
+    assert not os.path.exists(tmp_path / "merged")
+
+
 def _complex_features_model(directory, noise):
     """``x[6] -> relu`` as complex ``features`` ``->`` their real part ``+ noise`` draws ``-> probabilities``."""
     os.makedirs(directory)

@@ -125,7 +125,8 @@ def check_head(task: specs.Task, features: np.ndarray, words: Wording, allow_ran
                allow_batch_dependent: bool = False) -> Checked:
     """Whether ``task``'s head (the part of the model from the features to its output) is random or depends on
     the other examples of its batch, probed as :func:`check_features` probes the features, fed ``features``
-    (:attr:`Checked.values` of :func:`check_features`). A dense head (matmuls and activations) is neither; a
+    (:attr:`Checked.values` of :func:`check_features`); random when its two runs differ at all, as merge-heads
+    judges a head (features differ within the batch tolerance). A dense head (matmuls and activations) is neither; a
     branch head is imported under its own op names, so the refusals and the notes name the ops as the model does
     (old-style dropout with ``keep_prob`` baked in above the features: the real ``lenet_noyin`` cut at ``Elu_2``;
     a batch norm in training mode above them: the real ``mlp_bn_chen`` cut at ``add``). ``words`` word the
@@ -141,18 +142,23 @@ def check_head(task: specs.Task, features: np.ndarray, words: Wording, allow_ran
     tg = TrainGraph()
     try:
         inp = tg.placeholder(task.head.piece, "graphsurgeon/probe/features")
-        return _checked(tg, tg.branch(task, inp, ""), inp, features, words, allow_random, allow_batch_dependent)
+        return _checked(tg, tg.branch(task, inp, ""), inp, features, words, allow_random, allow_batch_dependent,
+                        exact=True)
     finally:
         tg.close()
 
 
-def _checked(tg, t, inp, x: np.ndarray, words: Wording, allow_random: bool, allow_batch_dependent: bool) -> Checked:
+def _checked(tg, t, inp, x: np.ndarray, words: Wording, allow_random: bool, allow_batch_dependent: bool, *,
+             exact: bool = False) -> Checked:
     """Start ``tg`` and probe ``t`` (fed at ``inp``) on the first :data:`PROBE_ROWS` rows of ``x``: what
-    :func:`check_features` and :func:`check_head` find."""
+    :func:`check_features` and :func:`check_head` find (``exact``: runs that differ at all are random)."""
     tg.start()
     rows = x[:PROBE_ROWS]
     values = tg.session.run(t, {inp: rows})
-    p = probe(tg, t, Feeder(tg, inp, {}), rows, first=values)
+    feeder = Feeder(tg, inp, {})
+    p = probe(tg, t, feeder, rows, first=values)
+    if exact and p.identical is False and p.random_by != "runs":  # the two runs differed: say so, not the draws
+        p = dataclasses.replace(p, random=True, random_by="runs", batch_dependent=None)
     if p.batch_dependent:
         if not allow_batch_dependent:
             raise BatchDependentError(batch_refusal(tg, t, inp, words.what, words.batch_instead, words.batch_so,
@@ -162,8 +168,7 @@ def _checked(tg, t, inp, x: np.ndarray, words: Wording, allow_random: bool, allo
         return Checked(None, False, values)
     ops = random_ops_upstream(tg, t.name)
     if not allow_random:
-        raise RandomTensorError(random_refusal(tg, t, Feeder(tg, inp, {}), p, ops, words.what, words.instead,
-                                               words.so))
+        raise RandomTensorError(random_refusal(tg, t, feeder, p, ops, words.what, words.instead, words.so))
     return Checked(f"{words.what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by "
                    f"allow_random=True; {words.consequence}", True, values)
 

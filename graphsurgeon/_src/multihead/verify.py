@@ -23,7 +23,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from graphsurgeon._src import determinism, subgraph
+from graphsurgeon._src import determinism
 from graphsurgeon._src.errors import BatchDependentError, MergeHeadsError
 from graphsurgeon._src.feeds import Feeder
 from graphsurgeon._src.multihead import piece as pieces
@@ -77,8 +77,8 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         :func:`graphsurgeon._src.determinism.way_out`).
       MergeHeadsError: with ``head_from`` (the model ``piece`` is the head of), two ordinary runs of the head on the
         probe inputs (normal draws cast to its input's dtype where there are none, such as complex) differ at all
-        and it depends on random ops (dropout with ``keep_prob`` baked in: it would answer
-        differently on every call): :func:`_refuse_random`.
+        (it depends on random ops, such as dropout with ``keep_prob`` baked in: it would answer differently on
+        every call): :func:`_refuse_random`.
     """
     dtype, shape = pieces.tensor_spec(piece, piece.input)
     graph, inp, out, init = pieces.imported(piece, read, None, dtype, scope="")  # the model's own names
@@ -89,12 +89,12 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
             x = probe(dtype, shape, 64)
         except MergeHeadsError:
             if head_from and _draws_differ(model, out, inp, dtype, shape):
-                _refuse_random(piece, head_from)
+                _refuse_random(model, inp, out, piece, head_from)
             return _unprobed(model, out, inp, what, determinism.way_out(instead, "below them", head_kept),
                              allow_batch_dependent)
         p = determinism.probe(model, out, Feeder(model, inp, {}), x)
         if head_from and p.identical is False:  # any difference: a head adds nothing a batch could reorder
-            _refuse_random(piece, head_from)
+            _refuse_random(model, inp, out, piece, head_from)
         if not p.batch_dependent:
             return None
         if not allow_batch_dependent:
@@ -121,19 +121,16 @@ def check_head_batch(head: specs.Head, piece: pieces.Piece, read, where: str, in
     return check_batch(piece, read, f"{where}: the head, its output", instead, allow_batch_dependent, head_from=where)
 
 
-def _refuse_random(head_piece: pieces.Piece, where: str) -> None:
-    """Raise :class:`MergeHeadsError` naming the random ops between the features and the head's output, found
-    by a scan of the piece, when there are any (two runs of the head on probe features differed: a ``keep_prob``
-    that is a ``placeholder_with_default(1.0)`` passes)."""
-    by_name = head_piece.by_name()
-    ops = sorted(n for n in subgraph.upstream(head_piece.graph_def, [head_piece.output], by_name)
-                 if by_name[n].op in determinism.RANDOM_OPS)
-    if ops:
-        guess = " (dropout with keep_prob baked in?)" if determinism.dropout_example(ops) else ""
-        raise MergeHeadsError(
-            f"{where}: its head, from the features to {head_piece.output}, answered differently in two runs on "
-            f"the same probe features: it depends on {determinism.ops_phrase(ops)}{guess}, so it would answer "
-            "differently on every call; split the model where no random op lies between the features and the output")
+def _refuse_random(model, inp, out, head_piece: pieces.Piece, where: str) -> None:
+    """Raise :class:`MergeHeadsError`: two runs of the head (``out`` in ``model``, the piece imported under its own
+    names, fed at ``inp``) on the same probe features differed; names its random ops (:func:`graphsurgeon._src.determinism.
+    random_ops_upstream`, inside functions too) and guesses at them as retrain does."""
+    ops = determinism.random_ops_upstream(model, out.name)
+    guess = determinism.random_guess(model, ops, Feeder(model, inp, {}))
+    raise MergeHeadsError(
+        f"{where}: its head, from the features to {head_piece.output}, answered differently in two runs on "
+        f"the same probe features: it depends on {determinism.ops_phrase(ops)}{guess}, so it would answer "
+        "differently on every call; split the model where no random op lies between the features and the output")
 
 
 def _draws_differ(model, out, inp, dtype: tf.DType, shape) -> bool:
