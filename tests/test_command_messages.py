@@ -145,7 +145,7 @@ MESSAGES = [
                    "cache run found it and was given allow_batch_dependent=True): the exported model's answer for an "
                    "example would depend on the examples served with it; pass allow_batch_dependent=True to accept "
                    "it, or train from the data"),
-    (("retrain",), "c/: the cached tensor 'f:0' reads op(s) that may mix the examples of a batch (moments/mean; its "
+    (("retrain",), "c/: the cached tensor 'f:0' reads an op that may mix the examples of a batch (moments/mean; its "
                    "cache was made before caches recorded their checks, maybe with allow_batch_dependent=True): "
                    "accepted by allow_batch_dependent=True; the exported model's answer for an example depends on the "
                    "examples served with it"),
@@ -162,7 +162,7 @@ MESSAGES = [
                    "served with it"),
     (("plan",), "'f' depends on random op(s) d/RandomUniform: retrain runs it twice on the first training batch, fed "
                 "as the export is fed, and refuses it if the runs differ unless allow_random=True"),
-    (("plan",), "'f' reads op(s) that may mix the examples of a batch (moments/mean): retrain runs the first training "
+    (("plan",), "'f' reads an op that may mix the examples of a batch (moments/mean): retrain runs the first training "
                 "example alone and refuses the cut if its values change (batch statistics); "
                 "allow_batch_dependent=True accepts it"),
     (("cache",), "tensor 'f:0' differs between two runs on the same batch (keep_prob fed 0.5): it depends on random "

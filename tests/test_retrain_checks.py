@@ -323,8 +323,8 @@ def test_batch_statistics_are_refused_unless_allowed(tmp_path):
     # a first batch of one example has nothing to compare the example with: unchecked, and the notes say so
     res = _retrain(prefix, tmp_path / "one", batch_size=1)
     assert res.head_input.batch_dependent is None and res.head_input.notes == [
-        "whether the head's input 'features:0' depends on its batch-mates was not checked: the first training batch "
-        "holds 1 example"]
+        "the head's input 'features:0': whether it depends on its batch-mates was not checked (the first training batch "
+        "holds 1 example)"]
 
 
 def test_from_a_cache_the_layers_above_it_are_run_and_random_ops_below_need_the_flag(tmp_path):
@@ -436,7 +436,7 @@ def test_a_cache_made_with_allow_batch_dependent_needs_it_again(tmp_path, capfd)
     # a cache made before the record: the graph scan decides, and says so
     _drop_the_record(c)
     cfg.allow_batch_dependent = False
-    old = (rf"^{c}: the cached tensor 'features:0' reads op\(s\) that may mix the examples of a batch "
+    old = (rf"^{c}: the cached tensor 'features:0' reads ops that may mix the examples of a batch "
            r"\(moments/mean, moments/variance; its cache was made before caches recorded their checks")
     with pytest.raises(gs.BatchDependentError, match=old):
         gs.retrain(cfg, None, str(tmp_path / "o2"), cache=c, progress=False)
@@ -625,8 +625,8 @@ def test_a_cache_says_when_its_record_holds_the_batch_check_as_not_run(tmp_path,
     np.savez(tmp_path / "d.npz", x=x[:40], y=y[:40])
     np.savez(tmp_path / "d41.npz", x=x, y=y)
     one, c = "the first batch this run computed holds 1 example", str(tmp_path / "c")
-    note = ("whether the cached tensor 'features:0' depends on its batch-mates was not checked: {}; the manifest "
-            "records it as not checked")
+    note = ("the cached tensor 'features:0': whether it depends on its batch-mates was not checked ({}; the manifest "
+            "records it as not checked)")
     argv = ["cache", "--model", prefix, "--cut", "features", "--data", str(tmp_path / "d.npz"), "--quiet"]
     assert main(argv + ["--out", c, "--batch-size", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

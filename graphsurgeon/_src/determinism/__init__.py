@@ -40,6 +40,7 @@ from graphsurgeon._src.determinism.scan import (
 )
 
 __all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
+           "batch_unchecked",
            "dropout_example", "feed_hint",
            "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same"]
@@ -314,3 +315,19 @@ def batch_accepted(model, t, input_tensor, what: str, consequence: str = SERVED_
     depends on the examples served with it)."""
     return (f"{what} '{t.name}' depends on its batch-mates ({mixing(model, t.name, input_tensor).why}): accepted by "
             f"allow_batch_dependent=True; {consequence}")
+
+
+def batch_unchecked(subject: str, why: str, ops: list | None = None, *, random: bool = False) -> str:
+    """What to say of ``subject`` (``WHAT 'T'``) when no run decides whether it depends on its batch-mates
+    (``random``: nor whether it is random), ``why`` saying why: when a graph scan found ``ops`` that may mix a
+    batch (:func:`batch_mixing_ops`), ``SUBJECT reads an op that may mix the examples of a batch (A; WHY)`` (``reads
+    ops`` for more, the first three named; no ``; WHY`` when ``why`` is empty); else ``SUBJECT: whether it depends on
+    its batch-mates was not checked (WHY)``, and ``; the graph holds no op that may mix the examples of a batch``
+    when the scan ran and found none (``ops`` ``[]``, not None)."""
+    if ops:
+        because = f"; {why}" if why else ""
+        return (f"{subject} reads {'an op' if len(ops) == 1 else 'ops'} that may mix the examples of a batch "
+                f"({', '.join(ops[:3])}{because})")
+    none = "; the graph holds no op that may mix the examples of a batch" if ops is not None else ""
+    return (f"{subject}: whether it {'is random or ' if random else ''}depends on its batch-mates was not checked "
+            f"({why}){none}")

@@ -141,12 +141,11 @@ def _draws_differ(model, out, inp, dtype: tf.DType, shape) -> bool:
 
 def _unprobed(model, out, inp, what: str, way: str, allow_batch_dependent: bool) -> str:
     """:func:`check_batch` for an input with no probe values: the graph decides (see there); ``way`` out."""
-    unrun = f"no run checked it: there are no probe inputs of dtype {inp.dtype.name}"
     ops = determinism.batch_mixing_ops(model, out.name, inp.op.name)
+    unrun = f"there are no probe inputs of dtype {inp.dtype.name}"
+    mixes = determinism.batch_unchecked(f"{what} '{out.name}'", f"no run checked it: {unrun}" if ops else unrun, ops)
     if not ops:
-        return (f"{what} '{out.name}': whether it depends on its batch-mates was not checked ({unrun}); the graph "
-                "holds no op that may mix the examples of a batch")
-    mixes = f"{what} '{out.name}' reads op(s) that may mix the examples of a batch ({', '.join(ops[:3])}; {unrun})"
+        return mixes
     if not allow_batch_dependent:
         raise BatchDependentError(f"{mixes}: the exported model's answer for an example may depend on the examples "
                                   f"served with it; {way}, or pass "
