@@ -77,7 +77,7 @@ def test_stale_caches_are_never_reused(seed004, npz, tmp_path):
     generate(prefix, "hidden2/Relu", npz, out, progress=False)
     before = tree_hash(out)
     changed = _perturbed_copy(prefix, str(tmp_path / "changed"), "hidden1/weights")
-    with pytest.raises(gs.CacheError, match=r"values of frozen variable\(s\) hidden1/weights.*; it is not reused: "
+    with pytest.raises(gs.CacheError, match=r"values of frozen variable hidden1/weights.*; it is not reused: "
                                             r"choose another out_dir=DIR or delete this one$"):
         generate(changed, "hidden2/Relu", npz, out, progress=False)
     with pytest.raises(gs.CacheError, match="cut hidden2/Relu:0 -> hidden1/Relu:0"):
@@ -109,6 +109,19 @@ def test_trainable_layers_below_the_cache_are_refused(seed004, npz, tmp_path):
     cfg = gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", trainable=["hidden2"], epochs=1)
     with pytest.raises(gs.ConfigError, match="hidden2/biases, hidden2/weights lie below the cached tensor"):
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c"), progress=False)
+    with pytest.raises(gs.ConfigError, match=r"^trainable variables hidden2/biases, hidden2/weights lie below the "
+                                             r"cached tensor 'hidden2/Relu:0': they cannot train from the cache"):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c"), progress=False)
+    cfg.trainable = ["hidden2/weights"]  # one is named in the singular (it said 'variable(s) ... lie')
+    with pytest.raises(gs.ConfigError, match=r"^trainable variable hidden2/weights lies below the cached tensor "
+                                             r"'hidden2/Relu:0': it cannot train from the cache; cache a lower tensor "
+                                             r"or leave it frozen$"):
+        gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c"), progress=False)
+    with CacheReader(str(tmp_path / "c")) as r:  # positions the data set does not have (it said 'position(s) [...]')
+        with pytest.raises(gs.CacheError, match=r": no example at position 900 \(the data set has 256\)$"):
+            r.read([0, 900])
+        with pytest.raises(gs.CacheError, match=r": no example at positions 900, 901 \(the data set has 256\)$"):
+            r.read([900, 0, 901])
 
 
 def test_random_ops_below_the_tensor_are_refused(tmp_path):

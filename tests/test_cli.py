@@ -253,7 +253,7 @@ def test_plan_refuses_what_retrain_refuses(seed004, npz, tmp_path, capfd):
     prefix, _, _ = seed004
     src = ckpt(prefix)
     half = half_checkpoint(prefix, tmp_path / "m" / "half.ckpt")
-    refusal = ("error: 1 variable(s) cannot be restored: hidden1/weights: the checkpoint holds float16 but the graph's "
+    refusal = ("error: 1 variable cannot be restored: hidden1/weights: the checkpoint holds float16 but the graph's "
                "variable is float32 (pass --allow-cast to cast it)")
     code, out, err = cli(capfd, "plan", "--model", half, "--head", "hidden3/Relu:2")
     assert (code, our_stderr(err)) == (2, ["graphsurgeon plan: " + refusal])
@@ -277,7 +277,7 @@ def test_plan_refuses_what_retrain_refuses(seed004, npz, tmp_path, capfd):
     shutil.copy(prefix + ".meta", odd + ".meta")
     code, out, err = cli(capfd, "plan", "--model", odd)
     assert (code, our_stderr(err)) == (2, [
-        "graphsurgeon plan: error: 2 variable(s) cannot be restored: output/biases: graph shape [5] but checkpoint "
+        "graphsurgeon plan: error: 2 variables cannot be restored: output/biases: graph shape [5] but checkpoint "
         "'output/biases' has [6] (drop it from the restore, or replace the layer with a new head); output/weights: not "
         "in the checkpoint (pass --allow-missing to initialize it)"])
     assert "output/biases" in out and "shape_mismatch" in out and "missing" in out

@@ -46,7 +46,7 @@ MESSAGES = [
     (("retrain",), "c/: train_feeds={'scale': VALUE} changes placeholder 'scale' below the cached tensor 'f:0', "
                    "whose values were computed once with its feeds= value; training from the cache cannot change them: "
                    "leave it out of train_feeds=, or train from the data"),
-    (("cache", *TRAINING), "'f:0' also needs placeholder(s) keep_prob [] float32; give their values in "
+    (("cache", *TRAINING), "'f:0' also needs placeholder keep_prob [] float32; give its value in "
                            "feeds={'NAME': VALUE} (a number, true/false, or an .npy file; train_feeds={'NAME': VALUE} "
                            "if training differs, e.g. keep_prob)"),
     (("cache", *TRAINING), "feed 'x': 'x' is the input of 'f' (the only placeholder it reads), which the data feeds; "
@@ -61,14 +61,14 @@ MESSAGES = [
     (MODELS, "m/m.keras: a Keras 3 .keras file; graphsurgeon reads tf_keras .h5 files and Keras-made SavedModels "
              "(save the model with tf_keras as .h5 or as a SavedModel directory)"),
     (MODELS, "m/: features=hidden2/Tan is not a tensor of this model; closest: hidden2/Tanh"),
-    (TRAINING, "checkpoint m/c: tensor 'hidden/w' holds 1 NaN value(s) of 4 (a diverged run or a damaged file); "
+    (TRAINING, "checkpoint m/c: tensor 'hidden/w' holds 1 NaN value of 4 (a diverged run or a damaged file); "
                "every output computed from it would be NaN: restore another checkpoint, or drop it from the restore "
                "(rules=Rules(drop=['hidden/w'])) so that its variable is initialized anew"),
     (TRAINING, "lr_mult='hidden2=0.1': hidden2 matches only variables that do not train (hidden2/biases); make them "
                "train (trainable=hidden2) or leave the multiplier out"),
     (TRAINING, "lr_mult='hidden2=0.1': hidden2 matches only variables that start training at an unfreeze stage "
                "(hidden2/biases); that stage sets their multiplier: give it there (unfreeze=EPOCH:hidden2=0.1)"),
-    (TRAINING, "lr_mult='hidden*=0.1' sets the multiplier of the 2 variable(s) it matches that train from the first "
+    (TRAINING, "lr_mult='hidden*=0.1' sets the multiplier of the 2 variables it matches that train from the first "
                "epoch; it ignores the 2 it matches that do not train (hidden1/biases, hidden1/weights); the 2 it "
                "matches that an unfreeze stage starts (hidden2/biases, hidden2/weights) take that stage's multiplier"),
     (TRAINING, "trainable=a b: m/g.pb holds no variables (a frozen graph: its weights are constants), so nothing of "
@@ -127,17 +127,17 @@ MESSAGES = [
     (("combine",), "prior=1,1: expected 9 positive weights, one per class of the union (A's classes, then B's)"),
     # a head's input that is random or depends on its batch-mates (retrain), and a tensor to cache (cache)
     (("retrain",), "the head's input 'f:0' differs between two runs on the same batch (keep_prob fed 0.5): it depends "
-                   "on random op(s) dropout/random_uniform/RandomUniform (their rate is read from the fed keep_prob), so the "
+                   "on random op dropout/random_uniform/RandomUniform (their rate is read from the fed keep_prob), so the "
                    "exported model would answer differently on every call; cut below them, give the placeholder that "
                    "drives them its inference value in feeds=, or pass allow_random=True"),
     (("retrain",), "output 'logits:0' depends on the other examples in its batch (through moments/mean: batch "
                    "statistics such as tf.nn.moments or batch norm in training mode): the first training example "
                    "alone gives other values than in its batch, so the exported model's answer for an example would "
                    "depend on the examples served with it; cut below them, or pass allow_batch_dependent=True"),
-    (("retrain",), "c/: the cached tensor 'f:0' is random (random op(s) d/RandomUniform; its cache run found its "
+    (("retrain",), "c/: the cached tensor 'f:0' is random (random op d/RandomUniform; its cache run found its "
                    "values differ between runs on one batch and was given allow_random=True): the exported model runs "
                    "them on every call; pass allow_random=True to accept it, or train from the data"),
-    (("retrain",), "c/: the cached tensor 'f:0' depends on random op(s) d/RandomUniform (its cache was made with "
+    (("retrain",), "c/: the cached tensor 'f:0' depends on random op d/RandomUniform (its cache was made with "
                    "allow_random=True, before caches recorded their checks: whether a feed makes them deterministic "
                    "was not recorded, and a cache cannot run them): accepted by allow_random=True; the exported model "
                    "runs them on every call"),
@@ -145,28 +145,28 @@ MESSAGES = [
                    "cache run found it and was given allow_batch_dependent=True): the exported model's answer for an "
                    "example would depend on the examples served with it; pass allow_batch_dependent=True to accept "
                    "it, or train from the data"),
-    (("retrain",), "c/: the cached tensor 'f:0' reads op(s) that may mix the examples of a batch (moments/mean; its "
+    (("retrain",), "c/: the cached tensor 'f:0' reads an op that may mix the examples of a batch (moments/mean; its "
                    "cache was made before caches recorded their checks, maybe with allow_batch_dependent=True): "
                    "accepted by allow_batch_dependent=True; the exported model's answer for an example depends on the "
                    "examples served with it"),
-    (("retrain",), "the head's input 'f:0' differs between runs on the same batch with its random op(s) fed two "
-                   "far-apart draws (two ordinary runs agreed) (keep_prob fed 0.999): it depends on random op(s) "
+    (("retrain",), "the head's input 'f:0' differs between runs on the same batch with its random op fed two "
+                   "far-apart draws (two ordinary runs agreed) (keep_prob fed 0.999): it depends on random op "
                    "d/RandomUniform (their rate is read from the fed keep_prob), so the exported model would answer differently "
                    "on every call; cut below them, give the placeholder that drives them its inference value in "
                    "feeds=, or pass allow_random=True"),
-    (("retrain",), "the head's input 'f:0' is random (two runs on one batch differed; random op(s) d/RandomUniform): "
+    (("retrain",), "the head's input 'f:0' is random (two runs on one batch differed; random op d/RandomUniform): "
                    "accepted by allow_random=True; the exported model's answers differ call to call, and whether "
                    "they depend on the batch was not checked"),
     (("retrain",), "the head's input 'f:0' depends on its batch-mates (through moments/mean): accepted by "
                    "allow_batch_dependent=True; the exported model's answer for an example depends on the examples "
                    "served with it"),
-    (("plan",), "'f' depends on random op(s) d/RandomUniform: retrain runs it twice on the first training batch, fed "
+    (("plan",), "'f' depends on random op d/RandomUniform: retrain runs it twice on the first training batch, fed "
                 "as the export is fed, and refuses it if the runs differ unless allow_random=True"),
-    (("plan",), "'f' reads op(s) that may mix the examples of a batch (moments/mean): retrain runs the first training "
+    (("plan",), "'f' reads an op that may mix the examples of a batch (moments/mean): retrain runs the first training "
                 "example alone and refuses the cut if its values change (batch statistics); "
                 "allow_batch_dependent=True accepts it"),
     (("cache",), "tensor 'f:0' differs between two runs on the same batch (keep_prob fed 0.5): it depends on random "
-                 "op(s) d/RandomUniform (their rate is read from the fed keep_prob), so its values cannot be cached; cache a "
+                 "op d/RandomUniform (their rate is read from the fed keep_prob), so its values cannot be cached; cache a "
                  "tensor below them, give the placeholder that drives them its inference value in feeds=, or pass "
                  "allow_random=True"),
     (("cache",), "c/: an earlier run into this cache found tensor 'f:0' random (its values differ between runs on one "

@@ -176,11 +176,12 @@ def test_merge_heads_without_probe_inputs_lets_the_graph_decide_and_says_so(mode
 
     root = models["root"]
     plain, bn = _complex_model(root / "cplx"), _complex_model(root / "cplx_bn", _batch_norm)
-    unrun = "no run checked it: there are no probe inputs of dtype complex64"
+    unrun = "there are no probe inputs of dtype complex64"
     res = merge_heads([plain], "features", str(root / "cplx_mh" / "1"), verify=False)
     assert res.notes == [f"{plain}: features 'features:0': whether it depends on its batch-mates was not checked "
                          f"({unrun}); the graph holds no op that may mix the examples of a batch"]
-    mixes = f"features 'features:0' reads op(s) that may mix the examples of a batch (moments/mean, moments/variance; {unrun})"
+    mixes = ("features 'features:0' reads ops that may mix the examples of a batch (moments/mean, moments/variance; "
+             f"no run checked it: {unrun})")
     with pytest.raises(BatchDependentError) as e:
         merge_heads([bn], "features", str(root / "cplx_bn_mh" / "1"), verify=False)
     assert str(e.value) == (f"{bn}: {mixes}: the exported model's answer for an example may depend on the examples "

@@ -44,7 +44,7 @@ def _learn(models, model, out, **kw):
 
 def _expect_refusal(message, model):
     assert message.startswith(f"{model}: features 'features:0' differs between two runs on the same batch: "
-                              f"it depends on random op(s) {DROPOUT_OP} (dropout with keep_prob baked in?), so the "
+                              f"it depends on random op {DROPOUT_OP} (dropout with keep_prob baked in?), so the "
                               "exported model would answer differently on every call; "), message
 
 
@@ -103,6 +103,6 @@ def test_add_class_on_the_real_lenet_refuses_its_baked_in_dropout(tmp_path, capf
     code, _, err = cli(capfd, *args)
     assert code == 2 and not os.path.exists(tmp_path / "out")
     assert (f"graphsurgeon add-class: error: {lenet}: features 'dropout_1/mul:0' differs between two runs on the same "
-            "batch: it depends on random op(s) dropout/random_uniform/RandomUniform, "
+            "batch: it depends on random ops dropout/random_uniform/RandomUniform, "
             "dropout_1/random_uniform/RandomUniform (dropout with keep_prob baked in?), so the exported model would "
             "answer differently on every call; give --features TENSOR below them, or pass --allow-random\n") in err

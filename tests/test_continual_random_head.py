@@ -49,7 +49,7 @@ def _learn(models, model, out, **kw):
 def _head_refusal(model, task, what="the old head of task",
                   so="the exported model would answer differently on every call"):
     who = f"{what} '{task}', its output" if task else what
-    return (f"{model}: {who} 'logits:0' differs between two runs on the same batch: it depends on random op(s) "
+    return (f"{model}: {who} 'logits:0' differs between two runs on the same batch: it depends on random op "
             f"{DROPOUT_OP} (dropout with keep_prob baked in?), so {so}; give features=TENSOR above them, or pass "
             "allow_random=True")
 
@@ -70,7 +70,7 @@ def test_learn_task_says_an_old_heads_runs_differ_when_its_noise_is_below_the_ba
     noisy = small_classifier(root / "noisy", above=lambda t: t + tf1.random_normal(tf1.shape(t), stddev=1e-5))
     cfg = LearnConfig(model=noisy, features="features", task="new", epochs=1, method="feature-extraction")
     with pytest.raises(RandomTensorError, match="differs between two runs on the same batch: it depends on random "
-                       r"op\(s\) random_normal/RandomStandardNormal"):
+                       r"op random_normal/RandomStandardNormal"):
         learn_task(cfg, models["xy"], str(root / "noisy_out"), progress=False)
     assert not os.path.exists(root / "noisy_out")
 
@@ -82,7 +82,7 @@ def test_learn_task_accepts_a_random_old_head_with_allow_random_and_says_so(mode
     assert os.path.isdir(out) and [t["name"] for t in res.tasks] == ["above", "new"]
     assert res.notes == [
         f"{models['above']}: the old head of task 'above', its output 'logits:0' is random (two runs on one batch "
-        f"differed; random op(s) {DROPOUT_OP}): {ACCEPTED}the written model's answers for task 'above' differ call "
+        f"differed; random op {DROPOUT_OP}): {ACCEPTED}the written model's answers for task 'above' differ call "
         "to call, and they are not compared with its head's"]
     assert res.to_dict()["notes"] == res.notes and res.format_text().endswith("\n" + res.notes[0])
 
@@ -97,7 +97,7 @@ def test_combine_without_labels_refuses_a_random_teacher_head(models):
     assert not os.path.exists(root / "combine_refused")
     res = combine(pair, models["x"], str(root / "combine_allowed"), epochs=1, progress=False, allow_random=True)
     assert res.notes == [f"{m}: the head, its output 'logits:0' is random (two runs on one batch differed; random "
-                         f"op(s) {DROPOUT_OP}): {ACCEPTED}the targets the new head learns from are one draw of its "
+                         f"op {DROPOUT_OP}): {ACCEPTED}the targets the new head learns from are one draw of its "
                          "answers" for m in (models["above"], models["above2"])]
     # from labels the heads are not used: nothing to refuse, nothing to note
     res = combine(pair, models["xy"], str(root / "combine_labels"), epochs=1, progress=False)
@@ -109,12 +109,24 @@ def test_add_class_names_the_random_ops_of_a_head_it_cannot_extend(models):
         add_class(models["above"], models["few"], "new", str(models["root"] / "add_refused"), features="features",
                   output="logits", reference=models["x"], steps=2)
     assert str(e.value) == (f"{models['above']}: the layer after features is not one dense layer and holds random "
-                            f"op(s) {DROPOUT_OP} (dropout with keep_prob baked in); add-class extends a single linear "
-                            "layer with a column: give features=TENSOR above them")
+                            f"op {DROPOUT_OP} (dropout with keep_prob baked in); add-class extends a single linear "
+                            "layer with a column: give features=TENSOR above it")
+
+
+def test_add_class_names_two_random_ops_of_a_head_in_the_plural(tmp_path, models):
+    """It said 'random op(s)' whatever the count."""
+    twice = small_classifier(tmp_path / "twice", above=lambda f: tf1.nn.dropout(tf1.nn.dropout(f, keep_prob=0.5),
+                                                                                  keep_prob=0.5))
+    with pytest.raises(ContinualError) as e:
+        add_class(twice, models["few"], "new", str(tmp_path / "out"), features="features", output="logits",
+                  reference=models["x"], steps=2)
+    assert str(e.value) == (f"{twice}: the layer after features is not one dense layer and holds random ops "
+                            f"{DROPOUT_OP}, dropout_1/random_uniform/RandomUniform (dropout with keep_prob baked in); "
+                            "add-class extends a single linear layer with a column: give features=TENSOR above them")
 
 
 def _feature_note(model, consequence):
-    return (f"{model}: features 'features:0' is random (two runs on one batch differed; random op(s) {DROPOUT_OP}): "
+    return (f"{model}: features 'features:0' is random (two runs on one batch differed; random op {DROPOUT_OP}): "
             f"{ACCEPTED}{consequence}")
 
 
@@ -143,7 +155,7 @@ def test_cli_prints_the_notes_in_flags(models, capfd, command):
                            "--task", "new", "--method", "feature-extraction", "--epochs", "1", "--quiet"]}[command]
     code, text, err = cli(capfd, *args, "--allow-random", "--out", out)
     assert code == 0, err
-    note = (f"{below}: features 'features:0' is random (two runs on one batch differed; random op(s) {DROPOUT_OP}): "
+    note = (f"{below}: features 'features:0' is random (two runs on one batch differed; random op {DROPOUT_OP}): "
             "accepted by --allow-random; the written model's answers differ call to call")
     assert any(line.startswith(note) for line in text.splitlines()), text
     code, text, err = cli(capfd, *args, "--allow-random", "--json", "--out", f"{out}_json")
@@ -165,7 +177,7 @@ def test_learn_task_on_the_real_lenet_refuses_its_dropout_above_the_features(tmp
     assert code == 2 and not os.path.exists(tmp_path / "refused")
     assert err.endswith(
         f"graphsurgeon learn-task: error: {lenet}: the old head of task 'lenet_noyin', its output 'Add_2:0' differs "
-        f"between two runs on the same batch: it depends on random op(s) {ops} (dropout with keep_prob baked in?), so "
+        f"between two runs on the same batch: it depends on random ops {ops} (dropout with keep_prob baked in?), so "
         "the exported model would answer differently on every call; give --features TENSOR above them, or pass "
         "--allow-random\n"), err
     code, text, err = cli(capfd, *args, "--json", "--allow-random", "--out", tmp_path / "allowed")
@@ -174,7 +186,7 @@ def test_learn_task_on_the_real_lenet_refuses_its_dropout_above_the_features(tmp
     assert [t["name"] for t in res["tasks"]] == ["lenet_noyin", "new"]
     assert res["notes"] == [
         f"{lenet}: the old head of task 'lenet_noyin', its output 'Add_2:0' is random (two runs on one batch differed; "
-        f"random op(s) {ops}): accepted by --allow-random; the written model's answers for task 'lenet_noyin' differ "
+        f"random ops {ops}): accepted by --allow-random; the written model's answers for task 'lenet_noyin' differ "
         "call to call, and they are not compared with its head's"]
 
 
@@ -190,7 +202,7 @@ def test_lwf_with_a_random_old_head_says_its_targets_are_one_draw(models):
                  warmup_epochs=0)
     assert res.notes == [
         f"{models['above']}: the old head of task 'above', its output 'logits:0' is random (two runs on one batch "
-        f"differed; random op(s) {DROPOUT_OP}): {ACCEPTED}the written model's answers for task 'above' differ call "
+        f"differed; random op {DROPOUT_OP}): {ACCEPTED}the written model's answers for task 'above' differ call "
         "to call, and they are not compared with its head's; LwF's targets for it are one draw of its answers, "
         "recorded once on the training inputs"]
     res = _learn(models, "below", str(models["root"] / "lwf_features"), allow_random=True, method="lwf",

@@ -264,7 +264,7 @@ def test_a_multiplier_pattern_that_also_matches_frozen_variables_says_so(seed004
     import json
 
     base = ["--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3", "--lr-mult", "hidden*=0.1"]
-    said = ("--lr-mult 'hidden*=0.1' sets the multiplier of the 2 variable(s) it matches that train from the first "
+    said = ("--lr-mult 'hidden*=0.1' sets the multiplier of the 2 variables it matches that train from the first "
             "epoch; it ignores the 4 it matches that do not train (hidden1/biases, hidden1/weights, hidden2/biases, "
             "hidden2/weights)")
     code, out, err = cli(capfd, "plan", *base)
@@ -277,7 +277,7 @@ def test_a_multiplier_pattern_that_also_matches_frozen_variables_says_so(seed004
                          "--epochs", 1, "--quiet", "--json")
     assert code == 0, err
     assert json.loads(out)["notes"] == [
-        "--lr-mult 'hidden*=0.1' sets the multiplier of the 2 variable(s) it matches that train from the first epoch; "
+        "--lr-mult 'hidden*=0.1' sets the multiplier of the 2 variables it matches that train from the first epoch; "
         "it ignores the 2 it matches that do not train (hidden1/biases, hidden1/weights); the 2 it matches that an "
         "unfreeze stage starts (hidden2/biases, hidden2/weights) take that stage's multiplier"]
     code, out, err = cli(capfd, "plan", "--model", seed004[0], "--head", "hidden3/Relu:2", "--trainable", "hidden3",
@@ -332,7 +332,7 @@ def test_a_pattern_matching_only_variables_the_cut_leaves_out_says_so(capfd):
         gs.plan(gs.RetrainConfig(model=REAL_GAN, head="Relu_1:3", input="x", trainable=["gen/G_w1"]))
     code, out, err = cli(capfd, *base, "--trainable", "dis", "--lr-mult", "dis/*=0.5")
     assert code == 0, err
-    assert ("-- note: --lr-mult 'dis/*=0.5' sets the multiplier of the 2 variable(s) it matches that train from the "
+    assert ("-- note: --lr-mult 'dis/*=0.5' sets the multiplier of the 2 variables it matches that train from the "
             "first epoch; it ignores the 2 it matches that the cut leaves out of the graph (dis/D_b2, dis/D_w2)"
             in out.splitlines())
     code, out, err = cli(capfd, *base, "--trainable", "dis", "--lr-mult", "dis/D_w1=0.1", "dis/*=0.5")

@@ -210,16 +210,16 @@ def test_the_real_mlp_bn_chen_cut_above_its_first_batch_norm_merges_when_allowed
 def test_learn_task_and_combine_import_each_backbone_once_to_probe_it_and_feed_its_heads(models, monkeypatch):
     """The probe of the features gives the features the heads are probed on: learn-task and combine without labels
     import each model's backbone once for both (they imported it again to compute the features)."""
-    from graphsurgeon._src.continual.graph import TrainGraph
+    from graphsurgeon._src.multihead import piece as pieces
 
-    backbone, probed = TrainGraph.backbone, []
+    imported, probed = pieces.imported, []
 
-    def counted(self, piece, x, bound, scope):
-        if scope == "":  # the probes' imports, under the model's own names
+    def counted(piece, *args, **kw):
+        if piece.input != pieces.FEATURES + ":0":  # the probes' imports of a backbone (not of a head)
             probed.append(piece.output)
-        return backbone(self, piece, x, bound, scope)
+        return imported(piece, *args, **kw)
 
-    monkeypatch.setattr(TrainGraph, "backbone", counted)
+    monkeypatch.setattr(pieces, "imported", counted)
     root = models["root"]
     _learn(models, str(root / "learn_once"), allow_batch_dependent=True)
     assert probed == ["features:0"]

@@ -27,7 +27,7 @@ def _model(directory, keep_prob):
 
 def _refusal(model, output, ops):
     return (f"{model}: its head, from the features to {output}, answered differently in two runs on the same probe "
-            f"features: it depends on random op(s) {ops} (dropout with keep_prob baked in?), so it would answer "
+            f"features: it depends on random {'ops' if ', ' in ops else 'op'} {ops} (dropout with keep_prob baked in?), so it would answer "
             "differently on every call; split the model where no random op lies between the features and the output")
 
 
@@ -50,7 +50,7 @@ def test_a_head_with_noise_too_small_for_the_batch_tolerance_is_refused_too(tmp_
     noisy = relu_classifier(tmp_path / "noisy", above=lambda h: h + tf1.random_normal(tf1.shape(h), stddev=1e-5))
     with pytest.raises(MergeHeadsError) as e:
         merge_heads([noisy], "hidden/Relu", str(tmp_path / "merged"))
-    assert "answered differently in two runs on the same probe features: it depends on random op(s) " \
+    assert "answered differently in two runs on the same probe features: it depends on random op " \
            "random_normal/RandomStandardNormal" in str(e.value)
     assert not os.path.exists(tmp_path / "merged")
 
@@ -65,7 +65,7 @@ def test_a_head_whose_random_op_is_inside_a_function_is_refused_naming_it(tmp_pa
     model = relu_classifier(tmp_path / "fn", above=noisy)
     with pytest.raises(MergeHeadsError) as e:
         merge_heads([model], "hidden/Relu", str(tmp_path / "merged"))
-    assert "answered differently in two runs on the same probe features: it depends on random op(s) " in str(e.value)
+    assert "answered differently in two runs on the same probe features: it depends on random op " in str(e.value)
     assert " in function " in str(e.value) and "RandomStandardNormal" in str(e.value), str(e.value)
     assert not os.path.exists(tmp_path / "merged")
 
@@ -92,7 +92,7 @@ def test_a_random_head_above_complex_features_is_refused_and_a_plain_one_passes(
     noisy = _complex_features_model(tmp_path / "noisy", 1e-6)
     with pytest.raises(MergeHeadsError) as e:
         merge_heads([noisy], "features", str(tmp_path / "merged"))
-    assert "answered differently in two runs on the same probe features: it depends on random op(s) " \
+    assert "answered differently in two runs on the same probe features: it depends on random op " \
            "random_normal/RandomStandardNormal" in str(e.value)
     assert not os.path.exists(tmp_path / "merged")
     merge_heads([_complex_features_model(tmp_path / "plain", 0)], "features", str(tmp_path / "plain_merged"))

@@ -146,7 +146,7 @@ def test_feeds_broadcast_over_the_batch(tmp_path, capfd):
     assert code == 2 and "cannot tell the input of 'features': it reads placeholders state float32[None, 6], " \
                          "x float32[10, 12]" in err
     code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "features:2", "--input", "x")
-    assert code == 2 and "also needs placeholder(s) state float32[None, 6]" in err
+    assert code == 2 and "also needs placeholder state float32[None, 6]" in err
     code, _, err = cli(capfd, "plan", "--model", prefix, "--head", "features:2", "--feed", "state=0",
                        "--feed", "nothere=1")
     assert code == 2 and "feed 'nothere'" in err

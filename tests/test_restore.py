@@ -227,6 +227,15 @@ def test_unknown_tensor_lists_close_names(seed004):
             m.tensor("hidden2/Rellu")
 
 
+def test_two_ops_that_touch_files_are_counted_in_the_plural(tmp_path):
+    """It said 'holds 1 op(s) that touch files or run Python' whatever the count."""
+    prefix = _graph_with(tmp_path, lambda x, pre: [tf.io.write_file(str(tmp_path / f"{n}.txt"), "x", name=n)
+                                                   for n in ("a", "b")])
+    with pytest.raises(gs.UnsafeGraphError, match=r"holds 2 ops that touch files or run Python: a \(WriteFile\), "
+                                                  r"b \(WriteFile\);.*or cut the graph below them$"):
+        gs.restore(prefix, outputs=["features"])
+
+
 def _graph_with(tmp_path, extra):
     """A small model ``x`` -> ``features``; ``extra(x, features_pre)`` adds ops and returns control deps."""
     g = tf.Graph()
@@ -246,8 +255,8 @@ def _graph_with(tmp_path, extra):
 def test_graphs_that_touch_files_are_not_run_unless_allowed(tmp_path, capfd):
     target = tmp_path / "written.txt"
     prefix = _graph_with(tmp_path, lambda x, pre: [tf.io.write_file(str(target), "pwned", name="sneaky")])
-    with pytest.raises(gs.UnsafeGraphError, match=r"holds 1 op\(s\) that touch files or run Python: sneaky "
-                                                  r"\(WriteFile\);.*allow_unsafe_ops=True"):
+    with pytest.raises(gs.UnsafeGraphError, match=r"holds 1 op that touches files or runs Python: sneaky "
+                                                  r"\(WriteFile\);.*allow_unsafe_ops=True, or cut the graph below it$"):
         gs.restore(prefix, outputs=["features"])
     assert not target.exists()
     with gs.restore(prefix, outputs=["clean"]) as m:  # pruned away below the cut: nothing unsafe runs

@@ -66,7 +66,7 @@ def _serve_twice(saved_model, x):
 def test_dropout_with_keep_prob_baked_in_is_refused_unless_allowed(tmp_path):
     prefix = _net(str(tmp_path), "baked")
     with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between two runs on the "
-                                                   r"same batch: it depends on random op\(s\) dropout/"):
+                                                   r"same batch: it depends on random op dropout/"):
         _retrain(prefix, tmp_path / "o")
     assert not os.path.exists(tmp_path / "o")  # refused before anything was written
     with pytest.raises(gs.RandomTensorError, match="'logits:0' differs"):  # fine-tuning the old logits too
@@ -75,7 +75,7 @@ def test_dropout_with_keep_prob_baked_in_is_refused_unless_allowed(tmp_path):
     res = _retrain(prefix, tmp_path / "o", allow_random=True)
     assert res.head_input.random and res.head_input.batch_dependent is None
     assert res.head_input.notes == [
-        "the head's input 'features:0' is random (two runs on one batch differed; random op(s) "
+        "the head's input 'features:0' is random (two runs on one batch differed; random op "
         "dropout/random_uniform/RandomUniform): accepted by allow_random=True; the exported model's answers differ "
         "call to call, and whether they depend on the batch was not checked"]
     a, b = _serve_twice(str(tmp_path / "o/saved_model"), _data().x[:8])
@@ -105,11 +105,11 @@ def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_named_in_their
     assert {"If", "StatelessIf"} & {op.type for op in g.get_operations()}  # not Switch/Merge
     branch = g.get_operation_by_name("cond").get_attr("then_branch").name
     with pytest.raises(gs.RandomTensorError, match=r"differs between two runs on the same batch: it depends on random "
-                                                   r"op\(s\) dropout/random_uniform/RandomUniform in function "
+                                                   r"op dropout/random_uniform/RandomUniform in function "
                                                    rf"'{branch}' called by op 'cond' \(dropout with keep_prob"):
         _retrain(prefix, tmp_path / "o")
     notes = gs.plan(gs.RetrainConfig(model=prefix, head="features:2")).notes
-    assert notes[0].startswith(f"'features' depends on random op(s) dropout/random_uniform/RandomUniform in function "
+    assert notes[0].startswith(f"'features' depends on random op dropout/random_uniform/RandomUniform in function "
                                f"'{branch}' called by op 'cond': retrain runs it twice")
 
 
@@ -131,8 +131,8 @@ def test_random_ops_tensorflow_refuses_to_feed_together_are_fed_one_at_a_time(tm
             s.run(tf1.global_variables_initializer())
             prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
     with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between runs on the same "
-                                                   r"batch with its random op\(s\) fed two far-apart draws \(two "
-                                                   r"ordinary runs agreed\): it depends on random op\(s\) "
+                                                   r"batch with its random ops fed two far-apart draws \(two "
+                                                   r"ordinary runs agreed\): it depends on random ops "
                                                    r"dropout/random_uniform/RandomUniform, dropout_1/"):
         _retrain(prefix, tmp_path / "o")
 
@@ -160,7 +160,7 @@ def test_old_style_dropout_at_keep_prob_one_passes_and_below_one_is_refused(tmp_
     assert res.head_input.random_ops == ["dropout/random_uniform/RandomUniform"]
     prefix, _ = _mlp_around(tmp_path / "half", _old_dropout(0.5))
     with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between two runs on the "
-                                                   r"same batch: it depends on random op\(s\) dropout/random_uniform/"
+                                                   r"same batch: it depends on random op dropout/random_uniform/"
                                                    r"RandomUniform \(dropout with keep_prob baked in\?\)"):
         _retrain(prefix, tmp_path / "o2")
     assert not os.path.exists(tmp_path / "o2")
@@ -241,7 +241,7 @@ def test_a_random_tensor_whose_rate_is_fed_is_not_guessed_to_have_it_baked_in(tm
     """keep_prob, a placeholder_with_default, fed 0.5: the refusals of retrain and cache said "(keep_prob
     fed 0.5) ... (dropout with keep_prob baked in?)"; they say the rate is read from the fed keep_prob. A
     fed placeholder on the data's path (times 'scale', then dropout with keep_prob baked in) keeps the guess."""
-    fed = r"\(keep_prob fed 0.5\): it depends on random op\(s\) dropout/random_uniform/RandomUniform \(their rate " \
+    fed = r"\(keep_prob fed 0.5\): it depends on random op dropout/random_uniform/RandomUniform \(their rate " \
           r"is read from the fed keep_prob\), so "
     default = _net(str(tmp_path), "default")
     with pytest.raises(gs.RandomTensorError, match=fed + "the exported model would answer"):
@@ -252,7 +252,7 @@ def test_a_random_tensor_whose_rate_is_fed_is_not_guessed_to_have_it_baked_in(tm
                           progress=False)
     prefix, _ = _mlp_around(tmp_path, lambda h: tf1.nn.dropout(h * tf1.placeholder_with_default(1.0, (), name="scale"),
                                                                 keep_prob=0.5))
-    with pytest.raises(gs.RandomTensorError, match=r"\(scale fed 2.0\): it depends on random op\(s\) "
+    with pytest.raises(gs.RandomTensorError, match=r"\(scale fed 2.0\): it depends on random op "
                                                    r"dropout/random_uniform/RandomUniform \(dropout with keep_prob "
                                                    r"baked in\?\), so "):
         _retrain(prefix, tmp_path / "p", feeds={"scale": 2.0})
@@ -323,8 +323,8 @@ def test_batch_statistics_are_refused_unless_allowed(tmp_path):
     # a first batch of one example has nothing to compare the example with: unchecked, and the notes say so
     res = _retrain(prefix, tmp_path / "one", batch_size=1)
     assert res.head_input.batch_dependent is None and res.head_input.notes == [
-        "whether the head's input 'features:0' depends on its batch-mates was not checked: the first training batch "
-        "holds 1 example"]
+        "the head's input 'features:0': whether it depends on its batch-mates was not checked (the first training batch "
+        "holds 1 example)"]
 
 
 def test_from_a_cache_the_layers_above_it_are_run_and_random_ops_below_need_the_flag(tmp_path):
@@ -337,17 +337,17 @@ def test_from_a_cache_the_layers_above_it_are_run_and_random_ops_below_need_the_
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=str(tmp_path / "c1"), progress=False)
     c2 = str(tmp_path / "c2")
     with pytest.raises(gs.RandomTensorError, match=r"^tensor 'features:0' differs between two runs on the same "
-                                                   r"batch: it depends on random op\(s\) dropout/random_uniform/"):
+                                                   r"batch: it depends on random op dropout/random_uniform/"):
         gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c2, progress=False)
     gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c2, progress=False, allow_random=True)
     assert _manifest(c2)["checks"] == {"random": True, "batch_dependent": None}
-    with pytest.raises(gs.RandomTensorError, match=rf"^{c2}: the cached tensor 'features:0' is random \(random op\(s\) "
+    with pytest.raises(gs.RandomTensorError, match=rf"^{c2}: the cached tensor 'features:0' is random \(random op "
                                                    r"dropout/random_uniform/RandomUniform; its cache run found"):
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=c2, progress=False)
     cfg.allow_random = True
     res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=c2, progress=False)
     assert res.head_input.notes[0] == (
-        f"{c2}: the cached tensor 'features:0' is random (random op(s) dropout/random_uniform/RandomUniform; its cache "
+        f"{c2}: the cached tensor 'features:0' is random (random op dropout/random_uniform/RandomUniform; its cache "
         "run found its values differ between runs on one batch and was given allow_random=True): accepted by "
         "allow_random=True; the exported model runs them on every call")
     # a later run into the cache without the flag is refused by the record, whatever its own runs show
@@ -382,7 +382,7 @@ def test_a_cache_whose_keep_prob_is_fed_one_needs_no_flag_and_a_nearly_one_is_st
     cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1, feeds={"keep_prob": 1.0})
     res = gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
     assert res.head_input.notes == []
-    draws = (r"^tensor 'features:0' differs between runs on the same batch with its random op\(s\) fed two "
+    draws = (r"^tensor 'features:0' differs between runs on the same batch with its random op fed two "
              r"far-apart draws \(two ordinary runs agreed\) \(keep_prob fed 0.999\): .* give the placeholder that")
     with pytest.raises(gs.RandomTensorError, match=draws):
         gs.generate_cache(prefix, "features", str(tmp_path / "two.npz"), str(tmp_path / "n"),
@@ -436,7 +436,7 @@ def test_a_cache_made_with_allow_batch_dependent_needs_it_again(tmp_path, capfd)
     # a cache made before the record: the graph scan decides, and says so
     _drop_the_record(c)
     cfg.allow_batch_dependent = False
-    old = (rf"^{c}: the cached tensor 'features:0' reads op\(s\) that may mix the examples of a batch "
+    old = (rf"^{c}: the cached tensor 'features:0' reads ops that may mix the examples of a batch "
            r"\(moments/mean, moments/variance; its cache was made before caches recorded their checks")
     with pytest.raises(gs.BatchDependentError, match=old):
         gs.retrain(cfg, None, str(tmp_path / "o2"), cache=c, progress=False)
@@ -472,7 +472,7 @@ def test_a_cache_made_before_the_record_is_judged_by_its_graph(tmp_path):
     gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"keep_prob": 1.0}, progress=False)
     _drop_the_record(c)
     cfg = gs.RetrainConfig(model=prefix, head="features:2", epochs=1, feeds={"keep_prob": 1.0})
-    with pytest.raises(gs.RandomTensorError, match=rf"^{c}: the cached tensor 'features:0' depends on random op\(s\) "
+    with pytest.raises(gs.RandomTensorError, match=rf"^{c}: the cached tensor 'features:0' depends on random op "
                                                    r"dropout/random_uniform/RandomUniform \(its cache was made with "
                                                    r"allow_random=True, before caches recorded their checks"):
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
@@ -480,7 +480,7 @@ def test_a_cache_made_before_the_record_is_judged_by_its_graph(tmp_path):
     assert gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), c, feeds={"keep_prob": 1.0},
                              progress=False).computed == 0
     assert _manifest(c)["checks"] == {"random": None, "batch_dependent": None}
-    with pytest.raises(gs.RandomTensorError, match=rf"^{c}: the cached tensor 'features:0' depends on random op\(s\) "
+    with pytest.raises(gs.RandomTensorError, match=rf"^{c}: the cached tensor 'features:0' depends on random op "
                                                    r"dropout/random_uniform/RandomUniform \(its cache's record says no "
                                                    r"run checked whether it is random\)"):
         gs.retrain(cfg, None, str(tmp_path / "o"), cache=c, progress=False)
@@ -510,7 +510,7 @@ def test_plan_notes_and_the_command_line(tmp_path, capfd):
     prefix = _net(str(tmp_path), "baked")
     np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
     code, out, _ = cli(capfd, "plan", "--model", prefix, "--head", "features:2")
-    assert code == 0 and "-- note: 'features' depends on random op(s) dropout/random_uniform/RandomUniform: retrain " \
+    assert code == 0 and "-- note: 'features' depends on random op dropout/random_uniform/RandomUniform: retrain " \
                           "runs it twice" in out and out.rstrip().endswith("unless --allow-random")
     assert gs.plan(gs.RetrainConfig(model=prefix, head="hidden:2")).notes == []
     code, _, err = cli(capfd, "retrain", "--model", prefix, "--head", "features:2", "--data", tmp_path / "d.npz",
@@ -583,7 +583,7 @@ def test_plans_random_note_gives_the_dropout_example_only_for_dropout(tmp_path):
     """plan's note on random ops said '(dropout with keep_prob baked in)' whatever they were: for noise
     (RandomStandardNormal added to a layer) it gives no example; dropout's, here inside a tf.cond's branch
     too, keeps it."""
-    note = ("'features' depends on random op(s) {}: retrain runs it twice on the first training batch, fed as the "
+    note = ("'features' depends on random op {}: retrain runs it twice on the first training batch, fed as the "
             "export is fed, and refuses it if the runs differ{} unless allow_random=True")
     for d in "ndb":
         (tmp_path / d).mkdir()
@@ -606,11 +606,11 @@ def test_a_random_tensor_refusal_guesses_dropout_only_for_dropout(tmp_path):
     """retrain's and cache's refusals of a random cut guessed '(dropout with keep_prob baked in?)'
     whatever the random op: noise added to a layer gets no guess."""
     prefix, _ = _mlp_around(tmp_path, lambda h: h + tf.random.normal(tf.shape(h), name="noise"))
-    with pytest.raises(gs.RandomTensorError, match=r"depends on random op\(s\) noise/RandomStandardNormal, so the "
+    with pytest.raises(gs.RandomTensorError, match=r"depends on random op noise/RandomStandardNormal, so the "
                                                    r"exported model would answer"):
         _retrain(prefix, tmp_path / "o")
     np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
-    with pytest.raises(gs.RandomTensorError, match=r"depends on random op\(s\) noise/RandomStandardNormal, so its "
+    with pytest.raises(gs.RandomTensorError, match=r"depends on random op noise/RandomStandardNormal, so its "
                                                    r"values cannot be cached"):
         gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)
 
@@ -625,8 +625,8 @@ def test_a_cache_says_when_its_record_holds_the_batch_check_as_not_run(tmp_path,
     np.savez(tmp_path / "d.npz", x=x[:40], y=y[:40])
     np.savez(tmp_path / "d41.npz", x=x, y=y)
     one, c = "the first batch this run computed holds 1 example", str(tmp_path / "c")
-    note = ("whether the cached tensor 'features:0' depends on its batch-mates was not checked: {}; the manifest "
-            "records it as not checked")
+    note = ("the cached tensor 'features:0': whether it depends on its batch-mates was not checked ({}; the manifest "
+            "records it as not checked)")
     argv = ["cache", "--model", prefix, "--cut", "features", "--data", str(tmp_path / "d.npz"), "--quiet"]
     assert main(argv + ["--out", c, "--batch-size", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

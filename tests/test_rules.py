@@ -146,6 +146,6 @@ def test_a_rename_with_a_bad_replacement_is_refused_when_made(seed004, tmp_path,
     assert main(["migrate", seed004[0], str(tmp_path / "out"), "--rename", r"a_(\d)=v\2"]) == 2
     assert capfd.readouterr().err.strip() == (
         r"graphsurgeon migrate: error: --rename 'a_(\d)=v\2': invalid replacement (invalid group reference 2 at "
-        "position 2; the regular expression has 1 group(s))")
+        "position 2; the regular expression has 1 group)")
     assert rule_flags(r"rename=('^w_(\\d+$', 'x'): invalid regular expression") == \
         r"--rename '^w_(\d+$=x': invalid regular expression"

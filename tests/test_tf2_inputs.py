@@ -412,3 +412,33 @@ def test_inspect_tells_keras3_exports_second_copies_of_its_variables(tmp_path, c
     assert copy.crc32c != variable.crc32c
     kinds = {v["name"]: v["kind"] for v in gs.inspect(export_dir)["unread"]}
     assert kinds.pop(first["name"]) == "other" and set(kinds.values()) == {"alias"}
+
+
+def test_variables_the_object_graph_does_not_name_are_counted(tmp_path):
+    """It said 'checkpoint value variable(s) ... hold ... name them' whatever the count."""
+    module = tf.Module()
+    module.v = tf.Variable([1.0, 2.0])
+    module.f = tf.function(lambda x: x * module.v, input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "tf2"), signatures=module.f)
+    source = resolve(str(tmp_path / "tf2"))
+    with pytest.raises(gs.GraphSurgeonError, match=r": cannot tell which checkpoint value variable a holds: the "
+                                                   r"SavedModel's object graph does not name it$"):
+        tf2.values(source, ["a"])
+    with pytest.raises(gs.GraphSurgeonError, match=r": cannot tell which checkpoint value variables a, b hold: the "
+                                                   r"SavedModel's object graph does not name them$"):
+        tf2.values(source, ["b", "a"])
+
+
+def test_a_tf2_saved_model_without_its_variables_counts_those_it_reads(tmp_path):
+    """It said 'reads 1 variables' of one."""
+    module = tf.Module()
+    module.v = tf.Variable([1.0, 2.0])
+    module.f = tf.function(lambda x: x * module.v, input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "tf2"), signatures=module.f)
+    for name in os.listdir(tmp_path / "tf2" / "variables"):
+        os.remove(tmp_path / "tf2" / "variables" / name)
+    source = resolve(str(tmp_path / "tf2"))
+    for names, said in ((["a"], "1 variable"), (["a", "b"], "2 variables")):
+        with pytest.raises(gs.CheckpointNotFoundError, match=f": the serving function reads {said} but there is no "
+                                                             "variables checkpoint"):
+            tf2.values(source, names)

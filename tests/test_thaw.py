@@ -518,7 +518,7 @@ def test_training_a_constant_a_partial_thaw_left_says_to_thaw_it_too(frozen_mlp,
     path, _, _ = frozen_mlp
     thawed = str(tmp_path / "thawed")
     thaw(path, ["hidden3"], thawed)
-    said = (f"--trainable output: matches no variable of {thawed} but weight-like constant(s) of its graph "
+    said = (f"--trainable output: matches no variable of {thawed} but weight-like constants of its graph "
             "(output/biases, output/weights), which cannot train; thaw them too: thaw the frozen graph again with "
             "their scopes added, and train from its output")
     for command, more in (("plan", []), ("retrain", ["--data", npz, "--out", tmp_path / "o", "--quiet"])):
@@ -529,3 +529,15 @@ def test_training_a_constant_a_partial_thaw_left_says_to_thaw_it_too(frozen_mlp,
     assert not (tmp_path / "o").exists()
     code, _, err = cli(capfd, "plan", "--model", thawed, "--output", "output/BiasAdd", "--trainable", "re:hidden3|output")
     assert code == 0, err
+
+
+def test_a_trainable_pattern_matching_one_weight_like_constant_says_it(frozen_mlp, tmp_path):
+    """One constant is named in the singular (the message said 'weight-like constant(s) ... thaw them too')."""
+    path, _, _ = frozen_mlp
+    thawed = str(tmp_path / "thawed")
+    thaw(path, ["hidden3"], thawed)
+    with pytest.raises(gs.ConfigError) as e:
+        gs.plan(gs.RetrainConfig(model=thawed, output="output/BiasAdd", trainable=["output/biases"]))
+    assert str(e.value) == (f"trainable=output/biases: matches no variable of {thawed} but a weight-like constant of "
+                            "its graph (output/biases), which cannot train; thaw it too: thaw the frozen graph again "
+                            "with its scope added, and train from its output")

@@ -34,7 +34,7 @@ from graphsurgeon._src.combine import FEATURES, run_batches
 from graphsurgeon._src.continual.graph import TrainGraph, Wording, check_features, feature_width
 from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import softmax
-from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example
+from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example, ops_phrase
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import load
@@ -258,8 +258,9 @@ def _blocks(m, record: dict, model: str, features: str) -> list:
     head = specs.head_of(m.head, m.read, model)
     if head.kind != "dense" or len(head.layers) != 1 or head.layers[0][2] != "linear":
         rand = sorted(n.name for n in m.head.graph_def.node if n.op in RANDOM_OPS)
-        held = f" and holds random op(s) {', '.join(rand[:3])}{dropout_example(rand)}" if rand else ""
+        held = f" and holds {ops_phrase(rand)}{dropout_example(rand)}" if rand else ""
+        above = f": give features=TENSOR above {'it' if len(rand) == 1 else 'them'}" if rand else ""
         raise ContinualError(f"{model}: the layer after {features} is not one dense layer{held}; add-class extends "
-                             "a single linear layer with a column" + (": give features=TENSOR above them" if rand else ""))
+                             f"a single linear layer with a column{above}")
     kernel, bias, _ = head.layers[0]
     return [(kernel, bias if bias is not None else np.zeros(kernel.shape[1], kernel.dtype))]

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import guess, select, subgraph
 from graphsurgeon._src.errors import ConfigError, DataError
+from graphsurgeon._src.mixins import listed
 from graphsurgeon._src.storage import files
 
 
@@ -82,7 +83,7 @@ def broadcast(name: str, value: np.ndarray, tensor: tf.Tensor, batch: int | None
     missing = [i for i, d in enumerate(dims) if d is None]
     if missing:
         raise ConfigError(f"feed '{name}': placeholder '{name}' has shape {shape.as_list()}; a value of shape "
-                          f"{list(value.shape)} cannot fill its unknown dimension(s) {missing}: give an .npy "
+                          f"{list(value.shape)} cannot fill its unknown {listed('dimension', missing)}: give an .npy "
                           "of the full shape")
     try:
         return np.broadcast_to(value, dims).astype(dtype)
@@ -193,7 +194,7 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds
         if inp.op.name not in needed:
             raise ConfigError(
                 f"input '{input_name}' does not feed '{cut}'; '{cut}' reads "
-                + (f"placeholder(s) {', '.join(phs)}" if phs else "no placeholder")
+                + (listed("placeholder", phs) if phs else "no placeholder")
             )
         if inp.op.name in feeds:
             raise ConfigError(f"feed '{inp.op.name}': '{inp.op.name}' is the input (input={input_name}), which the "
@@ -208,9 +209,10 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds
     extras = sorted(n for n in phs if n != inp.op.name)
     missing = [n for n in extras if n not in feeds]
     if missing:
-        shapes = ", ".join(f"{n} {_shape_text(model.tensor(n))}" for n in missing)
+        shapes = listed("placeholder", [f"{n} {_shape_text(model.tensor(n))}" for n in missing])
         raise ConfigError(
-            f"'{cut}' also needs placeholder(s) {shapes}; give their values in feeds={{'NAME': VALUE}} (a number, "
+            f"'{cut}' also needs {shapes}; give {'its value' if len(missing) == 1 else 'their values'} in "
+            "feeds={'NAME': VALUE} (a number, "
             "true/false, or an .npy file; train_feeds={'NAME': VALUE} if training differs, e.g. keep_prob)"
         )
     fed = (set(feeds) | set(train_feeds)) & needed - {inp.op.name}

@@ -1,6 +1,6 @@
 """Two behaviours several classes share: a verb's result that reports itself as a JSON-ready dict,
-and an object that a ``with`` statement closes; and :func:`counted` and :func:`listed`, the counts and
-lists its text gives."""
+and an object that a ``with`` statement closes; and :func:`plural`, :func:`counted` and :func:`listed`, the
+nouns, counts and lists its text gives."""
 from __future__ import annotations
 
 import dataclasses
@@ -31,12 +31,17 @@ class Closing:
         self.close()
 
 
+def plural(noun: str, n: int) -> str:
+    """``variable``, ``variables``: ``noun``, plural (an ``s``) unless ``n`` is 1."""
+    return noun if n == 1 else noun + "s"
+
+
 def counted(n: int, noun: str) -> str:
     """``1 variable``, ``2 variables``: ``n`` and ``noun``, plural (an ``s``) unless ``n`` is 1."""
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+    return f"{n} {plural(noun, n)}"
 
 
 def listed(noun: str, items) -> str:
     """``shard a``, ``shards a, b``: ``noun``, plural (an ``s``) unless there is one item, then the items."""
     items = [str(i) for i in items]
-    return f"{noun}{'' if len(items) == 1 else 's'} {', '.join(items)}"
+    return f"{plural(noun, len(items))} {', '.join(items)}"

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import select
 from graphsurgeon._src.errors import TensorNotFoundError
-from graphsurgeon._src.mixins import Closing
+from graphsurgeon._src.mixins import Closing, counted
 from graphsurgeon._src.storage.session import variables_by_name
 
 tf1 = tf.compat.v1
@@ -77,7 +77,8 @@ class Model(Closing):
         if idx and not idx.isdigit():
             raise TensorNotFoundError(f"tensor name '{name}': expected 'op_name' or 'op_name:index'")
         if k >= len(op.outputs):
-            raise TensorNotFoundError(f"op '{op_name}' has {len(op.outputs)} output(s); '{name}' asks for output {k}")
+            raise TensorNotFoundError(f"op '{op_name}' has {counted(len(op.outputs), 'output')}; '{name}' asks for "
+                                      f"output {k}")
         return op.outputs[k]
 
     def op(self, name) -> tf.Operation:

@@ -21,6 +21,7 @@ from graphsurgeon._src.errors import (
     TensorNotFoundError,
     UnsafeGraphError,
 )
+from graphsurgeon._src.mixins import counted
 from graphsurgeon._src.model import Model
 from graphsurgeon._src.rules import Rules, is_optimizer_state
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
@@ -81,7 +82,7 @@ def _check_no_nan(reader: CheckpointReader, name: str, value) -> None:
     value = np.asarray(value)
     if (value.dtype.kind in "fc" or value.dtype.name == "bfloat16") and np.isnan(value).any():
         n = int(np.isnan(value).sum())
-        raise PlanError(f"checkpoint {reader.prefix}: tensor '{name}' holds {n} NaN value(s) of {value.size} (a "
+        raise PlanError(f"checkpoint {reader.prefix}: tensor '{name}' holds {counted(n, 'NaN value')} of {value.size} (a "
                         "diverged run or a damaged file); every output computed from it would be NaN: restore "
                         f"another checkpoint, or drop it from the restore (rules=Rules(drop=['{name}'])) so that its "
                         "variable is initialized anew")
@@ -240,10 +241,12 @@ def load(model: Model, *, allow_missing: bool = False, allow_cast: bool = False,
         found = model.unsafe_ops
         if found:
             listed = ", ".join(f"{name} ({op})" for name, op in found[:6]) + (" …" if len(found) > 6 else "")
+            one = len(found) == 1
             raise UnsafeGraphError(
-                f"{model.source.path if model.source else 'the graph'} holds {len(found)} op(s) that touch files or "
-                f"run Python: {listed}; graphsurgeon runs a graph only when you trust it: pass "
-                "allow_unsafe_ops=True, or cut the graph below them")
+                f"{model.source.path if model.source else 'the graph'} holds {counted(len(found), 'op')} that "
+                f"{'touches' if one else 'touch'} files or {'runs' if one else 'run'} Python: {listed}; graphsurgeon "
+                f"runs a graph only when you trust it: pass allow_unsafe_ops=True, or cut the graph below "
+                f"{'it' if one else 'them'}")
     info = graph_variable_info(model.graph)
     model.status = {v.name: v.status for v in plan.variables if v.status != "dropped"}
     model.checkpoint_names = plan.restore_map()

@@ -16,6 +16,7 @@ import re
 
 from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError, MigrateError, PatternError
+from graphsurgeon._src.mixins import counted
 
 # Optimizer bookkeeping written by tf.compat.v1.train optimizers.
 _SLOT_RE = re.compile(
@@ -142,7 +143,7 @@ class Rules:
                 rx.sub(pair[1], "")  # parses the replacement even where nothing matches
             except (re.error, IndexError) as e:
                 raise ConfigError(f"{argument('rename', tuple(pair))}: invalid replacement ({e}; the regular "
-                                  f"expression has {rx.groups} group(s))") from None
+                                  f"expression has {counted(rx.groups, 'group')})") from None
             self._rename.append((rx, pair[1]))
         for old, new in self.map_scope:
             if not old.endswith("/") or (new and not new.endswith("/")):

@@ -30,6 +30,7 @@ from graphsurgeon._src.errors import (
     SignatureNotFoundError,
     WrongPathKindError,
 )
+from graphsurgeon._src.mixins import counted, listed
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.checkpoint import (
     read_meta_graph as read_saved_meta_graph,
@@ -61,15 +62,17 @@ def values(source: Source, variables, *, signature: str = SERVING) -> SavedModel
 def _values(saved, source: Source, variables, signature: str) -> SavedModelValues:
     where = source.export_dir
     if not source.prefix:
-        raise CheckpointNotFoundError(f"{where}: the serving function reads {len(variables)} variables but there is "
+        raise CheckpointNotFoundError(f"{where}: the serving function reads {counted(len(variables), 'variable')} but there is "
                                       f"no variables checkpoint (expected {where}/variables/variables.index)")
     bound = bound_variables(saved, serving_signature(saved, where, signature))
     reader = CheckpointReader(source.prefix)  # the index is read once: for the object graph and the values
     keys = checkpoint_keys(saved.object_graph_def, object_graph(reader))
     missing = sorted(n for n in variables if keys.get(bound.get(n)) is None)
     if missing:
-        raise GraphSurgeonError(f"{where}: cannot tell which checkpoint value variable(s) {', '.join(missing[:5])} "
-                                "hold: the SavedModel's object graph does not name them")
+        one = len(missing) == 1
+        raise GraphSurgeonError(f"{where}: cannot tell which checkpoint value {listed('variable', missing[:5])} "
+                                f"{'holds' if one else 'hold'}: the SavedModel's object graph does not name "
+                                f"{'it' if one else 'them'}")
     nodes = saved.object_graph_def.nodes
     named = {key: nodes[node_id].variable.name for node_id, key in keys.items() if nodes[node_id].variable.name}
     return SavedModelValues(reader, {n: keys[bound[n]] for n in variables}, named)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.determinism import (
+    batch_unchecked,
     feed_hint,
     feeds_text,
     mixing,
@@ -77,14 +78,13 @@ def unchecked_notes(cut: str, checks: dict, found: dict | None) -> list[str]:
     ``cut``, saying why, given what this run ``found`` (None: it computed no row). Whether a random tensor
     depends on its batch-mates is never checked (its runs differ anyway), and not noted."""
     if checks["random"] is None:
-        return [f"whether the cached tensor '{cut}' is random or depends on its batch-mates was not checked: this "
-                "run computed no row, and the cache's manifest records no run that checked it"]
+        return [batch_unchecked(f"the cached tensor '{cut}'", "this run computed no row, and the cache's manifest "
+                                "records no run that checked it", random=True)]
     if checks["batch_dependent"] is not None or checks["random"]:
         return []
     why = (f"the first batch this run computed holds {counted(found['examples'], 'example')}" if found is not None
            else "this run computed no row, and the run that computed its rows did not check it")
-    return [f"whether the cached tensor '{cut}' depends on its batch-mates was not checked: {why}; the manifest "
-            "records it as not checked"]
+    return [batch_unchecked(f"the cached tensor '{cut}'", f"{why}; the manifest records it as not checked")]
 
 
 def check_recorded(directory: str, cut: str, checks: dict, *, allow_random: bool,

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from graphsurgeon._src.cache import epochs
 from graphsurgeon._src.errors import CacheError
-from graphsurgeon._src.mixins import Closing, counted
+from graphsurgeon._src.mixins import Closing, counted, listed
 from graphsurgeon._src.storage import cachefiles, cacheshards, shardfile
 from graphsurgeon._src.storage.records import SPLIT_CODES
 
@@ -147,7 +147,8 @@ class CacheReader(Closing):
         ok = (at < len(rows["example"])) & (rows["example"][np.minimum(at, len(rows["example"]) - 1)] == positions) \
             if len(rows["example"]) else np.zeros(len(positions), bool)
         if not ok.all():
-            raise CacheError(f"{self.directory}: no example at position(s) {positions[~ok][:5].tolist()} "
+            raise CacheError(f"{self.directory}: no example at "
+                             f"{listed('position', positions[~ok][:5].tolist())} "
                              f"(the data set has {self.data['examples']})")
         out = np.empty((len(positions),) + tuple(self.shape), np.float32)
         epochs.gather(self._store, rows["shard"][at], rows["row"][at], out, epochs.new_piece_buffer(self._store))

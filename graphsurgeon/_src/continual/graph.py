@@ -25,13 +25,11 @@ from graphsurgeon._src.determinism import (
     batch_accepted,
     batch_refusal,
     ops_phrase,
-    probe,
     random_ops_upstream,
     random_refusal,
     random_seen,
 )
 from graphsurgeon._src.errors import BatchDependentError, ContinualError, RandomTensorError
-from graphsurgeon._src.feeds import Feeder
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.storage.session import assign, new_session
@@ -104,7 +102,7 @@ def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, words: Word
     :data:`PROBE_ROWS` rows of ``x``, twice and with its random ops fed two far-apart draws, then the first
     example alone (not when random, as retrain); its first run gives :attr:`Checked.values`, the features.
     ``words`` word the refusals and notes. The note is retrain's wording (``WHAT 'T' is random (…; random
-    op(s) …): accepted by allow_random=True; CONSEQUENCE``, or ``WHAT 'T' depends on its batch-mates (…):
+    ops …): accepted by allow_random=True; CONSEQUENCE``, or ``WHAT 'T' depends on its batch-mates (…):
     accepted by allow_batch_dependent=True; …``).
 
     Raises:
@@ -112,13 +110,7 @@ def check_features(piece: pieces.Piece, values: dict, x: np.ndarray, words: Word
       BatchDependentError: the first example alone gives other values than in its batch, unless
         ``allow_batch_dependent``.
     """
-    tg = TrainGraph()
-    try:
-        inp = tg.placeholder(piece, "graphsurgeon/probe/inputs")
-        bound = {w: tg.new(f"graphsurgeon/probe/{w}", v) for w, v in values.items()}
-        return _checked(tg, tg.backbone(piece, inp, bound, ""), inp, x, words, allow_random, allow_batch_dependent)
-    finally:
-        tg.close()
+    return _checked(piece, values.__getitem__, x, words, allow_random, allow_batch_dependent)
 
 
 def check_head(task: specs.Task, features: np.ndarray, words: Wording, allow_random: bool, *,
@@ -139,38 +131,29 @@ def check_head(task: specs.Task, features: np.ndarray, words: Wording, allow_ran
     """
     if task.head.kind != "branch":
         return Checked(None, False, None)
-    tg = TrainGraph()
-    try:
-        inp = tg.placeholder(task.head.piece, "graphsurgeon/probe/features")
-        return _checked(tg, tg.branch(task, inp, ""), inp, features, words, allow_random, allow_batch_dependent,
-                        exact=True)
-    finally:
-        tg.close()
+    return _checked(task.head.piece, task.head.values.__getitem__, features, words, allow_random,
+                    allow_batch_dependent, output=task.head.logits, exact=True)
 
 
-def _checked(tg, t, inp, x: np.ndarray, words: Wording, allow_random: bool, allow_batch_dependent: bool, *,
-             exact: bool = False) -> Checked:
-    """Start ``tg`` and probe ``t`` (fed at ``inp``) on the first :data:`PROBE_ROWS` rows of ``x``: what
-    :func:`check_features` and :func:`check_head` find (``exact``: runs that differ at all are random)."""
-    tg.start()
-    rows = x[:PROBE_ROWS]
-    values = tg.session.run(t, {inp: rows})
-    feeder = Feeder(tg, inp, {})
-    p = probe(tg, t, feeder, rows, first=values)
-    if exact and p.identical is False and p.random_by != "runs":  # the two runs differed: say so, not the draws
-        p = dataclasses.replace(p, random=True, random_by="runs", batch_dependent=None)
-    if p.batch_dependent:
-        if not allow_batch_dependent:
-            raise BatchDependentError(batch_refusal(tg, t, inp, words.what, words.batch_instead, words.batch_so,
-                                                    head_kept=words.batch_head_kept))
-        return Checked(batch_accepted(tg, t, inp, words.what, words.batch_consequence), False, values)
-    if not p.random:
-        return Checked(None, False, values)
-    ops = random_ops_upstream(tg, t.name)
-    if not allow_random:
-        raise RandomTensorError(random_refusal(tg, t, feeder, p, ops, words.what, words.instead, words.so))
-    return Checked(f"{words.what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by "
-                   f"allow_random=True; {words.consequence}", True, values)
+def _checked(piece: pieces.Piece, read, x: np.ndarray, words: Wording, allow_random: bool, allow_batch_dependent: bool,
+             *, output: str = "", exact: bool = False) -> Checked:
+    """Probe ``piece``'s ``output`` (:func:`graphsurgeon._src.multihead.piece.probed`: weights read with
+    ``read(NAME)``; ``exact``: runs that differ at all are random) on the first :data:`PROBE_ROWS` rows of ``x``:
+    what :func:`check_features` and :func:`check_head` find."""
+    with pieces.probed(piece, read, x[:PROBE_ROWS], output=output, exact=exact) as found:
+        model, t, inp, p, values = found.model, found.output, found.input, found.probe, found.values
+        if p.batch_dependent:
+            if not allow_batch_dependent:
+                raise BatchDependentError(batch_refusal(model, t, inp, words.what, words.batch_instead, words.batch_so,
+                                                        head_kept=words.batch_head_kept))
+            return Checked(batch_accepted(model, t, inp, words.what, words.batch_consequence), False, values)
+        if not p.random:
+            return Checked(None, False, values)
+        ops = random_ops_upstream(model, t.name)
+        if not allow_random:
+            raise RandomTensorError(random_refusal(model, t, found.feeder, p, ops, words.what, words.instead, words.so))
+        return Checked(f"{words.what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by "
+                       f"allow_random=True; {words.consequence}", True, values)
 
 
 class TrainGraph:

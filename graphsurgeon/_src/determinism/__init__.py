@@ -38,8 +38,10 @@ from graphsurgeon._src.determinism.scan import (
     random_ops_upstream,
     rate_feeds,
 )
+from graphsurgeon._src.mixins import listed, plural
 
 __all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
+           "batch_unchecked",
            "dropout_example", "feed_hint",
            "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same"]
@@ -61,7 +63,8 @@ class Probe:
     fed two far-apart draws did not). ``batch_dependent``: the first example's value changed when
     run alone (None: not checked: a batch of one row, or a random tensor, whose runs differ anyway).
     ``identical``: the two ordinary runs gave the same values exactly (None: not checked); runs that
-    differ by less than :func:`same` allows are not ``random`` by ``"runs"``, but not identical."""
+    differ by less than :func:`same` allows are not ``random`` by ``"runs"``, but not identical. ``drawn``: how many
+    random ops were fed the far-apart draws (0 unless ``random_by`` is ``"draws"``)."""
 
     tensor: str
     examples: int
@@ -69,6 +72,7 @@ class Probe:
     batch_dependent: bool | None
     random_by: str | None = None
     identical: bool | None = None
+    drawn: int = 0
 
 
 def same(a, b) -> bool:
@@ -101,19 +105,22 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
     run = (lambda f, fetch=t: model.session.run(fetch, f))
     a = run(feed)[:n] if first is None else first
     by = identical_runs = None
+    drawn = 0
     if random:
         b = run(feed)[:n]
         identical_runs = identical(a, b)
         if not same(a, b):
             by = "runs"
-        elif _draws_differ(run, t, feed, n, feedable_draws(model, t.name)):
-            by = "draws"
+        else:
+            draws = feedable_draws(model, t.name)
+            if _draws_differ(run, t, feed, n, draws):
+                by, drawn = "draws", len(draws)
     differs = by is not None if random else None
     dependent = None
     if len(x) >= 2 and not differs:
         alone, _ = feeder.feed(x[:1])
         dependent = not same(a[0], run(alone)[0])
-    return Probe(t.name, len(x), differs, dependent, by, identical_runs)
+    return Probe(t.name, len(x), differs, dependent, by, identical_runs, drawn)
 
 
 def feedable_draws(model, tensor: str) -> list:
@@ -170,26 +177,26 @@ def highest_uniform(dtype) -> float:
 
 
 def ops_phrase(ops: list) -> str:
-    """``random op(s) A, B, C`` for messages, the first three of ``ops`` (:func:`random_ops_upstream`);
+    """``random op A`` or ``random ops A, B, C`` for messages, the first three of ``ops`` (:func:`random_ops_upstream`);
     when the scan named none (the runs differ anyway), where they may be."""
     if ops:
-        return f"random op(s) {', '.join(ops[:3])}"
+        return listed("random op", ops[:3])
     return "random ops the graph scan does not name (of a kind outside its list)"
 
 
 def random_phrase(p: Probe) -> str:
     """How ``p`` saw a random tensor, for messages (after its name): ``differs between …``."""
     if p.random_by == "draws":
-        return ("differs between runs on the same batch with its random op(s) fed two far-apart draws (two "
-                "ordinary runs agreed)")
+        return (f"differs between runs on the same batch with its {plural('random op', p.drawn)} fed two far-apart "
+                "draws (two ordinary runs agreed)")
     return "differs between two runs on the same batch"
 
 
 def random_seen(p: Probe) -> str:
     """How ``p`` saw a random tensor, for the note of a run that accepted it: ``two runs on one batch
-    differed``, or with its random op(s) fed two far-apart draws."""
+    differed``, or ``runs on one batch with its random op fed two far-apart draws differed`` (``ops`` for more)."""
     if p.random_by == "draws":
-        return "runs on one batch with its random op(s) fed two far-apart draws differed"
+        return f"runs on one batch with its {plural('random op', p.drawn)} fed two far-apart draws differed"
     return "two runs on one batch differed"
 
 
@@ -215,7 +222,7 @@ def random_refusal(model, t, feeder, p: Probe, ops: list, what: str, instead: st
                    so: str = "the exported model would answer differently on every call") -> str:
     """The refusal of a random tensor ``t`` (``p`` found it random on a batch fed by ``feeder``; ``ops``:
     :func:`random_ops_upstream`): ``WHAT 'T' differs between two runs on the same batch: it depends on
-    random op(s) …, so SO; INSTEAD, or pass allow_random=True`` (retrain's and the continual commands'
+    random ops …, so SO; INSTEAD, or pass allow_random=True`` (retrain's and the continual commands'
     one wording; ``SO`` by default: the exported model would answer differently on every call)."""
     return (f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)}"
             f"{random_guess(model, ops, feeder)}, so {so}; "
@@ -314,3 +321,19 @@ def batch_accepted(model, t, input_tensor, what: str, consequence: str = SERVED_
     depends on the examples served with it)."""
     return (f"{what} '{t.name}' depends on its batch-mates ({mixing(model, t.name, input_tensor).why}): accepted by "
             f"allow_batch_dependent=True; {consequence}")
+
+
+def batch_unchecked(subject: str, why: str, ops: list | None = None, *, random: bool = False) -> str:
+    """What to say of ``subject`` (``WHAT 'T'``) when no run decides whether it depends on its batch-mates
+    (``random``: nor whether it is random), ``why`` saying why: when a graph scan found ``ops`` that may mix a
+    batch (:func:`batch_mixing_ops`), ``SUBJECT reads an op that may mix the examples of a batch (A; WHY)`` (``reads
+    ops`` for more, the first three named; no ``; WHY`` when ``why`` is empty); else ``SUBJECT: whether it depends on
+    its batch-mates was not checked (WHY)``, and ``; the graph holds no op that may mix the examples of a batch``
+    when the scan ran and found none (``ops`` ``[]``, not None)."""
+    if ops:
+        because = f"; {why}" if why else ""
+        return (f"{subject} reads {'an op' if len(ops) == 1 else 'ops'} that may mix the examples of a batch "
+                f"({', '.join(ops[:3])}{because})")
+    none = "; the graph holds no op that may mix the examples of a batch" if ops is not None else ""
+    return (f"{subject}: whether it {'is random or ' if random else ''}depends on its batch-mates was not checked "
+            f"({why}){none}")

@@ -19,14 +19,18 @@ weight by weight, and a piece is rebuilt in another graph with
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import types
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import graph_pb2, types_pb2
 
-from graphsurgeon._src import subgraph
+from graphsurgeon._src import determinism, subgraph
 from graphsurgeon._src.errors import MergeHeadsError
+from graphsurgeon._src.feeds import Feeder
+from graphsurgeon._src.storage.session import assign, new_session
 
 tf1 = tf.compat.v1
 
@@ -222,26 +226,76 @@ def tensor_spec(piece: Piece, tensor: str) -> tuple:
     return t.dtype, t.shape
 
 
-def imported(piece: Piece, read, x, dtype=None, scope: str = "piece") -> tuple:
-    """``(graph, input, output, init)``: ``piece`` imported under ``scope`` on ``x`` (None: a placeholder of
-    ``dtype`` and any batch, the input), its weights' values read with ``read(name)``."""
+def bind(piece: Piece, read, scope: str) -> tuple[dict, list]:
+    """``(input_map, values)`` binding ``piece``'s weights in the current graph: each to a new resource variable
+    ``SCOPE/NAME`` (``input_map``'s ``NAME:0`` is its handle for a handle weight, else its value), and ``values``
+    ``[(variable, value read with read(NAME))]`` for :func:`graphsurgeon._src.storage.session.assign` (no
+    weight's value is a constant of the GraphDef)."""
+    input_map, values = {}, []
+    with tf1.variable_scope("", use_resource=True):
+        for name, w in piece.weights.items():
+            value = np.asarray(read(name))
+            var = tf1.get_variable(f"{scope}/{name}", value.shape, tf.as_dtype(value.dtype), tf1.zeros_initializer(),
+                                   trainable=False)
+            values.append((var, value))
+            input_map[name + ":0"] = var.handle if w.handle else var.value()
+    return input_map, values
+
+
+PROBE_SCOPE = "graphsurgeon/probe"  # the probe's own ops: the input, the weights' variables
+
+
+def imported(piece: Piece, read, output: str = "") -> tuple:
+    """``(graph, input, output, values)``: ``piece`` imported under its own op names on a placeholder
+    ``graphsurgeon/probe/inputs`` (``…/features`` for a head piece) of its input's dtype and any batch, returning
+    ``output`` (a tensor name; by default the piece's), its weights bound by :func:`bind` to variables
+    ``graphsurgeon/probe/values/NAME``; ``values`` as :func:`bind` gives them."""
+    dtype, shape = tensor_spec(piece, piece.input)
     graph = tf.Graph()
     with graph.as_default():
-        if x is None:
-            _, shape = tensor_spec(piece, piece.input)
-            x = tf.compat.v1.placeholder(dtype, [None] + shape.as_list()[1:] if shape.rank else None,
-                                         name="graphsurgeon/probe/inputs")
-        else:
-            x = tf.constant(x)
-        input_map = {piece.input: x}
-        for name, w in piece.weights.items():
-            value = tf.constant(np.asarray(read(name)))
-            input_map[name + ":0"] = (tf.compat.v1.get_variable(f"graphsurgeon/probe/values/{name}", initializer=value,
-                                                                use_resource=True).handle if w.handle else value)
-        out, = tf.graph_util.import_graph_def(piece.graph_def, input_map=input_map,
-                                              return_elements=[tensor_name(piece.output)], name=scope)
-        init = tf.compat.v1.global_variables_initializer()
-    return graph, x, out, init
+        x = tf1.placeholder(dtype, [None] + shape.as_list()[1:] if shape.rank else None,
+                            name=f"{PROBE_SCOPE}/{'features' if piece.input == FEATURES + ':0' else 'inputs'}")
+        bound, values = bind(piece, read, f"{PROBE_SCOPE}/values")
+        out, = tf.graph_util.import_graph_def(piece.graph_def, input_map={piece.input: x, **bound},
+                                              return_elements=[tensor_name(output or piece.output)], name="")
+    return graph, x, out, values
+
+
+@dataclasses.dataclass
+class Probed:
+    """What :func:`probed` found: ``model`` (``graph``, ``session``, ``tensor``: what
+    :mod:`graphsurgeon._src.determinism` takes), ``input`` (the placeholder fed), ``feeder`` (feeds it alone),
+    ``output`` (the tensor probed); ``values``: ``output`` on the rows probed, and ``probe``: what
+    :func:`graphsurgeon._src.determinism.probe` found there (both None when no rows were given)."""
+
+    model: types.SimpleNamespace
+    input: tf.Tensor
+    feeder: Feeder
+    output: tf.Tensor
+    values: np.ndarray | None = None
+    probe: determinism.Probe | None = None
+
+
+@contextlib.contextmanager
+def probed(piece: Piece, read, x, *, output: str = "", exact: bool = False):
+    """Import ``piece`` (:func:`imported`: weights read with ``read(NAME)``, ``output`` returned) into a graph and
+    a session of its own, run ``output`` on the rows ``x`` and probe it there
+    (:func:`graphsurgeon._src.determinism.probe`: twice, with its random ops fed two far-apart draws if the runs
+    agree, then the first row alone); ``exact`` (a head: it adds nothing a batch could reorder): two runs that
+    differ at all make it random by ``"runs"``. Yields a :class:`Probed` while the session is open (``x`` None:
+    nothing runs; the caller may)."""
+    graph, inp, out, values = imported(piece, read, output)
+    with new_session(graph) as sess:
+        assign(sess, values)
+        model = types.SimpleNamespace(graph=graph, session=sess, tensor=graph.get_tensor_by_name)
+        found = Probed(model, inp, Feeder(model, inp, {}), out)
+        if x is not None:
+            found.values = sess.run(out, {inp: x})
+            p = determinism.probe(model, out, found.feeder, x, first=found.values)
+            if exact and p.identical is False and p.random_by != "runs":  # the runs differed: say so, not the draws
+                p = dataclasses.replace(p, random=True, random_by="runs", batch_dependent=None)
+            found.probe = p
+        yield found
 
 
 def check_placeholders(piece: Piece, where: str, what: str) -> None:

@@ -18,20 +18,15 @@ runs them.
 """
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src import determinism
 from graphsurgeon._src.errors import BatchDependentError, MergeHeadsError
-from graphsurgeon._src.feeds import Feeder
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.storage.multihead_files import load_saved_model
-from graphsurgeon._src.storage.session import new_session
-
-tf1 = tf.compat.v1
+from graphsurgeon._src.storage.session import assign, new_session
 
 PROBE_TEXT = ["", "great movie", "the plot was thin but the acting was superb", "zq xv unknown words 42"]
 _ACT = {"linear": tf.identity, "relu": tf.nn.relu, "relu6": tf.nn.relu6, "tanh": tf.tanh, "sigmoid": tf.sigmoid,
@@ -61,8 +56,8 @@ PROBE_FIRST = "the first of 64 generated probe inputs"  # the example check_batc
 def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_dependent: bool, *,
                 head_kept: bool = False, head_from: str = "") -> str | None:
     """Retrain's batch-dependence check on ``piece``'s output (the features), fed 64 :func:`probe` inputs:
-    :func:`graphsurgeon._src.determinism.probe` runs them, then the first alone (not when two runs differ: a
-    random output). Returns None when its value does not change, else the note of ``allow_batch_dependent``
+    :func:`graphsurgeon._src.multihead.piece.probed` imports it under its own op names and probes it on them (the
+    first alone too, not when two runs differ: a random output). Returns None when its value does not change, else the note of ``allow_batch_dependent``
     (:func:`graphsurgeon._src.determinism.batch_accepted`, retrain's wording). For an input dtype :func:`probe`
     makes no values of (complex), nothing runs and the graph decides, as for a cache whose record says no run
     checked it (:func:`graphsurgeon._src.retrain.checks.cached_notes`): ops that may mix a batch
@@ -81,20 +76,19 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         every call): :func:`_refuse_random`.
     """
     dtype, shape = pieces.tensor_spec(piece, piece.input)
-    graph, inp, out, init = pieces.imported(piece, read, None, dtype, scope="")  # the model's own names
-    with new_session(graph) as sess:
-        sess.run(init)
-        model = types.SimpleNamespace(graph=graph, session=sess, tensor=graph.get_tensor_by_name)
-        try:
-            x = probe(dtype, shape, 64)
-        except MergeHeadsError:
+    try:
+        x = probe(dtype, shape, 64)
+    except MergeHeadsError:
+        x = None
+    with pieces.probed(piece, read, x, exact=bool(head_from)) as found:
+        model, inp, out, p = found.model, found.input, found.output, found.probe
+        if x is None:
             if head_from and _draws_differ(model, out, inp, dtype, shape):
-                _refuse_random(model, inp, out, piece, head_from)
+                _refuse_random(found, piece, head_from)
             return _unprobed(model, out, inp, what, determinism.way_out(instead, "below them", head_kept),
                              allow_batch_dependent)
-        p = determinism.probe(model, out, Feeder(model, inp, {}), x)
-        if head_from and p.identical is False:  # any difference: a head adds nothing a batch could reorder
-            _refuse_random(model, inp, out, piece, head_from)
+        if head_from and p.random_by == "runs":  # any difference (exact): a head adds nothing a batch could reorder
+            _refuse_random(found, piece, head_from)
         if not p.batch_dependent:
             return None
         if not allow_batch_dependent:
@@ -121,12 +115,13 @@ def check_head_batch(head: specs.Head, piece: pieces.Piece, read, where: str, in
     return check_batch(piece, read, f"{where}: the head, its output", instead, allow_batch_dependent, head_from=where)
 
 
-def _refuse_random(model, inp, out, head_piece: pieces.Piece, where: str) -> None:
-    """Raise :class:`MergeHeadsError`: two runs of the head (``out`` in ``model``, the piece imported under its own
-    names, fed at ``inp``) on the same probe features differed; names its random ops (:func:`graphsurgeon._src.determinism.
-    random_ops_upstream`, inside functions too) and guesses at them as retrain does."""
-    ops = determinism.random_ops_upstream(model, out.name)
-    guess = determinism.random_guess(model, ops, Feeder(model, inp, {}))
+def _refuse_random(found: pieces.Probed, head_piece: pieces.Piece, where: str) -> None:
+    """Raise :class:`MergeHeadsError`: two runs of the head (``found``: :func:`graphsurgeon._src.multihead.piece.
+    probed`, under its own names) on the same probe features differed; names its random ops
+    (:func:`graphsurgeon._src.determinism.random_ops_upstream`, inside functions too) and guesses at them as
+    retrain does."""
+    ops = determinism.random_ops_upstream(found.model, found.output.name)
+    guess = determinism.random_guess(found.model, ops, found.feeder)
     raise MergeHeadsError(
         f"{where}: its head, from the features to {head_piece.output}, answered differently in two runs on "
         f"the same probe features: it depends on {determinism.ops_phrase(ops)}{guess}, so it would answer "
@@ -146,12 +141,11 @@ def _draws_differ(model, out, inp, dtype: tf.DType, shape) -> bool:
 
 def _unprobed(model, out, inp, what: str, way: str, allow_batch_dependent: bool) -> str:
     """:func:`check_batch` for an input with no probe values: the graph decides (see there); ``way`` out."""
-    unrun = f"no run checked it: there are no probe inputs of dtype {inp.dtype.name}"
     ops = determinism.batch_mixing_ops(model, out.name, inp.op.name)
+    unrun = f"there are no probe inputs of dtype {inp.dtype.name}"
+    mixes = determinism.batch_unchecked(f"{what} '{out.name}'", f"no run checked it: {unrun}" if ops else unrun, ops)
     if not ops:
-        return (f"{what} '{out.name}': whether it depends on its batch-mates was not checked ({unrun}); the graph "
-                "holds no op that may mix the examples of a batch")
-    mixes = f"{what} '{out.name}' reads op(s) that may mix the examples of a batch ({', '.join(ops[:3])}; {unrun})"
+        return mixes
     if not allow_batch_dependent:
         raise BatchDependentError(f"{mixes}: the exported model's answer for an example may depend on the examples "
                                   f"served with it; {way}, or pass "
@@ -165,40 +159,29 @@ def _input_spec(backbone: specs.Backbone):
     return tf.as_dtype(node.attr["dtype"].type), tf.TensorShape(node.attr["shape"].shape)
 
 
-def _feed_weights(piece, values: dict, scope: str):
-    """``input_map`` entries binding a piece's weights to constants (or resource variables)."""
-    out = {}
-    for name, w in piece.weights.items():
-        value = values[name]
-        if w.handle:
-            var = tf1.get_variable(f"{scope}/{name}", initializer=tf.constant(value), use_resource=True)
-            out[name + ":0"] = var.handle
-        else:
-            out[name + ":0"] = tf.constant(value)
-    return out
-
-
 def reference(backbones, backbone_values: list, tasks, x: np.ndarray) -> dict:
     """``{task id: its own output on probe inputs x}``; ``backbone_values[b]`` is ``{piece weight:
     ndarray}`` of backbone group ``b``."""
     graph = tf.Graph()
-    fetch = {}
+    fetch, values = {}, []
     with graph.as_default():
         xin = tf.constant(x)
         feats = []
         for b, bb in enumerate(backbones):
-            input_map = {bb.piece.input: xin, **_feed_weights(bb.piece, backbone_values[b], f"ref_backbone_{b}")}
-            feats.append(tf.graph_util.import_graph_def(bb.piece.graph_def, input_map=input_map,
+            bound, held = pieces.bind(bb.piece, backbone_values[b].__getitem__, f"ref_values/backbone_{b}")
+            values += held
+            feats.append(tf.graph_util.import_graph_def(bb.piece.graph_def, input_map={bb.piece.input: xin, **bound},
                                                         return_elements=[bb.piece.output], name=f"ref_backbone_{b}")[0])
         for t in tasks:
-            fetch[t.id] = _head_output(t, feats[t.backbone])
-        init = tf1.global_variables_initializer()
+            fetch[t.id] = _head_output(t, feats[t.backbone], values)
     with new_session(graph) as sess:
-        sess.run(init)
+        assign(sess, values)
         return sess.run(fetch)
 
 
-def _head_output(task: specs.Task, features):
+def _head_output(task: specs.Task, features, values: list):
+    """``task``'s output on ``features``: a dense head's layers as ops, a branch head's piece imported (its weights'
+    ``(variable, value)`` pairs added to ``values``)."""
     head = task.head
     if head.kind == "dense":
         x = features
@@ -208,10 +191,10 @@ def _head_output(task: specs.Task, features):
                 x = tf.nn.bias_add(x, tf.constant(b))
             x = _ACT[act](x)
         return tf.nn.softmax(x) if head.final == "softmax" else x
-    scope = f"ref_task_{task.id}"
-    input_map = {head.piece.input: features, **_feed_weights(head.piece, head.values, scope)}
-    logits, = tf.graph_util.import_graph_def(head.piece.graph_def, input_map=input_map,
-                                             return_elements=[head.logits], name=scope)
+    bound, held = pieces.bind(head.piece, head.values.__getitem__, f"ref_values/task_{task.id}")
+    values += held
+    logits, = tf.graph_util.import_graph_def(head.piece.graph_def, input_map={head.piece.input: features, **bound},
+                                             return_elements=[head.logits], name=f"ref_task_{task.id}")
     return tf.nn.softmax(logits) if head.final == "softmax" else logits
 
 

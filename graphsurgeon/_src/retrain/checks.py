@@ -30,6 +30,7 @@ from graphsurgeon._src.determinism import (
     batch_accepted,
     batch_mixing_ops,
     batch_refusal,
+    batch_unchecked,
     dropout_example,
     ops_phrase,
     probe,
@@ -92,8 +93,8 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
             raise BatchDependentError(batch_refusal(model, t, feeder.input, what))
         notes.append(batch_accepted(model, t, feeder.input, what))
     elif p.batch_dependent is None and not p.random:  # nothing to compare the first example with
-        notes.append(f"whether {what} '{t.name}' depends on its batch-mates was not checked: the first training "
-                     f"batch holds {counted(p.examples, 'example')}")
+        notes.append(batch_unchecked(f"{what} '{t.name}'",
+                                     f"the first training batch holds {counted(p.examples, 'example')}"))
     return HeadInput(t.name, p.examples, bool(p.random), p.batch_dependent, ops, notes)
 
 
@@ -113,19 +114,19 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
     accept. Raises :class:`RandomTensorError` / :class:`BatchDependentError` for one they do not."""
     cut, where, checks = cache.cut, cache.directory, cache.manifest.get("checks")
     rand, mixing = random_ops_upstream(model, cut), batch_mixing_ops(model, cut, input_op)
-    ops = f"random op(s) {', '.join(rand[:3])}" if rand else "random ops"
+    ops, cached = ops_phrase(rand) if rand else "random ops", f"{where}: the cached tensor '{cut}'"
     if checks is None:  # a cache made before the record: what the graph says
         checks = {"random": bool(rand), "batch_dependent": bool(mixing)}
         rand_text = (f"depends on {ops} (its cache was made with allow_random=True, before caches recorded their "
                      "checks: whether a feed makes them deterministic was not recorded, and a cache cannot run them)")
-        mixed = (f"reads op(s) that may mix the examples of a batch ({', '.join(mixing[:3])}; its cache was made "
-                 "before caches recorded their checks, maybe with allow_batch_dependent=True)")
+        mixed = batch_unchecked(cached, "its cache was made before caches recorded their checks, maybe with "
+                                "allow_batch_dependent=True", mixing)
     else:
         rand_text = (f"is random ({ops}; its cache run found its values differ between runs on one batch and was "
                      "given allow_random=True)")
-        mixed = ("depends on the other examples in its batch (" + (f"through {', '.join(mixing[:3])}; " if mixing
-                                                                    else "") +
-                 "its cache run found it and was given allow_batch_dependent=True)")
+        mixed = (f"{cached} depends on the other examples in its batch ("
+                 + (f"through {', '.join(mixing[:3])}; " if mixing else "")
+                 + "its cache run found it and was given allow_batch_dependent=True)")
         # recorded as not checked (a run that computed no row into a cache without a record; a first batch of one
         # row): the graph decides, as without a record (a random tensor's batch-mates are not checked, as above)
         unchecked = checks["random"] is None
@@ -134,23 +135,22 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
             rand_text = f"depends on {ops} (its cache's record says no run checked whether it is random)"
         if checks["batch_dependent"] is None and (unchecked or not checks["random"]):
             checks = dict(checks, batch_dependent=bool(mixing))
-            mixed = (f"reads op(s) that may mix the examples of a batch ({', '.join(mixing[:3])}; its cache's record "
-                     "says no run checked whether it depends on its batch-mates)")
+            mixed = batch_unchecked(cached, "its cache's record says no run checked whether it depends on its "
+                                    "batch-mates", mixing)
     notes = []
     if checks["random"]:
         if not cfg.allow_random:
-            raise RandomTensorError(f"{where}: the cached tensor '{cut}' {rand_text}: the exported model runs them on "
-                                    "every call; pass allow_random=True to accept it, or train from the data")
-        notes.append(f"{where}: the cached tensor '{cut}' {rand_text}: accepted by allow_random=True; the exported "
-                     "model runs them on every call")
+            raise RandomTensorError(f"{cached} {rand_text}: the exported model runs them on every call; pass "
+                                    "allow_random=True to accept it, or train from the data")
+        notes.append(f"{cached} {rand_text}: accepted by allow_random=True; the exported model runs them on every "
+                     "call")
     if checks["batch_dependent"]:
         if not cfg.allow_batch_dependent:
             raise BatchDependentError(
-                f"{where}: the cached tensor '{cut}' {mixed}: the exported model's answer for an example would "
-                "depend on the examples served with it; pass allow_batch_dependent=True to accept it, or train "
-                "from the data")
-        notes.append(f"{where}: the cached tensor '{cut}' {mixed}: accepted by allow_batch_dependent=True; the "
-                     "exported model's answer for an example depends on the examples served with it")
+                f"{mixed}: the exported model's answer for an example would depend on the examples served with "
+                "it; pass allow_batch_dependent=True to accept it, or train from the data")
+        notes.append(f"{mixed}: accepted by allow_batch_dependent=True; the exported model's answer for an example "
+                     "depends on the examples served with it")
     return notes
 
 
@@ -162,15 +162,14 @@ def plan_notes(cfg, model, cut: str, inp, fixed: int | None) -> list[str]:
     notes, input_op = [], inp.op.name
     ops = random_ops_upstream(model, cut)
     if ops:
-        notes.append(f"'{cut}' depends on random op(s) {', '.join(ops[:3])}: retrain runs it twice on the first "
+        notes.append(f"'{cut}' depends on {ops_phrase(ops)}: retrain runs it twice on the first "
                      "training batch, fed as the export is fed, and refuses it if the runs differ"
                      + dropout_example(ops) + ("; allow_random=True accepts it" if cfg.allow_random else
                                               " unless allow_random=True"))
     mixing = batch_mixing_ops(model, cut, input_op)
     if mixing:
-        notes.append(f"'{cut}' reads op(s) that may mix the examples of a batch ({', '.join(mixing[:3])}): retrain "
-                     "runs the first training example alone and refuses the cut if its values change (batch "
-                     "statistics)" + ("; allow_batch_dependent=True accepts it" if cfg.allow_batch_dependent else
+        notes.append(batch_unchecked(f"'{cut}'", "", mixing) + ": retrain runs the first training example alone and "
+                     "refuses the cut if its values change (batch statistics)" + ("; allow_batch_dependent=True accepts it" if cfg.allow_batch_dependent else
                                       " unless allow_batch_dependent=True"))
     doubt = axis0_doubt(model, cut, inp)
     if doubt:

@@ -5,6 +5,7 @@ import dataclasses
 import math
 
 from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.mixins import listed
 from graphsurgeon._src.rules import Rules, old_rename_message
 from graphsurgeon._src.storage import files
 
@@ -83,7 +84,7 @@ class RetrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"plan file {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"plan file {path}: unknown {listed('key', unknown)}; known: {', '.join(sorted(known))}")
         for f in dataclasses.fields(cls):
             if f.name in data and not _fits(f, data[f.name]):
                 raise ConfigError(f"plan file {path}: '{f.name}' is {data[f.name]!r}; expected {_expected(f)}")

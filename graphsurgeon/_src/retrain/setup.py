@@ -151,9 +151,12 @@ def _refuse_constants(cfg, model, names: list) -> None:
         constants = weights.weight_constants(model.graph.as_graph_def()) if constants is None else constants
         hits = select.match(p, constants, allow_empty=True)
         if hits:
-            raise ConfigError(f"trainable={p}: matches no variable of {cfg.model} but weight-like constant(s) of its "
-                              f"graph ({train.shown(hits)}), which cannot train; thaw them too: thaw the frozen graph again "
-                              "with their scopes added, and train from its output")
+            one = len(hits) == 1
+            raise ConfigError(f"trainable={p}: matches no variable of {cfg.model} but "
+                              f"{'a weight-like constant' if one else 'weight-like constants'} of its graph "
+                              f"({train.shown(hits)}), which cannot train; thaw {'it' if one else 'them'} too: thaw the "
+                              f"frozen graph again with {'its scope' if one else 'their scopes'} added, and train from "
+                              "its output")
 
 
 def _trainable(cfg, model, new):

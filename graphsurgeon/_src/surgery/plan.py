@@ -27,6 +27,7 @@ import json
 import re
 
 from graphsurgeon._src.errors import ConfigError, PlanError
+from graphsurgeon._src.mixins import counted
 from graphsurgeon._src.rules import Rules, is_optimizer_state, optimizer_state_kind
 
 STATUSES = ("restored", "reinitialized", "new", "dropped", "missing", "shape_mismatch")
@@ -113,7 +114,7 @@ class Plan:
                 for v in self.variables if v.status == "missing"
             ]
         if probs:
-            raise PlanError(f"{len(probs)} variable(s) cannot be restored: " + "; ".join(probs[:6])
+            raise PlanError(f"{counted(len(probs), 'variable')} cannot be restored: " + "; ".join(probs[:6])
                             + (" …" if len(probs) > 6 else ""))
 
     def to_dict(self) -> dict:
