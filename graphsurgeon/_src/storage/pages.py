@@ -39,12 +39,12 @@ class _Mapping:
         if addr is None or addr == _MAP_FAILED:
             errno = ctypes.get_errno()
             raise OSError(errno, f"mmap of {size} bytes failed")
-        self._addr, self._size = addr, size
+        self._addr, self._size, self._munmap = addr, size, libc.munmap  # (kept: module globals may be gone at exit)
         self.__array_interface__ = {"shape": (size,), "typestr": "|u1", "data": (addr, False), "version": 3}
 
     def __del__(self):
         if getattr(self, "_addr", None) is not None:
-            _libc().munmap(self._addr, self._size)
+            self._munmap(self._addr, self._size)
             self._addr = None
 
 
