@@ -362,13 +362,13 @@ def test_data_writer_makes_its_stages_ahead_when_much_is_expected(tmp_path, monk
     from graphsurgeon._src.storage import bundle_data
 
     monkeypatch.setattr(DataWriter, "STAGE_BYTES", 16384)
-    made, real = [], bundle_data._stage
+    made, real = [], bundle_data.aligned
 
     def stage(size, *, populate):
         made.append((threading.current_thread().name.split("_")[0], populate))
         return real(size, populate=populate)
 
-    monkeypatch.setattr(bundle_data, "_stage", stage)
+    monkeypatch.setattr(bundle_data, "aligned", stage)
     rng = np.random.default_rng(6)
     source = rng.integers(0, 256, 9000, dtype=np.uint8).tobytes()
     (tmp_path / "src").write_bytes(source)

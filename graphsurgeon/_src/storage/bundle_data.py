@@ -23,6 +23,7 @@ import numpy as np
 
 from graphsurgeon._src.errors import CorruptCheckpointError
 from graphsurgeon._src.storage.bundle import crc32c, mask
+from graphsurgeon._src.storage.pages import aligned
 from graphsurgeon._src.storage.written import WrittenRanges
 
 CHUNK_BYTES = 16 << 20  # a multiple of every dtype's size
@@ -156,9 +157,10 @@ class DataWriter:
 
     Stages are made when first needed, their pages as they are first written, unless
     ``expected_bytes`` (what the caller expects to write) exceeds one stage: then each stage's
-    pages are made at once (see :func:`_stage`) by a background thread ahead of its use, the
-    first while the caller computes its first chunk, each next one as the one before it is taken
-    into use."""
+    pages are made at once, without holding the GIL (see
+    :func:`~graphsurgeon._src.storage.pages.aligned`), by a background thread ahead of its use,
+    the first while the caller computes its first chunk, each next one as the one before it is
+    taken into use."""
 
     BLOCK = 4096
     STAGE_BYTES = 8 << 20
@@ -175,7 +177,7 @@ class DataWriter:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="graphsurgeon-write")
         self._io = ThreadPoolExecutor(self.IO_THREADS, thread_name_prefix="graphsurgeon-io")
         ahead = expected_bytes > self.STAGE_BYTES
-        self._made = self._io.submit(_stage, self.STAGE_BYTES, populate=True) if ahead else None  # the next stage
+        self._made = self._io.submit(aligned, self.STAGE_BYTES, populate=True) if ahead else None  # the next stage
         self._stages = []  # page-aligned, each made when first needed
         self._stage = None if ahead else self._new_stage()  # filling (one made ahead is taken at first use)
         self._base = 0  # file offset of the stage's first byte, a multiple of BLOCK
@@ -250,11 +252,11 @@ class DataWriter:
         """One more stage: the one made ahead (the next then asked for, while there may be more),
         or one made now whose pages are made as they are first written."""
         if self._made is None:
-            stage = _stage(self.STAGE_BYTES, populate=len(self._stages) > 0)
+            stage = aligned(self.STAGE_BYTES, populate=len(self._stages) > 0)
         else:
             stage = self._made.result()
             more = len(self._stages) + 1 < self.STAGES
-            self._made = self._io.submit(_stage, self.STAGE_BYTES, populate=True) if more else None
+            self._made = self._io.submit(aligned, self.STAGE_BYTES, populate=True) if more else None
         self._stages.append(stage)
         return stage
 
@@ -366,17 +368,6 @@ class DataWriter:
             os.close(self._direct_fd)
             self._direct = self._direct_fd = None
         self._f.close()
-
-
-def _stage(size: int, *, populate: bool) -> np.ndarray:
-    """``size`` bytes of page-aligned memory; with ``populate`` (Linux) its pages are made at once,
-    in one call, rather than one page fault at a time as they are first written (fresh memory is
-    expensive on virtual machines: 32 MiB took 33 ms page by page and 16 ms populated, measured
-    on the benchmark's VM)."""
-    if populate and hasattr(mmap, "MAP_POPULATE"):
-        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
-        return np.frombuffer(mmap.mmap(-1, size, flags=flags), np.uint8)
-    return np.frombuffer(mmap.mmap(-1, size), np.uint8)
 
 
 def _open_direct(path: str) -> int | None:

@@ -1,0 +1,88 @@
+"""storage.pages: page-aligned memory for direct I/O, made without holding the GIL."""
+import gc
+import mmap
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from graphsurgeon._src.storage import pages
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MAP_POPULATE is Linux's")
+
+
+@pytest.mark.parametrize("populate", [False, True])
+def test_aligned_memory_is_zeroed_writable_and_page_aligned(populate):
+    a = pages.aligned(3 << 20, populate=populate)
+    assert a.dtype == np.uint8 and a.shape == (3 << 20,) and a.flags.writeable
+    assert a.ctypes.data % mmap.PAGESIZE == 0
+    assert not a.any()
+    a[::4096] = 7
+    assert int(a.sum()) == 7 * (3 << 20) // 4096
+
+
+@linux
+def test_populated_memory_comes_from_the_c_library_and_is_unmapped_with_its_last_view(monkeypatch):
+    libc = pages._libc()
+    assert libc is not None
+    unmapped = []
+
+    class Recording:  # the C library's mmap, with munmap's calls recorded
+        mmap = libc.mmap
+
+        @staticmethod
+        def munmap(addr, size):
+            unmapped.append((addr, size))
+            return libc.munmap(addr, size)
+
+    monkeypatch.setattr(pages, "_LIBC", [Recording])
+    a = pages.aligned(1 << 20, populate=True)
+    assert isinstance(a.base, pages._Mapping)
+    address, view = a.ctypes.data, a[4096:]
+    del a
+    gc.collect()
+    assert unmapped == []  # a view still holds it
+    assert view[0] == 0
+    del view
+    gc.collect()
+    assert unmapped == [(address, 1 << 20)]
+
+
+def _longest_stall(make) -> float:
+    """The longest time a spinning thread went without running while ``make()`` ran 3 times."""
+    state = {"stop": False, "gap": 0.0, "started": threading.Event()}
+
+    def spin():
+        last = time.perf_counter()
+        state["started"].set()
+        while not state["stop"]:
+            now = time.perf_counter()
+            state["gap"], last = max(state["gap"], now - last), now
+
+    t = threading.Thread(target=spin)
+    t.start()
+    state["started"].wait()
+    time.sleep(0.02)
+    state["gap"] = 0.0
+    start = time.perf_counter()
+    for _ in range(3):
+        make()
+    elapsed = time.perf_counter() - start
+    state["stop"] = True
+    t.join()
+    return state["gap"], elapsed / 3
+
+
+@linux
+def test_other_threads_run_while_populated_memory_is_made():
+    size = 64 << 20
+    # the check sees a call that holds the GIL: filling as many bytes (bytes' repeat holds it throughout)
+    stall, took = _longest_stall(lambda: b"\1" * size)
+    assert stall >= 0.5 * took, (stall, took)
+    # aligned(): the spinner never went half a call without running; a busy machine may hold it off, so up to three tries
+    tries = []
+    while len(tries) < 3 and not any(stall < 0.5 * took for stall, took in tries):
+        tries.append(_longest_stall(lambda: pages.aligned(size, populate=True)))
+    assert any(stall < 0.5 * took for stall, took in tries), tries
