@@ -1,6 +1,6 @@
 """What the tests share: the repository root, the two ways to run the command line (in this
 process, or as a user's shell runs it), checkpoint and file-tree snapshots, and checkpoints written by
-TensorFlow's own SaveV2."""
+TensorFlow's own SaveV2, and how long a call stalls other threads."""
 import hashlib
 import os
 import subprocess
@@ -70,3 +70,33 @@ def save_v2(prefix, values):
     tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(values), shape_and_slices=[""] * len(values),
                       tensors=[tf.constant(v) for v in values.values()])
     return prefix
+
+
+def longest_stall(call, times=3):
+    """``(longest gap, shortest call)``: the longest time a spinning thread went without running
+    while ``call()`` ran ``times`` times one after another (a call that holds the GIL throughout
+    stalls the spinner for about as long as it runs), and the shortest of those calls, in seconds."""
+    import threading
+    import time
+
+    state = {"stop": False, "gap": 0.0, "started": threading.Event()}
+
+    def spin():
+        last = time.perf_counter()
+        state["started"].set()
+        while not state["stop"]:
+            now = time.perf_counter()
+            state["gap"], last = max(state["gap"], now - last), now
+
+    t = threading.Thread(target=spin)
+    t.start()
+    state["started"].wait()
+    time.sleep(0.02)
+    state["gap"], took = 0.0, []
+    for _ in range(times):
+        start = time.perf_counter()
+        call()
+        took.append(time.perf_counter() - start)
+    state["stop"] = True
+    t.join()
+    return state["gap"], min(took)

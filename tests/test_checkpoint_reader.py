@@ -1,7 +1,5 @@
 """CheckpointReader(concurrent=True): the same values as TensorFlow's reader, read so that other
 Python threads run meanwhile (TensorFlow's get_tensor holds the GIL for the whole read)."""
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ from graphsurgeon._src.errors import CorruptCheckpointError
 from graphsurgeon._src.storage import checkpoint
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 
-from helpers import save_v2
+from helpers import longest_stall, save_v2
 
 tf1 = tf.compat.v1
 RNG = np.random.default_rng(5)
@@ -66,36 +64,16 @@ def test_other_threads_run_during_a_concurrent_read_and_not_during_a_plain_one(c
     readers = {c: CheckpointReader(ckpt, concurrent=c) for c in (False, True)}
     readers[True].read("big")  # the op's first run out of the way
 
-    def longest_stall(concurrent):
-        """The longest time a spinning thread went without running while ``big`` was read 3 times."""
-        state = {"stop": False, "gap": 0.0, "started": threading.Event()}
+    def stall_of(concurrent):
+        """The longest time a spinning thread went without running while ``big`` was read 3 times, and the shortest read."""
+        return longest_stall(lambda: readers[concurrent].read("big"))
 
-        def spin():
-            last = time.perf_counter()
-            state["started"].set()
-            while not state["stop"]:
-                now = time.perf_counter()
-                state["gap"], last = max(state["gap"], now - last), now
-
-        t = threading.Thread(target=spin)
-        t.start()
-        state["started"].wait()
-        time.sleep(0.02)
-        state["gap"], times = 0.0, []
-        for _ in range(3):
-            start = time.perf_counter()
-            readers[concurrent].read("big")
-            times.append(time.perf_counter() - start)
-        state["stop"] = True
-        t.join()
-        return state["gap"], min(times)
-
-    stall, read_time = longest_stall(False)
+    stall, read_time = stall_of(False)
     assert stall >= 0.5 * read_time, (stall, read_time)  # get_tensor: the spinner did not run during a read
     # concurrent: the spinner never went half a read without running; a busy machine may hold it off, so up to three tries
     tries = []
     while len(tries) < 3 and not any(stall < 0.5 * read_time for stall, read_time in tries):
-        tries.append(longest_stall(True))
+        tries.append(stall_of(True))
     assert any(stall < 0.5 * read_time for stall, read_time in tries), tries
 
 

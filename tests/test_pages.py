@@ -2,13 +2,13 @@
 import gc
 import mmap
 import sys
-import threading
-import time
 
 import numpy as np
 import pytest
 
 from graphsurgeon._src.storage import pages
+
+from helpers import longest_stall
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MAP_POPULATE is Linux's")
 
@@ -50,39 +50,14 @@ def test_populated_memory_comes_from_the_c_library_and_is_unmapped_with_its_last
     assert unmapped == [(address, 1 << 20)]
 
 
-def _longest_stall(make) -> float:
-    """The longest time a spinning thread went without running while ``make()`` ran 3 times."""
-    state = {"stop": False, "gap": 0.0, "started": threading.Event()}
-
-    def spin():
-        last = time.perf_counter()
-        state["started"].set()
-        while not state["stop"]:
-            now = time.perf_counter()
-            state["gap"], last = max(state["gap"], now - last), now
-
-    t = threading.Thread(target=spin)
-    t.start()
-    state["started"].wait()
-    time.sleep(0.02)
-    state["gap"] = 0.0
-    start = time.perf_counter()
-    for _ in range(3):
-        make()
-    elapsed = time.perf_counter() - start
-    state["stop"] = True
-    t.join()
-    return state["gap"], elapsed / 3
-
-
 @linux
 def test_other_threads_run_while_populated_memory_is_made():
     size = 64 << 20
     # the check sees a call that holds the GIL: filling as many bytes (bytes' repeat holds it throughout)
-    stall, took = _longest_stall(lambda: b"\1" * size)
+    stall, took = longest_stall(lambda: b"\1" * size)
     assert stall >= 0.5 * took, (stall, took)
     # aligned(): the spinner never went half a call without running; a busy machine may hold it off, so up to three tries
     tries = []
     while len(tries) < 3 and not any(stall < 0.5 * took for stall, took in tries):
-        tries.append(_longest_stall(lambda: pages.aligned(size, populate=True)))
+        tries.append(longest_stall(lambda: pages.aligned(size, populate=True)))
     assert any(stall < 0.5 * took for stall, took in tries), tries
