@@ -12,6 +12,7 @@ from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.combine import _graph, combine, read_teachers, run_batches
 from graphsurgeon._src.continual.config import LearnConfig
 from graphsurgeon._src.continual.learn import learn_task
+from graphsurgeon._src.errors import CheckpointNotFoundError
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.storage.multihead_files import load_saved_model
 
@@ -130,3 +131,20 @@ def test_combine_without_features_refuses_a_model_without_model_json(made, capfd
     assert err.strip().endswith(f"{made['c']} has no model.json naming its features (combine and add-class write "
                                 "one): give --features TENSOR after its --model")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_path_with_nothing_at_it_is_said_to_be_missing_not_to_lack_model_json(tmp_path, capfd):
+    """add-class and combine without --features read model.json first: a mistyped path said 'has no model.json
+    naming its features' (give --features), where every other command says nothing is there."""
+    missing = str(tmp_path / "nosuch")
+    np.savez(tmp_path / "x.npz", x=np.zeros((4, 6), np.float32))
+    want = f"no checkpoint, graph or SavedModel at {missing} (looked for {missing}.index, {missing}.meta, a directory)"
+    for args in (("add-class", missing, "--name", "new"), ("combine", "--model", missing, "--model", missing)):
+        code, out, err = cli(capfd, *args, "--data", tmp_path / "x.npz", "--out", tmp_path / "o", "--quiet"
+                             if args[0] == "combine" else "--steps=1")
+        assert code == 2 and not os.path.exists(tmp_path / "o")
+        assert f"error: {want}; " in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(CheckpointNotFoundError, match="no checkpoint, graph or SavedModel at "):
+        add_class(missing, tmp_path / "x.npz", "new", str(tmp_path / "o"))
+    with pytest.raises(CheckpointNotFoundError, match="no checkpoint, graph or SavedModel at "):
+        combine([(missing, None), (missing, None)], tmp_path / "x.npz", str(tmp_path / "o"))
