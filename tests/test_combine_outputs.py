@@ -148,3 +148,33 @@ def test_a_path_with_nothing_at_it_is_said_to_be_missing_not_to_lack_model_json(
         add_class(missing, tmp_path / "x.npz", "new", str(tmp_path / "o"))
     with pytest.raises(CheckpointNotFoundError, match="no checkpoint, graph or SavedModel at "):
         combine([(missing, None), (missing, None)], tmp_path / "x.npz", str(tmp_path / "o"))
+
+
+def test_no_command_writes_its_output_in_or_below_a_directory_a_model_is_read_from(made, capfd, tmp_path):
+    """add-class, combine, merge-heads, add-head and remove-head wrote an --out inside a model's directory
+    (add-head --out DIR/sub changed DIR, which they say is not changed; merge-heads tasks/ --out tasks/merged made
+    the next merge-heads tasks/ read the merged model as a task); retrain and learn-task refused it."""
+    root = made["root"]
+    tasks = tmp_path / "tasks"
+    for n, s in (("a", 0), ("b", 1)):
+        _model(tasks / n, s)
+    code, out, err = cli(capfd, "merge-heads", tasks / "a", tasks / "b", "--features", "features", "--out",
+                         tmp_path / "v" / "1", "--no-verify", "--group-backbones")
+    assert code == 0, err
+
+    def refused(where, *args):
+        code, out, err = cli(capfd, *args)
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.endswith(f"is inside {os.path.realpath(where)}, a directory the model is read from; the output "
+                            "may not go in or below one: choose a directory elsewhere\n"), err
+    refused(made["ab"], "add-class", made["ab"], "--data", root / "few.npz", "--name", "n2", "--out",
+            os.path.join(made["ab"], "x"))
+    refused(made["c"], "combine", "--model", made["ab"], "--model", made["c"], "--features", "", "--features",
+            "features", "--data", root / "x.npz", "--out", os.path.join(made["c"], "x"), "--quiet")
+    refused(tasks, "merge-heads", tasks, "--features", "features", "--out", tasks / "merged")
+    refused(tmp_path / "v" / "1", "add-head", tmp_path / "v" / "1", made["c"], "--out", tmp_path / "v" / "1" / "x")
+    refused(made["c"], "add-head", tmp_path / "v" / "1", made["c"], "--out", os.path.join(made["c"], "x"))
+    refused(tmp_path / "v" / "1", "remove-head", tmp_path / "v" / "1", "a", "--out", tmp_path / "v" / "1" / "x")
+    for bad in (tasks / "merged", tmp_path / "v" / "1" / "x", os.path.join(made["ab"], "x"),
+                os.path.join(made["c"], "x")):
+        assert not os.path.exists(bad)
