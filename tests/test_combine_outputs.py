@@ -12,6 +12,7 @@ from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.combine import _graph, combine, read_teachers, run_batches
 from graphsurgeon._src.continual.config import LearnConfig
 from graphsurgeon._src.continual.learn import learn_task
+from graphsurgeon._src.errors import CheckpointNotFoundError
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.storage.multihead_files import load_saved_model
 
@@ -130,3 +131,50 @@ def test_combine_without_features_refuses_a_model_without_model_json(made, capfd
     assert err.strip().endswith(f"{made['c']} has no model.json naming its features (combine and add-class write "
                                 "one): give --features TENSOR after its --model")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_path_with_nothing_at_it_is_said_to_be_missing_not_to_lack_model_json(tmp_path, capfd):
+    """add-class and combine without --features read model.json first: a mistyped path said 'has no model.json
+    naming its features' (give --features), where every other command says nothing is there."""
+    missing = str(tmp_path / "nosuch")
+    np.savez(tmp_path / "x.npz", x=np.zeros((4, 6), np.float32))
+    want = f"no checkpoint, graph or SavedModel at {missing} (looked for {missing}.index, {missing}.meta, a directory)"
+    for args in (("add-class", missing, "--name", "new"), ("combine", "--model", missing, "--model", missing)):
+        code, out, err = cli(capfd, *args, "--data", tmp_path / "x.npz", "--out", tmp_path / "o", "--quiet"
+                             if args[0] == "combine" else "--steps=1")
+        assert code == 2 and not os.path.exists(tmp_path / "o")
+        assert f"error: {want}; " in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(CheckpointNotFoundError, match="no checkpoint, graph or SavedModel at "):
+        add_class(missing, tmp_path / "x.npz", "new", str(tmp_path / "o"))
+    with pytest.raises(CheckpointNotFoundError, match="no checkpoint, graph or SavedModel at "):
+        combine([(missing, None), (missing, None)], tmp_path / "x.npz", str(tmp_path / "o"))
+
+
+def test_no_command_writes_its_output_in_or_below_a_directory_a_model_is_read_from(made, capfd, tmp_path):
+    """add-class, combine, merge-heads, add-head and remove-head wrote an --out inside a model's directory
+    (add-head --out DIR/sub changed DIR, which they say is not changed; merge-heads tasks/ --out tasks/merged made
+    the next merge-heads tasks/ read the merged model as a task); retrain and learn-task refused it."""
+    root = made["root"]
+    tasks = tmp_path / "tasks"
+    for n, s in (("a", 0), ("b", 1)):
+        _model(tasks / n, s)
+    code, out, err = cli(capfd, "merge-heads", tasks / "a", tasks / "b", "--features", "features", "--out",
+                         tmp_path / "v" / "1", "--no-verify", "--group-backbones")
+    assert code == 0, err
+
+    def refused(where, *args):
+        code, out, err = cli(capfd, *args)
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.endswith(f"is inside {os.path.realpath(where)}, a directory the model is read from; the output "
+                            "may not go in or below one: choose a directory elsewhere\n"), err
+    refused(made["ab"], "add-class", made["ab"], "--data", root / "few.npz", "--name", "n2", "--out",
+            os.path.join(made["ab"], "x"))
+    refused(made["c"], "combine", "--model", made["ab"], "--model", made["c"], "--features", "", "--features",
+            "features", "--data", root / "x.npz", "--out", os.path.join(made["c"], "x"), "--quiet")
+    refused(tasks, "merge-heads", tasks, "--features", "features", "--out", tasks / "merged")
+    refused(tmp_path / "v" / "1", "add-head", tmp_path / "v" / "1", made["c"], "--out", tmp_path / "v" / "1" / "x")
+    refused(made["c"], "add-head", tmp_path / "v" / "1", made["c"], "--out", os.path.join(made["c"], "x"))
+    refused(tmp_path / "v" / "1", "remove-head", tmp_path / "v" / "1", "a", "--out", tmp_path / "v" / "1" / "x")
+    for bad in (tasks / "merged", tmp_path / "v" / "1" / "x", os.path.join(made["ab"], "x"),
+                os.path.join(made["c"], "x")):
+        assert not os.path.exists(bad)

@@ -40,6 +40,7 @@ from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.storage import datasets, files
+from graphsurgeon._src.storage.paths import refuse_output_inside
 
 tf1 = tf.compat.v1
 LOGITS = "combined/logits"
@@ -98,14 +99,15 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
         its batch (batch norm in training mode), checked the same way: the first example alone.
 
     Raises:
-      ConfigError: ``out_dir`` exists, no features or reference known, a setting out of range.
+      ConfigError: ``out_dir`` exists or is in the model's directory, no features or reference known, a setting
+        out of range.
       RandomTensorError: the features are random (a subclass of ConfigError), unless ``allow_random``.
       BatchDependentError: the features depend on the other examples of their batch (a subclass of
         ConfigError), unless ``allow_batch_dependent``.
       ContinualError: ``name`` is already a class; the last layer is not one dense layer.
       DataError: the data do not fit the model's input.
     """
-    _check_settings(name, out_dir, steps, lr, balance)
+    _check_settings(model, name, out_dir, steps, lr, balance)
     src = _Original.read(model, name, features, output, reference, tags)
     dtype, shape = input_spec(src.piece)
     few = _fit(_inputs(data, "data"), dtype, shape, "data", src.piece)
@@ -139,7 +141,7 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
     return AddClassResult(out_dir, names, metrics, seconds, [note] if note else [])
 
 
-def _check_settings(name, out_dir, steps, lr, balance) -> None:
+def _check_settings(model, name, out_dir, steps, lr, balance) -> None:
     if os.path.lexists(out_dir):
         raise ConfigError(f"{out_dir} exists; add-class writes a new directory (choose another out_dir=)")
     if not name or not name.strip() or "\n" in name:
@@ -148,6 +150,7 @@ def _check_settings(name, out_dir, steps, lr, balance) -> None:
         raise ConfigError(f"steps={steps}, lr={lr}: expected an integer >= 1 and a number > 0")
     if not np.isfinite(balance) or not 0.0 < balance < 1.0:
         raise ConfigError(f"balance={balance}: expected the new examples' weight, 0 < balance < 1")
+    refuse_output_inside(out_dir, [model], f"out_dir={out_dir}")
 
 
 @dataclasses.dataclass

@@ -57,6 +57,7 @@ from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.retrain.config import DEFAULTS
 from graphsurgeon._src.storage import datasets, files
+from graphsurgeon._src.storage.paths import refuse_output_inside
 
 BALANCES = ("prior", "logits", "confidence", "equal")
 FEATURES = "combined/features"
@@ -278,12 +279,12 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
 
     Raises:
       ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
-      ConfigError: a setting out of range, ``out_dir`` exists, a model without features nor ``model.json``.
+      ConfigError: a setting out of range, ``out_dir`` exists or is in a model's, no features nor ``model.json``.
       RandomTensorError, BatchDependentError: a model's features (or, without labels, head) are random, or depend
         on their batch-mates (subclasses of ConfigError), unless ``allow_random`` / ``allow_batch_dependent``.
       DataError: data without ``x``, or labels outside the union's classes.
     """
-    settings, epochs = _settings(balance, prior, out_dir, epochs, lr, batch_size, weight_decay)
+    settings, epochs = _settings(balance, prior, out_dir, [p for p, _ in models], epochs, lr, batch_size, weight_decay)
     models = with_features(models)
     teachers = read_teachers(models, input=input, names=names, tags=tags)
     classes = union_classes(teachers)
@@ -347,11 +348,13 @@ def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bo
     return x, y, split, [n for n in notes if n]
 
 
-def _settings(balance: str, prior, out_dir: str, epochs, lr, batch_size: int, weight_decay) -> tuple[dict, int]:
+def _settings(balance: str, prior, out_dir: str, paths: list, epochs, lr, batch_size: int,
+              weight_decay) -> tuple[dict, int]:
     """``(optimizer settings, epochs)``, checking every setting.
 
     Raises:
-      ConfigError: a setting out of range or that does not apply, ``out_dir`` exists.
+      ConfigError: a setting out of range or that does not apply, ``out_dir`` exists or is in or below the
+        directory of a model of ``paths`` (:func:`refuse_output_inside`).
     """
     if balance not in BALANCES:
         raise ConfigError(f"balance={balance!r}: expected one of {', '.join(BALANCES)}")
@@ -359,6 +362,7 @@ def _settings(balance: str, prior, out_dir: str, epochs, lr, batch_size: int, we
         raise ConfigError(f"prior={listed(prior)}: used with balance='prior' only (got balance={balance!r})")
     if os.path.lexists(out_dir):
         raise ConfigError(f"{out_dir} exists; combine writes a new directory (choose another out_dir=)")
+    refuse_output_inside(out_dir, paths, f"out_dir={out_dir}")
     settings = dict(DEFAULTS["head_from_cache"], weight_decay=weight_decay, **({"lr": lr} if lr is not None else {}))
     epochs = settings["epochs"] if epochs is None else epochs
     if epochs < 1 or not settings["lr"] > 0 or batch_size < 1:

@@ -16,6 +16,7 @@ from graphsurgeon._src.export import export_meta_graph
 from graphsurgeon._src.model import Model
 from graphsurgeon._src.storage import model_dir
 from graphsurgeon._src.storage.multihead_files import load_saved_model
+from graphsurgeon._src.storage.paths import resolve
 
 tf1 = tf.compat.v1
 RECORD = "model.json"
@@ -23,7 +24,14 @@ LABELS = "labels.txt"
 
 
 def read_record(directory: str) -> dict:
-    """``model.json`` of a directory written here, or ``{}``."""
+    """``model.json`` of a directory written here, or ``{}`` for any other model.
+
+    Raises:
+      CheckpointNotFoundError: nothing is at ``directory`` (as :func:`~graphsurgeon._src.storage.paths.resolve`
+        says it: a mistyped path is not a model without a record).
+    """
+    if not os.path.lexists(directory):
+        resolve(directory)  # a checkpoint prefix is no file of its own; nothing at all raises
     return model_dir.read_json(os.path.join(directory, RECORD))
 
 

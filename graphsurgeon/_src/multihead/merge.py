@@ -20,7 +20,7 @@ from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.multihead import verify as verifier
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import multihead_files as files
-from graphsurgeon._src.storage.paths import retrain_model
+from graphsurgeon._src.storage.paths import refuse_output_inside, retrain_model
 from graphsurgeon._src.storage.staging import check_destination
 
 
@@ -171,6 +171,8 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
         raise ConfigError(f"{out} exists; merged models are written to a new directory (choose another out=)")
     check_destination(out, f"out={out}")  # before any model is read
     paths = load.expand(models)
+    given = [models] if isinstance(models, (str, os.PathLike)) else list(models)
+    refuse_output_inside(out, [*paths, *[os.fspath(m) for m in given if os.path.isdir(m)]], f"out={out}")
     names = list(task_names) if task_names is not None else load.default_names(paths)
     if len(names) != len(paths):
         raise MergeHeadsError(f"{len(names)} task names for {len(paths)} models")
@@ -269,10 +271,11 @@ def add_task(model_dir: str, model: str, out: str | None = None, *, name: str | 
       BatchDependentError: the model's features or head depend on their batch-mates, unless
         ``allow_batch_dependent``.
     """
-    model = retrain_model(model) or model  # as merge_heads reads it: retrain's saved_model/
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
     new_id = layout.next_id(tab, model_dir)
     out = out or next_version_dir(model_dir)
+    refuse_output_inside(out, [model_dir, model], f"out={out}")
+    model = retrain_model(model) or model  # as merge_heads reads it: retrain's saved_model/
     m = load.load(model, tab["features"], input=tab.get("input"), output=output, tags=tags)
     note = verifier.check_batch(m.backbone, m.read, f"{m.path}: features", "merge the models again at a tensor {}",
                                 allow_batch_dependent, head_kept=True)
@@ -319,6 +322,7 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     tab, backbones, tasks, shard, bb_values = _stored(model_dir)
     next_id = layout.next_id(tab, model_dir)
     out = out or next_version_dir(model_dir)
+    refuse_output_inside(out, [model_dir], f"out={out}")
     gone = [t for t in tasks if t.name == str(task)] or [t for t in tasks if str(task).isdigit() and t.id == int(task)]
     if not gone:
         known = ", ".join(f"{t.id} {t.name}" for t in tasks[:8]) + (f", … ({len(tasks)} tasks)" if len(tasks) > 8 else "")

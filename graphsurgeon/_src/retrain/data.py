@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from graphsurgeon._src import cache as cache_mod
 from graphsurgeon._src import train
 from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.feeds import check_example_shape
 from graphsurgeon._src.mixins import listed
-from graphsurgeon._src.storage.paths import resolve
+from graphsurgeon._src.storage.paths import refuse_output_inside, resolve
 from graphsurgeon._src.tf2 import read_meta_graph
 
 
@@ -129,12 +128,9 @@ def class_names(names, n_classes: int) -> list[str]:
 
 
 def check_out_dir(cfg, out_dir: str) -> None:
-    """Refuse an output directory that is, or lies inside, a directory the model is read from."""
-    out = os.path.realpath(out_dir)
-    for d in sorted({os.path.dirname(os.path.realpath(f)) for f in resolve(cfg.model, cfg.tags).files()}):
-        if out == d or out.startswith(d + os.sep):
-            raise ConfigError(f"out_dir={out_dir} {'is' if out == d else 'is inside'} {d}, a directory the model is "
-                              "read from; the output may not go in or below one: choose a directory elsewhere")
+    """Refuse an output directory that is, or lies inside, a directory the model is read from
+    (:func:`~graphsurgeon._src.storage.paths.refuse_output_inside`)."""
+    refuse_output_inside(out_dir, [cfg.model], f"out_dir={out_dir}")
 
 
 def check_data(data, inp, n_classes, where="data"):

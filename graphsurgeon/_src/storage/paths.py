@@ -11,7 +11,7 @@ import glob
 import os
 import re
 
-from graphsurgeon._src.errors import CheckpointNotFoundError, UnsupportedPathError, WrongPathKindError
+from graphsurgeon._src.errors import CheckpointNotFoundError, ConfigError, UnsupportedPathError, WrongPathKindError
 
 _DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -318,3 +318,24 @@ def is_tf2_saved_model(graph_file: str) -> bool:
     except OSError:
         return False
     return False
+
+
+def refuse_output_inside(out_dir: str, models, what: str) -> None:
+    """Refuse an output directory that is, or lies inside, a directory a model of ``models`` is read from:
+    each model path that is a directory, and the directory holding each other one (a checkpoint prefix's
+    files, a graph, a Keras file); a path with nothing at it is left to the reader that refuses it. Writing
+    there would change a model the command promises not to change.
+
+    Args:
+      what: how the output is named in the message (``out_dir=o/x``, ``out=o/x``).
+
+    Raises:
+      ConfigError: naming the output, that directory and what to do.
+    """
+    out = os.path.realpath(out_dir)
+    dirs = {os.path.realpath(m) if os.path.isdir(m) else os.path.dirname(os.path.realpath(m)) for m in models
+            if os.path.lexists(m) or checkpoint_files(m) or os.path.isfile(m + ".meta")}  # nothing there: not read
+    for d in sorted(dirs):
+        if out == d or out.startswith(d.rstrip(os.sep) + os.sep):
+            raise ConfigError(f"{what} {'is' if out == d else 'is inside'} {d}, a directory the model is read from; "
+                              "the output may not go in or below one: choose a directory elsewhere")
