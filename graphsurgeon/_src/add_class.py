@@ -99,8 +99,8 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
         its batch (batch norm in training mode), checked the same way: the first example alone.
 
     Raises:
-      ConfigError: ``out_dir`` exists or is in the model's directory, no features or reference known, a setting
-        out of range.
+      ConfigError: ``out_dir`` exists or is in or below the model given as a directory, no features or
+        reference known, a setting out of range.
       RandomTensorError: the features are random (a subclass of ConfigError), unless ``allow_random``.
       BatchDependentError: the features depend on the other examples of their batch (a subclass of
         ConfigError), unless ``allow_batch_dependent``.

@@ -279,7 +279,7 @@ def combine(models: list, data, out_dir: str, *, input: str | None = None, names
 
     Raises:
       ContinualError: fewer than two models, inputs that differ (naming both), two models with one scope.
-      ConfigError: a setting out of range, ``out_dir`` exists or is in a model's, no features nor ``model.json``.
+      ConfigError: a setting out of range, ``out_dir`` exists or is in a model given as a directory, no features nor ``model.json``.
       RandomTensorError, BatchDependentError: a model's features (or, without labels, head) are random, or depend
         on their batch-mates (subclasses of ConfigError), unless ``allow_random`` / ``allow_batch_dependent``.
       DataError: data without ``x``, or labels outside the union's classes.
@@ -353,8 +353,8 @@ def _settings(balance: str, prior, out_dir: str, paths: list, epochs, lr, batch_
     """``(optimizer settings, epochs)``, checking every setting.
 
     Raises:
-      ConfigError: a setting out of range or that does not apply, ``out_dir`` exists or is in or below the
-        directory of a model of ``paths`` (:func:`refuse_output_inside`).
+      ConfigError: a setting out of range or that does not apply, ``out_dir`` exists or is in or below a
+        model of ``paths`` given as a directory (:func:`refuse_output_inside`).
     """
     if balance not in BALANCES:
         raise ConfigError(f"balance={balance!r}: expected one of {', '.join(BALANCES)}")

@@ -130,7 +130,7 @@ def class_names(names, n_classes: int) -> list[str]:
 def check_out_dir(cfg, out_dir: str) -> None:
     """Refuse an output directory that is, or lies inside, a directory the model is read from
     (:func:`~graphsurgeon._src.storage.paths.refuse_output_inside`)."""
-    refuse_output_inside(out_dir, [cfg.model], f"out_dir={out_dir}")
+    refuse_output_inside(out_dir, [cfg.model], f"out_dir={out_dir}", holding=True)
 
 
 def check_data(data, inp, n_classes, where="data"):

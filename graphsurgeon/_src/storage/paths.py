@@ -320,11 +320,11 @@ def is_tf2_saved_model(graph_file: str) -> bool:
     return False
 
 
-def refuse_output_inside(out_dir: str, models, what: str) -> None:
+def refuse_output_inside(out_dir: str, models, what: str, *, holding: bool = False) -> None:
     """Refuse an output directory that is, or lies inside, a directory a model of ``models`` is read from:
-    each model path that is a directory, and the directory holding each other one (a checkpoint prefix's
-    files, a graph, a Keras file); a path with nothing at it is left to the reader that refuses it. Writing
-    there would change a model the command promises not to change.
+    each model path that is a directory, and with ``holding`` the directory holding each other one (a
+    checkpoint prefix's files, a graph, a Keras file); a path with nothing at it is left to the reader that
+    refuses it. Writing there would change a model the command promises not to change.
 
     Args:
       what: how the output is named in the message (``out_dir=o/x``, ``out=o/x``).
@@ -334,8 +334,8 @@ def refuse_output_inside(out_dir: str, models, what: str) -> None:
     """
     out = os.path.realpath(out_dir)
     dirs = {os.path.realpath(m) if os.path.isdir(m) else os.path.dirname(os.path.realpath(m)) for m in models
-            if os.path.lexists(m) or checkpoint_files(m) or os.path.isfile(m + ".meta")}  # nothing there: not read
-    for d in sorted(dirs):
+            if os.path.isdir(m) or holding and (os.path.lexists(m) or checkpoint_files(m) or os.path.isfile(m + ".meta"))}
+    for d in sorted(dirs):  # (a path with nothing at it: not read)
         if out == d or out.startswith(d.rstrip(os.sep) + os.sep):
             raise ConfigError(f"{what} {'is' if out == d else 'is inside'} {d}, a directory the model is read from; "
                               "the output may not go in or below one: choose a directory elsewhere")
