@@ -36,7 +36,7 @@ from graphsurgeon._src.continual.network import input_spec, value_piece
 from graphsurgeon._src.continual.targets import softmax
 from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example, ops_phrase
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
-from graphsurgeon._src.mixins import Report
+from graphsurgeon._src.mixins import Report, agree
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.storage import datasets, files
@@ -259,7 +259,7 @@ def _blocks(m, record: dict, model: str, features: str) -> list:
     if head.kind != "dense" or len(head.layers) != 1 or head.layers[0][2] != "linear":
         rand = sorted(n.name for n in m.head.graph_def.node if n.op in RANDOM_OPS)
         held = f" and holds {ops_phrase(rand)}{dropout_example(rand)}" if rand else ""
-        above = f": give features=TENSOR above {'it' if len(rand) == 1 else 'them'}" if rand else ""
+        above = f": give features=TENSOR above {agree(len(rand), 'it', 'them')}" if rand else ""
         raise ContinualError(f"{model}: the layer after {features} is not one dense layer{held}; add-class extends "
                              f"a single linear layer with a column{above}")
     kernel, bias, _ = head.layers[0]
