@@ -20,12 +20,14 @@ def test_the_random_ops_of_a_message():
     assert determinism.ops_phrase(["a", "b", "c", "d"]) == "random ops a, b, c"
 
 
-@pytest.mark.parametrize("drawn,noun", [(1, "random op"), (2, "random ops")])
-def test_how_a_random_tensor_was_seen_counts_the_ops_fed_the_draws(drawn, noun):
-    p = determinism.Probe("t:0", 4, True, None, "draws", True, drawn)
-    assert determinism.random_phrase(p) == (f"differs between runs on the same batch with its {noun} fed two "
+@pytest.mark.parametrize("drawn,named,noun", [(1, 1, "its random op"), (2, 2, "its random ops"),
+                                              (1, 2, "1 of its random ops"), (2, 3, "2 of its 3 random ops")])
+def test_how_a_random_tensor_was_seen_counts_the_ops_fed_the_draws(drawn, named, noun):
+    """The ops fed the draws, of those the scan names: fewer when TensorFlow fed them one at a time."""
+    p = determinism.Probe("t:0", 4, True, None, "draws", True, drawn, named)
+    assert determinism.random_phrase(p) == (f"differs between runs on the same batch with {noun} fed two "
                                             "far-apart draws (two ordinary runs agreed)")
-    assert determinism.random_seen(p) == f"runs on one batch with its {noun} fed two far-apart draws differed"
+    assert determinism.random_seen(p) == f"runs on one batch with {noun} fed two far-apart draws differed"
 
 
 def test_the_ops_that_may_mix_a_batch():

@@ -116,7 +116,8 @@ def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_named_in_their
 def test_random_ops_tensorflow_refuses_to_feed_together_are_fed_one_at_a_time(tmp_path):
     """Two dropouts with keep_prob 0.99999 baked in: two ordinary runs agree. Fed their low draws at once
     they drop everything, and the log of 0 fails check_numerics, so TensorFlow refuses the run; fed one
-    at a time (the other drawing as usual) each gives other values at its two draws."""
+    at a time (the other drawing as usual) each gives other values at its two draws: the first does, so the message
+    says that one of the two was fed them (it said 'its random ops', as if both were)."""
     g = tf.Graph()
     with g.as_default():
         tf1.set_random_seed(0)
@@ -131,7 +132,7 @@ def test_random_ops_tensorflow_refuses_to_feed_together_are_fed_one_at_a_time(tm
             s.run(tf1.global_variables_initializer())
             prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
     with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between runs on the same "
-                                                   r"batch with its random ops fed two far-apart draws \(two "
+                                                   r"batch with 1 of its random ops fed two far-apart draws \(two "
                                                    r"ordinary runs agreed\): it depends on random ops "
                                                    r"dropout/random_uniform/RandomUniform, dropout_1/"):
         _retrain(prefix, tmp_path / "o")

@@ -10,8 +10,8 @@
   can be fed (``RandomUniform``, ``RandomStandardNormal``, ``TruncatedNormal``; not ops inside a
   ``while`` loop, such as ``dynamic_rnn``'s dropout, nor ops inside functions, such as the
   branches of a TensorFlow 2 ``tf.cond``) are fed two far-apart draws they can make
-  (:data:`DRAWS`), all at once, and the two results compared: any ``keep_prob`` below 1 then
-  drops every value in one run and none in the other. What still passes: randomness that other
+  (:data:`DRAWS`), all at once (one at a time when TensorFlow refuses that), and the two results compared: any
+  ``keep_prob`` below 1 then drops every value in one run and none in the other. What still passes: randomness that other
   ops upstream (``RandomUniformInt``, ``Multinomial``, ``RandomShuffle``, ops in a loop or a
   function) bring in and two runs do not show, and a tensor that agrees at both draws but not
   between them.
@@ -64,7 +64,8 @@ class Probe:
     run alone (None: not checked: a batch of one row, or a random tensor, whose runs differ anyway).
     ``identical``: the two ordinary runs gave the same values exactly (None: not checked); runs that
     differ by less than :func:`same` allows are not ``random`` by ``"runs"``, but not identical. ``drawn``: how many
-    random ops were fed the far-apart draws (0 unless ``random_by`` is ``"draws"``)."""
+    random ops were fed the far-apart draws in the runs that differed, of the ``named`` random ops upstream
+    (:func:`random_ops_upstream`, what messages name; both 0 unless ``random_by`` is ``"draws"``)."""
 
     tensor: str
     examples: int
@@ -73,6 +74,7 @@ class Probe:
     random_by: str | None = None
     identical: bool | None = None
     drawn: int = 0
+    named: int = 0
 
 
 def same(a, b) -> bool:
@@ -105,22 +107,22 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
     run = (lambda f, fetch=t: model.session.run(fetch, f))
     a = run(feed)[:n] if first is None else first
     by = identical_runs = None
-    drawn = 0
+    drawn = named = 0
     if random:
         b = run(feed)[:n]
         identical_runs = identical(a, b)
         if not same(a, b):
             by = "runs"
         else:
-            draws = feedable_draws(model, t.name)
-            if _draws_differ(run, t, feed, n, draws):
-                by, drawn = "draws", len(draws)
+            fed = _draws_differ(run, t, feed, n, feedable_draws(model, t.name))
+            if fed:
+                by, drawn, named = "draws", len(fed), len(random_ops_upstream(model, t.name))
     differs = by is not None if random else None
     dependent = None
     if len(x) >= 2 and not differs:
         alone, _ = feeder.feed(x[:1])
         dependent = not same(a[0], run(alone)[0])
-    return Probe(t.name, len(x), differs, dependent, by, identical_runs, drawn)
+    return Probe(t.name, len(x), differs, dependent, by, identical_runs, drawn, named)
 
 
 def feedable_draws(model, tensor: str) -> list:
@@ -135,11 +137,12 @@ def feedable_draws(model, tensor: str) -> list:
     return out
 
 
-def _draws_differ(run, t, feed, n, draws) -> bool:
-    """Whether ``t`` differs between a run with every op of ``draws`` fed its low value and one with
-    each fed its high value; if TensorFlow refuses to run that (a tensor it will not feed; a run that
-    fails at those values, such as a ``check_numerics`` of the log of what they all drop), each op
-    alone, the others drawing as usual; an op it refuses alone counts as no difference."""
+def _draws_differ(run, t, feed, n, draws) -> list:
+    """The ops of ``draws`` fed in the runs where ``t`` differed, ``[]`` when it never did: first every op
+    of ``draws`` fed its low value in one run and its high value in another (all of ``draws`` when ``t``
+    differs); if TensorFlow refuses to run that (a tensor it will not feed; a run that fails at those values,
+    such as a ``check_numerics`` of the log of what they all drop), each op alone, the others drawing as usual,
+    until one makes ``t`` differ (``[that op]``); an op it refuses alone counts as no difference."""
     def differ(group):
         try:
             drawn = run(feed, [d for d, _ in group])  # the shapes this batch gives them
@@ -149,11 +152,11 @@ def _draws_differ(run, t, feed, n, draws) -> bool:
         return not same(low[:n], high[:n])
 
     if not draws:
-        return False
+        return []
     together = differ(draws)
     if together is not None or len(draws) == 1:
-        return bool(together)
-    return any(differ([d]) for d in draws)
+        return list(draws) if together else []
+    return next(([d] for d in draws if differ([d])), [])
 
 
 def _fed(feed: dict, group: list, drawn: list, side: int) -> dict:
@@ -184,19 +187,28 @@ def ops_phrase(ops: list) -> str:
     return "random ops the graph scan does not name (of a kind outside its list)"
 
 
+def _drawn(p: Probe) -> str:
+    """The random ops ``p`` fed the far-apart draws: ``its random op``, ``its random ops``, or, when fewer were
+    fed than the scan names, ``1 of its random ops``, ``2 of its 3 random ops``."""
+    if p.drawn >= p.named:
+        return f"its {plural('random op', p.drawn)}"
+    return "1 of its random ops" if p.drawn == 1 else f"{p.drawn} of its {p.named} random ops"
+
+
 def random_phrase(p: Probe) -> str:
     """How ``p`` saw a random tensor, for messages (after its name): ``differs between …``."""
     if p.random_by == "draws":
-        return (f"differs between runs on the same batch with its {plural('random op', p.drawn)} fed two far-apart "
-                "draws (two ordinary runs agreed)")
+        return (f"differs between runs on the same batch with {_drawn(p)} fed two far-apart draws (two ordinary runs "
+                "agreed)")
     return "differs between two runs on the same batch"
 
 
 def random_seen(p: Probe) -> str:
     """How ``p`` saw a random tensor, for the note of a run that accepted it: ``two runs on one batch
-    differed``, or ``runs on one batch with its random op fed two far-apart draws differed`` (``ops`` for more)."""
+    differed``, or ``runs on one batch with its random op fed two far-apart draws differed`` (``ops`` for more,
+    ``1 of its random ops`` when fewer were fed than the scan names)."""
     if p.random_by == "draws":
-        return f"runs on one batch with its {plural('random op', p.drawn)} fed two far-apart draws differed"
+        return f"runs on one batch with {_drawn(p)} fed two far-apart draws differed"
     return "two runs on one batch differed"
 
 
