@@ -10,6 +10,7 @@ import graphsurgeon as gs
 from graphsurgeon._src import determinism, feeds, restore, train
 from graphsurgeon._src.cache import header
 from graphsurgeon._src.model import Model
+from graphsurgeon._src.retrain import checks
 from graphsurgeon._src.rules import Rules
 
 tf1 = tf.compat.v1
@@ -47,6 +48,43 @@ def _model(build) -> Model:
     with graph.as_default():
         build()
     return Model(graph, None, None)
+
+
+@pytest.mark.parametrize("n,it", [(1, "it"), (2, "them")])
+def test_a_cached_random_tensor_is_it_for_one_op_and_them_for_two(n, it):
+    """retrain from a cache of a random tensor: 'whether a feed makes it deterministic …, and a cache cannot run it',
+    'the exported model runs it on every call' for one op (it said 'them')."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        for i in range(n):
+            x = tf1.nn.dropout(x, rate=0.5, name=f"d{i}")
+        tf.identity(x, name="f")
+
+    model = _model(build)
+    cfg = types.SimpleNamespace(allow_random=True, allow_batch_dependent=False)
+    old = types.SimpleNamespace(cut="f:0", directory="c/", manifest={})
+    ops = "random op d0/random_uniform/RandomUniform" if n == 1 else \
+        "random ops d0/random_uniform/RandomUniform, d1/random_uniform/RandomUniform"
+    assert checks.cached_notes(cfg, model, old, "x") == [
+        f"c/: the cached tensor 'f:0' depends on {ops} (its cache was made with allow_random=True, before caches "
+        f"recorded their checks: whether a feed makes {it} deterministic was not recorded, and a cache cannot run "
+        f"{it}): accepted by allow_random=True; the exported model runs {it} on every call"]
+    cfg.allow_random = False
+    recorded = types.SimpleNamespace(cut="f:0", directory="c/", manifest={"checks": {"random": True,
+                                                                                    "batch_dependent": None}})
+    with pytest.raises(gs.RandomTensorError) as e:
+        checks.cached_notes(cfg, model, recorded, "x")
+    assert str(e.value).endswith(f"the exported model runs {it} on every call; pass allow_random=True to accept it, "
+                                 "or train from the data")
+
+
+def test_the_way_out_of_a_batch_refusal_that_keeps_the_head():
+    assert determinism.way_out("cut {}", "below it", True) == \
+        "use a model without it (a cut below it leaves it in its head, which is checked too)"
+    assert determinism.way_out("cut {}", "below them", True) == \
+        "use a model without them (a cut below them leaves them in its head, which is checked too)"
+    assert determinism.way_out("cut {}", "below it", False) == "cut below it"
+    assert determinism.way_out("cut {}", "where axis 0 is the batch", True) == "cut where axis 0 is the batch"
 
 
 def test_an_output_index_past_an_ops_outputs():

@@ -112,7 +112,7 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
     ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
     if not len(few):
         raise DataError(f"data {data}: no examples of the new class")
-    note = check_features(src.piece, src.values, few, Wording(f"{model}: features", "give features=TENSOR below them"),
+    note = check_features(src.piece, src.values, few, Wording(f"{model}: features", "give features=TENSOR below {them}"),
                           allow_random, allow_batch_dependent=allow_batch_dependent).note
     start = time.perf_counter()
     tg = TrainGraph(seed)

@@ -331,13 +331,13 @@ def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bo
     notes = []
     for t in teachers:
         features = check_features(t.backbone, t.values, x, Wording(f"{t.path}: features",
-                                                                   "give features=TENSOR below them"),
+                                                                   "give features=TENSOR below {them}"),
                                   allow_random, allow_batch_dependent=allow_batch_dependent)
         notes.append(features.note)
         if y is None:
             notes.append(check_head(
                 specs.Task(0, t.name, t.classes, t.path, 0, t.head), features.values, Wording(
-                    f"{t.path}: the head, its output", "give features=TENSOR above them",
+                    f"{t.path}: the head, its output", "give features=TENSOR above {them}",
                     "the targets the new head learns from are one draw of its answers",
                     so="the targets the new head learns from would be one draw of its answers",
                     batch_instead="give the data labels (y) to train on instead of the models' answers",

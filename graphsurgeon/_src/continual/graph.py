@@ -68,7 +68,7 @@ def feature_width(piece: pieces.Piece, where: str) -> int:
 class Wording:
     """How the refusals and notes of :func:`check_features` and :func:`check_head` word what they check: ``what``
     names it (``PATH: features``). A random one's refusal gives ``so`` (what it would do) and ``instead`` (the way
-    out), its note ``consequence`` (what it does): :func:`graphsurgeon._src.determinism.random_refusal`. A
+    out; ``{them}`` becomes ``it`` for one random op, else ``them``), its note ``consequence`` (what it does): :func:`graphsurgeon._src.determinism.random_refusal`. A
     batch-dependent one's refusal gives ``batch_so`` and ``batch_instead`` (``{}`` becomes where to cut;
     ``batch_head_kept``: see :func:`graphsurgeon._src.determinism.way_out`), its note ``batch_consequence``:
     :func:`graphsurgeon._src.determinism.batch_refusal`, :func:`graphsurgeon._src.determinism.batch_accepted`."""

@@ -38,13 +38,13 @@ from graphsurgeon._src.determinism.scan import (
     random_ops_upstream,
     rate_feeds,
 )
-from graphsurgeon._src.mixins import listed, plural
+from graphsurgeon._src.mixins import agree, listed, plural
 
 __all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
            "batch_unchecked",
            "dropout_example", "feed_hint",
            "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
-           "rate_feeds", "rows_not_examples", "same"]
+           "rate_feeds", "rows_not_examples", "same", "them"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
 # second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values, the
@@ -179,6 +179,11 @@ def highest_uniform(dtype) -> float:
     return 1.0 - 2.0 ** -FRACTION_BITS[tf.as_dtype(dtype).name]
 
 
+def them(ops: list) -> str:
+    """``it`` for one op of ``ops``, else ``them`` (none: :func:`ops_phrase`'s random ops the scan does not name)."""
+    return agree(len(ops), "it", "them")
+
+
 def ops_phrase(ops: list) -> str:
     """``random op A`` or ``random ops A, B, C`` for messages, the first three of ``ops`` (:func:`random_ops_upstream`);
     when the scan named none (the runs differ anyway), where they may be."""
@@ -222,11 +227,11 @@ def feeds_text(feeds: dict) -> str:
 def random_guess(model, ops: list, feeder) -> str:
     """What a random tensor's refusal guesses of its random ``ops`` (:func:`random_ops_upstream`):
     when placeholders ``feeder`` feeds set their rate (:func:`rate_feeds`: a ``keep_prob`` fed 0.5),
-    `` (their rate is read from the fed keep_prob)``; else, when one of them is in a dropout scope
+    `` (their rate is read from the fed keep_prob)`` (``its rate`` for one op); else, when one of them is in a dropout scope
     (:func:`dropout_example`), `` (dropout with keep_prob baked in?)``; else ``''``."""
     rates = rate_feeds(model, ops, feeder.values, feeder.input.op.name)
     if rates:
-        return f" (their rate is read from the fed {', '.join(rates)})"
+        return f" ({agree(len(ops), 'its', 'their')} rate is read from the fed {', '.join(rates)})"
     return " (dropout with keep_prob baked in?)" if dropout_example(ops) else ""
 
 
@@ -235,10 +240,11 @@ def random_refusal(model, t, feeder, p: Probe, ops: list, what: str, instead: st
     """The refusal of a random tensor ``t`` (``p`` found it random on a batch fed by ``feeder``; ``ops``:
     :func:`random_ops_upstream`): ``WHAT 'T' differs between two runs on the same batch: it depends on
     random ops …, so SO; INSTEAD, or pass allow_random=True`` (retrain's and the continual commands'
-    one wording; ``SO`` by default: the exported model would answer differently on every call)."""
+    one wording; ``SO`` by default: the exported model would answer differently on every call; ``{them}`` in
+    ``INSTEAD`` becomes :func:`them`: ``cut below {them}`` says ``cut below it`` for one op)."""
     return (f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)}"
             f"{random_guess(model, ops, feeder)}, so {so}; "
-            f"{instead}{feed_hint(feeder.values)}, or pass allow_random=True")
+            f"{instead.format(them=them(ops))}{feed_hint(feeder.values, ops)}, or pass allow_random=True")
 
 
 def dropout_example(ops: list) -> str:
@@ -250,10 +256,11 @@ def dropout_example(ops: list) -> str:
     return " (dropout with keep_prob baked in)" if any(s.startswith("dropout") for s in scopes) else ""
 
 
-def feed_hint(feeds: dict) -> str:
-    """What to add to a random tensor's refusal when placeholders are fed (only a placeholder can
-    make random ops deterministic, and every one the tensor reads is fed)."""
-    return ", give the placeholder that drives them its inference value in feeds=" if feeds else ""
+def feed_hint(feeds: dict, ops: list) -> str:
+    """What to add to a random tensor's refusal when placeholders are fed (only a placeholder can make its
+    random ``ops`` deterministic, and every one the tensor reads is fed): ``, give the placeholder that drives
+    them …`` (``it`` for one op)."""
+    return f", give the placeholder that drives {them(ops)} its inference value in feeds=" if feeds else ""
 
 
 def rows_not_examples(model, t, feeder, feed: dict, values) -> str | None:
@@ -272,7 +279,8 @@ def rows_not_examples(model, t, feeder, feed: dict, values) -> str | None:
 class Mixing:
     """How a tensor depends on its batch-mates, for messages (:func:`mixing`): ``why`` (the ops likely
     responsible, or what was seen; or that axis 0 may not be the batch), ``cause`` (``why`` and, unless
-    axis 0 is in doubt, the usual causes) and ``instead`` (where to cut instead: ``below them``)."""
+    axis 0 is in doubt, the usual causes) and ``instead`` (where to cut instead: ``below them``, ``below it``
+    for one op)."""
 
     why: str
     cause: str
@@ -290,7 +298,7 @@ def mixing(model, tensor: str, input_tensor) -> Mixing:
     ops = batch_mixing_ops(model, tensor, input_tensor.op.name)
     why = f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
     return Mixing(why, f"{why}: batch statistics such as tf.nn.moments or batch norm in training mode",
-                  "below them")
+                  f"below {them(ops)}")
 
 
 # What a batch-dependent tensor does to the exported model: in a refusal (:func:`batch_refusal`) and a note
@@ -300,15 +308,18 @@ SERVED_DOES = "the exported model's answer for an example depends on the example
 
 
 # The way out of a batch refusal where the head above the cut is kept (learn-task, merge-heads, add-head):
-# cutting below the ops that mix the batch would leave them in the head, which is checked too.
-HEAD_KEPT = "use a model without them (a cut below them leaves them in its head, which is checked too)"
+# cutting below the ops that mix the batch would leave them in the head, which is checked too ({them}: it, for one op).
+HEAD_KEPT = "use a model without {them} (a cut below {them} leaves {them} in its head, which is checked too)"
 
 
 def way_out(instead: str, where: str, head_kept: bool) -> str:
-    """The way out a batch refusal gives: ``instead`` with ``{}`` made ``where`` (``below them``, or ``where axis 0
-    is the batch``), or :data:`HEAD_KEPT` where the cure would be to cut below the ops and the command keeps the
-    head above the cut (learn-task on a plain model, merge-heads, add-head), which would then hold them."""
-    return HEAD_KEPT if head_kept and where == "below them" else instead.format(where)
+    """The way out a batch refusal gives: ``instead`` with ``{}`` made ``where`` (``below them``, ``below it`` for
+    one op, or ``where axis 0 is the batch``), or :data:`HEAD_KEPT` (its ``{them}`` what ``where`` is below)
+    where the cure would be to cut below the ops and the command keeps the head above the cut (learn-task on a
+    plain model, merge-heads, add-head), which would then hold them."""
+    if head_kept and where.startswith("below "):
+        return HEAD_KEPT.format(them=where.removeprefix("below "))
+    return instead.format(where)
 
 
 def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}", so: str = SERVED_WOULD, *,
@@ -319,7 +330,7 @@ def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}", so
     continual commands' one wording; ``SO`` by default: the exported model's answer for an example would
     depend on the examples served with it; ``FIRST`` names the example run alone: ``the first training
     example`` by default, ``the first of 64 generated probe inputs`` for merge-heads and add-head; ``{}`` in
-    ``instead`` becomes where to cut: ``below them``, or ``where axis 0 is the batch``, :func:`mixing`;
+    ``instead`` becomes where to cut: ``below them`` (``below it``), or ``where axis 0 is the batch``, :func:`mixing`;
     ``head_kept``: the command keeps the head above the cut, see :func:`way_out`)."""
     because = mixing(model, t.name, input_tensor)
     way = way_out(instead, because.instead, head_kept)

@@ -85,8 +85,7 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         if x is None:
             if head_from and _draws_differ(model, out, inp, dtype, shape):
                 _refuse_random(found, piece, head_from)
-            return _unprobed(model, out, inp, what, determinism.way_out(instead, "below them", head_kept),
-                             allow_batch_dependent)
+            return _unprobed(model, out, inp, what, instead, head_kept, allow_batch_dependent)
         if head_from and p.random_by == "runs":  # any difference (exact): a head adds nothing a batch could reorder
             _refuse_random(found, piece, head_from)
         if not p.batch_dependent:
@@ -139,9 +138,11 @@ def _draws_differ(model, out, inp, dtype: tf.DType, shape) -> bool:
     return not determinism.identical(model.session.run(out, {inp: x}), model.session.run(out, {inp: x}))
 
 
-def _unprobed(model, out, inp, what: str, way: str, allow_batch_dependent: bool) -> str:
-    """:func:`check_batch` for an input with no probe values: the graph decides (see there); ``way`` out."""
+def _unprobed(model, out, inp, what: str, instead: str, head_kept: bool, allow_batch_dependent: bool) -> str:
+    """:func:`check_batch` for an input with no probe values: the graph decides (see there); the way out
+    (:func:`graphsurgeon._src.determinism.way_out`) is ``instead`` below the ops that may mix the batch."""
     ops = determinism.batch_mixing_ops(model, out.name, inp.op.name)
+    way = determinism.way_out(instead, f"below {determinism.them(ops)}", head_kept)
     unrun = f"there are no probe inputs of dtype {inp.dtype.name}"
     mixes = determinism.batch_unchecked(f"{what} '{out.name}'", f"no run checked it: {unrun}" if ops else unrun, ops)
     if not ops:

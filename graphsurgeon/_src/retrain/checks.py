@@ -38,6 +38,7 @@ from graphsurgeon._src.determinism import (
     random_refusal,
     random_seen,
     rows_not_examples,
+    them,
 )
 from graphsurgeon._src.errors import BatchDependentError, ConfigError, RandomTensorError
 from graphsurgeon._src.mixins import counted
@@ -84,7 +85,7 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
     p = probe(model, t, feeder, x, first=_one_row_per_example(model, t, feeder, x, what))
     if p.random:
         if not cfg.allow_random:
-            raise RandomTensorError(random_refusal(model, t, feeder, p, ops, what, "cut below them"))
+            raise RandomTensorError(random_refusal(model, t, feeder, p, ops, what, "cut below {them}"))
         notes.append(f"{what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by "
                      "allow_random=True; the exported model's answers differ call to call, and whether they depend "
                      "on the batch was not checked")
@@ -118,7 +119,8 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
     if checks is None:  # a cache made before the record: what the graph says
         checks = {"random": bool(rand), "batch_dependent": bool(mixing)}
         rand_text = (f"depends on {ops} (its cache was made with allow_random=True, before caches recorded their "
-                     "checks: whether a feed makes them deterministic was not recorded, and a cache cannot run them)")
+                     f"checks: whether a feed makes {them(rand)} deterministic was not recorded, and a cache cannot "
+                     f"run {them(rand)})")
         mixed = batch_unchecked(cached, "its cache was made before caches recorded their checks, maybe with "
                                 "allow_batch_dependent=True", mixing)
     else:
@@ -140,10 +142,10 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
     notes = []
     if checks["random"]:
         if not cfg.allow_random:
-            raise RandomTensorError(f"{cached} {rand_text}: the exported model runs them on every call; pass "
+            raise RandomTensorError(f"{cached} {rand_text}: the exported model runs {them(rand)} on every call; pass "
                                     "allow_random=True to accept it, or train from the data")
-        notes.append(f"{cached} {rand_text}: accepted by allow_random=True; the exported model runs them on every "
-                     "call")
+        notes.append(f"{cached} {rand_text}: accepted by allow_random=True; the exported model runs {them(rand)} on "
+                     "every call")
     if checks["batch_dependent"]:
         if not cfg.allow_batch_dependent:
             raise BatchDependentError(
