@@ -32,8 +32,10 @@ def test_how_a_random_tensor_was_seen_counts_the_ops_fed_the_draws(drawn, named,
 
 
 def test_the_ops_that_may_mix_a_batch():
-    assert determinism.batch_unchecked("'f'", "", ["moments/mean"]) == \
-        "'f' reads an op that may mix the examples of a batch (moments/mean)"
+    assert determinism.mixing_phrase(["moments/mean"]) == "reads an op that may mix the examples of a batch (moments/mean"
+    assert determinism.mixing_phrase(list("abcd")) == "reads ops that may mix the examples of a batch (a, b, c"
+    assert determinism.batch_unchecked("'f'", "why", ["moments/mean"]) == \
+        "'f' reads an op that may mix the examples of a batch (moments/mean; why)"
     assert determinism.batch_unchecked("'f'", "why", ["m/mean", "m/variance"]) == \
         "'f' reads ops that may mix the examples of a batch (m/mean, m/variance; why)"
     assert determinism.batch_unchecked("'f'", "why", []) == ("'f': whether it depends on its batch-mates was not "

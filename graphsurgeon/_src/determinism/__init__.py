@@ -43,7 +43,7 @@ from graphsurgeon._src.mixins import agree, listed, plural
 __all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
            "batch_unchecked",
            "dropout_example", "feed_hint",
-           "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
+           "feedable_draws", "feeds_text", "highest_uniform", "mixing", "mixing_phrase", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same", "them"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
@@ -346,17 +346,21 @@ def batch_accepted(model, t, input_tensor, what: str, consequence: str = SERVED_
             f"allow_batch_dependent=True; {consequence}")
 
 
+def mixing_phrase(ops: list) -> str:
+    """``reads an op that may mix the examples of a batch (A`` (``reads ops`` for more, the first three of ``ops``,
+    :func:`batch_mixing_ops`, named), its parenthesis left for the caller to go on and close."""
+    return f"reads {agree(len(ops), 'an op', 'ops')} that may mix the examples of a batch ({', '.join(ops[:3])}"
+
+
 def batch_unchecked(subject: str, why: str, ops: list | None = None, *, random: bool = False) -> str:
     """What to say of ``subject`` (``WHAT 'T'``) when no run decides whether it depends on its batch-mates
     (``random``: nor whether it is random), ``why`` saying why: when a graph scan found ``ops`` that may mix a
-    batch (:func:`batch_mixing_ops`), ``SUBJECT reads an op that may mix the examples of a batch (A; WHY)`` (``reads
-    ops`` for more, the first three named; no ``; WHY`` when ``why`` is empty); else ``SUBJECT: whether it depends on
-    its batch-mates was not checked (WHY)``, and ``; the graph holds no op that may mix the examples of a batch``
-    when the scan ran and found none (``ops`` ``[]``, not None)."""
+    batch (:func:`batch_mixing_ops`), ``SUBJECT reads an op that may mix the examples of a batch (A; WHY)``
+    (:func:`mixing_phrase`); else ``SUBJECT: whether it depends on its batch-mates was not checked (WHY)``, and ``;
+    the graph holds no op that may mix the examples of a batch`` when the scan ran and found none (``ops`` ``[]``,
+    not None)."""
     if ops:
-        because = f"; {why}" if why else ""
-        return (f"{subject} reads {'an op' if len(ops) == 1 else 'ops'} that may mix the examples of a batch "
-                f"({', '.join(ops[:3])}{because})")
+        return f"{subject} {mixing_phrase(ops)}; {why})"
     none = "; the graph holds no op that may mix the examples of a batch" if ops is not None else ""
     return (f"{subject}: whether it {'is random or ' if random else ''}depends on its batch-mates was not checked "
             f"({why}){none}")
