@@ -32,13 +32,14 @@ import tensorflow as tf
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.combine import FEATURES, run_batches
 from graphsurgeon._src.continual.graph import TrainGraph, Wording, check_features, feature_width
-from graphsurgeon._src.continual.network import input_spec, value_piece
+from graphsurgeon._src.continual.network import value_piece
 from graphsurgeon._src.continual.targets import softmax
 from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example, ops_phrase
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report, agree
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
+from graphsurgeon._src.multihead.piece import input_spec
 from graphsurgeon._src.storage import datasets, files
 
 tf1 = tf.compat.v1

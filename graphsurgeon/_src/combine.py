@@ -49,12 +49,13 @@ import tensorflow as tf
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.continual.common import fit
 from graphsurgeon._src.continual.graph import TrainGraph, Wording, check_features, check_head, feature_width
-from graphsurgeon._src.continual.network import input_spec, value_piece
+from graphsurgeon._src.continual.network import value_piece
 from graphsurgeon._src.continual.targets import class_prior, listed, teacher_targets
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
+from graphsurgeon._src.multihead.piece import input_spec
 from graphsurgeon._src.retrain.config import DEFAULTS
 from graphsurgeon._src.storage import datasets, files
 

@@ -16,6 +16,7 @@ from graphsurgeon._src.continual.config import MASKED, LearnConfig
 from graphsurgeon._src.continual.graph import Wording, check_features, check_head
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report, counted
+from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
 from graphsurgeon._src.storage import datasets
 
@@ -236,7 +237,7 @@ def _check_name(net, cfg: LearnConfig):
 
 def _load(path, net, what: str):
     data = path if isinstance(path, datasets.Dataset) else datasets.load(os.fspath(path))
-    dtype, shape = network.input_spec(net.backbone)
+    dtype, shape = pieces.input_spec(net.backbone)
     want = shape.as_list()[1:] if shape.rank else None
     got = list(data.x.shape[1:])
     if want is not None and (len(want) != len(got) or any(w not in (None, g) for w, g in zip(want, got))):

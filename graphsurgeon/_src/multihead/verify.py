@@ -75,7 +75,7 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         (it depends on random ops, such as dropout with ``keep_prob`` baked in: it would answer differently on
         every call): :func:`_refuse_random`.
     """
-    dtype, shape = pieces.tensor_spec(piece, piece.input)
+    dtype, shape = pieces.input_spec(piece)
     try:
         x = probe(dtype, shape, 64)
     except MergeHeadsError:
@@ -155,11 +155,6 @@ def _unprobed(model, out, inp, what: str, instead: str, head_kept: bool, allow_b
             "on the examples served with it")
 
 
-def _input_spec(backbone: specs.Backbone):
-    node = next(n for n in backbone.piece.graph_def.node if n.name == backbone.piece.input.split(":")[0])
-    return tf.as_dtype(node.attr["dtype"].type), tf.TensorShape(node.attr["shape"].shape)
-
-
 def reference(backbones, backbone_values: list, tasks, x: np.ndarray) -> dict:
     """``{task id: its own output on probe inputs x}``; ``backbone_values[b]`` is ``{piece weight:
     ndarray}`` of backbone group ``b``."""
@@ -209,7 +204,7 @@ def check(export_dir: str, backbones, backbone_values: list, tasks, *, rtol: flo
         absolute value of that task's reference output: see the module's docstring), or the input's dtype has no
         probe values (``skip`` ends that message: how to do without).
     """
-    x = probe(*_input_spec(backbones[0]), skip=skip)
+    x = probe(*pieces.input_spec(backbones[0].piece), skip=skip)
     expected = reference(backbones, backbone_values, tasks, x)
     sess, meta = load_saved_model(export_dir)
     worst = 0.0
