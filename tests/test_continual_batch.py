@@ -172,7 +172,8 @@ def _complex_model(directory, below=None):
 def test_merge_heads_without_probe_inputs_lets_the_graph_decide_and_says_so(models, capfd):
     """A complex64 input has no probe values: the old code skipped the check and said nothing. Now, as retrain
     does for a cache whose record says no run checked it, the graph decides: ops that may mix a batch are
-    refused unless allowed; without them, the notes say that no run checked the features."""
+    refused unless allowed; without them, the notes say that whether the features depend on
+    their batch-mates was not checked and that the graph holds no op that may mix a batch."""
     from graphsurgeon._src.multihead.merge import add_task, merge_heads
 
     root = models["root"]

@@ -62,7 +62,9 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
     makes no values of (complex), nothing runs and the graph decides, as for a cache whose record says no run
     checked it (:func:`graphsurgeon._src.retrain.checks.cached_notes`): ops that may mix a batch
     (:func:`graphsurgeon._src.determinism.batch_mixing_ops`) are refused, or accepted with a note; without
-    them the note says that no run checked the features.
+    them the note says that whether the features depend on their batch-mates was not checked (``there are no probe
+    inputs of dtype complex64``) and that the graph holds no op that may mix the examples of a batch
+    (:func:`graphsurgeon._src.determinism.batch_unchecked`).
 
     Raises:
       BatchDependentError: the first probe input alone gives other values than in its batch (batch norm in
