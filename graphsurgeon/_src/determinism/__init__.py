@@ -42,7 +42,7 @@ from graphsurgeon._src.mixins import agree, listed, plural
 
 __all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
            "batch_unchecked",
-           "dropout_example", "feed_hint",
+           "drawn_phrase", "dropout_example", "feed_hint",
            "feedable_draws", "feeds_text", "highest_uniform", "mixing", "mixing_phrase", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same", "them"]
 
@@ -192,7 +192,7 @@ def ops_phrase(ops: list) -> str:
     return "random ops the graph scan does not name (of a kind outside its list)"
 
 
-def _drawn(p: Probe) -> str:
+def drawn_phrase(p: Probe) -> str:
     """The random ops ``p`` fed the far-apart draws: ``its random op``, ``its random ops``, or, when fewer were
     fed than the scan names, ``1 of its random ops``, ``2 of its 3 random ops``."""
     if p.drawn >= p.named:
@@ -203,8 +203,8 @@ def _drawn(p: Probe) -> str:
 def random_phrase(p: Probe) -> str:
     """How ``p`` saw a random tensor, for messages (after its name): ``differs between …``."""
     if p.random_by == "draws":
-        return (f"differs between runs on the same batch with {_drawn(p)} fed two far-apart draws (two ordinary runs "
-                "agreed)")
+        return (f"differs between runs on the same batch with {drawn_phrase(p)} fed two far-apart draws (two "
+                "ordinary runs agreed)")
     return "differs between two runs on the same batch"
 
 
@@ -213,7 +213,7 @@ def random_seen(p: Probe) -> str:
     differed``, or ``runs on one batch with its random op fed two far-apart draws differed`` (``ops`` for more,
     ``1 of its random ops`` when fewer were fed than the scan names)."""
     if p.random_by == "draws":
-        return f"runs on one batch with {_drawn(p)} fed two far-apart draws differed"
+        return f"runs on one batch with {drawn_phrase(p)} fed two far-apart draws differed"
     return "two runs on one batch differed"
 
 

@@ -72,10 +72,11 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         ``allow_batch_dependent``: retrain's refusal (:func:`graphsurgeon._src.determinism.batch_refusal`,
         ``FIRST`` :data:`PROBE_FIRST`), ``what`` naming the piece, ``instead`` where to cut (``head_kept``: see
         :func:`graphsurgeon._src.determinism.way_out`).
-      MergeHeadsError: with ``head_from`` (the model ``piece`` is the head of), two ordinary runs of the head on the
-        probe inputs (normal draws cast to its input's dtype where there are none, such as complex) differ at all
-        (it depends on random ops, such as dropout with ``keep_prob`` baked in: it would answer differently on
-        every call): :func:`_refuse_random`.
+      MergeHeadsError: with ``head_from`` (the model ``piece`` is the head of), the head is random: two ordinary
+        runs of it on the probe inputs (normal draws cast to its input's dtype where there are none, such as
+        complex) differ at all, or, when they agree, runs with its random ops fed two far-apart draws differ (it
+        depends on random ops, such as dropout with ``keep_prob`` baked in: it would answer differently on every
+        call), as learn-task judges an old head: :func:`_refuse_random`.
     """
     dtype, shape = pieces.input_spec(piece)
     try:
@@ -88,8 +89,8 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
             if head_from and _draws_differ(model, out, inp, dtype, shape):
                 _refuse_random(found, piece, head_from)
             return _unprobed(model, out, inp, what, instead, head_kept, allow_batch_dependent)
-        if head_from and p.random_by == "runs":  # any difference (exact): a head adds nothing a batch could reorder
-            _refuse_random(found, piece, head_from)
+        if head_from and p.random:  # runs that differ at all (exact: a head adds nothing a batch could reorder)
+            _refuse_random(found, piece, head_from)  # or the far-apart draws
         if not p.batch_dependent:
             return None
         if not allow_batch_dependent:
@@ -118,15 +119,20 @@ def check_head_batch(head: specs.Head, piece: pieces.Piece, read, where: str, in
 
 def _refuse_random(found: pieces.Probed, head_piece: pieces.Piece, where: str) -> None:
     """Raise :class:`MergeHeadsError`: two runs of the head (``found``: :func:`graphsurgeon._src.multihead.piece.
-    probed`, under its own names) on the same probe features differed; names its random ops
+    probed`, under its own names) on the same probe features differed, or (``found.probe.random_by`` ``"draws"``)
+    runs with its random ops fed two far-apart draws did; says which, names its random ops
     (:func:`graphsurgeon._src.determinism.random_ops_upstream`, inside functions too) and guesses at them as
     retrain does."""
+    p = found.probe
     ops = determinism.random_ops_upstream(found.model, found.output.name)
     guess = determinism.random_guess(found.model, ops, found.feeder)
+    how = (f"in runs on the same probe features with {determinism.drawn_phrase(p)} fed two far-apart draws (two "
+           "ordinary runs agreed)" if p is not None and p.random_by == "draws" else
+           "in two runs on the same probe features")
     raise MergeHeadsError(
-        f"{where}: its head, from the features to {head_piece.output}, answered differently in two runs on "
-        f"the same probe features: it depends on {determinism.ops_phrase(ops)}{guess}, so it would answer "
-        "differently on every call; split the model where no random op lies between the features and the output")
+        f"{where}: its head, from the features to {head_piece.output}, answered differently {how}: it depends on "
+        f"{determinism.ops_phrase(ops)}{guess}, so it would answer differently on every call; split the model where "
+        "no random op lies between the features and the output")
 
 
 def _draws_differ(model, out, inp, dtype: tf.DType, shape) -> bool:
