@@ -89,6 +89,23 @@ def test_the_refusal_says_them_of_two_random_ops(models, tmp_path):
         assert str(e.value).endswith("; give features=TENSOR below them, or pass allow_random=True"), name
 
 
+def test_learn_task_on_a_many_heads_model_says_it_of_one_random_op_and_them_of_two(models, tmp_path):
+    """A many-heads model keeps its backbone: 'learn on a model whose features do not depend on it' (one dropout
+    below the features), '… on them' (two); it said 'them' of one."""
+    from graphsurgeon._src.multihead.merge import merge_heads
+
+    twice = small_classifier(tmp_path / "twice", below=lambda h: tf1.nn.dropout(tf1.nn.dropout(h, keep_prob=0.5),
+                                                                                 keep_prob=0.5))
+    for it, model in (("it", models["baked"]), ("them", twice)):
+        merged = str(tmp_path / it / "1")
+        merge_heads([model], "features", merged, verify=False)
+        cfg = LearnConfig(model=merged, task="new", method="feature-extraction", epochs=1)
+        with pytest.raises(RandomTensorError) as e:
+            learn_task(cfg, models["xy"], str(tmp_path / it / "out"), progress=False)
+        assert str(e.value).endswith(f"; learn on a model whose features do not depend on {it}, or pass "
+                                     "allow_random=True"), str(e.value)
+
+
 def test_dropout_fed_one_by_default_passes(models):
     root = models["root"]
     add_class(models["fed"], models["few"], "new", str(root / "fed_add"), features="features",
