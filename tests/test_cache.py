@@ -122,6 +122,12 @@ def test_trainable_layers_below_the_cache_are_refused(seed004, npz, tmp_path):
             r.read([0, 900])
         with pytest.raises(gs.CacheError, match=r": no example at positions 900, 901 \(the data set has 256\)$"):
             r.read([900, 0, 901])
+        with pytest.raises(gs.CacheError, match=r": no example at positions 900, 901, 902, 903, 904 \(the data set "
+                                                 r"has 256\)$"):
+            r.read(range(900, 905))
+        with pytest.raises(gs.CacheError, match=r": no example at positions 900, 901, 902, 903, 904 … \(the data "
+                                                 r"set has 256\)$"):  # more than five: a '…', as header.py says
+            r.read(range(900, 906))
 
 
 def test_random_ops_below_the_tensor_are_refused(tmp_path):

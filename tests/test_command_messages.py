@@ -127,20 +127,20 @@ MESSAGES = [
     (("combine",), "prior=1,1: expected 9 positive weights, one per class of the union (A's classes, then B's)"),
     # a head's input that is random or depends on its batch-mates (retrain), and a tensor to cache (cache)
     (("retrain",), "the head's input 'f:0' differs between two runs on the same batch (keep_prob fed 0.5): it depends "
-                   "on random op dropout/random_uniform/RandomUniform (their rate is read from the fed keep_prob), so the "
-                   "exported model would answer differently on every call; cut below them, give the placeholder that "
-                   "drives them its inference value in feeds=, or pass allow_random=True"),
+                   "on random op dropout/random_uniform/RandomUniform (its rate is read from the fed keep_prob), so the "
+                   "exported model would answer differently on every call; cut below it, give the placeholder that "
+                   "drives it its inference value in feeds=, or pass allow_random=True"),
     (("retrain",), "output 'logits:0' depends on the other examples in its batch (through moments/mean: batch "
                    "statistics such as tf.nn.moments or batch norm in training mode): the first training example "
                    "alone gives other values than in its batch, so the exported model's answer for an example would "
-                   "depend on the examples served with it; cut below them, or pass allow_batch_dependent=True"),
+                   "depend on the examples served with it; cut below it, or pass allow_batch_dependent=True"),
     (("retrain",), "c/: the cached tensor 'f:0' is random (random op d/RandomUniform; its cache run found its "
                    "values differ between runs on one batch and was given allow_random=True): the exported model runs "
-                   "them on every call; pass allow_random=True to accept it, or train from the data"),
+                   "it on every call; pass allow_random=True to accept it, or train from the data"),
     (("retrain",), "c/: the cached tensor 'f:0' depends on random op d/RandomUniform (its cache was made with "
-                   "allow_random=True, before caches recorded their checks: whether a feed makes them deterministic "
-                   "was not recorded, and a cache cannot run them): accepted by allow_random=True; the exported model "
-                   "runs them on every call"),
+                   "allow_random=True, before caches recorded their checks: whether a feed makes it deterministic "
+                   "was not recorded, and a cache cannot run it): accepted by allow_random=True; the exported model "
+                   "runs it on every call"),
     (("retrain",), "c/: the cached tensor 'f:0' depends on the other examples in its batch (through moments/mean; its "
                    "cache run found it and was given allow_batch_dependent=True): the exported model's answer for an "
                    "example would depend on the examples served with it; pass allow_batch_dependent=True to accept "
@@ -151,8 +151,8 @@ MESSAGES = [
                    "examples served with it"),
     (("retrain",), "the head's input 'f:0' differs between runs on the same batch with its random op fed two "
                    "far-apart draws (two ordinary runs agreed) (keep_prob fed 0.999): it depends on random op "
-                   "d/RandomUniform (their rate is read from the fed keep_prob), so the exported model would answer differently "
-                   "on every call; cut below them, give the placeholder that drives them its inference value in "
+                   "d/RandomUniform (its rate is read from the fed keep_prob), so the exported model would answer differently "
+                   "on every call; cut below it, give the placeholder that drives it its inference value in "
                    "feeds=, or pass allow_random=True"),
     (("retrain",), "the head's input 'f:0' is random (two runs on one batch differed; random op d/RandomUniform): "
                    "accepted by allow_random=True; the exported model's answers differ call to call, and whether "
@@ -166,8 +166,8 @@ MESSAGES = [
                 "example alone and refuses the cut if its values change (batch statistics); "
                 "allow_batch_dependent=True accepts it"),
     (("cache",), "tensor 'f:0' differs between two runs on the same batch (keep_prob fed 0.5): it depends on random "
-                 "op d/RandomUniform (their rate is read from the fed keep_prob), so its values cannot be cached; cache a "
-                 "tensor below them, give the placeholder that drives them its inference value in feeds=, or pass "
+                 "op d/RandomUniform (its rate is read from the fed keep_prob), so its values cannot be cached; cache a "
+                 "tensor below it, give the placeholder that drives it its inference value in feeds=, or pass "
                  "allow_random=True"),
     (("cache",), "c/: an earlier run into this cache found tensor 'f:0' random (its values differ between runs on one "
                  "batch) and its manifest records it (that run passed allow_random=True); pass allow_random=True to "
@@ -177,7 +177,7 @@ MESSAGES = [
                  "the cache, or choose another out_dir=DIR"),
     (("cache",), "tensor 'f:0' depends on the other examples in its batch (through moments/mean: batch statistics "
                  "such as tf.nn.moments or batch norm in training mode), so cached values would depend on how the "
-                 "data was batched; cache a tensor below them, or pass allow_batch_dependent=True"),
+                 "data was batched; cache a tensor below it, or pass allow_batch_dependent=True"),
 ]
 CASES = [(c, m) for commands, m in MESSAGES for c in commands]
 

@@ -13,13 +13,14 @@ from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.combine import combine
 from graphsurgeon._src.continual.config import LearnConfig
 from graphsurgeon._src.continual.learn import learn_task
-from graphsurgeon._src.determinism import HEAD_KEPT
+from graphsurgeon._src.determinism import HEAD_KEPT as KEPT
 from graphsurgeon._src.errors import BatchDependentError
 
 from helpers import ROOT, cli
 
 tf1 = tf.compat.v1
 REAL = os.path.join(ROOT, "..", "shared", "realmodels")
+HEAD_KEPT = KEPT.format(them="them")  # below _batch_norm's two ops that may mix a batch
 CAUSE = "through moments/mean, moments/variance: batch statistics such as tf.nn.moments or batch norm in training mode"
 
 
@@ -171,7 +172,8 @@ def _complex_model(directory, below=None):
 def test_merge_heads_without_probe_inputs_lets_the_graph_decide_and_says_so(models, capfd):
     """A complex64 input has no probe values: the old code skipped the check and said nothing. Now, as retrain
     does for a cache whose record says no run checked it, the graph decides: ops that may mix a batch are
-    refused unless allowed; without them, the notes say that no run checked the features."""
+    refused unless allowed; without them, the notes say that whether the features depend on
+    their batch-mates was not checked and that the graph holds no op that may mix a batch."""
     from graphsurgeon._src.multihead.merge import add_task, merge_heads
 
     root = models["root"]
@@ -210,6 +212,43 @@ def _unchecked_note(model, unrun):
     """The notes of merge-heads on a complex64 model without ops that may mix a batch."""
     return [f"{model}: features 'features:0': whether it depends on its batch-mates was not checked ({unrun}); the "
             "graph holds no op that may mix the examples of a batch"]
+
+
+def _centred(h):
+    """One op that mixes the batch: the features less their mean over the batch."""
+    return h - tf.reduce_mean(h, 0, name="centre")
+
+
+def test_the_refusals_say_it_of_one_op_that_may_mix_a_batch(models, tmp_path):
+    """One op ('centre'): 'below it', 'use a model without it (a cut below it leaves it in its head …)', probed
+    or (complex inputs) decided by the graph; they said 'them' of one op (two: above)."""
+    from graphsurgeon._src.multihead.merge import merge_heads
+
+    one = small_classifier(tmp_path / "one", below=_centred)
+    kept = KEPT.format(them="it")
+    assert kept == "use a model without it (a cut below it leaves it in its head, which is checked too)"
+    cause = "through centre: batch statistics such as tf.nn.moments or batch norm in training mode"
+    refusal = (f"{one}: features 'features:0' depends on the other examples in its batch ({cause}): {{}} alone gives "
+               "other values than in its batch, so the exported model's answer for an example would depend on the "
+               "examples served with it; {}, or pass allow_batch_dependent=True")
+    with pytest.raises(BatchDependentError) as e:
+        add_class(one, models["few"], "new", str(tmp_path / "a"), features="features", output="logits",
+                  reference=models["x"], steps=2)
+    assert str(e.value) == refusal.format("the first training example", "give features=TENSOR below it")
+    with pytest.raises(BatchDependentError) as e:
+        learn_task(LearnConfig(model=one, features="features", task="new", method="feature-extraction", epochs=1),
+                   models["xy"], str(tmp_path / "l"), progress=False)
+    assert str(e.value) == refusal.format("the first training example", kept)
+    with pytest.raises(BatchDependentError) as e:
+        merge_heads([one], "features", str(tmp_path / "m" / "1"))
+    assert str(e.value) == refusal.format("the first of 64 generated probe inputs", kept)
+    cplx = _complex_model(tmp_path / "cplx", _centred)
+    with pytest.raises(BatchDependentError) as e:
+        merge_heads([cplx], "features", str(tmp_path / "cm" / "1"), verify=False)
+    assert str(e.value) == (f"{cplx}: features 'features:0' reads an op that may mix the examples of a batch (centre; "
+                            "no run checked it: there are no probe inputs of dtype complex64): the exported model's "
+                            f"answer for an example may depend on the examples served with it; {kept}, or pass "
+                            "allow_batch_dependent=True")
 
 
 def test_the_fixes_the_batch_refusals_suggest_work(models, capfd):

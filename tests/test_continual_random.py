@@ -62,10 +62,48 @@ def test_library_refuses_random_features_unless_allow_random(models):
         with pytest.raises(RandomTensorError) as e:
             call(out)
         _expect_refusal(str(e.value), models["baked"])
-        assert str(e.value).endswith("; give features=TENSOR below them, or pass allow_random=True"), name
+        assert str(e.value).endswith("; give features=TENSOR below it, or pass allow_random=True"), name
         assert not os.path.exists(out)
         call(str(root / f"{name}_allowed"), allow_random=True)
         assert os.path.isdir(root / f"{name}_allowed"), name
+
+
+def test_the_refusal_says_them_of_two_random_ops(models, tmp_path):
+    """Two dropouts below the features: 'below them' (one: 'below it', above; it said 'them' of one)."""
+    twice = small_classifier(tmp_path / "twice", below=lambda h: tf1.nn.dropout(tf1.nn.dropout(h, keep_prob=0.5),
+                                                                                 keep_prob=0.5))
+    few, x = models["few"], models["x"]
+    calls = {
+        "add_class": lambda: add_class(twice, few, "new", str(tmp_path / "a"), features="features", output="logits",
+                                       reference=x, steps=2),
+        "combine": lambda: combine([(twice, "features"), (models["baked2"], "features")], x, str(tmp_path / "c"),
+                                   epochs=1, progress=False),
+        "learn_task": lambda: learn_task(LearnConfig(model=twice, features="features", task="new", epochs=1,
+                                                     method="feature-extraction"), models["xy"], str(tmp_path / "l"),
+                                         progress=False),
+    }
+    for name, call in calls.items():
+        with pytest.raises(RandomTensorError) as e:
+            call()
+        assert f"it depends on random ops {DROPOUT_OP}, dropout_1/random_uniform/RandomUniform " in str(e.value), name
+        assert str(e.value).endswith("; give features=TENSOR below them, or pass allow_random=True"), name
+
+
+def test_learn_task_on_a_many_heads_model_says_it_of_one_random_op_and_them_of_two(models, tmp_path):
+    """A many-heads model keeps its backbone: 'learn on a model whose features do not depend on it' (one dropout
+    below the features), '… on them' (two); it said 'them' of one."""
+    from graphsurgeon._src.multihead.merge import merge_heads
+
+    twice = small_classifier(tmp_path / "twice", below=lambda h: tf1.nn.dropout(tf1.nn.dropout(h, keep_prob=0.5),
+                                                                                 keep_prob=0.5))
+    for it, model in (("it", models["baked"]), ("them", twice)):
+        merged = str(tmp_path / it / "1")
+        merge_heads([model], "features", merged, verify=False)
+        cfg = LearnConfig(model=merged, task="new", method="feature-extraction", epochs=1)
+        with pytest.raises(RandomTensorError) as e:
+            learn_task(cfg, models["xy"], str(tmp_path / it / "out"), progress=False)
+        assert str(e.value).endswith(f"; learn on a model whose features do not depend on {it}, or pass "
+                                     "allow_random=True"), str(e.value)
 
 
 def test_dropout_fed_one_by_default_passes(models):
@@ -86,7 +124,7 @@ def test_cli_refuses_random_features_in_one_line(models, capfd, command):
     assert code == 2 and len(lines) == 1, err
     message = lines[0].removeprefix(f"graphsurgeon {command}: error: ")
     _expect_refusal(message, models["baked"])
-    assert message.endswith("; give --features TENSOR below them, or pass --allow-random"), message
+    assert message.endswith("; give --features TENSOR below it, or pass --allow-random"), message
     assert not os.path.exists(out)
     code, _, err = cli(capfd, *base, "--allow-random")
     assert code == 0 and os.path.isdir(out), err

@@ -50,7 +50,7 @@ def _head_refusal(model, task, what="the old head of task",
                   so="the exported model would answer differently on every call"):
     who = f"{what} '{task}', its output" if task else what
     return (f"{model}: {who} 'logits:0' differs between two runs on the same batch: it depends on random op "
-            f"{DROPOUT_OP} (dropout with keep_prob baked in?), so {so}; give features=TENSOR above them, or pass "
+            f"{DROPOUT_OP} (dropout with keep_prob baked in?), so {so}; give features=TENSOR above it, or pass "
             "allow_random=True")
 
 
@@ -60,6 +60,21 @@ def test_learn_task_refuses_a_random_old_head_before_training(models):
         _learn(models, "above", out)
     assert str(e.value) == _head_refusal(models["above"], "above")
     assert not os.path.exists(out)
+
+
+def test_the_refusal_of_a_random_head_says_them_of_two_random_ops(models, tmp_path):
+    """Two dropouts above the features: 'above them' (one: 'above it', above; it said 'them' of one)."""
+    twice = small_classifier(tmp_path / "twice", above=lambda f: tf1.nn.dropout(tf1.nn.dropout(f, keep_prob=0.5),
+                                                                                 keep_prob=0.5))
+    cfg = LearnConfig(model=twice, features="features", task="new", epochs=1, method="feature-extraction")
+    calls = {"learn_task": lambda: learn_task(cfg, models["xy"], str(tmp_path / "l"), progress=False),
+             "combine": lambda: combine([(twice, "features"), (models["above2"], "features")], models["x"],
+                                        str(tmp_path / "c"), epochs=1, progress=False)}
+    for name, call in calls.items():
+        with pytest.raises(RandomTensorError) as e:
+            call()
+        assert f"it depends on random ops {DROPOUT_OP}, dropout_1/random_uniform/RandomUniform " in str(e.value), name
+        assert str(e.value).endswith("; give features=TENSOR above them, or pass allow_random=True"), name
 
 
 def test_learn_task_says_an_old_heads_runs_differ_when_its_noise_is_below_the_batch_tolerance(models):

@@ -45,6 +45,27 @@ def test_a_random_head_is_refused_and_dropout_fed_one_passes(tmp_path):
     assert not os.path.exists(tmp_path / "fed_merged_2")
 
 
+def test_a_head_whose_randomness_only_the_far_apart_draws_show_is_refused(tmp_path):
+    """Dropout with keep_prob 0.9999999 baked in above the features drops a value with probability 2**-23 a run, so
+    two runs on 64 probe features agree; fed its draws 0 and the largest it makes, it drops all, then none.
+    merge-heads and add-head merged it (they refused only a head whose two runs differed); learn-task refused it."""
+    rare, fed = _model(tmp_path / "rare", 0.9999999), _model(tmp_path / "fed", None)
+    refusal = (f"{rare}: its head, from the features to probabilities:0, answered differently in runs on the same "
+               "probe features with its random op fed two far-apart draws (two ordinary runs agreed): it depends on "
+               "random op dropout/random_uniform/RandomUniform (dropout with keep_prob baked in?), so it would answer "
+               "differently on every call; split the model where no random op lies between the features and the "
+               "output")
+    with pytest.raises(MergeHeadsError) as e:
+        merge_heads([rare], "hidden/Relu", str(tmp_path / "merged"))
+    assert str(e.value) == refusal
+    assert not os.path.exists(tmp_path / "merged")
+    merge_heads([fed], "hidden/Relu", str(tmp_path / "fed_merged"))
+    with pytest.raises(MergeHeadsError) as e:
+        add_task(str(tmp_path / "fed_merged"), rare, str(tmp_path / "fed_merged_2"), name="rare")
+    assert str(e.value) == refusal
+    assert not os.path.exists(tmp_path / "fed_merged_2")
+
+
 def test_a_head_with_noise_too_small_for_the_batch_tolerance_is_refused_too(tmp_path):
     """Two runs that differ by less than the batch check's tolerance still differ: the head is random."""
     noisy = relu_classifier(tmp_path / "noisy", above=lambda h: h + tf1.random_normal(tf1.shape(h), stddev=1e-5))

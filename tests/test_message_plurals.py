@@ -10,6 +10,7 @@ import graphsurgeon as gs
 from graphsurgeon._src import determinism, feeds, restore, train
 from graphsurgeon._src.cache import header
 from graphsurgeon._src.model import Model
+from graphsurgeon._src.retrain import checks
 from graphsurgeon._src.rules import Rules
 
 tf1 = tf.compat.v1
@@ -20,17 +21,21 @@ def test_the_random_ops_of_a_message():
     assert determinism.ops_phrase(["a", "b", "c", "d"]) == "random ops a, b, c"
 
 
-@pytest.mark.parametrize("drawn,noun", [(1, "random op"), (2, "random ops")])
-def test_how_a_random_tensor_was_seen_counts_the_ops_fed_the_draws(drawn, noun):
-    p = determinism.Probe("t:0", 4, True, None, "draws", True, drawn)
-    assert determinism.random_phrase(p) == (f"differs between runs on the same batch with its {noun} fed two "
+@pytest.mark.parametrize("drawn,named,noun", [(1, 1, "its random op"), (2, 2, "its random ops"),
+                                              (1, 2, "1 of its random ops"), (2, 3, "2 of its 3 random ops")])
+def test_how_a_random_tensor_was_seen_counts_the_ops_fed_the_draws(drawn, named, noun):
+    """The ops fed the draws, of those the scan names: fewer when TensorFlow fed them one at a time."""
+    p = determinism.Probe("t:0", 4, True, None, "draws", True, drawn, named)
+    assert determinism.random_phrase(p) == (f"differs between runs on the same batch with {noun} fed two "
                                             "far-apart draws (two ordinary runs agreed)")
-    assert determinism.random_seen(p) == f"runs on one batch with its {noun} fed two far-apart draws differed"
+    assert determinism.random_seen(p) == f"runs on one batch with {noun} fed two far-apart draws differed"
 
 
 def test_the_ops_that_may_mix_a_batch():
-    assert determinism.batch_unchecked("'f'", "", ["moments/mean"]) == \
-        "'f' reads an op that may mix the examples of a batch (moments/mean)"
+    assert determinism.mixing_phrase(["moments/mean"]) == "reads an op that may mix the examples of a batch (moments/mean"
+    assert determinism.mixing_phrase(list("abcd")) == "reads ops that may mix the examples of a batch (a, b, c"
+    assert determinism.batch_unchecked("'f'", "why", ["moments/mean"]) == \
+        "'f' reads an op that may mix the examples of a batch (moments/mean; why)"
     assert determinism.batch_unchecked("'f'", "why", ["m/mean", "m/variance"]) == \
         "'f' reads ops that may mix the examples of a batch (m/mean, m/variance; why)"
     assert determinism.batch_unchecked("'f'", "why", []) == ("'f': whether it depends on its batch-mates was not "
@@ -45,6 +50,43 @@ def _model(build) -> Model:
     with graph.as_default():
         build()
     return Model(graph, None, None)
+
+
+@pytest.mark.parametrize("n,it", [(1, "it"), (2, "them")])
+def test_a_cached_random_tensor_is_it_for_one_op_and_them_for_two(n, it):
+    """retrain from a cache of a random tensor: 'whether a feed makes it deterministic …, and a cache cannot run it',
+    'the exported model runs it on every call' for one op (it said 'them')."""
+    def build():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        for i in range(n):
+            x = tf1.nn.dropout(x, rate=0.5, name=f"d{i}")
+        tf.identity(x, name="f")
+
+    model = _model(build)
+    cfg = types.SimpleNamespace(allow_random=True, allow_batch_dependent=False)
+    old = types.SimpleNamespace(cut="f:0", directory="c/", manifest={})
+    ops = "random op d0/random_uniform/RandomUniform" if n == 1 else \
+        "random ops d0/random_uniform/RandomUniform, d1/random_uniform/RandomUniform"
+    assert checks.cached_notes(cfg, model, old, "x") == [
+        f"c/: the cached tensor 'f:0' depends on {ops} (its cache was made with allow_random=True, before caches "
+        f"recorded their checks: whether a feed makes {it} deterministic was not recorded, and a cache cannot run "
+        f"{it}): accepted by allow_random=True; the exported model runs {it} on every call"]
+    cfg.allow_random = False
+    recorded = types.SimpleNamespace(cut="f:0", directory="c/", manifest={"checks": {"random": True,
+                                                                                    "batch_dependent": None}})
+    with pytest.raises(gs.RandomTensorError) as e:
+        checks.cached_notes(cfg, model, recorded, "x")
+    assert str(e.value).endswith(f"the exported model runs {it} on every call; pass allow_random=True to accept it, "
+                                 "or train from the data")
+
+
+def test_the_way_out_of_a_batch_refusal_that_keeps_the_head():
+    assert determinism.way_out("cut {}", "below it", True) == \
+        "use a model without it (a cut below it leaves it in its head, which is checked too)"
+    assert determinism.way_out("cut {}", "below them", True) == \
+        "use a model without them (a cut below them leaves them in its head, which is checked too)"
+    assert determinism.way_out("cut {}", "below it", False) == "cut below it"
+    assert determinism.way_out("cut {}", "where axis 0 is the batch", True) == "cut where axis 0 is the batch"
 
 
 def test_an_output_index_past_an_ops_outputs():

@@ -116,7 +116,8 @@ def test_random_ops_inside_a_tf2_cond_are_refused_by_the_runs_and_named_in_their
 def test_random_ops_tensorflow_refuses_to_feed_together_are_fed_one_at_a_time(tmp_path):
     """Two dropouts with keep_prob 0.99999 baked in: two ordinary runs agree. Fed their low draws at once
     they drop everything, and the log of 0 fails check_numerics, so TensorFlow refuses the run; fed one
-    at a time (the other drawing as usual) each gives other values at its two draws."""
+    at a time (the other drawing as usual) each gives other values at its two draws: the first does, so the message
+    says that one of the two was fed them (it said 'its random ops', as if both were)."""
     g = tf.Graph()
     with g.as_default():
         tf1.set_random_seed(0)
@@ -131,7 +132,7 @@ def test_random_ops_tensorflow_refuses_to_feed_together_are_fed_one_at_a_time(tm
             s.run(tf1.global_variables_initializer())
             prefix = tf1.train.Saver().save(s, str(tmp_path / "m" / "m.ckpt"))
     with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between runs on the same "
-                                                   r"batch with its random ops fed two far-apart draws \(two "
+                                                   r"batch with 1 of its random ops fed two far-apart draws \(two "
                                                    r"ordinary runs agreed\): it depends on random ops "
                                                    r"dropout/random_uniform/RandomUniform, dropout_1/"):
         _retrain(prefix, tmp_path / "o")
@@ -217,8 +218,8 @@ def test_a_keep_prob_placeholder_fed_one_or_defaulting_to_one_passes(tmp_path):
     assert res.head_input.random_ops and res.head_input.notes == []  # a random op is there; its runs agree
     a, b = _serve_twice(str(tmp_path / "o/saved_model"), _data().x[:8])
     np.testing.assert_array_equal(a, b)
-    with pytest.raises(gs.RandomTensorError, match=r"same batch \(keep_prob fed 0.5\): .* cut below them, give the "
-                                                   r"placeholder that drives them its inference value in feeds="):
+    with pytest.raises(gs.RandomTensorError, match=r"same batch \(keep_prob fed 0.5\): .* cut below it, give the "
+                                                   r"placeholder that drives it its inference value in feeds="):
         _retrain(prefix, tmp_path / "p", feeds={"keep_prob": 0.5})
     default = _net(str(tmp_path), "default")
     res = _retrain(default, tmp_path / "d")
@@ -241,7 +242,7 @@ def test_a_random_tensor_whose_rate_is_fed_is_not_guessed_to_have_it_baked_in(tm
     """keep_prob, a placeholder_with_default, fed 0.5: the refusals of retrain and cache said "(keep_prob
     fed 0.5) ... (dropout with keep_prob baked in?)"; they say the rate is read from the fed keep_prob. A
     fed placeholder on the data's path (times 'scale', then dropout with keep_prob baked in) keeps the guess."""
-    fed = r"\(keep_prob fed 0.5\): it depends on random op dropout/random_uniform/RandomUniform \(their rate " \
+    fed = r"\(keep_prob fed 0.5\): it depends on random op dropout/random_uniform/RandomUniform \(its rate " \
           r"is read from the fed keep_prob\), so "
     default = _net(str(tmp_path), "default")
     with pytest.raises(gs.RandomTensorError, match=fed + "the exported model would answer"):
@@ -256,6 +257,42 @@ def test_a_random_tensor_whose_rate_is_fed_is_not_guessed_to_have_it_baked_in(tm
                                                    r"dropout/random_uniform/RandomUniform \(dropout with keep_prob "
                                                    r"baked in\?\), so "):
         _retrain(prefix, tmp_path / "p", feeds={"scale": 2.0})
+
+
+def test_refusals_say_it_of_one_op_and_them_of_two(tmp_path):
+    """Retrain's and cache's refusals of a random tensor and of a batch-dependent one: 'cut below it, give the
+    placeholder that drives it' and 'its rate' for one op, 'them' and 'their' for two (they said 'them' and
+    'their' of one op)."""
+    def dropouts(h):
+        kp = tf1.placeholder_with_default(1.0, (), name="keep_prob")
+        return tf1.nn.dropout(tf1.nn.dropout(h, keep_prob=kp), keep_prob=kp)
+
+    def centred(h):
+        return h - tf.reduce_mean(h, 0, name="centre")
+
+    np.savez(tmp_path / "d.npz", x=_data().x, y=_data().y)
+    (tmp_path / "two").mkdir()
+    (tmp_path / "centred").mkdir()
+    random = {"it": _net(str(tmp_path), "default"), "them": _mlp_around(tmp_path / "two", dropouts)[0]}
+    batch = {"it": _mlp_around(tmp_path / "centred", centred)[0], "them": _net(str(tmp_path), "moments")}
+    for it, prefix in random.items():
+        fed = (r"\(keep_prob fed 0.5\): it depends on random ops? [^(]*\(" + {"it": "its", "them": "their"}[it]
+               + r" rate is read from the fed keep_prob\), so ")
+        hint = f", give the placeholder that drives {it} its inference value in feeds=, or pass allow_random=True$"
+        with pytest.raises(gs.RandomTensorError, match=fed + f"the exported model would answer differently on every "
+                                                             f"call; cut below {it}{hint}"):
+            _retrain(prefix, tmp_path / "o", feeds={"keep_prob": 0.5})
+        with pytest.raises(gs.RandomTensorError, match=fed + f"its values cannot be cached; cache a tensor below {it}"
+                                                             + hint):
+            gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"),
+                              feeds={"keep_prob": 0.5}, progress=False)
+    for it, prefix in batch.items():
+        with pytest.raises(gs.BatchDependentError, match=f"; cut below {it}, or pass allow_batch_dependent=True$"):
+            _retrain(prefix, tmp_path / "o")
+        with pytest.raises(gs.BatchDependentError, match=f"; cache a tensor below {it}, or pass "
+                                                         "allow_batch_dependent=True$"):
+            gs.generate_cache(prefix, "features", str(tmp_path / "d.npz"), str(tmp_path / "c"), progress=False)
+    assert not os.path.exists(tmp_path / "o") and not os.path.exists(tmp_path / "c")
 
 
 def _scaled(directory):
@@ -349,7 +386,7 @@ def test_from_a_cache_the_layers_above_it_are_run_and_random_ops_below_need_the_
     assert res.head_input.notes[0] == (
         f"{c2}: the cached tensor 'features:0' is random (random op dropout/random_uniform/RandomUniform; its cache "
         "run found its values differ between runs on one batch and was given allow_random=True): accepted by "
-        "allow_random=True; the exported model runs them on every call")
+        "allow_random=True; the exported model runs it on every call")
     # a later run into the cache without the flag is refused by the record, whatever its own runs show
     with pytest.raises(gs.RandomTensorError, match=rf"^{c2}: an earlier run into this cache found tensor 'features:0' "
                                                    r"random .* pass allow_random=True to extend the cache"):
@@ -515,7 +552,7 @@ def test_plan_notes_and_the_command_line(tmp_path, capfd):
     assert gs.plan(gs.RetrainConfig(model=prefix, head="hidden:2")).notes == []
     code, _, err = cli(capfd, "retrain", "--model", prefix, "--head", "features:2", "--data", tmp_path / "d.npz",
                        "--out", tmp_path / "o", "--epochs", 1, "--quiet")
-    assert code == 2 and err.count("\n") == 1 and err.rstrip().endswith("cut below them, or pass --allow-random")
+    assert code == 2 and err.count("\n") == 1 and err.rstrip().endswith("cut below it, or pass --allow-random")
     code, out, err = cli(capfd, "retrain", "--model", prefix, "--head", "features:2", "--data", tmp_path / "d.npz",
                          "--out", tmp_path / "o", "--epochs", 1, "--quiet", "--allow-random")
     assert code == 0, err

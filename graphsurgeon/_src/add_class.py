@@ -32,13 +32,14 @@ import tensorflow as tf
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.combine import FEATURES, run_batches
 from graphsurgeon._src.continual.graph import TrainGraph, Wording, check_features, feature_width
-from graphsurgeon._src.continual.network import input_spec, value_piece
+from graphsurgeon._src.continual.network import value_piece
 from graphsurgeon._src.continual.targets import softmax
 from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example, ops_phrase
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
-from graphsurgeon._src.mixins import Report
+from graphsurgeon._src.mixins import Report, agree
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
+from graphsurgeon._src.multihead.piece import input_spec
 from graphsurgeon._src.storage import datasets, files
 from graphsurgeon._src.storage.paths import refuse_output_inside
 
@@ -114,7 +115,7 @@ def add_class(model: str, data, name: str, out_dir: str, *, features: str | None
     ref = _fit(_inputs(src.reference, "reference"), dtype, shape, "reference", src.piece)
     if not len(few):
         raise DataError(f"data {data}: no examples of the new class")
-    note = check_features(src.piece, src.values, few, Wording(f"{model}: features", "give features=TENSOR below them"),
+    note = check_features(src.piece, src.values, few, Wording(f"{model}: features", "give features=TENSOR below {them}"),
                           allow_random, allow_batch_dependent=allow_batch_dependent).note
     start = time.perf_counter()
     tg = TrainGraph(seed)
@@ -262,7 +263,7 @@ def _blocks(m, record: dict, model: str, features: str) -> list:
     if head.kind != "dense" or len(head.layers) != 1 or head.layers[0][2] != "linear":
         rand = sorted(n.name for n in m.head.graph_def.node if n.op in RANDOM_OPS)
         held = f" and holds {ops_phrase(rand)}{dropout_example(rand)}" if rand else ""
-        above = f": give features=TENSOR above {'it' if len(rand) == 1 else 'them'}" if rand else ""
+        above = f": give features=TENSOR above {agree(len(rand), 'it', 'them')}" if rand else ""
         raise ContinualError(f"{model}: the layer after {features} is not one dense layer{held}; add-class extends "
                              f"a single linear layer with a column{above}")
     kernel, bias, _ = head.layers[0]

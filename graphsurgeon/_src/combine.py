@@ -49,12 +49,13 @@ import tensorflow as tf
 from graphsurgeon._src import export_dir
 from graphsurgeon._src.continual.common import fit
 from graphsurgeon._src.continual.graph import TrainGraph, Wording, check_features, check_head, feature_width
-from graphsurgeon._src.continual.network import input_spec, value_piece
+from graphsurgeon._src.continual.network import value_piece
 from graphsurgeon._src.continual.targets import class_prior, listed, teacher_targets
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
+from graphsurgeon._src.multihead.piece import input_spec
 from graphsurgeon._src.retrain.config import DEFAULTS
 from graphsurgeon._src.storage import datasets, files
 from graphsurgeon._src.storage.paths import refuse_output_inside
@@ -332,13 +333,13 @@ def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bo
     notes = []
     for t in teachers:
         features = check_features(t.backbone, t.values, x, Wording(f"{t.path}: features",
-                                                                   "give features=TENSOR below them"),
+                                                                   "give features=TENSOR below {them}"),
                                   allow_random, allow_batch_dependent=allow_batch_dependent)
         notes.append(features.note)
         if y is None:
             notes.append(check_head(
                 specs.Task(0, t.name, t.classes, t.path, 0, t.head), features.values, Wording(
-                    f"{t.path}: the head, its output", "give features=TENSOR above them",
+                    f"{t.path}: the head, its output", "give features=TENSOR above {them}",
                     "the targets the new head learns from are one draw of its answers",
                     so="the targets the new head learns from would be one draw of its answers",
                     batch_instead="give the data labels (y) to train on instead of the models' answers",

@@ -24,6 +24,7 @@ from tensorflow.core.framework import attr_value_pb2, tensor_pb2, variable_pb2
 
 from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.errors import ConfigError
+from graphsurgeon._src.mixins import agree
 from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
 from graphsurgeon._src.storage.writer import write_model
 
@@ -78,7 +79,7 @@ def export_meta_graph(model, inputs: dict, outputs: dict, feeds=None):
     unread = {k: v for k, v in inputs.items() if select.normalize_name(v) not in kept}
     if unread:
         raise ConfigError(f"inputs={unread}: no output ({', '.join(outputs.values())}) is computed from "
-                          f"{'it' if len(unread) == 1 else 'them'}; leave {'it' if len(unread) == 1 else 'them'} "
+                          f"{agree(len(unread), 'it', 'them')}; leave {agree(len(unread), 'it', 'them')} "
                           "out of inputs=")
     for node in list(pruned.graph_def.node):
         if node.op != "Placeholder" or node.name in input_ops:

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import guess, select, subgraph
 from graphsurgeon._src.errors import ConfigError, DataError
-from graphsurgeon._src.mixins import listed
+from graphsurgeon._src.mixins import agree, listed
 from graphsurgeon._src.storage import files
 
 
@@ -211,7 +211,7 @@ def find_input(model, input_name: str | None, cut: str, feeds: dict, train_feeds
     if missing:
         shapes = listed("placeholder", [f"{n} {_shape_text(model.tensor(n))}" for n in missing])
         raise ConfigError(
-            f"'{cut}' also needs {shapes}; give {'its value' if len(missing) == 1 else 'their values'} in "
+            f"'{cut}' also needs {shapes}; give {agree(len(missing), 'its value', 'their values')} in "
             "feeds={'NAME': VALUE} (a number, "
             "true/false, or an .npy file; train_feeds={'NAME': VALUE} if training differs, e.g. keep_prob)"
         )

@@ -1,6 +1,6 @@
 """Two behaviours several classes share: a verb's result that reports itself as a JSON-ready dict,
-and an object that a ``with`` statement closes; and :func:`plural`, :func:`counted` and :func:`listed`, the
-nouns, counts and lists its text gives."""
+and an object that a ``with`` statement closes; and :func:`plural`, :func:`agree`, :func:`counted` and
+:func:`listed`, the nouns, the words that agree with them, counts and lists its text gives."""
 from __future__ import annotations
 
 import dataclasses
@@ -34,6 +34,12 @@ class Closing:
 def plural(noun: str, n: int) -> str:
     """``variable``, ``variables``: ``noun``, plural (an ``s``) unless ``n`` is 1."""
     return noun if n == 1 else noun + "s"
+
+
+def agree(n: int, one: str, more: str) -> str:
+    """``one`` (``it``, ``lies``) when ``n`` is 1, else ``more`` (``them``, ``lie``): the word that agrees with
+    ``n`` things."""
+    return one if n == 1 else more
 
 
 def counted(n: int, noun: str) -> str:

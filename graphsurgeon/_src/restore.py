@@ -21,7 +21,7 @@ from graphsurgeon._src.errors import (
     TensorNotFoundError,
     UnsafeGraphError,
 )
-from graphsurgeon._src.mixins import counted
+from graphsurgeon._src.mixins import agree, counted
 from graphsurgeon._src.model import Model
 from graphsurgeon._src.rules import Rules, is_optimizer_state
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
@@ -241,12 +241,12 @@ def load(model: Model, *, allow_missing: bool = False, allow_cast: bool = False,
         found = model.unsafe_ops
         if found:
             listed = ", ".join(f"{name} ({op})" for name, op in found[:6]) + (" …" if len(found) > 6 else "")
-            one = len(found) == 1
+            n = len(found)
             raise UnsafeGraphError(
-                f"{model.source.path if model.source else 'the graph'} holds {counted(len(found), 'op')} that "
-                f"{'touches' if one else 'touch'} files or {'runs' if one else 'run'} Python: {listed}; graphsurgeon "
+                f"{model.source.path if model.source else 'the graph'} holds {counted(n, 'op')} that "
+                f"{agree(n, 'touches', 'touch')} files or {agree(n, 'runs', 'run')} Python: {listed}; graphsurgeon "
                 f"runs a graph only when you trust it: pass allow_unsafe_ops=True, or cut the graph below "
-                f"{'it' if one else 'them'}")
+                f"{agree(n, 'it', 'them')}")
     info = graph_variable_info(model.graph)
     model.status = {v.name: v.status for v in plan.variables if v.status != "dropped"}
     model.checkpoint_names = plan.restore_map()

@@ -30,7 +30,7 @@ from graphsurgeon._src.errors import (
     SignatureNotFoundError,
     WrongPathKindError,
 )
-from graphsurgeon._src.mixins import counted, listed
+from graphsurgeon._src.mixins import agree, counted, listed
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.checkpoint import (
     read_meta_graph as read_saved_meta_graph,
@@ -69,10 +69,10 @@ def _values(saved, source: Source, variables, signature: str) -> SavedModelValue
     keys = checkpoint_keys(saved.object_graph_def, object_graph(reader))
     missing = sorted(n for n in variables if keys.get(bound.get(n)) is None)
     if missing:
-        one = len(missing) == 1
+        n = len(missing)
         raise GraphSurgeonError(f"{where}: cannot tell which checkpoint value {listed('variable', missing[:5])} "
-                                f"{'holds' if one else 'hold'}: the SavedModel's object graph does not name "
-                                f"{'it' if one else 'them'}")
+                                f"{agree(n, 'holds', 'hold')}: the SavedModel's object graph does not name "
+                                f"{agree(n, 'it', 'them')}")
     nodes = saved.object_graph_def.nodes
     named = {key: nodes[node_id].variable.name for node_id, key in keys.items() if nodes[node_id].variable.name}
     return SavedModelValues(reader, {n: keys[bound[n]] for n in variables}, named)

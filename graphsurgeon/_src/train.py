@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.errors import ConfigError
-from graphsurgeon._src.mixins import counted
+from graphsurgeon._src.mixins import agree, counted
 from graphsurgeon._src.progress import Progress
 
 tf1 = tf.compat.v1
@@ -153,22 +153,17 @@ def lr_mult_notes(lr_mult, stages, names, left_out=()) -> list[str]:
         frozen = [h for h in hits if h not in every]
         late = [h for h in hits if h in every and h not in first]
         cut = select.match(pat, left_out, allow_empty=True)
-        parts = ([f"it ignores the {len(frozen)} it matches that {_agree(frozen, 'does', 'do')} not train "
+        parts = ([f"it ignores the {len(frozen)} it matches that {agree(len(frozen), 'does', 'do')} not train "
                   f"({shown(frozen)})"] if frozen else []) \
             + ([f"it ignores the {len(cut)} it matches that the cut leaves out of the graph ({shown(cut)})"]
                if cut else []) \
             + ([f"the {len(late)} it matches that an unfreeze stage starts ({shown(late)}) "
-                f"{_agree(late, 'takes', 'take')} that stage's multiplier"] if late else [])
+                f"{agree(len(late), 'takes', 'take')} that stage's multiplier"] if late else [])
         if parts:
             n = sum(h in first for h in hits)
             notes.append(f"lr_mult='{pat}={mult:g}' sets the multiplier of the {counted(n, 'variable')} it matches "
-                         f"that {'trains' if n == 1 else 'train'} from the first epoch; {'; '.join(parts)}")
+                         f"that {agree(n, 'trains', 'train')} from the first epoch; {'; '.join(parts)}")
     return notes
-
-
-def _agree(items, one: str, more: str) -> str:
-    """The verb ``one`` for a single item, else ``more``."""
-    return one if len(items) == 1 else more
 
 
 def shown(names) -> str:

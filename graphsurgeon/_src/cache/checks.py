@@ -25,6 +25,7 @@ from graphsurgeon._src.determinism import (
     random_guess,
     random_ops_upstream,
     random_phrase,
+    them,
 )
 from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
 from graphsurgeon._src.mixins import counted
@@ -50,8 +51,8 @@ def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_de
         ops = random_ops_upstream(model, t.name)
         raise RandomTensorError(
             f"tensor '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on "
-            f"{ops_phrase(ops)}{random_guess(model, ops, feeder)}, so its values "
-            f"cannot be cached; cache a tensor below them{feed_hint(feeder.values)}, or pass allow_random=True")
+            f"{ops_phrase(ops)}{random_guess(model, ops, feeder)}, so its values cannot be cached; cache a tensor "
+            f"below {them(ops)}{feed_hint(feeder.values, ops)}, or pass allow_random=True")
     if p.batch_dependent and not allow_batch_dependent:
         because = mixing(model, t.name, feeder.input)
         raise BatchDependentError(

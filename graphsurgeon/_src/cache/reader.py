@@ -147,9 +147,9 @@ class CacheReader(Closing):
         ok = (at < len(rows["example"])) & (rows["example"][np.minimum(at, len(rows["example"]) - 1)] == positions) \
             if len(rows["example"]) else np.zeros(len(positions), bool)
         if not ok.all():
-            raise CacheError(f"{self.directory}: no example at "
-                             f"{listed('position', positions[~ok][:5].tolist())} "
-                             f"(the data set has {self.data['examples']})")
+            missing = positions[~ok]
+            raise CacheError(f"{self.directory}: no example at {listed('position', missing[:5].tolist())}"
+                             f"{' …' if len(missing) > 5 else ''} (the data set has {self.data['examples']})")
         out = np.empty((len(positions),) + tuple(self.shape), np.float32)
         epochs.gather(self._store, rows["shard"][at], rows["row"][at], out, epochs.new_piece_buffer(self._store))
         return out

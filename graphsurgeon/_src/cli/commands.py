@@ -7,7 +7,7 @@ import json
 import shlex
 
 from graphsurgeon._src.cli.messages import migrate_flags, to_flags
-from graphsurgeon._src.mixins import counted
+from graphsurgeon._src.mixins import agree, counted
 
 
 def _kv(items, what):
@@ -260,8 +260,8 @@ def _print_migration(res, args) -> None:
             why = ("--to tf2 writes an object graph and save counter of its own" if args.to == "tf2"
                    else "a TF1 name-based checkpoint has no object graph")
         k = len(res.not_carried_over)
-        print(f"# not carried over from {args.src}: " + ("1 tensor that is not a variable" if k == 1 else
-                                                          f"{k} tensors that are not variables") + f" ({why})")
+        print(f"# not carried over from {args.src}: {counted(k, 'tensor')} that "
+              f"{agree(k, 'is not a variable', 'are not variables')} ({why})")
         width = max(len(k) for k in res.not_carried_over)
         for key in res.not_carried_over:
             print(f"{key:<{width}}      ({what.get(key, 'object state, not a variable')})")
@@ -318,9 +318,9 @@ def cmd_thaw(args):
     for name, shape in res.variables.items():
         print(f"{name}  {list(shape)}")
     made, left = len(res.variables), res.constants_left
-    print(f"-- {made} {'constant' if made == 1 else 'constants'} ({res.nbytes} bytes) "
-          f"{'is a variable' if made == 1 else 'are variables'} now, {left} weight-like "
-          f"{'constant' if left == 1 else 'constants'} left as {'a constant' if left == 1 else 'constants'}; "
+    print(f"-- {counted(made, 'constant')} ({res.nbytes} bytes) "
+          f"{agree(made, 'is a variable', 'are variables')} now, {counted(left, 'weight-like constant')} "
+          f"left as {agree(left, 'a constant', 'constants')}; "
           f"checkpoint {res.checkpoint}, meta graph {res.checkpoint}.meta")
 
 

@@ -32,7 +32,7 @@ from graphsurgeon._src.determinism import (
 from graphsurgeon._src.errors import BatchDependentError, ContinualError, RandomTensorError
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
-from graphsurgeon._src.storage.session import assign, new_session
+from graphsurgeon._src.storage.session import assign, fed_variable, new_session
 
 tf1 = tf.compat.v1
 PROBE_ROWS = 32  # the batch the features' randomness and batch-dependence are checked on
@@ -68,7 +68,7 @@ def feature_width(piece: pieces.Piece, where: str) -> int:
 class Wording:
     """How the refusals and notes of :func:`check_features` and :func:`check_head` word what they check: ``what``
     names it (``PATH: features``). A random one's refusal gives ``so`` (what it would do) and ``instead`` (the way
-    out), its note ``consequence`` (what it does): :func:`graphsurgeon._src.determinism.random_refusal`. A
+    out; ``{them}`` becomes ``it`` for one random op, else ``them``), its note ``consequence`` (what it does): :func:`graphsurgeon._src.determinism.random_refusal`. A
     batch-dependent one's refusal gives ``batch_so`` and ``batch_instead`` (``{}`` becomes where to cut;
     ``batch_head_kept``: see :func:`graphsurgeon._src.determinism.way_out`), its note ``batch_consequence``:
     :func:`graphsurgeon._src.determinism.batch_refusal`, :func:`graphsurgeon._src.determinism.batch_accepted`."""
@@ -173,9 +173,8 @@ class TrainGraph:
     def variable(self, name: str, value) -> tf.Variable:
         """A resource variable ``name`` that :meth:`start` sets to ``value``."""
         value = np.asarray(value)
-        with self.graph.as_default(), tf1.variable_scope("", use_resource=True):
-            v = tf1.get_variable(name, shape=value.shape, dtype=tf.as_dtype(value.dtype),
-                                 initializer=tf1.zeros_initializer(), trainable=True)
+        with self.graph.as_default():
+            v = fed_variable(name, value, trainable=True)
         self.variables[name], self._initial[name] = v, value
         return v
 
@@ -190,12 +189,9 @@ class TrainGraph:
         return self.read(name)
 
     def placeholder(self, piece: pieces.Piece, name: str) -> tf.Tensor:
-        """A placeholder for ``piece``'s input (any batch size)."""
-        node = next(n for n in piece.graph_def.node if n.name == piece.input.split(":")[0])
-        shape = tf.TensorShape(node.attr["shape"].shape)
-        shape = [None] + shape.as_list()[1:] if shape.rank else None
+        """A placeholder for ``piece``'s input (any batch size): :func:`graphsurgeon._src.multihead.piece.input_placeholder`."""
         with self.graph.as_default():
-            return tf1.placeholder(tf.as_dtype(node.attr["dtype"].type), shape, name=name)
+            return pieces.input_placeholder(piece, name)
 
     def backbone(self, piece: pieces.Piece, x, bound: dict, scope: str) -> tf.Tensor:
         """``piece`` (value form) imported on ``x`` with weight ``w`` bound to ``bound[w]``."""

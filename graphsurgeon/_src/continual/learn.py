@@ -16,6 +16,7 @@ from graphsurgeon._src.continual.config import MASKED, LearnConfig
 from graphsurgeon._src.continual.graph import Wording, check_features, check_head
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
 from graphsurgeon._src.mixins import Report, counted
+from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.retrain.data import check_out_dir, class_names
 from graphsurgeon._src.storage import datasets
 
@@ -170,8 +171,8 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
             if cfg.method == "lwf" else ""
 
     features = check_features(net.backbone, net.values, x, Wording(
-        f"{net.source}: features", "give features=TENSOR below them" if plain else
-        "learn on a model whose features do not depend on them", "the written model's answers differ call to call, "
+        f"{net.source}: features", "give features=TENSOR below {them}" if plain else
+        "learn on a model whose features do not depend on {them}", "the written model's answers differ call to call, "
         "and they are not compared with its heads'" + lwf("the old heads", "their answers"),
         batch_instead="give features=TENSOR {}" if plain else "learn on a model whose features do not depend on the "
         "other examples in a batch", batch_head_kept=plain), cfg.allow_random,
@@ -181,8 +182,8 @@ def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:
         if replaces is not None and t.name == replaces.name:
             continue
         head = check_head(t, features.values, Wording(
-            f"{net.source}: the old head of task '{t.name}', its output", "give features=TENSOR above them" if plain
-            else "learn on a model whose heads do not depend on them", f"the written model's answers for task "
+            f"{net.source}: the old head of task '{t.name}', its output", "give features=TENSOR above {them}" if plain
+            else "learn on a model whose heads do not depend on {them}", f"the written model's answers for task "
             f"'{t.name}' differ call to call, and they are not compared with its head's" + lwf("it", "its answers"),
             batch_instead="learn on a model whose heads do not depend on the other examples in a batch"),
             cfg.allow_random, allow_batch_dependent=cfg.allow_batch_dependent)
@@ -236,7 +237,7 @@ def _check_name(net, cfg: LearnConfig):
 
 def _load(path, net, what: str):
     data = path if isinstance(path, datasets.Dataset) else datasets.load(os.fspath(path))
-    dtype, shape = network.input_spec(net.backbone)
+    dtype, shape = pieces.input_spec(net.backbone)
     want = shape.as_list()[1:] if shape.rank else None
     got = list(data.x.shape[1:])
     if want is not None and (len(want) != len(got) or any(w not in (None, g) for w, g in zip(want, got))):

@@ -77,9 +77,7 @@ def masked_piece(base: pieces.Piece, specs: list[MaskSpec]) -> pieces.Piece:
     by_weight = {s.weight: s for s in specs}
     weights = dict(base.weights)
     with graph.as_default():
-        node = next(n for n in base.graph_def.node if n.name == base.input.split(":")[0])
-        x = tf1.placeholder(tf.as_dtype(node.attr["dtype"].type), tf.TensorShape(node.attr["shape"].shape),
-                            name=base.input.split(":")[0])
+        x = tf1.placeholder(*pieces.input_spec(base), name=base.input.split(":")[0])
         input_map = {base.input: x}
         for name, w in sorted(base.weights.items()):
             t = tf1.placeholder(tf.as_dtype(w.dtype), list(w.shape), name=name)

@@ -176,12 +176,6 @@ def value_piece(piece: pieces.Piece, where: str) -> pieces.Piece:
     return pieces.Piece(gd, piece.input, piece.output, weights)
 
 
-def input_spec(piece: pieces.Piece) -> tuple[tf.DType, tf.TensorShape]:
-    """dtype and static shape of ``piece``'s input placeholder."""
-    node = next(n for n in piece.graph_def.node if n.name == piece.input.split(":")[0])
-    return tf.as_dtype(node.attr["dtype"].type), tf.TensorShape(node.attr["shape"].shape)
-
-
 def kernels(net: Network) -> list[str]:
     """The backbone weights PackNet prunes and Piggyback masks: floating-point weights of rank ≥ 2
     (dense and convolution kernels, embeddings); biases and normalization parameters are left alone."""

@@ -10,8 +10,8 @@
   can be fed (``RandomUniform``, ``RandomStandardNormal``, ``TruncatedNormal``; not ops inside a
   ``while`` loop, such as ``dynamic_rnn``'s dropout, nor ops inside functions, such as the
   branches of a TensorFlow 2 ``tf.cond``) are fed two far-apart draws they can make
-  (:data:`DRAWS`), all at once, and the two results compared: any ``keep_prob`` below 1 then
-  drops every value in one run and none in the other. What still passes: randomness that other
+  (:data:`DRAWS`), all at once (one at a time when TensorFlow refuses that), and the two results compared: any
+  ``keep_prob`` below 1 then drops every value in one run and none in the other. What still passes: randomness that other
   ops upstream (``RandomUniformInt``, ``Multinomial``, ``RandomShuffle``, ops in a loop or a
   function) bring in and two runs do not show, and a tensor that agrees at both draws but not
   between them.
@@ -38,13 +38,13 @@ from graphsurgeon._src.determinism.scan import (
     random_ops_upstream,
     rate_feeds,
 )
-from graphsurgeon._src.mixins import listed, plural
+from graphsurgeon._src.mixins import agree, listed, plural
 
 __all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
            "batch_unchecked",
-           "dropout_example", "feed_hint",
-           "feedable_draws", "feeds_text", "highest_uniform", "mixing", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
-           "rate_feeds", "rows_not_examples", "same"]
+           "drawn_phrase", "dropout_example", "feed_hint",
+           "feedable_draws", "feeds_text", "highest_uniform", "mixing", "mixing_phrase", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
+           "rate_feeds", "rows_not_examples", "same", "them"]
 
 # Two far-apart values each of these random ops can draw, fed in place of its output by the
 # second check of :func:`probe` (RandomUniform draws from [0, 1): its lowest and highest values, the
@@ -64,7 +64,8 @@ class Probe:
     run alone (None: not checked: a batch of one row, or a random tensor, whose runs differ anyway).
     ``identical``: the two ordinary runs gave the same values exactly (None: not checked); runs that
     differ by less than :func:`same` allows are not ``random`` by ``"runs"``, but not identical. ``drawn``: how many
-    random ops were fed the far-apart draws (0 unless ``random_by`` is ``"draws"``)."""
+    random ops were fed the far-apart draws in the runs that differed, of the ``named`` random ops upstream
+    (:func:`random_ops_upstream`, what messages name; both 0 unless ``random_by`` is ``"draws"``)."""
 
     tensor: str
     examples: int
@@ -73,6 +74,7 @@ class Probe:
     random_by: str | None = None
     identical: bool | None = None
     drawn: int = 0
+    named: int = 0
 
 
 def same(a, b) -> bool:
@@ -105,22 +107,22 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
     run = (lambda f, fetch=t: model.session.run(fetch, f))
     a = run(feed)[:n] if first is None else first
     by = identical_runs = None
-    drawn = 0
+    drawn = named = 0
     if random:
         b = run(feed)[:n]
         identical_runs = identical(a, b)
         if not same(a, b):
             by = "runs"
         else:
-            draws = feedable_draws(model, t.name)
-            if _draws_differ(run, t, feed, n, draws):
-                by, drawn = "draws", len(draws)
+            fed = _draws_differ(run, t, feed, n, feedable_draws(model, t.name))
+            if fed:
+                by, drawn, named = "draws", len(fed), len(random_ops_upstream(model, t.name))
     differs = by is not None if random else None
     dependent = None
     if len(x) >= 2 and not differs:
         alone, _ = feeder.feed(x[:1])
         dependent = not same(a[0], run(alone)[0])
-    return Probe(t.name, len(x), differs, dependent, by, identical_runs, drawn)
+    return Probe(t.name, len(x), differs, dependent, by, identical_runs, drawn, named)
 
 
 def feedable_draws(model, tensor: str) -> list:
@@ -135,11 +137,12 @@ def feedable_draws(model, tensor: str) -> list:
     return out
 
 
-def _draws_differ(run, t, feed, n, draws) -> bool:
-    """Whether ``t`` differs between a run with every op of ``draws`` fed its low value and one with
-    each fed its high value; if TensorFlow refuses to run that (a tensor it will not feed; a run that
-    fails at those values, such as a ``check_numerics`` of the log of what they all drop), each op
-    alone, the others drawing as usual; an op it refuses alone counts as no difference."""
+def _draws_differ(run, t, feed, n, draws) -> list:
+    """The ops of ``draws`` fed in the runs where ``t`` differed, ``[]`` when it never did: first every op
+    of ``draws`` fed its low value in one run and its high value in another (all of ``draws`` when ``t``
+    differs); if TensorFlow refuses to run that (a tensor it will not feed; a run that fails at those values,
+    such as a ``check_numerics`` of the log of what they all drop), each op alone, the others drawing as usual,
+    until one makes ``t`` differ (``[that op]``); an op it refuses alone counts as no difference."""
     def differ(group):
         try:
             drawn = run(feed, [d for d, _ in group])  # the shapes this batch gives them
@@ -149,11 +152,11 @@ def _draws_differ(run, t, feed, n, draws) -> bool:
         return not same(low[:n], high[:n])
 
     if not draws:
-        return False
+        return []
     together = differ(draws)
     if together is not None or len(draws) == 1:
-        return bool(together)
-    return any(differ([d]) for d in draws)
+        return list(draws) if together else []
+    return next(([d] for d in draws if differ([d])), [])
 
 
 def _fed(feed: dict, group: list, drawn: list, side: int) -> dict:
@@ -176,6 +179,11 @@ def highest_uniform(dtype) -> float:
     return 1.0 - 2.0 ** -FRACTION_BITS[tf.as_dtype(dtype).name]
 
 
+def them(ops: list) -> str:
+    """``it`` for one op of ``ops``, else ``them`` (none: :func:`ops_phrase`'s random ops the scan does not name)."""
+    return agree(len(ops), "it", "them")
+
+
 def ops_phrase(ops: list) -> str:
     """``random op A`` or ``random ops A, B, C`` for messages, the first three of ``ops`` (:func:`random_ops_upstream`);
     when the scan named none (the runs differ anyway), where they may be."""
@@ -184,19 +192,28 @@ def ops_phrase(ops: list) -> str:
     return "random ops the graph scan does not name (of a kind outside its list)"
 
 
+def drawn_phrase(p: Probe) -> str:
+    """The random ops ``p`` fed the far-apart draws: ``its random op``, ``its random ops``, or, when fewer were
+    fed than the scan names, ``1 of its random ops``, ``2 of its 3 random ops``."""
+    if p.drawn >= p.named:
+        return f"its {plural('random op', p.drawn)}"
+    return "1 of its random ops" if p.drawn == 1 else f"{p.drawn} of its {p.named} random ops"
+
+
 def random_phrase(p: Probe) -> str:
     """How ``p`` saw a random tensor, for messages (after its name): ``differs between …``."""
     if p.random_by == "draws":
-        return (f"differs between runs on the same batch with its {plural('random op', p.drawn)} fed two far-apart "
-                "draws (two ordinary runs agreed)")
+        return (f"differs between runs on the same batch with {drawn_phrase(p)} fed two far-apart draws (two "
+                "ordinary runs agreed)")
     return "differs between two runs on the same batch"
 
 
 def random_seen(p: Probe) -> str:
     """How ``p`` saw a random tensor, for the note of a run that accepted it: ``two runs on one batch
-    differed``, or ``runs on one batch with its random op fed two far-apart draws differed`` (``ops`` for more)."""
+    differed``, or ``runs on one batch with its random op fed two far-apart draws differed`` (``ops`` for more,
+    ``1 of its random ops`` when fewer were fed than the scan names)."""
     if p.random_by == "draws":
-        return f"runs on one batch with its {plural('random op', p.drawn)} fed two far-apart draws differed"
+        return f"runs on one batch with {drawn_phrase(p)} fed two far-apart draws differed"
     return "two runs on one batch differed"
 
 
@@ -210,11 +227,11 @@ def feeds_text(feeds: dict) -> str:
 def random_guess(model, ops: list, feeder) -> str:
     """What a random tensor's refusal guesses of its random ``ops`` (:func:`random_ops_upstream`):
     when placeholders ``feeder`` feeds set their rate (:func:`rate_feeds`: a ``keep_prob`` fed 0.5),
-    `` (their rate is read from the fed keep_prob)``; else, when one of them is in a dropout scope
+    `` (their rate is read from the fed keep_prob)`` (``its rate`` for one op); else, when one of them is in a dropout scope
     (:func:`dropout_example`), `` (dropout with keep_prob baked in?)``; else ``''``."""
     rates = rate_feeds(model, ops, feeder.values, feeder.input.op.name)
     if rates:
-        return f" (their rate is read from the fed {', '.join(rates)})"
+        return f" ({agree(len(ops), 'its', 'their')} rate is read from the fed {', '.join(rates)})"
     return " (dropout with keep_prob baked in?)" if dropout_example(ops) else ""
 
 
@@ -223,10 +240,11 @@ def random_refusal(model, t, feeder, p: Probe, ops: list, what: str, instead: st
     """The refusal of a random tensor ``t`` (``p`` found it random on a batch fed by ``feeder``; ``ops``:
     :func:`random_ops_upstream`): ``WHAT 'T' differs between two runs on the same batch: it depends on
     random ops …, so SO; INSTEAD, or pass allow_random=True`` (retrain's and the continual commands'
-    one wording; ``SO`` by default: the exported model would answer differently on every call)."""
+    one wording; ``SO`` by default: the exported model would answer differently on every call; ``{them}`` in
+    ``INSTEAD`` becomes :func:`them`: ``cut below {them}`` says ``cut below it`` for one op)."""
     return (f"{what} '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on {ops_phrase(ops)}"
             f"{random_guess(model, ops, feeder)}, so {so}; "
-            f"{instead}{feed_hint(feeder.values)}, or pass allow_random=True")
+            f"{instead.format(them=them(ops))}{feed_hint(feeder.values, ops)}, or pass allow_random=True")
 
 
 def dropout_example(ops: list) -> str:
@@ -238,10 +256,11 @@ def dropout_example(ops: list) -> str:
     return " (dropout with keep_prob baked in)" if any(s.startswith("dropout") for s in scopes) else ""
 
 
-def feed_hint(feeds: dict) -> str:
-    """What to add to a random tensor's refusal when placeholders are fed (only a placeholder can
-    make random ops deterministic, and every one the tensor reads is fed)."""
-    return ", give the placeholder that drives them its inference value in feeds=" if feeds else ""
+def feed_hint(feeds: dict, ops: list) -> str:
+    """What to add to a random tensor's refusal when placeholders are fed (only a placeholder can make its
+    random ``ops`` deterministic, and every one the tensor reads is fed): ``, give the placeholder that drives
+    them …`` (``it`` for one op)."""
+    return f", give the placeholder that drives {them(ops)} its inference value in feeds=" if feeds else ""
 
 
 def rows_not_examples(model, t, feeder, feed: dict, values) -> str | None:
@@ -260,7 +279,8 @@ def rows_not_examples(model, t, feeder, feed: dict, values) -> str | None:
 class Mixing:
     """How a tensor depends on its batch-mates, for messages (:func:`mixing`): ``why`` (the ops likely
     responsible, or what was seen; or that axis 0 may not be the batch), ``cause`` (``why`` and, unless
-    axis 0 is in doubt, the usual causes) and ``instead`` (where to cut instead: ``below them``)."""
+    axis 0 is in doubt, the usual causes) and ``instead`` (where to cut instead: ``below them``, ``below it``
+    for one op)."""
 
     why: str
     cause: str
@@ -278,7 +298,7 @@ def mixing(model, tensor: str, input_tensor) -> Mixing:
     ops = batch_mixing_ops(model, tensor, input_tensor.op.name)
     why = f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
     return Mixing(why, f"{why}: batch statistics such as tf.nn.moments or batch norm in training mode",
-                  "below them")
+                  f"below {them(ops)}")
 
 
 # What a batch-dependent tensor does to the exported model: in a refusal (:func:`batch_refusal`) and a note
@@ -288,15 +308,18 @@ SERVED_DOES = "the exported model's answer for an example depends on the example
 
 
 # The way out of a batch refusal where the head above the cut is kept (learn-task, merge-heads, add-head):
-# cutting below the ops that mix the batch would leave them in the head, which is checked too.
-HEAD_KEPT = "use a model without them (a cut below them leaves them in its head, which is checked too)"
+# cutting below the ops that mix the batch would leave them in the head, which is checked too ({them}: it, for one op).
+HEAD_KEPT = "use a model without {them} (a cut below {them} leaves {them} in its head, which is checked too)"
 
 
 def way_out(instead: str, where: str, head_kept: bool) -> str:
-    """The way out a batch refusal gives: ``instead`` with ``{}`` made ``where`` (``below them``, or ``where axis 0
-    is the batch``), or :data:`HEAD_KEPT` where the cure would be to cut below the ops and the command keeps the
-    head above the cut (learn-task on a plain model, merge-heads, add-head), which would then hold them."""
-    return HEAD_KEPT if head_kept and where == "below them" else instead.format(where)
+    """The way out a batch refusal gives: ``instead`` with ``{}`` made ``where`` (``below them``, ``below it`` for
+    one op, or ``where axis 0 is the batch``), or :data:`HEAD_KEPT` (its ``{them}`` what ``where`` is below)
+    where the cure would be to cut below the ops and the command keeps the head above the cut (learn-task on a
+    plain model, merge-heads, add-head), which would then hold them."""
+    if head_kept and where.startswith("below "):
+        return HEAD_KEPT.format(them=where.removeprefix("below "))
+    return instead.format(where)
 
 
 def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}", so: str = SERVED_WOULD, *,
@@ -307,7 +330,7 @@ def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}", so
     continual commands' one wording; ``SO`` by default: the exported model's answer for an example would
     depend on the examples served with it; ``FIRST`` names the example run alone: ``the first training
     example`` by default, ``the first of 64 generated probe inputs`` for merge-heads and add-head; ``{}`` in
-    ``instead`` becomes where to cut: ``below them``, or ``where axis 0 is the batch``, :func:`mixing`;
+    ``instead`` becomes where to cut: ``below them`` (``below it``), or ``where axis 0 is the batch``, :func:`mixing`;
     ``head_kept``: the command keeps the head above the cut, see :func:`way_out`)."""
     because = mixing(model, t.name, input_tensor)
     way = way_out(instead, because.instead, head_kept)
@@ -323,17 +346,21 @@ def batch_accepted(model, t, input_tensor, what: str, consequence: str = SERVED_
             f"allow_batch_dependent=True; {consequence}")
 
 
+def mixing_phrase(ops: list) -> str:
+    """``reads an op that may mix the examples of a batch (A`` (``reads ops`` for more, the first three of ``ops``,
+    :func:`batch_mixing_ops`, named), its parenthesis left for the caller to go on and close."""
+    return f"reads {agree(len(ops), 'an op', 'ops')} that may mix the examples of a batch ({', '.join(ops[:3])}"
+
+
 def batch_unchecked(subject: str, why: str, ops: list | None = None, *, random: bool = False) -> str:
     """What to say of ``subject`` (``WHAT 'T'``) when no run decides whether it depends on its batch-mates
     (``random``: nor whether it is random), ``why`` saying why: when a graph scan found ``ops`` that may mix a
-    batch (:func:`batch_mixing_ops`), ``SUBJECT reads an op that may mix the examples of a batch (A; WHY)`` (``reads
-    ops`` for more, the first three named; no ``; WHY`` when ``why`` is empty); else ``SUBJECT: whether it depends on
-    its batch-mates was not checked (WHY)``, and ``; the graph holds no op that may mix the examples of a batch``
-    when the scan ran and found none (``ops`` ``[]``, not None)."""
+    batch (:func:`batch_mixing_ops`), ``SUBJECT reads an op that may mix the examples of a batch (A; WHY)``
+    (:func:`mixing_phrase`); else ``SUBJECT: whether it depends on its batch-mates was not checked (WHY)``, and ``;
+    the graph holds no op that may mix the examples of a batch`` when the scan ran and found none (``ops`` ``[]``,
+    not None)."""
     if ops:
-        because = f"; {why}" if why else ""
-        return (f"{subject} reads {'an op' if len(ops) == 1 else 'ops'} that may mix the examples of a batch "
-                f"({', '.join(ops[:3])}{because})")
+        return f"{subject} {mixing_phrase(ops)}; {why})"
     none = "; the graph holds no op that may mix the examples of a batch" if ops is not None else ""
     return (f"{subject}: whether it {'is random or ' if random else ''}depends on its batch-mates was not checked "
             f"({why}){none}")

@@ -12,6 +12,7 @@ import dataclasses
 import tensorflow as tf
 
 from graphsurgeon._src import subgraph
+from graphsurgeon._src.mixins import agree
 
 # Ops whose output differs run to run.
 RANDOM_OPS = frozenset({
@@ -251,7 +252,7 @@ def axis0_doubt(model, tensor: str, input_tensor) -> str | None:
     for name in sorted((n for n in ups if input_tensor.op.name in ups[n]), key=lambda n: (len(ups[n]), n)):
         track.step(g.get_operation_by_name(name))
     if track.axis != 0:
-        return f"{', '.join(track.moved)} {'moves' if len(track.moved) == 1 else 'move'} the input's axis 0 " \
+        return f"{', '.join(track.moved)} {agree(len(track.moved), 'moves', 'move')} the input's axis 0 " \
                f"to axis {track.axis}"
     return None
 

@@ -25,6 +25,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
 
 tf1 = tf.compat.v1
@@ -79,11 +80,7 @@ def build(backbones, tasks, values_dtype: dict) -> Built:
     tables = _tables(tasks, routes)
     graph = tf.Graph()
     with graph.as_default():
-        ref = backbones[0].piece
-        ph = next(n for n in ref.graph_def.node if n.name == ref.input.split(":")[0])
-        shape = tf.TensorShape(ph.attr["shape"].shape)
-        shape = [None] + shape.as_list()[1:] if shape.rank else None
-        inputs = tf1.placeholder(tf.as_dtype(ph.attr["dtype"].type), shape, name="serving/inputs")
+        inputs = pieces.input_placeholder(backbones[0].piece, "serving/inputs")
         task = tf1.placeholder(tf.string, [None], name="serving/task")
         task_id = tf1.placeholder_with_default(_ids_from_names(task, tasks), [None], name="serving/task_id")
         with tf1.variable_scope("", use_resource=True):

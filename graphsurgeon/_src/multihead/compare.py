@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from graphsurgeon._src.errors import MergeHeadsError
+from graphsurgeon._src.mixins import agree, plural
 from graphsurgeon._src.multihead import piece as pieces
 
 
@@ -143,7 +144,7 @@ def report(differences: list[dict], names: list, label=str) -> str:
     parts = []
     for d in differences:
         who = ", ".join(label(t) for t in d["tasks"])
-        verb = "task {} differs" if len(d["tasks"]) == 1 else "tasks {} differ"
-        parts.append(f"{verb.format(who)} from the rest in {summarize(d['tensors'], names)} "
+        n = len(d["tasks"])
+        parts.append(f"{plural('task', n)} {who} {agree(n, 'differs', 'differ')} from the rest in {summarize(d['tensors'], names)} "
                      f"(max |Δ| {d['max_abs']:.3g}, relative {d['max_rel']:.3g})")
     return "; ".join(parts)

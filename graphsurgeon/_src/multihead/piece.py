@@ -30,7 +30,7 @@ from tensorflow.core.framework import graph_pb2, types_pb2
 from graphsurgeon._src import determinism, subgraph
 from graphsurgeon._src.errors import MergeHeadsError
 from graphsurgeon._src.feeds import Feeder
-from graphsurgeon._src.storage.session import assign, new_session
+from graphsurgeon._src.storage.session import assign, fed_variable, new_session
 
 tf1 = tf.compat.v1
 
@@ -208,6 +208,19 @@ def two_class_logits(piece: Piece, sigmoid) -> Piece:
     return Piece(gd, piece.input, f"{logits.name}:0", piece.weights)
 
 
+def input_spec(piece: Piece) -> tuple:
+    """``(tf.DType, tf.TensorShape)`` of ``piece``'s input placeholder, as its node declares them."""
+    node = next(n for n in piece.graph_def.node if n.name == subgraph.node_name(piece.input))
+    return tf.as_dtype(node.attr["dtype"].type), tf.TensorShape(node.attr["shape"].shape)
+
+
+def input_placeholder(piece: Piece, name: str) -> tf.Tensor:
+    """A placeholder ``name`` in the current graph for ``piece``'s input: its dtype and shape (:func:`input_spec`)
+    but any batch size (an unknown rank stays unknown)."""
+    dtype, shape = input_spec(piece)
+    return tf1.placeholder(dtype, [None] + shape.as_list()[1:] if shape.rank else None, name=name)
+
+
 def tensor_spec(piece: Piece, tensor: str) -> tuple:
     """``(tf.DType, tf.TensorShape)`` of ``tensor`` in ``piece``, as TensorFlow infers them (a
     resource weight lifted into a placeholder is fed a variable handle of its dtype and shape, so
@@ -230,15 +243,13 @@ def bind(piece: Piece, read, scope: str) -> tuple[dict, list]:
     """``(input_map, values)`` binding ``piece``'s weights in the current graph: each to a new resource variable
     ``SCOPE/NAME`` (``input_map``'s ``NAME:0`` is its handle for a handle weight, else its value), and ``values``
     ``[(variable, value read with read(NAME))]`` for :func:`graphsurgeon._src.storage.session.assign` (no
-    weight's value is a constant of the GraphDef)."""
+    weight's value is a constant of the GraphDef: :func:`graphsurgeon._src.storage.session.fed_variable`)."""
     input_map, values = {}, []
-    with tf1.variable_scope("", use_resource=True):
-        for name, w in piece.weights.items():
-            value = np.asarray(read(name))
-            var = tf1.get_variable(f"{scope}/{name}", value.shape, tf.as_dtype(value.dtype), tf1.zeros_initializer(),
-                                   trainable=False)
-            values.append((var, value))
-            input_map[name + ":0"] = var.handle if w.handle else var.value()
+    for name, w in piece.weights.items():
+        value = np.asarray(read(name))
+        var = fed_variable(f"{scope}/{name}", value)
+        values.append((var, value))
+        input_map[name + ":0"] = var.handle if w.handle else var.value()
     return input_map, values
 
 
@@ -250,11 +261,9 @@ def imported(piece: Piece, read, output: str = "") -> tuple:
     ``graphsurgeon/probe/inputs`` (``…/features`` for a head piece) of its input's dtype and any batch, returning
     ``output`` (a tensor name; by default the piece's), its weights bound by :func:`bind` to variables
     ``graphsurgeon/probe/values/NAME``; ``values`` as :func:`bind` gives them."""
-    dtype, shape = tensor_spec(piece, piece.input)
     graph = tf.Graph()
     with graph.as_default():
-        x = tf1.placeholder(dtype, [None] + shape.as_list()[1:] if shape.rank else None,
-                            name=f"{PROBE_SCOPE}/{'features' if piece.input == FEATURES + ':0' else 'inputs'}")
+        x = input_placeholder(piece, f"{PROBE_SCOPE}/{'features' if piece.input == FEATURES + ':0' else 'inputs'}")
         bound, values = bind(piece, read, f"{PROBE_SCOPE}/values")
         out, = tf.graph_util.import_graph_def(piece.graph_def, input_map={piece.input: x, **bound},
                                               return_elements=[tensor_name(output or piece.output)], name="")

@@ -62,7 +62,9 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
     makes no values of (complex), nothing runs and the graph decides, as for a cache whose record says no run
     checked it (:func:`graphsurgeon._src.retrain.checks.cached_notes`): ops that may mix a batch
     (:func:`graphsurgeon._src.determinism.batch_mixing_ops`) are refused, or accepted with a note; without
-    them the note says that no run checked the features.
+    them the note says that whether the features depend on their batch-mates was not checked (``there are no probe
+    inputs of dtype complex64``) and that the graph holds no op that may mix the examples of a batch
+    (:func:`graphsurgeon._src.determinism.batch_unchecked`).
 
     Raises:
       BatchDependentError: the first probe input alone gives other values than in its batch (batch norm in
@@ -70,12 +72,13 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         ``allow_batch_dependent``: retrain's refusal (:func:`graphsurgeon._src.determinism.batch_refusal`,
         ``FIRST`` :data:`PROBE_FIRST`), ``what`` naming the piece, ``instead`` where to cut (``head_kept``: see
         :func:`graphsurgeon._src.determinism.way_out`).
-      MergeHeadsError: with ``head_from`` (the model ``piece`` is the head of), two ordinary runs of the head on the
-        probe inputs (normal draws cast to its input's dtype where there are none, such as complex) differ at all
-        (it depends on random ops, such as dropout with ``keep_prob`` baked in: it would answer differently on
-        every call): :func:`_refuse_random`.
+      MergeHeadsError: with ``head_from`` (the model ``piece`` is the head of), the head is random: two ordinary
+        runs of it on the probe inputs (normal draws cast to its input's dtype where there are none, such as
+        complex) differ at all, or, when they agree, runs with its random ops fed two far-apart draws differ (it
+        depends on random ops, such as dropout with ``keep_prob`` baked in: it would answer differently on every
+        call), as learn-task judges an old head: :func:`_refuse_random`.
     """
-    dtype, shape = pieces.tensor_spec(piece, piece.input)
+    dtype, shape = pieces.input_spec(piece)
     try:
         x = probe(dtype, shape, 64)
     except MergeHeadsError:
@@ -85,10 +88,9 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         if x is None:
             if head_from and _draws_differ(model, out, inp, dtype, shape):
                 _refuse_random(found, piece, head_from)
-            return _unprobed(model, out, inp, what, determinism.way_out(instead, "below them", head_kept),
-                             allow_batch_dependent)
-        if head_from and p.random_by == "runs":  # any difference (exact): a head adds nothing a batch could reorder
-            _refuse_random(found, piece, head_from)
+            return _unprobed(model, out, inp, what, instead, head_kept, allow_batch_dependent)
+        if head_from and p.random:  # runs that differ at all (exact: a head adds nothing a batch could reorder)
+            _refuse_random(found, piece, head_from)  # or the far-apart draws
         if not p.batch_dependent:
             return None
         if not allow_batch_dependent:
@@ -117,15 +119,20 @@ def check_head_batch(head: specs.Head, piece: pieces.Piece, read, where: str, in
 
 def _refuse_random(found: pieces.Probed, head_piece: pieces.Piece, where: str) -> None:
     """Raise :class:`MergeHeadsError`: two runs of the head (``found``: :func:`graphsurgeon._src.multihead.piece.
-    probed`, under its own names) on the same probe features differed; names its random ops
+    probed`, under its own names) on the same probe features differed, or (``found.probe.random_by`` ``"draws"``)
+    runs with its random ops fed two far-apart draws did; says which, names its random ops
     (:func:`graphsurgeon._src.determinism.random_ops_upstream`, inside functions too) and guesses at them as
     retrain does."""
+    p = found.probe
     ops = determinism.random_ops_upstream(found.model, found.output.name)
     guess = determinism.random_guess(found.model, ops, found.feeder)
+    how = (f"in runs on the same probe features with {determinism.drawn_phrase(p)} fed two far-apart draws (two "
+           "ordinary runs agreed)" if p is not None and p.random_by == "draws" else
+           "in two runs on the same probe features")
     raise MergeHeadsError(
-        f"{where}: its head, from the features to {head_piece.output}, answered differently in two runs on "
-        f"the same probe features: it depends on {determinism.ops_phrase(ops)}{guess}, so it would answer "
-        "differently on every call; split the model where no random op lies between the features and the output")
+        f"{where}: its head, from the features to {head_piece.output}, answered differently {how}: it depends on "
+        f"{determinism.ops_phrase(ops)}{guess}, so it would answer differently on every call; split the model where "
+        "no random op lies between the features and the output")
 
 
 def _draws_differ(model, out, inp, dtype: tf.DType, shape) -> bool:
@@ -139,9 +146,11 @@ def _draws_differ(model, out, inp, dtype: tf.DType, shape) -> bool:
     return not determinism.identical(model.session.run(out, {inp: x}), model.session.run(out, {inp: x}))
 
 
-def _unprobed(model, out, inp, what: str, way: str, allow_batch_dependent: bool) -> str:
-    """:func:`check_batch` for an input with no probe values: the graph decides (see there); ``way`` out."""
+def _unprobed(model, out, inp, what: str, instead: str, head_kept: bool, allow_batch_dependent: bool) -> str:
+    """:func:`check_batch` for an input with no probe values: the graph decides (see there); the way out
+    (:func:`graphsurgeon._src.determinism.way_out`) is ``instead`` below the ops that may mix the batch."""
     ops = determinism.batch_mixing_ops(model, out.name, inp.op.name)
+    way = determinism.way_out(instead, f"below {determinism.them(ops)}", head_kept)
     unrun = f"there are no probe inputs of dtype {inp.dtype.name}"
     mixes = determinism.batch_unchecked(f"{what} '{out.name}'", f"no run checked it: {unrun}" if ops else unrun, ops)
     if not ops:
@@ -152,11 +161,6 @@ def _unprobed(model, out, inp, what: str, way: str, allow_batch_dependent: bool)
                                   "allow_batch_dependent=True")
     return (f"{mixes}: accepted by allow_batch_dependent=True; the exported model's answer for an example may depend "
             "on the examples served with it")
-
-
-def _input_spec(backbone: specs.Backbone):
-    node = next(n for n in backbone.piece.graph_def.node if n.name == backbone.piece.input.split(":")[0])
-    return tf.as_dtype(node.attr["dtype"].type), tf.TensorShape(node.attr["shape"].shape)
 
 
 def reference(backbones, backbone_values: list, tasks, x: np.ndarray) -> dict:
@@ -208,7 +212,7 @@ def check(export_dir: str, backbones, backbone_values: list, tasks, *, rtol: flo
         absolute value of that task's reference output: see the module's docstring), or the input's dtype has no
         probe values (``skip`` ends that message: how to do without).
     """
-    x = probe(*_input_spec(backbones[0]), skip=skip)
+    x = probe(*pieces.input_spec(backbones[0].piece), skip=skip)
     expected = reference(backbones, backbone_values, tasks, x)
     sess, meta = load_saved_model(export_dir)
     worst = 0.0

@@ -32,12 +32,14 @@ from graphsurgeon._src.determinism import (
     batch_refusal,
     batch_unchecked,
     dropout_example,
+    mixing_phrase,
     ops_phrase,
     probe,
     random_ops_upstream,
     random_refusal,
     random_seen,
     rows_not_examples,
+    them,
 )
 from graphsurgeon._src.errors import BatchDependentError, ConfigError, RandomTensorError
 from graphsurgeon._src.mixins import counted
@@ -84,7 +86,7 @@ def check_head_input(cfg, setup, feeder, x, cache=None) -> HeadInput:
     p = probe(model, t, feeder, x, first=_one_row_per_example(model, t, feeder, x, what))
     if p.random:
         if not cfg.allow_random:
-            raise RandomTensorError(random_refusal(model, t, feeder, p, ops, what, "cut below them"))
+            raise RandomTensorError(random_refusal(model, t, feeder, p, ops, what, "cut below {them}"))
         notes.append(f"{what} '{t.name}' is random ({random_seen(p)}; {ops_phrase(ops)}): accepted by "
                      "allow_random=True; the exported model's answers differ call to call, and whether they depend "
                      "on the batch was not checked")
@@ -118,7 +120,8 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
     if checks is None:  # a cache made before the record: what the graph says
         checks = {"random": bool(rand), "batch_dependent": bool(mixing)}
         rand_text = (f"depends on {ops} (its cache was made with allow_random=True, before caches recorded their "
-                     "checks: whether a feed makes them deterministic was not recorded, and a cache cannot run them)")
+                     f"checks: whether a feed makes {them(rand)} deterministic was not recorded, and a cache cannot "
+                     f"run {them(rand)})")
         mixed = batch_unchecked(cached, "its cache was made before caches recorded their checks, maybe with "
                                 "allow_batch_dependent=True", mixing)
     else:
@@ -140,10 +143,10 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
     notes = []
     if checks["random"]:
         if not cfg.allow_random:
-            raise RandomTensorError(f"{cached} {rand_text}: the exported model runs them on every call; pass "
+            raise RandomTensorError(f"{cached} {rand_text}: the exported model runs {them(rand)} on every call; pass "
                                     "allow_random=True to accept it, or train from the data")
-        notes.append(f"{cached} {rand_text}: accepted by allow_random=True; the exported model runs them on every "
-                     "call")
+        notes.append(f"{cached} {rand_text}: accepted by allow_random=True; the exported model runs {them(rand)} on "
+                     "every call")
     if checks["batch_dependent"]:
         if not cfg.allow_batch_dependent:
             raise BatchDependentError(
@@ -168,7 +171,7 @@ def plan_notes(cfg, model, cut: str, inp, fixed: int | None) -> list[str]:
                                               " unless allow_random=True"))
     mixing = batch_mixing_ops(model, cut, input_op)
     if mixing:
-        notes.append(batch_unchecked(f"'{cut}'", "", mixing) + ": retrain runs the first training example alone and "
+        notes.append(f"'{cut}' {mixing_phrase(mixing)}): retrain runs the first training example alone and "
                      "refuses the cut if its values change (batch statistics)" + ("; allow_batch_dependent=True accepts it" if cfg.allow_batch_dependent else
                                       " unless allow_batch_dependent=True"))
     doubt = axis0_doubt(model, cut, inp)

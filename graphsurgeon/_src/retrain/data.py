@@ -7,7 +7,7 @@ from graphsurgeon._src import cache as cache_mod
 from graphsurgeon._src import train
 from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.feeds import check_example_shape
-from graphsurgeon._src.mixins import listed
+from graphsurgeon._src.mixins import agree, listed
 from graphsurgeon._src.storage.paths import refuse_output_inside, resolve
 from graphsurgeon._src.tf2 import read_meta_graph
 
@@ -91,11 +91,11 @@ def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):
                                 n_classes=setup.logits.shape.as_list()[-1] if setup.head else None)
         below = cache_mod.variables_below(setup.model, reader.cut, setup.plan.trainable)
         if below:
-            one = len(below) == 1
+            n = len(below)
             raise ConfigError(
-                f"trainable {listed('variable', below[:4])} {'lies' if one else 'lie'} below the cached tensor "
-                f"'{reader.cut}': {'it' if one else 'they'} cannot train from the cache; cache a lower tensor or leave "
-                f"{'it' if one else 'them'} frozen"
+                f"trainable {listed('variable', below[:4])} {agree(n, 'lies', 'lie')} below the cached tensor "
+                f"'{reader.cut}': {agree(n, 'it', 'they')} cannot train from the cache; cache a lower tensor or leave "
+                f"{agree(n, 'it', 'them')} frozen"
             )
         n_classes = setup.logits.shape.as_list()[-1]
         lo, hi = reader.label_range

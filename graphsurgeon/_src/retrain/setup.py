@@ -9,6 +9,7 @@ from graphsurgeon._src import picture as picture_mod
 from graphsurgeon._src import select, train, weights
 from graphsurgeon._src.errors import ConfigError, PatternError
 from graphsurgeon._src.feeds import Feeder, find_input, fixed_batch, parse_feeds, unread_feed
+from graphsurgeon._src.mixins import agree
 from graphsurgeon._src.restore import graph_variable_info, load, restore
 from graphsurgeon._src.retrain.checks import plan_notes
 from graphsurgeon._src.retrain.config import RetrainConfig
@@ -151,11 +152,11 @@ def _refuse_constants(cfg, model, names: list) -> None:
         constants = weights.weight_constants(model.graph.as_graph_def()) if constants is None else constants
         hits = select.match(p, constants, allow_empty=True)
         if hits:
-            one = len(hits) == 1
+            n = len(hits)
             raise ConfigError(f"trainable={p}: matches no variable of {cfg.model} but "
-                              f"{'a weight-like constant' if one else 'weight-like constants'} of its graph "
-                              f"({train.shown(hits)}), which cannot train; thaw {'it' if one else 'them'} too: thaw the "
-                              f"frozen graph again with {'its scope' if one else 'their scopes'} added, and train from "
+                              f"{agree(n, 'a weight-like constant', 'weight-like constants')} of its graph "
+                              f"({train.shown(hits)}), which cannot train; thaw {agree(n, 'it', 'them')} too: thaw the "
+                              f"frozen graph again with {agree(n, 'its scope', 'their scopes')} added, and train from "
                               "its output")
 
 

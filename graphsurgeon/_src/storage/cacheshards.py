@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from graphsurgeon._src.errors import CacheError
-from graphsurgeon._src.mixins import listed
+from graphsurgeon._src.mixins import agree, listed
 from graphsurgeon._src.storage import cachefiles, files
 
 # per stored row: the content key (sha256 of the input's bytes) and the copy (0 = undistorted)
@@ -227,7 +227,7 @@ def describe_bad(bad: dict) -> str:
     """``shard shard-00001.npy (checksum differs) does not match the manifest``, ``shards shard-00001.npy
     (checksum differs), shard-00002.npy (missing) do not match the manifest``, for messages."""
     return f"{listed('shard', [f'{name} ({why})' for name, why in bad.items()])} " \
-           f"{'does' if len(bad) == 1 else 'do'} not match the manifest"
+           f"{agree(len(bad), 'does', 'do')} not match the manifest"
 
 
 def read_header(f, path: str):
@@ -357,7 +357,7 @@ def check_index_table(path: str, manifest: dict) -> None:
     if per_split != want:
         raise CacheError(f"{path}: indexes {at} rows ({per_split} of train, validation, test); the data set it "
                          f"indexes has {data['examples']} examples ({data['splits']}) and {copies} distorted "
-                         f"cop{'y' if copies == 1 else 'ies'} per training example, so {sum(want)} rows ({want}) "
+                         f"{agree(copies, 'copy', 'copies')} per training example, so {sum(want)} rows ({want}) "
                          f"were expected; {REPAIR}")
 
 

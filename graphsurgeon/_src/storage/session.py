@@ -45,6 +45,15 @@ def assign(session, values) -> None:
         session.run(ops, feed)
 
 
+def fed_variable(name: str, value, *, trainable: bool = False) -> tf.Variable:
+    """A resource variable ``name`` in the current graph, of ``value``'s dtype and shape and initialized to zeros,
+    for :func:`assign` to set to ``value`` (no constant in the GraphDef)."""
+    value = np.asarray(value)
+    with tf1.variable_scope("", use_resource=True):
+        return tf1.get_variable(name, value.shape, tf.as_dtype(value.dtype), tf1.zeros_initializer(),
+                                trainable=trainable)
+
+
 def save_checkpoint(session, prefix: str, global_step=None) -> str:
     """Save every global variable of ``session``'s graph with ``tf.compat.v1.train.Saver`` at
     ``prefix`` (``-global_step`` appended when given), meta graph and ``checkpoint`` state file
