@@ -61,9 +61,9 @@ class MergeResult(Report):
         lines.append(f"SavedModel {b['saved_model']:,} bytes = {b['saved_model'] / (b['backbone'] + b['heads']):.3f} x "
                      f"(backbone {b['backbone']:,} + heads {b['heads']:,})"
                      + ("; backbone data linked from the previous version" if self.linked_backbone else ""))
-        if self.max_abs_diff is not None:
-            lines.append(f"verified: every task's output within {self.max_abs_diff:.2g} of its own head on probe "
-                         "inputs")
+        if self.max_abs_diff is not None:  # 'within 0 of' for an exact match: say it is equal
+            how = f"within {self.max_abs_diff:.2g} of its own head" if self.max_abs_diff else "equal to its own head's"
+            lines.append(f"verified: every task's output {how} on probe inputs")
         return "\n".join(lines + self.notes)
 
 
