@@ -104,15 +104,21 @@ def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None, before_va
     plan.notes = plan_notes(cfg, model, cut, inp, fixed) + notes
     plan.features = head.features_report() if head else None
     model.plan = plan
+    _read_values(cfg, model, reinit, values, before_values)
+    return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
+                 feeds=feeds, train_feeds=train_feeds,
+                 fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates], notes=notes)
+
+
+def _read_values(cfg: RetrainConfig, model, reinit: list, values: bool, before_values) -> None:
+    """:func:`build`'s last step: ``before_values()`` (when given), then with ``values`` the values read and the
+    ``reinit`` variables drawn again."""
     if before_values is not None:
         before_values()
     if values:
         load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)
         if reinit:
             reinitialize(model, reinit, seed=cfg.seed)
-    return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
-                 feeds=feeds, train_feeds=train_feeds,
-                 fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates], notes=notes)
 
 
 def _refuse_left_out(cfg: RetrainConfig, model, cut: str) -> None:
