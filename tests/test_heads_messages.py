@@ -14,7 +14,7 @@ from graphsurgeon._src.cli import main, to_flags
 from graphsurgeon._src.cli.messages import command_flags
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError, TensorNotFoundError
 from graphsurgeon._src.multihead import verify
-from graphsurgeon._src.multihead.merge import add_task, merge_heads, remove_task
+from graphsurgeon._src.multihead.merge import MergeResult, add_task, merge_heads, remove_task
 
 tf1 = tf.compat.v1
 
@@ -302,3 +302,15 @@ def test_ewc_names_every_old_task_without_a_fisher_before_computing_any(models, 
                              "1"]) == 0
     assert (f"the new task adds head {r['extra_bytes']['head']:,}, fisher {fisher:,} bytes; the old tasks' Fisher "
             f"information computed in this run adds {2 * fisher:,} bytes") in capsys.readouterr().out
+
+
+def test_the_summary_says_an_exact_match_is_equal_not_within_0():
+    """'verified: every task's output within 0 of its own head' for heads that matched exactly."""
+    def said(diff):
+        res = MergeResult("v/1", [], [], [], {"saved_model": 10, "backbone": 6, "heads": 4}, diff)
+        return res.format_text().splitlines()[-1]
+
+    assert said(0.0) == "verified: every task's output equal to its own head's on probe inputs"
+    assert said(3e-7) == "verified: every task's output within 3e-07 of its own head on probe inputs"
+    assert "verified" not in MergeResult("v/1", [], [], [], {"saved_model": 10, "backbone": 6, "heads": 4},
+                                         None).format_text()

@@ -160,6 +160,20 @@ def test_missing_path_names_what_is_there(seed004):
     assert os.path.basename(prefix) in str(e.value) and "-typo" in str(e.value)
 
 
+def test_missing_path_with_a_trailing_slash_is_said_as_a_directory(seed004, tmp_path):
+    """'tasks/' names a directory: the message said it looked for 'tasks/.index, tasks/.meta'."""
+    prefix, _, _ = seed004
+    (tmp_path / "here.npz").write_bytes(b"")
+    for path, why in ((tmp_path / "tasks", "no such directory"),
+                      (tmp_path / "here.npz", f"{tmp_path / 'here.npz'} is a file, not a directory: drop the trailing /"),
+                      (prefix, f"{prefix} is a checkpoint prefix, not a directory: drop the trailing /")):
+        with pytest.raises(gs.CheckpointNotFoundError) as e:
+            gs.restore(f"{path}/")
+        assert str(e.value).startswith(f"no checkpoint, graph or SavedModel at {path}/ ({why}); "
+                                       f"{os.path.dirname(path)} holds "), str(e.value)
+        assert "/.index" not in str(e.value)
+
+
 def test_directory_where_prefix_meant(seed004, tmp_path):
     prefix, _, _ = seed004
     d = tmp_path / "two"

@@ -280,6 +280,27 @@ def test_logdir_is_not_staged_a_failed_run_keeps_its_curves(retrained, tmp_path,
     assert events  # logdir written while training, kept
 
 
+def test_settings_are_checked_before_an_existing_out(retrained, tmp_path):
+    """An existing --out was reported before --trainable or --head: a user fixed one mistake, then met the next."""
+    prefix, x, first, _ = retrained
+    out = tmp_path / "out"
+    shutil.copytree(first, out)
+    before = tree_hash(str(out))
+    for kw, error, said in ((dict(head="hidden3/Relu:2", trainable=["hiden3"]), gs.PatternError,
+                             "pattern 'hiden3' matches no variable; closest scopes: hidden3"),
+                            (dict(head="hidden3/Relu"), gs.ConfigError, "head 'hidden3/Relu': expected CUT:N_CLASSES"),
+                            (dict(head="hidden9/Relu:2"), gs.GraphSurgeonError, "'hidden9/Relu'"),
+                            (dict(head="hidden3/Relu:2", epochs=0), gs.ConfigError, "epochs=0: expected an integer")):
+        cfg = gs.RetrainConfig(model=prefix, **{"epochs": 1, **kw})
+        with pytest.raises(error) as e:
+            gs.retrain(cfg, two_class_data(x), str(out), progress=False)
+        assert said in str(e.value) and "exists" not in str(e.value), str(e.value)
+    with pytest.raises(gs.ConfigError, match="checkpoint exists; pass overwrite=True"):  # with the settings right
+        gs.retrain(gs.RetrainConfig(model=prefix, head="hidden3/Relu:2", epochs=1), two_class_data(x), str(out),
+                   progress=False)
+    assert tree_hash(str(out)) == before and os.listdir(tmp_path) == ["out"]
+
+
 def test_a_failed_run_leaves_an_existing_out_exactly_as_it_was(retrained, tmp_path, monkeypatch):
     prefix, x, first, _ = retrained
     out = tmp_path / "out"

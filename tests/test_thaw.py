@@ -224,6 +224,19 @@ def test_thaw_refuses_the_graph_file_itself_as_out(frozen_mlp, tmp_path, capfd):
         assert tree_hash(str(tmp_path)) == before
 
 
+def test_thaw_suggests_a_directory_that_does_not_exist(frozen_mlp, tmp_path, capfd):
+    """The refusal suggested frozen/thawed though a thaw had already written it."""
+    src = tmp_path / "frozen"
+    src.mkdir()
+    (src / "graph.pb").write_bytes(open(frozen_mlp[0], "rb").read())
+    for taken, suggested in (([], "thawed"), (["thawed"], "thawed_2"), (["thawed_2"], "thawed_3")):
+        for name in taken:
+            (src / name).mkdir()
+        code, _, err = cli(capfd, "thaw", src / "graph.pb", "--scopes", "hidden3", "--out", src, "--overwrite")
+        assert code == 2 and err.strip().endswith(f"name a new directory, such as {src / suggested}"), err
+    assert sorted(os.listdir(src)) == ["graph.pb", "thawed", "thawed_2"]
+
+
 def test_thaw_output_honours_the_umask(frozen_mlp, tmp_path):
     """The output directory was made by tempfile.mkdtemp and kept its mode 0700."""
     old = os.umask(0o027)

@@ -13,6 +13,7 @@ constant's, bit for bit; its readers read the variable instead. Nothing else cha
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 
 import tensorflow as tf
@@ -105,13 +106,19 @@ def _check_out_dir(out_dir: str, graph_path: str) -> None:
         home = os.path.dirname(graph)
         if out == graph:
             raise ConfigError(f"out_dir={out_dir} is the graph {graph}; thaw writes a whole directory and would "
-                              f"replace the graph with it: name a new directory, such as {home}{os.sep}thawed")
+                              f"replace the graph with it: name a new directory, such as {_unused(home)}")
         if out == home:
             raise ConfigError(f"out_dir={out_dir} is the graph's directory {home}; thaw writes a whole directory and "
-                              f"would replace the graph with it: name a new directory, such as {home}{os.sep}thawed")
+                              f"would replace the graph with it: name a new directory, such as {_unused(home)}")
         if home.startswith(os.path.join(out, "")):
             raise ConfigError(f"out_dir={out_dir} holds the graph {graph}; thaw writes a whole directory and would "
                               "replace the graph with it: name a new directory that does not hold the graph")
+
+
+def _unused(home: str) -> str:
+    """A directory to suggest beside the graph that does not exist: ``HOME/thawed``, else ``HOME/thawed_2``, …"""
+    return next(p for p in (os.path.join(home, "thawed" + (f"_{k}" if k > 1 else "")) for k in itertools.count(1))
+                if not os.path.lexists(p))
 
 
 def thaw_graph(graph_def, names, *, where: str = "graph"):

@@ -41,6 +41,8 @@ class Learned:
       packed_first: PackNet's, when it packed a plain model's own task first (pruning its kernels):
         ``{"task", "kernel_weights", "pruned", "pruned_fraction", "accuracy_before", "examples"}``, the last
         two None without old data for that task (:func:`graphsurgeon._src.continual.packnet.pack_first`).
+      mask_off: Piggyback's: how many of the backbone kernels' weights the new task's mask drops,
+        ``{"task", "kernel_weights", "off", "off_fraction"}`` (:func:`graphsurgeon._src.continual.piggyback.mask_off`).
     """
 
     groups: list
@@ -52,6 +54,7 @@ class Learned:
     extra_bytes: dict = dataclasses.field(default_factory=dict)
     old_fisher_bytes: int | None = None
     packed_first: dict | None = None
+    mask_off: dict | None = None
     notes: list = dataclasses.field(default_factory=list)
 
 

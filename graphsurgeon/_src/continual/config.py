@@ -132,6 +132,10 @@ class LearnConfig:
             raise ConfigError(f"gamma={self.gamma}: expected a decay 0 < gamma <= 1")
         if not _finite(self.threshold) or self.threshold < 0:
             raise ConfigError(f"threshold={self.threshold}: expected a mask threshold >= 0")
+        if self.method == "piggyback" and self.mask_init <= self.threshold:
+            raise ConfigError(f"mask_init={self.mask_init} with threshold={self.threshold}: every mask score would "
+                              "start at or below the threshold, every backbone kernel weight dropped; give a "
+                              "mask_init= above threshold=")
         if self.fisher_labels not in FISHER_LABELS:
             raise ConfigError(f"fisher_labels={self.fisher_labels!r}: expected one of {', '.join(FISHER_LABELS)}")
         if self.method == "lwf" and 0 < self.epochs <= self.warmup_epochs:

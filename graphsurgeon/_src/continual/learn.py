@@ -45,7 +45,9 @@ class LearnResult(Report):
     backbone kernels' weights), ``pruned`` (how many of them were zeroed), ``pruned_fraction``, and with old data
     for that task ``accuracy_before`` (the model read, before packing) and ``accuracy_after`` (the written
     model) on that data's test split (all of it when it has none) of ``examples`` examples, else None (not
-    measured); None for every other run."""
+    measured); None for every other run; ``mask_off``: with piggyback, how many of the backbone kernels' weights
+    the new task's mask drops: ``task``, ``kernel_weights``, ``off``, ``off_fraction`` (when none, a note says so
+    and names ``mask_lr``); None for the other methods."""
 
     directory: str
     method: str
@@ -59,6 +61,7 @@ class LearnResult(Report):
     seconds: float
     notes: list = dataclasses.field(default_factory=list)
     packed_first: dict | None = None
+    mask_off: dict | None = None
 
     def format_text(self) -> str:
         counts = self.metrics.get("examples", {})
@@ -70,6 +73,10 @@ class LearnResult(Report):
                          "the new one")
         if self.packed_first:
             lines.append(_packed_text(self.packed_first))
+        if self.mask_off:
+            m = self.mask_off
+            lines.append(f"  new task '{m['task']}' masked: {m['off']:,} of the backbone kernels' {m['kernel_weights']:,} "
+                         f"weights off ({m['off_fraction']:.3f})")
         extra = ", ".join(f"{k} {v:,}" for k, v in self.extra_bytes.items())
         old = self.old_fisher_bytes
         lines.append(f"{self.directory}: {len(self.tasks)} tasks, {self.bytes:,} bytes; the new task adds {extra} bytes"
@@ -149,7 +156,7 @@ def learn_task(cfg: LearnConfig, data, out_dir: str, *, progress: bool = True) -
                   "examples": packed["examples"]}
     return LearnResult(out_dir, cfg.method, entry, tab["tasks"], rec["accuracy"], learned.history,
                        learned.extra_bytes, learned.old_fisher_bytes, write.directory_bytes(out_dir), seconds,
-                       notes + learned.notes, packed)
+                       notes + learned.notes, packed, learned.mask_off)
 
 
 def _check_random(net, cfg: LearnConfig, x, replaces) -> tuple[list, bool, set]:

@@ -61,9 +61,9 @@ class MergeResult(Report):
         lines.append(f"SavedModel {b['saved_model']:,} bytes = {b['saved_model'] / (b['backbone'] + b['heads']):.3f} x "
                      f"(backbone {b['backbone']:,} + heads {b['heads']:,})"
                      + ("; backbone data linked from the previous version" if self.linked_backbone else ""))
-        if self.max_abs_diff is not None:
-            lines.append(f"verified: every task's output within {self.max_abs_diff:.2g} of its own head on probe "
-                         "inputs")
+        if self.max_abs_diff is not None:  # 'within 0 of' for an exact match: say it is equal
+            how = f"within {self.max_abs_diff:.2g} of its own head" if self.max_abs_diff else "equal to its own head's"
+            lines.append(f"verified: every task's output {how} on probe inputs")
         return "\n".join(lines + self.notes)
 
 
@@ -301,7 +301,10 @@ def _matching_group(m, backbones, bb_values, atol: float, model_dir: str) -> int
         grouper.add(-1, [bb_values[g][a] for a, _ in pairs])
         if grouper.add(0, m.values([b for _, b in pairs])) == 0:
             return g
-        diffs.append(compare.report(grouper.differences(), grouper.names, lambda i: f"group {g} of {model_dir}"))
+        d, = grouper.differences()  # the model's weights against group g's: what differs, from what
+        verb = "differs" if len(d["tensors"]) == 1 else "differ"
+        diffs.append(f"its {compare.summarize(d['tensors'], grouper.names)} {verb} from backbone group {g}'s "
+                     f"(max |Δ| {d['max_abs']:.3g}, relative {d['max_rel']:.3g})")
     raise MergeHeadsError(f"{m.path}: its backbone weights differ from every backbone of {model_dir} "
                           f"(atol {atol:g}): {'; '.join(diffs)}")
 

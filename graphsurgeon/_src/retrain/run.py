@@ -112,13 +112,11 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
       ``cfg.allow_random``; BatchDependentError: an example's value changes with its batch-mates,
       unless ``cfg.allow_batch_dependent``.
     """
-    _check_request(cfg, data, cache, out_dir, overwrite)  # before anything trains
+    _check_request(cfg, data, cache, out_dir)  # the settings first, before anything is read
     cfg, taken, meta = with_cache_settings(cfg, cache) if cache else (cfg, None, None)
-    setup = build(cfg, values=True, meta_graph=meta)  # (the meta graph read once)
+    # the graph, head and trainable patterns checked before out_dir; out_dir before the values are read
+    setup = build(cfg, values=True, meta_graph=meta, before_values=lambda: _check_out(cfg, out_dir, overwrite))
     setup.notes += [taken] if taken else []
-    if setup.logits is None:
-        raise ConfigError("nothing to train: give head=CUT:N_CLASSES (a new head on the tensor CUT) or "
-                          "output=TENSOR (existing logits to fine-tune)")
     batch_size = batch_size_for(cfg.batch_size, setup.fixed_batch, 32, f"the graph of {cfg.model}")
     examples = _examples(cfg, setup, data, cache, batch_size)
     head_input = _check_head_input(cfg, setup, examples)
@@ -135,10 +133,10 @@ def retrain(cfg: RetrainConfig, data=None, out_dir: str = "", *, cache: str | No
     return RetrainResult(history, metrics, setup.plan, result, setup, settings, head_input)
 
 
-def _check_request(cfg, data, cache, out_dir, overwrite) -> None:
-    """Refuse, before anything is built, what :func:`retrain` cannot honour: no ``out_dir``, both
-    ``data`` and ``cache``, an ``out_dir`` in the model's directory, not a directory, not writable, or
-    holding a model without ``overwrite``."""
+def _check_request(cfg, data, cache, out_dir) -> None:
+    """Refuse, before anything is read, settings :func:`retrain` cannot honour: no ``out_dir``, both ``data``
+    and ``cache``, numbers out of range, a ``head`` that is not ``CUT:N_CLASSES``, neither ``head`` nor
+    ``output`` (nothing to train)."""
     if not out_dir:
         raise ConfigError("no output directory given (out_dir=DIR)")
     if cache and data is not None:
@@ -146,6 +144,15 @@ def _check_request(cfg, data, cache, out_dir, overwrite) -> None:
         raise ConfigError(f"data={given} and cache={cache}: give one, not "
                           "both (a cache holds the examples it was made from); to train on new data, cache it "
                           "first with generate_cache, or leave out cache= to train from the data")
+    cfg.check()
+    if not cfg.head_spec() and not cfg.output and cfg.model:  # (build refuses no model)
+        raise ConfigError("nothing to train: give head=CUT:N_CLASSES (a new head on the tensor CUT) or "
+                          "output=TENSOR (existing logits to fine-tune)")
+
+
+def _check_out(cfg, out_dir, overwrite) -> None:
+    """Refuse an ``out_dir`` in the model's directory, not a directory, not writable, or holding a model
+    without ``overwrite`` (after the settings and the graph are checked, before the values are read)."""
     check_out_dir(cfg, out_dir)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise ConfigError(f"out_dir={out_dir} exists and is not a directory")

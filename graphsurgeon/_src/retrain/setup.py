@@ -50,12 +50,14 @@ def _check_classes(cfg: RetrainConfig, logits) -> None:
                           "or more classes (a yes/no sigmoid output: a new head on the layer below it, head=CUT:2)")
 
 
-def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None) -> Setup:
+def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None, before_values=None) -> Setup:
     """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains; with
     ``values=False`` nothing is read and no session is made (the dry-run plan). Without ``head`` or
     ``output`` the whole graph is restored and the plan says, for every variable, whether it is restored
     and whether it would train (``trainable`` patterns), as ``tf_slim.get_variables_to_restore(exclude=...)``
     would restore it (``drop`` patterns here). ``meta_graph``: ``cfg.model``'s, read already (see ``restore``).
+    ``before_values``: called once the graph, head and plan are made (every pattern checked), before the values
+    are read (retrain checks its output directory there).
     """
     if not cfg.model:
         raise ConfigError("no model given (model=PATH, or model = '...' in the plan file)")
@@ -103,13 +105,21 @@ def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None) -> Setup:
     plan.notes = plan_notes(cfg, model, cut, inp, fixed) + notes
     plan.features = head.features_report() if head else None
     model.plan = plan
+    _read_values(cfg, model, reinit, values, before_values)
+    return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
+                 feeds=feeds, train_feeds=train_feeds,
+                 fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates], notes=notes)
+
+
+def _read_values(cfg: RetrainConfig, model, reinit: list, values: bool, before_values) -> None:
+    """:func:`build`'s last step: ``before_values()`` (when given), then with ``values`` the values read and the
+    ``reinit`` variables drawn again."""
+    if before_values is not None:
+        before_values()
     if values:
         load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)
         if reinit:
             reinitialize(model, reinit, seed=cfg.seed)
-    return Setup(model, plan, inp, logits, probs, head, stage_sets, extra, cut=cut,
-                 feeds=feeds, train_feeds=train_feeds,
-                 fixed_batch=fixed, stage_updates=[[o.name for o in u] for u in stage_updates], notes=notes)
 
 
 def _refuse_left_out(cfg: RetrainConfig, model, cut: str) -> None:

@@ -157,13 +157,16 @@ def resolve(path: str, tags=("serve",)) -> Source:
         return _from_prefix(path, path)
     if os.path.isfile(path + ".meta"):
         return Source("checkpoint", path, prefix=None, meta_path=path + ".meta")
-    parent = os.path.dirname(path) or "."
+    bare = path.rstrip("/" + os.sep) or path  # 'tasks/' names a directory: no 'tasks/.index' is looked for
+    looked = f"looked for {path}.index, {path}.meta, a directory"
+    if bare != path:
+        kind = "file" if os.path.isfile(bare) else "checkpoint prefix" if checkpoint_files(bare) else None
+        looked = f"{bare} is a {kind}, not a directory: drop the trailing /" if kind else "no such directory"
+    parent = os.path.dirname(bare) or "."
     hint = ""
     if os.path.isdir(parent):
         hint = f"; {parent} {_describe_dir(parent).replace('it holds', 'holds', 1)}"
-    raise CheckpointNotFoundError(
-        f"no checkpoint, graph or SavedModel at {path} (looked for {path}.index, {path}.meta, a directory){hint}"
-    )
+    raise CheckpointNotFoundError(f"no checkpoint, graph or SavedModel at {path} ({looked}){hint}")
 
 
 def is_retrain_output(path: str) -> bool:
