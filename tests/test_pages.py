@@ -23,21 +23,26 @@ def test_aligned_memory_is_zeroed_writable_and_page_aligned(populate):
     assert int(a.sum()) == 7 * (3 << 20) // 4096
 
 
-@linux
-def test_populated_memory_comes_from_the_c_library_and_is_unmapped_with_its_last_view(monkeypatch):
-    libc = pages._libc()
+@pytest.fixture
+def unmapped(monkeypatch):
+    """The ``(address, size)`` of each munmap of memory made from now on (the C library's, recorded)."""
+    libc, calls = pages._libc(), []
     assert libc is not None
-    unmapped = []
 
-    class Recording:  # the C library's mmap, with munmap's calls recorded
+    class Recording:
         mmap = libc.mmap
 
         @staticmethod
         def munmap(addr, size):
-            unmapped.append((addr, size))
+            calls.append((addr, size))
             return libc.munmap(addr, size)
 
     monkeypatch.setattr(pages, "_LIBC", [Recording])
+    return calls
+
+
+@linux
+def test_populated_memory_comes_from_the_c_library_and_is_unmapped_with_its_last_view(unmapped):
     a = pages.aligned(1 << 20, populate=True)
     assert isinstance(a.base, pages._Mapping)
     address, view = a.ctypes.data, a[4096:]
@@ -61,3 +66,21 @@ def test_other_threads_run_while_populated_memory_is_made():
     while len(tries) < 3 and not any(stall < 0.5 * took for stall, took in tries):
         tries.append(longest_stall(lambda: pages.aligned(size, populate=True)))
     assert any(stall < 0.5 * took for stall, took in tries), tries
+
+
+@linux
+def test_a_mapping_unmaps_itself_with_the_munmap_it_was_made_with(unmapped, monkeypatch):
+    """At interpreter exit the module's globals may be gone: a mapping collected then still unmaps itself."""
+    unraisable = []
+    a = pages.aligned(1 << 20, populate=True)
+    address = a.ctypes.data
+
+    def gone():
+        raise AssertionError("looked up the C library again")
+
+    monkeypatch.setattr(pages, "_libc", gone)
+    monkeypatch.setattr(pages, "_LIBC", [])
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    del a
+    gc.collect()
+    assert unraisable == [] and unmapped == [(address, 1 << 20)]

@@ -17,7 +17,8 @@ import numpy as np
 def aligned(size: int, *, populate: bool) -> np.ndarray:
     """``size`` bytes of zeroed page-aligned memory, as a writable uint8 array that owns it (the
     memory is unmapped when the array and its views are gone). With ``populate`` (Linux) its pages
-    are made at once, in one call that does not hold the GIL, rather than one page fault at a time
+    are made at once, in one call that does not hold the GIL where the C library's ``mmap`` can be
+    called (else through ``mmap.mmap``, which holds it), rather than one page fault at a time
     as they are first written (fresh memory is expensive on virtual machines: 32 MiB took 33 ms
     page by page and 16 ms populated, measured on the benchmark's VM)."""
     if populate and hasattr(mmap, "MAP_POPULATE") and _libc() is not None:
