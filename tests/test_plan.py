@@ -2,7 +2,7 @@
 import pytest
 
 import graphsurgeon as gs
-from graphsurgeon._src.surgery.plan import is_optimizer_state
+from graphsurgeon._src.surgery.plan import _features_line, is_optimizer_state
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -42,3 +42,10 @@ def test_text_orders_numbers_by_value_and_says_only_the_old_state_there_is():
     assert len({l.index(" no ") if " no " in l else l.index(" yes ") for l in lines[1:6]}) == 1  # one train column
     assert lines[6] == "-- 9 variables: 3 restored, 1 new, 5 dropped; 1 trainable"
     assert gs.make_plan({}, {}).format_text().splitlines()[-1] == "-- 0 variables; 0 trainable"
+
+
+@pytest.mark.parametrize("n, said", [(1, "-> 1 feature"), (2, "-> 2 features"), (None, "-> ? features")])
+def test_the_features_line_counts_in_the_right_number(n, said):
+    """A head reading one feature (lstm_aplain's cut) was said to read '1 features'."""
+    line = _features_line({"cut": "h:0", "shape": [n], "pool": "none", "features": n})
+    assert line == f"-- the head reads h:0 [{'?' if n is None else n}] {said}"

@@ -199,7 +199,8 @@ def _features_line(f: dict) -> str:
     """``-- the head reads MaxPool_9:0 [5, 5, 16] -> avg over 5×5 -> 16 features``."""
     dims = [("?" if d is None else str(d)) for d in f["shape"]]
     how = {"avg": f" -> avg over {'×'.join(dims[:-1])}", "flatten": " -> flattened"}.get(f["pool"], "")
-    return f"-- the head reads {f['cut']} [{', '.join(dims)}]{how} -> {f['features']} features"
+    n = f["features"]
+    return f"-- the head reads {f['cut']} [{', '.join(dims)}]{how} -> {'? features' if n is None else counted(n, 'feature')}"
 
 
 def checkpoint_names(graph_names, entries, rules: Rules | None = None) -> dict:
