@@ -122,6 +122,8 @@ def test_trainable_layers_below_the_cache_are_refused(seed004, npz, tmp_path):
             r.read([0, 900])
         with pytest.raises(gs.CacheError, match=r": no example at positions 900, 901 \(the data set has 256\)$"):
             r.read([900, 0, 901])
+        with pytest.raises(gs.CacheError, match=r": no example at position 900 \(the data set has 256\)$"):
+            r.read([900, 0, 900])  # asked twice, named once
         with pytest.raises(gs.CacheError, match=r": no example at positions 900, 901, 902, 903, 904 \(the data set "
                                                  r"has 256\)$"):
             r.read(range(900, 905))

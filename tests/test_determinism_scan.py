@@ -208,3 +208,21 @@ def test_the_product_of_the_shape_tensordot_takes_does_not_mix_a_batch():
     assert batch_mixing_ops(model, "out:0", "seq") == []
     assert batch_mixing_ops(model, "centred:0", "seq") == ["batch_mean"]
     assert batch_mixing_ops(model, "old:0", "seq") == []
+
+
+def test_where_to_cut_instead_names_no_op_when_the_scan_finds_none():
+    """A batch mixed by an op the scan does not know (a cumulative sum over the batch): the way out said 'below
+    them' of ops it had not named; one op is 'it', more are 'them'."""
+    from graphsurgeon._src.determinism import mixing
+
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4], name="x")
+        tf.cumsum(x, axis=0, name="running")
+        tf.subtract(x, tf.reduce_mean(x, axis=0), name="centred")
+        tf.add(x - tf.reduce_max(x, axis=0), tf.reduce_min(x, axis=0), name="spread")
+    model = types.SimpleNamespace(graph=g)
+    x = g.get_tensor_by_name("x:0")
+    assert mixing(model, "running:0", x).instead == "where an example's value does not change with its batch-mates"
+    assert mixing(model, "centred:0", x).instead == "below it"
+    assert mixing(model, "spread:0", x).instead == "below them"

@@ -280,7 +280,7 @@ class Mixing:
     """How a tensor depends on its batch-mates, for messages (:func:`mixing`): ``why`` (the ops likely
     responsible, or what was seen; or that axis 0 may not be the batch), ``cause`` (``why`` and, unless
     axis 0 is in doubt, the usual causes) and ``instead`` (where to cut instead: ``below them``, ``below it``
-    for one op)."""
+    for one op; ``where an example's value does not change with its batch-mates`` when no op is named)."""
 
     why: str
     cause: str
@@ -298,7 +298,7 @@ def mixing(model, tensor: str, input_tensor) -> Mixing:
     ops = batch_mixing_ops(model, tensor, input_tensor.op.name)
     why = f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
     return Mixing(why, f"{why}: batch statistics such as tf.nn.moments or batch norm in training mode",
-                  f"below {them(ops)}")
+                  f"below {them(ops)}" if ops else "where an example's value does not change with its batch-mates")
 
 
 # What a batch-dependent tensor does to the exported model: in a refusal (:func:`batch_refusal`) and a note
