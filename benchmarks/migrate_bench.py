@@ -7,7 +7,8 @@ Interleaved repeats, medians, ratios of medians:
   ``fsync``) and both with it read into the page cache just before (warm)        goal <= 2
 * rename every tensor (verified) ÷ warm ``cp``                                   goal <= 0.2
 * the disk's share: the bytes the cast writes (half the data file), written alone from memory as
-  the cast writes them (8 MiB direct-I/O writes, two in flight) and fsync'd, ÷ warm ``cp``; and
+  the cast's writer writes them (its stage size, stages and I/O threads: 8 MiB direct-I/O writes,
+  two in flight) and fsync'd, ÷ warm ``cp``; and
   the warm cast ÷ that write                                                     no goal
 * the same cast of a checkpoint of many small tensors (TF-Slim inception_v3: 388 tensors, 104 MB, 365 of
   them under 1 MiB) ÷ warm ``cp`` of its data file, and without verification (``verify="none"``):
@@ -98,24 +99,25 @@ def fsynced_copy(a, b):
     os.close(fd)
 
 
-def durable_write(path, size, block=8 << 20):
-    """Write ``size`` bytes (rounded up to whole 8 MiB blocks) from four page-aligned buffers, two
-    writes in flight, with direct I/O where the file system takes it, then fsync: what the cast's
-    writing costs the disk alone."""
+def durable_write(path, size):
+    """Write ``size`` bytes (rounded up to whole stages) as the cast's writer does: its stage size, number
+    of stages and I/O threads (``DataWriter``), with direct I/O where the file system takes it, then
+    fsync: what the cast's writing costs the disk alone."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from graphsurgeon._src.storage.bundle_data import DataWriter, _open_direct
     from graphsurgeon._src.storage.pages import aligned
 
-    buffers = [aligned(block, populate=True) for _ in range(4)]
+    block, n = DataWriter.STAGE_BYTES, DataWriter.STAGES
+    buffers = [aligned(block, populate=True) for _ in range(n)]
     for i, b in enumerate(buffers):
         b[:] = i + 1
+    open(path, "xb").close()
+    fd = _open_direct(path)
+    fd = os.open(path, os.O_WRONLY) if fd is None else fd
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_DIRECT", 0), 0o644)
-    except OSError:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda i: os.pwrite(fd, buffers[i % 4], i * block), range(-(-size // block))))
+        with ThreadPoolExecutor(DataWriter.IO_THREADS) as pool:
+            list(pool.map(lambda i: os.pwrite(fd, buffers[i % n], i * block), range(-(-size // block))))
         os.fsync(fd)
     finally:
         os.close(fd)

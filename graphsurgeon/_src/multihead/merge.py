@@ -13,7 +13,7 @@ import dataclasses
 import os
 
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError
-from graphsurgeon._src.mixins import Report, counted
+from graphsurgeon._src.mixins import Report, agree, counted
 from graphsurgeon._src.multihead import build as builder
 from graphsurgeon._src.multihead import compare, layout, load
 from graphsurgeon._src.multihead import spec as specs
@@ -171,8 +171,8 @@ def merge_heads(models, features: str, out: str, *, input: str | None = None, ou
         raise ConfigError(f"{out} exists; merged models are written to a new directory (choose another out=)")
     check_destination(out, f"out={out}")  # before any model is read
     paths = load.expand(models)
-    given = [models] if isinstance(models, (str, os.PathLike)) else list(models)
-    refuse_output_inside(out, [*paths, *[os.fspath(m) for m in given if os.path.isdir(m)]], f"out={out}")
+    given = [models] if isinstance(models, (str, os.PathLike)) else list(models)  # (a directory of models too)
+    refuse_output_inside(out, [*paths, *map(os.fspath, given)], f"out={out}")
     names = list(task_names) if task_names is not None else load.default_names(paths)
     if len(names) != len(paths):
         raise MergeHeadsError(f"{len(names)} task names for {len(paths)} models")
@@ -302,7 +302,7 @@ def _matching_group(m, backbones, bb_values, atol: float, model_dir: str) -> int
         if grouper.add(0, m.values([b for _, b in pairs])) == 0:
             return g
         d, = grouper.differences()  # the model's weights against group g's: what differs, from what
-        verb = "differs" if len(d["tensors"]) == 1 else "differ"
+        verb = agree(len(d["tensors"]), "differs", "differ")
         diffs.append(f"its {compare.summarize(d['tensors'], grouper.names)} {verb} from backbone group {g}'s "
                      f"(max |Δ| {d['max_abs']:.3g}, relative {d['max_rel']:.3g})")
     raise MergeHeadsError(f"{m.path}: its backbone weights differ from every backbone of {model_dir} "

@@ -15,7 +15,7 @@ import numpy as np
 
 
 def aligned(size: int, *, populate: bool) -> np.ndarray:
-    """``size`` bytes of zeroed page-aligned memory, as a writable uint8 array that owns it (the
+    """``size`` bytes of zeroed page-aligned memory, as a writable uint8 array that keeps it mapped (the
     memory is unmapped when the array and its views are gone). With ``populate`` (Linux) its pages
     are made at once, in one call that does not hold the GIL where the C library's ``mmap`` can be
     called (else through ``mmap.mmap``, which holds it), rather than one page fault at a time
