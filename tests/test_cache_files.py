@@ -195,3 +195,20 @@ def test_the_checks_record_is_read_when_present_and_checked(cache):
     del m["checks"]
     _write_manifest(cache, m)
     CacheReader(cache).close()
+
+
+@pytest.mark.parametrize("held, rows, said", [(1, 2, "holds 1 content key; expected 2 content keys"),
+                                              (2, 1, "holds 2 content keys; expected 1 content key")])
+def test_a_keys_file_of_the_wrong_length_is_counted_in_the_right_number(tmp_path, held, rows, said):
+    """It said '1 content keys'."""
+    import hashlib
+    import io
+
+    from graphsurgeon._src.storage.cacheshards import KEY_DTYPE, read_keys
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(held, KEY_DTYPE))
+    (tmp_path / "k.npy").write_bytes(buf.getvalue())
+    entry = {"keys": "k.npy", "keys_sha256": hashlib.sha256(buf.getvalue()).hexdigest(), "rows": rows, "file": "s.npy"}
+    with pytest.raises(gs.CacheError, match=said):
+        read_keys(str(tmp_path), entry)

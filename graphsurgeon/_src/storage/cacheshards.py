@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from graphsurgeon._src.errors import CacheError
-from graphsurgeon._src.mixins import agree, listed
+from graphsurgeon._src.mixins import agree, counted, listed
 from graphsurgeon._src.storage import cachefiles, files
 
 # per stored row: the content key (sha256 of the input's bytes) and the copy (0 = undistorted)
@@ -164,10 +164,10 @@ def read_keys(directory: str, entry: dict) -> np.ndarray:
     except (ValueError, EOFError) as e:
         raise CacheError(f"{path}: not a readable .npy file ({e}); {REPAIR_HINT}") from None
     if keys.dtype != KEY_DTYPE or keys.shape != (entry["rows"],):
-        what = f"{len(keys)} content keys" if keys.dtype == KEY_DTYPE and keys.ndim == 1 else \
+        what = counted(len(keys), "content key") if keys.dtype == KEY_DTYPE and keys.ndim == 1 else \
             f"{keys.dtype} {list(keys.shape)}"
-        raise CacheError(f"{path}: holds {what}; expected {entry['rows']} content keys (sha256 and copy number), one "
-                         f"per row of {entry['file']}; {REPAIR_HINT}")
+        raise CacheError(f"{path}: holds {what}; expected {counted(entry['rows'], 'content key')} (sha256 and copy "
+                         f"number), one per row of {entry['file']}; {REPAIR_HINT}")
     return keys
 
 

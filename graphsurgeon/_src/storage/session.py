@@ -47,7 +47,8 @@ def assign(session, values) -> None:
 
 def fed_variable(name: str, value, *, trainable: bool = False) -> tf.Variable:
     """A resource variable ``name`` in the current graph, of ``value``'s dtype and shape and initialized to zeros,
-    for :func:`assign` to set to ``value`` (no constant in the GraphDef)."""
+    for :func:`assign` to set to ``value`` (the value is fed, not a constant of the GraphDef; only the
+    zeros initializer's constants are)."""
     value = np.asarray(value)
     with tf1.variable_scope("", use_resource=True):
         return tf1.get_variable(name, value.shape, tf.as_dtype(value.dtype), tf1.zeros_initializer(),
