@@ -427,6 +427,9 @@ def test_variables_the_object_graph_does_not_name_are_counted(tmp_path):
     with pytest.raises(gs.GraphSurgeonError, match=r": cannot tell which checkpoint value variables a, b hold: the "
                                                    r"SavedModel's object graph does not name them$"):
         tf2.values(source, ["b", "a"])
+    with pytest.raises(gs.GraphSurgeonError, match=r": cannot tell which checkpoint value variables a, b, c, d, e … hold: "
+                                                   r"the SavedModel's object graph does not name them$"):
+        tf2.values(source, list("fedcba"))  # the first five, then ' …' (it named five and stopped)
 
 
 def test_a_tf2_saved_model_without_its_variables_counts_those_it_reads(tmp_path):

@@ -52,7 +52,7 @@ from graphsurgeon._src.continual.graph import TrainGraph, Wording, check_feature
 from graphsurgeon._src.continual.network import value_piece
 from graphsurgeon._src.continual.targets import class_prior, listed, teacher_targets
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
-from graphsurgeon._src.mixins import Report
+from graphsurgeon._src.mixins import Report, series
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.multihead.piece import input_spec
@@ -95,8 +95,8 @@ class CombineResult(Report):
 
     def format_text(self) -> str:
         how = "from labels" if self.mode == "labels" else "without labels, from the models' own outputs"
-        lines = [f"{self.directory}: {len(self.classes)} classes ({', '.join(self.classes[:12])}"
-                 f"{' …' if len(self.classes) > 12 else ''}), head trained {how} in {self.seconds:.1f} s"]
+        lines = [f"{self.directory}: {len(self.classes)} classes ({series(self.classes, 12)}), "
+                 f"head trained {how} in {self.seconds:.1f} s"]
         lines += [f"  {k}: {v:.4f}" for k, v in self.metrics.items() if isinstance(v, float)]
         return "\n".join(lines + list(self.notes or ()))
 

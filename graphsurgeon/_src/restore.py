@@ -21,7 +21,7 @@ from graphsurgeon._src.errors import (
     TensorNotFoundError,
     UnsafeGraphError,
 )
-from graphsurgeon._src.mixins import agree, counted
+from graphsurgeon._src.mixins import agree, counted, series
 from graphsurgeon._src.model import Model
 from graphsurgeon._src.rules import Rules, is_optimizer_state
 from graphsurgeon._src.storage.checkpoint import CheckpointReader, import_meta_graph
@@ -240,11 +240,11 @@ def load(model: Model, *, allow_missing: bool = False, allow_cast: bool = False,
     if not allow_unsafe_ops:
         found = model.unsafe_ops
         if found:
-            listed = ", ".join(f"{name} ({op})" for name, op in found[:6]) + (" …" if len(found) > 6 else "")
             n = len(found)
             raise UnsafeGraphError(
                 f"{model.source.path if model.source else 'the graph'} holds {counted(n, 'op')} that "
-                f"{agree(n, 'touches', 'touch')} files or {agree(n, 'runs', 'run')} Python: {listed}; graphsurgeon "
+                f"{agree(n, 'touches', 'touch')} files or {agree(n, 'runs', 'run')} Python: "
+                f"{series((f'{name} ({op})' for name, op in found), 6)}; graphsurgeon "
                 f"runs a graph only when you trust it: pass allow_unsafe_ops=True, or cut the graph below "
                 f"{agree(n, 'it', 'them')}")
     info = graph_variable_info(model.graph)

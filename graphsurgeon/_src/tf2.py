@@ -70,7 +70,7 @@ def _values(saved, source: Source, variables, signature: str) -> SavedModelValue
     missing = sorted(n for n in variables if keys.get(bound.get(n)) is None)
     if missing:
         n = len(missing)
-        raise GraphSurgeonError(f"{where}: cannot tell which checkpoint value {listed('variable', missing[:5])} "
+        raise GraphSurgeonError(f"{where}: cannot tell which checkpoint value {listed('variable', missing, 5)} "
                                 f"{agree(n, 'holds', 'hold')}: the SavedModel's object graph does not name "
                                 f"{agree(n, 'it', 'them')}")
     nodes = saved.object_graph_def.nodes

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.errors import ConfigError
-from graphsurgeon._src.mixins import agree, counted
+from graphsurgeon._src.mixins import agree, counted, series
 from graphsurgeon._src.progress import Progress
 
 tf1 = tf.compat.v1
@@ -131,12 +131,11 @@ def check_lr_mult(lr_mult, stages, names) -> None:
         if any(h in first for h in hits):
             continue
         late = [h for h in hits if h in later]
-        shown = ", ".join((late or hits)[:4]) + (" …" if len(late or hits) > 4 else "")
         if late:
             raise ConfigError(f"lr_mult='{pat}={mult:g}': {pat} matches only variables that start training at an "
-                              f"unfreeze stage ({shown}); that stage sets their multiplier: give it there "
+                              f"unfreeze stage ({shown(late)}); that stage sets their multiplier: give it there "
                               f"(unfreeze=EPOCH:{pat}={mult:g})")
-        raise ConfigError(f"lr_mult='{pat}={mult:g}': {pat} matches only variables that do not train ({shown}); "
+        raise ConfigError(f"lr_mult='{pat}={mult:g}': {pat} matches only variables that do not train ({shown(hits)}); "
                           f"make them train (trainable={pat}) or leave the multiplier out")
 
 
@@ -168,7 +167,7 @@ def lr_mult_notes(lr_mult, stages, names, left_out=()) -> list[str]:
 
 def shown(names) -> str:
     """Up to four of ``names``, with `` …`` when there are more (for messages)."""
-    return ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
+    return series(names, 4)
 
 
 def update_ops_for(graph, trainable_names, trainable_patterns=()) -> list:

@@ -135,8 +135,8 @@ def run(job, beam_args: list) -> list[dict]:
     done = {e["shard"] for e in manifest["shards"]} if manifest else set()
     missing = [t.shard for t in plan.tasks if t.shard not in done]
     if missing:
-        raise CacheError(f"{s.out_dir}: the Beam pipeline finished without committing {listed('shard', missing[:5])}"
-                         + (f" … ({len(missing)} shards)" if len(missing) > 5 else ""))
+        raise CacheError(f"{s.out_dir}: the Beam pipeline finished without committing "
+                         f"{listed('shard', missing, 5, count=True)}")
     return manifest["shards"]
 
 

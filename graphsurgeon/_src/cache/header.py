@@ -86,7 +86,7 @@ def differences(old: dict, new: dict, keys=("tensor_dtype", "shape", "preprocess
     changed = sorted(n for n in set(ofp["variables"]) | set(nfp["variables"])
                      if ofp["variables"].get(n) != nfp["variables"].get(n))
     if changed:
-        out.append(f"values of frozen {listed('variable', changed[:5])}" + (" …" if len(changed) > 5 else ""))
+        out.append(f"values of frozen {listed('variable', changed, 5)}")
     if ofp["graph"] != nfp["graph"] and not changed:
         out.append("the frozen subgraph's ops")
     for key in keys:

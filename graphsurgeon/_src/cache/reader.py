@@ -148,8 +148,8 @@ class CacheReader(Closing):
             if len(rows["example"]) else np.zeros(len(positions), bool)
         if not ok.all():
             missing = list(dict.fromkeys(positions[~ok].tolist()))  # each once, in the order asked
-            raise CacheError(f"{self.directory}: no example at {listed('position', missing[:5])}"
-                             f"{' …' if len(missing) > 5 else ''} (the data set has {self.data['examples']})")
+            raise CacheError(f"{self.directory}: no example at {listed('position', missing, 5)} "
+                             f"(the data set has {self.data['examples']})")
         out = np.empty((len(positions),) + tuple(self.shape), np.float32)
         epochs.gather(self._store, rows["shard"][at], rows["row"][at], out, epochs.new_piece_buffer(self._store))
         return out

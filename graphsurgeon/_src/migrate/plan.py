@@ -15,6 +15,7 @@ from graphsurgeon._src import select
 from graphsurgeon._src.errors import ConfigError, MigrateError, PatternError
 from graphsurgeon._src.migrate.rules import CAST_DTYPES, Rules, argument, plan_names
 from graphsurgeon._src.migrate.sources import SourceCheckpoint
+from graphsurgeon._src.mixins import series
 from graphsurgeon._src.rules import is_optimizer_state
 from graphsurgeon._src.storage import objectgraph
 
@@ -105,8 +106,8 @@ def tf2_variable_keys(src: SourceCheckpoint) -> dict:
     shared = {n: ks for n, ks in by_name.items() if len(ks) > 1}
     if shared:
         name, keys = min(shared.items())
-        raise MigrateError(f"{src.path}: {len(keys)} variables are named '{name}' ({', '.join(keys[:3])}"
-                           f"{', …' if len(keys) > 3 else ''}); TF2 variables made without name= share one. Read the "
+        raise MigrateError(f"{src.path}: {len(keys)} variables are named '{name}' ({series(keys, 3)}); "
+                           "TF2 variables made without name= share one. Read the "
                            "checkpoint by its keys instead (from_format='tf1') and rename them")
     return {n: ks[0] for n, ks in by_name.items()}
 
@@ -143,7 +144,7 @@ def apply_casts(tensors: list, rules: Rules) -> list:
 
 def _no_float(rule: tuple, matched: list) -> str:
     """A cast rule that matches only tensors that are not floating point: ``'global_step' is int64``."""
-    said = ", ".join(f"'{p.old}' is {p.dtype.name}" for p in matched[:3]) + (", …" if len(matched) > 3 else "")
+    said = series((f"'{p.old}' is {p.dtype.name}" for p in matched), 3)
     among = f" (no float tensor among the {len(matched)} it matches)" if len(matched) > 1 else ""
     return f"{argument('cast', rule)}: {said}{among}; only float tensors are cast"
 

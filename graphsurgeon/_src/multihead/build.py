@@ -25,6 +25,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from graphsurgeon._src.mixins import series
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
 
@@ -143,8 +144,7 @@ def _id_ranges(exists: np.ndarray) -> str:
         if i + 1 == len(ids) or ids[i + 1] != v + 1:
             out.append(f"{start}" if start == v else f"{start}-{v}")
             start = None
-    text = ", ".join(out[:8])
-    return text + (" …" if len(out) > 8 else "")
+    return series(out, 8)
 
 
 def _route(tensors: list, key, n: int, fns: list, width: int, scope: str):

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from graphsurgeon._src.errors import MergeHeadsError
-from graphsurgeon._src.mixins import agree, plural
+from graphsurgeon._src.mixins import agree, plural, series
 from graphsurgeon._src.multihead import piece as pieces
 
 
@@ -127,7 +127,8 @@ class Grouper:
 
 
 def summarize(names: list, all_names: list, limit: int = 3) -> str:
-    """``encoder/layer_2/*`` for a scope whose weights all differ, else the names; at most ``limit``."""
+    """``encoder/layer_2/*`` for a scope whose weights all differ, else the names; of more than ``limit``, the
+    first ``limit`` and `` …``."""
     items = []
     for n in names:
         scope = os.path.dirname(n)
@@ -135,8 +136,7 @@ def summarize(names: list, all_names: list, limit: int = 3) -> str:
         item = f"{scope}/*" if whole else n
         if item not in items:
             items.append(item)
-    text = ", ".join(items[:limit])
-    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
+    return series(items, limit)
 
 
 def report(differences: list[dict], names: list, label=str) -> str:

@@ -13,7 +13,7 @@ import dataclasses
 import os
 
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError
-from graphsurgeon._src.mixins import Report, agree, counted
+from graphsurgeon._src.mixins import Report, agree, counted, series
 from graphsurgeon._src.multihead import build as builder
 from graphsurgeon._src.multihead import compare, layout, load
 from graphsurgeon._src.multihead import spec as specs
@@ -328,7 +328,7 @@ def remove_task(model_dir: str, task, out: str | None = None, *, verify: bool = 
     refuse_output_inside(out, [model_dir], f"out={out}")
     gone = [t for t in tasks if t.name == str(task)] or [t for t in tasks if str(task).isdigit() and t.id == int(task)]
     if not gone:
-        known = ", ".join(f"{t.id} {t.name}" for t in tasks[:8]) + (f", … ({len(tasks)} tasks)" if len(tasks) > 8 else "")
+        known = series((f"{t.id} {t.name}" for t in tasks), 8, count="task")
         raise MergeHeadsError(f"{model_dir}: no task '{task}' (tasks by id and name: {known})")
     if len(tasks) == 1:
         raise MergeHeadsError(f"{model_dir}: '{task}' is the only task; a merged model needs at least one")

@@ -7,7 +7,7 @@ from graphsurgeon._src import cache as cache_mod
 from graphsurgeon._src import train
 from graphsurgeon._src.errors import ConfigError, DataError
 from graphsurgeon._src.feeds import check_example_shape
-from graphsurgeon._src.mixins import agree, listed
+from graphsurgeon._src.mixins import agree, listed, series
 from graphsurgeon._src.storage.paths import refuse_output_inside, resolve
 from graphsurgeon._src.tf2 import read_meta_graph
 
@@ -121,7 +121,7 @@ def class_names(names, n_classes: int) -> list[str]:
     names = [str(n) for n in names]
     if len(names) != n_classes:
         raise ConfigError(f"the head has {n_classes} classes but the data names {len(names)} "
-                          f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''})")
+                          f"({series(names, 5)})")
     if any("\n" in n for n in names):
         raise ConfigError("a class name holds a line break; labels.txt has one name per line")
     return names

@@ -12,6 +12,7 @@ import os
 import re
 
 from graphsurgeon._src.errors import CheckpointNotFoundError, ConfigError, UnsupportedPathError, WrongPathKindError
+from graphsurgeon._src.mixins import listed, series
 
 _DATA_RE = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -69,12 +70,16 @@ def _prefixes_in(directory: str) -> list[str]:
     return sorted(p[: -len(".index")] for p in glob.glob(os.path.join(glob.escape(directory), "*.index")))
 
 
-def _describe_dir(directory: str) -> str:
+# How many checkpoint prefixes (or other files) a message names of a directory's.
+SHOWN = 8
+
+
+def _held(directory: str) -> str:
+    """``holds checkpoint prefixes a, b``: what ``directory`` holds, its checkpoint prefixes, else its files."""
     prefixes = [os.path.basename(p) for p in _prefixes_in(directory)]
     if prefixes:
-        return "it holds checkpoint prefixes " + ", ".join(prefixes[:8])
-    names = sorted(os.listdir(directory))[:8]
-    return "it holds " + (", ".join(names) if names else "no files")
+        return f"holds {listed('checkpoint prefix', prefixes, SHOWN)}"
+    return f"holds {series(sorted(os.listdir(directory)), SHOWN) or 'no files'}"
 
 
 def _latest_in_dir(directory: str) -> str | None:
@@ -113,7 +118,7 @@ def _latest_in_dir(directory: str) -> str | None:
         return os.path.join(directory, base)
     raise CheckpointNotFoundError(
         f"{state} names checkpoint '{latest}', which is not in {directory} (a state file names only checkpoints "
-        f"in its own directory, by base name; {_describe_dir(directory)}); to read a checkpoint elsewhere, "
+        f"in its own directory, by base name; it {_held(directory)}); to read a checkpoint elsewhere, "
         "pass its prefix"
     )
 
@@ -165,7 +170,7 @@ def resolve(path: str, tags=("serve",)) -> Source:
     parent = os.path.dirname(bare) or "."
     hint = ""
     if os.path.isdir(parent):
-        hint = f"; {parent} {_describe_dir(parent).replace('it holds', 'holds', 1)}"
+        hint = f"; {parent} {_held(parent)}"
     raise CheckpointNotFoundError(f"no checkpoint, graph or SavedModel at {path} ({looked}){hint}")
 
 
@@ -201,7 +206,7 @@ def retrain_model(path: str) -> str | None:
     prefixes = [os.path.basename(p) for p in _prefixes_in(path)]
     if not prefixes:
         return sm
-    held = f"checkpoint prefix{'es' * (len(prefixes) > 1)} {', '.join(prefixes[:4])}{', …' * (len(prefixes) > 4)}"
+    held = listed("checkpoint prefix", prefixes, SHOWN)
     retrained = (f"{sm} for the retrained model" if sm else f"{os.path.join(path, 'checkpoint')} for the retrained "
                  "model's checkpoint with its meta graph (its saved_model/ holds no saved_model.pb)")
     raise WrongPathKindError(f"{path} is laid out as retrain's output directory (checkpoint/ and saved_model/) and "
@@ -231,7 +236,7 @@ def _resolve_dir(path: str, tags: tuple) -> Source:
         if len(prefixes) != 1:
             raise WrongPathKindError(
                 f"{path} is a directory with no 'checkpoint' state file and no saved_model.pb; "
-                f"{_describe_dir(path)}: pass one checkpoint prefix (e.g. {path}/model.ckpt-1000)"
+                f"it {_held(path)}: pass one checkpoint prefix (e.g. {path}/model.ckpt-1000)"
             )
         latest = prefixes[0]
     return _from_prefix(path, latest)

@@ -27,7 +27,7 @@ import json
 import re
 
 from graphsurgeon._src.errors import ConfigError, PlanError
-from graphsurgeon._src.mixins import counted
+from graphsurgeon._src.mixins import counted, series
 from graphsurgeon._src.rules import Rules, is_optimizer_state, optimizer_state_kind
 
 STATUSES = ("restored", "reinitialized", "new", "dropped", "missing", "shape_mismatch")
@@ -114,8 +114,8 @@ class Plan:
                 for v in self.variables if v.status == "missing"
             ]
         if probs:
-            raise PlanError(f"{counted(len(probs), 'variable')} cannot be restored: " + "; ".join(probs[:6])
-                            + (" …" if len(probs) > 6 else ""))
+            raise PlanError(f"{counted(len(probs), 'variable')} cannot be restored: "
+                            f"{series(probs, 6, sep='; ')}")
 
     def to_dict(self) -> dict:
         counts = {s: len(self.by_status(s)) for s in STATUSES}
@@ -184,14 +184,15 @@ def natural_key(name: str) -> list:
 
 def _state_parts(names) -> str:
     """``'20 Adam slots, beta1_power, beta2_power'``: what old optimizer state ``names`` hold, by kind
-    (accumulators by name, up to four; a TF2 checkpoint's keys counted as ``'3 TF2 optimizer keys'``)."""
+    (accumulators by name, of more than four the first four and their count: ``'beta1_power, beta1_power_1,
+    beta1_power_2, beta2_power … (6 accumulators)'``; a TF2 checkpoint's keys counted as ``'3 TF2 optimizer keys'``)."""
     kinds = [optimizer_state_kind(n) for n in names]
-    parts = [f"{kinds.count(k)} {k} slot{'s' if kinds.count(k) > 1 else ''}"
-             for k in sorted(set(kinds) - {"accumulator", "global_step", "TF2 key"})]
+    parts = [counted(kinds.count(k), f"{k} slot") for k in sorted(set(kinds) - {"accumulator", "global_step", "TF2 key"})]
     if "TF2 key" in kinds:
-        parts.append(f"{kinds.count('TF2 key')} TF2 optimizer key{'s' * (kinds.count('TF2 key') > 1)}")
+        parts.append(counted(kinds.count("TF2 key"), "TF2 optimizer key"))
     acc = sorted((n for n, k in zip(names, kinds) if k == "accumulator"), key=natural_key)
-    parts += acc if len(acc) <= 4 else [f"{len(acc)} accumulators ({acc[0]}, …)"]
+    if acc:
+        parts.append(series(acc, 4, count="accumulator"))
     return ", ".join(parts + [n for n, k in zip(names, kinds) if k == "global_step"])
 
 

@@ -1,0 +1,102 @@
+"""Lists in messages: the first few items, then ' …' after the last one shown (and, where the message counts
+them, '(12 shards)'), one helper for all (mixins.series, listed). They were written by hand in each place:
+some ended ', …', one 'and 2 more', some stopped at the limit without saying that more were left."""
+import os
+import types
+
+import pytest
+import tensorflow as tf
+
+from graphsurgeon._src.errors import CheckpointNotFoundError, MergeHeadsError, MigrateError, WrongPathKindError
+from graphsurgeon._src.migrate import plan as phases
+from graphsurgeon._src.migrate.sources import open_checkpoint
+from graphsurgeon._src.mixins import listed, plural, series
+from graphsurgeon._src.multihead import compare, load, merge
+from graphsurgeon._src.rules import Rules
+from graphsurgeon._src.storage.paths import resolve, retrain_model
+from graphsurgeon._src.surgery.plan import _state_parts
+
+
+def test_series_and_listed():
+    assert series([]) == "" and series(["a"], 1) == "a" and series("abc", 3) == "a, b, c"
+    assert series("abcd", 3) == "a, b, c …"
+    assert series("abcd", 2, sep="; ") == "a; b …"
+    assert series(range(12), 2, count="shard") == "0, 1 … (12 shards)"
+    assert series(range(2), 2, count="shard") == "0, 1"
+    assert listed("position", [7]) == "position 7"
+    assert listed("position", range(7), 5) == "positions 0, 1, 2, 3, 4 …"
+    assert listed("shard", range(7), 5, count=True) == "shards 0, 1, 2, 3, 4 … (7 shards)"
+    assert listed("checkpoint prefix", ["a", "b"]) == "checkpoint prefixes a, b"
+    assert [plural(n, 2) for n in ("op", "class", "prefix", "batch")] == ["ops", "classes", "prefixes", "batches"]
+
+
+def test_the_weights_that_differ_past_three():
+    """It said 'a, b, c and 2 more'."""
+    names = ["a/w", "b/w", "c/w", "d/w", "e/w"]
+    assert compare.summarize(names, names + ["a/b", "b/b", "c/b", "d/b", "e/b"]) == "a/w, b/w, c/w …"
+    assert compare.summarize(names[:3], names[:3] + ["c/b"]) == "a/*, b/*, c/w"
+
+
+def test_duplicate_task_names_past_five():
+    """It named the first five and stopped."""
+    with pytest.raises(MergeHeadsError, match=r"^m: duplicate task names 'a', 'b', 'c', 'd', 'e' …; every task needs "):
+        load.check_names(list("abcdef") * 2, "m")
+
+
+def test_old_optimizer_state_past_four_accumulators():
+    """It said '6 accumulators (beta1_power, …)'."""
+    accumulators = ["beta1_power", "beta2_power", "beta1_power_1", "beta2_power_1", "beta1_power_2", "beta2_power_2"]
+    assert _state_parts(["w/Adam", "v/Adam"] + accumulators + ["global_step"]) == (
+        "2 Adam slots, beta1_power, beta1_power_1, beta1_power_2, beta2_power … (6 accumulators), global_step")
+    assert _state_parts(["w/Adam"] + accumulators[:2]) == "1 Adam slot, beta1_power, beta2_power"
+
+
+def test_a_cast_of_no_float_tensor_past_three():
+    """It ended ', …'."""
+    matched = [types.SimpleNamespace(old=f"step{i}", dtype=tf.int64) for i in range(4)]
+    assert phases._no_float(("step*", "float16"), matched) == (
+        "cast=('step*', 'float16'): 'step0' is int64, 'step1' is int64, 'step2' is int64 … (no float tensor among "
+        "the 4 it matches); only float tensors are cast")
+
+
+def test_tf2_variables_of_one_name_past_three(tmp_path):
+    """It ended ', …'."""
+    m = tf.Module()
+    m.a, m.b, m.c, m.d = (tf.Variable(float(i)) for i in range(4))  # unnamed: all "Variable"
+    path = tf.train.Checkpoint(model=m).write(str(tmp_path / "unnamed"))
+    keys = ", ".join(f"model/{k}/.ATTRIBUTES/VARIABLE_VALUE" for k in "abc")
+    with pytest.raises(MigrateError) as e:
+        phases.plan(open_checkpoint(path), [], Rules(), from_tf2=True)
+    assert f"4 variables are named 'Variable' ({keys} …); TF2 variables made without name= share one" in str(e.value)
+
+
+def test_checkpoint_prefixes_a_directory_holds(tmp_path):
+    """One prefix was 'checkpoint prefixes' beside a missing path; retrain's output directory named four
+    copied prefixes and ', …', the directory listing eight and stopped."""
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "model.ckpt-1.index").write_bytes(b"")
+    with pytest.raises(CheckpointNotFoundError, match=f"; {one} holds checkpoint prefix model.ckpt-1$"):
+        resolve(str(one / "nosuch"))
+    out = tmp_path / "out"
+    for d in ("checkpoint", "saved_model"):
+        (out / d).mkdir(parents=True)
+    for i in range(10):
+        (out / f"model.ckpt-{i}.index").write_bytes(b"")
+    shown = ", ".join(f"model.ckpt-{i}" for i in range(8))
+    with pytest.raises(WrongPathKindError, match=f"and also holds checkpoint prefixes {shown} …: it names two models"):
+        retrain_model(str(out))
+    with pytest.raises(CheckpointNotFoundError, match=f"; {out} holds checkpoint prefixes {shown} …$"):
+        resolve(str(out / "nosuch"))
+
+
+def test_no_such_task_among_more_than_eight(tmp_path, monkeypatch):
+    """It ended ', … (9 tasks)'."""
+    tasks = [types.SimpleNamespace(id=i, name=f"t{i}") for i in range(9)]
+    monkeypatch.setattr(merge, "_stored", lambda model_dir: ({}, [], tasks, None, None))
+    monkeypatch.setattr(merge.layout, "next_id", lambda tab, model_dir: 9)
+    known = ", ".join(f"{i} t{i}" for i in range(8))
+    with pytest.raises(MergeHeadsError) as e:
+        merge.remove_task(str(tmp_path / "m"), "nosuch", str(tmp_path / "out"))
+    assert str(e.value) == f"{tmp_path / 'm'}: no task 'nosuch' (tasks by id and name: {known} … (9 tasks))"
+    assert not os.path.exists(tmp_path / "out")
