@@ -32,8 +32,9 @@ def test_how_a_random_tensor_was_seen_counts_the_ops_fed_the_draws(drawn, named,
 
 
 def test_the_ops_that_may_mix_a_batch():
-    assert determinism.mixing_phrase(["moments/mean"]) == "reads an op that may mix the examples of a batch (moments/mean"
-    assert determinism.mixing_phrase(list("abcd")) == "reads ops that may mix the examples of a batch (a, b, c"
+    assert determinism.mixing_phrase(["moments/mean"]) == "reads an op that may mix the examples of a batch (moments/mean)"
+    assert determinism.mixing_phrase(list("abcd")) == "reads ops that may mix the examples of a batch (a, b, c)"
+    assert determinism.mixing_phrase(["m"], "why") == "reads an op that may mix the examples of a batch (m; why)"
     assert determinism.batch_unchecked("'f'", "why", ["moments/mean"]) == \
         "'f' reads an op that may mix the examples of a batch (moments/mean; why)"
     assert determinism.batch_unchecked("'f'", "why", ["m/mean", "m/variance"]) == \
@@ -81,12 +82,12 @@ def test_a_cached_random_tensor_is_it_for_one_op_and_them_for_two(n, it):
 
 
 def test_the_way_out_of_a_batch_refusal_that_keeps_the_head():
-    assert determinism.way_out("cut {}", "below it", True) == \
+    assert determinism.way_out("cut {}", True, below=["m/mean"]) == \
         "use a model without it (a cut below it leaves it in its head, which is checked too)"
-    assert determinism.way_out("cut {}", "below them", True) == \
+    assert determinism.way_out("cut {}", True, below=["m/mean", "m/variance"]) == \
         "use a model without them (a cut below them leaves them in its head, which is checked too)"
-    assert determinism.way_out("cut {}", "below it", False) == "cut below it"
-    assert determinism.way_out("cut {}", "where axis 0 is the batch", True) == "cut where axis 0 is the batch"
+    assert determinism.way_out("cut {}", False, below=["m/mean"]) == "cut below it"
+    assert determinism.way_out("cut {}", True, where="where axis 0 is the batch") == "cut where axis 0 is the batch"
 
 
 def test_an_output_index_past_an_ops_outputs():

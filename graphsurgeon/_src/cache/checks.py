@@ -17,6 +17,7 @@ from __future__ import annotations
 from graphsurgeon._src import select, subgraph
 from graphsurgeon._src.determinism import (
     batch_unchecked,
+    below_phrase,
     feed_hint,
     feeds_text,
     mixing,
@@ -25,7 +26,6 @@ from graphsurgeon._src.determinism import (
     random_guess,
     random_ops_upstream,
     random_phrase,
-    them,
 )
 from graphsurgeon._src.errors import BatchDependentError, RandomTensorError
 from graphsurgeon._src.mixins import counted
@@ -52,7 +52,7 @@ def check_values(model, t, feeder, x, act, *, allow_random: bool, allow_batch_de
         raise RandomTensorError(
             f"tensor '{t.name}' {random_phrase(p)}{feeds_text(feeder.values)}: it depends on "
             f"{ops_phrase(ops)}{random_guess(model, ops, feeder)}, so its values cannot be cached; cache a tensor "
-            f"below {them(ops)}{feed_hint(feeder.values, ops)}, or pass allow_random=True")
+            f"{below_phrase(ops)}{feed_hint(feeder.values, ops)}, or pass allow_random=True")
     if p.batch_dependent and not allow_batch_dependent:
         because = mixing(model, t.name, feeder.input)
         raise BatchDependentError(

@@ -41,7 +41,7 @@ from graphsurgeon._src.determinism.scan import (
 from graphsurgeon._src.mixins import agree, listed, plural
 
 __all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
-           "batch_unchecked",
+           "batch_unchecked", "below_phrase",
            "drawn_phrase", "dropout_example", "feed_hint",
            "feedable_draws", "feeds_text", "highest_uniform", "mixing", "mixing_phrase", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same", "them"]
@@ -279,12 +279,14 @@ def rows_not_examples(model, t, feeder, feed: dict, values) -> str | None:
 class Mixing:
     """How a tensor depends on its batch-mates, for messages (:func:`mixing`): ``why`` (the ops likely
     responsible, or what was seen; or that axis 0 may not be the batch), ``cause`` (``why`` and, unless
-    axis 0 is in doubt, the usual causes) and ``instead`` (where to cut instead: ``below them``, ``below it``
-    for one op; ``where an example's value does not change with its batch-mates`` when no op is named)."""
+    axis 0 is in doubt, the usual causes), ``instead`` (where to cut instead: ``below them``, ``below it``
+    for one op; ``where an example's value does not change with its batch-mates`` when no op is named) and
+    ``below`` (the ops ``instead`` is below; none when it names none)."""
 
     why: str
     cause: str
     instead: str
+    below: list = dataclasses.field(default_factory=list)
 
 
 def mixing(model, tensor: str, input_tensor) -> Mixing:
@@ -298,7 +300,12 @@ def mixing(model, tensor: str, input_tensor) -> Mixing:
     ops = batch_mixing_ops(model, tensor, input_tensor.op.name)
     why = f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
     return Mixing(why, f"{why}: batch statistics such as tf.nn.moments or batch norm in training mode",
-                  f"below {them(ops)}" if ops else "where an example's value does not change with its batch-mates")
+                  below_phrase(ops) if ops else "where an example's value does not change with its batch-mates", ops)
+
+
+def below_phrase(ops: list) -> str:
+    """``below them``, ``below it`` for one op of ``ops``: where to cut instead of at a tensor that depends on ``ops``."""
+    return f"below {them(ops)}"
 
 
 # What a batch-dependent tensor does to the exported model: in a refusal (:func:`batch_refusal`) and a note
@@ -312,13 +319,14 @@ SERVED_DOES = "the exported model's answer for an example depends on the example
 HEAD_KEPT = "use a model without {them} (a cut below {them} leaves {them} in its head, which is checked too)"
 
 
-def way_out(instead: str, where: str, head_kept: bool) -> str:
-    """The way out a batch refusal gives: ``instead`` with ``{}`` made ``where`` (``below them``, ``below it`` for
-    one op, or ``where axis 0 is the batch``), or :data:`HEAD_KEPT` (its ``{them}`` what ``where`` is below)
-    where the cure would be to cut below the ops and the command keeps the head above the cut (learn-task on a
-    plain model, merge-heads, add-head), which would then hold them."""
-    if head_kept and where.startswith("below "):
-        return HEAD_KEPT.format(them=where.removeprefix("below "))
+def way_out(instead: str, head_kept: bool, *, below: list = (), where: str = "") -> str:
+    """The way out a batch refusal gives: where the cure is to cut below the ops ``below`` (named: they may mix
+    the batch), ``instead`` with ``{}`` made :func:`below_phrase` (``below them``, ``below it`` for one op), or
+    :data:`HEAD_KEPT` (its ``{them}``: :func:`them`) when the command keeps the head above the cut (learn-task on
+    a plain model, merge-heads, add-head), which would then hold them; with no op named, ``instead`` with ``{}``
+    made ``where`` (``where axis 0 is the batch``)."""
+    if below:
+        return HEAD_KEPT.format(them=them(below)) if head_kept else instead.format(below_phrase(below))
     return instead.format(where)
 
 
@@ -333,7 +341,7 @@ def batch_refusal(model, t, input_tensor, what: str, instead: str = "cut {}", so
     ``instead`` becomes where to cut: ``below them`` (``below it``), or ``where axis 0 is the batch``, :func:`mixing`;
     ``head_kept``: the command keeps the head above the cut, see :func:`way_out`)."""
     because = mixing(model, t.name, input_tensor)
-    way = way_out(instead, because.instead, head_kept)
+    way = way_out(instead, head_kept, below=because.below, where=because.instead)
     return (f"{what} '{t.name}' depends on the other examples in its batch ({because.cause}): {first} alone gives "
             f"other values than in its batch, so {so}; {way}, or pass allow_batch_dependent=True")
 
@@ -346,10 +354,11 @@ def batch_accepted(model, t, input_tensor, what: str, consequence: str = SERVED_
             f"allow_batch_dependent=True; {consequence}")
 
 
-def mixing_phrase(ops: list) -> str:
-    """``reads an op that may mix the examples of a batch (A`` (``reads ops`` for more, the first three of ``ops``,
-    :func:`batch_mixing_ops`, named), its parenthesis left for the caller to go on and close."""
-    return f"reads {agree(len(ops), 'an op', 'ops')} that may mix the examples of a batch ({', '.join(ops[:3])}"
+def mixing_phrase(ops: list, why: str = "") -> str:
+    """``reads an op that may mix the examples of a batch (A)`` (``reads ops`` for more, the first three of ``ops``,
+    :func:`batch_mixing_ops`, named), ``(A; WHY)`` with ``why``."""
+    return (f"reads {agree(len(ops), 'an op', 'ops')} that may mix the examples of a batch "
+            f"({', '.join(ops[:3])}{'; ' + why if why else ''})")
 
 
 def batch_unchecked(subject: str, why: str, ops: list | None = None, *, random: bool = False) -> str:
@@ -360,7 +369,7 @@ def batch_unchecked(subject: str, why: str, ops: list | None = None, *, random: 
     the graph holds no op that may mix the examples of a batch`` when the scan ran and found none (``ops`` ``[]``,
     not None)."""
     if ops:
-        return f"{subject} {mixing_phrase(ops)}; {why})"
+        return f"{subject} {mixing_phrase(ops, why)}"
     none = "; the graph holds no op that may mix the examples of a batch" if ops is not None else ""
     return (f"{subject}: whether it {'is random or ' if random else ''}depends on its batch-mates was not checked "
             f"({why}){none}")

@@ -150,14 +150,13 @@ def _unprobed(model, out, inp, what: str, instead: str, head_kept: bool, allow_b
     """:func:`check_batch` for an input with no probe values: the graph decides (see there); the way out
     (:func:`graphsurgeon._src.determinism.way_out`) is ``instead`` below the ops that may mix the batch."""
     ops = determinism.batch_mixing_ops(model, out.name, inp.op.name)
-    way = determinism.way_out(instead, f"below {determinism.them(ops)}", head_kept)
     unrun = f"there are no probe inputs of dtype {inp.dtype.name}"
     mixes = determinism.batch_unchecked(f"{what} '{out.name}'", f"no run checked it: {unrun}" if ops else unrun, ops)
     if not ops:
         return mixes
     if not allow_batch_dependent:
         raise BatchDependentError(f"{mixes}: the exported model's answer for an example may depend on the examples "
-                                  f"served with it; {way}, or pass "
+                                  f"served with it; {determinism.way_out(instead, head_kept, below=ops)}, or pass "
                                   "allow_batch_dependent=True")
     return (f"{mixes}: accepted by allow_batch_dependent=True; the exported model's answer for an example may depend "
             "on the examples served with it")

@@ -171,7 +171,7 @@ def plan_notes(cfg, model, cut: str, inp, fixed: int | None) -> list[str]:
                                               " unless allow_random=True"))
     mixing = batch_mixing_ops(model, cut, input_op)
     if mixing:
-        notes.append(f"'{cut}' {mixing_phrase(mixing)}): retrain runs the first training example alone and "
+        notes.append(f"'{cut}' {mixing_phrase(mixing)}: retrain runs the first training example alone and "
                      "refuses the cut if its values change (batch statistics)" + ("; allow_batch_dependent=True accepts it" if cfg.allow_batch_dependent else
                                       " unless allow_batch_dependent=True"))
     doubt = axis0_doubt(model, cut, inp)
