@@ -200,12 +200,15 @@ def drawn_phrase(p: Probe) -> str:
     return "1 of its random ops" if p.drawn == 1 else f"{p.drawn} of its {p.named} random ops"
 
 
-def random_phrase(p: Probe) -> str:
-    """How ``p`` saw a random tensor, for messages (after its name): ``differs between …``."""
-    if p.random_by == "draws":
-        return (f"differs between runs on the same batch with {drawn_phrase(p)} fed two far-apart draws (two "
-                "ordinary runs agreed)")
-    return "differs between two runs on the same batch"
+def random_phrase(p: Probe | None, verb: str = "differs between", batch: str = "the same batch") -> str:
+    """How ``p`` saw a random tensor, for messages (after its name): ``differs between two runs on the same
+    batch``, or ``differs between runs on the same batch with its random op fed two far-apart draws (two
+    ordinary runs agreed)``; ``verb`` and ``batch`` word it for another subject (``answered differently in``, ``the
+    same probe features``); ``p`` None: two ordinary runs differed where no probe ran."""
+    if p is not None and p.random_by == "draws":
+        return (f"{verb} runs on {batch} with {drawn_phrase(p)} fed two far-apart draws (two ordinary runs "
+                "agreed)")
+    return f"{verb} two runs on {batch}"
 
 
 def random_seen(p: Probe) -> str:

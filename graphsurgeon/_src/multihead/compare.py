@@ -146,5 +146,11 @@ def report(differences: list[dict], names: list, label=str) -> str:
         who = ", ".join(label(t) for t in d["tasks"])
         n = len(d["tasks"])
         parts.append(f"{plural('task', n)} {who} {agree(n, 'differs', 'differ')} from the rest in {summarize(d['tensors'], names)} "
-                     f"(max |Δ| {d['max_abs']:.3g}, relative {d['max_rel']:.3g})")
+                     f"({how_much(d)})")
     return "; ".join(parts)
+
+
+def how_much(difference: dict) -> str:
+    """``max |Δ| 0.031, relative 0.2``: the largest absolute and relative difference of a group's weights
+    (:meth:`Grouper.differences`)."""
+    return f"max |Δ| {difference['max_abs']:.3g}, relative {difference['max_rel']:.3g}"

@@ -304,7 +304,7 @@ def _matching_group(m, backbones, bb_values, atol: float, model_dir: str) -> int
         d, = grouper.differences()  # the model's weights against group g's: what differs, from what
         verb = agree(len(d["tensors"]), "differs", "differ")
         diffs.append(f"its {compare.summarize(d['tensors'], grouper.names)} {verb} from backbone group {g}'s "
-                     f"(max |Δ| {d['max_abs']:.3g}, relative {d['max_rel']:.3g})")
+                     f"({compare.how_much(d)})")
     raise MergeHeadsError(f"{m.path}: its backbone weights differ from every backbone of {model_dir} "
                           f"(atol {atol:g}): {'; '.join(diffs)}")
 

@@ -120,17 +120,16 @@ def check_head_batch(head: specs.Head, piece: pieces.Piece, read, where: str, in
 def _refuse_random(found: pieces.Probed, head_piece: pieces.Piece, where: str) -> None:
     """Raise :class:`MergeHeadsError`: two runs of the head (``found``: :func:`graphsurgeon._src.multihead.piece.
     probed`, under its own names) on the same probe features differed, or (``found.probe.random_by`` ``"draws"``)
-    runs with its random ops fed two far-apart draws did; says which, names its random ops
+    runs with its random ops fed two far-apart draws did; says which
+    (:func:`graphsurgeon._src.determinism.random_phrase`), names its random ops
     (:func:`graphsurgeon._src.determinism.random_ops_upstream`, inside functions too) and guesses at them as
     retrain does."""
     p = found.probe
     ops = determinism.random_ops_upstream(found.model, found.output.name)
     guess = determinism.random_guess(found.model, ops, found.feeder)
-    how = (f"in runs on the same probe features with {determinism.drawn_phrase(p)} fed two far-apart draws (two "
-           "ordinary runs agreed)" if p is not None and p.random_by == "draws" else
-           "in two runs on the same probe features")
+    how = determinism.random_phrase(p, "answered differently in", "the same probe features")
     raise MergeHeadsError(
-        f"{where}: its head, from the features to {head_piece.output}, answered differently {how}: it depends on "
+        f"{where}: its head, from the features to {head_piece.output}, {how}: it depends on "
         f"{determinism.ops_phrase(ops)}{guess}, so it would answer differently on every call; split the model where "
         "no random op lies between the features and the output")
 
