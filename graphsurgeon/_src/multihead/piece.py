@@ -275,7 +275,9 @@ class Probed:
     """What :func:`probed` found: ``model`` (``graph``, ``session``, ``tensor``: what
     :mod:`graphsurgeon._src.determinism` takes), ``input`` (the placeholder fed), ``feeder`` (feeds it alone),
     ``output`` (the tensor probed); ``values``: ``output`` on the rows probed, and ``probe``: what
-    :func:`graphsurgeon._src.determinism.probe` found there (both None when no rows were given)."""
+    :func:`graphsurgeon._src.determinism.probe` found there, every check it ran as it found it (both None when no
+    rows were given). Judging it is the caller's: a head, to which nothing a batch could reorder adds, is judged by
+    :func:`graphsurgeon._src.determinism.exactly`."""
 
     model: types.SimpleNamespace
     input: tf.Tensor
@@ -286,13 +288,12 @@ class Probed:
 
 
 @contextlib.contextmanager
-def probed(piece: Piece, read, x, *, output: str = "", exact: bool = False):
+def probed(piece: Piece, read, x, *, output: str = ""):
     """Import ``piece`` (:func:`imported`: weights read with ``read(NAME)``, ``output`` returned) into a graph and
     a session of its own, run ``output`` on the rows ``x`` and probe it there
     (:func:`graphsurgeon._src.determinism.probe`: twice, with its random ops fed two far-apart draws if the runs
-    agree, then the first row alone); ``exact`` (a head: it adds nothing a batch could reorder): two runs that
-    differ at all make it random by ``"runs"``. Yields a :class:`Probed` while the session is open (``x`` None:
-    nothing runs; the caller may)."""
+    agree within its tolerance, then the first row alone if neither differed). Yields a :class:`Probed` while the
+    session is open (``x`` None: nothing runs; the caller may)."""
     graph, inp, out, values = imported(piece, read, output)
     with new_session(graph) as sess:
         assign(sess, values)
@@ -300,10 +301,7 @@ def probed(piece: Piece, read, x, *, output: str = "", exact: bool = False):
         found = Probed(model, inp, Feeder(model, inp, {}), out)
         if x is not None:
             found.values = sess.run(out, {inp: x})
-            p = determinism.probe(model, out, found.feeder, x, first=found.values)
-            if exact and p.identical is False and p.random_by != "runs":  # the runs differed: say so, not the draws
-                p = dataclasses.replace(p, random=True, random_by="runs", batch_dependent=None)
-            found.probe = p
+            found.probe = determinism.probe(model, out, found.feeder, x, first=found.values)
         yield found
 
 
