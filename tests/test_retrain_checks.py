@@ -157,6 +157,18 @@ def test_retrain_scans_the_graph_for_the_random_ops_above_its_cut_once(tmp_path,
     assert [subgraph.node_name(t) for t in scanned] == ["features"]
 
 
+@pytest.mark.parametrize("cut", [{"head": "features:2"}, {}], ids=["cut", "no_cut"])
+def test_build_calls_before_values_after_the_plan_and_before_reading_values_with_or_without_a_cut(tmp_path, cut,
+                                                                                                monkeypatch):
+    """build's before_values (where retrain checks out_dir) runs once, before the values are read, also when no cut
+    is given and the whole graph is restored (it was not called there)."""
+    from graphsurgeon._src.retrain import setup as setup_mod
+    prefix, order, real = _net(str(tmp_path), "none"), [], setup_mod.load
+    monkeypatch.setattr(setup_mod, "load", lambda *a, **k: (order.append("values"), real(*a, **k))[1])
+    built = gs.build(gs.RetrainConfig(model=prefix, **cut), before_values=lambda: order.append("before_values"))
+    assert order == ["before_values", "values"] and built.plan is not None
+
+
 def _old_dropout(keep_prob, dtype=tf.float32):
     """Dropout as older TensorFlow 1.x's tf.nn.dropout wrote it (the real lenet_noyin holds it), ``keep_prob``
     a constant: ``h / keep_prob * floor(keep_prob + u)``, ``u`` from RandomUniform in ``dtype``."""
