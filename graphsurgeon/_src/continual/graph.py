@@ -177,7 +177,7 @@ class TrainGraph:
         """A resource variable ``name`` that :meth:`start` sets to ``value``."""
         value = np.asarray(value)
         with self.graph.as_default():
-            v = fed_variable(name, value, trainable=True)
+            v = fed_variable(name, value.shape, value.dtype, trainable=True)
         self.variables[name], self._initial[name] = v, value
         return v
 

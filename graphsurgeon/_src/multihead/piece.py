@@ -247,7 +247,7 @@ def bind(piece: Piece, read, scope: str) -> tuple[dict, list]:
     input_map, values = {}, []
     for name, w in piece.weights.items():
         value = np.asarray(read(name))
-        var = fed_variable(f"{scope}/{name}", value)
+        var = fed_variable(f"{scope}/{name}", value.shape, value.dtype)
         values.append((var, value))
         input_map[name + ":0"] = var.handle if w.handle else var.value()
     return input_map, values
