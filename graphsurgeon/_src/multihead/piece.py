@@ -216,9 +216,26 @@ def input_spec(piece: Piece) -> tuple:
 
 def input_placeholder(piece: Piece, name: str) -> tf.Tensor:
     """A placeholder ``name`` in the current graph for ``piece``'s input: its dtype and shape (:func:`input_spec`)
-    but any batch size (an unknown rank stays unknown)."""
+    but any batch size (an unknown rank stays unknown).
+
+    Raises:
+      MergeHeadsError: the input is a scalar (rank 0): it has no axis 0 to hold a batch (:func:`refuse_scalar`).
+    """
     dtype, shape = input_spec(piece)
-    return tf1.placeholder(dtype, [None] + shape.as_list()[1:] if shape.rank else None, name=name)
+    refuse_scalar(shape, f"the input {piece.input}")
+    return tf1.placeholder(dtype, [None] + shape.as_list()[1:] if shape.rank is not None else None, name=name)
+
+
+def refuse_scalar(shape: tf.TensorShape, what: str, where: str = "", instead: str = "") -> None:
+    """Refuse a tensor of rank 0 fed or read as a batch of examples: ``WHERE: WHAT is a scalar (shape []): its
+    examples come in batches along axis 0, and a scalar has none; INSTEAD`` (``where`` and ``instead`` when given).
+
+    Raises:
+      MergeHeadsError: ``shape`` has rank 0.
+    """
+    if shape.rank == 0:
+        raise MergeHeadsError(f"{where + ': ' if where else ''}{what} is a scalar (shape []): its examples come in "
+                              f"batches along axis 0, and a scalar has none{'; ' + instead if instead else ''}")
 
 
 def tensor_spec(piece: Piece, tensor: str) -> tuple:
