@@ -13,8 +13,11 @@ from graphsurgeon._src.add_class import add_class
 from graphsurgeon._src.cli import main, to_flags
 from graphsurgeon._src.cli.messages import command_flags
 from graphsurgeon._src.errors import ConfigError, MergeHeadsError, TensorNotFoundError
+from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import verify
 from graphsurgeon._src.multihead.merge import MergeResult, add_task, merge_heads, remove_task
+
+from helpers import cli
 
 tf1 = tf.compat.v1
 
@@ -314,3 +317,41 @@ def test_the_summary_says_an_exact_match_is_equal_not_within_0():
     assert said(3e-7) == "verified: every task's output within 3e-07 of its own head on probe inputs"
     assert "verified" not in MergeResult("v/1", [], [], [], {"saved_model": 10, "backbone": 6, "heads": 4},
                                          None).format_text()
+
+
+def _scalar_task(directory, features_scalar: bool = False):
+    """A TF1 model fed one scalar ``x`` (shape []), reshaped to a row; with ``features_scalar`` its features
+    ``features`` are a scalar too (the sum of the row), else the row ``features`` [1, 8]."""
+    g = tf.Graph()
+    with g.as_default():
+        x = tf1.placeholder(tf.float32, [None, 4] if features_scalar else [], name="x")
+        row = tf.reshape(x, [-1, 4]) if features_scalar else tf.reshape(x, [1, 1]) * tf.ones([1, 4])
+        h = tf.tanh(tf.matmul(row, tf1.get_variable("w", [4, 8])))
+        h = tf.reduce_sum(h, name="features") if features_scalar else tf.identity(h, name="features")
+        tf.nn.softmax(tf.matmul(tf.reshape(h, [-1, 1]) * tf.ones([1, 8]), tf1.get_variable("o", [8, 2])),
+                      name="probabilities")
+        with tf1.Session() as s:
+            s.run(tf1.global_variables_initializer())
+            return tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
+
+
+def test_a_scalar_input_or_scalar_features_are_refused_naming_the_tensor(tmp_path, capfd):
+    """A scalar has no axis 0 to hold a batch of examples: merge-heads failed in the probe with 'op 'Reshape'
+    (Reshape) failed', and the piece's placeholder had unknown rank (a rank-0 input read as unknown)."""
+    scalar_in = _scalar_task(str(tmp_path / "scalar_in"))
+    code, out, err = cli(capfd, "merge-heads", scalar_in, "--features", "features", "--out", tmp_path / "m")
+    assert (code, out) == (2, "") and err == (
+        f"graphsurgeon merge-heads: error: {scalar_in}: the input x:0 is a scalar (shape []): its examples come in "
+        "batches along axis 0, and a scalar has none; name a tensor with a batch axis with --input\n")
+    scalar_features = _scalar_task(str(tmp_path / "scalar_features"), features_scalar=True)
+    with pytest.raises(MergeHeadsError) as e:
+        merge_heads([scalar_features], "features", str(tmp_path / "m2"))
+    assert str(e.value) == (f"{scalar_features}: features=features:0 is a scalar (shape []): its examples come in "
+                            "batches along axis 0, and a scalar has none; choose features= a tensor with a batch axis")
+    assert not os.path.exists(tmp_path / "m") and not os.path.exists(tmp_path / "m2")
+    g = tf.Graph()
+    with g.as_default():
+        tf.identity(tf1.placeholder(tf.float32, [], name="x") * 2.0, name="y")
+    piece, _ = pieces.lift(g.as_graph_def(), "y", "x")
+    with tf.Graph().as_default(), pytest.raises(MergeHeadsError, match=r"^the input x:0 is a scalar \(shape \[\]\)"):
+        pieces.input_placeholder(piece, "inputs")

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 import graphsurgeon as gs
-from graphsurgeon._src.determinism import highest_uniform, probe
+from graphsurgeon._src import subgraph
+from graphsurgeon._src.determinism import highest_uniform, probe, scan
 from graphsurgeon._src.feeds import Feeder
 from graphsurgeon._src.storage.datasets import Dataset
 
@@ -136,6 +137,36 @@ def test_random_ops_tensorflow_refuses_to_feed_together_are_fed_one_at_a_time(tm
                                                    r"ordinary runs agreed\): it depends on random ops "
                                                    r"dropout/random_uniform/RandomUniform, dropout_1/"):
         _retrain(prefix, tmp_path / "o")
+
+
+def test_retrain_scans_the_graph_for_the_random_ops_above_its_cut_once(tmp_path, monkeypatch):
+    """The plan's notes, the probe (the count of the ops the scan names, beside the far-apart draws) and the refusal
+    each ask for the random ops the cut depends on: the graph was scanned for them three times (once per ask)."""
+    prefix = _net(str(tmp_path), "placeholder")
+    scanned, real = [], scan._in_functions
+
+    def counting(gd, by_name, tensor, input_op=None):
+        if input_op is None:  # the random-op scan (batch_mixing_ops passes the input)
+            scanned.append(tensor)
+        return real(gd, by_name, tensor, input_op)
+
+    monkeypatch.setattr(scan, "_in_functions", counting)
+    with pytest.raises(gs.RandomTensorError, match=r"^the head's input 'features:0' differs between runs on the same "
+                                                   r"batch with its random op fed two far-apart draws"):
+        _retrain(prefix, tmp_path / "o", feeds={"keep_prob": 0.9999999})
+    assert [subgraph.node_name(t) for t in scanned] == ["features"]
+
+
+@pytest.mark.parametrize("cut", [{"head": "features:2"}, {}], ids=["cut", "no_cut"])
+def test_build_calls_before_values_after_the_plan_and_before_reading_values_with_or_without_a_cut(tmp_path, cut,
+                                                                                                monkeypatch):
+    """build's before_values (where retrain checks out_dir) runs once, before the values are read, also when no cut
+    is given and the whole graph is restored (it was not called there)."""
+    from graphsurgeon._src.retrain import setup as setup_mod
+    prefix, order, real = _net(str(tmp_path), "none"), [], setup_mod.load
+    monkeypatch.setattr(setup_mod, "load", lambda *a, **k: (order.append("values"), real(*a, **k))[1])
+    built = gs.build(gs.RetrainConfig(model=prefix, **cut), before_values=lambda: order.append("before_values"))
+    assert order == ["before_values", "values"] and built.plan is not None
 
 
 def _old_dropout(keep_prob, dtype=tf.float32):

@@ -36,6 +36,7 @@ from graphsurgeon._src.storage.checkpoint import (
     read_meta_graph as read_saved_meta_graph,
 )
 from graphsurgeon._src.storage.paths import Source, resolve
+from graphsurgeon._src.storage.session import fed_variable
 from graphsurgeon._src.storage.tf2values import SavedModelValues, object_graph
 
 tf1 = tf.compat.v1
@@ -228,8 +229,7 @@ def with_variables(graph_def, variables: dict, trainable: dict, *, where: str):
     a handle orders nothing: it is dropped."""
     def maker(name):
         shape, dtype = variables[name]
-        return lambda: tf1.get_variable(name, shape=shape, dtype=dtype, initializer=tf1.zeros_initializer(),
-                                        trainable=trainable.get(name, True), use_resource=True).handle
+        return lambda: fed_variable(name, shape, dtype, trainable=trainable.get(name, True)).handle
 
     return rebind.import_with_variables(graph_def, {n: maker(n) for n in variables}, where=where, what="flattened")
 

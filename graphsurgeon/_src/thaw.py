@@ -28,6 +28,7 @@ from graphsurgeon._src.errors import (
 from graphsurgeon._src.storage.checkpoint import read_meta_graph
 from graphsurgeon._src.storage.checkpointdir import write_checkpoint_dir
 from graphsurgeon._src.storage.paths import resolve
+from graphsurgeon._src.storage.session import fed_variable
 from graphsurgeon._src.storage.staging import check_destination
 
 tf1 = tf.compat.v1
@@ -138,8 +139,7 @@ def thaw_graph(graph_def, names, *, where: str = "graph"):
 
     def maker(name):
         def make():
-            v = tf1.get_variable(name, shape=values[name].shape, dtype=values[name].dtype,
-                                 initializer=tf1.zeros_initializer(), use_resource=True)
+            v = fed_variable(name, values[name].shape, values[name].dtype, trainable=True)
             with tf1.name_scope(name + "/"):
                 return v.value()
         return make

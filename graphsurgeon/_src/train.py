@@ -251,6 +251,12 @@ def v1_control_flow(graph):
             tf1.enable_control_flow_v2()
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """How many minibatches :func:`batches` makes of ``n`` examples: ``ceil(n / batch_size)`` (the last may be
+    short)."""
+    return -(-n // batch_size)
+
+
 def batches(n: int, batch_size: int, rng: "np.random.Generator | None"):
     """Index arrays of minibatches over ``range(n)``; shuffled when ``rng`` is given."""
     order = rng.permutation(n) if rng is not None else np.arange(n)

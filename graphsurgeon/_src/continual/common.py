@@ -125,7 +125,7 @@ def fit(tg: TrainGraph, stage_ops: list, loss, accuracy, feed_of, labels: np.nda
         return []
     rows = np.arange(len(labels))
     batches = train.array_batches(rows, labels, batch_size, seed + first_epoch * 7919)
-    steps = -(-len(labels) // batch_size)
+    steps = train.steps_per_epoch(len(labels), batch_size)
     history = train.fit(tg.session, stage_ops, loss, accuracy, feed_of, batches, steps, None, epochs=epochs,
                         progress=progress)
     for row in history:

@@ -24,6 +24,7 @@ from graphsurgeon._src.determinism import (
     SERVED_WOULD,
     batch_accepted,
     batch_refusal,
+    exactly,
     ops_phrase,
     random_ops_upstream,
     random_refusal,
@@ -138,10 +139,12 @@ def check_head(task: specs.Task, features: np.ndarray, words: Wording, allow_ran
 def _checked(piece: pieces.Piece, read, x: np.ndarray, words: Wording, allow_random: bool, allow_batch_dependent: bool,
              *, output: str = "", exact: bool = False) -> Checked:
     """Probe ``piece``'s ``output`` (:func:`graphsurgeon._src.multihead.piece.probed`: weights read with
-    ``read(NAME)``; ``exact``: runs that differ at all are random) on the first :data:`PROBE_ROWS` rows of ``x``:
-    what :func:`check_features` and :func:`check_head` find."""
-    with pieces.probed(piece, read, x[:PROBE_ROWS], output=output, exact=exact) as found:
-        model, t, inp, p, values = found.model, found.output, found.input, found.probe, found.values
+    ``read(NAME)``) on the first :data:`PROBE_ROWS` rows of ``x`` and judge what the probe found (``exact``: by
+    :func:`graphsurgeon._src.determinism.exactly`, runs that differ at all are random): what
+    :func:`check_features` and :func:`check_head` find."""
+    with pieces.probed(piece, read, x[:PROBE_ROWS], output=output) as found:
+        model, t, inp, values = found.model, found.output, found.input, found.values
+        p = exactly(found.probe) if exact else found.probe
         if p.batch_dependent:
             if not allow_batch_dependent:
                 raise BatchDependentError(batch_refusal(model, t, inp, words.what, words.batch_instead, words.batch_so,
@@ -174,7 +177,7 @@ class TrainGraph:
         """A resource variable ``name`` that :meth:`start` sets to ``value``."""
         value = np.asarray(value)
         with self.graph.as_default():
-            v = fed_variable(name, value, trainable=True)
+            v = fed_variable(name, value.shape, value.dtype, trainable=True)
         self.variables[name], self._initial[name] = v, value
         return v
 

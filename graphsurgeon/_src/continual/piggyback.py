@@ -26,6 +26,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from graphsurgeon._src import train
 from graphsurgeon._src.continual import masks, network
 from graphsurgeon._src.continual.common import Group, Learned, fit, head_bytes, stream
 from graphsurgeon._src.continual.graph import TrainGraph
@@ -124,7 +125,8 @@ def learn(net, data, task, cfg, old: dict, progress: bool) -> Learned:
         raise ContinualError(f"{net.source}: the backbone has no kernels (weights of rank >= 2) to mask")
     packed = read_state(net, kernels) if net.state.get("method") == "piggyback" else {}
     bits, head, history = _train(net, task, kernels, data.part("train"), cfg, progress)
-    report, notes = mask_off(task, bits, cfg, cfg.epochs * -(-len(data.part("train")[1]) // cfg.batch_size))
+    steps = cfg.epochs * train.steps_per_epoch(len(data.part("train")[1]), cfg.batch_size)  # as fit takes them
+    report, notes = mask_off(task, bits, cfg, steps)
     packed = {n: m for n, m in packed.items() if n != task.name}
     packed[task.name] = {w: masks.pack(bits[w]) for w in kernels}
     task = dataclasses.replace(task, head=head)

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 import graphsurgeon as gs
+from graphsurgeon._src import train
 from graphsurgeon._src.demo import curve, data, lenet, report
 from graphsurgeon._src.progress import Progress
 from graphsurgeon._src.storage import files
@@ -128,7 +129,7 @@ def _cached_features(task: data.NewTask, model: str, work: str) -> dict:
 def _curve(task, model, features, ks, seeds, settings, progress) -> list:
     """Every (arm, k, seed) run, under one progress display counting minibatches."""
     sizes = [len(task.sample(k, 0)) for k in ks]
-    total = sum(settings.epochs(n) * -(-n // settings.batch_size) for n in sizes) * len(seeds) * len(curve.ARMS)
+    total = sum(settings.epochs(n) * train.steps_per_epoch(n, settings.batch_size) for n in sizes) * len(seeds) * len(curve.ARMS)
     runs = []
     with Progress(total, "learning curve", "steps", enabled=progress) as bar:
         for arm in curve.ARMS:

@@ -42,7 +42,7 @@ from graphsurgeon._src.mixins import agree, listed, plural
 
 __all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
            "batch_unchecked", "below_phrase",
-           "drawn_phrase", "dropout_example", "feed_hint",
+           "drawn_phrase", "dropout_example", "exactly", "feed_hint",
            "feedable_draws", "feeds_text", "highest_uniform", "mixing", "mixing_phrase", "ops_phrase", "probe", "random_guess", "random_refusal", "random_ops_upstream", "random_phrase", "random_seen",
            "rate_feeds", "rows_not_examples", "same", "them"]
 
@@ -114,7 +114,7 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
         if not same(a, b):
             by = "runs"
         else:
-            fed = _draws_differ(run, t, feed, n, feedable_draws(model, t.name))
+            fed = _changing_draws(run, t, feed, n, feedable_draws(model, t.name))
             if fed:
                 by, drawn, named = "draws", len(fed), len(random_ops_upstream(model, t.name))
     differs = by is not None if random else None
@@ -123,6 +123,16 @@ def probe(model, t, feeder, x, *, first=None, random: bool = True) -> Probe:
         alone, _ = feeder.feed(x[:1])
         dependent = not same(a[0], run(alone)[0])
     return Probe(t.name, len(x), differs, dependent, by, identical_runs, drawn, named)
+
+
+def exactly(p: Probe) -> Probe:
+    """``p`` judged for a tensor to which nothing a batch could reorder adds (a head): two ordinary runs that are
+    not identical (:func:`identical`; :func:`same` let them agree) make it random, seen by ``"runs"`` whatever the
+    far-apart draws then showed (``drawn`` and ``named`` 0 and ``batch_dependent`` None, as for a tensor whose runs
+    differed); otherwise ``p`` itself. ``p`` is not changed: it keeps what each check found."""
+    if p.identical is False and p.random_by != "runs":
+        return dataclasses.replace(p, random=True, random_by="runs", batch_dependent=None, drawn=0, named=0)
+    return p
 
 
 def feedable_draws(model, tensor: str) -> list:
@@ -137,10 +147,10 @@ def feedable_draws(model, tensor: str) -> list:
     return out
 
 
-def _draws_differ(run, t, feed, n, draws) -> list:
-    """The ops of ``draws`` fed in the runs where ``t`` differed, ``[]`` when it never did: first every op
-    of ``draws`` fed its low value in one run and its high value in another (all of ``draws`` when ``t``
-    differs); if TensorFlow refuses to run that (a tensor it will not feed; a run that fails at those values,
+def _changing_draws(run, t, feed, n, draws) -> list:
+    """The ops of ``draws`` whose far-apart draws change ``t`` (those fed in the runs where it differed), ``[]``
+    when none did: first every op of ``draws`` fed its low value in one run and its high value in another (all of
+    ``draws`` when ``t`` differs); if TensorFlow refuses to run that (a tensor it will not feed; a run that fails at those values,
     such as a ``check_numerics`` of the log of what they all drop), each op alone, the others drawing as usual,
     until one makes ``t`` differ (``[that op]``); an op it refuses alone counts as no difference."""
     def differ(group):

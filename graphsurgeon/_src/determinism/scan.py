@@ -8,6 +8,7 @@ another: ``NAME in function 'F' in function 'G' called by op 'OP'``).
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import tensorflow as tf
 
@@ -35,13 +36,37 @@ _CALLS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
 
 def random_ops_upstream(model, tensor: str, functions: bool = True) -> list[str]:
     """Names of the random ops (dropout's mask, noise) that ``tensor`` depends on: the graph's, sorted,
-    then (unless not ``functions``) those inside the functions it calls, sorted."""
-    gd = model.graph.as_graph_def()
+    then (unless not ``functions``) those inside the functions it calls, sorted. The graph is scanned once per
+    tensor (:func:`_random_scan`): a command that asks again (its plan, its probe, its refusal) gets the answer
+    kept with the graph."""
+    in_graph, in_functions = _random_scan(model.graph, subgraph.node_name(tensor))
+    return list(in_graph + in_functions if functions else in_graph)
+
+
+# {graph: {op name: (random ops of the graph, random ops inside functions)}}: what _random_scan found, kept while
+# the graph lives. An op never changes what it reads (its inputs are fixed when it is made, and a function it calls
+# is in the graph's library before it), so ops added later do not change the answer.
+_RANDOM_FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _random_scan(graph: tf.Graph, op: str) -> tuple[tuple, tuple]:
+    """``(graph's, functions')`` random ops upstream of ``op`` in ``graph`` (:func:`random_ops_upstream`), each
+    sorted; scanned on the first call for ``op``, kept in :data:`_RANDOM_FOUND` for the next (not when the graph
+    has no such op: ``((), ())``, nor for a stand-in for a graph that cannot be referenced weakly)."""
+    try:
+        found = _RANDOM_FOUND.setdefault(graph, {})
+    except TypeError:
+        found = {}
+    if op in found:
+        return found[op]
+    gd = graph.as_graph_def()
     by_name = {n.name: n for n in gd.node}
-    names = sorted(n for n in subgraph.upstream(gd, [tensor], by_name) if by_name[n].op in RANDOM_OPS)
-    if functions:
-        names += sorted(f"{i.node.name}{i.where}" for i in _in_functions(gd, by_name, tensor) if i.node.op in RANDOM_OPS)
-    return names
+    if op not in by_name:
+        return (), ()
+    names = tuple(sorted(n for n in subgraph.upstream(gd, [op], by_name) if by_name[n].op in RANDOM_OPS))
+    inner = tuple(sorted(f"{i.node.name}{i.where}" for i in _in_functions(gd, by_name, op) if i.node.op in RANDOM_OPS))
+    found[op] = (names, inner)
+    return found[op]
 
 
 def rate_feeds(model, random_ops, fed, input_op: str) -> list[str]:

@@ -28,6 +28,7 @@ import tensorflow as tf
 from graphsurgeon._src.mixins import series
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.multihead import spec as specs
+from graphsurgeon._src.storage.session import fed_variable
 
 tf1 = tf.compat.v1
 
@@ -84,9 +85,7 @@ def build(backbones, tasks, values_dtype: dict) -> Built:
         inputs = pieces.input_placeholder(backbones[0].piece, "serving/inputs")
         task = tf1.placeholder(tf.string, [None], name="serving/task")
         task_id = tf1.placeholder_with_default(_ids_from_names(task, tasks), [None], name="serving/task_id")
-        with tf1.variable_scope("", use_resource=True):
-            variables = {n: tf1.get_variable(n, shape=s, dtype=tf.as_dtype(d), initializer=tf1.zeros_initializer())
-                         for n, (d, s) in sorted(values_dtype.items())}
+        variables = {n: fed_variable(n, s, d, trainable=True) for n, (d, s) in sorted(values_dtype.items())}
         ids = _checked_ids(task_id, inputs, tables)
         logits = _logits(inputs, ids, backbones, routes, tables, variables)
         outputs = _outputs(logits, ids, tables)

@@ -206,7 +206,8 @@ def load(path: str, features: str, *, input=None, output=None, tags=("serve",)) 
 
     Raises:
       TensorNotFoundError: ``features`` (or ``input``/``output``) is not in the model; names the model.
-      MergeHeadsError: no single input or output can be found, or the head is not a head.
+      MergeHeadsError: no single input or output can be found, the head is not a head, or the input or the
+        features are a scalar (rank 0: no batch axis).
     """
     if path.endswith(".keras"):
         raise MergeHeadsError(f"{path}: a Keras 3 .keras file; graphsurgeon reads tf_keras .h5 files and Keras-made "
@@ -217,6 +218,10 @@ def load(path: str, features: str, *, input=None, output=None, tags=("serve",)) 
     else:
         piece, read, kind, feats = _load_graph(path, features, input, output, tags)
     backbone, head = pieces.split(piece, feats, path)
+    pieces.refuse_scalar(pieces.input_spec(backbone)[1], f"the input {backbone.input}", path,
+                         "name a tensor with a batch axis with input=")
+    pieces.refuse_scalar(pieces.input_spec(head)[1], f"features={feats}", path,
+                         "choose features= a tensor with a batch axis")
     pieces.check_placeholders(backbone, path, "backbone")
     pieces.check_placeholders(head, path, "head")
     return TaskModel(path, kind, backbone, head, read, _labels(path))

@@ -216,9 +216,26 @@ def input_spec(piece: Piece) -> tuple:
 
 def input_placeholder(piece: Piece, name: str) -> tf.Tensor:
     """A placeholder ``name`` in the current graph for ``piece``'s input: its dtype and shape (:func:`input_spec`)
-    but any batch size (an unknown rank stays unknown)."""
+    but any batch size (an unknown rank stays unknown).
+
+    Raises:
+      MergeHeadsError: the input is a scalar (rank 0): it has no axis 0 to hold a batch (:func:`refuse_scalar`).
+    """
     dtype, shape = input_spec(piece)
-    return tf1.placeholder(dtype, [None] + shape.as_list()[1:] if shape.rank else None, name=name)
+    refuse_scalar(shape, f"the input {piece.input}")
+    return tf1.placeholder(dtype, [None] + shape.as_list()[1:] if shape.rank is not None else None, name=name)
+
+
+def refuse_scalar(shape: tf.TensorShape, what: str, where: str = "", instead: str = "") -> None:
+    """Refuse a tensor of rank 0 fed or read as a batch of examples: ``WHERE: WHAT is a scalar (shape []): its
+    examples come in batches along axis 0, and a scalar has none; INSTEAD`` (``where`` and ``instead`` when given).
+
+    Raises:
+      MergeHeadsError: ``shape`` has rank 0.
+    """
+    if shape.rank == 0:
+        raise MergeHeadsError(f"{where + ': ' if where else ''}{what} is a scalar (shape []): its examples come in "
+                              f"batches along axis 0, and a scalar has none{'; ' + instead if instead else ''}")
 
 
 def tensor_spec(piece: Piece, tensor: str) -> tuple:
@@ -247,7 +264,7 @@ def bind(piece: Piece, read, scope: str) -> tuple[dict, list]:
     input_map, values = {}, []
     for name, w in piece.weights.items():
         value = np.asarray(read(name))
-        var = fed_variable(f"{scope}/{name}", value)
+        var = fed_variable(f"{scope}/{name}", value.shape, value.dtype)
         values.append((var, value))
         input_map[name + ":0"] = var.handle if w.handle else var.value()
     return input_map, values
@@ -275,7 +292,9 @@ class Probed:
     """What :func:`probed` found: ``model`` (``graph``, ``session``, ``tensor``: what
     :mod:`graphsurgeon._src.determinism` takes), ``input`` (the placeholder fed), ``feeder`` (feeds it alone),
     ``output`` (the tensor probed); ``values``: ``output`` on the rows probed, and ``probe``: what
-    :func:`graphsurgeon._src.determinism.probe` found there (both None when no rows were given)."""
+    :func:`graphsurgeon._src.determinism.probe` found there, every check it ran as it found it (both None when no
+    rows were given). Judging it is the caller's: a head, to which nothing a batch could reorder adds, is judged by
+    :func:`graphsurgeon._src.determinism.exactly`."""
 
     model: types.SimpleNamespace
     input: tf.Tensor
@@ -286,13 +305,12 @@ class Probed:
 
 
 @contextlib.contextmanager
-def probed(piece: Piece, read, x, *, output: str = "", exact: bool = False):
+def probed(piece: Piece, read, x, *, output: str = ""):
     """Import ``piece`` (:func:`imported`: weights read with ``read(NAME)``, ``output`` returned) into a graph and
     a session of its own, run ``output`` on the rows ``x`` and probe it there
     (:func:`graphsurgeon._src.determinism.probe`: twice, with its random ops fed two far-apart draws if the runs
-    agree, then the first row alone); ``exact`` (a head: it adds nothing a batch could reorder): two runs that
-    differ at all make it random by ``"runs"``. Yields a :class:`Probed` while the session is open (``x`` None:
-    nothing runs; the caller may)."""
+    agree within its tolerance, then the first row alone if neither differed). Yields a :class:`Probed` while the
+    session is open (``x`` None: nothing runs; the caller may)."""
     graph, inp, out, values = imported(piece, read, output)
     with new_session(graph) as sess:
         assign(sess, values)
@@ -300,10 +318,7 @@ def probed(piece: Piece, read, x, *, output: str = "", exact: bool = False):
         found = Probed(model, inp, Feeder(model, inp, {}), out)
         if x is not None:
             found.values = sess.run(out, {inp: x})
-            p = determinism.probe(model, out, found.feeder, x, first=found.values)
-            if exact and p.identical is False and p.random_by != "runs":  # the runs differed: say so, not the draws
-                p = dataclasses.replace(p, random=True, random_by="runs", batch_dependent=None)
-            found.probe = p
+            found.probe = determinism.probe(model, out, found.feeder, x, first=found.values)
         yield found
 
 

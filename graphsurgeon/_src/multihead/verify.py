@@ -33,20 +33,25 @@ _ACT = {"linear": tf.identity, "relu": tf.nn.relu, "relu6": tf.nn.relu6, "tanh":
         "elu": tf.nn.elu, "selu": tf.nn.selu, "softplus": tf.math.softplus}
 
 
-def probe(dtype: tf.DType, shape, n: int = 4, seed: int = 0, *, skip: str = "") -> np.ndarray:
-    """``n`` probe examples for an input of ``dtype`` and static ``shape`` (unknown sizes: 3);
-    ``skip`` ends the error's sentence (how the caller can do without them)."""
+def probe(dtype: tf.DType, shape, n: int = 4, seed: int = 0, *, skip: str = "", cast: bool = False) -> np.ndarray:
+    """``n`` probe examples for an input of ``dtype`` and static ``shape`` (unknown sizes: 3): :data:`PROBE_TEXT`
+    for strings, 0 or 1 for integers and booleans, normal draws for floating point, and with ``cast`` normal draws
+    cast to any other dtype numpy casts them to (complex: enough to compare two runs on); ``skip`` ends the error's
+    sentence (how the caller can do without them)."""
     rng = np.random.default_rng(seed)
     dims = [n] + [d if d is not None else 3 for d in (shape.as_list()[1:] if shape.rank else [])]
     if dtype == tf.string:
         words = PROBE_TEXT * (int(np.prod(dims)) // len(PROBE_TEXT) + 1)
         return np.array(words[: int(np.prod(dims))], dtype=object).reshape(dims)
-    if dtype.is_floating:
-        return rng.normal(size=dims).astype(dtype.as_numpy_dtype)
     if dtype.is_integer:
         return rng.integers(0, 2, size=dims).astype(dtype.as_numpy_dtype)
     if dtype == tf.bool:
         return rng.integers(0, 2, size=dims).astype(bool)
+    if dtype.is_floating or cast:
+        try:
+            return rng.normal(size=dims).astype(dtype.as_numpy_dtype)
+        except (TypeError, ValueError):
+            pass
     raise MergeHeadsError(f"cannot make probe inputs of dtype {dtype.name} to verify the written model{skip}")
 
 
@@ -73,8 +78,8 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         ``FIRST`` :data:`PROBE_FIRST`), ``what`` naming the piece, ``instead`` where to cut (``head_kept``: see
         :func:`graphsurgeon._src.determinism.way_out`).
       MergeHeadsError: with ``head_from`` (the model ``piece`` is the head of), the head is random: two ordinary
-        runs of it on the probe inputs (normal draws cast to its input's dtype where there are none, such as
-        complex) differ at all, or, when they agree, runs with its random ops fed two far-apart draws differ (it
+        runs of it on the probe inputs (:func:`probe` with ``cast``, normal draws cast to its input's dtype, where
+        there are none otherwise, such as complex) differ at all (:func:`graphsurgeon._src.determinism.exactly`), or, when they agree, runs with its random ops fed two far-apart draws differ (it
         depends on random ops, such as dropout with ``keep_prob`` baked in: it would answer differently on every
         call), as learn-task judges an old head: :func:`_refuse_random`.
     """
@@ -83,14 +88,16 @@ def check_batch(piece: pieces.Piece, read, what: str, instead: str, allow_batch_
         x = probe(dtype, shape, 64)
     except MergeHeadsError:
         x = None
-    with pieces.probed(piece, read, x, exact=bool(head_from)) as found:
-        model, inp, out, p = found.model, found.input, found.output, found.probe
+    with pieces.probed(piece, read, x) as found:
+        model, inp, out = found.model, found.input, found.output
         if x is None:
-            if head_from and _draws_differ(model, out, inp, dtype, shape):
-                _refuse_random(found, piece, head_from)
+            if head_from and _cast_runs_differ(found, dtype, shape):
+                _refuse_random(found, None, piece, head_from)
             return _unprobed(model, out, inp, what, instead, head_kept, allow_batch_dependent)
-        if head_from and p.random:  # runs that differ at all (exact: a head adds nothing a batch could reorder)
-            _refuse_random(found, piece, head_from)  # or the far-apart draws
+        # a head adds nothing a batch could reorder: runs that differ at all make it random (or the far-apart draws)
+        p = determinism.exactly(found.probe) if head_from else found.probe
+        if head_from and p.random:
+            _refuse_random(found, p, piece, head_from)
         if not p.batch_dependent:
             return None
         if not allow_batch_dependent:
@@ -117,14 +124,13 @@ def check_head_batch(head: specs.Head, piece: pieces.Piece, read, where: str, in
     return check_batch(piece, read, f"{where}: the head, its output", instead, allow_batch_dependent, head_from=where)
 
 
-def _refuse_random(found: pieces.Probed, head_piece: pieces.Piece, where: str) -> None:
+def _refuse_random(found: pieces.Probed, p: determinism.Probe | None, head_piece: pieces.Piece, where: str) -> None:
     """Raise :class:`MergeHeadsError`: two runs of the head (``found``: :func:`graphsurgeon._src.multihead.piece.
-    probed`, under its own names) on the same probe features differed, or (``found.probe.random_by`` ``"draws"``)
-    runs with its random ops fed two far-apart draws did; says which
+    probed`, under its own names) on the same probe features differed, or (``p``, the probe as judged,
+    ``random_by`` ``"draws"``) runs with its random ops fed two far-apart draws did; says which
     (:func:`graphsurgeon._src.determinism.random_phrase`), names its random ops
     (:func:`graphsurgeon._src.determinism.random_ops_upstream`, inside functions too) and guesses at them as
     retrain does."""
-    p = found.probe
     ops = determinism.random_ops_upstream(found.model, found.output.name)
     guess = determinism.random_guess(found.model, ops, found.feeder)
     how = determinism.random_phrase(p, "answered differently in", "the same probe features")
@@ -134,15 +140,15 @@ def _refuse_random(found: pieces.Probed, head_piece: pieces.Piece, where: str) -
         "no random op lies between the features and the output")
 
 
-def _draws_differ(model, out, inp, dtype: tf.DType, shape) -> bool:
-    """Whether two runs of ``out`` on 64 normal draws cast to ``dtype`` (an input :func:`probe` makes no values
-    for, such as complex) differ; False when numpy cannot make such values."""
-    dims = [64] + [d if d is not None else 3 for d in (shape.as_list()[1:] if shape.rank else [])]
+def _cast_runs_differ(found: pieces.Probed, dtype: tf.DType, shape) -> bool:
+    """Whether two runs of ``found``'s output differ on 64 probe inputs of a dtype :func:`probe` makes values of only
+    by casting its normal draws (``cast``: complex); False when it cannot make them."""
     try:
-        x = np.random.default_rng(0).normal(size=dims).astype(dtype.as_numpy_dtype)
-    except (TypeError, ValueError):
+        x = probe(dtype, shape, 64, cast=True)
+    except MergeHeadsError:
         return False
-    return not determinism.identical(model.session.run(out, {inp: x}), model.session.run(out, {inp: x}))
+    run = (lambda: found.model.session.run(found.output, {found.input: x}))
+    return not determinism.identical(run(), run())
 
 
 def _unprobed(model, out, inp, what: str, instead: str, head_kept: bool, allow_batch_dependent: bool) -> str:

@@ -19,7 +19,7 @@ class ArrayExamples:
         self.data, self.batch_size, self.seed = data, batch_size, seed
 
     def steps(self):
-        return -(-len(self.data.part("train")[1]) // self.batch_size)
+        return train.steps_per_epoch(len(self.data.part("train")[1]), self.batch_size)
 
     def train(self):
         return train.array_batches(*self.data.part("train"), self.batch_size, self.seed)
@@ -40,7 +40,7 @@ class CacheExamples:
         self.reader, self.batch_size, self.seed = reader, batch_size, seed
 
     def steps(self):
-        return -(-self.reader.count("train") // self.batch_size)
+        return train.steps_per_epoch(self.reader.count("train"), self.batch_size)
 
     def train(self):
         return lambda epoch: self.reader.batches("train", self.batch_size, seed=self.seed, epoch=epoch)

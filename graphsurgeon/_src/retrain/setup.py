@@ -57,7 +57,7 @@ def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None, before_va
     and whether it would train (``trainable`` patterns), as ``tf_slim.get_variables_to_restore(exclude=...)``
     would restore it (``drop`` patterns here). ``meta_graph``: ``cfg.model``'s, read already (see ``restore``).
     ``before_values``: called once the graph, head and plan are made (every pattern checked), before the values
-    are read (retrain checks its output directory there).
+    are read (retrain checks its output directory there), with a cut or without.
     """
     if not cfg.model:
         raise ConfigError("no model given (model=PATH, or model = '...' in the plan file)")
@@ -65,7 +65,7 @@ def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None, before_va
     spec = cfg.head_spec()
     cut = spec[0] if spec else cfg.output
     if not cut:
-        return _build_without_cut(cfg, values)
+        return _build_without_cut(cfg, values, before_values)
     keep = [cut] + ([cfg.input] if cfg.input else [])
     # The graph, head and plan come first; values are then loaded in one pass (new head included).
     rules = cfg.rules()
@@ -199,8 +199,9 @@ def _trainable(cfg, model, new):
     return final, stage_sets, stage_updates
 
 
-def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
-    """The whole graph restored: every variable's restore status and trainability, nothing new."""
+def _build_without_cut(cfg: RetrainConfig, values: bool, before_values) -> Setup:
+    """The whole graph restored: every variable's restore status and trainability, nothing new; then
+    :func:`_read_values` (``before_values``, then the values), as :func:`build` ends with a cut."""
     rules = cfg.rules()
     model = restore(cfg.model, tags=cfg.tags, rules=rules, restore_optimizer=cfg.restore_optimizer, values=False)
     final, stage_sets, stage_updates = _trainable(cfg, model, [])
@@ -211,8 +212,7 @@ def _build_without_cut(cfg: RetrainConfig, values: bool) -> Setup:
                      inputs=model.inputs, outputs=model.outputs)
     plan.notes = train.lr_mult_notes(cfg.lr_mult, stage_sets, list(model.variables))
     model.plan = plan
-    if values:
-        load(model, allow_missing=cfg.allow_missing, allow_cast=cfg.allow_cast, allow_unsafe_ops=cfg.allow_unsafe_ops)
+    _read_values(cfg, model, [], values, before_values)
     return Setup(model, plan, None, None, None, None, stage_sets, [])
 
 

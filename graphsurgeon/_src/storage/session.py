@@ -45,14 +45,13 @@ def assign(session, values) -> None:
         session.run(ops, feed)
 
 
-def fed_variable(name: str, value, *, trainable: bool = False) -> tf.Variable:
-    """A resource variable ``name`` in the current graph, of ``value``'s dtype and shape and initialized to zeros,
-    for :func:`assign` to set to ``value`` (the value is fed, not a constant of the GraphDef; only the
-    zeros initializer's constants are)."""
-    value = np.asarray(value)
+def fed_variable(name: str, shape, dtype, *, trainable: bool = False) -> tf.Variable:
+    """A resource variable ``name`` in the current graph (its name taken from the root variable scope), of ``shape``
+    and ``dtype`` (a ``tf.DType`` or what ``tf.as_dtype`` takes: a value's ``.dtype``) and initialized to zeros, in
+    ``TRAINABLE_VARIABLES`` when ``trainable``: its value is set by :func:`assign` (fed, not a constant of the
+    GraphDef; only the zeros initializer's constants are) or restored from a checkpoint."""
     with tf1.variable_scope("", use_resource=True):
-        return tf1.get_variable(name, value.shape, tf.as_dtype(value.dtype), tf1.zeros_initializer(),
-                                trainable=trainable)
+        return tf1.get_variable(name, shape, tf.as_dtype(dtype), tf1.zeros_initializer(), trainable=trainable)
 
 
 def save_checkpoint(session, prefix: str, global_step=None) -> str:
