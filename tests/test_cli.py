@@ -84,6 +84,22 @@ def test_plan_json(seed004, capsys):
     assert all({"name", "shape", "status", "trainable"} <= set(v) for v in r["variables"])
 
 
+def test_plan_without_a_cut_reinitializes_what_reinit_matches_and_refuses_a_pattern_matching_nothing(seed004, capfd):
+    """Without --head or --output the whole graph is planned; --reinit was ignored there (the variable said
+    'restored', a pattern matching nothing passed)."""
+    prefix, _, _ = seed004
+    statuses = []
+    for extra in ([], ["--reinit", "output"]):
+        assert main(["plan", "--model", prefix, "--json", *extra]) == 0
+        statuses.append({v["name"]: v["status"] for v in json.loads(capfd.readouterr().out)["variables"]})
+    plain, reinit = statuses
+    assert {n for n in plain if plain[n] != reinit[n]} == {"output/weights", "output/biases"}
+    assert reinit["output/weights"] == "reinitialized" and plain["output/weights"] == "restored"
+    assert main(["plan", "--model", prefix, "--reinit", "no_such_scope"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pattern 'no_such_scope' matches no variable" in err[0]
+
+
 def test_retrain_from_npz_and_plan_file(seed004, tmp_path):
     prefix, x, _ = seed004
     y = (x[:, 3] > 0).astype(np.int64)

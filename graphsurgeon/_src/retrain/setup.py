@@ -200,19 +200,20 @@ def _trainable(cfg, model, new):
 
 
 def _build_without_cut(cfg: RetrainConfig, values: bool, before_values) -> Setup:
-    """The whole graph restored: every variable's restore status and trainability, nothing new; then
-    :func:`_read_values` (``before_values``, then the values), as :func:`build` ends with a cut."""
+    """The whole graph restored: every variable's restore status (``reinit``'s drawn again) and trainability,
+    nothing new; then :func:`_read_values` (``before_values``, then the values), as :func:`build` ends with a cut."""
     rules = cfg.rules()
     model = restore(cfg.model, tags=cfg.tags, rules=rules, restore_optimizer=cfg.restore_optimizer, values=False)
+    reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
     final, stage_sets, stage_updates = _trainable(cfg, model, [])
     upd = stage_updates[-1]
     plan = make_plan(graph_variable_info(model.graph), _entries(model), rules=rules,
-                     restore_optimizer=cfg.restore_optimizer, trainable=final, lr_mult=final,
+                     restore_optimizer=cfg.restore_optimizer, reinit=reinit, trainable=final, lr_mult=final,
                      trains_from=train.trains_from(stage_sets), update_ops=[o.name for o in upd],
                      inputs=model.inputs, outputs=model.outputs)
     plan.notes = train.lr_mult_notes(cfg.lr_mult, stage_sets, list(model.variables))
     model.plan = plan
-    _read_values(cfg, model, [], values, before_values)
+    _read_values(cfg, model, reinit, values, before_values)
     return Setup(model, plan, None, None, None, None, stage_sets, [])
 
 
