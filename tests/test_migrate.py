@@ -148,6 +148,23 @@ def test_merge_clash_is_an_error(seed004, tmp_path):
     assert nothing_at(str(tmp_path / "m"))
 
 
+def test_a_checkpoint_merged_into_itself_keeps_both_mappings(seed004, tmp_path, capfd):
+    """The mapping was keyed by path alone: a source merged again lost the first one's names (the
+    table and --json showed half the tensors written, and '-- N tensors' counted that half)."""
+    a, _, _ = seed004
+    n = len(ckpt(a))
+    res = migrate(a, str(tmp_path / "m"), Rules(merge=[(a, "copy/"), (a, "again/")]), dry_run=True)
+    assert list(res.mapping) == [a, f"{a}:copy/", f"{a}:again/"]
+    assert res.mapping[a]["output/weights"] == "output/weights"
+    assert res.mapping[f"{a}:copy/"]["output/weights"] == "copy/output/weights"
+    code, out, err = cli(capfd, "migrate", a, tmp_path / "m2", "--merge", f"{a}:copy/", "--quiet")
+    assert code == 0, err
+    assert f"# from {a}\n" in out and f"# from {a}:copy/\n" in out
+    assert f"-- {2 * n} tensors written to" in out and len(ckpt(str(tmp_path / "m2"))) == 2 * n
+    with pytest.raises(gs.MigrateError, match=f"comes from both {re.escape(a)} and {re.escape(a)}:; give"):
+        migrate(a, str(tmp_path / "m3"), Rules(merge=[(a, "")]))
+
+
 def test_dry_run_writes_nothing(seed004, tmp_path):
     prefix, _, _ = seed004
     res = migrate(prefix, str(tmp_path / "d"), Rules(map_scope=[("output/", "old_output/")]), dry_run=True)

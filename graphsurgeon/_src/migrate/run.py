@@ -25,7 +25,8 @@ class MigrationResult:
 
     Attributes:
       destination: the checkpoint prefix written (or that a dry run would write).
-      mapping: ``{source path: {old name: new name}}``; dropped tensors are absent.
+      mapping: ``{source path: {old name: new name}}``; dropped tensors are absent. A path merged again (a
+        checkpoint merged into itself, or twice) is keyed ``PATH:PREFIX/`` from its second time on.
       cast: destination names of the tensors whose bytes were computed (casts, joined partitions).
       verified: the verification level that passed (``"sample"`` or ``"full"``), or ``""`` when nothing was
         verified (``verify="none"``, or a dry run).
@@ -138,7 +139,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
 def _planned_result(tensors: list, dst: str, main, merges: list, *, from_tf2: bool, link,
                     stale: list) -> MigrationResult:
     """The result as planned: nothing written or verified yet (``stale``: the object graph left out)."""
-    return MigrationResult(dst, phases.mapping_of(tensors, [main] + [m for m, _ in merges]),
+    sources = [main] + [m for m, _ in merges]
+    return MigrationResult(dst, phases.mapping_of(tensors, sources, phases.source_labels(main, merges)),
                            sorted(p.new for p in tensors if p.action != "copy"), "",
                            "linked" if should_link(tensors, link) else "written",
                            dropped=[n for n in phases.dropped_of(tensors, main, from_tf2=from_tf2) if n not in stale],
