@@ -309,6 +309,32 @@ def test_cli_levels_and_data_modes(seed004_adam, tmp_path, capfd):
     assert code == 0 and not os.path.samefile(glob.glob(str(tmp_path / "copied") + ".data-*")[0], src_data)
 
 
+def test_data_line_says_what_was_written(seed004_adam, tmp_path, capfd):
+    """'-- data: hard links …, a new index' was said of a V1 source (nothing can be linked: one new data file
+    was written), of --link with casts and of --to tf2 (a new data file beside the links), and an empty
+    result was written (a data file of 0 bytes); a data file alone at the destination was called its .index."""
+    prefix, _, _ = seed004_adam
+    v1 = save_vars(str(tmp_path / "v1" / "model.ckpt"), {"w": np.ones((2, 3), np.float32)}, v1=True)
+    code, out, err = cli(capfd, "migrate", v1, tmp_path / "from_v1", "--json")
+    assert code == 0 and json.loads(out)["data"] == "written"
+    code, out, err = cli(capfd, "migrate", v1, tmp_path / "from_v1_text")
+    assert code == 0 and out.splitlines()[-1] == "-- data: a new data file holding only these tensors"
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "linked_cast", "--link", "--cast", "hidden1=float16")
+    assert code == 0 and out.splitlines()[-1] == (
+        "-- data: hard links to the source's data files, a new data file holding the 6 tensors cast, a new index")
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "tf2", "--to", "tf2", "--dry-run")
+    assert code == 0 and out.splitlines()[-1].endswith(
+        "(would write hard links to the source's data files, a new data file holding the object graph and save "
+        "counter of --to tf2, a new index)")
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "empty", "--drop", "**")
+    assert code == 2 and out == "" and nothing_at(str(tmp_path / "empty"))
+    assert err.strip() == f"graphsurgeon migrate: error: {prefix}: the rules leave none of its tensors; there is " \
+        "nothing to write"
+    open(str(tmp_path / "taken.data-00000-of-00001"), "w").close()
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "taken")
+    assert code == 2 and "already exists (taken.data-00000-of-00001 is there)" in err
+
+
 def test_tf1_to_tf2_to_tf1_round_trip_bit_identical(seed004, tmp_path):
     prefix, _, _ = seed004
     src = ckpt(prefix)

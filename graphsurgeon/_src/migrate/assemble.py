@@ -25,8 +25,10 @@ from graphsurgeon._src.storage.bundle_writer import BundleWriter
 
 
 def should_link(tensors: list, link: bool | None) -> bool:
-    """``link`` if given; otherwise True when the destination uses every byte of each V2 source
-    it copies from unchanged (pure renames, keeps of everything, merges), so linking costs no space."""
+    """``link`` if given; otherwise True when the destination copies tensors of V2 sources unchanged and
+    uses every byte of each V2 source it copies from (pure renames, keeps of everything, merges), so
+    linking costs no space (False when it copies nothing from a V2 source, such as a V1 source's tensors:
+    there is nothing to link)."""
     if link is not None:
         return link
     used = {}
@@ -36,7 +38,7 @@ def should_link(tensors: list, link: bool | None) -> bool:
         if p.action != "copy":
             return False
         used.setdefault(id(p.source), (p.source, set()))[1].update((p.source_key, *p.slices))
-    return all(keys == set(src.entries) for src, keys in used.values())
+    return bool(used) and all(keys == set(src.entries) for src, keys in used.values())
 
 
 def bytes_to_write(tensors: list, *, link: bool) -> int:

@@ -73,7 +73,8 @@ def plan(main: SourceCheckpoint, merges=(), rules: Rules | None = None, *, from_
 
     Raises:
       MigrateError: a rule matches nothing, names collide, a TF2 source is not object-based or
-        holds several variables of one name.
+        holds several variables of one name, or nothing is left (the rules leave none of ``main``'s
+        tensors, and nothing is merged).
     """
     rules = rules or Rules()
     out, taken, labels = [], {}, source_labels(main, merges)
@@ -86,6 +87,8 @@ def plan(main: SourceCheckpoint, merges=(), rules: Rules | None = None, *, from_
                                    "prefix, or add a rule that renames one of them")
             taken[new] = labels[id(src)]
             out.append(planned(src, old, new, keys[old]))
+    if not out:
+        raise MigrateError(f"{main.path}: the rules leave none of its tensors; there is nothing to write")
     return out
 
 

@@ -30,10 +30,10 @@ class MigrationResult:
       cast: destination names of the tensors whose bytes were computed (casts, joined partitions).
       verified: the verification level that passed (``"sample"`` or ``"full"``), or ``""`` when nothing was
         verified (``verify="none"``, or a dry run).
-      data: ``"linked"`` (the sources' data files hard-linked, only the index new) or ``"written"``
-        (one new data file holding exactly the destination's tensors, plus linked files for
-        anything copied unchanged when ``link=True``); for a dry run, ``"would be linked"`` or
-        ``"would be written"``.
+      data: ``"linked"`` (the V2 sources' data files hard-linked and a new index, and, in one new data file
+        beside them, the tensors computed or added: ``to="tf2"``'s object graph and save counter, and with
+        ``link=True`` those cast, joined or read from V1 files) or ``"written"`` (one new data file holding
+        exactly the destination's tensors); for a dry run, ``"would be linked"`` or ``"would be written"``.
       files: the files written, the index last (none for a dry run).
       swept: staging directories of killed migrations that were removed first.
       dropped: the source's names that the rules left out (``drop``, ``keep``, presets such as
@@ -107,8 +107,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
 
     Raises:
       MigrateError, ConfigError, PatternError, CorruptCheckpointError: nothing is left at ``dst``
-        (ConfigError: also ``dst`` cannot be written: a file above it, no permission, a read-only
-        file system).
+        (MigrateError: also the rules leave no tensor to write; ConfigError: also ``dst`` cannot be
+        written: a file above it, no permission, a read-only file system).
     """
     rules = rules or Rules()
     level = _check_arguments(verify, to, from_format, link)
@@ -200,6 +200,8 @@ def _destination(dst: str, sources: list) -> str:
     dst = os.path.abspath(dst)
     if any(dst == os.path.abspath(s.prefix) for s in sources):
         raise MigrateError(f"destination {dst} is a source checkpoint; migrate never writes over its input")
-    if checkpoint_files(dst) or glob.glob(glob.escape(dst) + ".data-*"):
-        raise MigrateError(f"destination {dst} already exists (its .index is there); choose another prefix")
+    there = checkpoint_files(dst) or sorted(glob.glob(glob.escape(dst) + ".data-*"))
+    if there:
+        what = "a file of that name" if there[0] == dst else os.path.basename(there[0])
+        raise MigrateError(f"destination {dst} already exists ({what} is there); choose another prefix")
     return dst
