@@ -565,3 +565,17 @@ def test_tf2_sources_cast_by_variable_name_and_refuse_shared_names(tmp_path, cap
     assert nothing_at(str(tmp_path / "x"))
     res = migrate(path, str(tmp_path / "by_key"))  # by checkpoint key, nothing is lost
     assert {"model/a/.ATTRIBUTES/VARIABLE_VALUE", "model/b/.ATTRIBUTES/VARIABLE_VALUE"} <= set(ckpt(res.destination))
+
+
+def test_a_strip_scope_preset_that_matches_nothing_is_an_error(seed004, tmp_path, capfd):
+    """It was the one rule a typo left silently undone (the names kept their scope)."""
+    a, _, _ = seed004
+    with pytest.raises(gs.MigrateError, match=r"presets=\['strip-scope=hiden1'\] matches no tensor; scopes: hidden1"):
+        migrate(a, str(tmp_path / "m"), Rules(presets=["strip-scope=hiden1"]), dry_run=True)
+    res = migrate(a, str(tmp_path / "m"), Rules(map_scope=[("hidden1/", "h/")], presets=["strip-scope=h"]), dry_run=True)
+    assert res.mapping[a]["hidden1/weights"] == "weights"  # matched against the names map_scope gives
+    code, out, err = cli(capfd, "migrate", a, tmp_path / "m2", "--preset", "strip-scope=hidden1", "--map-scope",
+                         "hidden1/=h/")
+    assert code == 2 and err.startswith("graphsurgeon migrate: error: --preset strip-scope=hidden1 matches no tensor; "
+                                        "scopes: hidden3, hidden2") and err.count("\n") == 1
+    assert nothing_at(str(tmp_path / "m2"))
