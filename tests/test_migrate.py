@@ -579,3 +579,13 @@ def test_a_strip_scope_preset_that_matches_nothing_is_an_error(seed004, tmp_path
     assert code == 2 and err.startswith("graphsurgeon migrate: error: --preset strip-scope=hidden1 matches no tensor; "
                                         "scopes: hidden3, hidden2") and err.count("\n") == 1
     assert nothing_at(str(tmp_path / "m2"))
+
+
+def test_rules_are_checked_before_the_destination(seed004, tmp_path, capfd):
+    """A user fixing 'already exists' met the mistyped pattern next (the destination was checked first)."""
+    a, _, _ = seed004
+    migrate(a, str(tmp_path / "m"), Rules(map_scope=[("hidden1/", "h/")]))
+    code, out, err = cli(capfd, "migrate", a, tmp_path / "m", "--drop", "hiden1")
+    assert code == 2 and err.startswith("graphsurgeon migrate: error: --drop: pattern 'hiden1' matches no tensor")
+    code, out, err = cli(capfd, "migrate", a, tmp_path / "m", "--drop", "hidden1")
+    assert code == 2 and "already exists (m.index is there)" in err

@@ -106,24 +106,24 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
       A :class:`MigrationResult`.
 
     Raises:
-      MigrateError, ConfigError, PatternError, CorruptCheckpointError: nothing is left at ``dst``
-        (MigrateError: also the rules leave no tensor to write; ConfigError: also ``dst`` cannot be
-        written: a file above it, no permission, a read-only file system).
+      MigrateError, ConfigError, PatternError, CorruptCheckpointError (the rules checked before ``dst``):
+        nothing is left at ``dst`` (MigrateError: also no tensor left to write; ConfigError: also ``dst``
+        cannot be written: a file above it, no permission, a read-only file system).
     """
     rules = rules or Rules()
     level = _check_arguments(verify, to, from_format, link)
     main = open_checkpoint(src)
     merges = [(open_checkpoint(path), prefix) for path, prefix in rules.merge]
-    given, dst = os.fspath(dst), _destination(dst, [main] + [m for m, _ in merges])
-    if not dry_run:  # (the prefix as the user gave it, so that an error names their path)
-        into = os.path.isdir(given) or given.endswith(os.sep)
-        check_destination(os.path.join(given, os.path.basename(dst)) if into else given, f"destination {given}")
     tensors = phases.plan(main, merges, rules, from_tf2=from_format == "tf2")
     tensors = phases.apply_casts(tensors, rules)
     if merge_partitions:
         tensors = phases.join_partitions(tensors)
     tensors, stale = phases.without_stale_object_graph(tensors, main, from_tf2=from_format == "tf2", to_tf2=to == "tf2")
     tensors, extra = phases.to_tf2_keys(tensors) if to == "tf2" else (tensors, [])
+    given, dst = os.fspath(dst), _destination(dst, [main] + [m for m, _ in merges])
+    if not dry_run:  # (the prefix as the user gave it, so that an error names their path)
+        into = os.path.isdir(given) or given.endswith(os.sep)
+        check_destination(os.path.join(given, os.path.basename(dst)) if into else given, f"destination {given}")
     result = _planned_result(tensors, dst, main, merges, from_tf2=from_format == "tf2", link=link, stale=stale)
     if merge_partitions:
         result.joined = sorted(p.new for p in tensors if p.action == "join")
