@@ -30,7 +30,8 @@ def rule_flags(message: str) -> str:
     message = re.sub(rf"(?<![\w-])(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
     message = re.sub(rf"(?<![\w-])(?:rules=)?Rules\((drop|keep)=\[({_QUOTED})\]\)",
                      lambda m: f"--{m.group(1)} {ast.literal_eval(m.group(2))}", message)
-    return re.sub(r"(?<![\w-])(drop|keep|cast): pattern", r"--\1: pattern", message)
+    return re.sub(r"(?<![\w-])(drop|keep|cast|trainable|reinit|unfreeze|lr_mult): pattern",
+                  lambda m: f"--{m.group(1).replace('_', '-')}: pattern", message)
 
 
 def migrate_flags(message: str) -> str:
