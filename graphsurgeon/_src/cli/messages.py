@@ -22,6 +22,8 @@ def rule_flags(message: str) -> str:
     "--map-scope 'a/=b/' matches no tensor; --drop: pattern 'x' matches no tensor"
     >>> rule_flags("drop it from the restore (rules=Rules(drop=['hidden/w']))")
     'drop it from the restore (--drop hidden/w)'
+    >>> rule_flags("lr_mult: pattern 'hiden3' matches no variable")
+    "--lr-mult: pattern 'hiden3' matches no variable"
     """
     def pair(m):
         a, b = ast.literal_eval(m.group(2))
