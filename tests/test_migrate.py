@@ -317,7 +317,7 @@ def test_data_line_says_what_was_written(seed004_adam, tmp_path, capfd):
     v1 = save_vars(str(tmp_path / "v1" / "model.ckpt"), {"w": np.ones((2, 3), np.float32)}, v1=True)
     code, out, err = cli(capfd, "migrate", v1, tmp_path / "from_v1", "--json")
     assert code == 0 and json.loads(out)["data"] == "written"
-    code, out, err = cli(capfd, "migrate", v1, tmp_path / "from_v1_text")
+    code, out, err = cli(capfd, "migrate", v1, tmp_path / "from_v1_text", "--link")  # nothing to link
     assert code == 0 and out.splitlines()[-1] == "-- data: a new data file holding only these tensors"
     code, out, err = cli(capfd, "migrate", prefix, tmp_path / "linked_cast", "--link", "--cast", "hidden1=float16")
     assert code == 0 and out.splitlines()[-1] == (

@@ -25,10 +25,12 @@ from graphsurgeon._src.storage.bundle_writer import BundleWriter
 
 
 def should_link(tensors: list, link: bool | None) -> bool:
-    """``link`` if given; otherwise True when the destination copies tensors of V2 sources unchanged and
-    uses every byte of each V2 source it copies from (pure renames, keeps of everything, merges), so
-    linking costs no space (False when it copies nothing from a V2 source, such as a V1 source's tensors:
-    there is nothing to link)."""
+    """False when the destination copies no tensor of a V2 source unchanged (a V1 source's tensors, casts
+    of every tensor): there is nothing to link. Otherwise ``link`` if given, else True when it uses every
+    byte of each V2 source it copies from (pure renames, keeps of everything, merges), so linking costs
+    no space."""
+    if not any(p.source.kind == "v2" and p.action == "copy" for p in tensors):
+        return False
     if link is not None:
         return link
     used = {}
@@ -38,7 +40,7 @@ def should_link(tensors: list, link: bool | None) -> bool:
         if p.action != "copy":
             return False
         used.setdefault(id(p.source), (p.source, set()))[1].update((p.source_key, *p.slices))
-    return bool(used) and all(keys == set(src.entries) for src, keys in used.values())
+    return all(keys == set(src.entries) for src, keys in used.values())
 
 
 def bytes_to_write(tensors: list, *, link: bool) -> int:
