@@ -119,3 +119,20 @@ def test_a_damaged_tensor_read_concurrently_is_refused_naming_the_file(tmp_path,
     with pytest.raises(CorruptCheckpointError, match=rf"{data}: cannot read tensor 'f32' .*truncated or damaged"):
         r.read("f32")
     assert restores == ["f32"]  # the error came from the op, worded as TensorFlow's reader's
+
+
+
+def test_a_file_that_is_no_checkpoint_is_refused_with_tensorflow_s_words_cut_between_words(tmp_path):
+    """TensorFlow's reason was cut at 200 characters inside a word ('... a different restore opera)')."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("# not a model\n")
+    with pytest.raises(tf.errors.OpError) as tf_error:
+        tf.train.load_checkpoint(str(notes))
+    full = str(tf_error.value).strip().splitlines()[0]
+    with pytest.raises(CorruptCheckpointError) as e:
+        CheckpointReader(str(notes))
+    said = str(e.value)
+    assert said.startswith(f"{notes}: cannot read the checkpoint index (Unable to open table file {notes}: ")
+    assert said.endswith(" …); the file is truncated or not a TensorFlow checkpoint") and len(full) > 200
+    reason = said.split(" (", 1)[1].rsplit(" …)", 1)[0]
+    assert len(reason) <= 200 and full.startswith(reason) and full[len(reason)] == " "  # whole words

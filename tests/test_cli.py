@@ -121,7 +121,8 @@ def test_retrain_from_npz_and_plan_file(seed004, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["inspect", "/nonexistent/model.ckpt"], "no checkpoint, graph or SavedModel at /nonexistent/model.ckpt"),
-    (["plan", "--model", "{prefix}", "--head", "hidden3/Relu:2", "--trainable", "hiden3"], "pattern 'hiden3' matches no variable; closest scopes: hidden3"),
+    (["plan", "--model", "{prefix}", "--head", "hidden3/Relu:2", "--trainable", "hiden3"], "--trainable: pattern 'hiden3' matches no variable; closest scopes: hidden3"),
+    (["plan", "--model", "{prefix}", "--head", "hidden3/Relu:2", "--unfreeze", "2:hiden2"], "--unfreeze: pattern 'hiden2' matches no variable"),
     (["plan", "--model", "{prefix}", "--head", "hidden3/Relu"], "head 'hidden3/Relu': expected CUT:N_CLASSES"),
     (["plan", "--model", "{prefix}", "--head", "hidden9/Relu:2"], "no op 'hidden9/Relu'"),
     (["retrain", "--model", "{prefix}", "--head", "hidden3/Relu:2", "--data", "/nope.npz", "--out", "{tmp}"], "data /nope.npz: no such file"),
@@ -326,7 +327,7 @@ def test_plan_says_when_unfrozen_layers_start_and_lr_mult_needs_a_trainable_vari
          "--lr-mult 'hidden2=0.1': hidden2 matches only variables that start training at an unfreeze stage "
          "(hidden2/biases, hidden2/weights); that stage sets their multiplier: give it there (--unfreeze "
          "EPOCH:hidden2=0.1)"),
-        (["--lr-mult", "hiden3=0.1"], "pattern 'hiden3' matches no variable; closest scopes: hidden3"),
+        (["--lr-mult", "hiden3=0.1"], "--lr-mult: pattern 'hiden3' matches no variable; closest scopes: hidden3"),
     ]:
         for command, more in (("plan", []), ("retrain", ["--data", npz, "--out", tmp_path / "o", "--quiet"])):
             code, out, err = cli(capfd, command, *base, *extra, *more)

@@ -148,6 +148,23 @@ def test_merge_clash_is_an_error(seed004, tmp_path):
     assert nothing_at(str(tmp_path / "m"))
 
 
+def test_a_checkpoint_merged_into_itself_keeps_both_mappings(seed004, tmp_path, capfd):
+    """The mapping was keyed by path alone: a source merged again lost the first one's names (the
+    table and --json showed half the tensors written, and '-- N tensors' counted that half)."""
+    a, _, _ = seed004
+    n = len(ckpt(a))
+    res = migrate(a, str(tmp_path / "m"), Rules(merge=[(a, "copy/"), (a, "again/")]), dry_run=True)
+    assert list(res.mapping) == [a, f"{a}:copy/", f"{a}:again/"]
+    assert res.mapping[a]["output/weights"] == "output/weights"
+    assert res.mapping[f"{a}:copy/"]["output/weights"] == "copy/output/weights"
+    code, out, err = cli(capfd, "migrate", a, tmp_path / "m2", "--merge", f"{a}:copy/", "--quiet")
+    assert code == 0, err
+    assert f"# from {a}\n" in out and f"# from {a}:copy/\n" in out
+    assert f"-- {2 * n} tensors written to" in out and len(ckpt(str(tmp_path / "m2"))) == 2 * n
+    with pytest.raises(gs.MigrateError, match=f"comes from both {re.escape(a)} and {re.escape(a)}:; give"):
+        migrate(a, str(tmp_path / "m3"), Rules(merge=[(a, "")]))
+
+
 def test_dry_run_writes_nothing(seed004, tmp_path):
     prefix, _, _ = seed004
     res = migrate(prefix, str(tmp_path / "d"), Rules(map_scope=[("output/", "old_output/")]), dry_run=True)
@@ -290,6 +307,32 @@ def test_cli_levels_and_data_modes(seed004_adam, tmp_path, capfd):
     assert code == 0 and "-- data: hard links to the source's data files, a new index" in out
     code, out, err = cli(capfd, "migrate", prefix, tmp_path / "copied", "--map-scope", "hidden1/=h1/", "--copy")
     assert code == 0 and not os.path.samefile(glob.glob(str(tmp_path / "copied") + ".data-*")[0], src_data)
+
+
+def test_data_line_says_what_was_written(seed004_adam, tmp_path, capfd):
+    """'-- data: hard links …, a new index' was said of a V1 source (nothing can be linked: one new data file
+    was written), of --link with casts and of --to tf2 (a new data file beside the links), and an empty
+    result was written (a data file of 0 bytes); a data file alone at the destination was called its .index."""
+    prefix, _, _ = seed004_adam
+    v1 = save_vars(str(tmp_path / "v1" / "model.ckpt"), {"w": np.ones((2, 3), np.float32)}, v1=True)
+    code, out, err = cli(capfd, "migrate", v1, tmp_path / "from_v1", "--json")
+    assert code == 0 and json.loads(out)["data"] == "written"
+    code, out, err = cli(capfd, "migrate", v1, tmp_path / "from_v1_text", "--link")  # nothing to link
+    assert code == 0 and out.splitlines()[-1] == "-- data: a new data file holding only these tensors"
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "linked_cast", "--link", "--cast", "hidden1=float16")
+    assert code == 0 and out.splitlines()[-1] == (
+        "-- data: hard links to the source's data files, a new data file holding the 6 tensors cast, a new index")
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "tf2", "--to", "tf2", "--dry-run")
+    assert code == 0 and out.splitlines()[-1].endswith(
+        "(would write hard links to the source's data files, a new data file holding the object graph and save "
+        "counter of --to tf2, a new index)")
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "empty", "--drop", "**")
+    assert code == 2 and out == "" and nothing_at(str(tmp_path / "empty"))
+    assert err.strip() == f"graphsurgeon migrate: error: {prefix}: the rules leave none of its tensors; there is " \
+        "nothing to write"
+    open(str(tmp_path / "taken.data-00000-of-00001"), "w").close()
+    code, out, err = cli(capfd, "migrate", prefix, tmp_path / "taken")
+    assert code == 2 and "already exists (taken.data-00000-of-00001 is there)" in err
 
 
 def test_tf1_to_tf2_to_tf1_round_trip_bit_identical(seed004, tmp_path):
@@ -522,3 +565,27 @@ def test_tf2_sources_cast_by_variable_name_and_refuse_shared_names(tmp_path, cap
     assert nothing_at(str(tmp_path / "x"))
     res = migrate(path, str(tmp_path / "by_key"))  # by checkpoint key, nothing is lost
     assert {"model/a/.ATTRIBUTES/VARIABLE_VALUE", "model/b/.ATTRIBUTES/VARIABLE_VALUE"} <= set(ckpt(res.destination))
+
+
+def test_a_strip_scope_preset_that_matches_nothing_is_an_error(seed004, tmp_path, capfd):
+    """It was the one rule a typo left silently undone (the names kept their scope)."""
+    a, _, _ = seed004
+    with pytest.raises(gs.MigrateError, match=r"presets=\['strip-scope=hiden1'\] matches no tensor; scopes: hidden1"):
+        migrate(a, str(tmp_path / "m"), Rules(presets=["strip-scope=hiden1"]), dry_run=True)
+    res = migrate(a, str(tmp_path / "m"), Rules(map_scope=[("hidden1/", "h/")], presets=["strip-scope=h"]), dry_run=True)
+    assert res.mapping[a]["hidden1/weights"] == "weights"  # matched against the names map_scope gives
+    code, out, err = cli(capfd, "migrate", a, tmp_path / "m2", "--preset", "strip-scope=hidden1", "--map-scope",
+                         "hidden1/=h/")
+    assert code == 2 and err.startswith("graphsurgeon migrate: error: --preset strip-scope=hidden1 matches no tensor; "
+                                        "scopes: hidden3, hidden2") and err.count("\n") == 1
+    assert nothing_at(str(tmp_path / "m2"))
+
+
+def test_rules_are_checked_before_the_destination(seed004, tmp_path, capfd):
+    """A user fixing 'already exists' met the mistyped pattern next (the destination was checked first)."""
+    a, _, _ = seed004
+    migrate(a, str(tmp_path / "m"), Rules(map_scope=[("hidden1/", "h/")]))
+    code, out, err = cli(capfd, "migrate", a, tmp_path / "m", "--drop", "hiden1")
+    assert code == 2 and err.startswith("graphsurgeon migrate: error: --drop: pattern 'hiden1' matches no tensor")
+    code, out, err = cli(capfd, "migrate", a, tmp_path / "m", "--drop", "hidden1")
+    assert code == 2 and "already exists (m.index is there)" in err

@@ -287,7 +287,7 @@ def test_settings_are_checked_before_an_existing_out(retrained, tmp_path):
     shutil.copytree(first, out)
     before = tree_hash(str(out))
     for kw, error, said in ((dict(head="hidden3/Relu:2", trainable=["hiden3"]), gs.PatternError,
-                             "pattern 'hiden3' matches no variable; closest scopes: hidden3"),
+                             "trainable: pattern 'hiden3' matches no variable; closest scopes: hidden3"),
                             (dict(head="hidden3/Relu"), gs.ConfigError, "head 'hidden3/Relu': expected CUT:N_CLASSES"),
                             (dict(head="hidden9/Relu:2"), gs.GraphSurgeonError, "'hidden9/Relu'"),
                             (dict(head="hidden3/Relu:2", epochs=0), gs.ConfigError, "epochs=0: expected an integer")):

@@ -293,6 +293,20 @@ def test_keras_saved_model_flattened_and_fine_tuned(tmp_path, make, fc1_relu, fc
     assert new[kernel].tobytes() != src[kernel].tobytes()  # fine-tuned, not only a new head
 
 
+@pytest.mark.parametrize("make", [_keras3, _tf_keras], ids=["keras3_export", "tf_keras_save"])
+def test_inspect_names_the_serving_outputs_among_likely_outputs(tmp_path, capfd, make):
+    """The serving function's outputs, inlined, are an IdentityN's (a list of types): inspect said 'likely outputs:
+    none' beside a signature naming StatefulPartitionedCall:0 (Keras 3's export; tf_keras' StatefulPartitionedCall_1:0
+    was not listed either)."""
+    make(str(tmp_path / "exported"))
+    code, out, err = cli(capfd, "inspect", tmp_path / "exported", "--json")
+    rep = json.loads(out)
+    served = [t["name"] for t in rep["graph"]["signatures"]["serving_default"]["outputs"].values()]
+    assert len(served) == 1 and served[0].startswith("StatefulPartitionedCall") and served[0] in rep["graph"]["outputs"]
+    code, out, err = cli(capfd, "inspect", tmp_path / "exported")
+    assert code == 0 and served[0] in out.split("likely outputs: ")[1].splitlines()[0].split(", ")
+
+
 def test_functional_control_flow_is_lowered(tmp_path):
     """tf.cond and tf.while_loop inside the serving function (If / While ops calling functions)
     become TF1 Switch / Merge / Enter / Exit ops, and compute what the SavedModel computes."""

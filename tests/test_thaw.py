@@ -251,6 +251,11 @@ def test_thaw_refuses_what_is_not_a_frozen_graph_with_weights(seed004, tmp_path)
     prefix, _, _ = seed004
     with pytest.raises(gs.WrongPathKindError, match="not a frozen GraphDef"):
         thaw(prefix, ["hidden3"], str(tmp_path / "o"))
+    (tmp_path / "notes.txt").write_text("not a model")  # taken for a V1 checkpoint: it was called 'a checkpoint'
+    with pytest.raises(gs.WrongPathKindError) as e:
+        thaw(str(tmp_path / "notes.txt"), ["hidden3"], str(tmp_path / "o"))
+    assert str(e.value) == (f"{tmp_path / 'notes.txt'} is not a .pb or .pbtxt file; thaw reads a .pb or .pbtxt graph "
+                            "whose weights are constants")
     g = tf.Graph()
     with g.as_default():
         x = tf1.placeholder(tf.float32, [None, 3], name="x")

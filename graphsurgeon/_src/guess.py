@@ -85,8 +85,8 @@ def likely_outputs(graph_def) -> list[str]:
             continue
         elif n.op in ("Softmax", "Sigmoid") and "cell" not in n.name and fed(n.name):  # not an RNN gate
             probs.append(n.name + ":0")
-        elif not consumed[n.name] and n.op not in _NOT_OUTPUT_OPS and _is_float(n) and fed(n.name):
-            sinks.append(n.name + ":0")
+        elif not consumed[n.name] and n.op not in _NOT_OUTPUT_OPS and fed(n.name):
+            sinks += [f"{n.name}:{i}" for i in _float_outputs(n)]
     out = []
     for t in logits + probs + sorted(sinks):
         if t not in out:
@@ -119,8 +119,13 @@ def _through_reshapes(name: str, by_name) -> str:
     return name
 
 
-def _is_float(node) -> bool:
+def _float_outputs(node) -> list[int]:
+    """The output indices of ``node`` that are floating point, as its type attribute says: its one output's
+    (``T``, ``dtype``, ``out_type``), or each of a list's (``T`` of an ``IdentityN``: the outputs of a TF2
+    SavedModel's serving function, inlined, ``StatefulPartitionedCall:0``, ``:1``, …)."""
     for key in ("T", "dtype", "out_type"):
         if key in node.attr and node.attr[key].type:
-            return tf.as_dtype(node.attr[key].type).is_floating
-    return False
+            return [0] if tf.as_dtype(node.attr[key].type).is_floating else []
+        if key in node.attr and node.attr[key].list.type:
+            return [i for i, t in enumerate(node.attr[key].list.type) if tf.as_dtype(t).is_floating]
+    return []

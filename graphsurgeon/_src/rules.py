@@ -152,7 +152,7 @@ class Rules:
         for pat, dt in self.cast:
             if dt not in CAST_DTYPE_NAMES:
                 raise ConfigError(f"{argument('cast', (pat, dt))}: dtype '{dt}' is not one of {', '.join(CAST_DTYPE_NAMES)}")
-        self._preset_renames, self._drop_optimizer = [], False
+        self._preset_renames, self._drop_optimizer, self._strip = [], False, []
         for p in self.presets:
             if p == "optimizer-slots":
                 self._drop_optimizer = True
@@ -163,18 +163,24 @@ class Rules:
                 if not scope:
                     raise ConfigError(f"{argument('presets', [p])}: strip-scope=NAME needs a scope name")
                 self._preset_renames.append((re.compile("^" + re.escape(scope) + "/"), ""))
+                self._strip.append((p, scope + "/"))
             else:
                 raise ConfigError(f"{argument('presets', [p])}: unknown preset; expected one of {', '.join(PRESETS)}")
 
     def new_name(self, name: str) -> str:
         """The name ``name`` takes under the rename, map_scope and preset rules."""
+        name = self._named(name)
+        for rx, repl in self._preset_renames:
+            name = rx.sub(repl, name)
+        return name
+
+    def _named(self, name: str) -> str:
+        """The name ``name`` takes under the rename and map_scope rules (before the presets')."""
         for rx, repl in self._rename:
             name = rx.sub(repl, name)
         for old, new in self.map_scope:
             if name.startswith(old):
                 name = new + name[len(old):]
-        for rx, repl in self._preset_renames:
-            name = rx.sub(repl, name)
         return name
 
     def cast_of(self, name: str):
@@ -204,7 +210,8 @@ class Rules:
         return [n for n in names if n in kept]
 
     def check_names(self, names, error=MigrateError) -> None:
-        """Raise ``error`` when a ``rename`` or ``map_scope`` rule matches none of ``names``."""
+        """Raise ``error`` when a ``rename`` or ``map_scope`` rule, or a ``strip-scope`` preset, matches none of
+        ``names`` (a ``strip-scope`` preset is matched against the names the other rules give)."""
         _check_rules_match(list(names), self, error)
 
 
@@ -234,7 +241,7 @@ def plan_names(names, rules: Rules, *, check_rules: bool = True, keys: dict | No
     see :meth:`Rules.chosen`.
 
     Raises:
-      MigrateError: a rule matches nothing (presets excepted), or two names map to one.
+      MigrateError: a rule matches nothing (presets excepted but ``strip-scope``), or two names map to one.
       PatternError: a ``drop`` or ``keep`` pattern matches nothing.
     """
     names = list(names)
@@ -260,6 +267,12 @@ def _check_rules_match(names: list, rules: Rules, error=MigrateError) -> None:
         if not any(n.startswith(old) for n in names):
             raise error(f"{argument('map_scope', (old, new))} matches no tensor; scopes: "
                                f"{', '.join(select.closest(old.rstrip('/'), names))}")
+    if rules._strip:
+        named = [rules._named(n) for n in names]
+        for preset, scope in rules._strip:
+            if not any(n.startswith(scope) for n in named):
+                raise error(f"{argument('presets', [preset])} matches no tensor; scopes: "
+                            f"{', '.join(select.closest(scope.rstrip('/'), named))}")
 
 
 def _match(what: str, patterns, names) -> list:

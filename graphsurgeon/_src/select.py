@@ -122,7 +122,8 @@ def closest(pattern: str, names: Iterable[str], n: int = 5) -> list[str]:
     return hits
 
 
-def match(patterns, names: Iterable[str], *, what: str = "variable", allow_empty: bool = False) -> list[str]:
+def match(patterns, names: Iterable[str], *, what: str = "variable", allow_empty: bool = False,
+          arg: str = "") -> list[str]:
     """The sorted names that any of ``patterns`` matches.
 
     Args:
@@ -130,6 +131,7 @@ def match(patterns, names: Iterable[str], *, what: str = "variable", allow_empty
       names: candidate names (``:0`` suffixes are dropped).
       what: the kind of name, for messages.
       allow_empty: if False, a pattern that matches nothing raises.
+      arg: the argument the patterns were given as; the message starts with it (``trainable: pattern ...``).
 
     Raises:
       PatternError: a pattern matches no name; the message lists the closest scopes.
@@ -141,9 +143,8 @@ def match(patterns, names: Iterable[str], *, what: str = "variable", allow_empty
         hits = [n for n in names if pred(n)]
         if not hits and not allow_empty:
             near = closest(p, names)
-            raise PatternError(
-                f"pattern '{p}' matches no {what}; closest scopes: {', '.join(near) if near else '(none)'}"
-            )
+            raise PatternError(f"{arg + ': ' if arg else ''}pattern '{p}' matches no {what}; closest scopes: "
+                               f"{', '.join(near) if near else '(none)'}")
         chosen.update(hits)
     return sorted(chosen)
 

@@ -77,9 +77,10 @@ def thaw(graph_path, scopes, out_dir, *, overwrite: bool = False) -> ThawResult:
         cannot be written (a file above it, no permission, a read-only file system).
     """
     source = resolve(graph_path)
-    if source.kind != "frozen":
-        raise WrongPathKindError(f"{graph_path} is a {source.kind.replace('_', ' ')}, not a frozen GraphDef; thaw "
-                                 "reads a .pb or .pbtxt graph whose weights are constants")
+    if source.kind != "frozen":  # (a file of another name is taken for a V1 checkpoint, whatever it holds)
+        what = ("is not a .pb or .pbtxt file" if source.kind == "checkpoint" and os.path.isfile(graph_path)
+                else f"is a {source.kind.replace('_', ' ')}, not a frozen GraphDef")
+        raise WrongPathKindError(f"{graph_path} {what}; thaw reads a .pb or .pbtxt graph whose weights are constants")
     graph_def = read_meta_graph(source).graph_def
     candidates = weights.weight_constants(graph_def)
     if not select.as_list(scopes):

@@ -98,7 +98,7 @@ def stage_sets(trainable, stages, all_names, trainable_names=None) -> list[tuple
     current = dict(trainable)
     out = [(0, dict(current))]
     for st in sorted(stages, key=lambda s: s.epoch):
-        for n in select.match(st.patterns, all_names):
+        for n in select.match(st.patterns, all_names, arg="unfreeze"):
             if trainable_names and n not in trainable_names:
                 continue
             current.setdefault(n, st.lr_mult)
@@ -127,7 +127,7 @@ def check_lr_mult(lr_mult, stages, names) -> None:
     """
     first, later = set(stages[0][1]), set(stages[-1][1]) - set(stages[0][1])
     for pat, mult in parse_lr_mult(lr_mult):
-        hits = select.match(pat, names)
+        hits = select.match(pat, names, arg="lr_mult")
         if any(h in first for h in hits):
             continue
         late = [h for h in hits if h in later]

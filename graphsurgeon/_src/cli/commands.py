@@ -268,8 +268,7 @@ def _print_migration(res, args) -> None:
     n = sum(len(m) for m in res.mapping.values())
     if args.merge_partitions and not res.joined:
         print("-- --merge-partitions: no partitioned tensors (name/part_0, name/part_1, ...) to join")
-    data = ("hard links to the source's data files, a new index" if res.data.endswith("linked")
-            else "a new data file holding only these tensors")
+    data = _data_phrase(res, args)
     left = [f"{len(res.dropped)} dropped"] * bool(res.dropped) + \
         [f"{len(res.not_carried_over)} not carried over"] * bool(res.not_carried_over)
     left = f" ({', '.join(left)})" if left else ""
@@ -279,6 +278,18 @@ def _print_migration(res, args) -> None:
         print(f"-- {n} tensor{'s' * (n != 1)}{left} written to {res.destination}"
               + (f"; verified against the source ({res.verified})" if res.verified else "; not verified"))
         print(f"-- data: {data}")
+
+
+def _data_phrase(res, args) -> str:
+    """What the destination's data is: hard links (and a new data file for what it computes or adds), or one
+    new data file."""
+    if not res.data.endswith("linked"):
+        return "a new data file holding only these tensors"
+    joined = len(res.joined or ())
+    new = [f"the {counted(n, 'tensor')} {what}" for n, what in ((len(res.cast) - joined, "cast"), (joined, "joined"))
+           if n] + ["the object graph and save counter of --to tf2"] * (args.to == "tf2")
+    return ("hard links to the source's data files, "
+            + (f"a new data file holding {' and '.join(new)}, " if new else "") + "a new index")
 
 
 def _optimizer_line(names: list, src: str) -> str:

@@ -22,6 +22,8 @@ def rule_flags(message: str) -> str:
     "--map-scope 'a/=b/' matches no tensor; --drop: pattern 'x' matches no tensor"
     >>> rule_flags("drop it from the restore (rules=Rules(drop=['hidden/w']))")
     'drop it from the restore (--drop hidden/w)'
+    >>> rule_flags("lr_mult: pattern 'hiden3' matches no variable")
+    "--lr-mult: pattern 'hiden3' matches no variable"
     """
     def pair(m):
         a, b = ast.literal_eval(m.group(2))
@@ -30,7 +32,8 @@ def rule_flags(message: str) -> str:
     message = re.sub(rf"(?<![\w-])(rename|map_scope|cast)=(\({_QUOTED}, {_QUOTED}\))", pair, message)
     message = re.sub(rf"(?<![\w-])(?:rules=)?Rules\((drop|keep)=\[({_QUOTED})\]\)",
                      lambda m: f"--{m.group(1)} {ast.literal_eval(m.group(2))}", message)
-    return re.sub(r"(?<![\w-])(drop|keep|cast): pattern", r"--\1: pattern", message)
+    return re.sub(r"(?<![\w-])(drop|keep|cast|trainable|reinit|unfreeze|lr_mult): pattern",
+                  lambda m: f"--{m.group(1).replace('_', '-')}: pattern", message)
 
 
 def migrate_flags(message: str) -> str:

@@ -25,8 +25,12 @@ from graphsurgeon._src.storage.bundle_writer import BundleWriter
 
 
 def should_link(tensors: list, link: bool | None) -> bool:
-    """``link`` if given; otherwise True when the destination uses every byte of each V2 source
-    it copies from unchanged (pure renames, keeps of everything, merges), so linking costs no space."""
+    """False when the destination copies no tensor of a V2 source unchanged (a V1 source's tensors, casts
+    of every tensor): there is nothing to link. Otherwise ``link`` if given, else True when it uses every
+    byte of each V2 source it copies from (pure renames, keeps of everything, merges), so linking costs
+    no space."""
+    if not any(p.source.kind == "v2" and p.action == "copy" for p in tensors):
+        return False
     if link is not None:
         return link
     used = {}

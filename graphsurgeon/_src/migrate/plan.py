@@ -74,19 +74,22 @@ def plan(main: SourceCheckpoint, merges=(), rules: Rules | None = None, *, from_
 
     Raises:
       MigrateError: a rule matches nothing, names collide, a TF2 source is not object-based or
-        holds several variables of one name.
+        holds several variables of one name, or nothing is left (the rules leave none of ``main``'s
+        tensors, and nothing is merged).
     """
     rules = rules or Rules()
-    out, taken = [], {}
+    out, taken, labels = [], {}, source_labels(main, merges)
     for i, (src, prefix) in enumerate([(main, "")] + list(merges)):
         keys = tf2_variable_keys(src) if (from_tf2 and i == 0) else {n: n for n in src.names()}
         mapping = plan_names(sorted(keys), rules, keys=keys) if i == 0 else {n: prefix + n for n in sorted(keys)}
         for old, new in mapping.items():
             if new in taken:
-                raise MigrateError(f"'{new}' comes from both {taken[new]} and {src.path}; give that merge a prefix, "
-                                   "or add a rule that renames one of them")
-            taken[new] = src.path
+                raise MigrateError(f"'{new}' comes from both {taken[new]} and {labels[id(src)]}; give that merge a "
+                                   "prefix, or add a rule that renames one of them")
+            taken[new] = labels[id(src)]
             out.append(planned(src, old, new, keys[old]))
+    if not out:
+        raise MigrateError(f"{main.path}: the rules leave none of its tensors; there is nothing to write")
     return out
 
 
@@ -270,12 +273,25 @@ def source_keys_of(tensors: list) -> dict:
     return {path: dict(sorted(m.items())) for path, m in out.items()}
 
 
-def mapping_of(tensors: list, sources: list) -> dict:
-    """``{source path: {old name: new name}}``, old names sorted; a joined part maps to the joined tensor."""
-    out = {s.path: {} for s in sources}
+def source_labels(main: SourceCheckpoint, merges=()) -> dict:
+    """``{id(source): its name in a result}`` for ``main`` and each ``(source, prefix)`` of ``merges``: the
+    path as the caller gave it, or, for a path given before (a checkpoint merged into itself, or merged
+    twice), ``PATH:PREFIX/`` as ``--merge`` takes it (``PATH:`` without a prefix), so that no two share one."""
+    labels, seen = {id(main): main.path}, {main.path}
+    for src, prefix in merges:
+        labels[id(src)] = f"{src.path}:{prefix}" if src.path in seen else src.path
+        seen.add(labels[id(src)])
+    return labels
+
+
+def mapping_of(tensors: list, sources: list, labels: dict | None = None) -> dict:
+    """``{source: {old name: new name}}``, old names sorted; a joined part maps to the joined tensor. A
+    source is named by ``labels`` (from :func:`source_labels`), else by its path."""
+    name = (lambda s: labels[id(s)]) if labels else (lambda s: s.path)
+    out = {name(s): {} for s in sources}
     for p in tensors:
         for part in p.parts or (p,):
-            out.setdefault(part.source.path, {})[part.old] = p.new
+            out.setdefault(name(part.source), {})[part.old] = p.new
     return {path: dict(sorted(m.items())) for path, m in out.items()}
 
 

@@ -25,14 +25,15 @@ class MigrationResult:
 
     Attributes:
       destination: the checkpoint prefix written (or that a dry run would write).
-      mapping: ``{source path: {old name: new name}}``; dropped tensors are absent.
+      mapping: ``{source path: {old name: new name}}``; dropped tensors are absent. A path merged again (a
+        checkpoint merged into itself, or twice) is keyed ``PATH:PREFIX/`` from its second time on.
       cast: destination names of the tensors whose bytes were computed (casts, joined partitions).
       verified: the verification level that passed (``"sample"`` or ``"full"``), or ``""`` when nothing was
         verified (``verify="none"``, or a dry run).
-      data: ``"linked"`` (the sources' data files hard-linked, only the index new) or ``"written"``
-        (one new data file holding exactly the destination's tensors, plus linked files for
-        anything copied unchanged when ``link=True``); for a dry run, ``"would be linked"`` or
-        ``"would be written"``.
+      data: ``"linked"`` (the V2 sources' data files hard-linked and a new index, and, in one new data file
+        beside them, the tensors computed or added: ``to="tf2"``'s object graph and save counter, and with
+        ``link=True`` those cast, joined or read from V1 files) or ``"written"`` (one new data file holding
+        exactly the destination's tensors); for a dry run, ``"would be linked"`` or ``"would be written"``.
       files: the files written, the index last (none for a dry run).
       swept: staging directories of killed migrations that were removed first.
       dropped: the source's names that the rules left out (``drop``, ``keep``, presets such as
@@ -105,24 +106,24 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
       A :class:`MigrationResult`.
 
     Raises:
-      MigrateError, ConfigError, PatternError, CorruptCheckpointError: nothing is left at ``dst``
-        (ConfigError: also ``dst`` cannot be written: a file above it, no permission, a read-only
-        file system).
+      MigrateError, ConfigError, PatternError, CorruptCheckpointError (the rules checked before ``dst``):
+        nothing is left at ``dst`` (MigrateError: also no tensor left to write; ConfigError: also ``dst``
+        cannot be written: a file above it, no permission, a read-only file system).
     """
     rules = rules or Rules()
     level = _check_arguments(verify, to, from_format, link)
     main = open_checkpoint(src)
     merges = [(open_checkpoint(path), prefix) for path, prefix in rules.merge]
-    given, dst = os.fspath(dst), _destination(dst, [main] + [m for m, _ in merges])
-    if not dry_run:  # (the prefix as the user gave it, so that an error names their path)
-        into = os.path.isdir(given) or given.endswith(os.sep)
-        check_destination(os.path.join(given, os.path.basename(dst)) if into else given, f"destination {given}")
     tensors = phases.plan(main, merges, rules, from_tf2=from_format == "tf2")
     tensors = phases.apply_casts(tensors, rules)
     if merge_partitions:
         tensors = phases.join_partitions(tensors)
     tensors, stale = phases.without_stale_object_graph(tensors, main, from_tf2=from_format == "tf2", to_tf2=to == "tf2")
     tensors, extra = phases.to_tf2_keys(tensors) if to == "tf2" else (tensors, [])
+    given, dst = os.fspath(dst), _destination(dst, [main] + [m for m, _ in merges])
+    if not dry_run:  # (the prefix as the user gave it, so that an error names their path)
+        into = os.path.isdir(given) or given.endswith(os.sep)
+        check_destination(os.path.join(given, os.path.basename(dst)) if into else given, f"destination {given}")
     result = _planned_result(tensors, dst, main, merges, from_tf2=from_format == "tf2", link=link, stale=stale)
     if merge_partitions:
         result.joined = sorted(p.new for p in tensors if p.action == "join")
@@ -138,7 +139,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
 def _planned_result(tensors: list, dst: str, main, merges: list, *, from_tf2: bool, link,
                     stale: list) -> MigrationResult:
     """The result as planned: nothing written or verified yet (``stale``: the object graph left out)."""
-    return MigrationResult(dst, phases.mapping_of(tensors, [main] + [m for m, _ in merges]),
+    sources = [main] + [m for m, _ in merges]
+    return MigrationResult(dst, phases.mapping_of(tensors, sources, phases.source_labels(main, merges)),
                            sorted(p.new for p in tensors if p.action != "copy"), "",
                            "linked" if should_link(tensors, link) else "written",
                            dropped=[n for n in phases.dropped_of(tensors, main, from_tf2=from_tf2) if n not in stale],
@@ -198,6 +200,8 @@ def _destination(dst: str, sources: list) -> str:
     dst = os.path.abspath(dst)
     if any(dst == os.path.abspath(s.prefix) for s in sources):
         raise MigrateError(f"destination {dst} is a source checkpoint; migrate never writes over its input")
-    if checkpoint_files(dst) or glob.glob(glob.escape(dst) + ".data-*"):
-        raise MigrateError(f"destination {dst} already exists (its .index is there); choose another prefix")
+    there = checkpoint_files(dst) or sorted(glob.glob(glob.escape(dst) + ".data-*"))
+    if there:
+        what = "a file of that name" if there[0] == dst else os.path.basename(there[0])
+        raise MigrateError(f"destination {dst} already exists ({what} is there); choose another prefix")
     return dst

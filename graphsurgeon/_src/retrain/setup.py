@@ -82,7 +82,7 @@ def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None, before_va
     Feeder(model, inp, feeds, fixed)  # every feed fits its placeholder
     Feeder(model, inp, train_feeds, fixed)
     _refuse_left_out(cfg, model, cut)
-    reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
+    reinit = select.match(cfg.reinit, model.variables, arg="reinit") if cfg.reinit else []
     if spec:
         head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
                         kernel_initializer=cfg.head_initializer, scope=cfg.head_scope, pool=cfg.pool, seed=cfg.seed)
@@ -179,7 +179,7 @@ def _trainable(cfg, model, new):
                           f"first: graphsurgeon.thaw({cfg.model!r}, {list(cfg.trainable)!r}, out_dir), then restore "
                           "out_dir")
     _refuse_constants(cfg, model, [n for n in names if n not in new])
-    chosen = select.match(cfg.trainable, [n for n in names if n not in new]) if cfg.trainable else []
+    chosen = select.match(cfg.trainable, [n for n in names if n not in new], arg="trainable") if cfg.trainable else []
     # Only variables in TRAINABLE_VARIABLES get gradients (batch-norm moving statistics are not);
     # those move through the update ops of trainable layers instead.
     with model.graph.as_default():

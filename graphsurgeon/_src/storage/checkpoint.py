@@ -206,7 +206,9 @@ class CheckpointReader:
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
+    if not text:
+        return type(e).__name__
+    return text[0] if len(text[0]) <= 200 else text[0][:200].rsplit(" ", 1)[0] + " …"  # not cut inside a word
 
 
 def read_meta_graph(source: Source) -> meta_graph_pb2.MetaGraphDef:
