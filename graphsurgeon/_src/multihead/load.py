@@ -219,9 +219,9 @@ def load(path: str, features: str, *, input=None, output=None, tags=("serve",)) 
         piece, read, kind, feats = _load_graph(path, features, input, output, tags)
     backbone, head = pieces.split(piece, feats, path)
     pieces.refuse_scalar(pieces.input_spec(backbone)[1], f"the input {backbone.input}", path,
-                         "name a tensor with a batch axis with input=")
+                         "give input=TENSOR, a tensor with a batch axis")
     pieces.refuse_scalar(pieces.input_spec(head)[1], f"features={feats}", path,
-                         "choose features= a tensor with a batch axis")
+                         "give features=TENSOR, a tensor with a batch axis")
     pieces.check_placeholders(backbone, path, "backbone")
     pieces.check_placeholders(head, path, "head")
     return TaskModel(path, kind, backbone, head, read, _labels(path))
