@@ -119,7 +119,7 @@ MESSAGES = [
                        "differences this small"),
     (("merge-heads",), "m/ exists; merged models are written to a new directory (choose another out=)"),
     (("add-head",), "m/: its name is not a version number; say where the new version goes (out=DIR)"),
-    (("add-head",), "m/ + t/: duplicate task names 'a'; every task needs its own name (see name=)"),
+    (("add-head",), "m/ + t/: duplicate task name 'a'; every task needs its own name (see name=)"),
     (("merge-heads", "add-head"), "cannot make probe inputs of dtype complex64 to verify the written model; pass "
                                   "verify=False to skip it"),
     (("add-class",), "m/ has no model.json naming its features: give features=TENSOR (the tensor the last layer "

@@ -93,11 +93,11 @@ def _cases(m):
          "'hidden1/Relu', which lies below it; a head must read only the features (choose a --features tensor "
          "above every op the head reads)"),
         (lambda: merge_heads([good, good2], "hidden2/Tanh", out, task_names=["same", "same"]), MergeHeadsError,
-         "task names: duplicate task names 'same'; every task needs its own name (see task_names=)",
+         "task names: duplicate task name 'same'; every task needs its own name (see task_names=)",
          None, None),  # the command line reads the names from a file: the next case
         (None, None, None,
          ["merge-heads", good, good2, "--features", "hidden2/Tanh", "--out", out, "--task-names", m["names"]],
-         f"graphsurgeon merge-heads: error: {m['names']}: duplicate task names 'same'; every task needs its own "
+         f"graphsurgeon merge-heads: error: {m['names']}: duplicate task name 'same'; every task needs its own "
          "name (see --task-names)"),
         (lambda: merge_heads([good, m["moved"]], "hidden2/Tanh", out), MergeHeadsError,
          "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept differences "
@@ -128,9 +128,9 @@ def _cases(m):
          f"graphsurgeon remove-head: error: {m['dir']}/7: no such directory; expected a directory written by "
          "graphsurgeon merge-heads"),
         (lambda: add_task(m["merged"], good, out, name="good2"), MergeHeadsError,
-         f"{m['merged']} + {good}: duplicate task names 'good2'; every task needs its own name (see name=)",
+         f"{m['merged']} + {good}: duplicate task name 'good2'; every task needs its own name (see name=)",
          ["add-head", m["merged"], good, "--out", out, "--task-name", "good2"],
-         f"graphsurgeon add-head: error: {m['merged']} + {good}: duplicate task names 'good2'; every task needs its "
+         f"graphsurgeon add-head: error: {m['merged']} + {good}: duplicate task name 'good2'; every task needs its "
          "own name (see --task-name)"),
         (lambda: merge_heads([m["complex"]], "features", out), MergeHeadsError,
          "cannot make probe inputs of dtype complex64 to verify the written model; pass verify=False to skip it",

@@ -38,9 +38,11 @@ def test_the_weights_that_differ_past_three():
 
 
 def test_duplicate_task_names_past_five():
-    """It named the first five and stopped."""
+    """It named the first five and stopped; one duplicate was 'duplicate task names 'a''."""
     with pytest.raises(MergeHeadsError, match=r"^m: duplicate task names 'a', 'b', 'c', 'd', 'e' …; every task needs "):
         load.check_names(list("abcdef") * 2, "m")
+    with pytest.raises(MergeHeadsError, match=r"^m: duplicate task name 'a'; every task needs its own name"):
+        load.check_names(["a", "b", "a"], "m")
 
 
 def test_old_optimizer_state_past_four_accumulators():

@@ -22,7 +22,7 @@ from graphsurgeon._src.errors import (
     MergeHeadsError,
     TensorNotFoundError,
 )
-from graphsurgeon._src.mixins import series
+from graphsurgeon._src.mixins import listed
 from graphsurgeon._src.multihead import keras_graph
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
@@ -173,7 +173,7 @@ def check_names(names: list[str], what: str, arg: str = "task_names") -> None:
             dups.append(n)
         seen.add(n)
     if dups:
-        raise MergeHeadsError(f"{what}: duplicate task names {series(map(repr, dups), 5)}; every task "
+        raise MergeHeadsError(f"{what}: duplicate {listed('task name', map(repr, dups), 5)}; every task "
                               f"needs its own name (see {arg}=)")
 
 
