@@ -31,10 +31,15 @@ def test_series_and_listed():
 
 
 def test_the_weights_that_differ_past_three():
-    """It said 'a, b, c and 2 more'."""
+    """It said 'a, b, c and 2 more', then lost the count ('a/w, b/w, c/w …'); a scope counts its weights."""
     names = ["a/w", "b/w", "c/w", "d/w", "e/w"]
-    assert compare.summarize(names, names + ["a/b", "b/b", "c/b", "d/b", "e/b"]) == "a/w, b/w, c/w …"
+    assert compare.summarize(names, names + ["a/b", "b/b", "c/b", "d/b", "e/b"]) == "a/w, b/w, c/w … (5 weights)"
     assert compare.summarize(names[:3], names[:3] + ["c/b"]) == "a/*, b/*, c/w"
+    scopes = ["a/w", "a/b", "b/w", "b/b", "c/w", "d/w"]
+    assert compare.summarize(scopes, scopes) == "a/*, b/*, c/* … (6 weights)"
+    differences = [{"tasks": [1], "tensors": names, "max_abs": 0.5, "max_rel": 0.25}]
+    assert compare.report(differences, names + ["a/b"]) == ("task 1 differs from the rest in a/w, b/*, c/* … "
+                                                             "(5 weights) (max |Δ| 0.5, relative 0.25)")
 
 
 def test_duplicate_task_names_past_five():
