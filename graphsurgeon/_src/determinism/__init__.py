@@ -337,9 +337,15 @@ def way_out(instead: str, head_kept: bool, *, below: list = (), where: str = "")
     the batch), ``instead`` with ``{}`` made :func:`below_phrase` (``below them``, ``below it`` for one op), or
     :data:`HEAD_KEPT` (its ``{them}``: :func:`them`) when the command keeps the head above the cut (learn-task on
     a plain model, merge-heads, add-head), which would then hold them; with no op named, ``instead`` with ``{}``
-    made ``where`` (``where axis 0 is the batch``)."""
+    made ``where`` (``where axis 0 is the batch``).
+
+    Raises:
+      ValueError: ``below`` names no op and ``where`` is not given (the way out would say ``cut `` and stop).
+    """
     if below:
         return HEAD_KEPT.format(them=them(below)) if head_kept else instead.format(below_phrase(below))
+    if not where:
+        raise ValueError("way_out: give where= when below names no op")
     return instead.format(where)
 
 
