@@ -61,6 +61,10 @@ MESSAGES = [
     (MODELS, "m/m.keras: a Keras 3 .keras file; graphsurgeon reads tf_keras .h5 files and Keras-made SavedModels "
              "(save the model with tf_keras as .h5 or as a SavedModel directory)"),
     (MODELS, "m/: features=hidden2/Tan is not a tensor of this model; closest: hidden2/Tanh"),
+    (MODELS, "m/: the input x:0 is a scalar (shape []): its examples come in batches along axis 0, and a scalar has "
+             "none; give input=TENSOR, a tensor with a batch axis"),
+    (MODELS, "m/: features=f:0 is a scalar (shape []): its examples come in batches along axis 0, and a scalar has "
+             "none; give features=TENSOR, a tensor with a batch axis"),
     (TRAINING, "checkpoint m/c: tensor 'hidden/w' holds 1 NaN value of 4 (a diverged run or a damaged file); "
                "every output computed from it would be NaN: restore another checkpoint, or drop it from the restore "
                "(rules=Rules(drop=['hidden/w'])) so that its variable is initialized anew"),
@@ -115,7 +119,7 @@ MESSAGES = [
                        "differences this small"),
     (("merge-heads",), "m/ exists; merged models are written to a new directory (choose another out=)"),
     (("add-head",), "m/: its name is not a version number; say where the new version goes (out=DIR)"),
-    (("add-head",), "m/ + t/: duplicate task names 'a'; every task needs its own name (see name=)"),
+    (("add-head",), "m/ + t/: duplicate task name 'a'; every task needs its own name (see name=)"),
     (("merge-heads", "add-head"), "cannot make probe inputs of dtype complex64 to verify the written model; pass "
                                   "verify=False to skip it"),
     (("add-class",), "m/ has no model.json naming its features: give features=TENSOR (the tensor the last layer "

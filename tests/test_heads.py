@@ -276,7 +276,7 @@ def test_add_head_refuses_another_backbone(merged, tmp_path):
     assert f"/other/model.ckpt-1: its backbone weights differ from every backbone of {res.directory} (atol 0): its " \
         "hidden1/*, hidden2/* differ from backbone group 0's (max |Δ| " in str(e.value)
     assert not os.path.exists(tmp_path / "v9")
-    with pytest.raises(MergeHeadsError, match="duplicate task names 'ckpt2'"):
+    with pytest.raises(MergeHeadsError, match="duplicate task name 'ckpt2'"):
         add_task(res.directory, hm.tf1_task(str(tmp_path / "ckpt2"), 3, 5), out=str(tmp_path / "v9"))
 
 
@@ -374,7 +374,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(odd_tasks, tmp_path, c
             "which lies below it") in msg
     msg = _cli_error(["merge-heads", odd_tasks["good"], odd_tasks["good2"], "--features", "hidden2/Tanh", "--out",
                       out, "--task-names", str(_names(tmp_path, ["same", "same"]))], capsys)
-    assert "duplicate task names 'same'" in msg
+    assert "duplicate task name 'same'" in msg
     empty = tmp_path / "empty"
     empty.mkdir()
     msg = _cli_error(["merge-heads", str(empty), "--features", "hidden2/Tanh", "--out", out], capsys)

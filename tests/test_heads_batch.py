@@ -147,7 +147,7 @@ def test_the_real_mlp_bn_chen_cut_below_its_batch_norms_has_its_head_refused(tmp
     mlp = os.path.join(REAL, "mlp_bn_chen")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x=rng.random((120, 784), dtype=np.float32), y=rng.integers(0, 3, 120))
-    cause = ("through moments/mean, moments/variance, moments_1/mean: batch statistics such as tf.nn.moments or batch "
+    cause = ("through moments/mean, moments/variance, moments_1/mean …: batch statistics such as tf.nn.moments or batch "
              "norm in training mode")
     for command, args, who, instead, first in [
             ("merge-heads", ["merge-heads", mlp], f"{mlp}: the head",

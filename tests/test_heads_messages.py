@@ -93,11 +93,11 @@ def _cases(m):
          "'hidden1/Relu', which lies below it; a head must read only the features (choose a --features tensor "
          "above every op the head reads)"),
         (lambda: merge_heads([good, good2], "hidden2/Tanh", out, task_names=["same", "same"]), MergeHeadsError,
-         "task names: duplicate task names 'same'; every task needs its own name (see task_names=)",
+         "task names: duplicate task name 'same'; every task needs its own name (see task_names=)",
          None, None),  # the command line reads the names from a file: the next case
         (None, None, None,
          ["merge-heads", good, good2, "--features", "hidden2/Tanh", "--out", out, "--task-names", m["names"]],
-         f"graphsurgeon merge-heads: error: {m['names']}: duplicate task names 'same'; every task needs its own "
+         f"graphsurgeon merge-heads: error: {m['names']}: duplicate task name 'same'; every task needs its own "
          "name (see --task-names)"),
         (lambda: merge_heads([good, m["moved"]], "hidden2/Tanh", out), MergeHeadsError,
          "; pass group_backbones=True to build one backbone per group, or a larger atol= to accept differences "
@@ -128,9 +128,9 @@ def _cases(m):
          f"graphsurgeon remove-head: error: {m['dir']}/7: no such directory; expected a directory written by "
          "graphsurgeon merge-heads"),
         (lambda: add_task(m["merged"], good, out, name="good2"), MergeHeadsError,
-         f"{m['merged']} + {good}: duplicate task names 'good2'; every task needs its own name (see name=)",
+         f"{m['merged']} + {good}: duplicate task name 'good2'; every task needs its own name (see name=)",
          ["add-head", m["merged"], good, "--out", out, "--task-name", "good2"],
-         f"graphsurgeon add-head: error: {m['merged']} + {good}: duplicate task names 'good2'; every task needs its "
+         f"graphsurgeon add-head: error: {m['merged']} + {good}: duplicate task name 'good2'; every task needs its "
          "own name (see --task-name)"),
         (lambda: merge_heads([m["complex"]], "features", out), MergeHeadsError,
          "cannot make probe inputs of dtype complex64 to verify the written model; pass verify=False to skip it",
@@ -319,17 +319,18 @@ def test_the_summary_says_an_exact_match_is_equal_not_within_0():
                                          None).format_text()
 
 
-def _scalar_task(directory, features_scalar: bool = False):
+def _scalar_task(directory, features_scalar: bool = False, scalar: bool = True):
     """A TF1 model fed one scalar ``x`` (shape []), reshaped to a row; with ``features_scalar`` its features
-    ``features`` are a scalar too (the sum of the row), else the row ``features`` [1, 8]."""
+    ``features`` are a scalar too (the sum of the row), else the row ``features`` [1, 8]; without ``scalar``
+    neither: ``x`` [None, 4] and ``features`` [None, 8] (a model to merge, then add the others to)."""
     g = tf.Graph()
     with g.as_default():
-        x = tf1.placeholder(tf.float32, [None, 4] if features_scalar else [], name="x")
-        row = tf.reshape(x, [-1, 4]) if features_scalar else tf.reshape(x, [1, 1]) * tf.ones([1, 4])
+        x = tf1.placeholder(tf.float32, [None, 4] if features_scalar or not scalar else [], name="x")
+        row = x if not scalar else tf.reshape(x, [-1, 4]) if features_scalar else tf.reshape(x, [1, 1]) * tf.ones([1, 4])
         h = tf.tanh(tf.matmul(row, tf1.get_variable("w", [4, 8])))
         h = tf.reduce_sum(h, name="features") if features_scalar else tf.identity(h, name="features")
-        tf.nn.softmax(tf.matmul(tf.reshape(h, [-1, 1]) * tf.ones([1, 8]), tf1.get_variable("o", [8, 2])),
-                      name="probabilities")
+        tf.nn.softmax(tf.matmul(tf.reshape(h, [-1, 1]) * tf.ones([1, 8]) if features_scalar else h,
+                                tf1.get_variable("o", [8, 2])), name="probabilities")
         with tf1.Session() as s:
             s.run(tf1.global_variables_initializer())
             return tf1.train.Saver().save(s, os.path.join(directory, "model.ckpt"))
@@ -337,18 +338,44 @@ def _scalar_task(directory, features_scalar: bool = False):
 
 def test_a_scalar_input_or_scalar_features_are_refused_naming_the_tensor(tmp_path, capfd):
     """A scalar has no axis 0 to hold a batch of examples: merge-heads failed in the probe with 'op 'Reshape'
-    (Reshape) failed', and the piece's placeholder had unknown rank (a rank-0 input read as unknown)."""
+    (Reshape) failed', and the piece's placeholder had unknown rank (a rank-0 input read as unknown). Each
+    command says what it can be given instead: add-class has no --input, add-head takes the merged model's
+    input and features from its tasks.json."""
     scalar_in = _scalar_task(str(tmp_path / "scalar_in"))
-    code, out, err = cli(capfd, "merge-heads", scalar_in, "--features", "features", "--out", tmp_path / "m")
-    assert (code, out) == (2, "") and err == (
-        f"graphsurgeon merge-heads: error: {scalar_in}: the input x:0 is a scalar (shape []): its examples come in "
-        "batches along axis 0, and a scalar has none; name a tensor with a batch axis with --input\n")
     scalar_features = _scalar_task(str(tmp_path / "scalar_features"), features_scalar=True)
     with pytest.raises(MergeHeadsError) as e:
         merge_heads([scalar_features], "features", str(tmp_path / "m2"))
     assert str(e.value) == (f"{scalar_features}: features=features:0 is a scalar (shape []): its examples come in "
-                            "batches along axis 0, and a scalar has none; choose features= a tensor with a batch axis")
-    assert not os.path.exists(tmp_path / "m") and not os.path.exists(tmp_path / "m2")
+                            "batches along axis 0, and a scalar has none; give features=TENSOR, a tensor with a "
+                            "batch axis")
+    says = "is a scalar (shape []): its examples come in batches along axis 0, and a scalar has none"
+    merged = merge_heads([_scalar_task(str(tmp_path / "rows"), scalar=False)], "features",
+                         str(tmp_path / "merged")).directory
+    np.savez(tmp_path / "few.npz", x=np.zeros([2], np.float32))
+    add_class_argv = ["add-class", "--features", "features", "--data", tmp_path / "few.npz", "--name", "new",
+                      "--out", tmp_path / "c"]
+    for argv, line in [
+        (["merge-heads", scalar_in, "--features", "features", "--out", tmp_path / "m"],
+         f"merge-heads: error: {scalar_in}: the input x:0 {says}; give --input TENSOR, a tensor with a batch axis"),
+        (["merge-heads", scalar_features, "--features", "features", "--out", tmp_path / "m"],
+         f"merge-heads: error: {scalar_features}: --features features:0 {says}; give --features TENSOR, a tensor "
+         "with a batch axis"),
+        ([*add_class_argv, scalar_in],
+         f"add-class: error: {scalar_in}: the input x:0 {says}; add-class has no way to name another input (give a "
+         "model whose input has a batch axis)"),
+        ([*add_class_argv, scalar_features],
+         f"add-class: error: {scalar_features}: the model's features features:0 {says}; give --features TENSOR, a "
+         "tensor with a batch axis"),
+        (["add-head", merged, scalar_in, "--out", tmp_path / "a"],
+         f"add-head: error: {scalar_in}: the input x:0 {says}; add-head cannot take such a model: the merged "
+         "model's input is fixed"),
+        (["add-head", merged, scalar_features, "--out", tmp_path / "a"],
+         f"add-head: error: {scalar_features}: the merged model's features features:0 {says}; add-head cannot take "
+         "such a model: the merged model's features are fixed"),
+    ]:
+        code, out, err = cli(capfd, *argv)
+        assert (code, out, err) == (2, "", f"graphsurgeon {line}\n")
+    assert not any(os.path.exists(tmp_path / d) for d in ("m", "m2", "c", "a"))
     g = tf.Graph()
     with g.as_default():
         tf.identity(tf1.placeholder(tf.float32, [], name="x") * 2.0, name="y")

@@ -18,7 +18,7 @@ tf1 = tf.compat.v1
 
 def test_the_random_ops_of_a_message():
     assert determinism.ops_phrase(["d/RandomUniform"]) == "random op d/RandomUniform"
-    assert determinism.ops_phrase(["a", "b", "c", "d"]) == "random ops a, b, c"
+    assert determinism.ops_phrase(["a", "b", "c", "d"]) == "random ops a, b, c …"
 
 
 @pytest.mark.parametrize("drawn,named,noun", [(1, 1, "its random op"), (2, 2, "its random ops"),
@@ -33,7 +33,7 @@ def test_how_a_random_tensor_was_seen_counts_the_ops_fed_the_draws(drawn, named,
 
 def test_the_ops_that_may_mix_a_batch():
     assert determinism.mixing_phrase(["moments/mean"]) == "reads an op that may mix the examples of a batch (moments/mean)"
-    assert determinism.mixing_phrase(list("abcd")) == "reads ops that may mix the examples of a batch (a, b, c)"
+    assert determinism.mixing_phrase(list("abcd")) == "reads ops that may mix the examples of a batch (a, b, c …)"
     assert determinism.mixing_phrase(["m"], "why") == "reads an op that may mix the examples of a batch (m; why)"
     assert determinism.batch_unchecked("'f'", "why", ["moments/mean"]) == \
         "'f' reads an op that may mix the examples of a batch (moments/mean; why)"

@@ -36,7 +36,7 @@ from graphsurgeon._src.continual.network import value_piece
 from graphsurgeon._src.continual.targets import softmax
 from graphsurgeon._src.determinism import RANDOM_OPS, dropout_example, ops_phrase
 from graphsurgeon._src.errors import ConfigError, ContinualError, DataError
-from graphsurgeon._src.mixins import Report, agree
+from graphsurgeon._src.mixins import Report, agree, series
 from graphsurgeon._src.multihead import load
 from graphsurgeon._src.multihead import spec as specs
 from graphsurgeon._src.multihead.piece import input_spec
@@ -178,7 +178,7 @@ class _Original:
         num_classes = sum(k.shape[1] for k, _ in blocks)
         classes = m.labels if m.labels is not None else [str(i) for i in range(num_classes)]
         if name in classes:
-            raise ContinualError(f"{model} already has a class '{name}' (classes: {', '.join(classes[:12])})")
+            raise ContinualError(f"{model} already has a class '{name}' (classes: {series(classes, 12)})")
         ref_path = reference or record.get("data")
         if not ref_path:
             raise ConfigError(f"{model}: no reference inputs recorded; give reference=DATA (inputs whose answers "

@@ -329,7 +329,7 @@ def _checked_data(data, teachers: list[Teacher], classes: list, allow_random: bo
     x = x.astype(input_spec(teachers[0].backbone)[0].as_numpy_dtype, copy=False)
     if y is not None and (y.min() < 0 or y.max() >= len(classes)):
         raise DataError(f"{data}: labels range over {int(y.min())}..{int(y.max())}; the union has "
-                        f"{len(classes)} classes ({', '.join(classes[:10])})")
+                        f"{len(classes)} classes ({series(classes, 10)})")
     notes = []
     for t in teachers:
         features = check_features(t.backbone, t.values, x, Wording(f"{t.path}: features",

@@ -145,13 +145,18 @@ COMMAND_FLAGS = {"add-head": {"name": "--task-name", "features": "the merged mod
 # the flag the library's argument would be), and add-class's one ``features=`` that is its flag
 _NO_OUTPUT = (r"name it with output=(?!\w)", "{0} has no way to name it (give a model with "
               "one output above its features)")
+_BATCH_AXIS = r"give {0}=TENSOR, a tensor with a batch axis"  # a scalar input or features (multihead.load)
 COMMAND_PHRASES = {
+    "add-head": [(_BATCH_AXIS.format(w), f"add-head cannot take such a model: the merged model's {w} {v} fixed")
+                 for w, v in (("input", "is"), ("features", "are"))],
     "cache": [(r"; train_feeds=\{'NAME': VALUE\} if training differs, e\.g\. [\w/]+\)", ")")],
     "combine": [_NO_OUTPUT, (r"; name such a tensor with output=", " (give a model whose output is its logits or "
                                                                       "probabilities)"),
                 (r"give its features tensor in models=\[\(path, TENSOR\)\]", "give --features TENSOR after its --model")],
     "add-class": [(r"name the (?:input with input=|tensor to feed with input=\S+)",
                    "add-class has no way to name the input (give a model whose features read one placeholder)"),
+                  (_BATCH_AXIS.format("input"), "add-class has no way to name another input (give a model whose "
+                                                "input has a batch axis)"),
                   (r"give features=TENSOR", "give --features TENSOR")],
 }
 

@@ -17,7 +17,6 @@ and writes logs every time.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +24,7 @@ import tensorflow as tf
 import graphsurgeon as gs
 from graphsurgeon._src.demo import lenet
 from graphsurgeon._src.demo.data import NewTask
+from graphsurgeon._src.train import steps_per_epoch
 
 tf1 = tf.compat.v1
 
@@ -45,7 +45,9 @@ class Settings:
     finetune_lr_mult: float = 0.1
 
     def epochs(self, n_train: int) -> int:
-        return math.ceil(self.steps / math.ceil(n_train / self.batch_size))
+        """As many epochs of ``n_train`` images as reach :attr:`steps` minibatches (of
+        :func:`~graphsurgeon._src.train.steps_per_epoch` an epoch)."""
+        return -(-self.steps // steps_per_epoch(n_train, self.batch_size))
 
 
 def config(arm: str, model: str, n_classes: int, settings: Settings, *, seed: int = 0,

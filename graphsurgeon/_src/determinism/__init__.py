@@ -38,7 +38,7 @@ from graphsurgeon._src.determinism.scan import (
     random_ops_upstream,
     rate_feeds,
 )
-from graphsurgeon._src.mixins import agree, listed, plural
+from graphsurgeon._src.mixins import agree, listed, plural, series
 
 __all__ = ["DRAWS", "RANDOM_OPS", "SERVED_DOES", "SERVED_WOULD", "Mixing", "Probe", "axis0_doubt", "batch_accepted", "batch_mixing_ops", "batch_refusal",
            "batch_unchecked", "below_phrase",
@@ -195,10 +195,10 @@ def them(ops: list) -> str:
 
 
 def ops_phrase(ops: list) -> str:
-    """``random op A`` or ``random ops A, B, C`` for messages, the first three of ``ops`` (:func:`random_ops_upstream`);
-    when the scan named none (the runs differ anyway), where they may be."""
+    """``random op A`` or ``random ops A, B, C`` for messages (``ops``: :func:`random_ops_upstream`'s; of more than
+    three, the first three and `` …``); when the scan named none (the runs differ anyway), where they may be."""
     if ops:
-        return listed("random op", ops[:3])
+        return listed("random op", ops, 3)
     return "random ops the graph scan does not name (of a kind outside its list)"
 
 
@@ -311,7 +311,7 @@ def mixing(model, tensor: str, input_tensor) -> Mixing:
         why = f"axis 0 of '{tensor}' may not be the batch: {doubt}, a guess from the graph"
         return Mixing(why, why, "where axis 0 is the batch")
     ops = batch_mixing_ops(model, tensor, input_tensor.op.name)
-    why = f"through {', '.join(ops[:3])}" if ops else "its value for an example changes with its batch-mates"
+    why = f"through {series(ops, 3)}" if ops else "its value for an example changes with its batch-mates"
     return Mixing(why, f"{why}: batch statistics such as tf.nn.moments or batch norm in training mode",
                   below_phrase(ops) if ops else "where an example's value does not change with its batch-mates", ops)
 
@@ -337,9 +337,15 @@ def way_out(instead: str, head_kept: bool, *, below: list = (), where: str = "")
     the batch), ``instead`` with ``{}`` made :func:`below_phrase` (``below them``, ``below it`` for one op), or
     :data:`HEAD_KEPT` (its ``{them}``: :func:`them`) when the command keeps the head above the cut (learn-task on
     a plain model, merge-heads, add-head), which would then hold them; with no op named, ``instead`` with ``{}``
-    made ``where`` (``where axis 0 is the batch``)."""
+    made ``where`` (``where axis 0 is the batch``).
+
+    Raises:
+      ValueError: ``below`` names no op and ``where`` is not given (the way out would say ``cut `` and stop).
+    """
     if below:
         return HEAD_KEPT.format(them=them(below)) if head_kept else instead.format(below_phrase(below))
+    if not where:
+        raise ValueError("way_out: give where= when below names no op")
     return instead.format(where)
 
 
@@ -368,10 +374,10 @@ def batch_accepted(model, t, input_tensor, what: str, consequence: str = SERVED_
 
 
 def mixing_phrase(ops: list, why: str = "") -> str:
-    """``reads an op that may mix the examples of a batch (A)`` (``reads ops`` for more, the first three of ``ops``,
-    :func:`batch_mixing_ops`, named), ``(A; WHY)`` with ``why``."""
+    """``reads an op that may mix the examples of a batch (A)`` (``reads ops`` for more: ``ops``,
+    :func:`batch_mixing_ops`', named, of more than three the first three and `` …``), ``(A; WHY)`` with ``why``."""
     return (f"reads {agree(len(ops), 'an op', 'ops')} that may mix the examples of a batch "
-            f"({', '.join(ops[:3])}{'; ' + why if why else ''})")
+            f"({series(ops, 3)}{'; ' + why if why else ''})")
 
 
 def batch_unchecked(subject: str, why: str, ops: list | None = None, *, random: bool = False) -> str:

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src.errors import CorruptCheckpointError, GraphSurgeonError, MigrateError
+from graphsurgeon._src.mixins import series
 from graphsurgeon._src.storage.bundle import crc32c, mask
 from graphsurgeon._src.storage.bundle_writer import moved_since_preview
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
@@ -231,8 +232,8 @@ def _check_keys(out: CheckpointReader, tensors: list) -> None:
     if want != got:
         missing, extra = sorted(want - got), sorted(got - want)
         raise MigrateError("verification failed: the written checkpoint "
-                           + "; ".join(([f"lacks {', '.join(missing[:3])}"] if missing else [])
-                                       + ([f"also holds {', '.join(extra[:3])}"] if extra else [])))
+                           + "; ".join(([f"lacks {series(missing, 3)}"] if missing else [])
+                                       + ([f"also holds {series(extra, 3)}"] if extra else [])))
 
 
 def expected_dtype_shape(p) -> tuple[tf.DType, tuple]:

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from graphsurgeon._src.errors import MergeHeadsError
-from graphsurgeon._src.mixins import agree, plural, series
+from graphsurgeon._src.mixins import agree, counted, plural, series
 from graphsurgeon._src.multihead import piece as pieces
 
 
@@ -128,7 +128,8 @@ class Grouper:
 
 def summarize(names: list, all_names: list, limit: int = 3) -> str:
     """``encoder/layer_2/*`` for a scope whose weights all differ, else the names; of more than ``limit``, the
-    first ``limit`` and `` …``."""
+    first ``limit``, `` …`` and how many weights differ (``a/w, b/*, c/w … (9 weights)``: a scope counts its
+    weights)."""
     items = []
     for n in names:
         scope = os.path.dirname(n)
@@ -136,7 +137,7 @@ def summarize(names: list, all_names: list, limit: int = 3) -> str:
         item = f"{scope}/*" if whole else n
         if item not in items:
             items.append(item)
-    return series(items, limit)
+    return series(items, limit) + (f" ({counted(len(names), 'weight')})" if len(items) > limit else "")
 
 
 def report(differences: list[dict], names: list, label=str) -> str:

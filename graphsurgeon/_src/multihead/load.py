@@ -22,7 +22,7 @@ from graphsurgeon._src.errors import (
     MergeHeadsError,
     TensorNotFoundError,
 )
-from graphsurgeon._src.mixins import series
+from graphsurgeon._src.mixins import listed
 from graphsurgeon._src.multihead import keras_graph
 from graphsurgeon._src.multihead import piece as pieces
 from graphsurgeon._src.restore import INPUTS_COLLECTION, OUTPUTS_COLLECTION
@@ -173,7 +173,7 @@ def check_names(names: list[str], what: str, arg: str = "task_names") -> None:
             dups.append(n)
         seen.add(n)
     if dups:
-        raise MergeHeadsError(f"{what}: duplicate task names {series(map(repr, dups), 5)}; every task "
+        raise MergeHeadsError(f"{what}: duplicate {listed('task name', map(repr, dups), 5)}; every task "
                               f"needs its own name (see {arg}=)")
 
 
@@ -219,9 +219,9 @@ def load(path: str, features: str, *, input=None, output=None, tags=("serve",)) 
         piece, read, kind, feats = _load_graph(path, features, input, output, tags)
     backbone, head = pieces.split(piece, feats, path)
     pieces.refuse_scalar(pieces.input_spec(backbone)[1], f"the input {backbone.input}", path,
-                         "name a tensor with a batch axis with input=")
+                         "give input=TENSOR, a tensor with a batch axis")
     pieces.refuse_scalar(pieces.input_spec(head)[1], f"features={feats}", path,
-                         "choose features= a tensor with a batch axis")
+                         "give features=TENSOR, a tensor with a batch axis")
     pieces.check_placeholders(backbone, path, "backbone")
     pieces.check_placeholders(head, path, "head")
     return TaskModel(path, kind, backbone, head, read, _labels(path))

@@ -42,7 +42,7 @@ from graphsurgeon._src.determinism import (
     them,
 )
 from graphsurgeon._src.errors import BatchDependentError, ConfigError, RandomTensorError
-from graphsurgeon._src.mixins import counted
+from graphsurgeon._src.mixins import counted, series
 
 
 @dataclasses.dataclass
@@ -128,7 +128,7 @@ def cached_notes(cfg, model, cache, input_op: str) -> list[str]:
         rand_text = (f"is random ({ops}; its cache run found its values differ between runs on one batch and was "
                      "given allow_random=True)")
         mixed = (f"{cached} depends on the other examples in its batch ("
-                 + (f"through {', '.join(mixing[:3])}; " if mixing else "")
+                 + (f"through {series(mixing, 3)}; " if mixing else "")
                  + "its cache run found it and was given allow_batch_dependent=True)")
         # recorded as not checked (a run that computed no row into a cache without a record; a first batch of one
         # row): the graph decides, as without a record (a random tensor's batch-mates are not checked, as above)

@@ -93,7 +93,7 @@ def open_cache(setup, cache_dir, batch_size, seed, *, image_scale=None):
         if below:
             n = len(below)
             raise ConfigError(
-                f"trainable {listed('variable', below[:4])} {agree(n, 'lies', 'lie')} below the cached tensor "
+                f"trainable {listed('variable', below, 4)} {agree(n, 'lies', 'lie')} below the cached tensor "
                 f"'{reader.cut}': {agree(n, 'it', 'they')} cannot train from the cache; cache a lower tensor or leave "
                 f"{agree(n, 'it', 'them')} frozen"
             )

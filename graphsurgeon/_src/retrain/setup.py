@@ -50,12 +50,18 @@ def _check_classes(cfg: RetrainConfig, logits) -> None:
                           "or more classes (a yes/no sigmoid output: a new head on the layer below it, head=CUT:2)")
 
 
+def _reinit(cfg: RetrainConfig, model) -> list:
+    """The names of the variables ``cfg.reinit`` matches, drawn again instead of restored (a pattern matching
+    none is refused by :func:`select.match`, naming the closest scopes)."""
+    return select.match(cfg.reinit, model.variables, arg="reinit") if cfg.reinit else []
+
+
 def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None, before_values=None) -> Setup:
     """Restore ``cfg.model`` pruned to what the cut needs, add the head, decide what trains; with
     ``values=False`` nothing is read and no session is made (the dry-run plan). Without ``head`` or
-    ``output`` the whole graph is restored and the plan says, for every variable, whether it is restored
-    and whether it would train (``trainable`` patterns), as ``tf_slim.get_variables_to_restore(exclude=...)``
-    would restore it (``drop`` patterns here). ``meta_graph``: ``cfg.model``'s, read already (see ``restore``).
+    ``output`` the whole graph is restored and the plan says, for every variable, whether it is restored (or,
+    matched by ``reinit``, reinitialized) and whether it would train (``trainable`` patterns), as
+    ``tf_slim.get_variables_to_restore(exclude=...)`` would restore it (``drop`` patterns here). ``meta_graph``: ``cfg.model``'s, read already (see ``restore``).
     ``before_values``: called once the graph, head and plan are made (every pattern checked), before the values
     are read (retrain checks its output directory there), with a cut or without.
     """
@@ -82,7 +88,7 @@ def build(cfg: RetrainConfig, *, values: bool = True, meta_graph=None, before_va
     Feeder(model, inp, feeds, fixed)  # every feed fits its placeholder
     Feeder(model, inp, train_feeds, fixed)
     _refuse_left_out(cfg, model, cut)
-    reinit = select.match(cfg.reinit, model.variables, arg="reinit") if cfg.reinit else []
+    reinit = _reinit(cfg, model)
     if spec:
         head = add_head(model, spec[0], spec[1], hidden=cfg.head_hidden, activation=cfg.head_activation,
                         kernel_initializer=cfg.head_initializer, scope=cfg.head_scope, pool=cfg.pool, seed=cfg.seed)
@@ -204,7 +210,7 @@ def _build_without_cut(cfg: RetrainConfig, values: bool, before_values) -> Setup
     nothing new; then :func:`_read_values` (``before_values``, then the values), as :func:`build` ends with a cut."""
     rules = cfg.rules()
     model = restore(cfg.model, tags=cfg.tags, rules=rules, restore_optimizer=cfg.restore_optimizer, values=False)
-    reinit = select.match(cfg.reinit, model.variables) if cfg.reinit else []
+    reinit = _reinit(cfg, model)
     final, stage_sets, stage_updates = _trainable(cfg, model, [])
     upd = stage_updates[-1]
     plan = make_plan(graph_variable_info(model.graph), _entries(model), rules=rules,
