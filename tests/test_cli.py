@@ -513,9 +513,28 @@ def test_migrate_into_a_directory_writes_the_source_base_name_there_as_help_says
     with pytest.raises(SystemExit):
         build_parser().parse_args(["migrate", "--help"])
     out = " ".join(capfd.readouterr().out.split())
-    assert "dst destination prefix (must not exist), or a directory: SRC's base name inside it (DIR/model.ckpt for " \
-           "SRC run/model.ckpt)" in out
+    assert "dst destination prefix (must not exist), or a directory: the base name of SRC's checkpoint inside it " \
+           "(DIR/model.ckpt for SRC run/model.ckpt; DIR/variables for a SavedModel or retrain's output)" in out
     (tmp_path / "out").mkdir()
     assert main(["migrate", seed004[0], str(tmp_path / "out"), "--quiet"]) == 0
     assert sorted(os.listdir(tmp_path / "out")) == sorted(
         os.path.basename(seed004[0]) + ext for ext in (".data-00000-of-00001", ".index"))
+
+
+def test_migrate_of_a_saved_model_into_a_directory_writes_variables_as_help_says(tmp_path, capfd):
+    """A SavedModel's checkpoint is variables/variables, so migrate SM DIR writes DIR/variables (kept: it is the
+    SavedModel layout, and migrate SM NEW/variables/ writes NEW/variables/variables); README and --help said
+    "SRC's base name", which is sm."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default(), tf1.Session() as s:
+        w = tf1.Variable(np.ones(3, np.float32), name="w")
+        s.run(w.initializer)
+        builder = tf1.saved_model.Builder(str(tmp_path / "sm"))
+        builder.add_meta_graph_and_variables(s, ["serve"])
+        builder.save()
+    (tmp_path / "out").mkdir()
+    assert main(["migrate", str(tmp_path / "sm"), str(tmp_path / "out")]) == 0
+    assert f"written to {tmp_path / 'out' / 'variables'};" in capfd.readouterr().out
+    assert sorted(os.listdir(tmp_path / "out")) == ["variables.data-00000-of-00001", "variables.index"]

@@ -237,8 +237,9 @@ def _cache_parser(sub):
 def _migrate_parser(sub):
     s = sub.add_parser("migrate", help="rename, drop, keep, cast, merge checkpoints into a new one")
     s.add_argument("src")
-    s.add_argument("dst", help="destination prefix (must not exist), or a directory: SRC's base name inside it "
-                               "(DIR/model.ckpt for SRC run/model.ckpt)")
+    s.add_argument("dst", help="destination prefix (must not exist), or a directory: the base name of SRC's "
+                               "checkpoint inside it (DIR/model.ckpt for SRC run/model.ckpt; DIR/variables for "
+                               "a SavedModel or retrain's output)")
     s.add_argument("--rename", nargs="+", action="extend", metavar="REGEX=REPLACEMENT")
     s.add_argument("--map-scope", nargs="+", action="extend", metavar="OLD/=NEW/")
     s.add_argument("--drop", nargs="+", action="extend", metavar="PAT")

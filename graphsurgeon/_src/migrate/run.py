@@ -81,8 +81,8 @@ def migrate(src: str, dst: str, rules: Rules | None = None, *, dry_run: bool = F
 
     Args:
       src: a checkpoint prefix or directory (V2 or V1), or a SavedModel directory.
-      dst: the destination prefix (or a directory: the source's base name inside it); it must
-        not exist and must not be a source.
+      dst: the destination prefix (or a directory: the base name of the source's checkpoint inside it,
+        ``variables`` for a SavedModel's); it must not exist and must not be a source.
       rules: a :class:`Rules`.
       dry_run: plan only; nothing is written, not even a directory.
       verify: ``"sample"`` (default), ``"full"`` or ``"none"``; see :mod:`graphsurgeon._src.migrate.verify`.
@@ -189,7 +189,7 @@ def _check_arguments(verify, to: str, from_format: str, link) -> str:
 
 
 def _destination(dst: str, sources: list) -> str:
-    """``dst`` as an absolute prefix (a directory receives the first source's base name).
+    """``dst`` as an absolute prefix (a directory receives the base name of the first source's prefix).
 
     Raises:
       MigrateError: it is a source, or a checkpoint is already there.
