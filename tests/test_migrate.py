@@ -436,6 +436,39 @@ def test_diff_reports_dtype_changes_and_value_changes(seed004, tmp_path):
     assert list(d["changed"]) == ["output/biases"] and d["changed"]["output/biases"] == pytest.approx(0.25, abs=1e-6)
 
 
+def test_diff_does_not_pair_tensors_of_one_content_it_cannot_tell_apart(tmp_path, capfd):
+    """Two zero biases of one shape renamed: diff paired them in sorted-name order (a/bias -> x/bias, b/bias ->
+    y/bias), reported as fact; it now pairs a removed and an added tensor only when each is the one of its
+    contents, names the others as ambiguous (--json's 'ambiguous', '?' in the text), and the text ends with
+    the counts of its keys."""
+    zero = np.zeros(4, np.float32)
+    a = save_vars(str(tmp_path / "a/m"), {"a/bias": zero, "b/bias": zero, "c/bias": np.zeros(3, np.float32),
+                                          "k": np.arange(3, dtype=np.float32), "w": np.ones(2, np.float32)})
+    b = save_vars(str(tmp_path / "b/m"), {"x/bias": zero, "y/bias": zero, "z/bias": np.zeros(3, np.float32),
+                                          "k2": np.arange(3, dtype=np.float32), "w": np.full(2, 3, np.float32),
+                                          "new": np.zeros(3, np.float32)})
+    d = gs.diff(a, b)
+    assert d["renamed"] == {"k": "k2"}
+    assert d["ambiguous"] == [{"removed": ["a/bias", "b/bias"], "added": ["x/bias", "y/bias"]},
+                              {"removed": ["c/bias"], "added": ["new", "z/bias"]}]
+    assert d["added"] == ["new", "x/bias", "y/bias", "z/bias"] and d["removed"] == ["a/bias", "b/bias", "c/bias"]
+    code, out, err = cli(capfd, "diff", a, b)
+    assert code == 0, err
+    assert out.splitlines()[-4:] == [
+        "? a/bias, b/bias -> x/bias, y/bias  (all of one dtype, shape and crc32c: not paired, which became which "
+        "cannot be told)",
+        "? c/bias -> new, z/bias  (all of one dtype, shape and crc32c: not paired, which became which cannot be told)",
+        "! w  max abs difference 2.0",
+        "-- 4 added, 3 removed, 1 renamed, 1 changed (of these, 3 removed and 4 added may be renames diff cannot "
+        "pair: ?)"]
+    assert "~ k -> k2  (same dtype, shape and crc32c)" in out.splitlines()
+    assert json.loads(cli(capfd, "diff", a, b, "--json")[1])["ambiguous"] == d["ambiguous"]
+    assert cli(capfd, "diff", a, a)[1] == "no differences\n"
+    migrate(a, str(tmp_path / "half"), Rules(cast=[("w", "float16")]))
+    assert cli(capfd, "diff", a, tmp_path / "half")[1].splitlines() == [
+        "! w  dtype float32 -> float16", "-- 0 added, 0 removed, 0 renamed, 0 changed, 1 dtype changed"]
+
+
 def test_inspect_marks_partitions_slots_and_step(tmp_path):
     p = save_vars(str(tmp_path / "m.ckpt"), {"emb/part_0": np.ones((2, 2), np.float32),
                                              "w/Adam": np.ones(2, np.float32), "global_step": np.array(3, np.int64),

@@ -310,13 +310,26 @@ def cmd_diff(args):
             print(f"{'+' if key == 'added' else '-'} {n}")
     for old, new in d["renamed"].items():
         print(f"~ {old} -> {new}  (same dtype, shape and crc32c)")
+    for g in d["ambiguous"]:
+        print(f"? {', '.join(g['removed'])} -> {', '.join(g['added'])}  (all of one dtype, shape and crc32c: "
+              "not paired, which became which cannot be told)")
     for n, v in d["changed"].items():
         print(f"! {n}  max abs difference {v}")
     for key in ("dtype_changed", "shape_changed"):
         for n, (x, y) in d[key].items():
             print(f"! {n}  {key.split('_')[0]} {x} -> {y}")
-    if not any(d.values()):
-        print("no differences")
+    print(_diff_summary(d) if any(d.values()) else "no differences")
+
+
+def _diff_summary(d: dict) -> str:
+    """``-- 2 added, 2 removed, 1 renamed, 0 changed``: how many names each key of ``diff --json`` holds (the dtype
+    and shape changes and the ambiguous groups' names when there are some)."""
+    line = "-- " + ", ".join(f"{len(d[k])} {k}" for k in ("added", "removed", "renamed", "changed"))
+    line += "".join(f", {len(d[k])} {k.replace('_', ' ')}" for k in ("dtype_changed", "shape_changed") if d[k])
+    if d["ambiguous"]:
+        removed, added = (sum(len(g[side]) for g in d["ambiguous"]) for side in ("removed", "added"))
+        line += f" (of these, {removed} removed and {added} added may be renames diff cannot pair: ?)"
+    return line
 
 
 def cmd_thaw(args):

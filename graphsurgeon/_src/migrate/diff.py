@@ -8,9 +8,12 @@ from graphsurgeon._src.migrate.sources import open_checkpoint
 
 
 def diff(a: str, b: str) -> dict:
-    """Compare two checkpoints: ``added``, ``removed``, ``renamed`` (same dtype, shape and
-    crc32c under another name; V2 checkpoints only), ``changed`` (``{name: max abs difference}``,
-    None for non-numeric tensors), ``dtype_changed`` and ``shape_changed`` (``{name: [a, b]}``).
+    """Compare two checkpoints: ``added``, ``removed``, ``renamed`` (``{old: new}``: the one removed and the one
+    added tensor of a dtype, shape and crc32c; V2 checkpoints only), ``ambiguous`` (``[{"removed": [...], "added":
+    [...]}]``: removed and added tensors of one dtype, shape and crc32c, more than one on a side, such as
+    zero-initialized biases of one shape, so which became which cannot be told; they stay in ``added`` and
+    ``removed``), ``changed`` (``{name: max abs difference}``, None for non-numeric tensors), ``dtype_changed`` and
+    ``shape_changed`` (``{name: [a, b]}``).
 
     Raises:
       CheckpointNotFoundError, CorruptCheckpointError, MigrateError: a path holds no readable checkpoint.
@@ -19,16 +22,9 @@ def diff(a: str, b: str) -> dict:
     ea, eb = _signatures(sa), _signatures(sb)
     only_a = sorted(set(ea) - set(eb))
     only_b = sorted(set(eb) - set(ea))
-    by_sig = {}
-    for n in only_b:
-        by_sig.setdefault(ea_key(eb[n]), []).append(n)
-    renamed = {}
-    for n in only_a:
-        cands = by_sig.get(ea_key(ea[n]))
-        if cands and ea[n][3] is not None:
-            renamed[n] = cands.pop(0)
+    renamed, ambiguous = _pairs(only_a, only_b, ea, eb)
     out = {"added": sorted(set(only_b) - set(renamed.values())), "removed": sorted(set(only_a) - set(renamed)),
-           "renamed": renamed, "changed": {}, "dtype_changed": {}, "shape_changed": {}}
+           "renamed": renamed, "ambiguous": ambiguous, "changed": {}, "dtype_changed": {}, "shape_changed": {}}
     for n in sorted(set(ea) & set(eb)):
         (da, sha, _, ca), (db, shb, _, cb) = ea[n], eb[n]
         if da != db:
@@ -42,6 +38,23 @@ def diff(a: str, b: str) -> dict:
                 d = np.abs(va.astype(np.float64) - vb.astype(np.float64)).max() if numeric else None
                 out["changed"][n] = None if d is None else float(d)
     return out
+
+
+def _pairs(only_a: list, only_b: list, ea: dict, eb: dict) -> tuple[dict, list]:
+    """``(renamed, ambiguous)``: of the removed (``only_a``) and added (``only_b``) names of one signature with a
+    crc32c, a pair when there is one of each, else a group when there are some of each."""
+    groups = {}
+    for side, names, sigs in ((0, only_a, ea), (1, only_b, eb)):
+        for n in names:
+            if sigs[n][3] is not None:
+                groups.setdefault(ea_key(sigs[n]), ([], []))[side].append(n)
+    renamed, ambiguous = {}, []
+    for removed, added in groups.values():
+        if len(removed) == len(added) == 1:
+            renamed[removed[0]] = added[0]
+        elif removed and added:
+            ambiguous.append({"removed": removed, "added": added})
+    return dict(sorted(renamed.items())), sorted(ambiguous, key=lambda g: g["removed"])
 
 
 def ea_key(signature: tuple) -> tuple:
