@@ -197,6 +197,9 @@ def test_queue_fed_estimator(tmp_path, capfd):
     path = os.path.join(REAL, "estimator_cnn_hsbarker")
     code, out, _ = cli(capfd, "inspect", path)
     assert "likely inputs: random_shuffle_queue_DequeueMany:1 float32 [100, 784]" in out
+    lines = out.splitlines()  # the op counts in one column after the longest scope (a 30-wide column ran into it)
+    k = lines.index("graph: 520 ops")
+    assert lines[k + 1] == f"  {'(root)':<32}  18 ops" and "  random_shuffle_queue_DequeueMany  1 op" in lines
     assert "enqueue_input/Placeholder" not in out.split("likely inputs:")[1]
     assert "softmax_tensor:0" in out.split("likely outputs:")[1]
     code, _, err = cli(capfd, "plan", "--model", path, "--head", "Reshape_1:10")

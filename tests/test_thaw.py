@@ -317,9 +317,14 @@ def test_weight_constants_by_shape_and_consumer_op(tmp_path, capfd):
     assert code == 0, err
     lines = out.splitlines()
     k = lines.index("weight-like constants (5; thaw turns them into variables):")
-    assert lines[k + 1:k + 6] == ["  conv/filter16  float16 [3, 3, 2, 3] -> Conv2D", "  conv/bias  float32 [3] -> BiasAdd",
-                                  "  fc/w  float32 [48, 2] -> MatMul", "  fc/offset  float32 [2] -> AddV2",
-                                  "  ones  float32 [1, 1, 2, 1] -> Conv2D"]
+    assert lines[k + 1:k + 6] == ["  conv/filter16  float16  [3, 3, 2, 3] -> Conv2D",
+                                  "  conv/bias      float32  [3]          -> BiasAdd",
+                                  "  fc/w           float32  [48, 2]      -> MatMul",
+                                  "  fc/offset      float32  [2]          -> AddV2",
+                                  "  ones           float32  [1, 1, 2, 1] -> Conv2D"]
+    code, out, err = cli(capfd, "thaw", tmp_path / "g.pb", "--scopes", "conv", "fc/w", "--out", tmp_path / "t")
+    assert code == 0, err
+    assert out.splitlines()[:3] == ["conv/bias      [3]", "conv/filter16  [3, 3, 2, 3]", "fc/w           [48, 2]"]
     code, out, err = cli(capfd, "inspect", tmp_path / "g.pb", "--json")
     assert [c["name"] for c in json.loads(out)["graph"]["weight_constants"]] == ["conv/filter16", "conv/bias", "fc/w",
                                                                                  "fc/offset", "ones"]

@@ -339,8 +339,9 @@ def cmd_thaw(args):
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
         return
+    width = max(map(len, res.variables), default=0)
     for name, shape in res.variables.items():
-        print(f"{name}  {list(shape)}")
+        print(f"{name:<{width}}  {list(shape)}")
     made, left = len(res.variables), res.constants_left
     print(f"-- {counted(made, 'constant')} ({res.nbytes} bytes) "
           f"{agree(made, 'is a variable', 'are variables')} now, {counted(left, 'weight-like constant')} "

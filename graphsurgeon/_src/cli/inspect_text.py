@@ -56,8 +56,9 @@ def format_text(report: dict) -> str:
     g = report["graph"]
     if g:
         lines.append(f"graph: {counted(g['ops'], 'op')}")
+        width = max(map(len, g["ops_per_scope"]), default=0)
         for scope, n in g["ops_per_scope"].items():
-            lines.append(f"  {scope:<30} {counted(n, 'op')}")
+            lines.append(f"  {scope:<{width}}  {counted(n, 'op')}")
         lines.append("likely inputs: " + (", ".join(f"{i['name']} {i['dtype']} {_shape(i['shape'])}" for i in g["inputs"])
                                           or "none"))
         lines.append("likely outputs: " + (", ".join(g["outputs"]) or "none"))
@@ -68,8 +69,11 @@ def format_text(report: dict) -> str:
                     lines.append(f"  {side[:-1]:<6} {k:<16} {t['name']:<32} {t['dtype']} {_shape(t['shape'])}")
         if g["weight_constants"]:
             lines.append(f"weight-like constants ({len(g['weight_constants'])}; thaw turns them into variables):")
-            for c in g["weight_constants"]:
-                lines.append(f"  {c['name']}  {c['dtype']} {c['shape']} -> {', '.join(c['consumers'])}")
+            consts = g["weight_constants"]
+            width, shapes = max(len(c["name"]) for c in consts), max(len(str(c["shape"])) for c in consts)
+            for c in consts:
+                lines.append(f"  {c['name']:<{width}}  {c['dtype']:<8} {str(c['shape']):<{shapes}} -> "
+                             f"{', '.join(c['consumers'])}")
         if g["unsafe_ops"]:
             lines.append(f"ops that touch files or run Python ({len(g['unsafe_ops'])}; restore refuses to run them "
                          "without --allow-unsafe-ops): " + ", ".join(f"{u['name']} ({u['op']})" for u in g["unsafe_ops"]))
