@@ -49,3 +49,14 @@ def test_the_features_line_counts_in_the_right_number(n, said):
     """A head reading one feature (lstm_aplain's cut) was said to read '1 features'."""
     line = _features_line({"cut": "h:0", "shape": [n], "pool": "none", "features": n})
     assert line == f"-- the head reads h:0 [{'?' if n is None else n}] {said}"
+
+
+@pytest.mark.parametrize("shape, said", [
+    ([5, 5, 16], "[5, 5, 16] -> avg over 5×5 -> 16 features"),
+    ([None, 65], "[?, 65] -> avg over axis 1 (a size set at run time) -> 65 features"),
+    ([None, 5, 8], "[?, 5, 8] -> avg over axes 1, 2 (?×5; ? a size set at run time) -> 8 features")])
+def test_the_features_line_names_pooled_axes_of_unknown_size(shape, said):
+    """The char-rnn's time-major rnn/transpose [50, ?, 65], axis 0 taken for the batch, was said to be averaged
+    'over ?'."""
+    line = _features_line({"cut": "t:0", "shape": shape, "pool": "avg", "features": shape[-1]})
+    assert line == f"-- the head reads t:0 {said}"

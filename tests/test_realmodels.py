@@ -449,6 +449,9 @@ def test_char_rnn_time_major_transpose_is_not_called_a_fixed_batch(capfd):
     assert "-- note: axis 0 of 'rnn/transpose' may not be the batch (its static size 50 is not the input's batch " \
            "('Placeholder:0' is [?, 50, 65]), a guess from the graph)" in out
     assert "the graph fixes the batch" not in out
+    # it averages over axis 1, whose size the graph leaves unknown (it said 'avg over ?')
+    assert "-- the head reads rnn/transpose:0 [?, 65] -> avg over axis 1 (a size set at run time) -> 65 features" \
+        in out.splitlines()
 
 
 def test_char_rnn_dense_tensordot_is_not_said_to_mix_a_batch(capfd):

@@ -197,11 +197,23 @@ def _state_parts(names) -> str:
 
 
 def _features_line(f: dict) -> str:
-    """``-- the head reads MaxPool_9:0 [5, 5, 16] -> avg over 5×5 -> 16 features``."""
+    """``-- the head reads MaxPool_9:0 [5, 5, 16] -> avg over 5×5 -> 16 features``; pooled axes of sizes the graph
+    leaves unknown are named by number: ``rnn/transpose:0 [?, 65] -> avg over axis 1 (a size set at run time)``,
+    ``[?, 5, 8] -> avg over axes 1, 2 (?×5; ? a size set at run time)``."""
     dims = [("?" if d is None else str(d)) for d in f["shape"]]
-    how = {"avg": f" -> avg over {'×'.join(dims[:-1])}", "flatten": " -> flattened"}.get(f["pool"], "")
+    how = {"avg": f" -> avg over {_pooled(dims[:-1])}", "flatten": " -> flattened"}.get(f["pool"], "")
     n = f["features"]
     return f"-- the head reads {f['cut']} [{', '.join(dims)}]{how} -> {'? features' if n is None else counted(n, 'feature')}"
+
+
+def _pooled(dims: list) -> str:
+    """The axes ``dims`` (sizes as text, past the batch) the head averages over: ``5×5``, or by number when a size
+    is unknown (``?``)."""
+    if "?" not in dims:
+        return "×".join(dims)
+    if len(dims) == 1:
+        return "axis 1 (a size set at run time)"
+    return f"axes {', '.join(str(i) for i in range(1, len(dims) + 1))} ({'×'.join(dims)}; ? a size set at run time)"
 
 
 def checkpoint_names(graph_names, entries, rules: Rules | None = None) -> dict:
