@@ -79,7 +79,7 @@ def test_an_npz_split_array_is_checked_and_coded(tmp_path):
     np.savez(tmp_path / "a.npz", x=x, y=y, split=np.array(["test", "train", "validation", "train"]))
     assert records.open_source(str(tmp_path / "a.npz")).splits.tolist() == [2, 0, 1, 0]
     np.savez(tmp_path / "b.npz", x=x, y=y, split=np.array(["test", "dev", "train", "eval"]))
-    with pytest.raises(gs.DataError, match=r"b.npz: 'split' must hold one of .* per row \(found \['dev', 'eval'\]\)"):
+    with pytest.raises(gs.DataError, match=r"b.npz: 'split' must hold one of .* per row \(found values 'dev', 'eval'\)$"):
         records.open_source(str(tmp_path / "b.npz"))
 
 

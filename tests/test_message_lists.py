@@ -208,3 +208,61 @@ def test_the_classes_of_a_model_past_twelve(tmp_path):
             combine._checked_data(str(tmp_path / "d.npz"), [teacher], [f"c{i}" for i in range(13)], False, False)
     classes = ", ".join(f"c{i}" for i in range(10))
     assert str(e.value) == f"{tmp_path / 'd.npz'}: labels range over 0..20; the union has 13 classes ({classes} …)"
+
+
+def test_split_values_of_an_npz_past_three(tmp_path):
+    """An npz's bad 'split' values were the first three, shown as a Python list (['dev', 'eval', 'holdout'])
+    whatever followed."""
+    from graphsurgeon._src.storage import datasets
+
+    x, y = np.zeros((5, 2), np.float32), np.arange(5)
+    np.savez(tmp_path / "a.npz", x=x, y=y, split=np.array(["dev", "eval", "holdout", "zzz", "train"]))
+    with pytest.raises(DataError) as e:
+        datasets.load_npz(str(tmp_path / "a.npz"))
+    assert str(e.value).endswith("per row (found values 'dev', 'eval', 'holdout' … (4 values))")
+    np.savez(tmp_path / "b.npz", x=x, y=y, split=np.array(["dev", "train", "train", "test", "train"]))
+    with pytest.raises(DataError) as e:
+        datasets.load_npz(str(tmp_path / "b.npz"))
+    assert str(e.value).endswith("per row (found value 'dev')")
+    np.savez(tmp_path / "c.npz", x=x, y=y, split=np.array(["train"] * 4))
+    with pytest.raises(DataError) as e:
+        datasets.load_npz(str(tmp_path / "c.npz"))
+    assert str(e.value).endswith("per row (it has shape [4] for 5 rows)")
+
+
+def test_keys_a_written_multihead_checkpoint_lacks_or_also_holds_past_three(tmp_path):
+    """It said 'has extra ['x0', 'x1', 'x2'] / lacks []' (Python lists, the first three, an empty one too)."""
+    from graphsurgeon._src.errors import CorruptCheckpointError
+    from graphsurgeon._src.storage import multihead_files
+
+    with tf.Graph().as_default(), tf1.Session() as s:
+        vs = [tf1.Variable(np.zeros(2, np.float32), name=f"x{i}") for i in range(4)]
+        s.run(tf1.global_variables_initializer())
+        prefix = tf1.train.Saver(vs).save(s, str(tmp_path / "m"), write_meta_graph=False)
+    with pytest.raises(CorruptCheckpointError) as e:
+        multihead_files.verify_values(prefix, {f"w{i}": np.zeros(2, np.float32) for i in range(2)})
+    assert str(e.value) == f"{prefix}: the written checkpoint lacks w0, w1; also holds x0, x1, x2 …"
+    with pytest.raises(CorruptCheckpointError) as e:
+        multihead_files.verify_values(prefix, {f"x{i}": np.zeros(2, np.float32) for i in range(3)})
+    assert str(e.value) == f"{prefix}: the written checkpoint also holds x3"
+
+
+def test_the_ops_of_an_unregistered_type_past_three():
+    from graphsurgeon._src.errors import UnregisteredOpError
+    from graphsurgeon._src.storage.checkpoint import import_meta_graph
+
+    meta = tf1.MetaGraphDef()
+    for i in range(5):
+        meta.graph_def.node.add(name=f"f{i}", op="FancyActivation")
+    with pytest.raises(UnregisteredOpError, match=r"^g.pb: op type 'FancyActivation' \(used by f0, f1, f2 …\) is "):
+        import_meta_graph(meta, tf.Graph(), "g.pb")
+
+
+def test_one_variable_without_a_gradient_is_it():
+    """'no gradient flows ... to v0:0; they do not feed' said 'they' of one variable."""
+    with tf.Graph().as_default():
+        v = {"v0": tf1.get_variable("v0", [1])}
+        loss = tf.reduce_sum(tf1.get_variable("other", [1]) ** 2)
+        with pytest.raises(ConfigError, match=r"^no gradient flows from the loss to v0:0; it does not feed the logits "
+                                              r"being trained \(is it above the cut\?\)$"):
+            train.build_train_op(loss, v, {"v0": 1.0})

@@ -227,8 +227,9 @@ def build_train_op(loss, variables: dict, mults: dict, *, optimizer: str = "sgd"
                 missing = [v.name for g, v in grads if g is None]
                 if missing:
                     raise ConfigError(
-                        f"no gradient flows from the loss to {series(missing, 4)}; they do not feed the "
-                        "logits being trained (are they above the cut?)"
+                        f"no gradient flows from the loss to {series(missing, 4)}; "
+                        f"{agree(len(missing), 'it does', 'they do')} not feed the logits being trained "
+                        f"({agree(len(missing), 'is it', 'are they')} above the cut?)"
                     )
                 applies.append(opt.apply_gradients(grads))
     return tf.group(*applies, name=name)

@@ -18,7 +18,7 @@ from graphsurgeon._src.errors import (
     NoMetaGraphError,
     UnregisteredOpError,
 )
-from graphsurgeon._src.mixins import counted
+from graphsurgeon._src.mixins import counted, series
 from graphsurgeon._src.storage import bundle
 from graphsurgeon._src.storage.files import read_bytes
 from graphsurgeon._src.storage.paths import Source, checkpoint_files
@@ -292,9 +292,9 @@ def import_meta_graph(meta, graph: tf.Graph, where: str = "graph"):
         if not m:
             raise
         op = m.group(1)
-        users = [n.name for n in meta.graph_def.node if n.op == op][:3]
+        users = [n.name for n in meta.graph_def.node if n.op == op]
         raise UnregisteredOpError(
-            f"{where}: op type '{op}' (used by {', '.join(users)}) is not registered in TensorFlow "
+            f"{where}: op type '{op}' (used by {series(users, 3)}) is not registered in TensorFlow "
             f"{tf.__version__}; import the library that defines it (tf.load_op_library) before restoring, "
             "or cut the graph below it"
         ) from None

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from graphsurgeon._src.errors import DataError
+from graphsurgeon._src.mixins import counted, listed
 from graphsurgeon._src.storage.files import read_npz
 from graphsurgeon._src.storage.imagefolders import list_image_folder
 from graphsurgeon._src.storage.rowhash import MAX_NUM_IMAGES_PER_CLASS, hex_name_splits, hex_strings, row_digests
@@ -131,9 +132,12 @@ def read_npz_examples(path: str) -> tuple:
     if "split" in arrays:
         split = arrays["split"].astype(str)
         codes = split_codes(split)
-        bad = [str(s) for s in np.unique(split[codes == 255])[:3]] if split.ndim == 1 else []
-        if bad or split.ndim != 1 or len(split) != len(y):
-            raise DataError(f"{path}: 'split' must hold one of {SPLITS} per row (found {bad})")
+        if split.ndim != 1 or len(split) != len(y):
+            raise DataError(f"{path}: 'split' must hold one of {SPLITS} per row (it has shape {list(split.shape)} for "
+                            f"{counted(len(y), 'row')})")
+        bad = [repr(str(s)) for s in np.unique(split[codes == 255])]
+        if bad:
+            raise DataError(f"{path}: 'split' must hold one of {SPLITS} per row (found {listed('value', bad, 3, count=True)})")
     classes = None
     if "classes" in arrays:
         names = arrays["classes"]

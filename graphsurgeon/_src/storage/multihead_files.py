@@ -28,6 +28,7 @@ from graphsurgeon._src.errors import (
     CorruptCheckpointError,
     MergeHeadsError,
 )
+from graphsurgeon._src.mixins import series
 from graphsurgeon._src.storage import bundle, model_dir
 from graphsurgeon._src.storage.checkpoint import CheckpointReader
 from graphsurgeon._src.storage.files import read_bytes
@@ -107,7 +108,8 @@ def verify_values(prefix: str, values: dict) -> None:
     extra = sorted(set(reader.entries) - set(values))
     missing = sorted(set(values) - set(reader.entries))
     if extra or missing:
-        raise CorruptCheckpointError(f"{prefix}: written checkpoint has extra {extra[:3]} / lacks {missing[:3]}")
+        said = ([f"lacks {series(missing, 3)}"] if missing else []) + ([f"also holds {series(extra, 3)}"] if extra else [])
+        raise CorruptCheckpointError(f"{prefix}: the written checkpoint {'; '.join(said)}")
     for name, expected in values.items():
         got = reader.read(name)
         if got.dtype != expected.dtype or got.shape != expected.shape or got.tobytes() != expected.tobytes():
