@@ -143,7 +143,7 @@ def test_merge_under_prefixes_then_split_back_bit_identical(seed004, seed004_ada
 
 def test_merge_clash_is_an_error(seed004, tmp_path):
     a, _, _ = seed004
-    with pytest.raises(gs.MigrateError, match="comes from both"):
+    with pytest.raises(gs.MigrateError, match="twice: the same checkpoint is given as the source and as a merge"):
         migrate(a, str(tmp_path / "m"), Rules(merge=[(a, "")]))
     assert nothing_at(str(tmp_path / "m"))
 
@@ -161,8 +161,20 @@ def test_a_checkpoint_merged_into_itself_keeps_both_mappings(seed004, tmp_path, 
     assert code == 0, err
     assert f"# from {a}\n" in out and f"# from {a}:copy/\n" in out
     assert f"-- {2 * n} tensors written to" in out and len(ckpt(str(tmp_path / "m2"))) == 2 * n
-    with pytest.raises(gs.MigrateError, match=f"comes from both {re.escape(a)} and {re.escape(a)}:; give"):
+    # it said "comes from both A and A:;" of one checkpoint given twice
+    said = (f"comes from {a} twice: the same checkpoint is given as the source and as a merge without a prefix; "
+            "give that merge a prefix, or add a rule that renames one of them")
+    with pytest.raises(gs.MigrateError, match=f"^'[^']+' {re.escape(said)}$"):
         migrate(a, str(tmp_path / "m3"), Rules(merge=[(a, "")]))
+    said = f"comes from {a} twice: the same checkpoint is given twice as a merge under p/; give that merge another prefix"
+    with pytest.raises(gs.MigrateError, match=re.escape(said)):
+        migrate(a, str(tmp_path / "m3"), Rules(merge=[(a, "p/"), (a, "p/")]))
+    b = save_vars(str(tmp_path / "b/m"), ckpt(a))
+    with pytest.raises(gs.MigrateError, match=f"comes from both {re.escape(a)} and {re.escape(b)}; give that merge a"):
+        migrate(a, str(tmp_path / "m3"), Rules(merge=[(b, "")]))
+    code, _, err = cli(capfd, "migrate", a, tmp_path / "m3", "--merge", a)
+    assert code == 2 and f"comes from {a} twice: the same checkpoint is given as the source and as a merge without a " \
+        "prefix; give that merge a prefix" in err
 
 
 def test_dry_run_writes_nothing(seed004, tmp_path):

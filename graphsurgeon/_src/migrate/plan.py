@@ -7,6 +7,7 @@ Each phase takes the planned tensors and returns new ones; nothing here writes a
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 
 import tensorflow as tf
@@ -84,13 +85,28 @@ def plan(main: SourceCheckpoint, merges=(), rules: Rules | None = None, *, from_
         mapping = plan_names(sorted(keys), rules, keys=keys) if i == 0 else {n: prefix + n for n in sorted(keys)}
         for old, new in mapping.items():
             if new in taken:
-                raise MigrateError(f"'{new}' comes from both {taken[new]} and {labels[id(src)]}; give that merge a "
-                                   "prefix, or add a rule that renames one of them")
-            taken[new] = labels[id(src)]
+                raise MigrateError(f"'{new}' comes from {_clash(taken[new], (src, i, prefix), labels)}; give that merge "
+                                   f"{'another' if prefix else 'a'} prefix, or add a rule that renames one of them")
+            taken[new] = (src, i, prefix)
             out.append(planned(src, old, new, keys[old]))
     if not out:
         raise MigrateError(f"{main.path}: the rules leave none of its tensors; there is nothing to write")
     return out
+
+
+def _clash(first: tuple, second: tuple, labels: dict) -> str:
+    """Where a name two sources give comes from: ``both a and b``, or, when ``first`` and ``second`` (each
+    ``(source, index, prefix)``, index 0 for the main source) are one checkpoint, ``a twice: the same checkpoint
+    is given as the source and as a merge without a prefix``."""
+    if os.path.abspath(first[0].prefix) != os.path.abspath(second[0].prefix):
+        return f"both {labels[id(first[0])]} and {labels[id(second[0])]}"
+
+    def role(index, prefix):
+        return "the source" if index == 0 else ("a merge without a prefix" if not prefix else f"a merge under {prefix}")
+
+    roles = role(*first[1:]), role(*second[1:])
+    given = f"twice as {roles[0]}" if roles[0] == roles[1] else f"as {roles[0]} and as {roles[1]}"
+    return f"{second[0].path} twice: the same checkpoint is given {given}"
 
 
 def tf2_variable_keys(src: SourceCheckpoint) -> dict:
