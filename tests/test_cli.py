@@ -57,7 +57,7 @@ def test_inspect_text_counts_one_in_the_singular_and_names_the_prefix(tmp_path, 
     assert [l.split() for l in lines if l.startswith("  lone")] == [["lone", "1", "op"]]
     assert main(["inspect", str(tmp_path / "one.pb")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:3] == [f"{tmp_path / 'one.pb'}: frozen", "graph: 1 op", f"  {'(root)':<30} 1 op"]
+    assert lines[:3] == [f"{tmp_path / 'one.pb'}: frozen", "graph: 1 op", "  (root)  1 op"]
 
 
 def test_inspect_depth_below_one_is_refused(seed004, capfd):
