@@ -331,6 +331,9 @@ def test_data_line_says_what_was_written(seed004_adam, tmp_path, capfd):
     assert code == 0 and json.loads(out)["data"] == "written"
     code, out, err = cli(capfd, "migrate", v1, tmp_path / "from_v1_text", "--link")  # nothing to link
     assert code == 0 and out.splitlines()[-1] == "-- data: a new data file holding only these tensors"
+    floats = save_vars(str(tmp_path / "v2" / "model.ckpt"), {"w": np.ones((2, 3), np.float32), "b": np.zeros(3)})
+    code, out, err = cli(capfd, "migrate", floats, tmp_path / "all_cast", "--link", "--cast", "**=float16", "--json")
+    assert code == 0 and json.loads(out)["data"] == "written"  # every tensor cast: nothing copied, nothing to link
     code, out, err = cli(capfd, "migrate", prefix, tmp_path / "linked_cast", "--link", "--cast", "hidden1=float16")
     assert code == 0 and out.splitlines()[-1] == (
         "-- data: hard links to the source's data files, a new data file holding the 6 tensors cast, a new index")
