@@ -10,6 +10,9 @@ Interleaved repeats, medians, ratios of medians:
   the cast's writer writes them (its stage size, stages and I/O threads: 8 MiB direct-I/O writes,
   two in flight) and fsync'd, ÷ warm ``cp``; and
   the warm cast ÷ that write                                                     no goal
+* CPU steal while each step is timed (the share of the machine's CPU ticks, from ``/proc/stat``, that the
+  hypervisor gave to others: a VM's host taking CPU slows the cast, which needs it, far more than ``cp``),
+  medians                                                                          no goal
 * the same cast of a checkpoint of many small tensors (TF-Slim inception_v3: 388 tensors, 104 MB, 365 of
   them under 1 MiB) ÷ warm ``cp`` of its data file, and without verification (``verify="none"``):
   what each tensor costs beside its bytes                                         no goal
@@ -92,6 +95,24 @@ def timed(fn, *args):
     return time.perf_counter() - t
 
 
+def cpu_ticks():
+    """``(steal, all)``: the machine's CPU ticks the hypervisor gave to others while this VM wanted them, and all
+    ticks, from the first line of /proc/stat (Linux); None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (ticks[7] if len(ticks) > 7 else 0), sum(ticks[:8])
+
+
+def steal_pct(before, after):
+    """Percent of the CPU ticks between two :func:`cpu_ticks` that were stolen (None without /proc/stat)."""
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return 100 * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def fsynced_copy(a, b):
     shutil.copyfile(a, b)
     fd = os.open(b, os.O_RDONLY)
@@ -139,6 +160,7 @@ def measure(prefix, data, d, repeats):
         "write alone": lambda k: durable_write(os.path.join(d, f"written{k}"), os.path.getsize(data) // 2),
     }
     times = {f"{name} {temp}": [] for name in steps for temp in ("cold", "warm")}
+    steal = {k: [] for k in times}
     for k in range(repeats):
         for temp in ("cold", "warm"):
             for name, step in steps.items():
@@ -146,10 +168,14 @@ def measure(prefix, data, d, repeats):
                     continue
                 os.sync()
                 cache(data, warm=temp == "warm")
+                before = cpu_ticks()
                 times[f"{name} {temp}"].append(timed(step, k))
+                steal[f"{name} {temp}"].append(steal_pct(before, cpu_ticks()))
                 for p in ("copy", "half", "renamed", "written"):
                     remove(os.path.join(d, f"{p}{k}"))
-    return {k: statistics.median(v) for k, v in times.items() if v}
+    medians = {k: statistics.median(v) for k, v in times.items() if v}
+    stolen = {k: statistics.median(v) for k, v in steal.items() if v and None not in v}
+    return medians, stolen
 
 
 def measure_many(prefix, data, d, repeats):
@@ -183,7 +209,7 @@ def main():
         prefix = args.checkpoint or slim_vgg_16(d)
         data = glob.glob(prefix + ".data-*")[0]
         size_mb = os.path.getsize(data) / 2**20
-        m = measure(prefix, data, d, args.repeats)
+        m, stolen = measure(prefix, data, d, args.repeats)
         print(f"vgg_16 checkpoint: data file {size_mb:.0f} MB; medians of {args.repeats} interleaved runs")
         for k, v in m.items():
             print(f"  {k:<16} {v:.3f} s")
@@ -194,6 +220,9 @@ def main():
         print(f"  the disk's share: {size_mb / 2:.0f} MB written alone with direct I/O and fsync'd ÷ warm cp: "
               f"{m['write alone warm'] / m['cp warm']:.2f}x; warm cast ÷ that write: "
               f"{m['cast warm'] / m['write alone warm']:.2f}x (no goal)")
+        if stolen:
+            print("  CPU steal (the host's share of this machine's CPU ticks) while timed, medians: " + ", ".join(
+                f"{k} {stolen[k]:.0f}%" for k in ("cp warm", "write alone warm", "cast warm")) + " (no goal)")
         rss = {mode: child(mode, prefix, os.path.join(d, f"rss_{mode}", "ckpt"))[1] for mode in ("tf-alone", "cast")}
         t_guide, rss["guide"] = child("guide", prefix, os.path.join(d, "rss_guide", "ckpt"))
         largest = max(_sizes(prefix))
@@ -214,6 +243,7 @@ def main():
                           "cast_over_cp_cold": cold, "cast_over_cp_warm": warm,
                           "rename_over_cp_warm": m["rename warm"] / m["cp warm"],
                           "write_alone_over_cp_warm": m["write alone warm"] / m["cp warm"],
+                          "steal_pct": {k.replace(" ", "_"): v for k, v in stolen.items()} or None,
                           "rss_mb": rss, "largest_tensor_mb": largest / 2**20,
                           "many": {"tensors": len(entries), **{k.replace(" ", "_") + "_s": v for k, v in mm.items()}}}))
 
