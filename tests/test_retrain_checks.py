@@ -169,6 +169,16 @@ def test_build_calls_before_values_after_the_plan_and_before_reading_values_with
     assert order == ["before_values", "values"] and built.plan is not None
 
 
+def test_build_without_a_cut_draws_the_reinit_variables_again_and_restores_the_others(tmp_path):
+    """With no cut, build read every variable from the checkpoint and ignored reinit."""
+    prefix = _net(str(tmp_path), "none")
+    saved = tf.train.load_checkpoint(prefix)
+    built = gs.build(gs.RetrainConfig(model=prefix, reinit=["w2"]))
+    got = {n: built.model.session.run(built.model.variables[n]) for n in ("w1", "w2", "w3")}
+    assert np.array_equal(got["w1"], saved.get_tensor("w1")) and np.array_equal(got["w3"], saved.get_tensor("w3"))
+    assert got["w2"].shape == (8, 8) and not np.array_equal(got["w2"], saved.get_tensor("w2"))
+
+
 def _old_dropout(keep_prob, dtype=tf.float32):
     """Dropout as older TensorFlow 1.x's tf.nn.dropout wrote it (the real lenet_noyin holds it), ``keep_prob``
     a constant: ``h / keep_prob * floor(keep_prob + u)``, ``u`` from RandomUniform in ``dtype``."""
